@@ -1,0 +1,40 @@
+# stocksync: `make demo` shows it working, `make test` runs the whole suite.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/stocksync
+MARIADB := scripts/mariadb.sh
+
+.PHONY: build test test-unit demo bench bench-inventory soak mariadb-start mariadb-stop lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/stocksync
+
+# The README's test command and what CI runs: starts the private MariaDB (installing
+# mariadb-server from Debian's packages when missing), then runs every test.
+test: mariadb-start
+	eval "$$($(MARIADB) env)" && $(GO) vet ./... && $(GO) test -count=1 -timeout 14m -p 2 ./...
+
+test-unit:
+	$(GO) test -short -count=1 ./...
+
+demo: build mariadb-start
+	scripts/demo.sh
+
+# Catch-up throughput: 1,000,000 row changes from the binlog to broker-acknowledged.
+bench: build mariadb-start
+	eval "$$($(MARIADB) env)" && $(BIN) bench catchup
+
+# Hot-SKU deductions on durable settings (restarts the private MariaDB durable).
+bench-inventory: mariadb-stop
+	STOCKSYNC_DURABLE=1 $(MARIADB) start
+	eval "$$($(MARIADB) env)" && $(GO) test -run '^$$' -bench BenchmarkHotSKU -benchtime 5s -count 3 ./inventory/
+	$(MARIADB) stop
+
+mariadb-start:
+	$(MARIADB) start
+
+mariadb-stop:
+	$(MARIADB) stop
+
+clean:
+	rm -rf bin

@@ -1,0 +1,389 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole daemon configuration. Keys are the `mapstructure` tags.
+type Config struct {
+	Source     Source     `mapstructure:"source"`
+	Kafka      Kafka      `mapstructure:"kafka"`
+	Checkpoint Checkpoint `mapstructure:"checkpoint"`
+	// Rules is the rules file, relative to the config file.
+	Rules     string    `mapstructure:"rules"`
+	HTTP      HTTP      `mapstructure:"http"`
+	Log       Log       `mapstructure:"log"`
+	Inventory Inventory `mapstructure:"inventory"`
+	// Snapshot says when the matched tables are read whole before streaming:
+	// never, initial (first start only) or when_needed (also when the checkpoint's binlog was purged).
+	Snapshot string `mapstructure:"snapshot"`
+	// HA makes the daemon a standby until it holds the leader lock on the source.
+	HA bool `mapstructure:"ha"`
+
+	// File is the path the configuration was read from ("" for defaults only).
+	File string `mapstructure:"-"`
+}
+
+// Source is the MySQL or MariaDB server whose binlog is read.
+type Source struct {
+	Addr     string `mapstructure:"addr"`
+	User     string `mapstructure:"user"`
+	Password string `mapstructure:"password"`
+	// ServerID is our replica id on the binlog connection; unique among the server's replicas.
+	ServerID uint32 `mapstructure:"server_id"`
+	// Flavor is mysql or mariadb; empty detects it from the server.
+	Flavor string `mapstructure:"flavor"`
+}
+
+// Kafka is where messages go.
+type Kafka struct {
+	// Brokers empty starts the embedded development broker, which keeps nothing.
+	Brokers []string `mapstructure:"brokers"`
+	// DevBrokerAddr is where the embedded development broker listens.
+	DevBrokerAddr string `mapstructure:"dev_broker_addr"`
+	ClientID      string `mapstructure:"client_id"`
+	// ExactlyOnce sends each MySQL transaction in one Kafka transaction with its checkpoint.
+	ExactlyOnce bool `mapstructure:"exactly_once"`
+	// TransactionalID identifies this daemon's transactional producer (exactly_once only).
+	TransactionalID string `mapstructure:"transactional_id"`
+	// CheckpointTopic holds checkpoints in exactly-once mode.
+	CheckpointTopic string `mapstructure:"checkpoint_topic"`
+	// MaxInFlight bounds the messages emitted but not yet acknowledged (memory bound).
+	MaxInFlight int `mapstructure:"max_in_flight"`
+}
+
+// Checkpoint is where the last acknowledged transaction boundary is kept.
+type Checkpoint struct {
+	// Table is schema.table on the source server; created if missing.
+	Table string `mapstructure:"table"`
+	// Interval is how often the acknowledged position is saved.
+	Interval time.Duration `mapstructure:"interval"`
+	// Name tells several pipelines on one checkpoint table apart.
+	Name string `mapstructure:"name"`
+}
+
+// HTTP serves /metrics, /healthz, /readyz and the inventory API.
+type HTTP struct {
+	Addr string `mapstructure:"addr"`
+	// Token, when set, is required as a bearer token on /v1.
+	Token string `mapstructure:"token"`
+}
+
+// Log sets the zap logger.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Inventory is the stock schema the daemon owns.
+type Inventory struct {
+	// Database is the schema on the source server that holds the stock tables.
+	Database string `mapstructure:"database"`
+	// HoldTTL is how long an unpaid deduction is held when a request names none.
+	HoldTTL time.Duration `mapstructure:"hold_ttl"`
+	// SweepInterval is how often expired holds are released.
+	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+}
+
+// Default returns the configuration used for every key the file does not set.
+func Default() Config {
+	return Config{
+		Source: Source{Addr: "127.0.0.1:3306", User: "stocksync", ServerID: 4201},
+		Kafka: Kafka{
+			DevBrokerAddr:   "127.0.0.1:9092",
+			ClientID:        "stocksync",
+			TransactionalID: "stocksync",
+			CheckpointTopic: "stocksync.checkpoints",
+			MaxInFlight:     100000,
+		},
+		Checkpoint: Checkpoint{Table: "stocksync.checkpoint", Interval: time.Second, Name: "default"},
+		Rules:      "rules.yaml",
+		HTTP:       HTTP{Addr: "127.0.0.1:8080"},
+		Log:        Log{Level: "info", Format: "json"},
+		Inventory:  Inventory{Database: "inventory", HoldTTL: 15 * time.Minute, SweepInterval: 5 * time.Second},
+		Snapshot:   "never",
+	}
+}
+
+// Problem is one thing wrong with a configuration file.
+type Problem struct {
+	File string
+	Line int // 0 when the key is not in the file (a default or an environment variable)
+	Col  int
+	Key  string // dotted path, e.g. source.server_id
+	Msg  string
+}
+
+func (p Problem) String() string {
+	where := p.File
+	if where == "" {
+		where = "config"
+	}
+	if p.Line > 0 {
+		where = fmt.Sprintf("%s:%d:%d", where, p.Line, p.Col)
+	}
+	return fmt.Sprintf("%s: %s: %s", where, p.Key, p.Msg)
+}
+
+// Problems is every problem found in one file; it is the error Load returns.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads path (may be "" for defaults and environment only), applies STOCKSYNC_*
+// environment variables, validates, and resolves Rules relative to the file.
+// Any problem returns a Problems error listing all of them.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	v := viper.New()
+	v.SetEnvPrefix("STOCKSYNC")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	setDefaults(v, "", reflect.ValueOf(cfg))
+
+	var positions map[string]yaml.Node
+	var problems Problems
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("reading config: %w", err)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return Config{}, Problems{{File: path, Key: "(file)", Msg: "not valid YAML: " + err.Error()}}
+		}
+		positions = map[string]yaml.Node{}
+		problems = append(problems, checkKeys(path, &doc, reflect.TypeOf(cfg), "", positions)...)
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
+			return Config{}, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
+		}
+	}
+	decodeErr := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.WeaklyTypedInput = true
+		dc.Metadata = nil
+	})
+	if decodeErr != nil {
+		problems = append(problems, decodeProblems(path, decodeErr, positions)...)
+	}
+	cfg.File = path
+	badType := map[string]bool{}
+	for _, p := range problems {
+		badType[p.Key] = true
+	}
+	for _, p := range cfg.Validate() {
+		if !badType[p.Key] {
+			p.File = path
+			if n, ok := positions[p.Key]; ok {
+				p.Line, p.Col = n.Line, n.Column
+			}
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
+		return Config{}, problems
+	}
+	if path != "" && cfg.Rules != "" && !filepath.IsAbs(cfg.Rules) {
+		cfg.Rules = filepath.Join(filepath.Dir(path), cfg.Rules)
+	}
+	return cfg, nil
+}
+
+// Validate checks values that decode but make no sense. Each problem names its key.
+func (c Config) Validate() Problems {
+	var ps Problems
+	bad := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.Source.Addr == "" {
+		bad("source.addr", "must be host:port")
+	} else if !strings.Contains(c.Source.Addr, ":") && !strings.HasPrefix(c.Source.Addr, "/") {
+		bad("source.addr", "%q has no port; write host:port", c.Source.Addr)
+	}
+	if c.Source.User == "" {
+		bad("source.user", "must not be empty")
+	}
+	if c.Source.ServerID == 0 {
+		bad("source.server_id", "must be a non-zero replica id unique among the server's replicas")
+	}
+	switch c.Source.Flavor {
+	case "", "mysql", "mariadb":
+	default:
+		bad("source.flavor", "%q is not one of mysql, mariadb or empty (detect)", c.Source.Flavor)
+	}
+	for i, b := range c.Kafka.Brokers {
+		if !strings.Contains(b, ":") {
+			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q has no port; write host:port", b)
+		}
+	}
+	if c.Kafka.MaxInFlight <= 0 {
+		bad("kafka.max_in_flight", "must be positive")
+	}
+	if c.Kafka.ExactlyOnce {
+		if c.Kafka.TransactionalID == "" {
+			bad("kafka.transactional_id", "exactly_once needs a transactional id")
+		}
+		if c.Kafka.CheckpointTopic == "" {
+			bad("kafka.checkpoint_topic", "exactly_once needs a checkpoint topic")
+		}
+	}
+	if parts := strings.Split(c.Checkpoint.Table, "."); len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		bad("checkpoint.table", "%q must be schema.table", c.Checkpoint.Table)
+	}
+	if c.Checkpoint.Interval <= 0 {
+		bad("checkpoint.interval", "must be a positive duration such as 1s")
+	}
+	if c.Checkpoint.Name == "" {
+		bad("checkpoint.name", "must not be empty")
+	}
+	if c.Rules == "" {
+		bad("rules", "must name the rules file")
+	}
+	if c.HTTP.Addr != "" && !strings.Contains(c.HTTP.Addr, ":") {
+		bad("http.addr", "%q has no port; write host:port", c.HTTP.Addr)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "%q is not one of json, console", c.Log.Format)
+	}
+	if c.Inventory.Database == "" {
+		bad("inventory.database", "must not be empty")
+	}
+	if c.Inventory.HoldTTL <= 0 {
+		bad("inventory.hold_ttl", "must be a positive duration such as 15m")
+	}
+	if c.Inventory.SweepInterval <= 0 {
+		bad("inventory.sweep_interval", "must be a positive duration such as 5s")
+	}
+	switch c.Snapshot {
+	case "never", "initial", "when_needed":
+	default:
+		bad("snapshot", "%q is not one of never, initial, when_needed", c.Snapshot)
+	}
+	return ps
+}
+
+// setDefaults registers every leaf key with viper so that environment variables reach it.
+func setDefaults(v *viper.Viper, prefix string, val reflect.Value) {
+	t := val.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("mapstructure")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			setDefaults(v, key+".", val.Field(i))
+			continue
+		}
+		v.SetDefault(key, val.Field(i).Interface())
+	}
+}
+
+// checkKeys walks the YAML document against the Config type, reporting unknown keys
+// and recording each known key's node for line numbers.
+func checkKeys(file string, doc *yaml.Node, t reflect.Type, prefix string, positions map[string]yaml.Node) Problems {
+	node := doc
+	if node.Kind == yaml.DocumentNode {
+		if len(node.Content) == 0 {
+			return nil
+		}
+		node = node.Content[0]
+	}
+	if node.Kind != yaml.MappingNode {
+		if prefix == "" && node.Tag == "!!null" {
+			return nil
+		}
+		key := strings.TrimSuffix(prefix, ".")
+		if key == "" {
+			key = "(file)"
+		}
+		return Problems{{File: file, Line: node.Line, Col: node.Column, Key: key, Msg: "must be a mapping"}}
+	}
+	fields := map[string]reflect.StructField{}
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("mapstructure"); tag != "" && tag != "-" {
+			fields[tag] = t.Field(i)
+		}
+	}
+	var ps Problems
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k, val := node.Content[i], node.Content[i+1]
+		key := prefix + k.Value
+		f, ok := fields[k.Value]
+		if !ok {
+			ps = append(ps, Problem{File: file, Line: k.Line, Col: k.Column, Key: key, Msg: "unknown key" + suggest(k.Value, fields)})
+			continue
+		}
+		positions[key] = *val
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			ps = append(ps, checkKeys(file, val, f.Type, key+".", positions)...)
+		}
+		if f.Type.Kind() == reflect.Slice {
+			for j, item := range val.Content {
+				positions[fmt.Sprintf("%s[%d]", key, j)] = *item
+			}
+		}
+	}
+	return ps
+}
+
+func suggest(name string, fields map[string]reflect.StructField) string {
+	known := make([]string, 0, len(fields))
+	for k := range fields {
+		known = append(known, k)
+	}
+	sort.Strings(known)
+	return " (known: " + strings.Join(known, ", ") + ")"
+}
+
+// decodeProblems turns mapstructure's error, one line per field of the form
+// "'source.server_id' cannot parse value as 'uint32': …", into one Problem per key.
+func decodeProblems(file string, err error, positions map[string]yaml.Node) Problems {
+	var ps Problems
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+		if !strings.HasPrefix(line, "'") {
+			continue
+		}
+		end := strings.Index(line[1:], "'")
+		if end < 0 {
+			continue
+		}
+		key := line[1 : 1+end]
+		msg := strings.TrimSpace(line[2+end:])
+		p := Problem{File: file, Key: key, Msg: "wrong type: " + msg}
+		if n, ok := positions[key]; ok {
+			p.Line, p.Col = n.Line, n.Column
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) == 0 {
+		ps = append(ps, Problem{File: file, Key: "(file)", Msg: err.Error()})
+	}
+	return ps
+}

@@ -1,0 +1,87 @@
+package testutil
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Broker starts an in-process Kafka-protocol broker (kfake) with topic auto-creation
+// and returns its address; it stops when the test ends.
+func Broker(t testing.TB, opts ...kfake.Opt) string {
+	t.Helper()
+	opts = append([]kfake.Opt{kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3)}, opts...)
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatalf("starting kfake broker: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+// Record is one message read back from a topic by the independent consumer.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       string
+	Value     string
+	Headers   map[string]string
+}
+
+// ConsumeOptions tune Consume.
+type ConsumeOptions struct {
+	// ReadCommitted reads only committed Kafka transactions.
+	ReadCommitted bool
+}
+
+// Consume reads topics from the start with franz-go (independent of the code under test)
+// until want records have arrived or timeout passes; it fails the test on a timeout and
+// returns what it read. want <= 0 reads until the topics are idle for a second.
+func Consume(t testing.TB, brokers string, topics []string, want int, timeout time.Duration, opt ...ConsumeOptions) []Record {
+	t.Helper()
+	kopts := []kgo.Opt{kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200 * time.Millisecond)}
+	if len(opt) > 0 && opt[0].ReadCommitted {
+		kopts = append(kopts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		t.Fatalf("creating consumer: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []Record
+	idle := time.Now()
+	for want <= 0 || len(out) < want {
+		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			h := map[string]string{}
+			for _, hd := range r.Headers {
+				h[hd.Key] = string(hd.Value)
+			}
+			out = append(out, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Value: string(r.Value), Headers: h})
+		})
+		if n > 0 {
+			idle = time.Now()
+		}
+		if ctx.Err() != nil {
+			if want > 0 {
+				t.Fatalf("consuming %v: got %d of %d records within %s", topics, len(out), want, timeout)
+			}
+			return out
+		}
+		if want <= 0 && time.Since(idle) > time.Second {
+			return out
+		}
+	}
+	return out
+}

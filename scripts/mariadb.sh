@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# A private MariaDB for stocksync's demo and tests: its own data dir, port, socket and pid
+# under .run/mariadb, a row-based binlog with full row metadata, never the system instance.
+#
+#   scripts/mariadb.sh start    install mariadb-server if missing, initialise, start, create users
+#   scripts/mariadb.sh stop     stop the instance started here, by its own pid
+#   scripts/mariadb.sh status   exit 0 when it answers
+#   scripts/mariadb.sh env      print the variables tests read (eval "$(scripts/mariadb.sh env)")
+#
+# Settings: STOCKSYNC_MARIADB_PORT (default 33061), STOCKSYNC_RUN_DIR (default .run),
+# STOCKSYNC_DURABLE=1 for innodb_flush_log_at_trx_commit=1 and sync_binlog=1 (benchmarks).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+run=${STOCKSYNC_RUN_DIR:-$root/.run}
+dir=$run/mariadb
+port=${STOCKSYNC_MARIADB_PORT:-33061}
+sock=$dir/mysqld.sock
+pidfile=$dir/mysqld.pid
+user=stocksync
+pass=stocksync
+
+log() { printf 'mariadb.sh: %s\n' "$*" >&2; }
+
+install_server() {
+  command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1 && return
+  if [ "$(id -u)" != 0 ]; then
+    log "mariadb-server is not installed and this is not root: run 'apt-get install mariadb-server' as root"
+    exit 1
+  fi
+  log "installing mariadb-server from the distribution's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the package from starting the system instance.
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy; chmod +x $policy; created=1; fi
+  apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+  [ $created = 1 ] && rm -f $policy
+  return 0
+}
+
+answers() { mariadb-admin --no-defaults --socket="$sock" -uroot ping >/dev/null 2>&1; }
+
+start() {
+  install_server
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && answers; then
+    log "already running (pid $(cat "$pidfile"), port $port)"
+    return
+  fi
+  mkdir -p "$dir"
+  if [ ! -d "$dir/data/mysql" ]; then
+    log "initialising $dir/data"
+    mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+      --skip-test-db --user="$(id -un)" >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; exit 1; }
+  fi
+  local flush=2 sync=0
+  if [ "${STOCKSYNC_DURABLE:-0}" = 1 ]; then flush=1; sync=1; fi
+  log "starting on 127.0.0.1:$port (durable=${STOCKSYNC_DURABLE:-0})"
+  mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$sock" --pid-file="$pidfile" \
+    --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
+    --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
+    --binlog-row-metadata=FULL --gtid-strict-mode=ON --expire-logs-days=2 \
+    --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
+    --innodb-flush-log-at-trx-commit=$flush --sync-binlog=$sync \
+    --max-connections=500 --max-allowed-packet=256M \
+    --log-error="$dir/error.log" >/dev/null 2>&1 &
+  for _ in $(seq 1 300); do
+    answers && break
+    if [ -f "$dir/error.log" ] && grep -q '\[ERROR\]' "$dir/error.log" && ! pgrep -F "$pidfile" >/dev/null 2>&1; then
+      tail -20 "$dir/error.log" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  answers || { log "did not answer within 30 s"; tail -20 "$dir/error.log" >&2; exit 1; }
+  mariadb --no-defaults --socket="$sock" -uroot <<SQL
+CREATE USER IF NOT EXISTS '$user'@'%' IDENTIFIED BY '$pass';
+GRANT ALL PRIVILEGES ON *.* TO '$user'@'%' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+  log "ready: $user:$pass@127.0.0.1:$port (pid $(cat "$pidfile"))"
+}
+
+stop() {
+  [ -f "$pidfile" ] || { log "not running"; return; }
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && { log "pid $pid still running after 30 s, killing"; kill -9 "$pid"; }
+  fi
+  rm -f "$pidfile"
+  log "stopped"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) answers ;;
+  env)
+    echo "export STOCKSYNC_TEST_MYSQL_ADDR=127.0.0.1:$port"
+    echo "export STOCKSYNC_TEST_MYSQL_USER=$user"
+    echo "export STOCKSYNC_TEST_MYSQL_PASSWORD=$pass"
+    echo "export STOCKSYNC_TEST_MYSQL_SOCKET=$sock"
+    ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+esac
