@@ -1,0 +1,14 @@
+package canal
+
+import "context"
+
+// Handler receives a stream's committed transactions, one call at a time, in binlog order.
+// A change and its values stay valid after the call returns. An error stops the stream.
+type Handler interface {
+	// Row is called for each row change of the current transaction.
+	Row(ctx context.Context, c *RowChange) error
+	// Commit ends the current transaction; pos is the position just after it, the
+	// only kind of position a checkpoint may hold. Transactions without row changes
+	// (DDL, other tables) are committed too, so the position keeps moving.
+	Commit(ctx context.Context, pos Position) error
+}
