@@ -1,0 +1,225 @@
+package canal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Config is how to reach the server whose binlog is read.
+type Config struct {
+	Addr     string
+	User     string
+	Password string
+	// ServerID is our replica id; unique among the server's replicas.
+	ServerID uint32
+	// Flavor is "mysql" or "mariadb"; empty detects it.
+	Flavor string
+}
+
+// ErrUnreachable marks a source that could not be connected to; it is worth retrying.
+var ErrUnreachable = errors.New("source unreachable")
+
+// Server is a SQL connection to the source, for the checks, positions and table shapes
+// the binlog does not carry.
+type Server struct {
+	DB     *sql.DB
+	Flavor string // mysql or mariadb
+	// RowMetadataFull is true when the binlog carries column names (binlog_row_metadata=FULL).
+	RowMetadataFull bool
+	Version         string
+}
+
+// DSN is the go-sql-driver DSN for src and database db ("" for none).
+func (src Config) DSN(db string) string {
+	c := mysql.NewConfig()
+	c.User, c.Passwd, c.Net, c.Addr, c.DBName = src.User, src.Password, "tcp", src.Addr, db
+	if strings.HasPrefix(src.Addr, "/") {
+		c.Net = "unix"
+	}
+	c.Timeout = 5 * time.Second
+	c.ParseTime = true
+	c.InterpolateParams = true
+	return c.FormatDSN()
+}
+
+// Connect opens the source and checks that its binlog can be streamed as rows:
+// log_bin on, binlog_format ROW and binlog_row_image FULL. Each wrong setting is named
+// with the value to set. An unreachable server wraps ErrUnreachable.
+func Connect(ctx context.Context, src Config) (*Server, error) {
+	db, err := sql.Open("mysql", src.DSN(""))
+	if err != nil {
+		return nil, fmt.Errorf("opening source %s: %w", src.Addr, err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to source %s as %s (source.addr, source.user, source.password): %w: %w", src.Addr, src.User, ErrUnreachable, err)
+	}
+	s := &Server{DB: db}
+	if err := s.check(ctx, src.Flavor); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the SQL connection.
+func (s *Server) Close() error { return s.DB.Close() }
+
+func (s *Server) check(ctx context.Context, flavor string) error {
+	var logBin int
+	var format, image, version string
+	err := s.DB.QueryRowContext(ctx, "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, VERSION()").Scan(&logBin, &format, &image, &version)
+	if err != nil {
+		return fmt.Errorf("reading the source's binlog settings: %w", err)
+	}
+	s.Version = version
+	s.Flavor = flavor
+	if s.Flavor == "" {
+		s.Flavor = "mysql"
+		if strings.Contains(strings.ToLower(version), "mariadb") {
+			s.Flavor = "mariadb"
+		}
+	}
+	var problems []string
+	if logBin != 1 {
+		problems = append(problems, "the binary log is off: start the server with log_bin (e.g. log-bin=binlog)")
+	}
+	if !strings.EqualFold(format, "ROW") {
+		problems = append(problems, fmt.Sprintf("binlog_format is %s: set binlog_format=ROW", format))
+	}
+	if !strings.EqualFold(image, "FULL") {
+		problems = append(problems, fmt.Sprintf("binlog_row_image is %s: set binlog_row_image=FULL", image))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("source %s cannot be streamed: %s", version, strings.Join(problems, "; "))
+	}
+	var meta string
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@binlog_row_metadata").Scan(&meta); err == nil {
+		s.RowMetadataFull = strings.EqualFold(meta, "FULL")
+	}
+	return nil
+}
+
+// CurrentPosition is where the server's binlog ends now: file and position, and the
+// executed GTID set when the server has GTIDs.
+func (s *Server) CurrentPosition(ctx context.Context) (Position, error) {
+	var p Position
+	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOG STATUS")
+	if err != nil {
+		rows, err = s.DB.QueryContext(ctx, "SHOW MASTER STATUS")
+	}
+	if err != nil {
+		return p, fmt.Errorf("reading the binlog position: %w", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		return p, fmt.Errorf("reading the binlog position: the server reports none; is log_bin on?")
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return p, fmt.Errorf("reading the binlog position: %w", err)
+	}
+	for i, c := range cols {
+		switch strings.ToLower(c) {
+		case "file":
+			p.File = vals[i].String
+		case "position":
+			var n uint64
+			fmt.Sscan(vals[i].String, &n)
+			p.Pos = uint32(n)
+		case "executed_gtid_set":
+			p.GTIDSet = strings.ReplaceAll(vals[i].String, "\n", "")
+		}
+	}
+	rows.Close()
+	if s.Flavor == "mariadb" {
+		if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&p.GTIDSet); err != nil {
+			return p, fmt.Errorf("reading gtid_binlog_pos: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// BinlogFiles lists the binlog files the server still has, oldest first.
+func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
+	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, fmt.Errorf("listing binlog files: %w", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var files []string
+	for rows.Next() {
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("listing binlog files: %w", err)
+		}
+		files = append(files, string(vals[0]))
+	}
+	return files, rows.Err()
+}
+
+// tableColumns reads a table's current columns from information_schema, for servers
+// whose binlog does not carry column names, and the names of JSON columns (MariaDB
+// stores JSON as LONGTEXT with a json_valid check, which the binlog cannot show).
+func (s *Server) tableColumns(ctx context.Context, schema, table string) (names []string, unsigned map[string]bool, jsonCols map[string]bool, pk []string, err error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, schema, table)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
+	}
+	defer rows.Close()
+	unsigned, jsonCols = map[string]bool{}, map[string]bool{}
+	for rows.Next() {
+		var name, colType, dataType, key string
+		if err := rows.Scan(&name, &colType, &dataType, &key); err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
+		}
+		names = append(names, name)
+		unsigned[name] = strings.Contains(colType, "unsigned")
+		if dataType == "json" {
+			jsonCols[name] = true
+		}
+		if key == "PRI" {
+			pk = append(pk, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
+	}
+	rows.Close()
+	if s.Flavor == "mariadb" {
+		crow, err := s.DB.QueryContext(ctx, `SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+			WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?`, schema, table)
+		if err == nil {
+			defer crow.Close()
+			for crow.Next() {
+				var clause string
+				if crow.Scan(&clause) == nil {
+					for _, n := range names {
+						if strings.EqualFold(clause, "json_valid(`"+n+"`)") {
+							jsonCols[n] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	return names, unsigned, jsonCols, pk, nil
+}

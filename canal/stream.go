@@ -1,0 +1,512 @@
+package canal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"go.uber.org/zap"
+)
+
+// TableFilter says which tables' row changes a stream hands on; the rest are skipped
+// without being converted.
+type TableFilter interface {
+	Matches(schema, table string) bool
+}
+
+// Stream reads one server's binlog as a replica and hands whole transactions to a
+// Handler. One Stream serves one Run at a time.
+type Stream struct {
+	cfg    Config
+	server *Server
+	filter atomic.Pointer[filterBox]
+	log    *zap.Logger
+
+	open      atomic.Bool
+	lastTs    atomic.Int64 // seconds, timestamp of the last event from the server
+	lastEvent atomic.Int64 // unix nanos when the last event arrived here
+}
+
+type filterBox struct{ TableFilter }
+
+// NewStream prepares a stream; server answers the questions the binlog cannot.
+func NewStream(cfg Config, server *Server, filter TableFilter, log *zap.Logger) *Stream {
+	s := &Stream{cfg: cfg, server: server, log: log}
+	s.SetFilter(filter)
+	return s
+}
+
+// SetFilter replaces the table filter; it applies from the next table map event on.
+func (s *Stream) SetFilter(f TableFilter) { s.filter.Store(&filterBox{f}) }
+
+// Open reports whether the binlog connection is established and streaming.
+func (s *Stream) Open() bool { return s.open.Load() }
+
+// Lag is how far the last event read is behind the server's clock, or 0 before any.
+// While idle (no events for a while) the stream is caught up and the lag is 0.
+func (s *Stream) Lag() time.Duration {
+	ts := s.lastTs.Load()
+	if ts == 0 || time.Since(time.Unix(0, s.lastEvent.Load())) > 5*time.Second {
+		return 0
+	}
+	lag := time.Since(time.Unix(ts, 0))
+	if lag < 0 {
+		return 0
+	}
+	return lag
+}
+
+// tableState is what a stream knows of one table id: its shape and how to convert values.
+type tableState struct {
+	table    *Table
+	matched  bool
+	filter   *filterBox
+	enums    map[int][]string
+	sets     map[int][]string
+	colCount int
+}
+
+// txnState is the transaction being read.
+type txnState struct {
+	open bool
+	src  Source
+}
+
+// Run streams from start until ctx is done (it then returns nil) or an error occurs.
+// Each transaction's row changes go to h.Row and its end to h.Commit, in binlog order.
+func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
+	host, portStr, err := net.SplitHostPort(s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("parsing source.addr %q: %w", s.cfg.Addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return fmt.Errorf("parsing source.addr port %q: %w", portStr, err)
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID:                s.cfg.ServerID,
+		Flavor:                  s.server.Flavor,
+		Host:                    host,
+		Port:                    uint16(port),
+		User:                    s.cfg.User,
+		Password:                s.cfg.Password,
+		TimestampStringLocation: time.UTC,
+		HeartbeatPeriod:         time.Second,
+		ReadTimeout:             10 * time.Second,
+		MaxReconnectAttempts:    1,
+		EventCacheCount:         10240,
+		Logger:                  quietSlog(),
+	})
+	defer syncer.Close()
+	defer s.open.Store(false)
+
+	var streamer *replication.BinlogStreamer
+	if start.GTIDSet != "" {
+		set, err := mysql.ParseGTIDSet(s.server.Flavor, start.GTIDSet)
+		if err != nil {
+			return fmt.Errorf("parsing checkpoint GTID set %q: %w", start.GTIDSet, err)
+		}
+		streamer, err = syncer.StartSyncGTID(set)
+		if err != nil {
+			return fmt.Errorf("starting binlog stream at GTID %s: %w", start.GTIDSet, err)
+		}
+	} else {
+		streamer, err = syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+		if err != nil {
+			return fmt.Errorf("starting binlog stream at %s: %w", start, err)
+		}
+	}
+	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
+
+	r := reader{s: s, h: h, file: start.File, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}}
+	for {
+		ev, err := streamer.GetEvent(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading binlog after %s: %w", r.lastCommit(), err)
+		}
+		s.open.Store(true)
+		if ev.Header.Timestamp != 0 && ev.Header.Flags&replication.LOG_EVENT_ARTIFICIAL_F == 0 {
+			s.lastTs.Store(int64(ev.Header.Timestamp))
+			s.lastEvent.Store(time.Now().UnixNano())
+		}
+		if err := r.handle(ctx, ev); err != nil {
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// reader holds the state of one Run.
+type reader struct {
+	s       *Stream
+	h       Handler
+	file    string
+	pos     uint32
+	gtidSet string
+	txn     txnState
+	tables  map[uint64]*tableState
+}
+
+func (r *reader) lastCommit() Position { return Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet} }
+
+func (r *reader) begin(h *replication.EventHeader, gtid string) {
+	r.txn = txnState{open: true, src: Source{
+		ServerID: h.ServerID, GTID: gtid, File: r.file, Pos: h.LogPos - h.EventSize, TsMs: int64(h.Timestamp) * 1000,
+	}}
+}
+
+func (r *reader) commit(ctx context.Context, h *replication.EventHeader, set mysql.GTIDSet) error {
+	r.pos = h.LogPos
+	if set != nil {
+		r.gtidSet = set.String()
+	}
+	r.txn = txnState{}
+	pos := Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet}
+	if err := r.h.Commit(ctx, pos); err != nil {
+		return fmt.Errorf("committing transaction ending at %s: %w", pos, err)
+	}
+	return nil
+}
+
+func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error {
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		r.file = string(e.NextLogName)
+		r.pos = uint32(e.Position)
+	case *replication.MariadbGTIDEvent:
+		r.begin(ev.Header, fmt.Sprintf("%d-%d-%d", e.GTID.DomainID, e.GTID.ServerID, e.GTID.SequenceNumber))
+	case *replication.GTIDEvent:
+		r.begin(ev.Header, mysqlGTID(e))
+	case *replication.QueryEvent:
+		return r.query(ctx, ev.Header, e)
+	case *replication.TableMapEvent:
+		return r.tableMap(ctx, e)
+	case *replication.RowsEvent:
+		return r.rows(ctx, ev, e)
+	case *replication.XIDEvent:
+		return r.commit(ctx, ev.Header, e.GSet)
+	}
+	return nil
+}
+
+func mysqlGTID(e *replication.GTIDEvent) string {
+	if len(e.SID) != 16 {
+		return ""
+	}
+	b := e.SID
+	return fmt.Sprintf("%x-%x-%x-%x-%x:%d", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16], e.GNO)
+}
+
+func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *replication.QueryEvent) error {
+	q := strings.TrimSpace(string(e.Query))
+	upper := strings.ToUpper(q)
+	switch {
+	case upper == "BEGIN":
+		if !r.txn.open {
+			r.begin(h, "")
+		}
+		return nil
+	case upper == "COMMIT":
+		return r.commit(ctx, h, e.GSet)
+	case strings.HasPrefix(upper, "SAVEPOINT"), strings.HasPrefix(upper, "ROLLBACK TO"):
+		return nil
+	}
+	// Anything else is DDL (or a statement that changes no rows): table shapes may have
+	// changed, so forget them; the statement is its own transaction.
+	r.tables = map[uint64]*tableState{}
+	r.s.log.Info("schema change", zap.ByteString("schema", e.Schema), zap.String("query", truncate(q, 200)))
+	return r.commit(ctx, h, e.GSet)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) error {
+	filter := r.s.filter.Load()
+	if st, ok := r.tables[e.TableID]; ok && st.filter == filter && st.colCount == int(e.ColumnCount) {
+		return nil
+	}
+	schema, name := string(e.Schema), string(e.Table)
+	st := &tableState{filter: filter, colCount: int(e.ColumnCount), matched: filter.Matches(schema, name)}
+	r.tables[e.TableID] = st
+	if !st.matched {
+		return nil
+	}
+	t, err := r.describe(ctx, e, schema, name, st)
+	if err != nil {
+		return err
+	}
+	st.table = t
+	return nil
+}
+
+// describe builds a Table from the table map event, with column names from the binlog's
+// own metadata when it carries them (binlog_row_metadata=FULL), else from the server.
+func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, schema, name string, st *tableState) (*Table, error) {
+	t := &Table{Schema: schema, Name: name, Columns: make([]Column, e.ColumnCount)}
+	names := e.ColumnNameString()
+	unsigned := e.UnsignedMap()
+	var infoNames []string
+	var infoUnsigned, jsonCols map[string]bool
+	var infoPK []string
+	if len(names) == 0 || r.s.server.Flavor == "mariadb" {
+		var err error
+		infoNames, infoUnsigned, jsonCols, infoPK, err = r.s.server.tableColumns(ctx, schema, name)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(names) == 0 {
+		if len(infoNames) != int(e.ColumnCount) {
+			return nil, fmt.Errorf("cannot map the columns of %s.%s: the binlog has %d columns and the table now has %d; "+
+				"set binlog_row_metadata=FULL on the server so the binlog carries column names", schema, name, e.ColumnCount, len(infoNames))
+		}
+		names = infoNames
+		unsigned = map[int]bool{}
+		for i, n := range names {
+			unsigned[i] = infoUnsigned[n]
+		}
+	}
+	collations := e.CollationMap()
+	st.enums, st.sets = e.EnumStrValueMap(), e.SetStrValueMap()
+	for i := range t.Columns {
+		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, jsonCols[names[i]])}
+	}
+	if len(e.PrimaryKey) > 0 {
+		for _, k := range e.PrimaryKey {
+			t.PrimaryKey = append(t.PrimaryKey, int(k))
+		}
+	} else {
+		for _, n := range infoPK {
+			if i := t.ColumnIndex(n); i >= 0 {
+				t.PrimaryKey = append(t.PrimaryKey, i)
+			}
+		}
+	}
+	return t, nil
+}
+
+const binaryCollation = 63
+
+func columnKind(e *replication.TableMapEvent, i int, unsigned bool, collations map[int]uint64, isJSON bool) ColumnKind {
+	if e.IsEnumColumn(i) {
+		return KindEnum
+	}
+	if e.IsSetColumn(i) {
+		return KindSet
+	}
+	switch e.ColumnType[i] {
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG:
+		if unsigned {
+			return KindUint
+		}
+		return KindInt
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return KindDecimal
+	case mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE:
+		return KindFloat
+	case mysql.MYSQL_TYPE_BIT:
+		return KindBit
+	case mysql.MYSQL_TYPE_YEAR:
+		return KindYear
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		return KindDate
+	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+		return KindDateTime
+	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
+		return KindTime
+	case mysql.MYSQL_TYPE_JSON:
+		return KindJSON
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return KindBytes
+	case mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING:
+		if isJSON {
+			return KindJSON
+		}
+		if c, ok := collations[i]; ok && c == binaryCollation {
+			return KindBytes
+		}
+		if _, ok := collations[i]; !ok && e.ColumnType[i] == mysql.MYSQL_TYPE_BLOB && len(e.ColumnCharset)+len(e.DefaultCharset) == 0 {
+			return KindBytes // no charset metadata: a BLOB cannot be told from TEXT, keep the bytes exact
+		}
+		return KindString
+	}
+	return KindBytes
+}
+
+func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *replication.RowsEvent) error {
+	st, ok := r.tables[e.TableID]
+	if !ok || !st.matched {
+		return nil
+	}
+	if !r.txn.open {
+		r.begin(ev.Header, "")
+	}
+	var op Op
+	switch ev.Header.EventType {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		op = OpCreate
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1, replication.PARTIAL_UPDATE_ROWS_EVENT:
+		op = OpUpdate
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2, replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+		op = OpDelete
+	default:
+		return nil
+	}
+	step := 1
+	if op == OpUpdate {
+		step = 2
+	}
+	for i := 0; i+step-1 < len(e.Rows); i += step {
+		c := &RowChange{Op: op, Table: st.table, Source: r.txn.src}
+		first, err := st.normalize(e.Rows[i])
+		if err != nil {
+			return err
+		}
+		switch op {
+		case OpCreate:
+			c.After = first
+		case OpDelete:
+			c.Before = first
+		case OpUpdate:
+			c.Before = first
+			if c.After, err = st.normalize(e.Rows[i+1]); err != nil {
+				return err
+			}
+		}
+		r.txn.src.Row++
+		if err := r.h.Row(ctx, c); err != nil {
+			return fmt.Errorf("handling row %d of %s at %s:%d: %w", c.Source.Row, st.table.FullName(), c.Source.File, c.Source.Pos, err)
+		}
+	}
+	return nil
+}
+
+// normalize converts go-mysql's decoded values, in place, to the types ColumnKind names.
+func (st *tableState) normalize(row []any) ([]any, error) {
+	cols := st.table.Columns
+	if len(row) != len(cols) {
+		return nil, fmt.Errorf("row of %s has %d values for %d columns; the binlog was written with another table shape",
+			st.table.FullName(), len(row), len(cols))
+	}
+	for i, v := range row {
+		if v == nil {
+			continue
+		}
+		row[i] = normalizeValue(v, cols[i].Kind, st.enums[i], st.sets[i])
+	}
+	return row, nil
+}
+
+func normalizeValue(v any, kind ColumnKind, enumLabels, setLabels []string) any {
+	switch kind {
+	case KindInt, KindBit, KindYear:
+		switch x := v.(type) {
+		case int8:
+			return int64(x)
+		case int16:
+			return int64(x)
+		case int32:
+			return int64(x)
+		case int:
+			return int64(x)
+		case uint8:
+			return int64(x)
+		case uint16:
+			return int64(x)
+		case uint32:
+			return int64(x)
+		case uint64:
+			return int64(x)
+		}
+	case KindUint:
+		switch x := v.(type) {
+		case uint8:
+			return uint64(x)
+		case uint16:
+			return uint64(x)
+		case uint32:
+			return uint64(x)
+		case int64:
+			return uint64(x)
+		case int32:
+			return uint64(uint32(x))
+		}
+	case KindFloat:
+		if f, ok := v.(float32); ok {
+			g, _ := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+			return g
+		}
+	case KindDecimal:
+		if s, ok := v.(fmt.Stringer); ok {
+			return s.String()
+		}
+	case KindString, KindEnum, KindSet:
+		switch x := v.(type) {
+		case []byte:
+			return string(x)
+		case int64:
+			if kind == KindEnum {
+				if x >= 1 && int(x) <= len(enumLabels) {
+					return enumLabels[x-1]
+				}
+				return ""
+			}
+			if kind == KindSet {
+				var parts []string
+				for b := 0; b < len(setLabels); b++ {
+					if x&(1<<uint(b)) != 0 {
+						parts = append(parts, setLabels[b])
+					}
+				}
+				return strings.Join(parts, ",")
+			}
+		}
+	case KindBytes:
+		if s, ok := v.(string); ok {
+			return []byte(s)
+		}
+	case KindJSON:
+		switch x := v.(type) {
+		case string:
+			if x == "" {
+				return []byte("null")
+			}
+			return []byte(x)
+		case []byte:
+			if len(x) == 0 {
+				return []byte("null")
+			}
+		}
+	case KindDate:
+		if s, ok := v.(string); ok && strings.HasPrefix(s, "0000-00-00") {
+			return nil
+		}
+	case KindDateTime:
+		if s, ok := v.(string); ok {
+			if strings.HasPrefix(s, "0000-00-00") {
+				return nil
+			}
+			if len(s) >= 19 && s[10] == ' ' {
+				return s[:10] + "T" + s[11:] + "Z"
+			}
+		}
+	}
+	return v
+}
