@@ -1,0 +1,135 @@
+package canal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// StateRow is one piece of rule state (an aggregate's running sum for one group) kept in
+// the same database transaction as the checkpoint it belongs to.
+type StateRow struct {
+	Scope string // the rule
+	Key   string // the group
+	Value []byte
+}
+
+// CheckpointStore keeps positions in a table on the source server: one row per pipeline
+// name, and the rule state as of that position in a companion table named TABLE_state.
+type CheckpointStore struct {
+	db         *sql.DB
+	table      string // quoted schema.table
+	stateTable string
+	name       string
+}
+
+// NewCheckpointStore creates the schema and tables if missing. table is schema.table.
+func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*CheckpointStore, error) {
+	schema, tbl, ok := strings.Cut(table, ".")
+	if !ok || schema == "" || tbl == "" {
+		return nil, fmt.Errorf("checkpoint.table %q must be schema.table", table)
+	}
+	c := &CheckpointStore{db: db, name: name,
+		table:      quoteIdent(schema) + "." + quoteIdent(tbl),
+		stateTable: quoteIdent(schema) + "." + quoteIdent(tbl+"_state")}
+	stmts := []string{
+		"CREATE DATABASE IF NOT EXISTS " + quoteIdent(schema),
+		"CREATE TABLE IF NOT EXISTS " + c.table + ` (
+			name VARBINARY(64) NOT NULL PRIMARY KEY,
+			file VARCHAR(255) NOT NULL,
+			pos BIGINT UNSIGNED NOT NULL,
+			gtid_set TEXT NOT NULL,
+			updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
+		) ENGINE=InnoDB`,
+		"CREATE TABLE IF NOT EXISTS " + c.stateTable + ` (
+			name VARBINARY(64) NOT NULL,
+			scope VARBINARY(255) NOT NULL,
+			k VARBINARY(2048) NOT NULL,
+			v BLOB NOT NULL,
+			PRIMARY KEY (name, scope, k)
+		) ENGINE=InnoDB`,
+	}
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return nil, fmt.Errorf("creating checkpoint table %s: %w", table, err)
+		}
+	}
+	return c, nil
+}
+
+// Load returns the saved position and state; found is false on a first start.
+func (c *CheckpointStore) Load(ctx context.Context) (pos Position, state []StateRow, found bool, err error) {
+	var p uint64
+	err = c.db.QueryRowContext(ctx, "SELECT file, pos, gtid_set FROM "+c.table+" WHERE name = ?", c.name).Scan(&pos.File, &p, &pos.GTIDSet)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Position{}, nil, false, nil
+	}
+	if err != nil {
+		return Position{}, nil, false, fmt.Errorf("loading checkpoint %q: %w", c.name, err)
+	}
+	pos.Pos = uint32(p)
+	rows, err := c.db.QueryContext(ctx, "SELECT scope, k, v FROM "+c.stateTable+" WHERE name = ?", c.name)
+	if err != nil {
+		return Position{}, nil, false, fmt.Errorf("loading rule state of checkpoint %q: %w", c.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r StateRow
+		if err := rows.Scan(&r.Scope, &r.Key, &r.Value); err != nil {
+			return Position{}, nil, false, fmt.Errorf("loading rule state of checkpoint %q: %w", c.name, err)
+		}
+		state = append(state, r)
+	}
+	return pos, state, true, rows.Err()
+}
+
+// Save writes pos and the state rows changed up to it in one transaction: after a crash
+// the two always belong together.
+func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateRow) error {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("saving checkpoint %s: %w", pos, err)
+	}
+	defer tx.Rollback()
+	for start := 0; start < len(state); start += 500 {
+		end := min(start+500, len(state))
+		var q strings.Builder
+		args := make([]any, 0, 4*(end-start))
+		q.WriteString("INSERT INTO " + c.stateTable + " (name, scope, k, v) VALUES ")
+		for i, r := range state[start:end] {
+			if i > 0 {
+				q.WriteString(",")
+			}
+			q.WriteString("(?,?,?,?)")
+			args = append(args, c.name, r.Scope, r.Key, r.Value)
+		}
+		q.WriteString(" ON DUPLICATE KEY UPDATE v = VALUES(v)")
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("saving rule state with checkpoint %s: %w", pos, err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, "INSERT INTO "+c.table+" (name, file, pos, gtid_set) VALUES (?,?,?,?) "+
+		"ON DUPLICATE KEY UPDATE file = VALUES(file), pos = VALUES(pos), gtid_set = VALUES(gtid_set)",
+		c.name, pos.File, pos.Pos, pos.GTIDSet)
+	if err != nil {
+		return fmt.Errorf("saving checkpoint %s: %w", pos, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing checkpoint %s: %w", pos, err)
+	}
+	return nil
+}
+
+// Reset forgets the checkpoint and its state (a new snapshot starts over).
+func (c *CheckpointStore) Reset(ctx context.Context) error {
+	for _, t := range []string{c.table, c.stateTable} {
+		if _, err := c.db.ExecContext(ctx, "DELETE FROM "+t+" WHERE name = ?", c.name); err != nil {
+			return fmt.Errorf("resetting checkpoint %q: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

@@ -1,0 +1,85 @@
+package sinks
+
+import (
+	"context"
+	"sync"
+)
+
+// ackWindow tracks acknowledgements of sequence-numbered messages that may arrive out of
+// order (different partitions). done is the low watermark: every message below it is
+// acknowledged. At most size messages are outstanding.
+type ackWindow struct {
+	mu    sync.Mutex
+	acked []bool
+	done  uint64
+	// wakeRoom and wakeDone are signalled (without blocking) when done moves.
+	wakeRoom chan struct{}
+	wakeDone chan struct{}
+}
+
+func newAckWindow(size int) *ackWindow {
+	return &ackWindow{acked: make([]bool, size), wakeRoom: make(chan struct{}, 1), wakeDone: make(chan struct{}, 1)}
+}
+
+func (w *ackWindow) ack(seq uint64) {
+	w.mu.Lock()
+	n := uint64(len(w.acked))
+	w.acked[seq%n] = true
+	moved := false
+	for w.acked[w.done%n] {
+		w.acked[w.done%n] = false
+		w.done++
+		moved = true
+	}
+	w.mu.Unlock()
+	if moved {
+		w.wake()
+	}
+}
+
+func (w *ackWindow) wake() {
+	select {
+	case w.wakeRoom <- struct{}{}:
+	default:
+	}
+	select {
+	case w.wakeDone <- struct{}{}:
+	default:
+	}
+}
+
+func (w *ackWindow) low() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.done
+}
+
+// waitRoom blocks until message seq fits in the window.
+func (w *ackWindow) waitRoom(ctx context.Context, seq uint64, failed func() *error) error {
+	for seq-w.low() >= uint64(len(w.acked)) {
+		if e := failed(); e != nil {
+			return *e
+		}
+		select {
+		case <-w.wakeRoom:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// waitDone blocks until every message below target is acknowledged.
+func (w *ackWindow) waitDone(ctx context.Context, target uint64, failed func() *error) error {
+	for w.low() < target {
+		if e := failed(); e != nil {
+			return *e
+		}
+		select {
+		case <-w.wakeDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+package sinks
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// DevBroker is franz-go's kfake, a Kafka-protocol broker in this process, for development,
+// demos and tests. Without a data dir it keeps nothing across restarts.
+type DevBroker struct {
+	cluster *kfake.Cluster
+}
+
+// StartDevBroker listens on addr (host:port; port 0 picks one). dataDir, when not empty,
+// keeps the topics on disk.
+func StartDevBroker(addr, dataDir string) (*DevBroker, error) {
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("parsing development broker address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("parsing development broker port %q: %w", portStr, err)
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3)}
+	if dataDir != "" {
+		opts = append(opts, kfake.DataDir(dataDir))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("starting development broker on %s: %w", addr, err)
+	}
+	return &DevBroker{cluster: c}, nil
+}
+
+// Addrs are the addresses clients connect to.
+func (d *DevBroker) Addrs() []string { return d.cluster.ListenAddrs() }
+
+// Close stops the broker.
+func (d *DevBroker) Close() { d.cluster.Close() }

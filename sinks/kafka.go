@@ -1,0 +1,226 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// KafkaConfig configures the at-least-once Kafka sink.
+type KafkaConfig struct {
+	Brokers  []string
+	ClientID string
+	// MaxInFlight bounds messages emitted but not yet acknowledged; Emit blocks beyond it.
+	MaxInFlight int
+	Logger      *zap.Logger
+	// Registerer receives the sink's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Kafka is an idempotent sarama producer with acks=all that keeps per-key order through
+// retries. It tracks which emitted messages the broker acknowledged, so that Flush can
+// say when everything emitted before it is durable.
+type Kafka struct {
+	client   sarama.Client
+	producer sarama.AsyncProducer
+	log      *zap.Logger
+
+	emitted atomic.Uint64 // messages handed to the producer; the next one gets this number
+	acks    *ackWindow
+
+	failed    atomic.Pointer[error] // the first delivery error; the sink is unusable after it
+	produced  prometheus.Counter
+	errs      prometheus.Counter
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// NewKafka connects to the brokers and starts the producer.
+func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 100000
+	}
+	sc := newSaramaConfig(cfg.ClientID)
+	client, err := connect(ctx, cfg.Brokers, sc)
+	if err != nil {
+		return nil, err
+	}
+	producer, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("starting Kafka producer: %w", err)
+	}
+	k := &Kafka{
+		client: client, producer: producer, log: cfg.Logger,
+		acks: newAckWindow(cfg.MaxInFlight),
+		done: make(chan struct{}),
+		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_messages_produced_total",
+			Help: "Messages the broker acknowledged."}),
+		errs: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_produce_errors_total",
+			Help: "Messages the producer failed to deliver after its retries."}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(k.produced, k.errs)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); k.collectSuccesses() }()
+	go func() { defer wg.Done(); k.collectErrors() }()
+	go func() { wg.Wait(); close(k.done) }()
+	return k, nil
+}
+
+// newSaramaConfig is the producer configuration every mode shares: idempotent, acks=all,
+// one request in flight per broker so retries keep per-partition (and so per-key) order.
+func newSaramaConfig(clientID string) *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.ClientID = clientID
+	sc.Version = sarama.V2_8_0_0
+	sc.Metadata.AllowAutoTopicCreation = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 200 * time.Millisecond
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	sc.Producer.Flush.Bytes = 1 << 20
+	sc.Producer.Flush.Frequency = 2 * time.Millisecond
+	sc.Producer.MaxMessageBytes = 4 << 20
+	sc.ChannelBufferSize = 8192
+	sc.Net.DialTimeout = 5 * time.Second
+	return sc
+}
+
+func connect(ctx context.Context, brokers []string, sc *sarama.Config) (sarama.Client, error) {
+	type result struct {
+		c   sarama.Client
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := sarama.NewClient(brokers, sc)
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("connecting to Kafka brokers %v (kafka.brokers): %w", brokers, r.err)
+		}
+		return r.c, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connecting to Kafka brokers %v: %w", brokers, ctx.Err())
+	}
+}
+
+// ErrSinkFailed marks a message the producer gave up on; the sink must be recreated and
+// the stream resumed from the last checkpoint.
+var ErrSinkFailed = errors.New("kafka delivery failed")
+
+// Emit queues m and returns; it blocks only while MaxInFlight messages await
+// acknowledgement (or until ctx is done). It fails once any earlier message failed.
+func (k *Kafka) Emit(ctx context.Context, m Message) error {
+	if err := k.failure(); err != nil {
+		return err
+	}
+	seq := k.emitted.Load()
+	if err := k.acks.waitRoom(ctx, seq, k.failed.Load); err != nil {
+		return err
+	}
+	pm := &sarama.ProducerMessage{Topic: m.Topic, Value: sarama.ByteEncoder(m.Value), Metadata: seq}
+	if m.Key != nil {
+		pm.Key = sarama.ByteEncoder(m.Key)
+	}
+	if len(m.Headers) > 0 {
+		pm.Headers = make([]sarama.RecordHeader, len(m.Headers))
+		for i, h := range m.Headers {
+			pm.Headers[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
+		}
+	}
+	select {
+	case k.producer.Input() <- pm:
+		k.emitted.Store(seq + 1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Flush blocks until every message emitted before the call is acknowledged, a message
+// failed (ErrSinkFailed), or ctx is done.
+func (k *Kafka) Flush(ctx context.Context) error {
+	return k.acks.waitDone(ctx, k.emitted.Load(), k.failed.Load)
+}
+
+// Ping checks that a broker answers a metadata request.
+func (k *Kafka) Ping(ctx context.Context) error {
+	ch := make(chan error, 1)
+	go func() { ch <- k.client.RefreshMetadata() }()
+	select {
+	case err := <-ch:
+		if err != nil {
+			return fmt.Errorf("asking Kafka for metadata: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the producer after delivering what it holds; safe to call twice.
+func (k *Kafka) Close() error {
+	var err error
+	k.closeOnce.Do(func() {
+		k.producer.AsyncClose()
+		select {
+		case <-k.done:
+		case <-time.After(10 * time.Second):
+			err = errors.New("closing Kafka producer: timed out after 10s")
+		}
+		if cerr := k.client.Close(); cerr != nil && err == nil && !errors.Is(cerr, sarama.ErrClosedClient) {
+			err = fmt.Errorf("closing Kafka client: %w", cerr)
+		}
+	})
+	return err
+}
+
+func (k *Kafka) failure() error {
+	if e := k.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func (k *Kafka) collectSuccesses() {
+	for m := range k.producer.Successes() {
+		k.produced.Inc()
+		k.acks.ack(m.Metadata.(uint64))
+	}
+}
+
+func (k *Kafka) collectErrors() {
+	for pe := range k.producer.Errors() {
+		k.errs.Inc()
+		err := fmt.Errorf("%w: producing to %s: %w", ErrSinkFailed, pe.Msg.Topic, pe.Err)
+		if k.failed.CompareAndSwap(nil, &err) {
+			k.log.Error("kafka delivery failed", zap.String("topic", pe.Msg.Topic), zap.Error(pe.Err))
+		}
+		k.acks.wake()
+	}
+}
