@@ -1,8 +1,72 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"text/tabwriter"
 
-// newMigrateCmd is written in its own issue; this stub keeps the tree building.
+	"github.com/spf13/cobra"
+
+	"github.com/stocksync/stocksync/inventory"
+)
+
+// newMigrateCmd manages the inventory schema: `migrate up` creates the database named by
+// inventory.database and applies every embedded migration; `migrate status` lists them.
 func newMigrateCmd() *cobra.Command {
-	return &cobra.Command{Use: "migrate", Hidden: true}
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or upgrade the inventory schema (inventory.database on the source server)",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "up",
+		Short: "Create the inventory database if missing and apply every pending migration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if err := inventory.Migrate(cmd.Context(), cfg); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "inventory schema in %s is up to date\n", cfg.Inventory.Database)
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "status",
+		Short: "List the embedded migrations and whether the database has applied them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			db, err := inventory.Open(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			list, err := inventory.Status(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "VERSION\tNAME\tAPPLIED AT")
+			for _, m := range list {
+				applied := "pending"
+				if m.Applied {
+					applied = m.AppliedAt.UTC().Format("2006-01-02 15:04:05")
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\n", m.Version, m.Name, applied)
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if err := inventory.CheckSchema(cmd.Context(), db); err != nil {
+				fmt.Fprintln(cmd.OutOrStdout(), err)
+			}
+			return nil
+		},
+	})
+	return cmd
 }

@@ -1,0 +1,460 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits of one request.
+const (
+	maxIDLength   = 64
+	maxOrderItems = 100
+	maxShards     = 256
+	maxHoldTTL    = 7 * 24 * time.Hour
+)
+
+// Kinds of stock a deduction log row takes from.
+const (
+	kindSellable = "sellable"
+	kindActivity = "activity"
+)
+
+// OrderStatus is where an order is in its life: held → confirmed → shipped, or
+// held/confirmed → cancelled, or held → expired.
+type OrderStatus string
+
+// The order statuses.
+const (
+	StatusHeld      OrderStatus = "held"
+	StatusConfirmed OrderStatus = "confirmed"
+	StatusShipped   OrderStatus = "shipped"
+	StatusCancelled OrderStatus = "cancelled"
+	StatusExpired   OrderStatus = "expired"
+)
+
+// Item is one line of a deduction: qty units of sku, from an activity's stock when
+// Activity is set, from sellable stock otherwise.
+type Item struct {
+	SKU      string `json:"sku"`
+	Qty      int64  `json:"qty"`
+	Activity string `json:"activity,omitempty"`
+}
+
+// DeductRequest is an order's deduction. HoldTTL 0 takes the Store's default.
+type DeductRequest struct {
+	OrderNo string
+	Items   []Item
+	HoldTTL time.Duration
+}
+
+// ShardTake is how much one deduction took from one sellable shard.
+type ShardTake struct {
+	Shard int   `json:"shard"`
+	Qty   int64 `json:"qty"`
+}
+
+// OrderItem is a granted item of an order.
+type OrderItem struct {
+	SKU      string      `json:"sku"`
+	Activity string      `json:"activity,omitempty"`
+	Qty      int64       `json:"qty"`
+	Shards   []ShardTake `json:"shards,omitempty"`
+}
+
+// Order is an order's deduction and state.
+type Order struct {
+	OrderNo   string      `json:"order_no"`
+	Status    OrderStatus `json:"status"`
+	ExpiresAt time.Time   `json:"expires_at"`
+	Warehouse string      `json:"warehouse,omitempty"`
+	Items     []OrderItem `json:"items"`
+	// Replayed is true when this call changed nothing because the order was already in the
+	// state asked for (a retried or duplicated request); the order is returned as stored.
+	Replayed bool `json:"replayed"`
+}
+
+func validID(field, v string) error {
+	if v == "" {
+		return invalid(field, "must not be empty")
+	}
+	if len(v) > maxIDLength {
+		return invalid(field, "must be at most %d bytes", maxIDLength)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// normalize validates req and returns it with defaults applied and items sorted by SKU
+// (a fixed lock order across orders).
+func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
+	if err := validID("order_no", req.OrderNo); err != nil {
+		return req, err
+	}
+	if len(req.Items) == 0 {
+		return req, invalid("items", "must list at least one item")
+	}
+	if len(req.Items) > maxOrderItems {
+		return req, invalid("items", "must list at most %d items", maxOrderItems)
+	}
+	if req.HoldTTL < 0 || req.HoldTTL > maxHoldTTL {
+		return req, invalid("hold_ttl", "must be positive and at most %s", maxHoldTTL)
+	}
+	if req.HoldTTL == 0 {
+		req.HoldTTL = s.opts.HoldTTL
+	}
+	seen := map[[2]string]bool{}
+	items := make([]Item, len(req.Items))
+	for i, it := range req.Items {
+		field := fmt.Sprintf("items[%d]", i)
+		if err := validID(field+".sku", it.SKU); err != nil {
+			return req, err
+		}
+		if it.Qty <= 0 {
+			return req, invalid(field+".qty", "must be a positive quantity, got %d", it.Qty)
+		}
+		kind := kindSellable
+		if it.Activity != "" {
+			if err := validID(field+".activity", it.Activity); err != nil {
+				return req, err
+			}
+			kind = kindActivity
+		}
+		key := [2]string{it.SKU, kind}
+		if seen[key] {
+			return req, invalid(field+".sku", "%s appears twice as %s stock; send one line per SKU", it.SKU, kind)
+		}
+		seen[key] = true
+		items[i] = it
+	}
+	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.SKU+"\x00"+a.Activity, b.SKU+"\x00"+b.Activity) })
+	req.Items = items
+	return req, nil
+}
+
+// Deduct takes every item of the order or none. It is idempotent on OrderNo: a retry or a
+// concurrent duplicate deducts once and returns the stored order with Replayed set. A
+// shortfall returns a *ShortageError listing every item short; an unknown SKU or activity
+// returns ErrUnknownSKU / ErrUnknownActivity / ErrActivityInactive; an order cancelled
+// before its deduction arrived returns ErrCancelled. The hold expires after HoldTTL.
+func (s *Store) Deduct(ctx context.Context, req DeductRequest) (Order, error) {
+	req, err := s.normalize(req)
+	if err != nil {
+		return Order{}, fmt.Errorf("deducting order %s: %w", req.OrderNo, err)
+	}
+	if s.merger != nil && len(req.Items) == 1 && req.Items[0].Activity == "" {
+		return s.merger.deduct(ctx, req)
+	}
+	return s.deductAlone(ctx, req)
+}
+
+// errAlreadyDeducted aborts a deduction transaction whose order row already exists.
+var errAlreadyDeducted = errors.New("order already deducted")
+
+// deductAlone runs one order's deduction in its own transaction.
+func (s *Store) deductAlone(ctx context.Context, req DeductRequest) (Order, error) {
+	var order Order
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		expires := s.now().Add(req.HoldTTL)
+		_, err := tx.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
+			req.OrderNo, StatusHeld, expires)
+		if isDuplicateKey(err) {
+			return errAlreadyDeducted
+		}
+		if err != nil {
+			return fmt.Errorf("recording hold: %w", err)
+		}
+		order = Order{OrderNo: req.OrderNo, Status: StatusHeld, ExpiresAt: expires, Items: make([]OrderItem, 0, len(req.Items))}
+		var short []Shortage
+		for _, it := range req.Items {
+			granted, available, err := s.takeItem(ctx, tx, it)
+			if err != nil {
+				return err
+			}
+			if granted == nil {
+				short = append(short, Shortage{SKU: it.SKU, Activity: it.Activity, Requested: it.Qty, Available: available})
+				continue
+			}
+			order.Items = append(order.Items, *granted)
+		}
+		if len(short) > 0 {
+			return &ShortageError{Items: short}
+		}
+		return insertLogRows(ctx, tx, req.OrderNo, order.Items)
+	})
+	if errors.Is(err, errAlreadyDeducted) {
+		return s.replayDeduction(ctx, req.OrderNo)
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("deducting order %s: %w", req.OrderNo, err)
+	}
+	return order, nil
+}
+
+// replayDeduction answers a deduction whose order already exists with the stored order.
+func (s *Store) replayDeduction(ctx context.Context, orderNo string) (Order, error) {
+	order, err := s.loadOrder(ctx, s.db, orderNo, false)
+	if err != nil {
+		return Order{}, fmt.Errorf("reading deducted order %s: %w", orderNo, err)
+	}
+	order.Replayed = true
+	if order.Status == StatusCancelled && len(order.Items) == 0 {
+		return order, fmt.Errorf("deducting order %s: cancelled before its deduction arrived: %w", orderNo, ErrCancelled)
+	}
+	return order, nil
+}
+
+// takeItem takes one item's stock in tx. A nil item with no error is a shortfall, with the
+// quantity that was available.
+func (s *Store) takeItem(ctx context.Context, tx *sql.Tx, it Item) (*OrderItem, int64, error) {
+	if it.Activity != "" {
+		available, err := s.takeActivity(ctx, tx, it)
+		if err != nil || available >= 0 {
+			return nil, available, err
+		}
+		return &OrderItem{SKU: it.SKU, Activity: it.Activity, Qty: it.Qty}, 0, nil
+	}
+	takes, available, err := takeSellable(ctx, tx, it.SKU, it.Qty)
+	if err != nil || takes == nil {
+		return nil, available, err
+	}
+	return &OrderItem{SKU: it.SKU, Qty: it.Qty, Shards: takes}, 0, nil
+}
+
+// fastTakeAttempts is how often takeSellable retries a single-shard take that lost a race
+// before locking every shard of the SKU.
+const fastTakeAttempts = 3
+
+// takeSellable takes qty of sku's sellable stock in tx: from one shard that holds it when
+// there is one (a conditional update, so a concurrent taker can never drive it negative),
+// else from several shards locked together. It returns nil takes and the stock available
+// when the SKU's total is short, ErrUnknownSKU when it has no shards.
+func takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64) ([]ShardTake, int64, error) {
+	for range fastTakeAttempts {
+		shards, err := readShards(ctx, tx, sku, false)
+		if err != nil {
+			return nil, 0, err
+		}
+		total := sumShards(shards)
+		if total < qty {
+			return nil, total, nil
+		}
+		shard, ok := pickShard(shards, qty)
+		if !ok {
+			break // only several shards together hold qty
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
+			qty, sku, shard, qty)
+		if err != nil {
+			return nil, 0, fmt.Errorf("taking %d of %s from shard %d: %w", qty, sku, shard, err)
+		}
+		if affected(res) == 1 {
+			return []ShardTake{{Shard: shard, Qty: qty}}, 0, nil
+		}
+	}
+	// Slow path: lock every shard of the SKU (in key order, like Reshard) and take from the
+	// fullest first.
+	shards, err := readShards(ctx, tx, sku, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	total := sumShards(shards)
+	if total < qty {
+		return nil, total, nil
+	}
+	slices.SortStableFunc(shards, func(a, b ShardTake) int { return compareInt64(b.Qty, a.Qty) })
+	var takes []ShardTake
+	left := qty
+	for _, sh := range shards {
+		if left == 0 {
+			break
+		}
+		take := min(left, sh.Qty)
+		if take == 0 {
+			continue
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
+			take, sku, sh.Shard, take)
+		if err != nil {
+			return nil, 0, fmt.Errorf("taking %d of %s from shard %d: %w", take, sku, sh.Shard, err)
+		}
+		if affected(res) != 1 {
+			return nil, 0, fmt.Errorf("taking %d of %s from locked shard %d: row changed under its lock", take, sku, sh.Shard)
+		}
+		takes = append(takes, ShardTake{Shard: sh.Shard, Qty: take})
+		left -= take
+	}
+	return takes, 0, nil
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// readShards reads sku's shards; lock takes their row locks. ErrUnknownSKU when none.
+func readShards(ctx context.Context, q querier, sku string, lock bool) ([]ShardTake, error) {
+	query := "SELECT shard, qty FROM sellable_shard WHERE sku_id = ? ORDER BY shard"
+	if lock {
+		query += " FOR UPDATE"
+	}
+	rows, err := q.QueryContext(ctx, query, sku)
+	if err != nil {
+		return nil, fmt.Errorf("reading shards of %s: %w", sku, err)
+	}
+	defer rows.Close()
+	var out []ShardTake
+	for rows.Next() {
+		var sh ShardTake
+		if err := rows.Scan(&sh.Shard, &sh.Qty); err != nil {
+			return nil, fmt.Errorf("reading shards of %s: %w", sku, err)
+		}
+		out = append(out, sh)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading shards of %s: %w", sku, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("sku %s: %w", sku, ErrUnknownSKU)
+	}
+	return out, nil
+}
+
+func sumShards(shards []ShardTake) int64 {
+	var total int64
+	for _, sh := range shards {
+		total += sh.Qty
+	}
+	return total
+}
+
+// pickShard chooses at random among the shards holding at least qty, so that concurrent
+// takers spread over the shards instead of queueing on one row.
+func pickShard(shards []ShardTake, qty int64) (int, bool) {
+	n := 0
+	for _, sh := range shards {
+		if sh.Qty >= qty {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	k := rand.IntN(n)
+	for _, sh := range shards {
+		if sh.Qty >= qty {
+			if k == 0 {
+				return sh.Shard, true
+			}
+			k--
+		}
+	}
+	return 0, false
+}
+
+// takeActivity takes it.Qty of the activity's stock while the activity runs. It returns -1
+// when taken, else the quantity available (a shortfall) or an error naming why not.
+func (s *Store) takeActivity(ctx context.Context, tx *sql.Tx, it Item) (int64, error) {
+	now := s.now()
+	res, err := tx.ExecContext(ctx, `UPDATE activity_stock SET qty = qty - ?
+		WHERE sku_id = ? AND activity_id = ? AND qty >= ? AND starts_at <= ? AND ends_at > ?`,
+		it.Qty, it.SKU, it.Activity, it.Qty, now, now)
+	if err != nil {
+		return 0, fmt.Errorf("taking %d of %s from activity %s: %w", it.Qty, it.SKU, it.Activity, err)
+	}
+	if affected(res) == 1 {
+		return -1, nil
+	}
+	var qty int64
+	var starts, ends time.Time
+	err = tx.QueryRowContext(ctx, "SELECT qty, starts_at, ends_at FROM activity_stock WHERE sku_id = ? AND activity_id = ?",
+		it.SKU, it.Activity).Scan(&qty, &starts, &ends)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("sku %s activity %s: %w", it.SKU, it.Activity, ErrUnknownActivity)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading activity %s of %s: %w", it.Activity, it.SKU, err)
+	}
+	if now.Before(starts) || !now.Before(ends) {
+		return 0, fmt.Errorf("sku %s activity %s runs from %s to %s: %w", it.SKU, it.Activity,
+			starts.Format(time.RFC3339), ends.Format(time.RFC3339), ErrActivityInactive)
+	}
+	return qty, nil
+}
+
+// insertLogRows writes one deduction log row per granted item of one order.
+func insertLogRows(ctx context.Context, tx *sql.Tx, orderNo string, items []OrderItem) error {
+	return insertLogRowsFor(ctx, tx, []string{orderNo}, [][]OrderItem{items})
+}
+
+// insertLogRowsFor writes the deduction log rows of several orders in one statement.
+func insertLogRowsFor(ctx context.Context, tx *sql.Tx, orderNos []string, items [][]OrderItem) error {
+	n := 0
+	for _, its := range items {
+		n += len(its)
+	}
+	args := make([]any, 0, 7*n)
+	for i, its := range items {
+		for _, it := range its {
+			kind, shard := kindSellable, 0
+			if it.Activity != "" {
+				kind = kindActivity
+			}
+			if len(it.Shards) > 0 {
+				shard = it.Shards[0].Shard
+			}
+			args = append(args, orderNos[i], it.SKU, kind, it.Activity, it.Qty, shard, formatTakes(it.Shards))
+		}
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, shard, shard_takes) VALUES "+
+		placeholders(n, 7), args...)
+	if err != nil {
+		return fmt.Errorf("writing deduction log: %w", err)
+	}
+	return nil
+}
+
+// formatTakes renders shard takes as "shard:qty,…" for the log's shard_takes column.
+func formatTakes(takes []ShardTake) string {
+	var b strings.Builder
+	for i, t := range takes {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(t.Shard))
+		b.WriteByte(':')
+		b.WriteString(strconv.FormatInt(t.Qty, 10))
+	}
+	return b.String()
+}
+
+func parseTakes(s string) []ShardTake {
+	if s == "" {
+		return nil
+	}
+	var out []ShardTake
+	for _, part := range strings.Split(s, ",") {
+		a, b, _ := strings.Cut(part, ":")
+		shard, err1 := strconv.Atoi(a)
+		qty, err2 := strconv.ParseInt(b, 10, 64)
+		if err1 == nil && err2 == nil {
+			out = append(out, ShardTake{Shard: shard, Qty: qty})
+		}
+	}
+	return out
+}

@@ -1,0 +1,54 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+
+	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// testConfig points a config at a fresh database on the private MariaDB.
+func testConfig(t testing.TB) config.Config {
+	t.Helper()
+	server := testutil.MySQLServer(t)
+	name, _ := server.FreshDatabase(t, "inv")
+	cfg := config.Default()
+	cfg.Source.Addr, cfg.Source.User, cfg.Source.Password = server.Addr, server.User, server.Password
+	cfg.Inventory.Database = name
+	return cfg
+}
+
+// newTestStore migrates a fresh database and returns a Store on it and an independent pool
+// for checking what was written.
+func newTestStore(t testing.TB, opts Options) (*Store, *sql.DB) {
+	t.Helper()
+	cfg := testConfig(t)
+	ctx := context.Background()
+	if err := Migrate(ctx, cfg); err != nil {
+		t.Fatalf("migrating: %v", err)
+	}
+	db, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("opening: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	check := testutil.MySQLServer(t).Open(t, cfg.Inventory.Database)
+	return New(db, opts), check
+}
+
+// queryInt runs a query returning one integer.
+func queryInt(t testing.TB, db *sql.DB, query string, args ...any) int64 {
+	t.Helper()
+	var n sql.NullInt64
+	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n.Int64
+}
+
+func sellable(t testing.TB, db *sql.DB, sku string) int64 {
+	t.Helper()
+	return queryInt(t, db, "SELECT SUM(qty) FROM sellable_shard WHERE sku_id = ?", sku)
+}

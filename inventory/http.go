@@ -1,0 +1,322 @@
+package inventory
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// apiError is the body of every error answer: {"code": "...", "message": "..."}, plus the
+// items short on a 409 insufficient_stock.
+type apiError struct {
+	Code    string     `json:"code"`
+	Message string     `json:"message"`
+	Short   []Shortage `json:"short,omitempty"`
+}
+
+// errorStatus maps an operation's error to its HTTP status and code. It is the only place
+// errors are classified for HTTP.
+func errorStatus(err error) (int, apiError) {
+	body := apiError{Message: err.Error()}
+	var validation *ValidationError
+	var shortage *ShortageError
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("request body over %d bytes", tooLarge.Limit)}
+	case errors.As(err, &validation):
+		body.Code = "invalid_request"
+		return http.StatusBadRequest, body
+	case errors.As(err, &shortage):
+		body.Code, body.Short = "insufficient_stock", shortage.Items
+		return http.StatusConflict, body
+	case errors.Is(err, ErrNotFound):
+		body.Code = "not_found"
+		return http.StatusNotFound, body
+	case errors.Is(err, ErrShipped):
+		body.Code = "already_shipped"
+		return http.StatusConflict, body
+	case errors.Is(err, ErrCancelled):
+		body.Code = "order_cancelled"
+		return http.StatusConflict, body
+	case errors.Is(err, ErrExpired):
+		body.Code = "hold_expired"
+		return http.StatusConflict, body
+	case errors.Is(err, ErrNotConfirmed):
+		body.Code = "order_not_confirmed"
+		return http.StatusConflict, body
+	case errors.Is(err, ErrUnknownSKU):
+		body.Code = "unknown_sku"
+		return http.StatusUnprocessableEntity, body
+	case errors.Is(err, ErrUnknownWarehouse):
+		body.Code = "unknown_warehouse"
+		return http.StatusUnprocessableEntity, body
+	case errors.Is(err, ErrUnknownActivity):
+		body.Code = "unknown_activity"
+		return http.StatusUnprocessableEntity, body
+	case errors.Is(err, ErrActivityInactive):
+		body.Code = "activity_inactive"
+		return http.StatusUnprocessableEntity, body
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, apiError{Code: "unavailable", Message: "request cancelled or timed out"}
+	}
+	return http.StatusInternalServerError, apiError{Code: "internal", Message: "internal error"}
+}
+
+// Handler serves the inventory API under /v1/ (see docs/api.md). When Options.Token is
+// set every request needs "Authorization: Bearer <token>".
+func (s *Store) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/skus/{sku}/stock", s.handleSetStock)
+	mux.HandleFunc("POST /v1/skus/{sku}/adjust", s.handleAdjust)
+	mux.HandleFunc("POST /v1/skus/{sku}/reshard", s.handleReshard)
+	mux.HandleFunc("GET /v1/skus/{sku}", s.handleGet)
+	mux.HandleFunc("PUT /v1/skus/{sku}/activities/{activity}", s.handlePutActivity)
+	mux.HandleFunc("POST /v1/deductions", s.handleDeduct)
+	mux.HandleFunc("GET /v1/orders/{order_no}", s.handleGetOrder)
+	mux.HandleFunc("POST /v1/orders/{order_no}/confirm", s.handleConfirm)
+	mux.HandleFunc("POST /v1/orders/{order_no}/cancel", s.handleCancel)
+	mux.HandleFunc("POST /v1/orders/{order_no}/ship", s.handleShip)
+	mux.HandleFunc("PUT /v1/warehouses/{code}", s.handlePutWarehouse)
+	mux.HandleFunc("POST /v1/physical", s.handleSyncPhysical)
+	mux.HandleFunc("POST /v1/physical/{sku}", s.handleSyncPhysicalSKU)
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, apiError{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not an inventory API call"})
+	})
+	return s.authenticate(mux)
+}
+
+func (s *Store) authenticate(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stocksync"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthorized", Message: "a valid bearer token is required"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := errorStatus(err)
+	if status >= 500 {
+		s.log.Error("inventory request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+	} else {
+		s.log.Debug("inventory request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.Int("status", status), zap.Error(err))
+	}
+	writeJSON(w, status, body)
+}
+
+// decode reads exactly one JSON value with no unknown fields into v. An empty body is
+// allowed when optional.
+func decode(r *http.Request, v any, optional bool) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) && optional {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return err
+	}
+	if err != nil {
+		return &ValidationError{Field: "body", Problem: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return &ValidationError{Field: "body", Problem: "must hold a single JSON value"}
+	}
+	return nil
+}
+
+func (s *Store) handleSetStock(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Sellable *int64 `json:"sellable"`
+		Shards   int    `json:"shards"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if body.Sellable == nil {
+		s.fail(w, r, invalid("sellable", "is required"))
+		return
+	}
+	out, err := s.SetStock(r.Context(), r.PathValue("sku"), *body.Sellable, body.Shards)
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleAdjust(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Delta  int64  `json:"delta"`
+		Reason string `json:"reason"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.Adjust(r.Context(), r.PathValue("sku"), body.Delta, body.Reason)
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleReshard(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Shards int `json:"shards"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.Reshard(r.Context(), r.PathValue("sku"), body.Shards)
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleGet(w http.ResponseWriter, r *http.Request) {
+	out, err := s.Get(r.Context(), r.PathValue("sku"))
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handlePutActivity(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Qty      int64     `json:"qty"`
+		StartsAt time.Time `json:"starts_at"`
+		EndsAt   time.Time `json:"ends_at"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.PutActivity(r.Context(), Activity{SKU: r.PathValue("sku"), Activity: r.PathValue("activity"),
+		Qty: body.Qty, StartsAt: body.StartsAt, EndsAt: body.EndsAt})
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleDeduct(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		OrderNo string `json:"order_no"`
+		Items   []Item `json:"items"`
+		HoldTTL string `json:"hold_ttl"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	req := DeductRequest{OrderNo: body.OrderNo, Items: body.Items}
+	if body.HoldTTL != "" {
+		ttl, err := time.ParseDuration(body.HoldTTL)
+		if err != nil || ttl <= 0 {
+			s.fail(w, r, invalid("hold_ttl", "%q is not a positive duration such as 15m", body.HoldTTL))
+			return
+		}
+		req.HoldTTL = ttl
+	}
+	out, err := s.Deduct(r.Context(), req)
+	status := http.StatusCreated
+	if out.Replayed {
+		status = http.StatusOK
+	}
+	s.answer(w, r, status, out, err)
+}
+
+func (s *Store) handleGetOrder(w http.ResponseWriter, r *http.Request) {
+	out, err := s.GetOrder(r.Context(), r.PathValue("order_no"))
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleConfirm(w http.ResponseWriter, r *http.Request) {
+	var body struct{}
+	if err := decode(r, &body, true); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.Confirm(r.Context(), r.PathValue("order_no"))
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleCancel(w http.ResponseWriter, r *http.Request) {
+	var body struct{}
+	if err := decode(r, &body, true); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.Cancel(r.Context(), r.PathValue("order_no"))
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleShip(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Warehouse string `json:"warehouse"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.Ship(r.Context(), r.PathValue("order_no"), body.Warehouse)
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handlePutWarehouse(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Name    string `json:"name"`
+		Address string `json:"address"`
+		Type    string `json:"type"`
+	}
+	if err := decode(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.PutWarehouse(r.Context(), Warehouse{Code: r.PathValue("code"), Name: body.Name, Address: body.Address, Type: body.Type})
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+type syncAnswer struct {
+	Written int `json:"written"`
+}
+
+func (s *Store) handleSyncPhysical(w http.ResponseWriter, r *http.Request) {
+	var levels []PhysicalLevel
+	if err := decode(r, &levels, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	n, err := s.SyncPhysical(r.Context(), levels)
+	s.answer(w, r, http.StatusOK, syncAnswer{Written: n}, err)
+}
+
+func (s *Store) handleSyncPhysicalSKU(w http.ResponseWriter, r *http.Request) {
+	var levels []PhysicalLevel
+	if err := decode(r, &levels, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	n, err := s.SyncPhysicalSKU(r.Context(), r.PathValue("sku"), levels)
+	s.answer(w, r, http.StatusOK, syncAnswer{Written: n}, err)
+}
+
+func (s *Store) answer(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, v)
+}

@@ -1,0 +1,344 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// GetOrder returns an order's state and its items (also those rolled back); ErrNotFound
+// when no deduction or cancel ever named it.
+func (s *Store) GetOrder(ctx context.Context, orderNo string) (Order, error) {
+	if err := validID("order_no", orderNo); err != nil {
+		return Order{}, err
+	}
+	o, err := s.loadOrder(ctx, s.db, orderNo, false)
+	if err != nil {
+		return Order{}, fmt.Errorf("reading order %s: %w", orderNo, err)
+	}
+	return o, nil
+}
+
+// loadOrder reads an order; lock takes its hold row's lock (inside a transaction).
+func (s *Store) loadOrder(ctx context.Context, q querier, orderNo string, lock bool) (Order, error) {
+	query := "SELECT status, expires_at, COALESCE(warehouse, '') FROM hold WHERE order_no = ?"
+	if lock {
+		query += " FOR UPDATE"
+	}
+	o := Order{OrderNo: orderNo, Items: []OrderItem{}}
+	err := q.QueryRowContext(ctx, query, orderNo).Scan(&o.Status, &o.ExpiresAt, &o.Warehouse)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Order{}, fmt.Errorf("order %s: %w", orderNo, ErrNotFound)
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("reading hold: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT sku_id, activity_id, qty, shard_takes FROM deduction_log
+		WHERE order_no = ? ORDER BY sku_id, activity_id`, orderNo)
+	if err != nil {
+		return Order{}, fmt.Errorf("reading deduction log: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var it OrderItem
+		var takes string
+		if err := rows.Scan(&it.SKU, &it.Activity, &it.Qty, &takes); err != nil {
+			return Order{}, fmt.Errorf("reading deduction log: %w", err)
+		}
+		it.Shards = parseTakes(takes)
+		o.Items = append(o.Items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return Order{}, fmt.Errorf("reading deduction log: %w", err)
+	}
+	return o, nil
+}
+
+// Confirm records payment: the hold becomes final and reserved stock grows by the order's
+// items. Confirming a confirmed or shipped order changes nothing (Replayed). A cancelled
+// order returns ErrCancelled; a hold past its expiry is released here and returns ErrExpired.
+func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
+	if err := validID("order_no", orderNo); err != nil {
+		return Order{}, fmt.Errorf("confirming order: %w", err)
+	}
+	var order Order
+	var outcome error
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		outcome = nil
+		o, err := s.loadOrder(ctx, tx, orderNo, true)
+		if err != nil {
+			return err
+		}
+		order = o
+		switch o.Status {
+		case StatusConfirmed, StatusShipped:
+			order.Replayed = true
+			return nil
+		case StatusCancelled:
+			return ErrCancelled
+		case StatusExpired:
+			return ErrExpired
+		}
+		if !s.now().Before(o.ExpiresAt) {
+			// Too late: give the stock back now rather than wait for the sweeper.
+			if err := s.release(ctx, tx, o, StatusExpired); err != nil {
+				return err
+			}
+			order.Status, outcome = StatusExpired, ErrExpired
+			return nil
+		}
+		for _, it := range o.Items {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO reserved (sku_id, qty) VALUES (?, ?)
+				ON DUPLICATE KEY UPDATE qty = qty + VALUES(qty)`, it.SKU, it.Qty); err != nil {
+				return fmt.Errorf("reserving %d of %s: %w", it.Qty, it.SKU, err)
+			}
+		}
+		if err := setStatus(ctx, tx, orderNo, StatusConfirmed, ""); err != nil {
+			return err
+		}
+		order.Status = StatusConfirmed
+		return nil
+	})
+	if err == nil {
+		err = outcome
+	}
+	if err != nil {
+		return order, fmt.Errorf("confirming order %s: %w", orderNo, err)
+	}
+	return order, nil
+}
+
+// Cancel refunds an order before shipment: its sellable (or activity) stock is restored,
+// reserved stock too when it was confirmed, its deduction log rows are soft-deleted and
+// rollback rows written. Cancelling a cancelled or expired order changes nothing
+// (Replayed); a shipped order returns ErrShipped.
+//
+// When the order is not there yet its deduction may still be in flight, so Cancel looks
+// again CancelRetries times with a growing delay. If it never arrives Cancel records the
+// order as cancelled, so that a deduction arriving later is refused (ErrCancelled), and
+// returns ErrNotFound.
+func (s *Store) Cancel(ctx context.Context, orderNo string) (Order, error) {
+	if err := validID("order_no", orderNo); err != nil {
+		return Order{}, fmt.Errorf("cancelling order: %w", err)
+	}
+	delay := s.opts.CancelRetryDelay
+	for attempt := 0; ; attempt++ {
+		o, err := s.cancelOnce(ctx, orderNo)
+		if !errors.Is(err, ErrNotFound) {
+			if err != nil {
+				return o, fmt.Errorf("cancelling order %s: %w", orderNo, err)
+			}
+			return o, nil
+		}
+		if attempt >= s.opts.CancelRetries {
+			_, err := s.db.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
+				orderNo, StatusCancelled, s.now())
+			if isDuplicateKey(err) {
+				continue // the deduction landed just now: cancel it
+			}
+			if err != nil {
+				return Order{}, fmt.Errorf("cancelling order %s: recording the cancel: %w", orderNo, err)
+			}
+			s.log.Warn("cancel for an order never deducted", zap.String("order_no", orderNo), zap.Int("attempts", attempt+1))
+			return Order{}, fmt.Errorf("cancelling order %s: no deduction after %d looks: %w", orderNo, attempt+1, ErrNotFound)
+		}
+		if s.beforeCancelRetry != nil {
+			s.beforeCancelRetry(attempt)
+		}
+		select {
+		case <-ctx.Done():
+			return Order{}, fmt.Errorf("cancelling order %s: %w", orderNo, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
+}
+
+func (s *Store) cancelOnce(ctx context.Context, orderNo string) (Order, error) {
+	var order Order
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		o, err := s.loadOrder(ctx, tx, orderNo, true)
+		if err != nil {
+			return err
+		}
+		order = o
+		switch o.Status {
+		case StatusCancelled, StatusExpired:
+			order.Replayed = true
+			return nil
+		case StatusShipped:
+			return ErrShipped
+		}
+		if err := s.release(ctx, tx, o, StatusCancelled); err != nil {
+			return err
+		}
+		order.Status = StatusCancelled
+		return nil
+	})
+	return order, err
+}
+
+// release gives an order's stock back in tx and moves it to status (cancelled or
+// expired). The caller holds the hold row's lock and has checked the order is held or
+// confirmed, which is what makes each release happen once.
+func (s *Store) release(ctx context.Context, tx *sql.Tx, o Order, status OrderStatus) error {
+	reason := "cancel"
+	if status == StatusExpired {
+		reason = "expired"
+	}
+	for _, it := range o.Items {
+		if it.Activity != "" {
+			res, err := tx.ExecContext(ctx, "UPDATE activity_stock SET qty = qty + ? WHERE sku_id = ? AND activity_id = ?",
+				it.Qty, it.SKU, it.Activity)
+			if err != nil {
+				return fmt.Errorf("restoring %d of %s to activity %s: %w", it.Qty, it.SKU, it.Activity, err)
+			}
+			if affected(res) != 1 {
+				s.log.Warn("activity stock gone; units not restored", zap.String("order_no", o.OrderNo),
+					zap.String("sku", it.SKU), zap.String("activity", it.Activity), zap.Int64("qty", it.Qty))
+			}
+		} else if err := restoreSellable(ctx, tx, it); err != nil {
+			return err
+		}
+		if o.Status == StatusConfirmed {
+			res, err := tx.ExecContext(ctx, "UPDATE reserved SET qty = qty - ? WHERE sku_id = ? AND qty >= ?", it.Qty, it.SKU, it.Qty)
+			if err != nil {
+				return fmt.Errorf("releasing %d reserved of %s: %w", it.Qty, it.SKU, err)
+			}
+			if affected(res) != 1 {
+				return fmt.Errorf("releasing %d reserved of %s: fewer reserved than the order holds", it.Qty, it.SKU)
+			}
+		}
+	}
+	now := s.now()
+	if len(o.Items) > 0 {
+		if _, err := tx.ExecContext(ctx, "UPDATE deduction_log SET deleted_at = ? WHERE order_no = ? AND deleted_at IS NULL",
+			now, o.OrderNo); err != nil {
+			return fmt.Errorf("soft-deleting deduction log: %w", err)
+		}
+		args := make([]any, 0, 6*len(o.Items))
+		for _, it := range o.Items {
+			kind := kindSellable
+			if it.Activity != "" {
+				kind = kindActivity
+			}
+			args = append(args, o.OrderNo, it.SKU, kind, it.Activity, it.Qty, reason)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO rollback_log (order_no, sku_id, kind, activity_id, qty, reason) VALUES "+
+			placeholders(len(o.Items), 6), args...); err != nil {
+			return fmt.Errorf("writing rollback log: %w", err)
+		}
+	}
+	return setStatus(ctx, tx, o.OrderNo, status, "")
+}
+
+// restoreSellable puts an item's units back on the shard it was taken from, or on shard 0
+// when a reshard has removed that shard since.
+func restoreSellable(ctx context.Context, tx *sql.Tx, it OrderItem) error {
+	shard := 0
+	if len(it.Shards) > 0 {
+		shard = it.Shards[0].Shard
+	}
+	for _, target := range []int{shard, 0} {
+		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty + ? WHERE sku_id = ? AND shard = ?", it.Qty, it.SKU, target)
+		if err != nil {
+			return fmt.Errorf("restoring %d of %s to shard %d: %w", it.Qty, it.SKU, target, err)
+		}
+		if affected(res) == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("restoring %d of %s: the SKU has no shard 0: %w", it.Qty, it.SKU, ErrUnknownSKU)
+}
+
+func setStatus(ctx context.Context, tx *sql.Tx, orderNo string, status OrderStatus, warehouse string) error {
+	var err error
+	if warehouse != "" {
+		_, err = tx.ExecContext(ctx, "UPDATE hold SET status = ?, warehouse = ? WHERE order_no = ?", status, warehouse, orderNo)
+	} else {
+		_, err = tx.ExecContext(ctx, "UPDATE hold SET status = ? WHERE order_no = ?", status, orderNo)
+	}
+	if err != nil {
+		return fmt.Errorf("setting order %s %s: %w", orderNo, status, err)
+	}
+	return nil
+}
+
+// Ship records that warehouse shipped a confirmed order: reserved stock is released and
+// the warehouse's physical stock lowered. Afterwards the order can no longer be cancelled
+// (ErrShipped). A held order returns ErrNotConfirmed; an unknown warehouse
+// ErrUnknownWarehouse; physical stock lower than the order a *ShortageError.
+func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, error) {
+	if err := validID("order_no", orderNo); err != nil {
+		return Order{}, fmt.Errorf("shipping order: %w", err)
+	}
+	if err := validID("warehouse", warehouse); err != nil {
+		return Order{}, fmt.Errorf("shipping order %s: %w", orderNo, err)
+	}
+	var order Order
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		o, err := s.loadOrder(ctx, tx, orderNo, true)
+		if err != nil {
+			return err
+		}
+		order = o
+		switch o.Status {
+		case StatusShipped:
+			if o.Warehouse != warehouse {
+				return fmt.Errorf("shipped from %s, not %s: %w", o.Warehouse, warehouse, ErrShipped)
+			}
+			order.Replayed = true
+			return nil
+		case StatusHeld:
+			return ErrNotConfirmed
+		case StatusCancelled:
+			return ErrCancelled
+		case StatusExpired:
+			return ErrExpired
+		}
+		var exists bool
+		if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM warehouse WHERE code = ?)", warehouse).Scan(&exists); err != nil {
+			return fmt.Errorf("reading warehouse %s: %w", warehouse, err)
+		}
+		if !exists {
+			return fmt.Errorf("warehouse %s: %w", warehouse, ErrUnknownWarehouse)
+		}
+		var short []Shortage
+		for _, it := range o.Items {
+			res, err := tx.ExecContext(ctx, "UPDATE physical_stock SET qty = qty - ? WHERE sku_id = ? AND warehouse_code = ? AND qty >= ?",
+				it.Qty, it.SKU, warehouse, it.Qty)
+			if err != nil {
+				return fmt.Errorf("lowering physical stock of %s at %s: %w", it.SKU, warehouse, err)
+			}
+			if affected(res) != 1 {
+				var have int64
+				tx.QueryRowContext(ctx, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?", it.SKU, warehouse).Scan(&have)
+				short = append(short, Shortage{SKU: it.SKU, Requested: it.Qty, Available: have})
+				continue
+			}
+			res, err = tx.ExecContext(ctx, "UPDATE reserved SET qty = qty - ? WHERE sku_id = ? AND qty >= ?", it.Qty, it.SKU, it.Qty)
+			if err != nil {
+				return fmt.Errorf("releasing reserved %s: %w", it.SKU, err)
+			}
+			if affected(res) != 1 {
+				return fmt.Errorf("releasing %d reserved of %s: fewer reserved than the order holds", it.Qty, it.SKU)
+			}
+		}
+		if len(short) > 0 {
+			return &ShortageError{Items: short}
+		}
+		if err := setStatus(ctx, tx, orderNo, StatusShipped, warehouse); err != nil {
+			return err
+		}
+		order.Status, order.Warehouse = StatusShipped, warehouse
+		return nil
+	})
+	if err != nil {
+		return order, fmt.Errorf("shipping order %s: %w", orderNo, err)
+	}
+	return order, nil
+}

@@ -1,0 +1,249 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/pressly/goose/v3"
+
+	"github.com/stocksync/stocksync/config"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// versionTable is goose's record of the applied migrations, kept in the inventory database.
+const versionTable = "goose_db_version"
+
+var (
+	// ErrSchemaTooNew means the database was migrated by a newer stocksync: this binary
+	// must not write to it.
+	ErrSchemaTooNew = errors.New("inventory schema is newer than this binary knows")
+	// ErrSchemaTooOld means migrations are pending: run `stocksync migrate up`.
+	ErrSchemaTooOld = errors.New("inventory schema is older than this binary: run `stocksync migrate up`")
+)
+
+// SchemaVersionError is CheckSchema's answer when the database is not at this binary's
+// version. It matches ErrSchemaTooNew or ErrSchemaTooOld with errors.Is.
+type SchemaVersionError struct {
+	Database string
+	Have     int64 // the database's version (0 when never migrated)
+	Want     int64 // the newest migration embedded in this binary
+}
+
+func (e *SchemaVersionError) Error() string {
+	if e.Have > e.Want {
+		return fmt.Sprintf("database %s is at schema version %d, newer than this binary knows (%d): upgrade stocksync", e.Database, e.Have, e.Want)
+	}
+	return fmt.Sprintf("database %s is at schema version %d, this binary needs %d: run `stocksync migrate up`", e.Database, e.Have, e.Want)
+}
+
+// Is lets errors.Is match the sentinel for the direction of the mismatch.
+func (e *SchemaVersionError) Is(target error) bool {
+	return (target == ErrSchemaTooNew && e.Have > e.Want) || (target == ErrSchemaTooOld && e.Have < e.Want)
+}
+
+var databaseName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+
+// dsn is the driver configuration for cfg.Source with database db ("" for none).
+// Sessions run in READ COMMITTED so that a conditional update that matches no row does not
+// keep its lock until commit, and in UTC so that NOW(6) and parsed times agree.
+func dsn(cfg config.Config, db string) string {
+	c := mysql.NewConfig()
+	c.User, c.Passwd, c.DBName = cfg.Source.User, cfg.Source.Password, db
+	c.Net, c.Addr = "tcp", cfg.Source.Addr
+	if strings.HasPrefix(cfg.Source.Addr, "/") {
+		c.Net = "unix"
+	}
+	c.ParseTime = true
+	c.Loc = time.UTC
+	c.InterpolateParams = true
+	c.Params = map[string]string{"time_zone": "'+00:00'", "tx_isolation": "'READ-COMMITTED'"}
+	return c.FormatDSN()
+}
+
+// Open connects to cfg.Source with database cfg.Inventory.Database, with the session
+// settings the Store relies on (parsed times in UTC, READ COMMITTED). It pings the server.
+func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
+	name := cfg.Inventory.Database
+	if !databaseName.MatchString(name) {
+		return nil, fmt.Errorf("opening inventory database: inventory.database %q must be letters, digits and _", name)
+	}
+	db, err := sql.Open("mysql", dsn(cfg, name))
+	if err != nil {
+		return nil, fmt.Errorf("opening inventory database %s: %w", name, err)
+	}
+	// Hot-SKU traffic keeps many connections busy at once; a small idle pool would make
+	// every burst reconnect.
+	db.SetMaxOpenConns(256)
+	db.SetMaxIdleConns(256)
+	db.SetConnMaxLifetime(time.Hour)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to inventory database %s at %s: %w", name, cfg.Source.Addr, err)
+	}
+	return db, nil
+}
+
+// newestMigration is the highest version among the embedded migrations.
+func newestMigration() (int64, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return 0, fmt.Errorf("listing embedded migrations: %w", err)
+	}
+	var newest int64
+	for _, e := range entries {
+		digits, _, ok := strings.Cut(e.Name(), "_")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("embedded migration %s has no numeric version: %w", e.Name(), err)
+		}
+		newest = max(newest, v)
+	}
+	return newest, nil
+}
+
+func newProvider(db *sql.DB) (*goose.Provider, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectMySQL, db, sub, goose.WithTableName(versionTable))
+	if err != nil {
+		return nil, fmt.Errorf("preparing migrations: %w", err)
+	}
+	return p, nil
+}
+
+// Migrate creates the database cfg.Inventory.Database if missing and applies every
+// embedded migration not yet applied. Two processes migrating at once are serialised by a
+// named lock on the server.
+func Migrate(ctx context.Context, cfg config.Config) error {
+	name := cfg.Inventory.Database
+	if !databaseName.MatchString(name) {
+		return fmt.Errorf("migrating: inventory.database %q must be letters, digits and _", name)
+	}
+	admin, err := sql.Open("mysql", dsn(cfg, ""))
+	if err != nil {
+		return fmt.Errorf("migrating %s: %w", name, err)
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` DEFAULT CHARACTER SET utf8mb4"); err != nil {
+		return fmt.Errorf("creating database %s: %w", name, err)
+	}
+	db, err := Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return MigrateDB(ctx, db)
+}
+
+// MigrateDB applies every pending embedded migration to the database db is connected to.
+func MigrateDB(ctx context.Context, db *sql.DB) error {
+	var name sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&name); err != nil || !name.Valid {
+		return fmt.Errorf("migrating: connection has no database selected (%v)", err)
+	}
+	release, err := namedLock(ctx, db, "stocksync.migrate."+name.String)
+	if err != nil {
+		return err
+	}
+	defer release()
+	p, err := newProvider(db)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("applying inventory migrations: %w", err)
+	}
+	return nil
+}
+
+// MigrationStatus is one embedded migration and whether the database has it.
+type MigrationStatus struct {
+	Version   int64
+	Name      string
+	Applied   bool
+	AppliedAt time.Time
+}
+
+// Status lists the embedded migrations and which of them the database has applied.
+func Status(ctx context.Context, db *sql.DB) ([]MigrationStatus, error) {
+	p, err := newProvider(db)
+	if err != nil {
+		return nil, err
+	}
+	list, err := p.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading migration status: %w", err)
+	}
+	out := make([]MigrationStatus, 0, len(list))
+	for _, m := range list {
+		out = append(out, MigrationStatus{Version: m.Source.Version, Name: m.Source.Path,
+			Applied: m.State == goose.StateApplied, AppliedAt: m.AppliedAt})
+	}
+	return out, nil
+}
+
+// CheckSchema returns nil when the database is at exactly this binary's schema version and
+// a *SchemaVersionError otherwise (ErrSchemaTooNew: refuse to run; ErrSchemaTooOld: run
+// `stocksync migrate up`). It writes nothing.
+func CheckSchema(ctx context.Context, db *sql.DB) error {
+	want, err := newestMigration()
+	if err != nil {
+		return err
+	}
+	var dbName sql.NullString
+	var hasTable bool
+	err = db.QueryRowContext(ctx, `SELECT DATABASE(), EXISTS (SELECT 1 FROM information_schema.tables
+		WHERE table_schema = DATABASE() AND table_name = ?)`, versionTable).Scan(&dbName, &hasTable)
+	if err != nil {
+		return fmt.Errorf("checking inventory schema: %w", err)
+	}
+	have := int64(0)
+	if hasTable {
+		var v sql.NullInt64
+		if err := db.QueryRowContext(ctx, "SELECT MAX(version_id) FROM "+versionTable).Scan(&v); err != nil {
+			return fmt.Errorf("reading inventory schema version: %w", err)
+		}
+		have = v.Int64
+	}
+	if have != want {
+		return &SchemaVersionError{Database: dbName.String, Have: have, Want: want}
+	}
+	return nil
+}
+
+// namedLock takes a server-wide named lock on its own connection and returns its release.
+func namedLock(ctx context.Context, db *sql.DB, name string) (func(), error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("taking lock %s: %w", name, err)
+	}
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", name).Scan(&got); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("taking lock %s: %w", name, err)
+	}
+	if got.Int64 != 1 {
+		conn.Close()
+		return nil, fmt.Errorf("taking lock %s: still held by another process after 60s", name)
+	}
+	return func() {
+		conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", name)
+		conn.Close()
+	}, nil
+}

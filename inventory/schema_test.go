@@ -1,0 +1,77 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+func TestMigrateThenCheckSchema(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := t.Context()
+	db, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	if err := CheckSchema(ctx, db); !errors.Is(err, ErrSchemaTooOld) {
+		t.Fatalf("CheckSchema on an empty database = %v, want ErrSchemaTooOld", err)
+	}
+	for range 2 { // a second run finds nothing to do
+		if err := Migrate(ctx, cfg); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+	}
+	if err := CheckSchema(ctx, db); err != nil {
+		t.Fatalf("CheckSchema after Migrate: %v", err)
+	}
+	status, err := Status(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(status) == 0 || !status[len(status)-1].Applied {
+		t.Fatalf("Status after Migrate = %+v, want every migration applied", status)
+	}
+	for _, table := range []string{"sku", "sellable_shard", "reserved", "physical_stock", "warehouse", "activity_stock", "deduction_log", "rollback_log", "hold"} {
+		if n := queryInt(t, db, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?", table); n != 1 {
+			t.Errorf("table %s missing after Migrate", table)
+		}
+	}
+
+	// A newer binary migrated this database: this one must refuse it.
+	testutil.Exec(t, db, "INSERT INTO goose_db_version (version_id, is_applied) VALUES (99999, 1)")
+	err = CheckSchema(ctx, db)
+	var versionErr *SchemaVersionError
+	if !errors.Is(err, ErrSchemaTooNew) || !errors.As(err, &versionErr) || versionErr.Have != 99999 {
+		t.Fatalf("CheckSchema on a newer schema = %v, want ErrSchemaTooNew at 99999", err)
+	}
+}
+
+func TestSellableShardTableShape(t *testing.T) {
+	// Other engineers' rules match this table by name and columns.
+	_, db := newTestStore(t, Options{})
+	rows, err := db.QueryContext(context.Background(), `SELECT column_name, data_type FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = 'sellable_shard' ORDER BY ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var c, typ string
+		rows.Scan(&c, &typ)
+		got = append(got, c+" "+typ)
+	}
+	want := []string{"sku_id varchar", "shard int", "qty bigint"}
+	if len(got) != len(want) {
+		t.Fatalf("sellable_shard columns = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("sellable_shard columns = %v, want %v", got, want)
+		}
+	}
+}

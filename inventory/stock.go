@@ -1,0 +1,277 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// SKUStock is everything known about one SKU's stock.
+type SKUStock struct {
+	SKU string `json:"sku"`
+	// Sellable is the logical sellable stock, the sum of ShardQty.
+	Sellable   int64           `json:"sellable"`
+	Shards     int             `json:"shards"`
+	ShardQty   []int64         `json:"shard_qty"`
+	Reserved   int64           `json:"reserved"`
+	Physical   []PhysicalLevel `json:"physical"`
+	Activities []Activity      `json:"activities"`
+}
+
+// Activity is stock of a SKU set aside for a campaign between StartsAt and EndsAt.
+type Activity struct {
+	SKU      string    `json:"sku,omitempty"`
+	Activity string    `json:"activity"`
+	Qty      int64     `json:"qty"`
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
+}
+
+func validShards(m int) error {
+	if m < 1 || m > maxShards {
+		return invalid("shards", "must be between 1 and %d, got %d", maxShards, m)
+	}
+	return nil
+}
+
+// SetStock sets sku's sellable stock to sellable, spread evenly over shards rows (0 keeps
+// the SKU's current count, 1 for a new SKU). It creates the SKU when missing.
+func (s *Store) SetStock(ctx context.Context, sku string, sellable int64, shards int) (SKUStock, error) {
+	if err := validID("sku", sku); err != nil {
+		return SKUStock{}, fmt.Errorf("setting stock: %w", err)
+	}
+	if sellable < 0 {
+		return SKUStock{}, fmt.Errorf("setting stock of %s: %w", sku, invalid("sellable", "must not be negative, got %d", sellable))
+	}
+	if shards != 0 {
+		if err := validShards(shards); err != nil {
+			return SKUStock{}, fmt.Errorf("setting stock of %s: %w", sku, err)
+		}
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO sku (sku_id, shards) VALUES (?, 1) ON DUPLICATE KEY UPDATE sku_id = sku_id", sku); err != nil {
+			return fmt.Errorf("creating sku: %w", err)
+		}
+		var current int
+		if err := tx.QueryRowContext(ctx, "SELECT shards FROM sku WHERE sku_id = ? FOR UPDATE", sku).Scan(&current); err != nil {
+			return fmt.Errorf("locking sku: %w", err)
+		}
+		m := shards
+		if m == 0 {
+			m = current
+		}
+		if _, err := tx.ExecContext(ctx, "SELECT shard FROM sellable_shard WHERE sku_id = ? ORDER BY shard FOR UPDATE", sku); err != nil {
+			return fmt.Errorf("locking shards: %w", err)
+		}
+		return writeShards(ctx, tx, sku, sellable, m)
+	})
+	if err != nil {
+		return SKUStock{}, fmt.Errorf("setting stock of %s: %w", sku, err)
+	}
+	s.log.Info("sellable stock set", zap.String("sku", sku), zap.Int64("sellable", sellable), zap.Int("shards", shards))
+	return s.Get(ctx, sku)
+}
+
+// writeShards makes sku's shards 0..m-1 hold total between them (as evenly as possible)
+// and removes any shard ≥ m. The caller holds the locks of the SKU and its shards.
+func writeShards(ctx context.Context, tx *sql.Tx, sku string, total int64, m int) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM sellable_shard WHERE sku_id = ? AND shard >= ?", sku, m); err != nil {
+		return fmt.Errorf("removing shards of %s: %w", sku, err)
+	}
+	args := make([]any, 0, 3*m)
+	for i := 0; i < m; i++ {
+		qty := total / int64(m)
+		if int64(i) < total%int64(m) {
+			qty++
+		}
+		args = append(args, sku, i, qty)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO sellable_shard (sku_id, shard, qty) VALUES "+placeholders(m, 3)+
+		" ON DUPLICATE KEY UPDATE qty = VALUES(qty)", args...); err != nil {
+		return fmt.Errorf("writing shards of %s: %w", sku, err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE sku SET shards = ? WHERE sku_id = ?", m, sku); err != nil {
+		return fmt.Errorf("recording shard count of %s: %w", sku, err)
+	}
+	return nil
+}
+
+// Reshard spreads sku's sellable stock over m shards, keeping the total. It runs online:
+// concurrent deductions wait for it or retry on the new shards; none is lost or doubled.
+func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error) {
+	if err := validID("sku", sku); err != nil {
+		return SKUStock{}, fmt.Errorf("resharding: %w", err)
+	}
+	if err := validShards(m); err != nil {
+		return SKUStock{}, fmt.Errorf("resharding %s: %w", sku, err)
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var current int
+		err := tx.QueryRowContext(ctx, "SELECT shards FROM sku WHERE sku_id = ? FOR UPDATE", sku).Scan(&current)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sku %s: %w", sku, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("locking sku: %w", err)
+		}
+		shards, err := readShards(ctx, tx, sku, true)
+		if err != nil {
+			return err
+		}
+		return writeShards(ctx, tx, sku, sumShards(shards), m)
+	})
+	if err != nil {
+		return SKUStock{}, fmt.Errorf("resharding %s: %w", sku, err)
+	}
+	s.log.Info("resharded", zap.String("sku", sku), zap.Int("shards", m))
+	return s.Get(ctx, sku)
+}
+
+// Adjust adds (delta > 0) or removes (delta < 0) sellable stock of sku, with the reason
+// recorded in adjustment_log. Removing more than the SKU holds returns a *ShortageError.
+func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason string) (SKUStock, error) {
+	if err := validID("sku", sku); err != nil {
+		return SKUStock{}, fmt.Errorf("adjusting stock: %w", err)
+	}
+	if delta == 0 {
+		return SKUStock{}, fmt.Errorf("adjusting stock of %s: %w", sku, invalid("delta", "must not be zero"))
+	}
+	if reason == "" || len(reason) > 255 {
+		return SKUStock{}, fmt.Errorf("adjusting stock of %s: %w", sku, invalid("reason", "must be 1 to 255 bytes"))
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var m int
+		err := tx.QueryRowContext(ctx, "SELECT shards FROM sku WHERE sku_id = ?", sku).Scan(&m)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sku %s: %w", sku, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("reading sku: %w", err)
+		}
+		if delta > 0 {
+			if err := restoreSellable(ctx, tx, OrderItem{SKU: sku, Qty: delta, Shards: []ShardTake{{Shard: rand.IntN(m)}}}); err != nil {
+				return err
+			}
+		} else {
+			takes, available, err := takeSellable(ctx, tx, sku, -delta)
+			if err != nil {
+				return err
+			}
+			if takes == nil {
+				return &ShortageError{Items: []Shortage{{SKU: sku, Requested: -delta, Available: available}}}
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO adjustment_log (sku_id, delta, reason) VALUES (?, ?, ?)", sku, delta, reason); err != nil {
+			return fmt.Errorf("writing adjustment log: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return SKUStock{}, fmt.Errorf("adjusting stock of %s by %d: %w", sku, delta, err)
+	}
+	s.log.Info("sellable stock adjusted", zap.String("sku", sku), zap.Int64("delta", delta), zap.String("reason", reason))
+	return s.Get(ctx, sku)
+}
+
+// Get returns every stock figure of sku, read from one consistent snapshot; ErrNotFound
+// when the SKU has never been set.
+func (s *Store) Get(ctx context.Context, sku string) (SKUStock, error) {
+	if err := validID("sku", sku); err != nil {
+		return SKUStock{}, fmt.Errorf("reading stock: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return SKUStock{}, fmt.Errorf("reading stock of %s: %w", sku, err)
+	}
+	defer tx.Rollback()
+	out, err := readStock(ctx, tx, sku)
+	if err != nil {
+		return SKUStock{}, fmt.Errorf("reading stock of %s: %w", sku, err)
+	}
+	return out, nil
+}
+
+func readStock(ctx context.Context, tx *sql.Tx, sku string) (SKUStock, error) {
+	out := SKUStock{SKU: sku, ShardQty: []int64{}, Physical: []PhysicalLevel{}, Activities: []Activity{}}
+	err := tx.QueryRowContext(ctx, "SELECT shards FROM sku WHERE sku_id = ?", sku).Scan(&out.Shards)
+	if errors.Is(err, sql.ErrNoRows) {
+		return out, fmt.Errorf("sku %s: %w", sku, ErrNotFound)
+	}
+	if err != nil {
+		return out, fmt.Errorf("reading sku: %w", err)
+	}
+	shards, err := readShards(ctx, tx, sku, false)
+	if err != nil && !errors.Is(err, ErrUnknownSKU) {
+		return out, err
+	}
+	for _, sh := range shards {
+		out.ShardQty = append(out.ShardQty, sh.Qty)
+		out.Sellable += sh.Qty
+	}
+	err = tx.QueryRowContext(ctx, "SELECT qty FROM reserved WHERE sku_id = ?", sku).Scan(&out.Reserved)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return out, fmt.Errorf("reading reserved: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT warehouse_code, qty FROM physical_stock WHERE sku_id = ? ORDER BY warehouse_code", sku)
+	if err != nil {
+		return out, fmt.Errorf("reading physical stock: %w", err)
+	}
+	for rows.Next() {
+		var p PhysicalLevel
+		if err := rows.Scan(&p.Warehouse, &p.Qty); err != nil {
+			rows.Close()
+			return out, fmt.Errorf("reading physical stock: %w", err)
+		}
+		out.Physical = append(out.Physical, p)
+	}
+	rows.Close()
+	rows, err = tx.QueryContext(ctx, "SELECT activity_id, qty, starts_at, ends_at FROM activity_stock WHERE sku_id = ? ORDER BY activity_id", sku)
+	if err != nil {
+		return out, fmt.Errorf("reading activity stock: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a Activity
+		if err := rows.Scan(&a.Activity, &a.Qty, &a.StartsAt, &a.EndsAt); err != nil {
+			return out, fmt.Errorf("reading activity stock: %w", err)
+		}
+		out.Activities = append(out.Activities, a)
+	}
+	return out, rows.Err()
+}
+
+// PutActivity sets the stock a campaign sets aside for a SKU and its running window.
+func (s *Store) PutActivity(ctx context.Context, a Activity) (Activity, error) {
+	if err := validID("sku", a.SKU); err != nil {
+		return a, fmt.Errorf("setting activity stock: %w", err)
+	}
+	if err := validID("activity", a.Activity); err != nil {
+		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, err)
+	}
+	if a.Qty < 0 {
+		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, invalid("qty", "must not be negative, got %d", a.Qty))
+	}
+	if a.StartsAt.IsZero() || a.EndsAt.IsZero() || !a.EndsAt.After(a.StartsAt) {
+		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, invalid("ends_at", "starts_at and ends_at are required and ends_at must be after starts_at"))
+	}
+	a.StartsAt, a.EndsAt = a.StartsAt.UTC(), a.EndsAt.UTC()
+	var exists bool
+	if err := s.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM sku WHERE sku_id = ?)", a.SKU).Scan(&exists); err != nil {
+		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, err)
+	}
+	if !exists {
+		return a, fmt.Errorf("setting activity stock: sku %s: %w", a.SKU, ErrNotFound)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO activity_stock (sku_id, activity_id, qty, starts_at, ends_at) VALUES (?, ?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE qty = VALUES(qty), starts_at = VALUES(starts_at), ends_at = VALUES(ends_at)`,
+		a.SKU, a.Activity, a.Qty, a.StartsAt, a.EndsAt)
+	if err != nil {
+		return a, fmt.Errorf("setting activity %s stock of %s: %w", a.Activity, a.SKU, err)
+	}
+	return a, nil
+}

@@ -1,0 +1,170 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+)
+
+// Options tune a Store. Zero values take the documented defaults.
+type Options struct {
+	// HoldTTL is how long an unpaid deduction is held when the request names no hold_ttl
+	// (default 15 minutes).
+	HoldTTL time.Duration
+	// SweepInterval is how often RunSweeper releases expired holds (default 5 seconds).
+	SweepInterval time.Duration
+	// Token, when set, is required as "Authorization: Bearer <token>" by Handler.
+	Token string
+	// Logger may be nil (no logs).
+	Logger *zap.Logger
+
+	// DisableMerging turns off the merging of concurrent single-item deductions of one SKU
+	// into one transaction; every deduction then runs its own transaction.
+	DisableMerging bool
+	// MergeMaxBatch bounds the deductions merged into one transaction (default 256).
+	MergeMaxBatch int
+	// MergeWorkers is how many merged transactions may run at once for one SKU (default 4).
+	MergeWorkers int
+	// CancelRetries is how many times a cancel for an order not (yet) deducted looks again
+	// before reporting ErrNotFound (default 5), CancelRetryDelay the first wait between
+	// looks, doubled each time (default 100ms).
+	CancelRetries    int
+	CancelRetryDelay time.Duration
+	// MaxBodyBytes bounds HTTP request bodies (default 1 MiB).
+	MaxBodyBytes int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.HoldTTL <= 0 {
+		o.HoldTTL = 15 * time.Minute
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.MergeMaxBatch <= 0 {
+		o.MergeMaxBatch = 256
+	}
+	if o.MergeWorkers <= 0 {
+		o.MergeWorkers = 4
+	}
+	if o.CancelRetries <= 0 {
+		o.CancelRetries = 5
+	}
+	if o.CancelRetryDelay <= 0 {
+		o.CancelRetryDelay = 100 * time.Millisecond
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	return o
+}
+
+// Store runs every stock operation against the inventory database. It is safe for
+// concurrent use, also by several processes on one database.
+type Store struct {
+	db   *sql.DB
+	opts Options
+	log  *zap.Logger
+	now  func() time.Time
+	// merger coalesces concurrent single-item deductions of one SKU; nil when disabled.
+	merger *merger
+	// beforeCancelRetry, when set (tests), runs before each wait of a cancel retry.
+	beforeCancelRetry func(attempt int)
+}
+
+// New returns a Store on db, which should come from Open (its session settings matter:
+// READ COMMITTED keeps failed conditional updates from holding locks).
+func New(db *sql.DB, opts Options) *Store {
+	opts = opts.withDefaults()
+	s := &Store{db: db, opts: opts, log: opts.Logger, now: func() time.Time { return time.Now().UTC() }}
+	if !opts.DisableMerging {
+		s.merger = newMerger(s)
+	}
+	return s
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs fn in a transaction and commits it when fn returns nil. A deadlock or lock
+// wait timeout reruns fn in a new transaction, so fn must only change state it returns.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("beginning transaction: %w", err)
+		}
+		err = fn(tx)
+		if err == nil {
+			err = tx.Commit()
+		} else {
+			tx.Rollback()
+		}
+		if err == nil || !isRetryable(err) || attempt >= 10 || ctx.Err() != nil {
+			return err
+		}
+		s.log.Debug("retrying transaction", zap.Int("attempt", attempt), zap.Error(err))
+		wait := time.Duration(attempt) * time.Duration(1+rand.IntN(5)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func mysqlErrorNumber(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
+}
+
+// isRetryable: deadlock (1213) and lock wait timeout (1205) abort the transaction and
+// leave nothing written, so running it again is safe.
+func isRetryable(err error) bool {
+	n := mysqlErrorNumber(err)
+	return n == 1213 || n == 1205
+}
+
+func isDuplicateKey(err error) bool { return mysqlErrorNumber(err) == 1062 }
+
+func affected(res sql.Result) int64 {
+	n, _ := res.RowsAffected()
+	return n
+}
+
+// placeholders returns "(?,?,…),(…)" for rows rows of cols columns.
+func placeholders(rows, cols int) string {
+	one := make([]byte, 0, 2*cols+1)
+	one = append(one, '(')
+	for i := 0; i < cols; i++ {
+		if i > 0 {
+			one = append(one, ',')
+		}
+		one = append(one, '?')
+	}
+	one = append(one, ')')
+	out := make([]byte, 0, rows*(len(one)+1))
+	for r := 0; r < rows; r++ {
+		if r > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, one...)
+	}
+	return string(out)
+}
