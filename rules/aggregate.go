@@ -1,0 +1,523 @@
+package rules
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// ruleState is the groups of one aggregate or transition rule.
+type ruleState struct {
+	rule    *Rule
+	groups  map[string]*group
+	touched []*group
+	env     map[string]any
+	// emptyValue is the transition value of an empty group (every sum 0), the value a
+	// group is taken to have before its first row.
+	emptyValue []byte
+	emptyReady bool
+}
+
+// group is one group's running state.
+type group struct {
+	key string // the group key as a JSON object, also the Kafka key
+	// body and bodyStrings are the key object without braces, typed and as strings.
+	body, bodyStrings []byte
+	vals              []any // group column values, as an expression sees them
+	count             int64
+	sums              []accumulator
+	value             []byte // transition: the value last emitted (JSON)
+
+	// per transaction
+	inTxn     bool
+	prevCount int64
+	prevSums  []accumulator
+	prevValue []byte
+	src       canal.Source
+	srcTable  *tableInfo
+}
+
+func newRuleState(r *Rule) *ruleState {
+	return &ruleState{rule: r, groups: map[string]*group{}, env: map[string]any{}}
+}
+
+// fold applies one row change to the rule's groups: an insert or read adds its after
+// image, a delete subtracts its before image, an update does both (to two groups when
+// it moves a row from one group to another).
+func (e *Engine) fold(rp *rulePlan, c *canal.RowChange) error {
+	st := e.states[rp.rule.name]
+	switch c.Op {
+	case canal.OpCreate, canal.OpRead:
+		e.apply(st, rp, c, c.After, 1)
+	case canal.OpDelete:
+		e.apply(st, rp, c, c.Before, -1)
+	case canal.OpUpdate:
+		e.apply(st, rp, c, c.Before, -1)
+		e.apply(st, rp, c, c.After, 1)
+	}
+	return nil
+}
+
+func (e *Engine) apply(st *ruleState, rp *rulePlan, c *canal.RowChange, img []any, sign int64) {
+	if img == nil {
+		return
+	}
+	t := c.Table
+	k := e.tmp[:0]
+	k = append(k, '{')
+	for i, idx := range rp.groupIdx {
+		if i > 0 {
+			k = append(k, ',')
+		}
+		k = append(k, rp.groupKeys[i]...)
+		k = appendValue(k, t.Columns[idx].Kind, img[idx], styleTyped)
+	}
+	k = append(k, '}')
+	e.tmp = k
+	g := st.groups[string(k)]
+	if g == nil {
+		var err error
+		g, err = st.newGroup(string(k))
+		if err != nil { // cannot happen: the key was just encoded
+			return
+		}
+		if st.rule.emit == EmitTransition {
+			g.value = e.emptyValue(st)
+		}
+		st.groups[g.key] = g
+	}
+	if !g.inTxn {
+		g.inTxn = true
+		g.prevCount = g.count
+		if cap(g.prevSums) < len(g.sums) {
+			g.prevSums = make([]accumulator, len(g.sums))
+		}
+		g.prevSums = g.prevSums[:len(g.sums)]
+		for i := range g.sums {
+			g.prevSums[i].copyFrom(&g.sums[i])
+		}
+		g.prevValue = g.value
+		st.touched = append(st.touched, g)
+	}
+	g.count += sign
+	for i, idx := range rp.sumIdx {
+		g.sums[i].add(img[idx], sign)
+	}
+	g.src = c.Source
+	g.srcTable = rp.table
+}
+
+// newGroup builds a group from its key object, as encoded by apply or read back by
+// Restore.
+func (st *ruleState) newGroup(key string) (*group, error) {
+	g := &group{key: key, sums: make([]accumulator, len(st.rule.sums))}
+	dec := json.NewDecoder(strings.NewReader(key))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("group key %q: not a JSON object", key)
+	}
+	for i := 0; ; i++ {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("group key %q: %w", key, err)
+		}
+		if tok == json.Delim('}') {
+			break
+		}
+		name, ok := tok.(string)
+		if !ok || i >= len(st.rule.groupBy) || name != st.rule.groupBy[i] {
+			return nil, fmt.Errorf("group key %q: expected the group_by columns %v", key, st.rule.groupBy)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("group key %q: %w", key, err)
+		}
+		if i > 0 {
+			g.body = append(g.body, ',')
+			g.bodyStrings = append(g.bodyStrings, ',')
+		}
+		g.body = append(appendString(g.body, name), ':')
+		g.body = append(g.body, raw...)
+		g.bodyStrings = append(appendString(g.bodyStrings, name), ':')
+		var v any
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		_ = d.Decode(&v)
+		switch x := v.(type) {
+		case json.Number:
+			if n, err := x.Int64(); err == nil {
+				v = n
+			} else if u, err := strconv.ParseUint(x.String(), 10, 64); err == nil {
+				v = u
+			} else {
+				v, _ = x.Float64()
+			}
+			g.bodyStrings = appendString(g.bodyStrings, x.String())
+		case string:
+			g.bodyStrings = appendString(g.bodyStrings, x)
+		case nil:
+			g.bodyStrings = append(g.bodyStrings, "null"...)
+		default:
+			g.bodyStrings = appendString(g.bodyStrings, string(raw))
+		}
+		g.vals = append(g.vals, v)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("group key %q: trailing data", key)
+	}
+	if len(g.vals) != len(st.rule.groupBy) {
+		return nil, fmt.Errorf("group key %q: expected the group_by columns %v", key, st.rule.groupBy)
+	}
+	return g, nil
+}
+
+// emptyValue is the transition value of a group with no rows.
+func (e *Engine) emptyValue(st *ruleState) []byte {
+	if !st.emptyReady {
+		g := &group{sums: make([]accumulator, len(st.rule.sums)), vals: make([]any, len(st.rule.groupBy))}
+		st.emptyValue = e.transitionValue(st, g)
+		st.emptyReady = true
+	}
+	return st.emptyValue
+}
+
+// transitionValue evaluates the rule's value over g's columns and sums, as JSON.
+func (e *Engine) transitionValue(st *ruleState, g *group) []byte {
+	r := st.rule
+	clear(st.env)
+	for i, name := range r.groupBy {
+		st.env[name] = g.vals[i]
+	}
+	for i, s := range r.sums {
+		st.env[s.name] = g.sums[i].exprValue()
+	}
+	v, err := e.vm.Run(r.value, st.env)
+	if err != nil {
+		e.evalErrors.Add(1)
+		e.log.Warn("rule expression failed")
+		v = nil
+	}
+	return appendAny(nil, v)
+}
+
+// flushGroups emits the touched groups of one rule and returns their state entries.
+func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([]StateEntry, error) {
+	r := st.rule
+	entries := make([]StateEntry, 0, len(st.touched))
+	var firstErr error
+	for _, g := range st.touched {
+		g.inTxn = false
+		emit := true
+		if r.emit == EmitTransition {
+			v := e.transitionValue(st, g)
+			if bytes.Equal(v, g.value) {
+				emit = false
+			} else {
+				g.value = v
+			}
+		}
+		if emit && firstErr == nil {
+			m := e.groupMessage(st, g)
+			if err := out.Emit(ctx, m); err != nil {
+				firstErr = err
+			}
+		}
+		ent := StateEntry{Rule: r.name, Key: g.key}
+		if g.count == 0 && (r.emit == EmitAggregate || bytes.Equal(g.value, e.emptyValue(st))) {
+			delete(st.groups, g.key)
+		} else {
+			ent.Value = g.appendState(nil, r)
+		}
+		entries = append(entries, ent)
+	}
+	clear(st.touched)
+	st.touched = st.touched[:0]
+	return entries, firstErr
+}
+
+// appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V]}: integer sums
+// as numbers, decimal sums as strings, float sums as numbers with a point or exponent.
+func (g *group) appendState(b []byte, r *Rule) []byte {
+	b = append(b, `{"count":`...)
+	b = strconv.AppendInt(b, g.count, 10)
+	b = append(b, `,"sums":{`...)
+	for i, s := range r.sums {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(appendString(b, s.name), ':')
+		b = g.sums[i].appendState(b)
+	}
+	b = append(b, '}')
+	if r.emit == EmitTransition {
+		b = append(b, `,"value":`...)
+		b = append(b, g.value...)
+	}
+	return append(b, '}')
+}
+
+// appendGroupImage appends {group columns, sums[, value]} in a style.
+func appendGroupImage(b []byte, r *Rule, g *group, sums []accumulator, value []byte, style valueStyle) []byte {
+	b = append(b, '{')
+	if style == styleStrings {
+		b = append(b, g.bodyStrings...)
+	} else {
+		b = append(b, g.body...)
+	}
+	for i, s := range r.sums {
+		b = append(b, ',')
+		b = append(appendString(b, s.name), ':')
+		b = sums[i].append(b, style)
+	}
+	if r.emit == EmitTransition {
+		b = append(b, `,"value":`...)
+		b = appendJSONIn(b, value, style)
+	}
+	return append(b, '}')
+}
+
+// appendJSONIn appends an expression's JSON value; the Canal style makes it a string.
+func appendJSONIn(b, v []byte, style valueStyle) []byte {
+	if style != styleStrings || len(v) == 0 || v[0] == '"' || string(v) == "null" {
+		return append(b, v...)
+	}
+	return appendString(b, string(v))
+}
+
+// appendGroupChanged appends the before values of the sums (and value) that changed.
+func appendGroupChanged(b []byte, r *Rule, g *group, style valueStyle) ([]byte, bool) {
+	start := len(b)
+	b = append(b, '{')
+	n := 0
+	var bv, av []byte
+	for i, s := range r.sums {
+		bv = g.prevSums[i].append(bv[:0], style)
+		av = g.sums[i].append(av[:0], style)
+		if bytes.Equal(bv, av) {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(appendString(b, s.name), ':')
+		b = append(b, bv...)
+	}
+	if r.emit == EmitTransition && !bytes.Equal(g.prevValue, g.value) {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, `"value":`...)
+		b = appendJSONIn(b, g.prevValue, style)
+	}
+	if n == 0 {
+		return b[:start], false
+	}
+	return append(b, '}'), true
+}
+
+// groupMessage encodes a group's message. Aggregate: op c when the group had no rows
+// before the transaction, d when it has none after it (after null), u otherwise.
+// Transition: op u, before holding the previous value.
+func (e *Engine) groupMessage(st *ruleState, g *group) sinks.Message {
+	r := st.rule
+	op := canal.OpUpdate
+	hasBefore, hasAfter := true, true
+	if r.emit == EmitAggregate {
+		switch {
+		case g.prevCount == 0 && g.count == 0:
+			// rows added and removed in one transaction: report the (empty) group as deleted
+			op, hasBefore, hasAfter = canal.OpDelete, false, false
+		case g.prevCount == 0:
+			op, hasBefore = canal.OpCreate, false
+		case g.count == 0:
+			op, hasAfter = canal.OpDelete, false
+		}
+	}
+	ti := g.srcTable
+	b := e.buf[:0]
+	switch r.format {
+	case FormatCanal:
+		b = append(b, `{"data":[`...)
+		if hasAfter || !hasBefore {
+			b = appendGroupImage(b, r, g, g.sums, g.value, styleStrings)
+		} else {
+			b = appendGroupImage(b, r, g, g.prevSums, g.prevValue, styleStrings)
+		}
+		b = append(b, `],"database":`...)
+		b = append(b, ti.schemaJSON...)
+		b = append(b, `,"table":`...)
+		b = append(b, ti.nameJSON...)
+		b = append(b, `,"type":"`...)
+		b = append(b, canalType(op)...)
+		b = append(b, `","old":`...)
+		if op == canal.OpUpdate {
+			b = append(b, '[')
+			var ok bool
+			if b, ok = appendGroupChanged(b, r, g, styleStrings); !ok {
+				b = append(b, "{}"...)
+			}
+			b = append(b, ']')
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, `,"es":`...)
+		b = strconv.AppendInt(b, g.src.TsMs, 10)
+		b = append(b, `,"ts":`...)
+		b = strconv.AppendInt(b, e.txnTime(), 10)
+		b = append(b, `,"isDdl":false,"pkNames":`...)
+		b = appendNames(b, r.groupBy)
+		b = append(b, '}')
+	case FormatMaxwell:
+		b = append(b, `{"database":`...)
+		b = append(b, ti.schemaJSON...)
+		b = append(b, `,"table":`...)
+		b = append(b, ti.nameJSON...)
+		b = append(b, `,"type":"`...)
+		b = append(b, maxwellType(op)...)
+		b = append(b, `","ts":`...)
+		b = strconv.AppendInt(b, g.src.TsMs/1000, 10)
+		b = append(b, `,"xid":`...)
+		b = strconv.AppendUint(b, uint64(g.src.Pos), 10)
+		b = append(b, `,"data":`...)
+		if hasAfter || !hasBefore {
+			b = appendGroupImage(b, r, g, g.sums, g.value, styleMaxwell)
+		} else {
+			b = appendGroupImage(b, r, g, g.prevSums, g.prevValue, styleMaxwell)
+		}
+		if op == canal.OpUpdate {
+			mark := len(b)
+			b = append(b, `,"old":`...)
+			var ok bool
+			if b, ok = appendGroupChanged(b, r, g, styleMaxwell); !ok {
+				b = b[:mark]
+			}
+		}
+		b = append(b, '}')
+	default:
+		b = append(b, `{"op":"`...)
+		b = append(b, byte(op))
+		b = append(b, `","before":`...)
+		if hasBefore {
+			b = appendGroupImage(b, r, g, g.prevSums, g.prevValue, styleTyped)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, `,"after":`...)
+		if hasAfter {
+			b = appendGroupImage(b, r, g, g.sums, g.value, styleTyped)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, ',')
+		b = e.appendDebeziumSource(b, &g.src, ti)
+		b = append(b, `,"ts_ms":`...)
+		b = strconv.AppendInt(b, e.txnTime(), 10)
+		b = append(b, '}')
+	}
+	e.buf = b
+	out := make([]byte, len(g.key)+len(b))
+	copy(out, g.key)
+	copy(out[len(g.key):], b)
+	topic := r.topic
+	if topic == "" {
+		topic = groupTopic(r, g, ti)
+	}
+	return sinks.Message{
+		Topic:   topic,
+		Key:     out[:len(g.key):len(g.key)],
+		Value:   out[len(g.key):],
+		Headers: e.headers(r, &g.src),
+	}
+}
+
+// groupTopic fills a template for a group message: {schema}, {table} of the last change,
+// {op} as "update", group columns by value.
+func groupTopic(r *Rule, g *group, ti *tableInfo) string {
+	var b []byte
+	for _, p := range r.topicParts {
+		switch {
+		case !p.Var:
+			b = append(b, p.Text...)
+		case p.Text == "schema":
+			b = append(b, ti.t.Schema...)
+		case p.Text == "table":
+			b = append(b, ti.t.Name...)
+		case p.Text == "op":
+			b = append(b, "update"...)
+		default:
+			for i, name := range r.groupBy {
+				if name == p.Text {
+					b = append(b, fmtAny(g.vals[i])...)
+				}
+			}
+		}
+	}
+	return string(b)
+}
+
+func appendNames(b []byte, names []string) []byte {
+	b = append(b, '[')
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, n)
+	}
+	return append(b, ']')
+}
+
+// Restore loads state saved from Commit's entries, as of the checkpoint the stream
+// resumes from. Call it before the first Row. Entries of rules the set does not have (or
+// no longer has in the same form) are ignored; an entry that cannot be read is an error.
+func (e *Engine) Restore(entries []StateEntry) error {
+	for _, ent := range entries {
+		st := e.states[ent.Rule]
+		if st == nil {
+			continue
+		}
+		if ent.Value == nil {
+			delete(st.groups, ent.Key)
+			continue
+		}
+		g, err := st.newGroup(ent.Key)
+		if err != nil {
+			return fmt.Errorf("restoring rule %q state: %w", ent.Rule, err)
+		}
+		var saved struct {
+			Count int64                      `json:"count"`
+			Sums  map[string]json.RawMessage `json:"sums"`
+			Value json.RawMessage            `json:"value"`
+		}
+		if err := json.Unmarshal(ent.Value, &saved); err != nil {
+			return fmt.Errorf("restoring rule %q state of %s: %w", ent.Rule, ent.Key, err)
+		}
+		g.count = saved.Count
+		for i, s := range st.rule.sums {
+			raw, ok := saved.Sums[s.name]
+			if !ok {
+				continue
+			}
+			if !g.sums[i].restore(string(raw)) {
+				return fmt.Errorf("restoring rule %q state of %s: sum %s: cannot read %s", ent.Rule, ent.Key, s.name, raw)
+			}
+		}
+		if st.rule.emit == EmitTransition {
+			if len(saved.Value) > 0 {
+				g.value = append([]byte(nil), saved.Value...)
+			} else {
+				g.value = e.emptyValue(st)
+			}
+		}
+		st.groups[g.key] = g
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// Emitter receives the engine's messages; the pipeline passes its Kafka sink. Emit may
+// block; an error stops the evaluation and is returned to the engine's caller.
+type Emitter interface {
+	Emit(ctx context.Context, m sinks.Message) error
+}
+
+// StateEntry is one aggregate or transition group's state, persisted by the pipeline
+// with the checkpoint. Key is the group key as a JSON object ({"sku_id":"A1"}); Value is
+// the state as JSON ({"count":8,"sums":{"sellable":42},"value":true}), or nil when the
+// group no longer exists and its entry is to be deleted.
+type StateEntry struct {
+	Rule  string
+	Key   string
+	Value []byte
+}
+
+// Header names on every message.
+const (
+	HeaderRule     = "stocksync-rule"
+	HeaderPosition = "stocksync-position"
+)
+
+// Engine evaluates a Set over a stream of transactions: Row for each change, Commit at
+// each transaction's end. It is not safe for concurrent use, except Swap and Set.
+type Engine struct {
+	set      *Set
+	pending  atomic.Pointer[Set]
+	serverID uint32
+	log      *zap.Logger
+	now      func() time.Time
+
+	plans  map[*canal.Table]*tablePlan
+	states map[string]*ruleState // by rule name, stateful rules only
+
+	// per transaction
+	txnMs      int64
+	txnMsSet   bool
+	posKey     canal.Source
+	posHeader  []byte
+	evalErrors atomic.Int64
+
+	// per row
+	env      rowEnv
+	envReady bool
+	cur      *canal.RowChange
+	vm       vm.VM
+	buf      []byte
+	tmp      []byte
+}
+
+// NewEngine returns an engine for set. serverID is written as source.server_id when a
+// change carries none.
+func NewEngine(set *Set, serverID uint32) *Engine {
+	e := &Engine{
+		serverID: serverID,
+		log:      zap.NewNop(),
+		now:      time.Now,
+		states:   map[string]*ruleState{},
+	}
+	e.env.Changed = e.changed
+	e.install(set)
+	return e
+}
+
+// SetLogger sets where expression errors are logged (one line per rule and table).
+func (e *Engine) SetLogger(log *zap.Logger) { e.log = log }
+
+// SetClock replaces time.Now for the ts_ms / ts production times (tests).
+func (e *Engine) SetClock(now func() time.Time) { e.now = now }
+
+// EvalErrors counts expression evaluations that failed at run time (a when counted as
+// false, a field written as null, a transition value as null).
+func (e *Engine) EvalErrors() int64 { return e.evalErrors.Load() }
+
+// Set returns the set in effect (a swapped set only after the Commit that installs it).
+func (e *Engine) Set() *Set { return e.set }
+
+// Swap asks for set to replace the current one at the next transaction boundary: the
+// next Commit ends its transaction with the old set, then installs set, so no transaction
+// is evaluated by two sets. Safe to call from any goroutine; a later Swap before that
+// Commit wins. Aggregate and transition rules whose name, tables, group_by, sum and value
+// are unchanged keep their state; other stateful rules start empty.
+func (e *Engine) Swap(set *Set) { e.pending.Store(set) }
+
+func (e *Engine) install(set *Set) {
+	e.set = set
+	e.plans = map[*canal.Table]*tablePlan{}
+	old := e.states
+	e.states = map[string]*ruleState{}
+	for _, r := range set.rules {
+		if !r.Stateful() {
+			continue
+		}
+		if st, ok := old[r.name]; ok && st.rule.signature == r.signature {
+			st.rule = r
+			e.states[r.name] = st
+			continue
+		}
+		e.states[r.name] = newRuleState(r)
+	}
+}
+
+// Row evaluates one row change: row rules emit to out now; aggregate and transition
+// rules fold it into their groups, emitted by Commit. Snapshot reads (OpRead) are
+// changes like any other: row rules emit them with op "r" unless their ops leave read
+// out, and stateful rules fold them as inserts. An error means a rule cannot be applied
+// to the change's table (a named column is missing or a sum column is not numeric) or
+// out failed; the transaction must not be committed.
+func (e *Engine) Row(ctx context.Context, c *canal.RowChange, out Emitter) error {
+	plan := e.plans[c.Table]
+	if plan == nil {
+		plan = e.plan(c.Table)
+		e.plans[c.Table] = plan
+	}
+	if len(plan.rules) == 0 {
+		return nil
+	}
+	e.cur = c
+	e.envReady = false
+	op := opIndex(c.Op)
+	for _, rp := range plan.rules {
+		if rp.err != nil {
+			return rp.err
+		}
+		r := rp.rule
+		if r.emit != EmitRow {
+			if err := e.fold(rp, c); err != nil {
+				return err
+			}
+			continue
+		}
+		if !r.ops[op] {
+			continue
+		}
+		if r.when != nil {
+			e.prepareEnv(c, rp.table)
+			e.env.Row = e.currentImage()
+			ok, err := e.vm.Run(r.when, &e.env)
+			if err != nil {
+				e.evalFailed(r, c.Table, "match.when", err)
+				continue
+			}
+			if b, _ := ok.(bool); !b {
+				continue
+			}
+		}
+		m, err := e.rowMessage(rp, c)
+		if err != nil {
+			return err
+		}
+		if err := out.Emit(ctx, m); err != nil {
+			return fmt.Errorf("emitting rule %q message for %s: %w", r.name, c.Table.FullName(), err)
+		}
+	}
+	e.cur = nil
+	return nil
+}
+
+// Commit ends the transaction: every aggregate group the transaction touched emits its
+// new value, every transition group whose value changed emits, and the state entries
+// the transaction changed are returned for the pipeline to save with pos. A Swap waiting
+// takes effect after this. An error comes from out; the engine's state then already
+// includes the transaction, so the pipeline must restart from its checkpoint (Restore).
+func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([]StateEntry, error) {
+	var entries []StateEntry
+	var firstErr error
+	for _, r := range e.set.rules {
+		st := e.states[r.name]
+		if st == nil || len(st.touched) == 0 {
+			continue
+		}
+		ents, err := e.flushGroups(ctx, st, out)
+		entries = append(entries, ents...)
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("emitting rule %q at %s: %w", r.name, pos, err)
+		}
+	}
+	e.txnMsSet = false
+	if next := e.pending.Swap(nil); next != nil {
+		e.install(next)
+	}
+	return entries, firstErr
+}
+
+func (e *Engine) changed(col string) bool {
+	c := e.cur
+	if c == nil || c.Before == nil || c.After == nil {
+		return c != nil && (c.Op == canal.OpCreate || c.Op == canal.OpRead || c.Op == canal.OpDelete) && c.Table.ColumnIndex(col) >= 0
+	}
+	i := c.Table.ColumnIndex(col)
+	if i < 0 {
+		return false
+	}
+	return !valuesEqual(c.Before[i], c.After[i])
+}
+
+func valuesEqual(a, b any) bool {
+	ab, aok := a.([]byte)
+	bb, bok := b.([]byte)
+	if aok || bok {
+		return aok && bok && string(ab) == string(bb)
+	}
+	return a == b
+}
+
+func (e *Engine) evalFailed(r *Rule, t *canal.Table, what string, err error) {
+	if e.evalErrors.Add(1) <= 100 {
+		e.log.Warn("rule expression failed", zap.String("rule", r.name), zap.String("table", t.FullName()), zap.String("expression", what), zap.Error(err))
+	}
+}
+
+// prepareEnv fills before, after, op, schema and table once per row.
+func (e *Engine) prepareEnv(c *canal.RowChange, tp *tableInfo) {
+	if e.envReady {
+		return
+	}
+	e.envReady = true
+	e.env.Before = fillImage(e.env.Before, c.Table, c.Before)
+	e.env.After = fillImage(e.env.After, c.Table, c.After)
+	e.env.Op = c.Op.Name()
+	e.env.Schema = c.Table.Schema
+	e.env.Table = c.Table.Name
+}
+
+func (e *Engine) currentImage() map[string]any {
+	if e.cur.After != nil {
+		return e.env.After
+	}
+	return e.env.Before
+}
+
+// fillImage reuses m for the image's values; expressions see decimals as float64 and
+// bytes and JSON as strings.
+func fillImage(m map[string]any, t *canal.Table, vals []any) map[string]any {
+	if m == nil {
+		m = make(map[string]any, len(t.Columns))
+	} else {
+		clear(m)
+	}
+	if vals == nil {
+		return m
+	}
+	for i, col := range t.Columns {
+		if i >= len(vals) {
+			break
+		}
+		m[col.Name] = exprValue(col.Kind, vals[i])
+	}
+	return m
+}
+
+func exprValue(k canal.ColumnKind, v any) any {
+	switch x := v.(type) {
+	case string:
+		if k == canal.KindDecimal {
+			if f, err := strconv.ParseFloat(x, 64); err == nil {
+				return f
+			}
+		}
+	case []byte:
+		return string(x)
+	}
+	return v
+}
+
+// txnTime is the production time of the transaction's messages, read once per transaction.
+func (e *Engine) txnTime() int64 {
+	if !e.txnMsSet {
+		e.txnMs = e.now().UnixMilli()
+		e.txnMsSet = true
+	}
+	return e.txnMs
+}
+
+// positionHeader is "file:pos" of the change's transaction, or its GTID.
+func (e *Engine) positionHeader(s *canal.Source) []byte {
+	if e.posHeader != nil && e.posKey.File == s.File && e.posKey.Pos == s.Pos && e.posKey.GTID == s.GTID {
+		return e.posHeader
+	}
+	var b []byte
+	if s.GTID != "" {
+		b = []byte(s.GTID)
+	} else {
+		b = strconv.AppendUint(append([]byte(s.File), ':'), uint64(s.Pos), 10)
+	}
+	e.posKey = canal.Source{File: s.File, Pos: s.Pos, GTID: s.GTID}
+	e.posHeader = b
+	return b
+}
+
+func (e *Engine) headers(r *Rule, s *canal.Source) []sinks.Header {
+	return []sinks.Header{{Key: HeaderRule, Value: r.nameHeader}, {Key: HeaderPosition, Value: e.positionHeader(s)}}
+}

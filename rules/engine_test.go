@@ -1,0 +1,133 @@
+package rules
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// recorder is a fake Emitter that keeps every message.
+type recorder struct{ msgs []sinks.Message }
+
+func (r *recorder) Emit(_ context.Context, m sinks.Message) error {
+	r.msgs = append(r.msgs, m)
+	return nil
+}
+
+func mustParse(t testing.TB, yaml string) *Set {
+	t.Helper()
+	s, err := Parse("rules.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return s
+}
+
+func newTestEngine(s *Set) *Engine {
+	e := NewEngine(s, 1)
+	e.SetClock(func() time.Time { return time.UnixMilli(1700000000999) })
+	return e
+}
+
+var stockTable = &canal.Table{
+	Schema:     "shop",
+	Name:       "stock_1",
+	Columns:    []canal.Column{{Name: "sku_id", Kind: canal.KindString}, {Name: "qty", Kind: canal.KindInt}},
+	PrimaryKey: []int{0},
+}
+
+func src(row int) canal.Source {
+	return canal.Source{ServerID: 7, File: "binlog.000003", Pos: 1234, TsMs: 1700000000000, Row: row}
+}
+
+const spineRules = `
+rules:
+  - name: stock-rows
+    match: {table: "shop.stock_*", ops: [insert, update, delete]}
+    topic: shop.stock
+    key: [sku_id]
+`
+
+func TestSpineFormDebezium(t *testing.T) {
+	e := newTestEngine(mustParse(t, spineRules))
+	var out recorder
+	ctx := t.Context()
+	changes := []*canal.RowChange{
+		{Op: canal.OpCreate, Table: stockTable, After: []any{"A1", int64(5)}, Source: src(0)},
+		{Op: canal.OpUpdate, Table: stockTable, Before: []any{"A1", int64(5)}, After: []any{"A1", int64(4)}, Source: src(1)},
+		{Op: canal.OpDelete, Table: stockTable, Before: []any{"A1", int64(4)}, Source: src(2)},
+		{Op: canal.OpRead, Table: stockTable, After: []any{"A1", int64(4)}, Source: src(3)},
+	}
+	for _, c := range changes {
+		if err := e.Row(ctx, c, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Commit(ctx, canal.Position{File: "binlog.000003", Pos: 2000}, &out); err != nil {
+		t.Fatal(err)
+	}
+	const source = `"source":{"server_id":7,"gtid":null,"file":"binlog.000003","pos":1234,"db":"shop","table":"stock_1","ts_ms":1700000000000,"row":`
+	want := []string{
+		`{"op":"c","before":null,"after":{"sku_id":"A1","qty":5},` + source + `0},"ts_ms":1700000000999}`,
+		`{"op":"u","before":{"sku_id":"A1","qty":5},"after":{"sku_id":"A1","qty":4},` + source + `1},"ts_ms":1700000000999}`,
+		`{"op":"d","before":{"sku_id":"A1","qty":4},"after":null,` + source + `2},"ts_ms":1700000000999}`,
+	}
+	if len(out.msgs) != len(want) {
+		t.Fatalf("got %d messages, want %d (the read is not in ops)", len(out.msgs), len(want))
+	}
+	for i, m := range out.msgs {
+		if string(m.Value) != want[i] {
+			t.Errorf("message %d:\n got %s\nwant %s", i, m.Value, want[i])
+		}
+		if m.Topic != "shop.stock" || string(m.Key) != `{"sku_id":"A1"}` {
+			t.Errorf("message %d: topic %q key %s", i, m.Topic, m.Key)
+		}
+		if len(m.Headers) != 2 || m.Headers[0].Key != HeaderRule || string(m.Headers[0].Value) != "stock-rows" ||
+			m.Headers[1].Key != HeaderPosition || string(m.Headers[1].Value) != "binlog.000003:1234" {
+			t.Errorf("message %d: headers %+v", i, m.Headers)
+		}
+	}
+}
+
+func TestSetMatches(t *testing.T) {
+	s := mustParse(t, spineRules+`
+  - name: totals
+    match: {table: [inventory.sellable_shard]}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+`)
+	cases := []struct {
+		schema, table      string
+		matches, stateful bool
+	}{
+		{"shop", "stock_1", true, false},
+		{"shop", "stock", false, false},
+		{"shop", "orders", false, false},
+		{"inventory", "sellable_shard", true, true},
+	}
+	for _, c := range cases {
+		if got := s.Matches(c.schema, c.table); got != c.matches {
+			t.Errorf("Matches(%s, %s) = %v", c.schema, c.table, got)
+		}
+		if got := s.StatefulTables(c.schema, c.table); got != c.stateful {
+			t.Errorf("StatefulTables(%s, %s) = %v", c.schema, c.table, got)
+		}
+	}
+	if names := ruleNames(s); names != "stock-rows,totals" {
+		t.Errorf("rules %s", names)
+	}
+}
+
+func ruleNames(s *Set) string {
+	var names []string
+	for _, r := range s.Rules() {
+		names = append(names, r.Name())
+	}
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,312 @@
+package rules
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// rowMessage encodes one row rule's message for c in the rule's format.
+func (e *Engine) rowMessage(rp *rulePlan, c *canal.RowChange) (sinks.Message, error) {
+	r := rp.rule
+	b := e.buf[:0]
+	switch r.format {
+	case FormatCanal:
+		b = e.appendCanalRow(b, rp, c)
+	case FormatMaxwell:
+		b = e.appendMaxwellRow(b, rp, c)
+	default:
+		b = e.appendDebeziumRow(b, rp, c)
+	}
+	e.buf = b
+	key := e.appendRowKey(e.tmp[:0], rp, c)
+	e.tmp = key
+	return e.finish(r, rp, c, key, b), nil
+}
+
+// finish copies key and value into one new allocation owned by the message.
+func (e *Engine) finish(r *Rule, rp *rulePlan, c *canal.RowChange, key, value []byte) sinks.Message {
+	out := make([]byte, len(key)+len(value))
+	copy(out, key)
+	copy(out[len(key):], value)
+	m := sinks.Message{Topic: r.topic, Value: out[len(key):]}
+	if key != nil {
+		m.Key = out[:len(key):len(key)]
+	}
+	if r.topic == "" {
+		m.Topic = e.topicFor(rp, c)
+	}
+	m.Headers = e.headers(r, &c.Source)
+	return m
+}
+
+func (e *Engine) topicFor(rp *rulePlan, c *canal.RowChange) string {
+	var b []byte
+	for i, p := range rp.rule.topicParts {
+		switch idx := rp.topicIdx[i]; idx {
+		case topicLiteral:
+			b = append(b, p.Text...)
+		case topicSchema:
+			b = append(b, c.Table.Schema...)
+		case topicTable:
+			b = append(b, c.Table.Name...)
+		case topicOp:
+			b = append(b, c.Op.Name()...)
+		default:
+			b = appendRaw(b, c.Table.Columns[idx].Kind, c.Value(idx))
+		}
+	}
+	return string(b)
+}
+
+// appendRaw appends a value as plain text (for topics).
+func appendRaw(b []byte, k canal.ColumnKind, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return b
+	case string:
+		return append(b, x...)
+	case []byte:
+		return append(b, x...)
+	}
+	return appendValue(b, k, v, styleTyped)
+}
+
+// appendRowKey appends the key object of the current image, or returns nil for no key.
+func (e *Engine) appendRowKey(b []byte, rp *rulePlan, c *canal.RowChange) []byte {
+	if len(rp.keyIdx) == 0 {
+		return nil
+	}
+	img := c.After
+	if img == nil {
+		img = c.Before
+	}
+	b = append(b, '{')
+	for i, idx := range rp.keyIdx {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, rp.keyKeys[i]...)
+		b = appendValue(b, c.Table.Columns[idx].Kind, img[idx], styleTyped)
+	}
+	return append(b, '}')
+}
+
+// appendImage appends one row image as a JSON object of the rule's fields (all columns
+// by default), or null.
+func (e *Engine) appendImage(b []byte, rp *rulePlan, c *canal.RowChange, img []any, style valueStyle) []byte {
+	if img == nil {
+		return append(b, "null"...)
+	}
+	t := c.Table
+	b = append(b, '{')
+	if rp.fieldIdx == nil {
+		for i, col := range t.Columns {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, rp.table.colKeys[i]...)
+			b = appendValue(b, col.Kind, img[i], style)
+		}
+		return append(b, '}')
+	}
+	for i, idx := range rp.fieldIdx {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, rp.fieldKeys[i]...)
+		b = e.appendField(b, rp, i, idx, c, img, style)
+	}
+	return append(b, '}')
+}
+
+func (e *Engine) appendField(b []byte, rp *rulePlan, i, idx int, c *canal.RowChange, img []any, style valueStyle) []byte {
+	if idx >= 0 {
+		return appendValue(b, c.Table.Columns[idx].Kind, img[idx], style)
+	}
+	e.prepareEnv(c, rp.table)
+	if sameSlice(img, c.Before) {
+		e.env.Row = e.env.Before
+	} else {
+		e.env.Row = e.env.After
+	}
+	v, err := e.vm.Run(rp.rule.fields[i].prog, &e.env)
+	if err != nil {
+		e.evalFailed(rp.rule, c.Table, "fields."+rp.rule.fields[i].name, err)
+		v = nil
+	}
+	if style == styleStrings {
+		return appendAnyString(b, v)
+	}
+	return appendAny(b, v)
+}
+
+func sameSlice(a, b []any) bool {
+	return len(a) > 0 && len(b) > 0 && &a[0] == &b[0]
+}
+
+// appendChanged appends the before values of the fields whose value differs between
+// before and after, as an object; ok is false when none differs.
+func (e *Engine) appendChanged(b []byte, rp *rulePlan, c *canal.RowChange, style valueStyle) ([]byte, bool) {
+	start := len(b)
+	b = append(b, '{')
+	n := 0
+	var bv, av []byte
+	add := func(key []byte) {
+		if bytes.Equal(bv, av) {
+			return
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, key...)
+		b = append(b, bv...)
+	}
+	if rp.fieldIdx == nil {
+		for i, col := range c.Table.Columns {
+			if valuesEqual(c.Before[i], c.After[i]) {
+				continue
+			}
+			bv = appendValue(bv[:0], col.Kind, c.Before[i], style)
+			av = appendValue(av[:0], col.Kind, c.After[i], style)
+			add(rp.table.colKeys[i])
+		}
+	} else {
+		for i, idx := range rp.fieldIdx {
+			bv = e.appendField(bv[:0], rp, i, idx, c, c.Before, style)
+			av = e.appendField(av[:0], rp, i, idx, c, c.After, style)
+			add(rp.fieldKeys[i])
+		}
+	}
+	if n == 0 {
+		return b[:start], false
+	}
+	return append(b, '}'), true
+}
+
+func (e *Engine) appendDebeziumSource(b []byte, s *canal.Source, ti *tableInfo) []byte {
+	b = append(b, `"source":{"server_id":`...)
+	id := s.ServerID
+	if id == 0 {
+		id = e.serverID
+	}
+	b = strconv.AppendUint(b, uint64(id), 10)
+	b = append(b, `,"gtid":`...)
+	if s.GTID == "" {
+		b = append(b, "null"...)
+	} else {
+		b = appendString(b, s.GTID)
+	}
+	b = append(b, `,"file":`...)
+	b = appendString(b, s.File)
+	b = append(b, `,"pos":`...)
+	b = strconv.AppendUint(b, uint64(s.Pos), 10)
+	b = append(b, ti.dbTable...)
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, s.TsMs, 10)
+	b = append(b, `,"row":`...)
+	b = strconv.AppendInt(b, int64(s.Row), 10)
+	return append(b, '}')
+}
+
+// appendDebeziumRow: {"op":"u","before":{…},"after":{…},"source":{…},"ts_ms":N}.
+func (e *Engine) appendDebeziumRow(b []byte, rp *rulePlan, c *canal.RowChange) []byte {
+	b = append(b, `{"op":"`...)
+	b = append(b, byte(c.Op))
+	b = append(b, `","before":`...)
+	b = e.appendImage(b, rp, c, c.Before, styleTyped)
+	b = append(b, `,"after":`...)
+	b = e.appendImage(b, rp, c, c.After, styleTyped)
+	b = append(b, ',')
+	b = e.appendDebeziumSource(b, &c.Source, rp.table)
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, e.txnTime(), 10)
+	return append(b, '}')
+}
+
+func canalType(op canal.Op) string {
+	switch op {
+	case canal.OpUpdate:
+		return "UPDATE"
+	case canal.OpDelete:
+		return "DELETE"
+	}
+	return "INSERT"
+}
+
+func maxwellType(op canal.Op) string {
+	switch op {
+	case canal.OpUpdate:
+		return "update"
+	case canal.OpDelete:
+		return "delete"
+	}
+	return "insert"
+}
+
+// appendCanalRow: Canal's flat message, every value a string.
+func (e *Engine) appendCanalRow(b []byte, rp *rulePlan, c *canal.RowChange) []byte {
+	b = append(b, `{"data":[`...)
+	img := c.After
+	if img == nil {
+		img = c.Before
+	}
+	b = e.appendImage(b, rp, c, img, styleStrings)
+	b = append(b, `],"database":`...)
+	b = append(b, rp.table.schemaJSON...)
+	b = append(b, `,"table":`...)
+	b = append(b, rp.table.nameJSON...)
+	b = append(b, `,"type":"`...)
+	b = append(b, canalType(c.Op)...)
+	b = append(b, `","old":`...)
+	if c.Op == canal.OpUpdate {
+		b = append(b, '[')
+		var ok bool
+		if b, ok = e.appendChanged(b, rp, c, styleStrings); !ok {
+			b = append(b, "{}"...)
+		}
+		b = append(b, ']')
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"es":`...)
+	b = strconv.AppendInt(b, c.Source.TsMs, 10)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, e.txnTime(), 10)
+	b = append(b, `,"isDdl":false,"pkNames":`...)
+	b = append(b, rp.pkNames...)
+	return append(b, '}')
+}
+
+// appendMaxwellRow: Maxwell's JSON; ts is the commit time in seconds, xid the
+// transaction's binlog position (stocksync has no XID at hand; it is unique per file).
+func (e *Engine) appendMaxwellRow(b []byte, rp *rulePlan, c *canal.RowChange) []byte {
+	b = append(b, `{"database":`...)
+	b = append(b, rp.table.schemaJSON...)
+	b = append(b, `,"table":`...)
+	b = append(b, rp.table.nameJSON...)
+	b = append(b, `,"type":"`...)
+	b = append(b, maxwellType(c.Op)...)
+	b = append(b, `","ts":`...)
+	b = strconv.AppendInt(b, c.Source.TsMs/1000, 10)
+	b = append(b, `,"xid":`...)
+	b = strconv.AppendUint(b, uint64(c.Source.Pos), 10)
+	b = append(b, `,"data":`...)
+	img := c.After
+	if img == nil {
+		img = c.Before
+	}
+	b = e.appendImage(b, rp, c, img, styleMaxwell)
+	if c.Op == canal.OpUpdate {
+		mark := len(b)
+		b = append(b, `,"old":`...)
+		var ok bool
+		if b, ok = e.appendChanged(b, rp, c, styleMaxwell); !ok {
+			b = b[:mark]
+		}
+	}
+	return append(b, '}')
+}

@@ -1,0 +1,153 @@
+package rules
+
+import (
+	"fmt"
+
+	"github.com/stocksync/stocksync/canal"
+)
+
+// tableInfo is what the engine precomputes once per table shape.
+type tableInfo struct {
+	t *canal.Table
+	// colKeys[i] is `"name":` for column i.
+	colKeys [][]byte
+	// dbTable is `,"db":"schema","table":"name"` for the debezium source block.
+	dbTable []byte
+	// schemaJSON and nameJSON are the quoted schema and table names.
+	schemaJSON, nameJSON []byte
+}
+
+// rulePlan is one rule resolved against one table: column indexes, ready-made keys.
+type rulePlan struct {
+	rule  *Rule
+	table *tableInfo
+	// err is set when the rule cannot apply to this table; Row returns it.
+	err error
+	// keyIdx are the key columns; nil for no key (a table without primary key).
+	keyIdx  []int
+	keyKeys [][]byte
+	// pkNames is the key column names as a JSON array, for Canal's pkNames.
+	pkNames []byte
+	// fieldIdx is, per field, the column copied or -1 for an expression; nil: all columns.
+	fieldIdx  []int
+	fieldKeys [][]byte
+	groupIdx  []int
+	groupKeys [][]byte
+	sumIdx    []int
+	sumKinds  []canal.ColumnKind
+	// topicIdx is, per topic part, -1 literal, -2 schema, -3 table, -4 op, else a column.
+	topicIdx []int
+}
+
+type tablePlan struct {
+	rules []*rulePlan
+}
+
+const (
+	topicLiteral = -1
+	topicSchema  = -2
+	topicTable   = -3
+	topicOp      = -4
+)
+
+func (e *Engine) plan(t *canal.Table) *tablePlan {
+	tp := &tablePlan{}
+	if !e.set.match(t.Schema, t.Name).any {
+		return tp
+	}
+	ti := &tableInfo{t: t, colKeys: make([][]byte, len(t.Columns))}
+	for i, c := range t.Columns {
+		ti.colKeys[i] = append(appendString(nil, c.Name), ':')
+	}
+	ti.schemaJSON = appendString(nil, t.Schema)
+	ti.nameJSON = appendString(nil, t.Name)
+	ti.dbTable = append(append(append([]byte(`,"db":`), ti.schemaJSON...), `,"table":`...), ti.nameJSON...)
+	for _, r := range e.set.rules {
+		if r.MatchesTable(t.Schema, t.Name) {
+			tp.rules = append(tp.rules, planRule(r, ti))
+		}
+	}
+	return tp
+}
+
+func planRule(r *Rule, ti *tableInfo) *rulePlan {
+	t := ti.t
+	rp := &rulePlan{rule: r, table: ti}
+	var missing []string
+	index := func(name string) int {
+		i := t.ColumnIndex(name)
+		if i < 0 {
+			missing = append(missing, name)
+		}
+		return i
+	}
+	keyNames := r.key
+	if r.Stateful() {
+		keyNames = r.groupBy
+	}
+	if len(keyNames) == 0 {
+		for _, i := range t.PrimaryKey {
+			keyNames = append(keyNames, t.Columns[i].Name)
+		}
+	}
+	for _, k := range keyNames {
+		rp.keyIdx = append(rp.keyIdx, index(k))
+		rp.keyKeys = append(rp.keyKeys, append(appendString(nil, k), ':'))
+	}
+	if len(keyNames) > 0 {
+		rp.pkNames = append(rp.pkNames, '[')
+		for i, k := range keyNames {
+			if i > 0 {
+				rp.pkNames = append(rp.pkNames, ',')
+			}
+			rp.pkNames = appendString(rp.pkNames, k)
+		}
+		rp.pkNames = append(rp.pkNames, ']')
+	} else {
+		rp.pkNames = []byte("null")
+	}
+	if r.fields != nil {
+		rp.fieldIdx = make([]int, len(r.fields))
+		for i, f := range r.fields {
+			rp.fieldIdx[i] = -1
+			if f.column != "" {
+				rp.fieldIdx[i] = index(f.column)
+			}
+			rp.fieldKeys = append(rp.fieldKeys, append(appendString(nil, f.name), ':'))
+		}
+	}
+	if r.Stateful() {
+		rp.groupIdx, rp.groupKeys = rp.keyIdx, rp.keyKeys
+	}
+	for _, s := range r.sums {
+		i := index(s.column)
+		rp.sumIdx = append(rp.sumIdx, i)
+		if i >= 0 {
+			k := t.Columns[i].Kind
+			rp.sumKinds = append(rp.sumKinds, k)
+			if !k.Numeric() && rp.err == nil {
+				rp.err = fmt.Errorf("rule %q: sum.%s: column %s.%s is %s, not a number", r.name, s.name, t.FullName(), s.column, k)
+			}
+		} else {
+			rp.sumKinds = append(rp.sumKinds, canal.KindInt)
+		}
+	}
+	for _, p := range r.topicParts {
+		switch {
+		case !p.Var:
+			rp.topicIdx = append(rp.topicIdx, topicLiteral)
+		case p.Text == "schema":
+			rp.topicIdx = append(rp.topicIdx, topicSchema)
+		case p.Text == "table":
+			rp.topicIdx = append(rp.topicIdx, topicTable)
+		case p.Text == "op":
+			rp.topicIdx = append(rp.topicIdx, topicOp)
+		default:
+			rp.topicIdx = append(rp.topicIdx, index(p.Text))
+		}
+	}
+	if len(missing) > 0 && rp.err == nil {
+		rp.err = fmt.Errorf("rule %q: table %s has no column %q", r.name, t.FullName(), missing[0])
+	}
+	return rp
+}

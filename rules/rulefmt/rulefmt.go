@@ -1,0 +1,579 @@
+// Package rulefmt reads and checks the structure of a stocksync rules file: keys, types,
+// allowed values, globs and templates, each problem reported with file:line:col. It knows
+// nothing of expressions' meaning or of the engine; package rules compiles what it returns.
+package rulefmt
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Pos is a place in the rules file, 1-based; Line 0 means the file as a whole.
+type Pos struct {
+	Line int
+	Col  int
+}
+
+// Error is one problem in a rules file.
+type Error struct {
+	File string
+	Pos
+	Msg string
+}
+
+func (e Error) Error() string {
+	if e.Line == 0 {
+		return e.File + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
+
+// Errors is every problem found in one rules file, in file order. Its Error is one line
+// per problem, "file:line:col: message".
+type Errors []Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Sort orders es by position, keeping the order of problems at the same place.
+func (es Errors) Sort() {
+	sort.SliceStable(es, func(i, j int) bool {
+		if es[i].Line != es[j].Line {
+			return es[i].Line < es[j].Line
+		}
+		return es[i].Col < es[j].Col
+	})
+}
+
+// String is a scalar with the place it was written; Pos.Line is 0 when it was not written.
+type String struct {
+	Value string
+	Pos   Pos
+	// Quoted is true when the scalar was written in quotes (its text starts one column later).
+	Quoted bool
+}
+
+// Set reports whether the value was written in the file.
+func (s String) Set() bool { return s.Pos.Line > 0 }
+
+// Field is one output field: a name and the column or expression that gives its value.
+type Field struct {
+	Name String
+	Expr String
+}
+
+// Emit kinds.
+const (
+	EmitRow        = "row"
+	EmitAggregate  = "aggregate"
+	EmitTransition = "transition"
+)
+
+// Formats.
+const (
+	FormatDebezium = "debezium"
+	FormatCanal    = "canal"
+	FormatMaxwell  = "maxwell"
+)
+
+// Op names as written in match.ops.
+var OpNames = []string{"insert", "update", "delete", "read"}
+
+// Rule is one entry of the rules list, as written. Emit and Format hold their defaults
+// when not written.
+type Rule struct {
+	Pos  Pos
+	Name String
+	// Tables are schema.table globs (path.Match syntax).
+	Tables []String
+	// Ops are op names; empty means every op.
+	Ops  []String
+	When String
+	Emit String
+	// Fields nil means every column; FieldsSet says fields was written.
+	Fields    []Field
+	FieldsSet bool
+	Topic     String
+	// Key empty means the primary key.
+	Key     []String
+	GroupBy []String
+	Sum     []Field
+	Value   String
+	Format  String
+}
+
+// File is a parsed rules file.
+type File struct {
+	Name  string
+	Rules []*Rule
+}
+
+// Parse reads a rules file. It returns every structural problem at once as Errors; the
+// returned File holds the rules that could be read, problems or not.
+func Parse(file string, data []byte) (*File, error) {
+	p := &parser{file: file}
+	f := &File{Name: file}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return f, Errors{{File: file, Pos: yamlErrPos(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if len(doc.Content) == 0 {
+		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
+	}
+	root := doc.Content[0]
+	if !p.expectKind(root, yaml.MappingNode, "the file", "a mapping with a rules list") {
+		return f, p.errs
+	}
+	var rulesNode *yaml.Node
+	p.mapping(root, "", func(k, v *yaml.Node) {
+		switch k.Value {
+		case "rules":
+			rulesNode = v
+		default:
+			p.unknown(k, "", []string{"rules"})
+		}
+	})
+	if rulesNode == nil {
+		p.errorf(pos(root), "rules: missing (a list of rules)")
+		return f, p.errs
+	}
+	if p.expectKind(rulesNode, yaml.SequenceNode, "rules", "a list of rules") {
+		seen := map[string]Pos{}
+		for i, item := range rulesNode.Content {
+			r := p.rule(item, i)
+			if r == nil {
+				continue
+			}
+			if r.Name.Value != "" {
+				if first, dup := seen[r.Name.Value]; dup {
+					p.errorf(r.Name.Pos, "rules[%d].name: %q is already the name of the rule at line %d", i, r.Name.Value, first.Line)
+				} else {
+					seen[r.Name.Value] = r.Name.Pos
+				}
+			}
+			f.Rules = append(f.Rules, r)
+		}
+	}
+	if len(p.errs) > 0 {
+		p.errs.Sort()
+		return f, p.errs
+	}
+	return f, nil
+}
+
+var ruleKeys = []string{"name", "match", "emit", "fields", "topic", "key", "group_by", "sum", "value", "format"}
+var matchKeys = []string{"table", "ops", "when"}
+
+func (p *parser) rule(n *yaml.Node, i int) *Rule {
+	at := fmt.Sprintf("rules[%d]", i)
+	if !p.expectKind(n, yaml.MappingNode, at, "a mapping") {
+		return nil
+	}
+	r := &Rule{Pos: pos(n)}
+	var matchNode *yaml.Node
+	p.mapping(n, at, func(k, v *yaml.Node) {
+		key := at + "." + k.Value
+		switch k.Value {
+		case "name":
+			r.Name = p.scalar(v, key)
+		case "match":
+			matchNode = v
+			if p.expectKind(v, yaml.MappingNode, key, "a mapping with table, ops, when") {
+				p.mapping(v, key, func(mk, mv *yaml.Node) {
+					mkey := key + "." + mk.Value
+					switch mk.Value {
+					case "table":
+						r.Tables = p.scalarOrList(mv, mkey)
+					case "ops":
+						r.Ops = p.scalarOrList(mv, mkey)
+					case "when":
+						r.When = p.scalar(mv, mkey)
+					default:
+						p.unknown(mk, key+".", matchKeys)
+					}
+				})
+			}
+		case "emit":
+			r.Emit = p.scalar(v, key)
+		case "fields":
+			r.FieldsSet = true
+			r.Fields = p.fields(v, key, true)
+		case "topic":
+			r.Topic = p.scalar(v, key)
+		case "key":
+			r.Key = p.scalarOrList(v, key)
+		case "group_by":
+			r.GroupBy = p.scalarOrList(v, key)
+		case "sum":
+			r.Sum = p.fields(v, key, false)
+		case "value":
+			r.Value = p.scalar(v, key)
+		case "format":
+			r.Format = p.scalar(v, key)
+		default:
+			p.unknown(k, at+".", ruleKeys)
+		}
+	})
+	if !r.Name.Set() {
+		p.errorf(r.Pos, "%s.name: missing", at)
+	} else if r.Name.Value == "" {
+		p.errorf(r.Name.Pos, "%s.name: must not be empty", at)
+	} else {
+		at = fmt.Sprintf("rule %q", r.Name.Value)
+	}
+	if matchNode == nil {
+		p.errorf(r.Pos, "%s: match: missing (match: {table: \"schema.table\"})", at)
+	} else if len(r.Tables) == 0 && matchNode.Kind == yaml.MappingNode {
+		p.errorf(pos(matchNode), "%s: match.table: missing (a schema.table glob or a list of them)", at)
+	}
+	for _, t := range r.Tables {
+		checkGlob(p, at, t)
+	}
+	for _, o := range r.Ops {
+		if !contains(OpNames, o.Value) {
+			p.errorf(o.Pos, "%s: match.ops: %q is not one of %s", at, o.Value, strings.Join(OpNames, ", "))
+		}
+	}
+	if !r.Topic.Set() {
+		p.errorf(r.Pos, "%s: topic: missing", at)
+	} else if err := CheckTemplate(r.Topic.Value); err != nil {
+		p.errorf(r.Topic.Pos, "%s: topic: %v", at, err)
+	}
+	if !r.Emit.Set() {
+		r.Emit.Value = EmitRow
+	}
+	if !r.Format.Set() {
+		r.Format.Value = FormatDebezium
+	}
+	switch r.Format.Value {
+	case FormatDebezium, FormatCanal, FormatMaxwell:
+	default:
+		p.errorf(r.Format.Pos, "%s: format: %q is not one of debezium, canal, maxwell", at, r.Format.Value)
+	}
+	switch r.Emit.Value {
+	case EmitRow:
+		for _, f := range []struct {
+			set  bool
+			pos  Pos
+			name string
+		}{{len(r.GroupBy) > 0, firstPos(r.GroupBy), "group_by"}, {len(r.Sum) > 0, firstFieldPos(r.Sum), "sum"}, {r.Value.Set(), r.Value.Pos, "value"}} {
+			if f.set {
+				p.errorf(f.pos, "%s: %s: only for emit: aggregate or transition", at, f.name)
+			}
+		}
+	case EmitAggregate, EmitTransition:
+		if len(r.GroupBy) == 0 {
+			p.errorf(r.Emit.Pos, "%s: group_by: missing (emit: %s folds the rows of each group)", at, r.Emit.Value)
+		}
+		if len(r.Sum) == 0 {
+			p.errorf(r.Emit.Pos, "%s: sum: missing (output field: column, e.g. sum: {sellable: qty})", at)
+		}
+		if r.Emit.Value == EmitTransition && !r.Value.Set() {
+			p.errorf(r.Emit.Pos, "%s: value: missing (emit: transition emits when this expression changes)", at)
+		}
+		if r.Emit.Value == EmitAggregate && r.Value.Set() {
+			p.errorf(r.Value.Pos, "%s: value: only for emit: transition", at)
+		}
+		if r.FieldsSet {
+			p.errorf(firstFieldPosOr(r.Fields, r.Pos), "%s: fields: not for emit: %s (its fields are group_by and sum)", at, r.Emit.Value)
+		}
+		if len(r.Key) > 0 {
+			p.errorf(r.Key[0].Pos, "%s: key: not for emit: %s (its key is group_by)", at, r.Emit.Value)
+		}
+		if len(r.Ops) > 0 {
+			p.errorf(r.Ops[0].Pos, "%s: match.ops: not for emit: %s (it folds every change of its tables)", at, r.Emit.Value)
+		}
+		if r.When.Set() {
+			p.errorf(r.When.Pos, "%s: match.when: not for emit: %s (it folds every row of its tables)", at, r.Emit.Value)
+		}
+		seen := map[string]bool{}
+		for _, g := range r.GroupBy {
+			seen[g.Value] = true
+		}
+		for _, s := range r.Sum {
+			if seen[s.Name.Value] || s.Name.Value == "value" {
+				p.errorf(s.Name.Pos, "%s: sum: output field %q is also a group_by column or value", at, s.Name.Value)
+			}
+			seen[s.Name.Value] = true
+			if !IsIdent(s.Expr.Value) {
+				p.errorf(s.Expr.Pos, "%s: sum.%s: %q is not a column name", at, s.Name.Value, s.Expr.Value)
+			}
+		}
+	default:
+		p.errorf(r.Emit.Pos, "%s: emit: %q is not one of row, aggregate, transition", at, r.Emit.Value)
+	}
+	for _, lists := range [][]String{r.Key, r.GroupBy} {
+		for _, c := range lists {
+			if !IsIdent(c.Value) {
+				p.errorf(c.Pos, "%s: %q is not a column name", at, c.Value)
+			}
+		}
+	}
+	return r
+}
+
+func checkGlob(p *parser, at string, t String) {
+	if _, err := path.Match(t.Value, ""); err != nil {
+		p.errorf(t.Pos, "%s: match.table: bad glob %q: %v", at, t.Value, err)
+		return
+	}
+	if !strings.Contains(t.Value, ".") {
+		p.errorf(t.Pos, "%s: match.table: %q must be schema.table (globs allowed, e.g. shop.stock_*)", at, t.Value)
+	}
+}
+
+// CheckTemplate checks a topic template: literal text with {name} placeholders, where
+// name is schema, table, op or a column of the row.
+func CheckTemplate(s string) error {
+	if s == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	_, err := SplitTemplate(s)
+	return err
+}
+
+// TemplatePart is a piece of a template: literal text, or a placeholder when Var is true.
+type TemplatePart struct {
+	Text string
+	Var  bool
+}
+
+// SplitTemplate splits a template into literal parts and {name} placeholders.
+func SplitTemplate(s string) ([]TemplatePart, error) {
+	var parts []TemplatePart
+	for s != "" {
+		open := strings.IndexByte(s, '{')
+		closeAt := strings.IndexByte(s, '}')
+		if open < 0 {
+			if closeAt >= 0 {
+				return nil, fmt.Errorf("'}' without '{' in %q", s)
+			}
+			parts = append(parts, TemplatePart{Text: s})
+			break
+		}
+		if closeAt >= 0 && closeAt < open {
+			return nil, fmt.Errorf("'}' without '{' in %q", s)
+		}
+		if open > 0 {
+			parts = append(parts, TemplatePart{Text: s[:open]})
+		}
+		end := strings.IndexByte(s[open:], '}')
+		if end < 0 {
+			return nil, fmt.Errorf("'{' without '}' in %q", s)
+		}
+		name := s[open+1 : open+end]
+		if !IsIdent(name) {
+			return nil, fmt.Errorf("placeholder {%s} is not a name (use {schema}, {table}, {op} or {column})", name)
+		}
+		parts = append(parts, TemplatePart{Text: name, Var: true})
+		s = s[open+end+1:]
+	}
+	return parts, nil
+}
+
+// IsIdent reports whether s is a plain name: a letter or _ then letters, digits or _.
+func IsIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+type parser struct {
+	file string
+	errs Errors
+}
+
+func (p *parser) errorf(at Pos, format string, args ...any) {
+	p.errs = append(p.errs, Error{File: p.file, Pos: at, Msg: fmt.Sprintf(format, args...)})
+}
+
+func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
+
+var kindNames = map[yaml.Kind]string{yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list", yaml.ScalarNode: "a scalar", yaml.AliasNode: "an alias", yaml.DocumentNode: "a document"}
+
+func (p *parser) expectKind(n *yaml.Node, k yaml.Kind, what, want string) bool {
+	if n.Kind == k {
+		return true
+	}
+	p.errorf(pos(n), "%s: must be %s, not %s", what, want, kindNames[n.Kind])
+	return false
+}
+
+// mapping calls fn for each key and value of n, reporting keys that are not strings
+// and keys written twice.
+func (p *parser) mapping(n *yaml.Node, at string, fn func(k, v *yaml.Node)) {
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(pos(k), "%s: keys must be names", strings.TrimSuffix(at, "."))
+			continue
+		}
+		if seen[k.Value] {
+			p.errorf(pos(k), "%s: key %q written twice", prefixed(at, k.Value), k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		fn(k, v)
+	}
+}
+
+func prefixed(at, key string) string {
+	if at == "" {
+		return key
+	}
+	return at + "." + key
+}
+
+func (p *parser) unknown(k *yaml.Node, at string, known []string) {
+	p.errorf(pos(k), "%s%s: unknown key (known: %s)", at, k.Value, strings.Join(known, ", "))
+}
+
+func (p *parser) scalar(n *yaml.Node, at string) String {
+	if n.Kind != yaml.ScalarNode {
+		p.errorf(pos(n), "%s: must be a scalar, not %s", at, kindNames[n.Kind])
+		return String{Pos: pos(n)}
+	}
+	if n.Tag == "!!null" {
+		p.errorf(pos(n), "%s: must not be empty", at)
+		return String{Pos: pos(n)}
+	}
+	return String{Value: n.Value, Pos: pos(n), Quoted: n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0}
+}
+
+func (p *parser) scalarOrList(n *yaml.Node, at string) []String {
+	if n.Kind == yaml.ScalarNode {
+		s := p.scalar(n, at)
+		if s.Value == "" {
+			return nil
+		}
+		return []String{s}
+	}
+	if !p.expectKind(n, yaml.SequenceNode, at, "a scalar or a list") {
+		return nil
+	}
+	out := make([]String, 0, len(n.Content))
+	for i, item := range n.Content {
+		s := p.scalar(item, fmt.Sprintf("%s[%d]", at, i))
+		if s.Value != "" {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		p.errorf(pos(n), "%s: must not be empty", at)
+	}
+	return out
+}
+
+// fields reads a mapping of output name to column or expression; when lists is true a
+// list of column names is accepted too (each copied under its own name).
+func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
+	var out []Field
+	errsBefore := len(p.errs)
+	switch {
+	case n.Kind == yaml.SequenceNode && lists:
+		for i, item := range n.Content {
+			s := p.scalar(item, fmt.Sprintf("%s[%d]", at, i))
+			if s.Value == "" {
+				continue
+			}
+			if !IsIdent(s.Value) {
+				p.errorf(s.Pos, "%s[%d]: %q is not a column name (write name: expression to compute a field)", at, i, s.Value)
+				continue
+			}
+			out = append(out, Field{Name: s, Expr: s})
+		}
+	case n.Kind == yaml.MappingNode:
+		p.mapping(n, at, func(k, v *yaml.Node) {
+			name := String{Value: k.Value, Pos: pos(k)}
+			if !IsIdent(k.Value) {
+				p.errorf(name.Pos, "%s: %q is not a field name (letters, digits, _)", at, k.Value)
+				return
+			}
+			e := p.scalar(v, at+"."+k.Value)
+			if e.Value == "" {
+				return
+			}
+			out = append(out, Field{Name: name, Expr: e})
+		})
+	default:
+		want := "a mapping of output name: column"
+		if lists {
+			want = "a list of columns or a mapping of output name: column or expression"
+		}
+		p.expectKind(n, yaml.MappingNode, at, want)
+		return nil
+	}
+	if len(out) == 0 && len(p.errs) == errsBefore {
+		p.errorf(pos(n), "%s: must not be empty", at)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstPos(ss []String) Pos {
+	if len(ss) == 0 {
+		return Pos{}
+	}
+	return ss[0].Pos
+}
+
+func firstFieldPos(fs []Field) Pos {
+	if len(fs) == 0 {
+		return Pos{}
+	}
+	return fs[0].Name.Pos
+}
+
+func firstFieldPosOr(fs []Field, or Pos) Pos {
+	if len(fs) == 0 {
+		return or
+	}
+	return fs[0].Name.Pos
+}
+
+// yamlErrPos extracts "line N" from a yaml.v3 error.
+func yamlErrPos(err error) Pos {
+	msg := err.Error()
+	i := strings.Index(msg, "line ")
+	if i < 0 {
+		return Pos{}
+	}
+	n := 0
+	for _, c := range msg[i+5:] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n == 0 {
+		return Pos{}
+	}
+	return Pos{Line: n, Col: 1}
+}

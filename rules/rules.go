@@ -1,0 +1,457 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules/rulefmt"
+)
+
+// Error is one problem in a rules file, at file:line:col.
+type Error = rulefmt.Error
+
+// Errors is every problem of one rules file; Load and Parse return it. Its Error is one
+// line per problem, "file:line:col: message", in file order.
+type Errors = rulefmt.Errors
+
+// EmitKind says when a rule emits.
+type EmitKind uint8
+
+const (
+	// EmitRow emits one message per matching row change, from Engine.Row.
+	EmitRow EmitKind = iota
+	// EmitAggregate folds each group's rows and emits its new value once per transaction
+	// that touched it, from Engine.Commit.
+	EmitAggregate
+	// EmitTransition emits from Engine.Commit only when the rule's value changes for a group.
+	EmitTransition
+)
+
+func (k EmitKind) String() string {
+	switch k {
+	case EmitAggregate:
+		return rulefmt.EmitAggregate
+	case EmitTransition:
+		return rulefmt.EmitTransition
+	}
+	return rulefmt.EmitRow
+}
+
+// Format is a message envelope.
+type Format uint8
+
+const (
+	FormatDebezium Format = iota
+	FormatCanal
+	FormatMaxwell
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatCanal:
+		return rulefmt.FormatCanal
+	case FormatMaxwell:
+		return rulefmt.FormatMaxwell
+	}
+	return rulefmt.FormatDebezium
+}
+
+// Set is a compiled rules file. It is immutable once returned by Load or Parse, and safe
+// for concurrent use.
+type Set struct {
+	file  string
+	rules []*Rule
+	// matches caches Matches by "schema.table".
+	matches sync.Map
+}
+
+// Rule is one compiled rule.
+type Rule struct {
+	name       string
+	emit       EmitKind
+	format     Format
+	globs      []string
+	ops        [4]bool // indexed by opIndex
+	opsAll     bool
+	when       *vm.Program
+	fields     []fieldSpec // nil: every column
+	topicParts []rulefmt.TemplatePart
+	topic      string // the topic when it has no placeholders
+	key        []string
+	groupBy    []string
+	sums       []sumSpec
+	value      *vm.Program
+	// columns are the columns the rule's expressions name (before.x, after.x, row.x,
+	// changed("x")), checked by CheckTables.
+	columns   []columnRef
+	signature string
+	src       *rulefmt.Rule
+	// nameHeader is the stocksync-rule header value, shared by every message (read-only).
+	nameHeader []byte
+}
+
+type fieldSpec struct {
+	name   string
+	column string      // set when the field copies a column
+	prog   *vm.Program // set when the field is computed
+}
+
+type sumSpec struct {
+	name   string
+	column string
+	pos    rulefmt.Pos
+}
+
+type columnRef struct {
+	name string
+	pos  rulefmt.Pos
+}
+
+// Name is the rule's name, unique in its set.
+func (r *Rule) Name() string { return r.name }
+
+// Emit says when the rule emits.
+func (r *Rule) Emit() EmitKind { return r.emit }
+
+// Format is the rule's message envelope.
+func (r *Rule) Format() Format { return r.format }
+
+// Tables are the rule's schema.table globs.
+func (r *Rule) Tables() []string { return r.globs }
+
+// Topic is the rule's topic template.
+func (r *Rule) Topic() string { return r.src.Topic.Value }
+
+// GroupBy is the group columns of an aggregate or transition rule.
+func (r *Rule) GroupBy() []string { return r.groupBy }
+
+// Stateful reports whether the rule keeps state per group (aggregate or transition).
+func (r *Rule) Stateful() bool { return r.emit != EmitRow }
+
+// MatchesTable reports whether one of the rule's globs matches schema.table.
+func (r *Rule) MatchesTable(schema, table string) bool {
+	full := schema + "." + table
+	for _, g := range r.globs {
+		if ok, _ := path.Match(g, full); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// File is the path the set was read from.
+func (s *Set) File() string { return s.file }
+
+// Rules returns the set's rules in file order. The slice must not be changed.
+func (s *Set) Rules() []*Rule { return s.rules }
+
+// Rule returns the named rule, or nil.
+func (s *Set) Rule(name string) *Rule {
+	for _, r := range s.rules {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+type tableMatch struct{ any, stateful bool }
+
+func (s *Set) match(schema, table string) tableMatch {
+	full := schema + "." + table
+	if m, ok := s.matches.Load(full); ok {
+		return m.(tableMatch)
+	}
+	var m tableMatch
+	for _, r := range s.rules {
+		if r.MatchesTable(schema, table) {
+			m.any = true
+			m.stateful = m.stateful || r.Stateful()
+		}
+	}
+	s.matches.Store(full, m)
+	return m
+}
+
+// Matches reports whether any rule matches schema.table; changes of other tables can be
+// skipped before they are decoded. The answer is cached per table.
+func (s *Set) Matches(schema, table string) bool { return s.match(schema, table).any }
+
+// StatefulTables reports whether an aggregate or transition rule matches schema.table:
+// such a table's rows must be read by a snapshot before streaming when the engine starts
+// without state for those rules.
+func (s *Set) StatefulTables(schema, table string) bool { return s.match(schema, table).stateful }
+
+// Load reads and compiles a rules file. Any problem returns Errors listing every problem
+// in the file, each "file:line:col: message"; reading the file failing returns that error.
+func Load(path string) (*Set, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading rules: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse compiles the rules file data read from file (the name used in errors). Any
+// problem returns Errors listing every problem at once.
+func Parse(file string, data []byte) (*Set, error) {
+	f, err := rulefmt.Parse(file, data)
+	var errs Errors
+	if err != nil && !errors.As(err, &errs) {
+		return nil, err
+	}
+	s := &Set{file: file}
+	c := compiler{file: file}
+	for _, fr := range f.Rules {
+		if r := c.rule(fr); r != nil {
+			s.rules = append(s.rules, r)
+		}
+	}
+	errs = append(errs, c.errs...)
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	if len(s.rules) == 0 {
+		return nil, Errors{{File: file, Msg: "rules: the file has no rules"}}
+	}
+	return s, nil
+}
+
+type compiler struct {
+	file string
+	errs Errors
+}
+
+func (c *compiler) errorf(at rulefmt.Pos, format string, args ...any) {
+	c.errs = append(c.errs, Error{File: c.file, Pos: at, Msg: fmt.Sprintf(format, args...)})
+}
+
+// rowEnvNames are the names a row expression may use besides builtins.
+var rowEnvNames = map[string]bool{"before": true, "after": true, "row": true, "op": true, "table": true, "schema": true, "changed": true}
+
+func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
+	r := &Rule{name: fr.Name.Value, src: fr, nameHeader: []byte(fr.Name.Value)}
+	at := fmt.Sprintf("rule %q", r.name)
+	switch fr.Emit.Value {
+	case rulefmt.EmitAggregate:
+		r.emit = EmitAggregate
+	case rulefmt.EmitTransition:
+		r.emit = EmitTransition
+	}
+	switch fr.Format.Value {
+	case rulefmt.FormatCanal:
+		r.format = FormatCanal
+	case rulefmt.FormatMaxwell:
+		r.format = FormatMaxwell
+	}
+	for _, t := range fr.Tables {
+		r.globs = append(r.globs, t.Value)
+	}
+	r.opsAll = len(fr.Ops) == 0
+	for _, o := range fr.Ops {
+		for i, n := range rulefmt.OpNames {
+			if n == o.Value {
+				r.ops[i] = true
+			}
+		}
+	}
+	if r.opsAll {
+		r.ops = [4]bool{true, true, true, true}
+	}
+	if fr.When.Set() && fr.When.Value != "" {
+		r.when = c.compileRow(at+": match.when", fr.When, r, expr.AsBool())
+	}
+	if fr.FieldsSet {
+		r.fields = []fieldSpec{}
+		for _, f := range fr.Fields {
+			fs := fieldSpec{name: f.Name.Value}
+			if rulefmt.IsIdent(f.Expr.Value) && !rowEnvNames[f.Expr.Value] && f.Expr.Value != "true" && f.Expr.Value != "false" && f.Expr.Value != "nil" {
+				fs.column = f.Expr.Value
+				r.columns = append(r.columns, columnRef{f.Expr.Value, f.Expr.Pos})
+			} else {
+				fs.prog = c.compileRow(at+": fields."+f.Name.Value, f.Expr, r)
+			}
+			r.fields = append(r.fields, fs)
+		}
+	}
+	parts, _ := rulefmt.SplitTemplate(fr.Topic.Value)
+	r.topicParts = parts
+	if len(parts) == 1 && !parts[0].Var {
+		r.topic = parts[0].Text
+	}
+	for _, p := range parts {
+		if p.Var && p.Text != "schema" && p.Text != "table" && p.Text != "op" {
+			r.columns = append(r.columns, columnRef{p.Text, fr.Topic.Pos})
+		}
+	}
+	for _, k := range fr.Key {
+		r.key = append(r.key, k.Value)
+		r.columns = append(r.columns, columnRef{k.Value, k.Pos})
+	}
+	for _, g := range fr.GroupBy {
+		r.groupBy = append(r.groupBy, g.Value)
+		r.columns = append(r.columns, columnRef{g.Value, g.Pos})
+	}
+	for _, s := range fr.Sum {
+		r.sums = append(r.sums, sumSpec{name: s.Name.Value, column: s.Expr.Value, pos: s.Expr.Pos})
+		r.columns = append(r.columns, columnRef{s.Expr.Value, s.Expr.Pos})
+	}
+	if r.emit == EmitTransition && fr.Value.Set() {
+		env := map[string]any{}
+		for _, g := range r.groupBy {
+			env[g] = nil
+		}
+		for _, s := range r.sums {
+			env[s.name] = nil
+		}
+		r.value = c.compile(at+": value", fr.Value, expr.Env(env))
+	}
+	var sig strings.Builder
+	fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, r.globs, r.groupBy, r.sums)
+	sig.WriteString(fr.Value.Value)
+	r.signature = sig.String()
+	return r
+}
+
+// compileRow compiles an expression over a row change and records the columns it names.
+func (c *compiler) compileRow(what string, s rulefmt.String, r *Rule, opts ...expr.Option) *vm.Program {
+	p := c.compile(what, s, append([]expr.Option{expr.Env(rowEnv{})}, opts...)...)
+	if p != nil {
+		node := p.Node()
+		ast.Walk(&node, columnCollector{refs: &r.columns, at: s.Pos})
+	}
+	return p
+}
+
+func (c *compiler) compile(what string, s rulefmt.String, opts ...expr.Option) *vm.Program {
+	p, err := expr.Compile(s.Value, opts...)
+	if err != nil {
+		at, msg := s.Pos, err.Error()
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			msg = fe.Message
+			if fe.Line <= 1 && s.Pos.Line > 0 {
+				at.Col += fe.Column
+				if s.Quoted {
+					at.Col++
+				}
+			}
+		}
+		c.errorf(at, "%s: %s", what, msg)
+		return nil
+	}
+	return p
+}
+
+// columnCollector records before.x, after.x, row.x and changed("x").
+type columnCollector struct {
+	refs *[]columnRef
+	at   rulefmt.Pos
+}
+
+func (v columnCollector) Visit(n *ast.Node) {
+	switch x := (*n).(type) {
+	case *ast.MemberNode:
+		id, ok := x.Node.(*ast.IdentifierNode)
+		if !ok || (id.Value != "before" && id.Value != "after" && id.Value != "row") {
+			return
+		}
+		if s, ok := x.Property.(*ast.StringNode); ok {
+			*v.refs = append(*v.refs, columnRef{s.Value, v.at})
+		}
+	case *ast.CallNode:
+		id, ok := x.Callee.(*ast.IdentifierNode)
+		if !ok || id.Value != "changed" || len(x.Arguments) != 1 {
+			return
+		}
+		if s, ok := x.Arguments[0].(*ast.StringNode); ok {
+			*v.refs = append(*v.refs, columnRef{s.Value, v.at})
+		}
+	}
+}
+
+// rowEnv is what row expressions see: before, after and row (the image being projected,
+// or the current image) as maps of column name to value, op (insert, update, delete,
+// read), schema, table, and changed("col").
+type rowEnv struct {
+	Before  map[string]any    `expr:"before"`
+	After   map[string]any    `expr:"after"`
+	Row     map[string]any    `expr:"row"`
+	Op      string            `expr:"op"`
+	Schema  string            `expr:"schema"`
+	Table   string            `expr:"table"`
+	Changed func(string) bool `expr:"changed"`
+}
+
+// TableInfo is a live table as the source's information_schema describes it.
+type TableInfo struct {
+	Schema  string
+	Name    string
+	Columns []canal.Column
+}
+
+// CheckTables checks the set against the source's live tables: every glob must match a
+// table, every column a rule names must exist in each table the rule matches, and sum
+// columns must be numeric. Problems carry the rules file's positions.
+func (s *Set) CheckTables(tables []TableInfo) []error {
+	var errs []error
+	for _, r := range s.rules {
+		for gi, g := range r.globs {
+			n := 0
+			for _, t := range tables {
+				if ok, _ := path.Match(g, t.Schema+"."+t.Name); ok {
+					n++
+				}
+			}
+			if n == 0 {
+				errs = append(errs, Error{File: s.file, Pos: r.src.Tables[gi].Pos, Msg: fmt.Sprintf("rule %q: match.table: %q matches no table of the source", r.name, g)})
+			}
+		}
+		for _, t := range tables {
+			if !r.MatchesTable(t.Schema, t.Name) {
+				continue
+			}
+			kinds := map[string]canal.ColumnKind{}
+			for _, c := range t.Columns {
+				kinds[c.Name] = c.Kind
+			}
+			reported := map[string]bool{}
+			for _, ref := range r.columns {
+				if _, ok := kinds[ref.name]; !ok && !reported[ref.name] {
+					reported[ref.name] = true
+					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q", r.name, t.Schema, t.Name, ref.name)})
+				}
+			}
+			for _, sm := range r.sums {
+				if k, ok := kinds[sm.column]; ok && !k.Numeric() {
+					errs = append(errs, Error{File: s.file, Pos: sm.pos, Msg: fmt.Sprintf("rule %q: sum.%s: column %s.%s.%s is %s, not a number", r.name, sm.name, t.Schema, t.Name, sm.column, k)})
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// opIndex maps an Op to its place in rulefmt.OpNames.
+func opIndex(o canal.Op) int {
+	switch o {
+	case canal.OpCreate:
+		return 0
+	case canal.OpUpdate:
+		return 1
+	case canal.OpDelete:
+		return 2
+	}
+	return 3
+}

@@ -1,0 +1,261 @@
+package rules
+
+import (
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+)
+
+// accumulator is one exact running sum: int64 while it fits and only integers were
+// added; a scaled big integer once a decimal (or an overflow) arrives; float64 once a
+// float column arrives (inexact by nature).
+type accumulator struct {
+	kind  accKind
+	i     int64
+	d     *big.Int // unscaled value when kind is accDecimal
+	scale int
+	f     float64
+}
+
+type accKind uint8
+
+const (
+	accInt accKind = iota
+	accDecimal
+	accFloat
+)
+
+var bigTen = big.NewInt(10)
+
+func (a *accumulator) toDecimal() {
+	if a.kind == accInt {
+		a.d = big.NewInt(a.i)
+		a.scale = 0
+		a.kind = accDecimal
+	}
+}
+
+func (a *accumulator) toFloat() {
+	switch a.kind {
+	case accInt:
+		a.f = float64(a.i)
+	case accDecimal:
+		a.f, _ = strconv.ParseFloat(a.decimalString(), 64)
+	}
+	a.kind = accFloat
+}
+
+// add adds sign×v, v being a column value of a numeric kind (nil is skipped, as SQL
+// SUM skips NULL). A value that is not a number is ignored.
+func (a *accumulator) add(v any, sign int64) {
+	switch x := v.(type) {
+	case int64:
+		a.addInt(x, sign)
+	case int:
+		a.addInt(int64(x), sign)
+	case int32:
+		a.addInt(int64(x), sign)
+	case uint64:
+		if x <= math.MaxInt64 {
+			a.addInt(int64(x), sign)
+			return
+		}
+		n := new(big.Int).SetUint64(x)
+		a.addBig(n, 0, sign)
+	case float64:
+		if a.kind != accFloat {
+			a.toFloat()
+		}
+		a.f += float64(sign) * x
+	case string:
+		if a.kind == accFloat {
+			f, err := strconv.ParseFloat(x, 64)
+			if err == nil {
+				a.f += float64(sign) * f
+			}
+			return
+		}
+		if n, scale, ok := parseDecimal(x); ok {
+			a.addBig(n, scale, sign)
+		}
+	}
+}
+
+func (a *accumulator) addInt(x, sign int64) {
+	switch a.kind {
+	case accFloat:
+		a.f += float64(sign * x)
+		return
+	case accInt:
+		if sign < 0 {
+			if x == math.MinInt64 {
+				a.addBig(big.NewInt(x), 0, sign)
+				return
+			}
+			x = -x
+		}
+		s := a.i + x
+		if (x > 0 && s < a.i) || (x < 0 && s > a.i) {
+			a.addBig(big.NewInt(x), 0, 1)
+			return
+		}
+		a.i = s
+		return
+	}
+	a.addBig(big.NewInt(x), 0, sign)
+}
+
+func (a *accumulator) addBig(n *big.Int, scale int, sign int64) {
+	if a.kind == accFloat {
+		f, _ := new(big.Float).SetInt(n).Float64()
+		a.f += float64(sign) * f / math.Pow10(scale)
+		return
+	}
+	a.toDecimal()
+	n = new(big.Int).Set(n)
+	for a.scale < scale {
+		a.d.Mul(a.d, bigTen)
+		a.scale++
+	}
+	for s := scale; s < a.scale; s++ {
+		n.Mul(n, bigTen)
+	}
+	if sign < 0 {
+		a.d.Sub(a.d, n)
+	} else {
+		a.d.Add(a.d, n)
+	}
+}
+
+// parseDecimal reads "-12.340" as 12340 scaled by 3.
+func parseDecimal(s string) (*big.Int, int, bool) {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimLeft(s, "+-")
+	intPart, frac, _ := strings.Cut(s, ".")
+	n, ok := new(big.Int).SetString(intPart+frac, 10)
+	if !ok {
+		return nil, 0, false
+	}
+	if neg {
+		n.Neg(n)
+	}
+	return n, len(frac), true
+}
+
+func (a *accumulator) decimalString() string {
+	if a.kind == accInt {
+		return strconv.FormatInt(a.i, 10)
+	}
+	s := new(big.Int).Abs(a.d).String()
+	if a.scale > 0 {
+		for len(s) <= a.scale {
+			s = "0" + s
+		}
+		s = s[:len(s)-a.scale] + "." + s[len(s)-a.scale:]
+	}
+	if a.d.Sign() < 0 {
+		s = "-" + s
+	}
+	return s
+}
+
+// append writes the sum: an integer as a number, a decimal as a string (bare in the
+// maxwell style), a float as a number; every kind as a string in the Canal style.
+func (a *accumulator) append(b []byte, style valueStyle) []byte {
+	if style == styleStrings {
+		b = append(b, '"')
+		switch a.kind {
+		case accInt:
+			b = strconv.AppendInt(b, a.i, 10)
+		case accDecimal:
+			b = append(b, a.decimalString()...)
+		default:
+			b = appendFloat(b, a.f)
+		}
+		return append(b, '"')
+	}
+	switch a.kind {
+	case accInt:
+		return strconv.AppendInt(b, a.i, 10)
+	case accDecimal:
+		if style == styleMaxwell {
+			return append(b, a.decimalString()...)
+		}
+		return appendString(b, a.decimalString())
+	}
+	return appendFloat(b, a.f)
+}
+
+// appendState writes the sum for the state encoding: an integer as a number without a
+// point, a decimal as a string, a float as a number always with a point or exponent.
+func (a *accumulator) appendState(b []byte) []byte {
+	if a.kind != accFloat {
+		return a.append(b, styleTyped)
+	}
+	start := len(b)
+	b = appendFloat(b, a.f)
+	if !strings.ContainsAny(string(b[start:]), ".en") {
+		b = append(b, ".0"...)
+	}
+	return b
+}
+
+// exprValue is the sum as an expression sees it: int64, or float64.
+func (a *accumulator) exprValue() any {
+	switch a.kind {
+	case accInt:
+		return a.i
+	case accDecimal:
+		f, _ := strconv.ParseFloat(a.decimalString(), 64)
+		return f
+	}
+	return a.f
+}
+
+// copyFrom makes a a deep copy of o.
+func (a *accumulator) copyFrom(o *accumulator) {
+	d := a.d
+	*a = *o
+	if o.kind == accDecimal {
+		if d == nil {
+			d = new(big.Int)
+		}
+		a.d = d.Set(o.d)
+	}
+}
+
+// restore reads a state value written by appendState.
+func (a *accumulator) restore(raw string) bool {
+	*a = accumulator{}
+	switch {
+	case strings.HasPrefix(raw, `"`):
+		s, err := strconv.Unquote(raw)
+		if err != nil {
+			return false
+		}
+		n, scale, ok := parseDecimal(s)
+		if !ok {
+			return false
+		}
+		a.kind, a.d, a.scale = accDecimal, n, scale
+	case strings.ContainsAny(raw, ".eE"):
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return false
+		}
+		a.kind, a.f = accFloat, f
+	default:
+		i, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			n, ok := new(big.Int).SetString(raw, 10)
+			if !ok {
+				return false
+			}
+			a.kind, a.d = accDecimal, n
+			return true
+		}
+		a.i = i
+	}
+	return true
+}
