@@ -224,7 +224,7 @@ func (s *Store) takeItem(ctx context.Context, tx *sql.Tx, it Item) (*OrderItem, 
 		}
 		return &OrderItem{SKU: it.SKU, Activity: it.Activity, Qty: it.Qty}, 0, nil
 	}
-	takes, available, err := takeSellable(ctx, tx, it.SKU, it.Qty)
+	takes, available, err := takeSellable(ctx, tx, it.SKU, it.Qty, true)
 	if err != nil || takes == nil {
 		return nil, available, err
 	}
@@ -237,9 +237,10 @@ const fastTakeAttempts = 3
 
 // takeSellable takes qty of sku's sellable stock in tx: from one shard that holds it when
 // there is one (a conditional update, so a concurrent taker can never drive it negative),
-// else from several shards locked together. It returns nil takes and the stock available
-// when the SKU's total is short, ErrUnknownSKU when it has no shards.
-func takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64) ([]ShardTake, int64, error) {
+// else, when split, from several shards locked together. It returns nil takes and the
+// stock available when the SKU's total is short (or, without split, when no single shard
+// holds qty), ErrUnknownSKU when it has no shards.
+func takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64, split bool) ([]ShardTake, int64, error) {
 	for range fastTakeAttempts {
 		shards, err := readShards(ctx, tx, sku, false)
 		if err != nil {
@@ -251,6 +252,9 @@ func takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64) ([]Sha
 		}
 		shard, ok := pickShard(shards, qty)
 		if !ok {
+			if !split {
+				return nil, total, nil
+			}
 			break // only several shards together hold qty
 		}
 		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
@@ -261,6 +265,9 @@ func takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64) ([]Sha
 		if affected(res) == 1 {
 			return []ShardTake{{Shard: shard, Qty: qty}}, 0, nil
 		}
+	}
+	if !split {
+		return nil, 0, nil
 	}
 	// Slow path: lock every shard of the SKU (in key order, like Reshard) and take from the
 	// fullest first.

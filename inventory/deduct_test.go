@@ -1,0 +1,332 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// mergeModes runs a test with and without the merging of concurrent deductions.
+var mergeModes = []struct {
+	name string
+	opts Options
+}{
+	{"merge=off", Options{DisableMerging: true}},
+	{"merge=on", Options{}},
+}
+
+func TestConcurrentDeductionsNeverOversell(t *testing.T) {
+	const (
+		initial  = 3000
+		callers  = 64
+		attempts = 40 // 64 × 40 × 4 on average requested: far more than initial
+	)
+	for _, shards := range []int{1, 8} {
+		for _, mode := range mergeModes {
+			t.Run(fmt.Sprintf("M=%d/%s", shards, mode.name), func(t *testing.T) {
+				t.Parallel()
+				store, db := newTestStore(t, mode.opts)
+				ctx := t.Context()
+				if _, err := store.SetStock(ctx, "hot", initial, shards); err != nil {
+					t.Fatal(err)
+				}
+				var grantedQty, grantedItems, shortages atomic.Int64
+				var wg sync.WaitGroup
+				errs := make(chan error, callers)
+				for c := range callers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := range attempts {
+							qty := int64(1 + rand.IntN(7))
+							order, err := store.Deduct(ctx, DeductRequest{OrderNo: fmt.Sprintf("o-%d-%d", c, i), Items: []Item{{SKU: "hot", Qty: qty}}})
+							var short *ShortageError
+							switch {
+							case errors.As(err, &short):
+								shortages.Add(1)
+							case err != nil:
+								errs <- err
+								return
+							default:
+								if len(order.Items) != 1 || order.Items[0].Qty != qty || order.Replayed {
+									errs <- fmt.Errorf("order %s answered %+v for qty %d", order.OrderNo, order, qty)
+									return
+								}
+								grantedQty.Add(qty)
+								grantedItems.Add(1)
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatalf("deducting: %v", err)
+				}
+				if n := queryInt(t, db, "SELECT COUNT(*) FROM sellable_shard WHERE sku_id = 'hot' AND qty < 0"); n != 0 {
+					t.Fatalf("%d shards negative", n)
+				}
+				final := sellable(t, db, "hot")
+				if initial-final != grantedQty.Load() {
+					t.Fatalf("initial %d − final %d = %d, but %d units were granted", initial, final, initial-final, grantedQty.Load())
+				}
+				if n := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log WHERE sku_id = 'hot'"); n != grantedItems.Load() {
+					t.Fatalf("%d log rows for %d granted items", n, grantedItems.Load())
+				}
+				if n := queryInt(t, db, "SELECT SUM(qty) FROM deduction_log WHERE sku_id = 'hot'"); n != grantedQty.Load() {
+					t.Fatalf("log rows sum to %d, granted %d", n, grantedQty.Load())
+				}
+				if n := queryInt(t, db, "SELECT COUNT(*) FROM hold"); n != grantedItems.Load() {
+					t.Fatalf("%d holds for %d granted orders (a refused order must leave none)", n, grantedItems.Load())
+				}
+				if batches, orders := store.MergeStats(); !mode.opts.DisableMerging && batches == 0 {
+					t.Fatalf("merging on, but no merged batch committed")
+				} else {
+					t.Logf("%d orders granted, %d of them in %d merged batches", grantedItems.Load(), orders, batches)
+				}
+				if shortages.Load() == 0 || final > 6 {
+					t.Fatalf("stock should run out: %d shortages, %d left", shortages.Load(), final)
+				}
+			})
+		}
+	}
+}
+
+func TestDuplicateOrderDeductsOnce(t *testing.T) {
+	for _, mode := range mergeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			store, db := newTestStore(t, mode.opts)
+			ctx := t.Context()
+			if _, err := store.SetStock(ctx, "dup", 100, 4); err != nil {
+				t.Fatal(err)
+			}
+			const senders = 20
+			results := make([]Order, senders)
+			errs := make([]error, senders)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					results[i], errs[i] = store.Deduct(ctx, DeductRequest{OrderNo: "same", Items: []Item{{SKU: "dup", Qty: 3}}})
+				}()
+			}
+			close(start)
+			wg.Wait()
+			fresh := 0
+			for i := range senders {
+				if errs[i] != nil {
+					t.Fatalf("sender %d: %v", i, errs[i])
+				}
+				if !results[i].Replayed {
+					fresh++
+				}
+				if len(results[i].Items) != 1 || results[i].Items[0].Qty != 3 || results[i].Status != StatusHeld {
+					t.Fatalf("sender %d got %+v", i, results[i])
+				}
+				if !slices.Equal(results[i].Items[0].Shards, results[0].Items[0].Shards) {
+					t.Fatalf("sender %d got shards %v, sender 0 %v: not the first result", i, results[i].Items[0].Shards, results[0].Items[0].Shards)
+				}
+			}
+			if fresh != 1 {
+				t.Fatalf("%d senders deducted, want exactly 1 (the others replay)", fresh)
+			}
+			if got := sellable(t, db, "dup"); got != 97 {
+				t.Fatalf("sellable = %d, want 97", got)
+			}
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log WHERE order_no = 'same'"); n != 1 {
+				t.Fatalf("%d log rows, want 1", n)
+			}
+		})
+	}
+}
+
+func TestDeductionIsAllOrNothing(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	for sku, qty := range map[string]int64{"a": 10, "b": 2, "c": 1} {
+		if _, err := store.SetStock(ctx, sku, qty, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name      string
+		items     []Item
+		wantShort []string
+		wantErr   error
+	}{
+		{"one item short", []Item{{SKU: "a", Qty: 5}, {SKU: "b", Qty: 3}}, []string{"b"}, nil},
+		{"every short item listed", []Item{{SKU: "c", Qty: 2}, {SKU: "a", Qty: 5}, {SKU: "b", Qty: 3}}, []string{"b", "c"}, nil},
+		{"unknown sku", []Item{{SKU: "a", Qty: 1}, {SKU: "nope", Qty: 1}}, nil, ErrUnknownSKU},
+		{"unknown activity", []Item{{SKU: "a", Qty: 1}, {SKU: "b", Qty: 1, Activity: "sale"}}, nil, ErrUnknownActivity},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := store.Deduct(ctx, DeductRequest{OrderNo: fmt.Sprintf("aon-%d", i), Items: tt.items})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Deduct = %v, want %v", err, tt.wantErr)
+				}
+			} else {
+				var short *ShortageError
+				if !errors.As(err, &short) {
+					t.Fatalf("Deduct = %v, want a *ShortageError", err)
+				}
+				got := short.SKUs()
+				slices.Sort(got)
+				if !slices.Equal(got, tt.wantShort) {
+					t.Fatalf("short SKUs = %v, want %v", got, tt.wantShort)
+				}
+			}
+			if a, b, c := sellable(t, db, "a"), sellable(t, db, "b"), sellable(t, db, "c"); a != 10 || b != 2 || c != 1 {
+				t.Fatalf("stock changed by a refused order: a=%d b=%d c=%d", a, b, c)
+			}
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log") + queryInt(t, db, "SELECT COUNT(*) FROM hold"); n != 0 {
+				t.Fatalf("a refused order left %d log/hold rows", n)
+			}
+		})
+	}
+}
+
+func TestItemLargerThanAnyShardTakesFromSeveral(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "big", 40, 4); err != nil {
+		t.Fatal(err)
+	}
+	order, err := store.Deduct(ctx, DeductRequest{OrderNo: "big-1", Items: []Item{{SKU: "big", Qty: 25}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order.Items[0].Shards) < 3 {
+		t.Fatalf("25 of 4×10 taken from shards %v, want at least 3", order.Items[0].Shards)
+	}
+	var sum int64
+	for _, take := range order.Items[0].Shards {
+		sum += take.Qty
+	}
+	if sum != 25 || sellable(t, db, "big") != 15 {
+		t.Fatalf("took %d from shards, %d left; want 25 and 15", sum, sellable(t, db, "big"))
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "big-2", Items: []Item{{SKU: "big", Qty: 16}}}); err == nil {
+		t.Fatal("deducting 16 of 15 succeeded")
+	}
+	if _, err := store.Cancel(ctx, "big-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sellable(t, db, "big"); got != 40 {
+		t.Fatalf("after cancel sellable = %d, want 40", got)
+	}
+}
+
+func TestActivityStock(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "phone", 100, 1); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, a := range []Activity{
+		{SKU: "phone", Activity: "flash", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)},
+		{SKU: "phone", Activity: "later", Qty: 5, StartsAt: now.Add(time.Hour), EndsAt: now.Add(2 * time.Hour)},
+	} {
+		if _, err := store.PutActivity(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "f1", Items: []Item{{SKU: "phone", Qty: 4, Activity: "flash"}, {SKU: "phone", Qty: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryInt(t, db, "SELECT qty FROM activity_stock WHERE activity_id = 'flash'"); got != 1 {
+		t.Fatalf("flash stock = %d, want 1", got)
+	}
+	if got := sellable(t, db, "phone"); got != 99 {
+		t.Fatalf("sellable = %d, want 99 (activity items leave sellable alone)", got)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "f2", Items: []Item{{SKU: "phone", Qty: 2, Activity: "flash"}}}); !errors.As(err, new(*ShortageError)) {
+		t.Fatalf("deducting 2 of 1 activity stock = %v, want a shortage", err)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "f3", Items: []Item{{SKU: "phone", Qty: 1, Activity: "later"}}}); !errors.Is(err, ErrActivityInactive) {
+		t.Fatalf("deducting from an activity not started = %v, want ErrActivityInactive", err)
+	}
+	if _, err := store.Cancel(ctx, "f1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryInt(t, db, "SELECT qty FROM activity_stock WHERE activity_id = 'flash'"); got != 5 {
+		t.Fatalf("flash stock after cancel = %d, want 5", got)
+	}
+	stock, err := store.Get(ctx, "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stock.Sellable != 100 || len(stock.Activities) != 2 {
+		t.Fatalf("Get = %+v", stock)
+	}
+}
+
+func TestReshardDuringLoadKeepsTotal(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	const initial = 100000
+	if _, err := store.SetStock(ctx, "rs", initial, 1); err != nil {
+		t.Fatal(err)
+	}
+	var granted atomic.Int64
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for c := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; loadCtx.Err() == nil; i++ {
+				qty := int64(1 + rand.IntN(3))
+				_, err := store.Deduct(ctx, DeductRequest{OrderNo: fmt.Sprintf("rs-%d-%d", c, i), Items: []Item{{SKU: "rs", Qty: qty}}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				granted.Add(qty)
+			}
+		}()
+	}
+	sequence := []int{8, 3, 16, 1, 32, 5}
+	for _, m := range sequence {
+		// Let deductions land on the current layout before changing it.
+		for before := granted.Load(); granted.Load() < before+200; {
+			select {
+			case err := <-errs:
+				t.Fatal(err)
+			case <-time.After(time.Millisecond):
+			}
+		}
+		if _, err := store.Reshard(ctx, "rs", m); err != nil {
+			t.Fatalf("resharding to %d: %v", m, err)
+		}
+	}
+	stopLoad()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := sellable(t, db, "rs"); got != initial-granted.Load() {
+		t.Fatalf("sellable = %d, want %d − %d = %d", got, initial, granted.Load(), initial-granted.Load())
+	}
+	last := sequence[len(sequence)-1]
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM sellable_shard WHERE sku_id = 'rs'"); n != int64(last) {
+		t.Fatalf("%d shard rows, want %d", n, last)
+	}
+	if n := queryInt(t, db, "SELECT shards FROM sku WHERE sku_id = 'rs'"); n != int64(last) {
+		t.Fatalf("sku.shards = %d, want %d", n, last)
+	}
+}
