@@ -103,7 +103,7 @@ func TestSetMatches(t *testing.T) {
     topic: product.stock
 `)
 	cases := []struct {
-		schema, table      string
+		schema, table     string
 		matches, stateful bool
 	}{
 		{"shop", "stock_1", true, false},

@@ -11,6 +11,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/stocksync/stocksync/canal"
@@ -308,12 +309,12 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		r.columns = append(r.columns, columnRef{s.Expr.Value, s.Expr.Pos})
 	}
 	if r.emit == EmitTransition && fr.Value.Set() {
-		env := map[string]any{}
+		env := types.Map{}
 		for _, g := range r.groupBy {
-			env[g] = nil
+			env[g] = types.Any
 		}
 		for _, s := range r.sums {
-			env[s.name] = nil
+			env[s.name] = types.Any
 		}
 		r.value = c.compile(at+": value", fr.Value, expr.Env(env))
 	}

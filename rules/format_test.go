@@ -1,0 +1,226 @@
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/stocksync/stocksync/canal"
+)
+
+// kindsTable has one column of every ColumnKind.
+var kindsTable = &canal.Table{
+	Schema: "shop",
+	Name:   "kinds",
+	Columns: []canal.Column{
+		{Name: "id", Kind: canal.KindUint},
+		{Name: "i", Kind: canal.KindInt},
+		{Name: "f", Kind: canal.KindFloat},
+		{Name: "d", Kind: canal.KindDecimal},
+		{Name: "s", Kind: canal.KindString},
+		{Name: "b", Kind: canal.KindBytes},
+		{Name: "day", Kind: canal.KindDate},
+		{Name: "at", Kind: canal.KindDateTime},
+		{Name: "t", Kind: canal.KindTime},
+		{Name: "j", Kind: canal.KindJSON},
+		{Name: "e", Kind: canal.KindEnum},
+		{Name: "set", Kind: canal.KindSet},
+		{Name: "bit", Kind: canal.KindBit},
+		{Name: "y", Kind: canal.KindYear},
+		{Name: "n", Kind: canal.KindInt},
+	},
+	PrimaryKey: []int{0},
+}
+
+func kindsRow(i int64, s string) []any {
+	return []any{uint64(math.MaxUint64), i, 1.5, "12.340", s, []byte{0, 1, 0xfe}, "2024-02-29", "2024-02-29T10:00:00Z", "10:00:00.5", []byte(`{"a":[1,2]}`), "red", "a,b", int64(5), int64(2024), nil}
+}
+
+func TestFormatsEveryOpAndKind(t *testing.T) {
+	cases := []struct {
+		format string
+		want   []string // insert, update, delete, read
+	}{
+		{"debezium", []string{
+			`{"op":"c","before":null,"after":{"id":18446744073709551615,"i":-3,"f":1.5,"d":"12.340","s":"x\"\\\n\u0001é","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null},"source":{"server_id":7,"gtid":"3e11fa47-71ca-11e1-9e33-c80aa9429562:23","file":"binlog.000003","pos":1234,"db":"shop","table":"kinds","ts_ms":1700000000000,"row":0},"ts_ms":1700000000999}`,
+			`{"op":"u","before":{"id":18446744073709551615,"i":-3,"f":1.5,"d":"12.340","s":"x\"\\\n\u0001é","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null},"after":{"id":18446744073709551615,"i":4,"f":1.5,"d":"12.340","s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null},"source":{"server_id":7,"gtid":"3e11fa47-71ca-11e1-9e33-c80aa9429562:23","file":"binlog.000003","pos":1234,"db":"shop","table":"kinds","ts_ms":1700000000000,"row":1},"ts_ms":1700000000999}`,
+			`{"op":"d","before":{"id":18446744073709551615,"i":4,"f":1.5,"d":"12.340","s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null},"after":null,"source":{"server_id":7,"gtid":"3e11fa47-71ca-11e1-9e33-c80aa9429562:23","file":"binlog.000003","pos":1234,"db":"shop","table":"kinds","ts_ms":1700000000000,"row":2},"ts_ms":1700000000999}`,
+			`{"op":"r","before":null,"after":{"id":18446744073709551615,"i":4,"f":1.5,"d":"12.340","s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null},"source":{"server_id":7,"gtid":"3e11fa47-71ca-11e1-9e33-c80aa9429562:23","file":"binlog.000003","pos":1234,"db":"shop","table":"kinds","ts_ms":1700000000000,"row":3},"ts_ms":1700000000999}`,
+		}},
+		{"canal", []string{
+			`{"data":[{"id":"18446744073709551615","i":"-3","f":"1.5","d":"12.340","s":"x\"\\\n\u0001é","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":"{\"a\":[1,2]}","e":"red","set":"a,b","bit":"5","y":"2024","n":null}],"database":"shop","table":"kinds","type":"INSERT","old":null,"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["id"]}`,
+			`{"data":[{"id":"18446744073709551615","i":"4","f":"1.5","d":"12.340","s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":"{\"a\":[1,2]}","e":"red","set":"a,b","bit":"5","y":"2024","n":null}],"database":"shop","table":"kinds","type":"UPDATE","old":[{"i":"-3","s":"x\"\\\n\u0001é"}],"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["id"]}`,
+			`{"data":[{"id":"18446744073709551615","i":"4","f":"1.5","d":"12.340","s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":"{\"a\":[1,2]}","e":"red","set":"a,b","bit":"5","y":"2024","n":null}],"database":"shop","table":"kinds","type":"DELETE","old":null,"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["id"]}`,
+			`{"data":[{"id":"18446744073709551615","i":"4","f":"1.5","d":"12.340","s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":"{\"a\":[1,2]}","e":"red","set":"a,b","bit":"5","y":"2024","n":null}],"database":"shop","table":"kinds","type":"INSERT","old":null,"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["id"]}`,
+		}},
+		{"maxwell", []string{
+			`{"database":"shop","table":"kinds","type":"insert","ts":1700000000,"xid":1234,"data":{"id":18446744073709551615,"i":-3,"f":1.5,"d":12.340,"s":"x\"\\\n\u0001é","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null}}`,
+			`{"database":"shop","table":"kinds","type":"update","ts":1700000000,"xid":1234,"data":{"id":18446744073709551615,"i":4,"f":1.5,"d":12.340,"s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null},"old":{"i":-3,"s":"x\"\\\n\u0001é"}}`,
+			`{"database":"shop","table":"kinds","type":"delete","ts":1700000000,"xid":1234,"data":{"id":18446744073709551615,"i":4,"f":1.5,"d":12.340,"s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null}}`,
+			`{"database":"shop","table":"kinds","type":"insert","ts":1700000000,"xid":1234,"data":{"id":18446744073709551615,"i":4,"f":1.5,"d":12.340,"s":"y","b":"AAH+","day":"2024-02-29","at":"2024-02-29T10:00:00Z","t":"10:00:00.5","j":{"a":[1,2]},"e":"red","set":"a,b","bit":5,"y":2024,"n":null}}`,
+		}},
+	}
+	odd := "x\"\\\n\x01é"
+	for _, tc := range cases {
+		t.Run(tc.format, func(t *testing.T) {
+			e := newTestEngine(mustParse(t, fmt.Sprintf("rules:\n  - {name: k, match: {table: shop.kinds}, topic: kinds, format: %s}\n", tc.format)))
+			changes := []*canal.RowChange{
+				{Op: canal.OpCreate, Table: kindsTable, After: kindsRow(-3, odd)},
+				{Op: canal.OpUpdate, Table: kindsTable, Before: kindsRow(-3, odd), After: kindsRow(4, "y")},
+				{Op: canal.OpDelete, Table: kindsTable, Before: kindsRow(4, "y")},
+				{Op: canal.OpRead, Table: kindsTable, After: kindsRow(4, "y")},
+			}
+			var out recorder
+			for i, c := range changes {
+				c.Source = src(i)
+				c.Source.GTID = "3e11fa47-71ca-11e1-9e33-c80aa9429562:23"
+				if err := e.Row(t.Context(), c, &out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(out.msgs) != 4 {
+				t.Fatalf("%d messages", len(out.msgs))
+			}
+			for i, m := range out.msgs {
+				if string(m.Value) != tc.want[i] {
+					t.Errorf("message %d:\n got %s\nwant %s", i, m.Value, tc.want[i])
+				}
+				if !json.Valid(m.Value) {
+					t.Errorf("message %d is not valid JSON", i)
+				}
+				if string(m.Key) != `{"id":18446744073709551615}` {
+					t.Errorf("key %s", m.Key)
+				}
+				if string(m.Headers[1].Value) != "3e11fa47-71ca-11e1-9e33-c80aa9429562:23" {
+					t.Errorf("position header %s", m.Headers[1].Value)
+				}
+			}
+		})
+	}
+}
+
+func TestGroupFormats(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{
+		{"canal", `{"data":[{"sku_id":"A1","sellable":"3","value":"true"}],"database":"inventory","table":"sellable_shard","type":"UPDATE","old":[{"sellable":"0","value":"false"}],"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id"]}`},
+		{"maxwell", `{"database":"inventory","table":"sellable_shard","type":"update","ts":1700000000,"xid":1234,"data":{"sku_id":"A1","sellable":3,"value":true},"old":{"sellable":0,"value":false}}`},
+	} {
+		e := newTestEngine(mustParse(t, `
+rules:
+  - name: flag
+    match: {table: "inventory.sellable_shard"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: sellable > 0
+    topic: flags
+    format: `+tc.format))
+		got, _ := txn(t, e, ins("A1", 0, 3))
+		if len(got) != 1 || !strings.HasSuffix(got[0], tc.want) {
+			t.Errorf("%s:\n got %v\nwant %s", tc.format, got, tc.want)
+		}
+	}
+}
+
+func TestExpressions(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: low-stock
+    match:
+      table: [shop.stock_*]
+      ops: [update]
+      when: 'changed("qty") && after.qty < 3 && before.qty >= 3'
+    fields:
+      sku: sku_id
+      left: qty
+      urgent: "row.qty == 0"
+      label: 'schema + "/" + table + ":" + op'
+    topic: "alerts.{schema}.{sku_id}"
+`))
+	var out recorder
+	changes := []*canal.RowChange{
+		{Op: canal.OpUpdate, Table: stockTable, Before: []any{"A1", int64(5)}, After: []any{"A1", int64(4)}},
+		{Op: canal.OpUpdate, Table: stockTable, Before: []any{"A1", int64(4)}, After: []any{"A1", int64(0)}},
+		{Op: canal.OpUpdate, Table: stockTable, Before: []any{"A1", int64(0)}, After: []any{"A1", int64(0)}},
+		{Op: canal.OpCreate, Table: stockTable, After: []any{"A1", int64(0)}},
+	}
+	for i, c := range changes {
+		c.Source = src(i)
+		if err := e.Row(t.Context(), c, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(out.msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(out.msgs))
+	}
+	m := out.msgs[0]
+	want := `{"op":"u","before":{"sku":"A1","left":4,"urgent":false,"label":"shop/stock_1:update"},"after":{"sku":"A1","left":0,"urgent":true,"label":"shop/stock_1:update"}}`
+	if got := afterOf(string(m.Value)); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if m.Topic != "alerts.shop.A1" {
+		t.Errorf("topic %q", m.Topic)
+	}
+}
+
+func TestSeveralRulesOneChange(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - {name: a, match: {table: "shop.*"}, topic: all}
+  - {name: b, match: {table: "shop.stock_1"}, topic: "stock-{table}", format: maxwell}
+  - {name: c, match: {table: "other.*"}, topic: none}
+`))
+	var out recorder
+	if err := e.Row(t.Context(), &canal.RowChange{Op: canal.OpCreate, Table: stockTable, After: []any{"A1", int64(1)}, Source: src(0)}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 2 || out.msgs[0].Topic != "all" || out.msgs[1].Topic != "stock-stock_1" || string(out.msgs[1].Headers[0].Value) != "b" {
+		t.Errorf("got %+v", out.msgs)
+	}
+}
+
+func TestMissingColumnAndNonNumericSum(t *testing.T) {
+	for _, tc := range []struct{ rules, err string }{
+		{"rules:\n  - {name: r, match: {table: shop.stock_1}, topic: t, key: [nope]}\n", `rule "r": table shop.stock_1 has no column "nope"`},
+		{"rules:\n  - {name: r, match: {table: shop.stock_1}, topic: t, emit: aggregate, group_by: [qty], sum: {x: sku_id}}\n", `rule "r": sum.x: column shop.stock_1.sku_id is string, not a number`},
+	} {
+		e := newTestEngine(mustParse(t, tc.rules))
+		err := e.Row(t.Context(), &canal.RowChange{Op: canal.OpCreate, Table: stockTable, After: []any{"A1", int64(1)}, Source: src(0)}, &recorder{})
+		if err == nil || err.Error() != tc.err {
+			t.Errorf("got %v, want %s", err, tc.err)
+		}
+	}
+}
+
+func TestSwapAtCommit(t *testing.T) {
+	e := newTestEngine(mustParse(t, issueRules))
+	txn(t, e, ins("A1", 0, 3))
+	var out recorder
+	if err := e.Row(t.Context(), &canal.RowChange{Op: canal.OpUpdate, Table: shardTable, Before: shardRow("A1", 0, 3), After: shardRow("A1", 0, 1), Source: src(0)}, &out); err != nil {
+		t.Fatal(err)
+	}
+	next := mustParse(t, issueRules+`
+  - {name: rows, match: {table: "inventory.*"}, topic: rows}
+`)
+	e.Swap(next)
+	if e.Set() == next {
+		t.Fatal("swapped before the transaction boundary")
+	}
+	if _, err := e.Commit(t.Context(), canal.Position{File: "f", Pos: 1}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if e.Set() != next {
+		t.Fatal("not swapped at Commit")
+	}
+	got, _ := txn(t, e, upd("A1", 0, 1, 0))
+	// the aggregate kept its state over the swap: 1 -> 0 is a sell-out
+	want := []string{
+		`rows {"sku_id":"A1","shard":0} {"op":"u","before":{"sku_id":"A1","shard":0,"qty":1},"after":{"sku_id":"A1","shard":0,"qty":0}}`,
+		`product.stock {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":1},"after":{"sku_id":"A1","sellable":0}}`,
+		`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":1,"value":true},"after":{"sku_id":"A1","sellable":0,"value":false}}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s", strings.Join(got, "\n"))
+	}
+}
