@@ -13,6 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	"go.uber.org/zap"
+	"golang.org/x/text/encoding/charmap"
 )
 
 // TableFilter says which tables' row changes a stream hands on; the rest are skipped
@@ -70,6 +71,7 @@ type tableState struct {
 	filter   *filterBox
 	enums    map[int][]string
 	sets     map[int][]string
+	latin1   map[int]bool // string columns stored as latin1, converted to UTF-8
 	colCount int
 }
 
@@ -287,6 +289,12 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 	st.enums, st.sets = e.EnumStrValueMap(), e.SetStrValueMap()
 	for i := range t.Columns {
 		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, jsonCols[names[i]])}
+		if c, ok := collations[i]; ok && latin1Collations[c] && t.Columns[i].Kind != KindBytes {
+			if st.latin1 == nil {
+				st.latin1 = map[int]bool{}
+			}
+			st.latin1[i] = true
+		}
 	}
 	if len(e.PrimaryKey) > 0 {
 		for _, k := range e.PrimaryKey {
@@ -303,6 +311,9 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 }
 
 const binaryCollation = 63
+
+// latin1Collations are MySQL's latin1 collations; latin1 there is Windows-1252.
+var latin1Collations = map[uint64]bool{5: true, 8: true, 15: true, 31: true, 47: true, 48: true, 49: true, 94: true}
 
 func columnKind(e *replication.TableMapEvent, i int, unsigned bool, collations map[int]uint64, isJSON bool) ColumnKind {
 	if e.IsEnumColumn(i) {
@@ -410,8 +421,28 @@ func (st *tableState) normalize(row []any) ([]any, error) {
 			continue
 		}
 		row[i] = normalizeValue(v, cols[i].Kind, st.enums[i], st.sets[i])
+		if st.latin1[i] {
+			row[i] = latin1ToUTF8(row[i])
+		}
 	}
 	return row, nil
+}
+
+func latin1ToUTF8(v any) any {
+	s, ok := v.(string)
+	if !ok {
+		return v
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			out, err := charmap.Windows1252.NewDecoder().String(s)
+			if err != nil {
+				return s
+			}
+			return out
+		}
+	}
+	return s
 }
 
 func normalizeValue(v any, kind ColumnKind, enumLabels, setLabels []string) any {

@@ -62,7 +62,7 @@ start() {
     --binlog-row-metadata=FULL --gtid-strict-mode=ON --expire-logs-days=2 \
     --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
     --innodb-flush-log-at-trx-commit=$flush --sync-binlog=$sync \
-    --max-connections=500 --max-allowed-packet=256M \
+    --max-connections=500 --max-allowed-packet=256M --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
     --log-error="$dir/error.log" >/dev/null 2>&1 &
   for _ in $(seq 1 300); do
     answers && break

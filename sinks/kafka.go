@@ -20,8 +20,18 @@ type KafkaConfig struct {
 	// MaxInFlight bounds messages emitted but not yet acknowledged; Emit blocks beyond it.
 	MaxInFlight int
 	Logger      *zap.Logger
-	// Registerer receives the sink's metrics; nil registers none.
-	Registerer prometheus.Registerer
+}
+
+var (
+	producedTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_messages_produced_total",
+		Help: "Messages the broker acknowledged."})
+	produceErrorsTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_produce_errors_total",
+		Help: "Messages the producer failed to deliver after its retries."})
+)
+
+// Collectors are the sinks' metrics, for registering once per process.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{producedTotal, produceErrorsTotal}
 }
 
 // Kafka is an idempotent sarama producer with acks=all that keeps per-key order through
@@ -36,8 +46,6 @@ type Kafka struct {
 	acks    *ackWindow
 
 	failed    atomic.Pointer[error] // the first delivery error; the sink is unusable after it
-	produced  prometheus.Counter
-	errs      prometheus.Counter
 	closeOnce sync.Once
 	done      chan struct{}
 }
@@ -64,13 +72,6 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 		client: client, producer: producer, log: cfg.Logger,
 		acks: newAckWindow(cfg.MaxInFlight),
 		done: make(chan struct{}),
-		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_messages_produced_total",
-			Help: "Messages the broker acknowledged."}),
-		errs: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_produce_errors_total",
-			Help: "Messages the producer failed to deliver after its retries."}),
-	}
-	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(k.produced, k.errs)
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -209,14 +210,14 @@ func (k *Kafka) failure() error {
 
 func (k *Kafka) collectSuccesses() {
 	for m := range k.producer.Successes() {
-		k.produced.Inc()
+		producedTotal.Inc()
 		k.acks.ack(m.Metadata.(uint64))
 	}
 }
 
 func (k *Kafka) collectErrors() {
 	for pe := range k.producer.Errors() {
-		k.errs.Inc()
+		produceErrorsTotal.Inc()
 		err := fmt.Errorf("%w: producing to %s: %w", ErrSinkFailed, pe.Msg.Topic, pe.Err)
 		if k.failed.CompareAndSwap(nil, &err) {
 			k.log.Error("kafka delivery failed", zap.String("topic", pe.Msg.Topic), zap.Error(pe.Err))

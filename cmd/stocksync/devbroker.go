@@ -1,8 +1,39 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
-// newDevBrokerCmd is written in its own issue; this stub keeps the tree building.
+	"github.com/spf13/cobra"
+
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// newDevBrokerCmd runs the embedded development broker alone, as its own process, so that
+// a daemon can be killed and restarted against a broker that keeps running.
 func newDevBrokerCmd() *cobra.Command {
-	return &cobra.Command{Use: "devbroker", Hidden: true}
+	var addr, dataDir string
+	cmd := &cobra.Command{
+		Use:   "devbroker",
+		Short: "Run the development Kafka broker (franz-go kfake) in the foreground",
+		Long: "Runs a Kafka-protocol broker for development and tests. It is not Kafka: without\n" +
+			"--data-dir it keeps nothing across restarts. Prints its address, then serves until stopped.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := sinks.StartDevBroker(addr, dataDir)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			fmt.Fprintln(cmd.OutOrStdout(), b.Addrs()[0])
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			<-sig
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:9092", "listen address (port 0 picks a free one)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep topics in this directory")
+	return cmd
 }

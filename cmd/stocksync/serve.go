@@ -1,8 +1,265 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
 
-// newServeCmd is written in its own issue; this stub keeps the tree building.
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/rules"
+	"github.com/stocksync/stocksync/sinks"
+)
+
 func newServeCmd() *cobra.Command {
-	return &cobra.Command{Use: "serve", Hidden: true}
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Stream the binlog through the rules to Kafka, and serve the inventory API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg.Log)
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			set, err := rules.Load(cfg.Rules)
+			if err != nil {
+				return fmt.Errorf("loading rules:\n%w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, set, log)
+		},
+	}
+}
+
+// daemon is what serve runs: the HTTP endpoints and the supervised pipeline.
+type daemon struct {
+	cfg     config.Config
+	log     *zap.Logger
+	metrics *pipeline.Metrics
+	reloads prometheus.Counter
+	rules   atomic.Pointer[rules.Set]
+	current atomic.Pointer[pipeline.Pipeline]
+	broker  atomic.Bool // the broker answered the last ping
+	brokers []string
+}
+
+func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(sinks.Collectors()...)
+	d := &daemon{cfg: cfg, log: log, metrics: pipeline.NewMetrics(reg), brokers: cfg.Kafka.Brokers,
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_rules_reload_failures_total",
+			Help: "Rule file reloads rejected because the new file was invalid; the old rules kept running."})}
+	reg.MustRegister(d.reloads)
+	d.rules.Store(set)
+
+	if len(d.brokers) == 0 {
+		b, err := sinks.StartDevBroker(cfg.Kafka.DevBrokerAddr, "")
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		d.brokers = b.Addrs()
+		log.Warn("kafka.brokers is empty: using the embedded development broker, which keeps nothing across restarts",
+			zap.Strings("addr", d.brokers))
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", d.readyz)
+	closeInventory, err := mountInventory(ctx, cfg, mux, log)
+	if err != nil {
+		return err
+	}
+	defer closeInventory()
+
+	var srv *http.Server
+	if cfg.HTTP.Addr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		if err != nil {
+			return fmt.Errorf("listening on http.addr %s: %w", cfg.HTTP.Addr, err)
+		}
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		log.Info("http listening", zap.String("addr", ln.Addr().String()))
+	}
+
+	go d.watchRules(ctx)
+	go d.pingBroker(ctx)
+	err = d.supervise(ctx)
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		srv.Shutdown(sctx)
+		cancel()
+	}
+	return err
+}
+
+func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
+	p := d.current.Load()
+	switch {
+	case p == nil || !p.Ready():
+		http.Error(w, "not ready: binlog stream not open", http.StatusServiceUnavailable)
+	case !d.broker.Load():
+		http.Error(w, "not ready: Kafka broker does not answer", http.StatusServiceUnavailable)
+	default:
+		fmt.Fprintln(w, "ready")
+	}
+}
+
+// supervise runs the pipeline and restarts it from its checkpoint after a retryable
+// failure (a lost source or broker), backing off up to 30 s. The first start fails
+// fast instead, so a wrong address or setting is reported at once.
+func (d *daemon) supervise(ctx context.Context) error {
+	backoff := time.Second
+	for attempt := 0; ; attempt++ {
+		ran, err := d.runOnce(ctx)
+		if ctx.Err() != nil {
+			return err
+		}
+		if err == nil {
+			return nil
+		}
+		if attempt == 0 && !ran || !pipeline.Retryable(err) {
+			return err
+		}
+		if ran {
+			backoff = time.Second
+		}
+		d.metrics.Restarts.Inc()
+		d.log.Warn("pipeline stopped; restarting from the checkpoint", zap.Error(err), zap.Duration("after", backoff))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// runOnce builds a sink and a pipeline and runs them; ran says the stream got going.
+func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
+	sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: d.brokers, ClientID: d.cfg.Kafka.ClientID,
+		MaxInFlight: d.cfg.Kafka.MaxInFlight, Logger: d.log})
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", pipeline.ErrRetryable, err)
+	}
+	defer func() {
+		if cerr := sink.Close(); cerr != nil {
+			d.log.Warn("closing the Kafka sink", zap.Error(cerr))
+		}
+	}()
+	p := pipeline.New(pipeline.Options{
+		Source:             sourceConfig(d.cfg),
+		CheckpointTable:    d.cfg.Checkpoint.Table,
+		CheckpointName:     d.cfg.Checkpoint.Name,
+		CheckpointInterval: d.cfg.Checkpoint.Interval,
+		Rules:              d.rules.Load(),
+		Sink:               sink,
+		Logger:             d.log,
+		Metrics:            d.metrics,
+	})
+	d.current.Store(p)
+	defer d.current.Store(nil)
+	err = p.Run(ctx)
+	return p.Ready() || errors.Is(err, sinks.ErrSinkFailed), err
+}
+
+func sourceConfig(cfg config.Config) canal.Config {
+	return canal.Config{Addr: cfg.Source.Addr, User: cfg.Source.User, Password: cfg.Source.Password,
+		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor}
+}
+
+// pingBroker keeps d.broker current for /readyz.
+func (d *daemon) pingBroker(ctx context.Context) {
+	for {
+		p := d.current.Load()
+		ok := false
+		if p != nil {
+			ok = brokerAnswers(ctx, d.brokers)
+		}
+		d.broker.Store(ok)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func brokerAnswers(ctx context.Context, brokers []string) bool {
+	for _, b := range brokers {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := (&net.Dialer{}).DialContext(dctx, "tcp", b)
+		cancel()
+		if err == nil {
+			c.Close()
+			return true
+		}
+	}
+	return false
+}
+
+// watchRules reloads the rules on SIGHUP and when the file changes. A file that does not
+// load is logged with its errors and counted; the running rules stay.
+func (d *daemon) watchRules(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var changed <-chan fsnotify.Event
+	if w, err := fsnotify.NewWatcher(); err == nil {
+		defer w.Close()
+		// Watch the directory: editors replace files rather than write them in place.
+		if err := w.Add(dirOf(d.cfg.Rules)); err == nil {
+			changed = w.Events
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			d.reloadRules("SIGHUP")
+		case ev := <-changed:
+			if sameFile(ev.Name, d.cfg.Rules) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+				d.reloadRules("file changed")
+			}
+		}
+	}
+}
+
+func (d *daemon) reloadRules(why string) {
+	set, err := rules.Load(d.cfg.Rules)
+	if err != nil {
+		d.reloads.Inc()
+		d.log.Error("rules reload rejected; the running rules stay", zap.String("trigger", why), zap.String("file", d.cfg.Rules), zap.Error(err))
+		return
+	}
+	d.rules.Store(set)
+	if p := d.current.Load(); p != nil {
+		p.Reload(set)
+	}
+	d.log.Info("rules reload accepted; swapping at the next transaction boundary", zap.String("trigger", why), zap.Int("rules", len(set.Rules())))
 }

@@ -1,0 +1,5 @@
+// Package pipeline joins the parts: it reads committed transactions from canal, runs each
+// row change through the rules engine, emits the messages to a sink and, every
+// checkpoint interval, waits for the sink to acknowledge everything emitted and then saves
+// the position of the last whole transaction with the rule state as of that position.
+package pipeline

@@ -1,0 +1,46 @@
+package pipeline
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the pipeline's Prometheus metrics. Create them once per process and hand
+// them to every Pipeline the process runs (a restart builds a new Pipeline).
+type Metrics struct {
+	EventsRead      prometheus.Counter
+	Transactions    prometheus.Counter
+	MessagesEmitted prometheus.Counter
+	CheckpointFile  prometheus.Gauge
+	CheckpointPos   prometheus.Gauge
+	CheckpointSaved prometheus.Gauge
+	Lag             prometheus.Gauge
+	Restarts        prometheus.Counter
+	Ready           prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_events_read_total",
+			Help: "Row changes read from the binlog for tables some rule matches."}),
+		Transactions: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_transactions_total",
+			Help: "Committed transactions read from the binlog."}),
+		MessagesEmitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_messages_emitted_total",
+			Help: "Messages handed to the sink (acknowledged ones: stocksync_messages_produced_total)."}),
+		CheckpointFile: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_file_number",
+			Help: "Number of the binlog file of the last saved checkpoint (binlog.000042 is 42)."}),
+		CheckpointPos: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_position",
+			Help: "Offset within that file of the last saved checkpoint."}),
+		CheckpointSaved: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_saved_timestamp_seconds",
+			Help: "When the last checkpoint was saved (Unix time)."}),
+		Lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_source_lag_seconds",
+			Help: "How far the last binlog event read is behind the source's clock; 0 when caught up."}),
+		Restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_pipeline_restarts_total",
+			Help: "Times the pipeline restarted from its checkpoint after a retryable failure."}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_ready",
+			Help: "1 while the start position is fixed, the binlog stream is open and the broker answers."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.EventsRead, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
+			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready)
+	}
+	return m
+}

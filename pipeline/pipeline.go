@@ -1,0 +1,306 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// Sink is where messages go. Emit queues; Flush blocks until every message emitted
+// before it is acknowledged by the broker.
+type Sink interface {
+	Emit(ctx context.Context, m sinks.Message) error
+	Flush(ctx context.Context) error
+}
+
+// Options configure one Pipeline.
+type Options struct {
+	Source canal.Config
+	// CheckpointTable is schema.table on the source; CheckpointName tells pipelines apart.
+	CheckpointTable    string
+	CheckpointName     string
+	CheckpointInterval time.Duration
+	Rules              *rules.Set
+	Sink               Sink
+	Logger             *zap.Logger
+	Metrics            *Metrics
+	// StopAt, when set, ends Run cleanly (flushed and checkpointed) once a transaction
+	// ending at or after it has been read: catching up to a known point, as the
+	// benchmark does.
+	StopAt canal.Position
+}
+
+// errCaughtUp ends the stream when StopAt is reached.
+var errCaughtUp = errors.New("caught up to the stop position")
+
+// Pipeline streams one source through one rule set into one sink. Run it once.
+type Pipeline struct {
+	opts   Options
+	log    *zap.Logger
+	m      *Metrics
+	engine *rules.Engine
+	stream *canal.Stream
+
+	nextRules atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
+	started   atomic.Bool               // the start position is fixed
+
+	mu      sync.Mutex
+	pending pendingCheckpoint
+
+	lastSaved     canal.Position
+	lastSavedAt   time.Time
+	emittedAtSave uint64
+	emitted       atomic.Uint64
+}
+
+// pendingCheckpoint is the last committed transaction read and the rule state changed
+// since the last save; guarded by Pipeline.mu.
+type pendingCheckpoint struct {
+	pos   canal.Position
+	have  bool
+	state map[stateKey][]byte
+}
+
+type stateKey struct{ rule, key string }
+
+// New prepares a pipeline.
+func New(opts Options) *Pipeline {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = time.Second
+	}
+	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, pending: pendingCheckpoint{state: map[stateKey][]byte{}}}
+}
+
+// Reload swaps in a new rule set at the next transaction boundary.
+func (p *Pipeline) Reload(set *rules.Set) { p.nextRules.Store(set) }
+
+// Ready reports whether the start position is fixed and the binlog stream is open.
+// (The broker's health is the caller's to add.)
+func (p *Pipeline) Ready() bool {
+	return p.started.Load() && p.stream != nil && p.stream.Open()
+}
+
+// ErrRetryable marks failures that a restart from the checkpoint can get past: a lost
+// connection to the source or the broker.
+var ErrRetryable = errors.New("retryable")
+
+// Retryable reports whether err is worth a restart from the checkpoint.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrRetryable) || errors.Is(err, canal.ErrUnreachable) || errors.Is(err, sinks.ErrSinkFailed)
+}
+
+// Run connects, picks the start position (the checkpoint, or the server's current
+// position on a first start), and streams until ctx is done or an error occurs. On a
+// clean stop it flushes the sink and saves a last checkpoint before returning nil.
+func (p *Pipeline) Run(ctx context.Context) error {
+	server, err := canal.Connect(ctx, p.opts.Source)
+	if err != nil {
+		return err
+	}
+	defer server.Close()
+	store, err := canal.NewCheckpointStore(ctx, server.DB, p.opts.CheckpointTable, p.opts.CheckpointName)
+	if err != nil {
+		return err
+	}
+	start, state, found, err := store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if start, err = server.CurrentPosition(ctx); err != nil {
+			return err
+		}
+		p.log.Info("first start: streaming from the server's current position", zap.Stringer("pos", start))
+	} else {
+		p.log.Info("resuming from checkpoint", zap.Stringer("pos", start), zap.Int("state_rows", len(state)))
+	}
+	p.engine = rules.NewEngine(p.opts.Rules, p.opts.Source.ServerID)
+	if err := p.engine.Restore(fromStateRows(state)); err != nil {
+		return fmt.Errorf("restoring rule state from checkpoint %s: %w", start, err)
+	}
+	p.lastSaved, p.lastSavedAt = start, time.Now()
+	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.opts.Rules), p.log)
+	p.started.Store(true)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	var caughtUp atomic.Bool
+	go func() {
+		err := p.stream.Run(runCtx, start, p)
+		switch {
+		case errors.Is(err, errCaughtUp):
+			caughtUp.Store(true)
+			err = nil
+		case err != nil && !errors.Is(err, context.Canceled):
+			err = fmt.Errorf("%w: %w", ErrRetryable, err)
+		}
+		errc <- err
+	}()
+	go func() { errc <- p.checkpointLoop(runCtx, store) }()
+	first := <-errc
+	cancel()
+	second := <-errc
+	p.m.Ready.Set(0)
+	quiet := func(err error) bool { return err == nil || errors.Is(err, context.Canceled) }
+	if (ctx.Err() != nil || caughtUp.Load()) && quiet(first) && quiet(second) {
+		// A clean stop: everything read so far is emitted; make it durable and remember it.
+		fctx, fcancel := context.WithTimeout(context.Background(), 8*time.Second)
+		defer fcancel()
+		if err := p.saveCheckpoint(fctx, store, true); err != nil {
+			return fmt.Errorf("saving the last checkpoint on shutdown: %w", err)
+		}
+		p.log.Info("stopped", zap.Stringer("checkpoint", p.lastSaved))
+		return nil
+	}
+	if quiet(first) {
+		first = second
+	}
+	return first
+}
+
+// filterFor matches the tables the set matches, never stocksync's own checkpoint tables.
+func (p *Pipeline) filterFor(set *rules.Set) canal.TableFilter {
+	schema, table, _ := strings.Cut(p.opts.CheckpointTable, ".")
+	return tableFilter{set: set, ownSchema: schema, ownTable: table}
+}
+
+type tableFilter struct {
+	set                 *rules.Set
+	ownSchema, ownTable string
+}
+
+func (f tableFilter) Matches(schema, table string) bool {
+	if schema == f.ownSchema && (table == f.ownTable || table == f.ownTable+"_state") {
+		return false
+	}
+	return f.set.Matches(schema, table)
+}
+
+// Emit counts and forwards to the sink; the engine emits through it.
+func (p *Pipeline) Emit(ctx context.Context, m sinks.Message) error {
+	p.emitted.Add(1)
+	p.m.MessagesEmitted.Inc()
+	return p.opts.Sink.Emit(ctx, m)
+}
+
+// Row implements canal.Handler.
+func (p *Pipeline) Row(ctx context.Context, c *canal.RowChange) error {
+	p.m.EventsRead.Inc()
+	return p.engine.Row(ctx, c, p)
+}
+
+// Commit implements canal.Handler: rules that fold a transaction emit now, and the
+// position becomes the checkpoint candidate once the sink acknowledges.
+func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
+	state, err := p.engine.Commit(ctx, pos, p)
+	if err != nil {
+		return err
+	}
+	p.m.Transactions.Inc()
+	p.mu.Lock()
+	p.pending.pos, p.pending.have = pos, true
+	for _, e := range state {
+		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
+	}
+	p.mu.Unlock()
+	if !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0 {
+		return errCaughtUp
+	}
+	if next := p.nextRules.Swap(nil); next != nil {
+		p.engine.Swap(next)
+		p.stream.SetFilter(p.filterFor(next))
+		p.log.Info("rules reloaded", zap.Int("rules", len(next.Rules())))
+	}
+	return nil
+}
+
+func (p *Pipeline) checkpointLoop(ctx context.Context, store *canal.CheckpointStore) error {
+	t := time.NewTicker(p.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		p.m.Lag.Set(p.stream.Lag().Seconds())
+		if p.stream.Open() {
+			p.m.Ready.Set(1)
+		}
+		if err := p.saveCheckpoint(ctx, store, false); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: %w", ErrRetryable, err)
+		}
+	}
+}
+
+// idleSaveEvery is how often a checkpoint that only moves past transactions no rule
+// matched (including stocksync's own checkpoint writes) is saved.
+const idleSaveEvery = time.Minute
+
+// saveCheckpoint waits for the sink to acknowledge every message emitted so far, then
+// saves the last committed position with the rule state changed up to it.
+func (p *Pipeline) saveCheckpoint(ctx context.Context, store *canal.CheckpointStore, force bool) error {
+	emitted := p.emitted.Load()
+	p.mu.Lock()
+	if !p.pending.have || p.pending.pos == p.lastSaved ||
+		(!force && emitted == p.emittedAtSave && len(p.pending.state) == 0 && time.Since(p.lastSavedAt) < idleSaveEvery) {
+		p.mu.Unlock()
+		return nil
+	}
+	pos, state := p.pending.pos, p.pending.state
+	p.pending.state = map[stateKey][]byte{}
+	p.mu.Unlock()
+
+	// Every message of transactions up to pos was emitted before this call.
+	if err := p.opts.Sink.Flush(ctx); err != nil {
+		return fmt.Errorf("waiting for the broker to acknowledge up to %s: %w", pos, err)
+	}
+	rows := make([]canal.StateRow, 0, len(state))
+	for k, v := range state {
+		rows = append(rows, canal.StateRow{Scope: k.rule, Key: k.key, Value: v})
+	}
+	if err := store.Save(ctx, pos, rows); err != nil {
+		return err
+	}
+	p.lastSaved, p.lastSavedAt, p.emittedAtSave = pos, time.Now(), emitted
+	p.m.CheckpointPos.Set(float64(pos.Pos))
+	p.m.CheckpointFile.Set(binlogFileNumber(pos.File))
+	p.m.CheckpointSaved.SetToCurrentTime()
+	p.log.Debug("checkpoint saved", zap.Stringer("pos", pos), zap.Int("state_rows", len(rows)))
+	return nil
+}
+
+func binlogFileNumber(file string) float64 {
+	i := strings.LastIndexByte(file, '.')
+	n, _ := strconv.ParseFloat(file[i+1:], 64)
+	return n
+}
+
+func fromStateRows(rows []canal.StateRow) []rules.StateEntry {
+	out := make([]rules.StateEntry, len(rows))
+	for i, r := range rows {
+		out[i] = rules.StateEntry{Rule: r.Scope, Key: r.Key, Value: r.Value}
+	}
+	return out
+}

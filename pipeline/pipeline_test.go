@@ -1,0 +1,327 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/rules"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// env is one test's real parts: a fresh database on the private MariaDB, a kfake broker
+// and a topic of its own.
+type env struct {
+	t      *testing.T
+	mysql  testutil.MySQL
+	db     string
+	broker string
+	topic  string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	m := testutil.MySQLServer(t)
+	db, _ := m.FreshDatabase(t, t.Name())
+	return &env{t: t, mysql: m, db: db, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
+}
+
+func (e *env) exec(stmts ...string) {
+	e.t.Helper()
+	testutil.Exec(e.t, e.mysql.Open(e.t, e.db), stmts...)
+}
+
+func (e *env) rules(yaml string) *rules.Set {
+	e.t.Helper()
+	path := filepath.Join(e.t.TempDir(), "rules.yaml")
+	yaml = strings.NewReplacer("DB", e.db, "TOPIC", e.topic).Replace(yaml)
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	set, err := rules.Load(path)
+	if err != nil {
+		e.t.Fatalf("loading rules: %v", err)
+	}
+	return set
+}
+
+// running is a pipeline running in the background.
+type running struct {
+	p      *pipeline.Pipeline
+	cancel context.CancelFunc
+	done   chan error
+	sink   *sinks.Kafka
+}
+
+func (e *env) start(set *rules.Set, serverID uint32) *running {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: []string{e.broker}, ClientID: "test"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := pipeline.New(pipeline.Options{
+		Source:             canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID},
+		CheckpointTable:    e.db + ".checkpoint",
+		CheckpointName:     "test",
+		CheckpointInterval: 100 * time.Millisecond,
+		Rules:              set,
+		Sink:               sink,
+		Logger:             zaptest.NewLogger(e.t),
+	})
+	r := &running{p: p, cancel: cancel, done: make(chan error, 1), sink: sink}
+	go func() { r.done <- p.Run(ctx) }()
+	testutil.Eventually(e.t, 20*time.Second, "the pipeline to be ready", func() bool {
+		select {
+		case err := <-r.done:
+			e.t.Fatalf("pipeline stopped before it was ready: %v", err)
+		default:
+		}
+		return p.Ready()
+	})
+	e.t.Cleanup(func() { r.stop(e.t) })
+	return r
+}
+
+// stop cancels the pipeline (as SIGTERM does) and checks it stopped cleanly.
+func (r *running) stop(t *testing.T) {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("pipeline stopped with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("pipeline did not stop within 10s")
+	}
+	r.sink.Close()
+}
+
+// envelope is the part of a message the tests look at.
+type envelope struct {
+	Op     string         `json:"op"`
+	Before map[string]any `json:"before"`
+	After  map[string]any `json:"after"`
+	Source struct {
+		DB    string `json:"db"`
+		Table string `json:"table"`
+		File  string `json:"file"`
+		Pos   int64  `json:"pos"`
+		Row   int    `json:"row"`
+		GTID  string `json:"gtid"`
+	} `json:"source"`
+}
+
+func decode(t *testing.T, r testutil.Record) envelope {
+	t.Helper()
+	var e envelope
+	d := json.NewDecoder(bytes.NewReader([]byte(r.Value)))
+	d.UseNumber()
+	if err := d.Decode(&e); err != nil {
+		t.Fatalf("decoding %s: %v", r.Value, err)
+	}
+	return e
+}
+
+// summary renders a message as "table op key before→after" for comparisons.
+func summary(t *testing.T, r testutil.Record) string {
+	e := decode(t, r)
+	img := func(m map[string]any) string {
+		if m == nil {
+			return "-"
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s=%v,", k, m[k])
+		}
+		return b.String()
+	}
+	return fmt.Sprintf("%s %s %s %s>%s", e.Source.Table, e.Op, r.Key, img(e.Before), img(e.After))
+}
+
+const stockRules = `
+rules:
+  - name: stock-rows
+    match: {table: "DB.stock_*", ops: [insert, update, delete]}
+    topic: TOPIC
+    key: [sku_id]
+`
+
+func TestStreamsCommittedChangesInCommitOrderPerKey(t *testing.T) {
+	e := newEnv(t)
+	e.exec(
+		"CREATE TABLE stock_a (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)",
+		"CREATE TABLE stock_b (sku_id VARCHAR(32), warehouse VARCHAR(8), qty INT NOT NULL, PRIMARY KEY (sku_id, warehouse))",
+		"CREATE TABLE other (id INT PRIMARY KEY, x INT)",
+	)
+	e.start(e.rules(stockRules), testutil.ServerID())
+
+	e.exec(
+		"INSERT INTO stock_a VALUES ('A1', 10)",
+		"BEGIN; INSERT INTO stock_a VALUES ('A2', 5); UPDATE stock_a SET qty = 9 WHERE sku_id = 'A1'; "+
+			"INSERT INTO stock_b VALUES ('A1', 'W1', 3); INSERT INTO other VALUES (1, 1); COMMIT",
+		"INSERT INTO other VALUES (2, 2)",
+		"BEGIN; DELETE FROM stock_a WHERE sku_id = 'A2'; UPDATE stock_b SET qty = qty - 1; COMMIT",
+		"BEGIN; INSERT INTO stock_a VALUES ('A3', 1); ROLLBACK",
+		"UPDATE stock_a SET qty = qty + 1",
+		"INSERT INTO stock_a VALUES ('END', 0)",
+	)
+	want := []string{
+		`stock_a c {"sku_id":"A1"} ->qty=10,sku_id=A1,`,
+		`stock_a c {"sku_id":"A2"} ->qty=5,sku_id=A2,`,
+		`stock_a u {"sku_id":"A1"} qty=10,sku_id=A1,>qty=9,sku_id=A1,`,
+		`stock_b c {"sku_id":"A1"} ->qty=3,sku_id=A1,warehouse=W1,`,
+		`stock_a d {"sku_id":"A2"} qty=5,sku_id=A2,>-`,
+		`stock_b u {"sku_id":"A1"} qty=3,sku_id=A1,warehouse=W1,>qty=2,sku_id=A1,warehouse=W1,`,
+		`stock_a u {"sku_id":"A1"} qty=9,sku_id=A1,>qty=10,sku_id=A1,`,
+		`stock_a c {"sku_id":"END"} ->qty=0,sku_id=END,`,
+	}
+	got := testutil.Consume(t, e.broker, []string{e.topic}, len(want), 20*time.Second)
+	// Kafka keeps order per partition; compare the order per key.
+	perKey := func(lines []string) map[string][]string {
+		m := map[string][]string{}
+		for _, l := range lines {
+			k := strings.Fields(l)[2]
+			m[k] = append(m[k], l)
+		}
+		return m
+	}
+	var gotLines []string
+	for _, r := range got {
+		gotLines = append(gotLines, summary(t, r))
+		if r.Headers["stocksync-rule"] != "stock-rows" {
+			t.Errorf("header stocksync-rule = %q, want stock-rows", r.Headers["stocksync-rule"])
+		}
+	}
+	if g, w := perKey(gotLines), perKey(want); fmt.Sprint(g) != fmt.Sprint(w) {
+		t.Errorf("messages per key:\n got %v\nwant %v", g, w)
+	}
+	// The two changes of one transaction carry one source position and rows 0, 1, ...
+	a2, a1u := decode(t, got[indexOf(gotLines, want[1])]), decode(t, got[indexOf(gotLines, want[2])])
+	if a2.Source.Pos != a1u.Source.Pos || a2.Source.Row != 0 || a1u.Source.Row != 1 || a2.Source.GTID == "" {
+		t.Errorf("one transaction's source: %+v and %+v", a2.Source, a1u.Source)
+	}
+}
+
+func indexOf(lines []string, s string) int {
+	for i, l := range lines {
+		if l == s {
+			return i
+		}
+	}
+	return 0
+}
+
+func TestTablesNoRuleMatchesPublishNothing(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_a (sku_id VARCHAR(32) PRIMARY KEY, qty INT)", "CREATE TABLE orders (id INT PRIMARY KEY)")
+	e.start(e.rules(stockRules), testutil.ServerID())
+	e.exec("INSERT INTO orders VALUES (1), (2), (3)", "UPDATE orders SET id = id + 10", "INSERT INTO stock_a VALUES ('only', 1)")
+	got := testutil.Consume(t, e.broker, []string{e.topic}, 1, 20*time.Second)
+	// Wait for anything more that might arrive after the one expected message.
+	more := testutil.Consume(t, e.broker, []string{e.topic}, 0, 5*time.Second)
+	if len(more) != 1 || decode(t, got[0]).Source.Table != "stock_a" {
+		t.Fatalf("want only the stock_a insert, got %d messages: %v", len(more), more)
+	}
+}
+
+func TestEveryColumnTypeRoundTrips(t *testing.T) {
+	e := newEnv(t)
+	e.exec(`CREATE TABLE stock_types (
+		sku_id INT PRIMARY KEY,
+		t TINYINT, s SMALLINT, m MEDIUMINT, i INT, b BIGINT, ub BIGINT UNSIGNED, ui INT UNSIGNED,
+		d DECIMAL(20,6), f FLOAT, db DOUBLE,
+		dt DATE, dtm DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME, y YEAR,
+		c CHAR(4), v VARCHAR(20), tx TEXT, bl BLOB, vb VARBINARY(8),
+		j JSON, e ENUM('red','green'), st SET('a','b','c'), bt BIT(8), n INT NULL,
+		l1 VARCHAR(20) CHARACTER SET latin1, u8 VARCHAR(20) CHARACTER SET utf8mb4)`)
+	e.start(e.rules(`
+rules:
+  - name: types
+    match: {table: "DB.stock_types"}
+    topic: TOPIC
+`), testutil.ServerID())
+	e.exec(`SET time_zone = '+00:00'`)
+	db := e.mysql.Open(t, e.db)
+	if _, err := db.Exec(`SET time_zone = '+00:00'; INSERT INTO stock_types VALUES (1,
+		-128, -32768, -8388608, -2147483648, -9223372036854775808, 18446744073709551615, 4294967295,
+		'-12345678901234.123456', 1.5, 0.1,
+		'2024-02-29', '2024-02-29 23:59:58.123456', '2024-03-01 00:00:01.250', '-12:30:00', 2024,
+		'ab', 'héllo "quoted"', 'line1\nline2', x'00ff10', x'cafe',
+		'{"a": [1, 2.5, "x"], "b": null}', 'green', 'a,c', b'10100101', NULL, 'café', '库存 ✓')`); err != nil {
+		t.Fatal(err)
+	}
+	got := testutil.Consume(t, e.broker, []string{e.topic}, 1, 20*time.Second)
+	ev := decode(t, got[0])
+	want := map[string]string{
+		"sku_id": "1", "t": "-128", "s": "-32768", "m": "-8388608", "i": "-2147483648", "b": "-9223372036854775808",
+		"ub": "18446744073709551615", "ui": "4294967295",
+		"d": "-12345678901234.123456", "f": "1.5", "db": "0.1",
+		"dt": "2024-02-29", "dtm": "2024-02-29T23:59:58.123456Z", "ts": "2024-03-01T00:00:01.250Z", "tm": "-12:30:00", "y": "2024",
+		"c": "ab", "v": `héllo "quoted"`, "tx": "line1\nline2", "bl": "AP8Q", "vb": "yv4=",
+		"j": `map[a:[1 2.5 x] b:<nil>]`, "e": "green", "st": "a,c", "bt": "165", "n": "<nil>", "l1": "café", "u8": "库存 ✓",
+	}
+	for col, w := range want {
+		if g := fmt.Sprint(ev.After[col]); g != w {
+			t.Errorf("column %s: got %s, want %s", col, g, w)
+		}
+	}
+	// Exact JSON types: numbers stay numbers, DECIMAL is a string, unsigned BIGINT exact.
+	for col, kind := range map[string]string{"ub": "json.Number", "d": "string", "f": "json.Number", "j": "map[string]interface {}", "n": "<nil>"} {
+		if g := fmt.Sprintf("%T", ev.After[col]); g != kind {
+			t.Errorf("column %s is a %s in JSON, want %s", col, g, kind)
+		}
+	}
+	if !strings.Contains(got[0].Value, `"ub":18446744073709551615`) {
+		t.Errorf("unsigned BIGINT not written exactly: %s", got[0].Value)
+	}
+}
+
+func TestRestartResumesFromCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT)")
+	set := e.rules(stockRules)
+	id := testutil.ServerID()
+	r := e.start(set, id)
+	for i := 0; i < 50; i++ {
+		e.exec(fmt.Sprintf("INSERT INTO stock_r VALUES (%d, %d)", i, i))
+	}
+	testutil.Consume(t, e.broker, []string{e.topic}, 50, 20*time.Second)
+	r.stop(t)
+	// Written while the daemon is stopped: must arrive after the restart.
+	for i := 50; i < 100; i++ {
+		e.exec(fmt.Sprintf("INSERT INTO stock_r VALUES (%d, %d)", i, i))
+	}
+	e.start(set, id)
+	got := testutil.Consume(t, e.broker, []string{e.topic}, 100, 20*time.Second)
+	seen := map[string]int{}
+	for _, m := range got {
+		seen[m.Key]++
+	}
+	for i := 0; i < 100; i++ {
+		if k := fmt.Sprintf(`{"sku_id":%d}`, i); seen[k] != 1 {
+			t.Errorf("row %d published %d times after a clean stop and restart, want once", i, seen[k])
+		}
+	}
+}
