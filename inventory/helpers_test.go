@@ -52,3 +52,22 @@ func sellable(t testing.TB, db *sql.DB, sku string) int64 {
 	t.Helper()
 	return queryInt(t, db, "SELECT SUM(qty) FROM sellable_shard WHERE sku_id = ?", sku)
 }
+
+// secondPool opens another pool on store's database, as a second daemon would.
+func secondPool(t testing.TB, store *Store) *sql.DB {
+	t.Helper()
+	var name string
+	if err := store.db.QueryRow("SELECT DATABASE()").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	server := testutil.MySQLServer(t)
+	cfg := config.Default()
+	cfg.Source.Addr, cfg.Source.User, cfg.Source.Password = server.Addr, server.User, server.Password
+	cfg.Inventory.Database = name
+	db, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

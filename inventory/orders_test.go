@@ -1,0 +1,362 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lifecycleStore is a store with one SKU of 100 in 2 shards, a warehouse W1 holding 50 of
+// it, and order o1 holding 3.
+func lifecycleStore(t *testing.T) (*Store, func() (sellableQty, reserved, physical int64)) {
+	t.Helper()
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "s1", 100, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "W1", Qty: 50}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "o1", Items: []Item{{SKU: "s1", Qty: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	return store, func() (int64, int64, int64) {
+		return sellable(t, db, "s1"), queryInt(t, db, "SELECT COALESCE((SELECT qty FROM reserved WHERE sku_id = 's1'), 0)"),
+			queryInt(t, db, "SELECT qty FROM physical_stock WHERE sku_id = 's1' AND warehouse_code = 'W1'")
+	}
+}
+
+func TestOrderLifecycle(t *testing.T) {
+	type step struct {
+		op      string // confirm, cancel, ship
+		wantErr error
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		// stock after the last step: sellable, reserved, physical
+		sellable, reserved, physical int64
+		status                       OrderStatus
+	}{
+		{"confirm reserves", []step{{"confirm", nil}}, 97, 3, 50, StatusConfirmed},
+		{"confirm twice is a replay", []step{{"confirm", nil}, {"confirm", nil}}, 97, 3, 50, StatusConfirmed},
+		{"ship releases reserved and lowers physical", []step{{"confirm", nil}, {"ship", nil}}, 97, 0, 47, StatusShipped},
+		{"cancel after ship is refused", []step{{"confirm", nil}, {"ship", nil}, {"cancel", ErrShipped}}, 97, 0, 47, StatusShipped},
+		{"cancel a hold restores sellable", []step{{"cancel", nil}}, 100, 0, 50, StatusCancelled},
+		{"cancel a paid order restores sellable and reserved", []step{{"confirm", nil}, {"cancel", nil}}, 100, 0, 50, StatusCancelled},
+		{"cancel twice is a replay", []step{{"cancel", nil}, {"cancel", nil}}, 100, 0, 50, StatusCancelled},
+		{"confirm after cancel is refused", []step{{"cancel", nil}, {"confirm", ErrCancelled}}, 100, 0, 50, StatusCancelled},
+		{"ship before payment is refused", []step{{"ship", ErrNotConfirmed}}, 97, 0, 50, StatusHeld},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store, stock := lifecycleStore(t)
+			ctx := t.Context()
+			for _, st := range tt.steps {
+				var err error
+				switch st.op {
+				case "confirm":
+					_, err = store.Confirm(ctx, "o1")
+				case "cancel":
+					_, err = store.Cancel(ctx, "o1")
+				case "ship":
+					_, err = store.Ship(ctx, "o1", "W1")
+				}
+				if !errors.Is(err, st.wantErr) || (st.wantErr == nil && err != nil) {
+					t.Fatalf("%s = %v, want %v", st.op, err, st.wantErr)
+				}
+			}
+			sell, reserved, physical := stock()
+			if sell != tt.sellable || reserved != tt.reserved || physical != tt.physical {
+				t.Fatalf("sellable, reserved, physical = %d, %d, %d; want %d, %d, %d", sell, reserved, physical, tt.sellable, tt.reserved, tt.physical)
+			}
+			order, err := store.GetOrder(ctx, "o1")
+			if err != nil || order.Status != tt.status {
+				t.Fatalf("order = %+v, %v; want status %s", order, err, tt.status)
+			}
+		})
+	}
+}
+
+func TestCancelWritesRollbackAndSoftDeletes(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	store.SetStock(ctx, "x", 10, 1)
+	store.SetStock(ctx, "y", 10, 3)
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "rb", Items: []Item{{SKU: "x", Qty: 2}, {SKU: "y", Qty: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Cancel(ctx, "rb"); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log WHERE order_no = 'rb' AND deleted_at IS NOT NULL"); n != 2 {
+		t.Fatalf("%d log rows soft-deleted, want 2", n)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log WHERE order_no = 'rb' AND reason = 'cancel'"); n != 2 {
+		t.Fatalf("%d rollback rows, want 2", n)
+	}
+	// A retried deduction of the cancelled order deducts nothing and says so.
+	order, err := store.Deduct(ctx, DeductRequest{OrderNo: "rb", Items: []Item{{SKU: "x", Qty: 2}}})
+	if err != nil || !order.Replayed || order.Status != StatusCancelled {
+		t.Fatalf("deduct after cancel = %+v, %v; want the cancelled order replayed", order, err)
+	}
+	if sellable(t, db, "x") != 10 || sellable(t, db, "y") != 10 {
+		t.Fatalf("stock after cancel and retry: x=%d y=%d, want 10 and 10", sellable(t, db, "x"), sellable(t, db, "y"))
+	}
+}
+
+func TestHoldExpiry(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	store.SetStock(ctx, "e", 10, 1)
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "short-lived", Items: []Item{{SKU: "e", Qty: 4}}, HoldTTL: time.Microsecond}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "long-lived", Items: []Item{{SKU: "e", Qty: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sellable(t, db, "e"); got != 5 {
+		t.Fatalf("sellable = %d before the sweep, want 5", got)
+	}
+	n, err := store.SweepExpired(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("SweepExpired = %d, %v; want 1 released", n, err)
+	}
+	if got := sellable(t, db, "e"); got != 9 {
+		t.Fatalf("sellable = %d after the sweep, want 9", got)
+	}
+	if n, err := store.SweepExpired(ctx); err != nil || n != 0 {
+		t.Fatalf("second SweepExpired = %d, %v; want nothing left", n, err)
+	}
+	if _, err := store.Confirm(ctx, "short-lived"); !errors.Is(err, ErrExpired) {
+		t.Fatalf("confirming an expired hold = %v, want ErrExpired", err)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log WHERE order_no = 'short-lived' AND reason = 'expired'"); n != 1 {
+		t.Fatalf("%d rollback rows for the expired hold, want 1", n)
+	}
+}
+
+func TestConfirmAfterExpiryReleasesTheHold(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	store.SetStock(ctx, "e", 10, 1)
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "late", Items: []Item{{SKU: "e", Qty: 4}}, HoldTTL: time.Microsecond}); err != nil {
+		t.Fatal(err)
+	}
+	// No sweep ran: the payment arrives after the expiry and finds the hold still there.
+	if _, err := store.Confirm(ctx, "late"); !errors.Is(err, ErrExpired) {
+		t.Fatalf("Confirm = %v, want ErrExpired", err)
+	}
+	if got := sellable(t, db, "e"); got != 10 {
+		t.Fatalf("sellable = %d, want 10 (the late confirm releases the hold)", got)
+	}
+	if n, _ := store.SweepExpired(ctx); n != 0 {
+		t.Fatalf("the sweeper released %d more", n)
+	}
+}
+
+func TestTwoSweepersReleaseEachHoldOnce(t *testing.T) {
+	first, db := newTestStore(t, Options{DisableMerging: true})
+	ctx := t.Context()
+	// A second daemon: its own pool and Store on the same database.
+	second := New(secondPool(t, first), Options{})
+	const orders = 250
+	first.SetStock(ctx, "sw", 10000, 4)
+	var wg sync.WaitGroup
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := first.Deduct(ctx, DeductRequest{OrderNo: fmt.Sprintf("sw-%d", i), Items: []Item{{SKU: "sw", Qty: 2}}, HoldTTL: time.Microsecond}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := sellable(t, db, "sw"); got != 10000-2*orders {
+		t.Fatalf("sellable = %d, want %d", got, 10000-2*orders)
+	}
+	released := make([]int, 4)
+	for i := range released {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := first
+			if i%2 == 1 {
+				s = second
+			}
+			n, err := s.SweepExpired(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			released[i] = n
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, n := range released {
+		total += n
+	}
+	if total != orders {
+		t.Fatalf("sweepers released %v = %d holds, want %d", released, total, orders)
+	}
+	if got := sellable(t, db, "sw"); got != 10000 {
+		t.Fatalf("sellable = %d after the sweeps, want 10000", got)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log"); n != orders {
+		t.Fatalf("%d rollback rows, want %d", n, orders)
+	}
+}
+
+func TestRunSweeperStopsWithContext(t *testing.T) {
+	store, db := newTestStore(t, Options{SweepInterval: 10 * time.Millisecond})
+	ctx := t.Context()
+	store.SetStock(ctx, "r", 5, 1)
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "r1", Items: []Item{{SKU: "r", Qty: 5}}, HoldTTL: time.Microsecond}); err != nil {
+		t.Fatal(err)
+	}
+	sweepCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- store.RunSweeper(sweepCtx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for sellable(t, db, "r") != 5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the running sweeper did not release the expired hold within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("RunSweeper = %v, want nil after its context ends", err)
+	}
+}
+
+func TestCancelWaitsForAnInFlightDeduction(t *testing.T) {
+	store, db := newTestStore(t, Options{CancelRetries: 3, CancelRetryDelay: time.Millisecond})
+	ctx := t.Context()
+	store.SetStock(ctx, "f", 10, 1)
+	// The deduction lands while the cancel waits between its looks.
+	store.beforeCancelRetry = func(attempt int) {
+		if attempt == 1 {
+			if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "racing", Items: []Item{{SKU: "f", Qty: 6}}}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	order, err := store.Cancel(ctx, "racing")
+	if err != nil || order.Status != StatusCancelled {
+		t.Fatalf("Cancel = %+v, %v; want the late deduction cancelled", order, err)
+	}
+	if got := sellable(t, db, "f"); got != 10 {
+		t.Fatalf("sellable = %d, want 10", got)
+	}
+}
+
+func TestCancelOfAnOrderNeverDeducted(t *testing.T) {
+	store, db := newTestStore(t, Options{CancelRetries: 2, CancelRetryDelay: time.Millisecond})
+	ctx := t.Context()
+	store.SetStock(ctx, "g", 10, 1)
+	looks := 0
+	store.beforeCancelRetry = func(int) { looks++ }
+	if _, err := store.Cancel(ctx, "ghost"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Cancel = %v, want ErrNotFound", err)
+	}
+	if looks != 2 {
+		t.Fatalf("cancel waited %d times, want 2", looks)
+	}
+	// Its deduction arriving after the cancel gave up must not hold stock forever.
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "ghost", Items: []Item{{SKU: "g", Qty: 1}}}); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("deduction after the cancel = %v, want ErrCancelled", err)
+	}
+	if got := sellable(t, db, "g"); got != 10 {
+		t.Fatalf("sellable = %d, want 10", got)
+	}
+}
+
+func TestShipChecksWarehouseAndPhysicalStock(t *testing.T) {
+	store, stock := lifecycleStore(t)
+	ctx := t.Context()
+	if _, err := store.Confirm(ctx, "o1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Ship(ctx, "o1", "NOPE"); !errors.Is(err, ErrUnknownWarehouse) {
+		t.Fatalf("ship from an unknown warehouse = %v, want ErrUnknownWarehouse", err)
+	}
+	if _, err := store.SyncPhysicalSKU(ctx, "s1", []PhysicalLevel{{Warehouse: "W1", Qty: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Ship(ctx, "o1", "W1"); !errors.As(err, new(*ShortageError)) {
+		t.Fatalf("shipping 3 from 2 physical = %v, want a shortage", err)
+	}
+	if sell, reserved, physical := stock(); sell != 97 || reserved != 3 || physical != 2 {
+		t.Fatalf("a refused shipment changed stock: %d %d %d", sell, reserved, physical)
+	}
+}
+
+func TestPhysicalSync(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	for _, w := range []string{"A", "B"} {
+		if _, err := store.PutWarehouse(ctx, Warehouse{Code: w, Name: "warehouse " + w, Type: "regional"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	level := func(sku, w string) int64 {
+		return queryInt(t, db, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?", sku, w)
+	}
+	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{"p", "A", 5}, {"q", "A", 7}, {"p", "B", 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// A full sync of A that no longer names q: q is 0 in A; B is untouched.
+	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{"p", "A", 6}}); err != nil {
+		t.Fatal(err)
+	}
+	if level("p", "A") != 6 || level("q", "A") != 0 || level("p", "B") != 1 {
+		t.Fatalf("after full sync of A: p@A=%d q@A=%d p@B=%d; want 6 0 1", level("p", "A"), level("q", "A"), level("p", "B"))
+	}
+	// A single-SKU sync of p naming only B: p is 0 in A.
+	if _, err := store.SyncPhysicalSKU(ctx, "p", []PhysicalLevel{{Warehouse: "B", Qty: 9}}); err != nil {
+		t.Fatal(err)
+	}
+	if level("p", "A") != 0 || level("p", "B") != 9 {
+		t.Fatalf("after single-SKU sync: p@A=%d p@B=%d; want 0 9", level("p", "A"), level("p", "B"))
+	}
+	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{"p", "A", 1}, {"p", "Z", 1}}); !errors.Is(err, ErrUnknownWarehouse) {
+		t.Fatalf("sync naming an unknown warehouse = %v, want ErrUnknownWarehouse", err)
+	}
+	if level("p", "A") != 0 {
+		t.Fatal("a refused sync wrote")
+	}
+}
+
+func TestAdjust(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	store.SetStock(ctx, "adj", 10, 4)
+	if _, err := store.Adjust(ctx, "adj", 5, "found a box"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Adjust(ctx, "adj", -12, "damaged"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sellable(t, db, "adj"); got != 3 {
+		t.Fatalf("sellable = %d, want 3", got)
+	}
+	if _, err := store.Adjust(ctx, "adj", -4, "too many"); !errors.As(err, new(*ShortageError)) {
+		t.Fatalf("removing 4 of 3 = %v, want a shortage", err)
+	}
+	if _, err := store.Adjust(ctx, "missing", 1, "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("adjusting an unknown SKU = %v, want ErrNotFound", err)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM adjustment_log"); n != 2 {
+		t.Fatalf("%d adjustment rows, want 2", n)
+	}
+}
