@@ -1,0 +1,186 @@
+package inventory
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// snapshot is every figure a refused request must leave alone.
+func snapshot(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var b strings.Builder
+	for _, q := range []string{
+		"SELECT COALESCE(SUM(qty), 0) FROM sellable_shard", "SELECT COUNT(*) FROM sellable_shard",
+		"SELECT COALESCE(SUM(shards), 0) FROM sku", "SELECT COUNT(*) FROM hold", "SELECT COUNT(*) FROM deduction_log",
+		"SELECT COUNT(*) FROM rollback_log", "SELECT COALESCE(SUM(qty), 0) FROM reserved", "SELECT COUNT(*) FROM warehouse",
+		"SELECT COALESCE(SUM(qty), 0) FROM physical_stock", "SELECT COUNT(*) FROM adjustment_log", "SELECT COUNT(*) FROM activity_stock",
+	} {
+		var v int64
+		if err := db.QueryRow(q).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s = %d\n", q, v)
+	}
+	return b.String()
+}
+
+func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
+	store, db := newTestStore(t, Options{Token: "s3cret", MaxBodyBytes: 4096})
+	ctx := t.Context()
+	store.SetStock(ctx, "sku1", 10, 2)
+	store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"})
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+
+	deduction := func(extra string) string {
+		return `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1}]` + extra + `}`
+	}
+	tests := []struct {
+		name, method, path, body string
+		token                    string // "" sends the right one
+		wantStatus               int
+		wantCode                 string
+	}{
+		{"no token", "POST", "/v1/deductions", deduction(""), "none", 401, "unauthorized"},
+		{"wrong token", "POST", "/v1/deductions", deduction(""), "Bearer nope", 401, "unauthorized"},
+		{"malformed JSON", "POST", "/v1/deductions", `{"order_no": `, "", 400, "invalid_request"},
+		{"unknown field", "POST", "/v1/deductions", deduction(`, "priority": 1`), "", 400, "invalid_request"},
+		{"unknown item field", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1, "colour": "red"}]}`, "", 400, "invalid_request"},
+		{"two JSON values", "POST", "/v1/deductions", deduction("") + deduction(""), "", 400, "invalid_request"},
+		{"string quantity", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": "1"}]}`, "", 400, "invalid_request"},
+		{"zero quantity", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 0}]}`, "", 400, "invalid_request"},
+		{"negative quantity", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": -2}]}`, "", 400, "invalid_request"},
+		{"missing order_no", "POST", "/v1/deductions", `{"items": [{"sku": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},
+		{"no items", "POST", "/v1/deductions", `{"order_no": "o1", "items": []}`, "", 400, "invalid_request"},
+		{"same sku twice", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1}, {"sku": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},
+		{"bad hold_ttl", "POST", "/v1/deductions", deduction(`, "hold_ttl": "soon"`), "", 400, "invalid_request"},
+		{"negative hold_ttl", "POST", "/v1/deductions", deduction(`, "hold_ttl": "-5m"`), "", 400, "invalid_request"},
+		{"body over the limit", "POST", "/v1/deductions", `{"order_no": "o1", "items": [` + strings.Repeat(`{"sku": "sku1", "qty": 1},`, 400) + `]}`, "", 413, "body_too_large"},
+		{"unknown sku", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "nope", "qty": 1}]}`, "", 422, "unknown_sku"},
+		{"shortage", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 11}]}`, "", 409, "insufficient_stock"},
+		{"negative sellable", "POST", "/v1/skus/sku1/stock", `{"sellable": -1}`, "", 400, "invalid_request"},
+		{"missing sellable", "POST", "/v1/skus/sku1/stock", `{"shards": 2}`, "", 400, "invalid_request"},
+		{"too many shards", "POST", "/v1/skus/sku1/stock", `{"sellable": 5, "shards": 100000}`, "", 400, "invalid_request"},
+		{"zero delta", "POST", "/v1/skus/sku1/adjust", `{"delta": 0, "reason": "x"}`, "", 400, "invalid_request"},
+		{"adjust without reason", "POST", "/v1/skus/sku1/adjust", `{"delta": 1}`, "", 400, "invalid_request"},
+		{"adjust below zero", "POST", "/v1/skus/sku1/adjust", `{"delta": -11, "reason": "x"}`, "", 409, "insufficient_stock"},
+		{"reshard to zero", "POST", "/v1/skus/sku1/reshard", `{"shards": 0}`, "", 400, "invalid_request"},
+		{"reshard unknown sku", "POST", "/v1/skus/nope/reshard", `{"shards": 2}`, "", 404, "not_found"},
+		{"get unknown sku", "GET", "/v1/skus/nope", "", "", 404, "not_found"},
+		{"confirm unknown order", "POST", "/v1/orders/nope/confirm", "", "", 404, "not_found"},
+		{"ship without warehouse", "POST", "/v1/orders/o1/ship", `{}`, "", 400, "invalid_request"},
+		{"warehouse without name", "PUT", "/v1/warehouses/W2", `{"type": "store"}`, "", 400, "invalid_request"},
+		{"negative physical", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W1", "qty": -1}]`, "", 400, "invalid_request"},
+		{"physical not a list", "POST", "/v1/physical", `{"sku": "sku1", "warehouse": "W1", "qty": 1}`, "", 400, "invalid_request"},
+		{"physical unknown warehouse", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W9", "qty": 1}]`, "", 422, "unknown_warehouse"},
+		{"single-SKU sync naming another SKU", "POST", "/v1/physical/sku1", `[{"sku": "sku2", "warehouse": "W1", "qty": 1}]`, "", 400, "invalid_request"},
+		{"activity ending before it starts", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
+		{"unknown route", "GET", "/v1/nothing", "", "", 404, "not_found"},
+		{"wrong method", "DELETE", "/v1/skus/sku1", "", "", 404, "not_found"},
+	}
+	before := snapshot(t, db)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(ctx, tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch tt.token {
+			case "":
+				req.Header.Set("Authorization", "Bearer s3cret")
+			case "none":
+			default:
+				req.Header.Set("Authorization", tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body apiError
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatalf("error body is not JSON: %v", err)
+			}
+			if resp.StatusCode != tt.wantStatus || body.Code != tt.wantCode || body.Message == "" {
+				t.Fatalf("%s %s = %d %+v, want %d %s with a message", tt.method, tt.path, resp.StatusCode, body, tt.wantStatus, tt.wantCode)
+			}
+			if tt.wantCode == "insufficient_stock" && len(body.Short) == 0 {
+				t.Fatalf("a 409 shortage lists no SKU: %+v", body)
+			}
+			if after := snapshot(t, db); after != before {
+				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		})
+	}
+}
+
+func TestHTTPOrderFlow(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	call := func(method, path, body string, wantStatus int, out any) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != wantStatus {
+			var e apiError
+			json.NewDecoder(resp.Body).Decode(&e)
+			t.Fatalf("%s %s = %d %+v, want %d", method, path, resp.StatusCode, e, wantStatus)
+		}
+		if out != nil {
+			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+				t.Fatalf("%s %s: decoding answer: %v", method, path, err)
+			}
+		}
+	}
+	var stock SKUStock
+	call("POST", "/v1/skus/p1/stock", `{"sellable": 20, "shards": 4}`, 200, &stock)
+	if stock.Sellable != 20 || stock.Shards != 4 || len(stock.ShardQty) != 4 {
+		t.Fatalf("set stock answered %+v", stock)
+	}
+	call("PUT", "/v1/warehouses/W1", `{"name": "Central", "address": "1 Dock Rd", "type": "central"}`, 200, nil)
+	call("POST", "/v1/physical/p1", `[{"warehouse": "W1", "qty": 30}]`, 200, nil)
+
+	var order Order
+	deduction := `{"order_no": "web-1", "items": [{"sku": "p1", "qty": 2}], "hold_ttl": "30m"}`
+	call("POST", "/v1/deductions", deduction, 201, &order)
+	if order.Status != StatusHeld || order.Replayed || len(order.Items) != 1 {
+		t.Fatalf("deduction answered %+v", order)
+	}
+	call("POST", "/v1/deductions", deduction, 200, &order)
+	if !order.Replayed {
+		t.Fatalf("retried deduction answered %+v, want replayed", order)
+	}
+	call("POST", "/v1/orders/web-1/confirm", "", 200, &order)
+	call("POST", "/v1/orders/web-1/ship", `{"warehouse": "W1"}`, 200, &order)
+	if order.Status != StatusShipped {
+		t.Fatalf("ship answered %+v", order)
+	}
+	var e apiError
+	call("POST", "/v1/orders/web-1/cancel", "", 409, &e)
+	if e.Code != "already_shipped" {
+		t.Fatalf("cancel after ship answered %+v", e)
+	}
+	call("POST", "/v1/skus/p1/reshard", `{"shards": 2}`, 200, &stock)
+	call("POST", "/v1/skus/p1/adjust", `{"delta": 5, "reason": "recount"}`, 200, &stock)
+	call("GET", "/v1/skus/p1", "", 200, &stock)
+	if stock.Sellable != 23 || stock.Shards != 2 || stock.Reserved != 0 || len(stock.Physical) != 1 || stock.Physical[0].Qty != 28 {
+		t.Fatalf("GET answered %+v", stock)
+	}
+	call("GET", "/v1/orders/web-1", "", 200, &order)
+	if order.Status != StatusShipped || order.Warehouse != "W1" {
+		t.Fatalf("GET order answered %+v", order)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log"); n != 1 {
+		t.Fatalf("%d log rows, want 1", n)
+	}
+}
