@@ -1,8 +1,505 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
 
-// newRulesCmd is written in its own issue; this stub keeps the tree building.
+	"github.com/go-sql-driver/mysql"
+	"github.com/spf13/cobra"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/rules"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// newRulesCmd is `stocksync rules validate|test|explain`, the rule authors' tools.
 func newRulesCmd() *cobra.Command {
-	return &cobra.Command{Use: "rules", Hidden: true}
+	cmd := &cobra.Command{Use: "rules", Short: "Check, try and explain a rules file"}
+	cmd.AddCommand(newRulesValidateCmd(), newRulesTestCmd(), newRulesExplainCmd())
+	return cmd
+}
+
+func newRulesValidateCmd() *cobra.Command {
+	var live bool
+	cmd := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Report every problem in a rules file (with --live, also against the source's tables)",
+		Long: `Validate reads FILE and prints every problem as file:line:col: message.
+With --live it also connects to the source named by --config and reports globs that match
+no table, columns no matched table has and sums over columns that are not numbers.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := rules.Load(args[0])
+			if err != nil {
+				return reportRuleErrors(cmd.ErrOrStderr(), err)
+			}
+			if live {
+				tables, err := liveTables(cmd)
+				if err != nil {
+					return err
+				}
+				if errs := set.CheckTables(tables); len(errs) > 0 {
+					return reportRuleErrors(cmd.ErrOrStderr(), errors.Join(errs...))
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&live, "live", false, "also check tables and columns on the source of --config")
+	return cmd
+}
+
+// errRulesInvalid is returned after the problems were printed, so main prints one line.
+var errRulesInvalid = errors.New("rules file not valid")
+
+func reportRuleErrors(w io.Writer, err error) error {
+	fmt.Fprintln(w, err)
+	return errRulesInvalid
+}
+
+func newRulesTestCmd() *cobra.Command {
+	var eventFile string
+	var serverID uint32
+	cmd := &cobra.Command{
+		Use:   "test FILE --event EVENT.json",
+		Short: "Print what the rules would publish, and where, for row changes",
+		Long: `Test runs the rules of FILE over the row changes in EVENT.json (one change, or a list
+of changes forming one transaction; "-" reads stdin) and prints each message: topic,
+key, headers and value. A change is:
+
+  {"schema": "inventory", "table": "sellable_shard", "op": "update",
+   "columns": [{"name": "sku_id", "kind": "string"}, {"name": "shard", "kind": "int"},
+               {"name": "qty", "kind": "int"}],
+   "primary_key": ["sku_id", "shard"],
+   "before": {"sku_id": "A1", "shard": 0, "qty": 3},
+   "after":  {"sku_id": "A1", "shard": 0, "qty": 2},
+   "source": {"file": "binlog.000003", "pos": 1234, "gtid": "", "ts_ms": 1700000000000}}
+
+op is insert, update, delete or read. Without columns, kinds are guessed from the values
+(integers int, other numbers float, strings string, objects and lists json). Kinds are
+the canal.ColumnKind names: int uint float decimal string bytes date datetime time json
+enum set bit year. Aggregate and transition rules start from empty state.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := rules.Load(args[0])
+			if err != nil {
+				return reportRuleErrors(cmd.ErrOrStderr(), err)
+			}
+			var data []byte
+			if eventFile == "-" {
+				data, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				data, err = os.ReadFile(eventFile)
+			}
+			if err != nil {
+				return fmt.Errorf("reading events: %w", err)
+			}
+			changes, err := parseTestEvents(data)
+			if err != nil {
+				return fmt.Errorf("reading events from %s: %w", eventFile, err)
+			}
+			return runRulesTest(cmd.Context(), cmd.OutOrStdout(), set, serverID, changes)
+		},
+	}
+	cmd.Flags().StringVar(&eventFile, "event", "", "JSON file with one row change or a list of them (- for stdin)")
+	cmd.Flags().Uint32Var(&serverID, "server-id", 1, "source.server_id written in messages whose change names none")
+	_ = cmd.MarkFlagRequired("event")
+	return cmd
+}
+
+// printer is the Emitter of `rules test`: it prints each message.
+type printer struct {
+	w io.Writer
+	n int
+}
+
+func (p *printer) Emit(_ context.Context, m sinks.Message) error {
+	p.n++
+	fmt.Fprintf(p.w, "--- message %d\ntopic:   %s\nkey:     %s\n", p.n, m.Topic, m.Key)
+	for _, h := range m.Headers {
+		fmt.Fprintf(p.w, "header:  %s=%s\n", h.Key, h.Value)
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, m.Value, "", "  ") == nil {
+		fmt.Fprintf(p.w, "value:\n%s\n", pretty.Bytes())
+	} else {
+		fmt.Fprintf(p.w, "value:   %s\n", m.Value)
+	}
+	return nil
+}
+
+func runRulesTest(ctx context.Context, w io.Writer, set *rules.Set, serverID uint32, changes []*canal.RowChange) error {
+	e := rules.NewEngine(set, serverID)
+	p := &printer{w: w}
+	for i, c := range changes {
+		if !set.Matches(c.Table.Schema, c.Table.Name) {
+			fmt.Fprintf(w, "# change %d (%s %s): no rule matches this table\n", i, c.Op.Name(), c.Table.FullName())
+			continue
+		}
+		if err := e.Row(ctx, c, p); err != nil {
+			return fmt.Errorf("evaluating change %d: %w", i, err)
+		}
+	}
+	entries, err := e.Commit(ctx, canal.Position{File: "test", Pos: 0}, p)
+	if err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	for _, s := range entries {
+		fmt.Fprintf(w, "# state %s %s = %s\n", s.Rule, s.Key, s.Value)
+	}
+	if p.n == 0 {
+		fmt.Fprintln(w, "# nothing would be published")
+	}
+	return nil
+}
+
+type testEvent struct {
+	Schema     string `json:"schema"`
+	Table      string `json:"table"`
+	Op         string `json:"op"`
+	Columns    []struct{ Name, Kind string }
+	PrimaryKey []string                   `json:"primary_key"`
+	Before     map[string]json.RawMessage `json:"before"`
+	After      map[string]json.RawMessage `json:"after"`
+	Source     struct {
+		ServerID uint32 `json:"server_id"`
+		GTID     string `json:"gtid"`
+		File     string `json:"file"`
+		Pos      uint32 `json:"pos"`
+		TsMs     int64  `json:"ts_ms"`
+	} `json:"source"`
+}
+
+// parseTestEvents reads one change or a list of changes.
+func parseTestEvents(data []byte) ([]*canal.RowChange, error) {
+	var events []testEvent
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(trimmed, &events); err != nil {
+			return nil, err
+		}
+	} else {
+		var one testEvent
+		if err := json.Unmarshal(trimmed, &one); err != nil {
+			return nil, err
+		}
+		events = []testEvent{one}
+	}
+	out := make([]*canal.RowChange, 0, len(events))
+	tables := map[string]*canal.Table{}
+	for i, ev := range events {
+		c, err := ev.change(tables)
+		if err != nil {
+			return nil, fmt.Errorf("change %d: %w", i, err)
+		}
+		c.Source.Row = i
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+var kindByName = func() map[string]canal.ColumnKind {
+	m := map[string]canal.ColumnKind{}
+	for k := canal.KindInt; k <= canal.KindYear; k++ {
+		m[k.String()] = k
+	}
+	return m
+}()
+
+func (ev testEvent) change(tables map[string]*canal.Table) (*canal.RowChange, error) {
+	if ev.Schema == "" || ev.Table == "" {
+		return nil, errors.New("schema and table are required")
+	}
+	c := &canal.RowChange{}
+	switch ev.Op {
+	case "insert", "c":
+		c.Op = canal.OpCreate
+	case "update", "u":
+		c.Op = canal.OpUpdate
+	case "delete", "d":
+		c.Op = canal.OpDelete
+	case "read", "r":
+		c.Op = canal.OpRead
+	default:
+		return nil, fmt.Errorf("op %q is not one of insert, update, delete, read", ev.Op)
+	}
+	needBefore := c.Op == canal.OpUpdate || c.Op == canal.OpDelete
+	needAfter := c.Op != canal.OpDelete
+	if needBefore != (ev.Before != nil) || needAfter != (ev.After != nil) {
+		return nil, fmt.Errorf("op %s needs before: %v, after: %v", ev.Op, needBefore, needAfter)
+	}
+	t := &canal.Table{Schema: ev.Schema, Name: ev.Table}
+	if len(ev.Columns) > 0 {
+		for _, col := range ev.Columns {
+			k, ok := kindByName[col.Kind]
+			if !ok {
+				return nil, fmt.Errorf("column %s: kind %q unknown", col.Name, col.Kind)
+			}
+			t.Columns = append(t.Columns, canal.Column{Name: col.Name, Kind: k})
+		}
+	} else {
+		img := ev.After
+		if img == nil {
+			img = ev.Before
+		}
+		names := make([]string, 0, len(img))
+		for n := range img {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			t.Columns = append(t.Columns, canal.Column{Name: n, Kind: guessKind(img[n])})
+		}
+	}
+	for _, pk := range ev.PrimaryKey {
+		i := t.ColumnIndex(pk)
+		if i < 0 {
+			return nil, fmt.Errorf("primary_key column %s is not a column", pk)
+		}
+		t.PrimaryKey = append(t.PrimaryKey, i)
+	}
+	// changes of the same table shape share one *canal.Table, as the stream's do
+	shape := fmt.Sprint(t.Schema, t.Name, t.Columns, t.PrimaryKey)
+	if known, ok := tables[shape]; ok {
+		t = known
+	} else {
+		tables[shape] = t
+	}
+	var err error
+	if ev.Before != nil {
+		if c.Before, err = imageValues(t, ev.Before); err != nil {
+			return nil, fmt.Errorf("before: %w", err)
+		}
+	}
+	if ev.After != nil {
+		if c.After, err = imageValues(t, ev.After); err != nil {
+			return nil, fmt.Errorf("after: %w", err)
+		}
+	}
+	c.Table = t
+	s := ev.Source
+	c.Source = canal.Source{ServerID: s.ServerID, GTID: s.GTID, File: s.File, Pos: s.Pos, TsMs: s.TsMs}
+	if c.Source.File == "" {
+		c.Source.File = "test"
+	}
+	if c.Source.TsMs == 0 {
+		c.Source.TsMs = time.Now().UnixMilli()
+	}
+	return c, nil
+}
+
+func guessKind(raw json.RawMessage) canal.ColumnKind {
+	s := strings.TrimSpace(string(raw))
+	switch {
+	case s == "" || s == "null":
+		return canal.KindString
+	case s[0] == '"':
+		return canal.KindString
+	case s[0] == '{' || s[0] == '[' || s == "true" || s == "false":
+		return canal.KindJSON
+	case strings.ContainsAny(s, ".eE"):
+		return canal.KindFloat
+	}
+	return canal.KindInt
+}
+
+func imageValues(t *canal.Table, img map[string]json.RawMessage) ([]any, error) {
+	vals := make([]any, len(t.Columns))
+	for name := range img {
+		if t.ColumnIndex(name) < 0 {
+			return nil, fmt.Errorf("%s is not a column of %s", name, t.FullName())
+		}
+	}
+	for i, col := range t.Columns {
+		raw, ok := img[col.Name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		v, err := columnValue(col.Kind, raw)
+		if err != nil {
+			return nil, fmt.Errorf("column %s (%s): %w", col.Name, col.Kind, err)
+		}
+		vals[i] = v
+	}
+	return vals, nil
+}
+
+// columnValue converts a JSON value to the Go type canal uses for kind.
+func columnValue(kind canal.ColumnKind, raw json.RawMessage) (any, error) {
+	text := string(raw)
+	if unq, err := strconv.Unquote(text); err == nil && strings.HasPrefix(text, `"`) {
+		text = unq
+	}
+	switch kind {
+	case canal.KindInt, canal.KindBit, canal.KindYear:
+		return strconv.ParseInt(text, 10, 64)
+	case canal.KindUint:
+		return strconv.ParseUint(text, 10, 64)
+	case canal.KindFloat:
+		return strconv.ParseFloat(text, 64)
+	case canal.KindJSON:
+		return []byte(raw), nil
+	case canal.KindBytes:
+		if b, err := base64.StdEncoding.DecodeString(text); err == nil {
+			return b, nil
+		}
+		return []byte(text), nil
+	}
+	return text, nil
+}
+
+func newRulesExplainCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "explain FILE --config CONFIG",
+		Short: "Show which rules match which live tables, and which tables no rule matches",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := rules.Load(args[0])
+			if err != nil {
+				return reportRuleErrors(cmd.ErrOrStderr(), err)
+			}
+			tables, err := liveTables(cmd)
+			if err != nil {
+				return err
+			}
+			explainRules(cmd.OutOrStdout(), set, tables)
+			if errs := set.CheckTables(tables); len(errs) > 0 {
+				return reportRuleErrors(cmd.ErrOrStderr(), errors.Join(errs...))
+			}
+			return nil
+		},
+	}
+}
+
+func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo) {
+	for _, r := range set.Rules() {
+		fmt.Fprintf(w, "rule %s (emit %s, format %s, topic %s) matches %s:\n", r.Name(), r.Emit(), r.Format(), r.Topic(), strings.Join(r.Tables(), ", "))
+		n := 0
+		for _, t := range tables {
+			if r.MatchesTable(t.Schema, t.Name) {
+				fmt.Fprintf(w, "  %s.%s\n", t.Schema, t.Name)
+				n++
+			}
+		}
+		if n == 0 {
+			fmt.Fprintln(w, "  (no live table)")
+		}
+	}
+	var unmatched []string
+	for _, t := range tables {
+		if !set.Matches(t.Schema, t.Name) {
+			unmatched = append(unmatched, t.Schema+"."+t.Name)
+		}
+	}
+	fmt.Fprintf(w, "tables no rule matches (%d):\n", len(unmatched))
+	for _, t := range unmatched {
+		fmt.Fprintf(w, "  %s\n", t)
+	}
+}
+
+// liveTables reads every table of the source named by --config from information_schema
+// (system schemas left out).
+func liveTables(cmd *cobra.Command) ([]rules.TableInfo, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	db, err := openSource(cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+	defer cancel()
+	return readTables(ctx, db)
+}
+
+func openSource(s config.Source) (*sql.DB, error) {
+	mc := mysql.NewConfig()
+	mc.User, mc.Passwd, mc.Addr, mc.Net = s.User, s.Password, s.Addr, "tcp"
+	if strings.HasPrefix(s.Addr, "/") {
+		mc.Net = "unix"
+	}
+	mc.Timeout = 5 * time.Second
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to source %s: %w", s.Addr, err)
+	}
+	return sql.OpenDB(connector), nil
+}
+
+func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, error) {
+	rows, err := db.QueryContext(ctx, `SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE
+		FROM information_schema.COLUMNS c JOIN information_schema.TABLES t
+		  ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+		WHERE t.TABLE_TYPE = 'BASE TABLE'
+		  AND c.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+		ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the source's tables: %w", err)
+	}
+	defer rows.Close()
+	var out []rules.TableInfo
+	for rows.Next() {
+		var schema, table, column, dataType, columnType string
+		if err := rows.Scan(&schema, &table, &column, &dataType, &columnType); err != nil {
+			return nil, fmt.Errorf("reading the source's tables: %w", err)
+		}
+		if n := len(out); n == 0 || out[n-1].Schema != schema || out[n-1].Name != table {
+			out = append(out, rules.TableInfo{Schema: schema, Name: table})
+		}
+		t := &out[len(out)-1]
+		t.Columns = append(t.Columns, canal.Column{Name: column, Kind: kindOfSQLType(dataType, columnType)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the source's tables: %w", err)
+	}
+	return out, nil
+}
+
+// kindOfSQLType maps information_schema's DATA_TYPE to the kind canal reports.
+func kindOfSQLType(dataType, columnType string) canal.ColumnKind {
+	switch strings.ToLower(dataType) {
+	case "tinyint", "smallint", "mediumint", "int", "integer", "bigint":
+		if strings.Contains(strings.ToLower(columnType), "unsigned") {
+			return canal.KindUint
+		}
+		return canal.KindInt
+	case "float", "double", "real":
+		return canal.KindFloat
+	case "decimal", "numeric":
+		return canal.KindDecimal
+	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
+		return canal.KindBytes
+	case "date":
+		return canal.KindDate
+	case "datetime", "timestamp":
+		return canal.KindDateTime
+	case "time":
+		return canal.KindTime
+	case "json":
+		return canal.KindJSON
+	case "enum":
+		return canal.KindEnum
+	case "set":
+		return canal.KindSet
+	case "bit":
+		return canal.KindBit
+	case "year":
+		return canal.KindYear
+	}
+	return canal.KindString
 }

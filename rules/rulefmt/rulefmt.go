@@ -60,6 +60,8 @@ type String struct {
 	Pos   Pos
 	// Quoted is true when the scalar was written in quotes (its text starts one column later).
 	Quoted bool
+	// Invalid is true when the value was written but is not a scalar (already reported).
+	Invalid bool
 }
 
 // Set reports whether the value was written in the file.
@@ -225,7 +227,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	})
 	if !r.Name.Set() {
 		p.errorf(r.Pos, "%s.name: missing", at)
-	} else if r.Name.Value == "" {
+	} else if r.Name.Value == "" && !r.Name.Invalid {
 		p.errorf(r.Name.Pos, "%s.name: must not be empty", at)
 	} else {
 		at = fmt.Sprintf("rule %q", r.Name.Value)
@@ -245,7 +247,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	if !r.Topic.Set() {
 		p.errorf(r.Pos, "%s: topic: missing", at)
-	} else if err := CheckTemplate(r.Topic.Value); err != nil {
+	} else if err := CheckTemplate(r.Topic.Value); err != nil && !r.Topic.Invalid {
 		p.errorf(r.Topic.Pos, "%s: topic: %v", at, err)
 	}
 	if !r.Emit.Set() {
@@ -450,11 +452,11 @@ func (p *parser) unknown(k *yaml.Node, at string, known []string) {
 func (p *parser) scalar(n *yaml.Node, at string) String {
 	if n.Kind != yaml.ScalarNode {
 		p.errorf(pos(n), "%s: must be a scalar, not %s", at, kindNames[n.Kind])
-		return String{Pos: pos(n)}
+		return String{Pos: pos(n), Invalid: true}
 	}
 	if n.Tag == "!!null" {
 		p.errorf(pos(n), "%s: must not be empty", at)
-		return String{Pos: pos(n)}
+		return String{Pos: pos(n), Invalid: true}
 	}
 	return String{Value: n.Value, Pos: pos(n), Quoted: n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0}
 }
