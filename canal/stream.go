@@ -72,6 +72,7 @@ type tableState struct {
 	enums    map[int][]string
 	sets     map[int][]string
 	latin1   map[int]bool // string columns stored as latin1, converted to UTF-8
+	decimals []uint8      // fractional second digits of DATETIME/TIMESTAMP columns
 	colCount int
 }
 
@@ -100,6 +101,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 		User:                    s.cfg.User,
 		Password:                s.cfg.Password,
 		TimestampStringLocation: time.UTC,
+		ParseTime:               true, // time.Time, formatted here: go-mysql's own string formatting is slow
 		HeartbeatPeriod:         time.Second,
 		ReadTimeout:             10 * time.Second,
 		MaxReconnectAttempts:    1,
@@ -286,6 +288,12 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 		}
 	}
 	collations := e.CollationMap()
+	st.decimals = make([]uint8, e.ColumnCount)
+	for i, typ := range e.ColumnType {
+		if typ == mysql.MYSQL_TYPE_DATETIME2 || typ == mysql.MYSQL_TYPE_TIMESTAMP2 {
+			st.decimals[i] = uint8(e.ColumnMeta[i])
+		}
+	}
 	st.enums, st.sets = e.EnumStrValueMap(), e.SetStrValueMap()
 	for i := range t.Columns {
 		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, jsonCols[names[i]])}
@@ -420,12 +428,30 @@ func (st *tableState) normalize(row []any) ([]any, error) {
 		if v == nil {
 			continue
 		}
+		if t, ok := v.(time.Time); ok {
+			row[i] = formatDateTime(t, st.decimals[i])
+			continue
+		}
 		row[i] = normalizeValue(v, cols[i].Kind, st.enums[i], st.sets[i])
 		if st.latin1[i] {
 			row[i] = latin1ToUTF8(row[i])
 		}
 	}
 	return row, nil
+}
+
+// dateTimeLayouts are RFC 3339 in UTC with 0 to 6 fractional digits, as the column has.
+var dateTimeLayouts = [7]string{
+	"2006-01-02T15:04:05Z", "2006-01-02T15:04:05.0Z", "2006-01-02T15:04:05.00Z", "2006-01-02T15:04:05.000Z",
+	"2006-01-02T15:04:05.0000Z", "2006-01-02T15:04:05.00000Z", "2006-01-02T15:04:05.000000Z",
+}
+
+func formatDateTime(t time.Time, decimals uint8) string {
+	if decimals > 6 {
+		decimals = 6
+	}
+	var buf [32]byte
+	return string(t.UTC().AppendFormat(buf[:0], dateTimeLayouts[decimals]))
 }
 
 func latin1ToUTF8(v any) any {

@@ -96,9 +96,9 @@ func newSaramaConfig(clientID string) *sarama.Config {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
-	sc.Producer.Flush.Bytes = 1 << 20
+	sc.Producer.Flush.Bytes = 512 << 10
 	sc.Producer.Flush.Frequency = 2 * time.Millisecond
-	sc.Producer.MaxMessageBytes = 4 << 20
+	sc.Producer.MaxMessageBytes = 1000000 // a whole batch must fit under the broker's message.max.bytes
 	sc.ChannelBufferSize = 8192
 	sc.Net.DialTimeout = 5 * time.Second
 	return sc

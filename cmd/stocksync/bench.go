@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -40,6 +41,7 @@ func newBenchCatchupCmd() *cobra.Command {
 	var txns, rowsPerTxn, runs int
 	var rulesFile string
 	var reuse bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "catchup",
 		Short: "Catch-up throughput: a binlog of row changes read from the start to broker-acknowledged",
@@ -63,6 +65,17 @@ Prints rows/s per run, the medians and the ratio stocksync/bare.`,
 				}
 				rulesYAML = string(b)
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return benchCatchup(cmd.Context(), cmd, cfg, rulesYAML, txns, rowsPerTxn, runs, reuse)
 		},
 	}
@@ -70,6 +83,7 @@ Prints rows/s per run, the medians and the ratio stocksync/bare.`,
 	cmd.Flags().IntVar(&rowsPerTxn, "rows", 1000, "rows per transaction")
 	cmd.Flags().IntVar(&runs, "runs", 3, "measured runs (medians are reported)")
 	cmd.Flags().StringVar(&rulesFile, "rules", "", "rules file to run instead of the one plain rule (tables: stocksync_bench.bench_stock)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run here")
 	cmd.Flags().BoolVar(&reuse, "reuse", false, "reuse the binlog range written by the last run (kept in stocksync_bench.range)")
 	return cmd
 }
