@@ -62,6 +62,8 @@ type Engine struct {
 	vm       vm.VM
 	buf      []byte
 	tmp      []byte
+	headerCache map[*Rule]cachedHeaders
+	posGen      uint64 // changes with posHeader
 }
 
 // NewEngine returns an engine for set. serverID is written as source.server_id when a
@@ -101,6 +103,7 @@ func (e *Engine) Swap(set *Set) { e.pending.Store(set) }
 func (e *Engine) install(set *Set) {
 	e.set = set
 	e.plans = map[*canal.Table]*tablePlan{}
+	e.headerCache = map[*Rule]cachedHeaders{}
 	old := e.states
 	e.states = map[string]*ruleState{}
 	for _, r := range set.rules {
@@ -301,9 +304,24 @@ func (e *Engine) positionHeader(s *canal.Source) []byte {
 	}
 	e.posKey = canal.Source{File: s.File, Pos: s.Pos, GTID: s.GTID}
 	e.posHeader = b
+	e.posGen++
 	return b
 }
 
+// headers returns the message headers; messages of one rule and transaction share one
+// read-only slice.
 func (e *Engine) headers(r *Rule, s *canal.Source) []sinks.Header {
-	return []sinks.Header{{Key: HeaderRule, Value: r.nameHeader}, {Key: HeaderPosition, Value: e.positionHeader(s)}}
+	pos := e.positionHeader(s)
+	c := e.headerCache[r]
+	if c.gen == e.posGen && c.h != nil {
+		return c.h
+	}
+	h := []sinks.Header{{Key: HeaderRule, Value: r.nameHeader}, {Key: HeaderPosition, Value: pos}}
+	e.headerCache[r] = cachedHeaders{gen: e.posGen, h: h[:2:2]}
+	return h[:2:2]
+}
+
+type cachedHeaders struct {
+	gen uint64
+	h   []sinks.Header
 }

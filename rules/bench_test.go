@@ -1,0 +1,139 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// discard is an Emitter that drops messages.
+type discard struct{ n int }
+
+func (d *discard) Emit(_ context.Context, _ sinks.Message) error { d.n++; return nil }
+
+// benchTable is the shape of the catch-up benchmark's table.
+var benchTable = &canal.Table{
+	Schema: "stocksync_bench",
+	Name:   "bench_stock",
+	Columns: []canal.Column{
+		{Name: "id", Kind: canal.KindInt}, {Name: "sku_id", Kind: canal.KindString},
+		{Name: "warehouse", Kind: canal.KindString}, {Name: "qty", Kind: canal.KindInt},
+		{Name: "reserved", Kind: canal.KindInt}, {Name: "price", Kind: canal.KindDecimal},
+		{Name: "updated_at", Kind: canal.KindDateTime},
+	},
+	PrimaryKey: []int{0},
+}
+
+const benchPlainRule = `
+rules:
+  - name: bench-rows
+    match: {table: "stocksync_bench.bench_stock"}
+    topic: bench.stock
+`
+
+// BenchTenRules is ten rules over one table: conditions, projections, formats, one
+// aggregate; the same rules as docs/BENCHMARKS.md's catch-up run with ten rules.
+const benchTenRules = `
+rules:
+  - name: bench-rows
+    match: {table: "stocksync_bench.bench_stock"}
+    topic: bench.stock
+  - name: bench-canal
+    match: {table: "stocksync_bench.*"}
+    topic: "bench.canal.{table}"
+    format: canal
+  - name: bench-maxwell
+    match: {table: "stocksync_bench.bench_stock", ops: [insert, update]}
+    fields: [id, sku_id, qty]
+    topic: bench.maxwell
+    format: maxwell
+  - name: bench-low
+    match: {table: "stocksync_bench.bench_stock", when: "after.qty < 10"}
+    fields: {sku: sku_id, left: qty}
+    topic: bench.low
+  - name: bench-changed
+    match: {table: "stocksync_bench.bench_stock", ops: [update], when: 'changed("qty")'}
+    fields: {sku: sku_id, qty: qty, delta: "after.qty - before.qty"}
+    topic: bench.changed
+  - name: bench-warehouse
+    match: {table: "stocksync_bench.bench_stock", when: 'row.warehouse == "w1"'}
+    fields: [sku_id, warehouse, qty]
+    key: [sku_id]
+    topic: bench.w1
+  - name: bench-reserved
+    match: {table: "stocksync_bench.bench_stock", when: "after.reserved > after.qty"}
+    topic: bench.over
+  - name: bench-deletes
+    match: {table: "stocksync_bench.bench_stock", ops: [delete]}
+    fields: [id]
+    topic: bench.deletes
+  - name: bench-other
+    match: {table: "other.*"}
+    topic: never
+  - name: bench-total
+    match: {table: "stocksync_bench.bench_stock"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {qty: qty}
+    topic: bench.total
+`
+
+func benchEngine(b *testing.B, rulesYAML string) {
+	set := mustParse(b, rulesYAML)
+	e := NewEngine(set, 1)
+	out := &discard{}
+	ctx := context.Background()
+	const txnRows = 2
+	changes := make([]*canal.RowChange, 1000)
+	for i := range changes {
+		sku := fmt.Sprintf("sku-%d", i%500)
+		wh := fmt.Sprintf("w%d", i%2)
+		changes[i] = &canal.RowChange{
+			Op:     canal.OpUpdate,
+			Table:  benchTable,
+			Before: []any{int64(i), sku, wh, int64(100 + i%50), int64(3), "19.90", "2024-02-29T10:00:00Z"},
+			After:  []any{int64(i), sku, wh, int64(99 + i%50), int64(4), "19.90", "2024-02-29T10:00:01Z"},
+			Source: canal.Source{ServerID: 1, File: "binlog.000001", Pos: uint32(4 + i/txnRows*300), TsMs: 1700000000000, Row: i % txnRows},
+		}
+	}
+	pos := canal.Position{File: "binlog.000001"}
+	// seed the aggregate's state as a snapshot would
+	for _, c := range changes {
+		seed := *c
+		seed.Op, seed.Before = canal.OpRead, nil
+		if err := e.Row(ctx, &seed, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := e.Commit(ctx, pos, out); err != nil {
+		b.Fatal(err)
+	}
+	out.n = 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := e.Row(ctx, changes[i%len(changes)], out); err != nil {
+			b.Fatal(err)
+		}
+		if i%txnRows == txnRows-1 {
+			pos.Pos = uint32(i)
+			if _, err := e.Commit(ctx, pos, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(ns, "ns/event")
+	b.ReportMetric(1e9/ns, "events/s")
+	b.ReportMetric(float64(out.n)/float64(b.N), "msgs/event")
+}
+
+// BenchmarkEngineRow is one plain row rule (debezium), updates in 2-row transactions.
+func BenchmarkEngineRow(b *testing.B) { benchEngine(b, benchPlainRule) }
+
+// BenchmarkEngineTenRules is ten rules: conditions, projections, three formats, one aggregate.
+func BenchmarkEngineTenRules(b *testing.B) { benchEngine(b, benchTenRules) }
