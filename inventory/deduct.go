@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -224,7 +225,7 @@ func (s *Store) takeItem(ctx context.Context, tx *sql.Tx, it Item) (*OrderItem, 
 		}
 		return &OrderItem{SKU: it.SKU, Activity: it.Activity, Qty: it.Qty}, 0, nil
 	}
-	takes, available, err := takeSellable(ctx, tx, it.SKU, it.Qty, true)
+	takes, available, err := s.takeSellable(ctx, tx, it.SKU, it.Qty, true)
 	if err != nil || takes == nil {
 		return nil, available, err
 	}
@@ -240,12 +241,28 @@ const fastTakeAttempts = 3
 // else, when split, from several shards locked together. It returns nil takes and the
 // stock available when the SKU's total is short (or, without split, when no single shard
 // holds qty), ErrUnknownSKU when it has no shards.
-func takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64, split bool) ([]ShardTake, int64, error) {
+//
+// A remembered shard count (shardHints) lets the common case skip reading the shards: one
+// conditional update on a random shard. The hint only picks the row to try; the update's
+// condition is what guarantees the stock, so a stale hint costs a read, never an oversell.
+func (s *Store) takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64, split bool) ([]ShardTake, int64, error) {
+	if m, ok := s.shardHints.get(sku); ok {
+		shard := rand.IntN(m)
+		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
+			qty, sku, shard, qty)
+		if err != nil {
+			return nil, 0, fmt.Errorf("taking %d of %s from shard %d: %w", qty, sku, shard, err)
+		}
+		if affected(res) == 1 {
+			return []ShardTake{{Shard: shard, Qty: qty}}, 0, nil
+		}
+	}
 	for range fastTakeAttempts {
 		shards, err := readShards(ctx, tx, sku, false)
 		if err != nil {
 			return nil, 0, err
 		}
+		s.shardHints.set(sku, len(shards))
 		total := sumShards(shards)
 		if total < qty {
 			return nil, total, nil
@@ -464,4 +481,37 @@ func parseTakes(s string) []ShardTake {
 		}
 	}
 	return out
+}
+
+// shardHints remembers each SKU's shard count for a short while (see takeSellable).
+type shardHints struct {
+	mu    sync.Mutex
+	count map[string]shardHint
+}
+
+type shardHint struct {
+	shards int
+	seen   time.Time
+}
+
+// shardHintTTL bounds how long a reshard by another process goes unnoticed.
+const shardHintTTL = time.Second
+
+func (h *shardHints) get(sku string) (int, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hint, ok := h.count[sku]
+	if !ok || hint.shards < 1 || time.Since(hint.seen) > shardHintTTL {
+		return 0, false
+	}
+	return hint.shards, true
+}
+
+func (h *shardHints) set(sku string, shards int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.count == nil || len(h.count) > 100000 {
+		h.count = map[string]shardHint{}
+	}
+	h.count[sku] = shardHint{shards: shards, seen: time.Now()}
 }

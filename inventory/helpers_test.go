@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"runtime"
 	"testing"
 
 	"github.com/stocksync/stocksync/config"
@@ -71,3 +72,6 @@ func secondPool(t testing.TB, store *Store) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// testingProcs is GOMAXPROCS, what b.SetParallelism multiplies.
+func testingProcs() int { return runtime.GOMAXPROCS(0) }

@@ -21,7 +21,7 @@ import (
 // a duplicate), no single shard holds the sum, or any error — it is rolled back and every
 // order of the batch runs one by one (deductAlone), which answers each exactly.
 //
-// Per SKU at most MergeWorkers transactions run at once; while they run, new deductions
+// Per SKU at most MergeWorkers transactions (and no more than it has shards) run at once; while they run, new deductions
 // queue and form the next batch, so batches grow with load (group commit).
 type merger struct {
 	s      *Store
@@ -67,7 +67,13 @@ func (m *merger) deduct(ctx context.Context, req DeductRequest) (Order, error) {
 		m.queues[sku] = q
 	}
 	q.pending = append(q.pending, call)
-	start := q.running < m.s.opts.MergeWorkers
+	// Merged transactions of one shard only queue on its row lock: run at most one per
+	// shard, so that the batches grow instead.
+	workers := m.s.opts.MergeWorkers
+	if shards, ok := m.s.shardHints.get(sku); ok {
+		workers = min(workers, shards)
+	}
+	start := q.running < workers
 	if start {
 		q.running++
 	}
@@ -166,7 +172,7 @@ func (m *merger) runMerged(sku string, calls []*mergeCall) ([]Order, error) {
 		if affected(res) != int64(len(calls)) {
 			return errMergeDuplicate
 		}
-		takes, _, err := takeSellable(ctx, tx, sku, total, false)
+		takes, _, err := m.s.takeSellable(ctx, tx, sku, total, false)
 		if err != nil {
 			return err
 		}

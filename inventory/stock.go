@@ -158,7 +158,7 @@ func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason stri
 				return err
 			}
 		} else {
-			takes, available, err := takeSellable(ctx, tx, sku, -delta, true)
+			takes, available, err := s.takeSellable(ctx, tx, sku, -delta, true)
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,8 @@ type Options struct {
 	DisableMerging bool
 	// MergeMaxBatch bounds the deductions merged into one transaction (default 256).
 	MergeMaxBatch int
-	// MergeWorkers is how many merged transactions may run at once for one SKU (default 4).
+	// MergeWorkers is how many merged transactions may run at once for one SKU, never more
+	// than it has shards (default 2: on 2 cores more workers only make batches smaller).
 	MergeWorkers int
 	// CancelRetries is how many times a cancel for an order not (yet) deducted looks again
 	// before reporting ErrNotFound (default 5), CancelRetryDelay the first wait between
@@ -54,7 +55,7 @@ func (o Options) withDefaults() Options {
 		o.MergeMaxBatch = 256
 	}
 	if o.MergeWorkers <= 0 {
-		o.MergeWorkers = 4
+		o.MergeWorkers = 2
 	}
 	if o.CancelRetries <= 0 {
 		o.CancelRetries = 5
@@ -77,6 +78,8 @@ type Store struct {
 	now  func() time.Time
 	// merger coalesces concurrent single-item deductions of one SKU; nil when disabled.
 	merger *merger
+	// shardHints remembers shard counts so a deduction can skip reading them.
+	shardHints shardHints
 	// beforeCancelRetry, when set (tests), runs before each wait of a cancel retry.
 	beforeCancelRetry func(attempt int)
 }
