@@ -1,8 +1,199 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
-// newStockCmd is written in its own issue; this stub keeps the tree building.
+	"github.com/spf13/cobra"
+
+	"github.com/stocksync/stocksync/inventory"
+)
+
+// newStockCmd runs inventory operations directly against the database named by the config
+// (no daemon needed): the same Go API that `serve` exposes over HTTP. Answers print as JSON.
 func newStockCmd() *cobra.Command {
-	return &cobra.Command{Use: "stock", Hidden: true}
+	cmd := &cobra.Command{
+		Use:   "stock",
+		Short: "Set, read and deduct inventory directly in the database (the HTTP API's operations)",
+	}
+
+	var sellable int64
+	var shards int
+	set := &cobra.Command{
+		Use:   "set SKU --sellable N [--shards M]",
+		Short: "Set a SKU's sellable stock, spread over M shard rows",
+		Args:  cobra.ExactArgs(1),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			return s.SetStock(ctx, args[0], sellable, shards)
+		}),
+	}
+	set.Flags().Int64Var(&sellable, "sellable", 0, "sellable stock")
+	set.Flags().IntVar(&shards, "shards", 0, "shard rows (0 keeps the current count; 1 for a new SKU)")
+	set.MarkFlagRequired("sellable")
+
+	get := &cobra.Command{
+		Use:   "get SKU",
+		Short: "Show a SKU's sellable (sum and per shard), reserved, physical and activity stock",
+		Args:  cobra.ExactArgs(1),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			return s.Get(ctx, args[0])
+		}),
+	}
+
+	var delta int64
+	var reason string
+	adjust := &cobra.Command{
+		Use:   "adjust SKU --delta ±N --reason TEXT",
+		Short: "Add or remove sellable stock",
+		Args:  cobra.ExactArgs(1),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			return s.Adjust(ctx, args[0], delta, reason)
+		}),
+	}
+	adjust.Flags().Int64Var(&delta, "delta", 0, "units to add (negative removes)")
+	adjust.Flags().StringVar(&reason, "reason", "", "why (recorded in adjustment_log)")
+
+	reshard := &cobra.Command{
+		Use:   "reshard SKU M",
+		Short: "Spread a SKU's sellable stock over M shard rows, keeping the total (safe while deductions run)",
+		Args:  cobra.ExactArgs(2),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			m, err := strconv.Atoi(args[1])
+			if err != nil {
+				return nil, fmt.Errorf("shard count %q is not a number", args[1])
+			}
+			return s.Reshard(ctx, args[0], m)
+		}),
+	}
+
+	var holdTTL time.Duration
+	deduct := &cobra.Command{
+		Use:   "deduct ORDER SKU:QTY[@ACTIVITY]...",
+		Short: "Deduct an order's items, all or none (idempotent on ORDER)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			req := inventory.DeductRequest{OrderNo: args[0], HoldTTL: holdTTL}
+			for _, arg := range args[1:] {
+				item, err := parseItem(arg)
+				if err != nil {
+					return nil, err
+				}
+				req.Items = append(req.Items, item)
+			}
+			return s.Deduct(ctx, req)
+		}),
+	}
+	deduct.Flags().DurationVar(&holdTTL, "hold-ttl", 0, "how long the unpaid hold lasts (default inventory.hold_ttl)")
+
+	// op is a method expression such as (*inventory.Store).Confirm.
+	orderCmd := func(use, short string, op func(*inventory.Store, context.Context, string) (inventory.Order, error)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " ORDER",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+				return op(s, ctx, args[0])
+			}),
+		}
+	}
+	var warehouse string
+	ship := orderCmd("ship", "Record that a warehouse shipped a paid order: reserved released, physical lowered",
+		func(s *inventory.Store, ctx context.Context, order string) (inventory.Order, error) {
+			return s.Ship(ctx, order, warehouse)
+		})
+	ship.Flags().StringVar(&warehouse, "warehouse", "", "code of the shipping warehouse")
+	ship.MarkFlagRequired("warehouse")
+
+	var w inventory.Warehouse
+	putWarehouse := &cobra.Command{
+		Use:   "warehouse CODE --name NAME --type TYPE [--address ADDRESS]",
+		Short: "Create or replace a warehouse's master data",
+		Args:  cobra.ExactArgs(1),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			w.Code = args[0]
+			return s.PutWarehouse(ctx, w)
+		}),
+	}
+	putWarehouse.Flags().StringVar(&w.Name, "name", "", "warehouse name")
+	putWarehouse.Flags().StringVar(&w.Address, "address", "", "warehouse address")
+	putWarehouse.Flags().StringVar(&w.Type, "type", "", "warehouse type, e.g. central, regional, store")
+
+	physical := &cobra.Command{
+		Use:   "physical SKU WAREHOUSE=QTY...",
+		Short: "Single-SKU physical sync: the SKU's stock per warehouse (warehouses not named become 0)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			var levels []inventory.PhysicalLevel
+			for _, arg := range args[1:] {
+				code, qty, ok := strings.Cut(arg, "=")
+				n, err := strconv.ParseInt(qty, 10, 64)
+				if !ok || err != nil {
+					return nil, fmt.Errorf("%q is not WAREHOUSE=QTY", arg)
+				}
+				levels = append(levels, inventory.PhysicalLevel{Warehouse: code, Qty: n})
+			}
+			n, err := s.SyncPhysicalSKU(ctx, args[0], levels)
+			return map[string]int{"written": n}, err
+		}),
+	}
+
+	sweep := &cobra.Command{
+		Use:   "sweep",
+		Short: "Release every expired unpaid hold now (serve does this every inventory.sweep_interval)",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, _ []string) (any, error) {
+			n, err := s.SweepExpired(ctx)
+			return map[string]int{"released": n}, err
+		}),
+	}
+
+	cmd.AddCommand(set, get, adjust, reshard, deduct,
+		orderCmd("order", "Show an order's state and items", (*inventory.Store).GetOrder),
+		orderCmd("confirm", "Record payment: the hold becomes final, reserved grows", (*inventory.Store).Confirm),
+		orderCmd("cancel", "Refund before shipment: restore the stock, soft-delete the log, write rollback rows", (*inventory.Store).Cancel),
+		ship, putWarehouse, physical, sweep)
+	return cmd
+}
+
+// parseItem reads SKU:QTY or SKU:QTY@ACTIVITY.
+func parseItem(arg string) (inventory.Item, error) {
+	sku, rest, ok := strings.Cut(arg, ":")
+	qty, activity, _ := strings.Cut(rest, "@")
+	n, err := strconv.ParseInt(qty, 10, 64)
+	if !ok || err != nil {
+		return inventory.Item{}, fmt.Errorf("%q is not SKU:QTY or SKU:QTY@ACTIVITY", arg)
+	}
+	return inventory.Item{SKU: sku, Qty: n, Activity: activity}, nil
+}
+
+// withStore opens the inventory database from the config, checks its schema, runs op and
+// prints its answer as JSON (also next to an error, when op returned one, e.g. a replay).
+func withStore(op func(context.Context, *inventory.Store, []string) (any, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cfg, err := loadConfig(cmd)
+		if err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		db, err := inventory.Open(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := inventory.CheckSchema(ctx, db); err != nil {
+			return err
+		}
+		store := inventory.New(db, inventory.Options{HoldTTL: cfg.Inventory.HoldTTL, DisableMerging: true})
+		out, err := op(ctx, store, args)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
 }
