@@ -56,12 +56,12 @@ type Engine struct {
 	evalErrors atomic.Int64
 
 	// per row
-	env      rowEnv
-	envReady bool
-	cur      *canal.RowChange
-	vm       vm.VM
-	buf      []byte
-	tmp      []byte
+	env         rowEnv
+	envReady    bool
+	cur         *canal.RowChange
+	vm          vm.VM
+	buf         []byte
+	tmp         []byte
 	headerCache map[*Rule]cachedHeaders
 	posGen      uint64 // changes with posHeader
 }
