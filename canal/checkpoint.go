@@ -86,13 +86,24 @@ func (c *CheckpointStore) Load(ctx context.Context) (pos Position, state []State
 }
 
 // Save writes pos and the state rows changed up to it in one transaction: after a crash
-// the two always belong together.
+// the two always belong together. A row with a nil Value is deleted.
 func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateRow) error {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("saving checkpoint %s: %w", pos, err)
 	}
 	defer tx.Rollback()
+	var upserts []StateRow
+	for _, r := range state {
+		if r.Value != nil {
+			upserts = append(upserts, r)
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r.Scope, r.Key); err != nil {
+			return fmt.Errorf("deleting rule state with checkpoint %s: %w", pos, err)
+		}
+	}
+	state = upserts
 	for start := 0; start < len(state); start += 500 {
 		end := min(start+500, len(state))
 		var q strings.Builder

@@ -75,7 +75,7 @@ func (s *Server) Close() error { return s.DB.Close() }
 func (s *Server) check(ctx context.Context, flavor string) error {
 	var logBin int
 	var format, image, version string
-	err := s.DB.QueryRowContext(ctx, "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, VERSION()").Scan(&logBin, &format, &image, &version)
+	err := s.DB.QueryRowContext(ctx, "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, VERSION()").Scan(&logBin, &format, &image, &version)
 	if err != nil {
 		return fmt.Errorf("reading the source's binlog settings: %w", err)
 	}
@@ -101,7 +101,7 @@ func (s *Server) check(ctx context.Context, flavor string) error {
 		return fmt.Errorf("source %s cannot be streamed: %s", version, strings.Join(problems, "; "))
 	}
 	var meta string
-	if err := s.DB.QueryRowContext(ctx, "SELECT @@binlog_row_metadata").Scan(&meta); err == nil {
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@GLOBAL.binlog_row_metadata").Scan(&meta); err == nil {
 		s.RowMetadataFull = strings.EqualFold(meta, "FULL")
 	}
 	return nil

@@ -230,7 +230,7 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.
 	r.tables = map[uint64]*tableState{}
-	r.s.log.Info("schema change", zap.ByteString("schema", e.Schema), zap.String("query", truncate(q, 200)))
+	r.s.log.Debug("schema change", zap.ByteString("schema", e.Schema), zap.String("query", truncate(q, 200)))
 	return r.commit(ctx, h, e.GSet)
 }
 

@@ -14,6 +14,7 @@ type Metrics struct {
 	Lag             prometheus.Gauge
 	Restarts        prometheus.Counter
 	Ready           prometheus.Gauge
+	RuleEvalErrors  prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -37,10 +38,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Times the pipeline restarted from its checkpoint after a retryable failure."}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_ready",
 			Help: "1 while the start position is fixed, the binlog stream is open and the broker answers."}),
+		RuleEvalErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_rule_eval_errors",
+			Help: "Rule expressions that failed at run time since the pipeline started (a failed when is false, a failed field null)."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
-			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready)
+			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready, m.RuleEvalErrors)
 	}
 	return m
 }

@@ -101,6 +101,20 @@ func (p *Pipeline) Ready() bool {
 // connection to the source or the broker.
 var ErrRetryable = errors.New("retryable")
 
+// MarkRetryable wraps err so that Retryable reports true, leaving its message as it is.
+func MarkRetryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return retryableError{err}
+}
+
+type retryableError struct{ err error }
+
+func (e retryableError) Error() string        { return e.err.Error() }
+func (e retryableError) Unwrap() error        { return e.err }
+func (e retryableError) Is(target error) bool { return target == ErrRetryable }
+
 // Retryable reports whether err is worth a restart from the checkpoint.
 func Retryable(err error) bool {
 	return errors.Is(err, ErrRetryable) || errors.Is(err, canal.ErrUnreachable) || errors.Is(err, sinks.ErrSinkFailed)
@@ -132,6 +146,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.log.Info("resuming from checkpoint", zap.Stringer("pos", start), zap.Int("state_rows", len(state)))
 	}
 	p.engine = rules.NewEngine(p.opts.Rules, p.opts.Source.ServerID)
+	p.engine.SetLogger(p.log.Named("rules"))
 	if err := p.engine.Restore(fromStateRows(state)); err != nil {
 		return fmt.Errorf("restoring rule state from checkpoint %s: %w", start, err)
 	}
@@ -150,7 +165,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			caughtUp.Store(true)
 			err = nil
 		case err != nil && !errors.Is(err, context.Canceled):
-			err = fmt.Errorf("%w: %w", ErrRetryable, err)
+			err = MarkRetryable(err)
 		}
 		errc <- err
 	}()
@@ -210,11 +225,19 @@ func (p *Pipeline) Row(ctx context.Context, c *canal.RowChange) error {
 // Commit implements canal.Handler: rules that fold a transaction emit now, and the
 // position becomes the checkpoint candidate once the sink acknowledges.
 func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
+	if next := p.nextRules.Swap(nil); next != nil {
+		// The engine installs a swapped set at this Commit: the transaction just read was
+		// matched by the old set, the next one is filtered and evaluated by the new one.
+		p.engine.Swap(next)
+		p.stream.SetFilter(p.filterFor(next))
+		p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("pos", pos), zap.Int("rules", len(next.Rules())))
+	}
 	state, err := p.engine.Commit(ctx, pos, p)
 	if err != nil {
 		return err
 	}
 	p.m.Transactions.Inc()
+	p.m.RuleEvalErrors.Set(float64(p.engine.EvalErrors()))
 	p.mu.Lock()
 	p.pending.pos, p.pending.have = pos, true
 	for _, e := range state {
@@ -223,11 +246,6 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	p.mu.Unlock()
 	if !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0 {
 		return errCaughtUp
-	}
-	if next := p.nextRules.Swap(nil); next != nil {
-		p.engine.Swap(next)
-		p.stream.SetFilter(p.filterFor(next))
-		p.log.Info("rules reloaded", zap.Int("rules", len(next.Rules())))
 	}
 	return nil
 }
@@ -249,7 +267,7 @@ func (p *Pipeline) checkpointLoop(ctx context.Context, store *canal.CheckpointSt
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("%w: %w", ErrRetryable, err)
+			return MarkRetryable(err)
 		}
 	}
 }

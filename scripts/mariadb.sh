@@ -8,7 +8,8 @@
 #   scripts/mariadb.sh env      print the variables tests read (eval "$(scripts/mariadb.sh env)")
 #
 # Settings: STOCKSYNC_MARIADB_PORT (default 33061), STOCKSYNC_RUN_DIR (default .run),
-# STOCKSYNC_DURABLE=1 for innodb_flush_log_at_trx_commit=1 and sync_binlog=1 (benchmarks).
+# STOCKSYNC_DURABLE=1 for innodb_flush_log_at_trx_commit=1 and sync_binlog=1 (benchmarks),
+# STOCKSYNC_MARIADB_ARGS for extra server options (tests start a misconfigured one with it).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,7 +64,7 @@ start() {
     --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
     --innodb-flush-log-at-trx-commit=$flush --sync-binlog=$sync \
     --max-connections=500 --max-allowed-packet=256M --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-    --log-error="$dir/error.log" >/dev/null 2>&1 &
+    --log-error="$dir/error.log" ${STOCKSYNC_MARIADB_ARGS:-} >/dev/null 2>&1 &
   for _ in $(seq 1 300); do
     answers && break
     if [ -f "$dir/error.log" ] && grep -q '\[ERROR\]' "$dir/error.log" && ! pgrep -F "$pidfile" >/dev/null 2>&1; then

@@ -2,14 +2,60 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 
+	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/inventory"
 )
 
-// mountInventory serves the inventory API under /v1 (wired once the inventory package lands).
+// mountInventory serves the inventory API under /v1 and runs the hold sweeper. A schema
+// newer than this binary knows stops serve; a database not migrated yet leaves /v1
+// answering 503 with what to run, while the binlog pipeline runs on.
 func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, log *zap.Logger) (func(), error) {
-	return func() {}, nil
+	db, err := inventory.Open(ctx, cfg)
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) && myErr.Number == 1049 { // unknown database
+		log.Warn("inventory API disabled: the inventory database does not exist", zap.String("inventory.database", cfg.Inventory.Database), zap.Error(err))
+		mux.HandleFunc("/v1/", schemaMissing(err))
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := inventory.CheckSchema(ctx, db); err != nil {
+		if errors.Is(err, inventory.ErrSchemaTooNew) {
+			db.Close()
+			return nil, fmt.Errorf("refusing to serve the inventory: %w", err)
+		}
+		log.Warn("inventory API disabled until the schema is migrated", zap.Error(err))
+		mux.HandleFunc("/v1/", schemaMissing(err))
+		return func() { db.Close() }, nil
+	}
+	store := inventory.New(db, inventory.Options{HoldTTL: cfg.Inventory.HoldTTL, SweepInterval: cfg.Inventory.SweepInterval,
+		Token: cfg.HTTP.Token, Logger: log.Named("inventory")})
+	mux.Handle("/v1/", store.Handler())
+	sweepCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := store.RunSweeper(sweepCtx); err != nil && sweepCtx.Err() == nil {
+			log.Error("hold sweeper stopped", zap.Error(err))
+		}
+	}()
+	return func() { stop(); <-done; db.Close() }, nil
+}
+
+// schemaMissing answers every /v1 request with 503 and what to run.
+func schemaMissing(err error) http.HandlerFunc {
+	msg := fmt.Sprintf(`{"code":"schema_not_migrated","message":%q}`, err.Error()+" (run: stocksync migrate up --config FILE)")
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, msg)
+	}
 }

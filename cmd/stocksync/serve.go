@@ -85,6 +85,14 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 			zap.Strings("addr", d.brokers))
 	}
 
+	// Check the source first: its address and binlog settings are the likeliest mistakes,
+	// and the error names the setting to change.
+	server, err := canal.Connect(ctx, sourceConfig(cfg))
+	if err != nil {
+		return err
+	}
+	server.Close()
+
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -164,7 +172,7 @@ func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
 	sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: d.brokers, ClientID: d.cfg.Kafka.ClientID,
 		MaxInFlight: d.cfg.Kafka.MaxInFlight, Logger: d.log})
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", pipeline.ErrRetryable, err)
+		return false, pipeline.MarkRetryable(err)
 	}
 	defer func() {
 		if cerr := sink.Close(); cerr != nil {

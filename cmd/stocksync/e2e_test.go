@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// These tests run the built binary as a subprocess, against the private MariaDB and a
+// development broker in a process of its own, and kill it.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stocksync-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "stocksync")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building stocksync: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// lockedBuffer collects a subprocess's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startDevBroker runs `stocksync devbroker` as its own process and returns its address.
+func startDevBroker(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command(binary, "devbroker", "--addr", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the devbroker's address: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// setup is one daemon's files: config and rules for a fresh database.
+type setup struct {
+	mysql    testutil.MySQL
+	db       string
+	broker   string
+	topic    string
+	httpAddr string
+	config   string
+	serverID uint32
+}
+
+func newSetup(t *testing.T, broker string) *setup {
+	t.Helper()
+	m := testutil.MySQLServer(t)
+	db, _ := m.FreshDatabase(t, t.Name())
+	s := &setup{mysql: m, db: db, broker: broker, topic: testutil.Name("e2e."), httpAddr: freePort(t), serverID: testutil.ServerID()}
+	dir := t.TempDir()
+	s.config = filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, filepath.Join(dir, "rules.yaml"), fmt.Sprintf(`rules:
+  - name: stock-rows
+    match: {table: "%s.stock_*", ops: [insert, update, delete]}
+    topic: %s
+    key: [sku_id]
+`, db, s.topic))
+	writeFile(t, s.config, fmt.Sprintf(`source:
+  addr: %s
+  user: %s
+  password: %s
+  server_id: %d
+kafka:
+  brokers: [%s]
+checkpoint:
+  table: %s.checkpoint
+  interval: 200ms
+rules: rules.yaml
+http:
+  addr: %s
+log: {level: info, format: json}
+`, m.Addr, m.User, m.Password, s.serverID, broker, db, s.httpAddr))
+	return s
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type daemonProc struct {
+	cmd    *exec.Cmd
+	output *lockedBuffer
+	done   chan struct{}
+}
+
+func (s *setup) start(t *testing.T) *daemonProc {
+	t.Helper()
+	d := &daemonProc{cmd: exec.Command(binary, "serve", "--config", s.config), output: &lockedBuffer{}, done: make(chan struct{})}
+	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("daemon output:\n%s", d.output.String())
+		}
+	})
+	testutil.Eventually(t, 30*time.Second, "/readyz to answer 200", func() bool {
+		select {
+		case <-d.done:
+			t.Fatalf("daemon exited before it was ready:\n%s", d.output.String())
+		default:
+		}
+		resp, err := http.Get("http://" + s.httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return d
+}
+
+func TestKill9MidStreamThenRestartLosesNothing(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_k (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
+	d := s.start(t)
+
+	// A writer commits transactions of one to three changes while the daemon is killed.
+	const txns = 400
+	changes := map[string]bool{} // "sku op qty" of every committed change
+	var mu sync.Mutex
+	written := make(chan struct{})
+	var writeErr error
+	go func() {
+		defer close(written)
+		for i := 0; i < txns; i++ {
+			tx, err := db.Begin()
+			if err != nil {
+				writeErr = err
+				return
+			}
+			sku := i
+			tx.Exec("INSERT INTO stock_k VALUES (?, ?)", sku, i)
+			tx.Exec("UPDATE stock_k SET qty = qty + 1 WHERE sku_id = ?", sku)
+			if i%3 == 0 {
+				tx.Exec("DELETE FROM stock_k WHERE sku_id = ?", sku)
+			}
+			if err := tx.Commit(); err != nil {
+				writeErr = err
+				return
+			}
+			mu.Lock()
+			changes[fmt.Sprintf("%d c %d", sku, i)] = true
+			changes[fmt.Sprintf("%d u %d", sku, i+1)] = true
+			if i%3 == 0 {
+				changes[fmt.Sprintf("%d d %d", sku, i+1)] = true
+			}
+			mu.Unlock()
+		}
+	}()
+	// Kill -9 once a third of the stream has been published, and again later.
+	for _, at := range []int{txns / 3, 2 * txns / 3} {
+		testutil.Consume(t, s.broker, []string{s.topic}, at, 30*time.Second)
+		d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+		d = s.start(t)
+	}
+	<-written
+	if writeErr != nil {
+		t.Fatal(writeErr)
+	}
+	got := testutil.Consume(t, s.broker, []string{s.topic}, len(changes), 60*time.Second)
+	got = append(got, testutil.Consume(t, s.broker, []string{s.topic}, 0, 3*time.Second)[len(got):]...)
+
+	seen := map[string]bool{}
+	bySource := map[string]string{}
+	for _, r := range got {
+		var e struct {
+			Op     string         `json:"op"`
+			Before map[string]int `json:"before"`
+			After  map[string]int `json:"after"`
+			Source map[string]any `json:"source"`
+		}
+		if err := json.Unmarshal([]byte(r.Value), &e); err != nil {
+			t.Fatalf("decoding %s: %v", r.Value, err)
+		}
+		img := e.After
+		if e.Op == "d" {
+			img = e.Before
+		}
+		seen[fmt.Sprintf("%d %s %d", img["sku_id"], e.Op, img["qty"])] = true
+		// A repeat after a restart carries the same source and the same content.
+		src := fmt.Sprint(e.Source["file"], e.Source["pos"], e.Source["row"])
+		body := fmt.Sprint(e.Op, e.Before, e.After)
+		if prev, ok := bySource[src]; ok && prev != body {
+			t.Errorf("source %s carries two different changes: %s and %s", src, prev, body)
+		}
+		bySource[src] = body
+	}
+	for c := range changes {
+		if !seen[c] {
+			t.Errorf("committed change %q never published", c)
+		}
+	}
+	if len(bySource) != len(changes) {
+		t.Errorf("%d distinct source positions for %d committed changes", len(bySource), len(changes))
+	}
+}
+
+func TestSIGTERMFlushesCheckpointsAndExitsZero(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_t (sku_id INT PRIMARY KEY, qty INT)")
+	d := s.start(t)
+	for i := 0; i < 100; i++ {
+		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock_t VALUES (%d, 1)", i))
+	}
+	var file, gtid string
+	var pos uint64
+	if err := db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query("SHOW MASTER STATUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ignore1, ignore2 sql.RawBytes
+	rows.Next()
+	if err := rows.Scan(&file, &pos, &ignore1, &ignore2); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	testutil.Consume(t, s.broker, []string{s.topic}, 100, 30*time.Second)
+
+	t0 := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0:\n%s", code, d.output.String())
+	}
+	t.Logf("stopped %s after SIGTERM", time.Since(t0).Round(time.Millisecond))
+	var savedFile, savedGTID string
+	var saved uint64
+	if err := db.QueryRow("SELECT file, pos, gtid_set FROM checkpoint WHERE name = 'default'").Scan(&savedFile, &saved, &savedGTID); err != nil {
+		t.Fatalf("reading the checkpoint: %v", err)
+	}
+	// Other tests write to the same server, so the checkpoint may be further on, never before.
+	if savedFile < file || savedFile == file && saved < pos {
+		t.Errorf("checkpoint %s:%d is before the last insert's end %s:%d (gtid %s): the stop did not checkpoint", savedFile, saved, file, pos, gtid)
+	}
+}
+
+func TestBadInputExitsNonZeroNamingWhatIsWrong(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	good := fmt.Sprintf("source: {addr: %s, user: %s, password: %s, server_id: 9}\nkafka: {brokers: [%s]}\nrules: rules.yaml\nhttp: {addr: \"\"}\n",
+		m.Addr, m.User, m.Password, startDevBroker(t))
+	goodRules := "rules:\n  - name: r\n    match: {table: \"x.y\"}\n    topic: t\n"
+	cases := []struct {
+		name, config, rules string
+		want                []string
+	}{
+		{"unknown config key", good + "kafak: {}\n", goodRules, []string{"stocksync.yaml:5:1: kafak: unknown key"}},
+		{"wrong type and bad value at once", strings.Replace(good, "server_id: 9", "server_id: nine", 1) + "log: {level: loud}\n", goodRules,
+			[]string{"stocksync.yaml:1:", "source.server_id: wrong type", "stocksync.yaml:5:", "log.level: \"loud\" is not one of"}},
+		{"unknown rules key", good, goodRules + "    tpoic: x\n", []string{"rules.yaml:5:5", "tpoic"}},
+		{"unreachable source", strings.Replace(good, m.Addr, "127.0.0.1:1", 1), goodRules, []string{"source.addr", "127.0.0.1:1"}},
+		{"unreachable broker", strings.Replace(good, "kafka: {brokers: [", "kafka: {brokers: [127.0.0.1:1]}\n#", 1), goodRules, []string{"kafka.brokers", "127.0.0.1:1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "stocksync.yaml"), c.config)
+			writeFile(t, filepath.Join(dir, "rules.yaml"), c.rules)
+			out, err := exec.Command(binary, "serve", "--config", filepath.Join(dir, "stocksync.yaml")).CombinedOutput()
+			if err == nil {
+				t.Fatalf("exit 0 for bad input; output:\n%s", out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// TestServerWithStatementBinlogIsRefused starts a second private MariaDB whose binlog is
+// statement-based and checks the daemon names the setting to change.
+func TestServerWithStatementBinlogIsRefused(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	runDir := t.TempDir()
+	port := strings.TrimPrefix(freePort(t), "127.0.0.1:")
+	env := append(os.Environ(), "STOCKSYNC_RUN_DIR="+runDir, "STOCKSYNC_MARIADB_PORT="+port,
+		"STOCKSYNC_MARIADB_ARGS=--binlog-format=STATEMENT --binlog-row-image=MINIMAL")
+	script := filepath.Join("..", "..", "scripts", "mariadb.sh")
+	start := exec.Command(script, "start")
+	start.Env = env
+	if out, err := start.CombinedOutput(); err != nil {
+		t.Fatalf("starting a statement-binlog MariaDB: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		stop := exec.Command(script, "stop")
+		stop.Env = env
+		stop.Run()
+	})
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "rules.yaml"), "rules:\n  - name: r\n    match: {table: \"x.y\"}\n    topic: t\n")
+	writeFile(t, filepath.Join(dir, "stocksync.yaml"), fmt.Sprintf(
+		"source: {addr: 127.0.0.1:%s, user: %s, password: %s, server_id: 9}\nkafka: {brokers: [%s]}\nrules: rules.yaml\nhttp: {addr: \"\"}\n",
+		port, m.User, m.Password, startDevBroker(t)))
+	out, err := exec.Command(binary, "serve", "--config", filepath.Join(dir, "stocksync.yaml")).CombinedOutput()
+	if err == nil {
+		t.Fatalf("exit 0 against a statement-based binlog:\n%s", out)
+	}
+	for _, w := range []string{"binlog_format is STATEMENT: set binlog_format=ROW", "binlog_row_image is MINIMAL: set binlog_row_image=FULL"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
