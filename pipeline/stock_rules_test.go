@@ -151,7 +151,9 @@ func TestShardedStockAggregatesAndTransitionsUnderConcurrentDeductions(t *testin
 			if err := json.Unmarshal([]byte(rec.Value), &m); err != nil {
 				t.Fatal(err)
 			}
-			var k struct{ SKU string `json:"sku_id"` }
+			var k struct {
+				SKU string `json:"sku_id"`
+			}
 			json.Unmarshal([]byte(rec.Key), &k)
 			v, _ := m.After["sellable"].(float64)
 			last[k.SKU] = int64(v)
@@ -176,7 +178,9 @@ func TestShardedStockAggregatesAndTransitionsUnderConcurrentDeductions(t *testin
 			continue
 		}
 		seen[src] = true
-		var k struct{ SKU string `json:"sku_id"` }
+		var k struct {
+			SKU string `json:"sku_id"`
+		}
 		json.Unmarshal([]byte(rec.Key), &k)
 		crossings[k.SKU] = append(crossings[k.SKU], m.After["value"].(bool))
 	}
