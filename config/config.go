@@ -170,6 +170,9 @@ func Load(path string) (Config, error) {
 		}
 		positions = map[string]yaml.Node{}
 		problems = append(problems, checkKeys(path, &doc, reflect.TypeOf(cfg), "", positions)...)
+		if len(problems) > 0 && problems[0].Key == "(file)" {
+			return Config{}, problems
+		}
 		v.SetConfigType("yaml")
 		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
 			return Config{}, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
