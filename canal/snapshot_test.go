@@ -1,0 +1,681 @@
+package canal_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// schemaFilter matches every table of one database: the test's own fresh one.
+type schemaFilter string
+
+func (f schemaFilter) Matches(schema, _ string) bool { return schema == string(f) }
+
+// recorder is a Handler that keeps what it is given.
+type recorder struct {
+	mu      sync.Mutex
+	rows    []*canal.RowChange
+	commits []canal.Position
+	// onCommit, when set, is called after each commit is recorded.
+	onCommit func(canal.Position)
+}
+
+func (r *recorder) Row(_ context.Context, c *canal.RowChange) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rows = append(r.rows, c)
+	return nil
+}
+
+func (r *recorder) Commit(_ context.Context, pos canal.Position) error {
+	r.mu.Lock()
+	r.commits = append(r.commits, pos)
+	f := r.onCommit
+	r.mu.Unlock()
+	if f != nil {
+		f(pos)
+	}
+	return nil
+}
+
+// source is one test's connection to the private MariaDB and a fresh database.
+type source struct {
+	t      *testing.T
+	cfg    canal.Config
+	server *canal.Server
+	db     *sql.DB // independent client on the fresh database
+	name   string
+}
+
+func newSource(t *testing.T) *source {
+	t.Helper()
+	m := testutil.MySQLServer(t)
+	name, db := m.FreshDatabase(t, "snap")
+	cfg := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
+	server, err := canal.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return &source{t: t, cfg: cfg, server: server, db: db, name: name}
+}
+
+func (s *source) position() canal.Position {
+	s.t.Helper()
+	p, err := s.server.CurrentPosition(s.t.Context())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return p
+}
+
+// stream reads the binlog with canal.Stream from `from` until a commit at or after `to`
+// and returns the row changes of the fresh database.
+func (s *source) stream(from, to canal.Position) []*canal.RowChange {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.t.Context(), 30*time.Second)
+	defer cancel()
+	reached := make(chan struct{})
+	var once sync.Once
+	rec := &recorder{onCommit: func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			once.Do(func() { close(reached) })
+			cancel()
+		}
+	}}
+	st := canal.NewStream(s.cfg, s.server, schemaFilter(s.name), zaptest.NewLogger(s.t))
+	err := st.Run(ctx, from, rec)
+	select {
+	case <-reached:
+	default:
+		s.t.Fatalf("stream from %s stopped before reaching %s: %v", from, to, err)
+	}
+	if err != nil {
+		s.t.Fatalf("stream from %s: %v", from, err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.rows
+}
+
+func (s *source) snapshot(h canal.Handler, opts canal.SnapshotOptions) (canal.Position, error) {
+	if opts.Logger == nil {
+		opts.Logger = zaptest.NewLogger(s.t)
+	}
+	return s.server.Snapshot(s.t.Context(), schemaFilter(s.name), h, opts)
+}
+
+const everyTypeTable = `CREATE TABLE every_type (
+	id INT NOT NULL PRIMARY KEY,
+	i8 TINYINT, u8 TINYINT UNSIGNED, i16 SMALLINT, u16 SMALLINT UNSIGNED, i24 MEDIUMINT, u24 MEDIUMINT UNSIGNED,
+	i32 INT, u32 INT UNSIGNED, i64 BIGINT, u64 BIGINT UNSIGNED,
+	dec4 DECIMAL(24,4), dec0 DECIMAL(10,0), f FLOAT, d DOUBLE,
+	b1 BIT(1), b64 BIT(64), y YEAR,
+	dt DATE, dt0 DATETIME, dt3 DATETIME(3), dt6 DATETIME(6), ts0 TIMESTAMP NULL, ts6 TIMESTAMP(6) NULL,
+	tm TIME, tm3 TIME(3),
+	c CHAR(10), vc VARCHAR(50), txt TEXT, l1 VARCHAR(20) CHARACTER SET latin1,
+	bin BINARY(4), vb VARBINARY(10), bl BLOB,
+	j JSON, e ENUM('small','large'), s SET('a','b','c')
+)`
+
+// TestSnapshotValuesEqualStream inserts rows of every column type, reads them once from
+// the binlog with canal.Stream and once with Snapshot, and wants the same table shape,
+// kinds, Go types and values from both, and some of them spelled out.
+func TestSnapshotValuesEqualStream(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, everyTypeTable)
+	from := s.position()
+	testutil.Exec(t, s.db, `SET time_zone = '+00:00', sql_mode = '';
+	INSERT INTO every_type VALUES
+	(1, -5, 200, -300, 60000, -8000000, 16000000, -2000000000, 4000000000, -9000000000000000000, 18446744073709551615,
+	 '-12345678901234567890.1234', 42, 1.2345678, 0.1, b'1', b'1111111111111111111111111111111111111111111111111111111111111111', 2024,
+	 '2024-02-29', '1969-12-31 23:59:59', '2024-02-29 23:59:58.120', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07', '1970-01-01 00:00:01.000001',
+	 '-838:59:59', '12:00:00.500',
+	 'abc', 'héllo wörld ✓', 'long text', 'café €', 'ab', x'00ff10', x'deadbeef', '{"k": [1, 2]}', 'large', 'a,c'),
+	(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	(3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '0.0000', 0, 0, 0, b'0', b'101', 0,
+	 '0000-00-00', '0000-00-00 00:00:00', '2024-00-00 00:00:00.000', '1970-01-01 00:00:00.000000', '0000-00-00 00:00:00', NULL,
+	 '00:00:00', '00:00:00.000',
+	 '', '', '', '', '', '', '', 'null', '', ''),
+	(4, 127, 255, 32767, 65535, 8388607, 0, 2147483647, 0, 9223372036854775807, 9223372036854775808,
+	 '0.5000', -1, -3.4e38, -1.7976931348623157e308, b'0', b'1', 1901,
+	 '1000-01-01', '2000-01-01 00:00:00', '2024-12-31 23:59:59.999', '2024-06-01 12:00:00.000001', '1970-01-01 00:00:01', '2024-06-01 12:00:00.5',
+	 '838:59:59', '-00:00:01.250',
+	 'x', 'y', 'z', 'ÿ', x'00000000', x'', x'00', '[]', 'small', 'b')`)
+	to := s.position()
+	streamed := s.stream(from, to)
+	if len(streamed) != 4 {
+		t.Fatalf("stream gave %d rows, want 4", len(streamed))
+	}
+
+	rec := &recorder{}
+	pos, err := s.snapshot(rec, canal.SnapshotOptions{})
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if len(rec.rows) != 4 {
+		t.Fatalf("snapshot gave %d rows, want 4", len(rec.rows))
+	}
+	if len(rec.commits) != 1 || rec.commits[0] != pos {
+		t.Errorf("snapshot commits %v, want once %v", rec.commits, pos)
+	}
+
+	for i, want := range streamed {
+		got := rec.rows[i]
+		if got.Op != canal.OpRead || got.Before != nil {
+			t.Errorf("row %d: op %s before %v, want r and nil", i, got.Op, got.Before)
+		}
+		if !reflect.DeepEqual(got.Table, want.Table) {
+			t.Errorf("snapshot table\n%+v\nstream table\n%+v", *got.Table, *want.Table)
+		}
+		for c, col := range want.Table.Columns {
+			g, w := got.After[c], want.After[c]
+			if !reflect.DeepEqual(g, w) {
+				t.Errorf("row id=%v column %s (%s): snapshot %T %#v, stream %T %#v", want.After[0], col.Name, col.Kind, g, g, w, w)
+			}
+		}
+	}
+
+	// Both could agree and be wrong: spell some values out.
+	tbl := rec.rows[0].Table
+	val := func(row int, col string) any { return rec.rows[row].After[tbl.ColumnIndex(col)] }
+	spelled := []struct {
+		row  int
+		col  string
+		want any
+	}{
+		{0, "i64", int64(-9000000000000000000)},
+		{0, "u64", uint64(18446744073709551615)},
+		{0, "dec4", "-12345678901234567890.1234"},
+		{0, "f", 1.2345678},
+		{0, "d", 0.1},
+		{0, "b64", int64(-1)},
+		{0, "y", int64(2024)},
+		{0, "dt", "2024-02-29"},
+		{0, "dt0", "1969-12-31T23:59:59Z"},
+		{0, "dt3", "2024-02-29T23:59:58.120Z"},
+		{0, "dt6", "9999-12-31T23:59:59.999999Z"},
+		{0, "ts0", "2038-01-19T03:14:07Z"},
+		{0, "ts6", "1970-01-01T00:00:01.000001Z"},
+		{0, "tm", "-838:59:59"},
+		{0, "tm3", "12:00:00.500"},
+		{0, "vc", "héllo wörld ✓"},
+		{0, "l1", "café €"},
+		{0, "bin", []byte("ab")},
+		{0, "vb", []byte{0, 0xff, 0x10}},
+		{3, "bin", []byte{}},
+		{0, "j", []byte(`{"k": [1, 2]}`)},
+		{0, "e", "large"},
+		{0, "s", "a,c"},
+		{1, "dt6", nil},
+		{2, "dt", nil},
+		{2, "dt0", nil},
+		{2, "ts0", nil},
+		{2, "dt3", "2024-00-00T00:00:00.000Z"},
+		{2, "b64", int64(5)},
+		{3, "f", -3.4e38},
+		{3, "ts6", "2024-06-01T12:00:00.500000Z"},
+		{3, "u64", uint64(9223372036854775808)},
+	}
+	for _, sp := range spelled {
+		if got := val(sp.row, sp.col); !reflect.DeepEqual(got, sp.want) {
+			t.Errorf("row %d column %s = %T %#v, want %T %#v", sp.row, sp.col, got, got, sp.want, sp.want)
+		}
+	}
+
+	// The source of a snapshot row names the snapshot's position and the server.
+	var serverID uint32
+	if err := s.db.QueryRow("SELECT @@server_id").Scan(&serverID); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range rec.rows {
+		if c.Source.ServerID != serverID || c.Source.File != pos.File || c.Source.Pos != pos.Pos || c.Source.Row != i || c.Source.TsMs == 0 {
+			t.Errorf("row %d source %+v, want server %d at %s, row %d", i, c.Source, serverID, pos, i)
+		}
+	}
+	if pos.Compare(to) < 0 {
+		t.Errorf("snapshot position %s is before the inserts' end %s", pos, to)
+	}
+}
+
+// TestSnapshotChunksInKeyOrder reads tables over many chunks: a composite key whose
+// string part sorts by a case-insensitive collation and whose integer part passes 2^63;
+// a key of DATETIME(6) and DECIMAL(30,20) values that doubles cannot tell apart; and a
+// table without a key, read in one pass.
+func TestSnapshotChunksInKeyOrder(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db,
+		`CREATE TABLE order_lines (region VARCHAR(8) COLLATE utf8mb4_general_ci NOT NULL, n INT NOT NULL, seq BIGINT UNSIGNED NOT NULL,
+			payload VARCHAR(20), PRIMARY KEY (region, n, seq))`,
+		`CREATE TABLE exact (at DATETIME(6) NOT NULL, k DECIMAL(30,20) NOT NULL, PRIMARY KEY (at, k))`,
+		`CREATE TABLE nokey (v INT)`)
+	var values []string
+	for _, region := range []string{"a", "B", "c", "É"} {
+		for n := 1; n <= 10; n++ {
+			for _, seq := range []string{"1", "9223372036854775813"} {
+				values = append(values, fmt.Sprintf("('%s', %d, %s, 'p')", region, n, seq))
+			}
+		}
+	}
+	testutil.Exec(t, s.db, "INSERT INTO order_lines VALUES "+strings.Join(values, ", "))
+	values = values[:0]
+	for i := 1; i <= 10; i++ {
+		values = append(values, fmt.Sprintf("('2024-01-01 00:00:00.00000%d', '1.000000000000000000%02d')", i%2, i))
+	}
+	testutil.Exec(t, s.db, "INSERT INTO exact VALUES "+strings.Join(values, ", "),
+		"INSERT INTO nokey VALUES (1), (2), (2), (3), (5)")
+
+	const chunk = 7
+	rec := &recorder{}
+	var progress []canal.SnapshotProgress
+	pos, err := s.snapshot(rec, canal.SnapshotOptions{ChunkSize: chunk, OnChunk: func(_ context.Context, p canal.SnapshotProgress) error {
+		progress = append(progress, p)
+		return nil
+	}})
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+
+	// Rows per table in the order handed on, against an independent read in key order.
+	byTable := map[string][]string{}
+	for _, c := range rec.rows {
+		var parts []string
+		for _, i := range c.Table.PrimaryKey {
+			parts = append(parts, fmt.Sprint(c.After[i]))
+		}
+		if len(c.Table.PrimaryKey) == 0 {
+			parts = append(parts, fmt.Sprint(c.After...))
+		}
+		byTable[c.Table.Name] = append(byTable[c.Table.Name], strings.Join(parts, "|"))
+	}
+	want := map[string][]string{
+		"order_lines": s.strings("SELECT CONCAT_WS('|', region, n, seq) FROM order_lines ORDER BY region, n, seq"),
+		"exact": s.strings("SELECT CONCAT_WS('|', DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ'), k) FROM exact ORDER BY at, k"),
+		"nokey": s.strings("SELECT v FROM nokey"),
+	}
+	if len(want["order_lines"]) != 80 || len(want["exact"]) != 10 {
+		t.Fatalf("fixture has %d and %d rows", len(want["order_lines"]), len(want["exact"]))
+	}
+	for name, w := range want {
+		g := byTable[name]
+		if name == "nokey" {
+			g = append([]string(nil), g...)
+			w = append([]string(nil), w...)
+			sortStrings(g)
+			sortStrings(w)
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("table %s: snapshot rows\n%v\nwant\n%v", name, g, w)
+		}
+	}
+
+	// Progress: one call per chunk (exact: 2 chunks; nokey: 1 pass; order_lines: 12), rows
+	// counted up, tables done in order, no key left at the end.
+	if len(progress) != 2+12+1 {
+		t.Errorf("OnChunk called %d times, want 15", len(progress))
+	}
+	var prev int64
+	for i, p := range progress {
+		if p.RowsDone <= prev || p.Position != pos || p.RowsEstimated < p.RowsDone {
+			t.Errorf("progress %d: %+v after %d rows", i, p, prev)
+		}
+		prev = p.RowsDone
+	}
+	last := progress[len(progress)-1]
+	wantTables := []string{s.name + ".exact", s.name + ".nokey", s.name + ".order_lines"}
+	if !reflect.DeepEqual(last.Tables, wantTables) || len(last.Done) != 3 || len(last.LastKey) != 0 || last.RowsDone != 95 || last.ETA != 0 {
+		t.Errorf("last progress %+v, want tables %v all done, 95 rows", last, wantTables)
+	}
+	if p := progress[4]; !p.Done[s.name+".nokey"] || p.Done[s.name+".order_lines"] || len(p.LastKey[s.name+".order_lines"]) != 3 {
+		t.Errorf("progress after the 2nd chunk of order_lines: %+v", p)
+	}
+	if len(rec.commits) != 1 || rec.commits[0] != pos {
+		t.Errorf("commits %v, want once %s", rec.commits, pos)
+	}
+	for i, c := range rec.rows {
+		if c.Source.Row != i {
+			t.Fatalf("row %d has source row %d", i, c.Source.Row)
+		}
+	}
+}
+
+func (s *source) strings(query string) []string {
+	s.t.Helper()
+	rows, err := s.db.Query(query)
+	if err != nil {
+		s.t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			s.t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// model is a table's rows by key, built by applying row changes in order.
+type model map[string][]any
+
+func rowKey(c *canal.RowChange) string {
+	var parts []string
+	for _, i := range c.Table.PrimaryKey {
+		parts = append(parts, fmt.Sprintf("%v", c.Value(i)))
+	}
+	return c.Table.Name + "/" + strings.Join(parts, "|")
+}
+
+// applyExact applies changes that must fit the model exactly: a read or insert of a key
+// already there, or an update or delete whose before-image is not what the model
+// holds, is a change missed or repeated.
+func (m model) applyExact(t *testing.T, changes []*canal.RowChange) {
+	t.Helper()
+	for _, c := range changes {
+		k := rowKey(c)
+		switch c.Op {
+		case canal.OpRead, canal.OpCreate:
+			if old, ok := m[k]; ok {
+				t.Errorf("%s of %s which is already there as %v: read twice or missed a delete", c.Op.Name(), k, old)
+			}
+			m[k] = c.After
+		case canal.OpUpdate, canal.OpDelete:
+			if old := m[k]; !reflect.DeepEqual(old, c.Before) {
+				t.Errorf("%s of %s: before-image %v, but the snapshot and binlog so far give %v", c.Op.Name(), k, c.Before, old)
+			}
+			if c.Op == canal.OpDelete {
+				delete(m, k)
+			} else {
+				m[k] = c.After
+			}
+		}
+	}
+}
+
+// applyUpserts applies changes as a consumer that keeps the latest image per key does.
+func (m model) applyUpserts(changes []*canal.RowChange) {
+	for _, c := range changes {
+		if c.Op == canal.OpDelete {
+			delete(m, rowKey(c))
+		} else {
+			m[rowKey(c)] = c.After
+		}
+	}
+}
+
+// current is the table as a fresh snapshot (another instant, no writers) reads it, in
+// the model's form.
+func (s *source) current() model {
+	s.t.Helper()
+	rec := &recorder{}
+	if _, err := s.snapshot(rec, canal.SnapshotOptions{}); err != nil {
+		s.t.Fatal(err)
+	}
+	m := model{}
+	for _, c := range rec.rows {
+		m[rowKey(c)] = c.After
+	}
+	return m
+}
+
+func (m model) diff(t *testing.T, want model) {
+	t.Helper()
+	for k, v := range want {
+		if g, ok := m[k]; !ok {
+			t.Errorf("row %s %v is missing", k, v)
+		} else if !reflect.DeepEqual(g, v) {
+			t.Errorf("row %s is %v, want %v", k, g, v)
+		}
+	}
+	for k, v := range m {
+		if _, ok := want[k]; !ok {
+			t.Errorf("row %s %v should not be there", k, v)
+		}
+	}
+}
+
+// TestSnapshotPositionIsExact writes inserts, updates and deletes all over a table
+// while the snapshot reads it in small chunks: the snapshot's rows followed by the
+// binlog from the returned position must fit exactly (no row twice, no update or delete
+// of a row in another state than the one known) and end as the table is.
+func TestSnapshotPositionIsExact(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE acct (id INT NOT NULL PRIMARY KEY, v INT NOT NULL, note VARCHAR(20))")
+	var values []string
+	for i := 1; i <= 600; i++ {
+		values = append(values, fmt.Sprintf("(%d, %d, 'n%d')", i, i, i))
+	}
+	testutil.Exec(t, s.db, "INSERT INTO acct VALUES "+strings.Join(values, ", "))
+
+	ctx, stop := context.WithCancel(t.Context())
+	commits := make(chan struct{}, 1)
+	var writes atomic.Int64
+	writerDone := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(1, 2))
+		next := 1000
+		for ctx.Err() == nil {
+			tx, err := s.db.BeginTx(ctx, nil)
+			if err != nil {
+				writerDone <- nil
+				return
+			}
+			for range 1 + rng.IntN(3) {
+				id := 1 + rng.IntN(next)
+				switch rng.IntN(3) {
+				case 0:
+					next++
+					_, err = tx.Exec("INSERT INTO acct VALUES (?, ?, 'new')", next, next)
+				case 1:
+					_, err = tx.Exec("UPDATE acct SET v = v + 1, note = 'upd' WHERE id = ?", id)
+				case 2:
+					_, err = tx.Exec("DELETE FROM acct WHERE id = ?", id)
+				}
+				if err != nil {
+					break
+				}
+			}
+			if err != nil {
+				tx.Rollback()
+				if ctx.Err() != nil {
+					break
+				}
+				writerDone <- err
+				return
+			}
+			if err := tx.Commit(); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				writerDone <- err
+				return
+			}
+			writes.Add(1)
+			select {
+			case commits <- struct{}{}:
+			default:
+			}
+		}
+		writerDone <- nil
+	}()
+
+	rec := &recorder{}
+	chunks := 0
+	pos, err := s.snapshot(rec, canal.SnapshotOptions{ChunkSize: 25, OnChunk: func(ctx context.Context, _ canal.SnapshotProgress) error {
+		chunks++
+		// Let the writer commit at least twice more before the next chunk is read.
+		select {
+		case <-commits:
+		default:
+		}
+		for range 2 {
+			select {
+			case <-commits:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Second):
+				return errors.New("the writer made no progress in 10s")
+			}
+		}
+		return nil
+	}})
+	stop()
+	if werr := <-writerDone; werr != nil {
+		t.Fatalf("writer: %v", werr)
+	}
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if chunks < 20 || writes.Load() < 2*int64(chunks) {
+		t.Fatalf("only %d chunks and %d writes: the test did not write during the snapshot", chunks, writes.Load())
+	}
+	end := s.position()
+
+	m := model{}
+	m.applyExact(t, rec.rows)
+	changes := s.stream(pos, end)
+	if len(changes) == 0 {
+		t.Fatal("no changes streamed after the snapshot's position, though writes went on during it")
+	}
+	m.applyExact(t, changes)
+	m.diff(t, s.current())
+	t.Logf("%d snapshot rows, %d chunks, %d writer transactions, %d changes after %s", len(rec.rows), chunks, writes.Load(), len(changes), pos)
+}
+
+// TestSnapshotResumesAfterLastKey interrupts a snapshot (OnChunk fails on a chunk whose
+// progress is then not saved), changes the tables, and resumes from the progress saved
+// before, through JSON: finished tables are skipped, the unfinished one continues right
+// after its saved key (64-bit unsigned and binary key parts), the position returned is
+// the first run's, and the rows of both runs plus the binlog from it end as the tables are.
+func TestSnapshotResumesAfterLastKey(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db,
+		"CREATE TABLE a_small (id INT NOT NULL PRIMARY KEY, v INT)",
+		"CREATE TABLE b_big (id BIGINT UNSIGNED NOT NULL, tag VARBINARY(4) NOT NULL, v INT, PRIMARY KEY (id, tag))",
+		"INSERT INTO a_small VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)")
+	var values []string
+	for i := 0; i < 30; i++ {
+		for _, tag := range []string{"x'00ff'", "'z'"} {
+			values = append(values, fmt.Sprintf("(%d, %s, %d)", uint64(1)<<63+uint64(i), tag, i))
+		}
+	}
+	testutil.Exec(t, s.db, "INSERT INTO b_big VALUES "+strings.Join(values, ", "))
+
+	errInterrupted := errors.New("interrupted")
+	first := &recorder{}
+	var saved []byte
+	calls := 0
+	_, err := s.snapshot(first, canal.SnapshotOptions{ChunkSize: 8, OnChunk: func(_ context.Context, p canal.SnapshotProgress) error {
+		calls++
+		if calls == 4 {
+			return errInterrupted
+		}
+		var err error
+		saved, err = json.Marshal(p)
+		return err
+	}})
+	if !errors.Is(err, errInterrupted) {
+		t.Fatalf("interrupted snapshot returned %v, want %v", err, errInterrupted)
+	}
+	if len(first.commits) != 0 {
+		t.Errorf("interrupted snapshot committed %v", first.commits)
+	}
+	var resume canal.SnapshotProgress
+	if err := json.Unmarshal(saved, &resume); err != nil {
+		t.Fatalf("decoding saved progress %s: %v", saved, err)
+	}
+	big := s.name + ".b_big"
+	if !resume.Done[s.name+".a_small"] || resume.Done[big] || resume.RowsDone != 5+16 || len(resume.LastKey[big]) != 2 {
+		t.Fatalf("saved progress %s: want a_small done and 16 rows of b_big", saved)
+	}
+	if len(first.rows) != 5+24 {
+		t.Fatalf("first run handed %d rows, want 29", len(first.rows))
+	}
+
+	// Changes between the runs: to a row already read, a row not yet read, a new row
+	// after the key and a new row of the finished table.
+	testutil.Exec(t, s.db,
+		fmt.Sprintf("UPDATE b_big SET v = 100 WHERE id = %d", uint64(1)<<63),
+		fmt.Sprintf("DELETE FROM b_big WHERE id = %d AND tag = 'z'", uint64(1)<<63+20),
+		fmt.Sprintf("INSERT INTO b_big VALUES (%d, 'new', 7)", uint64(1)<<63+99),
+		"INSERT INTO a_small VALUES (6, 6)",
+		"UPDATE a_small SET v = 10 WHERE id = 1")
+
+	second := &recorder{}
+	var progress []canal.SnapshotProgress
+	pos, err := s.snapshot(second, canal.SnapshotOptions{ChunkSize: 8, Resume: &resume, OnChunk: func(_ context.Context, p canal.SnapshotProgress) error {
+		progress = append(progress, p)
+		return nil
+	}})
+	if err != nil {
+		t.Fatalf("resumed snapshot: %v", err)
+	}
+	if pos != resume.Position {
+		t.Errorf("resumed snapshot returned %s, want the first run's %s", pos, resume.Position)
+	}
+	if len(second.commits) != 1 || second.commits[0] != resume.Position {
+		t.Errorf("resumed snapshot committed %v, want once %s", second.commits, resume.Position)
+	}
+
+	// Exactly the rows of b_big after the 16th as they are now, in key order.
+	var got []string
+	for _, c := range second.rows {
+		if c.Table.Name != "b_big" {
+			t.Fatalf("resumed snapshot read %s, which was done", c.Table.FullName())
+		}
+		got = append(got, fmt.Sprintf("%v|%x|%v", c.After[0], c.After[1], c.After[2]))
+		if c.Source.File == resume.Position.File && c.Source.Pos == resume.Position.Pos {
+			t.Errorf("resumed row %d has the first run's position %s as source; it was read later", c.Source.Row, resume.Position)
+		}
+	}
+	all := s.strings("SELECT CONCAT_WS('|', id, HEX(tag), v) FROM b_big ORDER BY id, tag")
+	wantRows := all[16:]
+	for i := range wantRows {
+		wantRows[i] = strings.ToLower(wantRows[i])
+	}
+	if !reflect.DeepEqual(got, wantRows) {
+		t.Errorf("resumed rows\n%v\nwant\n%v", got, wantRows)
+	}
+	if second.rows[0].Source.Row != 21 {
+		t.Errorf("resumed rows are numbered from %d, want 21", second.rows[0].Source.Row)
+	}
+	last := progress[len(progress)-1]
+	if last.RowsDone != 21+int64(len(wantRows)) || len(last.Done) != 2 || last.Position != resume.Position || last.ReadAt.Compare(resume.Position) <= 0 {
+		t.Errorf("last progress %+v", last)
+	}
+
+	// What a consumer applying both runs and the binlog from the position ends with.
+	m := model{}
+	m.applyUpserts(first.rows)
+	m.applyUpserts(second.rows)
+	m.applyUpserts(s.stream(pos, s.position()))
+	m.diff(t, s.current())
+}
