@@ -305,8 +305,8 @@ func TestSnapshotChunksInKeyOrder(t *testing.T) {
 	}
 	want := map[string][]string{
 		"order_lines": s.strings("SELECT CONCAT_WS('|', region, n, seq) FROM order_lines ORDER BY region, n, seq"),
-		"exact": s.strings("SELECT CONCAT_WS('|', DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ'), k) FROM exact ORDER BY at, k"),
-		"nokey": s.strings("SELECT v FROM nokey"),
+		"exact":       s.strings("SELECT CONCAT_WS('|', DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ'), k) FROM exact ORDER BY at, k"),
+		"nokey":       s.strings("SELECT v FROM nokey"),
 	}
 	if len(want["order_lines"]) != 80 || len(want["exact"]) != 10 {
 		t.Fatalf("fixture has %d and %d rows", len(want["order_lines"]), len(want["exact"]))
