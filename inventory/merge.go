@@ -67,13 +67,7 @@ func (m *merger) deduct(ctx context.Context, req DeductRequest) (Order, error) {
 		m.queues[sku] = q
 	}
 	q.pending = append(q.pending, call)
-	// Merged transactions of one shard only queue on its row lock: run at most one per
-	// shard, so that the batches grow instead.
-	workers := m.s.opts.MergeWorkers
-	if shards, ok := m.s.shardHints.get(sku); ok {
-		workers = min(workers, shards)
-	}
-	start := q.running < workers
+	start := q.running < m.workers(sku)
 	if start {
 		q.running++
 	}
@@ -93,7 +87,7 @@ func (m *merger) deduct(ctx context.Context, req DeductRequest) (Order, error) {
 func (m *merger) work(sku string, q *mergeQueue) {
 	for {
 		m.mu.Lock()
-		if len(q.pending) == 0 {
+		if len(q.pending) == 0 || q.running > m.workers(sku) {
 			q.running--
 			if q.running == 0 && m.queues[sku] == q {
 				delete(m.queues, sku)
@@ -107,6 +101,16 @@ func (m *merger) work(sku string, q *mergeQueue) {
 		m.mu.Unlock()
 		m.run(sku, batch)
 	}
+}
+
+// workers is how many merged transactions may run at once for sku. Merged transactions on
+// one shard only queue on its row lock, so at most one per shard: the batches grow instead.
+func (m *merger) workers(sku string) int {
+	workers := m.s.opts.MergeWorkers
+	if shards, ok := m.s.shardHints.get(sku); ok {
+		workers = min(workers, shards)
+	}
+	return workers
 }
 
 var (
