@@ -31,6 +31,7 @@ type Stream struct {
 	log    *zap.Logger
 
 	open      atomic.Bool
+	opened    atomic.Bool // the stream was open at least once
 	lastTs    atomic.Int64 // seconds, timestamp of the last event from the server
 	lastEvent atomic.Int64 // unix nanos when the last event arrived here
 }
@@ -49,6 +50,9 @@ func (s *Stream) SetFilter(f TableFilter) { s.filter.Store(&filterBox{f}) }
 
 // Open reports whether the binlog connection is established and streaming.
 func (s *Stream) Open() bool { return s.open.Load() }
+
+// Opened reports whether the stream was ever open (it may have closed since).
+func (s *Stream) Opened() bool { return s.opened.Load() }
 
 // Lag is how far the last event read is behind the server's clock, or 0 before any.
 // While idle (no events for a while) the stream is caught up and the lag is 0.
@@ -138,7 +142,10 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			}
 			return fmt.Errorf("reading binlog after %s: %w", r.lastCommit(), err)
 		}
-		s.open.Store(true)
+		if !s.open.Load() {
+			s.open.Store(true)
+			s.opened.Store(true)
+		}
 		if ev.Header.Timestamp != 0 && ev.Header.Flags&replication.LOG_EVENT_ARTIFICIAL_F == 0 {
 			s.lastTs.Store(int64(ev.Header.Timestamp))
 			s.lastEvent.Store(time.Now().UnixNano())

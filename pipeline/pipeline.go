@@ -97,6 +97,10 @@ func (p *Pipeline) Ready() bool {
 	return p.started.Load() && p.stream != nil && p.stream.Open()
 }
 
+// Streamed reports whether the binlog stream was ever open: a failure after that is an
+// outage to ride out, not a setting to fix.
+func (p *Pipeline) Streamed() bool { return p.stream != nil && p.stream.Opened() }
+
 // ErrRetryable marks failures that a restart from the checkpoint can get past: a lost
 // connection to the source or the broker.
 var ErrRetryable = errors.New("retryable")

@@ -44,6 +44,7 @@ func newLogger(c config.Log) (*zap.Logger, error) {
 	var zc zap.Config
 	if c.Format == "console" {
 		zc = zap.NewDevelopmentConfig()
+		zc.DisableStacktrace = true
 	} else {
 		zc = zap.NewProductionConfig()
 		zc.EncoderConfig.TimeKey = "ts"

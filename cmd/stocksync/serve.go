@@ -192,7 +192,7 @@ func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
 	d.current.Store(p)
 	defer d.current.Store(nil)
 	err = p.Run(ctx)
-	return p.Ready() || errors.Is(err, sinks.ErrSinkFailed), err
+	return p.Streamed() || errors.Is(err, sinks.ErrSinkFailed), err
 }
 
 func sourceConfig(cfg config.Config) canal.Config {

@@ -70,14 +70,19 @@ func describe(value []byte) string {
 	case "u":
 		changed := map[string]any{}
 		for k, v := range after {
-			if fmt.Sprint(before[k]) != fmt.Sprint(v) {
-				changed[k] = fmt.Sprintf("%v→%v", before[k], v)
+			if b, a := jsonText(before[k]), jsonText(v); b != a {
+				changed[k] = b + "→" + a
 			}
 		}
 		return fmt.Sprintf("update %s%s", compact(changed), where)
 	}
 	delete(m, "source")
 	return compact(m) + where
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func first(v any, fallback string) string {
