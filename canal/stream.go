@@ -31,7 +31,7 @@ type Stream struct {
 	log    *zap.Logger
 
 	open      atomic.Bool
-	opened    atomic.Bool // the stream was open at least once
+	opened    atomic.Bool  // the stream was open at least once
 	lastTs    atomic.Int64 // seconds, timestamp of the last event from the server
 	lastEvent atomic.Int64 // unix nanos when the last event arrived here
 }
