@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -592,7 +593,7 @@ func (r *snapshotRun) readTable(ctx context.Context, st *snapshotTable) error {
 			return fmt.Errorf("resuming snapshot of %s: %w", name, err)
 		}
 	}
-	r.log.Info("snapshot of table started", zap.String("table", name), zap.Int64("rows_estimated", st.estimate),
+	r.log.Debug("snapshot of table started", zap.String("table", name), zap.Int64("rows_estimated", st.estimate),
 		zap.Bool("resumed", last != nil))
 	// Prepared statements use the binary protocol, which carries FLOAT and DOUBLE
 	// exactly (the text protocol rounds FLOAT to 6 digits).
@@ -641,7 +642,13 @@ func (r *snapshotRun) readTable(ctx context.Context, st *snapshotTable) error {
 		}
 		done := len(chunk) < r.opts.ChunkSize
 		if len(chunk) > 0 {
-			last = st.keyOf(raws)
+			key := st.keyOf(raws)
+			if reflect.DeepEqual(key, last) {
+				// Never loop on one chunk: the server compared the key otherwise than
+				// it orders it.
+				return fmt.Errorf("reading chunk of %s after %v: the chunk ends at the same key; the key's comparison and order disagree", name, []any(last))
+			}
+			last = key
 			r.prog.LastKey[name] = last
 		}
 		if done {
@@ -654,7 +661,7 @@ func (r *snapshotRun) readTable(ctx context.Context, st *snapshotTable) error {
 			}
 		}
 		if done {
-			r.log.Info("snapshot of table done", zap.String("table", name))
+			r.log.Debug("snapshot of table done", zap.String("table", name), zap.Int64("rows_done", r.prog.RowsDone))
 			return nil
 		}
 	}
@@ -698,7 +705,7 @@ func (r *snapshotRun) readWhole(ctx context.Context, st *snapshotTable) error {
 	if err := r.chunkDone(ctx, name); err != nil {
 		return err
 	}
-	r.log.Info("snapshot of table done", zap.String("table", name))
+	r.log.Debug("snapshot of table done", zap.String("table", name), zap.Int64("rows_done", r.prog.RowsDone))
 	return nil
 }
 
