@@ -672,10 +672,46 @@ func TestSnapshotResumesAfterLastKey(t *testing.T) {
 		t.Errorf("last progress %+v", last)
 	}
 
+	// Resuming a snapshot whose last table was done reads nothing and commits P1.
+	third := &recorder{}
+	if pos, err := s.snapshot(third, canal.SnapshotOptions{Resume: &last}); err != nil || pos != resume.Position ||
+		len(third.rows) != 0 || len(third.commits) != 1 || third.commits[0] != resume.Position {
+		t.Errorf("resuming a finished snapshot: %s, %v, %d rows, commits %v; want %s, no rows, one commit",
+			pos, err, len(third.rows), third.commits, resume.Position)
+	}
+
 	// What a consumer applying both runs and the binlog from the position ends with.
 	m := model{}
 	m.applyUpserts(first.rows)
 	m.applyUpserts(second.rows)
 	m.applyUpserts(s.stream(pos, s.position()))
 	m.diff(t, s.current())
+}
+
+// TestSnapshotProgressJSON: saved progress survives JSON with 64-bit keys exact and
+// binary keys intact (as base64), the way the pipeline stores it.
+func TestSnapshotProgressJSON(t *testing.T) {
+	p := canal.SnapshotProgress{
+		Position: canal.Position{File: "binlog.000007", Pos: 4242, GTIDSet: "0-1-99"},
+		Tables:   []string{"db.a", "db.b"},
+		Done:     map[string]bool{"db.a": true},
+		LastKey:  map[string]canal.SnapshotKey{"db.b": {uint64(18446744073709551615), int64(-9223372036854775808), []byte{0, 0xff}, "x"}},
+		RowsDone: 10, RowsEstimated: 20, ETA: 3 * time.Second,
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back canal.SnapshotProgress
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	want := canal.SnapshotKey{json.Number("18446744073709551615"), json.Number("-9223372036854775808"), "AP8=", "x"}
+	if !reflect.DeepEqual(back.LastKey["db.b"], want) {
+		t.Errorf("key after JSON %#v, want %#v", back.LastKey["db.b"], want)
+	}
+	back.LastKey, p.LastKey = nil, nil
+	if !reflect.DeepEqual(back, p) {
+		t.Errorf("progress after JSON %+v, want %+v", back, p)
+	}
 }
