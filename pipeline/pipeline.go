@@ -35,6 +35,12 @@ type Options struct {
 	Sink               Sink
 	Logger             *zap.Logger
 	Metrics            *Metrics
+	// Checkpoints keeps the checkpoint; nil keeps it in CheckpointTable on the source.
+	Checkpoints Checkpointer
+	// ExactlyOnce: Checkpoints commits a Kafka transaction, so it is saved from the
+	// reading goroutine at a transaction boundary (no message of a later transaction may
+	// slip into the Kafka transaction) instead of by the checkpoint loop after a Flush.
+	ExactlyOnce bool
 	// StopAt, when set, ends Run cleanly (flushed and checkpointed) once a transaction
 	// ending at or after it has been read: catching up to a known point, as the
 	// benchmark does.
@@ -51,6 +57,7 @@ type Pipeline struct {
 	m      *Metrics
 	engine *rules.Engine
 	stream *canal.Stream
+	store  Checkpointer
 
 	nextRules atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
 	started   atomic.Bool               // the start position is fixed
@@ -133,10 +140,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	defer server.Close()
-	store, err := canal.NewCheckpointStore(ctx, server.DB, p.opts.CheckpointTable, p.opts.CheckpointName)
-	if err != nil {
-		return err
+	store := p.opts.Checkpoints
+	if store == nil {
+		if store, err = canal.NewCheckpointStore(ctx, server.DB, p.opts.CheckpointTable, p.opts.CheckpointName); err != nil {
+			return err
+		}
 	}
+	p.store = store
 	start, state, found, err := store.Load(ctx)
 	if err != nil {
 		return err
@@ -173,7 +183,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
-	go func() { errc <- p.checkpointLoop(runCtx, store) }()
+	go func() { errc <- p.checkpointLoop(runCtx) }()
 	first := <-errc
 	cancel()
 	second := <-errc
@@ -183,7 +193,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		// A clean stop: everything read so far is emitted; make it durable and remember it.
 		fctx, fcancel := context.WithTimeout(context.Background(), 8*time.Second)
 		defer fcancel()
-		if err := p.saveCheckpoint(fctx, store, true); err != nil {
+		if err := p.saveCheckpoint(fctx, p.store, true); err != nil {
 			return fmt.Errorf("saving the last checkpoint on shutdown: %w", err)
 		}
 		p.log.Info("stopped", zap.Stringer("checkpoint", p.lastSaved))
@@ -248,13 +258,25 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
 	}
 	p.mu.Unlock()
-	if !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0 {
+	caughtUp := !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0
+	if p.opts.ExactlyOnce && !caughtUp && (time.Since(p.lastSavedAt) >= p.opts.CheckpointInterval ||
+		p.emitted.Load()-p.emittedAtSave >= exactlyOnceMaxMessages) {
+		if err := p.saveCheckpoint(ctx, p.store, false); err != nil {
+			return err
+		}
+	}
+	if caughtUp {
 		return errCaughtUp
 	}
 	return nil
 }
 
-func (p *Pipeline) checkpointLoop(ctx context.Context, store *canal.CheckpointStore) error {
+// exactlyOnceMaxMessages bounds the messages of one Kafka transaction (it still always
+// holds whole MySQL transactions).
+const exactlyOnceMaxMessages = 200000
+
+// checkpointLoop keeps the metrics current and, at-least-once, saves the checkpoint.
+func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 	t := time.NewTicker(p.opts.CheckpointInterval)
 	defer t.Stop()
 	for {
@@ -267,7 +289,10 @@ func (p *Pipeline) checkpointLoop(ctx context.Context, store *canal.CheckpointSt
 		if p.stream.Open() {
 			p.m.Ready.Set(1)
 		}
-		if err := p.saveCheckpoint(ctx, store, false); err != nil {
+		if p.opts.ExactlyOnce {
+			continue // saved at transaction boundaries by Commit
+		}
+		if err := p.saveCheckpoint(ctx, p.store, false); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -282,7 +307,7 @@ const idleSaveEvery = time.Minute
 
 // saveCheckpoint waits for the sink to acknowledge every message emitted so far, then
 // saves the last committed position with the rule state changed up to it.
-func (p *Pipeline) saveCheckpoint(ctx context.Context, store *canal.CheckpointStore, force bool) error {
+func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force bool) error {
 	emitted := p.emitted.Load()
 	p.mu.Lock()
 	if !p.pending.have || p.pending.pos == p.lastSaved ||
@@ -294,9 +319,12 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store *canal.CheckpointSt
 	p.pending.state = map[stateKey][]byte{}
 	p.mu.Unlock()
 
-	// Every message of transactions up to pos was emitted before this call.
-	if err := p.opts.Sink.Flush(ctx); err != nil {
-		return fmt.Errorf("waiting for the broker to acknowledge up to %s: %w", pos, err)
+	// Every message of transactions up to pos was emitted before this call. (Exactly-once,
+	// the Save below commits them with the checkpoint.)
+	if !p.opts.ExactlyOnce {
+		if err := p.opts.Sink.Flush(ctx); err != nil {
+			return fmt.Errorf("waiting for the broker to acknowledge up to %s: %w", pos, err)
+		}
 	}
 	rows := make([]canal.StateRow, 0, len(state))
 	for k, v := range state {

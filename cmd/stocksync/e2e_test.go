@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -173,60 +174,83 @@ func (s *setup) start(t *testing.T) *daemonProc {
 	return d
 }
 
-func TestKill9MidStreamThenRestartLosesNothing(t *testing.T) {
+// TestChaosKill9AtLeastOnce and TestChaosKill9ExactlyOnce run steady order-like load,
+// kill -9 the daemon ten times at random moments, restart it each time, and then check
+// every committed change was published: at least once, or exactly once to a
+// read_committed reader.
+func TestChaosKill9AtLeastOnce(t *testing.T) { chaos(t, false) }
+
+func TestChaosKill9ExactlyOnce(t *testing.T) { chaos(t, true) }
+
+func chaos(t *testing.T, exactlyOnce bool) {
 	s := newSetup(t, startDevBroker(t))
+	if exactlyOnce {
+		cfg, err := os.ReadFile(s.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = []byte(strings.Replace(string(cfg), "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic), 1))
+		writeFile(t, s.config, string(cfg))
+	}
 	db := s.mysql.Open(t, s.db)
 	testutil.Exec(t, db, "CREATE TABLE stock_k (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
 	d := s.start(t)
 
-	// A writer commits transactions of one to three changes while the daemon is killed.
-	const txns = 400
+	// The writer commits transactions of two or three changes until told to stop.
 	changes := map[string]bool{} // "sku op qty" of every committed change
 	var mu sync.Mutex
-	written := make(chan struct{})
-	var writeErr error
+	stop := make(chan struct{})
+	written := make(chan error, 1)
 	go func() {
-		defer close(written)
-		for i := 0; i < txns; i++ {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				written <- nil
+				return
+			default:
+			}
 			tx, err := db.Begin()
 			if err != nil {
-				writeErr = err
+				written <- err
 				return
 			}
-			sku := i
-			tx.Exec("INSERT INTO stock_k VALUES (?, ?)", sku, i)
-			tx.Exec("UPDATE stock_k SET qty = qty + 1 WHERE sku_id = ?", sku)
+			tx.Exec("INSERT INTO stock_k VALUES (?, ?)", i, i)
+			tx.Exec("UPDATE stock_k SET qty = qty + 1 WHERE sku_id = ?", i)
 			if i%3 == 0 {
-				tx.Exec("DELETE FROM stock_k WHERE sku_id = ?", sku)
+				tx.Exec("DELETE FROM stock_k WHERE sku_id = ?", i)
 			}
 			if err := tx.Commit(); err != nil {
-				writeErr = err
+				written <- err
 				return
 			}
 			mu.Lock()
-			changes[fmt.Sprintf("%d c %d", sku, i)] = true
-			changes[fmt.Sprintf("%d u %d", sku, i+1)] = true
+			changes[fmt.Sprintf("%d c %d", i, i)] = true
+			changes[fmt.Sprintf("%d u %d", i, i+1)] = true
 			if i%3 == 0 {
-				changes[fmt.Sprintf("%d d %d", sku, i+1)] = true
+				changes[fmt.Sprintf("%d d %d", i, i+1)] = true
 			}
 			mu.Unlock()
+			time.Sleep(time.Millisecond) // steady load, not a flood
 		}
 	}()
-	// Kill -9 once a third of the stream has been published, and again later.
-	for _, at := range []int{txns / 3, 2 * txns / 3} {
-		testutil.Consume(t, s.broker, []string{s.topic}, at, 30*time.Second)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for kill := 0; kill < 10; kill++ {
+		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond) // a random moment
 		d.cmd.Process.Signal(syscall.SIGKILL)
 		<-d.done
 		d = s.start(t)
 	}
-	<-written
-	if writeErr != nil {
-		t.Fatal(writeErr)
+	close(stop)
+	if err := <-written; err != nil {
+		t.Fatal(err)
 	}
-	got := testutil.Consume(t, s.broker, []string{s.topic}, len(changes), 60*time.Second)
-	got = append(got, testutil.Consume(t, s.broker, []string{s.topic}, 0, 3*time.Second)[len(got):]...)
+	mu.Lock()
+	defer mu.Unlock()
+	opt := testutil.ConsumeOptions{ReadCommitted: exactlyOnce}
+	got := testutil.Consume(t, s.broker, []string{s.topic}, len(changes), 90*time.Second, opt)
+	got = testutil.Consume(t, s.broker, []string{s.topic}, 0, 3*time.Second, opt)
 
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	bySource := map[string]string{}
 	for _, r := range got {
 		var e struct {
@@ -242,7 +266,7 @@ func TestKill9MidStreamThenRestartLosesNothing(t *testing.T) {
 		if e.Op == "d" {
 			img = e.Before
 		}
-		seen[fmt.Sprintf("%d %s %d", img["sku_id"], e.Op, img["qty"])] = true
+		seen[fmt.Sprintf("%d %s %d", img["sku_id"], e.Op, img["qty"])]++
 		// A repeat after a restart carries the same source and the same content.
 		src := fmt.Sprint(e.Source["file"], e.Source["pos"], e.Source["row"])
 		body := fmt.Sprint(e.Op, e.Before, e.After)
@@ -251,14 +275,25 @@ func TestKill9MidStreamThenRestartLosesNothing(t *testing.T) {
 		}
 		bySource[src] = body
 	}
+	missing, repeated := 0, 0
 	for c := range changes {
-		if !seen[c] {
-			t.Errorf("committed change %q never published", c)
+		switch n := seen[c]; {
+		case n == 0:
+			missing++
+			if missing <= 5 {
+				t.Errorf("committed change %q never published", c)
+			}
+		case n > 1:
+			repeated++
+			if exactlyOnce && repeated <= 5 {
+				t.Errorf("committed change %q published %d times in exactly-once mode", c, n)
+			}
 		}
 	}
-	if len(bySource) != len(changes) {
-		t.Errorf("%d distinct source positions for %d committed changes", len(bySource), len(changes))
+	if len(seen) != len(changes) {
+		t.Errorf("%d distinct changes published, %d committed", len(seen), len(changes))
 	}
+	t.Logf("%d committed changes, %d messages, %d changes repeated, %d missing, after 10 kills", len(changes), len(got), repeated, missing)
 }
 
 func TestSIGTERMFlushesCheckpointsAndExitsZero(t *testing.T) {

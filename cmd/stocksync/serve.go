@@ -169,10 +169,9 @@ func (d *daemon) supervise(ctx context.Context) error {
 
 // runOnce builds a sink and a pipeline and runs them; ran says the stream got going.
 func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
-	sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: d.brokers, ClientID: d.cfg.Kafka.ClientID,
-		MaxInFlight: d.cfg.Kafka.MaxInFlight, Logger: d.log})
+	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.log)
 	if err != nil {
-		return false, pipeline.MarkRetryable(err)
+		return false, err
 	}
 	defer func() {
 		if cerr := sink.Close(); cerr != nil {
@@ -184,6 +183,8 @@ func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
 		CheckpointTable:    d.cfg.Checkpoint.Table,
 		CheckpointName:     d.cfg.Checkpoint.Name,
 		CheckpointInterval: d.cfg.Checkpoint.Interval,
+		Checkpoints:        checkpoints,
+		ExactlyOnce:        d.cfg.Kafka.ExactlyOnce,
 		Rules:              d.rules.Load(),
 		Sink:               sink,
 		Logger:             d.log,
@@ -193,6 +194,39 @@ func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
 	defer d.current.Store(nil)
 	err = p.Run(ctx)
 	return p.Streamed() || errors.Is(err, sinks.ErrSinkFailed), err
+}
+
+// deliverySink is what a pipeline delivers through and the daemon closes.
+type deliverySink interface {
+	pipeline.Sink
+	Close() error
+}
+
+// newDelivery connects the sink the config asks for. At-least-once: the idempotent
+// producer, checkpoints in the source's checkpoint table (nil Checkpointer). Exactly-once:
+// the transactional producer (fencing any older one with the same transactional id), and
+// checkpoints read from its topic only after that, so a transaction the old producer
+// left open is settled first.
+func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
+	if !cfg.Kafka.ExactlyOnce {
+		sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
+			MaxInFlight: cfg.Kafka.MaxInFlight, Logger: log})
+		if err != nil {
+			return nil, nil, pipeline.MarkRetryable(err)
+		}
+		return sink, nil, nil
+	}
+	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
+		TransactionalID: cfg.Kafka.TransactionalID, CheckpointTopic: cfg.Kafka.CheckpointTopic, Logger: log})
+	if err != nil {
+		return nil, nil, pipeline.MarkRetryable(err)
+	}
+	loaded, err := sinks.ReadCheckpoints(ctx, brokers, cfg.Kafka.CheckpointTopic)
+	if err != nil {
+		tx.Close()
+		return nil, nil, pipeline.MarkRetryable(fmt.Errorf("reading checkpoints from %s: %w", cfg.Kafka.CheckpointTopic, err))
+	}
+	return tx, &pipeline.KafkaCheckpoints{Name: cfg.Checkpoint.Name, Sink: tx, Loaded: loaded}, nil
 }
 
 func sourceConfig(cfg config.Config) canal.Config {

@@ -1,0 +1,82 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// Checkpointer keeps the position of the last transaction delivered and the rule state
+// as of it. Load is called once at start; Save with a position whose messages are all
+// acknowledged (at-least-once) or in the same Kafka transaction (exactly-once).
+type Checkpointer interface {
+	Load(ctx context.Context) (pos canal.Position, state []canal.StateRow, found bool, err error)
+	Save(ctx context.Context, pos canal.Position, state []canal.StateRow) error
+}
+
+var _ Checkpointer = (*canal.CheckpointStore)(nil)
+
+// TransactionCommitter is the exactly-once sink: Commit writes the checkpoint records into
+// the open Kafka transaction and commits it with every message emitted since the last one.
+type TransactionCommitter interface {
+	Commit(ctx context.Context, checkpoint []sinks.CheckpointRecord) error
+}
+
+// KafkaCheckpoints keeps checkpoints in the exactly-once sink's checkpoint topic, written
+// in the same Kafka transaction as the messages they cover. Keys are
+// "NAME/position" and "NAME/state/" + JSON [rule, group key].
+type KafkaCheckpoints struct {
+	Name   string
+	Sink   TransactionCommitter
+	Loaded map[string][]byte // sinks.ReadCheckpoints, read after the sink fenced any older producer
+}
+
+type savedPosition struct {
+	File    string `json:"file"`
+	Pos     uint32 `json:"pos"`
+	GTIDSet string `json:"gtid_set"`
+}
+
+// Load parses the checkpoint topic's last committed records.
+func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.StateRow, bool, error) {
+	raw, ok := k.Loaded[k.Name+"/position"]
+	if !ok {
+		return canal.Position{}, nil, false, nil
+	}
+	var p savedPosition
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return canal.Position{}, nil, false, fmt.Errorf("parsing checkpoint %s/position %q: %w", k.Name, raw, err)
+	}
+	var state []canal.StateRow
+	prefix := k.Name + "/state/"
+	for key, v := range k.Loaded {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		var rk [2]string
+		if err := json.Unmarshal([]byte(key[len(prefix):]), &rk); err != nil {
+			return canal.Position{}, nil, false, fmt.Errorf("parsing checkpoint key %q: %w", key, err)
+		}
+		state = append(state, canal.StateRow{Scope: rk[0], Key: rk[1], Value: v})
+	}
+	return canal.Position{File: p.File, Pos: p.Pos, GTIDSet: p.GTIDSet}, state, true, nil
+}
+
+// Save commits the open Kafka transaction with the position and state changes.
+func (k *KafkaCheckpoints) Save(ctx context.Context, pos canal.Position, state []canal.StateRow) error {
+	recs := make([]sinks.CheckpointRecord, 0, len(state)+1)
+	for _, r := range state {
+		key, _ := json.Marshal([2]string{r.Scope, r.Key})
+		recs = append(recs, sinks.CheckpointRecord{Key: k.Name + "/state/" + string(key), Value: r.Value})
+	}
+	value, _ := json.Marshal(savedPosition{File: pos.File, Pos: pos.Pos, GTIDSet: pos.GTIDSet})
+	recs = append(recs, sinks.CheckpointRecord{Key: k.Name + "/position", Value: value})
+	if err := k.Sink.Commit(ctx, recs); err != nil {
+		return fmt.Errorf("committing Kafka transaction with checkpoint %s: %w", pos, err)
+	}
+	return nil
+}
