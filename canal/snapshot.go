@@ -157,6 +157,10 @@ type snapshotTable struct {
 // chunk, so InnoDB keeps the undo history of that whole time. Non-InnoDB tables are not
 // consistent with it (a warning says so).
 //
+// A table altered while the snapshot runs cannot be read in its transaction any more
+// (the server reports that the table definition changed): the snapshot fails and can be
+// resumed.
+//
 // With opts.Resume set, the snapshot continues as the package comment describes (at
 // least once) and returns opts.Resume.Position. An error leaves the rows handed on so
 // far handed on; progress is what OnChunk last received.
@@ -725,6 +729,9 @@ func (r *snapshotRun) emit(ctx context.Context, st *snapshotTable, vals []any) e
 func (r *snapshotRun) chunkDone(ctx context.Context, table string) error {
 	p := r.prog
 	p.RowsEstimated = max(p.RowsEstimated, p.RowsDone)
+	if len(p.Done) == len(p.Tables) {
+		p.RowsEstimated = p.RowsDone // the estimate was only that
+	}
 	p.ETA = 0
 	if rows, took := p.RowsDone-r.startRows, time.Since(r.started); rows > 0 && p.RowsEstimated > p.RowsDone {
 		p.ETA = time.Duration(float64(took) / float64(rows) * float64(p.RowsEstimated-p.RowsDone)).Round(time.Second)
