@@ -157,9 +157,11 @@ type snapshotTable struct {
 // chunk, so InnoDB keeps the undo history of that whole time. Non-InnoDB tables are not
 // consistent with it (a warning says so).
 //
-// A table altered while the snapshot runs cannot be read in its transaction any more
-// (the server reports that the table definition changed): the snapshot fails and can be
-// resumed.
+// Table shapes are read from information_schema when the snapshot opens, and each table
+// is read with those columns. DDL during a snapshot is not made consistent: MariaDB 10.11
+// shows a column added after the instant (as NULL), a dropped column makes the read fail
+// (the snapshot can then be resumed), and an ALTER that rebuilds the table may make the
+// server refuse the read.
 //
 // With opts.Resume set, the snapshot continues as the package comment describes (at
 // least once) and returns opts.Resume.Position. An error leaves the rows handed on so
