@@ -17,31 +17,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// The initial snapshot reads the matched tables whole, consistently with one binlog
-// position, so that streaming from that position afterwards misses nothing and repeats
-// nothing.
-//
-// What a consumer sees:
-//
-//   - Uninterrupted snapshot (exactly once): every row that existed at the snapshot's
-//     instant P exactly once, as op r, table after table in primary-key order; then one
-//     Commit(P); then the binlog from P, i.e. exactly the transactions committed after the
-//     instant. No change is missing and none is counted twice.
-//   - Resumed snapshot (at least once): the first run published its rows as of instant P1
-//     up to the last chunk whose progress was saved; the resumed run opens a new snapshot
-//     at instant P2 (a consistent snapshot cannot be reopened) and publishes the rest as
-//     of P2, skipping finished tables and continuing each unfinished one after its last
-//     saved key. Rows handed to the handler after the last saved progress are read again.
-//     Snapshot returns P1 and commits P1, so streaming replays every transaction after
-//     P1: changes made between P1 and P2 come again for rows that were read at P2 (an
-//     insert may then arrive after the row's r, an update's before-image may be older
-//     than the r, a delete may name a row never read). Applied in order, the final
-//     state is still right; no change after P1 is ever missing.
-//
-// Rows of a table without a primary key (or whose key is an ENUM or SET, which sort by
-// index but compare by label) are read in one pass in no particular order, with a
-// warning; such a table cannot continue mid-way and is read again whole on resume.
-
 // SnapshotOptions tunes a snapshot. The zero value is usable.
 type SnapshotOptions struct {
 	// ChunkSize is the number of rows read per primary-key chunk; default 10000.
@@ -158,14 +133,36 @@ type snapshotTable struct {
 // consistent with it (a warning says so).
 //
 // Table shapes are read from information_schema when the snapshot opens, and each table
-// is read with those columns. DDL during a snapshot is not made consistent: MariaDB 10.11
-// shows a column added after the instant (as NULL), a dropped column makes the read fail
-// (the snapshot can then be resumed), and an ALTER that rebuilds the table may make the
-// server refuse the read.
+// is read with those columns. DDL during a snapshot is not made consistent: a column
+// added later is not read (the stream brings its later changes), a dropped column makes
+// the read fail (the snapshot can then be resumed), and an ALTER that rebuilds the table
+// may make the server refuse the read.
 //
-// With opts.Resume set, the snapshot continues as the package comment describes (at
-// least once) and returns opts.Resume.Position. An error leaves the rows handed on so
-// far handed on; progress is what OnChunk last received.
+// With opts.Resume set, the snapshot continues (at least once, see below) and returns
+// opts.Resume.Position. An error leaves the rows handed on so far handed on; progress is
+// what OnChunk last received.
+//
+// Rows of a table without a primary key (or whose key is an ENUM or SET, which sort by
+// index but compare by label) are read in one pass in no particular order, with a
+// warning; such a table cannot continue mid-way and is read again whole on resume.
+//
+// What a consumer sees:
+//
+//   - Uninterrupted snapshot (exactly once): every row that existed at the snapshot's
+//     instant P exactly once, as op r, table after table in primary-key order; then one
+//     Commit(P); then the binlog from P, i.e. exactly the transactions committed after the
+//     instant. No change is missing and none is counted twice.
+//   - Resumed snapshot (at least once): the first run published its rows as of instant P1
+//     up to the last chunk whose progress was saved; the resumed run opens a new snapshot
+//     at instant P2 (a consistent snapshot cannot be reopened) and publishes the rest as
+//     of P2, skipping finished tables and continuing each unfinished one after its last
+//     saved key (their Source names P2). Rows handed to the handler after the last saved
+//     progress are read again.
+//     Snapshot returns P1 and commits P1, so streaming replays every transaction after
+//     P1: changes made between P1 and P2 come again for rows that were read at P2 (an
+//     insert may then arrive after the row's r, an update's before-image may be older
+//     than the r, a delete may name a row never read). Applied in order, the final
+//     state is still right; no change after P1 is ever missing.
 func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, opts SnapshotOptions) (Position, error) {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 10000
