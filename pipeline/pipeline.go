@@ -155,6 +155,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if start, err = server.CurrentPosition(ctx); err != nil {
 			return err
 		}
+		// Remember the start at once: a crash before the first periodic save must resume
+		// here, not at whatever "current" is by then.
+		if err := store.Save(ctx, start, nil); err != nil {
+			return fmt.Errorf("saving the first start position %s: %w", start, err)
+		}
 		p.log.Info("first start: streaming from the server's current position", zap.Stringer("pos", start))
 	} else {
 		p.log.Info("resuming from checkpoint", zap.Stringer("pos", start), zap.Int("state_rows", len(state)))

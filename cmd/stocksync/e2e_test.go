@@ -145,7 +145,15 @@ type daemonProc struct {
 
 func (s *setup) start(t *testing.T) *daemonProc {
 	t.Helper()
-	d := &daemonProc{cmd: exec.Command(binary, "serve", "--config", s.config), output: &lockedBuffer{}, done: make(chan struct{})}
+	d := s.launch(t, s.config)
+	waitHTTP(t, d, s.httpAddr, "/readyz")
+	return d
+}
+
+// launch starts `stocksync serve` with config and returns without waiting.
+func (s *setup) launch(t *testing.T, config string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{cmd: exec.Command(binary, "serve", "--config", config), output: &lockedBuffer{}, done: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -158,20 +166,49 @@ func (s *setup) start(t *testing.T) *daemonProc {
 			t.Logf("daemon output:\n%s", d.output.String())
 		}
 	})
-	testutil.Eventually(t, 30*time.Second, "/readyz to answer 200", func() bool {
+	return d
+}
+
+// waitHTTP waits until path on addr answers 200 while the daemon runs.
+func waitHTTP(t *testing.T, d *daemonProc, addr, path string) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, path+" to answer 200", func() bool {
 		select {
 		case <-d.done:
-			t.Fatalf("daemon exited before it was ready:\n%s", d.output.String())
+			t.Fatalf("daemon exited before %s answered:\n%s", path, d.output.String())
 		default:
 		}
-		resp, err := http.Get("http://" + s.httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		return httpStatus(addr, path) == 200
 	})
-	return d
+}
+
+func httpStatus(addr, path string) int {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// metric reads one unlabelled metric from the daemon's /metrics.
+func metric(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("reading metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var v float64
+		if line := sc.Text(); strings.HasPrefix(line, name+" ") {
+			fmt.Sscan(strings.TrimPrefix(line, name+" "), &v)
+			return v
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
 }
 
 // TestChaosKill9AtLeastOnce and TestChaosKill9ExactlyOnce run steady order-like load,
@@ -408,6 +445,61 @@ func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 	for _, w := range []string{"binlog_format is STATEMENT: set binlog_format=ROW", "binlog_row_image is MINIMAL: set binlog_row_image=FULL"} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+// TestStandbyTakesOverWithinTenSeconds runs two daemons with ha on one source: one leads,
+// the standby publishes nothing; kill -9 the leader and the standby leads within 10 s,
+// and every committed change is published.
+func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, s.config, string(cfg)+"ha: true\n")
+	standbyAddr := freePort(t)
+	standbyConfig := filepath.Join(filepath.Dir(s.config), "standby.yaml")
+	other := strings.Replace(string(cfg), s.httpAddr, standbyAddr, 1)
+	other = strings.Replace(other, fmt.Sprintf("server_id: %d", s.serverID), fmt.Sprintf("server_id: %d", testutil.ServerID()), 1)
+	writeFile(t, standbyConfig, other+"ha: true\n")
+
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_ha (sku_id INT PRIMARY KEY, qty INT)")
+	leader := s.start(t)
+	standby := s.launch(t, standbyConfig)
+	waitHTTP(t, standby, standbyAddr, "/healthz")
+	for i := 0; i < 50; i++ {
+		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock_ha VALUES (%d, 1)", i))
+	}
+	testutil.Consume(t, s.broker, []string{s.topic}, 50, 30*time.Second)
+	if code := httpStatus(standbyAddr, "/readyz"); code != 503 {
+		t.Errorf("standby /readyz = %d, want 503", code)
+	}
+	if n := metric(t, standbyAddr, "stocksync_messages_emitted_total"); n != 0 {
+		t.Errorf("the standby emitted %v messages while the leader ran", n)
+	}
+	if metric(t, standbyAddr, "stocksync_leader") != 0 || metric(t, s.httpAddr, "stocksync_leader") != 1 {
+		t.Error("stocksync_leader does not say which daemon leads")
+	}
+
+	leader.cmd.Process.Signal(syscall.SIGKILL)
+	<-leader.done
+	killed := time.Now()
+	for i := 50; i < 100; i++ {
+		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock_ha VALUES (%d, 1)", i))
+	}
+	testutil.Eventually(t, 10*time.Second, "the standby to take over", func() bool { return httpStatus(standbyAddr, "/readyz") == 200 })
+	t.Logf("standby ready %s after the leader was killed", time.Since(killed).Round(time.Millisecond))
+	got := testutil.Consume(t, s.broker, []string{s.topic}, 100, 30*time.Second)
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[r.Key] = true
+	}
+	for i := 0; i < 100; i++ {
+		if !seen[fmt.Sprintf(`{"sku_id":%d}`, i)] {
+			t.Errorf("row %d never published", i)
 		}
 	}
 }

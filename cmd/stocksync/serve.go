@@ -61,6 +61,8 @@ type daemon struct {
 	rules   atomic.Pointer[rules.Set]
 	current atomic.Pointer[pipeline.Pipeline]
 	broker  atomic.Bool // the broker answered the last ping
+	leader  atomic.Bool // ha: this daemon holds the leader lock
+	leaderG prometheus.Gauge
 	brokers []string
 }
 
@@ -71,7 +73,12 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	d := &daemon{cfg: cfg, log: log, metrics: pipeline.NewMetrics(reg), brokers: cfg.Kafka.Brokers,
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_rules_reload_failures_total",
 			Help: "Rule file reloads rejected because the new file was invalid; the old rules kept running."})}
-	reg.MustRegister(d.reloads)
+	d.leaderG = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_leader",
+		Help: "1 while this daemon leads (always 1 without ha; with ha, 0 while it is the standby)."})
+	reg.MustRegister(d.reloads, d.leaderG)
+	if !cfg.HA {
+		d.leaderG.Set(1)
+	}
 	d.rules.Store(set)
 
 	if len(d.brokers) == 0 {
@@ -116,7 +123,11 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 
 	go d.watchRules(ctx)
 	go d.pingBroker(ctx)
-	err = d.supervise(ctx)
+	if cfg.HA {
+		err = d.standby(ctx)
+	} else {
+		err = d.supervise(ctx)
+	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		srv.Shutdown(sctx)
@@ -128,6 +139,8 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	p := d.current.Load()
 	switch {
+	case d.cfg.HA && !d.leader.Load():
+		http.Error(w, "not ready: standby, another stocksync holds the leader lock", http.StatusServiceUnavailable)
 	case p == nil || !p.Ready():
 		http.Error(w, "not ready: binlog stream not open", http.StatusServiceUnavailable)
 	case !d.broker.Load():
@@ -135,6 +148,58 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	default:
 		fmt.Fprintln(w, "ready")
 	}
+}
+
+// standby waits for the leader lock (named after the checkpoint, on the source server),
+// runs the pipeline while it holds it, and goes back to waiting when it loses it. Only the
+// holder publishes; a standby takes over within about 3 s of the leader's death.
+func (d *daemon) standby(ctx context.Context) error {
+	lockName := "stocksync/" + d.cfg.Checkpoint.Table + "/" + d.cfg.Checkpoint.Name
+	for ctx.Err() == nil {
+		server, err := canal.Connect(ctx, sourceConfig(d.cfg))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			d.log.Warn("standby cannot reach the source", zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		d.log.Info("standby: waiting for the leader lock", zap.String("lock", lockName))
+		lead, err := canal.AcquireLeadership(ctx, server.DB, lockName, d.log)
+		if err != nil {
+			server.Close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			d.log.Warn("waiting for the leader lock", zap.Error(err))
+			continue
+		}
+		d.log.Info("leading: this daemon holds the leader lock", zap.String("lock", lockName))
+		d.leader.Store(true)
+		d.leaderG.Set(1)
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lead.Lost():
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		err = d.supervise(lctx)
+		cancel()
+		d.leader.Store(false)
+		d.leaderG.Set(0)
+		lead.Release()
+		server.Close()
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // supervise runs the pipeline and restarts it from its checkpoint after a retryable
