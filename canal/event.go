@@ -146,8 +146,11 @@ type Source struct {
 	Pos  uint32
 	// TsMs is the commit's timestamp on the server, in milliseconds.
 	TsMs int64
-	// Row is the change's index within its transaction, from 0.
+	// Row is the change's index within its transaction, from 0 (a snapshot: within it).
 	Row int
+	// Snapshot marks a row read by a snapshot; its File and Pos are the snapshot's
+	// position, which the next streamed transaction may share.
+	Snapshot bool
 }
 
 // RowChange is one row inserted, updated, deleted or read by a snapshot. Values are in

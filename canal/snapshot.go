@@ -713,7 +713,7 @@ func (r *snapshotRun) readWhole(ctx context.Context, st *snapshotTable) error {
 }
 
 func (r *snapshotRun) emit(ctx context.Context, st *snapshotTable, vals []any) error {
-	c := &RowChange{Op: OpRead, Table: st.table, After: vals, Source: Source{
+	c := &RowChange{Op: OpRead, Table: st.table, After: vals, Source: Source{Snapshot: true,
 		ServerID: r.inst.serverID, GTID: r.inst.pos.GTIDSet, File: r.inst.pos.File, Pos: r.inst.pos.Pos,
 		TsMs: r.inst.tsMs, Row: int(r.prog.RowsDone),
 	}}

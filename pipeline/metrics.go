@@ -15,6 +15,11 @@ type Metrics struct {
 	Restarts        prometheus.Counter
 	Ready           prometheus.Gauge
 	RuleEvalErrors  prometheus.Gauge
+
+	SnapshotRowsDone        prometheus.Gauge
+	SnapshotRowsEstimated   prometheus.Gauge
+	SnapshotETA             prometheus.Gauge
+	CheckpointBinlogsBehind prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -40,10 +45,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the start position is fixed, the binlog stream is open and the broker answers."}),
 		RuleEvalErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_rule_eval_errors",
 			Help: "Rule expressions that failed at run time since the pipeline started (a failed when is false, a failed field null)."}),
+		SnapshotRowsDone: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_rows_done",
+			Help: "Rows read by the current or last snapshot."}),
+		SnapshotRowsEstimated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_rows_estimated",
+			Help: "The server's estimate of the rows the snapshot reads (InnoDB's, can be off by tens of percent)."}),
+		SnapshotETA: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_eta_seconds",
+			Help: "Expected time to the end of the running snapshot; 0 when none runs or unknown."}),
+		CheckpointBinlogsBehind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_files_older",
+			Help: "Binlog files the server keeps that are older than the checkpoint's; 0 means the next purge loses undelivered changes."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
-			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready, m.RuleEvalErrors)
+			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready, m.RuleEvalErrors,
+			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind)
 	}
 	return m
 }

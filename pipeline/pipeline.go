@@ -41,6 +41,10 @@ type Options struct {
 	// reading goroutine at a transaction boundary (no message of a later transaction may
 	// slip into the Kafka transaction) instead of by the checkpoint loop after a Flush.
 	ExactlyOnce bool
+	// Snapshot is never, initial or when_needed (config `snapshot`); SnapshotChunkSize
+	// the rows per primary-key chunk (0: the reader's default).
+	Snapshot          string
+	SnapshotChunkSize int
 	// StopAt, when set, ends Run cleanly (flushed and checkpointed) once a transaction
 	// ending at or after it has been read: catching up to a known point, as the
 	// benchmark does.
@@ -58,9 +62,11 @@ type Pipeline struct {
 	engine *rules.Engine
 	stream *canal.Stream
 	store  Checkpointer
+	server *canal.Server
 
-	nextRules atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
-	started   atomic.Bool               // the start position is fixed
+	nextRules    atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
+	started      atomic.Bool               // the start position is fixed
+	snapshotting atomic.Bool
 
 	mu      sync.Mutex
 	pending pendingCheckpoint
@@ -140,6 +146,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	defer server.Close()
+	p.server = server
 	store := p.opts.Checkpoints
 	if store == nil {
 		if store, err = canal.NewCheckpointStore(ctx, server.DB, p.opts.CheckpointTable, p.opts.CheckpointName); err != nil {
@@ -151,25 +158,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !found {
-		if start, err = server.CurrentPosition(ctx); err != nil {
-			return err
-		}
-		// Remember the start at once: a crash before the first periodic save must resume
-		// here, not at whatever "current" is by then.
-		if err := store.Save(ctx, start, nil); err != nil {
-			return fmt.Errorf("saving the first start position %s: %w", start, err)
-		}
-		p.log.Info("first start: streaming from the server's current position", zap.Stringer("pos", start))
-	} else {
+	if found {
 		p.log.Info("resuming from checkpoint", zap.Stringer("pos", start), zap.Int("state_rows", len(state)))
 	}
 	p.engine = rules.NewEngine(p.opts.Rules, p.opts.Source.ServerID)
 	p.engine.SetLogger(p.log.Named("rules"))
-	if err := p.engine.Restore(fromStateRows(state)); err != nil {
+	if err := p.engine.Restore(fromStateRows(withoutSnapshotProgress(state))); err != nil {
 		return fmt.Errorf("restoring rule state from checkpoint %s: %w", start, err)
 	}
 	p.lastSaved, p.lastSavedAt = start, time.Now()
+	if start, err = p.startPosition(ctx, server, start, state, found); err != nil {
+		return err
+	}
 	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.opts.Rules), p.log)
 	p.started.Store(true)
 
@@ -248,7 +248,9 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 		// The engine installs a swapped set at this Commit: the transaction just read was
 		// matched by the old set, the next one is filtered and evaluated by the new one.
 		p.engine.Swap(next)
-		p.stream.SetFilter(p.filterFor(next))
+		if p.stream != nil {
+			p.stream.SetFilter(p.filterFor(next))
+		}
 		p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("pos", pos), zap.Int("rules", len(next.Rules())))
 	}
 	state, err := p.engine.Commit(ctx, pos, p)
@@ -284,6 +286,7 @@ const exactlyOnceMaxMessages = 200000
 func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 	t := time.NewTicker(p.opts.CheckpointInterval)
 	defer t.Stop()
+	lastRetentionCheck := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -293,6 +296,12 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 		p.m.Lag.Set(p.stream.Lag().Seconds())
 		if p.stream.Open() {
 			p.m.Ready.Set(1)
+		}
+		if time.Since(lastRetentionCheck) > time.Minute {
+			lastRetentionCheck = time.Now()
+			if files, err := p.server.BinlogFiles(ctx); err == nil {
+				p.checkRetention(files, p.lastSavedPosition())
+			}
 		}
 		if p.opts.ExactlyOnce {
 			continue // saved at transaction boundaries by Commit
@@ -338,7 +347,10 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	if err := store.Save(ctx, pos, rows); err != nil {
 		return err
 	}
-	p.lastSaved, p.lastSavedAt, p.emittedAtSave = pos, time.Now(), emitted
+	p.mu.Lock()
+	p.lastSaved = pos
+	p.mu.Unlock()
+	p.lastSavedAt, p.emittedAtSave = time.Now(), emitted
 	p.m.CheckpointPos.Set(float64(pos.Pos))
 	p.m.CheckpointFile.Set(binlogFileNumber(pos.File))
 	p.m.CheckpointSaved.SetToCurrentTime()
@@ -346,10 +358,27 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	return nil
 }
 
+// lastSavedPosition is the position of the last saved checkpoint.
+func (p *Pipeline) lastSavedPosition() canal.Position {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastSaved
+}
+
 func binlogFileNumber(file string) float64 {
 	i := strings.LastIndexByte(file, '.')
 	n, _ := strconv.ParseFloat(file[i+1:], 64)
 	return n
+}
+
+func withoutSnapshotProgress(rows []canal.StateRow) []canal.StateRow {
+	out := rows[:0:0]
+	for _, r := range rows {
+		if r.Scope != snapshotScope {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func fromStateRows(rows []canal.StateRow) []rules.StateEntry {

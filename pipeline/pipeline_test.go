@@ -65,14 +65,14 @@ type running struct {
 	sink   *sinks.Kafka
 }
 
-func (e *env) start(set *rules.Set, serverID uint32) *running {
+func (e *env) start(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Options)) *running {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: []string{e.broker}, ClientID: "test"})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	p := pipeline.New(pipeline.Options{
+	opts := pipeline.Options{
 		Source:             canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID},
 		CheckpointTable:    e.db + ".checkpoint",
 		CheckpointName:     "test",
@@ -80,7 +80,11 @@ func (e *env) start(set *rules.Set, serverID uint32) *running {
 		Rules:              set,
 		Sink:               sink,
 		Logger:             zaptest.NewLogger(e.t),
-	})
+	}
+	for _, tweak := range tweaks {
+		tweak(&opts)
+	}
+	p := pipeline.New(opts)
 	r := &running{p: p, cancel: cancel, done: make(chan error, 1), sink: sink}
 	go func() { r.done <- p.Run(ctx) }()
 	testutil.Eventually(e.t, 20*time.Second, "the pipeline to be ready", func() bool {

@@ -80,6 +80,13 @@ func NewEngine(set *Set, serverID uint32) *Engine {
 	return e
 }
 
+// Reset forgets every aggregate and transition group, as before the first change: a
+// new snapshot is about to fold every row again.
+func (e *Engine) Reset() {
+	e.states = nil
+	e.install(e.set)
+}
+
 // SetLogger sets where expression errors are logged (one line per rule and table).
 func (e *Engine) SetLogger(log *zap.Logger) { e.log = log }
 

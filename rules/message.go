@@ -209,6 +209,9 @@ func (e *Engine) appendDebeziumSource(b []byte, s *canal.Source, ti *tableInfo) 
 	b = strconv.AppendInt(b, s.TsMs, 10)
 	b = append(b, `,"row":`...)
 	b = strconv.AppendInt(b, int64(s.Row), 10)
+	if s.Snapshot {
+		b = append(b, `,"snapshot":true`...)
+	}
 	return append(b, '}')
 }
 

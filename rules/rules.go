@@ -193,6 +193,16 @@ func (s *Set) Matches(schema, table string) bool { return s.match(schema, table)
 // without state for those rules.
 func (s *Set) StatefulTables(schema, table string) bool { return s.match(schema, table).stateful }
 
+// HasStatefulRules reports whether any rule folds rows (emit: aggregate or transition).
+func (s *Set) HasStatefulRules() bool {
+	for _, r := range s.rules {
+		if r.Stateful() {
+			return true
+		}
+	}
+	return false
+}
+
 // Load reads and compiles a rules file. Any problem returns Errors listing every problem
 // in the file, each "file:line:col: message"; reading the file failing returns that error.
 func Load(path string) (*Set, error) {

@@ -250,6 +250,7 @@ func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
 		CheckpointInterval: d.cfg.Checkpoint.Interval,
 		Checkpoints:        checkpoints,
 		ExactlyOnce:        d.cfg.Kafka.ExactlyOnce,
+		Snapshot:           d.cfg.Snapshot,
 		Rules:              d.rules.Load(),
 		Sink:               sink,
 		Logger:             d.log,

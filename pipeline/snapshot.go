@@ -1,0 +1,177 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/canal"
+)
+
+// Snapshot modes (config `snapshot`).
+const (
+	SnapshotNever      = "never"
+	SnapshotInitial    = "initial"
+	SnapshotWhenNeeded = "when_needed"
+)
+
+// snapshotScope and snapshotKey name the state row that holds an unfinished snapshot's
+// progress; it is saved with the snapshot's position after each acknowledged chunk and
+// deleted when the snapshot commits.
+const (
+	snapshotScope = "stocksync.snapshot"
+	snapshotKey   = "progress"
+)
+
+// ErrBinlogPurged is returned when the checkpoint's binlog is no longer on the server.
+var ErrBinlogPurged = fmt.Errorf("the checkpoint's binlog was purged")
+
+// startPosition decides where streaming begins, taking a snapshot first when the mode and
+// the checkpoint ask for one. It returns the position to stream from.
+func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, start canal.Position, state []canal.StateRow, found bool) (canal.Position, error) {
+	mode := p.opts.Snapshot
+	if mode == "" {
+		mode = SnapshotNever
+	}
+	var resume *canal.SnapshotProgress
+	for _, r := range state {
+		if r.Scope == snapshotScope && r.Key == snapshotKey {
+			resume = &canal.SnapshotProgress{}
+			if err := json.Unmarshal(r.Value, resume); err != nil {
+				return start, fmt.Errorf("parsing the saved progress of an interrupted snapshot: %w", err)
+			}
+		}
+	}
+	if found && resume == nil {
+		files, err := server.BinlogFiles(ctx)
+		if err != nil {
+			return start, err
+		}
+		if len(files) > 0 && !slices.Contains(files, start.File) {
+			if mode != SnapshotWhenNeeded {
+				return start, fmt.Errorf("%w: checkpoint %s is in %s, and the oldest binlog the server still has is %s, so the changes in between are gone. "+
+					"Fix: set `snapshot: when_needed` to read the matched tables again and stream from there, "+
+					"or delete the checkpoint (name %q) to start from the current position without them; "+
+					"to keep it from happening, keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)",
+					ErrBinlogPurged, start, start.File, files[0], p.opts.CheckpointName)
+			}
+			p.log.Warn("the checkpoint's binlog was purged: taking a new snapshot (snapshot: when_needed)",
+				zap.Stringer("checkpoint", start), zap.String("oldest_binlog", files[0]))
+			p.engine.Reset()
+			return p.snapshot(ctx, server, allTables, nil)
+		}
+		p.checkRetention(files, start)
+		return start, nil
+	}
+	if resume != nil {
+		if p.opts.Rules.HasStatefulRules() {
+			// Aggregate state from the chunks read before the interruption is not kept,
+			// so a resumed snapshot could not fold exact sums: read everything again.
+			p.log.Warn("an interrupted snapshot is restarted from the beginning: the rules fold rows (aggregate/transition)")
+			p.engine.Reset()
+			return p.snapshot(ctx, server, allTables, nil)
+		}
+		p.log.Info("resuming an interrupted snapshot", zap.Int64("rows_done", resume.RowsDone), zap.Stringer("pos", resume.Position))
+		return p.snapshot(ctx, server, allTables, resume)
+	}
+	// A first start.
+	switch {
+	case mode == SnapshotInitial || mode == SnapshotWhenNeeded:
+		return p.snapshot(ctx, server, allTables, nil)
+	case p.opts.Rules.HasStatefulRules():
+		// Sums over rows need every row once: read the tables the aggregate and
+		// transition rules fold, even with snapshot: never.
+		p.log.Info("first start: reading the tables aggregate and transition rules fold, to seed their state")
+		return p.snapshot(ctx, server, statefulTables, nil)
+	}
+	pos, err := server.CurrentPosition(ctx)
+	if err != nil {
+		return pos, err
+	}
+	p.log.Info("first start: streaming from the server's current position", zap.Stringer("pos", pos))
+	// Remember the start at once: a crash before the first periodic save must resume
+	// here, not at whatever "current" is by then.
+	if err := p.store.Save(ctx, pos, nil); err != nil {
+		return pos, fmt.Errorf("saving the first start position %s: %w", pos, err)
+	}
+	return pos, nil
+}
+
+// tableScope picks the tables a snapshot reads.
+type tableScope int
+
+const (
+	allTables tableScope = iota
+	statefulTables
+)
+
+type scopedFilter struct {
+	base     canal.TableFilter
+	stateful func(schema, table string) bool
+}
+
+func (f scopedFilter) Matches(schema, table string) bool {
+	return f.base.Matches(schema, table) && (f.stateful == nil || f.stateful(schema, table))
+}
+
+// snapshot reads the matched tables through the rules (as op r), saving its progress with
+// each acknowledged chunk, and commits it as one transaction at its position.
+func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tableScope, resume *canal.SnapshotProgress) (canal.Position, error) {
+	filter := scopedFilter{base: p.filterFor(p.opts.Rules)}
+	if scope == statefulTables {
+		filter.stateful = p.opts.Rules.StatefulTables
+	}
+	p.snapshotting.Store(true)
+	defer p.snapshotting.Store(false)
+	pos, err := server.Snapshot(ctx, filter, p, canal.SnapshotOptions{
+		ChunkSize: p.opts.SnapshotChunkSize,
+		Resume:    resume,
+		Logger:    p.log.Named("snapshot"),
+		OnChunk: func(ctx context.Context, prog canal.SnapshotProgress) error {
+			p.m.SnapshotRowsDone.Set(float64(prog.RowsDone))
+			p.m.SnapshotRowsEstimated.Set(float64(prog.RowsEstimated))
+			p.m.SnapshotETA.Set(prog.ETA.Seconds())
+			if p.opts.ExactlyOnce {
+				return nil // one Kafka transaction: the snapshot commits whole or not at all
+			}
+			// Make the chunk durable, then remember how far the snapshot came.
+			if err := p.opts.Sink.Flush(ctx); err != nil {
+				return fmt.Errorf("waiting for the broker to acknowledge a snapshot chunk: %w", err)
+			}
+			raw, err := json.Marshal(prog)
+			if err != nil {
+				return fmt.Errorf("encoding snapshot progress: %w", err)
+			}
+			return p.store.Save(ctx, prog.Position, []canal.StateRow{{Scope: snapshotScope, Key: snapshotKey, Value: raw}})
+		},
+	})
+	if err != nil {
+		return pos, fmt.Errorf("taking the snapshot: %w", err)
+	}
+	// The snapshot's Commit went through p.Commit; save now, with the progress row gone.
+	p.mu.Lock()
+	p.pending.state[stateKey{snapshotScope, snapshotKey}] = nil
+	p.mu.Unlock()
+	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
+		return pos, fmt.Errorf("saving the checkpoint after the snapshot: %w", err)
+	}
+	p.log.Info("snapshot done; streaming from its position", zap.Stringer("pos", pos))
+	return pos, nil
+}
+
+// checkRetention warns when the checkpoint's binlog is the oldest the server keeps: the
+// next purge would lose the changes the daemon has not delivered yet.
+func (p *Pipeline) checkRetention(files []string, pos canal.Position) {
+	i := slices.Index(files, pos.File)
+	if i < 0 {
+		return
+	}
+	p.m.CheckpointBinlogsBehind.Set(float64(i))
+	if i == 0 && len(files) > 1 {
+		p.log.Warn("the checkpoint's binlog is the oldest the server keeps: the next purge would lose undelivered changes",
+			zap.Stringer("checkpoint", pos), zap.Strings("binlogs", files))
+	}
+}

@@ -1,0 +1,196 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// allOpsRules publishes every op, snapshot reads included.
+const allOpsRules = `
+rules:
+  - name: stock-rows
+    match: {table: "DB.stock_*"}
+    topic: TOPIC
+    key: [sku_id]
+`
+
+// TestSnapshotThenStreamWithWritesDuringTheSnapshot: rows that exist before the first
+// start are read by the snapshot (op r) while a writer changes the table; then the stream
+// continues from the snapshot's position. Replaying every message in order gives the
+// table's final contents, and no change is published twice.
+func TestSnapshotThenStreamWithWritesDuringTheSnapshot(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_s (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
+	var values []string
+	for i := 0; i < 3000; i++ {
+		values = append(values, fmt.Sprintf("(%d, %d)", i, i))
+	}
+	testutil.Exec(t, db, "INSERT INTO stock_s VALUES "+strings.Join(values, ","))
+
+	// The writer changes rows while the snapshot reads them, and goes on after.
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := 3000; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			var err error
+			switch rng.IntN(3) {
+			case 0:
+				_, err = db.Exec("INSERT INTO stock_s VALUES (?, ?)", i, i)
+			case 1:
+				_, err = db.Exec("UPDATE stock_s SET qty = qty + 1 WHERE sku_id = ?", rng.IntN(i))
+			case 2:
+				_, err = db.Exec("DELETE FROM stock_s WHERE sku_id = ?", rng.IntN(i))
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	e.start(e.rules(allOpsRules), testutil.ServerID(), func(o *pipeline.Options) {
+		o.Snapshot = pipeline.SnapshotInitial
+		o.SnapshotChunkSize = 100
+	})
+	time.Sleep(300 * time.Millisecond) // let the writer run on after the snapshot (a duration of load, not a wait for a condition)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	testutil.Exec(t, db, "INSERT INTO stock_s VALUES (-1, 0)") // the end marker
+
+	final := map[int]int{}
+	rows, err := db.Query("SELECT sku_id, qty FROM stock_s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k, v int
+		rows.Scan(&k, &v)
+		final[k] = v
+	}
+	rows.Close()
+
+	replayed := map[int]int{}
+	sources := map[string]string{}
+	reads := 0
+	testutil.Eventually(t, 60*time.Second, "the end marker", func() bool {
+		replayed, sources, reads = map[int]int{}, map[string]string{}, 0
+		for _, r := range testutil.Consume(t, e.broker, []string{e.topic}, 0, 2*time.Second) {
+			var m struct {
+				Op     string         `json:"op"`
+				Before map[string]int `json:"before"`
+				After  map[string]int `json:"after"`
+				Source map[string]any `json:"source"`
+			}
+			if err := json.Unmarshal([]byte(r.Value), &m); err != nil {
+				t.Fatal(err)
+			}
+			// The repeat key of the topic contract: server_id, file, pos, row, snapshot.
+			src := fmt.Sprint(m.Source["server_id"], " ", m.Source["file"], " ", m.Source["pos"], " ", m.Source["row"], " ", m.Source["snapshot"])
+			if sources[src] != "" {
+				t.Fatalf("change %s published twice:\n%s\n%s", src, sources[src], r.Value)
+			}
+			sources[src] = r.Value
+			switch m.Op {
+			case "r":
+				reads++
+				if _, ok := replayed[m.After["sku_id"]]; ok {
+					t.Fatalf("row %d read twice by the snapshot", m.After["sku_id"])
+				}
+				replayed[m.After["sku_id"]] = m.After["qty"]
+			case "c", "u":
+				replayed[m.After["sku_id"]] = m.After["qty"]
+			case "d":
+				delete(replayed, m.Before["sku_id"])
+			}
+		}
+		_, ok := replayed[-1]
+		return ok
+	})
+	if fmt.Sprint(replayed) != fmt.Sprint(final) {
+		t.Errorf("replaying the topic gives %d rows, the table has %d", len(replayed), len(final))
+		for k, v := range final {
+			if rv, ok := replayed[k]; !ok || rv != v {
+				t.Errorf("row %d: table %d, topic %d (present %v)", k, v, rv, ok)
+				break
+			}
+		}
+	}
+	if reads < 2000 {
+		t.Errorf("only %d snapshot reads", reads)
+	}
+}
+
+// TestPurgedCheckpointStopsOrResnapshots: a checkpoint in a binlog the server no longer
+// has stops the pipeline with the fix named; with snapshot: when_needed it takes a new
+// snapshot and streams on.
+func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_p VALUES (1, 1), (2, 2)")
+	set := e.rules(allOpsRules)
+	src := canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: testutil.ServerID()}
+	server, err := canal.Connect(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	store, err := canal.NewCheckpointStore(context.Background(), server.DB, e.db+".checkpoint", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// binlog.000000 is older than anything the server keeps: as if it was purged.
+	if err := store.Save(context.Background(), canal.Position{File: "binlog.000000", Pos: 4}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := sinks.NewKafka(context.Background(), sinks.KafkaConfig{Brokers: []string{e.broker}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	p := pipeline.New(pipeline.Options{Source: src, CheckpointTable: e.db + ".checkpoint", CheckpointName: "test",
+		Rules: set, Sink: sink, Logger: zaptest.NewLogger(t), Snapshot: pipeline.SnapshotNever})
+	err = p.Run(context.Background())
+	if !errors.Is(err, pipeline.ErrBinlogPurged) || pipeline.Retryable(err) {
+		t.Fatalf("want a terminal ErrBinlogPurged, got %v", err)
+	}
+	for _, w := range []string{"binlog.000000", "snapshot: when_needed", "oldest binlog the server still has"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+
+	e.start(set, src.ServerID, func(o *pipeline.Options) { o.Snapshot = pipeline.SnapshotWhenNeeded })
+	testutil.Exec(t, db, "INSERT INTO stock_p VALUES (3, 3)")
+	got := testutil.Consume(t, e.broker, []string{e.topic}, 3, 20*time.Second)
+	ops := map[string]string{}
+	for _, r := range got {
+		var m struct{ Op string }
+		json.Unmarshal([]byte(r.Value), &m)
+		ops[r.Key] = m.Op
+	}
+	if want := `map[{"sku_id":1}:r {"sku_id":2}:r {"sku_id":3}:c]`; fmt.Sprint(ops) != want {
+		t.Errorf("after re-snapshot: %v, want %s", ops, want)
+	}
+}
