@@ -133,6 +133,18 @@ func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
 		return httpCode(s.httpAddr, "/readyz") == http.StatusServiceUnavailable
 	})
 	t.Logf("/readyz 503 %s after the source stopped", time.Since(down).Round(100*time.Millisecond))
+	// Keep it down a while: reconnecting fails meanwhile, and the daemon must keep
+	// retrying with back-off, not give up, and keep saying it is not ready.
+	for time.Since(down) < 6*time.Second {
+		if code := httpCode(s.httpAddr, "/readyz"); code != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz = %d %s after the source stopped, want 503", code, time.Since(down).Round(100*time.Millisecond))
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("the daemon exited while the source was down:\n%s", d.output.String())
+		case <-time.After(200 * time.Millisecond): // polling /readyz through the outage
+		}
+	}
 	src.start(t)
 	up := time.Now()
 	testutil.Eventually(t, 60*time.Second, "/readyz to answer 200 after the source came back", func() bool {
