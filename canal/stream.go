@@ -109,7 +109,11 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 		HeartbeatPeriod:         time.Second,
 		ReadTimeout:             10 * time.Second,
 		MaxReconnectAttempts:    1,
-		EventCacheCount:         10240,
+		// Parsed events read ahead of the handler. A count, not bytes: a rows event of a
+		// big transaction is ~8 KB raw and several times that decoded, so 10240 of them
+		// held ~170 MB live during a 1,000,000-row transaction (RSS 376 MB); 512 keep
+		// the reader as far ahead in practice (same catch-up time) in ~20 MB.
+		EventCacheCount: 512,
 		Logger:                  quietSlog(),
 	})
 	defer syncer.Close()
