@@ -114,7 +114,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 		// held ~170 MB live during a 1,000,000-row transaction (RSS 376 MB); 512 keep
 		// the reader as far ahead in practice (same catch-up time) in ~20 MB.
 		EventCacheCount: 512,
-		Logger:                  quietSlog(),
+		Logger:          quietSlog(),
 	})
 	defer syncer.Close()
 	defer s.open.Store(false)
