@@ -102,9 +102,6 @@ func TestBrokerOutageWaitsAndCatchesUp(t *testing.T) {
 	}
 	hwm := procStatusKB(t, pid, "VmHWM")
 	t.Logf("%d rows committed, all published; daemon RSS peak during the outage %d MB, VmHWM %d MB", next, peakRSS>>10, hwm>>10)
-	if os.Getenv("STOCKSYNC_TEST_DEBUG") != "" {
-		t.Log(d.output.String())
-	}
 	if hwm > 256<<10 {
 		t.Errorf("daemon VmHWM %d MB over a small stream and an outage, want under 256 MB", hwm>>10)
 	}
