@@ -184,15 +184,23 @@ func (k *Kafka) Ping(ctx context.Context) error {
 	}
 }
 
-// Close stops the producer after delivering what it holds; safe to call twice.
+// Close stops the producer after delivering what it holds; safe to call twice. After a
+// delivery failure what it holds will be read again from the checkpoint, so Close does
+// not wait for the producer's retries against a broker that is gone.
 func (k *Kafka) Close() error {
 	var err error
 	k.closeOnce.Do(func() {
 		k.producer.AsyncClose()
+		wait := 10 * time.Second
+		if k.failure() != nil {
+			wait = time.Second
+		}
 		select {
 		case <-k.done:
-		case <-time.After(10 * time.Second):
-			err = errors.New("closing Kafka producer: timed out after 10s")
+		case <-time.After(wait):
+			if k.failure() == nil {
+				err = fmt.Errorf("closing Kafka producer: timed out after %s", wait)
+			}
 		}
 		if cerr := k.client.Close(); cerr != nil && err == nil && !errors.Is(cerr, sarama.ErrClosedClient) {
 			err = fmt.Errorf("closing Kafka client: %w", cerr)
