@@ -20,9 +20,12 @@ test-unit:
 demo: build mariadb-start
 	scripts/demo.sh
 
-# Catch-up throughput: 1,000,000 row changes from the binlog to broker-acknowledged.
+# Catch-up throughput: 1,000,000 row changes from the binlog to broker-acknowledged,
+# against the private MariaDB; BENCH_ARGS adds flags (e.g. --exactly-once, --rules FILE, --reuse).
+BENCH_SOURCE = eval "$$($(MARIADB) env)" && export STOCKSYNC_SOURCE_ADDR=$$STOCKSYNC_TEST_MYSQL_ADDR \
+	STOCKSYNC_SOURCE_USER=$$STOCKSYNC_TEST_MYSQL_USER STOCKSYNC_SOURCE_PASSWORD=$$STOCKSYNC_TEST_MYSQL_PASSWORD
 bench: build mariadb-start
-	eval "$$($(MARIADB) env)" && $(BIN) bench catchup
+	$(BENCH_SOURCE) && $(BIN) bench catchup $(BENCH_ARGS)
 
 # Hot-SKU deductions on durable settings (innodb_flush_log_at_trx_commit=1, sync_binlog=1):
 # restarts the private MariaDB durable, and afterwards (also on failure) back to the usual

@@ -2,50 +2,77 @@ package canal
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
+	gocanal "github.com/go-mysql-org/go-mysql/canal"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 )
 
-// CountRowsBare is the baseline for the catch-up benchmark: go-mysql's own binlog loop
-// that parses every event from `from` until `to` and only counts row images, with none of
-// stocksync's work (no conversion, rules, encoding or delivery).
+// CountRowsBare is the baseline of the catch-up benchmark: go-mysql's own canal loop,
+// parsing every event from `from` until `to` with a handler that only counts row changes,
+// with none of stocksync's work (no conversion, rules, encoding or delivery).
 func CountRowsBare(ctx context.Context, cfg Config, flavor string, from, to Position) (rows int, err error) {
-	host, portStr, err := net.SplitHostPort(cfg.Addr)
+	c := gocanal.NewDefaultConfig()
+	c.Addr, c.User, c.Password, c.Flavor, c.ServerID = cfg.Addr, cfg.User, cfg.Password, flavor, cfg.ServerID
+	c.Dump.ExecutionPath = "" // no mysqldump: stream only
+	c.TimestampStringLocation = time.UTC
+	c.Logger = quietSlog()
+	cn, err := gocanal.NewCanal(c)
 	if err != nil {
-		return 0, fmt.Errorf("parsing source address %q: %w", cfg.Addr, err)
+		return 0, fmt.Errorf("creating the baseline go-mysql canal: %w", err)
 	}
-	port, _ := strconv.ParseUint(portStr, 10, 16)
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: cfg.ServerID, Flavor: flavor, Host: host, Port: uint16(port), User: cfg.User, Password: cfg.Password,
-		TimestampStringLocation: time.UTC, EventCacheCount: 10240, Logger: quietSlog(),
-	})
-	defer syncer.Close()
-	streamer, err := syncer.StartSync(mysql.Position{Name: from.File, Pos: from.Pos})
-	if err != nil {
-		return 0, fmt.Errorf("starting bare binlog stream at %s: %w", from, err)
+	defer cn.Close()
+	h := &countingHandler{to: to, file: from.File}
+	cn.SetEventHandler(h)
+	done := make(chan error, 1)
+	go func() { done <- cn.RunFrom(mysql.Position{Name: from.File, Pos: from.Pos}) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		cn.Close()
+		<-done
+		return h.rows, ctx.Err()
 	}
-	file := from.File
-	for {
-		ev, err := streamer.GetEvent(ctx)
-		if err != nil {
-			return rows, fmt.Errorf("reading bare binlog stream: %w", err)
-		}
-		switch e := ev.Event.(type) {
-		case *replication.RotateEvent:
-			file = string(e.NextLogName)
-		case *replication.RowsEvent:
-			rows += len(e.Rows)
-			if ev.Header.EventType == replication.UPDATE_ROWS_EVENTv1 || ev.Header.EventType == replication.UPDATE_ROWS_EVENTv2 {
-				rows -= len(e.Rows) / 2
-			}
-		}
-		if ev.Header.LogPos != 0 && (Position{File: file, Pos: ev.Header.LogPos}).Compare(to) >= 0 {
-			return rows, nil
-		}
+	if errors.Is(err, errReachedEnd) || (err != nil && h.reached) {
+		return h.rows, nil
 	}
+	if err == nil {
+		err = errors.New("stopped before the end position")
+	}
+	return h.rows, fmt.Errorf("running the baseline go-mysql canal: %w", err)
+}
+
+var errReachedEnd = errors.New("reached the end position")
+
+type countingHandler struct {
+	gocanal.DummyEventHandler
+	to      Position
+	file    string
+	rows    int
+	reached bool
+}
+
+func (h *countingHandler) OnRotate(_ *replication.EventHeader, e *replication.RotateEvent) error {
+	h.file = string(e.NextLogName)
+	return nil
+}
+
+func (h *countingHandler) OnRow(e *gocanal.RowsEvent) error {
+	if e.Action == gocanal.UpdateAction {
+		h.rows += len(e.Rows) / 2
+	} else {
+		h.rows += len(e.Rows)
+	}
+	return nil
+}
+
+func (h *countingHandler) OnXID(_ *replication.EventHeader, next mysql.Position) error {
+	if (Position{File: next.Name, Pos: next.Pos}).Compare(h.to) >= 0 {
+		h.reached = true
+		return errReachedEnd
+	}
+	return nil
 }

@@ -25,7 +25,9 @@ func StartDevBroker(addr, dataDir string) (*DevBroker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing development broker port %q: %w", portStr, err)
 	}
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3)}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3),
+		// Small segments: in memory, kfake grows a segment by copying it whole.
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(8 << 20)})}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
 	}
