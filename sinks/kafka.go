@@ -144,16 +144,8 @@ func (k *Kafka) Emit(ctx context.Context, m Message) error {
 	if err := k.acks.waitRoom(ctx, seq, k.failed.Load); err != nil {
 		return err
 	}
-	pm := &sarama.ProducerMessage{Topic: m.Topic, Value: sarama.ByteEncoder(m.Value), Metadata: seq}
-	if m.Key != nil {
-		pm.Key = sarama.ByteEncoder(m.Key)
-	}
-	if len(m.Headers) > 0 {
-		pm.Headers = make([]sarama.RecordHeader, len(m.Headers))
-		for i, h := range m.Headers {
-			pm.Headers[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
-		}
-	}
+	pm := toProducerMessage(m)
+	pm.Metadata = seq
 	select {
 	case k.producer.Input() <- pm:
 		k.emitted.Store(seq + 1)

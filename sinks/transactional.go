@@ -418,7 +418,7 @@ func isFencing(err error) bool {
 
 func toProducerMessage(m Message) *sarama.ProducerMessage {
 	pm := &sarama.ProducerMessage{Topic: m.Topic}
-	if m.Value != nil {
+	if m.Value != nil { // nil: a tombstone
 		pm.Value = sarama.ByteEncoder(m.Value)
 	}
 	if m.Key != nil {
@@ -427,10 +427,22 @@ func toProducerMessage(m Message) *sarama.ProducerMessage {
 	if len(m.Headers) > 0 {
 		pm.Headers = make([]sarama.RecordHeader, len(m.Headers))
 		for i, h := range m.Headers {
-			pm.Headers[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
+			pm.Headers[i] = sarama.RecordHeader{Key: headerKey(h.Key), Value: h.Value}
 		}
 	}
 	return pm
+}
+
+// headerKeys holds the bytes of the few header names in use, so that a message does not
+// allocate them again (sarama never writes to a header's key).
+var headerKeys sync.Map // string → []byte
+
+func headerKey(k string) []byte {
+	if b, ok := headerKeys.Load(k); ok {
+		return b.([]byte)
+	}
+	b, _ := headerKeys.LoadOrStore(k, []byte(k))
+	return b.([]byte)
 }
 
 func (t *Transactional) collectSuccesses() {

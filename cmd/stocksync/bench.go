@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -137,6 +138,10 @@ func benchCatchup(ctx context.Context, cmd *cobra.Command, cfg config.Config, ru
 			return err
 		}
 		f := float64(total) / d.Seconds()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(cmd.ErrOrStderr(), "after run %d: heap in use %d MB\n", run, ms.HeapInuse>>20)
 		bare, full = append(bare, b), append(full, f)
 		fmt.Fprintf(out, "%-8d %14.0f %18.0f %8.3f\n", run, b, f, f/b)
 	}

@@ -503,3 +503,52 @@ func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesReloadOnSIGHUPAndFileChange: a valid new rules file swaps in (SIGHUP, and a
+// plain file write), an invalid one is refused with its errors, counted, and the running
+// rules keep publishing.
+func TestRulesReloadOnSIGHUPAndFileChange(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT)", "CREATE TABLE price_r (sku_id INT PRIMARY KEY, price INT)")
+	d := s.start(t)
+	rulesPath := filepath.Join(filepath.Dir(s.config), "rules.yaml")
+	priceTopic := s.topic + ".price"
+
+	// 1. An invalid file: refused, counted, the old rules go on.
+	writeFile(t, rulesPath, "rules:\n  - name: broken\n    match: {table: \"x.y\"}\n    topic: t\n    bogus: 1\n")
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the failed reload to be counted", func() bool {
+		return metric(t, s.httpAddr, "stocksync_rules_reload_failures_total") >= 1
+	})
+	if !strings.Contains(d.output.String(), "rules.yaml:5:5") {
+		t.Errorf("the refused reload's log lacks the error position:\n%s", d.output.String())
+	}
+	testutil.Exec(t, db, "INSERT INTO stock_r VALUES (1, 1)")
+	testutil.Consume(t, s.broker, []string{s.topic}, 1, 20*time.Second)
+	failures := metric(t, s.httpAddr, "stocksync_rules_reload_failures_total")
+
+	// 2. A valid file, written in place (no signal): the price table now publishes too.
+	writeFile(t, rulesPath, fmt.Sprintf(`rules:
+  - name: stock-rows
+    match: {table: "%[1]s.stock_*"}
+    topic: %[2]s
+    key: [sku_id]
+  - name: prices
+    match: {table: "%[1]s.price_r"}
+    topic: %[3]s
+`, s.db, s.topic, priceTopic))
+	testutil.Eventually(t, 10*time.Second, "the new rules to be accepted", func() bool {
+		return strings.Contains(d.output.String(), "rules reload accepted")
+	})
+	// The swap happens at the next transaction boundary: this one is read by the old set,
+	// the ones after it by the new one.
+	testutil.Exec(t, db, "INSERT INTO stock_r VALUES (2, 2)", "INSERT INTO price_r VALUES (1, 100)", "INSERT INTO price_r VALUES (2, 200)")
+	got := testutil.Consume(t, s.broker, []string{priceTopic}, 1, 20*time.Second)
+	if !strings.Contains(got[len(got)-1].Value, `"price":200`) {
+		t.Errorf("the new rule did not publish the last price: %v", got)
+	}
+	if metric(t, s.httpAddr, "stocksync_rules_reload_failures_total") != failures {
+		t.Error("a valid reload was counted as failed")
+	}
+}

@@ -344,6 +344,10 @@ func (d *daemon) watchRules(ctx context.Context) {
 			changed = w.Events
 		}
 	}
+	// A write is often several events (truncate, write, rename): reload once the file
+	// has been quiet for a moment, never from a half-written file.
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -352,8 +356,10 @@ func (d *daemon) watchRules(ctx context.Context) {
 			d.reloadRules("SIGHUP")
 		case ev := <-changed:
 			if sameFile(ev.Name, d.cfg.Rules) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
-				d.reloadRules("file changed")
+				settle.Reset(300 * time.Millisecond)
 			}
+		case <-settle.C:
+			d.reloadRules("file changed")
 		}
 	}
 }
