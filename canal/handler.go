@@ -11,4 +11,8 @@ type Handler interface {
 	// only kind of position a checkpoint may hold. Transactions without row changes
 	// (DDL, other tables) are committed too, so the position keeps moving.
 	Commit(ctx context.Context, pos Position) error
+	// Idle is called between transactions when the server says it has nothing new (a
+	// heartbeat, about every second of silence): a chance to finish work that waits for
+	// the next transaction boundary.
+	Idle(ctx context.Context) error
 }

@@ -41,6 +41,8 @@ func (r *recorder) Row(_ context.Context, c *canal.RowChange) error {
 	return nil
 }
 
+func (r *recorder) Idle(context.Context) error { return nil }
+
 func (r *recorder) Commit(_ context.Context, pos canal.Position) error {
 	r.mu.Lock()
 	r.commits = append(r.commits, pos)

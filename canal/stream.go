@@ -212,6 +212,10 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		return r.rows(ctx, ev, e)
 	case *replication.XIDEvent:
 		return r.commit(ctx, ev.Header, e.GSet)
+	case *replication.HeartbeatEvent:
+		if !r.txn.open {
+			return r.h.Idle(ctx)
+		}
 	}
 	return nil
 }

@@ -278,6 +278,15 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	return nil
 }
 
+// Idle implements canal.Handler: exactly-once, the open Kafka transaction is committed
+// when the source goes quiet, so its last messages do not wait for the next transaction.
+func (p *Pipeline) Idle(ctx context.Context) error {
+	if !p.opts.ExactlyOnce || time.Since(p.lastSavedAt) < p.opts.CheckpointInterval {
+		return nil
+	}
+	return p.saveCheckpoint(ctx, p.store, false)
+}
+
 // exactlyOnceMaxMessages bounds the messages of one Kafka transaction (it still always
 // holds whole MySQL transactions).
 const exactlyOnceMaxMessages = 200000
