@@ -3,6 +3,9 @@ package sinks
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+
+	"github.com/IBM/sarama"
 )
 
 // ackWindow tracks acknowledgements of sequence-numbered messages that may arrive out of
@@ -82,4 +85,22 @@ func (w *ackWindow) waitDone(ctx context.Context, target uint64, failed func() *
 		}
 	}
 	return nil
+}
+
+// enqueue numbers pm with the next sequence number, waits for room in the window and
+// hands pm to the producer's input; emitted counts what was handed over.
+func (w *ackWindow) enqueue(ctx context.Context, input chan<- *sarama.ProducerMessage, pm *sarama.ProducerMessage,
+	emitted *atomic.Uint64, failed func() *error) error {
+	seq := emitted.Load()
+	if err := w.waitRoom(ctx, seq, failed); err != nil {
+		return err
+	}
+	pm.Metadata = seq
+	select {
+	case input <- pm:
+		emitted.Store(seq + 1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

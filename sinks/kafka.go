@@ -140,19 +140,7 @@ func (k *Kafka) Emit(ctx context.Context, m Message) error {
 	if err := k.failure(); err != nil {
 		return err
 	}
-	seq := k.emitted.Load()
-	if err := k.acks.waitRoom(ctx, seq, k.failed.Load); err != nil {
-		return err
-	}
-	pm := toProducerMessage(m)
-	pm.Metadata = seq
-	select {
-	case k.producer.Input() <- pm:
-		k.emitted.Store(seq + 1)
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return k.acks.enqueue(ctx, k.producer.Input(), toProducerMessage(m), &k.emitted, k.failed.Load)
 }
 
 // Flush blocks until every message emitted before the call is acknowledged, a message

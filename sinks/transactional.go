@@ -306,18 +306,7 @@ func (t *Transactional) send(ctx context.Context, pm *sarama.ProducerMessage) er
 	if err := t.delivery(); err != nil {
 		return err
 	}
-	seq := t.emitted.Load()
-	if err := t.acks.waitRoom(ctx, seq, t.failed.Load); err != nil {
-		return err
-	}
-	pm.Metadata = seq
-	select {
-	case t.producer.Input() <- pm:
-		t.emitted.Store(seq + 1)
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return t.acks.enqueue(ctx, t.producer.Input(), pm, &t.emitted, t.failed.Load)
 }
 
 // waitAcked waits until every message handed to the producer is acknowledged. Called

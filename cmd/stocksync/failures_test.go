@@ -58,7 +58,7 @@ func TestBrokerOutageWaitsAndCatchesUp(t *testing.T) {
 	// insert before the outage, so a restart replays little.
 	endFile, endPos := binlogEnd(t, db)
 	awaitCheckpointPast(t, db, endFile, endPos)
-	restartsBefore := metricValue(t, s.httpAddr, "stocksync_pipeline_restarts_total")
+	restartsBefore := metric(t, s.httpAddr, "stocksync_pipeline_restarts_total")
 
 	broker.stop(t)
 	down := time.Now()
@@ -69,10 +69,10 @@ func TestBrokerOutageWaitsAndCatchesUp(t *testing.T) {
 		peakRSS = max(peakRSS, procStatusKB(t, pid, "VmRSS"))
 		time.Sleep(250 * time.Millisecond) // a steady trickle of orders during the outage
 	}
-	if code := httpCode(s.httpAddr, "/readyz"); code != http.StatusServiceUnavailable {
+	if code := httpStatus(s.httpAddr, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d with the broker down for %s, want 503", code, time.Since(down).Round(time.Second))
 	}
-	restarts := metricValue(t, s.httpAddr, "stocksync_pipeline_restarts_total")
+	restarts := metric(t, s.httpAddr, "stocksync_pipeline_restarts_total")
 	if restarts <= restartsBefore {
 		t.Errorf("stocksync_pipeline_restarts_total = %v with the broker down, want more than %v", restarts, restartsBefore)
 	}
@@ -85,7 +85,7 @@ func TestBrokerOutageWaitsAndCatchesUp(t *testing.T) {
 	broker = runDevBroker(t, addr, dataDir)
 	up := time.Now()
 	testutil.Eventually(t, 60*time.Second, "/readyz to answer 200 after the broker came back", func() bool {
-		return httpCode(s.httpAddr, "/readyz") == http.StatusOK
+		return httpStatus(s.httpAddr, "/readyz") == http.StatusOK
 	})
 	t.Logf("broker down %s, %d restarts counted, ready again %s after it came back",
 		up.Sub(down).Round(100*time.Millisecond), int(restarts-restartsBefore), time.Since(up).Round(100*time.Millisecond))
@@ -122,18 +122,18 @@ func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
 		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock_r VALUES (%d, 1)", i))
 	}
 	testutil.Consume(t, broker, []string{s.topic}, 100, 30*time.Second)
-	restartsBefore := metricValue(t, s.httpAddr, "stocksync_pipeline_restarts_total")
+	restartsBefore := metric(t, s.httpAddr, "stocksync_pipeline_restarts_total")
 
 	src.stop(t)
 	down := time.Now()
 	testutil.Eventually(t, 20*time.Second, "/readyz to answer 503 with the source down", func() bool {
-		return httpCode(s.httpAddr, "/readyz") == http.StatusServiceUnavailable
+		return httpStatus(s.httpAddr, "/readyz") == http.StatusServiceUnavailable
 	})
 	t.Logf("/readyz 503 %s after the source stopped", time.Since(down).Round(100*time.Millisecond))
 	// Keep it down a while: reconnecting fails meanwhile, and the daemon must keep
 	// retrying with back-off, not give up, and keep saying it is not ready.
 	for time.Since(down) < 6*time.Second {
-		if code := httpCode(s.httpAddr, "/readyz"); code != http.StatusServiceUnavailable {
+		if code := httpStatus(s.httpAddr, "/readyz"); code != http.StatusServiceUnavailable {
 			t.Fatalf("/readyz = %d %s after the source stopped, want 503", code, time.Since(down).Round(100*time.Millisecond))
 		}
 		select {
@@ -145,10 +145,10 @@ func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
 	src.start(t)
 	up := time.Now()
 	testutil.Eventually(t, 60*time.Second, "/readyz to answer 200 after the source came back", func() bool {
-		return httpCode(s.httpAddr, "/readyz") == http.StatusOK
+		return httpStatus(s.httpAddr, "/readyz") == http.StatusOK
 	})
 	t.Logf("source down %s; daemon ready again %s after it came back", up.Sub(down).Round(100*time.Millisecond), time.Since(up).Round(100*time.Millisecond))
-	if r := metricValue(t, s.httpAddr, "stocksync_pipeline_restarts_total"); r <= restartsBefore {
+	if r := metric(t, s.httpAddr, "stocksync_pipeline_restarts_total"); r <= restartsBefore {
 		t.Errorf("stocksync_pipeline_restarts_total = %v after the source restarted, want more than %v", r, restartsBefore)
 	}
 	select {
@@ -526,37 +526,6 @@ func newSetupOnServer(t *testing.T, m testutil.MySQL, broker string) *setup {
 	writeFile(t, s.config, strings.Replace(string(cfg), old, "addr: "+m.Addr+"\n", 1))
 	s.mysql = m
 	return s
-}
-
-func httpCode(addr, path string) int {
-	resp, err := http.Get("http://" + addr + path)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-// metricValue reads one unlabelled metric from the daemon's /metrics.
-func metricValue(t *testing.T, addr, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("reading /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("metric %s not in /metrics", name)
-	return 0
 }
 
 // procStatusKB reads a kB field (VmRSS, VmHWM) of /proc/PID/status.
