@@ -455,18 +455,45 @@ func (st *tableState) normalize(row []any) ([]any, error) {
 	return row, nil
 }
 
-// dateTimeLayouts are RFC 3339 in UTC with 0 to 6 fractional digits, as the column has.
-var dateTimeLayouts = [7]string{
-	"2006-01-02T15:04:05Z", "2006-01-02T15:04:05.0Z", "2006-01-02T15:04:05.00Z", "2006-01-02T15:04:05.000Z",
-	"2006-01-02T15:04:05.0000Z", "2006-01-02T15:04:05.00000Z", "2006-01-02T15:04:05.000000Z",
-}
-
+// formatDateTime writes t in RFC 3339, UTC, with the column's fractional digits (0 to 6):
+// "2024-02-29T23:59:58.123Z". Hand-written: it runs for every temporal value read.
 func formatDateTime(t time.Time, decimals uint8) string {
-	if decimals > 6 {
-		decimals = 6
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	var b [32]byte
+	put := func(at, v, width int) {
+		for i := at + width - 1; i >= at; i-- {
+			b[i] = byte('0' + v%10)
+			v /= 10
+		}
 	}
-	var buf [32]byte
-	return string(t.UTC().AppendFormat(buf[:0], dateTimeLayouts[decimals]))
+	put(0, year, 4)
+	b[4] = '-'
+	put(5, int(month), 2)
+	b[7] = '-'
+	put(8, day, 2)
+	b[10] = 'T'
+	put(11, hour, 2)
+	b[13] = ':'
+	put(14, minute, 2)
+	b[16] = ':'
+	put(17, sec, 2)
+	n := 19
+	if decimals > 0 {
+		if decimals > 6 {
+			decimals = 6
+		}
+		b[n] = '.'
+		frac := t.Nanosecond() / 1000 // microseconds
+		for i := 6; i > int(decimals); i-- {
+			frac /= 10
+		}
+		put(n+1, frac, int(decimals))
+		n += 1 + int(decimals)
+	}
+	b[n] = 'Z'
+	return string(b[:n+1])
 }
 
 func latin1ToUTF8(v any) any {

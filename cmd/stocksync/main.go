@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -14,6 +15,7 @@ import (
 )
 
 func main() {
+	tuneGC()
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "stocksync:", err)
 		os.Exit(1)
@@ -30,6 +32,16 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().String("config", "", "config file (YAML); STOCKSYNC_SECTION_KEY variables override it")
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newStockCmd(), newRulesCmd(), newDevBrokerCmd(), newBenchCmd(), newTailCmd())
 	return root
+}
+
+// tuneGC trades memory for CPU unless the environment chose (GOGC): the collector runs
+// at 200% heap growth instead of 100%. Streaming allocates a little per row, and the live
+// heap is small and bounded (kafka.max_in_flight), so halving the collector's share is
+// worth the larger heap.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
 }
 
 // loadConfig reads the --config file named on cmd (defaults and environment alone when
