@@ -505,12 +505,12 @@ func latin1ToUTF8(v any) any {
 		if s[i] >= 0x80 {
 			out, err := charmap.Windows1252.NewDecoder().String(s)
 			if err != nil {
-				return s
+				return v
 			}
 			return out
 		}
 	}
-	return s
+	return v // ASCII is the same in both: keep the value as it is, no new allocation
 }
 
 func normalizeValue(v any, kind ColumnKind, enumLabels, setLabels []string) any {
