@@ -104,3 +104,12 @@ func (w *ackWindow) enqueue(ctx context.Context, input chan<- *sarama.ProducerMe
 		return ctx.Err()
 	}
 }
+
+// collect acknowledges each message the producer reports delivered, until it closes
+// successes.
+func (w *ackWindow) collect(successes <-chan *sarama.ProducerMessage) {
+	for m := range successes {
+		producedTotal.Inc()
+		w.ack(m.Metadata.(uint64))
+	}
+}

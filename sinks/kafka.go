@@ -75,7 +75,7 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); k.collectSuccesses() }()
+	go func() { defer wg.Done(); k.acks.collect(k.producer.Successes()) }()
 	go func() { defer wg.Done(); k.collectErrors() }()
 	go func() { wg.Wait(); close(k.done) }()
 	return k, nil
@@ -194,13 +194,6 @@ func (k *Kafka) failure() error {
 		return *e
 	}
 	return nil
-}
-
-func (k *Kafka) collectSuccesses() {
-	for m := range k.producer.Successes() {
-		producedTotal.Inc()
-		k.acks.ack(m.Metadata.(uint64))
-	}
 }
 
 func (k *Kafka) collectErrors() {

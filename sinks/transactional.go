@@ -127,7 +127,7 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); t.collectSuccesses() }()
+	go func() { defer wg.Done(); t.acks.collect(t.producer.Successes()) }()
 	go func() { defer wg.Done(); t.collectErrors() }()
 	go func() { wg.Wait(); close(t.done) }()
 	cfg.Logger.Info("transactional producer ready", zap.String("transactional_id", cfg.TransactionalID),
@@ -432,13 +432,6 @@ func headerKey(k string) []byte {
 	}
 	b, _ := headerKeys.LoadOrStore(k, []byte(k))
 	return b.([]byte)
-}
-
-func (t *Transactional) collectSuccesses() {
-	for m := range t.producer.Successes() {
-		producedTotal.Inc()
-		t.acks.ack(m.Metadata.(uint64))
-	}
 }
 
 func (t *Transactional) collectErrors() {
