@@ -223,12 +223,33 @@ func (d *daemon) supervise(ctx context.Context) error {
 		}
 		d.metrics.Restarts.Inc()
 		d.log.Warn("pipeline stopped; restarting from the checkpoint", zap.Error(err), zap.Duration("after", backoff))
-		select {
-		case <-ctx.Done():
+		if !d.backOff(ctx, backoff) {
 			return nil
-		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// backOff waits for d, or less when the broker was down and answers again (a broker back
+// from an outage should not wait out a long back-off). It returns false when ctx is done.
+func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
+	brokerWasDown := !brokerAnswers(ctx, d.brokers)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-tick.C:
+			if brokerWasDown && brokerAnswers(ctx, d.brokers) {
+				d.log.Info("the broker answers again; restarting now")
+				return true
+			}
+		}
 	}
 }
 
