@@ -257,6 +257,13 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	if err != nil {
 		return err
 	}
+	if p.stream != nil && len(p.engine.Unseeded()) > 0 {
+		// A reload brought aggregate/transition rules without state: seed them now,
+		// between two transactions.
+		if err := p.seedRules(ctx, p.server); err != nil {
+			return err
+		}
+	}
 	p.m.Transactions.Inc()
 	p.m.RuleEvalErrors.Set(float64(p.engine.EvalErrors()))
 	p.mu.Lock()

@@ -61,9 +61,13 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			p.log.Warn("the checkpoint's binlog was purged: taking a new snapshot (snapshot: when_needed)",
 				zap.Stringer("checkpoint", start), zap.String("oldest_binlog", files[0]))
 			p.engine.Reset()
+			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
 			return p.snapshot(ctx, server, allTables, nil)
 		}
 		p.checkRetention(files, start)
+		if err := p.seedRules(ctx, server); err != nil {
+			return start, err
+		}
 		return start, nil
 	}
 	if resume != nil {
@@ -72,12 +76,14 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			// so a resumed snapshot could not fold exact sums: read everything again.
 			p.log.Warn("an interrupted snapshot is restarted from the beginning: the rules fold rows (aggregate/transition)")
 			p.engine.Reset()
+			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
 			return p.snapshot(ctx, server, allTables, nil)
 		}
 		p.log.Info("resuming an interrupted snapshot", zap.Int64("rows_done", resume.RowsDone), zap.Stringer("pos", resume.Position))
 		return p.snapshot(ctx, server, allTables, resume)
 	}
-	// A first start.
+	// A first start: the snapshot below folds every row into every stateful rule.
+	p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
 	switch {
 	case mode == SnapshotInitial || mode == SnapshotWhenNeeded:
 		return p.snapshot(ctx, server, allTables, nil)
@@ -175,3 +181,38 @@ func (p *Pipeline) checkRetention(files []string, pos canal.Position) {
 			zap.Stringer("checkpoint", pos), zap.Strings("binlogs", files))
 	}
 }
+
+// seedRules seeds the stateful rules whose saved state does not vouch for their current
+// definition (added or changed in the file, or by a reload): a consistent snapshot of
+// their tables at P is folded into them alone, and they skip the changes of transactions
+// that began before P, which the snapshot already holds. Their groups emit at the next
+// transaction's commit. Other rules are untouched.
+func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) error {
+	names := p.engine.Unseeded()
+	if len(names) == 0 {
+		return nil
+	}
+	set := p.engine.Set()
+	filter := scopedFilter{base: p.filterFor(set), stateful: set.SeedTables(names)}
+	p.log.Info("seeding aggregate/transition rules from a snapshot of their tables", zap.Strings("rules", names))
+	pos, err := server.Snapshot(ctx, filter, seeder{p: p, names: names}, canal.SnapshotOptions{
+		ChunkSize: p.opts.SnapshotChunkSize, Logger: p.log.Named("seed")})
+	if err != nil {
+		return fmt.Errorf("seeding rules %v: %w", names, err)
+	}
+	p.engine.MarkSeeded(names, pos)
+	p.log.Info("rules seeded", zap.Strings("rules", names), zap.Stringer("as_of", pos))
+	return nil
+}
+
+// seeder hands a seeding snapshot's rows to the rules being seeded only.
+type seeder struct {
+	p     *Pipeline
+	names []string
+}
+
+func (s seeder) Row(ctx context.Context, c *canal.RowChange) error {
+	return s.p.engine.Seed(c, s.names)
+}
+func (s seeder) Commit(context.Context, canal.Position) error { return nil }
+func (s seeder) Idle(context.Context) error                   { return nil }

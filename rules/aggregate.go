@@ -23,6 +23,14 @@ type ruleState struct {
 	// group is taken to have before its first row.
 	emptyValue []byte
 	emptyReady bool
+
+	// seeded: the state starts from the tables' contents (a snapshot, or saved state
+	// of this very definition); activeAfter: changes of transactions that began before
+	// it are already folded (seeded by a snapshot at that position); seedPending: the
+	// marker is still to be saved.
+	seeded      bool
+	seedPending bool
+	activeAfter canal.Position
 }
 
 // group is one group's running state.
@@ -53,6 +61,9 @@ func newRuleState(r *Rule) *ruleState {
 // it moves a row from one group to another).
 func (e *Engine) fold(rp *rulePlan, c *canal.RowChange) error {
 	st := e.states[rp.rule.name]
+	if st.skipsChange(c) {
+		return nil
+	}
 	switch c.Op {
 	case canal.OpCreate, canal.OpRead:
 		e.apply(st, rp, c, c.After, 1)
@@ -478,10 +489,18 @@ func appendNames(b []byte, names []string) []byte {
 // Restore loads state saved from Commit's entries, as of the checkpoint the stream
 // resumes from. Call it before the first Row. Entries of rules the set does not have (or
 // no longer has in the same form) are ignored; an entry that cannot be read is an error.
+//
+// Saved state counts only for a rule whose definition is the one it was saved under (its
+// seed marker); other rules start empty and Unseeded names them.
 func (e *Engine) Restore(entries []StateEntry) error {
 	for _, ent := range entries {
+		if st := e.states[ent.Rule]; st != nil && ent.Key == seedKey && string(ent.Value) == st.rule.signature {
+			st.seeded = true
+		}
+	}
+	for _, ent := range entries {
 		st := e.states[ent.Rule]
-		if st == nil {
+		if st == nil || !st.seeded || ent.Key == seedKey {
 			continue
 		}
 		if ent.Value == nil {

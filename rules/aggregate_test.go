@@ -138,6 +138,7 @@ func TestAggregateAndTransition(t *testing.T) {
 func TestRestoreContinues(t *testing.T) {
 	set := mustParse(t, issueRules)
 	first := newTestEngine(set)
+	first.MarkSeeded(first.Unseeded(), canal.Position{}) // its tables started empty
 	var saved []StateEntry
 	for _, c := range []*canal.RowChange{ins("A1", 0, 2), ins("A1", 1, 3)} {
 		_, ents := txn(t, first, c)

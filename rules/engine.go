@@ -202,6 +202,7 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 		}
 	}
 	e.txnMsSet = false
+	entries = append(entries, e.seedMarkers()...)
 	if next := e.pending.Swap(nil); next != nil {
 		e.install(next)
 	}

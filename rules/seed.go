@@ -1,0 +1,100 @@
+package rules
+
+import (
+	"github.com/stocksync/stocksync/canal"
+)
+
+// seedKey is the key of the state entry that records which definition of a stateful rule
+// the rule's saved state belongs to; its value is the rule's signature.
+const seedKey = "\x00seeded"
+
+// Unseeded names the stateful rules whose state does not start from their tables'
+// contents: no saved state vouches for their current definition (a first start, a rule
+// added or changed in the file, or by a reload). Their sums are wrong until seeded.
+func (e *Engine) Unseeded() []string {
+	var names []string
+	for _, r := range e.set.rules {
+		if st := e.states[r.name]; st != nil && !st.seeded {
+			names = append(names, r.name)
+		}
+	}
+	return names
+}
+
+// SeedTables reports whether a table feeds one of the named rules.
+func (s *Set) SeedTables(names []string) func(schema, table string) bool {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	return func(schema, table string) bool {
+		for _, r := range s.rules {
+			if want[r.name] && r.Stateful() && r.MatchesTable(schema, table) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Seed folds a snapshot row into the named rules only (others see nothing of it). The
+// groups it touches emit at the next Commit.
+func (e *Engine) Seed(c *canal.RowChange, names []string) error {
+	plan := e.plans[c.Table]
+	if plan == nil {
+		plan = e.plan(c.Table)
+		e.plans[c.Table] = plan
+	}
+	for _, rp := range plan.rules {
+		if rp.rule.emit == EmitRow || !contains(names, rp.rule.name) {
+			continue
+		}
+		if rp.err != nil {
+			return rp.err
+		}
+		if err := e.fold(rp, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MarkSeeded records that the named rules' state now starts from their tables as of
+// `after`: changes of transactions that began before it are already in the state and are
+// not folded again. The next Commit saves the marker with the state.
+func (e *Engine) MarkSeeded(names []string, after canal.Position) {
+	for _, n := range names {
+		if st := e.states[n]; st != nil {
+			st.seeded, st.seedPending, st.activeAfter = true, true, after
+		}
+	}
+}
+
+// skipsChange reports whether a stateful rule already holds c in its seeded state.
+func (st *ruleState) skipsChange(c *canal.RowChange) bool {
+	if st.activeAfter.IsZero() || c.Source.Snapshot {
+		return false
+	}
+	return canal.Position{File: c.Source.File, Pos: c.Source.Pos}.Compare(st.activeAfter) < 0
+}
+
+// seedMarkers returns the markers of rules seeded since the last Commit.
+func (e *Engine) seedMarkers() []StateEntry {
+	var out []StateEntry
+	for _, r := range e.set.rules {
+		if st := e.states[r.name]; st != nil && st.seedPending {
+			st.seedPending = false
+			out = append(out, StateEntry{Rule: r.name, Key: seedKey, Value: []byte(r.signature)})
+		}
+	}
+	return out
+}
+
+func contains(names []string, n string) bool {
+	for _, x := range names {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}
