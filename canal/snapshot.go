@@ -509,7 +509,6 @@ type snapshotRun struct {
 	log       *zap.Logger
 	inst      snapshotInstant
 	prog      *SnapshotProgress
-	rowIndex  int
 	started   time.Time
 	startRows int64
 	lastLog   time.Time

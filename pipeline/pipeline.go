@@ -64,9 +64,8 @@ type Pipeline struct {
 	store  Checkpointer
 	server *canal.Server
 
-	nextRules    atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
-	started      atomic.Bool               // the start position is fixed
-	snapshotting atomic.Bool
+	nextRules atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
+	started   atomic.Bool               // the start position is fixed
 
 	mu      sync.Mutex
 	pending pendingCheckpoint

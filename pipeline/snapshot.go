@@ -130,8 +130,6 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 	if scope == statefulTables {
 		filter.stateful = p.opts.Rules.StatefulTables
 	}
-	p.snapshotting.Store(true)
-	defer p.snapshotting.Store(false)
 	pos, err := server.Snapshot(ctx, filter, p, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize,
 		Resume:    resume,

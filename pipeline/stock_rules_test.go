@@ -113,7 +113,7 @@ func TestShardedStockAggregatesAndTransitionsUnderConcurrentDeductions(t *testin
 	}
 	<-restartAt
 	r.stop(t)
-	r = e.start(set, id)
+	e.start(set, id)
 	wg.Wait()
 	// Bring S1 and S2 back in stock by cancelling one of their orders each.
 	back := map[string]bool{}
@@ -231,7 +231,9 @@ func TestAggregateRuleAddedLaterIsSeeded(t *testing.T) {
 				if err := json.Unmarshal([]byte(rec.Value), &m); err != nil {
 					t.Fatal(err)
 				}
-				var k struct{ SKU string `json:"sku_id"` }
+				var k struct {
+					SKU string `json:"sku_id"`
+				}
 				json.Unmarshal([]byte(rec.Key), &k)
 				v, _ := m.After["sellable"].(float64)
 				last[k.SKU] = v

@@ -82,7 +82,7 @@ func TestBrokerOutageWaitsAndCatchesUp(t *testing.T) {
 	default:
 	}
 
-	broker = runDevBroker(t, addr, dataDir)
+	runDevBroker(t, addr, dataDir)
 	up := time.Now()
 	testutil.Eventually(t, 60*time.Second, "/readyz to answer 200 after the broker came back", func() bool {
 		return httpStatus(s.httpAddr, "/readyz") == http.StatusOK
