@@ -169,7 +169,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if start, err = p.startPosition(ctx, server, start, state, found); err != nil {
 		return err
 	}
-	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.opts.Rules), p.log)
+	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.engine.Set()), p.log) // a reload may have swapped in during a snapshot
 	p.started.Store(true)
 
 	runCtx, cancel := context.WithCancel(ctx)
