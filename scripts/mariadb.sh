@@ -48,6 +48,10 @@ start() {
     log "already running (pid $(cat "$pidfile"), port $port)"
     return
   fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "port $port is taken by another process (not the instance under $dir): set STOCKSYNC_MARIADB_PORT to a free port"
+    exit 1
+  fi
   mkdir -p "$dir"
   if [ ! -d "$dir/data/mysql" ]; then
     log "initialising $dir/data"
