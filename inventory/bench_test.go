@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,7 +20,7 @@ func BenchmarkHotSKU(b *testing.B) {
 	// One database for every sub-benchmark (each round deducts from a SKU of its own), made
 	// by the parent: a sub-benchmark's function runs several times and cleans up each time.
 	unmerged, _ := newTestStore(b, Options{DisableMerging: true})
-	merging := New(unmerged.db, Options{})
+	merging := New(unmerged.db, Options{MergeWorkers: mergeWorkersForBench()})
 	var round atomic.Int64
 	for _, merge := range []bool{false, true} {
 		for _, m := range []int{1, 8, 32} {
@@ -62,4 +64,11 @@ func BenchmarkHotSKU(b *testing.B) {
 			})
 		}
 	}
+}
+
+// mergeWorkersForBench lets a benchmark run try another MergeWorkers
+// (STOCKSYNC_BENCH_MERGE_WORKERS); 0 keeps the default.
+func mergeWorkersForBench() int {
+	n, _ := strconv.Atoi(os.Getenv("STOCKSYNC_BENCH_MERGE_WORKERS"))
+	return n
 }
