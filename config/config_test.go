@@ -83,3 +83,19 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Errorf("rules = %q", cfg.Rules)
 	}
 }
+
+// TestReadmeConfigLoads keeps the configuration shown in README.md true.
+func TestReadmeConfigLoads(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !strings.Contains(block, "source:") {
+		t.Fatal("README.md has no ```yaml block with the configuration")
+	}
+	if _, err := load(t, block); err != nil {
+		t.Fatalf("README.md's configuration does not load:\n%v", err)
+	}
+}
