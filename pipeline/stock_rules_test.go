@@ -144,22 +144,7 @@ func TestShardedStockAggregatesAndTransitionsUnderConcurrentDeductions(t *testin
 		want[s] = sum
 	}
 	// Read until the product topic's last value per SKU is the final SUM.
-	last := map[string]int64{}
-	testutil.Eventually(t, 30*time.Second, "the product topic to reach the final sums", func() bool {
-		for _, rec := range testutil.Consume(t, e.broker, []string{e.topic + ".product"}, 0, 2*time.Second) {
-			var m groupMessage
-			if err := json.Unmarshal([]byte(rec.Value), &m); err != nil {
-				t.Fatal(err)
-			}
-			var k struct {
-				SKU string `json:"sku_id"`
-			}
-			json.Unmarshal([]byte(rec.Key), &k)
-			v, _ := m.After["sellable"].(float64)
-			last[k.SKU] = int64(v)
-		}
-		return fmt.Sprint(last) == fmt.Sprint(want)
-	})
+	awaitLastSums(t, e.broker, e.topic+".product", want)
 	// Transitions: in stock at SetStock, sold out once, back for S1 and S2. A restart
 	// repeats at most what came after the last checkpoint, and a repeat carries the same
 	// source: drop repeats by it.
@@ -222,26 +207,7 @@ func TestAggregateRuleAddedLaterIsSeeded(t *testing.T) {
 `)
 	r = e.start(withTotal, id)
 	testutil.Exec(t, db, "UPDATE sellable_shard SET qty = qty - 1 WHERE sku_id = 'A' AND shard = 1")
-	lastTotals := func(topic string, want map[string]float64) {
-		t.Helper()
-		last := map[string]float64{}
-		testutil.Eventually(t, 20*time.Second, "totals on "+topic, func() bool {
-			for _, rec := range testutil.Consume(t, e.broker, []string{topic}, 0, time.Second) {
-				var m groupMessage
-				if err := json.Unmarshal([]byte(rec.Value), &m); err != nil {
-					t.Fatal(err)
-				}
-				var k struct {
-					SKU string `json:"sku_id"`
-				}
-				json.Unmarshal([]byte(rec.Key), &k)
-				v, _ := m.After["sellable"].(float64)
-				last[k.SKU] = v
-			}
-			return fmt.Sprint(last) == fmt.Sprint(want)
-		})
-	}
-	lastTotals(e.topic+".total", map[string]float64{"A": 11, "B": 3})
+	awaitLastSums(t, e.broker, e.topic+".total", map[string]int64{"A": 11, "B": 3})
 
 	// A reload adds a second aggregate while running.
 	withTwo := e.rules(allOpsRules + `
@@ -261,6 +227,27 @@ func TestAggregateRuleAddedLaterIsSeeded(t *testing.T) {
 	r.p.Reload(withTwo)
 	testutil.Exec(t, db, "UPDATE sellable_shard SET qty = qty + 10 WHERE sku_id = 'B'")
 	testutil.Exec(t, db, "UPDATE sellable_shard SET qty = qty + 1 WHERE sku_id = 'B'")
-	lastTotals(e.topic+".again", map[string]float64{"A": 11, "B": 14})
-	lastTotals(e.topic+".total", map[string]float64{"A": 11, "B": 14})
+	awaitLastSums(t, e.broker, e.topic+".again", map[string]int64{"A": 11, "B": 14})
+	awaitLastSums(t, e.broker, e.topic+".total", map[string]int64{"A": 11, "B": 14})
+}
+
+// awaitLastSums reads an aggregate topic until the last "sellable" per SKU is want.
+func awaitLastSums(t *testing.T, broker, topic string, want map[string]int64) {
+	t.Helper()
+	last := map[string]int64{}
+	testutil.Eventually(t, 30*time.Second, "the last sums on "+topic, func() bool {
+		for _, rec := range testutil.Consume(t, broker, []string{topic}, 0, time.Second) {
+			var m groupMessage
+			if err := json.Unmarshal([]byte(rec.Value), &m); err != nil {
+				t.Fatal(err)
+			}
+			var k struct {
+				SKU string `json:"sku_id"`
+			}
+			json.Unmarshal([]byte(rec.Key), &k)
+			v, _ := m.After["sellable"].(float64)
+			last[k.SKU] = int64(v)
+		}
+		return fmt.Sprint(last) == fmt.Sprint(want)
+	})
 }
