@@ -31,11 +31,17 @@ install_server() {
   fi
   log "installing mariadb-server from the distribution's packages"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  mkdir -p "$run"
+  local aptlog=$run/apt.log
   # policy-rc.d keeps the package from starting the system instance.
   local policy=/usr/sbin/policy-rc.d created=0
   if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy; chmod +x $policy; created=1; fi
-  apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+  if ! { apt-get update -qq && apt-get install -y -qq mariadb-server mariadb-client; } >"$aptlog" 2>&1; then
+    [ $created = 1 ] && rm -f $policy
+    tail -20 "$aptlog" >&2
+    log "installing mariadb-server failed (full log: $aptlog)"
+    exit 1
+  fi
   [ $created = 1 ] && rm -f $policy
   return 0
 }
