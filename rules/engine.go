@@ -58,6 +58,8 @@ type Engine struct {
 	// per row
 	env         rowEnv
 	envReady    bool
+	flat        map[string]any // the fast `when` environment (fastwhen.go)
+	flatReady   bool
 	cur         *canal.RowChange
 	vm          vm.VM
 	buf         []byte
@@ -143,6 +145,7 @@ func (e *Engine) Row(ctx context.Context, c *canal.RowChange, out Emitter) error
 	}
 	e.cur = c
 	e.envReady = false
+	e.flatReady = false
 	op := opIndex(c.Op)
 	for _, rp := range plan.rules {
 		if rp.err != nil {
@@ -159,9 +162,16 @@ func (e *Engine) Row(ctx context.Context, c *canal.RowChange, out Emitter) error
 			continue
 		}
 		if r.when != nil {
-			e.prepareEnv(c, rp.table)
-			e.env.Row = e.currentImage()
-			ok, err := e.vm.Run(r.when, &e.env)
+			var ok any
+			var err error
+			if r.whenFast != nil {
+				e.prepareFlat(c, plan)
+				ok, err = e.vm.Run(r.whenFast, e.flat)
+			} else {
+				e.prepareEnv(c, rp.table)
+				e.env.Row = e.currentImage()
+				ok, err = e.vm.Run(r.when, &e.env)
+			}
 			if err != nil {
 				e.evalFailed(r, c.Table, "match.when", err)
 				continue

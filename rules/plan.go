@@ -40,7 +40,8 @@ type rulePlan struct {
 }
 
 type tablePlan struct {
-	rules []*rulePlan
+	rules    []*rulePlan
+	flatKeys []flatKey // the flat names the rules' fast `when`s read
 }
 
 const (
@@ -67,6 +68,7 @@ func (e *Engine) plan(t *canal.Table) *tablePlan {
 			tp.rules = append(tp.rules, planRule(r, ti))
 		}
 	}
+	tp.flatKeys = flatKeysFor(tp.rules, t)
 	return tp
 }
 

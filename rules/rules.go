@@ -85,6 +85,8 @@ type Rule struct {
 	ops        [4]bool // indexed by opIndex
 	opsAll     bool
 	when       *vm.Program
+	whenFast   *vm.Program // when, over the flat environment (fastwhen.go); nil: use when
+	whenNames  []string    // the flat names whenFast reads
 	fields     []fieldSpec // nil: every column
 	topicParts []rulefmt.TemplatePart
 	topic      string // the topic when it has no placeholders
@@ -282,6 +284,9 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	}
 	if fr.When.Set() && fr.When.Value != "" {
 		r.when = c.compileRow(at+": match.when", fr.When, r, expr.AsBool())
+		if r.when != nil {
+			r.whenFast, r.whenNames = compileFastWhen(fr.When.Value)
+		}
 	}
 	if fr.FieldsSet {
 		r.fields = []fieldSpec{}

@@ -98,3 +98,16 @@ func contains(names []string, n string) bool {
 	}
 	return false
 }
+
+// EmptyState is the saved state of every stateful rule over tables that have no rows
+// yet: nothing but the markers saying the (empty) state is seeded. A caller that knows
+// its tables were empty at a position saves it with that position.
+func (s *Set) EmptyState() []StateEntry {
+	var out []StateEntry
+	for _, r := range s.rules {
+		if r.Stateful() {
+			out = append(out, StateEntry{Rule: r.name, Key: seedKey, Value: []byte(r.signature)})
+		}
+	}
+	return out
+}

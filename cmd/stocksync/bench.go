@@ -239,8 +239,13 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 	if checkpoints == nil {
 		checkpoints = store
 	}
-	// Start from `from`: the checkpoint a previous run left there.
-	if err := checkpoints.Save(ctx, from, nil); err != nil {
+	// Start from `from`, where the table was just created, empty: aggregate rules start
+	// seeded with empty state there.
+	var empty []canal.StateRow
+	for _, e := range set.EmptyState() {
+		empty = append(empty, canal.StateRow{Scope: e.Rule, Key: e.Key, Value: e.Value})
+	}
+	if err := checkpoints.Save(ctx, from, empty); err != nil {
 		return 0, err
 	}
 	if kc, ok := checkpoints.(*pipeline.KafkaCheckpoints); ok {
