@@ -12,9 +12,9 @@ import (
 // order (different partitions). done is the low watermark: every message below it is
 // acknowledged. At most size messages are outstanding.
 type ackWindow struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards acked; done is written under it and read without it
 	acked []bool
-	done  uint64
+	done  atomic.Uint64
 	// wakeRoom and wakeDone are signalled (without blocking) when done moves.
 	wakeRoom chan struct{}
 	wakeDone chan struct{}
@@ -28,11 +28,15 @@ func (w *ackWindow) ack(seq uint64) {
 	w.mu.Lock()
 	n := uint64(len(w.acked))
 	w.acked[seq%n] = true
-	moved := false
-	for w.acked[w.done%n] {
-		w.acked[w.done%n] = false
-		w.done++
-		moved = true
+	done := w.done.Load()
+	start := done
+	for w.acked[done%n] {
+		w.acked[done%n] = false
+		done++
+	}
+	moved := done != start
+	if moved {
+		w.done.Store(done)
 	}
 	w.mu.Unlock()
 	if moved {
@@ -51,11 +55,7 @@ func (w *ackWindow) wake() {
 	}
 }
 
-func (w *ackWindow) low() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.done
-}
+func (w *ackWindow) low() uint64 { return w.done.Load() }
 
 // waitRoom blocks until message seq fits in the window.
 func (w *ackWindow) waitRoom(ctx context.Context, seq uint64, failed func() *error) error {
