@@ -1,0 +1,91 @@
+package rulefmt
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestParseKeepsPositionsAndTheSpineForm(t *testing.T) {
+	f, err := Parse("rules.yaml", []byte(`rules:
+  - name: stock-rows
+    match: {table: "shop.stock_*", ops: [insert, update, delete]}
+    topic: shop.stock
+    key: [sku_id]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.Rules[0]
+	if r.Name.Value != "stock-rows" || r.Name.Pos.Line != 2 || len(r.Tables) != 1 || r.Tables[0].Value != "shop.stock_*" ||
+		len(r.Ops) != 3 || r.Topic.Value != "shop.stock" || len(r.Key) != 1 || r.Key[0].Value != "sku_id" {
+		t.Errorf("parsed %+v", r)
+	}
+	if r.Topic.Pos.Line != 4 || r.Topic.Pos.Col != 12 {
+		t.Errorf("topic at %d:%d, want 4:12", r.Topic.Pos.Line, r.Topic.Pos.Col)
+	}
+}
+
+func TestParseReportsEveryProblemWithItsPosition(t *testing.T) {
+	_, err := Parse("r.yaml", []byte(`rules:
+  - name: a
+    match: {table: "x.y"}
+    topic: t
+    bogus: 1
+  - name: b
+    tpoic: t
+`))
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) < 2 {
+		t.Fatalf("want at least two errors, got %v", err)
+	}
+	text := err.Error()
+	for _, want := range []string{"r.yaml:5:5", "bogus", "r.yaml:7:5", "tpoic"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("errors lack %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestParseRefusesWhatIsNotARulesFile(t *testing.T) {
+	for _, src := range []string{"rules: [\n", "- a\n", "rules: 3\n"} {
+		if _, err := Parse("r.yaml", []byte(src)); err == nil || !strings.HasPrefix(err.Error(), "r.yaml:") {
+			t.Errorf("%q: %v, want a positioned error", src, err)
+		}
+	}
+}
+
+func TestSplitTemplate(t *testing.T) {
+	cases := map[string]string{
+		"shop.stock":           "[{shop.stock false}]",
+		"{schema}.stock":       "[{schema true} {.stock false}]",
+		"a.{table}.{op}":       "[{a. false} {table true} {. false} {op true}]",
+		"{sku_id}":             "[{sku_id true}]",
+		"a}b":                  "error",
+		"a{b":                  "error",
+		"{1x}":                 "error",
+		"{schema}{table}-tail": "[{schema true} {table true} {-tail false}]",
+	}
+	for in, want := range cases {
+		parts, err := SplitTemplate(in)
+		got := fmt.Sprint(parts)
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("SplitTemplate(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if CheckTemplate("") == nil {
+		t.Error("an empty topic template passed")
+	}
+}
+
+func TestIsIdent(t *testing.T) {
+	for s, want := range map[string]bool{"sku_id": true, "_x": true, "A1": true, "1a": false, "": false, "a-b": false, "é": false} {
+		if IsIdent(s) != want {
+			t.Errorf("IsIdent(%q) = %v", s, !want)
+		}
+	}
+}
