@@ -34,16 +34,24 @@ log: {level: info, format: console}
 YAML
 
 pids=()
+cleaned=0
 cleanup() {
-  trap - EXIT INT TERM
+  [ $cleaned = 1 ] && return
+  cleaned=1
   echo; echo "demo: stopping"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ $started_db = 1 ]; then scripts/mariadb.sh stop; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 step() { sleep 1.5; printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# A fresh checkpoint each time: the demo starts at the server's current position instead
+# of catching up on whatever the server did since the last demo.
+mariadb --no-defaults -h127.0.0.1 -P"${STOCKSYNC_TEST_MYSQL_ADDR##*:}" -u"$STOCKSYNC_TEST_MYSQL_USER" \
+  -p"$STOCKSYNC_TEST_MYSQL_PASSWORD" -e "DROP DATABASE IF EXISTS stocksync_demo"
 
 step "creating the inventory schema (stocksync migrate up)"
 $bin migrate up --config "$cfg"
