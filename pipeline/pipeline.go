@@ -243,7 +243,8 @@ func (p *Pipeline) Row(ctx context.Context, c *canal.RowChange) error {
 // Commit implements canal.Handler: rules that fold a transaction emit now, and the
 // position becomes the checkpoint candidate once the sink acknowledges.
 func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
-	if next := p.nextRules.Swap(nil); next != nil {
+	next := p.nextRules.Swap(nil)
+	if next != nil {
 		// The engine installs a swapped set at this Commit: the transaction just read was
 		// matched by the old set, the next one is filtered and evaluated by the new one.
 		p.engine.Swap(next)
@@ -256,9 +257,9 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	if err != nil {
 		return err
 	}
-	if p.stream != nil && len(p.engine.Unseeded()) > 0 {
-		// A reload brought aggregate/transition rules without state: seed them now,
-		// between two transactions.
+	if next != nil && p.stream != nil {
+		// The swap is installed now: aggregate/transition rules it brought without state
+		// are seeded here, between two transactions.
 		if err := p.seedRules(ctx, p.server); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -27,7 +28,7 @@ const (
 )
 
 // ErrBinlogPurged is returned when the checkpoint's binlog is no longer on the server.
-var ErrBinlogPurged = fmt.Errorf("the checkpoint's binlog was purged")
+var ErrBinlogPurged = errors.New("the checkpoint's binlog was purged")
 
 // startPosition decides where streaming begins, taking a snapshot first when the mode and
 // the checkpoint ask for one. It returns the position to stream from.

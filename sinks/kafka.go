@@ -149,21 +149,6 @@ func (k *Kafka) Flush(ctx context.Context) error {
 	return k.acks.waitDone(ctx, k.emitted.Load(), k.failed.Load)
 }
 
-// Ping checks that a broker answers a metadata request.
-func (k *Kafka) Ping(ctx context.Context) error {
-	ch := make(chan error, 1)
-	go func() { ch <- k.client.RefreshMetadata() }()
-	select {
-	case err := <-ch:
-		if err != nil {
-			return fmt.Errorf("asking Kafka for metadata: %w", err)
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // Close stops the producer after delivering what it holds; safe to call twice. After a
 // delivery failure what it holds will be read again from the checkpoint, so Close does
 // not wait for the producer's retries against a broker that is gone.

@@ -42,7 +42,7 @@ func newBenchCatchupCmd() *cobra.Command {
 	var rulesFile string
 	var reuse bool
 	var cpuProfile string
-	var exactlyOnce bool
+	var exactlyOnce, discard bool
 	cmd := &cobra.Command{
 		Use:   "catchup",
 		Short: "Catch-up throughput: a binlog of row changes read from the start to broker-acknowledged",
@@ -78,20 +78,21 @@ Prints rows/s per run, the medians and the ratio stocksync/bare.`,
 				defer pprof.StopCPUProfile()
 			}
 			cfg.Kafka.ExactlyOnce = exactlyOnce
-			return benchCatchup(cmd.Context(), cmd, cfg, rulesYAML, txns, rowsPerTxn, runs, reuse)
+			return benchCatchup(cmd.Context(), cmd, cfg, rulesYAML, txns, rowsPerTxn, runs, reuse, discard)
 		},
 	}
 	cmd.Flags().IntVar(&txns, "txns", 500, "transactions of inserts, and as many of updates")
 	cmd.Flags().IntVar(&rowsPerTxn, "rows", 1000, "rows per transaction")
 	cmd.Flags().IntVar(&runs, "runs", 3, "measured runs (medians are reported)")
 	cmd.Flags().StringVar(&rulesFile, "rules", "", "rules file to run instead of the one plain rule (tables: stocksync_bench.bench_stock)")
+	cmd.Flags().BoolVar(&discard, "discard", false, "drop the messages instead of producing them: reading, rules and encoding alone")
 	cmd.Flags().BoolVar(&exactlyOnce, "exactly-once", false, "deliver in Kafka transactions with the checkpoint (kafka.exactly_once)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run here")
 	cmd.Flags().BoolVar(&reuse, "reuse", false, "reuse the binlog range written by the last run (kept in stocksync_bench.range)")
 	return cmd
 }
 
-func benchCatchup(ctx context.Context, cmd *cobra.Command, cfg config.Config, rulesYAML string, txns, rowsPerTxn, runs int, reuse bool) error {
+func benchCatchup(ctx context.Context, cmd *cobra.Command, cfg config.Config, rulesYAML string, txns, rowsPerTxn, runs int, reuse, discard bool) error {
 	out := cmd.OutOrStdout()
 	src := sourceConfig(cfg)
 	server, err := canal.Connect(ctx, src)
@@ -133,7 +134,7 @@ func benchCatchup(ctx context.Context, cmd *cobra.Command, cfg config.Config, ru
 		}
 		b := float64(n) / time.Since(t0).Seconds()
 
-		d, err := benchPipeline(ctx, cfg, server, src, set, from, to, run)
+		d, err := benchPipeline(ctx, cfg, server, src, set, from, to, run, discard)
 		if err != nil {
 			return err
 		}
@@ -216,8 +217,8 @@ func benchRange(ctx context.Context, server *canal.Server, txns, rowsPerTxn int,
 }
 
 // benchPipeline runs the full pipeline from `from` until `to` is acknowledged and
-// checkpointed, against a fresh embedded broker.
-func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server, src canal.Config, set *rules.Set, from, to canal.Position, run int) (time.Duration, error) {
+// checkpointed, against a fresh embedded broker; discard drops the messages instead.
+func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server, src canal.Config, set *rules.Set, from, to canal.Position, run int, discard bool) (time.Duration, error) {
 	broker, err := sinks.StartDevBroker("127.0.0.1:0", "")
 	if err != nil {
 		return 0, err
@@ -226,10 +227,12 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 	name := fmt.Sprintf("bench-%d-%d", os.Getpid(), run)
 	cfg.Checkpoint.Name = name
 	cfg.Kafka.TransactionalID = name
-	cfg.Kafka.MaxInFlight = max(cfg.Kafka.MaxInFlight, 1)
-	sink, checkpoints, err := newDelivery(ctx, cfg, broker.Addrs(), zap.NewNop())
-	if err != nil {
-		return 0, err
+	var sink deliverySink = discardSink{}
+	var checkpoints pipeline.Checkpointer
+	if !discard {
+		if sink, checkpoints, err = newDelivery(ctx, cfg, broker.Addrs(), zap.NewNop()); err != nil {
+			return 0, err
+		}
 	}
 	defer sink.Close()
 	store, err := canal.NewCheckpointStore(ctx, server.DB, benchSchema+".checkpoint", name)
@@ -272,6 +275,13 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 	}
 	return d, store.Reset(ctx)
 }
+
+// discardSink drops every message: what the pipeline costs without delivery.
+type discardSink struct{}
+
+func (discardSink) Emit(context.Context, sinks.Message) error { return nil }
+func (discardSink) Flush(context.Context) error               { return nil }
+func (discardSink) Close() error                              { return nil }
 
 func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)

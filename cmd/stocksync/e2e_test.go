@@ -62,20 +62,7 @@ func (l *lockedBuffer) String() string {
 // startDevBroker runs `stocksync devbroker` as its own process and returns its address.
 func startDevBroker(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command(binary, "devbroker", "--addr", "127.0.0.1:0")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the devbroker's address: %v", err)
-	}
-	return strings.TrimSpace(line)
+	return runDevBroker(t, "127.0.0.1:0", "").addr
 }
 
 func freePort(t *testing.T) string {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -361,7 +362,7 @@ func (d *daemon) watchRules(ctx context.Context) {
 	if w, err := fsnotify.NewWatcher(); err == nil {
 		defer w.Close()
 		// Watch the directory: editors replace files rather than write them in place.
-		if err := w.Add(dirOf(d.cfg.Rules)); err == nil {
+		if err := w.Add(filepath.Dir(d.cfg.Rules)); err == nil {
 			changed = w.Events
 		}
 	}
@@ -397,4 +398,11 @@ func (d *daemon) reloadRules(why string) {
 		p.Reload(set)
 	}
 	d.log.Info("rules reload accepted; swapping at the next transaction boundary", zap.String("trigger", why), zap.Int("rules", len(set.Rules())))
+}
+
+// sameFile reports whether two paths name the same file.
+func sameFile(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == bb
 }
