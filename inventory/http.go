@@ -72,22 +72,51 @@ func errorStatus(err error) (int, apiError) {
 }
 
 // Handler serves the inventory API under /v1/ (see docs/api.md). When Options.Token is
-// set every request needs "Authorization: Bearer <token>".
+// set every request needs "Authorization: Bearer <token>". A known path asked with a
+// method it does not serve answers 405 method_not_allowed with an Allow header; any other
+// path under /v1/ answers 404 not_found.
 func (s *Store) Handler() http.Handler {
+	routes := []struct {
+		method, path string
+		handle       http.HandlerFunc
+	}{
+		{"POST", "/v1/skus/{sku}/stock", s.handleSetStock},
+		{"POST", "/v1/skus/{sku}/adjust", s.handleAdjust},
+		{"POST", "/v1/skus/{sku}/reshard", s.handleReshard},
+		{"GET", "/v1/skus/{sku}", s.handleGet},
+		{"PUT", "/v1/skus/{sku}/activities/{activity}", s.handlePutActivity},
+		{"POST", "/v1/deductions", s.handleDeduct},
+		{"GET", "/v1/orders/{order_no}", s.handleGetOrder},
+		{"POST", "/v1/orders/{order_no}/confirm", s.handleConfirm},
+		{"POST", "/v1/orders/{order_no}/cancel", s.handleCancel},
+		{"POST", "/v1/orders/{order_no}/ship", s.handleShip},
+		{"PUT", "/v1/warehouses/{code}", s.handlePutWarehouse},
+		{"POST", "/v1/physical", s.handleSyncPhysical},
+		{"POST", "/v1/physical/{sku}", s.handleSyncPhysicalSKU},
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/skus/{sku}/stock", s.handleSetStock)
-	mux.HandleFunc("POST /v1/skus/{sku}/adjust", s.handleAdjust)
-	mux.HandleFunc("POST /v1/skus/{sku}/reshard", s.handleReshard)
-	mux.HandleFunc("GET /v1/skus/{sku}", s.handleGet)
-	mux.HandleFunc("PUT /v1/skus/{sku}/activities/{activity}", s.handlePutActivity)
-	mux.HandleFunc("POST /v1/deductions", s.handleDeduct)
-	mux.HandleFunc("GET /v1/orders/{order_no}", s.handleGetOrder)
-	mux.HandleFunc("POST /v1/orders/{order_no}/confirm", s.handleConfirm)
-	mux.HandleFunc("POST /v1/orders/{order_no}/cancel", s.handleCancel)
-	mux.HandleFunc("POST /v1/orders/{order_no}/ship", s.handleShip)
-	mux.HandleFunc("PUT /v1/warehouses/{code}", s.handlePutWarehouse)
-	mux.HandleFunc("POST /v1/physical", s.handleSyncPhysical)
-	mux.HandleFunc("POST /v1/physical/{sku}", s.handleSyncPhysicalSKU)
+	var paths []string
+	allowed := map[string][]string{}
+	for _, rt := range routes {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.handle)
+		if allowed[rt.path] == nil {
+			paths = append(paths, rt.path)
+		}
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		if rt.method == http.MethodGet {
+			allowed[rt.path] = append(allowed[rt.path], http.MethodHead) // the mux serves HEAD with GET
+		}
+	}
+	// The same path without a method is less specific than every route on it, so it only
+	// answers the methods those routes do not serve.
+	for _, path := range paths {
+		allow := strings.Join(allowed[path], ", ")
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeJSON(w, http.StatusMethodNotAllowed, apiError{Code: "method_not_allowed",
+				Message: r.Method + " " + r.URL.Path + ": allowed methods are " + allow})
+		})
+	}
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not an inventory API call"})
 	})

@@ -81,7 +81,7 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"single-SKU sync naming another SKU", "POST", "/v1/physical/sku1", `[{"sku": "sku2", "warehouse": "W1", "qty": 1}]`, "", 400, "invalid_request"},
 		{"activity ending before it starts", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
 		{"unknown route", "GET", "/v1/nothing", "", "", 404, "not_found"},
-		{"wrong method", "DELETE", "/v1/skus/sku1", "", "", 404, "not_found"},
+		{"wrong method", "DELETE", "/v1/skus/sku1", "", "", 405, "method_not_allowed"},
 	}
 	before := snapshot(t, db)
 	for _, tt := range tests {
@@ -111,6 +111,75 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 			}
 			if tt.wantCode == "insufficient_stock" && len(body.Short) == 0 {
 				t.Fatalf("a 409 shortage lists no SKU: %+v", body)
+			}
+			if after := snapshot(t, db); after != before {
+				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		})
+	}
+}
+
+func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "sku1", 10, 2); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	tests := []struct {
+		method, path, body string
+		wantStatus         int
+		wantCode           string
+		wantAllow          string // "" for no Allow header
+	}{
+		{"DELETE", "/v1/skus/sku1", "", 405, "method_not_allowed", "GET, HEAD"},
+		{"POST", "/v1/skus/sku1", `{"sellable": 1}`, 405, "method_not_allowed", "GET, HEAD"},
+		{"PUT", "/v1/skus/sku1/stock", `{"sellable": 1}`, 405, "method_not_allowed", "POST"},
+		{"GET", "/v1/skus/sku1/adjust", "", 405, "method_not_allowed", "POST"},
+		{"GET", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1}]}`, 405, "method_not_allowed", "POST"},
+		{"PUT", "/v1/orders/o1/cancel", "", 405, "method_not_allowed", "POST"},
+		{"DELETE", "/v1/orders/o1", "", 405, "method_not_allowed", "GET, HEAD"},
+		{"POST", "/v1/warehouses/W1", `{"name": "n", "type": "t"}`, 405, "method_not_allowed", "PUT"},
+		{"PATCH", "/v1/skus/sku1/activities/sale", "", 405, "method_not_allowed", "PUT"},
+		{"GET", "/v1/physical", "", 405, "method_not_allowed", "POST"},
+		{"DELETE", "/v1/physical/sku1", "", 405, "method_not_allowed", "POST"},
+		{"GET", "/v1/nothing", "", 404, "not_found", ""},
+		{"DELETE", "/v1/nothing", "", 404, "not_found", ""},
+		{"POST", "/v1/skus/sku1/stock/extra", `{"sellable": 1}`, 404, "not_found", ""},
+		{"GET", "/v1/skus/sku1/", "", 404, "not_found", ""},
+		{"GET", "/v1/orders", "", 404, "not_found", ""},
+		{"POST", "/v1/", "", 404, "not_found", ""},
+	}
+	before := snapshot(t, db)
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(ctx, tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if got := resp.Header.Get("Allow"); got != tt.wantAllow {
+				t.Fatalf("Allow = %q, want %q", got, tt.wantAllow)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type = %q, want application/json", ct)
+			}
+			var body apiError
+			dec := json.NewDecoder(resp.Body)
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil {
+				t.Fatalf("error body is not an apiError: %v", err)
+			}
+			if body.Code != tt.wantCode || body.Message == "" {
+				t.Fatalf("body %+v, want code %s with a message", body, tt.wantCode)
 			}
 			if after := snapshot(t, db); after != before {
 				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
