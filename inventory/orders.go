@@ -1,10 +1,12 @@
 package inventory
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -201,7 +203,7 @@ func (s *Store) release(ctx context.Context, tx *sql.Tx, o Order, status OrderSt
 				s.log.Warn("activity stock gone; units not restored", zap.String("order_no", o.OrderNo),
 					zap.String("sku", it.SKU), zap.String("activity", it.Activity), zap.Int64("qty", it.Qty))
 			}
-		} else if err := restoreSellable(ctx, tx, it); err != nil {
+		} else if err := restoreSellable(ctx, tx, it.SKU, it.Qty, it.Shards); err != nil {
 			return err
 		}
 		if o.Status == StatusConfirmed {
@@ -236,23 +238,50 @@ func (s *Store) release(ctx context.Context, tx *sql.Tx, o Order, status OrderSt
 	return setStatus(ctx, tx, o.OrderNo, status, "")
 }
 
-// restoreSellable puts an item's units back on the shard it was taken from, or on shard 0
-// when a reshard has removed that shard since.
-func restoreSellable(ctx context.Context, tx *sql.Tx, it OrderItem) error {
-	shard := 0
-	if len(it.Shards) > 0 {
-		shard = it.Shards[0].Shard
+// restoreSellable gives qty units of sku back to sellable stock: each take's quantity onto
+// the shard it names (for an order item, every shard its deduction took from). A take whose
+// shard no longer exists — a reshard lowered the shard count since — goes to shard 0, which
+// every SKU has, so the whole of qty is always restored. Takes that are not a split of qty
+// (a log row without them) are ignored and qty goes to shard 0.
+func restoreSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64, takes []ShardTake) error {
+	if !splitsQty(takes, qty) {
+		takes = []ShardTake{{Shard: 0, Qty: qty}}
 	}
-	for _, target := range []int{shard, 0} {
-		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty + ? WHERE sku_id = ? AND shard = ?", it.Qty, it.SKU, target)
+	// Shard key order, the order in which takers and reshards lock a SKU's shards.
+	takes = slices.SortedFunc(slices.Values(takes), func(a, b ShardTake) int { return cmp.Compare(a.Shard, b.Shard) })
+	var homeless int64
+	for _, t := range takes {
+		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty + ? WHERE sku_id = ? AND shard = ?", t.Qty, sku, t.Shard)
 		if err != nil {
-			return fmt.Errorf("restoring %d of %s to shard %d: %w", it.Qty, it.SKU, target, err)
+			return fmt.Errorf("restoring %d of %s to shard %d: %w", t.Qty, sku, t.Shard, err)
 		}
-		if affected(res) == 1 {
-			return nil
+		if affected(res) != 1 {
+			homeless += t.Qty
 		}
 	}
-	return fmt.Errorf("restoring %d of %s: the SKU has no shard 0: %w", it.Qty, it.SKU, ErrUnknownSKU)
+	if homeless == 0 {
+		return nil
+	}
+	res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty + ? WHERE sku_id = ? AND shard = 0", homeless, sku)
+	if err != nil {
+		return fmt.Errorf("restoring %d of %s from removed shards to shard 0: %w", homeless, sku, err)
+	}
+	if affected(res) != 1 {
+		return fmt.Errorf("restoring %d of %s: the SKU has no shard 0: %w", homeless, sku, ErrUnknownSKU)
+	}
+	return nil
+}
+
+// splitsQty reports whether takes are positive quantities on valid shards adding up to qty.
+func splitsQty(takes []ShardTake, qty int64) bool {
+	left := qty
+	for _, t := range takes {
+		if t.Shard < 0 || t.Qty <= 0 || t.Qty > left {
+			return false
+		}
+		left -= t.Qty
+	}
+	return len(takes) > 0 && left == 0
 }
 
 func setStatus(ctx context.Context, tx *sql.Tx, orderNo string, status OrderStatus, warehouse string) error {

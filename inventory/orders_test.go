@@ -2,8 +2,11 @@ package inventory
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -358,5 +361,155 @@ func TestAdjust(t *testing.T) {
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM adjustment_log"); n != 2 {
 		t.Fatalf("%d adjustment rows, want 2", n)
+	}
+}
+
+// shardQty reads sku's shard quantities in shard order.
+func shardQty(t *testing.T, db *sql.DB, sku string) []int64 {
+	t.Helper()
+	rows, err := db.Query("SELECT qty FROM sellable_shard WHERE sku_id = ? ORDER BY shard", sku)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var q int64
+		if err := rows.Scan(&q); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, q)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// releases are the ways an order's stock comes back: a cancel (of a hold or of a paid
+// order), the sweeper, and a payment arriving after the expiry.
+var releases = []struct {
+	name    string
+	holdTTL time.Duration
+	release func(ctx context.Context, s *Store, orderNo string) error
+}{
+	{"cancel", 0, func(ctx context.Context, s *Store, orderNo string) error {
+		_, err := s.Cancel(ctx, orderNo)
+		return err
+	}},
+	{"cancel after confirm", 0, func(ctx context.Context, s *Store, orderNo string) error {
+		if _, err := s.Confirm(ctx, orderNo); err != nil {
+			return err
+		}
+		_, err := s.Cancel(ctx, orderNo)
+		return err
+	}},
+	{"sweeper", time.Microsecond, func(ctx context.Context, s *Store, orderNo string) error {
+		if n, err := s.SweepExpired(ctx); err != nil || n != 1 {
+			return fmt.Errorf("SweepExpired = %d, %v; want 1 released", n, err)
+		}
+		return nil
+	}},
+	{"confirm after expiry", time.Microsecond, func(ctx context.Context, s *Store, orderNo string) error {
+		if _, err := s.Confirm(ctx, orderNo); !errors.Is(err, ErrExpired) {
+			return fmt.Errorf("Confirm = %v, want ErrExpired", err)
+		}
+		return nil
+	}},
+}
+
+func TestReleaseRestoresEveryShardTaken(t *testing.T) {
+	for _, rel := range releases {
+		t.Run(rel.name, func(t *testing.T) {
+			t.Parallel()
+			store, db := newTestStore(t, Options{})
+			ctx := t.Context()
+			if _, err := store.SetStock(ctx, "split", 40, 4); err != nil {
+				t.Fatal(err)
+			}
+			// Uneven shards, so that restoring onto the wrong ones shows.
+			if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "small", Items: []Item{{SKU: "split", Qty: 3}}}); err != nil {
+				t.Fatal(err)
+			}
+			before := shardQty(t, db, "split")
+			order, err := store.Deduct(ctx, DeductRequest{OrderNo: "big", Items: []Item{{SKU: "split", Qty: 25}}, HoldTTL: rel.holdTTL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if takes := order.Items[0].Shards; len(takes) < 3 {
+				t.Fatalf("25 of %v taken from shards %v, want at least 3", before, takes)
+			}
+			if err := rel.release(ctx, store, "big"); err != nil {
+				t.Fatal(err)
+			}
+			if after := shardQty(t, db, "split"); !slices.Equal(after, before) {
+				t.Fatalf("shards %v after taking %v and giving it back, want %v as before", after, order.Items[0].Shards, before)
+			}
+		})
+	}
+}
+
+func TestReleaseAfterReshardDownKeepsTotal(t *testing.T) {
+	for _, rel := range releases {
+		t.Run(rel.name, func(t *testing.T) {
+			t.Parallel()
+			store, db := newTestStore(t, Options{})
+			ctx := t.Context()
+			if _, err := store.SetStock(ctx, "rd", 40, 4); err != nil {
+				t.Fatal(err)
+			}
+			order, err := store.Deduct(ctx, DeductRequest{OrderNo: "big", Items: []Item{{SKU: "rd", Qty: 25}}, HoldTTL: rel.holdTTL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			takes := order.Items[0].Shards
+			if !slices.ContainsFunc(takes, func(t ShardTake) bool { return t.Shard >= 2 }) {
+				t.Fatalf("25 of 4×10 taken from shards %v, want some from shard 2 or 3", takes)
+			}
+			if _, err := store.Reshard(ctx, "rd", 2); err != nil {
+				t.Fatal(err)
+			}
+			// Each take goes back to its shard; those of the removed shards 2 and 3 to shard 0.
+			want := shardQty(t, db, "rd")
+			for _, take := range takes {
+				if take.Shard < len(want) {
+					want[take.Shard] += take.Qty
+				} else {
+					want[0] += take.Qty
+				}
+			}
+			if err := rel.release(ctx, store, "big"); err != nil {
+				t.Fatal(err)
+			}
+			if got := shardQty(t, db, "rd"); !slices.Equal(got, want) {
+				t.Fatalf("shards %v after giving back %v on 2 shards, want %v", got, takes, want)
+			}
+			if got := sellable(t, db, "rd"); got != 40 {
+				t.Fatalf("sellable = %d after giving back the order, want 40", got)
+			}
+		})
+	}
+}
+
+func TestSplitsQty(t *testing.T) {
+	tests := []struct {
+		takes []ShardTake
+		qty   int64
+		want  bool
+	}{
+		{[]ShardTake{{0, 5}}, 5, true},
+		{[]ShardTake{{3, 2}, {1, 3}}, 5, true},
+		{nil, 5, false},                          // a log row without takes
+		{[]ShardTake{{0, 4}}, 5, false},          // short
+		{[]ShardTake{{0, 4}, {1, 2}}, 5, false},  // more than qty
+		{[]ShardTake{{0, 6}, {1, -1}}, 5, false}, // a negative take
+		{[]ShardTake{{0, 0}, {1, 5}}, 5, false},  // an empty take
+		{[]ShardTake{{-1, 5}}, 5, false},         // no such shard
+		{[]ShardTake{{0, math.MaxInt64}, {1, math.MaxInt64}}, 5, false},
+	}
+	for _, tt := range tests {
+		if got := splitsQty(tt.takes, tt.qty); got != tt.want {
+			t.Errorf("splitsQty(%v, %d) = %v, want %v", tt.takes, tt.qty, got, tt.want)
+		}
 	}
 }

@@ -154,7 +154,9 @@ func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason stri
 			return fmt.Errorf("reading sku: %w", err)
 		}
 		if delta > 0 {
-			if err := restoreSellable(ctx, tx, OrderItem{SKU: sku, Qty: delta, Shards: []ShardTake{{Shard: rand.IntN(m)}}}); err != nil {
+			// All of delta onto one shard, at random so that additions spread; shard 0 when a
+			// concurrent reshard has just removed it.
+			if err := restoreSellable(ctx, tx, sku, delta, []ShardTake{{Shard: rand.IntN(m), Qty: delta}}); err != nil {
 				return err
 			}
 		} else {
