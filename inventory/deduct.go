@@ -245,6 +245,11 @@ const fastTakeAttempts = 3
 // A remembered shard count (shardHints) lets the common case skip reading the shards: one
 // conditional update on a random shard. The hint only picks the row to try; the update's
 // condition is what guarantees the stock, so a stale hint costs a read, never an oversell.
+// It corrects itself: after a reshard to fewer shards (by any process) a hinted shard that
+// no longer exists updates no row, and the read that follows stores the new count. After a
+// reshard to more shards the hint keeps deductions on the old, lower shards until one of
+// them runs short (which also reads) or the hint's TTL passes: at most shardHintTTL of
+// uneven spreading, no wrong answer.
 func (s *Store) takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64, split bool) ([]ShardTake, int64, error) {
 	if m, ok := s.shardHints.get(sku); ok {
 		shard := rand.IntN(m)
@@ -494,7 +499,8 @@ type shardHint struct {
 	seen   time.Time
 }
 
-// shardHintTTL bounds how long a reshard by another process goes unnoticed.
+// shardHintTTL bounds how long a reshard to more shards by another process goes unnoticed
+// (one to fewer shards is noticed at the first miss; see takeSellable).
 const shardHintTTL = time.Second
 
 func (h *shardHints) get(sku string) (int, bool) {

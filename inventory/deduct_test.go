@@ -330,3 +330,37 @@ func TestReshardDuringLoadKeepsTotal(t *testing.T) {
 		t.Fatalf("sku.shards = %d, want %d", n, last)
 	}
 }
+
+func TestShardHintOfARemovedShardCorrectsItself(t *testing.T) {
+	first, db := newTestStore(t, Options{DisableMerging: true})
+	ctx := t.Context()
+	// A second daemon on the same database reshards; first's hint does not hear of it.
+	second := New(secondPool(t, first), Options{})
+	if _, err := first.SetStock(ctx, "h", 1000, 8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.Reshard(ctx, "h", 1); err != nil {
+		t.Fatal(err)
+	}
+	first.shardHints.set("h", 8)
+	var taken int64
+	for i := 0; ; i++ {
+		if m, ok := first.shardHints.get("h"); ok && m == 1 {
+			break
+		}
+		if i == 100 {
+			t.Fatal("100 deductions after a reshard to 1 shard, and the hint still says 8 shards")
+		}
+		order, err := first.Deduct(ctx, DeductRequest{OrderNo: fmt.Sprintf("h-%d", i), Items: []Item{{SKU: "h", Qty: 1}}})
+		if err != nil {
+			t.Fatalf("deduction %d with a stale hint: %v", i, err)
+		}
+		if takes := order.Items[0].Shards; len(takes) != 1 || takes[0].Shard != 0 {
+			t.Fatalf("deduction %d took from shards %v, but only shard 0 exists", i, takes)
+		}
+		taken++
+	}
+	if got := sellable(t, db, "h"); got != 1000-taken {
+		t.Fatalf("sellable = %d after %d deductions of 1, want %d", got, taken, 1000-taken)
+	}
+}
