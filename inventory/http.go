@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -153,70 +152,33 @@ func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, body)
 }
 
-// decode reads exactly one JSON value with no unknown fields into v. An empty body is
-// allowed when optional.
-func decode(r *http.Request, v any, optional bool) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) && optional {
-		return nil
-	}
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return err
-	}
-	if err != nil {
-		return &ValidationError{Field: "body", Problem: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if errors.As(err, &tooLarge) {
-			return err
-		}
-		return &ValidationError{Field: "body", Problem: "must hold a single JSON value"}
-	}
-	return nil
-}
-
 func (s *Store) handleSetStock(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Sellable *int64 `json:"sellable"`
-		Shards   int    `json:"shards"`
-	}
-	if err := decode(r, &body, false); err != nil {
+	sellable, shards, err := readSetStock(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if body.Sellable == nil {
-		s.fail(w, r, invalid("sellable", "is required"))
-		return
-	}
-	out, err := s.SetStock(r.Context(), r.PathValue("sku"), *body.Sellable, body.Shards)
+	out, err := s.SetStock(r.Context(), r.PathValue("sku"), sellable, shards)
 	s.answer(w, r, http.StatusOK, out, err)
 }
 
 func (s *Store) handleAdjust(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Delta  int64  `json:"delta"`
-		Reason string `json:"reason"`
-	}
-	if err := decode(r, &body, false); err != nil {
+	delta, reason, err := readAdjust(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out, err := s.Adjust(r.Context(), r.PathValue("sku"), body.Delta, body.Reason)
+	out, err := s.Adjust(r.Context(), r.PathValue("sku"), delta, reason)
 	s.answer(w, r, http.StatusOK, out, err)
 }
 
 func (s *Store) handleReshard(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Shards int `json:"shards"`
-	}
-	if err := decode(r, &body, false); err != nil {
+	shards, err := readReshard(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out, err := s.Reshard(r.Context(), r.PathValue("sku"), body.Shards)
+	out, err := s.Reshard(r.Context(), r.PathValue("sku"), shards)
 	s.answer(w, r, http.StatusOK, out, err)
 }
 
@@ -231,7 +193,7 @@ func (s *Store) handlePutActivity(w http.ResponseWriter, r *http.Request) {
 		StartsAt time.Time `json:"starts_at"`
 		EndsAt   time.Time `json:"ends_at"`
 	}
-	if err := decode(r, &body, false); err != nil {
+	if err := decode(r.Body, &body, false); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -241,23 +203,10 @@ func (s *Store) handlePutActivity(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) handleDeduct(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		OrderNo string `json:"order_no"`
-		Items   []Item `json:"items"`
-		HoldTTL string `json:"hold_ttl"`
-	}
-	if err := decode(r, &body, false); err != nil {
+	req, err := readDeduction(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	req := DeductRequest{OrderNo: body.OrderNo, Items: body.Items}
-	if body.HoldTTL != "" {
-		ttl, err := time.ParseDuration(body.HoldTTL)
-		if err != nil || ttl <= 0 {
-			s.fail(w, r, invalid("hold_ttl", "%q is not a positive duration such as 15m", body.HoldTTL))
-			return
-		}
-		req.HoldTTL = ttl
 	}
 	out, err := s.Deduct(r.Context(), req)
 	status := http.StatusCreated
@@ -274,7 +223,7 @@ func (s *Store) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 
 func (s *Store) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	var body struct{}
-	if err := decode(r, &body, true); err != nil {
+	if err := decode(r.Body, &body, true); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -284,7 +233,7 @@ func (s *Store) handleConfirm(w http.ResponseWriter, r *http.Request) {
 
 func (s *Store) handleCancel(w http.ResponseWriter, r *http.Request) {
 	var body struct{}
-	if err := decode(r, &body, true); err != nil {
+	if err := decode(r.Body, &body, true); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -293,14 +242,12 @@ func (s *Store) handleCancel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) handleShip(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Warehouse string `json:"warehouse"`
-	}
-	if err := decode(r, &body, false); err != nil {
+	warehouse, err := readShip(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out, err := s.Ship(r.Context(), r.PathValue("order_no"), body.Warehouse)
+	out, err := s.Ship(r.Context(), r.PathValue("order_no"), warehouse)
 	s.answer(w, r, http.StatusOK, out, err)
 }
 
@@ -310,7 +257,7 @@ func (s *Store) handlePutWarehouse(w http.ResponseWriter, r *http.Request) {
 		Address string `json:"address"`
 		Type    string `json:"type"`
 	}
-	if err := decode(r, &body, false); err != nil {
+	if err := decode(r.Body, &body, false); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -323,8 +270,8 @@ type syncAnswer struct {
 }
 
 func (s *Store) handleSyncPhysical(w http.ResponseWriter, r *http.Request) {
-	var levels []PhysicalLevel
-	if err := decode(r, &levels, false); err != nil {
+	levels, err := readLevels(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -333,8 +280,8 @@ func (s *Store) handleSyncPhysical(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) handleSyncPhysicalSKU(w http.ResponseWriter, r *http.Request) {
-	var levels []PhysicalLevel
-	if err := decode(r, &levels, false); err != nil {
+	levels, err := readLevels(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}

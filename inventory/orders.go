@@ -284,6 +284,14 @@ func splitsQty(takes []ShardTake, qty int64) bool {
 	return len(takes) > 0 && left == 0
 }
 
+// checkShip is what Ship asks of its arguments before touching the database.
+func checkShip(orderNo, warehouse string) error {
+	if err := validID("order_no", orderNo); err != nil {
+		return err
+	}
+	return validID("warehouse", warehouse)
+}
+
 func setStatus(ctx context.Context, tx *sql.Tx, orderNo string, status OrderStatus, warehouse string) error {
 	var err error
 	if warehouse != "" {
@@ -302,11 +310,8 @@ func setStatus(ctx context.Context, tx *sql.Tx, orderNo string, status OrderStat
 // (ErrShipped). A held order returns ErrNotConfirmed; an unknown warehouse
 // ErrUnknownWarehouse; physical stock lower than the order a *ShortageError.
 func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, error) {
-	if err := validID("order_no", orderNo); err != nil {
-		return Order{}, fmt.Errorf("shipping order: %w", err)
-	}
-	if err := validID("warehouse", warehouse); err != nil {
-		return Order{}, fmt.Errorf("shipping order %s: %w", orderNo, err)
+	if err := checkShip(orderNo, warehouse); err != nil {
+		return Order{}, fmt.Errorf("shipping order %q: %w", orderNo, err)
 	}
 	var order Order
 	err := s.inTx(ctx, func(tx *sql.Tx) error {

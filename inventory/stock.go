@@ -39,19 +39,47 @@ func validShards(m int) error {
 	return nil
 }
 
+// checkSetStock is what SetStock asks of its arguments before touching the database.
+func checkSetStock(sku string, sellable int64, shards int) error {
+	if err := validID("sku", sku); err != nil {
+		return err
+	}
+	if sellable < 0 {
+		return invalid("sellable", "must not be negative, got %d", sellable)
+	}
+	if shards != 0 {
+		return validShards(shards)
+	}
+	return nil
+}
+
+// checkReshard is what Reshard asks of its arguments before touching the database.
+func checkReshard(sku string, m int) error {
+	if err := validID("sku", sku); err != nil {
+		return err
+	}
+	return validShards(m)
+}
+
+// checkAdjust is what Adjust asks of its arguments before touching the database.
+func checkAdjust(sku string, delta int64, reason string) error {
+	if err := validID("sku", sku); err != nil {
+		return err
+	}
+	if delta == 0 {
+		return invalid("delta", "must not be zero")
+	}
+	if reason == "" || len(reason) > 255 {
+		return invalid("reason", "must be 1 to 255 bytes")
+	}
+	return nil
+}
+
 // SetStock sets sku's sellable stock to sellable, spread evenly over shards rows (0 keeps
 // the SKU's current count, 1 for a new SKU). It creates the SKU when missing.
 func (s *Store) SetStock(ctx context.Context, sku string, sellable int64, shards int) (SKUStock, error) {
-	if err := validID("sku", sku); err != nil {
-		return SKUStock{}, fmt.Errorf("setting stock: %w", err)
-	}
-	if sellable < 0 {
-		return SKUStock{}, fmt.Errorf("setting stock of %s: %w", sku, invalid("sellable", "must not be negative, got %d", sellable))
-	}
-	if shards != 0 {
-		if err := validShards(shards); err != nil {
-			return SKUStock{}, fmt.Errorf("setting stock of %s: %w", sku, err)
-		}
+	if err := checkSetStock(sku, sellable, shards); err != nil {
+		return SKUStock{}, fmt.Errorf("setting stock of %q: %w", sku, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO sku (sku_id, shards) VALUES (?, 1) ON DUPLICATE KEY UPDATE sku_id = sku_id", sku); err != nil {
@@ -104,11 +132,8 @@ func writeShards(ctx context.Context, tx *sql.Tx, sku string, total int64, m int
 // Reshard spreads sku's sellable stock over m shards, keeping the total. It runs online:
 // concurrent deductions wait for it or retry on the new shards; none is lost or doubled.
 func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error) {
-	if err := validID("sku", sku); err != nil {
-		return SKUStock{}, fmt.Errorf("resharding: %w", err)
-	}
-	if err := validShards(m); err != nil {
-		return SKUStock{}, fmt.Errorf("resharding %s: %w", sku, err)
+	if err := checkReshard(sku, m); err != nil {
+		return SKUStock{}, fmt.Errorf("resharding %q: %w", sku, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var current int
@@ -135,14 +160,8 @@ func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error
 // Adjust adds (delta > 0) or removes (delta < 0) sellable stock of sku, with the reason
 // recorded in adjustment_log. Removing more than the SKU holds returns a *ShortageError.
 func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason string) (SKUStock, error) {
-	if err := validID("sku", sku); err != nil {
-		return SKUStock{}, fmt.Errorf("adjusting stock: %w", err)
-	}
-	if delta == 0 {
-		return SKUStock{}, fmt.Errorf("adjusting stock of %s: %w", sku, invalid("delta", "must not be zero"))
-	}
-	if reason == "" || len(reason) > 255 {
-		return SKUStock{}, fmt.Errorf("adjusting stock of %s: %w", sku, invalid("reason", "must be 1 to 255 bytes"))
+	if err := checkAdjust(sku, delta, reason); err != nil {
+		return SKUStock{}, fmt.Errorf("adjusting stock of %q: %w", sku, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var m int

@@ -70,24 +70,33 @@ func (s *Store) SyncPhysical(ctx context.Context, levels []PhysicalLevel) (int, 
 // SyncPhysicalSKU is the WMS single-SKU sync: levels is sku's complete physical stock;
 // warehouses it does not name are set to 0 for sku.
 func (s *Store) SyncPhysicalSKU(ctx context.Context, sku string, levels []PhysicalLevel) (int, error) {
-	if err := validID("sku", sku); err != nil {
-		return 0, fmt.Errorf("syncing physical stock: %w", err)
-	}
-	levels = slices.Clone(levels)
-	for i := range levels {
-		if levels[i].SKU != "" && levels[i].SKU != sku {
-			return 0, fmt.Errorf("syncing physical stock of %s: %w", sku, invalid(fmt.Sprintf("[%d].sku", i), "%q is not the SKU synced", levels[i].SKU))
-		}
-		levels[i].SKU = sku
-	}
-	if err := validLevels(levels, sku); err != nil {
-		return 0, fmt.Errorf("syncing physical stock of %s: %w", sku, err)
+	levels, err := skuLevels(sku, levels)
+	if err != nil {
+		return 0, fmt.Errorf("syncing physical stock of %q: %w", sku, err)
 	}
 	n, err := s.syncPhysical(ctx, levels, sku)
 	if err != nil {
 		return 0, fmt.Errorf("syncing physical stock of %s: %w", sku, err)
 	}
 	return n, nil
+}
+
+// skuLevels checks a single-SKU sync of sku and returns its levels, each naming sku.
+func skuLevels(sku string, levels []PhysicalLevel) ([]PhysicalLevel, error) {
+	if err := validID("sku", sku); err != nil {
+		return nil, err
+	}
+	levels = slices.Clone(levels)
+	for i := range levels {
+		if levels[i].SKU != "" && levels[i].SKU != sku {
+			return nil, invalid(fmt.Sprintf("[%d].sku", i), "%q is not the SKU synced", levels[i].SKU)
+		}
+		levels[i].SKU = sku
+	}
+	if err := validLevels(levels, sku); err != nil {
+		return nil, err
+	}
+	return levels, nil
 }
 
 func validLevels(levels []PhysicalLevel, sku string) error {

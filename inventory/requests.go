@@ -1,0 +1,120 @@
+package inventory
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// The JSON bodies of the HTTP API and how they are read, apart from the handlers and the
+// operations so that reading and checking a request can be tested and fuzzed without a
+// database. Each read function returns a *ValidationError (400) for a body that can never
+// succeed, or the *http.MaxBytesError (413) of a body over the limit.
+
+// decode reads exactly one JSON value with no unknown fields into v. An empty body is
+// allowed when optional.
+func decode(body io.Reader, v any, optional bool) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) && optional {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return err
+	}
+	if err != nil {
+		return &ValidationError{Field: "body", Problem: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return &ValidationError{Field: "body", Problem: "must hold a single JSON value"}
+	}
+	return nil
+}
+
+// readSetStock reads {"sellable": N, "shards": M}; sellable is required.
+func readSetStock(body io.Reader) (sellable int64, shards int, err error) {
+	var b struct {
+		Sellable *int64 `json:"sellable"`
+		Shards   int    `json:"shards"`
+	}
+	if err := decode(body, &b, false); err != nil {
+		return 0, 0, err
+	}
+	if b.Sellable == nil {
+		return 0, 0, invalid("sellable", "is required")
+	}
+	return *b.Sellable, b.Shards, nil
+}
+
+// readAdjust reads {"delta": ±N, "reason": "…"}.
+func readAdjust(body io.Reader) (delta int64, reason string, err error) {
+	var b struct {
+		Delta  int64  `json:"delta"`
+		Reason string `json:"reason"`
+	}
+	if err := decode(body, &b, false); err != nil {
+		return 0, "", err
+	}
+	return b.Delta, b.Reason, nil
+}
+
+// readReshard reads {"shards": M}.
+func readReshard(body io.Reader) (int, error) {
+	var b struct {
+		Shards int `json:"shards"`
+	}
+	if err := decode(body, &b, false); err != nil {
+		return 0, err
+	}
+	return b.Shards, nil
+}
+
+// readDeduction reads {"order_no": "…", "items": […], "hold_ttl": "15m"}; hold_ttl is
+// optional (0: the Store's default).
+func readDeduction(body io.Reader) (DeductRequest, error) {
+	var b struct {
+		OrderNo string `json:"order_no"`
+		Items   []Item `json:"items"`
+		HoldTTL string `json:"hold_ttl"`
+	}
+	if err := decode(body, &b, false); err != nil {
+		return DeductRequest{}, err
+	}
+	req := DeductRequest{OrderNo: b.OrderNo, Items: b.Items}
+	if b.HoldTTL != "" {
+		ttl, err := time.ParseDuration(b.HoldTTL)
+		if err != nil || ttl <= 0 {
+			return DeductRequest{}, invalid("hold_ttl", "%q is not a positive duration such as 15m", b.HoldTTL)
+		}
+		req.HoldTTL = ttl
+	}
+	return req, nil
+}
+
+// readShip reads {"warehouse": "…"}.
+func readShip(body io.Reader) (string, error) {
+	var b struct {
+		Warehouse string `json:"warehouse"`
+	}
+	if err := decode(body, &b, false); err != nil {
+		return "", err
+	}
+	return b.Warehouse, nil
+}
+
+// readLevels reads a physical-stock sync: [{"sku": "…", "warehouse": "…", "qty": N}, …].
+func readLevels(body io.Reader) ([]PhysicalLevel, error) {
+	var levels []PhysicalLevel
+	if err := decode(body, &levels, false); err != nil {
+		return nil, err
+	}
+	return levels, nil
+}
