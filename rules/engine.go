@@ -161,24 +161,8 @@ func (e *Engine) Row(ctx context.Context, c *canal.RowChange, out Emitter) error
 		if !r.ops[op] {
 			continue
 		}
-		if r.when != nil {
-			var ok any
-			var err error
-			if r.whenFast != nil {
-				e.prepareFlat(c, plan)
-				ok, err = e.vm.Run(r.whenFast, e.flat)
-			} else {
-				e.prepareEnv(c, rp.table)
-				e.env.Row = e.currentImage()
-				ok, err = e.vm.Run(r.when, &e.env)
-			}
-			if err != nil {
-				e.evalFailed(r, c.Table, "match.when", err)
-				continue
-			}
-			if b, _ := ok.(bool); !b {
-				continue
-			}
+		if r.when != nil && !e.matchWhen(rp, plan, c) {
+			continue
 		}
 		m, err := e.rowMessage(rp, c)
 		if err != nil {
@@ -221,14 +205,47 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 
 func (e *Engine) changed(col string) bool {
 	c := e.cur
-	if c == nil || c.Before == nil || c.After == nil {
-		return c != nil && (c.Op == canal.OpCreate || c.Op == canal.OpRead || c.Op == canal.OpDelete) && c.Table.ColumnIndex(col) >= 0
-	}
-	i := c.Table.ColumnIndex(col)
+	return c != nil && columnChanged(c, c.Table.ColumnIndex(col))
+}
+
+// columnChanged is changed() for column i of c (-1: no such column): an insert, snapshot
+// read or delete changes every column, an update those whose value differs.
+func columnChanged(c *canal.RowChange, i int) bool {
 	if i < 0 {
 		return false
 	}
+	if c.Before == nil || c.After == nil {
+		return c.Op == canal.OpCreate || c.Op == canal.OpRead || c.Op == canal.OpDelete
+	}
 	return !valuesEqual(c.Before[i], c.After[i])
+}
+
+// matchWhen evaluates rule rp's `when` on c: through its closures when they decide, else
+// through the flat program, else the struct one. An evaluation error counts as no match
+// and is logged (evalFailed).
+func (e *Engine) matchWhen(rp *rulePlan, plan *tablePlan, c *canal.RowChange) bool {
+	if rp.whenFunc != nil {
+		if match, ok := rp.whenFunc(c); ok {
+			return match
+		}
+	}
+	r := rp.rule
+	var ok any
+	var err error
+	if r.whenFast != nil {
+		e.prepareFlat(c, plan)
+		ok, err = e.vm.Run(r.whenFast, e.flat)
+	} else {
+		e.prepareEnv(c, rp.table)
+		e.env.Row = e.currentImage()
+		ok, err = e.vm.Run(r.when, &e.env)
+	}
+	if err != nil {
+		e.evalFailed(r, c.Table, "match.when", err)
+		return false
+	}
+	b, _ := ok.(bool)
+	return b
 }
 
 func valuesEqual(a, b any) bool {

@@ -37,6 +37,9 @@ type rulePlan struct {
 	sumKinds  []canal.ColumnKind
 	// topicIdx is, per topic part, -1 literal, -2 schema, -3 table, -4 op, else a column.
 	topicIdx []int
+	// whenFunc is the rule's `when` as closures over this table (whenfunc.go); nil: the
+	// expression programs evaluate it.
+	whenFunc whenFunc
 }
 
 type tablePlan struct {
@@ -75,6 +78,9 @@ func (e *Engine) plan(t *canal.Table) *tablePlan {
 func planRule(r *Rule, ti *tableInfo) *rulePlan {
 	t := ti.t
 	rp := &rulePlan{rule: r, table: ti}
+	if r.whenFast != nil {
+		rp.whenFunc = compileWhenFunc(r.whenFast.Node(), t)
+	}
 	var missing []string
 	index := func(name string) int {
 		i := t.ColumnIndex(name)

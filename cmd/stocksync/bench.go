@@ -125,7 +125,7 @@ func benchCatchup(ctx context.Context, cmd *cobra.Command, cfg config.Config, ru
 	for run := 1; run <= runs; run++ {
 		src.ServerID = cfg.Source.ServerID + uint32(run)
 		t0 := time.Now()
-		n, err := canal.CountRowsBare(ctx, src, server.Flavor, from, to)
+		n, err := canal.CountRowsBare(ctx, src, server.Flavor, benchSchema+".bench_stock", from, to)
 		if err != nil {
 			return err
 		}
