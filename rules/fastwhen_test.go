@@ -33,7 +33,7 @@ func TestFastWhenAgreesWithTheStructEnvironment(t *testing.T) {
 		`row.sku_id startsWith "A" or row.note contains "x"`, `row.note endsWith "i"`, "row.big > 5", "row.big == row.big",
 		`row.qty > 1 ? row.price < 11 : row.ratio > 0`, "not (row.qty == 5)", "row.qty < row.price", "row.qty == row.sku_id",
 		"row.qty < 3", "row.ratio < 1", `row.sku_id < "B"`, "row.price != nil", "row.qty % 0 == 1", "row.qty + 1 > 5",
-		`row.sku_id + "x" == "Ax"`, "before.qty == nil", "row.qty in 1..10", `row.note == "hi"`,
+		`row.sku_id + "x" == "Ax"`, "before.qty == nil", "row.qty in 1..10", `row.note == "hi"`, "(after.qty ?? 0) > 0", `(row.ratio ?? "x") == "x"`,
 	}
 	closures := 0
 	for _, src := range conditions {
@@ -85,7 +85,7 @@ func TestWhenClosuresDecideThePlainCases(t *testing.T) {
 	c := &canal.RowChange{Op: canal.OpUpdate, Table: table, Before: []any{"A", int64(5), "10.50"}, After: []any{"A", int64(0), "12.00"}}
 	for src, want := range map[string]bool{
 		"after.qty == 0 && before.qty > 0": true, `changed("price")`: true, "after.price > 999.0": false,
-		`op in ["update", "delete"]`: true, "after.qty - before.qty > 50": false, `row.sku_id == "B"`: false,
+		`op in ["update", "delete"]`: true, "(before.qty ?? 0) > 4": true, "after.qty - before.qty > 50": false, `row.sku_id == "B"`: false,
 	} {
 		fast, _ := compileFastWhen(src)
 		fn := compileWhenFunc(fast.Node(), table)

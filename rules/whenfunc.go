@@ -251,6 +251,14 @@ func compileBinary(n *ast.BinaryNode, t *canal.Table) evalNode {
 		return nil
 	}
 	switch n.Operator {
+	case "??":
+		return func(c *canal.RowChange) (value, bool) {
+			a, ok := l(c)
+			if !ok || a.kind != kindNil {
+				return a, ok
+			}
+			return r(c)
+		}
 	case "&&", "and", "||", "or":
 		stopOn := n.Operator == "||" || n.Operator == "or"
 		return func(c *canal.RowChange) (value, bool) {
