@@ -87,15 +87,21 @@ func (w *ackWindow) waitDone(ctx context.Context, target uint64, failed func() *
 	return nil
 }
 
-// enqueue numbers pm with the next sequence number, waits for room in the window and
-// hands pm to the producer's input; emitted counts what was handed over.
+// enqueue numbers pm with the next sequence number (in Metadata, a *uint64, which
+// toProducerMessage allocates with the message), waits for room in the window and hands
+// pm to the producer's input; emitted counts what was handed over.
 func (w *ackWindow) enqueue(ctx context.Context, input chan<- *sarama.ProducerMessage, pm *sarama.ProducerMessage,
 	emitted *atomic.Uint64, failed func() *error) error {
 	seq := emitted.Load()
 	if err := w.waitRoom(ctx, seq, failed); err != nil {
 		return err
 	}
-	pm.Metadata = seq
+	p, ok := pm.Metadata.(*uint64)
+	if !ok {
+		p = new(uint64)
+		pm.Metadata = p
+	}
+	*p = seq
 	select {
 	case input <- pm:
 		emitted.Store(seq + 1)
@@ -110,6 +116,8 @@ func (w *ackWindow) enqueue(ctx context.Context, input chan<- *sarama.ProducerMe
 func (w *ackWindow) collect(successes <-chan *sarama.ProducerMessage) {
 	for m := range successes {
 		producedTotal.Inc()
-		w.ack(m.Metadata.(uint64))
+		if seq, ok := sequence(m); ok {
+			w.ack(seq)
+		}
 	}
 }

@@ -406,20 +406,54 @@ func isFencing(err error) bool {
 }
 
 func toProducerMessage(m Message) *sarama.ProducerMessage {
-	pm := &sarama.ProducerMessage{Topic: m.Topic}
+	o := &outgoing{}
+	o.pm.Topic = m.Topic
 	if m.Value != nil { // nil: a tombstone
-		pm.Value = sarama.ByteEncoder(m.Value)
+		o.value = m.Value
+		o.pm.Value = &o.value
 	}
 	if m.Key != nil {
-		pm.Key = sarama.ByteEncoder(m.Key)
+		o.key = m.Key
+		o.pm.Key = &o.key
 	}
 	if len(m.Headers) > 0 {
-		pm.Headers = make([]sarama.RecordHeader, len(m.Headers))
-		for i, h := range m.Headers {
-			pm.Headers[i] = sarama.RecordHeader{Key: headerKey(h.Key), Value: h.Value}
+		hs := o.headers[:0]
+		if len(m.Headers) > len(o.headers) {
+			hs = make([]sarama.RecordHeader, 0, len(m.Headers))
 		}
+		for _, h := range m.Headers {
+			hs = append(hs, sarama.RecordHeader{Key: headerKey(h.Key), Value: h.Value})
+		}
+		o.pm.Headers = hs
 	}
-	return pm
+	o.pm.Metadata = &o.seq
+	return &o.pm
+}
+
+// outgoing is a producer message with its key and value encoders, its first headers and
+// its sequence number (Metadata points at seq) in one allocation: one message per row
+// change goes through here.
+type outgoing struct {
+	pm         sarama.ProducerMessage
+	key, value bytesEncoder
+	headers    [2]sarama.RecordHeader
+	seq        uint64
+}
+
+// bytesEncoder is sarama.ByteEncoder behind a pointer, so that it does not allocate when
+// stored in the message's Encoder fields.
+type bytesEncoder []byte
+
+func (b *bytesEncoder) Encode() ([]byte, error) { return *b, nil }
+func (b *bytesEncoder) Length() int             { return len(*b) }
+
+// sequence is the number enqueue gave pm (toProducerMessage made it).
+func sequence(pm *sarama.ProducerMessage) (uint64, bool) {
+	p, ok := pm.Metadata.(*uint64)
+	if !ok {
+		return 0, false
+	}
+	return *p, true
 }
 
 // headerKeys holds the bytes of the few header names in use, so that a message does not
@@ -446,7 +480,7 @@ func (t *Transactional) collectErrors() {
 		}
 		// The message is settled; count it so that the window does not stall. The
 		// transaction cannot commit anyway.
-		if seq, ok := pe.Msg.Metadata.(uint64); ok {
+		if seq, ok := sequence(pe.Msg); ok {
 			t.acks.ack(seq)
 		}
 	}
