@@ -1,0 +1,81 @@
+package canal
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/go-mysql-org/go-mysql/replication"
+)
+
+// rowsDecoder decodes rows events in go-mysql's parser goroutine, except those of tables
+// the stream's filter does not match: decoding values is most of the cost of reading a
+// binlog, and on a shared server most rows belong to tables no rule reads. Such an event
+// keeps what is needed to decode it later, for the reader may see a newer filter (a
+// reload) that matches the table after all; the reader then decodes it (take).
+type rowsDecoder struct {
+	filter *atomic.Pointer[filterBox]
+	// matches caches the filter's answer per table id, for the parser goroutine only.
+	matches      map[uint64]tableMatch
+	cachedFilter *filterBox
+
+	mu       sync.Mutex
+	deferred map[*replication.RowsEvent]undecoded
+	skipped  *atomic.Uint64 // rows events left undecoded
+}
+
+type tableMatch struct {
+	table   *replication.TableMapEvent
+	matched bool
+}
+
+type undecoded struct {
+	pos  int
+	data []byte
+}
+
+func newRowsDecoder(filter *atomic.Pointer[filterBox], skipped *atomic.Uint64) *rowsDecoder {
+	return &rowsDecoder{filter: filter, skipped: skipped, matches: map[uint64]tableMatch{}, deferred: map[*replication.RowsEvent]undecoded{}}
+}
+
+// decode is go-mysql's RowsEventDecodeFunc.
+func (d *rowsDecoder) decode(e *replication.RowsEvent, data []byte) error {
+	pos, err := e.DecodeHeader(data)
+	if err != nil {
+		return err
+	}
+	if e.Table == nil || d.wanted(e.TableID, e.Table) {
+		return e.DecodeData(pos, data)
+	}
+	d.mu.Lock()
+	d.deferred[e] = undecoded{pos: pos, data: data}
+	d.mu.Unlock()
+	d.skipped.Add(1)
+	return nil
+}
+
+func (d *rowsDecoder) wanted(id uint64, t *replication.TableMapEvent) bool {
+	f := d.filter.Load()
+	if f != d.cachedFilter {
+		clear(d.matches)
+		d.cachedFilter = f
+	}
+	if m, ok := d.matches[id]; ok && m.table == t {
+		return m.matched
+	}
+	m := tableMatch{table: t, matched: f.Matches(string(t.Schema), string(t.Table))}
+	d.matches[id] = m
+	return m.matched
+}
+
+// take settles a rows event that decode left undecoded: it decodes it now when want is
+// set, and forgets it either way. Events decode decoded are not its business.
+func (d *rowsDecoder) take(e *replication.RowsEvent, want bool) error {
+	d.mu.Lock()
+	u, ok := d.deferred[e]
+	delete(d.deferred, e)
+	d.mu.Unlock()
+	if !ok || !want {
+		return nil
+	}
+	return e.DecodeData(u.pos, u.data)
+}

@@ -1,0 +1,155 @@
+package canal_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// countingFilter matches the tables of one schema listed in tables, and counts how often
+// it was asked about each table of that schema.
+type countingFilter struct {
+	schema string
+	tables map[string]bool
+	mu     sync.Mutex
+	asked  map[string]int
+}
+
+func (f *countingFilter) Matches(schema, table string) bool {
+	if schema != f.schema {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked[table]++
+	return f.tables[table]
+}
+
+func (f *countingFilter) askedAbout(table string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked[table]
+}
+
+// TestStreamLeavesUnmatchedTablesUndecoded: rows events of tables the filter does not
+// match are not decoded, and the matched table's rows still arrive whole.
+func TestStreamLeavesUnmatchedTablesUndecoded(t *testing.T) {
+	s := newSource(t)
+	for _, q := range []string{"CREATE TABLE wanted (id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY, note VARCHAR(20))"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := s.position()
+	for _, q := range []string{"INSERT INTO other VALUES (1, 'a'), (2, 'b')", "INSERT INTO wanted VALUES (1, 10), (2, 20)", "INSERT INTO other VALUES (3, 'c')"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := s.position()
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"wanted": true}, asked: map[string]int{}}
+	st := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t))
+	rows, err := runUntil(t.Context(), st, from, to, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Table.Name != "wanted" || rows[1].After[1] != int64(20) {
+		t.Fatalf("want the two rows of wanted, got %d: %+v", len(rows), rows)
+	}
+	if st.Undecoded() < 2 {
+		t.Errorf("Undecoded = %d, want at least the 2 rows events of other", st.Undecoded())
+	}
+}
+
+// TestStreamDecodesLateWhenTheFilterChanges: events parsed ahead while the filter did not
+// match their table, and handled after a new filter that does, are decoded then: a
+// reload loses no row.
+func TestStreamDecodesLateWhenTheFilterChanges(t *testing.T) {
+	s := newSource(t)
+	if _, err := s.db.Exec("CREATE TABLE stock (id INT PRIMARY KEY, qty INT)"); err != nil {
+		t.Fatal(err)
+	}
+	from := s.position()
+	if _, err := s.db.Exec("INSERT INTO stock VALUES (1, 1), (2, 2)"); err != nil {
+		t.Fatal(err)
+	}
+	first := s.position()
+	if _, err := s.db.Exec("INSERT INTO stock VALUES (3, 3), (4, 4), (5, 5)"); err != nil {
+		t.Fatal(err)
+	}
+	to := s.position()
+
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{}, asked: map[string]int{}}
+	matchAll := &countingFilter{schema: s.name, tables: map[string]bool{"stock": true}, asked: map[string]int{}}
+	st := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t))
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	rec := &recorder{onCommit: func(p canal.Position) {
+		// Hold the reader at the first transaction's commit until the second one has
+		// been parsed ahead under the old filter.
+		if p.Compare(first) >= 0 && blocked.CompareAndSwap(false, true) {
+			<-release
+		}
+	}}
+	type result struct {
+		rows []*canal.RowChange
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rows, err := runUntil(t.Context(), st, from, to, rec)
+		done <- result{rows, err}
+	}()
+	// Asked three times about stock: by the parser for each transaction's rows event, and
+	// by the reader for the first transaction's table map, before it blocks.
+	testutil.Eventually(t, 20*time.Second, "the second transaction parsed under the old filter",
+		func() bool { return filter.askedAbout("stock") >= 3 && blocked.Load() })
+	st.SetFilter(matchAll)
+	close(release)
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	rows := res.rows
+	if len(rows) != 3 {
+		t.Fatalf("want the second transaction's 3 rows, decoded after the filter changed; got %d: %+v", len(rows), rows)
+	}
+	for i, r := range rows {
+		if want := int64(i + 3); r.After[0] != want || r.After[1] != want {
+			t.Errorf("row %d = %v, want id and qty %d", i, r.After, want)
+		}
+	}
+}
+
+// runUntil runs st from `from` until a commit at or after `to` and returns the rows rec
+// saw.
+func runUntil(ctx context.Context, st *canal.Stream, from, to canal.Position, rec *recorder) ([]*canal.RowChange, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var reached atomic.Bool
+	inner := rec.onCommit
+	rec.onCommit = func(p canal.Position) {
+		if inner != nil {
+			inner(p)
+		}
+		if p.Compare(to) >= 0 {
+			reached.Store(true)
+			cancel()
+		}
+	}
+	err := st.Run(ctx, from, rec)
+	if !reached.Load() {
+		return nil, fmt.Errorf("stream from %s stopped before %s: %v", from, to, err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.rows, nil
+}
