@@ -19,7 +19,19 @@ const (
 	maxOrderItems = 100
 	maxShards     = 256
 	maxHoldTTL    = 7 * 24 * time.Hour
+	// maxQty bounds every quantity and a SKU's sellable stock: 2^53−1, the largest integer
+	// every JSON reader (JavaScript's too) holds exactly. It keeps every sum of quantities —
+	// over a SKU's shards, over a merged batch — far from int64 overflow.
+	maxQty = 1<<53 - 1
 )
+
+// validQty checks a quantity that must be at least least and at most maxQty.
+func validQty(field string, qty, least int64) error {
+	if qty < least || qty > maxQty {
+		return invalid(field, "must be between %d and %d, got %d", least, int64(maxQty), qty)
+	}
+	return nil
+}
 
 // Kinds of stock a deduction log row takes from.
 const (
@@ -93,6 +105,10 @@ func validID(field, v string) error {
 			return invalid(field, "must not contain control characters")
 		}
 	}
+	if strings.HasSuffix(v, " ") {
+		// The schema's collation pads with spaces: "a " would name the row of "a".
+		return invalid(field, "must not end with a space")
+	}
 	return nil
 }
 
@@ -121,8 +137,8 @@ func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
 		if err := validID(field+".sku", it.SKU); err != nil {
 			return req, err
 		}
-		if it.Qty <= 0 {
-			return req, invalid(field+".qty", "must be a positive quantity, got %d", it.Qty)
+		if err := validQty(field+".qty", it.Qty, 1); err != nil {
+			return req, err
 		}
 		kind := kindSellable
 		if it.Activity != "" {

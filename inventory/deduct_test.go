@@ -364,3 +364,27 @@ func TestShardHintOfARemovedShardCorrectsItself(t *testing.T) {
 		t.Fatalf("sellable = %d after %d deductions of 1, want %d", got, taken, 1000-taken)
 	}
 }
+
+func TestMergedBatchWhoseSumWouldOverflowDoesNotRun(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "wrap", 10, 1); err != nil {
+		t.Fatal(err)
+	}
+	// 1025 orders of the largest quantity sum past int64 (a MergeMaxBatch over 1024 allows
+	// such a batch); a wrapped, negative sum would add stock instead of taking it.
+	calls := make([]*mergeCall, 1025)
+	for i := range calls {
+		calls[i] = &mergeCall{ctx: ctx, req: DeductRequest{OrderNo: fmt.Sprintf("wrap-%d", i),
+			Items: []Item{{SKU: "wrap", Qty: maxQty}}, HoldTTL: time.Minute}}
+	}
+	if _, err := store.merger.runMerged("wrap", calls); !errors.Is(err, errMergeDoesNotFit) {
+		t.Fatalf("runMerged = %v, want errMergeDoesNotFit", err)
+	}
+	if got := sellable(t, db, "wrap"); got != 10 {
+		t.Fatalf("sellable = %d, want 10", got)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM hold"); n != 0 {
+		t.Fatalf("%d holds written", n)
+	}
+}

@@ -166,6 +166,11 @@ func (m *merger) runMerged(sku string, calls []*mergeCall) ([]Order, error) {
 			orders[i] = Order{OrderNo: c.req.OrderNo, Status: StatusHeld, ExpiresAt: now.Add(c.req.HoldTTL)}
 			holdArgs = append(holdArgs, c.req.OrderNo, StatusHeld, orders[i].ExpiresAt)
 			total += c.req.Items[0].Qty
+			if total > maxQty {
+				// More than a SKU holds; checked at each order so that no MergeMaxBatch
+				// can overflow the sum.
+				return errMergeDoesNotFit
+			}
 		}
 		// An existing order leaves its row alone and counts 0 affected rows.
 		res, err := tx.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES "+placeholders(len(calls), 3)+

@@ -513,3 +513,27 @@ func TestSplitsQty(t *testing.T) {
 		}
 	}
 }
+
+func TestAdjustKeepsStockUnderTheMaximum(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "top", maxQty-5, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Adjust(ctx, "top", 5, "to the top"); err != nil {
+		t.Fatalf("adjusting up to exactly %d: %v", int64(maxQty), err)
+	}
+	if _, err := store.Adjust(ctx, "top", 1, "one more"); !errors.As(err, new(*ValidationError)) {
+		t.Fatalf("adjusting over %d = %v, want a *ValidationError", int64(maxQty), err)
+	}
+	if _, err := store.SetStock(ctx, "top", maxQty+1, 0); !errors.As(err, new(*ValidationError)) {
+		t.Fatalf("setting %d = %v, want a *ValidationError", int64(maxQty+1), err)
+	}
+	if got := sellable(t, db, "top"); got != maxQty {
+		t.Fatalf("sellable = %d, want %d", got, int64(maxQty))
+	}
+	stock, err := store.Get(ctx, "top")
+	if err != nil || stock.Sellable != maxQty {
+		t.Fatalf("Get = %+v, %v; want sellable %d", stock, err, int64(maxQty))
+	}
+}

@@ -44,8 +44,8 @@ func checkSetStock(sku string, sellable int64, shards int) error {
 	if err := validID("sku", sku); err != nil {
 		return err
 	}
-	if sellable < 0 {
-		return invalid("sellable", "must not be negative, got %d", sellable)
+	if err := validQty("sellable", sellable, 0); err != nil {
+		return err
 	}
 	if shards != 0 {
 		return validShards(shards)
@@ -68,6 +68,9 @@ func checkAdjust(sku string, delta int64, reason string) error {
 	}
 	if delta == 0 {
 		return invalid("delta", "must not be zero")
+	}
+	if delta < -maxQty || delta > maxQty {
+		return invalid("delta", "must be between %d and %d, got %d", -int64(maxQty), int64(maxQty), delta)
 	}
 	if reason == "" || len(reason) > 255 {
 		return invalid("reason", "must be 1 to 255 bytes")
@@ -158,14 +161,21 @@ func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error
 }
 
 // Adjust adds (delta > 0) or removes (delta < 0) sellable stock of sku, with the reason
-// recorded in adjustment_log. Removing more than the SKU holds returns a *ShortageError.
+// recorded in adjustment_log. Removing more than the SKU holds returns a *ShortageError;
+// adding more than would fit under maxQty a *ValidationError.
 func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason string) (SKUStock, error) {
 	if err := checkAdjust(sku, delta, reason); err != nil {
 		return SKUStock{}, fmt.Errorf("adjusting stock of %q: %w", sku, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		query := "SELECT shards FROM sku WHERE sku_id = ?"
+		if delta > 0 {
+			// Adjusts, sets and reshards of the SKU wait for this one, so the total read
+			// next stays the total until the addition.
+			query += " FOR UPDATE"
+		}
 		var m int
-		err := tx.QueryRowContext(ctx, "SELECT shards FROM sku WHERE sku_id = ?", sku).Scan(&m)
+		err := tx.QueryRowContext(ctx, query, sku).Scan(&m)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sku %s: %w", sku, ErrNotFound)
 		}
@@ -173,6 +183,13 @@ func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason stri
 			return fmt.Errorf("reading sku: %w", err)
 		}
 		if delta > 0 {
+			var total int64
+			if err := tx.QueryRowContext(ctx, "SELECT COALESCE(SUM(qty), 0) FROM sellable_shard WHERE sku_id = ?", sku).Scan(&total); err != nil {
+				return fmt.Errorf("reading sellable stock: %w", err)
+			}
+			if total > maxQty-delta {
+				return invalid("delta", "would take sellable stock from %d over the maximum %d", total, int64(maxQty))
+			}
 			// All of delta onto one shard, at random so that additions spread; shard 0 when a
 			// concurrent reshard has just removed it.
 			if err := restoreSellable(ctx, tx, sku, delta, []ShardTake{{Shard: rand.IntN(m), Qty: delta}}); err != nil {
@@ -274,8 +291,8 @@ func (s *Store) PutActivity(ctx context.Context, a Activity) (Activity, error) {
 	if err := validID("activity", a.Activity); err != nil {
 		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, err)
 	}
-	if a.Qty < 0 {
-		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, invalid("qty", "must not be negative, got %d", a.Qty))
+	if err := validQty("qty", a.Qty, 0); err != nil {
+		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, err)
 	}
 	if a.StartsAt.IsZero() || a.EndsAt.IsZero() || !a.EndsAt.After(a.StartsAt) {
 		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, invalid("ends_at", "starts_at and ends_at are required and ends_at must be after starts_at"))

@@ -115,8 +115,8 @@ func validLevels(levels []PhysicalLevel, sku string) error {
 		if err := validID(field+".warehouse", l.Warehouse); err != nil {
 			return err
 		}
-		if l.Qty < 0 {
-			return invalid(field+".qty", "must not be negative, got %d", l.Qty)
+		if err := validQty(field+".qty", l.Qty, 0); err != nil {
+			return err
 		}
 		key := [2]string{l.SKU, l.Warehouse}
 		if seen[key] {
