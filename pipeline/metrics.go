@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // them to every Pipeline the process runs (a restart builds a new Pipeline).
 type Metrics struct {
 	EventsRead      prometheus.Counter
+	EventsSkipped   prometheus.Counter
 	Transactions    prometheus.Counter
 	MessagesEmitted prometheus.Counter
 	CheckpointFile  prometheus.Gauge
@@ -27,6 +28,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		EventsRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_events_read_total",
 			Help: "Row changes read from the binlog for tables some rule matches."}),
+		EventsSkipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_binlog_rows_events_skipped_total",
+			Help: "Binlog rows events of tables no rule matches, skipped without decoding their values."}),
 		Transactions: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_transactions_total",
 			Help: "Committed transactions read from the binlog."}),
 		MessagesEmitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_messages_emitted_total",
@@ -55,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Binlog files the server keeps that are older than the checkpoint's; 0 means the next purge loses undelivered changes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.EventsRead, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
+		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
 			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready, m.RuleEvalErrors,
 			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind)
 	}

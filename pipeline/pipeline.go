@@ -303,6 +303,7 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 	t := time.NewTicker(p.opts.CheckpointInterval)
 	defer t.Stop()
 	lastRetentionCheck := time.Now()
+	var skippedSeen uint64 // of this pipeline's stream
 	for {
 		select {
 		case <-ctx.Done():
@@ -310,6 +311,9 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 		case <-t.C:
 		}
 		p.m.Lag.Set(p.stream.Lag().Seconds())
+		skipped := p.stream.Undecoded()
+		p.m.EventsSkipped.Add(float64(skipped - skippedSeen))
+		skippedSeen = skipped
 		if p.stream.Open() {
 			p.m.Ready.Set(1)
 		}
