@@ -93,6 +93,10 @@ type Inventory struct {
 	HoldTTL time.Duration `mapstructure:"hold_ttl"`
 	// SweepInterval is how often expired holds are released.
 	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+	// MaxConnections bounds the inventory's connections to the server. More callers than
+	// connections queue in the daemon, which is cheaper than queueing on a hot row's lock
+	// inside the server.
+	MaxConnections int `mapstructure:"max_connections"`
 }
 
 // Default returns the configuration used for every key the file does not set.
@@ -110,7 +114,7 @@ func Default() Config {
 		Rules:      "rules.yaml",
 		HTTP:       HTTP{Addr: "127.0.0.1:8080"},
 		Log:        Log{Level: "info", Format: "json"},
-		Inventory:  Inventory{Database: "inventory", HoldTTL: 15 * time.Minute, SweepInterval: 5 * time.Second},
+		Inventory:  Inventory{Database: "inventory", HoldTTL: 15 * time.Minute, SweepInterval: 5 * time.Second, MaxConnections: 32},
 		Snapshot:   "never",
 	}
 }
@@ -277,6 +281,9 @@ func (c Config) Validate() Problems {
 	}
 	if c.Inventory.HoldTTL <= 0 {
 		bad("inventory.hold_ttl", "must be a positive duration such as 15m")
+	}
+	if c.Inventory.MaxConnections < 1 || c.Inventory.MaxConnections > 4096 {
+		bad("inventory.max_connections", "must be between 1 and 4096")
 	}
 	if c.Inventory.SweepInterval <= 0 {
 		bad("inventory.sweep_interval", "must be a positive duration such as 5s")

@@ -388,3 +388,51 @@ func TestMergedBatchWhoseSumWouldOverflowDoesNotRun(t *testing.T) {
 		t.Fatalf("%d holds written", n)
 	}
 }
+
+// TestDeductOneProcedure: a one-item order on a SKU whose shard count is known is decided
+// by one call of deduct_one: deducted and logged, replayed when repeated, and handed back
+// with nothing written when its shard lacks the quantity.
+func TestDeductOneProcedure(t *testing.T) {
+	store, db := newTestStore(t, Options{DisableMerging: true})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "p", 10, 2); err != nil {
+		t.Fatal(err)
+	}
+	store.shardHints.set("p", 2)
+	req, err := store.normalize(DeductRequest{OrderNo: "p-1", Items: []Item{{SKU: "p", Qty: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, decided, err := store.deductOneCall(ctx, req)
+	if err != nil || !decided {
+		t.Fatalf("deduct_one: decided %v, %v", decided, err)
+	}
+	takes := order.Items[0].Shards
+	if order.Status != StatusHeld || order.Replayed || len(takes) != 1 || takes[0].Qty != 3 {
+		t.Fatalf("deduct_one answered %+v", order)
+	}
+	shardLeft := queryInt(t, db, "SELECT qty FROM sellable_shard WHERE sku_id = 'p' AND shard = ?", takes[0].Shard)
+	logged := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log WHERE order_no = 'p-1' AND qty = 3 AND shard = ? AND shard_takes = ?",
+		takes[0].Shard, formatTakes(takes))
+	held := queryInt(t, db, "SELECT COUNT(*) FROM hold WHERE order_no = 'p-1' AND status = 'held'")
+	if shardLeft != 2 || logged != 1 || held != 1 {
+		t.Fatalf("after deduct_one: shard %d holds %d (want 2), %d log rows, %d holds (want 1 each)", takes[0].Shard, shardLeft, logged, held)
+	}
+
+	again, decided, err := store.deductOneCall(ctx, req)
+	if err != nil || !decided || !again.Replayed || again.Items[0].Shards[0] != takes[0] {
+		t.Fatalf("repeated order: decided %v, %+v, %v; want the stored order replayed", decided, again, err)
+	}
+
+	big, _ := store.normalize(DeductRequest{OrderNo: "p-2", Items: []Item{{SKU: "p", Qty: 6}}})
+	if _, decided, err := store.deductOneCall(ctx, big); decided || err != nil {
+		t.Fatalf("6 units where no shard holds 6: decided %v, %v; want it handed to the general path", decided, err)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM hold WHERE order_no = 'p-2'"); n != 0 || sellable(t, db, "p") != 7 {
+		t.Fatalf("a missed deduct_one wrote something: %d holds, sellable %d", n, sellable(t, db, "p"))
+	}
+	// The general path then takes 6 from both shards.
+	if order, err := store.Deduct(ctx, big); err != nil || len(order.Items[0].Shards) != 2 {
+		t.Fatalf("6 units over two shards: %+v, %v", order, err)
+	}
+}

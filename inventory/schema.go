@@ -82,10 +82,11 @@ func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening inventory database %s: %w", name, err)
 	}
-	// Hot-SKU traffic keeps many connections busy at once; a small idle pool would make
-	// every burst reconnect.
-	db.SetMaxOpenConns(256)
-	db.SetMaxIdleConns(256)
+	// Bounded (inventory.max_connections): callers beyond it wait here for a connection
+	// rather than as server threads queued on a hot row's lock, which costs the server a
+	// context switch each. Idle connections are kept: a burst must not reconnect.
+	db.SetMaxOpenConns(cfg.Inventory.MaxConnections)
+	db.SetMaxIdleConns(cfg.Inventory.MaxConnections)
 	db.SetConnMaxLifetime(time.Hour)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
