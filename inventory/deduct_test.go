@@ -436,3 +436,60 @@ func TestDeductOneProcedure(t *testing.T) {
 		t.Fatalf("6 units over two shards: %+v, %v", order, err)
 	}
 }
+
+// TestDeductBatchProcedure: a merged batch on a SKU whose shard count is known is decided
+// by one call of deduct_batch: every order held and logged and the shard lowered by the
+// sum; a batch holding an existing order, or one its shard cannot serve, writes nothing.
+func TestDeductBatchProcedure(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "b", 10, 1); err != nil {
+		t.Fatal(err)
+	}
+	store.shardHints.set("b", 1)
+	batch := func(orders ...string) ([]*mergeCall, []Order) {
+		calls := make([]*mergeCall, len(orders))
+		out := make([]Order, len(orders))
+		for i, o := range orders {
+			req, err := store.normalize(DeductRequest{OrderNo: o, Items: []Item{{SKU: "b", Qty: 2}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls[i] = &mergeCall{ctx: ctx, req: req}
+			out[i] = Order{OrderNo: o, Status: StatusHeld, ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Microsecond)}
+		}
+		return calls, out
+	}
+	calls, orders := batch("b-1", "b-2", `b-"3"`)
+	done, err := store.merger.callBatch(ctx, "b", 6, calls, orders)
+	if err != nil || !done {
+		t.Fatalf("deduct_batch: done %v, %v", done, err)
+	}
+	for _, o := range orders {
+		if len(o.Items) != 1 || o.Items[0].Qty != 2 || o.Items[0].Shards[0].Shard != 0 {
+			t.Fatalf("order %s answered %+v", o.OrderNo, o)
+		}
+	}
+	var holds int64
+	for _, o := range orders {
+		holds += queryInt(t, db, "SELECT COUNT(*) FROM hold WHERE order_no = ? AND status = 'held' AND expires_at = ?", o.OrderNo, o.ExpiresAt)
+	}
+	logged := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log WHERE sku_id = 'b' AND qty = 2 AND shard_takes = '0:2'")
+	quoted := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log WHERE order_no = ?", `b-"3"`)
+	if holds != 3 || logged != 3 || quoted != 1 || sellable(t, db, "b") != 4 {
+		t.Fatalf("after deduct_batch: %d holds with the expiry, %d log rows (%d of the quoted order), sellable %d; want 3, 3, 1, 4",
+			holds, logged, quoted, sellable(t, db, "b"))
+	}
+
+	calls, orders = batch("b-4", "b-1")
+	if done, err := store.merger.callBatch(ctx, "b", 4, calls, orders); done || !errors.Is(err, errMergeDuplicate) {
+		t.Fatalf("a batch with an existing order: done %v, %v; want errMergeDuplicate", done, err)
+	}
+	calls, orders = batch("b-5", "b-6", "b-7")
+	if done, err := store.merger.callBatch(ctx, "b", 6, calls, orders); done || err != nil {
+		t.Fatalf("a batch of 6 on a shard holding 4: done %v, %v; want it handed back", done, err)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM hold WHERE order_no IN ('b-4', 'b-5', 'b-6', 'b-7')"); n != 0 || sellable(t, db, "b") != 4 {
+		t.Fatalf("refused batches wrote something: %d holds, sellable %d", n, sellable(t, db, "b"))
+	}
+}

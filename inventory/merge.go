@@ -3,8 +3,10 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,56 +155,109 @@ func (m *merger) run(sku string, calls []*mergeCall) {
 	}
 }
 
-// runMerged deducts every call's order in one transaction, or nothing.
+// runMerged deducts every call's order in one transaction, or nothing: with one call of
+// the deduct_batch procedure on a random shard when sku's shard count is known, else (or
+// when that shard lacks the sum) statement by statement, on a shard chosen by reading them.
 func (m *merger) runMerged(sku string, calls []*mergeCall) ([]Order, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), mergeTxTimeout)
 	defer cancel()
+	now := m.s.now()
 	orders := make([]Order, len(calls))
-	err := m.s.inTx(ctx, func(tx *sql.Tx) error {
-		now := m.s.now()
-		holdArgs := make([]any, 0, 3*len(calls))
-		var total int64
-		for i, c := range calls {
-			orders[i] = Order{OrderNo: c.req.OrderNo, Status: StatusHeld, ExpiresAt: now.Add(c.req.HoldTTL)}
-			holdArgs = append(holdArgs, c.req.OrderNo, StatusHeld, orders[i].ExpiresAt)
-			total += c.req.Items[0].Qty
-			if total > maxQty {
-				// More than a SKU holds; checked at each order so that no MergeMaxBatch
-				// can overflow the sum.
-				return errMergeDoesNotFit
-			}
+	var total int64
+	for i, c := range calls {
+		orders[i] = Order{OrderNo: c.req.OrderNo, Status: StatusHeld, ExpiresAt: now.Add(c.req.HoldTTL)}
+		total += c.req.Items[0].Qty
+		if total > maxQty {
+			// More than a SKU holds; checked at each order so that no MergeMaxBatch can
+			// overflow the sum.
+			return nil, fmt.Errorf("merged deduction of %d orders of %q: %w", len(calls), sku, errMergeDoesNotFit)
 		}
-		// An existing order leaves its row alone and counts 0 affected rows.
-		res, err := tx.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES "+placeholders(len(calls), 3)+
-			" ON DUPLICATE KEY UPDATE order_no = order_no", holdArgs...)
-		if err != nil {
-			return fmt.Errorf("recording holds: %w", err)
-		}
-		if affected(res) != int64(len(calls)) {
-			return errMergeDuplicate
-		}
-		takes, _, err := m.s.takeSellable(ctx, tx, sku, total, false)
-		if err != nil {
-			return err
-		}
-		if takes == nil {
-			return errMergeDoesNotFit
-		}
-		shard := takes[0].Shard
-		orderNos := make([]string, len(calls))
-		items := make([][]OrderItem, len(calls))
-		for i, c := range calls {
-			qty := c.req.Items[0].Qty
-			orderNos[i] = c.req.OrderNo
-			items[i] = []OrderItem{{SKU: sku, Qty: qty, Shards: []ShardTake{{Shard: shard, Qty: qty}}}}
-			orders[i].Items = items[i]
-		}
-		return insertLogRowsFor(ctx, tx, orderNos, items)
-	})
+	}
+	done, err := m.callBatch(ctx, sku, total, calls, orders)
+	if !done && err == nil {
+		err = m.s.inTx(ctx, func(tx *sql.Tx) error { return m.batchInTx(ctx, tx, sku, total, calls, orders) })
+	}
 	if err != nil {
-		return nil, fmt.Errorf("merged deduction of %d orders of %s: %w", len(calls), sku, err)
+		return nil, fmt.Errorf("merged deduction of %d orders of %q: %w", len(calls), sku, err)
 	}
 	return orders, nil
+}
+
+// callBatch runs the batch with one call of deduct_batch (migration 00002). done is false
+// when the statement path must decide: no remembered shard count, the shard lacks the
+// sum, or a deadlock or lock wait timeout (nothing was written).
+func (m *merger) callBatch(ctx context.Context, sku string, total int64, calls []*mergeCall, orders []Order) (done bool, err error) {
+	shards, ok := m.s.shardHints.get(sku)
+	if !ok {
+		return false, nil
+	}
+	type batchOrder struct {
+		Order   string `json:"o"`
+		Qty     int64  `json:"q"`
+		Expires string `json:"e"`
+	}
+	list := make([]batchOrder, len(calls))
+	for i, c := range calls {
+		list[i] = batchOrder{c.req.OrderNo, c.req.Items[0].Qty, orders[i].ExpiresAt.UTC().Format("2006-01-02 15:04:05.999999")}
+	}
+	js, err := json.Marshal(list)
+	if err != nil {
+		return false, fmt.Errorf("encoding the batch: %w", err)
+	}
+	shard := rand.IntN(shards)
+	var outcome string
+	err = m.s.db.QueryRowContext(ctx, "CALL deduct_batch(?, ?, ?, ?)", sku, shard, total, js).Scan(&outcome)
+	switch {
+	case err != nil && isRetryable(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("calling deduct_batch: %w", err)
+	case outcome == "exists":
+		return false, errMergeDuplicate
+	case outcome == "ok":
+		fillBatchItems(sku, shard, calls, orders)
+		return true, nil
+	}
+	return false, nil // "miss"
+}
+
+// batchInTx runs the batch in tx statement by statement.
+func (m *merger) batchInTx(ctx context.Context, tx *sql.Tx, sku string, total int64, calls []*mergeCall, orders []Order) error {
+	holdArgs := make([]any, 0, 3*len(calls))
+	for i, c := range calls {
+		holdArgs = append(holdArgs, c.req.OrderNo, StatusHeld, orders[i].ExpiresAt)
+	}
+	// An existing order leaves its row alone and counts 0 affected rows.
+	res, err := tx.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES "+placeholders(len(calls), 3)+
+		" ON DUPLICATE KEY UPDATE order_no = order_no", holdArgs...)
+	if err != nil {
+		return fmt.Errorf("recording holds: %w", err)
+	}
+	if affected(res) != int64(len(calls)) {
+		return errMergeDuplicate
+	}
+	takes, _, err := m.s.takeSellable(ctx, tx, sku, total, false)
+	if err != nil {
+		return err
+	}
+	if takes == nil {
+		return errMergeDoesNotFit
+	}
+	fillBatchItems(sku, takes[0].Shard, calls, orders)
+	orderNos := make([]string, len(calls))
+	items := make([][]OrderItem, len(calls))
+	for i, o := range orders {
+		orderNos[i], items[i] = o.OrderNo, o.Items
+	}
+	return insertLogRowsFor(ctx, tx, orderNos, items)
+}
+
+// fillBatchItems records in each order that its item came from shard.
+func fillBatchItems(sku string, shard int, calls []*mergeCall, orders []Order) {
+	for i, c := range calls {
+		qty := c.req.Items[0].Qty
+		orders[i].Items = []OrderItem{{SKU: sku, Qty: qty, Shards: []ShardTake{{Shard: shard, Qty: qty}}}}
+	}
 }
 
 // MergeStats returns how many merged transactions committed and how many orders they
