@@ -23,7 +23,7 @@ import (
 // a duplicate), no single shard holds the sum, or any error — it is rolled back and every
 // order of the batch runs one by one (deductAlone), which answers each exactly.
 //
-// Per SKU at most MergeWorkers transactions (and no more than it has shards) run at once; while they run, new deductions
+// Per SKU at most MergeWorkers transactions run at once; while they run, new deductions
 // queue and form the next batch, so batches grow with load (group commit).
 type merger struct {
 	s      *Store
@@ -105,15 +105,10 @@ func (m *merger) work(sku string, q *mergeQueue) {
 	}
 }
 
-// workers is how many merged transactions may run at once for sku. Merged transactions on
-// one shard only queue on its row lock, so at most one per shard: the batches grow instead.
-func (m *merger) workers(sku string) int {
-	workers := m.s.opts.MergeWorkers
-	if shards, ok := m.s.shardHints.get(sku); ok {
-		workers = min(workers, shards)
-	}
-	return workers
-}
+// workers is how many merged transactions may run at once for sku. deduct_batch takes
+// the shard's row lock last, for the update and the commit only, so batches on one shard
+// still overlap their inserts and run side by side.
+func (m *merger) workers(string) int { return m.s.opts.MergeWorkers }
 
 var (
 	errMergeDuplicate  = errors.New("an order of the batch already exists")

@@ -48,7 +48,8 @@ END;
 
 -- deduct_batch: a merged batch (see inventory/merge.go): every order of p_orders, a JSON
 -- array of {"o": order_no, "q": qty, "e": "expires_at"}, gets its hold row and log row, and
--- shard p_shard of p_sku gives the sum p_total, in one transaction. Answers 'ok',
+-- shard p_shard of p_sku gives the sum p_total, in one transaction; batches of one SKU may
+-- run side by side, since they queue on the shard's row only for the update and commit. Answers 'ok',
 -- 'exists' (some order is already there; nothing written) or 'miss' (the shard does not
 -- hold the sum; nothing written).
 -- +goose StatementBegin
@@ -79,13 +80,15 @@ BEGIN
         ROLLBACK;
         SELECT 'exists' AS outcome;
     ELSE
+        INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, shard, shard_takes)
+            SELECT o.order_no, p_sku_id, 'sellable', '', o.qty, p_shard, CONCAT(p_shard, ':', o.qty)
+            FROM JSON_TABLE(p_orders, '$[*]' COLUMNS (
+                order_no VARCHAR(64) CHARACTER SET utf8mb4 PATH '$.o',
+                qty      BIGINT PATH '$.q')) AS o;
+        -- The shard's row lock last: held for the update and the commit only, so that
+        -- another batch of the same SKU writes its rows meanwhile.
         UPDATE sellable_shard SET qty = qty - p_total WHERE sku_id = p_sku_id AND shard = p_shard AND qty >= p_total;
         IF ROW_COUNT() = 1 THEN
-            INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, shard, shard_takes)
-                SELECT o.order_no, p_sku_id, 'sellable', '', o.qty, p_shard, CONCAT(p_shard, ':', o.qty)
-                FROM JSON_TABLE(p_orders, '$[*]' COLUMNS (
-                    order_no VARCHAR(64) CHARACTER SET utf8mb4 PATH '$.o',
-                    qty      BIGINT PATH '$.q')) AS o;
             COMMIT;
             SELECT 'ok' AS outcome;
         ELSE
