@@ -2,7 +2,7 @@
 -- shard's row lock is never held across a network round trip.
 --
 -- deduct_one: the whole deduction of a one-item order from one sellable shard, in one call
--- (one round trip instead of five: begin, hold, conditional update, log, commit). The
+-- (one round trip instead of five: begin, hold, log, conditional update, commit). The
 -- Store calls it for single-item sellable orders when it knows the SKU's shard count; any
 -- answer but 'ok' sends the order down the general path in Go, which decides exactly.
 -- Answers one row: 'ok' (deducted and committed), 'exists' (the order is already there;
@@ -33,10 +33,11 @@ BEGIN
     END;
     START TRANSACTION;
     INSERT INTO hold (order_no, status, expires_at) VALUES (p_order_no, 'held', p_expires_at);
+    INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, shard, shard_takes)
+        VALUES (p_order_no, p_sku_id, 'sellable', '', p_qty, p_shard, p_takes);
+    -- The shard's row lock last: held for the update and the commit only.
     UPDATE sellable_shard SET qty = qty - p_qty WHERE sku_id = p_sku_id AND shard = p_shard AND qty >= p_qty;
     IF ROW_COUNT() = 1 THEN
-        INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, shard, shard_takes)
-            VALUES (p_order_no, p_sku_id, 'sellable', '', p_qty, p_shard, p_takes);
         COMMIT;
         SELECT 'ok' AS outcome;
     ELSE
