@@ -188,8 +188,8 @@ func (s *Store) deductAlone(ctx context.Context, req DeductRequest) (Order, erro
 }
 
 // deductOneCall deducts a one-item sellable order from one random shard with a single call
-// of the deduct_one procedure (migration 00002): a round trip instead of five, so the
-// shard's row lock is held for the update, the log row and the commit only, with no
+// of the deduct_one procedure (migration 00002): a round trip instead of five, and the
+// shard's row lock, taken last, is held for the update and the commit only, with no
 // network wait inside. It applies when the SKU's shard count is remembered (shardHints).
 // decided is false when the general path must run: not such an order, no hint, the shard
 // lacks the quantity, or a deadlock or lock wait timeout (nothing was written).
