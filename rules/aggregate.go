@@ -70,17 +70,51 @@ func (e *Engine) fold(rp *rulePlan, c *canal.RowChange) error {
 	case canal.OpDelete:
 		e.apply(st, rp, c, c.Before, -1)
 	case canal.OpUpdate:
-		e.apply(st, rp, c, c.Before, -1)
-		e.apply(st, rp, c, c.After, 1)
+		if c.Before == nil || c.After == nil || !sameGroup(rp, c) {
+			e.apply(st, rp, c, c.Before, -1)
+			e.apply(st, rp, c, c.After, 1)
+			return nil
+		}
+		// The row stays in its group (the usual update): one lookup, the sums move by
+		// after − before.
+		g := e.group(st, rp, c.After)
+		for i, idx := range rp.sumIdx {
+			g.sums[i].add(c.Before[idx], -1)
+			g.sums[i].add(c.After[idx], 1)
+		}
+		g.src, g.srcTable = c.Source, rp.table
 	}
 	return nil
 }
 
+// sameGroup reports whether an update leaves the row in its group.
+func sameGroup(rp *rulePlan, c *canal.RowChange) bool {
+	for _, idx := range rp.groupIdx {
+		if !valuesEqual(c.Before[idx], c.After[idx]) {
+			return false
+		}
+	}
+	return true
+}
+
+// apply adds (sign 1) or removes (sign -1) the row image img to or from its group.
 func (e *Engine) apply(st *ruleState, rp *rulePlan, c *canal.RowChange, img []any, sign int64) {
 	if img == nil {
 		return
 	}
-	t := c.Table
+	g := e.group(st, rp, img)
+	g.count += sign
+	for i, idx := range rp.sumIdx {
+		g.sums[i].add(img[idx], sign)
+	}
+	g.src = c.Source
+	g.srcTable = rp.table
+}
+
+// group returns the group of row image img, made if new, and marked as touched by the
+// transaction with its values as of the transaction's start.
+func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
+	t := rp.table.t
 	k := e.tmp[:0]
 	k = append(k, '{')
 	for i, idx := range rp.groupIdx {
@@ -97,7 +131,7 @@ func (e *Engine) apply(st *ruleState, rp *rulePlan, c *canal.RowChange, img []an
 		var err error
 		g, err = st.newGroup(string(k))
 		if err != nil { // cannot happen: the key was just encoded
-			return
+			g = &group{key: string(k), sums: make([]accumulator, len(st.rule.sums))}
 		}
 		if st.rule.emit == EmitTransition {
 			g.value = e.emptyValue(st)
@@ -117,12 +151,7 @@ func (e *Engine) apply(st *ruleState, rp *rulePlan, c *canal.RowChange, img []an
 		g.prevValue = g.value
 		st.touched = append(st.touched, g)
 	}
-	g.count += sign
-	for i, idx := range rp.sumIdx {
-		g.sums[i].add(img[idx], sign)
-	}
-	g.src = c.Source
-	g.srcTable = rp.table
+	return g
 }
 
 // newGroup builds a group from its key object, as encoded by apply or read back by

@@ -34,6 +34,7 @@ func TestFastWhenAgreesWithTheStructEnvironment(t *testing.T) {
 		`row.qty > 1 ? row.price < 11 : row.ratio > 0`, "not (row.qty == 5)", "row.qty < row.price", "row.qty == row.sku_id",
 		"row.qty < 3", "row.ratio < 1", `row.sku_id < "B"`, "row.price != nil", "row.qty % 0 == 1", "row.qty + 1 > 5",
 		`row.sku_id + "x" == "Ax"`, "before.qty == nil", "row.qty in 1..10", `row.note == "hi"`, "(after.qty ?? 0) > 0", `(row.ratio ?? "x") == "x"`,
+		"2 > after.qty", "11.5 <= row.price", "row.ratio >= 2", "row.sku_id > 1", "before.price < 5", "row.note < 1",
 	}
 	closures := 0
 	for _, src := range conditions {

@@ -153,33 +153,46 @@ func compileIdentifier(name string, t *canal.Table) evalNode {
 	case "table":
 		return constant(value{kind: kindString, s: t.Name})
 	}
+	raw, kind, ok := compileColumn(name, t)
+	if !ok {
+		return nil
+	}
+	if raw == nil {
+		return constant(value{})
+	}
+	return func(c *canal.RowChange) (value, bool) { return columnValue(kind, raw(c)) }
+}
+
+// compileColumn resolves a flat image name ("after.qty") to a reader of the column's raw
+// value; a nil reader (with ok) for a column the table does not have, whose value is nil.
+func compileColumn(name string, t *canal.Table) (raw func(*canal.RowChange) any, kind canal.ColumnKind, ok bool) {
 	image, column, ok := strings.Cut(name, ".")
 	if !ok || (image != "before" && image != "after" && image != "row") {
-		return nil
+		return nil, 0, false
 	}
 	i := t.ColumnIndex(column)
 	if i < 0 {
-		return constant(value{})
+		return nil, 0, true
 	}
-	kind := t.Columns[i].Kind
-	return func(c *canal.RowChange) (value, bool) {
-		var img []any
-		switch image[0] {
-		case 'b':
-			img = c.Before
-		case 'a':
-			img = c.After
-		default:
-			img = c.After
-			if img == nil {
-				img = c.Before
-			}
-		}
+	at := func(img []any) any {
 		if i >= len(img) {
-			return value{}, true
+			return nil
 		}
-		return columnValue(kind, img[i])
+		return img[i]
 	}
+	kind = t.Columns[i].Kind
+	switch image {
+	case "before":
+		return func(c *canal.RowChange) any { return at(c.Before) }, kind, true
+	case "after":
+		return func(c *canal.RowChange) any { return at(c.After) }, kind, true
+	}
+	return func(c *canal.RowChange) any {
+		if c.After != nil {
+			return at(c.After)
+		}
+		return at(c.Before)
+	}, kind, true
 }
 
 // columnValue is a column's value as the expression environment sees it (exprValue).
@@ -287,7 +300,7 @@ func compileBinary(n *ast.BinaryNode, t *canal.Table) evalNode {
 		}
 	case "<", "<=", ">", ">=":
 		op := n.Operator
-		return func(c *canal.RowChange) (value, bool) {
+		general := func(c *canal.RowChange) (value, bool) {
 			a, ok1 := l(c)
 			b, ok2 := r(c)
 			if !ok1 || !ok2 {
@@ -297,19 +310,12 @@ func compileBinary(n *ast.BinaryNode, t *canal.Table) evalNode {
 			if !ok {
 				return value{}, false
 			}
-			var res bool
-			switch op {
-			case "<":
-				res = cmp < 0
-			case "<=":
-				res = cmp <= 0
-			case ">":
-				res = cmp > 0
-			default:
-				res = cmp >= 0
-			}
-			return value{kind: kindBool, b: res}, true
+			return value{kind: kindBool, b: holds(op, cmp)}, true
 		}
+		if f := compileColumnVersusNumber(n, t, general); f != nil {
+			return f
+		}
+		return general
 	case "+", "-", "*", "/", "%":
 		op := n.Operator[0]
 		return func(c *canal.RowChange) (value, bool) {
@@ -337,6 +343,92 @@ func compileBinary(n *ast.BinaryNode, t *canal.Table) evalNode {
 		}
 	}
 	return nil
+}
+
+// compileColumnVersusNumber specialises the commonest condition, a column compared with a
+// number (`after.qty < 2`, `after.price > 999.0`): the column's raw value is compared
+// where it lies, with no value built for either side. Anything but a number or a decimal
+// in the column goes the general way.
+func compileColumnVersusNumber(n *ast.BinaryNode, t *canal.Table, general evalNode) evalNode {
+	id, ok := n.Left.(*ast.IdentifierNode)
+	lit := n.Right
+	op := n.Operator
+	if !ok {
+		if id, ok = n.Right.(*ast.IdentifierNode); !ok {
+			return nil
+		}
+		lit = n.Left
+		op = map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+	}
+	var k float64
+	var ki int64
+	isInt := false
+	switch l := lit.(type) {
+	case *ast.IntegerNode:
+		ki, k, isInt = int64(l.Value), float64(l.Value), true
+	case *ast.FloatNode:
+		k = l.Value
+		if math.IsNaN(k) {
+			return nil
+		}
+	default:
+		return nil
+	}
+	raw, kind, ok := compileColumn(id.Value, t)
+	if !ok || raw == nil {
+		return nil
+	}
+	return func(c *canal.RowChange) (value, bool) {
+		var cmp int
+		switch x := raw(c).(type) {
+		case int64:
+			if isInt {
+				cmp = compareOrdered(x, ki)
+			} else {
+				cmp = compareOrdered(float64(x), k)
+			}
+		case float64:
+			if math.IsNaN(x) {
+				return general(c)
+			}
+			cmp = compareOrdered(x, k)
+		case string:
+			if kind != canal.KindDecimal {
+				return general(c)
+			}
+			f, err := strconv.ParseFloat(x, 64)
+			if err != nil || math.IsNaN(f) {
+				return general(c)
+			}
+			cmp = compareOrdered(f, k)
+		default:
+			return general(c)
+		}
+		return value{kind: kindBool, b: holds(op, cmp)}, true
+	}
+}
+
+// holds applies comparison operator op to the result of a three-way comparison.
+func holds(op string, cmp int) bool {
+	switch op {
+	case "<":
+		return cmp < 0
+	case "<=":
+		return cmp <= 0
+	case ">":
+		return cmp > 0
+	}
+	return cmp >= 0
+}
+
+func compareOrdered[T int64 | float64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // compileIn handles `x in [constants]`, which expr keeps as a list or, for strings,
