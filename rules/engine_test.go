@@ -131,3 +131,31 @@ func ruleNames(s *Set) string {
 	}
 	return strings.Join(names, ",")
 }
+
+// TestKeyTemplate: a key given as a template is the filled-in text, from the row's
+// current image (before, for a delete).
+func TestKeyTemplate(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: by-text
+    match: {table: "shop.stock_*"}
+    topic: "t.{table}"
+    key: "{schema}/{sku_id}:{qty}"
+`))
+	var out recorder
+	for _, c := range []*canal.RowChange{
+		{Op: canal.OpCreate, Table: stockTable, After: []any{"A1", int64(5)}, Source: src(0)},
+		{Op: canal.OpDelete, Table: stockTable, Before: []any{"B2", nil}, Source: src(1)},
+	} {
+		if err := e.Row(t.Context(), c, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(out.msgs) != 2 || string(out.msgs[0].Key) != "shop/A1:5" || string(out.msgs[1].Key) != "shop/B2:" ||
+		out.msgs[0].Topic != "t.stock_1" {
+		for _, m := range out.msgs {
+			t.Logf("topic %q key %q", m.Topic, m.Key)
+		}
+		t.Fatal(`want keys "shop/A1:5" and "shop/B2:" on topic t.stock_1`)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules/rulefmt"
 	"github.com/stocksync/stocksync/sinks"
 )
 
@@ -43,9 +44,14 @@ func (e *Engine) finish(r *Rule, rp *rulePlan, c *canal.RowChange, key, value []
 }
 
 func (e *Engine) topicFor(rp *rulePlan, c *canal.RowChange) string {
-	var b []byte
-	for i, p := range rp.rule.topicParts {
-		switch idx := rp.topicIdx[i]; idx {
+	return string(appendTemplate(nil, rp.rule.topicParts, rp.topicIdx, c))
+}
+
+// appendTemplate appends a topic or key template filled from c: columns of the current
+// image as plain text.
+func appendTemplate(b []byte, parts []rulefmt.TemplatePart, idx []int, c *canal.RowChange) []byte {
+	for i, p := range parts {
+		switch col := idx[i]; col {
 		case topicLiteral:
 			b = append(b, p.Text...)
 		case topicSchema:
@@ -55,10 +61,10 @@ func (e *Engine) topicFor(rp *rulePlan, c *canal.RowChange) string {
 		case topicOp:
 			b = append(b, c.Op.Name()...)
 		default:
-			b = appendRaw(b, c.Table.Columns[idx].Kind, c.Value(idx))
+			b = appendRaw(b, c.Table.Columns[col].Kind, c.Value(col))
 		}
 	}
-	return string(b)
+	return b
 }
 
 // appendRaw appends a value as plain text (for topics).
@@ -74,8 +80,12 @@ func appendRaw(b []byte, k canal.ColumnKind, v any) []byte {
 	return appendValue(b, k, v, styleTyped)
 }
 
-// appendRowKey appends the key object of the current image, or returns nil for no key.
+// appendRowKey appends the key of the current image: the key template filled in, or the
+// key columns as a JSON object; nil for no key.
 func (e *Engine) appendRowKey(b []byte, rp *rulePlan, c *canal.RowChange) []byte {
+	if rp.rule.keyParts != nil {
+		return appendTemplate(b, rp.rule.keyParts, rp.keyTemplateIdx, c)
+	}
 	if len(rp.keyIdx) == 0 {
 		return nil
 	}

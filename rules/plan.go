@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules/rulefmt"
 )
 
 // tableInfo is what the engine precomputes once per table shape.
@@ -35,8 +36,10 @@ type rulePlan struct {
 	groupKeys [][]byte
 	sumIdx    []int
 	sumKinds  []canal.ColumnKind
-	// topicIdx is, per topic part, -1 literal, -2 schema, -3 table, -4 op, else a column.
-	topicIdx []int
+	// topicIdx is, per topic part, -1 literal, -2 schema, -3 table, -4 op, else a column;
+	// keyTemplateIdx the same for a key template.
+	topicIdx       []int
+	keyTemplateIdx []int
 	// whenFunc is the rule's `when` as closures over this table (whenfunc.go); nil: the
 	// expression programs evaluate it.
 	whenFunc whenFunc
@@ -140,22 +143,31 @@ func planRule(r *Rule, ti *tableInfo) *rulePlan {
 			rp.sumKinds = append(rp.sumKinds, canal.KindInt)
 		}
 	}
-	for _, p := range r.topicParts {
-		switch {
-		case !p.Var:
-			rp.topicIdx = append(rp.topicIdx, topicLiteral)
-		case p.Text == "schema":
-			rp.topicIdx = append(rp.topicIdx, topicSchema)
-		case p.Text == "table":
-			rp.topicIdx = append(rp.topicIdx, topicTable)
-		case p.Text == "op":
-			rp.topicIdx = append(rp.topicIdx, topicOp)
-		default:
-			rp.topicIdx = append(rp.topicIdx, index(p.Text))
-		}
-	}
+	rp.topicIdx = templateIndexes(r.topicParts, index)
+	rp.keyTemplateIdx = templateIndexes(r.keyParts, index)
 	if len(missing) > 0 && rp.err == nil {
 		rp.err = fmt.Errorf("rule %q: table %s has no column %q", r.name, t.FullName(), missing[0])
 	}
 	return rp
+}
+
+// templateIndexes resolves each part of a topic or key template: topicLiteral,
+// topicSchema, topicTable, topicOp, or the column's index (index records a missing one).
+func templateIndexes(parts []rulefmt.TemplatePart, index func(string) int) []int {
+	var idx []int
+	for _, p := range parts {
+		switch {
+		case !p.Var:
+			idx = append(idx, topicLiteral)
+		case p.Text == "schema":
+			idx = append(idx, topicSchema)
+		case p.Text == "table":
+			idx = append(idx, topicTable)
+		case p.Text == "op":
+			idx = append(idx, topicOp)
+		default:
+			idx = append(idx, index(p.Text))
+		}
+	}
+	return idx
 }

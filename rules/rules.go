@@ -91,6 +91,7 @@ type Rule struct {
 	topicParts []rulefmt.TemplatePart
 	topic      string // the topic when it has no placeholders
 	key        []string
+	keyParts   []rulefmt.TemplatePart // key as a template (plain text); nil: key columns
 	groupBy    []string
 	sums       []sumSpec
 	value      *vm.Program
@@ -306,14 +307,15 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	if len(parts) == 1 && !parts[0].Var {
 		r.topic = parts[0].Text
 	}
-	for _, p := range parts {
-		if p.Var && p.Text != "schema" && p.Text != "table" && p.Text != "op" {
-			r.columns = append(r.columns, columnRef{p.Text, fr.Topic.Pos})
+	r.columns = append(r.columns, templateColumns(parts, fr.Topic.Pos)...)
+	if fr.KeyIsTemplate() {
+		r.keyParts, _ = rulefmt.SplitTemplate(fr.Key[0].Value)
+		r.columns = append(r.columns, templateColumns(r.keyParts, fr.Key[0].Pos)...)
+	} else {
+		for _, k := range fr.Key {
+			r.key = append(r.key, k.Value)
+			r.columns = append(r.columns, columnRef{k.Value, k.Pos})
 		}
-	}
-	for _, k := range fr.Key {
-		r.key = append(r.key, k.Value)
-		r.columns = append(r.columns, columnRef{k.Value, k.Pos})
 	}
 	for _, g := range fr.GroupBy {
 		r.groupBy = append(r.groupBy, g.Value)
@@ -470,4 +472,16 @@ func opIndex(o canal.Op) int {
 		return 2
 	}
 	return 3
+}
+
+// templateColumns lists the columns a topic or key template reads ({schema}, {table} and
+// {op} are not columns).
+func templateColumns(parts []rulefmt.TemplatePart, pos rulefmt.Pos) []columnRef {
+	var cols []columnRef
+	for _, p := range parts {
+		if p.Var && p.Text != "schema" && p.Text != "table" && p.Text != "op" {
+			cols = append(cols, columnRef{p.Text, pos})
+		}
+	}
+	return cols
 }

@@ -105,7 +105,8 @@ type Rule struct {
 	Fields    []Field
 	FieldsSet bool
 	Topic     String
-	// Key empty means the primary key.
+	// Key empty means the primary key; one value with {placeholders} is a template
+	// (KeyIsTemplate).
 	Key     []String
 	GroupBy []String
 	Sum     []Field
@@ -313,14 +314,27 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	default:
 		p.errorf(r.Emit.Pos, "%s: emit: %q is not one of row, aggregate, transition", at, r.Emit.Value)
 	}
-	for _, lists := range [][]String{r.Key, r.GroupBy} {
-		for _, c := range lists {
+	lists := [][]String{r.Key, r.GroupBy}
+	if r.KeyIsTemplate() {
+		if err := CheckTemplate(r.Key[0].Value); err != nil {
+			p.errorf(r.Key[0].Pos, "%s: key: %v", at, err)
+		}
+		lists = lists[1:]
+	}
+	for _, cols := range lists {
+		for _, c := range cols {
 			if !IsIdent(c.Value) {
 				p.errorf(c.Pos, "%s: %q is not a column name", at, c.Value)
 			}
 		}
 	}
 	return r
+}
+
+// KeyIsTemplate reports whether the rule's key is one template ("{sku_id}:{warehouse}"),
+// a plain-text key, rather than key columns.
+func (r *Rule) KeyIsTemplate() bool {
+	return len(r.Key) == 1 && strings.ContainsRune(r.Key[0].Value, '{')
 }
 
 func checkGlob(p *parser, at string, t String) {
@@ -333,7 +347,7 @@ func checkGlob(p *parser, at string, t String) {
 	}
 }
 
-// CheckTemplate checks a topic template: literal text with {name} placeholders, where
+// CheckTemplate checks a topic or key template: literal text with {name} placeholders, where
 // name is schema, table, op or a column of the row.
 func CheckTemplate(s string) error {
 	if s == "" {
@@ -350,27 +364,28 @@ type TemplatePart struct {
 }
 
 // SplitTemplate splits a template into literal parts and {name} placeholders.
-func SplitTemplate(s string) ([]TemplatePart, error) {
+func SplitTemplate(template string) ([]TemplatePart, error) {
 	var parts []TemplatePart
+	s := template
 	for s != "" {
 		open := strings.IndexByte(s, '{')
 		closeAt := strings.IndexByte(s, '}')
 		if open < 0 {
 			if closeAt >= 0 {
-				return nil, fmt.Errorf("'}' without '{' in %q", s)
+				return nil, fmt.Errorf("'}' without '{' in %q", template)
 			}
 			parts = append(parts, TemplatePart{Text: s})
 			break
 		}
 		if closeAt >= 0 && closeAt < open {
-			return nil, fmt.Errorf("'}' without '{' in %q", s)
+			return nil, fmt.Errorf("'}' without '{' in %q", template)
 		}
 		if open > 0 {
 			parts = append(parts, TemplatePart{Text: s[:open]})
 		}
 		end := strings.IndexByte(s[open:], '}')
 		if end < 0 {
-			return nil, fmt.Errorf("'{' without '}' in %q", s)
+			return nil, fmt.Errorf("'{' without '}' in %q", template)
 		}
 		name := s[open+1 : open+end]
 		if !IsIdent(name) {
