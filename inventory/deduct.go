@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -361,7 +362,7 @@ func (s *Store) takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty in
 	if total < qty {
 		return nil, total, nil
 	}
-	slices.SortStableFunc(shards, func(a, b ShardTake) int { return compareInt64(b.Qty, a.Qty) })
+	slices.SortStableFunc(shards, func(a, b ShardTake) int { return cmp.Compare(b.Qty, a.Qty) })
 	var takes []ShardTake
 	left := qty
 	for _, sh := range shards {
@@ -384,16 +385,6 @@ func (s *Store) takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty in
 		left -= take
 	}
 	return takes, 0, nil
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // readShards reads sku's shards; lock takes their row locks. ErrUnknownSKU when none.

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"math"
 	"strconv"
 	"strings"
@@ -86,7 +87,7 @@ func compileNode(n ast.Node, t *canal.Table) evalNode {
 	case *ast.StringNode:
 		return constant(value{kind: kindString, s: n.Value})
 	case *ast.ConstantNode:
-		if v, ok := constantValue(n.Value); ok {
+		if v, ok := columnValue(canal.KindString, n.Value); ok {
 			return constant(v)
 		}
 	case *ast.IdentifierNode:
@@ -125,22 +126,6 @@ func compileNode(n ast.Node, t *canal.Table) evalNode {
 		}
 	}
 	return nil
-}
-
-func constantValue(x any) (value, bool) {
-	switch x := x.(type) {
-	case nil:
-		return value{}, true
-	case bool:
-		return value{kind: kindBool, b: x}, true
-	case int:
-		return value{kind: kindInt, i: int64(x)}, true
-	case float64:
-		return value{kind: kindFloat, f: x}, true
-	case string:
-		return value{kind: kindString, s: x}, true
-	}
-	return value{}, false
 }
 
 // compileIdentifier reads op, schema, table or a flat image name ("after.qty").
@@ -202,6 +187,8 @@ func columnValue(k canal.ColumnKind, x any) (value, bool) {
 		return value{}, true
 	case int64:
 		return value{kind: kindInt, i: x}, true
+	case int: // an expression's integer constant
+		return value{kind: kindInt, i: int64(x)}, true
 	case uint64:
 		if x > math.MaxInt64 {
 			return value{}, false
@@ -306,11 +293,11 @@ func compileBinary(n *ast.BinaryNode, t *canal.Table) evalNode {
 			if !ok1 || !ok2 {
 				return value{}, false
 			}
-			cmp, ok := compare(a, b)
+			order, ok := compare(a, b)
 			if !ok {
 				return value{}, false
 			}
-			return value{kind: kindBool, b: holds(op, cmp)}, true
+			return value{kind: kindBool, b: holds(op, order)}, true
 		}
 		if f := compileColumnVersusNumber(n, t, general); f != nil {
 			return f
@@ -379,19 +366,19 @@ func compileColumnVersusNumber(n *ast.BinaryNode, t *canal.Table, general evalNo
 		return nil
 	}
 	return func(c *canal.RowChange) (value, bool) {
-		var cmp int
+		var order int
 		switch x := raw(c).(type) {
 		case int64:
 			if isInt {
-				cmp = compareOrdered(x, ki)
+				order = cmp.Compare(x, ki)
 			} else {
-				cmp = compareOrdered(float64(x), k)
+				order = cmp.Compare(float64(x), k)
 			}
 		case float64:
 			if math.IsNaN(x) {
 				return general(c)
 			}
-			cmp = compareOrdered(x, k)
+			order = cmp.Compare(x, k)
 		case string:
 			if kind != canal.KindDecimal {
 				return general(c)
@@ -400,35 +387,25 @@ func compileColumnVersusNumber(n *ast.BinaryNode, t *canal.Table, general evalNo
 			if err != nil || math.IsNaN(f) {
 				return general(c)
 			}
-			cmp = compareOrdered(f, k)
+			order = cmp.Compare(f, k)
 		default:
 			return general(c)
 		}
-		return value{kind: kindBool, b: holds(op, cmp)}, true
+		return value{kind: kindBool, b: holds(op, order)}, true
 	}
 }
 
 // holds applies comparison operator op to the result of a three-way comparison.
-func holds(op string, cmp int) bool {
+func holds(op string, order int) bool {
 	switch op {
 	case "<":
-		return cmp < 0
+		return order < 0
 	case "<=":
-		return cmp <= 0
+		return order <= 0
 	case ">":
-		return cmp > 0
+		return order > 0
 	}
-	return cmp >= 0
-}
-
-func compareOrdered[T int64 | float64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return order >= 0
 }
 
 // compileIn handles `x in [constants]`, which expr keeps as a list or, for strings,
@@ -513,26 +490,14 @@ func equal(a, b value) bool {
 // compare orders two numbers or two strings; ok false for anything else (expr's error).
 func compare(a, b value) (int, bool) {
 	if a.kind == kindInt && b.kind == kindInt {
-		switch {
-		case a.i < b.i:
-			return -1, true
-		case a.i > b.i:
-			return 1, true
-		}
-		return 0, true
+		return cmp.Compare(a.i, b.i), true
 	}
 	if x, ok := a.number(); ok {
 		y, ok := b.number()
 		if !ok || math.IsNaN(x) || math.IsNaN(y) {
 			return 0, false
 		}
-		switch {
-		case x < y:
-			return -1, true
-		case x > y:
-			return 1, true
-		}
-		return 0, true
+		return cmp.Compare(x, y), true
 	}
 	if a.kind == kindString && b.kind == kindString {
 		return strings.Compare(a.s, b.s), true
