@@ -1,5 +1,7 @@
 -- Two procedures that run a deduction's whole transaction in one call, so that the hot
--- shard's row lock is never held across a network round trip.
+-- shard's row lock is never held across a network round trip. deduct_batch could serve a
+-- single order too, but reading its JSON costs the server enough that one-item orders
+-- without merging ran 18% slower on 8 shards (2,376-2,458/s against 2,779-3,074/s).
 --
 -- deduct_one: the whole deduction of a one-item order from one sellable shard, in one call
 -- (one round trip instead of five: begin, hold, log, conditional update, commit). The
