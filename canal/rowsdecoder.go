@@ -26,6 +26,10 @@ type rowsDecoder struct {
 type tableMatch struct {
 	table   *replication.TableMapEvent
 	matched bool
+	// decodeAs is table without its signedness metadata: go-mysql builds a map from it
+	// for every row image it decodes, so rows are decoded as if every integer were signed
+	// and the reader reinterprets the unsigned ones (tableState.uintBits).
+	decodeAs *replication.TableMapEvent
 }
 
 type undecoded struct {
@@ -43,7 +47,11 @@ func (d *rowsDecoder) decode(e *replication.RowsEvent, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if e.Table == nil || d.wanted(e.TableID, e.Table) {
+	if e.Table == nil {
+		return e.DecodeData(pos, data)
+	}
+	if m := d.match(e.TableID, e.Table); m.matched {
+		e.Table = m.decodeAs
 		return e.DecodeData(pos, data)
 	}
 	d.mu.Lock()
@@ -53,18 +61,23 @@ func (d *rowsDecoder) decode(e *replication.RowsEvent, data []byte) error {
 	return nil
 }
 
-func (d *rowsDecoder) wanted(id uint64, t *replication.TableMapEvent) bool {
+func (d *rowsDecoder) match(id uint64, t *replication.TableMapEvent) tableMatch {
 	f := d.filter.Load()
 	if f != d.cachedFilter {
 		clear(d.matches)
 		d.cachedFilter = f
 	}
 	if m, ok := d.matches[id]; ok && m.table == t {
-		return m.matched
+		return m
 	}
-	m := tableMatch{table: t, matched: f.Matches(string(t.Schema), string(t.Table))}
+	m := tableMatch{table: t, matched: f.Matches(string(t.Schema), string(t.Table)), decodeAs: t}
+	if len(t.SignednessBitmap) > 0 {
+		signless := *t
+		signless.SignednessBitmap = nil
+		m.decodeAs = &signless
+	}
 	d.matches[id] = m
-	return m.matched
+	return m
 }
 
 // take settles a rows event that decode left undecoded: it decodes it now when want is

@@ -81,6 +81,9 @@ type tableState struct {
 	sets     map[int][]string
 	latin1   map[int]bool // string columns stored as latin1, converted to UTF-8
 	decimals []uint8      // fractional second digits of DATETIME/TIMESTAMP columns
+	// uintBits is, for each unsigned integer column, its width (8, 16, 24, 32, 64): rows
+	// may have been decoded as signed (rowsDecoder), and asUnsigned puts that right.
+	uintBits []uint8
 	colCount int
 }
 
@@ -317,8 +320,12 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 		}
 	}
 	st.enums, st.sets = e.EnumStrValueMap(), e.SetStrValueMap()
+	st.uintBits = make([]uint8, e.ColumnCount)
 	for i := range t.Columns {
 		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, jsonCols[names[i]])}
+		if t.Columns[i].Kind == KindUint {
+			st.uintBits[i] = integerBits[e.ColumnType[i]]
+		}
 		if c, ok := collations[i]; ok && latin1Collations[c] && t.Columns[i].Kind != KindBytes {
 			if st.latin1 == nil {
 				st.latin1 = map[int]bool{}
@@ -460,12 +467,46 @@ func (st *tableState) normalize(row []any) ([]any, error) {
 			row[i] = formatDateTime(t, st.decimals[i])
 			continue
 		}
+		if bits := st.uintBits[i]; bits != 0 {
+			row[i] = asUnsigned(v, bits)
+			continue
+		}
 		row[i] = normalizeValue(v, cols[i].Kind, st.enums[i], st.sets[i])
 		if st.latin1[i] {
 			row[i] = latin1ToUTF8(row[i])
 		}
 	}
 	return row, nil
+}
+
+// integerBits is the width of each integer column type.
+var integerBits = map[byte]uint8{mysql.MYSQL_TYPE_TINY: 8, mysql.MYSQL_TYPE_SHORT: 16, mysql.MYSQL_TYPE_INT24: 24,
+	mysql.MYSQL_TYPE_LONG: 32, mysql.MYSQL_TYPE_LONGLONG: 64}
+
+// asUnsigned returns the value of an unsigned integer column of the given width as a
+// uint64, whether it was decoded as unsigned or, with the sign bit taken for one, as
+// signed.
+func asUnsigned(v any, bits uint8) any {
+	switch x := v.(type) {
+	case int8:
+		return uint64(uint8(x))
+	case int16:
+		return uint64(uint16(x))
+	case int32:
+		if bits == 24 {
+			return uint64(uint32(x) & 0xFFFFFF)
+		}
+		return uint64(uint32(x))
+	case int64:
+		return uint64(x)
+	case uint8:
+		return uint64(x)
+	case uint16:
+		return uint64(x)
+	case uint32:
+		return uint64(x)
+	}
+	return v
 }
 
 // formatDateTime writes t in RFC 3339, UTC, with the column's fractional digits (0 to 6):
@@ -546,19 +587,6 @@ func normalizeValue(v any, kind ColumnKind, enumLabels, setLabels []string) any 
 			return int64(x)
 		case uint64:
 			return int64(x)
-		}
-	case KindUint:
-		switch x := v.(type) {
-		case uint8:
-			return uint64(x)
-		case uint16:
-			return uint64(x)
-		case uint32:
-			return uint64(x)
-		case int64:
-			return uint64(x)
-		case int32:
-			return uint64(uint32(x))
 		}
 	case KindFloat:
 		if f, ok := v.(float32); ok {
