@@ -72,9 +72,10 @@ func (d *rowsDecoder) match(id uint64, t *replication.TableMapEvent) tableMatch 
 	}
 	m := tableMatch{table: t, matched: f.Matches(string(t.Schema), string(t.Table)), decodeAs: t}
 	if len(t.SignednessBitmap) > 0 {
-		signless := *t
-		signless.SignednessBitmap = nil
-		m.decodeAs = &signless
+		// Only what decoding rows reads, copied field by field: the reader fills lazy
+		// caches of t (column names, labels) in its own goroutine meanwhile.
+		m.decodeAs = &replication.TableMapEvent{TableID: t.TableID, Flags: t.Flags, Schema: t.Schema, Table: t.Table,
+			ColumnCount: t.ColumnCount, ColumnType: t.ColumnType, ColumnMeta: t.ColumnMeta, NullBitmap: t.NullBitmap}
 	}
 	d.matches[id] = m
 	return m

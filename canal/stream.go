@@ -74,13 +74,14 @@ func (s *Stream) Lag() time.Duration {
 
 // tableState is what a stream knows of one table id: its shape and how to convert values.
 type tableState struct {
-	table    *Table
-	matched  bool
-	filter   *filterBox
-	enums    map[int][]string
-	sets     map[int][]string
-	latin1   map[int]bool // string columns stored as latin1, converted to UTF-8
-	decimals []uint8      // fractional second digits of DATETIME/TIMESTAMP columns
+	table   *Table
+	matched bool
+	filter  *filterBox
+	// Per column: the labels of ENUM and SET columns, and whether a string column is
+	// stored as latin1 (converted to UTF-8).
+	enums, sets [][]string
+	latin1      []bool
+	decimals    []uint8 // fractional second digits of DATETIME/TIMESTAMP columns
 	// uintBits is, for each unsigned integer column, its width (8, 16, 24, 32, 64): rows
 	// may have been decoded as signed (rowsDecoder), and asUnsigned puts that right.
 	uintBits []uint8
@@ -319,7 +320,8 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 			st.decimals[i] = uint8(e.ColumnMeta[i])
 		}
 	}
-	st.enums, st.sets = e.EnumStrValueMap(), e.SetStrValueMap()
+	st.enums, st.sets = perColumn(e.EnumStrValueMap(), e.ColumnCount), perColumn(e.SetStrValueMap(), e.ColumnCount)
+	st.latin1 = make([]bool, e.ColumnCount)
 	st.uintBits = make([]uint8, e.ColumnCount)
 	for i := range t.Columns {
 		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, jsonCols[names[i]])}
@@ -327,9 +329,6 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 			st.uintBits[i] = integerBits[e.ColumnType[i]]
 		}
 		if c, ok := collations[i]; ok && latin1Collations[c] && t.Columns[i].Kind != KindBytes {
-			if st.latin1 == nil {
-				st.latin1 = map[int]bool{}
-			}
 			st.latin1[i] = true
 		}
 	}
@@ -348,6 +347,17 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 }
 
 const binaryCollation = 63
+
+// perColumn turns go-mysql's column index → labels map into a slice indexed by column.
+func perColumn(labels map[int][]string, columns uint64) [][]string {
+	out := make([][]string, columns)
+	for i, l := range labels {
+		if i >= 0 && i < len(out) {
+			out[i] = l
+		}
+	}
+	return out
+}
 
 // latin1Collations are MySQL's latin1 collations; latin1 there is Windows-1252.
 var latin1Collations = map[uint64]bool{5: true, 8: true, 15: true, 31: true, 47: true, 48: true, 49: true, 94: true}
