@@ -235,6 +235,11 @@ func TestAggregateRuleAddedLaterIsSeeded(t *testing.T) {
 func awaitLastSums(t *testing.T, broker, topic string, want map[string]int64) {
 	t.Helper()
 	last := map[string]int64{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("last sums on %s: %v, want %v", topic, last, want)
+		}
+	}()
 	testutil.Eventually(t, 30*time.Second, "the last sums on "+topic, func() bool {
 		for _, rec := range testutil.Consume(t, broker, []string{topic}, 0, time.Second) {
 			var m groupMessage
