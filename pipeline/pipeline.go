@@ -352,11 +352,23 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	pos, state := p.pending.pos, p.pending.state
 	p.pending.state = map[stateKey][]byte{}
 	p.mu.Unlock()
+	// A save that fails gives its state back: the next save (say, the last one on
+	// shutdown, after this one was cut short) must not record pos without it.
+	giveBack := func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for k, v := range state {
+			if _, newer := p.pending.state[k]; !newer {
+				p.pending.state[k] = v
+			}
+		}
+	}
 
 	// Every message of transactions up to pos was emitted before this call. (Exactly-once,
 	// the Save below commits them with the checkpoint.)
 	if !p.opts.ExactlyOnce {
 		if err := p.opts.Sink.Flush(ctx); err != nil {
+			giveBack()
 			return fmt.Errorf("waiting for the broker to acknowledge up to %s: %w", pos, err)
 		}
 	}
@@ -365,6 +377,7 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 		rows = append(rows, canal.StateRow{Scope: k.rule, Key: k.key, Value: v})
 	}
 	if err := store.Save(ctx, pos, rows); err != nil {
+		giveBack()
 		return err
 	}
 	p.mu.Lock()

@@ -1,0 +1,66 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// flakySink fails its next Flush when failNext is set.
+type flakySink struct{ failNext bool }
+
+func (*flakySink) Emit(context.Context, sinks.Message) error { return nil }
+func (s *flakySink) Flush(ctx context.Context) error {
+	if s.failNext {
+		s.failNext = false
+		return context.Canceled
+	}
+	return nil
+}
+
+// savedCheckpoints records every Save.
+type savedCheckpoints struct{ saves [][]canal.StateRow }
+
+func (*savedCheckpoints) Load(context.Context) (canal.Position, []canal.StateRow, bool, error) {
+	return canal.Position{}, nil, false, nil
+}
+func (c *savedCheckpoints) Save(_ context.Context, _ canal.Position, state []canal.StateRow) error {
+	c.saves = append(c.saves, state)
+	return nil
+}
+
+// TestFailedSaveKeepsItsState: a periodic save cut short (the stop cancels it while it
+// waits for the broker) must leave its rule state for the next save, or the last
+// checkpoint would record the position without the groups changed up to it.
+func TestFailedSaveKeepsItsState(t *testing.T) {
+	sink := &flakySink{failNext: true}
+	store := &savedCheckpoints{}
+	p := New(Options{Sink: sink})
+	pos := canal.Position{File: "binlog.000001", Pos: 400}
+	p.pending.pos, p.pending.have = pos, true
+	p.pending.state[stateKey{"product-stock", `{"sku_id":"S4"}`}] = []byte(`{"count":8,"sums":{"sellable":0}}`)
+	p.pending.state[stateKey{"product-stock", `{"sku_id":"S1"}`}] = []byte(`{"count":8,"sums":{"sellable":5}}`)
+	p.emitted.Add(1)
+
+	if err := p.saveCheckpoint(t.Context(), store, false); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first save: %v, want the sink's cancellation", err)
+	}
+	// A later transaction changed S1 again before the last save.
+	p.pending.state[stateKey{"product-stock", `{"sku_id":"S1"}`}] = []byte(`{"count":8,"sums":{"sellable":4}}`)
+	if err := p.saveCheckpoint(t.Context(), store, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(store.saves) != 1 {
+		t.Fatalf("%d saves, want 1", len(store.saves))
+	}
+	got := map[string]string{}
+	for _, r := range store.saves[0] {
+		got[r.Key] = string(r.Value)
+	}
+	if got[`{"sku_id":"S4"}`] != `{"count":8,"sums":{"sellable":0}}` || got[`{"sku_id":"S1"}`] != `{"count":8,"sums":{"sellable":4}}` {
+		t.Fatalf("last save holds %v; want S4 from the failed save and S1's newer value", got)
+	}
+}
