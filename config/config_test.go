@@ -31,6 +31,7 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"broker without port", "kafka: {brokers: [a:1, b]}\n", []string{`stocksync.yaml:1:24: kafka.brokers[1]: "b" has no port`}},
 		{"checkpoint table", "checkpoint: {table: nodot}\n", []string{`checkpoint.table: "nodot" must be schema.table`}},
 		{"bad duration", "checkpoint: {interval: soon}\n", []string{"checkpoint.interval: wrong type"}},
+		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
 		{"exactly once without id", "kafka: {exactly_once: true, transactional_id: \"\"}\n", []string{"kafka.transactional_id: exactly_once needs a transactional id"}},
 		{"several at once", "source: {addr: x, bogus: 1}\nlog: {level: loud, format: xml}\n",

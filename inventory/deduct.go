@@ -314,12 +314,11 @@ const fastTakeAttempts = 3
 func (s *Store) takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty int64, split bool) ([]ShardTake, int64, error) {
 	if m, ok := s.shardHints.get(sku); ok {
 		shard := rand.IntN(m)
-		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
-			qty, sku, shard, qty)
+		taken, err := takeFromShard(ctx, tx, sku, shard, qty)
 		if err != nil {
-			return nil, 0, fmt.Errorf("taking %d of %s from shard %d: %w", qty, sku, shard, err)
+			return nil, 0, err
 		}
-		if affected(res) == 1 {
+		if taken {
 			return []ShardTake{{Shard: shard, Qty: qty}}, 0, nil
 		}
 	}
@@ -340,12 +339,11 @@ func (s *Store) takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty in
 			}
 			break // only several shards together hold qty
 		}
-		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
-			qty, sku, shard, qty)
+		taken, err := takeFromShard(ctx, tx, sku, shard, qty)
 		if err != nil {
-			return nil, 0, fmt.Errorf("taking %d of %s from shard %d: %w", qty, sku, shard, err)
+			return nil, 0, err
 		}
-		if affected(res) == 1 {
+		if taken {
 			return []ShardTake{{Shard: shard, Qty: qty}}, 0, nil
 		}
 	}
@@ -373,18 +371,28 @@ func (s *Store) takeSellable(ctx context.Context, tx *sql.Tx, sku string, qty in
 		if take == 0 {
 			continue
 		}
-		res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
-			take, sku, sh.Shard, take)
+		taken, err := takeFromShard(ctx, tx, sku, sh.Shard, take)
 		if err != nil {
-			return nil, 0, fmt.Errorf("taking %d of %s from shard %d: %w", take, sku, sh.Shard, err)
+			return nil, 0, err
 		}
-		if affected(res) != 1 {
+		if !taken {
 			return nil, 0, fmt.Errorf("taking %d of %s from locked shard %d: row changed under its lock", take, sku, sh.Shard)
 		}
 		takes = append(takes, ShardTake{Shard: sh.Shard, Qty: take})
 		left -= take
 	}
 	return takes, 0, nil
+}
+
+// takeFromShard takes qty from one shard of sku with the conditional update that never
+// lets a shard go negative; taken is false when the shard holds less than qty.
+func takeFromShard(ctx context.Context, tx *sql.Tx, sku string, shard int, qty int64) (taken bool, err error) {
+	res, err := tx.ExecContext(ctx, "UPDATE sellable_shard SET qty = qty - ? WHERE sku_id = ? AND shard = ? AND qty >= ?",
+		qty, sku, shard, qty)
+	if err != nil {
+		return false, fmt.Errorf("taking %d of %s from shard %d: %w", qty, sku, shard, err)
+	}
+	return affected(res) == 1, nil
 }
 
 // readShards reads sku's shards; lock takes their row locks. ErrUnknownSKU when none.

@@ -78,6 +78,9 @@ func (e *Engine) fold(rp *rulePlan, c *canal.RowChange) error {
 		// The row stays in its group (the usual update): one lookup, the sums move by
 		// after − before.
 		g := e.group(st, rp, c.After)
+		if g == nil {
+			return nil
+		}
 		for i, idx := range rp.sumIdx {
 			g.sums[i].add(c.Before[idx], -1)
 			g.sums[i].add(c.After[idx], 1)
@@ -103,6 +106,9 @@ func (e *Engine) apply(st *ruleState, rp *rulePlan, c *canal.RowChange, img []an
 		return
 	}
 	g := e.group(st, rp, img)
+	if g == nil {
+		return
+	}
 	g.count += sign
 	for i, idx := range rp.sumIdx {
 		g.sums[i].add(img[idx], sign)
@@ -112,7 +118,8 @@ func (e *Engine) apply(st *ruleState, rp *rulePlan, c *canal.RowChange, img []an
 }
 
 // group returns the group of row image img, made if new, and marked as touched by the
-// transaction with its values as of the transaction's start.
+// transaction with its values as of the transaction's start; nil if its key cannot be
+// read back (it was just encoded, so that does not happen).
 func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
 	t := rp.table.t
 	k := e.tmp[:0]
@@ -130,8 +137,8 @@ func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
 	if g == nil {
 		var err error
 		g, err = st.newGroup(string(k))
-		if err != nil { // cannot happen: the key was just encoded
-			g = &group{key: string(k), sums: make([]accumulator, len(st.rule.sums))}
+		if err != nil {
+			return nil
 		}
 		if st.rule.emit == EmitTransition {
 			g.value = e.emptyValue(st)
