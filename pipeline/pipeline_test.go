@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"os"
 	"path/filepath"
 	"sort"
@@ -240,13 +241,21 @@ func indexOf(lines []string, s string) int {
 func TestTablesNoRuleMatchesPublishNothing(t *testing.T) {
 	e := newEnv(t)
 	e.exec("CREATE TABLE stock_a (sku_id VARCHAR(32) PRIMARY KEY, qty INT)", "CREATE TABLE orders (id INT PRIMARY KEY)")
-	e.start(e.rules(stockRules), testutil.ServerID())
+	metrics := pipeline.NewMetrics(nil)
+	e.start(e.rules(stockRules), testutil.ServerID(), func(o *pipeline.Options) { o.Metrics = metrics })
 	e.exec("INSERT INTO orders VALUES (1), (2), (3)", "UPDATE orders SET id = id + 10", "INSERT INTO stock_a VALUES ('only', 1)")
 	got := testutil.Consume(t, e.broker, []string{e.topic}, 1, 20*time.Second)
 	// Wait for anything more that might arrive after the one expected message.
 	more := testutil.Consume(t, e.broker, []string{e.topic}, 0, 5*time.Second)
 	if len(more) != 1 || decode(t, got[0]).Source.Table != "stock_a" {
 		t.Fatalf("want only the stock_a insert, got %d messages: %v", len(more), more)
+	}
+	// The two rows events of orders were skipped without decoding, and the metric says so.
+	testutil.Eventually(t, 5*time.Second, "stocksync_binlog_rows_events_skipped_total to count the orders events", func() bool {
+		return promtest.ToFloat64(metrics.EventsSkipped) >= 2
+	})
+	if n := promtest.ToFloat64(metrics.EventsRead); n != 1 {
+		t.Errorf("stocksync_events_read_total = %v, want 1 (the stock_a insert alone)", n)
 	}
 }
 

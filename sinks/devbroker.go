@@ -26,8 +26,10 @@ func StartDevBroker(addr, dataDir string) (*DevBroker, error) {
 		return nil, fmt.Errorf("parsing development broker port %q: %w", portStr, err)
 	}
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3),
-		// Small segments: in memory, kfake grows a segment by copying it whole.
-		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(8 << 20)})}
+		// Small segments: in memory, kfake grows a segment by copying it whole, and a
+		// segment that stays within the CPU's cache is copied cheaply (256 KiB against
+		// 8 MiB: +11% catch-up throughput, docs/BENCHMARKS.md).
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(256 << 10)})}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
 	}

@@ -76,7 +76,7 @@ Prints rows/s per run, the medians and the ratio stocksync/bare.`,
 	cmd.Flags().StringVar(&rulesFile, "rules", "", "rules file to run instead of the one plain rule (tables: stocksync_bench.bench_stock)")
 	cmd.Flags().BoolVar(&discard, "discard", false, "drop the messages instead of producing them: reading, rules and encoding alone")
 	cmd.Flags().BoolVar(&exactlyOnce, "exactly-once", false, "deliver in Kafka transactions with the checkpoint (kafka.exactly_once)")
-	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the first run's pipeline (not the bare loop) here")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the last run's pipeline (not the bare loop) here")
 	cmd.Flags().BoolVar(&reuse, "reuse", false, "reuse the binlog range written by the last run (kept in stocksync_bench.range)")
 	return cmd
 }
@@ -124,7 +124,7 @@ func benchCatchup(ctx context.Context, cmd *cobra.Command, cfg config.Config, ru
 		b := float64(n) / time.Since(t0).Seconds()
 
 		stopProfile := func() {}
-		if run == 1 && cpuProfile != "" {
+		if run == runs && cpuProfile != "" {
 			if stopProfile, err = startCPUProfile(cpuProfile); err != nil {
 				return err
 			}
