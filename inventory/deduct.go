@@ -188,8 +188,8 @@ func (s *Store) deductAlone(ctx context.Context, req DeductRequest) (Order, erro
 	return s.deductInTx(ctx, req)
 }
 
-// deductOneCall deducts a one-item sellable order from one random shard with a single call
-// of the deduct_one procedure (migration 00002): a round trip instead of five, and the
+// deductOneCall deducts a one-item sellable order from one shard, which shardGates picks,
+// with a single call of the deduct_one procedure (migration 00002): a round trip instead of five, and the
 // shard's row lock, taken last, is held for the update and the commit only, with no
 // network wait inside. It applies when the SKU's shard count is remembered (shardHints).
 // decided is false when the general path must run: not such an order, no hint, the shard
@@ -203,7 +203,12 @@ func (s *Store) deductOneCall(ctx context.Context, req DeductRequest) (order Ord
 	if !ok {
 		return Order{}, false, nil
 	}
-	takes := []ShardTake{{Shard: rand.IntN(m), Qty: it.Qty}}
+	shard, release, err := s.gates.take(ctx, it.SKU, m)
+	if err != nil {
+		return Order{}, true, fmt.Errorf("deducting order %q: waiting for a shard: %w", req.OrderNo, err)
+	}
+	defer release()
+	takes := []ShardTake{{Shard: shard, Qty: it.Qty}}
 	expires := s.now().Add(req.HoldTTL)
 	var outcome string
 	err = s.db.QueryRowContext(ctx, "CALL deduct_one(?, ?, ?, ?, ?, ?)",

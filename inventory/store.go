@@ -80,6 +80,8 @@ type Store struct {
 	merger *merger
 	// shardHints remembers shard counts so a deduction can skip reading them.
 	shardHints shardHints
+	// gates spread one-shard calls of a SKU over its shards.
+	gates shardGates
 	// beforeCancelRetry, when set (tests), runs before each wait of a cancel retry.
 	beforeCancelRetry func(attempt int)
 }
