@@ -24,8 +24,8 @@ import (
 )
 
 // The failure tests of issue 5: the broker gone and back, the source restarted, ALTER
-// TABLE in the middle of a stream (running and stopped), and one transaction of a
-// million rows within 512 MB. Each runs the built binary against real parts: MariaDB,
+// TABLE in the middle of a stream (running and stopped), one transaction of a million
+// rows within 512 MB, and a checkpoint whose binlog the server purged. Each runs the built binary against real parts: MariaDB,
 // the devbroker as its own process, and franz-go reading what was published.
 
 // TestBrokerOutageWaitsAndCatchesUp stops the broker while changes keep being committed,
@@ -567,5 +567,61 @@ func TestServerWithoutColumnNamesIsRefused(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "binlog_row_metadata is MINIMAL: set binlog_row_metadata=FULL") {
 		t.Errorf("the error does not name the setting:\n%s", out)
+	}
+}
+
+// TestPurgedBinlogStopsTheDaemonNamingTheFix: the daemon stops with its checkpoint saved;
+// while it is down, the server really purges the binlog that holds the checkpoint (on a
+// private MariaDB, so that no other test loses binlogs it reads). The restart refuses to
+// run, naming the purged file, the oldest file left and the fixes, and publishes nothing.
+func TestPurgedBinlogStopsTheDaemonNamingTheFix(t *testing.T) {
+	src := startPrivateMariaDB(t, "")
+	broker := startDevBroker(t)
+	s := newSetupOnServer(t, src.mysql, broker)
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
+	d := s.start(t)
+	testutil.Exec(t, db, "INSERT INTO stock_p VALUES (1, 1)")
+	testutil.Consume(t, broker, []string{s.topic}, 1, 30*time.Second)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+	var checkpointFile string
+	if err := db.QueryRow("SELECT file FROM checkpoint WHERE name = 'default'").Scan(&checkpointFile); err != nil {
+		t.Fatalf("reading the checkpoint saved at SIGTERM: %v", err)
+	}
+
+	testutil.Exec(t, db, "INSERT INTO stock_p VALUES (2, 2)", "FLUSH BINARY LOGS", "INSERT INTO stock_p VALUES (3, 3)", "FLUSH BINARY LOGS")
+	oldest, _ := binlogEnd(t, db)
+	// The server keeps a binlog until its transactions are checkpointed in InnoDB, which
+	// happens in the background: purge until it has gone.
+	testutil.Eventually(t, 20*time.Second, "PURGE BINARY LOGS to remove "+checkpointFile, func() bool {
+		testutil.Exec(t, db, fmt.Sprintf("PURGE BINARY LOGS TO '%s'", oldest))
+		var first string
+		var size sql.RawBytes
+		rows, err := db.Query("SHOW BINARY LOGS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		return rows.Next() && rows.Scan(&first, &size) == nil && first == oldest
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "serve", "--config", s.config).CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("want a non-zero exit on a purged checkpoint binlog, got %v:\n%s", err, out)
+	}
+	for _, w := range []string{"checkpoint " + checkpointFile, "oldest binlog the server still has is " + oldest, "snapshot: when_needed", "keep binlogs longer"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	if more := testutil.Consume(t, broker, []string{s.topic}, 0, 2*time.Second); len(more) != 1 {
+		t.Errorf("%d messages on the topic, want only the one published before the purge", len(more))
 	}
 }
