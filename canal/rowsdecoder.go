@@ -11,7 +11,9 @@ import (
 // the stream's filter does not match: decoding values is most of the cost of reading a
 // binlog, and on a shared server most rows belong to tables no rule reads. Such an event
 // keeps what is needed to decode it later, for the reader may see a newer filter (a
-// reload) that matches the table after all; the reader then decodes it (take).
+// reload) that matches the table after all; the reader then decodes it (take). Events of
+// matched tables whose column types a rowsPlan covers are left to the reader as well,
+// which decodes them with the plan.
 type rowsDecoder struct {
 	filter *atomic.Pointer[filterBox]
 	// matches caches the filter's answer per table id, for the parser goroutine only.
@@ -26,6 +28,8 @@ type rowsDecoder struct {
 type tableMatch struct {
 	table   *replication.TableMapEvent
 	matched bool
+	// planned: the reader decodes this table's events with a rowsPlan.
+	planned bool
 	// decodeAs is table without its signedness metadata: go-mysql builds a map from it
 	// for every row image it decodes, so rows are decoded as if every integer were signed
 	// and the reader reinterprets the unsigned ones (tableState.uintBits).
@@ -50,14 +54,17 @@ func (d *rowsDecoder) decode(e *replication.RowsEvent, data []byte) error {
 	if e.Table == nil {
 		return e.DecodeData(pos, data)
 	}
-	if m := d.match(e.TableID, e.Table); m.matched {
+	m := d.match(e.TableID, e.Table)
+	if m.matched && !m.planned {
 		e.Table = m.decodeAs
 		return e.DecodeData(pos, data)
 	}
 	d.mu.Lock()
 	d.deferred[e] = undecoded{pos: pos, data: data}
 	d.mu.Unlock()
-	d.skipped.Add(1)
+	if !m.matched {
+		d.skipped.Add(1)
+	}
 	return nil
 }
 
@@ -71,6 +78,7 @@ func (d *rowsDecoder) match(id uint64, t *replication.TableMapEvent) tableMatch 
 		return m
 	}
 	m := tableMatch{table: t, matched: f.Matches(string(t.Schema), string(t.Table)), decodeAs: t}
+	m.planned = m.matched && planTypes(t)
 	if len(t.SignednessBitmap) > 0 {
 		// Only what decoding rows reads, copied field by field: the reader fills lazy
 		// caches of t (column names, labels) in its own goroutine meanwhile.
@@ -81,15 +89,23 @@ func (d *rowsDecoder) match(id uint64, t *replication.TableMapEvent) tableMatch 
 	return m
 }
 
-// take settles a rows event that decode left undecoded: it decodes it now when want is
-// set, and forgets it either way. Events decode decoded are not its business.
-func (d *rowsDecoder) take(e *replication.RowsEvent, want bool) error {
+// take settles a rows event that decode left undecoded: when want is set it decodes it
+// now, with plan when that can (the rows are then returned, already in the types a Stream
+// hands on), else with go-mysql's decoder into e.Rows. It forgets the event either way.
+// Events decode decoded are not its business.
+func (d *rowsDecoder) take(e *replication.RowsEvent, typ replication.EventType, want bool, plan rowsPlan) ([][]any, error) {
 	d.mu.Lock()
 	u, ok := d.deferred[e]
 	delete(d.deferred, e)
 	d.mu.Unlock()
 	if !ok || !want {
-		return nil
+		return nil, nil
 	}
-	return e.DecodeData(u.pos, u.data)
+	if plan != nil {
+		if rows, err := plan.decode(typ, e, u.data[u.pos:]); err == nil {
+			plannedEvents.Add(1)
+			return rows, nil
+		}
+	}
+	return nil, e.DecodeData(u.pos, u.data)
 }

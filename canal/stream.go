@@ -86,6 +86,8 @@ type tableState struct {
 	// may have been decoded as signed (rowsDecoder), and asUnsigned puts that right.
 	uintBits []uint8
 	colCount int
+	// plan decodes the table's rows events when its column types allow (rowsplan.go).
+	plan rowsPlan
 }
 
 // txnState is the transaction being read.
@@ -283,6 +285,7 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 		return err
 	}
 	st.table = t
+	st.plan = newRowsPlan(e, t, st)
 	return nil
 }
 
@@ -411,9 +414,19 @@ func columnKind(e *replication.TableMapEvent, i int, unsigned bool, collations m
 func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *replication.RowsEvent) error {
 	st, ok := r.tables[e.TableID]
 	matched := ok && st.matched
+	rows, normalized := e.Rows, false
 	if len(e.Rows) == 0 {
-		if err := r.decoder.take(e, matched); err != nil {
+		var plan rowsPlan
+		if matched {
+			plan = st.plan
+		}
+		planned, err := r.decoder.take(e, ev.Header.EventType, matched, plan)
+		if err != nil {
 			return fmt.Errorf("decoding rows event of %s.%s at %s:%d: %w", e.Table.Schema, e.Table.Table, r.file, ev.Header.LogPos, err)
+		}
+		rows = e.Rows
+		if planned != nil {
+			rows, normalized = planned, true
 		}
 	}
 	if !matched {
@@ -437,9 +450,13 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	if op == OpUpdate {
 		step = 2
 	}
-	for i := 0; i+step-1 < len(e.Rows); i += step {
+	normalize := st.normalize
+	if normalized {
+		normalize = func(row []any) ([]any, error) { return row, nil }
+	}
+	for i := 0; i+step-1 < len(rows); i += step {
 		c := &RowChange{Op: op, Table: st.table, Source: r.txn.src}
-		first, err := st.normalize(e.Rows[i])
+		first, err := normalize(rows[i])
 		if err != nil {
 			return err
 		}
@@ -450,7 +467,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 			c.Before = first
 		case OpUpdate:
 			c.Before = first
-			if c.After, err = st.normalize(e.Rows[i+1]); err != nil {
+			if c.After, err = normalize(rows[i+1]); err != nil {
 				return err
 			}
 		}
