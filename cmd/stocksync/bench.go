@@ -187,7 +187,7 @@ func benchRange(ctx context.Context, server *canal.Server, txns, rowsPerTxn int,
 	}
 	exec("DROP TABLE IF EXISTS " + benchSchema + ".bench_stock")
 	exec("CREATE TABLE " + benchSchema + ".bench_stock (id BIGINT PRIMARY KEY, sku_id VARCHAR(32) NOT NULL, warehouse VARCHAR(8) NOT NULL, " +
-		"qty INT NOT NULL, price DECIMAL(12,2) NOT NULL, updated_at DATETIME(3) NOT NULL)")
+		"qty INT NOT NULL, price DECIMAL(12,2) NOT NULL, updated_at DATETIME(3) NOT NULL) DEFAULT CHARSET=utf8mb4")
 	if err != nil {
 		return
 	}
