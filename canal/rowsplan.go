@@ -329,34 +329,27 @@ func decodeDecimal(data []byte, precision, scale int) (any, int, error) {
 			d[i] ^= 0xFF
 		}
 	}
-	pos := 0
-	group := func(bytes int) uint64 {
-		var v uint64
-		for range bytes {
-			v = v<<8 | uint64(d[pos])
-			pos++
-		}
-		return v
-	}
-	out := make([]byte, 0, precision+3)
+	// At most 65 digits, a sign and a point.
+	var text [72]byte
+	out := text[:0]
 	if negative {
 		out = append(out, '-')
 	}
-	leading := true
-	appendGroup := func(v uint64, digits int) {
-		if leading {
-			if v == 0 {
-				return
-			}
-			leading = false
-			out = strconv.AppendUint(out, v, 10)
-			return
+	pos, leading := 0, true
+	for g := -1; g < intg0; g++ { // the leftover digits' group first, then the full ones
+		bytes, digits := 4, 9
+		if g < 0 {
+			bytes, digits = decimalBytes[intgx], intgx
 		}
-		out = appendPadded(out, v, digits)
-	}
-	appendGroup(group(decimalBytes[intgx]), intgx)
-	for range intg0 {
-		appendGroup(group(4), 9)
+		v := bigEndian(d[pos : pos+bytes])
+		pos += bytes
+		switch {
+		case !leading:
+			out = appendPadded(out, v, digits)
+		case v != 0:
+			out = strconv.AppendUint(out, v, 10)
+			leading = false
+		}
 	}
 	if leading {
 		out = append(out, '0')
@@ -364,13 +357,23 @@ func decodeDecimal(data []byte, precision, scale int) (any, int, error) {
 	if frac > 0 {
 		out = append(out, '.')
 		for range frac0 {
-			out = appendPadded(out, group(4), 9)
+			out = appendPadded(out, bigEndian(d[pos:pos+4]), 9)
+			pos += 4
 		}
 		if fracx > 0 {
-			out = appendPadded(out, group(decimalBytes[fracx]), fracx)
+			out = appendPadded(out, bigEndian(d[pos:pos+decimalBytes[fracx]]), fracx)
 		}
 	}
 	return string(out), size, nil
+}
+
+// bigEndian reads up to 8 bytes as a big-endian unsigned integer.
+func bigEndian(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
 }
 
 // appendPadded appends v in decimal, left-padded with zeros to digits.
