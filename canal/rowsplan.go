@@ -251,8 +251,8 @@ const datetimeIntOffset = 0x8000000000
 const epochPacked = 107420450816
 
 // decodeDateTime2 decodes a DATETIME2 with dec fractional digits into RFC 3339, UTC, as
-// formatDateTime writes it. Zero dates, zero months or days, dates before 1970 and
-// values time.Date would normalise are go-mysql's to decode.
+// formatDateTime writes it (formatCivil). Zero dates, zero months or days, dates before
+// 1970 and values time.Date would normalise are go-mysql's to decode.
 func decodeDateTime2(data []byte, dec uint8) (any, int, error) {
 	n := 5 + int(dec+1)/2
 	if len(data) < n {
@@ -268,36 +268,7 @@ func decodeDateTime2(data []byte, dec uint8) (any, int, error) {
 	if month == 0 || day == 0 || day > daysIn(month, year) || year > 9999 || hour > 23 || minute > 59 || second > 59 {
 		return nil, 0, errFallback
 	}
-	var b [32]byte
-	put := func(at, v, width int) {
-		for i := at + width - 1; i >= at; i-- {
-			b[i] = byte('0' + v%10)
-			v /= 10
-		}
-	}
-	put(0, year, 4)
-	b[4] = '-'
-	put(5, month, 2)
-	b[7] = '-'
-	put(8, day, 2)
-	b[10] = 'T'
-	put(11, hour, 2)
-	b[13] = ':'
-	put(14, minute, 2)
-	b[16] = ':'
-	put(17, second, 2)
-	end := 19
-	if dec > 0 {
-		frac := fracMicros(data[5:], dec)
-		for i := 6; i > int(dec); i-- {
-			frac /= 10
-		}
-		b[end] = '.'
-		put(end+1, int(frac), int(dec))
-		end += 1 + int(dec)
-	}
-	b[end] = 'Z'
-	return string(b[:end+1]), n, nil
+	return formatCivil(year, month, day, hour, minute, second, int(fracMicros(data[5:], dec)), dec), n, nil
 }
 
 func daysIn(month, year int) int {

@@ -414,7 +414,7 @@ func columnKind(e *replication.TableMapEvent, i int, unsigned bool, collations m
 func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *replication.RowsEvent) error {
 	st, ok := r.tables[e.TableID]
 	matched := ok && st.matched
-	rows, normalized := e.Rows, false
+	normalized := false // already in a Stream's types: decoded by a plan
 	if len(e.Rows) == 0 {
 		var plan rowsPlan
 		if matched {
@@ -424,9 +424,8 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		if err != nil {
 			return fmt.Errorf("decoding rows event of %s.%s at %s:%d: %w", e.Table.Schema, e.Table.Table, r.file, ev.Header.LogPos, err)
 		}
-		rows = e.Rows
 		if planned != nil {
-			rows, normalized = planned, true
+			e.Rows, normalized = planned, true
 		}
 	}
 	if !matched {
@@ -450,26 +449,22 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	if op == OpUpdate {
 		step = 2
 	}
-	normalize := st.normalize
-	if normalized {
-		normalize = func(row []any) ([]any, error) { return row, nil }
-	}
-	for i := 0; i+step-1 < len(rows); i += step {
-		c := &RowChange{Op: op, Table: st.table, Source: r.txn.src}
-		first, err := normalize(rows[i])
-		if err != nil {
-			return err
-		}
-		switch op {
-		case OpCreate:
-			c.After = first
-		case OpDelete:
-			c.Before = first
-		case OpUpdate:
-			c.Before = first
-			if c.After, err = normalize(rows[i+1]); err != nil {
+	if !normalized {
+		for _, row := range e.Rows {
+			if err := st.normalize(row); err != nil {
 				return err
 			}
+		}
+	}
+	for i := 0; i+step-1 < len(e.Rows); i += step {
+		c := &RowChange{Op: op, Table: st.table, Source: r.txn.src}
+		switch op {
+		case OpCreate:
+			c.After = e.Rows[i]
+		case OpDelete:
+			c.Before = e.Rows[i]
+		case OpUpdate:
+			c.Before, c.After = e.Rows[i], e.Rows[i+1]
 		}
 		r.txn.src.Row++
 		if err := r.h.Row(ctx, c); err != nil {
@@ -480,10 +475,10 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 }
 
 // normalize converts go-mysql's decoded values, in place, to the types ColumnKind names.
-func (st *tableState) normalize(row []any) ([]any, error) {
+func (st *tableState) normalize(row []any) error {
 	cols := st.table.Columns
 	if len(row) != len(cols) {
-		return nil, fmt.Errorf("row of %s has %d values for %d columns; the binlog was written with another table shape",
+		return fmt.Errorf("row of %s has %d values for %d columns; the binlog was written with another table shape",
 			st.table.FullName(), len(row), len(cols))
 	}
 	for i, v := range row {
@@ -503,7 +498,7 @@ func (st *tableState) normalize(row []any) ([]any, error) {
 			row[i] = latin1ToUTF8(row[i])
 		}
 	}
-	return row, nil
+	return nil
 }
 
 // integerBits is the width of each integer column type.
@@ -542,6 +537,12 @@ func formatDateTime(t time.Time, decimals uint8) string {
 	t = t.UTC()
 	year, month, day := t.Date()
 	hour, minute, sec := t.Clock()
+	return formatCivil(year, int(month), day, hour, minute, sec, t.Nanosecond()/1000, decimals)
+}
+
+// formatCivil writes a UTC date and time as formatDateTime does, micros being the
+// microseconds, of which it keeps decimals digits (at most 6).
+func formatCivil(year, month, day, hour, minute, sec, micros int, decimals uint8) string {
 	var b [32]byte
 	put := func(at, v, width int) {
 		for i := at + width - 1; i >= at; i-- {
@@ -551,7 +552,7 @@ func formatDateTime(t time.Time, decimals uint8) string {
 	}
 	put(0, year, 4)
 	b[4] = '-'
-	put(5, int(month), 2)
+	put(5, month, 2)
 	b[7] = '-'
 	put(8, day, 2)
 	b[10] = 'T'
@@ -562,11 +563,9 @@ func formatDateTime(t time.Time, decimals uint8) string {
 	put(17, sec, 2)
 	n := 19
 	if decimals > 0 {
-		if decimals > 6 {
-			decimals = 6
-		}
+		decimals = min(decimals, 6)
 		b[n] = '.'
-		frac := t.Nanosecond() / 1000 // microseconds
+		frac := micros
 		for i := 6; i > int(decimals); i-- {
 			frac /= 10
 		}

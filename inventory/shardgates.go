@@ -27,10 +27,10 @@ const maxGatedSKUs = 100000
 // there is nothing to spread, and it returns at once: callers then queue on the row lock,
 // where the next call's inserts overlap the current one's commit.
 func (g *shardGates) take(ctx context.Context, sku string, m int) (shard int, release func(), err error) {
-	start := rand.IntN(m)
 	if m == 1 {
 		return 0, func() {}, nil
 	}
+	start := rand.IntN(m)
 	gates := g.gates(sku, m)
 	for i := range m {
 		k := (start + i) % m

@@ -102,12 +102,6 @@ func (w *ackWindow) enqueue(ctx context.Context, input chan<- *sarama.ProducerMe
 		pm.Metadata = p
 	}
 	*p = seq
-	select { // the common case, room in the input's buffer, without select's locking of ctx too
-	case input <- pm:
-		emitted.Store(seq + 1)
-		return nil
-	default:
-	}
 	select {
 	case input <- pm:
 		emitted.Store(seq + 1)
