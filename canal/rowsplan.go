@@ -114,19 +114,29 @@ func newRowsPlan(e *replication.TableMapEvent, t *Table, st *tableState) rowsPla
 // decode decodes the rows of event e, of type typ, from data (the event's body after its
 // header). Updates give two images per row, before then after, as go-mysql's Rows do.
 func (p rowsPlan) decode(typ replication.EventType, e *replication.RowsEvent, data []byte) ([][]any, error) {
-	switch typ {
-	case replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
-		if !allSet(e.ColumnBitmap1, len(p)) {
-			return nil, errFallback
-		}
-	case replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2:
-		if !allSet(e.ColumnBitmap1, len(p)) || !allSet(e.ColumnBitmap2, len(p)) {
-			return nil, errFallback
-		}
-	default:
+	update, ok := planDecodes(typ)
+	if !ok {
 		return nil, errFallback
 	}
-	if int(e.ColumnCount) != len(p) {
+	return p.decodeRows(update, e, data)
+}
+
+// planDecodes reports whether a plan decodes events of type typ (uncompressed v1 and v2
+// rows events), and whether they are updates.
+func planDecodes(typ replication.EventType) (update, ok bool) {
+	switch typ {
+	case replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
+		return false, true
+	case replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2:
+		return true, true
+	}
+	return false, false
+}
+
+// decodeRows is decode for an event known to be of a type planDecodes accepts; update
+// says whether it is an update.
+func (p rowsPlan) decodeRows(update bool, e *replication.RowsEvent, data []byte) ([][]any, error) {
+	if int(e.ColumnCount) != len(p) || !allSet(e.ColumnBitmap1, len(p)) || (update && !allSet(e.ColumnBitmap2, len(p))) {
 		return nil, errFallback
 	}
 	var rows [][]any

@@ -1,6 +1,10 @@
 package canal
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/go-mysql-org/go-mysql/replication"
+)
 
 // FuzzRowsPlanRejectsGarbage: whatever the bytes, decoding a row image with a plan of every
 // op returns a row or errFallback, never panics, and never claims more bytes than it had.
@@ -27,4 +31,34 @@ func FuzzRowsPlanRejectsGarbage(f *testing.F) {
 			t.Fatalf("decoded %d values from %d of %d bytes", len(row), n, len(data))
 		}
 	})
+}
+
+// TestTakeUsesRowsDecodedAheadOnlyWithTheReadersPlan: rows the parser goroutine decoded
+// with a plan the reader no longer holds (a reload or DDL came between) are decoded again
+// with the reader's plan; with the same plan they are taken as they are.
+func TestTakeUsesRowsDecodedAheadOnlyWithTheReadersPlan(t *testing.T) {
+	d := newRowsDecoder(nil, nil)
+	e := &replication.RowsEvent{ColumnCount: 1, ColumnBitmap1: []byte{1}}
+	data := []byte{0x00, 0xff} // no NULLs, then one byte
+	signed := rowsPlan{{op: opInt, width: 1}}
+	unsigned := rowsPlan{{op: opUint, width: 1}}
+	ahead, err := signed.decodeRows(false, e, data)
+	if err != nil || ahead[0][0] != int64(-1) {
+		t.Fatalf("decoding ahead: %v, %v", ahead, err)
+	}
+
+	d.deferred[e] = undecoded{data: data, rows: ahead, plan: signed}
+	rows, err := d.take(e, replication.WRITE_ROWS_EVENTv2, true, unsigned)
+	if err != nil || len(rows) != 1 || rows[0][0] != uint64(255) {
+		t.Fatalf("with another plan than the one that decoded ahead: %v, %v; want the reader's plan's [[255]]", rows, err)
+	}
+
+	d.deferred[e] = undecoded{data: data, rows: ahead, plan: signed}
+	rows, err = d.take(e, replication.WRITE_ROWS_EVENTv2, true, signed)
+	if err != nil || len(rows) != 1 || &rows[0][0] != &ahead[0][0] {
+		t.Fatalf("with the plan that decoded ahead: %v, %v; want the rows decoded ahead", rows, err)
+	}
+	if len(d.deferred) != 0 {
+		t.Fatalf("take left %d events behind", len(d.deferred))
+	}
 }

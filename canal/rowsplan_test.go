@@ -26,6 +26,8 @@ const plannedTable = `CREATE TABLE planned (
 // dates a plan leaves to go-mysql), updates and deletes them, and reads the range twice:
 // with the plans and with go-mysql's decoder and normalize alone. Every row change must
 // be the same; go-mysql's side is the one TestSnapshotValuesEqualStream checks against SQL.
+// The planned read follows the writes: once the reader has seen the table, the rows
+// written after are decoded by the parser goroutine with the reader's plan.
 func TestRowPlansDecodeLikeGoMySQL(t *testing.T) {
 	s := newSource(t)
 	testutil.Exec(t, s.db, plannedTable)
@@ -35,7 +37,11 @@ func TestRowPlansDecodeLikeGoMySQL(t *testing.T) {
 	for id := range 300 {
 		rows = append(rows, "("+strings.Join(append([]string{fmt.Sprint(id)}, randomPlannedRow(rng, id)...), ", ")+")")
 	}
-	testutil.Exec(t, s.db, "SET time_zone = '+00:00', sql_mode = ''; INSERT INTO planned VALUES "+strings.Join(rows, ", "))
+	planned0, ahead0 := canal.SetRowPlans(true)
+	live := s.follow(from)
+	testutil.Exec(t, s.db, "SET time_zone = '+00:00', sql_mode = ''; INSERT INTO planned VALUES "+rows[0])
+	live.reach(s.position())
+	testutil.Exec(t, s.db, "SET time_zone = '+00:00', sql_mode = ''; INSERT INTO planned VALUES "+strings.Join(rows[1:], ", "))
 	for id := 0; id < 300; id += 3 {
 		r := randomPlannedRow(rng, id+1)
 		testutil.Exec(t, s.db, fmt.Sprintf("SET time_zone = '+00:00', sql_mode = ''; UPDATE planned SET i64 = %s, v = %s, d2410 = %s, dt6 = %s, ts6 = %s WHERE id = %d",
@@ -43,10 +49,9 @@ func TestRowPlansDecodeLikeGoMySQL(t *testing.T) {
 	}
 	testutil.Exec(t, s.db, "UPDATE planned SET u64 = u64 DIV 2, d52 = -d52 WHERE id % 5 = 0", "DELETE FROM planned WHERE id % 7 = 0")
 	to := s.position()
-
-	before := canal.SetRowPlans(true)
-	planned := s.stream(from, to)
-	used := canal.SetRowPlans(false) - before
+	planned := live.until(to)
+	used, ahead := canal.SetRowPlans(false)
+	used, ahead = used-planned0, ahead-ahead0
 	plain := s.stream(from, to)
 	canal.SetRowPlans(true)
 
@@ -54,6 +59,10 @@ func TestRowPlansDecodeLikeGoMySQL(t *testing.T) {
 	// (in 1 of 40 dates); far fewer means plans fall back where they should decode.
 	if used < 80 {
 		t.Fatalf("only %d rows events were decoded by a plan, want about 90", used)
+	}
+	// Only the first transaction's events must be decoded by the reader.
+	if ahead < used-5 {
+		t.Fatalf("only %d of the %d planned rows events were decoded ahead of the reader", ahead, used)
 	}
 	if len(planned) != len(plain) || len(plain) < 400 {
 		t.Fatalf("%d row changes with plans, %d without", len(planned), len(plain))
@@ -78,7 +87,7 @@ func TestRowPlansDecodeLikeGoMySQL(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d row changes, %d rows events decoded by plans", len(plain), used)
+	t.Logf("%d row changes, %d rows events decoded by plans, %d of them ahead of the reader", len(plain), used, ahead)
 }
 
 // randomPlannedRow returns SQL literals for the columns of plannedTable after id.

@@ -89,29 +89,69 @@ func (s *source) position() canal.Position {
 // and returns the row changes of the fresh database.
 func (s *source) stream(from, to canal.Position) []*canal.RowChange {
 	s.t.Helper()
+	return s.follow(from).until(to)
+}
+
+// following is a canal.Stream of the fresh database running in the background.
+type following struct {
+	t       *testing.T
+	rec     *recorder
+	commit  chan struct{} // ticks after a commit is recorded
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when Run returned, with err
+	err     error
+}
+
+// follow starts reading the binlog from `from`; the stream stops with the test at the latest.
+func (s *source) follow(from canal.Position) *following {
 	ctx, cancel := context.WithTimeout(s.t.Context(), 30*time.Second)
-	defer cancel()
-	reached := make(chan struct{})
-	var once sync.Once
-	rec := &recorder{onCommit: func(p canal.Position) {
-		if p.Compare(to) >= 0 {
-			once.Do(func() { close(reached) })
-			cancel()
+	f := &following{t: s.t, commit: make(chan struct{}, 1), cancel: cancel, stopped: make(chan struct{})}
+	f.rec = &recorder{onCommit: func(canal.Position) {
+		select {
+		case f.commit <- struct{}{}:
+		default:
 		}
 	}}
 	st := canal.NewStream(s.cfg, s.server, schemaFilter(s.name), zaptest.NewLogger(s.t))
-	err := st.Run(ctx, from, rec)
-	select {
-	case <-reached:
-	default:
-		s.t.Fatalf("stream from %s stopped before reaching %s: %v", from, to, err)
+	go func() {
+		defer close(f.stopped)
+		f.err = st.Run(ctx, from, f.rec)
+	}()
+	s.t.Cleanup(func() { cancel(); <-f.stopped })
+	return f
+}
+
+// reach waits until the stream has committed a transaction at or after to.
+func (f *following) reach(to canal.Position) {
+	f.t.Helper()
+	for {
+		f.rec.mu.Lock()
+		n := len(f.rec.commits)
+		reached := n > 0 && f.rec.commits[n-1].Compare(to) >= 0
+		f.rec.mu.Unlock()
+		if reached {
+			return
+		}
+		select {
+		case <-f.commit:
+		case <-f.stopped:
+			f.t.Fatalf("stream stopped before reaching %s: %v", to, f.err)
+		}
 	}
-	if err != nil {
-		s.t.Fatalf("stream from %s: %v", from, err)
+}
+
+// until waits for to, stops the stream and returns its row changes.
+func (f *following) until(to canal.Position) []*canal.RowChange {
+	f.t.Helper()
+	f.reach(to)
+	f.cancel()
+	<-f.stopped
+	if f.err != nil {
+		f.t.Fatalf("stream: %v", f.err)
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return rec.rows
+	f.rec.mu.Lock()
+	defer f.rec.mu.Unlock()
+	return f.rec.rows
 }
 
 func (s *source) snapshot(h canal.Handler, opts canal.SnapshotOptions) (canal.Position, error) {

@@ -258,6 +258,7 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.
 	r.tables = map[uint64]*tableState{}
+	r.decoder.forgetPlans()
 	r.s.log.Debug("schema change", zap.ByteString("schema", e.Schema), zap.String("query", truncate(q, 200)))
 	return r.commit(ctx, h, e.GSet)
 }
@@ -277,6 +278,7 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 	schema, name := string(e.Schema), string(e.Table)
 	st := &tableState{filter: filter, colCount: int(e.ColumnCount), matched: filter.Matches(schema, name)}
 	r.tables[e.TableID] = st
+	r.decoder.setPlan(e.TableID, nil)
 	if !st.matched {
 		return nil
 	}
@@ -286,6 +288,7 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 	}
 	st.table = t
 	st.plan = newRowsPlan(e, t, st)
+	r.decoder.setPlan(e.TableID, st.plan)
 	return nil
 }
 
