@@ -52,8 +52,8 @@ var (
 )
 
 // planTypes reports whether every column of t has a type a plan can decode. It reads only
-// the event's fields, so the parser goroutine may call it (the rowsDecoder leaves such
-// tables' events to the reader, which knows the columns' kinds).
+// the event's fields, so the parser goroutine may call it (the rowsDecoder decodes such
+// tables' events with the plan the reader built, which knows the columns' kinds).
 func planTypes(t *replication.TableMapEvent) bool {
 	if !rowPlansEnabled || len(t.ColumnType) != int(t.ColumnCount) || len(t.ColumnMeta) != int(t.ColumnCount) {
 		return false
