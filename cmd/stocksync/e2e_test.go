@@ -130,6 +130,17 @@ type daemonProc struct {
 	done   chan struct{}
 }
 
+// terminate sends the daemon SIGTERM and waits up to within for it to exit.
+func (d *daemonProc) terminate(t *testing.T, within time.Duration) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(within):
+		t.Fatalf("still running %s after SIGTERM", within)
+	}
+}
+
 func (s *setup) start(t *testing.T) *daemonProc {
 	t.Helper()
 	d := s.launch(t, s.config)
@@ -346,12 +357,7 @@ func TestSIGTERMFlushesCheckpointsAndExitsZero(t *testing.T) {
 	testutil.Consume(t, s.broker, []string{s.topic}, 100, 30*time.Second)
 
 	t0 := time.Now()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10 s after SIGTERM")
-	}
+	d.terminate(t, 10*time.Second)
 	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0:\n%s", code, d.output.String())
 	}

@@ -220,12 +220,7 @@ func TestAlterTableMidStreamMapsColumnsRight(t *testing.T) {
 
 	// While stopped: the restart reads these from the binlog, the table already in its
 	// last shape. The same number of columns as an older shape, on purpose.
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("still running 15 s after SIGTERM")
-	}
+	d.terminate(t, 15*time.Second)
 	exec("INSERT INTO stock_a VALUES (5, 5, 50, 'white')")
 	expect("c", "null", img("shelf", 5, "sku_id", 5, "qty", 50, "color", "white"))
 	exec("ALTER TABLE stock_a DROP COLUMN color") // shelf, sku_id, qty
@@ -583,12 +578,7 @@ func TestPurgedBinlogStopsTheDaemonNamingTheFix(t *testing.T) {
 	d := s.start(t)
 	testutil.Exec(t, db, "INSERT INTO stock_p VALUES (1, 1)")
 	testutil.Consume(t, broker, []string{s.topic}, 1, 30*time.Second)
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10 s after SIGTERM")
-	}
+	d.terminate(t, 10*time.Second)
 	var checkpointFile string
 	if err := db.QueryRow("SELECT file FROM checkpoint WHERE name = 'default'").Scan(&checkpointFile); err != nil {
 		t.Fatalf("reading the checkpoint saved at SIGTERM: %v", err)
