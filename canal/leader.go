@@ -6,45 +6,63 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 )
 
-// Leadership is a MySQL named lock held on a connection of its own: while the connection
-// lives, no other stocksync with the same lock name leads. A leader that dies (even by
-// kill -9) drops the connection, and the server releases the lock at once.
+// The leader's lease. A leader confirms its lock every LeaseCheckEvery; a confirmation
+// lets it publish for LeaseLength from the moment it was asked, and no longer. A new
+// holder of the lock waits TakeoverWait before it leads, so the previous holder's lease
+// has run out by then, and its last produce requests have had a second to land. The lock
+// connection's wait_timeout (LockIdleTimeout) makes the server drop the lock of a leader
+// that stopped talking (its host gone, the process frozen) even while its connection
+// stays open.
+const (
+	LeaseCheckEvery = 500 * time.Millisecond
+	LeaseLength     = 2 * time.Second
+	TakeoverWait    = LeaseLength + time.Second
+	LockIdleTimeout = 5 * time.Second
+)
+
+// Leadership is a MySQL named lock held on a connection of its own, with a lease: while
+// the connection lives, no other stocksync with the same lock name leads, and this one
+// leads only while its last confirmation of the lock is younger than LeaseLength. A
+// leader that dies (even by kill -9) drops the connection, and the server releases the
+// lock at once.
 type Leadership struct {
 	conn *sql.Conn
 	name string
-	lost chan struct{}
-	stop context.CancelFunc
-	done chan struct{}
+	// heldUntil is when the lease runs out, in nanoseconds of the monotonic clock since
+	// leaseEpoch; 0 until the takeover wait is over, and again once the lock is lost.
+	heldUntil atomic.Int64
+	lost      chan struct{}
+	loseOnce  sync.Once
+	stop      context.CancelFunc
+	done      chan struct{}
 }
 
-// AcquireLeadership blocks until this process holds the named lock on db's server, or
-// ctx is done. It then watches the lock every second; Lost is closed when it is gone
-// (the connection broke or the lock was taken from it).
+// leaseEpoch anchors lease times to the monotonic clock.
+var leaseEpoch = time.Now()
+
+func leaseNow() int64 { return int64(time.Since(leaseEpoch)) }
+
+// AcquireLeadership blocks until this process holds the named lock on db's server and
+// the takeover wait is over, or ctx is done. It then confirms the lock every
+// LeaseCheckEvery; Held reports whether the lease is current, and Lost is closed when a
+// confirmation fails (the connection broke or the lock was taken from it).
 func AcquireLeadership(ctx context.Context, db *sql.DB, name string, log *zap.Logger) (*Leadership, error) {
 	if len(name) > 64 { // MySQL's limit on lock names
 		sum := sha1.Sum([]byte(name))
 		name = "stocksync:" + hex.EncodeToString(sum[:])
 	}
 	for {
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("connecting for the leader lock %q: %w", name, err)
+		l, err := tryLock(ctx, db, name)
+		if l != nil {
+			return l.takeOver(ctx, log)
 		}
-		var got sql.NullInt64
-		// Wait up to 2 s per try, so ctx is honoured promptly.
-		err = conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 2)", name).Scan(&got)
-		if err == nil && got.Valid && got.Int64 == 1 {
-			wctx, stop := context.WithCancel(context.Background())
-			l := &Leadership{conn: conn, name: name, lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
-			go l.watch(wctx, log)
-			return l, nil
-		}
-		conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -59,18 +77,74 @@ func AcquireLeadership(ctx context.Context, db *sql.DB, name string, log *zap.Lo
 	}
 }
 
-func (l *Leadership) watch(ctx context.Context, log *zap.Logger) {
-	defer close(l.done)
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+// tryLock waits up to 2 s for the lock (so ctx is honoured promptly) on a new connection
+// whose wait_timeout is LockIdleTimeout. It returns nil and no error when the lock is
+// still taken.
+func tryLock(ctx context.Context, db *sql.DB, name string) (*Leadership, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting for the leader lock %q: %w", name, err)
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET SESSION wait_timeout = %d", int(LockIdleTimeout/time.Second))); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("setting wait_timeout on the leader lock's connection: %w", err)
+	}
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 2)", name).Scan(&got); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("taking the leader lock %q: %w", name, err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		conn.Close()
+		return nil, nil
+	}
+	return &Leadership{conn: conn, name: name, lost: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// takeOver starts confirming the lock, waits TakeoverWait, and then lets the lease count.
+func (l *Leadership) takeOver(ctx context.Context, log *zap.Logger) (*Leadership, error) {
+	wctx, stop := context.WithCancel(context.Background())
+	l.stop = stop
+	confirmed := make(chan int64, 1)
+	go l.watch(wctx, confirmed, log)
+	log.Info("holding the leader lock; waiting out any previous leader's lease",
+		zap.String("lock", l.name), zap.Duration("wait", TakeoverWait))
+	wait := time.NewTimer(TakeoverWait)
+	defer wait.Stop()
+	var lastAsked int64
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-t.C:
+			l.Release()
+			return nil, ctx.Err()
+		case <-l.lost:
+			l.Release()
+			return nil, fmt.Errorf("lost the leader lock %q during the takeover wait", l.name)
+		case lastAsked = <-confirmed:
+		case <-wait.C:
+			if lastAsked == 0 {
+				l.Release()
+				return nil, fmt.Errorf("the leader lock %q could not be confirmed within %s", l.name, TakeoverWait)
+			}
+			// From now on each confirmation extends the lease; the last one before now
+			// starts it.
+			l.heldUntil.Store(lastAsked + int64(LeaseLength))
+			return l, nil
 		}
+	}
+}
+
+// watch confirms the lock every LeaseCheckEvery. During the takeover wait it reports
+// each confirmation's asking time on confirmed (nobody reads it afterwards); then
+// each confirmation extends the lease to LeaseLength after it was asked.
+func (l *Leadership) watch(ctx context.Context, confirmed chan int64, log *zap.Logger) {
+	defer close(l.done)
+	t := time.NewTicker(LeaseCheckEvery)
+	defer t.Stop()
+	for {
+		asked := leaseNow()
 		var mine sql.NullInt64
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		qctx, cancel := context.WithTimeout(ctx, LeaseLength/2)
 		err := l.conn.QueryRowContext(qctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l.name).Scan(&mine)
 		cancel()
 		if ctx.Err() != nil {
@@ -78,10 +152,38 @@ func (l *Leadership) watch(ctx context.Context, log *zap.Logger) {
 		}
 		if err != nil || !mine.Valid || mine.Int64 != 1 {
 			log.Error("leader lock lost; stopping", zap.String("lock", l.name), zap.Error(err))
-			close(l.lost)
+			l.lose()
 			return
 		}
+		if l.heldUntil.Load() != 0 {
+			l.heldUntil.Store(asked + int64(LeaseLength))
+		} else {
+			select {
+			case confirmed <- asked:
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
+}
+
+func (l *Leadership) lose() {
+	l.loseOnce.Do(func() {
+		l.heldUntil.Store(0)
+		close(l.lost)
+	})
+}
+
+// Held reports whether this process may publish: the lock's last confirmation is younger
+// than LeaseLength. It turns false by itself when confirmations stop coming, even before
+// Lost is closed, and stays false once the lock is lost.
+func (l *Leadership) Held() bool {
+	until := l.heldUntil.Load()
+	return until != 0 && leaseNow() < until
 }
 
 // Lost is closed when the lock is no longer held.
@@ -89,8 +191,12 @@ func (l *Leadership) Lost() <-chan struct{} { return l.lost }
 
 // Release gives the lock up; safe to call twice.
 func (l *Leadership) Release() {
-	l.stop()
-	<-l.done
+	if l.stop != nil {
+		l.stop()
+		<-l.done
+		l.stop = nil
+	}
+	l.heldUntil.Store(0)
 	if l.conn != nil {
 		l.conn.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", l.name)
 		l.conn.Close()

@@ -64,3 +64,27 @@ func TestFailedSaveKeepsItsState(t *testing.T) {
 		t.Fatalf("last save holds %v; want S4 from the failed save and S1's newer value", got)
 	}
 }
+
+// TestLeasedCheckpointsSaveOnlyWhileHeld: a daemon that lost the lead must not move the
+// checkpoint the new leader resumes from.
+func TestLeasedCheckpointsSaveOnlyWhileHeld(t *testing.T) {
+	store := &savedCheckpoints{}
+	held := true
+	leased := leasedCheckpoints{Checkpointer: store, lease: func() error {
+		if !held {
+			return ErrLeaseLost
+		}
+		return nil
+	}}
+	pos := canal.Position{File: "binlog.000001", Pos: 400}
+	if err := leased.Save(t.Context(), pos, nil); err != nil {
+		t.Fatal(err)
+	}
+	held = false
+	if err := leased.Save(t.Context(), pos, nil); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("save without the lease: %v, want ErrLeaseLost", err)
+	}
+	if len(store.saves) != 1 {
+		t.Fatalf("%d saves reached the store, want 1 (the one made with the lease)", len(store.saves))
+	}
+}

@@ -20,6 +20,20 @@ type Checkpointer interface {
 
 var _ Checkpointer = (*canal.CheckpointStore)(nil)
 
+// leasedCheckpoints saves only while the pipeline's lease is held: a daemon that lost the
+// lead must not move the checkpoint the new leader resumes from.
+type leasedCheckpoints struct {
+	Checkpointer
+	lease func() error
+}
+
+func (c leasedCheckpoints) Save(ctx context.Context, pos canal.Position, state []canal.StateRow) error {
+	if err := c.lease(); err != nil {
+		return fmt.Errorf("saving the checkpoint at %s: %w", pos, err)
+	}
+	return c.Checkpointer.Save(ctx, pos, state)
+}
+
 // TransactionCommitter is the exactly-once sink: Commit writes the checkpoint records into
 // the open Kafka transaction and commits it with every message emitted since the last one.
 type TransactionCommitter interface {

@@ -45,11 +45,24 @@ type Options struct {
 	// the rows per primary-key chunk (0: the reader's default).
 	Snapshot          string
 	SnapshotChunkSize int
+	// Lease, when set (ha), must be held for every message handed to the sink and every
+	// checkpoint saved; once it is not, Run ends with ErrLeaseLost.
+	Lease Lease
 	// StopAt, when set, ends Run cleanly (flushed and checkpointed) once a transaction
 	// ending at or after it has been read: catching up to a known point, as the
 	// benchmark does.
 	StopAt canal.Position
 }
+
+// Lease is leadership among daemons that share a source and a checkpoint (canal's
+// Leadership): only the holder of a current lease publishes.
+type Lease interface {
+	Held() bool
+}
+
+// ErrLeaseLost ends a pipeline whose lease ran out or whose lock was lost: another daemon
+// may lead now, so this one hands nothing more to the sink and saves no checkpoint.
+var ErrLeaseLost = errors.New("the leader lease is no longer held")
 
 // errCaughtUp ends the stream when StopAt is reached.
 var errCaughtUp = errors.New("caught up to the stop position")
@@ -152,6 +165,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if p.opts.Lease != nil {
+		store = leasedCheckpoints{Checkpointer: store, lease: p.checkLease}
+	}
 	p.store = store
 	start, state, found, err := store.Load(ctx)
 	if err != nil {
@@ -182,6 +198,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case errors.Is(err, errCaughtUp):
 			caughtUp.Store(true)
 			err = nil
+		case errors.Is(err, ErrLeaseLost):
+			// Not a failure to retry: the daemon goes back to waiting for the lock.
 		case err != nil && !errors.Is(err, context.Canceled):
 			err = MarkRetryable(err)
 		}
@@ -229,9 +247,20 @@ func (f tableFilter) Matches(schema, table string) bool {
 
 // Emit counts and forwards to the sink; the engine emits through it.
 func (p *Pipeline) Emit(ctx context.Context, m sinks.Message) error {
+	if err := p.checkLease(); err != nil {
+		return err
+	}
 	p.emitted.Add(1)
 	p.m.MessagesEmitted.Inc()
 	return p.opts.Sink.Emit(ctx, m)
+}
+
+// checkLease returns ErrLeaseLost when the pipeline has a lease and it is not held.
+func (p *Pipeline) checkLease() error {
+	if p.opts.Lease != nil && !p.opts.Lease.Held() {
+		return ErrLeaseLost
+	}
+	return nil
 }
 
 // Row implements canal.Handler.

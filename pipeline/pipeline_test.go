@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,5 +338,42 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 		if k := fmt.Sprintf(`{"sku_id":%d}`, i); seen[k] != 1 {
 			t.Errorf("row %d published %d times after a clean stop and restart, want once", i, seen[k])
 		}
+	}
+}
+
+// testLease is a lease the test takes away.
+type testLease struct{ held atomic.Bool }
+
+func (l *testLease) Held() bool { return l.held.Load() }
+
+// TestLostLeaseStopsPublishing: once the lease is gone, nothing more reaches the broker
+// and Run ends with ErrLeaseLost (the daemon then waits for the lock again).
+func TestLostLeaseStopsPublishing(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_l (sku_id INT PRIMARY KEY, qty INT)")
+	lease := &testLease{}
+	lease.held.Store(true)
+	r := e.start(e.rules(stockRules), testutil.ServerID(), func(o *pipeline.Options) { o.Lease = lease })
+	for i := 0; i < 5; i++ {
+		e.exec(fmt.Sprintf("INSERT INTO stock_l VALUES (%d, 1)", i))
+	}
+	testutil.Consume(t, e.broker, []string{e.topic}, 5, 20*time.Second)
+
+	lease.held.Store(false)
+	for i := 5; i < 10; i++ {
+		e.exec(fmt.Sprintf("INSERT INTO stock_l VALUES (%d, 1)", i))
+	}
+	select {
+	case err := <-r.done:
+		if !errors.Is(err, pipeline.ErrLeaseLost) {
+			t.Fatalf("Run ended with %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pipeline kept running without its lease")
+	}
+	r.cancel = nil // ended already
+	r.sink.Close()
+	if got := testutil.Consume(t, e.broker, []string{e.topic}, 0, 10*time.Second); len(got) != 5 {
+		t.Errorf("%d records on the topic, want the 5 published while the lease was held", len(got))
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -12,11 +13,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
@@ -442,30 +446,43 @@ func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 	}
 }
 
-// TestStandbyTakesOverWithinTenSeconds runs two daemons with ha on one source: one leads,
-// the standby publishes nothing; kill -9 the leader and the standby leads within 10 s,
-// and every committed change is published.
-func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
-	s := newSetup(t, startDevBroker(t))
+// haPair is two daemons' configs with ha on one source and one checkpoint: s's for the
+// leader, and the standby's, which differs in its HTTP address and server id.
+func haPair(t *testing.T) (s *setup, standbyConfig, standbyAddr string) {
+	t.Helper()
+	s = newSetup(t, startDevBroker(t))
 	cfg, err := os.ReadFile(s.config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, s.config, string(cfg)+"ha: true\n")
-	standbyAddr := freePort(t)
-	standbyConfig := filepath.Join(filepath.Dir(s.config), "standby.yaml")
+	standbyAddr = freePort(t)
+	standbyConfig = filepath.Join(filepath.Dir(s.config), "standby.yaml")
 	other := strings.Replace(string(cfg), s.httpAddr, standbyAddr, 1)
 	other = strings.Replace(other, fmt.Sprintf("server_id: %d", s.serverID), fmt.Sprintf("server_id: %d", testutil.ServerID()), 1)
 	writeFile(t, standbyConfig, other+"ha: true\n")
+	return s, standbyConfig, standbyAddr
+}
 
+// insertRows inserts rows from..to-1 of table, one transaction each.
+func insertRows(t *testing.T, db *sql.DB, table string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO %s VALUES (%d, 1)", table, i))
+	}
+}
+
+// TestStandbyTakesOverWithinTenSeconds runs two daemons with ha on one source: one leads,
+// the standby publishes nothing; kill -9 the leader and the standby leads within 10 s,
+// and every committed change is published.
+func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
+	s, standbyConfig, standbyAddr := haPair(t)
 	db := s.mysql.Open(t, s.db)
 	testutil.Exec(t, db, "CREATE TABLE stock_ha (sku_id INT PRIMARY KEY, qty INT)")
 	leader := s.start(t)
 	standby := s.launch(t, standbyConfig)
 	waitHTTP(t, standby, standbyAddr, "/healthz")
-	for i := 0; i < 50; i++ {
-		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock_ha VALUES (%d, 1)", i))
-	}
+	insertRows(t, db, "stock_ha", 0, 50)
 	testutil.Consume(t, s.broker, []string{s.topic}, 50, 30*time.Second)
 	if code := httpStatus(standbyAddr, "/readyz"); code != 503 {
 		t.Errorf("standby /readyz = %d, want 503", code)
@@ -480,19 +497,78 @@ func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
 	leader.cmd.Process.Signal(syscall.SIGKILL)
 	<-leader.done
 	killed := time.Now()
-	for i := 50; i < 100; i++ {
-		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock_ha VALUES (%d, 1)", i))
-	}
+	insertRows(t, db, "stock_ha", 50, 100)
 	testutil.Eventually(t, 10*time.Second, "the standby to take over", func() bool { return httpStatus(standbyAddr, "/readyz") == 200 })
 	t.Logf("standby ready %s after the leader was killed", time.Since(killed).Round(time.Millisecond))
-	got := testutil.Consume(t, s.broker, []string{s.topic}, 100, 30*time.Second)
+	consumeEveryRow(t, s.broker, s.topic, 100)
+}
+
+// consumeEveryRow reads topic until each of rows 0..n-1 (keyed by sku_id, the topic's
+// only keys) has a record, and returns every record read.
+func consumeEveryRow(t *testing.T, broker, topic string, n int) []*kgo.Record {
+	t.Helper()
 	seen := map[string]bool{}
-	for _, r := range got {
-		seen[r.Key] = true
+	var got []*kgo.Record
+	countRecords(t, broker, topic, 30*time.Second, func(r *kgo.Record) bool {
+		got = append(got, r)
+		seen[string(r.Key)] = true
+		return len(seen) == n
+	})
+	return got
+}
+
+// TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver freezes the leader (SIGSTOP),
+// as a stalled host or a long pause would, while its connections stay open: the server
+// drops its lock once the lock connection is silent, the standby leads, and when the old
+// leader wakes up with the binlog events that arrived meanwhile, its lease has run out: it
+// publishes none of them, goes back to standby, and the two never publish at once.
+func TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver(t *testing.T) {
+	s, standbyConfig, standbyAddr := haPair(t)
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_frozen (sku_id INT PRIMARY KEY, qty INT)")
+	leader := s.start(t)
+	standby := s.launch(t, standbyConfig)
+	waitHTTP(t, standby, standbyAddr, "/healthz")
+	insertRows(t, db, "stock_frozen", 0, 50)
+	testutil.Consume(t, s.broker, []string{s.topic}, 50, 30*time.Second)
+	emittedBefore := metric(t, s.httpAddr, "stocksync_messages_emitted_total")
+
+	leader.cmd.Process.Signal(syscall.SIGSTOP)
+	frozen := time.Now()
+	insertRows(t, db, "stock_frozen", 50, 100) // reach the frozen leader's socket too
+	testutil.Eventually(t, 20*time.Second, "the standby to take over from the frozen leader", func() bool {
+		return httpStatus(standbyAddr, "/readyz") == 200
+	})
+	t.Logf("standby ready %s after the leader froze", time.Since(frozen).Round(time.Millisecond))
+	consumeEveryRow(t, s.broker, s.topic, 100)
+
+	leader.cmd.Process.Signal(syscall.SIGCONT)
+	testutil.Eventually(t, 10*time.Second, "the woken leader to go back to standby", func() bool {
+		return httpStatus(s.httpAddr, "/healthz") == 200 && metric(t, s.httpAddr, "stocksync_leader") == 0
+	})
+	if n := metric(t, s.httpAddr, "stocksync_messages_emitted_total"); n != emittedBefore {
+		t.Errorf("the old leader emitted %v messages after it woke up without its lease", n-emittedBefore)
 	}
-	for i := 0; i < 100; i++ {
-		if !seen[fmt.Sprintf(`{"sku_id":%d}`, i)] {
-			t.Errorf("row %d never published", i)
+	insertRows(t, db, "stock_frozen", 100, 150)
+	got := consumeEveryRow(t, s.broker, s.topic, 150)
+
+	// Seen by the broker: in each partition, once a producer took over, no earlier one
+	// wrote again.
+	byPartition := map[int32][]*kgo.Record{}
+	for _, r := range got {
+		byPartition[r.Partition] = append(byPartition[r.Partition], r)
+	}
+	for part, recs := range byPartition {
+		slices.SortFunc(recs, func(a, b *kgo.Record) int { return cmp.Compare(a.Offset, b.Offset) })
+		done := map[int64]bool{}
+		for i, r := range recs {
+			if i > 0 && recs[i-1].ProducerID != r.ProducerID {
+				done[recs[i-1].ProducerID] = true
+			}
+			if done[r.ProducerID] {
+				t.Errorf("partition %d offset %d: producer %d wrote again after another took over", part, r.Offset, r.ProducerID)
+				break
+			}
 		}
 	}
 }

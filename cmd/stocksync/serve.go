@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	if cfg.HA {
 		err = d.standby(ctx)
 	} else {
-		err = d.supervise(ctx)
+		err = d.supervise(ctx, nil)
 	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -152,8 +152,9 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // standby waits for the leader lock (named after the checkpoint, on the source server),
-// runs the pipeline while it holds it, and goes back to waiting when it loses it. Only the
-// holder publishes; a standby takes over within about 3 s of the leader's death.
+// runs the pipeline while it holds the lock's lease, and goes back to waiting when it
+// loses either. Only the holder publishes; a standby takes over a few seconds after the
+// leader's death (canal.TakeoverWait after the server drops the dead leader's lock).
 func (d *daemon) standby(ctx context.Context) error {
 	lockName := "stocksync/" + d.cfg.Checkpoint.Table + "/" + d.cfg.Checkpoint.Name
 	for ctx.Err() == nil {
@@ -190,13 +191,19 @@ func (d *daemon) standby(ctx context.Context) error {
 			case <-lctx.Done():
 			}
 		}()
-		err = d.supervise(lctx)
+		err = d.supervise(lctx, lead)
 		cancel()
 		d.leader.Store(false)
 		d.leaderG.Set(0)
+		lostLead := !lead.Held()
 		lead.Release()
 		server.Close()
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case lostLead || errors.Is(err, pipeline.ErrLeaseLost):
+			d.log.Warn("no longer leading: back to standby", zap.Error(err))
+		case err != nil:
 			return err
 		}
 	}
@@ -206,10 +213,10 @@ func (d *daemon) standby(ctx context.Context) error {
 // supervise runs the pipeline and restarts it from its checkpoint after a retryable
 // failure (a lost source or broker), backing off up to 30 s. The first start fails
 // fast instead, so a wrong address or setting is reported at once.
-func (d *daemon) supervise(ctx context.Context) error {
+func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
-		ran, err := d.runOnce(ctx)
+		ran, err := d.runOnce(ctx, lease)
 		if ctx.Err() != nil {
 			return err
 		}
@@ -255,7 +262,7 @@ func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
 }
 
 // runOnce builds a sink and a pipeline and runs them; ran says the stream got going.
-func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
+func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, err error) {
 	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.log)
 	if err != nil {
 		return false, err
@@ -277,6 +284,7 @@ func (d *daemon) runOnce(ctx context.Context) (ran bool, err error) {
 		Sink:               sink,
 		Logger:             d.log,
 		Metrics:            d.metrics,
+		Lease:              lease,
 	})
 	d.current.Store(p)
 	defer d.current.Store(nil)

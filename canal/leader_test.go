@@ -1,0 +1,87 @@
+package canal_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// TestLeaderLeaseEndsBeforeTheNextLeaderLeads: the lock's holder leads only after the
+// takeover wait, and when its lock connection is killed, it stops holding its lease
+// before the next holder's takeover wait is over.
+func TestLeaderLeaseEndsBeforeTheNextLeaderLeads(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	name := testutil.Name("stocksync-test-lock-")
+	log := zaptest.NewLogger(t)
+
+	began := time.Now()
+	first, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), name, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Release()
+	if waited := time.Since(began); waited < canal.TakeoverWait {
+		t.Errorf("the first holder led after %s, before the takeover wait of %s", waited, canal.TakeoverWait)
+	}
+	if !first.Held() {
+		t.Fatal("the first holder does not hold its lease")
+	}
+
+	type acquired struct {
+		l   *canal.Leadership
+		err error
+		at  time.Time
+	}
+	second := make(chan acquired, 1)
+	go func() {
+		l, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), name, log)
+		second <- acquired{l, err, time.Now()}
+	}()
+
+	admin := m.Open(t, "")
+	var holder int64
+	testutil.Eventually(t, 5*time.Second, "the lock to show its holder", func() bool {
+		return admin.QueryRow("SELECT IS_USED_LOCK(?)", name).Scan(&holder) == nil && holder != 0
+	})
+	select {
+	case got := <-second:
+		t.Fatalf("a second holder led while the first held the lock: %v", got.err)
+	default:
+	}
+	testutil.Exec(t, admin, fmt.Sprintf("KILL %d", holder))
+	killed := time.Now()
+
+	var got acquired
+	select {
+	case got = <-second:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the second daemon did not lead within 15 s of the first one's lock connection being killed")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	defer got.l.Release()
+	if first.Held() {
+		t.Error("the first holder still holds its lease when the second one leads")
+	}
+	select {
+	case <-first.Lost():
+	default:
+		t.Error("the first holder's Lost is not closed when the second one leads")
+	}
+	if waited := got.at.Sub(killed); waited < canal.TakeoverWait {
+		t.Errorf("the second holder led %s after the lock was freed, before the takeover wait of %s", waited, canal.TakeoverWait)
+	}
+	if !got.l.Held() {
+		t.Error("the second holder does not hold its lease")
+	}
+	got.l.Release()
+	if got.l.Held() {
+		t.Error("a released lease is still held")
+	}
+}
