@@ -60,6 +60,10 @@ type Kafka struct {
 	CheckpointTopic string `mapstructure:"checkpoint_topic"`
 	// MaxInFlight bounds the messages emitted but not yet acknowledged (memory bound).
 	MaxInFlight int `mapstructure:"max_in_flight"`
+	// Partitioner picks a keyed message's partition the way another client family does:
+	// murmur2 (the Java client's default, and franz-go's), crc32 (librdkafka's
+	// consistent) or fnv1a (sarama's default).
+	Partitioner string `mapstructure:"partitioner"`
 }
 
 // Checkpoint is where the last acknowledged transaction boundary is kept.
@@ -109,6 +113,7 @@ func Default() Config {
 			TransactionalID: "stocksync",
 			CheckpointTopic: "stocksync.checkpoints",
 			MaxInFlight:     100000,
+			Partitioner:     "murmur2",
 		},
 		Checkpoint: Checkpoint{Table: "stocksync.checkpoint", Interval: time.Second, Name: "default"},
 		Rules:      "rules.yaml",
@@ -242,6 +247,11 @@ func (c Config) Validate() Problems {
 	}
 	if c.Kafka.MaxInFlight <= 0 {
 		bad("kafka.max_in_flight", "must be positive")
+	}
+	switch c.Kafka.Partitioner {
+	case "murmur2", "crc32", "fnv1a":
+	default:
+		bad("kafka.partitioner", "%q is not one of murmur2, crc32, fnv1a", c.Kafka.Partitioner)
 	}
 	if c.Kafka.ExactlyOnce {
 		if c.Kafka.TransactionalID == "" {

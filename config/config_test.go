@@ -33,6 +33,7 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"bad duration", "checkpoint: {interval: soon}\n", []string{"checkpoint.interval: wrong type"}},
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
+		{"bad partitioner", "kafka: {partitioner: random}\n", []string{`kafka.partitioner: "random" is not one of murmur2, crc32, fnv1a`}},
 		{"exactly once without id", "kafka: {exactly_once: true, transactional_id: \"\"}\n", []string{"kafka.transactional_id: exactly_once needs a transactional id"}},
 		{"several at once", "source: {addr: x, bogus: 1}\nlog: {level: loud, format: xml}\n",
 			[]string{"source.addr", "source.bogus: unknown key", "log.level", "log.format"}},

@@ -19,6 +19,8 @@ type KafkaConfig struct {
 	ClientID string
 	// MaxInFlight bounds messages emitted but not yet acknowledged; Emit blocks beyond it.
 	MaxInFlight int
+	// Partitioner names how a key picks its partition (see partitioners); "" is murmur2.
+	Partitioner string
 	Logger      *zap.Logger
 }
 
@@ -58,7 +60,10 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 100000
 	}
-	sc := newSaramaConfig(cfg.ClientID)
+	sc, err := newSaramaConfig(cfg.ClientID, cfg.Partitioner)
+	if err != nil {
+		return nil, err
+	}
 	client, err := connect(ctx, cfg.Brokers, sc)
 	if err != nil {
 		return nil, err
@@ -81,9 +86,27 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	return k, nil
 }
 
+// partitioners are the choices of config kafka.partitioner: where a keyed message goes,
+// the way another client family would put the same key, so that stocksync's topics can be
+// co-partitioned with topics those clients produce. A message without a key goes to a
+// random partition.
+var partitioners = map[string]sarama.PartitionerConstructor{
+	"murmur2": sarama.NewMurmur2Partitioner,           // the Java client's default, and franz-go's
+	"crc32":   sarama.NewConsistentCRCHashPartitioner, // librdkafka's "consistent"
+	"fnv1a":   sarama.NewHashPartitioner,              // sarama's default
+}
+
 // newSaramaConfig is the producer configuration every mode shares: idempotent, acks=all,
-// one request in flight per broker so retries keep per-partition (and so per-key) order.
-func newSaramaConfig(clientID string) *sarama.Config {
+// one request in flight per broker so retries keep per-partition (and so per-key) order,
+// and the named partitioner ("" is murmur2).
+func newSaramaConfig(clientID, partitioner string) (*sarama.Config, error) {
+	if partitioner == "" {
+		partitioner = "murmur2"
+	}
+	newPartitioner, ok := partitioners[partitioner]
+	if !ok {
+		return nil, fmt.Errorf("kafka.partitioner: %q is not one of murmur2, crc32, fnv1a", partitioner)
+	}
 	sc := sarama.NewConfig()
 	sc.ClientID = clientID
 	sc.Version = sarama.V2_8_0_0
@@ -95,13 +118,13 @@ func newSaramaConfig(clientID string) *sarama.Config {
 	sc.Producer.Retry.Backoff = 200 * time.Millisecond
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	sc.Producer.Partitioner = newPartitioner
 	sc.Producer.Flush.Bytes = 512 << 10
 	sc.Producer.Flush.Frequency = 2 * time.Millisecond
 	sc.Producer.MaxMessageBytes = 1000000 // a whole batch must fit under the broker's message.max.bytes
 	sc.ChannelBufferSize = 8192
 	sc.Net.DialTimeout = 5 * time.Second
-	return sc
+	return sc, nil
 }
 
 func connect(ctx context.Context, brokers []string, sc *sarama.Config) (sarama.Client, error) {

@@ -5,8 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"hash/fnv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/sinks"
@@ -103,4 +109,52 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// TestPartitionerPutsKeysWhereItsClientFamilyDoes: each kafka.partitioner choice puts
+// every key on the partition that franz-go's model of that client family computes: the
+// Java client (murmur2), librdkafka's consistent (crc32) and sarama's default (fnv1a).
+func TestPartitionerPutsKeysWhereItsClientFamilyDoes(t *testing.T) {
+	const partitions = 7
+	fnv1a := func(b []byte) uint32 { h := fnv.New32a(); h.Write(b); return h.Sum32() }
+	javaDefault := kgo.StickyKeyPartitioner(nil).ForTopic("any")
+	want := map[string]func(key []byte) int{
+		"":        func(key []byte) int { return javaDefault.Partition(&kgo.Record{Key: key}, partitions) },
+		"murmur2": func(key []byte) int { return javaDefault.Partition(&kgo.Record{Key: key}, partitions) },
+		"crc32":   func(key []byte) int { return kgo.SaramaHasher(crc32.ChecksumIEEE)(key, partitions) },
+		"fnv1a":   func(key []byte) int { return kgo.SaramaCompatHasher(fnv1a)(key, partitions) },
+	}
+	broker := testutil.Broker(t, kfake.DefaultNumPartitions(partitions))
+	for name, partitionOf := range want {
+		topic := "part-" + name
+		k, err := sinks.NewKafka(t.Context(), sinks.KafkaConfig{Brokers: []string{broker}, ClientID: "test", Partitioner: name})
+		if err != nil {
+			t.Fatalf("NewKafka with partitioner %q: %v", name, err)
+		}
+		const n = 200
+		for i := range n {
+			if err := k.Emit(t.Context(), sinks.Message{Topic: topic, Key: fmt.Appendf(nil, `{"sku_id":"SKU-%d"}`, i), Value: []byte("v")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := k.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		k.Close()
+		used := map[int32]bool{}
+		for _, r := range testutil.Consume(t, broker, []string{topic}, n, 10*time.Second) {
+			used[r.Partition] = true
+			if w := partitionOf([]byte(r.Key)); int(r.Partition) != w {
+				t.Errorf("partitioner %q: key %s on partition %d, want %d", name, r.Key, r.Partition, w)
+				break
+			}
+		}
+		if len(used) < partitions-1 {
+			t.Errorf("partitioner %q used %d of %d partitions", name, len(used), partitions)
+		}
+	}
+	if _, err := sinks.NewKafka(t.Context(), sinks.KafkaConfig{Brokers: []string{broker}, Partitioner: "random"}); err == nil ||
+		!strings.Contains(err.Error(), `kafka.partitioner: "random"`) {
+		t.Errorf("an unknown partitioner gave %v, want an error naming it", err)
+	}
 }

@@ -22,7 +22,9 @@ type TransactionalConfig struct {
 	// CheckpointTopic receives the checkpoint records inside each transaction. It is
 	// created if missing with 1 partition and cleanup.policy=compact.
 	CheckpointTopic string
-	Logger          *zap.Logger
+	// Partitioner is as in KafkaConfig.
+	Partitioner string
+	Logger      *zap.Logger
 }
 
 // CheckpointRecord is one key of the checkpoint; a nil Value deletes the key (a tombstone).
@@ -98,7 +100,10 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	case cfg.CheckpointTopic == "":
 		return nil, errors.New("kafka.checkpoint_topic: empty (needed for exactly_once)")
 	}
-	sc := newTransactionalSaramaConfig(cfg.ClientID, cfg.TransactionalID)
+	sc, err := newTransactionalSaramaConfig(cfg.ClientID, cfg.TransactionalID, cfg.Partitioner)
+	if err != nil {
+		return nil, err
+	}
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("checking transactional producer configuration: %w", err)
 	}
@@ -135,13 +140,16 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	return t, nil
 }
 
-func newTransactionalSaramaConfig(clientID, transactionalID string) *sarama.Config {
-	sc := newSaramaConfig(clientID)
+func newTransactionalSaramaConfig(clientID, transactionalID, partitioner string) (*sarama.Config, error) {
+	sc, err := newSaramaConfig(clientID, partitioner)
+	if err != nil {
+		return nil, err
+	}
 	sc.Producer.Transaction.ID = transactionalID
 	sc.Producer.Transaction.Timeout = transactionTimeout
 	// Idempotent, acks=all and one request in flight come from newSaramaConfig; sarama
 	// refuses a transactional id without them.
-	return sc
+	return sc, nil
 }
 
 // runBlocking runs f in a goroutine and waits for it or ctx. If ctx ends first, the result

@@ -306,14 +306,15 @@ type deliverySink interface {
 func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
 	if !cfg.Kafka.ExactlyOnce {
 		sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
-			MaxInFlight: cfg.Kafka.MaxInFlight, Logger: log})
+			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, Logger: log})
 		if err != nil {
 			return nil, nil, pipeline.MarkRetryable(err)
 		}
 		return sink, nil, nil
 	}
 	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
-		TransactionalID: cfg.Kafka.TransactionalID, CheckpointTopic: cfg.Kafka.CheckpointTopic, Logger: log})
+		TransactionalID: cfg.Kafka.TransactionalID, CheckpointTopic: cfg.Kafka.CheckpointTopic,
+		Partitioner: cfg.Kafka.Partitioner, Logger: log})
 	if err != nil {
 		return nil, nil, pipeline.MarkRetryable(err)
 	}
