@@ -43,6 +43,9 @@ type Source struct {
 	ServerID uint32 `mapstructure:"server_id"`
 	// Flavor is mysql or mariadb; empty detects it from the server.
 	Flavor string `mapstructure:"flavor"`
+	// TLS encrypts every connection to the server: the binlog stream, the inventory and
+	// the checks.
+	TLS TLS `mapstructure:"tls"`
 }
 
 // Kafka is where messages go.
@@ -64,6 +67,9 @@ type Kafka struct {
 	// murmur2 (the Java client's default, and franz-go's), crc32 (librdkafka's
 	// consistent) or fnv1a (sarama's default).
 	Partitioner string `mapstructure:"partitioner"`
+	// TLS and SASL are how the daemon reaches secured brokers (SASL_SSL: both).
+	TLS  TLS  `mapstructure:"tls"`
+	SASL SASL `mapstructure:"sasl"`
 }
 
 // Checkpoint is where the last acknowledged transaction boundary is kept.
@@ -195,6 +201,11 @@ func Load(path string) (Config, error) {
 		problems = append(problems, decodeProblems(path, decodeErr, positions)...)
 	}
 	cfg.File = path
+	if path != "" {
+		// Certificate files, like the rules file, are relative to the config file.
+		cfg.Source.TLS.resolve(filepath.Dir(path))
+		cfg.Kafka.TLS.resolve(filepath.Dir(path))
+	}
 	badType := map[string]bool{}
 	for _, p := range problems {
 		badType[p.Key] = true
@@ -248,6 +259,9 @@ func (c Config) Validate() Problems {
 	if c.Kafka.MaxInFlight <= 0 {
 		bad("kafka.max_in_flight", "must be positive")
 	}
+	ps = append(ps, c.Source.TLS.problems("source.tls")...)
+	ps = append(ps, c.Kafka.TLS.problems("kafka.tls")...)
+	ps = append(ps, c.Kafka.SASL.problems("kafka.sasl")...)
 	switch c.Kafka.Partitioner {
 	case "murmur2", "crc32", "fnv1a":
 	default:

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stocksync/stocksync/internal/testutil"
 )
 
 func load(t *testing.T, yaml string) (Config, error) {
@@ -34,6 +36,12 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
 		{"bad partitioner", "kafka: {partitioner: random}\n", []string{`kafka.partitioner: "random" is not one of murmur2, crc32, fnv1a`}},
+		{"bad tls mode", "source: {tls: {mode: sometimes}}\n", []string{`source.tls.mode: "sometimes" is not one of disabled, required, verify_ca, verify_full`}},
+		{"tls file without mode", "kafka: {tls: {ca_file: ca.pem}}\n", []string{"kafka.tls.ca_file: is set but kafka.tls.mode is disabled"}},
+		{"missing ca file", "kafka: {tls: {mode: verify_full, ca_file: missing.pem}}\n", []string{"kafka.tls.ca_file:", "missing.pem: no such file"}},
+		{"cert without key", "source: {tls: {mode: required, cert_file: c.pem}}\n", []string{"source.tls.cert_file: cert_file and key_file go together"}},
+		{"bad sasl mechanism", "kafka: {sasl: {mechanism: GSSAPI, user: u}}\n", []string{`kafka.sasl.mechanism: "GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`}},
+		{"sasl without user", "kafka: {sasl: {mechanism: SCRAM-SHA-512}}\n", []string{"kafka.sasl.user: SCRAM-SHA-512 needs a user"}},
 		{"exactly once without id", "kafka: {exactly_once: true, transactional_id: \"\"}\n", []string{"kafka.transactional_id: exactly_once needs a transactional id"}},
 		{"several at once", "source: {addr: x, bogus: 1}\nlog: {level: loud, format: xml}\n",
 			[]string{"source.addr", "source.bogus: unknown key", "log.level", "log.format"}},
@@ -55,6 +63,44 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 				t.Errorf("want 4 problems, got %d:\n%v", len(err.(Problems)), err)
 			}
 		})
+	}
+}
+
+// TestTLSFilesAreReadRelativeToTheConfig: certificate paths are relative to the config
+// file, the files are parsed at load, and a CA file without a certificate is named.
+func TestTLSFilesAreReadRelativeToTheConfig(t *testing.T) {
+	certs := testutil.NewCerts(t)
+	conf := `source: {tls: {mode: verify_full, ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem}}
+kafka: {tls: {mode: verify_ca, ca_file: ca.pem}, sasl: {mechanism: SCRAM-SHA-256, user: stocksync}}
+`
+	path := filepath.Join(certs.Dir, "stocksync.yaml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STOCKSYNC_KAFKA_SASL_PASSWORD", "from-env")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source.TLS.CAFile != certs.CAFile || cfg.Source.TLS.KeyFile != certs.ClientKey {
+		t.Errorf("tls files not resolved against the config's folder: %+v", cfg.Source.TLS)
+	}
+	if cfg.Kafka.SASL.Password != "from-env" {
+		t.Errorf("kafka.sasl.password not read from the environment")
+	}
+	tc, err := cfg.Source.TLS.ClientConfig("db.local")
+	if err != nil || tc.ServerName != "db.local" || tc.InsecureSkipVerify || len(tc.Certificates) != 1 {
+		t.Errorf("verify_full client config: %+v, %v", tc, err)
+	}
+
+	if err := os.WriteFile(filepath.Join(certs.Dir, "empty.pem"), []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("kafka: {tls: {mode: verify_ca, ca_file: empty.pem}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "kafka.tls.ca_file: the CA file") {
+		t.Errorf("a CA file without a certificate: %v", err)
 	}
 }
 
