@@ -2,6 +2,7 @@ package canal
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -20,6 +21,8 @@ type Config struct {
 	ServerID uint32
 	// Flavor is "mysql" or "mariadb"; empty detects it.
 	Flavor string
+	// TLS, when set, encrypts the SQL connections and the binlog stream.
+	TLS *tls.Config
 }
 
 // ErrUnreachable marks a source that could not be connected to; it is worth retrying.
@@ -35,8 +38,8 @@ type Server struct {
 	Version         string
 }
 
-// DSN is the go-sql-driver DSN for src and database db ("" for none).
-func (src Config) DSN(db string) string {
+// OpenDB returns a handle on src, database db ("" for none), with TLS when src has it.
+func (src Config) OpenDB(db string) (*sql.DB, error) {
 	c := mysql.NewConfig()
 	c.User, c.Passwd, c.Net, c.Addr, c.DBName = src.User, src.Password, "tcp", src.Addr, db
 	if strings.HasPrefix(src.Addr, "/") {
@@ -45,21 +48,26 @@ func (src Config) DSN(db string) string {
 	c.Timeout = 5 * time.Second
 	c.ParseTime = true
 	c.InterpolateParams = true
-	return c.FormatDSN()
+	c.TLS = src.TLS
+	connector, err := mysql.NewConnector(c)
+	if err != nil {
+		return nil, fmt.Errorf("configuring the connection to source %s: %w", src.Addr, err)
+	}
+	return sql.OpenDB(connector), nil
 }
 
 // Connect opens the source and checks that its binlog can be streamed as rows:
 // log_bin on, binlog_format ROW and binlog_row_image FULL. Each wrong setting is named
 // with the value to set. An unreachable server wraps ErrUnreachable.
 func Connect(ctx context.Context, src Config) (*Server, error) {
-	db, err := sql.Open("mysql", src.DSN(""))
+	db, err := src.OpenDB("")
 	if err != nil {
-		return nil, fmt.Errorf("opening source %s: %w", src.Addr, err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(4)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connecting to source %s as %s (source.addr, source.user, source.password): %w: %w", src.Addr, src.User, ErrUnreachable, err)
+		return nil, fmt.Errorf("connecting to source %s as %s (source.addr, source.user, source.password, source.tls): %w: %w", src.Addr, src.User, ErrUnreachable, err)
 	}
 	s := &Server{DB: db}
 	if err := s.check(ctx, src.Flavor); err != nil {

@@ -115,6 +115,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 		Port:                    uint16(port),
 		User:                    s.cfg.User,
 		Password:                s.cfg.Password,
+		TLSConfig:               s.cfg.TLS,
 		TimestampStringLocation: time.UTC,
 		ParseTime:               true, // time.Time, formatted here: go-mysql's own string formatting is slow
 		HeartbeatPeriod:         time.Second,

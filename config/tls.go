@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 )
@@ -74,6 +75,20 @@ func (t TLS) ClientConfig(host string) (*tls.Config, error) {
 		}
 	default:
 		return nil, fmt.Errorf("unknown TLS mode %q", t.Mode)
+	}
+	return c, nil
+}
+
+// ClientTLS is the tls.Config of every connection to the source (nil: TLS disabled),
+// verifying the host of source.addr under verify_full.
+func (s Source) ClientTLS() (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		host = "" // a Unix socket
+	}
+	c, err := s.TLS.ClientConfig(host)
+	if err != nil {
+		return nil, fmt.Errorf("source.tls: %w", err)
 	}
 	return c, nil
 }

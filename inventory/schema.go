@@ -54,10 +54,10 @@ func (e *SchemaVersionError) Is(target error) bool {
 
 var databaseName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
-// dsn is the driver configuration for cfg.Source with database db ("" for none).
+// openDB opens cfg.Source with database db ("" for none), with source.tls when set.
 // Sessions run in READ COMMITTED so that a conditional update that matches no row does not
 // keep its lock until commit, and in UTC so that NOW(6) and parsed times agree.
-func dsn(cfg config.Config, db string) string {
+func openDB(cfg config.Config, db string) (*sql.DB, error) {
 	c := mysql.NewConfig()
 	c.User, c.Passwd, c.DBName = cfg.Source.User, cfg.Source.Password, db
 	c.Net, c.Addr = "tcp", cfg.Source.Addr
@@ -68,7 +68,16 @@ func dsn(cfg config.Config, db string) string {
 	c.Loc = time.UTC
 	c.InterpolateParams = true
 	c.Params = map[string]string{"time_zone": "'+00:00'", "tx_isolation": "'READ-COMMITTED'"}
-	return c.FormatDSN()
+	tlsConfig, err := cfg.Source.ClientTLS()
+	if err != nil {
+		return nil, err
+	}
+	c.TLS = tlsConfig
+	connector, err := mysql.NewConnector(c)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(connector), nil
 }
 
 // Open connects to cfg.Source with database cfg.Inventory.Database, with the session
@@ -78,7 +87,7 @@ func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 	if !databaseName.MatchString(name) {
 		return nil, fmt.Errorf("opening inventory database: inventory.database %q must be letters, digits and _", name)
 	}
-	db, err := sql.Open("mysql", dsn(cfg, name))
+	db, err := openDB(cfg, name)
 	if err != nil {
 		return nil, fmt.Errorf("opening inventory database %s: %w", name, err)
 	}
@@ -139,7 +148,7 @@ func Migrate(ctx context.Context, cfg config.Config) error {
 	if !databaseName.MatchString(name) {
 		return fmt.Errorf("migrating: inventory.database %q must be letters, digits and _", name)
 	}
-	admin, err := sql.Open("mysql", dsn(cfg, ""))
+	admin, err := openDB(cfg, "")
 	if err != nil {
 		return fmt.Errorf("migrating %s: %w", name, err)
 	}

@@ -83,7 +83,10 @@ Prints rows/s per run, the medians and the ratio stocksync/bare.`,
 
 func benchCatchup(ctx context.Context, cmd *cobra.Command, cfg config.Config, rulesYAML string, txns, rowsPerTxn, runs int, reuse, discard bool, cpuProfile string) error {
 	out := cmd.OutOrStdout()
-	src := sourceConfig(cfg)
+	src, err := sourceConfig(cfg)
+	if err != nil {
+		return err
+	}
 	server, err := canal.Connect(ctx, src)
 	if err != nil {
 		return err

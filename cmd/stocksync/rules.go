@@ -15,11 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/spf13/cobra"
 
 	"github.com/stocksync/stocksync/canal"
-	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
 )
@@ -417,7 +415,11 @@ func liveTables(cmd *cobra.Command) ([]rules.TableInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openSource(cfg.Source)
+	src, err := sourceConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db, err := src.OpenDB("")
 	if err != nil {
 		return nil, err
 	}
@@ -425,20 +427,6 @@ func liveTables(cmd *cobra.Command) ([]rules.TableInfo, error) {
 	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 	defer cancel()
 	return readTables(ctx, db)
-}
-
-func openSource(s config.Source) (*sql.DB, error) {
-	mc := mysql.NewConfig()
-	mc.User, mc.Passwd, mc.Addr, mc.Net = s.User, s.Password, s.Addr, "tcp"
-	if strings.HasPrefix(s.Addr, "/") {
-		mc.Net = "unix"
-	}
-	mc.Timeout = 5 * time.Second
-	connector, err := mysql.NewConnector(mc)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to source %s: %w", s.Addr, err)
-	}
-	return sql.OpenDB(connector), nil
 }
 
 func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, error) {

@@ -65,6 +65,7 @@ type daemon struct {
 	leader  atomic.Bool // ha: this daemon holds the leader lock
 	leaderG prometheus.Gauge
 	brokers []string
+	source  canal.Config // how to reach cfg.Source, TLS included
 }
 
 func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
@@ -95,7 +96,11 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 
 	// Check the source first: its address and binlog settings are the likeliest mistakes,
 	// and the error names the setting to change.
-	server, err := canal.Connect(ctx, sourceConfig(cfg))
+	var err error
+	if d.source, err = sourceConfig(cfg); err != nil {
+		return err
+	}
+	server, err := canal.Connect(ctx, d.source)
 	if err != nil {
 		return err
 	}
@@ -158,7 +163,7 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 func (d *daemon) standby(ctx context.Context) error {
 	lockName := "stocksync/" + d.cfg.Checkpoint.Table + "/" + d.cfg.Checkpoint.Name
 	for ctx.Err() == nil {
-		server, err := canal.Connect(ctx, sourceConfig(d.cfg))
+		server, err := canal.Connect(ctx, d.source)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -273,7 +278,7 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 		}
 	}()
 	p := pipeline.New(pipeline.Options{
-		Source:             sourceConfig(d.cfg),
+		Source:             d.source,
 		CheckpointTable:    d.cfg.Checkpoint.Table,
 		CheckpointName:     d.cfg.Checkpoint.Name,
 		CheckpointInterval: d.cfg.Checkpoint.Interval,
@@ -326,9 +331,14 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *
 	return tx, &pipeline.KafkaCheckpoints{Name: cfg.Checkpoint.Name, Sink: tx, Loaded: loaded}, nil
 }
 
-func sourceConfig(cfg config.Config) canal.Config {
+// sourceConfig is how canal reaches cfg's source, TLS included.
+func sourceConfig(cfg config.Config) (canal.Config, error) {
+	tlsConfig, err := cfg.Source.ClientTLS()
+	if err != nil {
+		return canal.Config{}, err
+	}
 	return canal.Config{Addr: cfg.Source.Addr, User: cfg.Source.User, Password: cfg.Source.Password,
-		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor}
+		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor, TLS: tlsConfig}, nil
 }
 
 // pingBroker keeps d.broker current for /readyz.
