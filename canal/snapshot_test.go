@@ -757,3 +757,35 @@ func TestSnapshotProgressJSON(t *testing.T) {
 		t.Errorf("progress after JSON %+v, want %+v", back, p)
 	}
 }
+
+// TestLatin1EnumAndSetLabelsAreUTF8: the binlog carries ENUM and SET labels in the
+// column's character set; latin1 ones reach the handler as UTF-8, as a snapshot reads them,
+// with plans and without.
+func TestLatin1EnumAndSetLabelsAreUTF8(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, `CREATE TABLE labels (id INT PRIMARY KEY,
+		e ENUM('thé', 'café €') CHARACTER SET latin1, st SET('crème', 'brûlée', 'x') CHARACTER SET latin1)`)
+	from := s.position()
+	testutil.Exec(t, s.db, "INSERT INTO labels VALUES (1, 'café €', 'crème,brûlée')")
+	to := s.position()
+	want := []any{int64(1), "café €", "crème,brûlée"}
+	for _, plans := range []bool{true, false} {
+		canal.SetRowPlans(plans)
+		streamed := s.stream(from, to)
+		canal.SetRowPlans(true)
+		if len(streamed) != 1 || !reflect.DeepEqual(streamed[0].After, want) {
+			var got [][]any
+			for _, c := range streamed {
+				got = append(got, c.After)
+			}
+			t.Errorf("plans %v: streamed %#v, want %#v", plans, got, want)
+		}
+	}
+	rec := &recorder{}
+	if _, err := s.snapshot(rec, canal.SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.rows) != 1 || !reflect.DeepEqual(rec.rows[0].After, want) {
+		t.Errorf("snapshot read %d rows, want one with %#v", len(rec.rows), want)
+	}
+}

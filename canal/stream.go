@@ -328,6 +328,13 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 		}
 	}
 	st.enums, st.sets = perColumn(e.EnumStrValueMap(), e.ColumnCount), perColumn(e.SetStrValueMap(), e.ColumnCount)
+	// The binlog carries ENUM and SET labels in the column's character set: latin1 labels
+	// are converted once, here, as a snapshot reading them through SQL would see them.
+	for i, c := range e.EnumSetCollationMap() {
+		if latin1Collations[c] && i >= 0 && i < len(st.enums) {
+			st.enums[i], st.sets[i] = latin1Labels(st.enums[i]), latin1Labels(st.sets[i])
+		}
+	}
 	st.latin1 = make([]bool, e.ColumnCount)
 	st.uintBits = make([]uint8, e.ColumnCount)
 	for i := range t.Columns {
@@ -578,6 +585,18 @@ func formatCivil(year, month, day, hour, minute, sec, micros int, decimals uint8
 	}
 	b[n] = 'Z'
 	return string(b[:n+1])
+}
+
+// latin1Labels converts ENUM or SET labels stored as latin1 to UTF-8.
+func latin1Labels(labels []string) []string {
+	if labels == nil {
+		return nil
+	}
+	out := make([]string, len(labels))
+	for i, l := range labels {
+		out[i] = latin1ToUTF8(l).(string)
+	}
+	return out
 }
 
 func latin1ToUTF8(v any) any {
