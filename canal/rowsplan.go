@@ -50,6 +50,7 @@ type planColumn struct {
 	// precision and scale of a DECIMAL; fractional second digits of a time.
 	precision, scale uint8
 	labels           []string // of an ENUM or a SET
+	binaryLen        uint16   // n of a BINARY(n): its value is padded back to n bytes
 }
 
 // rowPlansEnabled switches the plans on (tests compare both paths); plannedEvents counts
@@ -124,7 +125,7 @@ func newRowsPlan(e *replication.TableMapEvent, t *Table, st *tableState) rowsPla
 				p.op = opLatin1
 			}
 		case textBytes != 0 && col.Kind == KindBytes:
-			p.op, p.width = opBytes, textBytes
+			p.op, p.width, p.binaryLen = opBytes, textBytes, st.binaryLen[i]
 		// normalize would convert the label of an ENUM or SET that st.latin1 called latin1;
 		// the plan does not, but st.latin1 is for character columns only.
 		case realType == mysql.MYSQL_TYPE_ENUM && col.Kind == KindEnum && (packBytes == 1 || packBytes == 2) && !st.latin1[i]:
@@ -290,6 +291,9 @@ func (c *planColumn) decode(data []byte) (any, int, error) {
 		b := data[w:n]
 		switch c.op {
 		case opBytes:
+			if len(b) < int(c.binaryLen) {
+				return padBinary(b, c.binaryLen), n, nil
+			}
 			return append([]byte{}, b...), n, nil
 		case opLatin1:
 			return latin1ToUTF8(string(b)), n, nil

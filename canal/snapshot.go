@@ -804,13 +804,7 @@ func (c snapshotColumn) value(v any) (any, error) {
 	case KindDecimal, KindString, KindEnum, KindSet:
 		return asString(v), nil
 	case KindBytes:
-		b := asBytes(v)
-		if c.dataType == "binary" {
-			// The binlog carries BINARY(n) without its trailing zero bytes, and the
-			// stream hands them on so; the two spellings are one value in the column.
-			b = bytes.TrimRight(b, "\x00")
-		}
-		return b, nil
+		return asBytes(v), nil // BINARY(n) comes padded to n bytes, as the stream pads it
 	case KindJSON:
 		b := asBytes(v)
 		if len(b) == 0 {

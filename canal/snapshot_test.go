@@ -258,9 +258,9 @@ func TestSnapshotValuesEqualStream(t *testing.T) {
 		{0, "tm3", "12:00:00.500"},
 		{0, "vc", "héllo wörld ✓"},
 		{0, "l1", "café €"},
-		{0, "bin", []byte("ab")},
+		{0, "bin", []byte("ab\x00\x00")}, // BINARY(4): padded, as SQL returns it
 		{0, "vb", []byte{0, 0xff, 0x10}},
-		{3, "bin", []byte{}},
+		{3, "bin", []byte{0, 0, 0, 0}},
 		{0, "j", []byte(`{"k": [1, 2]}`)},
 		{0, "e", "large"},
 		{0, "s", "a,c"},
@@ -787,5 +787,44 @@ func TestLatin1EnumAndSetLabelsAreUTF8(t *testing.T) {
 	}
 	if len(rec.rows) != 1 || !reflect.DeepEqual(rec.rows[0].After, want) {
 		t.Errorf("snapshot read %d rows, want one with %#v", len(rec.rows), want)
+	}
+}
+
+// TestBinaryKeepsItsTrailingZeros: the binlog drops the trailing zero bytes of a BINARY(n)
+// value, which SQL returns; a BINARY(16) UUID that ends in 00 must not lose a byte in the
+// stream, with plans and without, and the stream must equal a snapshot.
+func TestBinaryKeepsItsTrailingZeros(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE fixed (id INT PRIMARY KEY, b BINARY(4), vb VARBINARY(4))")
+	from := s.position()
+	testutil.Exec(t, s.db, "INSERT INTO fixed VALUES (1, x'0100', x'0100'), (2, x'00000000', x''), (3, x'01020304', x'01020300'), (4, '', NULL)")
+	to := s.position()
+	want := [][]any{
+		{int64(1), []byte{1, 0, 0, 0}, []byte{1, 0}},
+		{int64(2), []byte{0, 0, 0, 0}, []byte{}},
+		{int64(3), []byte{1, 2, 3, 4}, []byte{1, 2, 3, 0}},
+		{int64(4), []byte{0, 0, 0, 0}, nil},
+	}
+	afters := func(changes []*canal.RowChange) [][]any {
+		var out [][]any
+		for _, c := range changes {
+			out = append(out, c.After)
+		}
+		return out
+	}
+	for _, plans := range []bool{true, false} {
+		canal.SetRowPlans(plans)
+		got := afters(s.stream(from, to))
+		canal.SetRowPlans(true)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("plans %v: streamed %v, want %v", plans, got, want)
+		}
+	}
+	rec := &recorder{}
+	if _, err := s.snapshot(rec, canal.SnapshotOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := afters(rec.rows); !reflect.DeepEqual(got, want) {
+		t.Errorf("snapshot read %v, want %v", got, want)
 	}
 }

@@ -81,7 +81,9 @@ type tableState struct {
 	// stored as latin1 (converted to UTF-8).
 	enums, sets [][]string
 	latin1      []bool
-	decimals    []uint8 // fractional second digits of DATETIME/TIMESTAMP columns
+	// binaryLen is n for a BINARY(n) column, whose trailing zero bytes the binlog drops.
+	binaryLen []uint16
+	decimals  []uint8 // fractional second digits of DATETIME/TIMESTAMP columns
 	// uintBits is, for each unsigned integer column, its width (8, 16, 24, 32, 64): rows
 	// may have been decoded as signed (rowsDecoder), and asUnsigned puts that right.
 	uintBits []uint8
@@ -336,6 +338,7 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 		}
 	}
 	st.latin1 = make([]bool, e.ColumnCount)
+	st.binaryLen = make([]uint16, e.ColumnCount)
 	st.uintBits = make([]uint8, e.ColumnCount)
 	for i := range t.Columns {
 		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, jsonCols[names[i]])}
@@ -344,6 +347,11 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 		}
 		if c, ok := collations[i]; ok && latin1Collations[c] && t.Columns[i].Kind != KindBytes {
 			st.latin1[i] = true
+		}
+		if e.ColumnType[i] == mysql.MYSQL_TYPE_STRING && t.Columns[i].Kind == KindBytes {
+			if realType, n := stringMeta(e.ColumnMeta[i]); realType == mysql.MYSQL_TYPE_STRING {
+				st.binaryLen[i] = uint16(n)
+			}
 		}
 	}
 	if len(e.PrimaryKey) > 0 {
@@ -508,6 +516,11 @@ func (st *tableState) normalize(row []any) error {
 		if st.latin1[i] {
 			row[i] = latin1ToUTF8(row[i])
 		}
+		if n := st.binaryLen[i]; n != 0 {
+			if b, ok := row[i].([]byte); ok {
+				row[i] = padBinary(b, n)
+			}
+		}
 	}
 	return nil
 }
@@ -585,6 +598,18 @@ func formatCivil(year, month, day, hour, minute, sec, micros int, decimals uint8
 	}
 	b[n] = 'Z'
 	return string(b[:n+1])
+}
+
+// padBinary gives a BINARY(n) value back the trailing zero bytes the binlog dropped, so
+// that it is the value SQL returns (a BINARY(16) UUID ending in 00 keeps its 16 bytes).
+// A padded value is a new slice: b may share the event's buffer.
+func padBinary(b []byte, n uint16) []byte {
+	if len(b) >= int(n) {
+		return b
+	}
+	out := make([]byte, n)
+	copy(out, b)
+	return out
 }
 
 // latin1Labels converts ENUM or SET labels stored as latin1 to UTF-8.
