@@ -49,20 +49,7 @@ func TestRowPlansDecodeLikeGoMySQL(t *testing.T) {
 
 	// With this seed about 90 of the ≈130 events hold no value a plan leaves to go-mysql
 	// (in 1 of 40 dates); far fewer means plans fall back where they should decode.
-	if used < 80 {
-		t.Fatalf("only %d rows events were decoded by a plan, want about 90", used)
-	}
-	// Only the first transaction's events need the reader (all but one here); half leaves
-	// room for the server to give the table a new id meanwhile, which the reader must see
-	// first again.
-	if ahead < used/2 {
-		t.Fatalf("only %d of the %d planned rows events were decoded ahead of the reader", ahead, used)
-	}
-	if len(plain) < 400 {
-		t.Fatalf("%d row changes, want more than 400", len(plain))
-	}
-	requireSameChanges(t, planned, plain)
-	t.Logf("%d row changes, %d rows events decoded by plans, %d of them ahead of the reader", len(plain), used, ahead)
+	requirePlansDecoded(t, planned, plain, used, ahead, 80, "about 90")
 }
 
 // moreTypesTable holds the types plans decode beyond plannedTable's: CHAR and BINARY
@@ -117,17 +104,7 @@ func TestRowPlansDecodeMoreTypesLikeGoMySQL(t *testing.T) {
 
 	// With this seed there are about 295 events (large values split the inserts), and a
 	// plan decodes every one: far fewer means plans fall back where they should decode.
-	if used < 270 {
-		t.Fatalf("only %d rows events were decoded by a plan, want every one, about 295", used)
-	}
-	if ahead < used/2 {
-		t.Fatalf("only %d of the %d planned rows events were decoded ahead of the reader", ahead, used)
-	}
-	if len(plain) < 400 {
-		t.Fatalf("%d row changes, want more than 400", len(plain))
-	}
-	requireSameChanges(t, planned, plain)
-	t.Logf("%d row changes, %d rows events decoded by plans, %d of them ahead of the reader", len(plain), used, ahead)
+	requirePlansDecoded(t, planned, plain, used, ahead, 270, "every one, about 295")
 }
 
 // TestRowPlansLeaveJSONToGoMySQL: MariaDB's JSON is a LONGTEXT to the binlog; a table
@@ -174,6 +151,26 @@ func readBothWays(t *testing.T, s *source, first string, writes ...string) (plan
 
 // requireSameChanges fails the test unless the row changes read with plans are those read
 // without, value for value and type for type.
+// requirePlansDecoded fails unless at least least rows events were decoded by a plan
+// (about says how many the seed gives), half of them ahead of the reader, over more than
+// 400 row changes that are the same both ways. Only the first transaction's events need
+// the reader; half leaves room for the server to give the table a new id meanwhile, which
+// the reader must see first again.
+func requirePlansDecoded(t *testing.T, planned, plain []*canal.RowChange, used, ahead uint64, least uint64, about string) {
+	t.Helper()
+	if used < least {
+		t.Fatalf("only %d rows events were decoded by a plan, want %s", used, about)
+	}
+	if ahead < used/2 {
+		t.Fatalf("only %d of the %d planned rows events were decoded ahead of the reader", ahead, used)
+	}
+	if len(plain) < 400 {
+		t.Fatalf("%d row changes, want more than 400", len(plain))
+	}
+	requireSameChanges(t, planned, plain)
+	t.Logf("%d row changes, %d rows events decoded by plans, %d of them ahead of the reader", len(plain), used, ahead)
+}
+
 func requireSameChanges(t *testing.T, planned, plain []*canal.RowChange) {
 	t.Helper()
 	if len(planned) != len(plain) {
