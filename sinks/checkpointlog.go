@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -61,13 +60,13 @@ func ensureCheckpointTopic(ctx context.Context, client sarama.Client, topic stri
 // read_committed consumer never delivers the commit and abort markers, so it cannot tell
 // "caught up to the end" from "waiting for more" when the log ends with a marker (which
 // a transactional log almost always does).
-func ReadCheckpoints(ctx context.Context, brokers []string, topic string) (map[string][]byte, error) {
-	sc := sarama.NewConfig()
-	sc.ClientID = "stocksync-checkpoint-reader"
-	sc.Version = sarama.V2_8_0_0
+func ReadCheckpoints(ctx context.Context, brokers []string, sec Security, topic string) (map[string][]byte, error) {
+	sc, err := newClientConfig("stocksync-checkpoint-reader", sec)
+	if err != nil {
+		return nil, err
+	}
 	sc.Metadata.AllowAutoTopicCreation = false
-	sc.Net.DialTimeout = 5 * time.Second
-	client, err := connect(ctx, brokers, sc)
+	client, err := connect(ctx, brokers, sec, sc)
 	if err != nil {
 		return nil, err
 	}

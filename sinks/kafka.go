@@ -21,7 +21,9 @@ type KafkaConfig struct {
 	MaxInFlight int
 	// Partitioner names how a key picks its partition (see partitioners); "" is murmur2.
 	Partitioner string
-	Logger      *zap.Logger
+	// Security is TLS and SASL for the brokers; the zero value is plaintext.
+	Security Security
+	Logger   *zap.Logger
 }
 
 var (
@@ -60,11 +62,11 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 100000
 	}
-	sc, err := newSaramaConfig(cfg.ClientID, cfg.Partitioner)
+	sc, err := newSaramaConfig(cfg.ClientID, cfg.Partitioner, cfg.Security)
 	if err != nil {
 		return nil, err
 	}
-	client, err := connect(ctx, cfg.Brokers, sc)
+	client, err := connect(ctx, cfg.Brokers, cfg.Security, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -96,10 +98,23 @@ var partitioners = map[string]sarama.PartitionerConstructor{
 	"fnv1a":   sarama.NewHashPartitioner,              // sarama's default
 }
 
+// newClientConfig is what every sarama client of the daemon shares: the protocol version,
+// the dial timeout and the security.
+func newClientConfig(clientID string, sec Security) (*sarama.Config, error) {
+	sc := sarama.NewConfig()
+	sc.ClientID = clientID
+	sc.Version = sarama.V2_8_0_0
+	sc.Net.DialTimeout = dialTimeout
+	if err := sec.applyTo(sc); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
 // newSaramaConfig is the producer configuration every mode shares: idempotent, acks=all,
 // one request in flight per broker so retries keep per-partition (and so per-key) order,
 // and the named partitioner ("" is murmur2).
-func newSaramaConfig(clientID, partitioner string) (*sarama.Config, error) {
+func newSaramaConfig(clientID, partitioner string, sec Security) (*sarama.Config, error) {
 	if partitioner == "" {
 		partitioner = "murmur2"
 	}
@@ -107,9 +122,10 @@ func newSaramaConfig(clientID, partitioner string) (*sarama.Config, error) {
 	if !ok {
 		return nil, fmt.Errorf("kafka.partitioner: %q is not one of murmur2, crc32, fnv1a", partitioner)
 	}
-	sc := sarama.NewConfig()
-	sc.ClientID = clientID
-	sc.Version = sarama.V2_8_0_0
+	sc, err := newClientConfig(clientID, sec)
+	if err != nil {
+		return nil, err
+	}
 	sc.Metadata.AllowAutoTopicCreation = true
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Idempotent = true
@@ -123,34 +139,20 @@ func newSaramaConfig(clientID, partitioner string) (*sarama.Config, error) {
 	sc.Producer.Flush.Frequency = 2 * time.Millisecond
 	sc.Producer.MaxMessageBytes = 1000000 // a whole batch must fit under the broker's message.max.bytes
 	sc.ChannelBufferSize = 8192
-	sc.Net.DialTimeout = 5 * time.Second
 	return sc, nil
 }
 
-func connect(ctx context.Context, brokers []string, sc *sarama.Config) (sarama.Client, error) {
-	type result struct {
-		c   sarama.Client
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := sarama.NewClient(brokers, sc)
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("connecting to Kafka brokers %v (kafka.brokers): %w", brokers, r.err)
-		}
-		return r.c, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.c != nil {
-				r.c.Close()
-			}
-		}()
-		return nil, fmt.Errorf("connecting to Kafka brokers %v: %w", brokers, ctx.Err())
-	}
+// connect opens a sarama client; its errors name the setting to fix (see reach).
+func connect(ctx context.Context, brokers []string, sec Security, sc *sarama.Config) (sarama.Client, error) {
+	var client sarama.Client
+	err := reach(ctx, brokers, sec, func() error {
+		var err error
+		client, err = runBlocking(ctx, func() (sarama.Client, error) {
+			return sarama.NewClient(brokers, sc)
+		}, func(c sarama.Client) { c.Close() })
+		return err
+	})
+	return client, err
 }
 
 // ErrSinkFailed marks a message the producer gave up on; the sink must be recreated and

@@ -20,17 +20,27 @@ type Record struct {
 // Tail reads topics from their start (or only new messages when fromStart is false) and
 // calls fn for each record until ctx is done. It is for people looking at what stocksync
 // published (`stocksync tail`), not part of delivery.
-func Tail(ctx context.Context, brokers []string, topics []string, fromStart bool, fn func(Record)) error {
+func Tail(ctx context.Context, brokers []string, sec Security, topics []string, fromStart bool, fn func(Record)) error {
 	offset := kgo.NewOffset().AtEnd()
 	if fromStart {
 		offset = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(offset),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.AllowAutoTopicCreation())
+	opts, err := sec.kgoOpts()
 	if err != nil {
-		return fmt.Errorf("connecting to Kafka brokers %v to tail %v: %w", brokers, topics, err)
+		return err
+	}
+	opts = append(opts, kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(offset),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.AllowAutoTopicCreation())
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("setting up a Kafka client to tail %v: %w", topics, err)
 	}
 	defer cl.Close()
+	// The consumer retries a refused connection forever; one ping first turns a broker
+	// that is down or a TLS or SASL mismatch into an error the user can act on.
+	if err := reach(ctx, brokers, sec, func() error { return cl.Ping(ctx) }); err != nil {
+		return err
+	}
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		fs.EachError(func(topic string, p int32, err error) {

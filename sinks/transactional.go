@@ -22,8 +22,9 @@ type TransactionalConfig struct {
 	// CheckpointTopic receives the checkpoint records inside each transaction. It is
 	// created if missing with 1 partition and cleanup.policy=compact.
 	CheckpointTopic string
-	// Partitioner is as in KafkaConfig.
+	// Partitioner and Security are as in KafkaConfig.
 	Partitioner string
+	Security    Security
 	Logger      *zap.Logger
 }
 
@@ -100,14 +101,14 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	case cfg.CheckpointTopic == "":
 		return nil, errors.New("kafka.checkpoint_topic: empty (needed for exactly_once)")
 	}
-	sc, err := newTransactionalSaramaConfig(cfg.ClientID, cfg.TransactionalID, cfg.Partitioner)
+	sc, err := newTransactionalSaramaConfig(cfg.ClientID, cfg.TransactionalID, cfg.Partitioner, cfg.Security)
 	if err != nil {
 		return nil, err
 	}
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("checking transactional producer configuration: %w", err)
 	}
-	client, err := connect(ctx, cfg.Brokers, sc)
+	client, err := connect(ctx, cfg.Brokers, cfg.Security, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -140,8 +141,8 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	return t, nil
 }
 
-func newTransactionalSaramaConfig(clientID, transactionalID, partitioner string) (*sarama.Config, error) {
-	sc, err := newSaramaConfig(clientID, partitioner)
+func newTransactionalSaramaConfig(clientID, transactionalID, partitioner string, sec Security) (*sarama.Config, error) {
+	sc, err := newSaramaConfig(clientID, partitioner, sec)
 	if err != nil {
 		return nil, err
 	}

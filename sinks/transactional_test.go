@@ -55,7 +55,7 @@ func readCheckpoints(t testing.TB, broker, topic string) map[string][]byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	cp, err := sinks.ReadCheckpoints(ctx, []string{broker}, topic)
+	cp, err := sinks.ReadCheckpoints(ctx, []string{broker}, sinks.Security{}, topic)
 	if err != nil {
 		t.Fatalf("ReadCheckpoints: %v", err)
 	}

@@ -264,7 +264,7 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 		return 0, err
 	}
 	if kc, ok := checkpoints.(*pipeline.KafkaCheckpoints); ok {
-		if kc.Loaded, err = sinks.ReadCheckpoints(ctx, broker.Addrs(), cfg.Kafka.CheckpointTopic); err != nil {
+		if kc.Loaded, err = readKafkaCheckpoints(ctx, cfg.Kafka, broker.Addrs()); err != nil {
 			return 0, err
 		}
 	}

@@ -309,9 +309,13 @@ type deliverySink interface {
 // checkpoints read from its topic only after that, so a transaction the old producer
 // left open is settled first.
 func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
+	sec, err := kafkaSecurity(cfg.Kafka)
+	if err != nil {
+		return nil, nil, err
+	}
 	if !cfg.Kafka.ExactlyOnce {
 		sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
-			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, Logger: log})
+			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, Security: sec, Logger: log})
 		if err != nil {
 			return nil, nil, pipeline.MarkRetryable(err)
 		}
@@ -319,11 +323,11 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *
 	}
 	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
 		TransactionalID: cfg.Kafka.TransactionalID, CheckpointTopic: cfg.Kafka.CheckpointTopic,
-		Partitioner: cfg.Kafka.Partitioner, Logger: log})
+		Partitioner: cfg.Kafka.Partitioner, Security: sec, Logger: log})
 	if err != nil {
 		return nil, nil, pipeline.MarkRetryable(err)
 	}
-	loaded, err := sinks.ReadCheckpoints(ctx, brokers, cfg.Kafka.CheckpointTopic)
+	loaded, err := sinks.ReadCheckpoints(ctx, brokers, sec, cfg.Kafka.CheckpointTopic)
 	if err != nil {
 		tx.Close()
 		return nil, nil, pipeline.MarkRetryable(fmt.Errorf("reading checkpoints from %s: %w", cfg.Kafka.CheckpointTopic, err))

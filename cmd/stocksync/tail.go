@@ -19,20 +19,28 @@ func newTailCmd() *cobra.Command {
 		Short: "Print what stocksync published to topics, readable by a person",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, topics []string) error {
-			if len(brokers) == 0 {
+			// The config gives the brokers unless --brokers does, and kafka.tls and
+			// kafka.sasl whenever it is named; --brokers alone is plaintext.
+			var sec sinks.Security
+			if len(brokers) == 0 || cmd.Flags().Changed("config") {
 				cfg, err := loadConfig(cmd)
 				if err != nil {
 					return err
 				}
-				brokers = cfg.Kafka.Brokers
+				if len(brokers) == 0 {
+					brokers = cfg.Kafka.Brokers
+				}
 				if len(brokers) == 0 {
 					brokers = []string{cfg.Kafka.DevBrokerAddr}
+				}
+				if sec, err = kafkaSecurity(cfg.Kafka); err != nil {
+					return err
 				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			out := cmd.OutOrStdout()
-			return sinks.Tail(ctx, brokers, topics, fromStart, func(r sinks.Record) {
+			return sinks.Tail(ctx, brokers, sec, topics, fromStart, func(r sinks.Record) {
 				if raw {
 					fmt.Fprintf(out, "%s\t%s\t%s\n", r.Topic, r.Key, r.Value)
 					return
@@ -43,7 +51,7 @@ func newTailCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&fromStart, "from-start", true, "read each topic from its first message")
 	cmd.Flags().BoolVar(&raw, "raw", false, "print topic, key and value as they are, tab-separated")
-	cmd.Flags().StringSliceVar(&brokers, "brokers", nil, "brokers (default: kafka.brokers of --config, or the development broker)")
+	cmd.Flags().StringSliceVar(&brokers, "brokers", nil, "brokers (default: kafka.brokers of --config, or the development broker); kafka.tls and kafka.sasl of --config apply")
 	return cmd
 }
 
