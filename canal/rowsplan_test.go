@@ -258,15 +258,7 @@ func randomPlannedRow(rng *rand.Rand, id int) []string {
 		return "'" + pick(fmt.Sprintf("%04d-%02d-%02d %02d:%02d:%02d%s", 1971+rng.IntN(60), 1+rng.IntN(12), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), frac),
 			"1970-01-01 00:00:01", "2038-01-19 03:14:07") + "'"
 	}
-	text := func(n int) string {
-		const alphabet = "abcxyz019 'é✓€"
-		r := []rune(alphabet)
-		var b strings.Builder
-		for range rng.IntN(n + 1) {
-			b.WriteRune(r[rng.IntN(len(r))])
-		}
-		return "'" + strings.ReplaceAll(b.String(), "'", "''") + "'"
-	}
+	text := func(n int) string { return randomText(rng, n) }
 	latin1 := pick("'café'", "'ÿ'", "''", "'plain'")
 	_ = id
 	return []string{
@@ -280,6 +272,18 @@ func randomPlannedRow(rng *rand.Rand, id int) []string {
 	}
 }
 
+// randomText is a SQL string literal of up to n characters, quotes, accents and
+// multi-byte ones among them.
+func randomText(rng *rand.Rand, n int) string {
+	const alphabet = "abcxyz019 'é✓€"
+	r := []rune(alphabet)
+	var b strings.Builder
+	for range rng.IntN(n + 1) {
+		b.WriteRune(r[rng.IntN(len(r))])
+	}
+	return "'" + strings.ReplaceAll(b.String(), "'", "''") + "'"
+}
+
 // randomMoreTypesRow returns SQL literals for the columns of moreTypesTable after id.
 func randomMoreTypesRow(rng *rand.Rand) []string {
 	null := func(v string) string {
@@ -289,15 +293,7 @@ func randomMoreTypesRow(rng *rand.Rand) []string {
 		return v
 	}
 	pick := func(vs ...string) string { return vs[rng.IntN(len(vs))] }
-	text := func(n int) string {
-		const alphabet = "abcxyz019 'é✓€"
-		r := []rune(alphabet)
-		var b strings.Builder
-		for range rng.IntN(n + 1) {
-			b.WriteRune(r[rng.IntN(len(r))])
-		}
-		return "'" + strings.ReplaceAll(b.String(), "'", "''") + "'"
-	}
+	text := func(n int) string { return randomText(rng, n) }
 	// long is n bytes of text, some of the time: past a TEXT's 65535 bytes, say.
 	long := func(short string, n int) string {
 		if rng.IntN(20) != 0 {
