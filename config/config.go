@@ -67,6 +67,9 @@ type Kafka struct {
 	// murmur2 (the Java client's default, and franz-go's), crc32 (librdkafka's
 	// consistent) or fnv1a (sarama's default).
 	Partitioner string `mapstructure:"partitioner"`
+	// MaxMessageBytes is the largest message sent; a row whose message is larger stops
+	// the daemon with an error naming it. Keep it under the topics' max.message.bytes.
+	MaxMessageBytes int `mapstructure:"max_message_bytes"`
 	// TLS and SASL are how the daemon reaches secured brokers (SASL_SSL: both).
 	TLS  TLS  `mapstructure:"tls"`
 	SASL SASL `mapstructure:"sasl"`
@@ -120,6 +123,7 @@ func Default() Config {
 			CheckpointTopic: "stocksync.checkpoints",
 			MaxInFlight:     100000,
 			Partitioner:     "murmur2",
+			MaxMessageBytes: 1000000,
 		},
 		Checkpoint: Checkpoint{Table: "stocksync.checkpoint", Interval: time.Second, Name: "default"},
 		Rules:      "rules.yaml",
@@ -262,6 +266,9 @@ func (c Config) Validate() Problems {
 	ps = append(ps, c.Source.TLS.problems("source.tls")...)
 	ps = append(ps, c.Kafka.TLS.problems("kafka.tls")...)
 	ps = append(ps, c.Kafka.SASL.problems("kafka.sasl")...)
+	if c.Kafka.MaxMessageBytes < 1024 || c.Kafka.MaxMessageBytes > 100000000 {
+		bad("kafka.max_message_bytes", "must be between 1024 and 100000000, got %d", c.Kafka.MaxMessageBytes)
+	}
 	switch c.Kafka.Partitioner {
 	case "murmur2", "crc32", "fnv1a":
 	default:

@@ -200,6 +200,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			err = nil
 		case errors.Is(err, ErrLeaseLost):
 			// Not a failure to retry: the daemon goes back to waiting for the lock.
+		case errors.As(err, new(*sinks.TooLargeError)):
+			// Nor is a message no broker takes: a restart would read it again.
 		case err != nil && !errors.Is(err, context.Canceled):
 			err = MarkRetryable(err)
 		}

@@ -23,7 +23,10 @@ type KafkaConfig struct {
 	Partitioner string
 	// Security is TLS and SASL for the brokers; the zero value is plaintext.
 	Security Security
-	Logger   *zap.Logger
+	// MaxMessageBytes is the largest message the producer sends (0: 1,000,000, the
+	// default of the broker's message.max.bytes); a larger one fails Emit (TooLargeError).
+	MaxMessageBytes int
+	Logger          *zap.Logger
 }
 
 var (
@@ -42,9 +45,10 @@ func Collectors() []prometheus.Collector {
 // retries. It tracks which emitted messages the broker acknowledged, so that Flush can
 // say when everything emitted before it is durable.
 type Kafka struct {
-	client   sarama.Client
-	producer sarama.AsyncProducer
-	log      *zap.Logger
+	client          sarama.Client
+	producer        sarama.AsyncProducer
+	log             *zap.Logger
+	maxMessageBytes int
 
 	emitted atomic.Uint64 // messages handed to the producer; the next one gets this number
 	acks    *ackWindow
@@ -62,7 +66,7 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 100000
 	}
-	sc, err := newSaramaConfig(cfg.ClientID, cfg.Partitioner, cfg.Security)
+	sc, err := newSaramaConfig(cfg.ClientID, cfg.Partitioner, cfg.MaxMessageBytes, cfg.Security)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +80,7 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 		return nil, fmt.Errorf("starting Kafka producer: %w", err)
 	}
 	k := &Kafka{
-		client: client, producer: producer, log: cfg.Logger,
+		client: client, producer: producer, log: cfg.Logger, maxMessageBytes: sc.Producer.MaxMessageBytes,
 		acks: newAckWindow(cfg.MaxInFlight),
 		done: make(chan struct{}),
 	}
@@ -111,10 +115,13 @@ func newClientConfig(clientID string, sec Security) (*sarama.Config, error) {
 	return sc, nil
 }
 
+// defaultMaxMessageBytes is the broker's default message.max.bytes, rounded down.
+const defaultMaxMessageBytes = 1000000
+
 // newSaramaConfig is the producer configuration every mode shares: idempotent, acks=all,
 // one request in flight per broker so retries keep per-partition (and so per-key) order,
-// and the named partitioner ("" is murmur2).
-func newSaramaConfig(clientID, partitioner string, sec Security) (*sarama.Config, error) {
+// the named partitioner ("" is murmur2) and the largest message (0: the default).
+func newSaramaConfig(clientID, partitioner string, maxMessageBytes int, sec Security) (*sarama.Config, error) {
 	if partitioner == "" {
 		partitioner = "murmur2"
 	}
@@ -137,7 +144,10 @@ func newSaramaConfig(clientID, partitioner string, sec Security) (*sarama.Config
 	sc.Producer.Partitioner = newPartitioner
 	sc.Producer.Flush.Bytes = 512 << 10
 	sc.Producer.Flush.Frequency = 2 * time.Millisecond
-	sc.Producer.MaxMessageBytes = 1000000 // a whole batch must fit under the broker's message.max.bytes
+	if maxMessageBytes <= 0 {
+		maxMessageBytes = defaultMaxMessageBytes
+	}
+	sc.Producer.MaxMessageBytes = maxMessageBytes // a whole batch must fit under the broker's message.max.bytes
 	sc.ChannelBufferSize = 8192
 	return sc, nil
 }
@@ -165,7 +175,38 @@ func (k *Kafka) Emit(ctx context.Context, m Message) error {
 	if err := k.failure(); err != nil {
 		return err
 	}
-	return k.acks.enqueue(ctx, k.producer.Input(), toProducerMessage(m), &k.emitted, k.failed.Load)
+	pm := toProducerMessage(m)
+	if err := checkSize(pm, k.maxMessageBytes); err != nil {
+		return err
+	}
+	return k.acks.enqueue(ctx, k.producer.Input(), pm, &k.emitted, k.failed.Load)
+}
+
+// TooLargeError is a message over kafka.max_message_bytes. No retry can deliver it, so it
+// is not an ErrSinkFailed: the pipeline stops with it rather than restart into it again.
+type TooLargeError struct {
+	Topic       string
+	Key         []byte
+	Size, Limit int
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the message for topic %s with key %s is %d bytes, over kafka.max_message_bytes (%d): raise it "+
+		"(and the topic's max.message.bytes on the brokers), or leave the large columns out with the rule's fields",
+		e.Topic, e.Key, e.Size, e.Limit)
+}
+
+// checkSize refuses pm when the producer would: sarama counts a record's size so, with
+// the record batch format (Kafka 0.11 and later).
+func checkSize(pm *sarama.ProducerMessage, limit int) error {
+	if size := pm.ByteSize(2); size > limit {
+		var key []byte
+		if pm.Key != nil {
+			key, _ = pm.Key.Encode()
+		}
+		return &TooLargeError{Topic: pm.Topic, Key: key, Size: size, Limit: limit}
+	}
+	return nil
 }
 
 // Flush blocks until every message emitted before the call is acknowledged, a message

@@ -158,3 +158,55 @@ func TestPartitionerPutsKeysWhereItsClientFamilyDoes(t *testing.T) {
 		t.Errorf("an unknown partitioner gave %v, want an error naming it", err)
 	}
 }
+
+// TestOversizedMessageIsRefusedByName: a message over MaxMessageBytes fails Emit at once
+// with a TooLargeError naming its topic, key and size (not ErrSinkFailed, which a restart
+// would run into again), and the sink stays usable; both sinks.
+func TestOversizedMessageIsRefusedByName(t *testing.T) {
+	broker := testutil.Broker(t)
+	k, err := sinks.NewKafka(t.Context(), sinks.KafkaConfig{Brokers: []string{broker}, MaxMessageBytes: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	tx, err := sinks.NewTransactional(t.Context(), sinks.TransactionalConfig{Brokers: []string{broker},
+		TransactionalID: "big", CheckpointTopic: "big.checkpoints", MaxMessageBytes: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	big := sinks.Message{Topic: "big", Key: []byte(`{"sku_id":7}`), Value: bytes.Repeat([]byte("x"), 3000)}
+	for name, emit := range map[string]func(sinks.Message) error{
+		"at-least-once": func(m sinks.Message) error { return k.Emit(t.Context(), m) },
+		"exactly-once":  func(m sinks.Message) error { return tx.Emit(t.Context(), m) },
+	} {
+		err := emit(big)
+		var tooLarge *sinks.TooLargeError
+		if !errors.As(err, &tooLarge) || errors.Is(err, sinks.ErrSinkFailed) {
+			t.Fatalf("%s: emitting 3000 bytes over a 2048-byte limit: %v, want a TooLargeError", name, err)
+		}
+		for _, w := range []string{"topic big", `key {"sku_id":7}`, "kafka.max_message_bytes (2048)"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error lacks %q: %v", name, w, err)
+			}
+		}
+		if err := emit(sinks.Message{Topic: "big", Key: []byte("small"), Value: []byte(name)}); err != nil {
+			t.Errorf("%s: a small message after the refused one: %v", name, err)
+		}
+	}
+	if err := k.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	got := testutil.Consume(t, broker, []string{"big"}, 2, 10*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+	if len(got) != 2 {
+		t.Errorf("%d records on the topic, want the 2 small ones", len(got))
+	}
+	for _, r := range got {
+		if len(r.Value) > 100 {
+			t.Errorf("the oversized message reached the topic")
+		}
+	}
+}

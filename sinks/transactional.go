@@ -22,10 +22,11 @@ type TransactionalConfig struct {
 	// CheckpointTopic receives the checkpoint records inside each transaction. It is
 	// created if missing with 1 partition and cleanup.policy=compact.
 	CheckpointTopic string
-	// Partitioner and Security are as in KafkaConfig.
-	Partitioner string
-	Security    Security
-	Logger      *zap.Logger
+	// Partitioner, Security and MaxMessageBytes are as in KafkaConfig.
+	Partitioner     string
+	Security        Security
+	MaxMessageBytes int
+	Logger          *zap.Logger
 }
 
 // CheckpointRecord is one key of the checkpoint; a nil Value deletes the key (a tombstone).
@@ -60,10 +61,11 @@ const transactionTimeout = time.Minute
 // failed for good: Close it, create a new one (which aborts what is left and fences
 // nothing but older producers) and resume from ReadCheckpoints.
 type Transactional struct {
-	client   sarama.Client
-	producer sarama.AsyncProducer
-	log      *zap.Logger
-	topic    string // the checkpoint topic
+	client          sarama.Client
+	producer        sarama.AsyncProducer
+	log             *zap.Logger
+	topic           string // the checkpoint topic
+	maxMessageBytes int
 
 	mu     sync.Mutex // serialises Emit, Flush, Commit and Close
 	open   bool       // a Kafka transaction is open
@@ -101,7 +103,7 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	case cfg.CheckpointTopic == "":
 		return nil, errors.New("kafka.checkpoint_topic: empty (needed for exactly_once)")
 	}
-	sc, err := newTransactionalSaramaConfig(cfg.ClientID, cfg.TransactionalID, cfg.Partitioner, cfg.Security)
+	sc, err := newTransactionalSaramaConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +129,7 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 		return nil, fmt.Errorf("initialising transactional producer %q: %w", cfg.TransactionalID, err)
 	}
 	t := &Transactional{
-		client: client, producer: producer, log: cfg.Logger, topic: cfg.CheckpointTopic,
+		client: client, producer: producer, log: cfg.Logger, topic: cfg.CheckpointTopic, maxMessageBytes: sc.Producer.MaxMessageBytes,
 		acks: newAckWindow(transactionalMaxInFlight),
 		done: make(chan struct{}),
 	}
@@ -141,12 +143,12 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	return t, nil
 }
 
-func newTransactionalSaramaConfig(clientID, transactionalID, partitioner string, sec Security) (*sarama.Config, error) {
-	sc, err := newSaramaConfig(clientID, partitioner, sec)
+func newTransactionalSaramaConfig(cfg TransactionalConfig) (*sarama.Config, error) {
+	sc, err := newSaramaConfig(cfg.ClientID, cfg.Partitioner, cfg.MaxMessageBytes, cfg.Security)
 	if err != nil {
 		return nil, err
 	}
-	sc.Producer.Transaction.ID = transactionalID
+	sc.Producer.Transaction.ID = cfg.TransactionalID
 	sc.Producer.Transaction.Timeout = transactionTimeout
 	// Idempotent, acks=all and one request in flight come from newSaramaConfig; sarama
 	// refuses a transactional id without them.
@@ -189,10 +191,14 @@ func (t *Transactional) Emit(ctx context.Context, m Message) error {
 	if err := t.usable(); err != nil {
 		return err
 	}
+	pm := toProducerMessage(m)
+	if err := checkSize(pm, t.maxMessageBytes); err != nil {
+		return err
+	}
 	if err := t.begin(); err != nil {
 		return err
 	}
-	return t.send(ctx, toProducerMessage(m))
+	return t.send(ctx, pm)
 }
 
 // Flush blocks until the broker has acknowledged every message emitted so far inside the

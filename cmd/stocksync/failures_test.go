@@ -615,3 +615,40 @@ func TestPurgedBinlogStopsTheDaemonNamingTheFix(t *testing.T) {
 		t.Errorf("%d messages on the topic, want only the one published before the purge", len(more))
 	}
 }
+
+// TestOversizedRowStopsTheDaemonNamingIt: a row whose message is over
+// kafka.max_message_bytes stops the daemon (rather than restarting into it forever) with
+// an error naming the table, the key and the setting; with the limit raised, it resumes
+// from its checkpoint and the row is published, nothing lost.
+func TestOversizedRowStopsTheDaemonNamingIt(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withLimit := func(limit int) string {
+		return strings.Replace(string(cfg), "kafka:\n", fmt.Sprintf("kafka:\n  max_message_bytes: %d\n", limit), 1)
+	}
+	writeFile(t, s.config, withLimit(2048))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_big (sku_id INT PRIMARY KEY, qty INT, note TEXT)")
+	d := s.start(t)
+	testutil.Exec(t, db, "INSERT INTO stock_big VALUES (0, 1, 'small')", "INSERT INTO stock_big VALUES (1, 1, REPEAT('x', 5000))")
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the daemon still runs 30 s after an oversized row:\n%s", d.output.String())
+	}
+	if d.cmd.ProcessState.ExitCode() == 0 {
+		t.Errorf("exit 0 after an oversized row")
+	}
+	for _, w := range []string{"stock_big", `with key {"sku_id":1}`, "kafka.max_message_bytes (2048)"} {
+		if !strings.Contains(d.output.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, d.output.String())
+		}
+	}
+	testutil.Exec(t, db, "INSERT INTO stock_big VALUES (2, 1, 'after')")
+	writeFile(t, s.config, withLimit(100000))
+	s.start(t)
+	consumeEveryRow(t, s.broker, s.topic, 3)
+}

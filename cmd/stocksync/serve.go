@@ -315,7 +315,8 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *
 	}
 	if !cfg.Kafka.ExactlyOnce {
 		sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
-			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, Security: sec, Logger: log})
+			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, MaxMessageBytes: cfg.Kafka.MaxMessageBytes,
+			Security: sec, Logger: log})
 		if err != nil {
 			return nil, nil, pipeline.MarkRetryable(err)
 		}
@@ -323,7 +324,7 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *
 	}
 	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
 		TransactionalID: cfg.Kafka.TransactionalID, CheckpointTopic: cfg.Kafka.CheckpointTopic,
-		Partitioner: cfg.Kafka.Partitioner, Security: sec, Logger: log})
+		Partitioner: cfg.Kafka.Partitioner, MaxMessageBytes: cfg.Kafka.MaxMessageBytes, Security: sec, Logger: log})
 	if err != nil {
 		return nil, nil, pipeline.MarkRetryable(err)
 	}
