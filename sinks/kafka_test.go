@@ -18,6 +18,10 @@ import (
 	"github.com/stocksync/stocksync/sinks"
 )
 
+// smallMessagesOnly makes a broker refuse, asynchronously, a produce batch over 2,000
+// bytes: a delivery failure the sinks cannot see coming.
+var smallMessagesOnly = kfake.BrokerConfigs(map[string]string{"message.max.bytes": "2000"})
+
 func newKafka(t testing.TB, broker string) *sinks.Kafka {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -64,12 +68,12 @@ func TestKafkaFlushMeansDelivered(t *testing.T) {
 	}
 }
 
-// A message the producer refuses fails the sink: Flush and later Emits return
-// ErrSinkFailed.
+// A message the broker refuses fails the sink: Flush and later Emits return
+// ErrSinkFailed. (The broker's message.max.bytes here is below the sink's limit.)
 func TestKafkaFailureIsSticky(t *testing.T) {
-	broker := testutil.Broker(t)
+	broker := testutil.Broker(t, smallMessagesOnly)
 	k := newKafka(t, broker)
-	if err := k.Emit(t.Context(), sinks.Message{Topic: "alo", Value: bytes.Repeat([]byte("x"), 2<<20)}); err != nil {
+	if err := k.Emit(t.Context(), sinks.Message{Topic: "alo", Value: bytes.Repeat([]byte("x"), 5000)}); err != nil {
 		t.Fatalf("Emit: %v (the refusal should come later)", err)
 	}
 	if err := k.Flush(t.Context()); !errors.Is(err, sinks.ErrSinkFailed) {

@@ -251,11 +251,11 @@ func TestTransactionalFencing(t *testing.T) {
 // A message the producer refuses fails the transaction: Commit aborts it and returns
 // ErrSinkFailed, and none of its messages become visible.
 func TestTransactionalDeliveryFailureAborts(t *testing.T) {
-	broker := testutil.Broker(t, kfake.SeedTopics(1, "one"))
+	broker := testutil.Broker(t, kfake.SeedTopics(1, "one"), smallMessagesOnly)
 	s := newTxn(t, broker, "tx-fail", "cp-fail")
 	emitN(t, s, "one", "doomed", 10)
-	// Larger than Producer.MaxMessageBytes: refused, asynchronously.
-	if err := s.Emit(t.Context(), sinks.Message{Topic: "one", Value: bytes.Repeat([]byte("x"), 2<<20)}); err != nil {
+	// Larger than the broker's message.max.bytes: refused, asynchronously.
+	if err := s.Emit(t.Context(), sinks.Message{Topic: "one", Value: bytes.Repeat([]byte("x"), 5000)}); err != nil {
 		t.Fatalf("Emit of the big message: %v (the refusal should come later)", err)
 	}
 	err := s.Commit(t.Context(), []sinks.CheckpointRecord{{Key: "pos", Value: []byte("doomed")}})
