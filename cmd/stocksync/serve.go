@@ -413,8 +413,8 @@ func (d *daemon) watchRules(ctx context.Context) {
 func (d *daemon) reloadRules(why string) {
 	set, err := rules.Load(d.cfg.Rules)
 	if err != nil {
-		d.reloads.Inc()
 		d.log.Error("rules reload rejected; the running rules stay", zap.String("trigger", why), zap.String("file", d.cfg.Rules), zap.Error(err))
+		d.reloads.Inc() // after the log: who sees the count finds the reason logged
 		return
 	}
 	d.rules.Store(set)
