@@ -594,9 +594,9 @@ func TestRulesReloadOnSIGHUPAndFileChange(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "the failed reload to be counted", func() bool {
 		return metric(t, s.httpAddr, "stocksync_rules_reload_failures_total") >= 1
 	})
-	if !strings.Contains(d.output.String(), "rules.yaml:5:5") {
-		t.Errorf("the refused reload's log lacks the error position:\n%s", d.output.String())
-	}
+	testutil.Eventually(t, 5*time.Second, "the refused reload's log to give the error position (rules.yaml:5:5)", func() bool {
+		return strings.Contains(d.output.String(), "rules.yaml:5:5")
+	})
 	testutil.Exec(t, db, "INSERT INTO stock_r VALUES (1, 1)")
 	testutil.Consume(t, s.broker, []string{s.topic}, 1, 20*time.Second)
 	failures := metric(t, s.httpAddr, "stocksync_rules_reload_failures_total")
