@@ -239,6 +239,8 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 	name := fmt.Sprintf("bench-%d-%d", os.Getpid(), run)
 	cfg.Checkpoint.Name = name
 	cfg.Kafka.TransactionalID = name
+	// The embedded broker speaks plaintext, whatever the config says of real brokers.
+	cfg.Kafka.TLS, cfg.Kafka.SASL = config.TLS{}, config.SASL{}
 	var sink deliverySink = discardSink{}
 	var checkpoints pipeline.Checkpointer
 	if !discard {
