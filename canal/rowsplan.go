@@ -352,8 +352,9 @@ func littleEndian(data []byte, w int) (v uint64, ok bool) {
 	return v, true
 }
 
-// widenFloat32 is normalizeValue's conversion of a FLOAT, the float64 of its shortest
-// decimal (what the server shows: 0.1, not 0.10000000149011612), without its allocations.
+// widenFloat32 turns a FLOAT into the float64 of its shortest decimal (what the server
+// shows: 0.1, not 0.10000000149011612), without allocating; the stream, the plans and the
+// snapshot all widen a FLOAT so.
 func widenFloat32(f float32) float64 {
 	var buf [32]byte
 	g, _ := strconv.ParseFloat(string(strconv.AppendFloat(buf[:0], float64(f), 'g', -1, 32)), 64)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -73,9 +74,9 @@ func TestTakeUsesRowsDecodedAheadOnlyWithTheReadersPlan(t *testing.T) {
 	}
 }
 
-// TestWidenFloat32IsNormalizeValues: a plan widens a FLOAT exactly as normalizeValue does,
-// for edge values and random bit patterns.
-func TestWidenFloat32IsNormalizeValues(t *testing.T) {
+// TestWidenFloat32IsTheShortestDecimal: a FLOAT widens to exactly the float64 of its
+// shortest decimal spelling, for edge values and random bit patterns.
+func TestWidenFloat32IsTheShortestDecimal(t *testing.T) {
 	fs := []float32{0, float32(math.Copysign(0, -1)), 0.1, 0.3, -1.5, 16777217, math.MaxFloat32, -math.MaxFloat32,
 		math.SmallestNonzeroFloat32, 1.17549435e-38, 3.4e-38, 123456.789, 1e10, 1e-10}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -85,9 +86,12 @@ func TestWidenFloat32IsNormalizeValues(t *testing.T) {
 		}
 	}
 	for _, f := range fs {
-		want := normalizeValue(f, KindFloat, nil, nil).(float64)
+		want, err := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := widenFloat32(f); math.Float64bits(got) != math.Float64bits(want) {
-			t.Fatalf("widenFloat32(%v) = %v, normalizeValue gives %v", f, got, want)
+			t.Fatalf("widenFloat32(%v) = %v, the shortest decimal gives %v", f, got, want)
 		}
 	}
 	if n := testing.AllocsPerRun(100, func() { widenFloat32(0.1) }); n != 0 {

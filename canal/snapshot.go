@@ -784,8 +784,7 @@ func (c snapshotColumn) value(v any) (any, error) {
 	case KindFloat:
 		switch x := v.(type) {
 		case float32:
-			g, _ := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
-			return g, nil
+			return widenFloat32(x), nil
 		case float64:
 			return x, nil
 		}
@@ -798,7 +797,7 @@ func (c snapshotColumn) value(v any) (any, error) {
 			return nil, fmt.Errorf("parsing float %q: %w", asString(v), err)
 		}
 		if size == 32 {
-			f, _ = strconv.ParseFloat(strconv.FormatFloat(f, 'g', -1, 32), 64)
+			f = widenFloat32(float32(f))
 		}
 		return f, nil
 	case KindDecimal, KindString, KindEnum, KindSet:

@@ -664,8 +664,7 @@ func normalizeValue(v any, kind ColumnKind, enumLabels, setLabels []string) any 
 		}
 	case KindFloat:
 		if f, ok := v.(float32); ok {
-			g, _ := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
-			return g
+			return widenFloat32(f)
 		}
 	case KindDecimal:
 		if s, ok := v.(fmt.Stringer); ok {

@@ -149,9 +149,9 @@ func (t TLS) problems(prefix string) []Problem {
 	}
 	switch t.Mode {
 	case "", TLSDisabled:
-		for key, v := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile} {
-			if v != "" {
-				bad(key, "is set but %s.mode is disabled; set the mode to required, verify_ca or verify_full", prefix)
+		for _, f := range [...]struct{ key, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+			if f.path != "" {
+				bad(f.key, "is set but %s.mode is disabled; set the mode to required, verify_ca or verify_full", prefix)
 			}
 		}
 		return ps

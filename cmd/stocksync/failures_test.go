@@ -25,8 +25,9 @@ import (
 
 // The failure tests of issue 5: the broker gone and back, the source restarted, ALTER
 // TABLE in the middle of a stream (running and stopped), one transaction of a million
-// rows within 512 MB, and a checkpoint whose binlog the server purged. Each runs the built binary against real parts: MariaDB,
-// the devbroker as its own process, and franz-go reading what was published.
+// rows within 512 MB, and a checkpoint whose binlog the server purged; then a row too
+// large for Kafka. Each runs the built binary against real parts: MariaDB, the devbroker
+// as its own process, and franz-go reading what was published.
 
 // TestBrokerOutageWaitsAndCatchesUp stops the broker while changes keep being committed,
 // checks the daemon says so (/readyz 503, restarts counted) without growing, and that
@@ -112,10 +113,8 @@ func TestBrokerOutageWaitsAndCatchesUp(t *testing.T) {
 // and checks the daemon says it is not ready meanwhile, reconnects on its own and loses
 // nothing.
 func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
-	src := startPrivateMariaDB(t, "")
-	broker := startDevBroker(t)
-	s := newSetupOnServer(t, src.mysql, broker)
-	db := s.mysql.Open(t, s.db)
+	src, s, db := setupOnPrivateMariaDB(t, "")
+	broker := s.broker
 	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
 	d := s.start(t)
 	for i := 0; i < 100; i++ {
@@ -503,6 +502,15 @@ func (m *privateMariaDB) stop(t *testing.T) {
 	}
 }
 
+// setupOnPrivateMariaDB starts a private MariaDB with args and a devbroker, and returns
+// the MariaDB, a setup whose source it is, and a handle on the setup's database.
+func setupOnPrivateMariaDB(t *testing.T, args string) (*privateMariaDB, *setup, *sql.DB) {
+	t.Helper()
+	m := startPrivateMariaDB(t, args)
+	s := newSetupOnServer(t, m.mysql, startDevBroker(t))
+	return m, s, s.mysql.Open(t, s.db)
+}
+
 // newSetupOnServer is newSetup with the source on m instead of the shared MariaDB: the
 // database newSetup named is created on m as well, and the config points at m.
 func newSetupOnServer(t *testing.T, m testutil.MySQL, broker string) *setup {
@@ -570,10 +578,8 @@ func TestServerWithoutColumnNamesIsRefused(t *testing.T) {
 // private MariaDB, so that no other test loses binlogs it reads). The restart refuses to
 // run, naming the purged file, the oldest file left and the fixes, and publishes nothing.
 func TestPurgedBinlogStopsTheDaemonNamingTheFix(t *testing.T) {
-	src := startPrivateMariaDB(t, "")
-	broker := startDevBroker(t)
-	s := newSetupOnServer(t, src.mysql, broker)
-	db := s.mysql.Open(t, s.db)
+	_, s, db := setupOnPrivateMariaDB(t, "")
+	broker := s.broker
 	testutil.Exec(t, db, "CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
 	d := s.start(t)
 	testutil.Exec(t, db, "INSERT INTO stock_p VALUES (1, 1)")

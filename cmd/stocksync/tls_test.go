@@ -17,8 +17,7 @@ import (
 // that did not sign the server's certificate is refused, naming source.tls.
 func TestSourceOverTLS(t *testing.T) {
 	certs := testutil.NewCerts(t)
-	m := startPrivateMariaDB(t, fmt.Sprintf("--ssl-ca=%s --ssl-cert=%s --ssl-key=%s", certs.CAFile, certs.ServerCert, certs.ServerKey))
-	s := newSetupOnServer(t, m.mysql, startDevBroker(t))
+	m, s, db := setupOnPrivateMariaDB(t, fmt.Sprintf("--ssl-ca=%s --ssl-cert=%s --ssl-key=%s", certs.CAFile, certs.ServerCert, certs.ServerKey))
 	admin := m.mysql.Open(t, "")
 	testutil.Exec(t, admin,
 		"CREATE USER tls_user IDENTIFIED BY 'tls-secret' REQUIRE X509",
@@ -54,7 +53,6 @@ func TestSourceOverTLS(t *testing.T) {
 	}
 
 	writeFile(t, s.config, withTLS(certs.CAFile))
-	db := m.mysql.Open(t, s.db)
 	testutil.Exec(t, db, "CREATE TABLE stock_tls (sku_id INT PRIMARY KEY, qty INT)")
 	s.start(t)
 	insertRows(t, db, "stock_tls", 0, 20)
