@@ -169,6 +169,17 @@ func (s *Server) CurrentPosition(ctx context.Context) (Position, error) {
 	return p, nil
 }
 
+// SourceAt is the Source of a read of the server's data as of pos, between two
+// transactions (the server's own server_id, the position, and its GTID set as GTID), as a
+// snapshot's rows carry.
+func (s *Server) SourceAt(ctx context.Context, pos Position) (Source, error) {
+	src := Source{GTID: pos.GTIDSet, File: pos.File, Pos: pos.Pos, Snapshot: true}
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@server_id").Scan(&src.ServerID); err != nil {
+		return src, fmt.Errorf("reading the server's server_id: %w", err)
+	}
+	return src, nil
+}
+
 // BinlogFiles lists the binlog files the server still has, oldest first.
 func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
 	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOGS")

@@ -79,6 +79,8 @@ type Pipeline struct {
 
 	nextRules atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
 	started   atomic.Bool               // the start position is fixed
+	resyncs   chan resyncRequest        // served at transaction boundaries (resync.go)
+	stopped   chan struct{}             // closed when Run returns
 
 	mu      sync.Mutex
 	pending pendingCheckpoint
@@ -110,7 +112,8 @@ func New(opts Options) *Pipeline {
 	if opts.CheckpointInterval <= 0 {
 		opts.CheckpointInterval = time.Second
 	}
-	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, pending: pendingCheckpoint{state: map[stateKey][]byte{}}}
+	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, pending: pendingCheckpoint{state: map[stateKey][]byte{}},
+		resyncs: make(chan resyncRequest), stopped: make(chan struct{})}
 }
 
 // Reload swaps in a new rule set at the next transaction boundary.
@@ -153,6 +156,7 @@ func Retryable(err error) bool {
 // position on a first start), and streams until ctx is done or an error occurs. On a
 // clean stop it flushes the sink and saves a last checkpoint before returning nil.
 func (p *Pipeline) Run(ctx context.Context) error {
+	defer close(p.stopped)
 	server, err := canal.Connect(ctx, p.opts.Source)
 	if err != nil {
 		return err
@@ -303,6 +307,9 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
 	}
 	p.mu.Unlock()
+	if err := p.serveResync(ctx); err != nil {
+		return err
+	}
 	caughtUp := !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0
 	if p.opts.ExactlyOnce && !caughtUp && (time.Since(p.lastSavedAt) >= p.opts.CheckpointInterval ||
 		p.emitted.Load()-p.emittedAtSave >= exactlyOnceMaxMessages) {
@@ -316,9 +323,13 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	return nil
 }
 
-// Idle implements canal.Handler: exactly-once, the open Kafka transaction is committed
-// when the source goes quiet, so its last messages do not wait for the next transaction.
+// Idle implements canal.Handler: a resync asked for runs; exactly-once, the open Kafka
+// transaction is committed when the source goes quiet, so its last messages do not wait
+// for the next transaction.
 func (p *Pipeline) Idle(ctx context.Context) error {
+	if err := p.serveResync(ctx); err != nil {
+		return err
+	}
 	if !p.opts.ExactlyOnce || time.Since(p.lastSavedAt) < p.opts.CheckpointInterval {
 		return nil
 	}
@@ -375,7 +386,9 @@ const idleSaveEvery = time.Minute
 func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force bool) error {
 	emitted := p.emitted.Load()
 	p.mu.Lock()
-	if !p.pending.have || p.pending.pos == p.lastSaved ||
+	// The same position again only when forced with messages since the last save (a
+	// resync's, exactly-once: they are committed with it).
+	if !p.pending.have || (p.pending.pos == p.lastSaved && (!force || emitted == p.emittedAtSave)) ||
 		(!force && emitted == p.emittedAtSave && len(p.pending.state) == 0 && time.Since(p.lastSavedAt) < idleSaveEvery) {
 		p.mu.Unlock()
 		return nil

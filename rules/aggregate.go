@@ -271,7 +271,7 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 			}
 		}
 		if emit && firstErr == nil {
-			m := e.groupMessage(st, g)
+			m := e.groupMessage(st, g, changeEvent(r, g))
 			if err := out.Emit(ctx, m); err != nil {
 				firstErr = err
 			}
@@ -289,8 +289,9 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 	return entries, firstErr
 }
 
-// appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V]}: integer sums
-// as numbers, decimal sums as strings, float sums as numbers with a point or exponent.
+// appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V],"db":S,"table":T}:
+// integer sums as numbers, decimal sums as strings, float sums as numbers with a point or
+// exponent; db and table name the table of the group's last change (a resync names it).
 func (g *group) appendState(b []byte, r *Rule) []byte {
 	b = append(b, `{"count":`...)
 	b = strconv.AppendInt(b, g.count, 10)
@@ -306,6 +307,12 @@ func (g *group) appendState(b []byte, r *Rule) []byte {
 	if r.emit == EmitTransition {
 		b = append(b, `,"value":`...)
 		b = append(b, g.value...)
+	}
+	if g.srcTable != nil {
+		b = append(b, `,"db":`...)
+		b = append(b, g.srcTable.schemaJSON...)
+		b = append(b, `,"table":`...)
+		b = append(b, g.srcTable.nameJSON...)
 	}
 	return append(b, '}')
 }
@@ -371,25 +378,40 @@ func appendGroupChanged(b []byte, r *Rule, g *group, style valueStyle) ([]byte, 
 	return append(b, '}'), true
 }
 
-// groupMessage encodes a group's message. Aggregate: op c when the group had no rows
-// before the transaction, d when it has none after it (after null), u otherwise.
-// Transition: op u, before holding the previous value.
-func (e *Engine) groupMessage(st *ruleState, g *group) sinks.Message {
-	r := st.rule
-	op := canal.OpUpdate
-	hasBefore, hasAfter := true, true
+// groupEvent is what one group message reports: its op, whether it carries a before and
+// an after image, and the source and table it names.
+type groupEvent struct {
+	op                  canal.Op
+	hasBefore, hasAfter bool
+	src                 *canal.Source
+	table               *tableInfo
+}
+
+// changeEvent describes the message of a group the transaction touched. Aggregate: op c
+// when the group had no rows before the transaction, d when it has none after it (after
+// null), u otherwise. Transition: op u, before holding the previous value. The source is
+// the transaction's last change of the group.
+func changeEvent(r *Rule, g *group) groupEvent {
+	ev := groupEvent{op: canal.OpUpdate, hasBefore: true, hasAfter: true, src: &g.src, table: g.srcTable}
 	if r.emit == EmitAggregate {
 		switch {
 		case g.prevCount == 0 && g.count == 0:
 			// rows added and removed in one transaction: report the (empty) group as deleted
-			op, hasBefore, hasAfter = canal.OpDelete, false, false
+			ev.op, ev.hasBefore, ev.hasAfter = canal.OpDelete, false, false
 		case g.prevCount == 0:
-			op, hasBefore = canal.OpCreate, false
+			ev.op, ev.hasBefore = canal.OpCreate, false
 		case g.count == 0:
-			op, hasAfter = canal.OpDelete, false
+			ev.op, ev.hasAfter = canal.OpDelete, false
 		}
 	}
-	ti := g.srcTable
+	return ev
+}
+
+// groupMessage encodes a group's message for ev in the rule's format.
+func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent) sinks.Message {
+	r := st.rule
+	op, hasBefore, hasAfter, src := ev.op, ev.hasBefore, ev.hasAfter, ev.src
+	ti := ev.table
 	b := e.buf[:0]
 	switch r.format {
 	case FormatCanal:
@@ -417,7 +439,7 @@ func (e *Engine) groupMessage(st *ruleState, g *group) sinks.Message {
 			b = append(b, "null"...)
 		}
 		b = append(b, `,"es":`...)
-		b = strconv.AppendInt(b, g.src.TsMs, 10)
+		b = strconv.AppendInt(b, src.TsMs, 10)
 		b = append(b, `,"ts":`...)
 		b = strconv.AppendInt(b, e.txnTime(), 10)
 		b = append(b, `,"isDdl":false,"pkNames":`...)
@@ -431,9 +453,9 @@ func (e *Engine) groupMessage(st *ruleState, g *group) sinks.Message {
 		b = append(b, `,"type":"`...)
 		b = append(b, maxwellType(op)...)
 		b = append(b, `","ts":`...)
-		b = strconv.AppendInt(b, g.src.TsMs/1000, 10)
+		b = strconv.AppendInt(b, src.TsMs/1000, 10)
 		b = append(b, `,"xid":`...)
-		b = strconv.AppendUint(b, uint64(g.src.Pos), 10)
+		b = strconv.AppendUint(b, uint64(src.Pos), 10)
 		b = append(b, `,"data":`...)
 		if hasAfter || !hasBefore {
 			b = appendGroupImage(b, r, g, g.sums, g.value, styleMaxwell)
@@ -465,7 +487,7 @@ func (e *Engine) groupMessage(st *ruleState, g *group) sinks.Message {
 			b = append(b, "null"...)
 		}
 		b = append(b, ',')
-		b = e.appendDebeziumSource(b, &g.src, ti)
+		b = e.appendDebeziumSource(b, src, ti)
 		b = append(b, `,"ts_ms":`...)
 		b = strconv.AppendInt(b, e.txnTime(), 10)
 		b = append(b, '}')
@@ -482,7 +504,7 @@ func (e *Engine) groupMessage(st *ruleState, g *group) sinks.Message {
 		Topic:   topic,
 		Key:     out[:len(g.key):len(g.key)],
 		Value:   out[len(g.key):],
-		Headers: e.headers(r, &g.src),
+		Headers: e.headers(r, src),
 	}
 }
 
@@ -551,11 +573,16 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			Count int64                      `json:"count"`
 			Sums  map[string]json.RawMessage `json:"sums"`
 			Value json.RawMessage            `json:"value"`
+			DB    string                     `json:"db"`
+			Table string                     `json:"table"`
 		}
 		if err := json.Unmarshal(ent.Value, &saved); err != nil {
 			return fmt.Errorf("restoring rule %q state of %s: %w", ent.Rule, ent.Key, err)
 		}
 		g.count = saved.Count
+		if saved.Table != "" {
+			g.srcTable = e.restoredTable(saved.DB, saved.Table)
+		}
 		for i, s := range st.rule.sums {
 			raw, ok := saved.Sums[s.name]
 			if !ok {

@@ -22,8 +22,8 @@ type Emitter interface {
 
 // StateEntry is one aggregate or transition group's state, persisted by the pipeline
 // with the checkpoint. Key is the group key as a JSON object ({"sku_id":"A1"}); Value is
-// the state as JSON ({"count":8,"sums":{"sellable":42},"value":true}), or nil when the
-// group no longer exists and its entry is to be deleted.
+// the state as JSON ({"count":8,"sums":{"sellable":42},"value":true,"db":…,"table":…}),
+// or nil when the group no longer exists and its entry is to be deleted.
 type StateEntry struct {
 	Rule  string
 	Key   string
@@ -47,6 +47,8 @@ type Engine struct {
 
 	plans  map[*canal.Table]*tablePlan
 	states map[string]*ruleState // by rule name, stateful rules only
+	// restored names the tables of groups read back by Restore, by schema NUL table.
+	restored map[string]*tableInfo
 
 	// per transaction
 	txnMs      int64

@@ -62,13 +62,11 @@ func (e *Engine) plan(t *canal.Table) *tablePlan {
 	if !e.set.match(t.Schema, t.Name).any {
 		return tp
 	}
-	ti := &tableInfo{t: t, colKeys: make([][]byte, len(t.Columns))}
+	ti := namedTable(t)
+	ti.colKeys = make([][]byte, len(t.Columns))
 	for i, c := range t.Columns {
 		ti.colKeys[i] = append(appendString(nil, c.Name), ':')
 	}
-	ti.schemaJSON = appendString(nil, t.Schema)
-	ti.nameJSON = appendString(nil, t.Name)
-	ti.dbTable = append(append(append([]byte(`,"db":`), ti.schemaJSON...), `,"table":`...), ti.nameJSON...)
 	for _, r := range e.set.rules {
 		if r.MatchesTable(t.Schema, t.Name) {
 			tp.rules = append(tp.rules, planRule(r, ti))
@@ -76,6 +74,14 @@ func (e *Engine) plan(t *canal.Table) *tablePlan {
 	}
 	tp.flatKeys = flatKeysFor(tp.rules, t)
 	return tp
+}
+
+// namedTable is the tableInfo of t with its names only (no column keys): all a group
+// message needs of the table it names.
+func namedTable(t *canal.Table) *tableInfo {
+	ti := &tableInfo{t: t, schemaJSON: appendString(nil, t.Schema), nameJSON: appendString(nil, t.Name)}
+	ti.dbTable = append(append(append([]byte(`,"db":`), ti.schemaJSON...), `,"table":`...), ti.nameJSON...)
+	return ti
 }
 
 func planRule(r *Rule, ti *tableInfo) *rulePlan {

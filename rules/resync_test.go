@@ -1,0 +1,122 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stocksync/stocksync/canal"
+)
+
+// resyncAll runs a resync at a position and returns "topic key value" per message.
+func resyncAll(t *testing.T, e *Engine, names ...string) ([]string, []ResyncCount) {
+	t.Helper()
+	var out recorder
+	counts, err := e.Resync(t.Context(), names, canal.Source{ServerID: 7, File: "binlog.000004", Pos: 777}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range out.msgs {
+		got = append(got, m.Topic+" "+string(m.Key)+" "+string(m.Value))
+	}
+	return got, counts
+}
+
+// A resync sends every group's current state, a sold-out SKU's false flag included, as
+// reads at the position, in key order; a restored engine, whose groups no change has
+// touched since, sends the same bytes.
+func TestResyncSendsEveryGroupAsARead(t *testing.T) {
+	set := mustParse(t, issueRules)
+	e := newTestEngine(set)
+	e.MarkSeeded(e.Unseeded(), canal.Position{})
+	var saved []StateEntry
+	for _, changes := range [][]*canal.RowChange{
+		{ins("B2", 0, 4), ins("A1", 0, 2), ins("A1", 1, 3)},
+		{upd("B2", 0, 4, 0)}, // B2 sells out
+		{ins("C3", 0, 1)},
+		{del("C3", 0, 1)}, // C3's rows are gone: no group left
+	} {
+		_, ents := txn(t, e, changes...)
+		saved = mergeEntries(saved, ents)
+	}
+	got, counts := resyncAll(t, e)
+	want := []string{
+		`product.stock {"sku_id":"A1"} {"op":"r","before":null,"after":{"sku_id":"A1","sellable":5},"source":{"server_id":7,"gtid":null,"file":"binlog.000004","pos":777,"db":"inventory","table":"sellable_shard","ts_ms":1700000000999,"row":0,"snapshot":true},"ts_ms":1700000000999}`,
+		`product.stock {"sku_id":"B2"} {"op":"r","before":null,"after":{"sku_id":"B2","sellable":0},"source":{"server_id":7,"gtid":null,"file":"binlog.000004","pos":777,"db":"inventory","table":"sellable_shard","ts_ms":1700000000999,"row":1,"snapshot":true},"ts_ms":1700000000999}`,
+		`search.availability {"sku_id":"A1"} {"op":"r","before":null,"after":{"sku_id":"A1","sellable":5,"value":true},"source":{"server_id":7,"gtid":null,"file":"binlog.000004","pos":777,"db":"inventory","table":"sellable_shard","ts_ms":1700000000999,"row":0,"snapshot":true},"ts_ms":1700000000999}`,
+		`search.availability {"sku_id":"B2"} {"op":"r","before":null,"after":{"sku_id":"B2","sellable":0,"value":false},"source":{"server_id":7,"gtid":null,"file":"binlog.000004","pos":777,"db":"inventory","table":"sellable_shard","ts_ms":1700000000999,"row":1,"snapshot":true},"ts_ms":1700000000999}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("resync:\n got %s\nwant %s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(counts) != 2 || counts[0] != (ResyncCount{"product-stock", 2}) || counts[1] != (ResyncCount{"search-in-stock", 2}) {
+		t.Errorf("counts %+v", counts)
+	}
+
+	restored := newTestEngine(set)
+	if err := restored.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := resyncAll(t, restored)
+	if strings.Join(again, "\n") != strings.Join(want, "\n") {
+		t.Errorf("resync after a restore:\n got %s\nwant %s", strings.Join(again, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The resync leaves the stream as it was: the next transaction reports its change
+	// against the state before it, at its own time.
+	e.SetClock(func() time.Time { return time.UnixMilli(1700000005000) })
+	var out recorder
+	c := upd("B2", 0, 0, 6)
+	c.Source = src(0)
+	if err := e.Row(t.Context(), c, &out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000004", Pos: 900}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 2 || !strings.Contains(string(out.msgs[1].Value), `"before":{"sku_id":"B2","sellable":0,"value":false},"after":{"sku_id":"B2","sellable":6,"value":true}`) ||
+		!strings.HasSuffix(string(out.msgs[1].Value), `"ts_ms":1700000005000}`) {
+		t.Errorf("after the resync: %d messages, the last %s", len(out.msgs), out.msgs[len(out.msgs)-1].Value)
+	}
+}
+
+func TestResyncFormatsAndOneRule(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{
+		{"canal", `{"data":[{"sku_id":"A1","sellable":"3","value":"true"}],"database":"inventory","table":"sellable_shard","type":"INSERT","old":null,"es":1700000000999,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id"]}`},
+		{"maxwell", `{"database":"inventory","table":"sellable_shard","type":"insert","ts":1700000000,"xid":777,"data":{"sku_id":"A1","sellable":3,"value":true}}`},
+	} {
+		e := newTestEngine(mustParse(t, issueRules+`
+  - name: flag
+    match: {table: "inventory.sellable_shard"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: sellable > 0
+    topic: flags
+    format: `+tc.format))
+		txn(t, e, ins("A1", 0, 3))
+		got, counts := resyncAll(t, e, "flag")
+		if len(got) != 1 || got[0] != `flags {"sku_id":"A1"} `+tc.want || len(counts) != 1 || counts[0].Rule != "flag" {
+			t.Errorf("%s:\n got %v %+v\nwant %s", tc.format, got, counts, tc.want)
+		}
+	}
+}
+
+func TestResyncRefusesWrongNamesAndSendsNothing(t *testing.T) {
+	e := newTestEngine(mustParse(t, issueRules+spineRules[len("\nrules:\n"):]))
+	txn(t, e, ins("A1", 0, 3))
+	var out recorder
+	_, err := e.Resync(t.Context(), []string{"product-stock", "stock-rows", "nope"}, canal.Source{File: "binlog.000004", Pos: 4}, &out)
+	if err == nil || len(out.msgs) != 0 {
+		t.Fatalf("want an error and no message, got %v and %d messages", err, len(out.msgs))
+	}
+	for _, part := range []string{`rule "stock-rows" emits rows`, `no rule is named "nope"`, "product-stock, search-in-stock"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("error %q lacks %q", err, part)
+		}
+	}
+	if _, err := mustParse(t, spineRules).ResyncRules(nil); err == nil || !strings.Contains(err.Error(), "no aggregate or transition rule") {
+		t.Errorf("a set of row rules: %v", err)
+	}
+}
