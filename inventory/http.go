@@ -2,8 +2,6 @@ package inventory
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/internal/httpapi"
 )
 
 // apiError is the body of every error answer: {"code": "...", "message": "..."}, plus the
@@ -112,33 +112,21 @@ func (s *Store) Handler() http.Handler {
 		allow := strings.Join(allowed[path], ", ")
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
-			writeJSON(w, http.StatusMethodNotAllowed, apiError{Code: "method_not_allowed",
+			httpapi.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Code: "method_not_allowed",
 				Message: r.Method + " " + r.URL.Path + ": allowed methods are " + allow})
 		})
 	}
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, apiError{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not an inventory API call"})
+		httpapi.WriteJSON(w, http.StatusNotFound, apiError{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not an inventory API call"})
 	})
 	return s.authenticate(mux)
 }
 
 func (s *Store) authenticate(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="stocksync"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthorized", Message: "a valid bearer token is required"})
-			return
-		}
+	return httpapi.RequireToken(s.opts.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		next.ServeHTTP(w, r)
-	})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	}))
 }
 
 func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -149,7 +137,7 @@ func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Debug("inventory request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", status), zap.Error(err))
 	}
-	writeJSON(w, status, body)
+	httpapi.WriteJSON(w, status, body)
 }
 
 func (s *Store) handleSetStock(w http.ResponseWriter, r *http.Request) {
@@ -294,5 +282,5 @@ func (s *Store) answer(w http.ResponseWriter, r *http.Request, status int, v any
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, status, v)
+	httpapi.WriteJSON(w, status, v)
 }

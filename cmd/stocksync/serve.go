@@ -110,6 +110,7 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", d.readyz)
+	d.mountAdmin(mux)
 	closeInventory, err := mountInventory(ctx, cfg, mux, log)
 	if err != nil {
 		return err

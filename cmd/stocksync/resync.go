@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stocksync/stocksync/internal/httpapi"
+	"github.com/stocksync/stocksync/pipeline"
+)
+
+// resyncPath is the admin call that republishes the state of aggregate and transition
+// rules (docs/operations.md, "Resync").
+const resyncPath = "/admin/resync"
+
+// resyncRequest is the body of POST /admin/resync; no rules means all of them.
+type resyncRequest struct {
+	Rules []string `json:"rules"`
+}
+
+// mountAdmin serves the admin calls under /admin/, behind http.token like /v1.
+func (d *daemon) mountAdmin(mux *http.ServeMux) {
+	admin := http.NewServeMux()
+	admin.HandleFunc("POST "+resyncPath, d.handleResync)
+	admin.HandleFunc(resyncPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		httpapi.WriteJSON(w, http.StatusMethodNotAllowed, httpapi.Error{Code: "method_not_allowed",
+			Message: r.Method + " " + r.URL.Path + ": allowed methods are POST"})
+	})
+	admin.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusNotFound, httpapi.Error{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not an admin call"})
+	})
+	mux.Handle("/admin/", httpapi.RequireToken(d.cfg.HTTP.Token, admin))
+}
+
+func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
+	var req resyncRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err != nil && !errors.Is(err, io.EOF) { // an empty body asks for every rule
+		httpapi.WriteJSON(w, http.StatusBadRequest, httpapi.Error{Code: "malformed",
+			Message: fmt.Sprintf(`reading the request: %v (expected {"rules": ["name", …]}, or no body for every aggregate and transition rule)`, err)})
+		return
+	}
+	p := d.current.Load()
+	switch {
+	case d.cfg.HA && !d.leader.Load():
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "standby",
+			Message: "this daemon is the standby: ask the leader (the one whose /readyz answers 200)"})
+		return
+	case p == nil:
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "not_streaming", Message: pipeline.ErrNotStreaming.Error()})
+		return
+	}
+	result, err := p.Resync(r.Context(), req.Rules)
+	switch {
+	case err == nil:
+		httpapi.WriteJSON(w, http.StatusOK, result)
+	case errors.Is(err, pipeline.ErrResyncRules):
+		httpapi.WriteJSON(w, http.StatusUnprocessableEntity, httpapi.Error{Code: "resync_refused", Message: err.Error()})
+	case errors.Is(err, pipeline.ErrNotStreaming):
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "not_streaming", Message: err.Error() + " (starting, a snapshot, or a restart after a failure): try again"})
+	default:
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "resync_failed", Message: err.Error()})
+	}
+}
+
+// newResyncCmd asks the running daemon named by the config (http.addr, http.token) for a
+// resync, and waits for its answer.
+func newResyncCmd() *cobra.Command {
+	var url string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "resync [RULE...]",
+		Short: "Republish the current state of aggregate and transition rules (all without RULE), for a consumer to rebuild from",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if url == "" {
+				if url, err = localURL(cfg.HTTP.Addr); err != nil {
+					return err
+				}
+			}
+			body, _ := json.Marshal(resyncRequest{Rules: args})
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(url, "/")+resyncPath, bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			if cfg.HTTP.Token != "" {
+				req.Header.Set("Authorization", "Bearer "+cfg.HTTP.Token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("asking the daemon for a resync: %w", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				var refusal httpapi.Error
+				if json.NewDecoder(resp.Body).Decode(&refusal) != nil || refusal.Message == "" {
+					refusal.Message = resp.Status
+				}
+				return fmt.Errorf("the daemon at %s refused the resync: %s", url, refusal.Message)
+			}
+			var result pipeline.ResyncResult
+			if err := json.NewDecoder(resp.Body).Decode(&result); err != nil {
+				return fmt.Errorf("reading the daemon's answer: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			for _, r := range result.Rules {
+				fmt.Fprintf(out, "%s: %d messages\n", r.Rule, r.Messages)
+			}
+			fmt.Fprintf(out, "as of %s, acknowledged by the broker\n", result.Position)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "", "the daemon's HTTP address (default: http.addr of the config, on this host)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the answer")
+	return cmd
+}
+
+// localURL is the URL of a daemon on this host listening on addr (http.addr).
+func localURL(addr string) (string, error) {
+	if addr == "" {
+		return "", errors.New("http.addr is empty in the config, so the daemon serves no HTTP: set it, or pass --url")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("http.addr %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// TestResyncCommandRepublishesState runs the daemon exactly-once with a token, asks for a
+// resync with `stocksync resync`, and reads the topics read_committed with an independent
+// client: each SKU's total and flag are there as reads once the command returns. A wrong
+// rule name, a request without the token and a malformed body are refused and publish
+// nothing.
+func TestResyncCommandRepublishesState(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(string(cfg), "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic), 1)
+	conf = strings.Replace(conf, "http:\n", "http:\n  token: s3cret\n", 1)
+	writeFile(t, s.config, conf)
+	product, search := s.topic+".product", s.topic+".search"
+	writeFile(t, filepath.Join(filepath.Dir(s.config), "rules.yaml"), fmt.Sprintf(`rules:
+  - name: stock-rows
+    match: {table: "%[1]s.stock_*"}
+    topic: %[2]s
+    key: [sku_id]
+  - name: product-stock
+    match: {table: "%[1]s.shard_s"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: %[3]s
+  - name: search-in-stock
+    match: {table: "%[1]s.shard_s"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: %[4]s
+`, s.db, s.topic, product, search))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE shard_s (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))")
+	d := s.start(t)
+	testutil.Exec(t, db, "INSERT INTO shard_s VALUES ('A', 0, 5), ('A', 1, 7), ('B', 0, 2)", "UPDATE shard_s SET qty = 0 WHERE sku_id = 'B'")
+	committed := testutil.ConsumeOptions{ReadCommitted: true}
+	// product: A c, B c, B u; search: A true, B true, B false.
+	testutil.Consume(t, s.broker, []string{product, search}, 6, 20*time.Second, committed)
+
+	resync := func(args ...string) (string, error) {
+		out, err := exec.Command(binary, append([]string{"resync", "--config", s.config}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := resync("product-stock", "stock-rows"); err == nil || !strings.Contains(out, `rule "stock-rows" emits rows`) {
+		t.Errorf("a resync of a row rule: %v, %s", err, out)
+	}
+	for _, tc := range []struct {
+		token, body string
+		want        int
+	}{
+		{"", `{}`, http.StatusUnauthorized},
+		{"s3cret", `{"rule": ["product-stock"]}`, http.StatusBadRequest},
+		{"s3cret", `{"rules": ["nope"]}`, http.StatusUnprocessableEntity},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/admin/resync", strings.NewReader(tc.body))
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var refusal struct{ Code, Message string }
+		json.NewDecoder(resp.Body).Decode(&refusal)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || refusal.Code == "" || refusal.Message == "" {
+			t.Errorf("%q with token %q: %d %+v, want %d with a code and a message", tc.body, tc.token, resp.StatusCode, refusal, tc.want)
+		}
+	}
+
+	out, err := resync()
+	if err != nil {
+		t.Fatalf("stocksync resync: %v\n%s", err, out)
+	}
+	for _, want := range []string{"product-stock: 2 messages", "search-in-stock: 2 messages", "acknowledged by the broker"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stocksync resync printed %q, want a line %q", out, want)
+		}
+	}
+	// Committed by the time the command returned: no waiting here.
+	recs := testutil.Consume(t, s.broker, []string{product, search}, 0, 3*time.Second, committed)
+	reads := map[string]string{}
+	for _, r := range recs {
+		var m struct {
+			Op    string         `json:"op"`
+			After map[string]any `json:"after"`
+		}
+		if err := json.Unmarshal([]byte(r.Value), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Op == "r" {
+			v, _ := json.Marshal(m.After)
+			reads[strings.TrimPrefix(r.Topic, s.topic)+" "+r.Key] = string(v)
+		}
+	}
+	want := map[string]string{
+		`.product {"sku_id":"A"}`: `{"sellable":12,"sku_id":"A"}`,
+		`.product {"sku_id":"B"}`: `{"sellable":0,"sku_id":"B"}`,
+		`.search {"sku_id":"A"}`:  `{"sellable":12,"sku_id":"A","value":true}`,
+		`.search {"sku_id":"B"}`:  `{"sellable":0,"sku_id":"B","value":false}`,
+	}
+	if len(recs) != 6+4 || fmt.Sprint(reads) != fmt.Sprint(want) {
+		t.Errorf("%d committed messages (want 10), reads %v, want %v", len(recs), reads, want)
+	}
+	d.terminate(t, 10*time.Second)
+}
