@@ -193,6 +193,17 @@ func httpStatus(addr, path string) int {
 	return resp.StatusCode
 }
 
+// postStatus posts an empty body to path on addr and returns the status.
+func postStatus(t *testing.T, addr, path string) int {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+path, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // metric reads one unlabelled metric from the daemon's /metrics.
 func metric(t *testing.T, addr, name string) float64 {
 	t.Helper()
@@ -502,6 +513,9 @@ func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
 	}
 	if metric(t, standbyAddr, "stocksync_leader") != 0 || metric(t, s.httpAddr, "stocksync_leader") != 1 {
 		t.Error("stocksync_leader does not say which daemon leads")
+	}
+	if code := postStatus(t, standbyAddr, "/admin/resync"); code != 503 {
+		t.Errorf("a resync asked of the standby: %d, want 503", code)
 	}
 
 	leader.cmd.Process.Signal(syscall.SIGKILL)
