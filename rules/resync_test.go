@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,39 @@ func TestResyncRefusesWrongNamesAndSendsNothing(t *testing.T) {
 	}
 	if _, err := mustParse(t, spineRules).ResyncRules(nil); err == nil || !strings.Contains(err.Error(), "no aggregate or transition rule") {
 		t.Errorf("a set of row rules: %v", err)
+	}
+}
+
+// State saved before groups remembered their table resyncs with empty table names, and a
+// rule whose topic names the table refuses, sending nothing.
+func TestResyncOfStateWithoutTableNames(t *testing.T) {
+	old := []StateEntry{{Rule: "flag", Key: seedKey}, {Rule: "flag", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":1,"sums":{"sellable":3},"value":true}`)}}
+	for _, tc := range []struct{ topic, want string }{
+		{"flags", `"after":{"sku_id":"A1","sellable":3,"value":true},"source":{"server_id":7,"gtid":null,"file":"binlog.000004","pos":777,"db":"","table":"",`},
+		{"flags.{table}", `group {"sku_id":"A1"}: the rule's topic names the table`},
+	} {
+		set := mustParse(t, `
+rules:
+  - name: flag
+    match: {table: "inventory.sellable_shard"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: sellable > 0
+    topic: "`+tc.topic+`"`)
+		old[0].Value = []byte(set.Rule("flag").signature)
+		e := newTestEngine(set)
+		if err := e.Restore(old); err != nil {
+			t.Fatal(err)
+		}
+		var out recorder
+		_, err := e.Resync(t.Context(), nil, canal.Source{ServerID: 7, File: "binlog.000004", Pos: 777}, &out)
+		got := fmt.Sprint(err)
+		if len(out.msgs) == 1 {
+			got = string(out.msgs[0].Value)
+		}
+		if !strings.Contains(got, tc.want) || (err != nil) == (len(out.msgs) > 0) {
+			t.Errorf("topic %s: got %s (%d messages), want %s", tc.topic, got, len(out.msgs), tc.want)
+		}
 	}
 }
