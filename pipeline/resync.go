@@ -14,7 +14,7 @@ import (
 // taking a snapshot, restarting after a failure, or stopped.
 var ErrNotStreaming = errors.New("the pipeline is not streaming")
 
-// ErrResyncRules marks a resync refused for its rule names; nothing was published.
+// ErrResyncRules marks a resync refused for its rule names or keys; nothing was published.
 var ErrResyncRules = errors.New("resync refused")
 
 // ResyncResult is what a resync republished, and the binlog position its state is of.
@@ -24,7 +24,7 @@ type ResyncResult struct {
 }
 
 type resyncRequest struct {
-	names []string
+	req   rules.ResyncRequest
 	reply chan resyncReply // buffered: the reading goroutine never waits on the caller
 }
 
@@ -33,26 +33,26 @@ type resyncReply struct {
 	err    error
 }
 
-// Resync republishes the current state of the named aggregate and transition rules (all
-// of them when names is empty): at the next transaction boundary (within about a second
-// on an idle source, at the binlog heartbeat) every group's state goes out as a read,
-// and Resync returns once the broker has acknowledged it (exactly-once: once its Kafka
-// transaction committed). Wrong names are refused with ErrResyncRules and publish
-// nothing. A ctx that ends first only stops the waiting: the resync still runs.
-func (p *Pipeline) Resync(ctx context.Context, names []string) (ResyncResult, error) {
+// Resync republishes the current state of the aggregate and transition rules req names
+// (rules.Engine.Resync): at the next transaction boundary (within about a second on an
+// idle source, at the binlog heartbeat) each group's state goes out as a read, and Resync
+// returns once the broker has acknowledged it (exactly-once: once its Kafka transaction
+// committed). A wrong request is refused with ErrResyncRules and publishes nothing. A ctx
+// that ends first only stops the waiting: the resync still runs.
+func (p *Pipeline) Resync(ctx context.Context, req rules.ResyncRequest) (ResyncResult, error) {
 	if !p.Ready() {
 		return ResyncResult{}, ErrNotStreaming
 	}
-	req := resyncRequest{names: names, reply: make(chan resyncReply, 1)}
+	asked := resyncRequest{req: req, reply: make(chan resyncReply, 1)}
 	select {
-	case p.resyncs <- req:
+	case p.resyncs <- asked:
 	case <-p.stopped:
 		return ResyncResult{}, ErrNotStreaming
 	case <-ctx.Done():
 		return ResyncResult{}, ctx.Err()
 	}
 	select {
-	case r := <-req.reply:
+	case r := <-asked.reply:
 		return r.result, r.err
 	case <-ctx.Done():
 		return ResyncResult{}, ctx.Err()
@@ -63,22 +63,22 @@ func (p *Pipeline) Resync(ctx context.Context, names []string) (ResyncResult, er
 // goroutine. An error it returns (the broker failed, the lease ran out) ends the stream:
 // the messages already handed over may be only part of the resync.
 func (p *Pipeline) serveResync(ctx context.Context) error {
-	var req resyncRequest
+	var asked resyncRequest
 	select {
-	case req = <-p.resyncs:
+	case asked = <-p.resyncs:
 	default:
 		return nil
 	}
-	result, err := p.resync(ctx, req.names)
-	req.reply <- resyncReply{result, err}
+	result, err := p.resync(ctx, asked.req)
+	asked.reply <- resyncReply{result, err}
 	if errors.Is(err, ErrResyncRules) {
 		return nil
 	}
 	return err
 }
 
-func (p *Pipeline) resync(ctx context.Context, names []string) (ResyncResult, error) {
-	if _, err := p.engine.Set().ResyncRules(names); err != nil {
+func (p *Pipeline) resync(ctx context.Context, req rules.ResyncRequest) (ResyncResult, error) {
+	if err := p.engine.Set().CheckResync(req); err != nil {
 		return ResyncResult{}, fmt.Errorf("%w: %w", ErrResyncRules, err)
 	}
 	p.mu.Lock()
@@ -91,7 +91,7 @@ func (p *Pipeline) resync(ctx context.Context, names []string) (ResyncResult, er
 	if err != nil {
 		return ResyncResult{}, MarkRetryable(fmt.Errorf("resyncing: %w", err))
 	}
-	counts, err := p.engine.Resync(ctx, names, at, p)
+	counts, err := p.engine.Resync(ctx, req, at, p)
 	if err != nil {
 		return ResyncResult{}, err
 	}

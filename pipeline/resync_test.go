@@ -8,6 +8,7 @@ import (
 
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/rules"
 )
 
 // TestResyncRepublishesRestoredState restarts the pipeline, so that its groups come from
@@ -37,10 +38,10 @@ func TestResyncRepublishesRestoredState(t *testing.T) {
 
 	r = e.start(set, id)
 	ctx := t.Context()
-	if _, err := r.p.Resync(ctx, []string{"shard-rows", "nope"}); !errors.Is(err, pipeline.ErrResyncRules) {
+	if _, err := r.p.Resync(ctx, rules.ResyncRequest{Rules: []string{"shard-rows", "nope"}}); !errors.Is(err, pipeline.ErrResyncRules) {
 		t.Fatalf("a resync of a row rule and an unknown rule: %v", err)
 	}
-	res, err := r.p.Resync(ctx, nil)
+	res, err := r.p.Resync(ctx, rules.ResyncRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

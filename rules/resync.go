@@ -1,25 +1,51 @@
 package rules
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/stocksync/stocksync/canal"
 )
 
-// ResyncCount is how many group messages a resync emitted for one rule.
-type ResyncCount struct {
-	Rule     string `json:"rule"`
-	Messages int    `json:"messages"`
+// ResyncRequest names what a resync republishes.
+type ResyncRequest struct {
+	// Rules are aggregate and transition rule names; none: every one.
+	Rules []string `json:"rules,omitempty"`
+	// Keys are group keys as the messages' Kafka keys write them ({"sku_id":"A1"}); none:
+	// every group.
+	Keys []json.RawMessage `json:"keys,omitempty"`
 }
 
-// ResyncRules picks the rules a resync republishes: the named ones, or every aggregate
-// and transition rule when names is empty. Every name that is unknown or names a row
-// rule (whose messages are rows, not state) is reported, in one error.
-func (s *Set) ResyncRules(names []string) ([]*Rule, error) {
+// ResyncCount is what a resync emitted for one rule: its messages, and the keys asked
+// for that the rule has no group for (no rows).
+type ResyncCount struct {
+	Rule     string            `json:"rule"`
+	Messages int               `json:"messages"`
+	Missing  []json.RawMessage `json:"missing,omitempty"`
+}
+
+// resyncPlan is one rule of a resync and the groups it sends: the keys asked for in
+// canonical form, or nil for all of them.
+type resyncPlan struct {
+	rule *Rule
+	keys []string
+}
+
+// CheckResync reports every problem of req against the set, in one error: a name that is
+// unknown or names a row rule (whose messages are rows, not state), a key that is not a
+// JSON object of scalars with exactly a named rule's group_by columns.
+func (s *Set) CheckResync(req ResyncRequest) error {
+	_, err := s.planResync(req)
+	return err
+}
+
+func (s *Set) planResync(req ResyncRequest) ([]resyncPlan, error) {
 	var stateful []string
 	for _, r := range s.rules {
 		if r.Stateful() {
@@ -29,46 +55,99 @@ func (s *Set) ResyncRules(names []string) ([]*Rule, error) {
 	if len(stateful) == 0 {
 		return nil, errors.New("the rules have no aggregate or transition rule: a resync republishes their state, and row rules have none")
 	}
+	names := req.Rules
 	if len(names) == 0 {
 		names = stateful
 	}
-	var picked []*Rule
+	var plans []resyncPlan
 	var errs []error
 	for _, n := range names {
 		r := s.Rule(n)
 		switch {
 		case r == nil:
 			errs = append(errs, fmt.Errorf("no rule is named %q (the aggregate and transition rules: %s)", n, strings.Join(stateful, ", ")))
+			continue
 		case !r.Stateful():
 			errs = append(errs, fmt.Errorf("rule %q emits rows: a resync republishes the state of aggregate and transition rules only (%s)", n, strings.Join(stateful, ", ")))
-		case !slices.Contains(picked, r):
-			picked = append(picked, r)
+			continue
+		case slices.ContainsFunc(plans, func(p resyncPlan) bool { return p.rule == r }):
+			continue
 		}
+		p := resyncPlan{rule: r}
+		for _, raw := range req.Keys {
+			k, err := canonicalKey(r.groupBy, raw)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("rule %q: key %s: %w", n, raw, err))
+			} else if !slices.Contains(p.keys, k) {
+				p.keys = append(p.keys, k)
+			}
+		}
+		plans = append(plans, p)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return picked, nil
+	return plans, nil
 }
 
-// Resync emits the current state of the named aggregate and transition rules (every one
-// when names is empty), one message per group in key order, as a read (op r) at `at`,
-// the point between two transactions where the stream stands (canal.Server.SourceAt):
-// what a consumer needs to rebuild what it keeps from these topics. Call it between
-// Commits. Nothing is emitted when a name is wrong (the error is ResyncRules'); an error
-// from out stops it and is returned.
-func (e *Engine) Resync(ctx context.Context, names []string, at canal.Source, out Emitter) ([]ResyncCount, error) {
-	picked, err := e.set.ResyncRules(names)
+// canonicalKey writes a group key given as a JSON object the way the engine writes group
+// keys: the group_by columns in their order, compact, strings escaped as appendString does.
+func canonicalKey(groupBy []string, raw json.RawMessage) (string, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return "", fmt.Errorf("not a JSON object of the group_by columns %v", groupBy)
+	}
+	if len(fields) != len(groupBy) {
+		return "", fmt.Errorf("the rule groups by %v", groupBy)
+	}
+	b := []byte{'{'}
+	for i, name := range groupBy {
+		v, ok := fields[name]
+		if !ok {
+			return "", fmt.Errorf("the rule groups by %v", groupBy)
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(appendString(b, name), ':')
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.UseNumber()
+		var x any
+		dec.Decode(&x)
+		switch x := x.(type) {
+		case string:
+			b = appendString(b, x)
+		case json.Number:
+			b = append(b, x...)
+		case bool:
+			b = strconv.AppendBool(b, x)
+		case nil:
+			b = append(b, "null"...)
+		default:
+			return "", fmt.Errorf("%s: %s is not a column value", name, v)
+		}
+	}
+	return string(append(b, '}')), nil
+}
+
+// Resync emits the current state of the aggregate and transition rules req names, one
+// message per group (in key order, or in the order of req.Keys), as a read (op r) at
+// `at`, the point between two transactions where the stream stands
+// (canal.Server.SourceAt): what a consumer needs to rebuild what it keeps from these
+// topics. Call it between Commits. Nothing is emitted when req is wrong (CheckResync's
+// error); an error from out stops it and is returned.
+func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source, out Emitter) ([]ResyncCount, error) {
+	plans, err := e.set.planResync(req)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range picked {
-		if !topicNamesTable(r) {
+	for _, p := range plans {
+		if !topicNamesTable(p.rule) {
 			continue
 		}
-		for k, g := range e.states[r.name].groups {
-			if g.srcTable == nil {
-				return nil, fmt.Errorf("resyncing rule %q: group %s: the rule's topic names the table, and the group's saved state does not (saved by an earlier stocksync; any change to the group fixes it)", r.name, k)
+		for k, g := range e.states[p.rule.name].groups {
+			if g.srcTable == nil && (p.keys == nil || slices.Contains(p.keys, k)) {
+				return nil, fmt.Errorf("resyncing rule %q: group %s: the rule's topic names the table, and the group's saved state does not (saved by an earlier stocksync; any change to the group fixes it)", p.rule.name, k)
 			}
 		}
 	}
@@ -76,26 +155,35 @@ func (e *Engine) Resync(ctx context.Context, names []string, at canal.Source, ou
 	src := at
 	src.TsMs, src.Snapshot = e.txnTime(), true
 	unnamed := namedTable(&canal.Table{})
-	counts := make([]ResyncCount, 0, len(picked))
-	for _, r := range picked {
-		st := e.states[r.name]
-		keys := make([]string, 0, len(st.groups))
-		for k := range st.groups {
-			keys = append(keys, k)
+	counts := make([]ResyncCount, 0, len(plans))
+	for _, p := range plans {
+		st := e.states[p.rule.name]
+		count := ResyncCount{Rule: p.rule.name}
+		keys := p.keys
+		if keys == nil {
+			keys = make([]string, 0, len(st.groups))
+			for k := range st.groups {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
 		}
-		slices.Sort(keys)
-		for i, k := range keys {
+		for _, k := range keys {
 			g := st.groups[k]
+			if g == nil {
+				count.Missing = append(count.Missing, json.RawMessage(k))
+				continue
+			}
 			ev := groupEvent{op: canal.OpRead, hasAfter: true, src: &src, table: g.srcTable}
 			if ev.table == nil {
 				ev.table = unnamed // state saved before groups remembered their table
 			}
-			src.Row = i
+			src.Row = count.Messages
 			if err := out.Emit(ctx, e.groupMessage(st, g, ev)); err != nil {
-				return counts, fmt.Errorf("resyncing rule %q: %w", r.name, err)
+				return counts, fmt.Errorf("resyncing rule %q: %w", p.rule.name, err)
 			}
+			count.Messages++
 		}
-		counts = append(counts, ResyncCount{Rule: r.name, Messages: len(keys)})
+		counts = append(counts, count)
 	}
 	return counts, nil
 }

@@ -16,16 +16,12 @@ import (
 
 	"github.com/stocksync/stocksync/internal/httpapi"
 	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/rules"
 )
 
 // resyncPath is the admin call that republishes the state of aggregate and transition
 // rules (docs/operations.md, "Resync").
 const resyncPath = "/admin/resync"
-
-// resyncRequest is the body of POST /admin/resync; no rules means all of them.
-type resyncRequest struct {
-	Rules []string `json:"rules"`
-}
 
 // mountAdmin serves the admin calls under /admin/, behind http.token like /v1.
 func (d *daemon) mountAdmin(mux *http.ServeMux) {
@@ -43,7 +39,7 @@ func (d *daemon) mountAdmin(mux *http.ServeMux) {
 }
 
 func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
-	var req resyncRequest
+	var req rules.ResyncRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&req)
@@ -52,7 +48,7 @@ func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil && !errors.Is(err, io.EOF) { // an empty body asks for every rule
 		httpapi.WriteJSON(w, http.StatusBadRequest, httpapi.Error{Code: "malformed",
-			Message: fmt.Sprintf(`reading the request: %v (expected {"rules": ["name", …]}, or no body for every aggregate and transition rule)`, err)})
+			Message: fmt.Sprintf(`reading the request: %v (expected {"rules": ["name", …], "keys": [{"column": value, …}, …]}, both optional: no body resyncs every group of every aggregate and transition rule)`, err)})
 		return
 	}
 	p := d.current.Load()
@@ -65,7 +61,7 @@ func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "not_streaming", Message: pipeline.ErrNotStreaming.Error()})
 		return
 	}
-	result, err := p.Resync(r.Context(), req.Rules)
+	result, err := p.Resync(r.Context(), req)
 	switch {
 	case err == nil:
 		httpapi.WriteJSON(w, http.StatusOK, result)
@@ -82,11 +78,19 @@ func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
 // resync, and waits for its answer.
 func newResyncCmd() *cobra.Command {
 	var url string
+	var keys []string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "resync [RULE...]",
+		Use:   "resync [RULE...] [--key JSON]...",
 		Short: "Republish the current state of aggregate and transition rules (all without RULE), for a consumer to rebuild from",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			asked := rules.ResyncRequest{Rules: args}
+			for _, k := range keys {
+				if !json.Valid([]byte(k)) {
+					return fmt.Errorf(`--key %s is not JSON: write a group key as the topic's keys are, e.g. '{"sku_id":"A1"}'`, k)
+				}
+				asked.Keys = append(asked.Keys, json.RawMessage(k))
+			}
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
@@ -96,7 +100,7 @@ func newResyncCmd() *cobra.Command {
 					return err
 				}
 			}
-			body, _ := json.Marshal(resyncRequest{Rules: args})
+			body, _ := json.Marshal(asked)
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(url, "/")+resyncPath, bytes.NewReader(body))
@@ -126,11 +130,15 @@ func newResyncCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			for _, r := range result.Rules {
 				fmt.Fprintf(out, "%s: %d messages\n", r.Rule, r.Messages)
+				for _, k := range r.Missing {
+					fmt.Fprintf(out, "%s: no group %s (it has no rows)\n", r.Rule, k)
+				}
 			}
 			fmt.Fprintf(out, "as of %s, acknowledged by the broker\n", result.Position)
 			return nil
 		},
 	}
+	cmd.Flags().StringArrayVar(&keys, "key", nil, `a group to resync, as the topic's keys write it ('{"sku_id":"A1"}'); repeatable; default every group`)
 	cmd.Flags().StringVar(&url, "url", "", "the daemon's HTTP address (default: http.addr of the config, on this host)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the answer")
 	return cmd

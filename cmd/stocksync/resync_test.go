@@ -16,9 +16,9 @@ import (
 
 // TestResyncCommandRepublishesState runs the daemon exactly-once with a token, asks for a
 // resync with `stocksync resync`, and reads the topics read_committed with an independent
-// client: each SKU's total and flag are there as reads once the command returns. A wrong
-// rule name, a request without the token and a malformed body are refused and publish
-// nothing.
+// client: each SKU's total and flag are there as reads once the command returns, and
+// --key picks SKUs, naming those without rows. A wrong rule name, a key that is not JSON,
+// a request without the token and a malformed body are refused and publish nothing.
 func TestResyncCommandRepublishesState(t *testing.T) {
 	s := newSetup(t, startDevBroker(t))
 	cfg, err := os.ReadFile(s.config)
@@ -87,7 +87,14 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 		}
 	}
 
-	out, err := resync()
+	if out, err := resync("--key", "B"); err == nil || !strings.Contains(out, "--key B is not JSON") {
+		t.Errorf("a key that is not JSON: %v, %s", err, out)
+	}
+	out, err := resync("search-in-stock", "--key", `{"sku_id":"B"}`, "--key", `{"sku_id":"Z"}`)
+	if err != nil || !strings.Contains(out, "search-in-stock: 1 messages") || !strings.Contains(out, `search-in-stock: no group {"sku_id":"Z"}`) {
+		t.Errorf("a resync of two keys, one without rows: %v\n%s", err, out)
+	}
+	out, err = resync()
 	if err != nil {
 		t.Fatalf("stocksync resync: %v\n%s", err, out)
 	}
@@ -118,8 +125,8 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 		`.search {"sku_id":"A"}`:  `{"sellable":12,"sku_id":"A","value":true}`,
 		`.search {"sku_id":"B"}`:  `{"sellable":0,"sku_id":"B","value":false}`,
 	}
-	if len(recs) != 6+4 || fmt.Sprint(reads) != fmt.Sprint(want) {
-		t.Errorf("%d committed messages (want 10), reads %v, want %v", len(recs), reads, want)
+	if len(recs) != 6+1+4 || fmt.Sprint(reads) != fmt.Sprint(want) {
+		t.Errorf("%d committed messages (want 11), reads %v, want %v", len(recs), reads, want)
 	}
 	d.terminate(t, 10*time.Second)
 }
