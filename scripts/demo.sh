@@ -93,6 +93,8 @@ api PUT /v1/warehouses/SZ '{"name": "Shenzhen", "address": "Bao an", "type": "ce
 api POST /v1/physical '[{"sku": "PHONE", "warehouse": "SZ", "qty": 50}, {"sku": "CASE", "warehouse": "SZ", "qty": 20}]'
 api POST "/v1/orders/A-$n/confirm"
 api POST "/v1/orders/A-$n/ship" '{"warehouse": "SZ"}'
+step "the search team rebuilt its index: stocksync resync search-in-stock (every SKU's flag, as reads)"
+$bin resync --config "$cfg" search-in-stock
 sleep 2
 step "done. Metrics: http://127.0.0.1:18080/metrics; inventory API: docs/api.md. Ctrl-C to stop."
 wait
