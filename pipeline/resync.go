@@ -7,7 +7,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/rules"
+	"github.com/stocksync/stocksync/sinks"
 )
 
 // ErrNotStreaming answers a resync asked of a pipeline that is not streaming: starting,
@@ -17,9 +19,11 @@ var ErrNotStreaming = errors.New("the pipeline is not streaming")
 // ErrResyncRules marks a resync refused for its rule names or keys; nothing was published.
 var ErrResyncRules = errors.New("resync refused")
 
-// ResyncResult is what a resync republished, and the binlog position its state is of.
+// ResyncResult is what a resync republished, the binlog position its state is of, and
+// the position its row rules' tables were re-read at, if any.
 type ResyncResult struct {
 	Position string              `json:"position"`
+	RereadAt string              `json:"reread_at,omitempty"`
 	Rules    []rules.ResyncCount `json:"rules"`
 }
 
@@ -78,7 +82,8 @@ func (p *Pipeline) serveResync(ctx context.Context) error {
 }
 
 func (p *Pipeline) resync(ctx context.Context, req rules.ResyncRequest) (ResyncResult, error) {
-	if err := p.engine.Set().CheckResync(req); err != nil {
+	rowRules, err := p.engine.Set().CheckResync(req)
+	if err != nil {
 		return ResyncResult{}, fmt.Errorf("%w: %w", ErrResyncRules, err)
 	}
 	p.mu.Lock()
@@ -95,6 +100,14 @@ func (p *Pipeline) resync(ctx context.Context, req rules.ResyncRequest) (ResyncR
 	if err != nil {
 		return ResyncResult{}, err
 	}
+	result := ResyncResult{Position: pos.String(), Rules: counts}
+	if len(rowRules) > 0 {
+		reread, err := p.reread(ctx, rowRules)
+		if err != nil {
+			return ResyncResult{}, err
+		}
+		result.RereadAt, result.Rules = reread.at.String(), append(result.Rules, reread.counts...)
+	}
 	if p.opts.ExactlyOnce {
 		// The messages are in the open Kafka transaction: commit it with the checkpoint.
 		err = p.saveCheckpoint(ctx, p.store, true)
@@ -104,6 +117,63 @@ func (p *Pipeline) resync(ctx context.Context, req rules.ResyncRequest) (ResyncR
 	if err != nil {
 		return ResyncResult{}, fmt.Errorf("waiting for the broker to acknowledge the resync at %s: %w", pos, err)
 	}
-	p.log.Info("resync published", zap.Stringer("pos", pos), zap.Any("rules", counts))
-	return ResyncResult{Position: pos.String(), Rules: counts}, nil
+	p.log.Info("resync published", zap.Stringer("pos", pos), zap.String("reread_at", result.RereadAt), zap.Any("rules", result.Rules))
+	return result, nil
 }
+
+// rereader hands the rows of a resync's re-read to the row rules being resynced, and
+// counts their messages.
+type rereader struct {
+	p      *Pipeline
+	names  []string
+	at     canal.Position
+	counts []rules.ResyncCount
+}
+
+// reread reads the tables of the named row rules in a consistent snapshot at a position
+// P, while the stream waits, and publishes their rows through those rules alone; from
+// then on they skip the streamed changes of transactions before P, which the rows
+// already hold (rules.Engine.MarkReread).
+func (p *Pipeline) reread(ctx context.Context, names []string) (*rereader, error) {
+	set := p.engine.Set()
+	filter := scopedFilter{base: p.filterFor(set), stateful: set.TablesOf(names)}
+	r := &rereader{p: p, names: names}
+	for _, n := range names {
+		r.counts = append(r.counts, rules.ResyncCount{Rule: n})
+	}
+	p.log.Info("resync: re-reading the tables of row rules", zap.Strings("rules", names))
+	at, err := p.server.Snapshot(ctx, filter, r, canal.SnapshotOptions{ChunkSize: p.opts.SnapshotChunkSize, Logger: p.log.Named("reread")})
+	if err != nil {
+		return nil, fmt.Errorf("resyncing: re-reading the tables of %v: %w", names, err)
+	}
+	marks := p.engine.MarkReread(names, at)
+	p.mu.Lock()
+	for _, e := range marks {
+		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
+	}
+	p.mu.Unlock()
+	r.at = at
+	return r, nil
+}
+
+func (r *rereader) Row(ctx context.Context, c *canal.RowChange) error {
+	return r.p.engine.Reread(ctx, c, r.names, r)
+}
+
+// Emit counts the message for its rule and hands it on.
+func (r *rereader) Emit(ctx context.Context, m sinks.Message) error {
+	for _, h := range m.Headers {
+		if h.Key != rules.HeaderRule {
+			continue
+		}
+		for i := range r.counts {
+			if r.counts[i].Rule == string(h.Value) {
+				r.counts[i].Messages++
+			}
+		}
+	}
+	return r.p.Emit(ctx, m)
+}
+
+func (r *rereader) Commit(context.Context, canal.Position) error { return nil }
+func (r *rereader) Idle(context.Context) error                   { return nil }

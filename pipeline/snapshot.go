@@ -192,7 +192,7 @@ func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) error {
 		return nil
 	}
 	set := p.engine.Set()
-	filter := scopedFilter{base: p.filterFor(set), stateful: set.SeedTables(names)}
+	filter := scopedFilter{base: p.filterFor(set), stateful: set.TablesOf(names)}
 	p.log.Info("seeding aggregate/transition rules from a snapshot of their tables", zap.Strings("rules", names))
 	pos, err := server.Snapshot(ctx, filter, seeder{p: p, names: names}, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize, Logger: p.log.Named("seed")})

@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,11 @@ type Engine struct {
 	states map[string]*ruleState // by rule name, stateful rules only
 	// restored names the tables of groups read back by Restore, by schema NUL table.
 	restored map[string]*tableInfo
+	// rereadAt holds, per row rule whose tables a resync re-read, the re-read's position:
+	// the rule skips streamed changes of transactions that began before it (resync.go).
+	rereadAt map[string]canal.Position
+	// rereadDone are the deletions of re-read positions the stream passed, for Commit.
+	rereadDone []StateEntry
 
 	// per transaction
 	txnMs      int64
@@ -87,6 +93,10 @@ func NewEngine(set *Set, serverID uint32) *Engine {
 // Reset forgets every aggregate and transition group, as before the first change: a
 // new snapshot is about to fold every row again.
 func (e *Engine) Reset() {
+	for name := range e.rereadAt { // the snapshot re-reads every table
+		e.rereadDone = append(e.rereadDone, StateEntry{Rule: name, Key: rereadKey})
+	}
+	clear(e.rereadAt)
 	e.states = nil
 	e.install(e.set)
 }
@@ -137,6 +147,11 @@ func (e *Engine) install(set *Set) {
 // to the change's table (a named column is missing or a sum column is not numeric) or
 // out failed; the transaction must not be committed.
 func (e *Engine) Row(ctx context.Context, c *canal.RowChange, out Emitter) error {
+	return e.row(ctx, c, out, nil)
+}
+
+// row is Row; with only set, it is a re-read for those row rules alone (Reread).
+func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only []string) error {
 	plan := e.plans[c.Table]
 	if plan == nil {
 		plan = e.plan(c.Table)
@@ -154,13 +169,17 @@ func (e *Engine) Row(ctx context.Context, c *canal.RowChange, out Emitter) error
 			return rp.err
 		}
 		r := rp.rule
-		if r.emit != EmitRow {
+		switch {
+		case only != nil && (r.emit != EmitRow || !slices.Contains(only, r.name)):
+			continue
+		case r.emit != EmitRow:
 			if err := e.fold(rp, c); err != nil {
 				return err
 			}
 			continue
-		}
-		if !r.ops[op] {
+		case !r.ops[op]:
+			continue
+		case len(e.rereadAt) > 0 && e.reread(r, c):
 			continue
 		}
 		if r.when != nil && !e.matchWhen(rp, plan, c) {
@@ -199,6 +218,8 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 	}
 	e.txnMsSet = false
 	entries = append(entries, e.seedMarkers()...)
+	entries = append(entries, e.rereadDone...)
+	e.rereadDone = e.rereadDone[:0]
 	if next := e.pending.Swap(nil); next != nil {
 		e.install(next)
 	}

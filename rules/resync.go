@@ -38,11 +38,17 @@ type resyncPlan struct {
 }
 
 // CheckResync reports every problem of req against the set, in one error: a name that is
-// unknown or names a row rule (whose messages are rows, not state), a key that is not a
-// JSON object of scalars with exactly a named rule's group_by columns.
-func (s *Set) CheckResync(req ResyncRequest) error {
-	_, err := s.planResync(req)
-	return err
+// unknown, a key that is not a JSON object of scalars with exactly a named rule's
+// group_by columns, keys with a row rule. It returns the row rules req names, whose
+// tables the caller re-reads (Reread); the engine's Resync sends the others' state.
+func (s *Set) CheckResync(req ResyncRequest) (rowRules []string, err error) {
+	plans, err := s.planResync(req)
+	for _, p := range plans {
+		if !p.rule.Stateful() {
+			rowRules = append(rowRules, p.rule.name)
+		}
+	}
+	return rowRules, err
 }
 
 func (s *Set) planResync(req ResyncRequest) ([]resyncPlan, error) {
@@ -52,11 +58,11 @@ func (s *Set) planResync(req ResyncRequest) ([]resyncPlan, error) {
 			stateful = append(stateful, r.name)
 		}
 	}
-	if len(stateful) == 0 {
-		return nil, errors.New("the rules have no aggregate or transition rule: a resync republishes their state, and row rules have none")
-	}
 	names := req.Rules
 	if len(names) == 0 {
+		if len(stateful) == 0 {
+			return nil, errors.New("the rules have no aggregate or transition rule, whose state a resync republishes by default: name the row rules whose tables to re-read")
+		}
 		names = stateful
 	}
 	var plans []resyncPlan
@@ -67,13 +73,17 @@ func (s *Set) planResync(req ResyncRequest) ([]resyncPlan, error) {
 		case r == nil:
 			errs = append(errs, fmt.Errorf("no rule is named %q (the aggregate and transition rules: %s)", n, strings.Join(stateful, ", ")))
 			continue
-		case !r.Stateful():
-			errs = append(errs, fmt.Errorf("rule %q emits rows: a resync republishes the state of aggregate and transition rules only (%s)", n, strings.Join(stateful, ", ")))
+		case !r.Stateful() && len(req.Keys) > 0:
+			errs = append(errs, fmt.Errorf("rule %q emits rows: keys pick groups of aggregate and transition rules (%s); a row rule's tables are re-read whole", n, strings.Join(stateful, ", ")))
 			continue
 		case slices.ContainsFunc(plans, func(p resyncPlan) bool { return p.rule == r }):
 			continue
 		}
 		p := resyncPlan{rule: r}
+		if !r.Stateful() {
+			plans = append(plans, p)
+			continue
+		}
 		for _, raw := range req.Keys {
 			k, err := canonicalKey(r.groupBy, raw)
 			if err != nil {
@@ -130,7 +140,8 @@ func canonicalKey(groupBy []string, raw json.RawMessage) (string, error) {
 	return string(append(b, '}')), nil
 }
 
-// Resync emits the current state of the aggregate and transition rules req names, one
+// Resync emits the current state of the aggregate and transition rules req names (row
+// rules it names are the caller's to re-read), one
 // message per group (in key order, or in the order of req.Keys), as a read (op r) at
 // `at`, the point between two transactions where the stream stands
 // (canal.Server.SourceAt): what a consumer needs to rebuild what it keeps from these
@@ -141,6 +152,7 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source,
 	if err != nil {
 		return nil, err
 	}
+	plans = slices.DeleteFunc(plans, func(p resyncPlan) bool { return !p.rule.Stateful() }) // re-read by the caller
 	for _, p := range plans {
 		if !topicNamesTable(p.rule) {
 			continue
@@ -186,6 +198,61 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source,
 		counts = append(counts, count)
 	}
 	return counts, nil
+}
+
+// Reread hands a row of a re-read of their tables (a snapshot's, op r) to the named row
+// rules alone, which emit it as Row would (their ops and when apply); other rules see
+// nothing of it.
+func (e *Engine) Reread(ctx context.Context, c *canal.RowChange, names []string, out Emitter) error {
+	return e.row(ctx, c, out, names)
+}
+
+// rereadKey is the key of the state entry that holds a row rule's re-read position
+// (MarkReread), so that a restart before the stream passes it still skips what the
+// re-read holds.
+const rereadKey = "\x00reread"
+
+// MarkReread records that the named row rules published their tables as of pos: they
+// skip the streamed changes of transactions that began before pos, which the re-read
+// already holds, so that no consumer sees a change older than the row it follows. The
+// entries returned are to be saved with the checkpoint (Restore reads them back); the
+// Commit after the stream passes pos returns their deletion.
+func (e *Engine) MarkReread(names []string, pos canal.Position) []StateEntry {
+	if e.rereadAt == nil {
+		e.rereadAt = map[string]canal.Position{}
+	}
+	value, _ := json.Marshal(pos)
+	var entries []StateEntry
+	for _, n := range names {
+		e.rereadAt[n] = pos
+		entries = append(entries, StateEntry{Rule: n, Key: rereadKey, Value: value})
+	}
+	return entries
+}
+
+// reread reports whether row rule r already published c through a re-read (MarkReread).
+// The first streamed change at or after the re-read's position ends the check.
+func (e *Engine) reread(r *Rule, c *canal.RowChange) bool {
+	at, ok := e.rereadAt[r.name]
+	if !ok || c.Source.Snapshot {
+		return false
+	}
+	if (canal.Position{File: c.Source.File, Pos: c.Source.Pos}).Compare(at) < 0 {
+		return true
+	}
+	delete(e.rereadAt, r.name)
+	e.rereadDone = append(e.rereadDone, StateEntry{Rule: r.name, Key: rereadKey})
+	return false
+}
+
+// restoreReread reads back a re-read position saved by MarkReread.
+func (e *Engine) restoreReread(ent StateEntry) error {
+	var pos canal.Position
+	if err := json.Unmarshal(ent.Value, &pos); err != nil {
+		return fmt.Errorf("restoring rule %q re-read position: %w", ent.Rule, err)
+	}
+	e.MarkReread([]string{ent.Rule}, pos)
+	return nil
 }
 
 // topicNamesTable reports whether r's topic template has {schema} or {table}.

@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,17 +115,101 @@ func TestResyncRefusesWrongNamesAndSendsNothing(t *testing.T) {
 	e := newTestEngine(mustParse(t, issueRules+spineRules[len("\nrules:\n"):]))
 	txn(t, e, ins("A1", 0, 3))
 	var out recorder
-	_, err := e.Resync(t.Context(), ResyncRequest{Rules: []string{"product-stock", "stock-rows", "nope"}}, canal.Source{File: "binlog.000004", Pos: 4}, &out)
+	_, err := e.Resync(t.Context(), ResyncRequest{Rules: []string{"product-stock", "stock-rows", "nope"}, Keys: []json.RawMessage{[]byte(`{"sku_id":"A1"}`)}},
+		canal.Source{File: "binlog.000004", Pos: 4}, &out)
 	if err == nil || len(out.msgs) != 0 {
 		t.Fatalf("want an error and no message, got %v and %d messages", err, len(out.msgs))
 	}
-	for _, part := range []string{`rule "stock-rows" emits rows`, `no rule is named "nope"`, "product-stock, search-in-stock"} {
+	for _, part := range []string{`rule "stock-rows" emits rows: keys pick groups`, `no rule is named "nope"`, "product-stock, search-in-stock"} {
 		if !strings.Contains(err.Error(), part) {
 			t.Errorf("error %q lacks %q", err, part)
 		}
 	}
-	if err := mustParse(t, spineRules).CheckResync(ResyncRequest{}); err == nil || !strings.Contains(err.Error(), "no aggregate or transition rule") {
+	// Without keys a row rule is the caller's to re-read; the state of the others is sent.
+	rowRules, err := e.set.CheckResync(ResyncRequest{Rules: []string{"stock-rows", "product-stock"}})
+	if err != nil || fmt.Sprint(rowRules) != "[stock-rows]" {
+		t.Errorf("row rules to re-read: %v, %v", rowRules, err)
+	}
+	got, _ := resyncAll(t, e, "stock-rows", "product-stock")
+	if len(got) != 1 || !strings.HasPrefix(got[0], "product.stock ") {
+		t.Errorf("a resync of a row rule and an aggregate: %v", got)
+	}
+	if _, err := mustParse(t, spineRules).CheckResync(ResyncRequest{}); err == nil || !strings.Contains(err.Error(), "no aggregate or transition rule") {
 		t.Errorf("a set of row rules: %v", err)
+	}
+}
+
+// A re-read row goes to the named row rules alone; after MarkReread they skip streamed
+// changes of transactions before the re-read, and take the ones after it.
+func TestRereadThenStream(t *testing.T) {
+	e := newTestEngine(mustParse(t, issueRules+`
+  - name: shard-rows
+    match: {table: "inventory.sellable_shard"}
+    topic: rows
+  - name: other-rows
+    match: {table: "inventory.sellable_shard"}
+    topic: other
+`))
+	e.MarkSeeded(e.Unseeded(), canal.Position{})
+	var out recorder
+	read := &canal.RowChange{Op: canal.OpRead, Table: shardTable, After: shardRow("A1", 0, 3),
+		Source: canal.Source{File: "binlog.000004", Pos: 500, Snapshot: true}}
+	if err := e.Reread(t.Context(), read, []string{"shard-rows"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	marks := e.MarkReread([]string{"shard-rows"}, canal.Position{File: "binlog.000004", Pos: 500})
+	if len(out.msgs) != 1 || out.msgs[0].Topic != "rows" || !strings.HasPrefix(string(out.msgs[0].Value), `{"op":"r"`) {
+		t.Fatalf("the re-read: %d messages, %v", len(out.msgs), out.msgs)
+	}
+	if _, err := e.Commit(t.Context(), canal.Position{}, &out); err != nil || len(out.msgs) != 1 {
+		t.Fatalf("a re-read touched the aggregates: %v, %d messages", err, len(out.msgs))
+	}
+	stream := func(pos uint32, c *canal.RowChange) []string {
+		var out recorder
+		c.Source = canal.Source{File: "binlog.000004", Pos: pos}
+		if err := e.Row(t.Context(), c, &out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000004", Pos: pos + 1}, &out); err != nil {
+			t.Fatal(err)
+		}
+		var topics []string
+		for _, m := range out.msgs {
+			topics = append(topics, m.Topic)
+		}
+		return topics
+	}
+	if got := fmt.Sprint(stream(400, upd("A1", 0, 1, 3))); got != "[other product.stock search.availability]" {
+		t.Errorf("a change before the re-read: %s (the re-read rule must skip it)", got)
+	}
+	if got := fmt.Sprint(stream(600, upd("A1", 0, 3, 2))); got != "[rows other product.stock]" {
+		t.Errorf("a change after the re-read: %s", got)
+	}
+
+	// Saved with the checkpoint, the position survives a restart from before it; the
+	// Commit after the stream passes it deletes it.
+	restarted := newTestEngine(e.set)
+	if err := restarted.Restore(marks); err != nil {
+		t.Fatal(err)
+	}
+	var out2 recorder
+	c := upd("A1", 0, 1, 3)
+	c.Source = canal.Source{File: "binlog.000004", Pos: 400}
+	restarted.Row(t.Context(), c, &out2)
+	restarted.Commit(t.Context(), canal.Position{File: "binlog.000004", Pos: 401}, &out2)
+	c = upd("A1", 0, 3, 2)
+	c.Source = canal.Source{File: "binlog.000004", Pos: 600}
+	restarted.Row(t.Context(), c, &out2)
+	ents, _ := restarted.Commit(t.Context(), canal.Position{File: "binlog.000004", Pos: 601}, &out2)
+	var rows int
+	for _, m := range out2.msgs {
+		if m.Topic == "rows" {
+			rows++
+		}
+	}
+	deleted := slices.ContainsFunc(ents, func(e StateEntry) bool { return e.Rule == "shard-rows" && e.Key == rereadKey && e.Value == nil })
+	if rows != 1 || !deleted {
+		t.Errorf("after a restart: %d row messages (want 1, the change after the re-read), deletion of the saved position %v", rows, deleted)
 	}
 }
 

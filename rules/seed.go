@@ -21,15 +21,16 @@ func (e *Engine) Unseeded() []string {
 	return names
 }
 
-// SeedTables reports whether a table feeds one of the named rules.
-func (s *Set) SeedTables(names []string) func(schema, table string) bool {
+// TablesOf reports whether a table feeds one of the named rules (those to seed, or to
+// re-read for a resync).
+func (s *Set) TablesOf(names []string) func(schema, table string) bool {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
 	}
 	return func(schema, table string) bool {
 		for _, r := range s.rules {
-			if want[r.name] && r.Stateful() && r.MatchesTable(schema, table) {
+			if want[r.name] && r.MatchesTable(schema, table) {
 				return true
 			}
 		}

@@ -15,13 +15,19 @@ type ackWindow struct {
 	mu    sync.Mutex // guards acked; done is written under it and read without it
 	acked []bool
 	done  atomic.Uint64
-	// wakeRoom and wakeDone are signalled (without blocking) when done moves.
+	// wakeRoom is signalled (without blocking) when done moves: its one waiter is the
+	// emitting goroutine.
 	wakeRoom chan struct{}
-	wakeDone chan struct{}
+	// doneMoved is closed and replaced when done moves (or the sink fails) while any
+	// goroutine waits in waitDone: Flush may have several callers at once (the
+	// checkpoint loop, a resync).
+	doneWaiters atomic.Int32
+	doneMu      sync.Mutex
+	doneMoved   chan struct{}
 }
 
 func newAckWindow(size int) *ackWindow {
-	return &ackWindow{acked: make([]bool, size), wakeRoom: make(chan struct{}, 1), wakeDone: make(chan struct{}, 1)}
+	return &ackWindow{acked: make([]bool, size), wakeRoom: make(chan struct{}, 1), doneMoved: make(chan struct{})}
 }
 
 func (w *ackWindow) ack(seq uint64) {
@@ -49,10 +55,19 @@ func (w *ackWindow) wake() {
 	case w.wakeRoom <- struct{}{}:
 	default:
 	}
-	select {
-	case w.wakeDone <- struct{}{}:
-	default:
+	if w.doneWaiters.Load() > 0 {
+		w.doneMu.Lock()
+		close(w.doneMoved)
+		w.doneMoved = make(chan struct{})
+		w.doneMu.Unlock()
 	}
+}
+
+// moved is the channel the next move of done closes.
+func (w *ackWindow) moved() <-chan struct{} {
+	w.doneMu.Lock()
+	defer w.doneMu.Unlock()
+	return w.doneMoved
 }
 
 func (w *ackWindow) low() uint64 { return w.done.Load() }
@@ -73,18 +88,25 @@ func (w *ackWindow) waitRoom(ctx context.Context, seq uint64, failed func() *err
 }
 
 // waitDone blocks until every message below target is acknowledged.
+// Any number of goroutines may wait at once. (A waiter registers before it reads done,
+// and ack stores done before wake reads the count, so no move goes unseen.)
 func (w *ackWindow) waitDone(ctx context.Context, target uint64, failed func() *error) error {
-	for w.low() < target {
+	w.doneWaiters.Add(1)
+	defer w.doneWaiters.Add(-1)
+	for {
+		moved := w.moved()
+		if w.low() >= target {
+			return nil
+		}
 		if e := failed(); e != nil {
 			return *e
 		}
 		select {
-		case <-w.wakeDone:
+		case <-moved:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	return nil
 }
 
 // enqueue numbers pm with the next sequence number (in Metadata, a *uint64, which

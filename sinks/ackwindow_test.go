@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -71,5 +72,41 @@ func TestAckWindowWaitDone(t *testing.T) {
 	failed := func() *error { return &failure }
 	if err := w.waitDone(t.Context(), 5, failed); !errors.Is(err, failure) {
 		t.Fatalf("waitDone on a failed sink = %v, want the failure", err)
+	}
+}
+
+// Flush may have several callers at once (the checkpoint loop and a resync): one move of
+// the watermark releases them all.
+func TestAckWindowWaitDoneWakesEveryWaiter(t *testing.T) {
+	w := newAckWindow(8)
+	noFail := func() *error { return nil }
+	done := make(chan error, 4)
+	for range 4 {
+		go func() { done <- w.waitDone(t.Context(), 2, noFail) }()
+	}
+	awaitWaiters(t, w, 4)
+	w.ack(1)
+	w.ack(0) // one move, from 0 to 2
+	for range 4 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter was not woken by the move it waited for")
+		}
+	}
+}
+
+// awaitWaiters waits until n goroutines wait in waitDone.
+func awaitWaiters(t *testing.T, w *ackWindow, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for w.doneWaiters.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters, want %d", w.doneWaiters.Load(), n)
+		}
+		runtime.Gosched()
 	}
 }

@@ -60,8 +60,8 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 		out, err := exec.Command(binary, append([]string{"resync", "--config", s.config}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	if out, err := resync("product-stock", "stock-rows"); err == nil || !strings.Contains(out, `rule "stock-rows" emits rows`) {
-		t.Errorf("a resync of a row rule: %v, %s", err, out)
+	if out, err := resync("product-stock", "stock-rows", "--key", `{"sku_id":"A"}`); err == nil || !strings.Contains(out, `rule "stock-rows" emits rows: keys pick groups`) {
+		t.Errorf("keys with a row rule: %v, %s", err, out)
 	}
 	for _, tc := range []struct {
 		token, body string
