@@ -82,7 +82,7 @@ func newResyncCmd() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "resync [RULE...] [--key JSON]...",
-		Short: "Republish the current state of aggregate and transition rules (all without RULE), for a consumer to rebuild from",
+		Short: "Republish the state of aggregate and transition rules (all without RULE), or re-read a row rule's tables, for a consumer to rebuild from",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asked := rules.ResyncRequest{Rules: args}
 			for _, k := range keys {
@@ -135,6 +135,9 @@ func newResyncCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(out, "as of %s, acknowledged by the broker\n", result.Position)
+			if result.RereadAt != "" {
+				fmt.Fprintf(out, "row rules' tables re-read as of %s\n", result.RereadAt)
+			}
 			return nil
 		},
 	}
