@@ -129,7 +129,11 @@ func newResyncCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			for _, r := range result.Rules {
-				fmt.Fprintf(out, "%s: %d messages\n", r.Rule, r.Messages)
+				plural := "s"
+				if r.Messages == 1 {
+					plural = ""
+				}
+				fmt.Fprintf(out, "%s: %d message%s\n", r.Rule, r.Messages, plural)
 				for _, k := range r.Missing {
 					fmt.Fprintf(out, "%s: no group %s (it has no rows)\n", r.Rule, k)
 				}

@@ -91,7 +91,7 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 		t.Errorf("a key that is not JSON: %v, %s", err, out)
 	}
 	out, err := resync("search-in-stock", "--key", `{"sku_id":"B"}`, "--key", `{"sku_id":"Z"}`)
-	if err != nil || !strings.Contains(out, "search-in-stock: 1 messages") || !strings.Contains(out, `search-in-stock: no group {"sku_id":"Z"}`) {
+	if err != nil || !strings.Contains(out, "search-in-stock: 1 message") || !strings.Contains(out, `search-in-stock: no group {"sku_id":"Z"}`) {
 		t.Errorf("a resync of two keys, one without rows: %v\n%s", err, out)
 	}
 	out, err = resync()
