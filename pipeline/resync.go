@@ -38,11 +38,12 @@ type resyncReply struct {
 }
 
 // Resync republishes the current state of the aggregate and transition rules req names
-// (rules.Engine.Resync): at the next transaction boundary (within about a second on an
-// idle source, at the binlog heartbeat) each group's state goes out as a read, and Resync
-// returns once the broker has acknowledged it (exactly-once: once its Kafka transaction
-// committed). A wrong request is refused with ErrResyncRules and publishes nothing. A ctx
-// that ends first only stops the waiting: the resync still runs.
+// (rules.Engine.Resync), and re-reads the tables of the row rules it names (reread): at
+// the next transaction boundary (within about a second on an idle source, at the binlog
+// heartbeat) each group's state and each re-read row goes out as a read, and Resync
+// returns once the broker has acknowledged them (exactly-once: once their Kafka
+// transaction committed). A wrong request is refused with ErrResyncRules and publishes
+// nothing. A ctx that ends first only stops the waiting: the resync still runs.
 func (p *Pipeline) Resync(ctx context.Context, req rules.ResyncRequest) (ResyncResult, error) {
 	if !p.Ready() {
 		return ResyncResult{}, ErrNotStreaming
