@@ -15,7 +15,8 @@ import (
 
 // ResyncRequest names what a resync republishes.
 type ResyncRequest struct {
-	// Rules are aggregate and transition rule names; none: every one.
+	// Rules are rule names: aggregate and transition rules send their state, row rules
+	// have their tables re-read. None: every aggregate and transition rule.
 	Rules []string `json:"rules,omitempty"`
 	// Keys are group keys as the messages' Kafka keys write them ({"sku_id":"A1"}); none:
 	// every group.
@@ -52,8 +53,9 @@ func (s *Set) CheckResync(req ResyncRequest) (rowRules []string, err error) {
 }
 
 func (s *Set) planResync(req ResyncRequest) ([]resyncPlan, error) {
-	var stateful []string
+	var stateful, all []string
 	for _, r := range s.rules {
+		all = append(all, r.name)
 		if r.Stateful() {
 			stateful = append(stateful, r.name)
 		}
@@ -71,7 +73,7 @@ func (s *Set) planResync(req ResyncRequest) ([]resyncPlan, error) {
 		r := s.Rule(n)
 		switch {
 		case r == nil:
-			errs = append(errs, fmt.Errorf("no rule is named %q (the aggregate and transition rules: %s)", n, strings.Join(stateful, ", ")))
+			errs = append(errs, fmt.Errorf("no rule is named %q (the rules: %s)", n, strings.Join(all, ", ")))
 			continue
 		case !r.Stateful() && len(req.Keys) > 0:
 			errs = append(errs, fmt.Errorf("rule %q emits rows: keys pick groups of aggregate and transition rules (%s); a row rule's tables are re-read whole", n, strings.Join(stateful, ", ")))
