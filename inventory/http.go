@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -75,49 +74,20 @@ func errorStatus(err error) (int, apiError) {
 // method it does not serve answers 405 method_not_allowed with an Allow header; any other
 // path under /v1/ answers 404 not_found.
 func (s *Store) Handler() http.Handler {
-	routes := []struct {
-		method, path string
-		handle       http.HandlerFunc
-	}{
-		{"POST", "/v1/skus/{sku}/stock", s.handleSetStock},
-		{"POST", "/v1/skus/{sku}/adjust", s.handleAdjust},
-		{"POST", "/v1/skus/{sku}/reshard", s.handleReshard},
-		{"GET", "/v1/skus/{sku}", s.handleGet},
-		{"PUT", "/v1/skus/{sku}/activities/{activity}", s.handlePutActivity},
-		{"POST", "/v1/deductions", s.handleDeduct},
-		{"GET", "/v1/orders/{order_no}", s.handleGetOrder},
-		{"POST", "/v1/orders/{order_no}/confirm", s.handleConfirm},
-		{"POST", "/v1/orders/{order_no}/cancel", s.handleCancel},
-		{"POST", "/v1/orders/{order_no}/ship", s.handleShip},
-		{"PUT", "/v1/warehouses/{code}", s.handlePutWarehouse},
-		{"POST", "/v1/physical", s.handleSyncPhysical},
-		{"POST", "/v1/physical/{sku}", s.handleSyncPhysicalSKU},
-	}
-	mux := http.NewServeMux()
-	var paths []string
-	allowed := map[string][]string{}
-	for _, rt := range routes {
-		mux.HandleFunc(rt.method+" "+rt.path, rt.handle)
-		if allowed[rt.path] == nil {
-			paths = append(paths, rt.path)
-		}
-		allowed[rt.path] = append(allowed[rt.path], rt.method)
-		if rt.method == http.MethodGet {
-			allowed[rt.path] = append(allowed[rt.path], http.MethodHead) // the mux serves HEAD with GET
-		}
-	}
-	// The same path without a method is less specific than every route on it, so it only
-	// answers the methods those routes do not serve.
-	for _, path := range paths {
-		allow := strings.Join(allowed[path], ", ")
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", allow)
-			httpapi.WriteJSON(w, http.StatusMethodNotAllowed, apiError{Code: "method_not_allowed",
-				Message: r.Method + " " + r.URL.Path + ": allowed methods are " + allow})
-		})
-	}
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusNotFound, apiError{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not an inventory API call"})
+	mux := httpapi.Routes("/v1/", "an inventory API call", []httpapi.Route{
+		{Method: "POST", Path: "/v1/skus/{sku}/stock", Handle: s.handleSetStock},
+		{Method: "POST", Path: "/v1/skus/{sku}/adjust", Handle: s.handleAdjust},
+		{Method: "POST", Path: "/v1/skus/{sku}/reshard", Handle: s.handleReshard},
+		{Method: "GET", Path: "/v1/skus/{sku}", Handle: s.handleGet},
+		{Method: "PUT", Path: "/v1/skus/{sku}/activities/{activity}", Handle: s.handlePutActivity},
+		{Method: "POST", Path: "/v1/deductions", Handle: s.handleDeduct},
+		{Method: "GET", Path: "/v1/orders/{order_no}", Handle: s.handleGetOrder},
+		{Method: "POST", Path: "/v1/orders/{order_no}/confirm", Handle: s.handleConfirm},
+		{Method: "POST", Path: "/v1/orders/{order_no}/cancel", Handle: s.handleCancel},
+		{Method: "POST", Path: "/v1/orders/{order_no}/ship", Handle: s.handleShip},
+		{Method: "PUT", Path: "/v1/warehouses/{code}", Handle: s.handlePutWarehouse},
+		{Method: "POST", Path: "/v1/physical", Handle: s.handleSyncPhysical},
+		{Method: "POST", Path: "/v1/physical/{sku}", Handle: s.handleSyncPhysicalSKU},
 	})
 	return s.authenticate(mux)
 }

@@ -1,12 +1,11 @@
 package inventory
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
-	"strings"
 	"time"
+
+	"github.com/stocksync/stocksync/internal/httpapi"
 )
 
 // The JSON bodies of the HTTP API and how they are read, apart from the handlers and the
@@ -14,29 +13,16 @@ import (
 // database. Each read function returns a *ValidationError (400) for a body that can never
 // succeed, or the *http.MaxBytesError (413) of a body over the limit.
 
-// decode reads exactly one JSON value with no unknown fields into v. An empty body is
-// allowed when optional.
+// decode reads exactly one JSON value with no unknown fields into v (httpapi.DecodeJSON),
+// a malformed one as a *ValidationError of the body. An empty body is allowed when
+// optional.
 func decode(body io.Reader, v any, optional bool) error {
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) && optional {
-		return nil
+	err := httpapi.DecodeJSON(body, v, optional)
+	var malformed *httpapi.MalformedError
+	if errors.As(err, &malformed) {
+		return &ValidationError{Field: "body", Problem: malformed.Problem}
 	}
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return err
-	}
-	if err != nil {
-		return &ValidationError{Field: "body", Problem: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if errors.As(err, &tooLarge) {
-			return err
-		}
-		return &ValidationError{Field: "body", Problem: "must hold a single JSON value"}
-	}
-	return nil
+	return err
 }
 
 // readSetStock reads {"sellable": N, "shards": M}; sellable is required.

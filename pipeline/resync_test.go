@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/pipeline"
 	"github.com/stocksync/stocksync/rules"
@@ -132,4 +134,33 @@ func TestResyncRepublishesRestoredState(t *testing.T) {
 	if history[`{"sku_id":"A","shard":1}`] != "c7;r7;" || history[`{"sku_id":"B","shard":0}`] != "c2;u0;r0;u9;" || history[`{"sku_id":"C","shard":0}`] != "c1;d<nil>;" {
 		t.Errorf("rows after the re-read: %v", history)
 	}
+
+	// The re-read's position is saved with the checkpoint (a restart before the stream
+	// passes it still skips what the re-read holds), and deleted once the stream passes it.
+	res, err = r.p.Resync(ctx, rules.ResyncRequest{Rules: []string{"shard-rows"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := func() (string, bool) {
+		var v string
+		err := db.QueryRow("SELECT v FROM checkpoint_state WHERE name = 'test' AND scope = 'shard-rows' AND k = '\\0reread'").Scan(&v)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			t.Fatal(err)
+		}
+		return v, err == nil
+	}
+	testutil.Eventually(t, 10*time.Second, "the re-read position in the checkpoint state", func() bool {
+		_, ok := saved()
+		return ok
+	})
+	v, _ := saved()
+	var at canal.Position
+	if err := json.Unmarshal([]byte(v), &at); err != nil || at.String() != res.RereadAt {
+		t.Errorf("saved re-read position %s (%v), the re-read was at %s", v, err, res.RereadAt)
+	}
+	testutil.Exec(t, db, "UPDATE sellable_shard SET qty = 8 WHERE sku_id = 'B'")
+	testutil.Eventually(t, 10*time.Second, "the re-read position deleted once the stream passed it", func() bool {
+		_, ok := saved()
+		return !ok
+	})
 }

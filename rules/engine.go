@@ -48,8 +48,8 @@ type Engine struct {
 
 	plans  map[*canal.Table]*tablePlan
 	states map[string]*ruleState // by rule name, stateful rules only
-	// restored names the tables of groups read back by Restore, by schema NUL table.
-	restored map[string]*tableInfo
+	// restored names the tables of groups read back by Restore, by schema and table.
+	restored map[[2]string]*tableInfo
 	// rereadAt holds, per row rule whose tables a resync re-read, the re-read's position:
 	// the rule skips streamed changes of transactions that began before it (resync.go).
 	rereadAt map[string]canal.Position

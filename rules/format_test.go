@@ -101,21 +101,26 @@ func TestFormatsEveryOpAndKind(t *testing.T) {
 	}
 }
 
-func TestGroupFormats(t *testing.T) {
-	for _, tc := range []struct{ format, want string }{
-		{"canal", `{"data":[{"sku_id":"A1","sellable":"3","value":"true"}],"database":"inventory","table":"sellable_shard","type":"UPDATE","old":[{"sellable":"0","value":"false"}],"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id"]}`},
-		{"maxwell", `{"database":"inventory","table":"sellable_shard","type":"update","ts":1700000000,"xid":1234,"data":{"sku_id":"A1","sellable":3,"value":true},"old":{"sellable":0,"value":false}}`},
-	} {
-		e := newTestEngine(mustParse(t, `
-rules:
+// flagRule is a transition rule "flag" (sellable > 0 per sku_id over the shard table),
+// as an item of a rules list.
+func flagRule(topic, format string) string {
+	return `
   - name: flag
     match: {table: "inventory.sellable_shard"}
     emit: transition
     group_by: [sku_id]
     sum: {sellable: qty}
     value: sellable > 0
-    topic: flags
-    format: `+tc.format))
+    topic: "` + topic + `"
+    format: ` + format + "\n"
+}
+
+func TestGroupFormats(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{
+		{"canal", `{"data":[{"sku_id":"A1","sellable":"3","value":"true"}],"database":"inventory","table":"sellable_shard","type":"UPDATE","old":[{"sellable":"0","value":"false"}],"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id"]}`},
+		{"maxwell", `{"database":"inventory","table":"sellable_shard","type":"update","ts":1700000000,"xid":1234,"data":{"sku_id":"A1","sellable":3,"value":true},"old":{"sellable":0,"value":false}}`},
+	} {
+		e := newTestEngine(mustParse(t, "rules:\n"+flagRule("flags", tc.format)))
 		got, _ := txn(t, e, ins("A1", 0, 3))
 		if len(got) != 1 || !strings.HasSuffix(got[0], tc.want) {
 			t.Errorf("%s:\n got %v\nwant %s", tc.format, got, tc.want)

@@ -269,12 +269,12 @@ func topicNamesTable(r *Rule) bool {
 
 // restoredTable is the tableInfo a restored group names, one per table.
 func (e *Engine) restoredTable(schema, name string) *tableInfo {
-	key := schema + "\x00" + name
+	key := [2]string{schema, name}
 	if ti := e.restored[key]; ti != nil {
 		return ti
 	}
 	if e.restored == nil {
-		e.restored = map[string]*tableInfo{}
+		e.restored = map[[2]string]*tableInfo{}
 	}
 	ti := namedTable(&canal.Table{Schema: schema, Name: name})
 	e.restored[key] = ti

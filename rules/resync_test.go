@@ -94,15 +94,7 @@ func TestResyncFormatsAndOneRule(t *testing.T) {
 		{"canal", `{"data":[{"sku_id":"A1","sellable":"3","value":"true"}],"database":"inventory","table":"sellable_shard","type":"INSERT","old":null,"es":1700000000999,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id"]}`},
 		{"maxwell", `{"database":"inventory","table":"sellable_shard","type":"insert","ts":1700000000,"xid":777,"data":{"sku_id":"A1","sellable":3,"value":true}}`},
 	} {
-		e := newTestEngine(mustParse(t, issueRules+`
-  - name: flag
-    match: {table: "inventory.sellable_shard"}
-    emit: transition
-    group_by: [sku_id]
-    sum: {sellable: qty}
-    value: sellable > 0
-    topic: flags
-    format: `+tc.format))
+		e := newTestEngine(mustParse(t, issueRules+flagRule("flags", tc.format)))
 		txn(t, e, ins("A1", 0, 3))
 		got, counts := resyncAll(t, e, "flag")
 		if len(got) != 1 || got[0] != `flags {"sku_id":"A1"} `+tc.want || len(counts) != 1 || counts[0].Rule != "flag" {
@@ -221,15 +213,7 @@ func TestResyncOfStateWithoutTableNames(t *testing.T) {
 		{"flags", `"after":{"sku_id":"A1","sellable":3,"value":true},"source":{"server_id":7,"gtid":null,"file":"binlog.000004","pos":777,"db":"","table":"",`},
 		{"flags.{table}", `group {"sku_id":"A1"}: the rule's topic names the table`},
 	} {
-		set := mustParse(t, `
-rules:
-  - name: flag
-    match: {table: "inventory.sellable_shard"}
-    emit: transition
-    group_by: [sku_id]
-    sum: {sellable: qty}
-    value: sellable > 0
-    topic: "`+tc.topic+`"`)
+		set := mustParse(t, "rules:\n"+flagRule(tc.topic, "debezium"))
 		old[0].Value = []byte(set.Rule("flag").signature)
 		e := newTestEngine(set)
 		if err := e.Restore(old); err != nil {

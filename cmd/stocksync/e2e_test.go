@@ -121,6 +121,19 @@ log: {level: info, format: json}
 	return s
 }
 
+// editConfig replaces the first old in the daemon's config file with new.
+func (s *setup) editConfig(t *testing.T, old, new string) {
+	t.Helper()
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), old) {
+		t.Fatalf("the config has no %q", old)
+	}
+	writeFile(t, s.config, strings.Replace(string(cfg), old, new, 1))
+}
+
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
@@ -235,12 +248,7 @@ func TestChaosKill9ExactlyOnce(t *testing.T) { chaos(t, true) }
 func chaos(t *testing.T, exactlyOnce bool) {
 	s := newSetup(t, startDevBroker(t))
 	if exactlyOnce {
-		cfg, err := os.ReadFile(s.config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg = []byte(strings.Replace(string(cfg), "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic), 1))
-		writeFile(t, s.config, string(cfg))
+		s.editConfig(t, "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic))
 	}
 	db := s.mysql.Open(t, s.db)
 	testutil.Exec(t, db, "CREATE TABLE stock_k (sku_id INT PRIMARY KEY, qty INT NOT NULL)")

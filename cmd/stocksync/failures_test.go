@@ -520,15 +520,7 @@ func newSetupOnServer(t *testing.T, m testutil.MySQL, broker string) *setup {
 	if _, err := admin.Exec("CREATE DATABASE " + s.db); err != nil {
 		t.Fatalf("creating database %s on %s: %v", s.db, m.Addr, err)
 	}
-	cfg, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := "addr: " + s.mysql.Addr + "\n"
-	if !strings.Contains(string(cfg), old) {
-		t.Fatalf("config has no %q:\n%s", old, cfg)
-	}
-	writeFile(t, s.config, strings.Replace(string(cfg), old, "addr: "+m.Addr+"\n", 1))
+	s.editConfig(t, "addr: "+s.mysql.Addr+"\n", "addr: "+m.Addr+"\n")
 	s.mysql = m
 	return s
 }

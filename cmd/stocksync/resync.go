@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -25,30 +24,24 @@ const resyncPath = "/admin/resync"
 
 // mountAdmin serves the admin calls under /admin/, behind http.token like /v1.
 func (d *daemon) mountAdmin(mux *http.ServeMux) {
-	admin := http.NewServeMux()
-	admin.HandleFunc("POST "+resyncPath, d.handleResync)
-	admin.HandleFunc(resyncPath, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", http.MethodPost)
-		httpapi.WriteJSON(w, http.StatusMethodNotAllowed, httpapi.Error{Code: "method_not_allowed",
-			Message: r.Method + " " + r.URL.Path + ": allowed methods are POST"})
-	})
-	admin.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusNotFound, httpapi.Error{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not an admin call"})
+	admin := httpapi.Routes("/admin/", "an admin call", []httpapi.Route{
+		{Method: http.MethodPost, Path: resyncPath, Handle: d.handleResync},
 	})
 	mux.Handle("/admin/", httpapi.RequireToken(d.cfg.HTTP.Token, admin))
 }
 
 func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
 	var req rules.ResyncRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&req)
-	if err == nil && dec.More() {
-		err = errors.New("more than one JSON value")
-	}
-	if err != nil && !errors.Is(err, io.EOF) { // an empty body asks for every rule
+	// An empty body resyncs every group of every aggregate and transition rule.
+	if err := httpapi.DecodeJSON(http.MaxBytesReader(w, r.Body, 64<<10), &req, true); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			httpapi.WriteJSON(w, http.StatusRequestEntityTooLarge, httpapi.Error{Code: "body_too_large",
+				Message: fmt.Sprintf("request body over %d bytes", tooLarge.Limit)})
+			return
+		}
 		httpapi.WriteJSON(w, http.StatusBadRequest, httpapi.Error{Code: "malformed",
-			Message: fmt.Sprintf(`reading the request: %v (expected {"rules": ["name", …], "keys": [{"column": value, …}, …]}, both optional: no body resyncs every group of every aggregate and transition rule)`, err)})
+			Message: fmt.Sprintf(`%v (expected {"rules": ["name", …], "keys": [{"column": value, …}, …]}, both optional)`, err)})
 		return
 	}
 	p := d.current.Load()

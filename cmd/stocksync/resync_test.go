@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,13 +20,8 @@ import (
 // a request without the token and a malformed body are refused and publish nothing.
 func TestResyncCommandRepublishesState(t *testing.T) {
 	s := newSetup(t, startDevBroker(t))
-	cfg, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := strings.Replace(string(cfg), "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic), 1)
-	conf = strings.Replace(conf, "http:\n", "http:\n  token: s3cret\n", 1)
-	writeFile(t, s.config, conf)
+	s.editConfig(t, "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic))
+	s.editConfig(t, "http:\n", "http:\n  token: s3cret\n")
 	product, search := s.topic+".product", s.topic+".search"
 	writeFile(t, filepath.Join(filepath.Dir(s.config), "rules.yaml"), fmt.Sprintf(`rules:
   - name: stock-rows
@@ -70,6 +64,7 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 		{"", `{}`, http.StatusUnauthorized},
 		{"s3cret", `{"rule": ["product-stock"]}`, http.StatusBadRequest},
 		{"s3cret", `{"rules": ["nope"]}`, http.StatusUnprocessableEntity},
+		{"s3cret", `{"rules": ["` + strings.Repeat("x", 70<<10) + `"]}`, http.StatusRequestEntityTooLarge},
 	} {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/admin/resync", strings.NewReader(tc.body))
 		if tc.token != "" {
@@ -83,7 +78,7 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&refusal)
 		resp.Body.Close()
 		if resp.StatusCode != tc.want || refusal.Code == "" || refusal.Message == "" {
-			t.Errorf("%q with token %q: %d %+v, want %d with a code and a message", tc.body, tc.token, resp.StatusCode, refusal, tc.want)
+			t.Errorf("%.60q with token %q: %d %+v, want %d with a code and a message", tc.body, tc.token, resp.StatusCode, refusal, tc.want)
 		}
 	}
 
