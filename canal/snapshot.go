@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -597,46 +598,22 @@ func (r *snapshotRun) readTable(ctx context.Context, st *snapshotTable) error {
 	}
 	r.log.Debug("snapshot of table started", zap.String("table", name), zap.Int64("rows_estimated", st.estimate),
 		zap.Bool("resumed", last != nil))
-	// Prepared statements use the binary protocol, which carries FLOAT and DOUBLE
-	// exactly (the text protocol rounds FLOAT to 6 digits).
-	first, err := r.conn.PrepareContext(ctx, st.chunkQuery(false, r.opts.ChunkSize))
+	stmts, err := st.prepareChunks(ctx, r.conn, r.opts.ChunkSize)
 	if err != nil {
-		return fmt.Errorf("preparing the first chunk query of %s: %w", name, err)
+		return err
 	}
-	defer first.Close()
-	next, err := r.conn.PrepareContext(ctx, st.chunkQuery(true, r.opts.ChunkSize))
-	if err != nil {
-		return fmt.Errorf("preparing the chunk query of %s: %w", name, err)
-	}
-	defer next.Close()
+	defer stmts.close()
 	for {
 		// The chunk is read whole before it is handed on, so that a slow handler never
 		// holds the server's result set open (net_write_timeout).
-		var rows *sql.Rows
-		if last == nil {
-			rows, err = first.QueryContext(ctx)
-		} else {
-			rows, err = next.QueryContext(ctx, chunkArgs(last)...)
-		}
+		rows, err := stmts.query(ctx, last)
 		if err != nil {
 			return fmt.Errorf("reading chunk of %s after %v: %w", name, []any(last), err)
 		}
-		var chunk [][]any
-		var raws []any
-		for rows.Next() {
-			vals, raw, err := st.scan(rows)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("reading chunk of %s after %v: %w", name, []any(last), err)
-			}
-			chunk = append(chunk, vals)
-			raws = raw
-		}
-		if err := rows.Err(); err != nil {
-			rows.Close()
+		chunk, key, err := st.readRows(rows, last)
+		if err != nil {
 			return fmt.Errorf("reading chunk of %s after %v: %w", name, []any(last), err)
 		}
-		rows.Close()
 		for _, vals := range chunk {
 			if err := r.emit(ctx, st, vals); err != nil {
 				return err
@@ -644,12 +621,6 @@ func (r *snapshotRun) readTable(ctx context.Context, st *snapshotTable) error {
 		}
 		done := len(chunk) < r.opts.ChunkSize
 		if len(chunk) > 0 {
-			key := st.keyOf(raws)
-			if reflect.DeepEqual(key, last) {
-				// Never loop on one chunk: the server compared the key otherwise than
-				// it orders it.
-				return fmt.Errorf("reading chunk of %s after %v: the chunk ends at the same key; the key's comparison and order disagree", name, []any(last))
-			}
 			last = key
 			r.prog.LastKey[name] = last
 		}
@@ -711,11 +682,75 @@ func (r *snapshotRun) readWhole(ctx context.Context, st *snapshotTable) error {
 	return nil
 }
 
-func (r *snapshotRun) emit(ctx context.Context, st *snapshotTable, vals []any) error {
-	c := &RowChange{Op: OpRead, Table: st.table, After: vals, Source: Source{Snapshot: true,
-		ServerID: r.inst.serverID, GTID: r.inst.pos.GTIDSet, File: r.inst.pos.File, Pos: r.inst.pos.Pos,
-		TsMs: r.inst.tsMs, Row: int(r.prog.RowsDone),
+// chunkStmts are the two prepared queries of a table's chunks: the first chunk, and the
+// chunk after a key. Prepared statements use the binary protocol, which carries FLOAT and
+// DOUBLE exactly (the text protocol rounds FLOAT to 6 digits).
+type chunkStmts struct{ first, next *sql.Stmt }
+
+func (st *snapshotTable) prepareChunks(ctx context.Context, conn *sql.Conn, size int) (chunkStmts, error) {
+	var c chunkStmts
+	var err error
+	if c.first, err = conn.PrepareContext(ctx, st.chunkQuery(false, size)); err != nil {
+		return c, fmt.Errorf("preparing the first chunk query of %s: %w", st.table.FullName(), err)
+	}
+	if c.next, err = conn.PrepareContext(ctx, st.chunkQuery(true, size)); err != nil {
+		c.first.Close()
+		return c, fmt.Errorf("preparing the chunk query of %s: %w", st.table.FullName(), err)
+	}
+	return c, nil
+}
+
+// query reads the chunk after last, or the first chunk when last is nil.
+func (c chunkStmts) query(ctx context.Context, last SnapshotKey) (*sql.Rows, error) {
+	if last == nil {
+		return c.first.QueryContext(ctx)
+	}
+	return c.next.QueryContext(ctx, chunkArgs(last)...)
+}
+
+func (c chunkStmts) close() {
+	c.first.Close()
+	c.next.Close()
+}
+
+// readRows reads a chunk's result whole and closes it: each row's values as the stream
+// gives them, and the key of the last row (nil when there is none). A last key equal to
+// after, the key the chunk was read after, is an error, so that no read loops on one chunk.
+func (st *snapshotTable) readRows(rows *sql.Rows, after SnapshotKey) (chunk [][]any, last SnapshotKey, err error) {
+	defer rows.Close()
+	var raw []any
+	for rows.Next() {
+		var vals []any
+		if vals, raw, err = st.scan(rows); err != nil {
+			return nil, nil, err
+		}
+		chunk = append(chunk, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	if len(chunk) == 0 || len(st.table.PrimaryKey) == 0 {
+		return chunk, nil, nil
+	}
+	last = st.keyOf(raw)
+	if reflect.DeepEqual(last, after) {
+		// The server compared the key otherwise than it orders it.
+		return nil, nil, errors.New("the chunk ends at the same key; the key's comparison and order disagree")
+	}
+	return chunk, last, nil
+}
+
+// row is the RowChange of one row read at inst: op r, its Source naming the instant, and
+// index its running number in the read.
+func (inst snapshotInstant) row(st *snapshotTable, vals []any, index int64) *RowChange {
+	return &RowChange{Op: OpRead, Table: st.table, After: vals, Source: Source{Snapshot: true,
+		ServerID: inst.serverID, GTID: inst.pos.GTIDSet, File: inst.pos.File, Pos: inst.pos.Pos,
+		TsMs: inst.tsMs, Row: int(index),
 	}}
+}
+
+func (r *snapshotRun) emit(ctx context.Context, st *snapshotTable, vals []any) error {
+	c := r.inst.row(st, vals, r.prog.RowsDone)
 	if err := r.h.Row(ctx, c); err != nil {
 		return fmt.Errorf("handling snapshot row %d of %s: %w", c.Source.Row, st.table.FullName(), err)
 	}

@@ -80,6 +80,7 @@ type Pipeline struct {
 	nextRules atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
 	started   atomic.Bool               // the start position is fixed
 	resyncs   chan resyncRequest        // served at transaction boundaries (resync.go)
+	reread    *rereadJob                // a resync's running re-read; the reading goroutine's
 	stopped   chan struct{}             // closed when Run returns
 
 	mu      sync.Mutex
@@ -216,6 +217,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	cancel()
 	second := <-errc
 	p.m.Ready.Set(0)
+	if j := p.reread; j != nil {
+		p.reread = nil
+		j.reader.Close()
+		j.asked.reply <- resyncReply{j.result, ErrNotStreaming}
+	}
 	quiet := func(err error) bool { return err == nil || errors.Is(err, context.Canceled) }
 	if (ctx.Err() != nil || caughtUp.Load()) && quiet(first) && quiet(second) {
 		// A clean stop: everything read so far is emitted; make it durable and remember it.
@@ -287,6 +293,12 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 			p.stream.SetFilter(p.filterFor(next))
 		}
 		p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("pos", pos), zap.Int("rules", len(next.Rules())))
+		if p.reread != nil {
+			if err := p.endReread(ctx, fmt.Errorf("%w: the rules were reloaded during the re-read of the tables of %v; ask again",
+				errResyncFailed, p.reread.names)); err != nil {
+				return err
+			}
+		}
 	}
 	state, err := p.engine.Commit(ctx, pos, p)
 	if err != nil {
@@ -307,7 +319,7 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
 	}
 	p.mu.Unlock()
-	if err := p.serveResync(ctx); err != nil {
+	if err := p.serveResync(ctx, false); err != nil {
 		return err
 	}
 	caughtUp := !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0
@@ -327,7 +339,7 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 // transaction is committed when the source goes quiet, so its last messages do not wait
 // for the next transaction.
 func (p *Pipeline) Idle(ctx context.Context) error {
-	if err := p.serveResync(ctx); err != nil {
+	if err := p.serveResync(ctx, true); err != nil {
 		return err
 	}
 	if !p.opts.ExactlyOnce || time.Since(p.lastSavedAt) < p.opts.CheckpointInterval {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -20,11 +21,24 @@ var ErrNotStreaming = errors.New("the pipeline is not streaming")
 var ErrResyncRules = errors.New("resync refused")
 
 // ResyncResult is what a resync republished, the binlog position its state is of, and
-// the position its row rules' tables were re-read at, if any.
+// how the re-read of its row rules' tables went, if it named any.
 type ResyncResult struct {
 	Position string              `json:"position"`
-	RereadAt string              `json:"reread_at,omitempty"`
+	Reread   *RereadResult       `json:"reread,omitempty"`
 	Rules    []rules.ResyncCount `json:"rules"`
+}
+
+// RereadResult is how the tables of a resync's row rules were re-read: in primary-key
+// chunks, each of its own consistent snapshot and published where the stream reached
+// that snapshot's position, from the first chunk's position to the last one's.
+type RereadResult struct {
+	Tables []string `json:"tables"`
+	Chunks int      `json:"chunks"`
+	From   string   `json:"from,omitempty"`
+	To     string   `json:"to,omitempty"`
+	// ReadAgain counts chunks read a second time because the stream went past their
+	// position without stopping at it.
+	ReadAgain int `json:"read_again,omitempty"`
 }
 
 type resyncRequest struct {
@@ -38,12 +52,13 @@ type resyncReply struct {
 }
 
 // Resync republishes the current state of the aggregate and transition rules req names
-// (rules.Engine.Resync), and re-reads the tables of the row rules it names (reread): at
-// the next transaction boundary (within about a second on an idle source, at the binlog
-// heartbeat) each group's state and each re-read row goes out as a read, and Resync
-// returns once the broker has acknowledged them (exactly-once: once their Kafka
-// transaction committed). A wrong request is refused with ErrResyncRules and publishes
-// nothing. A ctx that ends first only stops the waiting: the resync still runs.
+// (rules.Engine.Resync) at the next transaction boundary (within about a second on an
+// idle source, at the binlog heartbeat), and re-reads the tables of the row rules it
+// names chunk by chunk while the stream goes on (rereadJob). It returns once the broker
+// has acknowledged everything (exactly-once: once the Kafka transaction committed). A
+// resync asked while a re-read runs waits for it. A wrong request is refused with
+// ErrResyncRules and publishes nothing. A ctx that ends first only stops the waiting: the
+// resync still runs.
 func (p *Pipeline) Resync(ctx context.Context, req rules.ResyncRequest) (ResyncResult, error) {
 	if !p.Ready() {
 		return ResyncResult{}, ErrNotStreaming
@@ -59,122 +74,221 @@ func (p *Pipeline) Resync(ctx context.Context, req rules.ResyncRequest) (ResyncR
 	select {
 	case r := <-asked.reply:
 		return r.result, r.err
+	case <-p.stopped:
+		select {
+		case r := <-asked.reply: // answered just before the end
+			return r.result, r.err
+		default:
+			return ResyncResult{}, ErrNotStreaming
+		}
 	case <-ctx.Done():
 		return ResyncResult{}, ctx.Err()
 	}
 }
 
-// serveResync runs a resync asked for, if any, at a transaction boundary of the reading
-// goroutine. An error it returns (the broker failed, the lease ran out) ends the stream:
-// the messages already handed over may be only part of the resync.
-func (p *Pipeline) serveResync(ctx context.Context) error {
+// serveResync, at a transaction boundary of the reading goroutine (idle: the source is
+// quiet), moves a running re-read on, or else runs a resync asked for, if any. An error
+// it returns (the broker failed, the lease ran out) ends the stream: the messages already
+// handed over may be only part of the resync.
+func (p *Pipeline) serveResync(ctx context.Context, idle bool) error {
+	if p.reread != nil {
+		return p.continueReread(ctx, idle)
+	}
 	var asked resyncRequest
 	select {
 	case asked = <-p.resyncs:
 	default:
 		return nil
 	}
-	result, err := p.resync(ctx, asked.req)
+	result, rowRules, err := p.resyncState(ctx, asked.req)
+	if err == nil && len(rowRules) > 0 {
+		if err = p.startReread(ctx, asked, result, rowRules); err == nil {
+			return p.continueReread(ctx, idle)
+		}
+	}
+	if err == nil {
+		err = p.acknowledged(ctx, result)
+	}
 	asked.reply <- resyncReply{result, err}
-	if errors.Is(err, ErrResyncRules) {
+	if errors.Is(err, ErrResyncRules) || errors.Is(err, errResyncFailed) {
 		return nil
 	}
 	return err
 }
 
-func (p *Pipeline) resync(ctx context.Context, req rules.ResyncRequest) (ResyncResult, error) {
+// resyncState checks req and publishes the state of the aggregate and transition rules
+// it names; it returns the row rules it names, whose tables are re-read.
+func (p *Pipeline) resyncState(ctx context.Context, req rules.ResyncRequest) (ResyncResult, []string, error) {
 	rowRules, err := p.engine.Set().CheckResync(req)
 	if err != nil {
-		return ResyncResult{}, fmt.Errorf("%w: %w", ErrResyncRules, err)
+		return ResyncResult{}, nil, fmt.Errorf("%w: %w", ErrResyncRules, err)
 	}
-	p.mu.Lock()
-	if !p.pending.have {
-		p.pending.pos, p.pending.have = p.lastSaved, true
-	}
-	pos := p.pending.pos
-	p.mu.Unlock()
+	pos := p.streamPosition()
 	at, err := p.server.SourceAt(ctx, pos)
 	if err != nil {
-		return ResyncResult{}, MarkRetryable(fmt.Errorf("resyncing: %w", err))
+		return ResyncResult{}, nil, MarkRetryable(fmt.Errorf("resyncing: %w", err))
 	}
 	counts, err := p.engine.Resync(ctx, req, at, p)
 	if err != nil {
-		return ResyncResult{}, err
+		return ResyncResult{}, nil, err
 	}
-	result := ResyncResult{Position: pos.String(), Rules: counts}
-	if len(rowRules) > 0 {
-		reread, err := p.reread(ctx, rowRules)
-		if err != nil {
-			return ResyncResult{}, err
-		}
-		result.RereadAt, result.Rules = reread.at.String(), append(result.Rules, reread.counts...)
+	return ResyncResult{Position: pos.String(), Rules: counts}, rowRules, nil
+}
+
+// streamPosition is the end of the last transaction the stream read (or its start).
+func (p *Pipeline) streamPosition() canal.Position {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.pending.have {
+		p.pending.pos, p.pending.have = p.lastSaved, true
 	}
+	return p.pending.pos
+}
+
+// acknowledged waits until the broker has what a resync published: exactly-once, the
+// messages are in the open Kafka transaction, committed here with the checkpoint.
+func (p *Pipeline) acknowledged(ctx context.Context, result ResyncResult) error {
+	var err error
 	if p.opts.ExactlyOnce {
-		// The messages are in the open Kafka transaction: commit it with the checkpoint.
 		err = p.saveCheckpoint(ctx, p.store, true)
 	} else {
 		err = p.opts.Sink.Flush(ctx)
 	}
 	if err != nil {
-		return ResyncResult{}, fmt.Errorf("waiting for the broker to acknowledge the resync at %s: %w", pos, err)
+		return fmt.Errorf("waiting for the broker to acknowledge the resync at %s: %w", result.Position, err)
 	}
-	p.log.Info("resync published", zap.Stringer("pos", pos), zap.String("reread_at", result.RereadAt), zap.Any("rules", result.Rules))
-	return result, nil
+	p.log.Info("resync published", zap.String("pos", result.Position), zap.Any("reread", result.Reread), zap.Any("rules", result.Rules))
+	return nil
 }
 
-// rereader hands the rows of a resync's re-read to the row rules being resynced, and
-// counts their messages.
-type rereader struct {
-	p      *Pipeline
-	names  []string
-	at     canal.Position
-	counts []rules.ResyncCount
+// rereadJob re-reads the tables of a resync's row rules, an incremental snapshot (as
+// Debezium's, with the snapshots' own binlog positions for watermarks): the reading
+// goroutine reads one primary-key chunk at a boundary, in a consistent snapshot at
+// position A, and hands its rows to those rules alone where the stream stands exactly
+// at A, so that every change before A was published before the rows and every change
+// after A follows them. The stream never waits longer than one chunk's read. A chunk
+// whose position the stream went past without stopping at it is read again.
+type rereadJob struct {
+	p       *Pipeline
+	asked   resyncRequest
+	result  ResyncResult
+	names   []string
+	reader  *canal.ChunkReader
+	chunk   *canal.Chunk // read, waiting for the stream to reach chunk.At
+	rows    int
+	lastLog time.Time
 }
 
-// reread reads the tables of the named row rules in a consistent snapshot at a position
-// P, while the stream waits, and publishes their rows through those rules alone; from
-// then on they skip the streamed changes of transactions before P, which the rows
-// already hold (rules.Engine.MarkReread).
-func (p *Pipeline) reread(ctx context.Context, names []string) (*rereader, error) {
+func (p *Pipeline) startReread(ctx context.Context, asked resyncRequest, result ResyncResult, names []string) error {
 	set := p.engine.Set()
 	filter := scopedFilter{base: p.filterFor(set), stateful: set.TablesOf(names)}
-	r := &rereader{p: p, names: names}
-	for _, n := range names {
-		r.counts = append(r.counts, rules.ResyncCount{Rule: n})
-	}
-	p.log.Info("resync: re-reading the tables of row rules", zap.Strings("rules", names))
-	at, err := p.server.Snapshot(ctx, filter, r, canal.SnapshotOptions{ChunkSize: p.opts.SnapshotChunkSize, Logger: p.log.Named("reread")})
+	reader, err := p.server.ReadChunks(ctx, filter, p.opts.SnapshotChunkSize, p.log.Named("reread"))
 	if err != nil {
-		return nil, fmt.Errorf("resyncing: re-reading the tables of %v: %w", names, err)
+		return fmt.Errorf("%w: preparing the re-read of the tables of %v: %w", errResyncFailed, names, err)
 	}
-	marks := p.engine.MarkReread(names, at)
-	p.mu.Lock()
-	for _, e := range marks {
-		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
+	result.Reread = &RereadResult{Tables: reader.Tables()}
+	for _, n := range names {
+		result.Rules = append(result.Rules, rules.ResyncCount{Rule: n})
 	}
-	p.mu.Unlock()
-	r.at = at
-	return r, nil
+	p.reread = &rereadJob{p: p, asked: asked, result: result, names: names, reader: reader, lastLog: time.Now()}
+	p.log.Info("resync: re-reading the tables of row rules chunk by chunk", zap.Strings("rules", names),
+		zap.Strings("tables", result.Reread.Tables))
+	return nil
 }
 
-func (r *rereader) Row(ctx context.Context, c *canal.RowChange) error {
-	return r.p.engine.Reread(ctx, c, r.names, r)
+// continueReread publishes the chunks the stream has reached and reads the next ones,
+// until a chunk is of a position the stream has still to reach, or the re-read is done.
+func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
+	j := p.reread
+	for {
+		if j.chunk == nil {
+			c, err := j.reader.Next(ctx)
+			if err != nil {
+				// The stream is not at fault: it goes on, the resync answers the error.
+				return p.endReread(ctx, fmt.Errorf("%w: re-reading the tables of %v: %w", errResyncFailed, j.names, err))
+			}
+			if c == nil {
+				return p.endReread(ctx, nil)
+			}
+			j.chunk = c
+		}
+		here, at := p.streamPosition(), j.chunk.At
+		ready := here.Compare(at) == 0
+		if !ready && (idle || here.File != at.File || here.Compare(at) > 0) {
+			same, err := p.server.SamePoint(ctx, here, at)
+			if err != nil {
+				return p.endReread(ctx, fmt.Errorf("%w: %w", errResyncFailed, err))
+			}
+			ready = same
+		}
+		switch {
+		case ready:
+			if err := j.publish(ctx); err != nil {
+				return p.endReread(ctx, err)
+			}
+		case here.Compare(at) > 0:
+			j.reader.Again()
+			j.chunk = nil
+			j.result.Reread.ReadAgain++
+		default:
+			return nil // the stream has to reach the chunk's position first
+		}
+	}
+}
+
+// errResyncFailed marks a resync that failed without harm to the stream.
+var errResyncFailed = errors.New("resync failed")
+
+// publish hands the waiting chunk's rows to the row rules being re-read.
+func (j *rereadJob) publish(ctx context.Context) error {
+	c, rr := j.chunk, j.result.Reread
+	for _, row := range c.Rows {
+		if err := j.p.engine.Reread(ctx, row, j.names, j); err != nil {
+			return fmt.Errorf("resyncing: re-reading %s at %s: %w", c.Table, c.At, err)
+		}
+	}
+	if rr.Chunks == 0 {
+		rr.From = c.At.String()
+	}
+	rr.Chunks, rr.To, j.rows = rr.Chunks+1, c.At.String(), j.rows+len(c.Rows)
+	j.chunk = nil
+	if time.Since(j.lastLog) >= 5*time.Second {
+		j.lastLog = time.Now()
+		j.p.log.Info("resync: re-read progress", zap.String("table", c.Table), zap.Int("chunks", rr.Chunks),
+			zap.Int("rows", j.rows), zap.Int("read_again", rr.ReadAgain))
+	}
+	return nil
 }
 
 // Emit counts the message for its rule and hands it on.
-func (r *rereader) Emit(ctx context.Context, m sinks.Message) error {
+func (j *rereadJob) Emit(ctx context.Context, m sinks.Message) error {
 	for _, h := range m.Headers {
 		if h.Key != rules.HeaderRule {
 			continue
 		}
-		for i := range r.counts {
-			if r.counts[i].Rule == string(h.Value) {
-				r.counts[i].Messages++
+		for i := range j.result.Rules {
+			if j.result.Rules[i].Rule == string(h.Value) {
+				j.result.Rules[i].Messages++
 			}
 		}
 	}
-	return r.p.Emit(ctx, m)
+	return j.p.Emit(ctx, m)
 }
 
-func (r *rereader) Commit(context.Context, canal.Position) error { return nil }
-func (r *rereader) Idle(context.Context) error                   { return nil }
+// endReread ends the running re-read with err, or once the broker acknowledged it, and
+// answers the resync. Only an error of the stream's own (the broker, the lease) is
+// returned, to end the stream.
+func (p *Pipeline) endReread(ctx context.Context, err error) error {
+	j := p.reread
+	p.reread = nil
+	j.reader.Close()
+	if err == nil {
+		err = p.acknowledged(ctx, j.result)
+	}
+	j.asked.reply <- resyncReply{j.result, err}
+	if errors.Is(err, errResyncFailed) {
+		p.log.Warn("resync failed; the stream goes on", zap.Error(err))
+		return nil
+	}
+	return err
+}

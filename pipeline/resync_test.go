@@ -1,7 +1,7 @@
 package pipeline_test
 
 import (
-	"database/sql"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/pipeline"
 	"github.com/stocksync/stocksync/rules"
@@ -107,7 +106,7 @@ func TestResyncRepublishesRestoredState(t *testing.T) {
 		updated <- err
 	}()
 	res, err = r.p.Resync(ctx, rules.ResyncRequest{Rules: []string{"shard-rows"}})
-	if err != nil || res.RereadAt == "" || len(res.Rules) != 1 || res.Rules[0].Messages != 3 {
+	if err != nil || res.Reread == nil || res.Reread.Chunks != 1 || res.Reread.From == "" || len(res.Rules) != 1 || res.Rules[0].Messages != 3 {
 		t.Fatalf("re-reading shard-rows: %+v, %v", res, err)
 	}
 	if err := <-updated; err != nil {
@@ -123,11 +122,10 @@ func TestResyncRepublishesRestoredState(t *testing.T) {
 		}
 		return strings.HasSuffix(history[`{"sku_id":"B","shard":0}`], "u9;")
 	})
-	// A's shard 0: the update came before the stream's point (u6 then r6), between it and
-	// the re-read (r6 alone: the rule skips it), or after the re-read (r5 then u6); never
-	// the update's change after a re-read that already holds it.
+	// A's shard 0: the update came before the chunk's position (u6 then r6) or after it
+	// (r5 then u6); never the update after a re-read that already holds it.
 	switch a0 := history[`{"sku_id":"A","shard":0}`]; a0 {
-	case "c5;u6;r6;", "c5;r6;", "c5;r5;u6;":
+	case "c5;u6;r6;", "c5;r5;u6;":
 	default:
 		t.Errorf("A shard 0: %s", a0)
 	}
@@ -135,32 +133,124 @@ func TestResyncRepublishesRestoredState(t *testing.T) {
 		t.Errorf("rows after the re-read: %v", history)
 	}
 
-	// The re-read's position is saved with the checkpoint (a restart before the stream
-	// passes it still skips what the re-read holds), and deleted once the stream passes it.
-	res, err = r.p.Resync(ctx, rules.ResyncRequest{Rules: []string{"shard-rows"}})
+	// After a binlog rotation on a quiet source, the stream stands at the end of the old
+	// file and a chunk's snapshot names the new one: the same point, so the re-read ends.
+	testutil.Exec(t, db, "FLUSH BINARY LOGS")
+	quiet, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err = r.p.Resync(quiet, rules.ResyncRequest{Rules: []string{"shard-rows"}})
+	if err != nil || res.Reread == nil || res.Reread.Chunks != 1 || res.Rules[0].Messages != 3 {
+		t.Fatalf("re-reading shard-rows after a rotation: %+v, %v", res, err)
+	}
+}
+
+// TestRereadInChunksWhileWriting re-reads a table one row per chunk while a writer
+// updates, inserts and deletes all over it. Per key, what the topic holds must be a
+// history a consumer can apply: no version older than one already published, whether
+// streamed or re-read, and each key ends as the table is. (A chunk published before the
+// stream reached its position could publish a row older than a streamed change.)
+func TestRereadInChunksWhileWriting(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE item (id INT PRIMARY KEY, version INT NOT NULL)")
+	var values []string
+	for i := 1; i <= 40; i++ {
+		values = append(values, fmt.Sprintf("(%d, 1)", i))
+	}
+	testutil.Exec(t, db, "INSERT INTO item VALUES "+strings.Join(values, ", "))
+	set := e.rules(`
+rules:
+  - name: item-rows
+    match: {table: "DB.item"}
+    topic: TOPIC.items
+`)
+	r := e.start(set, testutil.ServerID(), func(o *pipeline.Options) { o.SnapshotChunkSize = 1 })
+	testutil.Exec(t, db, "UPDATE item SET version = 2 WHERE id = 1")
+	items := e.topic + ".items"
+	testutil.Consume(t, e.broker, []string{items}, 1, 20*time.Second)
+
+	stop := make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		for n := 0; err == nil; n++ {
+			select {
+			case <-time.After(time.Duration(n/1000) * time.Millisecond): // fewer writes after the first thousand
+			case <-stop:
+				wrote <- nil
+				return
+			default:
+			}
+			id := n*7%45 + 1 // ids 41 to 45 come and go
+			switch {
+			case id > 40 && n%2 == 0:
+				_, err = db.Exec("INSERT INTO item VALUES (?, 100) ON DUPLICATE KEY UPDATE version = version + 1", id)
+			case id > 40:
+				_, err = db.Exec("DELETE FROM item WHERE id = ?", id)
+			default:
+				_, err = db.Exec("UPDATE item SET version = version + 1 WHERE id = ?", id)
+			}
+		}
+		wrote <- err
+	}()
+	res, err := r.p.Resync(t.Context(), rules.ResyncRequest{Rules: []string{"item-rows"}})
+	close(stop)
+	if werr := <-wrote; werr != nil {
+		t.Fatal(werr)
+	}
+	if err != nil || res.Reread == nil || res.Reread.Chunks < 40 || res.Rules[0].Messages != res.Reread.Chunks {
+		t.Fatalf("re-reading item-rows: %+v, %v; want a chunk per row", res, err)
+	}
+	t.Logf("re-read: %+v", *res.Reread)
+	testutil.Exec(t, db, "UPDATE item SET version = version + 1000 WHERE id = 1")
+
+	final := map[string]int64{}
+	rows, err := db.Query("SELECT id, version FROM item")
 	if err != nil {
 		t.Fatal(err)
 	}
-	saved := func() (string, bool) {
-		var v string
-		err := db.QueryRow("SELECT v FROM checkpoint_state WHERE name = 'test' AND scope = 'shard-rows' AND k = '\\0reread'").Scan(&v)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			t.Fatal(err)
+	for rows.Next() {
+		var id, v int64
+		rows.Scan(&id, &v)
+		final[fmt.Sprintf(`{"id":%d}`, id)] = v
+	}
+	rows.Close()
+	last := map[string]float64{}
+	var reads int
+	testutil.Eventually(t, 60*time.Second, "the change after the re-read", func() bool {
+		clear(last)
+		reads = 0
+		for _, rec := range testutil.Consume(t, e.broker, []string{items}, 0, 20*time.Second) {
+			m := decode(t, rec)
+			if m.Op == "d" {
+				last[rec.Key] = -1
+				continue
+			}
+			v, err := m.After["version"].(json.Number).Float64()
+			if err != nil {
+				t.Fatalf("%s: version %v", rec.Value, m.After["version"])
+			}
+			if m.Op == "r" {
+				reads++
+			}
+			if prev, ok := last[rec.Key]; ok && prev > v {
+				t.Fatalf("key %s: %s of version %v after version %v", rec.Key, m.Op, v, prev)
+			}
+			last[rec.Key] = v
 		}
-		return v, err == nil
-	}
-	testutil.Eventually(t, 10*time.Second, "the re-read position in the checkpoint state", func() bool {
-		_, ok := saved()
-		return ok
+		return last[`{"id":1}`] == float64(final[`{"id":1}`])
 	})
-	v, _ := saved()
-	var at canal.Position
-	if err := json.Unmarshal([]byte(v), &at); err != nil || at.String() != res.RereadAt {
-		t.Errorf("saved re-read position %s (%v), the re-read was at %s", v, err, res.RereadAt)
+	if reads != res.Reread.Chunks {
+		t.Errorf("%d reads on the topic, the re-read published %d", reads, res.Reread.Chunks)
 	}
-	testutil.Exec(t, db, "UPDATE sellable_shard SET qty = 8 WHERE sku_id = 'B'")
-	testutil.Eventually(t, 10*time.Second, "the re-read position deleted once the stream passed it", func() bool {
-		_, ok := saved()
-		return !ok
-	})
+	for k, v := range final {
+		if last[k] != float64(v) {
+			t.Errorf("key %s ends at version %v on the topic, %d in the table", k, last[k], v)
+		}
+	}
+	for k, v := range last {
+		if _, ok := final[k]; !ok && v != -1 {
+			t.Errorf("key %s ends at version %v on the topic, and is not in the table", k, v)
+		}
+	}
 }

@@ -104,6 +104,7 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 	if err := p.store.Save(ctx, pos, nil); err != nil {
 		return pos, fmt.Errorf("saving the first start position %s: %w", pos, err)
 	}
+	p.lastSaved = pos
 	return pos, nil
 }
 

@@ -552,11 +552,6 @@ func appendNames(b []byte, names []string) []byte {
 // seed marker); other rules start empty and Unseeded names them.
 func (e *Engine) Restore(entries []StateEntry) error {
 	for _, ent := range entries {
-		if ent.Key == rereadKey && ent.Value != nil {
-			if err := e.restoreReread(ent); err != nil {
-				return err
-			}
-		}
 		if st := e.states[ent.Rule]; st != nil && ent.Key == seedKey && string(ent.Value) == st.rule.signature {
 			st.seeded = true
 		}

@@ -50,11 +50,6 @@ type Engine struct {
 	states map[string]*ruleState // by rule name, stateful rules only
 	// restored names the tables of groups read back by Restore, by schema and table.
 	restored map[[2]string]*tableInfo
-	// rereadAt holds, per row rule whose tables a resync re-read, the re-read's position:
-	// the rule skips streamed changes of transactions that began before it (resync.go).
-	rereadAt map[string]canal.Position
-	// rereadDone are the deletions of re-read positions the stream passed, for Commit.
-	rereadDone []StateEntry
 
 	// per transaction
 	txnMs      int64
@@ -93,10 +88,6 @@ func NewEngine(set *Set, serverID uint32) *Engine {
 // Reset forgets every aggregate and transition group, as before the first change: a
 // new snapshot is about to fold every row again.
 func (e *Engine) Reset() {
-	for name := range e.rereadAt { // the snapshot re-reads every table
-		e.rereadDone = append(e.rereadDone, StateEntry{Rule: name, Key: rereadKey})
-	}
-	clear(e.rereadAt)
 	e.states = nil
 	e.install(e.set)
 }
@@ -179,8 +170,6 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 			continue
 		case !r.ops[op]:
 			continue
-		case len(e.rereadAt) > 0 && e.reread(r, c):
-			continue
 		}
 		if r.when != nil && !e.matchWhen(rp, plan, c) {
 			continue
@@ -218,8 +207,6 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 	}
 	e.txnMsSet = false
 	entries = append(entries, e.seedMarkers()...)
-	entries = append(entries, e.rereadDone...)
-	e.rereadDone = e.rereadDone[:0]
 	if next := e.pending.Swap(nil); next != nil {
 		e.install(next)
 	}

@@ -209,54 +209,6 @@ func (e *Engine) Reread(ctx context.Context, c *canal.RowChange, names []string,
 	return e.row(ctx, c, out, names)
 }
 
-// rereadKey is the key of the state entry that holds a row rule's re-read position
-// (MarkReread), so that a restart before the stream passes it still skips what the
-// re-read holds.
-const rereadKey = "\x00reread"
-
-// MarkReread records that the named row rules published their tables as of pos: they
-// skip the streamed changes of transactions that began before pos, which the re-read
-// already holds, so that no consumer sees a change older than the row it follows. The
-// entries returned are to be saved with the checkpoint (Restore reads them back); the
-// Commit after the stream passes pos returns their deletion.
-func (e *Engine) MarkReread(names []string, pos canal.Position) []StateEntry {
-	if e.rereadAt == nil {
-		e.rereadAt = map[string]canal.Position{}
-	}
-	value, _ := json.Marshal(pos)
-	var entries []StateEntry
-	for _, n := range names {
-		e.rereadAt[n] = pos
-		entries = append(entries, StateEntry{Rule: n, Key: rereadKey, Value: value})
-	}
-	return entries
-}
-
-// reread reports whether row rule r already published c through a re-read (MarkReread).
-// The first streamed change at or after the re-read's position ends the check.
-func (e *Engine) reread(r *Rule, c *canal.RowChange) bool {
-	at, ok := e.rereadAt[r.name]
-	if !ok || c.Source.Snapshot {
-		return false
-	}
-	if (canal.Position{File: c.Source.File, Pos: c.Source.Pos}).Compare(at) < 0 {
-		return true
-	}
-	delete(e.rereadAt, r.name)
-	e.rereadDone = append(e.rereadDone, StateEntry{Rule: r.name, Key: rereadKey})
-	return false
-}
-
-// restoreReread reads back a re-read position saved by MarkReread.
-func (e *Engine) restoreReread(ent StateEntry) error {
-	var pos canal.Position
-	if err := json.Unmarshal(ent.Value, &pos); err != nil {
-		return fmt.Errorf("restoring rule %q re-read position: %w", ent.Rule, err)
-	}
-	e.MarkReread([]string{ent.Rule}, pos)
-	return nil
-}
-
 // topicNamesTable reports whether r's topic template has {schema} or {table}.
 func topicNamesTable(r *Rule) bool {
 	for _, p := range r.topicParts {

@@ -132,8 +132,13 @@ func newResyncCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(out, "as of %s, acknowledged by the broker\n", result.Position)
-			if result.RereadAt != "" {
-				fmt.Fprintf(out, "row rules' tables re-read as of %s\n", result.RereadAt)
+			if rr := result.Reread; rr != nil {
+				fmt.Fprintf(out, "row rules' tables (%s) re-read in %d chunks, from %s to %s",
+					strings.Join(rr.Tables, ", "), rr.Chunks, rr.From, rr.To)
+				if rr.ReadAgain > 0 {
+					fmt.Fprintf(out, " (%d read again)", rr.ReadAgain)
+				}
+				fmt.Fprintln(out)
 			}
 			return nil
 		},

@@ -123,5 +123,22 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 	if len(recs) != 6+1+4 || fmt.Sprint(reads) != fmt.Sprint(want) {
 		t.Errorf("%d committed messages (want 11), reads %v, want %v", len(recs), reads, want)
 	}
+
+	// A row rule's tables are re-read, and committed when the command returns.
+	testutil.Exec(t, db, "CREATE TABLE stock_x (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)", "INSERT INTO stock_x VALUES ('A', 1), ('B', 2)")
+	testutil.Consume(t, s.broker, []string{s.topic}, 2, 20*time.Second, committed)
+	out, err = resync("stock-rows")
+	if err != nil || !strings.Contains(out, "stock-rows: 2 messages") || !strings.Contains(out, "."+"stock_x) re-read in 1 chunks, from ") {
+		t.Errorf("a re-read: %v\n%s", err, out)
+	}
+	history := map[string]string{} // per key, in partition order
+	for _, r := range testutil.Consume(t, s.broker, []string{s.topic}, 0, 3*time.Second, committed) {
+		var m struct{ Op string }
+		json.Unmarshal([]byte(r.Value), &m)
+		history[r.Key] += m.Op
+	}
+	if got := fmt.Sprint(history); got != `map[{"sku_id":"A"}:cr {"sku_id":"B"}:cr]` {
+		t.Errorf("the row rule's topic: %s", got)
+	}
 	d.terminate(t, 10*time.Second)
 }

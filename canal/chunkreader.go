@@ -1,0 +1,193 @@
+package canal
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// Chunk is one primary-key chunk of a table read by a ChunkReader: its rows as of At, the
+// binlog position its consistent snapshot names.
+type Chunk struct {
+	At    Position
+	Table string // schema.table
+	// Rows are op r, Before nil, in primary-key order, of the same kinds and values the
+	// stream gives; their Source names At, and Source.Row runs over the whole read.
+	Rows []*RowChange
+}
+
+// ChunkReader reads tables one primary-key chunk at a time, each chunk in a consistent
+// snapshot of its own that ends before the next one is read, and names the binlog
+// position each chunk is of: an incremental snapshot, which lets the caller stream the
+// binlog between two chunks and hand each chunk on where the stream reaches its
+// position (Chunk.At), so that no row is published older than a change already
+// published. Rows inserted before a chunk's key range after it was read come by the
+// stream, as every change after At does.
+//
+// On MariaDB a chunk's snapshot takes no lock. On MySQL each chunk's snapshot holds
+// FLUSH TABLES WITH READ LOCK for the instant its position is read (untested here).
+// A table without a usable primary key (see Snapshot) is one chunk, read whole.
+type ChunkReader struct {
+	s      *Server
+	conn   *sql.Conn
+	log    *zap.Logger
+	size   int
+	tables []*snapshotTable
+	stmts  map[*snapshotTable]chunkStmts
+
+	at     int         // the table being read
+	last   SnapshotKey // the key the next chunk of tables[at] is read after
+	rows   int64       // rows handed out
+	undo   chunkStart  // where the last chunk began, for Again
+	closed bool
+}
+
+type chunkStart struct {
+	at   int
+	last SnapshotKey
+	rows int64
+}
+
+// ReadChunks prepares the reading of every table filter matches (never the system
+// schemas), in chunks of chunkSize rows (default 10000). Close it when done.
+func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize int, log *zap.Logger) (*ChunkReader, error) {
+	if chunkSize <= 0 {
+		chunkSize = 10000
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	names, err := s.snapshotTableNames(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	r := &ChunkReader{s: s, log: log, size: chunkSize, stmts: map[*snapshotTable]chunkStmts{}}
+	for _, n := range names {
+		schema, name, _ := strings.Cut(n, ".")
+		st, err := s.snapshotShape(ctx, schema, name)
+		if err != nil {
+			return nil, err
+		}
+		if !st.chunked {
+			log.Warn("table cannot be read in key chunks: it is read whole, as one chunk held in memory",
+				zap.String("table", n), zap.Int64("rows_estimated", st.estimate))
+		}
+		r.tables = append(r.tables, st)
+	}
+	if r.conn, err = s.DB.Conn(ctx); err != nil {
+		return nil, fmt.Errorf("opening the connection of a chunked read: %w", err)
+	}
+	return r, nil
+}
+
+// Tables are the tables being read, as schema.table.
+func (r *ChunkReader) Tables() []string {
+	names := make([]string, len(r.tables))
+	for i, st := range r.tables {
+		names[i] = st.table.FullName()
+	}
+	return names
+}
+
+// Next reads the next chunk that has rows, in a consistent snapshot of its own; nil once
+// every table is read.
+func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
+	r.undo = chunkStart{at: r.at, last: r.last, rows: r.rows}
+	if r.at == len(r.tables) {
+		return nil, nil
+	}
+	inst, err := r.s.openSnapshot(ctx, r.conn)
+	if err != nil {
+		return nil, err
+	}
+	// The snapshot ends whatever happens: a chunk is read in a transaction of its own.
+	defer r.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+	for ; r.at < len(r.tables); r.at, r.last = r.at+1, nil {
+		st := r.tables[r.at]
+		vals, last, err := r.read(ctx, st)
+		if err != nil {
+			return nil, fmt.Errorf("reading a chunk of %s after %v: %w", st.table.FullName(), []any(r.last), err)
+		}
+		done := !st.chunked || len(vals) < r.size
+		if len(vals) == 0 {
+			continue
+		}
+		c := &Chunk{At: inst.pos, Table: st.table.FullName(), Rows: make([]*RowChange, len(vals))}
+		for i, v := range vals {
+			c.Rows[i] = inst.row(st, v, r.rows)
+			r.rows++
+		}
+		if done {
+			r.at, r.last = r.at+1, nil
+		} else {
+			r.last = last
+		}
+		return c, nil
+	}
+	return nil, nil
+}
+
+// read reads the chunk of st after r.last.
+func (r *ChunkReader) read(ctx context.Context, st *snapshotTable) ([][]any, SnapshotKey, error) {
+	if !st.chunked {
+		rows, err := r.conn.QueryContext(ctx, "SELECT "+st.selectList()+" FROM "+st.quoted)
+		if err != nil {
+			return nil, nil, err
+		}
+		vals, _, err := st.readRows(rows, nil)
+		return vals, nil, err
+	}
+	stmts, ok := r.stmts[st]
+	if !ok {
+		var err error
+		if stmts, err = st.prepareChunks(ctx, r.conn, r.size); err != nil {
+			return nil, nil, err
+		}
+		r.stmts[st] = stmts
+	}
+	rows, err := stmts.query(ctx, r.last)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st.readRows(rows, r.last)
+}
+
+// Again makes the next Next read the last chunk's key range again, in a new snapshot:
+// for a chunk whose position the stream went past.
+func (r *ChunkReader) Again() {
+	r.at, r.last, r.rows = r.undo.at, r.undo.last, r.undo.rows
+}
+
+// Close releases the connection; its session settings never go back to the pool.
+func (r *ChunkReader) Close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	for _, s := range r.stmts {
+		s.close()
+	}
+	r.conn.Raw(func(any) error { return driver.ErrBadConn })
+	r.conn.Close()
+}
+
+// SamePoint reports whether two positions of the server have no transaction between
+// them: equal, or (MariaDB) with the same GTID position, or (MySQL) with the same
+// executed GTID set. Two ends of a binlog rotation are the same point.
+func (s *Server) SamePoint(ctx context.Context, a, b Position) (bool, error) {
+	if a.File == b.File && a.Pos == b.Pos {
+		return true, nil
+	}
+	if s.Flavor != "mariadb" {
+		return a.GTIDSet != "" && a.GTIDSet == b.GTIDSet, nil
+	}
+	var ga, gb sql.NullString
+	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?), BINLOG_GTID_POS(?, ?)", a.File, a.Pos, b.File, b.Pos).Scan(&ga, &gb); err != nil {
+		return false, fmt.Errorf("comparing the GTID positions of %s and %s: %w", a, b, err)
+	}
+	return ga.Valid && gb.Valid && ga.String == gb.String, nil
+}

@@ -1,0 +1,182 @@
+package canal_test
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// TestChunkReaderChunksAreOfTheirPosition reads two tables in chunks of 7 rows while
+// every chunk is followed by inserts, updates and deletes before, inside and after the
+// next chunk's key range. Each chunk must hold exactly the rows of its key range that the
+// binlog up to its position At gives: a chunk is of its own instant, and that instant is
+// At to the transaction.
+func TestChunkReaderChunksAreOfTheirPosition(t *testing.T) {
+	s := newSource(t)
+	from := s.position()
+	testutil.Exec(t, s.db,
+		"CREATE TABLE acct (id INT NOT NULL PRIMARY KEY, v INT NOT NULL)",
+		"CREATE TABLE empty_one (id INT NOT NULL PRIMARY KEY)",
+		"CREATE TABLE small (id INT NOT NULL PRIMARY KEY, v INT NOT NULL)",
+		"CREATE TABLE keyless (v INT NOT NULL)",
+		"INSERT INTO small VALUES (1, 1), (2, 2)",
+		"INSERT INTO keyless VALUES (1), (2), (3)")
+	var values []string
+	for i := 1; i <= 40; i++ {
+		values = append(values, fmt.Sprintf("(%d, %d)", i*10, i))
+	}
+	testutil.Exec(t, s.db, "INSERT INTO acct VALUES "+strings.Join(values, ", "))
+
+	reader, err := s.server.ReadChunks(t.Context(), schemaFilter(s.name), 7, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if got, want := reader.Tables(), []string{s.name + ".acct", s.name + ".empty_one", s.name + ".keyless", s.name + ".small"}; !slices.Equal(got, want) {
+		t.Fatalf("tables %v, want %v", got, want)
+	}
+	var chunks []*canal.Chunk
+	for round := 1; ; round++ {
+		c, err := reader.Next(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c == nil {
+			break
+		}
+		if len(chunks) > 0 && c.At.Compare(chunks[len(chunks)-1].At) <= 0 {
+			t.Errorf("chunk %d is at %s, not after the previous chunk's %s", len(chunks), c.At, chunks[len(chunks)-1].At)
+		}
+		chunks = append(chunks, c)
+		// Something in every part of the key space, so that each chunk is of a new instant.
+		testutil.Exec(t, s.db,
+			fmt.Sprintf("UPDATE acct SET v = v + 1000 WHERE id %% 20 = %d", round%2*10),
+			fmt.Sprintf("INSERT INTO acct VALUES (%d, -1)", round*70+5),
+			fmt.Sprintf("DELETE FROM acct WHERE id = %d", round*60),
+			fmt.Sprintf("UPDATE small SET v = v + 1 WHERE id = %d", round%2+1))
+	}
+	if len(chunks) < 8 {
+		t.Fatalf("%d chunks; want the 40 rows and more of acct in chunks of 7, then small and keyless", len(chunks))
+	}
+	changes := s.stream(from, s.position())
+
+	var prevTable string
+	var after int64 // the last id of the previous chunk of the same table
+	for i, c := range chunks {
+		if c.Table != prevTable {
+			prevTable, after = c.Table, -1<<62
+		}
+		_, table, _ := strings.Cut(c.Table, ".")
+		// The table up to c.At: every change of a transaction that began before it.
+		m := model{}
+		m.applyUpserts(slices.DeleteFunc(slices.Clone(changes), func(ch *canal.RowChange) bool {
+			return ch.Table.Name != table || (canal.Position{File: ch.Source.File, Pos: ch.Source.Pos}).Compare(c.At) >= 0
+		}))
+		last := int64(1 << 62)
+		if i+1 < len(chunks) && chunks[i+1].Table == c.Table {
+			last = c.Rows[len(c.Rows)-1].Value(0).(int64)
+		}
+		var want []string
+		if table == "keyless" { // no key to tell its rows apart in a model; nothing changes them
+			want = []string{"[1]", "[2]", "[3]"}
+		}
+		for _, row := range m {
+			if table == "keyless" {
+				break
+			}
+			if id := row[0].(int64); id > after && id <= last {
+				want = append(want, fmt.Sprint(row))
+			}
+		}
+		var got []string
+		for _, r := range c.Rows {
+			if r.Op != canal.OpRead || r.Source.File != c.At.File || r.Source.Pos != c.At.Pos || !r.Source.Snapshot {
+				t.Errorf("chunk %d: row %v is op %s from %s:%d, want op r from %s", i, r.After, r.Op.Name(), r.Source.File, r.Source.Pos, c.At)
+			}
+			got = append(got, fmt.Sprint(r.After))
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("chunk %d of %s at %s: rows %v, the binlog up to there gives %v", i, c.Table, c.At, got, want)
+		}
+		after = last
+	}
+	if chunks[len(chunks)-1].Table != s.name+".small" {
+		t.Errorf("the last chunk is of %s, want small (empty_one has no rows)", chunks[len(chunks)-1].Table)
+	}
+}
+
+// TestChunkReaderAgain reads the same key range again after Again, at a newer position.
+func TestChunkReaderAgain(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE acct (id INT NOT NULL PRIMARY KEY, v INT NOT NULL)",
+		"INSERT INTO acct VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)")
+	reader, err := s.server.ReadChunks(t.Context(), schemaFilter(s.name), 2, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	ids := func(c *canal.Chunk) []int64 {
+		var out []int64
+		for _, r := range c.Rows {
+			out = append(out, r.Value(0).(int64))
+		}
+		return out
+	}
+	first, err := reader.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := reader.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Exec(t, s.db, "UPDATE acct SET v = 30 WHERE id = 3")
+	reader.Again()
+	again, err := reader.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids(first), []int64{1, 2}) || !slices.Equal(ids(second), []int64{3, 4}) || !slices.Equal(ids(again), []int64{3, 4}) {
+		t.Fatalf("chunks %v, %v, then again %v; want [1 2], [3 4], [3 4]", ids(first), ids(second), ids(again))
+	}
+	if again.At.Compare(second.At) <= 0 || again.Rows[0].After[1] != int64(30) || again.Rows[0].Source.Row != second.Rows[0].Source.Row {
+		t.Errorf("the chunk read again is at %s (first read at %s), row 3 is %v (#%d, was #%d); want a newer read with v 30 and the same row numbers",
+			again.At, second.At, again.Rows[0].After, again.Rows[0].Source.Row, second.Rows[0].Source.Row)
+	}
+	last, err := reader.Next(t.Context())
+	if err != nil || last == nil || !slices.Equal(ids(last), []int64{5}) {
+		t.Fatalf("the last chunk: %v, %v; want [5]", last, err)
+	}
+	if end, err := reader.Next(t.Context()); end != nil || err != nil {
+		t.Errorf("after the last chunk: %v, %v; want nil", end, err)
+	}
+}
+
+// TestSamePoint: two ends of a rotation are one point; two sides of a transaction are not.
+func TestSamePoint(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	before := s.position()
+	testutil.Exec(t, s.db, "FLUSH BINARY LOGS")
+	rotated := s.position()
+	testutil.Exec(t, s.db, "INSERT INTO t VALUES (1)")
+	written := s.position()
+	for _, c := range []struct {
+		a, b canal.Position
+		want bool
+	}{{before, before, true}, {before, rotated, true}, {rotated, written, false}, {before, written, false}} {
+		got, err := s.server.SamePoint(t.Context(), c.a, c.b)
+		if err != nil || got != c.want {
+			t.Errorf("SamePoint(%s, %s) = %v, %v; want %v", c.a, c.b, got, err, c.want)
+		}
+	}
+}
