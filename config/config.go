@@ -27,6 +27,9 @@ type Config struct {
 	// Snapshot says when the matched tables are read whole before streaming:
 	// never, initial (first start only) or when_needed (also when the checkpoint's binlog was purged).
 	Snapshot string `mapstructure:"snapshot"`
+	// SnapshotChunkSize is the rows read per primary-key chunk by snapshots and by a
+	// resync's re-read, which holds the stream for one chunk's read at a time.
+	SnapshotChunkSize int `mapstructure:"snapshot_chunk_size"`
 	// HA makes the daemon a standby until it holds the leader lock on the source.
 	HA bool `mapstructure:"ha"`
 
@@ -125,12 +128,13 @@ func Default() Config {
 			Partitioner:     "murmur2",
 			MaxMessageBytes: 1000000,
 		},
-		Checkpoint: Checkpoint{Table: "stocksync.checkpoint", Interval: time.Second, Name: "default"},
-		Rules:      "rules.yaml",
-		HTTP:       HTTP{Addr: "127.0.0.1:8080"},
-		Log:        Log{Level: "info", Format: "json"},
-		Inventory:  Inventory{Database: "inventory", HoldTTL: 15 * time.Minute, SweepInterval: 5 * time.Second, MaxConnections: 32},
-		Snapshot:   "never",
+		Checkpoint:        Checkpoint{Table: "stocksync.checkpoint", Interval: time.Second, Name: "default"},
+		Rules:             "rules.yaml",
+		HTTP:              HTTP{Addr: "127.0.0.1:8080"},
+		Log:               Log{Level: "info", Format: "json"},
+		Inventory:         Inventory{Database: "inventory", HoldTTL: 15 * time.Minute, SweepInterval: 5 * time.Second, MaxConnections: 32},
+		Snapshot:          "never",
+		SnapshotChunkSize: 10000,
 	}
 }
 
@@ -323,6 +327,9 @@ func (c Config) Validate() Problems {
 	case "never", "initial", "when_needed":
 	default:
 		bad("snapshot", "%q is not one of never, initial, when_needed", c.Snapshot)
+	}
+	if c.SnapshotChunkSize < 1 || c.SnapshotChunkSize > 1000000 {
+		bad("snapshot_chunk_size", "must be between 1 and 1000000, got %d", c.SnapshotChunkSize)
 	}
 	return ps
 }

@@ -35,6 +35,7 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"bad duration", "checkpoint: {interval: soon}\n", []string{"checkpoint.interval: wrong type"}},
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
+		{"empty chunks", "snapshot_chunk_size: 0\n", []string{"snapshot_chunk_size: must be between 1 and 1000000, got 0"}},
 		{"tiny messages", "kafka: {max_message_bytes: 10}\n", []string{"kafka.max_message_bytes: must be between 1024 and 100000000, got 10"}},
 		{"bad partitioner", "kafka: {partitioner: random}\n", []string{`kafka.partitioner: "random" is not one of murmur2, crc32, fnv1a`}},
 		{"bad tls mode", "source: {tls: {mode: sometimes}}\n", []string{`source.tls.mode: "sometimes" is not one of disabled, required, verify_ca, verify_full`}},

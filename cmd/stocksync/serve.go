@@ -286,6 +286,7 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 		Checkpoints:        checkpoints,
 		ExactlyOnce:        d.cfg.Kafka.ExactlyOnce,
 		Snapshot:           d.cfg.Snapshot,
+		SnapshotChunkSize:  d.cfg.SnapshotChunkSize,
 		Rules:              d.rules.Load(),
 		Sink:               sink,
 		Logger:             d.log,
