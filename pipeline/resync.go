@@ -226,6 +226,13 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 			if err := j.publish(ctx); err != nil {
 				return p.endReread(ctx, err)
 			}
+			// On a quiet source the chunks follow one another here: exactly-once, a
+			// large re-read is committed in Kafka transactions of bounded size.
+			if p.opts.ExactlyOnce && p.emitted.Load()-p.emittedAtSave >= exactlyOnceMaxMessages {
+				if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
+					return p.endReread(ctx, err)
+				}
+			}
 		case here.Compare(at) > 0:
 			j.reader.Again()
 			j.chunk = nil
