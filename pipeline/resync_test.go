@@ -254,3 +254,59 @@ rules:
 		}
 	}
 }
+
+// TestReloadEndsAReread reloads the rules while a re-read, one row per chunk, follows a
+// busy stream: the resync answers that the rules were reloaded, and the stream goes on.
+func TestReloadEndsAReread(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE item (id INT PRIMARY KEY)", "CREATE TABLE busy (id INT PRIMARY KEY, n INT)",
+		"INSERT INTO item SELECT seq FROM seq_1_to_2000", "INSERT INTO busy VALUES (1, 0)")
+	set := e.rules(`
+rules:
+  - name: item-rows
+    match: {table: "DB.item"}
+    topic: TOPIC.items
+  - name: busy-rows
+    match: {table: "DB.busy"}
+    topic: TOPIC.busy
+`)
+	r := e.start(set, testutil.ServerID(), func(o *pipeline.Options) { o.SnapshotChunkSize = 1 })
+	stop := make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() { // moves the binlog on, so that each chunk waits for the stream
+		for {
+			select {
+			case <-stop:
+				wrote <- nil
+				return
+			default:
+			}
+			if _, err := db.Exec("UPDATE busy SET n = n + 1"); err != nil {
+				wrote <- err
+				return
+			}
+		}
+	}()
+	answer := make(chan error, 1)
+	go func() {
+		_, err := r.p.Resync(t.Context(), rules.ResyncRequest{Rules: []string{"item-rows"}})
+		answer <- err
+	}()
+	// The re-read has begun once its first rows are on the topic (only reads go there).
+	testutil.Consume(t, e.broker, []string{e.topic + ".items"}, 1, 20*time.Second)
+	r.p.Reload(set)
+	err := <-answer
+	close(stop)
+	if werr := <-wrote; werr != nil {
+		t.Fatal(werr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "the rules were reloaded during the re-read") {
+		t.Fatalf("a reload during the re-read: %v", err)
+	}
+	testutil.Exec(t, db, "UPDATE busy SET n = -1")
+	testutil.Eventually(t, 20*time.Second, "the stream going on after the ended re-read", func() bool {
+		recs := testutil.Consume(t, e.broker, []string{e.topic + ".busy"}, 0, 5*time.Second)
+		return len(recs) > 0 && strings.Contains(recs[len(recs)-1].Value, `"n":-1`)
+	})
+}
