@@ -18,6 +18,8 @@ type Chunk struct {
 	// Rows are op r, Before nil, in primary-key order, of the same kinds and values the
 	// stream gives; their Source names At, and Source.Row runs over the whole read.
 	Rows []*RowChange
+
+	start chunkStart // where the chunk's read began, for Rewind
 }
 
 // ChunkReader reads tables one primary-key chunk at a time, each chunk in a consistent
@@ -42,7 +44,6 @@ type ChunkReader struct {
 	at     int         // the table being read
 	last   SnapshotKey // the key the next chunk of tables[at] is read after
 	rows   int64       // rows handed out
-	undo   chunkStart  // where the last chunk began, for Again
 	closed bool
 }
 
@@ -96,7 +97,7 @@ func (r *ChunkReader) Tables() []string {
 // Next reads the next chunk that has rows, in a consistent snapshot of its own; nil once
 // every table is read.
 func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
-	r.undo = chunkStart{at: r.at, last: r.last, rows: r.rows}
+	start := chunkStart{at: r.at, last: r.last, rows: r.rows}
 	if r.at == len(r.tables) {
 		return nil, nil
 	}
@@ -116,7 +117,7 @@ func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
 		if len(vals) == 0 {
 			continue
 		}
-		c := &Chunk{At: inst.pos, Table: st.table.FullName(), Rows: make([]*RowChange, len(vals))}
+		c := &Chunk{At: inst.pos, Table: st.table.FullName(), Rows: make([]*RowChange, len(vals)), start: start}
 		for i, v := range vals {
 			c.Rows[i] = inst.row(st, v, r.rows)
 			r.rows++
@@ -156,10 +157,11 @@ func (r *ChunkReader) read(ctx context.Context, st *snapshotTable) ([][]any, Sna
 	return st.readRows(rows, r.last)
 }
 
-// Again makes the next Next read the last chunk's key range again, in a new snapshot:
-// for a chunk whose position the stream went past.
-func (r *ChunkReader) Again() {
-	r.at, r.last, r.rows = r.undo.at, r.undo.last, r.undo.rows
+// Rewind makes the next Next read c's key range again, in a new snapshot, and go on
+// from there: for a chunk whose position the stream went past. Chunks read after c are
+// read again too.
+func (r *ChunkReader) Rewind(c *Chunk) {
+	r.at, r.last, r.rows = c.start.at, c.start.last, c.start.rows
 }
 
 // Close releases the connection; its session settings never go back to the pool.

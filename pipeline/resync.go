@@ -166,18 +166,25 @@ func (p *Pipeline) acknowledged(ctx context.Context, result ResyncResult) error 
 // goroutine reads one primary-key chunk at a boundary, in a consistent snapshot at
 // position A, and hands its rows to those rules alone where the stream stands exactly
 // at A, so that every change before A was published before the rows and every change
-// after A follows them. The stream never waits longer than one chunk's read. A chunk
-// whose position the stream went past without stopping at it is read again.
+// after A follows them. The stream never waits longer than one chunk's read. Up to
+// rereadAhead chunks wait at once, so that a busy stream, which reaches a chunk's
+// position only some time after it was read, publishes several chunks in that time. A
+// chunk whose position the stream went past without stopping at it is read again, with
+// the chunks read after it.
 type rereadJob struct {
 	p       *Pipeline
 	asked   resyncRequest
 	result  ResyncResult
 	names   []string
 	reader  *canal.ChunkReader
-	chunk   *canal.Chunk // read, waiting for the stream to reach chunk.At
+	ahead   []*canal.Chunk // read, waiting in order for the stream to reach their At
+	read    bool           // the reader has handed out every chunk
 	rows    int
 	lastLog time.Time
 }
+
+// rereadAhead bounds the chunks read and not yet published.
+const rereadAhead = 4
 
 func (p *Pipeline) startReread(ctx context.Context, asked resyncRequest, result ResyncResult, names []string) error {
 	set := p.engine.Set()
@@ -196,36 +203,35 @@ func (p *Pipeline) startReread(ctx context.Context, asked resyncRequest, result 
 	return nil
 }
 
-// continueReread publishes the chunks the stream has reached and reads the next ones,
-// until a chunk is of a position the stream has still to reach, or the re-read is done.
+// continueReread publishes the chunks the stream has reached, and reads one more chunk
+// when fewer than rereadAhead wait (on a quiet source, where each chunk is ready at once,
+// it reads on until the end).
 func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 	j := p.reread
 	for {
-		if j.chunk == nil {
-			c, err := j.reader.Next(ctx)
-			if err != nil {
-				// The stream is not at fault: it goes on, the resync answers the error.
-				return p.endReread(ctx, fmt.Errorf("%w: re-reading the tables of %v: %w", errResyncFailed, j.names, err))
+		for len(j.ahead) > 0 {
+			c := j.ahead[0]
+			here := p.streamPosition()
+			ready := here.Compare(c.At) == 0
+			if !ready && (idle || here.File != c.At.File || here.Compare(c.At) > 0) {
+				same, err := p.server.SamePoint(ctx, here, c.At)
+				if err != nil {
+					return p.endReread(ctx, fmt.Errorf("%w: %w", errResyncFailed, err))
+				}
+				ready = same
 			}
-			if c == nil {
-				return p.endReread(ctx, nil)
+			if !ready {
+				if here.Compare(c.At) > 0 {
+					j.reader.Rewind(c)
+					j.ahead, j.read = nil, false
+					j.result.Reread.ReadAgain++
+				}
+				break
 			}
-			j.chunk = c
-		}
-		here, at := p.streamPosition(), j.chunk.At
-		ready := here.Compare(at) == 0
-		if !ready && (idle || here.File != at.File || here.Compare(at) > 0) {
-			same, err := p.server.SamePoint(ctx, here, at)
-			if err != nil {
-				return p.endReread(ctx, fmt.Errorf("%w: %w", errResyncFailed, err))
-			}
-			ready = same
-		}
-		switch {
-		case ready:
-			if err := j.publish(ctx); err != nil {
+			if err := j.publish(ctx, c); err != nil {
 				return p.endReread(ctx, err)
 			}
+			j.ahead = j.ahead[1:]
 			// On a quiet source the chunks follow one another here: exactly-once, a
 			// large re-read is committed in Kafka transactions of bounded size.
 			if p.opts.ExactlyOnce && p.emitted.Load()-p.emittedAtSave >= exactlyOnceMaxMessages {
@@ -233,12 +239,25 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 					return p.endReread(ctx, err)
 				}
 			}
-		case here.Compare(at) > 0:
-			j.reader.Again()
-			j.chunk = nil
-			j.result.Reread.ReadAgain++
-		default:
-			return nil // the stream has to reach the chunk's position first
+		}
+		switch {
+		case j.read && len(j.ahead) == 0:
+			return p.endReread(ctx, nil)
+		case j.read || len(j.ahead) >= rereadAhead:
+			return nil // the stream has to reach the first chunk's position
+		}
+		c, err := j.reader.Next(ctx)
+		if err != nil {
+			// The stream is not at fault: it goes on, the resync answers the error.
+			return p.endReread(ctx, fmt.Errorf("%w: re-reading the tables of %v: %w", errResyncFailed, j.names, err))
+		}
+		if c == nil {
+			j.read = true
+			continue
+		}
+		j.ahead = append(j.ahead, c)
+		if len(j.ahead) > 1 {
+			return nil // one read per boundary while chunks wait: the stream goes on
 		}
 	}
 }
@@ -246,9 +265,9 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 // errResyncFailed marks a resync that failed without harm to the stream.
 var errResyncFailed = errors.New("resync failed")
 
-// publish hands the waiting chunk's rows to the row rules being re-read.
-func (j *rereadJob) publish(ctx context.Context) error {
-	c, rr := j.chunk, j.result.Reread
+// publish hands a chunk's rows to the row rules being re-read.
+func (j *rereadJob) publish(ctx context.Context, c *canal.Chunk) error {
+	rr := j.result.Reread
 	for _, row := range c.Rows {
 		if err := j.p.engine.Reread(ctx, row, j.names, j); err != nil {
 			return fmt.Errorf("resyncing: re-reading %s at %s: %w", c.Table, c.At, err)
@@ -258,7 +277,6 @@ func (j *rereadJob) publish(ctx context.Context) error {
 		rr.From = c.At.String()
 	}
 	rr.Chunks, rr.To, j.rows = rr.Chunks+1, c.At.String(), j.rows+len(c.Rows)
-	j.chunk = nil
 	if time.Since(j.lastLog) >= 5*time.Second {
 		j.lastLog = time.Now()
 		j.p.log.Info("resync: re-read progress", zap.String("table", c.Table), zap.Int("chunks", rr.Chunks),

@@ -261,7 +261,7 @@ func TestReloadEndsAReread(t *testing.T) {
 	e := newEnv(t)
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE item (id INT PRIMARY KEY)", "CREATE TABLE busy (id INT PRIMARY KEY, n INT)",
-		"INSERT INTO item SELECT seq FROM seq_1_to_2000", "INSERT INTO busy VALUES (1, 0)")
+		"INSERT INTO item SELECT seq FROM seq_1_to_5000", "INSERT INTO busy VALUES (1, 0)")
 	set := e.rules(`
 rules:
   - name: item-rows
