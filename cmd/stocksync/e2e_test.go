@@ -561,6 +561,17 @@ func TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver(t *testing.T) {
 
 	leader.cmd.Process.Signal(syscall.SIGSTOP)
 	frozen := time.Now()
+	// kill returns before every thread has stopped: the rows below must find it stopped.
+	testutil.Eventually(t, 5*time.Second, "every thread of the leader to be stopped", func() bool {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", leader.cmd.Process.Pid))
+		for _, stat := range stats {
+			b, err := os.ReadFile(stat)
+			if _, after, _ := strings.Cut(string(b), ") "); err != nil || !strings.HasPrefix(after, "T") {
+				return false
+			}
+		}
+		return len(stats) > 0
+	})
 	insertRows(t, db, "stock_frozen", 50, 100) // reach the frozen leader's socket too
 	testutil.Eventually(t, 20*time.Second, "the standby to take over from the frozen leader", func() bool {
 		return httpStatus(standbyAddr, "/readyz") == 200
