@@ -36,7 +36,6 @@ type Chunk struct {
 type ChunkReader struct {
 	s      *Server
 	conn   *sql.Conn
-	log    *zap.Logger
 	size   int
 	tables []*snapshotTable
 	stmts  map[*snapshotTable]chunkStmts
@@ -66,7 +65,7 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 	if err != nil {
 		return nil, err
 	}
-	r := &ChunkReader{s: s, log: log, size: chunkSize, stmts: map[*snapshotTable]chunkStmts{}}
+	r := &ChunkReader{s: s, size: chunkSize, stmts: map[*snapshotTable]chunkStmts{}}
 	for _, n := range names {
 		schema, name, _ := strings.Cut(n, ".")
 		st, err := s.snapshotShape(ctx, schema, name)
