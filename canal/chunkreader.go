@@ -3,7 +3,6 @@ package canal
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
 	"strings"
 
@@ -39,17 +38,15 @@ type ChunkReader struct {
 	size   int
 	tables []*snapshotTable
 	stmts  map[*snapshotTable]chunkStmts
-
-	at     int         // the table being read
-	last   SnapshotKey // the key the next chunk of tables[at] is read after
-	rows   int64       // rows handed out
+	cur    chunkStart // where the next chunk begins
 	closed bool
 }
 
+// chunkStart is where a chunk's read begins.
 type chunkStart struct {
-	at   int
-	last SnapshotKey
-	rows int64
+	at   int         // the table, an index of tables
+	last SnapshotKey // the key the chunk of tables[at] is read after; nil: its start
+	rows int64       // rows handed out before it
 }
 
 // ReadChunks prepares the reading of every table filter matches (never the system
@@ -81,6 +78,10 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 	if r.conn, err = s.DB.Conn(ctx); err != nil {
 		return nil, fmt.Errorf("opening the connection of a chunked read: %w", err)
 	}
+	if err := snapshotSession(ctx, r.conn); err != nil {
+		discardConn(r.conn)
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -96,8 +97,8 @@ func (r *ChunkReader) Tables() []string {
 // Next reads the next chunk that has rows, in a consistent snapshot of its own; nil once
 // every table is read.
 func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
-	start := chunkStart{at: r.at, last: r.last, rows: r.rows}
-	if r.at == len(r.tables) {
+	start := r.cur
+	if r.cur.at == len(r.tables) {
 		return nil, nil
 	}
 	inst, err := r.s.openSnapshot(ctx, r.conn)
@@ -106,41 +107,32 @@ func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
 	}
 	// The snapshot ends whatever happens: a chunk is read in a transaction of its own.
 	defer r.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
-	for ; r.at < len(r.tables); r.at, r.last = r.at+1, nil {
-		st := r.tables[r.at]
+	for ; r.cur.at < len(r.tables); r.cur.at, r.cur.last = r.cur.at+1, nil {
+		st := r.tables[r.cur.at]
 		vals, last, err := r.read(ctx, st)
 		if err != nil {
-			return nil, fmt.Errorf("reading a chunk of %s after %v: %w", st.table.FullName(), []any(r.last), err)
+			return nil, fmt.Errorf("reading a chunk of %s after %v: %w", st.table.FullName(), []any(r.cur.last), err)
 		}
-		done := !st.chunked || len(vals) < r.size
 		if len(vals) == 0 {
 			continue
 		}
 		c := &Chunk{At: inst.pos, Table: st.table.FullName(), Rows: make([]*RowChange, len(vals)), start: start}
 		for i, v := range vals {
-			c.Rows[i] = inst.row(st, v, r.rows)
-			r.rows++
+			c.Rows[i] = inst.row(st, v, r.cur.rows)
+			r.cur.rows++
 		}
-		if done {
-			r.at, r.last = r.at+1, nil
+		if !st.chunked || len(vals) < r.size { // the table's last chunk
+			r.cur.at, r.cur.last = r.cur.at+1, nil
 		} else {
-			r.last = last
+			r.cur.last = last
 		}
 		return c, nil
 	}
 	return nil, nil
 }
 
-// read reads the chunk of st after r.last.
+// read reads the chunk of st after r.cur.last (a table that cannot be chunked: whole).
 func (r *ChunkReader) read(ctx context.Context, st *snapshotTable) ([][]any, SnapshotKey, error) {
-	if !st.chunked {
-		rows, err := r.conn.QueryContext(ctx, "SELECT "+st.selectList()+" FROM "+st.quoted)
-		if err != nil {
-			return nil, nil, err
-		}
-		vals, _, err := st.readRows(rows, nil)
-		return vals, nil, err
-	}
 	stmts, ok := r.stmts[st]
 	if !ok {
 		var err error
@@ -149,19 +141,17 @@ func (r *ChunkReader) read(ctx context.Context, st *snapshotTable) ([][]any, Sna
 		}
 		r.stmts[st] = stmts
 	}
-	rows, err := stmts.query(ctx, r.last)
+	rows, err := stmts.query(ctx, r.cur.last)
 	if err != nil {
 		return nil, nil, err
 	}
-	return st.readRows(rows, r.last)
+	return st.readRows(rows, r.cur.last)
 }
 
 // Rewind makes the next Next read c's key range again, in a new snapshot, and go on
 // from there: for a chunk whose position the stream went past. Chunks read after c are
 // read again too.
-func (r *ChunkReader) Rewind(c *Chunk) {
-	r.at, r.last, r.rows = c.start.at, c.start.last, c.start.rows
-}
+func (r *ChunkReader) Rewind(c *Chunk) { r.cur = c.start }
 
 // Close releases the connection; its session settings never go back to the pool.
 func (r *ChunkReader) Close() {
@@ -172,8 +162,7 @@ func (r *ChunkReader) Close() {
 	for _, s := range r.stmts {
 		s.close()
 	}
-	r.conn.Raw(func(any) error { return driver.ErrBadConn })
-	r.conn.Close()
+	discardConn(r.conn)
 }
 
 // SamePoint reports whether two positions of the server have no transaction between

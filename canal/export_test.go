@@ -7,3 +7,10 @@ func SetRowPlans(on bool) (planned, ahead uint64) {
 	rowPlansEnabled = on
 	return plannedEvents.Load(), decodedAhead.Load()
 }
+
+// StopConfirming stops l's confirmations of its lock as a stalled host would, without
+// closing Lost: only the lease's own expiry can then end Held.
+func StopConfirming(l *Leadership) {
+	l.stop()
+	<-l.done
+}

@@ -78,7 +78,7 @@ func AcquireLeadership(ctx context.Context, db *sql.DB, name string, log *zap.Lo
 }
 
 // tryLock waits up to 2 s for the lock (so ctx is honoured promptly) on a new connection
-// whose wait_timeout is LockIdleTimeout. It returns nil and no error when the lock is
+// whose wait_timeout is LockIdleTimeout, which never goes back to the pool. It returns nil and no error when the lock is
 // still taken.
 func tryLock(ctx context.Context, db *sql.DB, name string) (*Leadership, error) {
 	conn, err := db.Conn(ctx)
@@ -86,16 +86,16 @@ func tryLock(ctx context.Context, db *sql.DB, name string) (*Leadership, error) 
 		return nil, fmt.Errorf("connecting for the leader lock %q: %w", name, err)
 	}
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET SESSION wait_timeout = %d", int(LockIdleTimeout/time.Second))); err != nil {
-		conn.Close()
+		discardConn(conn) // its wait_timeout must not go back to the pool
 		return nil, fmt.Errorf("setting wait_timeout on the leader lock's connection: %w", err)
 	}
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 2)", name).Scan(&got); err != nil {
-		conn.Close()
+		discardConn(conn)
 		return nil, fmt.Errorf("taking the leader lock %q: %w", name, err)
 	}
 	if !got.Valid || got.Int64 != 1 {
-		conn.Close()
+		discardConn(conn)
 		return nil, nil
 	}
 	return &Leadership{conn: conn, name: name, lost: make(chan struct{}), done: make(chan struct{})}, nil
@@ -199,7 +199,7 @@ func (l *Leadership) Release() {
 	l.heldUntil.Store(0)
 	if l.conn != nil {
 		l.conn.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", l.name)
-		l.conn.Close()
+		discardConn(l.conn) // its wait_timeout must not go back to the pool
 		l.conn = nil
 	}
 }

@@ -85,3 +85,33 @@ func TestLeaderLeaseEndsBeforeTheNextLeaderLeads(t *testing.T) {
 		t.Error("a released lease is still held")
 	}
 }
+
+// TestLeaseIsRenewedThenRunsOut: confirmations keep the lease held past LeaseLength; once
+// they stop (a stalled host, Lost not closed), Held turns false by itself within
+// LeaseLength of the last one.
+func TestLeaseIsRenewedThenRunsOut(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	l, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), testutil.Name("stocksync-test-lock-"), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	renewed := time.Now().Add(canal.LeaseLength + canal.LeaseCheckEvery)
+	for time.Now().Before(renewed) {
+		if !l.Held() {
+			t.Fatal("the lease ran out while its lock was being confirmed")
+		}
+		time.Sleep(50 * time.Millisecond) // sampling Held over time: there is no event to await
+	}
+	canal.StopConfirming(l)
+	stopped := time.Now()
+	testutil.Eventually(t, 2*canal.LeaseLength, "the lease to run out without confirmations", func() bool { return !l.Held() })
+	if took := time.Since(stopped); took > canal.LeaseLength+canal.LeaseCheckEvery {
+		t.Errorf("the lease ran out %s after the confirmations stopped; want at most %s", took, canal.LeaseLength)
+	}
+	select {
+	case <-l.Lost():
+		t.Error("Lost is closed: the lease should have run out by itself")
+	default:
+	}
+}

@@ -126,11 +126,10 @@ func newRowsPlan(e *replication.TableMapEvent, t *Table, st *tableState) rowsPla
 			}
 		case textBytes != 0 && col.Kind == KindBytes:
 			p.op, p.width, p.binaryLen = opBytes, textBytes, st.binaryLen[i]
-		// normalize would convert the label of an ENUM or SET that st.latin1 called latin1;
-		// the plan does not, but st.latin1 is for character columns only.
-		case realType == mysql.MYSQL_TYPE_ENUM && col.Kind == KindEnum && (packBytes == 1 || packBytes == 2) && !st.latin1[i]:
+		// (st.latin1 is false for ENUM and SET: the binlog's charset map leaves them out.)
+		case realType == mysql.MYSQL_TYPE_ENUM && col.Kind == KindEnum && (packBytes == 1 || packBytes == 2):
 			p.op, p.width, p.labels = opEnum, uint8(packBytes), st.enums[i]
-		case realType == mysql.MYSQL_TYPE_SET && col.Kind == KindSet && packBytes >= 1 && packBytes <= 8 && !st.latin1[i]:
+		case realType == mysql.MYSQL_TYPE_SET && col.Kind == KindSet && packBytes >= 1 && packBytes <= 8:
 			p.op, p.width, p.labels = opSet, uint8(packBytes), st.sets[i]
 		case typ == mysql.MYSQL_TYPE_FLOAT && col.Kind == KindFloat && meta == 4:
 			p.op, p.width = opFloat, 4

@@ -266,7 +266,7 @@ func benchmarkRowsEvent(b *testing.B, rows int) (*replication.RowsEvent, []byte,
 	}
 	n := len(kinds)
 	st := &tableState{table: t, matched: true, enums: make([][]string, n), sets: make([][]string, n), latin1: make([]bool, n),
-		decimals: make([]uint8, n), uintBits: make([]uint8, n), colCount: n}
+		decimals: make([]uint8, n), uintBits: make([]uint8, n), binaryLen: make([]uint16, n), colCount: n}
 	if st.plan = newRowsPlan(e.Table, t, st); st.plan == nil {
 		b.Fatal("no plan for the table")
 	}

@@ -149,8 +149,6 @@ func readBothWays(t *testing.T, s *source, first string, writes ...string) (plan
 	return planned, plain, used, ahead
 }
 
-// requireSameChanges fails the test unless the row changes read with plans are those read
-// without, value for value and type for type.
 // requirePlansDecoded fails unless at least least rows events were decoded by a plan
 // (about says how many the seed gives), half of them ahead of the reader, over more than
 // 400 row changes that are the same both ways. Only the first transaction's events need
@@ -171,6 +169,8 @@ func requirePlansDecoded(t *testing.T, planned, plain []*canal.RowChange, used, 
 	t.Logf("%d row changes, %d rows events decoded by plans, %d of them ahead of the reader", len(plain), used, ahead)
 }
 
+// requireSameChanges fails the test unless the row changes read with plans are those read
+// without, value for value and type for type.
 func requireSameChanges(t *testing.T, planned, plain []*canal.RowChange) {
 	t.Helper()
 	if len(planned) != len(plain) {

@@ -211,11 +211,11 @@ func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, op
 	if err != nil {
 		return Position{}, fmt.Errorf("opening the snapshot connection: %w", err)
 	}
-	// The session's time zone and open transaction must not go back to the pool: drop it.
-	defer func() {
-		conn.Raw(func(any) error { return driver.ErrBadConn })
-		conn.Close()
-	}()
+	// The session's time zone and open transaction must not go back to the pool.
+	defer discardConn(conn)
+	if err := snapshotSession(ctx, conn); err != nil {
+		return Position{}, err
+	}
 	inst, err := s.openSnapshot(ctx, conn)
 	if err != nil {
 		return Position{}, err
@@ -266,15 +266,28 @@ type snapshotInstant struct {
 	tsMs     int64
 }
 
-// openSnapshot starts the consistent-snapshot transaction on conn and returns its
-// binlog position. The session reads TIMESTAMPs in UTC.
-func (s *Server) openSnapshot(ctx context.Context, conn *sql.Conn) (snapshotInstant, error) {
-	var inst snapshotInstant
+// snapshotSession prepares conn for snapshots: TIMESTAMPs read in UTC, transactions
+// REPEATABLE READ. Such a connection must not go back to the pool (discardConn).
+func snapshotSession(ctx context.Context, conn *sql.Conn) error {
 	for _, q := range []string{"SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return inst, fmt.Errorf("preparing the snapshot session (%s): %w", q, err)
+			return fmt.Errorf("preparing the snapshot session (%s): %w", q, err)
 		}
 	}
+	return nil
+}
+
+// discardConn closes conn without returning it to the pool, for a connection whose
+// session settings or open transaction no other user may inherit.
+func discardConn(conn *sql.Conn) {
+	conn.Raw(func(any) error { return driver.ErrBadConn })
+	conn.Close()
+}
+
+// openSnapshot starts the consistent-snapshot transaction on conn, a snapshotSession,
+// and returns its binlog position.
+func (s *Server) openSnapshot(ctx context.Context, conn *sql.Conn) (snapshotInstant, error) {
+	var inst snapshotInstant
 	var err error
 	if s.Flavor == "mariadb" {
 		inst.pos, err = openMariaDBSnapshot(ctx, conn)
@@ -650,12 +663,12 @@ func (r *snapshotRun) readWhole(ctx context.Context, st *snapshotTable) error {
 	}
 	r.log.Warn("table cannot be read in key chunks: reading it in one pass; an interrupted snapshot reads it again whole",
 		zap.String("table", name), zap.String("reason", why), zap.Int64("rows_estimated", st.estimate))
-	stmt, err := r.conn.PrepareContext(ctx, "SELECT "+st.selectList()+" FROM "+st.quoted)
+	stmts, err := st.prepareChunks(ctx, r.conn, 0)
 	if err != nil {
-		return fmt.Errorf("preparing the read of %s: %w", name, err)
+		return err
 	}
-	defer stmt.Close()
-	rows, err := stmt.QueryContext(ctx)
+	defer stmts.close()
+	rows, err := stmts.query(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", name, err)
 	}
@@ -683,13 +696,20 @@ func (r *snapshotRun) readWhole(ctx context.Context, st *snapshotTable) error {
 }
 
 // chunkStmts are the two prepared queries of a table's chunks: the first chunk, and the
-// chunk after a key. Prepared statements use the binary protocol, which carries FLOAT and
-// DOUBLE exactly (the text protocol rounds FLOAT to 6 digits).
+// chunk after a key; for a table that cannot be chunked, first reads it whole and next is
+// nil. Prepared statements use the binary protocol, which carries FLOAT and DOUBLE
+// exactly (the text protocol rounds FLOAT to 6 digits).
 type chunkStmts struct{ first, next *sql.Stmt }
 
 func (st *snapshotTable) prepareChunks(ctx context.Context, conn *sql.Conn, size int) (chunkStmts, error) {
 	var c chunkStmts
 	var err error
+	if !st.chunked {
+		if c.first, err = conn.PrepareContext(ctx, "SELECT "+st.selectList()+" FROM "+st.quoted); err != nil {
+			return c, fmt.Errorf("preparing the read of %s: %w", st.table.FullName(), err)
+		}
+		return c, nil
+	}
 	if c.first, err = conn.PrepareContext(ctx, st.chunkQuery(false, size)); err != nil {
 		return c, fmt.Errorf("preparing the first chunk query of %s: %w", st.table.FullName(), err)
 	}
@@ -710,7 +730,9 @@ func (c chunkStmts) query(ctx context.Context, last SnapshotKey) (*sql.Rows, err
 
 func (c chunkStmts) close() {
 	c.first.Close()
-	c.next.Close()
+	if c.next != nil {
+		c.next.Close()
+	}
 }
 
 // readRows reads a chunk's result whole and closes it: each row's values as the stream

@@ -217,10 +217,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	cancel()
 	second := <-errc
 	p.m.Ready.Set(0)
-	if j := p.reread; j != nil {
-		p.reread = nil
-		j.reader.Close()
-		j.asked.reply <- resyncReply{j.result, ErrNotStreaming}
+	if p.reread != nil {
+		p.endReread(ctx, ErrNotStreaming)
 	}
 	quiet := func(err error) bool { return err == nil || errors.Is(err, context.Canceled) }
 	if (ctx.Err() != nil || caughtUp.Load()) && quiet(first) && quiet(second) {
@@ -323,8 +321,7 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 		return err
 	}
 	caughtUp := !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0
-	if p.opts.ExactlyOnce && !caughtUp && (time.Since(p.lastSavedAt) >= p.opts.CheckpointInterval ||
-		p.emitted.Load()-p.emittedAtSave >= exactlyOnceMaxMessages) {
+	if p.opts.ExactlyOnce && !caughtUp && (time.Since(p.lastSavedAt) >= p.opts.CheckpointInterval || p.transactionFull()) {
 		if err := p.saveCheckpoint(ctx, p.store, false); err != nil {
 			return err
 		}
@@ -351,6 +348,12 @@ func (p *Pipeline) Idle(ctx context.Context) error {
 // exactlyOnceMaxMessages bounds the messages of one Kafka transaction (it still always
 // holds whole MySQL transactions).
 const exactlyOnceMaxMessages = 200000
+
+// transactionFull reports whether the open Kafka transaction (exactly-once) holds
+// exactlyOnceMaxMessages messages: time to commit it at the next boundary.
+func (p *Pipeline) transactionFull() bool {
+	return p.emitted.Load()-p.emittedAtSave >= exactlyOnceMaxMessages
+}
 
 // checkpointLoop keeps the metrics current and, at-least-once, saves the checkpoint.
 func (p *Pipeline) checkpointLoop(ctx context.Context) error {

@@ -212,8 +212,9 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 		for len(j.ahead) > 0 {
 			c := j.ahead[0]
 			here := p.streamPosition()
-			ready := here.Compare(c.At) == 0
-			if !ready && (idle || here.File != c.At.File || here.Compare(c.At) > 0) {
+			cmp := here.Compare(c.At)
+			ready := cmp == 0
+			if !ready && (idle || cmp > 0 || here.File != c.At.File) {
 				same, err := p.server.SamePoint(ctx, here, c.At)
 				if err != nil {
 					return p.endReread(ctx, fmt.Errorf("%w: %w", errResyncFailed, err))
@@ -221,7 +222,7 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 				ready = same
 			}
 			if !ready {
-				if here.Compare(c.At) > 0 {
+				if cmp > 0 {
 					j.reader.Rewind(c)
 					j.ahead, j.read = nil, false
 					j.result.Reread.ReadAgain++
@@ -234,7 +235,7 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 			j.ahead = j.ahead[1:]
 			// On a quiet source the chunks follow one another here: exactly-once, a
 			// large re-read is committed in Kafka transactions of bounded size.
-			if p.opts.ExactlyOnce && p.emitted.Load()-p.emittedAtSave >= exactlyOnceMaxMessages {
+			if p.opts.ExactlyOnce && p.transactionFull() {
 				if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
 					return p.endReread(ctx, err)
 				}

@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	xscram "github.com/xdg-go/scram"
+
+	"github.com/stocksync/stocksync/config"
 )
 
 // Security is how every Kafka client of the daemon reaches the brokers: the producers,
@@ -24,12 +26,17 @@ type Security struct {
 	SASLPassword  string
 }
 
-// SASL mechanisms, as named in kafka.sasl.mechanism and by Kafka.
-const (
-	SASLPlain       = "PLAIN"
-	SASLScramSHA256 = "SCRAM-SHA-256"
-	SASLScramSHA512 = "SCRAM-SHA-512"
-)
+// SecurityOf is kafka.tls and kafka.sasl as the Kafka clients take them. It reads the
+// certificate files, so call it once per client set rather than once per connection.
+func SecurityOf(tlsSettings config.TLS, saslSettings config.SASL) (Security, error) {
+	// "": several brokers are dialled; under verify_full each must be named in its own
+	// certificate.
+	tlsConfig, err := tlsSettings.ClientConfig("")
+	if err != nil {
+		return Security{}, fmt.Errorf("kafka.tls: %w", err)
+	}
+	return Security{TLS: tlsConfig, SASLMechanism: saslSettings.Mechanism, SASLUser: saslSettings.User, SASLPassword: saslSettings.Password}, nil
+}
 
 // applyTo sets s on a sarama configuration: the one place sarama clients get their
 // security.
@@ -41,12 +48,12 @@ func (s Security) applyTo(sc *sarama.Config) error {
 	switch s.SASLMechanism {
 	case "":
 		return nil
-	case SASLPlain:
+	case config.SASLPlain:
 		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-	case SASLScramSHA256:
+	case config.SASLScramSHA256:
 		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
 		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: xscram.SHA256} }
-	case SASLScramSHA512:
+	case config.SASLScramSHA512:
 		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
 		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: xscram.SHA512} }
 	default:
@@ -73,11 +80,11 @@ func (s Security) kgoOpts() ([]kgo.Opt, error) {
 	switch s.SASLMechanism {
 	case "":
 		return opts, nil
-	case SASLPlain:
+	case config.SASLPlain:
 		mechanism = plain.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsMechanism()
-	case SASLScramSHA256:
+	case config.SASLScramSHA256:
 		mechanism = scram.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsSha256Mechanism()
-	case SASLScramSHA512:
+	case config.SASLScramSHA512:
 		mechanism = scram.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsSha512Mechanism()
 	default:
 		return nil, unknownMechanism(s.SASLMechanism)

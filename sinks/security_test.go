@@ -23,11 +23,11 @@ import (
 // security is what the daemon builds from kafka.tls and kafka.sasl.
 func security(t testing.TB, tlsSettings config.TLS, saslSettings config.SASL) sinks.Security {
 	t.Helper()
-	tlsConfig, err := tlsSettings.ClientConfig("")
+	sec, err := sinks.SecurityOf(tlsSettings, saslSettings)
 	if err != nil {
-		t.Fatalf("building the client TLS config: %v", err)
+		t.Fatalf("building the Kafka security: %v", err)
 	}
-	return sinks.Security{TLS: tlsConfig, SASLMechanism: saslSettings.Mechanism, SASLUser: saslSettings.User, SASLPassword: saslSettings.Password}
+	return sec
 }
 
 // independentOpts are franz-go options for a test client of a secured broker, built

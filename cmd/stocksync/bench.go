@@ -266,7 +266,8 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 		return 0, err
 	}
 	if kc, ok := checkpoints.(*pipeline.KafkaCheckpoints); ok {
-		if kc.Loaded, err = readKafkaCheckpoints(ctx, cfg.Kafka, broker.Addrs()); err != nil {
+		// The bench's own broker: plaintext (kafka.tls and kafka.sasl were cleared above).
+		if kc.Loaded, err = sinks.ReadCheckpoints(ctx, broker.Addrs(), sinks.Security{}, cfg.Kafka.CheckpointTopic); err != nil {
 			return 0, err
 		}
 	}

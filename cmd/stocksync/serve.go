@@ -311,7 +311,7 @@ type deliverySink interface {
 // checkpoints read from its topic only after that, so a transaction the old producer
 // left open is settled first.
 func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
-	sec, err := kafkaSecurity(cfg.Kafka)
+	sec, err := sinks.SecurityOf(cfg.Kafka.TLS, cfg.Kafka.SASL)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -33,7 +33,7 @@ func newTailCmd() *cobra.Command {
 				if len(brokers) == 0 {
 					brokers = []string{cfg.Kafka.DevBrokerAddr}
 				}
-				if sec, err = kafkaSecurity(cfg.Kafka); err != nil {
+				if sec, err = sinks.SecurityOf(cfg.Kafka.TLS, cfg.Kafka.SASL); err != nil {
 					return err
 				}
 			}
