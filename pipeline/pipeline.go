@@ -90,6 +90,10 @@ type Pipeline struct {
 	lastSavedAt   time.Time
 	emittedAtSave uint64
 	emitted       atomic.Uint64
+	// emittedWhole counts the messages emitted up to the last transaction boundary the
+	// reading goroutine finished (Commit or Idle, with any resync served there): past it,
+	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
+	emittedWhole uint64
 }
 
 // pendingCheckpoint is the last committed transaction read and the rule state changed
@@ -222,6 +226,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	quiet := func(err error) bool { return err == nil || errors.Is(err, context.Canceled) }
 	if (ctx.Err() != nil || caughtUp.Load()) && quiet(first) && quiet(second) {
+		if p.opts.ExactlyOnce && p.emitted.Load() != p.emittedWhole {
+			// Stopped inside a transaction: committing the open Kafka transaction would
+			// publish part of it, and the next start would publish it again whole.
+			p.log.Warn("stopped inside a transaction: the open Kafka transaction is left to be aborted; the next start reads on from the checkpoint",
+				zap.Stringer("checkpoint", p.lastSaved))
+			return nil
+		}
 		// A clean stop: everything read so far is emitted; make it durable and remember it.
 		fctx, fcancel := context.WithTimeout(context.Background(), 8*time.Second)
 		defer fcancel()
@@ -326,6 +337,7 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 			return err
 		}
 	}
+	p.emittedWhole = p.emitted.Load()
 	if caughtUp {
 		return errCaughtUp
 	}
@@ -339,6 +351,7 @@ func (p *Pipeline) Idle(ctx context.Context) error {
 	if err := p.serveResync(ctx, true); err != nil {
 		return err
 	}
+	p.emittedWhole = p.emitted.Load()
 	if !p.opts.ExactlyOnce || time.Since(p.lastSavedAt) < p.opts.CheckpointInterval {
 		return nil
 	}

@@ -32,6 +32,9 @@ type env struct {
 	db     string
 	broker string
 	topic  string
+	// exactlyOnce: pipelines start with a transactional sink and their checkpoint in the
+	// topic topic+".checkpoints", as the daemon's exactly_once does.
+	exactlyOnce bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -65,16 +68,13 @@ type running struct {
 	p      *pipeline.Pipeline
 	cancel context.CancelFunc
 	done   chan error
-	sink   *sinks.Kafka
+	sink   interface{ Close() error }
 }
 
 func (e *env) start(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Options)) *running {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: []string{e.broker}, ClientID: "test"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	sink, checkpoints := e.delivery(ctx)
 	opts := pipeline.Options{
 		Source:             canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID},
 		CheckpointTable:    e.db + ".checkpoint",
@@ -82,6 +82,8 @@ func (e *env) start(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Op
 		CheckpointInterval: 100 * time.Millisecond,
 		Rules:              set,
 		Sink:               sink,
+		Checkpoints:        checkpoints,
+		ExactlyOnce:        e.exactlyOnce,
 		Logger:             zaptest.NewLogger(e.t),
 	}
 	for _, tweak := range tweaks {
@@ -100,6 +102,74 @@ func (e *env) start(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Op
 	})
 	e.t.Cleanup(func() { r.stop(e.t) })
 	return r
+}
+
+// delivery connects the sink, and exactly-once the checkpoints kept in Kafka with it (as
+// the daemon does: the transactional producer first, then the checkpoints read).
+func (e *env) delivery(ctx context.Context) (interface {
+	pipeline.Sink
+	Close() error
+}, pipeline.Checkpointer) {
+	e.t.Helper()
+	brokers := []string{e.broker}
+	if !e.exactlyOnce {
+		sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: brokers, ClientID: "test"})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return sink, nil
+	}
+	cpTopic := e.topic + ".checkpoints"
+	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: brokers, ClientID: "test",
+		TransactionalID: e.topic, CheckpointTopic: cpTopic})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	loaded, err := sinks.ReadCheckpoints(ctx, brokers, sinks.Security{}, cpTopic)
+	if err != nil {
+		tx.Close()
+		e.t.Fatal(err)
+	}
+	return tx, &pipeline.KafkaCheckpoints{Name: "test", Sink: tx, Loaded: loaded}
+}
+
+// consume reads the test's topic as its consumers would: exactly-once, committed
+// messages only.
+func (e *env) consume(want int, timeout time.Duration) []testutil.Record {
+	e.t.Helper()
+	return testutil.Consume(e.t, e.broker, []string{e.topic}, want, timeout, testutil.ConsumeOptions{ReadCommitted: e.exactlyOnce})
+}
+
+// stopAfter is a sink that holds the message for which stopHere first reports true until
+// the pipeline's ctx ends, having told reached: the test then stops the pipeline there,
+// inside whatever that message is part of (as a SIGTERM at that instant would).
+type stopAfter struct {
+	pipeline.Sink
+	stopHere func(sinks.Message) bool
+	reached  chan struct{} // closed once; Emit runs on the reading goroutine alone
+}
+
+func newStopAfter(stopHere func(sinks.Message) bool) *stopAfter {
+	return &stopAfter{stopHere: stopHere, reached: make(chan struct{})}
+}
+
+func (s *stopAfter) wrap(o *pipeline.Options) { s.Sink = o.Sink; o.Sink = s }
+
+func (s *stopAfter) Emit(ctx context.Context, m sinks.Message) error {
+	if err := s.Sink.Emit(ctx, m); err != nil {
+		return err
+	}
+	select {
+	case <-s.reached:
+		return nil
+	default:
+	}
+	if !s.stopHere(m) {
+		return nil
+	}
+	close(s.reached)
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // stop cancels the pipeline (as SIGTERM does) and checks it stopped cleanly.
@@ -338,6 +408,46 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 		if k := fmt.Sprintf(`{"sku_id":%d}`, i); seen[k] != 1 {
 			t.Errorf("row %d published %d times after a clean stop and restart, want once", i, seen[k])
 		}
+	}
+}
+
+// TestExactlyOnceStopInsideATransaction stops an exactly-once pipeline (as SIGTERM does)
+// after 40 of the 200 messages of one transaction, while 30 committed transactions before
+// it sit in the same open Kafka transaction. After a restart, read_committed consumers
+// must see every row once: the stop must not commit the part of the transaction it had.
+func TestExactlyOnceStopInsideATransaction(t *testing.T) {
+	e := newEnv(t)
+	e.exactlyOnce = true
+	e.exec("CREATE TABLE stock_x (sku_id INT PRIMARY KEY, qty INT)")
+	set := e.rules(stockRules)
+	id := testutil.ServerID()
+	emitted := 0
+	stop := newStopAfter(func(sinks.Message) bool { emitted++; return emitted == 30+40 })
+	r := e.start(set, id, stop.wrap)
+	for i := range 30 {
+		e.exec(fmt.Sprintf("INSERT INTO stock_x VALUES (%d, 1)", i))
+	}
+	e.exec("INSERT INTO stock_x SELECT 1000 + seq, 2 FROM seq_1_to_200")
+	select {
+	case <-stop.reached:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the pipeline emitted %d messages, not the 70th", emitted)
+	}
+	r.stop(t)
+	e.start(set, id)
+	e.consume(230, 20*time.Second)
+	got := e.consume(0, 2*time.Second) // then everything there is
+	seen := map[string]int{}
+	for _, m := range got {
+		seen[m.Key]++
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s published %d times, want once", k, n)
+		}
+	}
+	if len(seen) != 230 {
+		t.Errorf("%d rows published, want 230", len(seen))
 	}
 }
 
