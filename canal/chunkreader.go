@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -17,8 +18,25 @@ type Chunk struct {
 	// Rows are op r, Before nil, in primary-key order, of the same kinds and values the
 	// stream gives; their Source names At, and Source.Row runs over the whole read.
 	Rows []*RowChange
+	// Then is where the read goes on after this chunk: what to save once the chunk is
+	// published, for a read that may have to go on in another process (Seek).
+	Then ChunkCursor
 
 	start chunkStart // where the chunk's read began, for Rewind
+}
+
+// ChunkCursor is where a ChunkReader stands between two chunks. It encodes to JSON and
+// back without loss (as SnapshotProgress does), so that a read can go on from it later,
+// in another process, with Seek.
+type ChunkCursor struct {
+	// Done are the tables read to the end, as schema.table.
+	Done []string `json:"done,omitempty"`
+	// Table is the table the next chunk is of ("": every table is read), After the
+	// primary key of its last row read (nil: its start).
+	Table string      `json:"table,omitempty"`
+	After SnapshotKey `json:"after,omitempty"`
+	// Rows counts the rows handed out before it.
+	Rows int64 `json:"rows"`
 }
 
 // ChunkReader reads tables one primary-key chunk at a time, each chunk in a consistent
@@ -36,7 +54,9 @@ type ChunkReader struct {
 	s      *Server
 	conn   *sql.Conn
 	size   int
-	tables []*snapshotTable
+	names  []string         // every table matched, as schema.table
+	tables []*snapshotTable // the tables to read, in order
+	done   []string         // tables a Seek found read already
 	stmts  map[*snapshotTable]chunkStmts
 	cur    chunkStart // where the next chunk begins
 	closed bool
@@ -75,6 +95,7 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 		}
 		r.tables = append(r.tables, st)
 	}
+	r.names = names
 	if r.conn, err = s.DB.Conn(ctx); err != nil {
 		return nil, fmt.Errorf("opening the connection of a chunked read: %w", err)
 	}
@@ -85,13 +106,56 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 	return r, nil
 }
 
-// Tables are the tables being read, as schema.table.
-func (r *ChunkReader) Tables() []string {
-	names := make([]string, len(r.tables))
-	for i, st := range r.tables {
-		names[i] = st.table.FullName()
+// Tables are the tables being read, as schema.table (with those a Seek found read).
+func (r *ChunkReader) Tables() []string { return slices.Clone(r.names) }
+
+// Seek makes the read go on from c, a Chunk's Then saved earlier, maybe by another
+// process: the tables c names done are not read again, c.Table goes on after c.After,
+// and every other table the filter matches now is read whole (one added since, say).
+// A table c names that is gone is passed over. Call it before the first Next.
+func (r *ChunkReader) Seek(c ChunkCursor) error {
+	done := map[string]bool{}
+	for _, n := range c.Done {
+		done[n] = true
 	}
-	return names
+	left := r.tables[:0:0]
+	var first *snapshotTable
+	for _, st := range r.tables {
+		switch name := st.table.FullName(); {
+		case done[name]:
+			r.done = append(r.done, name)
+		case name == c.Table:
+			first = st
+		default:
+			left = append(left, st)
+		}
+	}
+	r.cur = chunkStart{rows: c.Rows}
+	if first != nil {
+		// The table the read stopped in goes first, from where it stopped.
+		left = append([]*snapshotTable{first}, left...)
+		if c.After != nil && first.chunked {
+			last, err := first.keyFromSaved(c.After)
+			if err != nil {
+				return fmt.Errorf("going on with the chunked read of %s: %w", c.Table, err)
+			}
+			r.cur.last = last
+		}
+	}
+	r.tables = left
+	return nil
+}
+
+// cursor is where the read stands now.
+func (r *ChunkReader) cursor() ChunkCursor {
+	c := ChunkCursor{Done: slices.Clone(r.done), Rows: r.cur.rows}
+	for _, st := range r.tables[:r.cur.at] {
+		c.Done = append(c.Done, st.table.FullName())
+	}
+	if r.cur.at < len(r.tables) {
+		c.Table, c.After = r.tables[r.cur.at].table.FullName(), slices.Clone(r.cur.last)
+	}
+	return c
 }
 
 // Next reads the next chunk that has rows, in a consistent snapshot of its own; nil once
@@ -126,6 +190,7 @@ func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
 		} else {
 			r.cur.last = last
 		}
+		c.Then = r.cursor()
 		return c, nil
 	}
 	return nil, nil

@@ -1,6 +1,7 @@
 package canal_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -166,6 +167,92 @@ func TestChunkReaderRewind(t *testing.T) {
 	}
 	if end, err := reader.Next(t.Context()); end != nil || err != nil {
 		t.Errorf("after the last chunk: %v, %v; want nil", end, err)
+	}
+}
+
+// TestChunkReaderSeek goes on, in a second reader, from a cursor saved as JSON halfway
+// through a table with a two-column key (a BINARY column among it): every row is read
+// once over both readers, a table done is not read again, the row numbers run on, and a
+// table the filter matches only now is read too.
+func TestChunkReaderSeek(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db,
+		"CREATE TABLE a_done (id INT PRIMARY KEY)",
+		"CREATE TABLE b_pair (k BINARY(2) NOT NULL, n BIGINT UNSIGNED NOT NULL, PRIMARY KEY (k, n))",
+		"CREATE TABLE c_next (id INT PRIMARY KEY)",
+		"INSERT INTO a_done VALUES (1), (2)",
+		"INSERT INTO b_pair VALUES (0x00ff, 18446744073709551615), (0x00ff, 1), (0x0100, 7), (0xffff, 0), (0xffff, 9)",
+		"INSERT INTO c_next VALUES (5)")
+	key := func(r *canal.RowChange) string { return fmt.Sprintf("%s:%x/%v", r.Table.Name, r.Value(0), r.After[len(r.After)-1]) }
+	first, err := s.server.ReadChunks(t.Context(), schemaFilter(s.name), 2, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	var chunk *canal.Chunk
+	for range 3 { // a_done whole, then two chunks of b_pair
+		if chunk, err = first.Next(t.Context()); err != nil || chunk == nil {
+			t.Fatalf("reading the first chunks: %v, %v", chunk, err)
+		}
+		for _, r := range chunk.Rows {
+			read = append(read, key(r))
+		}
+	}
+	first.Close()
+	saved, err := json.Marshal(chunk.Then)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cursor canal.ChunkCursor
+	if err := json.Unmarshal(saved, &cursor); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cursor.Done, []string{s.name + ".a_done"}) || cursor.Table != s.name+".b_pair" || cursor.Rows != 6 {
+		t.Fatalf("cursor %s; want a_done done, b_pair next, 6 rows read", saved)
+	}
+	testutil.Exec(t, s.db, "CREATE TABLE a_added (id INT PRIMARY KEY)", "INSERT INTO a_added VALUES (3)")
+
+	second, err := s.server.ReadChunks(t.Context(), schemaFilter(s.name), 2, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.Seek(cursor); err != nil {
+		t.Fatal(err)
+	}
+	row := 6
+	for {
+		c, err := second.Next(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c == nil {
+			break
+		}
+		for _, r := range c.Rows {
+			read = append(read, key(r))
+			if r.Source.Row != row {
+				t.Errorf("row %s is #%d, want #%d: the numbers run on from the cursor", key(r), r.Source.Row, row)
+			}
+			row++
+		}
+	}
+	slices.Sort(read)
+	want := []string{"a_added:3/3", "a_done:1/1", "a_done:2/2", "b_pair:00ff/1", "b_pair:00ff/18446744073709551615",
+		"b_pair:0100/7", "b_pair:ffff/0", "b_pair:ffff/9", "c_next:5/5"}
+	if !slices.Equal(read, want) {
+		t.Errorf("read over both readers %v, want each row once: %v", read, want)
+	}
+
+	third, err := s.server.ReadChunks(t.Context(), schemaFilter(s.name), 2, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	bad := cursor
+	bad.After = canal.SnapshotKey{"x"}
+	if err := third.Seek(bad); err == nil || !strings.Contains(err.Error(), "b_pair") {
+		t.Errorf("Seek with a one-column key for a two-column one: %v; want an error naming the table", err)
 	}
 }
 
