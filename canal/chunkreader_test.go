@@ -183,7 +183,9 @@ func TestChunkReaderSeek(t *testing.T) {
 		"INSERT INTO a_done VALUES (1), (2)",
 		"INSERT INTO b_pair VALUES (0x00ff, 18446744073709551615), (0x00ff, 1), (0x0100, 7), (0xffff, 0), (0xffff, 9)",
 		"INSERT INTO c_next VALUES (5)")
-	key := func(r *canal.RowChange) string { return fmt.Sprintf("%s:%x/%v", r.Table.Name, r.Value(0), r.After[len(r.After)-1]) }
+	key := func(r *canal.RowChange) string {
+		return fmt.Sprintf("%s:%x/%v", r.Table.Name, r.Value(0), r.After[len(r.After)-1])
+	}
 	first, err := s.server.ReadChunks(t.Context(), schemaFilter(s.name), 2, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,11 @@ func (r *Rule) Topic() string { return r.src.Topic.Value }
 // GroupBy is the group columns of an aggregate or transition rule.
 func (r *Rule) GroupBy() []string { return r.groupBy }
 
+// Signature names what the rule reads and folds: what it emits, its tables, its group_by,
+// sums and value. Saved state, and a resync's re-read of a row rule's tables, go on
+// across a reload or a restart only under the same signature.
+func (r *Rule) Signature() string { return r.signature }
+
 // Stateful reports whether the rule keeps state per group (aggregate or transition).
 func (r *Rule) Stateful() bool { return r.emit != EmitRow }
 
