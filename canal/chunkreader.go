@@ -31,8 +31,8 @@ type Chunk struct {
 type ChunkCursor struct {
 	// Done are the tables read to the end, as schema.table.
 	Done []string `json:"done,omitempty"`
-	// Table is the table the next chunk is of ("": every table is read), After the
-	// primary key of its last row read (nil: its start).
+	// Table is the table the read stopped in, After the primary key of its last row read
+	// (nil: its start). "": none; the zero ChunkCursor is the start of the read.
 	Table string      `json:"table,omitempty"`
 	After SnapshotKey `json:"after,omitempty"`
 	// Rows counts the rows handed out before it.

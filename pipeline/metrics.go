@@ -21,6 +21,9 @@ type Metrics struct {
 	SnapshotRowsEstimated   prometheus.Gauge
 	SnapshotETA             prometheus.Gauge
 	CheckpointBinlogsBehind prometheus.Gauge
+
+	RereadRunning prometheus.Gauge
+	RereadChunks  prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -56,11 +59,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Expected time to the end of the running snapshot; 0 when none runs or unknown."}),
 		CheckpointBinlogsBehind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_files_older",
 			Help: "Binlog files the server keeps that are older than the checkpoint's; 0 means the next purge loses undelivered changes."}),
+		RereadRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_reread_running",
+			Help: "1 while a resync re-reads the tables of row rules (also one that went on after a restart), else 0."}),
+		RereadChunks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_reread_chunks_published",
+			Help: "Chunks the running or last re-read has published, counted over its restarts."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
 			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready, m.RuleEvalErrors,
-			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind)
+			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind,
+			m.RereadRunning, m.RereadChunks)
 	}
 	return m
 }

@@ -187,7 +187,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.engine = rules.NewEngine(p.opts.Rules, p.opts.Source.ServerID)
 	p.engine.SetLogger(p.log.Named("rules"))
-	if err := p.engine.Restore(fromStateRows(withoutSnapshotProgress(state))); err != nil {
+	if err := p.engine.Restore(fromStateRows(ruleStateRows(state))); err != nil {
 		return fmt.Errorf("restoring rule state from checkpoint %s: %w", start, err)
 	}
 	p.lastSaved, p.lastSavedAt = start, time.Now()
@@ -195,6 +195,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.engine.Set()), p.log) // a reload may have swapped in during a snapshot
+	if err := p.resumeReread(ctx, state); err != nil {
+		return err
+	}
 	p.started.Store(true)
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -302,8 +305,8 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 			p.stream.SetFilter(p.filterFor(next))
 		}
 		p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("pos", pos), zap.Int("rules", len(next.Rules())))
-		if p.reread != nil {
-			if err := p.endReread(ctx, fmt.Errorf("%w: the rules were reloaded during the re-read of the tables of %v; ask again",
+		if p.reread != nil && !p.reread.sameRules(next) {
+			if err := p.endReread(ctx, fmt.Errorf("%w: a reload during the re-read of the tables of %v removed or changed what those rules read; ask again",
 				errResyncFailed, p.reread.names)); err != nil {
 				return err
 			}
@@ -414,9 +417,10 @@ const idleSaveEvery = time.Minute
 func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force bool) error {
 	emitted := p.emitted.Load()
 	p.mu.Lock()
-	// The same position again only when forced with messages since the last save (a
-	// resync's, exactly-once: they are committed with it).
-	if !p.pending.have || (p.pending.pos == p.lastSaved && (!force || emitted == p.emittedAtSave)) ||
+	// The same position again only with state to save (a re-read's progress), or when
+	// forced with messages since the last save (a resync's, exactly-once: they are
+	// committed with it).
+	if !p.pending.have || (p.pending.pos == p.lastSaved && len(p.pending.state) == 0 && (!force || emitted == p.emittedAtSave)) ||
 		(!force && emitted == p.emittedAtSave && len(p.pending.state) == 0 && time.Since(p.lastSavedAt) < idleSaveEvery) {
 		p.mu.Unlock()
 		return nil
@@ -476,14 +480,32 @@ func binlogFileNumber(file string) float64 {
 	return n
 }
 
-func withoutSnapshotProgress(rows []canal.StateRow) []canal.StateRow {
+// ruleStateRows are the state rows of rules: not the progress of a snapshot or a re-read.
+func ruleStateRows(rows []canal.StateRow) []canal.StateRow {
 	out := rows[:0:0]
 	for _, r := range rows {
-		if r.Scope != snapshotScope {
+		if r.Scope != snapshotScope && r.Scope != rereadScope {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// stateValue is the value of the state row scope/key among rows; nil if there is none.
+func stateValue(rows []canal.StateRow, scope, key string) []byte {
+	for _, r := range rows {
+		if r.Scope == scope && r.Key == key {
+			return r.Value
+		}
+	}
+	return nil
+}
+
+// keepState records a state row of stocksync's own for the next checkpoint; nil deletes it.
+func (p *Pipeline) keepState(scope, key string, value []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pending.state[stateKey{scope, key}] = value
 }
 
 func fromStateRows(rows []canal.StateRow) []rules.StateEntry {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -19,6 +20,12 @@ var ErrNotStreaming = errors.New("the pipeline is not streaming")
 
 // ErrResyncRules marks a resync refused for its rule names or keys; nothing was published.
 var ErrResyncRules = errors.New("resync refused")
+
+// ErrRereadInterrupted answers a resync whose re-read stopped with the stream (the daemon
+// stopped, the broker failed, the lease ran out) before its end. Its progress is saved
+// with the checkpoint: the re-read goes on from its last acknowledged chunk once a
+// pipeline streams from that checkpoint again, in this daemon or in the standby.
+var ErrRereadInterrupted = errors.New("the re-read was interrupted")
 
 // ResyncResult is what a resync republished, the binlog position its state is of, and
 // how the re-read of its row rules' tables went, if it named any.
@@ -103,6 +110,11 @@ func (p *Pipeline) serveResync(ctx context.Context, idle bool) error {
 	result, rowRules, err := p.resyncState(ctx, asked.req)
 	if err == nil && len(rowRules) > 0 {
 		if err = p.startReread(ctx, asked, result, rowRules); err == nil {
+			// Saved at once (exactly-once, committed with the resync's other messages):
+			// from here on, a stop leaves a re-read to go on with.
+			if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
+				return p.endReread(ctx, err)
+			}
 			return p.continueReread(ctx, idle)
 		}
 	}
@@ -183,23 +195,129 @@ type rereadJob struct {
 	lastLog time.Time
 }
 
+// sameRules reports whether set has the job's rules, as row rules reading the same tables:
+// a reload that keeps them lets the re-read go on.
+func (j *rereadJob) sameRules(set *rules.Set) bool {
+	old := j.p.engine.Set()
+	for _, n := range j.names {
+		r := set.Rule(n)
+		if r == nil || r.Stateful() || r.Signature() != old.Rule(n).Signature() {
+			return false
+		}
+	}
+	return true
+}
+
 // rereadAhead bounds the chunks read and not yet published.
 const rereadAhead = 4
 
 func (p *Pipeline) startReread(ctx context.Context, asked resyncRequest, result ResyncResult, names []string) error {
-	set := p.engine.Set()
-	filter := scopedFilter{base: p.filterFor(set), stateful: set.TablesOf(names)}
-	reader, err := p.server.ReadChunks(ctx, filter, p.opts.SnapshotChunkSize, p.log.Named("reread"))
+	reader, err := p.readChunksOf(ctx, names)
 	if err != nil {
-		return fmt.Errorf("%w: preparing the re-read of the tables of %v: %w", errResyncFailed, names, err)
+		return fmt.Errorf("%w: %w", errResyncFailed, err)
 	}
 	result.Reread = &RereadResult{Tables: reader.Tables()}
 	for _, n := range names {
 		result.Rules = append(result.Rules, rules.ResyncCount{Rule: n})
 	}
 	p.reread = &rereadJob{p: p, asked: asked, result: result, names: names, reader: reader, lastLog: time.Now()}
+	if err := p.reread.saveProgress(canal.ChunkCursor{}); err != nil {
+		p.reread = nil
+		reader.Close()
+		return fmt.Errorf("%w: %w", errResyncFailed, err)
+	}
+	p.m.RereadRunning.Set(1)
+	p.m.RereadChunks.Set(0)
 	p.log.Info("resync: re-reading the tables of row rules chunk by chunk", zap.Strings("rules", names),
 		zap.Strings("tables", result.Reread.Tables))
+	return nil
+}
+
+// readChunksOf prepares the chunked read of the tables of the named rules.
+func (p *Pipeline) readChunksOf(ctx context.Context, names []string) (*canal.ChunkReader, error) {
+	set := p.engine.Set()
+	filter := scopedFilter{base: p.filterFor(set), stateful: set.TablesOf(names)}
+	reader, err := p.server.ReadChunks(ctx, filter, p.opts.SnapshotChunkSize, p.log.Named("reread"))
+	if err != nil {
+		return nil, fmt.Errorf("preparing the re-read of the tables of %v: %w", names, err)
+	}
+	return reader, nil
+}
+
+// rereadScope and rereadKey name the state row that holds a running re-read's progress
+// (rereadProgress). It is saved with the checkpoints after each published chunk, deleted
+// when the re-read ends or fails, and read on start, so that a re-read stopped with the
+// stream goes on from its last saved chunk, in this daemon or in the standby.
+const (
+	rereadScope = "stocksync.reread"
+	rereadKey   = "progress"
+)
+
+// rereadProgress is a re-read's saved progress: its result so far, the signatures of its
+// rules (it goes on only under the same ones) and where its next chunk begins.
+type rereadProgress struct {
+	Result     ResyncResult      `json:"result"`
+	Signatures map[string]string `json:"signatures"`
+	Next       canal.ChunkCursor `json:"next"`
+}
+
+// saveProgress records, for the next checkpoint, that the re-read goes on at next.
+func (j *rereadJob) saveProgress(next canal.ChunkCursor) error {
+	prog := rereadProgress{Result: j.result, Signatures: map[string]string{}, Next: next}
+	set := j.p.engine.Set()
+	for _, n := range j.names {
+		prog.Signatures[n] = set.Rule(n).Signature()
+	}
+	raw, err := json.Marshal(prog)
+	if err != nil {
+		return fmt.Errorf("encoding the progress of the re-read of the tables of %v: %w", j.names, err)
+	}
+	j.p.keepState(rereadScope, rereadKey, raw)
+	return nil
+}
+
+// resumeReread goes on with the re-read whose progress the checkpoint holds, if any, from
+// its last saved chunk. Nobody waits for its answer: its end is logged. A re-read whose
+// rules are gone, or changed what they read, is dropped with a warning.
+func (p *Pipeline) resumeReread(ctx context.Context, state []canal.StateRow) error {
+	raw := stateValue(state, rereadScope, rereadKey)
+	if raw == nil {
+		return nil
+	}
+	drop := func(why string, fields ...zap.Field) error {
+		p.log.Warn("the saved re-read of a resync is dropped: "+why+"; ask for the resync again", fields...)
+		p.keepState(rereadScope, rereadKey, nil)
+		return nil
+	}
+	var prog rereadProgress
+	if err := json.Unmarshal(raw, &prog); err != nil {
+		return drop("its progress does not parse", zap.Error(err))
+	}
+	var names []string
+	set := p.engine.Set()
+	for _, c := range prog.Result.Rules {
+		r := set.Rule(c.Rule)
+		if r == nil || r.Stateful() || r.Signature() != prog.Signatures[c.Rule] {
+			return drop("its rule is gone, or reads other tables now", zap.String("rule", c.Rule))
+		}
+		names = append(names, c.Rule)
+	}
+	if len(names) == 0 || prog.Result.Reread == nil {
+		return drop("its progress names no row rule")
+	}
+	reader, err := p.readChunksOf(ctx, names)
+	if err != nil {
+		return MarkRetryable(err)
+	}
+	if err := reader.Seek(prog.Next); err != nil {
+		reader.Close()
+		return drop("it cannot go on where it stopped", zap.Error(err))
+	}
+	p.reread = &rereadJob{p: p, result: prog.Result, names: names, reader: reader, lastLog: time.Now()}
+	p.m.RereadRunning.Set(1)
+	p.m.RereadChunks.Set(float64(prog.Result.Reread.Chunks))
+	p.log.Info("resync: going on with the re-read of the tables of row rules where it stopped", zap.Strings("rules", names),
+		zap.Int("chunks_done", prog.Result.Reread.Chunks), zap.Int64("rows_done", prog.Next.Rows), zap.String("next_table", prog.Next.Table))
 	return nil
 }
 
@@ -217,6 +335,9 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 			if !ready && (idle || cmp > 0 || here.File != c.At.File) {
 				same, err := p.server.SamePoint(ctx, here, c.At)
 				if err != nil {
+					if ctx.Err() != nil {
+						return p.endReread(ctx, ctx.Err())
+					}
 					return p.endReread(ctx, fmt.Errorf("%w: %w", errResyncFailed, err))
 				}
 				ready = same
@@ -249,6 +370,9 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 		}
 		c, err := j.reader.Next(ctx)
 		if err != nil {
+			if ctx.Err() != nil { // stopping: the re-read goes on after the restart
+				return p.endReread(ctx, ctx.Err())
+			}
 			// The stream is not at fault: it goes on, the resync answers the error.
 			return p.endReread(ctx, fmt.Errorf("%w: re-reading the tables of %v: %w", errResyncFailed, j.names, err))
 		}
@@ -278,6 +402,11 @@ func (j *rereadJob) publish(ctx context.Context, c *canal.Chunk) error {
 		rr.From = c.At.String()
 	}
 	rr.Chunks, rr.To, j.rows = rr.Chunks+1, c.At.String(), j.rows+len(c.Rows)
+	j.p.m.RereadChunks.Set(float64(rr.Chunks))
+	if err := j.saveProgress(c.Then); err != nil {
+		return err
+	}
+	j.p.emittedWhole = j.p.emitted.Load() // the chunk is whole in the sink
 	if time.Since(j.lastLog) >= 5*time.Second {
 		j.lastLog = time.Now()
 		j.p.log.Info("resync: re-read progress", zap.String("table", c.Table), zap.Int("chunks", rr.Chunks),
@@ -302,18 +431,37 @@ func (j *rereadJob) Emit(ctx context.Context, m sinks.Message) error {
 }
 
 // endReread ends the running re-read with err, or once the broker acknowledged it, and
-// answers the resync. Only an error of the stream's own (the broker, the lease) is
-// returned, to end the stream.
+// answers the resync. A re-read that ended or failed leaves no progress to resume; one
+// that stopped with the stream (ErrNotStreaming on Run's way out, or the stream's own
+// error) keeps it and answers ErrRereadInterrupted. Only an error of the stream's own
+// (the broker, the lease) is returned, to end the stream.
 func (p *Pipeline) endReread(ctx context.Context, err error) error {
 	j := p.reread
 	p.reread = nil
 	j.reader.Close()
+	p.m.RereadRunning.Set(0)
+	if err == nil || errors.Is(err, errResyncFailed) {
+		p.keepState(rereadScope, rereadKey, nil) // nothing to go on with
+	}
 	if err == nil {
 		err = p.acknowledged(ctx, j.result)
 	}
-	j.asked.reply <- resyncReply{j.result, err}
+	answer := err
+	if err != nil && !errors.Is(err, errResyncFailed) {
+		// The stream stopped: the checkpoint it restarts from holds the re-read's progress.
+		answer = fmt.Errorf("%w after %d chunks of %v, and goes on from there once the pipeline streams again: %w",
+			ErrRereadInterrupted, j.result.Reread.Chunks, j.result.Reread.Tables, err)
+	}
+	if j.asked.reply != nil {
+		j.asked.reply <- resyncReply{j.result, answer}
+	} else if answer != nil {
+		p.log.Warn("resync: the re-read of row rules' tables did not end", zap.Strings("rules", j.names), zap.Error(answer))
+	}
 	if errors.Is(err, errResyncFailed) {
 		p.log.Warn("resync failed; the stream goes on", zap.Error(err))
+		return nil
+	}
+	if errors.Is(err, ErrNotStreaming) {
 		return nil
 	}
 	return err

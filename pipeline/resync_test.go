@@ -12,6 +12,7 @@ import (
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/pipeline"
 	"github.com/stocksync/stocksync/rules"
+	"github.com/stocksync/stocksync/sinks"
 )
 
 // TestResyncRepublishesRestoredState restarts the pipeline, so that its groups come from
@@ -255,22 +256,24 @@ rules:
 	}
 }
 
-// TestReloadEndsAReread reloads the rules while a re-read, one row per chunk, follows a
-// busy stream: the resync answers that the rules were reloaded, and the stream goes on.
-func TestReloadEndsAReread(t *testing.T) {
+// TestReloadDuringAReread reloads the rules while a re-read, one row per chunk, follows a
+// busy stream. A reload that keeps what the re-read's rule reads lets it go on; one that
+// changes it ends it, the resync answers why, and the stream goes on.
+func TestReloadDuringAReread(t *testing.T) {
 	e := newEnv(t)
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE item (id INT PRIMARY KEY)", "CREATE TABLE busy (id INT PRIMARY KEY, n INT)",
 		"INSERT INTO item SELECT seq FROM seq_1_to_5000", "INSERT INTO busy VALUES (1, 0)")
-	set := e.rules(`
+	const itemRule = `
 rules:
   - name: item-rows
-    match: {table: "DB.item"}
+    match: {table: "DB.ITEMS"}
     topic: TOPIC.items
   - name: busy-rows
     match: {table: "DB.busy"}
     topic: TOPIC.busy
-`)
+`
+	set := e.rules(strings.Replace(itemRule, "ITEMS", "item", 1))
 	r := e.start(set, testutil.ServerID(), func(o *pipeline.Options) { o.SnapshotChunkSize = 1 })
 	stop := make(chan struct{})
 	wrote := make(chan error, 1)
@@ -293,20 +296,98 @@ rules:
 		_, err := r.p.Resync(t.Context(), rules.ResyncRequest{Rules: []string{"item-rows"}})
 		answer <- err
 	}()
+	items := e.topic + ".items"
 	// The re-read has begun once its first rows are on the topic (only reads go there).
-	testutil.Consume(t, e.broker, []string{e.topic + ".items"}, 1, 20*time.Second)
-	r.p.Reload(set)
+	testutil.Consume(t, e.broker, []string{items}, 1, 20*time.Second)
+
+	// The same item-rows, and a new rule whose first message shows the reload installed.
+	r.p.Reload(e.rules(strings.Replace(itemRule, "ITEMS", "item", 1) + `
+  - name: busy-copy
+    match: {table: "DB.busy"}
+    topic: TOPIC.copy
+`))
+	testutil.Consume(t, e.broker, []string{e.topic + ".copy"}, 1, 20*time.Second)
+	before := len(testutil.Consume(t, e.broker, []string{items}, 0, time.Second))
+	testutil.Consume(t, e.broker, []string{items}, before+5, 20*time.Second) // the re-read goes on
+	select {
+	case err := <-answer:
+		t.Fatalf("the resync answered %v after a reload that kept item-rows as it was; want it to go on", err)
+	default:
+	}
+
+	r.p.Reload(e.rules(strings.Replace(itemRule, "ITEMS", "item*", 1)))
 	err := <-answer
 	close(stop)
 	if werr := <-wrote; werr != nil {
 		t.Fatal(werr)
 	}
-	if err == nil || !strings.Contains(err.Error(), "the rules were reloaded during the re-read") {
-		t.Fatalf("a reload during the re-read: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "removed or changed what those rules read") {
+		t.Fatalf("a reload changing item-rows' tables during the re-read: %v", err)
 	}
 	testutil.Exec(t, db, "UPDATE busy SET n = -1")
 	testutil.Eventually(t, 20*time.Second, "the stream going on after the ended re-read", func() bool {
 		recs := testutil.Consume(t, e.broker, []string{e.topic + ".busy"}, 0, 5*time.Second)
 		return len(recs) > 0 && strings.Contains(recs[len(recs)-1].Value, `"n":-1`)
 	})
+}
+
+// TestRereadGoesOnAfterAStop stops the pipeline (as SIGTERM does) in the middle of the
+// 10th chunk of a 20-chunk re-read: the resync answers that it was interrupted, and the
+// next start goes on with it. At-least-once, the rows of the 9 chunks published before the
+// stop are not published again; exactly-once, a read_committed consumer sees every row
+// once (the part of the chunk before the stop is aborted with its Kafka transaction).
+func TestRereadGoesOnAfterAStop(t *testing.T) {
+	for _, exactlyOnce := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at-least-once", true: "exactly-once"}[exactlyOnce], func(t *testing.T) {
+			e := newEnv(t)
+			e.exactlyOnce = exactlyOnce
+			db := e.mysql.Open(t, e.db)
+			testutil.Exec(t, db, "CREATE TABLE item (id INT PRIMARY KEY, v INT NOT NULL)",
+				"INSERT INTO item SELECT seq, seq FROM seq_1_to_200")
+			set := e.rules(`
+rules:
+  - name: item-rows
+    match: {table: "DB.item"}
+    topic: TOPIC
+`)
+			id := testutil.ServerID()
+			chunkOf10 := func(o *pipeline.Options) { o.SnapshotChunkSize = 10 }
+			reads := 0
+			stop := newStopAfter(func(sinks.Message) bool { reads++; return reads == 95 })
+			r := e.start(set, id, chunkOf10, stop.wrap)
+			answer := make(chan error, 1)
+			go func() {
+				_, err := r.p.Resync(context.Background(), rules.ResyncRequest{Rules: []string{"item-rows"}})
+				answer <- err
+			}()
+			select {
+			case <-stop.reached:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the re-read emitted %d rows, not the 95th", reads)
+			}
+			r.stop(t)
+			if err := <-answer; !errors.Is(err, pipeline.ErrRereadInterrupted) {
+				t.Fatalf("the resync stopped in its 10th chunk answered %v; want ErrRereadInterrupted", err)
+			}
+
+			e.start(set, id, chunkOf10)
+			seen := map[string]int{}
+			testutil.Eventually(t, 30*time.Second, "every row of the table published", func() bool {
+				clear(seen)
+				for _, m := range e.consume(0, 2*time.Second) {
+					seen[m.Key]++
+				}
+				return len(seen) == 200
+			})
+			for i := 1; i <= 200; i++ {
+				n := seen[fmt.Sprintf(`{"id":%d}`, i)]
+				switch {
+				case exactlyOnce && n != 1:
+					t.Errorf("row %d published %d times, want once", i, n)
+				case !exactlyOnce && i <= 90 && n != 1:
+					t.Errorf("row %d, of a chunk published before the stop, published %d times; want once: the re-read goes on after it", i, n)
+				}
+			}
+		})
+	}
 }

@@ -38,12 +38,10 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		mode = SnapshotNever
 	}
 	var resume *canal.SnapshotProgress
-	for _, r := range state {
-		if r.Scope == snapshotScope && r.Key == snapshotKey {
-			resume = &canal.SnapshotProgress{}
-			if err := json.Unmarshal(r.Value, resume); err != nil {
-				return start, fmt.Errorf("parsing the saved progress of an interrupted snapshot: %w", err)
-			}
+	if raw := stateValue(state, snapshotScope, snapshotKey); raw != nil {
+		resume = &canal.SnapshotProgress{}
+		if err := json.Unmarshal(raw, resume); err != nil {
+			return start, fmt.Errorf("parsing the saved progress of an interrupted snapshot: %w", err)
 		}
 	}
 	if found && resume == nil {
@@ -158,9 +156,7 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 		return pos, fmt.Errorf("taking the snapshot: %w", err)
 	}
 	// The snapshot's Commit went through p.Commit; save now, with the progress row gone.
-	p.mu.Lock()
-	p.pending.state[stateKey{snapshotScope, snapshotKey}] = nil
-	p.mu.Unlock()
+	p.keepState(snapshotScope, snapshotKey, nil)
 	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
 		return pos, fmt.Errorf("saving the checkpoint after the snapshot: %w", err)
 	}

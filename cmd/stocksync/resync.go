@@ -60,6 +60,9 @@ func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, result)
 	case errors.Is(err, pipeline.ErrResyncRules):
 		httpapi.WriteJSON(w, http.StatusUnprocessableEntity, httpapi.Error{Code: "resync_refused", Message: err.Error()})
+	case errors.Is(err, pipeline.ErrRereadInterrupted):
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "reread_interrupted",
+			Message: err.Error() + " (watch stocksync_reread_running on /metrics, or the daemon's log)"})
 	case errors.Is(err, pipeline.ErrNotStreaming):
 		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "not_streaming", Message: err.Error() + " (starting, a snapshot, or a restart after a failure): try again"})
 	default:
@@ -113,6 +116,9 @@ func newResyncCmd() *cobra.Command {
 				var refusal httpapi.Error
 				if json.NewDecoder(resp.Body).Decode(&refusal) != nil || refusal.Message == "" {
 					refusal.Message = resp.Status
+				}
+				if refusal.Code == "reread_interrupted" {
+					return fmt.Errorf("the daemon at %s did not finish the resync: %s", url, refusal.Message)
 				}
 				return fmt.Errorf("the daemon at %s refused the resync: %s", url, refusal.Message)
 			}
