@@ -7,9 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
 // Config is how to reach the server whose binlog is read.
@@ -40,20 +39,7 @@ type Server struct {
 
 // OpenDB returns a handle on src, database db ("" for none), with TLS when src has it.
 func (src Config) OpenDB(db string) (*sql.DB, error) {
-	c := mysql.NewConfig()
-	c.User, c.Passwd, c.Net, c.Addr, c.DBName = src.User, src.Password, "tcp", src.Addr, db
-	if strings.HasPrefix(src.Addr, "/") {
-		c.Net = "unix"
-	}
-	c.Timeout = 5 * time.Second
-	c.ParseTime = true
-	c.InterpolateParams = true
-	c.TLS = src.TLS
-	connector, err := mysql.NewConnector(c)
-	if err != nil {
-		return nil, fmt.Errorf("configuring the connection to source %s: %w", src.Addr, err)
-	}
-	return sql.OpenDB(connector), nil
+	return sqlconn.Open(sqlconn.Target{Addr: src.Addr, User: src.User, Password: src.Password, Database: db, TLS: src.TLS})
 }
 
 // Connect opens the source and checks that its binlog can be streamed as rows:

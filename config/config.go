@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +14,9 @@ import (
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 )
+
+// Partitioners are the names kafka.partitioner takes (sinks maps each to its hash).
+var Partitioners = []string{"murmur2", "crc32", "fnv1a"}
 
 // Config is the whole daemon configuration. Keys are the `mapstructure` tags.
 type Config struct {
@@ -273,10 +277,8 @@ func (c Config) Validate() Problems {
 	if c.Kafka.MaxMessageBytes < 1024 || c.Kafka.MaxMessageBytes > 100000000 {
 		bad("kafka.max_message_bytes", "must be between 1024 and 100000000, got %d", c.Kafka.MaxMessageBytes)
 	}
-	switch c.Kafka.Partitioner {
-	case "murmur2", "crc32", "fnv1a":
-	default:
-		bad("kafka.partitioner", "%q is not one of murmur2, crc32, fnv1a", c.Kafka.Partitioner)
+	if !slices.Contains(Partitioners, c.Kafka.Partitioner) {
+		bad("kafka.partitioner", "%q is not one of %s", c.Kafka.Partitioner, strings.Join(Partitioners, ", "))
 	}
 	if c.Kafka.ExactlyOnce {
 		if c.Kafka.TransactionalID == "" {

@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/pressly/goose/v3"
 
 	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
 //go:embed migrations/*.sql
@@ -58,26 +58,12 @@ var databaseName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 // Sessions run in READ COMMITTED so that a conditional update that matches no row does not
 // keep its lock until commit, and in UTC so that NOW(6) and parsed times agree.
 func openDB(cfg config.Config, db string) (*sql.DB, error) {
-	c := mysql.NewConfig()
-	c.User, c.Passwd, c.DBName = cfg.Source.User, cfg.Source.Password, db
-	c.Net, c.Addr = "tcp", cfg.Source.Addr
-	if strings.HasPrefix(cfg.Source.Addr, "/") {
-		c.Net = "unix"
-	}
-	c.ParseTime = true
-	c.Loc = time.UTC
-	c.InterpolateParams = true
-	c.Params = map[string]string{"time_zone": "'+00:00'", "tx_isolation": "'READ-COMMITTED'"}
 	tlsConfig, err := cfg.Source.ClientTLS()
 	if err != nil {
 		return nil, err
 	}
-	c.TLS = tlsConfig
-	connector, err := mysql.NewConnector(c)
-	if err != nil {
-		return nil, err
-	}
-	return sql.OpenDB(connector), nil
+	return sqlconn.Open(sqlconn.Target{Addr: cfg.Source.Addr, User: cfg.Source.User, Password: cfg.Source.Password,
+		Database: db, TLS: tlsConfig, Session: map[string]string{"time_zone": "'+00:00'", "tx_isolation": "'READ-COMMITTED'"}})
 }
 
 // Open connects to cfg.Source with database cfg.Inventory.Database, with the session

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/config"
 )
 
 // KafkaConfig configures the at-least-once Kafka sink.
@@ -92,7 +95,7 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	return k, nil
 }
 
-// partitioners are the choices of config kafka.partitioner: where a keyed message goes,
+// partitioners map the names of config.Partitioners (kafka.partitioner) to their hashes: where a keyed message goes,
 // the way another client family would put the same key, so that stocksync's topics can be
 // co-partitioned with topics those clients produce. A message without a key goes to a
 // random partition.
@@ -127,7 +130,7 @@ func newSaramaConfig(clientID, partitioner string, maxMessageBytes int, sec Secu
 	}
 	newPartitioner, ok := partitioners[partitioner]
 	if !ok {
-		return nil, fmt.Errorf("kafka.partitioner: %q is not one of murmur2, crc32, fnv1a", partitioner)
+		return nil, fmt.Errorf("kafka.partitioner: %q is not one of %s", partitioner, strings.Join(config.Partitioners, ", "))
 	}
 	sc, err := newClientConfig(clientID, sec)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/sinks"
 )
@@ -127,6 +128,11 @@ func TestPartitionerPutsKeysWhereItsClientFamilyDoes(t *testing.T) {
 		"murmur2": func(key []byte) int { return javaDefault.Partition(&kgo.Record{Key: key}, partitions) },
 		"crc32":   func(key []byte) int { return kgo.SaramaHasher(crc32.ChecksumIEEE)(key, partitions) },
 		"fnv1a":   func(key []byte) int { return kgo.SaramaCompatHasher(fnv1a)(key, partitions) },
+	}
+	for _, name := range config.Partitioners {
+		if want[name] == nil {
+			t.Errorf("kafka.partitioner takes %q, which this test does not check", name)
+		}
 	}
 	broker := testutil.Broker(t, kfake.DefaultNumPartitions(partitions))
 	for name, partitionOf := range want {

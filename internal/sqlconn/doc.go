@@ -1,0 +1,4 @@
+// Package sqlconn opens database/sql handles on the source server the one way stocksync
+// connects to it: TCP or a Unix socket (an address starting with /), TLS when configured,
+// times parsed in UTC, a 5 s connect timeout and session settings of the caller's.
+package sqlconn

@@ -1,0 +1,43 @@
+package sqlconn
+
+import (
+	"crypto/tls"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Target is one server, user and database to connect to.
+type Target struct {
+	Addr     string // host:port, or the path of a Unix socket
+	User     string
+	Password string
+	Database string      // "" for none
+	TLS      *tls.Config // nil: no TLS
+	// Session are system variables set on every connection, as SQL values:
+	// {"time_zone": "'+00:00'"}.
+	Session map[string]string
+}
+
+// Open returns a handle on t; it does not connect yet.
+func Open(t Target) (*sql.DB, error) {
+	c := mysql.NewConfig()
+	c.User, c.Passwd, c.Net, c.Addr, c.DBName = t.User, t.Password, "tcp", t.Addr, t.Database
+	if strings.HasPrefix(t.Addr, "/") {
+		c.Net = "unix"
+	}
+	c.Timeout = 5 * time.Second
+	c.ParseTime = true
+	c.Loc = time.UTC
+	c.InterpolateParams = true
+	c.TLS = t.TLS
+	c.Params = t.Session
+	connector, err := mysql.NewConnector(c)
+	if err != nil {
+		return nil, fmt.Errorf("configuring the connection to %s: %w", t.Addr, err)
+	}
+	return sql.OpenDB(connector), nil
+}
