@@ -332,7 +332,12 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 			here := p.streamPosition()
 			cmp := here.Compare(c.At)
 			ready := cmp == 0
-			if !ready && (idle || cmp > 0 || here.File != c.At.File) {
+			// Two positions can be one point across a rotation: asked of the server when
+			// the source is quiet, or once the stream is past At. (Not at every boundary
+			// while the stream is in an earlier file: a catch-up would pay a query per
+			// transaction. A busy stream sitting at the last transaction before the
+			// rotation passes At with its next one, and the chunk is read again.)
+			if !ready && (idle || cmp > 0) {
 				same, err := p.server.SamePoint(ctx, here, c.At)
 				if err != nil {
 					if ctx.Err() != nil {
