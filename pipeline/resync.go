@@ -359,9 +359,11 @@ func (p *Pipeline) continueReread(ctx context.Context, idle bool) error {
 				return p.endReread(ctx, err)
 			}
 			j.ahead = j.ahead[1:]
-			// On a quiet source the chunks follow one another here: exactly-once, a
-			// large re-read is committed in Kafka transactions of bounded size.
-			if p.opts.ExactlyOnce && p.transactionFull() {
+			// On a quiet source the chunks follow one another here: exactly-once, the
+			// re-read is committed, with its progress, every checkpoint.interval and in
+			// Kafka transactions of bounded size (at-least-once, the checkpoint loop
+			// saves its progress meanwhile).
+			if p.opts.ExactlyOnce && (p.transactionFull() || time.Since(p.lastSavedAt) >= p.opts.CheckpointInterval) {
 				if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
 					return p.endReread(ctx, err)
 				}

@@ -83,6 +83,10 @@ func (s *Set) planResync(req ResyncRequest) ([]resyncPlan, error) {
 		}
 		p := resyncPlan{rule: r}
 		if !r.Stateful() {
+			if !r.ops[opIndex(canal.OpRead)] {
+				errs = append(errs, fmt.Errorf("rule %q leaves read out of its match.ops: a re-read of its tables would publish nothing; add read to its ops", n))
+				continue
+			}
 			plans = append(plans, p)
 			continue
 		}

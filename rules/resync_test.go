@@ -103,7 +103,8 @@ func TestResyncFormatsAndOneRule(t *testing.T) {
 }
 
 func TestResyncRefusesWrongNamesAndSendsNothing(t *testing.T) {
-	e := newTestEngine(mustParse(t, issueRules+spineRules[len("\nrules:\n"):]))
+	withReads := strings.Replace(spineRules, ", ops: [insert, update, delete]", "", 1) // a re-read publishes reads
+	e := newTestEngine(mustParse(t, issueRules+withReads[len("\nrules:\n"):]))
 	txn(t, e, ins("A1", 0, 3))
 	var out recorder
 	_, err := e.Resync(t.Context(), ResyncRequest{Rules: []string{"product-stock", "stock-rows", "nope"}, Keys: []json.RawMessage{[]byte(`{"sku_id":"A1"}`)}},
@@ -127,6 +128,16 @@ func TestResyncRefusesWrongNamesAndSendsNothing(t *testing.T) {
 	}
 	if _, err := mustParse(t, spineRules).CheckResync(ResyncRequest{}); err == nil || !strings.Contains(err.Error(), "no aggregate or transition rule") {
 		t.Errorf("a set of row rules: %v", err)
+	}
+	noReads := mustParse(t, `
+rules:
+  - name: changes-only
+    match: {table: "inventory.sellable_shard", ops: [insert, update, delete]}
+    topic: changes
+`)
+	if _, err := noReads.CheckResync(ResyncRequest{Rules: []string{"changes-only"}}); err == nil ||
+		!strings.Contains(err.Error(), `rule "changes-only" leaves read out of its match.ops`) {
+		t.Errorf("a re-read for a rule that publishes no reads: %v", err)
 	}
 }
 

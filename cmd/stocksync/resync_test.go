@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,4 +143,67 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 		t.Errorf("the row rule's topic: %s", got)
 	}
 	d.terminate(t, 10*time.Second)
+}
+
+// TestRereadGoesOnAfterKill9 asks an exactly-once daemon to re-read a 200,000-row table in
+// 100 chunks, kills it (kill -9) a quarter of the way, and starts it again: the new daemon
+// says it goes on where the re-read stopped (not from the start), and a read_committed
+// reader sees every row once, as a read.
+func TestRereadGoesOnAfterKill9(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	s.editConfig(t, "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic))
+	s.editConfig(t, "rules: rules.yaml\n", "rules: rules.yaml\nsnapshot_chunk_size: 2000\n")
+	writeFile(t, filepath.Join(filepath.Dir(s.config), "rules.yaml"), fmt.Sprintf(`rules:
+  - name: stock-rows
+    match: {table: "%s.stock_*"}
+    topic: %s
+    key: [sku_id]
+`, s.db, s.topic))
+	const rows = 200000
+	db := s.mysql.Open(t, s.db)
+	// Written before the first start, which streams from the current position: only the
+	// re-read publishes these rows.
+	testutil.Exec(t, db, "CREATE TABLE stock_big (sku_id INT PRIMARY KEY, qty INT NOT NULL)",
+		fmt.Sprintf("INSERT INTO stock_big SELECT seq, seq %% 7 FROM seq_1_to_%d", rows))
+	d := s.start(t)
+	resync := exec.Command(binary, "resync", "--config", s.config, "stock-rows")
+	if err := resync.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer resync.Wait()
+	testutil.Eventually(t, 60*time.Second, "a quarter of the re-read's chunks", func() bool {
+		return metric(t, s.httpAddr, "stocksync_reread_chunks_published") >= 25
+	})
+	if n := metric(t, s.httpAddr, "stocksync_reread_running"); n != 1 {
+		t.Fatalf("the re-read ended (stocksync_reread_running %v) before the kill: nothing to go on with", n)
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+
+	d = s.start(t)
+	testutil.Eventually(t, 60*time.Second, "the restarted daemon's re-read to end", func() bool {
+		return metric(t, s.httpAddr, "stocksync_reread_running") == 0 && strings.Contains(d.output.String(), `"resync published"`)
+	})
+	went := regexp.MustCompile(`going on with the re-read.*"chunks_done":(\d+)`).FindStringSubmatch(d.output.String())
+	if went == nil || went[1] == "0" {
+		t.Errorf("the restarted daemon logged %q; want it to go on after the chunks committed before the kill", went)
+	}
+	opt := testutil.ConsumeOptions{ReadCommitted: true}
+	testutil.Consume(t, s.broker, []string{s.topic}, rows, 60*time.Second, opt)
+	seen := map[string]int{}
+	for _, r := range testutil.Consume(t, s.broker, []string{s.topic}, 0, 3*time.Second, opt) {
+		if !strings.Contains(r.Value, `"op":"r"`) {
+			t.Fatalf("a message that is no read: %s", r.Value)
+		}
+		seen[r.Key]++
+	}
+	for i := 1; i <= rows; i++ {
+		if n := seen[fmt.Sprintf(`{"sku_id":%d}`, i)]; n != 1 {
+			t.Errorf("row %d committed %d times, want once", i, n)
+			break
+		}
+	}
+	if len(seen) != rows {
+		t.Errorf("%d rows committed, want %d", len(seen), rows)
+	}
 }
