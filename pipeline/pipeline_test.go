@@ -92,15 +92,16 @@ func (e *env) start(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Op
 	p := pipeline.New(opts)
 	r := &running{p: p, cancel: cancel, done: make(chan error, 1), sink: sink}
 	go func() { r.done <- p.Run(ctx) }()
+	e.t.Cleanup(func() { r.stop(e.t) }) // also when it never gets ready
 	testutil.Eventually(e.t, 20*time.Second, "the pipeline to be ready", func() bool {
 		select {
 		case err := <-r.done:
+			r.done <- err // for the cleanup's stop
 			e.t.Fatalf("pipeline stopped before it was ready: %v", err)
 		default:
 		}
 		return p.Ready()
 	})
-	e.t.Cleanup(func() { r.stop(e.t) })
 	return r
 }
 

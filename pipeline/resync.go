@@ -257,13 +257,14 @@ const (
 // rules (it goes on only under the same ones) and where its next chunk begins.
 type rereadProgress struct {
 	Result     ResyncResult      `json:"result"`
+	Rules      []string          `json:"rules"` // the row rules re-read
 	Signatures map[string]string `json:"signatures"`
 	Next       canal.ChunkCursor `json:"next"`
 }
 
 // saveProgress records, for the next checkpoint, that the re-read goes on at next.
 func (j *rereadJob) saveProgress(next canal.ChunkCursor) error {
-	prog := rereadProgress{Result: j.result, Signatures: map[string]string{}, Next: next}
+	prog := rereadProgress{Result: j.result, Rules: j.names, Signatures: map[string]string{}, Next: next}
 	set := j.p.engine.Set()
 	for _, n := range j.names {
 		prog.Signatures[n] = set.Rule(n).Signature()
@@ -293,15 +294,14 @@ func (p *Pipeline) resumeReread(ctx context.Context, state []canal.StateRow) err
 	if err := json.Unmarshal(raw, &prog); err != nil {
 		return drop("its progress does not parse", zap.Error(err))
 	}
-	var names []string
 	set := p.engine.Set()
-	for _, c := range prog.Result.Rules {
-		r := set.Rule(c.Rule)
-		if r == nil || r.Stateful() || r.Signature() != prog.Signatures[c.Rule] {
-			return drop("its rule is gone, or reads other tables now", zap.String("rule", c.Rule))
+	for _, n := range prog.Rules {
+		r := set.Rule(n)
+		if r == nil || r.Stateful() || r.Signature() != prog.Signatures[n] {
+			return drop("its rule is gone, or reads other tables now", zap.String("rule", n))
 		}
-		names = append(names, c.Rule)
 	}
+	names := prog.Rules
 	if len(names) == 0 || prog.Result.Reread == nil {
 		return drop("its progress names no row rule")
 	}
