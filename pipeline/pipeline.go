@@ -77,11 +77,12 @@ type Pipeline struct {
 	store  Checkpointer
 	server *canal.Server
 
-	nextRules atomic.Pointer[rules.Set] // a reload waiting for the next transaction boundary
-	started   atomic.Bool               // the start position is fixed
-	resyncs   chan resyncRequest        // served at transaction boundaries (resync.go)
-	reread    *rereadJob                // a resync's running re-read; the reading goroutine's
-	stopped   chan struct{}             // closed when Run returns
+	nextRules    atomic.Pointer[rules.Set]    // a reload waiting for the next transaction boundary
+	started      atomic.Bool                  // the start position is fixed
+	resyncs      chan resyncRequest           // served at transaction boundaries (resync.go)
+	reread       *rereadJob                   // a resync's running re-read; the reading goroutine's
+	rereadStatus atomic.Pointer[RereadStatus] // its progress, for other goroutines
+	stopped      chan struct{}                // closed when Run returns
 
 	mu      sync.Mutex
 	pending pendingCheckpoint

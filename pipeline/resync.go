@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -191,8 +192,45 @@ type rereadJob struct {
 	reader  *canal.ChunkReader
 	ahead   []*canal.Chunk // read, waiting in order for the stream to reach their At
 	read    bool           // the reader has handed out every chunk
-	rows    int
+	rows    int64          // published, over every run of this re-read
+	resumed bool           // went on after a stop
+	since   time.Time
 	lastLog time.Time
+}
+
+// RereadStatus is how far the running re-read has come (GET /admin/resync).
+type RereadStatus struct {
+	Rules []string `json:"rules"`
+	RereadResult
+	Rows int64 `json:"rows"`
+	// Resumed: the re-read went on after a stop (a restart, a takeover); Since is when
+	// this pipeline began it or went on with it.
+	Resumed bool      `json:"resumed,omitempty"`
+	Since   time.Time `json:"since"`
+}
+
+// Reread reports the running re-read, if any; safe from any goroutine.
+func (p *Pipeline) Reread() (RereadStatus, bool) {
+	if s := p.rereadStatus.Load(); s != nil {
+		return *s, true
+	}
+	return RereadStatus{}, false
+}
+
+// runReread makes j the running re-read.
+func (p *Pipeline) runReread(j *rereadJob) {
+	p.reread = j
+	j.since, j.lastLog = time.Now(), time.Now()
+	p.m.RereadRunning.Set(1)
+	j.showStatus()
+}
+
+// showStatus publishes a copy of j's progress for Reread and the metrics.
+func (j *rereadJob) showStatus() {
+	rr := *j.result.Reread
+	rr.Tables = slices.Clone(rr.Tables)
+	j.p.rereadStatus.Store(&RereadStatus{Rules: slices.Clone(j.names), RereadResult: rr, Rows: j.rows, Resumed: j.resumed, Since: j.since})
+	j.p.m.RereadChunks.Set(float64(rr.Chunks))
 }
 
 // sameRules reports whether set has the job's rules, as row rules reading the same tables:
@@ -220,14 +258,12 @@ func (p *Pipeline) startReread(ctx context.Context, asked resyncRequest, result 
 	for _, n := range names {
 		result.Rules = append(result.Rules, rules.ResyncCount{Rule: n})
 	}
-	p.reread = &rereadJob{p: p, asked: asked, result: result, names: names, reader: reader, lastLog: time.Now()}
-	if err := p.reread.saveProgress(canal.ChunkCursor{}); err != nil {
-		p.reread = nil
+	j := &rereadJob{p: p, asked: asked, result: result, names: names, reader: reader}
+	if err := j.saveProgress(canal.ChunkCursor{}); err != nil {
 		reader.Close()
 		return fmt.Errorf("%w: %w", errResyncFailed, err)
 	}
-	p.m.RereadRunning.Set(1)
-	p.m.RereadChunks.Set(0)
+	p.runReread(j)
 	p.log.Info("resync: re-reading the tables of row rules chunk by chunk", zap.Strings("rules", names),
 		zap.Strings("tables", result.Reread.Tables))
 	return nil
@@ -313,9 +349,7 @@ func (p *Pipeline) resumeReread(ctx context.Context, state []canal.StateRow) err
 		reader.Close()
 		return drop("it cannot go on where it stopped", zap.Error(err))
 	}
-	p.reread = &rereadJob{p: p, result: prog.Result, names: names, reader: reader, lastLog: time.Now()}
-	p.m.RereadRunning.Set(1)
-	p.m.RereadChunks.Set(float64(prog.Result.Reread.Chunks))
+	p.runReread(&rereadJob{p: p, result: prog.Result, names: names, reader: reader, rows: prog.Next.Rows, resumed: true})
 	p.log.Info("resync: going on with the re-read of the tables of row rules where it stopped", zap.Strings("rules", names),
 		zap.Int("chunks_done", prog.Result.Reread.Chunks), zap.Int64("rows_done", prog.Next.Rows), zap.String("next_table", prog.Next.Table))
 	return nil
@@ -408,8 +442,8 @@ func (j *rereadJob) publish(ctx context.Context, c *canal.Chunk) error {
 	if rr.Chunks == 0 {
 		rr.From = c.At.String()
 	}
-	rr.Chunks, rr.To, j.rows = rr.Chunks+1, c.At.String(), j.rows+len(c.Rows)
-	j.p.m.RereadChunks.Set(float64(rr.Chunks))
+	rr.Chunks, rr.To, j.rows = rr.Chunks+1, c.At.String(), c.Then.Rows
+	j.showStatus()
 	if err := j.saveProgress(c.Then); err != nil {
 		return err
 	}
@@ -417,7 +451,7 @@ func (j *rereadJob) publish(ctx context.Context, c *canal.Chunk) error {
 	if time.Since(j.lastLog) >= 5*time.Second {
 		j.lastLog = time.Now()
 		j.p.log.Info("resync: re-read progress", zap.String("table", c.Table), zap.Int("chunks", rr.Chunks),
-			zap.Int("rows", j.rows), zap.Int("read_again", rr.ReadAgain))
+			zap.Int64("rows", j.rows), zap.Int("read_again", rr.ReadAgain))
 	}
 	return nil
 }
@@ -445,6 +479,7 @@ func (j *rereadJob) Emit(ctx context.Context, m sinks.Message) error {
 func (p *Pipeline) endReread(ctx context.Context, err error) error {
 	j := p.reread
 	p.reread = nil
+	p.rereadStatus.Store(nil)
 	j.reader.Close()
 	p.m.RereadRunning.Set(0)
 	if err == nil || errors.Is(err, errResyncFailed) {

@@ -314,6 +314,9 @@ rules:
 		t.Fatalf("the resync answered %v after a reload that kept item-rows as it was; want it to go on", err)
 	default:
 	}
+	if st, running := r.p.Reread(); !running || fmt.Sprint(st.Rules) != "[item-rows]" || st.Chunks < before || st.Rows != int64(st.Chunks) {
+		t.Errorf("the running re-read: %+v, %v; want item-rows with at least %d one-row chunks", st, running, before)
+	}
 
 	r.p.Reload(e.rules(strings.Replace(itemRule, "ITEMS", "item*", 1)))
 	err := <-answer
@@ -323,6 +326,9 @@ rules:
 	}
 	if err == nil || !strings.Contains(err.Error(), "removed or changed what those rules read") {
 		t.Fatalf("a reload changing item-rows' tables during the re-read: %v", err)
+	}
+	if st, running := r.p.Reread(); running {
+		t.Errorf("a re-read still running after it ended: %+v", st)
 	}
 	testutil.Exec(t, db, "UPDATE busy SET n = -1")
 	testutil.Eventually(t, 20*time.Second, "the stream going on after the ended re-read", func() bool {

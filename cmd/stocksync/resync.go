@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -26,8 +27,43 @@ const resyncPath = "/admin/resync"
 func (d *daemon) mountAdmin(mux *http.ServeMux) {
 	admin := httpapi.Routes("/admin/", "an admin call", []httpapi.Route{
 		{Method: http.MethodPost, Path: resyncPath, Handle: d.handleResync},
+		{Method: http.MethodGet, Path: resyncPath, Handle: d.handleResyncStatus},
 	})
 	mux.Handle("/admin/", httpapi.RequireToken(d.cfg.HTTP.Token, admin))
+}
+
+// resyncStatus answers GET /admin/resync: the running re-read, if any.
+type resyncStatus struct {
+	Running bool                   `json:"running"`
+	Reread  *pipeline.RereadStatus `json:"reread,omitempty"`
+}
+
+func (d *daemon) handleResyncStatus(w http.ResponseWriter, r *http.Request) {
+	p, ok := d.streaming(w)
+	if !ok {
+		return
+	}
+	var st resyncStatus
+	if rr, running := p.Reread(); running {
+		st = resyncStatus{Running: true, Reread: &rr}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, st)
+}
+
+// streaming is the pipeline that streams now; without one it answers 503 (standby, or
+// not streaming) and false.
+func (d *daemon) streaming(w http.ResponseWriter) (*pipeline.Pipeline, bool) {
+	p := d.current.Load()
+	switch {
+	case d.cfg.HA && !d.leader.Load():
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "standby",
+			Message: "this daemon is the standby: ask the leader (the one whose /readyz answers 200)"})
+		return nil, false
+	case p == nil:
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "not_streaming", Message: pipeline.ErrNotStreaming.Error()})
+		return nil, false
+	}
+	return p, true
 }
 
 func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
@@ -44,14 +80,8 @@ func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf(`%v (expected {"rules": ["name", …], "keys": [{"column": value, …}, …]}, both optional)`, err)})
 		return
 	}
-	p := d.current.Load()
-	switch {
-	case d.cfg.HA && !d.leader.Load():
-		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "standby",
-			Message: "this daemon is the standby: ask the leader (the one whose /readyz answers 200)"})
-		return
-	case p == nil:
-		httpapi.WriteJSON(w, http.StatusServiceUnavailable, httpapi.Error{Code: "not_streaming", Message: pipeline.ErrNotStreaming.Error()})
+	p, ok := d.streaming(w)
+	if !ok {
 		return
 	}
 	result, err := p.Resync(r.Context(), req)
@@ -71,13 +101,14 @@ func (d *daemon) handleResync(w http.ResponseWriter, r *http.Request) {
 }
 
 // newResyncCmd asks the running daemon named by the config (http.addr, http.token) for a
-// resync, and waits for its answer.
+// resync, and waits for its answer; with --status, for the re-read it runs.
 func newResyncCmd() *cobra.Command {
 	var url string
 	var keys []string
 	var timeout time.Duration
+	var status bool
 	cmd := &cobra.Command{
-		Use:   "resync [RULE...] [--key JSON]...",
+		Use:   "resync [RULE...] [--key JSON]... | resync --status",
 		Short: "Republish the state of aggregate and transition rules (all without RULE), or re-read a row rule's tables, for a consumer to rebuild from",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asked := rules.ResyncRequest{Rules: args}
@@ -86,6 +117,9 @@ func newResyncCmd() *cobra.Command {
 					return fmt.Errorf(`--key %s is not JSON: write a group key as the topic's keys are, e.g. '{"sku_id":"A1"}'`, k)
 				}
 				asked.Keys = append(asked.Keys, json.RawMessage(k))
+			}
+			if status && (len(args) > 0 || len(keys) > 0) {
+				return errors.New("--status asks how the running re-read goes, and takes no rule or --key")
 			}
 			cfg, err := loadConfig(cmd)
 			if err != nil {
@@ -96,37 +130,22 @@ func newResyncCmd() *cobra.Command {
 					return err
 				}
 			}
-			body, _ := json.Marshal(asked)
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(url, "/")+resyncPath, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			if cfg.HTTP.Token != "" {
-				req.Header.Set("Authorization", "Bearer "+cfg.HTTP.Token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("asking the daemon for a resync: %w", err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				var refusal httpapi.Error
-				if json.NewDecoder(resp.Body).Decode(&refusal) != nil || refusal.Message == "" {
-					refusal.Message = resp.Status
+			call := adminCall{url: url, token: cfg.HTTP.Token}
+			out := cmd.OutOrStdout()
+			if status {
+				var st resyncStatus
+				if err := call.do(ctx, http.MethodGet, nil, &st); err != nil {
+					return err
 				}
-				if refusal.Code == "reread_interrupted" {
-					return fmt.Errorf("the daemon at %s did not finish the resync: %s", url, refusal.Message)
-				}
-				return fmt.Errorf("the daemon at %s refused the resync: %s", url, refusal.Message)
+				printRereadStatus(out, st)
+				return nil
 			}
 			var result pipeline.ResyncResult
-			if err := json.NewDecoder(resp.Body).Decode(&result); err != nil {
-				return fmt.Errorf("reading the daemon's answer: %w", err)
+			if err := call.do(ctx, http.MethodPost, asked, &result); err != nil {
+				return err
 			}
-			out := cmd.OutOrStdout()
 			for _, r := range result.Rules {
 				plural := "s"
 				if r.Messages == 1 {
@@ -152,7 +171,71 @@ func newResyncCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&keys, "key", nil, `a group to resync, as the topic's keys write it ('{"sku_id":"A1"}'); repeatable; default every group`)
 	cmd.Flags().StringVar(&url, "url", "", "the daemon's HTTP address (default: http.addr of the config, on this host)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the answer")
+	cmd.Flags().BoolVar(&status, "status", false, "print how the running re-read goes (also one that went on after a restart), and ask for nothing")
 	return cmd
+}
+
+func printRereadStatus(out io.Writer, st resyncStatus) {
+	rr := st.Reread
+	if !st.Running || rr == nil {
+		fmt.Fprintln(out, "no re-read is running")
+		return
+	}
+	fmt.Fprintf(out, "re-reading the tables of %s (%s): %d chunks, %d rows published", strings.Join(rr.Rules, ", "),
+		strings.Join(rr.Tables, ", "), rr.Chunks, rr.Rows)
+	if rr.ReadAgain > 0 {
+		fmt.Fprintf(out, ", %d read again", rr.ReadAgain)
+	}
+	how := "begun"
+	if rr.Resumed {
+		how = "gone on after a stop"
+	}
+	fmt.Fprintf(out, "; %s %s ago\n", how, time.Since(rr.Since).Round(time.Second))
+}
+
+// adminCall is one call of the daemon's /admin API.
+type adminCall struct{ url, token string }
+
+// do sends body (nil: none) to resyncPath with method and decodes a 200 answer into
+// answer; any other answer is an error that says the daemon's reason.
+func (c adminCall) do(ctx context.Context, method string, body, answer any) error {
+	var reader io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		reader = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.url, "/")+resyncPath, reader)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling the daemon at %s: %w", c.url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var refusal httpapi.Error
+		if json.NewDecoder(resp.Body).Decode(&refusal) != nil || refusal.Message == "" {
+			refusal.Message = resp.Status
+		}
+		if refusal.Code == "reread_interrupted" {
+			return fmt.Errorf("the daemon at %s did not finish the resync: %s", c.url, refusal.Message)
+		}
+		return fmt.Errorf("the daemon at %s refused the resync: %s", c.url, refusal.Message)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(answer); err != nil {
+		return fmt.Errorf("reading the daemon's answer: %w", err)
+	}
+	return nil
 }
 
 // localURL is the URL of a daemon on this host listening on addr (http.addr).

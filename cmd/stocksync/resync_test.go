@@ -142,6 +142,12 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 	if got := fmt.Sprint(history); got != `map[{"sku_id":"A"}:cr {"sku_id":"B"}:cr]` {
 		t.Errorf("the row rule's topic: %s", got)
 	}
+	if out, err := resync("--status"); err != nil || out != "no re-read is running\n" {
+		t.Errorf("resync --status after the re-read: %v, %q", err, out)
+	}
+	if out, err := resync("--status", "stock-rows"); err == nil || !strings.Contains(out, "--status asks how the running re-read goes") {
+		t.Errorf("resync --status with a rule: %v, %q", err, out)
+	}
 	d.terminate(t, 10*time.Second)
 }
 
@@ -176,6 +182,10 @@ func TestRereadGoesOnAfterKill9(t *testing.T) {
 	})
 	if n := metric(t, s.httpAddr, "stocksync_reread_running"); n != 1 {
 		t.Fatalf("the re-read ended (stocksync_reread_running %v) before the kill: nothing to go on with", n)
+	}
+	status, err := exec.Command(binary, "resync", "--config", s.config, "--status").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`^re-reading the tables of stock-rows \(\S+\.stock_big\): \d+ chunks, \d+ rows published; begun \d+s ago\n$`).Match(status) {
+		t.Errorf("stocksync resync --status during the re-read: %v, %q", err, status)
 	}
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
