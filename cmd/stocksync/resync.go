@@ -227,8 +227,11 @@ func (c adminCall) do(ctx context.Context, method string, body, answer any) erro
 		if json.NewDecoder(resp.Body).Decode(&refusal) != nil || refusal.Message == "" {
 			refusal.Message = resp.Status
 		}
-		if refusal.Code == "reread_interrupted" {
+		switch {
+		case refusal.Code == "reread_interrupted":
 			return fmt.Errorf("the daemon at %s did not finish the resync: %s", c.url, refusal.Message)
+		case method == http.MethodGet:
+			return fmt.Errorf("the daemon at %s did not say how its re-read goes: %s", c.url, refusal.Message)
 		}
 		return fmt.Errorf("the daemon at %s refused the resync: %s", c.url, refusal.Message)
 	}
