@@ -64,9 +64,7 @@ func (t TLS) ClientConfig(host string) (*tls.Config, error) {
 	case TLSVerifyCA:
 		// Go's verification always checks the host name; verify_ca checks the chain only.
 		c.InsecureSkipVerify = true
-		c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return verifyChain(raw, roots)
-		}
+		c.VerifyConnection = func(cs tls.ConnectionState) error { return verifyChain(cs.PeerCertificates, roots) }
 	case TLSVerifyFull:
 		c.RootCAs = roots
 		c.ServerName = t.ServerName
@@ -117,19 +115,11 @@ func (t TLS) clientCertificate() (tls.Certificate, error) {
 	return pair, nil
 }
 
-// verifyChain checks that the server's certificate chain (raw, leaf first) leads to roots
+// verifyChain checks that the server's certificate chain (leaf first) leads to roots
 // (nil: the system's), whatever names it carries.
-func verifyChain(raw [][]byte, roots *x509.CertPool) error {
-	if len(raw) == 0 {
+func verifyChain(certs []*x509.Certificate, roots *x509.CertPool) error {
+	if len(certs) == 0 {
 		return errors.New("the server sent no certificate")
-	}
-	certs := make([]*x509.Certificate, len(raw))
-	for i, der := range raw {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("parsing the server's certificate: %w", err)
-		}
-		certs[i] = c
 	}
 	opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
 	for _, c := range certs[1:] {

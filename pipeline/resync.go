@@ -193,7 +193,6 @@ type rereadJob struct {
 	ahead   []*canal.Chunk // read, waiting in order for the stream to reach their At
 	read    bool           // the reader has handed out every chunk
 	rows    int64          // published, over every run of this re-read
-	resumed bool           // went on after a stop
 	since   time.Time
 	lastLog time.Time
 }
@@ -229,7 +228,8 @@ func (p *Pipeline) runReread(j *rereadJob) {
 func (j *rereadJob) showStatus() {
 	rr := *j.result.Reread
 	rr.Tables = slices.Clone(rr.Tables)
-	j.p.rereadStatus.Store(&RereadStatus{Rules: slices.Clone(j.names), RereadResult: rr, Rows: j.rows, Resumed: j.resumed, Since: j.since})
+	j.p.rereadStatus.Store(&RereadStatus{Rules: slices.Clone(j.names), RereadResult: rr, Rows: j.rows,
+		Resumed: j.asked.reply == nil, Since: j.since}) // nobody asked this pipeline: it went on after a stop
 	j.p.m.RereadChunks.Set(float64(rr.Chunks))
 }
 
@@ -349,7 +349,7 @@ func (p *Pipeline) resumeReread(ctx context.Context, state []canal.StateRow) err
 		reader.Close()
 		return drop("it cannot go on where it stopped", zap.Error(err))
 	}
-	p.runReread(&rereadJob{p: p, result: prog.Result, names: names, reader: reader, rows: prog.Next.Rows, resumed: true})
+	p.runReread(&rereadJob{p: p, result: prog.Result, names: names, reader: reader, rows: prog.Next.Rows})
 	p.log.Info("resync: going on with the re-read of the tables of row rules where it stopped", zap.Strings("rules", names),
 		zap.Int("chunks_done", prog.Result.Reread.Chunks), zap.Int64("rows_done", prog.Next.Rows), zap.String("next_table", prog.Next.Table))
 	return nil

@@ -40,7 +40,8 @@ type resyncPlan struct {
 
 // CheckResync reports every problem of req against the set, in one error: a name that is
 // unknown, a key that is not a JSON object of scalars with exactly a named rule's
-// group_by columns, keys with a row rule. It returns the row rules req names, whose
+// group_by columns, keys with a row rule, a row rule whose ops leave out read (its
+// re-read would publish nothing). It returns the row rules req names, whose
 // tables the caller re-reads (Reread); the engine's Resync sends the others' state.
 func (s *Set) CheckResync(req ResyncRequest) (rowRules []string, err error) {
 	plans, err := s.planResync(req)

@@ -3,9 +3,10 @@ package sinks
 import (
 	"context"
 	"errors"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/stocksync/stocksync/internal/testutil"
 )
 
 func TestAckWindowOutOfOrder(t *testing.T) {
@@ -84,7 +85,7 @@ func TestAckWindowWaitDoneWakesEveryWaiter(t *testing.T) {
 	for range 4 {
 		go func() { done <- w.waitDone(t.Context(), 2, noFail) }()
 	}
-	awaitWaiters(t, w, 4)
+	testutil.Eventually(t, 5*time.Second, "4 goroutines waiting", func() bool { return w.doneWaiters.Load() >= 4 })
 	w.ack(1)
 	w.ack(0) // one move, from 0 to 2
 	for range 4 {
@@ -96,17 +97,5 @@ func TestAckWindowWaitDoneWakesEveryWaiter(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("a waiter was not woken by the move it waited for")
 		}
-	}
-}
-
-// awaitWaiters waits until n goroutines wait in waitDone.
-func awaitWaiters(t *testing.T, w *ackWindow, n int32) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for w.doneWaiters.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiters, want %d", w.doneWaiters.Load(), n)
-		}
-		runtime.Gosched()
 	}
 }

@@ -126,7 +126,7 @@ func diagnose(ctx context.Context, brokers []string, sec Security, err error) st
 	for _, addr := range brokers {
 		if speaksKafka(ctx, addr, sec.TLS) {
 			// The same connection without SASL is answered: the login was refused.
-			if sec.SASLMechanism != "" {
+			if sec.SASL.Mechanism != "" {
 				return sec.saslRefused("broker " + addr)
 			}
 			return fmt.Sprintf("broker %s answers ApiVersions but closed the connection at the next request, as brokers that require SASL authentication do (kafka.sasl)", addr)
@@ -165,7 +165,7 @@ func diagnoseTLS(err error) string {
 
 func (s Security) saslRefused(who string) string {
 	return fmt.Sprintf("%s refused SASL authentication as user %q with %s (kafka.sasl.user, kafka.sasl.password, kafka.sasl.mechanism)",
-		who, s.SASLUser, s.SASLMechanism)
+		who, s.SASL.User, s.SASL.Mechanism)
 }
 
 // isHangUp reports whether err is the broker closing the connection without an answer.

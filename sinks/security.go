@@ -20,10 +20,8 @@ type Security struct {
 	// TLS encrypts the connections; nil is plaintext. Leave its ServerName empty to have
 	// each broker's certificate checked against the host dialled.
 	TLS *tls.Config
-	// SASLMechanism is "" (none), PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-	SASLMechanism string
-	SASLUser      string
-	SASLPassword  string
+	// SASL is kafka.sasl: its Mechanism "" is none.
+	SASL config.SASL
 }
 
 // SecurityOf is kafka.tls and kafka.sasl as the Kafka clients take them. It reads the
@@ -35,7 +33,7 @@ func SecurityOf(tlsSettings config.TLS, saslSettings config.SASL) (Security, err
 	if err != nil {
 		return Security{}, fmt.Errorf("kafka.tls: %w", err)
 	}
-	return Security{TLS: tlsConfig, SASLMechanism: saslSettings.Mechanism, SASLUser: saslSettings.User, SASLPassword: saslSettings.Password}, nil
+	return Security{TLS: tlsConfig, SASL: saslSettings}, nil
 }
 
 // applyTo sets s on a sarama configuration: the one place sarama clients get their
@@ -45,7 +43,7 @@ func (s Security) applyTo(sc *sarama.Config) error {
 		sc.Net.TLS.Enable = true
 		sc.Net.TLS.Config = s.TLS
 	}
-	switch s.SASLMechanism {
+	switch s.SASL.Mechanism {
 	case "":
 		return nil
 	case config.SASLPlain:
@@ -57,15 +55,13 @@ func (s Security) applyTo(sc *sarama.Config) error {
 		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
 		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: xscram.SHA512} }
 	default:
-		return unknownMechanism(s.SASLMechanism)
+		return unknownMechanism(s.SASL.Mechanism)
 	}
+	// sarama's defaults send handshake v1, then SaslAuthenticate requests (Kafka 1.0 and
+	// later): the broker answers a refusal with an error code instead of hanging up.
 	sc.Net.SASL.Enable = true
-	// Handshake v1 then SaslAuthenticate requests (Kafka 1.0 and later): the broker
-	// answers a refusal with an error code instead of dropping the connection.
-	sc.Net.SASL.Handshake = true
-	sc.Net.SASL.Version = sarama.SASLHandshakeV1
-	sc.Net.SASL.User = s.SASLUser
-	sc.Net.SASL.Password = s.SASLPassword
+	sc.Net.SASL.User = s.SASL.User
+	sc.Net.SASL.Password = s.SASL.Password
 	return nil
 }
 
@@ -77,17 +73,17 @@ func (s Security) kgoOpts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.DialTLSConfig(s.TLS))
 	}
 	var mechanism sasl.Mechanism
-	switch s.SASLMechanism {
+	switch s.SASL.Mechanism {
 	case "":
 		return opts, nil
 	case config.SASLPlain:
-		mechanism = plain.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsMechanism()
+		mechanism = plain.Auth{User: s.SASL.User, Pass: s.SASL.Password}.AsMechanism()
 	case config.SASLScramSHA256:
-		mechanism = scram.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsSha256Mechanism()
+		mechanism = scram.Auth{User: s.SASL.User, Pass: s.SASL.Password}.AsSha256Mechanism()
 	case config.SASLScramSHA512:
-		mechanism = scram.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsSha512Mechanism()
+		mechanism = scram.Auth{User: s.SASL.User, Pass: s.SASL.Password}.AsSha512Mechanism()
 	default:
-		return nil, unknownMechanism(s.SASLMechanism)
+		return nil, unknownMechanism(s.SASL.Mechanism)
 	}
 	return append(opts, kgo.SASL(mechanism)), nil
 }

@@ -239,12 +239,11 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 	name := fmt.Sprintf("bench-%d-%d", os.Getpid(), run)
 	cfg.Checkpoint.Name = name
 	cfg.Kafka.TransactionalID = name
-	// The embedded broker speaks plaintext, whatever the config says of real brokers.
-	cfg.Kafka.TLS, cfg.Kafka.SASL = config.TLS{}, config.SASL{}
 	var sink deliverySink = discardSink{}
 	var checkpoints pipeline.Checkpointer
 	if !discard {
-		if sink, checkpoints, err = newDelivery(ctx, cfg, broker.Addrs(), zap.NewNop()); err != nil {
+		// The bench's own broker: plaintext, whatever the config says of real brokers.
+		if sink, checkpoints, err = newDelivery(ctx, cfg, broker.Addrs(), sinks.Security{}, zap.NewNop()); err != nil {
 			return 0, err
 		}
 	}
@@ -266,7 +265,6 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 		return 0, err
 	}
 	if kc, ok := checkpoints.(*pipeline.KafkaCheckpoints); ok {
-		// The bench's own broker: plaintext (kafka.tls and kafka.sasl were cleared above).
 		if kc.Loaded, err = sinks.ReadCheckpoints(ctx, broker.Addrs(), sinks.Security{}, cfg.Kafka.CheckpointTopic); err != nil {
 			return 0, err
 		}

@@ -65,7 +65,8 @@ type daemon struct {
 	leader  atomic.Bool // ha: this daemon holds the leader lock
 	leaderG prometheus.Gauge
 	brokers []string
-	source  canal.Config // how to reach cfg.Source, TLS included
+	source  canal.Config   // how to reach cfg.Source, TLS included
+	kafka   sinks.Security // how to reach the brokers: kafka.tls and kafka.sasl, files read once
 }
 
 func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
@@ -98,6 +99,9 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	// and the error names the setting to change.
 	var err error
 	if d.source, err = sourceConfig(cfg); err != nil {
+		return err
+	}
+	if d.kafka, err = sinks.SecurityOf(cfg.Kafka.TLS, cfg.Kafka.SASL); err != nil {
 		return err
 	}
 	server, err := canal.Connect(ctx, d.source)
@@ -269,7 +273,7 @@ func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
 
 // runOnce builds a sink and a pipeline and runs them; ran says the stream got going.
 func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, err error) {
-	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.log)
+	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.kafka, d.log)
 	if err != nil {
 		return false, err
 	}
@@ -310,11 +314,7 @@ type deliverySink interface {
 // the transactional producer (fencing any older one with the same transactional id), and
 // checkpoints read from its topic only after that, so a transaction the old producer
 // left open is settled first.
-func newDelivery(ctx context.Context, cfg config.Config, brokers []string, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
-	sec, err := sinks.SecurityOf(cfg.Kafka.TLS, cfg.Kafka.SASL)
-	if err != nil {
-		return nil, nil, err
-	}
+func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec sinks.Security, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
 	if !cfg.Kafka.ExactlyOnce {
 		sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
 			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, MaxMessageBytes: cfg.Kafka.MaxMessageBytes,
