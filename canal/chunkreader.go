@@ -3,10 +3,12 @@ package canal
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"go.uber.org/zap"
 )
 
@@ -49,14 +51,17 @@ type ChunkCursor struct {
 //
 // On MariaDB a chunk's snapshot takes no lock. On MySQL each chunk's snapshot holds
 // FLUSH TABLES WITH READ LOCK for the instant its position is read (untested here).
-// A table without a usable primary key (see Snapshot) is one chunk, read whole.
+// A table without a usable primary key (see Snapshot) is one chunk, read whole. A table's
+// shape is read from information_schema when the read reaches it.
 type ChunkReader struct {
 	s      *Server
 	conn   *sql.Conn
 	size   int
-	names  []string         // every table matched, as schema.table
-	tables []*snapshotTable // the tables to read, in order
-	done   []string         // tables a Seek found read already
+	log    *zap.Logger
+	names  []string // every table matched, as schema.table
+	order  []string // the tables to read, in order
+	done   []string // tables a Seek found read already
+	shapes map[string]*snapshotTable
 	stmts  map[*snapshotTable]chunkStmts
 	cur    chunkStart // where the next chunk begins
 	closed bool
@@ -64,8 +69,8 @@ type ChunkReader struct {
 
 // chunkStart is where a chunk's read begins.
 type chunkStart struct {
-	at   int         // the table, an index of tables
-	last SnapshotKey // the key the chunk of tables[at] is read after; nil: its start
+	at   int         // the table, an index of order
+	last SnapshotKey // the key the chunk of order[at] is read after; nil: its start
 	rows int64       // rows handed out before it
 }
 
@@ -82,20 +87,8 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 	if err != nil {
 		return nil, err
 	}
-	r := &ChunkReader{s: s, size: chunkSize, stmts: map[*snapshotTable]chunkStmts{}}
-	for _, n := range names {
-		schema, name, _ := strings.Cut(n, ".")
-		st, err := s.snapshotShape(ctx, schema, name)
-		if err != nil {
-			return nil, err
-		}
-		if !st.chunked {
-			log.Warn("table cannot be read in key chunks: it is read whole, as one chunk held in memory",
-				zap.String("table", n), zap.Int64("rows_estimated", st.estimate))
-		}
-		r.tables = append(r.tables, st)
-	}
-	r.names = names
+	r := &ChunkReader{s: s, size: chunkSize, log: log, names: names, order: names,
+		shapes: map[string]*snapshotTable{}, stmts: map[*snapshotTable]chunkStmts{}}
 	if r.conn, err = s.DB.Conn(ctx); err != nil {
 		return nil, fmt.Errorf("opening the connection of a chunked read: %w", err)
 	}
@@ -109,51 +102,72 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 // Tables are the tables being read, as schema.table (with those a Seek found read).
 func (r *ChunkReader) Tables() []string { return slices.Clone(r.names) }
 
+// ErrCursorMismatch is a ChunkCursor that no longer fits its table (its primary key
+// changed): the read cannot go on from it.
+var ErrCursorMismatch = errors.New("the saved cursor does not fit the table")
+
 // Seek makes the read go on from c, a Chunk's Then saved earlier, maybe by another
 // process: the tables c names done are not read again, c.Table goes on after c.After,
 // and every other table the filter matches now is read whole (one added since, say).
 // A table c names that is gone is passed over. Call it before the first Next.
-func (r *ChunkReader) Seek(c ChunkCursor) error {
+func (r *ChunkReader) Seek(ctx context.Context, c ChunkCursor) error {
 	done := map[string]bool{}
 	for _, n := range c.Done {
 		done[n] = true
 	}
-	left := r.tables[:0:0]
-	var first *snapshotTable
-	for _, st := range r.tables {
-		switch name := st.table.FullName(); {
+	var left []string
+	stopped := false
+	for _, name := range r.names {
+		switch {
 		case done[name]:
 			r.done = append(r.done, name)
 		case name == c.Table:
-			first = st
+			stopped = true
 		default:
-			left = append(left, st)
+			left = append(left, name)
 		}
 	}
 	r.cur = chunkStart{rows: c.Rows}
-	if first != nil {
+	if stopped {
 		// The table the read stopped in goes first, from where it stopped.
-		left = append([]*snapshotTable{first}, left...)
-		if c.After != nil && first.chunked {
-			last, err := first.keyFromSaved(c.After)
-			if err != nil {
-				return fmt.Errorf("going on with the chunked read of %s: %w", c.Table, err)
+		left = append([]string{c.Table}, left...)
+		st, err := r.shape(ctx, c.Table)
+		if err != nil {
+			return err
+		}
+		if c.After != nil && st.chunked {
+			if r.cur.last, err = st.keyFromSaved(c.After); err != nil {
+				return fmt.Errorf("%w: going on with the chunked read of %s: %w", ErrCursorMismatch, c.Table, err)
 			}
-			r.cur.last = last
 		}
 	}
-	r.tables = left
+	r.order = left
 	return nil
+}
+
+// shape is the shape of table name (schema.table), read when the read first needs it.
+func (r *ChunkReader) shape(ctx context.Context, name string) (*snapshotTable, error) {
+	if st := r.shapes[name]; st != nil {
+		return st, nil
+	}
+	schema, table, _ := strings.Cut(name, ".")
+	st, err := r.s.snapshotShape(ctx, schema, table)
+	if err != nil {
+		return nil, err
+	}
+	if !st.chunked {
+		r.log.Warn("table cannot be read in key chunks: it is read whole, as one chunk held in memory",
+			zap.String("table", name), zap.Int64("rows_estimated", st.estimate))
+	}
+	r.shapes[name] = st
+	return st, nil
 }
 
 // cursor is where the read stands now.
 func (r *ChunkReader) cursor() ChunkCursor {
-	c := ChunkCursor{Done: slices.Clone(r.done), Rows: r.cur.rows}
-	for _, st := range r.tables[:r.cur.at] {
-		c.Done = append(c.Done, st.table.FullName())
-	}
-	if r.cur.at < len(r.tables) {
-		c.Table, c.After = r.tables[r.cur.at].table.FullName(), slices.Clone(r.cur.last)
+	c := ChunkCursor{Done: append(slices.Clone(r.done), r.order[:r.cur.at]...), Rows: r.cur.rows}
+	if r.cur.at < len(r.order) {
+		c.Table, c.After = r.order[r.cur.at], slices.Clone(r.cur.last)
 	}
 	return c
 }
@@ -162,7 +176,7 @@ func (r *ChunkReader) cursor() ChunkCursor {
 // every table is read.
 func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
 	start := r.cur
-	if r.cur.at == len(r.tables) {
+	if r.cur.at == len(r.order) {
 		return nil, nil
 	}
 	inst, err := r.s.openSnapshot(ctx, r.conn)
@@ -171,8 +185,11 @@ func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
 	}
 	// The snapshot ends whatever happens: a chunk is read in a transaction of its own.
 	defer r.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
-	for ; r.cur.at < len(r.tables); r.cur.at, r.cur.last = r.cur.at+1, nil {
-		st := r.tables[r.cur.at]
+	for ; r.cur.at < len(r.order); r.cur.at, r.cur.last = r.cur.at+1, nil {
+		st, err := r.shape(ctx, r.order[r.cur.at])
+		if err != nil {
+			return nil, err
+		}
 		vals, last, err := r.read(ctx, st)
 		if err != nil {
 			return nil, fmt.Errorf("reading a chunk of %s after %v: %w", st.table.FullName(), []any(r.cur.last), err)
@@ -238,7 +255,19 @@ func (s *Server) SamePoint(ctx context.Context, a, b Position) (bool, error) {
 		return true, nil
 	}
 	if s.Flavor != "mariadb" {
-		return a.GTIDSet != "" && a.GTIDSet == b.GTIDSet, nil
+		// The stream's set and the server's are written by two printers: compare sets.
+		if a.GTIDSet == "" || b.GTIDSet == "" {
+			return false, nil
+		}
+		ga, err := mysql.ParseGTIDSet(s.Flavor, a.GTIDSet)
+		if err != nil {
+			return false, fmt.Errorf("parsing the GTID set of %s: %w", a, err)
+		}
+		gb, err := mysql.ParseGTIDSet(s.Flavor, b.GTIDSet)
+		if err != nil {
+			return false, fmt.Errorf("parsing the GTID set of %s: %w", b, err)
+		}
+		return ga.Equal(gb), nil
 	}
 	var ga, gb sql.NullString
 	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?), BINLOG_GTID_POS(?, ?)", a.File, a.Pos, b.File, b.Pos).Scan(&ga, &gb); err != nil {

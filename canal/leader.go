@@ -36,7 +36,8 @@ type Leadership struct {
 	conn *sql.Conn
 	name string
 	// heldUntil is when the lease runs out, in nanoseconds of the monotonic clock since
-	// leaseEpoch; 0 until the takeover wait is over, and again once the lock is lost.
+	// leaseEpoch; 0 until the takeover wait is over, and leaseGone for good once the lock
+	// is lost or released (compare-and-swapped, so that a late store never revives it).
 	heldUntil atomic.Int64
 	lost      chan struct{}
 	loseOnce  sync.Once
@@ -127,8 +128,11 @@ func (l *Leadership) takeOver(ctx context.Context, log *zap.Logger) (*Leadership
 				return nil, fmt.Errorf("the leader lock %q could not be confirmed within %s", l.name, TakeoverWait)
 			}
 			// From now on each confirmation extends the lease; the last one before now
-			// starts it.
-			l.heldUntil.Store(lastAsked + int64(LeaseLength))
+			// starts it, unless the lock was lost meanwhile.
+			if !l.heldUntil.CompareAndSwap(0, lastAsked+int64(LeaseLength)) {
+				l.Release()
+				return nil, fmt.Errorf("lost the leader lock %q during the takeover wait", l.name)
+			}
 			return l, nil
 		}
 	}
@@ -155,9 +159,9 @@ func (l *Leadership) watch(ctx context.Context, confirmed chan int64, log *zap.L
 			l.lose()
 			return
 		}
-		if l.heldUntil.Load() != 0 {
-			l.heldUntil.Store(asked + int64(LeaseLength))
-		} else {
+		if until := l.heldUntil.Load(); until > 0 {
+			l.heldUntil.CompareAndSwap(until, asked+int64(LeaseLength)) // fails only once lost
+		} else if until == 0 {
 			select {
 			case confirmed <- asked:
 			default:
@@ -173,7 +177,7 @@ func (l *Leadership) watch(ctx context.Context, confirmed chan int64, log *zap.L
 
 func (l *Leadership) lose() {
 	l.loseOnce.Do(func() {
-		l.heldUntil.Store(0)
+		l.heldUntil.Store(leaseGone)
 		close(l.lost)
 	})
 }
@@ -183,8 +187,11 @@ func (l *Leadership) lose() {
 // Lost is closed, and stays false once the lock is lost.
 func (l *Leadership) Held() bool {
 	until := l.heldUntil.Load()
-	return until != 0 && leaseNow() < until
+	return until > 0 && leaseNow() < until
 }
+
+// leaseGone is heldUntil once the lock is lost or released.
+const leaseGone = -1
 
 // Lost is closed when the lock is no longer held.
 func (l *Leadership) Lost() <-chan struct{} { return l.lost }
@@ -196,7 +203,7 @@ func (l *Leadership) Release() {
 		<-l.done
 		l.stop = nil
 	}
-	l.heldUntil.Store(0)
+	l.heldUntil.Store(leaseGone)
 	if l.conn != nil {
 		l.conn.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", l.name)
 		discardConn(l.conn) // its wait_timeout must not go back to the pool

@@ -345,9 +345,12 @@ func (p *Pipeline) resumeReread(ctx context.Context, state []canal.StateRow) err
 	if err != nil {
 		return MarkRetryable(err)
 	}
-	if err := reader.Seek(prog.Next); err != nil {
+	if err := reader.Seek(ctx, prog.Next); err != nil {
 		reader.Close()
-		return drop("it cannot go on where it stopped", zap.Error(err))
+		if errors.Is(err, canal.ErrCursorMismatch) {
+			return drop("it cannot go on where it stopped", zap.Error(err))
+		}
+		return MarkRetryable(fmt.Errorf("going on with the re-read of the tables of %v: %w", names, err))
 	}
 	p.runReread(&rereadJob{p: p, result: prog.Result, names: names, reader: reader, rows: prog.Next.Rows})
 	p.log.Info("resync: going on with the re-read of the tables of row rules where it stopped", zap.Strings("rules", names),

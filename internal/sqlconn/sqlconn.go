@@ -30,8 +30,7 @@ func Open(t Target) (*sql.DB, error) {
 		c.Net = "unix"
 	}
 	c.Timeout = 5 * time.Second
-	c.ParseTime = true
-	c.Loc = time.UTC
+	c.ParseTime = true // in UTC: mysql.NewConfig's Loc
 	c.InterpolateParams = true
 	c.TLS = t.TLS
 	c.Params = t.Session
