@@ -142,16 +142,31 @@ func (e *env) consume(want int, timeout time.Duration) []testutil.Record {
 }
 
 // stopAfter is a sink that holds the message for which stopHere first reports true until
-// the pipeline's ctx ends, having told reached: the test then stops the pipeline there,
-// inside whatever that message is part of (as a SIGTERM at that instant would).
+// the pipeline's ctx ends or the test lets it go, having told reached: the test then
+// stops the pipeline there, inside whatever that message is part of (as a SIGTERM at that
+// instant would), or looks at the pipeline while it waits.
 type stopAfter struct {
 	pipeline.Sink
 	stopHere func(sinks.Message) bool
 	reached  chan struct{} // closed once; Emit runs on the reading goroutine alone
+	release  chan struct{} // closed by letGo
 }
 
 func newStopAfter(stopHere func(sinks.Message) bool) *stopAfter {
-	return &stopAfter{stopHere: stopHere, reached: make(chan struct{})}
+	return &stopAfter{stopHere: stopHere, reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+// letGo lets the held message, and every later one, through.
+func (s *stopAfter) letGo() { close(s.release) }
+
+// waitReached fails the test unless the held message is reached within d.
+func (s *stopAfter) waitReached(t *testing.T, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-s.reached:
+	case <-time.After(d):
+		t.Fatalf("%s: not reached within %v", what, d)
+	}
 }
 
 func (s *stopAfter) wrap(o *pipeline.Options) { s.Sink = o.Sink; o.Sink = s }
@@ -169,8 +184,12 @@ func (s *stopAfter) Emit(ctx context.Context, m sinks.Message) error {
 		return nil
 	}
 	close(s.reached)
-	<-ctx.Done()
-	return ctx.Err()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.release:
+		return nil
+	}
 }
 
 // stop cancels the pipeline (as SIGTERM does) and checks it stopped cleanly.
@@ -429,11 +448,7 @@ func TestExactlyOnceStopInsideATransaction(t *testing.T) {
 		e.exec(fmt.Sprintf("INSERT INTO stock_x VALUES (%d, 1)", i))
 	}
 	e.exec("INSERT INTO stock_x SELECT 1000 + seq, 2 FROM seq_1_to_200")
-	select {
-	case <-stop.reached:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the pipeline emitted %d messages, not the 70th", emitted)
-	}
+	stop.waitReached(t, 20*time.Second, "the 70th message")
 	r.stop(t)
 	e.start(set, id)
 	e.consume(230, 20*time.Second)

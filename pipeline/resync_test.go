@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -379,17 +380,22 @@ rules:
 				_, err := r.p.Resync(context.Background(), rules.ResyncRequest{Rules: []string{"kind-total", "item-rows"}})
 				answer <- err
 			}()
-			select {
-			case <-stop.reached:
-			case <-time.After(20 * time.Second):
-				t.Fatalf("the re-read emitted %d rows, not the 95th", reads)
-			}
+			stop.waitReached(t, 20*time.Second, "the re-read's 95th row")
 			r.stop(t)
 			if err := <-answer; !errors.Is(err, pipeline.ErrRereadInterrupted) {
 				t.Fatalf("the resync stopped in its 10th chunk answered %v; want ErrRereadInterrupted", err)
 			}
 
-			e.start(set, id, chunkOf10)
+			// The next pipeline goes on with it, as nobody's request: hold its first row to
+			// see it running.
+			hold := newStopAfter(func(m sinks.Message) bool { return m.Topic == e.topic })
+			r = e.start(set, id, chunkOf10, hold.wrap)
+			hold.waitReached(t, 20*time.Second, "the first row the re-read publishes after the restart")
+			status, running := r.p.Reread()
+			if !running || !status.Resumed || !slices.Equal(status.Rules, []string{"item-rows"}) || status.Chunks < 9 {
+				t.Errorf("the re-read after the restart shows %+v (running %v); want item-rows running, resumed, after at least the 9 chunks saved", status, running)
+			}
+			hold.letGo()
 			seen := map[string]int{}
 			testutil.Eventually(t, 30*time.Second, "every row of the table published", func() bool {
 				clear(seen)
