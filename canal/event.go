@@ -146,7 +146,9 @@ type Source struct {
 	Pos  uint32
 	// TsMs is the commit's timestamp on the server, in milliseconds.
 	TsMs int64
-	// Row is the change's index within its transaction, from 0 (a snapshot: within it).
+	// Row is the change's index among its transaction's changes of the same table, from 0
+	// (a snapshot: within it). It does not depend on which other tables are matched, so
+	// (ServerID, File, Pos, table, Row, Snapshot) names a change the same way under any rules.
 	Row int
 	// Snapshot marks a row read by a snapshot; its File and Pos are the snapshot's
 	// position, which the next streamed transaction may share.

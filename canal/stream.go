@@ -96,6 +96,9 @@ type tableState struct {
 type txnState struct {
 	open bool
 	src  Source
+	// rowsOf counts the changes handed on per table: Source.Row, an index that depends
+	// only on the table's own rows events, not on which other tables are matched.
+	rowsOf map[uint64]int // by table id
 }
 
 // Run streams from start until ctx is done (it then returns nil) or an error occurs.
@@ -195,7 +198,7 @@ func (r *reader) lastCommit() Position { return Position{File: r.file, Pos: r.po
 func (r *reader) begin(h *replication.EventHeader, gtid string) {
 	r.txn = txnState{open: true, src: Source{
 		ServerID: h.ServerID, GTID: gtid, File: r.file, Pos: h.LogPos - h.EventSize, TsMs: int64(h.Timestamp) * 1000,
-	}}
+	}, rowsOf: map[uint64]int{}}
 }
 
 func (r *reader) commit(ctx context.Context, h *replication.EventHeader, set mysql.GTIDSet) error {
@@ -477,6 +480,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	}
 	for i := 0; i+step-1 < len(e.Rows); i += step {
 		c := &RowChange{Op: op, Table: st.table, Source: r.txn.src}
+		c.Source.Row = r.txn.rowsOf[e.TableID]
 		switch op {
 		case OpCreate:
 			c.After = e.Rows[i]
@@ -485,7 +489,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		case OpUpdate:
 			c.Before, c.After = e.Rows[i], e.Rows[i+1]
 		}
-		r.txn.src.Row++
+		r.txn.rowsOf[e.TableID]++
 		if err := r.h.Row(ctx, c); err != nil {
 			return fmt.Errorf("handling row %d of %s at %s:%d: %w", c.Source.Row, st.table.FullName(), c.Source.File, c.Source.Pos, err)
 		}

@@ -153,3 +153,48 @@ func runUntil(ctx context.Context, st *canal.Stream, from, to canal.Position, re
 	defer rec.mu.Unlock()
 	return rec.rows, nil
 }
+
+// TestStreamRowIndexIgnoresOtherTables: a change's Source.Row counts its transaction's
+// changes of its own table, so that it is the same whichever other tables the rules
+// match, and a repeat after a rules change names the change as the first message did.
+func TestStreamRowIndexIgnoresOtherTables(t *testing.T) {
+	s := newSource(t)
+	for _, q := range []string{"CREATE TABLE wanted (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := s.position()
+	tx, err := s.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"INSERT INTO other VALUES (1), (2)", "INSERT INTO wanted VALUES (1), (2)",
+		"INSERT INTO other VALUES (3)", "INSERT INTO wanted VALUES (3)"} {
+		if _, err := tx.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	to := s.position()
+	indexes := func(tables map[string]bool) map[string][]int {
+		filter := &countingFilter{schema: s.name, tables: tables, asked: map[string]int{}}
+		rows, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)), from, to, &recorder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]int{}
+		for _, c := range rows {
+			got[c.Table.Name] = append(got[c.Table.Name], c.Source.Row)
+		}
+		return got
+	}
+	alone := indexes(map[string]bool{"wanted": true})
+	both := indexes(map[string]bool{"wanted": true, "other": true})
+	want := fmt.Sprint([]int{0, 1, 2})
+	if fmt.Sprint(alone["wanted"]) != want || fmt.Sprint(both["wanted"]) != want || fmt.Sprint(both["other"]) != want {
+		t.Errorf("row indexes: wanted alone %v; wanted %v and other %v matched together; want %s each", alone["wanted"], both["wanted"], both["other"], want)
+	}
+}

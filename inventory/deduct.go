@@ -12,14 +12,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits of one request.
 const (
-	maxIDLength   = 64
-	maxOrderItems = 100
-	maxShards     = 256
-	maxHoldTTL    = 7 * 24 * time.Hour
+	maxIDLength = 64
+	// maxWarehouseLength is the warehouse code's column width.
+	maxWarehouseLength = 32
+	maxOrderItems      = 100
+	maxShards          = 256
+	maxHoldTTL         = 7 * 24 * time.Hour
 	// maxQty bounds every quantity and a SKU's sellable stock: 2^53−1, the largest integer
 	// every JSON reader (JavaScript's too) holds exactly. It keeps every sum of quantities —
 	// over a SKU's shards, over a merged batch — far from int64 overflow.
@@ -101,6 +104,10 @@ func validID(field, v string) error {
 	if len(v) > maxIDLength {
 		return invalid(field, "must be at most %d bytes", maxIDLength)
 	}
+	if !utf8.ValidString(v) {
+		// A path segment such as %FF: the database would refuse to store it.
+		return invalid(field, "must be valid UTF-8")
+	}
 	for _, r := range v {
 		if r < 0x20 || r == 0x7f {
 			return invalid(field, "must not contain control characters")
@@ -109,6 +116,18 @@ func validID(field, v string) error {
 	if strings.HasSuffix(v, " ") {
 		// The schema's collation pads with spaces: "a " would name the row of "a".
 		return invalid(field, "must not end with a space")
+	}
+	return nil
+}
+
+// validWarehouse checks a warehouse code: an identifier of at most maxWarehouseLength
+// bytes, wherever a request names one.
+func validWarehouse(field, code string) error {
+	if err := validID(field, code); err != nil {
+		return err
+	}
+	if len(code) > maxWarehouseLength {
+		return invalid(field, "must be at most %d bytes", maxWarehouseLength)
 	}
 	return nil
 }
@@ -131,6 +150,8 @@ func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
 	if req.HoldTTL == 0 {
 		req.HoldTTL = s.opts.HoldTTL
 	}
+	// Times are stored to the microsecond: the answer must name the expiry stored.
+	req.HoldTTL = max(req.HoldTTL.Truncate(time.Microsecond), time.Microsecond)
 	seen := map[[2]string]bool{}
 	items := make([]Item, len(req.Items))
 	for i, it := range req.Items {

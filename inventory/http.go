@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -146,17 +145,13 @@ func (s *Store) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) handlePutActivity(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Qty      int64     `json:"qty"`
-		StartsAt time.Time `json:"starts_at"`
-		EndsAt   time.Time `json:"ends_at"`
-	}
-	if err := decode(r.Body, &body, false); err != nil {
+	qty, startsAt, endsAt, err := readActivity(r.Body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	out, err := s.PutActivity(r.Context(), Activity{SKU: r.PathValue("sku"), Activity: r.PathValue("activity"),
-		Qty: body.Qty, StartsAt: body.StartsAt, EndsAt: body.EndsAt})
+		Qty: qty, StartsAt: startsAt, EndsAt: endsAt})
 	s.answer(w, r, http.StatusOK, out, err)
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // snapshot is a checksum of every row of every inventory table: what a refused request
@@ -43,6 +44,10 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 	ctx := t.Context()
 	store.SetStock(ctx, "sku1", 10, 2)
 	store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"})
+	if _, err := store.PutActivity(ctx, Activity{SKU: "sku1", Activity: "sale", Qty: 5,
+		StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(store.Handler())
 	defer srv.Close()
 
@@ -95,6 +100,20 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"physical unknown warehouse", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W9", "qty": 1}]`, "", 422, "unknown_warehouse"},
 		{"single-SKU sync naming another SKU", "POST", "/v1/physical/sku1", `[{"sku": "sku2", "warehouse": "W1", "qty": 1}]`, "", 400, "invalid_request"},
 		{"activity ending before it starts", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
+		{"activity without qty", "PUT", "/v1/skus/sku1/activities/sale", `{"starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-03T00:00:00Z"}`, "", 400, "invalid_request"},
+		{"activity without ends_at", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
+		{"activity before the year 1000", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "0500-01-01T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
+		{"order_no not UTF-8", "POST", "/v1/deductions", "{\"order_no\": \"o-bad\xff\", \"items\": [{\"sku\": \"sku1\", \"qty\": 1}]}", "", 400, "invalid_request"},
+		{"sku in the path not UTF-8", "POST", "/v1/skus/%FF/stock", `{"sellable": 1}`, "", 400, "invalid_request"},
+		{"cancel of an order_no not UTF-8", "POST", "/v1/orders/%FE%FF/cancel", "", "", 400, "invalid_request"},
+		{"field name in another case", "POST", "/v1/deductions", `{"ORDER_NO": "o1", "items": [{"sku": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},
+		{"item field name in another case", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"SKU": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},
+		{"order_no twice", "POST", "/v1/deductions", deduction(`, "order_no": "o2"`), "", 400, "invalid_request"},
+		{"sellable twice", "POST", "/v1/skus/sku1/stock", `{"sellable": 1, "sellable": 2}`, "", 400, "invalid_request"},
+		{"adjust without delta", "POST", "/v1/skus/sku1/adjust", `{"reason": "x"}`, "", 400, "invalid_request"},
+		{"reshard without shards", "POST", "/v1/skus/sku1/reshard", `{}`, "", 400, "invalid_request"},
+		{"warehouse code over 32 bytes in a sync", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "` + strings.Repeat("W", 33) + `", "qty": 1}]`, "", 400, "invalid_request"},
+		{"lowercase scheme, wrong token", "GET", "/v1/skus/sku1", "", "bearer nope", 401, "unauthorized"},
 		{"unknown route", "GET", "/v1/nothing", "", "", 404, "not_found"},
 		{"wrong method", "DELETE", "/v1/skus/sku1", "", "", 405, "method_not_allowed"},
 	}
@@ -234,15 +253,27 @@ func TestHTTPOrderFlow(t *testing.T) {
 	call("PUT", "/v1/warehouses/W1", `{"name": "Central", "address": "1 Dock Rd", "type": "central"}`, 200, nil)
 	call("POST", "/v1/physical/p1", `[{"warehouse": "W1", "qty": 30}]`, 200, nil)
 
-	var order Order
+	var order, replay Order
 	deduction := `{"order_no": "web-1", "items": [{"sku": "p1", "qty": 2}], "hold_ttl": "30m"}`
 	call("POST", "/v1/deductions", deduction, 201, &order)
 	if order.Status != StatusHeld || order.Replayed || len(order.Items) != 1 {
 		t.Fatalf("deduction answered %+v", order)
 	}
-	call("POST", "/v1/deductions", deduction, 200, &order)
-	if !order.Replayed {
-		t.Fatalf("retried deduction answered %+v, want replayed", order)
+	call("POST", "/v1/deductions", deduction, 200, &replay)
+	if !replay.Replayed || !replay.ExpiresAt.Equal(order.ExpiresAt) {
+		t.Fatalf("retried deduction answered %+v, want replayed, expiring at %s as the first answer said", replay, order.ExpiresAt)
+	}
+	// Only the WMS knows p2 yet: GET shows its physical stock.
+	call("POST", "/v1/physical/p2", `[{"warehouse": "W1", "qty": 4}]`, 200, nil)
+	call("GET", "/v1/skus/p2", "", 200, &stock)
+	if stock.Shards != 0 || stock.Sellable != 0 || len(stock.Physical) != 1 || stock.Physical[0].Qty != 4 {
+		t.Fatalf("GET of a SKU only the WMS reported answered %+v", stock)
+	}
+	var activity Activity
+	call("PUT", "/v1/skus/p1/activities/sale", `{"qty": 3, "starts_at": "2030-01-01T00:00:00.123456789Z", "ends_at": "2030-01-02T00:00:00Z"}`, 200, &activity)
+	call("GET", "/v1/skus/p1", "", 200, &stock)
+	if len(stock.Activities) != 1 || !stock.Activities[0].StartsAt.Equal(activity.StartsAt) {
+		t.Fatalf("the activity PUT answered %+v, GET reads %+v: they must name the same start", activity, stock.Activities)
 	}
 	call("POST", "/v1/orders/web-1/confirm", "", 200, &order)
 	call("POST", "/v1/orders/web-1/ship", `{"warehouse": "W1"}`, 200, &order)
@@ -266,5 +297,27 @@ func TestHTTPOrderFlow(t *testing.T) {
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log"); n != 1 {
 		t.Fatalf("%d log rows, want 1", n)
+	}
+}
+
+// The token's scheme is case-insensitive, as HTTP authentication schemes are.
+func TestHTTPBearerSchemeInAnyCase(t *testing.T) {
+	store, _ := newTestStore(t, Options{Token: "s3cret"})
+	if _, err := store.SetStock(t.Context(), "sku1", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	for _, auth := range []string{"Bearer s3cret", "bearer s3cret", "BEARER s3cret"} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/v1/skus/sku1", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("Authorization %q: status %d, want 200", auth, resp.StatusCode)
+		}
 	}
 }

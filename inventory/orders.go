@@ -289,7 +289,7 @@ func checkShip(orderNo, warehouse string) error {
 	if err := validID("order_no", orderNo); err != nil {
 		return err
 	}
-	return validID("warehouse", warehouse)
+	return validWarehouse("warehouse", warehouse)
 }
 
 func setStatus(ctx context.Context, tx *sql.Tx, orderNo string, status OrderStatus, warehouse string) error {

@@ -40,27 +40,55 @@ func readSetStock(body io.Reader) (sellable int64, shards int, err error) {
 	return *b.Sellable, b.Shards, nil
 }
 
-// readAdjust reads {"delta": ±N, "reason": "…"}.
+// readAdjust reads {"delta": ±N, "reason": "…"}; delta is required.
 func readAdjust(body io.Reader) (delta int64, reason string, err error) {
 	var b struct {
-		Delta  int64  `json:"delta"`
+		Delta  *int64 `json:"delta"`
 		Reason string `json:"reason"`
 	}
 	if err := decode(body, &b, false); err != nil {
 		return 0, "", err
 	}
-	return b.Delta, b.Reason, nil
+	if b.Delta == nil {
+		return 0, "", invalid("delta", "is required")
+	}
+	return *b.Delta, b.Reason, nil
 }
 
-// readReshard reads {"shards": M}.
+// readReshard reads {"shards": M}; shards is required.
 func readReshard(body io.Reader) (int, error) {
 	var b struct {
-		Shards int `json:"shards"`
+		Shards *int `json:"shards"`
 	}
 	if err := decode(body, &b, false); err != nil {
 		return 0, err
 	}
-	return b.Shards, nil
+	if b.Shards == nil {
+		return 0, invalid("shards", "is required")
+	}
+	return *b.Shards, nil
+}
+
+// readActivity reads {"qty": N, "starts_at": "…", "ends_at": "…"}, all required: a
+// missing qty must not set the campaign's stock to 0.
+func readActivity(body io.Reader) (qty int64, startsAt, endsAt time.Time, err error) {
+	var b struct {
+		Qty      *int64     `json:"qty"`
+		StartsAt *time.Time `json:"starts_at"`
+		EndsAt   *time.Time `json:"ends_at"`
+	}
+	if err := decode(body, &b, false); err != nil {
+		return 0, startsAt, endsAt, err
+	}
+	switch {
+	case b.Qty == nil:
+		return 0, startsAt, endsAt, invalid("qty", "is required")
+	case b.StartsAt == nil:
+		return 0, startsAt, endsAt, invalid("starts_at", "is required")
+	case b.EndsAt == nil:
+		return 0, startsAt, endsAt, invalid("ends_at", "is required")
+	}
+	return *b.Qty, *b.StartsAt, *b.EndsAt, nil
 }
 
 // readDeduction reads {"order_no": "…", "items": […], "hold_ttl": "15m"}; hold_ttl is

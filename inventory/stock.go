@@ -32,6 +32,12 @@ type Activity struct {
 	EndsAt   time.Time `json:"ends_at"`
 }
 
+// The range of MariaDB's DATETIME: activity windows must fit in it.
+var (
+	minDatetime = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxDatetime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 func validShards(m int) error {
 	if m < 1 || m > maxShards {
 		return invalid("shards", "must be between 1 and %d, got %d", maxShards, m)
@@ -217,7 +223,8 @@ func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason stri
 }
 
 // Get returns every stock figure of sku, read from one consistent snapshot; ErrNotFound
-// when the SKU has never been set.
+// when the SKU has never been set and the WMS never reported it. A SKU the WMS reported
+// before its sellable stock was set shows its physical stock, with no shards.
 func (s *Store) Get(ctx context.Context, sku string) (SKUStock, error) {
 	if err := validID("sku", sku); err != nil {
 		return SKUStock{}, fmt.Errorf("reading stock: %w", err)
@@ -237,10 +244,8 @@ func (s *Store) Get(ctx context.Context, sku string) (SKUStock, error) {
 func readStock(ctx context.Context, tx *sql.Tx, sku string) (SKUStock, error) {
 	out := SKUStock{SKU: sku, ShardQty: []int64{}, Physical: []PhysicalLevel{}, Activities: []Activity{}}
 	err := tx.QueryRowContext(ctx, "SELECT shards FROM sku WHERE sku_id = ?", sku).Scan(&out.Shards)
-	if errors.Is(err, sql.ErrNoRows) {
-		return out, fmt.Errorf("sku %s: %w", sku, ErrNotFound)
-	}
-	if err != nil {
+	set := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return out, fmt.Errorf("reading sku: %w", err)
 	}
 	shards, err := readShards(ctx, tx, sku, false)
@@ -268,6 +273,9 @@ func readStock(ctx context.Context, tx *sql.Tx, sku string) (SKUStock, error) {
 		out.Physical = append(out.Physical, p)
 	}
 	rows.Close()
+	if !set && len(out.Physical) == 0 {
+		return out, fmt.Errorf("sku %s: %w", sku, ErrNotFound)
+	}
 	rows, err = tx.QueryContext(ctx, "SELECT activity_id, qty, starts_at, ends_at FROM activity_stock WHERE sku_id = ? ORDER BY activity_id", sku)
 	if err != nil {
 		return out, fmt.Errorf("reading activity stock: %w", err)
@@ -294,10 +302,21 @@ func (s *Store) PutActivity(ctx context.Context, a Activity) (Activity, error) {
 	if err := validQty("qty", a.Qty, 0); err != nil {
 		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, err)
 	}
-	if a.StartsAt.IsZero() || a.EndsAt.IsZero() || !a.EndsAt.After(a.StartsAt) {
-		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, invalid("ends_at", "starts_at and ends_at are required and ends_at must be after starts_at"))
+	for _, f := range []struct {
+		field string
+		at    time.Time
+	}{{"starts_at", a.StartsAt}, {"ends_at", a.EndsAt}} {
+		if field, at := f.field, f.at; at.Before(minDatetime) || !at.Before(maxDatetime) {
+			return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, invalid(field, "must be from %s to before %s, got %s",
+				minDatetime.Format(time.DateOnly), maxDatetime.Format(time.DateOnly), at.Format(time.RFC3339Nano)))
+		}
 	}
-	a.StartsAt, a.EndsAt = a.StartsAt.UTC(), a.EndsAt.UTC()
+	// Stored to the microsecond, as DATETIME(6) keeps them: the answer names what is stored.
+	a.StartsAt, a.EndsAt = a.StartsAt.UTC().Truncate(time.Microsecond), a.EndsAt.UTC().Truncate(time.Microsecond)
+	if !a.EndsAt.After(a.StartsAt) {
+		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, invalid("ends_at", "must be after starts_at (%s), got %s",
+			a.StartsAt.Format(time.RFC3339Nano), a.EndsAt.Format(time.RFC3339Nano)))
+	}
 	var exists bool
 	if err := s.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM sku WHERE sku_id = ?)", a.SKU).Scan(&exists); err != nil {
 		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, err)

@@ -90,7 +90,7 @@ type Store struct {
 // READ COMMITTED keeps failed conditional updates from holding locks).
 func New(db *sql.DB, opts Options) *Store {
 	opts = opts.withDefaults()
-	s := &Store{db: db, opts: opts, log: opts.Logger, now: func() time.Time { return time.Now().UTC() }}
+	s := &Store{db: db, opts: opts, log: opts.Logger, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	if !opts.DisableMerging {
 		s.merger = newMerger(s)
 	}

@@ -28,11 +28,8 @@ const maxSyncRows = 10000
 
 // PutWarehouse creates or replaces a warehouse's master data.
 func (s *Store) PutWarehouse(ctx context.Context, w Warehouse) (Warehouse, error) {
-	if err := validID("code", w.Code); err != nil {
+	if err := validWarehouse("code", w.Code); err != nil {
 		return w, fmt.Errorf("saving warehouse: %w", err)
-	}
-	if len(w.Code) > 32 {
-		return w, fmt.Errorf("saving warehouse: %w", invalid("code", "must be at most 32 bytes"))
 	}
 	if w.Name == "" || len(w.Name) > 255 {
 		return w, fmt.Errorf("saving warehouse %s: %w", w.Code, invalid("name", "must be 1 to 255 bytes"))
@@ -112,7 +109,7 @@ func validLevels(levels []PhysicalLevel, sku string) error {
 		if err := validID(field+".sku", l.SKU); err != nil {
 			return err
 		}
-		if err := validID(field+".warehouse", l.Warehouse); err != nil {
+		if err := validWarehouse(field+".warehouse", l.Warehouse); err != nil {
 			return err
 		}
 		if err := validQty(field+".qty", l.Qty, 0); err != nil {
