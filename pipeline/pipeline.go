@@ -391,26 +391,29 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 		if p.stream.Open() {
 			p.m.Ready.Set(1)
 		}
+		if !p.opts.ExactlyOnce { // exactly-once, Commit saves at transaction boundaries
+			if err := p.saveCheckpoint(ctx, p.store, false); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return MarkRetryable(err)
+			}
+		}
 		if time.Since(lastRetentionCheck) > time.Minute {
 			lastRetentionCheck = time.Now()
 			if files, err := p.server.BinlogFiles(ctx); err == nil {
 				p.checkRetention(files, p.lastSavedPosition())
 			}
 		}
-		if p.opts.ExactlyOnce {
-			continue // saved at transaction boundaries by Commit
-		}
-		if err := p.saveCheckpoint(ctx, p.store, false); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return MarkRetryable(err)
-		}
 	}
 }
 
 // idleSaveEvery is how often a checkpoint that only moves past transactions no rule
-// matched (including stocksync's own checkpoint writes) is saved.
+// matched (including stocksync's own checkpoint writes) is saved, within one binlog file.
+// (Each save is itself a transaction, so saving at every interval would move the
+// position forever.) A position in a newer file is saved at the next interval, so that a
+// DBA's purge of the files before the current one never takes the checkpoint's file
+// while only other tables change.
 const idleSaveEvery = time.Minute
 
 // saveCheckpoint waits for the sink to acknowledge every message emitted so far, then
@@ -422,7 +425,8 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	// forced with messages since the last save (a resync's, exactly-once: they are
 	// committed with it).
 	if !p.pending.have || (p.pending.pos == p.lastSaved && len(p.pending.state) == 0 && (!force || emitted == p.emittedAtSave)) ||
-		(!force && emitted == p.emittedAtSave && len(p.pending.state) == 0 && time.Since(p.lastSavedAt) < idleSaveEvery) {
+		(!force && emitted == p.emittedAtSave && len(p.pending.state) == 0 && time.Since(p.lastSavedAt) < idleSaveEvery &&
+			p.pending.pos.File == p.lastSaved.File) {
 		p.mu.Unlock()
 		return nil
 	}

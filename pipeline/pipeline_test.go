@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -502,4 +503,31 @@ func TestLostLeaseStopsPublishing(t *testing.T) {
 	if got := testutil.Consume(t, e.broker, []string{e.topic}, 0, 10*time.Second); len(got) != 5 {
 		t.Errorf("%d records on the topic, want the 5 published while the lease was held", len(got))
 	}
+}
+
+// TestCheckpointFollowsARotationOnOtherTables: while only tables no rule matches change,
+// the checkpoint still moves into the binlog file the server writes after a rotation
+// (FLUSH BINARY LOGS, or a full file), well within the minute between idle saves, so
+// that purging the files before the current one never takes the checkpoint's file.
+func TestCheckpointFollowsARotationOnOtherTables(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_x (sku_id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY)",
+		"INSERT INTO stock_x VALUES (1, 1)")
+	e.start(e.rules(stockRules), testutil.ServerID())
+	db := e.mysql.Open(t, e.db)
+	saved := func() (file string) {
+		db.QueryRow("SELECT file FROM checkpoint WHERE name = 'test'").Scan(&file)
+		return file
+	}
+	testutil.Eventually(t, 10*time.Second, "a first checkpoint", func() bool { return saved() != "" })
+	e.exec("FLUSH BINARY LOGS")
+	var current string
+	var pos, doDB, ignoreDB sql.NullString
+	if err := db.QueryRow("SHOW MASTER STATUS").Scan(&current, &pos, &doDB, &ignoreDB); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		e.exec(fmt.Sprintf("INSERT INTO other VALUES (%d)", i))
+	}
+	testutil.Eventually(t, 10*time.Second, "the checkpoint in "+current, func() bool { return saved() >= current })
 }
