@@ -261,6 +261,24 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	case strings.HasPrefix(upper, "SAVEPOINT"), strings.HasPrefix(upper, "ROLLBACK TO"):
 		return nil
 	}
+	if schema, table, rowChange := statementChange(q, string(e.Schema)); rowChange {
+		// Written by a session whose binlog_format was not ROW: part of its transaction,
+		// like a rows event, and of no concern unless it changes a matched table.
+		if table == "" || r.s.filter.Load().Matches(schema, table) {
+			name := schema + "." + table
+			if table == "" {
+				name = "a table it does not name plainly"
+			}
+			return fmt.Errorf("%w: at %s:%d the binlog holds this change of %s as a statement, not as rows (the session that wrote it had binlog_format STATEMENT or MIXED): %q. "+
+				"Its rows cannot be read, so nothing after it is published. Set binlog_format=ROW for every session (SET GLOBAL binlog_format=ROW, then reconnect the writers), "+
+				"then go on from the server's current position, re-seeding the rules (docs/operations.md, Statement-logged changes)",
+				ErrStatementChange, r.file, h.LogPos-h.EventSize, name, truncate(q, 200))
+		}
+		if !r.txn.open {
+			r.begin(h, "")
+		}
+		return nil
+	}
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.
 	r.tables = map[uint64]*tableState{}

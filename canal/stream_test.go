@@ -2,7 +2,9 @@ package canal_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,5 +198,48 @@ func TestStreamRowIndexIgnoresOtherTables(t *testing.T) {
 	want := fmt.Sprint([]int{0, 1, 2})
 	if fmt.Sprint(alone["wanted"]) != want || fmt.Sprint(both["wanted"]) != want || fmt.Sprint(both["other"]) != want {
 		t.Errorf("row indexes: wanted alone %v; wanted %v and other %v matched together; want %s each", alone["wanted"], both["wanted"], both["other"], want)
+	}
+}
+
+// TestStreamStopsAtAStatementLoggedChange: a session whose binlog_format is STATEMENT
+// (which the server-wide check at start cannot see) writes its changes as SQL. One of a
+// table no rule matches is passed over as part of its transaction; one of a matched table
+// stops the stream with ErrStatementChange, naming the table, instead of being lost.
+func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
+	s := newSource(t)
+	for _, q := range []string{"CREATE TABLE wanted (id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY)"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := s.db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	from := s.position()
+	for _, q := range []string{"INSERT INTO wanted VALUES (1, 1)", "SET SESSION binlog_format = 'STATEMENT'",
+		"BEGIN", "INSERT INTO other VALUES (1)", "COMMIT", "SET SESSION binlog_format = 'ROW'", "INSERT INTO wanted VALUES (2, 2)"} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	to := s.position()
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"wanted": true}, asked: map[string]int{}}
+	rows, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)), from, to, &recorder{})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("around a statement-logged change of another table: %d rows, %v; want both rows of wanted", len(rows), err)
+	}
+
+	for _, q := range []string{"SET SESSION binlog_format = 'STATEMENT'", "UPDATE wanted SET qty = 777 WHERE id = 1", "SET SESSION binlog_format = 'ROW'"} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, &recorder{})
+	if !errors.Is(err, canal.ErrStatementChange) || !strings.Contains(err.Error(), s.name+".wanted") {
+		t.Fatalf("a statement-logged UPDATE of a matched table: the stream ended with %v; want ErrStatementChange naming %s.wanted", err, s.name)
 	}
 }

@@ -1,0 +1,156 @@
+package canal
+
+import (
+	"errors"
+	"strings"
+	"unicode"
+)
+
+// ErrStatementChange is a row change of a matched table that the binlog holds as an SQL
+// statement instead of row images: written by a session whose binlog_format was STATEMENT
+// or MIXED, which the server-wide check at start cannot see. Its rows cannot be known, so
+// the stream stops there rather than publish without them.
+var ErrStatementChange = errors.New("a statement-logged change of a matched table")
+
+// statementChange reports whether q, a statement the binlog holds as a query event, is
+// one that changes rows (INSERT, REPLACE, UPDATE, DELETE, LOAD DATA/XML, or a WITH that
+// ends in one), and the table it writes, as far as a plain reading tells it: the first
+// table named for INSERT, REPLACE, single-table UPDATE and DELETE, and LOAD's INTO TABLE;
+// table "" when the statement writes several tables or cannot be read.
+func statementChange(q, defaultSchema string) (schema, table string, rowChange bool) {
+	t := &sqlTokens{s: q}
+	first := t.keyword()
+	switch first {
+	case "INSERT", "REPLACE":
+		t.skipKeywords("LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE")
+		t.skipKeywords("INTO")
+	case "UPDATE":
+		t.skipKeywords("LOW_PRIORITY", "IGNORE")
+	case "DELETE":
+		t.skipKeywords("LOW_PRIORITY", "QUICK", "IGNORE")
+		if t.keyword() != "FROM" {
+			return "", "", true // DELETE t1, t2 FROM …: several tables
+		}
+	case "LOAD":
+		at := strings.Index(strings.ToUpper(q), " INTO TABLE ")
+		if at < 0 {
+			return "", "", true
+		}
+		t.i = at + len(" INTO TABLE ")
+	case "WITH":
+		upper := strings.ToUpper(q)
+		return "", "", strings.Contains(upper, "UPDATE") || strings.Contains(upper, "DELETE") || strings.Contains(upper, "INSERT")
+	default:
+		return "", "", false
+	}
+	schema, table = t.tableName(defaultSchema)
+	if first == "UPDATE" || first == "DELETE" {
+		// A comma or a JOIN after the name: several tables.
+		rest := strings.ToUpper(strings.TrimSpace(t.s[t.i:]))
+		if strings.HasPrefix(rest, ",") || strings.Contains(rest, "JOIN") || first == "DELETE" && strings.HasPrefix(rest, "USING") {
+			return "", "", true
+		}
+	}
+	return schema, table, true
+}
+
+// sqlTokens reads the start of an SQL statement: keywords and one table name, skipping
+// spaces and comments.
+type sqlTokens struct {
+	s string
+	i int
+}
+
+func (t *sqlTokens) skipSpace() {
+	for t.i < len(t.s) {
+		switch {
+		case unicode.IsSpace(rune(t.s[t.i])):
+			t.i++
+		case strings.HasPrefix(t.s[t.i:], "/*"):
+			end := strings.Index(t.s[t.i+2:], "*/")
+			if end < 0 {
+				t.i = len(t.s)
+				return
+			}
+			t.i += end + 4
+		case strings.HasPrefix(t.s[t.i:], "#"), strings.HasPrefix(t.s[t.i:], "-- "):
+			end := strings.IndexByte(t.s[t.i:], '\n')
+			if end < 0 {
+				t.i = len(t.s)
+				return
+			}
+			t.i += end + 1
+		default:
+			return
+		}
+	}
+}
+
+// keyword reads the next bare word, upper-cased ("" at the end or before a non-word).
+func (t *sqlTokens) keyword() string {
+	t.skipSpace()
+	start := t.i
+	for t.i < len(t.s) && (t.s[t.i] == '_' || unicode.IsLetter(rune(t.s[t.i])) || unicode.IsDigit(rune(t.s[t.i]))) {
+		t.i++
+	}
+	return strings.ToUpper(t.s[start:t.i])
+}
+
+// skipKeywords skips any of words that come next, in any order.
+func (t *sqlTokens) skipKeywords(words ...string) {
+	for {
+		at := t.i
+		k := t.keyword()
+		found := false
+		for _, w := range words {
+			found = found || k == w
+		}
+		if !found {
+			t.i = at
+			return
+		}
+	}
+}
+
+// identifier reads a bare or `quoted` identifier ("" if none).
+func (t *sqlTokens) identifier() string {
+	t.skipSpace()
+	if t.i < len(t.s) && t.s[t.i] == '`' {
+		var b strings.Builder
+		for t.i++; t.i < len(t.s); t.i++ {
+			if t.s[t.i] == '`' {
+				if t.i+1 < len(t.s) && t.s[t.i+1] == '`' {
+					b.WriteByte('`')
+					t.i++
+					continue
+				}
+				t.i++
+				return b.String()
+			}
+			b.WriteByte(t.s[t.i])
+		}
+		return ""
+	}
+	start := t.i
+	for t.i < len(t.s) && (t.s[t.i] == '_' || t.s[t.i] == '$' || t.s[t.i] >= 0x80 ||
+		unicode.IsLetter(rune(t.s[t.i])) || unicode.IsDigit(rune(t.s[t.i]))) {
+		t.i++
+	}
+	return t.s[start:t.i]
+}
+
+// tableName reads [schema.]table; "" for the table when there is none to read.
+func (t *sqlTokens) tableName(defaultSchema string) (schema, table string) {
+	first := t.identifier()
+	if first == "" {
+		return "", ""
+	}
+	if t.i < len(t.s) && t.s[t.i] == '.' {
+		t.i++
+		if second := t.identifier(); second != "" {
+			return first, second
+		}
+		return "", ""
+	}
+	return defaultSchema, first
+}
