@@ -4,7 +4,10 @@
 package rulefmt
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"path"
 	"sort"
 	"strings"
@@ -125,13 +128,18 @@ type File struct {
 func Parse(file string, data []byte) (*File, error) {
 	p := &parser{file: file}
 	f := &File{Name: file}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		if tabs := tabsInIndentation(file, data); len(tabs) > 0 {
+			return f, tabs
+		}
 		return f, Errors{{File: file, Pos: yamlErrPos(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	if len(doc.Content) == 0 {
 		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
 	}
+	p.oneDocument(dec, data, doc.Line)
 	root := doc.Content[0]
 	if !p.expectKind(root, yaml.MappingNode, "the file", "a mapping with a rules list") {
 		return f, p.errs
@@ -573,6 +581,52 @@ func firstFieldPosOr(fs []Field, or Pos) Pos {
 		return or
 	}
 	return fs[0].Name.Pos
+}
+
+// oneDocument reports a second YAML document after the first (which starts at line
+// first): yaml.v3 reads one document at a time, and the daemon would never see the rest.
+func (p *parser) oneDocument(dec *yaml.Decoder, data []byte, first int) {
+	const msg = "a rules file holds one YAML document: this '---' starts a second one, which would be ignored (put its rules in the first document's rules list)"
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err == nil:
+		p.errorf(pos(&next), "%s", msg)
+	default:
+		// The second document is not even valid YAML: point at its '---'.
+		p.errorf(documentStartAfter(data, first), "%s", msg)
+	}
+}
+
+// documentStartAfter is the place of the first '---' document marker after line first.
+func documentStartAfter(data []byte, first int) Pos {
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if i+1 > first && strings.HasPrefix(line, "---") && (len(line) == 3 || line[3] == ' ' || line[3] == '\t') {
+			return Pos{Line: i + 1, Col: 1}
+		}
+	}
+	return Pos{Line: first + 1, Col: 1}
+}
+
+// tabsInIndentation reports every line whose indentation holds a tab. YAML indents with
+// spaces only, and yaml.v3 reports a tab as "found character that cannot start any token",
+// or as a tab "that violates indentation" on the line before, naming neither the tab nor
+// its line. Parse asks only when yaml.v3 refused the file: a tab can be legal (inside a
+// block scalar, say), and then it is not the problem.
+func tabsInIndentation(file string, data []byte) Errors {
+	var errs Errors
+	for i, line := range strings.Split(string(data), "\n") {
+		indent := len(line) - len(strings.TrimLeft(line, " \t"))
+		rest := strings.TrimSpace(line[indent:])
+		if rest == "" || rest[0] == '#' {
+			continue // a blank line or a comment: tabs there are not indentation
+		}
+		if col := strings.IndexByte(line[:indent], '\t'); col >= 0 {
+			errs = append(errs, Error{File: file, Pos: Pos{Line: i + 1, Col: col + 1}, Msg: "a tab in the indentation: YAML indents with spaces"})
+		}
+	}
+	return errs
 }
 
 // yamlErrPos extracts "line N" from a yaml.v3 error.
