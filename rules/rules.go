@@ -352,7 +352,7 @@ func (c *compiler) compileRow(what string, s rulefmt.String, r *Rule, opts ...ex
 	p := c.compile(what, s, append([]expr.Option{expr.Env(rowEnv{})}, opts...)...)
 	if p != nil {
 		node := p.Node()
-		ast.Walk(&node, columnCollector{refs: &r.columns, at: s.Pos})
+		ast.Walk(&node, columnCollector{refs: &r.columns, expr: s})
 	}
 	return p
 }
@@ -364,11 +364,11 @@ func (c *compiler) compile(what string, s rulefmt.String, opts ...expr.Option) *
 		var fe *file.Error
 		if errors.As(err, &fe) {
 			msg = fe.Message
-			if fe.Line <= 1 && s.Pos.Line > 0 {
-				at.Col += fe.Column
-				if s.Quoted {
-					at.Col++
-				}
+			var exact bool
+			if at, exact = s.PosOf(fe.From); !exact {
+				// The place in the file cannot be told (an anchor or a tag before the
+				// scalar): the scalar's own place, and the place inside the expression.
+				msg += fmt.Sprintf(" (in the expression at line %d, column %d)", fe.Line, fe.Column+1)
 			}
 		}
 		c.errorf(at, "%s: %s", what, msg)
@@ -377,10 +377,11 @@ func (c *compiler) compile(what string, s rulefmt.String, opts ...expr.Option) *
 	return p
 }
 
-// columnCollector records before.x, after.x, row.x and changed("x").
+// columnCollector records before.x, after.x, row.x and changed("x"), each at its place
+// in the file.
 type columnCollector struct {
 	refs *[]columnRef
-	at   rulefmt.Pos
+	expr rulefmt.String
 }
 
 func (v columnCollector) Visit(n *ast.Node) {
@@ -391,7 +392,7 @@ func (v columnCollector) Visit(n *ast.Node) {
 			return
 		}
 		if s, ok := x.Property.(*ast.StringNode); ok {
-			*v.refs = append(*v.refs, columnRef{s.Value, v.at})
+			*v.refs = append(*v.refs, columnRef{s.Value, v.place(s)})
 		}
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
@@ -399,9 +400,15 @@ func (v columnCollector) Visit(n *ast.Node) {
 			return
 		}
 		if s, ok := x.Arguments[0].(*ast.StringNode); ok {
-			*v.refs = append(*v.refs, columnRef{s.Value, v.at})
+			*v.refs = append(*v.refs, columnRef{s.Value, v.place(s)})
 		}
 	}
+}
+
+// place is where node n of the expression was written, or the expression's own place.
+func (v columnCollector) place(n ast.Node) rulefmt.Pos {
+	at, _ := v.expr.PosOf(n.Location().From)
+	return at
 }
 
 // rowEnv is what row expressions see: before, after and row (the image being projected,

@@ -61,10 +61,10 @@ func (es Errors) Sort() {
 type String struct {
 	Value string
 	Pos   Pos
-	// Quoted is true when the scalar was written in quotes (its text starts one column later).
-	Quoted bool
 	// Invalid is true when the value was written but is not a scalar (already reported).
 	Invalid bool
+	// src is where the value was written, for PosOf; nil when not written.
+	src *scalarSource
 }
 
 // Set reports whether the value was written in the file.
@@ -126,7 +126,7 @@ type File struct {
 // Parse reads a rules file. It returns every structural problem at once as Errors; the
 // returned File holds the rules that could be read, problems or not.
 func Parse(file string, data []byte) (*File, error) {
-	p := &parser{file: file}
+	p := &parser{file: file, lines: splitLines(data)}
 	f := &File{Name: file}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -422,8 +422,9 @@ func IsIdent(s string) bool {
 }
 
 type parser struct {
-	file string
-	errs Errors
+	file  string
+	lines [][]rune // the file, for String.PosOf
+	errs  Errors
 }
 
 func (p *parser) errorf(at Pos, format string, args ...any) {
@@ -481,7 +482,8 @@ func (p *parser) scalar(n *yaml.Node, at string) String {
 		p.errorf(pos(n), "%s: must not be empty", at)
 		return String{Pos: pos(n), Invalid: true}
 	}
-	return String{Value: n.Value, Pos: pos(n), Quoted: n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0}
+	src := &scalarSource{lines: p.lines, node: pos(n), style: n.Style, decorated: n.Anchor != "" || n.Style&yaml.TaggedStyle != 0}
+	return String{Value: n.Value, Pos: pos(n), src: src}
 }
 
 func (p *parser) scalarOrList(n *yaml.Node, at string) []String {
