@@ -67,6 +67,7 @@ type Engine struct {
 	vm          vm.VM
 	buf         []byte
 	tmp         []byte
+	topicBuf    []byte
 	headerCache map[*Rule]cachedHeaders
 	posGen      uint64 // changes with posHeader
 }
@@ -174,11 +175,11 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 		if r.when != nil && !e.matchWhen(rp, plan, c) {
 			continue
 		}
-		m, err := e.rowMessage(rp, c)
-		if err != nil {
-			return err
+		topic, ok := e.rowTopic(rp, c)
+		if !ok {
+			continue
 		}
-		if err := out.Emit(ctx, m); err != nil {
+		if err := out.Emit(ctx, e.rowMessage(rp, c, topic)); err != nil {
 			return fmt.Errorf("emitting rule %q message for %s: %w", r.name, c.Table.FullName(), err)
 		}
 	}
@@ -269,7 +270,11 @@ func valuesEqual(a, b any) bool {
 
 func (e *Engine) evalFailed(r *Rule, t *canal.Table, what string, err error) {
 	if e.evalErrors.Add(1) <= 100 {
-		e.log.Warn("rule expression failed", zap.String("rule", r.name), zap.String("table", t.FullName()), zap.String("expression", what), zap.Error(err))
+		table := ""
+		if t != nil {
+			table = t.FullName()
+		}
+		e.log.Warn("rule expression failed", zap.String("rule", r.name), zap.String("table", table), zap.String("expression", what), zap.Error(err))
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -256,7 +258,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	if !r.Topic.Set() {
 		p.errorf(r.Pos, "%s: topic: missing", at)
-	} else if err := CheckTemplate(r.Topic.Value); err != nil && !r.Topic.Invalid {
+	} else if err := CheckTopic(r.Topic.Value); err != nil && !r.Topic.Invalid {
 		p.errorf(r.Topic.Pos, "%s: topic: %v", at, err)
 	}
 	if !r.Emit.Set() {
@@ -303,6 +305,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 		if len(r.Ops) > 0 {
 			p.errorf(r.Ops[0].Pos, "%s: match.ops: not for emit: %s (it folds every change of its tables)", at, r.Emit.Value)
 		}
+		checkGroupTopic(p, at, r)
 		if r.When.Set() {
 			p.errorf(r.When.Pos, "%s: match.when: not for emit: %s (it folds every row of its tables)", at, r.Emit.Value)
 		}
@@ -363,6 +366,95 @@ func CheckTemplate(s string) error {
 	}
 	_, err := SplitTemplate(s)
 	return err
+}
+
+// checkGroupTopic refuses placeholders other than group_by columns in the topic of an
+// aggregate or transition rule: its messages are per group and transaction, not per
+// change, so {schema}, {table}, {op} and other columns have no one value there.
+func checkGroupTopic(p *parser, at string, r *Rule) {
+	parts, err := SplitTemplate(r.Topic.Value)
+	if err != nil || r.Topic.Invalid {
+		return // reported
+	}
+	var bad []string
+	for _, part := range parts {
+		if part.Var && !slices.ContainsFunc(r.GroupBy, func(g String) bool { return g.Value == part.Text }) {
+			bad = append(bad, "{"+part.Text+"}")
+		}
+	}
+	if len(bad) == 0 {
+		return
+	}
+	allowed := make([]string, len(r.GroupBy))
+	for i, g := range r.GroupBy {
+		allowed[i] = "{" + g.Value + "}"
+	}
+	allowedText := "none: group_by is missing"
+	if len(allowed) > 0 {
+		allowedText = "here " + strings.Join(allowed, ", ")
+	}
+	p.errorf(r.Topic.Pos, "%s: topic: %s: an emit: %s rule sends one message per group, so its topic may hold only its group_by columns (%s)",
+		at, strings.Join(bad, ", "), r.Emit.Value, allowedText)
+}
+
+// MaxTopicLength is the longest topic name Kafka accepts.
+const MaxTopicLength = 249
+
+// CheckTopic checks a topic template: a template (CheckTemplate) whose literal text holds
+// only what Kafka allows in a topic name (letters, digits, '.', '_', '-') and cannot
+// make a name over MaxTopicLength on its own. What placeholders fill in is checked when
+// a message is made (CheckTopicName).
+func CheckTopic(s string) error {
+	if err := CheckTemplate(s); err != nil {
+		return err
+	}
+	parts, _ := SplitTemplate(s)
+	literal := 0
+	for _, part := range parts {
+		if part.Var {
+			continue
+		}
+		if i := strings.IndexFunc(part.Text, notTopicRune); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(part.Text[i:])
+			return fmt.Errorf("%q: %q is not allowed in a Kafka topic name (letters, digits, '.', '_' and '-' only)", s, r)
+		}
+		literal += len(part.Text)
+	}
+	if literal > MaxTopicLength {
+		return fmt.Errorf("its literal text is %d characters, over Kafka's limit of %d for a topic name", literal, MaxTopicLength)
+	}
+	if len(parts) == 1 && !parts[0].Var {
+		return CheckTopicName(s)
+	}
+	return nil
+}
+
+// CheckTopicName reports what makes name no legal Kafka topic name: empty, "." or "..",
+// longer than MaxTopicLength, or holding a character other than letters, digits, '.',
+// '_' and '-'.
+func CheckTopicName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("the topic name is empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("%q is not a legal Kafka topic name", name)
+	case len(name) > MaxTopicLength:
+		return fmt.Errorf("the topic name is %d characters, over Kafka's limit of %d", len(name), MaxTopicLength)
+	}
+	if i := strings.IndexFunc(name, notTopicRune); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(name[i:])
+		return fmt.Errorf("topic name %q: %q is not allowed in a Kafka topic name (letters, digits, '.', '_' and '-' only)", name, r)
+	}
+	return nil
+}
+
+// notTopicRune reports a character Kafka refuses in a topic name: it allows [a-zA-Z0-9._-].
+func notTopicRune(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		return false
+	}
+	return true
 }
 
 // TemplatePart is a piece of a template: literal text, or a placeholder when Var is true.
