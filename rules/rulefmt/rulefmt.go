@@ -193,6 +193,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	r := &Rule{Pos: pos(n)}
 	var matchNode *yaml.Node
+	var tableWritten, groupByWritten bool
 	p.mapping(n, at, func(k, v *yaml.Node) {
 		key := at + "." + k.Value
 		switch k.Value {
@@ -205,6 +206,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 					mkey := key + "." + mk.Value
 					switch mk.Value {
 					case "table":
+						tableWritten = true
 						r.Tables = p.scalarOrList(mv, mkey)
 					case "ops":
 						r.Ops = p.scalarOrList(mv, mkey)
@@ -225,6 +227,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 		case "key":
 			r.Key = p.scalarOrList(v, key)
 		case "group_by":
+			groupByWritten = true
 			r.GroupBy = p.scalarOrList(v, key)
 		case "sum":
 			r.Sum = p.fields(v, key, false)
@@ -245,7 +248,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	if matchNode == nil {
 		p.errorf(r.Pos, "%s: match: missing (match: {table: \"schema.table\"})", at)
-	} else if len(r.Tables) == 0 && matchNode.Kind == yaml.MappingNode {
+	} else if !tableWritten && matchNode.Kind == yaml.MappingNode {
 		p.errorf(pos(matchNode), "%s: match.table: missing (a schema.table glob or a list of them)", at)
 	}
 	for _, t := range r.Tables {
@@ -284,7 +287,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 			}
 		}
 	case EmitAggregate, EmitTransition:
-		if len(r.GroupBy) == 0 {
+		if !groupByWritten {
 			p.errorf(r.Emit.Pos, "%s: group_by: missing (emit: %s folds the rows of each group)", at, r.Emit.Value)
 		}
 		if len(r.Sum) == 0 {
@@ -578,9 +581,11 @@ func (p *parser) scalar(n *yaml.Node, at string) String {
 	return String{Value: n.Value, Pos: pos(n), src: src}
 }
 
+// scalarOrList reads one scalar or a list of them; an empty one is refused (none of
+// these keys means anything empty: leaving the key out gives its default).
 func (p *parser) scalarOrList(n *yaml.Node, at string) []String {
 	if n.Kind == yaml.ScalarNode {
-		s := p.scalar(n, at)
+		s := p.nonEmptyScalar(n, at)
 		if s.Value == "" {
 			return nil
 		}
@@ -589,17 +594,38 @@ func (p *parser) scalarOrList(n *yaml.Node, at string) []String {
 	if !p.expectKind(n, yaml.SequenceNode, at, "a scalar or a list") {
 		return nil
 	}
+	if len(n.Content) == 0 {
+		p.errorf(pos(n), "%s: must not be empty%s", at, leaveOut(at))
+		return nil
+	}
 	out := make([]String, 0, len(n.Content))
 	for i, item := range n.Content {
-		s := p.scalar(item, fmt.Sprintf("%s[%d]", at, i))
+		s := p.nonEmptyScalar(item, fmt.Sprintf("%s[%d]", at, i))
 		if s.Value != "" {
 			out = append(out, s)
 		}
 	}
-	if len(out) == 0 {
-		p.errorf(pos(n), "%s: must not be empty", at)
-	}
 	return out
+}
+
+// nonEmptyScalar is scalar, refusing "" as well as nothing.
+func (p *parser) nonEmptyScalar(n *yaml.Node, at string) String {
+	s := p.scalar(n, at)
+	if s.Value == "" && !s.Invalid {
+		p.errorf(s.Pos, "%s: must not be empty%s", at, leaveOut(at))
+	}
+	return s
+}
+
+// leaveOut tells what leaving an optional key out gives, for the key at names.
+func leaveOut(at string) string {
+	switch at[strings.LastIndexByte(at, '.')+1:] {
+	case "key":
+		return " (leave key out for the table's primary key)"
+	case "ops":
+		return " (leave ops out for every op)"
+	}
+	return ""
 }
 
 // fields reads a mapping of output name to column or expression; when lists is true a
