@@ -97,9 +97,12 @@ type Rule struct {
 	value      *vm.Program
 	// columns are the columns the rule's expressions name (before.x, after.x, row.x,
 	// changed("x")), checked by CheckTables.
-	columns   []columnRef
-	signature string
-	src       *rulefmt.Rule
+	columns []columnRef
+	// exprNameFields are fields whose value is an expression name (op, table…), which
+	// CheckTables refuses where a matched table has a column of that name too.
+	exprNameFields []exprNameField
+	signature      string
+	src            *rulefmt.Rule
 	// nameHeader is the stocksync-rule header value, shared by every message (read-only).
 	nameHeader []byte
 }
@@ -119,6 +122,12 @@ type sumSpec struct {
 type columnRef struct {
 	name string
 	pos  rulefmt.Pos
+}
+
+// exprNameField is a field of the fields mapping whose value is one of exprNames.
+type exprNameField struct {
+	field, name string
+	pos         rulefmt.Pos
 }
 
 // Name is the rule's name, unique in its set.
@@ -256,8 +265,10 @@ func (c *compiler) errorf(at rulefmt.Pos, format string, args ...any) {
 	c.errs = append(c.errs, Error{File: c.file, Pos: at, Msg: fmt.Sprintf(format, args...)})
 }
 
-// rowEnvNames are the names a row expression may use besides builtins.
-var rowEnvNames = map[string]bool{"before": true, "after": true, "row": true, "op": true, "table": true, "schema": true, "changed": true}
+// exprNames are the names that, as a value of the fields mapping, mean what they mean in
+// an expression (rowEnv, and expr's literals) rather than a column of that name.
+var exprNames = map[string]bool{"before": true, "after": true, "row": true, "op": true, "table": true, "schema": true, "changed": true,
+	"true": true, "false": true, "nil": true}
 
 func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	r := &Rule{name: fr.Name.Value, src: fr, nameHeader: []byte(fr.Name.Value)}
@@ -298,11 +309,16 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		r.fields = []fieldSpec{}
 		for _, f := range fr.Fields {
 			fs := fieldSpec{name: f.Name.Value}
-			if rulefmt.IsIdent(f.Expr.Value) && !rowEnvNames[f.Expr.Value] && f.Expr.Value != "true" && f.Expr.Value != "false" && f.Expr.Value != "nil" {
+			name := rulefmt.IsIdent(f.Expr.Value)
+			switch {
+			case f.Column || name && !exprNames[f.Expr.Value]:
 				fs.column = f.Expr.Value
 				r.columns = append(r.columns, columnRef{f.Expr.Value, f.Expr.Pos})
-			} else {
+			default:
 				fs.prog = c.compileRow(at+": fields."+f.Name.Value, f.Expr, r)
+				if name {
+					r.exprNameFields = append(r.exprNameFields, exprNameField{field: f.Name.Value, name: f.Expr.Value, pos: f.Expr.Pos})
+				}
 			}
 			r.fields = append(r.fields, fs)
 		}
@@ -461,6 +477,16 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 				if _, ok := kinds[ref.name]; !ok && !reported[ref.name] {
 					reported[ref.name] = true
 					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q", r.name, t.Schema, t.Name, ref.name)})
+				}
+			}
+			for _, f := range r.exprNameFields {
+				if _, ok := kinds[f.name]; ok {
+					meant := "$env." + f.name // what the expression sees under that name
+					if f.name == "true" || f.name == "false" || f.name == "nil" {
+						meant = "(" + f.name + ")"
+					}
+					errs = append(errs, Error{File: s.file, Pos: f.pos, Msg: fmt.Sprintf("rule %q: fields.%s: %s means the expression name %s, not the column %s of table %s.%s: "+
+						"write row.%s for the column, or %s for the expression name", r.name, f.field, f.name, f.name, f.name, t.Schema, t.Name, f.name, meant)})
 				}
 			}
 			for _, sm := range r.sums {

@@ -76,6 +76,9 @@ func (s String) Set() bool { return s.Pos.Line > 0 }
 type Field struct {
 	Name String
 	Expr String
+	// Column is true for an item of a list of fields: Expr names a column, whatever the
+	// name (op, table… included).
+	Column bool
 }
 
 // Emit kinds.
@@ -644,7 +647,7 @@ func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
 				p.errorf(s.Pos, "%s[%d]: %q is not a column name (write name: expression to compute a field)", at, i, s.Value)
 				continue
 			}
-			out = append(out, Field{Name: s, Expr: s})
+			out = append(out, Field{Name: s, Expr: s, Column: true})
 		}
 	case n.Kind == yaml.MappingNode:
 		p.mapping(n, at, func(k, v *yaml.Node) {
