@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -64,5 +65,29 @@ rules:
 	}
 	if strings.Join(got, "\n") != strings.Join(wantErrs, "\n") {
 		t.Errorf("CheckTables:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantErrs, "\n"))
+	}
+}
+
+// TestRulesCheckTablesInFileOrder: rules validate --live lists its problems by their
+// place in the file, whatever rule, table or kind of problem they come from.
+func TestRulesCheckTablesInFileOrder(t *testing.T) {
+	set := mustParse(t, `rules:
+  - name: r
+    fields: [gone]
+    match: {table: ["shop.*", "none.x"], when: "after.missing > 1"}
+    topic: t
+  - name: s
+    match: {table: "shop.*"}
+    fields: [id, lost]
+    topic: u
+`)
+	errs := set.CheckTables([]TableInfo{{Schema: "shop", Name: "a", Columns: []canal.Column{{Name: "id"}}}, {Schema: "shop", Name: "b", Columns: []canal.Column{{Name: "gone"}}}})
+	var got []string
+	for _, err := range errs {
+		at := err.(Error).Pos
+		got = append(got, fmt.Sprintf("%d:%d", at.Line, at.Col))
+	}
+	if want := "3:14 4:31 4:55 4:55 8:14 8:18 8:18"; strings.Join(got, " ") != want {
+		t.Errorf("places %s, want %s:\n%v", strings.Join(got, " "), want, errs)
 	}
 }

@@ -449,9 +449,10 @@ type TableInfo struct {
 
 // CheckTables checks the set against the source's live tables: every glob must match a
 // table, every column a rule names must exist in each table the rule matches, and sum
-// columns must be numeric. Problems carry the rules file's positions.
+// columns must be numeric. Problems carry the rules file's positions, and come in file
+// order.
 func (s *Set) CheckTables(tables []TableInfo) []error {
-	var errs []error
+	var errs Errors
 	for _, r := range s.rules {
 		for gi, g := range r.globs {
 			n := 0
@@ -496,7 +497,12 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 			}
 		}
 	}
-	return errs
+	errs.Sort()
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return out
 }
 
 // opIndex maps an Op to its place in rulefmt.OpNames.
