@@ -249,8 +249,10 @@ func (e *Engine) transitionValue(st *ruleState, g *group) []byte {
 	}
 	v, err := e.vm.Run(r.value, st.env)
 	if err != nil {
-		e.evalErrors.Add(1)
-		e.log.Warn("rule expression failed")
+		if g.key != "" {
+			err = fmt.Errorf("group %s: %w", g.key, err)
+		}
+		e.evalFailed(r, g.srcTable.table(), "value", err)
 		v = nil
 	}
 	return appendAny(nil, v)
@@ -535,11 +537,7 @@ func (e *Engine) groupTopic(st *ruleState, g *group) (string, bool) {
 		err = rulefmt.CheckTopicName(string(b))
 	}
 	if err != nil {
-		var t *canal.Table
-		if g.srcTable != nil {
-			t = g.srcTable.t
-		}
-		e.evalFailed(r, t, "topic", fmt.Errorf("group %s: %w", g.key, err))
+		e.evalFailed(r, g.srcTable.table(), "topic", fmt.Errorf("group %s: %w", g.key, err))
 		return "", false
 	}
 	return string(b), true

@@ -268,8 +268,16 @@ func valuesEqual(a, b any) bool {
 	return a == b
 }
 
+// maxEvalFailureLogs is how many evaluation failures an engine logs; EvalErrors counts
+// them all.
+const maxEvalFailureLogs = 100
+
+// evalFailed counts a failure of rule r at run time and logs the first
+// maxEvalFailureLogs of them: what names the failing part (match.when, fields.NAME,
+// value, topic), t the change's table (nil when there is none, as for a group's value
+// without rows).
 func (e *Engine) evalFailed(r *Rule, t *canal.Table, what string, err error) {
-	if e.evalErrors.Add(1) <= 100 {
+	if e.evalErrors.Add(1) <= maxEvalFailureLogs {
 		table := ""
 		if t != nil {
 			table = t.FullName()

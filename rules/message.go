@@ -78,7 +78,10 @@ func checkPlaceholder(name string, value []byte) error {
 	if len(value) == 0 {
 		return fmt.Errorf("{%s} is empty (NULL or '')", name)
 	}
-	return rulefmt.CheckTopicName(string(value))
+	if err := rulefmt.CheckTopicText(string(value)); err != nil {
+		return fmt.Errorf("{%s} is %q: %w", name, value, err)
+	}
+	return nil
 }
 
 // appendTemplate appends a key template filled from c: columns of the current image as

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/rules"
@@ -109,7 +111,7 @@ enum set bit year. Aggregate and transition rules start from empty state.`,
 			if err != nil {
 				return fmt.Errorf("reading events from %s: %w", eventFile, err)
 			}
-			return runRulesTest(cmd.Context(), cmd.OutOrStdout(), set, serverID, changes)
+			return runRulesTest(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), set, serverID, changes)
 		},
 	}
 	cmd.Flags().StringVar(&eventFile, "event", "", "JSON file with one row change or a list of them (- for stdin)")
@@ -139,8 +141,11 @@ func (p *printer) Emit(_ context.Context, m sinks.Message) error {
 	return nil
 }
 
-func runRulesTest(ctx context.Context, w io.Writer, set *rules.Set, serverID uint32, changes []*canal.RowChange) error {
+// runRulesTest runs set over changes and prints the messages to w; the rules' failures
+// at run time (an expression, a topic) go to stderr, one line each.
+func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serverID uint32, changes []*canal.RowChange) error {
 	e := rules.NewEngine(set, serverID)
+	e.SetLogger(evalFailureLog(stderr))
 	p := &printer{w: w}
 	for i, c := range changes {
 		if !set.Matches(c.Table.Schema, c.Table.Name) {
@@ -161,7 +166,17 @@ func runRulesTest(ctx context.Context, w io.Writer, set *rules.Set, serverID uin
 	if p.n == 0 {
 		fmt.Fprintln(w, "# nothing would be published")
 	}
+	if n := e.EvalErrors(); n > 0 {
+		fmt.Fprintf(w, "# %d rule evaluations failed at run time (a when counted false, a field or value null, a message not published): see stderr\n", n)
+	}
 	return nil
+}
+
+// evalFailureLog is the engine's logger for `rules test`: each failure of a rule at run
+// time as one line, "rule expression failed" and its rule, table, expression and error.
+func evalFailureLog(w io.Writer) *zap.Logger {
+	enc := zapcore.NewConsoleEncoder(zapcore.EncoderConfig{MessageKey: "msg", ConsoleSeparator: " "})
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.WarnLevel))
 }
 
 type testEvent struct {

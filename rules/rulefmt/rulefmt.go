@@ -420,9 +420,8 @@ func CheckTopic(s string) error {
 		if part.Var {
 			continue
 		}
-		if i := strings.IndexFunc(part.Text, notTopicRune); i >= 0 {
-			r, _ := utf8.DecodeRuneInString(part.Text[i:])
-			return fmt.Errorf("%q: %q is not allowed in a Kafka topic name (letters, digits, '.', '_' and '-' only)", s, r)
+		if err := CheckTopicText(part.Text); err != nil {
+			return fmt.Errorf("%q: %w", s, err)
 		}
 		literal += len(part.Text)
 	}
@@ -447,9 +446,17 @@ func CheckTopicName(name string) error {
 	case len(name) > MaxTopicLength:
 		return fmt.Errorf("the topic name is %d characters, over Kafka's limit of %d", len(name), MaxTopicLength)
 	}
-	if i := strings.IndexFunc(name, notTopicRune); i >= 0 {
-		r, _ := utf8.DecodeRuneInString(name[i:])
-		return fmt.Errorf("topic name %q: %q is not allowed in a Kafka topic name (letters, digits, '.', '_' and '-' only)", name, r)
+	if err := CheckTopicText(name); err != nil {
+		return fmt.Errorf("topic name %q: %w", name, err)
+	}
+	return nil
+}
+
+// CheckTopicText reports the first character of s that Kafka refuses in a topic name.
+func CheckTopicText(s string) error {
+	if i := strings.IndexFunc(s, notTopicRune); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return fmt.Errorf("%q is not allowed in a Kafka topic name (letters, digits, '.', '_' and '-' only)", r)
 	}
 	return nil
 }
