@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules/rulefmt"
 	"github.com/stocksync/stocksync/sinks"
 )
 
@@ -247,8 +249,10 @@ func (e *Engine) transitionValue(st *ruleState, g *group) []byte {
 	}
 	v, err := e.vm.Run(r.value, st.env)
 	if err != nil {
-		e.evalErrors.Add(1)
-		e.log.Warn("rule expression failed")
+		if g.key != "" {
+			err = fmt.Errorf("group %s: %w", g.key, err)
+		}
+		e.evalFailed(r, g.srcTable.table(), "value", err)
 		v = nil
 	}
 	return appendAny(nil, v)
@@ -271,9 +275,10 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 			}
 		}
 		if emit && firstErr == nil {
-			m := e.groupMessage(st, g, changeEvent(r, g))
-			if err := out.Emit(ctx, m); err != nil {
-				firstErr = err
+			if topic, ok := e.groupTopic(st, g); ok {
+				if err := out.Emit(ctx, e.groupMessage(st, g, changeEvent(r, g), topic)); err != nil {
+					firstErr = err
+				}
 			}
 		}
 		ent := StateEntry{Rule: r.name, Key: g.key}
@@ -407,8 +412,8 @@ func changeEvent(r *Rule, g *group) groupEvent {
 	return ev
 }
 
-// groupMessage encodes a group's message for ev in the rule's format.
-func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent) sinks.Message {
+// groupMessage encodes a group's message for ev in the rule's format, for topic.
+func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent, topic string) sinks.Message {
 	r := st.rule
 	op, hasBefore, hasAfter, src := ev.op, ev.hasBefore, ev.hasAfter, ev.src
 	ti := ev.table
@@ -496,10 +501,6 @@ func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent) sinks.Mess
 	out := make([]byte, len(g.key)+len(b))
 	copy(out, g.key)
 	copy(out[len(g.key):], b)
-	topic := r.topic
-	if topic == "" {
-		topic = groupTopic(r, g, ti)
-	}
 	return sinks.Message{
 		Topic:   topic,
 		Key:     out[:len(g.key):len(g.key)],
@@ -508,29 +509,50 @@ func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent) sinks.Mess
 	}
 }
 
-// groupTopic fills a template for a group message: {schema}, {table} of the last change,
-// {op} as "update", group columns by value.
-func groupTopic(r *Rule, g *group, ti *tableInfo) string {
-	var b []byte
+// groupTopic is the topic of a group's message: the rule's template with the group's
+// values in its placeholders (validation allows only group_by columns there). A topic
+// Kafka would refuse is a failure of the rule (topicFailed): false, and no message.
+func (e *Engine) groupTopic(st *ruleState, g *group) (string, bool) {
+	r := st.rule
+	if r.topic != "" {
+		return r.topic, true
+	}
+	b := e.topicBuf[:0]
+	var err error
 	for _, p := range r.topicParts {
-		switch {
-		case !p.Var:
+		if !p.Var {
 			b = append(b, p.Text...)
-		case p.Text == "schema":
-			b = append(b, ti.t.Schema...)
-		case p.Text == "table":
-			b = append(b, ti.t.Name...)
-		case p.Text == "op":
-			b = append(b, "update"...)
-		default:
-			for i, name := range r.groupBy {
-				if name == p.Text {
-					b = append(b, fmtAny(g.vals[i])...)
-				}
-			}
+			continue
+		}
+		start := len(b)
+		if i := slices.Index(r.groupBy, p.Text); i >= 0 {
+			b = appendTopicValue(b, g.vals[i])
+		}
+		if err = checkPlaceholder(p.Text, b[start:]); err != nil {
+			break
 		}
 	}
-	return string(b)
+	e.topicBuf = b
+	if err == nil {
+		err = rulefmt.CheckTopicName(string(b))
+	}
+	if err != nil {
+		e.evalFailed(r, g.srcTable.table(), "topic", fmt.Errorf("group %s: %w", g.key, err))
+		return "", false
+	}
+	return string(b), true
+}
+
+// appendTopicValue appends a group column's value as a topic placeholder shows it:
+// strings as they are, numbers as written in the key, NULL as nothing.
+func appendTopicValue(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return b
+	case string:
+		return append(b, x...)
+	}
+	return append(b, fmtAny(v)...)
 }
 
 func appendNames(b []byte, names []string) []byte {

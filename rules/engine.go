@@ -67,6 +67,7 @@ type Engine struct {
 	vm          vm.VM
 	buf         []byte
 	tmp         []byte
+	topicBuf    []byte
 	headerCache map[*Rule]cachedHeaders
 	posGen      uint64 // changes with posHeader
 }
@@ -174,11 +175,11 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 		if r.when != nil && !e.matchWhen(rp, plan, c) {
 			continue
 		}
-		m, err := e.rowMessage(rp, c)
-		if err != nil {
-			return err
+		topic, ok := e.rowTopic(rp, c)
+		if !ok {
+			continue
 		}
-		if err := out.Emit(ctx, m); err != nil {
+		if err := out.Emit(ctx, e.rowMessage(rp, c, topic)); err != nil {
 			return fmt.Errorf("emitting rule %q message for %s: %w", r.name, c.Table.FullName(), err)
 		}
 	}
@@ -267,9 +268,21 @@ func valuesEqual(a, b any) bool {
 	return a == b
 }
 
+// maxEvalFailureLogs is how many evaluation failures an engine logs; EvalErrors counts
+// them all.
+const maxEvalFailureLogs = 100
+
+// evalFailed counts a failure of rule r at run time and logs the first
+// maxEvalFailureLogs of them: what names the failing part (match.when, fields.NAME,
+// value, topic), t the change's table (nil when there is none, as for a group's value
+// without rows).
 func (e *Engine) evalFailed(r *Rule, t *canal.Table, what string, err error) {
-	if e.evalErrors.Add(1) <= 100 {
-		e.log.Warn("rule expression failed", zap.String("rule", r.name), zap.String("table", t.FullName()), zap.String("expression", what), zap.Error(err))
+	if e.evalErrors.Add(1) <= maxEvalFailureLogs {
+		table := ""
+		if t != nil {
+			table = t.FullName()
+		}
+		e.log.Warn("rule expression failed", zap.String("rule", r.name), zap.String("table", table), zap.String("expression", what), zap.Error(err))
 	}
 }
 

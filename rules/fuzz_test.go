@@ -22,6 +22,7 @@ func FuzzLoad(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte("rules:\n  - {name: a, match: {table: \"*.*\"}, topic: \"{sku_id}.{op}\", fields: {x: \"row.qty ?? 1\"}}\n"))
+	f.Add([]byte("rules:\n  - name: a\n    match:\n      table: a.b\n      when: >-\n        'x' >\n          \"\\u00e9\" nope\n    topic: t\n")) // an error inside a block scalar
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse("fuzz.yaml", data)
 		if err != nil {

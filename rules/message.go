@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 
 	"github.com/stocksync/stocksync/canal"
@@ -9,8 +10,8 @@ import (
 	"github.com/stocksync/stocksync/sinks"
 )
 
-// rowMessage encodes one row rule's message for c in the rule's format.
-func (e *Engine) rowMessage(rp *rulePlan, c *canal.RowChange) (sinks.Message, error) {
+// rowMessage encodes one row rule's message for c in the rule's format, for topic.
+func (e *Engine) rowMessage(rp *rulePlan, c *canal.RowChange, topic string) sinks.Message {
 	r := rp.rule
 	b := e.buf[:0]
 	switch r.format {
@@ -24,47 +25,88 @@ func (e *Engine) rowMessage(rp *rulePlan, c *canal.RowChange) (sinks.Message, er
 	e.buf = b
 	key := e.appendRowKey(e.tmp[:0], rp, c)
 	e.tmp = key
-	return e.finish(r, rp, c, key, b), nil
+	return e.finish(r, c, key, b, topic)
 }
 
 // finish copies key and value into one new allocation owned by the message.
-func (e *Engine) finish(r *Rule, rp *rulePlan, c *canal.RowChange, key, value []byte) sinks.Message {
+func (e *Engine) finish(r *Rule, c *canal.RowChange, key, value []byte, topic string) sinks.Message {
 	out := make([]byte, len(key)+len(value))
 	copy(out, key)
 	copy(out[len(key):], value)
-	m := sinks.Message{Topic: r.topic, Value: out[len(key):]}
+	m := sinks.Message{Topic: topic, Value: out[len(key):]}
 	if key != nil {
 		m.Key = out[:len(key):len(key)]
-	}
-	if r.topic == "" {
-		m.Topic = e.topicFor(rp, c)
 	}
 	m.Headers = e.headers(r, &c.Source)
 	return m
 }
 
-func (e *Engine) topicFor(rp *rulePlan, c *canal.RowChange) string {
-	return string(appendTemplate(nil, rp.rule.topicParts, rp.topicIdx, c))
-}
-
-// appendTemplate appends a topic or key template filled from c: columns of the current
-// image as plain text.
-func appendTemplate(b []byte, parts []rulefmt.TemplatePart, idx []int, c *canal.RowChange) []byte {
-	for i, p := range parts {
-		switch col := idx[i]; col {
-		case topicLiteral:
-			b = append(b, p.Text...)
-		case topicSchema:
-			b = append(b, c.Table.Schema...)
-		case topicTable:
-			b = append(b, c.Table.Name...)
-		case topicOp:
-			b = append(b, c.Op.Name()...)
-		default:
-			b = appendRaw(b, c.Table.Columns[col].Kind, c.Value(col))
+// rowTopic is the topic of rule rp's message for c: its template filled in. A topic Kafka
+// would refuse (a placeholder empty or holding a character not allowed in a topic name,
+// or the whole too long) is a failure of the rule, counted and logged like an
+// expression's: false, and no message.
+func (e *Engine) rowTopic(rp *rulePlan, c *canal.RowChange) (string, bool) {
+	r := rp.rule
+	if r.topic != "" {
+		return r.topic, true
+	}
+	b := e.topicBuf[:0]
+	var err error
+	for i, p := range r.topicParts {
+		start := len(b)
+		b = appendTemplatePart(b, p, rp.topicIdx[i], c)
+		if p.Var {
+			if err = checkPlaceholder(p.Text, b[start:]); err != nil {
+				break
+			}
 		}
 	}
+	e.topicBuf = b
+	if err == nil {
+		err = rulefmt.CheckTopicName(string(b))
+	}
+	if err != nil {
+		e.evalFailed(r, c.Table, "topic", err)
+		return "", false
+	}
+	return string(b), true
+}
+
+// checkPlaceholder reports a topic placeholder whose value cannot be part of a topic
+// name: empty (NULL or the empty string), or holding a character Kafka refuses.
+func checkPlaceholder(name string, value []byte) error {
+	if len(value) == 0 {
+		return fmt.Errorf("{%s} is empty (NULL or '')", name)
+	}
+	if err := rulefmt.CheckTopicText(string(value)); err != nil {
+		return fmt.Errorf("{%s} is %q: %w", name, value, err)
+	}
+	return nil
+}
+
+// appendTemplate appends a key template filled from c: columns of the current image as
+// plain text.
+func appendTemplate(b []byte, parts []rulefmt.TemplatePart, idx []int, c *canal.RowChange) []byte {
+	for i, p := range parts {
+		b = appendTemplatePart(b, p, idx[i], c)
+	}
 	return b
+}
+
+// appendTemplatePart appends one part of a topic or key template, resolved to idx
+// (templateIndexes).
+func appendTemplatePart(b []byte, p rulefmt.TemplatePart, idx int, c *canal.RowChange) []byte {
+	switch idx {
+	case topicLiteral:
+		return append(b, p.Text...)
+	case topicSchema:
+		return append(b, c.Table.Schema...)
+	case topicTable:
+		return append(b, c.Table.Name...)
+	case topicOp:
+		return append(b, c.Op.Name()...)
+	}
+	return appendRaw(b, c.Table.Columns[idx].Kind, c.Value(idx))
 }
 
 // appendRaw appends a value as plain text (for topics).

@@ -18,6 +18,14 @@ type tableInfo struct {
 	schemaJSON, nameJSON []byte
 }
 
+// table is the table ti describes; nil for none.
+func (ti *tableInfo) table() *canal.Table {
+	if ti == nil {
+		return nil
+	}
+	return ti.t
+}
+
 // rulePlan is one rule resolved against one table: column indexes, ready-made keys.
 type rulePlan struct {
 	rule  *Rule

@@ -159,17 +159,8 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source,
 	if err != nil {
 		return nil, err
 	}
-	plans = slices.DeleteFunc(plans, func(p resyncPlan) bool { return !p.rule.Stateful() }) // re-read by the caller
-	for _, p := range plans {
-		if !topicNamesTable(p.rule) {
-			continue
-		}
-		for k, g := range e.states[p.rule.name].groups {
-			if g.srcTable == nil && (p.keys == nil || slices.Contains(p.keys, k)) {
-				return nil, fmt.Errorf("resyncing rule %q: group %s: the rule's topic names the table, and the group's saved state does not (saved by an earlier stocksync; any change to the group fixes it)", p.rule.name, k)
-			}
-		}
-	}
+	// Row rules' tables are re-read by the caller.
+	plans = slices.DeleteFunc(plans, func(p resyncPlan) bool { return !p.rule.Stateful() })
 	defer func() { e.txnMsSet = false }() // the next transaction reads its own time
 	src := at
 	src.TsMs, src.Snapshot = e.txnTime(), true
@@ -196,8 +187,12 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source,
 			if ev.table == nil {
 				ev.table = unnamed // state saved before groups remembered their table
 			}
+			topic, ok := e.groupTopic(st, g)
+			if !ok {
+				continue
+			}
 			src.Row = count.Messages
-			if err := out.Emit(ctx, e.groupMessage(st, g, ev)); err != nil {
+			if err := out.Emit(ctx, e.groupMessage(st, g, ev, topic)); err != nil {
 				return counts, fmt.Errorf("resyncing rule %q: %w", p.rule.name, err)
 			}
 			count.Messages++
@@ -212,16 +207,6 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source,
 // nothing of it.
 func (e *Engine) Reread(ctx context.Context, c *canal.RowChange, names []string, out Emitter) error {
 	return e.row(ctx, c, out, names)
-}
-
-// topicNamesTable reports whether r's topic template has {schema} or {table}.
-func topicNamesTable(r *Rule) bool {
-	for _, p := range r.topicParts {
-		if p.Var && (p.Text == "schema" || p.Text == "table") {
-			return true
-		}
-	}
-	return false
 }
 
 // restoredTable is the tableInfo a restored group names, one per table.

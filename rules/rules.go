@@ -97,9 +97,12 @@ type Rule struct {
 	value      *vm.Program
 	// columns are the columns the rule's expressions name (before.x, after.x, row.x,
 	// changed("x")), checked by CheckTables.
-	columns   []columnRef
-	signature string
-	src       *rulefmt.Rule
+	columns []columnRef
+	// exprNameFields are fields whose value is an expression name (op, table…), which
+	// CheckTables refuses where a matched table has a column of that name too.
+	exprNameFields []exprNameField
+	signature      string
+	src            *rulefmt.Rule
 	// nameHeader is the stocksync-rule header value, shared by every message (read-only).
 	nameHeader []byte
 }
@@ -119,6 +122,12 @@ type sumSpec struct {
 type columnRef struct {
 	name string
 	pos  rulefmt.Pos
+}
+
+// exprNameField is a field of the fields mapping whose value is one of exprNames.
+type exprNameField struct {
+	field, name string
+	pos         rulefmt.Pos
 }
 
 // Name is the rule's name, unique in its set.
@@ -256,8 +265,10 @@ func (c *compiler) errorf(at rulefmt.Pos, format string, args ...any) {
 	c.errs = append(c.errs, Error{File: c.file, Pos: at, Msg: fmt.Sprintf(format, args...)})
 }
 
-// rowEnvNames are the names a row expression may use besides builtins.
-var rowEnvNames = map[string]bool{"before": true, "after": true, "row": true, "op": true, "table": true, "schema": true, "changed": true}
+// exprNames are the names that, as a value of the fields mapping, mean what they mean in
+// an expression (rowEnv, and expr's literals) rather than a column of that name.
+var exprNames = map[string]bool{"before": true, "after": true, "row": true, "op": true, "table": true, "schema": true, "changed": true,
+	"true": true, "false": true, "nil": true}
 
 func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	r := &Rule{name: fr.Name.Value, src: fr, nameHeader: []byte(fr.Name.Value)}
@@ -298,11 +309,16 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		r.fields = []fieldSpec{}
 		for _, f := range fr.Fields {
 			fs := fieldSpec{name: f.Name.Value}
-			if rulefmt.IsIdent(f.Expr.Value) && !rowEnvNames[f.Expr.Value] && f.Expr.Value != "true" && f.Expr.Value != "false" && f.Expr.Value != "nil" {
+			name := rulefmt.IsIdent(f.Expr.Value)
+			switch {
+			case f.Column || name && !exprNames[f.Expr.Value]:
 				fs.column = f.Expr.Value
 				r.columns = append(r.columns, columnRef{f.Expr.Value, f.Expr.Pos})
-			} else {
+			default:
 				fs.prog = c.compileRow(at+": fields."+f.Name.Value, f.Expr, r)
+				if name {
+					r.exprNameFields = append(r.exprNameFields, exprNameField{field: f.Name.Value, name: f.Expr.Value, pos: f.Expr.Pos})
+				}
 			}
 			r.fields = append(r.fields, fs)
 		}
@@ -352,7 +368,7 @@ func (c *compiler) compileRow(what string, s rulefmt.String, r *Rule, opts ...ex
 	p := c.compile(what, s, append([]expr.Option{expr.Env(rowEnv{})}, opts...)...)
 	if p != nil {
 		node := p.Node()
-		ast.Walk(&node, columnCollector{refs: &r.columns, at: s.Pos})
+		ast.Walk(&node, columnCollector{refs: &r.columns, expr: s})
 	}
 	return p
 }
@@ -364,11 +380,11 @@ func (c *compiler) compile(what string, s rulefmt.String, opts ...expr.Option) *
 		var fe *file.Error
 		if errors.As(err, &fe) {
 			msg = fe.Message
-			if fe.Line <= 1 && s.Pos.Line > 0 {
-				at.Col += fe.Column
-				if s.Quoted {
-					at.Col++
-				}
+			var exact bool
+			if at, exact = s.PosOf(fe.From); !exact {
+				// The place in the file cannot be told (an anchor or a tag before the
+				// scalar): the scalar's own place, and the place inside the expression.
+				msg += fmt.Sprintf(" (in the expression at line %d, column %d)", fe.Line, fe.Column+1)
 			}
 		}
 		c.errorf(at, "%s: %s", what, msg)
@@ -377,10 +393,11 @@ func (c *compiler) compile(what string, s rulefmt.String, opts ...expr.Option) *
 	return p
 }
 
-// columnCollector records before.x, after.x, row.x and changed("x").
+// columnCollector records before.x, after.x, row.x and changed("x"), each at its place
+// in the file.
 type columnCollector struct {
 	refs *[]columnRef
-	at   rulefmt.Pos
+	expr rulefmt.String
 }
 
 func (v columnCollector) Visit(n *ast.Node) {
@@ -391,7 +408,7 @@ func (v columnCollector) Visit(n *ast.Node) {
 			return
 		}
 		if s, ok := x.Property.(*ast.StringNode); ok {
-			*v.refs = append(*v.refs, columnRef{s.Value, v.at})
+			*v.refs = append(*v.refs, columnRef{s.Value, v.place(s)})
 		}
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
@@ -399,9 +416,15 @@ func (v columnCollector) Visit(n *ast.Node) {
 			return
 		}
 		if s, ok := x.Arguments[0].(*ast.StringNode); ok {
-			*v.refs = append(*v.refs, columnRef{s.Value, v.at})
+			*v.refs = append(*v.refs, columnRef{s.Value, v.place(s)})
 		}
 	}
+}
+
+// place is where node n of the expression was written, or the expression's own place.
+func (v columnCollector) place(n ast.Node) rulefmt.Pos {
+	at, _ := v.expr.PosOf(n.Location().From)
+	return at
 }
 
 // rowEnv is what row expressions see: before, after and row (the image being projected,
@@ -426,9 +449,10 @@ type TableInfo struct {
 
 // CheckTables checks the set against the source's live tables: every glob must match a
 // table, every column a rule names must exist in each table the rule matches, and sum
-// columns must be numeric. Problems carry the rules file's positions.
+// columns must be numeric. Problems carry the rules file's positions, and come in file
+// order.
 func (s *Set) CheckTables(tables []TableInfo) []error {
-	var errs []error
+	var errs Errors
 	for _, r := range s.rules {
 		for gi, g := range r.globs {
 			n := 0
@@ -456,6 +480,16 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q", r.name, t.Schema, t.Name, ref.name)})
 				}
 			}
+			for _, f := range r.exprNameFields {
+				if _, ok := kinds[f.name]; ok {
+					meant := "$env." + f.name // what the expression sees under that name
+					if f.name == "true" || f.name == "false" || f.name == "nil" {
+						meant = "(" + f.name + ")"
+					}
+					errs = append(errs, Error{File: s.file, Pos: f.pos, Msg: fmt.Sprintf("rule %q: fields.%s: %s means the expression name %s, not the column %s of table %s.%s: "+
+						"write row.%s for the column, or %s for the expression name", r.name, f.field, f.name, f.name, f.name, t.Schema, t.Name, f.name, meant)})
+				}
+			}
 			for _, sm := range r.sums {
 				if k, ok := kinds[sm.column]; ok && !k.Numeric() {
 					errs = append(errs, Error{File: s.file, Pos: sm.pos, Msg: fmt.Sprintf("rule %q: sum.%s: column %s.%s.%s is %s, not a number", r.name, sm.name, t.Schema, t.Name, sm.column, k)})
@@ -463,7 +497,12 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 			}
 		}
 	}
-	return errs
+	errs.Sort()
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return out
 }
 
 // opIndex maps an Op to its place in rulefmt.OpNames.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/rules"
@@ -74,9 +76,15 @@ func newRulesTestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test FILE --event EVENT.json",
 		Short: "Print what the rules would publish, and where, for row changes",
-		Long: `Test runs the rules of FILE over the row changes in EVENT.json (one change, or a list
-of changes forming one transaction; "-" reads stdin) and prints each message: topic,
-key, headers and value. A change is:
+		Long: `Test runs the rules of FILE over the row changes in EVENT.json ("-" reads stdin) and
+prints each message: topic, key, headers and value. EVENT.json holds one change, a list
+of changes forming one transaction, or a list of transactions, each a list of changes:
+
+  [[change, change], [change]]
+
+Transactions run in turn, aggregate and transition rules keeping their state from one to
+the next, and the messages of each are printed after its "# transaction N" line. A
+change is:
 
   {"schema": "inventory", "table": "sellable_shard", "op": "update",
    "columns": [{"name": "sku_id", "kind": "string"}, {"name": "shard", "kind": "int"},
@@ -89,7 +97,10 @@ key, headers and value. A change is:
 op is insert, update, delete or read. Without columns, kinds are guessed from the values
 (integers int, other numbers float, strings string, objects and lists json). Kinds are
 the canal.ColumnKind names: int uint float decimal string bytes date datetime time json
-enum set bit year. Aggregate and transition rules start from empty state.`,
+enum set bit year. Aggregate and transition rules start from empty state: give a
+group's rows (op read, as the first start's snapshot reads them) in a first transaction
+before changing them. The rules' failures at run time (an expression, a topic) are
+printed on stderr.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := rules.Load(args[0])
@@ -105,14 +116,14 @@ enum set bit year. Aggregate and transition rules start from empty state.`,
 			if err != nil {
 				return fmt.Errorf("reading events: %w", err)
 			}
-			changes, err := parseTestEvents(data)
+			txns, err := parseTestEvents(data)
 			if err != nil {
 				return fmt.Errorf("reading events from %s: %w", eventFile, err)
 			}
-			return runRulesTest(cmd.Context(), cmd.OutOrStdout(), set, serverID, changes)
+			return runRulesTest(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), set, serverID, txns)
 		},
 	}
-	cmd.Flags().StringVar(&eventFile, "event", "", "JSON file with one row change or a list of them (- for stdin)")
+	cmd.Flags().StringVar(&eventFile, "event", "", "JSON file with one row change, a list of them, or a list of transactions (lists of them); - for stdin")
 	cmd.Flags().Uint32Var(&serverID, "server-id", 1, "source.server_id written in messages whose change names none")
 	_ = cmd.MarkFlagRequired("event")
 	return cmd
@@ -139,29 +150,77 @@ func (p *printer) Emit(_ context.Context, m sinks.Message) error {
 	return nil
 }
 
-func runRulesTest(ctx context.Context, w io.Writer, set *rules.Set, serverID uint32, changes []*canal.RowChange) error {
+// runRulesTest runs set over the transactions txns in turn, state carried from one to
+// the next, and prints the messages to w; the rules' failures at run time (an
+// expression, a topic) go to stderr, one line each.
+func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serverID uint32, txns [][]*canal.RowChange) error {
 	e := rules.NewEngine(set, serverID)
+	e.SetLogger(evalFailureLog(stderr))
 	p := &printer{w: w}
-	for i, c := range changes {
-		if !set.Matches(c.Table.Schema, c.Table.Name) {
-			fmt.Fprintf(w, "# change %d (%s %s): no rule matches this table\n", i, c.Op.Name(), c.Table.FullName())
-			continue
+	rows := map[string]bool{} // the rows the changes so far left in place (rowIdentity)
+	for ti, changes := range txns {
+		if len(txns) > 1 {
+			plural := "s"
+			if len(changes) == 1 {
+				plural = ""
+			}
+			fmt.Fprintf(w, "# transaction %d (%d change%s)\n", ti+1, len(changes), plural)
 		}
-		if err := e.Row(ctx, c, p); err != nil {
-			return fmt.Errorf("evaluating change %d: %w", i, err)
+		before := p.n
+		for i, c := range changes {
+			if !set.Matches(c.Table.Schema, c.Table.Name) {
+				fmt.Fprintf(w, "# change %d (%s %s): no rule matches this table\n", i, c.Op.Name(), c.Table.FullName())
+				continue
+			}
+			if c.Before != nil && !rows[rowIdentity(c.Table, c.Before)] && set.StatefulTables(c.Table.Schema, c.Table.Name) {
+				fmt.Fprintf(w, "# change %d (%s %s): no earlier change of these events inserted or read this row, and aggregate and transition rules start "+
+					"from empty state, so their sums lack it: give the group's rows (op read) in a first transaction\n", i, c.Op.Name(), c.Table.FullName())
+			}
+			if c.Before != nil {
+				delete(rows, rowIdentity(c.Table, c.Before))
+			}
+			if c.After != nil {
+				rows[rowIdentity(c.Table, c.After)] = true
+			}
+			if err := e.Row(ctx, c, p); err != nil {
+				return fmt.Errorf("evaluating change %d of transaction %d: %w", i, ti+1, err)
+			}
+		}
+		entries, err := e.Commit(ctx, canal.Position{File: "test", Pos: uint32(ti)}, p)
+		if err != nil {
+			return fmt.Errorf("committing transaction %d: %w", ti+1, err)
+		}
+		for _, s := range entries {
+			fmt.Fprintf(w, "# state %s %s = %s\n", s.Rule, s.Key, s.Value)
+		}
+		if p.n == before {
+			fmt.Fprintln(w, "# nothing would be published")
 		}
 	}
-	entries, err := e.Commit(ctx, canal.Position{File: "test", Pos: 0}, p)
-	if err != nil {
-		return fmt.Errorf("committing: %w", err)
-	}
-	for _, s := range entries {
-		fmt.Fprintf(w, "# state %s %s = %s\n", s.Rule, s.Key, s.Value)
-	}
-	if p.n == 0 {
-		fmt.Fprintln(w, "# nothing would be published")
+	if n := e.EvalErrors(); n > 0 {
+		fmt.Fprintf(w, "# %d rule evaluations failed at run time (a when counted false, a field or value null, a message not published): see stderr\n", n)
 	}
 	return nil
+}
+
+// rowIdentity names a row image of table t: its table and primary key values, or all its
+// values when the events give no primary key.
+func rowIdentity(t *canal.Table, img []any) string {
+	key := img
+	if len(t.PrimaryKey) > 0 {
+		key = make([]any, len(t.PrimaryKey))
+		for i, idx := range t.PrimaryKey {
+			key[i] = img[idx]
+		}
+	}
+	return fmt.Sprintf("%s %q", t.FullName(), fmt.Sprint(key...))
+}
+
+// evalFailureLog is the engine's logger for `rules test`: each failure of a rule at run
+// time as one line, "rule expression failed" and its rule, table, expression and error.
+func evalFailureLog(w io.Writer) *zap.Logger {
+	enc := zapcore.NewConsoleEncoder(zapcore.EncoderConfig{MessageKey: "msg", ConsoleSeparator: " "})
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.WarnLevel))
 }
 
 type testEvent struct {
@@ -181,30 +240,61 @@ type testEvent struct {
 	} `json:"source"`
 }
 
-// parseTestEvents reads one change or a list of changes.
-func parseTestEvents(data []byte) ([]*canal.RowChange, error) {
-	var events []testEvent
+// parseTestEvents reads the transactions of `rules test`: one change (one transaction of
+// it), a list of changes (one transaction), or a list of transactions, each a list of
+// changes.
+func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
+	var txns [][]testEvent
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if err := json.Unmarshal(trimmed, &events); err != nil {
+		var items []json.RawMessage
+		if err := json.Unmarshal(trimmed, &items); err != nil {
 			return nil, err
+		}
+		lists := 0
+		for _, item := range items {
+			if item[0] == '[' {
+				lists++
+			}
+		}
+		switch lists {
+		case 0:
+			var events []testEvent
+			if err := json.Unmarshal(trimmed, &events); err != nil {
+				return nil, err
+			}
+			txns = [][]testEvent{events}
+		case len(items):
+			if err := json.Unmarshal(trimmed, &txns); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, errors.New("a list holding both changes and lists: give a list of changes (one transaction) or a list of lists of changes (one transaction each)")
 		}
 	} else {
 		var one testEvent
 		if err := json.Unmarshal(trimmed, &one); err != nil {
 			return nil, err
 		}
-		events = []testEvent{one}
+		txns = [][]testEvent{{one}}
 	}
-	out := make([]*canal.RowChange, 0, len(events))
+	out := make([][]*canal.RowChange, len(txns))
 	tables := map[string]*canal.Table{}
-	for i, ev := range events {
-		c, err := ev.change(tables)
-		if err != nil {
-			return nil, fmt.Errorf("change %d: %w", i, err)
+	for ti, events := range txns {
+		for i, ev := range events {
+			c, err := ev.change(tables)
+			if err != nil {
+				if len(txns) > 1 {
+					return nil, fmt.Errorf("transaction %d: change %d: %w", ti+1, i, err)
+				}
+				return nil, fmt.Errorf("change %d: %w", i, err)
+			}
+			c.Source.Row = i
+			if ev.Source.File == "" && ev.Source.Pos == 0 {
+				c.Source.Pos = uint32(ti) // the transaction's place, as a binlog position tells transactions apart
+			}
+			out[ti] = append(out[ti], c)
 		}
-		c.Source.Row = i
-		out = append(out, c)
 	}
 	return out, nil
 }

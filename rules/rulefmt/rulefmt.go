@@ -4,10 +4,15 @@
 package rulefmt
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -58,10 +63,10 @@ func (es Errors) Sort() {
 type String struct {
 	Value string
 	Pos   Pos
-	// Quoted is true when the scalar was written in quotes (its text starts one column later).
-	Quoted bool
 	// Invalid is true when the value was written but is not a scalar (already reported).
 	Invalid bool
+	// src is where the value was written, for PosOf; nil when not written.
+	src *scalarSource
 }
 
 // Set reports whether the value was written in the file.
@@ -71,6 +76,9 @@ func (s String) Set() bool { return s.Pos.Line > 0 }
 type Field struct {
 	Name String
 	Expr String
+	// Column is true for an item of a list of fields: Expr names a column, whatever the
+	// name (op, table… included).
+	Column bool
 }
 
 // Emit kinds.
@@ -123,15 +131,20 @@ type File struct {
 // Parse reads a rules file. It returns every structural problem at once as Errors; the
 // returned File holds the rules that could be read, problems or not.
 func Parse(file string, data []byte) (*File, error) {
-	p := &parser{file: file}
+	p := &parser{file: file, lines: splitLines(data)}
 	f := &File{Name: file}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		if tabs := tabsInIndentation(file, data); len(tabs) > 0 {
+			return f, tabs
+		}
 		return f, Errors{{File: file, Pos: yamlErrPos(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	if len(doc.Content) == 0 {
 		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
 	}
+	p.oneDocument(dec, data, doc.Line)
 	root := doc.Content[0]
 	if !p.expectKind(root, yaml.MappingNode, "the file", "a mapping with a rules list") {
 		return f, p.errs
@@ -183,6 +196,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	r := &Rule{Pos: pos(n)}
 	var matchNode *yaml.Node
+	var tableWritten, groupByWritten bool
 	p.mapping(n, at, func(k, v *yaml.Node) {
 		key := at + "." + k.Value
 		switch k.Value {
@@ -195,6 +209,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 					mkey := key + "." + mk.Value
 					switch mk.Value {
 					case "table":
+						tableWritten = true
 						r.Tables = p.scalarOrList(mv, mkey)
 					case "ops":
 						r.Ops = p.scalarOrList(mv, mkey)
@@ -215,6 +230,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 		case "key":
 			r.Key = p.scalarOrList(v, key)
 		case "group_by":
+			groupByWritten = true
 			r.GroupBy = p.scalarOrList(v, key)
 		case "sum":
 			r.Sum = p.fields(v, key, false)
@@ -235,7 +251,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	if matchNode == nil {
 		p.errorf(r.Pos, "%s: match: missing (match: {table: \"schema.table\"})", at)
-	} else if len(r.Tables) == 0 && matchNode.Kind == yaml.MappingNode {
+	} else if !tableWritten && matchNode.Kind == yaml.MappingNode {
 		p.errorf(pos(matchNode), "%s: match.table: missing (a schema.table glob or a list of them)", at)
 	}
 	for _, t := range r.Tables {
@@ -248,7 +264,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	if !r.Topic.Set() {
 		p.errorf(r.Pos, "%s: topic: missing", at)
-	} else if err := CheckTemplate(r.Topic.Value); err != nil && !r.Topic.Invalid {
+	} else if err := CheckTopic(r.Topic.Value); err != nil && !r.Topic.Invalid {
 		p.errorf(r.Topic.Pos, "%s: topic: %v", at, err)
 	}
 	if !r.Emit.Set() {
@@ -274,7 +290,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 			}
 		}
 	case EmitAggregate, EmitTransition:
-		if len(r.GroupBy) == 0 {
+		if !groupByWritten {
 			p.errorf(r.Emit.Pos, "%s: group_by: missing (emit: %s folds the rows of each group)", at, r.Emit.Value)
 		}
 		if len(r.Sum) == 0 {
@@ -295,6 +311,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 		if len(r.Ops) > 0 {
 			p.errorf(r.Ops[0].Pos, "%s: match.ops: not for emit: %s (it folds every change of its tables)", at, r.Emit.Value)
 		}
+		checkGroupTopic(p, at, r)
 		if r.When.Set() {
 			p.errorf(r.When.Pos, "%s: match.when: not for emit: %s (it folds every row of its tables)", at, r.Emit.Value)
 		}
@@ -357,6 +374,102 @@ func CheckTemplate(s string) error {
 	return err
 }
 
+// checkGroupTopic refuses placeholders other than group_by columns in the topic of an
+// aggregate or transition rule: its messages are per group and transaction, not per
+// change, so {schema}, {table}, {op} and other columns have no one value there.
+func checkGroupTopic(p *parser, at string, r *Rule) {
+	parts, err := SplitTemplate(r.Topic.Value)
+	if err != nil || r.Topic.Invalid {
+		return // reported
+	}
+	var bad []string
+	for _, part := range parts {
+		if part.Var && !slices.ContainsFunc(r.GroupBy, func(g String) bool { return g.Value == part.Text }) {
+			bad = append(bad, "{"+part.Text+"}")
+		}
+	}
+	if len(bad) == 0 {
+		return
+	}
+	allowed := make([]string, len(r.GroupBy))
+	for i, g := range r.GroupBy {
+		allowed[i] = "{" + g.Value + "}"
+	}
+	allowedText := "none: group_by is missing"
+	if len(allowed) > 0 {
+		allowedText = "here " + strings.Join(allowed, ", ")
+	}
+	p.errorf(r.Topic.Pos, "%s: topic: %s: an emit: %s rule sends one message per group, so its topic may hold only its group_by columns (%s)",
+		at, strings.Join(bad, ", "), r.Emit.Value, allowedText)
+}
+
+// MaxTopicLength is the longest topic name Kafka accepts.
+const MaxTopicLength = 249
+
+// CheckTopic checks a topic template: a template (CheckTemplate) whose literal text holds
+// only what Kafka allows in a topic name (letters, digits, '.', '_', '-') and cannot
+// make a name over MaxTopicLength on its own. What placeholders fill in is checked when
+// a message is made (CheckTopicName).
+func CheckTopic(s string) error {
+	if err := CheckTemplate(s); err != nil {
+		return err
+	}
+	parts, _ := SplitTemplate(s)
+	literal := 0
+	for _, part := range parts {
+		if part.Var {
+			continue
+		}
+		if err := CheckTopicText(part.Text); err != nil {
+			return fmt.Errorf("%q: %w", s, err)
+		}
+		literal += len(part.Text)
+	}
+	if literal > MaxTopicLength {
+		return fmt.Errorf("its literal text is %d characters, over Kafka's limit of %d for a topic name", literal, MaxTopicLength)
+	}
+	if len(parts) == 1 && !parts[0].Var {
+		return CheckTopicName(s)
+	}
+	return nil
+}
+
+// CheckTopicName reports what makes name no legal Kafka topic name: empty, "." or "..",
+// longer than MaxTopicLength, or holding a character other than letters, digits, '.',
+// '_' and '-'.
+func CheckTopicName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("the topic name is empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("%q is not a legal Kafka topic name", name)
+	case len(name) > MaxTopicLength:
+		return fmt.Errorf("the topic name is %d characters, over Kafka's limit of %d", len(name), MaxTopicLength)
+	}
+	if err := CheckTopicText(name); err != nil {
+		return fmt.Errorf("topic name %q: %w", name, err)
+	}
+	return nil
+}
+
+// CheckTopicText reports the first character of s that Kafka refuses in a topic name.
+func CheckTopicText(s string) error {
+	if i := strings.IndexFunc(s, notTopicRune); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return fmt.Errorf("%q is not allowed in a Kafka topic name (letters, digits, '.', '_' and '-' only)", r)
+	}
+	return nil
+}
+
+// notTopicRune reports a character Kafka refuses in a topic name: it allows [a-zA-Z0-9._-].
+func notTopicRune(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		return false
+	}
+	return true
+}
+
 // TemplatePart is a piece of a template: literal text, or a placeholder when Var is true.
 type TemplatePart struct {
 	Text string
@@ -414,8 +527,9 @@ func IsIdent(s string) bool {
 }
 
 type parser struct {
-	file string
-	errs Errors
+	file  string
+	lines [][]rune // the file, for String.PosOf
+	errs  Errors
 }
 
 func (p *parser) errorf(at Pos, format string, args ...any) {
@@ -473,12 +587,15 @@ func (p *parser) scalar(n *yaml.Node, at string) String {
 		p.errorf(pos(n), "%s: must not be empty", at)
 		return String{Pos: pos(n), Invalid: true}
 	}
-	return String{Value: n.Value, Pos: pos(n), Quoted: n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0}
+	src := &scalarSource{lines: p.lines, node: pos(n), style: n.Style, decorated: n.Anchor != "" || n.Style&yaml.TaggedStyle != 0}
+	return String{Value: n.Value, Pos: pos(n), src: src}
 }
 
+// scalarOrList reads one scalar or a list of them; an empty one is refused (none of
+// these keys means anything empty: leaving the key out gives its default).
 func (p *parser) scalarOrList(n *yaml.Node, at string) []String {
 	if n.Kind == yaml.ScalarNode {
-		s := p.scalar(n, at)
+		s := p.nonEmptyScalar(n, at)
 		if s.Value == "" {
 			return nil
 		}
@@ -487,17 +604,38 @@ func (p *parser) scalarOrList(n *yaml.Node, at string) []String {
 	if !p.expectKind(n, yaml.SequenceNode, at, "a scalar or a list") {
 		return nil
 	}
+	if len(n.Content) == 0 {
+		p.errorf(pos(n), "%s: must not be empty%s", at, leaveOut(at))
+		return nil
+	}
 	out := make([]String, 0, len(n.Content))
 	for i, item := range n.Content {
-		s := p.scalar(item, fmt.Sprintf("%s[%d]", at, i))
+		s := p.nonEmptyScalar(item, fmt.Sprintf("%s[%d]", at, i))
 		if s.Value != "" {
 			out = append(out, s)
 		}
 	}
-	if len(out) == 0 {
-		p.errorf(pos(n), "%s: must not be empty", at)
-	}
 	return out
+}
+
+// nonEmptyScalar is scalar, refusing "" as well as nothing.
+func (p *parser) nonEmptyScalar(n *yaml.Node, at string) String {
+	s := p.scalar(n, at)
+	if s.Value == "" && !s.Invalid {
+		p.errorf(s.Pos, "%s: must not be empty%s", at, leaveOut(at))
+	}
+	return s
+}
+
+// leaveOut tells what leaving an optional key out gives, for the key at names.
+func leaveOut(at string) string {
+	switch at[strings.LastIndexByte(at, '.')+1:] {
+	case "key":
+		return " (leave key out for the table's primary key)"
+	case "ops":
+		return " (leave ops out for every op)"
+	}
+	return ""
 }
 
 // fields reads a mapping of output name to column or expression; when lists is true a
@@ -516,7 +654,7 @@ func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
 				p.errorf(s.Pos, "%s[%d]: %q is not a column name (write name: expression to compute a field)", at, i, s.Value)
 				continue
 			}
-			out = append(out, Field{Name: s, Expr: s})
+			out = append(out, Field{Name: s, Expr: s, Column: true})
 		}
 	case n.Kind == yaml.MappingNode:
 		p.mapping(n, at, func(k, v *yaml.Node) {
@@ -573,6 +711,52 @@ func firstFieldPosOr(fs []Field, or Pos) Pos {
 		return or
 	}
 	return fs[0].Name.Pos
+}
+
+// oneDocument reports a second YAML document after the first (which starts at line
+// first): yaml.v3 reads one document at a time, and the daemon would never see the rest.
+func (p *parser) oneDocument(dec *yaml.Decoder, data []byte, first int) {
+	const msg = "a rules file holds one YAML document: this '---' starts a second one, which would be ignored (put its rules in the first document's rules list)"
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err == nil:
+		p.errorf(pos(&next), "%s", msg)
+	default:
+		// The second document is not even valid YAML: point at its '---'.
+		p.errorf(documentStartAfter(data, first), "%s", msg)
+	}
+}
+
+// documentStartAfter is the place of the first '---' document marker after line first.
+func documentStartAfter(data []byte, first int) Pos {
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if i+1 > first && strings.HasPrefix(line, "---") && (len(line) == 3 || line[3] == ' ' || line[3] == '\t') {
+			return Pos{Line: i + 1, Col: 1}
+		}
+	}
+	return Pos{Line: first + 1, Col: 1}
+}
+
+// tabsInIndentation reports every line whose indentation holds a tab. YAML indents with
+// spaces only, and yaml.v3 reports a tab as "found character that cannot start any token",
+// or as a tab "that violates indentation" on the line before, naming neither the tab nor
+// its line. Parse asks only when yaml.v3 refused the file: a tab can be legal (inside a
+// block scalar, say), and then it is not the problem.
+func tabsInIndentation(file string, data []byte) Errors {
+	var errs Errors
+	for i, line := range strings.Split(string(data), "\n") {
+		indent := len(line) - len(strings.TrimLeft(line, " \t"))
+		rest := strings.TrimSpace(line[indent:])
+		if rest == "" || rest[0] == '#' {
+			continue // a blank line or a comment: tabs there are not indentation
+		}
+		if col := strings.IndexByte(line[:indent], '\t'); col >= 0 {
+			errs = append(errs, Error{File: file, Pos: Pos{Line: i + 1, Col: col + 1}, Msg: "a tab in the indentation: YAML indents with spaces"})
+		}
+	}
+	return errs
 }
 
 // yamlErrPos extracts "line N" from a yaml.v3 error.

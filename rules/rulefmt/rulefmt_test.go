@@ -89,3 +89,32 @@ func TestIsIdent(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRulesFileOfOneDocumentIndentedWithSpaces: a second YAML document is refused
+// at its start, whether it is valid YAML or not (yaml.v3 would read the first alone); a
+// tab in the indentation is named, at its own line and column.
+func TestParseRulesFileOfOneDocumentIndentedWithSpaces(t *testing.T) {
+	const one = "rules:\n  - name: a\n    match: {table: \"x.y\"}\n    topic: t\n"
+	for _, tc := range []struct{ name, src, want string }{
+		{"second document", one + "---\nrules:\n  - name: b\n", "r.yaml:5:1: a rules file holds one YAML document"},
+		{"second document, not valid YAML", one + "---\n: : bad [\n", "r.yaml:5:1: a rules file holds one YAML document"},
+		{"second document after a leading marker", "# rules\n---\n" + one + "--- # more\nrules: []\n", "r.yaml:7:1: a rules file holds one YAML document"},
+		{"empty second document", one + "---\n", "r.yaml:5:1: a rules file holds one YAML document"},
+		{"tab before a key", "rules:\n  - name: a\n    match:\n\t  table: x\n", "r.yaml:4:1: a tab in the indentation: YAML indents with spaces"},
+		{"tab after spaces", "rules:\n  - name: a\n  \t  match: x\n", "r.yaml:3:3: a tab in the indentation: YAML indents with spaces"},
+	} {
+		_, err := Parse("r.yaml", []byte(tc.src))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %s", tc.name, err, tc.want)
+		}
+	}
+	for _, src := range []string{
+		"---\n" + one,
+		one + "...\n",
+		"rules:\n  - name: a\n    match: {table: \"x.y\"}\n    topic: t\n    fields:\n      x: |\n        row.a +\n        \trow.b\n", // a tab inside a block scalar is text
+	} {
+		if _, err := Parse("r.yaml", []byte(src)); err != nil {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules"
+)
+
+// These tests hold docs/rules.md to what stocksync does: its worked examples are run as
+// they are written there.
+
+const guidePath = "../../docs/rules.md"
+
+// guideSection returns the text of the guide's section whose "## " heading starts with
+// heading, up to the next "## " heading.
+func guideSection(t *testing.T, heading string) string {
+	t.Helper()
+	data, err := os.ReadFile(guidePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	start := strings.Index(text, "\n## "+heading)
+	if start < 0 {
+		t.Fatalf("the guide has no section %q", heading)
+	}
+	section := text[start+1:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+	return section
+}
+
+// codeBlocks returns the contents of the section's fenced blocks of language lang ("" for
+// blocks without one).
+func codeBlocks(section, lang string) []string {
+	var blocks []string
+	lines := strings.SplitAfter(section, "\n")
+	for i := 0; i < len(lines); i++ {
+		fence := strings.TrimSpace(lines[i])
+		if !strings.HasPrefix(fence, "```") {
+			continue
+		}
+		var b strings.Builder
+		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
+			b.WriteString(lines[i])
+		}
+		if fence == "```"+lang {
+			blocks = append(blocks, b.String())
+		}
+	}
+	return blocks
+}
+
+var (
+	createTableRe = regexp.MustCompile("^CREATE TABLE `?(\\w+)`? \\(")
+	columnRe      = regexp.MustCompile(`^\s+(\w+)\s+(\w+)(\S*)`)
+)
+
+// shippedTables reads the tables of the inventory schema from its migrations, as
+// `rules validate --live` would read them from a database migrated with them.
+func shippedTables(t *testing.T) []rules.TableInfo {
+	t.Helper()
+	data, err := os.ReadFile("../../inventory/migrations/00001_stock_schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []rules.TableInfo
+	in := false
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if m := createTableRe.FindStringSubmatch(line); m != nil {
+			tables = append(tables, rules.TableInfo{Schema: "inventory", Name: m[1]})
+			in = true
+			continue
+		}
+		if !in {
+			continue
+		}
+		if strings.HasPrefix(line, ")") {
+			in = false
+			continue
+		}
+		m := columnRe.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		switch strings.ToUpper(m[1]) {
+		case "PRIMARY", "KEY", "UNIQUE", "CONSTRAINT", "INDEX":
+			continue
+		}
+		tl := &tables[len(tables)-1]
+		tl.Columns = append(tl.Columns, canal.Column{Name: m[1], Kind: kindOfSQLType(m[2], m[2]+m[3]+line)})
+	}
+	if len(tables) < 5 {
+		t.Fatalf("read %d tables from the migrations", len(tables))
+	}
+	return tables
+}
+
+// TestRulesGuideWorkedExamplesFitTheShippedSchema: every worked example's rules pass
+// `rules validate --live` against the inventory schema stocksync ships.
+func TestRulesGuideWorkedExamplesFitTheShippedSchema(t *testing.T) {
+	tables := shippedTables(t)
+	for _, heading := range []string{"Worked example 1", "Worked example 2", "Worked example 3"} {
+		blocks := codeBlocks(guideSection(t, heading), "yaml")
+		if len(blocks) == 0 {
+			t.Fatalf("%s: no yaml block", heading)
+		}
+		set, err := rules.Parse(heading+".yaml", []byte(blocks[0]))
+		if err != nil {
+			t.Errorf("%s: %v", heading, err)
+			continue
+		}
+		for _, err := range set.CheckTables(tables) {
+			t.Errorf("%s: %v", heading, err)
+		}
+	}
+}
+
+// testedMessage is one message `rules test` printed: its topic and value (compact JSON).
+type testedMessage struct{ topic, value string }
+
+// testedTransaction is what `rules test` printed for one transaction.
+type testedTransaction struct {
+	messages []testedMessage
+	nothing  bool // "# nothing would be published"
+}
+
+// parseRulesTestOutput reads `rules test`'s output back, one entry per "# transaction N".
+func parseRulesTestOutput(t *testing.T, out string) []testedTransaction {
+	t.Helper()
+	var txns []testedTransaction
+	lines := strings.Split(out, "\n")
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		switch {
+		case strings.HasPrefix(line, "# transaction "):
+			txns = append(txns, testedTransaction{})
+		case len(txns) == 0:
+		case line == "# nothing would be published":
+			txns[len(txns)-1].nothing = true
+		case strings.HasPrefix(line, "--- message "):
+			txns[len(txns)-1].messages = append(txns[len(txns)-1].messages, testedMessage{})
+		case strings.HasPrefix(line, "topic:"):
+			m := &txns[len(txns)-1].messages[len(txns[len(txns)-1].messages)-1]
+			m.topic = strings.TrimSpace(strings.TrimPrefix(line, "topic:"))
+		case line == "value:":
+			var value strings.Builder
+			for i+1 < len(lines) && !strings.HasPrefix(lines[i+1], "#") && !strings.HasPrefix(lines[i+1], "---") {
+				i++
+				value.WriteString(lines[i])
+			}
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, []byte(value.String())); err != nil {
+				t.Fatalf("value %s: %v", value.String(), err)
+			}
+			m := &txns[len(txns)-1].messages[len(txns[len(txns)-1].messages)-1]
+			m.value = compact.String()
+		}
+	}
+	return txns
+}
+
+// shownPart cuts a message the guide shows ({"op":…,"before":…,"after":…,"source":{…},…})
+// or `rules test` printed down to its op, before and after.
+func shownPart(v string) string {
+	for _, cut := range []string{`,"source"`, ",…"} {
+		if i := strings.Index(v, cut); i >= 0 {
+			return v[:i] + "}"
+		}
+	}
+	return v
+}
+
+// guideExample is a worked example's rules, the message it shows, and the events and
+// output of the `rules test` run it shows.
+type guideExample struct {
+	rules, shown string
+	txns         []testedTransaction
+}
+
+// runGuideExample runs a worked example as the guide shows it: the rules of its yaml
+// block saved as rules.yaml, `rules test` given the events file it shows, which must be
+// the one under examples/; extraRules is added to the rule (a key the guide mentions).
+func runGuideExample(t *testing.T, heading, events, extraRules string) guideExample {
+	t.Helper()
+	section := guideSection(t, heading)
+	var ex guideExample
+	ex.rules = codeBlocks(section, "yaml")[0]
+	ex.shown = shownPart(strings.TrimSpace(codeBlocks(section, "json")[0]))
+	transcript := codeBlocks(section, "")[0]
+	catLine := "$ cat examples/" + events + "\n"
+	runLine := "$ stocksync rules test rules.yaml --event examples/" + events + "\n"
+	start, end := strings.Index(transcript, catLine), strings.Index(transcript, runLine)
+	if start < 0 || end < start {
+		t.Fatalf("%s: the transcript lacks %q then %q:\n%s", heading, catLine, runLine, transcript)
+	}
+	shownEvents := transcript[start+len(catLine) : end]
+	file, err := os.ReadFile("../../examples/" + events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shownEvents != string(file) {
+		t.Fatalf("%s: the guide's events differ from examples/%s:\n%s", heading, events, shownEvents)
+	}
+	dir := t.TempDir()
+	rulesFile, eventsFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, events)
+	writeFile(t, rulesFile, ex.rules+extraRules)
+	writeFile(t, eventsFile, shownEvents)
+	stdout, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", eventsFile)
+	if err != nil || stderr != "" {
+		t.Fatalf("%s: rules test: %v\n%s", heading, err, stderr)
+	}
+	ex.txns = parseRulesTestOutput(t, stdout)
+	return ex
+}
+
+// TestRulesGuideWorkedExamplesRunAsShown: `rules test` run as worked examples 1 and 2
+// show it, with their rules and events, prints the messages the guide shows.
+func TestRulesGuideWorkedExamplesRunAsShown(t *testing.T) {
+	ex := runGuideExample(t, "Worked example 1", "deduct.json", "")
+	if len(ex.txns) != 2 || len(ex.txns[0].messages) != 1 || len(ex.txns[1].messages) != 1 {
+		t.Fatalf("example 1: %+v", ex.txns)
+	}
+	if got, want := shownPart(ex.txns[0].messages[0].value), `{"op":"c","before":null,"after":{"sku_id":"A1","sellable":42}}`; got != want {
+		t.Errorf("example 1, transaction 1: %s, want %s", got, want)
+	}
+	if m := ex.txns[1].messages[0]; m.topic != "product.stock" || shownPart(m.value) != ex.shown {
+		t.Errorf("example 1, transaction 2: %s %s, want product.stock %s", m.topic, shownPart(m.value), ex.shown)
+	}
+	// "add format: canal and it receives {"data":[…],…,"type":"UPDATE","old":[…],…}"
+	section := guideSection(t, "Worked example 1")
+	canalShown := section[strings.Index(section, "it receives `")+len("it receives `"):]
+	canalShown = canalShown[:strings.Index(canalShown, "`")]
+	canalEx := runGuideExample(t, "Worked example 1", "deduct.json", "    format: canal\n")
+	if len(canalEx.txns) != 2 || len(canalEx.txns[1].messages) != 1 {
+		t.Fatalf("example 1 in canal: %+v", canalEx.txns)
+	}
+	for _, piece := range strings.Split(canalShown, "…") {
+		if !strings.Contains(canalEx.txns[1].messages[0].value, strings.Trim(piece, ",")) {
+			t.Errorf("example 1 in canal: %s lacks %s", canalEx.txns[1].messages[0].value, piece)
+		}
+	}
+
+	ex = runGuideExample(t, "Worked example 2", "sell-out.json", "")
+	if len(ex.txns) != 5 {
+		t.Fatalf("example 2: %d transactions", len(ex.txns))
+	}
+	for i, want := range []string{`"value":true}}`, "", "", ex.shown, `"value":true}}`} {
+		txn := ex.txns[i]
+		switch {
+		case want == "" && (!txn.nothing || len(txn.messages) != 0):
+			t.Errorf("example 2, transaction %d: %+v, want nothing published", i+1, txn)
+		case want == "":
+		case len(txn.messages) != 1 || txn.messages[0].topic != "search.availability":
+			t.Errorf("example 2, transaction %d: %+v, want one message on search.availability", i+1, txn)
+		case want == ex.shown && shownPart(txn.messages[0].value) != want:
+			t.Errorf("example 2, transaction %d: %s, want %s", i+1, shownPart(txn.messages[0].value), want)
+		case !strings.HasSuffix(shownPart(txn.messages[0].value), want):
+			t.Errorf("example 2, transaction %d: %s, want …%s", i+1, shownPart(txn.messages[0].value), want)
+		}
+	}
+}

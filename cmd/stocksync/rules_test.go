@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runRulesCLI runs `stocksync rules ARGS…` in this process and returns its stdout,
+// stderr and error.
+func runRulesCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRootCmd()
+	root.SetArgs(append([]string{"rules"}, args...))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err = root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+// TestRulesTestShowsRunTimeFailures: `rules test` prints each failure of a rule at run
+// time on stderr, naming rule, expression and error, rather than only a null.
+func TestRulesTestShowsRunTimeFailures(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, `rules:
+  - name: f
+    match: {table: shop.stock}
+    fields: {sku: sku_id, big: "row.qty > 1"}
+    topic: "t.{sku_id}"
+`)
+	writeFile(t, events, `[{"schema":"shop","table":"stock","op":"insert","after":{"sku_id":"A1","qty":null}},
+ {"schema":"shop","table":"stock","op":"insert","after":{"sku_id":"A 1","qty":2}}]`)
+	stdout, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 2 ||
+		!strings.Contains(lines[0], `rule expression failed {"rule": "f", "table": "shop.stock", "expression": "fields.big", "error": "invalid operation: <nil> > int`) ||
+		!strings.Contains(lines[1], `rule expression failed {"rule": "f", "table": "shop.stock", "expression": "topic", "error": "{sku_id} is \"A 1\": ' ' is not allowed in a Kafka topic name`) {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, `"big": null`) || strings.Count(stdout, "--- message") != 1 || !strings.Contains(stdout, "# 2 rule evaluations failed at run time") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+}
+
+// TestRulesTestTransactions: an events file that is a list of lists runs each list as
+// one transaction, the state carried over; an update of a row no earlier change gave is
+// flagged; a list mixing changes and lists is refused.
+func TestRulesTestTransactions(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	writeFile(t, rulesFile, `rules:
+  - name: stock
+    match: {table: inventory.sellable_shard}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+    format: canal
+`)
+	const read = `{"schema":"inventory","table":"sellable_shard","op":"read","primary_key":["sku_id","shard"],"after":{"sku_id":"A1","shard":0,"qty":1}}`
+	const sell = `{"schema":"inventory","table":"sellable_shard","op":"update","primary_key":["sku_id","shard"],"before":{"sku_id":"A1","shard":0,"qty":1},"after":{"sku_id":"A1","shard":0,"qty":0}}`
+	run := func(events string) (string, error) {
+		path := filepath.Join(dir, "events.json")
+		writeFile(t, path, events)
+		stdout, _, err := runRulesCLI(t, "test", rulesFile, "--event", path)
+		return stdout, err
+	}
+
+	stdout, err := run("[[" + read + "], [" + sell + "]]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	txns := parseRulesTestOutput(t, stdout)
+	if len(txns) != 2 || len(txns[1].messages) != 1 ||
+		!strings.Contains(txns[1].messages[0].value, `"data":[{"sku_id":"A1","sellable":"0"}],"database":"inventory","table":"sellable_shard","type":"UPDATE","old":[{"sellable":"1"}]`) ||
+		!strings.Contains(stdout, "# transaction 2 (1 change)\n") || strings.Contains(stdout, "no earlier change") {
+		t.Errorf("two transactions:\n%s", stdout)
+	}
+
+	stdout, err = run("[" + sell + "]")
+	if err != nil || !strings.Contains(stdout, "# change 0 (update inventory.sellable_shard): no earlier change of these events inserted or read this row") ||
+		strings.Contains(stdout, "# transaction") {
+		t.Errorf("a lone update: %v\n%s", err, stdout)
+	}
+
+	if _, err := run("[" + read + ", [" + sell + "]]"); err == nil || !strings.Contains(err.Error(), "a list holding both changes and lists") {
+		t.Errorf("a mixed list: %v", err)
+	}
+}

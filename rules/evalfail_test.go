@@ -1,0 +1,61 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/stocksync/stocksync/canal"
+)
+
+// TestRulesEvalFailuresLoggedAlike: a transition value that fails at run time is counted
+// and logged as a when or a field that fails is: naming the rule, the expression and the
+// error, and no more than the first 100 of all failures.
+func TestRulesEvalFailuresLoggedAlike(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: cond
+    match: {table: inventory.sellable_shard, when: "after.qty > 1"}
+    topic: rows
+  - name: flag
+    match: {table: inventory.sellable_shard}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0 ? 1 / 0 > 1 : sku_id + 1"
+    topic: flags
+`))
+	core, logs := observer.New(zapcore.WarnLevel)
+	e.SetLogger(zap.New(core))
+	// qty NULL: the when fails; the group's value fails (a string plus a number).
+	txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: shardTable, After: []any{"A1", int64(0), nil}})
+	var whenLog, valueLog map[string]any
+	for _, entry := range logs.All() {
+		fields := entry.ContextMap()
+		if entry.Message != "rule expression failed" {
+			t.Errorf("logged %q", entry.Message)
+		}
+		switch fields["rule"] {
+		case "cond":
+			whenLog = fields
+		case "flag":
+			valueLog = fields
+		}
+	}
+	if whenLog == nil || whenLog["expression"] != "match.when" || whenLog["table"] != "inventory.sellable_shard" || whenLog["error"] == nil {
+		t.Errorf("the when's failure: %v", whenLog)
+	}
+	if valueLog == nil || valueLog["expression"] != "value" || !strings.Contains(fmt.Sprint(valueLog["error"]), `group {"sku_id":"A1"}`) {
+		t.Errorf("the value's failure: %v (every log: %v)", valueLog, logs.All())
+	}
+	for i := range 200 {
+		txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: shardTable, After: []any{fmt.Sprint("B", i), int64(0), nil}})
+	}
+	if logs.Len() != maxEvalFailureLogs || e.EvalErrors() <= maxEvalFailureLogs {
+		t.Errorf("%d failures logged of %d, want the first %d", logs.Len(), e.EvalErrors(), maxEvalFailureLogs)
+	}
+}

@@ -1,0 +1,93 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stocksync/stocksync/canal"
+)
+
+// opsTable has columns named like the names row expressions see.
+var opsTable = &canal.Table{
+	Schema:     "shop",
+	Name:       "audit",
+	Columns:    []canal.Column{{Name: "id", Kind: canal.KindInt}, {Name: "op", Kind: canal.KindString}, {Name: "table", Kind: canal.KindString}, {Name: "true", Kind: canal.KindInt}},
+	PrimaryKey: []int{0},
+}
+
+// TestRulesFieldsNamedLikeExpressionNames: an item of a list of fields is a column,
+// whatever its name; in the fields mapping op, table… are the expression's names, a
+// column of such a name is row.op, and rules validate --live refuses a mapping value that
+// could mean either.
+func TestRulesFieldsNamedLikeExpressionNames(t *testing.T) {
+	set := mustParse(t, `
+rules:
+  - name: listed
+    match: {table: shop.audit}
+    fields: [id, op, table, "true"]
+    topic: listed
+  - name: mapped
+    match: {table: shop.audit}
+    fields: {id: id, kind: $env.op, op_column: row.op, yes: (true), true_column: row.true}
+    topic: mapped
+`)
+	e := newTestEngine(set)
+	var out recorder
+	if err := e.Row(t.Context(), &canal.RowChange{Op: canal.OpCreate, Table: opsTable, After: []any{int64(1), "refund", "orders", int64(7)}, Source: src(0)}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"op":"c","before":null,"after":{"id":1,"op":"refund","table":"orders","true":7}}`,
+		`{"op":"c","before":null,"after":{"id":1,"kind":"insert","op_column":"refund","yes":true,"true_column":7}}`,
+	}
+	if len(out.msgs) != 2 {
+		t.Fatalf("%d messages", len(out.msgs))
+	}
+	for i, m := range out.msgs {
+		if got := afterOf(string(m.Value)); got != want[i] {
+			t.Errorf("%s:\n got %s\nwant %s", m.Topic, got, want[i])
+		}
+	}
+	if errs := set.CheckTables([]TableInfo{{Schema: "shop", Name: "audit", Columns: opsTable.Columns}}); len(errs) != 0 {
+		t.Errorf("CheckTables: %v", errs)
+	}
+
+	ambiguous := mustParse(t, "rules:\n  - name: m\n    match: {table: shop.audit}\n    fields: {id: id, kind: op, at: table, yes: true, t: schema}\n    topic: m\n")
+	var got []string
+	for _, err := range ambiguous.CheckTables([]TableInfo{{Schema: "shop", Name: "audit", Columns: opsTable.Columns}}) {
+		got = append(got, err.Error())
+	}
+	wantErrs := []string{
+		`rules.yaml:4:28: rule "m": fields.kind: op means the expression name op, not the column op of table shop.audit: write row.op for the column, or $env.op for the expression name`,
+		`rules.yaml:4:36: rule "m": fields.at: table means the expression name table, not the column table of table shop.audit: write row.table for the column, or $env.table for the expression name`,
+		`rules.yaml:4:48: rule "m": fields.yes: true means the expression name true, not the column true of table shop.audit: write row.true for the column, or (true) for the expression name`,
+	}
+	if strings.Join(got, "\n") != strings.Join(wantErrs, "\n") {
+		t.Errorf("CheckTables:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantErrs, "\n"))
+	}
+}
+
+// TestRulesCheckTablesInFileOrder: rules validate --live lists its problems by their
+// place in the file, whatever rule, table or kind of problem they come from.
+func TestRulesCheckTablesInFileOrder(t *testing.T) {
+	set := mustParse(t, `rules:
+  - name: r
+    fields: [gone]
+    match: {table: ["shop.*", "none.x"], when: "after.missing > 1"}
+    topic: t
+  - name: s
+    match: {table: "shop.*"}
+    fields: [id, lost]
+    topic: u
+`)
+	errs := set.CheckTables([]TableInfo{{Schema: "shop", Name: "a", Columns: []canal.Column{{Name: "id"}}}, {Schema: "shop", Name: "b", Columns: []canal.Column{{Name: "gone"}}}})
+	var got []string
+	for _, err := range errs {
+		at := err.(Error).Pos
+		got = append(got, fmt.Sprintf("%d:%d", at.Line, at.Col))
+	}
+	if want := "3:14 4:31 4:55 4:55 8:14 8:18 8:18"; strings.Join(got, " ") != want {
+		t.Errorf("places %s, want %s:\n%v", strings.Join(got, " "), want, errs)
+	}
+}

@@ -1,0 +1,84 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// placeOf is "line:col" of the first occurrence of token on the first line of src holding
+// mark (mark "" means token's own line), counted in runes from 1.
+func placeOf(t *testing.T, src, mark, token string) string {
+	t.Helper()
+	if mark == "" {
+		mark = token
+	}
+	for i, line := range strings.Split(src, "\n") {
+		if !strings.Contains(line, mark) {
+			continue
+		}
+		if j := strings.Index(line, token); j >= 0 {
+			return fmt.Sprintf("%d:%d", i+1, len([]rune(line[:j]))+1)
+		}
+	}
+	t.Fatalf("no %q on a line with %q", token, mark)
+	return ""
+}
+
+// TestRulesExpressionErrorPositions: a problem in an expression is reported at its line
+// and column in the file, whatever the style of the YAML scalar holding the expression;
+// when the place cannot be told, at the scalar, with the place inside the expression.
+func TestRulesExpressionErrorPositions(t *testing.T) {
+	rule := func(when string) string {
+		return "rules:\n  - name: cond\n    match:\n      table: shop.stock\n      when: " + when + "\n    topic: t\n"
+	}
+	for _, tc := range []struct {
+		name, src, mark, token, msg string
+		after                       bool // the place just after token
+	}{
+		{name: "literal", src: rule("|\n        after.qty > 0 &&\n          before.qty > nope"), token: "nope", msg: "unknown name nope"},
+		{name: "literal, strip", src: rule("|-\n        after.qty > 0 &&\n          before.qty > nope"), token: "nope", msg: "unknown name nope"},
+		{name: "literal, keep", src: rule("|+\n        after.qty > 0 &&\n\n          before.qty > nope\n"), token: "nope", msg: "unknown name nope"},
+		{name: "literal, comment after the indicator", src: rule("| # stock falls\n        after.qty > 0 && nope"), token: "nope", msg: "unknown name nope"},
+		{name: "folded", src: rule(">-\n        after.qty > 0 &&\n        before.qty > 0 &&\n           nope > 1"), token: "nope", msg: "unknown name nope"},
+		{name: "folded, blank line", src: rule(">\n        after.qty > 0 &&\n\n        nope > 1"), token: "nope", msg: "unknown name nope"},
+		{name: "plain, two lines", src: rule("after.qty > 0 &&\n        nope > 1"), token: "nope", msg: "unknown name nope"},
+		{name: "double-quoted, escapes", src: rule(`"after.s == \"a\" && row.s != \"\u00e9\" && nope"`), token: "nope", msg: "unknown name nope"},
+		{name: "double-quoted, two lines and an escaped break", src: rule("\"after.qty > 0 &&\n        before.qty > \\\n        nope\""), token: "nope", msg: "unknown name nope"},
+		{name: "single-quoted, quotes", src: rule(`'after.s == ''a'' && nope'`), token: "nope", msg: "unknown name nope"},
+		{name: "flow mapping", src: "rules:\n  - {name: cond, match: {table: shop.stock, when: \"after.qty > nope\"}, topic: t}\n", token: "nope", msg: "unknown name nope"},
+		{name: "syntax error at the end", src: rule("|\n        after.qty > 0 &&\n        (before.qty > 1"), mark: "(before", token: "1", msg: "unexpected token EOF", after: true},
+		{name: "transition value", src: "rules:\n  - name: flag\n    match: {table: inventory.sellable_shard}\n    emit: transition\n    group_by: [sku_id]\n    sum: {sellable: qty}\n    value: |\n      sellable > 0 &&\n        stock > 1\n    topic: t\n", token: "stock", msg: "unknown name stock"},
+		{name: "computed field", src: "rules:\n  - name: f\n    match: {table: shop.stock}\n    fields:\n      total: >-\n        after.qty *\n        price\n    topic: t\n", token: "price", msg: "unknown name price"},
+	} {
+		_, err := Parse("r.yaml", []byte(tc.src))
+		want := "r.yaml:" + placeOf(t, tc.src, tc.mark, tc.token) + ":"
+		if tc.after {
+			var line, col int
+			fmt.Sscanf(placeOf(t, tc.src, tc.mark, tc.token), "%d:%d", &line, &col)
+			want = fmt.Sprintf("r.yaml:%d:%d:", line, col+len(tc.token))
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "in the expression at") {
+			t.Errorf("%s: got %v, want %s … %s", tc.name, err, want, tc.msg)
+		}
+	}
+
+	// An anchor (or a tag) comes before the scalar: the scalar's place, and the place in
+	// the expression.
+	src := rule("&w \"after.qty > 0 &&\n        nope\"")
+	_, err := Parse("r.yaml", []byte(src))
+	if want := "r.yaml:" + placeOf(t, src, "", "&w") + `: rule "cond": match.when: unknown name nope (in the expression at line 1, column 18)`; err == nil || err.Error() != want {
+		t.Errorf("anchored: got %v, want %s", err, want)
+	}
+}
+
+// TestRulesLiveColumnPositions: a column a table lacks is reported where the expression
+// names it.
+func TestRulesLiveColumnPositions(t *testing.T) {
+	src := "rules:\n  - name: cond\n    match:\n      table: shop.stock_1\n      when: |\n        after.qty > 0 &&\n          changed(\"qty\") && after.nope > 1\n    topic: t\n"
+	errs := mustParse(t, src).CheckTables([]TableInfo{{Schema: "shop", Name: "stock_1", Columns: stockTable.Columns}})
+	want := "rules.yaml:" + placeOf(t, src, "", "nope") + `: rule "cond": table shop.stock_1 has no column "nope"`
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("got %v, want %s", errs, want)
+	}
+}
