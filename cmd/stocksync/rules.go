@@ -281,6 +281,7 @@ func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
 	out := make([][]*canal.RowChange, len(txns))
 	tables := map[string]*canal.Table{}
 	for ti, events := range txns {
+		rowsOf := map[*canal.Table]int{} // Source.Row counts a transaction's changes per table, as the stream does
 		for i, ev := range events {
 			c, err := ev.change(tables)
 			if err != nil {
@@ -289,7 +290,8 @@ func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
 				}
 				return nil, fmt.Errorf("change %d: %w", i, err)
 			}
-			c.Source.Row = i
+			c.Source.Row = rowsOf[c.Table]
+			rowsOf[c.Table]++
 			if ev.Source.File == "" && ev.Source.Pos == 0 {
 				c.Source.Pos = uint32(ti) // the transaction's place, as a binlog position tells transactions apart
 			}
