@@ -145,12 +145,12 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 		}
 		streamer, err = syncer.StartSyncGTID(set)
 		if err != nil {
-			return fmt.Errorf("starting binlog stream at GTID %s: %w", start.GTIDSet, err)
+			return fmt.Errorf("starting binlog stream at GTID %s: %w%s", start.GTIDSet, err, s.replicationHint(err))
 		}
 	} else {
 		streamer, err = syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
 		if err != nil {
-			return fmt.Errorf("starting binlog stream at %s: %w", start, err)
+			return fmt.Errorf("starting binlog stream at %s: %w%s", start, err, s.replicationHint(err))
 		}
 	}
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
@@ -162,7 +162,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("reading binlog after %s: %w", r.lastCommit(), err)
+			return fmt.Errorf("reading binlog after %s: %w%s", r.lastCommit(), err, s.replicationHint(err))
 		}
 		if !s.open.Load() {
 			s.open.Store(true)
@@ -179,6 +179,23 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			return err
 		}
 	}
+}
+
+// replicationHint says what a server error of the binlog stream most likely means to the
+// DBA, where its own words mislead: "" when it has nothing to add.
+func (s *Stream) replicationHint(err error) string {
+	var serverErr *mysql.MyError
+	if !errors.As(err, &serverErr) {
+		return ""
+	}
+	switch {
+	case serverErr.Code == mysql.ER_ACCESS_DENIED_ERROR || serverErr.Code == mysql.ER_SPECIFIC_ACCESS_DENIED_ERROR:
+		// The SQL connection with the same password worked: it is the privilege.
+		return fmt.Sprintf(" (the user %s connected with this password to check the server, so it most likely lacks REPLICATION SLAVE: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it)", s.cfg.User)
+	case serverErr.Code == 4052 || strings.Contains(serverErr.Message, "same server_uuid/server_id"):
+		return fmt.Sprintf(" (another replica, or another stocksync daemon, is connected with server id %d: give each its own source.server_id; two with one id keep disconnecting each other)", s.cfg.ServerID)
+	}
+	return ""
 }
 
 // reader holds the state of one Run.

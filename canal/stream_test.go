@@ -243,3 +243,54 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 		t.Fatalf("a statement-logged UPDATE of a matched table: the stream ended with %v; want ErrStatementChange naming %s.wanted", err, s.name)
 	}
 }
+
+// TestStreamErrorsSayWhatTheServerMeans: the server's own words for a user without
+// REPLICATION SLAVE ("access denied … using password: YES") and for a second replica with
+// the same server id send a DBA the wrong way; the stream's error names the grant and
+// source.server_id.
+func TestStreamErrorsSayWhatTheServerMeans(t *testing.T) {
+	s := newSource(t)
+	user := "norepl_" + s.name[len(s.name)-6:]
+	for _, q := range []string{"CREATE TABLE beat (n INT)", "CREATE USER '" + user + "'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT, REPLICATION CLIENT ON *.* TO '" + user + "'@'%'"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { s.db.Exec("DROP USER '" + user + "'@'%'") })
+	cfg := s.cfg
+	cfg.User, cfg.Password = user, "pw"
+	server, err := canal.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("a user without REPLICATION SLAVE could not even check the server: %v", err)
+	}
+	defer server.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{}, asked: map[string]int{}}
+	err = canal.NewStream(cfg, server, filter, zaptest.NewLogger(t)).Run(ctx, s.position(), &recorder{})
+	if err == nil || !strings.Contains(err.Error(), "lacks REPLICATION SLAVE") {
+		t.Errorf("streaming without REPLICATION SLAVE: %v; want the error to name the grant", err)
+	}
+
+	first := make(chan error, 1)
+	from := s.position()
+	rec := &recorder{}
+	go func() { first <- canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, rec) }()
+	testutil.Eventually(t, 10*time.Second, "the first stream to read", func() bool {
+		s.db.Exec("INSERT INTO beat VALUES (1)")
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.commits) > 0
+	})
+	second, cancelSecond := context.WithCancel(ctx)
+	defer cancelSecond()
+	go canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(second, s.position(), &recorder{})
+	select {
+	case err := <-first:
+		if err == nil || !strings.Contains(err.Error(), "give each its own source.server_id") {
+			t.Errorf("a second replica with the same id: the first stream ended with %v; want it to name source.server_id", err)
+		}
+	case <-ctx.Done():
+		t.Error("a second replica with the same id: the first stream went on")
+	}
+}
