@@ -32,10 +32,10 @@ func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*C
 		return nil, fmt.Errorf("checkpoint.table %q must be schema.table", table)
 	}
 	c := &CheckpointStore{db: db, name: name,
-		table:      quoteIdent(schema) + "." + quoteIdent(tbl),
-		stateTable: quoteIdent(schema) + "." + quoteIdent(tbl+"_state")}
+		table:      quoteName(schema) + "." + quoteName(tbl),
+		stateTable: quoteName(schema) + "." + quoteName(tbl+"_state")}
 	stmts := []string{
-		"CREATE DATABASE IF NOT EXISTS " + quoteIdent(schema),
+		"CREATE DATABASE IF NOT EXISTS " + quoteName(schema),
 		"CREATE TABLE IF NOT EXISTS " + c.table + ` (
 			name VARBINARY(64) NOT NULL PRIMARY KEY,
 			file VARCHAR(255) NOT NULL,
@@ -142,5 +142,3 @@ func (c *CheckpointStore) Reset(ctx context.Context) error {
 	}
 	return nil
 }
-
-func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

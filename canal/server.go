@@ -237,3 +237,40 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (names 
 	}
 	return names, unsigned, jsonCols, pk, nil
 }
+
+// UnreadableTables names the tables of globs (schema.table patterns, as rules write them)
+// that user of db may not SELECT, each as a problem to fix. information_schema hides such
+// tables, so without this check a snapshot, a seed or a re-read of them would silently be
+// empty. A glob whose schema part is a pattern cannot be checked, and a table that does not
+// exist yet is not a problem.
+func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []string) ([]string, error) {
+	var problems []string
+	for _, g := range globs {
+		schema, table, ok := strings.Cut(g, ".")
+		if !ok || strings.ContainsAny(schema, `*?[\`) {
+			continue
+		}
+		query := "SELECT 1 FROM " + quoteName(schema) + "." + quoteName(table) + " LIMIT 0"
+		if strings.ContainsAny(table, `*?[\`) {
+			query = "SHOW TABLES FROM " + quoteName(schema)
+		}
+		rows, err := db.QueryContext(ctx, query)
+		if err == nil {
+			rows.Close()
+			continue
+		}
+		switch sqlconn.ErrorNumber(err) {
+		case 1142, 1044: // SELECT command denied on a table; access denied to a database
+			grant := quoteName(schema) + ".*"
+			if !strings.ContainsAny(table, `*?[\`) {
+				grant = quoteName(schema) + "." + quoteName(table)
+			}
+			problems = append(problems, fmt.Sprintf("source.user %s may not read %s: GRANT SELECT ON %s TO it (information_schema hides what it may not read, so a snapshot or a seed of it would be empty)",
+				user, g, grant))
+		case 1146, 1049: // no such table, no such database: not yet
+		default:
+			return problems, fmt.Errorf("checking that %s may read %s: %w", user, g, err)
+		}
+	}
+	return problems, nil
+}

@@ -85,7 +85,7 @@ func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 	db.SetConnMaxLifetime(time.Hour)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		if mysqlErrorNumber(err) == 1049 {
+		if sqlconn.ErrorNumber(err) == 1049 {
 			return nil, fmt.Errorf("inventory database %s does not exist on %s: run `stocksync migrate up`: %w", name, cfg.Source.Addr, err)
 		}
 		return nil, fmt.Errorf("connecting to inventory database %s at %s: %w", name, cfg.Source.Addr, err)

@@ -3,13 +3,13 @@ package inventory
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
 // Options tune a Store. Zero values take the documented defaults.
@@ -131,22 +131,14 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 }
 
-func mysqlErrorNumber(err error) uint16 {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number
-	}
-	return 0
-}
-
 // isRetryable: deadlock (1213) and lock wait timeout (1205) abort the transaction and
 // leave nothing written, so running it again is safe.
 func isRetryable(err error) bool {
-	n := mysqlErrorNumber(err)
+	n := sqlconn.ErrorNumber(err)
 	return n == 1213 || n == 1205
 }
 
-func isDuplicateKey(err error) bool { return mysqlErrorNumber(err) == 1062 }
+func isDuplicateKey(err error) bool { return sqlconn.ErrorNumber(err) == 1062 }
 
 func affected(res sql.Result) int64 {
 	n, _ := res.RowsAffected()

@@ -392,8 +392,10 @@ rules:
 			r = e.start(set, id, chunkOf10, hold.wrap)
 			hold.waitReached(t, 20*time.Second, "the first row the re-read publishes after the restart")
 			status, running := r.p.Reread()
-			if !running || !status.Resumed || !slices.Equal(status.Rules, []string{"item-rows"}) || status.Chunks < 9 {
-				t.Errorf("the re-read after the restart shows %+v (running %v); want item-rows running, resumed, after at least the 9 chunks saved", status, running)
+			// At-least-once the clean stop saved the 9 chunks published; exactly-once their
+			// Kafka transaction may have been left to abort with the chunk cut short.
+			if !running || !status.Resumed || !slices.Equal(status.Rules, []string{"item-rows"}) || !exactlyOnce && status.Chunks < 9 {
+				t.Errorf("the re-read after the restart shows %+v (running %v); want item-rows running, resumed (at-least-once: after the 9 chunks saved)", status, running)
 			}
 			hold.letGo()
 			seen := map[string]int{}

@@ -448,8 +448,7 @@ type TableInfo struct {
 }
 
 // CheckTables checks the set against the source's live tables: every glob must match a
-// table, every column a rule names must exist in each table the rule matches, and sum
-// columns must be numeric. Problems carry the rules file's positions, and come in file
+// table, and CheckColumns. Problems carry the rules file's positions, and come in file
 // order.
 func (s *Set) CheckTables(tables []TableInfo) []error {
 	var errs Errors
@@ -462,9 +461,21 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 				}
 			}
 			if n == 0 {
-				errs = append(errs, Error{File: s.file, Pos: r.src.Tables[gi].Pos, Msg: fmt.Sprintf("rule %q: match.table: %q matches no table of the source", r.name, g)})
+				errs = append(errs, Error{File: s.file, Pos: r.src.Tables[gi].Pos, Msg: fmt.Sprintf("rule %q: match.table: %q matches no table of the source "+
+					"(or none that source.user may SELECT: information_schema hides those)", r.name, g)})
 			}
 		}
+	}
+	return s.checkColumns(tables, errs)
+}
+
+// CheckColumns checks the set against the source's live tables as the daemon does at start
+// and at each reload, where a table the rules match may not exist yet: every column a rule
+// names must exist in each table the rule matches, and sum columns must be numeric.
+func (s *Set) CheckColumns(tables []TableInfo) []error { return s.checkColumns(tables, nil) }
+
+func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
+	for _, r := range s.rules {
 		for _, t := range tables {
 			if !r.MatchesTable(t.Schema, t.Name) {
 				continue

@@ -657,4 +657,44 @@ func TestRulesReloadOnSIGHUPAndFileChange(t *testing.T) {
 	if metric(t, s.httpAddr, "stocksync_rules_reload_failures_total") != failures {
 		t.Error("a valid reload was counted as failed")
 	}
+
+	// 3. A valid file whose rule names a column the table lacks: refused at the reload,
+	// with the column named, rather than stopping the stream at the table's next row.
+	writeFile(t, rulesPath, fmt.Sprintf(`rules:
+  - name: stock-rows
+    match: {table: "%[1]s.stock_*"}
+    topic: %[2]s
+    key: [sku_id]
+    fields: [sku_id, warehouse_id]
+`, s.db, s.topic))
+	testutil.Eventually(t, 10*time.Second, "the reload naming a missing column to be refused", func() bool {
+		return metric(t, s.httpAddr, "stocksync_rules_reload_failures_total") > failures &&
+			strings.Contains(d.output.String(), `has no column \"warehouse_id\"`)
+	})
+	testutil.Exec(t, db, "INSERT INTO stock_r VALUES (3, 3)")
+	countRecords(t, s.broker, s.topic, 20*time.Second, func(r *kgo.Record) bool {
+		return strings.Contains(string(r.Value), `"qty":3`)
+	})
+}
+
+// TestServeRefusesTablesItMayNotRead: information_schema hides a table source.user may not
+// SELECT, so its seed would be empty and its totals wrong without a word. serve refuses to
+// start, naming the grant.
+func TestServeRefusesTablesItMayNotRead(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT)")
+	user := fmt.Sprintf("nosel_%d", s.serverID)
+	testutil.Exec(t, db, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'",
+		"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '"+user+"'@'%'")
+	t.Cleanup(func() { db.Exec("DROP USER '" + user + "'@'%'") })
+	s.editConfig(t, "user: "+s.mysql.User, "user: "+user)
+	s.editConfig(t, "password: "+s.mysql.Password, "password: pw")
+	out, err := exec.Command(binary, "serve", "--config", s.config).CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve started with rules on a table its user may not read:\n%s", out)
+	}
+	if want := "may not read " + s.db + ".stock_*: GRANT SELECT ON `" + s.db + "`.*"; !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
 }

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/internal/sqlconn"
 	"github.com/stocksync/stocksync/inventory"
 )
 
@@ -18,8 +18,7 @@ import (
 // answering 503 with what to run, while the binlog pipeline runs on.
 func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, log *zap.Logger) (func(), error) {
 	db, err := inventory.Open(ctx, cfg)
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) && myErr.Number == 1049 { // unknown database
+	if sqlconn.ErrorNumber(err) == 1049 { // unknown database
 		log.Warn("inventory API disabled: the inventory database does not exist", zap.String("inventory.database", cfg.Inventory.Database), zap.Error(err))
 		mux.HandleFunc("/v1/", schemaMissing(err))
 		return func() {}, nil

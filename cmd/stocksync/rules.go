@@ -46,11 +46,11 @@ no table, columns no matched table has and sums over columns that are not number
 				return reportRuleErrors(cmd.ErrOrStderr(), err)
 			}
 			if live {
-				tables, err := liveTables(cmd)
+				_, errs, err := checkLive(cmd, set)
 				if err != nil {
 					return err
 				}
-				if errs := set.CheckTables(tables); len(errs) > 0 {
+				if len(errs) > 0 {
 					return reportRuleErrors(cmd.ErrOrStderr(), errors.Join(errs...))
 				}
 			}
@@ -461,12 +461,12 @@ func newRulesExplainCmd() *cobra.Command {
 			if err != nil {
 				return reportRuleErrors(cmd.ErrOrStderr(), err)
 			}
-			tables, err := liveTables(cmd)
+			tables, errs, err := checkLive(cmd, set)
 			if err != nil {
 				return err
 			}
 			explainRules(cmd.OutOrStdout(), set, tables)
-			if errs := set.CheckTables(tables); len(errs) > 0 {
+			if len(errs) > 0 {
 				return reportRuleErrors(cmd.ErrOrStderr(), errors.Join(errs...))
 			}
 			return nil
@@ -500,25 +500,51 @@ func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo) {
 	}
 }
 
-// liveTables reads every table of the source named by --config from information_schema
-// (system schemas left out).
-func liveTables(cmd *cobra.Command) ([]rules.TableInfo, error) {
+// checkLive checks set against the source named by --config, strictly (every glob must
+// match a table): it returns the source's tables and the problems.
+func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, error) {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	src, err := sourceConfig(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	db, err := src.OpenDB("")
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 	defer cancel()
-	return readTables(ctx, db)
+	return rulesOnSource(ctx, src, set, true)
+}
+
+// rulesOnSource checks set against the live source src: the columns its rules name
+// (rules.Set.CheckColumns), that source.user may read the tables they match, and when
+// strict that every glob matches a table (rules.Set.CheckTables: not at serve, where a
+// table may come later). It returns the source's tables (system schemas left out) and the
+// problems.
+func rulesOnSource(ctx context.Context, src canal.Config, set *rules.Set, strict bool) ([]rules.TableInfo, []error, error) {
+	db, err := src.OpenDB("")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer db.Close()
+	tables, err := readTables(ctx, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	problems := set.CheckColumns(tables)
+	if strict {
+		problems = set.CheckTables(tables)
+	}
+	for _, r := range set.Rules() {
+		unreadable, err := canal.UnreadableTables(ctx, db, src.User, r.Tables())
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, u := range unreadable {
+			problems = append(problems, fmt.Errorf("%s: rule %q: %s", set.File(), r.Name(), u))
+		}
+	}
+	return tables, problems, nil
 }
 
 func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, error) {

@@ -109,6 +109,11 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 		return err
 	}
 	server.Close()
+	// Then the rules against the source's tables: a column no table has would stop the
+	// stream at its first row, and a table source.user may not read would seed empty.
+	if err := d.rulesFitSource(ctx, set); err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -130,6 +135,10 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		log.Info("http listening", zap.String("addr", ln.Addr().String()))
+		if host, _, _ := net.SplitHostPort(ln.Addr().String()); cfg.HTTP.Token == "" && !net.ParseIP(host).IsLoopback() {
+			log.Warn("http.token is empty and http.addr is reachable from other hosts: anyone who reaches it can change stock (/v1) and ask for resyncs (/admin); set http.token (STOCKSYNC_HTTP_TOKEN)",
+				zap.String("addr", ln.Addr().String()))
+		}
 	}
 
 	go d.watchRules(ctx)
@@ -412,8 +421,34 @@ func (d *daemon) watchRules(ctx context.Context) {
 	}
 }
 
+// errRulesMisfit is a rules file that does not fit the source's tables.
+var errRulesMisfit = errors.New("the rules do not fit the source's tables")
+
+// rulesFitSource checks set against the source's live tables (rulesOnSource, not strict):
+// errRulesMisfit with the problems, or the error of the check itself.
+func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, problems, err := rulesOnSource(ctx, d.source, set, false)
+	if err != nil {
+		return fmt.Errorf("checking the rules against the source's tables: %w", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w:\n%w", errRulesMisfit, errors.Join(problems...))
+	}
+	return nil
+}
+
 func (d *daemon) reloadRules(why string) {
 	set, err := rules.Load(d.cfg.Rules)
+	if err == nil {
+		// A source that does not answer now does not hold the reload back: the stream
+		// would meet the same problems, and says so.
+		if err = d.rulesFitSource(context.Background(), set); err != nil && !errors.Is(err, errRulesMisfit) {
+			d.log.Warn("rules reload: the source could not be checked; accepting the file", zap.Error(err))
+			err = nil
+		}
+	}
 	if err != nil {
 		d.log.Error("rules reload rejected; the running rules stay", zap.String("trigger", why), zap.String("file", d.cfg.Rules), zap.Error(err))
 		d.reloads.Inc() // after the log: who sees the count finds the reason logged

@@ -3,6 +3,7 @@ package sqlconn
 import (
 	"crypto/tls"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -39,4 +40,14 @@ func Open(t Target) (*sql.DB, error) {
 		return nil, fmt.Errorf("configuring the connection to %s: %w", t.Addr, err)
 	}
 	return sql.OpenDB(connector), nil
+}
+
+// ErrorNumber is the server's error number of err (1146 for a missing table, say), 0 when
+// err is not an error the server sent.
+func ErrorNumber(err error) uint16 {
+	var serverErr *mysql.MySQLError
+	if errors.As(err, &serverErr) {
+		return serverErr.Number
+	}
+	return 0
 }
