@@ -173,6 +173,15 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// keys is the set of keys ps names.
+func (ps Problems) keys() map[string]bool {
+	keys := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		keys[p.Key] = true
+	}
+	return keys
+}
+
 // Load reads path (may be "" for defaults and environment only), applies STOCKSYNC_*
 // environment variables, validates, and resolves Rules relative to the file.
 // Any problem returns a Problems error listing all of them.
@@ -208,9 +217,17 @@ func Load(path string) (Config, error) {
 	decodeErr := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.WeaklyTypedInput = true
 		dc.Metadata = nil
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(checkValue, dc.DecodeHook)
 	})
+	// A key reported once is not reported again: checkKeys before decoding, decoding
+	// before Validate.
 	if decodeErr != nil {
-		problems = append(problems, decodeProblems(path, decodeErr, positions)...)
+		reported := problems.keys()
+		for _, p := range decodeProblems(decodeErr) {
+			if !reported[p.Key] {
+				problems = append(problems, at(p, path, positions))
+			}
+		}
 	}
 	cfg.File = path
 	if path != "" {
@@ -218,17 +235,10 @@ func Load(path string) (Config, error) {
 		cfg.Source.TLS.resolve(filepath.Dir(path))
 		cfg.Kafka.TLS.resolve(filepath.Dir(path))
 	}
-	badType := map[string]bool{}
-	for _, p := range problems {
-		badType[p.Key] = true
-	}
+	reported := problems.keys()
 	for _, p := range cfg.Validate() {
-		if !badType[p.Key] {
-			p.File = path
-			if n, ok := positions[p.Key]; ok {
-				p.Line, p.Col = n.Line, n.Column
-			}
-			problems = append(problems, p)
+		if !reported[p.Key] {
+			problems = append(problems, at(p, path, positions))
 		}
 	}
 	if len(problems) > 0 {
@@ -239,6 +249,15 @@ func Load(path string) (Config, error) {
 		cfg.Rules = filepath.Join(filepath.Dir(path), cfg.Rules)
 	}
 	return cfg, nil
+}
+
+// at places p: in file, at its key's position when the file has the key.
+func at(p Problem, file string, positions map[string]yaml.Node) Problem {
+	p.File = file
+	if n, ok := positions[p.Key]; ok {
+		p.Line, p.Col = n.Line, n.Column
+	}
+	return p
 }
 
 // Validate checks values that decode but make no sense. Each problem names its key.
@@ -409,31 +428,4 @@ func suggest(name string, fields map[string]reflect.StructField) string {
 	}
 	sort.Strings(known)
 	return " (known: " + strings.Join(known, ", ") + ")"
-}
-
-// decodeProblems turns mapstructure's error, one line per field of the form
-// "'source.server_id' cannot parse value as 'uint32': …", into one Problem per key.
-func decodeProblems(file string, err error, positions map[string]yaml.Node) Problems {
-	var ps Problems
-	for _, line := range strings.Split(err.Error(), "\n") {
-		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
-		if !strings.HasPrefix(line, "'") {
-			continue
-		}
-		end := strings.Index(line[1:], "'")
-		if end < 0 {
-			continue
-		}
-		key := line[1 : 1+end]
-		msg := strings.TrimSpace(line[2+end:])
-		p := Problem{File: file, Key: key, Msg: "wrong type: " + msg}
-		if n, ok := positions[key]; ok {
-			p.Line, p.Col = n.Line, n.Column
-		}
-		ps = append(ps, p)
-	}
-	if len(ps) == 0 {
-		ps = append(ps, Problem{File: file, Key: "(file)", Msg: err.Error()})
-	}
-	return ps
 }

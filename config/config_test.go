@@ -26,13 +26,11 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 	}{
 		{"unknown top-level key", "sorce: {}\n", []string{"stocksync.yaml:1:1: sorce: unknown key"}},
 		{"unknown nested key", "source:\n  adr: x:1\n", []string{"stocksync.yaml:2:3: source.adr: unknown key (known: addr,"}},
-		{"wrong type", "source:\n  server_id: abc\n", []string{"stocksync.yaml:2:14: source.server_id: wrong type"}},
 		{"no port", "source: {addr: db.local}\n", []string{`source.addr: "db.local" has no port`}},
 		{"zero server id", "source: {server_id: 0}\n", []string{"source.server_id: must be a non-zero replica id"}},
 		{"bad flavor", "source: {flavor: postgres}\n", []string{`source.flavor: "postgres" is not one of mysql, mariadb`}},
 		{"broker without port", "kafka: {brokers: [a:1, b]}\n", []string{`stocksync.yaml:1:24: kafka.brokers[1]: "b" has no port`}},
 		{"checkpoint table", "checkpoint: {table: nodot}\n", []string{`checkpoint.table: "nodot" must be schema.table`}},
-		{"bad duration", "checkpoint: {interval: soon}\n", []string{"checkpoint.interval: wrong type"}},
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
 		{"empty chunks", "snapshot_chunk_size: 0\n", []string{"snapshot_chunk_size: must be between 1 and 1000000, got 0"}},
@@ -63,6 +61,44 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 			}
 			if c.name == "several at once" && len(err.(Problems)) != 4 {
 				t.Errorf("want 4 problems, got %d:\n%v", len(err.(Problems)), err)
+			}
+		})
+	}
+}
+
+// TestLoadSaysWhatAKeyWants: a value a key cannot take is named, with what the key wants
+// instead, in the user's words rather than Go's types, and once.
+func TestLoadSaysWhatAKeyWants(t *testing.T) {
+	cases := []struct {
+		name, conf, want string
+	}{
+		{"duration with a word for its unit", "checkpoint: {interval: 1 sec}\n",
+			`stocksync.yaml:1:24: checkpoint.interval: "1 sec" is not a duration such as 1s, 500ms or 2m`},
+		{"duration that is a word", "inventory:\n  sweep_interval: soon\n",
+			`stocksync.yaml:2:19: inventory.sweep_interval: "soon" is not a duration such as 1s, 500ms or 2m`},
+		{"duration that is a list", "inventory: {hold_ttl: [1m]}\n",
+			"inventory.hold_ttl: a list is not a duration such as 1s, 500ms or 2m"},
+		{"replica id that is a word", "source:\n  server_id: abc\n",
+			`stocksync.yaml:2:14: source.server_id: "abc" is not a whole number from 0 to 4294967295`},
+		{"negative replica id", "source: {server_id: -1}\n",
+			"source.server_id: -1 is not a whole number from 0 to 4294967295"},
+		{"replica id too large", "source: {server_id: 4294967296}\n",
+			"source.server_id: 4294967296 is not a whole number from 0 to 4294967295"},
+		{"fraction", "kafka: {max_in_flight: 1.5}\n", "kafka.max_in_flight: 1.5 is not a whole number"},
+		{"number for a switch", "ha: 3\n", "ha: 3 is not true or false"},
+		{"word for a switch", "kafka: {exactly_once: yes please}\n", `kafka.exactly_once: "yes please" is not true or false`},
+		{"list for an address", "source: {addr: [a:1, b:2]}\n", "source.addr: a list is not a single value"},
+		{"mapping for a list", "kafka: {brokers: {a: 1}}\n", "kafka.brokers: a mapping is not a list such as [a, b]"},
+		{"section that is a value", "source: 5\n", "stocksync.yaml:1:9: source: must be a mapping"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := load(t, c.conf)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || !strings.HasSuffix(ps[0].String(), c.want) {
+				t.Errorf("want one problem ending %q, got:\n%v", c.want, err)
 			}
 		})
 	}
