@@ -119,6 +119,15 @@ type Inventory struct {
 	MaxConnections int `mapstructure:"max_connections"`
 }
 
+// The shortest durations that make sense. Below them the daemon spins, since each tick of
+// the checkpoint's and the sweeper's tickers commits a transaction (the checkpoint's after
+// waiting for the broker), and a hold is released before a payment could confirm it.
+const (
+	minCheckpointInterval = 10 * time.Millisecond
+	minSweepInterval      = 10 * time.Millisecond
+	minHoldTTL            = time.Second
+)
+
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
@@ -310,8 +319,8 @@ func (c Config) Validate() Problems {
 	if parts := strings.Split(c.Checkpoint.Table, "."); len(parts) != 2 || parts[0] == "" || parts[1] == "" {
 		bad("checkpoint.table", "%q must be schema.table", c.Checkpoint.Table)
 	}
-	if c.Checkpoint.Interval <= 0 {
-		bad("checkpoint.interval", "must be a positive duration such as 1s")
+	if c.Checkpoint.Interval < minCheckpointInterval {
+		bad("checkpoint.interval", "must be at least %s (each interval waits for the broker and saves the checkpoint), got %s", minCheckpointInterval, c.Checkpoint.Interval)
 	}
 	if c.Checkpoint.Name == "" {
 		bad("checkpoint.name", "must not be empty")
@@ -335,14 +344,14 @@ func (c Config) Validate() Problems {
 	if c.Inventory.Database == "" {
 		bad("inventory.database", "must not be empty")
 	}
-	if c.Inventory.HoldTTL <= 0 {
-		bad("inventory.hold_ttl", "must be a positive duration such as 15m")
+	if c.Inventory.HoldTTL < minHoldTTL {
+		bad("inventory.hold_ttl", "must be at least %s (an unpaid deduction is released this long after it is made), got %s", minHoldTTL, c.Inventory.HoldTTL)
 	}
 	if c.Inventory.MaxConnections < 1 || c.Inventory.MaxConnections > 4096 {
 		bad("inventory.max_connections", "must be between 1 and 4096")
 	}
-	if c.Inventory.SweepInterval <= 0 {
-		bad("inventory.sweep_interval", "must be a positive duration such as 5s")
+	if c.Inventory.SweepInterval < minSweepInterval {
+		bad("inventory.sweep_interval", "must be at least %s (each sweep is a transaction on the server), got %s", minSweepInterval, c.Inventory.SweepInterval)
 	}
 	switch c.Snapshot {
 	case "never", "initial", "when_needed":

@@ -104,6 +104,50 @@ func TestLoadSaysWhatAKeyWants(t *testing.T) {
 	}
 }
 
+// TestDurationsNeedAUnitAndASensibleLength: a number without a unit is refused for every
+// duration (Go would read it as nanoseconds: hold_ttl: 15 released holds at once,
+// checkpoint.interval: 1 spun the idle daemon), and so is a duration under its floor.
+func TestDurationsNeedAUnitAndASensibleLength(t *testing.T) {
+	cases := []struct {
+		name, conf, want string
+	}{
+		{"hold ttl without unit", "inventory: {hold_ttl: 15}\n",
+			"stocksync.yaml:1:23: inventory.hold_ttl: 15 has no unit; write it with one, e.g. 15s or 15m"},
+		{"checkpoint interval without unit", "checkpoint:\n  interval: 1\n",
+			"stocksync.yaml:2:13: checkpoint.interval: 1 has no unit; write it with one, e.g. 1s or 1m"},
+		{"sweep interval without unit", "inventory: {sweep_interval: 2.5}\n",
+			"inventory.sweep_interval: 2.5 has no unit; write it with one, e.g. 2.5s or 2.5m"},
+		{"quoted number", "inventory: {hold_ttl: \"15\"}\n", "inventory.hold_ttl: 15 has no unit"},
+		{"zero without unit", "checkpoint: {interval: 0}\n", "checkpoint.interval: 0 has no unit"},
+		{"checkpoint interval under its floor", "checkpoint: {interval: 1ms}\n",
+			"checkpoint.interval: must be at least 10ms (each interval waits for the broker and saves the checkpoint), got 1ms"},
+		{"negative checkpoint interval", "checkpoint: {interval: -1s}\n", "checkpoint.interval: must be at least 10ms"},
+		{"hold ttl under its floor", "inventory: {hold_ttl: 500ms}\n",
+			"inventory.hold_ttl: must be at least 1s (an unpaid deduction is released this long after it is made), got 500ms"},
+		{"sweep interval under its floor", "inventory: {sweep_interval: 1ns}\n",
+			"inventory.sweep_interval: must be at least 10ms (each sweep is a transaction on the server), got 1ns"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := load(t, c.conf)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || !strings.Contains(ps[0].String(), c.want) {
+				t.Errorf("want one problem with %q, got:\n%v", c.want, err)
+			}
+		})
+	}
+
+	cfg, err := load(t, "checkpoint: {interval: 10ms}\ninventory: {hold_ttl: 1s, sweep_interval: 1m30s}\n")
+	if err != nil {
+		t.Fatalf("durations at their floors are refused: %v", err)
+	}
+	if cfg.Checkpoint.Interval != 10*time.Millisecond || cfg.Inventory.HoldTTL != time.Second || cfg.Inventory.SweepInterval != 90*time.Second {
+		t.Errorf("durations read wrongly: %+v %+v", cfg.Checkpoint, cfg.Inventory)
+	}
+}
+
 // TestTLSFilesAreReadRelativeToTheConfig: certificate paths are relative to the config
 // file, the files are parsed at load, and a CA file without a certificate is named.
 func TestTLSFilesAreReadRelativeToTheConfig(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -29,7 +30,7 @@ func checkValue(from, to reflect.Value) (any, error) {
 	}
 	switch {
 	case to.Type() == durationType:
-		return parseDuration(value)
+		return parseDuration(from)
 	case isInt(to.Kind()) || isUint(to.Kind()):
 		return wholeNumber(from, to.Type())
 	case to.Kind() == reflect.Bool:
@@ -47,18 +48,24 @@ func checkValue(from, to reflect.Value) (any, error) {
 	return value, nil
 }
 
-// parseDuration reads a duration written as Go writes one: a number and its unit.
-func parseDuration(value any) (time.Duration, error) {
-	s, ok := value.(string)
-	if !ok {
-		return 0, badValue(show(value) + " is not a duration such as 1s, 500ms or 2m")
+// parseDuration reads a duration written as Go writes one: a number and its unit. A
+// number alone is refused, whether YAML's or text: Go would read it as nanoseconds, and
+// nobody means `hold_ttl: 15` as 15ns.
+func parseDuration(from reflect.Value) (time.Duration, error) {
+	text := fmt.Sprint(from.Interface())
+	if k := from.Kind(); isInt(k) || isUint(k) || k == reflect.Float32 || k == reflect.Float64 ||
+		k == reflect.String && bareNumber.MatchString(text) {
+		return 0, badValue(fmt.Sprintf("%s has no unit; write it with one, e.g. %[1]ss or %[1]sm", text))
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, badValue(show(value) + " is not a duration such as 1s, 500ms or 2m")
+	d, err := time.ParseDuration(text)
+	if from.Kind() != reflect.String || err != nil {
+		return 0, badValue(show(from.Interface()) + " is not a duration such as 1s, 500ms or 2m")
 	}
 	return d, nil
 }
+
+// bareNumber is a number as time.ParseDuration reads one, without its unit.
+var bareNumber = regexp.MustCompile(`^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)$`)
 
 // wholeNumber reads from as an integer of type t (an int or uint kind): a whole number
 // written as one, as YAML's float of one, or as text.
