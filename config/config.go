@@ -151,21 +151,26 @@ func Default() Config {
 	}
 }
 
-// Problem is one thing wrong with a configuration file.
+// Problem is one thing wrong with a configuration.
 type Problem struct {
 	File string
 	Line int // 0 when the key is not in the file (a default or an environment variable)
 	Col  int
-	Key  string // dotted path, e.g. source.server_id
-	Msg  string
+	// Env is the environment variable the key's value came from, e.g.
+	// STOCKSYNC_CHECKPOINT_INTERVAL; it is named instead of the file.
+	Env string
+	Key string // dotted path, e.g. source.server_id
+	Msg string
 }
 
 func (p Problem) String() string {
 	where := p.File
-	if where == "" {
+	switch {
+	case p.Env != "":
+		where = p.Env
+	case where == "":
 		where = "config"
-	}
-	if p.Line > 0 {
+	case p.Line > 0:
 		where = fmt.Sprintf("%s:%d:%d", where, p.Line, p.Col)
 	}
 	return fmt.Sprintf("%s: %s: %s", where, p.Key, p.Msg)
@@ -197,8 +202,8 @@ func (ps Problems) keys() map[string]bool {
 func Load(path string) (Config, error) {
 	cfg := Default()
 	v := viper.New()
-	v.SetEnvPrefix("STOCKSYNC")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.SetEnvPrefix(envPrefix)
+	v.SetEnvKeyReplacer(envKeys)
 	v.AutomaticEnv()
 	setDefaults(v, "", reflect.ValueOf(cfg))
 
@@ -260,13 +265,30 @@ func Load(path string) (Config, error) {
 	return cfg, nil
 }
 
-// at places p: in file, at its key's position when the file has the key.
+// at places p where its key's value came from: the environment variable that set it,
+// else file, at the key's position when the file has the key.
 func at(p Problem, file string, positions map[string]yaml.Node) Problem {
 	p.File = file
-	if n, ok := positions[p.Key]; ok {
+	if name, set := envVar(p.Key); set {
+		p.Env = name
+	} else if n, ok := positions[p.Key]; ok {
 		p.Line, p.Col = n.Line, n.Column
 	}
 	return p
+}
+
+// A key's environment variable is envPrefix, "_" and the key in capitals with envKeys
+// applied: source.server_id is STOCKSYNC_SOURCE_SERVER_ID.
+const envPrefix = "STOCKSYNC"
+
+var envKeys = strings.NewReplacer(".", "_")
+
+// envVar is the environment variable of key (of its list, for a list's item) and whether
+// it sets the key (viper ignores a variable set to "").
+func envVar(key string) (name string, set bool) {
+	key, _, _ = strings.Cut(key, "[")
+	name = strings.ToUpper(envPrefix + "_" + envKeys.Replace(key))
+	return name, os.Getenv(name) != ""
 }
 
 // Validate checks values that decode but make no sense. Each problem names its key.

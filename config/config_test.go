@@ -148,6 +148,42 @@ func TestDurationsNeedAUnitAndASensibleLength(t *testing.T) {
 	}
 }
 
+// TestProblemsFromTheEnvironmentNameTheVariable: a value a STOCKSYNC_* variable set is
+// reported under that variable, not at the line of the file it replaced.
+func TestProblemsFromTheEnvironmentNameTheVariable(t *testing.T) {
+	conf := "source:\n  server_id: 9\nkafka: {brokers: [k:9092]}\ncheckpoint:\n  interval: 1s\nlog: {level: info}\n"
+	cases := []struct {
+		name, env, value, want string
+	}{
+		{"duration", "STOCKSYNC_CHECKPOINT_INTERVAL", "abc",
+			`STOCKSYNC_CHECKPOINT_INTERVAL: checkpoint.interval: "abc" is not a duration such as 1s, 500ms or 2m`},
+		{"duration without unit", "STOCKSYNC_CHECKPOINT_INTERVAL", "1",
+			"STOCKSYNC_CHECKPOINT_INTERVAL: checkpoint.interval: 1 has no unit; write it with one, e.g. 1s or 1m"},
+		{"duration under its floor", "STOCKSYNC_CHECKPOINT_INTERVAL", "1ms",
+			"STOCKSYNC_CHECKPOINT_INTERVAL: checkpoint.interval: must be at least 10ms (each interval waits for the broker and saves the checkpoint), got 1ms"},
+		{"replica id that is a word", "STOCKSYNC_SOURCE_SERVER_ID", "nine",
+			`STOCKSYNC_SOURCE_SERVER_ID: source.server_id: "nine" is not a whole number from 0 to 4294967295`},
+		{"zero replica id", "STOCKSYNC_SOURCE_SERVER_ID", "0",
+			"STOCKSYNC_SOURCE_SERVER_ID: source.server_id: must be a non-zero replica id unique among the server's replicas"},
+		{"log level", "STOCKSYNC_LOG_LEVEL", "loud",
+			`STOCKSYNC_LOG_LEVEL: log.level: "loud" is not one of debug, info, warn, error`},
+		{"a list's item", "STOCKSYNC_KAFKA_BROKERS", "a:1,b",
+			`STOCKSYNC_KAFKA_BROKERS: kafka.brokers[1]: "b" has no port; write host:port`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(c.env, c.value)
+			_, err := load(t, conf)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || ps[0].String() != c.want {
+				t.Errorf("want one problem:\n%s\ngot:\n%v", c.want, err)
+			}
+		})
+	}
+}
+
 // TestTLSFilesAreReadRelativeToTheConfig: certificate paths are relative to the config
 // file, the files are parsed at load, and a CA file without a certificate is named.
 func TestTLSFilesAreReadRelativeToTheConfig(t *testing.T) {
