@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -23,7 +25,7 @@ type Config struct {
 	Source     Source     `mapstructure:"source"`
 	Kafka      Kafka      `mapstructure:"kafka"`
 	Checkpoint Checkpoint `mapstructure:"checkpoint"`
-	// Rules is the rules file, relative to the config file.
+	// Rules is the rules file, relative to the config file; Load checks that it exists.
 	Rules     string    `mapstructure:"rules"`
 	HTTP      HTTP      `mapstructure:"http"`
 	Log       Log       `mapstructure:"log"`
@@ -197,7 +199,8 @@ func (ps Problems) keys() map[string]bool {
 }
 
 // Load reads path (may be "" for defaults and environment only), applies STOCKSYNC_*
-// environment variables, validates, and resolves Rules relative to the file.
+// environment variables, resolves Rules and the certificate files relative to the file,
+// and validates.
 // Any problem returns a Problems error listing all of them.
 func Load(path string) (Config, error) {
 	cfg := Default()
@@ -245,9 +248,11 @@ func Load(path string) (Config, error) {
 	}
 	cfg.File = path
 	if path != "" {
-		// Certificate files, like the rules file, are relative to the config file.
-		cfg.Source.TLS.resolve(filepath.Dir(path))
-		cfg.Kafka.TLS.resolve(filepath.Dir(path))
+		// The rules file and certificate files are relative to the config file.
+		dir := filepath.Dir(path)
+		resolve(dir, &cfg.Rules)
+		cfg.Source.TLS.resolve(dir)
+		cfg.Kafka.TLS.resolve(dir)
 	}
 	reported := problems.keys()
 	for _, p := range cfg.Validate() {
@@ -259,10 +264,35 @@ func Load(path string) (Config, error) {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
 		return Config{}, problems
 	}
-	if path != "" && cfg.Rules != "" && !filepath.IsAbs(cfg.Rules) {
-		cfg.Rules = filepath.Join(filepath.Dir(path), cfg.Rules)
-	}
 	return cfg, nil
+}
+
+// resolve makes each relative path in paths relative to dir, the config file's folder.
+func resolve(dir string, paths ...*string) {
+	for _, p := range paths {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// readableFile says what keeps path from being read as a file; nil when nothing does.
+func readableFile(path string) error {
+	f, err := os.Open(path)
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s does not exist", path)
+	case errors.As(err, &pathErr):
+		return fmt.Errorf("%s cannot be read: %w", path, pathErr.Err)
+	case err != nil:
+		return err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.IsDir() {
+		return fmt.Errorf("%s is a folder, not a file", path)
+	}
+	return nil
 }
 
 // at places p where its key's value came from: the environment variable that set it,
@@ -291,7 +321,9 @@ func envVar(key string) (name string, set bool) {
 	return name, os.Getenv(name) != ""
 }
 
-// Validate checks values that decode but make no sense. Each problem names its key.
+// Validate checks values that decode but make no sense. Each problem names its key. Files
+// are read: the certificates TLS names and, when the configuration came from a file,
+// the rules file, which must exist.
 func (c Config) Validate() Problems {
 	var ps Problems
 	bad := func(key, format string, args ...any) {
@@ -349,6 +381,10 @@ func (c Config) Validate() Problems {
 	}
 	if c.Rules == "" {
 		bad("rules", "must name the rules file")
+	} else if c.File != "" {
+		if err := readableFile(c.Rules); err != nil {
+			bad("rules", "%v", err)
+		}
 	}
 	if c.HTTP.Addr != "" && !strings.Contains(c.HTTP.Addr, ":") {
 		bad("http.addr", "%q has no port; write host:port", c.HTTP.Addr)

@@ -10,13 +10,23 @@ import (
 	"github.com/stocksync/stocksync/internal/testutil"
 )
 
+// load loads yaml from a stocksync.yaml of its own, beside a rules.yaml.
 func load(t *testing.T, yaml string) (Config, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "stocksync.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "rules.yaml"), "rules: []\n")
+	return Load(writeFile(t, filepath.Join(dir, "stocksync.yaml"), yaml))
+}
+
+func writeFile(t *testing.T, path, data string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return Load(path)
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
@@ -191,10 +201,8 @@ func TestTLSFilesAreReadRelativeToTheConfig(t *testing.T) {
 	conf := `source: {tls: {mode: verify_full, ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem}}
 kafka: {tls: {mode: verify_ca, ca_file: ca.pem}, sasl: {mechanism: SCRAM-SHA-256, user: stocksync}}
 `
-	path := filepath.Join(certs.Dir, "stocksync.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeFile(t, filepath.Join(certs.Dir, "stocksync.yaml"), conf)
+	writeFile(t, filepath.Join(certs.Dir, "rules.yaml"), "rules: []\n")
 	t.Setenv("STOCKSYNC_KAFKA_SASL_PASSWORD", "from-env")
 	cfg, err := Load(path)
 	if err != nil {
@@ -225,7 +233,9 @@ kafka: {tls: {mode: verify_ca, ca_file: ca.pem}, sasl: {mechanism: SCRAM-SHA-256
 func TestDefaultsEnvironmentAndRelativeRules(t *testing.T) {
 	t.Setenv("STOCKSYNC_SOURCE_PASSWORD", "from-env")
 	t.Setenv("STOCKSYNC_CHECKPOINT_INTERVAL", "250ms")
-	cfg, err := load(t, "source: {addr: db:3306}\nrules: r/rules.yaml\n")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "r", "rules.yaml"), "rules: []\n")
+	cfg, err := Load(writeFile(t, filepath.Join(dir, "stocksync.yaml"), "source: {addr: db:3306}\nrules: r/rules.yaml\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +247,50 @@ func TestDefaultsEnvironmentAndRelativeRules(t *testing.T) {
 	}
 	if want := filepath.Join(filepath.Dir(cfg.File), "r", "rules.yaml"); cfg.Rules != want {
 		t.Errorf("rules = %q, want %q (relative to the config file)", cfg.Rules, want)
+	}
+}
+
+// TestRulesFileMustExist: the rules file a config names (or its default, rules.yaml beside
+// it) is checked at load and reported at the rules key, not when the daemon reads it.
+func TestRulesFileMustExist(t *testing.T) {
+	cases := []struct {
+		name, conf, env string
+		want            func(dir string) string // the one problem, in full
+	}{
+		{"missing", "source: {server_id: 9}\nrules: nope.yaml\n", "", func(dir string) string {
+			return filepath.Join(dir, "stocksync.yaml") + ":2:8: rules: " + filepath.Join(dir, "nope.yaml") + " does not exist"
+		}},
+		{"a folder", "rules: sub\n", "", func(dir string) string {
+			return filepath.Join(dir, "stocksync.yaml") + ":1:8: rules: " + filepath.Join(dir, "sub") + " is a folder, not a file"
+		}},
+		{"the default", "source: {server_id: 9}\n", "", func(dir string) string {
+			return filepath.Join(dir, "stocksync.yaml") + ": rules: " + filepath.Join(dir, "rules.yaml") + " does not exist"
+		}},
+		{"from the environment", "rules: sub/rules.yaml\n", "nope.yaml", func(dir string) string {
+			return "STOCKSYNC_RULES: rules: " + filepath.Join(dir, "nope.yaml") + " does not exist"
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "sub", "rules.yaml"), "rules: []\n")
+			if c.env != "" {
+				t.Setenv("STOCKSYNC_RULES", c.env)
+			}
+			_, err := Load(writeFile(t, filepath.Join(dir, "stocksync.yaml"), c.conf))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || ps[0].String() != c.want(dir) {
+				t.Errorf("want one problem:\n%s\ngot:\n%v", c.want(dir), err)
+			}
+		})
+	}
+
+	// Without a config file, nothing names a rules file, and commands that need none
+	// (tail with the development broker) still load the defaults.
+	if _, err := Load(""); err != nil {
+		t.Errorf("defaults alone, with no rules.yaml here: %v", err)
 	}
 }
 
