@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -23,7 +25,7 @@ type Config struct {
 	Source     Source     `mapstructure:"source"`
 	Kafka      Kafka      `mapstructure:"kafka"`
 	Checkpoint Checkpoint `mapstructure:"checkpoint"`
-	// Rules is the rules file, relative to the config file.
+	// Rules is the rules file, relative to the config file; Load checks that it exists.
 	Rules     string    `mapstructure:"rules"`
 	HTTP      HTTP      `mapstructure:"http"`
 	Log       Log       `mapstructure:"log"`
@@ -119,6 +121,15 @@ type Inventory struct {
 	MaxConnections int `mapstructure:"max_connections"`
 }
 
+// The shortest durations that make sense. Below them the daemon spins, since each tick of
+// the checkpoint's and the sweeper's tickers commits a transaction (the checkpoint's after
+// waiting for the broker), and a hold is released before a payment could confirm it.
+const (
+	minCheckpointInterval = 10 * time.Millisecond
+	minSweepInterval      = 10 * time.Millisecond
+	minHoldTTL            = time.Second
+)
+
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
@@ -142,21 +153,26 @@ func Default() Config {
 	}
 }
 
-// Problem is one thing wrong with a configuration file.
+// Problem is one thing wrong with a configuration.
 type Problem struct {
 	File string
 	Line int // 0 when the key is not in the file (a default or an environment variable)
 	Col  int
-	Key  string // dotted path, e.g. source.server_id
-	Msg  string
+	// Env is the environment variable the key's value came from, e.g.
+	// STOCKSYNC_CHECKPOINT_INTERVAL; it is named instead of the file.
+	Env string
+	Key string // dotted path, e.g. source.server_id
+	Msg string
 }
 
 func (p Problem) String() string {
 	where := p.File
-	if where == "" {
+	switch {
+	case p.Env != "":
+		where = p.Env
+	case where == "":
 		where = "config"
-	}
-	if p.Line > 0 {
+	case p.Line > 0:
 		where = fmt.Sprintf("%s:%d:%d", where, p.Line, p.Col)
 	}
 	return fmt.Sprintf("%s: %s: %s", where, p.Key, p.Msg)
@@ -173,14 +189,24 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// keys is the set of keys ps names.
+func (ps Problems) keys() map[string]bool {
+	keys := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		keys[p.Key] = true
+	}
+	return keys
+}
+
 // Load reads path (may be "" for defaults and environment only), applies STOCKSYNC_*
-// environment variables, validates, and resolves Rules relative to the file.
+// environment variables, resolves Rules and the certificate files relative to the file,
+// and validates.
 // Any problem returns a Problems error listing all of them.
 func Load(path string) (Config, error) {
 	cfg := Default()
 	v := viper.New()
-	v.SetEnvPrefix("STOCKSYNC")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.SetEnvPrefix(envPrefix)
+	v.SetEnvKeyReplacer(envKeys)
 	v.AutomaticEnv()
 	setDefaults(v, "", reflect.ValueOf(cfg))
 
@@ -208,40 +234,96 @@ func Load(path string) (Config, error) {
 	decodeErr := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.WeaklyTypedInput = true
 		dc.Metadata = nil
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(checkValue, dc.DecodeHook)
 	})
+	// A key reported once is not reported again: checkKeys before decoding, decoding
+	// before Validate.
 	if decodeErr != nil {
-		problems = append(problems, decodeProblems(path, decodeErr, positions)...)
+		reported := problems.keys()
+		for _, p := range decodeProblems(decodeErr) {
+			if !reported[p.Key] {
+				problems = append(problems, at(p, path, positions))
+			}
+		}
 	}
 	cfg.File = path
 	if path != "" {
-		// Certificate files, like the rules file, are relative to the config file.
-		cfg.Source.TLS.resolve(filepath.Dir(path))
-		cfg.Kafka.TLS.resolve(filepath.Dir(path))
+		// The rules file and certificate files are relative to the config file.
+		dir := filepath.Dir(path)
+		resolve(dir, &cfg.Rules)
+		cfg.Source.TLS.resolve(dir)
+		cfg.Kafka.TLS.resolve(dir)
 	}
-	badType := map[string]bool{}
-	for _, p := range problems {
-		badType[p.Key] = true
-	}
+	reported := problems.keys()
 	for _, p := range cfg.Validate() {
-		if !badType[p.Key] {
-			p.File = path
-			if n, ok := positions[p.Key]; ok {
-				p.Line, p.Col = n.Line, n.Column
-			}
-			problems = append(problems, p)
+		if !reported[p.Key] {
+			problems = append(problems, at(p, path, positions))
 		}
 	}
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
 		return Config{}, problems
 	}
-	if path != "" && cfg.Rules != "" && !filepath.IsAbs(cfg.Rules) {
-		cfg.Rules = filepath.Join(filepath.Dir(path), cfg.Rules)
-	}
 	return cfg, nil
 }
 
-// Validate checks values that decode but make no sense. Each problem names its key.
+// resolve makes each relative path in paths relative to dir, the config file's folder.
+func resolve(dir string, paths ...*string) {
+	for _, p := range paths {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// readableFile says what keeps path from being read as a file; nil when nothing does.
+func readableFile(path string) error {
+	f, err := os.Open(path)
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s does not exist", path)
+	case errors.As(err, &pathErr):
+		return fmt.Errorf("%s cannot be read: %w", path, pathErr.Err)
+	case err != nil:
+		return err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.IsDir() {
+		return fmt.Errorf("%s is a folder, not a file", path)
+	}
+	return nil
+}
+
+// at places p where its key's value came from: the environment variable that set it,
+// else file, at the key's position when the file has the key.
+func at(p Problem, file string, positions map[string]yaml.Node) Problem {
+	p.File = file
+	if name, set := envVar(p.Key); set {
+		p.Env = name
+	} else if n, ok := positions[p.Key]; ok {
+		p.Line, p.Col = n.Line, n.Column
+	}
+	return p
+}
+
+// A key's environment variable is envPrefix, "_" and the key in capitals with envKeys
+// applied: source.server_id is STOCKSYNC_SOURCE_SERVER_ID.
+const envPrefix = "STOCKSYNC"
+
+var envKeys = strings.NewReplacer(".", "_")
+
+// envVar is the environment variable of key (of its list, for a list's item) and whether
+// it sets the key (viper ignores a variable set to "").
+func envVar(key string) (name string, set bool) {
+	key, _, _ = strings.Cut(key, "[")
+	name = strings.ToUpper(envPrefix + "_" + envKeys.Replace(key))
+	return name, os.Getenv(name) != ""
+}
+
+// Validate checks values that decode but make no sense. Each problem names its key. Files
+// are read: the certificates TLS names and, when the configuration came from a file,
+// the rules file, which must exist.
 func (c Config) Validate() Problems {
 	var ps Problems
 	bad := func(key, format string, args ...any) {
@@ -291,14 +373,18 @@ func (c Config) Validate() Problems {
 	if parts := strings.Split(c.Checkpoint.Table, "."); len(parts) != 2 || parts[0] == "" || parts[1] == "" {
 		bad("checkpoint.table", "%q must be schema.table", c.Checkpoint.Table)
 	}
-	if c.Checkpoint.Interval <= 0 {
-		bad("checkpoint.interval", "must be a positive duration such as 1s")
+	if c.Checkpoint.Interval < minCheckpointInterval {
+		bad("checkpoint.interval", "must be at least %s (each interval waits for the broker and saves the checkpoint), got %s", minCheckpointInterval, c.Checkpoint.Interval)
 	}
 	if c.Checkpoint.Name == "" {
 		bad("checkpoint.name", "must not be empty")
 	}
 	if c.Rules == "" {
 		bad("rules", "must name the rules file")
+	} else if c.File != "" {
+		if err := readableFile(c.Rules); err != nil {
+			bad("rules", "%v", err)
+		}
 	}
 	if c.HTTP.Addr != "" && !strings.Contains(c.HTTP.Addr, ":") {
 		bad("http.addr", "%q has no port; write host:port", c.HTTP.Addr)
@@ -316,14 +402,14 @@ func (c Config) Validate() Problems {
 	if c.Inventory.Database == "" {
 		bad("inventory.database", "must not be empty")
 	}
-	if c.Inventory.HoldTTL <= 0 {
-		bad("inventory.hold_ttl", "must be a positive duration such as 15m")
+	if c.Inventory.HoldTTL < minHoldTTL {
+		bad("inventory.hold_ttl", "must be at least %s (an unpaid deduction is released this long after it is made), got %s", minHoldTTL, c.Inventory.HoldTTL)
 	}
 	if c.Inventory.MaxConnections < 1 || c.Inventory.MaxConnections > 4096 {
 		bad("inventory.max_connections", "must be between 1 and 4096")
 	}
-	if c.Inventory.SweepInterval <= 0 {
-		bad("inventory.sweep_interval", "must be a positive duration such as 5s")
+	if c.Inventory.SweepInterval < minSweepInterval {
+		bad("inventory.sweep_interval", "must be at least %s (each sweep is a transaction on the server), got %s", minSweepInterval, c.Inventory.SweepInterval)
 	}
 	switch c.Snapshot {
 	case "never", "initial", "when_needed":
@@ -409,31 +495,4 @@ func suggest(name string, fields map[string]reflect.StructField) string {
 	}
 	sort.Strings(known)
 	return " (known: " + strings.Join(known, ", ") + ")"
-}
-
-// decodeProblems turns mapstructure's error, one line per field of the form
-// "'source.server_id' cannot parse value as 'uint32': …", into one Problem per key.
-func decodeProblems(file string, err error, positions map[string]yaml.Node) Problems {
-	var ps Problems
-	for _, line := range strings.Split(err.Error(), "\n") {
-		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
-		if !strings.HasPrefix(line, "'") {
-			continue
-		}
-		end := strings.Index(line[1:], "'")
-		if end < 0 {
-			continue
-		}
-		key := line[1 : 1+end]
-		msg := strings.TrimSpace(line[2+end:])
-		p := Problem{File: file, Key: key, Msg: "wrong type: " + msg}
-		if n, ok := positions[key]; ok {
-			p.Line, p.Col = n.Line, n.Column
-		}
-		ps = append(ps, p)
-	}
-	if len(ps) == 0 {
-		ps = append(ps, Problem{File: file, Key: "(file)", Msg: err.Error()})
-	}
-	return ps
 }

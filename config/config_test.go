@@ -10,13 +10,23 @@ import (
 	"github.com/stocksync/stocksync/internal/testutil"
 )
 
+// load loads yaml from a stocksync.yaml of its own, beside a rules.yaml.
 func load(t *testing.T, yaml string) (Config, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "stocksync.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "rules.yaml"), "rules: []\n")
+	return Load(writeFile(t, filepath.Join(dir, "stocksync.yaml"), yaml))
+}
+
+func writeFile(t *testing.T, path, data string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return Load(path)
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
@@ -26,13 +36,11 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 	}{
 		{"unknown top-level key", "sorce: {}\n", []string{"stocksync.yaml:1:1: sorce: unknown key"}},
 		{"unknown nested key", "source:\n  adr: x:1\n", []string{"stocksync.yaml:2:3: source.adr: unknown key (known: addr,"}},
-		{"wrong type", "source:\n  server_id: abc\n", []string{"stocksync.yaml:2:14: source.server_id: wrong type"}},
 		{"no port", "source: {addr: db.local}\n", []string{`source.addr: "db.local" has no port`}},
 		{"zero server id", "source: {server_id: 0}\n", []string{"source.server_id: must be a non-zero replica id"}},
 		{"bad flavor", "source: {flavor: postgres}\n", []string{`source.flavor: "postgres" is not one of mysql, mariadb`}},
 		{"broker without port", "kafka: {brokers: [a:1, b]}\n", []string{`stocksync.yaml:1:24: kafka.brokers[1]: "b" has no port`}},
 		{"checkpoint table", "checkpoint: {table: nodot}\n", []string{`checkpoint.table: "nodot" must be schema.table`}},
-		{"bad duration", "checkpoint: {interval: soon}\n", []string{"checkpoint.interval: wrong type"}},
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
 		{"empty chunks", "snapshot_chunk_size: 0\n", []string{"snapshot_chunk_size: must be between 1 and 1000000, got 0"}},
@@ -68,6 +76,124 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 	}
 }
 
+// TestLoadSaysWhatAKeyWants: a value a key cannot take is named, with what the key wants
+// instead, in the user's words rather than Go's types, and once.
+func TestLoadSaysWhatAKeyWants(t *testing.T) {
+	cases := []struct {
+		name, conf, want string
+	}{
+		{"duration with a word for its unit", "checkpoint: {interval: 1 sec}\n",
+			`stocksync.yaml:1:24: checkpoint.interval: "1 sec" is not a duration such as 1s, 500ms or 2m`},
+		{"duration that is a word", "inventory:\n  sweep_interval: soon\n",
+			`stocksync.yaml:2:19: inventory.sweep_interval: "soon" is not a duration such as 1s, 500ms or 2m`},
+		{"duration that is a list", "inventory: {hold_ttl: [1m]}\n",
+			"inventory.hold_ttl: a list is not a duration such as 1s, 500ms or 2m"},
+		{"replica id that is a word", "source:\n  server_id: abc\n",
+			`stocksync.yaml:2:14: source.server_id: "abc" is not a whole number from 0 to 4294967295`},
+		{"negative replica id", "source: {server_id: -1}\n",
+			"source.server_id: -1 is not a whole number from 0 to 4294967295"},
+		{"replica id too large", "source: {server_id: 4294967296}\n",
+			"source.server_id: 4294967296 is not a whole number from 0 to 4294967295"},
+		{"fraction", "kafka: {max_in_flight: 1.5}\n", "kafka.max_in_flight: 1.5 is not a whole number"},
+		{"number for a switch", "ha: 3\n", "ha: 3 is not true or false"},
+		{"word for a switch", "kafka: {exactly_once: yes please}\n", `kafka.exactly_once: "yes please" is not true or false`},
+		{"list for an address", "source: {addr: [a:1, b:2]}\n", "source.addr: a list is not a single value"},
+		{"mapping for a list", "kafka: {brokers: {a: 1}}\n", "kafka.brokers: a mapping is not a list such as [a, b]"},
+		{"section that is a value", "source: 5\n", "stocksync.yaml:1:9: source: must be a mapping"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := load(t, c.conf)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || !strings.HasSuffix(ps[0].String(), c.want) {
+				t.Errorf("want one problem ending %q, got:\n%v", c.want, err)
+			}
+		})
+	}
+}
+
+// TestDurationsNeedAUnitAndASensibleLength: a number without a unit is refused for every
+// duration (Go would read it as nanoseconds: hold_ttl: 15 released holds at once,
+// checkpoint.interval: 1 spun the idle daemon), and so is a duration under its floor.
+func TestDurationsNeedAUnitAndASensibleLength(t *testing.T) {
+	cases := []struct {
+		name, conf, want string
+	}{
+		{"hold ttl without unit", "inventory: {hold_ttl: 15}\n",
+			"stocksync.yaml:1:23: inventory.hold_ttl: 15 has no unit; write it with one, e.g. 15s or 15m"},
+		{"checkpoint interval without unit", "checkpoint:\n  interval: 1\n",
+			"stocksync.yaml:2:13: checkpoint.interval: 1 has no unit; write it with one, e.g. 1s or 1m"},
+		{"sweep interval without unit", "inventory: {sweep_interval: 2.5}\n",
+			"inventory.sweep_interval: 2.5 has no unit; write it with one, e.g. 2.5s or 2.5m"},
+		{"quoted number", "inventory: {hold_ttl: \"15\"}\n", "inventory.hold_ttl: 15 has no unit"},
+		{"zero without unit", "checkpoint: {interval: 0}\n", "checkpoint.interval: 0 has no unit"},
+		{"checkpoint interval under its floor", "checkpoint: {interval: 1ms}\n",
+			"checkpoint.interval: must be at least 10ms (each interval waits for the broker and saves the checkpoint), got 1ms"},
+		{"negative checkpoint interval", "checkpoint: {interval: -1s}\n", "checkpoint.interval: must be at least 10ms"},
+		{"hold ttl under its floor", "inventory: {hold_ttl: 500ms}\n",
+			"inventory.hold_ttl: must be at least 1s (an unpaid deduction is released this long after it is made), got 500ms"},
+		{"sweep interval under its floor", "inventory: {sweep_interval: 1ns}\n",
+			"inventory.sweep_interval: must be at least 10ms (each sweep is a transaction on the server), got 1ns"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := load(t, c.conf)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || !strings.Contains(ps[0].String(), c.want) {
+				t.Errorf("want one problem with %q, got:\n%v", c.want, err)
+			}
+		})
+	}
+
+	cfg, err := load(t, "checkpoint: {interval: 10ms}\ninventory: {hold_ttl: 1s, sweep_interval: 1m30s}\n")
+	if err != nil {
+		t.Fatalf("durations at their floors are refused: %v", err)
+	}
+	if cfg.Checkpoint.Interval != 10*time.Millisecond || cfg.Inventory.HoldTTL != time.Second || cfg.Inventory.SweepInterval != 90*time.Second {
+		t.Errorf("durations read wrongly: %+v %+v", cfg.Checkpoint, cfg.Inventory)
+	}
+}
+
+// TestProblemsFromTheEnvironmentNameTheVariable: a value a STOCKSYNC_* variable set is
+// reported under that variable, not at the line of the file it replaced.
+func TestProblemsFromTheEnvironmentNameTheVariable(t *testing.T) {
+	conf := "source:\n  server_id: 9\nkafka: {brokers: [k:9092]}\ncheckpoint:\n  interval: 1s\nlog: {level: info}\n"
+	cases := []struct {
+		name, env, value, want string
+	}{
+		{"duration", "STOCKSYNC_CHECKPOINT_INTERVAL", "abc",
+			`STOCKSYNC_CHECKPOINT_INTERVAL: checkpoint.interval: "abc" is not a duration such as 1s, 500ms or 2m`},
+		{"duration without unit", "STOCKSYNC_CHECKPOINT_INTERVAL", "1",
+			"STOCKSYNC_CHECKPOINT_INTERVAL: checkpoint.interval: 1 has no unit; write it with one, e.g. 1s or 1m"},
+		{"duration under its floor", "STOCKSYNC_CHECKPOINT_INTERVAL", "1ms",
+			"STOCKSYNC_CHECKPOINT_INTERVAL: checkpoint.interval: must be at least 10ms (each interval waits for the broker and saves the checkpoint), got 1ms"},
+		{"replica id that is a word", "STOCKSYNC_SOURCE_SERVER_ID", "nine",
+			`STOCKSYNC_SOURCE_SERVER_ID: source.server_id: "nine" is not a whole number from 0 to 4294967295`},
+		{"zero replica id", "STOCKSYNC_SOURCE_SERVER_ID", "0",
+			"STOCKSYNC_SOURCE_SERVER_ID: source.server_id: must be a non-zero replica id unique among the server's replicas"},
+		{"log level", "STOCKSYNC_LOG_LEVEL", "loud",
+			`STOCKSYNC_LOG_LEVEL: log.level: "loud" is not one of debug, info, warn, error`},
+		{"a list's item", "STOCKSYNC_KAFKA_BROKERS", "a:1,b",
+			`STOCKSYNC_KAFKA_BROKERS: kafka.brokers[1]: "b" has no port; write host:port`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(c.env, c.value)
+			_, err := load(t, conf)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || ps[0].String() != c.want {
+				t.Errorf("want one problem:\n%s\ngot:\n%v", c.want, err)
+			}
+		})
+	}
+}
+
 // TestTLSFilesAreReadRelativeToTheConfig: certificate paths are relative to the config
 // file, the files are parsed at load, and a CA file without a certificate is named.
 func TestTLSFilesAreReadRelativeToTheConfig(t *testing.T) {
@@ -75,10 +201,8 @@ func TestTLSFilesAreReadRelativeToTheConfig(t *testing.T) {
 	conf := `source: {tls: {mode: verify_full, ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem}}
 kafka: {tls: {mode: verify_ca, ca_file: ca.pem}, sasl: {mechanism: SCRAM-SHA-256, user: stocksync}}
 `
-	path := filepath.Join(certs.Dir, "stocksync.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeFile(t, filepath.Join(certs.Dir, "stocksync.yaml"), conf)
+	writeFile(t, filepath.Join(certs.Dir, "rules.yaml"), "rules: []\n")
 	t.Setenv("STOCKSYNC_KAFKA_SASL_PASSWORD", "from-env")
 	cfg, err := Load(path)
 	if err != nil {
@@ -109,7 +233,9 @@ kafka: {tls: {mode: verify_ca, ca_file: ca.pem}, sasl: {mechanism: SCRAM-SHA-256
 func TestDefaultsEnvironmentAndRelativeRules(t *testing.T) {
 	t.Setenv("STOCKSYNC_SOURCE_PASSWORD", "from-env")
 	t.Setenv("STOCKSYNC_CHECKPOINT_INTERVAL", "250ms")
-	cfg, err := load(t, "source: {addr: db:3306}\nrules: r/rules.yaml\n")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "r", "rules.yaml"), "rules: []\n")
+	cfg, err := Load(writeFile(t, filepath.Join(dir, "stocksync.yaml"), "source: {addr: db:3306}\nrules: r/rules.yaml\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +247,50 @@ func TestDefaultsEnvironmentAndRelativeRules(t *testing.T) {
 	}
 	if want := filepath.Join(filepath.Dir(cfg.File), "r", "rules.yaml"); cfg.Rules != want {
 		t.Errorf("rules = %q, want %q (relative to the config file)", cfg.Rules, want)
+	}
+}
+
+// TestRulesFileMustExist: the rules file a config names (or its default, rules.yaml beside
+// it) is checked at load and reported at the rules key, not when the daemon reads it.
+func TestRulesFileMustExist(t *testing.T) {
+	cases := []struct {
+		name, conf, env string
+		want            func(dir string) string // the one problem, in full
+	}{
+		{"missing", "source: {server_id: 9}\nrules: nope.yaml\n", "", func(dir string) string {
+			return filepath.Join(dir, "stocksync.yaml") + ":2:8: rules: " + filepath.Join(dir, "nope.yaml") + " does not exist"
+		}},
+		{"a folder", "rules: sub\n", "", func(dir string) string {
+			return filepath.Join(dir, "stocksync.yaml") + ":1:8: rules: " + filepath.Join(dir, "sub") + " is a folder, not a file"
+		}},
+		{"the default", "source: {server_id: 9}\n", "", func(dir string) string {
+			return filepath.Join(dir, "stocksync.yaml") + ": rules: " + filepath.Join(dir, "rules.yaml") + " does not exist"
+		}},
+		{"from the environment", "rules: sub/rules.yaml\n", "nope.yaml", func(dir string) string {
+			return "STOCKSYNC_RULES: rules: " + filepath.Join(dir, "nope.yaml") + " does not exist"
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "sub", "rules.yaml"), "rules: []\n")
+			if c.env != "" {
+				t.Setenv("STOCKSYNC_RULES", c.env)
+			}
+			_, err := Load(writeFile(t, filepath.Join(dir, "stocksync.yaml"), c.conf))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ps := err.(Problems); len(ps) != 1 || ps[0].String() != c.want(dir) {
+				t.Errorf("want one problem:\n%s\ngot:\n%v", c.want(dir), err)
+			}
+		})
+	}
+
+	// Without a config file, nothing names a rules file, and commands that need none
+	// (tail with the development broker) still load the defaults.
+	if _, err := Load(""); err != nil {
+		t.Errorf("defaults alone, with no rules.yaml here: %v", err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 )
 
 // TLS is how a connection (to the source, or to the Kafka brokers) is encrypted and whose
@@ -166,13 +165,7 @@ func (t TLS) problems(prefix string) []Problem {
 }
 
 // resolve makes t's files relative to dir, the config file's folder.
-func (t *TLS) resolve(dir string) {
-	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
-		}
-	}
-}
+func (t *TLS) resolve(dir string) { resolve(dir, &t.CAFile, &t.CertFile, &t.KeyFile) }
 
 // SASL is how the daemon authenticates to the Kafka brokers.
 type SASL struct {
