@@ -407,7 +407,7 @@ func TestBadInputExitsNonZeroNamingWhatIsWrong(t *testing.T) {
 	}{
 		{"unknown config key", good + "kafak: {}\n", goodRules, []string{"stocksync.yaml:5:1: kafak: unknown key"}},
 		{"wrong type and bad value at once", strings.Replace(good, "server_id: 9", "server_id: nine", 1) + "log: {level: loud}\n", goodRules,
-			[]string{"stocksync.yaml:1:", "source.server_id: wrong type", "stocksync.yaml:5:", "log.level: \"loud\" is not one of"}},
+			[]string{"stocksync.yaml:1:", "source.server_id: \"nine\" is not a whole number", "stocksync.yaml:5:", "log.level: \"loud\" is not one of"}},
 		{"unknown rules key", good, goodRules + "    tpoic: x\n", []string{"rules.yaml:5:5", "tpoic"}},
 		{"unreachable source", strings.Replace(good, m.Addr, "127.0.0.1:1", 1), goodRules, []string{"source.addr", "127.0.0.1:1"}},
 		{"unreachable broker", strings.Replace(good, "kafka: {brokers: [", "kafka: {brokers: [127.0.0.1:1]}\n#", 1), goodRules, []string{"kafka.brokers", "127.0.0.1:1"}},
