@@ -241,8 +241,10 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (names 
 // UnreadableTables names the tables of globs (schema.table patterns, as rules write them)
 // that user of db may not SELECT, each as a problem to fix. information_schema hides such
 // tables, so without this check a snapshot, a seed or a re-read of them would silently be
-// empty. A glob whose schema part is a pattern cannot be checked, and a table that does not
-// exist yet is not a problem.
+// empty. A literal table is read (LIMIT 0). For a pattern of tables in a literal schema
+// only a schema in which the user may read nothing at all can be told (USE refuses it). A
+// glob whose schema part is a pattern cannot be checked, and a table that does not exist
+// yet is not a problem.
 func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []string) ([]string, error) {
 	var problems []string
 	for _, g := range globs {
@@ -250,13 +252,13 @@ func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []stri
 		if !ok || strings.ContainsAny(schema, `*?[\`) {
 			continue
 		}
-		query := "SELECT 1 FROM " + quoteName(schema) + "." + quoteName(table) + " LIMIT 0"
+		var err error
 		if strings.ContainsAny(table, `*?[\`) {
-			query = "SHOW TABLES FROM " + quoteName(schema)
+			err = useSchema(ctx, db, schema)
+		} else {
+			_, err = db.ExecContext(ctx, "SELECT 1 FROM "+quoteName(schema)+"."+quoteName(table)+" LIMIT 0")
 		}
-		rows, err := db.QueryContext(ctx, query)
 		if err == nil {
-			rows.Close()
 			continue
 		}
 		switch sqlconn.ErrorNumber(err) {
@@ -273,4 +275,16 @@ func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []stri
 		}
 	}
 	return problems, nil
+}
+
+// useSchema runs USE schema on a connection of its own, dropped afterwards so that no
+// pooled connection keeps the schema as its default.
+func useSchema(ctx context.Context, db *sql.DB, schema string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer discardConn(conn)
+	_, err = conn.ExecContext(ctx, "USE "+quoteName(schema))
+	return err
 }
