@@ -27,7 +27,7 @@ func newTestStore(t testing.TB, opts Options) (*Store, *sql.DB) {
 	t.Helper()
 	cfg := testConfig(t)
 	ctx := context.Background()
-	if err := Migrate(ctx, cfg); err != nil {
+	if _, err := Migrate(ctx, cfg); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
 	db, err := Open(ctx, cfg)

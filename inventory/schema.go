@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"io/fs"
 	"regexp"
 	"strconv"
@@ -129,46 +130,51 @@ func newProvider(db *sql.DB) (*goose.Provider, error) {
 // Migrate creates the database cfg.Inventory.Database if missing and applies every
 // embedded migration not yet applied. Two processes migrating at once are serialised by a
 // named lock on the server.
-func Migrate(ctx context.Context, cfg config.Config) error {
+func Migrate(ctx context.Context, cfg config.Config) (applied []string, err error) {
 	name := cfg.Inventory.Database
 	if !databaseName.MatchString(name) {
-		return fmt.Errorf("migrating: inventory.database %q must be letters, digits and _", name)
+		return nil, fmt.Errorf("migrating: inventory.database %q must be letters, digits and _", name)
 	}
 	admin, err := openDB(cfg, "")
 	if err != nil {
-		return fmt.Errorf("migrating %s: %w", name, err)
+		return nil, fmt.Errorf("migrating %s: %w", name, err)
 	}
 	defer admin.Close()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` DEFAULT CHARACTER SET utf8mb4"); err != nil {
-		return fmt.Errorf("creating database %s: %w", name, err)
+		return nil, fmt.Errorf("creating database %s: %w", name, err)
 	}
 	db, err := Open(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
 	return MigrateDB(ctx, db)
 }
 
-// MigrateDB applies every pending embedded migration to the database db is connected to.
-func MigrateDB(ctx context.Context, db *sql.DB) error {
+// MigrateDB applies every pending embedded migration to the database db is connected to,
+// and names those it applied (none: the schema was up to date).
+func MigrateDB(ctx context.Context, db *sql.DB) (applied []string, err error) {
 	var name sql.NullString
 	if err := db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&name); err != nil || !name.Valid {
-		return fmt.Errorf("migrating: connection has no database selected (%v)", err)
+		return nil, fmt.Errorf("migrating: connection has no database selected (%v)", err)
 	}
 	release, err := namedLock(ctx, db, "stocksync.migrate."+name.String)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer release()
 	p, err := newProvider(db)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("applying inventory migrations: %w", err)
+	results, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("applying inventory migrations: %w", err)
 	}
-	return nil
+	for _, r := range results {
+		applied = append(applied, filepath.Base(r.Source.Path))
+	}
+	return applied, nil
 }
 
 // MigrationStatus is one embedded migration and whether the database has it.

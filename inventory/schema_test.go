@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/stocksync/stocksync/internal/testutil"
@@ -20,9 +21,17 @@ func TestMigrateThenCheckSchema(t *testing.T) {
 	if err := CheckSchema(ctx, db); !errors.Is(err, ErrSchemaTooOld) {
 		t.Fatalf("CheckSchema on an empty database = %v, want ErrSchemaTooOld", err)
 	}
-	for range 2 { // a second run finds nothing to do
-		if err := Migrate(ctx, cfg); err != nil {
+	for run := range 2 { // the first applies every migration, the second finds nothing to do
+		applied, err := Migrate(ctx, cfg)
+		if err != nil {
 			t.Fatalf("Migrate: %v", err)
+		}
+		want := embeddedMigrations(t)
+		if run == 1 {
+			want = nil
+		}
+		if !slices.Equal(applied, want) {
+			t.Errorf("Migrate run %d applied %v, want %v", run+1, applied, want)
 		}
 	}
 	if err := CheckSchema(ctx, db); err != nil {
@@ -74,4 +83,18 @@ func TestSellableShardTableShape(t *testing.T) {
 			t.Fatalf("sellable_shard columns = %v, want %v", got, want)
 		}
 	}
+}
+
+// embeddedMigrations names the embedded migrations, in order.
+func embeddedMigrations(t *testing.T) []string {
+	t.Helper()
+	entries, err := migrationFiles.ReadDir("migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

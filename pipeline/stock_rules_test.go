@@ -54,7 +54,7 @@ func TestShardedStockAggregatesAndTransitionsUnderConcurrentDeductions(t *testin
 		t.Fatal(err)
 	}
 	defer invDB.Close()
-	if err := inventory.MigrateDB(ctx, invDB); err != nil {
+	if _, err := inventory.MigrateDB(ctx, invDB); err != nil {
 		t.Fatal(err)
 	}
 	store := inventory.New(invDB, inventory.Options{})

@@ -25,10 +25,18 @@ func newMigrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := inventory.Migrate(cmd.Context(), cfg); err != nil {
+			applied, err := inventory.Migrate(cmd.Context(), cfg)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "inventory schema in %s is up to date\n", cfg.Inventory.Database)
+			for _, name := range applied {
+				fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", name)
+			}
+			if len(applied) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "inventory schema in %s was already up to date\n", cfg.Inventory.Database)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "inventory schema in %s is up to date\n", cfg.Inventory.Database)
+			}
 			return nil
 		},
 	})
