@@ -130,6 +130,10 @@ const (
 	minHoldTTL            = time.Second
 )
 
+// MaxHoldTTL is the longest a hold may be kept, whether inventory.hold_ttl or a
+// deduction's own hold_ttl asks for it.
+const MaxHoldTTL = 7 * 24 * time.Hour
+
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
@@ -402,8 +406,8 @@ func (c Config) Validate() Problems {
 	if c.Inventory.Database == "" {
 		bad("inventory.database", "must not be empty")
 	}
-	if c.Inventory.HoldTTL < minHoldTTL {
-		bad("inventory.hold_ttl", "must be at least %s (an unpaid deduction is released this long after it is made), got %s", minHoldTTL, c.Inventory.HoldTTL)
+	if c.Inventory.HoldTTL < minHoldTTL || c.Inventory.HoldTTL > MaxHoldTTL {
+		bad("inventory.hold_ttl", "must be from %s to %s (an unpaid deduction is released this long after it is made), got %s", minHoldTTL, MaxHoldTTL, c.Inventory.HoldTTL)
 	}
 	if c.Inventory.MaxConnections < 1 || c.Inventory.MaxConnections > 4096 {
 		bad("inventory.max_connections", "must be between 1 and 4096")

@@ -133,7 +133,9 @@ func TestDurationsNeedAUnitAndASensibleLength(t *testing.T) {
 			"checkpoint.interval: must be at least 10ms (each interval waits for the broker and saves the checkpoint), got 1ms"},
 		{"negative checkpoint interval", "checkpoint: {interval: -1s}\n", "checkpoint.interval: must be at least 10ms"},
 		{"hold ttl under its floor", "inventory: {hold_ttl: 500ms}\n",
-			"inventory.hold_ttl: must be at least 1s (an unpaid deduction is released this long after it is made), got 500ms"},
+			"inventory.hold_ttl: must be from 1s to 168h0m0s (an unpaid deduction is released this long after it is made), got 500ms"},
+		{"hold ttl over the longest hold", "inventory: {hold_ttl: 200h}\n",
+			"inventory.hold_ttl: must be from 1s to 168h0m0s"},
 		{"sweep interval under its floor", "inventory: {sweep_interval: 1ns}\n",
 			"inventory.sweep_interval: must be at least 10ms (each sweep is a transaction on the server), got 1ns"},
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/stocksync/stocksync/config"
 )
 
 // Limits of one request.
@@ -22,7 +24,6 @@ const (
 	maxWarehouseLength = 32
 	maxOrderItems      = 100
 	maxShards          = 256
-	maxHoldTTL         = 7 * 24 * time.Hour
 	// maxQty bounds every quantity and a SKU's sellable stock: 2^53−1, the largest integer
 	// every JSON reader (JavaScript's too) holds exactly. It keeps every sum of quantities —
 	// over a SKU's shards, over a merged batch — far from int64 overflow.
@@ -144,8 +145,8 @@ func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
 	if len(req.Items) > maxOrderItems {
 		return req, invalid("items", "must list at most %d items", maxOrderItems)
 	}
-	if req.HoldTTL < 0 || req.HoldTTL > maxHoldTTL {
-		return req, invalid("hold_ttl", "must be positive and at most %s", maxHoldTTL)
+	if req.HoldTTL < 0 || req.HoldTTL > config.MaxHoldTTL {
+		return req, invalid("hold_ttl", "must be positive and at most %s", config.MaxHoldTTL)
 	}
 	if req.HoldTTL == 0 {
 		req.HoldTTL = s.opts.HoldTTL
