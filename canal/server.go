@@ -239,21 +239,22 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (names 
 }
 
 // UnreadableTables names the tables of globs (schema.table patterns, as rules write them)
-// that user of db may not SELECT, each as a problem to fix. information_schema hides such
+// that user of db may not SELECT: the problem to fix, by glob. information_schema hides such
 // tables, so without this check a snapshot, a seed or a re-read of them would silently be
 // empty. A literal table is read (LIMIT 0). For a pattern of tables in a literal schema
 // only a schema in which the user may read nothing at all can be told (USE refuses it). A
 // glob whose schema part is a pattern cannot be checked, and a table that does not exist
 // yet is not a problem.
-func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []string) ([]string, error) {
-	var problems []string
+func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []string) (map[string]string, error) {
+	problems := map[string]string{}
 	for _, g := range globs {
 		schema, table, ok := strings.Cut(g, ".")
 		if !ok || strings.ContainsAny(schema, `*?[\`) {
 			continue
 		}
+		tablePattern := strings.ContainsAny(table, `*?[\`)
 		var err error
-		if strings.ContainsAny(table, `*?[\`) {
+		if tablePattern {
 			err = useSchema(ctx, db, schema)
 		} else {
 			_, err = db.ExecContext(ctx, "SELECT 1 FROM "+quoteName(schema)+"."+quoteName(table)+" LIMIT 0")
@@ -263,12 +264,12 @@ func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []stri
 		}
 		switch sqlconn.ErrorNumber(err) {
 		case 1142, 1044: // SELECT command denied on a table; access denied to a database
-			grant := quoteName(schema) + ".*"
-			if !strings.ContainsAny(table, `*?[\`) {
-				grant = quoteName(schema) + "." + quoteName(table)
+			grant := quoteName(schema) + "." + quoteName(table)
+			if tablePattern {
+				grant = quoteName(schema) + ".*"
 			}
-			problems = append(problems, fmt.Sprintf("source.user %s may not read %s: GRANT SELECT ON %s TO it (information_schema hides what it may not read, so a snapshot or a seed of it would be empty)",
-				user, g, grant))
+			problems[g] = fmt.Sprintf("source.user %s may not read %s: GRANT SELECT ON %s TO it (information_schema hides what it may not read, so a snapshot or a seed of it would be empty)",
+				user, g, grant)
 		case 1146, 1049: // no such table, no such database: not yet
 		default:
 			return problems, fmt.Errorf("checking that %s may read %s: %w", user, g, err)

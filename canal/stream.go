@@ -96,9 +96,6 @@ type tableState struct {
 type txnState struct {
 	open bool
 	src  Source
-	// rowsOf counts the changes handed on per table: Source.Row, an index that depends
-	// only on the table's own rows events, not on which other tables are matched.
-	rowsOf map[uint64]int // by table id
 }
 
 // Run streams from start until ctx is done (it then returns nil) or an error occurs.
@@ -155,7 +152,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 	}
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
 
-	r := reader{s: s, h: h, decoder: decoder, file: start.File, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}}
+	r := reader{s: s, h: h, decoder: decoder, file: start.File, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{}}
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
@@ -208,6 +205,10 @@ type reader struct {
 	gtidSet string
 	txn     txnState
 	tables  map[uint64]*tableState
+	// rowsOf counts the open transaction's changes handed on per table id: Source.Row, an
+	// index that depends only on the table's own rows events, not on which other tables
+	// are matched. Cleared at each transaction's start, not made anew.
+	rowsOf map[uint64]int
 }
 
 func (r *reader) lastCommit() Position { return Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet} }
@@ -215,7 +216,8 @@ func (r *reader) lastCommit() Position { return Position{File: r.file, Pos: r.po
 func (r *reader) begin(h *replication.EventHeader, gtid string) {
 	r.txn = txnState{open: true, src: Source{
 		ServerID: h.ServerID, GTID: gtid, File: r.file, Pos: h.LogPos - h.EventSize, TsMs: int64(h.Timestamp) * 1000,
-	}, rowsOf: map[uint64]int{}}
+	}}
+	clear(r.rowsOf)
 }
 
 func (r *reader) commit(ctx context.Context, h *replication.EventHeader, set mysql.GTIDSet) error {
@@ -515,7 +517,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	}
 	for i := 0; i+step-1 < len(e.Rows); i += step {
 		c := &RowChange{Op: op, Table: st.table, Source: r.txn.src}
-		c.Source.Row = r.txn.rowsOf[e.TableID]
+		c.Source.Row = r.rowsOf[e.TableID]
 		switch op {
 		case OpCreate:
 			c.After = e.Rows[i]
@@ -524,7 +526,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		case OpUpdate:
 			c.Before, c.After = e.Rows[i], e.Rows[i+1]
 		}
-		r.txn.rowsOf[e.TableID]++
+		r.rowsOf[e.TableID]++
 		if err := r.h.Row(ctx, c); err != nil {
 			return fmt.Errorf("handling row %d of %s at %s:%d: %w", c.Source.Row, st.table.FullName(), c.Source.File, c.Source.Pos, err)
 		}

@@ -436,7 +436,7 @@ func setDefaults(v *viper.Viper, prefix string, val reflect.Value) {
 			continue
 		}
 		key := prefix + tag
-		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+		if f.Type.Kind() == reflect.Struct {
 			setDefaults(v, key+".", val.Field(i))
 			continue
 		}
@@ -480,7 +480,7 @@ func checkKeys(file string, doc *yaml.Node, t reflect.Type, prefix string, posit
 			continue
 		}
 		positions[key] = *val
-		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+		if f.Type.Kind() == reflect.Struct {
 			ps = append(ps, checkKeys(file, val, f.Type, key+".", positions)...)
 		}
 		if f.Type.Kind() == reflect.Slice {

@@ -14,12 +14,6 @@ import (
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-// badValue is a value a key cannot take; its text is the whole message, value included,
-// e.g. `"1 sec" is not a duration such as 1s, 500ms or 2m`.
-type badValue string
-
-func (b badValue) Error() string { return string(b) }
-
 // checkValue is the decode hook that turns what the file or the environment wrote into
 // the key's type, or says what the key wants instead. It runs before mapstructure's own
 // weak conversions, which would turn 1.5 into 1, -1 into 4294967295 or 3 into true.
@@ -39,11 +33,11 @@ func checkValue(from, to reflect.Value) (any, error) {
 				return b, nil
 			}
 		}
-		return nil, badValue(show(value) + " is not true or false")
+		return nil, errors.New(show(value) + " is not true or false")
 	case to.Kind() == reflect.String && (from.Kind() == reflect.Map || from.Kind() == reflect.Slice):
-		return nil, badValue(show(value) + " is not a single value")
+		return nil, errors.New(show(value) + " is not a single value")
 	case to.Kind() == reflect.Slice && from.Kind() == reflect.Map:
-		return nil, badValue(show(value) + " is not a list such as [a, b]")
+		return nil, errors.New(show(value) + " is not a list such as [a, b]")
 	}
 	return value, nil
 }
@@ -55,11 +49,11 @@ func parseDuration(from reflect.Value) (time.Duration, error) {
 	text := fmt.Sprint(from.Interface())
 	if k := from.Kind(); isInt(k) || isUint(k) || k == reflect.Float32 || k == reflect.Float64 ||
 		k == reflect.String && bareNumber.MatchString(text) {
-		return 0, badValue(fmt.Sprintf("%s has no unit; write it with one, e.g. %[1]ss or %[1]sm", text))
+		return 0, errors.New(fmt.Sprintf("%s has no unit; write it with one, e.g. %[1]ss or %[1]sm", text))
 	}
 	d, err := time.ParseDuration(text)
 	if from.Kind() != reflect.String || err != nil {
-		return 0, badValue(show(from.Interface()) + " is not a duration such as 1s, 500ms or 2m")
+		return 0, errors.New(show(from.Interface()) + " is not a duration such as 1s, 500ms or 2m")
 	}
 	return d, nil
 }
@@ -87,13 +81,13 @@ func wholeNumber(from reflect.Value, t reflect.Type) (any, error) {
 	if isUint(t.Kind()) {
 		u, err := strconv.ParseUint(text, 10, t.Bits())
 		if err != nil {
-			return nil, badValue(fmt.Sprintf("%s is not a whole number from 0 to %d", show(from.Interface()), uint64(math.MaxUint64)>>(64-t.Bits())))
+			return nil, errors.New(fmt.Sprintf("%s is not a whole number from 0 to %d", show(from.Interface()), uint64(math.MaxUint64)>>(64-t.Bits())))
 		}
 		out.SetUint(u)
 	} else {
 		i, err := strconv.ParseInt(text, 10, t.Bits())
 		if err != nil {
-			return nil, badValue(show(from.Interface()) + " is not a whole number")
+			return nil, errors.New(show(from.Interface()) + " is not a whole number")
 		}
 		out.SetInt(i)
 	}
@@ -133,8 +127,9 @@ func decodeProblems(err error) Problems {
 			ps = append(ps, Problem{Key: "(file)", Msg: err.Error()})
 			return
 		}
-		// Without a badValue, mapstructure's own words: checkValue lets through only what
-		// checkKeys reports too (a section that is not a mapping).
+		// checkValue's words, value included (`"1 sec" is not a duration such as 1s, 500ms
+		// or 2m`), or mapstructure's for what checkValue lets through, which checkKeys
+		// reports too (a section that is not a mapping).
 		ps = append(ps, Problem{Key: de.Name(), Msg: de.Unwrap().Error()})
 	}
 	walk(err)

@@ -514,33 +514,12 @@ func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent, topic stri
 // Kafka would refuse is a failure of the rule (topicFailed): false, and no message.
 func (e *Engine) groupTopic(st *ruleState, g *group) (string, bool) {
 	r := st.rule
-	if r.topic != "" {
-		return r.topic, true
-	}
-	b := e.topicBuf[:0]
-	var err error
-	for _, p := range r.topicParts {
-		if !p.Var {
-			b = append(b, p.Text...)
-			continue
-		}
-		start := len(b)
+	return e.fillTopic(r, g.srcTable.table(), g.key, func(b []byte, _ int, p rulefmt.TemplatePart) []byte {
 		if i := slices.Index(r.groupBy, p.Text); i >= 0 {
-			b = appendTopicValue(b, g.vals[i])
+			return appendTopicValue(b, g.vals[i])
 		}
-		if err = checkPlaceholder(p.Text, b[start:]); err != nil {
-			break
-		}
-	}
-	e.topicBuf = b
-	if err == nil {
-		err = rulefmt.CheckTopicName(string(b))
-	}
-	if err != nil {
-		e.evalFailed(r, g.srcTable.table(), "topic", fmt.Errorf("group %s: %w", g.key, err))
-		return "", false
-	}
-	return string(b), true
+		return b
+	})
 }
 
 // appendTopicValue appends a group column's value as a topic placeholder shows it:

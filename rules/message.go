@@ -46,30 +46,46 @@ func (e *Engine) finish(r *Rule, c *canal.RowChange, key, value []byte, topic st
 // or the whole too long) is a failure of the rule, counted and logged like an
 // expression's: false, and no message.
 func (e *Engine) rowTopic(rp *rulePlan, c *canal.RowChange) (string, bool) {
-	r := rp.rule
+	return e.fillTopic(rp.rule, c.Table, "", func(b []byte, i int, p rulefmt.TemplatePart) []byte {
+		return appendTemplatePart(b, p, rp.topicIdx[i], c)
+	})
+}
+
+// fillTopic fills rule r's topic template in: literal text as it is (checked at load),
+// each placeholder's value by value, checked with checkPlaceholder, and then the whole
+// name's shape. A topic Kafka would refuse is a failure of the rule (evalFailed, naming
+// table and, for an aggregate, the group's key): "", false.
+func (e *Engine) fillTopic(r *Rule, table *canal.Table, groupKey string, value func(b []byte, i int, p rulefmt.TemplatePart) []byte) (string, bool) {
 	if r.topic != "" {
 		return r.topic, true
 	}
 	b := e.topicBuf[:0]
 	var err error
 	for i, p := range r.topicParts {
+		if !p.Var {
+			b = append(b, p.Text...)
+			continue
+		}
 		start := len(b)
-		b = appendTemplatePart(b, p, rp.topicIdx[i], c)
-		if p.Var {
-			if err = checkPlaceholder(p.Text, b[start:]); err != nil {
-				break
-			}
+		b = value(b, i, p)
+		if err = checkPlaceholder(p.Text, b[start:]); err != nil {
+			break
 		}
 	}
 	e.topicBuf = b
+	var name string
 	if err == nil {
-		err = rulefmt.CheckTopicName(string(b))
+		name = string(b)
+		err = rulefmt.CheckTopicShape(name)
 	}
 	if err != nil {
-		e.evalFailed(r, c.Table, "topic", err)
+		if groupKey != "" {
+			err = fmt.Errorf("group %s: %w", groupKey, err)
+		}
+		e.evalFailed(r, table, "topic", err)
 		return "", false
 	}
-	return string(b), true
+	return name, true
 }
 
 // checkPlaceholder reports a topic placeholder whose value cannot be part of a topic

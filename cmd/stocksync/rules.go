@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -213,7 +214,8 @@ func rowIdentity(t *canal.Table, img []any) string {
 			key[i] = img[idx]
 		}
 	}
-	return fmt.Sprintf("%s %q", t.FullName(), fmt.Sprint(key...))
+	id, _ := json.Marshal(key) // not fmt.Sprint: ("A1", 0) and ("A", 10) would both be A10
+	return t.FullName() + " " + string(id)
 }
 
 // evalFailureLog is the engine's logger for `rules test`: each failure of a rule at run
@@ -531,17 +533,28 @@ func rulesOnSource(ctx context.Context, src canal.Config, set *rules.Set, strict
 	if err != nil {
 		return nil, nil, err
 	}
-	problems := set.CheckColumns(tables)
+	check := set.CheckColumns
 	if strict {
-		problems = set.CheckTables(tables)
+		check = set.CheckTables
+	}
+	problems := check(tables)
+	var globs []string // each once, however many rules name it
+	for _, r := range set.Rules() {
+		for _, g := range r.Tables() {
+			if !slices.Contains(globs, g) {
+				globs = append(globs, g)
+			}
+		}
+	}
+	unreadable, err := canal.UnreadableTables(ctx, db, src.User, globs)
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, r := range set.Rules() {
-		unreadable, err := canal.UnreadableTables(ctx, db, src.User, r.Tables())
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, u := range unreadable {
-			problems = append(problems, fmt.Errorf("%s: rule %q: %s", set.File(), r.Name(), u))
+		for _, g := range r.Tables() {
+			if u, ok := unreadable[g]; ok {
+				problems = append(problems, fmt.Errorf("%s: rule %q: %s", set.File(), r.Name(), u))
+			}
 		}
 	}
 	return tables, problems, nil

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stocksync/stocksync/canal"
 )
 
 // runRulesCLI runs `stocksync rules ARGS…` in this process and returns its stdout,
@@ -91,5 +93,13 @@ func TestRulesTestTransactions(t *testing.T) {
 
 	if _, err := run("[" + read + ", [" + sell + "]]"); err == nil || !strings.Contains(err.Error(), "a list holding both changes and lists") {
 		t.Errorf("a mixed list: %v", err)
+	}
+}
+
+// rowIdentity tells apart keys whose values would run together as text.
+func TestRowIdentityKeepsKeyValuesApart(t *testing.T) {
+	table := &canal.Table{Schema: "s", Name: "t", PrimaryKey: []int{0, 1}}
+	if a, b := rowIdentity(table, []any{"A1", int64(0)}), rowIdentity(table, []any{"A", int64(10)}); a == b {
+		t.Errorf("keys (A1, 0) and (A, 10) both named %s", a)
 	}
 }

@@ -113,7 +113,6 @@ func DecodeJSON(body io.Reader, v any, optional bool) error {
 		return &MalformedError{Problem: fmt.Sprintf("is not valid UTF-8 (byte %d)", invalidUTF8At(data))}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return &MalformedError{Problem: describeDecodeError(err)}
 	}
@@ -154,11 +153,7 @@ func describeDecodeError(err error) string {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return "malformed JSON: it ends before the value does"
 	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
-		return "unknown field " + f
-	}
-	return "malformed JSON: " + msg
+	return "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")
 }
 
 // jsonKind names what JSON value decodes into t.

@@ -409,7 +409,7 @@ const MaxTopicLength = 249
 // CheckTopic checks a topic template: a template (CheckTemplate) whose literal text holds
 // only what Kafka allows in a topic name (letters, digits, '.', '_', '-') and cannot
 // make a name over MaxTopicLength on its own. What placeholders fill in is checked when
-// a message is made (CheckTopicName).
+// a message is made (CheckTopicText for each value, CheckTopicShape for the whole).
 func CheckTopic(s string) error {
 	if err := CheckTemplate(s); err != nil {
 		return err
@@ -429,15 +429,14 @@ func CheckTopic(s string) error {
 		return fmt.Errorf("its literal text is %d characters, over Kafka's limit of %d for a topic name", literal, MaxTopicLength)
 	}
 	if len(parts) == 1 && !parts[0].Var {
-		return CheckTopicName(s)
+		return CheckTopicShape(s)
 	}
 	return nil
 }
 
-// CheckTopicName reports what makes name no legal Kafka topic name: empty, "." or "..",
-// longer than MaxTopicLength, or holding a character other than letters, digits, '.',
-// '_' and '-'.
-func CheckTopicName(name string) error {
+// CheckTopicShape reports what makes name, whose characters CheckTopicText allows, no
+// legal Kafka topic name: empty, "." or "..", or longer than MaxTopicLength.
+func CheckTopicShape(name string) error {
 	switch {
 	case name == "":
 		return errors.New("the topic name is empty")
@@ -445,9 +444,6 @@ func CheckTopicName(name string) error {
 		return fmt.Errorf("%q is not a legal Kafka topic name", name)
 	case len(name) > MaxTopicLength:
 		return fmt.Errorf("the topic name is %d characters, over Kafka's limit of %d", len(name), MaxTopicLength)
-	}
-	if err := CheckTopicText(name); err != nil {
-		return fmt.Errorf("topic name %q: %w", name, err)
 	}
 	return nil
 }
