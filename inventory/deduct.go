@@ -211,7 +211,7 @@ func (s *Store) deductAlone(ctx context.Context, req DeductRequest) (Order, erro
 }
 
 // deductOneCall deducts a one-item sellable order from one shard, which shardGates picks,
-// with a single call of the deduct_one procedure (migration 00002): a round trip instead
+// with a single call of the deduct_one procedure (migrations 00002, 00003): a round trip instead
 // of five, and the shard's row lock, taken last, is held for the update and the commit
 // only, with no network wait inside. It applies when the SKU's shard count is remembered (shardHints).
 // decided is false when the general path must run: not such an order, no hint, the shard

@@ -178,7 +178,7 @@ func (m *merger) runMerged(sku string, calls []*mergeCall) ([]Order, error) {
 	return orders, nil
 }
 
-// callBatch runs the batch with one call of deduct_batch (migration 00002). done is false
+// callBatch runs the batch with one call of deduct_batch (migrations 00002, 00003). done is false
 // when the statement path must decide: no remembered shard count, the shard lacks the
 // sum, or a deadlock or lock wait timeout (nothing was written).
 func (m *merger) callBatch(ctx context.Context, sku string, total int64, calls []*mergeCall, orders []Order) (done bool, err error) {

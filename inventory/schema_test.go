@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
@@ -97,4 +98,58 @@ func embeddedMigrations(t *testing.T) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// TestProceduresTakeUTF8MB4InALatin1Database: a database created latin1 before `migrate
+// up` (MariaDB's built-in default) must still deduct orders and SKUs outside latin1 through
+// deduct_one and deduct_batch, whose parameters would otherwise take the database's
+// character set: refused with error 1366, or turned into '?' without strict mode.
+func TestProceduresTakeUTF8MB4InALatin1Database(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := t.Context()
+	admin := testutil.MySQLServer(t).Open(t, "")
+	testutil.Exec(t, admin, "ALTER DATABASE "+cfg.Inventory.Database+" CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+	if _, err := Migrate(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store := New(db, Options{})
+	const sku = "手机-1"
+	if _, err := store.SetStock(ctx, sku, 100, 1); err != nil {
+		t.Fatal(err)
+	}
+	store.shardHints.set(sku, 1)
+
+	one, err := store.normalize(DeductRequest{OrderNo: "订单-1", Items: []Item{{SKU: sku, Qty: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if order, decided, err := store.deductOneCall(ctx, one); err != nil || !decided || order.Replayed {
+		t.Fatalf("deduct_one of %s: decided %v, %+v, %v", one.OrderNo, decided, order, err)
+	}
+	var calls []*mergeCall
+	var orders []Order
+	for _, o := range []string{"订单-2", "订单-3"} {
+		req, err := store.normalize(DeductRequest{OrderNo: o, Items: []Item{{SKU: sku, Qty: 2}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls = append(calls, &mergeCall{ctx: ctx, req: req})
+		orders = append(orders, Order{OrderNo: o, Status: StatusHeld, ExpiresAt: store.now().Add(time.Hour)})
+	}
+	if done, err := store.merger.callBatch(ctx, sku, 4, calls, orders); err != nil || !done {
+		t.Fatalf("deduct_batch: done %v, %v", done, err)
+	}
+	for _, o := range []string{"订单-1", "订单-2", "订单-3"} {
+		if n := queryInt(t, db, "SELECT COUNT(*) FROM hold h JOIN deduction_log l USING (order_no) WHERE h.order_no = ? AND l.sku_id = ?", o, sku); n != 1 {
+			t.Errorf("order %s: %d hold rows with a log row of %s, want 1", o, n, sku)
+		}
+	}
+	if got := sellable(t, db, sku); got != 95 {
+		t.Errorf("sellable %d after deducting 5 of 100, want 95", got)
+	}
 }
