@@ -100,7 +100,13 @@ func (s *Store) authenticate(next http.Handler) http.Handler {
 
 func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := errorStatus(err)
-	if status >= 500 {
+	if r.Context().Err() != nil {
+		// The caller hung up or timed out. Whatever that made the operation return (a
+		// cancelled query, or database/sql's "transaction has already been committed or
+		// rolled back" once it rolled the transaction back), it is no fault of the server.
+		status, body = errorStatus(r.Context().Err())
+	}
+	if status >= 500 && status != http.StatusServiceUnavailable {
 		s.log.Error("inventory request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 	} else {
 		s.log.Debug("inventory request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),

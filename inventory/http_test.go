@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // snapshot is a checksum of every row of every inventory table: what a refused request
@@ -319,5 +324,27 @@ func TestHTTPBearerSchemeInAnyCase(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("Authorization %q: status %d, want 200", auth, resp.StatusCode)
 		}
+	}
+}
+
+// TestHTTPCallerGoneIsNoServerError: a request whose caller hung up answers 503
+// unavailable and is no error in the log (a daemon's error log is what operators alert on).
+func TestHTTPCallerGoneIsNoServerError(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	store, _ := newTestStore(t, Options{Logger: zap.New(core)})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, path := range []string{"/v1/orders/gone-1/cancel", "/v1/orders/gone-1/confirm"} {
+		req := httptest.NewRequestWithContext(ctx, "POST", path, nil)
+		rec := httptest.NewRecorder()
+		store.Handler().ServeHTTP(rec, req)
+		var e apiError
+		json.NewDecoder(rec.Body).Decode(&e)
+		if rec.Code != http.StatusServiceUnavailable || e.Code != "unavailable" {
+			t.Errorf("POST %s with the caller gone = %d %+v, want 503 unavailable", path, rec.Code, e)
+		}
+	}
+	for _, l := range logs.All() {
+		t.Errorf("logged at %s: %s %v", l.Level, l.Message, l.ContextMap())
 	}
 }
