@@ -241,7 +241,7 @@ func (s *Store) deductOneCall(ctx context.Context, req DeductRequest) (order Ord
 	case err != nil:
 		return Order{}, true, fmt.Errorf("deducting order %q: %w", req.OrderNo, err)
 	case outcome == "exists":
-		order, err := s.replayDeduction(ctx, req.OrderNo)
+		order, err := s.replayDeduction(ctx, req)
 		return order, true, err
 	case outcome == "ok":
 		return Order{OrderNo: req.OrderNo, Status: StatusHeld, ExpiresAt: expires,
@@ -282,7 +282,7 @@ func (s *Store) deductInTx(ctx context.Context, req DeductRequest) (Order, error
 		return insertLogRows(ctx, tx, req.OrderNo, order.Items)
 	})
 	if errors.Is(err, errAlreadyDeducted) {
-		return s.replayDeduction(ctx, req.OrderNo)
+		return s.replayDeduction(ctx, req)
 	}
 	if err != nil {
 		return Order{}, fmt.Errorf("deducting order %s: %w", req.OrderNo, err)
@@ -290,17 +290,67 @@ func (s *Store) deductInTx(ctx context.Context, req DeductRequest) (Order, error
 	return order, nil
 }
 
-// replayDeduction answers a deduction whose order already exists with the stored order.
-func (s *Store) replayDeduction(ctx context.Context, orderNo string) (Order, error) {
-	order, err := s.loadOrder(ctx, s.db, orderNo, false)
+// replayDeduction answers a deduction (req, normalized) whose order already exists. The
+// stored order, with Replayed set, when req asks for the same items and the order still
+// holds its stock (held, confirmed or shipped). Otherwise the stored order and an error:
+// ErrOrderConflict when req asks for other items, ErrCancelled or ErrExpired when the
+// order's stock was given back, since an answer of success would read as "held".
+func (s *Store) replayDeduction(ctx context.Context, req DeductRequest) (Order, error) {
+	order, err := s.loadOrder(ctx, s.db, req.OrderNo, false)
 	if err != nil {
-		return Order{}, fmt.Errorf("reading deducted order %s: %w", orderNo, err)
+		return Order{}, fmt.Errorf("reading deducted order %s: %w", req.OrderNo, err)
 	}
 	order.Replayed = true
-	if order.Status == StatusCancelled && len(order.Items) == 0 {
-		return order, fmt.Errorf("deducting order %s: cancelled before its deduction arrived: %w", orderNo, ErrCancelled)
+	switch {
+	case order.Status == StatusCancelled && len(order.Items) == 0:
+		return order, fmt.Errorf("deducting order %s: cancelled before its deduction arrived: %w", req.OrderNo, ErrCancelled)
+	case !sameItems(order.Items, req.Items):
+		return order, fmt.Errorf("deducting order %s: it was deducted as %s, this request asks for %s; a retry must carry the same items: %w",
+			req.OrderNo, describeItems(order.Items), describeRequest(req.Items), ErrOrderConflict)
+	case order.Status == StatusCancelled:
+		return order, fmt.Errorf("deducting order %s: it was deducted, then cancelled, and its stock given back: %w", req.OrderNo, ErrCancelled)
+	case order.Status == StatusExpired:
+		return order, fmt.Errorf("deducting order %s: it was deducted, then its hold expired unpaid and its stock was given back: %w", req.OrderNo, ErrExpired)
 	}
 	return order, nil
+}
+
+// sameItems reports whether the stored items are the ones asked for: the same SKU, activity
+// and quantity, in any order.
+func sameItems(stored []OrderItem, asked []Item) bool {
+	if len(stored) != len(asked) {
+		return false
+	}
+	qty := make(map[[2]string]int64, len(stored))
+	for _, it := range stored {
+		qty[[2]string{it.SKU, it.Activity}] = it.Qty
+	}
+	for _, it := range asked {
+		if q, ok := qty[[2]string{it.SKU, it.Activity}]; !ok || q != it.Qty {
+			return false
+		}
+	}
+	return true
+}
+
+// describeItems names an order's items for a message: "sku-1 x2, sku-2 (activity 1111) x1".
+func describeItems(items []OrderItem) string {
+	asked := make([]Item, len(items))
+	for i, it := range items {
+		asked[i] = Item{SKU: it.SKU, Activity: it.Activity, Qty: it.Qty}
+	}
+	return describeRequest(asked)
+}
+
+func describeRequest(items []Item) string {
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = fmt.Sprintf("%s x%d", it.SKU, it.Qty)
+		if it.Activity != "" {
+			parts[i] = fmt.Sprintf("%s (activity %s) x%d", it.SKU, it.Activity, it.Qty)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // takeItem takes one item's stock in tx. A nil item with no error is a shortfall, with the
@@ -507,7 +557,7 @@ func (s *Store) takeActivity(ctx context.Context, tx *sql.Tx, it Item) (int64, e
 	}
 	if now.Before(starts) || !now.Before(ends) {
 		return 0, fmt.Errorf("sku %s activity %s runs from %s to %s: %w", it.SKU, it.Activity,
-			starts.Format(time.RFC3339), ends.Format(time.RFC3339), ErrActivityInactive)
+			starts.Format(time.RFC3339Nano), ends.Format(time.RFC3339Nano), ErrActivityInactive)
 	}
 	return qty, nil
 }

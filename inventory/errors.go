@@ -27,6 +27,8 @@ var (
 	ErrExpired = errors.New("order hold expired")
 	// ErrNotConfirmed: shipping needs a confirmed (paid) order.
 	ErrNotConfirmed = errors.New("order not confirmed")
+	// ErrOrderConflict: a deduction names an order already deducted with other items.
+	ErrOrderConflict = errors.New("order already deducted with other items")
 )
 
 // ValidationError is a request that can never succeed as sent (HTTP 400).

@@ -50,6 +50,9 @@ func errorStatus(err error) (int, apiError) {
 	case errors.Is(err, ErrNotConfirmed):
 		body.Code = "order_not_confirmed"
 		return http.StatusConflict, body
+	case errors.Is(err, ErrOrderConflict):
+		body.Code = "order_conflict"
+		return http.StatusConflict, body
 	case errors.Is(err, ErrUnknownSKU):
 		body.Code = "unknown_sku"
 		return http.StatusUnprocessableEntity, body
@@ -100,13 +103,14 @@ func (s *Store) authenticate(next http.Handler) http.Handler {
 
 func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := errorStatus(err)
-	if r.Context().Err() != nil {
+	callerGone := r.Context().Err() != nil
+	if callerGone {
 		// The caller hung up or timed out. Whatever that made the operation return (a
 		// cancelled query, or database/sql's "transaction has already been committed or
 		// rolled back" once it rolled the transaction back), it is no fault of the server.
 		status, body = errorStatus(r.Context().Err())
 	}
-	if status >= 500 && status != http.StatusServiceUnavailable {
+	if status >= 500 && !callerGone {
 		s.log.Error("inventory request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 	} else {
 		s.log.Debug("inventory request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),

@@ -268,6 +268,16 @@ func TestHTTPOrderFlow(t *testing.T) {
 	if !replay.Replayed || !replay.ExpiresAt.Equal(order.ExpiresAt) {
 		t.Fatalf("retried deduction answered %+v, want replayed, expiring at %s as the first answer said", replay, order.ExpiresAt)
 	}
+	// The same order number with another quantity is another order: refused, nothing taken.
+	var conflict apiError
+	call("POST", "/v1/deductions", `{"order_no": "web-1", "items": [{"sku": "p1", "qty": 3}]}`, 409, &conflict)
+	if conflict.Code != "order_conflict" || !strings.Contains(conflict.Message, "deducted as p1 x2, this request asks for p1 x3") {
+		t.Fatalf("deduction of order web-1 with other items answered %+v, want order_conflict naming both", conflict)
+	}
+	call("GET", "/v1/skus/p1", "", 200, &stock)
+	if stock.Sellable != 18 {
+		t.Fatalf("sellable %d after a conflicting deduction, want 18", stock.Sellable)
+	}
 	// Only the WMS knows p2 yet: GET shows its physical stock.
 	call("POST", "/v1/physical/p2", `[{"warehouse": "W1", "qty": 4}]`, 200, nil)
 	call("GET", "/v1/skus/p2", "", 200, &stock)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,10 +107,15 @@ func TestCancelWritesRollbackAndSoftDeletes(t *testing.T) {
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log WHERE order_no = 'rb' AND reason = 'cancel'"); n != 2 {
 		t.Fatalf("%d rollback rows, want 2", n)
 	}
-	// A retried deduction of the cancelled order deducts nothing and says so.
-	order, err := store.Deduct(ctx, DeductRequest{OrderNo: "rb", Items: []Item{{SKU: "x", Qty: 2}}})
-	if err != nil || !order.Replayed || order.Status != StatusCancelled {
-		t.Fatalf("deduct after cancel = %+v, %v; want the cancelled order replayed", order, err)
+	// A retried deduction of the cancelled order deducts nothing and says the order no
+	// longer holds stock; one asking for other items says that first.
+	order, err := store.Deduct(ctx, DeductRequest{OrderNo: "rb", Items: []Item{{SKU: "y", Qty: 5}, {SKU: "x", Qty: 2}}})
+	if !errors.Is(err, ErrCancelled) || !order.Replayed || order.Status != StatusCancelled {
+		t.Fatalf("deduct after cancel = %+v, %v; want the cancelled order and ErrCancelled", order, err)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "rb", Items: []Item{{SKU: "x", Qty: 2}}}); !errors.Is(err, ErrOrderConflict) ||
+		!strings.Contains(err.Error(), "deducted as x x2, y x5, this request asks for x x2") {
+		t.Fatalf("deduct of other items after cancel: %v; want ErrOrderConflict naming both", err)
 	}
 	if sellable(t, db, "x") != 10 || sellable(t, db, "y") != 10 {
 		t.Fatalf("stock after cancel and retry: x=%d y=%d, want 10 and 10", sellable(t, db, "x"), sellable(t, db, "y"))
@@ -141,6 +147,14 @@ func TestHoldExpiry(t *testing.T) {
 	}
 	if _, err := store.Confirm(ctx, "short-lived"); !errors.Is(err, ErrExpired) {
 		t.Fatalf("confirming an expired hold = %v, want ErrExpired", err)
+	}
+	// The order's retried deduction finds its stock given back: no success, nothing taken.
+	if order, err := store.Deduct(ctx, DeductRequest{OrderNo: "short-lived", Items: []Item{{SKU: "e", Qty: 4}}}); !errors.Is(err, ErrExpired) ||
+		order.Status != StatusExpired {
+		t.Fatalf("retried deduction of an expired order = %+v, %v; want the expired order and ErrExpired", order, err)
+	}
+	if got := sellable(t, db, "e"); got != 9 {
+		t.Fatalf("sellable = %d after a retried deduction of the expired order, want 9", got)
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log WHERE order_no = 'short-lived' AND reason = 'expired'"); n != 1 {
 		t.Fatalf("%d rollback rows for the expired hold, want 1", n)
