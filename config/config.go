@@ -169,8 +169,8 @@ func yamlProblems(path string, data []byte, err error) Problems {
 		}
 		return ps
 	}
-	at := yamlpos.ErrorLine(err)
-	return Problems{{File: path, Line: at.Line, Col: at.Col, Key: "(file)", Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	at := yamlpos.ErrorLine(data, err)
+	return Problems{{File: path, Line: at.Line, Col: at.Col, Key: "(file)", Msg: "not valid YAML: " + yamlpos.ErrorText(err)}}
 }
 
 // Problem is one thing wrong with a configuration.

@@ -57,7 +57,8 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 			[]string{"source.addr", "source.bogus: unknown key", "log.level", "log.format"}},
 		{"not a mapping", "- a\n- b\n", []string{"(file): must be a mapping"}},
 		{"not yaml", "source: [\n", []string{"not valid YAML"}},
-		{"indented too deep", "source:\n  addr: a:1\n   user: u\n", []string{"stocksync.yaml:3:1: (file): not valid YAML: line 3: mapping values are not allowed"}},
+		{"indented too deep", "source:\n  addr: a:1\n   user: u\n", []string{"stocksync.yaml:3:1: (file): not valid YAML: mapping values are not allowed"}},
+		{"key between two indentations", "source:\n  addr: a:1\n  tls:\n    mode: disabled\n   ca_file: x\n", []string{"stocksync.yaml:5:1: (file): not valid YAML: did not find expected key"}},
 		{"tab in the indentation", "source:\n\taddr: a:1\n", []string{"stocksync.yaml:2:1: (file): a tab in the indentation: YAML indents with spaces"}},
 	}
 	for _, c := range cases {

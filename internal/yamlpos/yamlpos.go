@@ -1,6 +1,10 @@
 package yamlpos
 
-import "strings"
+import (
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
 
 // Pos is a 1-based line and column.
 type Pos struct{ Line, Col int }
@@ -28,13 +32,33 @@ func Tabs(data []byte) []Pos {
 // TabMsg is what to say at each of Tabs' places.
 const TabMsg = "a tab in the indentation: YAML indents with spaces"
 
-// ErrorLine is the line a yaml.v3 error names ("yaml: line 3: …"), at column 1, or the
-// zero Pos when it names none.
-func ErrorLine(err error) Pos {
+// ErrorLine is where the syntax error err of data is, at column 1, or the zero Pos when
+// it cannot be placed. yaml.v3 names a line ("yaml: line 3: …"), but for some mistakes the
+// line where the enclosing block starts, and counted from 0: a list item indented one
+// space too far at line 15 is "line 1: did not find expected '-' indicator". So the first
+// line at which the file's beginning stops parsing is taken when it is later.
+func ErrorLine(data []byte, err error) Pos {
+	line := namedLine(err)
+	lines := strings.SplitAfter(string(data), "\n")
+	for n := 1; n <= len(lines); n++ {
+		var doc yaml.Node
+		if yaml.Unmarshal([]byte(strings.Join(lines[:n], "")), &doc) != nil {
+			line = max(line, n)
+			break
+		}
+	}
+	if line == 0 {
+		return Pos{}
+	}
+	return Pos{Line: line, Col: 1}
+}
+
+// namedLine is the line a yaml.v3 error names ("yaml: line 3: …"), 0 when none.
+func namedLine(err error) int {
 	msg := err.Error()
 	i := strings.Index(msg, "line ")
 	if i < 0 {
-		return Pos{}
+		return 0
 	}
 	n := 0
 	for _, c := range msg[i+5:] {
@@ -43,8 +67,17 @@ func ErrorLine(err error) Pos {
 		}
 		n = n*10 + int(c-'0')
 	}
-	if n == 0 {
-		return Pos{}
+	return n
+}
+
+// ErrorText is err's words without "yaml: " and the line it names, which ErrorLine places
+// (and may place elsewhere).
+func ErrorText(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if _, after, ok := strings.Cut(rest, ": "); ok && namedLine(err) > 0 {
+			return after
+		}
 	}
-	return Pos{Line: n, Col: 1}
+	return msg
 }

@@ -145,7 +145,7 @@ func Parse(file string, data []byte) (*File, error) {
 			}
 			return f, errs
 		}
-		return f, Errors{{File: file, Pos: Pos(yamlpos.ErrorLine(err)), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return f, Errors{{File: file, Pos: Pos(yamlpos.ErrorLine(data, err)), Msg: "not valid YAML: " + yamlpos.ErrorText(err)}}
 	}
 	if len(doc.Content) == 0 {
 		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
