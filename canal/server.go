@@ -91,19 +91,22 @@ func (s *Server) check(ctx context.Context, flavor string) error {
 	if !strings.EqualFold(image, "FULL") {
 		problems = append(problems, fmt.Sprintf("binlog_row_image is %s: set binlog_row_image=FULL", image))
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("source %s cannot be streamed: %s", version, strings.Join(problems, "; "))
-	}
 	var meta string
 	if err := s.DB.QueryRowContext(ctx, "SELECT @@GLOBAL.binlog_row_metadata").Scan(&meta); err == nil {
 		// The server can put column names in the binlog. Without them an ALTER TABLE
 		// between a row's write and its reading maps values to the wrong columns, and
 		// that cannot be detected afterwards: refuse rather than guess.
 		if !strings.EqualFold(meta, "FULL") {
-			return fmt.Errorf("source %s cannot be streamed safely: binlog_row_metadata is %s: set binlog_row_metadata=FULL "+
-				"so that the binlog carries column names (an ALTER TABLE would otherwise map columns wrongly)", version, meta)
+			problems = append(problems, fmt.Sprintf("binlog_row_metadata is %s: set binlog_row_metadata=FULL "+
+				"so that the binlog carries column names (an ALTER TABLE would otherwise map columns wrongly)", meta))
+		} else {
+			s.RowMetadataFull = true
 		}
-		s.RowMetadataFull = true
+	}
+	if len(problems) > 0 {
+		// Every setting at once: a DBA restarting the server for one should not find the
+		// next only at the following start.
+		return fmt.Errorf("source %s cannot be streamed: %s", version, strings.Join(problems, "; "))
 	}
 	// Servers without the setting (MySQL before 8.0.1, MariaDB before 10.5) are read with
 	// column names from information_schema; a column count that differs stops the stream.

@@ -15,6 +15,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
+
+	"github.com/stocksync/stocksync/internal/yamlpos"
 )
 
 // Partitioners are the names kafka.partitioner takes (sinks maps each to its hash).
@@ -157,6 +159,20 @@ func Default() Config {
 	}
 }
 
+// yamlProblems places a file yaml.v3 cannot parse: at each tab in its indentation, which
+// yaml.v3 reports without naming it, else at the line yaml.v3 names.
+func yamlProblems(path string, data []byte, err error) Problems {
+	if tabs := yamlpos.Tabs(data); len(tabs) > 0 {
+		ps := make(Problems, len(tabs))
+		for i, tab := range tabs {
+			ps[i] = Problem{File: path, Line: tab.Line, Col: tab.Col, Key: "(file)", Msg: yamlpos.TabMsg}
+		}
+		return ps
+	}
+	at := yamlpos.ErrorLine(data, err)
+	return Problems{{File: path, Line: at.Line, Col: at.Col, Key: "(file)", Msg: "not valid YAML: " + yamlpos.ErrorText(err)}}
+}
+
 // Problem is one thing wrong with a configuration.
 type Problem struct {
 	File string
@@ -223,7 +239,7 @@ func Load(path string) (Config, error) {
 		}
 		var doc yaml.Node
 		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return Config{}, Problems{{File: path, Key: "(file)", Msg: "not valid YAML: " + err.Error()}}
+			return Config{}, yamlProblems(path, data, err)
 		}
 		positions = map[string]yaml.Node{}
 		problems = append(problems, checkKeys(path, &doc, reflect.TypeOf(cfg), "", positions)...)

@@ -3,9 +3,12 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
@@ -57,6 +60,9 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 			[]string{"source.addr", "source.bogus: unknown key", "log.level", "log.format"}},
 		{"not a mapping", "- a\n- b\n", []string{"(file): must be a mapping"}},
 		{"not yaml", "source: [\n", []string{"not valid YAML"}},
+		{"indented too deep", "source:\n  addr: a:1\n   user: u\n", []string{"stocksync.yaml:3:1: (file): not valid YAML: mapping values are not allowed"}},
+		{"key between two indentations", "source:\n  addr: a:1\n  tls:\n    mode: disabled\n   ca_file: x\n", []string{"stocksync.yaml:5:1: (file): not valid YAML: did not find expected key"}},
+		{"tab in the indentation", "source:\n\taddr: a:1\n", []string{"stocksync.yaml:2:1: (file): a tab in the indentation: YAML indents with spaces"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -304,6 +310,42 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.Rules != filepath.Join("..", "examples", "rules.yaml") {
 		t.Errorf("rules = %q", cfg.Rules)
 	}
+}
+
+// TestExampleConfigNamesEveryKey: stocksync.example.yaml is where a newcomer learns the
+// keys, so it sets every one the daemon reads.
+func TestExampleConfigNamesEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../stocksync.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(typ reflect.Type, node *yaml.Node, prefix string)
+	walk = func(typ reflect.Type, node *yaml.Node, prefix string) {
+		for i := range typ.NumField() {
+			key := typ.Field(i).Tag.Get("mapstructure")
+			if key == "" || key == "-" {
+				continue
+			}
+			var val *yaml.Node
+			for j := 0; node != nil && j+1 < len(node.Content); j += 2 {
+				if node.Content[j].Value == key {
+					val = node.Content[j+1]
+				}
+			}
+			if val == nil {
+				t.Errorf("stocksync.example.yaml lacks %s%s", prefix, key)
+				continue
+			}
+			if typ.Field(i).Type.Kind() == reflect.Struct && typ.Field(i).Type != reflect.TypeOf(time.Duration(0)) {
+				walk(typ.Field(i).Type, val, prefix+key+".")
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), doc.Content[0], "")
 }
 
 // TestReadmeConfigLoads keeps the configuration shown in README.md true.

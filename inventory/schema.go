@@ -58,6 +58,9 @@ var databaseName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 // openDB opens cfg.Source with database db ("" for none), with source.tls when set.
 // Sessions run in READ COMMITTED so that a conditional update that matches no row does not
 // keep its lock until commit, and in UTC so that NOW(6) and parsed times agree.
+// sourceKeys are the config keys to check when the source cannot be reached.
+const sourceKeys = "source.addr, source.user, source.password, source.tls"
+
 func openDB(cfg config.Config, db string) (*sql.DB, error) {
 	tlsConfig, err := cfg.Source.ClientTLS()
 	if err != nil {
@@ -89,7 +92,7 @@ func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 		if sqlconn.ErrorNumber(err) == 1049 {
 			return nil, fmt.Errorf("inventory database %s does not exist on %s: run `stocksync migrate up`: %w", name, cfg.Source.Addr, err)
 		}
-		return nil, fmt.Errorf("connecting to inventory database %s at %s: %w", name, cfg.Source.Addr, err)
+		return nil, fmt.Errorf("connecting to inventory database %s at %s as %s (%s): %w", name, cfg.Source.Addr, cfg.Source.User, sourceKeys, err)
 	}
 	return db, nil
 }
@@ -140,6 +143,11 @@ func Migrate(ctx context.Context, cfg config.Config) (applied []string, err erro
 		return nil, fmt.Errorf("migrating %s: %w", name, err)
 	}
 	defer admin.Close()
+	// Connect first: a wrong password or port would otherwise read as CREATE DATABASE
+	// failing, as if a grant were missing.
+	if err := admin.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("migrating %s: connecting to %s as %s (%s): %w", name, cfg.Source.Addr, cfg.Source.User, sourceKeys, err)
+	}
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` DEFAULT CHARACTER SET utf8mb4"); err != nil {
 		return nil, fmt.Errorf("creating database %s: %w", name, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,26 @@ func TestMigrateThenCheckSchema(t *testing.T) {
 	var versionErr *SchemaVersionError
 	if !errors.Is(err, ErrSchemaTooNew) || !errors.As(err, &versionErr) || versionErr.Have != 99999 {
 		t.Fatalf("CheckSchema on a newer schema = %v, want ErrSchemaTooNew at 99999", err)
+	}
+}
+
+// TestMigrateWithAWrongPasswordNamesTheKeys: a wrong password is reported as a failed
+// connection naming the config keys to check, not as CREATE DATABASE failing (which reads
+// as a missing grant).
+func TestMigrateWithAWrongPasswordNamesTheKeys(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Source.Password = "not-" + cfg.Source.Password
+	_, err := Migrate(t.Context(), cfg)
+	if err == nil {
+		t.Fatal("Migrate with a wrong password succeeded")
+	}
+	for _, want := range []string{"connecting to " + cfg.Source.Addr + " as " + cfg.Source.User, "source.password", "Access denied"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate's error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "creating database") {
+		t.Errorf("Migrate's error blames CREATE DATABASE: %v", err)
 	}
 }
 

@@ -2,11 +2,16 @@
 # make demo: a private MariaDB, the inventory schema, `stocksync serve` on the embedded
 # development broker, a short stream of stock changes through the inventory API, and what
 # stocksync published, printed as it arrives. Ctrl-C stops everything it started.
+#
+# Ports: STOCKSYNC_MARIADB_PORT (default 33061, see scripts/mariadb.sh),
+# STOCKSYNC_DEMO_HTTP_PORT (default 18080), STOCKSYNC_DEMO_BROKER_PORT (default 19092).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 run=.run/demo
 bin=bin/stocksync
+http_port=${STOCKSYNC_DEMO_HTTP_PORT:-18080}
+broker_port=${STOCKSYNC_DEMO_BROKER_PORT:-19092}
 mkdir -p "$run"
 
 started_db=0
@@ -22,12 +27,12 @@ source:
   server_id: 4201
 kafka:
   brokers: []                       # the embedded development broker
-  dev_broker_addr: 127.0.0.1:19092
+  dev_broker_addr: 127.0.0.1:$broker_port
 checkpoint:
   table: stocksync_demo.checkpoint
 rules: ../../examples/rules.yaml
 http:
-  addr: 127.0.0.1:18080
+  addr: 127.0.0.1:$http_port
 inventory:
   database: inventory
 log: {level: info, format: console}
@@ -60,20 +65,20 @@ step "starting stocksync serve (log: $run/serve.log)"
 $bin serve --config "$cfg" >"$run/serve.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
-  curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
+  curl -fsS http://127.0.0.1:$http_port/readyz >/dev/null 2>&1 && break
   kill -0 "${pids[0]}" 2>/dev/null || { cat "$run/serve.log"; exit 1; }
   sleep 0.2
 done
-curl -fsS http://127.0.0.1:18080/readyz
+curl -fsS http://127.0.0.1:$http_port/readyz
 
 step "what stocksync publishes (stocksync tail), as it arrives:"
-$bin tail --brokers 127.0.0.1:19092 --from-start=false product.stock search.availability inventory.deduction_log inventory.rollback_log &
+$bin tail --brokers 127.0.0.1:$broker_port --from-start=false product.stock search.availability inventory.deduction_log inventory.rollback_log &
 pids+=($!)
 sleep 1
 
 api() {
   local out
-  if ! out=$(curl -sS -w '\n%{http_code}' -X "$1" "http://127.0.0.1:18080$2" -H 'Content-Type: application/json' ${3:+-d "$3"}); then
+  if ! out=$(curl -sS -w '\n%{http_code}' -X "$1" "http://127.0.0.1:$http_port$2" -H 'Content-Type: application/json' ${3:+-d "$3"}); then
     echo "demo: $1 $2 failed"; return
   fi
   case "${out##*$'\n'}" in 2*) ;; *) echo "demo: $1 $2 answered ${out##*$'\n'}: ${out%$'\n'*}" ;; esac
@@ -96,5 +101,5 @@ api POST "/v1/orders/A-$n/ship" '{"warehouse": "SZ"}'
 step "the search team rebuilt its index: stocksync resync search-in-stock (every SKU's flag, as reads)"
 $bin resync --config "$cfg" search-in-stock
 sleep 2
-step "done. Metrics: http://127.0.0.1:18080/metrics; inventory API: docs/api.md. Ctrl-C to stop."
+step "done. Metrics: http://127.0.0.1:$http_port/metrics; inventory API: docs/api.md. Ctrl-C to stop."
 wait

@@ -67,6 +67,9 @@ start() {
   local flush=2 sync=0
   if [ "${STOCKSYNC_DURABLE:-0}" = 1 ]; then flush=1; sync=1; fi
   log "starting on 127.0.0.1:$port (durable=${STOCKSYNC_DURABLE:-0})"
+  # Only this start's errors count: a failed earlier start's [ERROR] lines would otherwise
+  # make the loop below give up before this server wrote its pid file, leaving it running.
+  [ -f "$dir/error.log" ] && mv "$dir/error.log" "$dir/error.log.prev"
   mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$sock" --pid-file="$pidfile" \
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
     --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \

@@ -431,13 +431,14 @@ func TestBadInputExitsNonZeroNamingWhatIsWrong(t *testing.T) {
 }
 
 // TestServerWithStatementBinlogIsRefused starts a second private MariaDB whose binlog is
-// statement-based and checks the daemon names the setting to change.
+// statement-based, without full row images or column names, and checks the daemon names
+// every setting to change at once.
 func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 	m := testutil.MySQLServer(t)
 	runDir := t.TempDir()
 	port := strings.TrimPrefix(freePort(t), "127.0.0.1:")
 	env := append(os.Environ(), "STOCKSYNC_RUN_DIR="+runDir, "STOCKSYNC_MARIADB_PORT="+port,
-		"STOCKSYNC_MARIADB_ARGS=--binlog-format=STATEMENT --binlog-row-image=MINIMAL")
+		"STOCKSYNC_MARIADB_ARGS=--binlog-format=STATEMENT --binlog-row-image=MINIMAL --binlog-row-metadata=MINIMAL")
 	script := filepath.Join("..", "..", "scripts", "mariadb.sh")
 	start := exec.Command(script, "start")
 	start.Env = env
@@ -458,7 +459,8 @@ func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 	if err == nil {
 		t.Fatalf("exit 0 against a statement-based binlog:\n%s", out)
 	}
-	for _, w := range []string{"binlog_format is STATEMENT: set binlog_format=ROW", "binlog_row_image is MINIMAL: set binlog_row_image=FULL"} {
+	for _, w := range []string{"binlog_format is STATEMENT: set binlog_format=ROW", "binlog_row_image is MINIMAL: set binlog_row_image=FULL",
+		"binlog_row_metadata is MINIMAL: set binlog_row_metadata=FULL"} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}

@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stocksync/stocksync/internal/yamlpos"
 )
 
 // Pos is a place in the rules file, 1-based; Line 0 means the file as a whole.
@@ -136,10 +138,14 @@ func Parse(file string, data []byte) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		if tabs := tabsInIndentation(file, data); len(tabs) > 0 {
-			return f, tabs
+		if tabs := yamlpos.Tabs(data); len(tabs) > 0 {
+			errs := make(Errors, len(tabs))
+			for i, tab := range tabs {
+				errs[i] = Error{File: file, Pos: Pos(tab), Msg: yamlpos.TabMsg}
+			}
+			return f, errs
 		}
-		return f, Errors{{File: file, Pos: yamlErrPos(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return f, Errors{{File: file, Pos: Pos(yamlpos.ErrorLine(data, err)), Msg: "not valid YAML: " + yamlpos.ErrorText(err)}}
 	}
 	if len(doc.Content) == 0 {
 		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
@@ -733,44 +739,4 @@ func documentStartAfter(data []byte, first int) Pos {
 		}
 	}
 	return Pos{Line: first + 1, Col: 1}
-}
-
-// tabsInIndentation reports every line whose indentation holds a tab. YAML indents with
-// spaces only, and yaml.v3 reports a tab as "found character that cannot start any token",
-// or as a tab "that violates indentation" on the line before, naming neither the tab nor
-// its line. Parse asks only when yaml.v3 refused the file: a tab can be legal (inside a
-// block scalar, say), and then it is not the problem.
-func tabsInIndentation(file string, data []byte) Errors {
-	var errs Errors
-	for i, line := range strings.Split(string(data), "\n") {
-		indent := len(line) - len(strings.TrimLeft(line, " \t"))
-		rest := strings.TrimSpace(line[indent:])
-		if rest == "" || rest[0] == '#' {
-			continue // a blank line or a comment: tabs there are not indentation
-		}
-		if col := strings.IndexByte(line[:indent], '\t'); col >= 0 {
-			errs = append(errs, Error{File: file, Pos: Pos{Line: i + 1, Col: col + 1}, Msg: "a tab in the indentation: YAML indents with spaces"})
-		}
-	}
-	return errs
-}
-
-// yamlErrPos extracts "line N" from a yaml.v3 error.
-func yamlErrPos(err error) Pos {
-	msg := err.Error()
-	i := strings.Index(msg, "line ")
-	if i < 0 {
-		return Pos{}
-	}
-	n := 0
-	for _, c := range msg[i+5:] {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + int(c-'0')
-	}
-	if n == 0 {
-		return Pos{}
-	}
-	return Pos{Line: n, Col: 1}
 }

@@ -92,7 +92,8 @@ func TestIsIdent(t *testing.T) {
 
 // TestParseRulesFileOfOneDocumentIndentedWithSpaces: a second YAML document is refused
 // at its start, whether it is valid YAML or not (yaml.v3 would read the first alone); a
-// tab in the indentation is named, at its own line and column.
+// tab in the indentation is named, at its own line and column; a line indented too far
+// is named at its own line, not at the start of its block (as yaml.v3 names it).
 func TestParseRulesFileOfOneDocumentIndentedWithSpaces(t *testing.T) {
 	const one = "rules:\n  - name: a\n    match: {table: \"x.y\"}\n    topic: t\n"
 	for _, tc := range []struct{ name, src, want string }{
@@ -102,6 +103,8 @@ func TestParseRulesFileOfOneDocumentIndentedWithSpaces(t *testing.T) {
 		{"empty second document", one + "---\n", "r.yaml:5:1: a rules file holds one YAML document"},
 		{"tab before a key", "rules:\n  - name: a\n    match:\n\t  table: x\n", "r.yaml:4:1: a tab in the indentation: YAML indents with spaces"},
 		{"tab after spaces", "rules:\n  - name: a\n  \t  match: x\n", "r.yaml:3:3: a tab in the indentation: YAML indents with spaces"},
+		{"rule indented one space too far", one + "   - name: b\n", "r.yaml:5:1: not valid YAML: did not find expected '-' indicator"},
+		{"key indented one space too far", "rules:\n  - name: a\n    match: {table: \"x.y\"}\n     topic: t\n", "r.yaml:4:1: not valid YAML: did not find expected key"},
 	} {
 		_, err := Parse("r.yaml", []byte(tc.src))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
