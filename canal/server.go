@@ -24,6 +24,9 @@ type Config struct {
 	TLS *tls.Config
 }
 
+// errAccessDenied is the server's error for a user or password it does not accept.
+const errAccessDenied = 1045
+
 // ErrUnreachable marks a source that could not be connected to; it is worth retrying.
 var ErrUnreachable = errors.New("source unreachable")
 
@@ -53,6 +56,10 @@ func Connect(ctx context.Context, src Config) (*Server, error) {
 	db.SetMaxOpenConns(4)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
+		if sqlconn.ErrorNumber(err) == errAccessDenied {
+			// Reached, and refused: no retry mends a wrong password.
+			return nil, fmt.Errorf("connecting to source %s: the server refused user %s or its password (source.user, source.password): %w", src.Addr, src.User, err)
+		}
 		return nil, fmt.Errorf("connecting to source %s as %s (source.addr, source.user, source.password, source.tls): %w: %w", src.Addr, src.User, ErrUnreachable, err)
 	}
 	s := &Server{DB: db}

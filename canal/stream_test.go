@@ -244,6 +244,18 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 	}
 }
 
+// TestWrongPasswordIsNotUnreachable: a server that refuses the user or password was reached;
+// the error names the keys to mend and is not one the pipeline waits out as unreachable.
+func TestWrongPasswordIsNotUnreachable(t *testing.T) {
+	s := newSource(t)
+	cfg := s.cfg
+	cfg.Password = "not-the-password"
+	_, err := canal.Connect(t.Context(), cfg)
+	if err == nil || errors.Is(err, canal.ErrUnreachable) || !strings.Contains(err.Error(), "refused user "+cfg.User+" or its password (source.user, source.password)") {
+		t.Fatalf("connecting with a wrong password: %v; want a refusal naming source.user and source.password, not ErrUnreachable", err)
+	}
+}
+
 // TestStreamErrorsSayWhatTheServerMeans: the server's own words for a user without
 // REPLICATION SLAVE ("access denied … using password: YES") and for a second replica with
 // the same server id send a DBA the wrong way; the stream's error names the grant and
