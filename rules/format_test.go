@@ -35,7 +35,7 @@ var kindsTable = &canal.Table{
 }
 
 func kindsRow(i int64, s string) []any {
-	return []any{uint64(math.MaxUint64), i, 1.5, "12.340", s, []byte{0, 1, 0xfe}, "2024-02-29", "2024-02-29T10:00:00Z", "10:00:00.5", []byte(`{"a":[1,2]}`), "red", "a,b", int64(5), int64(2024), nil}
+	return []any{uint64(math.MaxUint64), i, 1.5, "12.340", s, []byte{0, 1, 0xfe}, "2024-02-29", "2024-02-29T10:00:00Z", "10:00:00.5", []byte(`{"a":[1,2]}`), "red", "a,b", uint64(5), int64(2024), nil}
 }
 
 func TestFormatsEveryOpAndKind(t *testing.T) {
