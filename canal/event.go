@@ -84,7 +84,7 @@ const (
 	KindJSON                       // []byte holding JSON text
 	KindEnum                       // string (the label)
 	KindSet                        // string (comma-separated labels)
-	KindBit                        // int64
+	KindBit                        // uint64 (a BIT(n) is unsigned: BIT(64) reaches 2^64−1)
 	KindYear                       // int64
 )
 

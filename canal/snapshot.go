@@ -836,8 +836,7 @@ func (c snapshotColumn) value(v any) (any, error) {
 	case KindUint:
 		return toUint64(v)
 	case KindBit:
-		u, err := bitValue(v)
-		return int64(u), err
+		return bitValue(v)
 	case KindFloat:
 		switch x := v.(type) {
 		case float32:

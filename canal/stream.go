@@ -684,7 +684,16 @@ func latin1ToUTF8(v any) any {
 
 func normalizeValue(v any, kind ColumnKind, enumLabels, setLabels []string) any {
 	switch kind {
-	case KindInt, KindBit, KindYear:
+	case KindBit:
+		// go-mysql hands a BIT on as an int64 of its bits: a BIT(64) with the top bit set
+		// would read negative.
+		switch x := v.(type) {
+		case int64:
+			return uint64(x)
+		case uint64:
+			return x
+		}
+	case KindInt, KindYear:
 		switch x := v.(type) {
 		case int8:
 			return int64(x)

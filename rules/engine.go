@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -328,6 +329,12 @@ func fillImage(m map[string]any, t *canal.Table, vals []any) map[string]any {
 
 func exprValue(k canal.ColumnKind, v any) any {
 	switch x := v.(type) {
+	case uint64:
+		// expr compares and computes unsigned integers as int: 2^63 and above would read
+		// negative. They are float64 to expressions, as decimals are.
+		if x > math.MaxInt64 {
+			return float64(x)
+		}
 	case string:
 		if k == canal.KindDecimal {
 			if f, err := strconv.ParseFloat(x, 64); err == nil {

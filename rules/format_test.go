@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,7 +36,7 @@ var kindsTable = &canal.Table{
 }
 
 func kindsRow(i int64, s string) []any {
-	return []any{uint64(math.MaxUint64), i, 1.5, "12.340", s, []byte{0, 1, 0xfe}, "2024-02-29", "2024-02-29T10:00:00Z", "10:00:00.5", []byte(`{"a":[1,2]}`), "red", "a,b", int64(5), int64(2024), nil}
+	return []any{uint64(math.MaxUint64), i, 1.5, "12.340", s, []byte{0, 1, 0xfe}, "2024-02-29", "2024-02-29T10:00:00Z", "10:00:00.5", []byte(`{"a":[1,2]}`), "red", "a,b", uint64(5), int64(2024), nil}
 }
 
 func TestFormatsEveryOpAndKind(t *testing.T) {
@@ -227,5 +228,43 @@ func TestSwapAtCommit(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// TestUnsignedAbove2To63InExpressions: a BIGINT UNSIGNED (or BIT(64)) value of 2^63 or
+// more is not negative to a condition or a computed field, whichever way the condition
+// runs (the closures, or expr's VM for a function call).
+func TestUnsignedAbove2To63InExpressions(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: fast
+    match: {table: shop.big, when: "after.u > 5"}
+    topic: fast
+    fields: {u: u, big: "row.u > 9000000000000000000", neg: "row.u < 0"}
+  - name: vm
+    match: {table: shop.big, when: "len(string(row.id)) > 0 && after.u > 5"}
+    topic: vm
+    fields: [u]
+`))
+	table := &canal.Table{Schema: "shop", Name: "big", Columns: []canal.Column{{Name: "id", Kind: canal.KindInt}, {Name: "u", Kind: canal.KindUint}}, PrimaryKey: []int{0}}
+	var out recorder
+	for i, u := range []uint64{1 << 63, math.MaxUint64 - 1} {
+		c := &canal.RowChange{Op: canal.OpCreate, Table: table, After: []any{int64(i), u}, Source: src(i)}
+		if err := e.Row(t.Context(), c, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, m := range out.msgs {
+		got = append(got, m.Topic+" "+afterOf(string(m.Value)))
+	}
+	want := []string{
+		`fast {"op":"c","before":null,"after":{"u":9223372036854775808,"big":true,"neg":false}}`,
+		`vm {"op":"c","before":null,"after":{"u":9223372036854775808}}`,
+		`fast {"op":"c","before":null,"after":{"u":18446744073709551614,"big":true,"neg":false}}`,
+		`vm {"op":"c","before":null,"after":{"u":18446744073709551614}}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

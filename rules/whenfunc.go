@@ -191,7 +191,7 @@ func columnValue(k canal.ColumnKind, x any) (value, bool) {
 		return value{kind: kindInt, i: int64(x)}, true
 	case uint64:
 		if x > math.MaxInt64 {
-			return value{}, false
+			return value{kind: kindFloat, f: float64(x)}, true
 		}
 		return value{kind: kindInt, i: int64(x)}, true
 	case float64:

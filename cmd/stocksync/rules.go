@@ -436,9 +436,9 @@ func columnValue(kind canal.ColumnKind, raw json.RawMessage) (any, error) {
 		text = unq
 	}
 	switch kind {
-	case canal.KindInt, canal.KindBit, canal.KindYear:
+	case canal.KindInt, canal.KindYear:
 		return strconv.ParseInt(text, 10, 64)
-	case canal.KindUint:
+	case canal.KindUint, canal.KindBit:
 		return strconv.ParseUint(text, 10, 64)
 	case canal.KindFloat:
 		return strconv.ParseFloat(text, 64)
