@@ -23,7 +23,8 @@ import (
 // schemaFilter matches every table of one database: the test's own fresh one.
 type schemaFilter string
 
-func (f schemaFilter) Matches(schema, _ string) bool { return schema == string(f) }
+func (f schemaFilter) Matches(schema, _ string) bool   { return schema == string(f) }
+func (f schemaFilter) StatefulTables(_, _ string) bool { return false }
 
 // recorder is a Handler that keeps what it is given.
 type recorder struct {

@@ -12,6 +12,43 @@ import (
 // the stream stops there rather than publish without them.
 var ErrStatementChange = errors.New("a statement-logged change of a matched table")
 
+// ErrStatefulTableEmptied is a TRUNCATE or DROP TABLE of a table an aggregate or transition
+// rule reads: its rows went without row events, so the rule's totals no longer match the
+// table, and the stream stops there rather than publish them on.
+var ErrStatefulTableEmptied = errors.New("a table that a stateful rule reads was emptied by DDL")
+
+// emptiedTables reads q, a DDL statement, for the tables it empties without row events:
+// every table of TRUNCATE [TABLE] and of DROP TABLE (not DROP TEMPORARY TABLE, whose table
+// was never in the binlog), as [schema, table] pairs, with the statement's verb.
+func emptiedTables(q, defaultSchema string) (verb string, tables [][2]string) {
+	t := &sqlTokens{s: q}
+	switch t.keyword() {
+	case "TRUNCATE":
+		t.skipKeywords("TABLE")
+		verb = "TRUNCATE"
+	case "DROP":
+		if t.keyword() != "TABLE" {
+			return "", nil // DROP TEMPORARY TABLE, DROP DATABASE, DROP INDEX, …
+		}
+		t.skipKeywords("IF", "EXISTS")
+		verb = "DROP TABLE"
+	default:
+		return "", nil
+	}
+	for {
+		schema, table := t.tableName(defaultSchema)
+		if table == "" {
+			return verb, tables
+		}
+		tables = append(tables, [2]string{schema, table})
+		t.skipSpace()
+		if t.i >= len(t.s) || t.s[t.i] != ',' {
+			return verb, tables
+		}
+		t.i++
+	}
+}
+
 // statementChange reports whether q, a statement the binlog holds as a query event, is
 // one that changes rows (INSERT, REPLACE, UPDATE, DELETE, LOAD DATA/XML, or a WITH that
 // ends in one), and the table it writes, as far as a plain reading tells it: the first

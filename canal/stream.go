@@ -20,6 +20,9 @@ import (
 // without being converted.
 type TableFilter interface {
 	Matches(schema, table string) bool
+	// StatefulTables reports whether an aggregate or transition rule reads the table:
+	// such a table emptied by DDL stops the stream (ErrStatefulTableEmptied).
+	StatefulTables(schema, table string) bool
 }
 
 // Stream reads one server's binlog as a replica and hands whole transactions to a
@@ -300,10 +303,36 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	}
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.
+	if err := r.emptied(h, q, string(e.Schema)); err != nil {
+		return err
+	}
 	r.tables = map[uint64]*tableState{}
 	r.decoder.forgetPlans()
 	r.s.log.Debug("schema change", zap.ByteString("schema", e.Schema), zap.String("query", truncate(q, 200)))
 	return r.commit(ctx, h, e.GSet)
+}
+
+// emptied looks at a DDL statement q for matched tables it empties without row events
+// (TRUNCATE, DROP TABLE). One that an aggregate or transition rule reads stops the stream:
+// the rule's totals would no longer match the table. For others there is nothing to
+// publish, and the log says so, since consumers of their rows keep them.
+func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) error {
+	verb, tables := emptiedTables(q, defaultSchema)
+	filter := r.s.filter.Load()
+	for _, t := range tables {
+		switch {
+		case filter.StatefulTables(t[0], t[1]):
+			return fmt.Errorf("%w: at %s:%d, %s of %s.%s, which an aggregate or transition rule reads. "+
+				"Its rows went without row events, so the rule's totals no longer match the table, and nothing after it is published. "+
+				"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
+				ErrStatefulTableEmptied, r.file, h.LogPos-h.EventSize, verb, t[0], t[1])
+		case filter.Matches(t[0], t[1]):
+			r.s.log.Warn("a matched table was emptied by DDL: its rows' removal has no row events, so nothing is published for them",
+				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file),
+				zap.Uint32("pos", h.LogPos-h.EventSize))
+		}
+	}
+	return nil
 }
 
 func truncate(s string, n int) string {

@@ -19,10 +19,15 @@ import (
 // countingFilter matches the tables of one schema listed in tables, and counts how often
 // it was asked about each table of that schema.
 type countingFilter struct {
-	schema string
-	tables map[string]bool
-	mu     sync.Mutex
-	asked  map[string]int
+	schema   string
+	tables   map[string]bool
+	stateful map[string]bool // tables an aggregate or transition rule reads, as it were
+	mu       sync.Mutex
+	asked    map[string]int
+}
+
+func (f *countingFilter) StatefulTables(schema, table string) bool {
+	return schema == f.schema && f.stateful[table]
 }
 
 func (f *countingFilter) Matches(schema, table string) bool {
@@ -241,6 +246,42 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, &recorder{})
 	if !errors.Is(err, canal.ErrStatementChange) || !strings.Contains(err.Error(), s.name+".wanted") {
 		t.Fatalf("a statement-logged UPDATE of a matched table: the stream ended with %v; want ErrStatementChange naming %s.wanted", err, s.name)
+	}
+}
+
+// TestStreamStopsWhenAStatefulTableIsEmptiedByDDL: TRUNCATE or DROP TABLE remove rows
+// without row events. Of a table only row rules read, the stream goes on past it; of one
+// an aggregate or transition rule reads, it stops there, naming the statement and table.
+func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
+	s := newSource(t)
+	for _, q := range []string{"CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := s.position()
+	for _, q := range []string{"INSERT INTO rowsonly VALUES (1)", "TRUNCATE TABLE rowsonly", "INSERT INTO totals VALUES (1, 5)"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := s.position()
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"rowsonly": true, "totals": true},
+		stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
+	rows, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)), from, to, &recorder{})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("past a TRUNCATE of a table only row rules read: %d rows, %v; want both inserts", len(rows), err)
+	}
+	for _, q := range []string{"TRUNCATE TABLE totals", "DROP TABLE rowsonly"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, &recorder{})
+	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "TRUNCATE of "+s.name+".totals") {
+		t.Fatalf("a TRUNCATE of a table an aggregate rule reads: the stream ended with %v; want ErrStatefulTableEmptied naming %s.totals", err, s.name)
 	}
 }
 

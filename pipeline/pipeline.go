@@ -264,10 +264,15 @@ type tableFilter struct {
 }
 
 func (f tableFilter) Matches(schema, table string) bool {
-	if schema == f.ownSchema && (table == f.ownTable || table == f.ownTable+"_state") {
-		return false
-	}
-	return f.set.Matches(schema, table)
+	return !f.own(schema, table) && f.set.Matches(schema, table)
+}
+
+func (f tableFilter) StatefulTables(schema, table string) bool {
+	return !f.own(schema, table) && f.set.StatefulTables(schema, table)
+}
+
+func (f tableFilter) own(schema, table string) bool {
+	return schema == f.ownSchema && (table == f.ownTable || table == f.ownTable+"_state")
 }
 
 // Emit counts and forwards to the sink; the engine emits through it.

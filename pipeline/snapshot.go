@@ -123,6 +123,10 @@ func (f scopedFilter) Matches(schema, table string) bool {
 	return f.base.Matches(schema, table) && (f.stateful == nil || f.stateful(schema, table))
 }
 
+func (f scopedFilter) StatefulTables(schema, table string) bool {
+	return f.base.StatefulTables(schema, table)
+}
+
 // snapshot reads the matched tables through the rules (as op r), saving its progress with
 // each acknowledged chunk, and commits it as one transaction at its position.
 func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tableScope, resume *canal.SnapshotProgress) (canal.Position, error) {
