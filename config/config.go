@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -366,8 +368,8 @@ func (c Config) Validate() Problems {
 		bad("source.flavor", "%q is not one of mysql, mariadb or empty (detect)", c.Source.Flavor)
 	}
 	for i, b := range c.Kafka.Brokers {
-		if !strings.Contains(b, ":") {
-			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q has no port; write host:port", b)
+		if problem := brokerAddrProblem(b); problem != "" {
+			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q %s; write host:port", b, problem)
 		}
 	}
 	if c.Kafka.MaxInFlight <= 0 {
@@ -515,4 +517,22 @@ func suggest(name string, fields map[string]reflect.StructField) string {
 	}
 	sort.Strings(known)
 	return " (known: " + strings.Join(known, ", ") + ")"
+}
+
+// brokerAddrProblem says what is wrong with a broker address, "" when it is host:port. A
+// list item indented under the one before it reads as one value, "a:9092 - b:9092".
+func brokerAddrProblem(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	switch {
+	case !strings.Contains(addr, ":"):
+		return "has no port"
+	case err != nil:
+		return "is not host:port"
+	case host == "" || strings.ContainsAny(host, " \t"):
+		return "has no host name, or one with spaces"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "has no port number from 1 to 65535"
+	}
+	return ""
 }

@@ -43,6 +43,8 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"zero server id", "source: {server_id: 0}\n", []string{"source.server_id: must be a non-zero replica id"}},
 		{"bad flavor", "source: {flavor: postgres}\n", []string{`source.flavor: "postgres" is not one of mysql, mariadb`}},
 		{"broker without port", "kafka: {brokers: [a:1, b]}\n", []string{`stocksync.yaml:1:24: kafka.brokers[1]: "b" has no port`}},
+		{"list item indented under the one before", "kafka:\n  brokers:\n    - a:9092\n     - b:9092\n", []string{`kafka.brokers[0]: "a:9092 - b:9092" is not host:port`}},
+		{"broker port out of range", "kafka: {brokers: [a:99999]}\n", []string{`kafka.brokers[0]: "a:99999" has no port number from 1 to 65535`}},
 		{"checkpoint table", "checkpoint: {table: nodot}\n", []string{`checkpoint.table: "nodot" must be schema.table`}},
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},

@@ -158,8 +158,8 @@ func newResyncCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "as of %s, acknowledged by the broker\n", result.Position)
 			if rr := result.Reread; rr != nil {
-				fmt.Fprintf(out, "row rules' tables (%s) re-read in %d chunks, from %s to %s",
-					strings.Join(rr.Tables, ", "), rr.Chunks, rr.From, rr.To)
+				fmt.Fprintf(out, "row rules' tables (%s) re-read in %s, from %s to %s",
+					strings.Join(rr.Tables, ", "), chunks(rr.Chunks), rr.From, rr.To)
 				if rr.ReadAgain > 0 {
 					fmt.Fprintf(out, " (%d read again)", rr.ReadAgain)
 				}
@@ -181,8 +181,8 @@ func printRereadStatus(out io.Writer, st resyncStatus) {
 		fmt.Fprintln(out, "no re-read is running")
 		return
 	}
-	fmt.Fprintf(out, "re-reading the tables of %s (%s): %d chunks, %d rows published", strings.Join(rr.Rules, ", "),
-		strings.Join(rr.Tables, ", "), rr.Chunks, rr.Rows)
+	fmt.Fprintf(out, "re-reading the tables of %s (%s): %s, %d rows published", strings.Join(rr.Rules, ", "),
+		strings.Join(rr.Tables, ", "), chunks(rr.Chunks), rr.Rows)
 	if rr.ReadAgain > 0 {
 		fmt.Fprintf(out, ", %d read again", rr.ReadAgain)
 	}
@@ -254,4 +254,12 @@ func localURL(addr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// chunks says n chunks in words: "1 chunk", "3 chunks".
+func chunks(n int) string {
+	if n == 1 {
+		return "1 chunk"
+	}
+	return fmt.Sprintf("%d chunks", n)
 }

@@ -130,7 +130,7 @@ func TestResyncCommandRepublishesState(t *testing.T) {
 	testutil.Exec(t, db, "CREATE TABLE stock_x (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)", "INSERT INTO stock_x VALUES ('A', 1), ('B', 2)")
 	testutil.Consume(t, s.broker, []string{s.topic}, 2, 20*time.Second, committed)
 	out, err = resync("stock-rows")
-	if err != nil || !strings.Contains(out, "stock-rows: 2 messages") || !strings.Contains(out, "."+"stock_x) re-read in 1 chunks, from ") {
+	if err != nil || !strings.Contains(out, "stock-rows: 2 messages") || !strings.Contains(out, "."+"stock_x) re-read in 1 chunk, from ") {
 		t.Errorf("a re-read: %v\n%s", err, out)
 	}
 	history := map[string]string{} // per key, in partition order
