@@ -104,54 +104,16 @@ type txnState struct {
 // Run streams from start until ctx is done (it then returns nil) or an error occurs.
 // Each transaction's row changes go to h.Row and its end to h.Commit, in binlog order.
 func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
-	host, portStr, err := net.SplitHostPort(s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("parsing source.addr %q: %w", s.cfg.Addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return fmt.Errorf("parsing source.addr port %q: %w", portStr, err)
-	}
 	decoder := newRowsDecoder(&s.filter, &s.undecoded)
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID:                s.cfg.ServerID,
-		Flavor:                  s.server.Flavor,
-		Host:                    host,
-		Port:                    uint16(port),
-		User:                    s.cfg.User,
-		Password:                s.cfg.Password,
-		TLSConfig:               s.cfg.TLS,
-		TimestampStringLocation: time.UTC,
-		ParseTime:               true, // time.Time, formatted here: go-mysql's own string formatting is slow
-		HeartbeatPeriod:         time.Second,
-		ReadTimeout:             10 * time.Second,
-		MaxReconnectAttempts:    1,
-		// Parsed events read ahead of the handler. A count, not bytes: a rows event of a
-		// big transaction is ~8 KB raw and several times that decoded, so 10240 of them
-		// held ~170 MB live during a 1,000,000-row transaction (RSS 376 MB); 512 keep
-		// the reader as far ahead in practice (same catch-up time) in ~20 MB.
-		EventCacheCount:     512,
-		RowsEventDecodeFunc: decoder.decode,
-		Logger:              quietSlog(),
-	})
+	syncer, err := s.newSyncer(decoder.decode)
+	if err != nil {
+		return err
+	}
 	defer syncer.Close()
 	defer s.open.Store(false)
-
-	var streamer *replication.BinlogStreamer
-	if start.GTIDSet != "" {
-		set, err := mysql.ParseGTIDSet(s.server.Flavor, start.GTIDSet)
-		if err != nil {
-			return fmt.Errorf("parsing checkpoint GTID set %q: %w", start.GTIDSet, err)
-		}
-		streamer, err = syncer.StartSyncGTID(set)
-		if err != nil {
-			return fmt.Errorf("starting binlog stream at GTID %s: %w%s", start.GTIDSet, err, s.replicationHint(err))
-		}
-	} else {
-		streamer, err = syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
-		if err != nil {
-			return fmt.Errorf("starting binlog stream at %s: %w%s", start, err, s.replicationHint(err))
-		}
+	streamer, err := s.startSync(syncer, start)
+	if err != nil {
+		return err
 	}
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
 
@@ -179,6 +141,86 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			return err
 		}
 	}
+}
+
+// CheckStreamable opens a binlog stream at the server's current position and closes it
+// after its first event, so that what would refuse the stream (a user without REPLICATION
+// SLAVE, a server id another replica uses) is said before long work that streaming
+// follows, such as a snapshot, rather than after it.
+func (s *Stream) CheckStreamable(ctx context.Context) error {
+	pos, err := s.server.CurrentPosition(ctx)
+	if err != nil {
+		return err
+	}
+	syncer, err := s.newSyncer(nil)
+	if err != nil {
+		return err
+	}
+	defer syncer.Close()
+	streamer, err := s.startSync(syncer, Position{File: pos.File, Pos: pos.Pos})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := streamer.GetEvent(ctx); err != nil {
+		return fmt.Errorf("checking that the binlog can be streamed from %s: %w%s", pos, err, s.replicationHint(err))
+	}
+	return nil
+}
+
+// newSyncer is a replica connection to the source, not yet streaming; decode (nil: go-mysql's
+// own) decodes rows events.
+func (s *Stream) newSyncer(decode func(*replication.RowsEvent, []byte) error) (*replication.BinlogSyncer, error) {
+	host, portStr, err := net.SplitHostPort(s.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("parsing source.addr %q: %w", s.cfg.Addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("parsing source.addr port %q: %w", portStr, err)
+	}
+	return replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID:                s.cfg.ServerID,
+		Flavor:                  s.server.Flavor,
+		Host:                    host,
+		Port:                    uint16(port),
+		User:                    s.cfg.User,
+		Password:                s.cfg.Password,
+		TLSConfig:               s.cfg.TLS,
+		TimestampStringLocation: time.UTC,
+		ParseTime:               true, // time.Time, formatted here: go-mysql's own string formatting is slow
+		HeartbeatPeriod:         time.Second,
+		ReadTimeout:             10 * time.Second,
+		MaxReconnectAttempts:    1,
+		// Parsed events read ahead of the handler. A count, not bytes: a rows event of a
+		// big transaction is ~8 KB raw and several times that decoded, so 10240 of them
+		// held ~170 MB live during a 1,000,000-row transaction (RSS 376 MB); 512 keep
+		// the reader as far ahead in practice (same catch-up time) in ~20 MB.
+		EventCacheCount:     512,
+		RowsEventDecodeFunc: decode,
+		Logger:              quietSlog(),
+	}), nil
+}
+
+// startSync asks the server for its binlog from start: by GTID when start has a set.
+func (s *Stream) startSync(syncer *replication.BinlogSyncer, start Position) (*replication.BinlogStreamer, error) {
+	if start.GTIDSet != "" {
+		set, err := mysql.ParseGTIDSet(s.server.Flavor, start.GTIDSet)
+		if err != nil {
+			return nil, fmt.Errorf("parsing checkpoint GTID set %q: %w", start.GTIDSet, err)
+		}
+		streamer, err := syncer.StartSyncGTID(set)
+		if err != nil {
+			return nil, fmt.Errorf("starting binlog stream at GTID %s: %w%s", start.GTIDSet, err, s.replicationHint(err))
+		}
+		return streamer, nil
+	}
+	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+	if err != nil {
+		return nil, fmt.Errorf("starting binlog stream at %s: %w%s", start, err, s.replicationHint(err))
+	}
+	return streamer, nil
 }
 
 // replicationHint says what a server error of the binlog stream most likely means to the

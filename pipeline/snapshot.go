@@ -134,6 +134,10 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 	if scope == statefulTables {
 		filter.stateful = p.opts.Rules.StatefulTables
 	}
+	// The stream that follows the snapshot must be allowed: say so now, not hours later.
+	if err := canal.NewStream(p.opts.Source, server, filter, p.log).CheckStreamable(ctx); err != nil {
+		return canal.Position{}, fmt.Errorf("before the snapshot: %w", err)
+	}
 	pos, err := server.Snapshot(ctx, filter, p, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize,
 		Resume:    resume,

@@ -194,3 +194,41 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 		t.Errorf("after re-snapshot: %v, want %s", ops, want)
 	}
 }
+
+// TestSnapshotWaitsForNoStreamItCannotOpen: a user without REPLICATION SLAVE may read the
+// tables but not the binlog. The first start says so before its snapshot, which on a shop
+// database may take hours, and publishes and saves nothing.
+func TestSnapshotWaitsForNoStreamItCannotOpen(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_s (sku_id INT PRIMARY KEY, qty INT NOT NULL)", "INSERT INTO stock_s VALUES (1, 1), (2, 2)")
+	user := fmt.Sprintf("norepl_%d", testutil.ServerID())
+	testutil.Exec(t, db, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'",
+		"GRANT REPLICATION CLIENT ON *.* TO '"+user+"'@'%'", "GRANT ALL ON `"+e.db+"`.* TO '"+user+"'@'%'")
+	t.Cleanup(func() { db.Exec("DROP USER '" + user + "'@'%'") })
+	sink, _ := e.delivery(t.Context())
+	defer sink.Close()
+	p := pipeline.New(pipeline.Options{
+		Source:             canal.Config{Addr: e.mysql.Addr, User: user, Password: "pw", ServerID: testutil.ServerID()},
+		CheckpointTable:    e.db + ".checkpoint",
+		CheckpointName:     "test",
+		CheckpointInterval: 100 * time.Millisecond,
+		Rules:              e.rules(allOpsRules),
+		Sink:               sink,
+		Snapshot:           pipeline.SnapshotInitial,
+		Logger:             zaptest.NewLogger(t),
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err := p.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "before the snapshot") || !strings.Contains(err.Error(), "lacks REPLICATION SLAVE") {
+		t.Fatalf("a first start by a user without REPLICATION SLAVE ended with %v; want a refusal before the snapshot naming the grant", err)
+	}
+	if got := e.consume(0, time.Second); len(got) != 0 {
+		t.Errorf("%d messages published before the refusal, want none", len(got))
+	}
+	var saved int
+	if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint").Scan(&saved); err == nil && saved != 0 {
+		t.Errorf("%d checkpoints saved before the refusal, want none", saved)
+	}
+}
