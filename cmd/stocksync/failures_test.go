@@ -650,3 +650,14 @@ func TestOversizedRowStopsTheDaemonNamingIt(t *testing.T) {
 	s.start(t)
 	consumeEveryRow(t, s.broker, s.topic, 3)
 }
+
+// TestAFailureWithoutConfigSaysNoneWasGiven: without --config the defaults apply, and a
+// connection refused on 127.0.0.1:3306 would not say why that address was tried.
+func TestAFailureWithoutConfigSaysNoneWasGiven(t *testing.T) {
+	cmd := exec.Command(binary, "migrate", "up")
+	cmd.Env = append(os.Environ(), "STOCKSYNC_SOURCE_ADDR=127.0.0.1:1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no --config was given: the defaults and STOCKSYNC_* variables were used") {
+		t.Fatalf("migrate up without --config against a closed port: %v\n%s\nwant the failure to say no --config was given", err, out)
+	}
+}

@@ -18,6 +18,9 @@ func main() {
 	tuneGC()
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "stocksync:", err)
+		if configDefaulted {
+			fmt.Fprintln(os.Stderr, "stocksync: (no --config was given: the defaults and STOCKSYNC_* variables were used)")
+		}
 		os.Exit(1)
 	}
 }
@@ -44,10 +47,15 @@ func tuneGC() {
 	}
 }
 
+// configDefaulted is set when a command read its config without a --config file, so that
+// a failure can say so: connection refused on 127.0.0.1:3306 means little otherwise.
+var configDefaulted bool
+
 // loadConfig reads the --config file named on cmd (defaults and environment alone when
 // there is none).
 func loadConfig(cmd *cobra.Command) (config.Config, error) {
 	path, _ := cmd.Flags().GetString("config")
+	configDefaulted = path == ""
 	return config.Load(path)
 }
 
