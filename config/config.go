@@ -45,6 +45,9 @@ type Config struct {
 
 	// File is the path the configuration was read from ("" for defaults only).
 	File string `mapstructure:"-"`
+	// UnknownVariables says of each STOCKSYNC_* environment variable that sets no key (a
+	// misspelt one, say) that it is ignored, with the variable meant when it is plain.
+	UnknownVariables []string `mapstructure:"-"`
 }
 
 // Source is the MySQL or MariaDB server whose binlog is read.
@@ -269,6 +272,7 @@ func Load(path string) (Config, error) {
 		}
 	}
 	cfg.File = path
+	cfg.UnknownVariables = unknownVariables(v.AllKeys(), os.Environ())
 	if path != "" {
 		// The rules file and certificate files are relative to the config file.
 		dir := filepath.Dir(path)
@@ -442,6 +446,38 @@ func (c Config) Validate() Problems {
 		bad("snapshot_chunk_size", "must be between 1 and 1000000, got %d", c.SnapshotChunkSize)
 	}
 	return ps
+}
+
+// projectVariables are STOCKSYNC_* variables of the project's scripts and tests, not keys.
+var projectVariables = []string{"STOCKSYNC_TEST_", "STOCKSYNC_MARIADB_", "STOCKSYNC_DEMO_", "STOCKSYNC_BENCH_",
+	"STOCKSYNC_RUN_DIR", "STOCKSYNC_DURABLE"}
+
+// unknownVariables lists the variables of environ named STOCKSYNC_* that set none of keys,
+// each with what it is taken for: "STOCKSYNC_SOURCE_SERVERID is no key's variable and is
+// ignored (STOCKSYNC_SOURCE_SERVER_ID?)".
+func unknownVariables(keys []string, environ []string) []string {
+	known := map[string]bool{}
+	plain := map[string]string{} // without underscores: SOURCESERVERID → STOCKSYNC_SOURCE_SERVER_ID
+	for _, k := range keys {
+		name, _ := envVar(k)
+		known[name] = true
+		plain[strings.ReplaceAll(name, "_", "")] = name
+	}
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix+"_") || known[name] ||
+			slices.ContainsFunc(projectVariables, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		msg := name + " is no key's variable and is ignored"
+		if meant, ok := plain[strings.ReplaceAll(strings.ToUpper(name), "_", "")]; ok {
+			msg += " (" + meant + "?)"
+		}
+		unknown = append(unknown, msg)
+	}
+	sort.Strings(unknown)
+	return unknown
 }
 
 // setDefaults registers every leaf key with viper so that environment variables reach it.

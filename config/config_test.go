@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +258,26 @@ func TestDefaultsEnvironmentAndRelativeRules(t *testing.T) {
 	}
 	if want := filepath.Join(filepath.Dir(cfg.File), "r", "rules.yaml"); cfg.Rules != want {
 		t.Errorf("rules = %q, want %q (relative to the config file)", cfg.Rules, want)
+	}
+}
+
+// TestMisspeltVariableIsNamed: a STOCKSYNC_* variable that sets no key is named, with the
+// variable meant when only underscores differ; the project's own script variables are not.
+func TestMisspeltVariableIsNamed(t *testing.T) {
+	t.Setenv("STOCKSYNC_SOURCE_SERVERID", "5")
+	t.Setenv("STOCKSYNC_KAFKA_BROKER", "k:9092")
+	t.Setenv("STOCKSYNC_MARIADB_PORT", "33061")
+	t.Setenv("STOCKSYNC_SOURCE_PASSWORD", "set")
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"STOCKSYNC_KAFKA_BROKER is no key's variable and is ignored",
+		"STOCKSYNC_SOURCE_SERVERID is no key's variable and is ignored (STOCKSYNC_SOURCE_SERVER_ID?)",
+	}
+	if !slices.Equal(cfg.UnknownVariables, want) {
+		t.Errorf("unknown variables %q, want %q", cfg.UnknownVariables, want)
 	}
 }
 

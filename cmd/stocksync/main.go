@@ -56,7 +56,11 @@ var configDefaulted bool
 func loadConfig(cmd *cobra.Command) (config.Config, error) {
 	path, _ := cmd.Flags().GetString("config")
 	configDefaulted = path == ""
-	return config.Load(path)
+	cfg, err := config.Load(path)
+	for _, w := range cfg.UnknownVariables {
+		fmt.Fprintln(cmd.ErrOrStderr(), "stocksync: warning:", w)
+	}
+	return cfg, err
 }
 
 // newLogger builds the zap logger the config asks for.
