@@ -73,6 +73,19 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if err != nil {
 		return nil, err
 	}
+	k := &Kafka{log: cfg.Logger, maxMessageBytes: sc.Producer.MaxMessageBytes, acks: newAckWindow(cfg.MaxInFlight),
+		done: make(chan struct{})}
+	// Once a message failed, what the producer still holds is read again from the
+	// checkpoint: no retry of it should wait (sarama waits the back-off per message
+	// when it finds no leader, so a closed client would drain 100,000 messages for
+	// minutes).
+	backoff := sc.Producer.Retry.Backoff
+	sc.Producer.Retry.BackoffFunc = func(int, int) time.Duration {
+		if k.failed.Load() != nil {
+			return 0
+		}
+		return backoff
+	}
 	client, err := connect(ctx, cfg.Brokers, cfg.Security, sc)
 	if err != nil {
 		return nil, err
@@ -82,11 +95,7 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 		client.Close()
 		return nil, fmt.Errorf("starting Kafka producer: %w", err)
 	}
-	k := &Kafka{
-		client: client, producer: producer, log: cfg.Logger, maxMessageBytes: sc.Producer.MaxMessageBytes,
-		acks: newAckWindow(cfg.MaxInFlight),
-		done: make(chan struct{}),
-	}
+	k.client, k.producer = client, producer
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); k.acks.collect(k.producer.Successes()) }()
@@ -219,16 +228,18 @@ func (k *Kafka) Flush(ctx context.Context) error {
 }
 
 // Close stops the producer after delivering what it holds; safe to call twice. After a
-// delivery failure what it holds will be read again from the checkpoint, so Close does
-// not wait for the producer's retries against a broker that is gone.
+// delivery failure what it holds will be read again from the checkpoint, so Close gives
+// it up at once: the client is closed first, and the producer's retries fail without
+// waiting.
 func (k *Kafka) Close() error {
 	var err error
 	k.closeOnce.Do(func() {
-		k.producer.AsyncClose()
 		wait := 10 * time.Second
 		if k.failure() != nil {
 			wait = time.Second
+			k.client.Close()
 		}
+		k.producer.AsyncClose()
 		select {
 		case <-k.done:
 		case <-time.After(wait):
