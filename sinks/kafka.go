@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,12 @@ type KafkaConfig struct {
 	// MaxMessageBytes is the largest message the producer sends (0: 1,000,000, the
 	// default of the broker's message.max.bytes); a larger one fails Emit (TooLargeError).
 	MaxMessageBytes int
-	Logger          *zap.Logger
+	// MayWrite, when set, is asked before every write to a broker; a write it refuses
+	// fails the sink. A leader passes its lease: once the lease ran out (the process
+	// frozen, its host stalled), what the producer still holds, handed over while the
+	// lease was held, must not reach the brokers after the next leader's messages.
+	MayWrite func() bool
+	Logger   *zap.Logger
 }
 
 var (
@@ -86,6 +92,11 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 		}
 		return backoff
 	}
+	if cfg.MayWrite != nil {
+		sc.Net.Proxy.Enable = true // sarama's hook for its own dialer; TLS still goes on top
+		sc.Net.Proxy.Dialer = gatedDialer{dialer: &net.Dialer{Timeout: sc.Net.DialTimeout, KeepAlive: sc.Net.KeepAlive},
+			mayWrite: cfg.MayWrite}
+	}
 	client, err := connect(ctx, cfg.Brokers, cfg.Security, sc)
 	if err != nil {
 		return nil, err
@@ -102,6 +113,38 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	go func() { defer wg.Done(); k.collectErrors() }()
 	go func() { wg.Wait(); close(k.done) }()
 	return k, nil
+}
+
+// ErrMayNotWrite is a write to a broker that KafkaConfig.MayWrite refused.
+var ErrMayNotWrite = errors.New("writing to the broker refused: the leader lease is no longer held")
+
+// gatedDialer opens connections whose every write asks mayWrite first.
+type gatedDialer struct {
+	dialer   *net.Dialer
+	mayWrite func() bool
+}
+
+func (d gatedDialer) Dial(network, addr string) (net.Conn, error) {
+	if !d.mayWrite() {
+		return nil, ErrMayNotWrite
+	}
+	c, err := d.dialer.Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return gatedConn{Conn: c, mayWrite: d.mayWrite}, nil
+}
+
+type gatedConn struct {
+	net.Conn
+	mayWrite func() bool
+}
+
+func (c gatedConn) Write(b []byte) (int, error) {
+	if !c.mayWrite() {
+		return 0, ErrMayNotWrite
+	}
+	return c.Conn.Write(b)
 }
 
 // partitioners map the names of config.Partitioners (kafka.partitioner) to their hashes: where a keyed message goes,
