@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,12 @@ type KafkaConfig struct {
 	// MaxMessageBytes is the largest message the producer sends (0: 1,000,000, the
 	// default of the broker's message.max.bytes); a larger one fails Emit (TooLargeError).
 	MaxMessageBytes int
-	Logger          *zap.Logger
+	// MayWrite, when set, is asked before every write to a broker; a write it refuses
+	// fails the sink. A leader passes its lease: once the lease ran out (the process
+	// frozen, its host stalled), what the producer still holds, handed over while the
+	// lease was held, must not reach the brokers after the next leader's messages.
+	MayWrite func() bool
+	Logger   *zap.Logger
 }
 
 var (
@@ -73,6 +79,24 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if err != nil {
 		return nil, err
 	}
+	k := &Kafka{log: cfg.Logger, maxMessageBytes: sc.Producer.MaxMessageBytes, acks: newAckWindow(cfg.MaxInFlight),
+		done: make(chan struct{})}
+	// Once a message failed, what the producer still holds is read again from the
+	// checkpoint: no retry of it should wait (sarama waits the back-off per message
+	// when it finds no leader, so a closed client would drain 100,000 messages for
+	// minutes).
+	backoff := sc.Producer.Retry.Backoff
+	sc.Producer.Retry.BackoffFunc = func(int, int) time.Duration {
+		if k.failed.Load() != nil {
+			return 0
+		}
+		return backoff
+	}
+	if cfg.MayWrite != nil {
+		sc.Net.Proxy.Enable = true // sarama's hook for its own dialer; TLS still goes on top
+		sc.Net.Proxy.Dialer = gatedDialer{dialer: &net.Dialer{Timeout: sc.Net.DialTimeout, KeepAlive: sc.Net.KeepAlive},
+			mayWrite: cfg.MayWrite}
+	}
 	client, err := connect(ctx, cfg.Brokers, cfg.Security, sc)
 	if err != nil {
 		return nil, err
@@ -82,17 +106,45 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 		client.Close()
 		return nil, fmt.Errorf("starting Kafka producer: %w", err)
 	}
-	k := &Kafka{
-		client: client, producer: producer, log: cfg.Logger, maxMessageBytes: sc.Producer.MaxMessageBytes,
-		acks: newAckWindow(cfg.MaxInFlight),
-		done: make(chan struct{}),
-	}
+	k.client, k.producer = client, producer
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); k.acks.collect(k.producer.Successes()) }()
 	go func() { defer wg.Done(); k.collectErrors() }()
 	go func() { wg.Wait(); close(k.done) }()
 	return k, nil
+}
+
+// ErrMayNotWrite is a write to a broker that KafkaConfig.MayWrite refused.
+var ErrMayNotWrite = errors.New("writing to the broker refused: the leader lease is no longer held")
+
+// gatedDialer opens connections whose every write asks mayWrite first.
+type gatedDialer struct {
+	dialer   *net.Dialer
+	mayWrite func() bool
+}
+
+func (d gatedDialer) Dial(network, addr string) (net.Conn, error) {
+	if !d.mayWrite() {
+		return nil, ErrMayNotWrite
+	}
+	c, err := d.dialer.Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return gatedConn{Conn: c, mayWrite: d.mayWrite}, nil
+}
+
+type gatedConn struct {
+	net.Conn
+	mayWrite func() bool
+}
+
+func (c gatedConn) Write(b []byte) (int, error) {
+	if !c.mayWrite() {
+		return 0, ErrMayNotWrite
+	}
+	return c.Conn.Write(b)
 }
 
 // partitioners map the names of config.Partitioners (kafka.partitioner) to their hashes: where a keyed message goes,
@@ -219,16 +271,18 @@ func (k *Kafka) Flush(ctx context.Context) error {
 }
 
 // Close stops the producer after delivering what it holds; safe to call twice. After a
-// delivery failure what it holds will be read again from the checkpoint, so Close does
-// not wait for the producer's retries against a broker that is gone.
+// delivery failure what it holds will be read again from the checkpoint, so Close gives
+// it up at once: the client is closed first, and the producer's retries fail without
+// waiting.
 func (k *Kafka) Close() error {
 	var err error
 	k.closeOnce.Do(func() {
-		k.producer.AsyncClose()
 		wait := 10 * time.Second
 		if k.failure() != nil {
 			wait = time.Second
+			k.client.Close()
 		}
+		k.producer.AsyncClose()
 		select {
 		case <-k.done:
 		case <-time.After(wait):

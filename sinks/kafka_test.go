@@ -91,6 +91,46 @@ func TestKafkaFailureIsSticky(t *testing.T) {
 	}
 }
 
+// After a delivery failure, Close stops the producer: the messages it still held, each
+// at its own retry, are given up at once rather than retried one by one against the gone
+// broker for minutes, each counted in stocksync_produce_errors_total and held in memory
+// beside the next pipeline's (the broker-outage drill: the errors rose for minutes after
+// the broker was back).
+func TestKafkaCloseAfterAFailureStopsTheProducer(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKafka(t, c.ListenAddrs()[0])
+	if err := k.Emit(t.Context(), sinks.Message{Topic: "gone", Key: []byte("k"), Value: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush before the broker went: %v", err)
+	}
+	c.Close()
+	// Messages emitted while the broker is gone, until the first gives up: each reaches
+	// its retries at its own time, so some are still retrying when the sink fails.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		if err := k.Emit(t.Context(), sinks.Message{Topic: "gone", Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}); err != nil {
+			if !errors.Is(err, sinks.ErrSinkFailed) {
+				t.Fatalf("Emit %d: %v, want ErrSinkFailed", i, err)
+			}
+			t.Logf("the sink failed after %d messages", i)
+			break
+		}
+		<-tick.C
+	}
+	if err := k.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !k.Stopped() {
+		t.Fatal("Close returned with the failed producer still retrying the messages it held")
+	}
+}
+
 // BenchmarkKafkaThroughput is the at-least-once baseline for
 // BenchmarkTransactionalThroughput: the same messages, a Flush every 10,000.
 func BenchmarkKafkaThroughput(b *testing.B) {

@@ -243,7 +243,7 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 	var checkpoints pipeline.Checkpointer
 	if !discard {
 		// The bench's own broker: plaintext, whatever the config says of real brokers.
-		if sink, checkpoints, err = newDelivery(ctx, cfg, broker.Addrs(), sinks.Security{}, zap.NewNop()); err != nil {
+		if sink, checkpoints, err = newDelivery(ctx, cfg, broker.Addrs(), sinks.Security{}, nil, zap.NewNop()); err != nil {
 			return 0, err
 		}
 	}

@@ -20,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
@@ -476,11 +478,11 @@ type haRun struct {
 	db              *sql.DB
 }
 
-// startHA starts the leader, then the standby, creates table and publishes its rows 0..49
-// through the leader.
-func startHA(t *testing.T, table string) *haRun {
+// startHA starts the leader, then the standby, on broker, creates table and publishes its
+// rows 0..49 through the leader.
+func startHA(t *testing.T, broker, table string) *haRun {
 	t.Helper()
-	s := newSetup(t, startDevBroker(t))
+	s := newSetup(t, broker)
 	cfg, err := os.ReadFile(s.config)
 	if err != nil {
 		t.Fatal(err)
@@ -513,7 +515,7 @@ func insertRows(t *testing.T, db *sql.DB, table string, from, to int) {
 // the standby publishes nothing; kill -9 the leader and the standby leads within 10 s,
 // and every committed change is published.
 func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
-	h := startHA(t, "stock_ha")
+	h := startHA(t, startDevBroker(t), "stock_ha")
 	s, leader, standbyAddr, db := h.setup, h.leader, h.standbyAddr, h.db
 	if code := httpStatus(standbyAddr, "/readyz"); code != 503 {
 		t.Errorf("standby /readyz = %d, want 503", code)
@@ -557,7 +559,7 @@ func consumeEveryRow(t *testing.T, broker, topic string, n int) []*kgo.Record {
 // leader wakes up with the binlog events that arrived meanwhile, its lease has run out: it
 // publishes none of them, goes back to standby, and the two never publish at once.
 func TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver(t *testing.T) {
-	h := startHA(t, "stock_frozen")
+	h := startHA(t, startDevBroker(t), "stock_frozen")
 	s, leader, standbyAddr, db := h.setup, h.leader, h.standbyAddr, h.db
 	emittedBefore := metric(t, s.httpAddr, "stocksync_messages_emitted_total")
 
@@ -589,10 +591,13 @@ func TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver(t *testing.T) {
 		t.Errorf("the old leader emitted %v messages after it woke up without its lease", n-emittedBefore)
 	}
 	insertRows(t, db, "stock_frozen", 100, 150)
-	got := consumeEveryRow(t, s.broker, s.topic, 150)
+	noProducerWritesAfterItsSuccessor(t, consumeEveryRow(t, s.broker, s.topic, 150))
+}
 
-	// Seen by the broker: in each partition, once a producer took over, no earlier one
-	// wrote again.
+// noProducerWritesAfterItsSuccessor checks what the broker holds: in each partition, once
+// a producer took over, no earlier one wrote again.
+func noProducerWritesAfterItsSuccessor(t *testing.T, got []*kgo.Record) {
+	t.Helper()
 	byPartition := map[int32][]*kgo.Record{}
 	for _, r := range got {
 		byPartition[r.Partition] = append(byPartition[r.Partition], r)
@@ -610,6 +615,66 @@ func TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFrozenLeaderDeliversNoneOfWhatItHeld: the leader freezes with messages handed to its
+// producer but not yet sent (queued behind a produce request the broker has not answered:
+// a busy leader always has some). The standby takes over and publishes those rows again;
+// when the old leader wakes up, its lease has run out, and the broker must get none of
+// them from it: landing after the new leader's, they would leave consumers with older
+// values than the last ones (the HA drill: product.stock ended with a total 6,000 units
+// off, for every SKU, from the frozen leader's late messages).
+func TestFrozenLeaderDeliversNoneOfWhatItHeld(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	h := startHA(t, cluster.ListenAddrs()[0], "stock_held")
+	s, leader, standbyAddr, db := h.setup, h.leader, h.standbyAddr, h.db
+
+	// Hold the leader's next produce request unanswered, so that what it emits after it
+	// waits in the producer (one request in flight per broker).
+	held, release := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		first.Do(func() {
+			close(held)
+			cluster.SleepControl(func() { <-release })
+			cluster.DropControl()
+		})
+		return nil, nil, false
+	})
+	insertRows(t, db, "stock_held", 50, 51)
+	<-held
+	insertRows(t, db, "stock_held", 51, 60)
+	testutil.Eventually(t, 10*time.Second, "the leader to emit rows 50..59", func() bool {
+		return metric(t, s.httpAddr, "stocksync_messages_emitted_total") >= 60
+	})
+	leader.cmd.Process.Signal(syscall.SIGSTOP)
+	testutil.Eventually(t, 5*time.Second, "every thread of the leader to be stopped", func() bool {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", leader.cmd.Process.Pid))
+		for _, stat := range stats {
+			b, err := os.ReadFile(stat)
+			if _, after, _ := strings.Cut(string(b), ") "); err != nil || !strings.HasPrefix(after, "T") {
+				return false
+			}
+		}
+		return len(stats) > 0
+	})
+	close(release) // the held request lands now, before the takeover; its answer waits for the leader
+	testutil.Eventually(t, 20*time.Second, "the standby to take over from the frozen leader", func() bool {
+		return httpStatus(standbyAddr, "/readyz") == 200
+	})
+	insertRows(t, db, "stock_held", 60, 70)
+	consumeEveryRow(t, s.broker, s.topic, 70)
+
+	leader.cmd.Process.Signal(syscall.SIGCONT)
+	testutil.Eventually(t, 20*time.Second, "the woken leader to close its sink and go back to standby", func() bool {
+		return strings.Contains(leader.output.String(), "no longer leading: back to standby")
+	})
+	insertRows(t, db, "stock_held", 70, 80)
+	noProducerWritesAfterItsSuccessor(t, consumeEveryRow(t, s.broker, s.topic, 80))
 }
 
 // TestRulesReloadOnSIGHUPAndFileChange: a valid new rules file swaps in (SIGHUP, and a

@@ -282,7 +282,7 @@ func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
 
 // runOnce builds a sink and a pipeline and runs them; ran says the stream got going.
 func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, err error) {
-	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.kafka, d.log)
+	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.kafka, lease, d.log)
 	if err != nil {
 		return false, err
 	}
@@ -322,12 +322,18 @@ type deliverySink interface {
 // producer, checkpoints in the source's checkpoint table (nil Checkpointer). Exactly-once:
 // the transactional producer (fencing any older one with the same transactional id), and
 // checkpoints read from its topic only after that, so a transaction the old producer
-// left open is settled first.
-func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec sinks.Security, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
+// left open is settled first. With a lease (ha), the at-least-once producer writes
+// nothing to the brokers once it is not held (exactly-once, the next leader's producer
+// fences this one).
+func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec sinks.Security, lease pipeline.Lease, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
 	if !cfg.Kafka.ExactlyOnce {
-		sink, err := sinks.NewKafka(ctx, sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
+		kc := sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
 			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, MaxMessageBytes: cfg.Kafka.MaxMessageBytes,
-			Security: sec, Logger: log})
+			Security: sec, Logger: log}
+		if lease != nil {
+			kc.MayWrite = lease.Held
+		}
+		sink, err := sinks.NewKafka(ctx, kc)
 		if err != nil {
 			return nil, nil, pipeline.MarkRetryable(err)
 		}
