@@ -40,7 +40,7 @@ func ensureCheckpointTopic(ctx context.Context, client sarama.Client, topic stri
 		}
 		for _, e := range entries {
 			if e.Name == "cleanup.policy" && !slices.Contains(strings.Split(e.Value, ","), "compact") {
-				return struct{}{}, fmt.Errorf("checkpoint topic %s (kafka.checkpoint_topic) has cleanup.policy=%s, want compact: its checkpoints would expire", topic, e.Value)
+				return struct{}{}, fmt.Errorf("checkpoint topic %s (kafka.checkpoint_topic) has cleanup.policy=%s, want compact: its checkpoints would expire (kafka-configs --alter --entity-type topics --entity-name %s --add-config cleanup.policy=compact)", topic, e.Value, topic)
 			}
 		}
 		return struct{}{}, nil

@@ -34,6 +34,6 @@ func newDevBrokerCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:9092", "listen address (port 0 picks a free one)")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep topics in this directory")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep topics in this directory, across clean stops only (a kill -9 under load can leave partitions unreadable)")
 	return cmd
 }
