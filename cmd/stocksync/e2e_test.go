@@ -563,19 +563,8 @@ func TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver(t *testing.T) {
 	s, leader, standbyAddr, db := h.setup, h.leader, h.standbyAddr, h.db
 	emittedBefore := metric(t, s.httpAddr, "stocksync_messages_emitted_total")
 
-	leader.cmd.Process.Signal(syscall.SIGSTOP)
+	freeze(t, leader.cmd.Process)
 	frozen := time.Now()
-	// kill returns before every thread has stopped: the rows below must find it stopped.
-	testutil.Eventually(t, 5*time.Second, "every thread of the leader to be stopped", func() bool {
-		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", leader.cmd.Process.Pid))
-		for _, stat := range stats {
-			b, err := os.ReadFile(stat)
-			if _, after, _ := strings.Cut(string(b), ") "); err != nil || !strings.HasPrefix(after, "T") {
-				return false
-			}
-		}
-		return len(stats) > 0
-	})
 	insertRows(t, db, "stock_frozen", 50, 100) // reach the frozen leader's socket too
 	testutil.Eventually(t, 20*time.Second, "the standby to take over from the frozen leader", func() bool {
 		return httpStatus(standbyAddr, "/readyz") == 200
@@ -651,17 +640,7 @@ func TestFrozenLeaderDeliversNoneOfWhatItHeld(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "the leader to emit rows 50..59", func() bool {
 		return metric(t, s.httpAddr, "stocksync_messages_emitted_total") >= 60
 	})
-	leader.cmd.Process.Signal(syscall.SIGSTOP)
-	testutil.Eventually(t, 5*time.Second, "every thread of the leader to be stopped", func() bool {
-		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", leader.cmd.Process.Pid))
-		for _, stat := range stats {
-			b, err := os.ReadFile(stat)
-			if _, after, _ := strings.Cut(string(b), ") "); err != nil || !strings.HasPrefix(after, "T") {
-				return false
-			}
-		}
-		return len(stats) > 0
-	})
+	freeze(t, leader.cmd.Process)
 	close(release) // the held request lands now, before the takeover; its answer waits for the leader
 	testutil.Eventually(t, 20*time.Second, "the standby to take over from the frozen leader", func() bool {
 		return httpStatus(standbyAddr, "/readyz") == 200
@@ -764,4 +743,21 @@ func TestServeRefusesTablesItMayNotRead(t *testing.T) {
 	if want := "may not read " + s.db + ".stock_*: GRANT SELECT ON `" + s.db + "`.*"; !strings.Contains(string(out), want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
+}
+
+// freeze stops p with SIGSTOP and waits until every thread of it is stopped: kill returns
+// before they all are, and what the test does next must find the process frozen.
+func freeze(t *testing.T, p *os.Process) {
+	t.Helper()
+	p.Signal(syscall.SIGSTOP)
+	testutil.Eventually(t, 5*time.Second, "every thread of the frozen process to be stopped", func() bool {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", p.Pid))
+		for _, stat := range stats {
+			b, err := os.ReadFile(stat)
+			if _, after, _ := strings.Cut(string(b), ") "); err != nil || !strings.HasPrefix(after, "T") {
+				return false
+			}
+		}
+		return len(stats) > 0
+	})
 }
