@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
+
 	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
@@ -23,9 +25,6 @@ type Config struct {
 	// TLS, when set, encrypts the SQL connections and the binlog stream.
 	TLS *tls.Config
 }
-
-// errAccessDenied is the server's error for a user or password it does not accept.
-const errAccessDenied = 1045
 
 // ErrUnreachable marks a source that could not be connected to; it is worth retrying.
 var ErrUnreachable = errors.New("source unreachable")
@@ -56,7 +55,7 @@ func Connect(ctx context.Context, src Config) (*Server, error) {
 	db.SetMaxOpenConns(4)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		if sqlconn.ErrorNumber(err) == errAccessDenied {
+		if sqlconn.ErrorNumber(err) == mysql.ER_ACCESS_DENIED_ERROR {
 			// Reached, and refused: no retry mends a wrong password.
 			return nil, fmt.Errorf("connecting to source %s: the server refused user %s or its password (source.user, source.password): %w", src.Addr, src.User, err)
 		}

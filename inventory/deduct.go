@@ -183,7 +183,9 @@ func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
 }
 
 // Deduct takes every item of the order or none. It is idempotent on OrderNo: a retry or a
-// concurrent duplicate deducts once and returns the stored order with Replayed set. A
+// concurrent duplicate deducts once and returns the stored order with Replayed set, with
+// ErrOrderConflict when it asks for other items, ErrCancelled or ErrExpired when the
+// order's stock was given back since (replayDeduction). A
 // shortfall returns a *ShortageError listing every item short; an unknown SKU or activity
 // returns ErrUnknownSKU / ErrUnknownActivity / ErrActivityInactive; an order cancelled
 // before its deduction arrived returns ErrCancelled. The hold expires after HoldTTL.
