@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules"
 )
 
 // Snapshot modes (config `snapshot`).
@@ -76,7 +77,11 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			p.log.Warn("an interrupted snapshot is restarted from the beginning: the rules fold rows (aggregate/transition)")
 			p.engine.Reset()
 			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
-			return p.snapshot(ctx, server, allTables, nil)
+			scope := allTables
+			if mode == SnapshotNever {
+				scope = statefulTables // it was the first start's seeding read (below)
+			}
+			return p.snapshot(ctx, server, scope, nil)
 		}
 		p.log.Info("resuming an interrupted snapshot", zap.Int64("rows_done", resume.RowsDone), zap.Stringer("pos", resume.Position))
 		return p.snapshot(ctx, server, allTables, resume)
@@ -88,7 +93,8 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		return p.snapshot(ctx, server, allTables, nil)
 	case p.opts.Rules.HasStatefulRules():
 		// Sums over rows need every row once: read the tables the aggregate and
-		// transition rules fold, even with snapshot: never.
+		// transition rules fold, even with snapshot: never. Only those rules see the
+		// rows; row rules publish what changes from here on, as the mode says.
 		p.log.Info("first start: reading the tables aggregate and transition rules fold, to seed their state")
 		return p.snapshot(ctx, server, statefulTables, nil)
 	}
@@ -128,17 +134,21 @@ func (f scopedFilter) StatefulTables(schema, table string) bool {
 }
 
 // snapshot reads the matched tables through the rules (as op r), saving its progress with
-// each acknowledged chunk, and commits it as one transaction at its position.
+// each acknowledged chunk, and commits it as one transaction at its position. With the
+// statefulTables scope, the rows reach the aggregate and transition rules alone, which
+// publish their groups at the snapshot's commit; row rules see none of them.
 func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tableScope, resume *canal.SnapshotProgress) (canal.Position, error) {
 	filter := scopedFilter{base: p.filterFor(p.opts.Rules)}
+	var rows canal.Handler = p
 	if scope == statefulTables {
 		filter.stateful = p.opts.Rules.StatefulTables
+		rows = statefulOnly{Pipeline: p, names: statefulRuleNames(p.engine.Set())}
 	}
 	// The stream that follows the snapshot must be allowed: say so now, not hours later.
 	if err := canal.NewStream(p.opts.Source, server, filter, p.log).CheckStreamable(ctx); err != nil {
 		return canal.Position{}, fmt.Errorf("before the snapshot: %w", err)
 	}
-	pos, err := server.Snapshot(ctx, filter, p, canal.SnapshotOptions{
+	pos, err := server.Snapshot(ctx, filter, rows, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize,
 		Resume:    resume,
 		Logger:    p.log.Named("snapshot"),
@@ -220,3 +230,25 @@ func (s seeder) Row(ctx context.Context, c *canal.RowChange) error {
 }
 func (s seeder) Commit(context.Context, canal.Position) error { return nil }
 func (s seeder) Idle(context.Context) error                   { return nil }
+
+// statefulOnly is the pipeline, with a snapshot's rows folded into the named rules alone.
+type statefulOnly struct {
+	*Pipeline
+	names []string
+}
+
+func (s statefulOnly) Row(ctx context.Context, c *canal.RowChange) error {
+	s.m.EventsRead.Inc()
+	return s.engine.Seed(c, s.names)
+}
+
+// statefulRuleNames names the set's aggregate and transition rules.
+func statefulRuleNames(set *rules.Set) []string {
+	var names []string
+	for _, r := range set.Rules() {
+		if r.Stateful() {
+			names = append(names, r.Name())
+		}
+	}
+	return names
+}

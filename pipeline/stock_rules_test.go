@@ -13,6 +13,7 @@ import (
 	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/inventory"
+	"github.com/stocksync/stocksync/pipeline"
 )
 
 const stockRulesYAML = `
@@ -255,4 +256,33 @@ func awaitLastSums(t *testing.T, broker, topic string, want map[string]int64) {
 		}
 		return fmt.Sprint(last) == fmt.Sprint(want)
 	})
+}
+
+// TestFirstStartWithoutSnapshotSeedsOnlyTheStatefulRules: with `snapshot: never`, a first
+// start still reads the tables an aggregate rule folds, but a row rule on the same table
+// publishes only what changes from then on, not the rows that were there (no op r).
+func TestFirstStartWithoutSnapshotSeedsOnlyTheStatefulRules(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))",
+		"INSERT INTO stock_shard VALUES ('A', 0, 5), ('A', 1, 7), ('B', 0, 3)")
+	set := e.rules(allOpsRules + `
+  - name: total
+    match: {table: "DB.stock_shard"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: TOPIC.total
+`)
+	e.start(set, testutil.ServerID(), func(o *pipeline.Options) { o.Snapshot = pipeline.SnapshotNever })
+	testutil.Exec(t, db, "INSERT INTO stock_shard VALUES ('B', 1, 4)")
+	awaitLastSums(t, e.broker, e.topic+".total", map[string]int64{"A": 12, "B": 7})
+	got := e.consume(1, 10*time.Second)
+	var m struct{ Op string }
+	if err := json.Unmarshal([]byte(got[0].Value), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Op != "c" || got[0].Key != `{"sku_id":"B"}` {
+		t.Errorf("the row rule's first message is op %q for key %s; want only the insert after the start (op c, sku B)", m.Op, got[0].Key)
+	}
 }
