@@ -29,6 +29,9 @@ var (
 	ErrNotConfirmed = errors.New("order not confirmed")
 	// ErrOrderConflict: a deduction names an order already deducted with other items.
 	ErrOrderConflict = errors.New("order already deducted with other items")
+	// ErrRequestConflict: an adjustment names a request_id already used by an adjustment
+	// of another SKU or delta.
+	ErrRequestConflict = errors.New("request_id already used by another adjustment")
 )
 
 // ValidationError is a request that can never succeed as sent (HTTP 400).

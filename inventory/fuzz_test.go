@@ -72,6 +72,11 @@ var fuzzSeeds = []struct {
 	{fuzzAdjust, `{"delta": -9223372036854775808, "reason": "x"}`},
 	{fuzzAdjust, `{"delta": 0, "reason": "x"}`},
 	{fuzzAdjust, `{"delta": 1}`},
+	{fuzzAdjust, `{"delta": 2, "reason": "recount", "request_id": "adj-1"}`},
+	{fuzzAdjust, `{"delta": -2, "reason": "recount", "request_id": "adj-1"}`},
+	{fuzzAdjust, `{"delta": 2, "reason": "recount", "request_id": ""}`},
+	{fuzzAdjust, `{"delta": 2, "reason": "recount", "request_id": "adj "}`},
+	{fuzzAdjust, `{"delta": 2, "reason": "recount", "request_id": 7}`},
 	{fuzzReshard, `{"shards": 3}`},
 	{fuzzReshard, `{"shards": 256}`},
 	{fuzzReshard, `{"shards": 0}`},
@@ -120,11 +125,12 @@ func readRequest(endpoint uint8, body string) (any, error) {
 		}
 		return [2]int64{sellable, int64(shards)}, err
 	case fuzzAdjust:
-		delta, reason, err := readAdjust(r)
+		req, err := readAdjust(r)
 		if err == nil {
-			err = checkAdjust("sku1", delta, reason)
+			req.SKU = "sku1"
+			err = checkAdjust(req)
 		}
-		return adjustArgs{delta, reason}, err
+		return req, err
 	case fuzzReshard:
 		shards, err := readReshard(r)
 		if err == nil {
@@ -151,11 +157,6 @@ func readRequest(endpoint uint8, body string) (any, error) {
 		return skuLevels("sku1", levels)
 	}
 	panic(fmt.Sprintf("no endpoint %d", endpoint))
-}
-
-type adjustArgs struct {
-	delta  int64
-	reason string
 }
 
 // FuzzReadRequest reads arbitrary bodies without a database: a body is either refused as
@@ -209,8 +210,12 @@ func outsideContract(endpoint uint8, got any) string {
 			return "sellable or shards is out of bounds"
 		}
 	case fuzzAdjust:
-		if args := got.(adjustArgs); args.delta == 0 || args.delta < -most || args.delta > most || args.reason == "" || len(args.reason) > 255 {
+		req := got.(AdjustRequest)
+		if req.Delta == 0 || req.Delta < -most || req.Delta > most || req.Reason == "" || len(req.Reason) > 255 {
 			return "delta or reason is out of bounds"
+		}
+		if req.RequestID != "" && !idOK(req.RequestID, 64) {
+			return "its request_id is out of bounds"
 		}
 	case fuzzReshard:
 		if m := got.(int); m < 1 || m > 256 {

@@ -53,6 +53,9 @@ func errorStatus(err error) (int, apiError) {
 	case errors.Is(err, ErrOrderConflict):
 		body.Code = "order_conflict"
 		return http.StatusConflict, body
+	case errors.Is(err, ErrRequestConflict):
+		body.Code = "request_conflict"
+		return http.StatusConflict, body
 	case errors.Is(err, ErrUnknownSKU):
 		body.Code = "unknown_sku"
 		return http.StatusUnprocessableEntity, body
@@ -130,12 +133,13 @@ func (s *Store) handleSetStock(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) handleAdjust(w http.ResponseWriter, r *http.Request) {
-	delta, reason, err := readAdjust(r.Body)
+	req, err := readAdjust(r.Body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out, err := s.Adjust(r.Context(), r.PathValue("sku"), delta, reason)
+	req.SKU = r.PathValue("sku")
+	out, err := s.Adjust(r.Context(), req)
 	s.answer(w, r, http.StatusOK, out, err)
 }
 

@@ -48,6 +48,10 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 	store, db := newTestStore(t, Options{Token: "s3cret", MaxBodyBytes: 4096})
 	ctx := t.Context()
 	store.SetStock(ctx, "sku1", 10, 2)
+	store.SetStock(ctx, "sku2", 10, 1)
+	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "sku2", Delta: 1, Reason: "found", RequestID: "used"}); err != nil {
+		t.Fatal(err)
+	}
 	store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"})
 	if _, err := store.PutActivity(ctx, Activity{SKU: "sku1", Activity: "sale", Qty: 5,
 		StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}); err != nil {
@@ -116,6 +120,13 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"order_no twice", "POST", "/v1/deductions", deduction(`, "order_no": "o2"`), "", 400, "invalid_request"},
 		{"sellable twice", "POST", "/v1/skus/sku1/stock", `{"sellable": 1, "sellable": 2}`, "", 400, "invalid_request"},
 		{"adjust without delta", "POST", "/v1/skus/sku1/adjust", `{"reason": "x"}`, "", 400, "invalid_request"},
+		{"adjust with an empty request_id", "POST", "/v1/skus/sku1/adjust", `{"delta": 1, "reason": "x", "request_id": ""}`, "", 400, "invalid_request"},
+		{"adjust with a request_id over 64 bytes", "POST", "/v1/skus/sku1/adjust", `{"delta": 1, "reason": "x", "request_id": "` + strings.Repeat("r", 65) + `"}`, "", 400, "invalid_request"},
+		{"adjust with a request_id ending in a space", "POST", "/v1/skus/sku1/adjust", `{"delta": 1, "reason": "x", "request_id": "used "}`, "", 400, "invalid_request"},
+		{"adjust with a numeric request_id", "POST", "/v1/skus/sku1/adjust", `{"delta": 1, "reason": "x", "request_id": 7}`, "", 400, "invalid_request"},
+		{"adjust below zero with a request_id", "POST", "/v1/skus/sku1/adjust", `{"delta": -11, "reason": "x", "request_id": "new"}`, "", 409, "insufficient_stock"},
+		{"adjust of another sku under a used request_id", "POST", "/v1/skus/sku1/adjust", `{"delta": 1, "reason": "found", "request_id": "used"}`, "", 409, "request_conflict"},
+		{"adjust by another delta under a used request_id", "POST", "/v1/skus/sku2/adjust", `{"delta": 2, "reason": "found", "request_id": "used"}`, "", 409, "request_conflict"},
 		{"reshard without shards", "POST", "/v1/skus/sku1/reshard", `{}`, "", 400, "invalid_request"},
 		{"warehouse code over 32 bytes in a sync", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "` + strings.Repeat("W", 33) + `", "qty": 1}]`, "", 400, "invalid_request"},
 		{"lowercase scheme, wrong token", "GET", "/v1/skus/sku1", "", "bearer nope", 401, "unauthorized"},
@@ -301,7 +312,18 @@ func TestHTTPOrderFlow(t *testing.T) {
 		t.Fatalf("cancel after ship answered %+v", e)
 	}
 	call("POST", "/v1/skus/p1/reshard", `{"shards": 2}`, 200, &stock)
-	call("POST", "/v1/skus/p1/adjust", `{"delta": 5, "reason": "recount"}`, 200, &stock)
+	var adjusted, replayed Adjustment
+	adjust := `{"delta": 5, "reason": "recount", "request_id": "recount-1"}`
+	call("POST", "/v1/skus/p1/adjust", adjust, 200, &adjusted)
+	call("POST", "/v1/skus/p1/adjust", adjust, 200, &replayed)
+	if adjusted.Replayed || adjusted.Sellable != 23 || !replayed.Replayed || replayed.Sellable != 23 || replayed.SKU != "p1" {
+		t.Fatalf("adjust answered %+v, its retry %+v; want sellable 23 both times, the retry replayed", adjusted, replayed)
+	}
+	call("POST", "/v1/skus/p1/adjust", `{"delta": -5, "reason": "recount", "request_id": "recount-1"}`, 409, &conflict)
+	if conflict.Code != "request_conflict" || !strings.Contains(conflict.Message, "request_id recount-1 adjusted p1 by 5") ||
+		!strings.Contains(conflict.Message, "adjusting stock of p1 by -5") {
+		t.Fatalf("adjust under a used request_id with another delta answered %+v, want request_conflict naming both", conflict)
+	}
 	call("GET", "/v1/skus/p1", "", 200, &stock)
 	if stock.Sellable != 23 || stock.Shards != 2 || stock.Reserved != 0 || len(stock.Physical) != 1 || stock.Physical[0].Qty != 28 {
 		t.Fatalf("GET answered %+v", stock)

@@ -358,19 +358,19 @@ func TestAdjust(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
 	store.SetStock(ctx, "adj", 10, 4)
-	if _, err := store.Adjust(ctx, "adj", 5, "found a box"); err != nil {
+	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "adj", Delta: 5, Reason: "found a box"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Adjust(ctx, "adj", -12, "damaged"); err != nil {
+	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "adj", Delta: -12, Reason: "damaged"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sellable(t, db, "adj"); got != 3 {
 		t.Fatalf("sellable = %d, want 3", got)
 	}
-	if _, err := store.Adjust(ctx, "adj", -4, "too many"); !errors.As(err, new(*ShortageError)) {
+	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "adj", Delta: -4, Reason: "too many"}); !errors.As(err, new(*ShortageError)) {
 		t.Fatalf("removing 4 of 3 = %v, want a shortage", err)
 	}
-	if _, err := store.Adjust(ctx, "missing", 1, "x"); !errors.Is(err, ErrNotFound) {
+	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "missing", Delta: 1, Reason: "x"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("adjusting an unknown SKU = %v, want ErrNotFound", err)
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM adjustment_log"); n != 2 {
@@ -534,10 +534,10 @@ func TestAdjustKeepsStockUnderTheMaximum(t *testing.T) {
 	if _, err := store.SetStock(ctx, "top", maxQty-5, 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Adjust(ctx, "top", 5, "to the top"); err != nil {
+	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "top", Delta: 5, Reason: "to the top"}); err != nil {
 		t.Fatalf("adjusting up to exactly %d: %v", int64(maxQty), err)
 	}
-	if _, err := store.Adjust(ctx, "top", 1, "one more"); !errors.As(err, new(*ValidationError)) {
+	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "top", Delta: 1, Reason: "one more"}); !errors.As(err, new(*ValidationError)) {
 		t.Fatalf("adjusting over %d = %v, want a *ValidationError", int64(maxQty), err)
 	}
 	if _, err := store.SetStock(ctx, "top", maxQty+1, 0); !errors.As(err, new(*ValidationError)) {

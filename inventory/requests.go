@@ -40,19 +40,29 @@ func readSetStock(body io.Reader) (sellable int64, shards int, err error) {
 	return *b.Sellable, b.Shards, nil
 }
 
-// readAdjust reads {"delta": ±N, "reason": "…"}; delta is required.
-func readAdjust(body io.Reader) (delta int64, reason string, err error) {
+// readAdjust reads {"delta": ±N, "reason": "…", "request_id": "…"}; delta is required,
+// request_id optional but not empty when present. The SKU is the caller's to set.
+func readAdjust(body io.Reader) (AdjustRequest, error) {
 	var b struct {
-		Delta  *int64 `json:"delta"`
-		Reason string `json:"reason"`
+		Delta     *int64  `json:"delta"`
+		Reason    string  `json:"reason"`
+		RequestID *string `json:"request_id"`
 	}
 	if err := decode(body, &b, false); err != nil {
-		return 0, "", err
+		return AdjustRequest{}, err
 	}
 	if b.Delta == nil {
-		return 0, "", invalid("delta", "is required")
+		return AdjustRequest{}, invalid("delta", "is required")
 	}
-	return *b.Delta, b.Reason, nil
+	req := AdjustRequest{Delta: *b.Delta, Reason: b.Reason}
+	if b.RequestID != nil {
+		if *b.RequestID == "" {
+			// "" would read as no request_id: a retry of it would apply again.
+			return AdjustRequest{}, invalid("request_id", "must not be empty (leave it out for an adjustment without one)")
+		}
+		req.RequestID = *b.RequestID
+	}
+	return req, nil
 }
 
 // readReshard reads {"shards": M}; shards is required.

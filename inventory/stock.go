@@ -67,19 +67,40 @@ func checkReshard(sku string, m int) error {
 	return validShards(m)
 }
 
+// AdjustRequest adds (Delta > 0) or removes (Delta < 0) sellable stock of SKU, with the
+// Reason recorded in adjustment_log. RequestID, when set, makes it idempotent: an
+// adjustment with a RequestID already in adjustment_log is not applied again.
+type AdjustRequest struct {
+	SKU       string
+	Delta     int64
+	Reason    string
+	RequestID string
+}
+
+// Adjustment answers an adjust: the SKU's stock after it.
+type Adjustment struct {
+	SKUStock
+	// Replayed is true when the adjustment's RequestID was already applied: nothing was
+	// added or removed by this call, and the stock is the SKU's stock now.
+	Replayed bool `json:"replayed"`
+}
+
 // checkAdjust is what Adjust asks of its arguments before touching the database.
-func checkAdjust(sku string, delta int64, reason string) error {
-	if err := validID("sku", sku); err != nil {
+func checkAdjust(req AdjustRequest) error {
+	if err := validID("sku", req.SKU); err != nil {
 		return err
 	}
-	if delta == 0 {
+	if req.Delta == 0 {
 		return invalid("delta", "must not be zero")
 	}
-	if delta < -maxQty || delta > maxQty {
-		return invalid("delta", "must be between %d and %d, got %d", -int64(maxQty), int64(maxQty), delta)
+	if req.Delta < -maxQty || req.Delta > maxQty {
+		return invalid("delta", "must be between %d and %d, got %d", -int64(maxQty), int64(maxQty), req.Delta)
 	}
-	if reason == "" || len(reason) > 255 {
+	if req.Reason == "" || len(req.Reason) > 255 {
 		return invalid("reason", "must be 1 to 255 bytes")
+	}
+	if req.RequestID != "" {
+		return validID("request_id", req.RequestID)
 	}
 	return nil
 }
@@ -166,14 +187,29 @@ func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error
 	return s.Get(ctx, sku)
 }
 
-// Adjust adds (delta > 0) or removes (delta < 0) sellable stock of sku, with the reason
-// recorded in adjustment_log. Removing more than the SKU holds returns a *ShortageError;
-// adding more than would fit under maxQty a *ValidationError.
-func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason string) (SKUStock, error) {
-	if err := checkAdjust(sku, delta, reason); err != nil {
-		return SKUStock{}, fmt.Errorf("adjusting stock of %q: %w", sku, err)
+// Adjust adds (Delta > 0) or removes (Delta < 0) sellable stock of req.SKU, with the
+// reason recorded in adjustment_log. Removing more than the SKU holds returns a
+// *ShortageError; adding more than would fit under maxQty a *ValidationError; an unknown
+// SKU ErrNotFound. None of them writes anything, so neither does it record the RequestID.
+//
+// With a RequestID, a retry or a concurrent duplicate adjusts once: every call after the
+// one that applied it returns the SKU's stock now with Replayed set (replayAdjustment), or
+// ErrRequestConflict when it names another SKU or delta. The reason of a repeat is not
+// compared; the first one's is kept.
+func (s *Store) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, error) {
+	sku, delta := req.SKU, req.Delta
+	if err := checkAdjust(req); err != nil {
+		return Adjustment{}, fmt.Errorf("adjusting stock of %q: %w", sku, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if req.RequestID != "" {
+			// The log row first, claiming the request_id: a concurrent duplicate waits on
+			// the unique key, touching no stock, until this transaction ends; then it finds
+			// the row, or claims it itself if this one was rolled back.
+			if err := insertAdjustment(ctx, tx, req); err != nil {
+				return err
+			}
+		}
 		query := "SELECT shards FROM sku WHERE sku_id = ?"
 		if delta > 0 {
 			// Adjusts, sets and reshards of the SKU wait for this one, so the total read
@@ -210,16 +246,63 @@ func (s *Store) Adjust(ctx context.Context, sku string, delta int64, reason stri
 				return &ShortageError{Items: []Shortage{{SKU: sku, Requested: -delta, Available: available}}}
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO adjustment_log (sku_id, delta, reason) VALUES (?, ?, ?)", sku, delta, reason); err != nil {
-			return fmt.Errorf("writing adjustment log: %w", err)
+		if req.RequestID == "" {
+			return insertAdjustment(ctx, tx, req)
 		}
 		return nil
 	})
-	if err != nil {
-		return SKUStock{}, fmt.Errorf("adjusting stock of %s by %d: %w", sku, delta, err)
+	if errors.Is(err, errAlreadyAdjusted) {
+		return s.replayAdjustment(ctx, req)
 	}
-	s.log.Info("sellable stock adjusted", zap.String("sku", sku), zap.Int64("delta", delta), zap.String("reason", reason))
-	return s.Get(ctx, sku)
+	if err != nil {
+		return Adjustment{}, fmt.Errorf("adjusting stock of %s by %d: %w", sku, delta, err)
+	}
+	s.log.Info("sellable stock adjusted", zap.String("sku", sku), zap.Int64("delta", delta), zap.String("reason", req.Reason),
+		zap.String("request_id", req.RequestID))
+	stock, err := s.Get(ctx, sku)
+	return Adjustment{SKUStock: stock}, err
+}
+
+// errAlreadyAdjusted aborts an adjustment transaction whose request_id is already logged.
+var errAlreadyAdjusted = errors.New("request_id already adjusted")
+
+// insertAdjustment writes req's adjustment_log row; errAlreadyAdjusted when its
+// request_id is already there.
+func insertAdjustment(ctx context.Context, tx *sql.Tx, req AdjustRequest) error {
+	var requestID sql.NullString
+	if req.RequestID != "" {
+		requestID = sql.NullString{String: req.RequestID, Valid: true}
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO adjustment_log (sku_id, delta, reason, request_id) VALUES (?, ?, ?, ?)",
+		req.SKU, req.Delta, req.Reason, requestID)
+	if isDuplicateKey(err) {
+		return errAlreadyAdjusted
+	}
+	if err != nil {
+		return fmt.Errorf("writing adjustment log: %w", err)
+	}
+	return nil
+}
+
+// replayAdjustment answers an adjustment (req, checked) whose request_id is already in
+// adjustment_log: the SKU's stock now with Replayed set when the logged adjustment is of
+// the same SKU and delta, ErrRequestConflict naming both otherwise.
+func (s *Store) replayAdjustment(ctx context.Context, req AdjustRequest) (Adjustment, error) {
+	var sku string
+	var delta int64
+	err := s.db.QueryRowContext(ctx, "SELECT sku_id, delta FROM adjustment_log WHERE request_id = ?", req.RequestID).Scan(&sku, &delta)
+	if err != nil {
+		return Adjustment{}, fmt.Errorf("adjusting stock of %s by %d: reading the adjustment of request_id %s: %w", req.SKU, req.Delta, req.RequestID, err)
+	}
+	if sku != req.SKU || delta != req.Delta {
+		return Adjustment{}, fmt.Errorf("adjusting stock of %s by %d: request_id %s adjusted %s by %d; a retry must carry the same sku and delta: %w",
+			req.SKU, req.Delta, req.RequestID, sku, delta, ErrRequestConflict)
+	}
+	stock, err := s.Get(ctx, sku)
+	if err != nil {
+		return Adjustment{}, fmt.Errorf("adjusting stock of %s by %d (request_id %s, already applied): %w", sku, delta, req.RequestID, err)
+	}
+	return Adjustment{SKUStock: stock, Replayed: true}, nil
 }
 
 // Get returns every stock figure of sku, read from one consistent snapshot; ErrNotFound

@@ -44,18 +44,27 @@ func newStockCmd() *cobra.Command {
 		}),
 	}
 
-	var delta int64
-	var reason string
+	var adjustReq inventory.AdjustRequest
 	adjust := &cobra.Command{
-		Use:   "adjust SKU --delta ±N --reason TEXT",
-		Short: "Add or remove sellable stock",
+		Use:   "adjust SKU --delta ±N --reason TEXT [--request-id ID]",
+		Short: "Add or remove sellable stock (idempotent on --request-id when given)",
 		Args:  cobra.ExactArgs(1),
 		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
-			return s.Adjust(ctx, args[0], delta, reason)
+			adjustReq.SKU = args[0]
+			return s.Adjust(ctx, adjustReq)
 		}),
 	}
-	adjust.Flags().Int64Var(&delta, "delta", 0, "units to add (negative removes)")
-	adjust.Flags().StringVar(&reason, "reason", "", "why (recorded in adjustment_log)")
+	adjust.Flags().Int64Var(&adjustReq.Delta, "delta", 0, "units to add (negative removes)")
+	adjust.Flags().StringVar(&adjustReq.Reason, "reason", "", "why (recorded in adjustment_log)")
+	adjust.Flags().StringVar(&adjustReq.RequestID, "request-id", "",
+		"idempotency key (1-64 bytes): repeated with the same SKU and delta, the adjustment applies once")
+	adjust.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("request-id") && adjustReq.RequestID == "" {
+			// "" is no request_id: a retry of it would apply again.
+			return fmt.Errorf("--request-id must not be empty (leave it out for an adjustment without one)")
+		}
+		return nil
+	}
 
 	reshard := &cobra.Command{
 		Use:   "reshard SKU M",
