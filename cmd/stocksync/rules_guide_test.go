@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,45 +62,75 @@ func codeBlocks(section, lang string) []string {
 
 var (
 	createTableRe = regexp.MustCompile("^CREATE TABLE `?(\\w+)`? \\(")
+	alterTableRe  = regexp.MustCompile("^ALTER TABLE `?(\\w+)`?")
 	columnRe      = regexp.MustCompile(`^\s+(\w+)\s+(\w+)(\S*)`)
+	addColumnRe   = regexp.MustCompile(`^\s+ADD COLUMN (\w+)\s+(\w+)(\S*)`)
 )
 
-// shippedTables reads the tables of the inventory schema from its migrations, as
-// `rules validate --live` would read them from a database migrated with them.
+// shippedTables reads the tables of the inventory schema from its migrations' Up parts
+// (CREATE TABLE, and ALTER TABLE … ADD COLUMN), as `rules validate --live` would read
+// them from a database migrated with them.
 func shippedTables(t *testing.T) []rules.TableInfo {
 	t.Helper()
-	data, err := os.ReadFile("../../inventory/migrations/00001_stock_schema.sql")
-	if err != nil {
-		t.Fatal(err)
+	files, err := filepath.Glob("../../inventory/migrations/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations found: %v", err)
 	}
 	var tables []rules.TableInfo
-	in := false
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if m := createTableRe.FindStringSubmatch(line); m != nil {
-			tables = append(tables, rules.TableInfo{Schema: "inventory", Name: m[1]})
-			in = true
-			continue
+	addColumn := func(table, name, typ, rest string) {
+		i := slices.IndexFunc(tables, func(tl rules.TableInfo) bool { return tl.Name == table })
+		if i < 0 {
+			t.Fatalf("a migration adds column %s to table %s, which none creates", name, table)
 		}
-		if !in {
-			continue
+		tables[i].Columns = append(tables[i].Columns, canal.Column{Name: name, Kind: kindOfSQLType(typ, rest)})
+	}
+	for _, file := range files { // Glob sorts: the migrations in their order
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if strings.HasPrefix(line, ")") {
-			in = false
-			continue
+		up, _, _ := strings.Cut(string(data), "-- +goose Down")
+		var creating, altering string
+		for line := range strings.SplitSeq(up, "\n") {
+			if m := createTableRe.FindStringSubmatch(line); m != nil {
+				tables = append(tables, rules.TableInfo{Schema: "inventory", Name: m[1]})
+				creating, altering = m[1], ""
+				continue
+			}
+			if m := alterTableRe.FindStringSubmatch(line); m != nil {
+				creating, altering = "", m[1]
+				continue
+			}
+			if altering != "" {
+				if m := addColumnRe.FindStringSubmatch(line); m != nil {
+					addColumn(altering, m[1], m[2], m[2]+m[3]+line)
+				}
+				continue
+			}
+			if creating == "" {
+				continue
+			}
+			if strings.HasPrefix(line, ")") {
+				creating = ""
+				continue
+			}
+			m := columnRe.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			switch strings.ToUpper(m[1]) {
+			case "PRIMARY", "KEY", "UNIQUE", "CONSTRAINT", "INDEX":
+				continue
+			}
+			addColumn(creating, m[1], m[2], m[2]+m[3]+line)
 		}
-		m := columnRe.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		switch strings.ToUpper(m[1]) {
-		case "PRIMARY", "KEY", "UNIQUE", "CONSTRAINT", "INDEX":
-			continue
-		}
-		tl := &tables[len(tables)-1]
-		tl.Columns = append(tl.Columns, canal.Column{Name: m[1], Kind: kindOfSQLType(m[2], m[2]+m[3]+line)})
 	}
 	if len(tables) < 5 {
 		t.Fatalf("read %d tables from the migrations", len(tables))
+	}
+	if i := slices.IndexFunc(tables, func(tl rules.TableInfo) bool { return tl.Name == "adjustment_log" }); i < 0 ||
+		!slices.ContainsFunc(tables[i].Columns, func(c canal.Column) bool { return c.Name == "request_id" }) {
+		t.Fatalf("adjustment_log.request_id (migration 00004) was not read: %+v", tables)
 	}
 	return tables
 }
