@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
@@ -53,6 +54,7 @@ func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, 
 	if err != nil {
 		return r, fmt.Errorf("comparing the checkpoint's GTID set %s with the server's @@gtid_purged: %w", pos.GTIDSet, err)
 	}
+	r.Purged = strings.ReplaceAll(r.Purged, "\n", "") // MySQL breaks long sets into lines
 	return r, nil
 }
 
