@@ -12,9 +12,11 @@ import (
 // the stream stops there rather than publish without them.
 var ErrStatementChange = errors.New("a statement-logged change of a matched table")
 
-// ErrStatefulTableEmptied is a TRUNCATE or DROP TABLE of a table an aggregate or transition
-// rule reads: its rows went without row events, so the rule's totals no longer match the
-// table, and the stream stops there rather than publish them on.
+// ErrStatefulTableEmptied is DDL that changes the rows of a table an aggregate or
+// transition rule reads without row events: a TRUNCATE or DROP TABLE of it, a RENAME TABLE
+// (or ALTER TABLE … RENAME) of it to another name, or of another table onto its name. The
+// rule's totals no longer match the table, and the stream stops there rather than publish
+// them on.
 var ErrStatefulTableEmptied = errors.New("a table that a stateful rule reads was emptied by DDL")
 
 // emptiedTables reads q, a DDL statement, for the tables it empties without row events:
@@ -47,6 +49,80 @@ func emptiedTables(q, defaultSchema string) (verb string, tables [][2]string) {
 		}
 		t.i++
 	}
+}
+
+// tableRename is one table renamed by DDL: its rows leave from and arrive under to.
+type tableRename struct {
+	from, to [2]string // schema, table
+}
+
+// renamedTables reads q, a DDL statement, for the tables it renames: each pair of RENAME
+// TABLE[S] and the RENAME [TO|AS] of an ALTER TABLE, with the statement's verb. A new
+// name without a schema is in defaultSchema, as the server puts it, also when the old
+// name has one.
+func renamedTables(q, defaultSchema string) (verb string, renames []tableRename) {
+	t := &sqlTokens{s: q}
+	switch t.keyword() {
+	case "RENAME":
+		if k := t.keyword(); k != "TABLE" && k != "TABLES" {
+			return "", nil // RENAME USER, …
+		}
+		t.skipKeywords("IF", "EXISTS")
+		for {
+			var r tableRename
+			r.from[0], r.from[1] = t.tableName(defaultSchema)
+			t.skipWait()
+			if r.from[1] == "" || t.keyword() != "TO" {
+				return "RENAME TABLE", renames
+			}
+			if r.to[0], r.to[1] = t.tableName(defaultSchema); r.to[1] == "" {
+				return "RENAME TABLE", renames
+			}
+			renames = append(renames, r)
+			t.skipSpace()
+			if t.i >= len(t.s) || t.s[t.i] != ',' {
+				return "RENAME TABLE", renames
+			}
+			t.i++
+		}
+	case "ALTER":
+		t.skipKeywords("ONLINE", "IGNORE")
+		if t.keyword() != "TABLE" {
+			return "", nil
+		}
+		t.skipKeywords("IF", "EXISTS")
+		var from [2]string
+		if from[0], from[1] = t.tableName(defaultSchema); from[1] == "" {
+			return "", nil
+		}
+		t.skipWait()
+		// The alterations, separated by commas; RENAME [TO|AS] name is the table's own,
+		// RENAME COLUMN, INDEX or KEY are not.
+		for {
+			if t.keyword() == "RENAME" {
+				at := t.i
+				switch t.keyword() {
+				case "COLUMN", "INDEX", "KEY":
+				case "TO", "AS":
+					at = t.i
+					fallthrough
+				default:
+					t.i = at
+					var to [2]string
+					if to[0], to[1] = t.tableName(defaultSchema); to[1] != "" && to != from {
+						renames = append(renames, tableRename{from: from, to: to})
+					}
+				}
+			}
+			if !t.nextItem() {
+				if len(renames) == 0 {
+					return "", nil
+				}
+				return "ALTER TABLE … RENAME", renames
+			}
+		}
+	}
+	return "", nil
 }
 
 // statementChange reports whether q, a statement the binlog holds as a query event, is
@@ -174,6 +250,63 @@ func (t *sqlTokens) identifier() string {
 		t.i++
 	}
 	return t.s[start:t.i]
+}
+
+// skipWait skips a WAIT n or NOWAIT (MariaDB's lock wait of a DDL statement).
+func (t *sqlTokens) skipWait() {
+	at := t.i
+	switch t.keyword() {
+	case "NOWAIT":
+	case "WAIT":
+		t.keyword() // the seconds
+	default:
+		t.i = at
+	}
+}
+
+// nextItem moves past the next comma outside parentheses, quotes and comments, and
+// reports whether there was one.
+func (t *sqlTokens) nextItem() bool {
+	depth := 0
+	for {
+		t.skipSpace()
+		if t.i >= len(t.s) {
+			return false
+		}
+		switch c := t.s[t.i]; c {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth <= 0 {
+				t.i++
+				return true
+			}
+		case '\'', '"', '`':
+			t.skipQuoted(c)
+			continue
+		}
+		t.i++
+	}
+}
+
+// skipQuoted moves past a string or identifier quoted with q that starts at t.i: a
+// doubled q is one, and in strings a backslash escapes the next byte.
+func (t *sqlTokens) skipQuoted(q byte) {
+	for t.i++; t.i < len(t.s); t.i++ {
+		switch {
+		case t.s[t.i] == '\\' && q != '`':
+			t.i++
+		case t.s[t.i] == q:
+			if t.i+1 < len(t.s) && t.s[t.i+1] == q {
+				t.i++
+				continue
+			}
+			t.i++
+			return
+		}
+	}
 }
 
 // tableName reads [schema.]table; "" for the table when there is none to read.

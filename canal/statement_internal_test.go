@@ -53,3 +53,36 @@ func TestEmptiedTablesReadsTruncateAndDrop(t *testing.T) {
 		}
 	}
 }
+
+func TestRenamedTablesReadsRenameAndAlterRename(t *testing.T) {
+	type pair = tableRename
+	for _, tc := range []struct {
+		q, verb string
+		renames []tableRename
+	}{
+		{"RENAME TABLE a TO b", "RENAME TABLE", []pair{{[2]string{"db", "a"}, [2]string{"db", "b"}}}},
+		{"rename tables a to b, s.c to `t`.`d x`", "RENAME TABLE", []pair{
+			{[2]string{"db", "a"}, [2]string{"db", "b"}}, {[2]string{"s", "c"}, [2]string{"t", "d x"}}}},
+		{"RENAME TABLE a TO tmp, b TO a, tmp TO b", "RENAME TABLE", []pair{
+			{[2]string{"db", "a"}, [2]string{"db", "tmp"}}, {[2]string{"db", "b"}, [2]string{"db", "a"}}, {[2]string{"db", "tmp"}, [2]string{"db", "b"}}}},
+		{"/* cut-over */ RENAME TABLE IF EXISTS `shop`.`stock` WAIT 5 TO `shop`.`_stock_old`, `shop`.`_stock_gho` NOWAIT TO `shop`.`stock`", "RENAME TABLE", []pair{
+			{[2]string{"shop", "stock"}, [2]string{"shop", "_stock_old"}}, {[2]string{"shop", "_stock_gho"}, [2]string{"shop", "stock"}}}},
+		{"RENAME TABLE `we``ird` TO s.x", "RENAME TABLE", []pair{{[2]string{"db", "we`ird"}, [2]string{"s", "x"}}}},
+		{"ALTER TABLE a RENAME TO b", "ALTER TABLE … RENAME", []pair{{[2]string{"db", "a"}, [2]string{"db", "b"}}}},
+		{"alter table s.a rename b", "ALTER TABLE … RENAME", []pair{{[2]string{"s", "a"}, [2]string{"db", "b"}}}},
+		{"ALTER ONLINE IGNORE TABLE IF EXISTS s.a NOWAIT ADD c INT DEFAULT 0 COMMENT 'x, RENAME TO y', MODIFY d DECIMAL(10,2), RENAME AS `s`.`b`", "ALTER TABLE … RENAME",
+			[]pair{{[2]string{"s", "a"}, [2]string{"s", "b"}}}},
+		{"ALTER TABLE a RENAME COLUMN x TO y", "", nil},
+		{"ALTER TABLE a RENAME INDEX i TO j, RENAME KEY k TO l", "", nil},
+		{"ALTER TABLE a ADD c INT COMMENT 'RENAME TO b'", "", nil},
+		{"ALTER TABLE a ADD c INT, RENAME TO a", "", nil},
+		{"RENAME USER a TO b", "", nil},
+		{"TRUNCATE TABLE a", "", nil},
+		{"ALTER DATABASE a CHARACTER SET utf8mb4", "", nil},
+	} {
+		verb, renames := renamedTables(tc.q, "db")
+		if verb != tc.verb || !slices.Equal(renames, tc.renames) {
+			t.Errorf("renamedTables(%q) = %q, %v; want %q, %v", tc.q, verb, renames, tc.verb, tc.renames)
+		}
+	}
+}

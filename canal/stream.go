@@ -21,7 +21,8 @@ import (
 type TableFilter interface {
 	Matches(schema, table string) bool
 	// StatefulTables reports whether an aggregate or transition rule reads the table:
-	// such a table emptied by DDL stops the stream (ErrStatefulTableEmptied).
+	// DDL that empties such a table, renames it away or renames another onto its name
+	// stops the stream (ErrStatefulTableEmptied).
 	StatefulTables(schema, table string) bool
 }
 
@@ -354,25 +355,48 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	return r.commit(ctx, h, e.GSet)
 }
 
-// emptied looks at a DDL statement q for matched tables it empties without row events
-// (TRUNCATE, DROP TABLE). One that an aggregate or transition rule reads stops the stream:
-// the rule's totals would no longer match the table. For others there is nothing to
-// publish, and the log says so, since consumers of their rows keep them.
+// emptied looks at a DDL statement q for matched tables whose rows it removes or brings
+// without row events: TRUNCATE, DROP TABLE, and both names of a RENAME TABLE or ALTER
+// TABLE … RENAME (rows leave the old name and arrive under the new one). One that an
+// aggregate or transition rule reads stops the stream: the rule's totals would no longer
+// match the table. For others there is nothing to publish, and the log says so, since
+// consumers of their rows keep them (or lack the ones that arrived).
 func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) error {
-	verb, tables := emptiedTables(q, defaultSchema)
+	at := h.LogPos - h.EventSize
 	filter := r.s.filter.Load()
+	verb, tables := emptiedTables(q, defaultSchema)
 	for _, t := range tables {
 		switch {
 		case filter.StatefulTables(t[0], t[1]):
 			return fmt.Errorf("%w: at %s:%d, %s of %s.%s, which an aggregate or transition rule reads. "+
 				"Its rows went without row events, so the rule's totals no longer match the table, and nothing after it is published. "+
 				"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
-				ErrStatefulTableEmptied, r.file, h.LogPos-h.EventSize, verb, t[0], t[1])
+				ErrStatefulTableEmptied, r.file, at, verb, t[0], t[1])
 		case filter.Matches(t[0], t[1]):
 			r.s.log.Warn("a matched table was emptied by DDL: its rows' removal has no row events, so nothing is published for them",
-				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file),
-				zap.Uint32("pos", h.LogPos-h.EventSize))
+				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
 		}
+	}
+	verb, renames := renamedTables(q, defaultSchema)
+	for _, rn := range renames {
+		from, to := rn.from[0]+"."+rn.from[1], rn.to[0]+"."+rn.to[1]
+		var stateful, how string
+		switch {
+		case filter.StatefulTables(rn.from[0], rn.from[1]):
+			stateful, how = from, "Its rows left it without row events"
+		case filter.StatefulTables(rn.to[0], rn.to[1]):
+			stateful, how = to, "The rows of "+from+" arrived in it without row events"
+		case filter.Matches(rn.from[0], rn.from[1]) || filter.Matches(rn.to[0], rn.to[1]):
+			r.s.log.Warn("a matched table was renamed by DDL: its rows moved from one name to the other without row events, so nothing is published for them",
+				zap.String("statement", verb), zap.String("from", from), zap.String("to", to), zap.String("file", r.file), zap.Uint32("pos", at))
+			continue
+		default:
+			continue
+		}
+		return fmt.Errorf("%w: at %s:%d, %s of %s to %s, and an aggregate or transition rule reads %s. "+
+			"%s, so the rule's totals no longer match the table, and nothing after it is published. "+
+			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
+			ErrStatefulTableEmptied, r.file, at, verb, from, to, stateful, how)
 	}
 	return nil
 }

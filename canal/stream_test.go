@@ -285,6 +285,59 @@ func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
 	}
 }
 
+// TestStreamStopsWhenAStatefulTableIsRenamedByDDL: a rename moves rows between names
+// without row events. Of a table only row rules read, the stream goes on past it; renaming a
+// table an aggregate or transition rule reads away (ALTER TABLE … RENAME), or another table
+// onto its name (RENAME TABLE), stops it there, naming the statement and both tables.
+func TestStreamStopsWhenAStatefulTableIsRenamedByDDL(t *testing.T) {
+	s := newSource(t)
+	for _, q := range []string{"CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)",
+		"CREATE TABLE incoming (id INT PRIMARY KEY, qty INT)", "INSERT INTO incoming VALUES (7, 70)"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := s.position()
+	for _, q := range []string{"INSERT INTO rowsonly VALUES (1)", "RENAME TABLE rowsonly TO rowsonly_old", "INSERT INTO totals VALUES (1, 5)"} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := s.position()
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"rowsonly": true, "totals": true},
+		stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
+	rows, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)), from, to, &recorder{})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("past a RENAME of a table only row rules read: %d rows, %v; want both inserts", len(rows), err)
+	}
+	if _, err := s.db.Exec("ALTER TABLE totals ADD note INT, RENAME TO totals_old"); err != nil {
+		t.Fatal(err)
+	}
+	away := s.position()
+	if _, err := s.db.Exec("RENAME TABLE incoming TO totals"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from canal.Position
+		want []string
+	}{
+		{to, []string{"ALTER TABLE … RENAME of " + s.name + ".totals to " + s.name + ".totals_old", "rule reads " + s.name + ".totals.", "left it"}},
+		{away, []string{"RENAME TABLE of " + s.name + ".incoming to " + s.name + ".totals", "rule reads " + s.name + ".totals.", "arrived in it"}},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, tc.from, &recorder{})
+		cancel()
+		if !errors.Is(err, canal.ErrStatefulTableEmptied) {
+			t.Fatalf("from %s: the stream ended with %v; want ErrStatefulTableEmptied", tc.from, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("from %s: the error lacks %q: %v", tc.from, w, err)
+			}
+		}
+	}
+}
+
 // TestWrongPasswordIsNotUnreachable: a server that refuses the user or password was reached;
 // the error names the keys to mend and is not one the pipeline waits out as unreachable.
 func TestWrongPasswordIsNotUnreachable(t *testing.T) {

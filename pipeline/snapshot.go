@@ -28,7 +28,8 @@ const (
 	snapshotKey   = "progress"
 )
 
-// ErrBinlogPurged is returned when the checkpoint's binlog is no longer on the server.
+// ErrBinlogPurged is returned when the server's binlogs no longer hold the changes after
+// the checkpoint: by GTID when the checkpoint has a GTID set, else by its file name.
 var ErrBinlogPurged = errors.New("the checkpoint's binlog was purged")
 
 // startPosition decides where streaming begins, taking a snapshot first when the mode and
@@ -46,20 +47,27 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		}
 	}
 	if found && resume == nil {
-		files, err := server.BinlogFiles(ctx)
+		held, err := server.Retention(ctx, start)
 		if err != nil {
 			return start, err
 		}
-		if len(files) > 0 && !slices.Contains(files, start.File) {
+		files := held.Files
+		if len(files) > 0 && !held.Held {
+			// Checked as the stream resumes: by GTID when the checkpoint has a set, else by file.
+			gone := fmt.Sprintf("checkpoint %s is in %s, and the oldest binlog the server still has is %s", start, start.File, files[0])
+			if held.ByGTID {
+				gone = fmt.Sprintf("checkpoint %s resumes after its GTIDs, and the oldest binlog the server still has is %s, which begins after GTID %s",
+					start, files[0], held.Purged)
+			}
 			if mode != SnapshotWhenNeeded {
-				return start, fmt.Errorf("%w: checkpoint %s is in %s, and the oldest binlog the server still has is %s, so the changes in between are gone. "+
+				return start, fmt.Errorf("%w: %s, so the changes in between are gone. "+
 					"Fix: set `snapshot: when_needed` to read the matched tables again and stream from there, "+
 					"or delete the checkpoint (name %q) to start from the current position without them; "+
 					"to keep it from happening, keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)",
-					ErrBinlogPurged, start, start.File, files[0], p.opts.CheckpointName)
+					ErrBinlogPurged, gone, p.opts.CheckpointName)
 			}
 			p.log.Warn("the checkpoint's binlog was purged: taking a new snapshot (snapshot: when_needed)",
-				zap.Stringer("checkpoint", start), zap.String("oldest_binlog", files[0]))
+				zap.Stringer("checkpoint", start), zap.String("oldest_binlog", files[0]), zap.String("purged_gtid", held.Purged))
 			p.engine.Reset()
 			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
 			return p.snapshot(ctx, server, allTables, nil)

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,6 +193,68 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 	}
 	if want := `map[{"sku_id":1}:r {"sku_id":2}:r {"sku_id":3}:c]`; fmt.Sprint(ops) != want {
 		t.Errorf("after re-snapshot: %v, want %s", ops, want)
+	}
+}
+
+// TestGTIDCheckpointIsCheckedByItsTransactions: a checkpoint with a GTID set resumes by
+// GTID, so whether its changes are gone is a question of its transactions, not of its file
+// name. On a server of the test's own, whose binlogs it purges: a checkpoint whose file
+// is another server's (as after a failover to a promoted replica) but whose transactions
+// the server has streams on; one whose transactions were purged is refused with
+// ErrBinlogPurged, even though a file of its name is still listed.
+func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
+	m := testutil.PrivateMariaDB(t, "")
+	e := &env{t: t, mysql: m, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
+	var db *sql.DB
+	e.db, db = m.FreshDatabase(t, "gtidcp")
+	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_g VALUES (1, 1)")
+	src := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
+	server, err := canal.Connect(t.Context(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	at, err := server.CurrentPosition(t.Context())
+	if err != nil || at.GTIDSet == "" {
+		t.Fatalf("the server's position %s has no GTID set (%v)", at, err)
+	}
+	store, err := canal.NewCheckpointStore(t.Context(), server.DB, e.db+".checkpoint", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := e.rules(allOpsRules)
+
+	if err := store.Save(t.Context(), canal.Position{File: "promoted-bin.000042", Pos: 4, GTIDSet: at.GTIDSet}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(set, src.ServerID)
+	testutil.Exec(t, db, "INSERT INTO stock_g VALUES (2, 2)")
+	if got := e.consume(1, 20*time.Second); len(got) != 1 || got[0].Key != `{"sku_id":2}` || decode(t, got[0]).Op != "c" {
+		t.Fatalf("from a checkpoint of another server's file name whose GTIDs the server has: %v; want the insert of sku 2", got)
+	}
+	r.stop(t)
+
+	// The transactions after `at` go: the checkpoint at `at` is behind the oldest binlog,
+	// which it names as its file (a server of the same binlog names, as a promoted replica may have).
+	testutil.Exec(t, db, "INSERT INTO stock_g VALUES (3, 3)")
+	left := testutil.PurgeBinlogs(t, db)
+	if err := store.Save(t.Context(), canal.Position{File: left, Pos: 4, GTIDSet: at.GTIDSet}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sink, _ := e.delivery(t.Context())
+	defer sink.Close()
+	p := pipeline.New(pipeline.Options{Source: src, CheckpointTable: e.db + ".checkpoint", CheckpointName: "test",
+		Rules: set, Sink: sink, Logger: zaptest.NewLogger(t), Snapshot: pipeline.SnapshotNever})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, pipeline.ErrBinlogPurged) || pipeline.Retryable(err) {
+		t.Fatalf("from a checkpoint whose transactions were purged: %v; want a terminal ErrBinlogPurged", err)
+	}
+	for _, w := range []string{"checkpoint " + left, "oldest binlog the server still has is " + left + ", which begins after GTID", "snapshot: when_needed"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
 	}
 }
 

@@ -1,0 +1,94 @@
+package canal_test
+
+import (
+	"strings"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// TestRetentionFollowsGTIDsNotFileNames: on a server whose older binlogs were purged, a
+// position with a GTID set is held exactly when the server still has every transaction
+// after it, in each replication domain, whatever the position's file is called (another
+// server's, as after a failover, or one that exists but no longer holds those
+// transactions); a position without GTIDs is still judged by its file.
+func TestRetentionFollowsGTIDsNotFileNames(t *testing.T) {
+	m := testutil.PrivateMariaDB(t, "")
+	name, db := m.FreshDatabase(t, "retention")
+	cfg := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
+	server, err := canal.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	position := func() canal.Position {
+		t.Helper()
+		p, err := server.CurrentPosition(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+	before := position()
+	// After before: one transaction in domain 0, one in domain 7 (a domain before lacks).
+	testutil.Exec(t, db, "INSERT INTO t VALUES (2)", "SET SESSION gtid_domain_id = 7; INSERT INTO t VALUES (3); SET SESSION gtid_domain_id = 0")
+	beforePurge := position()
+	left := testutil.PurgeBinlogs(t, db)
+	now := position()
+	testutil.Exec(t, db, "INSERT INTO t VALUES (4)")
+	end := position()
+
+	retention := func(p canal.Position) canal.BinlogRetention {
+		t.Helper()
+		r, err := server.Retention(t.Context(), p)
+		if err != nil {
+			t.Fatalf("Retention(%s): %v", p, err)
+		}
+		if len(r.Files) != 1 || r.Files[0] != left {
+			t.Fatalf("Retention(%s) lists binlogs %v; want only %s, the one left after the purge", p, r.Files, left)
+		}
+		return r
+	}
+	domain0Only := func(set string) string {
+		for _, g := range strings.Split(set, ",") {
+			if strings.HasPrefix(g, "0-") {
+				return g
+			}
+		}
+		t.Fatalf("no domain 0 in %q", set)
+		return ""
+	}
+	for _, tc := range []struct {
+		name   string
+		pos    canal.Position
+		held   bool
+		byGTID bool
+	}{
+		{"GTIDs purged, file purged", before, false, true},
+		{"GTIDs purged, file of that name still listed", canal.Position{File: left, Pos: 4, GTIDSet: before.GTIDSet}, false, true},
+		{"GTIDs held, file another server's", canal.Position{File: "promoted-bin.000042", Pos: 4, GTIDSet: beforePurge.GTIDSet}, true, true},
+		{"GTIDs held, file purged", canal.Position{File: beforePurge.File, Pos: beforePurge.Pos, GTIDSet: beforePurge.GTIDSet}, true, true},
+		{"current position", now, true, true},
+		{"domain 0 held, domain 7 missing and purged", canal.Position{File: left, Pos: 4, GTIDSet: domain0Only(beforePurge.GTIDSet)}, false, true},
+		{"no GTIDs, file listed", canal.Position{File: left, Pos: 4}, true, false},
+		{"no GTIDs, file purged", canal.Position{File: beforePurge.File, Pos: beforePurge.Pos}, false, false},
+	} {
+		r := retention(tc.pos)
+		if r.Held != tc.held || r.ByGTID != tc.byGTID {
+			t.Errorf("%s: Retention(%s) = held %v, by GTID %v; want %v, %v (the oldest binlog begins after %q)",
+				tc.name, tc.pos, r.Held, r.ByGTID, tc.held, tc.byGTID, r.Purged)
+		}
+		if tc.byGTID && !strings.Contains(r.Purged, "7-") {
+			t.Errorf("%s: Purged = %q; want the GTID position the oldest binlog begins after, domain 7 included", tc.name, r.Purged)
+		}
+		// The server's own verdict: a stream from the position reads on, or is refused.
+		_, err := runUntil(t.Context(), canal.NewStream(cfg, server, schemaFilter(name), zaptest.NewLogger(t)), tc.pos, end, &recorder{})
+		if (err == nil) != tc.held {
+			t.Errorf("%s: Retention says held %v, and a stream from %s ended with %v", tc.name, tc.held, tc.pos, err)
+		}
+	}
+}

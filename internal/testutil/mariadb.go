@@ -1,0 +1,101 @@
+package testutil
+
+import (
+	"database/sql"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// PrivateMariaDB starts a MariaDB of the test's own with scripts/mariadb.sh (a run dir in
+// t.TempDir(), a free port, args added to the server's options) and stops it when the test
+// ends. It is for tests that purge binlogs or stop the server, which would break the tests
+// that share the suite's server. It skips as MySQLServer does without the suite's server,
+// whose user and password it shares.
+func PrivateMariaDB(t testing.TB, args string) MySQL {
+	t.Helper()
+	shared := MySQLServer(t)
+	script := filepath.Join(moduleRoot(t), "scripts", "mariadb.sh")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port for a private MariaDB: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	env := append(os.Environ(), "STOCKSYNC_RUN_DIR="+t.TempDir(), "STOCKSYNC_MARIADB_PORT="+strconv.Itoa(port), "STOCKSYNC_MARIADB_ARGS="+args)
+	run := func(what string) ([]byte, error) {
+		c := exec.Command(script, what)
+		c.Env = env
+		return c.CombinedOutput()
+	}
+	m := MySQL{Addr: "127.0.0.1:" + strconv.Itoa(port), User: shared.User, Password: shared.Password}
+	t.Cleanup(func() {
+		if out, err := run("stop"); err != nil {
+			t.Errorf("stopping the private MariaDB on %s: %v\n%s", m.Addr, err, out)
+		}
+	})
+	if out, err := run("start"); err != nil {
+		t.Fatalf("starting a private MariaDB on %s: %v\n%s", m.Addr, err, out)
+	}
+	return m
+}
+
+// moduleRoot is the directory of go.mod above the test's working directory.
+func moduleRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's working directory")
+		}
+		dir = parent
+	}
+}
+
+// PurgeBinlogs starts a new binlog file on db's server and purges every older one, as a
+// server whose binlogs expired would have; it returns the one file left. It waits until
+// they have gone: the server keeps a binlog until InnoDB has checkpointed its transactions.
+// Only on a PrivateMariaDB: the suite's server has other tests' positions in its binlogs.
+func PurgeBinlogs(t testing.TB, db *sql.DB) string {
+	t.Helper()
+	Exec(t, db, "FLUSH BINARY LOGS")
+	files := func() []string {
+		rows, err := db.Query("SHOW BINARY LOGS")
+		if err != nil {
+			t.Fatalf("listing binlogs: %v", err)
+		}
+		defer rows.Close()
+		cols, _ := rows.Columns()
+		var names []string
+		for rows.Next() {
+			vals := make([]sql.RawBytes, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatalf("listing binlogs: %v", err)
+			}
+			names = append(names, string(vals[0]))
+		}
+		return names
+	}
+	newest := files()
+	last := newest[len(newest)-1]
+	Eventually(t, 30*time.Second, "PURGE BINARY LOGS TO "+last+" to leave it alone", func() bool {
+		Exec(t, db, "PURGE BINARY LOGS TO '"+last+"'")
+		return len(files()) == 1
+	})
+	return last
+}
