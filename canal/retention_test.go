@@ -16,7 +16,7 @@ import (
 // server's, as after a failover, or one that exists but no longer holds those
 // transactions); a position without GTIDs is still judged by its file.
 func TestRetentionFollowsGTIDsNotFileNames(t *testing.T) {
-	m := testutil.PrivateMariaDB(t, "")
+	m := testutil.StartPrivateMariaDB(t, "")
 	name, db := m.FreshDatabase(t, "retention")
 	cfg := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
 	server, err := canal.Connect(t.Context(), cfg)

@@ -203,8 +203,8 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 // the server has streams on; one whose transactions were purged is refused with
 // ErrBinlogPurged, even though a file of its name is still listed.
 func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
-	m := testutil.PrivateMariaDB(t, "")
-	e := &env{t: t, mysql: m, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
+	m := testutil.StartPrivateMariaDB(t, "")
+	e := &env{t: t, mysql: m.MySQL, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
 	var db *sql.DB
 	e.db, db = m.FreshDatabase(t, "gtidcp")
 	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_g VALUES (1, 1)")

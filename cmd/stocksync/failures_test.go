@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -123,7 +122,7 @@ func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
 	testutil.Consume(t, broker, []string{s.topic}, 100, 30*time.Second)
 	restartsBefore := metric(t, s.httpAddr, "stocksync_pipeline_restarts_total")
 
-	src.stop(t)
+	src.Stop(t)
 	down := time.Now()
 	testutil.Eventually(t, 20*time.Second, "/readyz to answer 503 with the source down", func() bool {
 		return httpStatus(s.httpAddr, "/readyz") == http.StatusServiceUnavailable
@@ -141,7 +140,7 @@ func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
 		case <-time.After(200 * time.Millisecond): // polling /readyz through the outage
 		}
 	}
-	src.start(t)
+	src.Start(t)
 	up := time.Now()
 	testutil.Eventually(t, 60*time.Second, "/readyz to answer 200 after the source came back", func() bool {
 		return httpStatus(s.httpAddr, "/readyz") == http.StatusOK
@@ -462,52 +461,12 @@ func (b *brokerProc) stop(t *testing.T) {
 	}
 }
 
-// privateMariaDB is a second MariaDB with its own run dir and port, started and stopped
-// with scripts/mariadb.sh, for tests that must stop their source.
-type privateMariaDB struct {
-	mysql testutil.MySQL
-	env   []string
-}
-
-func startPrivateMariaDB(t *testing.T, args string) *privateMariaDB {
-	t.Helper()
-	shared := testutil.MySQLServer(t) // same user and password; skips without the suite's server
-	port := strings.TrimPrefix(freePort(t), "127.0.0.1:")
-	m := &privateMariaDB{
-		mysql: testutil.MySQL{Addr: "127.0.0.1:" + port, User: shared.User, Password: shared.Password},
-		env:   append(os.Environ(), "STOCKSYNC_RUN_DIR="+t.TempDir(), "STOCKSYNC_MARIADB_PORT="+port, "STOCKSYNC_MARIADB_ARGS="+args),
-	}
-	m.start(t)
-	t.Cleanup(func() { m.run("stop") })
-	return m
-}
-
-func (m *privateMariaDB) run(what string) ([]byte, error) {
-	c := exec.Command(filepath.Join("..", "..", "scripts", "mariadb.sh"), what)
-	c.Env = m.env
-	return c.CombinedOutput()
-}
-
-func (m *privateMariaDB) start(t *testing.T) {
-	t.Helper()
-	if out, err := m.run("start"); err != nil {
-		t.Fatalf("starting a private MariaDB on %s: %v\n%s", m.mysql.Addr, err, out)
-	}
-}
-
-func (m *privateMariaDB) stop(t *testing.T) {
-	t.Helper()
-	if out, err := m.run("stop"); err != nil {
-		t.Fatalf("stopping the private MariaDB on %s: %v\n%s", m.mysql.Addr, err, out)
-	}
-}
-
 // setupOnPrivateMariaDB starts a private MariaDB with args and a devbroker, and returns
 // the MariaDB, a setup whose source it is, and a handle on the setup's database.
-func setupOnPrivateMariaDB(t *testing.T, args string) (*privateMariaDB, *setup, *sql.DB) {
+func setupOnPrivateMariaDB(t *testing.T, args string) (*testutil.PrivateMariaDB, *setup, *sql.DB) {
 	t.Helper()
-	m := startPrivateMariaDB(t, args)
-	s := newSetupOnServer(t, m.mysql, startDevBroker(t))
+	m := testutil.StartPrivateMariaDB(t, args)
+	s := newSetupOnServer(t, m.MySQL, startDevBroker(t))
 	return m, s, s.mysql.Open(t, s.db)
 }
 
@@ -554,8 +513,8 @@ func readProcStatusKB(pid int, field string) (int64, bool) {
 // column count (a value would land under another column's name), so the daemon refuses
 // it at start, naming the setting, rather than guess.
 func TestServerWithoutColumnNamesIsRefused(t *testing.T) {
-	src := startPrivateMariaDB(t, "--binlog-row-metadata=MINIMAL")
-	s := newSetupOnServer(t, src.mysql, startDevBroker(t))
+	src := testutil.StartPrivateMariaDB(t, "--binlog-row-metadata=MINIMAL")
+	s := newSetupOnServer(t, src.MySQL, startDevBroker(t))
 	out, err := exec.Command(binary, "serve", "--config", s.config).CombinedOutput()
 	if err == nil {
 		t.Fatalf("exit 0 against a binlog without column names:\n%s", out)

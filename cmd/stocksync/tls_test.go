@@ -18,7 +18,7 @@ import (
 func TestSourceOverTLS(t *testing.T) {
 	certs := testutil.NewCerts(t)
 	m, s, db := setupOnPrivateMariaDB(t, fmt.Sprintf("--ssl-ca=%s --ssl-cert=%s --ssl-key=%s", certs.CAFile, certs.ServerCert, certs.ServerKey))
-	admin := m.mysql.Open(t, "")
+	admin := m.Open(t, "")
 	testutil.Exec(t, admin,
 		"CREATE USER tls_user IDENTIFIED BY 'tls-secret' REQUIRE X509",
 		"GRANT ALL PRIVILEGES ON *.* TO tls_user",
@@ -27,7 +27,7 @@ func TestSourceOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withUser := strings.Replace(string(cfg), "user: "+m.mysql.User+"\n  password: "+m.mysql.Password+"\n",
+	withUser := strings.Replace(string(cfg), "user: "+m.User+"\n  password: "+m.Password+"\n",
 		"user: tls_user\n  password: tls-secret\n", 1)
 	if withUser == string(cfg) {
 		t.Fatalf("config has no user and password to replace:\n%s", cfg)

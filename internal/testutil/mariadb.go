@@ -11,37 +11,61 @@ import (
 	"time"
 )
 
-// PrivateMariaDB starts a MariaDB of the test's own with scripts/mariadb.sh (a run dir in
-// t.TempDir(), a free port, args added to the server's options) and stops it when the test
-// ends. It is for tests that purge binlogs or stop the server, which would break the tests
-// that share the suite's server. It skips as MySQLServer does without the suite's server,
-// whose user and password it shares.
-func PrivateMariaDB(t testing.TB, args string) MySQL {
+// PrivateMariaDB is a MariaDB of a test's own, started with scripts/mariadb.sh (a run dir
+// in t.TempDir(), a free port, extra server options), for tests that purge binlogs or stop
+// the server, which would break the tests that share the suite's server. It has the
+// suite's server's user and password.
+type PrivateMariaDB struct {
+	MySQL
+	env []string
+	dir string // the module root, where scripts/mariadb.sh is
+}
+
+// StartPrivateMariaDB starts a PrivateMariaDB with args added to the server's options and
+// stops it when the test ends. It skips as MySQLServer does without the suite's server.
+func StartPrivateMariaDB(t testing.TB, args string) *PrivateMariaDB {
 	t.Helper()
 	shared := MySQLServer(t)
-	script := filepath.Join(moduleRoot(t), "scripts", "mariadb.sh")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("finding a free port for a private MariaDB: %v", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	l.Close()
-	env := append(os.Environ(), "STOCKSYNC_RUN_DIR="+t.TempDir(), "STOCKSYNC_MARIADB_PORT="+strconv.Itoa(port), "STOCKSYNC_MARIADB_ARGS="+args)
-	run := func(what string) ([]byte, error) {
-		c := exec.Command(script, what)
-		c.Env = env
-		return c.CombinedOutput()
+	m := &PrivateMariaDB{
+		MySQL: MySQL{Addr: "127.0.0.1:" + port, User: shared.User, Password: shared.Password},
+		env:   append(os.Environ(), "STOCKSYNC_RUN_DIR="+t.TempDir(), "STOCKSYNC_MARIADB_PORT="+port, "STOCKSYNC_MARIADB_ARGS="+args),
+		dir:   moduleRoot(t),
 	}
-	m := MySQL{Addr: "127.0.0.1:" + strconv.Itoa(port), User: shared.User, Password: shared.Password}
 	t.Cleanup(func() {
-		if out, err := run("stop"); err != nil {
+		if out, err := m.run("stop"); err != nil {
 			t.Errorf("stopping the private MariaDB on %s: %v\n%s", m.Addr, err, out)
 		}
 	})
-	if out, err := run("start"); err != nil {
+	m.Start(t)
+	return m
+}
+
+// Start starts the server again after Stop (its data kept).
+func (m *PrivateMariaDB) Start(t testing.TB) {
+	t.Helper()
+	if out, err := m.run("start"); err != nil {
 		t.Fatalf("starting a private MariaDB on %s: %v\n%s", m.Addr, err, out)
 	}
-	return m
+}
+
+// Stop stops the server by its pid, as a DBA's restart would begin.
+func (m *PrivateMariaDB) Stop(t testing.TB) {
+	t.Helper()
+	if out, err := m.run("stop"); err != nil {
+		t.Fatalf("stopping the private MariaDB on %s: %v\n%s", m.Addr, err, out)
+	}
+}
+
+func (m *PrivateMariaDB) run(what string) ([]byte, error) {
+	c := exec.Command(filepath.Join(m.dir, "scripts", "mariadb.sh"), what)
+	c.Env = m.env
+	return c.CombinedOutput()
 }
 
 // moduleRoot is the directory of go.mod above the test's working directory.
