@@ -378,10 +378,28 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) er
 		}
 	}
 	verb, renames := renamedTables(q, defaultSchema)
+	// A name that one pair renames away and another renames onto, in one statement, is
+	// an online schema change's cut-over (gh-ost, pt-online-schema-change): the copy that
+	// takes the name holds the same rows, kept in step by the tool, so rules go on.
+	swapped := map[[2]string]bool{}
+	for _, away := range renames {
+		for _, onto := range renames {
+			if away.from == onto.to {
+				swapped[away.from] = true
+			}
+		}
+	}
 	for _, rn := range renames {
 		from, to := rn.from[0]+"."+rn.from[1], rn.to[0]+"."+rn.to[1]
 		var stateful, how string
 		switch {
+		case swapped[rn.from] || swapped[rn.to]:
+			if filter.Matches(rn.from[0], rn.from[1]) || filter.Matches(rn.to[0], rn.to[1]) {
+				r.s.log.Warn("a matched table was swapped with another in one RENAME (an online schema change's cut-over): "+
+					"the table that took its name is taken to hold the same rows",
+					zap.String("statement", verb), zap.String("from", from), zap.String("to", to), zap.String("file", r.file), zap.Uint32("pos", at))
+			}
+			continue
 		case filter.StatefulTables(rn.from[0], rn.from[1]):
 			stateful, how = from, "Its rows left it without row events"
 		case filter.StatefulTables(rn.to[0], rn.to[1]):
