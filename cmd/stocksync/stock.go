@@ -180,7 +180,7 @@ func parseItem(arg string) (inventory.Item, error) {
 }
 
 // withStore opens the inventory database from the config, checks its schema, runs op and
-// prints its answer as JSON (also next to an error, when op returned one, e.g. a replay).
+// prints its answer as JSON; when op fails, the error alone is the answer.
 func withStore(op func(context.Context, *inventory.Store, []string) (any, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		cfg, err := loadConfig(cmd)
