@@ -221,18 +221,41 @@ func (s *Set) HasStatefulRules() bool {
 }
 
 // Load reads and compiles a rules file. Any problem returns Errors listing every problem
-// in the file, each "file:line:col: message"; reading the file failing returns that error.
+// in the file, each "file:line:col: message", and no set; reading the file failing
+// returns that error.
 func Load(path string) (*Set, error) {
+	set, err := LoadPartial(path)
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// LoadPartial is Load for checkers that report more than the file's own problems (`rules
+// validate --live`): beside the file's Errors it returns the set of the rules that have
+// none, nil when no rule is free of problems. Such a set is for checking only, never to
+// run: its file does not load.
+func LoadPartial(path string) (*Set, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading rules: %w", err)
 	}
-	return Parse(path, data)
+	return ParsePartial(path, data)
 }
 
 // Parse compiles the rules file data read from file (the name used in errors). Any
-// problem returns Errors listing every problem at once.
+// problem returns Errors listing every problem at once, and no set.
 func Parse(file string, data []byte) (*Set, error) {
+	set, err := ParsePartial(file, data)
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// ParsePartial is Parse returning, beside the file's Errors, the set of the rules that
+// have no problem (LoadPartial).
+func ParsePartial(file string, data []byte) (*Set, error) {
 	f, err := rulefmt.Parse(file, data)
 	var errs Errors
 	if err != nil && !errors.As(err, &errs) {
@@ -241,14 +264,19 @@ func Parse(file string, data []byte) (*Set, error) {
 	s := &Set{file: file}
 	c := compiler{file: file}
 	for _, fr := range f.Rules {
-		if r := c.rule(fr); r != nil {
+		before := len(c.errs)
+		r := c.rule(fr)
+		if !fr.Faulty && len(c.errs) == before {
 			s.rules = append(s.rules, r)
 		}
 	}
 	errs = append(errs, c.errs...)
 	if len(errs) > 0 {
 		errs.Sort()
-		return nil, errs
+		if len(s.rules) == 0 {
+			return nil, errs
+		}
+		return s, errs
 	}
 	if len(s.rules) == 0 {
 		return nil, Errors{{File: file, Msg: "rules: the file has no rules"}}

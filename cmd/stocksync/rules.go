@@ -39,28 +39,73 @@ func newRulesValidateCmd() *cobra.Command {
 		Short: "Report every problem in a rules file (with --live, also against the source's tables)",
 		Long: `Validate reads FILE and prints every problem as file:line:col: message.
 With --live it also connects to the source named by --config and reports globs that match
-no table, columns no matched table has and sums over columns that are not numbers.`,
+no table, columns no matched table has and sums over columns that are not numbers; in a
+file with other problems it checks the rules that have none, in the same run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set, err := rules.Load(args[0])
-			if err != nil {
-				return reportRuleErrors(cmd.ErrOrStderr(), err)
-			}
-			if live {
-				_, errs, err := checkLive(cmd, set)
+			if !live {
+				set, err := rules.Load(args[0])
 				if err != nil {
+					return reportRuleErrors(cmd.ErrOrStderr(), err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
+				return nil
+			}
+			set, err := rules.LoadPartial(args[0])
+			var fileErrs rules.Errors
+			if err != nil && !errors.As(err, &fileErrs) {
+				return err
+			}
+			var liveErrs []error
+			if set != nil {
+				_, liveErrs, err = checkLive(cmd, set)
+				if err != nil {
+					if len(fileErrs) > 0 {
+						fmt.Fprintln(cmd.ErrOrStderr(), fileErrs)
+					}
 					return err
 				}
-				if len(errs) > 0 {
-					return reportRuleErrors(cmd.ErrOrStderr(), errors.Join(errs...))
-				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
-			return nil
+			if len(fileErrs) == 0 && len(liveErrs) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
+				return nil
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), joinRuleProblems(fileErrs, liveErrs))
+			if len(fileErrs) > 0 {
+				checked := "no rule against the source: none is free of the problems above"
+				if set != nil {
+					checked = fmt.Sprintf("against the source only the %d rules without a problem above", len(set.Rules()))
+					if len(set.Rules()) == 1 {
+						checked = "against the source only the one rule without a problem above"
+					}
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: --live checked %s; the others are checked once mended\n", args[0], checked)
+			}
+			return errRulesInvalid
 		},
 	}
 	cmd.Flags().BoolVar(&live, "live", false, "also check tables and columns on the source of --config")
 	return cmd
+}
+
+// joinRuleProblems is the file's problems and those found on the live source as one
+// error, one per line: those with a place in the file in file order, then the others.
+func joinRuleProblems(fileErrs rules.Errors, liveErrs []error) error {
+	placed := slices.Clone(fileErrs)
+	var others []error
+	for _, err := range liveErrs {
+		var e rules.Error
+		if errors.As(err, &e) {
+			placed = append(placed, e)
+		} else {
+			others = append(others, err)
+		}
+	}
+	placed.Sort()
+	if len(placed) > 0 {
+		others = append([]error{placed}, others...)
+	}
+	return errors.Join(others...)
 }
 
 // errRulesInvalid is returned after the problems were printed, so main prints one line.

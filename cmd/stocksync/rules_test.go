@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/rules"
 )
 
 // runRulesCLI runs `stocksync rules ARGS…` in this process and returns its stdout,
@@ -101,5 +105,48 @@ func TestRowIdentityKeepsKeyValuesApart(t *testing.T) {
 	table := &canal.Table{Schema: "s", Name: "t", PrimaryKey: []int{0, 1}}
 	if a, b := rowIdentity(table, []any{"A1", int64(0)}), rowIdentity(table, []any{"A", int64(10)}); a == b {
 		t.Errorf("keys (A1, 0) and (A, 10) both named %s", a)
+	}
+}
+
+// TestRulesValidateLiveReportsEveryProblemAtOnce: in a file where one rule has a problem
+// of its own, `rules validate --live` still checks the other rules against the source, so
+// the author sees both kinds of problem, each at its place, in one run.
+func TestRulesValidateLiveReportsEveryProblemAtOnce(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	db, conn := m.FreshDatabase(t, t.Name())
+	testutil.Exec(t, conn, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
+	dir := t.TempDir()
+	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, rulesFile, fmt.Sprintf(`rules:
+  - name: broken
+    match: {table: "%[1]s.stock", when: "after.qty >"}
+    topic: a
+  - name: unknown-column
+    match: {table: "%[1]s.stock"}
+    topic: b
+    fields: [sku_id, qtty]
+`, db))
+	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
+
+	_, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile)
+	if !errors.Is(err, errRulesInvalid) {
+		t.Fatalf("validate --live: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		rulesFile + `:3:`, `rule "broken": match.when:`,
+		rulesFile + `:8:22: rule "unknown-column": table ` + db + `.stock has no column "qtty"`,
+		"--live checked against the source only the one rule without a problem above",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+
+	// serve and validate without --live still refuse the file whole.
+	if _, err := rules.Load(rulesFile); err == nil {
+		t.Error("rules.Load accepted a file with a problem")
+	}
+	if _, stderr, err := runRulesCLI(t, "validate", rulesFile); !errors.Is(err, errRulesInvalid) || strings.Contains(stderr, "qtty") {
+		t.Errorf("validate without --live: %v\n%s", err, stderr)
 	}
 }
