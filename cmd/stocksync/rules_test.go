@@ -90,7 +90,7 @@ func TestRulesTestTransactions(t *testing.T) {
 	}
 
 	stdout, err = run("[" + sell + "]")
-	if err != nil || !strings.Contains(stdout, "# change 0 (update inventory.sellable_shard): no earlier change of these events inserted or read this row") ||
+	if err != nil || !strings.Contains(stdout, "# change 1 (update inventory.sellable_shard): no earlier change of these events inserted or read this row") ||
 		strings.Contains(stdout, "# transaction") {
 		t.Errorf("a lone update: %v\n%s", err, stdout)
 	}
@@ -148,5 +148,22 @@ func TestRulesValidateLiveReportsEveryProblemAtOnce(t *testing.T) {
 	}
 	if _, stderr, err := runRulesCLI(t, "validate", rulesFile); !errors.Is(err, errRulesInvalid) || strings.Contains(stderr, "qtty") {
 		t.Errorf("validate without --live: %v\n%s", err, stderr)
+	}
+}
+
+// TestRulesCLIAuthorMistakes: what a rule author gets wrong outside the rules file is
+// named as such: a misspelt key of an event is refused, not ignored, and a rules file
+// that cannot be read is not reported as "not valid".
+func TestRulesCLIAuthorMistakes(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, "rules:\n  - name: r\n    match: {table: shop.t}\n    topic: t\n")
+	writeFile(t, events, `{"schema": "shop", "table": "t", "op": "insert", "after": {"id": 1}, "colums": [{"name": "id", "kind": "uint"}]}`)
+	if _, _, err := runRulesCLI(t, "test", rulesFile, "--event", events); err == nil || !strings.Contains(err.Error(), `unknown field "colums"`) {
+		t.Errorf("rules test with a misspelt key: %v; want the key named", err)
+	}
+	missing := filepath.Join(dir, "nope.yaml")
+	if _, _, err := runRulesCLI(t, "validate", missing); err == nil || errors.Is(err, errRulesInvalid) || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("validate of a missing file: %v; want the reading error", err)
 	}
 }
