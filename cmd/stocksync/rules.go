@@ -72,14 +72,15 @@ file with other problems it checks the rules that have none, in the same run.`,
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), joinRuleProblems(fileErrs, liveErrs))
 			if len(fileErrs) > 0 {
-				checked := "no rule against the source: none is free of the problems above"
+				checked := "no rule against the source (none is valid on its own): each is checked once its own problems are mended"
 				if set != nil {
-					checked = fmt.Sprintf("against the source only the %d rules without a problem above", len(set.Rules()))
+					checked = fmt.Sprintf("against the source only the %d rules valid on their own", len(set.Rules()))
 					if len(set.Rules()) == 1 {
-						checked = "against the source only the one rule without a problem above"
+						checked = "against the source only the one rule valid on its own"
 					}
+					checked += "; the others are checked once their own problems are mended"
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s: --live checked %s; the others are checked once mended\n", args[0], checked)
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: --live checked %s\n", args[0], checked)
 			}
 			return errRulesInvalid
 		},

@@ -135,7 +135,7 @@ func TestRulesValidateLiveReportsEveryProblemAtOnce(t *testing.T) {
 	for _, want := range []string{
 		rulesFile + `:3:`, `rule "broken": match.when:`,
 		rulesFile + `:8:22: rule "unknown-column": table ` + db + `.stock has no column "qtty"`,
-		"--live checked against the source only the one rule without a problem above",
+		"--live checked against the source only the one rule valid on its own",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
