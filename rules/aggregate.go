@@ -40,7 +40,7 @@ type group struct {
 	key string // the group key as a JSON object, also the Kafka key
 	// body and bodyStrings are the key object without braces, typed and as strings.
 	body, bodyStrings []byte
-	vals              []any // group column values, as an expression sees them
+	vals              []any // group column values as read back from key (transitionValue converts them for value)
 	count             int64
 	sums              []accumulator
 	value             []byte // transition: the value last emitted (JSON)
@@ -242,7 +242,11 @@ func (e *Engine) transitionValue(st *ruleState, g *group) []byte {
 	r := st.rule
 	clear(st.env)
 	for i, name := range r.groupBy {
-		st.env[name] = g.vals[i]
+		v := g.vals[i]
+		if u, ok := v.(uint64); ok {
+			v = exprUint(u) // as conditions see it; vals keeps the exact value for topics
+		}
+		st.env[name] = v
 	}
 	for i, s := range r.sums {
 		st.env[s.name] = g.sums[i].exprValue()

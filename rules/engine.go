@@ -330,11 +330,7 @@ func fillImage(m map[string]any, t *canal.Table, vals []any) map[string]any {
 func exprValue(k canal.ColumnKind, v any) any {
 	switch x := v.(type) {
 	case uint64:
-		// expr compares and computes unsigned integers as int: 2^63 and above would read
-		// negative. They are float64 to expressions, as decimals are.
-		if x > math.MaxInt64 {
-			return float64(x)
-		}
+		return exprUint(x)
 	case string:
 		if k == canal.KindDecimal {
 			if f, err := strconv.ParseFloat(x, 64); err == nil {
@@ -345,6 +341,17 @@ func exprValue(k canal.ColumnKind, v any) any {
 		return string(x)
 	}
 	return v
+}
+
+// exprUint is an unsigned integer as expressions see it, in a row's images, a fast
+// condition (columnValue) and a transition rule's group_by values alike: expr compares
+// and computes unsigned integers as int, so 2^63 and above would read negative; those are
+// float64, as decimals are. Smaller ones stay uint64.
+func exprUint(x uint64) any {
+	if x > math.MaxInt64 {
+		return float64(x)
+	}
+	return x
 }
 
 // txnTime is the production time of the transaction's messages, read once per transaction.

@@ -268,3 +268,37 @@ rules:
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestUnsignedAbove2To63InTransitionValue: a transition rule's value sees a group_by
+// value of 2^63 or more as conditions do (float64, not negative), while its topic and
+// key keep the exact value.
+func TestUnsignedAbove2To63InTransitionValue(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: big-owner
+    match: {table: shop.lots}
+    emit: transition
+    group_by: [owner]
+    sum: {units: qty}
+    value: "units > 0 && owner > 5"
+    topic: "lots.{owner}"
+`))
+	table := &canal.Table{Schema: "shop", Name: "lots", Columns: []canal.Column{{Name: "id", Kind: canal.KindInt}, {Name: "owner", Kind: canal.KindUint}, {Name: "qty", Kind: canal.KindInt}}, PrimaryKey: []int{0}}
+	var out recorder
+	c := &canal.RowChange{Op: canal.OpCreate, Table: table, After: []any{int64(1), uint64(math.MaxUint64 - 1), int64(3)}, Source: src(0)}
+	if err := e.Row(t.Context(), c, &out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 9999}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 1 {
+		t.Fatalf("got %d messages, want 1 (value false → true)", len(out.msgs))
+	}
+	m := out.msgs[0]
+	got := m.Topic + " " + string(m.Key) + " " + afterOf(string(m.Value))
+	want := `lots.18446744073709551614 {"owner":18446744073709551614} {"op":"u","before":{"owner":18446744073709551614,"units":0,"value":false},"after":{"owner":18446744073709551614,"units":3,"value":true}}`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

@@ -61,14 +61,24 @@ func TestRulesExpressionErrorPositions(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "in the expression at") {
 			t.Errorf("%s: got %v, want %s … %s", tc.name, err, want, tc.msg)
 		}
+		// an unknown name is told what the expression sees instead
+		if hint := map[string]string{"nope": "a column is after.nope, before.nope or row.nope", "price": "a column is after.price",
+			"stock": "value sees the rule's group_by columns and sum fields: sku_id, sellable"}[tc.token]; err != nil && hint != "" && !strings.Contains(err.Error(), hint) {
+			t.Errorf("%s: got %v, want the hint %q", tc.name, err, hint)
+		}
 	}
 
 	// An anchor (or a tag) comes before the scalar: the scalar's place, and the place in
 	// the expression.
 	src := rule("&w \"after.qty > 0 &&\n        nope\"")
 	_, err := Parse("r.yaml", []byte(src))
-	if want := "r.yaml:" + placeOf(t, src, "", "&w") + `: rule "cond": match.when: unknown name nope (in the expression at line 1, column 18)`; err == nil || err.Error() != want {
+	if want := "r.yaml:" + placeOf(t, src, "", "&w") + `: rule "cond": match.when: unknown name nope (in the expression at line 1, column 18)` +
+		` (a row expression sees before, after, row, op, schema, table and changed("col"); a column is after.nope, before.nope or row.nope)`; err == nil || err.Error() != want {
 		t.Errorf("anchored: got %v, want %s", err, want)
+	}
+	// a known name failing for another reason gets no hint
+	if _, err := Parse("r.yaml", []byte(rule(`"op"`))); err == nil || !strings.HasSuffix(err.Error(), "match.when: expected bool, but got string") {
+		t.Errorf("when: op: got %v, want only the type error", err)
 	}
 }
 

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 
@@ -221,18 +223,41 @@ func (s *Set) HasStatefulRules() bool {
 }
 
 // Load reads and compiles a rules file. Any problem returns Errors listing every problem
-// in the file, each "file:line:col: message"; reading the file failing returns that error.
+// in the file, each "file:line:col: message", and no set; reading the file failing
+// returns that error.
 func Load(path string) (*Set, error) {
+	set, err := LoadPartial(path)
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// LoadPartial is Load for checkers that report more than the file's own problems (`rules
+// validate --live`): beside the file's Errors it returns the set of the rules that have
+// none, nil when no rule is free of problems. Such a set is for checking only, never to
+// run: its file does not load.
+func LoadPartial(path string) (*Set, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading rules: %w", err)
 	}
-	return Parse(path, data)
+	return ParsePartial(path, data)
 }
 
 // Parse compiles the rules file data read from file (the name used in errors). Any
-// problem returns Errors listing every problem at once.
+// problem returns Errors listing every problem at once, and no set.
 func Parse(file string, data []byte) (*Set, error) {
+	set, err := ParsePartial(file, data)
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// ParsePartial is Parse returning, beside the file's Errors, the set of the rules that
+// have no problem (LoadPartial).
+func ParsePartial(file string, data []byte) (*Set, error) {
 	f, err := rulefmt.Parse(file, data)
 	var errs Errors
 	if err != nil && !errors.As(err, &errs) {
@@ -241,14 +266,19 @@ func Parse(file string, data []byte) (*Set, error) {
 	s := &Set{file: file}
 	c := compiler{file: file}
 	for _, fr := range f.Rules {
-		if r := c.rule(fr); r != nil {
+		before := len(c.errs)
+		r := c.rule(fr)
+		if !fr.Faulty && len(c.errs) == before {
 			s.rules = append(s.rules, r)
 		}
 	}
 	errs = append(errs, c.errs...)
 	if len(errs) > 0 {
 		errs.Sort()
-		return nil, errs
+		if len(s.rules) == 0 {
+			return nil, errs
+		}
+		return s, errs
 	}
 	if len(s.rules) == 0 {
 		return nil, Errors{{File: file, Msg: "rules: the file has no rules"}}
@@ -354,7 +384,14 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		for _, s := range r.sums {
 			env[s.name] = types.Any
 		}
-		r.value = c.compile(at+": value", fr.Value, expr.Env(env))
+		sees := slices.Clone(r.groupBy)
+		for _, sm := range r.sums {
+			sees = append(sees, sm.name)
+		}
+		hint := func(string) string {
+			return fmt.Sprintf("value sees the rule's group_by columns and sum fields: %s", strings.Join(sees, ", "))
+		}
+		r.value = c.compile(at+": value", fr.Value, expr.Env(env), hint)
 	}
 	var sig strings.Builder
 	fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, r.globs, r.groupBy, r.sums)
@@ -365,7 +402,7 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 
 // compileRow compiles an expression over a row change and records the columns it names.
 func (c *compiler) compileRow(what string, s rulefmt.String, r *Rule, opts ...expr.Option) *vm.Program {
-	p := c.compile(what, s, append([]expr.Option{expr.Env(rowEnv{})}, opts...)...)
+	p := c.compile(what, s, expr.Env(rowEnv{}), rowUnknownHint, opts...)
 	if p != nil {
 		node := p.Node()
 		ast.Walk(&node, columnCollector{refs: &r.columns, expr: s})
@@ -373,8 +410,16 @@ func (c *compiler) compileRow(what string, s rulefmt.String, r *Rule, opts ...ex
 	return p
 }
 
-func (c *compiler) compile(what string, s rulefmt.String, opts ...expr.Option) *vm.Program {
-	p, err := expr.Compile(s.Value, opts...)
+// rowUnknownHint is what an unknown name in a row expression is told: usually a column
+// written without before., after. or row.
+func rowUnknownHint(name string) string {
+	return fmt.Sprintf(`a row expression sees before, after, row, op, schema, table and changed("col"); a column is after.%s, before.%s or row.%s`, name, name, name)
+}
+
+// compile compiles expression s over env; an error is recorded as the problem of what.
+// unknown gives the hint added to the error when it is a name env does not have.
+func (c *compiler) compile(what string, s rulefmt.String, env expr.Option, unknown func(name string) string, opts ...expr.Option) *vm.Program {
+	p, err := expr.Compile(s.Value, append([]expr.Option{env}, opts...)...)
 	if err != nil {
 		at, msg := s.Pos, err.Error()
 		var fe *file.Error
@@ -386,11 +431,40 @@ func (c *compiler) compile(what string, s rulefmt.String, opts ...expr.Option) *
 				// scalar): the scalar's own place, and the place inside the expression.
 				msg += fmt.Sprintf(" (in the expression at line %d, column %d)", fe.Line, fe.Column+1)
 			}
+			if name := identifierAt(s.Value, fe.From); name != "" {
+				if _, err := expr.Compile(name, env); err != nil { // not a name of env or a builtin
+					msg += " (" + unknown(name) + ")"
+				}
+			}
 		}
 		c.errorf(at, "%s: %s", what, msg)
 		return nil
 	}
 	return p
+}
+
+// identifierAt is the name of the identifier at offset from of expression src, "" when
+// there is none: the checker reports an unknown name at its identifier.
+func identifierAt(src string, from int) string {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return ""
+	}
+	var f identAtFinder
+	f.from = from
+	ast.Walk(&tree.Node, &f)
+	return f.name
+}
+
+type identAtFinder struct {
+	from int
+	name string
+}
+
+func (f *identAtFinder) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok && id.Location().From == f.from && id.Value != "$env" {
+		f.name = id.Value
+	}
 }
 
 // columnCollector records before.x, after.x, row.x and changed("x"), each at its place

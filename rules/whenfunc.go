@@ -190,8 +190,8 @@ func columnValue(k canal.ColumnKind, x any) (value, bool) {
 	case int: // an expression's integer constant
 		return value{kind: kindInt, i: int64(x)}, true
 	case uint64:
-		if x > math.MaxInt64 {
-			return value{kind: kindFloat, f: float64(x)}, true
+		if f, ok := exprUint(x).(float64); ok {
+			return value{kind: kindFloat, f: f}, true
 		}
 		return value{kind: kindInt, i: int64(x)}, true
 	case float64:

@@ -39,28 +39,74 @@ func newRulesValidateCmd() *cobra.Command {
 		Short: "Report every problem in a rules file (with --live, also against the source's tables)",
 		Long: `Validate reads FILE and prints every problem as file:line:col: message.
 With --live it also connects to the source named by --config and reports globs that match
-no table, columns no matched table has and sums over columns that are not numbers.`,
+no table, columns no matched table has and sums over columns that are not numbers; in a
+file with other problems it checks the rules that have none, in the same run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set, err := rules.Load(args[0])
-			if err != nil {
-				return reportRuleErrors(cmd.ErrOrStderr(), err)
-			}
-			if live {
-				_, errs, err := checkLive(cmd, set)
+			if !live {
+				set, err := rules.Load(args[0])
 				if err != nil {
+					return reportLoadError(cmd.ErrOrStderr(), err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
+				return nil
+			}
+			set, err := rules.LoadPartial(args[0])
+			var fileErrs rules.Errors
+			if err != nil && !errors.As(err, &fileErrs) {
+				return err
+			}
+			var liveErrs []error
+			if set != nil {
+				_, liveErrs, err = checkLive(cmd, set)
+				if err != nil {
+					if len(fileErrs) > 0 {
+						fmt.Fprintln(cmd.ErrOrStderr(), fileErrs)
+					}
 					return err
 				}
-				if len(errs) > 0 {
-					return reportRuleErrors(cmd.ErrOrStderr(), errors.Join(errs...))
-				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
-			return nil
+			if len(fileErrs) == 0 && len(liveErrs) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
+				return nil
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), joinRuleProblems(fileErrs, liveErrs))
+			if len(fileErrs) > 0 {
+				checked := "no rule against the source (none is valid on its own): each is checked once its own problems are mended"
+				if set != nil {
+					checked = fmt.Sprintf("against the source only the %d rules valid on their own", len(set.Rules()))
+					if len(set.Rules()) == 1 {
+						checked = "against the source only the one rule valid on its own"
+					}
+					checked += "; the others are checked once their own problems are mended"
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: --live checked %s\n", args[0], checked)
+			}
+			return errRulesInvalid
 		},
 	}
 	cmd.Flags().BoolVar(&live, "live", false, "also check tables and columns on the source of --config")
 	return cmd
+}
+
+// joinRuleProblems is the file's problems and those found on the live source as one
+// error, one per line: those with a place in the file in file order, then the others.
+func joinRuleProblems(fileErrs rules.Errors, liveErrs []error) error {
+	placed := slices.Clone(fileErrs)
+	var others []error
+	for _, err := range liveErrs {
+		var e rules.Error
+		if errors.As(err, &e) {
+			placed = append(placed, e)
+		} else {
+			others = append(others, err)
+		}
+	}
+	placed.Sort()
+	if len(placed) > 0 {
+		others = append([]error{placed}, others...)
+	}
+	return errors.Join(others...)
 }
 
 // errRulesInvalid is returned after the problems were printed, so main prints one line.
@@ -69,6 +115,16 @@ var errRulesInvalid = errors.New("rules file not valid")
 func reportRuleErrors(w io.Writer, err error) error {
 	fmt.Fprintln(w, err)
 	return errRulesInvalid
+}
+
+// reportLoadError is reportRuleErrors for rules.Load's error: a file that cannot be read
+// is not "not valid", and that error is returned as it is.
+func reportLoadError(w io.Writer, err error) error {
+	var problems rules.Errors
+	if !errors.As(err, &problems) {
+		return err
+	}
+	return reportRuleErrors(w, err)
 }
 
 func newRulesTestCmd() *cobra.Command {
@@ -95,10 +151,11 @@ change is:
    "after":  {"sku_id": "A1", "shard": 0, "qty": 2},
    "source": {"file": "binlog.000003", "pos": 1234, "gtid": "", "ts_ms": 1700000000000}}
 
-op is insert, update, delete or read. Without columns, kinds are guessed from the values
-(integers int, other numbers float, strings string, objects and lists json). Kinds are
-the canal.ColumnKind names: int uint float decimal string bytes date datetime time json
-enum set bit year. Aggregate and transition rules start from empty state: give a
+op is insert, update, delete or read; source may also hold server_id, and keys other
+than these are refused. Without columns, kinds are guessed from the values (integers
+int, other numbers float, strings string, objects and lists json). Kinds are the
+canal.ColumnKind names: int uint float decimal string bytes date datetime time json
+enum set bit year. Changes are numbered from 1 in the output. Aggregate and transition rules start from empty state: give a
 group's rows (op read, as the first start's snapshot reads them) in a first transaction
 before changing them. The rules' failures at run time (an expression, a topic) are
 printed on stderr.`,
@@ -106,7 +163,7 @@ printed on stderr.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := rules.Load(args[0])
 			if err != nil {
-				return reportRuleErrors(cmd.ErrOrStderr(), err)
+				return reportLoadError(cmd.ErrOrStderr(), err)
 			}
 			var data []byte
 			if eventFile == "-" {
@@ -170,12 +227,12 @@ func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serv
 		before := p.n
 		for i, c := range changes {
 			if !set.Matches(c.Table.Schema, c.Table.Name) {
-				fmt.Fprintf(w, "# change %d (%s %s): no rule matches this table\n", i, c.Op.Name(), c.Table.FullName())
+				fmt.Fprintf(w, "# change %d (%s %s): no rule matches this table\n", i+1, c.Op.Name(), c.Table.FullName())
 				continue
 			}
 			if c.Before != nil && !rows[rowIdentity(c.Table, c.Before)] && set.StatefulTables(c.Table.Schema, c.Table.Name) {
 				fmt.Fprintf(w, "# change %d (%s %s): no earlier change of these events inserted or read this row, and aggregate and transition rules start "+
-					"from empty state, so their sums lack it: give the group's rows (op read) in a first transaction\n", i, c.Op.Name(), c.Table.FullName())
+					"from empty state, so their sums lack it: give the group's rows (op read) in a first transaction\n", i+1, c.Op.Name(), c.Table.FullName())
 			}
 			if c.Before != nil {
 				delete(rows, rowIdentity(c.Table, c.Before))
@@ -184,7 +241,7 @@ func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serv
 				rows[rowIdentity(c.Table, c.After)] = true
 			}
 			if err := e.Row(ctx, c, p); err != nil {
-				return fmt.Errorf("evaluating change %d of transaction %d: %w", i, ti+1, err)
+				return fmt.Errorf("evaluating change %d of transaction %d: %w", i+1, ti+1, err)
 			}
 		}
 		entries, err := e.Commit(ctx, canal.Position{File: "test", Pos: uint32(ti)}, p)
@@ -262,12 +319,12 @@ func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
 		switch lists {
 		case 0:
 			var events []testEvent
-			if err := json.Unmarshal(trimmed, &events); err != nil {
+			if err := decodeEvents(trimmed, &events); err != nil {
 				return nil, err
 			}
 			txns = [][]testEvent{events}
 		case len(items):
-			if err := json.Unmarshal(trimmed, &txns); err != nil {
+			if err := decodeEvents(trimmed, &txns); err != nil {
 				return nil, err
 			}
 		default:
@@ -275,7 +332,7 @@ func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
 		}
 	} else {
 		var one testEvent
-		if err := json.Unmarshal(trimmed, &one); err != nil {
+		if err := decodeEvents(trimmed, &one); err != nil {
 			return nil, err
 		}
 		txns = [][]testEvent{{one}}
@@ -288,9 +345,9 @@ func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
 			c, err := ev.change(tables)
 			if err != nil {
 				if len(txns) > 1 {
-					return nil, fmt.Errorf("transaction %d: change %d: %w", ti+1, i, err)
+					return nil, fmt.Errorf("transaction %d: change %d: %w", ti+1, i+1, err)
 				}
-				return nil, fmt.Errorf("change %d: %w", i, err)
+				return nil, fmt.Errorf("change %d: %w", i+1, err)
 			}
 			c.Source.Row = rowsOf[c.Table]
 			rowsOf[c.Table]++
@@ -301,6 +358,14 @@ func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
 		}
 	}
 	return out, nil
+}
+
+// decodeEvents decodes the events JSON data into v, refusing keys a change does not have
+// (a misspelt "columns" would otherwise have the kinds guessed).
+func decodeEvents(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 var kindByName = func() map[string]canal.ColumnKind {
@@ -461,7 +526,7 @@ func newRulesExplainCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := rules.Load(args[0])
 			if err != nil {
-				return reportRuleErrors(cmd.ErrOrStderr(), err)
+				return reportLoadError(cmd.ErrOrStderr(), err)
 			}
 			tables, errs, err := checkLive(cmd, set)
 			if err != nil {
@@ -469,7 +534,7 @@ func newRulesExplainCmd() *cobra.Command {
 			}
 			explainRules(cmd.OutOrStdout(), set, tables)
 			if len(errs) > 0 {
-				return reportRuleErrors(cmd.ErrOrStderr(), errors.Join(errs...))
+				return reportRuleErrors(cmd.ErrOrStderr(), joinRuleProblems(nil, errs))
 			}
 			return nil
 		},

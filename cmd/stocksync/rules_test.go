@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/rules"
 )
 
 // runRulesCLI runs `stocksync rules ARGS…` in this process and returns its stdout,
@@ -86,7 +90,7 @@ func TestRulesTestTransactions(t *testing.T) {
 	}
 
 	stdout, err = run("[" + sell + "]")
-	if err != nil || !strings.Contains(stdout, "# change 0 (update inventory.sellable_shard): no earlier change of these events inserted or read this row") ||
+	if err != nil || !strings.Contains(stdout, "# change 1 (update inventory.sellable_shard): no earlier change of these events inserted or read this row") ||
 		strings.Contains(stdout, "# transaction") {
 		t.Errorf("a lone update: %v\n%s", err, stdout)
 	}
@@ -101,5 +105,65 @@ func TestRowIdentityKeepsKeyValuesApart(t *testing.T) {
 	table := &canal.Table{Schema: "s", Name: "t", PrimaryKey: []int{0, 1}}
 	if a, b := rowIdentity(table, []any{"A1", int64(0)}), rowIdentity(table, []any{"A", int64(10)}); a == b {
 		t.Errorf("keys (A1, 0) and (A, 10) both named %s", a)
+	}
+}
+
+// TestRulesValidateLiveReportsEveryProblemAtOnce: in a file where one rule has a problem
+// of its own, `rules validate --live` still checks the other rules against the source, so
+// the author sees both kinds of problem, each at its place, in one run.
+func TestRulesValidateLiveReportsEveryProblemAtOnce(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	db, conn := m.FreshDatabase(t, t.Name())
+	testutil.Exec(t, conn, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
+	dir := t.TempDir()
+	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, rulesFile, fmt.Sprintf(`rules:
+  - name: broken
+    match: {table: "%[1]s.stock", when: "after.qty >"}
+    topic: a
+  - name: unknown-column
+    match: {table: "%[1]s.stock"}
+    topic: b
+    fields: [sku_id, qtty]
+`, db))
+	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
+
+	_, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile)
+	if !errors.Is(err, errRulesInvalid) {
+		t.Fatalf("validate --live: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		rulesFile + `:3:`, `rule "broken": match.when:`,
+		rulesFile + `:8:22: rule "unknown-column": table ` + db + `.stock has no column "qtty"`,
+		"--live checked against the source only the one rule valid on its own",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+
+	// serve and validate without --live still refuse the file whole.
+	if _, err := rules.Load(rulesFile); err == nil {
+		t.Error("rules.Load accepted a file with a problem")
+	}
+	if _, stderr, err := runRulesCLI(t, "validate", rulesFile); !errors.Is(err, errRulesInvalid) || strings.Contains(stderr, "qtty") {
+		t.Errorf("validate without --live: %v\n%s", err, stderr)
+	}
+}
+
+// TestRulesCLIAuthorMistakes: what a rule author gets wrong outside the rules file is
+// named as such: a misspelt key of an event is refused, not ignored, and a rules file
+// that cannot be read is not reported as "not valid".
+func TestRulesCLIAuthorMistakes(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, "rules:\n  - name: r\n    match: {table: shop.t}\n    topic: t\n")
+	writeFile(t, events, `{"schema": "shop", "table": "t", "op": "insert", "after": {"id": 1}, "colums": [{"name": "id", "kind": "uint"}]}`)
+	if _, _, err := runRulesCLI(t, "test", rulesFile, "--event", events); err == nil || !strings.Contains(err.Error(), `unknown field "colums"`) {
+		t.Errorf("rules test with a misspelt key: %v; want the key named", err)
+	}
+	missing := filepath.Join(dir, "nope.yaml")
+	if _, _, err := runRulesCLI(t, "validate", missing); err == nil || errors.Is(err, errRulesInvalid) || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("validate of a missing file: %v; want the reading error", err)
 	}
 }

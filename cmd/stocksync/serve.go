@@ -22,6 +22,7 @@ import (
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/internal/sqlconn"
 	"github.com/stocksync/stocksync/pipeline"
 	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
@@ -42,6 +43,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			defer log.Sync()
+			sqlconn.SetDriverLogger(log) // before any handle is opened: each copies it
 			set, err := rules.Load(cfg.Rules)
 			if err != nil {
 				return fmt.Errorf("loading rules:\n%w", err)

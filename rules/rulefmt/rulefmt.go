@@ -122,6 +122,8 @@ type Rule struct {
 	Sum     []Field
 	Value   String
 	Format  String
+	// Faulty is true when Parse reported a problem in the rule.
+	Faulty bool
 }
 
 // File is a parsed rules file.
@@ -171,6 +173,7 @@ func Parse(file string, data []byte) (*File, error) {
 	if p.expectKind(rulesNode, yaml.SequenceNode, "rules", "a list of rules") {
 		seen := map[string]Pos{}
 		for i, item := range rulesNode.Content {
+			before := len(p.errs)
 			r := p.rule(item, i)
 			if r == nil {
 				continue
@@ -182,6 +185,7 @@ func Parse(file string, data []byte) (*File, error) {
 					seen[r.Name.Value] = r.Name.Pos
 				}
 			}
+			r.Faulty = len(p.errs) > before
 			f.Rules = append(f.Rules, r)
 		}
 	}
