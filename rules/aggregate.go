@@ -21,10 +21,6 @@ type ruleState struct {
 	groups  map[string]*group
 	touched []*group
 	env     map[string]any
-	// emptyValue is the transition value of an empty group (every sum 0), the value a
-	// group is taken to have before its first row.
-	emptyValue []byte
-	emptyReady bool
 
 	// seeded: the state starts from the tables' contents (a snapshot, or saved state
 	// of this very definition); activeAfter: changes of transactions that began before
@@ -143,7 +139,7 @@ func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
 			return nil
 		}
 		if st.rule.emit == EmitTransition {
-			g.value = e.emptyValue(st)
+			g.value = e.emptyValue(st, g)
 		}
 		st.groups[g.key] = g
 	}
@@ -227,14 +223,11 @@ func (st *ruleState) newGroup(key string) (*group, error) {
 	return g, nil
 }
 
-// emptyValue is the transition value of a group with no rows.
-func (e *Engine) emptyValue(st *ruleState) []byte {
-	if !st.emptyReady {
-		g := &group{sums: make([]accumulator, len(st.rule.sums)), vals: make([]any, len(st.rule.groupBy))}
-		st.emptyValue = e.transitionValue(st, g)
-		st.emptyReady = true
-	}
-	return st.emptyValue
+// emptyValue is the transition value g is taken to have before its first row and after
+// its last: the value over g's group_by columns with every sum 0.
+func (e *Engine) emptyValue(st *ruleState, g *group) []byte {
+	empty := &group{key: g.key, vals: g.vals, sums: make([]accumulator, len(st.rule.sums)), srcTable: g.srcTable}
+	return e.transitionValue(st, empty)
 }
 
 // transitionValue evaluates the rule's value over g's columns and sums, as JSON.
@@ -286,7 +279,7 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 			}
 		}
 		ent := StateEntry{Rule: r.name, Key: g.key}
-		if g.count == 0 && (r.emit == EmitAggregate || bytes.Equal(g.value, e.emptyValue(st))) {
+		if g.count == 0 && (r.emit == EmitAggregate || bytes.Equal(g.value, e.emptyValue(st, g))) {
 			delete(st.groups, g.key)
 		} else {
 			ent.Value = g.appendState(nil, r)
@@ -601,7 +594,7 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			if len(saved.Value) > 0 {
 				g.value = append([]byte(nil), saved.Value...)
 			} else {
-				g.value = e.emptyValue(st)
+				g.value = e.emptyValue(st, g)
 			}
 		}
 		st.groups[g.key] = g

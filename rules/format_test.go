@@ -302,3 +302,38 @@ rules:
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestTransitionEmptyValueSeesTheGroupColumns: a group's value before its first row is
+// its value with every sum 0 over its own group_by columns, so a value that reads a group
+// column first is false there, not a failed evaluation (null, counted as an error).
+func TestTransitionEmptyValueSeesTheGroupColumns(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: big-owner
+    match: {table: shop.lots}
+    emit: transition
+    group_by: [owner]
+    sum: {units: qty}
+    value: "owner > 5 && units > 0"
+    topic: lots
+`))
+	table := &canal.Table{Schema: "shop", Name: "lots", Columns: []canal.Column{{Name: "id", Kind: canal.KindInt}, {Name: "owner", Kind: canal.KindUint}, {Name: "qty", Kind: canal.KindInt}}, PrimaryKey: []int{0}}
+	var out recorder
+	c := &canal.RowChange{Op: canal.OpCreate, Table: table, After: []any{int64(1), uint64(7), int64(3)}, Source: src(0)}
+	if err := e.Row(t.Context(), c, &out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 9999}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.EvalErrors(); n != 0 {
+		t.Errorf("%d evaluation errors, want none", n)
+	}
+	if len(out.msgs) != 1 {
+		t.Fatalf("got %d messages, want 1 (value false → true)", len(out.msgs))
+	}
+	want := `{"op":"u","before":{"owner":7,"units":0,"value":false},"after":{"owner":7,"units":3,"value":true}}`
+	if got := afterOf(string(out.msgs[0].Value)); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
