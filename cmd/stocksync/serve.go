@@ -67,6 +67,9 @@ type daemon struct {
 	brokers []string
 	source  canal.Config   // how to reach cfg.Source, TLS included
 	kafka   sinks.Security // how to reach the brokers: kafka.tls and kafka.sasl, files read once
+	// checkpoint is the last exactly-once checkpoint any run loaded or committed, so that
+	// a run finding the checkpoint topic emptied stops (pipeline.ErrCheckpointLost).
+	checkpoint atomic.Pointer[canal.Position]
 }
 
 func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
@@ -285,6 +288,9 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.kafka, lease, d.log)
 	if err != nil {
 		return false, err
+	}
+	if kc, ok := checkpoints.(*pipeline.KafkaCheckpoints); ok {
+		kc.Last = &d.checkpoint
 	}
 	defer func() {
 		if cerr := sink.Close(); cerr != nil {
