@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -416,6 +417,37 @@ func countRecords(t *testing.T, broker, topic string, timeout time.Duration, eac
 			return
 		}
 	}
+}
+
+// TestReadyGaugeFollowsReadyz: stocksync_ready says what /readyz says. With the broker
+// stopped and the binlog stream still open (nothing to deliver, so the pipeline runs on),
+// /readyz answers 503 for the broker, and the gauge is 0 too, not 1 for the open stream.
+func TestReadyGaugeFollowsReadyz(t *testing.T) {
+	addr := freePort(t)
+	broker := runDevBroker(t, addr, "")
+	s := newSetup(t, addr)
+	s.start(t)
+	testutil.Eventually(t, 10*time.Second, "/readyz 200 with stocksync_ready 1", func() bool {
+		code, _ := httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusOK && metric(t, s.httpAddr, "stocksync_ready") == 1
+	})
+	broker.stop(t)
+	testutil.Eventually(t, 20*time.Second, "/readyz 503 for the broker with stocksync_ready 0", func() bool {
+		code, body := httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "Kafka broker does not answer") &&
+			metric(t, s.httpAddr, "stocksync_ready") == 0
+	})
+}
+
+// httpGet returns path's status and body on addr; 0 if it does not answer.
+func httpGet(addr, path string) (int, string) {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 // TestBrokerLosingEverythingStopsExactlyOnceNamingIt: exactly-once, the broker restarts
