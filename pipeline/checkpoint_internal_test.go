@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stocksync/stocksync/canal"
@@ -86,5 +88,42 @@ func TestLeasedCheckpointsSaveOnlyWhileHeld(t *testing.T) {
 	}
 	if len(store.saves) != 1 {
 		t.Fatalf("%d saves reached the store, want 1 (the one made with the lease)", len(store.saves))
+	}
+}
+
+// committedSink accepts every Commit.
+type committedSink struct{}
+
+func (committedSink) Commit(context.Context, []sinks.CheckpointRecord) error { return nil }
+
+// TestKafkaCheckpointsLostAfterACommit: once a run of the process committed (or loaded) a
+// checkpoint, a later run that finds the checkpoint topic empty (the brokers lost their
+// data) stops with ErrCheckpointLost, not retryable, naming the lost position, instead of
+// starting over as on a first start. A process that never saw one starts as before.
+func TestKafkaCheckpointsLostAfterACommit(t *testing.T) {
+	var last atomic.Pointer[canal.Position]
+	first := &KafkaCheckpoints{Name: "cp", Sink: committedSink{}, Loaded: map[string][]byte{}, Last: &last}
+	if _, _, found, err := first.Load(t.Context()); found || err != nil {
+		t.Fatalf("first start on an empty topic: found=%v err=%v, want a first start", found, err)
+	}
+	pos := canal.Position{File: "binlog.000007", Pos: 4321}
+	if err := first.Save(t.Context(), pos, nil); err != nil {
+		t.Fatal(err)
+	}
+	again := &KafkaCheckpoints{Name: "cp", Sink: committedSink{}, Loaded: map[string][]byte{}, Last: &last}
+	_, _, found, err := again.Load(t.Context())
+	if found || !errors.Is(err, ErrCheckpointLost) || Retryable(err) || !strings.Contains(err.Error(), pos.String()) {
+		t.Fatalf("restart on an emptied topic: found=%v err=%v, want ErrCheckpointLost naming %s, not retryable", found, err, pos)
+	}
+
+	// Loaded counts as seen too.
+	var loadedOnly atomic.Pointer[canal.Position]
+	withOne := &KafkaCheckpoints{Name: "cp", Loaded: map[string][]byte{"cp/position": []byte(`{"file":"binlog.000002","pos":4}`)}, Last: &loadedOnly}
+	if _, _, found, err := withOne.Load(t.Context()); !found || err != nil {
+		t.Fatalf("loading a checkpoint: found=%v err=%v", found, err)
+	}
+	emptied := &KafkaCheckpoints{Name: "cp", Loaded: map[string][]byte{}, Last: &loadedOnly}
+	if _, _, _, err := emptied.Load(t.Context()); !errors.Is(err, ErrCheckpointLost) {
+		t.Fatalf("restart after a loaded checkpoint on an emptied topic: %v, want ErrCheckpointLost", err)
 	}
 }

@@ -3,8 +3,10 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/sinks"
@@ -47,7 +49,17 @@ type KafkaCheckpoints struct {
 	Name   string
 	Sink   TransactionCommitter
 	Loaded map[string][]byte // sinks.ReadCheckpoints, read after the sink fenced any older producer
+	// Last, when set, is shared by the KafkaCheckpoints of one process's pipeline runs:
+	// the last checkpoint loaded or committed. A run that then finds none in the topic
+	// fails with ErrCheckpointLost rather than start over as on a first start.
+	Last *atomic.Pointer[canal.Position]
 }
+
+// ErrCheckpointLost means the checkpoint topic no longer holds a checkpoint that this
+// process loaded or committed: the brokers lost their data (a cluster rebuilt, the
+// development broker restarted without --data-dir) or the topic was deleted. Which
+// changes consumers got since cannot be known, so it is not retryable.
+var ErrCheckpointLost = errors.New("the exactly-once checkpoint is gone from the checkpoint topic")
 
 type savedPosition struct {
 	File    string `json:"file"`
@@ -59,12 +71,22 @@ type savedPosition struct {
 func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.StateRow, bool, error) {
 	raw, ok := k.Loaded[k.Name+"/position"]
 	if !ok {
+		if last := k.lastSeen(); last != nil {
+			return canal.Position{}, nil, false, fmt.Errorf("%w: checkpoint %q was at %s, and the topic holds none now: the brokers lost it "+
+				"(a cluster rebuilt, the development broker restarted without --data-dir, the topic deleted), "+
+				"so which changes after it reached consumers is unknown. The topic is there again, compacted and empty: "+
+				"start the daemon again to begin as on a first start (from the server's current position, "+
+				"or with a snapshot under `snapshot: initial` or `when_needed`), and have consumers rebuild from there",
+				ErrCheckpointLost, k.Name, *last)
+		}
 		return canal.Position{}, nil, false, nil
 	}
 	var p savedPosition
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return canal.Position{}, nil, false, fmt.Errorf("parsing checkpoint %s/position %q: %w", k.Name, raw, err)
 	}
+	pos := canal.Position{File: p.File, Pos: p.Pos, GTIDSet: p.GTIDSet}
+	k.remember(pos)
 	var state []canal.StateRow
 	prefix := k.Name + "/state/"
 	for key, v := range k.Loaded {
@@ -77,7 +99,7 @@ func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.St
 		}
 		state = append(state, canal.StateRow{Scope: rk[0], Key: rk[1], Value: v})
 	}
-	return canal.Position{File: p.File, Pos: p.Pos, GTIDSet: p.GTIDSet}, state, true, nil
+	return pos, state, true, nil
 }
 
 // Save commits the open Kafka transaction with the position and state changes.
@@ -92,5 +114,19 @@ func (k *KafkaCheckpoints) Save(ctx context.Context, pos canal.Position, state [
 	if err := k.Sink.Commit(ctx, recs); err != nil {
 		return fmt.Errorf("committing Kafka transaction with checkpoint %s: %w", pos, err)
 	}
+	k.remember(pos)
 	return nil
+}
+
+func (k *KafkaCheckpoints) lastSeen() *canal.Position {
+	if k.Last == nil {
+		return nil
+	}
+	return k.Last.Load()
+}
+
+func (k *KafkaCheckpoints) remember(pos canal.Position) {
+	if k.Last != nil {
+		k.Last.Store(&pos)
+	}
 }

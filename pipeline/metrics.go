@@ -3,7 +3,8 @@ package pipeline
 import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the pipeline's Prometheus metrics. Create them once per process and hand
-// them to every Pipeline the process runs (a restart builds a new Pipeline).
+// them to every Pipeline the process runs (a restart builds a new Pipeline). Readiness is
+// the daemon's to report (stocksync_ready), as it also asks the broker: see Ready.
 type Metrics struct {
 	EventsRead      prometheus.Counter
 	EventsSkipped   prometheus.Counter
@@ -14,7 +15,6 @@ type Metrics struct {
 	CheckpointSaved prometheus.Gauge
 	Lag             prometheus.Gauge
 	Restarts        prometheus.Counter
-	Ready           prometheus.Gauge
 	RuleEvalErrors  prometheus.Gauge
 
 	SnapshotRowsDone        prometheus.Gauge
@@ -47,8 +47,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "How far the last binlog event read is behind the source's clock; 0 when caught up."}),
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_pipeline_restarts_total",
 			Help: "Times the pipeline restarted from its checkpoint after a retryable failure."}),
-		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_ready",
-			Help: "1 while the start position is fixed, the binlog stream is open and the broker answers."}),
 		RuleEvalErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_rule_eval_errors",
 			Help: "Rule expressions that failed at run time since the pipeline started (a failed when is false, a failed field null)."}),
 		SnapshotRowsDone: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_rows_done",
@@ -66,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
-			m.CheckpointSaved, m.Lag, m.Restarts, m.Ready, m.RuleEvalErrors,
+			m.CheckpointSaved, m.Lag, m.Restarts, m.RuleEvalErrors,
 			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind,
 			m.RereadRunning, m.RereadChunks)
 	}

@@ -126,7 +126,7 @@ func New(opts Options) *Pipeline {
 func (p *Pipeline) Reload(set *rules.Set) { p.nextRules.Store(set) }
 
 // Ready reports whether the start position is fixed and the binlog stream is open.
-// (The broker's health is the caller's to add.)
+// (The broker's health is the caller's to add: the daemon's /readyz and stocksync_ready.)
 func (p *Pipeline) Ready() bool {
 	return p.started.Load() && p.stream != nil && p.stream.Open()
 }
@@ -224,7 +224,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	first := <-errc
 	cancel()
 	second := <-errc
-	p.m.Ready.Set(0)
 	if p.reread != nil {
 		p.endReread(ctx, ErrNotStreaming)
 	}
@@ -393,9 +392,6 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 		skipped := p.stream.Undecoded()
 		p.m.EventsSkipped.Add(float64(skipped - skippedSeen))
 		skippedSeen = skipped
-		if p.stream.Open() {
-			p.m.Ready.Set(1)
-		}
 		if !p.opts.ExactlyOnce { // exactly-once, Commit saves at transaction boundaries
 			if err := p.saveCheckpoint(ctx, p.store, false); err != nil {
 				if ctx.Err() != nil {

@@ -13,7 +13,9 @@ import (
 
 // ensureCheckpointTopic creates topic with one partition and cleanup.policy=compact unless
 // it exists, and refuses an existing topic that is not compacted: its checkpoints would
-// expire with the retention time.
+// expire with the retention time. It asks whether the topic exists before creating it, so
+// that a topic made beforehand serves a principal the brokers' ACLs do not let create
+// topics.
 func ensureCheckpointTopic(ctx context.Context, client sarama.Client, topic string) error {
 	_, err := runBlocking(ctx, func() (struct{}, error) {
 		// The admin shares client; it is not closed, as that would close client.
@@ -21,16 +23,23 @@ func ensureCheckpointTopic(ctx context.Context, client sarama.Client, topic stri
 		if err != nil {
 			return struct{}{}, fmt.Errorf("finding the Kafka controller: %w", err)
 		}
-		compact := "compact"
-		err = admin.CreateTopic(topic, &sarama.TopicDetail{
-			NumPartitions: 1, ReplicationFactor: -1,
-			ConfigEntries: map[string]*string{"cleanup.policy": &compact},
-		}, false)
-		switch {
-		case err == nil:
-			return struct{}{}, nil
-		case !errors.Is(err, sarama.ErrTopicAlreadyExists):
-			return struct{}{}, fmt.Errorf("creating checkpoint topic %s (kafka.checkpoint_topic): %w", topic, err)
+		// A metadata request that does not allow auto-creation.
+		meta, err := admin.DescribeTopics([]string{topic})
+		if err != nil {
+			return struct{}{}, fmt.Errorf("asking whether checkpoint topic %s (kafka.checkpoint_topic) exists: %w", topic, err)
+		}
+		if len(meta) != 1 || !errors.Is(meta[0].Err, sarama.ErrNoError) {
+			compact := "compact"
+			err = admin.CreateTopic(topic, &sarama.TopicDetail{
+				NumPartitions: 1, ReplicationFactor: -1,
+				ConfigEntries: map[string]*string{"cleanup.policy": &compact},
+			}, false)
+			switch {
+			case err == nil:
+				return struct{}{}, nil
+			case !errors.Is(err, sarama.ErrTopicAlreadyExists): // another instance made it meanwhile
+				return struct{}{}, fmt.Errorf("creating checkpoint topic %s (kafka.checkpoint_topic): %w", topic, err)
+			}
 		}
 		entries, err := admin.DescribeConfig(sarama.ConfigResource{
 			Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"cleanup.policy"},

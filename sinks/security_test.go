@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -160,6 +161,64 @@ func saslSSLBroker(t *testing.T) (broker string, sec sinks.Security, reader []kg
 		config.SASL{Mechanism: config.SASLScramSHA512, User: "stocksync", Password: "pw"})
 	reader = independentOpts(broker, certs.ClientConfig(), scram.Auth{User: "stocksync", Pass: "pw"}.AsSha512Mechanism())
 	return broker, sec, reader
+}
+
+// A principal the brokers' ACLs do not let create topics runs exactly-once with a
+// checkpoint topic made beforehand (compacted) by an administrator: the daemon asks
+// whether the topic exists before it would create it, and asking to create it would be
+// refused (TOPIC_AUTHORIZATION_FAILED) though it exists.
+func TestTransactionalWithPrecreatedCheckpointTopicNeedsNoCreateACL(t *testing.T) {
+	allow := func(res kmsg.ACLResourceType, name string, ops ...kmsg.ACLOperation) []kfake.ACL {
+		var out []kfake.ACL
+		for _, op := range ops {
+			out = append(out, kfake.ACL{Resource: res, Name: name, Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: op, Allow: true})
+		}
+		return out
+	}
+	var acls []kfake.ACL
+	acls = append(acls, allow(kmsg.ACLResourceTypeTopic, "cp-acl", kmsg.ACLOperationDescribe, kmsg.ACLOperationWrite,
+		kmsg.ACLOperationRead, kmsg.ACLOperationDescribeConfigs)...)
+	acls = append(acls, allow(kmsg.ACLResourceTypeTransactionalId, "tx-acl", kmsg.ACLOperationDescribe, kmsg.ACLOperationWrite)...)
+	acls = append(acls, allow(kmsg.ACLResourceTypeCluster, "kafka-cluster", kmsg.ACLOperationIdempotentWrite)...)
+	broker := testutil.Broker(t, kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser(config.SASLPlain, "admin", "pw"), kfake.User(config.SASLPlain, "app", "pw", acls...))
+
+	admin, err := kgo.NewClient(independentOpts(broker, nil, plain.Auth{User: "admin", Pass: "pw"}.AsMechanism())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	create := kmsg.NewPtrCreateTopicsRequest()
+	ct := kmsg.NewCreateTopicsRequestTopic()
+	ct.Topic, ct.NumPartitions, ct.ReplicationFactor = "cp-acl", 1, 1
+	cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+	cfg.Name, cfg.Value = "cleanup.policy", kmsg.StringPtr("compact")
+	ct.Configs = append(ct.Configs, cfg)
+	create.Topics = append(create.Topics, ct)
+	resp, err := create.RequestWith(t.Context(), admin)
+	if err == nil && resp.Topics[0].ErrorCode != 0 {
+		err = fmt.Errorf("error code %d", resp.Topics[0].ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("creating cp-acl as the administrator: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	sec := security(t, config.TLS{}, config.SASL{Mechanism: config.SASLPlain, User: "app", Password: "pw"})
+	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: []string{broker}, ClientID: "test",
+		TransactionalID: "tx-acl", CheckpointTopic: "cp-acl", Security: sec})
+	if err != nil {
+		t.Fatalf("NewTransactional without the Create ACL, the topic made beforehand: %v", err)
+	}
+	defer tx.Close()
+	if err := tx.Commit(ctx, []sinks.CheckpointRecord{{Key: "position", Value: []byte("bin.1:7")}}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	cp, err := sinks.ReadCheckpoints(ctx, []string{broker}, sec, "cp-acl")
+	if err != nil || string(cp["position"]) != "bin.1:7" {
+		t.Fatalf("ReadCheckpoints = %q, %v; want position=bin.1:7", cp, err)
+	}
 }
 
 // Exactly-once over SASL_SSL: the transactional producer commits, and ReadCheckpoints

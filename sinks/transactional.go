@@ -20,7 +20,8 @@ type TransactionalConfig struct {
 	// fences the old one.
 	TransactionalID string
 	// CheckpointTopic receives the checkpoint records inside each transaction. It is
-	// created if missing with 1 partition and cleanup.policy=compact.
+	// created if missing with 1 partition and cleanup.policy=compact, by NewTransactional
+	// only: the producer never has the brokers create it (see newTransactionalSaramaConfig).
 	CheckpointTopic string
 	// Partitioner, Security and MaxMessageBytes are as in KafkaConfig.
 	Partitioner     string
@@ -66,6 +67,7 @@ type Transactional struct {
 	log             *zap.Logger
 	topic           string // the checkpoint topic
 	maxMessageBytes int
+	known           map[string]bool // topics Emit has had the brokers create if missing; guarded by mu
 
 	mu     sync.Mutex // serialises Emit, Flush, Commit and Close
 	open   bool       // a Kafka transaction is open
@@ -130,7 +132,7 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	}
 	t := &Transactional{
 		client: client, producer: producer, log: cfg.Logger, topic: cfg.CheckpointTopic, maxMessageBytes: sc.Producer.MaxMessageBytes,
-		acks: newAckWindow(transactionalMaxInFlight),
+		known: map[string]bool{}, acks: newAckWindow(transactionalMaxInFlight),
 		done: make(chan struct{}),
 	}
 	var wg sync.WaitGroup
@@ -150,6 +152,13 @@ func newTransactionalSaramaConfig(cfg TransactionalConfig) (*sarama.Config, erro
 	}
 	sc.Producer.Transaction.ID = cfg.TransactionalID
 	sc.Producer.Transaction.Timeout = transactionTimeout
+	// The producer never asks the brokers to create a topic: asked for the checkpoint
+	// topic after the brokers lost it (a cluster rebuilt, the development broker restarted
+	// without --data-dir), they would create it with their default cleanup.policy, delete,
+	// which ensureCheckpointTopic then refuses at every restart. Only NewTransactional
+	// creates it, compacted; Emit has the brokers create the topics rules write to
+	// (createTopic).
+	sc.Metadata.AllowAutoTopicCreation = false
 	// Idempotent, acks=all and one request in flight come from newSaramaConfig; sarama
 	// refuses a transactional id without them.
 	return sc, nil
@@ -195,10 +204,46 @@ func (t *Transactional) Emit(ctx context.Context, m Message) error {
 	if err := checkSize(pm, t.maxMessageBytes); err != nil {
 		return err
 	}
+	if err := t.createTopic(ctx, m.Topic); err != nil {
+		return err
+	}
 	if err := t.begin(); err != nil {
 		return err
 	}
 	return t.send(ctx, pm)
+}
+
+// createTopic has the brokers create topic if it is missing (if their
+// auto.create.topics.enable allows it), as the at-least-once producer's metadata requests
+// do, the first time the sink sees topic; never the checkpoint topic. It blocks for a
+// metadata round trip then, and waits until the topic's partitions have leaders. Called
+// with mu held.
+func (t *Transactional) createTopic(ctx context.Context, topic string) error {
+	if t.known[topic] || topic == t.topic {
+		return nil
+	}
+	_, err := runBlocking(ctx, func() (struct{}, error) {
+		if b := t.client.LeastLoadedBroker(); b != nil {
+			req := sarama.NewMetadataRequest(t.client.Config().Version, []string{topic})
+			req.AllowAutoTopicCreation = true
+			if _, err := b.GetMetadata(req); err != nil {
+				return struct{}{}, err
+			}
+		}
+		// The answer above may still lack leaders; the client's refresh waits for them.
+		return struct{}{}, t.client.RefreshMetadata(topic)
+	}, nil)
+	switch {
+	case err == nil:
+		t.known[topic] = true
+		return nil
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, sarama.ErrUnknownTopicOrPartition):
+		return fmt.Errorf("%w: topic %s does not exist and the brokers do not create topics (auto.create.topics.enable=false): create it: %w",
+			ErrSinkFailed, topic, err)
+	}
+	return fmt.Errorf("%w: asking the brokers for topic %s: %w", ErrSinkFailed, topic, err)
 }
 
 // Flush blocks until the broker has acknowledged every message emitted so far inside the

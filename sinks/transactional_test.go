@@ -339,21 +339,7 @@ func TestReadCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	req := kmsg.NewPtrDescribeConfigsRequest()
-	res := kmsg.NewDescribeConfigsRequestResource()
-	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
-	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(t.Context(), cl)
-	if err != nil {
-		t.Fatalf("describing %s: %v", topic, err)
-	}
-	policy := ""
-	for _, c := range resp.Resources[0].Configs {
-		if c.Name == "cleanup.policy" && c.Value != nil {
-			policy = *c.Value
-		}
-	}
-	if policy != "compact" {
+	if policy := cleanupPolicy(t, broker, topic); policy != "compact" {
 		t.Fatalf("cleanup.policy of %s = %q, want compact", topic, policy)
 	}
 	meta := kmsg.NewPtrMetadataRequest()
@@ -366,6 +352,100 @@ func TestReadCheckpoints(t *testing.T) {
 	}
 	if n := len(mresp.Topics[0].Partitions); n != 1 {
 		t.Fatalf("%s has %d partitions, want 1", topic, n)
+	}
+}
+
+// cleanupPolicy asks the broker, with an independent client, for topic's cleanup.policy;
+// "" if the topic does not exist or has none.
+func cleanupPolicy(t testing.TB, broker, topic string) string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatalf("describing %s: %v", topic, err)
+	}
+	for _, c := range resp.Resources[0].Configs {
+		if c.Name == "cleanup.policy" && c.Value != nil {
+			return *c.Value
+		}
+	}
+	return ""
+}
+
+// The brokers lose everything while the sink runs (the development broker restarted
+// without --data-dir, a cluster rebuilt). The commit after that fails, and the failing
+// producer does not create the checkpoint topic again by asking for its metadata: the
+// broker would make it with its default cleanup.policy (delete), which every later
+// NewTransactional refuses, so the daemon would retry forever. The next sink creates it
+// compacted, and it is empty.
+func TestTransactionalCheckpointTopicNotAutoCreatedAfterBrokerLoss(t *testing.T) {
+	const port = 19110 // the restarted broker must answer at the same address
+	startBroker := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.Ports(port), kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
+		if err != nil {
+			t.Fatalf("starting kfake broker on port %d: %v", port, err)
+		}
+		return c
+	}
+	first := startBroker()
+	broker := first.ListenAddrs()[0]
+	s := newTxn(t, broker, "tx-lost", "cp-lost")
+	emitN(t, s, "orders", "a", 10)
+	if err := s.Commit(t.Context(), []sinks.CheckpointRecord{{Key: "position", Value: []byte("bin.1:100")}}); err != nil {
+		t.Fatalf("Commit before the broker lost its data: %v", err)
+	}
+	first.Close()
+	second := startBroker()
+	t.Cleanup(second.Close)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	emitN(t, s, "orders", "b", 10)
+	err := s.Commit(ctx, []sinks.CheckpointRecord{{Key: "position", Value: []byte("bin.1:200")}})
+	if !errors.Is(err, sinks.ErrSinkFailed) {
+		t.Fatalf("Commit after the broker lost its data = %v, want ErrSinkFailed", err)
+	}
+	s.Close()
+	if policy := cleanupPolicy(t, broker, "cp-lost"); policy != "" {
+		t.Fatalf("the failing producer created checkpoint topic cp-lost (cleanup.policy=%s)", policy)
+	}
+	again := newTxn(t, broker, "tx-lost", "cp-lost")
+	if policy := cleanupPolicy(t, broker, "cp-lost"); policy != "compact" {
+		t.Fatalf("cleanup.policy of the recreated cp-lost = %q, want compact", policy)
+	}
+	if cp := readCheckpoints(t, broker, "cp-lost"); len(cp) != 0 {
+		t.Fatalf("checkpoints after the broker lost its data = %q, want none", cp)
+	}
+	// The new sink works, and still creates the topics rules write to.
+	emitN(t, again, "orders-new", "c", 5)
+	if err := again.Commit(t.Context(), []sinks.CheckpointRecord{{Key: "position", Value: []byte("bin.1:300")}}); err != nil {
+		t.Fatalf("Commit of the new sink: %v", err)
+	}
+	if got := testutil.Consume(t, broker, []string{"orders-new"}, 5, 20*time.Second, testutil.ConsumeOptions{ReadCommitted: true}); len(got) != 5 {
+		t.Fatalf("read %d records from orders-new, want 5", len(got))
+	}
+}
+
+// A topic a rule writes to that does not exist, on brokers that do not create topics,
+// fails Emit with ErrSinkFailed naming the topic and the broker setting.
+func TestTransactionalMissingTopicWithoutAutoCreation(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("starting kfake broker: %v", err)
+	}
+	t.Cleanup(c.Close)
+	s := newTxn(t, c.ListenAddrs()[0], "tx-noauto", "cp-noauto")
+	err = s.Emit(t.Context(), sinks.Message{Topic: "absent", Value: []byte("x")})
+	if !errors.Is(err, sinks.ErrSinkFailed) || !strings.Contains(err.Error(), "absent") || !strings.Contains(err.Error(), "auto.create.topics.enable") {
+		t.Fatalf("Emit to a missing topic = %v, want ErrSinkFailed naming the topic and auto.create.topics.enable", err)
 	}
 }
 

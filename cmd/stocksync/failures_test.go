@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
@@ -414,6 +416,116 @@ func countRecords(t *testing.T, broker, topic string, timeout time.Duration, eac
 			return
 		}
 	}
+}
+
+// TestReadyGaugeFollowsReadyz: stocksync_ready says what /readyz says. With the broker
+// stopped and the binlog stream still open (nothing to deliver, so the pipeline runs on),
+// /readyz answers 503 for the broker, and the gauge is 0 too, not 1 for the open stream.
+func TestReadyGaugeFollowsReadyz(t *testing.T) {
+	addr := freePort(t)
+	broker := runDevBroker(t, addr, "")
+	s := newSetup(t, addr)
+	s.start(t)
+	testutil.Eventually(t, 10*time.Second, "/readyz 200 with stocksync_ready 1", func() bool {
+		code, _ := httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusOK && metric(t, s.httpAddr, "stocksync_ready") == 1
+	})
+	broker.stop(t)
+	testutil.Eventually(t, 20*time.Second, "/readyz 503 for the broker with stocksync_ready 0", func() bool {
+		code, body := httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "Kafka broker does not answer") &&
+			metric(t, s.httpAddr, "stocksync_ready") == 0
+	})
+}
+
+// httpGet returns path's status and body on addr; 0 if it does not answer.
+func httpGet(addr, path string) (int, string) {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestBrokerLosingEverythingStopsExactlyOnceNamingIt: exactly-once, the broker restarts
+// without its data (the development broker without --data-dir; a rebuilt cluster). The
+// failing producer must not have the broker create the checkpoint topic with its default
+// cleanup.policy=delete (every restart then refused it: the daemon retried forever). The
+// daemon creates it again, compacted, and stops with an error saying the checkpoint is
+// gone; started again, it begins as on a first start and publishes new rows.
+func TestBrokerLosingEverythingStopsExactlyOnceNamingIt(t *testing.T) {
+	addr := freePort(t)
+	broker := runDevBroker(t, addr, "")
+	s := newSetup(t, addr)
+	cpTopic := s.topic + ".checkpoints"
+	s.editConfig(t, "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s\n", s.topic, cpTopic))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_l (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
+	d := s.start(t)
+	insertRows(t, db, "stock_l", 0, 10)
+	// Committed, so the checkpoint covering them is too (the same Kafka transaction).
+	testutil.Consume(t, addr, []string{s.topic}, 10, 30*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+
+	broker.stop(t)
+	runDevBroker(t, addr, "")
+	// The daemon finds out at its next Kafka transaction.
+	insertRows(t, db, "stock_l", 10, 11)
+	select {
+	case <-d.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the daemon still runs 60 s after the broker lost its data:\n%s", d.output.String())
+	}
+	if d.cmd.ProcessState.ExitCode() == 0 {
+		t.Errorf("exit 0 after the broker lost the checkpoint")
+	}
+	for _, w := range []string{"the exactly-once checkpoint is gone from the checkpoint topic", `checkpoint "default" was at`, "start the daemon again"} {
+		if !strings.Contains(d.output.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, d.output.String())
+		}
+	}
+	if strings.Contains(d.output.String(), "cleanup.policy=delete") {
+		t.Errorf("the checkpoint topic was auto-created with cleanup.policy=delete:\n%s", d.output.String())
+	}
+	if policy := topicCleanupPolicy(t, addr, cpTopic); policy != "compact" {
+		t.Errorf("cleanup.policy of %s = %q after the daemon stopped, want compact", cpTopic, policy)
+	}
+
+	// Started again: a first start, from the server's current position.
+	s.start(t)
+	insertRows(t, db, "stock_l", 20, 25)
+	got := testutil.Consume(t, addr, []string{s.topic}, 5, 30*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+	for _, r := range got {
+		if r.Key < `{"sku_id":20}` {
+			t.Errorf("row %s from before the restart published again after a first start", r.Key)
+		}
+	}
+}
+
+// topicCleanupPolicy asks the broker for topic's cleanup.policy with an independent
+// client; "" if it has none (or the topic is missing).
+func topicCleanupPolicy(t *testing.T, broker, topic string) string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatalf("describing %s: %v", topic, err)
+	}
+	for _, c := range resp.Resources[0].Configs {
+		if c.Name == "cleanup.policy" && c.Value != nil {
+			return *c.Value
+		}
+	}
+	return ""
 }
 
 // brokerProc is a devbroker subprocess.

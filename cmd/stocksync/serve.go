@@ -69,6 +69,9 @@ type daemon struct {
 	brokers []string
 	source  canal.Config   // how to reach cfg.Source, TLS included
 	kafka   sinks.Security // how to reach the brokers: kafka.tls and kafka.sasl, files read once
+	// checkpoint is the last exactly-once checkpoint any run loaded or committed, so that
+	// a run finding the checkpoint topic emptied stops (pipeline.ErrCheckpointLost).
+	checkpoint atomic.Pointer[canal.Position]
 }
 
 func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
@@ -80,7 +83,17 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 			Help: "Rule file reloads rejected because the new file was invalid; the old rules kept running."})}
 	d.leaderG = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_leader",
 		Help: "1 while this daemon leads (always 1 without ha; with ha, 0 while it is the standby)."})
-	reg.MustRegister(d.reloads, d.leaderG)
+	// stocksync_ready is read at each scrape from the check /readyz answers with, so the
+	// two never disagree.
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stocksync_ready",
+		Help: "1 while /readyz answers 200: leading (ha), the start position fixed, the binlog stream open and the broker answering."},
+		func() float64 {
+			if d.notReady() != "" {
+				return 0
+			}
+			return 1
+		})
+	reg.MustRegister(d.reloads, d.leaderG, ready)
 	if !cfg.HA {
 		d.leaderG.Set(1)
 	}
@@ -159,17 +172,28 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 }
 
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
+	if why := d.notReady(); why != "" {
+		http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// notReady is why the daemon is not ready, or "" when it is: the one definition that
+// /readyz and the stocksync_ready gauge both report. Ready is leading (ha), with a
+// pipeline whose start position is fixed and binlog stream open, and a broker that
+// answered the last ping.
+func (d *daemon) notReady() string {
 	p := d.current.Load()
 	switch {
 	case d.cfg.HA && !d.leader.Load():
-		http.Error(w, "not ready: standby, another stocksync holds the leader lock", http.StatusServiceUnavailable)
+		return "standby, another stocksync holds the leader lock"
 	case p == nil || !p.Ready():
-		http.Error(w, "not ready: binlog stream not open", http.StatusServiceUnavailable)
+		return "binlog stream not open"
 	case !d.broker.Load():
-		http.Error(w, "not ready: Kafka broker does not answer", http.StatusServiceUnavailable)
-	default:
-		fmt.Fprintln(w, "ready")
+		return "Kafka broker does not answer"
 	}
+	return ""
 }
 
 // standby waits for the leader lock (named after the checkpoint, on the source server),
@@ -287,6 +311,9 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.kafka, lease, d.log)
 	if err != nil {
 		return false, err
+	}
+	if kc, ok := checkpoints.(*pipeline.KafkaCheckpoints); ok {
+		kc.Last = &d.checkpoint
 	}
 	defer func() {
 		if cerr := sink.Close(); cerr != nil {
