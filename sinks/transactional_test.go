@@ -339,7 +339,7 @@ func TestReadCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if policy := cleanupPolicy(t, broker, topic); policy != "compact" {
+	if policy := testutil.CleanupPolicy(t, broker, topic); policy != "compact" {
 		t.Fatalf("cleanup.policy of %s = %q, want compact", topic, policy)
 	}
 	meta := kmsg.NewPtrMetadataRequest()
@@ -353,31 +353,6 @@ func TestReadCheckpoints(t *testing.T) {
 	if n := len(mresp.Topics[0].Partitions); n != 1 {
 		t.Fatalf("%s has %d partitions, want 1", topic, n)
 	}
-}
-
-// cleanupPolicy asks the broker, with an independent client, for topic's cleanup.policy;
-// "" if the topic does not exist or has none.
-func cleanupPolicy(t testing.TB, broker, topic string) string {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrDescribeConfigsRequest()
-	res := kmsg.NewDescribeConfigsRequestResource()
-	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
-	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(t.Context(), cl)
-	if err != nil {
-		t.Fatalf("describing %s: %v", topic, err)
-	}
-	for _, c := range resp.Resources[0].Configs {
-		if c.Name == "cleanup.policy" && c.Value != nil {
-			return *c.Value
-		}
-	}
-	return ""
 }
 
 // The brokers lose everything while the sink runs (the development broker restarted
@@ -414,11 +389,11 @@ func TestTransactionalCheckpointTopicNotAutoCreatedAfterBrokerLoss(t *testing.T)
 		t.Fatalf("Commit after the broker lost its data = %v, want ErrSinkFailed", err)
 	}
 	s.Close()
-	if policy := cleanupPolicy(t, broker, "cp-lost"); policy != "" {
+	if policy := testutil.CleanupPolicy(t, broker, "cp-lost"); policy != "" {
 		t.Fatalf("the failing producer created checkpoint topic cp-lost (cleanup.policy=%s)", policy)
 	}
 	again := newTxn(t, broker, "tx-lost", "cp-lost")
-	if policy := cleanupPolicy(t, broker, "cp-lost"); policy != "compact" {
+	if policy := testutil.CleanupPolicy(t, broker, "cp-lost"); policy != "compact" {
 		t.Fatalf("cleanup.policy of the recreated cp-lost = %q, want compact", policy)
 	}
 	if cp := readCheckpoints(t, broker, "cp-lost"); len(cp) != 0 {

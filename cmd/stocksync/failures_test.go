@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
@@ -488,7 +487,7 @@ func TestBrokerLosingEverythingStopsExactlyOnceNamingIt(t *testing.T) {
 	if strings.Contains(d.output.String(), "cleanup.policy=delete") {
 		t.Errorf("the checkpoint topic was auto-created with cleanup.policy=delete:\n%s", d.output.String())
 	}
-	if policy := topicCleanupPolicy(t, addr, cpTopic); policy != "compact" {
+	if policy := testutil.CleanupPolicy(t, addr, cpTopic); policy != "compact" {
 		t.Errorf("cleanup.policy of %s = %q after the daemon stopped, want compact", cpTopic, policy)
 	}
 
@@ -501,31 +500,6 @@ func TestBrokerLosingEverythingStopsExactlyOnceNamingIt(t *testing.T) {
 			t.Errorf("row %s from before the restart published again after a first start", r.Key)
 		}
 	}
-}
-
-// topicCleanupPolicy asks the broker for topic's cleanup.policy with an independent
-// client; "" if it has none (or the topic is missing).
-func topicCleanupPolicy(t *testing.T, broker, topic string) string {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrDescribeConfigsRequest()
-	res := kmsg.NewDescribeConfigsRequestResource()
-	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
-	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(t.Context(), cl)
-	if err != nil {
-		t.Fatalf("describing %s: %v", topic, err)
-	}
-	for _, c := range resp.Resources[0].Configs {
-		if c.Name == "cleanup.policy" && c.Value != nil {
-			return *c.Value
-		}
-	}
-	return ""
 }
 
 // brokerProc is a devbroker subprocess.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Broker starts an in-process Kafka-protocol broker (kfake) with topic auto-creation
@@ -84,4 +85,29 @@ func Consume(t testing.TB, brokers string, topics []string, want int, timeout ti
 		}
 	}
 	return out
+}
+
+// CleanupPolicy asks the broker, with an independent client, for topic's cleanup.policy;
+// "" if the topic does not exist or has none.
+func CleanupPolicy(t testing.TB, broker, topic string) string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatalf("describing %s: %v", topic, err)
+	}
+	for _, c := range resp.Resources[0].Configs {
+		if c.Name == "cleanup.policy" && c.Value != nil {
+			return *c.Value
+		}
+	}
+	return ""
 }
