@@ -302,7 +302,7 @@ var exprNames = map[string]bool{"before": true, "after": true, "row": true, "op"
 
 func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	r := &Rule{name: fr.Name.Value, src: fr, nameHeader: []byte(fr.Name.Value)}
-	at := fmt.Sprintf("rule %q", r.name)
+	at := fr.Label()
 	switch fr.Emit.Value {
 	case rulefmt.EmitAggregate:
 		r.emit = EmitAggregate

@@ -124,6 +124,17 @@ type Rule struct {
 	Format  String
 	// Faulty is true when Parse reported a problem in the rule.
 	Faulty bool
+	// Index is the rule's 0-based place in the rules list.
+	Index int
+}
+
+// Label is how messages name the rule: rule "NAME", or rules[INDEX] (0-based) when its
+// name is missing, empty or not a scalar.
+func (r *Rule) Label() string {
+	if r.Name.Value == "" || r.Name.Invalid {
+		return fmt.Sprintf("rules[%d]", r.Index)
+	}
+	return fmt.Sprintf("rule %q", r.Name.Value)
 }
 
 // File is a parsed rules file.
@@ -180,7 +191,7 @@ func Parse(file string, data []byte) (*File, error) {
 			}
 			if r.Name.Value != "" {
 				if first, dup := seen[r.Name.Value]; dup {
-					p.errorf(r.Name.Pos, "rules[%d].name: %q is already the name of the rule at line %d", i, r.Name.Value, first.Line)
+					p.errorf(r.Name.Pos, "%s: name: already the name of the rule at line %d (each rule needs its own name)", r.Label(), first.Line)
 				} else {
 					seen[r.Name.Value] = r.Name.Pos
 				}
@@ -200,22 +211,26 @@ var ruleKeys = []string{"name", "match", "emit", "fields", "topic", "key", "grou
 var matchKeys = []string{"table", "ops", "when"}
 
 func (p *parser) rule(n *yaml.Node, i int) *Rule {
-	at := fmt.Sprintf("rules[%d]", i)
-	if !p.expectKind(n, yaml.MappingNode, at, "a mapping") {
+	r := &Rule{Pos: pos(n), Index: i}
+	if !p.expectKind(n, yaml.MappingNode, r.Label(), "a mapping") {
 		return nil
 	}
-	r := &Rule{Pos: pos(n)}
+	// Every problem of the rule names it the same way, Label, so its name is read first.
+	if v := firstValue(n, "name"); v != nil && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+		r.Name.Value = v.Value
+	}
+	at := r.Label()
 	var matchNode *yaml.Node
 	var tableWritten, groupByWritten bool
-	p.mapping(n, at, func(k, v *yaml.Node) {
-		key := at + "." + k.Value
+	p.mapping(n, at+": ", func(k, v *yaml.Node) {
+		key := at + ": " + k.Value
 		switch k.Value {
 		case "name":
 			r.Name = p.scalar(v, key)
 		case "match":
 			matchNode = v
 			if p.expectKind(v, yaml.MappingNode, key, "a mapping with table, ops, when") {
-				p.mapping(v, key, func(mk, mv *yaml.Node) {
+				p.mapping(v, key+".", func(mk, mv *yaml.Node) {
 					mkey := key + "." + mk.Value
 					switch mk.Value {
 					case "table":
@@ -249,15 +264,13 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 		case "format":
 			r.Format = p.scalar(v, key)
 		default:
-			p.unknown(k, at+".", ruleKeys)
+			p.unknown(k, at+": ", ruleKeys)
 		}
 	})
 	if !r.Name.Set() {
-		p.errorf(r.Pos, "%s.name: missing", at)
+		p.errorf(r.Pos, "%s: name: missing", at)
 	} else if r.Name.Value == "" && !r.Name.Invalid {
-		p.errorf(r.Name.Pos, "%s.name: must not be empty", at)
-	} else {
-		at = fmt.Sprintf("rule %q", r.Name.Value)
+		p.errorf(r.Name.Pos, "%s: name: must not be empty", at)
 	}
 	if matchNode == nil {
 		p.errorf(r.Pos, "%s: match: missing (match: {table: \"schema.table\"})", at)
@@ -555,17 +568,22 @@ func (p *parser) expectKind(n *yaml.Node, k yaml.Kind, what, want string) bool {
 }
 
 // mapping calls fn for each key and value of n, reporting keys that are not strings
-// and keys written twice.
+// and keys written twice. at is what a key's path starts with: "" in the file's
+// mapping, `rule "x": ` in a rule's, `rule "x": match.` in its match.
 func (p *parser) mapping(n *yaml.Node, at string, fn func(k, v *yaml.Node)) {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			p.errorf(pos(k), "%s: keys must be names", strings.TrimSuffix(at, "."))
+			whole := strings.TrimSuffix(strings.TrimSuffix(at, "."), ": ")
+			if whole == "" {
+				whole = "the file"
+			}
+			p.errorf(pos(k), "%s: keys must be names", whole)
 			continue
 		}
 		if seen[k.Value] {
-			p.errorf(pos(k), "%s: key %q written twice", prefixed(at, k.Value), k.Value)
+			p.errorf(pos(k), "%s%s: key %q written twice", at, k.Value, k.Value)
 			continue
 		}
 		seen[k.Value] = true
@@ -573,13 +591,17 @@ func (p *parser) mapping(n *yaml.Node, at string, fn func(k, v *yaml.Node)) {
 	}
 }
 
-func prefixed(at, key string) string {
-	if at == "" {
-		return key
+// firstValue is the value of the first key named key in the mapping n, or nil.
+func firstValue(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.Value == key {
+			return n.Content[i+1]
+		}
 	}
-	return at + "." + key
+	return nil
 }
 
+// unknown reports the key k, at the path at (as for mapping), which is none of known.
 func (p *parser) unknown(k *yaml.Node, at string, known []string) {
 	p.errorf(pos(k), "%s%s: unknown key (known: %s)", at, k.Value, strings.Join(known, ", "))
 }
@@ -633,9 +655,10 @@ func (p *parser) nonEmptyScalar(n *yaml.Node, at string) String {
 	return s
 }
 
-// leaveOut tells what leaving an optional key out gives, for the key at names.
+// leaveOut tells what leaving an optional key out gives, for the key at names
+// (`rule "x": key`, `rule "x": match.ops`).
 func leaveOut(at string) string {
-	switch at[strings.LastIndexByte(at, '.')+1:] {
+	switch at[strings.LastIndexAny(at, ". ")+1:] {
 	case "key":
 		return " (leave key out for the table's primary key)"
 	case "ops":
