@@ -221,7 +221,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	at := r.Label()
 	var matchNode *yaml.Node
-	var tableWritten, groupByWritten bool
+	var tableWritten, groupByWritten, sumWritten bool
 	p.mapping(n, at+": ", func(k, v *yaml.Node) {
 		key := at + ": " + k.Value
 		switch k.Value {
@@ -258,6 +258,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 			groupByWritten = true
 			r.GroupBy = p.scalarOrList(v, key)
 		case "sum":
+			sumWritten = true
 			r.Sum = p.fields(v, key, false)
 		case "value":
 			r.Value = p.scalar(v, key)
@@ -316,7 +317,7 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 		if !groupByWritten {
 			p.errorf(r.Emit.Pos, "%s: group_by: missing (emit: %s folds the rows of each group)", at, r.Emit.Value)
 		}
-		if len(r.Sum) == 0 {
+		if !sumWritten {
 			p.errorf(r.Emit.Pos, "%s: sum: missing (output field: column, e.g. sum: {sellable: qty})", at)
 		}
 		if r.Emit.Value == EmitTransition && !r.Value.Set() {
@@ -675,7 +676,7 @@ func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
 	switch {
 	case n.Kind == yaml.SequenceNode && lists:
 		for i, item := range n.Content {
-			s := p.scalar(item, fmt.Sprintf("%s[%d]", at, i))
+			s := p.nonEmptyScalar(item, fmt.Sprintf("%s[%d]", at, i))
 			if s.Value == "" {
 				continue
 			}
@@ -692,7 +693,7 @@ func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
 				p.errorf(name.Pos, "%s: %q is not a field name (letters, digits, _)", at, k.Value)
 				return
 			}
-			e := p.scalar(v, at+"."+k.Value)
+			e := p.nonEmptyScalar(v, at+"."+k.Value)
 			if e.Value == "" {
 				return
 			}
