@@ -376,7 +376,7 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		r.sums = append(r.sums, sumSpec{name: s.Name.Value, column: s.Expr.Value, pos: s.Expr.Pos})
 		r.columns = append(r.columns, columnRef{s.Expr.Value, s.Expr.Pos})
 	}
-	if r.emit == EmitTransition && fr.Value.Set() {
+	if r.emit == EmitTransition && fr.Value.Value != "" {
 		env := types.Map{}
 		for _, g := range r.groupBy {
 			env[g] = types.Any

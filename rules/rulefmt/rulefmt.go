@@ -207,8 +207,11 @@ func Parse(file string, data []byte) (*File, error) {
 	return f, nil
 }
 
-var ruleKeys = []string{"name", "match", "emit", "fields", "topic", "key", "group_by", "sum", "value", "format"}
-var matchKeys = []string{"table", "ops", "when"}
+// RuleKeys are the keys of a rule, and MatchKeys those of its match.
+var (
+	RuleKeys  = []string{"name", "match", "emit", "fields", "topic", "key", "group_by", "sum", "value", "format"}
+	MatchKeys = []string{"table", "ops", "when"}
+)
 
 func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	r := &Rule{Pos: pos(n), Index: i}
@@ -239,9 +242,9 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 					case "ops":
 						r.Ops = p.scalarOrList(mv, mkey)
 					case "when":
-						r.When = p.scalar(mv, mkey)
+						r.When = p.nonEmptyScalar(mv, mkey)
 					default:
-						p.unknown(mk, key+".", matchKeys)
+						p.unknown(mk, key+".", MatchKeys)
 					}
 				})
 			}
@@ -261,11 +264,11 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 			sumWritten = true
 			r.Sum = p.fields(v, key, false)
 		case "value":
-			r.Value = p.scalar(v, key)
+			r.Value = p.nonEmptyScalar(v, key)
 		case "format":
 			r.Format = p.scalar(v, key)
 		default:
-			p.unknown(k, at+": ", ruleKeys)
+			p.unknown(k, at+": ", RuleKeys)
 		}
 	})
 	if !r.Name.Set() {
@@ -664,6 +667,8 @@ func leaveOut(at string) string {
 		return " (leave key out for the table's primary key)"
 	case "ops":
 		return " (leave ops out for every op)"
+	case "when":
+		return " (leave when out for every change)"
 	}
 	return ""
 }
