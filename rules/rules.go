@@ -562,7 +562,7 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 			for _, ref := range r.columns {
 				if _, ok := kinds[ref.name]; !ok && !reported[ref.name] {
 					reported[ref.name] = true
-					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q", r.name, t.Schema, t.Name, ref.name)})
+					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q (%s)", r.name, t.Schema, t.Name, ref.name, columnsHint(t.Columns))})
 				}
 			}
 			for _, f := range r.exprNameFields {
