@@ -234,3 +234,31 @@ func TestRulesExplainShowsTheRulesValidOnTheirOwn(t *testing.T) {
 		t.Errorf("explain of a valid file: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
 }
+
+// TestRulesTestLowStockFlagStartsLow: as rules.md says of a transition whose value is true
+// for an empty group (`sellable < 5`), a SKU that starts low sends nothing, and the first
+// message of one that starts above says false, before holding true.
+func TestRulesTestLowStockFlagStartsLow(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, `rules:
+  - name: low-stock
+    match: {table: inventory.sellable_shard}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable < 5"
+    topic: alerts.low-stock
+`)
+	writeFile(t, events, `[[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"LOW","shard":0,"qty":3}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"insert","after":{"sku_id":"HIGH","shard":0,"qty":10}}]]`)
+	stdout, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
+	if err != nil || stderr != "" {
+		t.Fatalf("rules test: %v\n%s", err, stderr)
+	}
+	txns := parseRulesTestOutput(t, stdout)
+	if len(txns) != 2 || !txns[0].nothing || len(txns[1].messages) != 1 ||
+		shownPart(txns[1].messages[0].value) != `{"op":"u","before":{"sku_id":"HIGH","sellable":0,"value":true},"after":{"sku_id":"HIGH","sellable":10,"value":false}}` {
+		t.Errorf("rules test:\n%s", stdout)
+	}
+}
