@@ -308,12 +308,16 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	switch r.Emit.Value {
 	case EmitRow:
 		for _, f := range []struct {
-			set  bool
-			pos  Pos
-			name string
-		}{{len(r.GroupBy) > 0, firstPos(r.GroupBy), "group_by"}, {len(r.Sum) > 0, firstFieldPos(r.Sum), "sum"}, {r.Value.Set(), r.Value.Pos, "value"}} {
+			set        bool
+			pos        Pos
+			name, emit string
+		}{
+			{len(r.GroupBy) > 0, firstPos(r.GroupBy), "group_by", "aggregate or transition"},
+			{len(r.Sum) > 0, firstFieldPos(r.Sum), "sum", "aggregate or transition"},
+			{r.Value.Set(), r.Value.Pos, "value", "transition"},
+		} {
 			if f.set {
-				p.errorf(f.pos, "%s: %s: only for emit: aggregate or transition", at, f.name)
+				p.errorf(f.pos, "%s: %s: only for emit: %s", at, f.name, f.emit)
 			}
 		}
 	case EmitAggregate, EmitTransition:
@@ -358,21 +362,40 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	default:
 		p.errorf(r.Emit.Pos, "%s: emit: %q is not one of row, aggregate, transition", at, r.Emit.Value)
 	}
-	lists := [][]String{r.Key, r.GroupBy}
+	lists := []struct {
+		key  string
+		cols []String
+	}{{"key", r.Key}, {"group_by", r.GroupBy}}
 	if r.KeyIsTemplate() {
 		if err := CheckTemplate(r.Key[0].Value); err != nil {
 			p.errorf(r.Key[0].Pos, "%s: key: %v", at, err)
 		}
 		lists = lists[1:]
 	}
-	for _, cols := range lists {
-		for _, c := range cols {
+	for _, l := range lists {
+		for _, c := range l.cols {
 			if !IsIdent(c.Value) {
-				p.errorf(c.Pos, "%s: %q is not a column name", at, c.Value)
+				p.errorf(c.Pos, "%s: %s: %q is not a column name%s", at, l.key, c.Value, listHint(c.Value))
 			}
 		}
 	}
 	return r
+}
+
+// listHint is what to add to the message about a value that is not a column name: how
+// to write several columns when it reads as a list of them ("sku_id, warehouse").
+func listHint(s string) string {
+	names := strings.Split(s, ",")
+	for i, n := range names {
+		names[i] = strings.TrimSpace(n)
+		if !IsIdent(names[i]) {
+			return ""
+		}
+	}
+	if len(names) < 2 {
+		return ""
+	}
+	return " (several columns are a list: [" + strings.Join(names, ", ") + "])"
 }
 
 // KeyIsTemplate reports whether the rule's key is one template ("{sku_id}:{warehouse}"),
@@ -406,7 +429,7 @@ func CheckTemplate(s string) error {
 // change, so {schema}, {table}, {op} and other columns have no one value there.
 func checkGroupTopic(p *parser, at string, r *Rule) {
 	parts, err := SplitTemplate(r.Topic.Value)
-	if err != nil || r.Topic.Invalid {
+	if err != nil || r.Topic.Invalid || slices.ContainsFunc(r.GroupBy, func(g String) bool { return !IsIdent(g.Value) }) {
 		return // reported
 	}
 	var bad []string
