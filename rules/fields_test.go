@@ -91,3 +91,19 @@ func TestRulesCheckTablesInFileOrder(t *testing.T) {
 		t.Errorf("places %s, want %s:\n%v", strings.Join(got, " "), want, errs)
 	}
 }
+
+// TestColumnsHintNamesAWideTablesFirstColumns: a missing column's message lists the
+// table's columns, cut short for a wide table.
+func TestColumnsHintNamesAWideTablesFirstColumns(t *testing.T) {
+	if got := columnsHint(stockTable.Columns); got != "its columns: sku_id, qty" {
+		t.Errorf("columnsHint: %s", got)
+	}
+	wide := make([]canal.Column, maxColumnsShown+5)
+	for i := range wide {
+		wide[i].Name = fmt.Sprintf("c%d", i)
+	}
+	got := columnsHint(wide)
+	if !strings.HasPrefix(got, "its columns: c0, c1, ") || !strings.HasSuffix(got, fmt.Sprintf(", c%d, … (%d in all)", maxColumnsShown-1, maxColumnsShown+5)) {
+		t.Errorf("columnsHint of %d columns: %s", len(wide), got)
+	}
+}

@@ -47,7 +47,7 @@ func TestParsePartialKeepsRulesWithoutProblems(t *testing.T) {
 		t.Fatalf("ParsePartial kept %v (%v); want the first rule good only", names, set.Rule("good").Tables())
 	}
 	live := set.CheckTables([]TableInfo{{Schema: "shop", Name: "c", Columns: []canal.Column{{Name: "id"}}}})
-	if len(live) != 1 || live[0].Error() != `rules.yaml:12:11: rule "good": table shop.c has no column "gone"` {
+	if len(live) != 1 || live[0].Error() != `rules.yaml:12:11: rule "good": table shop.c has no column "gone" (its columns: id)` {
 		t.Errorf("CheckTables of the partial set: %v", live)
 	}
 

@@ -87,7 +87,7 @@ func TestRulesExpressionErrorPositions(t *testing.T) {
 func TestRulesLiveColumnPositions(t *testing.T) {
 	src := "rules:\n  - name: cond\n    match:\n      table: shop.stock_1\n      when: |\n        after.qty > 0 &&\n          changed(\"qty\") && after.nope > 1\n    topic: t\n"
 	errs := mustParse(t, src).CheckTables([]TableInfo{{Schema: "shop", Name: "stock_1", Columns: stockTable.Columns}})
-	want := "rules.yaml:" + placeOf(t, src, "", "nope") + `: rule "cond": table shop.stock_1 has no column "nope"`
+	want := "rules.yaml:" + placeOf(t, src, "", "nope") + `: rule "cond": table shop.stock_1 has no column "nope" (its columns: sku_id, qty)`
 	if len(errs) != 1 || errs[0].Error() != want {
 		t.Errorf("got %v, want %s", errs, want)
 	}

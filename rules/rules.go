@@ -302,7 +302,7 @@ var exprNames = map[string]bool{"before": true, "after": true, "row": true, "op"
 
 func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	r := &Rule{name: fr.Name.Value, src: fr, nameHeader: []byte(fr.Name.Value)}
-	at := fmt.Sprintf("rule %q", r.name)
+	at := fr.Label()
 	switch fr.Emit.Value {
 	case rulefmt.EmitAggregate:
 		r.emit = EmitAggregate
@@ -376,7 +376,7 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		r.sums = append(r.sums, sumSpec{name: s.Name.Value, column: s.Expr.Value, pos: s.Expr.Pos})
 		r.columns = append(r.columns, columnRef{s.Expr.Value, s.Expr.Pos})
 	}
-	if r.emit == EmitTransition && fr.Value.Set() {
+	if r.emit == EmitTransition && fr.Value.Value != "" {
 		env := types.Map{}
 		for _, g := range r.groupBy {
 			env[g] = types.Any
@@ -562,7 +562,7 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 			for _, ref := range r.columns {
 				if _, ok := kinds[ref.name]; !ok && !reported[ref.name] {
 					reported[ref.name] = true
-					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q", r.name, t.Schema, t.Name, ref.name)})
+					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q (%s)", r.name, t.Schema, t.Name, ref.name, columnsHint(t.Columns))})
 				}
 			}
 			for _, f := range r.exprNameFields {

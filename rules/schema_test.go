@@ -1,12 +1,17 @@
 package rules
 
 import (
+	"encoding/json"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
+
+	"github.com/stocksync/stocksync/rules/rulefmt"
 )
 
 // TestRulesSchemaAgreesWithValidate: docs/rules.schema.json, which editors check rules
@@ -54,6 +59,16 @@ func TestRulesSchemaAgreesWithValidate(t *testing.T) {
 		{"aggregate with key", agg + "    key: [sku_id]\n", false},
 		{"row rule with value", row + "    value: x\n", false},
 		{"unknown key", row + "    tpoic: x\n", false},
+		{"unknown match key", strings.Replace(row, "{table: shop.stock}", "{table: shop.stock, opz: [update]}", 1), false},
+		{"numbers and booleans where text is read", "rules:\n  - name: 12\n    match: {table: shop.stock, when: true}\n    fields: {n: 1, f: false}\n    topic: 2024\n", true},
+		{"a fields value empty", row + "    fields: {a: \"\", b: qty}\n", false},
+		{"when empty", strings.Replace(row, "{table: shop.stock}", "{table: shop.stock, when: \"\"}", 1), false},
+		{"value empty", strings.Replace(agg, "aggregate", "transition", 1) + "    value: \"\"\n", false},
+		{"a key template with a '{' left open", row + "    key: \"{sku_id}:{\"\n", false},
+		{"a key template with text around", row + "    key: \"sku {sku_id} in {warehouse}\"\n", true},
+		{"emit unknown", strings.Replace(agg, "aggregate", "sometimes", 1), false},
+		{"format unknown", row + "    format: avro\n", false},
+		{"ops unknown", strings.Replace(row, "{table: shop.stock}", "{table: shop.stock, ops: [upsert]}", 1), false},
 	} {
 		var v any
 		if err := yaml.Unmarshal([]byte(tc.src), &v); err != nil {
@@ -63,6 +78,60 @@ func TestRulesSchemaAgreesWithValidate(t *testing.T) {
 		_, validateErr := Parse("rules.yaml", []byte(tc.src))
 		if (schemaErr == nil) != tc.valid || (validateErr == nil) != tc.valid {
 			t.Errorf("%s: want valid %v; the schema says %v, validate says %v", tc.name, tc.valid, schemaErr, validateErr)
+		}
+	}
+}
+
+// TestRulesSchemaNamesWhatTheParserKnows: the schema's keys and enum values are those of
+// the parser, so an editor neither flags a key the parser reads nor offers one it refuses.
+func TestRulesSchemaNamesWhatTheParserKnows(t *testing.T) {
+	data, err := os.ReadFile("../docs/rules.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type object struct {
+		Properties map[string]struct {
+			Enum       []string                   `json:"enum"`
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"properties"`
+	}
+	var schema struct {
+		object
+		Definitions struct {
+			Rule object `json:"rule"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	rule := schema.Definitions.Rule.Properties
+	ops := rule["match"].Properties["ops"]
+	var opsSchema struct {
+		OneOf []struct {
+			Enum  []string `json:"enum"`
+			Items struct {
+				Enum []string `json:"enum"`
+			} `json:"items"`
+		} `json:"oneOf"`
+	}
+	if err := json.Unmarshal(ops, &opsSchema); err != nil || len(opsSchema.OneOf) != 2 {
+		t.Fatalf("match.ops: %v %s", err, ops)
+	}
+	sorted := func(s []string) []string { return slices.Sorted(slices.Values(s)) }
+	for _, c := range []struct {
+		what         string
+		schema, want []string
+	}{
+		{"the file's keys", slices.Collect(maps.Keys(schema.Properties)), []string{"rules"}},
+		{"a rule's keys", slices.Collect(maps.Keys(rule)), rulefmt.RuleKeys},
+		{"match's keys", slices.Collect(maps.Keys(rule["match"].Properties)), rulefmt.MatchKeys},
+		{"emit", rule["emit"].Enum, []string{rulefmt.EmitRow, rulefmt.EmitAggregate, rulefmt.EmitTransition}},
+		{"format", rule["format"].Enum, []string{rulefmt.FormatDebezium, rulefmt.FormatCanal, rulefmt.FormatMaxwell}},
+		{"match.ops as one", opsSchema.OneOf[0].Enum, rulefmt.OpNames},
+		{"match.ops as a list", opsSchema.OneOf[1].Items.Enum, rulefmt.OpNames},
+	} {
+		if got, want := sorted(c.schema), sorted(c.want); !slices.Equal(got, want) {
+			t.Errorf("%s: the schema has %v, the parser %v", c.what, got, want)
 		}
 	}
 }

@@ -51,42 +51,83 @@ file with other problems it checks the rules that have none, in the same run.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
 				return nil
 			}
-			set, err := rules.LoadPartial(args[0])
-			var fileErrs rules.Errors
-			if err != nil && !errors.As(err, &fileErrs) {
+			lc, err := loadAndCheckLive(cmd, args[0])
+			if err != nil {
 				return err
 			}
-			var liveErrs []error
-			if set != nil {
-				_, liveErrs, err = checkLive(cmd, set)
-				if err != nil {
-					if len(fileErrs) > 0 {
-						fmt.Fprintln(cmd.ErrOrStderr(), fileErrs)
-					}
-					return err
-				}
-			}
-			if len(fileErrs) == 0 && len(liveErrs) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
+			if lc.valid() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(lc.set.Rules()))
 				return nil
 			}
-			fmt.Fprintln(cmd.ErrOrStderr(), joinRuleProblems(fileErrs, liveErrs))
-			if len(fileErrs) > 0 {
-				checked := "no rule against the source (none is valid on its own): each is checked once its own problems are mended"
-				if set != nil {
-					checked = fmt.Sprintf("against the source only the %d rules valid on their own", len(set.Rules()))
-					if len(set.Rules()) == 1 {
-						checked = "against the source only the one rule valid on its own"
-					}
-					checked += "; the others are checked once their own problems are mended"
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s: --live checked %s\n", args[0], checked)
-			}
-			return errRulesInvalid
+			return lc.report(cmd.ErrOrStderr(), args[0], "--live checked", "against the source", "checked")
 		},
 	}
 	cmd.Flags().BoolVar(&live, "live", false, "also check tables and columns on the source of --config")
 	return cmd
+}
+
+// liveCheck is a rules file loaded partially (rules.LoadPartial) and the rules valid on
+// their own checked against the source of --config.
+type liveCheck struct {
+	set      *rules.Set // the rules valid on their own; nil when none is
+	tables   []rules.TableInfo
+	fileErrs rules.Errors
+	liveErrs []error
+}
+
+// loadAndCheckLive loads file partially and checks the rules valid on their own against
+// the source of --config (not connecting when there are none). An error is one reading
+// the file or the source; the file's problems are then printed on stderr first, since
+// the caller returns without reporting them.
+func loadAndCheckLive(cmd *cobra.Command, file string) (*liveCheck, error) {
+	set, err := rules.LoadPartial(file)
+	lc := &liveCheck{set: set}
+	if err != nil && !errors.As(err, &lc.fileErrs) {
+		return nil, err
+	}
+	if set == nil {
+		return lc, nil
+	}
+	lc.tables, lc.liveErrs, err = checkLive(cmd, set)
+	if err != nil {
+		if len(lc.fileErrs) > 0 {
+			fmt.Fprintln(cmd.ErrOrStderr(), lc.fileErrs)
+		}
+		return nil, err
+	}
+	return lc, nil
+}
+
+// valid reports whether neither the file nor the source showed a problem.
+func (lc *liveCheck) valid() bool { return len(lc.fileErrs) == 0 && len(lc.liveErrs) == 0 }
+
+// report prints every problem to w, in file order, then, when the file has problems of
+// its own, which rules the command went through: "FILE: DID [WHERE] only the N rules
+// valid on their own; the others are DONE once their own problems are mended". It
+// returns errRulesInvalid.
+func (lc *liveCheck) report(w io.Writer, file, did, where, done string) error {
+	fmt.Fprintln(w, joinRuleProblems(lc.fileErrs, lc.liveErrs))
+	if len(lc.fileErrs) == 0 {
+		return errRulesInvalid
+	}
+	did = strings.TrimSpace(did + " " + where)
+	switch n := lc.rules(); n {
+	case 0:
+		fmt.Fprintf(w, "%s: %s no rule (none is valid on its own): each is %s once its own problems are mended\n", file, did, done)
+	case 1:
+		fmt.Fprintf(w, "%s: %s only the one rule valid on its own; the others are %s once their own problems are mended\n", file, did, done)
+	default:
+		fmt.Fprintf(w, "%s: %s only the %d rules valid on their own; the others are %s once their own problems are mended\n", file, did, n, done)
+	}
+	return errRulesInvalid
+}
+
+// rules is how many rules are valid on their own.
+func (lc *liveCheck) rules() int {
+	if lc.set == nil {
+		return 0
+	}
+	return len(lc.set.Rules())
 }
 
 // joinRuleProblems is the file's problems and those found on the live source as one
@@ -522,26 +563,31 @@ func newRulesExplainCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "explain FILE --config CONFIG",
 		Short: "Show which rules match which live tables, and which tables no rule matches",
-		Args:  cobra.ExactArgs(1),
+		Long: `Explain connects to the source named by --config and prints, for each rule of FILE,
+the tables it matches there, then the tables no rule matches. In a file with problems it
+explains the rules valid on their own and prints every problem on stderr (those of the
+file and those --live would find), exiting non-zero; a rule with a problem of its own is
+explained once that problem is mended.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set, err := rules.Load(args[0])
-			if err != nil {
-				return reportLoadError(cmd.ErrOrStderr(), err)
-			}
-			tables, errs, err := checkLive(cmd, set)
+			lc, err := loadAndCheckLive(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			explainRules(cmd.OutOrStdout(), set, tables)
-			if len(errs) > 0 {
-				return reportRuleErrors(cmd.ErrOrStderr(), joinRuleProblems(nil, errs))
+			if lc.set != nil {
+				explainRules(cmd.OutOrStdout(), lc.set, lc.tables, len(lc.fileErrs) > 0)
 			}
-			return nil
+			if lc.valid() {
+				return nil
+			}
+			return lc.report(cmd.ErrOrStderr(), args[0], "explain showed", "", "explained")
 		},
 	}
 }
 
-func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo) {
+// explainRules prints the rules of set and the tables each matches, then the tables none
+// matches; partial says set holds only the rules of its file valid on their own.
+func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo, partial bool) {
 	for _, r := range set.Rules() {
 		fmt.Fprintf(w, "rule %s (emit %s, format %s, topic %s) matches %s:\n", r.Name(), r.Emit(), r.Format(), r.Topic(), strings.Join(r.Tables(), ", "))
 		n := 0
@@ -561,7 +607,11 @@ func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo) {
 			unmatched = append(unmatched, t.Schema+"."+t.Name)
 		}
 	}
-	fmt.Fprintf(w, "tables no rule matches (%d):\n", len(unmatched))
+	if partial {
+		fmt.Fprintf(w, "tables none of these rules matches (%d; the rules with problems are left out):\n", len(unmatched))
+	} else {
+		fmt.Fprintf(w, "tables no rule matches (%d):\n", len(unmatched))
+	}
 	for _, t := range unmatched {
 		fmt.Fprintf(w, "  %s\n", t)
 	}

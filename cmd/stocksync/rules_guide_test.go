@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/rules"
@@ -296,6 +300,59 @@ func TestRulesGuideWorkedExamplesRunAsShown(t *testing.T) {
 			t.Errorf("example 2, transaction %d: %s, want %s", i+1, shownPart(txn.messages[0].value), want)
 		case !strings.HasSuffix(shownPart(txn.messages[0].value), want):
 			t.Errorf("example 2, transaction %d: %s, want …%s", i+1, shownPart(txn.messages[0].value), want)
+		}
+	}
+}
+
+// TestRulesGuideAndExamplesFitTheSchema: every rules file the guide shows (its yaml blocks
+// holding a rules list) and examples/rules.yaml load, and docs/rules.schema.json, which
+// editors check rules files with, finds nothing wrong in them.
+func TestRulesGuideAndExamplesFitTheSchema(t *testing.T) {
+	f, err := os.Open("../../docs/rules.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("rules.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := c.Compile("rules.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide, err := os.ReadFile(guidePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for i, block := range codeBlocks(string(guide), "yaml") {
+		if strings.HasPrefix(block, "rules:") {
+			files[fmt.Sprintf("rules.md yaml block %d", i+1)] = block
+		}
+	}
+	if len(files) < 4 { // "A rule" and the three worked examples
+		t.Fatalf("found %d rules files in the guide", len(files))
+	}
+	example, err := os.ReadFile("../../examples/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["examples/rules.yaml"] = string(example)
+	for name, src := range files {
+		if _, err := rules.Parse(name, []byte(src)); err != nil {
+			t.Errorf("%s does not load:\n%v", name, err)
+		}
+		var v any
+		if err := yaml.Unmarshal([]byte(src), &v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := schema.Validate(v); err != nil {
+			t.Errorf("%s: the schema refuses it: %v", name, err)
 		}
 	}
 }

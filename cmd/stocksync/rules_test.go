@@ -167,3 +167,98 @@ func TestRulesCLIAuthorMistakes(t *testing.T) {
 		t.Errorf("validate of a missing file: %v; want the reading error", err)
 	}
 }
+
+// TestRulesExplainShowsTheRulesValidOnTheirOwn: in a file where one rule has a problem of
+// its own, `rules explain` still shows what the other rules match on the source, prints
+// every problem (the file's and the source's) on stderr and fails; a file without
+// problems is explained and succeeds.
+func TestRulesExplainShowsTheRulesValidOnTheirOwn(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	db, conn := m.FreshDatabase(t, t.Name())
+	testutil.Exec(t, conn, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
+	testutil.Exec(t, conn, "CREATE TABLE audit (id INT PRIMARY KEY)")
+	dir := t.TempDir()
+	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
+	good := fmt.Sprintf(`rules:
+  - name: stock-rows
+    match: {table: "%[1]s.stock"}
+    topic: a
+  - name: audit-rows
+    match: {table: "%[1]s.audit"}
+    fields: [id, qtty]
+    topic: b
+`, db)
+	broken := good + fmt.Sprintf(`  - name: broken
+    match: {table: "%[1]s.audit", when: "after.id >"}
+    topic: c
+`, db)
+
+	writeFile(t, rulesFile, broken)
+	stdout, stderr, err := runRulesCLI(t, "explain", "--config", configFile, rulesFile)
+	if !errors.Is(err, errRulesInvalid) {
+		t.Fatalf("explain of a file with a problem: %v; want errRulesInvalid\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		"rule stock-rows (emit row, format debezium, topic a) matches " + db + ".stock:\n  " + db + ".stock\n",
+		"rule audit-rows (emit row, format debezium, topic b) matches " + db + ".audit:\n  " + db + ".audit\n",
+		"tables none of these rules matches (", "; the rules with problems are left out):\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "broken") {
+		t.Errorf("stdout explains the rule with a problem:\n%s", stdout)
+	}
+	for _, want := range []string{
+		rulesFile + `:7:18: rule "audit-rows": table ` + db + `.audit has no column "qtty"`,
+		rulesFile + `:10:`, `rule "broken": match.when:`,
+		rulesFile + ": explain showed only the 2 rules valid on their own; the others are explained once their own problems are mended",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+
+	writeFile(t, rulesFile, "rules:\n  - name: only-broken\n    match: {table: shop.t}\n")
+	stdout, stderr, err = runRulesCLI(t, "explain", "--config", configFile, rulesFile)
+	if !errors.Is(err, errRulesInvalid) || stdout != "" ||
+		!strings.Contains(stderr, `rule "only-broken": topic: missing`) || !strings.Contains(stderr, "explain showed no rule (none is valid on its own)") {
+		t.Errorf("explain of a file with no rule valid on its own: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+
+	writeFile(t, rulesFile, strings.Replace(good, "[id, qtty]", "[id]", 1))
+	stdout, stderr, err = runRulesCLI(t, "explain", "--config", configFile, rulesFile)
+	if err != nil || stderr != "" || !strings.Contains(stdout, "rule audit-rows") || !strings.Contains(stdout, "tables no rule matches (") {
+		t.Errorf("explain of a valid file: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+}
+
+// TestRulesTestLowStockFlagStartsLow: as rules.md says of a transition whose value is true
+// for an empty group (`sellable < 5`), a SKU that starts low sends nothing, and the first
+// message of one that starts above says false, before holding true.
+func TestRulesTestLowStockFlagStartsLow(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, `rules:
+  - name: low-stock
+    match: {table: inventory.sellable_shard}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable < 5"
+    topic: alerts.low-stock
+`)
+	writeFile(t, events, `[[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"LOW","shard":0,"qty":3}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"insert","after":{"sku_id":"HIGH","shard":0,"qty":10}}]]`)
+	stdout, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
+	if err != nil || stderr != "" {
+		t.Fatalf("rules test: %v\n%s", err, stderr)
+	}
+	txns := parseRulesTestOutput(t, stdout)
+	if len(txns) != 2 || !txns[0].nothing || len(txns[1].messages) != 1 ||
+		shownPart(txns[1].messages[0].value) != `{"op":"u","before":{"sku_id":"HIGH","sellable":0,"value":true},"after":{"sku_id":"HIGH","sellable":10,"value":false}}` {
+		t.Errorf("rules test:\n%s", stdout)
+	}
+}

@@ -124,6 +124,17 @@ type Rule struct {
 	Format  String
 	// Faulty is true when Parse reported a problem in the rule.
 	Faulty bool
+	// Index is the rule's 0-based place in the rules list.
+	Index int
+}
+
+// Label is how messages name the rule: rule "NAME", or rules[INDEX] (0-based) when its
+// name is missing, empty or not a scalar.
+func (r *Rule) Label() string {
+	if r.Name.Value == "" || r.Name.Invalid {
+		return fmt.Sprintf("rules[%d]", r.Index)
+	}
+	return fmt.Sprintf("rule %q", r.Name.Value)
 }
 
 // File is a parsed rules file.
@@ -180,7 +191,7 @@ func Parse(file string, data []byte) (*File, error) {
 			}
 			if r.Name.Value != "" {
 				if first, dup := seen[r.Name.Value]; dup {
-					p.errorf(r.Name.Pos, "rules[%d].name: %q is already the name of the rule at line %d", i, r.Name.Value, first.Line)
+					p.errorf(r.Name.Pos, "%s: name: already the name of the rule at line %d (each rule needs its own name)", r.Label(), first.Line)
 				} else {
 					seen[r.Name.Value] = r.Name.Pos
 				}
@@ -196,26 +207,33 @@ func Parse(file string, data []byte) (*File, error) {
 	return f, nil
 }
 
-var ruleKeys = []string{"name", "match", "emit", "fields", "topic", "key", "group_by", "sum", "value", "format"}
-var matchKeys = []string{"table", "ops", "when"}
+// RuleKeys are the keys of a rule, and MatchKeys those of its match.
+var (
+	RuleKeys  = []string{"name", "match", "emit", "fields", "topic", "key", "group_by", "sum", "value", "format"}
+	MatchKeys = []string{"table", "ops", "when"}
+)
 
 func (p *parser) rule(n *yaml.Node, i int) *Rule {
-	at := fmt.Sprintf("rules[%d]", i)
-	if !p.expectKind(n, yaml.MappingNode, at, "a mapping") {
+	r := &Rule{Pos: pos(n), Index: i}
+	if !p.expectKind(n, yaml.MappingNode, r.Label(), "a mapping") {
 		return nil
 	}
-	r := &Rule{Pos: pos(n)}
+	// Every problem of the rule names it the same way, Label, so its name is read first.
+	if v := firstValue(n, "name"); v != nil && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+		r.Name.Value = v.Value
+	}
+	at := r.Label()
 	var matchNode *yaml.Node
-	var tableWritten, groupByWritten bool
-	p.mapping(n, at, func(k, v *yaml.Node) {
-		key := at + "." + k.Value
+	var tableWritten, groupByWritten, sumWritten bool
+	p.mapping(n, at+": ", func(k, v *yaml.Node) {
+		key := at + ": " + k.Value
 		switch k.Value {
 		case "name":
 			r.Name = p.scalar(v, key)
 		case "match":
 			matchNode = v
 			if p.expectKind(v, yaml.MappingNode, key, "a mapping with table, ops, when") {
-				p.mapping(v, key, func(mk, mv *yaml.Node) {
+				p.mapping(v, key+".", func(mk, mv *yaml.Node) {
 					mkey := key + "." + mk.Value
 					switch mk.Value {
 					case "table":
@@ -224,9 +242,9 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 					case "ops":
 						r.Ops = p.scalarOrList(mv, mkey)
 					case "when":
-						r.When = p.scalar(mv, mkey)
+						r.When = p.nonEmptyScalar(mv, mkey)
 					default:
-						p.unknown(mk, key+".", matchKeys)
+						p.unknown(mk, key+".", MatchKeys)
 					}
 				})
 			}
@@ -243,21 +261,20 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 			groupByWritten = true
 			r.GroupBy = p.scalarOrList(v, key)
 		case "sum":
+			sumWritten = true
 			r.Sum = p.fields(v, key, false)
 		case "value":
-			r.Value = p.scalar(v, key)
+			r.Value = p.nonEmptyScalar(v, key)
 		case "format":
 			r.Format = p.scalar(v, key)
 		default:
-			p.unknown(k, at+".", ruleKeys)
+			p.unknown(k, at+": ", RuleKeys)
 		}
 	})
 	if !r.Name.Set() {
-		p.errorf(r.Pos, "%s.name: missing", at)
+		p.errorf(r.Pos, "%s: name: missing", at)
 	} else if r.Name.Value == "" && !r.Name.Invalid {
-		p.errorf(r.Name.Pos, "%s.name: must not be empty", at)
-	} else {
-		at = fmt.Sprintf("rule %q", r.Name.Value)
+		p.errorf(r.Name.Pos, "%s: name: must not be empty", at)
 	}
 	if matchNode == nil {
 		p.errorf(r.Pos, "%s: match: missing (match: {table: \"schema.table\"})", at)
@@ -291,19 +308,23 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	switch r.Emit.Value {
 	case EmitRow:
 		for _, f := range []struct {
-			set  bool
-			pos  Pos
-			name string
-		}{{len(r.GroupBy) > 0, firstPos(r.GroupBy), "group_by"}, {len(r.Sum) > 0, firstFieldPos(r.Sum), "sum"}, {r.Value.Set(), r.Value.Pos, "value"}} {
+			set        bool
+			pos        Pos
+			name, emit string
+		}{
+			{len(r.GroupBy) > 0, firstPos(r.GroupBy), "group_by", "aggregate or transition"},
+			{len(r.Sum) > 0, firstFieldPos(r.Sum), "sum", "aggregate or transition"},
+			{r.Value.Set(), r.Value.Pos, "value", "transition"},
+		} {
 			if f.set {
-				p.errorf(f.pos, "%s: %s: only for emit: aggregate or transition", at, f.name)
+				p.errorf(f.pos, "%s: %s: only for emit: %s", at, f.name, f.emit)
 			}
 		}
 	case EmitAggregate, EmitTransition:
 		if !groupByWritten {
 			p.errorf(r.Emit.Pos, "%s: group_by: missing (emit: %s folds the rows of each group)", at, r.Emit.Value)
 		}
-		if len(r.Sum) == 0 {
+		if !sumWritten {
 			p.errorf(r.Emit.Pos, "%s: sum: missing (output field: column, e.g. sum: {sellable: qty})", at)
 		}
 		if r.Emit.Value == EmitTransition && !r.Value.Set() {
@@ -341,21 +362,40 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	default:
 		p.errorf(r.Emit.Pos, "%s: emit: %q is not one of row, aggregate, transition", at, r.Emit.Value)
 	}
-	lists := [][]String{r.Key, r.GroupBy}
+	lists := []struct {
+		key  string
+		cols []String
+	}{{"key", r.Key}, {"group_by", r.GroupBy}}
 	if r.KeyIsTemplate() {
 		if err := CheckTemplate(r.Key[0].Value); err != nil {
 			p.errorf(r.Key[0].Pos, "%s: key: %v", at, err)
 		}
 		lists = lists[1:]
 	}
-	for _, cols := range lists {
-		for _, c := range cols {
+	for _, l := range lists {
+		for _, c := range l.cols {
 			if !IsIdent(c.Value) {
-				p.errorf(c.Pos, "%s: %q is not a column name", at, c.Value)
+				p.errorf(c.Pos, "%s: %s: %q is not a column name%s", at, l.key, c.Value, listHint(c.Value))
 			}
 		}
 	}
 	return r
+}
+
+// listHint is what to add to the message about a value that is not a column name: how
+// to write several columns when it reads as a list of them ("sku_id, warehouse").
+func listHint(s string) string {
+	names := strings.Split(s, ",")
+	for i, n := range names {
+		names[i] = strings.TrimSpace(n)
+		if !IsIdent(names[i]) {
+			return ""
+		}
+	}
+	if len(names) < 2 {
+		return ""
+	}
+	return " (several columns are a list: [" + strings.Join(names, ", ") + "])"
 }
 
 // KeyIsTemplate reports whether the rule's key is one template ("{sku_id}:{warehouse}"),
@@ -389,7 +429,7 @@ func CheckTemplate(s string) error {
 // change, so {schema}, {table}, {op} and other columns have no one value there.
 func checkGroupTopic(p *parser, at string, r *Rule) {
 	parts, err := SplitTemplate(r.Topic.Value)
-	if err != nil || r.Topic.Invalid {
+	if err != nil || r.Topic.Invalid || slices.ContainsFunc(r.GroupBy, func(g String) bool { return !IsIdent(g.Value) }) {
 		return // reported
 	}
 	var bad []string
@@ -555,17 +595,22 @@ func (p *parser) expectKind(n *yaml.Node, k yaml.Kind, what, want string) bool {
 }
 
 // mapping calls fn for each key and value of n, reporting keys that are not strings
-// and keys written twice.
+// and keys written twice. at is what a key's path starts with: "" in the file's
+// mapping, `rule "x": ` in a rule's, `rule "x": match.` in its match.
 func (p *parser) mapping(n *yaml.Node, at string, fn func(k, v *yaml.Node)) {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			p.errorf(pos(k), "%s: keys must be names", strings.TrimSuffix(at, "."))
+			whole := strings.TrimSuffix(strings.TrimSuffix(at, "."), ": ")
+			if whole == "" {
+				whole = "the file"
+			}
+			p.errorf(pos(k), "%s: keys must be names", whole)
 			continue
 		}
 		if seen[k.Value] {
-			p.errorf(pos(k), "%s: key %q written twice", prefixed(at, k.Value), k.Value)
+			p.errorf(pos(k), "%s%s: key %q written twice", at, k.Value, k.Value)
 			continue
 		}
 		seen[k.Value] = true
@@ -573,13 +618,17 @@ func (p *parser) mapping(n *yaml.Node, at string, fn func(k, v *yaml.Node)) {
 	}
 }
 
-func prefixed(at, key string) string {
-	if at == "" {
-		return key
+// firstValue is the value of the first key named key in the mapping n, or nil.
+func firstValue(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.Value == key {
+			return n.Content[i+1]
+		}
 	}
-	return at + "." + key
+	return nil
 }
 
+// unknown reports the key k, at the path at (as for mapping), which is none of known.
 func (p *parser) unknown(k *yaml.Node, at string, known []string) {
 	p.errorf(pos(k), "%s%s: unknown key (known: %s)", at, k.Value, strings.Join(known, ", "))
 }
@@ -633,13 +682,16 @@ func (p *parser) nonEmptyScalar(n *yaml.Node, at string) String {
 	return s
 }
 
-// leaveOut tells what leaving an optional key out gives, for the key at names.
+// leaveOut tells what leaving an optional key out gives, for the key at names
+// (`rule "x": key`, `rule "x": match.ops`).
 func leaveOut(at string) string {
-	switch at[strings.LastIndexByte(at, '.')+1:] {
+	switch at[strings.LastIndexAny(at, ". ")+1:] {
 	case "key":
 		return " (leave key out for the table's primary key)"
 	case "ops":
 		return " (leave ops out for every op)"
+	case "when":
+		return " (leave when out for every change)"
 	}
 	return ""
 }
@@ -652,7 +704,7 @@ func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
 	switch {
 	case n.Kind == yaml.SequenceNode && lists:
 		for i, item := range n.Content {
-			s := p.scalar(item, fmt.Sprintf("%s[%d]", at, i))
+			s := p.nonEmptyScalar(item, fmt.Sprintf("%s[%d]", at, i))
 			if s.Value == "" {
 				continue
 			}
@@ -669,7 +721,7 @@ func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
 				p.errorf(name.Pos, "%s: %q is not a field name (letters, digits, _)", at, k.Value)
 				return
 			}
-			e := p.scalar(v, at+"."+k.Value)
+			e := p.nonEmptyScalar(v, at+"."+k.Value)
 			if e.Value == "" {
 				return
 			}
