@@ -148,6 +148,11 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 	api.mustCall(t, ctx, "POST", "/v1/skus/quiet/reshard", map[string]any{"shards": 2})
 
 	awaitOrders(40)
+	// Killed before its first checkpoint, the daemon would start over and seed again (a
+	// first start); this kill is meant for the middle of a stream.
+	testutil.Eventually(t, 10*time.Second, "the first checkpoint", func() bool {
+		return metric(t, s.httpAddr, "stocksync_checkpoint_saved_timestamp_seconds") > 0
+	})
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
 	// A DBA removes two SKUs' rows by hand while the daemon is down: the restart reads the
@@ -232,6 +237,10 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 		if !regexp.MustCompile(c.want).MatchString(c.ops) {
 			t.Errorf("%s: ops %q, want %s", c.what, c.ops, c.want)
 		}
+	}
+	// Only "seeded" had rows at the first start.
+	if fmt.Sprint(product.seeds, search.seeds) != "[seeded c] [seeded u]" {
+		t.Errorf("messages with source.snapshot on product.stock %v and search.availability %v, want the seed of SKU seeded (c, u)", product.seeds, search.seeds)
 	}
 	if !product.equalU["quiet"] {
 		t.Error("product.stock: no u with equal sums for the SKU only resharded")
@@ -506,6 +515,7 @@ type groupConsumer struct {
 	positions  map[string]streamPosition
 	ops        map[string]string // SKU → the ops applied, in order (not repeats)
 	reads      []resyncRead
+	seeds      []string // "SKU op" of the messages of a snapshot: the first start's seed
 	issues     []string
 }
 
@@ -578,6 +588,9 @@ func (g *groupConsumer) read(r *kgo.Record) (groupMessage, *groupImage, streamPo
 	// which source.gtid carries too.
 	if m.Source.GTID != nil && *m.Source.GTID != pos.raw {
 		g.problem("header stocksync-position %s, source.gtid %s", pos, *m.Source.GTID)
+	}
+	if m.Source.Snapshot && m.Op != "r" {
+		g.seeds = append(g.seeds, img.SkuID+" "+m.Op)
 	}
 	if m.Op == "r" {
 		g.reads = append(g.reads, resyncRead{key: string(r.Key), point: pos.raw, row: m.Source.Row})
