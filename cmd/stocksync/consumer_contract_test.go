@@ -36,12 +36,13 @@ import (
 
 // TestConsumersOfTheShippedRulesEndEqualToTheDatabase drives orders through the inventory
 // API (concurrent deductions over sharded SKUs, cancels, ships, expiring holds, restocks,
-// reshards), kills the daemon with SIGKILL twice in the middle of it, deletes a SKU's rows
-// by hand while it is down, and rebuilds a second product system and search index from a
-// resync asked while orders go on. At the end every view equals the database: the SUM of
-// a SKU's shard rows, and in stock when that sum is over 0. On the way each message is
-// checked against what topics.md promises: key, headers, partition, ops, repeats, and
-// every value following on from the one before.
+// reshards), kills the daemon with SIGKILL twice in the middle of it, deletes two SKUs'
+// rows by hand while it is down, and rebuilds a second product system and search index
+// from a resync asked while orders go on; at-least-once, and exactly-once with a third
+// product system reading read_uncommitted. At the end every view equals the database: the
+// SUM of a SKU's shard rows, and in stock when that sum is over 0. On the way each message
+// is checked against what topics.md promises: key, headers, partition, ops, repeats,
+// positions, the seed and the resync, and every value following on from the one before.
 func TestConsumersOfTheShippedRulesEndEqualToTheDatabase(t *testing.T) {
 	t.Run("at-least-once", func(t *testing.T) { consumersEndEqualToTheDatabase(t, false) })
 	t.Run("exactly-once", func(t *testing.T) { consumersEndEqualToTheDatabase(t, true) })
@@ -99,8 +100,10 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 	// payment alone, or nothing; some holds expire within a second (the sweeper gives
 	// them back). The merchant restocks and reshards meanwhile.
 	var orders atomic.Int64 // placed, not short
-	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	stop := sync.OnceFunc(func() { close(stopped) })
 	var traffic sync.WaitGroup
+	t.Cleanup(func() { stop(); traffic.Wait() }) // none reports after the test, even a failed one
 	for w := range 4 {
 		traffic.Add(1)
 		go func() {
@@ -108,7 +111,9 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
 			for n := 0; ; n++ {
 				select {
-				case <-stop:
+				case <-stopped:
+					return
+				case <-ctx.Done():
 					return
 				default:
 				}
@@ -124,7 +129,9 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 99))
 		for n := 0; ; n++ {
 			select {
-			case <-stop:
+			case <-stopped:
+				return
+			case <-ctx.Done():
 				return
 			case <-time.After(30 * time.Millisecond): // a merchant's pace, not a flood
 			}
@@ -179,7 +186,7 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 		t.Errorf("stocksync resync printed %q, want it to start %q", out, want)
 	}
 	awaitOrders(orders.Load() + 40)
-	close(stop)
+	stop()
 	traffic.Wait()
 	// Holds of a second still running expire now; the truth is taken after them.
 	testutil.Eventually(t, 10*time.Second, "short holds to expire", func() bool {
