@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/stocksync/stocksync/canal"
@@ -207,7 +208,8 @@ func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
 	e := &env{t: t, mysql: m.MySQL, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
 	var db *sql.DB
 	e.db, db = m.FreshDatabase(t, "gtidcp")
-	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_g VALUES (1, 1)")
+	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_g VALUES (1, 1)",
+		"FLUSH BINARY LOGS", "FLUSH BINARY LOGS") // files older than the checkpoint's, for the metric
 	src := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
 	server, err := canal.Connect(t.Context(), src)
 	if err != nil {
@@ -227,10 +229,21 @@ func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
 	if err := store.Save(t.Context(), canal.Position{File: "promoted-bin.000042", Pos: 4, GTIDSet: at.GTIDSet}, nil); err != nil {
 		t.Fatal(err)
 	}
-	r := e.start(set, src.ServerID)
+	metrics := pipeline.NewMetrics(nil)
+	r := e.start(set, src.ServerID, func(o *pipeline.Options) { o.Metrics = metrics })
 	testutil.Exec(t, db, "INSERT INTO stock_g VALUES (2, 2)")
 	if got := e.consume(1, 20*time.Second); len(got) != 1 || got[0].Key != `{"sku_id":2}` || decode(t, got[0]).Op != "c" {
 		t.Fatalf("from a checkpoint of another server's file name whose GTIDs the server has: %v; want the insert of sku 2", got)
+	}
+	// The checkpoint's file name is not the server's, yet its binlog is placed by GTID:
+	// the newest file, after every other the server keeps.
+	files, err := server.BinlogFiles(t.Context())
+	if err != nil || len(files) < 3 || files[len(files)-1] != at.File {
+		t.Fatalf("binlogs %v (%v); want at least 3, the newest %s", files, err, at.File)
+	}
+	if got := promtest.ToFloat64(metrics.CheckpointBinlogsBehind); got != float64(len(files)-1) {
+		t.Errorf("stocksync_checkpoint_binlog_files_older = %v for a checkpoint of another server's file name in %s; want %d (binlogs %v)",
+			got, at.File, len(files)-1, files)
 	}
 	r.stop(t)
 
