@@ -74,6 +74,18 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
 			return p.snapshot(ctx, server, scope, nil)
 		}
+		// The resumed snapshot streams on from its first run's position: the binlogs must
+		// still hold it, which is better said now than after the rest of the snapshot.
+		held, err := p.purgeCheck(ctx, server, resume.Position, mode, "the interrupted snapshot's position")
+		switch {
+		case errors.Is(err, errResnapshot):
+			p.engine.Reset()
+			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
+			return p.snapshot(ctx, server, scope, nil)
+		case err != nil:
+			return start, err
+		}
+		p.checkRetention(held, resume.Position)
 		p.log.Info("resuming an interrupted snapshot", zap.Int64("rows_done", resume.RowsDone), zap.Stringer("pos", resume.Position))
 		return p.snapshot(ctx, server, allTables, resume)
 	}
