@@ -1,6 +1,7 @@
 package canal_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -82,6 +83,10 @@ func TestRetentionFollowsGTIDsNotFileNames(t *testing.T) {
 			t.Errorf("%s: Retention(%s) = held %v, by GTID %v; want %v, %v (the oldest binlog begins after %q)",
 				tc.name, tc.pos, r.Held, r.ByGTID, tc.held, tc.byGTID, r.Purged)
 		}
+		// One file left: a held position is in it, one not held in none of them.
+		if wantOlder := map[bool]int{true: 0, false: -1}[tc.held]; r.Older != wantOlder {
+			t.Errorf("%s: Retention(%s).Older = %d, want %d", tc.name, tc.pos, r.Older, wantOlder)
+		}
 		if tc.byGTID && !strings.Contains(r.Purged, "7-") {
 			t.Errorf("%s: Purged = %q; want the GTID position the oldest binlog begins after, domain 7 included", tc.name, r.Purged)
 		}
@@ -89,6 +94,71 @@ func TestRetentionFollowsGTIDsNotFileNames(t *testing.T) {
 		_, err := runUntil(t.Context(), canal.NewStream(cfg, server, schemaFilter(name), zaptest.NewLogger(t)), tc.pos, end, &recorder{})
 		if (err == nil) != tc.held {
 			t.Errorf("%s: Retention says held %v, and a stream from %s ended with %v", tc.name, tc.held, tc.pos, err)
+		}
+	}
+}
+
+// TestRetentionCountsTheFilesOlderThanAPosition: Older is how many binlog files a purge
+// may take before it takes the position's next change. A position with a GTID set is
+// placed by its transactions (each file's Gtid_list), so a checkpoint of another
+// server's file name is counted right after a failover; one without, by its file name.
+func TestRetentionCountsTheFilesOlderThanAPosition(t *testing.T) {
+	m := testutil.StartPrivateMariaDB(t, "")
+	_, db := m.FreshDatabase(t, "older")
+	server, err := canal.Connect(t.Context(), canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	position := func() canal.Position {
+		t.Helper()
+		p, err := server.CurrentPosition(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	testutil.PurgeBinlogs(t, db)
+	// Three files, each with a position after its first transaction and a second
+	// transaction after that; the third is the one being written.
+	var inFile []canal.Position
+	for i := range 3 {
+		if i > 0 {
+			testutil.Exec(t, db, "FLUSH BINARY LOGS")
+		}
+		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO t VALUES (%d)", 2*i))
+		inFile = append(inFile, position())
+		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO t VALUES (%d)", 2*i+1))
+	}
+	files, err := server.BinlogFiles(t.Context())
+	if err != nil || len(files) != 3 {
+		t.Fatalf("binlogs %v (%v), want 3", files, err)
+	}
+	for i, p := range inFile {
+		if p.File != files[i] || p.GTIDSet == "" {
+			t.Fatalf("position %d is %s, want one with GTIDs in %s", i, p, files[i])
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		pos   canal.Position
+		older int
+	}{
+		{"in the oldest file", inFile[0], 0},
+		{"in the middle file", inFile[1], 1},
+		{"in the file being written", inFile[2], 2},
+		{"in the middle file, by GTID, under another server's file name", canal.Position{File: "promoted-bin.000042", Pos: 4, GTIDSet: inFile[1].GTIDSet}, 1},
+		{"in the file being written, by GTID, under the oldest file's name", canal.Position{File: files[0], Pos: 4, GTIDSet: inFile[2].GTIDSet}, 2},
+		{"no GTIDs, the middle file", canal.Position{File: files[1], Pos: inFile[1].Pos}, 1},
+		{"no GTIDs, a file not listed", canal.Position{File: "promoted-bin.000042", Pos: 4}, -1},
+	} {
+		r, err := server.Retention(t.Context(), tc.pos)
+		if err != nil {
+			t.Fatalf("%s: Retention(%s): %v", tc.name, tc.pos, err)
+		}
+		if r.Older != tc.older {
+			t.Errorf("%s: Retention(%s).Older = %d, want %d (binlogs %v)", tc.name, tc.pos, r.Older, tc.older, r.Files)
 		}
 	}
 }

@@ -56,12 +56,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SnapshotETA: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_eta_seconds",
 			Help: "Expected time to the end of the running snapshot; 0 when none runs or unknown."}),
 		CheckpointBinlogsBehind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_files_older",
-			Help: "Binlog files the server keeps that are older than the checkpoint's; 0 means the next purge loses undelivered changes."}),
+			Help: "Binlog files the server keeps that are older than the one holding the checkpoint (placed by GTID on MariaDB); 0 means the next purge loses undelivered changes; -1 that it cannot be told (not checked yet, the checkpoint's changes already purged, or its file not listed on MySQL)."}),
 		RereadRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_reread_running",
 			Help: "1 while a resync re-reads the tables of row rules (also one that went on after a restart), else 0."}),
 		RereadChunks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_reread_chunks_published",
 			Help: "Chunks the running or last re-read has published, counted over its restarts."}),
 	}
+	m.CheckpointBinlogsBehind.Set(-1) // unknown until the first check
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
 			m.CheckpointSaved, m.Lag, m.Restarts, m.RuleEvalErrors,

@@ -380,8 +380,9 @@ func (p *Pipeline) transactionFull() bool {
 func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 	t := time.NewTicker(p.opts.CheckpointInterval)
 	defer t.Stop()
-	lastRetentionCheck := time.Now()
 	var skippedSeen uint64 // of this pipeline's stream
+	// The binlogs' retention of the checkpoint: at the first tick, then once a minute.
+	var lastRetentionCheck time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -402,8 +403,14 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 		}
 		if time.Since(lastRetentionCheck) > time.Minute {
 			lastRetentionCheck = time.Now()
-			if files, err := p.server.BinlogFiles(ctx); err == nil {
-				p.checkRetention(files, p.lastSavedPosition())
+			pos := p.lastSavedPosition()
+			r, err := p.server.Retention(ctx, pos)
+			switch {
+			case err == nil:
+				p.checkRetention(r, pos)
+			case ctx.Err() == nil:
+				p.m.CheckpointBinlogsBehind.Set(-1)
+				p.log.Warn("checking whether the server's binlogs still hold the checkpoint", zap.Stringer("checkpoint", pos), zap.Error(err))
 			}
 		}
 	}

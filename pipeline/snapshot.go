@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"go.uber.org/zap"
 
@@ -47,50 +46,46 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		}
 	}
 	if found && resume == nil {
-		held, err := server.Retention(ctx, start)
-		if err != nil {
-			return start, err
-		}
-		files := held.Files
-		if len(files) > 0 && !held.Held {
-			// Checked as the stream resumes: by GTID when the checkpoint has a set, else by file.
-			gone := fmt.Sprintf("checkpoint %s is in %s, and the oldest binlog the server still has is %s", start, start.File, files[0])
-			if held.ByGTID {
-				gone = fmt.Sprintf("checkpoint %s resumes after its GTIDs, and the oldest binlog the server still has is %s, which begins after GTID %s",
-					start, files[0], held.Purged)
-			}
-			if mode != SnapshotWhenNeeded {
-				return start, fmt.Errorf("%w: %s, so the changes in between are gone. "+
-					"Fix: set `snapshot: when_needed` to read the matched tables again and stream from there, "+
-					"or delete the checkpoint (name %q) to start from the current position without them; "+
-					"to keep it from happening, keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)",
-					ErrBinlogPurged, gone, p.opts.CheckpointName)
-			}
-			p.log.Warn("the checkpoint's binlog was purged: taking a new snapshot (snapshot: when_needed)",
-				zap.Stringer("checkpoint", start), zap.String("oldest_binlog", files[0]), zap.String("purged_gtid", held.Purged))
+		held, err := p.purgeCheck(ctx, server, start, mode, "checkpoint")
+		switch {
+		case errors.Is(err, errResnapshot):
 			p.engine.Reset()
 			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
 			return p.snapshot(ctx, server, allTables, nil)
+		case err != nil:
+			return start, err
 		}
-		p.checkRetention(files, start)
+		p.checkRetention(held, start)
 		if err := p.seedRules(ctx, server); err != nil {
 			return start, err
 		}
 		return start, nil
 	}
 	if resume != nil {
+		scope := allTables
+		if mode == SnapshotNever {
+			scope = statefulTables // it was the first start's seeding read (below)
+		}
 		if p.opts.Rules.HasStatefulRules() {
 			// Aggregate state from the chunks read before the interruption is not kept,
 			// so a resumed snapshot could not fold exact sums: read everything again.
 			p.log.Warn("an interrupted snapshot is restarted from the beginning: the rules fold rows (aggregate/transition)")
 			p.engine.Reset()
 			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
-			scope := allTables
-			if mode == SnapshotNever {
-				scope = statefulTables // it was the first start's seeding read (below)
-			}
 			return p.snapshot(ctx, server, scope, nil)
 		}
+		// The resumed snapshot streams on from its first run's position: the binlogs must
+		// still hold it, which is better said now than after the rest of the snapshot.
+		held, err := p.purgeCheck(ctx, server, resume.Position, mode, "the interrupted snapshot's position")
+		switch {
+		case errors.Is(err, errResnapshot):
+			p.engine.Reset()
+			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
+			return p.snapshot(ctx, server, scope, nil)
+		case err != nil:
+			return start, err
+		}
+		p.checkRetention(held, resume.Position)
 		p.log.Info("resuming an interrupted snapshot", zap.Int64("rows_done", resume.RowsDone), zap.Stringer("pos", resume.Position))
 		return p.snapshot(ctx, server, allTables, resume)
 	}
@@ -118,6 +113,41 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 	}
 	p.lastSaved = pos
 	return pos, nil
+}
+
+// errResnapshot is purgeCheck's answer under snapshot: when_needed: the position's
+// changes are gone, so take a new snapshot from scratch.
+var errResnapshot = errors.New("the position's binlog was purged: take a new snapshot")
+
+// purgeCheck asks the server whether its binlogs still hold the changes after pos, where
+// a stream is about to resume (what names pos in the messages). Checked as the stream
+// resumes: by GTID when pos has a set, else by file. When they do not, it returns
+// ErrBinlogPurged naming pos, the oldest binlog left and the fix, or, under snapshot:
+// when_needed, errResnapshot after logging why.
+func (p *Pipeline) purgeCheck(ctx context.Context, server *canal.Server, pos canal.Position, mode, what string) (canal.BinlogRetention, error) {
+	held, err := server.Retention(ctx, pos)
+	if err != nil {
+		return held, fmt.Errorf("checking that the server's binlogs still hold %s %s: %w", what, pos, err)
+	}
+	files := held.Files
+	if len(files) == 0 || held.Held {
+		return held, nil
+	}
+	gone := fmt.Sprintf("%s %s is in %s, and the oldest binlog the server still has is %s", what, pos, pos.File, files[0])
+	if held.ByGTID {
+		gone = fmt.Sprintf("%s %s resumes after its GTIDs, and the oldest binlog the server still has is %s, which begins after GTID %s",
+			what, pos, files[0], held.Purged)
+	}
+	if mode != SnapshotWhenNeeded {
+		return held, fmt.Errorf("%w: %s, so the changes in between are gone. "+
+			"Fix: set `snapshot: when_needed` to read the matched tables again and stream from there, "+
+			"or delete the checkpoint (name %q) to start from the current position without them; "+
+			"to keep it from happening, keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)",
+			ErrBinlogPurged, gone, p.opts.CheckpointName)
+	}
+	p.log.Warn("the binlog of "+what+" was purged: taking a new snapshot (snapshot: when_needed)",
+		zap.Stringer("pos", pos), zap.String("oldest_binlog", files[0]), zap.String("purged_gtid", held.Purged))
+	return held, errResnapshot
 }
 
 // tableScope picks the tables a snapshot reads.
@@ -190,17 +220,22 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 	return pos, nil
 }
 
-// checkRetention warns when the checkpoint's binlog is the oldest the server keeps: the
-// next purge would lose the changes the daemon has not delivered yet.
-func (p *Pipeline) checkRetention(files []string, pos canal.Position) {
-	i := slices.Index(files, pos.File)
-	if i < 0 {
-		return
-	}
-	p.m.CheckpointBinlogsBehind.Set(float64(i))
-	if i == 0 && len(files) > 1 {
+// checkRetention sets stocksync_checkpoint_binlog_files_older from r, the server's
+// retention of the checkpoint pos (-1: which file holds it cannot be told), and warns
+// when the next purge would lose changes the daemon has not delivered yet, or cannot be
+// told not to.
+func (p *Pipeline) checkRetention(r canal.BinlogRetention, pos canal.Position) {
+	p.m.CheckpointBinlogsBehind.Set(float64(r.Older))
+	switch {
+	case !r.Held:
+		p.log.Warn("the server's binlogs no longer hold the changes after the checkpoint: a restart from it would stop (ErrBinlogPurged); keep binlogs longer",
+			zap.Stringer("checkpoint", pos), zap.Strings("binlogs", r.Files), zap.String("purged_gtid", r.Purged))
+	case r.Older < 0:
+		p.log.Warn("cannot tell which binlog holds the checkpoint (its file is not listed, and the server cannot place it by GTID): purges are not checked",
+			zap.Stringer("checkpoint", pos), zap.Strings("binlogs", r.Files))
+	case r.Older == 0 && len(r.Files) > 1:
 		p.log.Warn("the checkpoint's binlog is the oldest the server keeps: the next purge would lose undelivered changes",
-			zap.Stringer("checkpoint", pos), zap.Strings("binlogs", files))
+			zap.Stringer("checkpoint", pos), zap.Strings("binlogs", r.Files))
 	}
 }
 

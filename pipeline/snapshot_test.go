@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/stocksync/stocksync/canal"
@@ -207,7 +208,8 @@ func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
 	e := &env{t: t, mysql: m.MySQL, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
 	var db *sql.DB
 	e.db, db = m.FreshDatabase(t, "gtidcp")
-	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_g VALUES (1, 1)")
+	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_g VALUES (1, 1)",
+		"FLUSH BINARY LOGS", "FLUSH BINARY LOGS") // files older than the checkpoint's, for the metric
 	src := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
 	server, err := canal.Connect(t.Context(), src)
 	if err != nil {
@@ -227,10 +229,21 @@ func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
 	if err := store.Save(t.Context(), canal.Position{File: "promoted-bin.000042", Pos: 4, GTIDSet: at.GTIDSet}, nil); err != nil {
 		t.Fatal(err)
 	}
-	r := e.start(set, src.ServerID)
+	metrics := pipeline.NewMetrics(nil)
+	r := e.start(set, src.ServerID, func(o *pipeline.Options) { o.Metrics = metrics })
 	testutil.Exec(t, db, "INSERT INTO stock_g VALUES (2, 2)")
 	if got := e.consume(1, 20*time.Second); len(got) != 1 || got[0].Key != `{"sku_id":2}` || decode(t, got[0]).Op != "c" {
 		t.Fatalf("from a checkpoint of another server's file name whose GTIDs the server has: %v; want the insert of sku 2", got)
+	}
+	// The checkpoint's file name is not the server's, yet its binlog is placed by GTID:
+	// the newest file, after every other the server keeps.
+	files, err := server.BinlogFiles(t.Context())
+	if err != nil || len(files) < 3 || files[len(files)-1] != at.File {
+		t.Fatalf("binlogs %v (%v); want at least 3, the newest %s", files, err, at.File)
+	}
+	if got := promtest.ToFloat64(metrics.CheckpointBinlogsBehind); got != float64(len(files)-1) {
+		t.Errorf("stocksync_checkpoint_binlog_files_older = %v for a checkpoint of another server's file name in %s; want %d (binlogs %v)",
+			got, at.File, len(files)-1, files)
 	}
 	r.stop(t)
 
@@ -255,6 +268,98 @@ func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q: %v", w, err)
 		}
+	}
+}
+
+// TestResumedSnapshotIsCheckedForPurgedBinlogs: a snapshot interrupted after its first
+// chunk streams on, once resumed, from its first run's position. When the server has
+// purged that position's binlogs meanwhile, the restart says so at once with
+// ErrBinlogPurged, before reading the rest of the tables and publishing nothing more;
+// with snapshot: when_needed it takes a new snapshot from the beginning instead.
+func TestResumedSnapshotIsCheckedForPurgedBinlogs(t *testing.T) {
+	m := testutil.StartPrivateMariaDB(t, "")
+	e := &env{t: t, mysql: m.MySQL, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
+	var db *sql.DB
+	e.db, db = m.FreshDatabase(t, "resumepurged")
+	var values []string
+	for i := range 300 {
+		values = append(values, fmt.Sprintf("(%d, %d)", i, i))
+	}
+	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_r VALUES "+strings.Join(values, ","))
+	set := e.rules(allOpsRules)
+	serverID := testutil.ServerID()
+	run := func(ctx context.Context, mode string, tweak func(*pipeline.Options)) error {
+		t.Helper()
+		sink, _ := e.delivery(ctx)
+		defer sink.Close()
+		opts := pipeline.Options{Source: canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: serverID},
+			CheckpointTable: e.db + ".checkpoint", CheckpointName: "test", CheckpointInterval: 100 * time.Millisecond,
+			Rules: set, Sink: sink, Logger: zaptest.NewLogger(t), Snapshot: mode, SnapshotChunkSize: 100}
+		if tweak != nil {
+			tweak(&opts)
+		}
+		return pipeline.New(opts).Run(ctx)
+	}
+
+	// Interrupted inside the second chunk: the first chunk's progress is saved.
+	emitted := 0
+	hold := newStopAfter(func(sinks.Message) bool { emitted++; return emitted == 150 })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, pipeline.SnapshotInitial, hold.wrap) }()
+	hold.waitReached(t, 30*time.Second, "the 150th row of the snapshot")
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the interrupted snapshot's pipeline returned nil")
+	}
+	var progress int
+	if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint_state WHERE scope = 'stocksync.snapshot'").Scan(&progress); err != nil || progress != 1 {
+		t.Fatalf("saved snapshot progress rows: %d (%v); want 1", progress, err)
+	}
+	published := len(e.consume(0, time.Second))
+
+	// Its position's binlogs go.
+	testutil.Exec(t, db, "INSERT INTO stock_r VALUES (300, 300)")
+	left := testutil.PurgeBinlogs(t, db)
+	ctx, cancel = context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, pipeline.SnapshotInitial, nil)
+	if !errors.Is(err, pipeline.ErrBinlogPurged) || pipeline.Retryable(err) {
+		t.Fatalf("resuming a snapshot whose position was purged: %v; want a terminal ErrBinlogPurged", err)
+	}
+	for _, w := range []string{"the interrupted snapshot's position", "oldest binlog the server still has is " + left, "snapshot: when_needed"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+	if now := len(e.consume(0, time.Second)); now != published {
+		t.Errorf("%d messages published by the refused resume, want none", now-published)
+	}
+
+	// when_needed: a new snapshot from the beginning, so the first chunk's rows are read
+	// again (a resume would read only after them), then the stream goes on.
+	e.start(set, serverID, func(o *pipeline.Options) {
+		o.Snapshot = pipeline.SnapshotWhenNeeded
+		o.SnapshotChunkSize = 100
+	})
+	testutil.Exec(t, db, "INSERT INTO stock_r VALUES (-1, 0)")
+	reads := map[string]int{}
+	testutil.Eventually(t, 30*time.Second, "the insert after the new snapshot", func() bool {
+		clear(reads)
+		marker := false
+		for _, r := range e.consume(0, time.Second) {
+			switch decode(t, r).Op {
+			case "r":
+				reads[r.Key]++
+			case "c":
+				marker = marker || r.Key == `{"sku_id":-1}`
+			}
+		}
+		return marker
+	})
+	if len(reads) != 301 || reads[`{"sku_id":0}`] != 2 || reads[`{"sku_id":300}`] != 1 {
+		t.Errorf("read %d rows, sku 0 %d times, sku 300 %d times; want 301, 2 (the interrupted run's first chunk, then the new snapshot) and 1",
+			len(reads), reads[`{"sku_id":0}`], reads[`{"sku_id":300}`])
 	}
 }
 

@@ -334,6 +334,9 @@ func TestSecurityRefusals(t *testing.T) {
 		"Tail": func(ctx context.Context, broker string, sec sinks.Security) error {
 			return sinks.Tail(ctx, []string{broker}, sec, []string{"t"}, true, func(sinks.Record) {})
 		},
+		"Ping": func(ctx context.Context, broker string, sec sinks.Security) error {
+			return sinks.Ping(ctx, []string{broker}, sec)
+		},
 	}
 	for _, tc := range cases {
 		for client, connect := range clients {

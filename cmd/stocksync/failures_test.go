@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -434,6 +435,50 @@ func TestReadyGaugeFollowsReadyz(t *testing.T) {
 		code, body := httpGet(s.httpAddr, "/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "Kafka broker does not answer") &&
 			metric(t, s.httpAddr, "stocksync_ready") == 0
+	})
+}
+
+// TestReadyzAsksTheBrokerAKafkaRequest: a port that accepts TCP connections but does not
+// speak Kafka (here: the broker's port taken over by a silent listener) is not a broker
+// that answers. /readyz says 503 and why, stocksync_ready is 0; with a broker on the port
+// again, both are back to ready.
+func TestReadyzAsksTheBrokerAKafkaRequest(t *testing.T) {
+	addr := freePort(t)
+	broker := runDevBroker(t, addr, "")
+	s := newSetup(t, addr)
+	s.start(t)
+	broker.stop(t)
+	silent, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("taking over the broker's port: %v", err)
+	}
+	accepted := make(chan net.Conn, 100)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never written to
+		}
+	}()
+	testutil.Eventually(t, 20*time.Second, "/readyz 503 naming a broker that does not answer Kafka, stocksync_ready 0", func() bool {
+		code, body := httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusServiceUnavailable &&
+			strings.Contains(body, "Kafka broker does not answer: ") && strings.Contains(body, "no answer to a metadata request") &&
+			metric(t, s.httpAddr, "stocksync_ready") == 0
+	})
+	if len(accepted) == 0 {
+		t.Fatal("the readiness check never connected to the silent port")
+	}
+	silent.Close()
+	for len(accepted) > 0 {
+		(<-accepted).Close()
+	}
+	runDevBroker(t, addr, "")
+	testutil.Eventually(t, 60*time.Second, "/readyz 200 and stocksync_ready 1 with a broker on the port again", func() bool {
+		code, _ := httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusOK && metric(t, s.httpAddr, "stocksync_ready") == 1
 	})
 }
 

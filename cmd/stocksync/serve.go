@@ -63,12 +63,14 @@ type daemon struct {
 	reloads prometheus.Counter
 	rules   atomic.Pointer[rules.Set]
 	current atomic.Pointer[pipeline.Pipeline]
-	broker  atomic.Bool // the broker answered the last ping
 	leader  atomic.Bool // ha: this daemon holds the leader lock
 	leaderG prometheus.Gauge
 	brokers []string
 	source  canal.Config   // how to reach cfg.Source, TLS included
 	kafka   sinks.Security // how to reach the brokers: kafka.tls and kafka.sasl, files read once
+	// brokerDown is why the last ping of the brokers failed; "" when one answered, nil
+	// before the first ping.
+	brokerDown atomic.Pointer[string]
 	// checkpoint is the last exactly-once checkpoint any run loaded or committed, so that
 	// a run finding the checkpoint topic emptied stops (pipeline.ErrCheckpointLost).
 	checkpoint atomic.Pointer[canal.Position]
@@ -182,7 +184,7 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 // notReady is why the daemon is not ready, or "" when it is: the one definition that
 // /readyz and the stocksync_ready gauge both report. Ready is leading (ha), with a
 // pipeline whose start position is fixed and binlog stream open, and a broker that
-// answered the last ping.
+// answered the last ping (a Kafka request, see sinks.Ping).
 func (d *daemon) notReady() string {
 	p := d.current.Load()
 	switch {
@@ -190,8 +192,11 @@ func (d *daemon) notReady() string {
 		return "standby, another stocksync holds the leader lock"
 	case p == nil || !p.Ready():
 		return "binlog stream not open"
-	case !d.broker.Load():
-		return "Kafka broker does not answer"
+	}
+	if why := d.brokerDown.Load(); why == nil {
+		return "Kafka broker does not answer: not asked yet"
+	} else if *why != "" {
+		return "Kafka broker does not answer: " + *why
 	}
 	return ""
 }
@@ -286,7 +291,7 @@ func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
 // backOff waits for d, or less when the broker was down and answers again (a broker back
 // from an outage should not wait out a long back-off). It returns false when ctx is done.
 func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
-	brokerWasDown := !brokerAnswers(ctx, d.brokers)
+	brokerWasDown := sinks.Ping(ctx, d.brokers, d.kafka) != nil
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	tick := time.NewTicker(time.Second)
@@ -298,7 +303,7 @@ func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
 		case <-timer.C:
 			return true
 		case <-tick.C:
-			if brokerWasDown && brokerAnswers(ctx, d.brokers) {
+			if brokerWasDown && sinks.Ping(ctx, d.brokers, d.kafka) == nil {
 				d.log.Info("the broker answers again; restarting now")
 				return true
 			}
@@ -392,34 +397,29 @@ func sourceConfig(cfg config.Config) (canal.Config, error) {
 		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor, TLS: tlsConfig}, nil
 }
 
-// pingBroker keeps d.broker current for /readyz.
+// pingBroker keeps d.brokerDown current for /readyz while a pipeline runs: every 2 s it
+// asks the brokers a Kafka request with kafka.tls and kafka.sasl (sinks.Ping), so a port
+// that accepts connections but does not serve (a TLS or SASL mismatch, a broker still
+// starting, another program) is not taken for a broker.
 func (d *daemon) pingBroker(ctx context.Context) {
 	for {
-		p := d.current.Load()
-		ok := false
-		if p != nil {
-			ok = brokerAnswers(ctx, d.brokers)
+		why := "not asked while no pipeline runs"
+		if d.current.Load() != nil {
+			why = ""
+			if err := sinks.Ping(ctx, d.brokers, d.kafka); err != nil {
+				why = err.Error()
+			}
 		}
-		d.broker.Store(ok)
+		if ctx.Err() != nil {
+			return
+		}
+		d.brokerDown.Store(&why)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-func brokerAnswers(ctx context.Context, brokers []string) bool {
-	for _, b := range brokers {
-		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		c, err := (&net.Dialer{}).DialContext(dctx, "tcp", b)
-		cancel()
-		if err == nil {
-			c.Close()
-			return true
-		}
-	}
-	return false
 }
 
 // watchRules reloads the rules on SIGHUP and when the file changes. A file that does not

@@ -49,7 +49,7 @@ func newTailCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&fromStart, "from-start", true, "read each topic from its first message")
+	cmd.Flags().BoolVar(&fromStart, "from-start", true, "read each topic from its first message; false: only what is published after tail starts (a topic that does not exist yet is read whole once it appears; tail never creates one)")
 	cmd.Flags().BoolVar(&raw, "raw", false, "print topic, key and value as they are, tab-separated")
 	cmd.Flags().StringSliceVar(&brokers, "brokers", nil, "brokers (default: kafka.brokers of --config, or the development broker); kafka.tls and kafka.sasl of --config apply")
 	return cmd
