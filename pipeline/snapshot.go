@@ -86,6 +86,17 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			return start, err
 		}
 		p.checkRetention(held, resume.Position)
+		if scope == statefulTables {
+			// It was seeding rules that the file no longer has: nothing is left to read
+			// (row rules get no op r under snapshot: never). Stream from its position.
+			p.log.Info("an interrupted seeding read is dropped: no aggregate or transition rule is left to seed",
+				zap.Stringer("pos", resume.Position))
+			if err := p.store.Save(ctx, resume.Position, []canal.StateRow{{Scope: snapshotScope, Key: snapshotKey}}); err != nil {
+				return start, fmt.Errorf("saving the checkpoint at the dropped seeding read's position %s: %w", resume.Position, err)
+			}
+			p.lastSaved = resume.Position
+			return resume.Position, nil
+		}
 		p.log.Info("resuming an interrupted snapshot", zap.Int64("rows_done", resume.RowsDone), zap.Stringer("pos", resume.Position))
 		return p.snapshot(ctx, server, allTables, resume)
 	}
