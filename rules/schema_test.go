@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 
+	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/rules/rulefmt"
 )
 
@@ -18,24 +18,7 @@ import (
 // files with, accepts and refuses what rules validate accepts and refuses, for what a
 // JSON schema can say (not expressions, nor which placeholders a topic may hold).
 func TestRulesSchemaAgreesWithValidate(t *testing.T) {
-	const schemaPath = "../docs/rules.schema.json"
-	f, err := os.Open(schemaPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("rules.schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	schema, err := c.Compile("rules.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema := testutil.RulesSchema(t)
 	agg := "rules:\n  - name: a\n    match: {table: inventory.sellable_shard}\n    emit: aggregate\n    group_by: [sku_id]\n    sum: {sellable: qty}\n    topic: product.stock\n"
 	row := "rules:\n  - name: r\n    match: {table: shop.stock}\n    topic: shop.stock\n"
 	for _, tc := range []struct {

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/rules"
 )
 
@@ -308,23 +308,7 @@ func TestRulesGuideWorkedExamplesRunAsShown(t *testing.T) {
 // holding a rules list) and examples/rules.yaml load, and docs/rules.schema.json, which
 // editors check rules files with, finds nothing wrong in them.
 func TestRulesGuideAndExamplesFitTheSchema(t *testing.T) {
-	f, err := os.Open("../../docs/rules.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("rules.schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	schema, err := c.Compile("rules.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema := testutil.RulesSchema(t)
 	guide, err := os.ReadFile(guidePath)
 	if err != nil {
 		t.Fatal(err)
