@@ -227,7 +227,13 @@ func (ps Problems) keys() map[string]bool {
 // environment variables, resolves Rules and the certificate files relative to the file,
 // and validates.
 // Any problem returns a Problems error listing all of them.
-func Load(path string) (Config, error) {
+func Load(path string) (Config, error) { return loadFile(path, true) }
+
+// LoadWithoutRules is Load for the commands that never read the config's rules file
+// (every one but serve): for them a rules file that does not exist yet is no problem.
+func LoadWithoutRules(path string) (Config, error) { return loadFile(path, false) }
+
+func loadFile(path string, rulesNeeded bool) (Config, error) {
 	cfg := Default()
 	v := viper.New()
 	v.SetEnvPrefix(envPrefix)
@@ -282,7 +288,7 @@ func Load(path string) (Config, error) {
 	}
 	reported := problems.keys()
 	for _, p := range cfg.Validate() {
-		if !reported[p.Key] {
+		if !reported[p.Key] && (rulesNeeded || p.Key != "rules" || cfg.Rules == "") {
 			problems = append(problems, at(p, path, positions))
 		}
 	}

@@ -282,7 +282,8 @@ func TestMisspeltVariableIsNamed(t *testing.T) {
 }
 
 // TestRulesFileMustExist: the rules file a config names (or its default, rules.yaml beside
-// it) is checked at load and reported at the rules key, not when the daemon reads it.
+// it) is checked at load and reported at the rules key, not when the daemon reads it;
+// LoadWithoutRules, for the commands that never read it, does not check it.
 func TestRulesFileMustExist(t *testing.T) {
 	cases := []struct {
 		name, conf, env string
@@ -315,7 +316,16 @@ func TestRulesFileMustExist(t *testing.T) {
 			if ps := err.(Problems); len(ps) != 1 || ps[0].String() != c.want(dir) {
 				t.Errorf("want one problem:\n%s\ngot:\n%v", c.want(dir), err)
 			}
+			// The commands that never read the config's rules file (all but serve) load it.
+			if _, err := LoadWithoutRules(filepath.Join(dir, "stocksync.yaml")); err != nil {
+				t.Errorf("LoadWithoutRules: %v", err)
+			}
 		})
+	}
+	// Not when the config names no rules file at all: that is a mistake in the file.
+	dir := t.TempDir()
+	if _, err := LoadWithoutRules(writeFile(t, filepath.Join(dir, "stocksync.yaml"), "rules: \"\"\n")); err == nil || !strings.Contains(err.Error(), "rules: must name the rules file") {
+		t.Errorf("LoadWithoutRules of a config with rules: \"\": %v; want the rules key named", err)
 	}
 
 	// Without a config file, nothing names a rules file, and commands that need none

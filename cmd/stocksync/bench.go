@@ -54,7 +54,7 @@ changes), then, RUNS times, measures:
              broker, until every message is acknowledged and the checkpoint is saved.
 Prints rows/s per run, the medians and the ratio stocksync/bare.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd)
+			cfg, err := loadConfigWithoutRules(cmd)
 			if err != nil {
 				return err
 			}

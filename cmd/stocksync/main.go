@@ -53,10 +53,18 @@ var configDefaulted bool
 
 // loadConfig reads the --config file named on cmd (defaults and environment alone when
 // there is none).
-func loadConfig(cmd *cobra.Command) (config.Config, error) {
+func loadConfig(cmd *cobra.Command) (config.Config, error) { return loadConfigWith(cmd, config.Load) }
+
+// loadConfigWithoutRules is loadConfig for the commands that never read the config's
+// rules file: every one but serve.
+func loadConfigWithoutRules(cmd *cobra.Command) (config.Config, error) {
+	return loadConfigWith(cmd, config.LoadWithoutRules)
+}
+
+func loadConfigWith(cmd *cobra.Command, load func(string) (config.Config, error)) (config.Config, error) {
 	path, _ := cmd.Flags().GetString("config")
 	configDefaulted = path == ""
-	cfg, err := config.Load(path)
+	cfg, err := load(path)
 	for _, w := range cfg.UnknownVariables {
 		fmt.Fprintln(cmd.ErrOrStderr(), "stocksync: warning:", w)
 	}

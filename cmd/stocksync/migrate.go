@@ -21,7 +21,7 @@ func newMigrateCmd() *cobra.Command {
 		Short: "Create the inventory database if missing and apply every pending migration",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
+			cfg, err := loadConfigWithoutRules(cmd)
 			if err != nil {
 				return err
 			}
@@ -45,7 +45,7 @@ func newMigrateCmd() *cobra.Command {
 		Short: "List the embedded migrations and whether the database has applied them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
+			cfg, err := loadConfigWithoutRules(cmd)
 			if err != nil {
 				return err
 			}

@@ -121,7 +121,7 @@ func newResyncCmd() *cobra.Command {
 			if status && (len(args) > 0 || len(keys) > 0) {
 				return errors.New("--status asks how the running re-read goes, and takes no rule or --key")
 			}
-			cfg, err := loadConfig(cmd)
+			cfg, err := loadConfigWithoutRules(cmd)
 			if err != nil {
 				return err
 			}

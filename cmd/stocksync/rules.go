@@ -620,7 +620,7 @@ func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo, partial
 // checkLive checks set against the source named by --config, strictly (every glob must
 // match a table): it returns the source's tables and the problems.
 func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, error) {
-	cfg, err := loadConfig(cmd)
+	cfg, err := loadConfigWithoutRules(cmd)
 	if err != nil {
 		return nil, nil, err
 	}

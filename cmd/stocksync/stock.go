@@ -183,7 +183,7 @@ func parseItem(arg string) (inventory.Item, error) {
 // prints its answer as JSON; when op fails, the error alone is the answer.
 func withStore(op func(context.Context, *inventory.Store, []string) (any, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		cfg, err := loadConfig(cmd)
+		cfg, err := loadConfigWithoutRules(cmd)
 		if err != nil {
 			return err
 		}

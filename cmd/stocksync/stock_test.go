@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,16 +12,21 @@ import (
 )
 
 // TestStockAdjustWithRequestIDAppliesOnce runs `stocksync stock adjust --request-id`
-// twice and with another delta, as an operator retrying it would.
+// twice and with another delta, as an operator retrying it would. Its config names a
+// rules file that is not written yet: migrate and stock never read it, so they run.
 func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
 	m := testutil.MySQLServer(t)
 	name, db := m.FreshDatabase(t, "stockcli")
 	env := append(os.Environ(), "STOCKSYNC_SOURCE_ADDR="+m.Addr, "STOCKSYNC_SOURCE_USER="+m.User,
 		"STOCKSYNC_SOURCE_PASSWORD="+m.Password, "STOCKSYNC_INVENTORY_DATABASE="+name)
+	config := filepath.Join(t.TempDir(), "stocksync.yaml")
+	if err := os.WriteFile(config, []byte("rules: rules-to-come.yaml\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// run answers what the command printed on stdout and, when it failed, on stderr.
 	run := func(args ...string) (string, error) {
 		t.Helper()
-		cmd := exec.CommandContext(t.Context(), binary, args...)
+		cmd := exec.CommandContext(t.Context(), binary, append(args, "--config", config)...)
 		cmd.Env = env
 		var stderr strings.Builder
 		cmd.Stderr = &stderr

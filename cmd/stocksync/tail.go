@@ -23,7 +23,7 @@ func newTailCmd() *cobra.Command {
 			// kafka.sasl whenever it is named; --brokers alone is plaintext.
 			var sec sinks.Security
 			if len(brokers) == 0 || cmd.Flags().Changed("config") {
-				cfg, err := loadConfig(cmd)
+				cfg, err := loadConfigWithoutRules(cmd)
 				if err != nil {
 					return err
 				}
