@@ -49,6 +49,8 @@ func TestRulesSchemaAgreesWithValidate(t *testing.T) {
 		{"value empty", strings.Replace(agg, "aggregate", "transition", 1) + "    value: \"\"\n", false},
 		{"a key template with a '{' left open", row + "    key: \"{sku_id}:{\"\n", false},
 		{"a key template with text around", row + "    key: \"sku {sku_id} in {warehouse}\"\n", true},
+		{"a key template as a list of one", row + "    key: [\"{sku_id}:{warehouse}\"]\n", true},
+		{"a key list of a template and a name", row + "    key: [\"{sku_id}:{warehouse}\", sku_id]\n", false},
 		{"emit unknown", strings.Replace(agg, "aggregate", "sometimes", 1), false},
 		{"format unknown", row + "    format: avro\n", false},
 		{"ops unknown", strings.Replace(row, "{table: shop.stock}", "{table: shop.stock, ops: [upsert]}", 1), false},
