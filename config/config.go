@@ -104,7 +104,7 @@ type Checkpoint struct {
 // HTTP serves /metrics, /healthz, /readyz and the inventory API.
 type HTTP struct {
 	Addr string `mapstructure:"addr"`
-	// Token, when set, is required as a bearer token on /v1.
+	// Token, when set, is required as a bearer token on /v1 and /admin.
 	Token string `mapstructure:"token"`
 }
 
@@ -226,7 +226,8 @@ func (ps Problems) keys() map[string]bool {
 // Load reads path (may be "" for defaults and environment only), applies STOCKSYNC_*
 // environment variables, resolves Rules and the certificate files relative to the file,
 // and validates.
-// Any problem returns a Problems error listing all of them.
+// Any problem returns a Problems error listing all of them, with a Config that holds
+// only UnknownVariables: a misspelt variable is most worth naming when the file fails.
 func Load(path string) (Config, error) { return loadFile(path, true) }
 
 // LoadWithoutRules is Load for the commands that never read the config's rules file
@@ -240,26 +241,29 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 	v.SetEnvKeyReplacer(envKeys)
 	v.AutomaticEnv()
 	setDefaults(v, "", reflect.ValueOf(cfg))
+	// Every key is registered now, so this is known before anything can fail.
+	unknown := unknownVariables(v.AllKeys(), os.Environ())
+	failed := Config{UnknownVariables: unknown}
 
 	var positions map[string]yaml.Node
 	var problems Problems
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return Config{}, fmt.Errorf("reading config: %w", err)
+			return failed, fmt.Errorf("reading config: %w", err)
 		}
 		var doc yaml.Node
 		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return Config{}, yamlProblems(path, data, err)
+			return failed, yamlProblems(path, data, err)
 		}
 		positions = map[string]yaml.Node{}
 		problems = append(problems, checkKeys(path, &doc, reflect.TypeOf(cfg), "", positions)...)
 		if len(problems) > 0 && problems[0].Key == "(file)" {
-			return Config{}, problems
+			return failed, problems
 		}
 		v.SetConfigType("yaml")
 		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
-			return Config{}, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
+			return failed, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
 		}
 	}
 	decodeErr := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
@@ -278,7 +282,7 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 		}
 	}
 	cfg.File = path
-	cfg.UnknownVariables = unknownVariables(v.AllKeys(), os.Environ())
+	cfg.UnknownVariables = unknown
 	if path != "" {
 		// The rules file and certificate files are relative to the config file.
 		dir := filepath.Dir(path)
@@ -294,7 +298,7 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 	}
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
-		return Config{}, problems
+		return failed, problems
 	}
 	return cfg, nil
 }

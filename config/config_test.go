@@ -261,6 +261,26 @@ func TestDefaultsEnvironmentAndRelativeRules(t *testing.T) {
 	}
 }
 
+// TestMisspeltVariableIsNamedWhenTheConfigFails: the misspelt variable is named also when
+// the file has problems (perhaps the very key the variable was meant to set), and when it
+// is not YAML at all.
+func TestMisspeltVariableIsNamedWhenTheConfigFails(t *testing.T) {
+	t.Setenv("STOCKSYNC_SOURCE_SERVERID", "5")
+	want := []string{"STOCKSYNC_SOURCE_SERVERID is no key's variable and is ignored (STOCKSYNC_SOURCE_SERVER_ID?)"}
+	for name, file := range map[string]string{
+		"a bad value": "source:\n  server_id: 0\n",
+		"not YAML":    "source:\n\tserver_id: 5\n",
+	} {
+		cfg, err := load(t, file)
+		if err == nil {
+			t.Errorf("%s: loaded without a problem", name)
+		}
+		if !slices.Equal(cfg.UnknownVariables, want) {
+			t.Errorf("%s: unknown variables %q, want %q", name, cfg.UnknownVariables, want)
+		}
+	}
+}
+
 // TestMisspeltVariableIsNamed: a STOCKSYNC_* variable that sets no key is named, with the
 // variable meant when only underscores differ; the project's own script variables are not.
 func TestMisspeltVariableIsNamed(t *testing.T) {
