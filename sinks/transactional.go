@@ -27,7 +27,10 @@ type TransactionalConfig struct {
 	Partitioner     string
 	Security        Security
 	MaxMessageBytes int
-	Logger          *zap.Logger
+	// MaxInFlight bounds the messages handed to the producer and not yet acknowledged
+	// (kafka.max_in_flight); Emit waits beyond it. 0: transactionalMaxInFlight.
+	MaxInFlight int
+	Logger      *zap.Logger
 }
 
 // CheckpointRecord is one key of the checkpoint; a nil Value deletes the key (a tombstone).
@@ -43,7 +46,8 @@ type CheckpointRecord struct {
 var ErrFenced = errors.New("kafka producer fenced by a newer instance with the same transactional id")
 
 // transactionalMaxInFlight bounds messages handed to the producer but not yet
-// acknowledged (acknowledged inside the open transaction, not committed).
+// acknowledged (acknowledged inside the open transaction, not committed) when
+// TransactionalConfig.MaxInFlight is 0.
 const transactionalMaxInFlight = 100000
 
 // transactionTimeout is how long the broker lets a transaction stay open before it aborts
@@ -130,9 +134,13 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 		}
 		return nil, fmt.Errorf("initialising transactional producer %q: %w", cfg.TransactionalID, err)
 	}
+	maxInFlight := cfg.MaxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = transactionalMaxInFlight
+	}
 	t := &Transactional{
 		client: client, producer: producer, log: cfg.Logger, topic: cfg.CheckpointTopic, maxMessageBytes: sc.Producer.MaxMessageBytes,
-		known: map[string]bool{}, acks: newAckWindow(transactionalMaxInFlight),
+		known: map[string]bool{}, acks: newAckWindow(maxInFlight),
 		done: make(chan struct{}),
 	}
 	var wg sync.WaitGroup

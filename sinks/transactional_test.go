@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -486,4 +487,48 @@ func BenchmarkTransactionalThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// TestTransactionalMaxInFlightBoundsEmit: exactly-once takes kafka.max_in_flight too. While
+// the broker holds every produce request, Emit hands over MaxInFlight messages and then
+// waits for an acknowledgement; once the broker answers, it goes on.
+func TestTransactionalMaxInFlightBoundsEmit(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	release := make(chan struct{})
+	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-release })
+		return nil, nil, false // then as the broker would
+	})
+	const maxInFlight = 3
+	tx, err := sinks.NewTransactional(t.Context(), sinks.TransactionalConfig{Brokers: c.ListenAddrs(), ClientID: "test",
+		TransactionalID: "window", CheckpointTopic: "window.checkpoints", MaxInFlight: maxInFlight})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	free := sync.OnceFunc(func() { close(release) })
+	defer free() // before Close, which would wait for the held requests
+	msg := func(i int) sinks.Message {
+		return sinks.Message{Topic: "window", Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}
+	}
+	for i := range maxInFlight {
+		if err := tx.Emit(t.Context(), msg(i)); err != nil {
+			t.Fatalf("Emit %d of %d: %v", i, maxInFlight, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	err = tx.Emit(ctx, msg(maxInFlight))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Emit beyond MaxInFlight %d with nothing acknowledged: %v, want it to wait (context.DeadlineExceeded)", maxInFlight, err)
+	}
+	free()
+	if err := tx.Emit(t.Context(), msg(maxInFlight+1)); err != nil {
+		t.Fatalf("Emit once the broker answers: %v", err)
+	}
 }
