@@ -71,7 +71,8 @@ type Kafka struct {
 	// DevBrokerAddr is where the embedded development broker listens.
 	DevBrokerAddr string `mapstructure:"dev_broker_addr"`
 	ClientID      string `mapstructure:"client_id"`
-	// ExactlyOnce sends each MySQL transaction in one Kafka transaction with its checkpoint.
+	// ExactlyOnce sends whole MySQL transactions in Kafka transactions (several to one),
+	// each Kafka transaction with the checkpoint.
 	ExactlyOnce bool `mapstructure:"exactly_once"`
 	// TransactionalID identifies this daemon's transactional producer (exactly_once only).
 	TransactionalID string `mapstructure:"transactional_id"`
