@@ -80,6 +80,10 @@ type Kafka struct {
 	CheckpointTopic string `mapstructure:"checkpoint_topic"`
 	// MaxInFlight bounds the messages emitted but not yet acknowledged (memory bound).
 	MaxInFlight int `mapstructure:"max_in_flight"`
+	// TransactionTimeout is how long the brokers let a Kafka transaction stay open
+	// (exactly_once only): a snapshot is one transaction, so it bounds how long a
+	// snapshot may publish. At most the brokers' transaction.max.timeout.ms.
+	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
 	// Partitioner picks a keyed message's partition the way another client family does:
 	// murmur2 (the Java client's default, and franz-go's), crc32 (librdkafka's
 	// consistent) or fnv1a (sarama's default).
@@ -147,13 +151,14 @@ func Default() Config {
 	return Config{
 		Source: Source{Addr: "127.0.0.1:3306", User: "stocksync", ServerID: 4201},
 		Kafka: Kafka{
-			DevBrokerAddr:   "127.0.0.1:9092",
-			ClientID:        "stocksync",
-			TransactionalID: "stocksync",
-			CheckpointTopic: "stocksync.checkpoints",
-			MaxInFlight:     100000,
-			Partitioner:     "murmur2",
-			MaxMessageBytes: 1000000,
+			DevBrokerAddr:      "127.0.0.1:9092",
+			ClientID:           "stocksync",
+			TransactionalID:    "stocksync",
+			CheckpointTopic:    "stocksync.checkpoints",
+			MaxInFlight:        100000,
+			TransactionTimeout: 15 * time.Minute,
+			Partitioner:        "murmur2",
+			MaxMessageBytes:    1000000,
 		},
 		Checkpoint:        Checkpoint{Table: "stocksync.checkpoint", Interval: time.Second, Name: "default"},
 		Rules:             "rules.yaml",
@@ -389,6 +394,9 @@ func (c Config) Validate() Problems {
 	}
 	if c.Kafka.MaxInFlight <= 0 {
 		bad("kafka.max_in_flight", "must be positive")
+	}
+	if c.Kafka.TransactionTimeout < 10*time.Second || c.Kafka.TransactionTimeout < 2*c.Checkpoint.Interval {
+		bad("kafka.transaction_timeout", "must be at least 10s and twice checkpoint.interval (each Kafka transaction stays open that long), got %s", c.Kafka.TransactionTimeout)
 	}
 	ps = append(ps, c.Source.TLS.problems("source.tls")...)
 	ps = append(ps, c.Kafka.TLS.problems("kafka.tls")...)

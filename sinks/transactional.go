@@ -30,7 +30,11 @@ type TransactionalConfig struct {
 	// MaxInFlight bounds the messages handed to the producer and not yet acknowledged
 	// (kafka.max_in_flight); Emit waits beyond it. 0: transactionalMaxInFlight.
 	MaxInFlight int
-	Logger      *zap.Logger
+	// TransactionTimeout is how long the brokers let a transaction stay open before they
+	// abort it (kafka.transaction_timeout; at most their transaction.max.timeout.ms).
+	// 0: DefaultTransactionTimeout.
+	TransactionTimeout time.Duration
+	Logger             *zap.Logger
 }
 
 // CheckpointRecord is one key of the checkpoint; a nil Value deletes the key (a tombstone).
@@ -50,10 +54,17 @@ var ErrFenced = errors.New("kafka producer fenced by a newer instance with the s
 // TransactionalConfig.MaxInFlight is 0.
 const transactionalMaxInFlight = 100000
 
-// transactionTimeout is how long the broker lets a transaction stay open before it aborts
-// it (and fences this producer's epoch). The pipeline commits every checkpoint interval,
-// far more often.
-const transactionTimeout = time.Minute
+// DefaultTransactionTimeout is how long the brokers let a transaction stay open before
+// they abort it (and bump this producer's epoch): Kafka's default
+// transaction.max.timeout.ms, the most a broker allows unless told otherwise. The pipeline
+// commits every checkpoint interval, far more often; what needs the time is a snapshot,
+// which is one transaction from its first row to its end.
+const DefaultTransactionTimeout = 15 * time.Minute
+
+// ErrTransactionTimedOut means the brokers aborted the open transaction because it stayed
+// open longer than the transaction timeout. Retrying would run into it again, so it is
+// terminal, like ErrFenced, and names the setting.
+var ErrTransactionTimedOut = errors.New("the brokers aborted the Kafka transaction: it was open longer than kafka.transaction_timeout")
 
 // Transactional is the exactly-once sink: an idempotent, transactional sarama producer.
 // Messages emitted between two Commits form one Kafka transaction together with the
@@ -72,11 +83,13 @@ type Transactional struct {
 	topic           string // the checkpoint topic
 	maxMessageBytes int
 	known           map[string]bool // topics Emit has had the brokers create if missing; guarded by mu
+	timeout         time.Duration   // the transaction timeout the brokers enforce
 
-	mu     sync.Mutex // serialises Emit, Flush, Commit and Close
-	open   bool       // a Kafka transaction is open
-	broken error      // set once the sink is unusable; guarded by mu
-	busy   chan struct{}
+	mu       sync.Mutex // serialises Emit, Flush, Commit and Close
+	open     bool       // a Kafka transaction is open
+	openedAt time.Time  // when it began
+	broken   error      // set once the sink is unusable; guarded by mu
+	busy     chan struct{}
 
 	emitted atomic.Uint64 // messages handed to the producer; the next one gets this number
 	acks    *ackWindow
@@ -129,7 +142,12 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	}, func(p sarama.AsyncProducer) { p.Close() })
 	if err != nil {
 		client.Close()
-		if isFencing(err) {
+		switch {
+		case errors.Is(err, sarama.ErrInvalidTransactionTimeout):
+			return nil, fmt.Errorf("initialising transactional producer %q: the brokers refuse a transaction timeout of %s: "+
+				"lower kafka.transaction_timeout to at most their transaction.max.timeout.ms (or raise that): %w",
+				cfg.TransactionalID, sc.Producer.Transaction.Timeout, err)
+		case isFencing(err):
 			err = fmt.Errorf("%w: %w", ErrFenced, err)
 		}
 		return nil, fmt.Errorf("initialising transactional producer %q: %w", cfg.TransactionalID, err)
@@ -140,7 +158,8 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	}
 	t := &Transactional{
 		client: client, producer: producer, log: cfg.Logger, topic: cfg.CheckpointTopic, maxMessageBytes: sc.Producer.MaxMessageBytes,
-		known: map[string]bool{}, acks: newAckWindow(maxInFlight),
+		timeout: sc.Producer.Transaction.Timeout,
+		known:   map[string]bool{}, acks: newAckWindow(maxInFlight),
 		done: make(chan struct{}),
 	}
 	var wg sync.WaitGroup
@@ -159,7 +178,10 @@ func newTransactionalSaramaConfig(cfg TransactionalConfig) (*sarama.Config, erro
 		return nil, err
 	}
 	sc.Producer.Transaction.ID = cfg.TransactionalID
-	sc.Producer.Transaction.Timeout = transactionTimeout
+	sc.Producer.Transaction.Timeout = cfg.TransactionTimeout
+	if sc.Producer.Transaction.Timeout <= 0 {
+		sc.Producer.Transaction.Timeout = DefaultTransactionTimeout
+	}
 	// The producer never asks the brokers to create a topic: asked for the checkpoint
 	// topic after the brokers lost it (a cluster rebuilt, the development broker restarted
 	// without --data-dir), they would create it with their default cleanup.policy, delete,
@@ -365,6 +387,7 @@ func (t *Transactional) begin() error {
 	}
 	t.failed.Store(nil)
 	t.open = true
+	t.openedAt = time.Now()
 	return nil
 }
 
@@ -429,6 +452,14 @@ func (t *Transactional) fail(ctx context.Context, doing string, err error) error
 		}
 	}
 	switch {
+	case fenced && t.open && time.Since(t.openedAt) >= t.timeout:
+		// The brokers bump the epoch when they abort a transaction that outlived its
+		// timeout: the same answers as a newer producer's fence.
+		t.open = false
+		t.broken = fmt.Errorf("%w (%s, open for %s): %s: raise kafka.transaction_timeout (up to the brokers' transaction.max.timeout.ms), "+
+			"which a snapshot under exactly_once needs from its first row to its end: %w",
+			ErrTransactionTimedOut, t.timeout, time.Since(t.openedAt).Round(time.Second), doing, err)
+		t.log.Error("kafka transaction timed out", zap.Error(t.broken))
 	case fenced:
 		t.open = false // the broker aborted it when the newer producer initialised
 		t.log.Error("kafka producer fenced; another instance owns the transactional id", zap.Error(err))

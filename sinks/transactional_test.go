@@ -532,3 +532,46 @@ func TestTransactionalMaxInFlightBoundsEmit(t *testing.T) {
 		t.Fatalf("Emit once the broker answers: %v", err)
 	}
 }
+
+// A transaction left open longer than the transaction timeout (a long snapshot under
+// exactly-once) is aborted by the broker; the next Commit says so, naming
+// kafka.transaction_timeout, and is terminal, not taken for a newer producer's fence
+// alone. A timeout over the broker's transaction.max.timeout.ms is refused at start,
+// naming both.
+func TestTransactionalTimeoutIsNamed(t *testing.T) {
+	broker := testutil.Broker(t, kfake.SeedTopics(1, "one"))
+	tx, err := sinks.NewTransactional(t.Context(), sinks.TransactionalConfig{Brokers: []string{broker}, ClientID: "test",
+		TransactionalID: "tx-timeout", CheckpointTopic: "cp-timeout", TransactionTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("NewTransactional: %v", err)
+	}
+	defer tx.Close()
+	emitN(t, tx, "one", "slow", 3)
+	if err := tx.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	testutil.Eventually(t, 20*time.Second, "the broker to abort the transaction that outlived its timeout", func() bool {
+		req := kmsg.NewPtrDescribeTransactionsRequest()
+		req.TransactionalIDs = []string{"tx-timeout"}
+		resp, err := req.RequestWith(t.Context(), cl)
+		return err == nil && len(resp.TransactionStates) == 1 && resp.TransactionStates[0].State != "Ongoing"
+	})
+	err = tx.Commit(t.Context(), []sinks.CheckpointRecord{{Key: "pos", Value: []byte("late")}})
+	if !errors.Is(err, sinks.ErrTransactionTimedOut) || errors.Is(err, sinks.ErrSinkFailed) || !strings.Contains(err.Error(), "kafka.transaction_timeout") {
+		t.Fatalf("Commit after the broker aborted the transaction on its timeout: %v; want a terminal ErrTransactionTimedOut naming kafka.transaction_timeout", err)
+	}
+	if got := testutil.Consume(t, broker, []string{"one"}, 0, time.Second, testutil.ConsumeOptions{ReadCommitted: true}); len(got) != 0 {
+		t.Errorf("read_committed saw %d messages of the aborted transaction", len(got))
+	}
+
+	_, err = sinks.NewTransactional(t.Context(), sinks.TransactionalConfig{Brokers: []string{broker}, ClientID: "test",
+		TransactionalID: "tx-too-long", CheckpointTopic: "cp-timeout", TransactionTimeout: 20 * time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "kafka.transaction_timeout") || !strings.Contains(err.Error(), "transaction.max.timeout.ms") {
+		t.Fatalf("a transaction timeout over the broker's maximum: %v; want a refusal naming kafka.transaction_timeout and transaction.max.timeout.ms", err)
+	}
+}

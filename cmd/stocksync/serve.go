@@ -376,7 +376,7 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec s
 	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
 		TransactionalID: cfg.Kafka.TransactionalID, CheckpointTopic: cfg.Kafka.CheckpointTopic,
 		Partitioner: cfg.Kafka.Partitioner, MaxMessageBytes: cfg.Kafka.MaxMessageBytes, MaxInFlight: cfg.Kafka.MaxInFlight,
-		Security: sec, Logger: log})
+		TransactionTimeout: cfg.Kafka.TransactionTimeout, Security: sec, Logger: log})
 	if err != nil {
 		return nil, nil, pipeline.MarkRetryable(err)
 	}
