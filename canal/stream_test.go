@@ -50,17 +50,9 @@ func (f *countingFilter) askedAbout(table string) int {
 // match are not decoded, and the matched table's rows still arrive whole.
 func TestStreamLeavesUnmatchedTablesUndecoded(t *testing.T) {
 	s := newSource(t)
-	for _, q := range []string{"CREATE TABLE wanted (id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY, note VARCHAR(20))"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "CREATE TABLE wanted (id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY, note VARCHAR(20))")
 	from := s.position()
-	for _, q := range []string{"INSERT INTO other VALUES (1, 'a'), (2, 'b')", "INSERT INTO wanted VALUES (1, 10), (2, 20)", "INSERT INTO other VALUES (3, 'c')"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "INSERT INTO other VALUES (1, 'a'), (2, 'b')", "INSERT INTO wanted VALUES (1, 10), (2, 20)", "INSERT INTO other VALUES (3, 'c')")
 	to := s.position()
 	filter := &countingFilter{schema: s.name, tables: map[string]bool{"wanted": true}, asked: map[string]int{}}
 	st := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t))
@@ -166,11 +158,7 @@ func runUntil(ctx context.Context, st *canal.Stream, from, to canal.Position, re
 // match, and a repeat after a rules change names the change as the first message did.
 func TestStreamRowIndexIgnoresOtherTables(t *testing.T) {
 	s := newSource(t)
-	for _, q := range []string{"CREATE TABLE wanted (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "CREATE TABLE wanted (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)")
 	from := s.position()
 	tx, err := s.db.Begin()
 	if err != nil {
@@ -212,11 +200,7 @@ func TestStreamRowIndexIgnoresOtherTables(t *testing.T) {
 // stops the stream with ErrStatementChange, naming the table, instead of being lost.
 func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 	s := newSource(t)
-	for _, q := range []string{"CREATE TABLE wanted (id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY)"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "CREATE TABLE wanted (id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY)")
 	conn, err := s.db.Conn(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -254,17 +238,9 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 // an aggregate or transition rule reads, it stops there, naming the statement and table.
 func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
 	s := newSource(t)
-	for _, q := range []string{"CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
 	from := s.position()
-	for _, q := range []string{"INSERT INTO rowsonly VALUES (1)", "TRUNCATE TABLE rowsonly", "INSERT INTO totals VALUES (1, 5)"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "INSERT INTO rowsonly VALUES (1)", "TRUNCATE TABLE rowsonly", "INSERT INTO totals VALUES (1, 5)")
 	to := s.position()
 	filter := &countingFilter{schema: s.name, tables: map[string]bool{"rowsonly": true, "totals": true},
 		stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
@@ -272,11 +248,7 @@ func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
 	if err != nil || len(rows) != 2 {
 		t.Fatalf("past a TRUNCATE of a table only row rules read: %d rows, %v; want both inserts", len(rows), err)
 	}
-	for _, q := range []string{"TRUNCATE TABLE totals", "DROP TABLE rowsonly"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "TRUNCATE TABLE totals", "DROP TABLE rowsonly")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, &recorder{})
@@ -291,21 +263,13 @@ func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
 // onto its name (RENAME TABLE), stops it there, naming the statement and both tables.
 func TestStreamStopsWhenAStatefulTableIsRenamedByDDL(t *testing.T) {
 	s := newSource(t)
-	for _, q := range []string{"CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)",
-		"CREATE TABLE incoming (id INT PRIMARY KEY, qty INT)", "INSERT INTO incoming VALUES (7, 70)", "CREATE TABLE _totals_gho LIKE totals"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)",
+		"CREATE TABLE incoming (id INT PRIMARY KEY, qty INT)", "INSERT INTO incoming VALUES (7, 70)", "CREATE TABLE _totals_gho LIKE totals")
 	from := s.position()
 	// An online schema change's cut-over swaps a copy onto the stateful table's name in one
 	// statement (gh-ost, pt-online-schema-change): the stream goes on.
-	for _, q := range []string{"INSERT INTO rowsonly VALUES (1)", "RENAME TABLE rowsonly TO rowsonly_old",
-		"RENAME TABLE totals TO _totals_del, _totals_gho TO totals", "INSERT INTO totals VALUES (1, 5)"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "INSERT INTO rowsonly VALUES (1)", "RENAME TABLE rowsonly TO rowsonly_old",
+		"RENAME TABLE totals TO _totals_del, _totals_gho TO totals", "INSERT INTO totals VALUES (1, 5)")
 	to := s.position()
 	filter := &countingFilter{schema: s.name, tables: map[string]bool{"rowsonly": true, "totals": true},
 		stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
@@ -360,11 +324,7 @@ func TestWrongPasswordIsNotUnreachable(t *testing.T) {
 func TestStreamErrorsSayWhatTheServerMeans(t *testing.T) {
 	s := newSource(t)
 	user := "norepl_" + s.name[len(s.name)-6:]
-	for _, q := range []string{"CREATE TABLE beat (n INT)", "CREATE USER '" + user + "'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT, REPLICATION CLIENT ON *.* TO '" + user + "'@'%'"} {
-		if _, err := s.db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.Exec(t, s.db, "CREATE TABLE beat (n INT)", "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT, REPLICATION CLIENT ON *.* TO '"+user+"'@'%'")
 	t.Cleanup(func() { s.db.Exec("DROP USER '" + user + "'@'%'") })
 	cfg := s.cfg
 	cfg.User, cfg.Password = user, "pw"

@@ -3,7 +3,6 @@ package inventory
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -153,20 +152,9 @@ func TestConcurrentDuplicateAdjustsApplyOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			const senders = 20
-			results := make([]Adjustment, senders)
-			errs := make([]error, senders)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range senders {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					results[i], errs[i] = store.Adjust(ctx, AdjustRequest{SKU: "dup", Delta: delta, Reason: "recount", RequestID: "same"})
-				}()
-			}
-			close(start)
-			wg.Wait()
+			results, errs := atOnce(senders, func(int) (Adjustment, error) {
+				return store.Adjust(ctx, AdjustRequest{SKU: "dup", Delta: delta, Reason: "recount", RequestID: "same"})
+			})
 			applied := 0
 			for i := range senders {
 				if errs[i] != nil {
@@ -199,20 +187,9 @@ func TestConcurrentRefusedDuplicatesRecordNothing(t *testing.T) {
 	if _, err := store.SetStock(ctx, "few", 2, 2); err != nil {
 		t.Fatal(err)
 	}
-	const senders = 20
-	errs := make([]error, senders)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, errs[i] = store.Adjust(ctx, AdjustRequest{SKU: "few", Delta: -3, Reason: "damaged", RequestID: "short"})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	_, errs := atOnce(20, func(int) (Adjustment, error) {
+		return store.Adjust(ctx, AdjustRequest{SKU: "few", Delta: -3, Reason: "damaged", RequestID: "short"})
+	})
 	for i, err := range errs {
 		if !errors.As(err, new(*ShortageError)) {
 			t.Fatalf("sender %d: %v, want a shortage", i, err)

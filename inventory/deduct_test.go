@@ -108,20 +108,9 @@ func TestDuplicateOrderDeductsOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			const senders = 20
-			results := make([]Order, senders)
-			errs := make([]error, senders)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range senders {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					results[i], errs[i] = store.Deduct(ctx, DeductRequest{OrderNo: "same", Items: []Item{{SKU: "dup", Qty: 3}}})
-				}()
-			}
-			close(start)
-			wg.Wait()
+			results, errs := atOnce(senders, func(int) (Order, error) {
+				return store.Deduct(ctx, DeductRequest{OrderNo: "same", Items: []Item{{SKU: "dup", Qty: 3}}})
+			})
 			fresh := 0
 			for i := range senders {
 				if errs[i] != nil {

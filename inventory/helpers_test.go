@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/stocksync/stocksync/config"
@@ -75,3 +76,22 @@ func secondPool(t testing.TB, store *Store) *sql.DB {
 
 // testingProcs is GOMAXPROCS, what b.SetParallelism multiplies.
 func testingProcs() int { return runtime.GOMAXPROCS(0) }
+
+// atOnce runs call(i) for i in [0, n) from n goroutines released together, as duplicate
+// requests racing each other, and returns each one's result and error.
+func atOnce[T any](n int, call func(i int) (T, error)) ([]T, []error) {
+	results, errs := make([]T, n), make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i], errs[i] = call(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return results, errs
+}

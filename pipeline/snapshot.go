@@ -49,9 +49,7 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		held, err := p.purgeCheck(ctx, server, start, mode, "checkpoint")
 		switch {
 		case errors.Is(err, errResnapshot):
-			p.engine.Reset()
-			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
-			return p.snapshot(ctx, server, allTables, nil)
+			return p.snapshotAfresh(ctx, server, allTables)
 		case err != nil:
 			return start, err
 		}
@@ -70,18 +68,14 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			// Aggregate state from the chunks read before the interruption is not kept,
 			// so a resumed snapshot could not fold exact sums: read everything again.
 			p.log.Warn("an interrupted snapshot is restarted from the beginning: the rules fold rows (aggregate/transition)")
-			p.engine.Reset()
-			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
-			return p.snapshot(ctx, server, scope, nil)
+			return p.snapshotAfresh(ctx, server, scope)
 		}
 		// The resumed snapshot streams on from its first run's position: the binlogs must
 		// still hold it, which is better said now than after the rest of the snapshot.
 		held, err := p.purgeCheck(ctx, server, resume.Position, mode, "the interrupted snapshot's position")
 		switch {
 		case errors.Is(err, errResnapshot):
-			p.engine.Reset()
-			p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
-			return p.snapshot(ctx, server, scope, nil)
+			return p.snapshotAfresh(ctx, server, scope)
 		case err != nil:
 			return start, err
 		}
@@ -180,6 +174,13 @@ func (f scopedFilter) Matches(schema, table string) bool {
 
 func (f scopedFilter) StatefulTables(schema, table string) bool {
 	return f.base.StatefulTables(schema, table)
+}
+
+// snapshotAfresh drops the rules' state and takes a snapshot from its beginning.
+func (p *Pipeline) snapshotAfresh(ctx context.Context, server *canal.Server, scope tableScope) (canal.Position, error) {
+	p.engine.Reset()
+	p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
+	return p.snapshot(ctx, server, scope, nil)
 }
 
 // snapshot reads the matched tables through the rules (as op r), saving its progress with

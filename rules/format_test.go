@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
 )
 
 // kindsTable has one column of every ColumnKind.
@@ -269,23 +270,25 @@ rules:
 	}
 }
 
-// TestUnsignedAbove2To63InTransitionValue: a transition rule's value sees a group_by
-// value of 2^63 or more as conditions do (float64, not negative), while its topic and
-// key keep the exact value.
-func TestUnsignedAbove2To63InTransitionValue(t *testing.T) {
-	e := newTestEngine(mustParse(t, `
+// ownerTransition runs a transition rule over shop.lots grouped by its BIGINT UNSIGNED
+// owner, with value and topic as given, through one transaction inserting a row of owner
+// with qty 3, and returns the engine and the one message that transaction must emit
+// (value false → true).
+func ownerTransition(t *testing.T, value, topic string, owner uint64) (*Engine, sinks.Message) {
+	t.Helper()
+	e := newTestEngine(mustParse(t, fmt.Sprintf(`
 rules:
   - name: big-owner
     match: {table: shop.lots}
     emit: transition
     group_by: [owner]
     sum: {units: qty}
-    value: "units > 0 && owner > 5"
-    topic: "lots.{owner}"
-`))
+    value: %q
+    topic: %q
+`, value, topic)))
 	table := &canal.Table{Schema: "shop", Name: "lots", Columns: []canal.Column{{Name: "id", Kind: canal.KindInt}, {Name: "owner", Kind: canal.KindUint}, {Name: "qty", Kind: canal.KindInt}}, PrimaryKey: []int{0}}
 	var out recorder
-	c := &canal.RowChange{Op: canal.OpCreate, Table: table, After: []any{int64(1), uint64(math.MaxUint64 - 1), int64(3)}, Source: src(0)}
+	c := &canal.RowChange{Op: canal.OpCreate, Table: table, After: []any{int64(1), owner, int64(3)}, Source: src(0)}
 	if err := e.Row(t.Context(), c, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +298,14 @@ rules:
 	if len(out.msgs) != 1 {
 		t.Fatalf("got %d messages, want 1 (value false → true)", len(out.msgs))
 	}
-	m := out.msgs[0]
+	return e, out.msgs[0]
+}
+
+// TestUnsignedAbove2To63InTransitionValue: a transition rule's value sees a group_by
+// value of 2^63 or more as conditions do (float64, not negative), while its topic and
+// key keep the exact value.
+func TestUnsignedAbove2To63InTransitionValue(t *testing.T) {
+	_, m := ownerTransition(t, "units > 0 && owner > 5", "lots.{owner}", math.MaxUint64-1)
 	got := m.Topic + " " + string(m.Key) + " " + afterOf(string(m.Value))
 	want := `lots.18446744073709551614 {"owner":18446744073709551614} {"op":"u","before":{"owner":18446744073709551614,"units":0,"value":false},"after":{"owner":18446744073709551614,"units":3,"value":true}}`
 	if got != want {
@@ -307,33 +317,12 @@ rules:
 // its value with every sum 0 over its own group_by columns, so a value that reads a group
 // column first is false there, not a failed evaluation (null, counted as an error).
 func TestTransitionEmptyValueSeesTheGroupColumns(t *testing.T) {
-	e := newTestEngine(mustParse(t, `
-rules:
-  - name: big-owner
-    match: {table: shop.lots}
-    emit: transition
-    group_by: [owner]
-    sum: {units: qty}
-    value: "owner > 5 && units > 0"
-    topic: lots
-`))
-	table := &canal.Table{Schema: "shop", Name: "lots", Columns: []canal.Column{{Name: "id", Kind: canal.KindInt}, {Name: "owner", Kind: canal.KindUint}, {Name: "qty", Kind: canal.KindInt}}, PrimaryKey: []int{0}}
-	var out recorder
-	c := &canal.RowChange{Op: canal.OpCreate, Table: table, After: []any{int64(1), uint64(7), int64(3)}, Source: src(0)}
-	if err := e.Row(t.Context(), c, &out); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 9999}, &out); err != nil {
-		t.Fatal(err)
-	}
+	e, m := ownerTransition(t, "owner > 5 && units > 0", "lots", 7)
 	if n := e.EvalErrors(); n != 0 {
 		t.Errorf("%d evaluation errors, want none", n)
 	}
-	if len(out.msgs) != 1 {
-		t.Fatalf("got %d messages, want 1 (value false → true)", len(out.msgs))
-	}
 	want := `{"op":"u","before":{"owner":7,"units":0,"value":false},"after":{"owner":7,"units":3,"value":true}}`
-	if got := afterOf(string(out.msgs[0].Value)); got != want {
+	if got := afterOf(string(m.Value)); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
