@@ -100,18 +100,14 @@ func PurgeBinlogs(t testing.TB, db *sql.DB) string {
 			t.Fatalf("listing binlogs: %v", err)
 		}
 		defer rows.Close()
-		cols, _ := rows.Columns()
 		var names []string
 		for rows.Next() {
-			vals := make([]sql.RawBytes, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
+			var name string
+			var size int64
+			if err := rows.Scan(&name, &size); err != nil { // MariaDB's two columns
 				t.Fatalf("listing binlogs: %v", err)
 			}
-			names = append(names, string(vals[0]))
+			names = append(names, name)
 		}
 		return names
 	}
