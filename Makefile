@@ -30,8 +30,10 @@ bench: build mariadb-start
 # Hot-SKU deductions on durable settings (innodb_flush_log_at_trx_commit=1, sync_binlog=1):
 # restarts the private MariaDB durable, and afterwards (also on failure) back to the usual
 # settings, since other packages' tests share it.
+# FSYNC_DELAY_US=N makes each of the server's fsyncs N µs slower, as on a slower disk
+# (scripts/fsync-delay.c); `make bench-inventory FSYNC_DELAY_US=250`.
 bench-inventory: mariadb-stop
-	STOCKSYNC_DURABLE=1 $(MARIADB) start
+	STOCKSYNC_DURABLE=1 STOCKSYNC_FSYNC_DELAY_US=$(FSYNC_DELAY_US) $(MARIADB) start
 	eval "$$($(MARIADB) env)" && $(GO) test -run '^$$' -bench BenchmarkHotSKU -benchtime 5s -count 3 -timeout 30m ./inventory/; \
 		status=$$?; $(MARIADB) stop; $(MARIADB) start; exit $$status
 
