@@ -33,9 +33,16 @@ bench: build mariadb-start
 # FSYNC_DELAY_US=N makes each of the server's fsyncs N µs slower, as on a slower disk
 # (scripts/fsync-delay.c); `make bench-inventory FSYNC_DELAY_US=250`.
 bench-inventory: mariadb-stop
-	STOCKSYNC_DURABLE=1 STOCKSYNC_FSYNC_DELAY_US=$(FSYNC_DELAY_US) $(MARIADB) start
+	STOCKSYNC_DURABLE=1 STOCKSYNC_MARIADB_FSYNC_DELAY_US=$(FSYNC_DELAY_US) $(MARIADB) start
 	eval "$$($(MARIADB) env)" && $(GO) test -run '^$$' -bench BenchmarkHotSKU -benchtime 5s -count 3 -timeout 30m ./inventory/; \
 		status=$$?; $(MARIADB) stop; $(MARIADB) start; exit $$status
+
+# The consumer contract test, both delivery modes, with SOAK_KILLS more stops of the daemon
+# (SIGKILL, every third a SIGTERM) at random moments of the orders: a second or two each.
+SOAK_KILLS ?= 300
+soak: mariadb-start
+	eval "$$($(MARIADB) env)" && STOCKSYNC_TEST_SOAK_KILLS=$(SOAK_KILLS) $(GO) test -count=1 -timeout 90m -v \
+		-run 'TestConsumersOfTheShippedRulesEndEqualToTheDatabase' ./cmd/stocksync/
 
 mariadb-start:
 	$(MARIADB) start

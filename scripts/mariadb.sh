@@ -10,7 +10,7 @@
 # Settings: STOCKSYNC_MARIADB_PORT (default 33061), STOCKSYNC_RUN_DIR (default .run),
 # STOCKSYNC_DURABLE=1 for innodb_flush_log_at_trx_commit=1 and sync_binlog=1 (benchmarks),
 # STOCKSYNC_MARIADB_ARGS for extra server options (tests start a misconfigured one with it),
-# STOCKSYNC_FSYNC_DELAY_US=N to make each of the server's fsyncs N µs slower, as on a slower
+# STOCKSYNC_MARIADB_FSYNC_DELAY_US=N to make each of the server's fsyncs N µs slower, as on a slower
 # disk (benchmarks only: scripts/fsync-delay.c, built with gcc, preloaded into mariadbd).
 set -euo pipefail
 
@@ -49,14 +49,14 @@ install_server() {
 }
 
 # fsync_delay_preload builds scripts/fsync-delay.c into $dir and prints the LD_PRELOAD
-# setting that loads it, or nothing when STOCKSYNC_FSYNC_DELAY_US is unset or 0.
+# setting that loads it, or nothing when STOCKSYNC_MARIADB_FSYNC_DELAY_US is unset or 0.
 fsync_delay_preload() {
-  local us=${STOCKSYNC_FSYNC_DELAY_US:-0}
+  local us=${STOCKSYNC_MARIADB_FSYNC_DELAY_US:-0}
   [ "$us" = 0 ] && return
-  case $us in *[!0-9]*) log "STOCKSYNC_FSYNC_DELAY_US must be a whole number of microseconds, not '$us'"; exit 1 ;; esac
+  case $us in *[!0-9]*) log "STOCKSYNC_MARIADB_FSYNC_DELAY_US must be a whole number of microseconds, not '$us'"; exit 1 ;; esac
   if ! command -v gcc >/dev/null 2>&1; then
-    [ "$(id -u)" = 0 ] || { log "STOCKSYNC_FSYNC_DELAY_US needs gcc: run 'apt-get install gcc' as root"; exit 1; }
-    log "installing gcc from the distribution's packages (for STOCKSYNC_FSYNC_DELAY_US)"
+    [ "$(id -u)" = 0 ] || { log "STOCKSYNC_MARIADB_FSYNC_DELAY_US needs gcc: run 'apt-get install gcc' as root"; exit 1; }
+    log "installing gcc from the distribution's packages (for STOCKSYNC_MARIADB_FSYNC_DELAY_US)"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev; } >"$run/apt-gcc.log" 2>&1 \
       || { tail -20 "$run/apt-gcc.log" >&2; log "installing gcc failed"; exit 1; }
   fi
@@ -86,11 +86,11 @@ start() {
   fi
   local flush=2 sync=0
   if [ "${STOCKSYNC_DURABLE:-0}" = 1 ]; then flush=1; sync=1; fi
-  log "starting on 127.0.0.1:$port (durable=${STOCKSYNC_DURABLE:-0}${preload:+, each fsync ${STOCKSYNC_FSYNC_DELAY_US} µs slower})"
+  log "starting on 127.0.0.1:$port (durable=${STOCKSYNC_DURABLE:-0}${preload:+, each fsync ${STOCKSYNC_MARIADB_FSYNC_DELAY_US} µs slower})"
   # Only this start's errors count: a failed earlier start's [ERROR] lines would otherwise
   # make the loop below give up before this server wrote its pid file, leaving it running.
   [ -f "$dir/error.log" ] && mv "$dir/error.log" "$dir/error.log.prev"
-  env $preload STOCKSYNC_FSYNC_DELAY_US="${STOCKSYNC_FSYNC_DELAY_US:-0}" \
+  env $preload STOCKSYNC_MARIADB_FSYNC_DELAY_US="${STOCKSYNC_MARIADB_FSYNC_DELAY_US:-0}" \
   mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$sock" --pid-file="$pidfile" \
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
     --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \

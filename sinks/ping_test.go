@@ -4,10 +4,12 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/testutil"
@@ -104,5 +106,64 @@ func TestPing(t *testing.T) {
 			}
 			t.Logf("in %s: %v", took.Round(time.Millisecond), err)
 		})
+	}
+}
+
+// A Pinger logs in once and keeps its connection: pinging every few seconds must not
+// authenticate every time (each SCRAM login costs the broker, and its audit log a line).
+// One-off pings log in each time, which is what shows the count counts.
+func TestPingerLogsInOnce(t *testing.T) {
+	certs := testutil.NewCerts(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(certs.ServerConfig(false)), kfake.EnableSASL(),
+		kfake.Superuser(config.SASLScramSHA512, "stocksync", "pw"))
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	var logins atomic.Int64
+	c.ControlKey(int16(kmsg.SASLHandshake), func(kmsg.Request) (kmsg.Response, error, bool) {
+		logins.Add(1)
+		return nil, nil, false // counted, then handled as usual
+	})
+	brokers := c.ListenAddrs()
+	sec := security(t, config.TLS{Mode: config.TLSVerifyFull, CAFile: certs.CAFile},
+		config.SASL{Mechanism: config.SASLScramSHA512, User: "stocksync", Password: "pw"})
+
+	for range 3 {
+		if err := sinks.Ping(t.Context(), brokers, sec); err != nil {
+			t.Fatalf("one-off Ping: %v", err)
+		}
+	}
+	if n := logins.Load(); n < 3 {
+		t.Fatalf("3 one-off pings logged in %d times; the count does not see logins", n)
+	}
+
+	logins.Store(0)
+	p, err := sinks.NewPinger(brokers, sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := range 20 {
+		if err := p.Ping(t.Context()); err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+	}
+	// franz-go keeps a connection to the seed broker and one to the broker it learns
+	// from the metadata, though here they are one process.
+	if n := logins.Load(); n > 2 {
+		t.Errorf("20 pings of one Pinger logged in %d times, want at most 2", n)
+	}
+
+	// A failed ping still says why, as a one-off ping does.
+	wrong := security(t, config.TLS{Mode: config.TLSVerifyFull, CAFile: certs.CAFile},
+		config.SASL{Mechanism: config.SASLScramSHA512, User: "stocksync", Password: "wrong"})
+	refused, err := sinks.NewPinger(brokers, wrong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	if err := refused.Ping(t.Context()); err == nil || !strings.Contains(err.Error(), "refused SASL authentication") {
+		t.Errorf("a Pinger with a wrong password: %v, want the refused login named", err)
 	}
 }

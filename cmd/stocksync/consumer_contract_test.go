@@ -64,7 +64,8 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 	d := s.start(t)
 	db := s.mysql.Open(t, s.db)
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	kills := soakKills(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute+time.Duration(kills)*30*time.Second)
 	defer cancel()
 	product, search := newProductSystem(s.db), newSearchIndex(s.db)
 	follow(t, ctx, broker, exactlyOnce, productTopic, nil, product.apply)
@@ -172,6 +173,18 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 	<-d.done
 	d = s.start(t)
 	awaitOrders(orders.Load() + 20)
+	// make soak: more stops at random moments of the orders, a deploy's SIGTERM now and then.
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for round := range kills {
+		awaitOrders(orders.Load() + 5 + int64(rng.IntN(60)))
+		sig := syscall.SIGKILL
+		if round%3 == 2 {
+			sig = syscall.SIGTERM
+		}
+		d.cmd.Process.Signal(sig)
+		<-d.done
+		d = s.start(t)
+	}
 
 	// A product system and a search index that lost everything rebuild from a resync while
 	// orders go on: they read from the topics' ends as they were before asking.
@@ -257,8 +270,22 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 	}
 	uncommitted.mu.Lock()
 	defer uncommitted.mu.Unlock()
-	t.Logf("%d orders; product system: %d messages, %d repeats dropped (read_uncommitted: %d, %d); search index: %d messages, %d older dropped",
-		orders.Load(), product.count, product.repeats, uncommitted.count, uncommitted.repeats, search.count, search.dropped)
+	t.Logf("%d stops of the daemon, %d orders; product system: %d messages, %d repeats dropped (read_uncommitted: %d, %d); search index: %d messages, %d older dropped",
+		2+kills, orders.Load(), product.count, product.repeats, uncommitted.count, uncommitted.repeats, search.count, search.dropped)
+}
+
+// soakKills is STOCKSYNC_TEST_SOAK_KILLS (make soak): how many times, beyond its own two, the
+// consumer contract test stops the daemon in the middle of the orders; 0 when unset.
+func soakKills(t *testing.T) int {
+	raw := os.Getenv("STOCKSYNC_TEST_SOAK_KILLS")
+	if raw == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 0 {
+		t.Fatalf("STOCKSYNC_TEST_SOAK_KILLS=%q: want a whole number of stops, 0 or more", raw)
+	}
+	return n
 }
 
 // The topics of examples/rules.yaml.

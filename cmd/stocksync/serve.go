@@ -68,6 +68,7 @@ type daemon struct {
 	brokers []string
 	source  canal.Config   // how to reach cfg.Source, TLS included
 	kafka   sinks.Security // how to reach the brokers: kafka.tls and kafka.sasl, files read once
+	pinger  *sinks.Pinger  // asks the brokers whether they serve, on connections it keeps
 	// brokerDown is why the last ping of the brokers failed; "" when one answered, nil
 	// before the first ping.
 	brokerDown atomic.Pointer[string]
@@ -121,6 +122,10 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	if d.kafka, err = sinks.SecurityOf(cfg.Kafka.TLS, cfg.Kafka.SASL); err != nil {
 		return err
 	}
+	if d.pinger, err = sinks.NewPinger(d.brokers, d.kafka); err != nil {
+		return err
+	}
+	defer d.pinger.Close()
 	server, err := canal.Connect(ctx, d.source)
 	if err != nil {
 		return err
@@ -184,7 +189,7 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 // notReady is why the daemon is not ready, or "" when it is: the one definition that
 // /readyz and the stocksync_ready gauge both report. Ready is leading (ha), with a
 // pipeline whose start position is fixed and binlog stream open, and a broker that
-// answered the last ping (a Kafka request, see sinks.Ping).
+// answered the last ping (a Kafka request, see sinks.Pinger).
 func (d *daemon) notReady() string {
 	p := d.current.Load()
 	switch {
@@ -291,7 +296,7 @@ func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
 // backOff waits for d, or less when the broker was down and answers again (a broker back
 // from an outage should not wait out a long back-off). It returns false when ctx is done.
 func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
-	brokerWasDown := sinks.Ping(ctx, d.brokers, d.kafka) != nil
+	brokerWasDown := d.pinger.Ping(ctx) != nil
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	tick := time.NewTicker(time.Second)
@@ -303,7 +308,7 @@ func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
 		case <-timer.C:
 			return true
 		case <-tick.C:
-			if brokerWasDown && sinks.Ping(ctx, d.brokers, d.kafka) == nil {
+			if brokerWasDown && d.pinger.Ping(ctx) == nil {
 				d.log.Info("the broker answers again; restarting now")
 				return true
 			}
@@ -399,15 +404,16 @@ func sourceConfig(cfg config.Config) (canal.Config, error) {
 }
 
 // pingBroker keeps d.brokerDown current for /readyz while a pipeline runs: every 2 s it
-// asks the brokers a Kafka request with kafka.tls and kafka.sasl (sinks.Ping), so a port
-// that accepts connections but does not serve (a TLS or SASL mismatch, a broker still
-// starting, another program) is not taken for a broker.
+// asks the brokers a Kafka request with kafka.tls and kafka.sasl (d.pinger, whose
+// connection stays open between pings, so it logs in once rather than every 2 s), so a
+// port that accepts connections but does not serve (a TLS or SASL mismatch, a broker
+// still starting, another program) is not taken for a broker.
 func (d *daemon) pingBroker(ctx context.Context) {
 	for {
 		why := "not asked while no pipeline runs"
 		if d.current.Load() != nil {
 			why = ""
-			if err := sinks.Ping(ctx, d.brokers, d.kafka); err != nil {
+			if err := d.pinger.Ping(ctx); err != nil {
 				why = err.Error()
 			}
 		}
