@@ -424,6 +424,11 @@ func (c Config) Validate() Problems {
 	if c.Checkpoint.Name == "" {
 		bad("checkpoint.name", "must not be empty")
 	}
+	// checkpoint.table's name column holds 64 bytes, and exactly-once's row adds
+	// "/exactly-once" (pipeline.MirrorName).
+	if n := len(c.Checkpoint.Name); n > maxCheckpointName {
+		bad("checkpoint.name", "must be at most %d bytes (it names rows of checkpoint.table), got %d", maxCheckpointName, n)
+	}
 	if c.Rules == "" {
 		bad("rules", "must name the rules file")
 	} else if c.File != "" {
@@ -466,6 +471,9 @@ func (c Config) Validate() Problems {
 	}
 	return ps
 }
+
+// maxCheckpointName is the longest checkpoint.name.
+const maxCheckpointName = 51
 
 // projectVariables are STOCKSYNC_* variables of the project's scripts and tests, not keys.
 var projectVariables = []string{"STOCKSYNC_TEST_", "STOCKSYNC_MARIADB_", "STOCKSYNC_DEMO_", "STOCKSYNC_BENCH_",

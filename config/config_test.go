@@ -47,6 +47,7 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"list item indented under the one before", "kafka:\n  brokers:\n    - a:9092\n     - b:9092\n", []string{`kafka.brokers[0]: "a:9092 - b:9092" is not host:port`}},
 		{"broker port out of range", "kafka: {brokers: [a:99999]}\n", []string{`kafka.brokers[0]: "a:99999" has no port number from 1 to 65535`}},
 		{"checkpoint table", "checkpoint: {table: nodot}\n", []string{`checkpoint.table: "nodot" must be schema.table`}},
+		{"long checkpoint name", "checkpoint: {name: " + strings.Repeat("n", 52) + "}\n", []string{"checkpoint.name: must be at most 51 bytes (it names rows of checkpoint.table), got 52"}},
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
 		{"empty chunks", "snapshot_chunk_size: 0\n", []string{"snapshot_chunk_size: must be between 1 and 1000000, got 0"}},

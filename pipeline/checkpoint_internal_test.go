@@ -127,3 +127,62 @@ func TestKafkaCheckpointsLostAfterACommit(t *testing.T) {
 		t.Fatalf("restart after a loaded checkpoint on an emptied topic: %v, want ErrCheckpointLost", err)
 	}
 }
+
+// rememberedCheckpoint is a mirror holding one position.
+type rememberedCheckpoint struct{ pos *canal.Position }
+
+func (m *rememberedCheckpoint) Load(context.Context) (canal.Position, []canal.StateRow, bool, error) {
+	if m.pos == nil {
+		return canal.Position{}, nil, false, nil
+	}
+	return *m.pos, nil, true, nil
+}
+
+func (m *rememberedCheckpoint) Save(_ context.Context, pos canal.Position, _ []canal.StateRow) error {
+	m.pos = &pos
+	return nil
+}
+
+// failingCommit refuses every commit.
+type failingCommit struct{}
+
+func (failingCommit) Commit(context.Context, []sinks.CheckpointRecord) error {
+	return errors.New("fenced")
+}
+
+// TestKafkaCheckpointsLostWhileStopped: with the mirror, a process that never saw a
+// checkpoint itself (started after the brokers lost the topic) stops with
+// ErrCheckpointLost too, naming the remembered position and the row to delete to begin
+// afresh. The mirror follows commits only.
+func TestKafkaCheckpointsLostWhileStopped(t *testing.T) {
+	mirror := &rememberedCheckpoint{}
+	committing := &KafkaCheckpoints{Name: "cp", Sink: committedSink{}, Loaded: map[string][]byte{}, MirrorTable: "meta.checkpoint", mirror: mirror}
+	if _, _, found, err := committing.Load(t.Context()); found || err != nil {
+		t.Fatalf("first start, nothing remembered: found=%v err=%v, want a first start", found, err)
+	}
+	pos := canal.Position{File: "binlog.000009", Pos: 77}
+	if err := committing.Save(t.Context(), pos, nil); err != nil {
+		t.Fatal(err)
+	}
+	if mirror.pos == nil || *mirror.pos != pos {
+		t.Fatalf("the mirror holds %v after a commit at %s", mirror.pos, pos)
+	}
+	refused := &KafkaCheckpoints{Name: "cp", Sink: failingCommit{}, Loaded: map[string][]byte{}, MirrorTable: "meta.checkpoint", mirror: mirror}
+	if err := refused.Save(t.Context(), canal.Position{File: "binlog.000009", Pos: 99}, nil); err == nil {
+		t.Fatal("a refused commit saved")
+	}
+	if *mirror.pos != pos {
+		t.Fatalf("a refused commit moved the mirror to %s", *mirror.pos)
+	}
+
+	// A new process (no Last), the topic empty: refused, and told how to begin afresh.
+	_, _, found, err := refused.Load(t.Context())
+	if found || !errors.Is(err, ErrCheckpointLost) || Retryable(err) {
+		t.Fatalf("a new process on an emptied topic: found=%v err=%v, want ErrCheckpointLost", found, err)
+	}
+	for _, want := range []string{pos.String(), "DELETE FROM meta.checkpoint WHERE name = 'cp/exactly-once'"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q\ndoes not say %q", err, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,30 @@ type KafkaCheckpoints struct {
 	// the last checkpoint loaded or committed. A run that then finds none in the topic
 	// fails with ErrCheckpointLost rather than start over as on a first start.
 	Last *atomic.Pointer[canal.Position]
+	// MirrorTable, when set (checkpoint.table; not with the embedded development broker,
+	// which keeps nothing on purpose), is where each committed position is also kept, on
+	// the source, under the name NAME/exactly-once (MirrorName): a process that starts to
+	// find the topic empty then tells brokers that lost it from a first start, as Last
+	// does within one process. The pipeline opens it (openMirror).
+	MirrorTable string
+	mirror      Checkpointer
+}
+
+// MirrorName is the row of checkpoint.table that remembers an exactly-once checkpoint
+// named name (KafkaCheckpoints.MirrorTable).
+func MirrorName(name string) string { return name + "/exactly-once" }
+
+// openMirror opens the table that remembers committed positions, on db (the source).
+func (k *KafkaCheckpoints) openMirror(ctx context.Context, db *sql.DB) error {
+	if k.MirrorTable == "" || k.mirror != nil {
+		return nil
+	}
+	mirror, err := canal.NewCheckpointStore(ctx, db, k.MirrorTable, MirrorName(k.Name))
+	if err != nil {
+		return fmt.Errorf("opening the table that remembers exactly-once checkpoints: %w", err)
+	}
+	k.mirror = mirror
+	return nil
 }
 
 // ErrCheckpointLost means the checkpoint topic no longer holds a checkpoint that this
@@ -71,13 +96,22 @@ type savedPosition struct {
 func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.StateRow, bool, error) {
 	raw, ok := k.Loaded[k.Name+"/position"]
 	if !ok {
-		if last := k.lastSeen(); last != nil {
+		last, err := k.lastSeen(ctx)
+		if err != nil {
+			return canal.Position{}, nil, false, err
+		}
+		if last != nil {
+			restart := "start the daemon again"
+			if k.mirror != nil {
+				restart = fmt.Sprintf("delete the row that remembers it, `DELETE FROM %s WHERE name = '%s'`, and start the daemon again",
+					k.MirrorTable, MirrorName(k.Name))
+			}
 			return canal.Position{}, nil, false, fmt.Errorf("%w: checkpoint %q was at %s, and the topic holds none now: the brokers lost it "+
 				"(a cluster rebuilt, the development broker restarted without --data-dir, the topic deleted), "+
 				"so which changes after it reached consumers is unknown. The topic is there again, compacted and empty: "+
-				"start the daemon again to begin as on a first start (from the server's current position, "+
+				"%s to begin as on a first start (from the server's current position, "+
 				"or with a snapshot under `snapshot: initial` or `when_needed`), and have consumers rebuild from there",
-				ErrCheckpointLost, k.Name, *last)
+				ErrCheckpointLost, k.Name, *last, restart)
 		}
 		return canal.Position{}, nil, false, nil
 	}
@@ -115,14 +149,34 @@ func (k *KafkaCheckpoints) Save(ctx context.Context, pos canal.Position, state [
 		return fmt.Errorf("committing Kafka transaction with checkpoint %s: %w", pos, err)
 	}
 	k.remember(pos)
+	if k.mirror != nil {
+		// After the commit: the row never names a position the topic does not hold.
+		if err := k.mirror.Save(ctx, pos, nil); err != nil {
+			return fmt.Errorf("remembering exactly-once checkpoint %s in %s: %w", pos, k.MirrorTable, err)
+		}
+	}
 	return nil
 }
 
-func (k *KafkaCheckpoints) lastSeen() *canal.Position {
-	if k.Last == nil {
-		return nil
+// lastSeen is the last checkpoint this process loaded or committed, else the one the
+// mirror remembers, else nil.
+func (k *KafkaCheckpoints) lastSeen(ctx context.Context) (*canal.Position, error) {
+	if k.Last != nil {
+		if last := k.Last.Load(); last != nil {
+			return last, nil
+		}
 	}
-	return k.Last.Load()
+	if k.mirror == nil {
+		return nil, nil
+	}
+	pos, _, found, err := k.mirror.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the exactly-once checkpoint remembered in %s: %w", k.MirrorTable, err)
+	}
+	if !found {
+		return nil, nil
+	}
+	return &pos, nil
 }
 
 func (k *KafkaCheckpoints) remember(pos canal.Position) {

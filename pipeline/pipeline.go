@@ -170,6 +170,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer server.Close()
 	p.server = server
 	store := p.opts.Checkpoints
+	if kc, ok := store.(*KafkaCheckpoints); ok {
+		if err := kc.openMirror(ctx, server.DB); err != nil {
+			return err
+		}
+	}
 	if store == nil {
 		if store, err = canal.NewCheckpointStore(ctx, server.DB, p.opts.CheckpointTable, p.opts.CheckpointName); err != nil {
 			return err

@@ -498,7 +498,9 @@ func httpGet(addr, path string) (int, string) {
 // failing producer must not have the broker create the checkpoint topic with its default
 // cleanup.policy=delete (every restart then refused it: the daemon retried forever). The
 // daemon creates it again, compacted, and stops with an error saying the checkpoint is
-// gone; started again, it begins as on a first start and publishes new rows.
+// gone; so does a daemon that was stopped while the broker lost it, since the source's
+// checkpoint table remembers the last commit (NAME/exactly-once). Once that row is
+// deleted, it begins as on a first start and publishes new rows.
 func TestBrokerLosingEverythingStopsExactlyOnceNamingIt(t *testing.T) {
 	addr := freePort(t)
 	broker := runDevBroker(t, addr, "")
@@ -511,39 +513,53 @@ func TestBrokerLosingEverythingStopsExactlyOnceNamingIt(t *testing.T) {
 	insertRows(t, db, "stock_l", 0, 10)
 	// Committed, so the checkpoint covering them is too (the same Kafka transaction).
 	testutil.Consume(t, addr, []string{s.topic}, 10, 30*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
-
-	broker.stop(t)
-	runDevBroker(t, addr, "")
-	// The daemon finds out at its next Kafka transaction.
-	insertRows(t, db, "stock_l", 10, 11)
-	select {
-	case <-d.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the daemon still runs 60 s after the broker lost its data:\n%s", d.output.String())
-	}
-	if d.cmd.ProcessState.ExitCode() == 0 {
-		t.Errorf("exit 0 after the broker lost the checkpoint")
-	}
-	for _, w := range []string{"the exactly-once checkpoint is gone from the checkpoint topic", `checkpoint "default" was at`, "start the daemon again"} {
-		if !strings.Contains(d.output.String(), w) {
-			t.Errorf("output lacks %q:\n%s", w, d.output.String())
+	lost := []string{"the exactly-once checkpoint is gone from the checkpoint topic", `checkpoint "default" was at`,
+		fmt.Sprintf("DELETE FROM %s.checkpoint WHERE name = 'default/exactly-once'", s.db)}
+	stoppedNaming := func(d *daemonProc, what string) {
+		t.Helper()
+		select {
+		case <-d.done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("the daemon still runs 60 s after %s:\n%s", what, d.output.String())
+		}
+		if d.cmd.ProcessState.ExitCode() == 0 {
+			t.Errorf("exit 0 after %s", what)
+		}
+		for _, w := range lost {
+			if !strings.Contains(d.output.String(), w) {
+				t.Errorf("after %s, the output lacks %q:\n%s", what, w, d.output.String())
+			}
 		}
 	}
+
+	// Lost while the daemon was stopped.
+	d.terminate(t, 30*time.Second)
+	broker.stop(t)
+	broker = runDevBroker(t, addr, "")
+	insertRows(t, db, "stock_l", 10, 12)
+	stoppedNaming(s.launch(t, s.config), "starting on a broker that lost the checkpoint while the daemon was stopped")
+
+	// The operator begins afresh: a first start, from the server's current position.
+	testutil.Exec(t, db, "DELETE FROM checkpoint WHERE name = 'default/exactly-once'")
+	d = s.start(t)
+	insertRows(t, db, "stock_l", 20, 25)
+	got := testutil.Consume(t, addr, []string{s.topic}, 5, 30*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+	for _, r := range got {
+		if r.Key < `{"sku_id":20}` {
+			t.Errorf("row %s from before the restart published after a first start", r.Key)
+		}
+	}
+
+	// Lost while the daemon runs: it finds out at its next Kafka transaction.
+	broker.stop(t)
+	runDevBroker(t, addr, "")
+	insertRows(t, db, "stock_l", 30, 31)
+	stoppedNaming(d, "the broker lost its data under the running daemon")
 	if strings.Contains(d.output.String(), "cleanup.policy=delete") {
 		t.Errorf("the checkpoint topic was auto-created with cleanup.policy=delete:\n%s", d.output.String())
 	}
 	if policy := testutil.CleanupPolicy(t, addr, cpTopic); policy != "compact" {
 		t.Errorf("cleanup.policy of %s = %q after the daemon stopped, want compact", cpTopic, policy)
-	}
-
-	// Started again: a first start, from the server's current position.
-	s.start(t)
-	insertRows(t, db, "stock_l", 20, 25)
-	got := testutil.Consume(t, addr, []string{s.topic}, 5, 30*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
-	for _, r := range got {
-		if r.Key < `{"sku_id":20}` {
-			t.Errorf("row %s from before the restart published again after a first start", r.Key)
-		}
 	}
 }
 

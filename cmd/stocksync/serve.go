@@ -390,7 +390,11 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec s
 		tx.Close()
 		return nil, nil, pipeline.MarkRetryable(fmt.Errorf("reading checkpoints from %s: %w", cfg.Kafka.CheckpointTopic, err))
 	}
-	return tx, &pipeline.KafkaCheckpoints{Name: cfg.Checkpoint.Name, Sink: tx, Loaded: loaded}, nil
+	kc := &pipeline.KafkaCheckpoints{Name: cfg.Checkpoint.Name, Sink: tx, Loaded: loaded}
+	if len(cfg.Kafka.Brokers) > 0 { // the embedded development broker keeps nothing on purpose
+		kc.MirrorTable = cfg.Checkpoint.Table
+	}
+	return tx, kc, nil
 }
 
 // sourceConfig is how canal reaches cfg's source, TLS included.
