@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -14,9 +15,19 @@ type DevBroker struct {
 	cluster *kfake.Cluster
 }
 
+// DevBrokerSecurity is what the development broker asks of its clients, so that a
+// daemon's kafka.tls and kafka.sasl can be tried against it. The zero value is plaintext
+// without a login.
+type DevBrokerSecurity struct {
+	CertFile, KeyFile string // PEM server certificate and key: TLS on the one listener
+	// SASL: one user, a superuser, with Mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512;
+	// every client must log in.
+	Mechanism, User, Password string
+}
+
 // StartDevBroker listens on addr (host:port; port 0 picks one). dataDir, when not empty,
 // keeps the topics on disk.
-func StartDevBroker(addr, dataDir string) (*DevBroker, error) {
+func StartDevBroker(addr, dataDir string, sec DevBrokerSecurity) (*DevBroker, error) {
 	_, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("parsing development broker address %q: %w", addr, err)
@@ -32,6 +43,16 @@ func StartDevBroker(addr, dataDir string) (*DevBroker, error) {
 		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(256 << 10)})}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
+	}
+	if sec.CertFile != "" || sec.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(sec.CertFile, sec.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading the development broker's certificate %s and key %s: %w", sec.CertFile, sec.KeyFile, err)
+		}
+		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	if sec.Mechanism != "" {
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(sec.Mechanism, sec.User, sec.Password))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -231,7 +231,7 @@ func benchRange(ctx context.Context, server *canal.Server, txns, rowsPerTxn int,
 // benchPipeline runs the full pipeline from `from` until `to` is acknowledged and
 // checkpointed, against a fresh embedded broker; discard drops the messages instead.
 func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server, src canal.Config, set *rules.Set, from, to canal.Position, run int, discard bool) (time.Duration, error) {
-	broker, err := sinks.StartDevBroker("127.0.0.1:0", "")
+	broker, err := sinks.StartDevBroker("127.0.0.1:0", "", sinks.DevBrokerSecurity{})
 	if err != nil {
 		return 0, err
 	}

@@ -571,10 +571,12 @@ type brokerProc struct {
 }
 
 // runDevBroker starts `stocksync devbroker` on addr (port 0: any free port) keeping topics
-// in dataDir ("" keeps nothing), and waits until it prints its address (it listens by then).
-func runDevBroker(t *testing.T, addr, dataDir string) *brokerProc {
+// in dataDir ("" keeps nothing), with more flags when given, and waits until it prints its
+// address (it listens by then).
+func runDevBroker(t *testing.T, addr, dataDir string, flags ...string) *brokerProc {
 	t.Helper()
-	b := &brokerProc{cmd: exec.Command(binary, "devbroker", "--addr", addr, "--data-dir", dataDir), done: make(chan struct{})}
+	args := append([]string{"devbroker", "--addr", addr, "--data-dir", dataDir}, flags...)
+	b := &brokerProc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
 	out, err := b.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

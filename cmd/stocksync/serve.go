@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	d.rules.Store(set)
 
 	if len(d.brokers) == 0 {
-		b, err := sinks.StartDevBroker(cfg.Kafka.DevBrokerAddr, "")
+		b, err := sinks.StartDevBroker(cfg.Kafka.DevBrokerAddr, "", sinks.DevBrokerSecurity{})
 		if err != nil {
 			return err
 		}

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
@@ -63,5 +70,63 @@ func TestSourceOverTLS(t *testing.T) {
 	}
 	if dumps != 1 {
 		t.Errorf("%d binlog dumps for tls_user, want the daemon's one", dumps)
+	}
+}
+
+// TestDevBrokerSpeaksTLSAndSASL: `stocksync devbroker` with a certificate and a SASL user
+// serves only clients that speak TLS and log in, so a daemon's kafka.tls and kafka.sasl
+// can be tried against it; flags that do not go together are refused, named. Checked
+// with franz-go directly, not the daemon's own client code.
+func TestDevBrokerSpeaksTLSAndSASL(t *testing.T) {
+	certs := testutil.NewCerts(t)
+	b := runDevBroker(t, "127.0.0.1:0", "", "--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey,
+		"--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "stocksync", "--sasl-password", "pw")
+	caPEM, err := os.ReadFile(certs.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	secured := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	ping := func(opts ...kgo.Opt) error {
+		cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(b.addr), kgo.RequestRetries(0))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		return cl.Ping(ctx)
+	}
+	if err := ping(kgo.DialTLSConfig(secured), kgo.SASL(scram.Auth{User: "stocksync", Pass: "pw"}.AsSha512Mechanism())); err != nil {
+		t.Errorf("TLS and the right login: %v", err)
+	}
+	if err := ping(kgo.DialTLSConfig(secured), kgo.SASL(scram.Auth{User: "stocksync", Pass: "wrong"}.AsSha512Mechanism())); err == nil {
+		t.Error("a wrong password was let in")
+	}
+	if err := ping(kgo.DialTLSConfig(secured)); err == nil {
+		t.Error("a client without a login was let in")
+	}
+	if err := ping(kgo.SASL(scram.Auth{User: "stocksync", Pass: "pw"}.AsSha512Mechanism())); err == nil {
+		t.Error("a plaintext client was let in")
+	}
+
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--tls-cert", certs.ServerCert}, "--tls-cert and --tls-key go together"},
+		{[]string{"--sasl-mechanism", "GSSAPI", "--sasl-user", "u", "--sasl-password", "p"}, `--sasl-mechanism "GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`},
+		{[]string{"--sasl-mechanism", "PLAIN"}, "--sasl-mechanism PLAIN needs --sasl-user and --sasl-password"},
+		{[]string{"--sasl-user", "u"}, "--sasl-user and --sasl-password need --sasl-mechanism"},
+		{[]string{"--tls-cert", certs.ServerCert, "--tls-key", certs.CAFile}, "loading the development broker's certificate"},
+	} {
+		// A devbroker that accepted the flags would serve until killed: 10 s is plenty to refuse.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		out, err := exec.CommandContext(ctx, binary, append([]string{"devbroker", "--addr", "127.0.0.1:0"}, c.flags...)...).CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("devbroker %v: %v\n%s\nwant an error saying %q", c.flags, err, out, c.want)
+		}
 	}
 }
