@@ -79,7 +79,7 @@ func errorStatus(err error) (int, apiError) {
 // method it does not serve answers 405 method_not_allowed with an Allow header; any other
 // path under /v1/ answers 404 not_found.
 func (s *Store) Handler() http.Handler {
-	mux := httpapi.Routes("/v1/", "an inventory API call", []httpapi.Route{
+	routes := []httpapi.Route{
 		{Method: "POST", Path: "/v1/skus/{sku}/stock", Handle: s.handleSetStock},
 		{Method: "POST", Path: "/v1/skus/{sku}/adjust", Handle: s.handleAdjust},
 		{Method: "POST", Path: "/v1/skus/{sku}/reshard", Handle: s.handleReshard},
@@ -93,8 +93,11 @@ func (s *Store) Handler() http.Handler {
 		{Method: "PUT", Path: "/v1/warehouses/{code}", Handle: s.handlePutWarehouse},
 		{Method: "POST", Path: "/v1/physical", Handle: s.handleSyncPhysical},
 		{Method: "POST", Path: "/v1/physical/{sku}", Handle: s.handleSyncPhysicalSKU},
-	})
-	return s.authenticate(mux)
+	}
+	for i, r := range routes {
+		routes[i].Handle = s.instrument(r.Method+" "+r.Path, r.Handle)
+	}
+	return s.authenticate(httpapi.Routes("/v1/", "an inventory API call", routes))
 }
 
 func (s *Store) authenticate(next http.Handler) http.Handler {
@@ -118,6 +121,9 @@ func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Debug("inventory request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", status), zap.Error(err))
+	}
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.code = body.Code
 	}
 	httpapi.WriteJSON(w, status, body)
 }

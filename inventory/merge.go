@@ -139,9 +139,18 @@ func (m *merger) run(sku string, calls []*mergeCall) {
 				c.done <- mergeResult{order: orders[i]}
 			}
 			leaders = nil
-		} else if !errors.Is(err, errMergeDoesNotFit) && !errors.Is(err, errMergeDuplicate) {
-			m.s.log.Warn("merged deduction failed; deducting one by one", zap.String("sku", sku),
-				zap.Int("orders", len(leaders)), zap.Error(err))
+		} else {
+			reason := "error"
+			switch {
+			case errors.Is(err, errMergeDoesNotFit):
+				reason = "does_not_fit"
+			case errors.Is(err, errMergeDuplicate):
+				reason = "duplicate"
+			default:
+				m.s.log.Warn("merged deduction failed; deducting one by one", zap.String("sku", sku),
+					zap.Int("orders", len(leaders)), zap.Error(err))
+			}
+			m.s.m.mergeFallbacks.WithLabelValues(reason).Inc()
 		}
 	}
 	for _, c := range append(leaders, repeats...) {

@@ -84,13 +84,15 @@ type Store struct {
 	gates shardGates
 	// beforeCancelRetry, when set (tests), runs before each wait of a cancel retry.
 	beforeCancelRetry func(attempt int)
+	m                 *metrics
 }
 
 // New returns a Store on db, which should come from Open (its session settings matter:
 // READ COMMITTED keeps failed conditional updates from holding locks).
 func New(db *sql.DB, opts Options) *Store {
 	opts = opts.withDefaults()
-	s := &Store{db: db, opts: opts, log: opts.Logger, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s := &Store{db: db, opts: opts, log: opts.Logger, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		m: newMetrics()}
 	if !opts.DisableMerging {
 		s.merger = newMerger(s)
 	}

@@ -76,6 +76,7 @@ func (s *Store) SweepExpired(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, fmt.Errorf("sweeping expired holds: %w", err)
 		}
+		s.m.holdsExpired.Add(float64(n))
 		total += n
 		if n < sweepBatch {
 			return total, nil

@@ -226,6 +226,20 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 		})
 	}
 	cancel()
+	// What operators see of the same traffic (docs/operations.md, Metrics).
+	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposition, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`stocksync_inventory_requests_total{code="",route="POST /v1/deductions",status="201"} `,
+		`stocksync_inventory_request_duration_seconds_count{route="POST /v1/orders/{order_no}/confirm"} `,
+		`go_sql_max_open_connections{db_name="inventory"} 32`} {
+		if !strings.Contains(string(exposition), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 
 	partitions := len(endOffsets(t, t.Context(), broker, exactlyOnce, productTopic)[productTopic])
 	groups := len(all) - 1 // the resync sends every SKU but "gone", whose rows were deleted

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/config"
@@ -13,10 +14,11 @@ import (
 	"github.com/stocksync/stocksync/inventory"
 )
 
-// mountInventory serves the inventory API under /v1 and runs the hold sweeper. A schema
+// mountInventory serves the inventory API under /v1, with its metrics on reg, and runs the
+// hold sweeper. A schema
 // newer than this binary knows stops serve; a database not migrated yet leaves /v1
 // answering 503 with what to run, while the binlog pipeline runs on.
-func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, log *zap.Logger) (func(), error) {
+func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, reg prometheus.Registerer, log *zap.Logger) (func(), error) {
 	db, err := inventory.Open(ctx, cfg)
 	if sqlconn.ErrorNumber(err) == 1049 { // unknown database
 		log.Warn("inventory API disabled: the inventory database does not exist", zap.String("inventory.database", cfg.Inventory.Database), zap.Error(err))
@@ -37,6 +39,10 @@ func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, 
 	}
 	store := inventory.New(db, inventory.Options{HoldTTL: cfg.Inventory.HoldTTL, SweepInterval: cfg.Inventory.SweepInterval,
 		Token: cfg.HTTP.Token, Logger: log.Named("inventory")})
+	if err := store.RegisterMetrics(reg); err != nil {
+		db.Close()
+		return nil, err
+	}
 	mux.Handle("/v1/", store.Handler())
 	sweepCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -142,7 +142,7 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", d.readyz)
 	d.mountAdmin(mux)
-	closeInventory, err := mountInventory(ctx, cfg, mux, log)
+	closeInventory, err := mountInventory(ctx, cfg, mux, reg, log)
 	if err != nil {
 		return err
 	}
