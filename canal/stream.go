@@ -495,7 +495,7 @@ func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, n
 		return nil
 	}
 	return fmt.Errorf("%w: rule %q folds %s through a glob whose schema part is a pattern, in the transaction after %s: %s. "+
-		"Its seed could not read the table's rows: after the GRANT, delete the checkpoint so that the rules are seeded again (docs/operations.md, Grants for the user)",
+		"Its seed could not read the table's rows: after the GRANT, delete the checkpoint so that the rules are seeded again (docs/operations.md, What the server needs)",
 		ErrUnreadableTable, rule, full, r.lastCommit(), problem)
 }
 
