@@ -3,5 +3,7 @@
 // a binlog position: whole (Snapshot) or a chunk at a time (ChunkReader). It also keeps the
 // checkpoint (the position after the last transaction the broker acknowledged), the
 // leader lock and its lease for a standby, and checks that the server's binlog settings
-// can be read at all. It is the only package that imports go-mysql.
+// can be read at all and that source.user may read the tables rules match (at start, and
+// in the stream for a glob whose schema part is a pattern). It is the only package that
+// imports go-mysql.
 package canal

@@ -252,39 +252,59 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (names 
 // tables, so without this check a snapshot, a seed or a re-read of them would silently be
 // empty. A literal table is read (LIMIT 0). For a pattern of tables in a literal schema
 // only a schema in which the user may read nothing at all can be told (USE refuses it). A
-// glob whose schema part is a pattern cannot be checked, and a table that does not exist
-// yet is not a problem.
+// glob whose schema part is a pattern is left out: the stream checks each table of it as
+// it first meets one in a row event (unreadableTable). A table that does not exist yet is
+// not a problem.
 func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []string) (map[string]string, error) {
 	problems := map[string]string{}
 	for _, g := range globs {
 		schema, table, ok := strings.Cut(g, ".")
-		if !ok || strings.ContainsAny(schema, `*?[\`) {
+		if !ok || IsPattern(schema) {
 			continue
 		}
-		tablePattern := strings.ContainsAny(table, `*?[\`)
+		var problem string
 		var err error
-		if tablePattern {
-			err = useSchema(ctx, db, schema)
+		if IsPattern(table) {
+			problem, err = readProblem(useSchema(ctx, db, schema), user, g, quoteName(schema)+".*")
 		} else {
-			_, err = db.ExecContext(ctx, "SELECT 1 FROM "+quoteName(schema)+"."+quoteName(table)+" LIMIT 0")
+			problem, err = unreadableTable(ctx, db, user, schema, table)
 		}
-		if err == nil {
-			continue
+		if err != nil {
+			return problems, err
 		}
-		switch sqlconn.ErrorNumber(err) {
-		case 1142, 1044: // SELECT command denied on a table; access denied to a database
-			grant := quoteName(schema) + "." + quoteName(table)
-			if tablePattern {
-				grant = quoteName(schema) + ".*"
-			}
-			problems[g] = fmt.Sprintf("source.user %s may not read %s: GRANT SELECT ON %s TO it (information_schema hides what it may not read, so a snapshot or a seed of it would be empty)",
-				user, g, grant)
-		case 1146, 1049: // no such table, no such database: not yet
-		default:
-			return problems, fmt.Errorf("checking that %s may read %s: %w", user, g, err)
+		if problem != "" {
+			problems[g] = problem
 		}
 	}
 	return problems, nil
+}
+
+// IsPattern reports whether part of a glob (its schema or its table) is a pattern rather
+// than a name.
+func IsPattern(part string) bool { return strings.ContainsAny(part, `*?[\`) }
+
+// unreadableTable says what to grant when user of db may not SELECT schema.table (a
+// name, not a pattern), as UnreadableTables words it; "" when it may or the table does
+// not exist.
+func unreadableTable(ctx context.Context, db *sql.DB, user, schema, table string) (string, error) {
+	_, err := db.ExecContext(ctx, "SELECT 1 FROM "+quoteName(schema)+"."+quoteName(table)+" LIMIT 0")
+	return readProblem(err, user, schema+"."+table, quoteName(schema)+"."+quoteName(table))
+}
+
+// readProblem turns err, of reading what (a table or a glob), into the grant to run: ""
+// for no error, or for a table or schema that does not exist yet.
+func readProblem(err error, user, what, grant string) (string, error) {
+	if err == nil {
+		return "", nil
+	}
+	switch sqlconn.ErrorNumber(err) {
+	case 1142, 1044: // SELECT command denied on a table; access denied to a database
+		return fmt.Sprintf("source.user %s may not read %s: GRANT SELECT ON %s TO it (information_schema hides what it may not read, so a snapshot or a seed of it would be empty)",
+			user, what, grant), nil
+	case 1146, 1049: // no such table, no such database: not yet
+		return "", nil
+	}
+	return "", fmt.Errorf("checking that %s may read %s: %w", user, what, err)
 }
 
 // useSchema runs USE schema on a connection of its own, dropped afterwards so that no

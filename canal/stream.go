@@ -24,7 +24,20 @@ type TableFilter interface {
 	// DDL that empties such a table, renames it away or renames another onto its name
 	// stops the stream (ErrStatefulTableEmptied).
 	StatefulTables(schema, table string) bool
+	// SchemaPatternRule names a rule that matches the table through a glob whose schema
+	// part is a pattern, an aggregate or transition one first (stateful true); "" when
+	// none does. The stream checks that source.user may read such a table as it first
+	// meets it (ErrUnreadableTable); UnreadableTables, at start, cannot.
+	SchemaPatternRule(schema, table string) (rule string, stateful bool)
 }
+
+// ErrUnreadableTable stops a stream at a row event of a table that an aggregate or
+// transition rule folds through a glob whose schema part is a pattern, and that
+// source.user may not SELECT: information_schema hid it from the rule's seed, so the
+// rule's totals lack its rows, and folding its changes onto them would publish wrong
+// totals for good. A restart does not mend it: after the GRANT the rules must be seeded
+// again.
+var ErrUnreadableTable = errors.New("a table an aggregate or transition rule folds may not be read")
 
 // Stream reads one server's binlog as a replica and hands whole transactions to a
 // Handler. One Stream serves one Run at a time.
@@ -118,7 +131,8 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 	}
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
 
-	r := reader{s: s, h: h, decoder: decoder, file: start.File, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{}}
+	r := reader{s: s, h: h, decoder: decoder, file: start.File, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{},
+		unreadable: map[string]string{}}
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
@@ -255,6 +269,9 @@ type reader struct {
 	// index that depends only on the table's own rows events, not on which other tables
 	// are matched. Cleared at each transaction's start, not made anew.
 	rowsOf map[uint64]int
+	// unreadable holds, by schema.table, what to grant for each table of a schema-pattern
+	// glob checked so far ("" when source.user may read it): checkReadable.
+	unreadable map[string]string
 }
 
 func (r *reader) lastCommit() Position { return Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet} }
@@ -438,6 +455,9 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 	if !st.matched {
 		return nil
 	}
+	if err := r.checkReadable(ctx, filter, schema, name); err != nil {
+		return err
+	}
 	t, err := r.describe(ctx, e, schema, name, st)
 	if err != nil {
 		return err
@@ -446,6 +466,37 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 	st.plan = newRowsPlan(e, t, st)
 	r.decoder.setPlan(e.TableID, st.plan)
 	return nil
+}
+
+// checkReadable checks, once per table and Run, that source.user may read a table that a
+// rule matches through a glob whose schema part is a pattern, which the check at start
+// could not look at. For an aggregate or transition rule it stops the stream
+// (ErrUnreadableTable); for row rules, whose stream messages are whole, it warns that a
+// snapshot or re-read of the table reads nothing.
+func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, name string) error {
+	rule, stateful := filter.SchemaPatternRule(schema, name)
+	if rule == "" {
+		return nil
+	}
+	full := schema + "." + name
+	problem, checked := r.unreadable[full]
+	if !checked {
+		var err error
+		if problem, err = unreadableTable(ctx, r.s.server.DB, r.s.cfg.User, schema, name); err != nil {
+			return err
+		}
+		r.unreadable[full] = problem
+		if problem != "" && !stateful {
+			r.s.log.Warn("a table a row rule matches may not be read: its changes are published, but a snapshot or a resync's re-read of it reads nothing",
+				zap.String("rule", rule), zap.String("table", full), zap.String("fix", problem))
+		}
+	}
+	if problem == "" || !stateful {
+		return nil
+	}
+	return fmt.Errorf("%w: rule %q folds %s through a glob whose schema part is a pattern, in the transaction after %s: %s. "+
+		"Its seed could not read the table's rows: after the GRANT, delete the checkpoint so that the rules are seeded again (docs/operations.md, What the server needs)",
+		ErrUnreadableTable, rule, full, r.lastCommit(), problem)
 }
 
 // describe builds a Table from the table map event, with column names from the binlog's

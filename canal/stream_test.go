@@ -30,6 +30,8 @@ func (f *countingFilter) StatefulTables(schema, table string) bool {
 	return schema == f.schema && f.stateful[table]
 }
 
+func (f *countingFilter) SchemaPatternRule(_, _ string) (string, bool) { return "", false }
+
 func (f *countingFilter) Matches(schema, table string) bool {
 	if schema != f.schema {
 		return false

@@ -220,6 +220,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			// Not a failure to retry: the daemon goes back to waiting for the lock.
 		case errors.As(err, new(*sinks.TooLargeError)):
 			// Nor is a message no broker takes: a restart would read it again.
+		case errors.Is(err, canal.ErrUnreadableTable):
+			// Nor a table a seed could not read: a restart after the GRANT would fold
+			// its changes onto totals without its rows.
 		case err != nil && !errors.Is(err, context.Canceled):
 			err = MarkRetryable(err)
 		}
@@ -273,6 +276,13 @@ func (f tableFilter) Matches(schema, table string) bool {
 
 func (f tableFilter) StatefulTables(schema, table string) bool {
 	return !f.own(schema, table) && f.set.StatefulTables(schema, table)
+}
+
+func (f tableFilter) SchemaPatternRule(schema, table string) (string, bool) {
+	if f.own(schema, table) {
+		return "", false
+	}
+	return f.set.SchemaPatternRule(schema, table)
 }
 
 func (f tableFilter) own(schema, table string) bool {

@@ -176,6 +176,10 @@ func (f scopedFilter) StatefulTables(schema, table string) bool {
 	return f.base.StatefulTables(schema, table)
 }
 
+func (f scopedFilter) SchemaPatternRule(schema, table string) (string, bool) {
+	return f.base.SchemaPatternRule(schema, table)
+}
+
 // snapshotAfresh drops the rules' state and takes a snapshot from its beginning.
 func (p *Pipeline) snapshotAfresh(ctx context.Context, server *canal.Server, scope tableScope) (canal.Position, error) {
 	p.engine.Reset()

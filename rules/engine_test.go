@@ -124,6 +124,45 @@ func TestSetMatches(t *testing.T) {
 	}
 }
 
+// TestSchemaPatternRule: the stream checks that source.user may read a table matched
+// through a glob whose schema part is a pattern (the check at start cannot), naming a
+// stateful rule first; a table matched only by literal schemas is left to the start.
+func TestSchemaPatternRule(t *testing.T) {
+	s := mustParse(t, `
+rules:
+  - name: tenant-rows
+    match: {table: ["shop_*.stock", "shop_a.orders"]}
+    topic: shop.stock
+  - name: literal-totals
+    match: {table: shop_a.stock}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+  - name: tenant-totals
+    match: {table: "shop_?.stock"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock.tenants
+`)
+	cases := []struct {
+		schema, table string
+		rule          string
+		stateful      bool
+	}{
+		{"shop_a", "stock", "tenant-totals", true},
+		{"shop_ab", "stock", "tenant-rows", false},
+		{"shop_a", "orders", "", false},
+		{"shop", "stock", "", false},
+	}
+	for _, c := range cases {
+		if rule, stateful := s.SchemaPatternRule(c.schema, c.table); rule != c.rule || stateful != c.stateful {
+			t.Errorf("SchemaPatternRule(%s, %s) = %q, %v; want %q, %v", c.schema, c.table, rule, stateful, c.rule, c.stateful)
+		}
+	}
+}
+
 func ruleNames(s *Set) string {
 	var names []string
 	for _, r := range s.Rules() {

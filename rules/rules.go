@@ -169,6 +169,18 @@ func (r *Rule) MatchesTable(schema, table string) bool {
 	return false
 }
 
+// matchesBySchemaPattern reports whether a glob of the rule whose schema part is a
+// pattern matches full (schema.table).
+func (r *Rule) matchesBySchemaPattern(full string) bool {
+	for _, g := range r.globs {
+		schema, _, _ := strings.Cut(g, ".")
+		if ok, _ := path.Match(g, full); ok && canal.IsPattern(schema) {
+			return true
+		}
+	}
+	return false
+}
+
 // File is the path the set was read from.
 func (s *Set) File() string { return s.file }
 
@@ -185,7 +197,13 @@ func (s *Set) Rule(name string) *Rule {
 	return nil
 }
 
-type tableMatch struct{ any, stateful bool }
+type tableMatch struct {
+	any, stateful bool
+	// patternRule names a rule matching the table through a glob whose schema part is a
+	// pattern, a stateful one first; patternStateful says it is one.
+	patternRule     string
+	patternStateful bool
+}
 
 func (s *Set) match(schema, table string) tableMatch {
 	full := schema + "." + table
@@ -197,6 +215,9 @@ func (s *Set) match(schema, table string) tableMatch {
 		if r.MatchesTable(schema, table) {
 			m.any = true
 			m.stateful = m.stateful || r.Stateful()
+		}
+		if !m.patternStateful && r.matchesBySchemaPattern(full) {
+			m.patternRule, m.patternStateful = r.name, r.Stateful()
 		}
 	}
 	s.matches.Store(full, m)
@@ -211,6 +232,15 @@ func (s *Set) Matches(schema, table string) bool { return s.match(schema, table)
 // such a table's rows must be read by a snapshot before streaming when the engine starts
 // without state for those rules.
 func (s *Set) StatefulTables(schema, table string) bool { return s.match(schema, table).stateful }
+
+// SchemaPatternRule names a rule that matches schema.table through a glob whose schema
+// part is a pattern (shop_*.stock), an aggregate or transition rule first (stateful
+// true); "" when none does. The check at start cannot look at such tables
+// (canal.UnreadableTables): the stream checks them as it meets them. Cached per table.
+func (s *Set) SchemaPatternRule(schema, table string) (rule string, stateful bool) {
+	m := s.match(schema, table)
+	return m.patternRule, m.patternStateful
+}
 
 // HasStatefulRules reports whether any rule folds rows (emit: aggregate or transition).
 func (s *Set) HasStatefulRules() bool {
