@@ -24,6 +24,9 @@ type Metrics struct {
 
 	RereadRunning prometheus.Gauge
 	RereadChunks  prometheus.Gauge
+
+	// RuleMessages counts MessagesEmitted by the rule that made them.
+	RuleMessages *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -61,13 +64,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while a resync re-reads the tables of row rules (also one that went on after a restart), else 0."}),
 		RereadChunks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_reread_chunks_published",
 			Help: "Chunks the running or last re-read has published, counted over its restarts."}),
+		RuleMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stocksync_rule_messages_total",
+			Help: "Messages handed to the producer, by the rule that made them (a rule not seen since the daemon started has no series)."},
+			[]string{"rule"}),
 	}
 	m.CheckpointBinlogsBehind.Set(-1) // unknown until the first check
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
 			m.CheckpointSaved, m.Lag, m.Restarts, m.RuleEvalErrors,
 			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind,
-			m.RereadRunning, m.RereadChunks)
+			m.RereadRunning, m.RereadChunks, m.RuleMessages)
 	}
 	return m
 }

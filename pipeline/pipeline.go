@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/canal"
@@ -95,6 +96,9 @@ type Pipeline struct {
 	// reading goroutine finished (Commit or Idle, with any resync served there): past it,
 	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
 	emittedWhole uint64
+	// ruleMessages are Metrics.RuleMessages' counters by rule name, for Emit (the
+	// reading goroutine's alone).
+	ruleMessages map[string]prometheus.Counter
 }
 
 // pendingCheckpoint is the last committed transaction read and the rule state changed
@@ -296,7 +300,26 @@ func (p *Pipeline) Emit(ctx context.Context, m sinks.Message) error {
 	}
 	p.emitted.Add(1)
 	p.m.MessagesEmitted.Inc()
+	for _, h := range m.Headers {
+		if h.Key == rules.HeaderRule {
+			p.ruleCounter(h.Value).Inc()
+			break
+		}
+	}
 	return p.opts.Sink.Emit(ctx, m)
+}
+
+// ruleCounter is the message counter of the rule named name.
+func (p *Pipeline) ruleCounter(name []byte) prometheus.Counter {
+	if c, ok := p.ruleMessages[string(name)]; ok {
+		return c
+	}
+	if p.ruleMessages == nil {
+		p.ruleMessages = map[string]prometheus.Counter{}
+	}
+	c := p.m.RuleMessages.WithLabelValues(string(name))
+	p.ruleMessages[string(name)] = c
+	return c
 }
 
 // checkLease returns ErrLeaseLost when the pipeline has a lease and it is not held.

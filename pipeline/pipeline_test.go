@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/stocksync/stocksync/canal"
@@ -349,6 +349,31 @@ func TestTablesNoRuleMatchesPublishNothing(t *testing.T) {
 	})
 	if n := promtest.ToFloat64(metrics.EventsRead); n != 1 {
 		t.Errorf("stocksync_events_read_total = %v, want 1 (the stock_a insert alone)", n)
+	}
+}
+
+// TestMessagesAreCountedByRule: stocksync_rule_messages_total counts each rule's messages.
+func TestMessagesAreCountedByRule(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_a (sku_id VARCHAR(32) PRIMARY KEY, qty INT)", "CREATE TABLE stock_b (sku_id VARCHAR(32) PRIMARY KEY, qty INT)")
+	metrics := pipeline.NewMetrics(nil)
+	e.start(e.rules(`
+rules:
+  - name: a-rows
+    match: {table: "DB.stock_a"}
+    topic: TOPIC
+    key: [sku_id]
+  - name: b-rows
+    match: {table: "DB.stock_b"}
+    topic: TOPIC
+    key: [sku_id]
+`), testutil.ServerID(), func(o *pipeline.Options) { o.Metrics = metrics })
+	e.exec("INSERT INTO stock_a VALUES ('a1', 1), ('a2', 2)", "INSERT INTO stock_b VALUES ('b1', 1)")
+	testutil.Consume(t, e.broker, []string{e.topic}, 3, 20*time.Second)
+	for rule, want := range map[string]float64{"a-rows": 2, "b-rows": 1} {
+		if got := promtest.ToFloat64(metrics.RuleMessages.WithLabelValues(rule)); got != want {
+			t.Errorf("stocksync_rule_messages_total{rule=%q} = %v, want %v", rule, got, want)
+		}
 	}
 }
 
