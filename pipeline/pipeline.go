@@ -97,8 +97,11 @@ type Pipeline struct {
 	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
 	emittedWhole uint64
 	// ruleMessages are Metrics.RuleMessages' counters by rule name, for Emit (the
-	// reading goroutine's alone).
-	ruleMessages map[string]prometheus.Counter
+	// reading goroutine's alone); lastRule and lastRuleMessages the last one used, found
+	// again by its rule's header value (one array per rule) without a lookup.
+	ruleMessages     map[string]prometheus.Counter
+	lastRule         *byte
+	lastRuleMessages prometheus.Counter
 }
 
 // pendingCheckpoint is the last committed transaction read and the rule state changed
@@ -311,14 +314,20 @@ func (p *Pipeline) Emit(ctx context.Context, m sinks.Message) error {
 
 // ruleCounter is the message counter of the rule named name.
 func (p *Pipeline) ruleCounter(name []byte) prometheus.Counter {
-	if c, ok := p.ruleMessages[string(name)]; ok {
-		return c
+	if len(name) > 0 && &name[0] == p.lastRule {
+		return p.lastRuleMessages
 	}
-	if p.ruleMessages == nil {
-		p.ruleMessages = map[string]prometheus.Counter{}
+	c, ok := p.ruleMessages[string(name)]
+	if !ok {
+		if p.ruleMessages == nil {
+			p.ruleMessages = map[string]prometheus.Counter{}
+		}
+		c = p.m.RuleMessages.WithLabelValues(string(name))
+		p.ruleMessages[string(name)] = c
 	}
-	c := p.m.RuleMessages.WithLabelValues(string(name))
-	p.ruleMessages[string(name)] = c
+	if len(name) > 0 {
+		p.lastRule, p.lastRuleMessages = &name[0], c
+	}
 	return c
 }
 
