@@ -46,6 +46,12 @@ type Options struct {
 	// the rows per primary-key chunk (0: the reader's default).
 	Snapshot          string
 	SnapshotChunkSize int
+	// SnapshotPartAfter (exactly-once) is how long a snapshot's Kafka transaction may
+	// stay open before the snapshot commits what it has published, with its progress, at
+	// the end of a chunk, and goes on in a new one: the brokers abort a transaction open
+	// longer than kafka.transaction_timeout, so the daemon sets half of it. 0: the
+	// snapshot is one transaction whatever its length.
+	SnapshotPartAfter time.Duration
 	// Lease, when set (ha), must be held for every message handed to the sink and every
 	// checkpoint saved; once it is not, Run ends with ErrLeaseLost.
 	Lease Lease

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -202,6 +203,7 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 	if err := canal.NewStream(p.opts.Source, server, filter, p.log).CheckStreamable(ctx); err != nil {
 		return canal.Position{}, fmt.Errorf("before the snapshot: %w", err)
 	}
+	partStart, partEmitted := time.Now(), p.emitted.Load()
 	pos, err := server.Snapshot(ctx, filter, rows, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize,
 		Resume:    resume,
@@ -211,12 +213,19 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 			p.m.SnapshotRowsEstimated.Set(float64(prog.RowsEstimated))
 			p.m.SnapshotETA.Set(prog.ETA.Seconds())
 			if p.opts.ExactlyOnce {
-				return nil // one Kafka transaction: the snapshot commits whole or not at all
-			}
-			// Make the chunk durable, then remember how far the snapshot came.
-			if err := p.opts.Sink.Flush(ctx); err != nil {
+				// One Kafka transaction, committed whole at the end, unless it has been
+				// open so long that the brokers would abort it: then the part read so far
+				// is committed with the progress (below), as at-least-once saves it.
+				if p.opts.SnapshotPartAfter <= 0 || time.Since(partStart) < p.opts.SnapshotPartAfter || p.emitted.Load() == partEmitted {
+					return nil
+				}
+				p.log.Info("committing the part of the snapshot read so far: its Kafka transaction has been open for half kafka.transaction_timeout",
+					zap.Int64("rows_done", prog.RowsDone), zap.Duration("open", time.Since(partStart)))
+				partStart, partEmitted = time.Now(), p.emitted.Load()
+			} else if err := p.opts.Sink.Flush(ctx); err != nil { // make the chunk durable first
 				return fmt.Errorf("waiting for the broker to acknowledge a snapshot chunk: %w", err)
 			}
+			// Remember how far the snapshot came.
 			raw, err := json.Marshal(prog)
 			if err != nil {
 				return fmt.Errorf("encoding snapshot progress: %w", err)

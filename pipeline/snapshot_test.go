@@ -12,7 +12,10 @@ import (
 	"time"
 
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/internal/testutil"
@@ -486,5 +489,67 @@ func TestInterruptedSeedingReadWithoutStatefulRulesLeft(t *testing.T) {
 	}
 	if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint_state WHERE scope = 'stocksync.snapshot'").Scan(&progress); err != nil || progress != 0 {
 		t.Errorf("seeding progress rows after the restart: %d (%v); want none", progress, err)
+	}
+}
+
+// TestExactlyOnceSnapshotCommitsInParts: exactly-once, a snapshot whose Kafka transaction
+// has been open for SnapshotPartAfter (half kafka.transaction_timeout, which the brokers
+// enforce) commits the rows read so far with its progress and goes on in a new
+// transaction; interrupted, it resumes after the last part, and a read_committed consumer
+// sees every row once. Without parts, nothing of an interrupted snapshot is committed.
+func TestExactlyOnceSnapshotCommitsInParts(t *testing.T) {
+	e := newEnv(t)
+	e.exactlyOnce = true
+	var values []string
+	for i := range 300 {
+		values = append(values, fmt.Sprintf("(%d, %d)", i, i))
+	}
+	e.exec("CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_p VALUES "+strings.Join(values, ","))
+	set := e.rules(allOpsRules)
+	serverID := testutil.ServerID()
+	core, logs := observer.New(zapcore.InfoLevel)
+	run := func(ctx context.Context, tweak func(*pipeline.Options)) error {
+		t.Helper()
+		sink, checkpoints := e.delivery(ctx)
+		defer sink.Close()
+		opts := pipeline.Options{Source: canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID},
+			CheckpointTable: e.db + ".checkpoint", CheckpointName: "test", CheckpointInterval: 100 * time.Millisecond,
+			Checkpoints: checkpoints, ExactlyOnce: true, Rules: set, Sink: sink, Logger: zap.New(core),
+			Snapshot: pipeline.SnapshotInitial, SnapshotChunkSize: 100, SnapshotPartAfter: time.Nanosecond}
+		if tweak != nil {
+			tweak(&opts)
+		}
+		return pipeline.New(opts).Run(ctx)
+	}
+
+	// Interrupted inside the second chunk: the first is committed, as a part.
+	emitted := 0
+	hold := newStopAfter(func(sinks.Message) bool { emitted++; return emitted == 150 })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, hold.wrap) }()
+	hold.waitReached(t, 30*time.Second, "the 150th row of the snapshot")
+	if got := len(e.consume(100, 10*time.Second)); got != 100 {
+		t.Fatalf("read_committed sees %d rows while the snapshot's second chunk is read, want the first part's 100", got)
+	}
+	cancel()
+	<-done
+
+	// Started again, it resumes after the part.
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	go func() { done <- run(ctx, nil) }()
+	got := e.consume(300, 30*time.Second)
+	cancel()
+	<-done
+	seen := map[string]int{}
+	for _, r := range got {
+		seen[r.Key]++
+	}
+	if len(got) != 300 || len(seen) != 300 {
+		t.Errorf("read_committed saw %d rows, %d of them different, want each of the 300 once", len(got), len(seen))
+	}
+	if logs.FilterMessage("resuming an interrupted snapshot").Len() != 1 {
+		t.Error("the second run did not resume the snapshot")
 	}
 }

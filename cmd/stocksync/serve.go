@@ -339,6 +339,7 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 		ExactlyOnce:        d.cfg.Kafka.ExactlyOnce,
 		Snapshot:           d.cfg.Snapshot,
 		SnapshotChunkSize:  d.cfg.SnapshotChunkSize,
+		SnapshotPartAfter:  d.cfg.Kafka.TransactionTimeout / 2,
 		Rules:              d.rules.Load(),
 		Sink:               sink,
 		Logger:             d.log,
