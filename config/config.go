@@ -425,7 +425,7 @@ func (c Config) Validate() Problems {
 		bad("checkpoint.name", "must not be empty")
 	}
 	// checkpoint.table's name column holds 64 bytes, and exactly-once's row adds
-	// "/exactly-once" (pipeline.MirrorName).
+	// "/exactly-once" (the row that remembers an exactly-once checkpoint).
 	if n := len(c.Checkpoint.Name); n > maxCheckpointName {
 		bad("checkpoint.name", "must be at most %d bytes (it names rows of checkpoint.table), got %d", maxCheckpointName, n)
 	}

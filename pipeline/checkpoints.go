@@ -56,23 +56,23 @@ type KafkaCheckpoints struct {
 	Last *atomic.Pointer[canal.Position]
 	// MirrorTable, when set (checkpoint.table; not with the embedded development broker,
 	// which keeps nothing on purpose), is where each committed position is also kept, on
-	// the source, under the name NAME/exactly-once (MirrorName): a process that starts to
+	// the source, under the name NAME/exactly-once (mirrorName): a process that starts to
 	// find the topic empty then tells brokers that lost it from a first start, as Last
 	// does within one process. The pipeline opens it (openMirror).
 	MirrorTable string
 	mirror      Checkpointer
 }
 
-// MirrorName is the row of checkpoint.table that remembers an exactly-once checkpoint
+// mirrorName is the row of checkpoint.table that remembers an exactly-once checkpoint
 // named name (KafkaCheckpoints.MirrorTable).
-func MirrorName(name string) string { return name + "/exactly-once" }
+func mirrorName(name string) string { return name + "/exactly-once" }
 
 // openMirror opens the table that remembers committed positions, on db (the source).
 func (k *KafkaCheckpoints) openMirror(ctx context.Context, db *sql.DB) error {
 	if k.MirrorTable == "" || k.mirror != nil {
 		return nil
 	}
-	mirror, err := canal.NewCheckpointStore(ctx, db, k.MirrorTable, MirrorName(k.Name))
+	mirror, err := canal.NewCheckpointStore(ctx, db, k.MirrorTable, mirrorName(k.Name))
 	if err != nil {
 		return fmt.Errorf("opening the table that remembers exactly-once checkpoints: %w", err)
 	}
@@ -104,7 +104,7 @@ func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.St
 			restart := "start the daemon again"
 			if k.mirror != nil {
 				restart = fmt.Sprintf("delete the row that remembers it, `DELETE FROM %s WHERE name = '%s'`, and start the daemon again",
-					k.MirrorTable, MirrorName(k.Name))
+					k.MirrorTable, mirrorName(k.Name))
 			}
 			return canal.Position{}, nil, false, fmt.Errorf("%w: checkpoint %q was at %s, and the topic holds none now: the brokers lost it "+
 				"(a cluster rebuilt, the development broker restarted without --data-dir, the topic deleted), "+
