@@ -25,8 +25,8 @@ type TableFilter interface {
 	// stops the stream (ErrStatefulTableEmptied), unless StatefulAlone says otherwise.
 	StatefulTables(schema, table string) bool
 	// StatefulAlone reports whether every aggregate or transition rule that reads the
-	// table reads no other: DDL that empties it or renames it away is then handed to a
-	// TableEmptier handler instead of stopping the stream.
+	// table reads no other: DDL that empties it (TRUNCATE, DROP TABLE) is then handed to
+	// a TableEmptier handler instead of stopping the stream.
 	StatefulAlone(schema, table string) bool
 	// SchemaPatternRule names a rule that matches the table through a glob whose schema
 	// part is a pattern, an aggregate or transition one first (stateful true); "" when
@@ -390,11 +390,11 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 // emptied looks at a DDL statement q for matched tables whose rows it removes or brings
 // without row events: TRUNCATE, DROP TABLE, and both names of a RENAME TABLE or ALTER
 // TABLE … RENAME (rows leave the old name and arrive under the new one). It returns the
-// tables that an aggregate or transition rule reads and that the statement leaves empty
-// (emptied, or renamed away), when the handler can take them (TableEmptier) and every
-// such rule reads the table alone (StatefulAlone): those rules know their state, every
-// group empty. Any other such table stops the stream: the rule's totals would no longer
-// match it. For tables only row rules read there is nothing to publish, and the log says
+// tables that an aggregate or transition rule reads and that the statement empties
+// (TRUNCATE, DROP TABLE), when the handler can take them (TableEmptier) and every such
+// rule reads the table alone (StatefulAlone): those rules know their state, every group
+// empty. Any other such table, and any rename of one, stops the stream: the rule's totals
+// would no longer match it. For tables only row rules read there is nothing to publish, and the log says
 // so, since consumers of their rows keep them (or lack the ones that arrived).
 func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (empty [][2]string, err error) {
 	at := h.LogPos - h.EventSize
@@ -441,15 +441,12 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (e
 					zap.String("statement", verb), zap.String("from", from), zap.String("to", to), zap.String("file", r.file), zap.Uint32("pos", at))
 			}
 			continue
+		case filter.StatefulTables(rn.from[0], rn.from[1]):
+			// Not emptied even for a rule that reads the table alone: its rows still exist
+			// under the other name, and a two-step cut-over brings a copy back next.
+			stateful, how = from, "Its rows left it without row events"
 		case filter.StatefulTables(rn.to[0], rn.to[1]):
 			stateful, how = to, "The rows of "+from+" arrived in it without row events"
-		case filter.StatefulTables(rn.from[0], rn.from[1]) && canEmpty(rn.from):
-			empty = append(empty, rn.from)
-			r.s.log.Warn("a table that aggregate or transition rules read alone was renamed away by DDL: their groups are published empty",
-				zap.String("statement", verb), zap.String("from", from), zap.String("to", to), zap.String("file", r.file), zap.Uint32("pos", at))
-			continue
-		case filter.StatefulTables(rn.from[0], rn.from[1]):
-			stateful, how = from, "Its rows left it without row events"
 		case filter.Matches(rn.from[0], rn.from[1]) || filter.Matches(rn.to[0], rn.to[1]):
 			r.s.log.Warn("a matched table was renamed by DDL: its rows moved from one name to the other without row events, so nothing is published for them",
 				zap.String("statement", verb), zap.String("from", from), zap.String("to", to), zap.String("file", r.file), zap.Uint32("pos", at))

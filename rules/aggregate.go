@@ -169,7 +169,7 @@ func (st *ruleState) touch(g *group) {
 
 // Empty empties every group of the aggregate and transition rules that read
 // schema.table, as if each of the table's rows had been deleted by the change at `at`:
-// DDL that emptied the table or renamed it away, between two transactions. The next
+// DDL that emptied the table (TRUNCATE, DROP TABLE), between two transactions. The next
 // Commit, that statement's, emits the groups as it emits groups whose last row was
 // deleted (aggregate: op d; transition: only a value that changes) and returns their
 // state entries. Every such rule must read the table alone (Set.StatefulAlone), else
