@@ -16,3 +16,12 @@ type Handler interface {
 	// the next transaction boundary.
 	Idle(ctx context.Context) error
 }
+
+// TableEmptier is a Handler that takes tables emptied by DDL. For one, DDL that empties
+// a table (TRUNCATE, DROP TABLE) for which TableFilter.StatefulAlone holds does not stop
+// the stream (ErrStatefulTableEmptied): Emptied is called instead.
+type TableEmptier interface {
+	// Emptied is called for each such table of the statement, before the statement's
+	// Commit. src is the statement's: its first event, GTID, time, and row 0.
+	Emptied(ctx context.Context, schema, table string, src Source) error
+}

@@ -22,8 +22,12 @@ type TableFilter interface {
 	Matches(schema, table string) bool
 	// StatefulTables reports whether an aggregate or transition rule reads the table:
 	// DDL that empties such a table, renames it away or renames another onto its name
-	// stops the stream (ErrStatefulTableEmptied).
+	// stops the stream (ErrStatefulTableEmptied), unless StatefulAlone says otherwise.
 	StatefulTables(schema, table string) bool
+	// StatefulAlone reports whether every aggregate or transition rule that reads the
+	// table reads no other: DDL that empties it (TRUNCATE, DROP TABLE) is then handed to
+	// a TableEmptier handler instead of stopping the stream.
+	StatefulAlone(schema, table string) bool
 	// SchemaPatternRule names a rule that matches the table through a glob whose schema
 	// part is a pattern, an aggregate or transition one first (stateful true); "" when
 	// none does. The stream checks that source.user may read such a table as it first
@@ -363,8 +367,19 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	}
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.
-	if err := r.emptied(h, q, string(e.Schema)); err != nil {
+	empty, err := r.emptied(h, q, string(e.Schema))
+	if err != nil {
 		return err
+	}
+	if len(empty) > 0 {
+		if !r.txn.open {
+			r.begin(h, "")
+		}
+		for _, t := range empty {
+			if err := r.h.(TableEmptier).Emptied(ctx, t[0], t[1], r.txn.src); err != nil {
+				return fmt.Errorf("emptying %s.%s at %s:%d: %w", t[0], t[1], r.file, h.LogPos-h.EventSize, err)
+			}
+		}
 	}
 	r.tables = map[uint64]*tableState{}
 	r.decoder.forgetPlans()
@@ -374,18 +389,27 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 
 // emptied looks at a DDL statement q for matched tables whose rows it removes or brings
 // without row events: TRUNCATE, DROP TABLE, and both names of a RENAME TABLE or ALTER
-// TABLE … RENAME (rows leave the old name and arrive under the new one). One that an
-// aggregate or transition rule reads stops the stream: the rule's totals would no longer
-// match the table. For others there is nothing to publish, and the log says so, since
-// consumers of their rows keep them (or lack the ones that arrived).
-func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) error {
+// TABLE … RENAME (rows leave the old name and arrive under the new one). It returns the
+// tables that an aggregate or transition rule reads and that the statement empties
+// (TRUNCATE, DROP TABLE), when the handler can take them (TableEmptier) and every such
+// rule reads the table alone (StatefulAlone): those rules know their state, every group
+// empty. Any other such table, and any rename of one, stops the stream: the rule's totals
+// would no longer match it. For tables only row rules read there is nothing to publish, and the log says
+// so, since consumers of their rows keep them (or lack the ones that arrived).
+func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (empty [][2]string, err error) {
 	at := h.LogPos - h.EventSize
 	filter := r.s.filter.Load()
+	_, emptier := r.h.(TableEmptier)
+	canEmpty := func(t [2]string) bool { return emptier && filter.StatefulAlone(t[0], t[1]) }
 	verb, tables := emptiedTables(q, defaultSchema)
 	for _, t := range tables {
 		switch {
+		case filter.StatefulTables(t[0], t[1]) && canEmpty(t):
+			empty = append(empty, t)
+			r.s.log.Warn("a table that aggregate or transition rules read alone was emptied by DDL: their groups are published empty",
+				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
 		case filter.StatefulTables(t[0], t[1]):
-			return fmt.Errorf("%w: at %s:%d, %s of %s.%s, which an aggregate or transition rule reads. "+
+			return nil, fmt.Errorf("%w: at %s:%d, %s of %s.%s, which an aggregate or transition rule reads. "+
 				"Its rows went without row events, so the rule's totals no longer match the table, and nothing after it is published. "+
 				"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
 				ErrStatefulTableEmptied, r.file, at, verb, t[0], t[1])
@@ -418,6 +442,8 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) er
 			}
 			continue
 		case filter.StatefulTables(rn.from[0], rn.from[1]):
+			// Not emptied even for a rule that reads the table alone: its rows still exist
+			// under the other name, and a two-step cut-over brings a copy back next.
 			stateful, how = from, "Its rows left it without row events"
 		case filter.StatefulTables(rn.to[0], rn.to[1]):
 			stateful, how = to, "The rows of "+from+" arrived in it without row events"
@@ -428,12 +454,12 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) er
 		default:
 			continue
 		}
-		return fmt.Errorf("%w: at %s:%d, %s of %s to %s, and an aggregate or transition rule reads %s. "+
+		return nil, fmt.Errorf("%w: at %s:%d, %s of %s to %s, and an aggregate or transition rule reads %s. "+
 			"%s, so the rule's totals no longer match the table, and nothing after it is published. "+
 			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
 			ErrStatefulTableEmptied, r.file, at, verb, from, to, stateful, how)
 	}
-	return nil
+	return empty, nil
 }
 
 func truncate(s string, n int) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,12 +23,37 @@ type countingFilter struct {
 	schema   string
 	tables   map[string]bool
 	stateful map[string]bool // tables an aggregate or transition rule reads, as it were
+	alone    map[string]bool // stateful tables whose rules read no other
 	mu       sync.Mutex
 	asked    map[string]int
 }
 
 func (f *countingFilter) StatefulTables(schema, table string) bool {
 	return schema == f.schema && f.stateful[table]
+}
+
+func (f *countingFilter) StatefulAlone(schema, table string) bool {
+	return schema == f.schema && f.alone[table]
+}
+
+// emptier is a recorder that takes tables emptied by DDL (canal.TableEmptier), noting
+// each with its source and the commits recorded before it.
+type emptier struct {
+	*recorder
+	emptied []emptiedTable
+}
+
+type emptiedTable struct {
+	table   string
+	src     canal.Source
+	commits int
+}
+
+func (e *emptier) Emptied(_ context.Context, schema, table string, src canal.Source) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.emptied = append(e.emptied, emptiedTable{table: schema + "." + table, src: src, commits: len(e.commits)})
+	return nil
 }
 
 func (f *countingFilter) SchemaPatternRule(_, _ string) (string, bool) { return "", false }
@@ -237,7 +263,9 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 
 // TestStreamStopsWhenAStatefulTableIsEmptiedByDDL: TRUNCATE or DROP TABLE remove rows
 // without row events. Of a table only row rules read, the stream goes on past it; of one
-// an aggregate or transition rule reads, it stops there, naming the statement and table.
+// an aggregate or transition rule reads that also reads other tables (a pattern, several
+// globs), it stops there, naming the statement and table, even for a handler that takes
+// emptied tables.
 func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
 	s := newSource(t)
 	testutil.Exec(t, s.db, "CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
@@ -253,9 +281,80 @@ func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
 	testutil.Exec(t, s.db, "TRUNCATE TABLE totals", "DROP TABLE rowsonly")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, &recorder{})
-	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "TRUNCATE of "+s.name+".totals") {
-		t.Fatalf("a TRUNCATE of a table an aggregate rule reads: the stream ended with %v; want ErrStatefulTableEmptied naming %s.totals", err, s.name)
+	h := &emptier{recorder: &recorder{}}
+	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, h)
+	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "TRUNCATE of "+s.name+".totals") || len(h.emptied) != 0 {
+		t.Fatalf("a TRUNCATE of a table an aggregate rule reads with others: the stream ended with %v, emptied %v; want ErrStatefulTableEmptied naming %s.totals", err, h.emptied, s.name)
+	}
+}
+
+// TestStreamHandsOnATableEmptiedByDDLThatRulesReadAlone: TRUNCATE and DROP TABLE of a
+// table whose aggregate and transition rules read no other go to a TableEmptier handler,
+// with the statement's source, before its Commit, and the stream goes on. A rename of it,
+// away or onto its name, still stops it, and so does any emptying for a handler that does
+// not take emptied tables.
+func TestStreamHandsOnATableEmptiedByDDLThatRulesReadAlone(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)", "CREATE TABLE incoming (id INT PRIMARY KEY, qty INT)")
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"totals": true},
+		stateful: map[string]bool{"totals": true}, alone: map[string]bool{"totals": true}, asked: map[string]int{}}
+	from := s.position()
+	var want []string
+	var before, after []canal.Position // the positions around each emptying statement
+	for _, q := range []string{"TRUNCATE TABLE totals", "DROP TABLE totals", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)"} {
+		at := s.position()
+		testutil.Exec(t, s.db, q)
+		if !strings.HasPrefix(q, "CREATE") {
+			want = append(want, s.name+".totals")
+			before, after = append(before, at), append(after, s.position())
+		}
+	}
+	to := s.position()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, &recorder{}); !errors.Is(err, canal.ErrStatefulTableEmptied) {
+		t.Fatalf("a TRUNCATE for a handler that does not take emptied tables: %v; want ErrStatefulTableEmptied", err)
+	}
+	h := &emptier{recorder: &recorder{}}
+	h.onCommit = func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			cancel()
+		}
+	}
+	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, h); err != nil {
+		t.Fatalf("past DDL emptying a table rules read alone: %v", err)
+	}
+	var got []string
+	for i, e := range h.emptied {
+		got = append(got, e.table)
+		if i >= len(before) {
+			break
+		}
+		if e.src.File != before[i].File || e.src.Pos < before[i].Pos || e.src.TsMs == 0 || e.src.GTID == "" || e.src.Row != 0 {
+			t.Errorf("emptied %s: source %+v; want the statement's, after %s, with its GTID and time", e.table, e.src, before[i])
+		}
+		if next := h.commits[e.commits]; next.Compare(before[i]) <= 0 || next.Compare(after[i]) > 0 {
+			t.Errorf("emptied %s before the commit at %s; want it just before the statement's own, after %s, at or before %s", e.table, next, before[i], after[i])
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("emptied %v; want %v (TRUNCATE, DROP TABLE)", got, want)
+	}
+
+	// A rename stops it, away (the rows still exist, under the other name; a two-step
+	// cut-over brings a copy back next) or onto the name.
+	for _, c := range []struct{ q, want string }{
+		{"ALTER TABLE totals RENAME TO totals_old", "Its rows left it"},
+		{"RENAME TABLE incoming TO totals", "arrived in it"},
+	} {
+		at := s.position()
+		testutil.Exec(t, s.db, c.q)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, &emptier{recorder: &recorder{}})
+		cancel()
+		if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%s of a table rules read alone: the stream ended with %v; want ErrStatefulTableEmptied saying %q", c.q, err, c.want)
+		}
 	}
 }
 

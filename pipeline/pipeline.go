@@ -291,6 +291,10 @@ func (f tableFilter) StatefulTables(schema, table string) bool {
 	return !f.own(schema, table) && f.set.StatefulTables(schema, table)
 }
 
+func (f tableFilter) StatefulAlone(schema, table string) bool {
+	return !f.own(schema, table) && f.set.StatefulAlone(schema, table)
+}
+
 func (f tableFilter) SchemaPatternRule(schema, table string) (string, bool) {
 	if f.own(schema, table) {
 		return "", false
@@ -403,6 +407,13 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 		return errCaughtUp
 	}
 	return nil
+}
+
+// Emptied implements canal.TableEmptier: DDL emptied a table whose aggregate and
+// transition rules read it alone, so their groups are all empty from that statement on,
+// published and saved at its Commit.
+func (p *Pipeline) Emptied(ctx context.Context, schema, table string, src canal.Source) error {
+	return p.engine.Empty(schema, table, src)
 }
 
 // Idle implements canal.Handler: a resync asked for runs; exactly-once, the open Kafka

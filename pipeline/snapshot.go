@@ -177,6 +177,10 @@ func (f scopedFilter) StatefulTables(schema, table string) bool {
 	return f.base.StatefulTables(schema, table)
 }
 
+func (f scopedFilter) StatefulAlone(schema, table string) bool {
+	return f.base.StatefulAlone(schema, table)
+}
+
 func (f scopedFilter) SchemaPatternRule(schema, table string) (string, bool) {
 	return f.base.SchemaPatternRule(schema, table)
 }

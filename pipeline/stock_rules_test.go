@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/inventory"
 	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/sinks"
 )
 
 const stockRulesYAML = `
@@ -285,4 +287,133 @@ func TestFirstStartWithoutSnapshotSeedsOnlyTheStatefulRules(t *testing.T) {
 	if m.Op != "c" || got[0].Key != `{"sku_id":"B"}` {
 		t.Errorf("the row rule's first message is op %q for key %s; want only the insert after the start (op c, sku B)", m.Op, got[0].Key)
 	}
+}
+
+// TestTruncateEmptiesTheGroupsOfRulesThatReadTheTableAlone: a TRUNCATE of the one table
+// an aggregate and a transition rule read publishes their groups emptied, at the
+// statement, as deletes of every row would: the aggregate's groups a d each, the
+// transition's groups that were true a false (none for C, already false). A stop while
+// publishing them (checkpoint before the TRUNCATE) replays them the same, with the same
+// source; a clean stop after it saves the emptied state, so that rows inserted after a
+// restart start their group again (c, true) instead of adding to the old totals.
+func TestTruncateEmptiesTheGroupsOfRulesThatReadTheTableAlone(t *testing.T) {
+	for _, exactlyOnce := range []bool{false, true} {
+		t.Run(fmt.Sprint("exactly-once=", exactlyOnce), func(t *testing.T) {
+			e := newEnv(t)
+			e.exactlyOnce = exactlyOnce
+			db := e.mysql.Open(t, e.db)
+			testutil.Exec(t, db, "CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))")
+			set := e.rules(stockRulesYAML)
+			id := testutil.ServerID()
+			stop := newStopAfter(func(m sinks.Message) bool { return strings.Contains(string(m.Value), `"op":"d"`) })
+			r := e.start(set, id, stop.wrap)
+			testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('A', 0, 5), ('A', 1, 7), ('B', 0, 3), ('C', 0, 0)", "TRUNCATE TABLE sellable_shard")
+			stop.waitReached(t, 20*time.Second, "the TRUNCATE's first message")
+			r.stop(t) // inside the TRUNCATE's messages: its checkpoint is the one before
+
+			truncated := map[string]string{
+				"product A": "c:-:12 d:12:-", "product B": "c:-:3 d:3:-", "product C": "c:-:0 d:0:-",
+				"search A": "u:false:true u:true:false", "search B": "u:false:true u:true:false",
+			}
+			r = e.start(set, id)
+			var msgs map[string][]emptiedGroupMessage
+			testutil.Eventually(t, 30*time.Second, "the TRUNCATE's messages", func() bool {
+				msgs = groupMessages(t, e)
+				return fmt.Sprint(sequences(msgs)) == fmt.Sprint(truncated)
+			})
+			// The TRUNCATE's messages name it: its table, its GTID and position, one row per
+			// group of a rule, after the insert's.
+			ins, trunc := msgs["product A"][0].Source, msgs["product A"][1].Source
+			for key, ms := range msgs {
+				s := ms[1].Source
+				if s.GTID != trunc.GTID || s.File != trunc.File || s.Pos != trunc.Pos || s.Table != "sellable_shard" || s.DB != e.db {
+					t.Errorf("%s: the TRUNCATE's message has source %+v; want the statement's, as A's %+v", key, s, trunc)
+				}
+			}
+			if trunc.GTID == "" || trunc.GTID == ins.GTID || trunc.File != ins.File || trunc.Pos <= ins.Pos {
+				t.Errorf("the TRUNCATE's source %+v; want its own GTID and a position after the insert's %+v", trunc, ins)
+			}
+			if rows := fmt.Sprint(msgs["product A"][1].Source.Row, msgs["product B"][1].Source.Row, msgs["product C"][1].Source.Row); rows != "0 1 2" {
+				t.Errorf("the TRUNCATE's product messages have rows %s; want 0 1 2 (the groups in key order)", rows)
+			}
+			r.stop(t) // a clean stop: the checkpoint is after the TRUNCATE
+
+			e.start(set, id)
+			testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('A', 0, 2)")
+			truncated["product A"] += " c:-:2"
+			truncated["search A"] += " u:false:true"
+			testutil.Eventually(t, 30*time.Second, "the insert's messages after the TRUNCATE", func() bool {
+				return fmt.Sprint(sequences(groupMessages(t, e))) == fmt.Sprint(truncated)
+			})
+			if got := fmt.Sprint(sequences(groupMessages(t, e))); got != fmt.Sprint(truncated) {
+				t.Errorf("messages per key:\n got %s\nwant %s", got, fmt.Sprint(truncated))
+			}
+		})
+	}
+}
+
+// emptiedGroupMessage is a group message with its source.
+type emptiedGroupMessage struct {
+	Op     string         `json:"op"`
+	Before map[string]any `json:"before"`
+	After  map[string]any `json:"after"`
+	Source struct {
+		GTID  string `json:"gtid"`
+		File  string `json:"file"`
+		Pos   int64  `json:"pos"`
+		DB    string `json:"db"`
+		Table string `json:"table"`
+		Row   int    `json:"row"`
+	} `json:"source"`
+}
+
+// groupMessages reads the product and search topics whole, by "product SKU" and "search
+// SKU" in order, a repeat (the same source) once.
+func groupMessages(t *testing.T, e *env) map[string][]emptiedGroupMessage {
+	t.Helper()
+	out := map[string][]emptiedGroupMessage{}
+	seen := map[string]bool{}
+	topics := []string{e.topic + ".product", e.topic + ".search"}
+	for _, rec := range testutil.Consume(t, e.broker, topics, 0, time.Second, testutil.ConsumeOptions{ReadCommitted: e.exactlyOnce}) {
+		var m emptiedGroupMessage
+		if err := json.Unmarshal([]byte(rec.Value), &m); err != nil {
+			t.Fatal(err)
+		}
+		var k struct {
+			SKU string `json:"sku_id"`
+		}
+		json.Unmarshal([]byte(rec.Key), &k)
+		key := strings.TrimPrefix(rec.Topic, e.topic+".") + " " + k.SKU
+		if id := fmt.Sprint(key, m.Source); seen[id] {
+			continue
+		} else {
+			seen[id] = true
+		}
+		out[key] = append(out[key], m)
+	}
+	return out
+}
+
+// sequences writes each key's messages as "op:before:after" of the sum (aggregate) or
+// the value (transition), "-" for no image.
+func sequences(msgs map[string][]emptiedGroupMessage) map[string]string {
+	out := map[string]string{}
+	for key, ms := range msgs {
+		field := "sellable"
+		if strings.HasPrefix(key, "search") {
+			field = "value"
+		}
+		var parts []string
+		for _, m := range ms {
+			img := func(i map[string]any) string {
+				if i == nil {
+					return "-"
+				}
+				return fmt.Sprint(i[field])
+			}
+			parts = append(parts, m.Op+":"+img(m.Before)+":"+img(m.After))
+		}
+		out[key] = strings.Join(parts, " ")
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,20 +144,61 @@ func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
 		}
 		st.groups[g.key] = g
 	}
-	if !g.inTxn {
-		g.inTxn = true
-		g.prevCount = g.count
-		if cap(g.prevSums) < len(g.sums) {
-			g.prevSums = make([]accumulator, len(g.sums))
-		}
-		g.prevSums = g.prevSums[:len(g.sums)]
-		for i := range g.sums {
-			g.prevSums[i].copyFrom(&g.sums[i])
-		}
-		g.prevValue = g.value
-		st.touched = append(st.touched, g)
-	}
+	st.touch(g)
 	return g
+}
+
+// touch marks g as touched by the transaction, keeping its values as of the
+// transaction's start, unless it already is.
+func (st *ruleState) touch(g *group) {
+	if g.inTxn {
+		return
+	}
+	g.inTxn = true
+	g.prevCount = g.count
+	if cap(g.prevSums) < len(g.sums) {
+		g.prevSums = make([]accumulator, len(g.sums))
+	}
+	g.prevSums = g.prevSums[:len(g.sums)]
+	for i := range g.sums {
+		g.prevSums[i].copyFrom(&g.sums[i])
+	}
+	g.prevValue = g.value
+	st.touched = append(st.touched, g)
+}
+
+// Empty empties every group of the aggregate and transition rules that read
+// schema.table, as if each of the table's rows had been deleted by the change at `at`:
+// DDL that emptied the table (TRUNCATE, DROP TABLE), between two transactions. The next
+// Commit, that statement's, emits the groups as it emits groups whose last row was
+// deleted (aggregate: op d; transition: only a value that changes) and returns their
+// state entries. Every such rule must read the table alone (Set.StatefulAlone), else
+// nothing is emptied and the error says so. A rule seeded at a later position already
+// holds the change and is left as it is.
+func (e *Engine) Empty(schema, table string, at canal.Source) error {
+	if !e.set.StatefulAlone(schema, table) {
+		return fmt.Errorf("emptying the groups of %s.%s: an aggregate or transition rule reads other tables too", schema, table)
+	}
+	ti := e.tableNamed(schema, table)
+	for _, r := range e.set.rules {
+		st := e.states[r.name]
+		if st == nil || !r.MatchesTable(schema, table) || st.holds(at) {
+			continue
+		}
+		// In key order, so that a replay of the statement publishes the same messages.
+		keys := slices.Sorted(maps.Keys(st.groups))
+		for i, k := range keys {
+			g := st.groups[k]
+			st.touch(g)
+			g.count = 0
+			for j := range g.sums {
+				g.sums[j].zero()
+			}
+			g.src, g.srcTable = at, ti
+			g.src.Row = i
+		}
+	}
+	return nil
 }
 
 // newGroup builds a group from its key object, as encoded by apply or read back by
@@ -579,7 +621,7 @@ func (e *Engine) Restore(entries []StateEntry) error {
 		}
 		g.count = saved.Count
 		if saved.Table != "" {
-			g.srcTable = e.restoredTable(saved.DB, saved.Table)
+			g.srcTable = e.tableNamed(saved.DB, saved.Table)
 		}
 		for i, s := range st.rule.sums {
 			raw, ok := saved.Sums[s.name]

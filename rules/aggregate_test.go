@@ -210,3 +210,114 @@ rules:
 		t.Errorf("got %v", got)
 	}
 }
+
+// TestEmptyTable: emptying the table of rules that read it alone publishes every group
+// as if its last row had been deleted, at the statement's source with row counting the
+// rule's groups in key order (aggregate: d; transition: only a group whose value changes,
+// B2 staying false), deletes their state, and later rows start the groups
+// again. A rule seeded after the statement already holds it; a set whose stateful rule
+// reads other tables too refuses.
+func TestEmptyTable(t *testing.T) {
+	e := newTestEngine(mustParse(t, issueRules))
+	txn(t, e, ins("A1", 0, 2), ins("A1", 1, 3), ins("B2", 0, 0), ins("C3", 0, 4))
+	at := canal.Source{ServerID: 7, GTID: "0-7-42", File: "binlog.000003", Pos: 5000, TsMs: 1700000005000}
+	if err := e.Empty("inventory", "sellable_shard", at); err != nil {
+		t.Fatal(err)
+	}
+	var out recorder
+	entries, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 5100}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range out.msgs {
+		got = append(got, m.Topic+" "+string(m.Key)+" "+string(m.Value))
+	}
+	source := func(row int) string {
+		return `"source":{"server_id":7,"gtid":"0-7-42","file":"binlog.000003","pos":5000,"db":"inventory","table":"sellable_shard","ts_ms":1700000005000,"row":` +
+			string(rune('0'+row)) + `},"ts_ms":1700000000999}`
+	}
+	want := []string{
+		`product.stock {"sku_id":"A1"} {"op":"d","before":{"sku_id":"A1","sellable":5},"after":null,` + source(0),
+		`product.stock {"sku_id":"B2"} {"op":"d","before":{"sku_id":"B2","sellable":0},"after":null,` + source(1),
+		`product.stock {"sku_id":"C3"} {"op":"d","before":{"sku_id":"C3","sellable":4},"after":null,` + source(2),
+		`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":5,"value":true},"after":{"sku_id":"A1","sellable":0,"value":false},` + source(0),
+		`search.availability {"sku_id":"C3"} {"op":"u","before":{"sku_id":"C3","sellable":4,"value":true},"after":{"sku_id":"C3","sellable":0,"value":false},` + source(2),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("emptied:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
+	for _, ent := range entries {
+		if ent.Value != nil {
+			t.Errorf("state entry %s %s = %s after emptying; want it deleted", ent.Rule, ent.Key, ent.Value)
+		}
+	}
+	if len(entries) != 6 {
+		t.Errorf("%d state entries; want one per group of each rule, deleted", len(entries))
+	}
+	got, _ = txn(t, e, ins("A1", 0, 1))
+	want = []string{
+		`product.stock {"sku_id":"A1"} {"op":"c","before":null,"after":{"sku_id":"A1","sellable":1}}`,
+		`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":0,"value":false},"after":{"sku_id":"A1","sellable":1,"value":true}}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("after emptying:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
+
+	e.MarkSeeded([]string{"product-stock"}, canal.Position{File: "binlog.000003", Pos: 6000})
+	if err := e.Empty("inventory", "sellable_shard", at); err != nil {
+		t.Fatal(err)
+	}
+	out.msgs = nil
+	if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 5100}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 1 || string(out.msgs[0].Key) != `{"sku_id":"A1"}` || !strings.HasPrefix(out.msgs[0].Topic, "search.") {
+		t.Errorf("emptying before a rule's seed: %d messages; want only the other rule's A1", len(out.msgs))
+	}
+
+	shared := newTestEngine(mustParse(t, strings.Replace(issueRules, `match: {table: "inventory.sellable_shard"}`, `match: {table: "inventory.sellable_*"}`, 1)))
+	if err := shared.Empty("inventory", "sellable_shard", at); err == nil {
+		t.Error("emptying a table that a rule reads through a pattern: no error")
+	}
+}
+
+// TestStatefulAlone: a table's stateful rules read it alone when each has one glob that
+// names it without a pattern; row rules do not count.
+func TestStatefulAlone(t *testing.T) {
+	s := mustParse(t, spineRules+`
+  - name: totals
+    match: {table: [inventory.sellable_shard]}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+  - name: two
+    match: {table: [inventory.a, inventory.b]}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+  - name: any-b
+    match: {table: [inventory.b*]}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: product.stock
+  - name: rows-c
+    match: {table: [inventory.c*]}
+    topic: c
+  - name: c
+    match: {table: [inventory.c]}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+`)
+	for table, want := range map[string]bool{"sellable_shard": true, "a": false, "b": false, "bb": false, "c": true, "d": false} {
+		if got := s.StatefulAlone("inventory", table); got != want {
+			t.Errorf("StatefulAlone(inventory, %s) = %v; want %v", table, got, want)
+		}
+	}
+}

@@ -49,8 +49,8 @@ type Engine struct {
 
 	plans  map[*canal.Table]*tablePlan
 	states map[string]*ruleState // by rule name, stateful rules only
-	// restored names the tables of groups read back by Restore, by schema and table.
-	restored map[[2]string]*tableInfo
+	// named are the tables that groups restored or emptied without a row name, by schema and table.
+	named map[[2]string]*tableInfo
 
 	// per transaction
 	txnMs      int64

@@ -209,16 +209,17 @@ func (e *Engine) Reread(ctx context.Context, c *canal.RowChange, names []string,
 	return e.row(ctx, c, out, names)
 }
 
-// restoredTable is the tableInfo a restored group names, one per table.
-func (e *Engine) restoredTable(schema, name string) *tableInfo {
+// tableNamed is the tableInfo that a group restored or emptied without a row names, one
+// per table.
+func (e *Engine) tableNamed(schema, name string) *tableInfo {
 	key := [2]string{schema, name}
-	if ti := e.restored[key]; ti != nil {
+	if ti := e.named[key]; ti != nil {
 		return ti
 	}
-	if e.restored == nil {
-		e.restored = map[[2]string]*tableInfo{}
+	if e.named == nil {
+		e.named = map[[2]string]*tableInfo{}
 	}
 	ti := namedTable(&canal.Table{Schema: schema, Name: name})
-	e.restored[key] = ti
+	e.named[key] = ti
 	return ti
 }

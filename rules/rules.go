@@ -199,6 +199,8 @@ func (s *Set) Rule(name string) *Rule {
 
 type tableMatch struct {
 	any, stateful bool
+	// shared: an aggregate or transition rule matching the table may read others too.
+	shared bool
 	// patternRule names a rule matching the table through a glob whose schema part is a
 	// pattern, a stateful one first; patternStateful says it is one.
 	patternRule     string
@@ -215,6 +217,7 @@ func (s *Set) match(schema, table string) tableMatch {
 		if r.MatchesTable(schema, table) {
 			m.any = true
 			m.stateful = m.stateful || r.Stateful()
+			m.shared = m.shared || r.Stateful() && !r.readsOneTable()
 		}
 		if !m.patternStateful && r.matchesBySchemaPattern(full) {
 			m.patternRule, m.patternStateful = r.name, r.Stateful()
@@ -232,6 +235,21 @@ func (s *Set) Matches(schema, table string) bool { return s.match(schema, table)
 // such a table's rows must be read by a snapshot before streaming when the engine starts
 // without state for those rules.
 func (s *Set) StatefulTables(schema, table string) bool { return s.match(schema, table).stateful }
+
+// StatefulAlone reports whether every aggregate or transition rule that matches
+// schema.table reads that table alone: its only glob names it, without a pattern. Such a
+// rule knows its state when the table is emptied without row events (Engine.Empty).
+// Cached per table.
+func (s *Set) StatefulAlone(schema, table string) bool {
+	m := s.match(schema, table)
+	return m.stateful && !m.shared
+}
+
+// readsOneTable reports whether the rule can read one table only: it has one glob, and
+// that names a table without a pattern.
+func (r *Rule) readsOneTable() bool {
+	return len(r.globs) == 1 && !canal.IsPattern(r.globs[0])
+}
 
 // SchemaPatternRule names a rule that matches schema.table through a glob whose schema
 // part is a pattern (shop_*.stock), an aggregate or transition rule first (stateful

@@ -72,11 +72,15 @@ func (e *Engine) MarkSeeded(names []string, after canal.Position) {
 }
 
 // skipsChange reports whether a stateful rule already holds c in its seeded state.
-func (st *ruleState) skipsChange(c *canal.RowChange) bool {
-	if st.activeAfter.IsZero() || c.Source.Snapshot {
+func (st *ruleState) skipsChange(c *canal.RowChange) bool { return st.holds(c.Source) }
+
+// holds reports whether a stateful rule's seeded state already holds what happened at
+// src: it was seeded by a snapshot at a later position.
+func (st *ruleState) holds(src canal.Source) bool {
+	if st.activeAfter.IsZero() || src.Snapshot {
 		return false
 	}
-	return canal.Position{File: c.Source.File, Pos: c.Source.Pos}.Compare(st.activeAfter) < 0
+	return canal.Position{File: src.File, Pos: src.Pos}.Compare(st.activeAfter) < 0
 }
 
 // seedMarkers returns the markers of rules seeded since the last Commit.

@@ -213,6 +213,15 @@ func (a *accumulator) exprValue() any {
 	return a.f
 }
 
+// zero makes the sum 0, of the kind and scale it has, as subtracting every value added
+// would leave it.
+func (a *accumulator) zero() {
+	a.i, a.f = 0, 0
+	if a.d != nil {
+		a.d = new(big.Int)
+	}
+}
+
 // copyFrom makes a a deep copy of o.
 func (a *accumulator) copyFrom(o *accumulator) {
 	d := a.d
