@@ -20,6 +20,7 @@ import (
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
 )
 
@@ -292,16 +293,7 @@ func TestResumedSnapshotIsCheckedForPurgedBinlogs(t *testing.T) {
 	set := e.rules(allOpsRules)
 	serverID := testutil.ServerID()
 	run := func(ctx context.Context, mode string, tweak func(*pipeline.Options)) error {
-		t.Helper()
-		sink, _ := e.delivery(ctx)
-		defer sink.Close()
-		opts := pipeline.Options{Source: canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: serverID},
-			CheckpointTable: e.db + ".checkpoint", CheckpointName: "test", CheckpointInterval: 100 * time.Millisecond,
-			Rules: set, Sink: sink, Logger: zaptest.NewLogger(t), Snapshot: mode, SnapshotChunkSize: 100}
-		if tweak != nil {
-			tweak(&opts)
-		}
-		return pipeline.New(opts).Run(ctx)
+		return e.runSnapshotting(ctx, set, serverID, mode, tweak)
 	}
 
 	// Interrupted inside the second chunk: the first chunk's progress is saved.
@@ -509,17 +501,12 @@ func TestExactlyOnceSnapshotCommitsInParts(t *testing.T) {
 	serverID := testutil.ServerID()
 	core, logs := observer.New(zapcore.InfoLevel)
 	run := func(ctx context.Context, tweak func(*pipeline.Options)) error {
-		t.Helper()
-		sink, checkpoints := e.delivery(ctx)
-		defer sink.Close()
-		opts := pipeline.Options{Source: canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID},
-			CheckpointTable: e.db + ".checkpoint", CheckpointName: "test", CheckpointInterval: 100 * time.Millisecond,
-			Checkpoints: checkpoints, ExactlyOnce: true, Rules: set, Sink: sink, Logger: zap.New(core),
-			Snapshot: pipeline.SnapshotInitial, SnapshotChunkSize: 100, SnapshotPartAfter: time.Nanosecond}
-		if tweak != nil {
-			tweak(&opts)
-		}
-		return pipeline.New(opts).Run(ctx)
+		return e.runSnapshotting(ctx, set, serverID, pipeline.SnapshotInitial, func(o *pipeline.Options) {
+			o.Logger, o.SnapshotPartAfter = zap.New(core), time.Nanosecond
+			if tweak != nil {
+				tweak(o)
+			}
+		})
 	}
 
 	// Interrupted inside the second chunk: the first is committed, as a part.
@@ -552,4 +539,21 @@ func TestExactlyOnceSnapshotCommitsInParts(t *testing.T) {
 	if logs.FilterMessage("resuming an interrupted snapshot").Len() != 1 {
 		t.Error("the second run did not resume the snapshot")
 	}
+}
+
+// runSnapshotting runs a pipeline over set that begins with mode's snapshot, read in
+// 100-row chunks, and streams on until ctx ends; exactly-once when e is. tweak, when
+// set, adjusts its options.
+func (e *env) runSnapshotting(ctx context.Context, set *rules.Set, serverID uint32, mode string, tweak func(*pipeline.Options)) error {
+	e.t.Helper()
+	sink, checkpoints := e.delivery(ctx)
+	defer sink.Close()
+	opts := pipeline.Options{Source: canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID},
+		CheckpointTable: e.db + ".checkpoint", CheckpointName: "test", CheckpointInterval: 100 * time.Millisecond,
+		Checkpoints: checkpoints, ExactlyOnce: e.exactlyOnce, Rules: set, Sink: sink, Logger: zaptest.NewLogger(e.t),
+		Snapshot: mode, SnapshotChunkSize: 100}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	return pipeline.New(opts).Run(ctx)
 }

@@ -316,7 +316,7 @@ func TestTruncateEmptiesTheGroupsOfRulesThatReadTheTableAlone(t *testing.T) {
 				"search A": "u:false:true u:true:false", "search B": "u:false:true u:true:false",
 			}
 			r = e.start(set, id)
-			var msgs map[string][]emptiedGroupMessage
+			var msgs map[string][]envelope
 			testutil.Eventually(t, 30*time.Second, "the TRUNCATE's messages", func() bool {
 				msgs = groupMessages(t, e)
 				return fmt.Sprint(sequences(msgs)) == fmt.Sprint(truncated)
@@ -352,33 +352,15 @@ func TestTruncateEmptiesTheGroupsOfRulesThatReadTheTableAlone(t *testing.T) {
 	}
 }
 
-// emptiedGroupMessage is a group message with its source.
-type emptiedGroupMessage struct {
-	Op     string         `json:"op"`
-	Before map[string]any `json:"before"`
-	After  map[string]any `json:"after"`
-	Source struct {
-		GTID  string `json:"gtid"`
-		File  string `json:"file"`
-		Pos   int64  `json:"pos"`
-		DB    string `json:"db"`
-		Table string `json:"table"`
-		Row   int    `json:"row"`
-	} `json:"source"`
-}
-
 // groupMessages reads the product and search topics whole, by "product SKU" and "search
 // SKU" in order, a repeat (the same source) once.
-func groupMessages(t *testing.T, e *env) map[string][]emptiedGroupMessage {
+func groupMessages(t *testing.T, e *env) map[string][]envelope {
 	t.Helper()
-	out := map[string][]emptiedGroupMessage{}
+	out := map[string][]envelope{}
 	seen := map[string]bool{}
 	topics := []string{e.topic + ".product", e.topic + ".search"}
 	for _, rec := range testutil.Consume(t, e.broker, topics, 0, time.Second, testutil.ConsumeOptions{ReadCommitted: e.exactlyOnce}) {
-		var m emptiedGroupMessage
-		if err := json.Unmarshal([]byte(rec.Value), &m); err != nil {
-			t.Fatal(err)
-		}
+		m := decode(t, rec)
 		var k struct {
 			SKU string `json:"sku_id"`
 		}
@@ -396,7 +378,7 @@ func groupMessages(t *testing.T, e *env) map[string][]emptiedGroupMessage {
 
 // sequences writes each key's messages as "op:before:after" of the sum (aggregate) or
 // the value (transition), "-" for no image.
-func sequences(msgs map[string][]emptiedGroupMessage) map[string]string {
+func sequences(msgs map[string][]envelope) map[string]string {
 	out := map[string]string{}
 	for key, ms := range msgs {
 		field := "sellable"
