@@ -285,14 +285,7 @@ func TestEmptyTable(t *testing.T) {
 // TestStatefulAlone: a table's stateful rules read it alone when each has one glob that
 // names it without a pattern; row rules do not count.
 func TestStatefulAlone(t *testing.T) {
-	s := mustParse(t, spineRules+`
-  - name: totals
-    match: {table: [inventory.sellable_shard]}
-    emit: aggregate
-    group_by: [sku_id]
-    sum: {sellable: qty}
-    topic: product.stock
-  - name: two
+	s := mustParse(t, spineRules+totalsRule+`  - name: two
     match: {table: [inventory.a, inventory.b]}
     emit: aggregate
     group_by: [sku_id]

@@ -93,15 +93,19 @@ func TestSpineFormDebezium(t *testing.T) {
 	}
 }
 
-func TestSetMatches(t *testing.T) {
-	s := mustParse(t, spineRules+`
+// totalsRule is an aggregate rule over inventory.sellable_shard alone, to follow
+// spineRules.
+const totalsRule = `
   - name: totals
     match: {table: [inventory.sellable_shard]}
     emit: aggregate
     group_by: [sku_id]
     sum: {sellable: qty}
     topic: product.stock
-`)
+`
+
+func TestSetMatches(t *testing.T) {
+	s := mustParse(t, spineRules+totalsRule)
 	cases := []struct {
 		schema, table     string
 		matches, stateful bool
