@@ -26,6 +26,7 @@ type schemaFilter string
 func (f schemaFilter) Matches(schema, _ string) bool   { return schema == string(f) }
 func (f schemaFilter) StatefulTables(_, _ string) bool { return false }
 func (f schemaFilter) StatefulAlone(_, _ string) bool  { return false }
+func (f schemaFilter) StatefulSchema(string) bool      { return false }
 func (f schemaFilter) SchemaPatternRule(_, _ string) (string, bool) {
 	return "", false
 }

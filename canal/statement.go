@@ -13,7 +13,8 @@ import (
 var ErrStatementChange = errors.New("a statement-logged change of a matched table")
 
 // ErrStatefulTableEmptied is DDL that changes the rows of a table an aggregate or
-// transition rule reads without row events: a TRUNCATE or DROP TABLE of it, a RENAME TABLE
+// transition rule reads without row events: a TRUNCATE or DROP TABLE of it (unless every
+// such rule reads it alone: TableEmptier), a DROP DATABASE of its schema, a RENAME TABLE
 // (or ALTER TABLE … RENAME) of it to another name, or of another table onto its name. The
 // rule's totals no longer match the table, and the stream stops there rather than publish
 // them on.
@@ -49,6 +50,22 @@ func emptiedTables(q, defaultSchema string) (verb string, tables [][2]string) {
 		}
 		t.i++
 	}
+}
+
+// droppedSchema reads q, a DDL statement, for the database DROP DATABASE (or DROP
+// SCHEMA) removes with every table in it, each without a row event or a DROP TABLE of its
+// own; "" for any other statement.
+func droppedSchema(q string) string {
+	t := &sqlTokens{s: q}
+	if t.keyword() != "DROP" {
+		return ""
+	}
+	if k := t.keyword(); k != "DATABASE" && k != "SCHEMA" {
+		return ""
+	}
+	t.skipKeywords("IF", "EXISTS")
+	_, name := t.tableName("")
+	return name
 }
 
 // tableRename is one table renamed by DDL: its rows leave from and arrive under to.

@@ -54,6 +54,20 @@ func TestEmptiedTablesReadsTruncateAndDrop(t *testing.T) {
 	}
 }
 
+func TestDroppedSchemaReadsDropDatabase(t *testing.T) {
+	for q, want := range map[string]string{
+		"DROP DATABASE shop":                    "shop",
+		"drop schema if exists `we``ird`":       "we`ird",
+		"/* reset */ DROP DATABASE IF EXISTS s": "s",
+		"DROP TABLE shop.t":                     "",
+		"CREATE DATABASE shop":                  "",
+	} {
+		if got := droppedSchema(q); got != want {
+			t.Errorf("droppedSchema(%q) = %q; want %q", q, got, want)
+		}
+	}
+}
+
 func TestRenamedTablesReadsRenameAndAlterRename(t *testing.T) {
 	type pair = tableRename
 	for _, tc := range []struct {

@@ -24,6 +24,9 @@ type TableFilter interface {
 	// DDL that empties such a table, renames it away or renames another onto its name
 	// stops the stream (ErrStatefulTableEmptied), unless StatefulAlone says otherwise.
 	StatefulTables(schema, table string) bool
+	// StatefulSchema reports whether an aggregate or transition rule may read a table of
+	// the schema (a database): DROP DATABASE of it stops the stream (ErrStatefulTableEmptied).
+	StatefulSchema(schema string) bool
 	// StatefulAlone reports whether every aggregate or transition rule that reads the
 	// table reads no other: DDL that empties it (TRUNCATE, DROP TABLE) is then handed to
 	// a TableEmptier handler instead of stopping the stream.
@@ -399,6 +402,12 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (empty [][2]string, err error) {
 	at := h.LogPos - h.EventSize
 	filter := r.s.filter.Load()
+	if schema := droppedSchema(q); schema != "" && filter.StatefulSchema(schema) {
+		return nil, fmt.Errorf("%w: at %s:%d, DROP DATABASE %s, in which an aggregate or transition rule reads tables. "+
+			"Their rows went without row events, so the rule's totals no longer match the tables, and nothing after it is published. "+
+			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
+			ErrStatefulTableEmptied, r.file, at, schema)
+	}
 	_, emptier := r.h.(TableEmptier)
 	canEmpty := func(t [2]string) bool { return emptier && filter.StatefulAlone(t[0], t[1]) }
 	verb, tables := emptiedTables(q, defaultSchema)

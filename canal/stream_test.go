@@ -32,6 +32,10 @@ func (f *countingFilter) StatefulTables(schema, table string) bool {
 	return schema == f.schema && f.stateful[table]
 }
 
+func (f *countingFilter) StatefulSchema(schema string) bool {
+	return schema == f.schema && len(f.stateful) > 0
+}
+
 func (f *countingFilter) StatefulAlone(schema, table string) bool {
 	return schema == f.schema && f.alone[table]
 }
@@ -462,5 +466,27 @@ func TestStreamErrorsSayWhatTheServerMeans(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Error("a second replica with the same id: the first stream went on")
+	}
+}
+
+// TestStreamStopsAtDropDatabaseOfAStatefulSchema: DROP DATABASE takes every table of the
+// database with it, without row events or a DROP TABLE of each: of a database another
+// aggregate or transition rule reads, the stream stops there, naming it; of any other
+// database it goes on.
+func TestStreamStopsAtDropDatabaseOfAStatefulSchema(t *testing.T) {
+	s := newSource(t)
+	m := testutil.MySQLServer(t)
+	folded, foldedDB := m.FreshDatabase(t, "folded")
+	other, _ := m.FreshDatabase(t, "other")
+	testutil.Exec(t, foldedDB, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
+	filter := &countingFilter{schema: folded, tables: map[string]bool{"totals": true},
+		stateful: map[string]bool{"totals": true}, alone: map[string]bool{"totals": true}, asked: map[string]int{}}
+	from := s.position()
+	testutil.Exec(t, s.db, "DROP DATABASE "+other, "DROP DATABASE "+folded)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, &emptier{recorder: &recorder{}})
+	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "DROP DATABASE "+folded+",") {
+		t.Fatalf("the stream past DROP DATABASE %s, then %s: %v; want ErrStatefulTableEmptied at the second", other, folded, err)
 	}
 }

@@ -291,6 +291,8 @@ func (f tableFilter) StatefulTables(schema, table string) bool {
 	return !f.own(schema, table) && f.set.StatefulTables(schema, table)
 }
 
+func (f tableFilter) StatefulSchema(schema string) bool { return f.set.StatefulSchema(schema) }
+
 func (f tableFilter) StatefulAlone(schema, table string) bool {
 	return !f.own(schema, table) && f.set.StatefulAlone(schema, table)
 }

@@ -177,6 +177,8 @@ func (f scopedFilter) StatefulTables(schema, table string) bool {
 	return f.base.StatefulTables(schema, table)
 }
 
+func (f scopedFilter) StatefulSchema(schema string) bool { return f.base.StatefulSchema(schema) }
+
 func (f scopedFilter) StatefulAlone(schema, table string) bool {
 	return f.base.StatefulAlone(schema, table)
 }

@@ -313,4 +313,10 @@ func TestStatefulAlone(t *testing.T) {
 			t.Errorf("StatefulAlone(inventory, %s) = %v; want %v", table, got, want)
 		}
 	}
+	// shop has only a row rule's tables.
+	for schema, want := range map[string]bool{"inventory": true, "shop": false} {
+		if got := s.StatefulSchema(schema); got != want {
+			t.Errorf("StatefulSchema(%s) = %v; want %v", schema, got, want)
+		}
+	}
 }

@@ -236,6 +236,23 @@ func (s *Set) Matches(schema, table string) bool { return s.match(schema, table)
 // without state for those rules.
 func (s *Set) StatefulTables(schema, table string) bool { return s.match(schema, table).stateful }
 
+// StatefulSchema reports whether an aggregate or transition rule has a glob whose schema
+// part matches schema: it may read tables of that database.
+func (s *Set) StatefulSchema(schema string) bool {
+	for _, r := range s.rules {
+		if !r.Stateful() {
+			continue
+		}
+		for _, g := range r.globs {
+			part, _, _ := strings.Cut(g, ".")
+			if ok, _ := path.Match(part, schema); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // StatefulAlone reports whether every aggregate or transition rule that matches
 // schema.table reads that table alone: its only glob names it, without a pattern. Such a
 // rule knows its state when the table is emptied without row events (Engine.Empty).
