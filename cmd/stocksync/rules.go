@@ -593,7 +593,7 @@ func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo, partial
 		n := 0
 		for _, t := range tables {
 			if r.MatchesTable(t.Schema, t.Name) {
-				fmt.Fprintf(w, "  %s.%s\n", t.Schema, t.Name)
+				fmt.Fprintf(w, "  %s.%s%s\n", t.Schema, t.Name, ddlNote(set, r, t))
 				n++
 			}
 		}
@@ -615,6 +615,19 @@ func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo, partial
 	for _, t := range unmatched {
 		fmt.Fprintf(w, "  %s\n", t)
 	}
+}
+
+// ddlNote says, for a table t that an aggregate or transition rule r matches, what a
+// TRUNCATE or DROP TABLE of it does to the stream (docs/operations.md, Tables emptied by
+// DDL); "" for a row rule.
+func ddlNote(set *rules.Set, r *rules.Rule, t rules.TableInfo) string {
+	switch {
+	case !r.Stateful():
+		return ""
+	case set.StatefulAlone(t.Schema, t.Name):
+		return "  (a TRUNCATE or DROP TABLE of it publishes its groups empty)"
+	}
+	return "  (a TRUNCATE or DROP TABLE of it stops the stream: a rule that reads it reads other tables too)"
 }
 
 // checkLive checks set against the source named by --config, strictly (every glob must

@@ -235,6 +235,49 @@ func TestRulesExplainShowsTheRulesValidOnTheirOwn(t *testing.T) {
 	}
 }
 
+// TestRulesExplainSaysWhatATruncateDoes: for each table an aggregate or transition rule
+// matches, explain says whether a TRUNCATE or DROP TABLE of it publishes the groups empty
+// (every such rule reads it alone) or stops the stream.
+func TestRulesExplainSaysWhatATruncateDoes(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	db, conn := m.FreshDatabase(t, t.Name())
+	testutil.Exec(t, conn, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)",
+		"CREATE TABLE shard_a (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
+	dir := t.TempDir()
+	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
+	writeFile(t, rulesFile, fmt.Sprintf(`rules:
+  - name: stock-total
+    match: {table: "%[1]s.stock"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {n: qty}
+    topic: a
+  - name: shard-total
+    match: {table: "%[1]s.shard_*"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {n: qty}
+    topic: b
+  - name: stock-rows
+    match: {table: "%[1]s.stock"}
+    topic: c
+`, db))
+	stdout, stderr, err := runRulesCLI(t, "explain", "--config", configFile, rulesFile)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		"  " + db + ".stock  (a TRUNCATE or DROP TABLE of it publishes its groups empty)\n",
+		"  " + db + ".shard_a  (a TRUNCATE or DROP TABLE of it stops the stream: a rule that reads it reads other tables too)\n",
+		"matches " + db + ".stock:\n  " + db + ".stock\n", // the row rule: no note
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
 // TestRulesTestLowStockFlagStartsLow: as rules.md says of a transition whose value is true
 // for an empty group (`sellable < 5`), a SKU that starts low sends nothing, and the first
 // message of one that starts above says false, before holding true.
