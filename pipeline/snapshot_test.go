@@ -41,11 +41,7 @@ func TestSnapshotThenStreamWithWritesDuringTheSnapshot(t *testing.T) {
 	e := newEnv(t)
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE stock_s (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
-	var values []string
-	for i := 0; i < 3000; i++ {
-		values = append(values, fmt.Sprintf("(%d, %d)", i, i))
-	}
-	testutil.Exec(t, db, "INSERT INTO stock_s VALUES "+strings.Join(values, ","))
+	testutil.Exec(t, db, "INSERT INTO stock_s VALUES "+rowsUpTo(3000))
 
 	// The writer changes rows while the snapshot reads them, and goes on after.
 	stop := make(chan struct{})
@@ -208,10 +204,7 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 // the server has streams on; one whose transactions were purged is refused with
 // ErrBinlogPurged, even though a file of its name is still listed.
 func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
-	m := testutil.StartPrivateMariaDB(t, "")
-	e := &env{t: t, mysql: m.MySQL, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
-	var db *sql.DB
-	e.db, db = m.FreshDatabase(t, "gtidcp")
+	e, m, db := newPrivateEnv(t, "gtidcp")
 	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_g VALUES (1, 1)",
 		"FLUSH BINARY LOGS", "FLUSH BINARY LOGS") // files older than the checkpoint's, for the metric
 	src := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
@@ -281,15 +274,8 @@ func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
 // ErrBinlogPurged, before reading the rest of the tables and publishing nothing more;
 // with snapshot: when_needed it takes a new snapshot from the beginning instead.
 func TestResumedSnapshotIsCheckedForPurgedBinlogs(t *testing.T) {
-	m := testutil.StartPrivateMariaDB(t, "")
-	e := &env{t: t, mysql: m.MySQL, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
-	var db *sql.DB
-	e.db, db = m.FreshDatabase(t, "resumepurged")
-	var values []string
-	for i := range 300 {
-		values = append(values, fmt.Sprintf("(%d, %d)", i, i))
-	}
-	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_r VALUES "+strings.Join(values, ","))
+	e, _, db := newPrivateEnv(t, "resumepurged")
+	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_r VALUES "+rowsUpTo(300))
 	set := e.rules(allOpsRules)
 	serverID := testutil.ServerID()
 	run := func(ctx context.Context, mode string, tweak func(*pipeline.Options)) error {
@@ -423,11 +409,7 @@ func (f *flushStop) Flush(ctx context.Context) error {
 func TestInterruptedSeedingReadWithoutStatefulRulesLeft(t *testing.T) {
 	e := newEnv(t)
 	db := e.mysql.Open(t, e.db)
-	var values []string
-	for i := range 300 {
-		values = append(values, fmt.Sprintf("(%d, %d)", i, i))
-	}
-	testutil.Exec(t, db, "CREATE TABLE stock_k (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_k VALUES "+strings.Join(values, ","))
+	testutil.Exec(t, db, "CREATE TABLE stock_k (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_k VALUES "+rowsUpTo(300))
 	serverID := testutil.ServerID()
 	seeding := e.rules(allOpsRules + `
   - name: total
@@ -492,11 +474,7 @@ func TestInterruptedSeedingReadWithoutStatefulRulesLeft(t *testing.T) {
 func TestExactlyOnceSnapshotCommitsInParts(t *testing.T) {
 	e := newEnv(t)
 	e.exactlyOnce = true
-	var values []string
-	for i := range 300 {
-		values = append(values, fmt.Sprintf("(%d, %d)", i, i))
-	}
-	e.exec("CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_p VALUES "+strings.Join(values, ","))
+	e.exec("CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_p VALUES "+rowsUpTo(300))
 	set := e.rules(allOpsRules)
 	serverID := testutil.ServerID()
 	core, logs := observer.New(zapcore.InfoLevel)
@@ -556,4 +534,24 @@ func (e *env) runSnapshotting(ctx context.Context, set *rules.Set, serverID uint
 		tweak(&opts)
 	}
 	return pipeline.New(opts).Run(ctx)
+}
+
+// rowsUpTo is the VALUES list (0, 0), (1, 1), … of n rows (sku_id, qty).
+func rowsUpTo(n int) string {
+	values := make([]string, n)
+	for i := range values {
+		values[i] = fmt.Sprintf("(%d, %d)", i, i)
+	}
+	return strings.Join(values, ",")
+}
+
+// newPrivateEnv is newEnv on a MariaDB of the test's own (binlogs it may purge): the env,
+// the server, and the database it opened.
+func newPrivateEnv(t *testing.T, prefix string) (*env, *testutil.PrivateMariaDB, *sql.DB) {
+	t.Helper()
+	m := testutil.StartPrivateMariaDB(t, "")
+	e := &env{t: t, mysql: m.MySQL, broker: testutil.Broker(t), topic: testutil.Name("stock.")}
+	var db *sql.DB
+	e.db, db = m.FreshDatabase(t, prefix)
+	return e, m, db
 }
