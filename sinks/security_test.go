@@ -52,10 +52,7 @@ func readBack(t testing.TB, topic string, want int, readCommitted bool, opts []k
 	if readCommitted {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatalf("creating the reader: %v", err)
-	}
+	cl := testutil.KafkaClient(t, opts...)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -183,10 +180,7 @@ func TestTransactionalWithPrecreatedCheckpointTopicNeedsNoCreateACL(t *testing.T
 	broker := testutil.Broker(t, kfake.EnableSASL(), kfake.EnableACLs(),
 		kfake.Superuser(config.SASLPlain, "admin", "pw"), kfake.User(config.SASLPlain, "app", "pw", acls...))
 
-	admin, err := kgo.NewClient(independentOpts(broker, nil, plain.Auth{User: "admin", Pass: "pw"}.AsMechanism())...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testutil.KafkaClient(t, independentOpts(broker, nil, plain.Auth{User: "admin", Pass: "pw"}.AsMechanism())...)
 	defer admin.Close()
 	create := kmsg.NewPtrCreateTopicsRequest()
 	ct := kmsg.NewCreateTopicsRequestTopic()
@@ -256,10 +250,7 @@ func TestTransactionalOverTLSAndSASL(t *testing.T) {
 // Tail reads over SASL_SSL what an independent client produced.
 func TestTailOverTLSAndSASL(t *testing.T) {
 	broker, sec, opts := saslSSLBroker(t)
-	producer, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatalf("creating the producer: %v", err)
-	}
+	producer := testutil.KafkaClient(t, opts...)
 	defer producer.Close()
 	want := []string{"a", "b", "c"}
 	for _, v := range want {
@@ -270,7 +261,7 @@ func TestTailOverTLSAndSASL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	var got []string
-	err = sinks.Tail(ctx, []string{broker}, sec, []string{"tailed"}, true, func(r sinks.Record) {
+	err := sinks.Tail(ctx, []string{broker}, sec, []string{"tailed"}, true, func(r sinks.Record) {
 		got = append(got, string(r.Value))
 		if len(got) == len(want) {
 			cancel()

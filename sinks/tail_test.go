@@ -69,10 +69,7 @@ func (b *observedBroker) asked(key kmsg.Key, topic string) int {
 // topics lists the broker's topics, asked by a client that creates none.
 func (b *observedBroker) topics(t *testing.T) []string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testutil.KafkaClient(t, kgo.SeedBrokers(b.addr))
 	defer cl.Close()
 	resp, err := kmsg.NewPtrMetadataRequest().RequestWith(t.Context(), cl) // nil Topics: every topic
 	if err != nil {
@@ -89,10 +86,7 @@ func (b *observedBroker) topics(t *testing.T) []string {
 // produce writes values to topic with an independent client that may create it.
 func (b *observedBroker) produce(t *testing.T, topic string, values ...string) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testutil.KafkaClient(t, kgo.SeedBrokers(b.addr), kgo.AllowAutoTopicCreation())
 	defer cl.Close()
 	for _, v := range values {
 		if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: topic, Value: []byte(v)}).FirstErr(); err != nil {

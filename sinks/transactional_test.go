@@ -335,10 +335,7 @@ func TestReadCheckpoints(t *testing.T) {
 	}
 
 	// Checked with an independent client: one partition, compacted.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testutil.KafkaClient(t, kgo.SeedBrokers(broker))
 	defer cl.Close()
 	if policy := testutil.CleanupPolicy(t, broker, topic); policy != "compact" {
 		t.Fatalf("cleanup.policy of %s = %q, want compact", topic, policy)
@@ -550,10 +547,7 @@ func TestTransactionalTimeoutIsNamed(t *testing.T) {
 	if err := tx.Flush(t.Context()); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testutil.KafkaClient(t, kgo.SeedBrokers(broker))
 	defer cl.Close()
 	testutil.Eventually(t, 20*time.Second, "the broker to abort the transaction that outlived its timeout", func() bool {
 		req := kmsg.NewPtrDescribeTransactionsRequest()

@@ -454,10 +454,7 @@ func follow(t *testing.T, ctx context.Context, broker string, readCommitted bool
 	} else {
 		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatalf("creating a consumer of %s: %v", topic, err)
-	}
+	cl := testutil.KafkaClient(t, opts...)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -472,10 +469,7 @@ func follow(t *testing.T, ctx context.Context, broker string, readCommitted bool
 // the last stable offset).
 func endOffsets(t *testing.T, ctx context.Context, broker string, readCommitted bool, topics ...string) map[string]map[int32]kgo.Offset {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testutil.KafkaClient(t, kgo.SeedBrokers(broker))
 	defer cl.Close()
 	meta := kmsg.NewPtrMetadataRequest()
 	for _, topic := range topics {

@@ -391,11 +391,8 @@ func awaitCheckpointPast(t *testing.T, db *sql.DB, file string, pos uint64) {
 // timeout passes first. It keeps nothing itself, so a million records cost little.
 func countRecords(t *testing.T, broker, topic string, timeout time.Duration, each func(*kgo.Record) bool) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic),
+	cl := testutil.KafkaClient(t, kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatalf("creating consumer: %v", err)
-	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()

@@ -89,10 +89,7 @@ func TestDevBrokerSpeaksTLSAndSASL(t *testing.T) {
 	roots.AppendCertsFromPEM(caPEM)
 	secured := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	ping := func(opts ...kgo.Opt) error {
-		cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(b.addr), kgo.RequestRetries(0))...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cl := testutil.KafkaClient(t, append(opts, kgo.SeedBrokers(b.addr), kgo.RequestRetries(0))...)
 		defer cl.Close()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()

@@ -49,10 +49,7 @@ func Consume(t testing.TB, brokers string, topics []string, want int, timeout ti
 	if len(opt) > 0 && opt[0].ReadCommitted {
 		kopts = append(kopts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
-	cl, err := kgo.NewClient(kopts...)
-	if err != nil {
-		t.Fatalf("creating consumer: %v", err)
-	}
+	cl := KafkaClient(t, kopts...)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -91,10 +88,7 @@ func Consume(t testing.TB, brokers string, topics []string, want int, timeout ti
 // "" if the topic does not exist or has none.
 func CleanupPolicy(t testing.TB, broker, topic string) string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := KafkaClient(t, kgo.SeedBrokers(broker))
 	defer cl.Close()
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	res := kmsg.NewDescribeConfigsRequestResource()
@@ -110,4 +104,15 @@ func CleanupPolicy(t testing.TB, broker, topic string) string {
 		}
 	}
 	return ""
+}
+
+// KafkaClient is a franz-go client with opts, independent of the code under test; the
+// test fails if it cannot be made. The caller closes it.
+func KafkaClient(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatalf("creating a Kafka client: %v", err)
+	}
+	return cl
 }
