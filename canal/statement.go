@@ -44,11 +44,9 @@ func emptiedTables(q, defaultSchema string) (verb string, tables [][2]string) {
 			return verb, tables
 		}
 		tables = append(tables, [2]string{schema, table})
-		t.skipSpace()
-		if t.i >= len(t.s) || t.s[t.i] != ',' {
+		if !t.comma() {
 			return verb, tables
 		}
-		t.i++
 	}
 }
 
@@ -96,11 +94,9 @@ func renamedTables(q, defaultSchema string) (verb string, renames []tableRename)
 				return "RENAME TABLE", renames
 			}
 			renames = append(renames, r)
-			t.skipSpace()
-			if t.i >= len(t.s) || t.s[t.i] != ',' {
+			if !t.comma() {
 				return "RENAME TABLE", renames
 			}
-			t.i++
 		}
 	case "ALTER":
 		t.skipKeywords("ONLINE", "IGNORE")
@@ -214,6 +210,17 @@ func (t *sqlTokens) skipSpace() {
 			return
 		}
 	}
+}
+
+// comma steps past a comma after any space and reports whether there was one: another
+// item of a list follows.
+func (t *sqlTokens) comma() bool {
+	t.skipSpace()
+	if t.i >= len(t.s) || t.s[t.i] != ',' {
+		return false
+	}
+	t.i++
+	return true
 }
 
 // keyword reads the next bare word, upper-cased ("" at the end or before a non-word).

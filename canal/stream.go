@@ -370,7 +370,8 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	}
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.
-	empty, err := r.emptied(h, q, string(e.Schema))
+	emptier, _ := r.h.(TableEmptier)
+	empty, err := r.emptied(h, q, string(e.Schema), emptier != nil)
 	if err != nil {
 		return err
 	}
@@ -379,7 +380,7 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 			r.begin(h, "")
 		}
 		for _, t := range empty {
-			if err := r.h.(TableEmptier).Emptied(ctx, t[0], t[1], r.txn.src); err != nil {
+			if err := emptier.Emptied(ctx, t[0], t[1], r.txn.src); err != nil {
 				return fmt.Errorf("emptying %s.%s at %s:%d: %w", t[0], t[1], r.file, h.LogPos-h.EventSize, err)
 			}
 		}
@@ -394,34 +395,33 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 // without row events: TRUNCATE, DROP TABLE, and both names of a RENAME TABLE or ALTER
 // TABLE … RENAME (rows leave the old name and arrive under the new one). It returns the
 // tables that an aggregate or transition rule reads and that the statement empties
-// (TRUNCATE, DROP TABLE), when the handler can take them (TableEmptier) and every such
-// rule reads the table alone (StatefulAlone): those rules know their state, every group
-// empty. Any other such table, and any rename of one, stops the stream: the rule's totals
-// would no longer match it. For tables only row rules read there is nothing to publish, and the log says
-// so, since consumers of their rows keep them (or lack the ones that arrived).
-func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (empty [][2]string, err error) {
+// (TRUNCATE, DROP TABLE), when the handler can take them (canEmpty: a TableEmptier) and
+// every such rule reads the table alone (StatefulAlone): those rules know their state,
+// every group empty. Any other such table, any rename of one and a DROP DATABASE of its
+// database stop the stream: the rule's totals would no longer match it. For tables only
+// row rules read there is nothing to publish, and the log says so, since consumers of
+// their rows keep them (or lack the ones that arrived).
+func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string, canEmpty bool) (empty [][2]string, err error) {
 	at := h.LogPos - h.EventSize
 	filter := r.s.filter.Load()
-	if schema := droppedSchema(q); schema != "" && filter.StatefulSchema(schema) {
-		return nil, fmt.Errorf("%w: at %s:%d, DROP DATABASE %s, in which an aggregate or transition rule reads tables. "+
-			"Their rows went without row events, so the rule's totals no longer match the tables, and nothing after it is published. "+
+	stop := func(what, how string) error {
+		return fmt.Errorf("%w: at %s:%d, %s. %s without row events, so the rule's totals no longer match, and nothing after it is published. "+
 			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
-			ErrStatefulTableEmptied, r.file, at, schema)
+			ErrStatefulTableEmptied, r.file, at, what, how)
 	}
-	_, emptier := r.h.(TableEmptier)
-	canEmpty := func(t [2]string) bool { return emptier && filter.StatefulAlone(t[0], t[1]) }
+	if schema := droppedSchema(q); schema != "" && filter.StatefulSchema(schema) {
+		return nil, stop("DROP DATABASE "+schema+", in which an aggregate or transition rule reads tables", "Their rows went")
+	}
 	verb, tables := emptiedTables(q, defaultSchema)
 	for _, t := range tables {
 		switch {
-		case filter.StatefulTables(t[0], t[1]) && canEmpty(t):
+		case filter.StatefulTables(t[0], t[1]):
+			if !canEmpty || !filter.StatefulAlone(t[0], t[1]) {
+				return nil, stop(fmt.Sprintf("%s of %s.%s, which an aggregate or transition rule reads", verb, t[0], t[1]), "Its rows went")
+			}
 			empty = append(empty, t)
 			r.s.log.Warn("a table that aggregate or transition rules read alone was emptied by DDL: their groups are published empty",
 				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
-		case filter.StatefulTables(t[0], t[1]):
-			return nil, fmt.Errorf("%w: at %s:%d, %s of %s.%s, which an aggregate or transition rule reads. "+
-				"Its rows went without row events, so the rule's totals no longer match the table, and nothing after it is published. "+
-				"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
-				ErrStatefulTableEmptied, r.file, at, verb, t[0], t[1])
 		case filter.Matches(t[0], t[1]):
 			r.s.log.Warn("a matched table was emptied by DDL: its rows' removal has no row events, so nothing is published for them",
 				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
@@ -441,7 +441,7 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (e
 	}
 	for _, rn := range renames {
 		from, to := rn.from[0]+"."+rn.from[1], rn.to[0]+"."+rn.to[1]
-		var stateful, how string
+		var stateful, how string // the stateful table, and how its rows changed
 		switch {
 		case swapped[rn.from] || swapped[rn.to]:
 			if filter.Matches(rn.from[0], rn.from[1]) || filter.Matches(rn.to[0], rn.to[1]) {
@@ -453,9 +453,9 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (e
 		case filter.StatefulTables(rn.from[0], rn.from[1]):
 			// Not emptied even for a rule that reads the table alone: its rows still exist
 			// under the other name, and a two-step cut-over brings a copy back next.
-			stateful, how = from, "Its rows left it without row events"
+			stateful, how = from, "Its rows left it"
 		case filter.StatefulTables(rn.to[0], rn.to[1]):
-			stateful, how = to, "The rows of "+from+" arrived in it without row events"
+			stateful, how = to, "The rows of "+from+" arrived in it"
 		case filter.Matches(rn.from[0], rn.from[1]) || filter.Matches(rn.to[0], rn.to[1]):
 			r.s.log.Warn("a matched table was renamed by DDL: its rows moved from one name to the other without row events, so nothing is published for them",
 				zap.String("statement", verb), zap.String("from", from), zap.String("to", to), zap.String("file", r.file), zap.Uint32("pos", at))
@@ -463,10 +463,7 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string) (e
 		default:
 			continue
 		}
-		return nil, fmt.Errorf("%w: at %s:%d, %s of %s to %s, and an aggregate or transition rule reads %s. "+
-			"%s, so the rule's totals no longer match the table, and nothing after it is published. "+
-			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
-			ErrStatefulTableEmptied, r.file, at, verb, from, to, stateful, how)
+		return nil, stop(fmt.Sprintf("%s of %s to %s, and an aggregate or transition rule reads %s", verb, from, to, stateful), how)
 	}
 	return empty, nil
 }

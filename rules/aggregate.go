@@ -60,7 +60,7 @@ func newRuleState(r *Rule) *ruleState {
 // it moves a row from one group to another).
 func (e *Engine) fold(rp *rulePlan, c *canal.RowChange) error {
 	st := e.states[rp.rule.name]
-	if st.skipsChange(c) {
+	if st.holds(c.Source) { // its seed already holds the change
 		return nil
 	}
 	switch c.Op {
@@ -277,11 +277,7 @@ func (e *Engine) transitionValue(st *ruleState, g *group) []byte {
 	r := st.rule
 	clear(st.env)
 	for i, name := range r.groupBy {
-		v := g.vals[i]
-		if u, ok := v.(uint64); ok {
-			v = exprUint(u) // as conditions see it; vals keeps the exact value for topics
-		}
-		st.env[name] = v
+		st.env[name] = exprUint(g.vals[i]) // as conditions see it; vals keeps the exact value for topics
 	}
 	for i, s := range r.sums {
 		st.env[s.name] = g.sums[i].exprValue()

@@ -330,7 +330,7 @@ func fillImage(m map[string]any, t *canal.Table, vals []any) map[string]any {
 func exprValue(k canal.ColumnKind, v any) any {
 	switch x := v.(type) {
 	case uint64:
-		return exprUint(x)
+		return exprUint(v)
 	case string:
 		if k == canal.KindDecimal {
 			if f, err := strconv.ParseFloat(x, 64); err == nil {
@@ -346,12 +346,12 @@ func exprValue(k canal.ColumnKind, v any) any {
 // exprUint is an unsigned integer as expressions see it, in a row's images, a fast
 // condition (columnValue) and a transition rule's group_by values alike: expr compares
 // and computes unsigned integers as int, so 2^63 and above would read negative; those are
-// float64, as decimals are. Smaller ones stay uint64.
-func exprUint(x uint64) any {
-	if x > math.MaxInt64 {
+// float64, as decimals are. Smaller ones, and values of other types, stay as they are.
+func exprUint(v any) any {
+	if x, ok := v.(uint64); ok && x > math.MaxInt64 {
 		return float64(x)
 	}
-	return x
+	return v // as it came: boxing it again would allocate, per row
 }
 
 // txnTime is the production time of the transaction's messages, read once per transaction.

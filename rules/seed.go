@@ -71,9 +71,6 @@ func (e *Engine) MarkSeeded(names []string, after canal.Position) {
 	}
 }
 
-// skipsChange reports whether a stateful rule already holds c in its seeded state.
-func (st *ruleState) skipsChange(c *canal.RowChange) bool { return st.holds(c.Source) }
-
 // holds reports whether a stateful rule's seeded state already holds what happened at
 // src: it was seeded by a snapshot at a later position.
 func (st *ruleState) holds(src canal.Source) bool {

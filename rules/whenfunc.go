@@ -190,8 +190,8 @@ func columnValue(k canal.ColumnKind, x any) (value, bool) {
 	case int: // an expression's integer constant
 		return value{kind: kindInt, i: int64(x)}, true
 	case uint64:
-		if f, ok := exprUint(x).(float64); ok {
-			return value{kind: kindFloat, f: f}, true
+		if x > math.MaxInt64 { // as exprUint
+			return value{kind: kindFloat, f: float64(x)}, true
 		}
 		return value{kind: kindInt, i: int64(x)}, true
 	case float64:
