@@ -1,7 +1,6 @@
 package canal_test
 
 import (
-	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -18,7 +17,7 @@ import (
 // server's, as after a failover, or one that exists but no longer holds those
 // transactions); a position without GTIDs is still judged by its file.
 func TestRetentionFollowsGTIDsNotFileNames(t *testing.T) {
-	ps := newPurgeableServer(t, "retention")
+	ps := newPurgeableSource(t, "retention")
 	name, db, cfg, server, position := ps.name, ps.db, ps.cfg, ps.server, ps.position
 	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
 	before := position()
@@ -90,7 +89,7 @@ func TestRetentionFollowsGTIDsNotFileNames(t *testing.T) {
 // placed by its transactions (each file's Gtid_list), so a checkpoint of another
 // server's file name is counted right after a failover; one without, by its file name.
 func TestRetentionCountsTheFilesOlderThanAPosition(t *testing.T) {
-	ps := newPurgeableServer(t, "older")
+	ps := newPurgeableSource(t, "older")
 	db, server, position := ps.db, ps.server, ps.position
 	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
 	testutil.PurgeBinlogs(t, db)
@@ -137,33 +136,9 @@ func TestRetentionCountsTheFilesOlderThanAPosition(t *testing.T) {
 	}
 }
 
-// purgeableServer is a MariaDB of the test's own, whose binlogs it may purge, with a fresh
-// database on it, the server connected, and its current binlog position at call.
-type purgeableServer struct {
-	name     string
-	db       *sql.DB
-	cfg      canal.Config
-	server   *canal.Server
-	position func() canal.Position
-}
-
-func newPurgeableServer(t *testing.T, dbName string) purgeableServer {
+// newPurgeableSource is a source on a MariaDB of the test's own, whose binlogs it may
+// purge.
+func newPurgeableSource(t *testing.T, prefix string) *source {
 	t.Helper()
-	m := testutil.StartPrivateMariaDB(t, "")
-	name, db := m.FreshDatabase(t, dbName)
-	cfg := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
-	server, err := canal.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
-	position := func() canal.Position {
-		t.Helper()
-		p, err := server.CurrentPosition(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return purgeableServer{name: name, db: db, cfg: cfg, server: server, position: position}
+	return newSourceOn(t, testutil.StartPrivateMariaDB(t, "").MySQL, prefix)
 }

@@ -71,8 +71,14 @@ type source struct {
 
 func newSource(t *testing.T) *source {
 	t.Helper()
-	m := testutil.MySQLServer(t)
-	name, db := m.FreshDatabase(t, "snap")
+	return newSourceOn(t, testutil.MySQLServer(t), "snap")
+}
+
+// newSourceOn is newSource on the server m (a private one, whose binlogs a test may
+// purge), with a fresh database named after prefix.
+func newSourceOn(t *testing.T, m testutil.MySQL, prefix string) *source {
+	t.Helper()
+	name, db := m.FreshDatabase(t, prefix)
 	cfg := canal.Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
 	server, err := canal.Connect(t.Context(), cfg)
 	if err != nil {
