@@ -55,12 +55,16 @@ type KafkaCheckpoints struct {
 	// fails with ErrCheckpointLost rather than start over as on a first start.
 	Last *atomic.Pointer[canal.Position]
 	// MirrorTable, when set (checkpoint.table; not with the embedded development broker,
-	// which keeps nothing on purpose), is where each committed position is also kept, on
-	// the source, under the name NAME/exactly-once (mirrorName): a process that starts to
-	// find the topic empty then tells brokers that lost it from a first start, as Last
-	// does within one process. The pipeline opens it (openMirror).
-	MirrorTable string
-	mirror      Checkpointer
+	// which keeps nothing on purpose), is where a committed position is also kept, on the
+	// source, under the name NAME/exactly-once (mirrorName): a process that starts to find
+	// the topic empty then tells brokers that lost it from a first start, as Last does
+	// within one process. Only the first commit of a run and the first in each binlog file
+	// are kept, so the source gets no write per Kafka commit (nor, idle, a write of its
+	// own to publish a minute later): the row names a checkpoint at or before the last.
+	// The pipeline opens it (openMirror).
+	MirrorTable  string
+	mirror       Checkpointer
+	mirroredFile string // of the last position kept in the mirror
 }
 
 // mirrorName is the row of checkpoint.table that remembers an exactly-once checkpoint
@@ -96,7 +100,7 @@ type savedPosition struct {
 func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.StateRow, bool, error) {
 	raw, ok := k.Loaded[k.Name+"/position"]
 	if !ok {
-		last, err := k.lastSeen(ctx)
+		last, at, err := k.lastSeen(ctx)
 		if err != nil {
 			return canal.Position{}, nil, false, err
 		}
@@ -106,12 +110,12 @@ func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.St
 				restart = fmt.Sprintf("delete the row that remembers it, `DELETE FROM %s WHERE name = '%s'`, and start the daemon again",
 					k.MirrorTable, mirrorName(k.Name))
 			}
-			return canal.Position{}, nil, false, fmt.Errorf("%w: checkpoint %q was at %s, and the topic holds none now: the brokers lost it "+
+			return canal.Position{}, nil, false, fmt.Errorf("%w: checkpoint %q was %s %s, and the topic holds none now: the brokers lost it "+
 				"(a cluster rebuilt, the development broker restarted without --data-dir, the topic deleted), "+
 				"so which changes after it reached consumers is unknown. The topic is there again, compacted and empty: "+
 				"%s to begin as on a first start (from the server's current position, "+
 				"or with a snapshot under `snapshot: initial` or `when_needed`), and have consumers rebuild from there",
-				ErrCheckpointLost, k.Name, *last, restart)
+				ErrCheckpointLost, k.Name, at, *last, restart)
 		}
 		return canal.Position{}, nil, false, nil
 	}
@@ -149,34 +153,35 @@ func (k *KafkaCheckpoints) Save(ctx context.Context, pos canal.Position, state [
 		return fmt.Errorf("committing Kafka transaction with checkpoint %s: %w", pos, err)
 	}
 	k.remember(pos)
-	if k.mirror != nil {
+	if k.mirror != nil && pos.File != k.mirroredFile {
 		// After the commit: the row never names a position the topic does not hold.
 		if err := k.mirror.Save(ctx, pos, nil); err != nil {
 			return fmt.Errorf("remembering exactly-once checkpoint %s in %s: %w", pos, k.MirrorTable, err)
 		}
+		k.mirroredFile = pos.File
 	}
 	return nil
 }
 
-// lastSeen is the last checkpoint this process loaded or committed, else the one the
-// mirror remembers, else nil.
-func (k *KafkaCheckpoints) lastSeen(ctx context.Context) (*canal.Position, error) {
+// lastSeen is the last checkpoint this process loaded or committed ("at"), else one the
+// mirror remembers ("at or after": later commits of its file are not kept), else nil.
+func (k *KafkaCheckpoints) lastSeen(ctx context.Context) (pos *canal.Position, at string, err error) {
 	if k.Last != nil {
 		if last := k.Last.Load(); last != nil {
-			return last, nil
+			return last, "at", nil
 		}
 	}
 	if k.mirror == nil {
-		return nil, nil
+		return nil, "", nil
 	}
-	pos, _, found, err := k.mirror.Load(ctx)
+	kept, _, found, err := k.mirror.Load(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the exactly-once checkpoint remembered in %s: %w", k.MirrorTable, err)
+		return nil, "", fmt.Errorf("reading the exactly-once checkpoint remembered in %s: %w", k.MirrorTable, err)
 	}
 	if !found {
-		return nil, nil
+		return nil, "", nil
 	}
-	return &pos, nil
+	return &kept, "at or after", nil
 }
 
 func (k *KafkaCheckpoints) remember(pos canal.Position) {

@@ -239,7 +239,6 @@ func benchPipeline(ctx context.Context, cfg config.Config, server *canal.Server,
 	name := fmt.Sprintf("bench-%d-%d", os.Getpid(), run)
 	cfg.Checkpoint.Name = name
 	cfg.Kafka.TransactionalID = name
-	cfg.Kafka.Brokers = nil // the bench's own broker: no row of the checkpoint table remembers its checkpoints
 	var sink deliverySink = discardSink{}
 	var checkpoints pipeline.Checkpointer
 	if !discard {

@@ -324,6 +324,9 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 	}
 	if kc, ok := checkpoints.(*pipeline.KafkaCheckpoints); ok {
 		kc.Last = &d.checkpoint
+		if len(d.cfg.Kafka.Brokers) > 0 { // the embedded development broker keeps nothing on purpose
+			kc.MirrorTable = d.cfg.Checkpoint.Table
+		}
 	}
 	defer func() {
 		if cerr := sink.Close(); cerr != nil {
@@ -391,11 +394,7 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec s
 		tx.Close()
 		return nil, nil, pipeline.MarkRetryable(fmt.Errorf("reading checkpoints from %s: %w", cfg.Kafka.CheckpointTopic, err))
 	}
-	kc := &pipeline.KafkaCheckpoints{Name: cfg.Checkpoint.Name, Sink: tx, Loaded: loaded}
-	if len(cfg.Kafka.Brokers) > 0 { // the embedded development broker keeps nothing on purpose
-		kc.MirrorTable = cfg.Checkpoint.Table
-	}
-	return tx, kc, nil
+	return tx, &pipeline.KafkaCheckpoints{Name: cfg.Checkpoint.Name, Sink: tx, Loaded: loaded}, nil
 }
 
 // sourceConfig is how canal reaches cfg's source, TLS included.
