@@ -81,8 +81,9 @@ type Kafka struct {
 	// MaxInFlight bounds the messages emitted but not yet acknowledged (memory bound).
 	MaxInFlight int `mapstructure:"max_in_flight"`
 	// TransactionTimeout is how long the brokers let a Kafka transaction stay open
-	// (exactly_once only): a snapshot is one transaction, so it bounds how long a
-	// snapshot may publish. At most the brokers' transaction.max.timeout.ms.
+	// (exactly_once only): a snapshot commits in parts once its transaction has been open
+	// for half of it, so it bounds a part, not the snapshot. At most the brokers'
+	// transaction.max.timeout.ms.
 	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
 	// Partitioner picks a keyed message's partition the way another client family does:
 	// murmur2 (the Java client's default, and franz-go's), crc32 (librdkafka's

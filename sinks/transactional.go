@@ -58,7 +58,7 @@ const transactionalMaxInFlight = 100000
 // they abort it (and bump this producer's epoch): Kafka's default
 // transaction.max.timeout.ms, the most a broker allows unless told otherwise. The pipeline
 // commits every checkpoint interval, far more often; what needs the time is a snapshot,
-// which is one transaction from its first row to its end.
+// one transaction until it has been open for half of it (then it commits in parts).
 const DefaultTransactionTimeout = 15 * time.Minute
 
 // ErrTransactionTimedOut means the brokers aborted the open transaction because it stayed
@@ -457,7 +457,7 @@ func (t *Transactional) fail(ctx context.Context, doing string, err error) error
 		// timeout: the same answers as a newer producer's fence.
 		t.open = false
 		t.broken = fmt.Errorf("%w (%s, open for %s): %s: raise kafka.transaction_timeout (up to the brokers' transaction.max.timeout.ms), "+
-			"which a snapshot under exactly_once needs from its first row to its end: %w",
+			"which a snapshot under exactly_once needs for half of it plus one chunk: %w",
 			ErrTransactionTimedOut, t.timeout, time.Since(t.openedAt).Round(time.Second), doing, err)
 		t.log.Error("kafka transaction timed out", zap.Error(t.broken))
 	case fenced:
