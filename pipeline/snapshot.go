@@ -164,27 +164,15 @@ const (
 	statefulTables
 )
 
+// scopedFilter is a filter that matches, of the tables its TableFilter matches, those
+// stateful accepts (nil: all); it answers everything else as its TableFilter does.
 type scopedFilter struct {
-	base     canal.TableFilter
+	canal.TableFilter
 	stateful func(schema, table string) bool
 }
 
 func (f scopedFilter) Matches(schema, table string) bool {
-	return f.base.Matches(schema, table) && (f.stateful == nil || f.stateful(schema, table))
-}
-
-func (f scopedFilter) StatefulTables(schema, table string) bool {
-	return f.base.StatefulTables(schema, table)
-}
-
-func (f scopedFilter) StatefulSchema(schema string) bool { return f.base.StatefulSchema(schema) }
-
-func (f scopedFilter) StatefulAlone(schema, table string) bool {
-	return f.base.StatefulAlone(schema, table)
-}
-
-func (f scopedFilter) SchemaPatternRule(schema, table string) (string, bool) {
-	return f.base.SchemaPatternRule(schema, table)
+	return f.TableFilter.Matches(schema, table) && (f.stateful == nil || f.stateful(schema, table))
 }
 
 // snapshotAfresh drops the rules' state and takes a snapshot from its beginning.
@@ -199,7 +187,7 @@ func (p *Pipeline) snapshotAfresh(ctx context.Context, server *canal.Server, sco
 // statefulTables scope, the rows reach the aggregate and transition rules alone, which
 // publish their groups at the snapshot's commit; row rules see none of them.
 func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tableScope, resume *canal.SnapshotProgress) (canal.Position, error) {
-	filter := scopedFilter{base: p.filterFor(p.opts.Rules)}
+	filter := scopedFilter{TableFilter: p.filterFor(p.opts.Rules)}
 	var rows canal.Handler = p
 	if scope == statefulTables {
 		filter.stateful = p.opts.Rules.StatefulTables
@@ -281,7 +269,7 @@ func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) error {
 		return nil
 	}
 	set := p.engine.Set()
-	filter := scopedFilter{base: p.filterFor(set), stateful: set.TablesOf(names)}
+	filter := scopedFilter{TableFilter: p.filterFor(set), stateful: set.TablesOf(names)}
 	p.log.Info("seeding aggregate/transition rules from a snapshot of their tables", zap.Strings("rules", names))
 	pos, err := server.Snapshot(ctx, filter, seeder{p: p, names: names}, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize, Logger: p.log.Named("seed")})
