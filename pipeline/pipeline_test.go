@@ -368,9 +368,10 @@ rules:
     topic: TOPIC
     key: [sku_id]
 `), testutil.ServerID(), func(o *pipeline.Options) { o.Metrics = metrics })
-	e.exec("INSERT INTO stock_a VALUES ('a1', 1), ('a2', 2)", "INSERT INTO stock_b VALUES ('b1', 1)")
-	testutil.Consume(t, e.broker, []string{e.topic}, 3, 20*time.Second)
-	for rule, want := range map[string]float64{"a-rows": 2, "b-rows": 1} {
+	// a, then b, then a again: the counter of a rule counted before is found again.
+	e.exec("INSERT INTO stock_a VALUES ('a1', 1), ('a2', 2)", "INSERT INTO stock_b VALUES ('b1', 1)", "INSERT INTO stock_a VALUES ('a3', 3)")
+	testutil.Consume(t, e.broker, []string{e.topic}, 4, 20*time.Second)
+	for rule, want := range map[string]float64{"a-rows": 3, "b-rows": 1} {
 		if got := promtest.ToFloat64(metrics.RuleMessages.WithLabelValues(rule)); got != want {
 			t.Errorf("stocksync_rule_messages_total{rule=%q} = %v, want %v", rule, got, want)
 		}

@@ -188,9 +188,7 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 	got := testutil.Consume(t, e.broker, []string{e.topic}, 3, 20*time.Second)
 	ops := map[string]string{}
 	for _, r := range got {
-		var m struct{ Op string }
-		json.Unmarshal([]byte(r.Value), &m)
-		ops[r.Key] = m.Op
+		ops[r.Key] = decode(t, r).Op
 	}
 	if want := `map[{"sku_id":1}:r {"sku_id":2}:r {"sku_id":3}:c]`; fmt.Sprint(ops) != want {
 		t.Errorf("after re-snapshot: %v, want %s", ops, want)
@@ -251,13 +249,9 @@ func TestGTIDCheckpointIsCheckedByItsTransactions(t *testing.T) {
 	if err := store.Save(t.Context(), canal.Position{File: left, Pos: 4, GTIDSet: at.GTIDSet}, nil); err != nil {
 		t.Fatal(err)
 	}
-	sink, _ := e.delivery(t.Context())
-	defer sink.Close()
-	p := pipeline.New(pipeline.Options{Source: src, CheckpointTable: e.db + ".checkpoint", CheckpointName: "test",
-		Rules: set, Sink: sink, Logger: zaptest.NewLogger(t), Snapshot: pipeline.SnapshotNever})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	err = p.Run(ctx)
+	err = e.runSnapshotting(ctx, set, src.ServerID, pipeline.SnapshotNever, nil)
 	if !errors.Is(err, pipeline.ErrBinlogPurged) || pipeline.Retryable(err) {
 		t.Fatalf("from a checkpoint whose transactions were purged: %v; want a terminal ErrBinlogPurged", err)
 	}
@@ -420,14 +414,11 @@ func TestInterruptedSeedingReadWithoutStatefulRulesLeft(t *testing.T) {
     topic: TOPIC.total
 `)
 	ctx, cancel := context.WithCancel(t.Context())
-	sink, _ := e.delivery(ctx)
-	defer sink.Close()
-	stop := &flushStop{Sink: sink, reached: make(chan struct{})}
-	p := pipeline.New(pipeline.Options{Source: canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID},
-		CheckpointTable: e.db + ".checkpoint", CheckpointName: "test", CheckpointInterval: 100 * time.Millisecond,
-		Rules: seeding, Sink: stop, Logger: zaptest.NewLogger(t), Snapshot: pipeline.SnapshotNever, SnapshotChunkSize: 100})
+	stop := &flushStop{reached: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	go func() {
+		done <- e.runSnapshotting(ctx, seeding, serverID, pipeline.SnapshotNever, func(o *pipeline.Options) { stop.Sink, o.Sink = o.Sink, stop })
+	}()
 	select {
 	case <-stop.reached:
 	case err := <-done:
@@ -448,9 +439,7 @@ func TestInterruptedSeedingReadWithoutStatefulRulesLeft(t *testing.T) {
 	got := e.consume(2, 20*time.Second)
 	ops := map[string]string{}
 	for _, r := range got {
-		var m struct{ Op string }
-		json.Unmarshal([]byte(r.Value), &m)
-		ops[r.Key] = m.Op
+		ops[r.Key] = decode(t, r).Op
 	}
 	if want := `map[{"sku_id":300}:c {"sku_id":301}:c]`; fmt.Sprint(ops) != want {
 		reads := 0
