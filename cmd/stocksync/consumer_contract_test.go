@@ -227,16 +227,11 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 	}
 	cancel()
 	// What operators see of the same traffic (docs/operations.md, Metrics).
-	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exposition, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, exposition := httpGet(s.httpAddr, "/metrics")
 	for _, want := range []string{`stocksync_inventory_requests_total{code="",route="POST /v1/deductions",status="201"} `,
 		`stocksync_inventory_request_duration_seconds_count{route="POST /v1/orders/{order_no}/confirm"} `,
 		`go_sql_max_open_connections{db_name="inventory"} 32`} {
-		if !strings.Contains(string(exposition), want) {
+		if !strings.Contains(exposition, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

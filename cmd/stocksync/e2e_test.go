@@ -200,12 +200,8 @@ func waitHTTP(t *testing.T, d *daemonProc, addr, path string) {
 }
 
 func httpStatus(addr, path string) int {
-	resp, err := http.Get("http://" + addr + path)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	status, _ := httpGet(addr, path)
+	return status
 }
 
 // postStatus posts an empty body to path on addr and returns the status.

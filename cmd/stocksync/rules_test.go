@@ -108,15 +108,25 @@ func TestRowIdentityKeepsKeyValuesApart(t *testing.T) {
 	}
 }
 
+// liveRulesSetup makes a fresh database with the tables of create, and a config that
+// reaches it; it returns the database's name and where to write the rules (the config's
+// rules file) and the config.
+func liveRulesSetup(t *testing.T, create ...string) (db, rulesFile, configFile string) {
+	t.Helper()
+	m := testutil.MySQLServer(t)
+	db, conn := m.FreshDatabase(t, t.Name())
+	testutil.Exec(t, conn, create...)
+	dir := t.TempDir()
+	rulesFile, configFile = filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
+	return db, rulesFile, configFile
+}
+
 // TestRulesValidateLiveReportsEveryProblemAtOnce: in a file where one rule has a problem
 // of its own, `rules validate --live` still checks the other rules against the source, so
 // the author sees both kinds of problem, each at its place, in one run.
 func TestRulesValidateLiveReportsEveryProblemAtOnce(t *testing.T) {
-	m := testutil.MySQLServer(t)
-	db, conn := m.FreshDatabase(t, t.Name())
-	testutil.Exec(t, conn, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
-	dir := t.TempDir()
-	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
+	db, rulesFile, configFile := liveRulesSetup(t, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
 	writeFile(t, rulesFile, fmt.Sprintf(`rules:
   - name: broken
     match: {table: "%[1]s.stock", when: "after.qty >"}
@@ -126,7 +136,6 @@ func TestRulesValidateLiveReportsEveryProblemAtOnce(t *testing.T) {
     topic: b
     fields: [sku_id, qtty]
 `, db))
-	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
 
 	_, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile)
 	if !errors.Is(err, errRulesInvalid) {
@@ -173,13 +182,8 @@ func TestRulesCLIAuthorMistakes(t *testing.T) {
 // every problem (the file's and the source's) on stderr and fails; a file without
 // problems is explained and succeeds.
 func TestRulesExplainShowsTheRulesValidOnTheirOwn(t *testing.T) {
-	m := testutil.MySQLServer(t)
-	db, conn := m.FreshDatabase(t, t.Name())
-	testutil.Exec(t, conn, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
-	testutil.Exec(t, conn, "CREATE TABLE audit (id INT PRIMARY KEY)")
-	dir := t.TempDir()
-	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
-	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
+	db, rulesFile, configFile := liveRulesSetup(t, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)",
+		"CREATE TABLE audit (id INT PRIMARY KEY)")
 	good := fmt.Sprintf(`rules:
   - name: stock-rows
     match: {table: "%[1]s.stock"}
@@ -239,13 +243,8 @@ func TestRulesExplainShowsTheRulesValidOnTheirOwn(t *testing.T) {
 // matches, explain says whether a TRUNCATE or DROP TABLE of it publishes the groups empty
 // (every such rule reads it alone) or stops the stream.
 func TestRulesExplainSaysWhatATruncateDoes(t *testing.T) {
-	m := testutil.MySQLServer(t)
-	db, conn := m.FreshDatabase(t, t.Name())
-	testutil.Exec(t, conn, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)",
+	db, rulesFile, configFile := liveRulesSetup(t, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)",
 		"CREATE TABLE shard_a (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)")
-	dir := t.TempDir()
-	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
-	writeFile(t, configFile, fmt.Sprintf("source: {addr: %s, user: %s, password: %s}\nrules: rules.yaml\n", m.Addr, m.User, m.Password))
 	writeFile(t, rulesFile, fmt.Sprintf(`rules:
   - name: stock-total
     match: {table: "%[1]s.stock"}

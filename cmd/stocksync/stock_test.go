@@ -66,11 +66,7 @@ func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
 	if err == nil || !strings.Contains(out, "--request-id must not be empty") {
 		t.Fatalf("adjust with an empty --request-id: %v\n%s\nwant it refused", err, out)
 	}
-	var sellable int64
-	if err := db.QueryRow("SELECT SUM(qty) FROM sellable_shard WHERE sku_id = 'cli-1'").Scan(&sellable); err != nil {
-		t.Fatal(err)
-	}
-	if sellable != 7 {
+	if sellable := sellableTruth(t, db, []string{"cli-1"})["cli-1"]; sellable != 7 {
 		t.Fatalf("sellable = %d after the adjusts, want 7", sellable)
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -81,13 +79,7 @@ func TestDevBrokerSpeaksTLSAndSASL(t *testing.T) {
 	certs := testutil.NewCerts(t)
 	b := runDevBroker(t, "127.0.0.1:0", "", "--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey,
 		"--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "stocksync", "--sasl-password", "pw")
-	caPEM, err := os.ReadFile(certs.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	secured := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	secured := certs.ClientConfig() // trusts the test CA (its client certificate goes unasked)
 	ping := func(opts ...kgo.Opt) error {
 		cl := testutil.KafkaClient(t, append(opts, kgo.SeedBrokers(b.addr), kgo.RequestRetries(0))...)
 		defer cl.Close()
