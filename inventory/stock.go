@@ -202,13 +202,11 @@ func (s *Store) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, erro
 		return Adjustment{}, fmt.Errorf("adjusting stock of %q: %w", sku, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if req.RequestID != "" {
-			// The log row first, claiming the request_id: a concurrent duplicate waits on
-			// the unique key, touching no stock, until this transaction ends; then it finds
-			// the row, or claims it itself if this one was rolled back.
-			if err := insertAdjustment(ctx, tx, req); err != nil {
-				return err
-			}
+		// The log row first, claiming a request_id: a concurrent duplicate waits on the
+		// unique key, touching no stock, until this transaction ends; then it finds the
+		// row, or claims it itself if this one was rolled back.
+		if err := insertAdjustment(ctx, tx, req); err != nil {
+			return err
 		}
 		query := "SELECT shards FROM sku WHERE sku_id = ?"
 		if delta > 0 {
@@ -245,9 +243,6 @@ func (s *Store) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, erro
 			if takes == nil {
 				return &ShortageError{Items: []Shortage{{SKU: sku, Requested: -delta, Available: available}}}
 			}
-		}
-		if req.RequestID == "" {
-			return insertAdjustment(ctx, tx, req)
 		}
 		return nil
 	})

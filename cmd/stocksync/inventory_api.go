@@ -15,9 +15,9 @@ import (
 )
 
 // mountInventory serves the inventory API under /v1, with its metrics on reg, and runs the
-// hold sweeper. A schema
-// newer than this binary knows stops serve; a database not migrated yet leaves /v1
-// answering 503 with what to run, while the binlog pipeline runs on.
+// hold sweeper. A schema newer than this binary knows stops serve; a database not
+// migrated yet leaves /v1 answering 503 with what to run until serve restarts, while the
+// binlog pipeline runs on.
 func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, reg prometheus.Registerer, log *zap.Logger) (func(), error) {
 	db, err := inventory.Open(ctx, cfg)
 	if sqlconn.ErrorNumber(err) == 1049 { // unknown database

@@ -59,7 +59,7 @@ file with other problems it checks the rules that have none, in the same run.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(lc.set.Rules()))
 				return nil
 			}
-			return lc.report(cmd.ErrOrStderr(), args[0], "--live checked", "against the source", "checked")
+			return lc.report(cmd.ErrOrStderr(), args[0], "--live checked against the source", "checked")
 		},
 	}
 	cmd.Flags().BoolVar(&live, "live", false, "also check tables and columns on the source of --config")
@@ -102,15 +102,14 @@ func loadAndCheckLive(cmd *cobra.Command, file string) (*liveCheck, error) {
 func (lc *liveCheck) valid() bool { return len(lc.fileErrs) == 0 && len(lc.liveErrs) == 0 }
 
 // report prints every problem to w, in file order, then, when the file has problems of
-// its own, which rules the command went through: "FILE: DID [WHERE] only the N rules
-// valid on their own; the others are DONE once their own problems are mended". It
-// returns errRulesInvalid.
-func (lc *liveCheck) report(w io.Writer, file, did, where, done string) error {
+// its own, which rules the command went through: "FILE: DID only the N rules valid on
+// their own; the others are DONE once their own problems are mended". It returns
+// errRulesInvalid.
+func (lc *liveCheck) report(w io.Writer, file, did, done string) error {
 	fmt.Fprintln(w, joinRuleProblems(lc.fileErrs, lc.liveErrs))
 	if len(lc.fileErrs) == 0 {
 		return errRulesInvalid
 	}
-	did = strings.TrimSpace(did + " " + where)
 	switch n := lc.rules(); n {
 	case 0:
 		fmt.Fprintf(w, "%s: %s no rule (none is valid on its own): each is %s once its own problems are mended\n", file, did, done)
@@ -153,19 +152,15 @@ func joinRuleProblems(fileErrs rules.Errors, liveErrs []error) error {
 // errRulesInvalid is returned after the problems were printed, so main prints one line.
 var errRulesInvalid = errors.New("rules file not valid")
 
-func reportRuleErrors(w io.Writer, err error) error {
-	fmt.Fprintln(w, err)
-	return errRulesInvalid
-}
-
-// reportLoadError is reportRuleErrors for rules.Load's error: a file that cannot be read
-// is not "not valid", and that error is returned as it is.
+// reportLoadError prints rules.Load's problems to w and returns errRulesInvalid; a file
+// that cannot be read is not "not valid", and that error is returned as it is.
 func reportLoadError(w io.Writer, err error) error {
 	var problems rules.Errors
 	if !errors.As(err, &problems) {
 		return err
 	}
-	return reportRuleErrors(w, err)
+	fmt.Fprintln(w, err)
+	return errRulesInvalid
 }
 
 func newRulesTestCmd() *cobra.Command {
@@ -580,7 +575,7 @@ explained once that problem is mended.`,
 			if lc.valid() {
 				return nil
 			}
-			return lc.report(cmd.ErrOrStderr(), args[0], "explain showed", "", "explained")
+			return lc.report(cmd.ErrOrStderr(), args[0], "explain showed", "explained")
 		},
 	}
 }
