@@ -49,18 +49,6 @@ func silentListener(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// closedPort is an address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listening: %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // Ping answers nil only for a broker that serves a Kafka request with the configured
 // security, and otherwise says why, promptly.
 func TestPing(t *testing.T) {
@@ -78,12 +66,12 @@ func TestPing(t *testing.T) {
 		{"kfake", []string{testutil.Broker(t)}, sinks.Security{}, ""},
 		{"kfake over SASL_SSL", []string{saslSSL},
 			security(t, verifyFull, config.SASL{Mechanism: config.SASLScramSHA512, User: "stocksync", Password: "pw"}), ""},
-		{"a dead broker first, a live one second", []string{closedPort(t), testutil.Broker(t)}, sinks.Security{}, ""},
+		{"a dead broker first, a live one second", []string{testutil.FreeAddr(t), testutil.Broker(t)}, sinks.Security{}, ""},
 		{"a port that accepts and never speaks", []string{silent}, sinks.Security{},
 			"no answer to a metadata request within 2s (the port accepts connections but does not speak Kafka"},
 		{"a port that accepts and never speaks, over TLS", []string{silent}, security(t, verifyFull, config.SASL{}),
 			"TLS handshake with " + silent},
-		{"nothing listening", []string{closedPort(t)}, sinks.Security{}, "connection refused"},
+		{"nothing listening", []string{testutil.FreeAddr(t)}, sinks.Security{}, "connection refused"},
 		{"a wrong password", []string{saslSSL},
 			security(t, verifyFull, config.SASL{Mechanism: config.SASLScramSHA512, User: "stocksync", Password: "wrong"}),
 			`refused SASL authentication as user "stocksync" with SCRAM-SHA-512`},

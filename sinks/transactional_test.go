@@ -360,7 +360,7 @@ func TestReadCheckpoints(t *testing.T) {
 // NewTransactional refuses, so the daemon would retry forever. The next sink creates it
 // compacted, and it is empty.
 func TestTransactionalCheckpointTopicNotAutoCreatedAfterBrokerLoss(t *testing.T) {
-	const port = 19110 // the restarted broker must answer at the same address
+	port := testutil.FreePort(t) // the restarted broker must answer at the same address
 	startBroker := func() *kfake.Cluster {
 		c, err := kfake.NewCluster(kfake.Ports(port), kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,16 +70,6 @@ func startDevBroker(t *testing.T) string {
 	return runDevBroker(t, "127.0.0.1:0", "").addr
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // setup is one daemon's files: config and rules for a fresh database.
 type setup struct {
 	mysql    testutil.MySQL
@@ -96,7 +85,7 @@ func newSetup(t *testing.T, broker string) *setup {
 	t.Helper()
 	m := testutil.MySQLServer(t)
 	db, _ := m.FreshDatabase(t, t.Name())
-	s := &setup{mysql: m, db: db, broker: broker, topic: testutil.Name("e2e."), httpAddr: freePort(t), serverID: testutil.ServerID()}
+	s := &setup{mysql: m, db: db, broker: broker, topic: testutil.Name("e2e."), httpAddr: testutil.FreeAddr(t), serverID: testutil.ServerID()}
 	dir := t.TempDir()
 	s.config = filepath.Join(dir, "stocksync.yaml")
 	writeFile(t, filepath.Join(dir, "rules.yaml"), fmt.Sprintf(`rules:
@@ -434,7 +423,7 @@ func TestBadInputExitsNonZeroNamingWhatIsWrong(t *testing.T) {
 func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 	m := testutil.MySQLServer(t)
 	runDir := t.TempDir()
-	port := strings.TrimPrefix(freePort(t), "127.0.0.1:")
+	port := strings.TrimPrefix(testutil.FreeAddr(t), "127.0.0.1:")
 	env := append(os.Environ(), "STOCKSYNC_RUN_DIR="+runDir, "STOCKSYNC_MARIADB_PORT="+port,
 		"STOCKSYNC_MARIADB_ARGS=--binlog-format=STATEMENT --binlog-row-image=MINIMAL --binlog-row-metadata=MINIMAL")
 	script := filepath.Join("..", "..", "scripts", "mariadb.sh")
@@ -484,7 +473,7 @@ func startHA(t *testing.T, broker, table string) *haRun {
 		t.Fatal(err)
 	}
 	writeFile(t, s.config, string(cfg)+"ha: true\n")
-	h := &haRun{setup: s, standbyAddr: freePort(t), db: s.mysql.Open(t, s.db)}
+	h := &haRun{setup: s, standbyAddr: testutil.FreeAddr(t), db: s.mysql.Open(t, s.db)}
 	standbyConfig := filepath.Join(filepath.Dir(s.config), "standby.yaml")
 	other := strings.Replace(string(cfg), s.httpAddr, h.standbyAddr, 1)
 	other = strings.Replace(other, fmt.Sprintf("server_id: %d", s.serverID), fmt.Sprintf("server_id: %d", testutil.ServerID()), 1)

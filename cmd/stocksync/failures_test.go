@@ -38,7 +38,7 @@ import (
 // supervisor backs off up to 30 s between attempts, nothing is read meanwhile), only
 // with more back-off steps.
 func TestBrokerOutageWaitsAndCatchesUp(t *testing.T) {
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	dataDir := t.TempDir()
 	broker := runDevBroker(t, addr, dataDir)
 	s := newSetup(t, addr)
@@ -419,7 +419,7 @@ func countRecords(t *testing.T, broker, topic string, timeout time.Duration, eac
 // stopped and the binlog stream still open (nothing to deliver, so the pipeline runs on),
 // /readyz answers 503 for the broker, and the gauge is 0 too, not 1 for the open stream.
 func TestReadyGaugeFollowsReadyz(t *testing.T) {
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	broker := runDevBroker(t, addr, "")
 	s := newSetup(t, addr)
 	s.start(t)
@@ -440,7 +440,7 @@ func TestReadyGaugeFollowsReadyz(t *testing.T) {
 // that answers. /readyz says 503 and why, stocksync_ready is 0; with a broker on the port
 // again, both are back to ready.
 func TestReadyzAsksTheBrokerAKafkaRequest(t *testing.T) {
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	broker := runDevBroker(t, addr, "")
 	s := newSetup(t, addr)
 	s.start(t)
@@ -499,7 +499,7 @@ func httpGet(addr, path string) (int, string) {
 // checkpoint table remembers the last commit (NAME/exactly-once). Once that row is
 // deleted, it begins as on a first start and publishes new rows.
 func TestBrokerLosingEverythingStopsExactlyOnceNamingIt(t *testing.T) {
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	broker := runDevBroker(t, addr, "")
 	s := newSetup(t, addr)
 	cpTopic := s.topic + ".checkpoints"

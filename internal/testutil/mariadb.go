@@ -2,7 +2,6 @@ package testutil
 
 import (
 	"database/sql"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,12 +25,7 @@ type PrivateMariaDB struct {
 func StartPrivateMariaDB(t testing.TB, args string) *PrivateMariaDB {
 	t.Helper()
 	shared := MySQLServer(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port for a private MariaDB: %v", err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := strconv.Itoa(FreePort(t))
 	m := &PrivateMariaDB{
 		MySQL: MySQL{Addr: "127.0.0.1:" + port, User: shared.User, Password: shared.Password},
 		env:   append(os.Environ(), "STOCKSYNC_RUN_DIR="+t.TempDir(), "STOCKSYNC_MARIADB_PORT="+port, "STOCKSYNC_MARIADB_ARGS="+args),
