@@ -299,8 +299,13 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 	}
 	reported := problems.keys()
 	for _, p := range cfg.Validate() {
-		if !reported[p.Key] && (rulesNeeded || p.Key != "rules" || cfg.Rules == "") {
+		if !reported[p.Key] {
 			problems = append(problems, at(p, path, positions))
+		}
+	}
+	if rulesNeeded && path != "" && cfg.Rules != "" && !reported["rules"] {
+		if err := readableFile(cfg.Rules); err != nil {
+			problems = append(problems, at(Problem{Key: "rules", Msg: err.Error()}, path, positions))
 		}
 	}
 	if len(problems) > 0 {
@@ -364,9 +369,9 @@ func envVar(key string) (name string, set bool) {
 	return name, os.Getenv(name) != ""
 }
 
-// Validate checks values that decode but make no sense. Each problem names its key. Files
-// are read: the certificates TLS names and, when the configuration came from a file,
-// the rules file, which must exist.
+// Validate checks values that decode but make no sense. Each problem names its key. The
+// certificates TLS names are read; that the rules file exists is Load's to check (not
+// LoadWithoutRules').
 func (c Config) Validate() Problems {
 	var ps Problems
 	bad := func(key, format string, args ...any) {
@@ -425,17 +430,11 @@ func (c Config) Validate() Problems {
 	if c.Checkpoint.Name == "" {
 		bad("checkpoint.name", "must not be empty")
 	}
-	// checkpoint.table's name column holds 64 bytes, and exactly-once's row adds
-	// "/exactly-once" (the row that remembers an exactly-once checkpoint).
 	if n := len(c.Checkpoint.Name); n > maxCheckpointName {
 		bad("checkpoint.name", "must be at most %d bytes (it names rows of checkpoint.table), got %d", maxCheckpointName, n)
 	}
 	if c.Rules == "" {
 		bad("rules", "must name the rules file")
-	} else if c.File != "" {
-		if err := readableFile(c.Rules); err != nil {
-			bad("rules", "%v", err)
-		}
 	}
 	if c.HTTP.Addr != "" && !strings.Contains(c.HTTP.Addr, ":") {
 		bad("http.addr", "%q has no port; write host:port", c.HTTP.Addr)
@@ -473,8 +472,9 @@ func (c Config) Validate() Problems {
 	return ps
 }
 
-// maxCheckpointName is the longest checkpoint.name.
-const maxCheckpointName = 51
+// maxCheckpointName is the longest checkpoint.name: checkpoint.table's name column holds
+// 64 bytes, and exactly-once's row adds "/exactly-once" (pipeline's mirrorName).
+const maxCheckpointName = 64 - len("/exactly-once")
 
 // projectVariables are STOCKSYNC_* variables of the project's scripts and tests, not keys.
 var projectVariables = []string{"STOCKSYNC_TEST_", "STOCKSYNC_MARIADB_", "STOCKSYNC_DEMO_", "STOCKSYNC_BENCH_",
