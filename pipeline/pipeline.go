@@ -102,6 +102,8 @@ type Pipeline struct {
 	// reading goroutine finished (Commit or Idle, with any resync served there): past it,
 	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
 	emittedWhole uint64
+	// retentionCheckedAt is when checkRetention last ran.
+	retentionCheckedAt time.Time
 	// ruleMessages are Metrics.RuleMessages' counters by rule name, for Emit (the
 	// reading goroutine's alone); lastRule and lastRuleMessages the last one used, found
 	// again by its rule's header value (one array per rule) without a lookup.
@@ -447,8 +449,9 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 	t := time.NewTicker(p.opts.CheckpointInterval)
 	defer t.Stop()
 	var skippedSeen uint64 // of this pipeline's stream
-	// The binlogs' retention of the checkpoint: at the first tick, then once a minute.
-	var lastRetentionCheck time.Time
+	// The binlogs' retention of the checkpoint: once a minute, the first at the first tick
+	// unless the start checked it (startPosition).
+	lastRetentionCheck := p.retentionCheckedAt
 	for {
 		select {
 		case <-ctx.Done():

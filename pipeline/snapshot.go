@@ -244,6 +244,7 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 // when the next purge would lose changes the daemon has not delivered yet, or cannot be
 // told not to.
 func (p *Pipeline) checkRetention(r canal.BinlogRetention, pos canal.Position) {
+	p.retentionCheckedAt = time.Now()
 	p.m.CheckpointBinlogsBehind.Set(float64(r.Older))
 	switch {
 	case !r.Held:
