@@ -735,16 +735,7 @@ func (p *productSystem) apply(r *kgo.Record) {
 func (p *productSystem) view(skus []string) map[string]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	v := map[string]int64{}
-	for _, sku := range skus {
-		v[sku] = p.stock[sku]
-	}
-	for sku, n := range p.stock {
-		if !slices.Contains(skus, sku) {
-			v[sku] = n
-		}
-	}
-	return v
+	return viewOf(skus, p.stock, func(n int64) int64 { return n })
 }
 
 // checkResyncs checks each resync sent every group with rows, each once, in key order.
@@ -830,14 +821,23 @@ func (x *searchIndex) apply(r *kgo.Record) {
 func (x *searchIndex) view(skus []string) map[string]int64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	v := map[string]int64{}
+	return viewOf(skus, x.flags, func(in bool) int64 {
+		if in {
+			return 1
+		}
+		return 0
+	})
+}
+
+// viewOf is a consumer's view: each of skus, 0 unless known, and every SKU of known as
+// value makes it a number, listed or not (one the consumer should not have is seen).
+func viewOf[V any](skus []string, known map[string]V, value func(V) int64) map[string]int64 {
+	v := make(map[string]int64, len(skus))
 	for _, sku := range skus {
 		v[sku] = 0
 	}
-	for sku, in := range x.flags {
-		if v[sku] = 0; in {
-			v[sku] = 1
-		}
+	for sku, x := range known {
+		v[sku] = value(x)
 	}
 	return v
 }
