@@ -17,6 +17,14 @@ type Handler interface {
 	Idle(ctx context.Context) error
 }
 
+// TransactionBeginner is a Handler told when a transaction starts (its GTID event, or
+// its BEGIN without one, or a DDL statement's), before any of its events is matched by
+// the table filter: the boundary at which to change what the transaction is read with
+// (Stream.SetFilter).
+type TransactionBeginner interface {
+	Begin(ctx context.Context) error
+}
+
 // TableEmptier is a Handler that takes tables emptied by DDL. For one, DDL that empties
 // a table (TRUNCATE, DROP TABLE) for which TableFilter.StatefulAlone holds does not stop
 // the stream (ErrStatefulTableEmptied): Emptied is called instead.

@@ -290,6 +290,18 @@ func (r *reader) begin(h *replication.EventHeader, gtid string) {
 	clear(r.rowsOf)
 }
 
+// startTransaction opens the transaction whose first event h is and tells a
+// TransactionBeginner, before any of the transaction's table maps is matched.
+func (r *reader) startTransaction(ctx context.Context, h *replication.EventHeader, gtid string) error {
+	r.begin(h, gtid)
+	if b, ok := r.h.(TransactionBeginner); ok {
+		if err := b.Begin(ctx); err != nil {
+			return fmt.Errorf("beginning the transaction at %s:%d: %w", r.file, h.LogPos-h.EventSize, err)
+		}
+	}
+	return nil
+}
+
 func (r *reader) commit(ctx context.Context, h *replication.EventHeader, set mysql.GTIDSet) error {
 	r.pos = h.LogPos
 	if set != nil {
@@ -309,9 +321,9 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		r.file = string(e.NextLogName)
 		r.pos = uint32(e.Position)
 	case *replication.MariadbGTIDEvent:
-		r.begin(ev.Header, fmt.Sprintf("%d-%d-%d", e.GTID.DomainID, e.GTID.ServerID, e.GTID.SequenceNumber))
+		return r.startTransaction(ctx, ev.Header, fmt.Sprintf("%d-%d-%d", e.GTID.DomainID, e.GTID.ServerID, e.GTID.SequenceNumber))
 	case *replication.GTIDEvent:
-		r.begin(ev.Header, mysqlGTID(e))
+		return r.startTransaction(ctx, ev.Header, mysqlGTID(e))
 	case *replication.QueryEvent:
 		return r.query(ctx, ev.Header, e)
 	case *replication.TableMapEvent:
@@ -342,7 +354,7 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	switch {
 	case upper == "BEGIN":
 		if !r.txn.open {
-			r.begin(h, "")
+			return r.startTransaction(ctx, h, "")
 		}
 		return nil
 	case upper == "COMMIT":
@@ -370,15 +382,17 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	}
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.
+	if !r.txn.open {
+		if err := r.startTransaction(ctx, h, ""); err != nil {
+			return err
+		}
+	}
 	emptier, _ := r.h.(TableEmptier)
 	empty, err := r.emptied(h, q, string(e.Schema), emptier != nil)
 	if err != nil {
 		return err
 	}
 	if len(empty) > 0 {
-		if !r.txn.open {
-			r.begin(h, "")
-		}
 		for _, t := range empty {
 			if err := emptier.Emptied(ctx, t[0], t[1], r.txn.src); err != nil {
 				return fmt.Errorf("emptying %s.%s at %s:%d: %w", t[0], t[1], r.file, h.LogPos-h.EventSize, err)

@@ -84,7 +84,7 @@ type Pipeline struct {
 	store  Checkpointer
 	server *canal.Server
 
-	nextRules    atomic.Pointer[rules.Set]    // a reload waiting for the next transaction boundary
+	nextRules    atomic.Pointer[rules.Set]    // a reload waiting for the next transaction boundary (installReload)
 	started      atomic.Bool                  // the start position is fixed
 	resyncs      chan resyncRequest           // served at transaction boundaries (resync.go)
 	reread       *rereadJob                   // a resync's running re-read; the reading goroutine's
@@ -215,7 +215,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if start, err = p.startPosition(ctx, server, start, state, found); err != nil {
 		return err
 	}
-	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.engine.Set()), p.log) // a reload may have swapped in during a snapshot
+	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.engine.Set()), p.log)
 	if err := p.resumeReread(ctx, state); err != nil {
 		return err
 	}
@@ -362,32 +362,9 @@ func (p *Pipeline) Row(ctx context.Context, c *canal.RowChange) error {
 // Commit implements canal.Handler: rules that fold a transaction emit now, and the
 // position becomes the checkpoint candidate once the sink acknowledges.
 func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
-	next := p.nextRules.Swap(nil)
-	if next != nil {
-		// The engine installs a swapped set at this Commit: the transaction just read was
-		// matched by the old set, the next one is filtered and evaluated by the new one.
-		p.engine.Swap(next)
-		if p.stream != nil {
-			p.stream.SetFilter(p.filterFor(next))
-		}
-		p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("pos", pos), zap.Int("rules", len(next.Rules())))
-		if p.reread != nil && !p.reread.sameRules(next) {
-			if err := p.endReread(ctx, fmt.Errorf("%w: a reload during the re-read of the tables of %v removed or changed what those rules read; ask again",
-				errResyncFailed, p.reread.names)); err != nil {
-				return err
-			}
-		}
-	}
 	state, err := p.engine.Commit(ctx, pos, p)
 	if err != nil {
 		return err
-	}
-	if next != nil && p.stream != nil {
-		// The swap is installed now: aggregate/transition rules it brought without state
-		// are seeded here, between two transactions.
-		if err := p.seedRules(ctx, p.server); err != nil {
-			return err
-		}
 	}
 	p.m.Transactions.Inc()
 	p.m.RuleEvalErrors.Set(float64(p.engine.EvalErrors()))
@@ -413,6 +390,45 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	return nil
 }
 
+// Begin implements canal.TransactionBeginner: a reload waiting is installed before the
+// transaction's first event is matched, so every transaction the stream reads after
+// Reload returned is filtered and evaluated by the new set, and none by two sets.
+func (p *Pipeline) Begin(ctx context.Context) error {
+	if p.nextRules.Load() == nil {
+		return nil
+	}
+	return p.installReload(ctx, p.committed())
+}
+
+// committed is the position after the last transaction committed to the engine.
+func (p *Pipeline) committed() canal.Position {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending.pos
+}
+
+// installReload installs a reload waiting, between two transactions of the stream (after
+// is the position they meet at): the stream's filter follows it, a running re-read that
+// it changes ends, and the aggregate/transition rules it brought without state are
+// seeded. A reload during a snapshot waits for the stream, so that what it adds is
+// seeded from there rather than folded from the chunks left.
+func (p *Pipeline) installReload(ctx context.Context, after canal.Position) error {
+	next := p.nextRules.Swap(nil)
+	if next == nil {
+		return nil
+	}
+	if p.reread != nil && !p.reread.sameRules(next) {
+		if err := p.endReread(ctx, fmt.Errorf("%w: a reload during the re-read of the tables of %v removed or changed what those rules read; ask again",
+			errResyncFailed, p.reread.names)); err != nil {
+			return err
+		}
+	}
+	p.engine.Install(next)
+	p.stream.SetFilter(p.filterFor(next))
+	p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("after", after), zap.Int("rules", len(next.Rules())))
+	return p.seedRules(ctx, p.server)
+}
+
 // Emptied implements canal.TableEmptier: DDL emptied a table whose aggregate and
 // transition rules read it alone, so their groups are all empty from that statement on,
 // published and saved at its Commit.
@@ -424,6 +440,9 @@ func (p *Pipeline) Emptied(ctx context.Context, schema, table string, src canal.
 // transaction is committed when the source goes quiet, so its last messages do not wait
 // for the next transaction.
 func (p *Pipeline) Idle(ctx context.Context) error {
+	if err := p.installReload(ctx, p.committed()); err != nil {
+		return err
+	}
 	if err := p.serveResync(ctx, true); err != nil {
 		return err
 	}

@@ -139,6 +139,11 @@ func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
 		if err != nil {
 			return nil
 		}
+		for i, idx := range rp.sumIdx {
+			if t.Columns[idx].Kind == canal.KindDecimal {
+				g.sums[i].startDecimal()
+			}
+		}
 		if st.rule.emit == EmitTransition {
 			g.value = e.emptyValue(st, g)
 		}
@@ -268,7 +273,11 @@ func (st *ruleState) newGroup(key string) (*group, error) {
 // emptyValue is the transition value g is taken to have before its first row and after
 // its last: the value over g's group_by columns with every sum 0.
 func (e *Engine) emptyValue(st *ruleState, g *group) []byte {
-	empty := &group{key: g.key, vals: g.vals, sums: make([]accumulator, len(st.rule.sums)), srcTable: g.srcTable}
+	empty := &group{key: g.key, vals: g.vals, sums: make([]accumulator, len(g.sums)), srcTable: g.srcTable}
+	for i := range empty.sums {
+		empty.sums[i].copyFrom(&g.sums[i])
+		empty.sums[i].zero()
+	}
 	return e.transitionValue(st, empty)
 }
 

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -208,6 +209,44 @@ rules:
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got %v", got)
+	}
+}
+
+// TestSumTypeFollowsTheColumn: a sum's JSON type is its column's in every message,
+// whatever the values: a DECIMAL column's is a string from a new group's 0 on, an
+// integer column's a number past int64 too, and back.
+func TestSumTypeFollowsTheColumn(t *testing.T) {
+	table := &canal.Table{Schema: "shop", Name: "t", Columns: []canal.Column{
+		{Name: "g", Kind: canal.KindInt}, {Name: "u", Kind: canal.KindUint}, {Name: "d", Kind: canal.KindDecimal},
+	}}
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: flag
+    match: {table: "shop.t"}
+    emit: transition
+    group_by: [g]
+    sum: {du: u, dd: d}
+    value: "du > 5"
+    topic: flag
+  - name: sums
+    match: {table: "shop.t"}
+    emit: aggregate
+    group_by: [g]
+    sum: {du: u, dd: d}
+    topic: sums
+`))
+	row := func(u uint64, d string) []any { return []any{int64(1), u, d} }
+	got, _ := txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: table, After: row(9, "1.50")})
+	got2, _ := txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: table, After: row(math.MaxUint64, "1.505")})
+	got3, _ := txn(t, e, &canal.RowChange{Op: canal.OpDelete, Table: table, Before: row(math.MaxUint64, "1.505")})
+	want := []string{
+		`flag {"g":1} {"op":"u","before":{"g":1,"du":0,"dd":"0","value":false},"after":{"g":1,"du":9,"dd":"1.50","value":true}}`,
+		`sums {"g":1} {"op":"c","before":null,"after":{"g":1,"du":9,"dd":"1.50"}}`,
+		`sums {"g":1} {"op":"u","before":{"g":1,"du":9,"dd":"1.50"},"after":{"g":1,"du":18446744073709551624,"dd":"3.005"}}`,
+		`sums {"g":1} {"op":"u","before":{"g":1,"du":18446744073709551624,"dd":"3.005"},"after":{"g":1,"du":9,"dd":"1.500"}}`,
+	}
+	if all := append(append(got, got2...), got3...); strings.Join(all, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(all, "\n"), strings.Join(want, "\n"))
 	}
 }
 

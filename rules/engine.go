@@ -39,10 +39,9 @@ const (
 )
 
 // Engine evaluates a Set over a stream of transactions: Row for each change, Commit at
-// each transaction's end. It is not safe for concurrent use, except Swap and Set.
+// each transaction's end. It is not safe for concurrent use.
 type Engine struct {
 	set      *Set
-	pending  atomic.Pointer[Set]
 	serverID uint32
 	log      *zap.Logger
 	now      func() time.Time
@@ -83,7 +82,7 @@ func NewEngine(set *Set, serverID uint32) *Engine {
 		states:   map[string]*ruleState{},
 	}
 	e.env.Changed = e.changed
-	e.install(set)
+	e.Install(set)
 	return e
 }
 
@@ -91,7 +90,7 @@ func NewEngine(set *Set, serverID uint32) *Engine {
 // new snapshot is about to fold every row again.
 func (e *Engine) Reset() {
 	e.states = nil
-	e.install(e.set)
+	e.Install(e.set)
 }
 
 // SetLogger sets where expression errors are logged (one line per rule and table).
@@ -104,17 +103,14 @@ func (e *Engine) SetClock(now func() time.Time) { e.now = now }
 // false, a field written as null, a transition value as null).
 func (e *Engine) EvalErrors() int64 { return e.evalErrors.Load() }
 
-// Set returns the set in effect (a swapped set only after the Commit that installs it).
+// Set returns the set in effect.
 func (e *Engine) Set() *Set { return e.set }
 
-// Swap asks for set to replace the current one at the next transaction boundary: the
-// next Commit ends its transaction with the old set, then installs set, so no transaction
-// is evaluated by two sets. Safe to call from any goroutine; a later Swap before that
-// Commit wins. Aggregate and transition rules whose name, tables, group_by, sum and value
-// are unchanged keep their state; other stateful rules start empty.
-func (e *Engine) Swap(set *Set) { e.pending.Store(set) }
-
-func (e *Engine) install(set *Set) {
+// Install replaces the set between two transactions (after a Commit, before the next
+// transaction's first Row), so no transaction is evaluated by two sets. Aggregate and
+// transition rules whose name, tables, group_by, sum and value are unchanged keep their
+// state; other stateful rules start empty.
+func (e *Engine) Install(set *Set) {
 	e.set = set
 	e.plans = map[*canal.Table]*tablePlan{}
 	e.headerCache = map[*Rule]cachedHeaders{}
@@ -209,9 +205,6 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 	}
 	e.txnMsSet = false
 	entries = append(entries, e.seedMarkers()...)
-	if next := e.pending.Swap(nil); next != nil {
-		e.install(next)
-	}
 	return entries, firstErr
 }
 

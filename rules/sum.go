@@ -9,13 +9,16 @@ import (
 
 // accumulator is one exact running sum: int64 while it fits and only integers were
 // added; a scaled big integer once a decimal (or an overflow) arrives; float64 once a
-// float column arrives (inexact by nature).
+// float column arrives (inexact by nature). Its JSON type follows its column's, not the
+// values it met: a DECIMAL column's sum is written as a decimal from its first 0
+// (startDecimal), an integer column's as a number at any size.
 type accumulator struct {
-	kind  accKind
-	i     int64
-	d     *big.Int // unscaled value when kind is accDecimal
-	scale int
-	f     float64
+	kind    accKind
+	i       int64
+	d       *big.Int // unscaled value when kind is accDecimal
+	scale   int
+	f       float64
+	decimal bool // a DECIMAL column's sum: a string in the typed style, even when whole
 }
 
 type accKind uint8
@@ -34,6 +37,13 @@ func (a *accumulator) toDecimal() {
 		a.scale = 0
 		a.kind = accDecimal
 	}
+}
+
+// startDecimal makes a sum that no value has reached yet a DECIMAL column's: 0, written
+// as a decimal.
+func (a *accumulator) startDecimal() {
+	a.toDecimal()
+	a.decimal = true
 }
 
 func (a *accumulator) toFloat() {
@@ -78,6 +88,7 @@ func (a *accumulator) add(v any, sign int64) {
 		}
 		if n, scale, ok := parseDecimal(x); ok {
 			a.addBig(n, scale, sign)
+			a.decimal = true
 		}
 	}
 }
@@ -160,8 +171,9 @@ func (a *accumulator) decimalString() string {
 	return s
 }
 
-// append writes the sum: an integer as a number, a decimal as a string (bare in the
-// maxwell style), a float as a number; every kind as a string in the Canal style.
+// append writes the sum: an integer as a number (past int64 too), a DECIMAL column's as
+// a string (bare in the maxwell style), a float as a number; every kind as a string in
+// the Canal style.
 func (a *accumulator) append(b []byte, style valueStyle) []byte {
 	if style == styleStrings {
 		b = append(b, '"')
@@ -179,7 +191,7 @@ func (a *accumulator) append(b []byte, style valueStyle) []byte {
 	case accInt:
 		return strconv.AppendInt(b, a.i, 10)
 	case accDecimal:
-		if style == styleMaxwell {
+		if style == styleMaxwell || !a.decimal {
 			return append(b, a.decimalString()...)
 		}
 		return appendString(b, a.decimalString())
@@ -188,7 +200,8 @@ func (a *accumulator) append(b []byte, style valueStyle) []byte {
 }
 
 // appendState writes the sum for the state encoding: an integer as a number without a
-// point, a decimal as a string, a float as a number always with a point or exponent.
+// point, a DECIMAL column's as a string, a float as a number always with a point or
+// exponent.
 func (a *accumulator) appendState(b []byte) []byte {
 	if a.kind != accFloat {
 		return a.append(b, styleTyped)
@@ -247,7 +260,7 @@ func (a *accumulator) restore(raw string) bool {
 		if !ok {
 			return false
 		}
-		a.kind, a.d, a.scale = accDecimal, n, scale
+		a.kind, a.d, a.scale, a.decimal = accDecimal, n, scale, true
 	case strings.ContainsAny(raw, ".eE"):
 		f, err := strconv.ParseFloat(raw, 64)
 		if err != nil {

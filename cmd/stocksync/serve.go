@@ -504,7 +504,7 @@ func (d *daemon) reloadRules(why string) {
 	if p := d.current.Load(); p != nil {
 		p.Reload(set)
 	}
-	d.log.Info("rules reload accepted; swapping at the next transaction boundary", zap.String("trigger", why), zap.Int("rules", len(set.Rules())))
+	d.log.Info("rules reload accepted: the next transaction read goes through the new rules", zap.String("trigger", why), zap.Int("rules", len(set.Rules())))
 }
 
 // sameFile reports whether two paths name the same file.
