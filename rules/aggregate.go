@@ -394,9 +394,9 @@ func appendJSONIn(b, v []byte, style valueStyle) []byte {
 	return appendString(b, string(v))
 }
 
-// appendGroupChanged appends the before values of the sums (and value) that changed.
-func appendGroupChanged(b []byte, r *Rule, g *group, style valueStyle) ([]byte, bool) {
-	start := len(b)
+// appendGroupChanged appends the before values of the sums (and value) that changed, as
+// an object: {} when none did (appendChanged).
+func appendGroupChanged(b []byte, r *Rule, g *group, style valueStyle) []byte {
 	b = append(b, '{')
 	n := 0
 	var bv, av []byte
@@ -421,10 +421,7 @@ func appendGroupChanged(b []byte, r *Rule, g *group, style valueStyle) ([]byte, 
 		b = append(b, `"value":`...)
 		b = appendJSONIn(b, g.prevValue, style)
 	}
-	if n == 0 {
-		return b[:start], false
-	}
-	return append(b, '}'), true
+	return append(b, '}')
 }
 
 // groupEvent is what one group message reports: its op, whether it carries a before and
@@ -478,12 +475,7 @@ func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent, topic stri
 		b = append(b, canalType(op)...)
 		b = append(b, `","old":`...)
 		if op == canal.OpUpdate {
-			b = append(b, '[')
-			var ok bool
-			if b, ok = appendGroupChanged(b, r, g, styleStrings); !ok {
-				b = append(b, "{}"...)
-			}
-			b = append(b, ']')
+			b = append(appendGroupChanged(append(b, '['), r, g, styleStrings), ']')
 		} else {
 			b = append(b, "null"...)
 		}
@@ -512,12 +504,7 @@ func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent, topic stri
 			b = appendGroupImage(b, r, g, g.prevSums, g.prevValue, styleMaxwell)
 		}
 		if op == canal.OpUpdate {
-			mark := len(b)
-			b = append(b, `,"old":`...)
-			var ok bool
-			if b, ok = appendGroupChanged(b, r, g, styleMaxwell); !ok {
-				b = b[:mark]
-			}
+			b = appendGroupChanged(append(b, `,"old":`...), r, g, styleMaxwell)
 		}
 		b = append(b, '}')
 	default:

@@ -130,6 +130,29 @@ func TestGroupFormats(t *testing.T) {
 	}
 }
 
+// TestUpdatesWithNothingWrittenChanged: an update whose written fields or sums are all
+// as they were (a column the rule leaves out changed; stock moved between two shards of
+// one SKU) still carries old, as {}: Maxwell's and Canal's readers (Flink's) need it.
+func TestUpdatesWithNothingWrittenChanged(t *testing.T) {
+	for _, format := range []string{"maxwell", "canal"} {
+		e := newTestEngine(mustParse(t, fmt.Sprintf(`
+rules:
+  - {name: rows, match: {table: inventory.sellable_shard}, fields: [sku_id, shard], topic: rows, format: %[1]s}
+  - {name: total, match: {table: inventory.sellable_shard}, emit: aggregate, group_by: [sku_id], sum: {sellable: qty}, topic: total, format: %[1]s}
+`, format)))
+		txn(t, e, ins("A1", 0, 3), ins("A1", 1, 0))
+		got, _ := txn(t, e, upd("A1", 0, 3, 2), upd("A1", 1, 0, 1))
+		if len(got) != 3 {
+			t.Fatalf("%s: %d messages, want 3: %v", format, len(got), got)
+		}
+		for _, m := range got {
+			if !strings.Contains(m, `"old":{}`) && !strings.Contains(m, `"old":[{}]`) {
+				t.Errorf("%s: %s has no empty old", format, m)
+			}
+		}
+	}
+}
+
 func TestExpressions(t *testing.T) {
 	e := newTestEngine(mustParse(t, `
 rules:

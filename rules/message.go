@@ -216,9 +216,9 @@ func sameSlice(a, b []any) bool {
 }
 
 // appendChanged appends the before values of the fields whose value differs between
-// before and after, as an object; ok is false when none differs.
-func (e *Engine) appendChanged(b []byte, rp *rulePlan, c *canal.RowChange, style valueStyle) ([]byte, bool) {
-	start := len(b)
+// before and after, as an object: {} when none does (an update of columns the rule does
+// not write; Maxwell's and Canal's readers, Flink's among them, need the object).
+func (e *Engine) appendChanged(b []byte, rp *rulePlan, c *canal.RowChange, style valueStyle) []byte {
 	b = append(b, '{')
 	n := 0
 	var bv, av []byte
@@ -249,10 +249,7 @@ func (e *Engine) appendChanged(b []byte, rp *rulePlan, c *canal.RowChange, style
 			add(rp.fieldKeys[i])
 		}
 	}
-	if n == 0 {
-		return b[:start], false
-	}
-	return append(b, '}'), true
+	return append(b, '}')
 }
 
 func (e *Engine) appendDebeziumSource(b []byte, s *canal.Source, ti *tableInfo) []byte {
@@ -334,12 +331,7 @@ func (e *Engine) appendCanalRow(b []byte, rp *rulePlan, c *canal.RowChange) []by
 	b = append(b, canalType(c.Op)...)
 	b = append(b, `","old":`...)
 	if c.Op == canal.OpUpdate {
-		b = append(b, '[')
-		var ok bool
-		if b, ok = e.appendChanged(b, rp, c, styleStrings); !ok {
-			b = append(b, "{}"...)
-		}
-		b = append(b, ']')
+		b = append(e.appendChanged(append(b, '['), rp, c, styleStrings), ']')
 	} else {
 		b = append(b, "null"...)
 	}
@@ -372,12 +364,7 @@ func (e *Engine) appendMaxwellRow(b []byte, rp *rulePlan, c *canal.RowChange) []
 	}
 	b = e.appendImage(b, rp, c, img, styleMaxwell)
 	if c.Op == canal.OpUpdate {
-		mark := len(b)
-		b = append(b, `,"old":`...)
-		var ok bool
-		if b, ok = e.appendChanged(b, rp, c, styleMaxwell); !ok {
-			b = b[:mark]
-		}
+		b = e.appendChanged(append(b, `,"old":`...), rp, c, styleMaxwell)
 	}
 	return append(b, '}')
 }
