@@ -15,7 +15,7 @@ type Metrics struct {
 	CheckpointSaved prometheus.Gauge
 	Lag             prometheus.Gauge
 	Restarts        prometheus.Counter
-	RuleEvalErrors  prometheus.Gauge
+	RuleEvalErrors  *prometheus.GaugeVec
 
 	SnapshotRowsDone        prometheus.Gauge
 	SnapshotRowsEstimated   prometheus.Gauge
@@ -50,8 +50,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "How far the last binlog event read is behind the source's clock; 0 when caught up."}),
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_pipeline_restarts_total",
 			Help: "Times the pipeline restarted from its checkpoint after a retryable failure."}),
-		RuleEvalErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_rule_eval_errors",
-			Help: "Rule expressions that failed at run time since the pipeline started (a failed when is false, a failed field null)."}),
+		RuleEvalErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stocksync_rule_eval_errors",
+			Help: "Rule evaluations that failed at run time since the pipeline started, by rule (a failed when is false, a failed field or value null, a refused topic not published)."}, []string{"rule"}),
 		SnapshotRowsDone: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_rows_done",
 			Help: "Rows read by the current or last snapshot."}),
 		SnapshotRowsEstimated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_rows_estimated",

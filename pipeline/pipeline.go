@@ -102,6 +102,8 @@ type Pipeline struct {
 	// reading goroutine finished (Commit or Idle, with any resync served there): past it,
 	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
 	emittedWhole uint64
+	// evalErrorsShown is the engine's EvalErrors as Metrics.RuleEvalErrors last showed it.
+	evalErrorsShown int64
 	// retentionCheckedAt is when checkRetention last ran.
 	retentionCheckedAt time.Time
 	// ruleMessages are Metrics.RuleMessages' counters by rule name, for Emit (the
@@ -207,6 +209,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.log.Info("resuming from checkpoint", zap.Stringer("pos", start), zap.Int("state_rows", len(state)))
 	}
 	p.engine = rules.NewEngine(p.opts.Rules, p.opts.Source.ServerID)
+	p.m.RuleEvalErrors.Reset() // counted since this start, as the engine counts them
 	p.engine.SetLogger(p.log.Named("rules"))
 	if err := p.engine.Restore(fromStateRows(ruleStateRows(state))); err != nil {
 		return fmt.Errorf("restoring rule state from checkpoint %s: %w", start, err)
@@ -367,7 +370,12 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 		return err
 	}
 	p.m.Transactions.Inc()
-	p.m.RuleEvalErrors.Set(float64(p.engine.EvalErrors()))
+	if n := p.engine.EvalErrors(); n != p.evalErrorsShown {
+		p.evalErrorsShown = n
+		for rule, n := range p.engine.EvalErrorsByRule() {
+			p.m.RuleEvalErrors.WithLabelValues(rule).Set(float64(n))
+		}
+	}
 	p.mu.Lock()
 	p.pending.pos, p.pending.have = pos, true
 	for _, e := range state {

@@ -352,7 +352,8 @@ func TestTablesNoRuleMatchesPublishNothing(t *testing.T) {
 	}
 }
 
-// TestMessagesAreCountedByRule: stocksync_rule_messages_total counts each rule's messages.
+// TestMessagesAreCountedByRule: stocksync_rule_messages_total counts each rule's
+// messages, and stocksync_rule_eval_errors each rule's failed evaluations.
 func TestMessagesAreCountedByRule(t *testing.T) {
 	e := newEnv(t)
 	e.exec("CREATE TABLE stock_a (sku_id VARCHAR(32) PRIMARY KEY, qty INT)", "CREATE TABLE stock_b (sku_id VARCHAR(32) PRIMARY KEY, qty INT)")
@@ -367,14 +368,24 @@ rules:
     match: {table: "DB.stock_b"}
     topic: TOPIC
     key: [sku_id]
+  - name: b-odd
+    match: {table: "DB.stock_b"}
+    topic: TOPIC
+    fields: {sku_id: sku_id, odd: "after.qty > 'x'"}
 `), testutil.ServerID(), func(o *pipeline.Options) { o.Metrics = metrics })
 	// a, then b, then a again: the counter of a rule counted before is found again.
 	e.exec("INSERT INTO stock_a VALUES ('a1', 1), ('a2', 2)", "INSERT INTO stock_b VALUES ('b1', 1)", "INSERT INTO stock_a VALUES ('a3', 3)")
-	testutil.Consume(t, e.broker, []string{e.topic}, 4, 20*time.Second)
-	for rule, want := range map[string]float64{"a-rows": 3, "b-rows": 1} {
+	testutil.Consume(t, e.broker, []string{e.topic}, 5, 20*time.Second)
+	for rule, want := range map[string]float64{"a-rows": 3, "b-rows": 1, "b-odd": 1} {
 		if got := promtest.ToFloat64(metrics.RuleMessages.WithLabelValues(rule)); got != want {
 			t.Errorf("stocksync_rule_messages_total{rule=%q} = %v, want %v", rule, got, want)
 		}
+	}
+	testutil.Eventually(t, 10*time.Second, "b-odd's failed field to be counted", func() bool {
+		return promtest.ToFloat64(metrics.RuleEvalErrors.WithLabelValues("b-odd")) == 1
+	})
+	if n := promtest.ToFloat64(metrics.RuleEvalErrors.WithLabelValues("b-rows")); n != 0 {
+		t.Errorf("stocksync_rule_eval_errors{rule=\"b-rows\"} = %v, want 0", n)
 	}
 }
 

@@ -144,6 +144,7 @@ func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
 				g.sums[i].startDecimal()
 			}
 		}
+		g.srcTable = rp.table // for what a failing empty value logs
 		if st.rule.emit == EmitTransition {
 			g.value = e.emptyValue(st, g)
 		}

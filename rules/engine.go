@@ -3,10 +3,10 @@ package rules
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -56,7 +56,9 @@ type Engine struct {
 	txnMsSet   bool
 	posKey     canal.Source
 	posHeader  []byte
-	evalErrors atomic.Int64
+	evalErrors int64
+	// evalErrorsOf counts evalErrors by rule name.
+	evalErrorsOf map[string]int64
 
 	// per row
 	env         rowEnv
@@ -100,8 +102,11 @@ func (e *Engine) SetLogger(log *zap.Logger) { e.log = log }
 func (e *Engine) SetClock(now func() time.Time) { e.now = now }
 
 // EvalErrors counts expression evaluations that failed at run time (a when counted as
-// false, a field written as null, a transition value as null).
-func (e *Engine) EvalErrors() int64 { return e.evalErrors.Load() }
+// false, a field written as null, a transition value as null, a topic refused).
+func (e *Engine) EvalErrors() int64 { return e.evalErrors }
+
+// EvalErrorsByRule is EvalErrors by rule name: a copy, rules without failures left out.
+func (e *Engine) EvalErrorsByRule() map[string]int64 { return maps.Clone(e.evalErrorsOf) }
 
 // Set returns the set in effect.
 func (e *Engine) Set() *Set { return e.set }
@@ -271,7 +276,12 @@ const maxEvalFailureLogs = 100
 // value, topic), t the change's table (nil when there is none, as for a group's value
 // without rows).
 func (e *Engine) evalFailed(r *Rule, t *canal.Table, what string, err error) {
-	if e.evalErrors.Add(1) <= maxEvalFailureLogs {
+	e.evalErrors++
+	if e.evalErrorsOf == nil {
+		e.evalErrorsOf = map[string]int64{}
+	}
+	e.evalErrorsOf[r.name]++
+	if e.evalErrors <= maxEvalFailureLogs {
 		table := ""
 		if t != nil {
 			table = t.FullName()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -293,8 +294,18 @@ func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serv
 	}
 	if n := e.EvalErrors(); n > 0 {
 		fmt.Fprintf(w, "# %d rule evaluations failed at run time (a when counted false, a field or value null, a message not published): see stderr\n", n)
+		return fmt.Errorf("%d rule evaluations failed at run time (%s): each is on stderr", n, failuresByRule(e.EvalErrorsByRule()))
 	}
 	return nil
+}
+
+// failuresByRule writes counts by rule as "a: 2, b: 1", in rule name order.
+func failuresByRule(counts map[string]int64) string {
+	parts := make([]string, 0, len(counts))
+	for _, rule := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", rule, counts[rule]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // rowIdentity names a row image of table t: its table and primary key values, or all its

@@ -40,8 +40,8 @@ func TestRulesTestShowsRunTimeFailures(t *testing.T) {
 	writeFile(t, events, `[{"schema":"shop","table":"stock","op":"insert","after":{"sku_id":"A1","qty":null}},
  {"schema":"shop","table":"stock","op":"insert","after":{"sku_id":"A 1","qty":2}}]`)
 	stdout, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || err.Error() != "2 rule evaluations failed at run time (f: 2): each is on stderr" {
+		t.Fatalf("rules test with failing evaluations: %v, want an error counting them by rule (a CI step must fail)", err)
 	}
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	if len(lines) != 2 ||
