@@ -92,3 +92,41 @@ func TestRulesLiveColumnPositions(t *testing.T) {
 		t.Errorf("got %v, want %s", errs, want)
 	}
 }
+
+// TestRulesLiveTypes: over a live table's column types, an expression that would fail at
+// every row (a number column compared with a string, a when that is not a boolean, a sum
+// compared with a string) is reported where it goes wrong, once for all the tables the
+// rule matches; what only NULL breaks, and what the types allow, is not.
+func TestRulesLiveTypes(t *testing.T) {
+	src := `rules:
+  - name: cond
+    match: {table: "shop.stock_*", when: 'after.qty > "5"'}
+    fields: {sku: sku_id, n: "after.qty", bad: "after.sku_id * 2", fine: "(after.qty ?? 0) > 1.5 && after.sku_id startsWith 'A'"}
+    topic: t
+  - name: flag
+    match: {table: "shop.stock_*", when: "after.qty"}
+    topic: t
+  - name: avail
+    match: {table: "shop.stock_*"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > '0'"
+    topic: t
+`
+	two := []TableInfo{{Schema: "shop", Name: "stock_1", Columns: stockTable.Columns}, {Schema: "shop", Name: "stock_2", Columns: stockTable.Columns}}
+	errs := mustParse(t, src).CheckTables(two)
+	var got []string
+	for _, err := range errs {
+		got = append(got, err.Error())
+	}
+	want := []string{
+		"rules.yaml:" + placeOf(t, src, `'after.qty > "5"'`, ">") + `: rule "cond", over table shop.stock_1: match.when: invalid operation: > (mismatched types int64 and string)`,
+		"rules.yaml:" + placeOf(t, src, `bad: "after.sku_id * 2"`, "*") + `: rule "cond", over table shop.stock_1: fields.bad: invalid operation: * (mismatched types string and int)`,
+		"rules.yaml:" + placeOf(t, src, `"after.qty"}`, `"after.qty"`) + `: rule "flag", over table shop.stock_1: match.when: expected bool, but got int64`,
+		"rules.yaml:" + placeOf(t, src, `"sellable > '0'"`, ">") + `: rule "avail", over table shop.stock_1: value: invalid operation: > (mismatched types int64 and string)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

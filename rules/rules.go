@@ -614,7 +614,9 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 func (s *Set) CheckColumns(tables []TableInfo) []error { return s.checkColumns(tables, nil) }
 
 func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
+	types := compiler{file: s.file}
 	for _, r := range s.rules {
+		typeChecked := map[rulefmt.Pos]bool{}
 		for _, t := range tables {
 			if !r.MatchesTable(t.Schema, t.Name) {
 				continue
@@ -629,6 +631,9 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 					reported[ref.name] = true
 					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q (%s)", r.name, t.Schema, t.Name, ref.name, columnsHint(t.Columns))})
 				}
+			}
+			if len(reported) == 0 {
+				types.checkTypes(r, t, typeChecked)
 			}
 			for _, f := range r.exprNameFields {
 				if _, ok := kinds[f.name]; ok {
@@ -647,6 +652,7 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 			}
 		}
 	}
+	errs = append(errs, types.errs...)
 	errs.Sort()
 	out := make([]error, len(errs))
 	for i, e := range errs {

@@ -1,0 +1,81 @@
+package rules
+
+import (
+	"fmt"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/types"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules/rulefmt"
+)
+
+// checkTypes compiles rule r's expressions again over the column types of table t, a
+// table it matches: a number column compared with a string, a when that is not a
+// boolean, arithmetic on a string column fail at every row at run time (a when false, a
+// field or value null), so they are told now. An expression is told of once, for the
+// first table it fails on (typeChecked holds what was told).
+func (c *compiler) checkTypes(r *Rule, t TableInfo, typeChecked map[rulefmt.Pos]bool) {
+	kinds := make(map[string]canal.ColumnKind, len(t.Columns))
+	img := make(types.Map, len(t.Columns))
+	for _, col := range t.Columns {
+		kinds[col.Name] = col.Kind
+		img[col.Name] = exprType(col.Kind)
+	}
+	rowEnv := expr.Env(types.Map{"before": img, "after": img, "row": img, "op": types.String, "schema": types.String,
+		"table": types.String, "changed": types.TypeOf(func(string) bool { return false })})
+	at := fmt.Sprintf("%s, over table %s.%s", r.src.Label(), t.Schema, t.Name)
+	check := func(what string, s rulefmt.String, env expr.Option, unknown func(string) string, opts ...expr.Option) {
+		if typeChecked[s.Pos] {
+			return
+		}
+		before := len(c.errs)
+		c.compile(at+": "+what, s, env, unknown, opts...)
+		typeChecked[s.Pos] = len(c.errs) > before
+	}
+	if r.when != nil {
+		check("match.when", r.src.When, rowEnv, rowUnknownHint, expr.AsBool())
+	}
+	for i, f := range r.fields {
+		if f.prog != nil {
+			check("fields."+f.name, r.src.Fields[i].Expr, rowEnv, rowUnknownHint)
+		}
+	}
+	if r.value != nil {
+		env := types.Map{}
+		for _, g := range r.groupBy {
+			env[g] = exprType(kinds[g])
+		}
+		for _, s := range r.sums {
+			env[s.name] = sumType(kinds[s.column])
+		}
+		check("value", r.src.Value, expr.Env(env), func(string) string { return "value sees the rule's group_by columns and sum fields" })
+	}
+}
+
+// exprType is the type expressions see a column of kind k as (fillImage, exprValue),
+// when it is not NULL; any where it depends on the value (unsigned integers: int below
+// 2^63, float64 from there) or on what it holds (JSON).
+func exprType(k canal.ColumnKind) types.Type {
+	switch k {
+	case canal.KindInt, canal.KindYear:
+		return types.Int64
+	case canal.KindFloat, canal.KindDecimal:
+		return types.Float64
+	case canal.KindString, canal.KindEnum, canal.KindSet, canal.KindDate, canal.KindDateTime, canal.KindTime, canal.KindBytes:
+		return types.String
+	}
+	return types.Any
+}
+
+// sumType is the type a transition value sees a sum over a column of kind k as
+// (accumulator.exprValue).
+func sumType(k canal.ColumnKind) types.Type {
+	switch k {
+	case canal.KindInt, canal.KindYear:
+		return types.Int64
+	case canal.KindFloat, canal.KindDecimal:
+		return types.Float64
+	}
+	return types.Any
+}
