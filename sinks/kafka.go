@@ -304,10 +304,19 @@ func (k *Kafka) failure() error {
 	return nil
 }
 
+// missingTopicHint is what to do about a delivery that failed for want of its topic.
+func missingTopicHint(err error) string {
+	if !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return ""
+	}
+	return " (the brokers have no such topic and do not create topics on first use: create it, with the partitions " +
+		"and cleanup.policy its consumers need, or set auto.create.topics.enable=true on the brokers)"
+}
+
 func (k *Kafka) collectErrors() {
 	for pe := range k.producer.Errors() {
 		produceErrorsTotal.Inc()
-		err := fmt.Errorf("%w: producing to %s: %w", ErrSinkFailed, pe.Msg.Topic, pe.Err)
+		err := fmt.Errorf("%w: producing to %s: %w%s", ErrSinkFailed, pe.Msg.Topic, pe.Err, missingTopicHint(pe.Err))
 		if k.failed.CompareAndSwap(nil, &err) {
 			k.log.Error("kafka delivery failed", zap.String("topic", pe.Msg.Topic), zap.Error(pe.Err))
 		}

@@ -260,3 +260,22 @@ func TestOversizedMessageIsRefusedByName(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingTopicIsNamedWithWhatToDo: on brokers that do not create topics on first use,
+// a delivery to a topic nobody created fails naming the topic and what to do.
+func TestMissingTopicIsNamedWithWhatToDo(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k := newKafka(t, c.ListenAddrs()[0])
+	if err := k.Emit(t.Context(), sinks.Message{Topic: "never.created", Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	err = k.Flush(t.Context())
+	if !errors.Is(err, sinks.ErrSinkFailed) || !strings.Contains(err.Error(), "producing to never.created") ||
+		!strings.Contains(err.Error(), "auto.create.topics.enable") {
+		t.Fatalf("flushing a message to a topic the brokers lack: %v, want the topic named and what to do", err)
+	}
+}

@@ -570,7 +570,7 @@ func headerKey(k string) []byte {
 func (t *Transactional) collectErrors() {
 	for pe := range t.producer.Errors() {
 		produceErrorsTotal.Inc()
-		err := fmt.Errorf("%w: producing to %s in a transaction: %w", ErrSinkFailed, pe.Msg.Topic, pe.Err)
+		err := fmt.Errorf("%w: producing to %s in a transaction: %w%s", ErrSinkFailed, pe.Msg.Topic, pe.Err, missingTopicHint(pe.Err))
 		if isFencing(pe.Err) {
 			err = fmt.Errorf("%w: producing to %s: %w", ErrFenced, pe.Msg.Topic, pe.Err)
 		}
