@@ -435,6 +435,37 @@ func TestReadyGaugeFollowsReadyz(t *testing.T) {
 	})
 }
 
+// TestAStopEveryRunMeetsBacksOff: a change the stream cannot get past (an UPDATE logged
+// as a statement) stops every run a moment after it streams. The daemon stays up, is
+// retried with a back-off that grows (1 s, 2 s, 4 s), not every second, and /readyz says
+// why it is not ready.
+func TestAStopEveryRunMeetsBacksOff(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_r VALUES (1, 1)")
+	d := s.start(t)
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"SET SESSION binlog_format = 'STATEMENT'", "UPDATE stock_r SET qty = 2", "SET SESSION binlog_format = 'ROW'"} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, "the third restart to wait 4s", func() bool {
+		return strings.Contains(d.output.String(), `"after":4}`) // the log writes a duration in seconds
+	})
+	if n := strings.Count(d.output.String(), `"after":1}`); n != 1 {
+		t.Errorf("%d restarts after 1s, want 1: the back-off went back to 1 s after runs that stopped at once", n)
+	}
+	code, body := httpGet(s.httpAddr, "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "the last run stopped") || !strings.Contains(body, "as a statement") {
+		t.Errorf("/readyz: %d %q, want 503 giving the last run's error", code, body)
+	}
+}
+
 // TestReadyzAsksTheBrokerAKafkaRequest: a port that accepts TCP connections but does not
 // speak Kafka (here: the broker's port taken over by a silent listener) is not a broker
 // that answers. /readyz says 503 and why, stocksync_ready is 0; with a broker on the port

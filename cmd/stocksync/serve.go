@@ -75,6 +75,9 @@ type daemon struct {
 	// checkpoint is the last exactly-once checkpoint any run loaded or committed, so that
 	// a run finding the checkpoint topic emptied stops (pipeline.ErrCheckpointLost).
 	checkpoint atomic.Pointer[canal.Position]
+	// stopped is why the last run of the pipeline stopped, which /readyz gives while no
+	// run streams; nil before any stopped.
+	stopped atomic.Pointer[string]
 }
 
 func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
@@ -196,6 +199,9 @@ func (d *daemon) notReady() string {
 	case d.cfg.HA && !d.leader.Load():
 		return "standby, another stocksync holds the leader lock"
 	case p == nil || !p.Ready():
+		if why := d.stopped.Load(); why != nil {
+			return "binlog stream not open: the last run stopped: " + *why
+		}
 		return "binlog stream not open"
 	}
 	if why := d.brokerDown.Load(); why == nil {
@@ -266,11 +272,15 @@ func (d *daemon) standby(ctx context.Context) error {
 }
 
 // supervise runs the pipeline and restarts it from its checkpoint after a retryable
-// failure (a lost source or broker), backing off up to 30 s. The first start fails
-// fast instead, so a wrong address or setting is reported at once.
+// failure (a lost source or broker), backing off from 1 s, doubling to 30 s. The back-off
+// starts again from 1 s only after a run that streamed for a minute: a run that fails
+// soon after it streams (an event it cannot get past, a DDL stop, another daemon with its
+// server id) is retried ever more slowly, not every second. The first start fails fast
+// instead, so a wrong address or setting is reported at once.
 func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
+		started := time.Now()
 		ran, err := d.runOnce(ctx, lease)
 		if ctx.Err() != nil {
 			return err
@@ -281,17 +291,26 @@ func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
 		if attempt == 0 && !ran || !pipeline.Retryable(err) {
 			return err
 		}
-		if ran {
+		if ran && time.Since(started) >= steadyRun {
 			backoff = time.Second
 		}
+		why := err.Error()
+		d.stopped.Store(&why)
 		d.metrics.Restarts.Inc()
-		d.log.Warn("pipeline stopped; restarting from the checkpoint", zap.Error(err), zap.Duration("after", backoff))
+		log := d.log.Warn // an outage the next run may well get past
+		if backoff >= 30*time.Second {
+			log = d.log.Error // every run for minutes stopped: something needs a person
+		}
+		log("pipeline stopped; restarting from the checkpoint", zap.Error(err), zap.Duration("after", backoff))
 		if !d.backOff(ctx, backoff) {
 			return nil
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
 }
+
+// steadyRun is how long a run must stream for the back-off to start again from 1 s.
+const steadyRun = time.Minute
 
 // backOff waits for d, or less when the broker was down and answers again (a broker back
 // from an outage should not wait out a long back-off). It returns false when ctx is done.
