@@ -73,50 +73,81 @@ func Connect(ctx context.Context, src Config) (*Server, error) {
 func (s *Server) Close() error { return s.DB.Close() }
 
 func (s *Server) check(ctx context.Context, flavor string) error {
-	var logBin int
-	var format, image, version string
-	err := s.DB.QueryRowContext(ctx, "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, VERSION()").Scan(&logBin, &format, &image, &version)
+	st, err := readBinlogSettings(ctx, s.DB)
 	if err != nil {
-		return fmt.Errorf("reading the source's binlog settings: %w", err)
+		return err
 	}
-	s.Version = version
+	s.Version, s.RowMetadataFull = st.version, st.rowMetadataFull
 	s.Flavor = flavor
 	if s.Flavor == "" {
 		s.Flavor = "mysql"
-		if strings.Contains(strings.ToLower(version), "mariadb") {
+		if strings.Contains(strings.ToLower(st.version), "mariadb") {
 			s.Flavor = "mariadb"
 		}
 	}
-	var problems []string
+	// Servers without binlog_row_metadata (MySQL before 8.0.1, MariaDB before 10.5) are
+	// read with column names from information_schema; a column count that differs stops
+	// the stream.
+	return st.err()
+}
+
+// CheckBinlogSettings reports, all at once, the settings of the server db is connected
+// to that keep its binlog from being streamed, as Connect refuses them: for what writes
+// the tables stocksync is to stream (migrate up), before it writes anything.
+func CheckBinlogSettings(ctx context.Context, db *sql.DB) error {
+	st, err := readBinlogSettings(ctx, db)
+	if err != nil {
+		return err
+	}
+	return st.err()
+}
+
+// binlogSettings is what a server's settings say of streaming its binlog.
+type binlogSettings struct {
+	version         string
+	rowMetadataFull bool     // the binlog carries column names
+	problems        []string // each setting to change, with what to set
+}
+
+func (st binlogSettings) err() error {
+	if len(st.problems) == 0 {
+		return nil
+	}
+	// Every setting at once: a DBA restarting the server for one should not find the
+	// next only at the following start.
+	return fmt.Errorf("source %s cannot be streamed: %s", st.version, strings.Join(st.problems, "; "))
+}
+
+func readBinlogSettings(ctx context.Context, db *sql.DB) (binlogSettings, error) {
+	var st binlogSettings
+	var logBin int
+	var format, image string
+	err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, VERSION()").Scan(&logBin, &format, &image, &st.version)
+	if err != nil {
+		return st, fmt.Errorf("reading the source's binlog settings: %w", err)
+	}
 	if logBin != 1 {
-		problems = append(problems, "the binary log is off: start the server with log_bin (e.g. log-bin=binlog)")
+		st.problems = append(st.problems, "the binary log is off: start the server with log_bin (e.g. log-bin=binlog)")
 	}
 	if !strings.EqualFold(format, "ROW") {
-		problems = append(problems, fmt.Sprintf("binlog_format is %s: set binlog_format=ROW", format))
+		st.problems = append(st.problems, fmt.Sprintf("binlog_format is %s: set binlog_format=ROW", format))
 	}
 	if !strings.EqualFold(image, "FULL") {
-		problems = append(problems, fmt.Sprintf("binlog_row_image is %s: set binlog_row_image=FULL", image))
+		st.problems = append(st.problems, fmt.Sprintf("binlog_row_image is %s: set binlog_row_image=FULL", image))
 	}
 	var meta string
-	if err := s.DB.QueryRowContext(ctx, "SELECT @@GLOBAL.binlog_row_metadata").Scan(&meta); err == nil {
+	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.binlog_row_metadata").Scan(&meta); err == nil {
 		// The server can put column names in the binlog. Without them an ALTER TABLE
 		// between a row's write and its reading maps values to the wrong columns, and
 		// that cannot be detected afterwards: refuse rather than guess.
 		if !strings.EqualFold(meta, "FULL") {
-			problems = append(problems, fmt.Sprintf("binlog_row_metadata is %s: set binlog_row_metadata=FULL "+
+			st.problems = append(st.problems, fmt.Sprintf("binlog_row_metadata is %s: set binlog_row_metadata=FULL "+
 				"so that the binlog carries column names (an ALTER TABLE would otherwise map columns wrongly)", meta))
 		} else {
-			s.RowMetadataFull = true
+			st.rowMetadataFull = true
 		}
 	}
-	if len(problems) > 0 {
-		// Every setting at once: a DBA restarting the server for one should not find the
-		// next only at the following start.
-		return fmt.Errorf("source %s cannot be streamed: %s", version, strings.Join(problems, "; "))
-	}
-	// Servers without the setting (MySQL before 8.0.1, MariaDB before 10.5) are read with
-	// column names from information_schema; a column count that differs stops the stream.
-	return nil
+	return st, nil
 }
 
 // CurrentPosition is where the server's binlog ends now: file and position, and the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pressly/goose/v3"
 
+	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/sqlconn"
 )
@@ -148,6 +149,11 @@ func Migrate(ctx context.Context, cfg config.Config) (applied []string, err erro
 	if err := admin.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("migrating %s: connecting to %s as %s (%s): %w", name, cfg.Source.Addr, cfg.Source.User, sourceKeys, err)
 	}
+	// The inventory's changes are what stocksync streams, and under STATEMENT its READ
+	// COMMITTED inserts would fail half-way: say what to set before writing anything.
+	if err := canal.CheckBinlogSettings(ctx, admin); err != nil {
+		return nil, fmt.Errorf("migrating %s: %w", name, err)
+	}
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` DEFAULT CHARACTER SET utf8mb4"); err != nil {
 		return nil, fmt.Errorf("creating database %s: %w", name, err)
 	}
@@ -171,6 +177,12 @@ func MigrateDB(ctx context.Context, db *sql.DB) (applied []string, err error) {
 		return nil, err
 	}
 	defer release()
+	if err := CheckSchema(ctx, db); errors.Is(err, ErrSchemaTooNew) {
+		return nil, fmt.Errorf("migrating: %w", err) // not "up to date": this binary is older than the schema
+	}
+	if err := dropEmptyVersionTable(ctx, db); err != nil {
+		return nil, err
+	}
 	p, err := newProvider(db)
 	if err != nil {
 		return nil, err
@@ -183,6 +195,22 @@ func MigrateDB(ctx context.Context, db *sql.DB) (applied []string, err error) {
 		applied = append(applied, filepath.Base(r.Source.Path))
 	}
 	return applied, nil
+}
+
+// dropEmptyVersionTable drops goose's version table when it holds no row, not even the
+// zero version goose writes with it: a first migrate that failed right after creating it
+// (a server refusing the insert) leaves it so, and goose then stops at "missing zero
+// version migration" on every later run. Empty, it records nothing.
+func dropEmptyVersionTable(ctx context.Context, db *sql.DB) error {
+	var rows int
+	err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+versionTable).Scan(&rows)
+	if err != nil || rows > 0 {
+		return nil // no such table (goose creates it), or one that records migrations
+	}
+	if _, err := db.ExecContext(ctx, "DROP TABLE "+versionTable); err != nil {
+		return fmt.Errorf("dropping the empty %s a failed first migrate left: %w", versionTable, err)
+	}
+	return nil
 }
 
 // MigrationStatus is one embedded migration and whether the database has it.

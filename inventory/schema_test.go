@@ -59,11 +59,37 @@ func TestMigrateThenCheckSchema(t *testing.T) {
 	if !errors.Is(err, ErrSchemaTooNew) || !errors.As(err, &versionErr) || versionErr.Have != 99999 {
 		t.Fatalf("CheckSchema on a newer schema = %v, want ErrSchemaTooNew at 99999", err)
 	}
+	// and so must its migrate, rather than call the schema up to date
+	if applied, err := Migrate(ctx, cfg); !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Migrate on a newer schema = %v, %v; want ErrSchemaTooNew", applied, err)
+	}
 }
 
 // TestMigrateWithAWrongPasswordNamesTheKeys: a wrong password is reported as a failed
 // connection naming the config keys to check, not as CREATE DATABASE failing (which reads
 // as a missing grant).
+// TestMigrateAfterAFirstRunLeftAnEmptyVersionTable: a first migrate that failed right
+// after goose created its version table (a server refusing the inserts) leaves it empty;
+// the next migrate applies everything instead of stopping at "missing zero version
+// migration" for good.
+func TestMigrateAfterAFirstRunLeftAnEmptyVersionTable(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := t.Context()
+	db, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+versionTable+" (id SERIAL, version_id BIGINT NOT NULL, is_applied BOOLEAN NOT NULL, "+
+		"tstamp TIMESTAMP NULL DEFAULT NOW(), PRIMARY KEY (id))"); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := Migrate(ctx, cfg)
+	if err != nil || !slices.Equal(applied, embeddedMigrations(t)) {
+		t.Fatalf("Migrate over an empty version table: %v, %v; want every migration applied", applied, err)
+	}
+}
+
 func TestMigrateWithAWrongPasswordNamesTheKeys(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Source.Password = "not-" + cfg.Source.Password

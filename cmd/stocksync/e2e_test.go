@@ -419,7 +419,7 @@ func TestBadInputExitsNonZeroNamingWhatIsWrong(t *testing.T) {
 
 // TestServerWithStatementBinlogIsRefused starts a second private MariaDB whose binlog is
 // statement-based, without full row images or column names, and checks the daemon names
-// every setting to change at once.
+// every setting to change at once, and so does `migrate up`, before it creates anything.
 func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 	m := testutil.MySQLServer(t)
 	runDir := t.TempDir()
@@ -451,6 +451,17 @@ func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
+	}
+
+	out, err = exec.Command(binary, "migrate", "up", "--config", filepath.Join(dir, "stocksync.yaml")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "binlog_format is STATEMENT: set binlog_format=ROW") {
+		t.Errorf("migrate up against a statement-based binlog: %v, want the settings named:\n%s", err, out)
+	}
+	statementServer := m
+	statementServer.Addr = "127.0.0.1:" + port
+	var databases int
+	if err := statementServer.Open(t, "").QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'inventory'").Scan(&databases); err != nil || databases != 0 {
+		t.Errorf("after the refused migrate: %d inventory databases (%v), want none created", databases, err)
 	}
 }
 

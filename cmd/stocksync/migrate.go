@@ -42,7 +42,7 @@ func newMigrateCmd() *cobra.Command {
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status",
-		Short: "List the embedded migrations and whether the database has applied them",
+		Short: "List the embedded migrations and whether the database has applied them; exit 1 unless it is at this binary's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfigWithoutRules(cmd)
@@ -70,10 +70,9 @@ func newMigrateCmd() *cobra.Command {
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			if err := inventory.CheckSchema(cmd.Context(), db); err != nil {
-				fmt.Fprintln(cmd.OutOrStdout(), err)
-			}
-			return nil
+			// Not at this binary's version is an exit status, so that a deploy can check
+			// before it starts serve.
+			return inventory.CheckSchema(cmd.Context(), db)
 		},
 	})
 	return cmd
