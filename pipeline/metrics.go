@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CheckpointPos: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_position",
 			Help: "Offset within that file of the last saved checkpoint."}),
 		CheckpointSaved: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_saved_timestamp_seconds",
-			Help: "When the last checkpoint was saved (Unix time)."}),
+			Help: "When the last checkpoint was saved, or loaded at the start (Unix time)."}),
 		Lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_source_lag_seconds",
 			Help: "How far the last binlog event read is behind the source's clock; 0 when caught up."}),
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_pipeline_restarts_total",

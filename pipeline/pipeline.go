@@ -215,6 +215,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return fmt.Errorf("restoring rule state from checkpoint %s: %w", start, err)
 	}
 	p.lastSaved, p.lastSavedAt = start, time.Now()
+	if found {
+		p.showCheckpoint(start) // what a restart resumes from, not 0 until the first save
+	}
 	if start, err = p.startPosition(ctx, server, start, state, found); err != nil {
 		return err
 	}
@@ -569,11 +572,16 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	p.lastSaved = pos
 	p.mu.Unlock()
 	p.lastSavedAt, p.emittedAtSave = time.Now(), emitted
+	p.showCheckpoint(pos)
+	p.log.Debug("checkpoint saved", zap.Stringer("pos", pos), zap.Int("state_rows", len(rows)))
+	return nil
+}
+
+// showCheckpoint sets the checkpoint metrics to pos, saved (or loaded) now.
+func (p *Pipeline) showCheckpoint(pos canal.Position) {
 	p.m.CheckpointPos.Set(float64(pos.Pos))
 	p.m.CheckpointFile.Set(binlogFileNumber(pos.File))
 	p.m.CheckpointSaved.SetToCurrentTime()
-	p.log.Debug("checkpoint saved", zap.Stringer("pos", pos), zap.Int("state_rows", len(rows)))
-	return nil
 }
 
 // lastSavedPosition is the position of the last saved checkpoint.

@@ -487,7 +487,12 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 	for i := 50; i < 100; i++ {
 		e.exec(fmt.Sprintf("INSERT INTO stock_r VALUES (%d, %d)", i, i))
 	}
-	e.start(set, id)
+	metrics := pipeline.NewMetrics(nil)
+	e.start(set, id, func(o *pipeline.Options) { o.Metrics, o.CheckpointInterval = metrics, time.Hour })
+	// Before any save of this run, the metrics show the checkpoint it resumed from.
+	if file, pos := promtest.ToFloat64(metrics.CheckpointFile), promtest.ToFloat64(metrics.CheckpointPos); file == 0 || pos == 0 {
+		t.Errorf("checkpoint metrics after a restart, before its first save: file %v, pos %v; want the loaded checkpoint", file, pos)
+	}
 	got := testutil.Consume(t, e.broker, []string{e.topic}, 100, 20*time.Second)
 	seen := map[string]int{}
 	for _, m := range got {
