@@ -170,6 +170,23 @@ func TestDurationsNeedAUnitAndASensibleLength(t *testing.T) {
 	}
 }
 
+// TestEveryValueOfTheWrongTypeAtOnce: values of the wrong type in several sections are
+// all reported in one run, each at its place, not one per run.
+func TestEveryValueOfTheWrongTypeAtOnce(t *testing.T) {
+	_, err := load(t, "source: {server_id: abc}\ncheckpoint: {interval: 15}\ninventory: {hold_ttl: 2 minutes, max_connections: abc}\n")
+	want := []string{
+		`stocksync.yaml:1:21: source.server_id: "abc" is not a whole number`,
+		"stocksync.yaml:2:24: checkpoint.interval: 15 has no unit",
+		`stocksync.yaml:3:23: inventory.hold_ttl: "2 minutes" is not a duration`,
+		`stocksync.yaml:3:51: inventory.max_connections: "abc" is not a whole number`,
+	}
+	for _, w := range want {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("lacks %q:\n%v", w, err)
+		}
+	}
+}
+
 // TestProblemsFromTheEnvironmentNameTheVariable: a value a STOCKSYNC_* variable set is
 // reported under that variable, not at the line of the file it replaced.
 func TestProblemsFromTheEnvironmentNameTheVariable(t *testing.T) {

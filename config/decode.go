@@ -116,14 +116,20 @@ func decodeProblems(err error) Problems {
 	var ps Problems
 	var walk func(error)
 	walk = func(err error) {
-		if joined, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range joined.Unwrap() {
-				walk(e)
+		de, ok := err.(*mapstructure.DecodeError)
+		if !ok {
+			switch e := err.(type) {
+			case interface{ Unwrap() []error }: // the keys' errors, joined
+				for _, inner := range e.Unwrap() {
+					walk(inner)
+				}
+				return
+			case interface{ Unwrap() error }: // "decoding failed due to …", around them
+				if inner := e.Unwrap(); inner != nil {
+					walk(inner)
+					return
+				}
 			}
-			return
-		}
-		var de *mapstructure.DecodeError
-		if !errors.As(err, &de) {
 			ps = append(ps, Problem{Key: "(file)", Msg: err.Error()})
 			return
 		}
