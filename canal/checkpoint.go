@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
 // StateRow is one piece of rule state (an aggregate's running sum for one group) kept in
@@ -53,7 +55,11 @@ func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*C
 	}
 	for _, s := range stmts {
 		if _, err := db.ExecContext(ctx, s); err != nil {
-			return nil, fmt.Errorf("creating checkpoint table %s: %w", table, err)
+			if n := sqlconn.ErrorNumber(err); n == 1044 || n == 1142 { // access denied to the database, or CREATE on the table
+				return nil, fmt.Errorf("creating checkpoint table %s (checkpoint.table): source.user may not create or write it there: "+
+					"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON %s.* TO it, or name a database it may write in: %w", table, quoteName(schema), err)
+			}
+			return nil, fmt.Errorf("creating checkpoint table %s (checkpoint.table): %w", table, err)
 		}
 	}
 	return c, nil

@@ -210,6 +210,10 @@ func (s *Server) SourceAt(ctx context.Context, pos Position) (Source, error) {
 func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
 	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOGS")
 	if err != nil {
+		if sqlconn.ErrorNumber(err) == 1227 { // access denied: a privilege is missing
+			return nil, fmt.Errorf("listing binlog files: source.user lacks REPLICATION CLIENT (on MariaDB 10.5 and later: BINLOG MONITOR): "+
+				"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it (docs/operations.md, What the server needs): %w", err)
+		}
 		return nil, fmt.Errorf("listing binlog files: %w", err)
 	}
 	defer rows.Close()

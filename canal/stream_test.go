@@ -422,6 +422,30 @@ func TestWrongPasswordIsNotUnreachable(t *testing.T) {
 	}
 }
 
+// TestMissingGrantsAreNamed: a user without REPLICATION CLIENT listing the binlogs, and
+// one that may not create the checkpoint table, are told the GRANT, not only the server's
+// "access denied".
+func TestMissingGrantsAreNamed(t *testing.T) {
+	s := newSource(t)
+	user := "noclient_" + s.name[len(s.name)-6:]
+	testutil.Exec(t, s.db, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT, REPLICATION SLAVE ON *.* TO '"+user+"'@'%'")
+	t.Cleanup(func() { s.db.Exec("DROP USER '" + user + "'@'%'") })
+	cfg := s.cfg
+	cfg.User, cfg.Password = user, "pw"
+	server, err := canal.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	if _, err := server.BinlogFiles(t.Context()); err == nil || !strings.Contains(err.Error(), "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it") {
+		t.Errorf("listing binlogs without REPLICATION CLIENT: %v; want the grant named", err)
+	}
+	_, err = canal.NewCheckpointStore(t.Context(), server.DB, s.name+".ckpt", "test")
+	if err == nil || !strings.Contains(err.Error(), "(checkpoint.table)") || !strings.Contains(err.Error(), "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON `"+s.name+"`.* TO it") {
+		t.Errorf("creating the checkpoint table without CREATE: %v; want checkpoint.table and the grant named", err)
+	}
+}
+
 // TestStreamErrorsSayWhatTheServerMeans: the server's own words for a user without
 // REPLICATION SLAVE ("access denied … using password: YES") and for a second replica with
 // the same server id send a DBA the wrong way; the stream's error names the grant and

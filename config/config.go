@@ -407,6 +407,16 @@ func (c Config) Validate() Problems {
 	ps = append(ps, c.Source.TLS.problems("source.tls")...)
 	ps = append(ps, c.Kafka.TLS.problems("kafka.tls")...)
 	ps = append(ps, c.Kafka.SASL.problems("kafka.sasl")...)
+	if len(c.Kafka.Brokers) == 0 && (c.Kafka.SASL.Mechanism != "" || c.Kafka.TLS.Enabled()) {
+		// The embedded development broker serve starts without kafka.brokers speaks
+		// neither: its refusal would read as a wrong password or certificate.
+		key := "kafka.sasl.mechanism"
+		if c.Kafka.TLS.Enabled() {
+			key = "kafka.tls.mode"
+		}
+		bad(key, "is set, but kafka.brokers is empty, which runs the embedded development broker without TLS or SASL: "+
+			"name the brokers, or leave kafka.tls and kafka.sasl out (stocksync devbroker --tls-cert/--sasl-mechanism runs one that speaks them)")
+	}
 	if c.Kafka.MaxMessageBytes < 1024 || c.Kafka.MaxMessageBytes > 100000000 {
 		bad("kafka.max_message_bytes", "must be between 1024 and 100000000, got %d", c.Kafka.MaxMessageBytes)
 	}

@@ -57,8 +57,11 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"tls file without mode", "kafka: {tls: {ca_file: ca.pem}}\n", []string{"kafka.tls.ca_file: is set but kafka.tls.mode is disabled"}},
 		{"missing ca file", "kafka: {tls: {mode: verify_full, ca_file: missing.pem}}\n", []string{"kafka.tls.ca_file:", "missing.pem: no such file"}},
 		{"cert without key", "source: {tls: {mode: required, cert_file: c.pem}}\n", []string{"source.tls.cert_file: cert_file and key_file go together"}},
-		{"bad sasl mechanism", "kafka: {sasl: {mechanism: GSSAPI, user: u}}\n", []string{`kafka.sasl.mechanism: "GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`}},
-		{"sasl without user", "kafka: {sasl: {mechanism: SCRAM-SHA-512}}\n", []string{"kafka.sasl.user: SCRAM-SHA-512 needs a user"}},
+		{"bad sasl mechanism", "kafka: {brokers: [k:9092], sasl: {mechanism: GSSAPI, user: u}}\n", []string{`kafka.sasl.mechanism: "GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`}},
+		{"sasl without user", "kafka: {brokers: [k:9092], sasl: {mechanism: SCRAM-SHA-512}}\n", []string{"kafka.sasl.user: SCRAM-SHA-512 needs a user"}},
+		{"sasl password alone", "kafka: {brokers: [k:9092], sasl: {password: pw}}\n", []string{"kafka.sasl.mechanism: password is set but no mechanism"}},
+		{"sasl with the embedded broker", "kafka: {sasl: {mechanism: PLAIN, user: u}}\n", []string{"kafka.sasl.mechanism: is set, but kafka.brokers is empty"}},
+		{"tls with the embedded broker", "kafka: {tls: {mode: required}}\n", []string{"kafka.tls.mode: is set, but kafka.brokers is empty"}},
 		{"exactly once without id", "kafka: {exactly_once: true, transactional_id: \"\"}\n", []string{"kafka.transactional_id: exactly_once needs a transactional id"}},
 		{"several at once", "source: {addr: x, bogus: 1}\nlog: {level: loud, format: xml}\n",
 			[]string{"source.addr", "source.bogus: unknown key", "log.level", "log.format"}},
@@ -228,7 +231,7 @@ func TestProblemsFromTheEnvironmentNameTheVariable(t *testing.T) {
 func TestTLSFilesAreReadRelativeToTheConfig(t *testing.T) {
 	certs := testutil.NewCerts(t)
 	conf := `source: {tls: {mode: verify_full, ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem}}
-kafka: {tls: {mode: verify_ca, ca_file: ca.pem}, sasl: {mechanism: SCRAM-SHA-256, user: stocksync}}
+kafka: {brokers: [kafka-1:9093], tls: {mode: verify_ca, ca_file: ca.pem}, sasl: {mechanism: SCRAM-SHA-256, user: stocksync}}
 `
 	path := writeFile(t, filepath.Join(certs.Dir, "stocksync.yaml"), conf)
 	writeFile(t, filepath.Join(certs.Dir, "rules.yaml"), "rules: []\n")

@@ -187,8 +187,11 @@ func (s SASL) problems(prefix string) []Problem {
 	var ps []Problem
 	switch s.Mechanism {
 	case "":
-		if s.User != "" {
+		switch {
+		case s.User != "":
 			ps = append(ps, Problem{Key: prefix + ".mechanism", Msg: "user is set but no mechanism: set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"})
+		case s.Password != "":
+			ps = append(ps, Problem{Key: prefix + ".mechanism", Msg: "password is set but no mechanism (nor user): set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, and the user"})
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if s.User == "" {
