@@ -65,9 +65,6 @@ func TestMigrateThenCheckSchema(t *testing.T) {
 	}
 }
 
-// TestMigrateWithAWrongPasswordNamesTheKeys: a wrong password is reported as a failed
-// connection naming the config keys to check, not as CREATE DATABASE failing (which reads
-// as a missing grant).
 // TestMigrateAfterAFirstRunLeftAnEmptyVersionTable: a first migrate that failed right
 // after goose created its version table (a server refusing the inserts) leaves it empty;
 // the next migrate applies everything instead of stopping at "missing zero version
@@ -90,6 +87,9 @@ func TestMigrateAfterAFirstRunLeftAnEmptyVersionTable(t *testing.T) {
 	}
 }
 
+// TestMigrateWithAWrongPasswordNamesTheKeys: a wrong password is reported as a failed
+// connection naming the config keys to check, not as CREATE DATABASE failing (which reads
+// as a missing grant).
 func TestMigrateWithAWrongPasswordNamesTheKeys(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Source.Password = "not-" + cfg.Source.Password

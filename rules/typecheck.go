@@ -69,13 +69,11 @@ func exprType(k canal.ColumnKind) types.Type {
 }
 
 // sumType is the type a transition value sees a sum over a column of kind k as
-// (accumulator.exprValue).
+// (accumulator.exprValue): a number, as exprType says it; any over a column that is not
+// one, which CheckColumns reports on its own.
 func sumType(k canal.ColumnKind) types.Type {
-	switch k {
-	case canal.KindInt, canal.KindYear:
-		return types.Int64
-	case canal.KindFloat, canal.KindDecimal:
-		return types.Float64
+	if !k.Numeric() {
+		return types.Any
 	}
-	return types.Any
+	return exprType(k)
 }
