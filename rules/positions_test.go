@@ -130,3 +130,13 @@ func TestRulesLiveTypes(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestRulesLiveColumnMissingTwice: a column a table lacks, named in fields and in key, is
+// reported at both places, so that one run lists every place to mend.
+func TestRulesLiveColumnMissingTwice(t *testing.T) {
+	src := "rules:\n  - name: r\n    match: {table: shop.stock_1}\n    fields: [sku_id, gone]\n    key: [gone]\n    topic: t\n"
+	errs := mustParse(t, src).CheckTables([]TableInfo{{Schema: "shop", Name: "stock_1", Columns: stockTable.Columns}})
+	if len(errs) != 2 || !strings.HasPrefix(errs[0].Error(), "rules.yaml:4:") || !strings.HasPrefix(errs[1].Error(), "rules.yaml:5:") {
+		t.Errorf("got %v, want the missing column at line 4 and at line 5", errs)
+	}
+}

@@ -625,10 +625,10 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 			for _, c := range t.Columns {
 				kinds[c.Name] = c.Kind
 			}
-			reported := map[string]bool{}
+			reported := map[columnRef]bool{} // each place that names a missing column: each is to mend
 			for _, ref := range r.columns {
-				if _, ok := kinds[ref.name]; !ok && !reported[ref.name] {
-					reported[ref.name] = true
+				if _, ok := kinds[ref.name]; !ok && !reported[ref] {
+					reported[ref] = true
 					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q (%s)", r.name, t.Schema, t.Name, ref.name, columnsHint(t.Columns))})
 				}
 			}
