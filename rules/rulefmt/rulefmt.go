@@ -630,7 +630,14 @@ func firstValue(n *yaml.Node, key string) *yaml.Node {
 
 // unknown reports the key k, at the path at (as for mapping), which is none of known.
 func (p *parser) unknown(k *yaml.Node, at string, known []string) {
-	p.errorf(pos(k), "%s%s: unknown key (known: %s)", at, k.Value, strings.Join(known, ", "))
+	hint := ""
+	switch {
+	case slices.Equal(known, RuleKeys) && slices.Contains(MatchKeys, k.Value):
+		hint = fmt.Sprintf("; %s belongs under match: match: {%s: …}", k.Value, k.Value)
+	case slices.Equal(known, MatchKeys) && slices.Contains(RuleKeys, k.Value):
+		hint = fmt.Sprintf("; %s is a key of the rule, beside match, not under it", k.Value)
+	}
+	p.errorf(pos(k), "%s%s: unknown key (known: %s)%s", at, k.Value, strings.Join(known, ", "), hint)
 }
 
 func (p *parser) scalar(n *yaml.Node, at string) String {

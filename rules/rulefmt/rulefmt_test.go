@@ -48,6 +48,23 @@ func TestParseReportsEveryProblemWithItsPosition(t *testing.T) {
 	}
 }
 
+// TestParseSaysWhereAMisplacedKeyBelongs: a match key written beside match, or a rule key
+// under it, is told where it goes.
+func TestParseSaysWhereAMisplacedKeyBelongs(t *testing.T) {
+	_, err := Parse("r.yaml", []byte(`rules:
+  - name: a
+    match: {table: "x.y", topic: t}
+    ops: [insert]
+`))
+	text := fmt.Sprint(err)
+	for _, want := range []string{"ops: unknown key (known: ", "; ops belongs under match: match: {ops: …}",
+		"topic: unknown key (known: table, ops, when); topic is a key of the rule, beside match, not under it"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("errors lack %q:\n%s", want, text)
+		}
+	}
+}
+
 func TestParseRefusesWhatIsNotARulesFile(t *testing.T) {
 	for _, src := range []string{"rules: [\n", "- a\n", "rules: 3\n"} {
 		if _, err := Parse("r.yaml", []byte(src)); err == nil || !strings.HasPrefix(err.Error(), "r.yaml:") {
