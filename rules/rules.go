@@ -617,6 +617,7 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 	types := compiler{file: s.file}
 	for _, r := range s.rules {
 		typeChecked := map[rulefmt.Pos]bool{}
+		shapesChecked := map[string]bool{} // tables of one shape (a tenant per schema) are type-checked once
 		for _, t := range tables {
 			if !r.MatchesTable(t.Schema, t.Name) {
 				continue
@@ -632,7 +633,8 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q (%s)", r.name, t.Schema, t.Name, ref.name, columnsHint(t.Columns))})
 				}
 			}
-			if len(reported) == 0 {
+			if shape := fmt.Sprint(t.Columns); len(reported) == 0 && !shapesChecked[shape] {
+				shapesChecked[shape] = true
 				types.checkTypes(r, t, typeChecked)
 			}
 			for _, f := range r.exprNameFields {
