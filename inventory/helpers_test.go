@@ -31,11 +31,7 @@ func newTestStore(t testing.TB, opts Options) (*Store, *sql.DB) {
 	if _, err := Migrate(ctx, cfg); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
-	db, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("opening: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openTestDB(t, cfg)
 	check := testutil.MySQLServer(t).Open(t, cfg.Inventory.Database)
 	return New(db, opts), check
 }
@@ -66,9 +62,16 @@ func secondPool(t testing.TB, store *Store) *sql.DB {
 	cfg := config.Default()
 	cfg.Source.Addr, cfg.Source.User, cfg.Source.Password = server.Addr, server.User, server.Password
 	cfg.Inventory.Database = name
+	return openTestDB(t, cfg)
+}
+
+// openTestDB opens cfg's inventory database as the daemon does (Open), closed when the
+// test ends.
+func openTestDB(t testing.TB, cfg config.Config) *sql.DB {
+	t.Helper()
 	db, err := Open(context.Background(), cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("opening %s: %v", cfg.Inventory.Database, err)
 	}
 	t.Cleanup(func() { db.Close() })
 	return db

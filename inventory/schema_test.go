@@ -14,11 +14,7 @@ import (
 func TestMigrateThenCheckSchema(t *testing.T) {
 	cfg := testConfig(t)
 	ctx := t.Context()
-	db, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t, cfg)
 
 	if err := CheckSchema(ctx, db); !errors.Is(err, ErrSchemaTooOld) {
 		t.Fatalf("CheckSchema on an empty database = %v, want ErrSchemaTooOld", err)
@@ -72,11 +68,7 @@ func TestMigrateThenCheckSchema(t *testing.T) {
 func TestMigrateAfterAFirstRunLeftAnEmptyVersionTable(t *testing.T) {
 	cfg := testConfig(t)
 	ctx := t.Context()
-	db, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t, cfg)
 	if _, err := db.ExecContext(ctx, "CREATE TABLE "+versionTable+" (id SERIAL, version_id BIGINT NOT NULL, is_applied BOOLEAN NOT NULL, "+
 		"tstamp TIMESTAMP NULL DEFAULT NOW(), PRIMARY KEY (id))"); err != nil {
 		t.Fatal(err)
@@ -159,11 +151,7 @@ func TestProceduresTakeUTF8MB4InALatin1Database(t *testing.T) {
 	if _, err := Migrate(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t, cfg)
 	store := New(db, Options{})
 	const sku = "手机-1"
 	if _, err := store.SetStock(ctx, sku, 100, 1); err != nil {

@@ -404,26 +404,17 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 // Begin implements canal.TransactionBeginner: a reload waiting is installed before the
 // transaction's first event is matched, so every transaction the stream reads after
 // Reload returned is filtered and evaluated by the new set, and none by two sets.
-func (p *Pipeline) Begin(ctx context.Context) error {
-	if p.nextRules.Load() == nil {
+func (p *Pipeline) Begin(ctx context.Context) error { return p.installReload(ctx) }
+
+// installReload installs a reload waiting, between two transactions of the stream: the
+// stream's filter follows it, a running re-read that it changes ends, and the
+// aggregate/transition rules it brought without state are seeded. A reload during a
+// snapshot waits for the stream, so that what it adds is seeded from there rather than
+// folded from the chunks left.
+func (p *Pipeline) installReload(ctx context.Context) error {
+	if p.nextRules.Load() == nil { // at every transaction: a load, not a swap
 		return nil
 	}
-	return p.installReload(ctx, p.committed())
-}
-
-// committed is the position after the last transaction committed to the engine.
-func (p *Pipeline) committed() canal.Position {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pending.pos
-}
-
-// installReload installs a reload waiting, between two transactions of the stream (after
-// is the position they meet at): the stream's filter follows it, a running re-read that
-// it changes ends, and the aggregate/transition rules it brought without state are
-// seeded. A reload during a snapshot waits for the stream, so that what it adds is
-// seeded from there rather than folded from the chunks left.
-func (p *Pipeline) installReload(ctx context.Context, after canal.Position) error {
 	next := p.nextRules.Swap(nil)
 	if next == nil {
 		return nil
@@ -436,7 +427,7 @@ func (p *Pipeline) installReload(ctx context.Context, after canal.Position) erro
 	}
 	p.engine.Install(next)
 	p.stream.SetFilter(p.filterFor(next))
-	p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("after", after), zap.Int("rules", len(next.Rules())))
+	p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("after", p.streamPosition()), zap.Int("rules", len(next.Rules())))
 	return p.seedRules(ctx, p.server)
 }
 
@@ -451,7 +442,7 @@ func (p *Pipeline) Emptied(ctx context.Context, schema, table string, src canal.
 // transaction is committed when the source goes quiet, so its last messages do not wait
 // for the next transaction.
 func (p *Pipeline) Idle(ctx context.Context) error {
-	if err := p.installReload(ctx, p.committed()); err != nil {
+	if err := p.installReload(ctx); err != nil {
 		return err
 	}
 	if err := p.serveResync(ctx, true); err != nil {

@@ -635,7 +635,7 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 			}
 			if shape := fmt.Sprint(t.Columns); len(reported) == 0 && !shapesChecked[shape] {
 				shapesChecked[shape] = true
-				types.checkTypes(r, t, typeChecked)
+				types.checkTypes(r, t, kinds, typeChecked)
 			}
 			for _, f := range r.exprNameFields {
 				if _, ok := kinds[f.name]; ok {

@@ -11,16 +11,14 @@ import (
 )
 
 // checkTypes compiles rule r's expressions again over the column types of table t, a
-// table it matches: a number column compared with a string, a when that is not a
-// boolean, arithmetic on a string column fail at every row at run time (a when false, a
-// field or value null), so they are told now. An expression is told of once, for the
+// table it matches (kinds: its columns' kinds by name): a number column compared with a
+// string, a when that is not a boolean, arithmetic on a string column fail at every row
+// at run time (a when false, a field or value null), so they are told now. An expression is told of once, for the
 // first table it fails on (typeChecked holds what was told).
-func (c *compiler) checkTypes(r *Rule, t TableInfo, typeChecked map[rulefmt.Pos]bool) {
-	kinds := make(map[string]canal.ColumnKind, len(t.Columns))
-	img := make(types.Map, len(t.Columns))
-	for _, col := range t.Columns {
-		kinds[col.Name] = col.Kind
-		img[col.Name] = exprType(col.Kind)
+func (c *compiler) checkTypes(r *Rule, t TableInfo, kinds map[string]canal.ColumnKind, typeChecked map[rulefmt.Pos]bool) {
+	img := make(types.Map, len(kinds))
+	for name, kind := range kinds {
+		img[name] = exprType(kind)
 	}
 	rowEnv := expr.Env(types.Map{"before": img, "after": img, "row": img, "op": types.String, "schema": types.String,
 		"table": types.String, "changed": types.TypeOf(func(string) bool { return false })})
