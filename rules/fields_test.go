@@ -95,15 +95,45 @@ func TestRulesCheckTablesInFileOrder(t *testing.T) {
 // TestColumnsHintNamesAWideTablesFirstColumns: a missing column's message lists the
 // table's columns, cut short for a wide table.
 func TestColumnsHintNamesAWideTablesFirstColumns(t *testing.T) {
-	if got := columnsHint(stockTable.Columns); got != "its columns: sku_id, qty" {
+	if got := columnsHint("nope", stockTable.Columns); got != "its columns: sku_id, qty" {
 		t.Errorf("columnsHint: %s", got)
 	}
 	wide := make([]canal.Column, maxColumnsShown+5)
 	for i := range wide {
 		wide[i].Name = fmt.Sprintf("c%d", i)
 	}
-	got := columnsHint(wide)
+	got := columnsHint("nope", wide)
 	if !strings.HasPrefix(got, "its columns: c0, c1, ") || !strings.HasSuffix(got, fmt.Sprintf(", c%d, … (%d in all)", maxColumnsShown-1, maxColumnsShown+5)) {
 		t.Errorf("columnsHint of %d columns: %s", len(wide), got)
+	}
+}
+
+// TestMisspeltNamesAreNamed: a name one or two letters away from a name the expression
+// sees, or from a column of the table, is offered as what was meant; a name far from all
+// of them is not.
+func TestMisspeltNamesAreNamed(t *testing.T) {
+	for _, tc := range []struct{ expr, want string }{
+		{"befor.qty > 0", "unknown name befor (did you mean before? "},
+		{"aftr.qty > 0", "unknown name aftr (did you mean after? "},
+		{`chnaged("qty")`, "unknown name chnaged (did you mean changed? "},
+		{"lenn(after.sku_id) > 2", "unknown name lenn (did you mean len? "},
+		{"qty > 0", "unknown name qty (a row expression sees "},
+	} {
+		_, err := Parse("rules.yaml", []byte("rules:\n  - name: r\n    match: {table: shop.stock_1, when: '"+tc.expr+"'}\n    topic: t\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.expr, err, tc.want)
+		}
+	}
+	_, err := Parse("rules.yaml", []byte("rules:\n  - {name: r, match: {table: shop.stock_1}, topic: t, emit: transition, group_by: [sku_id], sum: {sellable: qty}, value: 'selable > 0'}\n"))
+	if err == nil || !strings.Contains(err.Error(), "unknown name selable (did you mean sellable? value sees") {
+		t.Errorf("transition value: got %v", err)
+	}
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{{"qty", "qty", 0}, {"qyt", "qty", 1}, {"befor", "before", 1}, {"chnaged", "changed", 1}, {"", "ab", 2}, {"sku", "qty", 3}, {"ab", "ba", 1}} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
 	}
 }

@@ -213,6 +213,7 @@ rules:
 func TestMissingColumnAndNonNumericSum(t *testing.T) {
 	for _, tc := range []struct{ rules, err string }{
 		{"rules:\n  - {name: r, match: {table: shop.stock_1}, topic: t, key: [nope]}\n", `rule "r": table shop.stock_1 has no column "nope" (its columns: sku_id, qty)`},
+		{"rules:\n  - {name: r, match: {table: shop.stock_1}, topic: t, key: [qyt]}\n", `rule "r": table shop.stock_1 has no column "qyt" (did you mean qty? its columns: sku_id, qty)`},
 		{"rules:\n  - {name: r, match: {table: shop.stock_1}, topic: t, emit: aggregate, group_by: [qty], sum: {x: sku_id}}\n", `rule "r": sum.x: column shop.stock_1.sku_id is string, not a number`},
 	} {
 		e := newTestEngine(mustParse(t, tc.rules))

@@ -160,7 +160,7 @@ func planRule(r *Rule, ti *tableInfo) *rulePlan {
 	rp.topicIdx = templateIndexes(r.topicParts, index)
 	rp.keyTemplateIdx = templateIndexes(r.keyParts, index)
 	if len(missing) > 0 && rp.err == nil {
-		rp.err = fmt.Errorf("rule %q: table %s has no column %q (%s)", r.name, t.FullName(), missing[0], columnsHint(t.Columns))
+		rp.err = fmt.Errorf("rule %q: table %s has no column %q (%s)", r.name, t.FullName(), missing[0], columnsHint(missing[0], t.Columns))
 	}
 	return rp
 }

@@ -453,8 +453,9 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		for _, sm := range r.sums {
 			sees = append(sees, sm.name)
 		}
-		hint := func(string) string {
-			return fmt.Sprintf("value sees the rule's group_by columns and sum fields: %s", strings.Join(sees, ", "))
+		hint := func(name string, call bool) string {
+			return didYouMean(name, sees, call) +
+				fmt.Sprintf("value sees the rule's group_by columns and sum fields: %s", strings.Join(sees, ", "))
 		}
 		r.value = c.compile(at+": value", fr.Value, expr.Env(env), hint)
 	}
@@ -477,13 +478,14 @@ func (c *compiler) compileRow(what string, s rulefmt.String, r *Rule, opts ...ex
 
 // rowUnknownHint is what an unknown name in a row expression is told: usually a column
 // written without before., after. or row.
-func rowUnknownHint(name string) string {
-	return fmt.Sprintf(`a row expression sees before, after, row, op, schema, table and changed("col"); a column is after.%s, before.%s or row.%s`, name, name, name)
+func rowUnknownHint(name string, call bool) string {
+	return didYouMean(name, []string{"before", "after", "row", "op", "schema", "table", "changed"}, call) + fmt.Sprintf(`a row expression sees before, after, row, op, schema, table and changed("col"); a column is after.%s, before.%s or row.%s`, name, name, name)
 }
 
 // compile compiles expression s over env; an error is recorded as the problem of what.
-// unknown gives the hint added to the error when it is a name env does not have.
-func (c *compiler) compile(what string, s rulefmt.String, env expr.Option, unknown func(name string) string, opts ...expr.Option) *vm.Program {
+// unknown gives the hint added to the error when it is a name env does not have (call: the
+// name is called, as a function).
+func (c *compiler) compile(what string, s rulefmt.String, env expr.Option, unknown func(name string, call bool) string, opts ...expr.Option) *vm.Program {
 	p, err := expr.Compile(s.Value, append([]expr.Option{env}, opts...)...)
 	if err != nil {
 		at, msg := s.Pos, err.Error()
@@ -496,9 +498,9 @@ func (c *compiler) compile(what string, s rulefmt.String, env expr.Option, unkno
 				// scalar): the scalar's own place, and the place inside the expression.
 				msg += fmt.Sprintf(" (in the expression at line %d, column %d)", fe.Line, fe.Column+1)
 			}
-			if name := identifierAt(s.Value, fe.From); name != "" {
+			if name, call := identifierAt(s.Value, fe.From); name != "" {
 				if _, err := expr.Compile(name, env); err != nil { // not a name of env or a builtin
-					msg += " (" + unknown(name) + ")"
+					msg += " (" + unknown(name, call) + ")"
 				}
 			}
 		}
@@ -509,26 +511,35 @@ func (c *compiler) compile(what string, s rulefmt.String, env expr.Option, unkno
 }
 
 // identifierAt is the name of the identifier at offset from of expression src, "" when
-// there is none: the checker reports an unknown name at its identifier.
-func identifierAt(src string, from int) string {
+// there is none (the checker reports an unknown name at its identifier), and whether it is
+// called.
+func identifierAt(src string, from int) (name string, call bool) {
 	tree, err := parser.Parse(src)
 	if err != nil {
-		return ""
+		return "", false
 	}
 	var f identAtFinder
 	f.from = from
 	ast.Walk(&tree.Node, &f)
-	return f.name
+	return f.name, f.call
 }
 
 type identAtFinder struct {
 	from int
 	name string
+	call bool
 }
 
 func (f *identAtFinder) Visit(n *ast.Node) {
-	if id, ok := (*n).(*ast.IdentifierNode); ok && id.Location().From == f.from && id.Value != "$env" {
-		f.name = id.Value
+	switch x := (*n).(type) {
+	case *ast.IdentifierNode:
+		if x.Location().From == f.from && x.Value != "$env" {
+			f.name = x.Value
+		}
+	case *ast.CallNode:
+		if id, ok := x.Callee.(*ast.IdentifierNode); ok && id.Location().From == f.from {
+			f.call = true
+		}
 	}
 }
 
@@ -630,7 +641,7 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 			for _, ref := range r.columns {
 				if _, ok := kinds[ref.name]; !ok && !reported[ref] {
 					reported[ref] = true
-					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q (%s)", r.name, t.Schema, t.Name, ref.name, columnsHint(t.Columns))})
+					errs = append(errs, Error{File: s.file, Pos: ref.pos, Msg: fmt.Sprintf("rule %q: table %s.%s has no column %q (%s)", r.name, t.Schema, t.Name, ref.name, columnsHint(ref.name, t.Columns))})
 				}
 			}
 			if shape := fmt.Sprint(t.Columns); len(reported) == 0 && !shapesChecked[shape] {

@@ -23,7 +23,7 @@ func (c *compiler) checkTypes(r *Rule, t TableInfo, kinds map[string]canal.Colum
 	rowEnv := expr.Env(types.Map{"before": img, "after": img, "row": img, "op": types.String, "schema": types.String,
 		"table": types.String, "changed": types.TypeOf(func(string) bool { return false })})
 	at := fmt.Sprintf("%s, over table %s.%s", r.src.Label(), t.Schema, t.Name)
-	check := func(what string, s rulefmt.String, env expr.Option, unknown func(string) string, opts ...expr.Option) {
+	check := func(what string, s rulefmt.String, env expr.Option, unknown func(string, bool) string, opts ...expr.Option) {
 		if typeChecked[s.Pos] {
 			return
 		}
@@ -47,7 +47,7 @@ func (c *compiler) checkTypes(r *Rule, t TableInfo, kinds map[string]canal.Colum
 		for _, s := range r.sums {
 			env[s.name] = sumType(kinds[s.column])
 		}
-		check("value", r.src.Value, expr.Env(env), func(string) string { return "value sees the rule's group_by columns and sum fields" })
+		check("value", r.src.Value, expr.Env(env), func(string, bool) string { return "value sees the rule's group_by columns and sum fields" })
 	}
 }
 
