@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stocksync/stocksync/canal"
@@ -132,4 +134,34 @@ func BenchmarkResync(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(out.n)*float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+}
+
+// BenchmarkCheckColumns is the check the daemon makes at start and at each reload, and
+// `rules validate --live` makes (column names, sums, expression types), of the ten rules of
+// the catch-up benchmark over 1,000 tenant schemas' bench_stock tables: of one shape, then
+// each of a shape of its own (an extra column), where every expression is compiled again
+// per table.
+func BenchmarkCheckColumns(b *testing.B) {
+	data, err := os.ReadFile("testdata/bench_ten.good.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	set := mustParse(b, strings.ReplaceAll(string(data), "stocksync_bench.", "tenant_*."))
+	for _, shapes := range []string{"one", "each"} {
+		b.Run("shapes="+shapes, func(b *testing.B) {
+			tables := make([]TableInfo, 1000)
+			for i := range tables {
+				tables[i] = TableInfo{Schema: fmt.Sprintf("tenant_%04d", i), Name: benchTable.Name, Columns: benchTable.Columns}
+				if shapes == "each" {
+					tables[i].Columns = append(slices.Clone(benchTable.Columns), canal.Column{Name: fmt.Sprintf("extra_%d", i), Kind: canal.KindInt})
+				}
+			}
+			for b.Loop() {
+				if errs := set.CheckColumns(tables); len(errs) != 0 {
+					b.Fatal(errs)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/check")
+		})
+	}
 }
