@@ -359,3 +359,36 @@ func TestStatefulAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestTransitionValueSeesGroupByAsItsKey: a transition's value sees a DECIMAL group_by
+// column as the string its key holds and a binary one as its key's base64 string, and the
+// live type check agrees: it accepts a comparison with a string and refuses one with a
+// number.
+func TestTransitionValueSeesGroupByAsItsKey(t *testing.T) {
+	table := &canal.Table{Schema: "shop", Name: "t", Columns: []canal.Column{
+		{Name: "d", Kind: canal.KindDecimal}, {Name: "b", Kind: canal.KindBytes}, {Name: "qty", Kind: canal.KindInt},
+	}}
+	src := `
+rules:
+  - name: flag
+    match: {table: "shop.t"}
+    emit: transition
+    group_by: [d, b]
+    sum: {n: qty}
+    value: 'd == "12.340" && b == "YWI=" && n > 0'
+    topic: flag
+`
+	set := mustParse(t, src)
+	if errs := set.CheckTables([]TableInfo{{Schema: "shop", Name: "t", Columns: table.Columns}}); len(errs) != 0 {
+		t.Errorf("live check: %v", errs)
+	}
+	e := newTestEngine(set)
+	got, _ := txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: table, After: []any{"12.340", []byte("ab"), int64(2)}})
+	if want := `flag {"d":"12.340","b":"YWI="} {"op":"u","before":{"d":"12.340","b":"YWI=","n":0,"value":false},"after":{"d":"12.340","b":"YWI=","n":2,"value":true}}`; strings.Join(got, "\n") != want {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+	bad := mustParse(t, strings.Replace(src, `d == "12.340"`, "d > 12", 1))
+	if errs := bad.CheckTables([]TableInfo{{Schema: "shop", Name: "t", Columns: table.Columns}}); len(errs) != 1 || !strings.Contains(errs[0].Error(), "mismatched types string and int") {
+		t.Errorf("live check of d > 12: %v", errs)
+	}
+}

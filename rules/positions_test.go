@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/stocksync/stocksync/canal"
 )
 
 // placeOf is "line:col" of the first occurrence of token on the first line of src holding
@@ -138,5 +140,23 @@ func TestRulesLiveColumnMissingTwice(t *testing.T) {
 	errs := mustParse(t, src).CheckTables([]TableInfo{{Schema: "shop", Name: "stock_1", Columns: stockTable.Columns}})
 	if len(errs) != 2 || !strings.HasPrefix(errs[0].Error(), "rules.yaml:4:") || !strings.HasPrefix(errs[1].Error(), "rules.yaml:5:") {
 		t.Errorf("got %v, want the missing column at line 4 and at line 5", errs)
+	}
+}
+
+// TestRulesLiveTypesOfUnsignedAndJSONColumns: an unsigned or BIT column is a number to the
+// type check and a JSON column a string, as expressions see them at run time.
+func TestRulesLiveTypesOfUnsignedAndJSONColumns(t *testing.T) {
+	cols := []canal.Column{{Name: "id", Kind: canal.KindUint}, {Name: "flags", Kind: canal.KindBit}, {Name: "doc", Kind: canal.KindJSON}}
+	for _, tc := range []struct{ when, want string }{
+		{`after.id > "5"`, "mismatched types int64 and string"},
+		{`after.flags == "1"`, "mismatched types int64 and string"},
+		{`after.doc > 5`, "mismatched types string and int"},
+		{`after.id % 2 == 0 && after.flags > 0 && after.doc contains "x"`, ""},
+	} {
+		set := mustParse(t, "rules:\n  - {name: r, match: {table: shop.u, when: '"+tc.when+"'}, topic: t}\n")
+		errs := set.CheckTables([]TableInfo{{Schema: "shop", Name: "u", Columns: cols}})
+		if tc.want == "" && len(errs) != 0 || tc.want != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want)) {
+			t.Errorf("%s: got %v, want %q", tc.when, errs, tc.want)
+		}
 	}
 }

@@ -42,7 +42,7 @@ func (c *compiler) checkTypes(r *Rule, t TableInfo, kinds map[string]canal.Colum
 	if r.value != nil {
 		env := types.Map{}
 		for _, g := range r.groupBy {
-			env[g] = exprType(kinds[g])
+			env[g] = groupType(kinds[g])
 		}
 		for _, s := range r.sums {
 			env[s.name] = sumType(kinds[s.column])
@@ -52,18 +52,33 @@ func (c *compiler) checkTypes(r *Rule, t TableInfo, kinds map[string]canal.Colum
 }
 
 // exprType is the type expressions see a column of kind k as (fillImage, exprValue),
-// when it is not NULL; any where it depends on the value (unsigned integers: int below
-// 2^63, float64 from there) or on what it holds (JSON).
+// when it is not NULL. Unsigned integers (and BITs) are int: they are a uint64 below 2^63
+// and a float64 from there, and what the check refuses for an int it would refuse for
+// either (a comparison with a string, a when that is not a boolean).
 func exprType(k canal.ColumnKind) types.Type {
 	switch k {
-	case canal.KindInt, canal.KindYear:
+	case canal.KindInt, canal.KindYear, canal.KindUint, canal.KindBit:
 		return types.Int64
 	case canal.KindFloat, canal.KindDecimal:
 		return types.Float64
-	case canal.KindString, canal.KindEnum, canal.KindSet, canal.KindDate, canal.KindDateTime, canal.KindTime, canal.KindBytes:
+	case canal.KindString, canal.KindEnum, canal.KindSet, canal.KindDate, canal.KindDateTime, canal.KindTime, canal.KindBytes, canal.KindJSON:
 		return types.String
 	}
 	return types.Any
+}
+
+// groupType is the type a transition value sees a group_by column of kind k as: the
+// value its group's key holds (newGroup), as conditions see it (exprType), except a
+// decimal and a binary column, which the key holds as a string (the exact decimal,
+// base64), and a JSON column, whose value the key holds as JSON (an object, a number…).
+func groupType(k canal.ColumnKind) types.Type {
+	switch k {
+	case canal.KindDecimal, canal.KindBytes:
+		return types.String
+	case canal.KindJSON:
+		return types.Any
+	}
+	return exprType(k)
 }
 
 // sumType is the type a transition value sees a sum over a column of kind k as
