@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CheckpointSaved: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_saved_timestamp_seconds",
 			Help: "When the last checkpoint was saved, or loaded at the start (Unix time)."}),
 		Lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_source_lag_seconds",
-			Help: "How far the last binlog event read is behind the source's clock; 0 when caught up."}),
+			Help: "How far behind the source's clock what the broker acknowledged is: the oldest change read and not yet acknowledged and checkpointed, else the last event read; 0 when caught up."}),
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_pipeline_restarts_total",
 			Help: "Times the pipeline restarted from its checkpoint after a retryable failure."}),
 		RuleEvalErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stocksync_rule_eval_errors",

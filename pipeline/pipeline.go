@@ -98,6 +98,13 @@ type Pipeline struct {
 	lastSavedAt   time.Time
 	emittedAtSave uint64
 	emitted       atomic.Uint64
+	// unsavedSince is the source timestamp (Unix seconds) of the oldest row change read
+	// since the last checkpoint saved, 0 when there is none: what the lag counts from while
+	// the broker has not acknowledged it (lag).
+	unsavedSince atomic.Int64
+	// lastRowAt is the source timestamp of the last row change read.
+	lastRowAt atomic.Int64
+	rowsRead  atomic.Uint64
 	// emittedWhole counts the messages emitted up to the last transaction boundary the
 	// reading goroutine finished (Commit or Idle, with any resync served there): past it,
 	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
@@ -250,9 +257,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		errc <- err
 	}()
 	go func() { errc <- p.checkpointLoop(runCtx) }()
+	lagDone := make(chan struct{})
+	go func() { defer close(lagDone); p.lagLoop(runCtx) }()
 	first := <-errc
 	cancel()
 	second := <-errc
+	<-lagDone
 	if p.reread != nil {
 		p.endReread(ctx, ErrNotStreaming)
 	}
@@ -362,6 +372,10 @@ func (p *Pipeline) checkLease() error {
 // Row implements canal.Handler.
 func (p *Pipeline) Row(ctx context.Context, c *canal.RowChange) error {
 	p.m.EventsRead.Inc()
+	at := c.Source.TsMs / 1000
+	p.lastRowAt.Store(at)
+	p.rowsRead.Add(1)
+	p.unsavedSince.CompareAndSwap(0, at)
 	return p.engine.Row(ctx, c, p)
 }
 
@@ -479,7 +493,6 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		p.m.Lag.Set(p.stream.Lag().Seconds())
 		skipped := p.stream.Undecoded()
 		p.m.EventsSkipped.Add(float64(skipped - skippedSeen))
 		skippedSeen = skipped
@@ -506,6 +519,35 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 	}
 }
 
+// lagEvery is how often the lag gauge is set.
+const lagEvery = time.Second
+
+// lagLoop sets the lag gauge every lagEvery, on its own: the checkpoint loop waits for the
+// broker, and the lag must go on growing while it waits.
+func (p *Pipeline) lagLoop(ctx context.Context) {
+	t := time.NewTicker(lagEvery)
+	defer t.Stop()
+	for {
+		p.m.Lag.Set(p.lag().Seconds())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lag is how far behind the source what the broker acknowledged is: from the oldest row
+// change read but not yet checkpointed (acknowledged, then saved) when there is one, so
+// that it grows while the broker stalls; otherwise how far the last event read is behind
+// the source's clock (0 when caught up and idle).
+func (p *Pipeline) lag() time.Duration {
+	if since := p.unsavedSince.Load(); since != 0 {
+		return max(0, time.Since(time.Unix(since, 0)))
+	}
+	return p.stream.Lag()
+}
+
 // idleSaveEvery is how often a checkpoint that only moves past transactions no rule
 // matched (including stocksync's own checkpoint writes) is saved, within one binlog file.
 // (Each save is itself a transaction, so saving at every interval would move the
@@ -530,6 +572,7 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	}
 	pos, state := p.pending.pos, p.pending.state
 	p.pending.state = map[stateKey][]byte{}
+	rowsAtPos := p.rowsRead.Load() // rows read past pos make the lag count on from them
 	p.mu.Unlock()
 	// A save that fails gives its state back: the next save (say, the last one on
 	// shutdown, after this one was cut short) must not record pos without it.
@@ -563,6 +606,11 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	p.lastSaved = pos
 	p.mu.Unlock()
 	p.lastSavedAt, p.emittedAtSave = time.Now(), emitted
+	if p.rowsRead.Load() == rowsAtPos {
+		p.unsavedSince.Store(0)
+	} else { // read while saving: counted from the last of them (the lag is at least that)
+		p.unsavedSince.Store(p.lastRowAt.Load())
+	}
 	p.showCheckpoint(pos)
 	p.log.Debug("checkpoint saved", zap.Stringer("pos", pos), zap.Int("state_rows", len(rows)))
 	return nil

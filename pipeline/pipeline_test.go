@@ -604,3 +604,48 @@ func TestCheckpointFollowsARotationOnOtherTables(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, "the checkpoint in "+current, func() bool { return saved() >= current })
 }
+
+// stalledFlush is a sink whose Flush, once stalled, waits until the test lets it go or
+// the pipeline's ctx ends: a broker that stops acknowledging.
+type stalledFlush struct {
+	pipeline.Sink
+	stalled atomic.Bool
+	release chan struct{}
+}
+
+func (s *stalledFlush) Flush(ctx context.Context) error {
+	if s.stalled.Load() {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.Sink.Flush(ctx)
+}
+
+// TestLagGrowsWhileTheBrokerStalls: stocksync_source_lag_seconds counts from the oldest
+// change the broker has not acknowledged, so it keeps growing while the broker stalls
+// (the stream itself has read everything), and falls back once it acknowledges.
+func TestLagGrowsWhileTheBrokerStalls(t *testing.T) {
+	e := newEnv(t)
+	if e.exactlyOnce {
+		t.Skip("at-least-once: the checkpoint waits for the broker's acknowledgements")
+	}
+	e.exec("CREATE TABLE stock_lag (sku_id VARCHAR(32) PRIMARY KEY, qty INT)")
+	metrics := pipeline.NewMetrics(nil)
+	sink := &stalledFlush{release: make(chan struct{})}
+	e.start(e.rules(allOpsRules), testutil.ServerID(), func(o *pipeline.Options) {
+		o.Metrics = metrics
+		sink.Sink, o.Sink = o.Sink, sink
+	})
+	sink.stalled.Store(true)
+	e.exec("INSERT INTO stock_lag VALUES ('a1', 1)")
+	testutil.Eventually(t, 20*time.Second, "the lag to pass 3 s while the broker stalls", func() bool {
+		return promtest.ToFloat64(metrics.Lag) >= 3
+	})
+	close(sink.release)
+	testutil.Eventually(t, 20*time.Second, "the lag to fall back once the broker acknowledges", func() bool {
+		return promtest.ToFloat64(metrics.Lag) < 2
+	})
+}
