@@ -175,10 +175,10 @@ func (f scopedFilter) Matches(schema, table string) bool {
 	return f.TableFilter.Matches(schema, table) && (f.stateful == nil || f.stateful(schema, table))
 }
 
-// snapshotAfresh drops the rules' state and takes a snapshot from its beginning.
+// snapshotAfresh takes a snapshot from its beginning, folding every row into the rules'
+// emptied groups (Engine.Reseed): a group no row fills again is published as deleted.
 func (p *Pipeline) snapshotAfresh(ctx context.Context, server *canal.Server, scope tableScope) (canal.Position, error) {
-	p.engine.Reset()
-	p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
+	p.engine.Reseed()
 	return p.snapshot(ctx, server, scope, nil)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,65 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 	}
 	if want := `map[{"sku_id":1}:r {"sku_id":2}:r {"sku_id":3}:c]`; fmt.Sprint(ops) != want {
 		t.Errorf("after re-snapshot: %v, want %s", ops, want)
+	}
+}
+
+// TestResnapshotRetractsVanishedGroups: when the binlog since the checkpoint is purged and
+// snapshot: when_needed reads the tables again, a group whose rows were deleted in the lost
+// binlog is published as gone (aggregate: op d; transition: false), not left as it was;
+// a group still there is published with its new sums.
+func TestResnapshotRetractsVanishedGroups(t *testing.T) {
+	e := newEnv(t)
+	if e.exactlyOnce {
+		t.Skip("the checkpoint is moved in the database's checkpoint table")
+	}
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
+		"INSERT INTO stock_v VALUES (1, 'X1', 1), (2, 'Y1', 2), (3, 'Y1', 3)")
+	set := e.rules(`
+rules:
+  - name: total
+    match: {table: "DB.stock_v"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {qty: qty}
+    topic: TOPIC
+  - name: instock
+    match: {table: "DB.stock_v"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {qty: qty}
+    value: "qty > 0"
+    topic: TOPIC
+`)
+	serverID := testutil.ServerID()
+	r := e.start(set, serverID)
+	e.consume(4, 20*time.Second) // X1 and Y1, by each rule
+	r.stop(t)
+	// While the daemon is away: Y1's rows go, X1 grows, and the binlog saying so is lost
+	// (the checkpoint moved to a file older than any the server keeps, its state kept).
+	testutil.Exec(t, db, "DELETE FROM stock_v WHERE sku_id = 'Y1'", "UPDATE stock_v SET qty = 5 WHERE id = 1",
+		"UPDATE checkpoint SET file = 'binlog.000000', pos = 4, gtid_set = '' WHERE name = 'test'")
+
+	e.start(set, serverID, func(o *pipeline.Options) { o.Snapshot = pipeline.SnapshotWhenNeeded })
+	got := e.consume(7, 20*time.Second) // the seeding's 4 again, and the new snapshot's
+	var lines []string
+	for _, rec := range got {
+		m := decode(t, rec)
+		lines = append(lines, fmt.Sprintf("%s %s %v %v", rec.Key, m.Op, m.Before, m.After))
+	}
+	slices.Sort(lines)
+	want := []string{
+		`{"sku_id":"X1"} c map[] map[qty:1 sku_id:X1]`,
+		`{"sku_id":"X1"} u map[qty:0 sku_id:X1 value:false] map[qty:1 sku_id:X1 value:true]`,
+		`{"sku_id":"X1"} u map[qty:1 sku_id:X1] map[qty:5 sku_id:X1]`,
+		`{"sku_id":"Y1"} c map[] map[qty:5 sku_id:Y1]`,
+		`{"sku_id":"Y1"} d map[qty:5 sku_id:Y1] map[]`,
+		`{"sku_id":"Y1"} u map[qty:0 sku_id:Y1 value:false] map[qty:5 sku_id:Y1 value:true]`,
+		`{"sku_id":"Y1"} u map[qty:5 sku_id:Y1 value:true] map[qty:0 sku_id:Y1 value:false]`,
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("after the new snapshot:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
 

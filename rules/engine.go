@@ -88,13 +88,6 @@ func NewEngine(set *Set, serverID uint32) *Engine {
 	return e
 }
 
-// Reset forgets every aggregate and transition group, as before the first change: a
-// new snapshot is about to fold every row again.
-func (e *Engine) Reset() {
-	e.states = nil
-	e.Install(e.set)
-}
-
 // SetLogger sets where expression errors are logged (one line per rule and table).
 func (e *Engine) SetLogger(log *zap.Logger) { e.log = log }
 
@@ -201,6 +194,11 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 		st := e.states[r.name]
 		if st == nil || len(st.touched) == 0 {
 			continue
+		}
+		for _, g := range st.touched {
+			if g.src.File == "" && g.src.GTID == "" { // emptied by Reseed, and no row refilled it
+				g.src.File, g.src.Pos = pos.File, pos.Pos
+			}
 		}
 		ents, err := e.flushGroups(ctx, st, out)
 		entries = append(entries, ents...)

@@ -1,6 +1,9 @@
 package rules
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/stocksync/stocksync/canal"
 )
 
@@ -69,6 +72,35 @@ func (e *Engine) MarkSeeded(names []string, after canal.Position) {
 			st.seeded, st.seedPending, st.activeAfter = true, true, after
 		}
 	}
+}
+
+// Reseed prepares every aggregate and transition rule for a new snapshot that folds all
+// their rows again (the binlog since the checkpoint was purged): each group is emptied but
+// kept, as Empty does, and the rules are seeded as of the snapshot. The snapshot's rows
+// fill the groups again, and at its Commit each group is published against what it was:
+// one that no row filled, its rows deleted while the binlog saying so was lost, as deleted
+// (aggregate: op d; transition: its empty value, when that differs), at the snapshot's
+// position.
+func (e *Engine) Reseed() {
+	var names []string
+	for _, r := range e.set.rules {
+		st := e.states[r.name]
+		if st == nil {
+			continue
+		}
+		names = append(names, r.name)
+		// In key order, so that the snapshot's messages are the same at each try.
+		for i, k := range slices.Sorted(maps.Keys(st.groups)) {
+			g := st.groups[k]
+			st.touch(g)
+			g.count = 0
+			for j := range g.sums {
+				g.sums[j].zero()
+			}
+			g.src = canal.Source{Snapshot: true, Row: i}
+		}
+	}
+	e.MarkSeeded(names, canal.Position{})
 }
 
 // holds reports whether a stateful rule's seeded state already holds what happened at
