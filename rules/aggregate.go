@@ -585,8 +585,17 @@ func appendNames(b []byte, names []string) []byte {
 // seed marker); other rules start empty and Unseeded names them.
 func (e *Engine) Restore(entries []StateEntry) error {
 	for _, ent := range entries {
-		if st := e.states[ent.Rule]; st != nil && ent.Key == seedKey && string(ent.Value) == st.rule.signature {
-			st.seeded = true
+		st := e.states[ent.Rule]
+		if st == nil || ent.Key != seedKey {
+			continue
+		}
+		switch signature, after := readSeedMarker(ent.Value); signature {
+		case st.rule.signature:
+			// Seeded at after: a checkpoint saved before the stream got there resumes
+			// before it, and what is in between is already in the state.
+			st.seeded, st.activeAfter = true, after
+		case st.rule.legacySignature:
+			st.seeded, st.seedPending = true, true // saved again in today's form
 		}
 	}
 	for _, ent := range entries {

@@ -392,3 +392,92 @@ rules:
 		t.Errorf("live check of d > 12: %v", errs)
 	}
 }
+
+// TestSeedPositionSurvivesARestart: a rule seeded at P while the stream is behind it saves
+// P in its marker with the state; an engine restored from a checkpoint before P skips the
+// transactions up to P, already in the state, instead of folding them again, and once the
+// stream passes P the marker is saved again without it.
+func TestSeedPositionSurvivesARestart(t *testing.T) {
+	set := mustParse(t, issueRules)
+	e := newTestEngine(set)
+	seedAt := canal.Position{File: "binlog.000003", Pos: 6000}
+	names := e.Unseeded()
+	e.MarkSeeded(names, seedAt)
+	var out recorder
+	seed := ins("A1", 0, 5)
+	seed.Op, seed.Source = canal.OpRead, canal.Source{File: seedAt.File, Pos: seedAt.Pos, Snapshot: true}
+	if err := e.Seed(seed, names); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 5000}, &out) // the stream, behind the seed
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := newTestEngine(set)
+	if err := restarted.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	if u := restarted.Unseeded(); len(u) != 0 {
+		t.Fatalf("unseeded after the restore: %v", u)
+	}
+	// A transaction between the checkpoint and the seed, read again: already in the state.
+	before := upd("A1", 0, 4, 5)
+	before.Source = canal.Source{File: "binlog.000003", Pos: 5500}
+	if err := restarted.Row(t.Context(), before, &out); err != nil {
+		t.Fatal(err)
+	}
+	out.msgs = nil
+	entries, err := restarted.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 6000}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 0 {
+		t.Errorf("a transaction before the seed position folded again after the restart: %d messages", len(out.msgs))
+	}
+	markers := 0
+	for _, ent := range entries {
+		if ent.Key == seedKey {
+			markers++
+			if sig, at := readSeedMarker(ent.Value); sig != set.Rule(ent.Rule).Signature() || !at.IsZero() {
+				t.Errorf("marker of %s past the seed: %q at %v, want the bare signature", ent.Rule, sig, at)
+			}
+		}
+	}
+	if markers != 2 {
+		t.Errorf("%d markers saved again once the stream passed the seed, want 2", markers)
+	}
+	after := upd("A1", 0, 5, 2)
+	after.Source = canal.Source{File: "binlog.000003", Pos: 6100}
+	if got, _ := txn(t, restarted, after); len(got) != 1 || !strings.Contains(got[0], `"before":{"sku_id":"A1","sellable":5},"after":{"sku_id":"A1","sellable":2}`) {
+		t.Errorf("after the seed position: %v, want A1 from 5 to 2 (the flag stays true)", got)
+	}
+}
+
+// TestSignatureIgnoresWhereTheRuleIsWritten: a comment or a rule moved in the file keeps a
+// stateful rule's signature (no new seed); a marker in the form saved before (which held
+// the sums' places) is still taken for an unchanged file, and saved again in today's form.
+func TestSignatureIgnoresWhereTheRuleIsWritten(t *testing.T) {
+	set := mustParse(t, issueRules)
+	moved := mustParse(t, "# a comment\n\n"+issueRules)
+	for _, r := range set.Rules() {
+		if r.Stateful() && r.Signature() != moved.Rule(r.Name()).Signature() {
+			t.Errorf("%s: signature %q changed by a comment to %q", r.Name(), r.Signature(), moved.Rule(r.Name()).Signature())
+		}
+	}
+	e := newTestEngine(set)
+	r := set.Rule("product-stock")
+	if err := e.Restore([]StateEntry{{Rule: r.name, Key: seedKey, Value: []byte(r.legacySignature)}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := e.Unseeded(); len(u) != 1 || u[0] != "search-in-stock" {
+		t.Errorf("unseeded after restoring a legacy marker: %v, want only search-in-stock", u)
+	}
+	entries, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 100}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || string(entries[0].Value) != r.Signature() {
+		t.Errorf("entries after a legacy marker: %v, want its marker saved again in today's form", entries)
+	}
+}

@@ -207,6 +207,7 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 		}
 	}
 	e.txnMsSet = false
+	e.passSeedPositions(pos)
 	entries = append(entries, e.seedMarkers()...)
 	return entries, firstErr
 }

@@ -104,7 +104,9 @@ type Rule struct {
 	// CheckTables refuses where a matched table has a column of that name too.
 	exprNameFields []exprNameField
 	signature      string
-	src            *rulefmt.Rule
+	// legacySignature is signature as markers saved before the fourteenth session hold it.
+	legacySignature string
+	src             *rulefmt.Rule
 	// nameHeader is the stocksync-rule header value, shared by every message (read-only).
 	nameHeader []byte
 }
@@ -459,11 +461,31 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		}
 		r.value = c.compile(at+": value", fr.Value, expr.Env(env), hint)
 	}
-	var sig strings.Builder
-	fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, r.globs, r.groupBy, r.sums)
-	sig.WriteString(fr.Value.Value)
-	r.signature = sig.String()
+	r.signature, r.legacySignature = stateSignature(r, fr.Value.Value, false), stateSignature(r, fr.Value.Value, true)
 	return r
+}
+
+// stateSignature is what a stateful rule's saved state depends on: its emit, tables,
+// group_by, sums and value, and nothing of where they are written in the file, so that a
+// comment or a rule moved does not seed the rule again. legacy is the form saved before
+// the fourteenth session, which held each sum's place in the file too: a marker of that
+// form is still taken while the file has not changed.
+func stateSignature(r *Rule, value string, legacy bool) string {
+	var sig strings.Builder
+	if legacy {
+		fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, r.globs, r.groupBy, r.sums)
+	} else {
+		fmt.Fprintf(&sig, "%s|%v|%v|[", r.emit, r.globs, r.groupBy)
+		for i, s := range r.sums {
+			if i > 0 {
+				sig.WriteByte(' ')
+			}
+			fmt.Fprintf(&sig, "%s:%s", s.name, s.column)
+		}
+		sig.WriteString("]|")
+	}
+	sig.WriteString(value)
+	return sig.String()
 }
 
 // compileRow compiles an expression over a row change and records the columns it names.

@@ -1,15 +1,47 @@
 package rules
 
 import (
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/stocksync/stocksync/canal"
 )
 
 // seedKey is the key of the state entry that records which definition of a stateful rule
-// the rule's saved state belongs to; its value is the rule's signature.
+// the rule's saved state belongs to: its value is the rule's signature, or, while the
+// stream has not yet reached the position the rule was seeded at, seedMarkerV2 + that
+// position's file and offset + the signature (seedMarker).
 const seedKey = "\x00seeded"
+
+// seedMarkerV2 begins a marker that holds the seed's position.
+const seedMarkerV2 = "v2\x00"
+
+// seedMarker is the value of rule r's marker, seeded at `after` (zero: nothing to skip).
+func seedMarker(r *Rule, after canal.Position) []byte {
+	if after.File == "" {
+		return []byte(r.signature)
+	}
+	return fmt.Appendf(nil, "%s%s\x00%d\x00%s", seedMarkerV2, after.File, after.Pos, r.signature)
+}
+
+// readSeedMarker reads a marker's value: the signature it vouches for and the seed
+// position it holds (zero when none).
+func readSeedMarker(v []byte) (signature string, after canal.Position) {
+	s, ok := strings.CutPrefix(string(v), seedMarkerV2)
+	if !ok {
+		return string(v), canal.Position{}
+	}
+	file, rest, _ := strings.Cut(s, "\x00")
+	pos, signature, _ := strings.Cut(rest, "\x00")
+	n, err := strconv.ParseUint(pos, 10, 32)
+	if err != nil {
+		return signature, canal.Position{}
+	}
+	return signature, canal.Position{File: file, Pos: uint32(n)}
+}
 
 // Unseeded names the stateful rules whose state does not start from their tables'
 // contents: no saved state vouches for their current definition (a first start, a rule
@@ -118,10 +150,22 @@ func (e *Engine) seedMarkers() []StateEntry {
 	for _, r := range e.set.rules {
 		if st := e.states[r.name]; st != nil && st.seedPending {
 			st.seedPending = false
-			out = append(out, StateEntry{Rule: r.name, Key: seedKey, Value: []byte(r.signature)})
+			out = append(out, StateEntry{Rule: r.name, Key: seedKey, Value: seedMarker(r, st.activeAfter)})
 		}
 	}
 	return out
+}
+
+// passSeedPositions forgets the seed position of each rule the stream has now reached it
+// at (pos, a transaction's end): nothing before it is read any more, and a position kept
+// longer could be compared with another server's files after a failover. The marker is
+// saved again without it.
+func (e *Engine) passSeedPositions(pos canal.Position) {
+	for _, st := range e.states {
+		if !st.activeAfter.IsZero() && pos.File != "" && (canal.Position{File: pos.File, Pos: pos.Pos}).Compare(st.activeAfter) >= 0 {
+			st.activeAfter, st.seedPending = canal.Position{}, true
+		}
+	}
 }
 
 func contains(names []string, n string) bool {
