@@ -114,50 +114,58 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 	return order, nil
 }
 
+// cancelTimeout bounds a cancel, which runs detached from its caller's cancellation.
+const cancelTimeout = 30 * time.Second
+
 // Cancel refunds an order before shipment: its sellable (or activity) stock is restored,
 // reserved stock too when it was confirmed, its deduction log rows are soft-deleted and
 // rollback rows written. Cancelling a cancelled or expired order changes nothing
 // (Replayed); a shipped order returns ErrShipped.
 //
-// When the order is not there yet its deduction may still be in flight, so Cancel looks
-// again CancelRetries times with a growing delay. If it never arrives Cancel records the
-// order as cancelled, so that a deduction arriving later is refused (ErrCancelled), and
-// returns ErrNotFound.
+// An order not there yet is recorded as cancelled at once, with no items, and Cancel
+// returns ErrNotFound: its deduction, still in flight or sent later, then finds the order
+// cancelled and is refused (ErrCancelled) instead of holding stock. The order's hold row
+// decides between the two: a deduction that wrote it first, even uncommitted, is waited
+// for and cancelled.
+//
+// Cancel runs detached from ctx's cancellation (bounded by cancelTimeout): a caller that
+// hangs up does not stop a cancel it asked for, so a late deduction is refused whatever
+// the caller does.
 func (s *Store) Cancel(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, fmt.Errorf("cancelling order: %w", err)
 	}
-	delay := s.opts.CancelRetryDelay
-	for attempt := 0; ; attempt++ {
-		o, err := s.cancelOnce(ctx, orderNo)
-		if !errors.Is(err, ErrNotFound) {
-			if err != nil {
-				return o, fmt.Errorf("cancelling order %s: %w", orderNo, err)
-			}
-			return o, nil
+	ctx, stop := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer stop()
+	o, err := s.cancelOnce(ctx, orderNo)
+	if errors.Is(err, ErrNotFound) {
+		recorded, recordErr := s.recordCancelled(ctx, orderNo)
+		if recordErr != nil {
+			return Order{}, fmt.Errorf("cancelling order %s: recording the cancel: %w", orderNo, recordErr)
 		}
-		if attempt >= s.opts.CancelRetries {
-			_, err := s.db.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
-				orderNo, StatusCancelled, s.now())
-			if isDuplicateKey(err) {
-				continue // the deduction landed just now: cancel it
-			}
-			if err != nil {
-				return Order{}, fmt.Errorf("cancelling order %s: recording the cancel: %w", orderNo, err)
-			}
-			s.log.Warn("cancel for an order never deducted", zap.String("order_no", orderNo), zap.Int("attempts", attempt+1))
-			return Order{}, fmt.Errorf("cancelling order %s: no deduction after %d looks: %w", orderNo, attempt+1, ErrNotFound)
+		if recorded {
+			s.log.Info("cancel of an order not deducted: recorded as cancelled", zap.String("order_no", orderNo))
+			return Order{}, fmt.Errorf("cancelling order %s: not deducted; recorded as cancelled, so that its deduction is refused: %w",
+				orderNo, ErrNotFound)
 		}
-		if s.beforeCancelRetry != nil {
-			s.beforeCancelRetry(attempt)
-		}
-		select {
-		case <-ctx.Done():
-			return Order{}, fmt.Errorf("cancelling order %s: %w", orderNo, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay *= 2
+		// Its deduction wrote the order between the look and the record: cancel that.
+		o, err = s.cancelOnce(ctx, orderNo)
 	}
+	if err != nil {
+		return o, fmt.Errorf("cancelling order %s: %w", orderNo, err)
+	}
+	return o, nil
+}
+
+// recordCancelled writes orderNo's hold row as cancelled, with no items; recorded is false
+// when the order already has one (its deduction came first).
+func (s *Store) recordCancelled(ctx context.Context, orderNo string) (recorded bool, err error) {
+	_, err = s.db.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
+		orderNo, StatusCancelled, s.now())
+	if isDuplicateKey(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (s *Store) cancelOnce(ctx context.Context, orderNo string) (Order, error) {

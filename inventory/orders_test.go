@@ -256,45 +256,108 @@ func TestRunSweeperStopsWithContext(t *testing.T) {
 	}
 }
 
-func TestCancelWaitsForAnInFlightDeduction(t *testing.T) {
-	store, db := newTestStore(t, Options{CancelRetries: 3, CancelRetryDelay: time.Millisecond})
+// A cancel whose deduction is in flight, its hold row written but not committed, waits
+// for it and cancels the order: it neither answers ErrNotFound nor records a second order.
+func TestCancelWaitsForADeductionInFlight(t *testing.T) {
+	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
-	store.SetStock(ctx, "f", 10, 1)
-	// The deduction lands while the cancel waits between its looks.
-	store.beforeCancelRetry = func(attempt int) {
-		if attempt == 1 {
-			if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "racing", Items: []Item{{SKU: "f", Qty: 6}}}); err != nil {
-				t.Error(err)
-			}
+	// The deduction's first statement, in a transaction that has not committed yet.
+	deduction, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deduction.Rollback()
+	if _, err := deduction.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES ('racing', ?, ?)",
+		StatusHeld, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		order Order
+		err   error
+	}
+	cancelled := make(chan result, 1)
+	go func() {
+		order, err := store.Cancel(ctx, "racing")
+		cancelled <- result{order, err}
+	}()
+	awaitLockWait(t, db)
+	if err := deduction.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got := <-cancelled
+	if got.err != nil || got.order.Status != StatusCancelled || got.order.Replayed {
+		t.Fatalf("Cancel = %+v, %v; want the order its deduction wrote, cancelled", got.order, got.err)
+	}
+}
+
+// awaitLockWait returns once a transaction on db's server waits for a row lock.
+func awaitLockWait(t *testing.T, db *sql.DB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for queryInt(t, db, "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no transaction waited for a row lock within 10s")
 		}
-	}
-	order, err := store.Cancel(ctx, "racing")
-	if err != nil || order.Status != StatusCancelled {
-		t.Fatalf("Cancel = %+v, %v; want the late deduction cancelled", order, err)
-	}
-	if got := sellable(t, db, "f"); got != 10 {
-		t.Fatalf("sellable = %d, want 10", got)
+		time.Sleep(time.Millisecond)
 	}
 }
 
 func TestCancelOfAnOrderNeverDeducted(t *testing.T) {
-	store, db := newTestStore(t, Options{CancelRetries: 2, CancelRetryDelay: time.Millisecond})
+	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
 	store.SetStock(ctx, "g", 10, 1)
-	looks := 0
-	store.beforeCancelRetry = func(int) { looks++ }
 	if _, err := store.Cancel(ctx, "ghost"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Cancel = %v, want ErrNotFound", err)
 	}
-	if looks != 2 {
-		t.Fatalf("cancel waited %d times, want 2", looks)
-	}
-	// Its deduction arriving after the cancel gave up must not hold stock forever.
+	// Its deduction arriving after the cancel must not hold stock forever.
 	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "ghost", Items: []Item{{SKU: "g", Qty: 1}}}); !errors.Is(err, ErrCancelled) {
 		t.Fatalf("deduction after the cancel = %v, want ErrCancelled", err)
 	}
 	if got := sellable(t, db, "g"); got != 10 {
 		t.Fatalf("sellable = %d, want 10", got)
+	}
+	// From then on the order exists, cancelled with no items.
+	order, err := store.Cancel(ctx, "ghost")
+	if err != nil || !order.Replayed || order.Status != StatusCancelled || len(order.Items) != 0 {
+		t.Fatalf("repeated Cancel = %+v, %v; want the cancelled order with no items, replayed", order, err)
+	}
+	if order, err := store.GetOrder(ctx, "ghost"); err != nil || order.Status != StatusCancelled {
+		t.Fatalf("GetOrder = %+v, %v; want the cancelled order", order, err)
+	}
+}
+
+// A cancel is carried out whatever its caller does: one whose caller hangs up before it
+// ends still records the order, so that its deduction, arriving later, holds no stock.
+func TestCancelIsRecordedWhenTheCallerHangsUp(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		caller func(ctx context.Context) (context.Context, context.CancelFunc)
+	}{
+		{"caller gone before the cancel starts", func(ctx context.Context) (context.Context, context.CancelFunc) {
+			ctx, hangUp := context.WithCancel(ctx)
+			hangUp()
+			return ctx, hangUp
+		}},
+		{"caller times out during the cancel", func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return context.WithTimeout(ctx, 20*time.Millisecond)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store, db := newTestStore(t, Options{})
+			ctx := t.Context()
+			if _, err := store.SetStock(ctx, "h", 10, 1); err != nil {
+				t.Fatal(err)
+			}
+			callerCtx, hangUp := tt.caller(ctx)
+			defer hangUp()
+			store.Cancel(callerCtx, "hung-up") // what it answers the gone caller does not matter
+			if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "hung-up", Items: []Item{{SKU: "h", Qty: 4}}}); !errors.Is(err, ErrCancelled) {
+				t.Fatalf("deduction after a cancel whose caller hung up = %v, want ErrCancelled", err)
+			}
+			if got := sellable(t, db, "h"); got != 10 {
+				t.Fatalf("sellable = %d, want 10: the late deduction holds stock", got)
+			}
+		})
 	}
 }
 

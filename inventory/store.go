@@ -32,11 +32,6 @@ type Options struct {
 	// MergeWorkers is how many merged transactions may run at once for one SKU, never more
 	// than it has shards (default 2: on 2 cores more workers only make batches smaller).
 	MergeWorkers int
-	// CancelRetries is how many times a cancel for an order not (yet) deducted looks again
-	// before reporting ErrNotFound (default 5), CancelRetryDelay the first wait between
-	// looks, doubled each time (default 100ms).
-	CancelRetries    int
-	CancelRetryDelay time.Duration
 	// MaxBodyBytes bounds HTTP request bodies (default 1 MiB).
 	MaxBodyBytes int64
 }
@@ -57,12 +52,6 @@ func (o Options) withDefaults() Options {
 	if o.MergeWorkers <= 0 {
 		o.MergeWorkers = 2
 	}
-	if o.CancelRetries <= 0 {
-		o.CancelRetries = 5
-	}
-	if o.CancelRetryDelay <= 0 {
-		o.CancelRetryDelay = 100 * time.Millisecond
-	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
@@ -82,9 +71,7 @@ type Store struct {
 	shardHints shardHints
 	// gates spread one-shard calls of a SKU over its shards.
 	gates shardGates
-	// beforeCancelRetry, when set (tests), runs before each wait of a cancel retry.
-	beforeCancelRetry func(attempt int)
-	m                 *metrics
+	m     *metrics
 }
 
 // New returns a Store on db, which should come from Open (its session settings matter:
