@@ -113,6 +113,8 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"activity without ends_at", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
 		{"activity before the year 1000", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "0500-01-01T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
 		{"order_no not UTF-8", "POST", "/v1/deductions", "{\"order_no\": \"o-bad\xff\", \"items\": [{\"sku\": \"sku1\", \"qty\": 1}]}", "", 400, "invalid_request"},
+		{"order_no with half a surrogate pair", "POST", "/v1/deductions", `{"order_no": "sur-\ud800", "items": [{"sku": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},
+		{"sku with half a surrogate pair", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1\udbff", "qty": 1}]}`, "", 400, "invalid_request"},
 		{"sku in the path not UTF-8", "POST", "/v1/skus/%FF/stock", `{"sellable": 1}`, "", 400, "invalid_request"},
 		{"cancel of an order_no not UTF-8", "POST", "/v1/orders/%FE%FF/cancel", "", "", 400, "invalid_request"},
 		{"field name in another case", "POST", "/v1/deductions", `{"ORDER_NO": "o1", "items": [{"sku": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},

@@ -88,11 +88,12 @@ type MalformedError struct{ Problem string }
 func (e *MalformedError) Error() string { return "body: " + e.Problem }
 
 // DecodeJSON reads exactly one JSON value into v. Stricter than encoding/json, so that
-// what is stored is what was sent: the body must be valid UTF-8 (encoding/json would
-// store U+FFFD for each bad byte, so that two different order numbers became one), and
-// every object key must be a field of v's shape spelt exactly, at most once
-// (encoding/json matches keys ignoring case and lets the last of two equal keys win). An
-// empty body is allowed when optional. A body over an http.MaxBytesReader's limit returns
+// what is stored is what was sent: the body must be valid UTF-8 and no string may hold a
+// \uXXXX escape of half a UTF-16 surrogate pair without its other half (encoding/json
+// would store U+FFFD for each bad byte or lone half, so that two different order numbers
+// became one), and every object key must be a field of v's shape spelt exactly, at most
+// once (encoding/json matches keys ignoring case and lets the last of two equal keys win).
+// An empty body is allowed when optional. A body over an http.MaxBytesReader's limit returns
 // its *http.MaxBytesError (413); any other problem a *MalformedError (400).
 func DecodeJSON(body io.Reader, v any, optional bool) error {
 	data, err := io.ReadAll(body)
@@ -119,9 +120,7 @@ func DecodeJSON(body io.Reader, v any, optional bool) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return &MalformedError{Problem: "must hold a single JSON value"}
 	}
-	keys := json.NewDecoder(bytes.NewReader(data))
-	keys.UseNumber()
-	if err := exactKeys(keys, reflect.TypeOf(v), ""); err != nil {
+	if err := newBodyWalk(data).value(reflect.TypeOf(v), ""); err != nil {
 		return &MalformedError{Problem: err.Error()}
 	}
 	return nil
@@ -183,11 +182,33 @@ func jsonKind(t reflect.Type) string {
 	return "a JSON value"
 }
 
-// exactKeys walks the value dec holds, as decoded into t, and refuses an object key that
-// is not one of its struct's field names spelt exactly, or that appears twice. A nil t
-// (an interface, or a type that decodes itself) checks only for keys twice.
-func exactKeys(dec *json.Decoder, t reflect.Type, path string) error {
-	tok, err := dec.Token()
+// bodyWalk walks the JSON tokens of a body, knowing the path of each value
+// (items[2].qty), to check what encoding/json lets through.
+type bodyWalk struct {
+	dec *json.Decoder
+	raw []byte
+}
+
+func newBodyWalk(raw []byte) *bodyWalk {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return &bodyWalk{dec: dec, raw: raw}
+}
+
+// token reads the next token and returns it with the bytes read for it: its literal,
+// after any separators and spaces before it.
+func (w *bodyWalk) token() (json.Token, []byte, error) {
+	start := w.dec.InputOffset()
+	tok, err := w.dec.Token()
+	return tok, w.raw[start:w.dec.InputOffset()], err
+}
+
+// value walks the value at path, as decoded into t, and refuses an object key that is not
+// one of its struct's field names spelt exactly or that appears twice, and a string (value
+// or key) holding half a surrogate pair. A nil t (an interface, or a type that decodes
+// itself) checks for keys twice and strings only.
+func (w *bodyWalk) value(t reflect.Type, path string) error {
+	tok, literal, err := w.token()
 	if err != nil {
 		return err
 	}
@@ -204,10 +225,13 @@ func exactKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			fields = jsonFields(t)
 		}
 		seen := map[string]bool{}
-		for dec.More() {
-			keyTok, err := dec.Token()
+		for w.dec.More() {
+			keyTok, keyLiteral, err := w.token()
 			if err != nil {
 				return err
+			}
+			if half := unpairedSurrogate(keyLiteral); half != "" {
+				return fmt.Errorf("a field name in %s has %s, %s", describePath(path), half, surrogateAdvice)
 			}
 			key := keyTok.(string)
 			where := strings.TrimPrefix(path+"."+key, ".")
@@ -231,26 +255,79 @@ func exactKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			case t != nil && t.Kind() == reflect.Map:
 				inner = t.Elem()
 			}
-			if err := exactKeys(dec, inner, where); err != nil {
+			if err := w.value(inner, where); err != nil {
 				return err
 			}
 		}
-		_, err := dec.Token() // }
+		_, _, err := w.token() // }
 		return err
 	case json.Delim('['):
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; dec.More(); i++ {
-			if err := exactKeys(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+		for i := 0; w.dec.More(); i++ {
+			if err := w.value(elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
-		_, err := dec.Token() // ]
+		_, _, err := w.token() // ]
 		return err
 	}
+	if _, isString := tok.(string); isString {
+		if half := unpairedSurrogate(literal); half != "" {
+			return fmt.Errorf("%s has %s, %s", describePath(path), half, surrogateAdvice)
+		}
+	}
 	return nil
+}
+
+// describePath names the value at path (items[2].qty) in a message.
+func describePath(path string) string {
+	if path == "" {
+		return "the body"
+	}
+	return "field " + strconv.Quote(path)
+}
+
+const surrogateAdvice = "half of a UTF-16 surrogate pair without its other half, which is no character " +
+	"(send the character itself, or both halves of its pair)"
+
+// unpairedSurrogate returns the first \uXXXX escape in a JSON string literal that is half
+// of a UTF-16 surrogate pair without its other half, "" when there is none. encoding/json
+// reads each such escape as U+FFFD, so that "a\ud800" and "a\udbff" would be one string.
+func unpairedSurrogate(literal []byte) string {
+	for i := 0; i < len(literal); i++ {
+		if literal[i] != '\\' {
+			continue
+		}
+		unit, ok := escapedUnit(literal, i)
+		switch {
+		case !ok: // \", \\, \n…: skip the escaped byte
+			i++
+			continue
+		case unit >= 0xd800 && unit < 0xdc00: // a first half: the second must follow
+			if second, ok := escapedUnit(literal, i+6); ok && second >= 0xdc00 && second < 0xe000 {
+				i += 11
+				continue
+			}
+			return string(literal[i : i+6])
+		case unit >= 0xdc00 && unit < 0xe000: // a second half alone
+			return string(literal[i : i+6])
+		}
+		i += 5
+	}
+	return ""
+}
+
+// escapedUnit reads the UTF-16 code unit of a \uXXXX escape at literal[i:]; ok is false
+// when there is none there.
+func escapedUnit(literal []byte, i int) (unit uint16, ok bool) {
+	if i+6 > len(literal) || literal[i] != '\\' || literal[i+1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(literal[i+2:i+6]), 16, 16)
+	return uint16(n), err == nil
 }
 
 // jsonFields maps the JSON names of t's exported fields to their types, as encoding/json

@@ -47,3 +47,50 @@ func TestDecodeJSONSaysWhatIsWrong(t *testing.T) {
 		t.Errorf("an empty optional body was refused: %v", err)
 	}
 }
+
+// A \uXXXX escape of half a surrogate pair is refused where it is, naming the field: read
+// as U+FFFD by encoding/json, "sur-\ud800" and "sur-\udbff" would be one order number.
+func TestDecodeJSONRefusesHalfASurrogatePair(t *testing.T) {
+	type item struct {
+		SKU string `json:"sku"`
+	}
+	type request struct {
+		OrderNo string            `json:"order_no"`
+		Items   []item            `json:"items"`
+		Extra   map[string]string `json:"extra"`
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"order_no": "sur-\ud800"}`, `field "order_no" has \ud800, half of a UTF-16 surrogate pair`},
+		{`{"order_no": "sur-\udbff"}`, `field "order_no" has \udbff`},
+		{`{"order_no": "sur-\uDC00"}`, `field "order_no" has \uDC00`},
+		{`{"order_no": "\ud83d\u0041"}`, `field "order_no" has \ud83d`},
+		{`{"order_no": "\ud83d\ud83d\ude00"}`, `field "order_no" has \ud83d`},
+		{`{"order_no": "\ude00\ud83d"}`, `field "order_no" has \ude00`},
+		{`{"order_no": "tail\ud83d"}`, `field "order_no" has \ud83d`},
+		{`{"items": [{"sku": "a"}, {"sku": "b\udfff"}]}`, `field "items[1].sku" has \udfff`},
+		{`{"extra": {"k\ud800": "v"}}`, `a field name in field "extra" has \ud800`},
+	} {
+		var v request
+		if err := DecodeJSON(strings.NewReader(tc.body), &v, false); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeJSON(%s) = %v; want an error saying %q", tc.body, err, tc.want)
+		}
+	}
+	var body string
+	if err := DecodeJSON(strings.NewReader(`"\ud800"`), &body, false); err == nil || !strings.Contains(err.Error(), `the body has \ud800`) {
+		t.Errorf(`DecodeJSON("\ud800") = %v; want an error saying the body has \ud800`, err)
+	}
+	// Whole pairs, other escapes and a U+FFFD sent as such are characters like any other.
+	for body, want := range map[string]string{
+		`{"order_no": "\ud83d\ude00"}`:           "\U0001F600",
+		`{"order_no": "\uD83D\uDE00x"}`:          "\U0001F600x",
+		`{"order_no": "\ufffd"}`:                 "\uFFFD",
+		`{"order_no": "\\ud800"}`:                `\ud800`,
+		`{"order_no": "\"\\\u00e9\n"}`:           "\"\\\u00e9\n",
+		`{"order_no": "a\/b\u0041\ud7ff\ue000"}`: "a/bA\ud7ff\ue000",
+	} {
+		var v request
+		if err := DecodeJSON(strings.NewReader(body), &v, false); err != nil || v.OrderNo != want {
+			t.Errorf("DecodeJSON(%s) = %q, %v; want %q", body, v.OrderNo, err, want)
+		}
+	}
+}
