@@ -171,6 +171,62 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 	}
 }
 
+// send makes one request of srv and returns its status and error body (zero on success).
+func send(t *testing.T, srv *httptest.Server, method, path, body string) (int, apiError) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer apiError
+	if resp.StatusCode >= 400 {
+		if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+			t.Fatalf("%s %s = %d with an error body that is not JSON: %v", method, path, resp.StatusCode, err)
+		}
+	}
+	return resp.StatusCode, answer
+}
+
+// A refusal names what is wrong where it is, down to the element of a list, and writes
+// nothing.
+func TestHTTPRefusalNamesTheElement(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.PutWarehouse(ctx, Warehouse{Code: "SH", Name: "Shanghai", Type: "central"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "SH", Qty: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	before := snapshot(t, db)
+	for _, tt := range []struct {
+		name, method, path, body string
+		wantMessage              string
+	}{
+		{"full sync, a level without qty", "POST", "/v1/physical", `[{"sku": "s2", "warehouse": "SH"}]`, `[0].qty: is required`},
+		{"single-SKU sync, a level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "SH"}]`, `[0].qty: is required`},
+		{"single-SKU sync, its second level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "BJ", "qty": 1}, {"warehouse": "SH"}]`, `[1].qty: is required`},
+		{"a null level", "POST", "/v1/physical/s1", `[null]`, `[0].qty: is required`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, answer := send(t, srv, tt.method, tt.path, tt.body)
+			if status != http.StatusBadRequest || answer.Code != "invalid_request" || !strings.Contains(answer.Message, tt.wantMessage) {
+				t.Fatalf("%s %s %s = %d %+v, want 400 invalid_request saying %q", tt.method, tt.path, tt.body, status, answer, tt.wantMessage)
+			}
+			if after := snapshot(t, db); after != before {
+				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		})
+	}
+}
+
 func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
