@@ -13,7 +13,8 @@ import (
 )
 
 // GetOrder returns an order's state and its items (also those rolled back); ErrNotFound
-// when no deduction or cancel ever named it.
+// when no deduction or cancel ever named it. A hold past its expiry reads as expired, even
+// before the sweeper has given its stock back.
 func (s *Store) GetOrder(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, err
@@ -22,7 +23,31 @@ func (s *Store) GetOrder(ctx context.Context, orderNo string) (Order, error) {
 	if err != nil {
 		return Order{}, fmt.Errorf("reading order %s: %w", orderNo, err)
 	}
+	if s.lapsed(o) {
+		o.Status = StatusExpired // its stock comes back at the sweeper's next run
+	}
 	return o, nil
+}
+
+// lapsed reports whether o is a hold past its expiry: expired, though its stock is only
+// given back by the sweeper's next run, or earlier by expireIfLapsed.
+func (s *Store) lapsed(o Order) bool {
+	return o.Status == StatusHeld && !s.now().Before(o.ExpiresAt)
+}
+
+// expireIfLapsed gives back the stock of o, whose hold row tx has locked, when its hold
+// has lapsed, as the sweeper would, and reports whether it did (o is then expired). A call
+// that finds a lapsed hold does this rather than wait for the sweeper, so that it answers
+// what GetOrder shows.
+func (s *Store) expireIfLapsed(ctx context.Context, tx *sql.Tx, o *Order) (bool, error) {
+	if !s.lapsed(*o) {
+		return false, nil
+	}
+	if err := s.release(ctx, tx, *o, StatusExpired); err != nil {
+		return false, err
+	}
+	o.Status = StatusExpired
+	return true, nil
 }
 
 // loadOrder reads an order; lock takes its hold row's lock (inside a transaction).
@@ -62,7 +87,8 @@ func (s *Store) loadOrder(ctx context.Context, q querier, orderNo string, lock b
 
 // Confirm records payment: the hold becomes final and reserved stock grows by the order's
 // items. Confirming a confirmed or shipped order changes nothing (Replayed). A cancelled
-// order returns ErrCancelled; a hold past its expiry is released here and returns ErrExpired.
+// order returns ErrCancelled; a hold past its expiry is released here (expireIfLapsed) and
+// returns ErrExpired.
 func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, fmt.Errorf("confirming order: %w", err)
@@ -85,12 +111,12 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 		case StatusExpired:
 			return ErrExpired
 		}
-		if !s.now().Before(o.ExpiresAt) {
-			// Too late: give the stock back now rather than wait for the sweeper.
-			if err := s.release(ctx, tx, o, StatusExpired); err != nil {
-				return err
-			}
-			order.Status, outcome = StatusExpired, ErrExpired
+		lapsed, err := s.expireIfLapsed(ctx, tx, &order)
+		if err != nil {
+			return err
+		}
+		if lapsed {
+			outcome = ErrExpired // too late to pay
 			return nil
 		}
 		for _, it := range o.Items {
@@ -120,7 +146,8 @@ const cancelTimeout = 30 * time.Second
 // Cancel refunds an order before shipment: its sellable (or activity) stock is restored,
 // reserved stock too when it was confirmed, its deduction log rows are soft-deleted and
 // rollback rows written. Cancelling a cancelled or expired order changes nothing
-// (Replayed); a shipped order returns ErrShipped.
+// (Replayed); nor does one of a hold past its expiry, which is released as expired
+// (expireIfLapsed). A shipped order returns ErrShipped.
 //
 // An order not there yet is recorded as cancelled at once, with no items, and Cancel
 // returns ErrNotFound: its deduction, still in flight or sent later, then finds the order
@@ -182,6 +209,14 @@ func (s *Store) cancelOnce(ctx context.Context, orderNo string) (Order, error) {
 			return nil
 		case StatusShipped:
 			return ErrShipped
+		}
+		lapsed, err := s.expireIfLapsed(ctx, tx, &order)
+		if err != nil {
+			return err
+		}
+		if lapsed {
+			order.Replayed = true // as for an expired order: it was, since its expiry
+			return nil
 		}
 		if err := s.release(ctx, tx, o, StatusCancelled); err != nil {
 			return err

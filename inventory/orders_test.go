@@ -161,6 +161,61 @@ func TestHoldExpiry(t *testing.T) {
 	}
 }
 
+// A hold is expired from its expires_at on, whether or not the sweeper has run: GET shows
+// it expired, and a repeated deduction answers hold_expired and gives the stock back, as a
+// confirm does; a cancel answers it as the expired order it is.
+func TestHoldPastItsExpiryIsExpiredBeforeTheSweep(t *testing.T) {
+	tests := []struct {
+		name string
+		call func(ctx context.Context, store *Store) (Order, error)
+		// what the call answers, and the stock after it (6 while the order holds 4)
+		wantErr      error
+		wantReplayed bool
+		wantSellable int64
+	}{
+		{"repeated deduction", func(ctx context.Context, store *Store) (Order, error) {
+			return store.Deduct(ctx, DeductRequest{OrderNo: "lapsed", Items: []Item{{SKU: "e", Qty: 4}}})
+		}, ErrExpired, true, 10},
+		{"confirm", func(ctx context.Context, store *Store) (Order, error) { return store.Confirm(ctx, "lapsed") }, ErrExpired, false, 10},
+		{"cancel", func(ctx context.Context, store *Store) (Order, error) { return store.Cancel(ctx, "lapsed") }, nil, true, 10},
+		{"GET", func(ctx context.Context, store *Store) (Order, error) { return store.GetOrder(ctx, "lapsed") }, nil, false, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store, db := newTestStore(t, Options{})
+			clock := useFakeClock(store, time.Date(2030, 11, 11, 0, 0, 0, 0, time.UTC))
+			ctx := t.Context()
+			if _, err := store.SetStock(ctx, "e", 10, 1); err != nil {
+				t.Fatal(err)
+			}
+			deduction := DeductRequest{OrderNo: "lapsed", Items: []Item{{SKU: "e", Qty: 4}}, HoldTTL: 15 * time.Minute}
+			if _, err := store.Deduct(ctx, deduction); err != nil {
+				t.Fatal(err)
+			}
+			clock.advance(15*time.Minute - time.Microsecond)
+			if order, err := store.Deduct(ctx, deduction); err != nil || order.Status != StatusHeld || !order.Replayed {
+				t.Fatalf("repeated deduction just before the expiry = %+v, %v; want the held order, replayed", order, err)
+			}
+			clock.advance(time.Microsecond) // at expires_at; the sweeper has not run
+			order, err := tt.call(ctx, store)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) || order.Status != StatusExpired || order.Replayed != tt.wantReplayed {
+				t.Fatalf("%s at the expiry = %+v, %v; want the order expired (replayed %v) and error %v", tt.name, order, err, tt.wantReplayed, tt.wantErr)
+			}
+			if got := sellable(t, db, "e"); got != tt.wantSellable {
+				t.Fatalf("sellable = %d after the %s, want %d", got, tt.name, tt.wantSellable)
+			}
+			// What the call did not give back, the sweeper does, once.
+			if n, err := store.SweepExpired(ctx); err != nil || sellable(t, db, "e") != 10 {
+				t.Fatalf("SweepExpired = %d, %v; sellable %d after it, want 10", n, err, sellable(t, db, "e"))
+			}
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log WHERE order_no = 'lapsed' AND reason = 'expired'"); n != 1 {
+				t.Fatalf("%d rollback rows of the expiry, want 1", n)
+			}
+		})
+	}
+}
+
 func TestConfirmAfterExpiryReleasesTheHold(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
