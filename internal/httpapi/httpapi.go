@@ -114,14 +114,22 @@ func DecodeJSON(body io.Reader, v any, optional bool) error {
 		return &MalformedError{Problem: fmt.Sprintf("is not valid UTF-8 (byte %d)", invalidUTF8At(data))}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
+	var typeErr *json.UnmarshalTypeError
+	if err := dec.Decode(v); err != nil && !errors.As(err, &typeErr) {
 		return &MalformedError{Problem: describeDecodeError(err)}
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if _, err := dec.Token(); typeErr == nil && !errors.Is(err, io.EOF) {
 		return &MalformedError{Problem: "must hold a single JSON value"}
 	}
-	if err := newBodyWalk(data).value(reflect.TypeOf(v), ""); err != nil {
+	// The walk names the value of a wrong type by its whole path (items[2].qty, where
+	// encoding/json says items.qty), or finds a problem before it in the body.
+	walk := newBodyWalk(data)
+	walk.typeErr = typeErr
+	if err := walk.value(reflect.TypeOf(v), ""); err != nil {
 		return &MalformedError{Problem: err.Error()}
+	}
+	if typeErr != nil {
+		return &MalformedError{Problem: describeDecodeError(typeErr)}
 	}
 	return nil
 }
@@ -139,15 +147,12 @@ func invalidUTF8At(data []byte) int {
 }
 
 // describeDecodeError says what encoding/json found wrong in the words of the API, not
-// of Go's types.
+// of Go's types. (A value of the wrong type is named by its whole path in the body's walk;
+// this names it by encoding/json's path, without indexes, only if the walk did not find it.)
 func describeDecodeError(err error) string {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
-		where := "the body"
-		if typeErr.Field != "" {
-			where = "field " + strconv.Quote(typeErr.Field)
-		}
-		return fmt.Sprintf("%s must be %s, not %s", where, jsonKind(typeErr.Type), typeErr.Value)
+		return fmt.Sprintf("%s must be %s, not %s", describePath(typeErr.Field), jsonKind(typeErr.Type), typeErr.Value)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return "malformed JSON: it ends before the value does"
@@ -187,6 +192,9 @@ func jsonKind(t reflect.Type) string {
 type bodyWalk struct {
 	dec *json.Decoder
 	raw []byte
+	// typeErr, when set, is encoding/json's refusal of a value of the wrong type: the walk
+	// refuses the value it is about, named by its path.
+	typeErr *json.UnmarshalTypeError
 }
 
 func newBodyWalk(raw []byte) *bodyWalk {
@@ -204,13 +212,18 @@ func (w *bodyWalk) token() (json.Token, []byte, error) {
 }
 
 // value walks the value at path, as decoded into t, and refuses an object key that is not
-// one of its struct's field names spelt exactly or that appears twice, and a string (value
-// or key) holding half a surrogate pair. A nil t (an interface, or a type that decodes
-// itself) checks for keys twice and strings only.
+// one of its struct's field names spelt exactly or that appears twice, a string (value
+// or key) holding half a surrogate pair, and the value w.typeErr is about. A nil t (an
+// interface, or a type that decodes itself) checks for keys twice and strings only.
 func (w *bodyWalk) value(t reflect.Type, path string) error {
 	tok, literal, err := w.token()
 	if err != nil {
 		return err
+	}
+	// encoding/json's offset is the end of the literal, or of an object's or array's
+	// opening delimiter: the end of the value's first token.
+	if w.typeErr != nil && w.dec.InputOffset() == w.typeErr.Offset {
+		return fmt.Errorf("%s must be %s, not %s", describePath(path), jsonKind(w.typeErr.Type), w.typeErr.Value)
 	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()

@@ -21,7 +21,15 @@ func TestDecodeJSONSaysWhatIsWrong(t *testing.T) {
 	}
 	for _, tc := range []struct{ body, want string }{
 		{`{"order_no": 5}`, `field "order_no" must be a string, not number`},
-		{`{"items": [{"sku": "a", "qty": "1"}]}`, `field "items.qty" must be an integer, not string`},
+		{`{"items": [{"sku": "a", "qty": "1"}]}`, `field "items[0].qty" must be an integer, not string`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}, {"sku": "c", "qty": "1"}]}`, `field "items[2].qty" must be an integer, not string`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 1.5}]}`, `field "items[1].qty" must be an integer, not number 1.5`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": {"n": 1}}]}`, `field "items[1].qty" must be an integer, not object`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": [1]}]}`, `field "items[1].qty" must be an integer, not array`},
+		{`{"items": [{"sku": "a", "qty": 1}, 5]}`, `field "items[1]" must be an object, not number`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "QTY": 1}, {"sku": "c", "qty": "1"}]}`, `unknown field "items[1].QTY"`},
+		{`{"items": [{"sku": "a", "qty": "1"}], "colour": "red"}`, `field "items[0].qty" must be an integer`},
+		{`{"Extra": {"a": 1, "b": "2"}}`, `field "Extra.b" must be an integer, not string`},
 		{`[1]`, `the body must be an object, not array`},
 		{`{"ORDER_NO": "o1"}`, `unknown field "ORDER_NO" (did you mean "order_no"? names are case-sensitive)`},
 		{`{"items": [{"sku": "a", "QTY": 1}]}`, `unknown field "items[0].QTY" (did you mean "items[0].qty"?`},
