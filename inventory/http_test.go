@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +220,65 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 			status, answer := send(t, srv, tt.method, tt.path, tt.body)
 			if status != http.StatusBadRequest || answer.Code != "invalid_request" || !strings.Contains(answer.Message, tt.wantMessage) {
 				t.Fatalf("%s %s %s = %d %+v, want 400 invalid_request saying %q", tt.method, tt.path, tt.body, status, answer, tt.wantMessage)
+			}
+			if after := snapshot(t, db); after != before {
+				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		})
+	}
+}
+
+// A shortage says which stock is short: sellable, an activity's (named), or a warehouse's
+// physical stock (a shipment, named, for the SKU's lines together).
+func TestHTTPShortageSaysWhichStock(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	now := time.Now().UTC()
+	for _, step := range []func() error{
+		func() error { _, err := store.SetStock(ctx, "a1", 10, 1); return err },
+		func() error {
+			_, err := store.PutActivity(ctx, Activity{SKU: "a1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)})
+			return err
+		},
+		func() error {
+			_, err := store.PutWarehouse(ctx, Warehouse{Code: "SH", Name: "Shanghai", Type: "central"})
+			return err
+		},
+		func() error {
+			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "a1", Warehouse: "SH", Qty: 4}})
+			return err
+		},
+		func() error {
+			_, err := store.Deduct(ctx, DeductRequest{OrderNo: "paid", Items: []Item{{SKU: "a1", Qty: 2}, {SKU: "a1", Qty: 3, Activity: "sale"}}})
+			return err
+		},
+		func() error { _, err := store.Confirm(ctx, "paid"); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("setting up: %v", err)
+		}
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	before := snapshot(t, db)
+	for _, tt := range []struct {
+		name, path, body string
+		wantMessage      string
+		wantShort        []Shortage
+	}{
+		{"sellable and activity lines of one SKU", "/v1/deductions",
+			`{"order_no": "both", "items": [{"sku": "a1", "qty": 20, "activity": "sale"}, {"sku": "a1", "qty": 20}]}`,
+			"insufficient stock: a1 (requested 20, available 8), a1 of activity sale (requested 20, available 2)",
+			[]Shortage{{SKU: "a1", Requested: 20, Available: 8}, {SKU: "a1", Activity: "sale", Requested: 20, Available: 2}}},
+		{"shipment", "/v1/orders/paid/ship", `{"warehouse": "SH"}`,
+			"insufficient stock: a1 physical stock at warehouse SH (requested 5, available 4)",
+			[]Shortage{{SKU: "a1", Warehouse: "SH", Requested: 5, Available: 4}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, answer := send(t, srv, "POST", tt.path, tt.body)
+			if status != http.StatusConflict || answer.Code != "insufficient_stock" || !strings.Contains(answer.Message, tt.wantMessage) ||
+				!slices.Equal(answer.Short, tt.wantShort) {
+				t.Fatalf("POST %s %s = %d %+v, want 409 insufficient_stock saying %q, short %+v", tt.path, tt.body, status, answer, tt.wantMessage, tt.wantShort)
 			}
 			if after := snapshot(t, db); after != before {
 				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)

@@ -348,10 +348,25 @@ func setStatus(ctx context.Context, tx *sql.Tx, orderNo string, status OrderStat
 	return nil
 }
 
+// shippedQty is how many units of each SKU an order's items ship, in SKU order: a sellable
+// line and an activity line of one SKU leave the warehouse as one quantity.
+func shippedQty(items []OrderItem) []Item {
+	var out []Item
+	for _, it := range items { // sorted by SKU
+		if n := len(out); n > 0 && out[n-1].SKU == it.SKU {
+			out[n-1].Qty += it.Qty
+			continue
+		}
+		out = append(out, Item{SKU: it.SKU, Qty: it.Qty})
+	}
+	return out
+}
+
 // Ship records that warehouse shipped a confirmed order: reserved stock is released and
 // the warehouse's physical stock lowered. Afterwards the order can no longer be cancelled
 // (ErrShipped). A held order returns ErrNotConfirmed; an unknown warehouse
-// ErrUnknownWarehouse; physical stock lower than the order a *ShortageError.
+// ErrUnknownWarehouse; physical stock lower than the order a *ShortageError naming the
+// warehouse, one Shortage per SKU short (its lines together).
 func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, error) {
 	if err := checkShip(orderNo, warehouse); err != nil {
 		return Order{}, fmt.Errorf("shipping order %q: %w", orderNo, err)
@@ -385,7 +400,7 @@ func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, err
 			return fmt.Errorf("warehouse %s: %w", warehouse, ErrUnknownWarehouse)
 		}
 		var short []Shortage
-		for _, it := range o.Items {
+		for _, it := range shippedQty(o.Items) {
 			res, err := tx.ExecContext(ctx, "UPDATE physical_stock SET qty = qty - ? WHERE sku_id = ? AND warehouse_code = ? AND qty >= ?",
 				it.Qty, it.SKU, warehouse, it.Qty)
 			if err != nil {
@@ -393,8 +408,11 @@ func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, err
 			}
 			if affected(res) != 1 {
 				var have int64
-				tx.QueryRowContext(ctx, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?", it.SKU, warehouse).Scan(&have)
-				short = append(short, Shortage{SKU: it.SKU, Requested: it.Qty, Available: have})
+				err := tx.QueryRowContext(ctx, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?", it.SKU, warehouse).Scan(&have)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("reading physical stock of %s at %s: %w", it.SKU, warehouse, err)
+				}
+				short = append(short, Shortage{SKU: it.SKU, Warehouse: warehouse, Requested: it.Qty, Available: have})
 				continue
 			}
 			res, err = tx.ExecContext(ctx, "UPDATE reserved SET qty = qty - ? WHERE sku_id = ? AND qty >= ?", it.Qty, it.SKU, it.Qty)
