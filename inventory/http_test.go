@@ -318,7 +318,15 @@ func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 		{"GET", "/v1/skus/sku1/", "", 404, "not_found", ""},
 		{"GET", "/v1/orders", "", 404, "not_found", ""},
 		{"POST", "/v1/", "", 404, "not_found", ""},
+		// Paths a ServeMux would redirect, answered where they are.
+		{"GET", "/v1", "", 404, "not_found", ""},
+		{"POST", "/v1/skus//stock", `{"sellable": 1}`, 404, "not_found", ""},
+		{"POST", "/v1/orders//cancel", "", 404, "not_found", ""},
+		{"GET", "/v1/skus/./sku1", "", 404, "not_found", ""},
+		{"GET", "/v1/orders/x/../o1", "", 404, "not_found", ""},
 	}
+	// A redirect is an answer of its own, not followed.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	before := snapshot(t, db)
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -326,7 +334,7 @@ func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -51,8 +51,11 @@ type Route struct {
 
 // Routes serves routes under prefix (e.g. /v1/). A known path asked with a method it does
 // not serve answers 405 method_not_allowed with an Allow header; any other path under
-// prefix answers 404 not_found, naming what paths there are (what).
-func Routes(prefix, what string, routes []Route) *http.ServeMux {
+// prefix answers 404 not_found, naming what paths there are (what). A path that a
+// ServeMux would redirect, one with an empty, "." or ".." segment (/v1/skus//stock) or
+// prefix without its slash (/v1), answers 404 not_found too: never a redirect with a body
+// that is not JSON.
+func Routes(prefix, what string, routes []Route) http.Handler {
 	mux := http.NewServeMux()
 	var paths []string
 	allowed := map[string][]string{}
@@ -76,10 +79,37 @@ func Routes(prefix, what string, routes []Route) *http.ServeMux {
 				Message: r.Method + " " + r.URL.Path + ": allowed methods are " + allow})
 		})
 	}
-	mux.HandleFunc(prefix, func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusNotFound, Error{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not " + what})
+	notFound := func(w http.ResponseWriter, r *http.Request, why string) {
+		WriteJSON(w, http.StatusNotFound, Error{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not " + what + why})
+	}
+	mux.HandleFunc(prefix, func(w http.ResponseWriter, r *http.Request) { notFound(w, r, "") })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		escaped := r.URL.EscapedPath() // what the mux matches
+		if escaped == strings.TrimSuffix(prefix, "/") {
+			notFound(w, r, "")
+			return
+		}
+		if odd := oddSegment(escaped); odd != "" {
+			notFound(w, r, ": it has "+odd)
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
-	return mux
+}
+
+// oddSegment names the first segment of a path that a ServeMux would clean away, with a
+// redirect: an empty one (a trailing slash is none), "." or "..". "" when there is none.
+func oddSegment(path string) string {
+	segments := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	for i, segment := range segments {
+		switch {
+		case segment == "" && i < len(segments)-1:
+			return "an empty segment"
+		case segment == "." || segment == "..":
+			return fmt.Sprintf("a %q segment", segment)
+		}
+	}
+	return ""
 }
 
 // MalformedError is a request body that is not one JSON value of the expected shape.

@@ -1,6 +1,9 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +102,54 @@ func TestDecodeJSONRefusesHalfASurrogatePair(t *testing.T) {
 		var v request
 		if err := DecodeJSON(strings.NewReader(body), &v, false); err != nil || v.OrderNo != want {
 			t.Errorf("DecodeJSON(%s) = %q, %v; want %q", body, v.OrderNo, err, want)
+		}
+	}
+}
+
+// A path a ServeMux would redirect (an empty, "." or ".." segment, or the prefix without
+// its slash) answers a JSON 404 where it is, never a redirect with an HTML body.
+func TestRoutesAnswerOddPathsWithJSON404(t *testing.T) {
+	served := func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"sku": r.PathValue("sku"), "order_no": r.PathValue("order_no")})
+	}
+	handler := Routes("/v1/", "an API call", []Route{
+		{Method: "POST", Path: "/v1/skus/{sku}/stock", Handle: served},
+		{Method: "GET", Path: "/v1/skus/{sku}", Handle: served},
+		{Method: "POST", Path: "/v1/orders/{order_no}/cancel", Handle: served},
+	})
+	for _, tc := range []struct{ method, path, wantMessage string }{
+		{"GET", "/v1", "GET /v1 is not an API call"},
+		{"POST", "/v1/skus//stock", "POST /v1/skus//stock is not an API call: it has an empty segment"},
+		{"POST", "/v1/orders//cancel", "it has an empty segment"},
+		{"GET", "/v1//skus/a", "it has an empty segment"},
+		{"GET", "/v1/skus/./a", `it has a "." segment`},
+		{"GET", "/v1/skus/b/../a", `it has a ".." segment`},
+		{"GET", "/v1/skus/a/.", `it has a "." segment`},
+	} {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		var body Error
+		err := json.Unmarshal(rec.Body.Bytes(), &body)
+		if rec.Code != http.StatusNotFound || rec.Header().Get("Location") != "" || rec.Header().Get("Content-Type") != "application/json" ||
+			err != nil || body.Code != "not_found" || !strings.Contains(body.Message, tc.wantMessage) {
+			t.Errorf("%s %s = %d (Location %q) %q; want a JSON 404 not_found saying %q", tc.method, tc.path, rec.Code,
+				rec.Header().Get("Location"), rec.Body, tc.wantMessage)
+		}
+	}
+	// Escaped slashes are part of a segment, and a trailing slash is no empty segment.
+	for _, tc := range []struct {
+		method, path string
+		wantStatus   int
+		wantBody     string
+	}{
+		{"GET", "/v1/skus/a%2F%2Fb", http.StatusOK, `"sku":"a//b"`},
+		{"POST", "/v1/orders/a%2F..%2Fb/cancel", http.StatusOK, `"order_no":"a/../b"`},
+		{"GET", "/v1/skus/a/", http.StatusNotFound, `is not an API call"`},
+	} {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.wantStatus || !strings.Contains(rec.Body.String(), tc.wantBody) {
+			t.Errorf("%s %s = %d %q; want %d with %s", tc.method, tc.path, rec.Code, rec.Body, tc.wantStatus, tc.wantBody)
 		}
 	}
 }
