@@ -287,6 +287,36 @@ func TestHTTPShortageSaysWhichStock(t *testing.T) {
 	}
 }
 
+// A physical sync of the most levels a call may carry, 10,000, fits the body limit with
+// the longest identifiers, indented; other calls keep the smaller limit.
+func TestHTTPPhysicalSyncOfTheMostLevelsFits(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	warehouse := strings.Repeat("W", maxWarehouseLength)
+	if _, err := store.PutWarehouse(t.Context(), Warehouse{Code: warehouse, Name: "Central", Type: "central"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	levels := make([]PhysicalLevel, maxSyncRows)
+	for i := range levels {
+		levels[i] = PhysicalLevel{SKU: fmt.Sprintf("%0*d", maxIDLength, i), Warehouse: warehouse, Qty: maxQty}
+	}
+	body, err := json.MarshalIndent(levels, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, answer := send(t, srv, "POST", "/v1/physical", string(body)); status != http.StatusOK {
+		t.Fatalf("a sync of %d levels (%d bytes) = %d %+v, want 200", len(levels), len(body), status, answer)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM physical_stock WHERE qty = ?", int64(maxQty)); n != maxSyncRows {
+		t.Fatalf("%d levels written, want %d", n, maxSyncRows)
+	}
+	// The same bytes are over the limit of any other call.
+	if status, answer := send(t, srv, "POST", "/v1/deductions", string(body)); status != http.StatusRequestEntityTooLarge || answer.Code != "body_too_large" {
+		t.Fatalf("a deduction of %d bytes = %d %+v, want 413 body_too_large", len(body), status, answer)
+	}
+}
+
 func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()

@@ -32,8 +32,12 @@ type Options struct {
 	// MergeWorkers is how many merged transactions may run at once for one SKU, never more
 	// than it has shards (default 2: on 2 cores more workers only make batches smaller).
 	MergeWorkers int
-	// MaxBodyBytes bounds HTTP request bodies (default 1 MiB).
-	MaxBodyBytes int64
+	// MaxBodyBytes bounds HTTP request bodies (default 1 MiB), but those of the physical
+	// syncs: MaxSyncBodyBytes (default 4 MiB, so that a sync of maxSyncRows levels fits with
+	// 64-byte SKUs and 32-byte warehouse codes, indented or with non-ASCII characters
+	// escaped: about 1.7 MB as plain indented JSON).
+	MaxBodyBytes     int64
+	MaxSyncBodyBytes int64
 }
 
 func (o Options) withDefaults() Options {
@@ -54,6 +58,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
+	}
+	if o.MaxSyncBodyBytes <= 0 {
+		o.MaxSyncBodyBytes = 4 << 20
 	}
 	return o
 }
