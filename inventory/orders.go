@@ -407,9 +407,9 @@ func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, err
 				return fmt.Errorf("lowering physical stock of %s at %s: %w", it.SKU, warehouse, err)
 			}
 			if affected(res) != 1 {
-				var have int64
-				err := tx.QueryRowContext(ctx, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?", it.SKU, warehouse).Scan(&have)
-				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				var have int64 // 0 when the warehouse has no row of the SKU
+				if err := tx.QueryRowContext(ctx, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?",
+					it.SKU, warehouse).Scan(&have); err != nil && !errors.Is(err, sql.ErrNoRows) {
 					return fmt.Errorf("reading physical stock of %s at %s: %w", it.SKU, warehouse, err)
 				}
 				short = append(short, Shortage{SKU: it.SKU, Warehouse: warehouse, Requested: it.Qty, Available: have})

@@ -33,9 +33,9 @@ type Options struct {
 	// than it has shards (default 2: on 2 cores more workers only make batches smaller).
 	MergeWorkers int
 	// MaxBodyBytes bounds HTTP request bodies (default 1 MiB), but those of the physical
-	// syncs: MaxSyncBodyBytes (default 4 MiB, so that a sync of maxSyncRows levels fits with
-	// 64-byte SKUs and 32-byte warehouse codes, indented or with non-ASCII characters
-	// escaped: about 1.7 MB as plain indented JSON).
+	// syncs, which MaxSyncBodyBytes bounds (default 4 MiB: maxSyncRows levels of 64-byte
+	// SKUs and 32-byte warehouse codes take about 1.7 MB of indented JSON, and fit also
+	// with their non-ASCII characters escaped).
 	MaxBodyBytes     int64
 	MaxSyncBodyBytes int64
 }
