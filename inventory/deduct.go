@@ -294,13 +294,28 @@ func (s *Store) deductInTx(ctx context.Context, req DeductRequest) (Order, error
 
 // replayDeduction answers a deduction (req, normalized) whose order already exists. The
 // stored order, with Replayed set, when req asks for the same items and the order still
-// holds its stock (held, confirmed or shipped). Otherwise the stored order and an error:
-// ErrOrderConflict when req asks for other items, ErrCancelled or ErrExpired when the
-// order's stock was given back, since an answer of success would read as "held".
+// holds its stock (held before its expiry, confirmed or shipped). Otherwise the stored
+// order and an error: ErrOrderConflict when req asks for other items, ErrCancelled or
+// ErrExpired when the order's stock was given back, since an answer of success would read
+// as "held". A hold past its expiry is released here (expireIfLapsed), as Confirm does.
 func (s *Store) replayDeduction(ctx context.Context, req DeductRequest) (Order, error) {
 	order, err := s.loadOrder(ctx, s.db, req.OrderNo, false)
 	if err != nil {
 		return Order{}, fmt.Errorf("reading deducted order %s: %w", req.OrderNo, err)
+	}
+	if s.lapsed(order) {
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			o, err := s.loadOrder(ctx, tx, req.OrderNo, true)
+			if err != nil {
+				return err
+			}
+			_, err = s.expireIfLapsed(ctx, tx, &o)
+			order = o
+			return err
+		})
+		if err != nil {
+			return Order{}, fmt.Errorf("deducting order %s: releasing its expired hold: %w", req.OrderNo, err)
+		}
 	}
 	order.Replayed = true
 	switch {

@@ -262,6 +262,46 @@ func TestActivityStock(t *testing.T) {
 	}
 }
 
+// Activity stock is the campaign's own (docs/api.md): a PUT leaves sellable stock alone
+// and states what is left now, orders keep what they hold, and a cancel after the
+// campaign gives the units back to the activity, not to sellable stock.
+func TestActivityStockIsItsOwn(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	start := time.Date(2030, 11, 11, 0, 0, 0, 0, time.UTC)
+	clock := useFakeClock(store, start)
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "tv", 100, 1); err != nil {
+		t.Fatal(err)
+	}
+	campaign := Activity{SKU: "tv", Activity: "1111", Qty: 50, StartsAt: start, EndsAt: start.Add(24 * time.Hour)}
+	if _, err := store.PutActivity(ctx, campaign); err != nil {
+		t.Fatal(err)
+	}
+	activityQty := func() int64 {
+		return queryInt(t, db, "SELECT qty FROM activity_stock WHERE sku_id = 'tv' AND activity_id = '1111'")
+	}
+	if got := sellable(t, db, "tv"); got != 100 {
+		t.Fatalf("sellable = %d after the PUT, want 100: activity stock is not carved out of it", got)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "a-1", Items: []Item{{SKU: "tv", Qty: 10, Activity: "1111"}}, HoldTTL: 48 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	campaign.Qty = 100 // restated while a-1 holds 10
+	if _, err := store.PutActivity(ctx, campaign); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(25 * time.Hour) // the campaign is over
+	if _, err := store.Cancel(ctx, "a-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, sell := activityQty(), sellable(t, db, "tv"); got != 110 || sell != 100 {
+		t.Fatalf("after the campaign, cancelling 10 set to 100: activity %d, sellable %d; want 110 and 100", got, sell)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "a-2", Items: []Item{{SKU: "tv", Qty: 1, Activity: "1111"}}}); !errors.Is(err, ErrActivityInactive) {
+		t.Fatalf("deducting from the ended campaign = %v, want ErrActivityInactive", err)
+	}
+}
+
 func TestReshardDuringLoadKeepsTotal(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()

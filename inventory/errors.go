@@ -46,28 +46,44 @@ func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 
-// Shortage is one item that could not be served.
+// Shortage is one item that could not be served: of sellable stock, of an activity's
+// stock (Activity), or of a warehouse's physical stock (Warehouse, a shipment).
 type Shortage struct {
 	SKU       string `json:"sku"`
 	Activity  string `json:"activity,omitempty"`
+	Warehouse string `json:"warehouse,omitempty"`
 	Requested int64  `json:"requested"`
 	Available int64  `json:"available"`
 }
 
-// ShortageError lists every item of a request that lacked stock; nothing was written.
+// String names the stock short and by how much: "sku-1 (requested 5, available 2)",
+// "sku-1 of activity 1111 (…)", "sku-1 physical stock at warehouse SH-01 (…)".
+func (s Shortage) String() string {
+	what := s.SKU
+	switch {
+	case s.Warehouse != "":
+		what = fmt.Sprintf("%s physical stock at warehouse %s", s.SKU, s.Warehouse)
+	case s.Activity != "":
+		what = fmt.Sprintf("%s of activity %s", s.SKU, s.Activity)
+	}
+	return fmt.Sprintf("%s (requested %d, available %d)", what, s.Requested, s.Available)
+}
+
+// ShortageError lists every item of a request that lacked stock, sorted by SKU and then
+// activity; nothing was written.
 type ShortageError struct {
 	Items []Shortage
 }
 
 func (e *ShortageError) Error() string {
-	skus := make([]string, len(e.Items))
+	items := make([]string, len(e.Items))
 	for i, it := range e.Items {
-		skus[i] = fmt.Sprintf("%s (requested %d, available %d)", it.SKU, it.Requested, it.Available)
+		items[i] = it.String()
 	}
-	return "insufficient stock: " + strings.Join(skus, ", ")
+	return "insufficient stock: " + strings.Join(items, ", ")
 }
 
-// SKUs are the SKUs short, in request order.
+// SKUs are the SKUs short, in the order of Items.
 func (e *ShortageError) SKUs() []string {
 	out := make([]string, len(e.Items))
 	for i, it := range e.Items {

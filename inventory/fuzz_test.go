@@ -253,7 +253,7 @@ func outsideContract(endpoint uint8, got any) string {
 //
 //	go test -run '^$' -fuzz '^FuzzHTTPRequestBodies$' -fuzztime 60s -parallel 1 ./inventory/
 func FuzzHTTPRequestBodies(f *testing.F) {
-	store, db := newTestStore(f, Options{MaxBodyBytes: fuzzMaxBody})
+	store, db := newTestStore(f, Options{MaxBodyBytes: fuzzMaxBody, MaxSyncBodyBytes: fuzzMaxBody})
 	ctx := f.Context()
 	now := time.Now().UTC()
 	for _, step := range []func() error{

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/testutil"
@@ -98,3 +100,17 @@ func atOnce[T any](n int, call func(i int) (T, error)) ([]T, []error) {
 	wg.Wait()
 	return results, errs
 }
+
+// fakeClock is a Store's clock (Store.now) that stands still until advanced.
+type fakeClock struct{ micros atomic.Int64 }
+
+// useFakeClock sets store's clock to one standing at start. Call it before the store runs
+// anything.
+func useFakeClock(store *Store, start time.Time) *fakeClock {
+	c := &fakeClock{}
+	c.micros.Store(start.UnixMicro())
+	store.now = func() time.Time { return time.UnixMicro(c.micros.Load()).UTC() }
+	return c
+}
+
+func (c *fakeClock) advance(d time.Duration) { c.micros.Add(d.Microseconds()) }

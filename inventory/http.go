@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -95,16 +96,26 @@ func (s *Store) Handler() http.Handler {
 		{Method: "POST", Path: "/v1/physical/{sku}", Handle: s.handleSyncPhysicalSKU},
 	}
 	for i, r := range routes {
-		routes[i].Handle = s.instrument(r.Method+" "+r.Path, r.Handle)
+		routes[i].Handle = s.instrument(r.Method+" "+r.Path, limitBody(s.maxBodyBytes(r.Path), r.Handle))
 	}
-	return s.authenticate(httpapi.Routes("/v1/", "an inventory API call", routes))
+	return httpapi.RequireToken(s.opts.Token, httpapi.Routes("/v1/", "an inventory API call", routes))
 }
 
-func (s *Store) authenticate(next http.Handler) http.Handler {
-	return httpapi.RequireToken(s.opts.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-		next.ServeHTTP(w, r)
-	}))
+// maxBodyBytes is the body limit of the route on path: the physical syncs' is larger.
+func (s *Store) maxBodyBytes(path string) int64 {
+	if path == "/v1/physical" || strings.HasPrefix(path, "/v1/physical/") {
+		return s.opts.MaxSyncBodyBytes
+	}
+	return s.opts.MaxBodyBytes
+}
+
+// limitBody lets handle read at most maxBytes of a request's body (413 body_too_large past
+// them).
+func limitBody(maxBytes int64, handle http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBytes)
+		handle(w, r)
+	}
 }
 
 func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,12 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"reshard unknown sku", "POST", "/v1/skus/nope/reshard", `{"shards": 2}`, "", 404, "not_found"},
 		{"get unknown sku", "GET", "/v1/skus/nope", "", "", 404, "not_found"},
 		{"confirm unknown order", "POST", "/v1/orders/nope/confirm", "", "", 404, "not_found"},
+		{"confirm with a body field", "POST", "/v1/orders/o1/confirm", `{"paid": true}`, "", 400, "invalid_request"},
+		{"cancel with a body field", "POST", "/v1/orders/o1/cancel", `{"reason": "x"}`, "", 400, "invalid_request"},
+		{"confirm with a body over the limit", "POST", "/v1/orders/o1/confirm", `{"x": "` + strings.Repeat("x", 5000) + `"}`, "", 413, "body_too_large"},
+		{"cancel with a body over the limit", "POST", "/v1/orders/o1/cancel", `{"x": "` + strings.Repeat("x", 5000) + `"}`, "", 413, "body_too_large"},
+		{"get order with an order_no over 64 bytes", "GET", "/v1/orders/" + strings.Repeat("o", 65), "", "", 400, "invalid_request"},
+		{"cancel of an order_no ending in a space", "POST", "/v1/orders/o1%20/cancel", "", "", 400, "invalid_request"},
 		{"ship without warehouse", "POST", "/v1/orders/o1/ship", `{}`, "", 400, "invalid_request"},
 		{"warehouse without name", "PUT", "/v1/warehouses/W2", `{"type": "store"}`, "", 400, "invalid_request"},
 		{"negative physical", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W1", "qty": -1}]`, "", 400, "invalid_request"},
@@ -113,6 +120,8 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"activity without ends_at", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
 		{"activity before the year 1000", "PUT", "/v1/skus/sku1/activities/sale", `{"qty": 1, "starts_at": "0500-01-01T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}`, "", 400, "invalid_request"},
 		{"order_no not UTF-8", "POST", "/v1/deductions", "{\"order_no\": \"o-bad\xff\", \"items\": [{\"sku\": \"sku1\", \"qty\": 1}]}", "", 400, "invalid_request"},
+		{"order_no with half a surrogate pair", "POST", "/v1/deductions", `{"order_no": "sur-\ud800", "items": [{"sku": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},
+		{"sku with half a surrogate pair", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1\udbff", "qty": 1}]}`, "", 400, "invalid_request"},
 		{"sku in the path not UTF-8", "POST", "/v1/skus/%FF/stock", `{"sellable": 1}`, "", 400, "invalid_request"},
 		{"cancel of an order_no not UTF-8", "POST", "/v1/orders/%FE%FF/cancel", "", "", 400, "invalid_request"},
 		{"field name in another case", "POST", "/v1/deductions", `{"ORDER_NO": "o1", "items": [{"sku": "sku1", "qty": 1}]}`, "", 400, "invalid_request"},
@@ -169,6 +178,151 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 	}
 }
 
+// send makes one request of srv and returns its status and error body (zero on success).
+func send(t *testing.T, srv *httptest.Server, method, path, body string) (int, apiError) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer apiError
+	if resp.StatusCode >= 400 {
+		if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+			t.Fatalf("%s %s = %d with an error body that is not JSON: %v", method, path, resp.StatusCode, err)
+		}
+	}
+	return resp.StatusCode, answer
+}
+
+// A refusal names what is wrong where it is, down to the element of a list, and writes
+// nothing.
+func TestHTTPRefusalNamesTheElement(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	if _, err := store.PutWarehouse(ctx, Warehouse{Code: "SH", Name: "Shanghai", Type: "central"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "SH", Qty: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	before := snapshot(t, db)
+	for _, tt := range []struct {
+		name, method, path, body string
+		wantMessage              string
+	}{
+		{"full sync, a level without qty", "POST", "/v1/physical", `[{"sku": "s2", "warehouse": "SH"}]`, `[0].qty: is required`},
+		{"single-SKU sync, a level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "SH"}]`, `[0].qty: is required`},
+		{"single-SKU sync, its second level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "BJ", "qty": 1}, {"warehouse": "SH"}]`, `[1].qty: is required`},
+		{"a null level", "POST", "/v1/physical/s1", `[null]`, `[0].qty: is required`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, answer := send(t, srv, tt.method, tt.path, tt.body)
+			if status != http.StatusBadRequest || answer.Code != "invalid_request" || !strings.Contains(answer.Message, tt.wantMessage) {
+				t.Fatalf("%s %s %s = %d %+v, want 400 invalid_request saying %q", tt.method, tt.path, tt.body, status, answer, tt.wantMessage)
+			}
+			if after := snapshot(t, db); after != before {
+				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		})
+	}
+}
+
+// A shortage says which stock is short: sellable, an activity's (named), or a warehouse's
+// physical stock (a shipment, named, for the SKU's lines together).
+func TestHTTPShortageSaysWhichStock(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	now := time.Now().UTC()
+	for _, step := range []func() error{
+		func() error { _, err := store.SetStock(ctx, "a1", 10, 1); return err },
+		func() error {
+			_, err := store.PutActivity(ctx, Activity{SKU: "a1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)})
+			return err
+		},
+		func() error {
+			_, err := store.PutWarehouse(ctx, Warehouse{Code: "SH", Name: "Shanghai", Type: "central"})
+			return err
+		},
+		func() error {
+			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "a1", Warehouse: "SH", Qty: 4}})
+			return err
+		},
+		func() error {
+			_, err := store.Deduct(ctx, DeductRequest{OrderNo: "paid", Items: []Item{{SKU: "a1", Qty: 2}, {SKU: "a1", Qty: 3, Activity: "sale"}}})
+			return err
+		},
+		func() error { _, err := store.Confirm(ctx, "paid"); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("setting up: %v", err)
+		}
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	before := snapshot(t, db)
+	for _, tt := range []struct {
+		name, path, body string
+		wantMessage      string
+		wantShort        []Shortage
+	}{
+		{"sellable and activity lines of one SKU", "/v1/deductions",
+			`{"order_no": "both", "items": [{"sku": "a1", "qty": 20, "activity": "sale"}, {"sku": "a1", "qty": 20}]}`,
+			"insufficient stock: a1 (requested 20, available 8), a1 of activity sale (requested 20, available 2)",
+			[]Shortage{{SKU: "a1", Requested: 20, Available: 8}, {SKU: "a1", Activity: "sale", Requested: 20, Available: 2}}},
+		{"shipment", "/v1/orders/paid/ship", `{"warehouse": "SH"}`,
+			"insufficient stock: a1 physical stock at warehouse SH (requested 5, available 4)",
+			[]Shortage{{SKU: "a1", Warehouse: "SH", Requested: 5, Available: 4}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status, answer := send(t, srv, "POST", tt.path, tt.body)
+			if status != http.StatusConflict || answer.Code != "insufficient_stock" || !strings.Contains(answer.Message, tt.wantMessage) ||
+				!slices.Equal(answer.Short, tt.wantShort) {
+				t.Fatalf("POST %s %s = %d %+v, want 409 insufficient_stock saying %q, short %+v", tt.path, tt.body, status, answer, tt.wantMessage, tt.wantShort)
+			}
+			if after := snapshot(t, db); after != before {
+				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		})
+	}
+}
+
+// A physical sync of the most levels a call may carry, 10,000, fits the body limit with
+// the longest identifiers, indented; other calls keep the smaller limit.
+func TestHTTPPhysicalSyncOfTheMostLevelsFits(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	warehouse := strings.Repeat("W", maxWarehouseLength)
+	if _, err := store.PutWarehouse(t.Context(), Warehouse{Code: warehouse, Name: "Central", Type: "central"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	levels := make([]PhysicalLevel, maxSyncRows)
+	for i := range levels {
+		levels[i] = PhysicalLevel{SKU: fmt.Sprintf("%0*d", maxIDLength, i), Warehouse: warehouse, Qty: maxQty}
+	}
+	body, err := json.MarshalIndent(levels, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, answer := send(t, srv, "POST", "/v1/physical", string(body)); status != http.StatusOK {
+		t.Fatalf("a sync of %d levels (%d bytes) = %d %+v, want 200", len(levels), len(body), status, answer)
+	}
+	if n := queryInt(t, db, "SELECT COUNT(*) FROM physical_stock WHERE qty = ?", int64(maxQty)); n != maxSyncRows {
+		t.Fatalf("%d levels written, want %d", n, maxSyncRows)
+	}
+	// The same bytes are over the limit of any other call.
+	if status, answer := send(t, srv, "POST", "/v1/deductions", string(body)); status != http.StatusRequestEntityTooLarge || answer.Code != "body_too_large" {
+		t.Fatalf("a deduction of %d bytes = %d %+v, want 413 body_too_large", len(body), status, answer)
+	}
+}
+
 func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
@@ -200,7 +354,15 @@ func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 		{"GET", "/v1/skus/sku1/", "", 404, "not_found", ""},
 		{"GET", "/v1/orders", "", 404, "not_found", ""},
 		{"POST", "/v1/", "", 404, "not_found", ""},
+		// Paths a ServeMux would redirect, answered where they are.
+		{"GET", "/v1", "", 404, "not_found", ""},
+		{"POST", "/v1/skus//stock", `{"sellable": 1}`, 404, "not_found", ""},
+		{"POST", "/v1/orders//cancel", "", 404, "not_found", ""},
+		{"GET", "/v1/skus/./sku1", "", 404, "not_found", ""},
+		{"GET", "/v1/orders/x/../o1", "", 404, "not_found", ""},
 	}
+	// A redirect is an answer of its own, not followed.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	before := snapshot(t, db)
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -208,7 +370,7 @@ func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

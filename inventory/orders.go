@@ -13,7 +13,8 @@ import (
 )
 
 // GetOrder returns an order's state and its items (also those rolled back); ErrNotFound
-// when no deduction or cancel ever named it.
+// when no deduction or cancel ever named it. A hold past its expiry reads as expired, even
+// before the sweeper has given its stock back.
 func (s *Store) GetOrder(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, err
@@ -22,7 +23,31 @@ func (s *Store) GetOrder(ctx context.Context, orderNo string) (Order, error) {
 	if err != nil {
 		return Order{}, fmt.Errorf("reading order %s: %w", orderNo, err)
 	}
+	if s.lapsed(o) {
+		o.Status = StatusExpired // its stock comes back at the sweeper's next run
+	}
 	return o, nil
+}
+
+// lapsed reports whether o is a hold past its expiry: expired, though its stock is only
+// given back by the sweeper's next run, or earlier by expireIfLapsed.
+func (s *Store) lapsed(o Order) bool {
+	return o.Status == StatusHeld && !s.now().Before(o.ExpiresAt)
+}
+
+// expireIfLapsed gives back the stock of o, whose hold row tx has locked, when its hold
+// has lapsed, as the sweeper would, and reports whether it did (o is then expired). A call
+// that finds a lapsed hold does this rather than wait for the sweeper, so that it answers
+// what GetOrder shows.
+func (s *Store) expireIfLapsed(ctx context.Context, tx *sql.Tx, o *Order) (bool, error) {
+	if !s.lapsed(*o) {
+		return false, nil
+	}
+	if err := s.release(ctx, tx, *o, StatusExpired); err != nil {
+		return false, err
+	}
+	o.Status = StatusExpired
+	return true, nil
 }
 
 // loadOrder reads an order; lock takes its hold row's lock (inside a transaction).
@@ -62,7 +87,8 @@ func (s *Store) loadOrder(ctx context.Context, q querier, orderNo string, lock b
 
 // Confirm records payment: the hold becomes final and reserved stock grows by the order's
 // items. Confirming a confirmed or shipped order changes nothing (Replayed). A cancelled
-// order returns ErrCancelled; a hold past its expiry is released here and returns ErrExpired.
+// order returns ErrCancelled; a hold past its expiry is released here (expireIfLapsed) and
+// returns ErrExpired.
 func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, fmt.Errorf("confirming order: %w", err)
@@ -85,12 +111,12 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 		case StatusExpired:
 			return ErrExpired
 		}
-		if !s.now().Before(o.ExpiresAt) {
-			// Too late: give the stock back now rather than wait for the sweeper.
-			if err := s.release(ctx, tx, o, StatusExpired); err != nil {
-				return err
-			}
-			order.Status, outcome = StatusExpired, ErrExpired
+		lapsed, err := s.expireIfLapsed(ctx, tx, &order)
+		if err != nil {
+			return err
+		}
+		if lapsed {
+			outcome = ErrExpired // too late to pay
 			return nil
 		}
 		for _, it := range o.Items {
@@ -114,50 +140,59 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 	return order, nil
 }
 
+// cancelTimeout bounds a cancel, which runs detached from its caller's cancellation.
+const cancelTimeout = 30 * time.Second
+
 // Cancel refunds an order before shipment: its sellable (or activity) stock is restored,
 // reserved stock too when it was confirmed, its deduction log rows are soft-deleted and
 // rollback rows written. Cancelling a cancelled or expired order changes nothing
-// (Replayed); a shipped order returns ErrShipped.
+// (Replayed); nor does one of a hold past its expiry, which is released as expired
+// (expireIfLapsed). A shipped order returns ErrShipped.
 //
-// When the order is not there yet its deduction may still be in flight, so Cancel looks
-// again CancelRetries times with a growing delay. If it never arrives Cancel records the
-// order as cancelled, so that a deduction arriving later is refused (ErrCancelled), and
-// returns ErrNotFound.
+// An order not there yet is recorded as cancelled at once, with no items, and Cancel
+// returns ErrNotFound: its deduction, still in flight or sent later, then finds the order
+// cancelled and is refused (ErrCancelled) instead of holding stock. The order's hold row
+// decides between the two: a deduction that wrote it first, even uncommitted, is waited
+// for and cancelled.
+//
+// Cancel runs detached from ctx's cancellation (bounded by cancelTimeout): a caller that
+// hangs up does not stop a cancel it asked for, so a late deduction is refused whatever
+// the caller does.
 func (s *Store) Cancel(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, fmt.Errorf("cancelling order: %w", err)
 	}
-	delay := s.opts.CancelRetryDelay
-	for attempt := 0; ; attempt++ {
-		o, err := s.cancelOnce(ctx, orderNo)
-		if !errors.Is(err, ErrNotFound) {
-			if err != nil {
-				return o, fmt.Errorf("cancelling order %s: %w", orderNo, err)
-			}
-			return o, nil
+	ctx, stop := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer stop()
+	o, err := s.cancelOnce(ctx, orderNo)
+	if errors.Is(err, ErrNotFound) {
+		recorded, recordErr := s.recordCancelled(ctx, orderNo)
+		if recordErr != nil {
+			return Order{}, fmt.Errorf("cancelling order %s: recording the cancel: %w", orderNo, recordErr)
 		}
-		if attempt >= s.opts.CancelRetries {
-			_, err := s.db.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
-				orderNo, StatusCancelled, s.now())
-			if isDuplicateKey(err) {
-				continue // the deduction landed just now: cancel it
-			}
-			if err != nil {
-				return Order{}, fmt.Errorf("cancelling order %s: recording the cancel: %w", orderNo, err)
-			}
-			s.log.Warn("cancel for an order never deducted", zap.String("order_no", orderNo), zap.Int("attempts", attempt+1))
-			return Order{}, fmt.Errorf("cancelling order %s: no deduction after %d looks: %w", orderNo, attempt+1, ErrNotFound)
+		if recorded {
+			s.log.Info("cancel of an order not deducted: recorded as cancelled", zap.String("order_no", orderNo))
+			return Order{}, fmt.Errorf("cancelling order %s: not deducted; recorded as cancelled, so that its deduction is refused: %w",
+				orderNo, ErrNotFound)
 		}
-		if s.beforeCancelRetry != nil {
-			s.beforeCancelRetry(attempt)
-		}
-		select {
-		case <-ctx.Done():
-			return Order{}, fmt.Errorf("cancelling order %s: %w", orderNo, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay *= 2
+		// Its deduction wrote the order between the look and the record: cancel that.
+		o, err = s.cancelOnce(ctx, orderNo)
 	}
+	if err != nil {
+		return o, fmt.Errorf("cancelling order %s: %w", orderNo, err)
+	}
+	return o, nil
+}
+
+// recordCancelled writes orderNo's hold row as cancelled, with no items; recorded is false
+// when the order already has one (its deduction came first).
+func (s *Store) recordCancelled(ctx context.Context, orderNo string) (recorded bool, err error) {
+	_, err = s.db.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
+		orderNo, StatusCancelled, s.now())
+	if isDuplicateKey(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (s *Store) cancelOnce(ctx context.Context, orderNo string) (Order, error) {
@@ -174,6 +209,14 @@ func (s *Store) cancelOnce(ctx context.Context, orderNo string) (Order, error) {
 			return nil
 		case StatusShipped:
 			return ErrShipped
+		}
+		lapsed, err := s.expireIfLapsed(ctx, tx, &order)
+		if err != nil {
+			return err
+		}
+		if lapsed {
+			order.Replayed = true // as for an expired order: it was, since its expiry
+			return nil
 		}
 		if err := s.release(ctx, tx, o, StatusCancelled); err != nil {
 			return err
@@ -305,10 +348,25 @@ func setStatus(ctx context.Context, tx *sql.Tx, orderNo string, status OrderStat
 	return nil
 }
 
+// shippedQty is how many units of each SKU an order's items ship, in SKU order: a sellable
+// line and an activity line of one SKU leave the warehouse as one quantity.
+func shippedQty(items []OrderItem) []Item {
+	var out []Item
+	for _, it := range items { // sorted by SKU
+		if n := len(out); n > 0 && out[n-1].SKU == it.SKU {
+			out[n-1].Qty += it.Qty
+			continue
+		}
+		out = append(out, Item{SKU: it.SKU, Qty: it.Qty})
+	}
+	return out
+}
+
 // Ship records that warehouse shipped a confirmed order: reserved stock is released and
 // the warehouse's physical stock lowered. Afterwards the order can no longer be cancelled
 // (ErrShipped). A held order returns ErrNotConfirmed; an unknown warehouse
-// ErrUnknownWarehouse; physical stock lower than the order a *ShortageError.
+// ErrUnknownWarehouse; physical stock lower than the order a *ShortageError naming the
+// warehouse, one Shortage per SKU short (its lines together).
 func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, error) {
 	if err := checkShip(orderNo, warehouse); err != nil {
 		return Order{}, fmt.Errorf("shipping order %q: %w", orderNo, err)
@@ -342,16 +400,19 @@ func (s *Store) Ship(ctx context.Context, orderNo, warehouse string) (Order, err
 			return fmt.Errorf("warehouse %s: %w", warehouse, ErrUnknownWarehouse)
 		}
 		var short []Shortage
-		for _, it := range o.Items {
+		for _, it := range shippedQty(o.Items) {
 			res, err := tx.ExecContext(ctx, "UPDATE physical_stock SET qty = qty - ? WHERE sku_id = ? AND warehouse_code = ? AND qty >= ?",
 				it.Qty, it.SKU, warehouse, it.Qty)
 			if err != nil {
 				return fmt.Errorf("lowering physical stock of %s at %s: %w", it.SKU, warehouse, err)
 			}
 			if affected(res) != 1 {
-				var have int64
-				tx.QueryRowContext(ctx, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?", it.SKU, warehouse).Scan(&have)
-				short = append(short, Shortage{SKU: it.SKU, Requested: it.Qty, Available: have})
+				var have int64 // 0 when the warehouse has no row of the SKU
+				if err := tx.QueryRowContext(ctx, "SELECT qty FROM physical_stock WHERE sku_id = ? AND warehouse_code = ?",
+					it.SKU, warehouse).Scan(&have); err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("reading physical stock of %s at %s: %w", it.SKU, warehouse, err)
+				}
+				short = append(short, Shortage{SKU: it.SKU, Warehouse: warehouse, Requested: it.Qty, Available: have})
 				continue
 			}
 			res, err = tx.ExecContext(ctx, "UPDATE reserved SET qty = qty - ? WHERE sku_id = ? AND qty >= ?", it.Qty, it.SKU, it.Qty)

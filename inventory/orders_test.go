@@ -161,6 +161,61 @@ func TestHoldExpiry(t *testing.T) {
 	}
 }
 
+// A hold is expired from its expires_at on, whether or not the sweeper has run: GET shows
+// it expired, and a repeated deduction answers hold_expired and gives the stock back, as a
+// confirm does; a cancel answers it as the expired order it is.
+func TestHoldPastItsExpiryIsExpiredBeforeTheSweep(t *testing.T) {
+	tests := []struct {
+		name string
+		call func(ctx context.Context, store *Store) (Order, error)
+		// what the call answers, and the stock after it (6 while the order holds 4)
+		wantErr      error
+		wantReplayed bool
+		wantSellable int64
+	}{
+		{"repeated deduction", func(ctx context.Context, store *Store) (Order, error) {
+			return store.Deduct(ctx, DeductRequest{OrderNo: "lapsed", Items: []Item{{SKU: "e", Qty: 4}}})
+		}, ErrExpired, true, 10},
+		{"confirm", func(ctx context.Context, store *Store) (Order, error) { return store.Confirm(ctx, "lapsed") }, ErrExpired, false, 10},
+		{"cancel", func(ctx context.Context, store *Store) (Order, error) { return store.Cancel(ctx, "lapsed") }, nil, true, 10},
+		{"GET", func(ctx context.Context, store *Store) (Order, error) { return store.GetOrder(ctx, "lapsed") }, nil, false, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store, db := newTestStore(t, Options{})
+			clock := useFakeClock(store, time.Date(2030, 11, 11, 0, 0, 0, 0, time.UTC))
+			ctx := t.Context()
+			if _, err := store.SetStock(ctx, "e", 10, 1); err != nil {
+				t.Fatal(err)
+			}
+			deduction := DeductRequest{OrderNo: "lapsed", Items: []Item{{SKU: "e", Qty: 4}}, HoldTTL: 15 * time.Minute}
+			if _, err := store.Deduct(ctx, deduction); err != nil {
+				t.Fatal(err)
+			}
+			clock.advance(15*time.Minute - time.Microsecond)
+			if order, err := store.Deduct(ctx, deduction); err != nil || order.Status != StatusHeld || !order.Replayed {
+				t.Fatalf("repeated deduction just before the expiry = %+v, %v; want the held order, replayed", order, err)
+			}
+			clock.advance(time.Microsecond) // at expires_at; the sweeper has not run
+			order, err := tt.call(ctx, store)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) || order.Status != StatusExpired || order.Replayed != tt.wantReplayed {
+				t.Fatalf("%s at the expiry = %+v, %v; want the order expired (replayed %v) and error %v", tt.name, order, err, tt.wantReplayed, tt.wantErr)
+			}
+			if got := sellable(t, db, "e"); got != tt.wantSellable {
+				t.Fatalf("sellable = %d after the %s, want %d", got, tt.name, tt.wantSellable)
+			}
+			// What the call did not give back, the sweeper does, once.
+			if n, err := store.SweepExpired(ctx); err != nil || sellable(t, db, "e") != 10 {
+				t.Fatalf("SweepExpired = %d, %v; sellable %d after it, want 10", n, err, sellable(t, db, "e"))
+			}
+			if n := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log WHERE order_no = 'lapsed' AND reason = 'expired'"); n != 1 {
+				t.Fatalf("%d rollback rows of the expiry, want 1", n)
+			}
+		})
+	}
+}
+
 func TestConfirmAfterExpiryReleasesTheHold(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
@@ -256,45 +311,111 @@ func TestRunSweeperStopsWithContext(t *testing.T) {
 	}
 }
 
-func TestCancelWaitsForAnInFlightDeduction(t *testing.T) {
-	store, db := newTestStore(t, Options{CancelRetries: 3, CancelRetryDelay: time.Millisecond})
+// A cancel whose deduction is in flight, its hold row written but not committed, waits
+// for it and cancels the order: it neither answers ErrNotFound nor records a second order.
+func TestCancelWaitsForADeductionInFlight(t *testing.T) {
+	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
-	store.SetStock(ctx, "f", 10, 1)
-	// The deduction lands while the cancel waits between its looks.
-	store.beforeCancelRetry = func(attempt int) {
-		if attempt == 1 {
-			if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "racing", Items: []Item{{SKU: "f", Qty: 6}}}); err != nil {
-				t.Error(err)
-			}
+	// The deduction's first statement, in a transaction that has not committed yet.
+	deduction, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deduction.Rollback()
+	if _, err := deduction.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES ('racing', ?, ?)",
+		StatusHeld, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		order Order
+		err   error
+	}
+	cancelled := make(chan result, 1)
+	go func() {
+		order, err := store.Cancel(ctx, "racing")
+		cancelled <- result{order, err}
+	}()
+	awaitStatement(t, db, "FROM hold WHERE order_no") // the cancel's look, waiting for the row
+	if err := deduction.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got := <-cancelled
+	if got.err != nil || got.order.Status != StatusCancelled || got.order.Replayed {
+		t.Fatalf("Cancel = %+v, %v; want the order its deduction wrote, cancelled", got.order, got.err)
+	}
+}
+
+// awaitStatement returns once another session on db's database runs a statement holding
+// fragment: one that waits for a row lock, as it would be done at once otherwise. (MariaDB
+// does not always list a transaction waiting while it plans a statement in INNODB_TRX.)
+func awaitStatement(t *testing.T, db *sql.DB, fragment string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for queryInt(t, db, `SELECT COUNT(*) FROM information_schema.PROCESSLIST
+		WHERE db = DATABASE() AND id <> CONNECTION_ID() AND INSTR(info, ?) > 0`, fragment) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no statement holding %q ran within 10s", fragment)
 		}
-	}
-	order, err := store.Cancel(ctx, "racing")
-	if err != nil || order.Status != StatusCancelled {
-		t.Fatalf("Cancel = %+v, %v; want the late deduction cancelled", order, err)
-	}
-	if got := sellable(t, db, "f"); got != 10 {
-		t.Fatalf("sellable = %d, want 10", got)
+		time.Sleep(time.Millisecond)
 	}
 }
 
 func TestCancelOfAnOrderNeverDeducted(t *testing.T) {
-	store, db := newTestStore(t, Options{CancelRetries: 2, CancelRetryDelay: time.Millisecond})
+	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
 	store.SetStock(ctx, "g", 10, 1)
-	looks := 0
-	store.beforeCancelRetry = func(int) { looks++ }
 	if _, err := store.Cancel(ctx, "ghost"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Cancel = %v, want ErrNotFound", err)
 	}
-	if looks != 2 {
-		t.Fatalf("cancel waited %d times, want 2", looks)
-	}
-	// Its deduction arriving after the cancel gave up must not hold stock forever.
+	// Its deduction arriving after the cancel must not hold stock forever.
 	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "ghost", Items: []Item{{SKU: "g", Qty: 1}}}); !errors.Is(err, ErrCancelled) {
 		t.Fatalf("deduction after the cancel = %v, want ErrCancelled", err)
 	}
 	if got := sellable(t, db, "g"); got != 10 {
 		t.Fatalf("sellable = %d, want 10", got)
+	}
+	// From then on the order exists, cancelled with no items.
+	order, err := store.Cancel(ctx, "ghost")
+	if err != nil || !order.Replayed || order.Status != StatusCancelled || len(order.Items) != 0 {
+		t.Fatalf("repeated Cancel = %+v, %v; want the cancelled order with no items, replayed", order, err)
+	}
+	if order, err := store.GetOrder(ctx, "ghost"); err != nil || order.Status != StatusCancelled {
+		t.Fatalf("GetOrder = %+v, %v; want the cancelled order", order, err)
+	}
+}
+
+// A cancel is carried out whatever its caller does: one whose caller hangs up before it
+// ends still records the order, so that its deduction, arriving later, holds no stock.
+func TestCancelIsRecordedWhenTheCallerHangsUp(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		caller func(ctx context.Context) (context.Context, context.CancelFunc)
+	}{
+		{"caller gone before the cancel starts", func(ctx context.Context) (context.Context, context.CancelFunc) {
+			ctx, hangUp := context.WithCancel(ctx)
+			hangUp()
+			return ctx, hangUp
+		}},
+		{"caller times out during the cancel", func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return context.WithTimeout(ctx, 20*time.Millisecond)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store, db := newTestStore(t, Options{})
+			ctx := t.Context()
+			if _, err := store.SetStock(ctx, "h", 10, 1); err != nil {
+				t.Fatal(err)
+			}
+			callerCtx, hangUp := tt.caller(ctx)
+			defer hangUp()
+			store.Cancel(callerCtx, "hung-up") // what it answers the gone caller does not matter
+			if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "hung-up", Items: []Item{{SKU: "h", Qty: 4}}}); !errors.Is(err, ErrCancelled) {
+				t.Fatalf("deduction after a cancel whose caller hung up = %v, want ErrCancelled", err)
+			}
+			if got := sellable(t, db, "h"); got != 10 {
+				t.Fatalf("sellable = %d, want 10: the late deduction holds stock", got)
+			}
+		})
 	}
 }
 

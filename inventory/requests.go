@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -134,11 +135,23 @@ func readShip(body io.Reader) (string, error) {
 	return b.Warehouse, nil
 }
 
-// readLevels reads a physical-stock sync: [{"sku": "…", "warehouse": "…", "qty": N}, …].
+// readLevels reads a physical-stock sync: [{"sku": "…", "warehouse": "…", "qty": N}, …];
+// qty is required in each level: a missing one must not set the stock to 0.
 func readLevels(body io.Reader) ([]PhysicalLevel, error) {
-	var levels []PhysicalLevel
-	if err := decode(body, &levels, false); err != nil {
+	var b []struct {
+		SKU       string `json:"sku"`
+		Warehouse string `json:"warehouse"`
+		Qty       *int64 `json:"qty"`
+	}
+	if err := decode(body, &b, false); err != nil {
 		return nil, err
+	}
+	levels := make([]PhysicalLevel, len(b))
+	for i, l := range b {
+		if l.Qty == nil {
+			return nil, invalid(fmt.Sprintf("[%d].qty", i), "is required")
+		}
+		levels[i] = PhysicalLevel{SKU: l.SKU, Warehouse: l.Warehouse, Qty: *l.Qty}
 	}
 	return levels, nil
 }

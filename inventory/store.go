@@ -32,13 +32,12 @@ type Options struct {
 	// MergeWorkers is how many merged transactions may run at once for one SKU, never more
 	// than it has shards (default 2: on 2 cores more workers only make batches smaller).
 	MergeWorkers int
-	// CancelRetries is how many times a cancel for an order not (yet) deducted looks again
-	// before reporting ErrNotFound (default 5), CancelRetryDelay the first wait between
-	// looks, doubled each time (default 100ms).
-	CancelRetries    int
-	CancelRetryDelay time.Duration
-	// MaxBodyBytes bounds HTTP request bodies (default 1 MiB).
-	MaxBodyBytes int64
+	// MaxBodyBytes bounds HTTP request bodies (default 1 MiB), but those of the physical
+	// syncs, which MaxSyncBodyBytes bounds (default 4 MiB: maxSyncRows levels of 64-byte
+	// SKUs and 32-byte warehouse codes take about 1.7 MB of indented JSON, and fit also
+	// with their non-ASCII characters escaped).
+	MaxBodyBytes     int64
+	MaxSyncBodyBytes int64
 }
 
 func (o Options) withDefaults() Options {
@@ -57,14 +56,11 @@ func (o Options) withDefaults() Options {
 	if o.MergeWorkers <= 0 {
 		o.MergeWorkers = 2
 	}
-	if o.CancelRetries <= 0 {
-		o.CancelRetries = 5
-	}
-	if o.CancelRetryDelay <= 0 {
-		o.CancelRetryDelay = 100 * time.Millisecond
-	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
+	}
+	if o.MaxSyncBodyBytes <= 0 {
+		o.MaxSyncBodyBytes = 4 << 20
 	}
 	return o
 }
@@ -82,9 +78,7 @@ type Store struct {
 	shardHints shardHints
 	// gates spread one-shard calls of a SKU over its shards.
 	gates shardGates
-	// beforeCancelRetry, when set (tests), runs before each wait of a cancel retry.
-	beforeCancelRetry func(attempt int)
-	m                 *metrics
+	m     *metrics
 }
 
 // New returns a Store on db, which should come from Open (its session settings matter:

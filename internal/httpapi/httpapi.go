@@ -51,8 +51,11 @@ type Route struct {
 
 // Routes serves routes under prefix (e.g. /v1/). A known path asked with a method it does
 // not serve answers 405 method_not_allowed with an Allow header; any other path under
-// prefix answers 404 not_found, naming what paths there are (what).
-func Routes(prefix, what string, routes []Route) *http.ServeMux {
+// prefix answers 404 not_found, naming what paths there are (what). A path that a
+// ServeMux would redirect, one with an empty, "." or ".." segment (/v1/skus//stock) or
+// prefix without its slash (/v1), answers 404 not_found too: never a redirect with a body
+// that is not JSON.
+func Routes(prefix, what string, routes []Route) http.Handler {
 	mux := http.NewServeMux()
 	var paths []string
 	allowed := map[string][]string{}
@@ -76,10 +79,37 @@ func Routes(prefix, what string, routes []Route) *http.ServeMux {
 				Message: r.Method + " " + r.URL.Path + ": allowed methods are " + allow})
 		})
 	}
-	mux.HandleFunc(prefix, func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusNotFound, Error{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not " + what})
+	notFound := func(w http.ResponseWriter, r *http.Request, why string) {
+		WriteJSON(w, http.StatusNotFound, Error{Code: "not_found", Message: r.Method + " " + r.URL.Path + " is not " + what + why})
+	}
+	mux.HandleFunc(prefix, func(w http.ResponseWriter, r *http.Request) { notFound(w, r, "") })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		escaped := r.URL.EscapedPath() // what the mux matches
+		if escaped == strings.TrimSuffix(prefix, "/") {
+			notFound(w, r, "")
+			return
+		}
+		if odd := oddSegment(escaped); odd != "" {
+			notFound(w, r, ": it has "+odd)
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
-	return mux
+}
+
+// oddSegment names the first segment of a path that a ServeMux would clean away, with a
+// redirect: an empty one (a trailing slash is none), "." or "..". "" when there is none.
+func oddSegment(path string) string {
+	segments := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	for i, segment := range segments {
+		switch {
+		case segment == "" && i < len(segments)-1:
+			return "an empty segment"
+		case segment == "." || segment == "..":
+			return fmt.Sprintf("a %q segment", segment)
+		}
+	}
+	return ""
 }
 
 // MalformedError is a request body that is not one JSON value of the expected shape.
@@ -88,11 +118,12 @@ type MalformedError struct{ Problem string }
 func (e *MalformedError) Error() string { return "body: " + e.Problem }
 
 // DecodeJSON reads exactly one JSON value into v. Stricter than encoding/json, so that
-// what is stored is what was sent: the body must be valid UTF-8 (encoding/json would
-// store U+FFFD for each bad byte, so that two different order numbers became one), and
-// every object key must be a field of v's shape spelt exactly, at most once
-// (encoding/json matches keys ignoring case and lets the last of two equal keys win). An
-// empty body is allowed when optional. A body over an http.MaxBytesReader's limit returns
+// what is stored is what was sent: the body must be valid UTF-8 and no string may hold a
+// \uXXXX escape of half a UTF-16 surrogate pair without its other half (encoding/json
+// would store U+FFFD for each bad byte or lone half, so that two different order numbers
+// became one), and every object key must be a field of v's shape spelt exactly, at most
+// once (encoding/json matches keys ignoring case and lets the last of two equal keys win).
+// An empty body is allowed when optional. A body over an http.MaxBytesReader's limit returns
 // its *http.MaxBytesError (413); any other problem a *MalformedError (400).
 func DecodeJSON(body io.Reader, v any, optional bool) error {
 	data, err := io.ReadAll(body)
@@ -113,16 +144,22 @@ func DecodeJSON(body io.Reader, v any, optional bool) error {
 		return &MalformedError{Problem: fmt.Sprintf("is not valid UTF-8 (byte %d)", invalidUTF8At(data))}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
+	var typeErr *json.UnmarshalTypeError
+	if err := dec.Decode(v); err != nil && !errors.As(err, &typeErr) {
 		return &MalformedError{Problem: describeDecodeError(err)}
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if _, err := dec.Token(); typeErr == nil && !errors.Is(err, io.EOF) {
 		return &MalformedError{Problem: "must hold a single JSON value"}
 	}
-	keys := json.NewDecoder(bytes.NewReader(data))
-	keys.UseNumber()
-	if err := exactKeys(keys, reflect.TypeOf(v), ""); err != nil {
+	// The walk names the value of a wrong type by its whole path (items[2].qty, where
+	// encoding/json says items.qty), or finds a problem before it in the body.
+	walk := newBodyWalk(data)
+	walk.typeErr = typeErr
+	if err := walk.value(reflect.TypeOf(v), ""); err != nil {
 		return &MalformedError{Problem: err.Error()}
+	}
+	if typeErr != nil {
+		return &MalformedError{Problem: describeDecodeError(typeErr)}
 	}
 	return nil
 }
@@ -140,15 +177,12 @@ func invalidUTF8At(data []byte) int {
 }
 
 // describeDecodeError says what encoding/json found wrong in the words of the API, not
-// of Go's types.
+// of Go's types. (A value of the wrong type is named by its whole path in the body's walk;
+// this names it by encoding/json's path, without indexes, only if the walk did not find it.)
 func describeDecodeError(err error) string {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
-		where := "the body"
-		if typeErr.Field != "" {
-			where = "field " + strconv.Quote(typeErr.Field)
-		}
-		return fmt.Sprintf("%s must be %s, not %s", where, jsonKind(typeErr.Type), typeErr.Value)
+		return fmt.Sprintf("%s must be %s, not %s", describePath(typeErr.Field), jsonKind(typeErr.Type), typeErr.Value)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return "malformed JSON: it ends before the value does"
@@ -183,13 +217,43 @@ func jsonKind(t reflect.Type) string {
 	return "a JSON value"
 }
 
-// exactKeys walks the value dec holds, as decoded into t, and refuses an object key that
-// is not one of its struct's field names spelt exactly, or that appears twice. A nil t
-// (an interface, or a type that decodes itself) checks only for keys twice.
-func exactKeys(dec *json.Decoder, t reflect.Type, path string) error {
-	tok, err := dec.Token()
+// bodyWalk walks the JSON tokens of a body, knowing the path of each value
+// (items[2].qty), to check what encoding/json lets through.
+type bodyWalk struct {
+	dec *json.Decoder
+	raw []byte
+	// typeErr, when set, is encoding/json's refusal of a value of the wrong type: the walk
+	// refuses the value it is about, named by its path.
+	typeErr *json.UnmarshalTypeError
+}
+
+func newBodyWalk(raw []byte) *bodyWalk {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return &bodyWalk{dec: dec, raw: raw}
+}
+
+// token reads the next token and returns it with the bytes read for it: its literal,
+// after any separators and spaces before it.
+func (w *bodyWalk) token() (json.Token, []byte, error) {
+	start := w.dec.InputOffset()
+	tok, err := w.dec.Token()
+	return tok, w.raw[start:w.dec.InputOffset()], err
+}
+
+// value walks the value at path, as decoded into t, and refuses an object key that is not
+// one of its struct's field names spelt exactly or that appears twice, a string (value
+// or key) holding half a surrogate pair, and the value w.typeErr is about. A nil t (an
+// interface, or a type that decodes itself) checks for keys twice and strings only.
+func (w *bodyWalk) value(t reflect.Type, path string) error {
+	tok, literal, err := w.token()
 	if err != nil {
 		return err
+	}
+	// encoding/json's offset is the end of the literal, or of an object's or array's
+	// opening delimiter: the end of the value's first token.
+	if w.typeErr != nil && w.dec.InputOffset() == w.typeErr.Offset {
+		return fmt.Errorf("%s must be %s, not %s", describePath(path), jsonKind(w.typeErr.Type), w.typeErr.Value)
 	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -204,10 +268,13 @@ func exactKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			fields = jsonFields(t)
 		}
 		seen := map[string]bool{}
-		for dec.More() {
-			keyTok, err := dec.Token()
+		for w.dec.More() {
+			keyTok, keyLiteral, err := w.token()
 			if err != nil {
 				return err
+			}
+			if half := unpairedSurrogate(keyLiteral); half != "" {
+				return fmt.Errorf("a field name in %s has %s, %s", describePath(path), half, surrogateAdvice)
 			}
 			key := keyTok.(string)
 			where := strings.TrimPrefix(path+"."+key, ".")
@@ -231,26 +298,79 @@ func exactKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			case t != nil && t.Kind() == reflect.Map:
 				inner = t.Elem()
 			}
-			if err := exactKeys(dec, inner, where); err != nil {
+			if err := w.value(inner, where); err != nil {
 				return err
 			}
 		}
-		_, err := dec.Token() // }
+		_, _, err := w.token() // }
 		return err
 	case json.Delim('['):
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; dec.More(); i++ {
-			if err := exactKeys(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+		for i := 0; w.dec.More(); i++ {
+			if err := w.value(elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
-		_, err := dec.Token() // ]
+		_, _, err := w.token() // ]
 		return err
 	}
+	if _, isString := tok.(string); isString {
+		if half := unpairedSurrogate(literal); half != "" {
+			return fmt.Errorf("%s has %s, %s", describePath(path), half, surrogateAdvice)
+		}
+	}
 	return nil
+}
+
+// describePath names the value at path (items[2].qty) in a message.
+func describePath(path string) string {
+	if path == "" {
+		return "the body"
+	}
+	return "field " + strconv.Quote(path)
+}
+
+const surrogateAdvice = "half of a UTF-16 surrogate pair without its other half, which is no character " +
+	"(send the character itself, or both halves of its pair)"
+
+// unpairedSurrogate returns the first \uXXXX escape in a JSON string literal that is half
+// of a UTF-16 surrogate pair without its other half, "" when there is none. encoding/json
+// reads each such escape as U+FFFD, so that "a\ud800" and "a\udbff" would be one string.
+func unpairedSurrogate(literal []byte) string {
+	for i := 0; i < len(literal); i++ {
+		if literal[i] != '\\' {
+			continue
+		}
+		unit, ok := escapedUnit(literal, i)
+		switch {
+		case !ok: // \", \\, \n…: skip the escaped byte
+			i++
+			continue
+		case unit >= 0xd800 && unit < 0xdc00: // a first half: the second must follow
+			if second, ok := escapedUnit(literal, i+6); ok && second >= 0xdc00 && second < 0xe000 {
+				i += 11
+				continue
+			}
+			return string(literal[i : i+6])
+		case unit >= 0xdc00 && unit < 0xe000: // a second half alone
+			return string(literal[i : i+6])
+		}
+		i += 5
+	}
+	return ""
+}
+
+// escapedUnit reads the UTF-16 code unit of a \uXXXX escape at literal[i:]; ok is false
+// when there is none there.
+func escapedUnit(literal []byte, i int) (unit uint16, ok bool) {
+	if i+6 > len(literal) || literal[i] != '\\' || literal[i+1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(literal[i+2:i+6]), 16, 16)
+	return uint16(n), err == nil
 }
 
 // jsonFields maps the JSON names of t's exported fields to their types, as encoding/json

@@ -1,6 +1,9 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +24,15 @@ func TestDecodeJSONSaysWhatIsWrong(t *testing.T) {
 	}
 	for _, tc := range []struct{ body, want string }{
 		{`{"order_no": 5}`, `field "order_no" must be a string, not number`},
-		{`{"items": [{"sku": "a", "qty": "1"}]}`, `field "items.qty" must be an integer, not string`},
+		{`{"items": [{"sku": "a", "qty": "1"}]}`, `field "items[0].qty" must be an integer, not string`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}, {"sku": "c", "qty": "1"}]}`, `field "items[2].qty" must be an integer, not string`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 1.5}]}`, `field "items[1].qty" must be an integer, not number 1.5`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": {"n": 1}}]}`, `field "items[1].qty" must be an integer, not object`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": [1]}]}`, `field "items[1].qty" must be an integer, not array`},
+		{`{"items": [{"sku": "a", "qty": 1}, 5]}`, `field "items[1]" must be an object, not number`},
+		{`{"items": [{"sku": "a", "qty": 1}, {"sku": "b", "QTY": 1}, {"sku": "c", "qty": "1"}]}`, `unknown field "items[1].QTY"`},
+		{`{"items": [{"sku": "a", "qty": "1"}], "colour": "red"}`, `field "items[0].qty" must be an integer`},
+		{`{"Extra": {"a": 1, "b": "2"}}`, `field "Extra.b" must be an integer, not string`},
 		{`[1]`, `the body must be an object, not array`},
 		{`{"ORDER_NO": "o1"}`, `unknown field "ORDER_NO" (did you mean "order_no"? names are case-sensitive)`},
 		{`{"items": [{"sku": "a", "QTY": 1}]}`, `unknown field "items[0].QTY" (did you mean "items[0].qty"?`},
@@ -45,5 +56,100 @@ func TestDecodeJSONSaysWhatIsWrong(t *testing.T) {
 	}
 	if err := DecodeJSON(strings.NewReader(""), &v, true); err != nil {
 		t.Errorf("an empty optional body was refused: %v", err)
+	}
+}
+
+// A \uXXXX escape of half a surrogate pair is refused where it is, naming the field: read
+// as U+FFFD by encoding/json, "sur-\ud800" and "sur-\udbff" would be one order number.
+func TestDecodeJSONRefusesHalfASurrogatePair(t *testing.T) {
+	type item struct {
+		SKU string `json:"sku"`
+	}
+	type request struct {
+		OrderNo string            `json:"order_no"`
+		Items   []item            `json:"items"`
+		Extra   map[string]string `json:"extra"`
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"order_no": "sur-\ud800"}`, `field "order_no" has \ud800, half of a UTF-16 surrogate pair`},
+		{`{"order_no": "sur-\udbff"}`, `field "order_no" has \udbff`},
+		{`{"order_no": "sur-\uDC00"}`, `field "order_no" has \uDC00`},
+		{`{"order_no": "\ud83d\u0041"}`, `field "order_no" has \ud83d`},
+		{`{"order_no": "\ud83d\ud83d\ude00"}`, `field "order_no" has \ud83d`},
+		{`{"order_no": "\ude00\ud83d"}`, `field "order_no" has \ude00`},
+		{`{"order_no": "tail\ud83d"}`, `field "order_no" has \ud83d`},
+		{`{"items": [{"sku": "a"}, {"sku": "b\udfff"}]}`, `field "items[1].sku" has \udfff`},
+		{`{"extra": {"k\ud800": "v"}}`, `a field name in field "extra" has \ud800`},
+	} {
+		var v request
+		if err := DecodeJSON(strings.NewReader(tc.body), &v, false); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeJSON(%s) = %v; want an error saying %q", tc.body, err, tc.want)
+		}
+	}
+	var body string
+	if err := DecodeJSON(strings.NewReader(`"\ud800"`), &body, false); err == nil || !strings.Contains(err.Error(), `the body has \ud800`) {
+		t.Errorf(`DecodeJSON("\ud800") = %v; want an error saying the body has \ud800`, err)
+	}
+	// Whole pairs, other escapes and a U+FFFD sent as such are characters like any other.
+	for body, want := range map[string]string{
+		`{"order_no": "\ud83d\ude00"}`:           "\U0001F600",
+		`{"order_no": "\uD83D\uDE00x"}`:          "\U0001F600x",
+		`{"order_no": "\ufffd"}`:                 "\uFFFD",
+		`{"order_no": "\\ud800"}`:                `\ud800`,
+		`{"order_no": "\"\\\u00e9\n"}`:           "\"\\\u00e9\n",
+		`{"order_no": "a\/b\u0041\ud7ff\ue000"}`: "a/bA\ud7ff\ue000",
+	} {
+		var v request
+		if err := DecodeJSON(strings.NewReader(body), &v, false); err != nil || v.OrderNo != want {
+			t.Errorf("DecodeJSON(%s) = %q, %v; want %q", body, v.OrderNo, err, want)
+		}
+	}
+}
+
+// A path a ServeMux would redirect (an empty, "." or ".." segment, or the prefix without
+// its slash) answers a JSON 404 where it is, never a redirect with an HTML body.
+func TestRoutesAnswerOddPathsWithJSON404(t *testing.T) {
+	served := func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"sku": r.PathValue("sku"), "order_no": r.PathValue("order_no")})
+	}
+	handler := Routes("/v1/", "an API call", []Route{
+		{Method: "POST", Path: "/v1/skus/{sku}/stock", Handle: served},
+		{Method: "GET", Path: "/v1/skus/{sku}", Handle: served},
+		{Method: "POST", Path: "/v1/orders/{order_no}/cancel", Handle: served},
+	})
+	for _, tc := range []struct{ method, path, wantMessage string }{
+		{"GET", "/v1", "GET /v1 is not an API call"},
+		{"POST", "/v1/skus//stock", "POST /v1/skus//stock is not an API call: it has an empty segment"},
+		{"POST", "/v1/orders//cancel", "it has an empty segment"},
+		{"GET", "/v1//skus/a", "it has an empty segment"},
+		{"GET", "/v1/skus/./a", `it has a "." segment`},
+		{"GET", "/v1/skus/b/../a", `it has a ".." segment`},
+		{"GET", "/v1/skus/a/.", `it has a "." segment`},
+	} {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		var body Error
+		err := json.Unmarshal(rec.Body.Bytes(), &body)
+		if rec.Code != http.StatusNotFound || rec.Header().Get("Location") != "" || rec.Header().Get("Content-Type") != "application/json" ||
+			err != nil || body.Code != "not_found" || !strings.Contains(body.Message, tc.wantMessage) {
+			t.Errorf("%s %s = %d (Location %q) %q; want a JSON 404 not_found saying %q", tc.method, tc.path, rec.Code,
+				rec.Header().Get("Location"), rec.Body, tc.wantMessage)
+		}
+	}
+	// Escaped slashes are part of a segment, and a trailing slash is no empty segment.
+	for _, tc := range []struct {
+		method, path string
+		wantStatus   int
+		wantBody     string
+	}{
+		{"GET", "/v1/skus/a%2F%2Fb", http.StatusOK, `"sku":"a//b"`},
+		{"POST", "/v1/orders/a%2F..%2Fb/cancel", http.StatusOK, `"order_no":"a/../b"`},
+		{"GET", "/v1/skus/a/", http.StatusNotFound, `is not an API call"`},
+	} {
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.wantStatus || !strings.Contains(rec.Body.String(), tc.wantBody) {
+			t.Errorf("%s %s = %d %q; want %d with %s", tc.method, tc.path, rec.Code, rec.Body, tc.wantStatus, tc.wantBody)
+		}
 	}
 }
