@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -63,4 +65,24 @@ func schemaMissing(err error) http.HandlerFunc {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, msg)
 	}
+}
+
+// apiPrefixes are the paths whose handlers answer every path under them themselves, in
+// JSON: the inventory API and the admin calls.
+var apiPrefixes = []string{"/v1", "/admin"}
+
+// withAPIPaths hands every path under an API prefix to that prefix's handler as it came,
+// so that a path the ServeMux would clean and redirect with an HTML body (/v1/skus//stock,
+// /v1) gets the API's JSON 404 instead.
+func withAPIPaths(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, prefix := range apiPrefixes {
+			if r.URL.Path == prefix || strings.HasPrefix(r.URL.Path, prefix+"/") {
+				h, _ := mux.Handler(&http.Request{Method: r.Method, Host: r.Host, URL: &url.URL{Path: prefix + "/"}})
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
 }

@@ -157,7 +157,7 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 		if err != nil {
 			return fmt.Errorf("listening on http.addr %s: %w", cfg.HTTP.Addr, err)
 		}
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: withAPIPaths(mux), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		log.Info("http listening", zap.String("addr", ln.Addr().String()))
 		if host, _, _ := net.SplitHostPort(ln.Addr().String()); cfg.HTTP.Token == "" && !net.ParseIP(host).IsLoopback() {
