@@ -65,11 +65,17 @@ func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*C
 	return c, nil
 }
 
-// Load returns the saved position and state; found is false on a first start.
+// Load returns the saved position and state; found is false on a first start. State
+// rows without a position (its checkpoint row deleted by an operator, to start afresh)
+// are deleted: a first start seeds the rules again, and they must not come back with the
+// next restart.
 func (c *CheckpointStore) Load(ctx context.Context) (pos Position, state []StateRow, found bool, err error) {
 	var p uint64
 	err = c.db.QueryRowContext(ctx, "SELECT file, pos, gtid_set FROM "+c.table+" WHERE name = ?", c.name).Scan(&pos.File, &p, &pos.GTIDSet)
 	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := c.db.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ?", c.name); err != nil {
+			return Position{}, nil, false, fmt.Errorf("deleting the rule state of deleted checkpoint %q: %w", c.name, err)
+		}
 		return Position{}, nil, false, nil
 	}
 	if err != nil {

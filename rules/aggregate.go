@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/rules/rulefmt"
 	"github.com/stocksync/stocksync/sinks"
@@ -600,16 +602,31 @@ func (e *Engine) Restore(entries []StateEntry) error {
 	}
 	for _, ent := range entries {
 		st := e.states[ent.Rule]
-		if st == nil || !st.seeded || ent.Key == seedKey {
+		switch {
+		case ent.Value == nil:
+			if st != nil && st.seeded {
+				delete(st.groups, ent.Key)
+			}
 			continue
-		}
-		if ent.Value == nil {
-			delete(st.groups, ent.Key)
+		case st == nil:
+			// A rule the set no longer has (or not as stateful): its entries go.
+			e.stale = append(e.stale, StateEntry{Rule: ent.Rule, Key: ent.Key})
+			continue
+		case ent.Key == seedKey:
+			continue
+		case !st.seeded:
+			// Saved under another definition of the rule, which is seeded again: a group
+			// only the old one had must not come back with a later restart.
+			e.stale = append(e.stale, StateEntry{Rule: ent.Rule, Key: ent.Key})
 			continue
 		}
 		g, err := st.newGroup(ent.Key)
 		if err != nil {
-			return fmt.Errorf("restoring rule %q state: %w", ent.Rule, err)
+			// Left by a definition before this one, when such entries were not deleted
+			// yet (a group_by changed and changed back): not this rule's group.
+			e.log.Warn("dropping a saved group that is not of the rule's group_by", zap.String("rule", ent.Rule), zap.String("key", ent.Key), zap.Error(err))
+			e.stale = append(e.stale, StateEntry{Rule: ent.Rule, Key: ent.Key})
+			continue
 		}
 		var saved struct {
 			Count int64                      `json:"count"`

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -479,5 +480,109 @@ func TestSignatureIgnoresWhereTheRuleIsWritten(t *testing.T) {
 	}
 	if len(entries) != 1 || string(entries[0].Value) != r.Signature() {
 		t.Errorf("entries after a legacy marker: %v, want its marker saved again in today's form", entries)
+	}
+}
+
+// TestChangeTheSeedHoldsNeedsNoColumns: a stateful rule seeded at P after a column it
+// names was renamed skips the changes before P of the table's old shape (its seed holds
+// them), instead of stopping on the column the old shape lacks; after P the old shape
+// is refused as before.
+func TestChangeTheSeedHoldsNeedsNoColumns(t *testing.T) {
+	e := newTestEngine(mustParse(t, strings.Replace(issueRules, "sum: {sellable: qty}", "sum: {sellable: quantity}", -1)))
+	e.MarkSeeded(e.Unseeded(), canal.Position{File: "binlog.000003", Pos: 6000})
+	old := ins("A1", 0, 5) // of the shape before the rename: (sku_id, shard, qty)
+	old.Source = canal.Source{File: "binlog.000003", Pos: 5000}
+	if err := e.Row(t.Context(), old, &recorder{}); err != nil {
+		t.Errorf("a change before the seed, of the old shape: %v", err)
+	}
+	old.Source.Pos = 6100
+	if err := e.Row(t.Context(), old, &recorder{}); err == nil || !strings.Contains(err.Error(), `no column "quantity"`) {
+		t.Errorf("a change after the seed, of the old shape: %v, want the missing column", err)
+	}
+}
+
+// TestStaleStateIsDeleted: saved entries that no longer belong to a rule as defined are
+// deleted with the next Commit, so that a later restart cannot take them: a removed
+// rule's groups and marker, a changed rule's old groups (at a restart, and at a reload),
+// and a group whose key is not of the rule's group_by (left by an older build), which is
+// dropped with a warning instead of stopping the restore.
+func TestStaleStateIsDeleted(t *testing.T) {
+	set := mustParse(t, issueRules)
+	first := newTestEngine(set)
+	first.MarkSeeded(first.Unseeded(), canal.Position{})
+	_, entries := txn(t, first, ins("A1", 0, 3))
+	all := append([]StateEntry{}, entries...)
+	_, entries = txn(t, first, ins("B1", 0, 2))
+	all = append(all, entries...)
+	_, entries = txn(t, first, ins("A1", 1, 1))
+	all = append(all, entries...)
+	// the markers, as the first Commit saved them
+	for _, r := range set.Rules() {
+		if r.Stateful() {
+			all = append(all, StateEntry{Rule: r.Name(), Key: seedKey, Value: seedMarker(r, canal.Position{})})
+		}
+	}
+
+	// product-stock's sum changed, search-in-stock removed.
+	changed := mustParse(t, `
+rules:
+  - name: product-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: shard}
+    topic: product.stock
+`)
+	restarted := newTestEngine(changed)
+	if err := restarted.Restore(all); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	deleted := func(entries []StateEntry) []string {
+		var out []string
+		for _, ent := range entries {
+			if ent.Value == nil {
+				out = append(out, ent.Rule+" "+strings.ReplaceAll(ent.Key, seedKey, "marker"))
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	got, err := restarted.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 100}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`product-stock {"sku_id":"A1"}`, `product-stock {"sku_id":"B1"}`,
+		`search-in-stock marker`, `search-in-stock {"sku_id":"A1"}`, `search-in-stock {"sku_id":"B1"}`,
+	}
+	if d := deleted(got); !slices.Equal(d, want) {
+		t.Errorf("deleted at the restart's first Commit:\n%s\nwant\n%s", strings.Join(d, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A reload that changes a rule deletes its groups, the marker staying for the seed.
+	e := newTestEngine(set)
+	e.MarkSeeded(e.Unseeded(), canal.Position{})
+	txn(t, e, ins("A1", 0, 3))
+	e.Install(changed)
+	got, err = e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 200}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, want := deleted(got), []string{`product-stock {"sku_id":"A1"}`, `search-in-stock marker`, `search-in-stock {"sku_id":"A1"}`}; !slices.Equal(d, want) {
+		t.Errorf("deleted after a reload:\n%s\nwant\n%s", strings.Join(d, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A group that is not of the rule's group_by, under the rule's own marker.
+	bogus := StateEntry{Rule: "product-stock", Key: `{"sku_id":"A1","shard":0}`, Value: []byte(`{"count":1,"sums":{"sellable":5}}`)}
+	again := newTestEngine(set)
+	if err := again.Restore(append(slices.Clone(all), bogus)); err != nil {
+		t.Fatalf("restoring a group of another group_by: %v; want it dropped", err)
+	}
+	got, err = again.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 300}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, want := deleted(got), []string{bogus.Rule + " " + bogus.Key}; !slices.Equal(d, want) {
+		t.Errorf("deleted after restoring a group of another group_by: %v, want %v", d, want)
 	}
 }

@@ -48,6 +48,10 @@ type Engine struct {
 
 	plans  map[*canal.Table]*tablePlan
 	states map[string]*ruleState // by rule name, stateful rules only
+	// stale are the saved state entries that no longer belong to a rule as it is defined
+	// (a rule removed or changed, by a reload or in the file read at a restart), to delete
+	// with the next Commit's entries: a saved state holds only what Restore may take.
+	stale []StateEntry
 	// named are the tables that groups restored or emptied without a row name, by schema and table.
 	named map[[2]string]*tableInfo
 
@@ -121,9 +125,18 @@ func (e *Engine) Install(set *Set) {
 		if st, ok := old[r.name]; ok && st.rule.signature == r.signature {
 			st.rule = r
 			e.states[r.name] = st
+			delete(old, r.name)
 			continue
 		}
 		e.states[r.name] = newRuleState(r)
+	}
+	for name, st := range old { // removed or changed: its saved groups go, and a removed rule's marker
+		for _, k := range slices.Sorted(maps.Keys(st.groups)) {
+			e.stale = append(e.stale, StateEntry{Rule: name, Key: k})
+		}
+		if e.states[name] == nil {
+			e.stale = append(e.stale, StateEntry{Rule: name, Key: seedKey})
+		}
 	}
 }
 
@@ -153,6 +166,11 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 	op := opIndex(c.Op)
 	for _, rp := range plan.rules {
 		if rp.err != nil {
+			if st := e.states[rp.rule.name]; st != nil && st.holds(c.Source) {
+				// A change the rule's seed already holds, of the table's shape before
+				// (a column renamed since, which the rule now names): nothing to fold.
+				continue
+			}
 			return rp.err
 		}
 		r := rp.rule
@@ -188,7 +206,8 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 // takes effect after this. An error comes from out; the engine's state then already
 // includes the transaction, so the pipeline must restart from its checkpoint (Restore).
 func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([]StateEntry, error) {
-	var entries []StateEntry
+	entries := e.stale // first: a group saved again by this Commit is saved after its deletion
+	e.stale = nil
 	var firstErr error
 	for _, r := range e.set.rules {
 		st := e.states[r.name]
