@@ -312,7 +312,9 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 	var firstErr error
 	for _, g := range st.touched {
 		g.inTxn = false
-		emit := true
+		// An aggregate group whose rows came and went within the transaction was never
+		// published, and is not now.
+		emit := r.emit != EmitAggregate || g.prevCount != 0 || g.count != 0
 		if r.emit == EmitTransition {
 			v := e.transitionValue(st, g)
 			if bytes.Equal(v, g.value) {
@@ -438,15 +440,12 @@ type groupEvent struct {
 
 // changeEvent describes the message of a group the transaction touched. Aggregate: op c
 // when the group had no rows before the transaction, d when it has none after it (after
-// null), u otherwise. Transition: op u, before holding the previous value. The source is
+// null), u otherwise (a group without rows before and after is not published). Transition: op u, before holding the previous value. The source is
 // the transaction's last change of the group.
 func changeEvent(r *Rule, g *group) groupEvent {
 	ev := groupEvent{op: canal.OpUpdate, hasBefore: true, hasAfter: true, src: &g.src, table: g.srcTable}
 	if r.emit == EmitAggregate {
 		switch {
-		case g.prevCount == 0 && g.count == 0:
-			// rows added and removed in one transaction: report the (empty) group as deleted
-			ev.op, ev.hasBefore, ev.hasAfter = canal.OpDelete, false, false
 		case g.prevCount == 0:
 			ev.op, ev.hasBefore = canal.OpCreate, false
 		case g.count == 0:
