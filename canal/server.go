@@ -132,6 +132,9 @@ func readBinlogSettings(ctx context.Context, db *sql.DB) (binlogSettings, error)
 	if !strings.EqualFold(format, "ROW") {
 		st.problems = append(st.problems, fmt.Sprintf("binlog_format is %s: set binlog_format=ROW", format))
 	}
+	// The server's settings now: a session's own binlog_format or binlog_row_image, and a
+	// SET GLOBAL after this check, are met in the stream (ErrStatementChange,
+	// ErrPartialRowImage).
 	if !strings.EqualFold(image, "FULL") {
 		st.problems = append(st.problems, fmt.Sprintf("binlog_row_image is %s: set binlog_row_image=FULL", image))
 	}

@@ -46,6 +46,13 @@ type TableFilter interface {
 // again.
 var ErrUnreadableTable = errors.New("a table an aggregate or transition rule folds may not be read")
 
+// ErrPartialRowImage is a row change of a matched table whose row image lacks columns:
+// written by a session whose binlog_row_image was MINIMAL or NOBLOB (its own setting, or
+// the server's set since the check at start), which that check cannot see. The values
+// left out are unknown, not NULL, so the stream stops there rather than publish them as
+// NULL (a key {"id":null}, a group of null).
+var ErrPartialRowImage = errors.New("a partial row image of a matched table")
+
 // Stream reads one server's binlog as a replica and hands whole transactions to a
 // Handler. One Stream serves one Run at a time.
 type Stream struct {
@@ -714,6 +721,9 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	default:
 		return nil
 	}
+	if partialImage(e, op == OpUpdate) {
+		return r.partialImageError(ev.Header, e, st.table, op)
+	}
 	step := 1
 	if op == OpUpdate {
 		step = 2
@@ -742,6 +752,37 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		}
 	}
 	return nil
+}
+
+// partialImageError is ErrPartialRowImage for rows event e of table t, at header h: it
+// names the table, the position, each image's missing columns and what to do.
+func (r *reader) partialImageError(h *replication.EventHeader, e *replication.RowsEvent, t *Table, op Op) error {
+	type image struct {
+		name   string
+		bitmap []byte
+	}
+	images := []image{{"after", e.ColumnBitmap1}}
+	switch op {
+	case OpDelete:
+		images = []image{{"before", e.ColumnBitmap1}}
+	case OpUpdate:
+		images = []image{{"before", e.ColumnBitmap1}, {"after", e.ColumnBitmap2}}
+	}
+	var lacks []string
+	for _, image := range images {
+		var names []string
+		for _, i := range missingColumns(image.bitmap, len(t.Columns)) {
+			names = append(names, t.Columns[i].Name)
+		}
+		if len(names) > 0 {
+			lacks = append(lacks, fmt.Sprintf("its %s image lacks %s", image.name, strings.Join(names, ", ")))
+		}
+	}
+	return fmt.Errorf("%w: at %s:%d the binlog holds this %s of %s with a partial row image: %s (the session that wrote it had binlog_row_image MINIMAL or NOBLOB: "+
+		"its own SET SESSION, or a SET GLOBAL since stocksync started). Those values cannot be known, so nothing after it is published. "+
+		"Set binlog_row_image=FULL for every session (SET GLOBAL binlog_row_image=FULL, then reconnect the writers), "+
+		"then go on from the server's current position, re-seeding the rules (docs/operations.md, Partial row images)",
+		ErrPartialRowImage, r.file, h.LogPos-h.EventSize, op.Name(), t.FullName(), strings.Join(lacks, " and "))
 }
 
 // normalize converts go-mysql's decoded values, in place, to the types ColumnKind names.
