@@ -408,7 +408,10 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	}
 	r.tables = map[uint64]*tableState{}
 	r.decoder.forgetPlans()
-	r.s.log.Debug("schema change", zap.ByteString("schema", e.Schema), zap.String("query", truncate(q, 200)))
+	if ce := r.s.log.Check(zap.DebugLevel, "schema change"); ce != nil {
+		// The binlog holds CREATE USER … IDENTIFIED BY 'secret' as it was written.
+		ce.Write(zap.ByteString("schema", e.Schema), zap.String("query", truncate(redactPasswords(q), 200)))
+	}
 	return r.commit(ctx, h, e.GSet)
 }
 

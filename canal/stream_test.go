@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/internal/testutil"
@@ -379,6 +381,51 @@ func TestStreamStopsAtAPartialRowImageAfterSetGlobal(t *testing.T) {
 		if c.After[0] == nil {
 			t.Errorf("handed on %v → %v, with the key null", c.Before, c.After)
 		}
+	}
+}
+
+// TestStreamLogsDDLWithoutPasswords: at debug level the stream logs each DDL statement
+// the binlog holds; the account statements a DBA runs appear with their passwords, and the
+// hash MariaDB writes for SET PASSWORD, as '<redacted>', the statement's shape kept.
+func TestStreamLogsDDLWithoutPasswords(t *testing.T) {
+	s := newSource(t)
+	user := "'redact_" + s.name[len(s.name)-6:] + "'@'%'"
+	t.Cleanup(func() { s.db.Exec("DROP USER IF EXISTS " + user) })
+	var hash string
+	if err := s.db.QueryRow("SELECT PASSWORD('pw-set-secret')").Scan(&hash); err != nil {
+		t.Fatal(err)
+	}
+	from := s.position()
+	testutil.Exec(t, s.db, "CREATE USER "+user+" IDENTIFIED BY 'pw-create-secret'",
+		"ALTER USER "+user+" IDENTIFIED BY \"pw-alter-secret\"",
+		"SET PASSWORD FOR "+user+" = PASSWORD('pw-set-secret')",
+		"GRANT SELECT ON "+s.name+".* TO "+user+" IDENTIFIED BY 'pw-grant-secret'",
+		"CREATE OR REPLACE USER "+user+" IDENTIFIED VIA mysql_native_password USING PASSWORD('pw-via-secret')",
+		"CREATE TABLE after_users (id INT PRIMARY KEY)")
+	to := s.position()
+	core, logs := observer.New(zap.DebugLevel)
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{}, asked: map[string]int{}}
+	if _, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zap.New(core)), from, to, &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	var queries []string
+	for _, e := range logs.FilterMessage("schema change").All() {
+		q := e.ContextMap()["query"].(string)
+		queries = append(queries, q)
+		if strings.Contains(q, "secret") || strings.Contains(q, hash) {
+			t.Errorf("logged a password: %s", q)
+		}
+	}
+	want := []string{
+		"CREATE USER " + user + " IDENTIFIED BY '<redacted>'",
+		"ALTER USER " + user + " IDENTIFIED BY '<redacted>'",
+		"SET PASSWORD FOR " + user + "='<redacted>'", // as MariaDB writes it: the hash
+		"GRANT SELECT ON " + s.name + ".* TO " + user + " IDENTIFIED BY '<redacted>'",
+		"CREATE OR REPLACE USER " + user + " IDENTIFIED VIA mysql_native_password USING PASSWORD('<redacted>')",
+		"CREATE TABLE after_users (id INT PRIMARY KEY)",
+	}
+	if !slices.Equal(queries, want) {
+		t.Errorf("logged DDL:\n%s\nwant\n%s", strings.Join(queries, "\n"), strings.Join(want, "\n"))
 	}
 }
 
