@@ -1,6 +1,7 @@
 package canal_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -141,4 +142,40 @@ func TestRetentionCountsTheFilesOlderThanAPosition(t *testing.T) {
 func newPurgeableSource(t *testing.T, prefix string) *source {
 	t.Helper()
 	return newSourceOn(t, testutil.StartPrivateMariaDB(t, "").MySQL, prefix)
+}
+
+// TestCurrentPositionIsOneInstant: the position a first start saves is read while other
+// sessions commit; its GTID set is the one at its file and position (BINLOG_GTID_POS), so
+// that the check of a checkpoint against the server's history holds for it, and a resume
+// by GTID skips no transaction committed between reading the one and the other.
+func TestCurrentPositionIsOneInstant(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE busy (id INT AUTO_INCREMENT PRIMARY KEY)")
+	ctx, stop := context.WithCancel(t.Context())
+	writing := make(chan error, 1)
+	go func() {
+		defer close(writing)
+		for ctx.Err() == nil {
+			if _, err := s.db.ExecContext(ctx, "INSERT INTO busy VALUES ()"); err != nil && ctx.Err() == nil {
+				writing <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		stop()
+		if err := <-writing; err != nil {
+			t.Errorf("writing meanwhile: %v", err)
+		}
+	}()
+	for i := range 50 {
+		p := s.position()
+		var at string
+		if err := s.db.QueryRow("SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&at); err != nil {
+			t.Fatalf("BINLOG_GTID_POS of %s: %v", p, err)
+		}
+		if at != p.GTIDSet {
+			t.Fatalf("read %d: CurrentPosition = %s, but the server's binlog at %s:%d follows GTID %s", i, p, p.File, p.Pos, at)
+		}
+	}
 }

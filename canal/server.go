@@ -154,8 +154,57 @@ func readBinlogSettings(ctx context.Context, db *sql.DB) (binlogSettings, error)
 }
 
 // CurrentPosition is where the server's binlog ends now: file and position, and the
-// executed GTID set when the server has GTIDs.
+// executed GTID set when the server has GTIDs, as of that same point.
 func (s *Server) CurrentPosition(ctx context.Context) (Position, error) {
+	if s.Flavor != "mariadb" {
+		return s.binlogStatus(ctx) // MySQL's executed GTID set comes in the same row
+	}
+	// MariaDB's comes from @@gtid_binlog_pos, read on both sides of the position: equal,
+	// no transaction was written between them. Otherwise a transaction committed meanwhile
+	// would be in the set and after the position, and a resume by GTID would skip it.
+	for range 3 {
+		before, err := s.gtidBinlogPos(ctx)
+		if err != nil {
+			return Position{}, err
+		}
+		p, err := s.binlogStatus(ctx)
+		if err != nil {
+			return p, err
+		}
+		if p.GTIDSet, err = s.gtidBinlogPos(ctx); err != nil || p.GTIDSet == before {
+			return p, err
+		}
+	}
+	// A server too busy for that: the position's own GTID position, which the server
+	// reads from the file up to it.
+	p, err := s.binlogStatus(ctx)
+	if err != nil {
+		return p, err
+	}
+	var at sql.NullString
+	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&at); err != nil {
+		return p, fmt.Errorf("reading the GTID position of the binlog's end, %s:%d: %w", p.File, p.Pos, err)
+	}
+	if !at.Valid {
+		return p, fmt.Errorf("reading the GTID position of the binlog's end, %s:%d: the server has none for it", p.File, p.Pos)
+	}
+	p.GTIDSet = at.String
+	return p, nil
+}
+
+// gtidBinlogPos is MariaDB's @@gtid_binlog_pos: the last GTID written to the binlog in
+// each replication domain.
+func (s *Server) gtidBinlogPos(ctx context.Context) (string, error) {
+	var pos string
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+		return "", fmt.Errorf("reading gtid_binlog_pos: %w", err)
+	}
+	return pos, nil
+}
+
+// binlogStatus is SHOW BINARY LOG STATUS (SHOW MASTER STATUS before MySQL 8.2): the
+// binlog's end, with MySQL's executed GTID set.
+func (s *Server) binlogStatus(ctx context.Context) (Position, error) {
 	var p Position
 	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOG STATUS")
 	if err != nil {
@@ -189,13 +238,7 @@ func (s *Server) CurrentPosition(ctx context.Context) (Position, error) {
 			p.GTIDSet = strings.ReplaceAll(vals[i].String, "\n", "")
 		}
 	}
-	rows.Close()
-	if s.Flavor == "mariadb" {
-		if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&p.GTIDSet); err != nil {
-			return p, fmt.Errorf("reading gtid_binlog_pos: %w", err)
-		}
-	}
-	return p, nil
+	return p, rows.Err()
 }
 
 // SourceAt is the Source of a read of the server's data as of pos, between two
