@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -37,6 +38,11 @@ type Server struct {
 	// RowMetadataFull is true when the binlog carries column names (binlog_row_metadata=FULL).
 	RowMetadataFull bool
 	Version         string
+
+	historyMu sync.Mutex
+	// foundInHistory is, by binlog file, the position of it that Retention found in the
+	// server's history (checkGTIDsAt).
+	foundInHistory map[string]Position
 }
 
 // OpenDB returns a handle on src, database db ("" for none), with TLS when src has it.

@@ -145,7 +145,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 	}
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
 
-	r := reader{s: s, h: h, decoder: decoder, file: start.File, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{},
+	r := reader{s: s, h: h, decoder: decoder, file: start.File, pos: start.Pos, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{},
 		unreadable: map[string]string{}}
 	for {
 		ev, err := streamer.GetEvent(ctx)
@@ -153,7 +153,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("reading binlog after %s: %w%s", r.lastCommit(), err, s.replicationHint(err))
+			return fmt.Errorf("reading binlog after %s: %w%s", r.lastCommit(), err, s.replicationHint(err, start))
 		}
 		if !s.open.Load() {
 			s.open.Store(true)
@@ -193,7 +193,7 @@ func (s *Stream) CheckStreamable(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := streamer.GetEvent(ctx); err != nil {
-		return fmt.Errorf("checking that the binlog can be streamed from %s: %w%s", pos, err, s.replicationHint(err))
+		return fmt.Errorf("checking that the binlog can be streamed from %s: %w%s", pos, err, s.replicationHint(err, pos))
 	}
 	return nil
 }
@@ -241,20 +241,20 @@ func (s *Stream) startSync(syncer *replication.BinlogSyncer, start Position) (*r
 		}
 		streamer, err := syncer.StartSyncGTID(set)
 		if err != nil {
-			return nil, fmt.Errorf("starting binlog stream at GTID %s: %w%s", start.GTIDSet, err, s.replicationHint(err))
+			return nil, fmt.Errorf("starting binlog stream at GTID %s: %w%s", start.GTIDSet, err, s.replicationHint(err, start))
 		}
 		return streamer, nil
 	}
 	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
 	if err != nil {
-		return nil, fmt.Errorf("starting binlog stream at %s: %w%s", start, err, s.replicationHint(err))
+		return nil, fmt.Errorf("starting binlog stream at %s: %w%s", start, err, s.replicationHint(err, start))
 	}
 	return streamer, nil
 }
 
-// replicationHint says what a server error of the binlog stream most likely means to the
-// DBA, where its own words mislead: "" when it has nothing to add.
-func (s *Stream) replicationHint(err error) string {
+// replicationHint says what a server error of the binlog stream that started at from most
+// likely means to the DBA, where its own words mislead: "" when it has nothing to add.
+func (s *Stream) replicationHint(err error, from Position) string {
 	var serverErr *mysql.MyError
 	if !errors.As(err, &serverErr) {
 		return ""
@@ -265,8 +265,29 @@ func (s *Stream) replicationHint(err error) string {
 		return fmt.Sprintf(" (the user %s connected with this password to check the server, so it most likely lacks REPLICATION SLAVE: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it)", s.cfg.User)
 	case serverErr.Code == 4052 || strings.Contains(serverErr.Message, "same server_uuid/server_id"):
 		return fmt.Sprintf(" (another replica, or another stocksync daemon, is connected with server id %d: give each its own source.server_id; two with one id keep disconnecting each other)", s.cfg.ServerID)
+	case serverErr.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG && startNotHeld(serverErr.Message):
+		return fmt.Sprintf(" (the server's binlogs do not hold what follows %s, where the stream started: they were purged past it, "+
+			"or they were started again since it was saved (RESET MASTER, a restored backup, a rebuilt primary), or source.addr now names another server; "+
+			"docs/operations.md, The checkpoint: Purged binlog, History rewound)", from)
 	}
 	return ""
+}
+
+// startNotHeld reports whether msg, the server's words with ERROR 1236, says that the
+// binlogs lack where a stream asked to start (not that an event was too large or
+// truncated): "Could not find first log file name in binary log index file", "requested to
+// start from GTID …, which is not in the master's binlog", "Could not find GTID state
+// requested by slave in any binlog files", "requested master to start replication from
+// impossible position", MySQL's "purged binary logs containing GTIDs that the replica
+// requires".
+func startNotHeld(msg string) bool {
+	msg = strings.ToLower(msg)
+	for _, words := range []string{"first log file name", "not in the master's binlog", "gtid state requested", "impossible position", "purged"} {
+		if strings.Contains(msg, words) {
+			return true
+		}
+	}
+	return false
 }
 
 // reader holds the state of one Run.
