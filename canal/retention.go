@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -34,32 +35,92 @@ type BinlogRetention struct {
 	Older int
 }
 
+// ErrNotInHistory is a position to resume from (a checkpoint, an interrupted snapshot's)
+// that is not a point of the server's binlog history: its file is newer than the newest
+// the server has, or the server's binlog at its file and position is at other GTIDs. The
+// server's binlogs were started again since it was saved (RESET MASTER, a restored backup,
+// a rebuilt primary) or source.addr names another server, and resuming by its GTIDs would
+// skip or repeat transactions of that history without a word.
+var ErrNotInHistory = errors.New("not a position in the server's binlog history")
+
+// notInHistory is ErrNotInHistory for pos, saying why and what to do.
+func notInHistory(pos Position, why string) error {
+	return fmt.Errorf("%w: %s. The server's binlogs were started again since %s was saved (RESET MASTER, a restored backup, a rebuilt primary), "+
+		"or source.addr now names another server: the changes after it cannot be found, and resuming would skip or repeat transactions. "+
+		"To go on from the server's current position: delete the checkpoint while the daemon is stopped, start it (the rules are seeded again), "+
+		"and resync the row rules whose consumers keep rows (docs/operations.md, The checkpoint: History rewound)", ErrNotInHistory, why, pos)
+}
+
+// beyondNewest returns ErrNotInHistory when pos's file is not among files (the server's
+// binlogs, oldest first) and is newer than the newest of them: of its base name, with a
+// higher number. A file of another base name is another server's (a promoted replica's,
+// another log_basename) and is not judged by its name; one older than the oldest was
+// purged, which Retention tells apart.
+func beyondNewest(pos Position, files []string) error {
+	if len(files) == 0 || slices.Contains(files, pos.File) {
+		return nil
+	}
+	newestFile := files[len(files)-1]
+	base, number, ok := binlogNumber(pos.File)
+	newestBase, newest, newestOK := binlogNumber(newestFile)
+	if !ok || !newestOK || base != newestBase || number <= newest {
+		return nil
+	}
+	return notInHistory(pos, fmt.Sprintf("its file %s is newer than the server's newest binlog, %s", pos.File, newestFile))
+}
+
+// binlogNumber splits a binlog file name, binlog.000009, into its base name and number.
+func binlogNumber(name string) (base string, number uint64, ok bool) {
+	dot := strings.LastIndexByte(name, '.')
+	if dot < 0 {
+		return "", 0, false
+	}
+	number, err := strconv.ParseUint(name[dot+1:], 10, 64)
+	return name[:dot], number, err == nil
+}
+
 // Retention reports whether the server's binlogs still hold every change after pos.
 //
 // A position with a GTID set is checked by GTID, since a stream resumes from it by GTID:
 // on MariaDB it is held when, for every replication domain, the oldest binlog begins at
 // or before pos's sequence number in that domain (the file's Gtid_list event, as
 // BINLOG_GTID_POS of its start reads it; a domain pos lacks must begin in the binlogs); on
-// MySQL when @@gtid_purged is a subset of pos's set. A position's file name is then not
-// looked at: the server may be a promoted replica, or its binlogs renamed, and hold the
-// same transactions in files of other names. A position without a GTID set is held when
-// its file is still listed.
+// MySQL when @@gtid_purged is a subset of pos's set. Whether it is held does not hang on
+// its file name: the server may be a promoted replica, or its binlogs renamed, and hold
+// the same transactions in files of other names. A position without a GTID set is held
+// when its file is still listed.
 //
 // Older is found by the position's file name, except on MariaDB with a GTID set: there
 // it is the last file that begins at or before the position (a binary search over the
 // files' Gtid_list, one BINLOG_GTID_POS per step).
+//
+// A position that is not in the server's history is refused with ErrNotInHistory (a
+// purge of the files before it is not that: those are judged as above): one whose file is
+// not listed and is newer than the newest listed, of the same base name, and, on MariaDB,
+// one held by its GTID set whose file is listed but where BINLOG_GTID_POS(file, pos) is not
+// the position's GTID in each of its replication domains (or not a point between events).
+// A position without a file name is judged by its GTID set alone.
 func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, error) {
 	if pos.GTIDSet == "" {
 		files, err := s.BinlogFiles(ctx)
+		if err == nil {
+			err = beyondNewest(pos, files)
+		}
+		if err != nil {
+			return BinlogRetention{Files: files, Older: -1}, err
+		}
 		older := slices.Index(files, pos.File)
-		return BinlogRetention{Files: files, Held: older >= 0, Older: older}, err
+		return BinlogRetention{Files: files, Held: older >= 0, Older: older}, nil
 	}
 	if s.Flavor == "mariadb" {
 		return s.mariadbRetention(ctx, pos)
 	}
 	files, err := s.BinlogFiles(ctx)
+	if err == nil {
+		err = beyondNewest(pos, files)
+	}
 	if err != nil {
-		return BinlogRetention{}, err
+		return BinlogRetention{Files: files, Older: -1}, err
 	}
 	r := BinlogRetention{Files: files, ByGTID: true, Older: -1}
 	err = s.DB.QueryRowContext(ctx, "SELECT GTID_SUBSET(@@GLOBAL.gtid_purged, ?), @@GLOBAL.gtid_purged", pos.GTIDSet).Scan(&r.Held, &r.Purged)
@@ -107,7 +168,10 @@ func (s *Server) mariadbRetention(ctx context.Context, pos Position) (BinlogRete
 		if err != nil || len(files) == 0 {
 			return BinlogRetention{Files: files, Held: true, ByGTID: true, Older: -1}, err
 		}
-		r, err := s.mariadbRetentionIn(ctx, want, files)
+		if err := beyondNewest(pos, files); err != nil {
+			return BinlogRetention{Files: files, ByGTID: true, Older: -1}, err
+		}
+		r, err := s.mariadbRetentionIn(ctx, pos, want, files)
 		if errors.Is(err, errBinlogGone) && attempt < 3 {
 			continue
 		}
@@ -115,8 +179,9 @@ func (s *Server) mariadbRetention(ctx context.Context, pos Position) (BinlogRete
 	}
 }
 
-// mariadbRetentionIn is mariadbRetention over the listed files.
-func (s *Server) mariadbRetentionIn(ctx context.Context, want mysql.GTIDSet, files []string) (BinlogRetention, error) {
+// mariadbRetentionIn is mariadbRetention of pos, whose GTID set is want, over the listed
+// files.
+func (s *Server) mariadbRetentionIn(ctx context.Context, pos Position, want mysql.GTIDSet, files []string) (BinlogRetention, error) {
 	begins, purged, err := s.mariadbBegins(ctx, files[0])
 	if err != nil {
 		return BinlogRetention{}, err
@@ -124,6 +189,11 @@ func (s *Server) mariadbRetentionIn(ctx context.Context, want mysql.GTIDSet, fil
 	r := BinlogRetention{Files: files, Held: want.Contain(purged), ByGTID: true, Purged: begins, Older: -1}
 	if !r.Held {
 		return r, nil
+	}
+	if slices.Contains(files, pos.File) {
+		if err := s.checkGTIDsAt(ctx, pos, want.(*mysql.MariadbGTIDSet)); err != nil {
+			return BinlogRetention{Files: files, ByGTID: true, Purged: begins, Older: -1}, err
+		}
 	}
 	// Each file begins where the one before it ends, so the files that begin at or before
 	// the position come first: find the last of them, which holds its next change.
@@ -142,4 +212,50 @@ func (s *Server) mariadbRetentionIn(ctx context.Context, want mysql.GTIDSet, fil
 	}
 	r.Older = lo
 	return r, nil
+}
+
+// checkGTIDsAt returns ErrNotInHistory unless the server's binlog, at pos's file (listed)
+// and position, follows pos's GTID in each replication domain pos has: BINLOG_GTID_POS,
+// which reads the file up to the position. A later position of a file in which one was
+// found so, with GTIDs at or after that one's, is taken to be of the same history without
+// reading the file again while s is open: the checks a running daemon repeats each minute
+// then read each file about once, early, rather than ever more of it.
+func (s *Server) checkGTIDsAt(ctx context.Context, pos Position, want *mysql.MariadbGTIDSet) error {
+	s.historyMu.Lock()
+	found, checked := s.foundInHistory[pos.File]
+	s.historyMu.Unlock()
+	if checked && pos.Pos >= found.Pos {
+		if foundSet, err := mysql.ParseMariadbGTIDSet(found.GTIDSet); err == nil && want.Contain(foundSet) {
+			return nil
+		}
+	}
+	var at sql.NullString
+	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", pos.File, pos.Pos).Scan(&at); err != nil {
+		return fmt.Errorf("reading the GTID position of binlog %s at %d: %w", pos.File, pos.Pos, err)
+	}
+	if !at.Valid {
+		// Not a point between two of the file's events, or the file went since it was
+		// listed (errBinlogGone: listed again).
+		if _, _, err := s.mariadbBegins(ctx, pos.File); err != nil {
+			return err
+		}
+		return notInHistory(pos, fmt.Sprintf("the server's binlog %s has no event that ends at %d", pos.File, pos.Pos))
+	}
+	got, err := mysql.ParseMariadbGTIDSet(at.String)
+	if err != nil {
+		return fmt.Errorf("parsing the GTID position %q of binlog %s at %d: %w", at.String, pos.File, pos.Pos, err)
+	}
+	gotSets := got.(*mysql.MariadbGTIDSet).Sets
+	for domain, gtid := range want.Sets {
+		if have, ok := gotSets[domain]; !ok || *have != *gtid {
+			return notInHistory(pos, fmt.Sprintf("the server's binlog %s at %d follows GTID %s, not %s", pos.File, pos.Pos, at.String, pos.GTIDSet))
+		}
+	}
+	s.historyMu.Lock()
+	defer s.historyMu.Unlock()
+	if s.foundInHistory == nil {
+		s.foundInHistory = map[string]Position{}
+	}
+	s.foundInHistory[pos.File] = pos
+	return nil
 }

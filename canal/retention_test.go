@@ -1,9 +1,12 @@
 package canal_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -122,7 +125,7 @@ func TestRetentionCountsTheFilesOlderThanAPosition(t *testing.T) {
 		{"in the middle file", inFile[1], 1},
 		{"in the file being written", inFile[2], 2},
 		{"in the middle file, by GTID, under another server's file name", canal.Position{File: "promoted-bin.000042", Pos: 4, GTIDSet: inFile[1].GTIDSet}, 1},
-		{"in the file being written, by GTID, under the oldest file's name", canal.Position{File: files[0], Pos: 4, GTIDSet: inFile[2].GTIDSet}, 2},
+		{"in the file being written, by GTID, under the name of another server's first file", canal.Position{File: "promoted-bin.000001", Pos: 4, GTIDSet: inFile[2].GTIDSet}, 2},
 		{"no GTIDs, the middle file", canal.Position{File: files[1], Pos: inFile[1].Pos}, 1},
 		{"no GTIDs, a file not listed", canal.Position{File: "promoted-bin.000042", Pos: 4}, -1},
 	} {
@@ -141,4 +144,137 @@ func TestRetentionCountsTheFilesOlderThanAPosition(t *testing.T) {
 func newPurgeableSource(t *testing.T, prefix string) *source {
 	t.Helper()
 	return newSourceOn(t, testutil.StartPrivateMariaDB(t, "").MySQL, prefix)
+}
+
+// TestRetentionRefusesAPositionOfARewoundHistory: after RESET MASTER (as after a restored
+// backup or a rebuilt primary) a checkpoint of the old history is refused with
+// ErrNotInHistory, naming it, why and what to do: while its file is newer
+// than the newest the server has, with fewer transactions than its GTID (where a stream
+// from it fails with the server's ERROR 1236, which names it too) and with more (where a
+// resume by GTID would follow the new history's transactions of the same numbers and skip
+// the rest), and once the file of its name is back, at other GTIDs. A position of the new
+// history, another server's file name, and the old checkpoint with its file cleared (a
+// failover to a promoted replica of the same binlog names) are held.
+func TestRetentionRefusesAPositionOfARewoundHistory(t *testing.T) {
+	ps := newPurgeableSource(t, "rewound")
+	db, server := ps.db, ps.server
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, n INT)", "INSERT INTO t VALUES (1, 0)")
+	for range 3 {
+		testutil.Exec(t, db, "FLUSH BINARY LOGS", "UPDATE t SET n = n + 1")
+	}
+	checkpoint := ps.position()
+	var seq int
+	if _, err := fmt.Sscanf(checkpoint.GTIDSet, "0-1-%d", &seq); err != nil || strings.Contains(checkpoint.GTIDSet, ",") {
+		t.Fatalf("checkpoint %s: want one GTID of domain 0 (%v)", checkpoint, err)
+	}
+	if r, err := server.Retention(t.Context(), checkpoint); err != nil || !r.Held {
+		t.Fatalf("Retention(%s) before the reset = held %v, %v; want held", checkpoint, r.Held, err)
+	}
+	update := func(times int) {
+		t.Helper()
+		for range times {
+			testutil.Exec(t, db, "UPDATE t SET n = n + 1")
+		}
+	}
+	// Each check on a connection of its own, as each start has: one remembers the files in
+	// which it found a position of the history (server: the checkpoint's, before the reset).
+	retention := func(pos canal.Position) (canal.BinlogRetention, error) {
+		t.Helper()
+		fresh, err := canal.Connect(t.Context(), ps.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fresh.Close()
+		return fresh.Retention(t.Context(), pos)
+	}
+	refused := func(what string, pos canal.Position, want ...string) {
+		t.Helper()
+		_, err := retention(pos)
+		if !errors.Is(err, canal.ErrNotInHistory) {
+			t.Fatalf("%s: Retention(%s) = %v; want ErrNotInHistory", what, pos, err)
+		}
+		for _, w := range append(want, pos.String(), "RESET MASTER", "delete the checkpoint", "docs/operations.md, The checkpoint: History rewound") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: the error lacks %q: %v", what, w, err)
+			}
+		}
+	}
+
+	testutil.Exec(t, db, "RESET MASTER")
+	update(1)
+	refused("fewer transactions than the checkpoint's GTID", checkpoint, "its file "+checkpoint.File+" is newer than the server's newest binlog, binlog.000001")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err := canal.NewStream(ps.cfg, server, schemaFilter(ps.name), zaptest.NewLogger(t)).Run(ctx, checkpoint, &recorder{})
+	for _, w := range []string{"reading binlog after " + checkpoint.String() + ":", "1236", "the server's binlogs do not hold what follows " + checkpoint.String(),
+		"RESET MASTER", "source.addr now names another server"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("a stream from %s after RESET MASTER ended with %v; want it to say %q", checkpoint, err, w)
+		}
+	}
+
+	update(seq + 5)
+	refused("more transactions than the checkpoint's GTID", checkpoint, "is newer than the server's newest binlog")
+	for range 3 {
+		testutil.Exec(t, db, "FLUSH BINARY LOGS", "UPDATE t SET n = n + 1")
+	}
+	now := ps.position()
+	if now.File != checkpoint.File {
+		t.Fatalf("the new history is in %s; want it back at the checkpoint's file name %s", now.File, checkpoint.File)
+	}
+	// A position between two events of the new file (the checkpoint's own, here: the same
+	// statements wrote the same bytes), after other transactions.
+	atOtherGTIDs := canal.Position{File: checkpoint.File, Pos: now.Pos, GTIDSet: checkpoint.GTIDSet}
+	refused("the file of its name back, at other GTIDs", atOtherGTIDs,
+		fmt.Sprintf("the server's binlog %s at %d follows GTID %s, not %s", checkpoint.File, now.Pos, now.GTIDSet, checkpoint.GTIDSet))
+	inAnEvent := canal.Position{File: checkpoint.File, Pos: checkpoint.Pos + 1, GTIDSet: checkpoint.GTIDSet}
+	refused("the file of its name back, no event ending at the position", inAnEvent,
+		fmt.Sprintf("the server's binlog %s has no event that ends at %d", checkpoint.File, inAnEvent.Pos))
+
+	cleared := canal.Position{GTIDSet: checkpoint.GTIDSet} // as operations.md has a DBA clear it after a failover
+	for _, pos := range []canal.Position{now, {File: "promoted-bin.000042", Pos: 4, GTIDSet: checkpoint.GTIDSet}, cleared} {
+		if r, err := retention(pos); err != nil || !r.Held {
+			t.Errorf("Retention(%s) = held %v, %v; want held", pos, r.Held, err)
+		}
+	}
+	update(1)
+	if _, err := runUntil(t.Context(), canal.NewStream(ps.cfg, server, schemaFilter(ps.name), zaptest.NewLogger(t)), cleared, ps.position(), &recorder{}); err != nil {
+		t.Errorf("a stream from the checkpoint with its file cleared: %v", err)
+	}
+}
+
+// TestCurrentPositionIsOneInstant: the position a first start saves is read while other
+// sessions commit; its GTID set is the one at its file and position (BINLOG_GTID_POS), so
+// that the check of a checkpoint against the server's history holds for it, and a resume
+// by GTID skips no transaction committed between reading the one and the other.
+func TestCurrentPositionIsOneInstant(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE busy (id INT AUTO_INCREMENT PRIMARY KEY)")
+	ctx, stop := context.WithCancel(t.Context())
+	writing := make(chan error, 1)
+	go func() {
+		defer close(writing)
+		for ctx.Err() == nil {
+			if _, err := s.db.ExecContext(ctx, "INSERT INTO busy VALUES ()"); err != nil && ctx.Err() == nil {
+				writing <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		stop()
+		if err := <-writing; err != nil {
+			t.Errorf("writing meanwhile: %v", err)
+		}
+	}()
+	for i := range 50 {
+		p := s.position()
+		var at string
+		if err := s.db.QueryRow("SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&at); err != nil {
+			t.Fatalf("BINLOG_GTID_POS of %s: %v", p, err)
+		}
+		if at != p.GTIDSet {
+			t.Fatalf("read %d: CurrentPosition = %s, but the server's binlog at %s:%d follows GTID %s", i, p, p.File, p.Pos, at)
+		}
+	}
 }

@@ -19,8 +19,9 @@ import (
 // go-mysql's decoder boxes an intermediate value per column (a time.Time, an int8) that
 // normalize then converts again; on the catch-up benchmark the two together were a fifth
 // of the CPU. Anything the plan does not cover exactly (another column type, JSON, a
-// partial row image, a compressed event, a datetime go-mysql would hand on as text)
-// returns errFallback, and the event is decoded by go-mysql as before.
+// compressed event, a datetime go-mysql would hand on as text) returns errFallback, and
+// the event is decoded by go-mysql as before; so does a partial row image, which the
+// reader then refuses (ErrPartialRowImage).
 type rowsPlan []planColumn
 
 // errFallback says a rows event needs go-mysql's decoder.
@@ -218,8 +219,8 @@ func planDecodes(typ replication.EventType) (update, ok bool) {
 // decodeRows is decode for an event known to be of a type planDecodes accepts; update
 // says whether it is an update.
 func (p rowsPlan) decodeRows(update bool, e *replication.RowsEvent, data []byte) ([][]any, error) {
-	if int(e.ColumnCount) != len(p) || !allSet(e.ColumnBitmap1, len(p)) || (update && !allSet(e.ColumnBitmap2, len(p))) {
-		return nil, errFallback
+	if int(e.ColumnCount) != len(p) || partialImage(e, update) {
+		return nil, errFallback // a partial image: the reader refuses it (ErrPartialRowImage)
 	}
 	var rows [][]any
 	for pos := 0; pos < len(data); {
@@ -231,6 +232,27 @@ func (p rowsPlan) decodeRows(update bool, e *replication.RowsEvent, data []byte)
 		pos += n
 	}
 	return rows, nil
+}
+
+// partialImage reports whether rows event e (an update when update is set) leaves out
+// columns of its row images: binlog_row_image MINIMAL or NOBLOB in the session that wrote
+// it. Its column bitmaps (the before image's, then an update's after image's) have a bit
+// per column of the table; a FULL image, generated columns included, sets them all.
+func partialImage(e *replication.RowsEvent, update bool) bool {
+	n := int(e.ColumnCount)
+	return !allSet(e.ColumnBitmap1, n) || update && !allSet(e.ColumnBitmap2, n)
+}
+
+// missingColumns lists the columns, of the first n, whose bits bitmap leaves unset: the
+// columns a row image lacks.
+func missingColumns(bitmap []byte, n int) []int {
+	var missing []int
+	for i := range n {
+		if i/8 >= len(bitmap) || bitmap[i/8]&(1<<(i%8)) == 0 {
+			missing = append(missing, i)
+		}
+	}
+	return missing
 }
 
 // allSet reports whether the first n bits of bitmap are set: a full row image.

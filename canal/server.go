@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -37,6 +38,11 @@ type Server struct {
 	// RowMetadataFull is true when the binlog carries column names (binlog_row_metadata=FULL).
 	RowMetadataFull bool
 	Version         string
+
+	historyMu sync.Mutex
+	// foundInHistory is, by binlog file, the position of it that Retention found in the
+	// server's history (checkGTIDsAt).
+	foundInHistory map[string]Position
 }
 
 // OpenDB returns a handle on src, database db ("" for none), with TLS when src has it.
@@ -132,6 +138,9 @@ func readBinlogSettings(ctx context.Context, db *sql.DB) (binlogSettings, error)
 	if !strings.EqualFold(format, "ROW") {
 		st.problems = append(st.problems, fmt.Sprintf("binlog_format is %s: set binlog_format=ROW", format))
 	}
+	// The server's settings now: a session's own binlog_format or binlog_row_image, and a
+	// SET GLOBAL after this check, are met in the stream (ErrStatementChange,
+	// ErrPartialRowImage).
 	if !strings.EqualFold(image, "FULL") {
 		st.problems = append(st.problems, fmt.Sprintf("binlog_row_image is %s: set binlog_row_image=FULL", image))
 	}
@@ -151,8 +160,57 @@ func readBinlogSettings(ctx context.Context, db *sql.DB) (binlogSettings, error)
 }
 
 // CurrentPosition is where the server's binlog ends now: file and position, and the
-// executed GTID set when the server has GTIDs.
+// executed GTID set when the server has GTIDs, as of that same point.
 func (s *Server) CurrentPosition(ctx context.Context) (Position, error) {
+	if s.Flavor != "mariadb" {
+		return s.binlogStatus(ctx) // MySQL's executed GTID set comes in the same row
+	}
+	// MariaDB's comes from @@gtid_binlog_pos, read on both sides of the position: equal,
+	// no transaction was written between them. Otherwise a transaction committed meanwhile
+	// would be in the set and after the position, and a resume by GTID would skip it.
+	for range 3 {
+		before, err := s.gtidBinlogPos(ctx)
+		if err != nil {
+			return Position{}, err
+		}
+		p, err := s.binlogStatus(ctx)
+		if err != nil {
+			return p, err
+		}
+		if p.GTIDSet, err = s.gtidBinlogPos(ctx); err != nil || p.GTIDSet == before {
+			return p, err
+		}
+	}
+	// A server too busy for that: the position's own GTID position, which the server
+	// reads from the file up to it.
+	p, err := s.binlogStatus(ctx)
+	if err != nil {
+		return p, err
+	}
+	var at sql.NullString
+	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&at); err != nil {
+		return p, fmt.Errorf("reading the GTID position of the binlog's end, %s:%d: %w", p.File, p.Pos, err)
+	}
+	if !at.Valid {
+		return p, fmt.Errorf("reading the GTID position of the binlog's end, %s:%d: the server has none for it", p.File, p.Pos)
+	}
+	p.GTIDSet = at.String
+	return p, nil
+}
+
+// gtidBinlogPos is MariaDB's @@gtid_binlog_pos: the last GTID written to the binlog in
+// each replication domain.
+func (s *Server) gtidBinlogPos(ctx context.Context) (string, error) {
+	var pos string
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+		return "", fmt.Errorf("reading gtid_binlog_pos: %w", err)
+	}
+	return pos, nil
+}
+
+// binlogStatus is SHOW BINARY LOG STATUS (SHOW MASTER STATUS before MySQL 8.2): the
+// binlog's end, with MySQL's executed GTID set.
+func (s *Server) binlogStatus(ctx context.Context) (Position, error) {
 	var p Position
 	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOG STATUS")
 	if err != nil {
@@ -186,13 +244,7 @@ func (s *Server) CurrentPosition(ctx context.Context) (Position, error) {
 			p.GTIDSet = strings.ReplaceAll(vals[i].String, "\n", "")
 		}
 	}
-	rows.Close()
-	if s.Flavor == "mariadb" {
-		if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&p.GTIDSet); err != nil {
-			return p, fmt.Errorf("reading gtid_binlog_pos: %w", err)
-		}
-	}
-	return p, nil
+	return p, rows.Err()
 }
 
 // SourceAt is the Source of a read of the server's data as of pos, between two

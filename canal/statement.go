@@ -180,11 +180,90 @@ func statementChange(q, defaultSchema string) (schema, table string, rowChange b
 	return schema, table, true
 }
 
+// redactedLiteral stands for a password literal in a statement redactPasswords returns.
+const redactedLiteral = "'<redacted>'"
+
+// redactPasswords returns q with each literal that SQL gives a password, or a password's
+// hash, in replaced by '<redacted>', and the rest as written, for logging the statements the
+// binlog holds: IDENTIFIED BY '…' (CREATE USER, ALTER USER, GRANT; also WITH plugin BY),
+// IDENTIFIED BY PASSWORD '*hash', IDENTIFIED WITH plugin AS '…', IDENTIFIED VIA plugin
+// USING '…', PASSWORD('…') and OLD_PASSWORD('…'), SET PASSWORD … = '…', ALTER USER …
+// REPLACE '…' and CREATE SERVER … OPTIONS (PASSWORD '…'). The whole statement is read,
+// so a procedure, trigger or event body that runs one, or an executable comment
+// (/*! … */), is redacted too; a literal of another statement after BY, USING or PASSWORD
+// (FIELDS TERMINATED BY ',') is redacted as well, which costs a log line nothing.
+func redactPasswords(q string) string {
+	t := &sqlTokens{s: q, execComments: true}
+	var out strings.Builder
+	copied := 0 // q[:copied] is written to out
+	redact := func(start int) {
+		out.WriteString(q[copied:start])
+		out.WriteString(redactedLiteral)
+		copied = t.i
+	}
+	// The last three tokens, the newest first: upper-cased words, a quote for a literal or
+	// an identifier, or a punctuation character.
+	var recent [3]string
+	push := func(token string) { recent[0], recent[1], recent[2] = token, recent[0], recent[1] }
+	setPassword := false // in SET PASSWORD: the literal after = is the password's hash
+	secret := func() bool {
+		switch recent[0] {
+		case "BY", "USING", "PASSWORD", "REPLACE":
+			return true
+		case "AS": // IDENTIFIED WITH plugin AS '…'
+			return recent[2] == "WITH"
+		case "(": // PASSWORD('…')
+			return recent[1] == "PASSWORD" || recent[1] == "OLD_PASSWORD"
+		case "=":
+			return setPassword
+		}
+		return false
+	}
+	for t.skipSpace(); t.i < len(t.s); t.skipSpace() {
+		start := t.i
+		switch c := t.s[t.i]; c {
+		case '\'', '"', '`':
+			t.skipQuoted(c)
+			if c != '`' && secret() {
+				redact(start)
+			}
+			push(string(c))
+			continue
+		}
+		word := t.keyword()
+		switch {
+		case t.i == start: // punctuation
+			t.i++
+			if q[start] == ';' {
+				setPassword = false
+			}
+			push(q[start:t.i])
+		case t.i < len(t.s) && (t.s[t.i] == '\'' || t.s[t.i] == '"'):
+			// An introducer or a prefix of the literal that follows (_utf8mb4'…', N'…',
+			// X'…'): the literal is read in the context before it.
+		case strings.HasPrefix(word, "0X") && secret(): // a hash written as a hex number
+			redact(start)
+			push("'")
+		default:
+			setPassword = setPassword || word == "PASSWORD" && recent[0] == "SET"
+			push(word)
+		}
+	}
+	if copied == 0 {
+		return q
+	}
+	out.WriteString(q[copied:])
+	return out.String()
+}
+
 // sqlTokens reads the start of an SQL statement: keywords and one table name, skipping
 // spaces and comments.
 type sqlTokens struct {
 	s string
 	i int
+	// execComments reads the text of an executable comment (/*! … */, /*M! … */) as the
+	// statement's, as the server runs it, instead of skipping it.
+	execComments bool
 }
 
 func (t *sqlTokens) skipSpace() {
@@ -192,6 +271,13 @@ func (t *sqlTokens) skipSpace() {
 		switch {
 		case unicode.IsSpace(rune(t.s[t.i])):
 			t.i++
+		case t.execComments && (strings.HasPrefix(t.s[t.i:], "/*!") || strings.HasPrefix(t.s[t.i:], "/*M!")):
+			t.i += strings.IndexByte(t.s[t.i:], '!') + 1
+			for t.i < len(t.s) && t.s[t.i] >= '0' && t.s[t.i] <= '9' { // the version it runs from
+				t.i++
+			}
+		case t.execComments && strings.HasPrefix(t.s[t.i:], "*/"): // an executable comment's end
+			t.i += 2
 		case strings.HasPrefix(t.s[t.i:], "/*"):
 			end := strings.Index(t.s[t.i+2:], "*/")
 			if end < 0 {

@@ -100,3 +100,54 @@ func TestRenamedTablesReadsRenameAndAlterRename(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactPasswordsKeepsTheStatementsShape: every literal that is a password or its
+// hash becomes '<redacted>' (in each place MySQL and MariaDB take one, with any quotes,
+// escapes, introducers or executable comments), and the rest of the statement, account
+// names and hosts included, stays as written; a statement without one is returned as it is.
+func TestRedactPasswordsKeepsTheStatementsShape(t *testing.T) {
+	for _, tc := range []struct{ q, want string }{
+		{"CREATE USER 'app'@'%' IDENTIFIED BY 'secret'", "CREATE USER 'app'@'%' IDENTIFIED BY '<redacted>'"},
+		{"create or replace user app@localhost identified by \"se'cret\", ro@'10.%' identified by 'it''s\\'x'",
+			"create or replace user app@localhost identified by '<redacted>', ro@'10.%' identified by '<redacted>'"},
+		{"ALTER USER 'app'@'%' IDENTIFIED BY 'new' REPLACE 'old' RETAIN CURRENT PASSWORD",
+			"ALTER USER 'app'@'%' IDENTIFIED BY '<redacted>' REPLACE '<redacted>' RETAIN CURRENT PASSWORD"},
+		{"ALTER USER app IDENTIFIED BY PASSWORD '*6C8989366EAF75BB670AD8EA7A7FC1176A95CEF4' PASSWORD EXPIRE NEVER",
+			"ALTER USER app IDENTIFIED BY PASSWORD '<redacted>' PASSWORD EXPIRE NEVER"},
+		{"SET PASSWORD FOR 'app'@'%' = PASSWORD('secret')", "SET PASSWORD FOR 'app'@'%' = PASSWORD('<redacted>')"},
+		{"SET PASSWORD FOR 'app'@'%'='*B27918D2D9402882CEADA0EF687D35FBDC137D72'", "SET PASSWORD FOR 'app'@'%'='<redacted>'"},
+		{"SET PASSWORD = OLD_PASSWORD ('secret')", "SET PASSWORD = OLD_PASSWORD ('<redacted>')"},
+		{"GRANT SELECT, INSERT ON shop.* TO 'app'@'%' IDENTIFIED BY 'secret' WITH GRANT OPTION",
+			"GRANT SELECT, INSERT ON shop.* TO 'app'@'%' IDENTIFIED BY '<redacted>' WITH GRANT OPTION"},
+		{"CREATE USER app IDENTIFIED VIA mysql_native_password USING PASSWORD('secret') OR unix_socket",
+			"CREATE USER app IDENTIFIED VIA mysql_native_password USING PASSWORD('<redacted>') OR unix_socket"},
+		{"CREATE USER app IDENTIFIED VIA ed25519 USING 'ZIgUREUg5PVgQ6LskhXmO+eZLS0nC8be6HPjYWR4YJY'",
+			"CREATE USER app IDENTIFIED VIA ed25519 USING '<redacted>'"},
+		{"CREATE USER 'app'@'%' IDENTIFIED WITH 'mysql_native_password' AS '*6C8989366EAF75BB670AD8EA7A7FC1176A95CEF4'",
+			"CREATE USER 'app'@'%' IDENTIFIED WITH 'mysql_native_password' AS '<redacted>'"},
+		{"CREATE USER 'app'@'%' IDENTIFIED WITH 'caching_sha2_password' AS 0x244124303035 REQUIRE NONE",
+			"CREATE USER 'app'@'%' IDENTIFIED WITH 'caching_sha2_password' AS '<redacted>' REQUIRE NONE"},
+		{"ALTER USER app IDENTIFIED WITH caching_sha2_password BY _utf8mb4'secret'",
+			"ALTER USER app IDENTIFIED WITH caching_sha2_password BY _utf8mb4'<redacted>'"},
+		{"CREATE USER app /*!100000 IDENTIFIED BY 'secret' */", "CREATE USER app /*!100000 IDENTIFIED BY '<redacted>' */"},
+		{"/* by the installer */ CREATE USER app IDENTIFIED BY 'secret'", "/* by the installer */ CREATE USER app IDENTIFIED BY '<redacted>'"},
+		{"CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'app', PASSWORD 'secret', HOST 'db1')",
+			"CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'app', PASSWORD '<redacted>', HOST 'db1')"},
+		{"CREATE PROCEDURE p() BEGIN CREATE USER u IDENTIFIED BY 'secret'; SET PASSWORD FOR u = 'hash'; SET @a = 'kept'; END",
+			"CREATE PROCEDURE p() BEGIN CREATE USER u IDENTIFIED BY '<redacted>'; SET PASSWORD FOR u = '<redacted>'; SET @a = 'kept'; END"},
+		{"CREATE USER 'unterminated' IDENTIFIED BY 'sec", "CREATE USER 'unterminated' IDENTIFIED BY '<redacted>'"},
+		// Nothing to redact: returned as it is.
+		{"CREATE TABLE t (password VARCHAR(20) DEFAULT 'x', `by` INT) COMMENT = 'by me'", ""},
+		{"CREATE VIEW v AS SELECT 'a' AS 'b' FROM t WITH CHECK OPTION", ""},
+		{"RENAME USER 'a'@'%' TO 'b'@'%'", ""},
+		{"ALTER USER app PASSWORD EXPIRE", ""},
+	} {
+		want := tc.want
+		if want == "" {
+			want = tc.q
+		}
+		if got := redactPasswords(tc.q); got != want {
+			t.Errorf("redactPasswords(%q)\n = %q\nwant %q", tc.q, got, want)
+		}
+	}
+}

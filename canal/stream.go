@@ -46,6 +46,13 @@ type TableFilter interface {
 // again.
 var ErrUnreadableTable = errors.New("a table an aggregate or transition rule folds may not be read")
 
+// ErrPartialRowImage is a row change of a matched table whose row image lacks columns:
+// written by a session whose binlog_row_image was MINIMAL or NOBLOB (its own setting, or
+// the server's set since the check at start), which that check cannot see. The values
+// left out are unknown, not NULL, so the stream stops there rather than publish them as
+// NULL (a key {"id":null}, a group of null).
+var ErrPartialRowImage = errors.New("a partial row image of a matched table")
+
 // Stream reads one server's binlog as a replica and hands whole transactions to a
 // Handler. One Stream serves one Run at a time.
 type Stream struct {
@@ -138,7 +145,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 	}
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
 
-	r := reader{s: s, h: h, decoder: decoder, file: start.File, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{},
+	r := reader{s: s, h: h, decoder: decoder, file: start.File, pos: start.Pos, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{},
 		unreadable: map[string]string{}}
 	for {
 		ev, err := streamer.GetEvent(ctx)
@@ -146,7 +153,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("reading binlog after %s: %w%s", r.lastCommit(), err, s.replicationHint(err))
+			return fmt.Errorf("reading binlog after %s: %w%s", r.lastCommit(), err, s.replicationHint(err, start))
 		}
 		if !s.open.Load() {
 			s.open.Store(true)
@@ -186,7 +193,7 @@ func (s *Stream) CheckStreamable(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := streamer.GetEvent(ctx); err != nil {
-		return fmt.Errorf("checking that the binlog can be streamed from %s: %w%s", pos, err, s.replicationHint(err))
+		return fmt.Errorf("checking that the binlog can be streamed from %s: %w%s", pos, err, s.replicationHint(err, pos))
 	}
 	return nil
 }
@@ -234,20 +241,20 @@ func (s *Stream) startSync(syncer *replication.BinlogSyncer, start Position) (*r
 		}
 		streamer, err := syncer.StartSyncGTID(set)
 		if err != nil {
-			return nil, fmt.Errorf("starting binlog stream at GTID %s: %w%s", start.GTIDSet, err, s.replicationHint(err))
+			return nil, fmt.Errorf("starting binlog stream at GTID %s: %w%s", start.GTIDSet, err, s.replicationHint(err, start))
 		}
 		return streamer, nil
 	}
 	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
 	if err != nil {
-		return nil, fmt.Errorf("starting binlog stream at %s: %w%s", start, err, s.replicationHint(err))
+		return nil, fmt.Errorf("starting binlog stream at %s: %w%s", start, err, s.replicationHint(err, start))
 	}
 	return streamer, nil
 }
 
-// replicationHint says what a server error of the binlog stream most likely means to the
-// DBA, where its own words mislead: "" when it has nothing to add.
-func (s *Stream) replicationHint(err error) string {
+// replicationHint says what a server error of the binlog stream that started at from most
+// likely means to the DBA, where its own words mislead: "" when it has nothing to add.
+func (s *Stream) replicationHint(err error, from Position) string {
 	var serverErr *mysql.MyError
 	if !errors.As(err, &serverErr) {
 		return ""
@@ -258,8 +265,29 @@ func (s *Stream) replicationHint(err error) string {
 		return fmt.Sprintf(" (the user %s connected with this password to check the server, so it most likely lacks REPLICATION SLAVE: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it)", s.cfg.User)
 	case serverErr.Code == 4052 || strings.Contains(serverErr.Message, "same server_uuid/server_id"):
 		return fmt.Sprintf(" (another replica, or another stocksync daemon, is connected with server id %d: give each its own source.server_id; two with one id keep disconnecting each other)", s.cfg.ServerID)
+	case serverErr.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG && startNotHeld(serverErr.Message):
+		return fmt.Sprintf(" (the server's binlogs do not hold what follows %s, where the stream started: they were purged past it, "+
+			"or they were started again since it was saved (RESET MASTER, a restored backup, a rebuilt primary), or source.addr now names another server; "+
+			"docs/operations.md, The checkpoint: Purged binlog, History rewound)", from)
 	}
 	return ""
+}
+
+// startNotHeld reports whether msg, the server's words with ERROR 1236, says that the
+// binlogs lack where a stream asked to start (not that an event was too large or
+// truncated): "Could not find first log file name in binary log index file", "requested to
+// start from GTID …, which is not in the master's binlog", "Could not find GTID state
+// requested by slave in any binlog files", "requested master to start replication from
+// impossible position", MySQL's "purged binary logs containing GTIDs that the replica
+// requires".
+func startNotHeld(msg string) bool {
+	msg = strings.ToLower(msg)
+	for _, words := range []string{"first log file name", "not in the master's binlog", "gtid state requested", "impossible position", "purged"} {
+		if strings.Contains(msg, words) {
+			return true
+		}
+	}
+	return false
 }
 
 // reader holds the state of one Run.
@@ -401,7 +429,10 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	}
 	r.tables = map[uint64]*tableState{}
 	r.decoder.forgetPlans()
-	r.s.log.Debug("schema change", zap.ByteString("schema", e.Schema), zap.String("query", truncate(q, 200)))
+	if ce := r.s.log.Check(zap.DebugLevel, "schema change"); ce != nil {
+		// The binlog holds CREATE USER … IDENTIFIED BY 'secret' as it was written.
+		ce.Write(zap.ByteString("schema", e.Schema), zap.String("query", truncate(redactPasswords(q), 200)))
+	}
 	return r.commit(ctx, h, e.GSet)
 }
 
@@ -714,6 +745,9 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	default:
 		return nil
 	}
+	if partialImage(e, op == OpUpdate) {
+		return r.partialImageError(ev.Header, e, st.table, op)
+	}
 	step := 1
 	if op == OpUpdate {
 		step = 2
@@ -742,6 +776,37 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		}
 	}
 	return nil
+}
+
+// partialImageError is ErrPartialRowImage for rows event e of table t, at header h: it
+// names the table, the position, each image's missing columns and what to do.
+func (r *reader) partialImageError(h *replication.EventHeader, e *replication.RowsEvent, t *Table, op Op) error {
+	type image struct {
+		name   string
+		bitmap []byte
+	}
+	images := []image{{"after", e.ColumnBitmap1}}
+	switch op {
+	case OpDelete:
+		images = []image{{"before", e.ColumnBitmap1}}
+	case OpUpdate:
+		images = []image{{"before", e.ColumnBitmap1}, {"after", e.ColumnBitmap2}}
+	}
+	var lacks []string
+	for _, image := range images {
+		var names []string
+		for _, i := range missingColumns(image.bitmap, len(t.Columns)) {
+			names = append(names, t.Columns[i].Name)
+		}
+		if len(names) > 0 {
+			lacks = append(lacks, fmt.Sprintf("its %s image lacks %s", image.name, strings.Join(names, ", ")))
+		}
+	}
+	return fmt.Errorf("%w: at %s:%d the binlog holds this %s of %s with a partial row image: %s (the session that wrote it had binlog_row_image MINIMAL or NOBLOB: "+
+		"its own SET SESSION, or a SET GLOBAL since stocksync started). Those values cannot be known, so nothing after it is published. "+
+		"Set binlog_row_image=FULL for every session (SET GLOBAL binlog_row_image=FULL, then reconnect the writers), "+
+		"then go on from the server's current position, re-seeding the rules (docs/operations.md, Partial row images)",
+		ErrPartialRowImage, r.file, h.LogPos-h.EventSize, op.Name(), t.FullName(), strings.Join(lacks, " and "))
 }
 
 // normalize converts go-mysql's decoded values, in place, to the types ColumnKind names.

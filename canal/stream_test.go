@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/internal/testutil"
@@ -262,6 +264,168 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, &recorder{})
 	if !errors.Is(err, canal.ErrStatementChange) || !strings.Contains(err.Error(), s.name+".wanted") {
 		t.Fatalf("a statement-logged UPDATE of a matched table: the stream ended with %v; want ErrStatementChange naming %s.wanted", err, s.name)
+	}
+}
+
+// TestStreamStopsAtAPartialRowImage: a session whose binlog_row_image is MINIMAL or
+// NOBLOB (which the server-wide check at start cannot see) leaves columns out of its row
+// images. Images that are whole all the same pass: FULL with generated columns (VIRTUAL
+// and PERSISTENT), MINIMAL on a table without a primary key (the server logs every
+// column), NOBLOB on a table without BLOB or TEXT, and any image of a table no rule
+// matches. A partial image of a matched table stops the stream with ErrPartialRowImage,
+// naming the table, the position and the missing columns, instead of publishing them as
+// NULL (UPDATE … SET price = price + 1 would otherwise publish id 2 → null).
+func TestStreamStopsAtAPartialRowImage(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, `CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(10,2), note TEXT,
+		price_cents INT AS (price * 100) VIRTUAL, label VARCHAR(30) AS (CONCAT(name, '!')) PERSISTENT)`,
+		"CREATE TABLE nopk (sku VARCHAR(10), qty INT)", "CREATE TABLE noblobs (id INT PRIMARY KEY, qty INT)",
+		"CREATE TABLE other (id INT PRIMARY KEY, qty INT, note TEXT)",
+		"INSERT INTO noblobs VALUES (1, 1)", "INSERT INTO other VALUES (1, 1, 'o')")
+	conn, err := s.db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exec := func(statements ...string) {
+		t.Helper()
+		for _, q := range statements {
+			if _, err := conn.ExecContext(t.Context(), q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"products": true, "nopk": true, "noblobs": true}, asked: map[string]int{}}
+
+	from := s.position()
+	exec("INSERT INTO products (id, name, price, note) VALUES (1, 'a', 1.00, 'n'), (2, 'b', 2.00, 'm')",
+		"UPDATE products SET price = price + 1 WHERE id = 2",
+		"SET SESSION binlog_row_image = 'MINIMAL'", "UPDATE other SET qty = 2 WHERE id = 1",
+		"INSERT INTO nopk (sku) VALUES ('k')", "UPDATE nopk SET qty = 2",
+		"SET SESSION binlog_row_image = 'NOBLOB'", "UPDATE noblobs SET qty = 2 WHERE id = 1",
+		"SET SESSION binlog_row_image = 'FULL'")
+	to := s.position()
+	rows, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)), from, to, &recorder{})
+	if err != nil {
+		t.Fatalf("past whole row images, and a partial one of a table no rule matches: %v", err)
+	}
+	var got []string
+	for _, c := range rows {
+		got = append(got, fmt.Sprintf("%s %s %v → %v", c.Op, c.Table.Name, c.Before, c.After))
+	}
+	want := []string{
+		"c products [] → [1 a 1.00 n 100 a!]",
+		"c products [] → [2 b 2.00 m 200 b!]",
+		"u products [2 b 2.00 m 200 b!] → [2 b 3.00 m 300 b!]",
+		"c nopk [] → [k <nil>]",
+		"u nopk [k <nil>] → [k 2]",
+		"u noblobs [1 1] → [1 2]",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("row changes past whole row images:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	for _, tc := range []struct {
+		image, statement string
+		want             []string
+	}{
+		{"MINIMAL", "UPDATE products SET price = price + 1 WHERE id = 2",
+			[]string{"this update of " + s.name + ".products", "its before image lacks name, price, note,", "its after image lacks id, name, note"}},
+		{"NOBLOB", "UPDATE products SET price = price + 1 WHERE id = 1",
+			[]string{"this update of " + s.name + ".products", "its before image lacks note and its after image lacks note"}},
+		{"MINIMAL", "INSERT INTO products (id, name, price) VALUES (3, 'c', 3.00)",
+			[]string{"this insert of " + s.name + ".products", "its after image lacks note"}},
+		{"MINIMAL", "DELETE FROM products WHERE id = 1",
+			[]string{"this delete of " + s.name + ".products", "its before image lacks name, price, note"}},
+	} {
+		at := s.position()
+		exec("SET SESSION binlog_row_image = '"+tc.image+"'", tc.statement, "SET SESSION binlog_row_image = 'FULL'")
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		rec := &recorder{}
+		err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, rec)
+		cancel()
+		if !errors.Is(err, canal.ErrPartialRowImage) {
+			t.Fatalf("%s under binlog_row_image %s: the stream ended with %v; want ErrPartialRowImage", tc.statement, tc.image, err)
+		}
+		for _, w := range append(tc.want, "at "+at.File+":", "binlog_row_image MINIMAL or NOBLOB", "SET GLOBAL binlog_row_image=FULL",
+			"docs/operations.md, Partial row images") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s under binlog_row_image %s: the error lacks %q: %v", tc.statement, tc.image, w, err)
+			}
+		}
+		if len(rec.rows) != 0 {
+			t.Errorf("%s under binlog_row_image %s: handed on %d row changes before stopping; want none", tc.statement, tc.image, len(rec.rows))
+		}
+	}
+}
+
+// TestStreamStopsAtAPartialRowImageAfterSetGlobal: SET GLOBAL binlog_row_image=MINIMAL
+// while a stream runs (the check at start saw FULL) makes every new session's row images
+// partial; the running stream stops at the first such change of a matched table.
+func TestStreamStopsAtAPartialRowImageAfterSetGlobal(t *testing.T) {
+	m := testutil.StartPrivateMariaDB(t, "")
+	s := newSourceOn(t, m.MySQL, "minimal")
+	testutil.Exec(t, s.db, "CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(10,2))",
+		"INSERT INTO products VALUES (2, 'b', 2.00)")
+	from := s.position()
+	f := s.follow(from)
+	testutil.Exec(t, s.db, "UPDATE products SET price = 2.50 WHERE id = 2")
+	f.reach(s.position()) // streaming, past a whole image
+	testutil.Exec(t, s.db, "SET GLOBAL binlog_row_image = 'MINIMAL'")
+	testutil.Exec(t, m.Open(t, s.name), "UPDATE products SET price = price + 1 WHERE id = 2") // a session opened after it
+	<-f.stopped
+	if !errors.Is(f.err, canal.ErrPartialRowImage) || !strings.Contains(f.err.Error(), "this update of "+s.name+".products") {
+		t.Fatalf("after SET GLOBAL binlog_row_image=MINIMAL: the stream ended with %v; want ErrPartialRowImage naming %s.products", f.err, s.name)
+	}
+	for _, c := range f.rec.rows {
+		if c.After[0] == nil {
+			t.Errorf("handed on %v → %v, with the key null", c.Before, c.After)
+		}
+	}
+}
+
+// TestStreamLogsDDLWithoutPasswords: at debug level the stream logs each DDL statement
+// the binlog holds; the account statements a DBA runs appear with their passwords, and the
+// hash MariaDB writes for SET PASSWORD, as '<redacted>', the statement's shape kept.
+func TestStreamLogsDDLWithoutPasswords(t *testing.T) {
+	s := newSource(t)
+	user := "'redact_" + s.name[len(s.name)-6:] + "'@'%'"
+	t.Cleanup(func() { s.db.Exec("DROP USER IF EXISTS " + user) })
+	var hash string
+	if err := s.db.QueryRow("SELECT PASSWORD('pw-set-secret')").Scan(&hash); err != nil {
+		t.Fatal(err)
+	}
+	from := s.position()
+	testutil.Exec(t, s.db, "CREATE USER "+user+" IDENTIFIED BY 'pw-create-secret'",
+		"ALTER USER "+user+" IDENTIFIED BY \"pw-alter-secret\"",
+		"SET PASSWORD FOR "+user+" = PASSWORD('pw-set-secret')",
+		"GRANT SELECT ON "+s.name+".* TO "+user+" IDENTIFIED BY 'pw-grant-secret'",
+		"CREATE OR REPLACE USER "+user+" IDENTIFIED VIA mysql_native_password USING PASSWORD('pw-via-secret')",
+		"CREATE TABLE after_users (id INT PRIMARY KEY)")
+	to := s.position()
+	core, logs := observer.New(zap.DebugLevel)
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{}, asked: map[string]int{}}
+	if _, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zap.New(core)), from, to, &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	var queries []string
+	for _, e := range logs.FilterMessage("schema change").All() {
+		q := e.ContextMap()["query"].(string)
+		queries = append(queries, q)
+		if strings.Contains(q, "secret") || strings.Contains(q, hash) {
+			t.Errorf("logged a password: %s", q)
+		}
+	}
+	want := []string{
+		"CREATE USER " + user + " IDENTIFIED BY '<redacted>'",
+		"ALTER USER " + user + " IDENTIFIED BY '<redacted>'",
+		"SET PASSWORD FOR " + user + "='<redacted>'", // as MariaDB writes it: the hash
+		"GRANT SELECT ON " + s.name + ".* TO " + user + " IDENTIFIED BY '<redacted>'",
+		"CREATE OR REPLACE USER " + user + " IDENTIFIED VIA mysql_native_password USING PASSWORD('<redacted>')",
+		"CREATE TABLE after_users (id INT PRIMARY KEY)",
+	}
+	if !slices.Equal(queries, want) {
+		t.Errorf("logged DDL:\n%s\nwant\n%s", strings.Join(queries, "\n"), strings.Join(want, "\n"))
 	}
 }
 
