@@ -99,7 +99,9 @@ func binlogNumber(name string) (base string, number uint64, ok bool) {
 // not listed and is newer than the newest listed, of the same base name, and, on MariaDB,
 // one held by its GTID set whose file is listed but where BINLOG_GTID_POS(file, pos) is not
 // the position's GTID in each of its replication domains (or not a point between events).
-// A position without a file name is judged by its GTID set alone.
+// Those file checks are made without a GTID set, and on MariaDB for a set the server wrote
+// a transaction of (wroteAny); a position of another server's transactions (a failover to
+// this one), on MySQL with GTIDs, or without a file name is judged by its GTID set alone.
 func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, error) {
 	if pos.GTIDSet == "" {
 		files, err := s.BinlogFiles(ctx)
@@ -115,10 +117,9 @@ func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, 
 	if s.Flavor == "mariadb" {
 		return s.mariadbRetention(ctx, pos)
 	}
+	// MySQL: a failover's new primary may name its binlogs as the old one did, and which
+	// server wrote the position's transactions is not told by its set: the GTIDs alone.
 	files, err := s.BinlogFiles(ctx)
-	if err == nil {
-		err = beyondNewest(pos, files)
-	}
 	if err != nil {
 		return BinlogRetention{Files: files, Older: -1}, err
 	}
@@ -168,6 +169,16 @@ func (s *Server) mariadbRetention(ctx context.Context, pos Position) (BinlogRete
 		if err != nil || len(files) == 0 {
 			return BinlogRetention{Files: files, Held: true, ByGTID: true, Older: -1}, err
 		}
+		own, err := s.wroteAny(ctx, want.(*mysql.MariadbGTIDSet))
+		if err != nil {
+			return BinlogRetention{Files: files, Held: true, ByGTID: true, Older: -1}, err
+		}
+		if !own {
+			// Written by another server (the primary before a failover to this one,
+			// whose binlogs may be named as its were): its file name and position say
+			// nothing of this server's files, and the GTIDs alone place it.
+			pos.File = ""
+		}
 		if err := beyondNewest(pos, files); err != nil {
 			return BinlogRetention{Files: files, ByGTID: true, Older: -1}, err
 		}
@@ -177,6 +188,22 @@ func (s *Server) mariadbRetention(ctx context.Context, pos Position) (BinlogRete
 		}
 		return r, err
 	}
+}
+
+// wroteAny reports whether the server wrote one of set's last transactions itself (a
+// GTID with its @@server_id): only then are a position's file name and offset its own
+// files' (a history started again by RESET MASTER is told by them).
+func (s *Server) wroteAny(ctx context.Context, set *mysql.MariadbGTIDSet) (bool, error) {
+	var id uint32
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+		return false, fmt.Errorf("reading the server's server_id: %w", err)
+	}
+	for _, gtid := range set.Sets {
+		if gtid.ServerID == id {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // mariadbRetentionIn is mariadbRetention of pos, whose GTID set is want, over the listed

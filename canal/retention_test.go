@@ -278,3 +278,31 @@ func TestCurrentPositionIsOneInstant(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionTakesAnotherServersPositionByGTID: a checkpoint whose transactions another
+// server wrote (the primary before a failover to this one, whose binlogs had the same
+// names) is placed by its GTIDs alone: its file name and offset, which in this server's
+// file of that name follow other GTIDs, do not make it "not in the history". The same
+// position with this server's own GTIDs is refused.
+func TestRetentionTakesAnotherServersPositionByGTID(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE t (id INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+	at := s.position()
+	var own, other []string
+	for _, g := range strings.Split(at.GTIDSet, ",") { // domain-server-sequence
+		var domain, server, seq uint64
+		if _, err := fmt.Sscanf(g, "%d-%d-%d", &domain, &server, &seq); err != nil {
+			t.Fatalf("the server's position %s: %v", at, err)
+		}
+		own = append(own, fmt.Sprintf("%d-%d-%d", domain, server, seq-1))
+		other = append(other, fmt.Sprintf("%d-%d-%d", domain, server+1000, seq))
+	}
+	failover := canal.Position{File: at.File, Pos: at.Pos, GTIDSet: strings.Join(other, ",")}
+	if _, err := s.server.Retention(t.Context(), failover); err != nil {
+		t.Errorf("another server's transactions under this server's file name: %v; want them placed by GTID", err)
+	}
+	rewound := canal.Position{File: at.File, Pos: at.Pos, GTIDSet: strings.Join(own, ",")}
+	if _, err := s.server.Retention(t.Context(), rewound); !errors.Is(err, canal.ErrNotInHistory) {
+		t.Errorf("this server's own GTIDs at a position that follows others: %v; want ErrNotInHistory", err)
+	}
+}
