@@ -717,6 +717,66 @@ func TestRulesReloadOnSIGHUPAndFileChange(t *testing.T) {
 	})
 }
 
+// TestOneRejectedRulesFileCountsOnce: a save the file watcher reloads, then a SIGHUP for
+// the same file (whoever saved it running `systemctl reload`), is tried twice, since a
+// SIGHUP checks it again, but counted once in stocksync_rules_reload_failures_total; each
+// rejection is one JSON log line without a stack trace.
+func TestOneRejectedRulesFileCountsOnce(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_c (sku_id INT PRIMARY KEY, qty INT)")
+	d := s.start(t)
+	rulesPath := filepath.Join(filepath.Dir(s.config), "rules.yaml")
+	good, err := os.ReadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejections := func() []map[string]any {
+		var found []map[string]any
+		for _, line := range strings.Split(d.output.String(), "\n") {
+			var entry map[string]any
+			if json.Unmarshal([]byte(line), &entry) == nil && entry["msg"] == "rules reload rejected; the running rules stay" {
+				found = append(found, entry)
+			}
+		}
+		return found
+	}
+
+	writeFile(t, rulesPath, string(good)+"    bogus: 1\n")
+	testutil.Eventually(t, 10*time.Second, "the file watcher's reload to be rejected", func() bool { return len(rejections()) == 1 })
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the SIGHUP's reload to be rejected", func() bool { return len(rejections()) == 2 })
+	// Reloads run one at a time, so once a later one is accepted both rejections are counted.
+	writeFile(t, rulesPath, string(good)+"# fixed\n")
+	testutil.Eventually(t, 10*time.Second, "the fixed file to be accepted", func() bool {
+		return strings.Contains(d.output.String(), "rules reload accepted")
+	})
+
+	if n := metric(t, s.httpAddr, "stocksync_rules_reload_failures_total"); n != 1 {
+		t.Errorf("stocksync_rules_reload_failures_total = %v for one rejected file, want 1", n)
+	}
+	// A SIGHUP for the file the running rules came from reloads nothing.
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the SIGHUP on the running rules' file to reload nothing", func() bool {
+		return strings.Contains(d.output.String(), "the file is the one the running rules were read from")
+	})
+	if n := strings.Count(d.output.String(), "rules reload accepted"); n != 1 {
+		t.Errorf("%d accepted reloads of one fixed file, want 1", n)
+	}
+	for i, want := range []struct {
+		trigger       string
+		countedBefore bool
+	}{{"file changed", false}, {"SIGHUP", true}} {
+		got := rejections()[i]
+		if got["trigger"] != want.trigger || got["counted_before"] != want.countedBefore || !strings.Contains(fmt.Sprint(got["error"]), "bogus") {
+			t.Errorf("rejection %d: trigger %v, counted_before %v, error %q; want %s, %v, naming bogus", i+1, got["trigger"], got["counted_before"], got["error"], want.trigger, want.countedBefore)
+		}
+		if stack, ok := got["stacktrace"]; ok {
+			t.Errorf("rejection %d carries a stack trace:\n%s", i+1, stack)
+		}
+	}
+}
+
 // TestServeRefusesTablesItMayNotRead: information_schema hides a table source.user may not
 // SELECT, so its seed would be empty and its totals wrong without a word. serve refuses to
 // start, naming the grant.

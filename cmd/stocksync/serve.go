@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -44,13 +45,13 @@ func newServeCmd() *cobra.Command {
 			}
 			defer log.Sync()
 			sqlconn.SetDriverLogger(log) // before any handle is opened: each copies it
-			set, err := rules.Load(cfg.Rules)
+			file, err := readRulesFile(cfg.Rules)
 			if err != nil {
 				return fmt.Errorf("loading rules:\n%w", err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, set, log)
+			return serve(ctx, cfg, file, log)
 		},
 	}
 }
@@ -78,15 +79,20 @@ type daemon struct {
 	// stopped is why the last run of the pipeline stopped, which /readyz gives while no
 	// run streams; nil before any stopped.
 	stopped atomic.Pointer[string]
+	// runningRules is the digest of the rules file the running rules were read from, and
+	// rejectedRules that of the last file a reload rejected (nil when the last reload was
+	// accepted). Only watchRules uses them, after serve set runningRules.
+	runningRules  [sha256.Size]byte
+	rejectedRules *[sha256.Size]byte
 }
 
-func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
+func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(sinks.Collectors()...)
 	d := &daemon{cfg: cfg, log: log, metrics: pipeline.NewMetrics(reg), brokers: cfg.Kafka.Brokers,
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_rules_reload_failures_total",
-			Help: "Rule file reloads rejected because the new file was invalid; the old rules kept running."})}
+			Help: "Rules files a reload rejected (invalid, or not fitting the source's tables), each counted once however often it was tried again unchanged; the running rules stayed."})}
 	d.leaderG = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_leader",
 		Help: "1 while this daemon leads (always 1 without ha; with ha, 0 while it is the standby)."})
 	// stocksync_ready is read at each scrape from the check /readyz answers with, so the
@@ -103,7 +109,8 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	if !cfg.HA {
 		d.leaderG.Set(1)
 	}
-	d.rules.Store(set)
+	d.rules.Store(file.set)
+	d.runningRules = file.digest
 
 	if len(d.brokers) == 0 {
 		b, err := sinks.StartDevBroker(cfg.Kafka.DevBrokerAddr, "", sinks.DevBrokerSecurity{})
@@ -136,7 +143,7 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	server.Close()
 	// Then the rules against the source's tables: a column no table has would stop the
 	// stream at its first row, and a table source.user may not read would seed empty.
-	if err := d.rulesFitSource(ctx, set); err != nil {
+	if err := d.rulesFitSource(ctx, file.set); err != nil {
 		return err
 	}
 
@@ -453,7 +460,12 @@ func (d *daemon) pingBroker(ctx context.Context) {
 }
 
 // watchRules reloads the rules on SIGHUP and when the file changes. A file that does not
-// load is logged with its errors and counted; the running rules stay.
+// load is logged with its errors and counted; the running rules stay. One save is often
+// met by both (the file watcher, and a SIGHUP from whoever saved it): a file with the
+// contents of the running rules is not reloaded, nor one the file watcher finds with the
+// contents of the last rejected file, and a rejected file is counted once however often
+// it is tried (a SIGHUP always tries it again: the source it is checked against, its
+// grants or its tables, may have changed).
 func (d *daemon) watchRules(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -475,13 +487,13 @@ func (d *daemon) watchRules(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			d.reloadRules("SIGHUP")
+			d.reloadRules("SIGHUP", true)
 		case ev := <-changed:
 			if sameFile(ev.Name, d.cfg.Rules) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				settle.Reset(300 * time.Millisecond)
 			}
 		case <-settle.C:
-			d.reloadRules("file changed")
+			d.reloadRules("file changed", false)
 		}
 	}
 }
@@ -504,26 +516,61 @@ func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
 	return nil
 }
 
-func (d *daemon) reloadRules(why string) {
-	set, err := rules.Load(d.cfg.Rules)
+// reloadRules reads the rules file and installs it when it loads and fits the source.
+// A file with the running rules' contents is left alone, and so is the last rejected
+// file unless retryRejected (watchRules).
+func (d *daemon) reloadRules(why string, retryRejected bool) {
+	file, err := readRulesFile(d.cfg.Rules)
+	rejectedBefore := d.rejectedRules != nil && *d.rejectedRules == file.digest
+	switch {
+	case err == nil && file.digest == d.runningRules:
+		d.log.Info("rules reload: the file is the one the running rules were read from; nothing to reload", zap.String("trigger", why))
+		return
+	case rejectedBefore && !retryRejected:
+		d.log.Info("rules reload: the file is the one the last reload rejected; nothing to reload", zap.String("trigger", why))
+		return
+	}
 	if err == nil {
 		// A source that does not answer now does not hold the reload back: the stream
 		// would meet the same problems, and says so.
-		if err = d.rulesFitSource(context.Background(), set); err != nil && !errors.Is(err, errRulesMisfit) {
+		if err = d.rulesFitSource(context.Background(), file.set); err != nil && !errors.Is(err, errRulesMisfit) {
 			d.log.Warn("rules reload: the source could not be checked; accepting the file", zap.Error(err))
 			err = nil
 		}
 	}
 	if err != nil {
-		d.log.Error("rules reload rejected; the running rules stay", zap.String("trigger", why), zap.String("file", d.cfg.Rules), zap.Error(err))
-		d.reloads.Inc() // after the log: who sees the count finds the reason logged
+		d.log.Error("rules reload rejected; the running rules stay", zap.String("trigger", why), zap.String("file", d.cfg.Rules),
+			zap.Bool("counted_before", rejectedBefore), zap.Error(err))
+		if !rejectedBefore {
+			d.reloads.Inc() // after the log: who sees the count finds the reason logged
+		}
+		d.rejectedRules = &file.digest
 		return
 	}
-	d.rules.Store(set)
+	d.rules.Store(file.set)
+	d.runningRules, d.rejectedRules = file.digest, nil
 	if p := d.current.Load(); p != nil {
-		p.Reload(set)
+		p.Reload(file.set)
 	}
-	d.log.Info("rules reload accepted: the next transaction read goes through the new rules", zap.String("trigger", why), zap.Int("rules", len(set.Rules())))
+	d.log.Info("rules reload accepted: the next transaction read goes through the new rules", zap.String("trigger", why), zap.Int("rules", len(file.set.Rules())))
+}
+
+// rulesFile is a rules file as read once: its rules, and the SHA-256 of its contents
+// (of no contents when it could not be read), by which a reload tells whether it changed.
+type rulesFile struct {
+	set    *rules.Set
+	digest [sha256.Size]byte
+}
+
+// readRulesFile reads and compiles the rules file at path, as rules.Load does, keeping
+// the digest of what it read.
+func readRulesFile(path string) (rulesFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return rulesFile{digest: sha256.Sum256(nil)}, fmt.Errorf("reading rules: %w", err)
+	}
+	set, err := rules.Parse(path, data)
+	return rulesFile{set: set, digest: sha256.Sum256(data)}, err
 }
 
 // sameFile reports whether two paths name the same file.
