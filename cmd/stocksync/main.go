@@ -31,9 +31,11 @@ func newRootCmd() *cobra.Command {
 		Short:         "Inventory database, binlog to Kafka through YAML rules",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       thisBuild().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n") // the line `stocksync version` prints
 	root.PersistentFlags().String("config", "", "config file (YAML); STOCKSYNC_SECTION_KEY variables override it")
-	root.AddCommand(newServeCmd(), newMigrateCmd(), newStockCmd(), newRulesCmd(), newDevBrokerCmd(), newBenchCmd(), newTailCmd(), newResyncCmd())
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newStockCmd(), newRulesCmd(), newDevBrokerCmd(), newBenchCmd(), newTailCmd(), newResyncCmd(), newVersionCmd())
 	return root
 }
 

@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 			}
 			return 1
 		})
-	reg.MustRegister(d.reloads, d.leaderG, ready)
+	reg.MustRegister(d.reloads, d.leaderG, ready, buildInfoGauge())
 	if !cfg.HA {
 		d.leaderG.Set(1)
 	}
