@@ -82,6 +82,9 @@ type daemon struct {
 	// stopped is why the last run of the pipeline stopped, which /readyz gives while no
 	// run streams; nil before any stopped.
 	stopped atomic.Pointer[string]
+	// stopFailure is why the current run, stopped, could not save its last checkpoint (nil
+	// when it could, or before a stop), for exitIfTheStopOverruns to say.
+	stopFailure atomic.Pointer[string]
 	// runningRules is the digest of the rules file the running rules were read from, and
 	// rejectedRules that of the last file a reload rejected (nil when the last reload was
 	// accepted). Only watchRules uses them, after serve set runningRules.
@@ -101,7 +104,7 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 	// stocksync_ready is read at each scrape from the check /readyz answers with, so the
 	// two never disagree.
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stocksync_ready",
-		Help: "1 while /readyz answers 200: leading (ha), the start position fixed, the binlog stream open and the broker answering."},
+		Help: "1 while /readyz answers 200: holding the checkpoint's lock (with ha: leading), the start position fixed, the binlog stream open and the broker answering."},
 		func() float64 {
 			if d.notReady() != "" {
 				return 0
@@ -111,6 +114,10 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 	reg.MustRegister(d.reloads, d.leaderG, ready, buildInfoGauge())
 	d.rules.Store(file.set)
 	d.runningRules = file.digest
+	// Bound the stop, whatever it waits for: the deferred closes below included.
+	returned := make(chan struct{})
+	defer close(returned)
+	go d.exitIfTheStopOverruns(ctx, returned)
 
 	if len(d.brokers) == 0 {
 		b, err := sinks.StartDevBroker(cfg.Kafka.DevBrokerAddr, "", sinks.DevBrokerSecurity{})
@@ -459,6 +466,38 @@ func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease, failFast b
 	}
 }
 
+// stopWithin bounds a stop, from SIGTERM or SIGINT to the exit. A clean stop takes well
+// under a second. A broker that stopped answering makes it long: the pipeline waits up to
+// 8 s for it to acknowledge what was handed to the producer before it saves the last
+// checkpoint, and closing the producer then waits for the broker again (at-least-once up
+// to 10 s, exactly-once over 30 s). Past stopWithin the daemon exits 1 where it stands:
+// what the broker did not acknowledge comes after the saved checkpoint, and the next start
+// publishes it again, as after a kill -9.
+const stopWithin = 15 * time.Second
+
+// exitIfTheStopOverruns ends the process, exit 1, when serve has not returned (returned
+// closed) stopWithin after ctx is done: after SIGTERM or SIGINT.
+func (d *daemon) exitIfTheStopOverruns(ctx context.Context, returned <-chan struct{}) {
+	select {
+	case <-returned:
+		return
+	case <-ctx.Done():
+	}
+	overrun := time.NewTimer(stopWithin)
+	defer overrun.Stop()
+	select {
+	case <-returned:
+	case <-overrun.C:
+		fields := []zap.Field{zap.Stringer("after", stopWithin)}
+		if why := d.stopFailure.Load(); why != nil {
+			fields = append(fields, zap.String("last_checkpoint_not_saved", *why))
+		}
+		d.log.Error("stopping took too long: exiting now, without waiting for the broker; the checkpoint stays at the last one saved, and the next start publishes again what came after it", fields...)
+		d.log.Sync()
+		os.Exit(1)
+	}
+}
+
 // steadyRun is how long a run must stream for the back-off to start again from 1 s.
 const steadyRun = time.Minute
 
@@ -520,7 +559,12 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 	})
 	d.current.Store(p)
 	defer d.current.Store(nil)
+	d.stopFailure.Store(nil)
 	err = p.Run(ctx)
+	if err != nil && ctx.Err() != nil {
+		why := err.Error()
+		d.stopFailure.Store(&why) // closing the sink, next, may wait for the broker past stopWithin
+	}
 	return p.Streamed() || errors.Is(err, sinks.ErrSinkFailed), err
 }
 
