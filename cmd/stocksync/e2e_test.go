@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/testutil"
 )
 
@@ -484,11 +485,8 @@ func startHA(t *testing.T, broker, table string) *haRun {
 		t.Fatal(err)
 	}
 	writeFile(t, s.config, string(cfg)+"ha: true\n")
-	h := &haRun{setup: s, standbyAddr: testutil.FreeAddr(t), db: s.mysql.Open(t, s.db)}
-	standbyConfig := filepath.Join(filepath.Dir(s.config), "standby.yaml")
-	other := strings.Replace(string(cfg), s.httpAddr, h.standbyAddr, 1)
-	other = strings.Replace(other, fmt.Sprintf("server_id: %d", s.serverID), fmt.Sprintf("server_id: %d", testutil.ServerID()), 1)
-	writeFile(t, standbyConfig, other+"ha: true\n")
+	standbyConfig, standbyAddr := s.secondDaemon(t, "standby.yaml")
+	h := &haRun{setup: s, standbyAddr: standbyAddr, db: s.mysql.Open(t, s.db)}
 
 	testutil.Exec(t, h.db, "CREATE TABLE "+table+" (sku_id INT PRIMARY KEY, qty INT)")
 	h.leader = s.start(t)
@@ -497,6 +495,30 @@ func startHA(t *testing.T, broker, table string) *haRun {
 	insertRows(t, h.db, table, 0, 50)
 	testutil.Consume(t, s.broker, []string{s.topic}, 50, 30*time.Second)
 	return h
+}
+
+// secondDaemon writes the config of a second daemon on s's source, checkpoint and topics
+// (its own HTTP address and server id) to file, beside s's config, and returns its path
+// and HTTP address.
+func (s *setup) secondDaemon(t *testing.T, file string) (config, httpAddr string) {
+	t.Helper()
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr = testutil.FreeAddr(t)
+	other := strings.Replace(string(cfg), s.httpAddr, httpAddr, 1)
+	other = strings.Replace(other, fmt.Sprintf("server_id: %d", s.serverID), fmt.Sprintf("server_id: %d", testutil.ServerID()), 1)
+	config = filepath.Join(filepath.Dir(s.config), file)
+	writeFile(t, config, other)
+	return config, httpAddr
+}
+
+// checkpointLock is the name of the lock on the source that the daemon streaming s's
+// checkpoint holds: "stocksync/DB.checkpoint/default", hashed when over 64 characters,
+// as the test databases' long names make it.
+func (s *setup) checkpointLock() string {
+	return checkpointLockName(config.Config{Checkpoint: config.Checkpoint{Table: s.db + ".checkpoint", Name: "default"}})
 }
 
 // insertRows inserts rows from..to-1 of table, one transaction each.
@@ -547,6 +569,90 @@ func consumeEveryRow(t *testing.T, broker, topic string, n int) []*kgo.Record {
 		return len(seen) == n
 	})
 	return got
+}
+
+// TestSecondDaemonWithoutHARefusesToStart: two daemons without ha on one checkpoint
+// would both publish every change. The second does not start: it exits 1 without
+// waiting, naming the checkpoint, its lock, the connection that holds it and what to do;
+// the first streams on.
+func TestSecondDaemonWithoutHARefusesToStart(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_two (sku_id INT PRIMARY KEY, qty INT)")
+	first := s.start(t)
+	secondConfig, _ := s.secondDaemon(t, "second.yaml")
+	started := time.Now()
+	second := s.launch(t, secondConfig)
+	select {
+	case <-second.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("a second daemon without ha on the checkpoint still runs after 20 s:\n%s", second.output.String())
+	}
+	t.Logf("the second daemon exited %s after it started", time.Since(started).Round(time.Millisecond))
+	if code := second.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("the second daemon exited %d, want 1", code)
+	}
+	for _, want := range []string{
+		`checkpoint "default" in ` + s.db + `.checkpoint is in use`,
+		`another stocksync holds its lock "` + s.checkpointLock() + `" on the source (connection `,
+		" of " + s.mysql.User + " from 127.0.0.1:",
+		"Stop the other daemon, or set ha: true on both for this one to wait as its standby",
+	} {
+		if !strings.Contains(second.output.String(), want) {
+			t.Errorf("the second daemon's output lacks %q:\n%s", want, second.output.String())
+		}
+	}
+	if strings.Contains(second.output.String(), "binlog stream open") || strings.Contains(second.output.String(), "http listening") {
+		t.Errorf("the refused daemon got as far as streaming or serving HTTP:\n%s", second.output.String())
+	}
+	insertRows(t, db, "stock_two", 0, 10)
+	consumeEveryRow(t, s.broker, s.topic, 10)
+	select {
+	case <-first.done:
+		t.Fatalf("the first daemon exited:\n%s", first.output.String())
+	default:
+	}
+}
+
+// TestDaemonWithoutHATakesItsLockAgainAfterLosingIt: a daemon without ha holds its
+// checkpoint's lock while it streams. When the connection holding it dies (killed here;
+// a network cut or a restarted server does the same), another daemon could take the lock
+// and publish, so this one stops publishing, takes the lock again on a new connection,
+// and streams on from its checkpoint, losing nothing.
+func TestDaemonWithoutHATakesItsLockAgainAfterLosingIt(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_lost (sku_id INT PRIMARY KEY, qty INT)")
+	d := s.start(t)
+	lockHolderID := func() int64 {
+		var id sql.NullInt64
+		if err := db.QueryRow("SELECT IS_USED_LOCK(?)", s.checkpointLock()).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id.Int64
+	}
+	holder := lockHolderID()
+	if holder == 0 {
+		t.Fatal("the daemon without ha streams without holding its checkpoint's lock")
+	}
+	insertRows(t, db, "stock_lost", 0, 10)
+	consumeEveryRow(t, s.broker, s.topic, 10)
+	restartsBefore := metric(t, s.httpAddr, "stocksync_pipeline_restarts_total")
+
+	testutil.Exec(t, db, fmt.Sprintf("KILL %d", holder))
+	insertRows(t, db, "stock_lost", 10, 20)
+	testutil.Eventually(t, 20*time.Second, "the daemon to hold its lock again, on a new connection, and be ready", func() bool {
+		id := lockHolderID()
+		return id != 0 && id != holder && httpStatus(s.httpAddr, "/readyz") == 200
+	})
+	if !strings.Contains(d.output.String(), "lost the checkpoint's lock; taking it again before streaming on") {
+		t.Errorf("the daemon did not log that it lost its lock:\n%s", d.output.String())
+	}
+	if r := metric(t, s.httpAddr, "stocksync_pipeline_restarts_total"); r <= restartsBefore {
+		t.Errorf("stocksync_pipeline_restarts_total = %v after the lock was lost, want more than %v", r, restartsBefore)
+	}
+	insertRows(t, db, "stock_lost", 20, 30)
+	consumeEveryRow(t, s.broker, s.topic, 30)
 }
 
 // TestFrozenLeaderPublishesNothingAfterTheStandbyTakesOver freezes the leader (SIGSTOP),
@@ -715,6 +821,66 @@ func TestRulesReloadOnSIGHUPAndFileChange(t *testing.T) {
 	countRecords(t, s.broker, s.topic, 20*time.Second, func(r *kgo.Record) bool {
 		return strings.Contains(string(r.Value), `"qty":3`)
 	})
+}
+
+// TestOneRejectedRulesFileCountsOnce: a save the file watcher reloads, then a SIGHUP for
+// the same file (whoever saved it running `systemctl reload`), is tried twice, since a
+// SIGHUP checks it again, but counted once in stocksync_rules_reload_failures_total; each
+// rejection is one JSON log line without a stack trace.
+func TestOneRejectedRulesFileCountsOnce(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_c (sku_id INT PRIMARY KEY, qty INT)")
+	d := s.start(t)
+	rulesPath := filepath.Join(filepath.Dir(s.config), "rules.yaml")
+	good, err := os.ReadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejections := func() []map[string]any {
+		var found []map[string]any
+		for _, line := range strings.Split(d.output.String(), "\n") {
+			var entry map[string]any
+			if json.Unmarshal([]byte(line), &entry) == nil && entry["msg"] == "rules reload rejected; the running rules stay" {
+				found = append(found, entry)
+			}
+		}
+		return found
+	}
+
+	writeFile(t, rulesPath, string(good)+"    bogus: 1\n")
+	testutil.Eventually(t, 10*time.Second, "the file watcher's reload to be rejected", func() bool { return len(rejections()) == 1 })
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the SIGHUP's reload to be rejected", func() bool { return len(rejections()) == 2 })
+	// Reloads run one at a time, so once a later one is accepted both rejections are counted.
+	writeFile(t, rulesPath, string(good)+"# fixed\n")
+	testutil.Eventually(t, 10*time.Second, "the fixed file to be accepted", func() bool {
+		return strings.Contains(d.output.String(), "rules reload accepted")
+	})
+
+	if n := metric(t, s.httpAddr, "stocksync_rules_reload_failures_total"); n != 1 {
+		t.Errorf("stocksync_rules_reload_failures_total = %v for one rejected file, want 1", n)
+	}
+	// A SIGHUP for the file the running rules came from reloads nothing.
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the SIGHUP on the running rules' file to reload nothing", func() bool {
+		return strings.Contains(d.output.String(), "the file is the one the running rules were read from")
+	})
+	if n := strings.Count(d.output.String(), "rules reload accepted"); n != 1 {
+		t.Errorf("%d accepted reloads of one fixed file, want 1", n)
+	}
+	for i, want := range []struct {
+		trigger       string
+		countedBefore bool
+	}{{"file changed", false}, {"SIGHUP", true}} {
+		got := rejections()[i]
+		if got["trigger"] != want.trigger || got["counted_before"] != want.countedBefore || !strings.Contains(fmt.Sprint(got["error"]), "bogus") {
+			t.Errorf("rejection %d: trigger %v, counted_before %v, error %q; want %s, %v, naming bogus", i+1, got["trigger"], got["counted_before"], got["error"], want.trigger, want.countedBefore)
+		}
+		if stack, ok := got["stacktrace"]; ok {
+			t.Errorf("rejection %d carries a stack trace:\n%s", i+1, stack)
+		}
+	}
 }
 
 // TestServeRefusesTablesItMayNotRead: information_schema hides a table source.user may not

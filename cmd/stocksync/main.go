@@ -31,9 +31,11 @@ func newRootCmd() *cobra.Command {
 		Short:         "Inventory database, binlog to Kafka through YAML rules",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       thisBuild().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n") // the line `stocksync version` prints
 	root.PersistentFlags().String("config", "", "config file (YAML); STOCKSYNC_SECTION_KEY variables override it")
-	root.AddCommand(newServeCmd(), newMigrateCmd(), newStockCmd(), newRulesCmd(), newDevBrokerCmd(), newBenchCmd(), newTailCmd(), newResyncCmd())
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newStockCmd(), newRulesCmd(), newDevBrokerCmd(), newBenchCmd(), newTailCmd(), newResyncCmd(), newVersionCmd())
 	return root
 }
 
@@ -71,12 +73,18 @@ func loadConfigWith(cmd *cobra.Command, load func(string) (config.Config, error)
 	return cfg, err
 }
 
-// newLogger builds the zap logger the config asks for.
-func newLogger(c config.Log) (*zap.Logger, error) {
+// newLogger builds the zap logger the config asks for, writing to stderr.
+func newLogger(c config.Log) (*zap.Logger, error) { return newLoggerTo(c, "stderr") }
+
+// newLoggerTo is newLogger writing to output (a zap output path: "stderr", or a file).
+// Every line is written: zap's production sampling (after 100 lines of one message in a
+// second, one in a hundred) is off, since the line dropped could be the one that says
+// what went wrong. An error carries no stack trace, only its message: stack traces are
+// kept for DPanic and the levels above, which report a bug, not an outage.
+func newLoggerTo(c config.Log, output string) (*zap.Logger, error) {
 	var zc zap.Config
 	if c.Format == "console" {
 		zc = zap.NewDevelopmentConfig()
-		zc.DisableStacktrace = true
 	} else {
 		zc = zap.NewProductionConfig()
 		zc.EncoderConfig.TimeKey = "ts"
@@ -88,5 +96,7 @@ func newLogger(c config.Log) (*zap.Logger, error) {
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
 	zc.Sampling = nil
-	return zc.Build()
+	zc.DisableStacktrace = true
+	zc.OutputPaths = []string{output}
+	return zc.Build(zap.AddStacktrace(zapcore.DPanicLevel))
 }

@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -44,13 +48,13 @@ func newServeCmd() *cobra.Command {
 			}
 			defer log.Sync()
 			sqlconn.SetDriverLogger(log) // before any handle is opened: each copies it
-			set, err := rules.Load(cfg.Rules)
+			file, err := readRulesFile(cfg.Rules)
 			if err != nil {
 				return fmt.Errorf("loading rules:\n%w", err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, set, log)
+			return serve(ctx, cfg, file, log)
 		},
 	}
 }
@@ -63,7 +67,7 @@ type daemon struct {
 	reloads prometheus.Counter
 	rules   atomic.Pointer[rules.Set]
 	current atomic.Pointer[pipeline.Pipeline]
-	leader  atomic.Bool // ha: this daemon holds the leader lock
+	leader  atomic.Bool // this daemon holds the checkpoint's lock and leads
 	leaderG prometheus.Gauge
 	brokers []string
 	source  canal.Config   // how to reach cfg.Source, TLS included
@@ -78,32 +82,42 @@ type daemon struct {
 	// stopped is why the last run of the pipeline stopped, which /readyz gives while no
 	// run streams; nil before any stopped.
 	stopped atomic.Pointer[string]
+	// stopFailure is why the current run, stopped, could not save its last checkpoint (nil
+	// when it could, or before a stop), for exitIfTheStopOverruns to say.
+	stopFailure atomic.Pointer[string]
+	// runningRules is the digest of the rules file the running rules were read from, and
+	// rejectedRules that of the last file a reload rejected (nil when the last reload was
+	// accepted). Only watchRules uses them, after serve set runningRules.
+	runningRules  [sha256.Size]byte
+	rejectedRules *[sha256.Size]byte
 }
 
-func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logger) error {
+func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(sinks.Collectors()...)
 	d := &daemon{cfg: cfg, log: log, metrics: pipeline.NewMetrics(reg), brokers: cfg.Kafka.Brokers,
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_rules_reload_failures_total",
-			Help: "Rule file reloads rejected because the new file was invalid; the old rules kept running."})}
+			Help: "Rules files a reload rejected (invalid, or not fitting the source's tables), each counted once however often it was tried again unchanged; the running rules stayed."})}
 	d.leaderG = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_leader",
-		Help: "1 while this daemon leads (always 1 without ha; with ha, 0 while it is the standby)."})
+		Help: "1 while this daemon holds the checkpoint's lock and leads: with ha, 0 while it is the standby; without, 0 only while it takes the lock again after losing it."})
 	// stocksync_ready is read at each scrape from the check /readyz answers with, so the
 	// two never disagree.
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stocksync_ready",
-		Help: "1 while /readyz answers 200: leading (ha), the start position fixed, the binlog stream open and the broker answering."},
+		Help: "1 while /readyz answers 200: holding the checkpoint's lock (with ha: leading), the start position fixed, the binlog stream open and the broker answering."},
 		func() float64 {
 			if d.notReady() != "" {
 				return 0
 			}
 			return 1
 		})
-	reg.MustRegister(d.reloads, d.leaderG, ready)
-	if !cfg.HA {
-		d.leaderG.Set(1)
-	}
-	d.rules.Store(set)
+	reg.MustRegister(d.reloads, d.leaderG, ready, buildInfoGauge())
+	d.rules.Store(file.set)
+	d.runningRules = file.digest
+	// Bound the stop, whatever it waits for: the deferred closes below included.
+	returned := make(chan struct{})
+	defer close(returned)
+	go d.exitIfTheStopOverruns(ctx, returned)
 
 	if len(d.brokers) == 0 {
 		b, err := sinks.StartDevBroker(cfg.Kafka.DevBrokerAddr, "", sinks.DevBrokerSecurity{})
@@ -136,8 +150,17 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 	server.Close()
 	// Then the rules against the source's tables: a column no table has would stop the
 	// stream at its first row, and a table source.user may not read would seed empty.
-	if err := d.rulesFitSource(ctx, set); err != nil {
+	if err := d.rulesFitSource(ctx, file.set); err != nil {
 		return err
+	}
+	// Then the checkpoint's lock: without ha, a second daemon on the checkpoint does not
+	// start (with ha, it waits for the lock, in lead).
+	var held *heldLock
+	if !cfg.HA {
+		if held, err = d.takeLockAtStart(ctx); err != nil {
+			return err
+		}
+		defer held.release() // when serve returns before lead runs (lead releases it too)
 	}
 
 	mux := http.NewServeMux()
@@ -168,11 +191,7 @@ func serve(ctx context.Context, cfg config.Config, set *rules.Set, log *zap.Logg
 
 	go d.watchRules(ctx)
 	go d.pingBroker(ctx)
-	if cfg.HA {
-		err = d.standby(ctx)
-	} else {
-		err = d.supervise(ctx, nil)
-	}
+	err = d.lead(ctx, held)
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		srv.Shutdown(sctx)
@@ -198,6 +217,8 @@ func (d *daemon) notReady() string {
 	switch {
 	case d.cfg.HA && !d.leader.Load():
 		return "standby, another stocksync holds the leader lock"
+	case !d.leader.Load():
+		return "not holding the checkpoint's lock: taking it again after losing it (ha: false)"
 	case p == nil || !p.Ready():
 		if why := d.stopped.Load(); why != nil {
 			return "binlog stream not open: the last run stopped: " + *why
@@ -212,27 +233,121 @@ func (d *daemon) notReady() string {
 	return ""
 }
 
-// standby waits for the leader lock (named after the checkpoint, on the source server),
-// runs the pipeline while it holds the lock's lease, and goes back to waiting when it
-// loses either. Only the holder publishes; a standby takes over a few seconds after the
+// lead runs the pipeline while this daemon holds the checkpoint's lock, and waits to
+// take the lock again when it loses it. Only the holder publishes. With ha, lead waits
+// for the lock from the start, as the standby, and takes over a few seconds after the
 // leader's death (canal.TakeoverWait after the server drops the dead leader's lock).
-func (d *daemon) standby(ctx context.Context) error {
-	lockName := "stocksync/" + d.cfg.Checkpoint.Table + "/" + d.cfg.Checkpoint.Name
+// Without ha, serve took the lock at the start (held), and lead waits for it only after
+// losing it: when its connection to the source dropped (a restarted server, a network
+// cut), or when the daemon was frozen for longer than the lock's idle timeout.
+func (d *daemon) lead(ctx context.Context, held *heldLock) error {
+	defer func() { held.release() }() // the one held when ctx is done
+	for first := true; ctx.Err() == nil; first = false {
+		if held == nil {
+			if held = d.awaitLock(ctx); held == nil {
+				return nil // ctx is done
+			}
+		}
+		d.log.Info("leading: this daemon holds the leader lock", zap.String("lock", held.name))
+		d.leader.Store(true)
+		d.leaderG.Set(1)
+		lctx, cancel := context.WithCancel(ctx)
+		go func(lost <-chan struct{}) {
+			select {
+			case <-lost:
+				cancel()
+			case <-lctx.Done():
+			}
+		}(held.lead.Lost())
+		// A failure of the first run is a setting to fix, and ends the daemon: with ha, at
+		// each takeover; without, only at the start.
+		err := d.supervise(lctx, held.lead, first || d.cfg.HA)
+		cancel()
+		d.leader.Store(false)
+		d.leaderG.Set(0)
+		lostLead := !held.lead.Held()
+		held.release()
+		held = nil
+		switch {
+		case ctx.Err() != nil:
+			return err // a stop: nil, or why its last checkpoint could not be saved
+		case (lostLead || errors.Is(err, pipeline.ErrLeaseLost)) && d.cfg.HA:
+			d.log.Warn("no longer leading: back to standby", zap.Error(err))
+		case lostLead || errors.Is(err, pipeline.ErrLeaseLost):
+			why := "lost the checkpoint's lock; taking it again before streaming on"
+			d.stopped.Store(&why)
+			d.metrics.Restarts.Inc()
+			d.log.Warn("the pipeline stopped: "+why, zap.String("lock", checkpointLockName(d.cfg)), zap.Error(err))
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// heldLock is the checkpoint's lock (see checkpointLockName), held on a connection of its
+// own to the source.
+type heldLock struct {
+	name   string
+	server *canal.Server
+	lead   *canal.Leadership
+}
+
+// release gives the lock up and closes its connection; it does nothing on nil, or when
+// called again.
+func (h *heldLock) release() {
+	if h == nil || h.server == nil {
+		return
+	}
+	h.lead.Release()
+	h.server.Close()
+	h.server = nil
+}
+
+// checkpointLockName is the named lock (GET_LOCK, on the source server) that the daemon
+// streaming cfg's checkpoint holds, with ha or without, as the server knows it: a name
+// over MySQL's 64 characters is hashed as canal.AcquireLeadership hashes one (which then
+// uses the name as given), so that the start asks the server about the very lock it takes.
+func checkpointLockName(cfg config.Config) string {
+	name := "stocksync/" + cfg.Checkpoint.Table + "/" + cfg.Checkpoint.Name
+	if len(name) > 64 {
+		sum := sha1.Sum([]byte(name))
+		name = "stocksync:" + hex.EncodeToString(sum[:])
+	}
+	return name
+}
+
+// awaitLock waits until this daemon holds the checkpoint's lock, connecting to the
+// source as often as it must; nil when ctx is done first.
+func (d *daemon) awaitLock(ctx context.Context) *heldLock {
+	name := checkpointLockName(d.cfg)
 	for ctx.Err() == nil {
 		server, err := canal.Connect(ctx, d.source)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			d.log.Warn("standby cannot reach the source", zap.Error(err))
+			if d.cfg.HA {
+				d.log.Warn("standby cannot reach the source", zap.Error(err))
+			} else {
+				d.log.Warn("cannot reach the source to take the checkpoint's lock again", zap.Error(err))
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(2 * time.Second):
 			}
 			continue
 		}
-		d.log.Info("standby: waiting for the leader lock", zap.String("lock", lockName))
-		lead, err := canal.AcquireLeadership(ctx, server.DB, lockName, d.log)
+		if d.cfg.HA {
+			d.log.Info("standby: waiting for the leader lock", zap.String("lock", name))
+		} else {
+			// Until the server notices that the lost connection is gone, that connection
+			// may hold the lock itself (up to canal.LockIdleTimeout).
+			holder, _ := lockHolder(ctx, server.DB, name)
+			d.log.Warn("waiting to take the checkpoint's lock again; nothing is published meanwhile (ha: false)",
+				zap.String("lock", name), zap.String("held_by", holder))
+		}
+		lead, err := canal.AcquireLeadership(ctx, server.DB, name, d.log)
 		if err != nil {
 			server.Close()
 			if ctx.Err() != nil {
@@ -241,34 +356,76 @@ func (d *daemon) standby(ctx context.Context) error {
 			d.log.Warn("waiting for the leader lock", zap.Error(err))
 			continue
 		}
-		d.log.Info("leading: this daemon holds the leader lock", zap.String("lock", lockName))
-		d.leader.Store(true)
-		d.leaderG.Set(1)
-		lctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-lead.Lost():
-				cancel()
-			case <-lctx.Done():
-			}
-		}()
-		err = d.supervise(lctx, lead)
-		cancel()
-		d.leader.Store(false)
-		d.leaderG.Set(0)
-		lostLead := !lead.Held()
-		lead.Release()
-		server.Close()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case lostLead || errors.Is(err, pipeline.ErrLeaseLost):
-			d.log.Warn("no longer leading: back to standby", zap.Error(err))
-		case err != nil:
-			return err
-		}
+		return &heldLock{name: name, server: server, lead: lead}
 	}
 	return nil
+}
+
+// lockAtStartWithin bounds how long a daemon without ha tries to take the checkpoint's
+// lock at its start, once the server said no one held it: the takeover wait, and a
+// GET_LOCK of canal's (2 s) with a second to spare. Only another daemon taking the lock in
+// between makes it run out.
+const lockAtStartWithin = canal.TakeoverWait + 3*time.Second
+
+// takeLockAtStart takes the checkpoint's lock for a daemon without ha, without waiting
+// for another daemon to give it up: with another holding it, the daemon does not start.
+func (d *daemon) takeLockAtStart(ctx context.Context) (*heldLock, error) {
+	name := checkpointLockName(d.cfg)
+	server, err := canal.Connect(ctx, d.source)
+	if err != nil {
+		return nil, err
+	}
+	holder, err := lockHolder(ctx, server.DB, name)
+	if err != nil {
+		server.Close()
+		return nil, fmt.Errorf("asking the source who holds the checkpoint's lock %q: %w", name, err)
+	}
+	if holder != "" {
+		server.Close()
+		return nil, d.lockTaken(name, holder)
+	}
+	actx, cancel := context.WithTimeout(ctx, lockAtStartWithin)
+	defer cancel()
+	lead, err := canal.AcquireLeadership(actx, server.DB, name, d.log)
+	if err != nil {
+		defer server.Close()
+		if ctx.Err() == nil && actx.Err() != nil {
+			holder, _ := lockHolder(ctx, server.DB, name)
+			return nil, d.lockTaken(name, holder)
+		}
+		return nil, fmt.Errorf("taking the checkpoint's lock %q: %w", name, err)
+	}
+	return &heldLock{name: name, server: server, lead: lead}, nil
+}
+
+// lockTaken is the error of a daemon without ha whose checkpoint's lock another holds.
+func (d *daemon) lockTaken(name, holder string) error {
+	if holder == "" {
+		holder = "a connection that has since closed"
+	}
+	return fmt.Errorf("checkpoint %q in %s is in use: another stocksync holds its lock %q on the source (%s). "+
+		"Two daemons on one checkpoint would both publish every change. Stop the other daemon, "+
+		"or set ha: true on both for this one to wait as its standby",
+		d.cfg.Checkpoint.Name, d.cfg.Checkpoint.Table, name, holder)
+}
+
+// lockHolder says which connection holds the named lock on db's server, "" when none
+// does: its id, and its user and client address when source.user may see them (its own
+// connections; every one with the PROCESS privilege).
+func lockHolder(ctx context.Context, db *sql.DB, name string) (string, error) {
+	var id sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", name).Scan(&id); err != nil {
+		return "", err
+	}
+	if !id.Valid {
+		return "", nil
+	}
+	holder := fmt.Sprintf("connection %d", id.Int64)
+	var user, host string
+	if db.QueryRowContext(ctx, "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = ?", id.Int64).Scan(&user, &host) == nil {
+		holder += fmt.Sprintf(" of %s from %s", user, host)
+	}
+	return holder, nil
 }
 
 // supervise runs the pipeline and restarts it from its checkpoint after a retryable
@@ -276,8 +433,8 @@ func (d *daemon) standby(ctx context.Context) error {
 // starts again from 1 s only after a run that streamed for a minute: a run that fails
 // soon after it streams (an event it cannot get past, a DDL stop, another daemon with its
 // server id) is retried ever more slowly, not every second. The first start fails fast
-// instead, so a wrong address or setting is reported at once.
-func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
+// instead when failFast, so a wrong address or setting is reported at once.
+func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease, failFast bool) error {
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
 		started := time.Now()
@@ -288,7 +445,7 @@ func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
 		if err == nil {
 			return nil
 		}
-		if attempt == 0 && !ran || !pipeline.Retryable(err) {
+		if failFast && attempt == 0 && !ran || !pipeline.Retryable(err) {
 			return err
 		}
 		if ran && time.Since(started) >= steadyRun {
@@ -306,6 +463,38 @@ func (d *daemon) supervise(ctx context.Context, lease pipeline.Lease) error {
 			return nil
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// stopWithin bounds a stop, from SIGTERM or SIGINT to the exit. A clean stop takes well
+// under a second. A broker that stopped answering makes it long: the pipeline waits up to
+// 8 s for it to acknowledge what was handed to the producer before it saves the last
+// checkpoint, and closing the producer then waits for the broker again (at-least-once up
+// to 10 s, exactly-once over 30 s). Past stopWithin the daemon exits 1 where it stands:
+// what the broker did not acknowledge comes after the saved checkpoint, and the next start
+// publishes it again, as after a kill -9.
+const stopWithin = 15 * time.Second
+
+// exitIfTheStopOverruns ends the process, exit 1, when serve has not returned (returned
+// closed) stopWithin after ctx is done: after SIGTERM or SIGINT.
+func (d *daemon) exitIfTheStopOverruns(ctx context.Context, returned <-chan struct{}) {
+	select {
+	case <-returned:
+		return
+	case <-ctx.Done():
+	}
+	overrun := time.NewTimer(stopWithin)
+	defer overrun.Stop()
+	select {
+	case <-returned:
+	case <-overrun.C:
+		fields := []zap.Field{zap.Stringer("after", stopWithin)}
+		if why := d.stopFailure.Load(); why != nil {
+			fields = append(fields, zap.String("last_checkpoint_not_saved", *why))
+		}
+		d.log.Error("stopping took too long: exiting now, without waiting for the broker; the checkpoint stays at the last one saved, and the next start publishes again what came after it", fields...)
+		d.log.Sync()
+		os.Exit(1)
 	}
 }
 
@@ -370,7 +559,12 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 	})
 	d.current.Store(p)
 	defer d.current.Store(nil)
+	d.stopFailure.Store(nil)
 	err = p.Run(ctx)
+	if err != nil && ctx.Err() != nil {
+		why := err.Error()
+		d.stopFailure.Store(&why) // closing the sink, next, may wait for the broker past stopWithin
+	}
 	return p.Streamed() || errors.Is(err, sinks.ErrSinkFailed), err
 }
 
@@ -453,7 +647,12 @@ func (d *daemon) pingBroker(ctx context.Context) {
 }
 
 // watchRules reloads the rules on SIGHUP and when the file changes. A file that does not
-// load is logged with its errors and counted; the running rules stay.
+// load is logged with its errors and counted; the running rules stay. One save is often
+// met by both (the file watcher, and a SIGHUP from whoever saved it): a file with the
+// contents of the running rules is not reloaded, nor one the file watcher finds with the
+// contents of the last rejected file, and a rejected file is counted once however often
+// it is tried (a SIGHUP always tries it again: the source it is checked against, its
+// grants or its tables, may have changed).
 func (d *daemon) watchRules(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -475,13 +674,13 @@ func (d *daemon) watchRules(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			d.reloadRules("SIGHUP")
+			d.reloadRules("SIGHUP", true)
 		case ev := <-changed:
 			if sameFile(ev.Name, d.cfg.Rules) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				settle.Reset(300 * time.Millisecond)
 			}
 		case <-settle.C:
-			d.reloadRules("file changed")
+			d.reloadRules("file changed", false)
 		}
 	}
 }
@@ -504,26 +703,61 @@ func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
 	return nil
 }
 
-func (d *daemon) reloadRules(why string) {
-	set, err := rules.Load(d.cfg.Rules)
+// reloadRules reads the rules file and installs it when it loads and fits the source.
+// A file with the running rules' contents is left alone, and so is the last rejected
+// file unless retryRejected (watchRules).
+func (d *daemon) reloadRules(why string, retryRejected bool) {
+	file, err := readRulesFile(d.cfg.Rules)
+	rejectedBefore := d.rejectedRules != nil && *d.rejectedRules == file.digest
+	switch {
+	case err == nil && file.digest == d.runningRules:
+		d.log.Info("rules reload: the file is the one the running rules were read from; nothing to reload", zap.String("trigger", why))
+		return
+	case rejectedBefore && !retryRejected:
+		d.log.Info("rules reload: the file is the one the last reload rejected; nothing to reload", zap.String("trigger", why))
+		return
+	}
 	if err == nil {
 		// A source that does not answer now does not hold the reload back: the stream
 		// would meet the same problems, and says so.
-		if err = d.rulesFitSource(context.Background(), set); err != nil && !errors.Is(err, errRulesMisfit) {
+		if err = d.rulesFitSource(context.Background(), file.set); err != nil && !errors.Is(err, errRulesMisfit) {
 			d.log.Warn("rules reload: the source could not be checked; accepting the file", zap.Error(err))
 			err = nil
 		}
 	}
 	if err != nil {
-		d.log.Error("rules reload rejected; the running rules stay", zap.String("trigger", why), zap.String("file", d.cfg.Rules), zap.Error(err))
-		d.reloads.Inc() // after the log: who sees the count finds the reason logged
+		d.log.Error("rules reload rejected; the running rules stay", zap.String("trigger", why), zap.String("file", d.cfg.Rules),
+			zap.Bool("counted_before", rejectedBefore), zap.Error(err))
+		if !rejectedBefore {
+			d.reloads.Inc() // after the log: who sees the count finds the reason logged
+		}
+		d.rejectedRules = &file.digest
 		return
 	}
-	d.rules.Store(set)
+	d.rules.Store(file.set)
+	d.runningRules, d.rejectedRules = file.digest, nil
 	if p := d.current.Load(); p != nil {
-		p.Reload(set)
+		p.Reload(file.set)
 	}
-	d.log.Info("rules reload accepted: the next transaction read goes through the new rules", zap.String("trigger", why), zap.Int("rules", len(set.Rules())))
+	d.log.Info("rules reload accepted: the next transaction read goes through the new rules", zap.String("trigger", why), zap.Int("rules", len(file.set.Rules())))
+}
+
+// rulesFile is a rules file as read once: its rules, and the SHA-256 of its contents
+// (of no contents when it could not be read), by which a reload tells whether it changed.
+type rulesFile struct {
+	set    *rules.Set
+	digest [sha256.Size]byte
+}
+
+// readRulesFile reads and compiles the rules file at path, as rules.Load does, keeping
+// the digest of what it read.
+func readRulesFile(path string) (rulesFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return rulesFile{digest: sha256.Sum256(nil)}, fmt.Errorf("reading rules: %w", err)
+	}
+	set, err := rules.Parse(path, data)
+	return rulesFile{set: set, digest: sha256.Sum256(data)}, err
 }
 
 // sameFile reports whether two paths name the same file.
