@@ -77,7 +77,7 @@ start() {
     log "port $port is taken by another process (not the instance under $dir): set STOCKSYNC_MARIADB_PORT to a free port"
     exit 1
   fi
-  mkdir -p "$dir"
+  mkdir -p "$dir" "$dir/tmp" # its own temporary files: a shared /tmp may be swept under it
   local preload; preload=$(fsync_delay_preload)
   if [ ! -d "$dir/data/mysql" ]; then
     log "initialising $dir/data"
@@ -91,7 +91,7 @@ start() {
   # make the loop below give up before this server wrote its pid file, leaving it running.
   [ -f "$dir/error.log" ] && mv "$dir/error.log" "$dir/error.log.prev"
   env $preload STOCKSYNC_MARIADB_FSYNC_DELAY_US="${STOCKSYNC_MARIADB_FSYNC_DELAY_US:-0}" \
-  mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$sock" --pid-file="$pidfile" \
+  mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --tmpdir="$dir/tmp" --socket="$sock" --pid-file="$pidfile" \
     --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
     --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
     --binlog-row-metadata=FULL --gtid-strict-mode=ON --expire-logs-days=2 \
