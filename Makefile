@@ -17,8 +17,10 @@ test: mariadb-start
 test-unit:
 	$(GO) test -short -count=1 ./...
 
-demo: build mariadb-start
-	scripts/demo.sh
+# The demo starts the private MariaDB itself when it is not running, so that Ctrl-C,
+# which stops what the demo started, stops it too.
+demo: build
+	STOCKSYNC_DEMO_BIN=$(BIN) scripts/demo.sh
 
 # Catch-up throughput: 1,000,000 row changes from the binlog to broker-acknowledged,
 # against the private MariaDB; BENCH_ARGS adds flags (e.g. --exactly-once, --rules FILE, --reuse).

@@ -1,21 +1,51 @@
 #!/usr/bin/env bash
 # make demo: a private MariaDB, the inventory schema, `stocksync serve` on the embedded
 # development broker, a short stream of stock changes through the inventory API, and what
-# stocksync published, printed as it arrives. Ctrl-C stops everything it started.
+# stocksync published, printed as it arrives. Ctrl-C stops everything it started (the
+# private MariaDB too, unless it was running before) and exits 0.
 #
 # Ports: STOCKSYNC_MARIADB_PORT (default 33061, see scripts/mariadb.sh),
 # STOCKSYNC_DEMO_HTTP_PORT (default 18080), STOCKSYNC_DEMO_BROKER_PORT (default 19092).
+# Files: under STOCKSYNC_RUN_DIR (default .run), in demo/ and mariadb/.
+# STOCKSYNC_DEMO_BIN: the stocksync binary (default bin/stocksync, which `make demo` builds).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-run=.run/demo
-bin=bin/stocksync
+run=${STOCKSYNC_RUN_DIR:-$root/.run}/demo
+bin=${STOCKSYNC_DEMO_BIN:-bin/stocksync}
 http_port=${STOCKSYNC_DEMO_HTTP_PORT:-18080}
 broker_port=${STOCKSYNC_DEMO_BROKER_PORT:-19092}
 mkdir -p "$run"
 
+# On a terminal, each command runs in a process group of its own that has the terminal
+# (job control), so Ctrl-C reaches that command alone, not make: the demo then stops what
+# it started and exits 0, and so does `make demo`.
+[ -t 0 ] && set -m
+
+pids=()
 started_db=0
-if ! scripts/mariadb.sh status; then scripts/mariadb.sh start; started_db=1; fi
+cleaned=0
+cleanup() {
+  status=$? # not local: after a Ctrl-C inside a function bash may no longer allow it
+  set +e
+  # 130: a command ended by Ctrl-C, which is how the demo is stopped.
+  if [ $status = 130 ]; then status=0; fi
+  [ $cleaned = 1 ] && exit $status
+  cleaned=1
+  echo; echo "demo: stopping"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  if [ $started_db = 1 ]; then scripts/mariadb.sh stop; fi
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 0' INT
+trap 'exit 143' TERM
+
+if ! scripts/mariadb.sh status; then
+  started_db=1 # before start: a start cut short by Ctrl-C may have left it running
+  scripts/mariadb.sh start
+fi
 eval "$(scripts/mariadb.sh env)"
 
 cfg=$run/stocksync.yaml
@@ -30,7 +60,7 @@ kafka:
   dev_broker_addr: 127.0.0.1:$broker_port
 checkpoint:
   table: stocksync_demo.checkpoint
-rules: ../../examples/rules.yaml
+rules: $root/examples/rules.yaml
 http:
   addr: 127.0.0.1:$http_port
 inventory:
@@ -38,30 +68,19 @@ inventory:
 log: {level: info, format: console}
 YAML
 
-pids=()
-cleaned=0
-cleanup() {
-  [ $cleaned = 1 ] && return
-  cleaned=1
-  echo; echo "demo: stopping"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ $started_db = 1 ]; then scripts/mariadb.sh stop; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-step() { sleep 1.5; printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Each step is named after a pause, "sleep 1.5; step …": the pause stays out of the
+# function, since bash mishandles a Ctrl-C that ends a command inside one under job control.
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 # A fresh checkpoint each time: the demo starts at the server's current position instead
 # of catching up on whatever the server did since the last demo.
 mariadb --no-defaults -h127.0.0.1 -P"${STOCKSYNC_TEST_MYSQL_ADDR##*:}" -u"$STOCKSYNC_TEST_MYSQL_USER" \
   -p"$STOCKSYNC_TEST_MYSQL_PASSWORD" -e "DROP DATABASE IF EXISTS stocksync_demo"
 
-step "creating the inventory schema (stocksync migrate up)"
+sleep 1.5; step "creating the inventory schema (stocksync migrate up)"
 $bin migrate up --config "$cfg"
 
-step "starting stocksync serve (log: $run/serve.log)"
+sleep 1.5; step "starting stocksync serve (log: $run/serve.log)"
 $bin serve --config "$cfg" >"$run/serve.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -71,7 +90,7 @@ for _ in $(seq 1 100); do
 done
 curl -fsS http://127.0.0.1:$http_port/readyz
 
-step "what stocksync publishes (stocksync tail), as it arrives:"
+sleep 1.5; step "what stocksync publishes (stocksync tail), as it arrives:"
 $bin tail --brokers 127.0.0.1:$broker_port --from-start=false product.stock search.availability inventory.deduction_log inventory.rollback_log &
 pids+=($!)
 sleep 1
@@ -84,22 +103,24 @@ api() {
   case "${out##*$'\n'}" in 2*) ;; *) echo "demo: $1 $2 answered ${out##*$'\n'}: ${out%$'\n'*}" ;; esac
 }
 n=$(date +%s)
-step "operators set stock: PHONE 10 over 4 shard rows, CASE 3 over 1"
+sleep 1.5; step "operators set stock: PHONE 10 over 4 shard rows, CASE 3 over 1"
 api POST /v1/skus/PHONE/stock '{"sellable": 10, "shards": 4}'
 api POST /v1/skus/CASE/stock '{"sellable": 3, "shards": 1}'
-step "order A-$n deducts PHONE 2 and CASE 1 (one transaction: all or none)"
+sleep 1.5; step "order A-$n deducts PHONE 2 and CASE 1 (one transaction: all or none)"
 api POST /v1/deductions "{\"order_no\": \"A-$n\", \"items\": [{\"sku\": \"PHONE\", \"qty\": 2}, {\"sku\": \"CASE\", \"qty\": 1}]}"
-step "order B-$n takes the last 2 CASE: CASE sells out, search gets one message"
+sleep 1.5; step "order B-$n takes the last 2 CASE: CASE sells out, search gets one message"
 api POST /v1/deductions "{\"order_no\": \"B-$n\", \"items\": [{\"sku\": \"CASE\", \"qty\": 2}]}"
-step "order B-$n is refunded before shipment: CASE is back in stock"
+sleep 1.5; step "order B-$n is refunded before shipment: CASE is back in stock"
 api POST "/v1/orders/B-$n/cancel"
-step "order A-$n is paid and shipped"
+sleep 1.5; step "order A-$n is paid and shipped"
 api PUT /v1/warehouses/SZ '{"name": "Shenzhen", "address": "Bao an", "type": "central"}'
 api POST /v1/physical '[{"sku": "PHONE", "warehouse": "SZ", "qty": 50}, {"sku": "CASE", "warehouse": "SZ", "qty": 20}]'
 api POST "/v1/orders/A-$n/confirm"
 api POST "/v1/orders/A-$n/ship" '{"warehouse": "SZ"}'
-step "the search team rebuilt its index: stocksync resync search-in-stock (every SKU's flag, as reads)"
+sleep 1.5; step "the search team rebuilt its index: stocksync resync search-in-stock (every SKU's flag, as reads)"
 $bin resync --config "$cfg" search-in-stock
 sleep 2
-step "done. Metrics: http://127.0.0.1:$http_port/metrics; inventory API: docs/api.md. Ctrl-C to stop."
-wait
+sleep 1.5; step "done. Metrics: http://127.0.0.1:$http_port/metrics; inventory API: docs/api.md. Ctrl-C to stop."
+# In the foreground, so that on a terminal Ctrl-C ends it alone and the demo goes on to
+# stop; without a terminal, SIGINT or SIGTERM ends the wait.
+if [ -t 0 ]; then sleep infinity; else sleep infinity & pids+=($!); wait $!; fi
