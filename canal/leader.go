@@ -50,15 +50,22 @@ var leaseEpoch = time.Now()
 
 func leaseNow() int64 { return int64(time.Since(leaseEpoch)) }
 
+// LockName is the server lock (GET_LOCK) for name: name itself, or, past MySQL's limit of
+// 64 characters, "stocksync:" and its SHA-1.
+func LockName(name string) string {
+	if len(name) <= 64 {
+		return name
+	}
+	sum := sha1.Sum([]byte(name))
+	return "stocksync:" + hex.EncodeToString(sum[:])
+}
+
 // AcquireLeadership blocks until this process holds the named lock on db's server and
 // the takeover wait is over, or ctx is done. It then confirms the lock every
 // LeaseCheckEvery; Held reports whether the lease is current, and Lost is closed when a
 // confirmation fails (the connection broke or the lock was taken from it).
 func AcquireLeadership(ctx context.Context, db *sql.DB, name string, log *zap.Logger) (*Leadership, error) {
-	if len(name) > 64 { // MySQL's limit on lock names
-		sum := sha1.Sum([]byte(name))
-		name = "stocksync:" + hex.EncodeToString(sum[:])
-	}
+	name = LockName(name)
 	for {
 		l, err := tryLock(ctx, db, name)
 		if l != nil {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -305,16 +303,10 @@ func (h *heldLock) release() {
 }
 
 // checkpointLockName is the named lock (GET_LOCK, on the source server) that the daemon
-// streaming cfg's checkpoint holds, with ha or without, as the server knows it: a name
-// over MySQL's 64 characters is hashed as canal.AcquireLeadership hashes one (which then
-// uses the name as given), so that the start asks the server about the very lock it takes.
+// streaming cfg's checkpoint holds, with ha or without, as the server knows it
+// (canal.LockName), so that the start asks the server about the very lock it takes.
 func checkpointLockName(cfg config.Config) string {
-	name := "stocksync/" + cfg.Checkpoint.Table + "/" + cfg.Checkpoint.Name
-	if len(name) > 64 {
-		sum := sha1.Sum([]byte(name))
-		name = "stocksync:" + hex.EncodeToString(sum[:])
-	}
-	return name
+	return canal.LockName("stocksync/" + cfg.Checkpoint.Table + "/" + cfg.Checkpoint.Name)
 }
 
 // awaitLock waits until this daemon holds the checkpoint's lock, connecting to the
