@@ -194,9 +194,9 @@ func (s *Server) mariadbRetention(ctx context.Context, pos Position) (BinlogRete
 // GTID with its @@server_id): only then are a position's file name and offset its own
 // files' (a history started again by RESET MASTER is told by them).
 func (s *Server) wroteAny(ctx context.Context, set *mysql.MariadbGTIDSet) (bool, error) {
-	var id uint32
-	if err := s.DB.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
-		return false, fmt.Errorf("reading the server's server_id: %w", err)
+	id, err := s.serverID(ctx)
+	if err != nil {
+		return false, err
 	}
 	for _, gtid := range set.Sets {
 		if gtid.ServerID == id {

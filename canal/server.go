@@ -251,11 +251,17 @@ func (s *Server) binlogStatus(ctx context.Context) (Position, error) {
 // transactions (the server's own server_id, the position, and its GTID set as GTID), as a
 // snapshot's rows carry.
 func (s *Server) SourceAt(ctx context.Context, pos Position) (Source, error) {
-	src := Source{GTID: pos.GTIDSet, File: pos.File, Pos: pos.Pos, Snapshot: true}
-	if err := s.DB.QueryRowContext(ctx, "SELECT @@server_id").Scan(&src.ServerID); err != nil {
-		return src, fmt.Errorf("reading the server's server_id: %w", err)
+	id, err := s.serverID(ctx)
+	return Source{ServerID: id, GTID: pos.GTIDSet, File: pos.File, Pos: pos.Pos, Snapshot: true}, err
+}
+
+// serverID is the server's own @@server_id.
+func (s *Server) serverID(ctx context.Context) (uint32, error) {
+	var id uint32
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+		return 0, fmt.Errorf("reading the server's server_id: %w", err)
 	}
-	return src, nil
+	return id, nil
 }
 
 // BinlogFiles lists the binlog files the server still has, oldest first.

@@ -193,20 +193,29 @@ func (e *Engine) Empty(schema, table string, at canal.Source) error {
 		if st == nil || !r.MatchesTable(schema, table) || st.holds(at) {
 			continue
 		}
-		// In key order, so that a replay of the statement publishes the same messages.
-		keys := slices.Sorted(maps.Keys(st.groups))
-		for i, k := range keys {
-			g := st.groups[k]
-			st.touch(g)
-			g.count = 0
-			for j := range g.sums {
-				g.sums[j].zero()
-			}
-			g.src, g.srcTable = at, ti
-			g.src.Row = i
-		}
+		st.emptyGroups(at, ti)
 	}
 	return nil
+}
+
+// emptyGroups empties every group of the rule, as of the change at `at` (of table ti; nil
+// keeps each group's own), each touched so that the next Commit publishes it against what
+// it was. In key order, the groups' Row counting them, so that a replay publishes the
+// same messages.
+func (st *ruleState) emptyGroups(at canal.Source, ti *tableInfo) {
+	for i, k := range slices.Sorted(maps.Keys(st.groups)) {
+		g := st.groups[k]
+		st.touch(g)
+		g.count = 0
+		for j := range g.sums {
+			g.sums[j].zero()
+		}
+		g.src = at
+		g.src.Row = i
+		if ti != nil {
+			g.srcTable = ti
+		}
+	}
 }
 
 // newGroup builds a group from its key object, as encoded by apply or read back by

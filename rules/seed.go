@@ -2,8 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -121,16 +119,7 @@ func (e *Engine) Reseed() {
 			continue
 		}
 		names = append(names, r.name)
-		// In key order, so that the snapshot's messages are the same at each try.
-		for i, k := range slices.Sorted(maps.Keys(st.groups)) {
-			g := st.groups[k]
-			st.touch(g)
-			g.count = 0
-			for j := range g.sums {
-				g.sums[j].zero()
-			}
-			g.src = canal.Source{Snapshot: true, Row: i}
-		}
+		st.emptyGroups(canal.Source{Snapshot: true}, nil) // the position: the snapshot's Commit
 	}
 	e.MarkSeeded(names, canal.Position{})
 }
