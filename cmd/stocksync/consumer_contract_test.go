@@ -76,6 +76,17 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 	follow(t, ctx, broker, false, productTopic, nil, uncommitted.apply)
 
 	api := inventoryClient{addr: s.httpAddr}
+	// The daemon's router hands a path it would clean to the API as sent: a JSON 404.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noRedirect.Post("http://"+s.httpAddr+"/v1/skus//stock", "application/json", strings.NewReader(`{"sellable": 1}`)); err != nil {
+		t.Errorf("POST /v1/skus//stock: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"code":"not_found"`) {
+			t.Errorf("POST /v1/skus//stock: %d %s; want the API's JSON 404", resp.StatusCode, body)
+		}
+	}
 	hot := []string{"hot-0", "hot-1", "hot-2"}
 	low := []string{"low-0", "low-1", "low-2", "low-3"}
 	ordered := append(append([]string{"seeded"}, hot...), low...)
