@@ -4,7 +4,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/stocksync ./cmd/stocksync
+# The copy has no .git, so the commit comes as an argument:
+# docker build --build-arg REVISION=$(git rev-parse HEAD) .
+ARG REVISION=
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.stampedRevision=${REVISION}" -o /out/stocksync ./cmd/stocksync
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/stocksync /usr/local/bin/stocksync

@@ -6,8 +6,12 @@ MARIADB := scripts/mariadb.sh
 
 .PHONY: build test test-unit demo bench bench-inventory soak mariadb-start mariadb-stop lint clean
 
+# The commit, for `stocksync --version` where the toolchain records none (-buildvcs=false,
+# a linked worktree): +dirty when the tree has changes, as Go's own vcs.modified says.
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain 2>/dev/null | grep -q . && echo +dirty)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/stocksync
+	$(GO) build -ldflags "-X main.stampedRevision=$(REVISION)" -o $(BIN) ./cmd/stocksync
 
 # The README's test command and what CI runs: starts the private MariaDB (installing
 # mariadb-server from Debian's packages when missing), then runs every test.

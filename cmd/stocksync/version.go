@@ -16,23 +16,32 @@ type build struct {
 	// (devel) when the toolchain knew neither.
 	Version string
 	// Revision is the commit (vcs.revision), +dirty when the tree had uncommitted
-	// changes; "unknown" when the build recorded none (built outside a git checkout, as
-	// the Dockerfile's copy without .git is, in a linked git worktree, or with
-	// -buildvcs=false).
+	// changes. Where the toolchain recorded none (outside a git checkout, as the
+	// Dockerfile's copy without .git is, in a linked git worktree, or with
+	// -buildvcs=false) it is stampedRevision, and "unknown" when that is empty too.
 	Revision string
 	// GoVersion is the Go release that compiled it.
 	GoVersion string
 }
 
+// stampedRevision is the commit the build was told of with
+// `-ldflags "-X main.stampedRevision=…"` (`make build` and the Dockerfile's REVISION
+// argument do), for builds where the toolchain records none.
+var stampedRevision string
+
 // thisBuild is the build of the running binary.
 func thisBuild() build {
 	info, ok := debug.ReadBuildInfo()
-	return buildOf(info, ok)
+	return buildOf(info, ok, stampedRevision)
 }
 
-// buildOf reads a build from what debug.ReadBuildInfo returned.
-func buildOf(info *debug.BuildInfo, ok bool) build {
+// buildOf reads a build from what debug.ReadBuildInfo returned, with stamped as the
+// revision where the toolchain recorded none.
+func buildOf(info *debug.BuildInfo, ok bool, stamped string) build {
 	b := build{Version: "unknown", Revision: "unknown", GoVersion: runtime.Version()}
+	if stamped != "" {
+		b.Revision = stamped
+	}
 	if !ok {
 		return b
 	}
@@ -42,17 +51,20 @@ func buildOf(info *debug.BuildInfo, ok bool) build {
 	if info.GoVersion != "" {
 		b.GoVersion = info.GoVersion
 	}
-	modified := false
+	recorded, modified := "", false
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			b.Revision = s.Value
+			recorded = s.Value
 		case "vcs.modified":
 			modified = s.Value == "true"
 		}
 	}
-	if modified && b.Revision != "unknown" {
-		b.Revision += "+dirty"
+	if recorded != "" {
+		b.Revision = recorded
+		if modified {
+			b.Revision += "+dirty"
+		}
 	}
 	return b
 }

@@ -61,10 +61,17 @@ func TestBuildNamesTheCommit(t *testing.T) {
 		Version: "v0.0.0-20261122171741-1a6ad7b1a2b3+dirty"}, Settings: []debug.BuildSetting{
 		{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "1a6ad7b1a2b3c4d5e6f708192a3b4c5d6e7f8091"}, {Key: "vcs.modified", Value: "true"}}}
 	want := "stocksync v0.0.0-20261122171741-1a6ad7b1a2b3+dirty, revision 1a6ad7b1a2b3c4d5e6f708192a3b4c5d6e7f8091+dirty, go1.26.8"
-	if got := buildOf(info, true).String(); got != want {
+	if got := buildOf(info, true, "ffff").String(); got != want {
 		t.Errorf("built from a checkout with changes: %q, want %q", got, want)
 	}
-	if got := buildOf(nil, false); got.Version != "unknown" || got.Revision != "unknown" || !strings.HasPrefix(got.GoVersion, "go") {
+	if got := buildOf(nil, false, ""); got.Version != "unknown" || got.Revision != "unknown" || !strings.HasPrefix(got.GoVersion, "go") {
 		t.Errorf("without build info: %+v, want version and revision unknown and this Go release", got)
+	}
+	info.Settings = []debug.BuildSetting{{Key: "vcs.modified", Value: "true"}}
+	if got := buildOf(info, true, "1a6ad7b+dirty").Revision; got != "1a6ad7b+dirty" {
+		t.Errorf("built with -buildvcs=false and a stamped revision: revision %q, want the stamped 1a6ad7b+dirty", got)
+	}
+	if got := buildOf(nil, false, "1a6ad7b").Revision; got != "1a6ad7b" {
+		t.Errorf("without build info and a stamped revision: revision %q, want the stamped 1a6ad7b", got)
 	}
 }
