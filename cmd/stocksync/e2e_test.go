@@ -557,6 +557,30 @@ func TestStandbyTakesOverWithinTenSeconds(t *testing.T) {
 	consumeEveryRow(t, s.broker, s.topic, 100)
 }
 
+// TestStandbyTakingOverDuringABrokerOutageWaitsItOut: the broker goes down, then the
+// leader dies. The standby takes the lock while the broker is still down; its first run
+// fails, and it must retry as a leader does, not exit (it is all that is left), and
+// publish once the broker is back.
+func TestStandbyTakingOverDuringABrokerOutageWaitsItOut(t *testing.T) {
+	addr, dataDir := testutil.FreeAddr(t), t.TempDir()
+	broker := runDevBroker(t, addr, dataDir)
+	h := startHA(t, addr, "stock_ha_outage")
+	broker.stop(t)
+	h.leader.cmd.Process.Signal(syscall.SIGKILL)
+	<-h.leader.done
+	insertRows(t, h.db, "stock_ha_outage", 50, 100)
+	testutil.Eventually(t, 30*time.Second, "the standby to take over and retry its first run", func() bool {
+		select {
+		case <-h.standby.done:
+			t.Fatalf("the standby exited after taking over during the broker outage:\n%s", h.standby.output.String())
+		default:
+		}
+		return metric(t, h.standbyAddr, "stocksync_leader") == 1 && metric(t, h.standbyAddr, "stocksync_pipeline_restarts_total") >= 1
+	})
+	runDevBroker(t, addr, dataDir)
+	consumeEveryRow(t, addr, h.topic, 100)
+}
+
 // consumeEveryRow reads topic until each of rows 0..n-1 (keyed by sku_id, the topic's
 // only keys) has a record, and returns every record read.
 func consumeEveryRow(t *testing.T, broker, topic string, n int) []*kgo.Record {

@@ -257,9 +257,12 @@ func (d *daemon) lead(ctx context.Context, held *heldLock) error {
 			case <-lctx.Done():
 			}
 		}(held.lead.Lost())
-		// A failure of the first run is a setting to fix, and ends the daemon: with ha, at
-		// each takeover; without, only at the start.
-		err := d.supervise(lctx, held.lead, first || d.cfg.HA)
+		// A failure of the daemon's first run, before it read anything, is taken for a
+		// setting to fix and ends the daemon, while whoever started it is watching. Not
+		// so for a standby that took over from another daemon: the leader may have gone
+		// down with the very outage this run meets, and the standby is what is left to
+		// wait it out, retrying as a leader does.
+		err := d.supervise(lctx, held.lead, first && !held.tookOver)
 		cancel()
 		d.leader.Store(false)
 		d.leaderG.Set(0)
@@ -289,6 +292,8 @@ type heldLock struct {
 	name   string
 	server *canal.Server
 	lead   *canal.Leadership
+	// tookOver: another connection held the lock when this daemon began to wait for it.
+	tookOver bool
 }
 
 // release gives the lock up and closes its connection; it does nothing on nil, or when
@@ -330,12 +335,12 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 			}
 			continue
 		}
+		// Without ha, until the server notices that the lost connection is gone, that
+		// connection may hold the lock itself (up to canal.LockIdleTimeout).
+		holder, _ := lockHolder(ctx, server.DB, name)
 		if d.cfg.HA {
-			d.log.Info("standby: waiting for the leader lock", zap.String("lock", name))
+			d.log.Info("standby: waiting for the leader lock", zap.String("lock", name), zap.String("held_by", holder))
 		} else {
-			// Until the server notices that the lost connection is gone, that connection
-			// may hold the lock itself (up to canal.LockIdleTimeout).
-			holder, _ := lockHolder(ctx, server.DB, name)
 			d.log.Warn("waiting to take the checkpoint's lock again; nothing is published meanwhile (ha: false)",
 				zap.String("lock", name), zap.String("held_by", holder))
 		}
@@ -348,7 +353,7 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 			d.log.Warn("waiting for the leader lock", zap.Error(err))
 			continue
 		}
-		return &heldLock{name: name, server: server, lead: lead}
+		return &heldLock{name: name, server: server, lead: lead, tookOver: holder != ""}
 	}
 	return nil
 }
