@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stocksync/stocksync/internal/yamlpos"
+	"github.com/stocksync/stocksync/rules/rulefmt"
 )
 
 // Partitioners are the names kafka.partitioner takes (sinks maps each to its hash).
@@ -92,6 +93,10 @@ type Kafka struct {
 	// MaxMessageBytes is the largest message sent; a row whose message is larger stops
 	// the daemon with an error naming it. Keep it under the topics' max.message.bytes.
 	MaxMessageBytes int `mapstructure:"max_message_bytes"`
+	// HeartbeatTopic, when set, receives a heartbeat every HeartbeatInterval while the
+	// daemon streams, even when no change matches a rule (docs/topics.md, Heartbeats).
+	HeartbeatTopic    string        `mapstructure:"heartbeat_topic"`
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
 	// TLS and SASL are how the daemon reaches secured brokers (SASL_SSL: both).
 	TLS  TLS  `mapstructure:"tls"`
 	SASL SASL `mapstructure:"sasl"`
@@ -160,6 +165,7 @@ func Default() Config {
 			TransactionTimeout: 15 * time.Minute,
 			Partitioner:        "murmur2",
 			MaxMessageBytes:    1000000,
+			HeartbeatInterval:  10 * time.Second,
 		},
 		Checkpoint:        Checkpoint{Table: "stocksync.checkpoint", Interval: time.Second, Name: "default"},
 		Rules:             "rules.yaml",
@@ -422,6 +428,16 @@ func (c Config) Validate() Problems {
 	}
 	if !slices.Contains(Partitioners, c.Kafka.Partitioner) {
 		bad("kafka.partitioner", "%q is not one of %s", c.Kafka.Partitioner, strings.Join(Partitioners, ", "))
+	}
+	if c.Kafka.HeartbeatTopic != "" {
+		if err := rulefmt.CheckTopicText(c.Kafka.HeartbeatTopic); err != nil {
+			bad("kafka.heartbeat_topic", "%q: %v", c.Kafka.HeartbeatTopic, err)
+		} else if err := rulefmt.CheckTopicShape(c.Kafka.HeartbeatTopic); err != nil {
+			bad("kafka.heartbeat_topic", "%v", err)
+		}
+	}
+	if c.Kafka.HeartbeatInterval < time.Second || c.Kafka.HeartbeatInterval > time.Hour {
+		bad("kafka.heartbeat_interval", "must be from 1s to 1h (the daemon sends a heartbeat at most once a second, when the source is quiet), got %s", c.Kafka.HeartbeatInterval)
 	}
 	if c.Kafka.ExactlyOnce {
 		if c.Kafka.TransactionalID == "" {

@@ -10,6 +10,7 @@ type Metrics struct {
 	EventsSkipped   prometheus.Counter
 	Transactions    prometheus.Counter
 	MessagesEmitted prometheus.Counter
+	Heartbeats      prometheus.Counter
 	CheckpointFile  prometheus.Gauge
 	CheckpointPos   prometheus.Gauge
 	CheckpointSaved prometheus.Gauge
@@ -40,6 +41,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Committed transactions read from the binlog."}),
 		MessagesEmitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_messages_emitted_total",
 			Help: "Messages handed to the sink (acknowledged ones: stocksync_messages_produced_total)."}),
+		Heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_heartbeats_total",
+			Help: "Heartbeats handed to the sink for kafka.heartbeat_topic (also counted in stocksync_messages_emitted_total)."}),
 		CheckpointFile: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_file_number",
 			Help: "Number of the binlog file of the last saved checkpoint (binlog.000042 is 42)."}),
 		CheckpointPos: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_position",
@@ -70,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.CheckpointBinlogsBehind.Set(-1) // unknown until the first check
 	if reg != nil {
-		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.CheckpointFile, m.CheckpointPos,
+		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.Heartbeats, m.CheckpointFile, m.CheckpointPos,
 			m.CheckpointSaved, m.Lag, m.Restarts, m.RuleEvalErrors,
 			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind,
 			m.RereadRunning, m.RereadChunks, m.RuleMessages)

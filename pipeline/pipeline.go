@@ -55,6 +55,8 @@ type Options struct {
 	// Lease, when set (ha), must be held for every message handed to the sink and every
 	// checkpoint saved; once it is not, Run ends with ErrLeaseLost.
 	Lease Lease
+	// Heartbeat, when its Topic is set, sends a heartbeat every Interval (heartbeat.go).
+	Heartbeat Heartbeat
 	// StopAt, when set, ends Run cleanly (flushed and checkpointed) once a transaction
 	// ending at or after it has been read: catching up to a known point, as the
 	// benchmark does.
@@ -109,6 +111,10 @@ type Pipeline struct {
 	// reading goroutine finished (Commit or Idle, with any resync served there): past it,
 	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
 	emittedWhole uint64
+	// lastHeartbeat is when the last heartbeat was sent; heartbeatUnsaved (exactly-once)
+	// that it is in the open Kafka transaction, which an idle source must then commit.
+	lastHeartbeat    time.Time
+	heartbeatUnsaved bool
 	// evalErrorsShown is the engine's EvalErrors as Metrics.RuleEvalErrors last showed it.
 	evalErrorsShown int64
 	// retentionCheckedAt is when checkRetention last ran.
@@ -402,6 +408,9 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	if err := p.serveResync(ctx, false); err != nil {
 		return err
 	}
+	if err := p.heartbeat(ctx); err != nil {
+		return err
+	}
 	caughtUp := !p.opts.StopAt.IsZero() && pos.Compare(p.opts.StopAt) >= 0
 	if p.opts.ExactlyOnce && !caughtUp && (time.Since(p.lastSavedAt) >= p.opts.CheckpointInterval || p.transactionFull()) {
 		if err := p.saveCheckpoint(ctx, p.store, false); err != nil {
@@ -462,11 +471,15 @@ func (p *Pipeline) Idle(ctx context.Context) error {
 	if err := p.serveResync(ctx, true); err != nil {
 		return err
 	}
+	if err := p.heartbeat(ctx); err != nil {
+		return err
+	}
 	p.emittedWhole = p.emitted.Load()
 	if !p.opts.ExactlyOnce || time.Since(p.lastSavedAt) < p.opts.CheckpointInterval {
 		return nil
 	}
-	return p.saveCheckpoint(ctx, p.store, false)
+	// A heartbeat of a quiet source is committed at the same position.
+	return p.saveCheckpoint(ctx, p.store, p.heartbeatUnsaved)
 }
 
 // exactlyOnceMaxMessages bounds the messages of one Kafka transaction (it still always
@@ -606,6 +619,7 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	p.lastSaved = pos
 	p.mu.Unlock()
 	p.lastSavedAt, p.emittedAtSave = time.Now(), emitted
+	p.heartbeatUnsaved = false
 	if p.rowsRead.Load() == rowsAtPos {
 		p.unsavedSince.Store(0)
 	} else { // read while saving: counted from the last of them (the lag is at least that)

@@ -553,6 +553,7 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 		Logger:             d.log,
 		Metrics:            d.metrics,
 		Lease:              lease,
+		Heartbeat:          pipeline.Heartbeat{Topic: d.cfg.Kafka.HeartbeatTopic, Interval: d.cfg.Kafka.HeartbeatInterval},
 	})
 	d.current.Store(p)
 	defer d.current.Store(nil)
