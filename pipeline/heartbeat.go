@@ -41,7 +41,9 @@ type heartbeatValue struct {
 // is (the open Kafka transaction holds it and must be committed: heartbeatUnsaved).
 func (p *Pipeline) heartbeat(ctx context.Context) error {
 	hb := p.opts.Heartbeat
-	if hb.Topic == "" || time.Since(p.lastHeartbeat) < hb.Interval {
+	// Not during the snapshot of a first start, which commits through Commit before the
+	// stream opens.
+	if hb.Topic == "" || p.stream == nil || time.Since(p.lastHeartbeat) < hb.Interval {
 		return nil
 	}
 	if err := p.checkLease(); err != nil {

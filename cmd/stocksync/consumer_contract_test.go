@@ -58,6 +58,8 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 		s.editConfig(t, "kafka:\n", fmt.Sprintf("kafka:\n  exactly_once: true\n  transactional_id: %s\n  checkpoint_topic: %s.checkpoints\n", s.topic, s.topic))
 	}
 	s.editConfig(t, "rules: rules.yaml\n", fmt.Sprintf("rules: rules.yaml\ninventory:\n  database: %s\n  sweep_interval: 100ms\n", s.db))
+	heartbeatTopic := s.topic + ".heartbeat"
+	s.editConfig(t, "kafka:\n", fmt.Sprintf("kafka:\n  heartbeat_topic: %s\n  heartbeat_interval: 1s\n", heartbeatTopic))
 	runStocksync(t, s, "migrate", "up")
 	// Set before the daemon first starts: the first start seeds the sums from the table.
 	runStocksync(t, s, "stock", "set", "seeded", "--sellable", "30", "--shards", "3")
@@ -244,6 +246,19 @@ func consumersEndEqualToTheDatabase(t *testing.T, exactlyOnce bool) {
 		`go_sql_max_open_connections{db_name="inventory"} 32`} {
 		if !strings.Contains(exposition, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// Heartbeats came all along, keyed by the checkpoint's name (topics.md, Heartbeats).
+	for _, r := range testutil.Consume(t, broker, []string{heartbeatTopic}, 3, 30*time.Second, testutil.ConsumeOptions{ReadCommitted: exactlyOnce}) {
+		var hb struct {
+			Name string `json:"name"`
+			File string `json:"file"`
+			Pos  uint32 `json:"pos"`
+			TsMs int64  `json:"ts_ms"`
+		}
+		if err := json.Unmarshal([]byte(r.Value), &hb); err != nil || r.Key != "default" || hb.Name != "default" || hb.File == "" || hb.Pos == 0 || hb.TsMs == 0 {
+			t.Errorf("heartbeat key %q value %s (%v); want topics.md's heartbeat of checkpoint default", r.Key, r.Value, err)
 		}
 	}
 
