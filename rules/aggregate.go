@@ -485,6 +485,9 @@ func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent, topic stri
 	r := st.rule
 	op, hasBefore, hasAfter, src := ev.op, ev.hasBefore, ev.hasAfter, ev.src
 	ti := ev.table
+	if ti == nil { // a group restored from state saved before groups named their table
+		ti = e.tableNamed("", "")
+	}
 	b := e.buf[:0]
 	switch r.format {
 	case FormatCanal:

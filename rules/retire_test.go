@@ -153,3 +153,27 @@ func TestRetractionUnderAnotherGroupBy(t *testing.T) {
 		t.Errorf("%d failures of product-stock counted, want one per old group that cannot be placed", n)
 	}
 }
+
+// TestReseedOfAGroupSavedWithoutItsTable: a group restored from state saved before groups
+// named their table, which a new snapshot (Reseed) does not fill again, is published as
+// deleted with empty db and table, as a resync names it, instead of failing.
+func TestReseedOfAGroupSavedWithoutItsTable(t *testing.T) {
+	set := mustParse(t, issueRules)
+	e := newTestEngine(set)
+	saved := []StateEntry{{Rule: "product-stock", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":1,"sums":{"sellable":5}}`)}}
+	for _, r := range set.Rules() {
+		saved = append(saved, StateEntry{Rule: r.Name(), Key: seedKey, Value: []byte(r.Signature())})
+	}
+	if err := e.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	e.Reseed()
+	var out recorder
+	if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 100}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 1 || !strings.Contains(string(out.msgs[0].Value), `"op":"d","before":{"sku_id":"A1","sellable":5}`) ||
+		!strings.Contains(string(out.msgs[0].Value), `"db":"","table":""`) {
+		t.Errorf("published %v, want A1 deleted, naming no table", out.msgs)
+	}
+}
