@@ -65,6 +65,8 @@ type Stream struct {
 	opened    atomic.Bool  // the stream was open at least once
 	lastTs    atomic.Int64 // seconds, timestamp of the last event from the server
 	lastEvent atomic.Int64 // unix nanos when the last event arrived here
+	// lastRead is unix nanos when the last event, heartbeats included, was read.
+	lastRead  atomic.Int64
 	undecoded atomic.Uint64
 }
 
@@ -88,6 +90,23 @@ func (s *Stream) Open() bool { return s.open.Load() }
 
 // Opened reports whether the stream was ever open (it may have closed since).
 func (s *Stream) Opened() bool { return s.opened.Load() }
+
+// Reading reports whether the stream reads: it is open and read an event within the last
+// `within` (a heartbeat at least, about every second while the server has nothing new).
+// Not while it waits for its handler (say, a seeding snapshot) or for a server that does
+// not answer.
+func (s *Stream) Reading(within time.Duration) bool {
+	return s.open.Load() && time.Since(s.LastRead()) < within
+}
+
+// LastRead is when the stream last read an event, heartbeats included (the zero time
+// before any).
+func (s *Stream) LastRead() time.Time {
+	if n := s.lastRead.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
 
 // Lag is how far the last event read is behind the server's clock, or 0 before any.
 // While idle (no events for a while) the stream is caught up and the lag is 0.
@@ -155,13 +174,15 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			}
 			return fmt.Errorf("reading binlog after %s: %w%s", r.lastCommit(), err, s.replicationHint(err, start))
 		}
+		now := time.Now().UnixNano()
+		s.lastRead.Store(now)
 		if !s.open.Load() {
 			s.open.Store(true)
 			s.opened.Store(true)
 		}
 		if ev.Header.Timestamp != 0 && ev.Header.Flags&replication.LOG_EVENT_ARTIFICIAL_F == 0 {
 			s.lastTs.Store(int64(ev.Header.Timestamp))
-			s.lastEvent.Store(time.Now().UnixNano())
+			s.lastEvent.Store(now)
 		}
 		if err := r.handle(ctx, ev); err != nil {
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {

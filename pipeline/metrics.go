@@ -1,6 +1,11 @@
 package pipeline
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the pipeline's Prometheus metrics. Create them once per process and hand
 // them to every Pipeline the process runs (a restart builds a new Pipeline). Readiness is
@@ -14,7 +19,7 @@ type Metrics struct {
 	CheckpointFile  prometheus.Gauge
 	CheckpointPos   prometheus.Gauge
 	CheckpointSaved prometheus.Gauge
-	Lag             prometheus.Gauge
+	Lag             prometheus.GaugeFunc // of lag, which the running pipeline sets
 	Restarts        prometheus.Counter
 	RuleEvalErrors  *prometheus.GaugeVec
 
@@ -28,6 +33,58 @@ type Metrics struct {
 
 	// RuleMessages counts MessagesEmitted by the rule that made them.
 	RuleMessages *prometheus.CounterVec
+
+	lag lagClock
+}
+
+// lagClock is stocksync_source_lag_seconds over the pipelines a process runs one after
+// another: the lag as of when a stream last read, and while none reads (stopped on a
+// change it refuses, reconnecting, restarting, waiting for a seed), that lag growing with
+// the time since.
+type lagClock struct {
+	mu      sync.Mutex
+	lag     time.Duration
+	at      time.Time // when lag was; zero: no stream has read yet
+	reading bool
+}
+
+// set records a pipeline's lag at now, and whether its stream reads. While it does not,
+// the clock grows on from when it last did, unless lag says it is further behind.
+func (c *lagClock) set(lag time.Duration, reading bool, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if reading || lag > c.valueAt(now) {
+		c.lag, c.at = lag, now
+	}
+	c.reading = reading
+}
+
+// stopped records that the pipeline's stream no longer reads (it ended).
+func (c *lagClock) stopped() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reading = false
+}
+
+// standby records that the process no longer leads (ha): it reads nothing and is behind
+// nothing, 0 until a stream of its own reads again.
+func (c *lagClock) standby() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lag, c.at, c.reading = 0, time.Time{}, false
+}
+
+func (c *lagClock) seconds() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.valueAt(time.Now()).Seconds()
+}
+
+func (c *lagClock) valueAt(now time.Time) time.Duration {
+	if c.reading || c.at.IsZero() {
+		return c.lag
+	}
+	return c.lag + max(0, now.Sub(c.at))
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -49,8 +106,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Offset within that file of the last saved checkpoint."}),
 		CheckpointSaved: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_saved_timestamp_seconds",
 			Help: "When the last checkpoint was saved, or loaded at the start (Unix time)."}),
-		Lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_source_lag_seconds",
-			Help: "How far behind the source's clock what the broker acknowledged is: the oldest change read and not yet acknowledged and checkpointed, else the last event read; 0 when caught up."}),
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_pipeline_restarts_total",
 			Help: "Times the pipeline restarted from its checkpoint after a retryable failure."}),
 		RuleEvalErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stocksync_rule_eval_errors",
@@ -71,6 +126,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Messages handed to the producer, by the rule that made them (a rule not seen since the daemon started has no series)."},
 			[]string{"rule"}),
 	}
+	m.Lag = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stocksync_source_lag_seconds",
+		Help: "How far behind the source's clock what the broker acknowledged is: the oldest change read and not yet acknowledged and checkpointed, else the last event read; 0 when caught up. While the stream does not read (stopped, reconnecting), it grows on from its last value."},
+		m.lag.seconds)
 	m.CheckpointBinlogsBehind.Set(-1) // unknown until the first check
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.Heartbeats, m.CheckpointFile, m.CheckpointPos,

@@ -269,6 +269,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	cancel()
 	second := <-errc
 	<-lagDone
+	if errors.Is(first, ErrLeaseLost) || errors.Is(second, ErrLeaseLost) {
+		p.m.lag.standby() // another daemon may lead now: this one is behind nothing
+	}
 	if p.reread != nil {
 		p.endReread(ctx, ErrNotStreaming)
 	}
@@ -535,13 +538,24 @@ func (p *Pipeline) checkpointLoop(ctx context.Context) error {
 // lagEvery is how often the lag gauge is set.
 const lagEvery = time.Second
 
-// lagLoop sets the lag gauge every lagEvery, on its own: the checkpoint loop waits for the
-// broker, and the lag must go on growing while it waits.
+// readingWithin is how recently the stream must have read an event (a heartbeat at
+// least, about every second) to count as reading.
+const readingWithin = 3 * time.Second
+
+// lagLoop sets the lag every lagEvery, on its own: the checkpoint loop waits for the
+// broker, and the lag must go on growing while it waits. While the stream does not read
+// (it waits for the server or for a seed), and once it ended, the lag grows on from its
+// value when it last read (lagClock).
 func (p *Pipeline) lagLoop(ctx context.Context) {
+	defer func() {
+		// The stream ended (ctx is done once it did): its last read counts, if recent.
+		p.m.lag.set(p.lag(), time.Since(p.stream.LastRead()) < readingWithin, time.Now())
+		p.m.lag.stopped()
+	}()
 	t := time.NewTicker(lagEvery)
 	defer t.Stop()
 	for {
-		p.m.Lag.Set(p.lag().Seconds())
+		p.m.lag.set(p.lag(), p.stream.Reading(readingWithin), time.Now())
 		select {
 		case <-ctx.Done():
 			return

@@ -74,6 +74,22 @@ type running struct {
 
 func (e *env) start(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Options)) *running {
 	e.t.Helper()
+	r := e.run(set, serverID, tweaks...)
+	testutil.Eventually(e.t, 20*time.Second, "the pipeline to be ready", func() bool {
+		select {
+		case err := <-r.done:
+			r.done <- err // for the cleanup's stop
+			e.t.Fatalf("pipeline stopped before it was ready: %v", err)
+		default:
+		}
+		return r.p.Ready()
+	})
+	return r
+}
+
+// run starts a pipeline in the background, without waiting for it to be ready.
+func (e *env) run(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Options)) *running {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sink, checkpoints := e.delivery(ctx)
 	opts := pipeline.Options{
@@ -94,15 +110,6 @@ func (e *env) start(set *rules.Set, serverID uint32, tweaks ...func(*pipeline.Op
 	r := &running{p: p, cancel: cancel, done: make(chan error, 1), sink: sink}
 	go func() { r.done <- p.Run(ctx) }()
 	e.t.Cleanup(func() { r.stop(e.t) }) // also when it never gets ready
-	testutil.Eventually(e.t, 20*time.Second, "the pipeline to be ready", func() bool {
-		select {
-		case err := <-r.done:
-			r.done <- err // for the cleanup's stop
-			e.t.Fatalf("pipeline stopped before it was ready: %v", err)
-		default:
-		}
-		return p.Ready()
-	})
 	return r
 }
 
@@ -189,6 +196,21 @@ func (s *stopAfter) Emit(ctx context.Context, m sinks.Message) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.release:
+		return nil
+	}
+}
+
+// stopped waits for the pipeline to stop by itself, and returns its error.
+func (r *running) stopped(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.cancel()
+		r.cancel = nil
+		r.sink.Close()
+		return err
+	case <-time.After(within):
+		t.Fatalf("the pipeline did not stop within %v", within)
 		return nil
 	}
 }
@@ -648,4 +670,44 @@ func TestLagGrowsWhileTheBrokerStalls(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, "the lag to fall back once the broker acknowledges", func() bool {
 		return promtest.ToFloat64(metrics.Lag) < 2
 	})
+}
+
+// TestLagGrowsWhileTheStreamIsStopped: while the stream is stopped on a change it refuses
+// (a TRUNCATE of a table an aggregate rule reads with others), stocksync_source_lag_seconds
+// grows on from its last value, between runs and through a run that stops there again,
+// instead of staying at its last value or starting again from 0.
+func TestLagGrowsWhileTheStreamIsStopped(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_lag (sku_id VARCHAR(32) PRIMARY KEY, qty INT)")
+	set := e.rules(`
+rules:
+  - name: total
+    match: {table: "DB.stock_*"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {qty: qty}
+    topic: TOPIC
+`)
+	metrics := pipeline.NewMetrics(nil) // the process's, over its runs
+	withMetrics := func(o *pipeline.Options) { o.Metrics = metrics }
+	id := testutil.ServerID()
+	r := e.start(set, id, withMetrics)
+	e.exec("INSERT INTO stock_lag VALUES ('a1', 1)")
+	e.consume(1, 20*time.Second)
+	testutil.Eventually(t, 20*time.Second, "the lag to be 0, caught up", func() bool { return promtest.ToFloat64(metrics.Lag) == 0 })
+
+	e.exec("TRUNCATE TABLE stock_lag")
+	if err := r.stopped(t, 20*time.Second); err == nil {
+		t.Fatal("the stream went on past the TRUNCATE; want it stopped there")
+	}
+	testutil.Eventually(t, 20*time.Second, "the lag to grow while no stream reads", func() bool {
+		return promtest.ToFloat64(metrics.Lag) >= 2
+	})
+	before := promtest.ToFloat64(metrics.Lag)
+	if err := e.run(set, id, withMetrics).stopped(t, 20*time.Second); err == nil {
+		t.Fatal("the restarted stream went on past the TRUNCATE; want it stopped there again")
+	}
+	if after := promtest.ToFloat64(metrics.Lag); after < before {
+		t.Errorf("the lag went from %.1f s to %.1f s over a run that stopped at the same change; want it growing on", before, after)
+	}
 }

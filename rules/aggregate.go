@@ -32,6 +32,15 @@ type ruleState struct {
 	seeded      bool
 	seedPending bool
 	activeAfter canal.Position
+
+	// fresh: none of the groups has been published yet (the state starts empty, and no
+	// Commit has passed since it was seeded); a restored state is not fresh.
+	fresh bool
+	// retired are the saved states of the groups an earlier definition of the rule
+	// published, by key (nil: the entry is only to be deleted), published as retracted
+	// where the seed does not publish them, and deleted, by the first Commit after the
+	// seed (retire.go).
+	retired map[string][]byte
 }
 
 // group is one group's running state.
@@ -54,7 +63,7 @@ type group struct {
 }
 
 func newRuleState(r *Rule) *ruleState {
-	return &ruleState{rule: r, groups: map[string]*group{}, env: map[string]any{}}
+	return &ruleState{rule: r, groups: map[string]*group{}, env: map[string]any{}, fresh: true}
 }
 
 // fold applies one row change to the rule's groups: an insert or read adds its after
@@ -295,20 +304,27 @@ func (e *Engine) emptyValue(st *ruleState, g *group) []byte {
 
 // transitionValue evaluates the rule's value over g's columns and sums, as JSON.
 func (e *Engine) transitionValue(st *ruleState, g *group) []byte {
+	return e.valueOver(st, g.key, g.srcTable, st.rule.groupBy, g.vals, g.sums)
+}
+
+// valueOver evaluates the rule's value over columns cols with values vals and the rule's
+// sums, as JSON; a failure (of the group key, of a change of table ti) is counted and
+// logged, and is null.
+func (e *Engine) valueOver(st *ruleState, key string, ti *tableInfo, cols []string, vals []any, sums []accumulator) []byte {
 	r := st.rule
 	clear(st.env)
-	for i, name := range r.groupBy {
-		st.env[name] = exprUint(g.vals[i]) // as conditions see it; vals keeps the exact value for topics
+	for i, name := range cols {
+		st.env[name] = exprUint(vals[i]) // as conditions see it; vals keeps the exact value for topics
 	}
 	for i, s := range r.sums {
-		st.env[s.name] = g.sums[i].exprValue()
+		st.env[s.name] = sums[i].exprValue()
 	}
 	v, err := e.vm.Run(r.value, st.env)
 	if err != nil {
-		if g.key != "" {
-			err = fmt.Errorf("group %s: %w", g.key, err)
+		if key != "" {
+			err = fmt.Errorf("group %s: %w", key, err)
 		}
-		e.evalFailed(r, g.srcTable.table(), "value", err)
+		e.evalFailed(r, ti.table(), "value", err)
 		v = nil
 	}
 	return appendAny(nil, v)
@@ -469,6 +485,9 @@ func (e *Engine) groupMessage(st *ruleState, g *group, ev groupEvent, topic stri
 	r := st.rule
 	op, hasBefore, hasAfter, src := ev.op, ev.hasBefore, ev.hasAfter, ev.src
 	ti := ev.table
+	if ti == nil { // a group restored from state saved before groups named their table
+		ti = e.tableNamed("", "")
+	}
 	b := e.buf[:0]
 	switch r.format {
 	case FormatCanal:
@@ -603,9 +622,9 @@ func (e *Engine) Restore(entries []StateEntry) error {
 		case st.rule.signature:
 			// Seeded at after: a checkpoint saved before the stream got there resumes
 			// before it, and what is in between is already in the state.
-			st.seeded, st.activeAfter = true, after
+			st.seeded, st.activeAfter, st.fresh = true, after, false
 		case st.rule.legacySignature:
-			st.seeded, st.seedPending = true, true // saved again in today's form
+			st.seeded, st.seedPending, st.fresh = true, true, false // saved again in today's form
 		}
 	}
 	for _, ent := range entries {
@@ -623,9 +642,10 @@ func (e *Engine) Restore(entries []StateEntry) error {
 		case ent.Key == seedKey:
 			continue
 		case !st.seeded:
-			// Saved under another definition of the rule, which is seeded again: a group
-			// only the old one had must not come back with a later restart.
-			e.stale = append(e.stale, StateEntry{Rule: ent.Rule, Key: ent.Key})
+			// Saved under another definition of the rule, which is seeded again: what its
+			// consumers hold of it is taken back where the seed does not publish the key,
+			// and a group only the old one had must not come back with a later restart.
+			st.retire(ent.Key, ent.Value)
 			continue
 		}
 		g, err := st.newGroup(ent.Key)
@@ -636,14 +656,8 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			e.stale = append(e.stale, StateEntry{Rule: ent.Rule, Key: ent.Key})
 			continue
 		}
-		var saved struct {
-			Count int64                      `json:"count"`
-			Sums  map[string]json.RawMessage `json:"sums"`
-			Value json.RawMessage            `json:"value"`
-			DB    string                     `json:"db"`
-			Table string                     `json:"table"`
-		}
-		if err := json.Unmarshal(ent.Value, &saved); err != nil {
+		saved, err := readSavedGroup(ent.Value)
+		if err != nil {
 			return fmt.Errorf("restoring rule %q state of %s: %w", ent.Rule, ent.Key, err)
 		}
 		g.count = saved.Count
@@ -651,8 +665,8 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			g.srcTable = e.tableNamed(saved.DB, saved.Table)
 		}
 		for i, s := range st.rule.sums {
-			raw, ok := saved.Sums[s.name]
-			if !ok {
+			raw := saved.sum(s.name)
+			if raw == nil {
 				continue
 			}
 			if !g.sums[i].restore(string(raw)) {

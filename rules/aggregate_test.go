@@ -503,7 +503,8 @@ func TestChangeTheSeedHoldsNeedsNoColumns(t *testing.T) {
 
 // TestStaleStateIsDeleted: saved entries that no longer belong to a rule as defined are
 // deleted with the next Commit, so that a later restart cannot take them: a removed
-// rule's groups and marker, a changed rule's old groups (at a restart, and at a reload),
+// rule's groups and marker, a changed rule's old groups (at a restart, and at a reload:
+// with the Commit after its seed),
 // and a group whose key is not of the rule's group_by (left by an older build), which is
 // dropped with a warning instead of stopping the restore.
 func TestStaleStateIsDeleted(t *testing.T) {
@@ -547,6 +548,8 @@ rules:
 		slices.Sort(out)
 		return slices.Compact(out)
 	}
+	// The changed rule's old groups wait for its seed, whose Commit retracts them.
+	restarted.MarkSeeded(restarted.Unseeded(), canal.Position{})
 	got, err := restarted.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 100}, &recorder{})
 	if err != nil {
 		t.Fatal(err)
@@ -564,6 +567,7 @@ rules:
 	e.MarkSeeded(e.Unseeded(), canal.Position{})
 	txn(t, e, ins("A1", 0, 3))
 	e.Install(changed)
+	e.MarkSeeded(e.Unseeded(), canal.Position{})
 	got, err = e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 200}, &recorder{})
 	if err != nil {
 		t.Fatal(err)

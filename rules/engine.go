@@ -130,13 +130,17 @@ func (e *Engine) Install(set *Set) {
 		}
 		e.states[r.name] = newRuleState(r)
 	}
-	for name, st := range old { // removed or changed: its saved groups go, and a removed rule's marker
-		for _, k := range slices.Sorted(maps.Keys(st.groups)) {
+	for name, st := range old {
+		if next := e.states[name]; next != nil { // changed: seeded again, and what it published retired
+			next.retireFrom(st)
+			continue
+		}
+		// Removed (or no longer stateful): its saved groups and marker go, and nothing is
+		// retracted, as the rule's topic has no contract any more.
+		for _, k := range st.retiredKeys() {
 			e.stale = append(e.stale, StateEntry{Rule: name, Key: k})
 		}
-		if e.states[name] == nil {
-			e.stale = append(e.stale, StateEntry{Rule: name, Key: seedKey})
-		}
+		e.stale = append(e.stale, StateEntry{Rule: name, Key: seedKey})
 	}
 }
 
@@ -211,18 +215,30 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 	var firstErr error
 	for _, r := range e.set.rules {
 		st := e.states[r.name]
-		if st == nil || len(st.touched) == 0 {
+		if st == nil {
 			continue
 		}
-		for _, g := range st.touched {
-			if g.src.File == "" && g.src.GTID == "" { // emptied by Reseed, and no row refilled it
-				g.src.File, g.src.Pos = pos.File, pos.Pos
+		retiring := st.seeded && st.retired != nil
+		if len(st.touched) > 0 || retiring {
+			for _, g := range st.touched {
+				if g.src.File == "" && g.src.GTID == "" { // emptied by Reseed, and no row refilled it
+					g.src.File, g.src.Pos = pos.File, pos.Pos
+				}
+			}
+			var ents []StateEntry
+			var err error
+			if retiring {
+				ents, err = e.flushRetiring(ctx, st, pos, out)
+			} else {
+				ents, err = e.flushGroups(ctx, st, out)
+			}
+			entries = append(entries, ents...)
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("emitting rule %q at %s: %w", r.name, pos, err)
 			}
 		}
-		ents, err := e.flushGroups(ctx, st, out)
-		entries = append(entries, ents...)
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("emitting rule %q at %s: %w", r.name, pos, err)
+		if st.seeded {
+			st.fresh = false // what it has is published with this Commit
 		}
 	}
 	e.txnMsSet = false

@@ -164,7 +164,6 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source,
 	defer func() { e.txnMsSet = false }() // the next transaction reads its own time
 	src := at
 	src.TsMs, src.Snapshot = e.txnTime(), true
-	unnamed := namedTable(&canal.Table{})
 	counts := make([]ResyncCount, 0, len(plans))
 	for _, p := range plans {
 		st := e.states[p.rule.name]
@@ -184,9 +183,6 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest, at canal.Source,
 				continue
 			}
 			ev := groupEvent{op: canal.OpRead, hasAfter: true, src: &src, table: g.srcTable}
-			if ev.table == nil {
-				ev.table = unnamed // state saved before groups remembered their table
-			}
 			topic, ok := e.groupTopic(st, g)
 			if !ok {
 				continue

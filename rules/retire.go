@@ -1,0 +1,318 @@
+package rules
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// A stateful rule whose definition changed (a reload, or the file of a restart) is seeded
+// again from its tables, and publishes its new groups. Its consumers still hold what the
+// old definition published last for every key; a key the new seed does not publish would
+// keep that value for ever. So the old groups are retired: kept, as saved state, until the
+// Commit after the seed, which publishes each one the seed does not, as a group with no
+// rows left is published (aggregate: d; transition: the empty value, where it differs),
+// and deletes its saved entry in the same checkpoint.
+
+// savedGroup is a group's saved state (appendState) read back.
+type savedGroup struct {
+	Count int64           `json:"count"`
+	Sums  json.RawMessage `json:"sums"`
+	Value json.RawMessage `json:"value"`
+	DB    string          `json:"db"`
+	Table string          `json:"table"`
+	// sums, in the order they were written.
+	sums []namedRaw
+}
+
+type namedRaw struct {
+	name string
+	raw  json.RawMessage
+}
+
+// readSavedGroup reads a group's saved state.
+func readSavedGroup(v []byte) (savedGroup, error) {
+	var s savedGroup
+	if err := json.Unmarshal(v, &s); err != nil {
+		return s, err
+	}
+	if len(s.Sums) == 0 || string(s.Sums) == "null" {
+		return s, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(s.Sums))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return s, fmt.Errorf("sums: not a JSON object: %s", s.Sums)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return s, fmt.Errorf("sums: %w", err)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return s, fmt.Errorf("sums: %w", err)
+		}
+		s.sums = append(s.sums, namedRaw{name: tok.(string), raw: raw})
+	}
+	return s, nil
+}
+
+// sum is the saved sum named name, nil when there is none.
+func (s *savedGroup) sum(name string) json.RawMessage {
+	for _, nr := range s.sums {
+		if nr.name == name {
+			return nr.raw
+		}
+	}
+	return nil
+}
+
+// retire records what the consumers of st's rule may hold from an earlier definition:
+// the saved state of key (nil: its entry is only to be deleted, nothing was published).
+func (st *ruleState) retire(key string, saved []byte) {
+	if st.retired == nil {
+		st.retired = map[string][]byte{}
+	}
+	if prev, ok := st.retired[key]; !ok || prev == nil {
+		st.retired[key] = saved
+	}
+}
+
+// retireFrom retires what old, the state of the rule's previous definition, published:
+// its groups as last published (a group the transaction has touched, as it was before
+// it). While old is fresh, its groups were never published: their entries only go, and
+// what old itself retired is still to be taken back.
+func (st *ruleState) retireFrom(old *ruleState) {
+	for k, v := range old.retired {
+		st.retire(k, v)
+	}
+	for k, g := range old.groups {
+		switch {
+		case old.fresh:
+			st.retire(k, nil)
+		case g.inTxn:
+			was := &group{count: g.prevCount, sums: g.prevSums, value: g.prevValue, srcTable: g.srcTable}
+			st.retire(k, was.appendState(nil, old.rule))
+		default:
+			st.retire(k, g.appendState(nil, old.rule))
+		}
+	}
+}
+
+// retiredKeys are the keys of the entries st retires, for a rule removed before it
+// published them: only their saved entries go.
+func (st *ruleState) retiredKeys() []string {
+	keys := slices.Collect(maps.Keys(st.retired))
+	for k := range st.groups {
+		if _, ok := st.retired[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// heldMessages keeps messages to emit later, in order.
+type heldMessages struct{ msgs []sinks.Message }
+
+func (h *heldMessages) Emit(_ context.Context, m sinks.Message) error {
+	h.msgs = append(h.msgs, m)
+	return nil
+}
+
+// flushRetiring is flushGroups for a rule just seeded again under a new definition: first,
+// in key order, each retired group that the seed does not publish, as a group with no rows
+// left is published, and the deletion of every retired entry; then the seed's groups.
+func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Position, out Emitter) ([]StateEntry, error) {
+	var seed heldMessages
+	groupEntries, _ := e.flushGroups(ctx, st, &seed) // holding never fails
+	published := make(map[string]bool, len(seed.msgs))
+	for _, m := range seed.msgs {
+		published[string(m.Key)] = true
+	}
+	keys := slices.Sorted(maps.Keys(st.retired))
+	entries := make([]StateEntry, 0, len(keys)+len(groupEntries))
+	shapes := map[string]*ruleState{}
+	row := 0
+	var firstErr error
+	for _, k := range keys {
+		entries = append(entries, StateEntry{Rule: st.rule.name, Key: k})
+		saved := st.retired[k]
+		if saved == nil || published[k] || firstErr != nil {
+			continue
+		}
+		m, ok := e.retraction(st, shapes, k, saved, canal.Source{Snapshot: true, File: pos.File, Pos: pos.Pos, Row: row})
+		if !ok {
+			continue
+		}
+		row++
+		if err := out.Emit(ctx, m); err != nil {
+			firstErr = err
+		}
+	}
+	st.retired = nil
+	entries = append(entries, groupEntries...)
+	for _, m := range seed.msgs {
+		if firstErr != nil {
+			break
+		}
+		firstErr = out.Emit(ctx, m)
+	}
+	return entries, firstErr
+}
+
+// retraction is the message that takes back retired group key (its saved state saved)
+// under st's rule, at src: what the rule publishes for a group whose rows are all gone,
+// against what the consumers hold. False when there is nothing to take back (an aggregate
+// group without rows; a transition group that holds the empty value) or the message cannot
+// be made (logged; a topic that cannot be filled in counts as the rule's failure).
+//
+// The key is the old one, whatever the rule's group_by is now: it is what the consumers
+// hold. The topic is the rule's, filled in from the key's columns; the image holds the
+// key's columns and the saved sums (the rule's own shape when they are its group_by and
+// sums). shapes keeps the rule of each other shape for the next retraction.
+func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key string, saved []byte, src canal.Source) (sinks.Message, bool) {
+	r := st.rule
+	warn := func(err error) {
+		e.log.Warn("cannot retract a group of the rule's earlier definition", zap.String("rule", r.name), zap.String("key", key), zap.Error(err))
+	}
+	old, err := readSavedGroup(saved)
+	if err != nil {
+		warn(err)
+		return sinks.Message{}, false
+	}
+	if r.emit == EmitAggregate && old.Count == 0 || r.emit == EmitTransition && len(old.Value) == 0 {
+		return sinks.Message{}, false
+	}
+	cols, err := keyColumns(key)
+	if err != nil {
+		warn(err)
+		return sinks.Message{}, false
+	}
+	shape := st
+	if !slices.Equal(cols, r.groupBy) || !sameSumNames(r.sums, old.sums) {
+		shape = shapes[shapeKey(cols, old.sums)]
+		if shape == nil {
+			image := *r
+			image.groupBy = cols
+			image.sums = nil
+			for _, s := range old.sums {
+				image.sums = append(image.sums, sumSpec{name: s.name})
+			}
+			shape = &ruleState{rule: &image, env: st.env}
+			shapes[shapeKey(cols, old.sums)] = shape
+		}
+	}
+	ti := e.tableNamed(old.DB, old.Table)
+	for _, p := range r.topicParts {
+		if p.Var && !slices.Contains(cols, p.Text) {
+			e.evalFailed(r, ti.table(), "topic", fmt.Errorf("group %s, published under an earlier group_by, has no %s for {%s}: not retracted", key, p.Text, p.Text))
+			return sinks.Message{}, false
+		}
+	}
+	g, err := shape.newGroup(key)
+	if err != nil {
+		warn(err)
+		return sinks.Message{}, false
+	}
+	g.srcTable, g.src = ti, src
+	g.prevCount, g.prevValue = old.Count, []byte(old.Value)
+	now := st.groups[key] // the seed's group of that key, which it did not publish
+	if now != nil {
+		g.count, g.value = now.count, now.value
+	}
+	g.prevSums = make([]accumulator, len(g.sums))
+	for i, s := range shape.rule.sums {
+		if raw := old.sum(s.name); raw != nil && !g.prevSums[i].restore(string(raw)) {
+			warn(fmt.Errorf("sum %s: cannot read %s", s.name, raw))
+			return sinks.Message{}, false
+		}
+		g.sums[i].copyFrom(&g.prevSums[i])
+		g.sums[i].zero()
+		if j := slices.IndexFunc(r.sums, func(n sumSpec) bool { return n.name == s.name }); now != nil && j >= 0 {
+			g.sums[i].copyFrom(&now.sums[j])
+		}
+	}
+	if r.emit == EmitTransition {
+		switch {
+		case now != nil:
+		case shape == st:
+			g.value = e.emptyValue(st, g)
+		default:
+			g.value = e.emptyValueOver(st, g, cols)
+		}
+		if bytes.Equal(g.value, g.prevValue) {
+			return sinks.Message{}, false
+		}
+	}
+	topic, ok := e.groupTopic(shape, g)
+	if !ok {
+		return sinks.Message{}, false
+	}
+	return e.groupMessage(shape, g, changeEvent(shape.rule, g), topic), true
+}
+
+// emptyValueOver is the empty value of st's rule for group g of another group_by, whose
+// columns are cols: the rule's value over those columns with every sum of the rule 0.
+func (e *Engine) emptyValueOver(st *ruleState, g *group, cols []string) []byte {
+	sums := make([]accumulator, len(st.rule.sums))
+	return e.valueOver(st, g.key, g.srcTable, cols, g.vals, sums)
+}
+
+// keyColumns are the names of a group key's columns, in order.
+func keyColumns(key string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(key))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("group key %q: not a JSON object", key)
+	}
+	var cols []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("group key %q: %w", key, err)
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, fmt.Errorf("group key %q: %w", key, err)
+		}
+		cols = append(cols, tok.(string))
+	}
+	return cols, nil
+}
+
+// sameSumNames reports whether the saved sums are the rule's, in any order.
+func sameSumNames(sums []sumSpec, saved []namedRaw) bool {
+	if len(sums) != len(saved) {
+		return false
+	}
+	for _, s := range sums {
+		if !slices.ContainsFunc(saved, func(nr namedRaw) bool { return nr.name == s.name }) {
+			return false
+		}
+	}
+	return true
+}
+
+// shapeKey names the image shape of a group key's columns and saved sums.
+func shapeKey(cols []string, sums []namedRaw) string {
+	var b strings.Builder
+	for _, c := range cols {
+		b.WriteString(c)
+		b.WriteByte(0)
+	}
+	b.WriteByte(1)
+	for _, s := range sums {
+		b.WriteString(s.name)
+		b.WriteByte(0)
+	}
+	return b.String()
+}

@@ -1,0 +1,179 @@
+package rules
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stocksync/stocksync/canal"
+)
+
+// seedTxn seeds the engine's unseeded rules with reads of rows, as the pipeline's seeding
+// snapshot does, and commits the next transaction (one without changes of theirs),
+// returning its messages and state entries.
+func seedTxn(t *testing.T, e *Engine, rows ...[]any) ([]string, []StateEntry) {
+	t.Helper()
+	names := e.Unseeded()
+	for i, row := range rows {
+		read := &canal.RowChange{Op: canal.OpRead, Table: shardTable, After: row,
+			Source: canal.Source{Snapshot: true, File: "binlog.000003", Pos: 9000, TsMs: 1700000001000, Row: i}}
+		if err := e.Seed(read, names); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.MarkSeeded(names, canal.Position{File: "binlog.000003", Pos: 9000})
+	return txn(t, e)
+}
+
+// deletedKeys are the keys of rule whose entries are deleted.
+func deletedKeys(entries []StateEntry, rule string) []string {
+	var out []string
+	for _, ent := range entries {
+		if ent.Rule == rule && ent.Value == nil && ent.Key != seedKey {
+			out = append(out, ent.Key)
+		}
+	}
+	return out
+}
+
+// TestChangedRuleRetractsWhatItNoLongerPublishes: a stateful rule whose definition
+// changes (here its tables) is seeded again, and each group its old definition published
+// that the seed does not publish is retracted before the seed's groups, in key order, as a
+// group whose rows are all gone is published: the aggregate's B1 and C1 (which had a row,
+// of qty 0) a d with their last sums; the transition's B1, and D1 whose rows the seed has
+// but with no stock, a false with their last sums before (C1 was false already: nothing). The old entries are deleted by the same
+// Commit, and the groups the seed has saved after that. A reload and a restart with the
+// changed file publish the same; a removed rule's groups go without a message.
+func TestChangedRuleRetractsWhatItNoLongerPublishes(t *testing.T) {
+	before := mustParse(t, strings.ReplaceAll(issueRules, `"inventory.sellable_shard"`, `"inventory.sellable_*"`))
+	changed := mustParse(t, issueRules)
+	old := newTestEngine(before)
+	var saved []StateEntry
+	_, ents := seedTxn(t, old, shardRow("A1", 0, 3), shardRow("B1", 0, 2), shardRow("C1", 0, 0), shardRow("D1", 0, 4))
+	saved = append(saved, ents...)
+
+	want := []string{
+		`product.stock {"sku_id":"B1"} {"op":"d","before":{"sku_id":"B1","sellable":2},"after":null}`,
+		`product.stock {"sku_id":"C1"} {"op":"d","before":{"sku_id":"C1","sellable":0},"after":null}`,
+		`product.stock {"sku_id":"A1"} {"op":"c","before":null,"after":{"sku_id":"A1","sellable":5}}`,
+		`product.stock {"sku_id":"D1"} {"op":"c","before":null,"after":{"sku_id":"D1","sellable":0}}`,
+		`search.availability {"sku_id":"B1"} {"op":"u","before":{"sku_id":"B1","sellable":2,"value":true},"after":{"sku_id":"B1","sellable":0,"value":false}}`,
+		`search.availability {"sku_id":"D1"} {"op":"u","before":{"sku_id":"D1","sellable":4,"value":true},"after":{"sku_id":"D1","sellable":0,"value":false}}`,
+		`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":0,"value":false},"after":{"sku_id":"A1","sellable":5,"value":true}}`,
+	}
+	check := func(how string, got []string, entries []StateEntry) {
+		t.Helper()
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: published\n%s\nwant\n%s", how, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		for _, rule := range []string{"product-stock", "search-in-stock"} {
+			if d := deletedKeys(entries, rule); !slices.Equal(d, []string{`{"sku_id":"A1"}`, `{"sku_id":"B1"}`, `{"sku_id":"C1"}`, `{"sku_id":"D1"}`}) {
+				t.Errorf("%s: %s deleted %v, want every old group", how, rule, d)
+			}
+		}
+		// A1 (and D1, which has rows) saved after their deletion.
+		last := map[string][]byte{}
+		for _, ent := range entries {
+			last[ent.Rule+" "+ent.Key] = ent.Value
+		}
+		if last[`product-stock {"sku_id":"A1"}`] == nil || last[`product-stock {"sku_id":"B1"}`] != nil || last[`search-in-stock {"sku_id":"D1"}`] == nil {
+			t.Errorf("%s: the last entries %q: want A1 and D1 saved, B1 deleted", how, last)
+		}
+	}
+
+	// A reload: the seed comes before the next Commit.
+	old.Install(changed)
+	if _, entries := txn(t, old); len(deletedKeys(entries, "product-stock")) != 0 {
+		t.Fatalf("a Commit before the seed deleted the old groups %v: a crash then would lose their retraction", deletedKeys(entries, "product-stock"))
+	}
+	got, entries := seedTxn(t, old, shardRow("A1", 0, 5), shardRow("D1", 0, 0))
+	check("reload", got, entries)
+	if again, _ := txn(t, old, ins("E1", 0, 1)); len(again) != 2 {
+		t.Errorf("the next transaction published %v, want only E1's two messages", again)
+	}
+
+	// A restart with the changed file, from the checkpoint saved before it.
+	restarted := newTestEngine(changed)
+	if err := restarted.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	got, entries = seedTxn(t, restarted, shardRow("A1", 0, 5), shardRow("D1", 0, 0))
+	check("restart", got, entries)
+
+	// The rule removed: its groups go, with no message.
+	removed := newTestEngine(mustParse(t, "rules:\n  - name: rows\n    match: {table: \"inventory.*\"}\n    topic: rows\n"))
+	if err := removed.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	var out recorder
+	entries, err := removed.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 9999}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 0 || len(deletedKeys(entries, "product-stock")) != 4 {
+		t.Errorf("a removed rule published %d messages and deleted %v; want none, and its 4 groups", len(out.msgs), deletedKeys(entries, "product-stock"))
+	}
+}
+
+// TestRetractionUnderAnotherGroupBy: a group_by changed makes every old key one the rule
+// no longer publishes: each is retracted with its old key and image, on the rule's topic
+// filled in from the key's columns; where the topic names a column the old key lacks, it
+// cannot be placed, and is counted as the rule's failure instead.
+func TestRetractionUnderAnotherGroupBy(t *testing.T) {
+	old := newTestEngine(mustParse(t, issueRules))
+	_, saved := seedTxn(t, old, shardRow("A1", 0, 3), shardRow("B1", 1, 2))
+	byShard := strings.ReplaceAll(issueRules, "group_by: [sku_id]", "group_by: [sku_id, shard]")
+
+	e := newTestEngine(mustParse(t, byShard))
+	if err := e.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := seedTxn(t, e, shardRow("A1", 0, 3))
+	want := []string{
+		`product.stock {"sku_id":"A1"} {"op":"d","before":{"sku_id":"A1","sellable":3},"after":null}`,
+		`product.stock {"sku_id":"B1"} {"op":"d","before":{"sku_id":"B1","sellable":2},"after":null}`,
+		`product.stock {"sku_id":"A1","shard":0} {"op":"c","before":null,"after":{"sku_id":"A1","shard":0,"sellable":3}}`,
+		`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":3,"value":true},"after":{"sku_id":"A1","sellable":0,"value":false}}`,
+		`search.availability {"sku_id":"B1"} {"op":"u","before":{"sku_id":"B1","sellable":2,"value":true},"after":{"sku_id":"B1","sellable":0,"value":false}}`,
+		`search.availability {"sku_id":"A1","shard":0} {"op":"u","before":{"sku_id":"A1","shard":0,"sellable":0,"value":false},"after":{"sku_id":"A1","shard":0,"sellable":3,"value":true}}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("published\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	byShardTopic := newTestEngine(mustParse(t, strings.ReplaceAll(byShard, "topic: product.stock", `topic: "stock.{shard}"`)))
+	if err := byShardTopic.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = seedTxn(t, byShardTopic, shardRow("A1", 0, 3))
+	if len(got) != 4 || !strings.HasPrefix(got[0], `stock.0 {"sku_id":"A1","shard":0} {"op":"c"`) {
+		t.Errorf("with {shard} in the topic: %v, want the seed's A1 on stock.0 and no retraction of product-stock", got)
+	}
+	if n := byShardTopic.EvalErrorsByRule()["product-stock"]; n != 2 {
+		t.Errorf("%d failures of product-stock counted, want one per old group that cannot be placed", n)
+	}
+}
+
+// TestReseedOfAGroupSavedWithoutItsTable: a group restored from state saved before groups
+// named their table, which a new snapshot (Reseed) does not fill again, is published as
+// deleted with empty db and table, as a resync names it, instead of failing.
+func TestReseedOfAGroupSavedWithoutItsTable(t *testing.T) {
+	set := mustParse(t, issueRules)
+	e := newTestEngine(set)
+	saved := []StateEntry{{Rule: "product-stock", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":1,"sums":{"sellable":5}}`)}}
+	for _, r := range set.Rules() {
+		saved = append(saved, StateEntry{Rule: r.Name(), Key: seedKey, Value: []byte(r.Signature())})
+	}
+	if err := e.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	e.Reseed()
+	var out recorder
+	if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 100}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.msgs) != 1 || !strings.Contains(string(out.msgs[0].Value), `"op":"d","before":{"sku_id":"A1","sellable":5}`) ||
+		!strings.Contains(string(out.msgs[0].Value), `"db":"","table":""`) {
+		t.Errorf("published %v, want A1 deleted, naming no table", out.msgs)
+	}
+}
