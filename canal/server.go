@@ -25,6 +25,10 @@ type Config struct {
 	Flavor string
 	// TLS, when set, encrypts the SQL connections and the binlog stream.
 	TLS *tls.Config
+	// Checkpoint names the checkpoint the stream serves (its lock's name): streams register
+	// with the server under a host name made from it (replicaHost), so that CheckServerID
+	// tells a registration of this checkpoint's daemon from anyone else's.
+	Checkpoint string
 }
 
 // ErrUnreachable marks a source that could not be connected to; it is worth retrying.

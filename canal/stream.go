@@ -217,6 +217,7 @@ func (s *Stream) newSyncer(decode func(*replication.RowsEvent, []byte) error) (*
 		User:                    s.cfg.User,
 		Password:                s.cfg.Password,
 		TLSConfig:               s.cfg.TLS,
+		Localhost:               s.cfg.replicaHost(), // SHOW SLAVE HOSTS' Host: CheckServerID
 		TimestampStringLocation: time.UTC,
 		ParseTime:               true, // time.Time, formatted here: go-mysql's own string formatting is slow
 		HeartbeatPeriod:         time.Second,
