@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -270,6 +271,23 @@ func (s *Server) serverID(ctx context.Context) (uint32, error) {
 
 // BinlogFiles lists the binlog files the server still has, oldest first.
 func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
+	listed, err := s.BinlogFileSizes(ctx)
+	files := make([]string, len(listed))
+	for i, f := range listed {
+		files[i] = f.Name
+	}
+	return files, err
+}
+
+// BinlogFile is one binlog file the server has, as SHOW BINARY LOGS lists it.
+type BinlogFile struct {
+	Name string
+	Size uint64 // bytes: where its last event ends, for the file being written so far
+}
+
+// BinlogFileSizes lists the binlog files the server still has, oldest first, with their
+// sizes.
+func (s *Server) BinlogFileSizes(ctx context.Context) ([]BinlogFile, error) {
 	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOGS")
 	if err != nil {
 		if sqlconn.ErrorNumber(err) == 1227 { // access denied: a privilege is missing
@@ -280,7 +298,7 @@ func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
-	var files []string
+	var files []BinlogFile
 	for rows.Next() {
 		vals := make([]sql.RawBytes, len(cols))
 		ptrs := make([]any, len(cols))
@@ -290,7 +308,11 @@ func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, fmt.Errorf("listing binlog files: %w", err)
 		}
-		files = append(files, string(vals[0]))
+		f := BinlogFile{Name: string(vals[0])}
+		if len(vals) > 1 {
+			f.Size, _ = strconv.ParseUint(string(vals[1]), 10, 64)
+		}
+		files = append(files, f)
 	}
 	return files, rows.Err()
 }
