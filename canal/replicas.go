@@ -3,7 +3,6 @@ package canal
 import (
 	"context"
 	"crypto/sha1"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,30 +62,15 @@ func (s *Server) Replicas(ctx context.Context) ([]Replica, error) {
 		return nil, fmt.Errorf("listing the server's replicas (SHOW SLAVE HOSTS): %w", err)
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
 	var replicas []Replica
 	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		row, err := scanByColumn(rows)
+		if err != nil {
 			return nil, fmt.Errorf("listing the server's replicas (SHOW SLAVE HOSTS): %w", err)
 		}
-		var r Replica
-		for i, c := range cols {
-			switch strings.ToLower(c) {
-			case "server_id":
-				id, _ := strconv.ParseUint(vals[i].String, 10, 32)
-				r.ServerID = uint32(id)
-			case "host":
-				r.Host = vals[i].String
-			case "port":
-				r.Port, _ = strconv.ParseUint(vals[i].String, 10, 64)
-			}
-		}
-		replicas = append(replicas, r)
+		id, _ := strconv.ParseUint(row["server_id"], 10, 32)
+		port, _ := strconv.ParseUint(row["port"], 10, 64)
+		replicas = append(replicas, Replica{ServerID: uint32(id), Host: row["host"], Port: port})
 	}
 	return replicas, rows.Err()
 }

@@ -225,9 +225,26 @@ func (s *Server) binlogStatus(ctx context.Context) (Position, error) {
 		return p, fmt.Errorf("reading the binlog position: %w", err)
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
 	if !rows.Next() {
 		return p, fmt.Errorf("reading the binlog position: the server reports none; is log_bin on?")
+	}
+	row, err := scanByColumn(rows)
+	if err != nil {
+		return p, fmt.Errorf("reading the binlog position: %w", err)
+	}
+	p.File = row["file"]
+	n, _ := strconv.ParseUint(row["position"], 10, 32)
+	p.Pos = uint32(n)
+	p.GTIDSet = strings.ReplaceAll(row["executed_gtid_set"], "\n", "")
+	return p, rows.Err()
+}
+
+// scanByColumn scans the current row of a SHOW statement, whose columns differ between
+// servers and versions, by lower-case column name (NULL as "").
+func scanByColumn(rows *sql.Rows) (map[string]string, error) {
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
 	}
 	vals := make([]sql.NullString, len(cols))
 	ptrs := make([]any, len(cols))
@@ -235,21 +252,13 @@ func (s *Server) binlogStatus(ctx context.Context) (Position, error) {
 		ptrs[i] = &vals[i]
 	}
 	if err := rows.Scan(ptrs...); err != nil {
-		return p, fmt.Errorf("reading the binlog position: %w", err)
+		return nil, err
 	}
+	row := make(map[string]string, len(cols))
 	for i, c := range cols {
-		switch strings.ToLower(c) {
-		case "file":
-			p.File = vals[i].String
-		case "position":
-			var n uint64
-			fmt.Sscan(vals[i].String, &n)
-			p.Pos = uint32(n)
-		case "executed_gtid_set":
-			p.GTIDSet = strings.ReplaceAll(vals[i].String, "\n", "")
-		}
+		row[strings.ToLower(c)] = vals[i].String
 	}
-	return p, rows.Err()
+	return row, nil
 }
 
 // SourceAt is the Source of a read of the server's data as of pos, between two
@@ -297,21 +306,14 @@ func (s *Server) BinlogFileSizes(ctx context.Context) ([]BinlogFile, error) {
 		return nil, fmt.Errorf("listing binlog files: %w", err)
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
 	var files []BinlogFile
 	for rows.Next() {
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		row, err := scanByColumn(rows)
+		if err != nil {
 			return nil, fmt.Errorf("listing binlog files: %w", err)
 		}
-		f := BinlogFile{Name: string(vals[0])}
-		if len(vals) > 1 {
-			f.Size, _ = strconv.ParseUint(string(vals[1]), 10, 64)
-		}
+		f := BinlogFile{Name: row["log_name"]}
+		f.Size, _ = strconv.ParseUint(row["file_size"], 10, 64)
 		files = append(files, f)
 	}
 	return files, rows.Err()
