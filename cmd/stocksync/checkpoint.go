@@ -132,9 +132,9 @@ type checkpointReport struct {
 	Held    bool   `json:"held"`
 	Problem string `json:"problem,omitempty"`
 	// OlderFiles is how many binlogs are older than the one holding it (-1: unknown).
-	OlderFiles int            `json:"older_files"`
-	Server     string         `json:"server_position"` // the server's current position
-	Behind     canal.Distance `json:"behind"`
+	OlderFiles int             `json:"older_files"`
+	Server     string          `json:"server_position"` // the server's current position
+	Behind     *canal.Distance `json:"behind,omitempty"`
 	// Remembered (exactly-once) is the row of checkpoint.table that remembers a commit,
 	// at or before the checkpoint.
 	Remembered string `json:"remembered,omitempty"`
@@ -207,9 +207,11 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	default:
 		r.Held, r.OlderFiles = true, retention.Older
 	}
-	if r.Behind, err = server.Behind(ctx, pos, current); err != nil {
+	behind, err := server.Behind(ctx, pos, current)
+	if err != nil {
 		return r, err
 	}
+	r.Behind = &behind
 	return r, nil
 }
 
@@ -324,11 +326,11 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 			"stop it (with ha, both daemons) and run this again: nothing was changed", cfg.Checkpoint.Name, cfg.Checkpoint.Table, name, holder)
 	}
 	defer lock.Release()
-	store, err := canal.NewCheckpointStore(ctx, server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name)
+	existing, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name)
 	if err != nil {
 		return err
 	}
-	before, found, err := store.Saved(ctx)
+	before, found, err := existing.Saved(ctx)
 	if err != nil {
 		return err
 	}
@@ -341,6 +343,10 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 		if pos, err = to(ctx, server); err != nil {
 			return fmt.Errorf("checkpoint %q not moved: %w", cfg.Checkpoint.Name, err)
 		}
+	}
+	store, err := canal.NewCheckpointStore(ctx, server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name) // the tables, if missing
+	if err != nil {
+		return err
 	}
 	if err := lock.Confirm(ctx); err != nil {
 		return fmt.Errorf("checkpoint %q not changed: %w", cfg.Checkpoint.Name, err)

@@ -33,7 +33,8 @@ func runCheckpointCLI(t *testing.T, config string, args ...string) (string, erro
 }
 
 // TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt: `checkpoint show` says
-// there is none, `set --current` and `set --file --pos` move it (the second deletes the
+// there is none, `set` of a file the server lacks is refused with nothing written,
+// `set --current` and `set --file --pos` move it (the second deletes the
 // rule state saved with it, and says so), `show --json` reports it held by the binlogs;
 // while another connection holds the checkpoint's lock (a daemon), `delete` is refused,
 // naming the lock, and nothing changes; then it deletes. Exactly-once, `show` reads the
@@ -51,6 +52,14 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	out, err := runCheckpointCLI(t, conf, "show")
 	if err != nil || !strings.Contains(out, `checkpoint "cli": none saved`) || !strings.Contains(out, "start from the server's current position") {
 		t.Fatalf("show before any checkpoint: %v\n%s", err, out)
+	}
+	// A bad value is refused before anything is written: not even the tables are made.
+	if _, err := runCheckpointCLI(t, conf, "set", "--file", "binlog.999999", "--pos", "4"); err == nil || !strings.Contains(err.Error(), "--file binlog.999999") {
+		t.Errorf("set --file of a binlog the server does not have: %v; want a refusal naming it", err)
+	}
+	var tables int
+	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", schema).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("the refused set left %d tables (%v); want none", tables, err)
 	}
 	if out, err := runCheckpointCLI(t, conf, "set", "--current"); err != nil || !strings.Contains(out, "moved from none to") {
 		t.Fatalf("set --current: %v\n%s", err, out)
