@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/stocksync/stocksync/internal/sqlconn"
 )
@@ -27,15 +28,26 @@ type CheckpointStore struct {
 	name       string
 }
 
-// NewCheckpointStore creates the schema and tables if missing. table is schema.table.
-func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*CheckpointStore, error) {
+// OpenCheckpointStore is the store of checkpoint name in table (schema.table) on db's
+// server, without creating anything: for reading what a daemon saved (a table that does
+// not exist holds no checkpoint) and for moving it.
+func OpenCheckpointStore(db *sql.DB, table, name string) (*CheckpointStore, error) {
 	schema, tbl, ok := strings.Cut(table, ".")
 	if !ok || schema == "" || tbl == "" {
 		return nil, fmt.Errorf("checkpoint.table %q must be schema.table", table)
 	}
-	c := &CheckpointStore{db: db, name: name,
+	return &CheckpointStore{db: db, name: name,
 		table:      quoteName(schema) + "." + quoteName(tbl),
-		stateTable: quoteName(schema) + "." + quoteName(tbl+"_state")}
+		stateTable: quoteName(schema) + "." + quoteName(tbl+"_state")}, nil
+}
+
+// NewCheckpointStore creates the schema and tables if missing. table is schema.table.
+func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*CheckpointStore, error) {
+	c, err := OpenCheckpointStore(db, table, name)
+	if err != nil {
+		return nil, err
+	}
+	schema, _, _ := strings.Cut(table, ".")
 	stmts := []string{
 		"CREATE DATABASE IF NOT EXISTS " + quoteName(schema),
 		"CREATE TABLE IF NOT EXISTS " + c.table + ` (
@@ -145,12 +157,75 @@ func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateR
 	return nil
 }
 
-// Reset forgets the checkpoint and its state (a new snapshot starts over).
+// Reset forgets the checkpoint and its state (a new snapshot starts over), in one
+// transaction.
 func (c *CheckpointStore) Reset(ctx context.Context) error {
-	for _, t := range []string{c.table, c.stateTable} {
-		if _, err := c.db.ExecContext(ctx, "DELETE FROM "+t+" WHERE name = ?", c.name); err != nil {
-			return fmt.Errorf("resetting checkpoint %q: %w", c.name, err)
-		}
+	_, err := c.replace(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("resetting checkpoint %q: %w", c.name, err)
 	}
 	return nil
+}
+
+// Move sets the checkpoint to pos and deletes its rule state, in one transaction: the
+// aggregate and transition state saved with the old position is wrong at another one, and
+// a start without state seeds those rules again from the tables. It returns how many state
+// rows were deleted.
+func (c *CheckpointStore) Move(ctx context.Context, pos Position) (stateRows int64, err error) {
+	n, err := c.replace(ctx, &pos)
+	if err != nil {
+		return 0, fmt.Errorf("moving checkpoint %q to %s: %w", c.name, pos, err)
+	}
+	return n, nil
+}
+
+// replace deletes the checkpoint's state rows and its row, and writes pos as its row
+// when pos is not nil, in one transaction; it returns how many state rows it deleted.
+func (c *CheckpointStore) replace(ctx context.Context, pos *Position) (int64, error) {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	deleted, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ?", c.name)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.table+" WHERE name = ?", c.name); err != nil {
+		return 0, err
+	}
+	if pos != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+c.table+" (name, file, pos, gtid_set) VALUES (?,?,?,?)",
+			c.name, pos.File, pos.Pos, pos.GTIDSet); err != nil {
+			return 0, err
+		}
+	}
+	n, _ := deleted.RowsAffected()
+	return n, tx.Commit()
+}
+
+// SavedCheckpoint is a checkpoint as its store keeps it.
+type SavedCheckpoint struct {
+	Position
+	SavedAt   time.Time // in UTC
+	StateRows int64     // rule state rows saved with it
+}
+
+// Saved reads the checkpoint as it is saved, without touching it; found is false when
+// there is none (the table too may not exist yet).
+func (c *CheckpointStore) Saved(ctx context.Context) (saved SavedCheckpoint, found bool, err error) {
+	var p uint64
+	err = c.db.QueryRowContext(ctx, "SELECT file, pos, gtid_set, updated_at FROM "+c.table+" WHERE name = ?", c.name).
+		Scan(&saved.File, &p, &saved.GTIDSet, &saved.SavedAt)
+	switch {
+	case errors.Is(err, sql.ErrNoRows), sqlconn.ErrorNumber(err) == 1146 || sqlconn.ErrorNumber(err) == 1049: // no such table, no such database
+		return SavedCheckpoint{}, false, nil
+	case err != nil:
+		return SavedCheckpoint{}, false, fmt.Errorf("reading checkpoint %q: %w", c.name, err)
+	}
+	saved.Pos = uint32(p)
+	if err := c.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+c.stateTable+" WHERE name = ?", c.name).Scan(&saved.StateRows); err != nil {
+		return SavedCheckpoint{}, false, fmt.Errorf("counting the rule state rows of checkpoint %q: %w", c.name, err)
+	}
+	return saved, true, nil
 }

@@ -43,6 +43,9 @@ type Position struct {
 }
 
 func (p Position) String() string {
+	if p.File == "" && p.GTIDSet != "" { // placed by its GTIDs alone
+		return "gtid " + p.GTIDSet
+	}
 	s := p.File + ":" + strconv.FormatUint(uint64(p.Pos), 10)
 	if p.GTIDSet != "" {
 		s += " gtid " + p.GTIDSet

@@ -154,14 +154,13 @@ func (l *Leadership) watch(ctx context.Context, confirmed chan int64, log *zap.L
 	defer t.Stop()
 	for {
 		asked := leaseNow()
-		var mine sql.NullInt64
 		qctx, cancel := context.WithTimeout(ctx, LeaseLength/2)
-		err := l.conn.QueryRowContext(qctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l.name).Scan(&mine)
+		err := l.Confirm(qctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil || !mine.Valid || mine.Int64 != 1 {
+		if err != nil {
 			log.Error("leader lock lost; stopping", zap.String("lock", l.name), zap.Error(err))
 			l.lose()
 			return
@@ -180,6 +179,28 @@ func (l *Leadership) watch(ctx context.Context, confirmed chan int64, log *zap.L
 		case <-t.C:
 		}
 	}
+}
+
+// Confirm returns nil when this process still holds the lock: its connection is open
+// and the server names it as the lock's holder.
+func (l *Leadership) Confirm(ctx context.Context) error {
+	var mine sql.NullInt64
+	if err := l.conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l.name).Scan(&mine); err != nil {
+		return fmt.Errorf("confirming the lock %q: %w", l.name, err)
+	}
+	if !mine.Valid || mine.Int64 != 1 {
+		return fmt.Errorf("the lock %q is no longer held by this process", l.name)
+	}
+	return nil
+}
+
+// TryLock takes the named lock (LockName(name)) on a connection of its own, as
+// AcquireLeadership does, but waits at most 2 s for it and without a lease or a takeover
+// wait: for an operator's change that no daemon may start in the middle of. It returns
+// nil and no error when another connection holds the lock. Confirm says whether it is
+// still held (its connection's wait_timeout is LockIdleTimeout); Release gives it up.
+func TryLock(ctx context.Context, db *sql.DB, name string) (*Leadership, error) {
+	return tryLock(ctx, db, LockName(name))
 }
 
 func (l *Leadership) lose() {

@@ -35,6 +35,20 @@ type BinlogRetention struct {
 	Older int
 }
 
+// Gone says what the binlogs lack of the changes after pos (what names it: "checkpoint"),
+// for a position Retention found not Held: the oldest binlog left, and by GTID what it
+// begins after. "" when the changes are held, or nothing is listed.
+func (r BinlogRetention) Gone(what string, pos Position) string {
+	if len(r.Files) == 0 || r.Held {
+		return ""
+	}
+	if r.ByGTID {
+		return fmt.Sprintf("%s %s resumes after its GTIDs, and the oldest binlog the server still has is %s, which begins after GTID %s",
+			what, pos, r.Files[0], r.Purged)
+	}
+	return fmt.Sprintf("%s %s is in %s, and the oldest binlog the server still has is %s", what, pos, pos.File, r.Files[0])
+}
+
 // ErrNotInHistory is a position to resume from (a checkpoint, an interrupted snapshot's)
 // that is not a point of the server's binlog history: its file is newer than the newest
 // the server has, or the server's binlog at its file and position is at other GTIDs. The
@@ -47,7 +61,7 @@ var ErrNotInHistory = errors.New("not a position in the server's binlog history"
 func notInHistory(pos Position, why string) error {
 	return fmt.Errorf("%w: %s. The server's binlogs were started again since %s was saved (RESET MASTER, a restored backup, a rebuilt primary), "+
 		"or source.addr now names another server: the changes after it cannot be found, and resuming would skip or repeat transactions. "+
-		"To go on from the server's current position: delete the checkpoint while the daemon is stopped, start it (the rules are seeded again), "+
+		"To go on from the server's current position: delete the checkpoint while the daemon is stopped (stocksync checkpoint delete), start it (the rules are seeded again), "+
 		"and resync the row rules whose consumers keep rows (docs/operations.md, The checkpoint: History rewound)", ErrNotInHistory, why, pos)
 }
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -25,6 +26,10 @@ type Config struct {
 	Flavor string
 	// TLS, when set, encrypts the SQL connections and the binlog stream.
 	TLS *tls.Config
+	// Checkpoint names the checkpoint the stream serves (its lock's name): streams register
+	// with the server under a host name made from it (replicaHost), so that CheckServerID
+	// tells a registration of this checkpoint's daemon from anyone else's.
+	Checkpoint string
 }
 
 // ErrUnreachable marks a source that could not be connected to; it is worth retrying.
@@ -220,9 +225,26 @@ func (s *Server) binlogStatus(ctx context.Context) (Position, error) {
 		return p, fmt.Errorf("reading the binlog position: %w", err)
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
 	if !rows.Next() {
 		return p, fmt.Errorf("reading the binlog position: the server reports none; is log_bin on?")
+	}
+	row, err := scanByColumn(rows)
+	if err != nil {
+		return p, fmt.Errorf("reading the binlog position: %w", err)
+	}
+	p.File = row["file"]
+	n, _ := strconv.ParseUint(row["position"], 10, 32)
+	p.Pos = uint32(n)
+	p.GTIDSet = strings.ReplaceAll(row["executed_gtid_set"], "\n", "")
+	return p, rows.Err()
+}
+
+// scanByColumn scans the current row of a SHOW statement, whose columns differ between
+// servers and versions, by lower-case column name (NULL as "").
+func scanByColumn(rows *sql.Rows) (map[string]string, error) {
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
 	}
 	vals := make([]sql.NullString, len(cols))
 	ptrs := make([]any, len(cols))
@@ -230,21 +252,13 @@ func (s *Server) binlogStatus(ctx context.Context) (Position, error) {
 		ptrs[i] = &vals[i]
 	}
 	if err := rows.Scan(ptrs...); err != nil {
-		return p, fmt.Errorf("reading the binlog position: %w", err)
+		return nil, err
 	}
+	row := make(map[string]string, len(cols))
 	for i, c := range cols {
-		switch strings.ToLower(c) {
-		case "file":
-			p.File = vals[i].String
-		case "position":
-			var n uint64
-			fmt.Sscan(vals[i].String, &n)
-			p.Pos = uint32(n)
-		case "executed_gtid_set":
-			p.GTIDSet = strings.ReplaceAll(vals[i].String, "\n", "")
-		}
+		row[strings.ToLower(c)] = vals[i].String
 	}
-	return p, rows.Err()
+	return row, nil
 }
 
 // SourceAt is the Source of a read of the server's data as of pos, between two
@@ -266,6 +280,23 @@ func (s *Server) serverID(ctx context.Context) (uint32, error) {
 
 // BinlogFiles lists the binlog files the server still has, oldest first.
 func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
+	listed, err := s.BinlogFileSizes(ctx)
+	files := make([]string, len(listed))
+	for i, f := range listed {
+		files[i] = f.Name
+	}
+	return files, err
+}
+
+// BinlogFile is one binlog file the server has, as SHOW BINARY LOGS lists it.
+type BinlogFile struct {
+	Name string
+	Size uint64 // bytes: where its last event ends, for the file being written so far
+}
+
+// BinlogFileSizes lists the binlog files the server still has, oldest first, with their
+// sizes.
+func (s *Server) BinlogFileSizes(ctx context.Context) ([]BinlogFile, error) {
 	rows, err := s.DB.QueryContext(ctx, "SHOW BINARY LOGS")
 	if err != nil {
 		if sqlconn.ErrorNumber(err) == 1227 { // access denied: a privilege is missing
@@ -275,18 +306,15 @@ func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("listing binlog files: %w", err)
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
-	var files []string
+	var files []BinlogFile
 	for rows.Next() {
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
+		row, err := scanByColumn(rows)
+		if err != nil {
 			return nil, fmt.Errorf("listing binlog files: %w", err)
 		}
-		files = append(files, string(vals[0]))
+		f := BinlogFile{Name: row["log_name"]}
+		f.Size, _ = strconv.ParseUint(row["file_size"], 10, 64)
+		files = append(files, f)
 	}
 	return files, rows.Err()
 }

@@ -238,6 +238,7 @@ func (s *Stream) newSyncer(decode func(*replication.RowsEvent, []byte) error) (*
 		User:                    s.cfg.User,
 		Password:                s.cfg.Password,
 		TLSConfig:               s.cfg.TLS,
+		Localhost:               s.cfg.replicaHost(), // SHOW SLAVE HOSTS' Host: CheckServerID
 		TimestampStringLocation: time.UTC,
 		ParseTime:               true, // time.Time, formatted here: go-mysql's own string formatting is slow
 		HeartbeatPeriod:         time.Second,
@@ -285,13 +286,35 @@ func (s *Stream) replicationHint(err error, from Position) string {
 		// The SQL connection with the same password worked: it is the privilege.
 		return fmt.Sprintf(" (the user %s connected with this password to check the server, so it most likely lacks REPLICATION SLAVE: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it)", s.cfg.User)
 	case serverErr.Code == 4052 || strings.Contains(serverErr.Message, "same server_uuid/server_id"):
-		return fmt.Sprintf(" (another replica, or another stocksync daemon, is connected with server id %d: give each its own source.server_id; two with one id keep disconnecting each other)", s.cfg.ServerID)
+		return fmt.Sprintf(" (another replica, or another stocksync daemon, is connected with server id %d%s: give each its own source.server_id; two with one id keep disconnecting each other)",
+			s.cfg.ServerID, s.registeredWith(s.cfg.ServerID))
 	case serverErr.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG && startNotHeld(serverErr.Message):
 		return fmt.Sprintf(" (the server's binlogs do not hold what follows %s, where the stream started: they were purged past it, "+
 			"or they were started again since it was saved (RESET MASTER, a restored backup, a rebuilt primary), or source.addr now names another server; "+
 			"docs/operations.md, The checkpoint: Purged binlog, History rewound)", from)
 	}
 	return ""
+}
+
+// registeredWith names the replicas the server lists (SHOW SLAVE HOSTS) with server id
+// id, as ", registered from host … port …", or "" when it lists none or may not be asked.
+func (s *Stream) registeredWith(id uint32) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	replicas, err := s.server.Replicas(ctx)
+	if err != nil {
+		return ""
+	}
+	var hosts []string
+	for _, r := range replicas {
+		if r.ServerID == id {
+			hosts = append(hosts, fmt.Sprintf("host %q port %d", r.Host, r.Port))
+		}
+	}
+	if len(hosts) == 0 {
+		return ""
+	}
+	return ", registered from " + strings.Join(hosts, " and ") + " (SHOW SLAVE HOSTS)"
 }
 
 // startNotHeld reports whether msg, the server's words with ERROR 1236, says that the

@@ -649,8 +649,8 @@ func TestStreamErrorsSayWhatTheServerMeans(t *testing.T) {
 	go canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(second, s.position(), &recorder{})
 	select {
 	case err := <-first:
-		if err == nil || !strings.Contains(err.Error(), "give each its own source.server_id") {
-			t.Errorf("a second replica with the same id: the first stream ended with %v; want it to name source.server_id", err)
+		if err == nil || !strings.Contains(err.Error(), "give each its own source.server_id") || !strings.Contains(err.Error(), `registered from host "stocksync-`) {
+			t.Errorf("a second replica with the same id: the first stream ended with %v; want it to name source.server_id and the replica that has it", err)
 		}
 	case <-ctx.Done():
 		t.Error("a second replica with the same id: the first stream went on")

@@ -499,7 +499,7 @@ func (c Config) Validate() Problems {
 }
 
 // maxCheckpointName is the longest checkpoint.name: checkpoint.table's name column holds
-// 64 bytes, and exactly-once's row adds "/exactly-once" (pipeline's mirrorName).
+// 64 bytes, and exactly-once's row adds "/exactly-once" (pipeline's MirrorName).
 const maxCheckpointName = 64 - len("/exactly-once")
 
 // projectVariables are STOCKSYNC_* variables of the project's scripts and tests, not keys.

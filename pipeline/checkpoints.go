@@ -56,7 +56,7 @@ type KafkaCheckpoints struct {
 	Last *atomic.Pointer[canal.Position]
 	// MirrorTable, when set (checkpoint.table; not with the embedded development broker,
 	// which keeps nothing on purpose), is where a committed position is also kept, on the
-	// source, under the name NAME/exactly-once (mirrorName): a process that starts to find
+	// source, under the name NAME/exactly-once (MirrorName): a process that starts to find
 	// the topic empty then tells brokers that lost it from a first start, as Last does
 	// within one process. Only the first commit of a run and the first in each binlog file
 	// are kept, so the source gets no write per Kafka commit (nor, idle, a write of its
@@ -67,16 +67,16 @@ type KafkaCheckpoints struct {
 	mirroredFile string // of the last position kept in the mirror
 }
 
-// mirrorName is the row of checkpoint.table that remembers an exactly-once checkpoint
+// MirrorName is the row of checkpoint.table that remembers an exactly-once checkpoint
 // named name (KafkaCheckpoints.MirrorTable).
-func mirrorName(name string) string { return name + "/exactly-once" }
+func MirrorName(name string) string { return name + "/exactly-once" }
 
 // openMirror opens the table that remembers committed positions, on db (the source).
 func (k *KafkaCheckpoints) openMirror(ctx context.Context, db *sql.DB) error {
 	if k.MirrorTable == "" || k.mirror != nil {
 		return nil
 	}
-	mirror, err := canal.NewCheckpointStore(ctx, db, k.MirrorTable, mirrorName(k.Name))
+	mirror, err := canal.NewCheckpointStore(ctx, db, k.MirrorTable, MirrorName(k.Name))
 	if err != nil {
 		return fmt.Errorf("opening the table that remembers exactly-once checkpoints: %w", err)
 	}
@@ -108,7 +108,7 @@ func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.St
 			restart := "start the daemon again"
 			if k.mirror != nil {
 				restart = fmt.Sprintf("delete the row that remembers it, `DELETE FROM %s WHERE name = '%s'`, and start the daemon again",
-					k.MirrorTable, mirrorName(k.Name))
+					k.MirrorTable, MirrorName(k.Name))
 			}
 			return canal.Position{}, nil, false, fmt.Errorf("%w: checkpoint %q was %s %s, and the topic holds none now: the brokers lost it "+
 				"(a cluster rebuilt, the development broker restarted without --data-dir, the topic deleted), "+

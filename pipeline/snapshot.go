@@ -135,24 +135,19 @@ func (p *Pipeline) purgeCheck(ctx context.Context, server *canal.Server, pos can
 	if err != nil {
 		return held, fmt.Errorf("checking that the server's binlogs still hold %s %s: %w", what, pos, err)
 	}
-	files := held.Files
-	if len(files) == 0 || held.Held {
+	gone := held.Gone(what, pos)
+	if gone == "" {
 		return held, nil
-	}
-	gone := fmt.Sprintf("%s %s is in %s, and the oldest binlog the server still has is %s", what, pos, pos.File, files[0])
-	if held.ByGTID {
-		gone = fmt.Sprintf("%s %s resumes after its GTIDs, and the oldest binlog the server still has is %s, which begins after GTID %s",
-			what, pos, files[0], held.Purged)
 	}
 	if mode != SnapshotWhenNeeded {
 		return held, fmt.Errorf("%w: %s, so the changes in between are gone. "+
 			"Fix: set `snapshot: when_needed` to read the matched tables again and stream from there, "+
-			"or delete the checkpoint (name %q) to start from the current position without them; "+
+			"or delete the checkpoint (name %q; stocksync checkpoint delete, the daemon stopped) to start from the current position without them; "+
 			"to keep it from happening, keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)",
 			ErrBinlogPurged, gone, p.opts.CheckpointName)
 	}
 	p.log.Warn("the binlog of "+what+" was purged: taking a new snapshot (snapshot: when_needed)",
-		zap.Stringer("pos", pos), zap.String("oldest_binlog", files[0]), zap.String("purged_gtid", held.Purged))
+		zap.Stringer("pos", pos), zap.String("oldest_binlog", held.Files[0]), zap.String("purged_gtid", held.Purged))
 	return held, errResnapshot
 }
 

@@ -35,7 +35,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetVersionTemplate("{{.Version}}\n") // the line `stocksync version` prints
 	root.PersistentFlags().String("config", "", "config file (YAML); STOCKSYNC_SECTION_KEY variables override it")
-	root.AddCommand(newServeCmd(), newMigrateCmd(), newStockCmd(), newRulesCmd(), newDevBrokerCmd(), newBenchCmd(), newTailCmd(), newResyncCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newStockCmd(), newRulesCmd(), newDevBrokerCmd(), newBenchCmd(), newTailCmd(), newResyncCmd(), newCheckpointCmd(), newVersionCmd())
 	return root
 }
 

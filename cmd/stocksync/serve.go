@@ -145,7 +145,11 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 	if err != nil {
 		return err
 	}
+	err = server.CheckServerID(ctx, d.source, log)
 	server.Close()
+	if err != nil {
+		return err
+	}
 	// Then the rules against the source's tables: a column no table has would stop the
 	// stream at its first row, and a table source.user may not read would seed empty.
 	if err := d.rulesFitSource(ctx, file.set); err != nil {
@@ -615,7 +619,7 @@ func sourceConfig(cfg config.Config) (canal.Config, error) {
 		return canal.Config{}, err
 	}
 	return canal.Config{Addr: cfg.Source.Addr, User: cfg.Source.User, Password: cfg.Source.Password,
-		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor, TLS: tlsConfig}, nil
+		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor, TLS: tlsConfig, Checkpoint: checkpointLockName(cfg)}, nil
 }
 
 // pingBroker keeps d.brokerDown current for /readyz while a pipeline runs: every 2 s it

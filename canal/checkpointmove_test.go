@@ -1,0 +1,135 @@
+package canal_test
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// TestMovingACheckpointDeletesItsRuleState: Saved reads a checkpoint as it is, without
+// creating its table; Move sets another position and deletes the rule state saved with
+// the old one, in one transaction, and Reset deletes both; another checkpoint of the table
+// keeps its own.
+func TestMovingACheckpointDeletesItsRuleState(t *testing.T) {
+	s := newSource(t)
+	ctx := t.Context()
+	table := s.name + ".ckpt"
+	missing, err := canal.OpenCheckpointStore(s.server.DB, table, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := missing.Saved(ctx); found || err != nil {
+		t.Fatalf("Saved before the table exists: found %v, %v; want none", found, err)
+	}
+	var tables int
+	if err := s.db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", s.name).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("Saved created %d tables (%v); want none", tables, err)
+	}
+
+	store, err := canal.NewCheckpointStore(ctx, s.server.DB, table, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := canal.NewCheckpointStore(ctx, s.server.DB, table, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := []canal.StateRow{{Scope: "total", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":1}`)},
+		{Scope: "total", Key: `{"sku_id":"B2"}`, Value: []byte(`{"count":2}`)}}
+	at := canal.Position{File: "binlog.000001", Pos: 4, GTIDSet: "0-1-1"}
+	for _, c := range []*canal.CheckpointStore{store, other} {
+		if err := c.Save(ctx, at, state); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved, found, err := store.Saved(ctx)
+	if err != nil || !found || saved.Position != at || saved.StateRows != 2 || saved.SavedAt.IsZero() {
+		t.Fatalf("Saved = %+v, found %v, %v; want %s with 2 state rows and its time", saved, found, err, at)
+	}
+
+	to := canal.Position{GTIDSet: "0-1-7"}
+	deleted, err := store.Move(ctx, to)
+	if err != nil || deleted != 2 {
+		t.Fatalf("Move(%s) = %d state rows deleted, %v; want 2", to, deleted, err)
+	}
+	pos, rows, found, err := store.Load(ctx)
+	if err != nil || !found || pos != to || len(rows) != 0 {
+		t.Errorf("Load after Move = %s, %d state rows, found %v, %v; want %s without state", pos, len(rows), found, err, to)
+	}
+	if _, rows, _, err := other.Load(ctx); err != nil || len(rows) != 2 {
+		t.Errorf("the other checkpoint after Move: %d state rows (%v); want its 2", len(rows), err)
+	}
+
+	if err := store.Save(ctx, to, state[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := store.Saved(ctx); found || err != nil {
+		t.Errorf("Saved after Reset: found %v, %v; want none", found, err)
+	}
+	var left int
+	if err := s.db.QueryRow("SELECT COUNT(*) FROM ckpt_state WHERE name = 'test'").Scan(&left); err != nil || left != 0 {
+		t.Errorf("Reset left %d state rows (%v)", left, err)
+	}
+}
+
+// TestPositionsTheServerCannotStreamFromAreRefused: a checkpoint is moved only to where
+// the server can stream from: a listed file, a position within it where an event ends,
+// GTIDs the server has written. Each refusal names the value; a good file position comes
+// back with the GTID position there, by which the daemon resumes.
+func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
+	s := newSource(t)
+	ctx := t.Context()
+	testutil.Exec(t, s.db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	before := s.position()
+	testutil.Exec(t, s.db, "INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)")
+	now := s.position()
+	files, err := s.server.BinlogFileSizes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := files[len(files)-1]
+
+	got, err := s.server.FilePosition(ctx, before.File, uint64(before.Pos))
+	if err != nil || got != before {
+		t.Errorf("FilePosition(%s, %d) = %s, %v; want %s", before.File, before.Pos, got, err, before)
+	}
+	got, err = s.server.GTIDPosition(ctx, before.GTIDSet)
+	if err != nil || got != (canal.Position{GTIDSet: before.GTIDSet}) {
+		t.Errorf("GTIDPosition(%s) = %s, %v; want the set alone", before.GTIDSet, got, err)
+	}
+	// Other packages' tests may write to the server meanwhile, and rotate its binlog.
+	if d, err := s.server.Behind(ctx, before, now); err != nil || d.Transactions < 2 || before.File == now.File && (d.Bytes != int64(now.Pos-before.Pos) || d.Files != 0) {
+		t.Errorf("Behind(%s, %s) = %+v, %v; want 2 transactions or more, and in one file %d bytes", before, now, d, err, now.Pos-before.Pos)
+	}
+
+	var seq uint64 // of domain 0
+	for _, g := range strings.Split(now.GTIDSet, ",") {
+		if rest, ok := strings.CutPrefix(g, "0-"); ok {
+			seq, _ = strconv.ParseUint(rest[strings.IndexByte(rest, '-')+1:], 10, 64)
+		}
+	}
+	beyond := "0-1-" + strconv.FormatUint(seq+1000, 10)
+	for _, tc := range []struct {
+		name, value string
+		try         func() (canal.Position, error)
+	}{
+		{"a file the server does not list", "--file binlog.999999", func() (canal.Position, error) { return s.server.FilePosition(ctx, "binlog.999999", 4) }},
+		{"a position past the file's end", "--pos 99999999", func() (canal.Position, error) { return s.server.FilePosition(ctx, last.Name, 99999999) }},
+		{"a position inside an event", "--pos 5", func() (canal.Position, error) { return s.server.FilePosition(ctx, last.Name, 5) }},
+		{"a GTID beyond the server's", "--gtid " + beyond, func() (canal.Position, error) { return s.server.GTIDPosition(ctx, beyond) }},
+		{"a replication domain the server has not written", "--gtid 77-1-1", func() (canal.Position, error) { return s.server.GTIDPosition(ctx, "77-1-1") }},
+		{"not a GTID set", `--gtid "0:1"`, func() (canal.Position, error) { return s.server.GTIDPosition(ctx, "0:1") }},
+	} {
+		pos, err := tc.try()
+		if !errors.Is(err, canal.ErrNotStreamable) || !strings.Contains(err.Error(), tc.value) {
+			t.Errorf("%s: %s, %v; want ErrNotStreamable naming %s", tc.name, pos, err, tc.value)
+		}
+	}
+}

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+func newCheckpointCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Show, move or delete the daemon's checkpoint (checkpoint.name of --config)",
+		Long: "Show the position the daemon resumes from, whether the server's binlogs still hold it and how far behind it is;\n" +
+			"move it (skip a transaction, follow a restored server) or delete it (start over from the server's current position),\n" +
+			"while no daemon holds it (docs/operations.md, The checkpoint).",
+	}
+	c.AddCommand(newCheckpointShowCmd(), newCheckpointSetCmd(), newCheckpointDeleteCmd())
+	return c
+}
+
+func newCheckpointShowCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "show",
+		Short: "The saved checkpoint, whether the binlogs still hold it, and how far behind the server it is",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfigWithoutRules(cmd)
+			if err != nil {
+				return err
+			}
+			report, err := showCheckpoint(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(report)
+			}
+			report.print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print it as JSON")
+	return c
+}
+
+func newCheckpointSetCmd() *cobra.Command {
+	var gtid, file string
+	var pos uint64
+	var current bool
+	c := &cobra.Command{
+		Use:   "set {--gtid SET | --file F --pos N | --current}",
+		Short: "Move the checkpoint (the daemon stopped); its rule state is deleted, and the next start seeds those rules again",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			flags := cmd.Flags()
+			given := 0
+			for _, name := range []string{"gtid", "file", "current"} {
+				if flags.Changed(name) {
+					given++
+				}
+			}
+			switch {
+			case given != 1:
+				return errors.New("checkpoint set needs exactly one of --gtid SET, --file F --pos N, or --current")
+			case flags.Changed("file") != flags.Changed("pos"):
+				return errors.New("checkpoint set: --file and --pos go together")
+			}
+			cfg, err := loadConfigWithoutRules(cmd)
+			if err != nil {
+				return err
+			}
+			return changeCheckpoint(cmd.Context(), cfg, cmd.OutOrStdout(), func(ctx context.Context, server *canal.Server) (canal.Position, error) {
+				switch {
+				case flags.Changed("gtid"):
+					return server.GTIDPosition(ctx, gtid)
+				case flags.Changed("file"):
+					return server.FilePosition(ctx, file, pos)
+				}
+				return server.CurrentPosition(ctx)
+			})
+		},
+	}
+	c.Flags().StringVar(&gtid, "gtid", "", "resume after these transactions (a GTID set of the server's flavor)")
+	c.Flags().StringVar(&file, "file", "", "resume from this binlog file (with --pos)")
+	c.Flags().Uint64Var(&pos, "pos", 0, "resume from this position of --file (where an event ends)")
+	c.Flags().BoolVar(&current, "current", false, "resume from the server's current position")
+	return c
+}
+
+func newCheckpointDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete",
+		Short: "Delete the checkpoint and its rule state (the daemon stopped): the next start begins at the server's current position",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfigWithoutRules(cmd)
+			if err != nil {
+				return err
+			}
+			return changeCheckpoint(cmd.Context(), cfg, cmd.OutOrStdout(), nil)
+		},
+	}
+}
+
+// checkpointReport is what `checkpoint show` says.
+type checkpointReport struct {
+	Name  string `json:"name"`
+	Kept  string `json:"kept"`  // "table" or "checkpoint_topic"
+	Where string `json:"where"` // the table, or the topic
+	Found bool   `json:"found"`
+	File  string `json:"file,omitempty"`
+	Pos   uint32 `json:"pos,omitempty"`
+	GTID  string `json:"gtid_set,omitempty"`
+	// SavedAt is when the table's row was saved (exactly-once: not recorded).
+	SavedAt   *time.Time `json:"saved_at,omitempty"`
+	StateRows int        `json:"state_rows"`
+	// Held: the server's binlogs hold every change after it; Problem says why not.
+	Held    bool   `json:"held"`
+	Problem string `json:"problem,omitempty"`
+	// OlderFiles is how many binlogs are older than the one holding it (-1: unknown).
+	OlderFiles int             `json:"older_files"`
+	Server     string          `json:"server_position"` // the server's current position
+	Behind     *canal.Distance `json:"behind,omitempty"`
+	// Remembered (exactly-once) is the row of checkpoint.table that remembers a commit,
+	// at or before the checkpoint.
+	Remembered string `json:"remembered,omitempty"`
+}
+
+// showCheckpoint reads cfg's checkpoint where the daemon keeps it and asks the server
+// about it.
+func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, error) {
+	r := checkpointReport{Name: cfg.Checkpoint.Name, Kept: "table", Where: cfg.Checkpoint.Table, OlderFiles: -1}
+	source, err := sourceConfig(cfg)
+	if err != nil {
+		return r, err
+	}
+	server, err := canal.Connect(ctx, source)
+	if err != nil {
+		return r, err
+	}
+	defer server.Close()
+	var pos canal.Position
+	if cfg.Kafka.ExactlyOnce {
+		r.Kept, r.Where = "checkpoint_topic", cfg.Kafka.CheckpointTopic
+		var state []canal.StateRow
+		if pos, state, r.Found, err = topicCheckpoint(ctx, cfg); err != nil {
+			return r, err
+		}
+		r.StateRows = len(state)
+		mirror, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, pipeline.MirrorName(cfg.Checkpoint.Name))
+		if err != nil {
+			return r, err
+		}
+		if kept, found, err := mirror.Saved(ctx); err != nil {
+			return r, err
+		} else if found {
+			r.Remembered = fmt.Sprintf("%s (row %q of %s, saved %s)", kept.Position, pipeline.MirrorName(cfg.Checkpoint.Name),
+				cfg.Checkpoint.Table, kept.SavedAt.Format(time.RFC3339))
+		}
+	} else {
+		store, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name)
+		if err != nil {
+			return r, err
+		}
+		saved, found, err := store.Saved(ctx)
+		if err != nil {
+			return r, err
+		}
+		pos, r.Found, r.StateRows = saved.Position, found, int(saved.StateRows)
+		if found {
+			r.SavedAt = &saved.SavedAt
+		}
+	}
+	current, err := server.CurrentPosition(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.Server = current.String()
+	if !r.Found {
+		return r, nil
+	}
+	r.File, r.Pos, r.GTID = pos.File, pos.Pos, pos.GTIDSet
+	// As the daemon judges it at its start.
+	retention, err := server.Retention(ctx, pos)
+	switch {
+	case errors.Is(err, canal.ErrNotInHistory):
+		r.Problem = err.Error()
+	case err != nil:
+		return r, fmt.Errorf("checking that the server's binlogs hold checkpoint %s: %w", pos, err)
+	case retention.Gone("checkpoint", pos) != "":
+		r.Problem = retention.Gone("checkpoint", pos) + ": the changes after it were purged, and the daemon would stop at its start " +
+			"(docs/operations.md, The checkpoint: Purged binlog)"
+	default:
+		r.Held, r.OlderFiles = true, retention.Older
+	}
+	behind, err := server.Behind(ctx, pos, current)
+	if err != nil {
+		return r, err
+	}
+	r.Behind = &behind
+	return r, nil
+}
+
+// topicCheckpoint is the exactly-once checkpoint of cfg as its topic holds it, committed
+// (read_committed): read as the daemon reads it at its start.
+func topicCheckpoint(ctx context.Context, cfg config.Config) (canal.Position, []canal.StateRow, bool, error) {
+	if len(cfg.Kafka.Brokers) == 0 {
+		return canal.Position{}, nil, false, errors.New("kafka.brokers is empty: the daemon runs the embedded development broker, " +
+			"which keeps no checkpoint across restarts (every start is a first start)")
+	}
+	sec, err := sinks.SecurityOf(cfg.Kafka.TLS, cfg.Kafka.SASL)
+	if err != nil {
+		return canal.Position{}, nil, false, err
+	}
+	loaded, err := sinks.ReadCheckpoints(ctx, cfg.Kafka.Brokers, sec, cfg.Kafka.CheckpointTopic)
+	if err != nil {
+		return canal.Position{}, nil, false, fmt.Errorf("reading checkpoints from %s (kafka.checkpoint_topic): %w", cfg.Kafka.CheckpointTopic, err)
+	}
+	return (&pipeline.KafkaCheckpoints{Name: cfg.Checkpoint.Name, Loaded: loaded}).Load(ctx)
+}
+
+func (r checkpointReport) print(w io.Writer) {
+	where := "table " + r.Where + " on the source"
+	if r.Kept == "checkpoint_topic" {
+		where = "topic " + r.Where + " (kafka.exactly_once)"
+	}
+	if !r.Found {
+		fmt.Fprintf(w, "checkpoint %q: none saved in %s.\n", r.Name, where)
+		fmt.Fprintf(w, "The daemon would start from the server's current position, %s, and seed its aggregate and transition rules there\n"+
+			"(with snapshot: initial or when_needed, take a snapshot first).\n", r.Server)
+		if r.Remembered != "" {
+			fmt.Fprintf(w, "But the source remembers an exactly-once commit at or before %s: the daemon stops at its start, as the topic lost it\n"+
+				"(docs/operations.md, Brokers that lost their data).\n", r.Remembered)
+		}
+		return
+	}
+	fmt.Fprintf(w, "checkpoint %q, in %s\n", r.Name, where)
+	fmt.Fprintf(w, "  position:   %s:%d\n", r.File, r.Pos)
+	fmt.Fprintf(w, "  gtid set:   %s\n", orNone(r.GTID))
+	if r.SavedAt != nil {
+		fmt.Fprintf(w, "  saved:      %s (%s ago)\n", r.SavedAt.Format("2006-01-02 15:04:05.000Z07:00"), time.Since(*r.SavedAt).Round(time.Second))
+	} else {
+		fmt.Fprintf(w, "  saved:      not recorded in the topic\n")
+	}
+	if r.Remembered != "" {
+		fmt.Fprintf(w, "  remembered: %s\n", r.Remembered)
+	}
+	fmt.Fprintf(w, "  rule state: %d rows\n", r.StateRows)
+	if r.Held {
+		fmt.Fprintf(w, "  binlogs:    hold every change after it (%d older binlog files)\n", r.OlderFiles)
+	} else {
+		fmt.Fprintf(w, "  binlogs:    DO NOT hold it: %s\n", r.Problem)
+	}
+	fmt.Fprintf(w, "  server now: %s\n", r.Server)
+	var behind []string
+	if r.Behind.Transactions >= 0 {
+		behind = append(behind, fmt.Sprintf("%d transactions", r.Behind.Transactions))
+	}
+	if r.Behind.Bytes >= 0 {
+		behind = append(behind, fmt.Sprintf("%d bytes of binlog in %d later files", r.Behind.Bytes, r.Behind.Files))
+	}
+	if len(behind) == 0 {
+		behind = append(behind, "unknown (its file is not listed)")
+	}
+	fmt.Fprintf(w, "  behind:     %s\n", strings.Join(behind, ", "))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// errCheckpointInTopic refuses to move an exactly-once checkpoint, naming what to do
+// instead.
+func errCheckpointInTopic(cfg config.Config) error {
+	return fmt.Errorf("checkpoint %q is kept in kafka.checkpoint_topic %s (kafka.exactly_once), which this command does not write: "+
+		"to start over, give the daemon a new checkpoint.name (on both daemons under ha), or, with the daemon stopped, delete the topic "+
+		"and the row that remembers it, `DELETE FROM %s WHERE name = '%s'` (docs/operations.md, The checkpoint)",
+		cfg.Checkpoint.Name, cfg.Kafka.CheckpointTopic, cfg.Checkpoint.Table, pipeline.MirrorName(cfg.Checkpoint.Name))
+}
+
+// changeCheckpoint moves cfg's checkpoint to the position to gives (nil: deletes it),
+// with its rule state deleted in the same transaction, while holding the checkpoint's
+// lock so that no daemon starts in the middle. A daemon holding the lock refuses it; so
+// does a position the server cannot stream from, before anything is written.
+func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to func(context.Context, *canal.Server) (canal.Position, error)) error {
+	if cfg.Kafka.ExactlyOnce {
+		return errCheckpointInTopic(cfg)
+	}
+	source, err := sourceConfig(cfg)
+	if err != nil {
+		return err
+	}
+	server, err := canal.Connect(ctx, source)
+	if err != nil {
+		return err
+	}
+	defer server.Close()
+	name := checkpointLockName(cfg)
+	lock, err := canal.TryLock(ctx, server.DB, name)
+	if err != nil {
+		return err
+	}
+	if lock == nil {
+		holder, _ := lockHolder(ctx, server.DB, name)
+		if holder == "" {
+			holder = "a connection that has since closed"
+		}
+		return fmt.Errorf("checkpoint %q in %s is in use: a stocksync daemon holds its lock %q on the source (%s); "+
+			"stop it (with ha, both daemons) and run this again: nothing was changed", cfg.Checkpoint.Name, cfg.Checkpoint.Table, name, holder)
+	}
+	defer lock.Release()
+	existing, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name)
+	if err != nil {
+		return err
+	}
+	before, found, err := existing.Saved(ctx)
+	if err != nil {
+		return err
+	}
+	was := "none"
+	if found {
+		was = before.Position.String()
+	}
+	var pos canal.Position
+	if to != nil {
+		if pos, err = to(ctx, server); err != nil {
+			return fmt.Errorf("checkpoint %q not moved: %w", cfg.Checkpoint.Name, err)
+		}
+	}
+	store, err := canal.NewCheckpointStore(ctx, server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name) // the tables, if missing
+	if err != nil {
+		return err
+	}
+	if err := lock.Confirm(ctx); err != nil {
+		return fmt.Errorf("checkpoint %q not changed: %w", cfg.Checkpoint.Name, err)
+	}
+	var stateRows int64
+	if to != nil {
+		stateRows, err = store.Move(ctx, pos)
+	} else {
+		stateRows = before.StateRows
+		err = store.Reset(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if to == nil {
+		fmt.Fprintf(w, "checkpoint %q deleted (it was %s), with its %d rule state rows.\n", cfg.Checkpoint.Name, was, stateRows)
+		fmt.Fprintln(w, "The next start begins at the server's current position and seeds the aggregate and transition rules again "+
+			"(with snapshot: initial or when_needed, takes a snapshot first).")
+		return nil
+	}
+	fmt.Fprintf(w, "checkpoint %q moved from %s to %s; %d rule state rows deleted.\n", cfg.Checkpoint.Name, was, pos, stateRows)
+	fmt.Fprintln(w, "The aggregate and transition rules are seeded again at the next start, from their tables as they are then; "+
+		"resync the row rules whose consumers need the rows skipped or repeated.")
+	return nil
+}

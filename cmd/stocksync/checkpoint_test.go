@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/sinks"
+)
+
+// runCheckpointCLI runs `stocksync checkpoint ARGS… --config config` in this process and
+// returns its stdout and error.
+func runCheckpointCLI(t *testing.T, config string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRootCmd()
+	root.SetArgs(append(append([]string{"checkpoint"}, args...), "--config", config))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt: `checkpoint show` says
+// there is none, `set` of a file the server lacks is refused with nothing written,
+// `set --current` and `set --file --pos` move it (the second deletes the
+// rule state saved with it, and says so), `show --json` reports it held by the binlogs;
+// while another connection holds the checkpoint's lock (a daemon), `delete` is refused,
+// naming the lock, and nothing changes; then it deletes. Exactly-once, `show` reads the
+// checkpoint topic and `set` is refused, naming what to do instead. `serve` with the
+// source's own server_id does not start.
+func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	schema, db := m.FreshDatabase(t, "ckptcli")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, conf, fmt.Sprintf("source: {addr: %q, user: %q, password: %q, server_id: %d}\ncheckpoint: {table: %s.checkpoint, name: cli}\n",
+		m.Addr, m.User, m.Password, testutil.ServerID(), schema))
+	writeFile(t, filepath.Join(dir, "rules.yaml"), "rules:\n  - {name: rows, match: {table: "+schema+".none}, topic: rows}\n")
+
+	out, err := runCheckpointCLI(t, conf, "show")
+	if err != nil || !strings.Contains(out, `checkpoint "cli": none saved`) || !strings.Contains(out, "start from the server's current position") {
+		t.Fatalf("show before any checkpoint: %v\n%s", err, out)
+	}
+	// A bad value is refused before anything is written: not even the tables are made.
+	if _, err := runCheckpointCLI(t, conf, "set", "--file", "binlog.999999", "--pos", "4"); err == nil || !strings.Contains(err.Error(), "--file binlog.999999") {
+		t.Errorf("set --file of a binlog the server does not have: %v; want a refusal naming it", err)
+	}
+	var tables int
+	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", schema).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("the refused set left %d tables (%v); want none", tables, err)
+	}
+	if out, err := runCheckpointCLI(t, conf, "set", "--current"); err != nil || !strings.Contains(out, "moved from none to") {
+		t.Fatalf("set --current: %v\n%s", err, out)
+	}
+	testutil.Exec(t, db, "INSERT INTO checkpoint_state (name, scope, k, v) VALUES ('cli', 'total', '{\"sku_id\":\"A1\"}', '1')")
+	var file string
+	var pos uint64
+	if err := db.QueryRow("SELECT file, pos FROM checkpoint WHERE name = 'cli'").Scan(&file, &pos); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCheckpointCLI(t, conf, "set", "--file", file, "--pos", fmt.Sprint(pos))
+	if err != nil || !strings.Contains(out, "1 rule state rows deleted") || !strings.Contains(out, "seeded again at the next start") {
+		t.Fatalf("set --file %s --pos %d over a checkpoint with state: %v\n%s", file, pos, err, out)
+	}
+	var stateRows int
+	if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint_state WHERE name = 'cli'").Scan(&stateRows); err != nil || stateRows != 0 {
+		t.Fatalf("%d state rows left after set (%v)", stateRows, err)
+	}
+	var shown checkpointReport
+	if out, err := runCheckpointCLI(t, conf, "show", "--json"); err != nil || json.Unmarshal([]byte(out), &shown) != nil {
+		t.Fatalf("show --json: %v\n%s", err, out)
+	}
+	if !shown.Found || shown.Kept != "table" || shown.File != file || uint64(shown.Pos) != pos || shown.GTID == "" || !shown.Held || shown.SavedAt == nil {
+		t.Errorf("show --json = %+v; want %s:%d with its GTIDs, saved, held by the binlogs", shown, file, pos)
+	}
+
+	lockName := checkpointLockName(config.Config{Checkpoint: config.Checkpoint{Table: schema + ".checkpoint", Name: "cli"}})
+	daemon, err := canal.TryLock(t.Context(), m.Open(t, ""), lockName)
+	if err != nil || daemon == nil {
+		t.Fatalf("taking the checkpoint's lock as a daemon would: %v", err)
+	}
+	out, err = runCheckpointCLI(t, conf, "delete")
+	if err == nil || !strings.Contains(err.Error(), "is in use") || !strings.Contains(err.Error(), lockName) {
+		t.Errorf("delete while a daemon holds the lock: %v\n%s; want a refusal naming the lock", err, out)
+	}
+	daemon.Release()
+	var left int
+	if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint WHERE name = 'cli'").Scan(&left); err != nil || left != 1 {
+		t.Errorf("the refused delete left %d checkpoint rows (%v); want it untouched", left, err)
+	}
+	if out, err := runCheckpointCLI(t, conf, "delete"); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+	if out, err := runCheckpointCLI(t, conf, "show"); err != nil || !strings.Contains(out, "none saved") {
+		t.Errorf("show after delete: %v\n%s", err, out)
+	}
+
+	// Exactly-once: the checkpoint is in the topic.
+	broker := testutil.Broker(t)
+	eo := filepath.Join(dir, "exactly-once.yaml")
+	writeFile(t, eo, fmt.Sprintf("source: {addr: %q, user: %q, password: %q, server_id: %d}\ncheckpoint: {table: %s.checkpoint, name: cli}\n"+
+		"kafka: {brokers: [%q], exactly_once: true, transactional_id: ckpt-cli, checkpoint_topic: cli.checkpoints}\n",
+		m.Addr, m.User, m.Password, testutil.ServerID(), schema, broker))
+	tx, err := sinks.NewTransactional(t.Context(), sinks.TransactionalConfig{Brokers: []string{broker}, TransactionalID: "ckpt-cli", CheckpointTopic: "cli.checkpoints"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := canal.Position{File: file, Pos: uint32(pos)}
+	err = (&pipeline.KafkaCheckpoints{Name: "cli", Sink: tx}).Save(t.Context(), at, []canal.StateRow{{Scope: "total", Key: "k", Value: []byte("1")}})
+	tx.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown = checkpointReport{}
+	if out, err := runCheckpointCLI(t, eo, "show", "--json"); err != nil || json.Unmarshal([]byte(out), &shown) != nil {
+		t.Fatalf("show --json, exactly-once: %v\n%s", err, out)
+	}
+	if !shown.Found || shown.Kept != "checkpoint_topic" || shown.File != file || uint64(shown.Pos) != pos || shown.StateRows != 1 {
+		t.Errorf("show --json, exactly-once = %+v; want %s from the topic with 1 state row", shown, at)
+	}
+	if _, err := runCheckpointCLI(t, eo, "set", "--current"); err == nil || !strings.Contains(err.Error(), "new checkpoint.name") {
+		t.Errorf("set, exactly-once: %v; want a refusal naming what to do instead", err)
+	}
+
+	// serve with the source's own id: refused at its start.
+	var own uint32
+	if err := db.QueryRow("SELECT @@server_id").Scan(&own); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "serve", "--config", conf)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("STOCKSYNC_SOURCE_SERVER_ID=%d", own), "STOCKSYNC_HTTP_ADDR=127.0.0.1:0")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), fmt.Sprintf("source.server_id %d is the source server's own @@server_id", own)) {
+		t.Errorf("serve with the source's own server_id: %v\n%s; want it refused at the start", err, out)
+	}
+}
