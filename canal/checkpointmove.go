@@ -30,11 +30,14 @@ func (s *Server) FilePosition(ctx context.Context, file string, pos uint64) (Pos
 	}
 	i := slices.IndexFunc(files, func(f BinlogFile) bool { return f.Name == file })
 	if i < 0 {
-		names := make([]string, len(files))
-		for i, f := range files {
-			names[i] = f.Name
+		listed := "none"
+		switch n := len(files); {
+		case n == 1:
+			listed = files[0].Name
+		case n > 1:
+			listed = fmt.Sprintf("%d files, %s to %s", n, files[0].Name, files[n-1].Name)
 		}
-		return Position{}, fmt.Errorf("%w: --file %s is not one of the server's binlogs (SHOW BINARY LOGS: %s)", ErrNotStreamable, file, strings.Join(names, ", "))
+		return Position{}, fmt.Errorf("%w: --file %s is not one of the server's binlogs (SHOW BINARY LOGS: %s)", ErrNotStreamable, file, listed)
 	}
 	if pos < 4 || pos > files[i].Size {
 		return Position{}, fmt.Errorf("%w: --pos %d is outside binlog %s, whose events run from 4 to %d", ErrNotStreamable, pos, file, files[i].Size)
