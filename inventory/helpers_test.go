@@ -101,7 +101,7 @@ func atOnce[T any](n int, call func(i int) (T, error)) ([]T, []error) {
 	return results, errs
 }
 
-// fakeClock is a Store's clock (Store.now) that stands still until advanced.
+// fakeClock is a Store's clock (Store.clock) that stands still until advanced.
 type fakeClock struct{ micros atomic.Int64 }
 
 // useFakeClock sets store's clock to one standing at start. Call it before the store runs
@@ -109,8 +109,12 @@ type fakeClock struct{ micros atomic.Int64 }
 func useFakeClock(store *Store, start time.Time) *fakeClock {
 	c := &fakeClock{}
 	c.micros.Store(start.UnixMicro())
-	store.now = func() time.Time { return time.UnixMicro(c.micros.Load()).UTC() }
+	store.clock = c
 	return c
+}
+
+func (c *fakeClock) now(context.Context, querier) (time.Time, error) {
+	return time.UnixMicro(c.micros.Load()).UTC(), nil
 }
 
 func (c *fakeClock) advance(d time.Duration) { c.micros.Add(d.Microseconds()) }

@@ -23,16 +23,28 @@ func (s *Store) GetOrder(ctx context.Context, orderNo string) (Order, error) {
 	if err != nil {
 		return Order{}, fmt.Errorf("reading order %s: %w", orderNo, err)
 	}
-	if s.lapsed(o) {
+	lapsed, err := s.lapsed(ctx, s.db, o)
+	if err != nil {
+		return Order{}, fmt.Errorf("reading order %s: %w", orderNo, err)
+	}
+	if lapsed {
 		o.Status = StatusExpired // its stock comes back at the sweeper's next run
 	}
 	return o, nil
 }
 
-// lapsed reports whether o is a hold past its expiry: expired, though its stock is only
-// given back by the sweeper's next run, or earlier by expireIfLapsed.
-func (s *Store) lapsed(o Order) bool {
-	return o.Status == StatusHeld && !s.now().Before(o.ExpiresAt)
+// lapsed reports whether o is a hold past its expiry on the database's clock: expired,
+// though its stock is only given back by the sweeper's next run, or earlier by
+// expireIfLapsed.
+func (s *Store) lapsed(ctx context.Context, q querier, o Order) (bool, error) {
+	if o.Status != StatusHeld {
+		return false, nil
+	}
+	now, err := s.now(ctx, q)
+	if err != nil {
+		return false, err
+	}
+	return !now.Before(o.ExpiresAt), nil
 }
 
 // expireIfLapsed gives back the stock of o, whose hold row tx has locked, when its hold
@@ -40,8 +52,8 @@ func (s *Store) lapsed(o Order) bool {
 // that finds a lapsed hold does this rather than wait for the sweeper, so that it answers
 // what GetOrder shows.
 func (s *Store) expireIfLapsed(ctx context.Context, tx *sql.Tx, o *Order) (bool, error) {
-	if !s.lapsed(*o) {
-		return false, nil
+	if lapsed, err := s.lapsed(ctx, tx, *o); err != nil || !lapsed {
+		return false, err
 	}
 	if err := s.release(ctx, tx, *o, StatusExpired); err != nil {
 		return false, err
@@ -187,8 +199,12 @@ func (s *Store) Cancel(ctx context.Context, orderNo string) (Order, error) {
 // recordCancelled writes orderNo's hold row as cancelled, with no items; recorded is false
 // when the order already has one (its deduction came first).
 func (s *Store) recordCancelled(ctx context.Context, orderNo string) (recorded bool, err error) {
+	now, err := s.now(ctx, s.db)
+	if err != nil {
+		return false, err
+	}
 	_, err = s.db.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
-		orderNo, StatusCancelled, s.now())
+		orderNo, StatusCancelled, now)
 	if isDuplicateKey(err) {
 		return false, nil
 	}
@@ -259,7 +275,10 @@ func (s *Store) release(ctx context.Context, tx *sql.Tx, o Order, status OrderSt
 			}
 		}
 	}
-	now := s.now()
+	now, err := s.now(ctx, tx)
+	if err != nil {
+		return err
+	}
 	if len(o.Items) > 0 {
 		if _, err := tx.ExecContext(ctx, "UPDATE deduction_log SET deleted_at = ? WHERE order_no = ? AND deleted_at IS NULL",
 			now, o.OrderNo); err != nil {
