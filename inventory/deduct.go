@@ -133,6 +133,16 @@ func validWarehouse(field, code string) error {
 	return nil
 }
 
+// validHoldTTL checks a hold's time to live, which a deduction or an extension asks for:
+// positive and at most config.MaxHoldTTL. It returns it to the microsecond (at least one),
+// as times are stored: an answer must name the expiry stored.
+func validHoldTTL(ttl time.Duration) (time.Duration, error) {
+	if ttl <= 0 || ttl > config.MaxHoldTTL {
+		return 0, invalid("hold_ttl", "must be positive and at most %s, got %s", config.MaxHoldTTL, ttl)
+	}
+	return max(ttl.Truncate(time.Microsecond), time.Microsecond), nil
+}
+
 // normalize validates req and returns it with defaults applied and items sorted by SKU
 // (a fixed lock order across orders).
 func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
@@ -145,14 +155,14 @@ func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
 	if len(req.Items) > maxOrderItems {
 		return req, invalid("items", "must list at most %d items", maxOrderItems)
 	}
-	if req.HoldTTL < 0 || req.HoldTTL > config.MaxHoldTTL {
-		return req, invalid("hold_ttl", "must be positive and at most %s", config.MaxHoldTTL)
-	}
 	if req.HoldTTL == 0 {
 		req.HoldTTL = s.opts.HoldTTL
 	}
-	// Times are stored to the microsecond: the answer must name the expiry stored.
-	req.HoldTTL = max(req.HoldTTL.Truncate(time.Microsecond), time.Microsecond)
+	ttl, err := validHoldTTL(req.HoldTTL)
+	if err != nil {
+		return req, err
+	}
+	req.HoldTTL = ttl
 	seen := map[[2]string]bool{}
 	items := make([]Item, len(req.Items))
 	for i, it := range req.Items {

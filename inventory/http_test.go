@@ -54,6 +54,12 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"})
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "paid", Items: []Item{{SKU: "sku2", Qty: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Confirm(ctx, "paid"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := store.PutActivity(ctx, Activity{SKU: "sku1", Activity: "sale", Qty: 5,
 		StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
@@ -111,6 +117,15 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"cancel of an order_no ending in a space", "POST", "/v1/orders/o1%20/cancel", "", "", 400, "invalid_request"},
 		{"ship without warehouse", "POST", "/v1/orders/o1/ship", `{}`, "", 400, "invalid_request"},
 		{"warehouse without name", "PUT", "/v1/warehouses/W2", `{"type": "store"}`, "", 400, "invalid_request"},
+		{"get unknown warehouse", "GET", "/v1/warehouses/W9", "", "", 404, "not_found"},
+		{"get warehouse code over 32 bytes", "GET", "/v1/warehouses/" + strings.Repeat("W", 33), "", "", 400, "invalid_request"},
+		{"extend without hold_ttl", "POST", "/v1/orders/paid/extend", `{}`, "", 400, "invalid_request"},
+		{"extend with no body", "POST", "/v1/orders/paid/extend", "", "", 400, "invalid_request"},
+		{"extend by a bad hold_ttl", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "soon"}`, "", 400, "invalid_request"},
+		{"extend by more than 168h", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "169h"}`, "", 400, "invalid_request"},
+		{"extend with an unknown field", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "10m", "by": "10m"}`, "", 400, "invalid_request"},
+		{"extend of an unknown order", "POST", "/v1/orders/nope/extend", `{"hold_ttl": "10m"}`, "", 404, "not_found"},
+		{"extend of a confirmed order", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "10m"}`, "", 409, "order_not_held"},
 		{"negative physical", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W1", "qty": -1}]`, "", 400, "invalid_request"},
 		{"physical not a list", "POST", "/v1/physical", `{"sku": "sku1", "warehouse": "W1", "qty": 1}`, "", 400, "invalid_request"},
 		{"physical unknown warehouse", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W9", "qty": 1}]`, "", 422, "unknown_warehouse"},
@@ -344,7 +359,9 @@ func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 		{"GET", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1}]}`, 405, "method_not_allowed", "POST"},
 		{"PUT", "/v1/orders/o1/cancel", "", 405, "method_not_allowed", "POST"},
 		{"DELETE", "/v1/orders/o1", "", 405, "method_not_allowed", "GET, HEAD"},
-		{"POST", "/v1/warehouses/W1", `{"name": "n", "type": "t"}`, 405, "method_not_allowed", "PUT"},
+		{"POST", "/v1/warehouses/W1", `{"name": "n", "type": "t"}`, 405, "method_not_allowed", "GET, HEAD, PUT"},
+		{"POST", "/v1/warehouses", `{"name": "n", "type": "t"}`, 405, "method_not_allowed", "GET, HEAD"},
+		{"GET", "/v1/orders/o1/extend", "", 405, "method_not_allowed", "POST"},
 		{"PATCH", "/v1/skus/sku1/activities/sale", "", 405, "method_not_allowed", "PUT"},
 		{"GET", "/v1/physical", "", 405, "method_not_allowed", "POST"},
 		{"DELETE", "/v1/physical/sku1", "", 405, "method_not_allowed", "POST"},
@@ -430,6 +447,15 @@ func TestHTTPOrderFlow(t *testing.T) {
 	}
 	call("PUT", "/v1/warehouses/W1", `{"name": "Central", "address": "1 Dock Rd", "type": "central"}`, 200, nil)
 	call("POST", "/v1/physical/p1", `[{"warehouse": "W1", "qty": 30}]`, 200, nil)
+	call("PUT", "/v1/warehouses/BJ", `{"name": "Beijing", "type": "regional"}`, 200, nil)
+	var warehouse Warehouse
+	var warehouses Warehouses
+	call("GET", "/v1/warehouses/W1", "", 200, &warehouse)
+	call("GET", "/v1/warehouses", "", 200, &warehouses)
+	if want := (Warehouse{Code: "W1", Name: "Central", Address: "1 Dock Rd", Type: "central"}); warehouse != want ||
+		!slices.Equal(warehouses.Warehouses, []Warehouse{{Code: "BJ", Name: "Beijing", Type: "regional"}, want}) {
+		t.Fatalf("GET of warehouse W1 answered %+v and the list %+v", warehouse, warehouses)
+	}
 
 	var order, replay Order
 	deduction := `{"order_no": "web-1", "items": [{"sku": "p1", "qty": 2}], "hold_ttl": "30m"}`
@@ -440,6 +466,19 @@ func TestHTTPOrderFlow(t *testing.T) {
 	call("POST", "/v1/deductions", deduction, 200, &replay)
 	if !replay.Replayed || !replay.ExpiresAt.Equal(order.ExpiresAt) {
 		t.Fatalf("retried deduction answered %+v, want replayed, expiring at %s as the first answer said", replay, order.ExpiresAt)
+	}
+	// The payment takes longer: the hold is extended, and a retry of the extension does not
+	// stack another on it.
+	var extended, extendedAgain Order
+	call("POST", "/v1/orders/web-1/extend", `{"hold_ttl": "2h"}`, 200, &extended)
+	call("POST", "/v1/orders/web-1/extend", `{"hold_ttl": "2h"}`, 200, &extendedAgain)
+	if extended.Status != StatusHeld || extended.Replayed || extended.ExpiresAt.Sub(order.ExpiresAt) < 89*time.Minute ||
+		extendedAgain.ExpiresAt.Sub(extended.ExpiresAt) > time.Minute {
+		t.Fatalf("held for 30m, extended by 2h: %+v, then again %+v; want about 1h30 more, once", extended, extendedAgain)
+	}
+	call("GET", "/v1/orders/web-1", "", 200, &replay)
+	if !replay.ExpiresAt.Equal(extendedAgain.ExpiresAt) {
+		t.Fatalf("GET reads the hold expiring at %s, the extension answered %s", replay.ExpiresAt, extendedAgain.ExpiresAt)
 	}
 	// The same order number with another quantity is another order: refused, nothing taken.
 	var conflict apiError

@@ -152,6 +152,70 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 	return order, nil
 }
 
+// Extend makes a held order's hold last ttl from now on the database's clock, for a
+// payment that takes longer: expires_at becomes now + ttl. It never shortens a hold: when
+// the hold already lasts that long it changes nothing and returns the order with Replayed
+// set, so that a retry never stacks extensions. ttl is positive and at most
+// config.MaxHoldTTL, as for a deduction. A confirmed or shipped order returns ErrNotHeld,
+// a cancelled one ErrCancelled; a hold past its expiry is released here (expireIfLapsed)
+// and returns ErrExpired: an extension cannot bring a lapsed hold back.
+func (s *Store) Extend(ctx context.Context, orderNo string, ttl time.Duration) (Order, error) {
+	if err := validID("order_no", orderNo); err != nil {
+		return Order{}, fmt.Errorf("extending the hold of order: %w", err)
+	}
+	ttl, err := validHoldTTL(ttl)
+	if err != nil {
+		return Order{}, fmt.Errorf("extending the hold of order %s: %w", orderNo, err)
+	}
+	var order Order
+	var outcome error
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		outcome = nil
+		o, err := s.loadOrder(ctx, tx, orderNo, true)
+		if err != nil {
+			return err
+		}
+		order = o
+		switch o.Status {
+		case StatusConfirmed, StatusShipped:
+			return fmt.Errorf("it is %s and no longer expires: %w", o.Status, ErrNotHeld)
+		case StatusCancelled:
+			return ErrCancelled
+		case StatusExpired:
+			return ErrExpired
+		}
+		lapsed, err := s.expireIfLapsed(ctx, tx, &order)
+		if err != nil {
+			return err
+		}
+		if lapsed {
+			outcome = ErrExpired // too late to extend
+			return nil
+		}
+		now, err := s.now(ctx, tx)
+		if err != nil {
+			return err
+		}
+		expires := now.Add(ttl)
+		if !expires.After(o.ExpiresAt) {
+			order.Replayed = true
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE hold SET expires_at = ? WHERE order_no = ?", expires, orderNo); err != nil {
+			return fmt.Errorf("setting the expiry: %w", err)
+		}
+		order.ExpiresAt = expires
+		return nil
+	})
+	if err == nil {
+		err = outcome
+	}
+	if err != nil {
+		return order, fmt.Errorf("extending the hold of order %s: %w", orderNo, err)
+	}
+	return order, nil
+}
+
 // cancelTimeout bounds a cancel, which runs detached from its caller's cancellation.
 const cancelTimeout = 30 * time.Second
 
