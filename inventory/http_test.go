@@ -48,20 +48,14 @@ func snapshot(t testing.TB, db *sql.DB) string {
 func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 	store, db := newTestStore(t, Options{Token: "s3cret", MaxBodyBytes: 4096})
 	ctx := t.Context()
-	store.SetStock(ctx, "sku1", 10, 2)
-	store.SetStock(ctx, "sku2", 10, 1)
+	seedStore(t, store, seed{
+		stock: []SKUStock{{SKU: "sku1", Sellable: 10, Shards: 2}, {SKU: "sku2", Sellable: 10, Shards: 1}},
+		activities: []Activity{{SKU: "sku1", Activity: "sale", Qty: 5,
+			StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}},
+		warehouses: []Warehouse{{Code: "W1", Name: "Central", Type: "central"}},
+		paid:       []DeductRequest{{OrderNo: "paid", Items: []Item{{SKU: "sku2", Qty: 1}}}},
+	})
 	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "sku2", Delta: 1, Reason: "found", RequestID: "used"}); err != nil {
-		t.Fatal(err)
-	}
-	store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"})
-	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "paid", Items: []Item{{SKU: "sku2", Qty: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Confirm(ctx, "paid"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutActivity(ctx, Activity{SKU: "sku1", Activity: "sale", Qty: 5,
-		StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(store.Handler())
@@ -253,32 +247,14 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 // physical stock (a shipment, named, for the SKU's lines together).
 func TestHTTPShortageSaysWhichStock(t *testing.T) {
 	store, db := newTestStore(t, Options{})
-	ctx := t.Context()
 	now := time.Now().UTC()
-	for _, step := range []func() error{
-		func() error { _, err := store.SetStock(ctx, "a1", 10, 1); return err },
-		func() error {
-			_, err := store.PutActivity(ctx, Activity{SKU: "a1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)})
-			return err
-		},
-		func() error {
-			_, err := store.PutWarehouse(ctx, Warehouse{Code: "SH", Name: "Shanghai", Type: "central"})
-			return err
-		},
-		func() error {
-			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "a1", Warehouse: "SH", Qty: 4}})
-			return err
-		},
-		func() error {
-			_, err := store.Deduct(ctx, DeductRequest{OrderNo: "paid", Items: []Item{{SKU: "a1", Qty: 2}, {SKU: "a1", Qty: 3, Activity: "sale"}}})
-			return err
-		},
-		func() error { _, err := store.Confirm(ctx, "paid"); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatalf("setting up: %v", err)
-		}
-	}
+	seedStore(t, store, seed{
+		stock:      []SKUStock{{SKU: "a1", Sellable: 10, Shards: 1}},
+		activities: []Activity{{SKU: "a1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)}},
+		warehouses: []Warehouse{{Code: "SH", Name: "Shanghai", Type: "central"}},
+		physical:   []PhysicalLevel{{SKU: "a1", Warehouse: "SH", Qty: 4}},
+		paid:       []DeductRequest{{OrderNo: "paid", Items: []Item{{SKU: "a1", Qty: 2}, {SKU: "a1", Qty: 3, Activity: "sale"}}}},
+	})
 	srv := httptest.NewServer(store.Handler())
 	defer srv.Close()
 	before := snapshot(t, db)

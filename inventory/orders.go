@@ -105,6 +105,31 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, fmt.Errorf("confirming order: %w", err)
 	}
+	order, err := s.changeHeld(ctx, orderNo, nil, func(tx *sql.Tx, order *Order) error {
+		for _, it := range order.Items {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO reserved (sku_id, qty) VALUES (?, ?)
+				ON DUPLICATE KEY UPDATE qty = qty + VALUES(qty)`, it.SKU, it.Qty); err != nil {
+				return fmt.Errorf("reserving %d of %s: %w", it.Qty, it.SKU, err)
+			}
+		}
+		if err := setStatus(ctx, tx, orderNo, StatusConfirmed, ""); err != nil {
+			return err
+		}
+		order.Status = StatusConfirmed
+		return nil
+	})
+	if err != nil {
+		return order, fmt.Errorf("confirming order %s: %w", orderNo, err)
+	}
+	return order, nil
+}
+
+// changeHeld runs change in a transaction on orderNo's order, its hold row locked, when
+// the order is held and its hold has not lapsed, and returns the order as change left it.
+// Otherwise it changes nothing and returns the order and: for a confirmed or shipped
+// order paid (nil: none, with Replayed set), ErrCancelled, or ErrExpired, once it has
+// released a lapsed hold (expireIfLapsed).
+func (s *Store) changeHeld(ctx context.Context, orderNo string, paid error, change func(tx *sql.Tx, order *Order) error) (Order, error) {
 	var order Order
 	var outcome error
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -116,6 +141,9 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 		order = o
 		switch o.Status {
 		case StatusConfirmed, StatusShipped:
+			if paid != nil {
+				return fmt.Errorf("it is %s: %w", o.Status, paid)
+			}
 			order.Replayed = true
 			return nil
 		case StatusCancelled:
@@ -128,28 +156,15 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 			return err
 		}
 		if lapsed {
-			outcome = ErrExpired // too late to pay
+			outcome = ErrExpired // committed: the hold is released
 			return nil
 		}
-		for _, it := range o.Items {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO reserved (sku_id, qty) VALUES (?, ?)
-				ON DUPLICATE KEY UPDATE qty = qty + VALUES(qty)`, it.SKU, it.Qty); err != nil {
-				return fmt.Errorf("reserving %d of %s: %w", it.Qty, it.SKU, err)
-			}
-		}
-		if err := setStatus(ctx, tx, orderNo, StatusConfirmed, ""); err != nil {
-			return err
-		}
-		order.Status = StatusConfirmed
-		return nil
+		return change(tx, &order)
 	})
 	if err == nil {
 		err = outcome
 	}
-	if err != nil {
-		return order, fmt.Errorf("confirming order %s: %w", orderNo, err)
-	}
-	return order, nil
+	return order, err
 }
 
 // Extend makes a held order's hold last ttl from now on the database's clock, for a
@@ -167,37 +182,13 @@ func (s *Store) Extend(ctx context.Context, orderNo string, ttl time.Duration) (
 	if err != nil {
 		return Order{}, fmt.Errorf("extending the hold of order %s: %w", orderNo, err)
 	}
-	var order Order
-	var outcome error
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		outcome = nil
-		o, err := s.loadOrder(ctx, tx, orderNo, true)
-		if err != nil {
-			return err
-		}
-		order = o
-		switch o.Status {
-		case StatusConfirmed, StatusShipped:
-			return fmt.Errorf("it is %s and no longer expires: %w", o.Status, ErrNotHeld)
-		case StatusCancelled:
-			return ErrCancelled
-		case StatusExpired:
-			return ErrExpired
-		}
-		lapsed, err := s.expireIfLapsed(ctx, tx, &order)
-		if err != nil {
-			return err
-		}
-		if lapsed {
-			outcome = ErrExpired // too late to extend
-			return nil
-		}
+	order, err := s.changeHeld(ctx, orderNo, ErrNotHeld, func(tx *sql.Tx, order *Order) error {
 		now, err := s.now(ctx, tx)
 		if err != nil {
 			return err
 		}
 		expires := now.Add(ttl)
-		if !expires.After(o.ExpiresAt) {
+		if !expires.After(order.ExpiresAt) {
 			order.Replayed = true
 			return nil
 		}
@@ -207,9 +198,6 @@ func (s *Store) Extend(ctx context.Context, orderNo string, ttl time.Duration) (
 		order.ExpiresAt = expires
 		return nil
 	})
-	if err == nil {
-		err = outcome
-	}
 	if err != nil {
 		return order, fmt.Errorf("extending the hold of order %s: %w", orderNo, err)
 	}
