@@ -507,6 +507,49 @@ func TestShipChecksWarehouseAndPhysicalStock(t *testing.T) {
 	}
 }
 
+// TestShipAndSyncFollowTheirCommitOrder pins what docs/api.md (Shipments and syncs) says:
+// a ship lowers physical stock, a sync sets it, and what commits last stands, whether or
+// not the sync's count already had the shipment out.
+func TestShipAndSyncFollowTheirCommitOrder(t *testing.T) {
+	store, counts := lifecycleStore(t) // W1 holds 50 of s1; o1 holds 3
+	ctx := t.Context()
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "o2", Items: []Item{{SKU: "s1", Qty: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	physical := func() int64 { _, _, p := counts(); return p }
+	steps := []struct {
+		what string
+		do   func() error
+		want int64
+	}{
+		{"confirm o1 and o2", func() error {
+			_, err := store.Confirm(ctx, "o1")
+			if err == nil {
+				_, err = store.Confirm(ctx, "o2")
+			}
+			return err
+		}, 50},
+		{"ship o1", func() error { _, err := store.Ship(ctx, "o1", "W1"); return err }, 47},
+		{"a sync counted before o1 left: o1 comes back", func() error {
+			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "W1", Qty: 50}})
+			return err
+		}, 50},
+		{"a sync counted after o2 left", func() error {
+			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "W1", Qty: 45}})
+			return err
+		}, 45},
+		{"ship o2 after it: taken off twice", func() error { _, err := store.Ship(ctx, "o2", "W1"); return err }, 43},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		if got := physical(); got != st.want {
+			t.Fatalf("%s: physical %d, want %d", st.what, got, st.want)
+		}
+	}
+}
+
 func TestPhysicalSync(t *testing.T) {
 	store, db := newTestStore(t, Options{})
 	ctx := t.Context()
