@@ -133,6 +133,16 @@ func validWarehouse(field, code string) error {
 	return nil
 }
 
+// validHoldTTL checks a hold's time to live, which a deduction or an extension asks for:
+// positive and at most config.MaxHoldTTL. It returns it to the microsecond (at least one),
+// as times are stored: an answer must name the expiry stored.
+func validHoldTTL(ttl time.Duration) (time.Duration, error) {
+	if ttl <= 0 || ttl > config.MaxHoldTTL {
+		return 0, invalid("hold_ttl", "must be positive and at most %s, got %s", config.MaxHoldTTL, ttl)
+	}
+	return max(ttl.Truncate(time.Microsecond), time.Microsecond), nil
+}
+
 // normalize validates req and returns it with defaults applied and items sorted by SKU
 // (a fixed lock order across orders).
 func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
@@ -145,14 +155,14 @@ func (s *Store) normalize(req DeductRequest) (DeductRequest, error) {
 	if len(req.Items) > maxOrderItems {
 		return req, invalid("items", "must list at most %d items", maxOrderItems)
 	}
-	if req.HoldTTL < 0 || req.HoldTTL > config.MaxHoldTTL {
-		return req, invalid("hold_ttl", "must be positive and at most %s", config.MaxHoldTTL)
-	}
 	if req.HoldTTL == 0 {
 		req.HoldTTL = s.opts.HoldTTL
 	}
-	// Times are stored to the microsecond: the answer must name the expiry stored.
-	req.HoldTTL = max(req.HoldTTL.Truncate(time.Microsecond), time.Microsecond)
+	ttl, err := validHoldTTL(req.HoldTTL)
+	if err != nil {
+		return req, err
+	}
+	req.HoldTTL = ttl
 	seen := map[[2]string]bool{}
 	items := make([]Item, len(req.Items))
 	for i, it := range req.Items {
@@ -233,7 +243,11 @@ func (s *Store) deductOneCall(ctx context.Context, req DeductRequest) (order Ord
 	}
 	defer release()
 	takes := []ShardTake{{Shard: shard, Qty: it.Qty}}
-	expires := s.now().Add(req.HoldTTL)
+	now, err := s.now(ctx, s.db)
+	if err != nil {
+		return Order{}, true, fmt.Errorf("deducting order %q: %w", req.OrderNo, err)
+	}
+	expires := now.Add(req.HoldTTL)
 	var outcome string
 	err = s.db.QueryRowContext(ctx, "CALL deduct_one(?, ?, ?, ?, ?, ?)",
 		req.OrderNo, it.SKU, it.Qty, takes[0].Shard, expires, formatTakes(takes)).Scan(&outcome)
@@ -256,8 +270,12 @@ func (s *Store) deductOneCall(ctx context.Context, req DeductRequest) (order Ord
 func (s *Store) deductInTx(ctx context.Context, req DeductRequest) (Order, error) {
 	var order Order
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		expires := s.now().Add(req.HoldTTL)
-		_, err := tx.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
+		now, err := s.now(ctx, tx)
+		if err != nil {
+			return err
+		}
+		expires := now.Add(req.HoldTTL)
+		_, err = tx.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
 			req.OrderNo, StatusHeld, expires)
 		if isDuplicateKey(err) {
 			return errAlreadyDeducted
@@ -303,7 +321,11 @@ func (s *Store) replayDeduction(ctx context.Context, req DeductRequest) (Order, 
 	if err != nil {
 		return Order{}, fmt.Errorf("reading deducted order %s: %w", req.OrderNo, err)
 	}
-	if s.lapsed(order) {
+	lapsed, err := s.lapsed(ctx, s.db, order)
+	if err != nil {
+		return Order{}, fmt.Errorf("deducting order %s: %w", req.OrderNo, err)
+	}
+	if lapsed {
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
 			o, err := s.loadOrder(ctx, tx, req.OrderNo, true)
 			if err != nil {
@@ -552,7 +574,10 @@ func pickShard(shards []ShardTake, qty int64) (int, bool) {
 // takeActivity takes it.Qty of the activity's stock while the activity runs. It returns -1
 // when taken, else the quantity available (a shortfall) or an error naming why not.
 func (s *Store) takeActivity(ctx context.Context, tx *sql.Tx, it Item) (int64, error) {
-	now := s.now()
+	now, err := s.now(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
 	res, err := tx.ExecContext(ctx, `UPDATE activity_stock SET qty = qty - ?
 		WHERE sku_id = ? AND activity_id = ? AND qty >= ? AND starts_at <= ? AND ends_at > ?`,
 		it.Qty, it.SKU, it.Activity, it.Qty, now, now)

@@ -25,6 +25,9 @@ var (
 	ErrCancelled = errors.New("order cancelled")
 	// ErrExpired: the order's hold expired before payment and its stock was released.
 	ErrExpired = errors.New("order hold expired")
+	// ErrNotHeld: only a held (unpaid) order's hold can be extended; a confirmed or shipped
+	// one no longer expires.
+	ErrNotHeld = errors.New("order is not held")
 	// ErrNotConfirmed: shipping needs a confirmed (paid) order.
 	ErrNotConfirmed = errors.New("order not confirmed")
 	// ErrOrderConflict: a deduction names an order already deducted with other items.

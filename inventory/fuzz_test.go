@@ -254,33 +254,14 @@ func outsideContract(endpoint uint8, got any) string {
 //	go test -run '^$' -fuzz '^FuzzHTTPRequestBodies$' -fuzztime 60s -parallel 1 ./inventory/
 func FuzzHTTPRequestBodies(f *testing.F) {
 	store, db := newTestStore(f, Options{MaxBodyBytes: fuzzMaxBody, MaxSyncBodyBytes: fuzzMaxBody})
-	ctx := f.Context()
 	now := time.Now().UTC()
-	for _, step := range []func() error{
-		func() error { _, err := store.SetStock(ctx, "sku1", 100, 4); return err },
-		func() error { _, err := store.SetStock(ctx, "sku2", 10, 1); return err },
-		func() error {
-			_, err := store.PutActivity(ctx, Activity{SKU: "sku1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(24 * time.Hour)})
-			return err
-		},
-		func() error {
-			_, err := store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"})
-			return err
-		},
-		func() error {
-			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "sku1", Warehouse: "W1", Qty: 50}})
-			return err
-		},
-		func() error {
-			_, err := store.Deduct(ctx, DeductRequest{OrderNo: "paid", Items: []Item{{SKU: "sku1", Qty: 2}}})
-			return err
-		},
-		func() error { _, err := store.Confirm(ctx, "paid"); return err },
-	} {
-		if err := step(); err != nil {
-			f.Fatalf("setting up: %v", err)
-		}
-	}
+	seedStore(f, store, seed{
+		stock:      []SKUStock{{SKU: "sku1", Sellable: 100, Shards: 4}, {SKU: "sku2", Sellable: 10, Shards: 1}},
+		activities: []Activity{{SKU: "sku1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(24 * time.Hour)}},
+		warehouses: []Warehouse{{Code: "W1", Name: "Central", Type: "central"}},
+		physical:   []PhysicalLevel{{SKU: "sku1", Warehouse: "W1", Qty: 50}},
+		paid:       []DeductRequest{{OrderNo: "paid", Items: []Item{{SKU: "sku1", Qty: 2}}}},
+	})
 	handler := store.Handler()
 	addFuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, endpoint uint8, body string) {

@@ -38,6 +38,51 @@ func newTestStore(t testing.TB, opts Options) (*Store, *sql.DB) {
 	return New(db, opts), check
 }
 
+// seed is the state a test's store starts from. seedStore writes it in this order: each
+// SKU's sellable stock (SKU, Sellable and Shards of stock), activities, warehouses, one
+// full physical sync, then orders deducted and confirmed.
+type seed struct {
+	stock      []SKUStock
+	activities []Activity
+	warehouses []Warehouse
+	physical   []PhysicalLevel
+	paid       []DeductRequest
+}
+
+// seedStore writes s through store's API, failing the test at the first step refused.
+func seedStore(t testing.TB, store *Store, s seed) {
+	t.Helper()
+	ctx := context.Background()
+	step := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("setting up: %s: %v", what, err)
+		}
+	}
+	for _, st := range s.stock {
+		_, err := store.SetStock(ctx, st.SKU, st.Sellable, st.Shards)
+		step("stock of "+st.SKU, err)
+	}
+	for _, a := range s.activities {
+		_, err := store.PutActivity(ctx, a)
+		step("activity "+a.Activity, err)
+	}
+	for _, w := range s.warehouses {
+		_, err := store.PutWarehouse(ctx, w)
+		step("warehouse "+w.Code, err)
+	}
+	if len(s.physical) > 0 {
+		_, err := store.SyncPhysical(ctx, s.physical)
+		step("physical stock", err)
+	}
+	for _, o := range s.paid {
+		_, err := store.Deduct(ctx, o)
+		step("deducting order "+o.OrderNo, err)
+		_, err = store.Confirm(ctx, o.OrderNo)
+		step("confirming order "+o.OrderNo, err)
+	}
+}
+
 // queryInt runs a query returning one integer.
 func queryInt(t testing.TB, db *sql.DB, query string, args ...any) int64 {
 	t.Helper()
@@ -101,7 +146,7 @@ func atOnce[T any](n int, call func(i int) (T, error)) ([]T, []error) {
 	return results, errs
 }
 
-// fakeClock is a Store's clock (Store.now) that stands still until advanced.
+// fakeClock is a Store's clock (Store.clock) that stands still until advanced.
 type fakeClock struct{ micros atomic.Int64 }
 
 // useFakeClock sets store's clock to one standing at start. Call it before the store runs
@@ -109,8 +154,12 @@ type fakeClock struct{ micros atomic.Int64 }
 func useFakeClock(store *Store, start time.Time) *fakeClock {
 	c := &fakeClock{}
 	c.micros.Store(start.UnixMicro())
-	store.now = func() time.Time { return time.UnixMicro(c.micros.Load()).UTC() }
+	store.clock = c
 	return c
+}
+
+func (c *fakeClock) now(context.Context, querier) (time.Time, error) {
+	return time.UnixMicro(c.micros.Load()).UTC(), nil
 }
 
 func (c *fakeClock) advance(d time.Duration) { c.micros.Add(d.Microseconds()) }

@@ -48,6 +48,9 @@ func errorStatus(err error) (int, apiError) {
 	case errors.Is(err, ErrExpired):
 		body.Code = "hold_expired"
 		return http.StatusConflict, body
+	case errors.Is(err, ErrNotHeld):
+		body.Code = "order_not_held"
+		return http.StatusConflict, body
 	case errors.Is(err, ErrNotConfirmed):
 		body.Code = "order_not_confirmed"
 		return http.StatusConflict, body
@@ -91,6 +94,9 @@ func (s *Store) Handler() http.Handler {
 		{Method: "POST", Path: "/v1/orders/{order_no}/confirm", Handle: s.handleConfirm},
 		{Method: "POST", Path: "/v1/orders/{order_no}/cancel", Handle: s.handleCancel},
 		{Method: "POST", Path: "/v1/orders/{order_no}/ship", Handle: s.handleShip},
+		{Method: "POST", Path: "/v1/orders/{order_no}/extend", Handle: s.handleExtend},
+		{Method: "GET", Path: "/v1/warehouses", Handle: s.handleListWarehouses},
+		{Method: "GET", Path: "/v1/warehouses/{code}", Handle: s.handleGetWarehouse},
 		{Method: "PUT", Path: "/v1/warehouses/{code}", Handle: s.handlePutWarehouse},
 		{Method: "POST", Path: "/v1/physical", Handle: s.handleSyncPhysical},
 		{Method: "POST", Path: "/v1/physical/{sku}", Handle: s.handleSyncPhysicalSKU},
@@ -232,6 +238,26 @@ func (s *Store) handleShip(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.Ship(r.Context(), r.PathValue("order_no"), warehouse)
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleExtend(w http.ResponseWriter, r *http.Request) {
+	ttl, err := readExtend(r.Body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.Extend(r.Context(), r.PathValue("order_no"), ttl)
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleListWarehouses(w http.ResponseWriter, r *http.Request) {
+	out, err := s.ListWarehouses(r.Context())
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleGetWarehouse(w http.ResponseWriter, r *http.Request) {
+	out, err := s.GetWarehouse(r.Context(), r.PathValue("code"))
 	s.answer(w, r, http.StatusOK, out, err)
 }
 

@@ -48,14 +48,14 @@ func snapshot(t testing.TB, db *sql.DB) string {
 func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 	store, db := newTestStore(t, Options{Token: "s3cret", MaxBodyBytes: 4096})
 	ctx := t.Context()
-	store.SetStock(ctx, "sku1", 10, 2)
-	store.SetStock(ctx, "sku2", 10, 1)
+	seedStore(t, store, seed{
+		stock: []SKUStock{{SKU: "sku1", Sellable: 10, Shards: 2}, {SKU: "sku2", Sellable: 10, Shards: 1}},
+		activities: []Activity{{SKU: "sku1", Activity: "sale", Qty: 5,
+			StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}},
+		warehouses: []Warehouse{{Code: "W1", Name: "Central", Type: "central"}},
+		paid:       []DeductRequest{{OrderNo: "paid", Items: []Item{{SKU: "sku2", Qty: 1}}}},
+	})
 	if _, err := store.Adjust(ctx, AdjustRequest{SKU: "sku2", Delta: 1, Reason: "found", RequestID: "used"}); err != nil {
-		t.Fatal(err)
-	}
-	store.PutWarehouse(ctx, Warehouse{Code: "W1", Name: "Central", Type: "central"})
-	if _, err := store.PutActivity(ctx, Activity{SKU: "sku1", Activity: "sale", Qty: 5,
-		StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(store.Handler())
@@ -111,6 +111,15 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 		{"cancel of an order_no ending in a space", "POST", "/v1/orders/o1%20/cancel", "", "", 400, "invalid_request"},
 		{"ship without warehouse", "POST", "/v1/orders/o1/ship", `{}`, "", 400, "invalid_request"},
 		{"warehouse without name", "PUT", "/v1/warehouses/W2", `{"type": "store"}`, "", 400, "invalid_request"},
+		{"get unknown warehouse", "GET", "/v1/warehouses/W9", "", "", 404, "not_found"},
+		{"get warehouse code over 32 bytes", "GET", "/v1/warehouses/" + strings.Repeat("W", 33), "", "", 400, "invalid_request"},
+		{"extend without hold_ttl", "POST", "/v1/orders/paid/extend", `{}`, "", 400, "invalid_request"},
+		{"extend with no body", "POST", "/v1/orders/paid/extend", "", "", 400, "invalid_request"},
+		{"extend by a bad hold_ttl", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "soon"}`, "", 400, "invalid_request"},
+		{"extend by more than 168h", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "169h"}`, "", 400, "invalid_request"},
+		{"extend with an unknown field", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "10m", "by": "10m"}`, "", 400, "invalid_request"},
+		{"extend of an unknown order", "POST", "/v1/orders/nope/extend", `{"hold_ttl": "10m"}`, "", 404, "not_found"},
+		{"extend of a confirmed order", "POST", "/v1/orders/paid/extend", `{"hold_ttl": "10m"}`, "", 409, "order_not_held"},
 		{"negative physical", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W1", "qty": -1}]`, "", 400, "invalid_request"},
 		{"physical not a list", "POST", "/v1/physical", `{"sku": "sku1", "warehouse": "W1", "qty": 1}`, "", 400, "invalid_request"},
 		{"physical unknown warehouse", "POST", "/v1/physical", `[{"sku": "sku1", "warehouse": "W9", "qty": 1}]`, "", 422, "unknown_warehouse"},
@@ -238,32 +247,14 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 // physical stock (a shipment, named, for the SKU's lines together).
 func TestHTTPShortageSaysWhichStock(t *testing.T) {
 	store, db := newTestStore(t, Options{})
-	ctx := t.Context()
 	now := time.Now().UTC()
-	for _, step := range []func() error{
-		func() error { _, err := store.SetStock(ctx, "a1", 10, 1); return err },
-		func() error {
-			_, err := store.PutActivity(ctx, Activity{SKU: "a1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)})
-			return err
-		},
-		func() error {
-			_, err := store.PutWarehouse(ctx, Warehouse{Code: "SH", Name: "Shanghai", Type: "central"})
-			return err
-		},
-		func() error {
-			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "a1", Warehouse: "SH", Qty: 4}})
-			return err
-		},
-		func() error {
-			_, err := store.Deduct(ctx, DeductRequest{OrderNo: "paid", Items: []Item{{SKU: "a1", Qty: 2}, {SKU: "a1", Qty: 3, Activity: "sale"}}})
-			return err
-		},
-		func() error { _, err := store.Confirm(ctx, "paid"); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatalf("setting up: %v", err)
-		}
-	}
+	seedStore(t, store, seed{
+		stock:      []SKUStock{{SKU: "a1", Sellable: 10, Shards: 1}},
+		activities: []Activity{{SKU: "a1", Activity: "sale", Qty: 5, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)}},
+		warehouses: []Warehouse{{Code: "SH", Name: "Shanghai", Type: "central"}},
+		physical:   []PhysicalLevel{{SKU: "a1", Warehouse: "SH", Qty: 4}},
+		paid:       []DeductRequest{{OrderNo: "paid", Items: []Item{{SKU: "a1", Qty: 2}, {SKU: "a1", Qty: 3, Activity: "sale"}}}},
+	})
 	srv := httptest.NewServer(store.Handler())
 	defer srv.Close()
 	before := snapshot(t, db)
@@ -344,7 +335,9 @@ func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 		{"GET", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1}]}`, 405, "method_not_allowed", "POST"},
 		{"PUT", "/v1/orders/o1/cancel", "", 405, "method_not_allowed", "POST"},
 		{"DELETE", "/v1/orders/o1", "", 405, "method_not_allowed", "GET, HEAD"},
-		{"POST", "/v1/warehouses/W1", `{"name": "n", "type": "t"}`, 405, "method_not_allowed", "PUT"},
+		{"POST", "/v1/warehouses/W1", `{"name": "n", "type": "t"}`, 405, "method_not_allowed", "GET, HEAD, PUT"},
+		{"POST", "/v1/warehouses", `{"name": "n", "type": "t"}`, 405, "method_not_allowed", "GET, HEAD"},
+		{"GET", "/v1/orders/o1/extend", "", 405, "method_not_allowed", "POST"},
 		{"PATCH", "/v1/skus/sku1/activities/sale", "", 405, "method_not_allowed", "PUT"},
 		{"GET", "/v1/physical", "", 405, "method_not_allowed", "POST"},
 		{"DELETE", "/v1/physical/sku1", "", 405, "method_not_allowed", "POST"},
@@ -430,6 +423,15 @@ func TestHTTPOrderFlow(t *testing.T) {
 	}
 	call("PUT", "/v1/warehouses/W1", `{"name": "Central", "address": "1 Dock Rd", "type": "central"}`, 200, nil)
 	call("POST", "/v1/physical/p1", `[{"warehouse": "W1", "qty": 30}]`, 200, nil)
+	call("PUT", "/v1/warehouses/BJ", `{"name": "Beijing", "type": "regional"}`, 200, nil)
+	var warehouse Warehouse
+	var warehouses Warehouses
+	call("GET", "/v1/warehouses/W1", "", 200, &warehouse)
+	call("GET", "/v1/warehouses", "", 200, &warehouses)
+	if want := (Warehouse{Code: "W1", Name: "Central", Address: "1 Dock Rd", Type: "central"}); warehouse != want ||
+		!slices.Equal(warehouses.Warehouses, []Warehouse{{Code: "BJ", Name: "Beijing", Type: "regional"}, want}) {
+		t.Fatalf("GET of warehouse W1 answered %+v and the list %+v", warehouse, warehouses)
+	}
 
 	var order, replay Order
 	deduction := `{"order_no": "web-1", "items": [{"sku": "p1", "qty": 2}], "hold_ttl": "30m"}`
@@ -440,6 +442,19 @@ func TestHTTPOrderFlow(t *testing.T) {
 	call("POST", "/v1/deductions", deduction, 200, &replay)
 	if !replay.Replayed || !replay.ExpiresAt.Equal(order.ExpiresAt) {
 		t.Fatalf("retried deduction answered %+v, want replayed, expiring at %s as the first answer said", replay, order.ExpiresAt)
+	}
+	// The payment takes longer: the hold is extended, and a retry of the extension does not
+	// stack another on it.
+	var extended, extendedAgain Order
+	call("POST", "/v1/orders/web-1/extend", `{"hold_ttl": "2h"}`, 200, &extended)
+	call("POST", "/v1/orders/web-1/extend", `{"hold_ttl": "2h"}`, 200, &extendedAgain)
+	if extended.Status != StatusHeld || extended.Replayed || extended.ExpiresAt.Sub(order.ExpiresAt) < 89*time.Minute ||
+		extendedAgain.ExpiresAt.Sub(extended.ExpiresAt) > time.Minute {
+		t.Fatalf("held for 30m, extended by 2h: %+v, then again %+v; want about 1h30 more, once", extended, extendedAgain)
+	}
+	call("GET", "/v1/orders/web-1", "", 200, &replay)
+	if !replay.ExpiresAt.Equal(extendedAgain.ExpiresAt) {
+		t.Fatalf("GET reads the hold expiring at %s, the extension answered %s", replay.ExpiresAt, extendedAgain.ExpiresAt)
 	}
 	// The same order number with another quantity is another order: refused, nothing taken.
 	var conflict apiError

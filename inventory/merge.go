@@ -165,7 +165,10 @@ func (m *merger) run(sku string, calls []*mergeCall) {
 func (m *merger) runMerged(sku string, calls []*mergeCall) ([]Order, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), mergeTxTimeout)
 	defer cancel()
-	now := m.s.now()
+	now, err := m.s.now(ctx, m.s.db)
+	if err != nil {
+		return nil, fmt.Errorf("merged deduction of %d orders of %q: %w", len(calls), sku, err)
+	}
 	orders := make([]Order, len(calls))
 	var total int64
 	for i, c := range calls {

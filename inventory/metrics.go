@@ -37,12 +37,21 @@ func newMetrics() *metrics {
 }
 
 // RegisterMetrics registers s's metrics on reg: requests by route and outcome and their
-// time, merge fallbacks, expired holds, the merged transactions and the orders they served
+// time, merge fallbacks, expired holds, the database's clock against this host's, the merged transactions and the orders they served
 // (their ratio is orders per transaction), and the connection pool's (go_sql_*,
 // db_name="inventory": in use, idle, waits for one of inventory.max_connections).
 func (s *Store) RegisterMetrics(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{s.m.requests, s.m.duration, s.m.mergeFallbacks, s.m.holdsExpired,
 		collectors.NewDBStatsCollector(s.db, "inventory")}
+	if sc, ok := s.clock.(*serverClock); ok {
+		cs = append(cs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stocksync_inventory_clock_offset_seconds",
+				Help: "The database server's clock minus this host's, at the last reading; holds and activities follow the database's."},
+				func() float64 { offset, _ := sc.offset(); return offset.Seconds() }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stocksync_inventory_clock_uncertainty_seconds",
+				Help: "How far the daemon's estimate of the database's clock may be off: half the round trip of the last reading."},
+				func() float64 { _, uncertainty := sc.offset(); return uncertainty.Seconds() }))
+	}
 	if s.merger != nil {
 		cs = append(cs,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stocksync_inventory_merged_transactions_total",

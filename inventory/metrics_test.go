@@ -71,7 +71,8 @@ func TestMetricsCountRequestsByOutcome(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"stocksync_inventory_requests_total", "stocksync_inventory_request_duration_seconds",
-		"stocksync_inventory_merged_transactions_total", "stocksync_inventory_merged_orders_total", "go_sql_in_use_connections", "go_sql_wait_count_total"} {
+		"stocksync_inventory_merged_transactions_total", "stocksync_inventory_merged_orders_total", "go_sql_in_use_connections", "go_sql_wait_count_total",
+		"stocksync_inventory_clock_offset_seconds", "stocksync_inventory_clock_uncertainty_seconds"} {
 		if !seen[name] {
 			t.Errorf("metric %s not registered", name)
 		}

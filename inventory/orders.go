@@ -23,16 +23,28 @@ func (s *Store) GetOrder(ctx context.Context, orderNo string) (Order, error) {
 	if err != nil {
 		return Order{}, fmt.Errorf("reading order %s: %w", orderNo, err)
 	}
-	if s.lapsed(o) {
+	lapsed, err := s.lapsed(ctx, s.db, o)
+	if err != nil {
+		return Order{}, fmt.Errorf("reading order %s: %w", orderNo, err)
+	}
+	if lapsed {
 		o.Status = StatusExpired // its stock comes back at the sweeper's next run
 	}
 	return o, nil
 }
 
-// lapsed reports whether o is a hold past its expiry: expired, though its stock is only
-// given back by the sweeper's next run, or earlier by expireIfLapsed.
-func (s *Store) lapsed(o Order) bool {
-	return o.Status == StatusHeld && !s.now().Before(o.ExpiresAt)
+// lapsed reports whether o is a hold past its expiry on the database's clock: expired,
+// though its stock is only given back by the sweeper's next run, or earlier by
+// expireIfLapsed.
+func (s *Store) lapsed(ctx context.Context, q querier, o Order) (bool, error) {
+	if o.Status != StatusHeld {
+		return false, nil
+	}
+	now, err := s.now(ctx, q)
+	if err != nil {
+		return false, err
+	}
+	return !now.Before(o.ExpiresAt), nil
 }
 
 // expireIfLapsed gives back the stock of o, whose hold row tx has locked, when its hold
@@ -40,8 +52,8 @@ func (s *Store) lapsed(o Order) bool {
 // that finds a lapsed hold does this rather than wait for the sweeper, so that it answers
 // what GetOrder shows.
 func (s *Store) expireIfLapsed(ctx context.Context, tx *sql.Tx, o *Order) (bool, error) {
-	if !s.lapsed(*o) {
-		return false, nil
+	if lapsed, err := s.lapsed(ctx, tx, *o); err != nil || !lapsed {
+		return false, err
 	}
 	if err := s.release(ctx, tx, *o, StatusExpired); err != nil {
 		return false, err
@@ -93,6 +105,31 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 	if err := validID("order_no", orderNo); err != nil {
 		return Order{}, fmt.Errorf("confirming order: %w", err)
 	}
+	order, err := s.changeHeld(ctx, orderNo, nil, func(tx *sql.Tx, order *Order) error {
+		for _, it := range order.Items {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO reserved (sku_id, qty) VALUES (?, ?)
+				ON DUPLICATE KEY UPDATE qty = qty + VALUES(qty)`, it.SKU, it.Qty); err != nil {
+				return fmt.Errorf("reserving %d of %s: %w", it.Qty, it.SKU, err)
+			}
+		}
+		if err := setStatus(ctx, tx, orderNo, StatusConfirmed, ""); err != nil {
+			return err
+		}
+		order.Status = StatusConfirmed
+		return nil
+	})
+	if err != nil {
+		return order, fmt.Errorf("confirming order %s: %w", orderNo, err)
+	}
+	return order, nil
+}
+
+// changeHeld runs change in a transaction on orderNo's order, its hold row locked, when
+// the order is held and its hold has not lapsed, and returns the order as change left it.
+// Otherwise it changes nothing and returns the order and: for a confirmed or shipped
+// order paid (nil: none, with Replayed set), ErrCancelled, or ErrExpired, once it has
+// released a lapsed hold (expireIfLapsed).
+func (s *Store) changeHeld(ctx context.Context, orderNo string, paid error, change func(tx *sql.Tx, order *Order) error) (Order, error) {
 	var order Order
 	var outcome error
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -104,6 +141,9 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 		order = o
 		switch o.Status {
 		case StatusConfirmed, StatusShipped:
+			if paid != nil {
+				return fmt.Errorf("it is %s: %w", o.Status, paid)
+			}
 			order.Replayed = true
 			return nil
 		case StatusCancelled:
@@ -116,26 +156,50 @@ func (s *Store) Confirm(ctx context.Context, orderNo string) (Order, error) {
 			return err
 		}
 		if lapsed {
-			outcome = ErrExpired // too late to pay
+			outcome = ErrExpired // committed: the hold is released
 			return nil
 		}
-		for _, it := range o.Items {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO reserved (sku_id, qty) VALUES (?, ?)
-				ON DUPLICATE KEY UPDATE qty = qty + VALUES(qty)`, it.SKU, it.Qty); err != nil {
-				return fmt.Errorf("reserving %d of %s: %w", it.Qty, it.SKU, err)
-			}
-		}
-		if err := setStatus(ctx, tx, orderNo, StatusConfirmed, ""); err != nil {
-			return err
-		}
-		order.Status = StatusConfirmed
-		return nil
+		return change(tx, &order)
 	})
 	if err == nil {
 		err = outcome
 	}
+	return order, err
+}
+
+// Extend makes a held order's hold last ttl from now on the database's clock, for a
+// payment that takes longer: expires_at becomes now + ttl. It never shortens a hold: when
+// the hold already lasts that long it changes nothing and returns the order with Replayed
+// set, so that a retry never stacks extensions. ttl is positive and at most
+// config.MaxHoldTTL, as for a deduction. A confirmed or shipped order returns ErrNotHeld,
+// a cancelled one ErrCancelled; a hold past its expiry is released here (expireIfLapsed)
+// and returns ErrExpired: an extension cannot bring a lapsed hold back.
+func (s *Store) Extend(ctx context.Context, orderNo string, ttl time.Duration) (Order, error) {
+	if err := validID("order_no", orderNo); err != nil {
+		return Order{}, fmt.Errorf("extending the hold of order: %w", err)
+	}
+	ttl, err := validHoldTTL(ttl)
 	if err != nil {
-		return order, fmt.Errorf("confirming order %s: %w", orderNo, err)
+		return Order{}, fmt.Errorf("extending the hold of order %s: %w", orderNo, err)
+	}
+	order, err := s.changeHeld(ctx, orderNo, ErrNotHeld, func(tx *sql.Tx, order *Order) error {
+		now, err := s.now(ctx, tx)
+		if err != nil {
+			return err
+		}
+		expires := now.Add(ttl)
+		if !expires.After(order.ExpiresAt) {
+			order.Replayed = true
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE hold SET expires_at = ? WHERE order_no = ?", expires, orderNo); err != nil {
+			return fmt.Errorf("setting the expiry: %w", err)
+		}
+		order.ExpiresAt = expires
+		return nil
+	})
+	if err != nil {
+		return order, fmt.Errorf("extending the hold of order %s: %w", orderNo, err)
 	}
 	return order, nil
 }
@@ -187,8 +251,12 @@ func (s *Store) Cancel(ctx context.Context, orderNo string) (Order, error) {
 // recordCancelled writes orderNo's hold row as cancelled, with no items; recorded is false
 // when the order already has one (its deduction came first).
 func (s *Store) recordCancelled(ctx context.Context, orderNo string) (recorded bool, err error) {
+	now, err := s.now(ctx, s.db)
+	if err != nil {
+		return false, err
+	}
 	_, err = s.db.ExecContext(ctx, "INSERT INTO hold (order_no, status, expires_at) VALUES (?, ?, ?)",
-		orderNo, StatusCancelled, s.now())
+		orderNo, StatusCancelled, now)
 	if isDuplicateKey(err) {
 		return false, nil
 	}
@@ -259,7 +327,10 @@ func (s *Store) release(ctx context.Context, tx *sql.Tx, o Order, status OrderSt
 			}
 		}
 	}
-	now := s.now()
+	now, err := s.now(ctx, tx)
+	if err != nil {
+		return err
+	}
 	if len(o.Items) > 0 {
 		if _, err := tx.ExecContext(ctx, "UPDATE deduction_log SET deleted_at = ? WHERE order_no = ? AND deleted_at IS NULL",
 			now, o.OrderNo); err != nil {

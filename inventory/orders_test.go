@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stocksync/stocksync/config"
 )
 
 // lifecycleStore is a store with one SKU of 100 in 2 shards, a warehouse W1 holding 50 of
@@ -235,6 +237,72 @@ func TestConfirmAfterExpiryReleasesTheHold(t *testing.T) {
 	}
 }
 
+// TestExtendHold: an extension makes a held order's hold last hold_ttl from now, never
+// shorter, at most the deduction's maximum; a retry does not stack; past the expiry, and
+// for an order not held, it is refused.
+func TestExtendHold(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	start := time.Date(2030, 11, 11, 0, 0, 0, 0, time.UTC)
+	clock := useFakeClock(store, start)
+	ctx := t.Context()
+	if _, err := store.SetStock(ctx, "x", 10, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"slow", "paid", "refunded"} {
+		if _, err := store.Deduct(ctx, DeductRequest{OrderNo: o, Items: []Item{{SKU: "x", Qty: 2}}, HoldTTL: 15 * time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.Confirm(ctx, "paid")
+	store.Cancel(ctx, "refunded")
+	storedExpiry := func() time.Time {
+		var at time.Time
+		if err := db.QueryRow("SELECT expires_at FROM hold WHERE order_no = 'slow'").Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	clock.advance(10 * time.Minute)
+	for _, tt := range []struct {
+		name         string
+		ttl          time.Duration
+		wantExpiry   time.Time
+		wantReplayed bool
+	}{
+		{"extension", 20 * time.Minute, start.Add(30 * time.Minute), false},
+		{"retry", 20 * time.Minute, start.Add(30 * time.Minute), true},
+		{"shorter", 5 * time.Minute, start.Add(30 * time.Minute), true},
+		{"the longest", config.MaxHoldTTL, start.Add(10*time.Minute + config.MaxHoldTTL), false},
+	} {
+		order, err := store.Extend(ctx, "slow", tt.ttl)
+		if err != nil || order.Status != StatusHeld || !order.ExpiresAt.Equal(tt.wantExpiry) || order.Replayed != tt.wantReplayed || len(order.Items) != 1 {
+			t.Fatalf("%s by %v = %+v, %v; want held until %v, replayed %v", tt.name, tt.ttl, order, err, tt.wantExpiry, tt.wantReplayed)
+		}
+		if got := storedExpiry(); !got.Equal(tt.wantExpiry) {
+			t.Fatalf("%s: stored expiry %v, want %v", tt.name, got, tt.wantExpiry)
+		}
+	}
+	for _, ttl := range []time.Duration{0, -time.Minute, config.MaxHoldTTL + time.Microsecond} {
+		var invalid *ValidationError
+		if _, err := store.Extend(ctx, "slow", ttl); !errors.As(err, &invalid) || invalid.Field != "hold_ttl" {
+			t.Fatalf("extending by %v = %v, want a ValidationError of hold_ttl", ttl, err)
+		}
+	}
+	for order, want := range map[string]error{"paid": ErrNotHeld, "refunded": ErrCancelled, "never": ErrNotFound} {
+		if _, err := store.Extend(ctx, order, time.Hour); !errors.Is(err, want) {
+			t.Fatalf("extending order %s = %v, want %v", order, err, want)
+		}
+	}
+	// Past its expiry the hold is gone: the extension gives its stock back, as the sweeper would.
+	clock.advance(config.MaxHoldTTL)
+	if order, err := store.Extend(ctx, "slow", time.Hour); !errors.Is(err, ErrExpired) || order.Status != StatusExpired {
+		t.Fatalf("extending at the expiry = %+v, %v; want the order expired, ErrExpired", order, err)
+	}
+	if got := sellable(t, db, "x"); got != 8 {
+		t.Fatalf("sellable %d after the lapsed hold was released, want 8 (the paid order keeps 2)", got)
+	}
+}
+
 func TestTwoSweepersReleaseEachHoldOnce(t *testing.T) {
 	first, db := newTestStore(t, Options{DisableMerging: true})
 	ctx := t.Context()
@@ -436,6 +504,49 @@ func TestShipChecksWarehouseAndPhysicalStock(t *testing.T) {
 	}
 	if sell, reserved, physical := stock(); sell != 97 || reserved != 3 || physical != 2 {
 		t.Fatalf("a refused shipment changed stock: %d %d %d", sell, reserved, physical)
+	}
+}
+
+// TestShipAndSyncFollowTheirCommitOrder pins what docs/api.md (Shipments and syncs) says:
+// a ship lowers physical stock, a sync sets it, and what commits last stands, whether or
+// not the sync's count already had the shipment out.
+func TestShipAndSyncFollowTheirCommitOrder(t *testing.T) {
+	store, counts := lifecycleStore(t) // W1 holds 50 of s1; o1 holds 3
+	ctx := t.Context()
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "o2", Items: []Item{{SKU: "s1", Qty: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	physical := func() int64 { _, _, p := counts(); return p }
+	steps := []struct {
+		what string
+		do   func() error
+		want int64
+	}{
+		{"confirm o1 and o2", func() error {
+			_, err := store.Confirm(ctx, "o1")
+			if err == nil {
+				_, err = store.Confirm(ctx, "o2")
+			}
+			return err
+		}, 50},
+		{"ship o1", func() error { _, err := store.Ship(ctx, "o1", "W1"); return err }, 47},
+		{"a sync counted before o1 left: o1 comes back", func() error {
+			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "W1", Qty: 50}})
+			return err
+		}, 50},
+		{"a sync counted after o2 left", func() error {
+			_, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "W1", Qty: 45}})
+			return err
+		}, 45},
+		{"ship o2 after it: taken off twice", func() error { _, err := store.Ship(ctx, "o2", "W1"); return err }, 43},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		if got := physical(); got != st.want {
+			t.Fatalf("%s: physical %d, want %d", st.what, got, st.want)
+		}
 	}
 }
 

@@ -115,13 +115,36 @@ func readDeduction(body io.Reader) (DeductRequest, error) {
 	}
 	req := DeductRequest{OrderNo: b.OrderNo, Items: b.Items}
 	if b.HoldTTL != "" {
-		ttl, err := time.ParseDuration(b.HoldTTL)
-		if err != nil || ttl <= 0 {
-			return DeductRequest{}, invalid("hold_ttl", "%q is not a positive duration such as 15m", b.HoldTTL)
+		ttl, err := parseHoldTTL(b.HoldTTL)
+		if err != nil {
+			return DeductRequest{}, err
 		}
 		req.HoldTTL = ttl
 	}
 	return req, nil
+}
+
+// parseHoldTTL reads a hold_ttl such as "15m": a positive Go duration.
+func parseHoldTTL(v string) (time.Duration, error) {
+	ttl, err := time.ParseDuration(v)
+	if err != nil || ttl <= 0 {
+		return 0, invalid("hold_ttl", "%q is not a positive duration such as 15m", v)
+	}
+	return ttl, nil
+}
+
+// readExtend reads {"hold_ttl": "10m"}; hold_ttl is required.
+func readExtend(body io.Reader) (time.Duration, error) {
+	var b struct {
+		HoldTTL *string `json:"hold_ttl"`
+	}
+	if err := decode(body, &b, false); err != nil {
+		return 0, err
+	}
+	if b.HoldTTL == nil {
+		return 0, invalid("hold_ttl", "is required")
+	}
+	return parseHoldTTL(*b.HoldTTL)
 }
 
 // readShip reads {"warehouse": "…"}.

@@ -174,7 +174,11 @@ func TestProceduresTakeUTF8MB4InALatin1Database(t *testing.T) {
 			t.Fatal(err)
 		}
 		calls = append(calls, &mergeCall{ctx: ctx, req: req})
-		orders = append(orders, Order{OrderNo: o, Status: StatusHeld, ExpiresAt: store.now().Add(time.Hour)})
+		now, err := store.now(ctx, store.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders = append(orders, Order{OrderNo: o, Status: StatusHeld, ExpiresAt: now.Add(time.Hour)})
 	}
 	if done, err := store.merger.callBatch(ctx, sku, 4, calls, orders); err != nil || !done {
 		t.Fatalf("deduct_batch: done %v, %v", done, err)

@@ -71,7 +71,9 @@ type Store struct {
 	db   *sql.DB
 	opts Options
 	log  *zap.Logger
-	now  func() time.Time
+	// clock is the database server's (serverClock): hold expiries and activity windows
+	// follow it, so that every daemon on the database agrees on them.
+	clock clock
 	// merger coalesces concurrent single-item deductions of one SKU; nil when disabled.
 	merger *merger
 	// shardHints remembers shard counts so a deduction can skip reading them.
@@ -85,13 +87,16 @@ type Store struct {
 // READ COMMITTED keeps failed conditional updates from holding locks).
 func New(db *sql.DB, opts Options) *Store {
 	opts = opts.withDefaults()
-	s := &Store{db: db, opts: opts, log: opts.Logger, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
-		m: newMetrics()}
+	s := &Store{db: db, opts: opts, log: opts.Logger, clock: newServerClock(opts.Logger), m: newMetrics()}
 	if !opts.DisableMerging {
 		s.merger = newMerger(s)
 	}
 	return s
 }
+
+// now is the database server's time (serverClock), to the microsecond. q is the
+// connection or transaction the caller is using: s.db when it holds none.
+func (s *Store) now(ctx context.Context, q querier) (time.Time, error) { return s.clock.now(ctx, q) }
 
 // querier is what both *sql.DB and *sql.Tx offer.
 type querier interface {

@@ -43,8 +43,12 @@ func (s *Store) SweepExpired(ctx context.Context) (int, error) {
 		n := 0
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
 			n = 0
+			now, err := s.now(ctx, tx)
+			if err != nil {
+				return err
+			}
 			rows, err := tx.QueryContext(ctx, `SELECT order_no FROM hold WHERE status = ? AND expires_at <= ?
-				ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED`, StatusHeld, s.now(), sweepBatch)
+				ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED`, StatusHeld, now, sweepBatch)
 			if err != nil {
 				return fmt.Errorf("finding expired holds: %w", err)
 			}

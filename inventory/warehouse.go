@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,6 +48,48 @@ func (s *Store) PutWarehouse(ctx context.Context, w Warehouse) (Warehouse, error
 		return w, fmt.Errorf("saving warehouse %s: %w", w.Code, err)
 	}
 	return w, nil
+}
+
+// GetWarehouse returns a warehouse's master data; ErrNotFound when there is none.
+func (s *Store) GetWarehouse(ctx context.Context, code string) (Warehouse, error) {
+	if err := validWarehouse("code", code); err != nil {
+		return Warehouse{}, fmt.Errorf("reading warehouse: %w", err)
+	}
+	w := Warehouse{Code: code}
+	err := s.db.QueryRowContext(ctx, "SELECT name, address, type FROM warehouse WHERE code = ?", code).Scan(&w.Name, &w.Address, &w.Type)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Warehouse{}, fmt.Errorf("warehouse %s: %w", code, ErrNotFound)
+	}
+	if err != nil {
+		return Warehouse{}, fmt.Errorf("reading warehouse %s: %w", code, err)
+	}
+	return w, nil
+}
+
+// Warehouses is the answer of ListWarehouses.
+type Warehouses struct {
+	Warehouses []Warehouse `json:"warehouses"`
+}
+
+// ListWarehouses returns every warehouse's master data, by code (byte order).
+func (s *Store) ListWarehouses(ctx context.Context) (Warehouses, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT code, name, address, type FROM warehouse ORDER BY code")
+	if err != nil {
+		return Warehouses{}, fmt.Errorf("listing warehouses: %w", err)
+	}
+	defer rows.Close()
+	out := Warehouses{Warehouses: []Warehouse{}}
+	for rows.Next() {
+		var w Warehouse
+		if err := rows.Scan(&w.Code, &w.Name, &w.Address, &w.Type); err != nil {
+			return Warehouses{}, fmt.Errorf("listing warehouses: %w", err)
+		}
+		out.Warehouses = append(out.Warehouses, w)
+	}
+	if err := rows.Err(); err != nil {
+		return Warehouses{}, fmt.Errorf("listing warehouses: %w", err)
+	}
+	return out, nil
 }
 
 // SyncPhysical is the WMS full sync: levels is the complete physical stock of every

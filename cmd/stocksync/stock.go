@@ -117,6 +117,14 @@ func newStockCmd() *cobra.Command {
 	ship.Flags().StringVar(&warehouse, "warehouse", "", "code of the shipping warehouse")
 	ship.MarkFlagRequired("warehouse")
 
+	var extendTTL time.Duration
+	extend := orderCmd("extend", "Make a held order's hold last --hold-ttl from now, on the database's clock (it never shortens a hold)",
+		func(s *inventory.Store, ctx context.Context, order string) (inventory.Order, error) {
+			return s.Extend(ctx, order, extendTTL)
+		})
+	extend.Flags().DurationVar(&extendTTL, "hold-ttl", 0, "how long the hold lasts from now (at most 168h)")
+	extend.MarkFlagRequired("hold-ttl")
+
 	var w inventory.Warehouse
 	putWarehouse := &cobra.Command{
 		Use:   "warehouse CODE --name NAME --type TYPE [--address ADDRESS]",
@@ -130,6 +138,18 @@ func newStockCmd() *cobra.Command {
 	putWarehouse.Flags().StringVar(&w.Name, "name", "", "warehouse name")
 	putWarehouse.Flags().StringVar(&w.Address, "address", "", "warehouse address")
 	putWarehouse.Flags().StringVar(&w.Type, "type", "", "warehouse type, e.g. central, regional, store")
+
+	warehouses := &cobra.Command{
+		Use:   "warehouses [CODE]",
+		Short: "List every warehouse's master data, or show one warehouse's",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			if len(args) == 1 {
+				return s.GetWarehouse(ctx, args[0])
+			}
+			return s.ListWarehouses(ctx)
+		}),
+	}
 
 	physical := &cobra.Command{
 		Use:   "physical SKU WAREHOUSE=QTY...",
@@ -164,7 +184,7 @@ func newStockCmd() *cobra.Command {
 		orderCmd("order", "Show an order's state and items", (*inventory.Store).GetOrder),
 		orderCmd("confirm", "Record payment: the hold becomes final, reserved grows", (*inventory.Store).Confirm),
 		orderCmd("cancel", "Refund before shipment: restore the stock, soft-delete the log, write rollback rows", (*inventory.Store).Cancel),
-		ship, putWarehouse, physical, sweep)
+		extend, ship, putWarehouse, warehouses, physical, sweep)
 	return cmd
 }
 

@@ -1,20 +1,24 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stocksync/stocksync/internal/testutil"
 )
 
-// TestStockAdjustWithRequestIDAppliesOnce runs `stocksync stock adjust --request-id`
-// twice and with another delta, as an operator retrying it would. Its config names a
-// rules file that is not written yet: migrate and stock never read it, so they run.
-func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
+// stockCLI migrates a fresh database and returns run, which runs `stocksync ARGS…` on it
+// and answers what the command printed on stdout and, when it failed, on stderr, and the
+// database. Its config names a rules file that is not written yet: migrate and stock
+// never read it, so they run.
+func stockCLI(t *testing.T) (run func(args ...string) (string, error), db *sql.DB) {
+	t.Helper()
 	m := testutil.MySQLServer(t)
 	name, db := m.FreshDatabase(t, "stockcli")
 	env := append(os.Environ(), "STOCKSYNC_SOURCE_ADDR="+m.Addr, "STOCKSYNC_SOURCE_USER="+m.User,
@@ -23,8 +27,7 @@ func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
 	if err := os.WriteFile(config, []byte("rules: rules-to-come.yaml\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// run answers what the command printed on stdout and, when it failed, on stderr.
-	run := func(args ...string) (string, error) {
+	run = func(args ...string) (string, error) {
 		t.Helper()
 		cmd := exec.CommandContext(t.Context(), binary, append(args, "--config", config)...)
 		cmd.Env = env
@@ -36,10 +39,18 @@ func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
 		}
 		return string(out), nil
 	}
-	for _, args := range [][]string{{"migrate", "up"}, {"stock", "set", "cli-1", "--sellable", "10", "--shards", "2"}} {
-		if out, err := run(args...); err != nil {
-			t.Fatalf("stocksync %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
+	if out, err := run("migrate", "up"); err != nil {
+		t.Fatalf("stocksync migrate up: %v\n%s", err, out)
+	}
+	return run, db
+}
+
+// TestStockAdjustWithRequestIDAppliesOnce runs `stocksync stock adjust --request-id`
+// twice and with another delta, as an operator retrying it would.
+func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
+	run, db := stockCLI(t)
+	if out, err := run("stock", "set", "cli-1", "--sellable", "10", "--shards", "2"); err != nil {
+		t.Fatalf("stocksync stock set: %v\n%s", err, out)
 	}
 	adjust := []string{"stock", "adjust", "cli-1", "--delta", "-3", "--reason", "damaged", "--request-id", "op-7"}
 	for i, wantReplayed := range []bool{false, true} {
@@ -68,5 +79,59 @@ func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
 	}
 	if sellable := sellableTruth(t, db, []string{"cli-1"})["cli-1"]; sellable != 7 {
 		t.Fatalf("sellable = %d after the adjusts, want 7", sellable)
+	}
+}
+
+// TestStockExtendAndWarehouses runs `stocksync stock extend` and `stocksync stock
+// warehouses`, listing and showing one.
+func TestStockExtendAndWarehouses(t *testing.T) {
+	run, _ := stockCLI(t)
+	for _, args := range [][]string{{"stock", "set", "cli-2", "--sellable", "5"}, {"stock", "deduct", "o-1", "cli-2:1", "--hold-ttl", "1m"},
+		{"stock", "warehouse", "W1", "--name", "Central", "--type", "central"}} {
+		if out, err := run(args...); err != nil {
+			t.Fatalf("stocksync %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	answer := func(out string, err error, v any) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if err := json.Unmarshal([]byte(out), v); err != nil {
+			t.Fatalf("printed %q: %v", out, err)
+		}
+	}
+	var order struct {
+		Status    string    `json:"status"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	out, err := run("stock", "extend", "o-1", "--hold-ttl", "2h")
+	answer(out, err, &order)
+	if left := time.Until(order.ExpiresAt); order.Status != "held" || left < 110*time.Minute || left > 130*time.Minute {
+		t.Fatalf("extend by 2h printed %s, want the order held about 2h from now", out)
+	}
+	if out, err := run("stock", "extend", "o-1"); err == nil || !strings.Contains(out, `"hold-ttl" not set`) {
+		t.Fatalf("extend without --hold-ttl: %v\n%s\nwant it refused", err, out)
+	}
+	var list struct {
+		Warehouses []struct {
+			Code string `json:"code"`
+		} `json:"warehouses"`
+	}
+	out, err = run("stock", "warehouses")
+	answer(out, err, &list)
+	if len(list.Warehouses) != 1 || list.Warehouses[0].Code != "W1" {
+		t.Fatalf("stock warehouses printed %s, want W1", out)
+	}
+	var one struct {
+		Code, Name string
+	}
+	out, err = run("stock", "warehouses", "W1")
+	answer(out, err, &one)
+	if one.Code != "W1" || one.Name != "Central" {
+		t.Fatalf("stock warehouses W1 printed %s", out)
+	}
+	if out, err := run("stock", "warehouses", "W9"); err == nil || !strings.Contains(out, "warehouse W9: not found") {
+		t.Fatalf("stock warehouses W9: %v\n%s\nwant not found", err, out)
 	}
 }
