@@ -83,7 +83,7 @@ func (s *Server) Replicas(ctx context.Context) ([]Replica, error) {
 // it holds the checkpoint's lock: neither is someone else's. A user the server does not
 // let list its replicas skips that part, logged at debug.
 func (s *Server) CheckServerID(ctx context.Context, src Config, log *zap.Logger) error {
-	own, err := s.serverID(ctx)
+	own, err := s.ServerID(ctx)
 	if err != nil {
 		return err
 	}

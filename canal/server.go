@@ -265,12 +265,12 @@ func scanByColumn(rows *sql.Rows) (map[string]string, error) {
 // transactions (the server's own server_id, the position, and its GTID set as GTID), as a
 // snapshot's rows carry.
 func (s *Server) SourceAt(ctx context.Context, pos Position) (Source, error) {
-	id, err := s.serverID(ctx)
+	id, err := s.ServerID(ctx)
 	return Source{ServerID: id, GTID: pos.GTIDSet, File: pos.File, Pos: pos.Pos, Snapshot: true}, err
 }
 
-// serverID is the server's own @@server_id.
-func (s *Server) serverID(ctx context.Context) (uint32, error) {
+// ServerID is the server's own @@server_id: what a change it wrote carries.
+func (s *Server) ServerID(ctx context.Context) (uint32, error) {
 	var id uint32
 	if err := s.DB.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
 		return 0, fmt.Errorf("reading the server's server_id: %w", err)

@@ -221,7 +221,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if found {
 		p.log.Info("resuming from checkpoint", zap.Stringer("pos", start), zap.Int("state_rows", len(state)))
 	}
-	p.engine = rules.NewEngine(p.opts.Rules, p.opts.Source.ServerID)
+	// A message the rules make at a commit, of no change (a group taken back or emptied),
+	// carries the source server's id, as its changes do.
+	sourceID, err := server.ServerID(ctx)
+	if err != nil {
+		return err
+	}
+	p.engine = rules.NewEngine(p.opts.Rules, sourceID)
 	p.m.RuleEvalErrors.Reset() // counted since this start, as the engine counts them
 	p.engine.SetLogger(p.log.Named("rules"))
 	if err := p.engine.Restore(fromStateRows(ruleStateRows(state))); err != nil {

@@ -243,8 +243,9 @@ type envelope struct {
 		Table string `json:"table"`
 		File  string `json:"file"`
 		Pos   int64  `json:"pos"`
-		Row   int    `json:"row"`
-		GTID  string `json:"gtid"`
+		Row      int    `json:"row"`
+		GTID     string `json:"gtid"`
+		ServerID int64  `json:"server_id"`
 	} `json:"source"`
 }
 

@@ -435,13 +435,30 @@ func testChangedRuleRetracts(t *testing.T, exactlyOnce bool) {
 
 	r = e.start(narrow, id)
 	want = map[string]string{"product A": "c:-:7 c:-:5", "product B": "c:-:3 d:3:-", "search A": "u:false:true u:false:true", "search B": "u:false:true u:true:false"}
+	if !exactlyOnce { // the stopped run's retractions reached the broker, at its seed's position: again, at this one's
+		want["product B"], want["search B"] = "c:-:3 d:3:- d:3:-", "u:false:true u:true:false u:true:false"
+	}
 	var msgs map[string][]envelope
 	testutil.Eventually(t, 20*time.Second, "B taken back after the restart", func() bool {
 		msgs = groupMessages(t, e)
 		return fmt.Sprint(sequences(msgs)) == fmt.Sprint(want)
 	})
-	if s := msgs["product B"][1].Source; s.Table != "sellable_extra" || s.Row != 0 {
+	last := func(key string) envelope { return msgs[key][len(msgs[key])-1] }
+	if s := last("product B").Source; s.Table != "sellable_extra" || s.Row != 0 {
 		t.Errorf("B's d names %+v; want its last change's table, row 0", s)
+	}
+	// Taken back where the seed is published, and ordered as its messages are: the same
+	// GTID and the source server's id (not stocksync's replica id).
+	var sourceID int64
+	if err := db.QueryRow("SELECT @@server_id").Scan(&sourceID); err != nil {
+		t.Fatal(err)
+	}
+	seed := msgs["product A"][1].Source
+	for _, key := range []string{"product B", "search B"} {
+		if s := last(key).Source; s.GTID != seed.GTID || s.GTID == "" || s.ServerID != sourceID || s.File != seed.File || s.Pos != seed.Pos {
+			t.Errorf("%s taken back at gtid %q, server_id %d, %s:%d; want the seed's gtid %q and position %s:%d, server_id %d",
+				key, s.GTID, s.ServerID, s.File, s.Pos, seed.GTID, seed.File, seed.Pos, sourceID)
+		}
 	}
 	if exactlyOnce { // the stopped run's Kafka transaction was aborted: B's d is there once
 		var n int

@@ -78,8 +78,9 @@ type Engine struct {
 	posGen      uint64 // changes with posHeader
 }
 
-// NewEngine returns an engine for set. serverID is written as source.server_id when a
-// change carries none.
+// NewEngine returns an engine for set. serverID, the source server's @@server_id, is
+// written as source.server_id of a message that carries none: one made at a Commit, of no
+// change (a group taken back, or emptied by a new snapshot).
 func NewEngine(set *Set, serverID uint32) *Engine {
 	e := &Engine{
 		serverID: serverID,
@@ -222,7 +223,7 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 		if len(st.touched) > 0 || retiring {
 			for _, g := range st.touched {
 				if g.src.File == "" && g.src.GTID == "" { // emptied by Reseed, and no row refilled it
-					g.src.File, g.src.Pos = pos.File, pos.Pos
+					g.src = commitSource(pos, g.src)
 				}
 			}
 			var ents []StateEntry

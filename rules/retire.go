@@ -141,6 +141,12 @@ func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Pos
 	}
 	keys := slices.Sorted(maps.Keys(st.retired))
 	entries := make([]StateEntry, 0, len(keys)+len(groupEntries))
+	// Taken back where the seed's reads are (its snapshot's position, which a restart's
+	// stream may reach only after this Commit), so a consumer orders them alike.
+	at := pos
+	if !st.activeAfter.IsZero() {
+		at = st.activeAfter
+	}
 	shapes := map[string]*ruleState{}
 	row := 0
 	var firstErr error
@@ -150,7 +156,7 @@ func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Pos
 		if saved == nil || published[k] || firstErr != nil {
 			continue
 		}
-		m, ok := e.retraction(st, shapes, k, saved, canal.Source{Snapshot: true, File: pos.File, Pos: pos.Pos, Row: row})
+		m, ok := e.retraction(st, shapes, k, saved, commitSource(at, canal.Source{Snapshot: true, Row: row}))
 		if !ok {
 			continue
 		}
@@ -168,6 +174,14 @@ func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Pos
 		firstErr = out.Emit(ctx, m)
 	}
 	return entries, firstErr
+}
+
+// commitSource is src placed at pos, the end of the transaction whose Commit publishes a
+// message of no change: as a snapshot's reads there are (canal's SourceAt), with pos's
+// GTID set as its GTID, so that a consumer orders it as it orders them.
+func commitSource(pos canal.Position, src canal.Source) canal.Source {
+	src.File, src.Pos, src.GTID = pos.File, pos.Pos, pos.GTIDSet
+	return src
 }
 
 // retraction is the message that takes back retired group key (its saved state saved)
