@@ -434,6 +434,8 @@ func (c Config) Validate() Problems {
 			bad("kafka.heartbeat_topic", "%q: %v", c.Kafka.HeartbeatTopic, err)
 		} else if err := rulefmt.CheckTopicShape(c.Kafka.HeartbeatTopic); err != nil {
 			bad("kafka.heartbeat_topic", "%v", err)
+		} else if c.Kafka.ExactlyOnce && c.Kafka.HeartbeatTopic == c.Kafka.CheckpointTopic {
+			bad("kafka.heartbeat_topic", "%q is kafka.checkpoint_topic, which holds the checkpoints: name a topic of its own", c.Kafka.HeartbeatTopic)
 		}
 	}
 	if c.Kafka.HeartbeatInterval < time.Second || c.Kafka.HeartbeatInterval > time.Hour {

@@ -54,6 +54,7 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"tiny messages", "kafka: {max_message_bytes: 10}\n", []string{"kafka.max_message_bytes: must be between 1024 and 100000000, got 10"}},
 		{"bad partitioner", "kafka: {partitioner: random}\n", []string{`kafka.partitioner: "random" is not one of murmur2, crc32, fnv1a`}},
 		{"heartbeat topic Kafka refuses", "kafka: {heartbeat_topic: \"stock heartbeat\"}\n", []string{`kafka.heartbeat_topic: "stock heartbeat": ' ' is not allowed in a Kafka topic name`}},
+		{"heartbeat topic holding the checkpoints", "kafka: {exactly_once: true, heartbeat_topic: stocksync.checkpoints}\n", []string{`kafka.heartbeat_topic: "stocksync.checkpoints" is kafka.checkpoint_topic, which holds the checkpoints: name a topic of its own`}},
 		{"heartbeat topic dot", "kafka: {heartbeat_topic: \".\"}\n", []string{`kafka.heartbeat_topic: "." is not a legal Kafka topic name`}},
 		{"heartbeat every millisecond", "kafka: {heartbeat_interval: 1ms}\n", []string{"kafka.heartbeat_interval: must be from 1s to 1h (the daemon sends a heartbeat at most once a second, when the source is quiet), got 1ms"}},
 		{"bad tls mode", "source: {tls: {mode: sometimes}}\n", []string{`source.tls.mode: "sometimes" is not one of disabled, required, verify_ca, verify_full`}},

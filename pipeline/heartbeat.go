@@ -43,7 +43,16 @@ func (p *Pipeline) heartbeat(ctx context.Context) error {
 	hb := p.opts.Heartbeat
 	// Not during the snapshot of a first start, which commits through Commit before the
 	// stream opens.
-	if hb.Topic == "" || p.stream == nil || time.Since(p.lastHeartbeat) < hb.Interval {
+	if hb.Topic == "" || p.stream == nil {
+		return nil
+	}
+	// A run sends its first heartbeat once it has streamed for an interval: one that
+	// keeps stopping at the same change, restarted again and again, sends none, so its
+	// consumers do not take it for alive.
+	if p.lastHeartbeat.IsZero() {
+		p.lastHeartbeat = time.Now()
+	}
+	if time.Since(p.lastHeartbeat) < hb.Interval {
 		return nil
 	}
 	if err := p.checkLease(); err != nil {

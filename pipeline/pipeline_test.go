@@ -705,10 +705,16 @@ rules:
 		return promtest.ToFloat64(metrics.Lag) >= 2
 	})
 	before := promtest.ToFloat64(metrics.Lag)
-	if err := e.run(set, id, withMetrics).stopped(t, 20*time.Second); err == nil {
+	// The restart sends heartbeats too, if it stays up an interval: it does not.
+	heartbeatTopic := e.topic + ".heartbeat"
+	heartbeats := func(o *pipeline.Options) { o.Heartbeat = pipeline.Heartbeat{Topic: heartbeatTopic, Interval: time.Second} }
+	if err := e.run(set, id, withMetrics, heartbeats).stopped(t, 20*time.Second); err == nil {
 		t.Fatal("the restarted stream went on past the TRUNCATE; want it stopped there again")
 	}
 	if after := promtest.ToFloat64(metrics.Lag); after < before {
 		t.Errorf("the lag went from %.1f s to %.1f s over a run that stopped at the same change; want it growing on", before, after)
+	}
+	if got := testutil.Consume(t, e.broker, []string{heartbeatTopic}, 0, 5*time.Second); len(got) != 0 {
+		t.Errorf("a run that stopped at the change it refuses sent %d heartbeats; want none (consumers would take it for alive)", len(got))
 	}
 }
