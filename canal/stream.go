@@ -109,17 +109,19 @@ func (s *Stream) LastRead() time.Time {
 }
 
 // Lag is how far the last event read is behind the server's clock, or 0 before any.
-// While idle (no events for a while) the stream is caught up and the lag is 0.
+// Once the server sent a heartbeat after it (it does after a second with nothing new), or
+// no event came for a while, the stream is caught up and the lag is 0.
 func (s *Stream) Lag() time.Duration {
-	ts := s.lastTs.Load()
-	if ts == 0 || time.Since(time.Unix(0, s.lastEvent.Load())) > 5*time.Second {
+	return lagAt(s.lastTs.Load(), s.lastEvent.Load(), s.lastRead.Load(), time.Now())
+}
+
+// lagAt is Lag at now, from the timestamp (Unix seconds) of the last event and when it
+// arrived, and when the last event of any kind, heartbeats included, arrived (Unix nanos).
+func lagAt(ts, eventAt, readAt int64, now time.Time) time.Duration {
+	if ts == 0 || readAt > eventAt || now.Sub(time.Unix(0, eventAt)) > 5*time.Second {
 		return 0
 	}
-	lag := time.Since(time.Unix(ts, 0))
-	if lag < 0 {
-		return 0
-	}
-	return lag
+	return max(0, now.Sub(time.Unix(ts, 0)))
 }
 
 // tableState is what a stream knows of one table id: its shape and how to convert values.
