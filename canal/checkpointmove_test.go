@@ -11,8 +11,8 @@ import (
 )
 
 // TestMovingACheckpointDeletesItsRuleState: Saved reads a checkpoint as it is, without
-// creating its table; Move sets another position and deletes the rule state saved with
-// the old one, in one transaction, and Reset deletes both; another checkpoint of the table
+// creating its table; Move sets another position and deletes the state rows saved with
+// the old one that its caller does not keep, in one transaction, and Reset deletes both; another checkpoint of the table
 // keeps its own.
 func TestMovingACheckpointDeletesItsRuleState(t *testing.T) {
 	s := newSource(t)
@@ -52,13 +52,13 @@ func TestMovingACheckpointDeletesItsRuleState(t *testing.T) {
 	}
 
 	to := canal.Position{GTIDSet: "0-1-7"}
-	deleted, err := store.Move(ctx, to)
-	if err != nil || deleted != 2 {
-		t.Fatalf("Move(%s) = %d state rows deleted, %v; want 2", to, deleted, err)
+	deleted, kept, err := store.Move(ctx, to, func(r canal.StateRow) bool { return r.Key == state[1].Key })
+	if err != nil || deleted != 1 || kept != 1 {
+		t.Fatalf("Move(%s) = %d state rows deleted, %d kept, %v; want 1 and 1", to, deleted, kept, err)
 	}
 	pos, rows, found, err := store.Load(ctx)
-	if err != nil || !found || pos != to || len(rows) != 0 {
-		t.Errorf("Load after Move = %s, %d state rows, found %v, %v; want %s without state", pos, len(rows), found, err, to)
+	if err != nil || !found || pos != to || len(rows) != 1 || rows[0].Key != state[1].Key || string(rows[0].Value) != string(state[1].Value) {
+		t.Errorf("Load after Move = %s, state %+v, found %v, %v; want %s with the kept row %s", pos, rows, found, err, to, state[1].Key)
 	}
 	if _, rows, _, err := other.Load(ctx); err != nil || len(rows) != 2 {
 		t.Errorf("the other checkpoint after Move: %d state rows (%v); want its 2", len(rows), err)

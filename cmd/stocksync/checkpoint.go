@@ -63,7 +63,7 @@ func newCheckpointSetCmd() *cobra.Command {
 	var current bool
 	c := &cobra.Command{
 		Use:   "set {--gtid SET | --file F --pos N | --current}",
-		Short: "Move the checkpoint (the daemon stopped); its rule state is deleted, and the next start seeds those rules again",
+		Short: "Move the checkpoint (the daemon stopped); the next start seeds its rules again and takes back the groups that are gone",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			flags := cmd.Flags()
@@ -295,8 +295,9 @@ func errCheckpointInTopic(cfg config.Config) error {
 		cfg.Checkpoint.Name, cfg.Kafka.CheckpointTopic, cfg.Checkpoint.Table, pipeline.MirrorName(cfg.Checkpoint.Name))
 }
 
-// changeCheckpoint moves cfg's checkpoint to the position to gives (nil: deletes it),
-// with its rule state deleted in the same transaction, while holding the checkpoint's
+// changeCheckpoint moves cfg's checkpoint to the position to gives, deleting in the same
+// transaction the state that is wrong at another position but keeping the rules' groups
+// (pipeline.KeptOnMove), or deletes it with all its state (to nil), while holding the checkpoint's
 // lock so that no daemon starts in the middle. A daemon holding the lock refuses it; so
 // does a position the server cannot stream from, before anything is written.
 func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to func(context.Context, *canal.Server) (canal.Position, error)) error {
@@ -351,24 +352,24 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 	if err := lock.Confirm(ctx); err != nil {
 		return fmt.Errorf("checkpoint %q not changed: %w", cfg.Checkpoint.Name, err)
 	}
-	var stateRows int64
-	if to != nil {
-		stateRows, err = store.Move(ctx, pos)
-	} else {
-		stateRows = before.StateRows
-		err = store.Reset(ctx)
+	if to == nil {
+		if err := store.Reset(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "checkpoint %q deleted (it was %s), with its %d rule state rows.\n", cfg.Checkpoint.Name, was, before.StateRows)
+		fmt.Fprintln(w, "The next start begins at the server's current position and seeds the aggregate and transition rules again "+
+			"(with snapshot: initial or when_needed, takes a snapshot first); a group whose rows are gone by then is not taken back "+
+			"(checkpoint set --current keeps the groups for that).")
+		return nil
 	}
+	deleted, kept, err := store.Move(ctx, pos, pipeline.KeptOnMove)
 	if err != nil {
 		return err
 	}
-	if to == nil {
-		fmt.Fprintf(w, "checkpoint %q deleted (it was %s), with its %d rule state rows.\n", cfg.Checkpoint.Name, was, stateRows)
-		fmt.Fprintln(w, "The next start begins at the server's current position and seeds the aggregate and transition rules again "+
-			"(with snapshot: initial or when_needed, takes a snapshot first).")
-		return nil
-	}
-	fmt.Fprintf(w, "checkpoint %q moved from %s to %s; %d rule state rows deleted.\n", cfg.Checkpoint.Name, was, pos, stateRows)
-	fmt.Fprintln(w, "The aggregate and transition rules are seeded again at the next start, from their tables as they are then; "+
+	fmt.Fprintf(w, "checkpoint %q moved from %s to %s; %d rule state rows deleted (seed markers, a snapshot's or re-read's progress), "+
+		"%d group rows kept.\n", cfg.Checkpoint.Name, was, pos, deleted, kept)
+	fmt.Fprintln(w, "The aggregate and transition rules are seeded again at the next start, from their tables as they are then, "+
+		"and a kept group the seed does not find is published as gone (aggregate d, transition its empty value); "+
 		"resync the row rules whose consumers need the rows skipped or repeated.")
 	return nil
 }
