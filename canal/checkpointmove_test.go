@@ -116,6 +116,30 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 		}
 	}
 	beyond := "0-1-" + strconv.FormatUint(seq+1000, 10)
+	// In domain 0 and within its sequence numbers, but of a server_id that never wrote there.
+	otherServer := "0-4000000001-" + strconv.FormatUint(seq, 10)
+	// The event after a transaction's Gtid event: inside that transaction.
+	inside := uint64(0)
+	rows, err := s.db.Query("SHOW BINLOG EVENTS IN '" + before.File + "' FROM " + strconv.FormatUint(uint64(before.Pos), 10) + " LIMIT 20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gtid := false; rows.Next() && inside == 0; {
+		var name, typ, info string
+		var pos, serverID, end uint64
+		if err := rows.Scan(&name, &pos, &typ, &serverID, &end, &info); err != nil {
+			t.Fatal(err)
+		}
+		if gtid {
+			inside = pos
+		}
+		gtid = typ == "Gtid"
+	}
+	rows.Close()
+	if inside == 0 {
+		t.Fatalf("no transaction after %s in its file", before)
+	}
+	insidePos := "--pos " + strconv.FormatUint(inside, 10)
 	for _, tc := range []struct {
 		name, value string
 		try         func() (canal.Position, error)
@@ -124,12 +148,17 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 		{"a position past the file's end", "--pos 99999999", func() (canal.Position, error) { return s.server.FilePosition(ctx, last.Name, 99999999) }},
 		{"a position inside an event", "--pos 5", func() (canal.Position, error) { return s.server.FilePosition(ctx, last.Name, 5) }},
 		{"a GTID beyond the server's", "--gtid " + beyond, func() (canal.Position, error) { return s.server.GTIDPosition(ctx, beyond) }},
+		{"inside a transaction", insidePos + " of binlog " + before.File + " is inside a transaction",
+			func() (canal.Position, error) { return s.server.FilePosition(ctx, before.File, inside) }},
+		{"a GTID of a server_id that never wrote in its domain", "--gtid " + otherServer,
+			func() (canal.Position, error) { return s.server.GTIDPosition(ctx, otherServer) }},
 		{"a replication domain the server has not written", "--gtid 77-1-1", func() (canal.Position, error) { return s.server.GTIDPosition(ctx, "77-1-1") }},
 		{"not a GTID set", `--gtid "0:1"`, func() (canal.Position, error) { return s.server.GTIDPosition(ctx, "0:1") }},
 	} {
 		pos, err := tc.try()
 		if !errors.Is(err, canal.ErrNotStreamable) || !strings.Contains(err.Error(), tc.value) {
 			t.Errorf("%s: %s, %v; want ErrNotStreamable naming %s", tc.name, pos, err, tc.value)
+
 		}
 	}
 }
