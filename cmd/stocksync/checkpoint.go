@@ -129,7 +129,8 @@ type checkpointReport struct {
 	SavedAt   *time.Time `json:"saved_at,omitempty"`
 	StateRows int        `json:"state_rows"`
 	// Held: the server's binlogs hold every change after it; Problem says why not.
-	Held    bool   `json:"held"`
+	// Absent when there is no checkpoint.
+	Held    *bool  `json:"held,omitempty"`
 	Problem string `json:"problem,omitempty"`
 	// OlderFiles is how many binlogs are older than the one holding it (-1: unknown).
 	OlderFiles int             `json:"older_files"`
@@ -198,14 +199,15 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	retention, err := server.Retention(ctx, pos)
 	switch {
 	case errors.Is(err, canal.ErrNotInHistory):
-		r.Problem = err.Error()
+		r.Held, r.Problem = new(false), err.Error()
 	case err != nil:
 		return r, fmt.Errorf("checking that the server's binlogs hold checkpoint %s: %w", pos, err)
 	case retention.Gone("checkpoint", pos) != "":
+		r.Held = new(false)
 		r.Problem = retention.Gone("checkpoint", pos) + ": the changes after it were purged, and the daemon would stop at its start " +
 			"(docs/operations.md, The checkpoint: Purged binlog)"
 	default:
-		r.Held, r.OlderFiles = true, retention.Older
+		r.Held, r.OlderFiles = new(true), retention.Older
 	}
 	behind, err := server.Behind(ctx, pos, current)
 	if err != nil {
@@ -249,7 +251,11 @@ func (r checkpointReport) print(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "checkpoint %q, in %s\n", r.Name, where)
-	fmt.Fprintf(w, "  position:   %s:%d\n", r.File, r.Pos)
+	if r.File == "" {
+		fmt.Fprintf(w, "  position:   (by GTID)\n")
+	} else {
+		fmt.Fprintf(w, "  position:   %s:%d\n", r.File, r.Pos)
+	}
 	fmt.Fprintf(w, "  gtid set:   %s\n", orNone(r.GTID))
 	if r.SavedAt != nil {
 		fmt.Fprintf(w, "  saved:      %s (%s ago)\n", r.SavedAt.Format("2006-01-02 15:04:05.000Z07:00"), time.Since(*r.SavedAt).Round(time.Second))
@@ -260,7 +266,7 @@ func (r checkpointReport) print(w io.Writer) {
 		fmt.Fprintf(w, "  remembered: %s\n", r.Remembered)
 	}
 	fmt.Fprintf(w, "  rule state: %d rows\n", r.StateRows)
-	if r.Held {
+	if *r.Held {
 		fmt.Fprintf(w, "  binlogs:    hold every change after it (%d older binlog files)\n", r.OlderFiles)
 	} else {
 		fmt.Fprintf(w, "  binlogs:    DO NOT hold it: %s\n", r.Problem)

@@ -53,6 +53,9 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	if err != nil || !strings.Contains(out, `checkpoint "cli": none saved`) || !strings.Contains(out, "start from the server's current position") {
 		t.Fatalf("show before any checkpoint: %v\n%s", err, out)
 	}
+	if out, err := runCheckpointCLI(t, conf, "show", "--json"); err != nil || !strings.Contains(out, `"found": false`) || strings.Contains(out, `"held"`) {
+		t.Errorf("show --json before any checkpoint: %v\n%s; want found false and no held", err, out)
+	}
 	// A bad value is refused before anything is written: not even the tables are made.
 	if _, err := runCheckpointCLI(t, conf, "set", "--file", "binlog.999999", "--pos", "4"); err == nil || !strings.Contains(err.Error(), "--file binlog.999999") {
 		t.Errorf("set --file of a binlog the server does not have: %v; want a refusal naming it", err)
@@ -84,7 +87,7 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	if out, err := runCheckpointCLI(t, conf, "show", "--json"); err != nil || json.Unmarshal([]byte(out), &shown) != nil {
 		t.Fatalf("show --json: %v\n%s", err, out)
 	}
-	if !shown.Found || shown.Kept != "table" || shown.File != file || uint64(shown.Pos) != pos || shown.GTID == "" || !shown.Held || shown.SavedAt == nil {
+	if !shown.Found || shown.Kept != "table" || shown.File != file || uint64(shown.Pos) != pos || shown.GTID == "" || shown.Held == nil || !*shown.Held || shown.SavedAt == nil {
 		t.Errorf("show --json = %+v; want %s:%d with its GTIDs, saved, held by the binlogs", shown, file, pos)
 	}
 
