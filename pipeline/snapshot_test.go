@@ -196,19 +196,8 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 	}
 }
 
-// TestResnapshotRetractsVanishedGroups: when the binlog since the checkpoint is purged and
-// snapshot: when_needed reads the tables again, a group whose rows were deleted in the lost
-// binlog is published as gone (aggregate: op d; transition: false), not left as it was;
-// a group still there is published with its new sums.
-func TestResnapshotRetractsVanishedGroups(t *testing.T) {
-	e := newEnv(t)
-	if e.exactlyOnce {
-		t.Skip("the checkpoint is moved in the database's checkpoint table")
-	}
-	db := e.mysql.Open(t, e.db)
-	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
-		"INSERT INTO stock_v VALUES (1, 'X1', 1), (2, 'Y1', 2), (3, 'Y1', 3)")
-	set := e.rules(`
+// totalAndInStockRules are an aggregate and a transition rule of stock_v's qty by sku_id.
+const totalAndInStockRules = `
 rules:
   - name: total
     match: {table: "DB.stock_v"}
@@ -223,7 +212,21 @@ rules:
     sum: {qty: qty}
     value: "qty > 0"
     topic: TOPIC
-`)
+`
+
+// TestResnapshotRetractsVanishedGroups: when the binlog since the checkpoint is purged and
+// snapshot: when_needed reads the tables again, a group whose rows were deleted in the lost
+// binlog is published as gone (aggregate: op d; transition: false), not left as it was;
+// a group still there is published with its new sums.
+func TestResnapshotRetractsVanishedGroups(t *testing.T) {
+	e := newEnv(t)
+	if e.exactlyOnce {
+		t.Skip("the checkpoint is moved in the database's checkpoint table")
+	}
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
+		"INSERT INTO stock_v VALUES (1, 'X1', 1), (2, 'Y1', 2), (3, 'Y1', 3)")
+	set := e.rules(totalAndInStockRules)
 	serverID := testutil.ServerID()
 	r := e.start(set, serverID)
 	e.consume(4, 20*time.Second) // X1 and Y1, by each rule
@@ -615,29 +618,14 @@ func TestMovedCheckpointRetractsVanishedGroups(t *testing.T) {
 		t.Skip("the checkpoint is moved in the database's checkpoint table")
 	}
 	db := e.mysql.Open(t, e.db)
-	testutil.Exec(t, db, "CREATE TABLE stock_m (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
-		"INSERT INTO stock_m VALUES (1, 'A6', 2), (2, 'B1', 3)")
-	set := e.rules(`
-rules:
-  - name: total
-    match: {table: "DB.stock_m"}
-    emit: aggregate
-    group_by: [sku_id]
-    sum: {qty: qty}
-    topic: TOPIC
-  - name: instock
-    match: {table: "DB.stock_m"}
-    emit: transition
-    group_by: [sku_id]
-    sum: {qty: qty}
-    value: "qty > 0"
-    topic: TOPIC
-`)
+	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
+		"INSERT INTO stock_v VALUES (1, 'A6', 2), (2, 'B1', 3)")
+	set := e.rules(totalAndInStockRules)
 	serverID := testutil.ServerID()
 	r := e.start(set, serverID)
 	e.consume(4, 20*time.Second) // A6 and B1, by each rule
 	r.stop(t)
-	testutil.Exec(t, db, "DELETE FROM stock_m WHERE sku_id = 'A6'")
+	testutil.Exec(t, db, "DELETE FROM stock_v WHERE sku_id = 'A6'")
 	server, err := canal.Connect(t.Context(), canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID})
 	if err != nil {
 		t.Fatal(err)
