@@ -160,48 +160,78 @@ func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateR
 // Reset forgets the checkpoint and its state (a new snapshot starts over), in one
 // transaction.
 func (c *CheckpointStore) Reset(ctx context.Context) error {
-	_, err := c.replace(ctx, nil)
-	if err != nil {
+	if _, _, err := c.replace(ctx, nil, nil); err != nil {
 		return fmt.Errorf("resetting checkpoint %q: %w", c.name, err)
 	}
 	return nil
 }
 
-// Move sets the checkpoint to pos and deletes its rule state, in one transaction: the
-// aggregate and transition state saved with the old position is wrong at another one, and
-// a start without state seeds those rules again from the tables. It returns how many state
-// rows were deleted.
-func (c *CheckpointStore) Move(ctx context.Context, pos Position) (stateRows int64, err error) {
-	n, err := c.replace(ctx, &pos)
+// Move sets the checkpoint to pos and deletes each of its state rows that keep does not
+// keep, in one transaction: what was saved as of the old position and is wrong at another
+// one (the caller knows which rows those are). It returns how many state rows it deleted
+// and how many it kept.
+func (c *CheckpointStore) Move(ctx context.Context, pos Position, keep func(StateRow) bool) (deleted, kept int64, err error) {
+	deleted, kept, err = c.replace(ctx, &pos, keep)
 	if err != nil {
-		return 0, fmt.Errorf("moving checkpoint %q to %s: %w", c.name, pos, err)
+		return 0, 0, fmt.Errorf("moving checkpoint %q to %s: %w", c.name, pos, err)
 	}
-	return n, nil
+	return deleted, kept, nil
 }
 
-// replace deletes the checkpoint's state rows and its row, and writes pos as its row
-// when pos is not nil, in one transaction; it returns how many state rows it deleted.
-func (c *CheckpointStore) replace(ctx context.Context, pos *Position) (int64, error) {
+// replace deletes the checkpoint's row and its state rows that keep does not keep (nil:
+// all of them), and writes pos as its row when pos is not nil, in one transaction; it
+// returns how many state rows it deleted and kept. keep sees each row's scope and key,
+// not its value.
+func (c *CheckpointStore) replace(ctx context.Context, pos *Position, keep func(StateRow) bool) (deleted, kept int64, err error) {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer tx.Rollback()
-	deleted, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ?", c.name)
-	if err != nil {
-		return 0, err
+	if keep == nil {
+		res, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ?", c.name)
+		if err != nil {
+			return 0, 0, err
+		}
+		deleted, _ = res.RowsAffected()
+	} else {
+		var gone []StateRow
+		rows, err := tx.QueryContext(ctx, "SELECT scope, k FROM "+c.stateTable+" WHERE name = ? FOR UPDATE", c.name)
+		if err != nil {
+			return 0, 0, err
+		}
+		for rows.Next() {
+			var r StateRow
+			if err := rows.Scan(&r.Scope, &r.Key); err != nil {
+				rows.Close()
+				return 0, 0, err
+			}
+			if keep(r) {
+				kept++
+			} else {
+				gone = append(gone, r)
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return 0, 0, err
+		}
+		for _, r := range gone {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r.Scope, r.Key); err != nil {
+				return 0, 0, err
+			}
+		}
+		deleted = int64(len(gone))
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.table+" WHERE name = ?", c.name); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if pos != nil {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO "+c.table+" (name, file, pos, gtid_set) VALUES (?,?,?,?)",
 			c.name, pos.File, pos.Pos, pos.GTIDSet); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	n, _ := deleted.RowsAffected()
-	return n, tx.Commit()
+	return deleted, kept, tx.Commit()
 }
 
 // SavedCheckpoint is a checkpoint as its store keeps it.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -21,8 +22,9 @@ var ErrNotStreamable = errors.New("the server cannot stream from there")
 // FilePosition checks that the server can stream from pos of binlog file and returns the
 // position as a checkpoint keeps it: on MariaDB with the GTID position there
 // (BINLOG_GTID_POS), by which the daemon resumes. The file must be listed by SHOW BINARY
-// LOGS, pos within it (4 up to its size) and where an event ends, and the binlogs must
-// hold what follows (Resumable).
+// LOGS, pos within it (4 up to its size) and where a transaction begins, or an event that
+// is part of none (transactionBeginsAt), and the binlogs must hold what follows
+// (Resumable).
 func (s *Server) FilePosition(ctx context.Context, file string, pos uint64) (Position, error) {
 	files, err := s.BinlogFileSizes(ctx)
 	if err != nil {
@@ -52,30 +54,71 @@ func (s *Server) FilePosition(ctx context.Context, file string, pos uint64) (Pos
 			return Position{}, fmt.Errorf("%w: --pos %d is not where an event of binlog %s ends (SHOW BINLOG EVENTS IN '%s' lists them)", ErrNotStreamable, pos, file, file)
 		}
 		at.GTIDSet = set.String
-	} else if err := s.eventEndsAt(ctx, file, pos); err != nil {
+	}
+	if err := s.transactionBeginsAt(ctx, file, pos); err != nil {
 		return Position{}, err
 	}
 	return at, s.Resumable(ctx, at)
 }
 
-// eventEndsAt returns ErrNotStreamable unless an event of binlog file begins at pos (or
-// pos is its end): SHOW BINLOG EVENTS refuses to read from inside an event.
-func (s *Server) eventEndsAt(ctx context.Context, file string, pos uint64) error {
-	rows, err := s.DB.QueryContext(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN '%s' FROM %d LIMIT 1", strings.ReplaceAll(file, "'", "''"), pos))
+// standaloneEvents are the binlog event types (SHOW BINLOG EVENTS' Event_type) that begin
+// a transaction or belong to none: a stream may begin at one of them.
+var standaloneEvents = []string{"Gtid", "Gtid_list", "Binlog_checkpoint", "Format_desc", "Rotate", "Stop", "Start_encryption",
+	"Anonymous_Gtid", "Previous_gtids"}
+
+// transactionBeginsAt returns ErrNotStreamable unless pos of binlog file is where an
+// event begins (SHOW BINLOG EVENTS refuses to read from inside one) that begins a
+// transaction or stands alone, or is the file's end. Inside a transaction the stream would
+// begin in its middle (MariaDB: resume after it, as BINLOG_GTID_POS there names it); the
+// error names where the next transaction begins, when it is near.
+func (s *Server) transactionBeginsAt(ctx context.Context, file string, pos uint64) error {
+	events, err := s.binlogEvents(ctx, file, pos, 1)
 	if sqlconn.ErrorNumber(err) == 1220 { // ER_ERROR_WHEN_EXECUTING_COMMAND: "Wrong offset or I/O error"
 		return fmt.Errorf("%w: --pos %d is not where an event of binlog %s ends (%v)", ErrNotStreamable, pos, file, err)
 	}
-	if err != nil {
-		return fmt.Errorf("reading binlog %s at %d: %w", file, pos, err)
+	if err != nil || len(events) == 0 || slices.Contains(standaloneEvents, events[0]["event_type"]) {
+		return err
 	}
-	return rows.Close()
+	next := ""
+	if later, err := s.binlogEvents(ctx, file, pos, 1000); err == nil {
+		if i := slices.IndexFunc(later, func(e map[string]string) bool { return slices.Contains(standaloneEvents, e["event_type"]) }); i >= 0 {
+			next = fmt.Sprintf("; the next one begins at --pos %s", later[i]["pos"])
+		}
+	}
+	return fmt.Errorf("%w: --pos %d of binlog %s is inside a transaction (its event there is %s): give the position where a transaction "+
+		"begins (its Gtid event; SHOW BINLOG EVENTS IN '%s' lists them)%s", ErrNotStreamable, pos, file, events[0]["event_type"], file, next)
+}
+
+// binlogEvents are up to limit events of binlog file from pos on (SHOW BINLOG EVENTS),
+// each by its lower-cased column names.
+func (s *Server) binlogEvents(ctx context.Context, file string, pos uint64, limit int) ([]map[string]string, error) {
+	rows, err := s.DB.QueryContext(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN '%s' FROM %d LIMIT %d", strings.ReplaceAll(file, "'", "''"), pos, limit))
+	if err != nil {
+		if sqlconn.ErrorNumber(err) == 1220 {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading binlog %s at %d: %w", file, pos, err)
+	}
+	defer rows.Close()
+	var events []map[string]string
+	for rows.Next() {
+		e, err := scanByColumn(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading binlog %s at %d: %w", file, pos, err)
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading binlog %s at %d: %w", file, pos, err)
+	}
+	return events, nil
 }
 
 // GTIDPosition checks that the server can stream after the transactions of set (a GTID
 // set in the server's flavor) and returns the position a checkpoint keeps for it: the set
 // alone, by which the daemon resumes. Every transaction of set must be one the server has
-// written (MariaDB: in each replication domain, at or before @@gtid_binlog_pos; MySQL: in
-// @@gtid_executed), and the binlogs must still hold what follows (Resumable).
+// written (MariaDB: wroteGTIDs; MySQL: in @@gtid_executed), and the binlogs must still
+// hold what follows (Resumable).
 func (s *Server) GTIDPosition(ctx context.Context, set string) (Position, error) {
 	parsed, err := mysql.ParseGTIDSet(s.Flavor, set)
 	if err != nil {
@@ -86,17 +129,8 @@ func (s *Server) GTIDPosition(ctx context.Context, set string) (Position, error)
 	}
 	at := Position{GTIDSet: parsed.String()}
 	if s.Flavor == "mariadb" {
-		now, err := s.gtidBinlogPos(ctx)
-		if err != nil {
+		if err := s.wroteGTIDs(ctx, parsed.(*mysql.MariadbGTIDSet)); err != nil {
 			return Position{}, err
-		}
-		written, err := mysql.ParseMariadbGTIDSet(now)
-		if err != nil {
-			return Position{}, fmt.Errorf("parsing the server's gtid_binlog_pos %q: %w", now, err)
-		}
-		if !written.Contain(parsed) {
-			return Position{}, fmt.Errorf("%w: --gtid %s is not in the server's history: its binlog has reached %s (@@gtid_binlog_pos), "+
-				"and a replication domain or a sequence number of the set is beyond that", ErrNotStreamable, at.GTIDSet, now)
 		}
 	} else {
 		var subset bool
@@ -176,4 +210,51 @@ func (s *Server) Behind(ctx context.Context, pos, later Position) (Distance, err
 		}
 	}
 	return d, nil
+}
+
+// wroteGTIDs returns ErrNotStreamable unless each GTID of set (one per replication domain)
+// is in the server's binlog history: @@gtid_binlog_state lists the last GTID of each
+// (domain, server_id) pair the binlogs have had, purged ones included, and the GTID's
+// pair must be there, at or after its sequence number. A GTID of a server_id that never
+// wrote in that domain would pass a comparison of domain and sequence number alone, and
+// the stream would fail with ERROR 1236.
+func (s *Server) wroteGTIDs(ctx context.Context, set *mysql.MariadbGTIDSet) error {
+	var state string
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&state); err != nil {
+		return fmt.Errorf("reading the server's gtid_binlog_state: %w", err)
+	}
+	type pair struct{ domain, server uint32 }
+	last := map[pair]uint64{}
+	for _, g := range strings.Split(state, ",") {
+		if g = strings.TrimSpace(g); g == "" {
+			continue
+		}
+		gtid, err := mysql.ParseMariadbGTID(g)
+		if err != nil {
+			return fmt.Errorf("parsing the server's gtid_binlog_state %q: %w", state, err)
+		}
+		last[pair{gtid.DomainID, gtid.ServerID}] = gtid.SequenceNumber
+	}
+	domains := slices.Sorted(maps.Keys(set.Sets))
+	for _, d := range domains {
+		g := set.Sets[d]
+		seq, ok := last[pair{g.DomainID, g.ServerID}]
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: --gtid %s is not in the server's history: no transaction of server_id %d in replication domain %d is in its binlogs "+
+				"(@@gtid_binlog_state, the last GTID of each domain and server_id: %s)", ErrNotStreamable, g, g.ServerID, g.DomainID, orNothing(state))
+		case g.SequenceNumber > seq:
+			return fmt.Errorf("%w: --gtid %s is not in the server's history: the last transaction of server_id %d in replication domain %d is %d-%d-%d "+
+				"(@@gtid_binlog_state: %s)", ErrNotStreamable, g, g.ServerID, g.DomainID, g.DomainID, g.ServerID, seq, orNothing(state))
+		}
+	}
+	return nil
+}
+
+// orNothing is s, or "empty" for "".
+func orNothing(s string) string {
+	if s == "" {
+		return "empty"
+	}
+	return s
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // TestMovingACheckpointDeletesItsRuleState: Saved reads a checkpoint as it is, without
-// creating its table; Move sets another position and deletes the rule state saved with
-// the old one, in one transaction, and Reset deletes both; another checkpoint of the table
+// creating its table; Move sets another position and deletes the state rows saved with
+// the old one that its caller does not keep, in one transaction, and Reset deletes both; another checkpoint of the table
 // keeps its own.
 func TestMovingACheckpointDeletesItsRuleState(t *testing.T) {
 	s := newSource(t)
@@ -52,13 +52,13 @@ func TestMovingACheckpointDeletesItsRuleState(t *testing.T) {
 	}
 
 	to := canal.Position{GTIDSet: "0-1-7"}
-	deleted, err := store.Move(ctx, to)
-	if err != nil || deleted != 2 {
-		t.Fatalf("Move(%s) = %d state rows deleted, %v; want 2", to, deleted, err)
+	deleted, kept, err := store.Move(ctx, to, func(r canal.StateRow) bool { return r.Key == state[1].Key })
+	if err != nil || deleted != 1 || kept != 1 {
+		t.Fatalf("Move(%s) = %d state rows deleted, %d kept, %v; want 1 and 1", to, deleted, kept, err)
 	}
 	pos, rows, found, err := store.Load(ctx)
-	if err != nil || !found || pos != to || len(rows) != 0 {
-		t.Errorf("Load after Move = %s, %d state rows, found %v, %v; want %s without state", pos, len(rows), found, err, to)
+	if err != nil || !found || pos != to || len(rows) != 1 || rows[0].Key != state[1].Key || string(rows[0].Value) != string(state[1].Value) {
+		t.Errorf("Load after Move = %s, state %+v, found %v, %v; want %s with the kept row %s", pos, rows, found, err, to, state[1].Key)
 	}
 	if _, rows, _, err := other.Load(ctx); err != nil || len(rows) != 2 {
 		t.Errorf("the other checkpoint after Move: %d state rows (%v); want its 2", len(rows), err)
@@ -116,6 +116,30 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 		}
 	}
 	beyond := "0-1-" + strconv.FormatUint(seq+1000, 10)
+	// In domain 0 and within its sequence numbers, but of a server_id that never wrote there.
+	otherServer := "0-4000000001-" + strconv.FormatUint(seq, 10)
+	// The event after a transaction's Gtid event: inside that transaction.
+	inside := uint64(0)
+	rows, err := s.db.Query("SHOW BINLOG EVENTS IN '" + before.File + "' FROM " + strconv.FormatUint(uint64(before.Pos), 10) + " LIMIT 20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gtid := false; rows.Next() && inside == 0; {
+		var name, typ, info string
+		var pos, serverID, end uint64
+		if err := rows.Scan(&name, &pos, &typ, &serverID, &end, &info); err != nil {
+			t.Fatal(err)
+		}
+		if gtid {
+			inside = pos
+		}
+		gtid = typ == "Gtid"
+	}
+	rows.Close()
+	if inside == 0 {
+		t.Fatalf("no transaction after %s in its file", before)
+	}
+	insidePos := "--pos " + strconv.FormatUint(inside, 10)
 	for _, tc := range []struct {
 		name, value string
 		try         func() (canal.Position, error)
@@ -124,12 +148,17 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 		{"a position past the file's end", "--pos 99999999", func() (canal.Position, error) { return s.server.FilePosition(ctx, last.Name, 99999999) }},
 		{"a position inside an event", "--pos 5", func() (canal.Position, error) { return s.server.FilePosition(ctx, last.Name, 5) }},
 		{"a GTID beyond the server's", "--gtid " + beyond, func() (canal.Position, error) { return s.server.GTIDPosition(ctx, beyond) }},
+		{"inside a transaction", insidePos + " of binlog " + before.File + " is inside a transaction",
+			func() (canal.Position, error) { return s.server.FilePosition(ctx, before.File, inside) }},
+		{"a GTID of a server_id that never wrote in its domain", "--gtid " + otherServer,
+			func() (canal.Position, error) { return s.server.GTIDPosition(ctx, otherServer) }},
 		{"a replication domain the server has not written", "--gtid 77-1-1", func() (canal.Position, error) { return s.server.GTIDPosition(ctx, "77-1-1") }},
 		{"not a GTID set", `--gtid "0:1"`, func() (canal.Position, error) { return s.server.GTIDPosition(ctx, "0:1") }},
 	} {
 		pos, err := tc.try()
 		if !errors.Is(err, canal.ErrNotStreamable) || !strings.Contains(err.Error(), tc.value) {
 			t.Errorf("%s: %s, %v; want ErrNotStreamable naming %s", tc.name, pos, err, tc.value)
+
 		}
 	}
 }

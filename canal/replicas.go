@@ -3,6 +3,7 @@ package canal
 import (
 	"context"
 	"crypto/sha1"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -80,8 +81,12 @@ func (s *Server) Replicas(ctx context.Context) ([]Replica, error) {
 // is not a stream of src's checkpoint. A stream of the same checkpoint is this daemon's
 // own registration, which the server may list for a while after the daemon was killed
 // (until it notices the connection is gone), or its standby's, which streams only once
-// it holds the checkpoint's lock: neither is someone else's. A user the server does not
-// let list its replicas skips that part, logged at debug.
+// it holds the checkpoint's lock: neither is someone else's. Nor is a registration in the
+// form of a stocksync from before the prefix (a plain host name) while another connection
+// holds the checkpoint's lock and a binlog dump of the same user comes from that
+// connection's host (streamingLockHolder): the other daemon of an upgrade under way, which
+// streams with this id already. A user the server does not let list its replicas skips
+// that part, logged at debug.
 func (s *Server) CheckServerID(ctx context.Context, src Config, log *zap.Logger) error {
 	own, err := s.ServerID(ctx)
 	if err != nil {
@@ -108,10 +113,71 @@ func (s *Server) CheckServerID(ctx context.Context, src Config, log *zap.Logger)
 		who := "another replica"
 		if strings.HasPrefix(r.Host, "stocksync-") {
 			who = "a stocksync daemon streaming another checkpoint"
+		} else {
+			holder, err := s.streamingLockHolder(ctx, src.Checkpoint)
+			if err != nil {
+				return fmt.Errorf("checking that no other replica has source.server_id %d: %w", src.ServerID, err)
+			}
+			if holder != "" {
+				log.Info("source.server_id is registered under a plain host name, as a stocksync before the checkpoint's hash in it registers: "+
+					"taken for the daemon that holds the checkpoint's lock and streams from the same address (an upgrade under way)",
+					zap.Uint32("server_id", src.ServerID), zap.String("host", r.Host), zap.Uint64("port", r.Port),
+					zap.String("lock", src.Checkpoint), zap.String("held_by", holder))
+				continue
+			}
 		}
 		return fmt.Errorf("%w: source.server_id %d is registered with the server by %s, host %q port %d (SHOW SLAVE HOSTS): "+
 			"two replicas with one id keep disconnecting each other; give stocksync an id that neither the server nor any of its replicas has",
 			ErrServerIDTaken, src.ServerID, who, r.Host, r.Port)
 	}
 	return nil
+}
+
+// streamingLockHolder names the connection that holds the lock (another connection than
+// any of s's) when a binlog dump of that connection's user streams from the same client
+// host: a daemon of the checkpoint that streams. "" when no one holds the lock, or no
+// such dump is seen (source.user sees its own connections; all with PROCESS).
+func (s *Server) streamingLockHolder(ctx context.Context, lock string) (string, error) {
+	var id sql.NullInt64
+	if err := s.DB.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lock).Scan(&id); err != nil {
+		return "", fmt.Errorf("asking who holds the checkpoint's lock %q: %w", lock, err)
+	}
+	if !id.Valid {
+		return "", nil
+	}
+	var user, host string
+	err := s.DB.QueryRowContext(ctx, "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = ?", id.Int64).Scan(&user, &host)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil // closed meanwhile, or another user's
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the connection that holds the checkpoint's lock %q: %w", lock, err)
+	}
+	rows, err := s.DB.QueryContext(ctx, "SELECT HOST FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", user)
+	if err != nil {
+		return "", fmt.Errorf("listing the binlog dumps of %s (information_schema.PROCESSLIST): %w", user, err)
+	}
+	defer rows.Close()
+	streams := false
+	for rows.Next() {
+		var dumpHost string
+		if err := rows.Scan(&dumpHost); err != nil {
+			return "", fmt.Errorf("listing the binlog dumps of %s (information_schema.PROCESSLIST): %w", user, err)
+		}
+		streams = streams || clientHost(dumpHost) == clientHost(host)
+	}
+	if err := rows.Err(); err != nil || !streams {
+		return "", err
+	}
+	return fmt.Sprintf("connection %d of %s from %s", id.Int64, user, host), nil
+}
+
+// clientHost is a PROCESSLIST HOST without its port ("10.0.3.8:50122": "10.0.3.8").
+func clientHost(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		if _, err := strconv.ParseUint(host[i+1:], 10, 16); err == nil {
+			return host[:i]
+		}
+	}
+	return host
 }

@@ -86,6 +86,17 @@ func TestCheckServerIDRefusesAnIDSomeoneElseHas(t *testing.T) {
 	if !errors.Is(err, canal.ErrServerIDTaken) || !strings.Contains(err.Error(), `host "replica-7.example"`) {
 		t.Errorf("a replica registered with the id: %v; want ErrServerIDTaken naming its host", err)
 	}
+	// The same registration (a plain host name, as a stocksync before the checkpoint's hash
+	// registers) while another connection, from the dump's host, holds the checkpoint's
+	// lock: the old leader of an upgrade, whose new standby must start.
+	lock, err := canal.TryLock(ctx, s.db, cfg.Checkpoint)
+	if err != nil || lock == nil {
+		t.Fatalf("taking the checkpoint's lock: %v", err)
+	}
+	if err := s.server.CheckServerID(ctx, cfg, log); err != nil {
+		t.Errorf("a plain-host registration with the id while the checkpoint's lock is held (an older stocksync leading): %v; want no refusal", err)
+	}
+	lock.Release()
 
 	// A user that may not list the replicas: that part is skipped.
 	user := testutil.Name("norepl")

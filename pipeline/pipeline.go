@@ -674,11 +674,25 @@ func binlogFileNumber(file string) float64 {
 func ruleStateRows(rows []canal.StateRow) []canal.StateRow {
 	out := rows[:0:0]
 	for _, r := range rows {
-		if r.Scope != snapshotScope && r.Scope != rereadScope {
+		if !isProgress(r) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// KeptOnMove reports whether a state row is kept when an operator moves the checkpoint
+// (stocksync checkpoint set): a rule's group, not its seed marker nor a snapshot's or a
+// re-read's progress, which are wrong at another position. Without its marker the rule is
+// seeded again at the next start, and takes back each kept group its seed does not publish
+// (one whose rows vanished meanwhile).
+func KeptOnMove(r canal.StateRow) bool {
+	return !isProgress(r) && !rules.IsSeedMarker(r.Key)
+}
+
+// isProgress reports whether a state row is a snapshot's or a re-read's progress.
+func isProgress(r canal.StateRow) bool {
+	return r.Scope == snapshotScope || r.Scope == rereadScope
 }
 
 // stateValue is the value of the state row scope/key among rows; nil if there is none.

@@ -196,19 +196,8 @@ func TestPurgedCheckpointStopsOrResnapshots(t *testing.T) {
 	}
 }
 
-// TestResnapshotRetractsVanishedGroups: when the binlog since the checkpoint is purged and
-// snapshot: when_needed reads the tables again, a group whose rows were deleted in the lost
-// binlog is published as gone (aggregate: op d; transition: false), not left as it was;
-// a group still there is published with its new sums.
-func TestResnapshotRetractsVanishedGroups(t *testing.T) {
-	e := newEnv(t)
-	if e.exactlyOnce {
-		t.Skip("the checkpoint is moved in the database's checkpoint table")
-	}
-	db := e.mysql.Open(t, e.db)
-	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
-		"INSERT INTO stock_v VALUES (1, 'X1', 1), (2, 'Y1', 2), (3, 'Y1', 3)")
-	set := e.rules(`
+// totalAndInStockRules are an aggregate and a transition rule of stock_v's qty by sku_id.
+const totalAndInStockRules = `
 rules:
   - name: total
     match: {table: "DB.stock_v"}
@@ -223,7 +212,21 @@ rules:
     sum: {qty: qty}
     value: "qty > 0"
     topic: TOPIC
-`)
+`
+
+// TestResnapshotRetractsVanishedGroups: when the binlog since the checkpoint is purged and
+// snapshot: when_needed reads the tables again, a group whose rows were deleted in the lost
+// binlog is published as gone (aggregate: op d; transition: false), not left as it was;
+// a group still there is published with its new sums.
+func TestResnapshotRetractsVanishedGroups(t *testing.T) {
+	e := newEnv(t)
+	if e.exactlyOnce {
+		t.Skip("the checkpoint is moved in the database's checkpoint table")
+	}
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
+		"INSERT INTO stock_v VALUES (1, 'X1', 1), (2, 'Y1', 2), (3, 'Y1', 3)")
+	set := e.rules(totalAndInStockRules)
 	serverID := testutil.ServerID()
 	r := e.start(set, serverID)
 	e.consume(4, 20*time.Second) // X1 and Y1, by each rule
@@ -603,4 +606,62 @@ func newPrivateEnv(t *testing.T, prefix string) (*env, *testutil.PrivateMariaDB,
 	var db *sql.DB
 	e.db, db = m.FreshDatabase(t, prefix)
 	return e, m, db
+}
+
+// TestMovedCheckpointRetractsVanishedGroups: a checkpoint moved as `stocksync checkpoint
+// set` moves it (Move keeping what KeptOnMove keeps: the groups, not the seed markers)
+// seeds its rules again at the next start, and a group whose rows were deleted while the
+// daemon was away is published as gone (aggregate: op d; transition: false).
+func TestMovedCheckpointRetractsVanishedGroups(t *testing.T) {
+	e := newEnv(t)
+	if e.exactlyOnce {
+		t.Skip("the checkpoint is moved in the database's checkpoint table")
+	}
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
+		"INSERT INTO stock_v VALUES (1, 'A6', 2), (2, 'B1', 3)")
+	set := e.rules(totalAndInStockRules)
+	serverID := testutil.ServerID()
+	r := e.start(set, serverID)
+	e.consume(4, 20*time.Second) // A6 and B1, by each rule
+	r.stop(t)
+	testutil.Exec(t, db, "DELETE FROM stock_v WHERE sku_id = 'A6'")
+	server, err := canal.Connect(t.Context(), canal.Config{Addr: e.mysql.Addr, User: e.mysql.User, Password: e.mysql.Password, ServerID: serverID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	now, err := server.CurrentPosition(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := canal.OpenCheckpointStore(server.DB, e.db+".checkpoint", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted, kept, err := store.Move(t.Context(), now, pipeline.KeptOnMove); err != nil || deleted != 2 || kept != 4 {
+		t.Fatalf("moving the checkpoint to %s: %d state rows deleted, %d kept, %v; want the 2 seed markers deleted and the 4 groups (2 rules, 2 SKUs) kept",
+			now, deleted, kept, err)
+	}
+
+	e.start(set, serverID)
+	var lines []string
+	for _, rec := range e.consume(8, 20*time.Second) { // the first start's 4, and the seed's
+		m := decode(t, rec)
+		lines = append(lines, fmt.Sprintf("%s %s %v %v", rec.Key, m.Op, m.Before, m.After))
+	}
+	slices.Sort(lines)
+	want := []string{
+		`{"sku_id":"A6"} c map[] map[qty:2 sku_id:A6]`,
+		`{"sku_id":"A6"} d map[qty:2 sku_id:A6] map[]`,
+		`{"sku_id":"A6"} u map[qty:0 sku_id:A6 value:false] map[qty:2 sku_id:A6 value:true]`,
+		`{"sku_id":"A6"} u map[qty:2 sku_id:A6 value:true] map[qty:0 sku_id:A6 value:false]`,
+		`{"sku_id":"B1"} c map[] map[qty:3 sku_id:B1]`,
+		`{"sku_id":"B1"} c map[] map[qty:3 sku_id:B1]`,
+		`{"sku_id":"B1"} u map[qty:0 sku_id:B1 value:false] map[qty:3 sku_id:B1 value:true]`,
+		`{"sku_id":"B1"} u map[qty:0 sku_id:B1 value:false] map[qty:3 sku_id:B1 value:true]`,
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("after the moved checkpoint's start:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
 }

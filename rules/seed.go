@@ -14,6 +14,11 @@ import (
 // position's file and offset + the signature (seedMarker).
 const seedKey = "\x00seeded"
 
+// IsSeedMarker reports whether a state entry's key is a rule's seed marker (seedKey), not
+// one of its groups: a saved state without its marker is restored as another definition's
+// (Restore), whose groups the next seed retracts where it does not publish them.
+func IsSeedMarker(key string) bool { return key == seedKey }
+
 // seedMarkerV2 begins a marker that holds the seed's position.
 const seedMarkerV2 = "v2\x00"
 

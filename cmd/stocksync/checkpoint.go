@@ -63,7 +63,7 @@ func newCheckpointSetCmd() *cobra.Command {
 	var current bool
 	c := &cobra.Command{
 		Use:   "set {--gtid SET | --file F --pos N | --current}",
-		Short: "Move the checkpoint (the daemon stopped); its rule state is deleted, and the next start seeds those rules again",
+		Short: "Move the checkpoint (the daemon stopped); the next start seeds its rules again and takes back the groups that are gone",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			flags := cmd.Flags()
@@ -129,7 +129,8 @@ type checkpointReport struct {
 	SavedAt   *time.Time `json:"saved_at,omitempty"`
 	StateRows int        `json:"state_rows"`
 	// Held: the server's binlogs hold every change after it; Problem says why not.
-	Held    bool   `json:"held"`
+	// Absent when there is no checkpoint.
+	Held    *bool  `json:"held,omitempty"`
 	Problem string `json:"problem,omitempty"`
 	// OlderFiles is how many binlogs are older than the one holding it (-1: unknown).
 	OlderFiles int             `json:"older_files"`
@@ -198,14 +199,15 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	retention, err := server.Retention(ctx, pos)
 	switch {
 	case errors.Is(err, canal.ErrNotInHistory):
-		r.Problem = err.Error()
+		r.Held, r.Problem = new(false), err.Error()
 	case err != nil:
 		return r, fmt.Errorf("checking that the server's binlogs hold checkpoint %s: %w", pos, err)
 	case retention.Gone("checkpoint", pos) != "":
+		r.Held = new(false)
 		r.Problem = retention.Gone("checkpoint", pos) + ": the changes after it were purged, and the daemon would stop at its start " +
 			"(docs/operations.md, The checkpoint: Purged binlog)"
 	default:
-		r.Held, r.OlderFiles = true, retention.Older
+		r.Held, r.OlderFiles = new(true), retention.Older
 	}
 	behind, err := server.Behind(ctx, pos, current)
 	if err != nil {
@@ -249,7 +251,11 @@ func (r checkpointReport) print(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "checkpoint %q, in %s\n", r.Name, where)
-	fmt.Fprintf(w, "  position:   %s:%d\n", r.File, r.Pos)
+	if r.File == "" {
+		fmt.Fprintf(w, "  position:   (by GTID)\n")
+	} else {
+		fmt.Fprintf(w, "  position:   %s:%d\n", r.File, r.Pos)
+	}
 	fmt.Fprintf(w, "  gtid set:   %s\n", orNone(r.GTID))
 	if r.SavedAt != nil {
 		fmt.Fprintf(w, "  saved:      %s (%s ago)\n", r.SavedAt.Format("2006-01-02 15:04:05.000Z07:00"), time.Since(*r.SavedAt).Round(time.Second))
@@ -260,7 +266,7 @@ func (r checkpointReport) print(w io.Writer) {
 		fmt.Fprintf(w, "  remembered: %s\n", r.Remembered)
 	}
 	fmt.Fprintf(w, "  rule state: %d rows\n", r.StateRows)
-	if r.Held {
+	if *r.Held {
 		fmt.Fprintf(w, "  binlogs:    hold every change after it (%d older binlog files)\n", r.OlderFiles)
 	} else {
 		fmt.Fprintf(w, "  binlogs:    DO NOT hold it: %s\n", r.Problem)
@@ -295,8 +301,9 @@ func errCheckpointInTopic(cfg config.Config) error {
 		cfg.Checkpoint.Name, cfg.Kafka.CheckpointTopic, cfg.Checkpoint.Table, pipeline.MirrorName(cfg.Checkpoint.Name))
 }
 
-// changeCheckpoint moves cfg's checkpoint to the position to gives (nil: deletes it),
-// with its rule state deleted in the same transaction, while holding the checkpoint's
+// changeCheckpoint moves cfg's checkpoint to the position to gives, deleting in the same
+// transaction the state that is wrong at another position but keeping the rules' groups
+// (pipeline.KeptOnMove), or deletes it with all its state (to nil), while holding the checkpoint's
 // lock so that no daemon starts in the middle. A daemon holding the lock refuses it; so
 // does a position the server cannot stream from, before anything is written.
 func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to func(context.Context, *canal.Server) (canal.Position, error)) error {
@@ -351,24 +358,24 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 	if err := lock.Confirm(ctx); err != nil {
 		return fmt.Errorf("checkpoint %q not changed: %w", cfg.Checkpoint.Name, err)
 	}
-	var stateRows int64
-	if to != nil {
-		stateRows, err = store.Move(ctx, pos)
-	} else {
-		stateRows = before.StateRows
-		err = store.Reset(ctx)
+	if to == nil {
+		if err := store.Reset(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "checkpoint %q deleted (it was %s), with its %d rule state rows.\n", cfg.Checkpoint.Name, was, before.StateRows)
+		fmt.Fprintln(w, "The next start begins at the server's current position and seeds the aggregate and transition rules again "+
+			"(with snapshot: initial or when_needed, takes a snapshot first); a group whose rows are gone by then is not taken back "+
+			"(checkpoint set --current keeps the groups for that).")
+		return nil
 	}
+	deleted, kept, err := store.Move(ctx, pos, pipeline.KeptOnMove)
 	if err != nil {
 		return err
 	}
-	if to == nil {
-		fmt.Fprintf(w, "checkpoint %q deleted (it was %s), with its %d rule state rows.\n", cfg.Checkpoint.Name, was, stateRows)
-		fmt.Fprintln(w, "The next start begins at the server's current position and seeds the aggregate and transition rules again "+
-			"(with snapshot: initial or when_needed, takes a snapshot first).")
-		return nil
-	}
-	fmt.Fprintf(w, "checkpoint %q moved from %s to %s; %d rule state rows deleted.\n", cfg.Checkpoint.Name, was, pos, stateRows)
-	fmt.Fprintln(w, "The aggregate and transition rules are seeded again at the next start, from their tables as they are then; "+
+	fmt.Fprintf(w, "checkpoint %q moved from %s to %s; %d rule state rows deleted (seed markers, a snapshot's or re-read's progress), "+
+		"%d group rows kept.\n", cfg.Checkpoint.Name, was, pos, deleted, kept)
+	fmt.Fprintln(w, "The aggregate and transition rules are seeded again at the next start, from their tables as they are then, "+
+		"and a kept group the seed does not find is published as gone (aggregate d, transition its empty value); "+
 		"resync the row rules whose consumers need the rows skipped or repeated.")
 	return nil
 }

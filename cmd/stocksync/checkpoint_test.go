@@ -35,7 +35,7 @@ func runCheckpointCLI(t *testing.T, config string, args ...string) (string, erro
 // TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt: `checkpoint show` says
 // there is none, `set` of a file the server lacks is refused with nothing written,
 // `set --current` and `set --file --pos` move it (the second deletes the
-// rule state saved with it, and says so), `show --json` reports it held by the binlogs;
+// seed marker saved with it and keeps the group, and says so), `show --json` reports it held by the binlogs;
 // while another connection holds the checkpoint's lock (a daemon), `delete` is refused,
 // naming the lock, and nothing changes; then it deletes. Exactly-once, `show` reads the
 // checkpoint topic and `set` is refused, naming what to do instead. `serve` with the
@@ -53,6 +53,9 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	if err != nil || !strings.Contains(out, `checkpoint "cli": none saved`) || !strings.Contains(out, "start from the server's current position") {
 		t.Fatalf("show before any checkpoint: %v\n%s", err, out)
 	}
+	if out, err := runCheckpointCLI(t, conf, "show", "--json"); err != nil || !strings.Contains(out, `"found": false`) || strings.Contains(out, `"held"`) {
+		t.Errorf("show --json before any checkpoint: %v\n%s; want found false and no held", err, out)
+	}
 	// A bad value is refused before anything is written: not even the tables are made.
 	if _, err := runCheckpointCLI(t, conf, "set", "--file", "binlog.999999", "--pos", "4"); err == nil || !strings.Contains(err.Error(), "--file binlog.999999") {
 		t.Errorf("set --file of a binlog the server does not have: %v; want a refusal naming it", err)
@@ -64,25 +67,27 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	if out, err := runCheckpointCLI(t, conf, "set", "--current"); err != nil || !strings.Contains(out, "moved from none to") {
 		t.Fatalf("set --current: %v\n%s", err, out)
 	}
-	testutil.Exec(t, db, "INSERT INTO checkpoint_state (name, scope, k, v) VALUES ('cli', 'total', '{\"sku_id\":\"A1\"}', '1')")
+	testutil.Exec(t, db, "INSERT INTO checkpoint_state (name, scope, k, v) VALUES ('cli', 'total', '{\"sku_id\":\"A1\"}', '1'), "+
+		"('cli', 'total', CONCAT(CHAR(0), 'seeded'), 'sig')")
 	var file string
 	var pos uint64
 	if err := db.QueryRow("SELECT file, pos FROM checkpoint WHERE name = 'cli'").Scan(&file, &pos); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runCheckpointCLI(t, conf, "set", "--file", file, "--pos", fmt.Sprint(pos))
-	if err != nil || !strings.Contains(out, "1 rule state rows deleted") || !strings.Contains(out, "seeded again at the next start") {
+	if err != nil || !strings.Contains(out, "1 rule state rows deleted") || !strings.Contains(out, "1 group rows kept") ||
+		!strings.Contains(out, "seeded again at the next start") {
 		t.Fatalf("set --file %s --pos %d over a checkpoint with state: %v\n%s", file, pos, err, out)
 	}
-	var stateRows int
-	if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint_state WHERE name = 'cli'").Scan(&stateRows); err != nil || stateRows != 0 {
-		t.Fatalf("%d state rows left after set (%v)", stateRows, err)
+	var keys string
+	if err := db.QueryRow("SELECT GROUP_CONCAT(k) FROM checkpoint_state WHERE name = 'cli'").Scan(&keys); err != nil || keys != `{"sku_id":"A1"}` {
+		t.Fatalf("state rows left after set: %q (%v); want the group alone, without its rule's seed marker", keys, err)
 	}
 	var shown checkpointReport
 	if out, err := runCheckpointCLI(t, conf, "show", "--json"); err != nil || json.Unmarshal([]byte(out), &shown) != nil {
 		t.Fatalf("show --json: %v\n%s", err, out)
 	}
-	if !shown.Found || shown.Kept != "table" || shown.File != file || uint64(shown.Pos) != pos || shown.GTID == "" || !shown.Held || shown.SavedAt == nil {
+	if !shown.Found || shown.Kept != "table" || shown.File != file || uint64(shown.Pos) != pos || shown.GTID == "" || shown.Held == nil || !*shown.Held || shown.SavedAt == nil {
 		t.Errorf("show --json = %+v; want %s:%d with its GTIDs, saved, held by the binlogs", shown, file, pos)
 	}
 
