@@ -61,7 +61,7 @@ var ErrNotInHistory = errors.New("not a position in the server's binlog history"
 func notInHistory(pos Position, why string) error {
 	return fmt.Errorf("%w: %s. The server's binlogs were started again since %s was saved (RESET MASTER, a restored backup, a rebuilt primary), "+
 		"or source.addr now names another server: the changes after it cannot be found, and resuming would skip or repeat transactions. "+
-		"To go on from the server's current position: delete the checkpoint while the daemon is stopped (stocksync checkpoint delete), start it (the rules are seeded again), "+
+		"To go on from the server's current position: move the checkpoint there while the daemon is stopped (stocksync checkpoint set --current), start it (the rules are seeded again), "+
 		"and resync the row rules whose consumers keep rows (docs/operations.md, The checkpoint: History rewound)", ErrNotInHistory, why, pos)
 }
 

@@ -142,7 +142,7 @@ func (p *Pipeline) purgeCheck(ctx context.Context, server *canal.Server, pos can
 	if mode != SnapshotWhenNeeded {
 		return held, fmt.Errorf("%w: %s, so the changes in between are gone. "+
 			"Fix: set `snapshot: when_needed` to read the matched tables again and stream from there, "+
-			"or delete the checkpoint (name %q; stocksync checkpoint delete, the daemon stopped) to start from the current position without them; "+
+			"or move the checkpoint (name %q; stocksync checkpoint set --current, the daemon stopped) to go on from the current position without them; "+
 			"to keep it from happening, keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)",
 			ErrBinlogPurged, gone, p.opts.CheckpointName)
 	}
