@@ -203,6 +203,20 @@ func TryLock(ctx context.Context, db *sql.DB, name string) (*Leadership, error) 
 	return tryLock(ctx, db, LockName(name))
 }
 
+// Tag takes a second named lock, LockName(tag), on the lock's own connection, held as long
+// as the lock is: another process tells what holds the lock by whether one connection
+// holds both (IS_USED_LOCK).
+func (l *Leadership) Tag(ctx context.Context, tag string) error {
+	var got sql.NullInt64
+	if err := l.conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", LockName(tag)).Scan(&got); err != nil {
+		return fmt.Errorf("taking the lock %q beside %q: %w", LockName(tag), l.name, err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return fmt.Errorf("taking the lock %q beside %q: another connection holds it", LockName(tag), l.name)
+	}
+	return nil
+}
+
 func (l *Leadership) lose() {
 	l.loseOnce.Do(func() {
 		l.heldUntil.Store(leaseGone)

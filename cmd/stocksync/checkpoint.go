@@ -333,6 +333,9 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 			"stop it (with ha, both daemons) and run this again: nothing was changed", cfg.Checkpoint.Name, cfg.Checkpoint.Table, name, holder)
 	}
 	defer lock.Release()
+	if err := lock.Tag(ctx, checkpointCommandTag(name)); err != nil {
+		return err
+	}
 	existing, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name)
 	if err != nil {
 		return err

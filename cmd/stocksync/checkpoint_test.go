@@ -151,4 +151,20 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), fmt.Sprintf("source.server_id %d is the source server's own @@server_id", own)) {
 		t.Errorf("serve with the source's own server_id: %v\n%s; want it refused at the start", err, out)
 	}
+
+	// serve while the command holds the lock (as set and delete do, for a moment): it
+	// says so, not that another daemon runs.
+	command, err := canal.TryLock(t.Context(), m.Open(t, ""), lockName)
+	if err != nil || command == nil {
+		t.Fatalf("taking the checkpoint's lock as the command does: %v", err)
+	}
+	defer command.Release()
+	if err := command.Tag(t.Context(), checkpointCommandTag(lockName)); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.CommandContext(ctx, binary, "serve", "--config", conf)
+	cmd.Env = append(os.Environ(), "STOCKSYNC_HTTP_ADDR=127.0.0.1:0")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), `checkpoint "cli" in `+schema+`.checkpoint is being changed: the stocksync checkpoint command, changing the checkpoint, on connection `) {
+		t.Errorf("serve while the checkpoint command holds the lock: %v\n%s; want it refused, naming the command", err, out)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -404,6 +405,10 @@ func (d *daemon) lockTaken(name, holder string) error {
 	if holder == "" {
 		holder = "a connection that has since closed"
 	}
+	if strings.HasPrefix(holder, checkpointCommandHolds) {
+		return fmt.Errorf("checkpoint %q in %s is being changed: %s holds its lock %q on the source; start the daemon again once it has finished",
+			d.cfg.Checkpoint.Name, d.cfg.Checkpoint.Table, holder, name)
+	}
 	return fmt.Errorf("checkpoint %q in %s is in use: another stocksync holds its lock %q on the source (%s). "+
 		"Two daemons on one checkpoint would both publish every change. Stop the other daemon, "+
 		"or set ha: true on both for this one to wait as its standby",
@@ -412,10 +417,11 @@ func (d *daemon) lockTaken(name, holder string) error {
 
 // lockHolder says which connection holds the named lock on db's server, "" when none
 // does: its id, and its user and client address when source.user may see them (its own
-// connections; every one with the PROCESS privilege).
+// connections; every one with the PROCESS privilege); "the stocksync checkpoint command
+// on …" when the connection also holds the command's tag (checkpointCommandTag).
 func lockHolder(ctx context.Context, db *sql.DB, name string) (string, error) {
-	var id sql.NullInt64
-	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", name).Scan(&id); err != nil {
+	var id, tagged sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?), IS_USED_LOCK(?)", name, canal.LockName(checkpointCommandTag(name))).Scan(&id, &tagged); err != nil {
 		return "", err
 	}
 	if !id.Valid {
@@ -426,8 +432,19 @@ func lockHolder(ctx context.Context, db *sql.DB, name string) (string, error) {
 	if db.QueryRowContext(ctx, "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = ?", id.Int64).Scan(&user, &host) == nil {
 		holder += fmt.Sprintf(" of %s from %s", user, host)
 	}
+	if tagged == id {
+		holder = checkpointCommandHolds + " on " + holder
+	}
 	return holder, nil
 }
+
+// checkpointCommandHolds begins what lockHolder says of `stocksync checkpoint` changing
+// the checkpoint, which holds its lock for a moment.
+const checkpointCommandHolds = "the stocksync checkpoint command, changing the checkpoint,"
+
+// checkpointCommandTag is the lock `stocksync checkpoint set|delete` holds beside the
+// checkpoint's lock (named lock), so that a daemon refused the lock can say who has it.
+func checkpointCommandTag(lock string) string { return lock + "/checkpoint-command" }
 
 // supervise runs the pipeline and restarts it from its checkpoint after a retryable
 // failure (a lost source or broker), backing off from 1 s, doubling to 30 s. The back-off
