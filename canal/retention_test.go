@@ -193,7 +193,7 @@ func TestRetentionRefusesAPositionOfARewoundHistory(t *testing.T) {
 		if !errors.Is(err, canal.ErrNotInHistory) {
 			t.Fatalf("%s: Retention(%s) = %v; want ErrNotInHistory", what, pos, err)
 		}
-		for _, w := range append(want, pos.String(), "RESET MASTER", "delete the checkpoint", "docs/operations.md, The checkpoint: History rewound") {
+		for _, w := range append(want, pos.String(), "RESET MASTER", "stocksync checkpoint set --current", "docs/operations.md, The checkpoint: History rewound") {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: the error lacks %q: %v", what, w, err)
 			}
