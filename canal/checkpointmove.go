@@ -213,27 +213,41 @@ func (s *Server) Behind(ctx context.Context, pos, later Position) (Distance, err
 }
 
 // wroteGTIDs returns ErrNotStreamable unless each GTID of set (one per replication domain)
-// is in the server's binlog history: @@gtid_binlog_state lists the last GTID of each
-// (domain, server_id) pair the binlogs have had, purged ones included, and the GTID's
-// pair must be there, at or after its sequence number. A GTID of a server_id that never
-// wrote in that domain would pass a comparison of domain and sequence number alone, and
-// the stream would fail with ERROR 1236.
+// is in the server's history: @@gtid_binlog_state lists the last GTID of each (domain,
+// server_id) pair the binlogs have had, purged ones included, and @@gtid_slave_pos the
+// last one a replica applied in each domain (a replica promoted without log_slave_updates
+// never wrote its old primary's transactions to its binlogs, and streams from them all
+// the same). The GTID's pair must be in one of them, at or after its sequence number. A
+// GTID of a server_id that never wrote in that domain would pass a comparison of domain
+// and sequence number alone, and the stream would fail with ERROR 1236.
 func (s *Server) wroteGTIDs(ctx context.Context, set *mysql.MariadbGTIDSet) error {
-	var state string
-	if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_state").Scan(&state); err != nil {
-		return fmt.Errorf("reading the server's gtid_binlog_state: %w", err)
+	var state, applied string
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@gtid_binlog_state, @@gtid_slave_pos").Scan(&state, &applied); err != nil {
+		return fmt.Errorf("reading the server's gtid_binlog_state and gtid_slave_pos: %w", err)
 	}
+	return gtidsInHistory(set, state, applied)
+}
+
+// gtidsInHistory is wroteGTIDs' judgement of set, given the server's @@gtid_binlog_state
+// and @@gtid_slave_pos.
+func gtidsInHistory(set *mysql.MariadbGTIDSet, state, applied string) error {
 	type pair struct{ domain, server uint32 }
 	last := map[pair]uint64{}
-	for _, g := range strings.Split(state, ",") {
-		if g = strings.TrimSpace(g); g == "" {
-			continue
+	for _, list := range []struct{ name, value string }{{"gtid_binlog_state", state}, {"gtid_slave_pos", applied}} {
+		for _, g := range strings.Split(list.value, ",") {
+			if g = strings.TrimSpace(g); g == "" {
+				continue
+			}
+			gtid, err := mysql.ParseMariadbGTID(g)
+			if err != nil {
+				return fmt.Errorf("parsing the server's %s %q: %w", list.name, list.value, err)
+			}
+			k := pair{gtid.DomainID, gtid.ServerID}
+			last[k] = max(last[k], gtid.SequenceNumber)
 		}
-		gtid, err := mysql.ParseMariadbGTID(g)
-		if err != nil {
-			return fmt.Errorf("parsing the server's gtid_binlog_state %q: %w", state, err)
-		}
-		last[pair{gtid.DomainID, gtid.ServerID}] = gtid.SequenceNumber
+	}
+	if applied != "" {
+		state += "; @@gtid_slave_pos, the last applied as a replica: " + applied
 	}
 	domains := slices.Sorted(maps.Keys(set.Sets))
 	for _, d := range domains {
@@ -241,7 +255,7 @@ func (s *Server) wroteGTIDs(ctx context.Context, set *mysql.MariadbGTIDSet) erro
 		seq, ok := last[pair{g.DomainID, g.ServerID}]
 		switch {
 		case !ok:
-			return fmt.Errorf("%w: --gtid %s is not in the server's history: no transaction of server_id %d in replication domain %d is in its binlogs "+
+			return fmt.Errorf("%w: --gtid %s is not in the server's history: no transaction of server_id %d in replication domain %d is in its binlogs or was applied by it as a replica "+
 				"(@@gtid_binlog_state, the last GTID of each domain and server_id: %s)", ErrNotStreamable, g, g.ServerID, g.DomainID, orNothing(state))
 		case g.SequenceNumber > seq:
 			return fmt.Errorf("%w: --gtid %s is not in the server's history: the last transaction of server_id %d in replication domain %d is %d-%d-%d "+

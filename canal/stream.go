@@ -65,9 +65,11 @@ type Stream struct {
 	opened    atomic.Bool  // the stream was open at least once
 	lastTs    atomic.Int64 // seconds, timestamp of the last event from the server
 	lastEvent atomic.Int64 // unix nanos when the last event arrived here
-	// lastRead is unix nanos when the last event, heartbeats included, was read.
-	lastRead  atomic.Int64
-	undecoded atomic.Uint64
+	// lastRead is unix nanos when the last event, heartbeats included, was read;
+	// caughtUpAt when the last server heartbeat was read promptly (caughtUpGap).
+	lastRead   atomic.Int64
+	caughtUpAt atomic.Int64
+	undecoded  atomic.Uint64
 }
 
 type filterBox struct{ TableFilter }
@@ -109,16 +111,29 @@ func (s *Stream) LastRead() time.Time {
 }
 
 // Lag is how far the last event read is behind the server's clock, or 0 before any.
-// Once the server sent a heartbeat after it (it does after a second with nothing new), or
-// no event came for a while, the stream is caught up and the lag is 0.
+// Once a server heartbeat (sent after a second with nothing new) was read promptly after
+// it, or no event came for a while, the stream is caught up and the lag is 0.
 func (s *Stream) Lag() time.Duration {
-	return lagAt(s.lastTs.Load(), s.lastEvent.Load(), s.lastRead.Load(), time.Now())
+	return lagAt(s.lastTs.Load(), s.lastEvent.Load(), s.caughtUpAt.Load(), time.Now())
 }
 
+// caughtUpGap is how soon after the event before it a server heartbeat must be read to
+// say the stream is caught up: one read later, after the reader stalled (its handler
+// busy, say with a seed), was sent before the stall, and changes may wait behind it.
+const caughtUpGap = 2 * heartbeatPeriod
+
+// readPromptly reports whether an event read at now came within caughtUpGap of the read
+// before it (Unix nanos).
+func readPromptly(now, previous int64) bool { return now-previous < int64(caughtUpGap) }
+
+// heartbeatPeriod is how long the server waits with nothing to send before it sends a
+// heartbeat.
+const heartbeatPeriod = time.Second
+
 // lagAt is Lag at now, from the timestamp (Unix seconds) of the last event and when it
-// arrived, and when the last event of any kind, heartbeats included, arrived (Unix nanos).
-func lagAt(ts, eventAt, readAt int64, now time.Time) time.Duration {
-	if ts == 0 || readAt > eventAt || now.Sub(time.Unix(0, eventAt)) > 5*time.Second {
+// arrived, and when a server heartbeat last said the stream was caught up (Unix nanos).
+func lagAt(ts, eventAt, caughtUpAt int64, now time.Time) time.Duration {
+	if ts == 0 || caughtUpAt > eventAt || now.Sub(time.Unix(0, eventAt)) > 5*time.Second {
 		return 0
 	}
 	return max(0, now.Sub(time.Unix(ts, 0)))
@@ -177,6 +192,9 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 			return fmt.Errorf("reading binlog after %s: %w%s", r.lastCommit(), err, s.replicationHint(err, start))
 		}
 		now := time.Now().UnixNano()
+		if _, beat := ev.Event.(*replication.HeartbeatEvent); beat && readPromptly(now, s.lastRead.Load()) {
+			s.caughtUpAt.Store(now)
+		}
 		s.lastRead.Store(now)
 		if !s.open.Load() {
 			s.open.Store(true)
@@ -243,7 +261,7 @@ func (s *Stream) newSyncer(decode func(*replication.RowsEvent, []byte) error) (*
 		Localhost:               s.cfg.replicaHost(), // SHOW SLAVE HOSTS' Host: CheckServerID
 		TimestampStringLocation: time.UTC,
 		ParseTime:               true, // time.Time, formatted here: go-mysql's own string formatting is slow
-		HeartbeatPeriod:         time.Second,
+		HeartbeatPeriod:         heartbeatPeriod,
 		ReadTimeout:             10 * time.Second,
 		MaxReconnectAttempts:    1,
 		// Parsed events read ahead of the handler. A count, not bytes: a rows event of a
