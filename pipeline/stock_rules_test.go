@@ -435,13 +435,22 @@ func testChangedRuleRetracts(t *testing.T, exactlyOnce bool) {
 
 	r = e.start(narrow, id)
 	want = map[string]string{"product A": "c:-:7 c:-:5", "product B": "c:-:3 d:3:-", "search A": "u:false:true u:false:true", "search B": "u:false:true u:true:false"}
-	if !exactlyOnce { // the stopped run's retractions reached the broker, at its seed's position: again, at this one's
-		want["product B"], want["search B"] = "c:-:3 d:3:- d:3:-", "u:false:true u:true:false u:true:false"
-	}
 	var msgs map[string][]envelope
-	testutil.Eventually(t, 20*time.Second, "B taken back after the restart", func() bool {
+	// What the consumers have, B's repeats left out at least once: the stopped run's
+	// retractions of B may have reached the broker, at its seed's position, and this
+	// run's come again, at its own.
+	published := func() string {
 		msgs = groupMessages(t, e)
-		return fmt.Sprint(sequences(msgs)) == fmt.Sprint(want)
+		got := sequences(msgs)
+		if !exactlyOnce {
+			for _, k := range []string{"product B", "search B"} {
+				got[k] = repeatsDropped(got[k])
+			}
+		}
+		return fmt.Sprint(got)
+	}
+	testutil.Eventually(t, 20*time.Second, "B taken back after the restart", func() bool {
+		return published() == fmt.Sprint(want)
 	})
 	last := func(key string) envelope { return msgs[key][len(msgs[key])-1] }
 	if s := last("product B").Source; s.Table != "sellable_extra" || s.Row != 0 {
@@ -477,6 +486,18 @@ func testChangedRuleRetracts(t *testing.T, exactlyOnce bool) {
 	testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('D', 0, 1)")
 	want["product D"], want["search D"] = "c:-:1", "u:false:true"
 	testutil.Eventually(t, 20*time.Second, "D's messages, and nothing taken back again", func() bool {
-		return fmt.Sprint(sequences(groupMessages(t, e))) == fmt.Sprint(want)
+		return published() == fmt.Sprint(want)
 	})
+}
+
+// repeatsDropped is seq (sequences' form) with each message that repeats the one before
+// it left out.
+func repeatsDropped(seq string) string {
+	var out []string
+	for _, m := range strings.Fields(seq) {
+		if len(out) == 0 || out[len(out)-1] != m {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, " ")
 }
