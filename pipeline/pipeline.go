@@ -408,12 +408,7 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 			p.m.RuleEvalErrors.WithLabelValues(rule).Set(float64(n))
 		}
 	}
-	p.mu.Lock()
-	p.pending.pos, p.pending.have = pos, true
-	for _, e := range state {
-		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
-	}
-	p.mu.Unlock()
+	p.pend(pos, state)
 	if err := p.serveResync(ctx, false); err != nil {
 		return err
 	}
@@ -430,6 +425,28 @@ func (p *Pipeline) Commit(ctx context.Context, pos canal.Position) error {
 	if caughtUp {
 		return errCaughtUp
 	}
+	return nil
+}
+
+// pend makes pos, with the rule state changed up to it, the next checkpoint to save.
+func (p *Pipeline) pend(pos canal.Position, state []rules.StateEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pending.pos, p.pending.have = pos, true
+	for _, e := range state {
+		p.pending.state[stateKey{e.Rule, e.Key}] = e.Value
+	}
+}
+
+// commitAt publishes what the rules hold for pos with no transaction read (a seed at the
+// start, before the stream replays from pos), and makes it the next checkpoint.
+func (p *Pipeline) commitAt(ctx context.Context, pos canal.Position) error {
+	state, err := p.engine.Commit(ctx, pos, p)
+	if err != nil {
+		return err
+	}
+	p.pend(pos, state)
+	p.emittedWhole = p.emitted.Load()
 	return nil
 }
 

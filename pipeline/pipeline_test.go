@@ -239,10 +239,10 @@ type envelope struct {
 	Before map[string]any `json:"before"`
 	After  map[string]any `json:"after"`
 	Source struct {
-		DB    string `json:"db"`
-		Table string `json:"table"`
-		File  string `json:"file"`
-		Pos   int64  `json:"pos"`
+		DB       string `json:"db"`
+		Table    string `json:"table"`
+		File     string `json:"file"`
+		Pos      int64  `json:"pos"`
 		Row      int    `json:"row"`
 		GTID     string `json:"gtid"`
 		ServerID int64  `json:"server_id"`
@@ -707,7 +707,9 @@ rules:
 	before := promtest.ToFloat64(metrics.Lag)
 	// The restart sends heartbeats too, if it stays up an interval: it does not.
 	heartbeatTopic := e.topic + ".heartbeat"
-	heartbeats := func(o *pipeline.Options) { o.Heartbeat = pipeline.Heartbeat{Topic: heartbeatTopic, Interval: time.Second} }
+	heartbeats := func(o *pipeline.Options) {
+		o.Heartbeat = pipeline.Heartbeat{Topic: heartbeatTopic, Interval: time.Second}
+	}
 	if err := e.run(set, id, withMetrics, heartbeats).stopped(t, 20*time.Second); err == nil {
 		t.Fatal("the restarted stream went on past the TRUNCATE; want it stopped there again")
 	}

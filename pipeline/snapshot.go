@@ -55,8 +55,20 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			return start, err
 		}
 		p.checkRetention(held, start)
+		seeding := p.engine.Unseeded()
 		if err := p.seedRules(ctx, server); err != nil {
 			return start, err
+		}
+		if len(seeding) > 0 {
+			// Published and saved now, before the stream replays from start: a stream that
+			// stops soon after (at a change it refuses, at every retry) would otherwise
+			// seed again each time, reading the tables and publishing the seed once more.
+			if err := p.commitAt(ctx, start); err != nil {
+				return start, fmt.Errorf("publishing the seed of rules %v: %w", seeding, err)
+			}
+			if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
+				return start, fmt.Errorf("saving the seeded rules' state with the checkpoint %s: %w", start, err)
+			}
 		}
 		return start, nil
 	}

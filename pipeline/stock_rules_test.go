@@ -15,6 +15,7 @@ import (
 	"github.com/stocksync/stocksync/internal/testutil"
 	"github.com/stocksync/stocksync/inventory"
 	"github.com/stocksync/stocksync/pipeline"
+	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
 )
 
@@ -500,4 +501,47 @@ func repeatsDropped(seq string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// TestSeedAtStartIsPublishedAndSavedBeforeTheStream: a rule changed while the daemon was
+// stopped is seeded at the start, and what the seed publishes (here: taking back the
+// groups whose rows a refused TRUNCATE emptied before the seed read them) goes out and is
+// saved with the checkpoint before the stream replays. A stream that then stops at its
+// first transaction, at every retry, neither leaves it unpublished nor seeds again.
+func TestSeedAtStartIsPublishedAndSavedBeforeTheStream(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_seed (sku_id VARCHAR(8) PRIMARY KEY, qty INT)")
+	rule := func(sum string) *rules.Set {
+		return e.rules(`
+rules:
+  - name: total
+    match: {table: "DB.stock_*"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {` + sum + `: qty}
+    topic: TOPIC
+`)
+	}
+	id := testutil.ServerID()
+	r := e.start(rule("qty"), id)
+	e.exec("INSERT INTO stock_seed VALUES ('a1', 1), ('b1', 2)")
+	e.consume(2, 20*time.Second)
+	r.stop(t)
+
+	e.exec("TRUNCATE TABLE stock_seed") // of a pattern rule's table: the stream refuses it
+	changed := rule("total_qty")
+	for run := range 2 {
+		if err := e.run(changed, id).stopped(t, 30*time.Second); err == nil {
+			t.Fatalf("run %d went on past the TRUNCATE; want it stopped there", run+1)
+		}
+	}
+	deletes := map[string]int{}
+	for _, rec := range e.consume(0, 5*time.Second) {
+		if decode(t, rec).Op == "d" {
+			deletes[rec.Key]++
+		}
+	}
+	if deletes[`{"sku_id":"a1"}`] != 1 || deletes[`{"sku_id":"b1"}`] != 1 || len(deletes) != 2 {
+		t.Errorf("after two runs stopped at the TRUNCATE: d messages by key %v; want a1 and b1 taken back once each (the seed published and saved at the first start, not seeded again)", deletes)
+	}
 }
