@@ -23,6 +23,8 @@ type StateRow struct {
 // name, and the rule state as of that position in a companion table named TABLE_state.
 type CheckpointStore struct {
 	db         *sql.DB
+	given      string // checkpoint.table as given: schema.table
+	schema     string // quoted
 	table      string // quoted schema.table
 	stateTable string
 	name       string
@@ -30,26 +32,34 @@ type CheckpointStore struct {
 
 // OpenCheckpointStore is the store of checkpoint name in table (schema.table) on db's
 // server, without creating anything: for reading what a daemon saved (a table that does
-// not exist holds no checkpoint) and for moving it.
+// not exist holds no checkpoint) and for moving it (CreateTables first).
 func OpenCheckpointStore(db *sql.DB, table, name string) (*CheckpointStore, error) {
 	schema, tbl, ok := strings.Cut(table, ".")
 	if !ok || schema == "" || tbl == "" {
 		return nil, fmt.Errorf("checkpoint.table %q must be schema.table", table)
 	}
-	return &CheckpointStore{db: db, name: name,
+	return &CheckpointStore{db: db, name: name, given: table, schema: quoteName(schema),
 		table:      quoteName(schema) + "." + quoteName(tbl),
 		stateTable: quoteName(schema) + "." + quoteName(tbl+"_state")}, nil
 }
 
-// NewCheckpointStore creates the schema and tables if missing. table is schema.table.
+// NewCheckpointStore opens the store (OpenCheckpointStore) and creates its schema and
+// tables if missing (CreateTables). table is schema.table.
 func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*CheckpointStore, error) {
 	c, err := OpenCheckpointStore(db, table, name)
 	if err != nil {
 		return nil, err
 	}
-	schema, _, _ := strings.Cut(table, ".")
+	if err := c.CreateTables(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CreateTables creates the store's schema and tables if missing.
+func (c *CheckpointStore) CreateTables(ctx context.Context) error {
 	stmts := []string{
-		"CREATE DATABASE IF NOT EXISTS " + quoteName(schema),
+		"CREATE DATABASE IF NOT EXISTS " + c.schema,
 		"CREATE TABLE IF NOT EXISTS " + c.table + ` (
 			name VARBINARY(64) NOT NULL PRIMARY KEY,
 			file VARCHAR(255) NOT NULL,
@@ -66,15 +76,15 @@ func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*C
 		) ENGINE=InnoDB`,
 	}
 	for _, s := range stmts {
-		if _, err := db.ExecContext(ctx, s); err != nil {
+		if _, err := c.db.ExecContext(ctx, s); err != nil {
 			if n := sqlconn.ErrorNumber(err); n == 1044 || n == 1142 { // access denied to the database, or CREATE on the table
-				return nil, fmt.Errorf("creating checkpoint table %s (checkpoint.table): source.user may not create or write it there: "+
-					"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON %s.* TO it, or name a database it may write in: %w", table, quoteName(schema), err)
+				return fmt.Errorf("creating checkpoint table %s (checkpoint.table): source.user may not create or write it there: "+
+					"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON %s.* TO it, or name a database it may write in: %w", c.given, c.schema, err)
 			}
-			return nil, fmt.Errorf("creating checkpoint table %s (checkpoint.table): %w", table, err)
+			return fmt.Errorf("creating checkpoint table %s (checkpoint.table): %w", c.given, err)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // Load returns the saved position and state; found is false on a first start. State

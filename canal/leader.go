@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,48 @@ func (l *Leadership) Tag(ctx context.Context, tag string) error {
 		return fmt.Errorf("taking the lock %q beside %q: another connection holds it", LockName(tag), l.name)
 	}
 	return nil
+}
+
+// LockHolder is the connection that holds a named lock, as the server tells it.
+type LockHolder struct {
+	ID int64
+	// User and Host (the client's address) are "" when the asking user may not see the
+	// connection: it sees its own, and every one with the PROCESS privilege.
+	User, Host string
+}
+
+func (h LockHolder) String() string {
+	if h.User == "" && h.Host == "" {
+		return fmt.Sprintf("connection %d", h.ID)
+	}
+	return fmt.Sprintf("connection %d of %s from %s", h.ID, h.User, h.Host)
+}
+
+// HolderOf returns the connection that holds lock (its name as the server knows it:
+// LockName) on db's server; held is false when none does.
+func HolderOf(ctx context.Context, db *sql.DB, lock string) (h LockHolder, held bool, err error) {
+	var id sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lock).Scan(&id); err != nil {
+		return LockHolder{}, false, fmt.Errorf("asking who holds the lock %q: %w", lock, err)
+	}
+	if !id.Valid {
+		return LockHolder{}, false, nil
+	}
+	h.ID = id.Int64
+	err = db.QueryRowContext(ctx, "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = ?", h.ID).Scan(&h.User, &h.Host)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) { // no rows: another user's, or closed meanwhile
+		return h, true, fmt.Errorf("reading the connection that holds the lock %q: %w", lock, err)
+	}
+	return h, true, nil
+}
+
+// HoldsToo reports whether h's connection also holds the lock tag (taken with Tag).
+func (h LockHolder) HoldsToo(ctx context.Context, db *sql.DB, tag string) (bool, error) {
+	var id sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", LockName(tag)).Scan(&id); err != nil {
+		return false, fmt.Errorf("asking who holds the lock %q: %w", LockName(tag), err)
+	}
+	return id.Valid && id.Int64 == h.ID, nil
 }
 
 func (l *Leadership) lose() {

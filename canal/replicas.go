@@ -3,7 +3,6 @@ package canal
 import (
 	"context"
 	"crypto/sha1"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -138,38 +137,27 @@ func (s *Server) CheckServerID(ctx context.Context, src Config, log *zap.Logger)
 // host: a daemon of the checkpoint that streams. "" when no one holds the lock, or no
 // such dump is seen (source.user sees its own connections; all with PROCESS).
 func (s *Server) streamingLockHolder(ctx context.Context, lock string) (string, error) {
-	var id sql.NullInt64
-	if err := s.DB.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lock).Scan(&id); err != nil {
-		return "", fmt.Errorf("asking who holds the checkpoint's lock %q: %w", lock, err)
+	holder, held, err := HolderOf(ctx, s.DB, lock)
+	if err != nil || !held || holder.User == "" {
+		return "", err
 	}
-	if !id.Valid {
-		return "", nil
-	}
-	var user, host string
-	err := s.DB.QueryRowContext(ctx, "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = ?", id.Int64).Scan(&user, &host)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil // closed meanwhile, or another user's
-	}
+	rows, err := s.DB.QueryContext(ctx, "SELECT HOST FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", holder.User)
 	if err != nil {
-		return "", fmt.Errorf("reading the connection that holds the checkpoint's lock %q: %w", lock, err)
-	}
-	rows, err := s.DB.QueryContext(ctx, "SELECT HOST FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", user)
-	if err != nil {
-		return "", fmt.Errorf("listing the binlog dumps of %s (information_schema.PROCESSLIST): %w", user, err)
+		return "", fmt.Errorf("listing the binlog dumps of %s (information_schema.PROCESSLIST): %w", holder.User, err)
 	}
 	defer rows.Close()
 	streams := false
 	for rows.Next() {
 		var dumpHost string
 		if err := rows.Scan(&dumpHost); err != nil {
-			return "", fmt.Errorf("listing the binlog dumps of %s (information_schema.PROCESSLIST): %w", user, err)
+			return "", fmt.Errorf("listing the binlog dumps of %s (information_schema.PROCESSLIST): %w", holder.User, err)
 		}
-		streams = streams || clientHost(dumpHost) == clientHost(host)
+		streams = streams || clientHost(dumpHost) == clientHost(holder.Host)
 	}
 	if err := rows.Err(); err != nil || !streams {
 		return "", err
 	}
-	return fmt.Sprintf("connection %d of %s from %s", id.Int64, user, host), nil
+	return holder.String(), nil
 }
 
 // clientHost is a PROCESSLIST HOST without its port ("10.0.3.8:50122": "10.0.3.8").

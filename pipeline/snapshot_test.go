@@ -220,9 +220,6 @@ rules:
 // a group still there is published with its new sums.
 func TestResnapshotRetractsVanishedGroups(t *testing.T) {
 	e := newEnv(t)
-	if e.exactlyOnce {
-		t.Skip("the checkpoint is moved in the database's checkpoint table")
-	}
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
 		"INSERT INTO stock_v VALUES (1, 'X1', 1), (2, 'Y1', 2), (3, 'Y1', 3)")
@@ -614,9 +611,6 @@ func newPrivateEnv(t *testing.T, prefix string) (*env, *testutil.PrivateMariaDB,
 // daemon was away is published as gone (aggregate: op d; transition: false).
 func TestMovedCheckpointRetractsVanishedGroups(t *testing.T) {
 	e := newEnv(t)
-	if e.exactlyOnce {
-		t.Skip("the checkpoint is moved in the database's checkpoint table")
-	}
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE stock_v (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)",
 		"INSERT INTO stock_v VALUES (1, 'A6', 2), (2, 'B1', 3)")

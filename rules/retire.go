@@ -34,9 +34,31 @@ type savedGroup struct {
 	sums []namedRaw
 }
 
+// namedRaw is one field of a JSON object: its name and its value as written.
 type namedRaw struct {
 	name string
 	raw  json.RawMessage
+}
+
+// objectFields are the fields of JSON object data, in the order written.
+func objectFields(data []byte) ([]namedRaw, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object: %s", data)
+	}
+	var fields []namedRaw
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		fields = append(fields, namedRaw{name: tok.(string), raw: raw})
+	}
+	return fields, nil
 }
 
 // readSavedGroup reads a group's saved state.
@@ -48,21 +70,11 @@ func readSavedGroup(v []byte) (savedGroup, error) {
 	if len(s.Sums) == 0 || string(s.Sums) == "null" {
 		return s, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(s.Sums))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return s, fmt.Errorf("sums: not a JSON object: %s", s.Sums)
+	sums, err := objectFields(s.Sums)
+	if err != nil {
+		return s, fmt.Errorf("sums: %w", err)
 	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return s, fmt.Errorf("sums: %w", err)
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return s, fmt.Errorf("sums: %w", err)
-		}
-		s.sums = append(s.sums, namedRaw{name: tok.(string), raw: raw})
-	}
+	s.sums = sums
 	return s, nil
 }
 
@@ -284,21 +296,13 @@ func (e *Engine) emptyValueOver(st *ruleState, g *group, cols []string) []byte {
 
 // keyColumns are the names of a group key's columns, in order.
 func keyColumns(key string) ([]string, error) {
-	dec := json.NewDecoder(strings.NewReader(key))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, fmt.Errorf("group key %q: not a JSON object", key)
+	fields, err := objectFields([]byte(key))
+	if err != nil {
+		return nil, fmt.Errorf("group key %q: %w", key, err)
 	}
-	var cols []string
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("group key %q: %w", key, err)
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil, fmt.Errorf("group key %q: %w", key, err)
-		}
-		cols = append(cols, tok.(string))
+	cols := make([]string, len(fields))
+	for i, f := range fields {
+		cols[i] = f.name
 	}
 	return cols, nil
 }

@@ -197,14 +197,15 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	r.File, r.Pos, r.GTID = pos.File, pos.Pos, pos.GTIDSet
 	// As the daemon judges it at its start.
 	retention, err := server.Retention(ctx, pos)
+	gone := retention.Gone("checkpoint", pos)
 	switch {
 	case errors.Is(err, canal.ErrNotInHistory):
 		r.Held, r.Problem = new(false), err.Error()
 	case err != nil:
 		return r, fmt.Errorf("checking that the server's binlogs hold checkpoint %s: %w", pos, err)
-	case retention.Gone("checkpoint", pos) != "":
+	case gone != "":
 		r.Held = new(false)
-		r.Problem = retention.Gone("checkpoint", pos) + ": the changes after it were purged, and the daemon would stop at its start " +
+		r.Problem = gone + ": the changes after it were purged, and the daemon would stop at its start " +
 			"(docs/operations.md, The checkpoint: Purged binlog)"
 	default:
 		r.Held, r.OlderFiles = new(true), retention.Older
@@ -325,7 +326,7 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 		return err
 	}
 	if lock == nil {
-		holder, _ := lockHolder(ctx, server.DB, name)
+		holder, _, _ := lockHolder(ctx, server.DB, name)
 		if holder == "" {
 			holder = "a connection that has since closed"
 		}
@@ -336,11 +337,11 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 	if err := lock.Tag(ctx, checkpointCommandTag(name)); err != nil {
 		return err
 	}
-	existing, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name)
+	store, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name)
 	if err != nil {
 		return err
 	}
-	before, found, err := existing.Saved(ctx)
+	before, found, err := store.Saved(ctx)
 	if err != nil {
 		return err
 	}
@@ -354,8 +355,7 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 			return fmt.Errorf("checkpoint %q not moved: %w", cfg.Checkpoint.Name, err)
 		}
 	}
-	store, err := canal.NewCheckpointStore(ctx, server.DB, cfg.Checkpoint.Table, cfg.Checkpoint.Name) // the tables, if missing
-	if err != nil {
+	if err := store.CreateTables(ctx); err != nil { // if missing: a set makes them only once its position passed
 		return err
 	}
 	if err := lock.Confirm(ctx); err != nil {

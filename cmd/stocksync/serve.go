@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -342,7 +341,7 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 		}
 		// Without ha, until the server notices that the lost connection is gone, that
 		// connection may hold the lock itself (up to canal.LockIdleTimeout).
-		holder, _ := lockHolder(ctx, server.DB, name)
+		holder, _, _ := lockHolder(ctx, server.DB, name)
 		if d.cfg.HA {
 			d.log.Info("standby: waiting for the leader lock", zap.String("lock", name), zap.String("held_by", holder))
 		} else {
@@ -377,14 +376,14 @@ func (d *daemon) takeLockAtStart(ctx context.Context) (*heldLock, error) {
 	if err != nil {
 		return nil, err
 	}
-	holder, err := lockHolder(ctx, server.DB, name)
+	holder, command, err := lockHolder(ctx, server.DB, name)
 	if err != nil {
 		server.Close()
 		return nil, fmt.Errorf("asking the source who holds the checkpoint's lock %q: %w", name, err)
 	}
 	if holder != "" {
 		server.Close()
-		return nil, d.lockTaken(name, holder)
+		return nil, d.lockTaken(name, holder, command)
 	}
 	actx, cancel := context.WithTimeout(ctx, lockAtStartWithin)
 	defer cancel()
@@ -392,20 +391,21 @@ func (d *daemon) takeLockAtStart(ctx context.Context) (*heldLock, error) {
 	if err != nil {
 		defer server.Close()
 		if ctx.Err() == nil && actx.Err() != nil {
-			holder, _ := lockHolder(ctx, server.DB, name)
-			return nil, d.lockTaken(name, holder)
+			holder, command, _ := lockHolder(ctx, server.DB, name)
+			return nil, d.lockTaken(name, holder, command)
 		}
 		return nil, fmt.Errorf("taking the checkpoint's lock %q: %w", name, err)
 	}
 	return &heldLock{name: name, server: server, lead: lead}, nil
 }
 
-// lockTaken is the error of a daemon without ha whose checkpoint's lock another holds.
-func (d *daemon) lockTaken(name, holder string) error {
+// lockTaken is the error of a daemon without ha whose checkpoint's lock another holds
+// (lockHolder: holder, and whether it is the checkpoint command).
+func (d *daemon) lockTaken(name, holder string, command bool) error {
 	if holder == "" {
 		holder = "a connection that has since closed"
 	}
-	if strings.HasPrefix(holder, checkpointCommandHolds) {
+	if command {
 		return fmt.Errorf("checkpoint %q in %s is being changed: %s holds its lock %q on the source; start the daemon again once it has finished",
 			d.cfg.Checkpoint.Name, d.cfg.Checkpoint.Table, holder, name)
 	}
@@ -416,31 +416,18 @@ func (d *daemon) lockTaken(name, holder string) error {
 }
 
 // lockHolder says which connection holds the named lock on db's server, "" when none
-// does: its id, and its user and client address when source.user may see them (its own
-// connections; every one with the PROCESS privilege); "the stocksync checkpoint command
-// on …" when the connection also holds the command's tag (checkpointCommandTag).
-func lockHolder(ctx context.Context, db *sql.DB, name string) (string, error) {
-	var id, tagged sql.NullInt64
-	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?), IS_USED_LOCK(?)", name, canal.LockName(checkpointCommandTag(name))).Scan(&id, &tagged); err != nil {
-		return "", err
+// does (canal.HolderOf), and whether it is `stocksync checkpoint` changing the checkpoint
+// (its connection also holds checkpointCommandTag).
+func lockHolder(ctx context.Context, db *sql.DB, name string) (holder string, command bool, err error) {
+	h, held, err := canal.HolderOf(ctx, db, name)
+	if err != nil || !held {
+		return "", false, err
 	}
-	if !id.Valid {
-		return "", nil
+	if command, err = h.HoldsToo(ctx, db, checkpointCommandTag(name)); command {
+		return "the stocksync checkpoint command, changing the checkpoint, on " + h.String(), true, err
 	}
-	holder := fmt.Sprintf("connection %d", id.Int64)
-	var user, host string
-	if db.QueryRowContext(ctx, "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = ?", id.Int64).Scan(&user, &host) == nil {
-		holder += fmt.Sprintf(" of %s from %s", user, host)
-	}
-	if tagged == id {
-		holder = checkpointCommandHolds + " on " + holder
-	}
-	return holder, nil
+	return h.String(), false, err
 }
-
-// checkpointCommandHolds begins what lockHolder says of `stocksync checkpoint` changing
-// the checkpoint, which holds its lock for a moment.
-const checkpointCommandHolds = "the stocksync checkpoint command, changing the checkpoint,"
 
 // checkpointCommandTag is the lock `stocksync checkpoint set|delete` holds beside the
 // checkpoint's lock (named lock), so that a daemon refused the lock can say who has it.
