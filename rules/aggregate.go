@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/expr-lang/expr/vm"
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/canal"
@@ -41,6 +42,10 @@ type ruleState struct {
 	// where the seed does not publish them, and deleted, by the first Commit after the
 	// seed (retire.go).
 	retired map[string][]byte
+	// retiredValue is the value of the transition definition that published retired
+	// groups, when the rule is no longer a transition rule (its empty value takes them
+	// back); nil otherwise, or when not known.
+	retiredValue *vm.Program
 }
 
 // group is one group's running state.
@@ -52,6 +57,7 @@ type group struct {
 	count             int64
 	sums              []accumulator
 	value             []byte // transition: the value last emitted (JSON)
+	topic             string // the topic it was last published on ("": not since saved with it)
 
 	// per transaction
 	inTxn     bool
@@ -350,6 +356,7 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 		}
 		if emit && firstErr == nil {
 			if topic, ok := e.groupTopic(st, g); ok {
+				g.topic = topic
 				if err := out.Emit(ctx, e.groupMessage(st, g, changeEvent(r, g), topic)); err != nil {
 					firstErr = err
 				}
@@ -368,9 +375,11 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 	return entries, firstErr
 }
 
-// appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V],"db":S,"table":T}:
+// appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V],"db":S,"table":T,"topic":P}:
 // integer sums as numbers, decimal sums as strings, float sums as numbers with a point or
-// exponent; db and table name the table of the group's last change (a resync names it).
+// exponent; db and table name the table of the group's last change (a resync names it);
+// topic the topic the group was last published on, where a changed rule takes it back
+// (retire.go).
 func (g *group) appendState(b []byte, r *Rule) []byte {
 	b = append(b, `{"count":`...)
 	b = strconv.AppendInt(b, g.count, 10)
@@ -392,6 +401,10 @@ func (g *group) appendState(b []byte, r *Rule) []byte {
 		b = append(b, g.srcTable.schemaJSON...)
 		b = append(b, `,"table":`...)
 		b = append(b, g.srcTable.nameJSON...)
+	}
+	if g.topic != "" {
+		b = append(b, `,"topic":`...)
+		b = appendString(b, g.topic)
 	}
 	return append(b, '}')
 }
@@ -625,6 +638,10 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			st.seeded, st.activeAfter, st.fresh = true, after, false
 		case st.rule.legacySignature:
 			st.seeded, st.seedPending, st.fresh = true, true, false // saved again in today's form
+		default: // another definition's: the seed takes its groups back
+			if st.rule.emit != EmitTransition {
+				st.retiredValue = signatureValue(signature)
+			}
 		}
 	}
 	for _, ent := range entries {
@@ -660,7 +677,7 @@ func (e *Engine) Restore(entries []StateEntry) error {
 		if err != nil {
 			return fmt.Errorf("restoring rule %q state of %s: %w", ent.Rule, ent.Key, err)
 		}
-		g.count = saved.Count
+		g.count, g.topic = saved.Count, saved.Topic
 		if saved.Table != "" {
 			g.srcTable = e.tableNamed(saved.DB, saved.Table)
 		}

@@ -119,9 +119,9 @@ func TestAggregateAndTransition(t *testing.T) {
 		lastEntries = entries
 	}
 	wantEntries := []StateEntry{
-		{Rule: "product-stock", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":2,"sums":{"sellable":7},"db":"inventory","table":"sellable_shard"}`)},
+		{Rule: "product-stock", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":2,"sums":{"sellable":7},"db":"inventory","table":"sellable_shard","topic":"product.stock"}`)},
 		{Rule: "product-stock", Key: `{"sku_id":"B2"}`},
-		{Rule: "search-in-stock", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":2,"sums":{"sellable":7},"value":true,"db":"inventory","table":"sellable_shard"}`)},
+		{Rule: "search-in-stock", Key: `{"sku_id":"A1"}`, Value: []byte(`{"count":2,"sums":{"sellable":7},"value":true,"db":"inventory","table":"sellable_shard","topic":"search.availability"}`)},
 		{Rule: "search-in-stock", Key: `{"sku_id":"B2"}`},
 	}
 	if len(lastEntries) != len(wantEntries) {

@@ -24,7 +24,7 @@ type Emitter interface {
 
 // StateEntry is one aggregate or transition group's state, persisted by the pipeline
 // with the checkpoint. Key is the group key as a JSON object ({"sku_id":"A1"}); Value is
-// the state as JSON ({"count":8,"sums":{"sellable":42},"value":true,"db":…,"table":…}),
+// the state as JSON ({"count":8,"sums":{"sellable":42},"value":true,"db":…,"table":…,"topic":…}),
 // or nil when the group no longer exists and its entry is to be deleted.
 type StateEntry struct {
 	Rule  string

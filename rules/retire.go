@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/canal"
@@ -30,6 +33,7 @@ type savedGroup struct {
 	Value json.RawMessage `json:"value"`
 	DB    string          `json:"db"`
 	Table string          `json:"table"`
+	Topic string          `json:"topic"`
 	// sums, in the order they were written.
 	sums []namedRaw
 }
@@ -107,12 +111,18 @@ func (st *ruleState) retireFrom(old *ruleState) {
 	for k, v := range old.retired {
 		st.retire(k, v)
 	}
+	if st.rule.emit != EmitTransition {
+		st.retiredValue = old.retiredValue
+		if old.rule.emit == EmitTransition {
+			st.retiredValue = old.rule.value
+		}
+	}
 	for k, g := range old.groups {
 		switch {
 		case old.fresh:
 			st.retire(k, nil)
 		case g.inTxn:
-			was := &group{count: g.prevCount, sums: g.prevSums, value: g.prevValue, srcTable: g.srcTable}
+			was := &group{count: g.prevCount, sums: g.prevSums, value: g.prevValue, srcTable: g.srcTable, topic: g.topic}
 			st.retire(k, was.appendState(nil, old.rule))
 		default:
 			st.retire(k, g.appendState(nil, old.rule))
@@ -142,14 +152,15 @@ func (h *heldMessages) Emit(_ context.Context, m sinks.Message) error {
 }
 
 // flushRetiring is flushGroups for a rule just seeded again under a new definition: first,
-// in key order, each retired group that the seed does not publish, as a group with no rows
-// left is published, and the deletion of every retired entry; then the seed's groups.
+// in key order, each retired group that the seed does not publish (on the topic and in the
+// kind it was published), as a group with no rows left is published, and the deletion of
+// every retired entry; then the seed's groups.
 func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Position, out Emitter) ([]StateEntry, error) {
 	var seed heldMessages
 	groupEntries, _ := e.flushGroups(ctx, st, &seed) // holding never fails
 	published := make(map[string]bool, len(seed.msgs))
 	for _, m := range seed.msgs {
-		published[string(m.Key)] = true
+		published[m.Topic+"\x00"+string(m.Key)] = true
 	}
 	keys := slices.Sorted(maps.Keys(st.retired))
 	entries := make([]StateEntry, 0, len(keys)+len(groupEntries))
@@ -165,10 +176,10 @@ func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Pos
 	for _, k := range keys {
 		entries = append(entries, StateEntry{Rule: st.rule.name, Key: k})
 		saved := st.retired[k]
-		if saved == nil || published[k] || firstErr != nil {
+		if saved == nil || firstErr != nil {
 			continue
 		}
-		m, ok := e.retraction(st, shapes, k, saved, commitSource(at, canal.Source{Snapshot: true, Row: row}))
+		m, ok := e.retraction(st, shapes, k, saved, published, commitSource(at, canal.Source{Snapshot: true, Row: row}))
 		if !ok {
 			continue
 		}
@@ -177,7 +188,7 @@ func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Pos
 			firstErr = err
 		}
 	}
-	st.retired = nil
+	st.retired, st.retiredValue = nil, nil
 	entries = append(entries, groupEntries...)
 	for _, m := range seed.msgs {
 		if firstErr != nil {
@@ -197,16 +208,23 @@ func commitSource(pos canal.Position, src canal.Source) canal.Source {
 }
 
 // retraction is the message that takes back retired group key (its saved state saved)
-// under st's rule, at src: what the rule publishes for a group whose rows are all gone,
-// against what the consumers hold. False when there is nothing to take back (an aggregate
-// group without rows; a transition group that holds the empty value) or the message cannot
-// be made (logged; a topic that cannot be filled in counts as the rule's failure).
+// under st's rule, at src: what the definition that published the group publishes for a
+// group whose rows are all gone, against what the consumers hold. False when there is
+// nothing to take back (an aggregate group without rows; a transition group that holds
+// the empty value), when the seed publishes the key on the same topic in the same kind
+// (published: by topic and key), or when the message cannot be made (logged; a topic that
+// cannot be filled in counts as the rule's failure).
 //
-// The key is the old one, whatever the rule's group_by is now: it is what the consumers
-// hold. The topic is the rule's, filled in from the key's columns; the image holds the
-// key's columns and the saved sums (the rule's own shape when they are its group_by and
-// sums). shapes keeps the rule of each other shape for the next retraction.
-func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key string, saved []byte, src canal.Source) (sinks.Message, bool) {
+// The key is the old one, whatever the rule's group_by is now, and the topic the one the
+// group was last published on (saved with it; for state saved before groups kept it, the
+// rule's topic filled in from the key's columns): it is what the consumers hold. The kind
+// is the old definition's, told by the saved state (a transition's holds its value): an
+// aggregate group is taken back by a d, a transition group by its empty value (the
+// rule's value when it is still a transition rule, else the old definition's). The image
+// holds the key's columns and the saved sums (the rule's own shape when they are its
+// group_by and sums and the kind is the same). shapes keeps the rule of each other shape
+// for the next retraction. The format is the rule's.
+func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key string, saved []byte, published map[string]bool, src canal.Source) (sinks.Message, bool) {
 	r := st.rule
 	warn := func(err error) {
 		e.log.Warn("cannot retract a group of the rule's earlier definition", zap.String("rule", r.name), zap.String("key", key), zap.Error(err))
@@ -216,7 +234,11 @@ func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key str
 		warn(err)
 		return sinks.Message{}, false
 	}
-	if r.emit == EmitAggregate && old.Count == 0 || r.emit == EmitTransition && len(old.Value) == 0 {
+	kind := EmitAggregate
+	if len(old.Value) > 0 {
+		kind = EmitTransition
+	}
+	if kind == EmitAggregate && old.Count == 0 {
 		return sinks.Message{}, false
 	}
 	cols, err := keyColumns(key)
@@ -225,24 +247,29 @@ func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key str
 		return sinks.Message{}, false
 	}
 	shape := st
-	if !slices.Equal(cols, r.groupBy) || !sameSumNames(r.sums, old.sums) {
-		shape = shapes[shapeKey(cols, old.sums)]
+	if kind != r.emit || !slices.Equal(cols, r.groupBy) || !sameSumNames(r.sums, old.sums) {
+		sk := shapeKey(kind, cols, old.sums)
+		shape = shapes[sk]
 		if shape == nil {
 			image := *r
-			image.groupBy = cols
-			image.sums = nil
+			image.emit, image.groupBy, image.sums = kind, cols, nil
 			for _, s := range old.sums {
 				image.sums = append(image.sums, sumSpec{name: s.name})
 			}
+			if kind == EmitTransition && r.emit != EmitTransition {
+				image.value = st.retiredValue
+			}
 			shape = &ruleState{rule: &image, env: st.env}
-			shapes[shapeKey(cols, old.sums)] = shape
+			shapes[sk] = shape
 		}
 	}
 	ti := e.tableNamed(old.DB, old.Table)
-	for _, p := range r.topicParts {
-		if p.Var && !slices.Contains(cols, p.Text) {
-			e.evalFailed(r, ti.table(), "topic", fmt.Errorf("group %s, published under an earlier group_by, has no %s for {%s}: not retracted", key, p.Text, p.Text))
-			return sinks.Message{}, false
+	if old.Topic == "" {
+		for _, p := range r.topicParts {
+			if p.Var && !slices.Contains(cols, p.Text) {
+				e.evalFailed(r, ti.table(), "topic", fmt.Errorf("group %s, published under an earlier group_by, has no %s for {%s}: not retracted", key, p.Text, p.Text))
+				return sinks.Message{}, false
+			}
 		}
 	}
 	g, err := shape.newGroup(key)
@@ -251,8 +278,23 @@ func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key str
 		return sinks.Message{}, false
 	}
 	g.srcTable, g.src = ti, src
+	topic := old.Topic
+	if topic == "" {
+		var ok bool
+		if topic, ok = e.groupTopic(shape, g); !ok {
+			return sinks.Message{}, false
+		}
+	}
+	if kind == r.emit && published[topic+"\x00"+key] {
+		return sinks.Message{}, false
+	}
 	g.prevCount, g.prevValue = old.Count, []byte(old.Value)
-	now := st.groups[key] // the seed's group of that key, which it did not publish
+	// The seed's group of that key, which it did not publish, is what the consumers are
+	// to hold where it goes on the same topic in the same kind.
+	now := st.groups[key]
+	if now != nil && (kind != r.emit || old.Topic != "" && !e.publishesOn(st, now, old.Topic)) {
+		now = nil
+	}
 	if now != nil {
 		g.count, g.value = now.count, now.value
 	}
@@ -268,23 +310,34 @@ func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key str
 			g.sums[i].copyFrom(&now.sums[j])
 		}
 	}
-	if r.emit == EmitTransition {
+	if kind == EmitTransition {
 		switch {
 		case now != nil:
 		case shape == st:
 			g.value = e.emptyValue(st, g)
-		default:
+		case r.emit == EmitTransition:
 			g.value = e.emptyValueOver(st, g, cols)
+		case shape.rule.value == nil:
+			warn(errors.New("the value of the transition definition that published it is not known"))
+			return sinks.Message{}, false
+		default:
+			g.value = e.emptyValue(shape, g)
 		}
 		if bytes.Equal(g.value, g.prevValue) {
 			return sinks.Message{}, false
 		}
 	}
-	topic, ok := e.groupTopic(shape, g)
-	if !ok {
-		return sinks.Message{}, false
-	}
 	return e.groupMessage(shape, g, changeEvent(shape.rule, g), topic), true
+}
+
+// publishesOn reports whether st's rule publishes its group g on topic: the topic its
+// template gives g.
+func (e *Engine) publishesOn(st *ruleState, g *group, topic string) bool {
+	if st.rule.topic != "" {
+		return st.rule.topic == topic
+	}
+	now, ok := e.groupTopic(st, g)
+	return ok && now == topic
 }
 
 // emptyValueOver is the empty value of st's rule for group g of another group_by, whose
@@ -320,9 +373,10 @@ func sameSumNames(sums []sumSpec, saved []namedRaw) bool {
 	return true
 }
 
-// shapeKey names the image shape of a group key's columns and saved sums.
-func shapeKey(cols []string, sums []namedRaw) string {
+// shapeKey names the image shape of a kind, a group key's columns and saved sums.
+func shapeKey(kind EmitKind, cols []string, sums []namedRaw) string {
 	var b strings.Builder
+	b.WriteByte(byte(kind))
 	for _, c := range cols {
 		b.WriteString(c)
 		b.WriteByte(0)
@@ -333,4 +387,19 @@ func shapeKey(cols []string, sums []namedRaw) string {
 		b.WriteByte(0)
 	}
 	return b.String()
+}
+
+// signatureValue is the value of the transition definition whose signature
+// (stateSignature) is sig, compiled over the names it reads; nil when sig is not a
+// transition rule's or its value does not compile.
+func signatureValue(sig string) *vm.Program {
+	parts := strings.SplitN(sig, "|", 5)
+	if len(parts) < 5 || parts[0] != EmitTransition.String() || parts[4] == "" {
+		return nil
+	}
+	p, err := expr.Compile(parts[4], expr.AllowUndefinedVariables())
+	if err != nil {
+		return nil
+	}
+	return p
 }

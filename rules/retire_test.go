@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
@@ -116,9 +117,11 @@ func TestChangedRuleRetractsWhatItNoLongerPublishes(t *testing.T) {
 }
 
 // TestRetractionUnderAnotherGroupBy: a group_by changed makes every old key one the rule
-// no longer publishes: each is retracted with its old key and image, on the rule's topic
-// filled in from the key's columns; where the topic names a column the old key lacks, it
-// cannot be placed, and is counted as the rule's failure instead.
+// no longer publishes: each is retracted with its old key and image, on the topic it was
+// published on (saved with it), whatever the rule's topic is now. State saved before
+// groups kept their topic is retracted on the rule's topic filled in from the key's
+// columns; where the topic names a column the old key lacks, it cannot be placed, and is
+// counted as the rule's failure instead.
 func TestRetractionUnderAnotherGroupBy(t *testing.T) {
 	old := newTestEngine(mustParse(t, issueRules))
 	_, saved := seedTxn(t, old, shardRow("A1", 0, 3), shardRow("B1", 1, 2))
@@ -146,8 +149,25 @@ func TestRetractionUnderAnotherGroupBy(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ = seedTxn(t, byShardTopic, shardRow("A1", 0, 3))
+	if len(got) != 6 || got[0] != want[0] || got[1] != want[1] || !strings.HasPrefix(got[2], `stock.0 {"sku_id":"A1","shard":0} {"op":"c"`) {
+		t.Errorf("with {shard} in the topic: %v, want A1 and B1 taken back on product.stock, where they were, then the seed's A1 on stock.0", got)
+	}
+
+	// Saved before groups kept their topic.
+	var legacy []StateEntry
+	for _, ent := range saved {
+		if v, _, ok := bytes.Cut(ent.Value, []byte(`,"topic":`)); ok {
+			ent.Value = append(bytes.Clone(v), '}')
+		}
+		legacy = append(legacy, ent)
+	}
+	byShardTopic = newTestEngine(mustParse(t, strings.ReplaceAll(byShard, "topic: product.stock", `topic: "stock.{shard}"`)))
+	if err := byShardTopic.Restore(legacy); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = seedTxn(t, byShardTopic, shardRow("A1", 0, 3))
 	if len(got) != 4 || !strings.HasPrefix(got[0], `stock.0 {"sku_id":"A1","shard":0} {"op":"c"`) {
-		t.Errorf("with {shard} in the topic: %v, want the seed's A1 on stock.0 and no retraction of product-stock", got)
+		t.Errorf("with {shard} in the topic, state without topics: %v, want the seed's A1 on stock.0 and no retraction of product-stock", got)
 	}
 	if n := byShardTopic.EvalErrorsByRule()["product-stock"]; n != 2 {
 		t.Errorf("%d failures of product-stock counted, want one per old group that cannot be placed", n)
@@ -175,5 +195,97 @@ func TestReseedOfAGroupSavedWithoutItsTable(t *testing.T) {
 	if len(out.msgs) != 1 || !strings.Contains(string(out.msgs[0].Value), `"op":"d","before":{"sku_id":"A1","sellable":5}`) ||
 		!strings.Contains(string(out.msgs[0].Value), `"db":"","table":""`) {
 		t.Errorf("published %v, want A1 deleted, naming no table", out.msgs)
+	}
+}
+
+// TestRetractionOfAnotherKind: a rule changed from aggregate to transition (or back),
+// under the same name, takes back every group its old definition published in the old
+// kind's terms, on the topic and under the key the old one published it (an aggregate
+// group a d with its last sums; a transition group the old value's empty value, where it
+// had another), before the new kind's seed, by a reload as by a restart with the changed
+// file; every old entry is deleted by the same Commit. With the topic unchanged, and with
+// group_by changed too, the old kind's groups are taken back all the same.
+func TestRetractionOfAnotherKind(t *testing.T) {
+	const aggregate = `
+rules:
+  - name: flip
+    match: {table: "inventory.sellable_shard"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+`
+	const transition = `
+rules:
+  - name: flip
+    match: {table: "inventory.sellable_shard"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: search.availability
+`
+	sameTopic := func(s string) string {
+		s = strings.ReplaceAll(s, "topic: product.stock", "topic: stock")
+		return strings.ReplaceAll(s, "topic: search.availability", "topic: stock")
+	}
+	byShard := func(s string) string { return strings.ReplaceAll(s, "group_by: [sku_id]", "group_by: [sku_id, shard]") }
+	oldRows := [][]any{shardRow("A1", 0, 3), shardRow("B1", 0, 0), shardRow("C1", 0, 2)}
+	for _, tc := range []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"aggregate to transition", aggregate, transition, []string{
+			`product.stock {"sku_id":"A1"} {"op":"d","before":{"sku_id":"A1","sellable":3},"after":null}`,
+			`product.stock {"sku_id":"B1"} {"op":"d","before":{"sku_id":"B1","sellable":0},"after":null}`,
+			`product.stock {"sku_id":"C1"} {"op":"d","before":{"sku_id":"C1","sellable":2},"after":null}`,
+			`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":0,"value":false},"after":{"sku_id":"A1","sellable":5,"value":true}}`,
+		}},
+		{"transition to aggregate", transition, aggregate, []string{
+			// B1 (false) was saved as nothing: the consumers hold the empty value.
+			`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":3,"value":true},"after":{"sku_id":"A1","sellable":0,"value":false}}`,
+			`search.availability {"sku_id":"C1"} {"op":"u","before":{"sku_id":"C1","sellable":2,"value":true},"after":{"sku_id":"C1","sellable":0,"value":false}}`,
+			`product.stock {"sku_id":"A1"} {"op":"c","before":null,"after":{"sku_id":"A1","sellable":5}}`,
+		}},
+		{"aggregate to transition on the same topic", sameTopic(aggregate), sameTopic(transition), []string{
+			`stock {"sku_id":"A1"} {"op":"d","before":{"sku_id":"A1","sellable":3},"after":null}`,
+			`stock {"sku_id":"B1"} {"op":"d","before":{"sku_id":"B1","sellable":0},"after":null}`,
+			`stock {"sku_id":"C1"} {"op":"d","before":{"sku_id":"C1","sellable":2},"after":null}`,
+			`stock {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":0,"value":false},"after":{"sku_id":"A1","sellable":5,"value":true}}`,
+		}},
+		{"transition to aggregate on the same topic, by shard", sameTopic(transition), byShard(sameTopic(aggregate)), []string{
+			`stock {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":3,"value":true},"after":{"sku_id":"A1","sellable":0,"value":false}}`,
+			`stock {"sku_id":"C1"} {"op":"u","before":{"sku_id":"C1","sellable":2,"value":true},"after":{"sku_id":"C1","sellable":0,"value":false}}`,
+			`stock {"sku_id":"A1","shard":0} {"op":"c","before":null,"after":{"sku_id":"A1","shard":0,"sellable":5}}`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from, to := mustParse(t, tc.from), mustParse(t, tc.to)
+			check := func(how string, got []string, entries []StateEntry) {
+				t.Helper()
+				if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+					t.Errorf("%s: published\n%s\nwant\n%s", how, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+				}
+				deleted := deletedKeys(entries, "flip")
+				for _, k := range []string{`{"sku_id":"A1"}`, `{"sku_id":"C1"}`} {
+					if !slices.Contains(deleted, k) {
+						t.Errorf("%s: deleted %v, want every old group's entry", how, deleted)
+					}
+				}
+			}
+			old := newTestEngine(from)
+			_, saved := seedTxn(t, old, oldRows...)
+
+			old.Install(to)
+			got, entries := seedTxn(t, old, shardRow("A1", 0, 5))
+			check("reload", got, entries)
+
+			restarted := newTestEngine(to)
+			if err := restarted.Restore(saved); err != nil {
+				t.Fatal(err)
+			}
+			got, entries = seedTxn(t, restarted, shardRow("A1", 0, 5))
+			check("restart", got, entries)
+		})
 	}
 }

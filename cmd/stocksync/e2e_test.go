@@ -945,3 +945,51 @@ func freeze(t *testing.T, p *os.Process) {
 		return len(stats) > 0
 	})
 }
+
+// TestServeRefusesARuleOnTheHeartbeatTopic: a rule publishing to kafka.heartbeat_topic is
+// refused at serve's start (it does not start) and at a reload (refused and counted, the
+// running rules go on), naming the rule, its file:line and the config key; the heartbeat
+// topic holds heartbeats alone.
+func TestServeRefusesARuleOnTheHeartbeatTopic(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	hb := s.topic + ".heartbeats"
+	s.editConfig(t, "kafka:\n", fmt.Sprintf("kafka:\n  heartbeat_topic: %s\n  heartbeat_interval: 1s\n", hb))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_h (sku_id INT PRIMARY KEY, qty INT)")
+	rulesPath := filepath.Join(filepath.Dir(s.config), "rules.yaml")
+	good, err := os.ReadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := fmt.Sprintf("rules:\n  - name: beats\n    match: {table: \"%s.stock_*\"}\n    topic: %s\n", s.db, hb)
+	refusal := rulesPath + `:4:12: rule \"beats\": topic \"` + hb + `\" is kafka.heartbeat_topic`
+
+	writeFile(t, rulesPath, bad)
+	d := s.launch(t, s.config)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve started with a rule on the heartbeat topic")
+	}
+	if out := d.output.String(); !strings.Contains(out, strings.ReplaceAll(refusal, `\"`, `"`)) {
+		t.Errorf("serve's refusal does not name the rule at its place and the config key:\n%s", out)
+	}
+
+	writeFile(t, rulesPath, string(good))
+	d = s.start(t)
+	writeFile(t, rulesPath, bad)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the reload to be refused, naming the rule", func() bool {
+		return metric(t, s.httpAddr, "stocksync_rules_reload_failures_total") >= 1 && strings.Contains(d.output.String(), refusal)
+	})
+	testutil.Exec(t, db, "INSERT INTO stock_h VALUES (1, 7)")
+	countRecords(t, s.broker, s.topic, 20*time.Second, func(r *kgo.Record) bool {
+		return strings.Contains(string(r.Value), `"qty":7`)
+	})
+	beats := testutil.Consume(t, s.broker, []string{hb}, 1, 20*time.Second)
+	for _, rec := range testutil.Consume(t, s.broker, []string{hb}, len(beats), time.Second) {
+		if !strings.Contains(rec.Value, `"lag_ms"`) || strings.Contains(rec.Value, `"qty"`) {
+			t.Errorf("the heartbeat topic holds %s, not a heartbeat", rec.Value)
+		}
+	}
+}

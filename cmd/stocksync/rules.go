@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
 )
@@ -39,13 +40,22 @@ func newRulesValidateCmd() *cobra.Command {
 		Use:   "validate FILE",
 		Short: "Report every problem in a rules file (with --live, also against the source's tables)",
 		Long: `Validate reads FILE and prints every problem as file:line:col: message.
-With --live it also connects to the source named by --config and reports globs that match
+With --config it also refuses a rule whose topic is (or could be filled in as) one the
+daemon writes its own records to: kafka.heartbeat_topic, and kafka.checkpoint_topic
+with kafka.exactly_once. With --live it also connects to the source named by --config and reports globs that match
 no table, columns no matched table has and sums over columns that are not numbers; in a
 file with other problems it checks the rules that have none, in the same run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !live {
 				set, err := rules.Load(args[0])
+				if err == nil && cmd.Flags().Changed("config") {
+					var cfg config.Config
+					if cfg, err = loadConfigWithoutRules(cmd); err != nil {
+						return err
+					}
+					err = set.CheckReservedTopics(reservedTopics(cfg))
+				}
 				if err != nil {
 					return reportLoadError(cmd.ErrOrStderr(), err)
 				}
@@ -649,7 +659,14 @@ func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, 
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 	defer cancel()
-	return rulesOnSource(ctx, src, set, true)
+	tables, problems, err := rulesOnSource(ctx, src, set, true)
+	var reserved rules.Errors
+	if errors.As(set.CheckReservedTopics(reservedTopics(cfg)), &reserved) {
+		for _, e := range reserved {
+			problems = append(problems, e)
+		}
+	}
+	return tables, problems, err
 }
 
 // rulesOnSource checks set against the live source src: the columns its rules name

@@ -304,3 +304,42 @@ func TestRulesTestLowStockFlagStartsLow(t *testing.T) {
 		t.Errorf("rules test:\n%s", stdout)
 	}
 }
+
+// TestRulesValidateRefusesTheDaemonsOwnTopics: given --config, `rules validate` refuses a
+// rule publishing to kafka.heartbeat_topic, or (exactly-once) kafka.checkpoint_topic, or
+// whose topic template could be filled in as one, at the rule's topic, naming the rule and
+// the config key; without --config it cannot know them.
+func TestRulesValidateRefusesTheDaemonsOwnTopics(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, configFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, configFile, "kafka:\n  heartbeat_topic: shop.heartbeats\n  exactly_once: true\n  transactional_id: t\n  checkpoint_topic: shop.checkpoints\n")
+	writeFile(t, rulesFile, `rules:
+  - name: beats
+    match: {table: "inventory.stock"}
+    topic: shop.heartbeats
+  - name: per-table
+    match: {table: "shop.check*"}
+    topic: "{schema}.{table}"
+  - name: fine
+    match: {table: "inventory.stock"}
+    topic: shop.stock
+`)
+	_, stderr, err := runRulesCLI(t, "validate", "--config", configFile, rulesFile)
+	if !errors.Is(err, errRulesInvalid) {
+		t.Fatalf("validate --config: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		rulesFile + `:4:12: rule "beats": topic "shop.heartbeats" is kafka.heartbeat_topic`,
+		rulesFile + `:7:12: rule "per-table": topic "{schema}.{table}" could be filled in as "shop.checkpoints", kafka.checkpoint_topic`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, `"fine"`) || strings.Contains(stderr, `"per-table": topic "{schema}.{table}" could be filled in as "shop.heartbeats"`) {
+		t.Errorf("refused more than the two rules' topics:\n%s", stderr)
+	}
+	if out, stderr, err := runRulesCLI(t, "validate", rulesFile); err != nil || !strings.Contains(out, "3 rules, valid") {
+		t.Errorf("validate without --config: %v\n%s%s", err, out, stderr)
+	}
+}

@@ -46,7 +46,7 @@ func newServeCmd() *cobra.Command {
 			}
 			defer log.Sync()
 			sqlconn.SetDriverLogger(log) // before any handle is opened: each copies it
-			file, err := readRulesFile(cfg.Rules)
+			file, err := readRulesFile(cfg.Rules, reservedTopics(cfg))
 			if err != nil {
 				return fmt.Errorf("loading rules:\n%w", err)
 			}
@@ -713,7 +713,7 @@ func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
 // A file with the running rules' contents is left alone, and so is the last rejected
 // file unless retryRejected (watchRules).
 func (d *daemon) reloadRules(why string, retryRejected bool) {
-	file, err := readRulesFile(d.cfg.Rules)
+	file, err := readRulesFile(d.cfg.Rules, reservedTopics(d.cfg))
 	rejectedBefore := d.rejectedRules != nil && *d.rejectedRules == file.digest
 	switch {
 	case err == nil && file.digest == d.runningRules:
@@ -756,14 +756,30 @@ type rulesFile struct {
 }
 
 // readRulesFile reads and compiles the rules file at path, as rules.Load does, keeping
-// the digest of what it read.
-func readRulesFile(path string) (rulesFile, error) {
+// the digest of what it read, and refuses a rule that publishes to one of the daemon's
+// own topics, reserved (reservedTopics).
+func readRulesFile(path string, reserved []rules.ReservedTopic) (rulesFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return rulesFile{digest: sha256.Sum256(nil)}, fmt.Errorf("reading rules: %w", err)
 	}
 	set, err := rules.Parse(path, data)
+	if err == nil {
+		if err = set.CheckReservedTopics(reserved); err != nil {
+			set = nil
+		}
+	}
 	return rulesFile{set: set, digest: sha256.Sum256(data)}, err
+}
+
+// reservedTopics are the topics the daemon writes its own records to under cfg, which no
+// rule may publish to: kafka.heartbeat_topic, and kafka.checkpoint_topic exactly-once.
+func reservedTopics(cfg config.Config) []rules.ReservedTopic {
+	reserved := []rules.ReservedTopic{{Topic: cfg.Kafka.HeartbeatTopic, Key: "kafka.heartbeat_topic"}}
+	if cfg.Kafka.ExactlyOnce {
+		reserved = append(reserved, rules.ReservedTopic{Topic: cfg.Kafka.CheckpointTopic, Key: "kafka.checkpoint_topic"})
+	}
+	return reserved
 }
 
 // sameFile reports whether two paths name the same file.
