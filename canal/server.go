@@ -35,6 +35,12 @@ type Config struct {
 // ErrUnreachable marks a source that could not be connected to; it is worth retrying.
 var ErrUnreachable = errors.New("source unreachable")
 
+// ErrBinlogSettings marks a server whose settings keep its binlog from being streamed
+// (log_bin off, binlog_format, binlog_row_image, binlog_row_metadata). At a daemon's first
+// start it is a mistake to report at once; met again later, it is a SET GLOBAL made while
+// the daemon ran, which a DBA sets back.
+var ErrBinlogSettings = errors.New("binlog settings")
+
 // Server is a SQL connection to the source, for the checks, positions and table shapes
 // the binlog does not carry.
 type Server struct {
@@ -126,8 +132,15 @@ func (st binlogSettings) err() error {
 	}
 	// Every setting at once: a DBA restarting the server for one should not find the
 	// next only at the following start.
-	return fmt.Errorf("source %s cannot be streamed: %s", st.version, strings.Join(st.problems, "; "))
+	return settingsError(fmt.Sprintf("source %s cannot be streamed: %s", st.version, strings.Join(st.problems, "; ")))
 }
+
+// settingsError is binlogSettings' error: its text names every setting to change, and it
+// is ErrBinlogSettings.
+type settingsError string
+
+func (e settingsError) Error() string        { return string(e) }
+func (e settingsError) Is(target error) bool { return target == ErrBinlogSettings }
 
 func readBinlogSettings(ctx context.Context, db *sql.DB) (binlogSettings, error) {
 	var st binlogSettings

@@ -797,3 +797,39 @@ func TestAFailureWithoutConfigSaysNoneWasGiven(t *testing.T) {
 		t.Fatalf("migrate up without --config against a closed port: %v\n%s\nwant the failure to say no --config was given", err, out)
 	}
 }
+
+// TestSetGlobalBinlogFormatWhileStreamingKeepsTheDaemonUp: a DBA's SET GLOBAL
+// binlog_format=STATEMENT while the daemon streams, then a write of a matched table in a
+// new session. The stream stops at that change, and each restart finds the setting wrong:
+// the daemon stays up (its HTTP API with it), /readyz names the setting to change, and
+// once it is set back /readyz names the change the stream cannot get past. Only a first
+// start refuses such a server and exits (TestServerWithoutColumnNamesIsRefused).
+func TestSetGlobalBinlogFormatWhileStreamingKeepsTheDaemonUp(t *testing.T) {
+	m, s, db := setupOnPrivateMariaDB(t, "")
+	testutil.Exec(t, db, "CREATE TABLE stock_g (sku_id INT PRIMARY KEY, qty INT NOT NULL)")
+	d := s.start(t)
+	testutil.Exec(t, db, "INSERT INTO stock_g VALUES (1, 1)")
+	testutil.Consume(t, s.broker, []string{s.topic}, 1, 30*time.Second)
+
+	testutil.Exec(t, db, "SET GLOBAL binlog_format = 'STATEMENT'")
+	t.Cleanup(func() { db.Exec("SET GLOBAL binlog_format = 'ROW'") })
+	testutil.Exec(t, m.Open(t, s.db), "INSERT INTO stock_g VALUES (2, 2)") // a session opened after it
+	readyzSays := func(what string) func() bool {
+		return func() bool {
+			select {
+			case <-d.done:
+				t.Fatalf("the daemon exited:\n%s", d.output.String())
+			default:
+			}
+			code, body := httpGet(s.httpAddr, "/readyz")
+			return code == http.StatusServiceUnavailable && strings.Contains(body, what)
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, "/readyz 503 naming binlog_format", readyzSays("binlog_format is STATEMENT: set binlog_format=ROW"))
+	if code := httpStatus(s.httpAddr, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d while the setting is wrong, want 200 (the daemon is up)", code)
+	}
+
+	testutil.Exec(t, db, "SET GLOBAL binlog_format = 'ROW'")
+	testutil.Eventually(t, 60*time.Second, "/readyz 503 naming the statement-logged change", readyzSays("statement-logged change"))
+}
