@@ -74,6 +74,10 @@ type daemon struct {
 	// brokerDown is why the last ping of the brokers failed; "" when one answered, nil
 	// before the first ping.
 	brokerDown atomic.Pointer[string]
+	// pingNow asks pingBroker for a ping at once: a pipeline started, and /readyz should
+	// not wait for the next 2 s tick to learn the broker answers.
+	pingNow   chan struct{}
+	pingEvery time.Duration // 2 s
 	// checkpoint is the last exactly-once checkpoint any run loaded or committed, so that
 	// a run finding the checkpoint topic emptied stops (pipeline.ErrCheckpointLost).
 	checkpoint atomic.Pointer[canal.Position]
@@ -94,7 +98,8 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(sinks.Collectors()...)
-	d := &daemon{cfg: cfg, log: log, metrics: pipeline.NewMetrics(reg), brokers: cfg.Kafka.Brokers,
+	d := &daemon{cfg: cfg, log: log, metrics: pipeline.NewMetrics(reg), brokers: cfg.Kafka.Brokers, pingNow: make(chan struct{}, 1),
+		pingEvery: 2 * time.Second,
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_rules_reload_failures_total",
 			Help: "Rules files a reload rejected (invalid, or not fitting the source's tables), each counted once however often it was tried again unchanged; the running rules stayed."})}
 	d.leaderG = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_leader",
@@ -563,7 +568,7 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 		Lease:              lease,
 		Heartbeat:          pipeline.Heartbeat{Topic: d.cfg.Kafka.HeartbeatTopic, Interval: d.cfg.Kafka.HeartbeatInterval},
 	})
-	d.current.Store(p)
+	d.startedPipeline(p)
 	defer d.current.Store(nil)
 	d.stopFailure.Store(nil)
 	err = p.Run(ctx)
@@ -626,8 +631,17 @@ func sourceConfig(cfg config.Config) (canal.Config, error) {
 		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor, TLS: tlsConfig, Checkpoint: checkpointLockName(cfg)}, nil
 }
 
-// pingBroker keeps d.brokerDown current for /readyz while a pipeline runs: every 2 s it
-// asks the brokers a Kafka request with kafka.tls and kafka.sasl (d.pinger, whose
+// startedPipeline makes p the running pipeline, and asks pingBroker for a ping at once.
+func (d *daemon) startedPipeline(p *pipeline.Pipeline) {
+	d.current.Store(p)
+	select {
+	case d.pingNow <- struct{}{}:
+	default: // one is asked for already
+	}
+}
+
+// pingBroker keeps d.brokerDown current for /readyz while a pipeline runs: as a pipeline
+// starts (d.pingNow), then every 2 s, it asks the brokers a Kafka request with kafka.tls and kafka.sasl (d.pinger, whose
 // connection stays open between pings, so it logs in once rather than every 2 s), so a
 // port that accepts connections but does not serve (a TLS or SASL mismatch, a broker
 // still starting, another program) is not taken for a broker.
@@ -647,7 +661,8 @@ func (d *daemon) pingBroker(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(2 * time.Second):
+		case <-d.pingNow:
+		case <-time.After(d.pingEvery):
 		}
 	}
 }
