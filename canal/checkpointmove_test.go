@@ -105,7 +105,7 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 		t.Errorf("GTIDPosition(%s) = %s, %v; want the set alone", before.GTIDSet, got, err)
 	}
 	// Other packages' tests may write to the server meanwhile, and rotate its binlog.
-	if d, err := s.server.Behind(ctx, before, now); err != nil || d.Transactions < 2 || before.File == now.File && (d.Bytes != int64(now.Pos-before.Pos) || d.Files != 0) {
+	if d, err := s.server.Behind(ctx, before, now, ""); err != nil || d.Transactions < 2 || before.File == now.File && (d.Bytes != int64(now.Pos-before.Pos) || d.Files != 0) {
 		t.Errorf("Behind(%s, %s) = %+v, %v; want 2 transactions or more, and in one file %d bytes", before, now, d, err, now.Pos-before.Pos)
 	}
 
@@ -160,5 +160,42 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 			t.Errorf("%s: %s, %v; want ErrNotStreamable naming %s", tc.name, pos, err, tc.value)
 
 		}
+	}
+}
+
+// TestBehindCountsCheckpointSaves: of the transactions after a position, those writing
+// only tables of the checkpoint's schema are counted apart, so that a daemon stopped when
+// caught up (its last save is a transaction after the position it saved) is not taken
+// for one a transaction behind. A transaction writing the schema and another table, and
+// DDL, are not saves. On a private server, where no other test writes in between.
+func TestBehindCountsCheckpointSaves(t *testing.T) {
+	m := testutil.StartPrivateMariaDB(t, "")
+	s := newSourceOn(t, m.MySQL, "saves")
+	own, ownDB := m.FreshDatabase(t, "ckpt")
+	testutil.Exec(t, s.db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	testutil.Exec(t, ownDB, "CREATE TABLE checkpoint (name VARCHAR(20) PRIMARY KEY, pos INT)")
+	before := s.position()
+	testutil.Exec(t, ownDB, "INSERT INTO checkpoint VALUES ('a', 1)", "UPDATE checkpoint SET pos = 2",
+		"CREATE TABLE state (k INT PRIMARY KEY)")
+	testutil.Exec(t, s.db, "INSERT INTO t VALUES (1)")
+	tx, err := s.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"INSERT INTO t VALUES (2)", "UPDATE " + own + ".checkpoint SET pos = 3"} {
+		if _, err := tx.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	now := s.position()
+	d, err := s.server.Behind(t.Context(), before, now, own)
+	if err != nil || d.Transactions != 5 || d.CheckpointSaves != 2 {
+		t.Errorf("Behind(%s, %s, %s) = %+v, %v; want 5 transactions, 2 of them saves", before, now, own, d, err)
+	}
+	if d, err := s.server.Behind(t.Context(), before, now, ""); err != nil || d.CheckpointSaves != 0 {
+		t.Errorf("Behind without a checkpoint schema = %+v, %v; want no saves", d, err)
 	}
 }

@@ -210,7 +210,9 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	default:
 		r.Held, r.OlderFiles = new(true), retention.Older
 	}
-	behind, err := server.Behind(ctx, pos, current)
+	// The daemon's own saves write only the checkpoint's schema: counted apart.
+	ownSchema, _, _ := strings.Cut(cfg.Checkpoint.Table, ".")
+	behind, err := server.Behind(ctx, pos, current, ownSchema)
 	if err != nil {
 		return r, err
 	}
@@ -274,7 +276,13 @@ func (r checkpointReport) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  server now: %s\n", r.Server)
 	var behind []string
-	if r.Behind.Transactions >= 0 {
+	switch saves := r.Behind.CheckpointSaves; {
+	case r.Behind.Transactions < 0:
+	case saves > 0 && saves == r.Behind.Transactions:
+		behind = append(behind, fmt.Sprintf("caught up: the %d transactions after it are the daemon's own checkpoint saves", saves))
+	case saves > 0:
+		behind = append(behind, fmt.Sprintf("%d transactions (and %d checkpoint saves of the daemon's own)", r.Behind.Transactions-saves, saves))
+	default:
 		behind = append(behind, fmt.Sprintf("%d transactions", r.Behind.Transactions))
 	}
 	if r.Behind.Bytes >= 0 {
