@@ -20,13 +20,22 @@ type apiError struct {
 	Short   []Shortage `json:"short,omitempty"`
 }
 
+// retryAfter is the Retry-After of a 503 answered because the inventory database is
+// unavailable: a second, then clients back off (docs/api.md, Retrying).
+const retryAfter = "1"
+
 // errorStatus maps an operation's error to its HTTP status and code. It is the only place
-// errors are classified for HTTP.
-func errorStatus(err error) (int, apiError) {
+// errors are classified for HTTP. database names the inventory database in the message of
+// a 503 answered because it is unavailable (its address; "" when not known).
+func errorStatus(err error, database string) (int, apiError) {
 	body := apiError{Message: err.Error()}
 	var validation *ValidationError
 	var shortage *ShortageError
 	var tooLarge *http.MaxBytesError
+	if reason := unavailableReason(err); reason != "" {
+		// Before the context's errors: a connect that reached its deadline is an outage.
+		return http.StatusServiceUnavailable, apiError{Code: "unavailable", Message: unavailableMessage(err, reason, database)}
+	}
 	switch {
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("request body over %d bytes", tooLarge.Limit)}
@@ -125,13 +134,16 @@ func limitBody(maxBytes int64, handle http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, body := errorStatus(err)
+	status, body := errorStatus(err, s.opts.DatabaseAddr)
 	callerGone := r.Context().Err() != nil
 	if callerGone {
 		// The caller hung up or timed out. Whatever that made the operation return (a
 		// cancelled query, or database/sql's "transaction has already been committed or
 		// rolled back" once it rolled the transaction back), it is no fault of the server.
-		status, body = errorStatus(r.Context().Err())
+		status, body = errorStatus(r.Context().Err(), "")
+	}
+	if status == http.StatusServiceUnavailable && !callerGone {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	if status >= 500 && !callerGone {
 		s.log.Error("inventory request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
