@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -99,6 +102,7 @@ func (s *Store) Handler() http.Handler {
 		{Method: "GET", Path: "/v1/skus/{sku}", Handle: s.handleGet},
 		{Method: "PUT", Path: "/v1/skus/{sku}/activities/{activity}", Handle: s.handlePutActivity},
 		{Method: "POST", Path: "/v1/deductions", Handle: s.handleDeduct},
+		{Method: "GET", Path: "/v1/orders", Handle: s.handleListOrders},
 		{Method: "GET", Path: "/v1/orders/{order_no}", Handle: s.handleGetOrder},
 		{Method: "POST", Path: "/v1/orders/{order_no}/confirm", Handle: s.handleConfirm},
 		{Method: "POST", Path: "/v1/orders/{order_no}/cancel", Handle: s.handleCancel},
@@ -223,6 +227,16 @@ func (s *Store) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 	s.answer(w, r, http.StatusOK, out, err)
 }
 
+func (s *Store) handleListOrders(w http.ResponseWriter, r *http.Request) {
+	q, err := readOrderQuery(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.ListOrders(r.Context(), q)
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
 func (s *Store) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	var body struct{}
 	if err := decode(r.Body, &body, true); err != nil {
@@ -317,4 +331,49 @@ func (s *Store) answer(w http.ResponseWriter, r *http.Request, status int, v any
 		return
 	}
 	httpapi.WriteJSON(w, status, v)
+}
+
+// readOrderQuery reads GET /v1/orders' query parameters: status, sku, limit and after, each
+// at most once; any other is refused, naming it.
+func readOrderQuery(values url.Values) (OrderQuery, error) {
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var q OrderQuery
+	for _, name := range names {
+		vs := values[name]
+		if len(vs) > 1 {
+			return q, invalid(name, "appears %d times; give it once", len(vs))
+		}
+		v := vs[0]
+		switch name {
+		case "status":
+			q.Status = OrderStatus(v)
+			if v == "" {
+				return q, invalid(name, "must be held, confirmed, shipped, cancelled or expired, got \"\" (leave it out for every status)")
+			}
+		case "sku":
+			if v == "" {
+				return q, invalid(name, "must not be empty (leave it out for every SKU)")
+			}
+			q.SKU = v
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return q, invalid(name, "must be an integer between 1 and %d, got %q", maxListLimit, v)
+			}
+			q.Limit = n
+		case "after":
+			if v == "" {
+				return q, invalid(name, "must not be empty (leave it out for the first page)")
+			}
+			q.After = v
+		default:
+			return q, invalid(name, "is not a parameter of GET /v1/orders (status, sku, limit, after)")
+		}
+	}
+	_, _, err := checkOrderQuery(q)
+	return q, err
 }
