@@ -1,9 +1,15 @@
 package inventory
 
 import (
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
 // Errors the operations return, checked with errors.Is / errors.As. The HTTP handler maps
@@ -93,4 +99,67 @@ func (e *ShortageError) SKUs() []string {
 		out[i] = it.SKU
 	}
 	return out
+}
+
+// IsUnavailable reports whether err means that the inventory database could not be reached
+// or that the connection to it was lost during the call: an outage, not a fault of the
+// request, so the same call may succeed when repeated (HTTP 503 unavailable). A call that
+// lost its connection may or may not have been written; every call is safe to repeat
+// (docs/api.md, Retrying).
+func IsUnavailable(err error) bool { return unavailableReason(err) != "" }
+
+// unavailableReason says why err means the inventory database is unavailable, "" when it
+// does not. It is the only place errors are classified so: a constraint violation, a
+// syntax error, a deadlock or any other answer of a working server is not an outage.
+func unavailableReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, driver.ErrBadConn):
+		return "its connection broke"
+	case errors.Is(err, mysql.ErrInvalidConn):
+		// What the driver answers when the server closed the connection under a
+		// statement: killed, restarted, or the network cut.
+		return "the connection was lost during the call"
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		// Connection refused, no route, or the connect timeout (also a context's
+		// deadline reached while connecting).
+		return "cannot connect"
+	case errors.As(err, &opErr):
+		return "the connection broke"
+	}
+	switch sqlconn.ErrorNumber(err) {
+	case 1040:
+		return "too many connections"
+	case 1053:
+		return "the server is shutting down"
+	case 1927:
+		return "the connection was killed"
+	case 2002, 2003:
+		// The C client's codes, as a proxy or another client library may answer them.
+		return "cannot connect"
+	case 2006:
+		return "the server has gone away"
+	case 2013:
+		return "the connection was lost during the call"
+	}
+	return ""
+}
+
+// unavailableMessage is the message of a 503 for err, whose reason is reason: it names
+// the database (at addr when known: the address of a failed connect, else database) and
+// what failed.
+func unavailableMessage(err error, reason, database string) string {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" && opErr.Addr != nil {
+		database = opErr.Addr.String()
+	}
+	at := ""
+	if database != "" {
+		at = " at " + database
+	}
+	return fmt.Sprintf("the inventory database%s is unreachable: %s (%v); the call may or may not have been written: repeat it unchanged "+
+		"(the same order_no or request_id) after Retry-After", at, reason, err)
 }

@@ -168,7 +168,7 @@ func FuzzReadRequest(f *testing.F) {
 		endpoint %= fuzzEndpointCount
 		got, err := readRequest(endpoint, body)
 		if err != nil {
-			status, answer := errorStatus(err)
+			status, answer := errorStatus(err, "")
 			if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
 				t.Fatalf("%s %q: refused with %d %+v (%v), want 400 or 413", fuzzPaths[endpoint], body, status, answer, err)
 			}

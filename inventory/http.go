@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -20,13 +23,22 @@ type apiError struct {
 	Short   []Shortage `json:"short,omitempty"`
 }
 
+// retryAfter is the Retry-After of a 503 answered because the inventory database is
+// unavailable: a second, then clients back off (docs/api.md, Retrying).
+const retryAfter = "1"
+
 // errorStatus maps an operation's error to its HTTP status and code. It is the only place
-// errors are classified for HTTP.
-func errorStatus(err error) (int, apiError) {
+// errors are classified for HTTP. database names the inventory database in the message of
+// a 503 answered because it is unavailable (its address; "" when not known).
+func errorStatus(err error, database string) (int, apiError) {
 	body := apiError{Message: err.Error()}
 	var validation *ValidationError
 	var shortage *ShortageError
 	var tooLarge *http.MaxBytesError
+	if reason := unavailableReason(err); reason != "" {
+		// Before the context's errors: a connect that reached its deadline is an outage.
+		return http.StatusServiceUnavailable, apiError{Code: "unavailable", Message: unavailableMessage(err, reason, database)}
+	}
 	switch {
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("request body over %d bytes", tooLarge.Limit)}
@@ -90,6 +102,7 @@ func (s *Store) Handler() http.Handler {
 		{Method: "GET", Path: "/v1/skus/{sku}", Handle: s.handleGet},
 		{Method: "PUT", Path: "/v1/skus/{sku}/activities/{activity}", Handle: s.handlePutActivity},
 		{Method: "POST", Path: "/v1/deductions", Handle: s.handleDeduct},
+		{Method: "GET", Path: "/v1/orders", Handle: s.handleListOrders},
 		{Method: "GET", Path: "/v1/orders/{order_no}", Handle: s.handleGetOrder},
 		{Method: "POST", Path: "/v1/orders/{order_no}/confirm", Handle: s.handleConfirm},
 		{Method: "POST", Path: "/v1/orders/{order_no}/cancel", Handle: s.handleCancel},
@@ -125,13 +138,16 @@ func limitBody(maxBytes int64, handle http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Store) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, body := errorStatus(err)
+	status, body := errorStatus(err, s.opts.DatabaseAddr)
 	callerGone := r.Context().Err() != nil
 	if callerGone {
 		// The caller hung up or timed out. Whatever that made the operation return (a
 		// cancelled query, or database/sql's "transaction has already been committed or
 		// rolled back" once it rolled the transaction back), it is no fault of the server.
-		status, body = errorStatus(r.Context().Err())
+		status, body = errorStatus(r.Context().Err(), "")
+	}
+	if status == http.StatusServiceUnavailable && !callerGone {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	if status >= 500 && !callerGone {
 		s.log.Error("inventory request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
@@ -208,6 +224,16 @@ func (s *Store) handleDeduct(w http.ResponseWriter, r *http.Request) {
 
 func (s *Store) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 	out, err := s.GetOrder(r.Context(), r.PathValue("order_no"))
+	s.answer(w, r, http.StatusOK, out, err)
+}
+
+func (s *Store) handleListOrders(w http.ResponseWriter, r *http.Request) {
+	q, err := readOrderQuery(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.ListOrders(r.Context(), q)
 	s.answer(w, r, http.StatusOK, out, err)
 }
 
@@ -305,4 +331,49 @@ func (s *Store) answer(w http.ResponseWriter, r *http.Request, status int, v any
 		return
 	}
 	httpapi.WriteJSON(w, status, v)
+}
+
+// readOrderQuery reads GET /v1/orders' query parameters: status, sku, limit and after, each
+// at most once; any other is refused, naming it.
+func readOrderQuery(values url.Values) (OrderQuery, error) {
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var q OrderQuery
+	for _, name := range names {
+		vs := values[name]
+		if len(vs) > 1 {
+			return q, invalid(name, "appears %d times; give it once", len(vs))
+		}
+		v := vs[0]
+		switch name {
+		case "status":
+			q.Status = OrderStatus(v)
+			if v == "" {
+				return q, invalid(name, "must be held, confirmed, shipped, cancelled or expired, got \"\" (leave it out for every status)")
+			}
+		case "sku":
+			if v == "" {
+				return q, invalid(name, "must not be empty (leave it out for every SKU)")
+			}
+			q.SKU = v
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return q, invalid(name, "must be an integer between 1 and %d, got %q", maxListLimit, v)
+			}
+			q.Limit = n
+		case "after":
+			if v == "" {
+				return q, invalid(name, "must not be empty (leave it out for the first page)")
+			}
+			q.After = v
+		default:
+			return q, invalid(name, "is not a parameter of GET /v1/orders (status, sku, limit, after)")
+		}
+	}
+	_, _, err := checkOrderQuery(q)
+	return q, err
 }

@@ -345,7 +345,7 @@ func TestHTTPWrongMethodIs405AndUnknownPathIs404(t *testing.T) {
 		{"DELETE", "/v1/nothing", "", 404, "not_found", ""},
 		{"POST", "/v1/skus/sku1/stock/extra", `{"sellable": 1}`, 404, "not_found", ""},
 		{"GET", "/v1/skus/sku1/", "", 404, "not_found", ""},
-		{"GET", "/v1/orders", "", 404, "not_found", ""},
+		{"DELETE", "/v1/orders", "", 405, "method_not_allowed", "GET, HEAD"},
 		{"POST", "/v1/", "", 404, "not_found", ""},
 		// Paths a ServeMux would redirect, answered where they are.
 		{"GET", "/v1", "", 404, "not_found", ""},

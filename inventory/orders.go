@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -76,25 +77,46 @@ func (s *Store) loadOrder(ctx context.Context, q querier, orderNo string, lock b
 	if err != nil {
 		return Order{}, fmt.Errorf("reading hold: %w", err)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT sku_id, activity_id, qty, shard_takes FROM deduction_log
-		WHERE order_no = ? ORDER BY sku_id, activity_id`, orderNo)
+	items, err := loadItems(ctx, q, []string{orderNo})
 	if err != nil {
-		return Order{}, fmt.Errorf("reading deduction log: %w", err)
+		return Order{}, err
+	}
+	if its := items[orderNo]; its != nil {
+		o.Items = its
+	}
+	return o, nil
+}
+
+// loadItems reads the items of orders (also those rolled back), sorted by SKU, then
+// activity, by order number; an order without items has none in the map.
+func loadItems(ctx context.Context, q querier, orderNos []string) (map[string][]OrderItem, error) {
+	items := make(map[string][]OrderItem, len(orderNos))
+	if len(orderNos) == 0 {
+		return items, nil
+	}
+	args := make([]any, len(orderNos))
+	for i, n := range orderNos {
+		args[i] = n
+	}
+	rows, err := q.QueryContext(ctx, `SELECT order_no, sku_id, activity_id, qty, shard_takes FROM deduction_log
+		WHERE order_no IN (`+strings.TrimSuffix(strings.Repeat("?,", len(orderNos)), ",")+`) ORDER BY order_no, sku_id, activity_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading deduction log: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var orderNo, takes string
 		var it OrderItem
-		var takes string
-		if err := rows.Scan(&it.SKU, &it.Activity, &it.Qty, &takes); err != nil {
-			return Order{}, fmt.Errorf("reading deduction log: %w", err)
+		if err := rows.Scan(&orderNo, &it.SKU, &it.Activity, &it.Qty, &takes); err != nil {
+			return nil, fmt.Errorf("reading deduction log: %w", err)
 		}
 		it.Shards = parseTakes(takes)
-		o.Items = append(o.Items, it)
+		items[orderNo] = append(items[orderNo], it)
 	}
 	if err := rows.Err(); err != nil {
-		return Order{}, fmt.Errorf("reading deduction log: %w", err)
+		return nil, fmt.Errorf("reading deduction log: %w", err)
 	}
-	return o, nil
+	return items, nil
 }
 
 // Confirm records payment: the hold becomes final and reserved stock grows by the order's

@@ -21,6 +21,10 @@ type Options struct {
 	SweepInterval time.Duration
 	// Token, when set, is required as "Authorization: Bearer <token>" by Handler.
 	Token string
+	// DatabaseAddr is where the inventory database is (source.addr), named by Handler's
+	// 503 answers when the database is unavailable. Empty: they name the address only of
+	// a connect that failed.
+	DatabaseAddr string
 	// Logger may be nil (no logs).
 	Logger *zap.Logger
 

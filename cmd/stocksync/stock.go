@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -170,6 +172,30 @@ func newStockCmd() *cobra.Command {
 		}),
 	}
 
+	var orderQuery inventory.OrderQuery
+	var status string
+	orders := &cobra.Command{
+		Use:   "orders [--status S] [--sku SKU] [--limit N] [--after CURSOR] [--json]",
+		Short: "List orders a page at a time: held ones by expiry, soonest first; the others newest first",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, _ []string) (any, error) {
+			orderQuery.Status = inventory.OrderStatus(status)
+			page, err := s.ListOrders(ctx, orderQuery)
+			return orderPage(page), err
+		}),
+	}
+	orders.Flags().StringVar(&status, "status", "", "only orders in this status: held, confirmed, shipped, cancelled or expired")
+	orders.Flags().StringVar(&orderQuery.SKU, "sku", "", "only orders with an item of this SKU")
+	orders.Flags().IntVar(&orderQuery.Limit, "limit", 100, "most orders on the page (1-1000)")
+	orders.Flags().StringVar(&orderQuery.After, "after", "", "the next page after the one that printed this cursor")
+	orders.Flags().Bool("json", false, "print the page as JSON, as GET /v1/orders answers it")
+	orders.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("limit") && orderQuery.Limit == 0 {
+			return fmt.Errorf("--limit must be between 1 and 1000, got 0")
+		}
+		return nil
+	}
+
 	sweep := &cobra.Command{
 		Use:   "sweep",
 		Short: "Release every expired unpaid hold now (serve does this every inventory.sweep_interval)",
@@ -184,7 +210,7 @@ func newStockCmd() *cobra.Command {
 		orderCmd("order", "Show an order's state and items", (*inventory.Store).GetOrder),
 		orderCmd("confirm", "Record payment: the hold becomes final, reserved grows", (*inventory.Store).Confirm),
 		orderCmd("cancel", "Refund before shipment: restore the stock, soft-delete the log, write rollback rows", (*inventory.Store).Cancel),
-		extend, ship, putWarehouse, warehouses, physical, sweep)
+		orders, extend, ship, putWarehouse, warehouses, physical, sweep)
 	return cmd
 }
 
@@ -199,8 +225,44 @@ func parseItem(arg string) (inventory.Item, error) {
 	return inventory.Item{SKU: sku, Qty: n, Activity: activity}, nil
 }
 
+// textAnswer is an answer that prints as text for a person unless the command's --json
+// flag is given.
+type textAnswer interface {
+	writeText(w io.Writer) error
+}
+
+// orderPage prints a page of orders one per line: order, status, expiry and items, then
+// the command that prints the next page.
+type orderPage inventory.OrderPage
+
+func (p orderPage) MarshalJSON() ([]byte, error) { return json.Marshal(inventory.OrderPage(p)) }
+
+func (p orderPage) writeText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORDER\tSTATUS\tEXPIRES_AT\tITEMS")
+	for _, o := range p.Orders {
+		items := make([]string, len(o.Items))
+		for i, it := range o.Items {
+			items[i] = fmt.Sprintf("%s:%d", it.SKU, it.Qty)
+			if it.Activity != "" {
+				items[i] += "@" + it.Activity
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.OrderNo, o.Status, o.ExpiresAt.Format(time.RFC3339Nano), strings.Join(items, " "))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if p.Next != "" {
+		_, err := fmt.Fprintf(w, "more: --after %s\n", p.Next)
+		return err
+	}
+	return nil
+}
+
 // withStore opens the inventory database from the config, checks its schema, runs op and
-// prints its answer as JSON; when op fails, the error alone is the answer.
+// prints its answer as JSON (as text when it is a textAnswer and --json is not given);
+// when op fails, the error alone is the answer.
 func withStore(op func(context.Context, *inventory.Store, []string) (any, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		cfg, err := loadConfigWithoutRules(cmd)
@@ -220,6 +282,11 @@ func withStore(op func(context.Context, *inventory.Store, []string) (any, error)
 		out, err := op(ctx, store, args)
 		if err != nil {
 			return err
+		}
+		if text, ok := out.(textAnswer); ok {
+			if asJSON, _ := cmd.Flags().GetBool("json"); !asJSON {
+				return text.writeText(cmd.OutOrStdout())
+			}
 		}
 		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "  ")

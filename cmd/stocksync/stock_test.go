@@ -135,3 +135,61 @@ func TestStockExtendAndWarehouses(t *testing.T) {
 		t.Fatalf("stock warehouses W9: %v\n%s\nwant not found", err, out)
 	}
 }
+
+// TestStockOrdersPages runs `stocksync stock orders`: as a table by default, as JSON with
+// --json, a page at a time with --after, filtered by --status and --sku; a bad --status
+// is refused, naming it.
+func TestStockOrdersPages(t *testing.T) {
+	run, _ := stockCLI(t)
+	for _, args := range [][]string{{"stock", "set", "cli-3", "--sellable", "9"}, {"stock", "set", "cli-4", "--sellable", "9"},
+		{"stock", "deduct", "o-1", "cli-3:1"}, {"stock", "deduct", "o-2", "cli-4:2"}, {"stock", "deduct", "o-3", "cli-3:3", "cli-4:1"},
+		{"stock", "confirm", "o-2"}} {
+		if out, err := run(args...); err != nil {
+			t.Fatalf("stocksync %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	var seen []string
+	after := ""
+	for page := 1; ; page++ {
+		args := []string{"stock", "orders", "--limit", "2", "--json"}
+		if after != "" {
+			args = append(args, "--after", after)
+		}
+		out, err := run(args...)
+		var p struct {
+			Orders []struct {
+				OrderNo string `json:"order_no"`
+			} `json:"orders"`
+			Next string `json:"next"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &p) != nil {
+			t.Fatalf("stock orders page %d: %v\n%s", page, err, out)
+		}
+		for _, o := range p.Orders {
+			seen = append(seen, o.OrderNo)
+		}
+		if p.Next == "" {
+			break
+		}
+		after = p.Next
+	}
+	if strings.Join(seen, " ") != "o-3 o-2 o-1" {
+		t.Fatalf("stock orders --json paged %v, want o-3 o-2 o-1 (newest first)", seen)
+	}
+	out, err := run("stock", "orders", "--status", "held", "--sku", "cli-4")
+	if err != nil {
+		t.Fatalf("stock orders --status held --sku cli-4: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ORDER") || !strings.HasPrefix(lines[1], "o-3 ") ||
+		!strings.Contains(lines[1], "held") || !strings.HasSuffix(lines[1], "cli-3:3 cli-4:1") {
+		t.Fatalf("stock orders --status held --sku cli-4 printed\n%s\nwant a header and o-3, held, with its items", out)
+	}
+	out, err = run("stock", "orders", "--limit", "1")
+	if err != nil || !strings.Contains(out, "more: --after ") {
+		t.Fatalf("stock orders --limit 1: %v\n%s\nwant the cursor of the next page", err, out)
+	}
+	if out, err := run("stock", "orders", "--status", "paid"); err == nil || !strings.Contains(out, "status: must be held, confirmed, shipped, cancelled or expired") {
+		t.Fatalf("stock orders --status paid: %v\n%s\nwant it refused, naming status", err, out)
+	}
+}
