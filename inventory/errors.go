@@ -7,8 +7,6 @@ import (
 	"net"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
@@ -119,9 +117,7 @@ func unavailableReason(err error) string {
 	switch {
 	case errors.Is(err, driver.ErrBadConn):
 		return "its connection broke"
-	case errors.Is(err, mysql.ErrInvalidConn):
-		// What the driver answers when the server closed the connection under a
-		// statement: killed, restarted, or the network cut.
+	case sqlconn.ConnectionLost(err):
 		return "the connection was lost during the call"
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		// Connection refused, no route, or the connect timeout (also a context's

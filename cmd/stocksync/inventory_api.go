@@ -39,7 +39,7 @@ func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, 
 		mux.HandleFunc("/v1/", schemaMissing(err))
 		return func() { db.Close() }, nil
 	}
-	store := inventory.New(db, inventory.Options{HoldTTL: cfg.Inventory.HoldTTL, SweepInterval: cfg.Inventory.SweepInterval,
+	store := inventory.New(db, inventory.Options{HoldTTL: cfg.Inventory.HoldTTL, SweepInterval: cfg.Inventory.SweepInterval, DatabaseAddr: cfg.Source.Addr,
 		Token: cfg.HTTP.Token, Logger: log.Named("inventory")})
 	if err := store.RegisterMetrics(reg); err != nil {
 		db.Close()

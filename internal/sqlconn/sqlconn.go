@@ -51,3 +51,8 @@ func ErrorNumber(err error) uint16 {
 	}
 	return 0
 }
+
+// ConnectionLost reports whether err is the driver's answer to a connection the server
+// closed under a statement (killed, restarted, or the network cut): the statement may or
+// may not have taken effect.
+func ConnectionLost(err error) bool { return errors.Is(err, mysql.ErrInvalidConn) }
