@@ -394,7 +394,16 @@ func (p *Pipeline) Row(ctx context.Context, c *canal.RowChange) error {
 	p.lastRowAt.Store(at)
 	p.rowsRead.Add(1)
 	p.unsavedSince.CompareAndSwap(0, at)
-	return p.engine.Row(ctx, c, p)
+	if err := p.engine.Row(ctx, c, p); err != nil {
+		return err
+	}
+	if p.engine.SeedsWanted() {
+		// A summed column changed type class (rules/sumtype.go): the rule is seeded again
+		// here as a reload's changed rule is. The snapshot's position follows this
+		// transaction, so the rule skips the transaction's other changes, which it holds.
+		return p.seedRules(ctx, p.server)
+	}
+	return nil
 }
 
 // Commit implements canal.Handler: rules that fold a transaction emit now, and the

@@ -46,6 +46,14 @@ type ruleState struct {
 	// groups, when the rule is no longer a transition rule (its empty value takes them
 	// back); nil otherwise, or when not known.
 	retiredValue *vm.Program
+
+	// sumTypes are the classes (sumClass) of the summed columns as the state was built,
+	// by table ("schema.table": "float,integer"), saved with the seed marker; a row of a
+	// table whose classes differ makes the rule seed again (sumtype.go).
+	sumTypes map[string]string
+	// awaitingSeed: the state replaced one whose summed column changed class, and is
+	// not seeded yet: it folds nothing until the seed.
+	awaitingSeed bool
 }
 
 // group is one group's running state.
@@ -631,11 +639,11 @@ func (e *Engine) Restore(entries []StateEntry) error {
 		if st == nil || ent.Key != seedKey {
 			continue
 		}
-		switch signature, after := readSeedMarker(ent.Value); signature {
+		switch signature, after, types := readSeedMarker(ent.Value); signature {
 		case st.rule.signature:
 			// Seeded at after: a checkpoint saved before the stream got there resumes
 			// before it, and what is in between is already in the state.
-			st.seeded, st.activeAfter, st.fresh = true, after, false
+			st.seeded, st.activeAfter, st.fresh, st.sumTypes = true, after, false, types
 		case st.rule.legacySignature:
 			st.seeded, st.seedPending, st.fresh = true, true, false // saved again in today's form
 		default: // another definition's: the seed takes its groups back

@@ -440,7 +440,7 @@ func TestSeedPositionSurvivesARestart(t *testing.T) {
 	for _, ent := range entries {
 		if ent.Key == seedKey {
 			markers++
-			if sig, at := readSeedMarker(ent.Value); sig != set.Rule(ent.Rule).Signature() || !at.IsZero() {
+			if sig, at, _ := readSeedMarker(ent.Value); sig != set.Rule(ent.Rule).Signature() || !at.IsZero() {
 				t.Errorf("marker of %s past the seed: %q at %v, want the bare signature", ent.Rule, sig, at)
 			}
 		}
@@ -520,7 +520,7 @@ func TestStaleStateIsDeleted(t *testing.T) {
 	// the markers, as the first Commit saved them
 	for _, r := range set.Rules() {
 		if r.Stateful() {
-			all = append(all, StateEntry{Rule: r.Name(), Key: seedKey, Value: seedMarker(r, canal.Position{})})
+			all = append(all, StateEntry{Rule: r.Name(), Key: seedKey, Value: seedMarker(r, canal.Position{}, "")})
 		}
 	}
 

@@ -54,6 +54,8 @@ type Engine struct {
 	stale []StateEntry
 	// named are the tables that groups restored or emptied without a row name, by schema and table.
 	named map[[2]string]*tableInfo
+	// seedsWanted: a rule's state was dropped to be seeded again (SeedsWanted).
+	seedsWanted bool
 
 	// per transaction
 	txnMs      int64
@@ -183,6 +185,20 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 		case only != nil && (r.emit != EmitRow || !slices.Contains(only, r.name)):
 			continue
 		case r.emit != EmitRow:
+			if st := e.states[r.name]; rp.typesChecked != st {
+				if st.awaitingSeed || st.holds(c.Source) {
+					continue // the seed to come, or done, holds the change
+				}
+				changed, sum, column, was, now := st.sumTypesChanged(rp)
+				if changed && c.Op != canal.OpRead {
+					e.reseedForSumTypes(st, sum, column, was, now)
+					continue
+				}
+				if changed { // a snapshot's read: the state is built from the table as it is now
+					st.sumTypes[rp.table.t.FullName()] = rp.sumTypes
+				}
+				rp.typesChecked = st
+			}
 			if err := e.fold(rp, c); err != nil {
 				return err
 			}

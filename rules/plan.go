@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/rules/rulefmt"
@@ -44,6 +45,10 @@ type rulePlan struct {
 	groupKeys [][]byte
 	sumIdx    []int
 	sumKinds  []canal.ColumnKind
+	// sumTypes is the classes of the summed columns (planSumTypes); typesChecked the
+	// rule state last found to hold them for this table.
+	sumTypes     string
+	typesChecked *ruleState
 	// topicIdx is, per topic part, -1 literal, -2 schema, -3 table, -4 op, else a column;
 	// keyTemplateIdx the same for a key template.
 	topicIdx       []int
@@ -156,6 +161,9 @@ func planRule(r *Rule, ti *tableInfo) *rulePlan {
 		} else {
 			rp.sumKinds = append(rp.sumKinds, canal.KindInt)
 		}
+	}
+	if r.Stateful() && len(r.sums) > 0 && !slices.Contains(rp.sumIdx, -1) {
+		rp.sumTypes = planSumTypes(rp.sumKinds)
 	}
 	rp.topicIdx = templateIndexes(r.topicParts, index)
 	rp.keyTemplateIdx = templateIndexes(r.keyParts, index)

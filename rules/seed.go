@@ -9,9 +9,11 @@ import (
 )
 
 // seedKey is the key of the state entry that records which definition of a stateful rule
-// the rule's saved state belongs to: its value is the rule's signature, or, while the
-// stream has not yet reached the position the rule was seeded at, seedMarkerV2 + that
-// position's file and offset + the signature (seedMarker).
+// the rule's saved state belongs to: its value is the rule's signature, or seedMarkerV2 +
+// the file and offset of the position the rule was seeded at (while the stream has not yet
+// reached it) + the signature, or, once the classes of its summed columns are known,
+// seedMarkerV3 + that position (empty when none) + the classes + the signature
+// (seedMarker).
 const seedKey = "\x00seeded"
 
 // IsSeedMarker reports whether a state entry's key is a rule's seed marker (seedKey), not
@@ -19,31 +21,48 @@ const seedKey = "\x00seeded"
 // (Restore), whose groups the next seed retracts where it does not publish them.
 func IsSeedMarker(key string) bool { return key == seedKey }
 
-// seedMarkerV2 begins a marker that holds the seed's position.
-const seedMarkerV2 = "v2\x00"
+// seedMarkerV2 begins a marker that holds the seed's position; seedMarkerV3 one that also
+// holds the classes of the summed columns by table (sumtype.go).
+const (
+	seedMarkerV2 = "v2\x00"
+	seedMarkerV3 = "v3\x00"
+)
 
-// seedMarker is the value of rule r's marker, seeded at `after` (zero: nothing to skip).
-func seedMarker(r *Rule, after canal.Position) []byte {
-	if after.File == "" {
+// seedMarker is the value of rule r's marker, seeded at `after` (zero: nothing to skip),
+// its summed columns of the classes types (encodeSumTypes; "": not known yet).
+func seedMarker(r *Rule, after canal.Position, types string) []byte {
+	switch {
+	case types != "":
+		return fmt.Appendf(nil, "%s%s\x00%d\x00%s\x00%s", seedMarkerV3, after.File, after.Pos, types, r.signature)
+	case after.File == "":
 		return []byte(r.signature)
 	}
 	return fmt.Appendf(nil, "%s%s\x00%d\x00%s", seedMarkerV2, after.File, after.Pos, r.signature)
 }
 
-// readSeedMarker reads a marker's value: the signature it vouches for and the seed
-// position it holds (zero when none).
-func readSeedMarker(v []byte) (signature string, after canal.Position) {
-	s, ok := strings.CutPrefix(string(v), seedMarkerV2)
-	if !ok {
-		return string(v), canal.Position{}
+// readSeedMarker reads a marker's value: the signature it vouches for, the seed position
+// it holds (zero when none) and the classes of the summed columns (nil when not known).
+func readSeedMarker(v []byte) (signature string, after canal.Position, types map[string]string) {
+	s, v3 := strings.CutPrefix(string(v), seedMarkerV3)
+	if !v3 {
+		var ok bool
+		if s, ok = strings.CutPrefix(string(v), seedMarkerV2); !ok {
+			return string(v), canal.Position{}, nil
+		}
 	}
 	file, rest, _ := strings.Cut(s, "\x00")
-	pos, signature, _ := strings.Cut(rest, "\x00")
-	n, err := strconv.ParseUint(pos, 10, 32)
-	if err != nil {
-		return signature, canal.Position{}
+	pos, rest, _ := strings.Cut(rest, "\x00")
+	signature = rest
+	if v3 {
+		var enc string
+		enc, signature, _ = strings.Cut(rest, "\x00") // JSON: no NUL inside
+		types = decodeSumTypes(enc)
 	}
-	return signature, canal.Position{File: file, Pos: uint32(n)}
+	n, err := strconv.ParseUint(pos, 10, 32)
+	if err != nil || file == "" {
+		return signature, canal.Position{}, types
+	}
+	return signature, canal.Position{File: file, Pos: uint32(n)}, types
 }
 
 // Unseeded names the stateful rules whose state does not start from their tables'
@@ -91,6 +110,13 @@ func (e *Engine) Seed(c *canal.RowChange, names []string) error {
 		if rp.err != nil {
 			return rp.err
 		}
+		if st := e.states[rp.rule.name]; rp.typesChecked != st {
+			// The seed reads the table as it is now: its classes are the state's.
+			if changed, _, _, _, _ := st.sumTypesChanged(rp); changed {
+				st.sumTypes[rp.table.t.FullName()] = rp.sumTypes
+			}
+			rp.typesChecked = st
+		}
 		if err := e.fold(rp, c); err != nil {
 			return err
 		}
@@ -104,9 +130,10 @@ func (e *Engine) Seed(c *canal.RowChange, names []string) error {
 func (e *Engine) MarkSeeded(names []string, after canal.Position) {
 	for _, n := range names {
 		if st := e.states[n]; st != nil {
-			st.seeded, st.seedPending, st.activeAfter = true, true, after
+			st.seeded, st.seedPending, st.activeAfter, st.awaitingSeed = true, true, after, false
 		}
 	}
+	e.seedsWanted = false
 }
 
 // Reseed prepares every aggregate and transition rule for a new snapshot that folds all
@@ -144,7 +171,7 @@ func (e *Engine) seedMarkers() []StateEntry {
 	for _, r := range e.set.rules {
 		if st := e.states[r.name]; st != nil && st.seedPending {
 			st.seedPending = false
-			out = append(out, StateEntry{Rule: r.name, Key: seedKey, Value: seedMarker(r, st.activeAfter)})
+			out = append(out, StateEntry{Rule: r.name, Key: seedKey, Value: seedMarker(r, st.activeAfter, encodeSumTypes(st.sumTypes))})
 		}
 	}
 	return out

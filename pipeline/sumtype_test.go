@@ -1,0 +1,135 @@
+package pipeline_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+const sumTypesRules = `
+rules:
+  - name: types-agg
+    match: {table: "DB.types"}
+    emit: aggregate
+    group_by: [s]
+    sum: {total: d, cnt: i}
+    topic: TOPIC
+`
+
+// TestSummedColumnChangingTypeIsSeededAgain: an ALTER TABLE that moves a summed column to
+// another type class (DOUBLE to DECIMAL, INT to DECIMAL, DECIMAL back to INT while the
+// daemon is stopped) seeds the aggregate again at that row, as a reload of a changed rule
+// does: the group is published as a c in the new JSON type, exact, and never as a u whose
+// before and after differ in type. A change within a class (INT to BIGINT, a DECIMAL's
+// scale) goes on as a u, decimals exact at the largest scale seen. The last message
+// equals the database's SUM. At-least-once and exactly-once.
+func TestSummedColumnChangingTypeIsSeededAgain(t *testing.T) {
+	for _, exactlyOnce := range []bool{false, true} {
+		t.Run(fmt.Sprint("exactly-once=", exactlyOnce), func(t *testing.T) {
+			testSummedColumnChangingType(t, exactlyOnce)
+		})
+	}
+}
+
+func testSummedColumnChangingType(t *testing.T, exactlyOnce bool) {
+	e := newEnv(t)
+	e.exactlyOnce = exactlyOnce
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE types (id INT PRIMARY KEY, i INT, d DOUBLE, s VARCHAR(8))",
+		"INSERT INTO types VALUES (1, 2, 0.5, 'g2'), (2, 1, 1.25, 'g2')")
+	set := e.rules(sumTypesRules)
+	id := testutil.ServerID()
+	r := e.start(set, id)
+
+	var want []string
+	step := func(what string, stmts []string, msgs ...string) {
+		t.Helper()
+		testutil.Exec(t, db, stmts...)
+		want = append(want, msgs...)
+		var got []string
+		testutil.Eventually(t, 20*time.Second, what, func() bool {
+			got = sumTypeMessages(t, e)
+			return len(got) >= len(want)
+		})
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("%s: the group's messages are\n%s\nwant\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	step("the seed", nil, `c - > total=1.75 cnt=3`)
+	step("an insert", []string{"INSERT INTO types VALUES (3, 1, 0.25, 'g2')"},
+		`u total=1.75 cnt=3 > total=2 cnt=4`)
+	step("INT to BIGINT, the same class", []string{"ALTER TABLE types MODIFY i BIGINT", "INSERT INTO types VALUES (4, 1, 0.25, 'g2')"},
+		`u total=2 cnt=4 > total=2.25 cnt=5`)
+	step("DOUBLE to DECIMAL", []string{"ALTER TABLE types MODIFY d DECIMAL(10,3)", "INSERT INTO types VALUES (14, 1, 0.125, 'g2')"},
+		`c - > total="2.375" cnt=6`)
+	step("an insert after it", []string{"INSERT INTO types VALUES (21, 1, 0.1, 'g2')"},
+		`u total="2.375" cnt=6 > total="2.475" cnt=7`)
+	step("INT to DECIMAL", []string{"ALTER TABLE types MODIFY i DECIMAL(10,2)", "INSERT INTO types VALUES (31, 0.5, 0.1, 'g2')"},
+		`c - > total="2.575" cnt="7.50"`)
+	step("DECIMAL(10,3) to DECIMAL(12,4), the same class", []string{"ALTER TABLE types MODIFY d DECIMAL(12,4)", "INSERT INTO types VALUES (41, 1, 0.0001, 'g2')"},
+		`u total="2.575" cnt="7.50" > total="2.5751" cnt="8.50"`)
+	r.stop(t)
+
+	// While the daemon is stopped: the restart meets the new type and does the same.
+	// (0.50 is rounded to 1 by the ALTER.)
+	r = e.start(set, id)
+	step("DECIMAL to INT while stopped", []string{"ALTER TABLE types MODIFY i INT", "INSERT INTO types VALUES (51, 1, 0.5, 'g2')"},
+		`c - > total="3.0751" cnt=10`)
+	step("an insert after the restart's seed", []string{"INSERT INTO types VALUES (52, 2, 0.25, 'g2')"},
+		`u total="3.0751" cnt=10 > total="3.3251" cnt=12`)
+	var sumD, sumI string
+	if err := db.QueryRow("SELECT SUM(d), SUM(i) FROM types WHERE s = 'g2'").Scan(&sumD, &sumI); err != nil {
+		t.Fatal(err)
+	}
+	if last := want[len(want)-1]; !strings.HasSuffix(last, fmt.Sprintf(`total=%q cnt=%s`, sumD, sumI)) {
+		t.Errorf("the last message %s; the database's sums are %s and %s", last, sumD, sumI)
+	}
+	if !r.p.Ready() {
+		t.Error("the pipeline is not ready after the seeds")
+	}
+}
+
+// sumTypeMessages renders the messages of group g2 as "op before > after", each image's
+// sums with their JSON as published: a string quoted, a number bare. A message repeated
+// at the same source (at-least-once, across a restart) is shown once.
+func sumTypeMessages(t *testing.T, e *env) []string {
+	t.Helper()
+	image := func(raw json.RawMessage) string {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("decoding %s: %v", raw, err)
+		}
+		if m == nil {
+			return "-"
+		}
+		return fmt.Sprintf("total=%s cnt=%s", m["total"], m["cnt"])
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, rec := range e.consume(0, time.Second) {
+		if rec.Key != `{"s":"g2"}` {
+			continue
+		}
+		var msg struct {
+			Op     string          `json:"op"`
+			Before json.RawMessage `json:"before"`
+			After  json.RawMessage `json:"after"`
+			Source json.RawMessage `json:"source"`
+		}
+		if err := json.Unmarshal([]byte(rec.Value), &msg); err != nil {
+			t.Fatalf("decoding %s: %v", rec.Value, err)
+		}
+		s := fmt.Sprintf("%s %s > %s", msg.Op, image(msg.Before), image(msg.After))
+		if id := s + string(msg.Source); seen[id] {
+			continue
+		} else {
+			seen[id] = true
+		}
+		out = append(out, s)
+	}
+	return out
+}
