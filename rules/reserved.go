@@ -58,7 +58,7 @@ func (r *Rule) couldFill(parts []rulefmt.TemplatePart, name string) bool {
 		rest, ok := strings.CutPrefix(name, p.Text)
 		return ok && r.couldFill(parts[1:], rest)
 	}
-	for n := 0; n <= len(name); n++ {
+	for n := 1; n <= len(name); n++ {
 		if r.couldHold(p.Text, name[:n]) && r.couldFill(parts[1:], name[n:]) {
 			return true
 		}
@@ -66,13 +66,8 @@ func (r *Rule) couldFill(parts []rulefmt.TemplatePart, name string) bool {
 	return false
 }
 
-// couldHold reports whether placeholder {name} could be filled with value. Only a column
-// can be empty: an op, a schema and a table always have a name.
+// couldHold reports whether placeholder {name} could be filled with value.
 func (r *Rule) couldHold(name, value string) bool {
-	isColumn := !slices.Contains([]string{"op", "schema", "table"}, name) || slices.Contains(r.groupBy, name)
-	if value == "" {
-		return isColumn
-	}
 	switch name {
 	case "op":
 		return slices.Contains([]string{"insert", "update", "delete", "read"}, value)
