@@ -43,6 +43,9 @@ func OpenCheckpointStore(db *sql.DB, table, name string) (*CheckpointStore, erro
 		stateTable: quoteName(schema) + "." + quoteName(tbl+"_state")}, nil
 }
 
+// Tables are the store's two tables as schema.table, unquoted: what its saves write.
+func (c *CheckpointStore) Tables() []string { return []string{c.given, c.given + "_state"} }
+
 // NewCheckpointStore opens the store (OpenCheckpointStore) and creates its schema and
 // tables if missing (CreateTables). table is schema.table.
 func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*CheckpointStore, error) {

@@ -171,10 +171,10 @@ type Distance struct {
 	// the difference of sequence numbers); -1 when that cannot be told (MySQL, or a
 	// position without GTIDs).
 	Transactions int64 `json:"transactions"`
-	// CheckpointSaves is how many of them write only the tables of the checkpoint's own
-	// schema: each save of a checkpoint is a transaction after the position it saves, so
-	// a daemon stopped when caught up is one behind by the count alone. Counted when
-	// they are few and in one file (ownSavesScanned bytes at most), 0 otherwise.
+	// CheckpointSaves is how many of them write only the checkpoint's own tables: each
+	// save of a checkpoint is a transaction after the position it saves, so a daemon
+	// stopped when caught up is one behind by the count alone. Counted when they are few
+	// and in one file (ownSavesScanned bytes at most), 0 otherwise.
 	CheckpointSaves int64 `json:"checkpoint_saves"`
 }
 
@@ -182,9 +182,9 @@ type Distance struct {
 const ownSavesScanned = 64 << 10
 
 // Behind measures how far pos is behind later (the server's current position, say), and
-// which of the transactions between them only write tables of ownSchema (the
-// checkpoint's, "" for none).
-func (s *Server) Behind(ctx context.Context, pos, later Position, ownSchema string) (Distance, error) {
+// which of the transactions between them write only the tables ownTables names (the
+// checkpoint store's Tables; none, nil).
+func (s *Server) Behind(ctx context.Context, pos, later Position, ownTables []string) (Distance, error) {
 	d := Distance{Bytes: -1, Files: -1, Transactions: -1}
 	files, err := s.BinlogFileSizes(ctx)
 	if err != nil {
@@ -220,8 +220,8 @@ func (s *Server) Behind(ctx context.Context, pos, later Position, ownSchema stri
 			}
 		}
 	}
-	if ownSchema != "" && pos.File != "" && pos.File == later.File && later.Pos > pos.Pos && later.Pos-pos.Pos <= ownSavesScanned {
-		n, err := s.writesOnlyTo(ctx, pos.File, uint64(pos.Pos), uint64(later.Pos), ownSchema)
+	if len(ownTables) > 0 && pos.File != "" && pos.File == later.File && later.Pos > pos.Pos && later.Pos-pos.Pos <= ownSavesScanned {
+		n, err := s.writesOnlyTo(ctx, pos.File, uint64(pos.Pos), uint64(later.Pos), ownTables)
 		if err != nil {
 			return d, err
 		}
@@ -231,36 +231,36 @@ func (s *Server) Behind(ctx context.Context, pos, later Position, ownSchema stri
 }
 
 // writesOnlyTo counts the transactions of binlog file between from and to whose row
-// events are all of tables of schema (by their Table_map events).
-func (s *Server) writesOnlyTo(ctx context.Context, file string, from, to uint64, schema string) (int64, error) {
+// events are all of the tables (schema.table) named (by their Table_map events).
+func (s *Server) writesOnlyTo(ctx context.Context, file string, from, to uint64, tables []string) (int64, error) {
 	events, err := s.binlogEvents(ctx, file, from, 2000)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
-	tables, others := 0, 0
+	mapped, others := 0, 0
 	for _, e := range events {
 		if at, _ := strconv.ParseUint(e["pos"], 10, 64); at >= to {
 			break
 		}
 		switch e["event_type"] {
 		case "Gtid", "Anonymous_Gtid":
-			tables, others = 0, 0
+			mapped, others = 0, 0
 		case "Table_map":
 			// Info: "table_id: 35 (stocksync.checkpoint)"
 			_, name, _ := strings.Cut(e["info"], "(")
-			tables++
-			if !strings.HasPrefix(name, schema+".") {
+			mapped++
+			if !slices.Contains(tables, strings.TrimSuffix(name, ")")) {
 				others++
 			}
 		case "Xid", "Query":
 			if e["event_type"] == "Query" && e["info"] != "COMMIT" {
 				continue
 			}
-			if tables > 0 && others == 0 {
+			if mapped > 0 && others == 0 {
 				n++
 			}
-			tables, others = 0, 0
+			mapped, others = 0, 0
 		}
 	}
 	return n, nil

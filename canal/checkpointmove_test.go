@@ -105,7 +105,7 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 		t.Errorf("GTIDPosition(%s) = %s, %v; want the set alone", before.GTIDSet, got, err)
 	}
 	// Other packages' tests may write to the server meanwhile, and rotate its binlog.
-	if d, err := s.server.Behind(ctx, before, now, ""); err != nil || d.Transactions < 2 || before.File == now.File && (d.Bytes != int64(now.Pos-before.Pos) || d.Files != 0) {
+	if d, err := s.server.Behind(ctx, before, now, nil); err != nil || d.Transactions < 2 || before.File == now.File && (d.Bytes != int64(now.Pos-before.Pos) || d.Files != 0) {
 		t.Errorf("Behind(%s, %s) = %+v, %v; want 2 transactions or more, and in one file %d bytes", before, now, d, err, now.Pos-before.Pos)
 	}
 
@@ -164,25 +164,28 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 }
 
 // TestBehindCountsCheckpointSaves: of the transactions after a position, those writing
-// only tables of the checkpoint's schema are counted apart, so that a daemon stopped when
-// caught up (its last save is a transaction after the position it saved) is not taken
-// for one a transaction behind. A transaction writing the schema and another table, and
-// DDL, are not saves. On a private server, where no other test writes in between.
+// only the checkpoint's tables are counted apart, so that a daemon stopped when caught up
+// (its last save is a transaction after the position it saved) is not taken for one a
+// transaction behind. A transaction writing another table of the same schema (a
+// checkpoint.table beside the tables the rules read), or the checkpoint and another table,
+// and DDL, are not saves. On a private server, where no other test writes in between.
 func TestBehindCountsCheckpointSaves(t *testing.T) {
 	m := testutil.StartPrivateMariaDB(t, "")
 	s := newSourceOn(t, m.MySQL, "saves")
-	own, ownDB := m.FreshDatabase(t, "ckpt")
-	testutil.Exec(t, s.db, "CREATE TABLE t (id INT PRIMARY KEY)")
-	testutil.Exec(t, ownDB, "CREATE TABLE checkpoint (name VARCHAR(20) PRIMARY KEY, pos INT)")
+	testutil.Exec(t, s.db, "CREATE TABLE t (id INT PRIMARY KEY)",
+		"CREATE TABLE ckpt (name VARCHAR(20) PRIMARY KEY, pos INT)", "CREATE TABLE ckpt_state (k INT PRIMARY KEY)")
+	store, err := canal.OpenCheckpointStore(s.server.DB, s.name+".ckpt", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := s.position()
-	testutil.Exec(t, ownDB, "INSERT INTO checkpoint VALUES ('a', 1)", "UPDATE checkpoint SET pos = 2",
-		"CREATE TABLE state (k INT PRIMARY KEY)")
-	testutil.Exec(t, s.db, "INSERT INTO t VALUES (1)")
+	testutil.Exec(t, s.db, "INSERT INTO ckpt VALUES ('a', 1)", "UPDATE ckpt SET pos = 2", "INSERT INTO ckpt_state VALUES (1)",
+		"CREATE TABLE other (k INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
 	tx, err := s.db.Begin()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"INSERT INTO t VALUES (2)", "UPDATE " + own + ".checkpoint SET pos = 3"} {
+	for _, q := range []string{"INSERT INTO t VALUES (2)", "UPDATE ckpt SET pos = 3"} {
 		if _, err := tx.Exec(q); err != nil {
 			t.Fatal(err)
 		}
@@ -191,11 +194,11 @@ func TestBehindCountsCheckpointSaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := s.position()
-	d, err := s.server.Behind(t.Context(), before, now, own)
-	if err != nil || d.Transactions != 5 || d.CheckpointSaves != 2 {
-		t.Errorf("Behind(%s, %s, %s) = %+v, %v; want 5 transactions, 2 of them saves", before, now, own, d, err)
+	d, err := s.server.Behind(t.Context(), before, now, store.Tables())
+	if err != nil || d.Transactions != 6 || d.CheckpointSaves != 3 {
+		t.Errorf("Behind(%s, %s, %v) = %+v, %v; want 6 transactions, 3 of them saves", before, now, store.Tables(), d, err)
 	}
-	if d, err := s.server.Behind(t.Context(), before, now, ""); err != nil || d.CheckpointSaves != 0 {
-		t.Errorf("Behind without a checkpoint schema = %+v, %v; want no saves", d, err)
+	if d, err := s.server.Behind(t.Context(), before, now, nil); err != nil || d.CheckpointSaves != 0 {
+		t.Errorf("Behind without the checkpoint's tables = %+v, %v; want no saves", d, err)
 	}
 }

@@ -155,6 +155,7 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	}
 	defer server.Close()
 	var pos canal.Position
+	var ownTables []string // what the daemon's checkpoint saves write
 	if cfg.Kafka.ExactlyOnce {
 		r.Kept, r.Where = "checkpoint_topic", cfg.Kafka.CheckpointTopic
 		var state []canal.StateRow
@@ -166,6 +167,7 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 		if err != nil {
 			return r, err
 		}
+		ownTables = mirror.Tables()
 		if kept, found, err := mirror.Saved(ctx); err != nil {
 			return r, err
 		} else if found {
@@ -177,6 +179,7 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 		if err != nil {
 			return r, err
 		}
+		ownTables = store.Tables()
 		saved, found, err := store.Saved(ctx)
 		if err != nil {
 			return r, err
@@ -210,9 +213,7 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	default:
 		r.Held, r.OlderFiles = new(true), retention.Older
 	}
-	// The daemon's own saves write only the checkpoint's schema: counted apart.
-	ownSchema, _, _ := strings.Cut(cfg.Checkpoint.Table, ".")
-	behind, err := server.Behind(ctx, pos, current, ownSchema)
+	behind, err := server.Behind(ctx, pos, current, ownTables) // the daemon's own saves, counted apart
 	if err != nil {
 		return r, err
 	}
