@@ -181,7 +181,7 @@ func newStockCmd() *cobra.Command {
 		RunE: withStore(func(ctx context.Context, s *inventory.Store, _ []string) (any, error) {
 			orderQuery.Status = inventory.OrderStatus(status)
 			page, err := s.ListOrders(ctx, orderQuery)
-			return orderPage(page), err
+			return orderPage{page, orderQuery}, err
 		}),
 	}
 	orders.Flags().StringVar(&status, "status", "", "only orders in this status: held, confirmed, shipped, cancelled or expired")
@@ -233,9 +233,12 @@ type textAnswer interface {
 
 // orderPage prints a page of orders one per line: order, status, expiry and items, then
 // the command that prints the next page.
-type orderPage inventory.OrderPage
+type orderPage struct {
+	inventory.OrderPage
+	query inventory.OrderQuery // what was asked: the next page needs the same filters
+}
 
-func (p orderPage) MarshalJSON() ([]byte, error) { return json.Marshal(inventory.OrderPage(p)) }
+func (p orderPage) MarshalJSON() ([]byte, error) { return json.Marshal(p.OrderPage) }
 
 func (p orderPage) writeText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -253,11 +256,33 @@ func (p orderPage) writeText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if p.Next != "" {
-		_, err := fmt.Fprintf(w, "more: --after %s\n", p.Next)
-		return err
+	if p.Next == "" {
+		return nil
 	}
-	return nil
+	// The flags of the next page: the cursor with the filters it was made under.
+	var next []string
+	if p.query.Status != "" {
+		next = append(next, "--status", string(p.query.Status))
+	}
+	if p.query.SKU != "" {
+		next = append(next, "--sku", shellWord(p.query.SKU))
+	}
+	if p.query.Limit != 0 {
+		next = append(next, "--limit", strconv.Itoa(p.query.Limit))
+	}
+	_, err := fmt.Fprintf(w, "more: %s\n", strings.Join(append(next, "--after", p.Next), " "))
+	return err
+}
+
+// shellWord is s as one word of a shell command line: as it is when it needs no quoting,
+// else in single quotes.
+func shellWord(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:/@+=,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // withStore opens the inventory database from the config, checks its schema, runs op and

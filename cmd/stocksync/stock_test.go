@@ -186,8 +186,21 @@ func TestStockOrdersPages(t *testing.T) {
 		t.Fatalf("stock orders --status held --sku cli-4 printed\n%s\nwant a header and o-3, held, with its items", out)
 	}
 	out, err = run("stock", "orders", "--limit", "1")
-	if err != nil || !strings.Contains(out, "more: --after ") {
+	if err != nil || !strings.Contains(out, "more: --limit 1 --after ") {
 		t.Fatalf("stock orders --limit 1: %v\n%s\nwant the cursor of the next page", err, out)
+	}
+	// The hint is the next page's flags, the filters included: followed as printed, it
+	// lists the next page (a held listing's cursor alone is refused).
+	out, err = run("stock", "orders", "--status", "held", "--limit", "1")
+	_, hint, found := strings.Cut(out, "more: ")
+	if err != nil || !found {
+		t.Fatalf("stock orders --status held --limit 1: %v\n%s\nwant a next page", err, out)
+	}
+	if !strings.HasPrefix(hint, "--status held --limit 1 --after ") {
+		t.Errorf("next page hint %q lacks --status held", hint)
+	}
+	if out, err := run(append([]string{"stock", "orders"}, strings.Fields(hint)...)...); err != nil || !strings.Contains(out, "held") {
+		t.Errorf("stock orders %s: %v\n%s\nwant the next page of held orders", hint, err, out)
 	}
 	if out, err := run("stock", "orders", "--status", "paid"); err == nil || !strings.Contains(out, "status: must be held, confirmed, shipped, cancelled or expired") {
 		t.Fatalf("stock orders --status paid: %v\n%s\nwant it refused, naming status", err, out)
