@@ -190,22 +190,8 @@ func TestHTTPRefusesBadRequestsAndWritesNothing(t *testing.T) {
 // send makes one request of srv and returns its status and error body (zero on success).
 func send(t *testing.T, srv *httptest.Server, method, path, body string) (int, apiError) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var answer apiError
-	if resp.StatusCode >= 400 {
-		if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-			t.Fatalf("%s %s = %d with an error body that is not JSON: %v", method, path, resp.StatusCode, err)
-		}
-	}
-	return resp.StatusCode, answer
+	a := call(t, srv, method, path, body)
+	return a.status, a.body
 }
 
 // A refusal names what is wrong where it is, down to the element of a list, and writes

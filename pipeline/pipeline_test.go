@@ -38,6 +38,18 @@ type env struct {
 	exactlyOnce bool
 }
 
+// inBothDeliveryModes runs test as two subtests, at-least-once and exactly-once, each on
+// a newEnv of its own in that mode.
+func inBothDeliveryModes(t *testing.T, test func(t *testing.T, e *env)) {
+	for _, exactlyOnce := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at-least-once", true: "exactly-once"}[exactlyOnce], func(t *testing.T) {
+			e := newEnv(t)
+			e.exactlyOnce = exactlyOnce
+			test(t, e)
+		})
+	}
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	m := testutil.MySQLServer(t)

@@ -344,15 +344,13 @@ rules:
 // stop are not published again; exactly-once, a read_committed consumer sees every row
 // once (the part of the chunk before the stop is aborted with its Kafka transaction).
 func TestRereadGoesOnAfterAStop(t *testing.T) {
-	for _, exactlyOnce := range []bool{false, true} {
-		t.Run(map[bool]string{false: "at-least-once", true: "exactly-once"}[exactlyOnce], func(t *testing.T) {
-			e := newEnv(t)
-			e.exactlyOnce = exactlyOnce
-			db := e.mysql.Open(t, e.db)
-			testutil.Exec(t, db, "CREATE TABLE item (id INT PRIMARY KEY, v INT NOT NULL)",
-				"INSERT INTO item SELECT seq, seq FROM seq_1_to_200",
-				"CREATE TABLE kind (k INT PRIMARY KEY, n INT NOT NULL)", "INSERT INTO kind VALUES (1, 5)")
-			set := e.rules(`
+	inBothDeliveryModes(t, func(t *testing.T, e *env) {
+		exactlyOnce := e.exactlyOnce
+		db := e.mysql.Open(t, e.db)
+		testutil.Exec(t, db, "CREATE TABLE item (id INT PRIMARY KEY, v INT NOT NULL)",
+			"INSERT INTO item SELECT seq, seq FROM seq_1_to_200",
+			"CREATE TABLE kind (k INT PRIMARY KEY, n INT NOT NULL)", "INSERT INTO kind VALUES (1, 5)")
+		set := e.rules(`
 rules:
   - name: item-rows
     match: {table: "DB.item"}
@@ -364,57 +362,56 @@ rules:
     sum: {n: n}
     topic: TOPIC.totals
 `)
-			id := testutil.ServerID()
-			chunkOf10 := func(o *pipeline.Options) { o.SnapshotChunkSize = 10 }
-			reads := 0
-			stop := newStopAfter(func(m sinks.Message) bool {
-				if m.Topic == e.topic {
-					reads++
-				}
-				return reads == 95
-			})
-			r := e.start(set, id, chunkOf10, stop.wrap)
-			answer := make(chan error, 1)
-			go func() {
-				// An aggregate rule too: its state is sent at once, and the re-read goes on without it.
-				_, err := r.p.Resync(context.Background(), rules.ResyncRequest{Rules: []string{"kind-total", "item-rows"}})
-				answer <- err
-			}()
-			stop.waitReached(t, 20*time.Second, "the re-read's 95th row")
-			r.stop(t)
-			if err := <-answer; !errors.Is(err, pipeline.ErrRereadInterrupted) {
-				t.Fatalf("the resync stopped in its 10th chunk answered %v; want ErrRereadInterrupted", err)
+		id := testutil.ServerID()
+		chunkOf10 := func(o *pipeline.Options) { o.SnapshotChunkSize = 10 }
+		reads := 0
+		stop := newStopAfter(func(m sinks.Message) bool {
+			if m.Topic == e.topic {
+				reads++
 			}
-
-			// The next pipeline goes on with it, as nobody's request: hold its first row to
-			// see it running.
-			hold := newStopAfter(func(m sinks.Message) bool { return m.Topic == e.topic })
-			r = e.start(set, id, chunkOf10, hold.wrap)
-			hold.waitReached(t, 20*time.Second, "the first row the re-read publishes after the restart")
-			status, running := r.p.Reread()
-			// At-least-once the clean stop saved the 9 chunks published; exactly-once their
-			// Kafka transaction may have been left to abort with the chunk cut short.
-			if !running || !status.Resumed || !slices.Equal(status.Rules, []string{"item-rows"}) || !exactlyOnce && status.Chunks < 9 {
-				t.Errorf("the re-read after the restart shows %+v (running %v); want item-rows running, resumed (at-least-once: after the 9 chunks saved)", status, running)
-			}
-			hold.letGo()
-			seen := map[string]int{}
-			testutil.Eventually(t, 30*time.Second, "every row of the table published", func() bool {
-				clear(seen)
-				for _, m := range e.consume(0, 2*time.Second) {
-					seen[m.Key]++
-				}
-				return len(seen) == 200
-			})
-			for i := 1; i <= 200; i++ {
-				n := seen[fmt.Sprintf(`{"id":%d}`, i)]
-				switch {
-				case exactlyOnce && n != 1:
-					t.Errorf("row %d published %d times, want once", i, n)
-				case !exactlyOnce && i <= 90 && n != 1:
-					t.Errorf("row %d, of a chunk published before the stop, published %d times; want once: the re-read goes on after it", i, n)
-				}
-			}
+			return reads == 95
 		})
-	}
+		r := e.start(set, id, chunkOf10, stop.wrap)
+		answer := make(chan error, 1)
+		go func() {
+			// An aggregate rule too: its state is sent at once, and the re-read goes on without it.
+			_, err := r.p.Resync(context.Background(), rules.ResyncRequest{Rules: []string{"kind-total", "item-rows"}})
+			answer <- err
+		}()
+		stop.waitReached(t, 20*time.Second, "the re-read's 95th row")
+		r.stop(t)
+		if err := <-answer; !errors.Is(err, pipeline.ErrRereadInterrupted) {
+			t.Fatalf("the resync stopped in its 10th chunk answered %v; want ErrRereadInterrupted", err)
+		}
+
+		// The next pipeline goes on with it, as nobody's request: hold its first row to
+		// see it running.
+		hold := newStopAfter(func(m sinks.Message) bool { return m.Topic == e.topic })
+		r = e.start(set, id, chunkOf10, hold.wrap)
+		hold.waitReached(t, 20*time.Second, "the first row the re-read publishes after the restart")
+		status, running := r.p.Reread()
+		// At-least-once the clean stop saved the 9 chunks published; exactly-once their
+		// Kafka transaction may have been left to abort with the chunk cut short.
+		if !running || !status.Resumed || !slices.Equal(status.Rules, []string{"item-rows"}) || !exactlyOnce && status.Chunks < 9 {
+			t.Errorf("the re-read after the restart shows %+v (running %v); want item-rows running, resumed (at-least-once: after the 9 chunks saved)", status, running)
+		}
+		hold.letGo()
+		seen := map[string]int{}
+		testutil.Eventually(t, 30*time.Second, "every row of the table published", func() bool {
+			clear(seen)
+			for _, m := range e.consume(0, 2*time.Second) {
+				seen[m.Key]++
+			}
+			return len(seen) == 200
+		})
+		for i := 1; i <= 200; i++ {
+			n := seen[fmt.Sprintf(`{"id":%d}`, i)]
+			switch {
+			case exactlyOnce && n != 1:
+				t.Errorf("row %d published %d times, want once", i, n)
+			case !exactlyOnce && i <= 90 && n != 1:
+				t.Errorf("row %d, of a chunk published before the stop, published %d times; want once: the re-read goes on after it", i, n)
+			}
+		}
+	})
 }

@@ -294,60 +294,56 @@ func TestFirstStartWithoutSnapshotSeedsOnlyTheStatefulRules(t *testing.T) {
 // source; a clean stop after it saves the emptied state, so that rows inserted after a
 // restart start their group again (c, true) instead of adding to the old totals.
 func TestTruncateEmptiesTheGroupsOfRulesThatReadTheTableAlone(t *testing.T) {
-	for _, exactlyOnce := range []bool{false, true} {
-		t.Run(fmt.Sprint("exactly-once=", exactlyOnce), func(t *testing.T) {
-			e := newEnv(t)
-			e.exactlyOnce = exactlyOnce
-			db := e.mysql.Open(t, e.db)
-			testutil.Exec(t, db, "CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))")
-			set := e.rules(stockRulesYAML)
-			id := testutil.ServerID()
-			stop := newStopAfter(func(m sinks.Message) bool { return strings.Contains(string(m.Value), `"op":"d"`) })
-			r := e.start(set, id, stop.wrap)
-			testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('A', 0, 5), ('A', 1, 7), ('B', 0, 3), ('C', 0, 0)", "TRUNCATE TABLE sellable_shard")
-			stop.waitReached(t, 20*time.Second, "the TRUNCATE's first message")
-			r.stop(t) // inside the TRUNCATE's messages: its checkpoint is the one before
+	inBothDeliveryModes(t, func(t *testing.T, e *env) {
+		db := e.mysql.Open(t, e.db)
+		testutil.Exec(t, db, "CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))")
+		set := e.rules(stockRulesYAML)
+		id := testutil.ServerID()
+		stop := newStopAfter(func(m sinks.Message) bool { return strings.Contains(string(m.Value), `"op":"d"`) })
+		r := e.start(set, id, stop.wrap)
+		testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('A', 0, 5), ('A', 1, 7), ('B', 0, 3), ('C', 0, 0)", "TRUNCATE TABLE sellable_shard")
+		stop.waitReached(t, 20*time.Second, "the TRUNCATE's first message")
+		r.stop(t) // inside the TRUNCATE's messages: its checkpoint is the one before
 
-			truncated := map[string]string{
-				"product A": "c:-:12 d:12:-", "product B": "c:-:3 d:3:-", "product C": "c:-:0 d:0:-",
-				"search A": "u:false:true u:true:false", "search B": "u:false:true u:true:false",
-			}
-			r = e.start(set, id)
-			var msgs map[string][]envelope
-			testutil.Eventually(t, 30*time.Second, "the TRUNCATE's messages", func() bool {
-				msgs = groupMessages(t, e)
-				return fmt.Sprint(sequences(msgs)) == fmt.Sprint(truncated)
-			})
-			// The TRUNCATE's messages name it: its table, its GTID and position, one row per
-			// group of a rule, after the insert's.
-			ins, trunc := msgs["product A"][0].Source, msgs["product A"][1].Source
-			for key, ms := range msgs {
-				s := ms[1].Source
-				if s.GTID != trunc.GTID || s.File != trunc.File || s.Pos != trunc.Pos || s.Table != "sellable_shard" || s.DB != e.db {
-					t.Errorf("%s: the TRUNCATE's message has source %+v; want the statement's, as A's %+v", key, s, trunc)
-				}
-			}
-			if trunc.GTID == "" || trunc.GTID == ins.GTID || trunc.File != ins.File || trunc.Pos <= ins.Pos {
-				t.Errorf("the TRUNCATE's source %+v; want its own GTID and a position after the insert's %+v", trunc, ins)
-			}
-			if rows := fmt.Sprint(msgs["product A"][1].Source.Row, msgs["product B"][1].Source.Row, msgs["product C"][1].Source.Row); rows != "0 1 2" {
-				t.Errorf("the TRUNCATE's product messages have rows %s; want 0 1 2 (the groups in key order)", rows)
-			}
-			r.stop(t) // a clean stop: the checkpoint is after the TRUNCATE
-
-			e.start(set, id)
-			testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('A', 0, 2)")
-			truncated["product A"] += " c:-:2"
-			truncated["search A"] += " u:false:true"
-			testutil.Eventually(t, 30*time.Second, "the insert's messages after the TRUNCATE", func() bool {
-				return fmt.Sprint(sequences(groupMessages(t, e))) == fmt.Sprint(truncated)
-			})
-			// Read again, a second later: nothing more came.
-			if got := fmt.Sprint(sequences(groupMessages(t, e))); got != fmt.Sprint(truncated) {
-				t.Errorf("messages per key:\n got %s\nwant %s", got, fmt.Sprint(truncated))
-			}
+		truncated := map[string]string{
+			"product A": "c:-:12 d:12:-", "product B": "c:-:3 d:3:-", "product C": "c:-:0 d:0:-",
+			"search A": "u:false:true u:true:false", "search B": "u:false:true u:true:false",
+		}
+		r = e.start(set, id)
+		var msgs map[string][]envelope
+		testutil.Eventually(t, 30*time.Second, "the TRUNCATE's messages", func() bool {
+			msgs = groupMessages(t, e)
+			return fmt.Sprint(sequences(msgs)) == fmt.Sprint(truncated)
 		})
-	}
+		// The TRUNCATE's messages name it: its table, its GTID and position, one row per
+		// group of a rule, after the insert's.
+		ins, trunc := msgs["product A"][0].Source, msgs["product A"][1].Source
+		for key, ms := range msgs {
+			s := ms[1].Source
+			if s.GTID != trunc.GTID || s.File != trunc.File || s.Pos != trunc.Pos || s.Table != "sellable_shard" || s.DB != e.db {
+				t.Errorf("%s: the TRUNCATE's message has source %+v; want the statement's, as A's %+v", key, s, trunc)
+			}
+		}
+		if trunc.GTID == "" || trunc.GTID == ins.GTID || trunc.File != ins.File || trunc.Pos <= ins.Pos {
+			t.Errorf("the TRUNCATE's source %+v; want its own GTID and a position after the insert's %+v", trunc, ins)
+		}
+		if rows := fmt.Sprint(msgs["product A"][1].Source.Row, msgs["product B"][1].Source.Row, msgs["product C"][1].Source.Row); rows != "0 1 2" {
+			t.Errorf("the TRUNCATE's product messages have rows %s; want 0 1 2 (the groups in key order)", rows)
+		}
+		r.stop(t) // a clean stop: the checkpoint is after the TRUNCATE
+
+		e.start(set, id)
+		testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('A', 0, 2)")
+		truncated["product A"] += " c:-:2"
+		truncated["search A"] += " u:false:true"
+		testutil.Eventually(t, 30*time.Second, "the insert's messages after the TRUNCATE", func() bool {
+			return fmt.Sprint(sequences(groupMessages(t, e))) == fmt.Sprint(truncated)
+		})
+		// Read again, a second later: nothing more came.
+		if got := fmt.Sprint(sequences(groupMessages(t, e))); got != fmt.Sprint(truncated) {
+			t.Errorf("messages per key:\n got %s\nwant %s", got, fmt.Sprint(truncated))
+		}
+	})
 }
 
 // groupMessages reads the product and search topics whole, by "product SKU" and "search
@@ -405,16 +401,11 @@ func sequences(msgs map[string][]envelope) map[string]string {
 // is lost; once checkpointed, a later restart takes nothing back again. Exactly-once, a
 // read_committed consumer sees them once.
 func TestChangedRuleRetractsWhatItNoLongerCovers(t *testing.T) {
-	for _, exactlyOnce := range []bool{false, true} {
-		t.Run(fmt.Sprint("exactly-once=", exactlyOnce), func(t *testing.T) {
-			testChangedRuleRetracts(t, exactlyOnce)
-		})
-	}
+	inBothDeliveryModes(t, testChangedRuleRetracts)
 }
 
-func testChangedRuleRetracts(t *testing.T, exactlyOnce bool) {
-	e := newEnv(t)
-	e.exactlyOnce = exactlyOnce
+func testChangedRuleRetracts(t *testing.T, e *env) {
+	exactlyOnce := e.exactlyOnce
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))",
 		"CREATE TABLE sellable_extra LIKE sellable_shard", "CREATE TABLE other (id INT PRIMARY KEY)",
@@ -471,13 +462,7 @@ func testChangedRuleRetracts(t *testing.T, exactlyOnce bool) {
 		}
 	}
 	if exactlyOnce { // the stopped run's Kafka transaction was aborted: B's d is there once
-		var n int
-		for _, rec := range testutil.Consume(t, e.broker, []string{e.topic + ".product"}, 0, time.Second, testutil.ConsumeOptions{ReadCommitted: true}) {
-			if rec.Key == `{"sku_id":"B"}` {
-				n++
-			}
-		}
-		if n != 2 {
+		if n := e.committedOf(t, e.topic+".product", `{"sku_id":"B"}`); n != 2 {
 			t.Errorf("%d messages of B on the product topic, want its c and one d", n)
 		}
 	}
@@ -555,16 +540,23 @@ rules:
 // them again: none is lost; once checkpointed, a later restart takes nothing back again.
 // Exactly-once, a read_committed consumer sees them once.
 func TestRuleOfAnotherKindRetractsTheOldKindsGroups(t *testing.T) {
-	for _, exactlyOnce := range []bool{false, true} {
-		t.Run(fmt.Sprint("exactly-once=", exactlyOnce), func(t *testing.T) {
-			testRuleOfAnotherKindRetracts(t, exactlyOnce)
-		})
-	}
+	inBothDeliveryModes(t, testRuleOfAnotherKindRetracts)
 }
 
-func testRuleOfAnotherKindRetracts(t *testing.T, exactlyOnce bool) {
-	e := newEnv(t)
-	e.exactlyOnce = exactlyOnce
+// committedOf counts the messages of key on topic that a read_committed consumer reads.
+func (e *env) committedOf(t *testing.T, topic, key string) int {
+	t.Helper()
+	n := 0
+	for _, rec := range testutil.Consume(t, e.broker, []string{topic}, 0, time.Second, testutil.ConsumeOptions{ReadCommitted: true}) {
+		if rec.Key == key {
+			n++
+		}
+	}
+	return n
+}
+
+func testRuleOfAnotherKindRetracts(t *testing.T, e *env) {
+	exactlyOnce := e.exactlyOnce
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))",
 		"CREATE TABLE other (id INT PRIMARY KEY)", "INSERT INTO sellable_shard VALUES ('A', 0, 5), ('B', 0, 3)")
@@ -626,13 +618,7 @@ rules:
 		}
 	}
 	if exactlyOnce { // the stopped run's Kafka transaction was aborted: A's d is there once
-		var n int
-		for _, rec := range testutil.Consume(t, e.broker, []string{e.topic + ".product"}, 0, time.Second, testutil.ConsumeOptions{ReadCommitted: true}) {
-			if rec.Key == `{"sku_id":"A"}` {
-				n++
-			}
-		}
-		if n != 2 {
+		if n := e.committedOf(t, e.topic+".product", `{"sku_id":"A"}`); n != 2 {
 			t.Errorf("%d messages of A on the product topic, want its c and one d", n)
 		}
 	}

@@ -28,16 +28,10 @@ rules:
 // scale) goes on as a u, decimals exact at the largest scale seen. The last message
 // equals the database's SUM. At-least-once and exactly-once.
 func TestSummedColumnChangingTypeIsSeededAgain(t *testing.T) {
-	for _, exactlyOnce := range []bool{false, true} {
-		t.Run(fmt.Sprint("exactly-once=", exactlyOnce), func(t *testing.T) {
-			testSummedColumnChangingType(t, exactlyOnce)
-		})
-	}
+	inBothDeliveryModes(t, testSummedColumnChangingType)
 }
 
-func testSummedColumnChangingType(t *testing.T, exactlyOnce bool) {
-	e := newEnv(t)
-	e.exactlyOnce = exactlyOnce
+func testSummedColumnChangingType(t *testing.T, e *env) {
 	db := e.mysql.Open(t, e.db)
 	testutil.Exec(t, db, "CREATE TABLE types (id INT PRIMARY KEY, i INT, d DOUBLE, s VARCHAR(8))",
 		"INSERT INTO types VALUES (1, 2, 0.5, 'g2'), (2, 1, 1.25, 'g2')")
