@@ -334,7 +334,7 @@ func (s *Store) answer(w http.ResponseWriter, r *http.Request, status int, v any
 }
 
 // readOrderQuery reads GET /v1/orders' query parameters: status, sku, limit and after, each
-// at most once; any other is refused, naming it.
+// at most once and not empty; any other is refused, naming it.
 func readOrderQuery(values url.Values) (OrderQuery, error) {
 	names := make([]string, 0, len(values))
 	for name := range values {
@@ -374,6 +374,6 @@ func readOrderQuery(values url.Values) (OrderQuery, error) {
 			return q, invalid(name, "is not a parameter of GET /v1/orders (status, sku, limit, after)")
 		}
 	}
-	_, _, err := checkOrderQuery(q)
+	_, _, err := checkOrderQuery(q) // here too, so that a 400 names the parameter first
 	return q, err
 }

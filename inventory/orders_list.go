@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -96,15 +97,16 @@ func validStatus(st OrderStatus) error {
 // that changes status, or whose hold is extended, between two pages may be listed on both
 // or on neither. It writes nothing.
 func (s *Store) ListOrders(ctx context.Context, q OrderQuery) (OrderPage, error) {
-	sqlText, args, err := s.listQuery(ctx, q)
+	order, after, err := checkOrderQuery(q)
 	if err != nil {
 		return OrderPage{}, fmt.Errorf("listing orders: %w", err)
 	}
-	limit := q.Limit
-	if limit == 0 {
-		limit = defaultListLimit
+	limit := cmp.Or(q.Limit, defaultListLimit)
+	sqlText, args, err := s.listQuery(ctx, q, order, after, limit)
+	if err != nil {
+		return OrderPage{}, fmt.Errorf("listing orders: %w", err)
 	}
-	page, err := s.readPage(ctx, sqlText, args, limit, q.Status == StatusHeld)
+	page, err := s.readPage(ctx, sqlText, args, limit, order)
 	if err != nil {
 		return OrderPage{}, fmt.Errorf("listing orders: %w", err)
 	}
@@ -133,20 +135,12 @@ func checkOrderQuery(q OrderQuery) (listOrder, *listCursor, error) {
 	return order, after, err
 }
 
-// listQuery is the statement reading q's page, limit + 1 rows (the one more tells whether
+// listQuery is the statement reading q's page (checked: checkOrderQuery), limit + 1 rows (the one more tells whether
 // a next page is there), and its arguments. It reads hold along one of its indexes:
 // hold_status_expiry for held orders, hold_status_created with another status,
 // hold_created without one; the SKU is a semi-join on deduction_log (its SKU index, or its
 // unique key by order).
-func (s *Store) listQuery(ctx context.Context, q OrderQuery) (string, []any, error) {
-	order, after, err := checkOrderQuery(q)
-	if err != nil {
-		return "", nil, err
-	}
-	limit := q.Limit
-	if limit == 0 {
-		limit = defaultListLimit
-	}
+func (s *Store) listQuery(ctx context.Context, q OrderQuery, order listOrder, after *listCursor, limit int) (string, []any, error) {
 	var where []string
 	var args []any
 	if q.Status != "" {
@@ -183,9 +177,9 @@ func (s *Store) listQuery(ctx context.Context, q OrderQuery) (string, []any, err
 	return text, args, nil
 }
 
-// readPage reads a page of at most limit orders with query, and their items. byExpiry
-// tells the listing's order, for the next cursor.
-func (s *Store) readPage(ctx context.Context, query string, args []any, limit int, byExpiry bool) (OrderPage, error) {
+// readPage reads a page of at most limit orders with query, and their items; the next
+// cursor is in the listing's order.
+func (s *Store) readPage(ctx context.Context, query string, args []any, limit int, order listOrder) (OrderPage, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return OrderPage{}, fmt.Errorf("reading holds: %w", err)
@@ -234,9 +228,9 @@ func (s *Store) readPage(ctx context.Context, query string, args []any, limit in
 	}
 	if more {
 		last := len(page.Orders) - 1
-		c := listCursor{Order: newestFirst, At: created[last], OrderNo: page.Orders[last].OrderNo}
-		if byExpiry {
-			c = listCursor{Order: soonestExpiry, At: page.Orders[last].ExpiresAt, OrderNo: page.Orders[last].OrderNo}
+		c := listCursor{Order: order, At: created[last], OrderNo: page.Orders[last].OrderNo}
+		if order == soonestExpiry {
+			c.At = page.Orders[last].ExpiresAt
 		}
 		page.Next = c.String()
 	}

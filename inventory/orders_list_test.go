@@ -313,8 +313,11 @@ func TestListOrdersUsesIndexes(t *testing.T) {
 		{OrderQuery{Status: StatusHeld, SKU: "sku-7"}, "PRIMARY", false},
 		{OrderQuery{SKU: "sku-7", After: after}, "PRIMARY", false},
 	} {
-		c.q.Limit = 10
-		text, args, err := store.listQuery(t.Context(), c.q)
+		order, after, err := checkOrderQuery(c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, args, err := store.listQuery(t.Context(), c.q, order, after, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
