@@ -24,7 +24,6 @@ type StateRow struct {
 type CheckpointStore struct {
 	db         *sql.DB
 	given      string // checkpoint.table as given: schema.table
-	schema     string // quoted
 	table      string // quoted schema.table
 	stateTable string
 	name       string
@@ -38,7 +37,7 @@ func OpenCheckpointStore(db *sql.DB, table, name string) (*CheckpointStore, erro
 	if !ok || schema == "" || tbl == "" {
 		return nil, fmt.Errorf("checkpoint.table %q must be schema.table", table)
 	}
-	return &CheckpointStore{db: db, name: name, given: table, schema: quoteName(schema),
+	return &CheckpointStore{db: db, name: name, given: table,
 		table:      quoteName(schema) + "." + quoteName(tbl),
 		stateTable: quoteName(schema) + "." + quoteName(tbl+"_state")}, nil
 }
@@ -61,8 +60,10 @@ func NewCheckpointStore(ctx context.Context, db *sql.DB, table, name string) (*C
 
 // CreateTables creates the store's schema and tables if missing.
 func (c *CheckpointStore) CreateTables(ctx context.Context) error {
+	schema, _, _ := strings.Cut(c.given, ".")
+	schema = quoteName(schema)
 	stmts := []string{
-		"CREATE DATABASE IF NOT EXISTS " + c.schema,
+		"CREATE DATABASE IF NOT EXISTS " + schema,
 		"CREATE TABLE IF NOT EXISTS " + c.table + ` (
 			name VARBINARY(64) NOT NULL PRIMARY KEY,
 			file VARCHAR(255) NOT NULL,
@@ -82,7 +83,7 @@ func (c *CheckpointStore) CreateTables(ctx context.Context) error {
 		if _, err := c.db.ExecContext(ctx, s); err != nil {
 			if n := sqlconn.ErrorNumber(err); n == 1044 || n == 1142 { // access denied to the database, or CREATE on the table
 				return fmt.Errorf("creating checkpoint table %s (checkpoint.table): source.user may not create or write it there: "+
-					"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON %s.* TO it, or name a database it may write in: %w", c.given, c.schema, err)
+					"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON %s.* TO it, or name a database it may write in: %w", c.given, schema, err)
 			}
 			return fmt.Errorf("creating checkpoint table %s (checkpoint.table): %w", c.given, err)
 		}

@@ -118,26 +118,30 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 	beyond := "0-1-" + strconv.FormatUint(seq+1000, 10)
 	// In domain 0 and within its sequence numbers, but of a server_id that never wrote there.
 	otherServer := "0-4000000001-" + strconv.FormatUint(seq, 10)
-	// The event after a transaction's Gtid event: inside that transaction.
-	inside := uint64(0)
-	rows, err := s.db.Query("SHOW BINLOG EVENTS IN '" + before.File + "' FROM " + strconv.FormatUint(uint64(before.Pos), 10) + " LIMIT 20")
+	// The event after a transaction's Gtid event: inside that transaction; and where the
+	// next transaction begins (its Gtid event), which the refusal names.
+	inside, next := uint64(0), uint64(0)
+	rows, err := s.db.Query("SHOW BINLOG EVENTS IN '" + before.File + "' FROM " + strconv.FormatUint(uint64(before.Pos), 10) + " LIMIT 50")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for gtid := false; rows.Next() && inside == 0; {
+	for gtid := false; rows.Next() && next == 0; {
 		var name, typ, info string
 		var pos, serverID, end uint64
 		if err := rows.Scan(&name, &pos, &typ, &serverID, &end, &info); err != nil {
 			t.Fatal(err)
 		}
-		if gtid {
+		switch {
+		case gtid && inside == 0:
 			inside = pos
+		case inside != 0 && typ == "Gtid":
+			next = pos
 		}
 		gtid = typ == "Gtid"
 	}
 	rows.Close()
-	if inside == 0 {
-		t.Fatalf("no transaction after %s in its file", before)
+	if next == 0 {
+		t.Fatalf("no two transactions after %s in its file", before)
 	}
 	insidePos := "--pos " + strconv.FormatUint(inside, 10)
 	for _, tc := range []struct {
@@ -149,6 +153,8 @@ func TestPositionsTheServerCannotStreamFromAreRefused(t *testing.T) {
 		{"a position inside an event", "--pos 5", func() (canal.Position, error) { return s.server.FilePosition(ctx, last.Name, 5) }},
 		{"a GTID beyond the server's", "--gtid " + beyond, func() (canal.Position, error) { return s.server.GTIDPosition(ctx, beyond) }},
 		{"inside a transaction", insidePos + " of binlog " + before.File + " is inside a transaction",
+			func() (canal.Position, error) { return s.server.FilePosition(ctx, before.File, inside) }},
+		{"inside a transaction: where the next begins", "the next one begins at --pos " + strconv.FormatUint(next, 10),
 			func() (canal.Position, error) { return s.server.FilePosition(ctx, before.File, inside) }},
 		{"a GTID of a server_id that never wrote in its domain", "--gtid " + otherServer,
 			func() (canal.Position, error) { return s.server.GTIDPosition(ctx, otherServer) }},

@@ -236,14 +236,9 @@ func (h LockHolder) String() string {
 // HolderOf returns the connection that holds lock (its name as the server knows it:
 // LockName) on db's server; held is false when none does.
 func HolderOf(ctx context.Context, db *sql.DB, lock string) (h LockHolder, held bool, err error) {
-	var id sql.NullInt64
-	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lock).Scan(&id); err != nil {
-		return LockHolder{}, false, fmt.Errorf("asking who holds the lock %q: %w", lock, err)
+	if h.ID, held, err = lockOwner(ctx, db, lock); err != nil || !held {
+		return LockHolder{}, false, err
 	}
-	if !id.Valid {
-		return LockHolder{}, false, nil
-	}
-	h.ID = id.Int64
 	err = db.QueryRowContext(ctx, "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = ?", h.ID).Scan(&h.User, &h.Host)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) { // no rows: another user's, or closed meanwhile
 		return h, true, fmt.Errorf("reading the connection that holds the lock %q: %w", lock, err)
@@ -253,11 +248,18 @@ func HolderOf(ctx context.Context, db *sql.DB, lock string) (h LockHolder, held 
 
 // HoldsToo reports whether h's connection also holds the lock tag (taken with Tag).
 func (h LockHolder) HoldsToo(ctx context.Context, db *sql.DB, tag string) (bool, error) {
-	var id sql.NullInt64
-	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", LockName(tag)).Scan(&id); err != nil {
-		return false, fmt.Errorf("asking who holds the lock %q: %w", LockName(tag), err)
+	id, held, err := lockOwner(ctx, db, LockName(tag))
+	return held && id == h.ID, err
+}
+
+// lockOwner is the id of the connection that holds lock (its name as the server knows
+// it) on db's server; held is false when none does.
+func lockOwner(ctx context.Context, db *sql.DB, lock string) (id int64, held bool, err error) {
+	var owner sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lock).Scan(&owner); err != nil {
+		return 0, false, fmt.Errorf("asking who holds the lock %q: %w", lock, err)
 	}
-	return id.Valid && id.Int64 == h.ID, nil
+	return owner.Int64, owner.Valid, nil
 }
 
 func (l *Leadership) lose() {

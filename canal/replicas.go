@@ -87,11 +87,7 @@ func (s *Server) Replicas(ctx context.Context) ([]Replica, error) {
 // streams with this id already. A user the server does not let list its replicas skips
 // that part, logged at debug.
 func (s *Server) CheckServerID(ctx context.Context, src Config, log *zap.Logger) error {
-	own, err := s.ServerID(ctx)
-	if err != nil {
-		return err
-	}
-	if own == src.ServerID {
+	if s.ID == src.ServerID {
 		return fmt.Errorf("%w: source.server_id %d is the source server's own @@server_id: the server refuses a replica with its own id; "+
 			"give stocksync an id that neither the server nor any of its replicas has", ErrServerIDTaken, src.ServerID)
 	}

@@ -208,12 +208,8 @@ func (s *Server) mariadbRetention(ctx context.Context, pos Position) (BinlogRete
 // GTID with its @@server_id): only then are a position's file name and offset its own
 // files' (a history started again by RESET MASTER is told by them).
 func (s *Server) wroteAny(ctx context.Context, set *mysql.MariadbGTIDSet) (bool, error) {
-	id, err := s.ServerID(ctx)
-	if err != nil {
-		return false, err
-	}
 	for _, gtid := range set.Sets {
-		if gtid.ServerID == id {
+		if gtid.ServerID == s.ID {
 			return true, nil
 		}
 	}

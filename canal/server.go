@@ -49,6 +49,8 @@ type Server struct {
 	// RowMetadataFull is true when the binlog carries column names (binlog_row_metadata=FULL).
 	RowMetadataFull bool
 	Version         string
+	// ID is the server's own @@server_id, as Connect read it: what a change it wrote carries.
+	ID uint32
 
 	historyMu sync.Mutex
 	// foundInHistory is, by binlog file, the position of it that Retention found in the
@@ -94,7 +96,7 @@ func (s *Server) check(ctx context.Context, flavor string) error {
 	if err != nil {
 		return err
 	}
-	s.Version, s.RowMetadataFull = st.version, st.rowMetadataFull
+	s.Version, s.RowMetadataFull, s.ID = st.version, st.rowMetadataFull, st.serverID
 	s.Flavor = flavor
 	if s.Flavor == "" {
 		s.Flavor = "mysql"
@@ -123,6 +125,7 @@ func CheckBinlogSettings(ctx context.Context, db *sql.DB) error {
 type binlogSettings struct {
 	version         string
 	rowMetadataFull bool     // the binlog carries column names
+	serverID        uint32   // @@server_id
 	problems        []string // each setting to change, with what to set
 }
 
@@ -146,7 +149,8 @@ func readBinlogSettings(ctx context.Context, db *sql.DB) (binlogSettings, error)
 	var st binlogSettings
 	var logBin int
 	var format, image string
-	err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, VERSION()").Scan(&logBin, &format, &image, &st.version)
+	err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, VERSION(), @@server_id").
+		Scan(&logBin, &format, &image, &st.version, &st.serverID)
 	if err != nil {
 		return st, fmt.Errorf("reading the source's binlog settings: %w", err)
 	}
@@ -277,18 +281,8 @@ func scanByColumn(rows *sql.Rows) (map[string]string, error) {
 // SourceAt is the Source of a read of the server's data as of pos, between two
 // transactions (the server's own server_id, the position, and its GTID set as GTID), as a
 // snapshot's rows carry.
-func (s *Server) SourceAt(ctx context.Context, pos Position) (Source, error) {
-	id, err := s.ServerID(ctx)
-	return Source{ServerID: id, GTID: pos.GTIDSet, File: pos.File, Pos: pos.Pos, Snapshot: true}, err
-}
-
-// ServerID is the server's own @@server_id: what a change it wrote carries.
-func (s *Server) ServerID(ctx context.Context) (uint32, error) {
-	var id uint32
-	if err := s.DB.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
-		return 0, fmt.Errorf("reading the server's server_id: %w", err)
-	}
-	return id, nil
+func (s *Server) SourceAt(pos Position) Source {
+	return Source{ServerID: s.ID, GTID: pos.GTIDSet, File: pos.File, Pos: pos.Pos, Snapshot: true}
 }
 
 // BinlogFiles lists the binlog files the server still has, oldest first.

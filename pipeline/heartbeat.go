@@ -38,7 +38,7 @@ type heartbeatValue struct {
 // At least once, it is not counted in p.emitted: that count decides whether an idle
 // checkpoint is saved, and each save is a transaction on the source that the stream reads
 // back, so counting heartbeats would write to the source at every one. Exactly once, it
-// is (the open Kafka transaction holds it and must be committed: heartbeatUnsaved).
+// is (the open Kafka transaction holds it, and an idle source commits it: Idle).
 func (p *Pipeline) heartbeat(ctx context.Context) error {
 	hb := p.opts.Heartbeat
 	// Not during the snapshot of a first start, which commits through Commit before the
@@ -70,7 +70,6 @@ func (p *Pipeline) heartbeat(ctx context.Context) error {
 	p.m.Heartbeats.Inc()
 	if p.opts.ExactlyOnce {
 		p.emitted.Add(1)
-		p.heartbeatUnsaved = true
 	}
 	if err := p.opts.Sink.Emit(ctx, sinks.Message{Topic: hb.Topic, Key: []byte(p.opts.CheckpointName), Value: value}); err != nil {
 		return fmt.Errorf("sending a heartbeat to %s (kafka.heartbeat_topic): %w", hb.Topic, err)

@@ -111,10 +111,8 @@ type Pipeline struct {
 	// reading goroutine finished (Commit or Idle, with any resync served there): past it,
 	// the messages are of a transaction, or a re-read chunk, that is not whole yet.
 	emittedWhole uint64
-	// lastHeartbeat is when the last heartbeat was sent; heartbeatUnsaved (exactly-once)
-	// that it is in the open Kafka transaction, which an idle source must then commit.
-	lastHeartbeat    time.Time
-	heartbeatUnsaved bool
+	// lastHeartbeat is when the last heartbeat was sent.
+	lastHeartbeat time.Time
 	// evalErrorsShown is the engine's EvalErrors as Metrics.RuleEvalErrors last showed it.
 	evalErrorsShown int64
 	// retentionCheckedAt is when checkRetention last ran.
@@ -226,11 +224,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	// A message the rules make at a commit, of no change (a group taken back or emptied),
 	// carries the source server's id, as its changes do.
-	sourceID, err := server.ServerID(ctx)
-	if err != nil {
-		return err
-	}
-	p.engine = rules.NewEngine(p.opts.Rules, sourceID)
+	p.engine = rules.NewEngine(p.opts.Rules, server.ID)
 	p.m.RuleEvalErrors.Reset() // counted since this start, as the engine counts them
 	p.engine.SetLogger(p.log.Named("rules"))
 	if err := p.engine.Restore(fromStateRows(ruleStateRows(state))); err != nil {
@@ -401,7 +395,8 @@ func (p *Pipeline) Row(ctx context.Context, c *canal.RowChange) error {
 		// A summed column changed type class (rules/sumtype.go): the rule is seeded again
 		// here as a reload's changed rule is. The snapshot's position follows this
 		// transaction, so the rule skips the transaction's other changes, which it holds.
-		return p.seedRules(ctx, p.server)
+		_, err := p.seedRules(ctx, p.server)
+		return err
 	}
 	return nil
 }
@@ -489,7 +484,8 @@ func (p *Pipeline) installReload(ctx context.Context) error {
 	p.engine.Install(next)
 	p.stream.SetFilter(p.filterFor(next))
 	p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("after", p.streamPosition()), zap.Int("rules", len(next.Rules())))
-	return p.seedRules(ctx, p.server)
+	_, err := p.seedRules(ctx, p.server)
+	return err
 }
 
 // Emptied implements canal.TableEmptier: DDL emptied a table whose aggregate and
@@ -516,8 +512,8 @@ func (p *Pipeline) Idle(ctx context.Context) error {
 	if !p.opts.ExactlyOnce || time.Since(p.lastSavedAt) < p.opts.CheckpointInterval {
 		return nil
 	}
-	// A heartbeat of a quiet source is committed at the same position.
-	return p.saveCheckpoint(ctx, p.store, p.heartbeatUnsaved)
+	// Messages of a quiet source (a heartbeat) are committed at the same position.
+	return p.saveCheckpoint(ctx, p.store, p.emitted.Load() != p.emittedAtSave)
 }
 
 // exactlyOnceMaxMessages bounds the messages of one Kafka transaction (it still always
@@ -668,7 +664,6 @@ func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force
 	p.lastSaved = pos
 	p.mu.Unlock()
 	p.lastSavedAt, p.emittedAtSave = time.Now(), emitted
-	p.heartbeatUnsaved = false
 	if p.rowsRead.Load() == rowsAtPos {
 		p.unsavedSince.Store(0)
 	} else { // read while saving: counted from the last of them (the lag is at least that)

@@ -137,11 +137,7 @@ func (p *Pipeline) resyncState(ctx context.Context, req rules.ResyncRequest) (Re
 		return ResyncResult{}, nil, fmt.Errorf("%w: %w", ErrResyncRules, err)
 	}
 	pos := p.streamPosition()
-	at, err := p.server.SourceAt(ctx, pos)
-	if err != nil {
-		return ResyncResult{}, nil, MarkRetryable(fmt.Errorf("resyncing: %w", err))
-	}
-	counts, err := p.engine.Resync(ctx, req, at, p)
+	counts, err := p.engine.Resync(ctx, req, p.server.SourceAt(pos), p)
 	if err != nil {
 		return ResyncResult{}, nil, err
 	}

@@ -55,8 +55,8 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			return start, err
 		}
 		p.checkRetention(held, start)
-		seeding := p.engine.Unseeded()
-		if err := p.seedRules(ctx, server); err != nil {
+		seeding, err := p.seedRules(ctx, server)
+		if err != nil {
 			return start, err
 		}
 		if len(seeding) > 0 {
@@ -270,11 +270,11 @@ func (p *Pipeline) checkRetention(r canal.BinlogRetention, pos canal.Position) {
 // definition (added or changed in the file, or by a reload): a consistent snapshot of
 // their tables at P is folded into them alone, and they skip the changes of transactions
 // that began before P, which the snapshot already holds. Their groups emit at the next
-// transaction's commit. Other rules are untouched.
-func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) error {
+// transaction's commit. Other rules are untouched. It returns the rules it seeded.
+func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) ([]string, error) {
 	names := p.engine.Unseeded()
 	if len(names) == 0 {
-		return nil
+		return nil, nil
 	}
 	set := p.engine.Set()
 	filter := scopedFilter{TableFilter: p.filterFor(set), stateful: set.TablesOf(names)}
@@ -282,11 +282,11 @@ func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) error {
 	pos, err := server.Snapshot(ctx, filter, seeder{p: p, names: names}, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize, Logger: p.log.Named("seed")})
 	if err != nil {
-		return fmt.Errorf("seeding rules %v: %w", names, err)
+		return nil, fmt.Errorf("seeding rules %v: %w", names, err)
 	}
 	p.engine.MarkSeeded(names, pos)
 	p.log.Info("rules seeded", zap.Strings("rules", names), zap.Stringer("as_of", pos))
-	return nil
+	return names, nil
 }
 
 // seeder hands a seeding snapshot's rows to the rules being seeded only.

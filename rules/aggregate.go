@@ -80,11 +80,10 @@ func newRuleState(r *Rule) *ruleState {
 	return &ruleState{rule: r, groups: map[string]*group{}, env: map[string]any{}, fresh: true}
 }
 
-// fold applies one row change to the rule's groups: an insert or read adds its after
-// image, a delete subtracts its before image, an update does both (to two groups when
-// it moves a row from one group to another).
-func (e *Engine) fold(rp *rulePlan, c *canal.RowChange) error {
-	st := e.states[rp.rule.name]
+// fold applies one row change to st, the state of rp's rule: an insert or read adds its
+// after image, a delete subtracts its before image, an update does both (to two groups
+// when it moves a row from one group to another).
+func (e *Engine) fold(st *ruleState, rp *rulePlan, c *canal.RowChange) error {
 	if st.holds(c.Source) { // its seed already holds the change
 		return nil
 	}

@@ -185,21 +185,17 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 		case only != nil && (r.emit != EmitRow || !slices.Contains(only, r.name)):
 			continue
 		case r.emit != EmitRow:
-			if st := e.states[r.name]; rp.typesChecked != st {
+			st := e.states[r.name]
+			if rp.typesChecked != st {
 				if st.awaitingSeed || st.holds(c.Source) {
 					continue // the seed to come, or done, holds the change
 				}
-				changed, sum, column, was, now := st.sumTypesChanged(rp)
-				if changed && c.Op != canal.OpRead {
-					e.reseedForSumTypes(st, sum, column, was, now)
+				// A snapshot's read: the state is built from the table as it is now.
+				if e.checkSumTypes(st, rp, c.Op == canal.OpRead) {
 					continue
 				}
-				if changed { // a snapshot's read: the state is built from the table as it is now
-					st.sumTypes[rp.table.t.FullName()] = rp.sumTypes
-				}
-				rp.typesChecked = st
 			}
-			if err := e.fold(rp, c); err != nil {
+			if err := e.fold(st, rp, c); err != nil {
 				return err
 			}
 			continue

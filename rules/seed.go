@@ -110,14 +110,11 @@ func (e *Engine) Seed(c *canal.RowChange, names []string) error {
 		if rp.err != nil {
 			return rp.err
 		}
-		if st := e.states[rp.rule.name]; rp.typesChecked != st {
-			// The seed reads the table as it is now: its classes are the state's.
-			if changed, _, _, _, _ := st.sumTypesChanged(rp); changed {
-				st.sumTypes[rp.table.t.FullName()] = rp.sumTypes
-			}
-			rp.typesChecked = st
+		st := e.states[rp.rule.name]
+		if rp.typesChecked != st {
+			e.checkSumTypes(st, rp, true) // the seed reads the table as it is now
 		}
-		if err := e.fold(rp, c); err != nil {
+		if err := e.fold(st, rp, c); err != nil {
 			return err
 		}
 	}

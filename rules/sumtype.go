@@ -42,14 +42,20 @@ func planSumTypes(kinds []canal.ColumnKind) string {
 	return strings.Join(classes, ",")
 }
 
+// sumTypeChange is a summed column met in another class than its rule's state was built
+// with.
+type sumTypeChange struct {
+	sum, column string // the rule's sum, and the table's column (schema.table.column)
+	was, now    string // the classes
+}
+
 // sumTypesChanged checks the classes of rp's summed columns against those st was built
 // with for rp's table. A table st has not met yet is recorded (and, for a seeded state,
-// its marker saved again with the next Commit): false. True when st met the table with
-// other classes: the sum, the table's column and the classes before and now are
-// returned.
-func (st *ruleState) sumTypesChanged(rp *rulePlan) (changed bool, sum, column, was, now string) {
+// its marker saved again with the next Commit): nil. Not nil when st met the table with
+// other classes.
+func (st *ruleState) sumTypesChanged(rp *rulePlan) *sumTypeChange {
 	if rp.sumTypes == "" {
-		return false, "", "", "", ""
+		return nil
 	}
 	table := rp.table.t.FullName()
 	prev, ok := st.sumTypes[table]
@@ -62,24 +68,43 @@ func (st *ruleState) sumTypesChanged(rp *rulePlan) (changed bool, sum, column, w
 		if st.seeded {
 			st.seedPending = true
 		}
-		return false, "", "", "", ""
+		return nil
 	case prev == rp.sumTypes:
-		return false, "", "", "", ""
+		return nil
 	}
+	// Restored only under the same signature, so the same sums: the lists align.
 	before, after := strings.Split(prev, ","), strings.Split(rp.sumTypes, ",")
 	for i, s := range st.rule.sums {
 		if i < len(before) && i < len(after) && before[i] != after[i] {
-			return true, s.name, table + "." + s.column, before[i], after[i]
+			return &sumTypeChange{sum: s.name, column: table + "." + s.column, was: before[i], now: after[i]}
 		}
 	}
-	return true, "", table, prev, rp.sumTypes // saved under another sum list: not this rule's
+	return &sumTypeChange{column: table, was: prev, now: rp.sumTypes}
 }
 
-// reseedForSumTypes replaces the state of rp's rule, whose summed column changed class,
-// with a new one to be seeded from the rule's tables, as Install does for a rule a reload
-// changed: the old groups are retired, to be taken back by the seed's Commit where the
-// seed does not publish them. The pipeline seeds it (SeedsWanted) before the next row.
-func (e *Engine) reseedForSumTypes(st *ruleState, sum, column, was, now string) {
+// checkSumTypes checks rp's summed columns' classes for st once per table shape
+// (rp.typesChecked). A class changed: when adopt (the row is read from the table as it is
+// now, by a seed or a snapshot) the new classes become the state's; otherwise st is
+// replaced by one to be seeded again (reseedForSumTypes) and checkSumTypes reports true,
+// the row not to be folded.
+func (e *Engine) checkSumTypes(st *ruleState, rp *rulePlan, adopt bool) (reseeding bool) {
+	change := st.sumTypesChanged(rp)
+	if change != nil && !adopt {
+		e.reseedForSumTypes(st, change)
+		return true
+	}
+	if change != nil {
+		st.sumTypes[rp.table.t.FullName()] = rp.sumTypes
+	}
+	rp.typesChecked = st
+	return false
+}
+
+// reseedForSumTypes replaces st, whose rule's summed column changed class, with a new
+// state to be seeded from the rule's tables, as Install does for a rule a reload changed:
+// the old groups are retired, to be taken back by the seed's Commit where the seed does
+// not publish them. The pipeline seeds it (SeedsWanted) before the next row.
+func (e *Engine) reseedForSumTypes(st *ruleState, change *sumTypeChange) {
 	name := st.rule.name
 	next := newRuleState(st.rule)
 	next.retireFrom(st)
@@ -87,8 +112,8 @@ func (e *Engine) reseedForSumTypes(st *ruleState, sum, column, was, now string) 
 	e.states[name] = next
 	e.seedsWanted = true
 	e.log.Warn("a summed column's type changed: the rule's groups are seeded again from its tables and published in the new type",
-		zap.String("rule", name), zap.String("sum", sum), zap.String("column", column),
-		zap.String("old_type", was), zap.String("new_type", now))
+		zap.String("rule", name), zap.String("sum", change.sum), zap.String("column", change.column),
+		zap.String("old_type", change.was), zap.String("new_type", change.now))
 }
 
 // SeedsWanted reports whether a rule's state was dropped since the last MarkSeeded, to be

@@ -60,7 +60,6 @@ func newCheckpointShowCmd() *cobra.Command {
 func newCheckpointSetCmd() *cobra.Command {
 	var gtid, file string
 	var pos uint64
-	var current bool
 	c := &cobra.Command{
 		Use:   "set {--gtid SET | --file F --pos N | --current}",
 		Short: "Move the checkpoint (the daemon stopped); the next start seeds its rules again and takes back the groups that are gone",
@@ -97,7 +96,7 @@ func newCheckpointSetCmd() *cobra.Command {
 	c.Flags().StringVar(&gtid, "gtid", "", "resume after these transactions (a GTID set of the server's flavor)")
 	c.Flags().StringVar(&file, "file", "", "resume from this binlog file (with --pos)")
 	c.Flags().Uint64Var(&pos, "pos", 0, "resume from this position of --file (where an event ends)")
-	c.Flags().BoolVar(&current, "current", false, "resume from the server's current position")
+	c.Flags().Bool("current", false, "resume from the server's current position") // read as given or not
 	return c
 }
 

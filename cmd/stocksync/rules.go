@@ -22,7 +22,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stocksync/stocksync/canal"
-	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
 )
@@ -48,18 +47,19 @@ file with other problems it checks the rules that have none, in the same run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !live {
-				set, err := rules.Load(args[0])
-				if err == nil && cmd.Flags().Changed("config") {
-					var cfg config.Config
-					if cfg, err = loadConfigWithoutRules(cmd); err != nil {
+				var reserved []rules.ReservedTopic
+				if cmd.Flags().Changed("config") {
+					cfg, err := loadConfigWithoutRules(cmd)
+					if err != nil {
 						return err
 					}
-					err = set.CheckReservedTopics(reservedTopics(cfg))
+					reserved = reservedTopics(cfg)
 				}
+				file, err := readRulesFile(args[0], reserved) // as serve reads it
 				if err != nil {
 					return reportLoadError(cmd.ErrOrStderr(), err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(set.Rules()))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(file.set.Rules()))
 				return nil
 			}
 			lc, err := loadAndCheckLive(cmd, args[0])

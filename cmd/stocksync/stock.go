@@ -267,10 +267,8 @@ func (p orderPage) writeText(w io.Writer) error {
 	if p.query.SKU != "" {
 		next = append(next, "--sku", shellWord(p.query.SKU))
 	}
-	if p.query.Limit != 0 {
-		next = append(next, "--limit", strconv.Itoa(p.query.Limit))
-	}
-	_, err := fmt.Fprintf(w, "more: %s\n", strings.Join(append(next, "--after", p.Next), " "))
+	next = append(next, "--limit", strconv.Itoa(p.query.Limit), "--after", p.Next)
+	_, err := fmt.Fprintf(w, "more: %s\n", strings.Join(next, " "))
 	return err
 }
 
