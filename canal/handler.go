@@ -33,3 +33,28 @@ type TableEmptier interface {
 	// Commit. src is the statement's: its first event, GTID, time, and row 0.
 	Emptied(ctx context.Context, schema, table string, src Source) error
 }
+
+// TableReseeder is a Handler that can seed its aggregate and transition rules again from
+// their tables as they are now. DDL that moves or removes rows of a table such a rule reads
+// without row events, where TableEmptier does not apply (a rule that reads other tables
+// too, a rename, DROP DATABASE), is handed to ReseedAfter instead of stopping the stream
+// (ErrStatefulTableEmptied).
+type TableReseeder interface {
+	// ReseedAfter is called once for such a statement, after the tables it emptied for
+	// rules that read them alone (Emptied) and before its Commit.
+	ReseedAfter(ctx context.Context, ddl RowlessChange) error
+}
+
+// RowlessChange is a DDL statement that moved or removed rows of tables that aggregate or
+// transition rules read, without row events.
+type RowlessChange struct {
+	// What says what the statement did to which tables, for a log: "TRUNCATE of
+	// shop.stock", "RENAME TABLE of shop.stock to shop.stock_old".
+	What string
+	// Tables are the tables whose rows went or arrived, as [schema, table]; Schemas the
+	// databases dropped with every table in them.
+	Tables  [][2]string
+	Schemas []string
+	// Src is the statement's source: its first event, GTID and time.
+	Src Source
+}

@@ -13,11 +13,13 @@ import (
 var ErrStatementChange = errors.New("a statement-logged change of a matched table")
 
 // ErrStatefulTableEmptied is DDL that changes the rows of a table an aggregate or
-// transition rule reads without row events: a TRUNCATE or DROP TABLE of it (unless every
-// such rule reads it alone: TableEmptier), a DROP DATABASE of its schema, a RENAME TABLE
-// (or ALTER TABLE … RENAME) of it to another name, or of another table onto its name. The
-// rule's totals no longer match the table, and the stream stops there rather than publish
-// them on.
+// transition rule reads without row events: a TRUNCATE or DROP TABLE of it, a DROP
+// DATABASE of its schema, a RENAME TABLE (or ALTER TABLE … RENAME) of it to another name,
+// or of another table onto its name, for a handler that can neither empty the rule's
+// groups (TableEmptier, for rules that read the table alone) nor seed the rule again
+// (TableReseeder); and, for one that can, a table renamed away while no table has its name
+// again. The rule's totals no longer match the table, and the stream stops there rather
+// than publish them on.
 var ErrStatefulTableEmptied = errors.New("a table that a stateful rule reads was emptied by DDL")
 
 // emptiedTables reads q, a DDL statement, for the tables it empties without row events:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,10 +23,12 @@ type TableFilter interface {
 	Matches(schema, table string) bool
 	// StatefulTables reports whether an aggregate or transition rule reads the table:
 	// DDL that empties such a table, renames it away or renames another onto its name
-	// stops the stream (ErrStatefulTableEmptied), unless StatefulAlone says otherwise.
+	// goes to a TableEmptier or TableReseeder handler, or stops the stream
+	// (ErrStatefulTableEmptied).
 	StatefulTables(schema, table string) bool
 	// StatefulSchema reports whether an aggregate or transition rule may read a table of
-	// the schema (a database): DROP DATABASE of it stops the stream (ErrStatefulTableEmptied).
+	// the schema (a database): DROP DATABASE of it goes to a TableReseeder handler, or
+	// stops the stream (ErrStatefulTableEmptied).
 	StatefulSchema(schema string) bool
 	// StatefulAlone reports whether every aggregate or transition rule that reads the
 	// table reads no other: DDL that empties it (TRUNCATE, DROP TABLE) is then handed to
@@ -480,15 +483,19 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 		}
 	}
 	emptier, _ := r.h.(TableEmptier)
-	empty, err := r.emptied(h, q, string(e.Schema), emptier != nil)
+	reseeder, _ := r.h.(TableReseeder)
+	empty, reseed, err := r.rowlessDDL(ctx, h, q, string(e.Schema), emptier != nil, reseeder != nil)
 	if err != nil {
 		return err
 	}
-	if len(empty) > 0 {
-		for _, t := range empty {
-			if err := emptier.Emptied(ctx, t[0], t[1], r.txn.src); err != nil {
-				return fmt.Errorf("emptying %s.%s at %s:%d: %w", t[0], t[1], r.file, h.LogPos-h.EventSize, err)
-			}
+	for _, t := range empty {
+		if err := emptier.Emptied(ctx, t[0], t[1], r.txn.src); err != nil {
+			return fmt.Errorf("emptying %s.%s at %s:%d: %w", t[0], t[1], r.file, h.LogPos-h.EventSize, err)
+		}
+	}
+	if reseed != nil {
+		if err := reseeder.ReseedAfter(ctx, *reseed); err != nil {
+			return fmt.Errorf("seeding the rules again after %s at %s:%d: %w", reseed.What, r.file, h.LogPos-h.EventSize, err)
 		}
 	}
 	r.tables = map[uint64]*tableState{}
@@ -500,17 +507,26 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	return r.commit(ctx, h, e.GSet)
 }
 
-// emptied looks at a DDL statement q for matched tables whose rows it removes or brings
-// without row events: TRUNCATE, DROP TABLE, and both names of a RENAME TABLE or ALTER
-// TABLE … RENAME (rows leave the old name and arrive under the new one). It returns the
-// tables that an aggregate or transition rule reads and that the statement empties
-// (TRUNCATE, DROP TABLE), when the handler can take them (canEmpty: a TableEmptier) and
-// every such rule reads the table alone (StatefulAlone): those rules know their state,
-// every group empty. Any other such table, any rename of one and a DROP DATABASE of its
-// database stop the stream: the rule's totals would no longer match it. For tables only
+// rowlessDDL looks at a DDL statement q for matched tables whose rows it removes or
+// brings without row events: TRUNCATE, DROP TABLE, both names of a RENAME TABLE or ALTER
+// TABLE … RENAME (rows leave the old name and arrive under the new one), and every table
+// of a DROP DATABASE. Of a table an aggregate or transition rule reads, it returns
+//   - in empty, a table the statement empties (TRUNCATE, DROP TABLE) when the handler
+//     takes it (canEmpty: a TableEmptier) and every such rule reads it alone
+//     (StatefulAlone): those rules know their state, every group empty;
+//   - in reseed, any other such change when the handler can seed the rules again from
+//     their tables as they are now (canReseed: a TableReseeder). A table renamed away
+//     leaves its name empty: it is seeded again only once a table has that name on the
+//     server again (a two-step cut-over's second statement, or a table created there).
+//     Until then, rather than publish every group of the rule as gone and back again, the
+//     stream stops at the statement, and its retries wait for the name to be taken.
+//
+// Without such a handler these stop the stream (ErrStatefulTableEmptied), as the rule's
+// totals would no longer match its tables. An online schema change's cut-over, which
+// swaps a copy onto the name in one RENAME, is taken for a faithful copy. For tables only
 // row rules read there is nothing to publish, and the log says so, since consumers of
 // their rows keep them (or lack the ones that arrived).
-func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string, canEmpty bool) (empty [][2]string, err error) {
+func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, defaultSchema string, canEmpty, canReseed bool) (empty [][2]string, reseed *RowlessChange, err error) {
 	at := h.LogPos - h.EventSize
 	filter := r.s.filter.Load()
 	stop := func(what, how string) error {
@@ -518,19 +534,39 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string, ca
 			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
 			ErrStatefulTableEmptied, r.file, at, what, how)
 	}
+	var change RowlessChange
+	var whats []string
+	add := func(what string, tables ...[2]string) {
+		whats = append(whats, what)
+		for _, t := range tables {
+			if filter.StatefulTables(t[0], t[1]) && !slices.Contains(change.Tables, t) {
+				change.Tables = append(change.Tables, t)
+			}
+		}
+	}
 	if schema := droppedSchema(q); schema != "" && filter.StatefulSchema(schema) {
-		return nil, stop("DROP DATABASE "+schema+", in which an aggregate or transition rule reads tables", "Their rows went")
+		what := "DROP DATABASE " + schema
+		if !canReseed {
+			return nil, nil, stop(what+", in which an aggregate or transition rule reads tables", "Their rows went")
+		}
+		change.Schemas = append(change.Schemas, schema)
+		add(what)
 	}
 	verb, tables := emptiedTables(q, defaultSchema)
 	for _, t := range tables {
+		what := fmt.Sprintf("%s of %s.%s", verb, t[0], t[1])
 		switch {
 		case filter.StatefulTables(t[0], t[1]):
-			if !canEmpty || !filter.StatefulAlone(t[0], t[1]) {
-				return nil, stop(fmt.Sprintf("%s of %s.%s, which an aggregate or transition rule reads", verb, t[0], t[1]), "Its rows went")
+			switch {
+			case canEmpty && filter.StatefulAlone(t[0], t[1]):
+				empty = append(empty, t)
+				r.s.log.Warn("a table that aggregate or transition rules read alone was emptied by DDL: their groups are published empty",
+					zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
+			case canReseed:
+				add(what, t)
+			default:
+				return nil, nil, stop(what+", which an aggregate or transition rule reads", "Its rows went")
 			}
-			empty = append(empty, t)
-			r.s.log.Warn("a table that aggregate or transition rules read alone was emptied by DDL: their groups are published empty",
-				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
 		case filter.Matches(t[0], t[1]):
 			r.s.log.Warn("a matched table was emptied by DDL: its rows' removal has no row events, so nothing is published for them",
 				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
@@ -550,6 +586,7 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string, ca
 	}
 	for _, rn := range renames {
 		from, to := rn.from[0]+"."+rn.from[1], rn.to[0]+"."+rn.to[1]
+		what := fmt.Sprintf("%s of %s to %s", verb, from, to)
 		var stateful, how string // the stateful table, and how its rows changed
 		switch {
 		case swapped[rn.from] || swapped[rn.to]:
@@ -572,9 +609,38 @@ func (r *reader) emptied(h *replication.EventHeader, q, defaultSchema string, ca
 		default:
 			continue
 		}
-		return nil, stop(fmt.Sprintf("%s of %s to %s, and an aggregate or transition rule reads %s", verb, from, to, stateful), how)
+		if !canReseed {
+			return nil, nil, stop(fmt.Sprintf("%s, and an aggregate or transition rule reads %s", what, stateful), how)
+		}
+		if stateful == from {
+			taken, err := r.s.server.hasTable(ctx, rn.from)
+			if err != nil {
+				return nil, nil, fmt.Errorf("after %s at %s:%d: %w", what, r.file, at, err)
+			}
+			if !taken {
+				return nil, nil, fmt.Errorf("%w: at %s:%d, %s, and an aggregate or transition rule reads %s. Its rows left it without row events, and no table has its name on the server now. "+
+					"The stream waits here, retrying, for a table to take the name (a two-step cut-over's second statement), then seeds the rule again from its tables as they are. "+
+					"If none will, go on from the server's current position (docs/operations.md, Tables emptied by DDL)",
+					ErrStatefulTableEmptied, r.file, at, what, from)
+			}
+		}
+		add(what, rn.from, rn.to)
 	}
-	return empty, nil
+	if len(whats) == 0 {
+		return empty, nil, nil
+	}
+	change.What, change.Src = strings.Join(whats, ", "), r.txn.src
+	return empty, &change, nil
+}
+
+// hasTable reports whether the server has a table (or view) of that [schema, name] now.
+func (s *Server) hasTable(ctx context.Context, t [2]string) (bool, error) {
+	var n int
+	err := s.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", t[0], t[1]).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("asking whether %s.%s exists: %w", t[0], t[1], err)
+	}
+	return n > 0, nil
 }
 
 func truncate(s string, n int) string {

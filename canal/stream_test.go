@@ -432,8 +432,8 @@ func TestStreamLogsDDLWithoutPasswords(t *testing.T) {
 // TestStreamStopsWhenAStatefulTableIsEmptiedByDDL: TRUNCATE or DROP TABLE remove rows
 // without row events. Of a table only row rules read, the stream goes on past it; of one
 // an aggregate or transition rule reads that also reads other tables (a pattern, several
-// globs), it stops there, naming the statement and table, even for a handler that takes
-// emptied tables.
+// globs), it stops there, naming the statement and table, for a handler that takes
+// emptied tables but cannot seed rules again (TestStreamHandsRowlessDDLToAReseeder).
 func TestStreamStopsWhenAStatefulTableIsEmptiedByDDL(t *testing.T) {
 	s := newSource(t)
 	testutil.Exec(t, s.db, "CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
@@ -527,9 +527,10 @@ func TestStreamHandsOnATableEmptiedByDDLThatRulesReadAlone(t *testing.T) {
 }
 
 // TestStreamStopsWhenAStatefulTableIsRenamedByDDL: a rename moves rows between names
-// without row events. Of a table only row rules read, the stream goes on past it; renaming a
-// table an aggregate or transition rule reads away (ALTER TABLE … RENAME), or another table
-// onto its name (RENAME TABLE), stops it there, naming the statement and both tables.
+// without row events. Of a table only row rules read, the stream goes on past it; for a
+// handler that cannot seed rules again, renaming a table an aggregate or transition rule
+// reads away (ALTER TABLE … RENAME), or another table onto its name (RENAME TABLE), stops
+// it there, naming the statement and both tables.
 func TestStreamStopsWhenAStatefulTableIsRenamedByDDL(t *testing.T) {
 	s := newSource(t)
 	testutil.Exec(t, s.db, "CREATE TABLE rowsonly (id INT PRIMARY KEY)", "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)",
@@ -659,8 +660,8 @@ func TestStreamErrorsSayWhatTheServerMeans(t *testing.T) {
 
 // TestStreamStopsAtDropDatabaseOfAStatefulSchema: DROP DATABASE takes every table of the
 // database with it, without row events or a DROP TABLE of each: of a database another
-// aggregate or transition rule reads, the stream stops there, naming it; of any other
-// database it goes on.
+// aggregate or transition rule reads, the stream of a handler that cannot seed rules again
+// stops there, naming it; of any other database it goes on.
 func TestStreamStopsAtDropDatabaseOfAStatefulSchema(t *testing.T) {
 	s := newSource(t)
 	m := testutil.MySQLServer(t)
@@ -676,5 +677,132 @@ func TestStreamStopsAtDropDatabaseOfAStatefulSchema(t *testing.T) {
 	err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, &emptier{recorder: &recorder{}})
 	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "DROP DATABASE "+folded+",") {
 		t.Fatalf("the stream past DROP DATABASE %s, then %s: %v; want ErrStatefulTableEmptied at the second", other, folded, err)
+	}
+}
+
+// reseeder is an emptier that also seeds rules again (canal.TableReseeder), noting each
+// statement handed to it and the commits recorded before it.
+type reseeder struct {
+	*emptier
+	reseeded []canal.RowlessChange
+	commits  []int
+}
+
+func (r *reseeder) ReseedAfter(_ context.Context, ddl canal.RowlessChange) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reseeded = append(r.reseeded, ddl)
+	r.commits = append(r.commits, len(r.recorder.commits))
+	return nil
+}
+
+// TestStreamHandsRowlessDDLToAReseeder: for a handler that can seed its rules again, DDL
+// that moves or removes a stateful table's rows without row events goes to ReseedAfter,
+// once per statement, before its commit, and the stream goes on: a TRUNCATE of a table a
+// rule reads with others, both statements of a two-step cut-over (read after both ran, so
+// the name is taken again), and a DROP DATABASE of a schema a rule may read. A TRUNCATE
+// of a table whose rules read it alone is still emptied, not reseeded. A rename away whose
+// name no table has stops the stream, saying it waits; once a table has the name, the
+// same statement is reseeded.
+func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)", "CREATE TABLE alone (id INT PRIMARY KEY, qty INT)",
+		"CREATE TABLE _totals_gho LIKE totals")
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"totals": true, "alone": true},
+		stateful: map[string]bool{"totals": true, "alone": true}, alone: map[string]bool{"alone": true}, asked: map[string]int{}}
+	from := s.position()
+	statements := []string{"TRUNCATE TABLE totals", "TRUNCATE TABLE alone",
+		"ALTER TABLE totals RENAME TO _totals_del", "RENAME TABLE _totals_gho TO totals"}
+	var before []canal.Position // where each statement begins
+	for _, q := range statements {
+		before = append(before, s.position())
+		testutil.Exec(t, s.db, q)
+	}
+	to := s.position()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	h := &reseeder{emptier: &emptier{recorder: &recorder{}}}
+	h.onCommit = func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			cancel()
+		}
+	}
+	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, h); err != nil {
+		t.Fatalf("past DDL that moves or removes stateful tables' rows, for a handler that reseeds: %v", err)
+	}
+	totals := [2]string{s.name, "totals"}
+	want := []struct {
+		stmt    int
+		what    string
+		tables  [][2]string
+		schemas []string
+	}{
+		{0, "TRUNCATE of " + s.name + ".totals", [][2]string{totals}, nil},
+		{2, "ALTER TABLE … RENAME of " + s.name + ".totals to " + s.name + "._totals_del", [][2]string{totals}, nil},
+		{3, "RENAME TABLE of " + s.name + "._totals_gho to " + s.name + ".totals", [][2]string{totals}, nil},
+	}
+	if len(h.reseeded) != len(want) {
+		t.Fatalf("reseeded %d statements: %+v; want %d", len(h.reseeded), h.reseeded, len(want))
+	}
+	for i, w := range want {
+		got := h.reseeded[i]
+		if got.What != w.what || fmt.Sprint(got.Tables) != fmt.Sprint(w.tables) || fmt.Sprint(got.Schemas) != fmt.Sprint(w.schemas) {
+			t.Errorf("reseeded %q tables %v schemas %v; want %q, %v, %v", got.What, got.Tables, got.Schemas, w.what, w.tables, w.schemas)
+		}
+		if got.Src.File != before[w.stmt].File || got.Src.Pos < before[w.stmt].Pos || got.Src.GTID == "" {
+			t.Errorf("%s: source %+v; want the statement's, after %s, with its GTID", w.what, got.Src, before[w.stmt])
+		}
+		if next := h.recorder.commits[h.commits[i]]; next.Compare(before[w.stmt]) <= 0 {
+			t.Errorf("%s: reseeded before the commit at %s; want it before the statement's own, after %s", w.what, next, before[w.stmt])
+		}
+	}
+	if len(h.emptied) != 1 || h.emptied[0].table != s.name+".alone" {
+		t.Errorf("emptied %+v; want %s.alone alone (its rules read no other table)", h.emptied, s.name)
+	}
+
+	// A rename away that leaves the name empty waits for it to be taken.
+	m := testutil.MySQLServer(t)
+	name, db := m.FreshDatabase(t, "waits")
+	testutil.Exec(t, db, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
+	filter = &countingFilter{schema: name, tables: map[string]bool{"totals": true}, stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
+	at := s.position()
+	testutil.Exec(t, db, "RENAME TABLE totals TO totals_old")
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, &reseeder{emptier: &emptier{recorder: &recorder{}}})
+	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "no table has its name on the server now. The stream waits here") {
+		t.Fatalf("a rename away that leaves the name empty: %v; want ErrStatefulTableEmptied saying the stream waits for the name", err)
+	}
+	testutil.Exec(t, db, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
+	to = s.position()
+	h = &reseeder{emptier: &emptier{recorder: &recorder{}}}
+	h.onCommit = func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			cancel()
+		}
+	}
+	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, h); err != nil {
+		t.Fatalf("the same rename once a table has the name again: %v", err)
+	}
+	if len(h.reseeded) != 1 || fmt.Sprint(h.reseeded[0].Tables) != fmt.Sprint([][2]string{{name, "totals"}}) {
+		t.Errorf("reseeded %+v; want the rename of %s.totals", h.reseeded, name)
+	}
+
+	at = s.position()
+	testutil.Exec(t, s.db, "DROP DATABASE "+name)
+	to = s.position()
+	h = &reseeder{emptier: &emptier{recorder: &recorder{}}}
+	h.onCommit = func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			cancel()
+		}
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, h); err != nil {
+		t.Fatalf("past DROP DATABASE %s: %v", name, err)
+	}
+	if len(h.reseeded) != 1 || h.reseeded[0].What != "DROP DATABASE "+name || fmt.Sprint(h.reseeded[0].Schemas) != "["+name+"]" || len(h.reseeded[0].Tables) != 0 {
+		t.Errorf("reseeded %+v; want DROP DATABASE %s, its schema and no table", h.reseeded, name)
 	}
 }

@@ -495,6 +495,24 @@ func (p *Pipeline) Emptied(ctx context.Context, schema, table string, src canal.
 	return p.engine.Empty(schema, table, src)
 }
 
+// ReseedAfter implements canal.TableReseeder: DDL moved or removed rows of tables that
+// aggregate or transition rules read, without row events (a TRUNCATE of a table a rule
+// reads with others, a rename, DROP DATABASE). Those rules are seeded again here, from a
+// consistent snapshot of their tables, as a reload's changed rule is, but against what
+// they hold: at the statement's Commit each group that changed is published, one left
+// without rows as deleted. The snapshot's position follows the statement, so they skip
+// the changes in between, which it holds.
+func (p *Pipeline) ReseedAfter(ctx context.Context, ddl canal.RowlessChange) error {
+	names := p.engine.ReseedRules(p.engine.Set().StatefulRulesReading(ddl.Tables, ddl.Schemas), ddl.Src)
+	if len(names) == 0 {
+		return nil
+	}
+	p.log.Warn("DDL moved or removed rows of tables that aggregate or transition rules read, without row events: the rules are seeded again from their tables as they are now, and the groups that changed are published",
+		zap.String("statement", ddl.What), zap.Strings("rules", names), zap.String("file", ddl.Src.File), zap.Uint32("pos", ddl.Src.Pos))
+	_, err := p.seedRules(ctx, p.server)
+	return err
+}
+
 // Idle implements canal.Handler: a resync asked for runs; exactly-once, the open Kafka
 // transaction is committed when the source goes quiet, so its last messages do not wait
 // for the next transaction.
@@ -614,9 +632,21 @@ func (p *Pipeline) lag() time.Duration {
 // while only other tables change.
 const idleSaveEvery = time.Minute
 
+// exactlyOnceSaveWithin bounds an exactly-once save, which a stop does not cut short.
+const exactlyOnceSaveWithin = 8 * time.Second
+
 // saveCheckpoint waits for the sink to acknowledge every message emitted so far, then
-// saves the last committed position with the rule state changed up to it.
+// saves the last committed position with the rule state changed up to it. Exactly-once,
+// the save is a Kafka transaction's commit, which a stop (ctx done) does not cut short:
+// cut short, its outcome would be unknown and the sink failed, so the last save on
+// shutdown could not be made. A broker that does not answer still ends it, after
+// exactlyOnceSaveWithin.
 func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force bool) error {
+	if p.opts.ExactlyOnce {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), exactlyOnceSaveWithin)
+		defer cancel()
+	}
 	emitted := p.emitted.Load()
 	p.mu.Lock()
 	// The same position again only with state to save (a re-read's progress), or when

@@ -351,8 +351,8 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 	for _, g := range st.touched {
 		g.inTxn = false
 		// An aggregate group whose rows came and went within the transaction was never
-		// published, and is not now.
-		emit := r.emit != EmitAggregate || g.prevCount != 0 || g.count != 0
+		// published, and is not now; nor is one a seed filled again as it was (Reseed).
+		emit := r.emit != EmitAggregate || (g.prevCount != 0 || g.count != 0) && !(g.src.Snapshot && g.sameAsBefore())
 		if r.emit == EmitTransition {
 			v := e.transitionValue(st, g)
 			if bytes.Equal(v, g.value) {
@@ -380,6 +380,20 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 	clear(st.touched)
 	st.touched = st.touched[:0]
 	return entries, firstErr
+}
+
+// sameAsBefore reports whether g's count and sums are what they were when the transaction
+// first touched it.
+func (g *group) sameAsBefore() bool {
+	if g.count != g.prevCount {
+		return false
+	}
+	for i := range g.sums {
+		if !bytes.Equal(g.sums[i].appendState(nil), g.prevSums[i].appendState(nil)) {
+			return false
+		}
+	}
+	return true
 }
 
 // appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V],"db":S,"table":T,"topic":P}:

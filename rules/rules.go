@@ -242,17 +242,40 @@ func (s *Set) StatefulTables(schema, table string) bool { return s.match(schema,
 // part matches schema: it may read tables of that database.
 func (s *Set) StatefulSchema(schema string) bool {
 	for _, r := range s.rules {
-		if !r.Stateful() {
-			continue
-		}
-		for _, g := range r.globs {
-			part, _, _ := strings.Cut(g, ".")
-			if ok, _ := path.Match(part, schema); ok {
-				return true
-			}
+		if r.Stateful() && r.mayReadSchema(schema) {
+			return true
 		}
 	}
 	return false
+}
+
+// mayReadSchema reports whether one of the rule's globs has a schema part that matches
+// schema: the rule may read tables of that database.
+func (r *Rule) mayReadSchema(schema string) bool {
+	for _, g := range r.globs {
+		part, _, _ := strings.Cut(g, ".")
+		if ok, _ := path.Match(part, schema); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// StatefulRulesReading names the aggregate and transition rules that read one of tables
+// ([schema, table]) or may read tables of one of schemas.
+func (s *Set) StatefulRulesReading(tables [][2]string, schemas []string) []string {
+	var names []string
+	for _, r := range s.rules {
+		if !r.Stateful() {
+			continue
+		}
+		reads := slices.ContainsFunc(tables, func(t [2]string) bool { return r.MatchesTable(t[0], t[1]) }) ||
+			slices.ContainsFunc(schemas, r.mayReadSchema)
+		if reads {
+			names = append(names, r.name)
+		}
+	}
+	return names
 }
 
 // StatefulAlone reports whether every aggregate or transition rule that matches

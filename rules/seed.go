@@ -143,14 +143,31 @@ func (e *Engine) MarkSeeded(names []string, after canal.Position) {
 func (e *Engine) Reseed() {
 	var names []string
 	for _, r := range e.set.rules {
-		st := e.states[r.name]
-		if st == nil {
+		names = append(names, r.name)
+	}
+	e.MarkSeeded(e.ReseedRules(names, canal.Source{Snapshot: true}), canal.Position{})
+}
+
+// ReseedRules prepares the named aggregate and transition rules to be seeded again from
+// their tables as they are now (DDL moved or removed rows of those tables without row
+// events, at `at`: canal.TableReseeder): each group is emptied but kept, as Reseed does,
+// and Unseeded names the rules until the seed's MarkSeeded. At the Commit after the seed,
+// a group no row filled is published as deleted, one whose count, sums or value changed
+// as changed, and one the seed filled as it was is not published again. A rule seeded at
+// a later position than `at` already holds the change and is left as it is. It returns
+// the rules to seed.
+func (e *Engine) ReseedRules(names []string, at canal.Source) []string {
+	var seeding []string
+	for _, n := range names {
+		st := e.states[n]
+		if st == nil || st.holds(at) {
 			continue
 		}
-		names = append(names, r.name)
-		st.emptyGroups(canal.Source{Snapshot: true}, nil) // the position: the snapshot's Commit
+		st.emptyGroups(canal.Source{Snapshot: true}, nil) // the position: the seed's Commit
+		st.seeded = false
+		seeding = append(seeding, n)
 	}
-	e.MarkSeeded(names, canal.Position{})
+	return seeding
 }
 
 // holds reports whether a stateful rule's seeded state already holds what happened at

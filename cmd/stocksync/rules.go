@@ -643,7 +643,7 @@ func ddlNote(set *rules.Set, r *rules.Rule, t rules.TableInfo) string {
 	case set.StatefulAlone(t.Schema, t.Name):
 		return "  (a TRUNCATE or DROP TABLE of it publishes its groups empty)"
 	}
-	return "  (a TRUNCATE or DROP TABLE of it stops the stream: a rule that reads it reads other tables too)"
+	return "  (a TRUNCATE or DROP TABLE of it seeds the rules that read it again: one of them reads other tables too)"
 }
 
 // checkLive checks set against the source named by --config, strictly (every glob must

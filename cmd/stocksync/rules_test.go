@@ -268,7 +268,7 @@ func TestRulesExplainSaysWhatATruncateDoes(t *testing.T) {
 	}
 	for _, want := range []string{
 		"  " + db + ".stock  (a TRUNCATE or DROP TABLE of it publishes its groups empty)\n",
-		"  " + db + ".shard_a  (a TRUNCATE or DROP TABLE of it stops the stream: a rule that reads it reads other tables too)\n",
+		"  " + db + ".shard_a  (a TRUNCATE or DROP TABLE of it seeds the rules that read it again: one of them reads other tables too)\n",
 		"matches " + db + ".stock:\n  " + db + ".stock\n", // the row rule: no note
 	} {
 		if !strings.Contains(stdout, want) {

@@ -1,0 +1,97 @@
+package pipeline_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/testutil"
+)
+
+// patternStockRulesYAML are stockRulesYAML's two rules over every DB.stock_* table: a
+// rule that reads other tables too, which a TRUNCATE of one of them cannot simply empty.
+const patternStockRulesYAML = `
+rules:
+  - name: product-stock
+    match: {table: "DB.stock_*"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: TOPIC.product
+  - name: search-in-stock
+    match: {table: "DB.stock_*"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: TOPIC.search
+`
+
+// TestDDLWithoutRowEventsSeedsTheRulesAgain: DDL that moves or removes rows of a table a
+// rule reads with others, without row events, seeds the rule again from its tables as they
+// are, and the stream goes on. Only the groups that changed are published: a TRUNCATE
+// of one table takes A (only there) away and lowers B; a two-step cut-over, read after
+// both its statements ran, publishes only C, which the copy changed, and its second
+// statement nothing more. A table renamed away while its name stays empty stops the
+// stream, saying it waits; once a table has the name, the restart goes on from there.
+func TestDDLWithoutRowEventsSeedsTheRulesAgain(t *testing.T) {
+	inBothDeliveryModes(t, func(t *testing.T, e *env) {
+		db := e.mysql.Open(t, e.db)
+		testutil.Exec(t, db, "CREATE TABLE stock_a (id INT PRIMARY KEY, sku_id VARCHAR(8), qty BIGINT)",
+			"CREATE TABLE stock_b LIKE stock_a",
+			"INSERT INTO stock_a VALUES (1, 'A', 5), (2, 'B', 3)", "INSERT INTO stock_b VALUES (3, 'B', 4), (4, 'C', 2)")
+		set := e.rules(patternStockRulesYAML)
+		id := testutil.ServerID()
+		want := map[string]string{
+			"product A": "c:-:5", "product B": "c:-:7", "product C": "c:-:2",
+			"search A": "u:false:true", "search B": "u:false:true", "search C": "u:false:true",
+		}
+		awaitSequences := func(what string) {
+			t.Helper()
+			testutil.Eventually(t, 30*time.Second, what, func() bool {
+				return fmt.Sprint(sequences(groupMessages(t, e))) == fmt.Sprint(want)
+			})
+		}
+		r := e.start(set, id)
+		awaitSequences("the seed's messages")
+
+		testutil.Exec(t, db, "TRUNCATE TABLE stock_a", "INSERT INTO stock_b VALUES (5, 'D', 1)")
+		want["product A"] += " d:5:-"
+		want["product B"] += " u:7:4"
+		want["search A"] += " u:true:false"
+		want["product D"], want["search D"] = "c:-:1", "u:false:true"
+		awaitSequences("the TRUNCATE's messages, then the insert's")
+		r.stop(t)
+
+		// gh-ost's --cut-over=two-step, while the daemon is stopped; _stock_b_gho is no
+		// stock_* table, so its own rows are not read.
+		testutil.Exec(t, db, "CREATE TABLE _stock_b_gho LIKE stock_b", "INSERT INTO _stock_b_gho SELECT * FROM stock_b",
+			"UPDATE _stock_b_gho SET qty = 9 WHERE sku_id = 'C'",
+			"RENAME TABLE stock_b TO _stock_b_del", "RENAME TABLE _stock_b_gho TO stock_b")
+		r = e.start(set, id)
+		want["product C"] += " u:2:9"
+		awaitSequences("the cut-over's one change")
+		// Read again, a second later: nothing more came.
+		if got := fmt.Sprint(sequences(groupMessages(t, e))); got != fmt.Sprint(want) {
+			t.Errorf("after the cut-over, messages per key:\n got %s\nwant %s", got, fmt.Sprint(want))
+		}
+
+		testutil.Exec(t, db, "RENAME TABLE stock_b TO old_b")
+		err := r.stopped(t, 30*time.Second)
+		if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "no table has its name on the server now") ||
+			!strings.Contains(err.Error(), "waits here") {
+			t.Fatalf("a rename away that leaves the name empty: the pipeline ended with %v; want ErrStatefulTableEmptied saying it waits for the name", err)
+		}
+		testutil.Exec(t, db, "CREATE TABLE stock_b LIKE stock_a", "INSERT INTO stock_b VALUES (6, 'B', 1)")
+		e.start(set, id)
+		want["product B"] += " u:4:1"
+		want["product C"] += " d:9:-"
+		want["product D"] += " d:1:-"
+		want["search C"] += " u:true:false"
+		want["search D"] += " u:true:false"
+		awaitSequences("the new stock_b's changes")
+	})
+}
