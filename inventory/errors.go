@@ -140,9 +140,21 @@ func unavailableReason(err error) string {
 		return "the server has gone away"
 	case 2013:
 		return "the connection was lost during the call"
+	case 1836:
+		return readOnly
+	case 1290:
+		// ER_OPTION_PREVENTS_STATEMENT names the option; only --read-only (and MySQL's
+		// --super-read-only) is an outage, one a failover ends.
+		if strings.Contains(err.Error(), "read-only") {
+			return readOnly
+		}
 	}
 	return ""
 }
+
+// readOnly is the reason of a write refused by a read-only server: a replica the address
+// still leads to, or a primary being failed over.
+const readOnly = "the server is read-only (a replica, or a primary during a failover)"
 
 // unavailableMessage is the message of a 503 for err, whose reason is reason: it names
 // the database (at addr when known: the address of a failed connect, else database) and
@@ -156,6 +168,6 @@ func unavailableMessage(err error, reason, database string) string {
 	if database != "" {
 		at = " at " + database
 	}
-	return fmt.Sprintf("the inventory database%s is unreachable: %s (%v); the call may or may not have been written: repeat it unchanged "+
+	return fmt.Sprintf("the inventory database%s is unavailable: %s (%v); the call may or may not have been written: repeat it unchanged "+
 		"(the same order_no or request_id) after Retry-After", at, reason, err)
 }

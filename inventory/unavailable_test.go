@@ -60,8 +60,8 @@ func wantUnavailable(t *testing.T, what string, a answered, addr, why string) {
 	if addr == "" {
 		wantMsg = "the inventory database"
 	}
-	if !strings.HasPrefix(a.body.Message, wantMsg) || !strings.Contains(a.body.Message, "is unreachable: "+why) {
-		t.Fatalf("%s: message %q, want it to start %q and say it is unreachable: %s", what, a.body.Message, wantMsg, why)
+	if !strings.HasPrefix(a.body.Message, wantMsg) || !strings.Contains(a.body.Message, "is unavailable: "+why) {
+		t.Fatalf("%s: message %q, want it to start %q and say it is unavailable: %s", what, a.body.Message, wantMsg, why)
 	}
 }
 
@@ -249,10 +249,16 @@ func TestUnavailableIsOnlyAnOutage(t *testing.T) {
 	for _, n := range []uint16{1040, 1053, 1927, 2002, 2003, 2006, 2013} {
 		outages = append(outages, &mysql.MySQLError{Number: n, Message: "outage"})
 	}
+	// A write refused by a read-only server (a replica, a primary during a failover), in
+	// MariaDB's and MySQL's words.
+	outages = append(outages,
+		&mysql.MySQLError{Number: 1290, Message: "The MariaDB server is running with the --read-only option so it cannot execute this statement"},
+		&mysql.MySQLError{Number: 1290, Message: "The MySQL server is running with the --super-read-only option so it cannot execute this statement"},
+		&mysql.MySQLError{Number: 1836, Message: "Running in read-only mode"})
 	for _, err := range outages {
 		wrapped := fmt.Errorf("confirming order o-1: %w", err)
 		if status, body := errorStatus(wrapped, "db:3306"); status != http.StatusServiceUnavailable || body.Code != "unavailable" ||
-			!strings.HasPrefix(body.Message, "the inventory database at db:3306 is unreachable") {
+			!strings.HasPrefix(body.Message, "the inventory database at db:3306 is unavailable") {
 			t.Errorf("%v answers %d %+v, want 503 unavailable naming db:3306", wrapped, status, body)
 		}
 	}
@@ -260,5 +266,9 @@ func TestUnavailableIsOnlyAnOutage(t *testing.T) {
 		if err := (&mysql.MySQLError{Number: n}); IsUnavailable(err) {
 			t.Errorf("server error %d classified unavailable", n)
 		}
+	}
+	// 1290 for an option other than read-only is the server's answer, not an outage.
+	if err := (&mysql.MySQLError{Number: 1290, Message: "The MariaDB server is running with the --secure-file-priv option so it cannot execute this statement"}); IsUnavailable(err) {
+		t.Errorf("%v classified unavailable", err)
 	}
 }
