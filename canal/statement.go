@@ -2,6 +2,7 @@ package canal
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -101,41 +102,14 @@ func renamedTables(q, defaultSchema string) (verb string, renames []tableRename)
 			}
 		}
 	case "ALTER":
-		t.skipKeywords("ONLINE", "IGNORE")
-		if t.keyword() != "TABLE" {
+		from, newNames, _ := alterTable(t, defaultSchema)
+		if len(newNames) == 0 {
 			return "", nil
 		}
-		t.skipKeywords("IF", "EXISTS")
-		var from [2]string
-		if from[0], from[1] = t.tableName(defaultSchema); from[1] == "" {
-			return "", nil
+		for _, to := range newNames {
+			renames = append(renames, tableRename{from: from, to: to})
 		}
-		t.skipWait()
-		// The alterations, separated by commas; RENAME [TO|AS] name is the table's own,
-		// RENAME COLUMN, INDEX or KEY are not.
-		for {
-			if t.keyword() == "RENAME" {
-				at := t.i
-				switch t.keyword() {
-				case "COLUMN", "INDEX", "KEY":
-				case "TO", "AS":
-					at = t.i
-					fallthrough
-				default:
-					t.i = at
-					var to [2]string
-					if to[0], to[1] = t.tableName(defaultSchema); to[1] != "" && to != from {
-						renames = append(renames, tableRename{from: from, to: to})
-					}
-				}
-			}
-			if !t.nextItem() {
-				if len(renames) == 0 {
-					return "", nil
-				}
-				return "ALTER TABLE … RENAME", renames
-			}
-		}
+		return "ALTER TABLE … RENAME", renames
 	}
 	return "", nil
 }
@@ -256,6 +230,96 @@ func redactPasswords(q string) string {
 	}
 	out.WriteString(q[copied:])
 	return out.String()
+}
+
+// alterTable reads an ALTER TABLE statement after its ALTER: the table it alters, the new
+// names of its RENAME [TO|AS] alterations (RENAME COLUMN, INDEX or KEY are not the
+// table's), and the words of its alterations that change the table's rows without row
+// events (rowsAlteration). Nothing for another ALTER (of a view, a database, …).
+func alterTable(t *sqlTokens, defaultSchema string) (table [2]string, renames [][2]string, alterations []rowsAlteration) {
+	t.skipKeywords("ONLINE", "IGNORE")
+	if t.keyword() != "TABLE" {
+		return table, nil, nil
+	}
+	t.skipKeywords("IF", "EXISTS")
+	if table[0], table[1] = t.tableName(defaultSchema); table[1] == "" {
+		return table, nil, nil
+	}
+	t.skipWait()
+	// The alterations, separated by commas.
+	for {
+		at := t.i
+		switch first := t.keyword(); first {
+		case "RENAME":
+			next := t.i
+			switch t.keyword() {
+			case "COLUMN", "INDEX", "KEY":
+			case "TO", "AS":
+				next = t.i
+				fallthrough
+			default:
+				t.i = next
+				var to [2]string
+				if to[0], to[1] = t.tableName(defaultSchema); to[1] != "" && to != table {
+					renames = append(renames, to)
+				}
+			}
+		case "MODIFY", "CHANGE":
+			alterations = append(alterations, rowsAlteration{what: first})
+		case "TRUNCATE", "DROP", "EXCHANGE":
+			if t.keyword() != "PARTITION" {
+				break
+			}
+			a := rowsAlteration{what: first + " PARTITION"}
+			if first == "EXCHANGE" { // EXCHANGE PARTITION p WITH TABLE other
+				t.identifier()
+				if t.keyword() == "WITH" && t.keyword() == "TABLE" {
+					a.with[0], a.with[1] = t.tableName(defaultSchema)
+				}
+			}
+			alterations = append(alterations, a)
+		default:
+			t.i = at
+		}
+		if !t.nextItem() {
+			return table, renames, alterations
+		}
+	}
+}
+
+// rowsAlteration is an ALTER TABLE alteration that changes the table's rows without row
+// events: MODIFY or CHANGE of a column (its values converted to the new type: a DECIMAL's
+// scale lowered rounds them), TRUNCATE or DROP PARTITION (their rows go), EXCHANGE
+// PARTITION (rows swapped with the table `with`).
+type rowsAlteration struct {
+	what string
+	with [2]string
+}
+
+// alteredTables reads q, a DDL statement, for an ALTER TABLE with alterations that change
+// its rows without row events (rowsAlteration): the tables whose rows changed (the altered
+// one first, then an exchanged partition's other table) and the alterations' words
+// ("MODIFY, TRUNCATE PARTITION"); none for any other statement.
+func alteredTables(q, defaultSchema string) (tables [][2]string, what string) {
+	t := &sqlTokens{s: q}
+	if t.keyword() != "ALTER" {
+		return nil, ""
+	}
+	table, _, alterations := alterTable(t, defaultSchema)
+	if len(alterations) == 0 {
+		return nil, ""
+	}
+	tables = [][2]string{table}
+	var words []string
+	for _, a := range alterations {
+		if !slices.Contains(words, a.what) {
+			words = append(words, a.what)
+		}
+		if a.with[1] != "" && !slices.Contains(tables, a.with) {
+			tables = append(tables, a.with)
+		}
+	}
+	return tables, strings.Join(words, ", ")
 }
 
 // sqlTokens reads the start of an SQL statement: keywords and one table name, skipping

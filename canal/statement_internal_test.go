@@ -101,6 +101,33 @@ func TestRenamedTablesReadsRenameAndAlterRename(t *testing.T) {
 	}
 }
 
+// TestAlteredTablesReadsAlterationsThatChangeRows: an ALTER TABLE's MODIFY or CHANGE of a
+// column, and its TRUNCATE, DROP or EXCHANGE PARTITION, change rows without row events;
+// other alterations (an added column, an index, a RENAME, partitioning kept) do not, nor do
+// words inside strings or comments.
+func TestAlteredTablesReadsAlterationsThatChangeRows(t *testing.T) {
+	for _, tc := range []struct {
+		q, what string
+		tables  [][2]string
+	}{
+		{"ALTER TABLE a MODIFY qty DECIMAL(10,0)", "MODIFY", [][2]string{{"db", "a"}}},
+		{"alter online table if exists s.a nowait add c int comment 'x, MODIFY y', change column b b2 bigint, modify d int", "CHANGE, MODIFY", [][2]string{{"s", "a"}}},
+		{"ALTER TABLE a TRUNCATE PARTITION p0, DROP PARTITION IF EXISTS p1, MODIFY x INT, MODIFY y INT", "TRUNCATE PARTITION, DROP PARTITION, MODIFY", [][2]string{{"db", "a"}}},
+		{"ALTER TABLE `s`.`a` EXCHANGE PARTITION p0 WITH TABLE `s`.`b` WITHOUT VALIDATION", "EXCHANGE PARTITION", [][2]string{{"s", "a"}, {"s", "b"}}},
+		{"ALTER TABLE a EXCHANGE PARTITION p0 WITH TABLE b", "EXCHANGE PARTITION", [][2]string{{"db", "a"}, {"db", "b"}}},
+		{"ALTER TABLE a ADD c INT COMMENT 'MODIFY', DROP COLUMN d, DROP INDEX i, ADD INDEX (c)", "", nil},
+		{"ALTER TABLE a /* MODIFY x INT */ RENAME TO b", "", nil},
+		{"ALTER TABLE a REMOVE PARTITIONING, COALESCE PARTITION 2", "", nil},
+		{"ALTER DATABASE a CHARACTER SET utf8mb4", "", nil},
+		{"TRUNCATE TABLE a", "", nil},
+	} {
+		tables, what := alteredTables(tc.q, "db")
+		if what != tc.what || !slices.Equal(tables, tc.tables) {
+			t.Errorf("alteredTables(%q) = %v, %q; want %v, %q", tc.q, tables, what, tc.tables, tc.what)
+		}
+	}
+}
+
 // TestRedactPasswordsKeepsTheStatementsShape: every literal that is a password or its
 // hash becomes '<redacted>' (in each place MySQL and MariaDB take one, with any quotes,
 // escapes, introducers or executable comments), and the rest of the statement, account

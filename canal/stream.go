@@ -509,8 +509,10 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 
 // rowlessDDL looks at a DDL statement q for matched tables whose rows it removes or
 // brings without row events: TRUNCATE, DROP TABLE, both names of a RENAME TABLE or ALTER
-// TABLE … RENAME (rows leave the old name and arrive under the new one), and every table
-// of a DROP DATABASE. Of a table an aggregate or transition rule reads, it returns
+// TABLE … RENAME (rows leave the old name and arrive under the new one), every table
+// of a DROP DATABASE, and an ALTER TABLE whose alterations convert or remove rows
+// (alteredTables: MODIFY or CHANGE of a column, TRUNCATE, DROP or EXCHANGE PARTITION). Of
+// a table an aggregate or transition rule reads, it returns
 //   - in empty, a table the statement empties (TRUNCATE, DROP TABLE) when the handler
 //     takes it (canEmpty: a TableEmptier) and every such rule reads it alone
 //     (StatefulAlone): those rules know their state, every group empty;
@@ -522,7 +524,8 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 //     stream stops at the statement, and its retries wait for the name to be taken.
 //
 // Without such a handler these stop the stream (ErrStatefulTableEmptied), as the rule's
-// totals would no longer match its tables. An online schema change's cut-over, which
+// totals would no longer match its tables; except an ALTER TABLE, which goes on, as a
+// summed column's change of type class is met at the next row (rules/sumtype.go). An online schema change's cut-over, which
 // swaps a copy onto the name in one RENAME, is taken for a faithful copy. For tables only
 // row rules read there is nothing to publish, and the log says so, since consumers of
 // their rows keep them (or lack the ones that arrived).
@@ -625,6 +628,9 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 			}
 		}
 		add(what, rn.from, rn.to)
+	}
+	if tables, how := alteredTables(q, defaultSchema); canReseed && slices.ContainsFunc(tables, func(t [2]string) bool { return filter.StatefulTables(t[0], t[1]) }) {
+		add(fmt.Sprintf("ALTER TABLE %s.%s … %s", tables[0][0], tables[0][1], how), tables...)
 	}
 	if len(whats) == 0 {
 		return empty, nil, nil

@@ -700,8 +700,9 @@ func (r *reseeder) ReseedAfter(_ context.Context, ddl canal.RowlessChange) error
 // that moves or removes a stateful table's rows without row events goes to ReseedAfter,
 // once per statement, before its commit, and the stream goes on: a TRUNCATE of a table a
 // rule reads with others, both statements of a two-step cut-over (read after both ran, so
-// the name is taken again), and a DROP DATABASE of a schema a rule may read. A TRUNCATE
-// of a table whose rules read it alone is still emptied, not reseeded. A rename away whose
+// the name is taken again), an ALTER TABLE … MODIFY (its values converted), and a DROP
+// DATABASE of a schema a rule may read. A TRUNCATE of a table whose rules read it alone is
+// still emptied, not reseeded; an ALTER that adds a column and an index is neither. A rename away whose
 // name no table has stops the stream, saying it waits; once a table has the name, the
 // same statement is reseeded.
 func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
@@ -711,8 +712,8 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 	filter := &countingFilter{schema: s.name, tables: map[string]bool{"totals": true, "alone": true},
 		stateful: map[string]bool{"totals": true, "alone": true}, alone: map[string]bool{"alone": true}, asked: map[string]int{}}
 	from := s.position()
-	statements := []string{"TRUNCATE TABLE totals", "TRUNCATE TABLE alone",
-		"ALTER TABLE totals RENAME TO _totals_del", "RENAME TABLE _totals_gho TO totals"}
+	statements := []string{"TRUNCATE TABLE totals", "TRUNCATE TABLE alone", "ALTER TABLE alone ADD note INT, ADD INDEX (qty)",
+		"ALTER TABLE alone MODIFY qty BIGINT", "ALTER TABLE totals RENAME TO _totals_del", "RENAME TABLE _totals_gho TO totals"}
 	var before []canal.Position // where each statement begins
 	for _, q := range statements {
 		before = append(before, s.position())
@@ -738,8 +739,9 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 		schemas []string
 	}{
 		{0, "TRUNCATE of " + s.name + ".totals", [][2]string{totals}, nil},
-		{2, "ALTER TABLE … RENAME of " + s.name + ".totals to " + s.name + "._totals_del", [][2]string{totals}, nil},
-		{3, "RENAME TABLE of " + s.name + "._totals_gho to " + s.name + ".totals", [][2]string{totals}, nil},
+		{3, "ALTER TABLE " + s.name + ".alone … MODIFY", [][2]string{{s.name, "alone"}}, nil},
+		{4, "ALTER TABLE … RENAME of " + s.name + ".totals to " + s.name + "._totals_del", [][2]string{totals}, nil},
+		{5, "RENAME TABLE of " + s.name + "._totals_gho to " + s.name + ".totals", [][2]string{totals}, nil},
 	}
 	if len(h.reseeded) != len(want) {
 		t.Fatalf("reseeded %d statements: %+v; want %d", len(h.reseeded), h.reseeded, len(want))

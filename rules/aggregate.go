@@ -509,9 +509,24 @@ func changeEvent(r *Rule, g *group) groupEvent {
 			ev.op, ev.hasBefore = canal.OpCreate, false
 		case g.count == 0:
 			ev.op, ev.hasAfter = canal.OpDelete, false
+		case g.src.Snapshot && g.sumClassChanged():
+			// Seeded again after DDL changed a summed column's type: published afresh in
+			// the new type, never as a u whose before and after differ in type.
+			ev.op, ev.hasBefore = canal.OpCreate, false
 		}
 	}
 	return ev
+}
+
+// sumClassChanged reports whether one of g's sums is written in another class of type
+// than when the transaction first touched it.
+func (g *group) sumClassChanged() bool {
+	for i := range g.sums {
+		if g.sums[i].class() != g.prevSums[i].class() {
+			return true
+		}
+	}
+	return false
 }
 
 // groupMessage encodes a group's message for ev in the rule's format, for topic.

@@ -151,9 +151,11 @@ func (e *Engine) Reseed() {
 // ReseedRules prepares the named aggregate and transition rules to be seeded again from
 // their tables as they are now (DDL moved or removed rows of those tables without row
 // events, at `at`: canal.TableReseeder): each group is emptied but kept, as Reseed does,
-// and Unseeded names the rules until the seed's MarkSeeded. At the Commit after the seed,
-// a group no row filled is published as deleted, one whose count, sums or value changed
-// as changed, and one the seed filled as it was is not published again. A rule seeded at
+// and Unseeded names the rules until the seed's MarkSeeded. Its sums start again of the
+// kind of the values the seed reads, which DDL may have changed. At the Commit after the
+// seed, a group no row filled is published as deleted, one whose count, sums or value
+// changed as changed (aggregate: a c where a sum's type changed class), and one the seed
+// filled as it was is not published again. A rule seeded at
 // a later position than `at` already holds the change and is left as it is. It returns
 // the rules to seed.
 func (e *Engine) ReseedRules(names []string, at canal.Source) []string {
@@ -164,6 +166,11 @@ func (e *Engine) ReseedRules(names []string, at canal.Source) []string {
 			continue
 		}
 		st.emptyGroups(canal.Source{Snapshot: true}, nil) // the position: the seed's Commit
+		for _, g := range st.groups {
+			for j := range g.sums {
+				g.sums[j] = accumulator{} // of the kind of the values the seed reads
+			}
+		}
 		st.seeded = false
 		seeding = append(seeding, n)
 	}

@@ -226,6 +226,19 @@ func (a *accumulator) exprValue() any {
 	return a.f
 }
 
+// class is the class of type the sum is written in, as sumClass names a column's:
+// "float", "decimal" (a DECIMAL column's: a string), or "integer" (a number, past int64
+// too).
+func (a *accumulator) class() string {
+	switch {
+	case a.kind == accFloat:
+		return "float"
+	case a.decimal:
+		return "decimal"
+	}
+	return "integer"
+}
+
 // zero makes the sum 0, of the kind and scale it has, as subtracting every value added
 // would leave it.
 func (a *accumulator) zero() {
