@@ -237,7 +237,17 @@ func redactPasswords(q string) string {
 // table's), and the words of its alterations that change the table's rows without row
 // events (rowsAlteration). Nothing for another ALTER (of a view, a database, …).
 func alterTable(t *sqlTokens, defaultSchema string) (table [2]string, renames [][2]string, alterations []rowsAlteration) {
-	t.skipKeywords("ONLINE", "IGNORE")
+	ignore := false
+	for {
+		at := t.i
+		k := t.keyword()
+		if k == "IGNORE" {
+			ignore = true
+		} else if k != "ONLINE" {
+			t.i = at
+			break
+		}
+	}
 	if t.keyword() != "TABLE" {
 		return table, nil, nil
 	}
@@ -278,6 +288,36 @@ func alterTable(t *sqlTokens, defaultSchema string) (table [2]string, renames []
 				}
 			}
 			alterations = append(alterations, a)
+		case "CONVERT": // MariaDB: CONVERT PARTITION p TO TABLE other, CONVERT TABLE other TO PARTITION p
+			second := t.keyword()
+			a := rowsAlteration{what: "CONVERT " + second}
+			switch second {
+			case "PARTITION":
+				t.identifier()
+				if t.keyword() == "TO" && t.keyword() == "TABLE" {
+					a.with[0], a.with[1] = t.tableName(defaultSchema)
+				}
+			case "TABLE":
+				a.with[0], a.with[1] = t.tableName(defaultSchema)
+			default: // CONVERT TO CHARACTER SET: the same values
+				continue
+			}
+			alterations = append(alterations, a)
+		case "DISCARD", "IMPORT": // [PARTITION …] TABLESPACE: the rows go, or come from a file
+			alterations = append(alterations, rowsAlteration{what: first + " TABLESPACE"})
+		case "ADD":
+			if ignore { // ALTER IGNORE … ADD UNIQUE deletes the rows that repeat a key
+				if k := t.keyword(); k == "UNIQUE" || k == "PRIMARY" {
+					alterations = append(alterations, rowsAlteration{what: "IGNORE … ADD " + k})
+				}
+			}
+		case "ENGINE":
+			if t.skipSpace(); t.i < len(t.s) && t.s[t.i] == '=' {
+				t.i++
+			}
+			if t.keyword() == "BLACKHOLE" {
+				alterations = append(alterations, rowsAlteration{what: "ENGINE=BLACKHOLE"})
+			}
 		default:
 			t.i = at
 		}
@@ -290,7 +330,9 @@ func alterTable(t *sqlTokens, defaultSchema string) (table [2]string, renames []
 // rowsAlteration is an ALTER TABLE alteration that changes the table's rows without row
 // events: MODIFY or CHANGE of a column (its values converted to the new type: a DECIMAL's
 // scale lowered rounds them), TRUNCATE or DROP PARTITION (their rows go), EXCHANGE
-// PARTITION (rows swapped with the table `with`).
+// PARTITION and MariaDB's CONVERT PARTITION|TABLE (rows moved between the table and
+// `with`), DISCARD or IMPORT TABLESPACE, ADD UNIQUE (or PRIMARY KEY) of an ALTER IGNORE
+// (rows that repeat the key go), ENGINE=BLACKHOLE (every row goes).
 type rowsAlteration struct {
 	what string
 	with [2]string
@@ -301,7 +343,7 @@ type rowsAlteration struct {
 // one first, then an exchanged partition's other table) and the alterations' words
 // ("MODIFY, TRUNCATE PARTITION"); none for any other statement.
 func alteredTables(q, defaultSchema string) (tables [][2]string, what string) {
-	t := &sqlTokens{s: q}
+	t := &sqlTokens{s: q, execComments: true}
 	if t.keyword() != "ALTER" {
 		return nil, ""
 	}

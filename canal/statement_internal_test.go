@@ -102,9 +102,11 @@ func TestRenamedTablesReadsRenameAndAlterRename(t *testing.T) {
 }
 
 // TestAlteredTablesReadsAlterationsThatChangeRows: an ALTER TABLE's MODIFY or CHANGE of a
-// column, and its TRUNCATE, DROP or EXCHANGE PARTITION, change rows without row events;
-// other alterations (an added column, an index, a RENAME, partitioning kept) do not, nor do
-// words inside strings or comments.
+// column, its TRUNCATE, DROP, EXCHANGE or CONVERT PARTITION, CONVERT TABLE, DISCARD or
+// IMPORT TABLESPACE, an ALTER IGNORE's ADD UNIQUE and ENGINE=BLACKHOLE change rows without
+// row events, also inside an executable comment; other alterations (an added column, an
+// index, a RENAME, partitioning kept, a character set) do not, nor do words inside strings
+// or plain comments.
 func TestAlteredTablesReadsAlterationsThatChangeRows(t *testing.T) {
 	for _, tc := range []struct {
 		q, what string
@@ -115,6 +117,14 @@ func TestAlteredTablesReadsAlterationsThatChangeRows(t *testing.T) {
 		{"ALTER TABLE a TRUNCATE PARTITION p0, DROP PARTITION IF EXISTS p1, MODIFY x INT, MODIFY y INT", "TRUNCATE PARTITION, DROP PARTITION, MODIFY", [][2]string{{"db", "a"}}},
 		{"ALTER TABLE `s`.`a` EXCHANGE PARTITION p0 WITH TABLE `s`.`b` WITHOUT VALIDATION", "EXCHANGE PARTITION", [][2]string{{"s", "a"}, {"s", "b"}}},
 		{"ALTER TABLE a EXCHANGE PARTITION p0 WITH TABLE b", "EXCHANGE PARTITION", [][2]string{{"db", "a"}, {"db", "b"}}},
+		{"ALTER TABLE a CONVERT PARTITION p0 TO TABLE s.old, CONVERT TABLE b TO PARTITION p1 VALUES LESS THAN (10)", "CONVERT PARTITION, CONVERT TABLE", [][2]string{{"db", "a"}, {"s", "old"}, {"db", "b"}}},
+		{"ALTER TABLE a DISCARD PARTITION p0 TABLESPACE", "DISCARD TABLESPACE", [][2]string{{"db", "a"}}},
+		{"ALTER TABLE a IMPORT TABLESPACE", "IMPORT TABLESPACE", [][2]string{{"db", "a"}}},
+		{"ALTER IGNORE TABLE a ADD UNIQUE KEY (sku_id)", "IGNORE … ADD UNIQUE", [][2]string{{"db", "a"}}},
+		{"ALTER TABLE a ADD UNIQUE KEY (sku_id)", "", nil},
+		{"ALTER TABLE a ENGINE = BLACKHOLE", "ENGINE=BLACKHOLE", [][2]string{{"db", "a"}}},
+		{"ALTER TABLE a ENGINE=InnoDB, CONVERT TO CHARACTER SET utf8mb4", "", nil},
+		{"ALTER TABLE a /*!50100 TRUNCATE PARTITION p0 */", "TRUNCATE PARTITION", [][2]string{{"db", "a"}}},
 		{"ALTER TABLE a ADD c INT COMMENT 'MODIFY', DROP COLUMN d, DROP INDEX i, ADD INDEX (c)", "", nil},
 		{"ALTER TABLE a /* MODIFY x INT */ RENAME TO b", "", nil},
 		{"ALTER TABLE a REMOVE PARTITIONING, COALESCE PARTITION 2", "", nil},

@@ -537,6 +537,12 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
 			ErrStatefulTableEmptied, r.file, at, what, how)
 	}
+	wait := func(what, table string) error {
+		return fmt.Errorf("%w: at %s:%d, %s, and an aggregate or transition rule reads %s. Its rows left it without row events, and no table has its name on the server now. "+
+			"The stream waits here, retrying, for a table to take the name (a two-step cut-over's second statement), then seeds the rule again from its tables as they are. "+
+			"If none will, go on from the server's current position (docs/operations.md, Tables emptied by DDL)",
+			ErrStatefulTableEmptied, r.file, at, what, table)
+	}
 	var change RowlessChange
 	var whats []string
 	add := func(what string, tables ...[2]string) {
@@ -615,16 +621,15 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 		if !canReseed {
 			return nil, nil, stop(fmt.Sprintf("%s, and an aggregate or transition rule reads %s", what, stateful), how)
 		}
-		if stateful == from {
-			taken, err := r.s.server.hasTable(ctx, rn.from)
+		// Renamed away to a name no stateful rule reads (a cut-over's _t_del): wait, briefly
+		// here and then by retrying, for a table to take the name again.
+		if stateful == from && !filter.StatefulTables(rn.to[0], rn.to[1]) {
+			taken, err := r.s.server.awaitTable(ctx, rn.from, nameTakenWithin)
 			if err != nil {
 				return nil, nil, fmt.Errorf("after %s at %s:%d: %w", what, r.file, at, err)
 			}
 			if !taken {
-				return nil, nil, fmt.Errorf("%w: at %s:%d, %s, and an aggregate or transition rule reads %s. Its rows left it without row events, and no table has its name on the server now. "+
-					"The stream waits here, retrying, for a table to take the name (a two-step cut-over's second statement), then seeds the rule again from its tables as they are. "+
-					"If none will, go on from the server's current position (docs/operations.md, Tables emptied by DDL)",
-					ErrStatefulTableEmptied, r.file, at, what, from)
+				return nil, nil, wait(what, from)
 			}
 		}
 		add(what, rn.from, rn.to)
@@ -639,14 +644,30 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 	return empty, &change, nil
 }
 
-// hasTable reports whether the server has a table (or view) of that [schema, name] now.
-func (s *Server) hasTable(ctx context.Context, t [2]string) (bool, error) {
-	var n int
-	err := s.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", t[0], t[1]).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("asking whether %s.%s exists: %w", t[0], t[1], err)
+// nameTakenWithin is how long the stream waits at a stateful table renamed away for a
+// table to take its name (a two-step cut-over's second statement follows within
+// milliseconds) before it stops and waits by retrying.
+const nameTakenWithin = 5 * time.Second
+
+// awaitTable reports whether the server has a table (or view) of that [schema, name],
+// asking again with back-off until it does or `within` has passed.
+func (s *Server) awaitTable(ctx context.Context, t [2]string, within time.Duration) (bool, error) {
+	deadline := time.Now().Add(within)
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 500*time.Millisecond) {
+		var n int
+		err := s.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", t[0], t[1]).Scan(&n)
+		if err != nil {
+			return false, fmt.Errorf("asking whether %s.%s exists: %w", t[0], t[1], err)
+		}
+		if n > 0 || time.Now().Add(pause).After(deadline) {
+			return n > 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(pause):
+		}
 	}
-	return n > 0, nil
 }
 
 func truncate(s string, n int) string {

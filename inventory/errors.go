@@ -140,12 +140,10 @@ func unavailableReason(err error) string {
 		return "the server has gone away"
 	case 2013:
 		return "the connection was lost during the call"
-	case 1836:
-		return readOnly
 	case 1290:
 		// ER_OPTION_PREVENTS_STATEMENT names the option; only --read-only (and MySQL's
 		// --super-read-only) is an outage, one a failover ends.
-		if strings.Contains(err.Error(), "read-only") {
+		if msg := sqlconn.ErrorMessage(err); strings.Contains(msg, "--read-only") || strings.Contains(msg, "--super-read-only") {
 			return readOnly
 		}
 	}

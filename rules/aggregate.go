@@ -68,7 +68,10 @@ type group struct {
 	topic             string // the topic it was last published on ("": not since saved with it)
 
 	// per transaction
-	inTxn     bool
+	inTxn bool
+	// reseeding: emptied for a seed after DDL (Engine.ReseedRules), and no row folded in
+	// since: the first one sets each sum's class from its column, which DDL may have changed.
+	reseeding bool
 	prevCount int64
 	prevSums  []accumulator
 	prevValue []byte
@@ -131,6 +134,12 @@ func (e *Engine) apply(st *ruleState, rp *rulePlan, c *canal.RowChange, img []an
 	g := e.group(st, rp, img)
 	if g == nil {
 		return
+	}
+	if g.reseeding {
+		g.reseeding = false
+		for i, idx := range rp.sumIdx {
+			g.sums[i].startAs(rp.table.t.Columns[idx].Kind)
+		}
 	}
 	g.count += sign
 	for i, idx := range rp.sumIdx {
@@ -349,7 +358,7 @@ func (e *Engine) flushGroups(ctx context.Context, st *ruleState, out Emitter) ([
 	entries := make([]StateEntry, 0, len(st.touched))
 	var firstErr error
 	for _, g := range st.touched {
-		g.inTxn = false
+		g.inTxn, g.reseeding = false, false
 		// An aggregate group whose rows came and went within the transaction was never
 		// published, and is not now; nor is one a seed filled again as it was (Reseed).
 		emit := r.emit != EmitAggregate || (g.prevCount != 0 || g.count != 0) && !(g.src.Snapshot && g.sameAsBefore())

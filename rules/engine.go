@@ -233,9 +233,13 @@ func (e *Engine) Commit(ctx context.Context, pos canal.Position, out Emitter) ([
 		}
 		retiring := st.seeded && st.retired != nil
 		if len(st.touched) > 0 || retiring {
+			at := pos
+			if !st.activeAfter.IsZero() {
+				at = st.activeAfter // seeded there: as the groups its rows refilled
+			}
 			for _, g := range st.touched {
-				if g.src.File == "" && g.src.GTID == "" { // emptied by Reseed, and no row refilled it
-					g.src = commitSource(pos, g.src)
+				if g.src.File == "" && g.src.GTID == "" { // emptied by a reseed, and no row refilled it
+					g.src = commitSource(at, g.src)
 				}
 			}
 			var ents []StateEntry

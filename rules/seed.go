@@ -151,9 +151,9 @@ func (e *Engine) Reseed() {
 // ReseedRules prepares the named aggregate and transition rules to be seeded again from
 // their tables as they are now (DDL moved or removed rows of those tables without row
 // events, at `at`: canal.TableReseeder): each group is emptied but kept, as Reseed does,
-// and Unseeded names the rules until the seed's MarkSeeded. Its sums start again of the
-// kind of the values the seed reads, which DDL may have changed. At the Commit after the
-// seed, a group no row filled is published as deleted, one whose count, sums or value
+// and Unseeded names the rules until the seed's MarkSeeded. A group's sums start again in
+// the class of their columns as the seed reads them, which DDL may have changed. At the
+// Commit after the seed, a group no row filled is published as deleted, one whose count, sums or value
 // changed as changed (aggregate: a c where a sum's type changed class), and one the seed
 // filled as it was is not published again. A rule seeded at
 // a later position than `at` already holds the change and is left as it is. It returns
@@ -165,11 +165,9 @@ func (e *Engine) ReseedRules(names []string, at canal.Source) []string {
 		if st == nil || st.holds(at) {
 			continue
 		}
-		st.emptyGroups(canal.Source{Snapshot: true}, nil) // the position: the seed's Commit
+		st.emptyGroups(canal.Source{Snapshot: true}, nil) // the position: the seed's
 		for _, g := range st.groups {
-			for j := range g.sums {
-				g.sums[j] = accumulator{} // of the kind of the values the seed reads
-			}
+			g.reseeding = true // its sums' classes are the columns' as the seed reads them
 		}
 		st.seeded = false
 		seeding = append(seeding, n)

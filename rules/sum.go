@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+
+	"github.com/stocksync/stocksync/canal"
 )
 
 // accumulator is one exact running sum: int64 while it fits and only integers were
@@ -224,6 +226,18 @@ func (a *accumulator) exprValue() any {
 		return f
 	}
 	return a.f
+}
+
+// startAs makes the sum 0 in the class of a column of kind k, as a new group's starts,
+// whatever it held before: a DECIMAL column's a decimal, a float column's a float.
+func (a *accumulator) startAs(k canal.ColumnKind) {
+	*a = accumulator{}
+	switch k {
+	case canal.KindDecimal:
+		a.startDecimal()
+	case canal.KindFloat:
+		a.toFloat()
+	}
 }
 
 // class is the class of type the sum is written in, as sumClass names a column's:

@@ -52,6 +52,15 @@ func ErrorNumber(err error) uint16 {
 	return 0
 }
 
+// ErrorMessage is the server's message of the MySQL error err wraps ("" for none).
+func ErrorMessage(err error) string {
+	var serverErr *mysql.MySQLError
+	if errors.As(err, &serverErr) {
+		return serverErr.Message
+	}
+	return ""
+}
+
 // ConnectionLost reports whether err is the driver's answer to a connection the server
 // closed under a statement (killed, restarted, or the network cut): the statement may or
 // may not have taken effect.
