@@ -503,7 +503,7 @@ func (p *Pipeline) Emptied(ctx context.Context, schema, table string, src canal.
 // without rows as deleted. The snapshot's position follows the statement, so they skip
 // the changes in between, which it holds.
 func (p *Pipeline) ReseedAfter(ctx context.Context, ddl canal.RowlessChange) error {
-	names := p.engine.ReseedRules(p.engine.Set().StatefulRulesReading(ddl.Tables, ddl.Schemas), ddl.Src)
+	names := p.engine.PrepareReseed(p.engine.Set().StatefulRulesReading(ddl.Tables, ddl.Schemas), ddl.Src)
 	if len(names) == 0 {
 		return nil
 	}

@@ -69,7 +69,7 @@ type group struct {
 
 	// per transaction
 	inTxn bool
-	// reseeding: emptied for a seed after DDL (Engine.ReseedRules), and no row folded in
+	// reseeding: emptied for a seed after DDL (Engine.PrepareReseed), and no row folded in
 	// since: the first one sets each sum's class from its column, which DDL may have changed.
 	reseeding bool
 	prevCount int64

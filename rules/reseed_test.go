@@ -8,7 +8,7 @@ import (
 	"github.com/stocksync/stocksync/canal"
 )
 
-// TestReseedAfterDDLPublishesOnlyWhatChanged: a seed after DDL (ReseedRules) publishes
+// TestReseedAfterDDLPublishesOnlyWhatChanged: a seed after DDL (PrepareReseed) publishes
 // each group against what it held. A group the seed fills as it was publishes nothing,
 // also one whose DECIMAL sum is "0" over NULLs only; a changed one a u; one no row fills a
 // d, at the seed's position as the refilled ones; one whose sum moved to another class a
@@ -36,8 +36,8 @@ func TestReseedAfterDDLPublishesOnlyWhatChanged(t *testing.T) {
 	}
 
 	ddl := canal.Source{File: "binlog.000004", Pos: 100}
-	if got := e.ReseedRules([]string{"product-stock", "search-in-stock"}, ddl); !slices.Equal(got, []string{"product-stock", "search-in-stock"}) || !slices.Equal(e.Unseeded(), got) {
-		t.Fatalf("ReseedRules = %v, unseeded %v; want both rules", got, e.Unseeded())
+	if got := e.PrepareReseed([]string{"product-stock", "search-in-stock"}, ddl); !slices.Equal(got, []string{"product-stock", "search-in-stock"}) || !slices.Equal(e.Unseeded(), got) {
+		t.Fatalf("PrepareReseed = %v, unseeded %v; want both rules", got, e.Unseeded())
 	}
 	seedAt := canal.Position{File: "binlog.000004", Pos: 500}
 	read := canal.Source{File: seedAt.File, Pos: seedAt.Pos, Snapshot: true}
@@ -75,7 +75,7 @@ func TestReseedAfterDDLPublishesOnlyWhatChanged(t *testing.T) {
 	}
 
 	// Seeded at 500: a DDL statement before it is already in the state.
-	if got := e.ReseedRules([]string{"product-stock"}, canal.Source{File: "binlog.000004", Pos: 300}); len(got) != 0 {
-		t.Errorf("ReseedRules for DDL before the seed's position = %v; want none", got)
+	if got := e.PrepareReseed([]string{"product-stock"}, canal.Source{File: "binlog.000004", Pos: 300}); len(got) != 0 {
+		t.Errorf("PrepareReseed for DDL before the seed's position = %v; want none", got)
 	}
 }

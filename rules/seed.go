@@ -145,20 +145,20 @@ func (e *Engine) Reseed() {
 	for _, r := range e.set.rules {
 		names = append(names, r.name)
 	}
-	e.MarkSeeded(e.ReseedRules(names, canal.Source{Snapshot: true}), canal.Position{})
+	e.MarkSeeded(e.PrepareReseed(names, canal.Source{Snapshot: true}), canal.Position{})
 }
 
-// ReseedRules prepares the named aggregate and transition rules to be seeded again from
+// PrepareReseed prepares the named aggregate and transition rules to be seeded again from
 // their tables as they are now (DDL moved or removed rows of those tables without row
-// events, at `at`: canal.TableReseeder): each group is emptied but kept, as Reseed does,
-// and Unseeded names the rules until the seed's MarkSeeded. A group's sums start again in
-// the class of their columns as the seed reads them, which DDL may have changed. At the
-// Commit after the seed, a group no row filled is published as deleted, one whose count, sums or value
-// changed as changed (aggregate: a c where a sum's type changed class), and one the seed
-// filled as it was is not published again. A rule seeded at
-// a later position than `at` already holds the change and is left as it is. It returns
-// the rules to seed.
-func (e *Engine) ReseedRules(names []string, at canal.Source) []string {
+// events, at `at`: canal.TableReseeder; or the binlog was purged: Reseed). Each group is
+// emptied but kept, and Unseeded names the rules until the seed's MarkSeeded. A group's
+// sums start again in the class of their columns as the seed reads them, which DDL may
+// have changed. At the Commit after the seed, a group no row filled is published as
+// deleted, one whose count, sums or value changed as changed (aggregate: a c where a sum
+// moved to another class), and one the seed filled as it was is not published again. A
+// rule seeded at a later position than `at` already holds the change and is left as it
+// is. It returns the rules to seed.
+func (e *Engine) PrepareReseed(names []string, at canal.Source) []string {
 	var seeding []string
 	for _, n := range names {
 		st := e.states[n]
