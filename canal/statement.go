@@ -283,26 +283,21 @@ func alterTable(t *sqlTokens, defaultSchema string) (table [2]string, renames []
 			a := rowsAlteration{what: first + " PARTITION"}
 			if first == "EXCHANGE" { // EXCHANGE PARTITION p WITH TABLE other
 				t.identifier()
-				if t.keyword() == "WITH" && t.keyword() == "TABLE" {
-					a.with[0], a.with[1] = t.tableName(defaultSchema)
-				}
+				t.skipKeywords("WITH", "TABLE")
+				a.with[0], a.with[1] = t.tableName(defaultSchema)
 			}
 			alterations = append(alterations, a)
 		case "CONVERT": // MariaDB: CONVERT PARTITION p TO TABLE other, CONVERT TABLE other TO PARTITION p
-			second := t.keyword()
-			a := rowsAlteration{what: "CONVERT " + second}
-			switch second {
-			case "PARTITION":
-				t.identifier()
-				if t.keyword() == "TO" && t.keyword() == "TABLE" {
-					a.with[0], a.with[1] = t.tableName(defaultSchema)
+			switch second := t.keyword(); second {
+			case "PARTITION", "TABLE":
+				if second == "PARTITION" {
+					t.identifier()
+					t.skipKeywords("TO", "TABLE")
 				}
-			case "TABLE":
+				a := rowsAlteration{what: "CONVERT " + second}
 				a.with[0], a.with[1] = t.tableName(defaultSchema)
-			default: // CONVERT TO CHARACTER SET: the same values
-				continue
-			}
-			alterations = append(alterations, a)
+				alterations = append(alterations, a)
+			} // CONVERT TO CHARACTER SET keeps the values
 		case "DISCARD", "IMPORT": // [PARTITION …] TABLESPACE: the rows go, or come from a file
 			alterations = append(alterations, rowsAlteration{what: first + " TABLESPACE"})
 		case "ADD":

@@ -509,26 +509,25 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 
 // rowlessDDL looks at a DDL statement q for matched tables whose rows it removes or
 // brings without row events: TRUNCATE, DROP TABLE, both names of a RENAME TABLE or ALTER
-// TABLE … RENAME (rows leave the old name and arrive under the new one), every table
-// of a DROP DATABASE, and an ALTER TABLE whose alterations convert or remove rows
-// (alteredTables: MODIFY or CHANGE of a column, TRUNCATE, DROP or EXCHANGE PARTITION). Of
-// a table an aggregate or transition rule reads, it returns
+// TABLE … RENAME (rows leave the old name and arrive under the new one), every table of a
+// DROP DATABASE, and an ALTER TABLE whose alterations convert or remove rows
+// (alteredTables). Of a table an aggregate or transition rule reads, it returns
 //   - in empty, a table the statement empties (TRUNCATE, DROP TABLE) when the handler
 //     takes it (canEmpty: a TableEmptier) and every such rule reads it alone
 //     (StatefulAlone): those rules know their state, every group empty;
 //   - in reseed, any other such change when the handler can seed the rules again from
-//     their tables as they are now (canReseed: a TableReseeder). A table renamed away
-//     leaves its name empty: it is seeded again only once a table has that name on the
-//     server again (a two-step cut-over's second statement, or a table created there).
-//     Until then, rather than publish every group of the rule as gone and back again, the
-//     stream stops at the statement, and its retries wait for the name to be taken.
+//     their tables as they are now (canReseed: a TableReseeder). A table renamed away, to
+//     a name no such rule reads, leaves its name empty: rather than publish every group as
+//     gone and back again, it waits up to nameTakenWithin for a table to have the name on
+//     the server again (a two-step cut-over's second statement), then stops the stream at
+//     the statement, whose retries wait on.
 //
 // Without such a handler these stop the stream (ErrStatefulTableEmptied), as the rule's
-// totals would no longer match its tables; except an ALTER TABLE, which goes on, as a
-// summed column's change of type class is met at the next row (rules/sumtype.go). An online schema change's cut-over, which
-// swaps a copy onto the name in one RENAME, is taken for a faithful copy. For tables only
-// row rules read there is nothing to publish, and the log says so, since consumers of
-// their rows keep them (or lack the ones that arrived).
+// totals would no longer match its tables; an ALTER TABLE goes on, as a summed column's
+// change of class is met at the next row (rules/sumtype.go). An online schema change's
+// cut-over, which swaps a copy onto the name in one RENAME, is taken for a faithful copy.
+// For tables only row rules read there is nothing to publish, and the log says so, since
+// consumers of their rows keep them (or lack the ones that arrived).
 func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, defaultSchema string, canEmpty, canReseed bool) (empty [][2]string, reseed *RowlessChange, err error) {
 	at := h.LogPos - h.EventSize
 	filter := r.s.filter.Load()

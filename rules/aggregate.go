@@ -51,9 +51,6 @@ type ruleState struct {
 	// by table ("schema.table": "float,integer"), saved with the seed marker; a row of a
 	// table whose classes differ makes the rule seed again (sumtype.go).
 	sumTypes map[string]string
-	// awaitingSeed: the state replaced one whose summed column changed class, and is
-	// not seeded yet: it folds nothing until the seed.
-	awaitingSeed bool
 }
 
 // group is one group's running state.

@@ -187,8 +187,8 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 		case r.emit != EmitRow:
 			st := e.states[r.name]
 			if rp.typesChecked != st {
-				if st.awaitingSeed || st.holds(c.Source) {
-					continue // the seed to come, or done, holds the change
+				if st.holds(c.Source) {
+					continue // the seed holds the change
 				}
 				// A snapshot's read: the state is built from the table as it is now.
 				if e.checkSumTypes(st, rp, c.Op == canal.OpRead) {

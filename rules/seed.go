@@ -127,19 +127,18 @@ func (e *Engine) Seed(c *canal.RowChange, names []string) error {
 func (e *Engine) MarkSeeded(names []string, after canal.Position) {
 	for _, n := range names {
 		if st := e.states[n]; st != nil {
-			st.seeded, st.seedPending, st.activeAfter, st.awaitingSeed = true, true, after, false
+			st.seeded, st.seedPending, st.activeAfter = true, true, after
 		}
 	}
 	e.seedsWanted = false
 }
 
 // Reseed prepares every aggregate and transition rule for a new snapshot that folds all
-// their rows again (the binlog since the checkpoint was purged): each group is emptied but
-// kept, as Empty does, and the rules are seeded as of the snapshot. The snapshot's rows
-// fill the groups again, and at its Commit each group is published against what it was:
-// one that no row filled, its rows deleted while the binlog saying so was lost, as deleted
-// (aggregate: op d; transition: its empty value, when that differs), at the snapshot's
-// position.
+// their rows again (the binlog since the checkpoint was purged), as PrepareReseed does, and
+// the rules are seeded as of the snapshot. At its Commit each group is published against
+// what it was: one that no row filled, its rows deleted while the binlog saying so was
+// lost, as deleted (aggregate: op d; transition: its empty value, when that differs), at
+// the snapshot's position.
 func (e *Engine) Reseed() {
 	var names []string
 	for _, r := range e.set.rules {

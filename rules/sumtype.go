@@ -16,9 +16,10 @@ import (
 // an integer sum turned into a string between a message's before and after. So each
 // stateful rule records, per table, the classes of its summed columns as its state was
 // built (saved with its seed marker), and a row of a table whose classes differ makes the
-// rule start again: its state is dropped for a new one, seeded from its tables exactly as
-// a rule changed by a reload is (the pipeline's seedRules, at the next point it can), its
-// old groups retired (retire.go).
+// rule start again: it is seeded again from its tables in place (PrepareReseed, then the
+// pipeline's seedRules before the next row), as after DDL that moves rows, which is also
+// what meets an ALTER TABLE … MODIFY at its statement; this check meets a copy of another
+// type swapped onto the table's name.
 
 // sumClass is the class of a summed column's kind: what decides its sum's JSON type.
 func sumClass(k canal.ColumnKind) string {
@@ -85,8 +86,8 @@ func (st *ruleState) sumTypesChanged(rp *rulePlan) *sumTypeChange {
 // checkSumTypes checks rp's summed columns' classes for st once per table shape
 // (rp.typesChecked). A class changed: when adopt (the row is read from the table as it is
 // now, by a seed or a snapshot) the new classes become the state's; otherwise st is
-// replaced by one to be seeded again (reseedForSumTypes) and checkSumTypes reports true,
-// the row not to be folded.
+// prepared to be seeded again (reseedForSumTypes) and checkSumTypes reports true, the row
+// not to be folded.
 func (e *Engine) checkSumTypes(st *ruleState, rp *rulePlan, adopt bool) (reseeding bool) {
 	change := st.sumTypesChanged(rp)
 	if change != nil && !adopt {
@@ -100,25 +101,21 @@ func (e *Engine) checkSumTypes(st *ruleState, rp *rulePlan, adopt bool) (reseedi
 	return false
 }
 
-// reseedForSumTypes replaces st, whose rule's summed column changed class, with a new
-// state to be seeded from the rule's tables, as Install does for a rule a reload changed:
-// the old groups are retired, to be taken back by the seed's Commit where the seed does
-// not publish them. The pipeline seeds it (SeedsWanted) before the next row.
+// reseedForSumTypes prepares st, whose rule's summed column changed class, to be seeded
+// again from its tables in place, as after DDL (PrepareReseed): the pipeline seeds it
+// (SeedsWanted) before the next row, and each group whose sum the seed finds in the new
+// class comes as a c in the new type.
 func (e *Engine) reseedForSumTypes(st *ruleState, change *sumTypeChange) {
-	name := st.rule.name
-	next := newRuleState(st.rule)
-	next.retireFrom(st)
-	next.awaitingSeed = true
-	e.states[name] = next
+	e.PrepareReseed([]string{st.rule.name}, canal.Source{Snapshot: true})
 	e.seedsWanted = true
 	e.log.Warn("a summed column's type changed: the rule's groups are seeded again from its tables and published in the new type",
-		zap.String("rule", name), zap.String("sum", change.sum), zap.String("column", change.column),
+		zap.String("rule", st.rule.name), zap.String("sum", change.sum), zap.String("column", change.column),
 		zap.String("old_type", change.was), zap.String("new_type", change.now))
 }
 
-// SeedsWanted reports whether a rule's state was dropped since the last MarkSeeded, to be
-// seeded again from its tables (Unseeded names it) before the stream's next row: a summed
-// column changed type class. The caller seeds it at once, between two rows: changes of
+// SeedsWanted reports whether a rule was prepared since the last MarkSeeded to be seeded
+// again from its tables (Unseeded names it) before the stream's next row: a summed column
+// changed type class. The caller seeds it at once, between two rows: changes of
 // the transaction the snapshot's position follows are skipped, as the snapshot holds them.
 func (e *Engine) SeedsWanted() bool { return e.seedsWanted }
 
