@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -30,6 +31,23 @@ type Config struct {
 	// with the server under a host name made from it (replicaHost), so that CheckServerID
 	// tells a registration of this checkpoint's daemon from anyone else's.
 	Checkpoint string
+	// RenamedAwayWait is how long a table an aggregate or transition rule reads may stay
+	// renamed away, no table having its name on the server, before the stream takes it
+	// as dropped and seeds the rules without it; 0 is DefaultRenamedAwayWait.
+	RenamedAwayWait time.Duration
+}
+
+// DefaultRenamedAwayWait is Config.RenamedAwayWait's default: far longer than a two-step
+// cut-over's gap (milliseconds), short enough that a table renamed away for good holds
+// the stream up for a minute, not until an operator comes.
+const DefaultRenamedAwayWait = time.Minute
+
+// renamedAwayWait is RenamedAwayWait or its default.
+func (c Config) renamedAwayWait() time.Duration {
+	if c.RenamedAwayWait > 0 {
+		return c.RenamedAwayWait
+	}
+	return DefaultRenamedAwayWait
 }
 
 // ErrUnreachable marks a source that could not be connected to; it is worth retrying.

@@ -19,8 +19,8 @@ var ErrStatementChange = errors.New("a statement-logged change of a matched tabl
 // or of another table onto its name, for a handler that can neither empty the rule's
 // groups (TableEmptier, for rules that read the table alone) nor seed the rule again
 // (TableReseeder); and, for one that can, a table renamed away while no table has its name
-// again. The rule's totals no longer match the table, and the stream stops there rather
-// than publish them on.
+// again, until Config.RenamedAwayWait has passed since. The rule's totals no longer match
+// the table, and the stream stops there rather than publish them on.
 var ErrStatefulTableEmptied = errors.New("a table that a stateful rule reads was emptied by DDL")
 
 // emptiedTables reads q, a DDL statement, for the tables it empties without row events:

@@ -520,7 +520,8 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 //     a name no such rule reads, leaves its name empty: rather than publish every group as
 //     gone and back again, it waits up to nameTakenWithin for a table to have the name on
 //     the server again (a two-step cut-over's second statement), then stops the stream at
-//     the statement, whose retries wait on.
+//     the statement, whose retries wait on, until the source's RenamedAwayWait has passed
+//     since the statement ran: the table is then taken as dropped, and reseeded without.
 //
 // Without such a handler these stop the stream (ErrStatefulTableEmptied), as the rule's
 // totals would no longer match its tables; an ALTER TABLE goes on, as a summed column's
@@ -536,11 +537,11 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 			"To go on, re-seed the rules from the server's current position (docs/operations.md, Tables emptied by DDL)",
 			ErrStatefulTableEmptied, r.file, at, what, how)
 	}
-	wait := func(what, table string) error {
+	wait := func(what, table string, giveUp time.Time) error {
 		return fmt.Errorf("%w: at %s:%d, %s, and an aggregate or transition rule reads %s. Its rows left it without row events, and no table has its name on the server now. "+
 			"The stream waits here, retrying, for a table to take the name (a two-step cut-over's second statement), then seeds the rule again from its tables as they are. "+
-			"If none will, go on from the server's current position (docs/operations.md, Tables emptied by DDL)",
-			ErrStatefulTableEmptied, r.file, at, what, table)
+			"If none has by %s (source.renamed_table_wait after the statement), %s is taken as dropped (docs/operations.md, A table renamed away waits for its name)",
+			ErrStatefulTableEmptied, r.file, at, what, table, giveUp.UTC().Format(time.DateTime+" MST"), table)
 	}
 	var change RowlessChange
 	var whats []string
@@ -621,14 +622,20 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 			return nil, nil, stop(fmt.Sprintf("%s, and an aggregate or transition rule reads %s", what, stateful), how)
 		}
 		// Renamed away to a name no stateful rule reads (a cut-over's _t_del): wait, briefly
-		// here and then by retrying, for a table to take the name again.
+		// here and then by retrying, for a table to take the name again, and past the
+		// source's RenamedAwayWait since the statement ran, take the table as dropped.
 		if stateful == from && !filter.StatefulTables(rn.to[0], rn.to[1]) {
-			taken, err := r.s.server.awaitTable(ctx, rn.from, nameTakenWithin)
-			if err != nil {
+			giveUp := time.Unix(int64(h.Timestamp), 0).Add(r.s.cfg.renamedAwayWait())
+			name, err := r.s.server.awaitName(ctx, rn.from, giveUp, nameTakenWithin)
+			switch {
+			case err != nil:
 				return nil, nil, fmt.Errorf("after %s at %s:%d: %w", what, r.file, at, err)
-			}
-			if !taken {
-				return nil, nil, wait(what, from)
+			case name == nameEmpty:
+				return nil, nil, wait(what, from, giveUp)
+			case name == nameLeft:
+				r.s.log.Warn("a table that aggregate or transition rules read was renamed away, and no table has had its name since: it is taken as dropped, and the rules are seeded again without it",
+					zap.String("statement", verb), zap.String("from", from), zap.String("to", to),
+					zap.Duration("waited", r.s.cfg.renamedAwayWait()), zap.String("file", r.file), zap.Uint32("pos", at))
 			}
 		}
 		add(what, rn.from, rn.to)
@@ -643,27 +650,41 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 	return empty, &change, nil
 }
 
-// nameTakenWithin is how long the stream waits at a stateful table renamed away for a
-// table to take its name (a two-step cut-over's second statement follows within
+// nameTakenWithin is how long the stream waits in place at a stateful table renamed away
+// for a table to take its name (a two-step cut-over's second statement follows within
 // milliseconds) before it stops and waits by retrying.
 const nameTakenWithin = 5 * time.Second
 
-// awaitTable reports whether the server has a table (or view) of that [schema, name],
-// asking again with back-off until it does or `within` has passed.
-func (s *Server) awaitTable(ctx context.Context, t [2]string, within time.Duration) (bool, error) {
+// nameState is what awaitName found of a table's name.
+type nameState int
+
+const (
+	nameTaken nameState = iota // a table (or view) has it
+	nameEmpty                  // none has, yet
+	nameLeft                   // none has, and the server's clock is past the wait for one
+)
+
+// awaitName asks the server, again with back-off for up to `within`, whether a table (or
+// view) has the name t. It ends when one has (nameTaken), when none has and the server's
+// clock is past giveUp (nameLeft), or when `within` has passed (nameEmpty).
+func (s *Server) awaitName(ctx context.Context, t [2]string, giveUp time.Time, within time.Duration) (nameState, error) {
 	deadline := time.Now().Add(within)
 	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 500*time.Millisecond) {
-		var n int
-		err := s.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", t[0], t[1]).Scan(&n)
-		if err != nil {
-			return false, fmt.Errorf("asking whether %s.%s exists: %w", t[0], t[1], err)
-		}
-		if n > 0 || time.Now().Add(pause).After(deadline) {
-			return n > 0, nil
+		var n, now int64
+		err := s.DB.QueryRowContext(ctx, "SELECT COUNT(*), UNIX_TIMESTAMP() FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", t[0], t[1]).Scan(&n, &now)
+		switch {
+		case err != nil:
+			return nameEmpty, fmt.Errorf("asking whether %s.%s exists: %w", t[0], t[1], err)
+		case n > 0:
+			return nameTaken, nil
+		case !time.Unix(now, 0).Before(giveUp):
+			return nameLeft, nil
+		case time.Now().Add(pause).After(deadline):
+			return nameEmpty, nil
 		}
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return nameEmpty, ctx.Err()
 		case <-time.After(pause):
 		}
 	}

@@ -807,4 +807,35 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 	if len(h.reseeded) != 1 || h.reseeded[0].What != "DROP DATABASE "+name || fmt.Sprint(h.reseeded[0].Schemas) != "["+name+"]" || len(h.reseeded[0].Tables) != 0 {
 		t.Errorf("reseeded %+v; want DROP DATABASE %s, its schema and no table", h.reseeded, name)
 	}
+
+	// A rename away whose name no table takes within the source's RenamedAwayWait is taken
+	// as a drop: reseeded, and the stream goes on. The first stream stops before the wait
+	// is over, saying until when it waits.
+	name, db = m.FreshDatabase(t, "for_good")
+	testutil.Exec(t, db, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
+	filter = &countingFilter{schema: name, tables: map[string]bool{"totals": true}, stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
+	at = s.position()
+	testutil.Exec(t, db, "RENAME TABLE totals TO totals_archived")
+	to = s.position()
+	cfg := s.cfg
+	cfg.RenamedAwayWait = time.Hour
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err = canal.NewStream(cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, &reseeder{emptier: &emptier{recorder: &recorder{}}})
+	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "source.renamed_table_wait after the statement), "+name+".totals is taken as dropped") {
+		t.Fatalf("a rename away an hour before its wait ends: %v; want ErrStatefulTableEmptied saying when the table is taken as dropped", err)
+	}
+	cfg.RenamedAwayWait = 2 * time.Second
+	h = &reseeder{emptier: &emptier{recorder: &recorder{}}}
+	h.onCommit = func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			cancel()
+		}
+	}
+	if err := canal.NewStream(cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, h); err != nil {
+		t.Fatalf("a rename away whose name stays empty past source.renamed_table_wait: %v", err)
+	}
+	if len(h.reseeded) != 1 || fmt.Sprint(h.reseeded[0].Tables) != fmt.Sprint([][2]string{{name, "totals"}}) {
+		t.Errorf("reseeded %+v; want the rename of %s.totals, taken as dropped", h.reseeded, name)
+	}
 }

@@ -63,6 +63,10 @@ type Source struct {
 	// TLS encrypts every connection to the server: the binlog stream, the inventory and
 	// the checks.
 	TLS TLS `mapstructure:"tls"`
+	// RenamedTableWait is how long a table an aggregate or transition rule reads may stay
+	// renamed away, no table having its name, before the stream takes it as dropped (the
+	// stream waits meanwhile, for a two-step cut-over's second statement).
+	RenamedTableWait time.Duration `mapstructure:"renamed_table_wait"`
 }
 
 // Kafka is where messages go.
@@ -155,7 +159,7 @@ const MaxHoldTTL = 7 * 24 * time.Hour
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
-		Source: Source{Addr: "127.0.0.1:3306", User: "stocksync", ServerID: 4201},
+		Source: Source{Addr: "127.0.0.1:3306", User: "stocksync", ServerID: 4201, RenamedTableWait: time.Minute},
 		Kafka: Kafka{
 			DevBrokerAddr:      "127.0.0.1:9092",
 			ClientID:           "stocksync",
@@ -398,6 +402,9 @@ func (c Config) Validate() Problems {
 	case "", "mysql", "mariadb":
 	default:
 		bad("source.flavor", "%q is not one of mysql, mariadb or empty (detect)", c.Source.Flavor)
+	}
+	if c.Source.RenamedTableWait < time.Second || c.Source.RenamedTableWait > 24*time.Hour {
+		bad("source.renamed_table_wait", "must be from 1s to 24h (how long the stream waits for a table to take the name of one an aggregate or transition rule reads, renamed away), got %s", c.Source.RenamedTableWait)
 	}
 	for i, b := range c.Kafka.Brokers {
 		if problem := brokerAddrProblem(b); problem != "" {

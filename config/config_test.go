@@ -43,6 +43,7 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"no port", "source: {addr: db.local}\n", []string{`source.addr: "db.local" has no port`}},
 		{"zero server id", "source: {server_id: 0}\n", []string{"source.server_id: must be a non-zero replica id"}},
 		{"bad flavor", "source: {flavor: postgres}\n", []string{`source.flavor: "postgres" is not one of mysql, mariadb`}},
+		{"renamed table wait too short", "source: {renamed_table_wait: 500ms}\n", []string{"stocksync.yaml:1:30: source.renamed_table_wait: must be from 1s to 24h", "got 500ms"}},
 		{"broker without port", "kafka: {brokers: [a:1, b]}\n", []string{`stocksync.yaml:1:24: kafka.brokers[1]: "b" has no port`}},
 		{"list item indented under the one before", "kafka:\n  brokers:\n    - a:9092\n     - b:9092\n", []string{`kafka.brokers[0]: "a:9092 - b:9092" is not host:port`}},
 		{"broker port out of range", "kafka: {brokers: [a:99999]}\n", []string{`kafka.brokers[0]: "a:99999" has no port number from 1 to 65535`}},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/pipeline"
 )
 
 // patternStockRulesYAML are stockRulesYAML's two rules over every DB.stock_* table: a
@@ -37,7 +38,8 @@ rules:
 // both its statements ran, publishes only C, which the copy changed, and its second
 // statement nothing more (a row inserted after it comes next); a rename to another name the
 // rules read publishes nothing. A table renamed away while its name stays empty stops the
-// stream, saying it waits; once a table has the name, the restart goes on from there.
+// stream, saying it waits; once a table has the name, the restart goes on from there. Tables
+// renamed away whose names stay empty past source.renamed_table_wait are taken as dropped.
 func TestDDLWithoutRowEventsSeedsTheRulesAgain(t *testing.T) {
 	inBothDeliveryModes(t, func(t *testing.T, e *env) {
 		db := e.mysql.Open(t, e.db)
@@ -92,12 +94,21 @@ func TestDDLWithoutRowEventsSeedsTheRulesAgain(t *testing.T) {
 			t.Fatalf("a rename away that leaves the name empty: the pipeline ended with %v; want ErrStatefulTableEmptied saying it waits for the name", err)
 		}
 		testutil.Exec(t, db, "CREATE TABLE stock_b LIKE stock_z", "INSERT INTO stock_b VALUES (6, 'B', 1)")
-		e.start(set, id)
+		e.start(set, id, func(o *pipeline.Options) { o.Source.RenamedAwayWait = 2 * time.Second })
 		want["product B"] += " u:4:1"
 		want["product C"] += " d:9:-"
 		want["product D"] += " d:1:-"
 		want["search C"] += " u:true:false"
 		want["search D"] += " u:true:false"
 		awaitSequences("the new stock_b's changes")
+
+		// Every table the rules read renamed away for good: past source.renamed_table_wait,
+		// taken as dropped, every group gone.
+		testutil.Exec(t, db, "RENAME TABLE stock_z TO archived_z, stock_b TO archived_b")
+		for _, sku := range []string{"B", "E", "F"} {
+			want["product "+sku] += " d:1:-"
+			want["search "+sku] += " u:true:false"
+		}
+		awaitSequences("every group gone once the renamed tables' names stayed empty")
 	})
 }

@@ -628,7 +628,8 @@ func sourceConfig(cfg config.Config) (canal.Config, error) {
 		return canal.Config{}, err
 	}
 	return canal.Config{Addr: cfg.Source.Addr, User: cfg.Source.User, Password: cfg.Source.Password,
-		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor, TLS: tlsConfig, Checkpoint: checkpointLockName(cfg)}, nil
+		ServerID: cfg.Source.ServerID, Flavor: cfg.Source.Flavor, TLS: tlsConfig, Checkpoint: checkpointLockName(cfg),
+		RenamedAwayWait: cfg.Source.RenamedTableWait}, nil
 }
 
 // startedPipeline makes p the running pipeline, and asks pingBroker for a ping at once.
