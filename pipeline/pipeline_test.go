@@ -713,6 +713,7 @@ rules:
 	heartbeatTopic := e.topic + ".heartbeat"
 	heartbeats := func(o *pipeline.Options) {
 		o.Heartbeat = pipeline.Heartbeat{Topic: heartbeatTopic, Interval: time.Second}
+		o.Source.RenamedAwayWait = time.Hour // not taken as dropped while the test runs
 	}
 	if err := e.run(set, id, withMetrics, heartbeats).stopped(t, 20*time.Second); err == nil {
 		t.Fatal("the stream went on past the RENAME; want it stopped there")
