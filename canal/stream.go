@@ -166,6 +166,18 @@ type tableState struct {
 type txnState struct {
 	open bool
 	src  Source
+	// continues is set for a group that goes on past a DDL statement, to its Xid or
+	// COMMIT: a CREATE TABLE … SELECT (MariaDB: a GTID event without FL_STANDALONE;
+	// MySQL: the statement ends in START TRANSACTION), whose rows follow the statement.
+	continues bool
+	// xa is set in an XA transaction's first group (XA START … XA END, XA PREPARE): its
+	// rows of matched tables are held, since the binlog has them before it is known
+	// whether the transaction commits; xid is its id as the XA statements write it.
+	xa   bool
+	xid  string
+	held []*RowChange
+	// ddl is set once a continuing group passed its DDL statement.
+	ddl bool
 }
 
 // Run streams from start until ctx is done (it then returns nil) or an error occurs.
@@ -388,6 +400,13 @@ func (r *reader) begin(h *replication.EventHeader, gtid string) {
 // startTransaction opens the transaction whose first event h is and tells a
 // TransactionBeginner, before any of the transaction's table maps is matched.
 func (r *reader) startTransaction(ctx context.Context, h *replication.EventHeader, gtid string) error {
+	if r.txn.open && r.txn.ddl {
+		// A group that went on past its DDL statement and ended without an Xid or
+		// COMMIT: it ends where the next begins.
+		if err := r.commitAt(ctx, h.LogPos-h.EventSize, r.withGroupGTID()); err != nil {
+			return err
+		}
+	}
 	r.begin(h, gtid)
 	if b, ok := r.h.(TransactionBeginner); ok {
 		if err := b.Begin(ctx); err != nil {
@@ -398,27 +417,54 @@ func (r *reader) startTransaction(ctx context.Context, h *replication.EventHeade
 }
 
 func (r *reader) commit(ctx context.Context, h *replication.EventHeader, set mysql.GTIDSet) error {
-	r.pos = h.LogPos
+	return r.commitAt(ctx, h.LogPos, set)
+}
+
+// commitAt ends the transaction at pos, with the GTID set that includes it when the event
+// that ended it carried one.
+func (r *reader) commitAt(ctx context.Context, pos uint32, set mysql.GTIDSet) error {
+	r.pos = pos
 	if set != nil {
 		r.gtidSet = set.String()
 	}
 	r.txn = txnState{}
-	pos := Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet}
-	if err := r.h.Commit(ctx, pos); err != nil {
-		return fmt.Errorf("committing transaction ending at %s: %w", pos, err)
+	at := Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet}
+	if err := r.h.Commit(ctx, at); err != nil {
+		return fmt.Errorf("committing transaction ending at %s: %w", at, err)
 	}
 	return nil
 }
 
 func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error {
+	if ev.Header.EventType == replication.XA_PREPARE_LOG_EVENT {
+		return r.xaPrepared(ctx, ev.Header)
+	}
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
 		r.file = string(e.NextLogName)
 		r.pos = uint32(e.Position)
 	case *replication.MariadbGTIDEvent:
-		return r.startTransaction(ctx, ev.Header, fmt.Sprintf("%d-%d-%d", e.GTID.DomainID, e.GTID.ServerID, e.GTID.SequenceNumber))
+		if err := r.startTransaction(ctx, ev.Header, fmt.Sprintf("%d-%d-%d", e.GTID.DomainID, e.GTID.ServerID, e.GTID.SequenceNumber)); err != nil {
+			return err
+		}
+		r.txn.continues = !e.IsStandalone()
+		r.txn.xa = e.Flags&mariadbPreparedXA != 0
 	case *replication.GTIDEvent:
 		return r.startTransaction(ctx, ev.Header, mysqlGTID(e))
+	case *replication.TransactionPayloadEvent:
+		// MySQL's binlog_transaction_compression: the transaction's events, decompressed.
+		// They have no positions of their own: they are at the payload's (its Xid, at its
+		// end; the rest at its start).
+		for _, inner := range e.Events {
+			if inner.Header.LogPos == 0 {
+				h := *inner.Header
+				h.LogPos, h.EventSize = ev.Header.LogPos, ev.Header.EventSize
+				inner = &replication.BinlogEvent{Header: &h, Event: inner.Event, RawData: inner.RawData}
+			}
+			if err := r.handle(ctx, inner); err != nil {
+				return err
+			}
+		}
 	case *replication.QueryEvent:
 		return r.query(ctx, ev.Header, e)
 	case *replication.TableMapEvent:
@@ -426,6 +472,9 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 	case *replication.RowsEvent:
 		return r.rows(ctx, ev, e)
 	case *replication.XIDEvent:
+		if err := r.handOnHeld(ctx); err != nil {
+			return err
+		}
 		return r.commit(ctx, ev.Header, e.GSet)
 	case *replication.HeartbeatEvent:
 		if !r.txn.open {
@@ -456,6 +505,31 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 		return r.commit(ctx, h, e.GSet)
 	case strings.HasPrefix(upper, "SAVEPOINT"), strings.HasPrefix(upper, "ROLLBACK TO"):
 		return nil
+	case strings.HasPrefix(upper, "XA START "): // MySQL; MariaDB flags the GTID event
+		if !r.txn.open {
+			if err := r.startTransaction(ctx, h, ""); err != nil {
+				return err
+			}
+		}
+		r.txn.xa = true
+		return nil
+	case strings.HasPrefix(upper, "XA END "):
+		r.txn.xid = strings.TrimSpace(q[len("XA END "):])
+		return nil
+	case strings.HasPrefix(upper, "XA COMMIT ") && strings.HasSuffix(upper, " ONE PHASE") && r.txn.xa:
+		if err := r.handOnHeld(ctx); err != nil {
+			return err
+		}
+		return r.commit(ctx, h, e.GSet)
+	case strings.HasPrefix(upper, "XA COMMIT "), strings.HasPrefix(upper, "XA ROLLBACK "):
+		// The outcome of an XA transaction prepared earlier: its rows were handed on, or
+		// not, at its XA PREPARE (xaPrepared). No rows of its own.
+		if !r.txn.open {
+			if err := r.startTransaction(ctx, h, ""); err != nil {
+				return err
+			}
+		}
+		return r.commit(ctx, h, e.GSet)
 	}
 	if schema, table, rowChange := statementChange(q, string(e.Schema)); rowChange {
 		// Written by a session whose binlog_format was not ROW: part of its transaction,
@@ -503,6 +577,11 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 	if ce := r.s.log.Check(zap.DebugLevel, "schema change"); ce != nil {
 		// The binlog holds CREATE USER … IDENTIFIED BY 'secret' as it was written.
 		ce.Write(zap.ByteString("schema", e.Schema), zap.String("query", truncate(redactPasswords(q), 200)))
+	}
+	if r.txn.continues || strings.HasSuffix(upper, "START TRANSACTION") {
+		// A CREATE TABLE … SELECT: its rows follow, and its Xid ends the transaction.
+		r.txn.continues, r.txn.ddl = true, true
+		return nil
 	}
 	return r.commit(ctx, h, e.GSet)
 }
@@ -948,6 +1027,10 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 			c.Before, c.After = e.Rows[i], e.Rows[i+1]
 		}
 		r.rowsOf[e.TableID]++
+		if r.txn.xa {
+			r.txn.held = append(r.txn.held, c)
+			continue
+		}
 		if err := r.h.Row(ctx, c); err != nil {
 			return fmt.Errorf("handling row %d of %s at %s:%d: %w", c.Source.Row, st.table.FullName(), c.Source.File, c.Source.Pos, err)
 		}
