@@ -205,6 +205,12 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 		if r.when != nil && !e.matchWhen(rp, plan, c) {
 			continue
 		}
+		if e.movesRow(rp, c) {
+			if err := e.emitMove(ctx, rp, c, out); err != nil {
+				return fmt.Errorf("emitting rule %q messages for %s: %w", r.name, c.Table.FullName(), err)
+			}
+			continue
+		}
 		topic, ok := e.rowTopic(rp, c)
 		if !ok {
 			continue

@@ -31,7 +31,8 @@ type Errors = rulefmt.Errors
 type EmitKind uint8
 
 const (
-	// EmitRow emits one message per matching row change, from Engine.Row.
+	// EmitRow emits one message per matching row change, from Engine.Row (two for an
+	// update that moves its row to another key or topic: movesRow).
 	EmitRow EmitKind = iota
 	// EmitAggregate folds each group's rows and emits its new value once per transaction
 	// that touched it, from Engine.Commit.
