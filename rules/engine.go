@@ -191,7 +191,11 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 					continue // the seed holds the change
 				}
 				// A snapshot's read: the state is built from the table as it is now.
-				if e.checkSumTypes(st, rp, c.Op == canal.OpRead) {
+				reseeding, err := e.checkSumTypes(st, rp, c.Op == canal.OpRead)
+				if err != nil {
+					return err
+				}
+				if reseeding {
 					continue
 				}
 			}
