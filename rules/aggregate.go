@@ -404,7 +404,7 @@ func (g *group) sameAsBefore() bool {
 
 // appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V],"db":S,"table":T,"topic":P}:
 // integer sums as numbers, decimal sums as strings, float sums as numbers with a point or
-// exponent; db and table name the table of the group's last change (a resync names it);
+// exponent, exact (accumulator.appendState); db and table name the table of the group's last change (a resync names it);
 // topic the topic the group was last published on, where a changed rule takes it back
 // (retire.go).
 func (g *group) appendState(b []byte, r *Rule) []byte {

@@ -161,6 +161,56 @@ func TestRestoreContinues(t *testing.T) {
 	}
 }
 
+// floatShardTable is shardTable with qty DOUBLE.
+var floatShardTable = &canal.Table{Schema: "inventory", Name: "sellable_shard", Columns: []canal.Column{{Name: "sku_id", Kind: canal.KindString}, {Name: "shard", Kind: canal.KindInt}, {Name: "qty", Kind: canal.KindFloat}}, PrimaryKey: []int{0, 1}}
+
+func floatUpd(shard int64, from, to float64) *canal.RowChange {
+	return &canal.RowChange{Op: canal.OpUpdate, Table: floatShardTable, Before: []any{"A1", shard, from}, After: []any{"A1", shard, to}}
+}
+
+// TestFloatSumIsExact: a float column's sum is the exact sum of the group's values,
+// rounded to float64 only where it is written, as SELECT SUM over those rows gives 0 for
+// rows at 0: shard rows 0.1 and 0.2 both set to 0 leave the sum 0 and the transition
+// false, where a float64 running sum leaves 2.8e-17 and `sellable > 0` true for ever. The
+// saved state keeps it exact across a restart; a state saved by a float64 running sum
+// (2.7755575615628914e-17) is read as that float64.
+func TestFloatSumIsExact(t *testing.T) {
+	set := mustParse(t, issueRules)
+	e := newTestEngine(set)
+	e.MarkSeeded(e.Unseeded(), canal.Position{})
+	_, saved := txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: floatShardTable, After: []any{"A1", int64(0), 0.1}},
+		&canal.RowChange{Op: canal.OpCreate, Table: floatShardTable, After: []any{"A1", int64(1), 0.2}})
+	_, ents := txn(t, e, floatUpd(0, 0.1, 0))
+	saved = mergeEntries(saved, ents)
+	restored := newTestEngine(set)
+	if err := restored.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	for name, eng := range map[string]*Engine{"running": e, "restored": restored} {
+		got, _ := txn(t, eng, floatUpd(1, 0.2, 0))
+		joined := strings.Join(got, "\n")
+		if !strings.Contains(joined, `"after":{"sku_id":"A1","sellable":0}`) || !strings.Contains(joined, `"after":{"sku_id":"A1","sellable":0,"value":false}`) {
+			t.Errorf("%s: both shard rows at 0; messages:\n%s", name, joined)
+		}
+	}
+
+	var old accumulator
+	if !old.restore("2.7755575615628914e-17") || old.float64() != 2.7755575615628914e-17 || string(old.appendState(nil)) != "2.7755575615628914e-17" {
+		t.Errorf("a float64 sum's saved state read back as %v, saved again as %s", old.exprValue(), old.appendState(nil))
+	}
+	var exact accumulator
+	exact.add(0.1, 1)
+	exact.add(0.2, 1)
+	state := string(exact.appendState(nil))
+	if state != "0.3000000000000000166533453693773481063544750213623046875" {
+		t.Errorf("0.1 + 0.2 saved as %s, want its exact value", state)
+	}
+	var back accumulator
+	if !back.restore(state) || back.f.exact.Cmp(&exact.f.exact) != 0 {
+		t.Errorf("%s read back as %v", state, back.exprValue())
+	}
+}
+
 func mergeEntries(all, more []StateEntry) []StateEntry {
 	for _, m := range more {
 		replaced := false

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -38,6 +39,12 @@ rules:
 `
 
 func benchEngine(b *testing.B, rulesYAML string) {
+	benchEngineOver(b, rulesYAML, benchTable, func(n int) any { return int64(n) })
+}
+
+// benchEngineOver is benchEngine over table t, of benchTable's columns, whose qty column
+// holds qty(n) for the whole number n.
+func benchEngineOver(b *testing.B, rulesYAML string, t *canal.Table, qty func(n int) any) {
 	set := mustParse(b, rulesYAML)
 	e := NewEngine(set, 1)
 	out := &discard{}
@@ -49,9 +56,9 @@ func benchEngine(b *testing.B, rulesYAML string) {
 		wh := fmt.Sprintf("w%d", i%2)
 		changes[i] = &canal.RowChange{
 			Op:     canal.OpUpdate,
-			Table:  benchTable,
-			Before: []any{int64(i), sku, wh, int64(100 + i%50), "19.90", "2024-02-29T10:00:00Z"},
-			After:  []any{int64(i), sku, wh, int64(99 + i%50), "19.90", "2024-02-29T10:00:01Z"},
+			Table:  t,
+			Before: []any{int64(i), sku, wh, qty(100 + i%50), "19.90", "2024-02-29T10:00:00Z"},
+			After:  []any{int64(i), sku, wh, qty(99 + i%50), "19.90", "2024-02-29T10:00:01Z"},
 			Source: canal.Source{ServerID: 1, File: "binlog.000001", Pos: uint32(4 + i/txnRows*300), TsMs: 1700000000000, Row: i % txnRows},
 		}
 	}
@@ -99,6 +106,37 @@ func BenchmarkEngineTenRules(b *testing.B) { benchEngineFile(b, "testdata/bench_
 // one plain rule, one aggregate, eight conditions that select few rows.
 func BenchmarkEngineTenSelective(b *testing.B) {
 	benchEngineFile(b, "testdata/bench_ten_selective.good.yaml")
+}
+
+// BenchmarkEngineSum is one aggregate rule summing qty per SKU, updates in 2-row
+// transactions: qty an integer column, a DECIMAL one ("12.5"), and a DOUBLE one (n/10,
+// none of them a binary fraction but the halves), whose sums are exact binary fractions.
+func BenchmarkEngineSum(b *testing.B) {
+	const rule = `
+rules:
+  - name: bench-total
+    match: {table: "stocksync_bench.bench_stock"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {qty: qty}
+    topic: bench.total
+`
+	for _, tc := range []struct {
+		class string
+		kind  canal.ColumnKind
+		qty   func(n int) any
+	}{
+		{"integer", canal.KindInt, func(n int) any { return int64(n) }},
+		{"decimal", canal.KindDecimal, func(n int) any { return strconv.Itoa(n/10) + "." + strconv.Itoa(n%10) }},
+		{"float", canal.KindFloat, func(n int) any { return float64(n) / 10 }},
+	} {
+		b.Run(tc.class, func(b *testing.B) {
+			t := *benchTable
+			t.Columns = slices.Clone(benchTable.Columns)
+			t.Columns[3].Kind = tc.kind
+			benchEngineOver(b, rule, &t, tc.qty)
+		})
+	}
 }
 
 func benchEngineFile(b *testing.B, path string) {

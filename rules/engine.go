@@ -191,7 +191,11 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 					continue // the seed holds the change
 				}
 				// A snapshot's read: the state is built from the table as it is now.
-				if e.checkSumTypes(st, rp, c.Op == canal.OpRead) {
+				reseeding, err := e.checkSumTypes(st, rp, c.Op == canal.OpRead)
+				if err != nil {
+					return err
+				}
+				if reseeding {
 					continue
 				}
 			}
@@ -203,6 +207,12 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 			continue
 		}
 		if r.when != nil && !e.matchWhen(rp, plan, c) {
+			continue
+		}
+		if e.movesRow(rp, c) {
+			if err := e.emitMove(ctx, rp, c, out); err != nil {
+				return fmt.Errorf("emitting rule %q messages for %s: %w", r.name, c.Table.FullName(), err)
+			}
 			continue
 		}
 		topic, ok := e.rowTopic(rp, c)

@@ -153,6 +153,68 @@ rules:
 	}
 }
 
+// whTable is a stock table keyed by SKU and warehouse.
+var whTable = &canal.Table{Schema: "shop", Name: "stock", Columns: []canal.Column{{Name: "sku_id", Kind: canal.KindString}, {Name: "warehouse", Kind: canal.KindString}, {Name: "qty", Kind: canal.KindInt}}, PrimaryKey: []int{0, 1}}
+
+// TestUpdateThatMovesTheKeyDeletesTheOldKey: an update that changes a row message's key
+// (a primary key column, a key template's column) or its topic is published as Debezium
+// publishes a primary key's change, in every format: a delete of the row as it was under
+// the old key and topic, then an insert under the new ones, so that a compacted topic
+// keeps no row under a key that no longer has it. Any other update stays one u.
+func TestUpdateThatMovesTheKeyDeletesTheOldKey(t *testing.T) {
+	move := &canal.RowChange{Op: canal.OpUpdate, Table: whTable, Before: []any{"A1", "W1", int64(3)}, After: []any{"A1", "W2", int64(3)}, Source: src(4)}
+	stay := &canal.RowChange{Op: canal.OpUpdate, Table: whTable, Before: []any{"A1", "W2", int64(3)}, After: []any{"A1", "W2", int64(2)}, Source: src(5)}
+	const source = `"source":{"server_id":7,"gtid":null,"file":"binlog.000003","pos":1234,"db":"shop","table":"stock","ts_ms":1700000000000,"row":`
+	type msg struct{ topic, key, value string }
+	for _, tc := range []struct {
+		name, rule string
+		want       []msg // for move, then stay
+	}{
+		{"key template, debezium", `{name: r, match: {table: shop.stock}, topic: t, key: "{sku_id}:{warehouse}"}`, []msg{
+			{"t", "A1:W1", `{"op":"d","before":{"sku_id":"A1","warehouse":"W1","qty":3},"after":null,` + source + `4},"ts_ms":1700000000999}`},
+			{"t", "A1:W2", `{"op":"c","before":null,"after":{"sku_id":"A1","warehouse":"W2","qty":3},` + source + `4},"ts_ms":1700000000999}`},
+			{"t", "A1:W2", `{"op":"u","before":{"sku_id":"A1","warehouse":"W2","qty":3},"after":{"sku_id":"A1","warehouse":"W2","qty":2},` + source + `5},"ts_ms":1700000000999}`},
+		}},
+		{"primary key, canal", `{name: r, match: {table: shop.stock}, topic: t, format: canal}`, []msg{
+			{"t", `{"sku_id":"A1","warehouse":"W1"}`, `{"data":[{"sku_id":"A1","warehouse":"W1","qty":"3"}],"database":"shop","table":"stock","type":"DELETE","old":null,"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id","warehouse"]}`},
+			{"t", `{"sku_id":"A1","warehouse":"W2"}`, `{"data":[{"sku_id":"A1","warehouse":"W2","qty":"3"}],"database":"shop","table":"stock","type":"INSERT","old":null,"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id","warehouse"]}`},
+			{"t", `{"sku_id":"A1","warehouse":"W2"}`, `{"data":[{"sku_id":"A1","warehouse":"W2","qty":"2"}],"database":"shop","table":"stock","type":"UPDATE","old":[{"qty":"3"}],"es":1700000000000,"ts":1700000000999,"isDdl":false,"pkNames":["sku_id","warehouse"]}`},
+		}},
+		{"topic template, maxwell", `{name: r, match: {table: shop.stock}, topic: "stock.{warehouse}", key: [sku_id], format: maxwell}`, []msg{
+			{"stock.W1", `{"sku_id":"A1"}`, `{"database":"shop","table":"stock","type":"delete","ts":1700000000,"xid":1234,"data":{"sku_id":"A1","warehouse":"W1","qty":3}}`},
+			{"stock.W2", `{"sku_id":"A1"}`, `{"database":"shop","table":"stock","type":"insert","ts":1700000000,"xid":1234,"data":{"sku_id":"A1","warehouse":"W2","qty":3}}`},
+			{"stock.W2", `{"sku_id":"A1"}`, `{"database":"shop","table":"stock","type":"update","ts":1700000000,"xid":1234,"data":{"sku_id":"A1","warehouse":"W2","qty":2},"old":{"qty":3}}`},
+		}},
+		// {op} is each half's; computed fields see the update, row being the half's image.
+		{"op in the topic, computed fields", `{name: r, match: {table: shop.stock}, topic: "t.{op}", fields: {wh: warehouse, at: "row.warehouse", op: "$env.op"}}`, []msg{
+			{"t.delete", `{"sku_id":"A1","warehouse":"W1"}`, `{"op":"d","before":{"wh":"W1","at":"W1","op":"update"},"after":null}`},
+			{"t.insert", `{"sku_id":"A1","warehouse":"W2"}`, `{"op":"c","before":null,"after":{"wh":"W2","at":"W2","op":"update"}}`},
+			{"t.update", `{"sku_id":"A1","warehouse":"W2"}`, `{"op":"u","before":{"wh":"W2","at":"W2","op":"update"},"after":{"wh":"W2","at":"W2","op":"update"}}`},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEngine(mustParse(t, "rules:\n  - "+tc.rule+"\n"))
+			var out recorder
+			for _, c := range []*canal.RowChange{move, stay} {
+				if err := e.Row(t.Context(), c, &out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []msg
+			for _, m := range out.msgs {
+				v := string(m.Value)
+				if strings.Contains(tc.name, "computed") {
+					v = afterOf(v)
+				}
+				got = append(got, msg{m.Topic, string(m.Key), v})
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestExpressions(t *testing.T) {
 	e := newTestEngine(mustParse(t, `
 rules:

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strconv"
 
@@ -26,6 +27,66 @@ func (e *Engine) rowMessage(rp *rulePlan, c *canal.RowChange, topic string) sink
 	key := e.appendRowKey(e.tmp[:0], rp, c)
 	e.tmp = key
 	return e.finish(r, c, key, b, topic)
+}
+
+// movesRow reports whether update c moves its row, for row rule rp, to another message
+// key or topic: a column of the key (or key template) or of the topic template holds
+// another value after than before, and the key or the topic it makes differs. Such an
+// update is published as its two halves (emitMove); any other as one u. The columns are
+// compared first, so that an update that leaves them alone costs a few comparisons.
+func (e *Engine) movesRow(rp *rulePlan, c *canal.RowChange) bool {
+	if c.Op != canal.OpUpdate || c.Before == nil || c.After == nil {
+		return false
+	}
+	moved := false
+	for _, i := range rp.placeIdx {
+		if !valuesEqual(c.Before[i], c.After[i]) {
+			moved = true
+			break
+		}
+	}
+	if !moved {
+		return false
+	}
+	before := beforeImage(c)
+	if !bytes.Equal(e.appendRowKey(nil, rp, before), e.appendRowKey(nil, rp, c)) {
+		return true
+	}
+	r := rp.rule
+	return r.topic == "" && !bytes.Equal(appendTemplate(nil, r.topicParts, rp.topicIdx, before), appendTemplate(nil, r.topicParts, rp.topicIdx, c))
+}
+
+// beforeImage is update c as seen through its before image: what the key and topic of
+// the row were.
+func beforeImage(c *canal.RowChange) *canal.RowChange {
+	b := *c
+	b.After = nil
+	return &b
+}
+
+// emitMove publishes update c, which moves its row to another key or topic (movesRow), as
+// Debezium publishes a primary key's change: a delete of the before image under the old
+// key and topic, then an insert of the after image under the new ones, each in the
+// rule's format and with the change's source. A single u under the new key would leave
+// the old key's last message, on a compacted topic for ever, a row that no longer exists
+// there. Each half's topic is filled and checked as any message's ({op} is delete, then
+// insert); a half whose topic fails is not published. Computed fields see the update as
+// it is (op "update", changed()), each half its own image as row.
+func (e *Engine) emitMove(ctx context.Context, rp *rulePlan, c *canal.RowChange, out Emitter) error {
+	e.prepareEnv(c, rp.table) // from the update, before its halves could be taken for it
+	gone, came := *c, *c
+	gone.Op, gone.After = canal.OpDelete, nil
+	came.Op, came.Before = canal.OpCreate, nil
+	for _, half := range [...]*canal.RowChange{&gone, &came} {
+		topic, ok := e.rowTopic(rp, half)
+		if !ok {
+			continue
+		}
+		if err := out.Emit(ctx, e.rowMessage(rp, half, topic)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // finish copies key and value into one new allocation owned by the message.

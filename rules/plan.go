@@ -53,6 +53,10 @@ type rulePlan struct {
 	// keyTemplateIdx the same for a key template.
 	topicIdx       []int
 	keyTemplateIdx []int
+	// placeIdx are the columns that place a row rule's message: its key's and its topic
+	// template's. An update that changes one may move the row to another key or topic
+	// (movesRow).
+	placeIdx []int
 	// whenFunc is the rule's `when` as closures over this table (whenfunc.go); nil: the
 	// expression programs evaluate it.
 	whenFunc whenFunc
@@ -167,10 +171,35 @@ func planRule(r *Rule, ti *tableInfo) *rulePlan {
 	}
 	rp.topicIdx = templateIndexes(r.topicParts, index)
 	rp.keyTemplateIdx = templateIndexes(r.keyParts, index)
+	if !r.Stateful() {
+		rp.placeIdx = placeColumns(rp)
+	}
 	if len(missing) > 0 && rp.err == nil {
 		rp.err = fmt.Errorf("rule %q: table %s has no column %q (%s)", r.name, t.FullName(), missing[0], columnsHint(missing[0], t.Columns))
 	}
 	return rp
+}
+
+// placeColumns is rp.placeIdx: the columns of the key (the key template's, or the key
+// columns) and of the topic template, each once; none that is missing (-1).
+func placeColumns(rp *rulePlan) []int {
+	var cols []int
+	add := func(idx []int) {
+		for _, i := range idx {
+			if i >= 0 && !slices.Contains(cols, i) {
+				cols = append(cols, i)
+			}
+		}
+	}
+	if rp.rule.keyParts != nil {
+		add(rp.keyTemplateIdx)
+	} else {
+		add(rp.keyIdx)
+	}
+	if rp.rule.topic == "" {
+		add(rp.topicIdx)
+	}
+	return cols
 }
 
 // templateIndexes resolves each part of a topic or key template: topicLiteral,

@@ -31,7 +31,8 @@ type Errors = rulefmt.Errors
 type EmitKind uint8
 
 const (
-	// EmitRow emits one message per matching row change, from Engine.Row.
+	// EmitRow emits one message per matching row change, from Engine.Row (two for an
+	// update that moves its row to another key or topic: movesRow).
 	EmitRow EmitKind = iota
 	// EmitAggregate folds each group's rows and emits its new value once per transaction
 	// that touched it, from Engine.Commit.
@@ -666,7 +667,8 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 
 // CheckColumns checks the set against the source's live tables as the daemon does at start
 // and at each reload, where a table the rules match may not exist yet: every column a rule
-// names must exist in each table the rule matches, and sum columns must be numeric.
+// names must exist in each table the rule matches, and sum columns must be numeric, each
+// of one class (sumClass: integer, decimal or float) in every table its rule matches.
 func (s *Set) CheckColumns(tables []TableInfo) []error { return s.checkColumns(tables, nil) }
 
 func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
@@ -674,6 +676,13 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 	for _, r := range s.rules {
 		typeChecked := map[rulefmt.Pos]bool{}
 		shapesChecked := map[string]bool{} // tables of one shape (a tenant per schema) are type-checked once
+		// sumSeen is, per sum, the first table the rule matches where its column is a
+		// number, and the column's kind there: every other table must have it in the
+		// same class (sumClass).
+		sumSeen := make([]struct {
+			table string
+			kind  canal.ColumnKind
+		}, len(r.sums))
 		for _, t := range tables {
 			if !r.MatchesTable(t.Schema, t.Name) {
 				continue
@@ -703,9 +712,20 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 						"write row.%s for the column, or %s for the expression name", r.name, f.field, f.name, f.name, f.name, t.Schema, t.Name, f.name, meant)})
 				}
 			}
-			for _, sm := range r.sums {
-				if k, ok := kinds[sm.column]; ok && !k.Numeric() {
+			for i, sm := range r.sums {
+				k, ok := kinds[sm.column]
+				switch {
+				case !ok:
+				case !k.Numeric():
 					errs = append(errs, Error{File: s.file, Pos: sm.pos, Msg: fmt.Sprintf("rule %q: sum.%s: column %s.%s.%s is %s, not a number", r.name, sm.name, t.Schema, t.Name, sm.column, k)})
+				case sumSeen[i].table == "":
+					sumSeen[i].table, sumSeen[i].kind = t.Schema+"."+t.Name, k
+				case sumClass(k) != sumClass(sumSeen[i].kind):
+					// One group may hold rows of both tables: its sum would change JSON type
+					// between a message's before and after (topics.md, Aggregate messages).
+					errs = append(errs, Error{File: s.file, Pos: sm.pos, Msg: fmt.Sprintf("rule %q: sum.%s: column %s is %s (class %s) in %s.%s but %s (class %s) in %s: "+
+						"a sum's JSON type is its column's, so the column must be of one class (integer, decimal or float) in every table the rule reads; "+
+						"narrow match.table, or alter the column to one class", r.name, sm.name, sm.column, k, sumClass(k), t.Schema, t.Name, sumSeen[i].kind, sumClass(sumSeen[i].kind), sumSeen[i].table)})
 				}
 			}
 		}

@@ -112,7 +112,9 @@ func (e *Engine) Seed(c *canal.RowChange, names []string) error {
 		}
 		st := e.states[rp.rule.name]
 		if rp.typesChecked != st {
-			e.checkSumTypes(st, rp, true) // the seed reads the table as it is now
+			if _, err := e.checkSumTypes(st, rp, true); err != nil { // the seed reads the table as it is now
+				return err
+			}
 		}
 		if err := e.fold(st, rp, c); err != nil {
 			return err
@@ -156,7 +158,9 @@ func (e *Engine) Reseed() {
 // deleted, one whose count, sums or value changed as changed (aggregate: a c where a sum
 // moved to another class), and one the seed filled as it was is not published again. A
 // rule seeded at a later position than `at` already holds the change and is left as it
-// is. It returns the rules to seed.
+// is. The classes of the summed columns by table (sumtype.go) are forgotten, and
+// recorded again as the seed and the rows after it meet the tables. It returns the
+// rules to seed.
 func (e *Engine) PrepareReseed(names []string, at canal.Source) []string {
 	var seeding []string
 	for _, n := range names {
@@ -169,6 +173,10 @@ func (e *Engine) PrepareReseed(names []string, at canal.Source) []string {
 			g.reseeding = true // its sums' classes are the columns' as the seed reads them
 		}
 		st.seeded = false
+		// The classes of its summed columns are learned again from the tables the seed
+		// reads: a table dropped or renamed away no longer holds the rule to its classes.
+		st.sumTypes = nil
+		e.forgetTypesChecked(st)
 		seeding = append(seeding, n)
 	}
 	return seeding

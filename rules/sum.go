@@ -10,17 +10,77 @@ import (
 )
 
 // accumulator is one exact running sum: int64 while it fits and only integers were
-// added; a scaled big integer once a decimal (or an overflow) arrives; float64 once a
-// float column arrives (inexact by nature). Its JSON type follows its column's, not the
+// added; a scaled big integer once a decimal (or an overflow) arrives; an exact binary
+// float once a float column's value arrives. Its JSON type follows its column's, not the
 // values it met: a DECIMAL column's sum is written as a decimal from its first 0
-// (startDecimal), an integer column's as a number at any size.
+// (startDecimal), an integer column's as a number at any size, a float column's as a
+// float64 number.
 type accumulator struct {
 	kind    accKind
 	i       int64
 	d       *big.Int // unscaled value when kind is accDecimal
 	scale   int
-	f       float64
-	decimal bool // a DECIMAL column's sum: a string in the typed style, even when whole
+	f       *floatSum // the exact sum when kind is accFloat
+	decimal bool      // a DECIMAL column's sum: a string in the typed style, even when whole
+}
+
+// floatSum is a float column's sum, exact (floatSumPrec).
+type floatSum struct {
+	exact big.Float
+	// adding holds the value being added, its mantissa's words kept from one row to the next.
+	adding big.Float
+	// rounded is exact rounded to float64, and roundedExact whether that is exact, when
+	// roundedOK: a message and its state write a sum two or three times, and rounding
+	// allocates.
+	rounded                 float64
+	roundedExact, roundedOK bool
+}
+
+// floatSumPrec is the mantissa precision, in bits, of a float sum: enough for the sum of
+// up to 2^64 float64 values to be exact, as every float64 is a whole multiple of 2^-1074
+// below 2^1024. A float64 sum would drift instead: 0.1 + 0.2 − 0.1 − 0.2 is 2.8e-17, not
+// 0, so a group whose rows are all back at 0 would keep a sum above 0 for ever, and its
+// transition `sellable > 0` true. The sum is rounded to float64 only where it is written
+// or an expression sees it: it is the exact sum of the group's values, rounded once.
+// Adding a float64 costs one big.Float addition over the few words the values span.
+const floatSumPrec = 1024 + 1074 + 64
+
+// newFloatSum is a float sum of 0.
+func newFloatSum() *floatSum {
+	f := &floatSum{rounded: 0, roundedExact: true, roundedOK: true}
+	f.exact.SetPrec(floatSumPrec)
+	return f
+}
+
+// addFloat adds sign×x to the float sum, exactly. MySQL stores no NaN or infinity in a
+// FLOAT or DOUBLE column, and big.Float holds none: such a value is left out.
+func (a *accumulator) addFloat(x float64, sign int64) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return
+	}
+	a.f.adding.SetFloat64(x) // exact: its precision becomes 53 bits
+	a.f.add(sign)
+}
+
+// add adds sign×f.adding to the sum.
+func (f *floatSum) add(sign int64) {
+	if sign < 0 {
+		f.exact.Sub(&f.exact, &f.adding)
+	} else {
+		f.exact.Add(&f.exact, &f.adding)
+	}
+	f.roundedOK = false
+}
+
+// float64 is the float sum rounded to the nearest float64 (±Inf past its range).
+func (a *accumulator) float64() float64 {
+	f := a.f
+	if !f.roundedOK {
+		var acc big.Accuracy
+		f.rounded, acc = f.exact.Float64()
+		f.roundedExact, f.roundedOK = acc == big.Exact, true
+	}
+	return f.rounded
 }
 
 type accKind uint8
@@ -49,13 +109,19 @@ func (a *accumulator) startDecimal() {
 }
 
 func (a *accumulator) toFloat() {
+	if a.kind == accFloat {
+		return
+	}
+	f := newFloatSum()
 	switch a.kind {
 	case accInt:
-		a.f = float64(a.i)
-	case accDecimal:
-		a.f, _ = strconv.ParseFloat(a.decimalString(), 64)
+		f.adding.SetInt64(a.i)
+	case accDecimal: // a float value into a decimal sum: the classes met are mixed
+		d, _ := strconv.ParseFloat(a.decimalString(), 64)
+		f.adding.SetFloat64(d)
 	}
-	a.kind = accFloat
+	f.add(1)
+	a.f, a.kind = f, accFloat
 }
 
 // add adds sign×v, v being a column value of a numeric kind (nil is skipped, as SQL
@@ -76,15 +142,13 @@ func (a *accumulator) add(v any, sign int64) {
 		n := new(big.Int).SetUint64(x)
 		a.addBig(n, 0, sign)
 	case float64:
-		if a.kind != accFloat {
-			a.toFloat()
-		}
-		a.f += float64(sign) * x
+		a.toFloat()
+		a.addFloat(x, sign)
 	case string:
 		if a.kind == accFloat {
 			f, err := strconv.ParseFloat(x, 64)
 			if err == nil {
-				a.f += float64(sign) * f
+				a.addFloat(f, sign)
 			}
 			return
 		}
@@ -98,7 +162,8 @@ func (a *accumulator) add(v any, sign int64) {
 func (a *accumulator) addInt(x, sign int64) {
 	switch a.kind {
 	case accFloat:
-		a.f += float64(sign * x)
+		a.f.adding.SetInt64(x) // exact: 64 bits
+		a.f.add(sign)
 		return
 	case accInt:
 		if sign < 0 {
@@ -120,9 +185,9 @@ func (a *accumulator) addInt(x, sign int64) {
 }
 
 func (a *accumulator) addBig(n *big.Int, scale int, sign int64) {
-	if a.kind == accFloat {
+	if a.kind == accFloat { // a decimal or a uint64 past 2^63 into a float sum
 		f, _ := new(big.Float).SetInt(n).Float64()
-		a.f += float64(sign) * f / math.Pow10(scale)
+		a.addFloat(f/math.Pow10(scale), sign)
 		return
 	}
 	a.toDecimal()
@@ -185,7 +250,7 @@ func (a *accumulator) append(b []byte, style valueStyle) []byte {
 		case accDecimal:
 			b = append(b, a.decimalString()...)
 		default:
-			b = appendFloat(b, a.f)
+			b = appendFloat(b, a.float64())
 		}
 		return append(b, '"')
 	}
@@ -198,22 +263,30 @@ func (a *accumulator) append(b []byte, style valueStyle) []byte {
 		}
 		return appendString(b, a.decimalString())
 	}
-	return appendFloat(b, a.f)
+	return appendFloat(b, a.float64())
 }
 
 // appendState writes the sum for the state encoding: an integer as a number without a
-// point, a DECIMAL column's as a string, a float as a number always with a point or
-// exponent.
+// point, a DECIMAL column's as a string, a float as a number always with a point: its
+// exact value, every decimal digit of it (a sum of float64 values is a binary fraction,
+// whose decimal expansion ends), so that a restored sum goes on exactly.
 func (a *accumulator) appendState(b []byte) []byte {
 	if a.kind != accFloat {
 		return a.append(b, styleTyped)
 	}
-	start := len(b)
-	b = appendFloat(b, a.f)
-	if !strings.ContainsAny(string(b[start:]), ".en") {
-		b = append(b, ".0"...)
+	if r := a.float64(); a.f.roundedExact {
+		// A float64 (most sums): its shortest decimal, which restoreFloatSum reads back
+		// as that float64, and which costs far less to write.
+		start := len(b)
+		b = appendFloat(b, r)
+		if !strings.ContainsAny(string(b[start:]), ".e") {
+			b = append(b, ".0"...)
+		}
+		return b
 	}
-	return b
+	x := &a.f.exact
+	frac := max(int(x.MinPrec())-x.MantExp(nil), 1) // the binary digits after the point: as many decimal ones
+	return x.Append(b, 'f', frac)
 }
 
 // exprValue is the sum as an expression sees it: int64, or float64.
@@ -225,7 +298,7 @@ func (a *accumulator) exprValue() any {
 		f, _ := strconv.ParseFloat(a.decimalString(), 64)
 		return f
 	}
-	return a.f
+	return a.float64()
 }
 
 // startAs makes the sum 0 in the class of a column of kind k, as a new group's starts,
@@ -256,21 +329,33 @@ func (a *accumulator) class() string {
 // zero makes the sum 0, of the kind and scale it has, as subtracting every value added
 // would leave it.
 func (a *accumulator) zero() {
-	a.i, a.f = 0, 0
+	a.i = 0
 	if a.d != nil {
 		a.d = new(big.Int)
 	}
+	if a.f != nil {
+		a.f.exact.SetInt64(0) // accumulators are copied deep (copyFrom): none shares it
+		a.f.rounded, a.f.roundedExact, a.f.roundedOK = 0, true, true
+	}
 }
 
-// copyFrom makes a a deep copy of o.
+// copyFrom makes a a deep copy of o, reusing a's big numbers.
 func (a *accumulator) copyFrom(o *accumulator) {
-	d := a.d
+	d, f := a.d, a.f
 	*a = *o
 	if o.kind == accDecimal {
 		if d == nil {
 			d = new(big.Int)
 		}
 		a.d = d.Set(o.d)
+	}
+	if o.kind == accFloat {
+		if f == nil {
+			f = newFloatSum()
+		}
+		f.exact.Set(&o.f.exact)
+		f.rounded, f.roundedExact, f.roundedOK = o.f.rounded, o.f.roundedExact, o.f.roundedOK
+		a.f = f
 	}
 }
 
@@ -289,8 +374,8 @@ func (a *accumulator) restore(raw string) bool {
 		}
 		a.kind, a.d, a.scale, a.decimal = accDecimal, n, scale, true
 	case strings.ContainsAny(raw, ".eE"):
-		f, err := strconv.ParseFloat(raw, 64)
-		if err != nil {
+		f, ok := restoreFloatSum(raw)
+		if !ok {
 			return false
 		}
 		a.kind, a.f = accFloat, f
@@ -307,4 +392,29 @@ func (a *accumulator) restore(raw string) bool {
 		a.i = i
 	}
 	return true
+}
+
+// restoreFloatSum reads a float sum's state: the exact binary fraction appendState
+// writes, or, saved before float sums were exact, a float64 as its shortest decimal
+// (0.30000000000000004), which is taken as that float64. The two are told apart by the
+// value: a decimal that is no binary fraction (its reduced denominator not a power of
+// 2) cannot be an exact sum; one that is, is exactly that float64 if it was one.
+func restoreFloatSum(raw string) (*floatSum, bool) {
+	r, ok := new(big.Rat).SetString(raw)
+	if !ok {
+		return nil, false
+	}
+	f := newFloatSum()
+	f.roundedOK = false
+	if den := r.Denom(); den.BitLen()-1 == int(den.TrailingZeroBits()) { // a power of 2
+		if f.exact.SetRat(r).Acc() == big.Exact {
+			return f, true
+		}
+	}
+	x, err := strconv.ParseFloat(raw, 64)
+	if err != nil || math.IsInf(x, 0) {
+		return nil, false
+	}
+	f.exact.SetFloat64(x)
+	return f, true
 }

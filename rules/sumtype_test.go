@@ -91,3 +91,117 @@ func TestSummedColumnOfAnotherClassSeedsAgain(t *testing.T) {
 		}
 	}
 }
+
+// totalOverTwoTables is an aggregate rule summing qty over two tables of one SKU.
+const totalOverTwoTables = `
+rules:
+  - name: total
+    match: {table: ["inventory.stock_a", "inventory.stock_b"]}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {total: qty}
+    topic: product.total
+`
+
+// stockOf is inventory.<name> (sku_id, qty) with qty of kind k.
+func stockOf(name string, k canal.ColumnKind) *canal.Table {
+	return &canal.Table{Schema: "inventory", Name: name, Columns: []canal.Column{{Name: "sku_id", Kind: canal.KindString}, {Name: "qty", Kind: k}}, PrimaryKey: []int{0}}
+}
+
+// TestSumColumnOfOneClassInEveryTable: one rule's summed column must be of one class in
+// every table it matches, since one group may hold rows of both and its sum's JSON type
+// is its column's: the live check (validate --live, the start, each reload) refuses an
+// INT beside a DECIMAL, naming the rule, the sum, both tables and their types, at the sum;
+// kinds of one class (INT and BIGINT UNSIGNED) pass.
+func TestSumColumnOfOneClassInEveryTable(t *testing.T) {
+	set := mustParse(t, totalOverTwoTables)
+	info := func(tables ...*canal.Table) []TableInfo {
+		var out []TableInfo
+		for _, tb := range tables {
+			out = append(out, TableInfo{Schema: tb.Schema, Name: tb.Name, Columns: tb.Columns})
+		}
+		return out
+	}
+	errs := set.CheckColumns(info(stockOf("stock_a", canal.KindInt), stockOf("stock_b", canal.KindDecimal)))
+	want := "rules.yaml:" + placeOf(t, totalOverTwoTables, "total: qty", "qty") + `: rule "total": sum.total: column qty is decimal (class decimal) in inventory.stock_b but int (class integer) in inventory.stock_a: ` +
+		"a sum's JSON type is its column's, so the column must be of one class (integer, decimal or float) in every table the rule reads; narrow match.table, or alter the column to one class"
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("INT beside DECIMAL: got %v\nwant %s", errs, want)
+	}
+	if errs := set.CheckTables(info(stockOf("stock_a", canal.KindInt), stockOf("stock_b", canal.KindFloat))); len(errs) != 1 || !strings.Contains(errs[0].Error(), "float (class float) in inventory.stock_b") {
+		t.Errorf("INT beside DOUBLE: got %v", errs)
+	}
+	if errs := set.CheckColumns(info(stockOf("stock_a", canal.KindInt), stockOf("stock_b", canal.KindUint))); len(errs) != 0 {
+		t.Errorf("INT beside BIGINT UNSIGNED, one class: %v", errs)
+	}
+}
+
+// TestTableOfAnotherSumClassSeedsTheRuleAgain: a row of a table the live check did not
+// see (created while the daemon runs, under the rule's glob, or altered since) whose
+// summed column is of another class than in a table the rule's state met is not folded:
+// the rule is seeded again from its tables as they are. Tables that still disagree fail
+// the seed, the error naming the rule, the sum and both tables; tables that agree by then
+// (the row was written before an ALTER that made them agree, and is read again after a
+// restart) seed the rule, which goes on.
+func TestTableOfAnotherSumClassSeedsTheRuleAgain(t *testing.T) {
+	a, b := stockOf("stock_a", canal.KindInt), stockOf("stock_b", canal.KindDecimal)
+	bAltered := stockOf("stock_b", canal.KindInt)
+	seedAt := canal.Position{File: "binlog.000003", Pos: 10100}
+	for _, tc := range []struct {
+		name    string
+		live    *canal.Table // stock_b as the seed reads it
+		liveQty any
+		err     string
+	}{
+		{"still decimal", b, "2.50", `rule "total": sum.total: column inventory.stock_b.qty is decimal but inventory.stock_a.qty is integer: a sum's JSON type is its column's`},
+		{"altered to int", bAltered, int64(2), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEngine(mustParse(t, totalOverTwoTables))
+			e.MarkSeeded(e.Unseeded(), canal.Position{})
+			txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: a, After: []any{"A1", int64(5)}})
+			var out recorder
+			if err := e.Row(t.Context(), &canal.RowChange{Op: canal.OpCreate, Table: b, After: []any{"A1", "2.50"}, Source: src(0)}, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !e.SeedsWanted() || !slices.Equal(e.Unseeded(), []string{"total"}) {
+				t.Fatalf("after a row of stock_b (DECIMAL) beside stock_a (INT): seeds wanted %v, unseeded %v; want the rule to seed", e.SeedsWanted(), e.Unseeded())
+			}
+			names := e.Unseeded()
+			var err error
+			for i, c := range []*canal.RowChange{
+				{Op: canal.OpRead, Table: a, After: []any{"A1", int64(5)}},
+				{Op: canal.OpRead, Table: tc.live, After: []any{"A1", tc.liveQty}},
+			} {
+				c.Source = canal.Source{File: seedAt.File, Pos: seedAt.Pos, Snapshot: true, Row: i}
+				if err = e.Seed(c, names); err != nil {
+					break
+				}
+			}
+			if tc.err != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
+					t.Fatalf("the seed over tables that disagree: %v; want %s…", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.MarkSeeded(names, seedAt)
+			if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 9999}, &out); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range out.msgs {
+				got = append(got, afterOf(string(m.Value)))
+			}
+			if want := `{"op":"u","before":{"sku_id":"A1","total":5},"after":{"sku_id":"A1","total":7}}`; len(got) != 1 || got[0] != want {
+				t.Errorf("the seed's messages %v; want %s", got, want)
+			}
+			// The decimal row, read again before the seed's position: the seed holds it.
+			if err := e.Row(t.Context(), &canal.RowChange{Op: canal.OpCreate, Table: b, After: []any{"A1", "2.50"}, Source: src(0)}, &out); err != nil || e.SeedsWanted() {
+				t.Errorf("the row before the seed again: %v, seeds wanted %v", err, e.SeedsWanted())
+			}
+		})
+	}
+}
