@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/pipeline"
 )
 
 const sumTypesRules = `
@@ -135,4 +136,42 @@ func sumTypeMessages(t *testing.T, e *env) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TestTableOfAnotherSumClassStopsTheStreamRetrying: a table created while the daemon runs,
+// which the rule's glob matches and whose summed column is of another class than the
+// other tables' (DECIMAL beside INT), stops the stream at its first row with an error
+// naming both tables, and the stop is one the daemon retries (not ready, its HTTP API
+// up), not one that ends it, at every retry; nothing of the mix is published.
+func TestTableOfAnotherSumClassStopsTheStreamRetrying(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_a (id INT PRIMARY KEY, sku_id VARCHAR(8), qty INT)", "INSERT INTO stock_a VALUES (1, 'A', 5)")
+	set := e.rules(`
+rules:
+  - name: total
+    match: {table: "DB.stock_*"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {qty: qty}
+    topic: TOPIC
+`)
+	id := testutil.ServerID()
+	r := e.start(set, id)
+	e.consume(1, 20*time.Second)
+	testutil.Exec(t, db, "CREATE TABLE stock_b (id INT PRIMARY KEY, sku_id VARCHAR(8), qty DECIMAL(10,2))", "INSERT INTO stock_b VALUES (2, 'A', 1.5)")
+	err := r.stopped(t, 30*time.Second)
+	if err == nil || !strings.Contains(err.Error(), e.db+".stock_b.qty is decimal") || !strings.Contains(err.Error(), e.db+".stock_a") {
+		t.Fatalf("the pipeline ended with %v; want an error naming %s.stock_b.qty as decimal against %s.stock_a", err, e.db, e.db)
+	}
+	if !pipeline.Retryable(err) {
+		t.Errorf("the stop is not retryable: %v; want the daemon to retry (not ready), not to exit", err)
+	}
+	// The retry meets it again, the same way.
+	if err := e.run(set, id).stopped(t, 30*time.Second); err == nil || !pipeline.Retryable(err) || !strings.Contains(err.Error(), e.db+".stock_b.qty is decimal") {
+		t.Errorf("the retry ended with %v; want the same retryable stop", err)
+	}
+	if got := e.consume(0, 3*time.Second); len(got) != 1 {
+		t.Errorf("%d messages; want the seed's one alone (nothing of the mix)", len(got))
+	}
 }
