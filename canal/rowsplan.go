@@ -15,7 +15,7 @@ import (
 // A rowsPlan decodes the row images of a table whose columns are all of the common types
 // (integers, FLOAT, DOUBLE, DECIMAL, CHAR, VARCHAR, TEXT, BLOB, ENUM, SET, DATE, DATETIME,
 // TIMESTAMP) straight into the values a Stream hands on: int64 or uint64, float64, string
-// (converted from its character set), []byte, decimal strings, labels, dates and RFC 3339 times.
+// (converted from its character set; MariaDB's UUID, INET4 and INET6 printed), []byte, decimal strings, labels, dates and RFC 3339 times.
 // go-mysql's decoder boxes an intermediate value per column (a time.Time, an int8) that
 // normalize then converts again; on the catch-up benchmark the two together were a fifth
 // of the CPU. Anything the plan does not cover exactly (another column type, JSON, a

@@ -500,6 +500,10 @@ func snapshotKind(dataType string, unsigned bool, charset string, isJSON bool) C
 		return KindEnum
 	case "set":
 		return KindSet
+	case "uuid", "inet4", "inet6":
+		// MariaDB's: SQL prints them, and the stream prints the binlog's bytes alike
+		// (mariadbTypeText).
+		return KindString
 	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
 		if isJSON {
 			return KindJSON

@@ -150,7 +150,8 @@ type tableState struct {
 	// column's bytes become the text SQL shows (nil: they are that text already).
 	enums, sets [][]string
 	text        []columnText
-	// binaryLen is n for a BINARY(n) column, whose trailing zero bytes the binlog drops.
+	// binaryLen is n for a BINARY(n) column, whose trailing zero bytes the binlog drops
+	// (and for MariaDB's UUID, INET4 and INET6, stored as one).
 	binaryLen []uint16
 	decimals  []uint8 // fractional second digits of DATETIME/TIMESTAMP columns
 	// uintBits is, for each unsigned integer column, its width (8, 16, 24, 32, 64): rows
@@ -755,7 +756,8 @@ func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, n
 // describe builds a Table from the table map event, with column names from the binlog's
 // own metadata when it carries them (binlog_row_metadata=FULL), else from the server. It
 // settles how each string column's bytes become the text a snapshot reads through SQL:
-// decoded from the column's character set. A column in a character set without a decoder
+// decoded from the column's character set, and, on MariaDB, UUID, INET4 and INET6 values
+// printed as the server prints them. A column in a character set without a decoder
 // refuses the table (ErrUnsupportedCharset): its rows are next.
 func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, schema, name string, st *tableState) (*Table, error) {
 	t := &Table{Schema: schema, Name: name, Columns: make([]Column, e.ColumnCount)}
@@ -842,6 +844,11 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 		if e.ColumnType[i] == mysql.MYSQL_TYPE_STRING && t.Columns[i].Kind == KindBytes {
 			if realType, n := stringMeta(e.ColumnMeta[i]); realType == mysql.MYSQL_TYPE_STRING {
 				st.binaryLen[i] = uint16(n)
+				// MariaDB's UUID, INET4 and INET6 are a BINARY(n) to the binlog; SQL
+				// prints them.
+				if typ, ok := mariadbTypeText[info.dataType[names[i]]]; ok && typ.size == n {
+					t.Columns[i].Kind, st.text[i] = KindString, typ.text
+				}
 			}
 		}
 	}

@@ -285,6 +285,95 @@ func decodeLabels(labels []string, text columnText) []string {
 	return out
 }
 
+// mariadbTypeText is, for MariaDB's UUID, INET4 and INET6 types (information_schema's
+// DATA_TYPE), the length the binlog stores their values in (a BINARY(n) to it) and how the
+// server prints them.
+var mariadbTypeText = map[string]struct {
+	size int
+	text columnText
+}{
+	"uuid":  {16, formatUUID},
+	"inet4": {4, formatInet4},
+	"inet6": {16, formatInet6},
+}
+
+// formatUUID prints a UUID as MariaDB does: "123e4567-e89b-12d3-a456-426655440000". The
+// binlog holds its 16 bytes in the printed order, whatever the version and variant, though
+// MariaDB reorders some of them for its indexes (TestMariaDBUUIDAndInetStreamAsTheServerPrintsThem
+// compares them with SELECT's output).
+func formatUUID(b []byte) string {
+	const hex = "0123456789abcdef"
+	var out [36]byte
+	n := 0
+	for i, c := range b[:16] {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[n] = '-'
+			n++
+		}
+		out[n], out[n+1] = hex[c>>4], hex[c&15]
+		n += 2
+	}
+	return string(out[:])
+}
+
+// formatInet4 prints an INET4 as dotted decimal, "192.0.2.1".
+func formatInet4(b []byte) string {
+	out := make([]byte, 0, 15)
+	for i, c := range b[:4] {
+		if i > 0 {
+			out = append(out, '.')
+		}
+		out = strconv.AppendUint(out, uint64(c), 10)
+	}
+	return string(out)
+}
+
+// formatInet6 prints an INET6 as MariaDB's Inet6::to_string does, which is not quite
+// RFC 5952 (nor Go's netip): the first longest run of zero groups is written "::" even
+// when it is a single group, and an address whose first six groups are zero ("::1.2.3.4",
+// IPv4-compatible) or whose first five are zero and sixth ffff ("::ffff:1.2.3.4",
+// IPv4-mapped) ends in dotted decimal, except when the run of zeros is longer ("::1").
+func formatInet6(b []byte) string {
+	var words [8]uint16
+	for i := range words {
+		words[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	gapPos, gapLen := -1, 0
+	for i := 0; i < len(words); {
+		if words[i] != 0 {
+			i++
+			continue
+		}
+		j := i
+		for j < len(words) && words[j] == 0 {
+			j++
+		}
+		if j-i > gapLen {
+			gapPos, gapLen = i, j-i
+		}
+		i = j
+	}
+	out := make([]byte, 0, 39)
+	for i := 0; i < len(words); i++ {
+		switch {
+		case i == gapPos:
+			if i == 0 {
+				out = append(out, ':')
+			}
+			out = append(out, ':')
+			i += gapLen - 1
+		case i == 6 && gapPos == 0 && (gapLen == 6 || gapLen == 5 && words[5] == 0xffff):
+			return string(out) + formatInet4(b[12:16])
+		default:
+			out = strconv.AppendUint(out, uint64(words[i]), 16)
+			if i != len(words)-1 {
+				out = append(out, ':')
+			}
+		}
+	}
+	return string(out)
+}
+
 // collationCharset names the character set of collation id, as the binlog's table maps
 // give collations: read from the server's information_schema once, then kept (MariaDB's
 // ids past 2047, such as utf8mb4_uca1400_ai_ci, are only in

@@ -107,6 +107,37 @@ func serverConversion(t *testing.T, db *sql.DB, charset string, codes [][]byte, 
 	return lines
 }
 
+// TestFormatInet6PrintsAsMariaDB: INET6 values print as MariaDB prints them (these
+// outputs are the server's): the first longest run of zero groups, even a single one, is
+// "::", and the IPv4-compatible and IPv4-mapped forms end in dotted decimal.
+func TestFormatInet6PrintsAsMariaDB(t *testing.T) {
+	for in, want := range map[string]string{
+		"00000000000000000000000000000000": "::",
+		"00000000000000000000000000000001": "::1",
+		"00000000000000000000000001020304": "::1.2.3.4",
+		"00000000000000000000ffff01020304": "::ffff:1.2.3.4",
+		"00010000000000000000000000000000": "1::",
+		"20010db8000000000001000000000001": "2001:db8::1:0:0:1",
+		"20010db8000000010001000100010001": "2001:db8::1:1:1:1:1",
+		"00000000000000000000000001020000": "::1.2.0.0",
+		"00000000000000000000ffff00000000": "::ffff:0.0.0.0",
+		"0000000000000000000000000000ffff": "::ffff",
+		"00000000000000000001ffff01020304": "::1:ffff:102:304",
+		"fe800000000000000202b3fffe1e8329": "fe80::202:b3ff:fe1e:8329",
+	} {
+		b, _ := hex.DecodeString(in)
+		if got := formatInet6(b); got != want {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+	if got := formatUUID([]byte{0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x55, 0x44, 0, 0}); got != "123e4567-e89b-12d3-a456-426655440000" {
+		t.Errorf("UUID %q", got)
+	}
+	if got := formatInet4([]byte{192, 0, 2, 255}); got != "192.0.2.255" {
+		t.Errorf("INET4 %q", got)
+	}
+}
+
 // TestCharsetDecodersDecodeTextAsEachCharacterAlone: a value mixing ASCII, characters
 // the server maps otherwise than x/text (and user-defined ones) and ordinary characters
 // decodes as its characters would one by one, which is what
