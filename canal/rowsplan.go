@@ -15,7 +15,7 @@ import (
 // A rowsPlan decodes the row images of a table whose columns are all of the common types
 // (integers, FLOAT, DOUBLE, DECIMAL, CHAR, VARCHAR, TEXT, BLOB, ENUM, SET, DATE, DATETIME,
 // TIMESTAMP) straight into the values a Stream hands on: int64 or uint64, float64, string
-// (latin1 converted), []byte, decimal strings, labels, dates and RFC 3339 times.
+// (converted from its character set; MariaDB's UUID, INET4 and INET6 printed), []byte, decimal strings, labels, dates and RFC 3339 times.
 // go-mysql's decoder boxes an intermediate value per column (a time.Time, an int8) that
 // normalize then converts again; on the catch-up benchmark the two together were a fifth
 // of the CPU. Anything the plan does not cover exactly (another column type, JSON, a
@@ -33,7 +33,7 @@ const (
 	opInt    planOp = iota + 1 // signed integer of width bytes
 	opUint                     // unsigned integer of width bytes
 	opString                   // CHAR, VARCHAR or TEXT: a length of width bytes, then the bytes
-	opLatin1                   // the same, latin1, converted to UTF-8
+	opText                     // the same, converted by the column's columnText
 	opBytes                    // the same, binary (BINARY, VARBINARY, BLOB)
 	opDecimal
 	opDateTime2
@@ -50,8 +50,9 @@ type planColumn struct {
 	width uint8 // bytes of a number, of a length, of an ENUM or a SET
 	// precision and scale of a DECIMAL; fractional second digits of a time.
 	precision, scale uint8
-	labels           []string // of an ENUM or a SET
-	binaryLen        uint16   // n of a BINARY(n): its value is padded back to n bytes
+	labels           []string   // of an ENUM or a SET
+	binaryLen        uint16     // n of a BINARY(n): its value is padded back to n bytes
+	text             columnText // of an opText column
 }
 
 // rowPlansEnabled switches the plans on (tests compare both paths); plannedEvents counts
@@ -122,12 +123,11 @@ func newRowsPlan(e *replication.TableMapEvent, t *Table, st *tableState) rowsPla
 			p.op, p.width = opUint, intBytes
 		case textBytes != 0 && col.Kind == KindString:
 			p.op, p.width = opString, textBytes
-			if st.latin1[i] {
-				p.op = opLatin1
+			if st.text[i] != nil {
+				p.op, p.binaryLen, p.text = opText, st.binaryLen[i], st.text[i]
 			}
 		case textBytes != 0 && col.Kind == KindBytes:
 			p.op, p.width, p.binaryLen = opBytes, textBytes, st.binaryLen[i]
-		// (st.latin1 is false for ENUM and SET: the binlog's charset map leaves them out.)
 		case realType == mysql.MYSQL_TYPE_ENUM && col.Kind == KindEnum && (packBytes == 1 || packBytes == 2):
 			p.op, p.width, p.labels = opEnum, uint8(packBytes), st.enums[i]
 		case realType == mysql.MYSQL_TYPE_SET && col.Kind == KindSet && packBytes >= 1 && packBytes <= 8:
@@ -303,7 +303,7 @@ func (c *planColumn) decode(data []byte) (any, int, error) {
 		}
 		shift := 64 - 8*w
 		return int64(u<<shift) >> shift, w, nil // sign-extended
-	case opString, opLatin1, opBytes:
+	case opString, opText, opBytes:
 		length, ok := littleEndian(data, w)
 		if !ok || length > uint64(len(data)-w) {
 			return nil, 0, errFallback
@@ -316,8 +316,8 @@ func (c *planColumn) decode(data []byte) (any, int, error) {
 				return padBinary(b, c.binaryLen), n, nil
 			}
 			return append([]byte{}, b...), n, nil
-		case opLatin1:
-			return latin1ToUTF8(string(b)), n, nil
+		case opText:
+			return c.text(padBinary(b, c.binaryLen)), n, nil
 		}
 		return string(b), n, nil
 	case opEnum, opSet:

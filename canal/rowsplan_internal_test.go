@@ -14,15 +14,18 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 )
 
+// latin1Text converts latin1 (Windows-1252) to UTF-8.
+var latin1Text = charsetDecoders["latin1"].decode
+
 // FuzzRowsPlanRejectsGarbage: whatever the bytes, decoding a row image with a plan of every
 // op returns a row or errFallback, never panics, and never claims more bytes than it had.
 func FuzzRowsPlanRejectsGarbage(f *testing.F) {
 	plan := rowsPlan{
 		{op: opInt, width: 1}, {op: opUint, width: 3}, {op: opInt, width: 8},
-		{op: opString, width: 1}, {op: opLatin1, width: 2}, {op: opBytes, width: 1},
+		{op: opString, width: 1}, {op: opText, width: 2, text: latin1Text}, {op: opBytes, width: 1},
 		{op: opDecimal, precision: 24, scale: 10}, {op: opDecimal, precision: 9, scale: 9},
 		{op: opDateTime2, scale: 3}, {op: opTimestamp2, scale: 6},
-		{op: opString, width: 4}, {op: opBytes, width: 3}, {op: opLatin1, width: 1},
+		{op: opString, width: 4}, {op: opBytes, width: 3}, {op: opText, width: 1, text: latin1Text, binaryLen: 4},
 		{op: opDate, width: 3}, {op: opFloat, width: 4}, {op: opDouble, width: 8},
 		{op: opEnum, width: 2, labels: []string{"a", "b"}}, {op: opSet, width: 8, labels: []string{"a", "b"}},
 	}
@@ -141,7 +144,7 @@ func TestJSONIsNotPlanned(t *testing.T) {
 		return &replication.TableMapEvent{ColumnCount: 2, ColumnType: []byte{mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_BLOB},
 			ColumnMeta: []uint16{0, 4}, DefaultCharset: []uint64{collation}}
 	}
-	st := &tableState{latin1: make([]bool, 2), enums: make([][]string, 2), sets: make([][]string, 2)}
+	st := &tableState{text: make([]columnText, 2), enums: make([][]string, 2), sets: make([][]string, 2)}
 	for _, c := range []struct {
 		name      string
 		e         *replication.TableMapEvent
@@ -265,7 +268,7 @@ func benchmarkRowsEvent(b *testing.B, rows int) (*replication.RowsEvent, []byte,
 		t.Columns[i] = Column{Name: fmt.Sprint("c", i), Kind: k}
 	}
 	n := len(kinds)
-	st := &tableState{table: t, matched: true, enums: make([][]string, n), sets: make([][]string, n), latin1: make([]bool, n),
+	st := &tableState{table: t, matched: true, enums: make([][]string, n), sets: make([][]string, n), text: make([]columnText, n),
 		decimals: make([]uint8, n), uintBits: make([]uint8, n), binaryLen: make([]uint16, n), colCount: n}
 	if st.plan = newRowsPlan(e.Table, t, st); st.plan == nil {
 		b.Fatal("no plan for the table")

@@ -74,6 +74,10 @@ type Server struct {
 	// foundInHistory is, by binlog file, the position of it that Retention found in the
 	// server's history (checkGTIDsAt).
 	foundInHistory map[string]Position
+
+	collationsMu sync.Mutex
+	// collations is the character set of each collation id, read once (collationCharset).
+	collations map[uint64]string
 }
 
 // OpenDB returns a handle on src, database db ("" for none), with TLS when src has it.
@@ -344,33 +348,48 @@ func (s *Server) BinlogFileSizes(ctx context.Context) ([]BinlogFile, error) {
 	return files, rows.Err()
 }
 
-// tableColumns reads a table's current columns from information_schema, for servers
-// whose binlog does not carry column names, and the names of JSON columns (MariaDB
-// stores JSON as LONGTEXT with a json_valid check, which the binlog cannot show).
-func (s *Server) tableColumns(ctx context.Context, schema, table string) (names []string, unsigned map[string]bool, jsonCols map[string]bool, pk []string, err error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS
+// tableInfo is what information_schema says of a table's columns.
+type tableInfo struct {
+	names []string // in the table's order
+	// By column name: unsigned integers, JSON columns, DATA_TYPE (lower case) and
+	// CHARACTER_SET_NAME ("" for a column that has none).
+	unsigned, json    map[string]bool
+	dataType, charset map[string]string
+	pk                []string
+}
+
+// tableColumns reads a table's current columns from information_schema: their names for
+// servers whose binlog does not carry them, the names of JSON columns (MariaDB stores
+// JSON as LONGTEXT with a json_valid check, which the binlog cannot show), and the types
+// and character sets the binlog does not say (MariaDB's UUID, INET4 and INET6 are a
+// BINARY(n) to it; a binlog without full row metadata has no collations).
+func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableInfo, error) {
+	rows, err := s.DB.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, COLUMN_KEY, CHARACTER_SET_NAME FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, schema, table)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
+		return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 	}
 	defer rows.Close()
-	unsigned, jsonCols = map[string]bool{}, map[string]bool{}
+	info := tableInfo{unsigned: map[string]bool{}, json: map[string]bool{}, dataType: map[string]string{}, charset: map[string]string{}}
 	for rows.Next() {
 		var name, colType, dataType, key string
-		if err := rows.Scan(&name, &colType, &dataType, &key); err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
+		var charset sql.NullString
+		if err := rows.Scan(&name, &colType, &dataType, &key, &charset); err != nil {
+			return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 		}
-		names = append(names, name)
-		unsigned[name] = strings.Contains(colType, "unsigned")
+		dataType = strings.ToLower(dataType)
+		info.names = append(info.names, name)
+		info.unsigned[name] = strings.Contains(colType, "unsigned")
+		info.dataType[name], info.charset[name] = dataType, charset.String
 		if dataType == "json" {
-			jsonCols[name] = true
+			info.json[name] = true
 		}
 		if key == "PRI" {
-			pk = append(pk, name)
+			info.pk = append(info.pk, name)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
+		return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 	}
 	rows.Close()
 	if s.Flavor == "mariadb" {
@@ -381,16 +400,16 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (names 
 			for crow.Next() {
 				var clause string
 				if crow.Scan(&clause) == nil {
-					for _, n := range names {
+					for _, n := range info.names {
 						if strings.EqualFold(clause, "json_valid(`"+n+"`)") {
-							jsonCols[n] = true
+							info.json[n] = true
 						}
 					}
 				}
 			}
 		}
 	}
-	return names, unsigned, jsonCols, pk, nil
+	return info, nil
 }
 
 // UnreadableTables names the tables of globs (schema.table patterns, as rules write them)

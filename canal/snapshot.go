@@ -401,7 +401,7 @@ func (s *Server) snapshotShape(ctx context.Context, schema, name string) (*snaps
 	}
 	st.estimate, st.engine = estimate.Int64, engine.String
 
-	_, _, jsonCols, _, err := s.tableColumns(ctx, schema, name)
+	info, err := s.tableColumns(ctx, schema, name)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +422,7 @@ func (s *Server) snapshotShape(ctx context.Context, schema, name string) (*snaps
 		}
 		c.dataType = strings.ToLower(c.dataType)
 		c.decimals = int(dtPrec.Int64)
-		c.kind = snapshotKind(c.dataType, strings.Contains(strings.ToLower(colType), "unsigned"), charset.String, jsonCols[c.name])
+		c.kind = snapshotKind(c.dataType, strings.Contains(strings.ToLower(colType), "unsigned"), charset.String, info.json[c.name])
 		switch c.kind {
 		case KindDecimal:
 			c.keyCast = fmt.Sprintf("CAST(? AS DECIMAL(%d,%d))", numPrec.Int64, numScale.Int64)
@@ -500,6 +500,10 @@ func snapshotKind(dataType string, unsigned bool, charset string, isJSON bool) C
 		return KindEnum
 	case "set":
 		return KindSet
+	case "uuid", "inet4", "inet6":
+		// MariaDB's: SQL prints them, and the stream prints the binlog's bytes alike
+		// (mariadbTypeText).
+		return KindString
 	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
 		if isJSON {
 			return KindJSON

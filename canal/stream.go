@@ -14,7 +14,6 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	"go.uber.org/zap"
-	"golang.org/x/text/encoding/charmap"
 )
 
 // TableFilter says which tables' row changes a stream hands on; the rest are skipped
@@ -147,11 +146,12 @@ type tableState struct {
 	table   *Table
 	matched bool
 	filter  *filterBox
-	// Per column: the labels of ENUM and SET columns, and whether a string column is
-	// stored as latin1 (converted to UTF-8).
+	// Per column: the labels of ENUM and SET columns (in UTF-8), and how a string
+	// column's bytes become the text SQL shows (nil: they are that text already).
 	enums, sets [][]string
-	latin1      []bool
-	// binaryLen is n for a BINARY(n) column, whose trailing zero bytes the binlog drops.
+	text        []columnText
+	// binaryLen is n for a BINARY(n) column, whose trailing zero bytes the binlog drops
+	// (and for MariaDB's UUID, INET4 and INET6, stored as one).
 	binaryLen []uint16
 	decimals  []uint8 // fractional second digits of DATETIME/TIMESTAMP columns
 	// uintBits is, for each unsigned integer column, its width (8, 16, 24, 32, 64): rows
@@ -833,31 +833,56 @@ func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, n
 }
 
 // describe builds a Table from the table map event, with column names from the binlog's
-// own metadata when it carries them (binlog_row_metadata=FULL), else from the server.
+// own metadata when it carries them (binlog_row_metadata=FULL), else from the server. It
+// settles how each string column's bytes become the text a snapshot reads through SQL:
+// decoded from the column's character set, and, on MariaDB, UUID, INET4 and INET6 values
+// printed as the server prints them. A column in a character set without a decoder
+// refuses the table (ErrUnsupportedCharset): its rows are next.
 func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, schema, name string, st *tableState) (*Table, error) {
 	t := &Table{Schema: schema, Name: name, Columns: make([]Column, e.ColumnCount)}
 	names := e.ColumnNameString()
 	unsigned := e.UnsignedMap()
-	var infoNames []string
-	var infoUnsigned, jsonCols map[string]bool
-	var infoPK []string
+	var info tableInfo
 	if len(names) == 0 || r.s.server.Flavor == "mariadb" {
 		var err error
-		infoNames, infoUnsigned, jsonCols, infoPK, err = r.s.server.tableColumns(ctx, schema, name)
-		if err != nil {
+		if info, err = r.s.server.tableColumns(ctx, schema, name); err != nil {
 			return nil, err
 		}
 	}
 	if len(names) == 0 {
-		if len(infoNames) != int(e.ColumnCount) {
+		if len(info.names) != int(e.ColumnCount) {
 			return nil, fmt.Errorf("cannot map the columns of %s.%s: the binlog has %d columns and the table now has %d; "+
-				"set binlog_row_metadata=FULL on the server so the binlog carries column names", schema, name, e.ColumnCount, len(infoNames))
+				"set binlog_row_metadata=FULL on the server so the binlog carries column names", schema, name, e.ColumnCount, len(info.names))
 		}
-		names = infoNames
+		names = info.names
 		unsigned = map[int]bool{}
 		for i, n := range names {
-			unsigned[i] = infoUnsigned[n]
+			unsigned[i] = info.unsigned[n]
 		}
+	}
+	// textOf is how column i's values (of a collation the binlog names, or else of the
+	// character set information_schema names) become UTF-8.
+	textOf := func(i int, collations map[int]uint64) (columnText, error) {
+		charset := info.charset[names[i]]
+		if c, ok := collations[i]; ok {
+			cs, known, err := r.s.server.collationCharset(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			if !known {
+				return nil, fmt.Errorf("%w: column %s of %s.%s has collation id %d, which the server does not list (information_schema.COLLATIONS), in the transaction after %s",
+					ErrUnsupportedCharset, names[i], schema, name, c, r.lastCommit())
+			}
+			charset = cs
+		}
+		text, ok := charsetText(charset)
+		if !ok {
+			return nil, fmt.Errorf("%w: column %s of %s.%s is in character set %s, in the transaction after %s. The binlog holds its text as stored, and stocksync "+
+				"converts only the character sets docs/topics.md (Values) lists, so nothing after it is published. Take the table out of the rules, or convert the column "+
+				"(ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4) and go on from the server's current position, re-seeding the rules (docs/operations.md, Character sets)",
+				ErrUnsupportedCharset, names[i], schema, name, charset, r.lastCommit())
+		}
+		return text, nil
 	}
 	collations := e.CollationMap()
 	st.decimals = make([]uint8, e.ColumnCount)
@@ -866,28 +891,43 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 			st.decimals[i] = uint8(e.ColumnMeta[i])
 		}
 	}
+	// The binlog carries ENUM and SET labels in the column's character set: they are
+	// converted once, here, as a snapshot reading them through SQL would see them.
 	st.enums, st.sets = perColumn(e.EnumStrValueMap(), e.ColumnCount), perColumn(e.SetStrValueMap(), e.ColumnCount)
-	// The binlog carries ENUM and SET labels in the column's character set: latin1 labels
-	// are converted once, here, as a snapshot reading them through SQL would see them.
-	for i, c := range e.EnumSetCollationMap() {
-		if latin1Collations[c] && i >= 0 && i < len(st.enums) {
-			st.enums[i], st.sets[i] = latin1Labels(st.enums[i]), latin1Labels(st.sets[i])
+	labelCollations := e.EnumSetCollationMap()
+	for i := range st.enums {
+		if st.enums[i] == nil && st.sets[i] == nil {
+			continue
 		}
+		text, err := textOf(i, labelCollations)
+		if err != nil {
+			return nil, err
+		}
+		st.enums[i], st.sets[i] = decodeLabels(st.enums[i], text), decodeLabels(st.sets[i], text)
 	}
-	st.latin1 = make([]bool, e.ColumnCount)
+	st.text = make([]columnText, e.ColumnCount)
 	st.binaryLen = make([]uint16, e.ColumnCount)
 	st.uintBits = make([]uint8, e.ColumnCount)
 	for i := range t.Columns {
-		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, jsonCols[names[i]])}
-		if t.Columns[i].Kind == KindUint {
+		t.Columns[i] = Column{Name: names[i], Kind: columnKind(e, i, unsigned[i], collations, info.json[names[i]])}
+		switch t.Columns[i].Kind {
+		case KindUint:
 			st.uintBits[i] = integerBits[e.ColumnType[i]]
-		}
-		if c, ok := collations[i]; ok && latin1Collations[c] && t.Columns[i].Kind != KindBytes {
-			st.latin1[i] = true
+		case KindString:
+			text, err := textOf(i, collations)
+			if err != nil {
+				return nil, err
+			}
+			st.text[i] = text
 		}
 		if e.ColumnType[i] == mysql.MYSQL_TYPE_STRING && t.Columns[i].Kind == KindBytes {
 			if realType, n := stringMeta(e.ColumnMeta[i]); realType == mysql.MYSQL_TYPE_STRING {
 				st.binaryLen[i] = uint16(n)
+				// MariaDB's UUID, INET4 and INET6 are a BINARY(n) to the binlog; SQL
+				// prints them.
+				if typ, ok := mariadbTypeText[info.dataType[names[i]]]; ok && typ.size == n {
+					t.Columns[i].Kind, st.text[i] = KindString, typ.text
+				}
 			}
 		}
 	}
@@ -896,7 +936,7 @@ func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, sch
 			t.PrimaryKey = append(t.PrimaryKey, int(k))
 		}
 	} else {
-		for _, n := range infoPK {
+		for _, n := range info.pk {
 			if i := t.ColumnIndex(n); i >= 0 {
 				t.PrimaryKey = append(t.PrimaryKey, i)
 			}
@@ -917,9 +957,6 @@ func perColumn(labels map[int][]string, columns uint64) [][]string {
 	}
 	return out
 }
-
-// latin1Collations are MySQL's latin1 collations; latin1 there is Windows-1252.
-var latin1Collations = map[uint64]bool{5: true, 8: true, 15: true, 31: true, 47: true, 48: true, 49: true, 94: true}
 
 func columnKind(e *replication.TableMapEvent, i int, unsigned bool, collations map[int]uint64, isJSON bool) ColumnKind {
 	if e.IsEnumColumn(i) {
@@ -1088,10 +1125,11 @@ func (st *tableState) normalize(row []any) error {
 			row[i] = asUnsigned(v, bits)
 			continue
 		}
-		row[i] = normalizeValue(v, cols[i].Kind, st.enums[i], st.sets[i])
-		if st.latin1[i] {
-			row[i] = latin1ToUTF8(row[i])
+		if text := st.text[i]; text != nil {
+			row[i] = text(padBinary(asBytes(v), st.binaryLen[i]))
+			continue
 		}
+		row[i] = normalizeValue(v, cols[i].Kind, st.enums[i], st.sets[i])
 		if n := st.binaryLen[i]; n != 0 {
 			if b, ok := row[i].([]byte); ok {
 				row[i] = padBinary(b, n)
@@ -1186,35 +1224,6 @@ func padBinary(b []byte, n uint16) []byte {
 	out := make([]byte, n)
 	copy(out, b)
 	return out
-}
-
-// latin1Labels converts ENUM or SET labels stored as latin1 to UTF-8.
-func latin1Labels(labels []string) []string {
-	if labels == nil {
-		return nil
-	}
-	out := make([]string, len(labels))
-	for i, l := range labels {
-		out[i] = latin1ToUTF8(l).(string)
-	}
-	return out
-}
-
-func latin1ToUTF8(v any) any {
-	s, ok := v.(string)
-	if !ok {
-		return v
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			out, err := charmap.Windows1252.NewDecoder().String(s)
-			if err != nil {
-				return v
-			}
-			return out
-		}
-	}
-	return v // ASCII is the same in both: keep the value as it is, no new allocation
 }
 
 func normalizeValue(v any, kind ColumnKind, enumLabels, setLabels []string) any {

@@ -384,6 +384,26 @@ func TestStreamStopsAtAPartialRowImageAfterSetGlobal(t *testing.T) {
 	}
 }
 
+// TestStreamRefusesACharacterSetItCannotDecode: a matched table with a column in a
+// character set the stream has no decoder for (dec8 here) stops the stream at its rows
+// with ErrUnsupportedCharset naming the table, the column and the set, rather than hand
+// its bytes on as text; the rows before it are handed on.
+func TestStreamRefusesACharacterSetItCannotDecode(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE ok (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET gbk)",
+		"CREATE TABLE legacy (id INT PRIMARY KEY, name VARCHAR(10), label VARCHAR(10) CHARACTER SET dec8)")
+	from := s.position()
+	f := s.follow(from)
+	testutil.Exec(t, s.db, "INSERT INTO ok VALUES (1, '库存')", "INSERT INTO legacy VALUES (1, 'a', 'b')")
+	<-f.stopped
+	if !errors.Is(f.err, canal.ErrUnsupportedCharset) || !strings.Contains(f.err.Error(), "column label of "+s.name+".legacy is in character set dec8") {
+		t.Fatalf("the stream ended with %v; want ErrUnsupportedCharset naming column label of %s.legacy and dec8", f.err, s.name)
+	}
+	if len(f.rec.rows) != 1 || f.rec.rows[0].After[1] != "库存" {
+		t.Errorf("handed on %d rows before the refused table, want the one of ok", len(f.rec.rows))
+	}
+}
+
 // TestStreamLogsDDLWithoutPasswords: at debug level the stream logs each DDL statement
 // the binlog holds; the account statements a DBA runs appear with their passwords, and the
 // hash MariaDB writes for SET PASSWORD, as '<redacted>', the statement's shape kept.

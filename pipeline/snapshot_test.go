@@ -661,3 +661,37 @@ func TestMovedCheckpointRetractsVanishedGroups(t *testing.T) {
 		t.Errorf("after the moved checkpoint's start:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestGroupByMariaDBUUIDIsOneGroupSeededAndStreamed: an aggregate rule grouped by a
+// MariaDB UUID column is seeded from the table (SQL prints the UUID), then follows the
+// binlog (which holds its 16 bytes). A change to the seeded group updates it under the key
+// the seed published, instead of starting a second group under the bytes' base64.
+func TestGroupByMariaDBUUIDIsOneGroupSeededAndStreamed(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE shard (id INT PRIMARY KEY, wh UUID NOT NULL, qty INT NOT NULL)",
+		"INSERT INTO shard VALUES (1, '123e4567-e89b-12d3-a456-426655440000', 5)")
+	e.start(e.rules(`
+rules:
+  - name: wh-stock
+    match: {table: "DB.shard"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: TOPIC
+`), testutil.ServerID())
+	e.exec("UPDATE shard SET qty = 4 WHERE id = 1",
+		"INSERT INTO shard VALUES (2, '123e4567-e89b-12d3-a456-426655440000', 10)")
+	const wh = "wh=123e4567-e89b-12d3-a456-426655440000,"
+	want := []string{
+		`shard c {"wh":"123e4567-e89b-12d3-a456-426655440000"} ->qty=5,` + wh,
+		`shard u {"wh":"123e4567-e89b-12d3-a456-426655440000"} qty=5,` + wh + `>qty=4,` + wh,
+		`shard u {"wh":"123e4567-e89b-12d3-a456-426655440000"} qty=4,` + wh + `>qty=14,` + wh,
+	}
+	var got []string
+	for _, r := range e.consume(len(want), 20*time.Second) {
+		got = append(got, summary(t, r))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("published:\n%s\nwant the seed's group updated twice under its key:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
