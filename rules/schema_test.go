@@ -51,6 +51,7 @@ func TestRulesSchemaAgreesWithValidate(t *testing.T) {
 		{"a key template with text around", row + "    key: \"sku {sku_id} in {warehouse}\"\n", true},
 		{"a key template as a list of one", row + "    key: [\"{sku_id}:{warehouse}\"]\n", true},
 		{"a key list of a template and a name", row + "    key: [\"{sku_id}:{warehouse}\", sku_id]\n", false},
+		{"an alias and a merge key", "rules:\n  - &r\n    name: a\n    match: {table: &t shop.stock}\n    topic: a\n  - <<: *r\n    name: b\n    match: {table: *t, ops: [insert]}\n", true},
 		{"emit unknown", strings.Replace(agg, "aggregate", "sometimes", 1), false},
 		{"format unknown", row + "    format: avro\n", false},
 		{"ops unknown", strings.Replace(row, "{table: shop.stock}", "{table: shop.stock, ops: [upsert]}", 1), false},

@@ -164,7 +164,10 @@ func Parse(file string, data []byte) (*File, error) {
 		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
 	}
 	p.oneDocument(dec, data, doc.Line)
-	root := doc.Content[0]
+	root, aliasErrs := expandAliases(doc.Content[0])
+	for _, e := range aliasErrs {
+		p.errorf(e.at, "%s", e.msg)
+	}
 	if !p.expectKind(root, yaml.MappingNode, "the file", "a mapping with a rules list") {
 		return f, p.errs
 	}

@@ -138,3 +138,70 @@ func TestParseRulesFileOfOneDocumentIndentedWithSpaces(t *testing.T) {
 		}
 	}
 }
+
+// TestParseExpandsAliasesAndMergeKeys: YAML's aliases (*a) and merge keys (<<: *base),
+// the way to write alike rules once, read as the values they name; a key the mapping
+// writes itself wins over a merged one; a problem in a value used through an alias is
+// reported where the value is written, once for each rule that uses it.
+func TestParseExpandsAliasesAndMergeKeys(t *testing.T) {
+	f, err := Parse("r.yaml", []byte(`rules:
+  - &base
+    name: a
+    match: {table: &t "inventory.sellable_shard"}
+    topic: t.a
+    key: [sku_id]
+  - name: b
+    match: {table: *t}
+    topic: t.b
+  - <<: *base
+    name: c
+    topic: t.c
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Rules) != 3 {
+		t.Fatalf("%d rules", len(f.Rules))
+	}
+	b, c := f.Rules[1], f.Rules[2]
+	if len(b.Tables) != 1 || b.Tables[0].Value != "inventory.sellable_shard" || b.Tables[0].Pos != (Pos{4, 20}) {
+		t.Errorf("rule b's table through an alias: %+v", b.Tables)
+	}
+	if c.Name.Value != "c" || c.Topic.Value != "t.c" || len(c.Tables) != 1 || c.Tables[0].Value != "inventory.sellable_shard" ||
+		len(c.Key) != 1 || c.Key[0].Value != "sku_id" || c.Key[0].Pos != (Pos{6, 11}) {
+		t.Errorf("rule c merged from a: name %q topic %q tables %+v key %+v", c.Name.Value, c.Topic.Value, c.Tables, c.Key)
+	}
+
+	_, err = Parse("r.yaml", []byte(`rules:
+  - &base
+    name: a
+    match: {table: "shop stock"}
+    topic: t
+  - <<: *base
+    name: b
+`))
+	want := `r.yaml:4:20: rule "a": match.table: "shop stock" must be schema.table (globs allowed, e.g. shop.stock_*)
+r.yaml:4:20: rule "b": match.table: "shop stock" must be schema.table (globs allowed, e.g. shop.stock_*)`
+	if err == nil || err.Error() != want {
+		t.Errorf("a mistake in an anchored value: got\n%v\nwant\n%s", err, want)
+	}
+}
+
+// TestParseRefusesAliasesThatCannotBeExpanded: an alias inside its own anchor's value,
+// and aliases of aliases that would bring in more nodes than any rules file needs (the
+// "billion laughs"), are refused at their place rather than expanded for ever.
+func TestParseRefusesAliasesThatCannotBeExpanded(t *testing.T) {
+	laughs := "rules:\n  - name: a\n    match: {table: shop.stock}\n    topic: t\n    x0: &x0 [a, a, a, a, a, a, a, a, a, a]\n"
+	for i := 1; i <= 9; i++ {
+		laughs += fmt.Sprintf("    x%d: &x%d [*x%[3]d, *x%[3]d, *x%[3]d, *x%[3]d, *x%[3]d, *x%[3]d, *x%[3]d, *x%[3]d, *x%[3]d, *x%[3]d]\n", i, i, i-1)
+	}
+	for _, tc := range []struct{ name, src, want string }{
+		{"an alias inside its anchor", "rules: &r [*r]\n", "r.yaml:1:12: alias *r is inside the value of its own anchor &r"},
+		{"a billion laughs", laughs, "aliases bring in more than 100000 YAML nodes"},
+	} {
+		_, err := Parse("r.yaml", []byte(tc.src))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %s", tc.name, err, tc.want)
+		}
+	}
+}
