@@ -261,6 +261,7 @@ func (p *printer) Emit(_ context.Context, m sinks.Message) error {
 func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serverID uint32, txns [][]*canal.RowChange) error {
 	e := rules.NewEngine(set, serverID)
 	e.SetLogger(evalFailureLog(stderr))
+	e.LogEveryFailure()
 	p := &printer{w: w}
 	rows := map[string]bool{} // the rows the changes so far left in place (rowIdentity)
 	for ti, changes := range txns {

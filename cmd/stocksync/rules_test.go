@@ -54,6 +54,28 @@ func TestRulesTestShowsRunTimeFailures(t *testing.T) {
 	}
 }
 
+// TestRulesTestPrintsEveryRunTimeFailure: `rules test` prints each failure on stderr, as
+// its error says ("each is on stderr"), past the first 100 that the daemon logs.
+func TestRulesTestPrintsEveryRunTimeFailure(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, `rules:
+  - name: f
+    match: {table: shop.stock}
+    fields: {sku: sku_id, big: "row.qty > 1"}
+    topic: t
+`)
+	var changes []string
+	for i := range 150 {
+		changes = append(changes, fmt.Sprintf(`{"schema":"shop","table":"stock","op":"insert","after":{"sku_id":"A%d","qty":null}}`, i))
+	}
+	writeFile(t, events, "["+strings.Join(changes, ",\n")+"]")
+	_, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
+	if n := strings.Count(stderr, "rule expression failed"); n != 150 || err == nil || !strings.Contains(err.Error(), "150 rule evaluations failed at run time (f: 150): each is on stderr") {
+		t.Errorf("%d failures printed on stderr, want 150; the command says: %v", n, err)
+	}
+}
+
 // TestRulesTestTransactions: an events file that is a list of lists runs each list as
 // one transaction, the state carried over; an update of a row no earlier change gave is
 // flagged; a list mixing changes and lists is refused.
