@@ -76,6 +76,70 @@ func TestRulesTestPrintsEveryRunTimeFailure(t *testing.T) {
 	}
 }
 
+const flagAndTotalRules = `rules:
+  - name: product-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+  - name: search-in-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: search.availability
+`
+
+// TestRulesTestGuessesAColumnsKindOverTheWholeFile: without "columns", a column's kind is
+// guessed from every value the file gives it, not change by change: a stock column
+// written 5 in the read and 4.5 in the update is a float in both, where guessing each
+// change alone took the update for a change of the column's type (an ALTER TABLE), whose
+// seed rules test never runs, and printed a d and the flag false. A null says nothing:
+// null then 3 is an int column.
+func TestRulesTestGuessesAColumnsKindOverTheWholeFile(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, flagAndTotalRules)
+	writeFile(t, events, `[[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":5}},
+  {"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":1,"qty":null}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"update","before":{"sku_id":"A1","shard":0,"qty":5},"after":{"sku_id":"A1","shard":0,"qty":4.5}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"update","before":{"sku_id":"A1","shard":1,"qty":null},"after":{"sku_id":"A1","shard":1,"qty":3}}]]`)
+	stdout, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
+	if err != nil {
+		t.Fatalf("rules test: %v\n%s", err, stderr)
+	}
+	txns := parseRulesTestOutput(t, stdout)
+	if len(txns) != 3 || len(txns[1].messages) != 1 || len(txns[2].messages) != 1 ||
+		shownPart(txns[1].messages[0].value) != `{"op":"u","before":{"sku_id":"A1","sellable":5},"after":{"sku_id":"A1","sellable":4.5}}` ||
+		shownPart(txns[2].messages[0].value) != `{"op":"u","before":{"sku_id":"A1","sellable":4.5},"after":{"sku_id":"A1","sellable":7.5}}` {
+		t.Errorf("rules test over 5, then 4.5, then null to 3:\n%s", stdout)
+	}
+}
+
+// TestRulesTestSaysWhichKindsItGuessed: a column null in every change is guessed a string
+// for want of a value; summed, the error that it is no number says it was guessed, and
+// to give "columns". A column holding a number in one change and a string in another is
+// refused, naming both changes.
+func TestRulesTestSaysWhichKindsItGuessed(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, flagAndTotalRules)
+	for _, tc := range []struct{ events, want string }{
+		{`[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":null}}]`,
+			`without "columns", the kinds of inventory.sellable_shard's columns were guessed from the events' values: qty string (null in every change), shard int, sku_id string; give its changes "columns" with each column's kind`},
+		{`[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":"3"}},
+  {"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":1,"qty":3}}]`,
+			`change 2: column qty of inventory.sellable_shard is a number here and a string in change 1, so its kind cannot be guessed: give the changes of inventory.sellable_shard "columns"`},
+	} {
+		writeFile(t, events, tc.events)
+		if _, _, err := runRulesCLI(t, "test", rulesFile, "--event", events); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want …%s…", tc.events, err, tc.want)
+		}
+	}
+}
+
 // TestRulesTestTransactions: an events file that is a list of lists runs each list as
 // one transaction, the state carried over; an update of a row no earlier change gave is
 // flagged; a list mixing changes and lists is refused.
