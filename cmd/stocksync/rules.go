@@ -792,7 +792,7 @@ func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, 
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 	defer cancel()
-	tables, problems, err := rulesOnSource(ctx, src, set, true)
+	tables, problems, err := rulesOnSource(ctx, src, cfg.Checkpoint.Table, set, true)
 	var reserved rules.Errors
 	if errors.As(set.CheckReservedTopics(reservedTopics(cfg)), &reserved) {
 		for _, e := range reserved {
@@ -805,9 +805,10 @@ func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, 
 // rulesOnSource checks set against the live source src: the columns its rules name
 // (rules.Set.CheckColumns), that source.user may read the tables they match, and when
 // strict that every glob matches a table (rules.Set.CheckTables: not at serve, where a
-// table may come later). It returns the source's tables (system schemas left out) and the
-// problems.
-func rulesOnSource(ctx context.Context, src canal.Config, set *rules.Set, strict bool) ([]rules.TableInfo, []error, error) {
+// table may come later). It returns the source's tables and the problems. System schemas
+// and the tables of checkpointTable (canal.CheckpointTables) are left out: the daemon
+// never reads their changes, whatever a rule's globs match.
+func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string, set *rules.Set, strict bool) ([]rules.TableInfo, []error, error) {
 	db, err := src.OpenDB("")
 	if err != nil {
 		return nil, nil, err
@@ -817,6 +818,8 @@ func rulesOnSource(ctx context.Context, src canal.Config, set *rules.Set, strict
 	if err != nil {
 		return nil, nil, err
 	}
+	own := canal.CheckpointTables(checkpointTable)
+	tables = slices.DeleteFunc(tables, func(t rules.TableInfo) bool { return slices.Contains(own, t.Schema+"."+t.Name) })
 	check := set.CheckColumns
 	if strict {
 		check = set.CheckTables

@@ -715,7 +715,7 @@ var errRulesMisfit = errors.New("the rules do not fit the source's tables")
 func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, problems, err := rulesOnSource(ctx, d.source, set, false)
+	_, problems, err := rulesOnSource(ctx, d.source, d.cfg.Checkpoint.Table, set, false)
 	if err != nil {
 		return fmt.Errorf("checking the rules against the source's tables: %w", err)
 	}
