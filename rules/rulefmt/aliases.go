@@ -40,8 +40,8 @@ type aliasExpander struct {
 // expandAliases returns n with every alias replaced by (a copy of) the node it names and
 // every merge key by the keys it merges, and the problems met: an alias inside its own
 // anchor's value, a merge key whose value is not a mapping or a list of them, aliases
-// bringing in more than maxAliasNodes nodes. Nodes without aliases are returned as they
-// are; n itself is not changed.
+// bringing in more than maxAliasNodes nodes. Mappings and lists are copied, scalars
+// shared; n itself is not changed.
 func expandAliases(n *yaml.Node) (*yaml.Node, []aliasError) {
 	x := &aliasExpander{inside: map[*yaml.Node]bool{}}
 	out := x.node(n, false)
