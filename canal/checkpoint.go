@@ -43,7 +43,13 @@ func OpenCheckpointStore(db *sql.DB, table, name string) (*CheckpointStore, erro
 }
 
 // Tables are the store's two tables as schema.table, unquoted: what its saves write.
-func (c *CheckpointStore) Tables() []string { return []string{c.given, c.given + "_state"} }
+func (c *CheckpointStore) Tables() []string { return CheckpointTables(c.given) }
+
+// CheckpointTables are the tables a store in checkpoint.table table (schema.table) keeps,
+// as schema.table: table itself and its TABLE_state companion. They are stocksync's own:
+// no rule reads their changes, whatever its globs, and no check of the rules against the
+// source's tables looks at them.
+func CheckpointTables(table string) []string { return []string{table, table + "_state"} }
 
 // NewCheckpointStore opens the store (OpenCheckpointStore) and creates its schema and
 // tables if missing (CreateTables). table is schema.table.

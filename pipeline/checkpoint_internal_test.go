@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
 )
 
@@ -199,6 +200,21 @@ func TestKafkaCheckpointsLostWhileStopped(t *testing.T) {
 	for _, want := range []string{"was at or after " + pos.String(), "DELETE FROM meta.checkpoint WHERE name = 'cp/exactly-once'"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q\ndoes not say %q", err, want)
+		}
+	}
+}
+
+// TestTableFilterNeverMatchesTheCheckpointTables: the stream skips checkpoint.table and
+// its _state table whatever the rules' globs match, and only them.
+func TestTableFilterNeverMatchesTheCheckpointTables(t *testing.T) {
+	set, err := rules.Parse("rules.yaml", []byte("rules:\n  - name: all\n    match: {table: \"stocksync.*\"}\n    topic: t\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := (&Pipeline{opts: Options{CheckpointTable: "stocksync.checkpoint"}}).filterFor(set)
+	for table, want := range map[string]bool{"checkpoint": false, "checkpoint_state": false, "checkpoints": true, "stock": true, "heckpoint": true} {
+		if got := f.Matches("stocksync", table); got != want {
+			t.Errorf("Matches(stocksync, %s) = %v, want %v", table, got, want)
 		}
 	}
 }

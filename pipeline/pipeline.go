@@ -304,13 +304,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 // filterFor matches the tables the set matches, never stocksync's own checkpoint tables.
 func (p *Pipeline) filterFor(set *rules.Set) canal.TableFilter {
-	schema, table, _ := strings.Cut(p.opts.CheckpointTable, ".")
-	return tableFilter{set: set, ownSchema: schema, ownTable: table}
+	return tableFilter{set: set, ownTables: canal.CheckpointTables(p.opts.CheckpointTable)}
 }
 
 type tableFilter struct {
-	set                 *rules.Set
-	ownSchema, ownTable string
+	set       *rules.Set
+	ownTables []string // canal.CheckpointTables, as schema.table
 }
 
 func (f tableFilter) Matches(schema, table string) bool {
@@ -335,7 +334,12 @@ func (f tableFilter) SchemaPatternRule(schema, table string) (string, bool) {
 }
 
 func (f tableFilter) own(schema, table string) bool {
-	return schema == f.ownSchema && (table == f.ownTable || table == f.ownTable+"_state")
+	for _, t := range f.ownTables {
+		if len(t) == len(schema)+1+len(table) && strings.HasPrefix(t, schema) && t[len(schema)] == '.' && strings.HasSuffix(t, table) {
+			return true
+		}
+	}
+	return false
 }
 
 // Emit counts and forwards to the sink; the engine emits through it.

@@ -65,6 +65,8 @@ type Engine struct {
 	evalErrors int64
 	// evalErrorsOf counts evalErrors by rule name.
 	evalErrorsOf map[string]int64
+	// logEveryFailure: log every evaluation failure, not the first maxEvalFailureLogs.
+	logEveryFailure bool
 
 	// per row
 	env         rowEnv
@@ -97,6 +99,12 @@ func NewEngine(set *Set, serverID uint32) *Engine {
 
 // SetLogger sets where expression errors are logged (one line per rule and table).
 func (e *Engine) SetLogger(log *zap.Logger) { e.log = log }
+
+// LogEveryFailure makes the engine log every failure of a rule at run time, where it
+// logs the first maxEvalFailureLogs by default: `rules test` lists each failure of a
+// bounded run for its author, while the daemon keeps a rule failing at every row of a
+// busy table from flooding its log (stocksync_rule_eval_errors counts them all).
+func (e *Engine) LogEveryFailure() { e.logEveryFailure = true }
 
 // SetClock replaces time.Now for the ts_ms / ts production times (tests).
 func (e *Engine) SetClock(now func() time.Time) { e.now = now }
@@ -328,12 +336,12 @@ func valuesEqual(a, b any) bool {
 	return a == b
 }
 
-// maxEvalFailureLogs is how many evaluation failures an engine logs; EvalErrors counts
-// them all.
+// maxEvalFailureLogs is how many evaluation failures an engine logs (unless
+// LogEveryFailure); EvalErrors counts them all.
 const maxEvalFailureLogs = 100
 
 // evalFailed counts a failure of rule r at run time and logs the first
-// maxEvalFailureLogs of them: what names the failing part (match.when, fields.NAME,
+// maxEvalFailureLogs of them (every one after LogEveryFailure): what names the failing part (match.when, fields.NAME,
 // value, topic), t the change's table (nil when there is none, as for a group's value
 // without rows).
 func (e *Engine) evalFailed(r *Rule, t *canal.Table, what string, err error) {
@@ -342,7 +350,7 @@ func (e *Engine) evalFailed(r *Rule, t *canal.Table, what string, err error) {
 		e.evalErrorsOf = map[string]int64{}
 	}
 	e.evalErrorsOf[r.name]++
-	if e.evalErrors <= maxEvalFailureLogs {
+	if e.logEveryFailure || e.evalErrors <= maxEvalFailureLogs {
 		table := ""
 		if t != nil {
 			table = t.FullName()

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,40 @@ rules:
 			t.Logf("topic %q key %q", m.Topic, m.Key)
 		}
 		t.Fatal(`want keys "shop/A1:5" and "shop/B2:" on topic t.stock_1`)
+	}
+}
+
+// TestColumnsNamedBeyondASCIIIdentifiers: columns whose names MySQL takes but an
+// expression cannot spell bare (库存, sku-id) are summed, grouped by, copied and put in
+// keys and topics by name, and an expression reads them as row["库存"].
+func TestColumnsNamedBeyondASCIIIdentifiers(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: total
+    match: {table: inventory.stock}
+    emit: aggregate
+    group_by: [sku-id]
+    sum: {total: 库存}
+    topic: "total.{sku-id}"
+  - name: rows
+    match: {table: inventory.stock}
+    fields: [sku-id, 库存]
+    key: "{sku-id}/{仓库}"
+    topic: rows
+  - name: computed
+    match: {table: inventory.stock, when: 'row["库存"] > 1'}
+    fields: {stock: 'row["库存"] * 2'}
+    topic: computed
+`))
+	tbl := &canal.Table{Schema: "inventory", Name: "stock", PrimaryKey: []int{0, 1},
+		Columns: []canal.Column{{Name: "sku-id", Kind: canal.KindString}, {Name: "仓库", Kind: canal.KindString}, {Name: "库存", Kind: canal.KindInt}}}
+	got, _ := txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: tbl, After: []any{"A1", "SZ", int64(5)}})
+	want := []string{
+		`rows A1/SZ {"op":"c","before":null,"after":{"sku-id":"A1","库存":5}}`,
+		`computed {"sku-id":"A1","仓库":"SZ"} {"op":"c","before":null,"after":{"stock":10}}`,
+		`total.A1 {"sku-id":"A1"} {"op":"c","before":null,"after":{"sku-id":"A1","total":5}}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("messages:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -59,3 +59,18 @@ rules:
 		t.Errorf("%d failures logged of %d, want the first %d", logs.Len(), e.EvalErrors(), maxEvalFailureLogs)
 	}
 }
+
+// TestLogEveryFailureLogsPastTheFirst100: an engine told LogEveryFailure (`rules test`'s)
+// logs each failure, past the 100 the daemon's logs.
+func TestLogEveryFailureLogsPastTheFirst100(t *testing.T) {
+	e := newTestEngine(mustParse(t, "rules:\n  - name: cond\n    match: {table: inventory.sellable_shard, when: \"after.qty > 1\"}\n    topic: rows\n"))
+	core, logs := observer.New(zapcore.WarnLevel)
+	e.SetLogger(zap.New(core))
+	e.LogEveryFailure()
+	for i := range 150 {
+		txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: shardTable, After: []any{fmt.Sprint("B", i), int64(0), nil}})
+	}
+	if logs.Len() != 150 || e.EvalErrors() != 150 {
+		t.Errorf("%d failures logged of %d, want all 150", logs.Len(), e.EvalErrors())
+	}
+}

@@ -199,8 +199,12 @@ change is:
    "source": {"file": "binlog.000003", "pos": 1234, "gtid": "", "ts_ms": 1700000000000}}
 
 op is insert, update, delete or read; source may also hold server_id, and keys other
-than these are refused. Without columns, kinds are guessed from the values (integers
-int, other numbers float, strings string, objects and lists json). Kinds are the
+than these are refused. Without columns, each column's kind is guessed from all the
+values the file's changes of its table give it: integers int, other numbers float (a
+column holding both is float, as 5 then 4.5), strings string, objects, lists and
+booleans json; null says nothing, and a column null in every change is a string. A
+column holding a number in one change and a string in another is refused: give its
+table's changes columns. Kinds are the
 canal.ColumnKind names: int uint float decimal string bytes date datetime time json
 enum set bit year. Changes are numbered from 1 in the output. Aggregate and transition rules start from empty state: give a
 group's rows (op read, as the first start's snapshot reads them) in a first transaction
@@ -221,11 +225,11 @@ printed on stderr.`,
 			if err != nil {
 				return fmt.Errorf("reading events: %w", err)
 			}
-			txns, err := parseTestEvents(data)
+			txns, guessed, err := parseTestEvents(data)
 			if err != nil {
 				return fmt.Errorf("reading events from %s: %w", eventFile, err)
 			}
-			return runRulesTest(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), set, serverID, txns)
+			return runRulesTest(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), set, serverID, txns, guessed)
 		},
 	}
 	cmd.Flags().StringVar(&eventFile, "event", "", "JSON file with one row change, a list of them, or a list of transactions (lists of them); - for stdin")
@@ -257,10 +261,12 @@ func (p *printer) Emit(_ context.Context, m sinks.Message) error {
 
 // runRulesTest runs set over the transactions txns in turn, state carried from one to
 // the next, and prints the messages to w; the rules' failures at run time (an
-// expression, a topic) go to stderr, one line each.
-func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serverID uint32, txns [][]*canal.RowChange) error {
+// expression, a topic) go to stderr, one line each. guessed says, of the tables whose
+// kinds were guessed, how (an error the rules meet on one of their changes tells it).
+func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serverID uint32, txns [][]*canal.RowChange, guessed map[*canal.Table]string) error {
 	e := rules.NewEngine(set, serverID)
 	e.SetLogger(evalFailureLog(stderr))
+	e.LogEveryFailure()
 	p := &printer{w: w}
 	rows := map[string]bool{} // the rows the changes so far left in place (rowIdentity)
 	for ti, changes := range txns {
@@ -288,6 +294,9 @@ func runRulesTest(ctx context.Context, w, stderr io.Writer, set *rules.Set, serv
 				rows[rowIdentity(c.Table, c.After)] = true
 			}
 			if err := e.Row(ctx, c, p); err != nil {
+				if note, ok := guessed[c.Table]; ok {
+					return fmt.Errorf("evaluating change %d of transaction %d: %w (%s)", i+1, ti+1, err, note)
+				}
 				return fmt.Errorf("evaluating change %d of transaction %d: %w", i+1, ti+1, err)
 			}
 		}
@@ -358,14 +367,15 @@ type testEvent struct {
 
 // parseTestEvents reads the transactions of `rules test`: one change (one transaction of
 // it), a list of changes (one transaction), or a list of transactions, each a list of
-// changes.
-func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
-	var txns [][]testEvent
+// changes. guessed holds, for each table whose kinds it guessed (guessKinds), a note
+// saying how.
+func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal.Table]string, err error) {
+	var events [][]testEvent
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var items []json.RawMessage
 		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		lists := 0
 		for _, item := range items {
@@ -375,46 +385,165 @@ func parseTestEvents(data []byte) ([][]*canal.RowChange, error) {
 		}
 		switch lists {
 		case 0:
-			var events []testEvent
-			if err := decodeEvents(trimmed, &events); err != nil {
-				return nil, err
+			var list []testEvent
+			if err := decodeEvents(trimmed, &list); err != nil {
+				return nil, nil, err
 			}
-			txns = [][]testEvent{events}
+			events = [][]testEvent{list}
 		case len(items):
-			if err := decodeEvents(trimmed, &txns); err != nil {
-				return nil, err
+			if err := decodeEvents(trimmed, &events); err != nil {
+				return nil, nil, err
 			}
 		default:
-			return nil, errors.New("a list holding both changes and lists: give a list of changes (one transaction) or a list of lists of changes (one transaction each)")
+			return nil, nil, errors.New("a list holding both changes and lists: give a list of changes (one transaction) or a list of lists of changes (one transaction each)")
 		}
 	} else {
 		var one testEvent
 		if err := decodeEvents(trimmed, &one); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		txns = [][]testEvent{{one}}
+		events = [][]testEvent{{one}}
 	}
-	out := make([][]*canal.RowChange, len(txns))
+	guesses, err := guessKinds(events)
+	if err != nil {
+		return nil, nil, err
+	}
+	txns = make([][]*canal.RowChange, len(events))
+	guessed = map[*canal.Table]string{}
 	tables := map[string]*canal.Table{}
-	for ti, events := range txns {
+	for ti, txnEvents := range events {
 		rowsOf := map[*canal.Table]int{} // Source.Row counts a transaction's changes per table, as the stream does
-		for i, ev := range events {
-			c, err := ev.change(tables)
+		for i, ev := range txnEvents {
+			g := guesses[ev.Schema+"."+ev.Table]
+			c, err := ev.change(tables, g)
 			if err != nil {
-				if len(txns) > 1 {
-					return nil, fmt.Errorf("transaction %d: change %d: %w", ti+1, i+1, err)
-				}
-				return nil, fmt.Errorf("change %d: %w", i+1, err)
+				return nil, nil, fmt.Errorf("%s: %w", changePlace(len(events), ti, i), err)
+			}
+			if _, noted := guessed[c.Table]; !noted && len(ev.Columns) == 0 {
+				guessed[c.Table] = g.note(c.Table.FullName())
 			}
 			c.Source.Row = rowsOf[c.Table]
 			rowsOf[c.Table]++
 			if ev.Source.File == "" && ev.Source.Pos == 0 {
 				c.Source.Pos = uint32(ti) // the transaction's place, as a binlog position tells transactions apart
 			}
-			out[ti] = append(out[ti], c)
+			txns[ti] = append(txns[ti], c)
 		}
 	}
+	return txns, guessed, nil
+}
+
+// changePlace names change i of transaction ti, of n transactions, as the output numbers
+// them: "change 2", or "transaction 3: change 2" when there are several.
+func changePlace(n, ti, i int) string {
+	if n > 1 {
+		return fmt.Sprintf("transaction %d: change %d", ti+1, i+1)
+	}
+	return fmt.Sprintf("change %d", i+1)
+}
+
+// guessedKinds are the kinds of one table's columns guessed from the values the changes
+// without "columns" give them, over the whole events file: the stream gives a table's
+// changes one set of kinds, and a kind that changed between two changes would be taken
+// for an ALTER TABLE (an aggregate rule prepares a seed that rules test never runs).
+type guessedKinds struct {
+	kinds map[string]canal.ColumnKind
+	// nullOnly are the columns null in every change, taken as strings for want of a value.
+	nullOnly []string
+}
+
+// guessKinds guesses, per table (schema.table), the kind of each column from every
+// value the changes without "columns" give it: integers int, other numbers float (a
+// column holding both is float), strings string, objects, lists, true and false json.
+// null says nothing; a column null in every change is taken as a string. A column
+// holding values of two of these (a number and a string) is refused: its kind is given
+// with "columns".
+func guessKinds(txns [][]testEvent) (map[string]*guessedKinds, error) {
+	type seen struct {
+		kind  canal.ColumnKind
+		where string // the first change that gave the kind, for a conflict's message
+		known bool
+	}
+	byTable := map[string]map[string]*seen{}
+	var order []string // tables in the order met, for errors told the same way each run
+	for ti, events := range txns {
+		for i, ev := range events {
+			if len(ev.Columns) > 0 {
+				continue
+			}
+			table := ev.Schema + "." + ev.Table
+			cols := byTable[table]
+			if cols == nil {
+				cols = map[string]*seen{}
+				byTable[table] = cols
+				order = append(order, table)
+			}
+			for _, img := range []map[string]json.RawMessage{ev.Before, ev.After} {
+				for _, name := range slices.Sorted(maps.Keys(img)) {
+					s := cols[name]
+					if s == nil {
+						s = &seen{}
+						cols[name] = s
+					}
+					k, ok := guessKind(img[name])
+					switch {
+					case !ok:
+					case !s.known:
+						*s = seen{kind: k, where: changePlace(len(txns), ti, i), known: true}
+					case s.kind == k:
+					case numberKind(s.kind) && numberKind(k):
+						s.kind = canal.KindFloat
+					default:
+						return nil, fmt.Errorf("%s: column %s of %s is %s here and %s in %s, so its kind cannot be guessed: "+
+							"give the changes of %s \"columns\" with each column's kind (int uint float decimal string …)",
+							changePlace(len(txns), ti, i), name, table, guessedName(k), guessedName(s.kind), s.where, table)
+					}
+				}
+			}
+		}
+	}
+	out := map[string]*guessedKinds{}
+	for _, table := range order {
+		g := &guessedKinds{kinds: map[string]canal.ColumnKind{}}
+		for _, name := range slices.Sorted(maps.Keys(byTable[table])) {
+			s := byTable[table][name]
+			if !s.known {
+				s.kind = canal.KindString
+				g.nullOnly = append(g.nullOnly, name)
+			}
+			g.kinds[name] = s.kind
+		}
+		out[table] = g
+	}
 	return out, nil
+}
+
+func numberKind(k canal.ColumnKind) bool { return k == canal.KindInt || k == canal.KindFloat }
+
+// guessedName says what a guessed kind was guessed from.
+func guessedName(k canal.ColumnKind) string {
+	switch k {
+	case canal.KindInt, canal.KindFloat:
+		return "a number"
+	case canal.KindJSON:
+		return "an object, a list or a boolean"
+	}
+	return "a string"
+}
+
+// note is what to add to an error the rules met on a change of table whose kinds were
+// guessed: that they were, each guess (a null-only column's said so), and how to give them.
+func (g *guessedKinds) note(table string) string {
+	var kinds []string
+	for _, name := range slices.Sorted(maps.Keys(g.kinds)) {
+		kind := name + " " + g.kinds[name].String()
+		if slices.Contains(g.nullOnly, name) {
+			kind += " (null in every change)"
+		}
+		kinds = append(kinds, kind)
+	}
+	return fmt.Sprintf("without \"columns\", the kinds of %s's columns were guessed from the events' values: %s; give its changes \"columns\" with each column's kind",
+		table, strings.Join(kinds, ", "))
 }
 
 // decodeEvents decodes the events JSON data into v, refusing keys a change does not have
@@ -433,7 +562,9 @@ var kindByName = func() map[string]canal.ColumnKind {
 	return m
 }()
 
-func (ev testEvent) change(tables map[string]*canal.Table) (*canal.RowChange, error) {
+// change is the row change ev gives, its table one of tables when one has its shape;
+// guessed are the kinds of its table's columns for a change without "columns".
+func (ev testEvent) change(tables map[string]*canal.Table, guessed *guessedKinds) (*canal.RowChange, error) {
 	if ev.Schema == "" || ev.Table == "" {
 		return nil, errors.New("schema and table are required")
 	}
@@ -475,7 +606,7 @@ func (ev testEvent) change(tables map[string]*canal.Table) (*canal.RowChange, er
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			t.Columns = append(t.Columns, canal.Column{Name: n, Kind: guessKind(img[n])})
+			t.Columns = append(t.Columns, canal.Column{Name: n, Kind: guessed.kinds[n]})
 		}
 	}
 	for _, pk := range ev.PrimaryKey {
@@ -515,19 +646,21 @@ func (ev testEvent) change(tables map[string]*canal.Table) (*canal.RowChange, er
 	return c, nil
 }
 
-func guessKind(raw json.RawMessage) canal.ColumnKind {
+// guessKind is the kind one JSON value suggests (guessKinds); false for null, which
+// suggests none.
+func guessKind(raw json.RawMessage) (canal.ColumnKind, bool) {
 	s := strings.TrimSpace(string(raw))
 	switch {
 	case s == "" || s == "null":
-		return canal.KindString
+		return 0, false
 	case s[0] == '"':
-		return canal.KindString
+		return canal.KindString, true
 	case s[0] == '{' || s[0] == '[' || s == "true" || s == "false":
-		return canal.KindJSON
+		return canal.KindJSON, true
 	case strings.ContainsAny(s, ".eE"):
-		return canal.KindFloat
+		return canal.KindFloat, true
 	}
-	return canal.KindInt
+	return canal.KindInt, true
 }
 
 func imageValues(t *canal.Table, img map[string]json.RawMessage) ([]any, error) {
@@ -659,7 +792,7 @@ func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, 
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 	defer cancel()
-	tables, problems, err := rulesOnSource(ctx, src, set, true)
+	tables, problems, err := rulesOnSource(ctx, src, cfg.Checkpoint.Table, set, true)
 	var reserved rules.Errors
 	if errors.As(set.CheckReservedTopics(reservedTopics(cfg)), &reserved) {
 		for _, e := range reserved {
@@ -672,9 +805,10 @@ func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, 
 // rulesOnSource checks set against the live source src: the columns its rules name
 // (rules.Set.CheckColumns), that source.user may read the tables they match, and when
 // strict that every glob matches a table (rules.Set.CheckTables: not at serve, where a
-// table may come later). It returns the source's tables (system schemas left out) and the
-// problems.
-func rulesOnSource(ctx context.Context, src canal.Config, set *rules.Set, strict bool) ([]rules.TableInfo, []error, error) {
+// table may come later). It returns the source's tables and the problems. System schemas
+// and the tables of checkpointTable (canal.CheckpointTables) are left out: the daemon
+// never reads their changes, whatever a rule's globs match.
+func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string, set *rules.Set, strict bool) ([]rules.TableInfo, []error, error) {
 	db, err := src.OpenDB("")
 	if err != nil {
 		return nil, nil, err
@@ -684,6 +818,8 @@ func rulesOnSource(ctx context.Context, src canal.Config, set *rules.Set, strict
 	if err != nil {
 		return nil, nil, err
 	}
+	own := canal.CheckpointTables(checkpointTable)
+	tables = slices.DeleteFunc(tables, func(t rules.TableInfo) bool { return slices.Contains(own, t.Schema+"."+t.Name) })
 	check := set.CheckColumns
 	if strict {
 		check = set.CheckTables

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -337,6 +338,126 @@ func TestRulesGuideAndExamplesFitTheSchema(t *testing.T) {
 		}
 		if err := schema.Validate(v); err != nil {
 			t.Errorf("%s: the schema refuses it: %v", name, err)
+		}
+	}
+}
+
+// guideOtherTables are the tables the guide's rules read beside the inventory schema's,
+// with the columns its examples name.
+var guideOtherTables = []rules.TableInfo{
+	{Schema: "shop", Name: "stock_1", Columns: []canal.Column{{Name: "sku_id", Kind: canal.KindString}, {Name: "qty", Kind: canal.KindInt}}},
+}
+
+// sampleValue is a JSON value of kind k for `rules test`; changed gives another one, as
+// an update writes.
+func sampleValue(k canal.ColumnKind, changed bool) any {
+	n := 5
+	if changed {
+		n = 4
+	}
+	switch k {
+	case canal.KindInt, canal.KindUint, canal.KindFloat, canal.KindBit:
+		return n
+	case canal.KindYear:
+		return 2020 + n
+	case canal.KindDecimal:
+		return fmt.Sprintf("%d.00", n)
+	case canal.KindDate:
+		return fmt.Sprintf("2026-01-0%d", n)
+	case canal.KindDateTime:
+		return fmt.Sprintf("2026-01-0%d 10:00:00", n)
+	case canal.KindTime:
+		return fmt.Sprintf("10:00:0%d", n)
+	case canal.KindJSON:
+		return map[string]int{"n": n}
+	case canal.KindBytes:
+		return "QUJD"
+	}
+	return fmt.Sprint("A", n)
+}
+
+// TestRulesGuideExamplesRunCleanlyOverEveryOp: every rules file the guide shows (its yaml
+// blocks holding a rules list) and examples/rules.yaml run under `rules test` over a read,
+// an insert, an update and a delete of each table they match (the inventory schema's
+// tables, and guideOtherTables), every column of a row given, without one failure at run
+// time: an example whose condition breaks at an insert or a delete (after.qty <
+// before.qty) is not one to copy.
+func TestRulesGuideExamplesRunCleanlyOverEveryOp(t *testing.T) {
+	guide, err := os.ReadFile(guidePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for i, block := range codeBlocks(string(guide), "yaml") {
+		if strings.HasPrefix(block, "rules:") {
+			files[fmt.Sprintf("rules.md yaml block %d", i+1)] = block
+		}
+	}
+	example, err := os.ReadFile("../../examples/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["examples/rules.yaml"] = string(example)
+	tables := append(shippedTables(t), guideOtherTables...)
+	dir := t.TempDir()
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		set, err := rules.Parse(name, []byte(files[name]))
+		if err != nil {
+			t.Errorf("%s does not load: %v", name, err)
+			continue
+		}
+		var txns [][]map[string]any
+		for _, r := range set.Rules() {
+			matched := 0
+			for _, tbl := range tables {
+				if !r.MatchesTable(tbl.Schema, tbl.Name) {
+					continue
+				}
+				matched++
+				var columns []map[string]string
+				row := func(id int, changed bool) map[string]any {
+					img := map[string]any{}
+					for _, c := range tbl.Columns {
+						img[c.Name] = sampleValue(c.Kind, changed)
+					}
+					img[tbl.Columns[0].Name] = fmt.Sprint("row-", id) // the rows apart (sku_id, id…)
+					if tbl.Columns[0].Kind.Numeric() {
+						img[tbl.Columns[0].Name] = id
+					}
+					return img
+				}
+				for _, c := range tbl.Columns {
+					columns = append(columns, map[string]string{"name": c.Name, "kind": c.Kind.String()})
+				}
+				change := func(op string, before, after map[string]any) map[string]any {
+					c := map[string]any{"schema": tbl.Schema, "table": tbl.Name, "op": op, "columns": columns}
+					if before != nil {
+						c["before"] = before
+					}
+					if after != nil {
+						c["after"] = after
+					}
+					return c
+				}
+				txns = append(txns,
+					[]map[string]any{change("read", nil, row(1, false))},
+					[]map[string]any{change("insert", nil, row(2, false))},
+					[]map[string]any{change("update", row(1, false), row(1, true))},
+					[]map[string]any{change("delete", row(2, false), nil)})
+			}
+			if matched == 0 {
+				t.Fatalf("%s: rule %s matches none of the tables this test knows: add its table to guideOtherTables", name, r.Name())
+			}
+		}
+		events, err := json.Marshal(txns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rulesFile, eventsFile := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+		writeFile(t, rulesFile, files[name])
+		writeFile(t, eventsFile, string(events))
+		if _, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", eventsFile); err != nil || stderr != "" {
+			t.Errorf("%s over a read, an insert, an update and a delete of each table it matches: %v\n%s", name, err, stderr)
 		}
 	}
 }

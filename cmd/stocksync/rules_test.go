@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,6 +52,92 @@ func TestRulesTestShowsRunTimeFailures(t *testing.T) {
 	}
 	if !strings.Contains(stdout, `"big": null`) || strings.Count(stdout, "--- message") != 1 || !strings.Contains(stdout, "# 2 rule evaluations failed at run time") {
 		t.Errorf("stdout:\n%s", stdout)
+	}
+}
+
+// TestRulesTestPrintsEveryRunTimeFailure: `rules test` prints each failure on stderr, as
+// its error says ("each is on stderr"), past the first 100 that the daemon logs.
+func TestRulesTestPrintsEveryRunTimeFailure(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, `rules:
+  - name: f
+    match: {table: shop.stock}
+    fields: {sku: sku_id, big: "row.qty > 1"}
+    topic: t
+`)
+	var changes []string
+	for i := range 150 {
+		changes = append(changes, fmt.Sprintf(`{"schema":"shop","table":"stock","op":"insert","after":{"sku_id":"A%d","qty":null}}`, i))
+	}
+	writeFile(t, events, "["+strings.Join(changes, ",\n")+"]")
+	_, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
+	if n := strings.Count(stderr, "rule expression failed"); n != 150 || err == nil || !strings.Contains(err.Error(), "150 rule evaluations failed at run time (f: 150): each is on stderr") {
+		t.Errorf("%d failures printed on stderr, want 150; the command says: %v", n, err)
+	}
+}
+
+const flagAndTotalRules = `rules:
+  - name: product-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+  - name: search-in-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: search.availability
+`
+
+// TestRulesTestGuessesAColumnsKindOverTheWholeFile: without "columns", a column's kind is
+// guessed from every value the file gives it, not change by change: a stock column
+// written 5 in the read and 4.5 in the update is a float in both, where guessing each
+// change alone took the update for a change of the column's type (an ALTER TABLE), whose
+// seed rules test never runs, and printed a d and the flag false. A null says nothing:
+// null then 3 is an int column.
+func TestRulesTestGuessesAColumnsKindOverTheWholeFile(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, flagAndTotalRules)
+	writeFile(t, events, `[[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":5}},
+  {"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":1,"qty":null}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"update","before":{"sku_id":"A1","shard":0,"qty":5},"after":{"sku_id":"A1","shard":0,"qty":4.5}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"update","before":{"sku_id":"A1","shard":1,"qty":null},"after":{"sku_id":"A1","shard":1,"qty":3}}]]`)
+	stdout, stderr, err := runRulesCLI(t, "test", rulesFile, "--event", events)
+	if err != nil {
+		t.Fatalf("rules test: %v\n%s", err, stderr)
+	}
+	txns := parseRulesTestOutput(t, stdout)
+	if len(txns) != 3 || len(txns[1].messages) != 1 || len(txns[2].messages) != 1 ||
+		shownPart(txns[1].messages[0].value) != `{"op":"u","before":{"sku_id":"A1","sellable":5},"after":{"sku_id":"A1","sellable":4.5}}` ||
+		shownPart(txns[2].messages[0].value) != `{"op":"u","before":{"sku_id":"A1","sellable":4.5},"after":{"sku_id":"A1","sellable":7.5}}` {
+		t.Errorf("rules test over 5, then 4.5, then null to 3:\n%s", stdout)
+	}
+}
+
+// TestRulesTestSaysWhichKindsItGuessed: a column null in every change is guessed a string
+// for want of a value; summed, the error that it is no number says it was guessed, and
+// to give "columns". A column holding a number in one change and a string in another is
+// refused, naming both changes.
+func TestRulesTestSaysWhichKindsItGuessed(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile, events := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "events.json")
+	writeFile(t, rulesFile, flagAndTotalRules)
+	for _, tc := range []struct{ events, want string }{
+		{`[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":null}}]`,
+			`without "columns", the kinds of inventory.sellable_shard's columns were guessed from the events' values: qty string (null in every change), shard int, sku_id string; give its changes "columns" with each column's kind`},
+		{`[{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":"3"}},
+  {"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":1,"qty":3}}]`,
+			`change 2: column qty of inventory.sellable_shard is a number here and a string in change 1, so its kind cannot be guessed: give the changes of inventory.sellable_shard "columns"`},
+	} {
+		writeFile(t, events, tc.events)
+		if _, _, err := runRulesCLI(t, "test", rulesFile, "--event", events); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want …%s…", tc.events, err, tc.want)
+		}
 	}
 }
 
@@ -174,6 +261,28 @@ func TestRulesCLIAuthorMistakes(t *testing.T) {
 	missing := filepath.Join(dir, "nope.yaml")
 	if _, _, err := runRulesCLI(t, "validate", missing); err == nil || errors.Is(err, errRulesInvalid) || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("validate of a missing file: %v; want the reading error", err)
+	}
+}
+
+// TestRulesExplainLeavesOutTheCheckpointTables: checkpoint.table and its _state table are
+// stocksync's own, whose changes the daemon never reads whatever a rule's globs match:
+// `rules explain` does not list them, and `rules validate --live` (as serve at start and
+// at a reload) does not check the rules' columns against them.
+func TestRulesExplainLeavesOutTheCheckpointTables(t *testing.T) {
+	db, rulesFile, configFile := liveRulesSetup(t, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)",
+		"CREATE TABLE ckpt (name VARCHAR(64) PRIMARY KEY)", "CREATE TABLE ckpt_state (name VARCHAR(64) PRIMARY KEY)")
+	config, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, configFile, string(config)+fmt.Sprintf("checkpoint: {table: %s.ckpt}\n", db))
+	writeFile(t, rulesFile, fmt.Sprintf("rules:\n  - name: every-table\n    match: {table: \"%s.*\"}\n    fields: [sku_id, qty]\n    topic: a\n", db))
+	stdout, stderr, err := runRulesCLI(t, "explain", "--config", configFile, rulesFile)
+	if err != nil || strings.Contains(stdout, ".ckpt") || !strings.Contains(stdout, "  "+db+".stock\n") {
+		t.Errorf("explain: %v\n%s%s", err, stdout, stderr)
+	}
+	if _, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile); err != nil {
+		t.Errorf("validate --live: %v\n%s", err, stderr)
 	}
 }
 

@@ -196,7 +196,7 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 		}
 	}
 
-	go d.watchRules(ctx)
+	go d.watchRules(ctx, d.startRulesWatch())
 	go d.pingBroker(ctx)
 	err = d.lead(ctx, held)
 	if srv != nil {
@@ -668,43 +668,129 @@ func (d *daemon) pingBroker(ctx context.Context) {
 	}
 }
 
-// watchRules reloads the rules on SIGHUP and when the file changes. A file that does not
-// load is logged with its errors and counted; the running rules stay. One save is often
-// met by both (the file watcher, and a SIGHUP from whoever saved it): a file with the
-// contents of the running rules is not reloaded, nor one the file watcher finds with the
-// contents of the last rejected file, and a rejected file is counted once however often
-// it is tried (a SIGHUP always tries it again: the source it is checked against, its
-// grants or its tables, may have changed).
-func (d *daemon) watchRules(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var changed <-chan fsnotify.Event
-	if w, err := fsnotify.NewWatcher(); err == nil {
-		defer w.Close()
-		// Watch the directory: editors replace files rather than write them in place.
-		if err := w.Add(filepath.Dir(d.cfg.Rules)); err == nil {
-			changed = w.Events
-		}
+// rulesSettle is how long the rules file's directory must be quiet after an event naming
+// the file before the file is read: a save is often several events (truncate, write,
+// rename), and the file is never read half-written.
+const rulesSettle = 300 * time.Millisecond
+
+// rulesWatch is what watchRules listens to: SIGHUP, and the directories of the rules file
+// (startRulesWatch).
+type rulesWatch struct {
+	hup   chan os.Signal
+	files *fsnotify.Watcher // nil when the directory cannot be watched: SIGHUP alone
+	// target is the directory of the file the rules path resolves to when that is not the
+	// path's own directory (a symbolic link to a file elsewhere), watched too.
+	target string
+}
+
+// startRulesWatch starts listening for SIGHUP and for changes in the rules file's
+// directory; watchRules then acts on them. When it returns, a change is seen.
+func (d *daemon) startRulesWatch() *rulesWatch {
+	rw := &rulesWatch{hup: make(chan os.Signal, 1)}
+	signal.Notify(rw.hup, syscall.SIGHUP)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn("rules file not watched: the rules reload on SIGHUP only", zap.Error(err))
+		return rw
 	}
-	// A write is often several events (truncate, write, rename): reload once the file
-	// has been quiet for a moment, never from a half-written file.
+	// Watch the directory, not the file: editors replace files rather than write them in
+	// place, and a Kubernetes ConfigMap volume changes rules.yaml, a link through ..data,
+	// by renaming a new ..data link over the old, an event that names ..data alone.
+	if err := w.Add(filepath.Dir(d.cfg.Rules)); err != nil {
+		w.Close()
+		d.log.Warn("rules file not watched: the rules reload on SIGHUP only", zap.String("dir", filepath.Dir(d.cfg.Rules)), zap.Error(err))
+		return rw
+	}
+	rw.files = w
+	rw.followTarget(d.cfg.Rules)
+	return rw
+}
+
+// followTarget watches the directory of the file path resolves to, when it differs from
+// path's own and from the one watched so far (a link moved to another directory).
+func (rw *rulesWatch) followTarget(path string) {
+	resolved, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return
+	}
+	dir := filepath.Dir(resolved)
+	if own, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil && own == dir || dir == rw.target {
+		return
+	}
+	if rw.target != "" {
+		_ = rw.files.Remove(rw.target) // gone already when the kubelet removed it
+	}
+	rw.target = ""
+	if rw.files.Add(dir) == nil {
+		rw.target = dir
+	}
+}
+
+func (rw *rulesWatch) close() {
+	signal.Stop(rw.hup)
+	if rw.files != nil {
+		rw.files.Close()
+	}
+}
+
+// watchRules reloads the rules on SIGHUP and when the file changes, until ctx is done,
+// then closes rw. A file that does not load is logged with its errors and counted; the
+// running rules stay. Any event in the watched directories has the file read again once
+// they settle (rulesSettle; events naming the file itself put the read off until it is
+// quiet, others do not, so a busy neighbour, a log written beside it, cannot put it off
+// for ever), and it is reloaded only when its contents differ from the running rules'
+// and from the last rejected file's: one save is often met by both the watcher and a
+// SIGHUP from whoever saved it, and the directory's other files change too. A rejected
+// file is counted once however often it is tried (a SIGHUP always tries it again: the
+// source it is checked against, its grants or its tables, may have changed).
+func (d *daemon) watchRules(ctx context.Context, rw *rulesWatch) {
+	defer rw.close()
+	var changed <-chan fsnotify.Event
+	var failed <-chan error
+	if rw.files != nil {
+		changed, failed = rw.files.Events, rw.files.Errors
+	}
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
+	pending := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-rw.hup:
 			d.reloadRules("SIGHUP", true)
 		case ev := <-changed:
-			if sameFile(ev.Name, d.cfg.Rules) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
-				settle.Reset(300 * time.Millisecond)
+			if !pending || sameFile(ev.Name, d.cfg.Rules) {
+				settle.Reset(rulesSettle)
+				pending = true
 			}
+		case err := <-failed:
+			// Events may have been lost (the kernel's queue overflowed): read the file.
+			d.log.Warn("watching the rules file", zap.Error(err))
+			settle.Reset(rulesSettle)
+			pending = true
 		case <-settle.C:
-			d.reloadRules("file changed", false)
+			pending = false
+			if d.rulesFileChanged() {
+				d.reloadRules("file changed", false)
+			}
+			if rw.files != nil {
+				rw.followTarget(d.cfg.Rules)
+			}
 		}
 	}
+}
+
+// rulesFileChanged reports whether the rules file now holds other contents than the
+// running rules and the last rejected file. A file that cannot be read counts as one of
+// no contents (as readRulesFile's digest), so that it is rejected, and said, once.
+func (d *daemon) rulesFileChanged() bool {
+	data, err := os.ReadFile(d.cfg.Rules)
+	if err != nil {
+		data = nil
+	}
+	digest := sha256.Sum256(data)
+	return digest != d.runningRules && (d.rejectedRules == nil || digest != *d.rejectedRules)
 }
 
 // errRulesMisfit is a rules file that does not fit the source's tables.
@@ -715,7 +801,7 @@ var errRulesMisfit = errors.New("the rules do not fit the source's tables")
 func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, problems, err := rulesOnSource(ctx, d.source, set, false)
+	_, problems, err := rulesOnSource(ctx, d.source, d.cfg.Checkpoint.Table, set, false)
 	if err != nil {
 		return fmt.Errorf("checking the rules against the source's tables: %w", err)
 	}

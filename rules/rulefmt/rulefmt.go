@@ -164,7 +164,10 @@ func Parse(file string, data []byte) (*File, error) {
 		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
 	}
 	p.oneDocument(dec, data, doc.Line)
-	root := doc.Content[0]
+	root, aliasErrs := expandAliases(doc.Content[0])
+	for _, e := range aliasErrs {
+		p.errorf(e.at, "%s", e.msg)
+	}
 	if !p.expectKind(root, yaml.MappingNode, "the file", "a mapping with a rules list") {
 		return f, p.errs
 	}
@@ -355,8 +358,16 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 				p.errorf(s.Name.Pos, "%s: sum: output field %q is also a group_by column or value", at, s.Name.Value)
 			}
 			seen[s.Name.Value] = true
-			if !IsIdent(s.Expr.Value) {
-				p.errorf(s.Expr.Pos, "%s: sum.%s: %q is not a column name", at, s.Name.Value, s.Expr.Value)
+			if err := checkColumnName(s.Expr.Value); err != nil {
+				p.errorf(s.Expr.Pos, "%s: sum.%s: %q: %v", at, s.Name.Value, s.Expr.Value, err)
+			}
+		}
+		if r.Emit.Value == EmitTransition {
+			for _, g := range r.GroupBy {
+				if g.Value == "value" {
+					p.errorf(g.Pos, "%s: group_by: \"value\": a transition's messages hold its flag under \"value\", beside the group_by columns, "+
+						"so a column named value would be a second \"value\" key in them (emit: aggregate can group by it)", at)
+				}
 			}
 		}
 	default:
@@ -374,28 +385,79 @@ func (p *parser) rule(n *yaml.Node, i int) *Rule {
 	}
 	for _, l := range lists {
 		for _, c := range l.cols {
-			if !IsIdent(c.Value) {
-				p.errorf(c.Pos, "%s: %s: %q is not a column name%s", at, l.key, c.Value, listHint(c.Value))
+			if err := checkColumnName(c.Value); err != nil {
+				p.errorf(c.Pos, "%s: %s: %q: %v", at, l.key, c.Value, err)
 			}
 		}
+		p.writtenOnce(at, l.key, l.cols)
+	}
+	if r.Fields != nil {
+		names := make([]String, len(r.Fields))
+		for i, f := range r.Fields {
+			names[i] = f.Name
+		}
+		p.writtenOnce(at, "fields", names)
 	}
 	return r
 }
 
-// listHint is what to add to the message about a value that is not a column name: how
-// to write several columns when it reads as a list of them ("sku_id, warehouse").
-func listHint(s string) string {
-	names := strings.Split(s, ",")
-	for i, n := range names {
-		names[i] = strings.TrimSpace(n)
-		if !IsIdent(names[i]) {
-			return ""
+// writtenOnce reports each name of a list (key, group_by, fields) written a second time:
+// each is a key of the JSON objects of the rule's messages, and an object with a name
+// twice is one that strict JSON readers refuse and others read as one.
+func (p *parser) writtenOnce(at, key string, names []String) {
+	first := map[string]Pos{}
+	for _, n := range names {
+		if was, dup := first[n.Value]; dup {
+			p.errorf(n.Pos, "%s: %s: %q is written twice (first at line %d, column %d): it would be two %q keys in one JSON object", at, key, n.Value, was.Line, was.Col, n.Value)
+			continue
+		}
+		first[n.Value] = n.Pos
+	}
+}
+
+// MaxColumnName is the longest column name MySQL and MariaDB take, in characters.
+const MaxColumnName = 64
+
+// checkColumnName says why s cannot be a column name, nil when it can. Where the rules
+// name columns as data (sum, group_by, key and fields lists, template placeholders) any
+// name the server takes is taken, written without backticks: 库存, sku-id, menge_ü. The
+// server takes any character of Unicode's basic plane but NUL, up to 64 of them, and no
+// space at the end. Two things it takes are refused: '{' and '}', which mark template
+// placeholders, and a value that reads as several plain names separated by commas
+// ("sku_id, warehouse"), a list written as one scalar far more often than one column of
+// that name.
+func checkColumnName(s string) error {
+	n := 0
+	for _, r := range s {
+		n++
+		switch {
+		case r == 0:
+			return errors.New("a column name cannot hold NUL")
+		case r > 0xFFFF:
+			return fmt.Errorf("a column name cannot hold %q: MySQL takes U+0001 to U+FFFF", r)
+		case r == '{' || r == '}':
+			return errors.New("braces mark a template's placeholders, and a column whose name holds one cannot be named in rules (a key template is the whole key: key: \"{sku_id}:{warehouse}\")")
 		}
 	}
-	if len(names) < 2 {
-		return ""
+	names := strings.Split(s, ",")
+	for i, name := range names {
+		names[i] = strings.TrimSpace(name)
+		if !IsIdent(names[i]) {
+			break
+		}
+		if i == len(names)-1 && len(names) > 1 {
+			return errors.New("reads as several columns, which are written as a list: [" + strings.Join(names, ", ") + "]")
+		}
 	}
-	return " (several columns are a list: [" + strings.Join(names, ", ") + "])"
+	switch {
+	case n == 0:
+		return errors.New("a column name cannot be empty")
+	case n > MaxColumnName:
+		return fmt.Errorf("a column name is at most %d characters, not %d", MaxColumnName, n)
+	case strings.HasSuffix(s, " "):
+		return errors.New("a column name cannot end with a space")
+	}
+	return nil
 }
 
 // KeyIsTemplate reports whether the rule's key is one template ("{sku_id}:{warehouse}"),
@@ -429,7 +491,7 @@ func CheckTemplate(s string) error {
 // change, so {schema}, {table}, {op} and other columns have no one value there.
 func checkGroupTopic(p *parser, at string, r *Rule) {
 	parts, err := SplitTemplate(r.Topic.Value)
-	if err != nil || r.Topic.Invalid || slices.ContainsFunc(r.GroupBy, func(g String) bool { return !IsIdent(g.Value) }) {
+	if err != nil || r.Topic.Invalid || slices.ContainsFunc(r.GroupBy, func(g String) bool { return checkColumnName(g.Value) != nil }) {
 		return // reported
 	}
 	var bad []string
@@ -547,8 +609,11 @@ func SplitTemplate(template string) ([]TemplatePart, error) {
 			return nil, fmt.Errorf("'{' without '}' in %q", template)
 		}
 		name := s[open+1 : open+end]
-		if !IsIdent(name) {
-			return nil, fmt.Errorf("placeholder {%s} is not a name (use {schema}, {table}, {op} or {column})", name)
+		if strings.ContainsRune(name, '{') {
+			return nil, fmt.Errorf("'{' inside the placeholder {%s in %q", name, template)
+		}
+		if err := checkColumnName(name); err != nil {
+			return nil, fmt.Errorf("placeholder {%s}: %v (use {schema}, {table}, {op} or {column})", name, err)
 		}
 		parts = append(parts, TemplatePart{Text: name, Var: true})
 		s = s[open+end+1:]
@@ -715,8 +780,8 @@ func (p *parser) fields(n *yaml.Node, at string, lists bool) []Field {
 			if s.Value == "" {
 				continue
 			}
-			if !IsIdent(s.Value) {
-				p.errorf(s.Pos, "%s[%d]: %q is not a column name (write name: expression to compute a field)", at, i, s.Value)
+			if err := checkColumnName(s.Value); err != nil {
+				p.errorf(s.Pos, "%s[%d]: %q: %v (write name: expression to compute a field)", at, i, s.Value, err)
 				continue
 			}
 			out = append(out, Field{Name: s, Expr: s, Column: true})
