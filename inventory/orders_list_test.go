@@ -281,6 +281,24 @@ func TestListOrdersRefusesBadParameters(t *testing.T) {
 	}
 }
 
+// A query string that does not parse whole (an invalid %-escape, a ';' between pairs) is
+// refused 400 naming the pair, instead of being listed as if the pair were not there,
+// which would list orders of every SKU or status.
+func TestListOrdersRefusesAQueryStringThatDoesNotParse(t *testing.T) {
+	_, srv, _ := listingStore(t)
+	for _, c := range []struct{ query, field, problem string }{
+		{"sku=l1%ZZ", "sku", `invalid URL escape "%ZZ"`},
+		{"status=confirmed;limit=1", "status", "invalid semicolon separator"},
+		{"status=held&sku=%E0%A4%A", "sku", `invalid URL escape "%A"`},
+		{"limit=1&st%atus=held", "st%atus", `invalid URL escape "%at"`},
+	} {
+		status, e := send(t, srv, "GET", "/v1/orders?"+c.query, "")
+		if status != http.StatusBadRequest || e.Code != "invalid_request" || !strings.HasPrefix(e.Message, c.field+": ") || !strings.Contains(e.Message, c.problem) {
+			t.Errorf("GET /v1/orders?%s = %d %+v, want 400 invalid_request naming %s and saying %s", c.query, status, e, c.field, c.problem)
+		}
+	}
+}
+
 // Each listing reads hold along an index, without sorting it, on a table of 20,000 orders
 // of 200 SKUs in every status.
 func TestListOrdersUsesIndexes(t *testing.T) {
