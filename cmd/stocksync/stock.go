@@ -153,24 +153,23 @@ func newStockCmd() *cobra.Command {
 		}),
 	}
 
+	var zeroAll bool
+	var levels []inventory.PhysicalLevel
 	physical := &cobra.Command{
-		Use:   "physical SKU WAREHOUSE=QTY...",
+		Use:   "physical SKU (WAREHOUSE=QTY... | --zero-all)",
 		Short: "Single-SKU physical sync: the SKU's stock per warehouse (warehouses not named become 0)",
 		Args:  cobra.MinimumNArgs(1),
+		// Read before the database is opened: a refused sync needs no connection.
+		PreRunE: func(_ *cobra.Command, args []string) (err error) {
+			levels, err = parseLevels(args[1:], zeroAll)
+			return err
+		},
 		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
-			var levels []inventory.PhysicalLevel
-			for _, arg := range args[1:] {
-				code, qty, ok := strings.Cut(arg, "=")
-				n, err := strconv.ParseInt(qty, 10, 64)
-				if !ok || err != nil {
-					return nil, fmt.Errorf("%q is not WAREHOUSE=QTY", arg)
-				}
-				levels = append(levels, inventory.PhysicalLevel{Warehouse: code, Qty: n})
-			}
 			n, err := s.SyncPhysicalSKU(ctx, args[0], levels)
 			return map[string]int{"written": n}, err
 		}),
 	}
+	physical.Flags().BoolVar(&zeroAll, "zero-all", false, "set the SKU's physical stock to 0 in every warehouse (it is in none now)")
 
 	var orderQuery inventory.OrderQuery
 	var status string
@@ -223,6 +222,29 @@ func parseItem(arg string) (inventory.Item, error) {
 		return inventory.Item{}, fmt.Errorf("%q is not SKU:QTY or SKU:QTY@ACTIVITY", arg)
 	}
 	return inventory.Item{SKU: sku, Qty: n, Activity: activity}, nil
+}
+
+// parseLevels reads the WAREHOUSE=QTY arguments of a single-SKU physical sync. With none,
+// the sync would set the SKU's stock to 0 in every warehouse; that needs zeroAll
+// (--zero-all), so that a forgotten argument does not do it.
+func parseLevels(args []string, zeroAll bool) ([]inventory.PhysicalLevel, error) {
+	if zeroAll && len(args) > 0 {
+		return nil, fmt.Errorf("--zero-all sets the SKU's physical stock to 0 in every warehouse: give it without WAREHOUSE=QTY arguments")
+	}
+	if !zeroAll && len(args) == 0 {
+		return nil, fmt.Errorf("give the SKU's stock as WAREHOUSE=QTY (warehouses not named become 0), or --zero-all for 0 in every warehouse")
+	}
+	levels := []inventory.PhysicalLevel{}
+	for _, arg := range args {
+		// The last '=': QTY is a number, a warehouse code may hold '='.
+		i := strings.LastIndexByte(arg, '=')
+		n, err := strconv.ParseInt(arg[i+1:], 10, 64)
+		if i <= 0 || err != nil {
+			return nil, fmt.Errorf("%q is not WAREHOUSE=QTY (QTY a whole number of units)", arg)
+		}
+		levels = append(levels, inventory.PhysicalLevel{Warehouse: arg[:i], Qty: n})
+	}
+	return levels, nil
 }
 
 // textAnswer is an answer that prints as text for a person unless the command's --json
