@@ -85,7 +85,10 @@ func newStockCmd() *cobra.Command {
 	deduct := &cobra.Command{
 		Use:   "deduct ORDER SKU:QTY[@ACTIVITY]...",
 		Short: "Deduct an order's items, all or none (idempotent on ORDER)",
-		Args:  cobra.MinimumNArgs(2),
+		Long: "Deduct an order's items, all or none (idempotent on ORDER). Each item is SKU:QTY or SKU:QTY@ACTIVITY;\n" +
+			"SKUs and activities may hold ':' and '@' (APPLE:RED:2 is 2 of APPLE:RED). An item that reads in\n" +
+			"more than one way (x:1@y:2) is refused with its readings.",
+		Args: cobra.MinimumNArgs(2),
 		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
 			req := inventory.DeductRequest{OrderNo: args[0], HoldTTL: holdTTL}
 			for _, arg := range args[1:] {
@@ -213,15 +216,49 @@ func newStockCmd() *cobra.Command {
 	return cmd
 }
 
-// parseItem reads SKU:QTY or SKU:QTY@ACTIVITY.
+// parseItem reads SKU:QTY or SKU:QTY@ACTIVITY. SKUs and activity ids may hold ':' and
+// '@' (APPLE:RED, a@b), so the QTY is found as a ':' followed by digits and then the end
+// of arg or an '@' and the activity. An arg that reads so in more than one way
+// ("x:1@y:2") is refused with its readings rather than guessed at.
 func parseItem(arg string) (inventory.Item, error) {
-	sku, rest, ok := strings.Cut(arg, ":")
-	qty, activity, _ := strings.Cut(rest, "@")
-	n, err := strconv.ParseInt(qty, 10, 64)
-	if !ok || err != nil {
-		return inventory.Item{}, fmt.Errorf("%q is not SKU:QTY or SKU:QTY@ACTIVITY", arg)
+	var readings []inventory.Item
+	for i := range len(arg) {
+		if arg[i] != ':' || i == 0 {
+			continue
+		}
+		end := i + 1
+		for end < len(arg) && arg[end] >= '0' && arg[end] <= '9' {
+			end++
+		}
+		if end == i+1 || (end < len(arg) && (arg[end] != '@' || end+1 == len(arg))) {
+			continue
+		}
+		item := inventory.Item{SKU: arg[:i]}
+		if end < len(arg) {
+			item.Activity = arg[end+1:]
+		}
+		n, err := strconv.ParseInt(arg[i+1:end], 10, 64)
+		if err != nil {
+			return inventory.Item{}, fmt.Errorf("%q: quantity %s is too large", arg, arg[i+1:end])
+		}
+		item.Qty = n
+		readings = append(readings, item)
 	}
-	return inventory.Item{SKU: sku, Qty: n, Activity: activity}, nil
+	switch len(readings) {
+	case 0:
+		return inventory.Item{}, fmt.Errorf("%q is not SKU:QTY or SKU:QTY@ACTIVITY (QTY a whole number of units)", arg)
+	case 1:
+		return readings[0], nil
+	}
+	described := make([]string, len(readings))
+	for i, r := range readings {
+		described[i] = fmt.Sprintf("SKU %q QTY %d", r.SKU, r.Qty)
+		if r.Activity != "" {
+			described[i] += fmt.Sprintf(" ACTIVITY %q", r.Activity)
+		}
+	}
+	return inventory.Item{}, fmt.Errorf("%q reads as SKU:QTY[@ACTIVITY] in %d ways (%s): deduct this order through POST /v1/deductions, whose items name each part",
+		arg, len(readings), strings.Join(described, ", or "))
 }
 
 // parseLevels reads the WAREHOUSE=QTY arguments of a single-SKU physical sync. With none,

@@ -209,6 +209,41 @@ func TestStockOrdersPages(t *testing.T) {
 	}
 }
 
+// An item argument is split where its QTY is, so SKUs and activity ids may hold ':' and
+// '@'; one that reads as an item in more than one way is refused with its readings.
+func TestParseItemFindsTheQuantityWhereverTheSKUHasColons(t *testing.T) {
+	for _, c := range []struct {
+		arg  string
+		want inventory.Item
+	}{
+		{"sku-1:2", inventory.Item{SKU: "sku-1", Qty: 2}},
+		{"APPLE:RED:2", inventory.Item{SKU: "APPLE:RED", Qty: 2}},
+		{"APPLE:RED:2@1111", inventory.Item{SKU: "APPLE:RED", Qty: 2, Activity: "1111"}},
+		{"a@b:3", inventory.Item{SKU: "a@b", Qty: 3}},
+		{"a@b:3@sale@2030", inventory.Item{SKU: "a@b", Qty: 3, Activity: "sale@2030"}},
+		{"a:b:c:10@x:y", inventory.Item{SKU: "a:b:c", Qty: 10, Activity: "x:y"}},
+	} {
+		got, err := parseItem(c.arg)
+		if err != nil || got != c.want {
+			t.Errorf("parseItem(%q) = %+v, %v; want %+v", c.arg, got, err, c.want)
+		}
+	}
+	for _, c := range []struct{ arg, want string }{
+		{"sku-1", "is not SKU:QTY or SKU:QTY@ACTIVITY"},
+		{"sku-1:", "is not SKU:QTY"},
+		{":2", "is not SKU:QTY"},
+		{"sku-1:two", "is not SKU:QTY"},
+		{"sku-1:-2", "is not SKU:QTY"},
+		{"sku-1:2@", "is not SKU:QTY"},
+		{"sku-1:99999999999999999999", "quantity 99999999999999999999 is too large"},
+		{"x:1@y:2", `reads as SKU:QTY[@ACTIVITY] in 2 ways (SKU "x" QTY 1 ACTIVITY "y:2", or SKU "x:1@y" QTY 2)`},
+	} {
+		if got, err := parseItem(c.arg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("parseItem(%q) = %+v, %v; want an error saying %q", c.arg, got, err, c.want)
+		}
+	}
+}
+
 // A single-SKU physical sync from the CLI needs a WAREHOUSE=QTY or --zero-all: no
 // arguments at all would set the SKU's stock to 0 in every warehouse.
 func TestParseLevelsNeedsALevelOrZeroAll(t *testing.T) {
@@ -265,5 +300,23 @@ func TestStockPhysicalNeedsALevelOrZeroAll(t *testing.T) {
 	}
 	if out, err := run("stock", "physical", "APPLE:RED", "--zero-all"); err != nil || physical() != 0 {
 		t.Fatalf("stock physical APPLE:RED --zero-all: %v\n%s\nleft %d units, want 0", err, out, physical())
+	}
+}
+
+// TestStockDeductOfASKUWithColons deducts `APPLE:RED:2`: 2 of the SKU APPLE:RED.
+func TestStockDeductOfASKUWithColons(t *testing.T) {
+	run, _ := stockCLI(t)
+	if out, err := run("stock", "set", "APPLE:RED", "--sellable", "5"); err != nil {
+		t.Fatalf("stocksync stock set: %v\n%s", err, out)
+	}
+	out, err := run("stock", "deduct", "o-colon", "APPLE:RED:2")
+	var order struct {
+		Items []struct {
+			SKU string `json:"sku"`
+			Qty int64  `json:"qty"`
+		} `json:"items"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &order) != nil || len(order.Items) != 1 || order.Items[0].SKU != "APPLE:RED" || order.Items[0].Qty != 2 {
+		t.Fatalf("stock deduct o-colon APPLE:RED:2: %v\n%s\nwant 2 of APPLE:RED", err, out)
 	}
 }
