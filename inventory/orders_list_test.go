@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,44 @@ func TestListOrdersPagesCoverEveryOrderOnce(t *testing.T) {
 		if seen[no]++; seen[no] > 1 {
 			t.Errorf("status=held listed %s twice", no)
 		}
+	}
+}
+
+// A held listing goes on by expiry from its cursor: a hold deducted between its pages is
+// on a later page when it expires after the last order listed, and on none when it
+// expires before it (a shorter hold_ttl than those listed), as docs/api.md says.
+func TestHeldListingShowsAHoldDeductedMeanwhileOnlyIfItExpiresAfterTheCursor(t *testing.T) {
+	store, _ := newTestStore(t, Options{})
+	ctx := t.Context()
+	seedStore(t, store, seed{stock: []SKUStock{{SKU: "s", Sellable: 100, Shards: 1}}})
+	deduct := func(orderNo string, ttl time.Duration) {
+		t.Helper()
+		if _, err := store.Deduct(ctx, DeductRequest{OrderNo: orderNo, Items: []Item{{SKU: "s", Qty: 1}}, HoldTTL: ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []string{"a", "b", "c"} {
+		deduct(o, 15*time.Minute)
+	}
+	page, err := store.ListOrders(ctx, OrderQuery{Status: StatusHeld, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deduct("late-short", time.Minute)   // expires before a, the cursor
+	deduct("late-long", 30*time.Minute) // expires after every hold listed so far
+	listed := []string{page.Orders[0].OrderNo}
+	for after := page.Next; after != ""; {
+		p, err := store.ListOrders(ctx, OrderQuery{Status: StatusHeld, Limit: 1, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range p.Orders {
+			listed = append(listed, o.OrderNo)
+		}
+		after = p.Next
+	}
+	if want := []string{"a", "b", "c", "late-long"}; !slices.Equal(listed, want) {
+		t.Errorf("held listing paged %v, want %v: late-long after the cursor, late-short (expiring before it) on no page", listed, want)
 	}
 }
 
