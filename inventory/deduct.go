@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/stocksync/stocksync/config"
@@ -109,9 +110,11 @@ func validID(field, v string) error {
 		// A path segment such as %FF: the database would refuse to store it.
 		return invalid(field, "must be valid UTF-8")
 	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "must not contain control characters")
+	for i, r := range v {
+		// unicode.IsControl: C0, DEL and C1 (U+0080–U+009F, NEL and CSI among them), which
+		// a terminal or a log line would act on instead of showing.
+		if unicode.IsControl(r) {
+			return invalid(field, "must not contain control characters, has %U at byte %d", r, i)
 		}
 	}
 	if strings.HasSuffix(v, " ") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -520,5 +521,29 @@ func TestDeductBatchProcedure(t *testing.T) {
 	}
 	if n := queryInt(t, db, "SELECT COUNT(*) FROM hold WHERE order_no IN ('b-4', 'b-5', 'b-6', 'b-7')"); n != 0 || sellable(t, db, "b") != 4 {
 		t.Fatalf("refused batches wrote something: %d holds, sellable %d", n, sellable(t, db, "b"))
+	}
+}
+
+// An identifier with a control character is refused, C1 (U+0080–U+009F) as well as C0 and
+// DEL (docs/api.md: no control characters), naming the field and the character's code
+// point; other characters outside ASCII are identifiers' own.
+func TestIdentifierWithAControlCharacterIsRefusedNamingIt(t *testing.T) {
+	for _, c := range []struct{ id, want string }{
+		{"a\nb", "U+000A at byte 1"},
+		{"a\x7fb", "U+007F at byte 1"},
+		{"x\u0080", "U+0080 at byte 1"},
+		{"a\u0085b", "U+0085 at byte 1"},
+		{"\u009b31m", "U+009B at byte 0"},
+	} {
+		err := validID("order_no", c.id)
+		var validation *ValidationError
+		if !errors.As(err, &validation) || validation.Field != "order_no" || !strings.Contains(err.Error(), "control characters") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("validID(order_no, %q) = %v; want order_no refused for its control character, %s", c.id, err, c.want)
+		}
+	}
+	for _, id := range []string{"caf\u00e9", "a\u00a0b", "\u5e93\u5b58-1", "\u00ff"} {
+		if err := validID("order_no", id); err != nil {
+			t.Errorf("validID(order_no, %q) = %v; want it accepted", id, err)
+		}
 	}
 }

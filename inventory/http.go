@@ -228,7 +228,7 @@ func (s *Store) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) handleListOrders(w http.ResponseWriter, r *http.Request) {
-	q, err := readOrderQuery(r.URL.Query())
+	q, err := readOrderQuery(r.URL.RawQuery)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -333,9 +333,14 @@ func (s *Store) answer(w http.ResponseWriter, r *http.Request, status int, v any
 	httpapi.WriteJSON(w, status, v)
 }
 
-// readOrderQuery reads GET /v1/orders' query parameters: status, sku, limit and after, each
-// at most once and not empty; any other is refused, naming it.
-func readOrderQuery(values url.Values) (OrderQuery, error) {
+// readOrderQuery reads GET /v1/orders' query string: status, sku, limit and after, each
+// at most once and not empty; any other is refused, naming it, as is a query string that
+// does not parse.
+func readOrderQuery(rawQuery string) (OrderQuery, error) {
+	values, err := parseQuery(rawQuery)
+	if err != nil {
+		return OrderQuery{}, err
+	}
 	names := make([]string, 0, len(values))
 	for name := range values {
 		names = append(names, name)
@@ -374,6 +379,24 @@ func readOrderQuery(values url.Values) (OrderQuery, error) {
 			return q, invalid(name, "is not a parameter of GET /v1/orders (status, sku, limit, after)")
 		}
 	}
-	_, _, err := checkOrderQuery(q) // here too, so that a 400 names the parameter first
+	_, _, err = checkOrderQuery(q) // here too, so that a 400 names the parameter first
 	return q, err
+}
+
+// parseQuery parses a request's raw query string, refusing one that does not parse
+// whole. url.URL.Query drops the pairs it cannot read (an invalid %-escape, a ';'), and a
+// filter dropped so would list what the caller did not ask for. The error names the
+// first pair that does not parse, by its name as sent.
+func parseQuery(rawQuery string) (url.Values, error) {
+	values, err := url.ParseQuery(rawQuery)
+	if err == nil {
+		return values, nil
+	}
+	for pair := range strings.SplitSeq(rawQuery, "&") {
+		if _, pairErr := url.ParseQuery(pair); pairErr != nil {
+			name, _, _ := strings.Cut(pair, "=")
+			return nil, invalid(name, "cannot be read from the query string (%v): escape %%, ; and & in names and values", pairErr)
+		}
+	}
+	return nil, invalid("query string", "does not parse (%v)", err)
 }

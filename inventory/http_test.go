@@ -229,6 +229,54 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 	}
 }
 
+// A body of null is refused 400 on every call that takes a body, and writes nothing:
+// decoded as it is, it would be a request nobody sent (a single-SKU physical sync of no
+// warehouse, which sets the SKU's physical stock to 0 everywhere). An empty array is that
+// sync said on purpose, and does so.
+func TestHTTPNullBodyIsRefusedAndAnEmptySyncZeroesTheSKU(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	seedStore(t, store, seed{
+		stock:      []SKUStock{{SKU: "s1", Sellable: 10, Shards: 1}},
+		warehouses: []Warehouse{{Code: "SH", Name: "Shanghai", Type: "central"}, {Code: "BJ", Name: "Beijing", Type: "central"}},
+		physical:   []PhysicalLevel{{SKU: "s1", Warehouse: "SH", Qty: 7}, {SKU: "s1", Warehouse: "BJ", Qty: 3}},
+		paid:       []DeductRequest{{OrderNo: "paid", Items: []Item{{SKU: "s1", Qty: 1}}}},
+	})
+	if _, err := store.Deduct(t.Context(), DeductRequest{OrderNo: "held", Items: []Item{{SKU: "s1", Qty: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	before := snapshot(t, db)
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/v1/physical/s1"},
+		{"POST", "/v1/physical"},
+		{"POST", "/v1/skus/s1/stock"},
+		{"POST", "/v1/skus/s1/adjust"},
+		{"POST", "/v1/skus/s1/reshard"},
+		{"PUT", "/v1/skus/s1/activities/sale"},
+		{"POST", "/v1/deductions"},
+		{"POST", "/v1/orders/held/confirm"},
+		{"POST", "/v1/orders/held/cancel"},
+		{"POST", "/v1/orders/held/extend"},
+		{"POST", "/v1/orders/paid/ship"},
+		{"PUT", "/v1/warehouses/SH"},
+	} {
+		status, answer := send(t, srv, c.method, c.path, "null")
+		if status != http.StatusBadRequest || answer.Code != "invalid_request" || !strings.Contains(answer.Message, "not null") {
+			t.Errorf("%s %s with the body null = %d %+v, want 400 invalid_request saying it must not be null", c.method, c.path, status, answer)
+		}
+	}
+	if after := snapshot(t, db); after != before {
+		t.Fatalf("a null body wrote:\nbefore\n%s\nafter\n%s", before, after)
+	}
+	if status, answer := send(t, srv, "POST", "/v1/physical/s1", "[]"); status != http.StatusOK {
+		t.Fatalf("POST /v1/physical/s1 [] = %d %+v, want 200", status, answer)
+	}
+	if n := queryInt(t, db, "SELECT SUM(qty) FROM physical_stock WHERE sku_id = 's1'"); n != 0 {
+		t.Errorf("after a single-SKU sync of [], s1 has %d units of physical stock, want 0 in every warehouse", n)
+	}
+}
+
 // A shortage says which stock is short: sellable, an activity's (named), or a warehouse's
 // physical stock (a shipment, named, for the SKU's lines together).
 func TestHTTPShortageSaysWhichStock(t *testing.T) {

@@ -20,7 +20,8 @@ import (
 // order still gets its own hold and log row, so results stay exact and idempotent.
 //
 // When the merged transaction cannot run as a whole — an order already exists (a retry or
-// a duplicate), no single shard holds the sum, or any error — it is rolled back and every
+// a duplicate), no single shard holds the sum, the SKU has no stock rows, or any error —
+// it is rolled back and every
 // order of the batch runs one by one (deductAlone), which answers each exactly.
 //
 // Per SKU at most MergeWorkers transactions run at once; while they run, new deductions
@@ -146,6 +147,11 @@ func (m *merger) run(sku string, calls []*mergeCall) {
 				reason = "does_not_fit"
 			case errors.Is(err, errMergeDuplicate):
 				reason = "duplicate"
+			case errors.Is(err, ErrUnknownSKU):
+				// A client's answer (422 unknown_sku, a typo or a SKU not set yet), not a
+				// failure to look into. The batch holds only sellable single-item orders, so
+				// no other per-order answer (an unknown or inactive activity) can end it.
+				reason = "unknown_sku"
 			default:
 				m.s.log.Warn("merged deduction failed; deducting one by one", zap.String("sku", sku),
 					zap.Int("orders", len(leaders)), zap.Error(err))

@@ -29,7 +29,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, // 0.5 ms to 4 s
 			[]string{"route"}),
 		mergeFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stocksync_inventory_merge_fallbacks_total",
-			Help: "Merged deductions rolled back for their orders to run one by one, by reason: duplicate (an order already existed), does_not_fit (no shard held the sum), error."},
+			Help: "Merged deductions rolled back for their orders to run one by one, by reason: duplicate (an order already existed), does_not_fit (no shard held the sum), unknown_sku (the SKU has no stock rows), error."},
 			[]string{"reason"}),
 		holdsExpired: prometheus.NewCounter(prometheus.CounterOpts{Name: "stocksync_inventory_holds_expired_total",
 			Help: "Unpaid holds this daemon's sweeper released at their expiry."}),

@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestMetricsCountRequestsByOutcome: the API's requests are counted by route, status and
@@ -105,7 +109,7 @@ func TestMetricsMergeFallbacksAndExpiredHolds(t *testing.T) {
 	}
 	run(call("f-1", 4), call("f-2", 4)) // 8: no shard of 5 holds it
 	run(call("f-1", 4), call("f-3", 1)) // f-1 exists
-	for reason, want := range map[string]float64{"does_not_fit": 1, "duplicate": 1, "error": 0} {
+	for reason, want := range map[string]float64{"does_not_fit": 1, "duplicate": 1, "unknown_sku": 0, "error": 0} {
 		if got := promtest.ToFloat64(store.m.mergeFallbacks.WithLabelValues(reason)); got != want {
 			t.Errorf("merge fallbacks{reason=%s} = %v, want %v", reason, got, want)
 		}
@@ -120,5 +124,33 @@ func TestMetricsMergeFallbacksAndExpiredHolds(t *testing.T) {
 	}
 	if got := promtest.ToFloat64(store.m.holdsExpired); got != 3 {
 		t.Errorf("holds expired = %v, want 3", got)
+	}
+}
+
+// A merged batch of a SKU that has no stock rows (a client's typo, a SKU not set yet)
+// falls back with reason unknown_sku, without a warning: each order is answered
+// ErrUnknownSKU (422), and reason error with its warning stays for failures to look into.
+func TestMergedBatchOfAnUnknownSKUFallsBackQuietly(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	store, _ := newTestStore(t, Options{Logger: zap.New(core)})
+	ctx := t.Context()
+	calls := make([]*mergeCall, 4)
+	for i := range calls {
+		calls[i] = &mergeCall{ctx: ctx, req: DeductRequest{OrderNo: fmt.Sprintf("u-%d", i), Items: []Item{{SKU: "no-such-sku", Qty: 1}},
+			HoldTTL: time.Minute}, done: make(chan mergeResult, 1)}
+	}
+	store.merger.run("no-such-sku", calls)
+	for _, c := range calls {
+		if r := <-c.done; !errors.Is(r.err, ErrUnknownSKU) {
+			t.Errorf("order %s: %v, want ErrUnknownSKU", c.req.OrderNo, r.err)
+		}
+	}
+	for reason, want := range map[string]float64{"unknown_sku": 1, "error": 0} {
+		if got := promtest.ToFloat64(store.m.mergeFallbacks.WithLabelValues(reason)); got != want {
+			t.Errorf("merge fallbacks{reason=%s} = %v, want %v", reason, got, want)
+		}
+	}
+	for _, e := range logs.All() {
+		t.Errorf("logged %s %v: an unknown SKU is the client's answer, not a warning", e.Message, e.ContextMap())
 	}
 }

@@ -93,7 +93,8 @@ func validStatus(st OrderStatus) error {
 // was recorded. A page's Next lists the orders after it; none is left when it is empty.
 // Pages are read by keyset from where the last one ended, never by offset, so an order
 // recorded after the first page was read is not listed by the later pages of a newest-first
-// listing (start again for it), and no order is listed twice or skipped for it. An order
+// listing (start again for it), nor by those of a held listing unless it expires after
+// the page's last order, and no order is listed twice or skipped for it. An order
 // that changes status, or whose hold is extended, between two pages may be listed on both
 // or on neither. It writes nothing.
 func (s *Store) ListOrders(ctx context.Context, q OrderQuery) (OrderPage, error) {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,6 +188,44 @@ func TestListOrdersPagesCoverEveryOrderOnce(t *testing.T) {
 	}
 }
 
+// A held listing goes on by expiry from its cursor: a hold deducted between its pages is
+// on a later page when it expires after the last order listed, and on none when it
+// expires before it (a shorter hold_ttl than those listed), as docs/api.md says.
+func TestHeldListingShowsAHoldDeductedMeanwhileOnlyIfItExpiresAfterTheCursor(t *testing.T) {
+	store, _ := newTestStore(t, Options{})
+	ctx := t.Context()
+	seedStore(t, store, seed{stock: []SKUStock{{SKU: "s", Sellable: 100, Shards: 1}}})
+	deduct := func(orderNo string, ttl time.Duration) {
+		t.Helper()
+		if _, err := store.Deduct(ctx, DeductRequest{OrderNo: orderNo, Items: []Item{{SKU: "s", Qty: 1}}, HoldTTL: ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []string{"a", "b", "c"} {
+		deduct(o, 15*time.Minute)
+	}
+	page, err := store.ListOrders(ctx, OrderQuery{Status: StatusHeld, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deduct("late-short", time.Minute)   // expires before a, the cursor
+	deduct("late-long", 30*time.Minute) // expires after every hold listed so far
+	listed := []string{page.Orders[0].OrderNo}
+	for after := page.Next; after != ""; {
+		p, err := store.ListOrders(ctx, OrderQuery{Status: StatusHeld, Limit: 1, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range p.Orders {
+			listed = append(listed, o.OrderNo)
+		}
+		after = p.Next
+	}
+	if want := []string{"a", "b", "c", "late-long"}; !slices.Equal(listed, want) {
+		t.Errorf("held listing paged %v, want %v: late-long after the cursor, late-short (expiring before it) on no page", listed, want)
+	}
+}
+
 // Filters by status and SKU select exactly the orders in that status or with an item of
 // that SKU.
 func TestListOrdersFilters(t *testing.T) {
@@ -278,6 +317,24 @@ func TestListOrdersRefusesBadParameters(t *testing.T) {
 	}
 	if status, e := send(t, srv, "POST", "/v1/orders", ""); status != http.StatusMethodNotAllowed {
 		t.Errorf("POST /v1/orders = %d %+v, want 405", status, e)
+	}
+}
+
+// A query string that does not parse whole (an invalid %-escape, a ';' between pairs) is
+// refused 400 naming the pair, instead of being listed as if the pair were not there,
+// which would list orders of every SKU or status.
+func TestListOrdersRefusesAQueryStringThatDoesNotParse(t *testing.T) {
+	_, srv, _ := listingStore(t)
+	for _, c := range []struct{ query, field, problem string }{
+		{"sku=l1%ZZ", "sku", `invalid URL escape "%ZZ"`},
+		{"status=confirmed;limit=1", "status", "invalid semicolon separator"},
+		{"status=held&sku=%E0%A4%A", "sku", `invalid URL escape "%A"`},
+		{"limit=1&st%atus=held", "st%atus", `invalid URL escape "%at"`},
+	} {
+		status, e := send(t, srv, "GET", "/v1/orders?"+c.query, "")
+		if status != http.StatusBadRequest || e.Code != "invalid_request" || !strings.HasPrefix(e.Message, c.field+": ") || !strings.Contains(e.Message, c.problem) {
+			t.Errorf("GET /v1/orders?%s = %d %+v, want 400 invalid_request naming %s and saying %s", c.query, status, e, c.field, c.problem)
+		}
 	}
 }
 

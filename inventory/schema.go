@@ -56,23 +56,44 @@ func (e *SchemaVersionError) Is(target error) bool {
 
 var databaseName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
-// openDB opens cfg.Source with database db ("" for none), with source.tls when set.
-// Sessions run in READ COMMITTED so that a conditional update that matches no row does not
-// keep its lock until commit, and in UTC so that NOW(6) and parsed times agree.
 // sourceKeys are the config keys to check when the source cannot be reached.
 const sourceKeys = "source.addr, source.user, source.password, source.tls"
 
+// sessionSetup is run on every connection openDB's pool opens. READ COMMITTED, so that a
+// conditional update that matches no row does not keep its lock until commit; UTC, so
+// that NOW(6) and parsed times agree. Statements rather than variables: the isolation
+// variable is tx_isolation on MariaDB before 11.1 and transaction_isolation on MySQL
+// 8.0.3+, and each server refuses the other's name on every connection.
+var sessionSetup = []string{
+	"SET SESSION time_zone = '+00:00'",
+	"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+}
+
+// openDB opens cfg.Source with database db ("" for none), with source.tls when set and
+// sessionSetup on every connection.
 func openDB(cfg config.Config, db string) (*sql.DB, error) {
 	tlsConfig, err := cfg.Source.ClientTLS()
 	if err != nil {
 		return nil, err
 	}
 	return sqlconn.Open(sqlconn.Target{Addr: cfg.Source.Addr, User: cfg.Source.User, Password: cfg.Source.Password,
-		Database: db, TLS: tlsConfig, Session: map[string]string{"time_zone": "'+00:00'", "tx_isolation": "'READ-COMMITTED'"}})
+		Database: db, TLS: tlsConfig, Session: sessionSetup})
+}
+
+// connectError explains a failed first connection to cfg.Source. A session statement the
+// server refused is said to be one: address and credentials were right, and naming the
+// credential keys would send the operator the wrong way.
+func connectError(cfg config.Config, err error) error {
+	var sessionErr *sqlconn.SessionError
+	if errors.As(err, &sessionErr) {
+		return fmt.Errorf("the server at %s accepted user %s but refused a session setting stocksync needs on every connection: %w",
+			cfg.Source.Addr, cfg.Source.User, err)
+	}
+	return fmt.Errorf("connecting to %s as %s (%s): %w", cfg.Source.Addr, cfg.Source.User, sourceKeys, err)
 }
 
 // Open connects to cfg.Source with database cfg.Inventory.Database, with the session
-// settings the Store relies on (parsed times in UTC, READ COMMITTED). It pings the server.
+// settings the Store relies on (sessionSetup: UTC, READ COMMITTED). It pings the server.
 func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 	name := cfg.Inventory.Database
 	if !databaseName.MatchString(name) {
@@ -93,7 +114,7 @@ func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 		if sqlconn.ErrorNumber(err) == 1049 {
 			return nil, fmt.Errorf("inventory database %s does not exist on %s: run `stocksync migrate up`: %w", name, cfg.Source.Addr, err)
 		}
-		return nil, fmt.Errorf("connecting to inventory database %s at %s as %s (%s): %w", name, cfg.Source.Addr, cfg.Source.User, sourceKeys, err)
+		return nil, fmt.Errorf("opening inventory database %s: %w", name, connectError(cfg, err))
 	}
 	return db, nil
 }
@@ -147,7 +168,7 @@ func Migrate(ctx context.Context, cfg config.Config) (applied []string, err erro
 	// Connect first: a wrong password or port would otherwise read as CREATE DATABASE
 	// failing, as if a grant were missing.
 	if err := admin.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("migrating %s: connecting to %s as %s (%s): %w", name, cfg.Source.Addr, cfg.Source.User, sourceKeys, err)
+		return nil, fmt.Errorf("migrating %s: %w", name, connectError(cfg, err))
 	}
 	// The inventory's changes are what stocksync streams, and under STATEMENT its READ
 	// COMMITTED inserts would fail half-way: say what to set before writing anything.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stocksync/stocksync/internal/sqlconn"
 	"github.com/stocksync/stocksync/internal/testutil"
 )
 
@@ -76,6 +77,73 @@ func TestMigrateAfterAFirstRunLeftAnEmptyVersionTable(t *testing.T) {
 	applied, err := Migrate(ctx, cfg)
 	if err != nil || !slices.Equal(applied, embeddedMigrations(t)) {
 		t.Fatalf("Migrate over an empty version table: %v, %v; want every migration applied", applied, err)
+	}
+}
+
+// Every connection of the inventory's pool runs READ COMMITTED and in UTC, set by
+// statements both MySQL 8 and MariaDB take (MySQL 8.0.3 removed the variable tx_isolation,
+// MariaDB before 11.1 has no transaction_isolation): several connections held at once, so
+// that each is a different one the pool opened.
+func TestPooledConnectionsAreReadCommittedInUTC(t *testing.T) {
+	cfg := testConfig(t)
+	if _, err := Migrate(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	db := openTestDB(t, cfg)
+	ids := map[int64]bool{}
+	for i := range 4 {
+		conn, err := db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var id int64
+		var isolation, zone string
+		err = conn.QueryRowContext(t.Context(), "SELECT CONNECTION_ID(), @@SESSION.transaction_isolation, @@SESSION.time_zone").Scan(&id, &isolation, &zone)
+		if sqlconn.ErrorNumber(err) == 1193 { // MariaDB before 11.1 knows only tx_isolation
+			err = conn.QueryRowContext(t.Context(), "SELECT CONNECTION_ID(), @@SESSION.tx_isolation, @@SESSION.time_zone").Scan(&id, &isolation, &zone)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[id] = true
+		if isolation != "READ-COMMITTED" || zone != "+00:00" {
+			t.Errorf("connection %d of the pool: isolation %s, time zone %s; want READ-COMMITTED, +00:00", i, isolation, zone)
+		}
+	}
+	if len(ids) != 4 {
+		t.Fatalf("4 connections held at once have %d ids", len(ids))
+	}
+}
+
+// A session setting the server refuses (here the MySQL 8 name of the isolation variable,
+// which MariaDB 10.11 does not know, as MySQL 8 refuses tx_isolation) is reported as
+// such, with the statement, and not as a failed login naming the credential keys.
+func TestMigrateWithARefusedSessionSettingSaysSo(t *testing.T) {
+	cfg := testConfig(t)
+	refused := "SET SESSION transaction_isolation = 'READ-COMMITTED'"
+	if err := testutil.MySQLServer(t).Open(t, "").QueryRow("SELECT @@transaction_isolation").Scan(new(string)); err == nil {
+		t.Skip("this server knows transaction_isolation (MariaDB 11.1+, MySQL)")
+	}
+	saved := sessionSetup
+	sessionSetup = append(slices.Clone(saved), refused)
+	t.Cleanup(func() { sessionSetup = saved })
+
+	_, err := Migrate(t.Context(), cfg)
+	var sessionErr *sqlconn.SessionError
+	if !errors.As(err, &sessionErr) || sessionErr.Statement != refused || sqlconn.ErrorNumber(err) != 1193 {
+		t.Fatalf("Migrate with a refused session setting: %v; want a *sqlconn.SessionError of %q, server error 1193", err, refused)
+	}
+	for _, want := range []string{"migrating " + cfg.Inventory.Database, cfg.Source.Addr, "refused a session setting", refused} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate's error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "source.password") {
+		t.Errorf("Migrate's error reads as a credentials problem: %v", err)
+	}
+	if _, err := Open(t.Context(), cfg); !errors.As(err, &sessionErr) || !strings.Contains(err.Error(), "refused a session setting") || strings.Contains(err.Error(), "source.password") {
+		t.Errorf("Open with a refused session setting: %v; want it said so, without the credential keys", err)
 	}
 }
 

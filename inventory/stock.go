@@ -350,6 +350,11 @@ func readStock(ctx context.Context, tx *sql.Tx, sku string) (SKUStock, error) {
 		}
 		out.Physical = append(out.Physical, p)
 	}
+	if err := rows.Err(); err != nil {
+		// Not "no physical stock": a read cut short must not answer 404 not_found.
+		rows.Close()
+		return out, fmt.Errorf("reading physical stock: %w", err)
+	}
 	rows.Close()
 	if !set && len(out.Physical) == 0 {
 		return out, fmt.Errorf("sku %s: %w", sku, ErrNotFound)
@@ -366,7 +371,10 @@ func readStock(ctx context.Context, tx *sql.Tx, sku string) (SKUStock, error) {
 		}
 		out.Activities = append(out.Activities, a)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("reading activity stock: %w", err)
+	}
+	return out, nil
 }
 
 // PutActivity sets the stock a campaign sets aside for a SKU and its running window.

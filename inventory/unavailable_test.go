@@ -207,6 +207,50 @@ func TestHTTPConnectionKilledIs503AndRetryIsRight(t *testing.T) {
 	}
 }
 
+// A physical sync whose read of the warehouses it names fails part way (KILL QUERY while
+// it waits for the second warehouse's row lock: the first row has arrived, the error comes
+// after it) answers the server's failure, a 5xx, not 422 unknown_warehouse as if the
+// warehouses it could not read did not exist; nothing is written, and the same sync again
+// is applied.
+func TestPhysicalSyncWhoseWarehouseReadFailsIsNotUnknownWarehouse(t *testing.T) {
+	store, check := newTestStore(t, Options{})
+	seedStore(t, store, seed{
+		stock:      []SKUStock{{SKU: "p1", Sellable: 1, Shards: 1}},
+		warehouses: []Warehouse{{Code: "W1", Name: "Central", Type: "central"}, {Code: "W2", Name: "North", Type: "regional"}},
+	})
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	tx, err := check.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("SELECT * FROM warehouse WHERE code = 'W2' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	var holder int64
+	if err := tx.QueryRow("SELECT CONNECTION_ID()").Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	const sync = `[{"warehouse": "W1", "qty": 5}, {"warehouse": "W2", "qty": 3}]`
+	done := make(chan answered, 1)
+	go func() { done <- call(t, srv, "POST", "/v1/physical/p1", sync) }()
+	id := awaitBlockedQuery(t, check, holder, "^SELECT code FROM warehouse")
+	if _, err := check.Exec(fmt.Sprintf("KILL QUERY %d", id)); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-done; a.status < 500 {
+		t.Fatalf("physical sync whose warehouse read was interrupted = %d %+v, want the server's failure, 5xx (not 422 unknown_warehouse)", a.status, a.body)
+	}
+	tx.Rollback()
+	if n := queryInt(t, check, "SELECT COUNT(*) FROM physical_stock"); n != 0 {
+		t.Fatalf("the interrupted sync wrote %d physical rows", n)
+	}
+	if a := call(t, srv, "POST", "/v1/physical/p1", sync); a.status != http.StatusOK {
+		t.Fatalf("the sync again = %d %+v, want 200", a.status, a.body)
+	}
+}
+
 // Errors of a working server — a constraint violated, a syntax error, a duplicate key, a
 // deadlock — are not an outage: never 503. Those of an outage are, whatever wraps them.
 func TestUnavailableIsOnlyAnOutage(t *testing.T) {

@@ -187,10 +187,19 @@ func (s *Store) syncPhysical(ctx context.Context, levels []PhysicalLevel, scopeS
 			if err != nil {
 				return fmt.Errorf("reading warehouses: %w", err)
 			}
+			// A read that fails part way must not pass for warehouses that do not exist
+			// (422 unknown_warehouse): it is the database's failure (503 or 500).
 			for rows.Next() {
 				var c string
-				rows.Scan(&c)
+				if err := rows.Scan(&c); err != nil {
+					rows.Close()
+					return fmt.Errorf("reading warehouses: %w", err)
+				}
 				known[c] = true
+			}
+			if err := rows.Err(); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading warehouses: %w", err)
 			}
 			rows.Close()
 			for _, w := range warehouses {

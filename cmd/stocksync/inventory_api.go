@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/internal/httpapi"
 	"github.com/stocksync/stocksync/internal/sqlconn"
 	"github.com/stocksync/stocksync/inventory"
 )
@@ -24,7 +25,7 @@ func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, 
 	db, err := inventory.Open(ctx, cfg)
 	if sqlconn.ErrorNumber(err) == 1049 { // unknown database
 		log.Warn("inventory API disabled: the inventory database does not exist", zap.String("inventory.database", cfg.Inventory.Database), zap.Error(err))
-		mux.HandleFunc("/v1/", schemaMissing(err))
+		mux.Handle("/v1/", schemaMissing(err, cfg.HTTP.Token))
 		return func() {}, nil
 	}
 	if err != nil {
@@ -36,7 +37,7 @@ func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, 
 			return nil, fmt.Errorf("refusing to serve the inventory: %w", err)
 		}
 		log.Warn("inventory API disabled until the schema is migrated", zap.Error(err))
-		mux.HandleFunc("/v1/", schemaMissing(err))
+		mux.Handle("/v1/", schemaMissing(err, cfg.HTTP.Token))
 		return func() { db.Close() }, nil
 	}
 	store := inventory.New(db, inventory.Options{HoldTTL: cfg.Inventory.HoldTTL, SweepInterval: cfg.Inventory.SweepInterval, DatabaseAddr: cfg.Source.Addr,
@@ -57,14 +58,14 @@ func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, 
 	return func() { stop(); <-done; db.Close() }, nil
 }
 
-// schemaMissing answers every /v1 request with 503 and what to run.
-func schemaMissing(err error) http.HandlerFunc {
-	msg := fmt.Sprintf(`{"code":"schema_not_migrated","message":%q}`, err.Error()+" (run: stocksync migrate up --config FILE)")
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, msg)
-	}
+// schemaMissing answers every /v1 request with 503 schema_not_migrated and what to run,
+// behind the same bearer token as the API it stands in for: the message names the
+// database and server, which a caller without the token has no business reading.
+func schemaMissing(err error, token string) http.Handler {
+	answer := httpapi.Error{Code: "schema_not_migrated", Message: err.Error() + " (run: stocksync migrate up --config FILE, then restart serve)"}
+	return httpapi.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, answer)
+	}))
 }
 
 // apiPrefixes are the paths whose handlers answer every path under them themselves, in

@@ -85,7 +85,10 @@ func newStockCmd() *cobra.Command {
 	deduct := &cobra.Command{
 		Use:   "deduct ORDER SKU:QTY[@ACTIVITY]...",
 		Short: "Deduct an order's items, all or none (idempotent on ORDER)",
-		Args:  cobra.MinimumNArgs(2),
+		Long: "Deduct an order's items, all or none (idempotent on ORDER). Each item is SKU:QTY or SKU:QTY@ACTIVITY;\n" +
+			"SKUs and activities may hold ':' and '@' (APPLE:RED:2 is 2 of APPLE:RED). An item that reads in\n" +
+			"more than one way (x:1@y:2) is refused with its readings.",
+		Args: cobra.MinimumNArgs(2),
 		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
 			req := inventory.DeductRequest{OrderNo: args[0], HoldTTL: holdTTL}
 			for _, arg := range args[1:] {
@@ -153,24 +156,23 @@ func newStockCmd() *cobra.Command {
 		}),
 	}
 
+	var zeroAll bool
+	var levels []inventory.PhysicalLevel
 	physical := &cobra.Command{
-		Use:   "physical SKU WAREHOUSE=QTY...",
+		Use:   "physical SKU (WAREHOUSE=QTY... | --zero-all)",
 		Short: "Single-SKU physical sync: the SKU's stock per warehouse (warehouses not named become 0)",
 		Args:  cobra.MinimumNArgs(1),
+		// Read before the database is opened: a refused sync needs no connection.
+		PreRunE: func(_ *cobra.Command, args []string) (err error) {
+			levels, err = parseLevels(args[1:], zeroAll)
+			return err
+		},
 		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
-			var levels []inventory.PhysicalLevel
-			for _, arg := range args[1:] {
-				code, qty, ok := strings.Cut(arg, "=")
-				n, err := strconv.ParseInt(qty, 10, 64)
-				if !ok || err != nil {
-					return nil, fmt.Errorf("%q is not WAREHOUSE=QTY", arg)
-				}
-				levels = append(levels, inventory.PhysicalLevel{Warehouse: code, Qty: n})
-			}
 			n, err := s.SyncPhysicalSKU(ctx, args[0], levels)
 			return map[string]int{"written": n}, err
 		}),
 	}
+	physical.Flags().BoolVar(&zeroAll, "zero-all", false, "set the SKU's physical stock to 0 in every warehouse (it is in none now)")
 
 	var orderQuery inventory.OrderQuery
 	var status string
@@ -214,15 +216,72 @@ func newStockCmd() *cobra.Command {
 	return cmd
 }
 
-// parseItem reads SKU:QTY or SKU:QTY@ACTIVITY.
+// parseItem reads SKU:QTY or SKU:QTY@ACTIVITY. SKUs and activity ids may hold ':' and
+// '@' (APPLE:RED, a@b), so the QTY is found as a ':' followed by digits and then the end
+// of arg or an '@' and the activity. An arg that reads so in more than one way
+// ("x:1@y:2") is refused with its readings rather than guessed at.
 func parseItem(arg string) (inventory.Item, error) {
-	sku, rest, ok := strings.Cut(arg, ":")
-	qty, activity, _ := strings.Cut(rest, "@")
-	n, err := strconv.ParseInt(qty, 10, 64)
-	if !ok || err != nil {
-		return inventory.Item{}, fmt.Errorf("%q is not SKU:QTY or SKU:QTY@ACTIVITY", arg)
+	var readings []inventory.Item
+	for i := range len(arg) {
+		if arg[i] != ':' || i == 0 {
+			continue
+		}
+		end := i + 1
+		for end < len(arg) && arg[end] >= '0' && arg[end] <= '9' {
+			end++
+		}
+		if end == i+1 || (end < len(arg) && (arg[end] != '@' || end+1 == len(arg))) {
+			continue
+		}
+		item := inventory.Item{SKU: arg[:i]}
+		if end < len(arg) {
+			item.Activity = arg[end+1:]
+		}
+		n, err := strconv.ParseInt(arg[i+1:end], 10, 64)
+		if err != nil {
+			return inventory.Item{}, fmt.Errorf("%q: quantity %s is too large", arg, arg[i+1:end])
+		}
+		item.Qty = n
+		readings = append(readings, item)
 	}
-	return inventory.Item{SKU: sku, Qty: n, Activity: activity}, nil
+	switch len(readings) {
+	case 0:
+		return inventory.Item{}, fmt.Errorf("%q is not SKU:QTY or SKU:QTY@ACTIVITY (QTY a whole number of units)", arg)
+	case 1:
+		return readings[0], nil
+	}
+	described := make([]string, len(readings))
+	for i, r := range readings {
+		described[i] = fmt.Sprintf("SKU %q QTY %d", r.SKU, r.Qty)
+		if r.Activity != "" {
+			described[i] += fmt.Sprintf(" ACTIVITY %q", r.Activity)
+		}
+	}
+	return inventory.Item{}, fmt.Errorf("%q reads as SKU:QTY[@ACTIVITY] in %d ways (%s): deduct this order through POST /v1/deductions, whose items name each part",
+		arg, len(readings), strings.Join(described, ", or "))
+}
+
+// parseLevels reads the WAREHOUSE=QTY arguments of a single-SKU physical sync. With none,
+// the sync would set the SKU's stock to 0 in every warehouse; that needs zeroAll
+// (--zero-all), so that a forgotten argument does not do it.
+func parseLevels(args []string, zeroAll bool) ([]inventory.PhysicalLevel, error) {
+	if zeroAll && len(args) > 0 {
+		return nil, fmt.Errorf("--zero-all sets the SKU's physical stock to 0 in every warehouse: give it without WAREHOUSE=QTY arguments")
+	}
+	if !zeroAll && len(args) == 0 {
+		return nil, fmt.Errorf("give the SKU's stock as WAREHOUSE=QTY (warehouses not named become 0), or --zero-all for 0 in every warehouse")
+	}
+	levels := []inventory.PhysicalLevel{}
+	for _, arg := range args {
+		// The last '=': QTY is a number, a warehouse code may hold '='.
+		i := strings.LastIndexByte(arg, '=')
+		n, err := strconv.ParseInt(arg[i+1:], 10, 64)
+		if i <= 0 || err != nil {
+			return nil, fmt.Errorf("%q is not WAREHOUSE=QTY (QTY a whole number of units)", arg)
+		}
+		levels = append(levels, inventory.PhysicalLevel{Warehouse: arg[:i], Qty: n})
+	}
+	return levels, nil
 }
 
 // textAnswer is an answer that prints as text for a person unless the command's --json

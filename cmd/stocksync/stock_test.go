@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/inventory"
 )
 
 // stockCLI migrates a fresh database and returns run, which runs `stocksync ARGS…` on it
@@ -204,5 +206,117 @@ func TestStockOrdersPages(t *testing.T) {
 	}
 	if out, err := run("stock", "orders", "--status", "paid"); err == nil || !strings.Contains(out, "status: must be held, confirmed, shipped, cancelled or expired") {
 		t.Fatalf("stock orders --status paid: %v\n%s\nwant it refused, naming status", err, out)
+	}
+}
+
+// An item argument is split where its QTY is, so SKUs and activity ids may hold ':' and
+// '@'; one that reads as an item in more than one way is refused with its readings.
+func TestParseItemFindsTheQuantityWhereverTheSKUHasColons(t *testing.T) {
+	for _, c := range []struct {
+		arg  string
+		want inventory.Item
+	}{
+		{"sku-1:2", inventory.Item{SKU: "sku-1", Qty: 2}},
+		{"APPLE:RED:2", inventory.Item{SKU: "APPLE:RED", Qty: 2}},
+		{"APPLE:RED:2@1111", inventory.Item{SKU: "APPLE:RED", Qty: 2, Activity: "1111"}},
+		{"a@b:3", inventory.Item{SKU: "a@b", Qty: 3}},
+		{"a@b:3@sale@2030", inventory.Item{SKU: "a@b", Qty: 3, Activity: "sale@2030"}},
+		{"a:b:c:10@x:y", inventory.Item{SKU: "a:b:c", Qty: 10, Activity: "x:y"}},
+	} {
+		got, err := parseItem(c.arg)
+		if err != nil || got != c.want {
+			t.Errorf("parseItem(%q) = %+v, %v; want %+v", c.arg, got, err, c.want)
+		}
+	}
+	for _, c := range []struct{ arg, want string }{
+		{"sku-1", "is not SKU:QTY or SKU:QTY@ACTIVITY"},
+		{"sku-1:", "is not SKU:QTY"},
+		{":2", "is not SKU:QTY"},
+		{"sku-1:two", "is not SKU:QTY"},
+		{"sku-1:-2", "is not SKU:QTY"},
+		{"sku-1:2@", "is not SKU:QTY"},
+		{"sku-1:99999999999999999999", "quantity 99999999999999999999 is too large"},
+		{"x:1@y:2", `reads as SKU:QTY[@ACTIVITY] in 2 ways (SKU "x" QTY 1 ACTIVITY "y:2", or SKU "x:1@y" QTY 2)`},
+	} {
+		if got, err := parseItem(c.arg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("parseItem(%q) = %+v, %v; want an error saying %q", c.arg, got, err, c.want)
+		}
+	}
+}
+
+// A single-SKU physical sync from the CLI needs a WAREHOUSE=QTY or --zero-all: no
+// arguments at all would set the SKU's stock to 0 in every warehouse.
+func TestParseLevelsNeedsALevelOrZeroAll(t *testing.T) {
+	got, err := parseLevels([]string{"SH=4", "W=1=2"}, false)
+	if want := []inventory.PhysicalLevel{{Warehouse: "SH", Qty: 4}, {Warehouse: "W=1", Qty: 2}}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("parseLevels(SH=4 W=1=2) = %+v, %v; want %+v", got, err, want)
+	}
+	if got, err := parseLevels(nil, true); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("parseLevels(--zero-all) = %#v, %v; want no level", got, err)
+	}
+	for _, c := range []struct {
+		args    []string
+		zeroAll bool
+		want    string
+	}{
+		{nil, false, "or --zero-all for 0 in every warehouse"},
+		{[]string{"SH=1"}, true, "give it without WAREHOUSE=QTY"},
+		{[]string{"SH"}, false, `"SH" is not WAREHOUSE=QTY`},
+		{[]string{"=3"}, false, `"=3" is not WAREHOUSE=QTY`},
+		{[]string{"SH=x"}, false, `"SH=x" is not WAREHOUSE=QTY`},
+	} {
+		if got, err := parseLevels(c.args, c.zeroAll); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("parseLevels(%q, zeroAll %v) = %+v, %v; want an error saying %q", c.args, c.zeroAll, got, err, c.want)
+		}
+	}
+}
+
+// TestStockPhysicalNeedsALevelOrZeroAll runs `stocksync stock physical` as an operator
+// would: without a level it is refused and writes nothing, --zero-all zeroes the SKU in
+// every warehouse.
+func TestStockPhysicalNeedsALevelOrZeroAll(t *testing.T) {
+	run, db := stockCLI(t)
+	for _, args := range [][]string{{"stock", "set", "APPLE:RED", "--sellable", "5"},
+		{"stock", "warehouse", "SH", "--name", "Shanghai", "--type", "central"},
+		{"stock", "warehouse", "BJ", "--name", "Beijing", "--type", "central"},
+		{"stock", "physical", "APPLE:RED", "SH=4", "BJ=3"}} {
+		if out, err := run(args...); err != nil {
+			t.Fatalf("stocksync %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	physical := func() int64 {
+		t.Helper()
+		var n int64
+		if err := db.QueryRow("SELECT COALESCE(SUM(qty), 0) FROM physical_stock WHERE sku_id = 'APPLE:RED'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if out, err := run("stock", "physical", "APPLE:RED"); err == nil || !strings.Contains(out, "--zero-all") {
+		t.Fatalf("stock physical APPLE:RED without levels: %v\n%s\nwant it refused, naming --zero-all", err, out)
+	}
+	if n := physical(); n != 7 {
+		t.Fatalf("a refused sync left %d units of physical stock, want 7", n)
+	}
+	if out, err := run("stock", "physical", "APPLE:RED", "--zero-all"); err != nil || physical() != 0 {
+		t.Fatalf("stock physical APPLE:RED --zero-all: %v\n%s\nleft %d units, want 0", err, out, physical())
+	}
+}
+
+// TestStockDeductOfASKUWithColons deducts `APPLE:RED:2`: 2 of the SKU APPLE:RED.
+func TestStockDeductOfASKUWithColons(t *testing.T) {
+	run, _ := stockCLI(t)
+	if out, err := run("stock", "set", "APPLE:RED", "--sellable", "5"); err != nil {
+		t.Fatalf("stocksync stock set: %v\n%s", err, out)
+	}
+	out, err := run("stock", "deduct", "o-colon", "APPLE:RED:2")
+	var order struct {
+		Items []struct {
+			SKU string `json:"sku"`
+			Qty int64  `json:"qty"`
+		} `json:"items"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &order) != nil || len(order.Items) != 1 || order.Items[0].SKU != "APPLE:RED" || order.Items[0].Qty != 2 {
+		t.Fatalf("stock deduct o-colon APPLE:RED:2: %v\n%s\nwant 2 of APPLE:RED", err, out)
 	}
 }

@@ -123,7 +123,7 @@ func (e *MalformedError) Error() string { return "body: " + e.Problem }
 // would store U+FFFD for each bad byte or lone half, so that two different order numbers
 // became one), and every object key must be a field of v's shape spelt exactly, at most
 // once (encoding/json matches keys ignoring case and lets the last of two equal keys win).
-// An empty body is allowed when optional. A body over an http.MaxBytesReader's limit returns
+// A body of null is refused. An empty body is allowed when optional. A body over an http.MaxBytesReader's limit returns
 // its *http.MaxBytesError (413); any other problem a *MalformedError (400).
 func DecodeJSON(body io.Reader, v any, optional bool) error {
 	data, err := io.ReadAll(body)
@@ -142,6 +142,13 @@ func DecodeJSON(body io.Reader, v any, optional bool) error {
 	}
 	if !utf8.Valid(data) {
 		return &MalformedError{Problem: fmt.Sprintf("is not valid UTF-8 (byte %d)", invalidUTF8At(data))}
+	}
+	// encoding/json decodes null into an object or an array as if the body had left out
+	// every field or listed nothing, which would make a request of it that was never sent:
+	// `null` to a single-SKU physical sync would set the SKU's stock to 0 in every
+	// warehouse. No body of this API is null.
+	if string(bytes.TrimSpace(data)) == "null" {
+		return &MalformedError{Problem: fmt.Sprintf("%s must be %s, not null", describePath(""), jsonKind(reflect.TypeOf(v)))}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var typeErr *json.UnmarshalTypeError

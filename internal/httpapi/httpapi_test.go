@@ -43,6 +43,7 @@ func TestDecodeJSONSaysWhatIsWrong(t *testing.T) {
 		{`{"order_no": `, `it ends before the value does`},
 		{`{} {}`, `must hold a single JSON value`},
 		{`  `, `is empty`},
+		{` null `, `the body must be an object, not null`},
 	} {
 		var v request
 		err := DecodeJSON(strings.NewReader(tc.body), &v, false)
@@ -56,6 +57,24 @@ func TestDecodeJSONSaysWhatIsWrong(t *testing.T) {
 	}
 	if err := DecodeJSON(strings.NewReader(""), &v, true); err != nil {
 		t.Errorf("an empty optional body was refused: %v", err)
+	}
+}
+
+// A body of null is refused, optional or not and into an array as into an object:
+// encoding/json would leave the value as it was, as if an empty request had been sent.
+func TestDecodeJSONRefusesANullBody(t *testing.T) {
+	var levels []struct {
+		Qty *int64 `json:"qty"`
+	}
+	if err := DecodeJSON(strings.NewReader("null"), &levels, false); err == nil || !strings.Contains(err.Error(), "the body must be an array, not null") {
+		t.Errorf("DecodeJSON(null) into an array = %v; want it refused as not an array", err)
+	}
+	var empty struct{}
+	if err := DecodeJSON(strings.NewReader("\nnull\n"), &empty, true); err == nil || !strings.Contains(err.Error(), "the body must be an object, not null") {
+		t.Errorf("DecodeJSON(null) as an optional body = %v; want it refused", err)
+	}
+	if err := DecodeJSON(strings.NewReader("[]"), &levels, false); err != nil || levels == nil || len(levels) != 0 {
+		t.Errorf("DecodeJSON([]) = %v, %v; want an empty array accepted", err, levels)
 	}
 }
 

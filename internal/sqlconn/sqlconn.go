@@ -1,8 +1,10 @@
 package sqlconn
 
 import (
+	"context"
 	"crypto/tls"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,9 +20,53 @@ type Target struct {
 	Password string
 	Database string      // "" for none
 	TLS      *tls.Config // nil: no TLS
-	// Session are system variables set on every connection, as SQL values:
-	// {"time_zone": "'+00:00'"}.
-	Session map[string]string
+	// Session are statements run, in order, on every new connection before it is used:
+	// "SET SESSION time_zone = '+00:00'". A statement the server refuses fails the
+	// connection with a *SessionError.
+	Session []string
+}
+
+// SessionError is a connection the server accepted (address, user and password were
+// right) but one of whose Target.Session statements it refused: a setting this server
+// does not know or does not allow, not a credentials problem.
+type SessionError struct {
+	Statement string
+	Err       error
+}
+
+func (e *SessionError) Error() string {
+	return fmt.Sprintf("setting up the session (%s): %v", e.Statement, e.Err)
+}
+
+func (e *SessionError) Unwrap() error { return e.Err }
+
+// sessionConnector runs statements on each connection its Connector opens, before
+// database/sql hands it out. The driver's own DSN params can only assign a variable by
+// name, and names differ between servers: MySQL 8.0.3 removed tx_isolation, which MariaDB
+// before 11.1 alone knows, while a statement such as SET SESSION TRANSACTION ISOLATION
+// LEVEL means the same on both.
+type sessionConnector struct {
+	driver.Connector
+	statements []string
+}
+
+func (c sessionConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	exec, ok := conn.(driver.ExecerContext)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("setting up the session: the driver's connection %T cannot execute statements", conn)
+	}
+	for _, q := range c.statements {
+		if _, err := exec.ExecContext(ctx, q, nil); err != nil {
+			conn.Close()
+			return nil, &SessionError{Statement: q, Err: err}
+		}
+	}
+	return conn, nil
 }
 
 // Open returns a handle on t; it does not connect yet.
@@ -34,10 +80,12 @@ func Open(t Target) (*sql.DB, error) {
 	c.ParseTime = true // in UTC: mysql.NewConfig's Loc
 	c.InterpolateParams = true
 	c.TLS = t.TLS
-	c.Params = t.Session
 	connector, err := mysql.NewConnector(c)
 	if err != nil {
 		return nil, fmt.Errorf("configuring the connection to %s: %w", t.Addr, err)
+	}
+	if len(t.Session) > 0 {
+		connector = sessionConnector{Connector: connector, statements: t.Session}
 	}
 	return sql.OpenDB(connector), nil
 }
