@@ -25,13 +25,23 @@ var ErrStatefulTableEmptied = errors.New("a table that a stateful rule reads was
 
 // emptiedTables reads q, a DDL statement, for the tables it empties without row events:
 // every table of TRUNCATE [TABLE] and of DROP TABLE (not DROP TEMPORARY TABLE, whose table
-// was never in the binlog), as [schema, table] pairs, with the statement's verb.
+// was never in the binlog), and MariaDB's CREATE OR REPLACE TABLE (which drops the table
+// of that name first; a … SELECT's rows follow as row events), as [schema, table] pairs,
+// with the statement's verb.
 func emptiedTables(q, defaultSchema string) (verb string, tables [][2]string) {
 	t := &sqlTokens{s: q}
 	switch t.keyword() {
 	case "TRUNCATE":
 		t.skipKeywords("TABLE")
 		verb = "TRUNCATE"
+	case "CREATE":
+		if t.keyword() != "OR" || t.keyword() != "REPLACE" || t.keyword() != "TABLE" {
+			return "", nil // CREATE TABLE, CREATE OR REPLACE TEMPORARY TABLE, … VIEW, …
+		}
+		if schema, table := t.tableName(defaultSchema); table != "" {
+			return "CREATE OR REPLACE TABLE", [][2]string{{schema, table}}
+		}
+		return "", nil
 	case "DROP":
 		if t.keyword() != "TABLE" {
 			return "", nil // DROP TEMPORARY TABLE, DROP DATABASE, DROP INDEX, …

@@ -112,3 +112,31 @@ func TestDDLWithoutRowEventsSeedsTheRulesAgain(t *testing.T) {
 		awaitSequences("every group gone once the renamed tables' names stayed empty")
 	})
 }
+
+// TestCreateOrReplaceTableSeedsTheRulesAgain: MariaDB's CREATE OR REPLACE TABLE … SELECT
+// drops the table's rows without row events, then brings the copy's as inserts in the
+// same transaction. The rules that read the table are seeded again at the statement, so
+// the groups end as the tables now are (A from the copy alone, B without stock_a's
+// rows), not the copy's rows added onto the old totals.
+func TestCreateOrReplaceTableSeedsTheRulesAgain(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_a (id INT PRIMARY KEY, sku_id VARCHAR(8), qty BIGINT)",
+		"CREATE TABLE stock_b LIKE stock_a",
+		"INSERT INTO stock_a VALUES (1, 'A', 5), (2, 'B', 3)", "INSERT INTO stock_b VALUES (3, 'B', 4)")
+	e.start(e.rules(patternStockRulesYAML), testutil.ServerID())
+	want := map[string]string{"product A": "c:-:5", "product B": "c:-:7", "search A": "u:false:true", "search B": "u:false:true"}
+	await := func(what string) {
+		t.Helper()
+		testutil.Eventually(t, 30*time.Second, what, func() bool {
+			return fmt.Sprint(sequences(groupMessages(t, e))) == fmt.Sprint(want)
+		})
+	}
+	await("the seed's messages")
+	testutil.Exec(t, db, "CREATE OR REPLACE TABLE stock_a (id INT PRIMARY KEY, sku_id VARCHAR(8), qty BIGINT) SELECT 9 AS id, 'A' AS sku_id, 1 AS qty",
+		"INSERT INTO stock_b VALUES (10, 'Z', 1)")
+	want["product A"] += " u:5:1"
+	want["product B"] += " u:7:4"
+	want["product Z"], want["search Z"] = "c:-:1", "u:false:true"
+	await("the groups as the tables now are, then the insert's")
+}
