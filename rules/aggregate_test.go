@@ -658,3 +658,46 @@ func TestGroupBornAndGoneInOneTransactionIsNotPublished(t *testing.T) {
 		t.Errorf("got %v, want A1's aggregate and flag", got)
 	}
 }
+
+// TestFloatSumStateRoundTripsFloat64sPast2To53: a float sum whose value is a float64 at
+// or past 2^53 (a DOUBLE column holding 12345678901234567890, or a sum reaching 1e23),
+// whose shortest decimal is another integer, is saved exactly and read back as itself:
+// after the restore, taking the row away again leaves 0, as in the running engine.
+func TestFloatSumStateRoundTripsFloat64sPast2To53(t *testing.T) {
+	for _, v := range []float64{12345678901234567890, 1e23, 9007199254740993 * 2} {
+		var running accumulator
+		running.add(v, 1)
+		state := string(running.appendState(nil))
+		var back accumulator
+		if !back.restore(state) {
+			t.Fatalf("state %q not read back", state)
+		}
+		running.add(v, -1)
+		back.add(v, -1)
+		if got := back.float64(); got != 0 || running.float64() != 0 {
+			t.Errorf("sum of %v saved as %q; after subtracting the row again: running %v, restored %v (want 0 for both)",
+				v, state, running.float64(), got)
+		}
+	}
+}
+
+// TestRestoredLargeFloatSumReturnsToZero: the same through the engine: one shard row at
+// 1e23 saved, the daemon restarted (Restore), the row set to 0: the restored engine, as
+// the running one, publishes sellable 0 and the flag false.
+func TestRestoredLargeFloatSumReturnsToZero(t *testing.T) {
+	set := mustParse(t, issueRules)
+	e := newTestEngine(set)
+	e.MarkSeeded(e.Unseeded(), canal.Position{})
+	_, saved := txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: floatShardTable, After: []any{"A1", int64(0), 1e23}})
+	restored := newTestEngine(set)
+	if err := restored.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	for name, eng := range map[string]*Engine{"running": e, "restored": restored} {
+		got, _ := txn(t, eng, floatUpd(0, 1e23, 0))
+		joined := strings.Join(got, "\n")
+		if !strings.Contains(joined, `"after":{"sku_id":"A1","sellable":0}`) || !strings.Contains(joined, `"value":false`) {
+			t.Errorf("%s: the only shard row set to 0; messages:\n%s", name, joined)
+		}
+	}
+}

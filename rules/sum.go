@@ -274,9 +274,13 @@ func (a *accumulator) appendState(b []byte) []byte {
 	if a.kind != accFloat {
 		return a.append(b, styleTyped)
 	}
-	if r := a.float64(); a.f.roundedExact {
-		// A float64 (most sums): its shortest decimal, which restoreFloatSum reads back
-		// as that float64, and which costs far less to write.
+	if r := a.float64(); a.f.roundedExact && math.Abs(r) < 1<<53 {
+		// A float64 below 2^53 (most sums): its shortest decimal, which costs far less to
+		// write, and which restoreFloatSum reads back as that float64: either it is no
+		// binary fraction, or it is one only as the float64's exact value (an integer,
+		// exact below 2^53, or a short binary fraction). From 2^53 on, a float64's
+		// shortest decimal may be another integer (1e23 for 99999999999999991611392),
+		// which would be read back as itself: those are written exactly, below.
 		start := len(b)
 		b = appendFloat(b, r)
 		if !strings.ContainsAny(string(b[start:]), ".e") {
