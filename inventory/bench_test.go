@@ -1,9 +1,11 @@
 package inventory
 
 import (
+	"database/sql"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ func BenchmarkHotSKU(b *testing.B) {
 	// by the parent: a sub-benchmark's function runs several times and cleans up each time.
 	unmerged, _ := newTestStore(b, Options{DisableMerging: true})
 	merging := New(unmerged.db, Options{MergeWorkers: mergeWorkersForBench()})
+	runBenchSQL(b, unmerged.db)
 	var round atomic.Int64
 	for _, merge := range []bool{false, true} {
 		for _, m := range []int{1, 8, 32} {
@@ -71,4 +74,18 @@ func BenchmarkHotSKU(b *testing.B) {
 func mergeWorkersForBench() int {
 	n, _ := strconv.Atoi(os.Getenv("STOCKSYNC_BENCH_MERGE_WORKERS"))
 	return n
+}
+
+// runBenchSQL runs STOCKSYNC_BENCH_SQL's statements (separated by ';') on the benchmark's
+// database before it starts, so that a schema variant can be measured with the same
+// command: dropping indexes no deduction needs, say (docs/BENCHMARKS.md).
+func runBenchSQL(b *testing.B, db *sql.DB) {
+	for stmt := range strings.SplitSeq(os.Getenv("STOCKSYNC_BENCH_SQL"), ";") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := db.Exec(stmt); err != nil {
+			b.Fatalf("STOCKSYNC_BENCH_SQL: %s: %v", stmt, err)
+		}
+	}
 }
