@@ -58,7 +58,7 @@ func watchingDaemon(t *testing.T, path string) (*daemon, *observer.ObservedLogs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zapcore.InfoLevel)
+	core, logs := observer.New(zapcore.DebugLevel)
 	d := &daemon{cfg: config.Config{Rules: path}, log: zap.New(core), source: canal.Config{Addr: "127.0.0.1:1", User: "x"},
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})}
 	d.rules.Store(file.set)
@@ -85,6 +85,12 @@ func TestRulesReloadOnAnEditorsSave(t *testing.T) {
 	writeFile(t, path, oneRuleOn("t.one"))
 	d, logs := watchingDaemon(t, path)
 	writeFile(t, filepath.Join(dir, "stocksync.yaml"), "log: {level: info}\n")
+	testutil.Eventually(t, 5*time.Second, "the file to be read again after the other file's change", func() bool {
+		return logs.FilterMessageSnippet("rules file read again").Len() > 0
+	})
+	if n := logs.FilterMessageSnippet("nothing to reload").Len(); n != 0 {
+		t.Errorf("the other file's change alone: %d lines saying there is nothing to reload; want none", n)
+	}
 	writeFile(t, path+".tmp", oneRuleOn("t.two"))
 	if err := os.Rename(path+".tmp", path); err != nil {
 		t.Fatal(err)

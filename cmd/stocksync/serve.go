@@ -771,26 +771,11 @@ func (d *daemon) watchRules(ctx context.Context, rw *rulesWatch) {
 			pending = true
 		case <-settle.C:
 			pending = false
-			if d.rulesFileChanged() {
-				d.reloadRules("file changed", false)
-			}
-			if rw.files != nil {
-				rw.followTarget(d.cfg.Rules)
-			}
+			d.log.Debug("rules file read again after a change in its directory", zap.String("file", d.cfg.Rules))
+			d.reloadRules("file changed", false)
+			rw.followTarget(d.cfg.Rules)
 		}
 	}
-}
-
-// rulesFileChanged reports whether the rules file now holds other contents than the
-// running rules and the last rejected file. A file that cannot be read counts as one of
-// no contents (as readRulesFile's digest), so that it is rejected, and said, once.
-func (d *daemon) rulesFileChanged() bool {
-	data, err := os.ReadFile(d.cfg.Rules)
-	if err != nil {
-		data = nil
-	}
-	digest := sha256.Sum256(data)
-	return digest != d.runningRules && (d.rejectedRules == nil || digest != *d.rejectedRules)
 }
 
 // errRulesMisfit is a rules file that does not fit the source's tables.
@@ -813,18 +798,28 @@ func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
 
 // reloadRules reads the rules file and installs it when it loads and fits the source.
 // A file with the running rules' contents is left alone, and so is the last rejected
-// file unless retryRejected (watchRules).
-func (d *daemon) reloadRules(why string, retryRejected bool) {
-	file, err := readRulesFile(d.cfg.Rules, reservedTopics(d.cfg))
-	rejectedBefore := d.rejectedRules != nil && *d.rejectedRules == file.digest
+// file unless asked: a SIGHUP, which tries a rejected file again (the source it is
+// checked against may have changed) and says when there is nothing to reload. The
+// watcher's reads, after any change in the file's directory, are quiet about a file
+// that did not change. A file that cannot be read counts as one of no contents
+// (rulesFile's digest), so that it is rejected, and said, once.
+func (d *daemon) reloadRules(why string, asked bool) {
+	data, readErr := os.ReadFile(d.cfg.Rules)
+	if readErr != nil {
+		data = nil
+	}
+	digest := sha256.Sum256(data)
+	rejectedBefore := d.rejectedRules != nil && *d.rejectedRules == digest
 	switch {
-	case err == nil && file.digest == d.runningRules:
-		d.log.Info("rules reload: the file is the one the running rules were read from; nothing to reload", zap.String("trigger", why))
+	case readErr == nil && digest == d.runningRules:
+		if asked {
+			d.log.Info("rules reload: the file is the one the running rules were read from; nothing to reload", zap.String("trigger", why))
+		}
 		return
-	case rejectedBefore && !retryRejected:
-		d.log.Info("rules reload: the file is the one the last reload rejected; nothing to reload", zap.String("trigger", why))
+	case rejectedBefore && !asked:
 		return
 	}
+	file, err := parseRulesFile(d.cfg.Rules, data, readErr, reservedTopics(d.cfg))
 	if err == nil {
 		// A source that does not answer now does not hold the reload back: the stream
 		// would meet the same problems, and says so.
@@ -862,8 +857,13 @@ type rulesFile struct {
 // own topics, reserved (reservedTopics).
 func readRulesFile(path string, reserved []rules.ReservedTopic) (rulesFile, error) {
 	data, err := os.ReadFile(path)
-	if err != nil {
-		return rulesFile{digest: sha256.Sum256(nil)}, fmt.Errorf("reading rules: %w", err)
+	return parseRulesFile(path, data, err, reserved)
+}
+
+// parseRulesFile is readRulesFile of data, read from path with readErr.
+func parseRulesFile(path string, data []byte, readErr error, reserved []rules.ReservedTopic) (rulesFile, error) {
+	if readErr != nil {
+		return rulesFile{digest: sha256.Sum256(nil)}, fmt.Errorf("reading rules: %w", readErr)
 	}
 	set, err := rules.Parse(path, data)
 	if err == nil {
