@@ -196,9 +196,7 @@ func placeColumns(rp *rulePlan) []int {
 	} else {
 		add(rp.keyIdx)
 	}
-	if rp.rule.topic == "" {
-		add(rp.topicIdx)
-	}
+	add(rp.topicIdx) // a literal topic's is topicLiteral alone, skipped
 	return cols
 }
 

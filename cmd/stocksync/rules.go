@@ -465,7 +465,6 @@ func guessKinds(txns [][]testEvent) (map[string]*guessedKinds, error) {
 		known bool
 	}
 	byTable := map[string]map[string]*seen{}
-	var order []string // tables in the order met, for errors told the same way each run
 	for ti, events := range txns {
 		for i, ev := range events {
 			if len(ev.Columns) > 0 {
@@ -476,7 +475,6 @@ func guessKinds(txns [][]testEvent) (map[string]*guessedKinds, error) {
 			if cols == nil {
 				cols = map[string]*seen{}
 				byTable[table] = cols
-				order = append(order, table)
 			}
 			for _, img := range []map[string]json.RawMessage{ev.Before, ev.After} {
 				for _, name := range slices.Sorted(maps.Keys(img)) {
@@ -503,10 +501,10 @@ func guessKinds(txns [][]testEvent) (map[string]*guessedKinds, error) {
 		}
 	}
 	out := map[string]*guessedKinds{}
-	for _, table := range order {
+	for table, cols := range byTable {
 		g := &guessedKinds{kinds: map[string]canal.ColumnKind{}}
-		for _, name := range slices.Sorted(maps.Keys(byTable[table])) {
-			s := byTable[table][name]
+		for _, name := range slices.Sorted(maps.Keys(cols)) {
+			s := cols[name]
 			if !s.known {
 				s.kind = canal.KindString
 				g.nullOnly = append(g.nullOnly, name)

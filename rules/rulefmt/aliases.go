@@ -75,13 +75,10 @@ func (x *aliasExpander) node(n *yaml.Node, viaAlias bool) *yaml.Node {
 			}
 			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 		}
-		x.inside[target] = true
-		out := x.node(target, true)
-		delete(x.inside, target)
-		return out
+		return x.node(target, true) // a mapping or list marks itself inside (x.inside)
 	case yaml.MappingNode:
 		return x.mapping(n, viaAlias)
-	case yaml.SequenceNode, yaml.DocumentNode:
+	case yaml.SequenceNode:
 		x.inside[n] = true
 		defer delete(x.inside, n)
 		c := *n
