@@ -317,7 +317,7 @@ func (c *planColumn) decode(data []byte) (any, int, error) {
 			}
 			return append([]byte{}, b...), n, nil
 		case opText:
-			return c.text(padBinary(b, c.binaryLen)), n, nil
+			return c.text(string(padBinary(b, c.binaryLen))), n, nil
 		}
 		return string(b), n, nil
 	case opEnum, opSet:

@@ -844,7 +844,8 @@ func TestBinaryKeepsItsTrailingZeros(t *testing.T) {
 // single-byte sets reach the handler as the same text a snapshot reads, ENUM and SET labels
 // too, with plans and without; so do characters whose server mapping differs from the
 // WHATWG one (Big5's ETEN kana, GB2312's middle dot and horizontal bar, EUC-JP's wave dash, cp932's
-// user-defined area).
+// user-defined area); and a column of a MariaDB collation whose id is past 2047
+// (utf8mb4_uca1400_ai_ci), which information_schema.COLLATIONS does not list.
 func TestTextInOtherCharacterSetsStreamsAsSQLReadsIt(t *testing.T) {
 	s := newSource(t)
 	testutil.Exec(t, s.db, `CREATE TABLE cs (id INT PRIMARY KEY, name VARCHAR(20) CHARACTER SET gbk, note TEXT CHARACTER SET gbk,
@@ -852,11 +853,12 @@ func TestTextInOtherCharacterSetsStreamsAsSQLReadsIt(t *testing.T) {
 		uj VARCHAR(10) CHARACTER SET ujis, w CHAR(4) CHARACTER SET cp932, kr VARCHAR(10) CHARACTER SET euckr,
 		u16 VARCHAR(10) CHARACTER SET utf16, u16le TEXT CHARACTER SET utf16le, u32 CHAR(3) CHARACTER SET utf32,
 		l2 VARCHAR(10) CHARACTER SET latin2, ru CHAR(5) CHARACTER SET koi8r,
-		e ENUM('小','大') CHARACTER SET gbk, st SET('红','绿','蓝') CHARACTER SET gbk)`)
+		e ENUM('小','大') CHARACTER SET gbk, st SET('红','绿','蓝') CHARACTER SET gbk,
+		uca VARCHAR(10) COLLATE utf8mb4_uca1400_ai_ci)`) // a MariaDB collation id past 2047
 	want := [][]any{
-		{int64(1), "库存", "华为手机 Mate", "庫存", "库・存", "在庫〜", "〜在庫", "\ue000倉", "재고", "héllo ✓", "𝄞 clef", "a€𝄞", "Łódź", "склад", "大", "红,蓝"},
-		{int64(2), "plain", "", "ヾぁア", "―", "", "ｱ", "", "", "", "", "", "", "", "小", ""},
-		{int64(3), nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil},
+		{int64(1), "库存", "华为手机 Mate", "庫存", "库・存", "在庫〜", "〜在庫", "\ue000倉", "재고", "héllo ✓", "𝄞 clef", "a€𝄞", "Łódź", "склад", "大", "红,蓝", "ça 库"},
+		{int64(2), "plain", "", "ヾぁア", "―", "", "ｱ", "", "", "", "", "", "", "", "小", "", "x"},
+		{int64(3), nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil},
 	}
 	insert := "INSERT INTO cs VALUES "
 	for i, row := range want {

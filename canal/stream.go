@@ -1126,7 +1126,15 @@ func (st *tableState) normalize(row []any) error {
 			continue
 		}
 		if text := st.text[i]; text != nil {
-			row[i] = text(padBinary(asBytes(v), st.binaryLen[i]))
+			// go-mysql hands text on as a string: given to text as it is, and kept when it
+			// has nothing to convert (no copy, no new interface value).
+			if s, ok := v.(string); ok && len(s) >= int(st.binaryLen[i]) {
+				if out := text(s); out != s {
+					row[i] = out
+				}
+				continue
+			}
+			row[i] = text(string(padBinary(asBytes(v), st.binaryLen[i])))
 			continue
 		}
 		row[i] = normalizeValue(v, cols[i].Kind, st.enums[i], st.sets[i])

@@ -27,11 +27,11 @@ import (
 // that differ from the seeded ones. A restart does not mend it.
 var ErrUnsupportedCharset = errors.New("a matched table has a column in a character set stocksync cannot decode")
 
-// columnText turns the bytes a column holds, as the binlog has them, into the text SQL
+// columnText turns the bytes a column holds, as the binlog has them (in a string), into the text SQL
 // shows for them (what a snapshot reads): a character set's bytes into UTF-8, or MariaDB's
 // UUID and INET values into their printed form. A nil columnText means the bytes are that
 // text already (utf8mb4, utf8mb3, ascii), which keeps those columns' path as it was.
-type columnText func(b []byte) string
+type columnText func(s string) string
 
 // charsetDecoder decodes one character set into UTF-8 as the server converts it.
 type charsetDecoder struct {
@@ -213,22 +213,24 @@ func charsetText(charset string) (text columnText, ok bool) {
 // textCharsets are the character sets whose bytes are UTF-8 text already.
 var textCharsets = map[string]bool{"utf8mb4": true, "utf8mb3": true, "utf8": true, "ascii": true}
 
-// decode converts b to UTF-8. It is safe for concurrent use (the parser goroutine and the
-// reader both decode rows): a multi-byte set's call takes an x/text decoder of its own,
-// and only when b has a byte to convert.
-func (d charsetDecoder) decode(b []byte) string {
+// decode converts b to UTF-8: b itself when it has nothing to convert (no allocation). It
+// is safe for concurrent use (the parser goroutine and the reader both decode rows): a
+// multi-byte set's call takes an x/text decoder of its own, and only when b has a byte
+// to convert.
+func (d charsetDecoder) decode(b string) string {
 	if d.ascii && isASCII(b) {
-		return string(b)
+		return b
 	}
 	if d.byteRunes != nil {
-		out := make([]byte, 0, 2*len(b))
-		for _, c := range b {
-			out = utf8.AppendRune(out, d.byteRunes[c])
+		var out strings.Builder
+		out.Grow(2 * len(b))
+		for i := 0; i < len(b); i++ {
+			out.WriteRune(d.byteRunes[b[i]])
 		}
-		return string(out)
+		return out.String()
 	}
 	if d.exception == nil {
-		return string(d.convert(nil, b))
+		return d.convert(b)
 	}
 	// Characters the server maps otherwise than enc are written as the server does; the
 	// runs of bytes between them go to enc whole.
@@ -238,34 +240,34 @@ func (d charsetDecoder) decode(b []byte) string {
 		n := min(d.codeLen(b[i]), len(b)-i)
 		if n > 1 {
 			var code uint32
-			for _, c := range b[i : i+n] {
-				code = code<<8 | uint32(c)
+			for j := i; j < i+n; j++ {
+				code = code<<8 | uint32(b[j])
 			}
 			if r, ok := d.exception(code); ok {
-				out = utf8.AppendRune(d.convert(out, b[run:i]), r)
+				out = utf8.AppendRune(append(out, d.convert(b[run:i])...), r)
 				run = i + n
 			}
 		}
 		i += n
 	}
-	return string(d.convert(out, b[run:]))
+	return string(append(out, d.convert(b[run:])...))
 }
 
-// convert appends b, decoded by d.enc, to out.
-func (d charsetDecoder) convert(out, b []byte) []byte {
-	if len(b) == 0 {
-		return out
+// convert is b decoded by d.enc.
+func (d charsetDecoder) convert(b string) string {
+	if b == "" {
+		return ""
 	}
-	decoded, err := d.enc.NewDecoder().Bytes(b)
+	decoded, err := d.enc.NewDecoder().String(b)
 	if err != nil { // not met: the decoders write U+FFFD for what they cannot read
-		decoded = []byte(strings.ToValidUTF8(string(b), "\uFFFD"))
+		return strings.ToValidUTF8(b, "\uFFFD")
 	}
-	return append(out, decoded...)
+	return decoded
 }
 
-func isASCII(b []byte) bool {
-	for _, c := range b {
-		if c >= utf8.RuneSelf {
+func isASCII(b string) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] >= utf8.RuneSelf {
 			return false
 		}
 	}
@@ -280,7 +282,7 @@ func decodeLabels(labels []string, text columnText) []string {
 	}
 	out := make([]string, len(labels))
 	for i, l := range labels {
-		out[i] = text([]byte(l))
+		out[i] = text(l)
 	}
 	return out
 }
@@ -301,11 +303,12 @@ var mariadbTypeText = map[string]struct {
 // binlog holds its 16 bytes in the printed order, whatever the version and variant, though
 // MariaDB reorders some of them for its indexes (TestMariaDBUUIDAndInetStreamAsTheServerPrintsThem
 // compares them with SELECT's output).
-func formatUUID(b []byte) string {
+func formatUUID(b string) string {
 	const hex = "0123456789abcdef"
 	var out [36]byte
 	n := 0
-	for i, c := range b[:16] {
+	for i := range 16 {
+		c := b[i]
 		if i == 4 || i == 6 || i == 8 || i == 10 {
 			out[n] = '-'
 			n++
@@ -317,13 +320,13 @@ func formatUUID(b []byte) string {
 }
 
 // formatInet4 prints an INET4 as dotted decimal, "192.0.2.1".
-func formatInet4(b []byte) string {
+func formatInet4(b string) string {
 	out := make([]byte, 0, 15)
-	for i, c := range b[:4] {
+	for i := range 4 {
 		if i > 0 {
 			out = append(out, '.')
 		}
-		out = strconv.AppendUint(out, uint64(c), 10)
+		out = strconv.AppendUint(out, uint64(b[i]), 10)
 	}
 	return string(out)
 }
@@ -333,7 +336,7 @@ func formatInet4(b []byte) string {
 // when it is a single group, and an address whose first six groups are zero ("::1.2.3.4",
 // IPv4-compatible) or whose first five are zero and sixth ffff ("::ffff:1.2.3.4",
 // IPv4-mapped) ends in dotted decimal, except when the run of zeros is longer ("::1").
-func formatInet6(b []byte) string {
+func formatInet6(b string) string {
 	var words [8]uint16
 	for i := range words {
 		words[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
