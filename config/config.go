@@ -66,6 +66,9 @@ type Source struct {
 	// RenamedTableWait is how long a table an aggregate or transition rule reads may stay
 	// renamed away, no table having its name, before the stream takes it as dropped (the
 	// stream waits meanwhile, for a two-step cut-over's second statement).
+	// Default: canal.DefaultRenamedAwayWait, which canal takes for 0 (config does not
+	// import canal, which would bring the binlog client into every package that reads a
+	// configuration).
 	RenamedTableWait time.Duration `mapstructure:"renamed_table_wait"`
 }
 
