@@ -723,9 +723,8 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 				case sumClass(k) != sumClass(sumSeen[i].kind):
 					// One group may hold rows of both tables: its sum would change JSON type
 					// between a message's before and after (topics.md, Aggregate messages).
-					errs = append(errs, Error{File: s.file, Pos: sm.pos, Msg: fmt.Sprintf("rule %q: sum.%s: column %s is %s (class %s) in %s.%s but %s (class %s) in %s: "+
-						"a sum's JSON type is its column's, so the column must be of one class (integer, decimal or float) in every table the rule reads; "+
-						"narrow match.table, or alter the column to one class", r.name, sm.name, sm.column, k, sumClass(k), t.Schema, t.Name, sumSeen[i].kind, sumClass(sumSeen[i].kind), sumSeen[i].table)})
+					errs = append(errs, Error{File: s.file, Pos: sm.pos, Msg: fmt.Sprintf("rule %q: sum.%s: column %s is %s (class %s) in %s.%s but %s (class %s) in %s: %s",
+						r.name, sm.name, sm.column, k, sumClass(k), t.Schema, t.Name, sumSeen[i].kind, sumClass(sumSeen[i].kind), sumSeen[i].table, sumClassesDiffer)})
 				}
 			}
 		}

@@ -138,9 +138,13 @@ func (c *sumTypeChange) err(r *Rule) error {
 		col := c.column[strings.LastIndexByte(c.column, '.')+1:]
 		what = fmt.Sprintf("sum.%s: column %s is %s but %s.%s is %s", c.sum, c.column, c.now, c.other, col, c.was)
 	}
-	return fmt.Errorf("rule %q: %s: a sum's JSON type is its column's, so the column must be of one class "+
-		"(integer, decimal or float) in every table the rule reads; narrow match.table, or alter the column to one class", r.name, what)
+	return fmt.Errorf("rule %q: %s: %s", r.name, what, sumClassesDiffer)
 }
+
+// sumClassesDiffer is what a rule whose summed column differs in class between two of its
+// tables is told, by the check at start and reload (CheckColumns) and by the stream.
+const sumClassesDiffer = "a sum's JSON type is its column's, so the column must be of one class " +
+	"(integer, decimal or float) in every table the rule reads; narrow match.table, or alter the column to one class"
 
 // forgetTypesChecked makes every table's next row of st's rule check its classes again
 // (checkSumTypes), as st forgot them.
