@@ -178,6 +178,9 @@ type txnState struct {
 	held []*RowChange
 	// ddl is set once a continuing group passed its DDL statement.
 	ddl bool
+	// alter is the phase of a two-phase ALTER whose group this is (MariaDB's
+	// binlog_alter_two_phase).
+	alter alterPhase
 }
 
 // Run streams from start until ctx is done (it then returns nil) or an error occurs.
@@ -386,6 +389,8 @@ type reader struct {
 	// unreadable holds, by schema.table, what to grant for each table of a schema-pattern
 	// glob checked so far ("" when source.user may read it): checkReadable.
 	unreadable map[string]string
+	// checksummed says the binlog's events end in a CRC32 (its format description event).
+	checksummed bool
 }
 
 func (r *reader) lastCommit() Position { return Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet} }
@@ -449,6 +454,9 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		}
 		r.txn.continues = !e.IsStandalone()
 		r.txn.xa = e.Flags&mariadbPreparedXA != 0
+		r.txn.alter = mariadbAlterPhase(ev, e.Flags, r.checksummed)
+	case *replication.FormatDescriptionEvent:
+		r.checksummed = e.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
 	case *replication.GTIDEvent:
 		return r.startTransaction(ctx, ev.Header, mysqlGTID(e))
 	case *replication.TransactionPayloadEvent:
@@ -548,6 +556,12 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 			r.begin(h, "")
 		}
 		return nil
+	}
+	if r.txn.alter == alterStarted || r.txn.alter == alterRolledBack {
+		// binlog_alter_two_phase: an ALTER that has only begun, or was undone. The table
+		// changes at the same statement's COMMIT ALTER, a group of its own written once the
+		// ALTER is done; the rows written meanwhile have the table's old shape.
+		return r.commit(ctx, h, e.GSet)
 	}
 	// Anything else is DDL (or a statement that changes no rows): table shapes may have
 	// changed, so forget them; the statement is its own transaction.

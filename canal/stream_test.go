@@ -859,3 +859,76 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 		t.Errorf("reseeded %+v; want the rename of %s.totals, taken as dropped", h.reseeded, name)
 	}
 }
+
+// TestTwoPhaseAlterReseedsOnceAtItsCommit: with MariaDB's binlog_alter_two_phase, an ALTER
+// is binlogged as it starts (START ALTER) and again, in a group of its own, once it
+// committed or was rolled back. A stateful table's rules are seeded again once, at the
+// COMMIT ALTER, when the table has its new shape; an ALTER rolled back seeds nothing.
+func TestTwoPhaseAlterReseedsOnceAtItsCommit(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)", "INSERT INTO totals VALUES (1, 1000)")
+	conn, err := s.db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"SET SESSION binlog_alter_two_phase=ON", "SET SESSION sql_mode='STRICT_ALL_TABLES'"} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Skipf("this server cannot binlog ALTERs in two phases (%s): %v", q, err)
+		}
+	}
+	from := s.position()
+	if _, err := conn.ExecContext(t.Context(), "ALTER TABLE totals MODIFY qty TINYINT"); err == nil {
+		t.Fatal("ALTER to TINYINT of a row holding 1000 succeeded; want it refused, and rolled back")
+	}
+	if _, err := conn.ExecContext(t.Context(), "ALTER TABLE totals MODIFY qty BIGINT"); err != nil {
+		t.Fatal(err)
+	}
+	to := s.position()
+	// Where the BIGINT ALTER's COMMIT ALTER group begins, as the server lists it.
+	rows, err := s.db.QueryContext(t.Context(), fmt.Sprintf("SHOW BINLOG EVENTS IN '%s' FROM %d", from.File, from.Pos))
+	if err != nil {
+		t.Fatal(err)
+	}
+	phases := map[string]int{}
+	var commitAt uint32
+	for rows.Next() {
+		var file, typ, info string
+		var pos, server, end uint32
+		if err := rows.Scan(&file, &pos, &typ, &server, &end, &info); err != nil {
+			t.Fatal(err)
+		}
+		for _, phase := range []string{"START ALTER", "COMMIT ALTER", "ROLLBACK ALTER"} {
+			if typ == "Gtid" && strings.Contains(info, phase) {
+				phases[phase]++
+				if phase == "COMMIT ALTER" {
+					commitAt = pos
+				}
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if phases["START ALTER"] != 2 || phases["COMMIT ALTER"] != 1 || phases["ROLLBACK ALTER"] != 1 {
+		t.Fatalf("the binlog holds %v; want two START ALTERs, one COMMIT ALTER, one ROLLBACK ALTER", phases)
+	}
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"totals": true}, stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	h := &reseeder{emptier: &emptier{recorder: &recorder{}}}
+	h.onCommit = func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			cancel()
+		}
+	}
+	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.reseeded) != 1 {
+		t.Fatalf("reseeded %d times: %+v; want once, at the COMMIT ALTER", len(h.reseeded), h.reseeded)
+	}
+	if got := h.reseeded[0]; got.Src.File != from.File || got.Src.Pos != commitAt || !strings.HasSuffix(got.What, "… MODIFY") {
+		t.Errorf("reseeded after %q at %s:%d; want the MODIFY's COMMIT ALTER, at %s:%d", got.What, got.Src.File, got.Src.Pos, from.File, commitAt)
+	}
+}
