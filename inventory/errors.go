@@ -99,9 +99,9 @@ func (e *ShortageError) SKUs() []string {
 	return out
 }
 
-// IsUnavailable reports whether err means that the inventory database could not be reached
-// or that the connection to it was lost during the call: an outage, not a fault of the
-// request, so the same call may succeed when repeated (HTTP 503 unavailable). A call that
+// IsUnavailable reports whether err means that the inventory database could not be reached,
+// that the connection to it was lost during the call, or that the server interrupted the
+// call's statement: an outage, not a fault of the request, so the same call may succeed when repeated (HTTP 503 unavailable). A call that
 // lost its connection may or may not have been written; every call is safe to repeat
 // (docs/api.md, Retrying).
 func IsUnavailable(err error) bool { return unavailableReason(err) != "" }
@@ -133,6 +133,11 @@ func unavailableReason(err error) string {
 		return "the server is shutting down"
 	case 1927:
 		return "the connection was killed"
+	case 1317, 1969, 3024:
+		// ER_QUERY_INTERRUPTED (KILL QUERY), MariaDB's max_statement_time and MySQL's
+		// max_execution_time: the statement was stopped and rolled back, its transaction
+		// with it; the same call, repeated, runs again.
+		return "the statement was interrupted on the server (KILL QUERY, or a statement time limit)"
 	case 2002, 2003:
 		// The C client's codes, as a proxy or another client library may answer them.
 		return "cannot connect"

@@ -144,7 +144,9 @@ func TestHTTPConnectionKilledIs503AndRetryIsRight(t *testing.T) {
 	}
 
 	// killed runs method path while tx (a second connection) holds the lock its statement
-	// like waits for, kills the Store's connection and returns the answer.
+	// like waits for, kills the Store's connection (or its statement, with kill "QUERY")
+	// and returns the answer.
+	kill := "CONNECTION"
 	killed := func(method, path, body, lock, like string) answered {
 		t.Helper()
 		tx, err := check.BeginTx(t.Context(), nil)
@@ -162,7 +164,7 @@ func TestHTTPConnectionKilledIs503AndRetryIsRight(t *testing.T) {
 		done := make(chan answered, 1)
 		go func() { done <- call(t, srv, method, path, body) }()
 		id := awaitBlockedQuery(t, check, holder, like)
-		if _, err := check.Exec(fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
+		if _, err := check.Exec(fmt.Sprintf("KILL %s %d", kill, id)); err != nil {
 			t.Fatal(err)
 		}
 		return <-done
@@ -204,6 +206,22 @@ func TestHTTPConnectionKilledIs503AndRetryIsRight(t *testing.T) {
 	}
 	if got := sellable(t, check, "k1"); got != 10-2-3 {
 		t.Fatalf("sellable k1 = %d after kill-1 (2) and kill-3 (3, retried), want 5", got)
+	}
+
+	// A statement killed alone (KILL QUERY; max_statement_time alike) was rolled back, with
+	// its transaction: the connection lives on, and the same call repeated runs again.
+	kill = "QUERY"
+	a = killed("POST", "/v1/deductions", `{"order_no": "kill-4", "items": [{"sku": "k1", "qty": 4}]}`,
+		"SELECT * FROM sellable_shard WHERE sku_id = 'k1' FOR UPDATE", "sellable_shard|deduct_")
+	wantUnavailable(t, "one-item deduction whose statement was killed", a, "db.example:3306", "the statement was interrupted on the server")
+	if n := queryInt(t, check, "SELECT COUNT(*) FROM hold WHERE order_no = 'kill-4'"); n != 0 || sellable(t, check, "k1") != 5 {
+		t.Fatalf("the killed deduction left %d hold rows, sellable %d; want none, 5", n, sellable(t, check, "k1"))
+	}
+	if a := call(t, srv, "POST", "/v1/deductions", `{"order_no": "kill-4", "items": [{"sku": "k1", "qty": 4}]}`); a.status != http.StatusCreated {
+		t.Fatalf("deduction kill-4 repeated = %d %+v, want 201", a.status, a.body)
+	}
+	if got := sellable(t, check, "k1"); got != 1 {
+		t.Fatalf("sellable k1 = %d after kill-4 (4, retried), want 1", got)
 	}
 }
 
@@ -290,7 +308,7 @@ func TestUnavailableIsOnlyAnOutage(t *testing.T) {
 		&net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded},
 		&net.OpError{Op: "read", Net: "tcp", Err: fmt.Errorf("connection reset by peer")},
 	}
-	for _, n := range []uint16{1040, 1053, 1927, 2002, 2003, 2006, 2013} {
+	for _, n := range []uint16{1040, 1053, 1927, 2002, 2003, 2006, 2013, 1317, 1969, 3024} {
 		outages = append(outages, &mysql.MySQLError{Number: n, Message: "outage"})
 	}
 	// A write refused by a read-only server (a replica, a primary during a failover), in
@@ -305,7 +323,7 @@ func TestUnavailableIsOnlyAnOutage(t *testing.T) {
 			t.Errorf("%v answers %d %+v, want 503 unavailable naming db:3306", wrapped, status, body)
 		}
 	}
-	for _, n := range []uint16{1205, 1213, 1045, 1146, 1317} { // lock waits, access denied, no table, query interrupted
+	for _, n := range []uint16{1205, 1213, 1045, 1146} { // lock waits, access denied, no table
 		if err := (&mysql.MySQLError{Number: n}); IsUnavailable(err) {
 			t.Errorf("server error %d classified unavailable", n)
 		}
