@@ -2,7 +2,9 @@ package canal
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,6 +19,54 @@ type StateRow struct {
 	Scope string // the rule
 	Key   string // the group
 	Value []byte
+}
+
+// MaxStateScope is the longest scope (rule name) a state row can be saved under: the
+// state table's scope is VARBINARY(255).
+const MaxStateScope = 255
+
+// The state table's other limits: a row's key is VARBINARY(2048), its value a BLOB. A key
+// longer than maxStoredKey (a group_by over long text) is stored as longKeyMark and its
+// SHA-256, the key itself at the head of the value (storedRow, loadedRow); no group key,
+// a JSON object, begins with a NUL.
+const (
+	maxStoredKey   = 2048
+	maxStoredValue = 65535
+	longKeyMark    = "\x00sha256:"
+)
+
+// storedRow is r as the state table holds it: its key and value as stored, or an error
+// naming what does not fit.
+func storedRow(r StateRow) (k string, v []byte, err error) {
+	if len(r.Scope) > MaxStateScope {
+		return "", nil, fmt.Errorf("the rule name %.40q… is %d bytes; its state can be saved under at most %d", r.Scope, len(r.Scope), MaxStateScope)
+	}
+	k, v = r.Key, r.Value
+	if len(k) > maxStoredKey || strings.HasPrefix(k, "\x00") {
+		sum := sha256.Sum256([]byte(k))
+		k = longKeyMark + string(sum[:])
+		if v != nil {
+			v = binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(r.Key)+len(r.Value)), uint64(len(r.Key)))
+			v = append(append(v, r.Key...), r.Value...)
+		}
+	}
+	if len(v) > maxStoredValue {
+		return "", nil, fmt.Errorf("the state of rule %s's group %.60q… is %d bytes with its key; a state row holds at most %d", r.Scope, r.Key, len(v), maxStoredValue)
+	}
+	return k, v, nil
+}
+
+// loadedRow is the state row the state table holds as scope, k, v (storedRow undone).
+func loadedRow(scope, k string, v []byte) (StateRow, error) {
+	if !strings.HasPrefix(k, longKeyMark) {
+		return StateRow{Scope: scope, Key: k, Value: v}, nil
+	}
+	n, used := binary.Uvarint(v)
+	if used <= 0 || n > uint64(len(v)-used) {
+		return StateRow{}, fmt.Errorf("the state row of rule %s under a long group key holds no key of its own", scope)
+	}
+	key := v[used : used+int(n)]
+	return StateRow{Scope: scope, Key: string(key), Value: v[used+int(n):]}, nil
 }
 
 // CheckpointStore keeps positions in a table on the source server: one row per pipeline
@@ -120,8 +170,13 @@ func (c *CheckpointStore) Load(ctx context.Context) (pos Position, state []State
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r StateRow
-		if err := rows.Scan(&r.Scope, &r.Key, &r.Value); err != nil {
+		var scope, k string
+		var v []byte
+		if err := rows.Scan(&scope, &k, &v); err != nil {
+			return Position{}, nil, false, fmt.Errorf("loading rule state of checkpoint %q: %w", c.name, err)
+		}
+		r, err := loadedRow(scope, k, v)
+		if err != nil {
 			return Position{}, nil, false, fmt.Errorf("loading rule state of checkpoint %q: %w", c.name, err)
 		}
 		state = append(state, r)
@@ -137,13 +192,17 @@ func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateR
 		return fmt.Errorf("saving checkpoint %s: %w", pos, err)
 	}
 	defer tx.Rollback()
-	var upserts []StateRow
+	var upserts []StateRow // as stored
 	for _, r := range state {
-		if r.Value != nil {
-			upserts = append(upserts, r)
+		k, v, err := storedRow(r)
+		if err != nil {
+			return fmt.Errorf("saving rule state with checkpoint %s: %w", pos, err)
+		}
+		if v != nil {
+			upserts = append(upserts, StateRow{Scope: r.Scope, Key: k, Value: v})
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r.Scope, r.Key); err != nil {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r.Scope, k); err != nil {
 			return fmt.Errorf("deleting rule state with checkpoint %s: %w", pos, err)
 		}
 	}
@@ -200,8 +259,7 @@ func (c *CheckpointStore) Move(ctx context.Context, pos Position, keep func(Stat
 
 // replace deletes the checkpoint's row and its state rows that keep does not keep (nil:
 // all of them), and writes pos as its row when pos is not nil, in one transaction; it
-// returns how many state rows it deleted and kept. keep sees each row's scope and key,
-// not its value.
+// returns how many state rows it deleted and kept. keep sees each row's scope and key.
 func (c *CheckpointStore) replace(ctx context.Context, pos *Position, keep func(StateRow) bool) (deleted, kept int64, err error) {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -215,28 +273,34 @@ func (c *CheckpointStore) replace(ctx context.Context, pos *Position, keep func(
 		}
 		deleted, _ = res.RowsAffected()
 	} else {
-		var gone []StateRow
-		rows, err := tx.QueryContext(ctx, "SELECT scope, k FROM "+c.stateTable+" WHERE name = ? FOR UPDATE", c.name)
+		var gone [][2]string // scope and key, as stored
+		rows, err := tx.QueryContext(ctx, "SELECT scope, k, IF(LEFT(k, 1) = 0x00, v, NULL) FROM "+c.stateTable+" WHERE name = ? FOR UPDATE", c.name)
 		if err != nil {
 			return 0, 0, err
 		}
 		for rows.Next() {
-			var r StateRow
-			if err := rows.Scan(&r.Scope, &r.Key); err != nil {
+			var scope, k string
+			var v []byte
+			if err := rows.Scan(&scope, &k, &v); err != nil {
+				rows.Close()
+				return 0, 0, err
+			}
+			r, err := loadedRow(scope, k, v)
+			if err != nil {
 				rows.Close()
 				return 0, 0, err
 			}
 			if keep(r) {
 				kept++
 			} else {
-				gone = append(gone, r)
+				gone = append(gone, [2]string{scope, k})
 			}
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return 0, 0, err
 		}
 		for _, r := range gone {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r.Scope, r.Key); err != nil {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r[0], r[1]); err != nil {
 				return 0, 0, err
 			}
 		}

@@ -1,6 +1,9 @@
 package canal_test
 
 import (
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stocksync/stocksync/canal"
@@ -42,5 +45,82 @@ func TestDeletedCheckpointTakesItsStateWithIt(t *testing.T) {
 	}
 	if _, state, found, err := other.Load(t.Context()); err != nil || !found || len(state) != 1 {
 		t.Errorf("the other checkpoint: found %v, %d state rows (%v); want its one row", found, len(state), err)
+	}
+}
+
+// TestLongGroupKeysAreSavedWhole: a group key longer than the state table's key column (a
+// group_by over long text) is saved and loaded whole, apart from another that shares its
+// first 2,048 bytes; deleted by a nil value, and seen whole by a Move's keep. A rule name
+// or a row too long for the table is refused, naming it, with nothing written.
+func TestLongGroupKeysAreSavedWhole(t *testing.T) {
+	s := newSource(t)
+	store, err := canal.NewCheckpointStore(t.Context(), s.server.DB, s.name+".ckpt", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := `{"title":"` + strings.Repeat("é", 1200)
+	rows := []canal.StateRow{
+		{Scope: "total", Key: `{"sku_id":"Y1"}`, Value: []byte(`{"count":1}`)},
+		{Scope: "total", Key: long + `a"}`, Value: []byte(`{"count":2}`)},
+		{Scope: "total", Key: long + `b"}`, Value: []byte(`{"count":3}`)},
+		{Scope: "total", Key: long + strings.Repeat("c", 20000) + `"}`, Value: []byte(`{"count":4}`)},
+		{Scope: "total", Key: "\x00" + `{"odd":1}`, Value: []byte(`{"count":5}`)},
+	}
+	at := canal.Position{File: "binlog.000001", Pos: 4}
+	if err := store.Save(t.Context(), at, rows); err != nil {
+		t.Fatalf("saving keys of up to %d bytes: %v", len(rows[3].Key), err)
+	}
+	loaded := func() map[string]string {
+		t.Helper()
+		_, state, _, err := store.Load(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, r := range state {
+			got[r.Scope+"|"+r.Key] = string(r.Value)
+		}
+		return got
+	}
+	want := map[string]string{}
+	for _, r := range rows {
+		want[r.Scope+"|"+r.Key] = string(r.Value)
+	}
+	if got := loaded(); !maps.Equal(got, want) {
+		t.Fatalf("loaded %d rows, want the %d saved whole: %v", len(got), len(want), slices.Sorted(maps.Keys(got)))
+	}
+	// Changed and deleted under their long keys.
+	if err := store.Save(t.Context(), at, []canal.StateRow{{Scope: "total", Key: rows[1].Key, Value: []byte(`{"count":7}`)}, {Scope: "total", Key: rows[2].Key}}); err != nil {
+		t.Fatal(err)
+	}
+	want["total|"+rows[1].Key] = `{"count":7}`
+	delete(want, "total|"+rows[2].Key)
+	if got := loaded(); !maps.Equal(got, want) {
+		t.Fatalf("after an update and a delete: %d rows, want %d", len(got), len(want))
+	}
+	// A Move's keep sees the keys whole.
+	deleted, kept, err := store.Move(t.Context(), at, func(r canal.StateRow) bool { return r.Key != rows[3].Key })
+	if err != nil || deleted != 1 || kept != 3 {
+		t.Fatalf("move keeping all but the longest key: deleted %d, kept %d, %v; want 1, 3", deleted, kept, err)
+	}
+	delete(want, "total|"+rows[3].Key)
+	if got := loaded(); !maps.Equal(got, want) {
+		t.Fatalf("after the move: %d rows, want %d", len(got), len(want))
+	}
+
+	for _, bad := range []struct {
+		row  canal.StateRow
+		want string
+	}{
+		{canal.StateRow{Scope: strings.Repeat("r", 256), Key: `{"a":1}`, Value: []byte("{}")}, "is 256 bytes; its state can be saved under at most 255"},
+		{canal.StateRow{Scope: "total", Key: long + strings.Repeat("d", 70000) + `"}`, Value: []byte("{}")}, "a state row holds at most 65535"},
+	} {
+		err := store.Save(t.Context(), canal.Position{File: "binlog.000002", Pos: 4}, []canal.StateRow{{Scope: "total", Key: `{"a":2}`, Value: []byte("{}")}, bad.row})
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("saving a row too long: %v; want an error saying %q", err, bad.want)
+		}
+		if p, _, _, _ := store.Load(t.Context()); p != at || !maps.Equal(loaded(), want) {
+			t.Errorf("a refused save wrote something: at %s", p)
+		}
 	}
 }

@@ -394,6 +394,9 @@ var exprNames = map[string]bool{"before": true, "after": true, "row": true, "op"
 func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	r := &Rule{name: fr.Name.Value, src: fr, nameHeader: []byte(fr.Name.Value)}
 	at := fr.Label()
+	if len(r.name) > canal.MaxStateScope {
+		c.errorf(fr.Name.Pos, "%s: name: %d bytes long; at most %d (a rule's saved state is kept under its name)", at, len(r.name), canal.MaxStateScope)
+	}
 	switch fr.Emit.Value {
 	case rulefmt.EmitAggregate:
 		r.emit = EmitAggregate
