@@ -394,14 +394,14 @@ var exprNames = map[string]bool{"before": true, "after": true, "row": true, "op"
 func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	r := &Rule{name: fr.Name.Value, src: fr, nameHeader: []byte(fr.Name.Value)}
 	at := fr.Label()
-	if len(r.name) > canal.MaxStateScope {
-		c.errorf(fr.Name.Pos, "%s: name: %d bytes long; at most %d (a rule's saved state is kept under its name)", at, len(r.name), canal.MaxStateScope)
-	}
 	switch fr.Emit.Value {
 	case rulefmt.EmitAggregate:
 		r.emit = EmitAggregate
 	case rulefmt.EmitTransition:
 		r.emit = EmitTransition
+	}
+	if r.emit != EmitRow && len(r.name) > canal.MaxStateScope {
+		c.errorf(fr.Name.Pos, "%s: name: %d bytes long; an aggregate's or transition's at most %d (its saved state is kept under its name)", at, len(r.name), canal.MaxStateScope)
 	}
 	switch fr.Format.Value {
 	case rulefmt.FormatCanal:
