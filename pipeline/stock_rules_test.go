@@ -646,3 +646,57 @@ rules:
 		return published() == fmt.Sprint(want)
 	})
 }
+
+// TestTakenBackGroupIsNoRepeatOfTheSeedOfItsKey: a rule changed from aggregate to
+// transition on the same topic takes its key back (a d) and seeds it again (a u) in one
+// commit, as snapshot reads at the same place of the same table and row. topics.md
+// (Repeats) tells consumers to drop repeats by the whole source with topic, key and the
+// stocksync-rule header: the two must differ there (the one taken back has ts_ms 0), or a
+// consumer drops the seed and holds the key as gone.
+func TestTakenBackGroupIsNoRepeatOfTheSeedOfItsKey(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock (sku_id VARCHAR(8), shard INT, qty INT, PRIMARY KEY (sku_id, shard))")
+	r := e.start(e.rules(`
+rules:
+  - name: avail
+    match: {table: "DB.stock"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: TOPIC
+`), testutil.ServerID())
+	e.exec("INSERT INTO stock VALUES ('A1', 0, 5)")
+	e.consume(1, 20*time.Second)
+	r.p.Reload(e.rules(`
+rules:
+  - name: avail
+    match: {table: "DB.stock"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: TOPIC
+`))
+	e.exec("CREATE TABLE other (id INT PRIMARY KEY)", "INSERT INTO other VALUES (1)")
+	got := e.consume(3, 20*time.Second)
+	seen := map[string]int{}
+	ops := ""
+	for i, m := range got {
+		var v struct {
+			Op     string          `json:"op"`
+			Source json.RawMessage `json:"source"`
+		}
+		if err := json.Unmarshal([]byte(m.Value), &v); err != nil {
+			t.Fatal(err)
+		}
+		ops += v.Op
+		id := strings.Join([]string{m.Topic, m.Key, m.Headers["stocksync-rule"], string(v.Source)}, "|")
+		if j, ok := seen[id]; ok {
+			t.Errorf("messages %d (%s) and %d (%s) share topic, key, rule and source: a consumer dropping repeats drops the second", j, got[j].Value, i, m.Value)
+		}
+		seen[id] = i
+	}
+	if ops != "cdu" {
+		t.Errorf("ops %q; want the aggregate's c, its d taken back, the transition's u", ops)
+	}
+}
