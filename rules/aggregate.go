@@ -56,8 +56,10 @@ type ruleState struct {
 // group is one group's running state.
 type group struct {
 	key string // the group key as a JSON object, also the Kafka key
-	// body and bodyStrings are the key object without braces, typed and as strings.
+	// body and bodyStrings are the key object without braces, typed and as strings;
+	// valueSpans[i] is where group column i's value is in body.
 	body, bodyStrings []byte
+	valueSpans        [][2]int
 	vals              []any // group column values as read back from key (transitionValue converts them for value)
 	count             int64
 	sums              []accumulator
@@ -276,6 +278,7 @@ func (st *ruleState) newGroup(key string) (*group, error) {
 			g.bodyStrings = append(g.bodyStrings, ',')
 		}
 		g.body = append(appendString(g.body, name), ':')
+		g.valueSpans = append(g.valueSpans, [2]int{len(g.body), len(g.body) + len(raw)})
 		g.body = append(g.body, raw...)
 		g.bodyStrings = append(appendString(g.bodyStrings, name), ':')
 		var v any
@@ -439,9 +442,12 @@ func (g *group) appendState(b []byte, r *Rule) []byte {
 // appendGroupImage appends {group columns, sums[, value]} in a style.
 func appendGroupImage(b []byte, r *Rule, g *group, sums []accumulator, value []byte, style valueStyle) []byte {
 	b = append(b, '{')
-	if style == styleStrings {
+	switch style {
+	case styleStrings:
 		b = append(b, g.bodyStrings...)
-	} else {
+	case styleMaxwell:
+		b = appendMaxwellBody(b, r, g)
+	default:
 		b = append(b, g.body...)
 	}
 	for i, s := range r.sums {
@@ -454,6 +460,27 @@ func appendGroupImage(b []byte, r *Rule, g *group, sums []accumulator, value []b
 		b = appendJSONIn(b, value, style)
 	}
 	return append(b, '}')
+}
+
+// appendMaxwellBody appends g's key object without braces as Maxwell writes values: a
+// DECIMAL column's, a string in the key (as debezium writes it), bare. The column's type
+// is the one in the table of the group's last change; without one, the key's body.
+func appendMaxwellBody(b []byte, r *Rule, g *group) []byte {
+	t := g.srcTable.table()
+	if t == nil || len(g.valueSpans) != len(r.groupBy) {
+		return append(b, g.body...)
+	}
+	from := 0
+	for i, name := range r.groupBy {
+		span := g.valueSpans[i]
+		if c := t.ColumnIndex(name); c < 0 || t.Columns[c].Kind != canal.KindDecimal || g.body[span[0]] != '"' {
+			continue
+		}
+		b = append(b, g.body[from:span[0]]...)
+		b = append(b, g.body[span[0]+1:span[1]-1]...)
+		from = span[1]
+	}
+	return append(b, g.body[from:]...)
 }
 
 // appendJSONIn appends an expression's JSON value; the Canal style makes it a string.

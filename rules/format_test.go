@@ -130,6 +130,35 @@ func TestGroupFormats(t *testing.T) {
 	}
 }
 
+// TestMaxwellGroupImageWritesDecimalsBare: an aggregate grouped by a DECIMAL column writes
+// it in maxwell as a row message does, a bare number, and as a string in the key and in
+// debezium; another column that holds text stays a string, and canal writes both as
+// strings.
+func TestMaxwellGroupImageWritesDecimalsBare(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{
+		{"maxwell", `"data":{"d":12.340,"s":"7.5","units":-3}`},
+		{"debezium", `"after":{"d":"12.340","s":"7.5","units":-3}`},
+		{"canal", `"data":[{"d":"12.340","s":"7.5","units":"-3"}]`},
+	} {
+		e := newTestEngine(mustParse(t, fmt.Sprintf("rules:\n  - {name: g, match: {table: shop.kinds}, emit: aggregate, group_by: [d, s], sum: {units: i}, topic: g, format: %s}\n", tc.format)))
+		var out recorder
+		c := &canal.RowChange{Op: canal.OpCreate, Table: kindsTable, After: kindsRow(-3, "7.5"), Source: src(0)}
+		if err := e.Row(t.Context(), c, &out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 9999}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.msgs) != 1 || !strings.Contains(string(out.msgs[0].Value), tc.want) || string(out.msgs[0].Key) != `{"d":"12.340","s":"7.5"}` {
+			t.Errorf("%s: %d messages, first %s; want one with %s, keyed {\"d\":\"12.340\",\"s\":\"7.5\"}", tc.format, len(out.msgs), out.msgs[0].Key, tc.want)
+			continue
+		}
+		if !json.Valid(out.msgs[0].Value) {
+			t.Errorf("%s: not valid JSON: %s", tc.format, out.msgs[0].Value)
+		}
+	}
+}
+
 // TestUpdatesWithNothingWrittenChanged: an update whose written fields or sums are all
 // as they were (a column the rule leaves out changed; stock moved between two shards of
 // one SKU) still carries old, as {}: Maxwell's and Canal's readers (Flink's) need it.
