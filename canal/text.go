@@ -210,6 +210,14 @@ func charsetText(charset string) (text columnText, ok bool) {
 	return d.decode, true
 }
 
+// DecodesCharset reports whether the stream turns text in character set charset (as
+// information_schema names it) into UTF-8; a matched table with a column in another stops
+// the stream at its first row (ErrUnsupportedCharset).
+func DecodesCharset(charset string) bool {
+	_, ok := charsetText(charset)
+	return ok
+}
+
 // textCharsets are the character sets whose bytes are UTF-8 text already.
 var textCharsets = map[string]bool{"utf8mb4": true, "utf8mb3": true, "utf8": true, "ascii": true}
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -812,7 +813,7 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 		return nil, nil, err
 	}
 	defer db.Close()
-	tables, err := readTables(ctx, db)
+	tables, undecodable, err := readTables(ctx, db)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -831,6 +832,14 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 			}
 		}
 	}
+	for _, u := range undecodable {
+		for _, r := range set.Rules() {
+			if slices.ContainsFunc(r.Tables(), func(g string) bool { ok, _ := path.Match(g, u.table); return ok }) {
+				problems = append(problems, fmt.Errorf("%s: rule %q: column %s of %s is in character set %s, which stocksync cannot decode: the stream would stop at the table's first change. "+
+					"Convert the column (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4) or leave the table out of the rule (docs/topics.md, Values)", set.File(), r.Name(), u.column, u.table, u.charset))
+			}
+		}
+	}
 	unreadable, err := canal.UnreadableTables(ctx, db, src.User, globs)
 	if err != nil {
 		return nil, nil, err
@@ -845,33 +854,43 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 	return tables, problems, nil
 }
 
-func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, error) {
-	rows, err := db.QueryContext(ctx, `SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE
+// undecodableColumn is a column of table (schema.table) in a character set the stream
+// cannot decode (canal.DecodesCharset).
+type undecodableColumn struct{ table, column, charset string }
+
+// readTables reads the source's base tables and their columns, and the columns among them
+// in a character set the stream cannot decode.
+func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, []undecodableColumn, error) {
+	rows, err := db.QueryContext(ctx, `SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, COALESCE(c.CHARACTER_SET_NAME, '')
 		FROM information_schema.COLUMNS c JOIN information_schema.TABLES t
 		  ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
 		WHERE t.TABLE_TYPE = 'BASE TABLE'
 		  AND c.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`)
 	if err != nil {
-		return nil, fmt.Errorf("reading the source's tables: %w", err)
+		return nil, nil, fmt.Errorf("reading the source's tables: %w", err)
 	}
 	defer rows.Close()
 	var out []rules.TableInfo
+	var undecodable []undecodableColumn
 	for rows.Next() {
-		var schema, table, column, dataType, columnType string
-		if err := rows.Scan(&schema, &table, &column, &dataType, &columnType); err != nil {
-			return nil, fmt.Errorf("reading the source's tables: %w", err)
+		var schema, table, column, dataType, columnType, charset string
+		if err := rows.Scan(&schema, &table, &column, &dataType, &columnType, &charset); err != nil {
+			return nil, nil, fmt.Errorf("reading the source's tables: %w", err)
 		}
 		if n := len(out); n == 0 || out[n-1].Schema != schema || out[n-1].Name != table {
 			out = append(out, rules.TableInfo{Schema: schema, Name: table})
 		}
 		t := &out[len(out)-1]
 		t.Columns = append(t.Columns, canal.Column{Name: column, Kind: kindOfSQLType(dataType, columnType)})
+		if !canal.DecodesCharset(charset) {
+			undecodable = append(undecodable, undecodableColumn{table: schema + "." + table, column: column, charset: charset})
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the source's tables: %w", err)
+		return nil, nil, fmt.Errorf("reading the source's tables: %w", err)
 	}
-	return out, nil
+	return out, undecodable, nil
 }
 
 // kindOfSQLType maps information_schema's DATA_TYPE to the kind canal reports.

@@ -247,6 +247,25 @@ func TestRulesValidateLiveReportsEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
+// TestRulesValidateLiveRefusesATableTheStreamCannotDecode: a rule matching a table with a
+// column in a character set the stream has no decoder for (dec8) is refused by the live
+// check (`rules validate --live`, and serve at start and at each reload), naming the
+// column and the set: the stream would stop at the table's first change. A rule that
+// leaves the table out is not.
+func TestRulesValidateLiveRefusesATableTheStreamCannotDecode(t *testing.T) {
+	db, rulesFile, configFile := liveRulesSetup(t, "CREATE TABLE stock (sku_id VARCHAR(32) PRIMARY KEY, qty INT NOT NULL)",
+		"CREATE TABLE legacy (id INT PRIMARY KEY, note VARCHAR(20) CHARACTER SET dec8)")
+	writeFile(t, rulesFile, fmt.Sprintf("rules:\n  - name: every-table\n    match: {table: \"%s.*\"}\n    topic: a\n", db))
+	_, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile)
+	if want := `rule "every-table": column note of ` + db + `.legacy is in character set dec8, which stocksync cannot decode`; !errors.Is(err, errRulesInvalid) || !strings.Contains(stderr, want) {
+		t.Errorf("validate --live of a rule over a dec8 column: %v\n%s\nwant %q", err, stderr, want)
+	}
+	writeFile(t, rulesFile, fmt.Sprintf("rules:\n  - name: stock\n    match: {table: \"%s.stock\"}\n    topic: a\n", db))
+	if _, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile); err != nil {
+		t.Errorf("validate --live of a rule that leaves the dec8 table out: %v\n%s", err, stderr)
+	}
+}
+
 // TestRulesCLIAuthorMistakes: what a rule author gets wrong outside the rules file is
 // named as such: a misspelt key of an event is refused, not ignored, and a rules file
 // that cannot be read is not reported as "not valid".
