@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
 // SnapshotOptions tunes a snapshot. The zero value is usable.
@@ -164,6 +166,9 @@ type snapshotTable struct {
 //     insert may then arrive after the row's r, an update's before-image may be older
 //     than the r, a delete may name a row never read). Applied in order, the final
 //     state is still right; no change after P1 is ever missing.
+//
+// A table altered after the snapshot's instant cannot be read in it (the server's error
+// 1412): ErrTableChangedUnderSnapshot, which a new snapshot gets past.
 func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, opts SnapshotOptions) (Position, error) {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 10000
@@ -248,6 +253,9 @@ func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, op
 	}
 	for _, st := range tables {
 		if err := r.readTable(ctx, st); err != nil {
+			if sqlconn.ErrorNumber(err) == 1412 {
+				err = fmt.Errorf("%w: %w", ErrTableChangedUnderSnapshot, err)
+			}
 			return Position{}, err
 		}
 	}
@@ -258,6 +266,12 @@ func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, op
 		zap.Duration("took", time.Since(r.started)))
 	return prog.Position, nil
 }
+
+// ErrTableChangedUnderSnapshot is a snapshot that met a table altered after its instant
+// (MySQL error 1412, "Table definition has changed, please retry transaction"): DDL ran
+// while it read, such as the next of several ALTERs while a seed after the first read.
+// The snapshot cannot go on; one opened anew can.
+var ErrTableChangedUnderSnapshot = errors.New("a table was altered while the snapshot read it")
 
 // snapshotInstant is the instant a snapshot transaction reads at.
 type snapshotInstant struct {

@@ -184,9 +184,10 @@ func (e retryableError) Is(target error) bool { return target == ErrRetryable }
 // Retryable reports whether err is worth a restart from the checkpoint. Binlog settings
 // that refuse the stream count: met after a first start, they are a SET GLOBAL made while
 // the daemon ran, and a DBA sets them back (a first start reports them at once instead).
+// So does a snapshot or seed that met a table altered under it: the restart reads anew.
 func Retryable(err error) bool {
 	return errors.Is(err, ErrRetryable) || errors.Is(err, canal.ErrUnreachable) || errors.Is(err, sinks.ErrSinkFailed) ||
-		errors.Is(err, canal.ErrBinlogSettings)
+		errors.Is(err, canal.ErrBinlogSettings) || errors.Is(err, canal.ErrTableChangedUnderSnapshot)
 }
 
 // Run connects, picks the start position (the checkpoint, or the server's current

@@ -732,3 +732,14 @@ rules:
 		t.Errorf("runs that stopped at the change they refuse sent %d heartbeats; want none (consumers would take them for alive)", len(got))
 	}
 }
+
+// TestSnapshotMetByDDLIsRetryable: a snapshot or seed that met a table altered under it
+// (canal.ErrTableChangedUnderSnapshot, the server's 1412), however wrapped, is retried
+// from the checkpoint: a new snapshot reads the table in its new shape.
+func TestSnapshotMetByDDLIsRetryable(t *testing.T) {
+	err := fmt.Errorf("seeding the rules again after ALTER TABLE shop.stock … TRUNCATE PARTITION at binlog.000001:4: %w",
+		fmt.Errorf("%w: reading chunk of shop.stock: Error 1412", canal.ErrTableChangedUnderSnapshot))
+	if !pipeline.Retryable(err) {
+		t.Errorf("Retryable(%v) = false", err)
+	}
+}
