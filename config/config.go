@@ -417,8 +417,12 @@ func (c Config) Validate() Problems {
 	if c.Kafka.MaxInFlight <= 0 {
 		bad("kafka.max_in_flight", "must be positive")
 	}
-	if c.Kafka.TransactionTimeout < 10*time.Second || c.Kafka.TransactionTimeout < 2*c.Checkpoint.Interval {
-		bad("kafka.transaction_timeout", "must be at least 10s and twice checkpoint.interval (each Kafka transaction stays open that long), got %s", c.Kafka.TransactionTimeout)
+	if c.Kafka.TransactionTimeout < 10*time.Second {
+		bad("kafka.transaction_timeout", "must be at least 10s, got %s", c.Kafka.TransactionTimeout)
+	} else if c.Kafka.ExactlyOnce && c.Kafka.TransactionTimeout < 2*c.Checkpoint.Interval {
+		// Only exactly-once opens Kafka transactions: each stays open up to checkpoint.interval.
+		bad("kafka.transaction_timeout", "must be at least twice checkpoint.interval (%s) with kafka.exactly_once, since each Kafka transaction stays open that long; "+
+			"raise it or lower checkpoint.interval, got %s", c.Checkpoint.Interval, c.Kafka.TransactionTimeout)
 	}
 	ps = append(ps, c.Source.TLS.problems("source.tls")...)
 	ps = append(ps, c.Kafka.TLS.problems("kafka.tls")...)

@@ -156,6 +156,8 @@ func TestDurationsNeedAUnitAndASensibleLength(t *testing.T) {
 			"inventory.hold_ttl: must be from 1s to 168h0m0s"},
 		{"sweep interval under its floor", "inventory: {sweep_interval: 1ns}\n",
 			"inventory.sweep_interval: must be at least 10ms (each sweep is a transaction on the server), got 1ns"},
+		{"exactly-once transaction under twice the checkpoint interval", "kafka: {exactly_once: true}\ncheckpoint: {interval: 10m}\n",
+			"kafka.transaction_timeout: must be at least twice checkpoint.interval (10m0s) with kafka.exactly_once"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -169,6 +171,10 @@ func TestDurationsNeedAUnitAndASensibleLength(t *testing.T) {
 		})
 	}
 
+	// At least once, no Kafka transaction is opened: a long interval needs no timeout.
+	if _, err := load(t, "checkpoint: {interval: 10m}\n"); err != nil {
+		t.Errorf("a 10m checkpoint interval at least once: %v", err)
+	}
 	cfg, err := load(t, "checkpoint: {interval: 10ms}\ninventory: {hold_ttl: 1s, sweep_interval: 1m30s}\n")
 	if err != nil {
 		t.Fatalf("durations at their floors are refused: %v", err)
