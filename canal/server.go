@@ -416,9 +416,9 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableI
 // that user of db may not SELECT: the problem to fix, by glob. information_schema hides such
 // tables, so without this check a snapshot, a seed or a re-read of them would silently be
 // empty. A literal table is read (LIMIT 0). For a pattern of tables in a literal schema
-// only a schema in which the user may read nothing at all can be told (USE refuses it). A
-// glob whose schema part is a pattern is left out: the stream checks each table of it as
-// it first meets one in a row event (unreadableTable). A table that does not exist yet is
+// only a schema in which the user may read nothing at all can be told (USE refuses it); a
+// glob whose schema part is a pattern is left out. The stream checks each table of a
+// pattern glob as it first meets one in a row event (unreadableTable). A table that does not exist yet is
 // not a problem.
 func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []string) (map[string]string, error) {
 	problems := map[string]string{}

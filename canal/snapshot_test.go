@@ -28,7 +28,7 @@ func (f schemaFilter) Matches(schema, _ string) bool   { return schema == string
 func (f schemaFilter) StatefulTables(_, _ string) bool { return false }
 func (f schemaFilter) StatefulAlone(_, _ string) bool  { return false }
 func (f schemaFilter) StatefulSchema(string) bool      { return false }
-func (f schemaFilter) SchemaPatternRule(_, _ string) (string, bool) {
+func (f schemaFilter) PatternRule(_, _ string) (string, bool) {
 	return "", false
 }
 

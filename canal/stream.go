@@ -33,15 +33,15 @@ type TableFilter interface {
 	// table reads no other: DDL that empties it (TRUNCATE, DROP TABLE) is then handed to
 	// a TableEmptier handler instead of stopping the stream.
 	StatefulAlone(schema, table string) bool
-	// SchemaPatternRule names a rule that matches the table through a glob whose schema
-	// part is a pattern, an aggregate or transition one first (stateful true); "" when
+	// PatternRule names a rule that matches the table through a glob that is a pattern
+	// (of schemas, of tables or both), an aggregate or transition one first (stateful true); "" when
 	// none does. The stream checks that source.user may read such a table as it first
 	// meets it (ErrUnreadableTable); UnreadableTables, at start, cannot.
-	SchemaPatternRule(schema, table string) (rule string, stateful bool)
+	PatternRule(schema, table string) (rule string, stateful bool)
 }
 
 // ErrUnreadableTable stops a stream at a row event of a table that an aggregate or
-// transition rule folds through a glob whose schema part is a pattern, and that
+// transition rule folds through a glob that is a pattern, and that
 // source.user may not SELECT: information_schema hid it from the rule's seed, so the
 // rule's totals lack its rows, and folding its changes onto them would publish wrong
 // totals for good. A restart does not mend it: after the GRANT the rules must be seeded
@@ -816,12 +816,12 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 }
 
 // checkReadable checks, once per table and Run, that source.user may read a table that a
-// rule matches through a glob whose schema part is a pattern, which the check at start
-// could not look at. For an aggregate or transition rule it stops the stream
+// rule matches through a glob that is a pattern, whose tables the check at start could
+// not all see. For an aggregate or transition rule it stops the stream
 // (ErrUnreadableTable); for row rules, whose stream messages are whole, it warns that a
 // snapshot or re-read of the table reads nothing.
 func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, name string) error {
-	rule, stateful := filter.SchemaPatternRule(schema, name)
+	rule, stateful := filter.PatternRule(schema, name)
 	if rule == "" {
 		return nil
 	}
@@ -841,7 +841,7 @@ func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, n
 	if problem == "" || !stateful {
 		return nil
 	}
-	return fmt.Errorf("%w: rule %q folds %s through a glob whose schema part is a pattern, in the transaction after %s: %s. "+
+	return fmt.Errorf("%w: rule %q folds %s through a pattern glob, in the transaction after %s: %s. "+
 		"Its seed could not read the table's rows: after the GRANT, delete the checkpoint so that the rules are seeded again (docs/operations.md, What the server needs)",
 		ErrUnreadableTable, rule, full, r.lastCommit(), problem)
 }

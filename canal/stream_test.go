@@ -62,7 +62,7 @@ func (e *emptier) Emptied(_ context.Context, schema, table string, src canal.Sou
 	return nil
 }
 
-func (f *countingFilter) SchemaPatternRule(_, _ string) (string, bool) { return "", false }
+func (f *countingFilter) PatternRule(_, _ string) (string, bool) { return "", false }
 
 func (f *countingFilter) Matches(schema, table string) bool {
 	if schema != f.schema {

@@ -112,3 +112,56 @@ rules:
 		t.Errorf("the warning says %v; want the table %s.t, the rule and the grant", fields, b)
 	}
 }
+
+// TestStreamStopsAtATableOfATablePatternItMayNotRead: a glob whose table part is a
+// pattern (DB_g.stock_*) over a schema whose tables are granted one by one cannot be
+// checked whole at start either: information_schema hides stock_b, which the user may not
+// SELECT, from the seed, and the start's check can only tell a schema the user may read
+// nothing of. The stream stops at stock_b's first row event, naming the grant, rather
+// than fold its changes onto a seed without its rows (which published 5 and then 6 where
+// the true total was 13).
+func TestStreamStopsAtATableOfATablePatternItMayNotRead(t *testing.T) {
+	e := newEnv(t)
+	admin := e.mysql.Open(t, "")
+	g := e.db + "_g"
+	user := fmt.Sprintf("granted_%d", testutil.ServerID())
+	testutil.Exec(t, admin, "CREATE DATABASE "+g,
+		"CREATE TABLE "+g+".stock_a (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)",
+		"CREATE TABLE "+g+".stock_b (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)",
+		"INSERT INTO "+g+".stock_a VALUES ('X', 5)", "INSERT INTO "+g+".stock_b VALUES ('X', 7)",
+		"CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'",
+		"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '"+user+"'@'%'",
+		"GRANT ALL ON `"+e.db+"`.* TO '"+user+"'@'%'",
+		"GRANT SELECT ON `"+g+"`.`stock_a` TO '"+user+"'@'%'")
+	t.Cleanup(func() {
+		admin.Exec("DROP USER '" + user + "'@'%'")
+		admin.Exec("DROP DATABASE IF EXISTS " + g)
+	})
+	r := e.start(e.rules(`
+rules:
+  - name: total
+    match: {table: "DB_g.stock_*"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: TOPIC.total
+`), testutil.ServerID(), func(o *pipeline.Options) { o.Source.User, o.Source.Password = user, "pw" })
+	awaitLastSums(t, e.broker, e.topic+".total", map[string]int64{"X": 5}) // the seed: stock_b unseen
+	testutil.Exec(t, admin, "UPDATE "+g+".stock_b SET qty = 8")
+	select {
+	case err := <-r.done:
+		r.cancel = nil // ended already
+		r.sink.Close()
+		want := "GRANT SELECT ON `" + g + "`.`stock_b`"
+		if !errors.Is(err, canal.ErrUnreadableTable) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `"total"`) {
+			t.Fatalf("Run ended with %v; want ErrUnreadableTable naming the rule and %s", err, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the pipeline kept streaming past a row event of a table its user may not read")
+	}
+	for _, rec := range testutil.Consume(t, e.broker, []string{e.topic + ".total"}, 0, time.Second) {
+		if strings.Contains(rec.Value, `"sellable":6`) {
+			t.Errorf("published a total folded onto a seed without stock_b: %s", rec.Value)
+		}
+	}
+}

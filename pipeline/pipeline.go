@@ -327,11 +327,11 @@ func (f tableFilter) StatefulAlone(schema, table string) bool {
 	return !f.own(schema, table) && f.set.StatefulAlone(schema, table)
 }
 
-func (f tableFilter) SchemaPatternRule(schema, table string) (string, bool) {
+func (f tableFilter) PatternRule(schema, table string) (string, bool) {
 	if f.own(schema, table) {
 		return "", false
 	}
-	return f.set.SchemaPatternRule(schema, table)
+	return f.set.PatternRule(schema, table)
 }
 
 func (f tableFilter) own(schema, table string) bool {

@@ -129,10 +129,10 @@ func TestSetMatches(t *testing.T) {
 	}
 }
 
-// TestSchemaPatternRule: the stream checks that source.user may read a table matched
-// through a glob whose schema part is a pattern (the check at start cannot), naming a
-// stateful rule first; a table matched only by literal schemas is left to the start.
-func TestSchemaPatternRule(t *testing.T) {
+// TestPatternRule: the stream checks that source.user may read a table matched
+// through a glob that is a pattern (the check at start cannot see them all), naming a
+// stateful rule first; a table matched only by literal globs is left to the start.
+func TestPatternRule(t *testing.T) {
 	s := mustParse(t, `
 rules:
   - name: tenant-rows
@@ -150,6 +150,9 @@ rules:
     group_by: [sku_id]
     sum: {sellable: qty}
     topic: product.stock.tenants
+  - name: split-rows
+    match: {table: "shop_a.stock_*"}
+    topic: shop.split
 `)
 	cases := []struct {
 		schema, table string
@@ -160,10 +163,11 @@ rules:
 		{"shop_ab", "stock", "tenant-rows", false},
 		{"shop_a", "orders", "", false},
 		{"shop", "stock", "", false},
+		{"shop_a", "stock_b", "split-rows", false}, // a table pattern in a literal schema
 	}
 	for _, c := range cases {
-		if rule, stateful := s.SchemaPatternRule(c.schema, c.table); rule != c.rule || stateful != c.stateful {
-			t.Errorf("SchemaPatternRule(%s, %s) = %q, %v; want %q, %v", c.schema, c.table, rule, stateful, c.rule, c.stateful)
+		if rule, stateful := s.PatternRule(c.schema, c.table); rule != c.rule || stateful != c.stateful {
+			t.Errorf("PatternRule(%s, %s) = %q, %v; want %q, %v", c.schema, c.table, rule, stateful, c.rule, c.stateful)
 		}
 	}
 }

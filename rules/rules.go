@@ -172,12 +172,11 @@ func (r *Rule) MatchesTable(schema, table string) bool {
 	return false
 }
 
-// matchesBySchemaPattern reports whether a glob of the rule whose schema part is a
-// pattern matches full (schema.table).
-func (r *Rule) matchesBySchemaPattern(full string) bool {
+// matchesByPattern reports whether a glob of the rule that is a pattern (its schema part,
+// its table part or both) matches full (schema.table).
+func (r *Rule) matchesByPattern(full string) bool {
 	for _, g := range r.globs {
-		schema, _, _ := strings.Cut(g, ".")
-		if ok, _ := path.Match(g, full); ok && canal.IsPattern(schema) {
+		if ok, _ := path.Match(g, full); ok && canal.IsPattern(g) {
 			return true
 		}
 	}
@@ -204,8 +203,7 @@ type tableMatch struct {
 	any, stateful bool
 	// shared: an aggregate or transition rule matching the table may read others too.
 	shared bool
-	// patternRule names a rule matching the table through a glob whose schema part is a
-	// pattern, a stateful one first; patternStateful says it is one.
+	// patternRule names a rule matching the table through a glob that is a pattern, a stateful one first; patternStateful says it is one.
 	patternRule     string
 	patternStateful bool
 }
@@ -222,7 +220,7 @@ func (s *Set) match(schema, table string) tableMatch {
 			m.stateful = m.stateful || r.Stateful()
 			m.shared = m.shared || r.Stateful() && !r.readsOneTable()
 		}
-		if !m.patternStateful && r.matchesBySchemaPattern(full) {
+		if !m.patternStateful && r.matchesByPattern(full) {
 			m.patternRule, m.patternStateful = r.name, r.Stateful()
 		}
 	}
@@ -294,11 +292,12 @@ func (r *Rule) readsOneTable() bool {
 	return len(r.globs) == 1 && !canal.IsPattern(r.globs[0])
 }
 
-// SchemaPatternRule names a rule that matches schema.table through a glob whose schema
-// part is a pattern (shop_*.stock), an aggregate or transition rule first (stateful
-// true); "" when none does. The check at start cannot look at such tables
-// (canal.UnreadableTables): the stream checks them as it meets them. Cached per table.
-func (s *Set) SchemaPatternRule(schema, table string) (rule string, stateful bool) {
+// PatternRule names a rule that matches schema.table through a glob that is a pattern
+// (shop_*.stock, shop.stock_*), an aggregate or transition rule first (stateful true); ""
+// when none does. The check at start cannot look at every such table (information_schema
+// hides the ones source.user may not read: canal.UnreadableTables): the stream checks
+// them as it meets them. Cached per table.
+func (s *Set) PatternRule(schema, table string) (rule string, stateful bool) {
 	m := s.match(schema, table)
 	return m.patternRule, m.patternStateful
 }
