@@ -84,6 +84,25 @@ func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
 	}
 }
 
+// TestStockAdjustOfASKUOnlyTheWMSReportedSaysToSetItFirst runs `stocksync stock adjust`
+// and `reshard` on a SKU the WMS has reported but whose sellable stock was never set: each
+// fails saying so and how to set it, where it said "not found" of a SKU `stock get` shows.
+func TestStockAdjustOfASKUOnlyTheWMSReportedSaysToSetItFirst(t *testing.T) {
+	run, _ := stockCLI(t)
+	for _, args := range [][]string{{"stock", "warehouse", "W1", "--name", "Central", "--type", "central"},
+		{"stock", "physical", "wms-1", "W1=5"}, {"stock", "get", "wms-1"}} {
+		if out, err := run(args...); err != nil {
+			t.Fatalf("stocksync %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	want := "sku wms-1 has no sellable stock set: set it with POST /v1/skus/wms-1/stock first (from the CLI: stocksync stock set)"
+	for _, args := range [][]string{{"stock", "adjust", "wms-1", "--delta", "5", "--reason", "recount"}, {"stock", "reshard", "wms-1", "2"}} {
+		if out, err := run(args...); err == nil || !strings.Contains(out, want) {
+			t.Errorf("stocksync %s: %v\n%s\nwant it refused saying %q", strings.Join(args, " "), err, out, want)
+		}
+	}
+}
+
 // TestStockExtendAndWarehouses runs `stocksync stock extend` and `stocksync stock
 // warehouses`, listing and showing one.
 func TestStockExtendAndWarehouses(t *testing.T) {
