@@ -206,6 +206,9 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "SH", Qty: 7}}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := store.SetStock(ctx, "s1", 10, 1); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(store.Handler())
 	defer srv.Close()
 	before := snapshot(t, db)
@@ -213,6 +216,14 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 		name, method, path, body string
 		wantMessage              string
 	}{
+		// An optional string given as "" is refused, never read as the field left out: an
+		// empty activity is not a sellable line, an empty hold_ttl not the default hold.
+		{"an item's empty activity", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "s1", "qty": 1}, {"sku": "s1", "qty": 1, "activity": ""}]}`,
+			`items[1].activity: must not be empty (leave it out for a line of sellable stock)`},
+		{"an empty hold_ttl", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "s1", "qty": 1}], "hold_ttl": ""}`,
+			`hold_ttl: must not be empty (leave it out for the default hold)`},
+		{"single-SKU sync, a level with an empty sku", "POST", "/v1/physical/s1", `[{"sku": "", "warehouse": "SH", "qty": 1}]`,
+			`[0].sku: must not be empty (leave it out for the SKU of the path)`},
 		{"full sync, a level without qty", "POST", "/v1/physical", `[{"sku": "s2", "warehouse": "SH"}]`, `[0].qty: is required`},
 		{"single-SKU sync, a level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "SH"}]`, `[0].qty: is required`},
 		{"single-SKU sync, its second level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "BJ", "qty": 1}, {"warehouse": "SH"}]`, `[1].qty: is required`},

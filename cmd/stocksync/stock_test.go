@@ -228,6 +228,32 @@ func TestStockOrdersPages(t *testing.T) {
 	}
 }
 
+// TestStockRefusesAnEmptyOptionalFlag: an optional flag given empty (or a --hold-ttl of
+// 0) is refused naming it, as the API refuses an empty optional field, not read as the
+// flag left out (every SKU, every status, the first page, the default hold).
+func TestStockRefusesAnEmptyOptionalFlag(t *testing.T) {
+	run, _ := stockCLI(t)
+	if out, err := run("stock", "set", "cli-5", "--sellable", "9"); err != nil {
+		t.Fatalf("stock set: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stock", "orders", "--sku", ""}, "--sku must not be empty (leave it out for every SKU)"},
+		{[]string{"stock", "orders", "--status", ""}, "--status must not be empty (leave it out for every status)"},
+		{[]string{"stock", "orders", "--after", ""}, "--after must not be empty (leave it out for the first page)"},
+		{[]string{"stock", "deduct", "o-1", "cli-5:1", "--hold-ttl", "0"}, "--hold-ttl must be positive, got 0"},
+	} {
+		if out, err := run(c.args...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("stocksync %q: %v\n%s\nwant it refused saying %q", c.args, err, out, c.want)
+		}
+	}
+	if out, err := run("stock", "get", "cli-5"); err != nil || !strings.Contains(out, `"sellable": 9`) {
+		t.Fatalf("stock get cli-5 after the refused deduction: %v\n%s\nwant sellable 9", err, out)
+	}
+}
+
 // An item argument is split where its QTY is, so SKUs and activity ids may hold ':' and
 // '@'; one that reads as an item in more than one way is refused with its readings.
 func TestParseItemFindsTheQuantityWhereverTheSKUHasColons(t *testing.T) {
