@@ -537,7 +537,7 @@ func readShards(ctx context.Context, q querier, sku string, lock bool) ([]ShardT
 		return nil, fmt.Errorf("reading shards of %s: %w", sku, err)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("sku %s: %w", sku, ErrUnknownSKU)
+		return nil, &noSellableStockError{sku: sku}
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 
 	"github.com/stocksync/stocksync/internal/sqlconn"
@@ -15,7 +16,9 @@ import (
 var (
 	// ErrNotFound: the SKU, order or warehouse named by the call does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrUnknownSKU: a deduction or sync names a SKU that has no sellable stock rows.
+	// ErrUnknownSKU: a call needs the sellable stock of a SKU that has none set: a
+	// deduction of it, or an adjust, reshard or activity of a SKU only the WMS has
+	// reported (one nobody knows is ErrNotFound there).
 	ErrUnknownSKU = errors.New("unknown sku")
 	// ErrUnknownWarehouse: a sync or shipment names a warehouse with no master data.
 	ErrUnknownWarehouse = errors.New("unknown warehouse")
@@ -40,6 +43,18 @@ var (
 	// of another SKU or delta.
 	ErrRequestConflict = errors.New("request_id already used by another adjustment")
 )
+
+// noSellableStockError is ErrUnknownSKU for one SKU. Its message says what to do, since
+// the SKU may well exist (the WMS reported it, GET answers it with "shards": 0): set its
+// sellable stock first.
+type noSellableStockError struct{ sku string }
+
+func (e *noSellableStockError) Error() string {
+	return fmt.Sprintf("sku %s has no sellable stock set: set it with POST /v1/skus/%s/stock first (from the CLI: stocksync stock set)",
+		e.sku, url.PathEscape(e.sku))
+}
+
+func (e *noSellableStockError) Is(target error) bool { return target == ErrUnknownSKU }
 
 // ValidationError is a request that can never succeed as sent (HTTP 400).
 type ValidationError struct {

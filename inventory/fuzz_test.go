@@ -55,6 +55,8 @@ var fuzzSeeds = []struct {
 	{fuzzDeduct, `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1}], "hold_ttl": "169h"}`},
 	{fuzzDeduct, `{"order_no": "o1", "items": [{"sku": "sku1", "qty": 1}]} {}`},
 	{fuzzDeduct, `{"order_no": "", "items": []}`},
+	{fuzzDeduct, `{"order_no": "o7", "items": [{"sku": "sku1", "qty": 1, "activity": ""}]}`},
+	{fuzzDeduct, `{"order_no": "o8", "items": [{"sku": "sku1", "qty": 1}], "hold_ttl": ""}`},
 	{fuzzDeduct, `{"order_no": "o1", "items": [null]}`},
 	{fuzzDeduct, `{"order_no": "o7", "items": [{"sku": "sku1", "qty": 1}, {"sku": "sku1", "qty": 1}]}`},
 	{fuzzDeduct, `{"order_no": "o8", "items": [{"sku": "sku1", "qty": 1}, {"sku": "sku1 ", "qty": 1}]}`},
@@ -99,6 +101,7 @@ var fuzzSeeds = []struct {
 	{fuzzSyncPhysicalSKU, `[{"warehouse": "W1", "qty": 7}]`},
 	{fuzzSyncPhysicalSKU, `[{"sku": "sku1", "warehouse": "W1", "qty": 7}]`},
 	{fuzzSyncPhysicalSKU, `[{"sku": "sku2", "warehouse": "W1", "qty": 1}]`},
+	{fuzzSyncPhysicalSKU, `[{"sku": "", "warehouse": "W1", "qty": 7}]`},
 	{fuzzSyncPhysicalSKU, `[]`},
 	{fuzzSyncPhysicalSKU, `null`},
 }
@@ -147,13 +150,13 @@ func readRequest(endpoint uint8, body string) (any, error) {
 		}
 		return warehouse, err
 	case fuzzSyncPhysical:
-		levels, err := readLevels(r)
+		levels, err := readLevels(r, false)
 		if err == nil {
 			err = validLevels(levels, "")
 		}
 		return levels, err
 	case fuzzSyncPhysicalSKU:
-		levels, err := readLevels(r)
+		levels, err := readLevels(r, true)
 		if err != nil {
 			return nil, err
 		}

@@ -306,7 +306,7 @@ type syncAnswer struct {
 }
 
 func (s *Store) handleSyncPhysical(w http.ResponseWriter, r *http.Request) {
-	levels, err := readLevels(r.Body)
+	levels, err := readLevels(r.Body, false)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -316,7 +316,7 @@ func (s *Store) handleSyncPhysical(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) handleSyncPhysicalSKU(w http.ResponseWriter, r *http.Request) {
-	levels, err := readLevels(r.Body)
+	levels, err := readLevels(r.Body, true)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -205,6 +206,9 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 	if _, err := store.SyncPhysical(ctx, []PhysicalLevel{{SKU: "s1", Warehouse: "SH", Qty: 7}}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := store.SetStock(ctx, "s1", 10, 1); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(store.Handler())
 	defer srv.Close()
 	before := snapshot(t, db)
@@ -212,6 +216,14 @@ func TestHTTPRefusalNamesTheElement(t *testing.T) {
 		name, method, path, body string
 		wantMessage              string
 	}{
+		// An optional string given as "" is refused, never read as the field left out: an
+		// empty activity is not a sellable line, an empty hold_ttl not the default hold.
+		{"an item's empty activity", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "s1", "qty": 1}, {"sku": "s1", "qty": 1, "activity": ""}]}`,
+			`items[1].activity: must not be empty (leave it out for a line of sellable stock)`},
+		{"an empty hold_ttl", "POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "s1", "qty": 1}], "hold_ttl": ""}`,
+			`hold_ttl: must not be empty (leave it out for the default hold)`},
+		{"single-SKU sync, a level with an empty sku", "POST", "/v1/physical/s1", `[{"sku": "", "warehouse": "SH", "qty": 1}]`,
+			`[0].sku: must not be empty (leave it out for the SKU of the path)`},
 		{"full sync, a level without qty", "POST", "/v1/physical", `[{"sku": "s2", "warehouse": "SH"}]`, `[0].qty: is required`},
 		{"single-SKU sync, a level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "SH"}]`, `[0].qty: is required`},
 		{"single-SKU sync, its second level without qty", "POST", "/v1/physical/s1", `[{"warehouse": "BJ", "qty": 1}, {"warehouse": "SH"}]`, `[1].qty: is required`},
@@ -315,6 +327,60 @@ func TestHTTPShortageSaysWhichStock(t *testing.T) {
 				t.Fatalf("a refused request wrote:\nbefore\n%s\nafter\n%s", before, after)
 			}
 		})
+	}
+}
+
+// A SKU the WMS has reported but whose sellable stock was never set exists (GET answers
+// it, "shards": 0): adjust, reshard and an activity PUT of it answer 422 unknown_sku,
+// saying to set its stock first, as a deduction of it does, and write nothing. A SKU
+// nobody knows stays 404; once its stock is set, the same adjust goes through.
+func TestHTTPSKUOnlyTheWMSReportedNeedsItsStockSetFirst(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	seedStore(t, store, seed{
+		warehouses: []Warehouse{{Code: "W1", Name: "Central", Type: "central"}},
+		physical:   []PhysicalLevel{{SKU: "wms-only", Warehouse: "W1", Qty: 5}},
+	})
+	srv := httptest.NewServer(store.Handler())
+	defer srv.Close()
+	if got := call(t, srv, "GET", "/v1/skus/wms-only", ""); got.status != http.StatusOK {
+		t.Fatalf("GET /v1/skus/wms-only = %d %+v, want 200", got.status, got.body)
+	}
+	const activity = `{"qty": 1, "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-02T00:00:00Z"}`
+	before := snapshot(t, db)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/skus/%s/adjust", `{"delta": 5, "reason": "recount"}`},
+		{"POST", "/v1/skus/%s/adjust", `{"delta": -1, "reason": "damaged", "request_id": "r1"}`},
+		{"POST", "/v1/skus/%s/reshard", `{"shards": 2}`},
+		{"PUT", "/v1/skus/%s/activities/sale", activity},
+		{"POST", "/v1/deductions", `{"order_no": "o1", "items": [{"sku": "wms-only", "qty": 1}]}`},
+	} {
+		path := strings.ReplaceAll(c.path, "%s", "wms-only")
+		got := call(t, srv, c.method, path, c.body)
+		want := "sku wms-only has no sellable stock set: set it with POST /v1/skus/wms-only/stock first"
+		if got.status != http.StatusUnprocessableEntity || got.body.Code != "unknown_sku" || !strings.Contains(got.body.Message, want) {
+			t.Errorf("%s %s %s = %d %+v, want 422 unknown_sku saying %q", c.method, path, c.body, got.status, got.body, want)
+		}
+		if strings.Contains(c.path, "%s") {
+			path = strings.ReplaceAll(c.path, "%s", "nobody-knows")
+			if got := call(t, srv, c.method, path, c.body); got.status != http.StatusNotFound || got.body.Code != "not_found" {
+				t.Errorf("%s %s = %d %+v, want 404 not_found", c.method, path, got.status, got.body)
+			}
+		}
+		if after := snapshot(t, db); after != before {
+			t.Fatalf("%s %s wrote:\nbefore\n%s\nafter\n%s", c.method, path, before, after)
+		}
+	}
+	if _, err := store.Reshard(t.Context(), "wms-only", 2); !errors.Is(err, ErrUnknownSKU) {
+		t.Errorf("Reshard of a SKU only the WMS reported: %v, want ErrUnknownSKU", err)
+	}
+	if _, err := store.Adjust(t.Context(), AdjustRequest{SKU: "nobody-knows", Delta: 1, Reason: "x"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Adjust of a SKU nobody knows: %v, want ErrNotFound", err)
+	}
+	if got := call(t, srv, "POST", "/v1/skus/wms-only/stock", `{"sellable": 0}`); got.status != http.StatusOK {
+		t.Fatalf("setting the stock: %d %+v", got.status, got.body)
+	}
+	if got := call(t, srv, "POST", "/v1/skus/wms-only/adjust", `{"delta": 5, "reason": "recount"}`); got.status != http.StatusOK {
+		t.Fatalf("adjust once the stock is set = %d %+v, want 200", got.status, got.body)
 	}
 }
 

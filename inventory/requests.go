@@ -26,6 +26,21 @@ func decode(body io.Reader, v any, optional bool) error {
 	return err
 }
 
+// optionalString reads an optional string field of a body: "" when it is left out (or
+// null), a *ValidationError naming it when it is given as "". An empty value would read
+// as the field left out, which is not what the caller wrote: an empty request_id would
+// make an adjust's retry apply again, an empty activity take an activity's line from
+// sellable stock. leftOut says what leaving the field out means, for the message.
+func optionalString(field string, v *string, leftOut string) (string, error) {
+	if v == nil {
+		return "", nil
+	}
+	if *v == "" {
+		return "", invalid(field, "must not be empty (leave it out for %s)", leftOut)
+	}
+	return *v, nil
+}
+
 // readSetStock reads {"sellable": N, "shards": M}; sellable is required.
 func readSetStock(body io.Reader) (sellable int64, shards int, err error) {
 	var b struct {
@@ -55,15 +70,11 @@ func readAdjust(body io.Reader) (AdjustRequest, error) {
 	if b.Delta == nil {
 		return AdjustRequest{}, invalid("delta", "is required")
 	}
-	req := AdjustRequest{Delta: *b.Delta, Reason: b.Reason}
-	if b.RequestID != nil {
-		if *b.RequestID == "" {
-			// "" would read as no request_id: a retry of it would apply again.
-			return AdjustRequest{}, invalid("request_id", "must not be empty (leave it out for an adjustment without one)")
-		}
-		req.RequestID = *b.RequestID
+	requestID, err := optionalString("request_id", b.RequestID, "an adjustment without one")
+	if err != nil {
+		return AdjustRequest{}, err
 	}
-	return req, nil
+	return AdjustRequest{Delta: *b.Delta, Reason: b.Reason, RequestID: requestID}, nil
 }
 
 // readReshard reads {"shards": M}; shards is required.
@@ -102,24 +113,41 @@ func readActivity(body io.Reader) (qty int64, startsAt, endsAt time.Time, err er
 	return *b.Qty, *b.StartsAt, *b.EndsAt, nil
 }
 
-// readDeduction reads {"order_no": "…", "items": […], "hold_ttl": "15m"}; hold_ttl is
-// optional (0: the Store's default).
+// readDeduction reads {"order_no": "…", "items": [{"sku": "…", "qty": N, "activity": "…"}, …],
+// "hold_ttl": "15m"}; an item's activity (a line of sellable stock without it) and
+// hold_ttl (0: the Store's default) are optional, but not empty when given.
 func readDeduction(body io.Reader) (DeductRequest, error) {
 	var b struct {
 		OrderNo string `json:"order_no"`
-		Items   []Item `json:"items"`
-		HoldTTL string `json:"hold_ttl"`
+		Items   []struct {
+			SKU      string  `json:"sku"`
+			Qty      int64   `json:"qty"`
+			Activity *string `json:"activity"`
+		} `json:"items"`
+		HoldTTL *string `json:"hold_ttl"`
 	}
 	if err := decode(body, &b, false); err != nil {
 		return DeductRequest{}, err
 	}
-	req := DeductRequest{OrderNo: b.OrderNo, Items: b.Items}
-	if b.HoldTTL != "" {
-		ttl, err := parseHoldTTL(b.HoldTTL)
+	req := DeductRequest{OrderNo: b.OrderNo}
+	if b.Items != nil {
+		req.Items = make([]Item, len(b.Items))
+	}
+	for i, it := range b.Items {
+		activity, err := optionalString(fmt.Sprintf("items[%d].activity", i), it.Activity, "a line of sellable stock")
 		if err != nil {
 			return DeductRequest{}, err
 		}
-		req.HoldTTL = ttl
+		req.Items[i] = Item{SKU: it.SKU, Qty: it.Qty, Activity: activity}
+	}
+	holdTTL, err := optionalString("hold_ttl", b.HoldTTL, "the default hold")
+	if err != nil {
+		return DeductRequest{}, err
+	}
+	if holdTTL != "" {
+		if req.HoldTTL, err = parseHoldTTL(holdTTL); err != nil {
+			return DeductRequest{}, err
+		}
 	}
 	return req, nil
 }
@@ -159,12 +187,14 @@ func readShip(body io.Reader) (string, error) {
 }
 
 // readLevels reads a physical-stock sync: [{"sku": "…", "warehouse": "…", "qty": N}, …];
-// qty is required in each level: a missing one must not set the stock to 0.
-func readLevels(body io.Reader) ([]PhysicalLevel, error) {
+// qty is required in each level: a missing one must not set the stock to 0. In a
+// single-SKU sync (pathSKU) a level's sku is optional, but not empty when given; the
+// full sync's validLevels requires it.
+func readLevels(body io.Reader, pathSKU bool) ([]PhysicalLevel, error) {
 	var b []struct {
-		SKU       string `json:"sku"`
-		Warehouse string `json:"warehouse"`
-		Qty       *int64 `json:"qty"`
+		SKU       *string `json:"sku"`
+		Warehouse string  `json:"warehouse"`
+		Qty       *int64  `json:"qty"`
 	}
 	if err := decode(body, &b, false); err != nil {
 		return nil, err
@@ -174,7 +204,17 @@ func readLevels(body io.Reader) ([]PhysicalLevel, error) {
 		if l.Qty == nil {
 			return nil, invalid(fmt.Sprintf("[%d].qty", i), "is required")
 		}
-		levels[i] = PhysicalLevel{SKU: l.SKU, Warehouse: l.Warehouse, Qty: *l.Qty}
+		levels[i] = PhysicalLevel{Warehouse: l.Warehouse, Qty: *l.Qty}
+		switch {
+		case pathSKU:
+			sku, err := optionalString(fmt.Sprintf("[%d].sku", i), l.SKU, "the SKU of the path")
+			if err != nil {
+				return nil, err
+			}
+			levels[i].SKU = sku
+		case l.SKU != nil:
+			levels[i].SKU = *l.SKU
+		}
 	}
 	return levels, nil
 }

@@ -159,8 +159,25 @@ func writeShards(ctx context.Context, tx *sql.Tx, sku string, total int64, m int
 	return nil
 }
 
+// skuWithoutStock is the error of a call that needs sku's sellable stock where the SKU has
+// none set (no row in sku). When the WMS has reported it, the SKU exists (Get answers it,
+// with no shards): ErrUnknownSKU, saying to set its stock first, as a deduction of it
+// answers. When nobody has, ErrNotFound.
+func skuWithoutStock(ctx context.Context, q querier, sku string) error {
+	var reported bool
+	if err := q.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM physical_stock WHERE sku_id = ?)", sku).Scan(&reported); err != nil {
+		return fmt.Errorf("reading physical stock of %s: %w", sku, err)
+	}
+	if reported {
+		return &noSellableStockError{sku: sku}
+	}
+	return fmt.Errorf("sku %s: %w", sku, ErrNotFound)
+}
+
 // Reshard spreads sku's sellable stock over m shards, keeping the total. It runs online:
 // concurrent deductions wait for it or retry on the new shards; none is lost or doubled.
+// A SKU with no sellable stock set returns ErrUnknownSKU when the WMS has reported it,
+// ErrNotFound otherwise (skuWithoutStock).
 func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error) {
 	if err := checkReshard(sku, m); err != nil {
 		return SKUStock{}, fmt.Errorf("resharding %q: %w", sku, err)
@@ -169,7 +186,7 @@ func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error
 		var current int
 		err := tx.QueryRowContext(ctx, "SELECT shards FROM sku WHERE sku_id = ? FOR UPDATE", sku).Scan(&current)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("sku %s: %w", sku, ErrNotFound)
+			return skuWithoutStock(ctx, tx, sku)
 		}
 		if err != nil {
 			return fmt.Errorf("locking sku: %w", err)
@@ -189,8 +206,9 @@ func (s *Store) Reshard(ctx context.Context, sku string, m int) (SKUStock, error
 
 // Adjust adds (Delta > 0) or removes (Delta < 0) sellable stock of req.SKU, with the
 // reason recorded in adjustment_log. Removing more than the SKU holds returns a
-// *ShortageError; adding more than would fit under maxQty a *ValidationError; an unknown
-// SKU ErrNotFound. None of them writes anything, so neither does it record the RequestID.
+// *ShortageError; adding more than would fit under maxQty a *ValidationError; a SKU with
+// no sellable stock set ErrUnknownSKU when the WMS has reported it, ErrNotFound otherwise
+// (skuWithoutStock). None of them writes anything, so neither does it record the RequestID.
 //
 // With a RequestID, a retry or a concurrent duplicate adjusts once: every call after the
 // one that applied it returns the SKU's stock now with Replayed set (replayAdjustment), or
@@ -217,7 +235,7 @@ func (s *Store) Adjust(ctx context.Context, req AdjustRequest) (Adjustment, erro
 		var m int
 		err := tx.QueryRowContext(ctx, query, sku).Scan(&m)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("sku %s: %w", sku, ErrNotFound)
+			return skuWithoutStock(ctx, tx, sku)
 		}
 		if err != nil {
 			return fmt.Errorf("reading sku: %w", err)
@@ -377,7 +395,9 @@ func readStock(ctx context.Context, tx *sql.Tx, sku string) (SKUStock, error) {
 	return out, nil
 }
 
-// PutActivity sets the stock a campaign sets aside for a SKU and its running window.
+// PutActivity sets the stock a campaign sets aside for a SKU and its running window. The
+// SKU's sellable stock must be set: ErrUnknownSKU when only the WMS has reported it,
+// ErrNotFound when nobody has (skuWithoutStock).
 func (s *Store) PutActivity(ctx context.Context, a Activity) (Activity, error) {
 	if err := validID("sku", a.SKU); err != nil {
 		return a, fmt.Errorf("setting activity stock: %w", err)
@@ -408,7 +428,7 @@ func (s *Store) PutActivity(ctx context.Context, a Activity) (Activity, error) {
 		return a, fmt.Errorf("setting activity stock of %s: %w", a.SKU, err)
 	}
 	if !exists {
-		return a, fmt.Errorf("setting activity stock: sku %s: %w", a.SKU, ErrNotFound)
+		return a, fmt.Errorf("setting activity %s stock of %s: %w", a.Activity, a.SKU, skuWithoutStock(ctx, s.db, a.SKU))
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO activity_stock (sku_id, activity_id, qty, starts_at, ends_at) VALUES (?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE qty = VALUES(qty), starts_at = VALUES(starts_at), ends_at = VALUES(ends_at)`,

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -61,11 +63,8 @@ func newStockCmd() *cobra.Command {
 	adjust.Flags().StringVar(&adjustReq.RequestID, "request-id", "",
 		"idempotency key (1-64 bytes): repeated with the same SKU and delta, the adjustment applies once")
 	adjust.PreRunE = func(cmd *cobra.Command, _ []string) error {
-		if cmd.Flags().Changed("request-id") && adjustReq.RequestID == "" {
-			// "" is no request_id: a retry of it would apply again.
-			return fmt.Errorf("--request-id must not be empty (leave it out for an adjustment without one)")
-		}
-		return nil
+		// "" is no request_id: a retry of it would apply again.
+		return refuseEmptyFlags(cmd, map[string]string{"request-id": "an adjustment without one"})
 	}
 
 	reshard := &cobra.Command{
@@ -102,6 +101,13 @@ func newStockCmd() *cobra.Command {
 		}),
 	}
 	deduct.Flags().DurationVar(&holdTTL, "hold-ttl", 0, "how long the unpaid hold lasts (default inventory.hold_ttl)")
+	deduct.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Flags().Changed("hold-ttl") && holdTTL == 0 {
+			// 0 is the Store's default: as the API's "hold_ttl": "0s", refused, not read so.
+			return fmt.Errorf("--hold-ttl must be positive, got 0 (leave it out for inventory.hold_ttl)")
+		}
+		return nil
+	}
 
 	// op is a method expression such as (*inventory.Store).Confirm.
 	orderCmd := func(use, short string, op func(*inventory.Store, context.Context, string) (inventory.Order, error)) *cobra.Command {
@@ -195,7 +201,7 @@ func newStockCmd() *cobra.Command {
 		if cmd.Flags().Changed("limit") && orderQuery.Limit == 0 {
 			return fmt.Errorf("--limit must be between 1 and 1000, got 0")
 		}
-		return nil
+		return refuseEmptyFlags(cmd, map[string]string{"status": "every status", "sku": "every SKU", "after": "the first page"})
 	}
 
 	sweep := &cobra.Command{
@@ -214,6 +220,19 @@ func newStockCmd() *cobra.Command {
 		orderCmd("cancel", "Refund before shipment: restore the stock, soft-delete the log, write rollback rows", (*inventory.Store).Cancel),
 		orders, extend, ship, putWarehouse, warehouses, physical, sweep)
 	return cmd
+}
+
+// refuseEmptyFlags refuses a string flag of cmd given as "" (--sku ""), naming it: ""
+// would read as the flag left out, which is not what the caller wrote (the API refuses
+// an empty optional field the same way). leftOut says, for each flag, what leaving it
+// out means.
+func refuseEmptyFlags(cmd *cobra.Command, leftOut map[string]string) error {
+	for _, name := range slices.Sorted(maps.Keys(leftOut)) {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed && f.Value.String() == "" {
+			return fmt.Errorf("--%s must not be empty (leave it out for %s)", name, leftOut[name])
+		}
+	}
+	return nil
 }
 
 // parseItem reads SKU:QTY or SKU:QTY@ACTIVITY. SKUs and activity ids may hold ':' and

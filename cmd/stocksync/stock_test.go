@@ -84,6 +84,25 @@ func TestStockAdjustWithRequestIDAppliesOnce(t *testing.T) {
 	}
 }
 
+// TestStockAdjustOfASKUOnlyTheWMSReportedSaysToSetItFirst runs `stocksync stock adjust`
+// and `reshard` on a SKU the WMS has reported but whose sellable stock was never set: each
+// fails saying so and how to set it, where it said "not found" of a SKU `stock get` shows.
+func TestStockAdjustOfASKUOnlyTheWMSReportedSaysToSetItFirst(t *testing.T) {
+	run, _ := stockCLI(t)
+	for _, args := range [][]string{{"stock", "warehouse", "W1", "--name", "Central", "--type", "central"},
+		{"stock", "physical", "wms-1", "W1=5"}, {"stock", "get", "wms-1"}} {
+		if out, err := run(args...); err != nil {
+			t.Fatalf("stocksync %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	want := "sku wms-1 has no sellable stock set: set it with POST /v1/skus/wms-1/stock first (from the CLI: stocksync stock set)"
+	for _, args := range [][]string{{"stock", "adjust", "wms-1", "--delta", "5", "--reason", "recount"}, {"stock", "reshard", "wms-1", "2"}} {
+		if out, err := run(args...); err == nil || !strings.Contains(out, want) {
+			t.Errorf("stocksync %s: %v\n%s\nwant it refused saying %q", strings.Join(args, " "), err, out, want)
+		}
+	}
+}
+
 // TestStockExtendAndWarehouses runs `stocksync stock extend` and `stocksync stock
 // warehouses`, listing and showing one.
 func TestStockExtendAndWarehouses(t *testing.T) {
@@ -206,6 +225,32 @@ func TestStockOrdersPages(t *testing.T) {
 	}
 	if out, err := run("stock", "orders", "--status", "paid"); err == nil || !strings.Contains(out, "status: must be held, confirmed, shipped, cancelled or expired") {
 		t.Fatalf("stock orders --status paid: %v\n%s\nwant it refused, naming status", err, out)
+	}
+}
+
+// TestStockRefusesAnEmptyOptionalFlag: an optional flag given empty (or a --hold-ttl of
+// 0) is refused naming it, as the API refuses an empty optional field, not read as the
+// flag left out (every SKU, every status, the first page, the default hold).
+func TestStockRefusesAnEmptyOptionalFlag(t *testing.T) {
+	run, _ := stockCLI(t)
+	if out, err := run("stock", "set", "cli-5", "--sellable", "9"); err != nil {
+		t.Fatalf("stock set: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stock", "orders", "--sku", ""}, "--sku must not be empty (leave it out for every SKU)"},
+		{[]string{"stock", "orders", "--status", ""}, "--status must not be empty (leave it out for every status)"},
+		{[]string{"stock", "orders", "--after", ""}, "--after must not be empty (leave it out for the first page)"},
+		{[]string{"stock", "deduct", "o-1", "cli-5:1", "--hold-ttl", "0"}, "--hold-ttl must be positive, got 0"},
+	} {
+		if out, err := run(c.args...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("stocksync %q: %v\n%s\nwant it refused saying %q", c.args, err, out, c.want)
+		}
+	}
+	if out, err := run("stock", "get", "cli-5"); err != nil || !strings.Contains(out, `"sellable": 9`) {
+		t.Fatalf("stock get cli-5 after the refused deduction: %v\n%s\nwant sellable 9", err, out)
 	}
 }
 
