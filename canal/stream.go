@@ -260,13 +260,18 @@ func (s *Stream) CheckStreamable(ctx context.Context) error {
 // newSyncer is a replica connection to the source, not yet streaming; decode (nil: go-mysql's
 // own) decodes rows events.
 func (s *Stream) newSyncer(decode func(*replication.RowsEvent, []byte) error) (*replication.BinlogSyncer, error) {
-	host, portStr, err := net.SplitHostPort(s.cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("parsing source.addr %q: %w", s.cfg.Addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("parsing source.addr port %q: %w", portStr, err)
+	// A Unix socket (a path, as source.addr may be) is the host with no port: go-mysql
+	// dials a path over "unix".
+	host, port := s.cfg.Addr, uint64(0)
+	if !strings.HasPrefix(s.cfg.Addr, "/") {
+		h, portStr, err := net.SplitHostPort(s.cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("parsing source.addr %q: %w", s.cfg.Addr, err)
+		}
+		if port, err = strconv.ParseUint(portStr, 10, 16); err != nil {
+			return nil, fmt.Errorf("parsing source.addr port %q: %w", portStr, err)
+		}
+		host = h
 	}
 	return replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID:                s.cfg.ServerID,

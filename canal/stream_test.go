@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -930,5 +931,30 @@ func TestTwoPhaseAlterReseedsOnceAtItsCommit(t *testing.T) {
 	}
 	if got := h.reseeded[0]; got.Src.File != from.File || got.Src.Pos != commitAt || !strings.HasSuffix(got.What, "… MODIFY") {
 		t.Errorf("reseeded after %q at %s:%d; want the MODIFY's COMMIT ALTER, at %s:%d", got.What, got.Src.File, got.Src.Pos, from.File, commitAt)
+	}
+}
+
+// TestStreamOverAUnixSocket: source.addr may be the server's Unix socket (a daemon beside
+// the database): the binlog stream connects through it as the SQL connections do, where
+// it failed on "missing port in address".
+func TestStreamOverAUnixSocket(t *testing.T) {
+	socket := os.Getenv("STOCKSYNC_TEST_MYSQL_SOCKET")
+	if socket == "" {
+		t.Skip("STOCKSYNC_TEST_MYSQL_SOCKET is not set: run `make test`")
+	}
+	s := newSource(t)
+	s.cfg.Addr = socket
+	server, err := canal.Connect(t.Context(), s.cfg)
+	if err != nil {
+		t.Fatalf("connecting through %s: %v", socket, err)
+	}
+	t.Cleanup(func() { server.Close() })
+	s.server = server
+	testutil.Exec(t, s.db, "CREATE TABLE over_socket (id INT PRIMARY KEY)")
+	from := s.position()
+	testutil.Exec(t, s.db, "INSERT INTO over_socket VALUES (1)")
+	got := s.stream(from, s.position())
+	if len(got) != 1 || got[0].Op != canal.OpCreate || got[0].Table.Name != "over_socket" {
+		t.Fatalf("streamed %d changes through the socket; want the one insert", len(got))
 	}
 }
