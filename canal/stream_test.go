@@ -717,6 +717,19 @@ func (r *reseeder) ReseedAfter(_ context.Context, ddl canal.RowlessChange) error
 	return nil
 }
 
+// reseedUntil streams from `from` to a reseeder until a commit at or after to, or 30 s.
+func (s *source) reseedUntil(filter canal.TableFilter, from, to canal.Position) (*reseeder, error) {
+	ctx, cancel := context.WithTimeout(s.t.Context(), 30*time.Second)
+	defer cancel()
+	h := &reseeder{emptier: &emptier{recorder: &recorder{}}}
+	h.onCommit = func(p canal.Position) {
+		if p.Compare(to) >= 0 {
+			cancel()
+		}
+	}
+	return h, canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(s.t)).Run(ctx, from, h)
+}
+
 // TestStreamHandsRowlessDDLToAReseeder: for a handler that can seed its rules again, DDL
 // that moves or removes a stateful table's rows without row events goes to ReseedAfter,
 // once per statement, before its commit, and the stream goes on: a TRUNCATE of a table a
@@ -740,16 +753,8 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 		before = append(before, s.position())
 		testutil.Exec(t, s.db, q)
 	}
-	to := s.position()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	h := &reseeder{emptier: &emptier{recorder: &recorder{}}}
-	h.onCommit = func(p canal.Position) {
-		if p.Compare(to) >= 0 {
-			cancel()
-		}
-	}
-	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, h); err != nil {
+	h, err := s.reseedUntil(filter, from, s.position())
+	if err != nil {
 		t.Fatalf("past DDL that moves or removes stateful tables' rows, for a handler that reseeds: %v", err)
 	}
 	totals := [2]string{s.name, "totals"}
@@ -790,21 +795,14 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 	filter = &countingFilter{schema: name, tables: map[string]bool{"totals": true}, stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
 	at := s.position()
 	testutil.Exec(t, db, "RENAME TABLE totals TO totals_old")
-	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, &reseeder{emptier: &emptier{recorder: &recorder{}}})
+	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, &reseeder{emptier: &emptier{recorder: &recorder{}}})
 	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "no table has its name on the server now. The stream waits here") {
 		t.Fatalf("a rename away that leaves the name empty: %v; want ErrStatefulTableEmptied saying the stream waits for the name", err)
 	}
 	testutil.Exec(t, db, "CREATE TABLE totals (id INT PRIMARY KEY, qty INT)")
-	to = s.position()
-	h = &reseeder{emptier: &emptier{recorder: &recorder{}}}
-	h.onCommit = func(p canal.Position) {
-		if p.Compare(to) >= 0 {
-			cancel()
-		}
-	}
-	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, h); err != nil {
+	if h, err = s.reseedUntil(filter, at, s.position()); err != nil {
 		t.Fatalf("the same rename once a table has the name again: %v", err)
 	}
 	if len(h.reseeded) != 1 || fmt.Sprint(h.reseeded[0].Tables) != fmt.Sprint([][2]string{{name, "totals"}}) {
@@ -813,16 +811,7 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 
 	at = s.position()
 	testutil.Exec(t, s.db, "DROP DATABASE "+name)
-	to = s.position()
-	h = &reseeder{emptier: &emptier{recorder: &recorder{}}}
-	h.onCommit = func(p canal.Position) {
-		if p.Compare(to) >= 0 {
-			cancel()
-		}
-	}
-	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, h); err != nil {
+	if h, err = s.reseedUntil(filter, at, s.position()); err != nil {
 		t.Fatalf("past DROP DATABASE %s: %v", name, err)
 	}
 	if len(h.reseeded) != 1 || h.reseeded[0].What != "DROP DATABASE "+name || fmt.Sprint(h.reseeded[0].Schemas) != "["+name+"]" || len(h.reseeded[0].Tables) != 0 {
@@ -837,7 +826,6 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 	filter = &countingFilter{schema: name, tables: map[string]bool{"totals": true}, stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
 	at = s.position()
 	testutil.Exec(t, db, "RENAME TABLE totals TO totals_archived")
-	to = s.position()
 	cfg := s.cfg
 	cfg.RenamedAwayWait = time.Hour
 	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
@@ -846,14 +834,8 @@ func TestStreamHandsRowlessDDLToAReseeder(t *testing.T) {
 	if !errors.Is(err, canal.ErrStatefulTableEmptied) || !strings.Contains(err.Error(), "source.renamed_table_wait after the statement), "+name+".totals is taken as dropped") {
 		t.Fatalf("a rename away an hour before its wait ends: %v; want ErrStatefulTableEmptied saying when the table is taken as dropped", err)
 	}
-	cfg.RenamedAwayWait = 2 * time.Second
-	h = &reseeder{emptier: &emptier{recorder: &recorder{}}}
-	h.onCommit = func(p canal.Position) {
-		if p.Compare(to) >= 0 {
-			cancel()
-		}
-	}
-	if err := canal.NewStream(cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, at, h); err != nil {
+	s.cfg.RenamedAwayWait = 2 * time.Second
+	if h, err = s.reseedUntil(filter, at, s.position()); err != nil {
 		t.Fatalf("a rename away whose name stays empty past source.renamed_table_wait: %v", err)
 	}
 	if len(h.reseeded) != 1 || fmt.Sprint(h.reseeded[0].Tables) != fmt.Sprint([][2]string{{name, "totals"}}) {
@@ -915,15 +897,8 @@ func TestTwoPhaseAlterReseedsOnceAtItsCommit(t *testing.T) {
 		t.Fatalf("the binlog holds %v; want two START ALTERs, one COMMIT ALTER, one ROLLBACK ALTER", phases)
 	}
 	filter := &countingFilter{schema: s.name, tables: map[string]bool{"totals": true}, stateful: map[string]bool{"totals": true}, asked: map[string]int{}}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	h := &reseeder{emptier: &emptier{recorder: &recorder{}}}
-	h.onCommit = func(p canal.Position) {
-		if p.Compare(to) >= 0 {
-			cancel()
-		}
-	}
-	if err := canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, from, h); err != nil {
+	h, err := s.reseedUntil(filter, from, to)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(h.reseeded) != 1 {

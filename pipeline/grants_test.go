@@ -23,23 +23,35 @@ func tenants(t *testing.T, e *env) (a, b string, asUser func(*pipeline.Options))
 	t.Helper()
 	admin := e.mysql.Open(t, "")
 	a, b = e.db+"_a", e.db+"_b"
-	user := fmt.Sprintf("tenant_%d", testutil.ServerID())
 	testutil.Exec(t, admin,
 		"CREATE DATABASE "+a, "CREATE DATABASE "+b,
 		"CREATE TABLE "+a+".t (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)",
 		"CREATE TABLE "+b+".t (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)",
 		"INSERT INTO "+a+".t VALUES ('A', 5)",
-		"INSERT INTO "+b+".t VALUES ('B', 7)",
-		"CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'",
-		"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '"+user+"'@'%'",
-		"GRANT ALL ON `"+e.db+"`.* TO '"+user+"'@'%'",
-		"GRANT SELECT ON `"+a+"`.* TO '"+user+"'@'%'")
+		"INSERT INTO "+b+".t VALUES ('B', 7)")
 	t.Cleanup(func() {
-		admin.Exec("DROP USER '" + user + "'@'%'")
 		admin.Exec("DROP DATABASE IF EXISTS " + a)
 		admin.Exec("DROP DATABASE IF EXISTS " + b)
 	})
-	return a, b, func(o *pipeline.Options) { o.Source.User, o.Source.Password = user, "pw" }
+	return a, b, sourceUser(t, e, "`"+a+"`.*")
+}
+
+// sourceUser creates a replication user that may do anything in the checkpoint's DB and
+// SELECT what selects names (`schema`.* or `schema`.`table`), and returns the
+// pipeline.Options tweak that streams as it.
+func sourceUser(t *testing.T, e *env, selects ...string) func(*pipeline.Options) {
+	t.Helper()
+	admin := e.mysql.Open(t, "")
+	user := fmt.Sprintf("limited_%d", testutil.ServerID())
+	stmts := []string{"CREATE USER '" + user + "'@'%' IDENTIFIED BY 'pw'",
+		"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '" + user + "'@'%'",
+		"GRANT ALL ON `" + e.db + "`.* TO '" + user + "'@'%'"}
+	for _, on := range selects {
+		stmts = append(stmts, "GRANT SELECT ON "+on+" TO '"+user+"'@'%'")
+	}
+	testutil.Exec(t, admin, stmts...)
+	t.Cleanup(func() { admin.Exec("DROP USER '" + user + "'@'%'") })
+	return func(o *pipeline.Options) { o.Source.User, o.Source.Password = user, "pw" }
 }
 
 // TestStreamStopsAtATenantItMayNotRead: a glob whose schema part is a pattern
@@ -124,19 +136,12 @@ func TestStreamStopsAtATableOfATablePatternItMayNotRead(t *testing.T) {
 	e := newEnv(t)
 	admin := e.mysql.Open(t, "")
 	g := e.db + "_g"
-	user := fmt.Sprintf("granted_%d", testutil.ServerID())
 	testutil.Exec(t, admin, "CREATE DATABASE "+g,
 		"CREATE TABLE "+g+".stock_a (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)",
 		"CREATE TABLE "+g+".stock_b (sku_id VARCHAR(8) PRIMARY KEY, qty BIGINT)",
-		"INSERT INTO "+g+".stock_a VALUES ('X', 5)", "INSERT INTO "+g+".stock_b VALUES ('X', 7)",
-		"CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'",
-		"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '"+user+"'@'%'",
-		"GRANT ALL ON `"+e.db+"`.* TO '"+user+"'@'%'",
-		"GRANT SELECT ON `"+g+"`.`stock_a` TO '"+user+"'@'%'")
-	t.Cleanup(func() {
-		admin.Exec("DROP USER '" + user + "'@'%'")
-		admin.Exec("DROP DATABASE IF EXISTS " + g)
-	})
+		"INSERT INTO "+g+".stock_a VALUES ('X', 5)", "INSERT INTO "+g+".stock_b VALUES ('X', 7)")
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + g) })
+	asUser := sourceUser(t, e, "`"+g+"`.`stock_a`")
 	r := e.start(e.rules(`
 rules:
   - name: total
@@ -145,7 +150,7 @@ rules:
     group_by: [sku_id]
     sum: {sellable: qty}
     topic: TOPIC.total
-`), testutil.ServerID(), func(o *pipeline.Options) { o.Source.User, o.Source.Password = user, "pw" })
+`), testutil.ServerID(), asUser)
 	awaitLastSums(t, e.broker, e.topic+".total", map[string]int64{"X": 5}) // the seed: stock_b unseen
 	testutil.Exec(t, admin, "UPDATE "+g+".stock_b SET qty = 8")
 	select {
