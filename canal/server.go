@@ -348,9 +348,25 @@ func (s *Server) BinlogFileSizes(ctx context.Context) ([]BinlogFile, error) {
 	return files, rows.Err()
 }
 
+// DataTableTypes is the SQL list of the information_schema.TABLES.TABLE_TYPE values of
+// the tables whose rows stocksync reads: `TABLE_TYPE IN ` + DataTableTypes. It is the one
+// list snapshots and the live check of the rules share. A MariaDB table WITH SYSTEM
+// VERSIONING ('SYSTEM VERSIONED') is one: its current rows are read, its history never.
+// Views, and MariaDB's sequences ('SEQUENCE', whose NEXTVAL and SETVAL write one row of
+// counters) are not: the stream leaves sequences out as well.
+const DataTableTypes = "('BASE TABLE', 'SYSTEM VERSIONED')"
+
 // tableInfo is what information_schema says of a table's columns.
 type tableInfo struct {
-	names []string // in the table's order
+	// tableType is information_schema.TABLES.TABLE_TYPE ("" for a table the server does
+	// not list: gone, or hidden from the user).
+	tableType string
+	// rowStart and rowEnd name a system-versioned table's period columns: the explicit
+	// ones (GENERATION_EXPRESSION 'ROW START' and 'ROW END'), or MariaDB's implicit
+	// row_start and row_end, which information_schema.COLUMNS does not list but the
+	// binlog carries, after the table's own columns.
+	rowStart, rowEnd string
+	names            []string // in the table's order, with implicit period columns
 	// By column name: unsigned integers, JSON columns, DATA_TYPE (lower case) and
 	// CHARACTER_SET_NAME ("" for a column that has none).
 	unsigned, json    map[string]bool
@@ -364,20 +380,35 @@ type tableInfo struct {
 // and character sets the binlog does not say (MariaDB's UUID, INET4 and INET6 are a
 // BINARY(n) to it; a binlog without full row metadata has no collations).
 func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableInfo, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, COLUMN_KEY, CHARACTER_SET_NAME FROM information_schema.COLUMNS
-		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, schema, table)
+	info := tableInfo{unsigned: map[string]bool{}, json: map[string]bool{}, dataType: map[string]string{}, charset: map[string]string{}}
+	if s.Flavor == "mariadb" { // only MariaDB has sequences and system versioning
+		err := s.DB.QueryRowContext(ctx, `SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+			schema, table).Scan(&info.tableType)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return tableInfo{}, fmt.Errorf("reading the table type of %s.%s: %w", schema, table, err)
+		}
+	}
+	rows, err := s.DB.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, COLUMN_KEY, CHARACTER_SET_NAME, COALESCE(GENERATION_EXPRESSION, '')
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, schema, table)
 	if err != nil {
 		return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 	}
 	defer rows.Close()
-	info := tableInfo{unsigned: map[string]bool{}, json: map[string]bool{}, dataType: map[string]string{}, charset: map[string]string{}}
 	for rows.Next() {
-		var name, colType, dataType, key string
+		var name, colType, dataType, key, generated string
 		var charset sql.NullString
-		if err := rows.Scan(&name, &colType, &dataType, &key, &charset); err != nil {
+		if err := rows.Scan(&name, &colType, &dataType, &key, &charset, &generated); err != nil {
 			return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 		}
 		dataType = strings.ToLower(dataType)
+		if info.tableType == "SYSTEM VERSIONED" {
+			switch strings.ToUpper(generated) {
+			case "ROW START":
+				info.rowStart = name
+			case "ROW END":
+				info.rowEnd = name
+			}
+		}
 		info.names = append(info.names, name)
 		info.unsigned[name] = strings.Contains(colType, "unsigned")
 		info.dataType[name], info.charset[name] = dataType, charset.String
@@ -392,6 +423,11 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableI
 		return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 	}
 	rows.Close()
+	if info.tableType == "SYSTEM VERSIONED" && info.rowEnd == "" {
+		info.rowStart, info.rowEnd = "row_start", "row_end"
+		info.names = append(info.names, info.rowStart, info.rowEnd)
+		info.dataType[info.rowStart], info.dataType[info.rowEnd] = "timestamp", "timestamp"
+	}
 	if s.Flavor == "mariadb" {
 		crow, err := s.DB.QueryContext(ctx, `SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
 			WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?`, schema, table)

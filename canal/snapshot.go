@@ -375,10 +375,11 @@ func (s *Server) openMySQLSnapshot(ctx context.Context, conn *sql.Conn) (Positio
 	return p, nil
 }
 
-// snapshotTableNames lists the base tables the filter matches, as schema.table, sorted.
+// snapshotTableNames lists the tables of data (DataTableTypes) the filter matches, as
+// schema.table, sorted.
 func (s *Server) snapshotTableNames(ctx context.Context, filter TableFilter) ([]string, error) {
 	rows, err := s.DB.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
-		WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME`)
+		WHERE TABLE_TYPE IN `+DataTableTypes+` ORDER BY TABLE_SCHEMA, TABLE_NAME`)
 	if err != nil {
 		return nil, fmt.Errorf("listing tables to snapshot: %w", err)
 	}
@@ -433,6 +434,9 @@ func (s *Server) snapshotShape(ctx context.Context, schema, name string) (*snaps
 		var charset sql.NullString
 		if err := rows.Scan(&c.name, &c.dataType, &colType, &dtPrec, &charset, &numPrec, &numScale); err != nil {
 			return nil, fmt.Errorf("reading the columns of %s.%s: %w", schema, name, err)
+		}
+		if c.name == info.rowStart || c.name == info.rowEnd {
+			continue // a system-versioned table's period columns: as the stream, which leaves them out (versionedRows)
 		}
 		c.dataType = strings.ToLower(c.dataType)
 		c.decimals = int(dtPrec.Int64)

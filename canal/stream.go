@@ -160,6 +160,10 @@ type tableState struct {
 	colCount int
 	// plan decodes the table's rows events when its column types allow (rowsplan.go).
 	plan rowsPlan
+	// versioned is set for a MariaDB table WITH SYSTEM VERSIONING: its rows events mix
+	// current rows and history rows (versioned.go). table is the binlog's shape, which
+	// decoding needs; versioned.table is the one published.
+	versioned *versionedTable
 }
 
 // txnState is the transaction being read.
@@ -552,8 +556,10 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 			if table == "" {
 				name = "a table it does not name plainly"
 			}
-			return fmt.Errorf("%w: at %s:%d the binlog holds this change of %s as a statement, not as rows (the session that wrote it had binlog_format STATEMENT or MIXED): %q. "+
+			return fmt.Errorf("%w: at %s:%d the binlog holds this change of %s as a statement, not as rows (the session that wrote it had binlog_format STATEMENT or MIXED, "+
+				"or the table is system-versioned with transaction-precise history, whose changes MariaDB always logs as statements): %q. "+
 				"Its rows cannot be read, so nothing after it is published. Set binlog_format=ROW for every session (SET GLOBAL binlog_format=ROW, then reconnect the writers), "+
+				"or take a transaction-precise table out of the rules, "+
 				"then go on from the server's current position, re-seeding the rules (docs/operations.md, Statement-logged changes)",
 				ErrStatementChange, r.file, h.LogPos-h.EventSize, name, truncate(q, 200))
 		}
@@ -810,11 +816,24 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 	if err := r.checkReadable(ctx, filter, schema, name); err != nil {
 		return err
 	}
-	t, err := r.describe(ctx, e, schema, name, st)
+	var info tableInfo
+	if len(e.ColumnName) == 0 || r.s.server.Flavor == "mariadb" {
+		var err error
+		if info, err = r.s.server.tableColumns(ctx, schema, name); err != nil {
+			return err
+		}
+	}
+	if info.tableType == "SEQUENCE" {
+		// A sequence's NEXTVAL and SETVAL write its counters as rows: not data to publish
+		// (DataTableTypes).
+		st.matched = false
+		return nil
+	}
+	t, err := r.describe(ctx, e, schema, name, st, info)
 	if err != nil {
 		return err
 	}
-	st.table = t
+	st.table, st.versioned = t, newVersionedTable(t, info, r.s.server.Flavor == "mariadb")
 	st.plan = newRowsPlan(e, t, st)
 	r.decoder.setPlan(e.TableID, st.plan)
 	return nil
@@ -852,22 +871,16 @@ func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, n
 }
 
 // describe builds a Table from the table map event, with column names from the binlog's
-// own metadata when it carries them (binlog_row_metadata=FULL), else from the server. It
+// own metadata when it carries them (binlog_row_metadata=FULL), else from the server
+// (info, which is read whenever the binlog has no names, and always on MariaDB). It
 // settles how each string column's bytes become the text a snapshot reads through SQL:
 // decoded from the column's character set, and, on MariaDB, UUID, INET4 and INET6 values
 // printed as the server prints them. A column in a character set without a decoder
 // refuses the table (ErrUnsupportedCharset): its rows are next.
-func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, schema, name string, st *tableState) (*Table, error) {
+func (r *reader) describe(ctx context.Context, e *replication.TableMapEvent, schema, name string, st *tableState, info tableInfo) (*Table, error) {
 	t := &Table{Schema: schema, Name: name, Columns: make([]Column, e.ColumnCount)}
 	names := e.ColumnNameString()
 	unsigned := e.UnsignedMap()
-	var info tableInfo
-	if len(names) == 0 || r.s.server.Flavor == "mariadb" {
-		var err error
-		if info, err = r.s.server.tableColumns(ctx, schema, name); err != nil {
-			return nil, err
-		}
-	}
 	if len(names) == 0 {
 		if len(info.names) != int(e.ColumnCount) {
 			return nil, fmt.Errorf("cannot map the columns of %s.%s: the binlog has %d columns and the table now has %d; "+
@@ -1071,6 +1084,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 			}
 		}
 	}
+	versioned := st.versioned
 	for i := 0; i+step-1 < len(e.Rows); i += step {
 		c := &RowChange{Op: op, Table: st.table, Source: r.txn.src}
 		c.Source.Row = r.rowsOf[e.TableID]
@@ -1083,6 +1097,9 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 			c.Before, c.After = e.Rows[i], e.Rows[i+1]
 		}
 		r.rowsOf[e.TableID]++
+		if versioned != nil && !versioned.currentChange(c) {
+			continue // a history row's: the table's current rows are as they were
+		}
 		if r.txn.xa {
 			r.txn.held = append(r.txn.held, c)
 			continue

@@ -813,7 +813,7 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 		return nil, nil, err
 	}
 	defer db.Close()
-	tables, undecodable, err := readTables(ctx, db)
+	tables, unstreamable, err := readTables(ctx, db)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -832,11 +832,10 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 			}
 		}
 	}
-	for _, u := range undecodable {
+	for _, u := range unstreamable {
 		for _, r := range set.Rules() {
 			if slices.ContainsFunc(r.Tables(), func(g string) bool { ok, _ := path.Match(g, u.table); return ok }) {
-				problems = append(problems, fmt.Errorf("%s: rule %q: column %s of %s is in character set %s, which stocksync cannot decode: the stream would stop at the table's first change. "+
-					"Convert the column (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4) or leave the table out of the rule (docs/topics.md, Values)", set.File(), r.Name(), u.column, u.table, u.charset))
+				problems = append(problems, fmt.Errorf("%s: rule %q: %s", set.File(), r.Name(), u.why))
 			}
 		}
 	}
@@ -854,17 +853,22 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 	return tables, problems, nil
 }
 
-// undecodableColumn is a column of table (schema.table) in a character set the stream
-// cannot decode (canal.DecodesCharset).
-type undecodableColumn struct{ table, column, charset string }
+// unstreamableTable is a table (schema.table) whose changes the stream cannot read, and
+// why, with what to do.
+type unstreamableTable struct{ table, why string }
 
-// readTables reads the source's base tables and their columns, and the columns among them
-// in a character set the stream cannot decode.
-func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, []undecodableColumn, error) {
-	rows, err := db.QueryContext(ctx, `SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, COALESCE(c.CHARACTER_SET_NAME, '')
+// readTables reads the source's tables of data (canal.DataTableTypes: not views, nor
+// MariaDB's sequences, which the stream leaves out) and their columns, and the tables
+// whose changes the stream cannot read: a column in a character set the stream cannot
+// decode, or transaction-precise system versioning. The period columns of a table WITH
+// SYSTEM VERSIONING are left out, as the stream and snapshots leave them out of the
+// images (docs/topics.md, System-versioned tables).
+func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, []unstreamableTable, error) {
+	rows, err := db.QueryContext(ctx, `SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, COALESCE(c.CHARACTER_SET_NAME, ''),
+		  COALESCE(c.GENERATION_EXPRESSION, ''), t.TABLE_TYPE
 		FROM information_schema.COLUMNS c JOIN information_schema.TABLES t
 		  ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
-		WHERE t.TABLE_TYPE = 'BASE TABLE'
+		WHERE t.TABLE_TYPE IN `+canal.DataTableTypes+`
 		  AND c.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`)
 	if err != nil {
@@ -872,25 +876,35 @@ func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, []undecodab
 	}
 	defer rows.Close()
 	var out []rules.TableInfo
-	var undecodable []undecodableColumn
+	var unstreamable []unstreamableTable
 	for rows.Next() {
-		var schema, table, column, dataType, columnType, charset string
-		if err := rows.Scan(&schema, &table, &column, &dataType, &columnType, &charset); err != nil {
+		var schema, table, column, dataType, columnType, charset, generated, tableType string
+		if err := rows.Scan(&schema, &table, &column, &dataType, &columnType, &charset, &generated, &tableType); err != nil {
 			return nil, nil, fmt.Errorf("reading the source's tables: %w", err)
 		}
 		if n := len(out); n == 0 || out[n-1].Schema != schema || out[n-1].Name != table {
 			out = append(out, rules.TableInfo{Schema: schema, Name: table})
 		}
+		full := schema + "." + table
+		if period := strings.ToUpper(generated); tableType == "SYSTEM VERSIONED" && (period == "ROW START" || period == "ROW END") {
+			if period == "ROW START" && !strings.Contains(strings.ToLower(dataType), "timestamp") {
+				unstreamable = append(unstreamable, unstreamableTable{table: full, why: fmt.Sprintf("%s is system-versioned with transaction-precise history "+
+					"(its row start column %s is %s): MariaDB logs every change of such a table as a statement, whatever binlog_format says, and the stream would stop at its first change. "+
+					"Version it by timestamp (the default) or leave the table out of the rule (docs/topics.md, System-versioned tables)", full, column, columnType)})
+			}
+			continue
+		}
 		t := &out[len(out)-1]
 		t.Columns = append(t.Columns, canal.Column{Name: column, Kind: kindOfSQLType(dataType, columnType)})
 		if !canal.DecodesCharset(charset) {
-			undecodable = append(undecodable, undecodableColumn{table: schema + "." + table, column: column, charset: charset})
+			unstreamable = append(unstreamable, unstreamableTable{table: full, why: fmt.Sprintf("column %s of %s is in character set %s, which stocksync cannot decode: the stream would stop at the table's first change. "+
+				"Convert the column (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4) or leave the table out of the rule (docs/topics.md, Values)", column, full, charset)})
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("reading the source's tables: %w", err)
 	}
-	return out, undecodable, nil
+	return out, unstreamable, nil
 }
 
 // kindOfSQLType maps information_schema's DATA_TYPE to the kind canal reports.

@@ -266,6 +266,64 @@ func TestRulesValidateLiveRefusesATableTheStreamCannotDecode(t *testing.T) {
 	}
 }
 
+// TestRulesValidateLiveChecksSystemVersionedTablesAndLeavesSequencesOut: the live check
+// (`rules validate --live`, and serve at start and at each reload) reads a table WITH
+// SYSTEM VERSIONING as a table, with the columns SELECT * shows (its period columns are
+// published by neither the stream nor a snapshot), leaves out a sequence a rule's glob
+// matches (its NEXTVAL rows are not data, and the stream leaves them out), and refuses a
+// transaction-precise versioned table, whose changes MariaDB logs as statements.
+func TestRulesValidateLiveChecksSystemVersionedTablesAndLeavesSequencesOut(t *testing.T) {
+	db, rulesFile, configFile := liveRulesSetup(t,
+		"CREATE TABLE sv_stock (id INT PRIMARY KEY, wh VARCHAR(8), qty INT) WITH SYSTEM VERSIONING",
+		"CREATE TABLE stock_a (id INT PRIMARY KEY, wh VARCHAR(8), qty INT)", "CREATE SEQUENCE stock_seq",
+		`CREATE TABLE trx_stock (id INT PRIMARY KEY, wh VARCHAR(8), qty INT,
+		  rs BIGINT UNSIGNED GENERATED ALWAYS AS ROW START INVISIBLE, re BIGINT UNSIGNED GENERATED ALWAYS AS ROW END INVISIBLE,
+		  PERIOD FOR SYSTEM_TIME (rs, re)) ENGINE=InnoDB WITH SYSTEM VERSIONING`)
+	stateful := `
+  - name: sv
+    match: {table: "%[1]s.sv_stock"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: t1
+  - name: glob
+    match: {table: "%[1]s.stock_*"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: t2
+`
+	writeFile(t, rulesFile, fmt.Sprintf("rules:"+stateful, db))
+	if _, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile); err != nil {
+		t.Errorf("validate --live of rules over a system-versioned table and a glob that matches a sequence: %v\n%s", err, stderr)
+	}
+	writeFile(t, rulesFile, fmt.Sprintf("rules:"+stateful+`  - name: period
+    match: {table: "%[1]s.sv_stock"}
+    topic: t3
+    fields: [id, row_end]
+  - name: trx
+    match: {table: "%[1]s.trx_stock"}
+    topic: t4
+`, db))
+	_, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile)
+	if !errors.Is(err, errRulesInvalid) {
+		t.Fatalf("validate --live: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		`rule "period": table ` + db + `.sv_stock has no column "row_end"`,
+		`rule "trx": ` + db + `.trx_stock is system-versioned with transaction-precise history`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	for _, unwanted := range []string{"stock_seq", `rule "sv"`, `rule "glob"`} {
+		if strings.Contains(stderr, unwanted) {
+			t.Errorf("stderr names %q:\n%s", unwanted, stderr)
+		}
+	}
+}
+
 // TestRulesCLIAuthorMistakes: what a rule author gets wrong outside the rules file is
 // named as such: a misspelt key of an event is refused, not ignored, and a rules file
 // that cannot be read is not reported as "not valid".
