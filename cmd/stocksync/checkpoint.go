@@ -373,6 +373,16 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 		if err := store.Reset(ctx); err != nil {
 			return err
 		}
+		// And the row remembering an exactly-once checkpoint of the name, which a start
+		// finding no at-least-once one would take over (pipeline's mode switch): delete
+		// means start over.
+		mirror, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, pipeline.MirrorName(cfg.Checkpoint.Name))
+		if err != nil {
+			return err
+		}
+		if err := mirror.Reset(ctx); err != nil {
+			return err
+		}
 		fmt.Fprintf(w, "checkpoint %q deleted (it was %s), with its %d rule state rows.\n", cfg.Checkpoint.Name, was, before.StateRows)
 		fmt.Fprintln(w, "The next start begins at the server's current position and seeds the aggregate and transition rules again "+
 			"(with snapshot: initial or when_needed, takes a snapshot first); a group whose rows are gone by then is not taken back "+
