@@ -141,3 +141,32 @@ func (s *Server) nextBinlogFile(ctx context.Context, file string) (string, error
 	}
 	return "", nil
 }
+
+// PreparedXA lists the XA transactions the server holds prepared and undecided (XA
+// RECOVER), each as its xid in SQL form ('gtrid','bqual',format), as XA COMMIT takes it.
+// Their rows are in the binlog before now, their XA COMMIT will come after with none: a
+// stream starting from the current position would never publish them.
+func (s *Server) PreparedXA(ctx context.Context) ([]string, error) {
+	query := "XA RECOVER FORMAT='SQL'"
+	if s.Flavor == mysql.MySQLFlavor {
+		query = "XA RECOVER CONVERT XID"
+	}
+	rows, err := s.DB.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("listing prepared XA transactions (%s): %w", query, err)
+	}
+	defer rows.Close()
+	var xids []string
+	for rows.Next() {
+		var format, gtridLen, bqualLen int64
+		var data string
+		if err := rows.Scan(&format, &gtridLen, &bqualLen, &data); err != nil {
+			return nil, fmt.Errorf("listing prepared XA transactions (%s): %w", query, err)
+		}
+		xids = append(xids, data)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing prepared XA transactions (%s): %w", query, err)
+	}
+	return xids, nil
+}

@@ -125,6 +125,15 @@ func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.St
 	}
 	pos := canal.Position{File: p.File, Pos: p.Pos, GTIDSet: p.GTIDSet}
 	k.remember(pos)
+	state, err := k.loadedState()
+	if err != nil {
+		return canal.Position{}, nil, false, err
+	}
+	return pos, state, true, nil
+}
+
+// loadedState parses the state records of the checkpoint topic's last committed records.
+func (k *KafkaCheckpoints) loadedState() ([]canal.StateRow, error) {
 	var state []canal.StateRow
 	prefix := k.Name + "/state/"
 	for key, v := range k.Loaded {
@@ -133,11 +142,11 @@ func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.St
 		}
 		var rk [2]string
 		if err := json.Unmarshal([]byte(key[len(prefix):]), &rk); err != nil {
-			return canal.Position{}, nil, false, fmt.Errorf("parsing checkpoint key %q: %w", key, err)
+			return nil, fmt.Errorf("parsing checkpoint key %q: %w", key, err)
 		}
 		state = append(state, canal.StateRow{Scope: rk[0], Key: rk[1], Value: v})
 	}
-	return pos, state, true, nil
+	return state, nil
 }
 
 // Save commits the open Kafka transaction with the position and state changes.

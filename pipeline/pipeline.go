@@ -52,6 +52,11 @@ type Options struct {
 	// longer than kafka.transaction_timeout, so the daemon sets half of it. 0: the
 	// snapshot is one transaction whatever its length.
 	SnapshotPartAfter time.Duration
+	// ReadCheckpointTopic, when set (at-least-once with brokers of the daemon's own, not
+	// the embedded development broker), reads kafka.checkpoint_topic: a start that finds
+	// no at-least-once checkpoint, but the row remembering an exactly-once one, takes
+	// that over after kafka.exactly_once was switched off (modeswitch.go).
+	ReadCheckpointTopic func(ctx context.Context) (map[string][]byte, error)
 	// Lease, when set (ha), must be held for every message handed to the sink and every
 	// checkpoint saved; once it is not, Run ends with ErrLeaseLost.
 	Lease Lease
@@ -216,7 +221,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		store = leasedCheckpoints{Checkpointer: store, lease: p.checkLease}
 	}
 	p.store = store
-	start, state, found, err := store.Load(ctx)
+	start, state, found, err := p.loadCheckpoint(ctx, server)
 	if err != nil {
 		return err
 	}

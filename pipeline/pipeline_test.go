@@ -820,3 +820,99 @@ rules:
 		t.Errorf("aggregate published totals %v, SQL's SUM is %v", totals, sums)
 	}
 }
+
+// switchableModes makes a pipeline's checkpoints as the daemon's with its own brokers:
+// exactly-once remembers its commits in the checkpoint table, and at-least-once can read
+// the checkpoint topic, so that each takes over the other's checkpoint after a switch.
+func (e *env) switchableModes(o *pipeline.Options) {
+	if kc, ok := o.Checkpoints.(*pipeline.KafkaCheckpoints); ok {
+		kc.MirrorTable = o.CheckpointTable
+		return
+	}
+	o.ReadCheckpointTopic = func(ctx context.Context) (map[string][]byte, error) {
+		return sinks.ReadCheckpoints(ctx, []string{e.broker}, sinks.Security{}, e.topic+".checkpoints")
+	}
+}
+
+// TestSwitchingDeliveryModeLosesNothing turns kafka.exactly_once on, and off, with rows
+// written while the daemon is stopped for the switch: the new mode takes over the other's
+// checkpoint, so they are published, and the other's checkpoint is superseded, so that
+// switching back resumes from where the new mode stopped, not from the old one's.
+func TestSwitchingDeliveryModeLosesNothing(t *testing.T) {
+	for _, fromExactlyOnce := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at-least-once to exactly-once", true: "exactly-once to at-least-once"}[fromExactlyOnce], func(t *testing.T) {
+			e := newEnv(t)
+			e.exec("CREATE TABLE stock_m (sku_id INT PRIMARY KEY, qty INT, wh INT NOT NULL DEFAULT 1)")
+			set := e.rules(stockRules + `
+  - name: total
+    match: {table: "DB.stock_m"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: TOPIC.total
+`)
+			id := testutil.ServerID()
+			db := e.mysql.Open(t, e.db)
+			published := func(want int) map[string]int {
+				t.Helper()
+				got := testutil.Consume(t, e.broker, []string{e.topic}, want, 20*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+				got = append(got, testutil.Consume(t, e.broker, []string{e.topic}, 0, time.Second, testutil.ConsumeOptions{ReadCommitted: true})[len(got):]...)
+				seen := map[string]int{}
+				for _, m := range got {
+					seen[m.Key]++
+				}
+				return seen
+			}
+			mode := func(exactlyOnce bool) *running {
+				e.exactlyOnce = exactlyOnce
+				return e.start(set, id, e.switchableModes)
+			}
+
+			r := mode(fromExactlyOnce)
+			e.exec("INSERT INTO stock_m (sku_id, qty) VALUES (1, 1)")
+			published(1)
+			r.stop(t)
+			e.exec("INSERT INTO stock_m (sku_id, qty) VALUES (2, 2)") // while stopped for the switch
+			r = mode(!fromExactlyOnce)
+			e.exec("INSERT INTO stock_m (sku_id, qty) VALUES (3, 3)")
+			seen := published(3)
+			for i := 1; i <= 3; i++ {
+				if k := fmt.Sprintf(`{"sku_id":%d}`, i); seen[k] != 1 {
+					t.Errorf("after the switch, row %d published %d times, want once", i, seen[k])
+				}
+			}
+			r.stop(t)
+			// The mode switched from has no checkpoint left to resume from.
+			var rows int
+			old := "test"
+			if fromExactlyOnce {
+				old = pipeline.MirrorName("test")
+			}
+			if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint WHERE name = ?", old).Scan(&rows); err != nil {
+				t.Fatal(err)
+			}
+			if rows != 0 {
+				t.Errorf("row %q of the checkpoint table is still there after the switch: a switch back would resume from it", old)
+			}
+			// The rule state came along with the position: the total goes on from 6.
+			e.exec("INSERT INTO stock_m (sku_id, qty) VALUES (4, 4)") // while stopped for the switch back
+			r = mode(fromExactlyOnce)
+			e.exec("INSERT INTO stock_m (sku_id, qty) VALUES (5, 5)")
+			seen = published(5)
+			for i := 1; i <= 5; i++ {
+				if k := fmt.Sprintf(`{"sku_id":%d}`, i); seen[k] != 1 {
+					t.Errorf("after switching back, row %d published %d times, want once", i, seen[k])
+				}
+			}
+			totals := testutil.Consume(t, e.broker, []string{e.topic + ".total"}, 5, 20*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+			var sums []string
+			for _, m := range totals {
+				sums = append(sums, fmt.Sprint(decode(t, m).After["qty"]))
+			}
+			if want := "1 3 6 10 15"; strings.Join(sums, " ") != want {
+				t.Errorf("totals published %v, want %s once each: the rule state must follow the checkpoint across the switches", sums, want)
+			}
+			r.stop(t)
+		})
+	}
+}

@@ -108,6 +108,7 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		return p.snapshot(ctx, server, allTables, resume)
 	}
 	// A first start: the snapshot below folds every row into every stateful rule.
+	p.warnPreparedXA(ctx, server)
 	p.engine.MarkSeeded(p.engine.Unseeded(), canal.Position{})
 	switch {
 	case mode == SnapshotInitial || mode == SnapshotWhenNeeded:
@@ -321,4 +322,20 @@ func statefulRuleNames(set *rules.Set) []string {
 		}
 	}
 	return names
+}
+
+// warnPreparedXA warns, at a first start, of the XA transactions the server holds
+// prepared: their rows are in the binlog before the position the daemon starts from (and
+// not in its snapshot), and their XA COMMIT, after it, carries none, so they are never
+// published. It cannot refuse to start (nothing else would); the operator resyncs.
+func (p *Pipeline) warnPreparedXA(ctx context.Context, server *canal.Server) {
+	xids, err := server.PreparedXA(ctx)
+	switch {
+	case err != nil:
+		p.log.Warn("first start: could not ask the server for prepared XA transactions, whose rows a first start never publishes", zap.Error(err))
+	case len(xids) > 0:
+		p.log.Warn("first start while XA transactions are prepared: their rows are in the binlog before the start position and not in its snapshot, "+
+			"so they are never published once they commit; resync their tables' rules after their XA COMMIT (docs/operations.md, The checkpoint)",
+			zap.Strings("xids", xids))
+	}
 }

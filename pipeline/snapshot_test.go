@@ -695,3 +695,37 @@ rules:
 		t.Errorf("published:\n%s\nwant the seed's group updated twice under its key:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestFirstStartWarnsOfPreparedXATransactions: an XA transaction prepared before a first
+// start and committed after it is never published (its rows are before the start, its
+// XA COMMIT after carries none), so the first start names it at WARN.
+func TestFirstStartWarnsOfPreparedXATransactions(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_xa (sku_id INT PRIMARY KEY, qty INT)")
+	db := e.mysql.Open(t, e.db)
+	xid := testutil.Name("xa")
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{"XA START '" + xid + "'", "INSERT INTO stock_xa VALUES (1, 1)", "XA END '" + xid + "'", "XA PREPARE '" + xid + "'"} {
+		if _, err := conn.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	conn.Close() // MariaDB keeps the transaction prepared
+	t.Cleanup(func() { db.Exec("XA ROLLBACK '" + xid + "'") })
+	core, logs := observer.New(zapcore.WarnLevel)
+	e.start(e.rules(stockRules), testutil.ServerID(), func(o *pipeline.Options) { o.Logger = zap.New(core) })
+	var named bool
+	for _, entry := range logs.FilterMessageSnippet("first start while XA transactions are prepared").All() {
+		for _, f := range entry.Context {
+			if f.Key == "xids" && strings.Contains(fmt.Sprint(f.Interface), "'"+xid+"'") {
+				named = true
+			}
+		}
+	}
+	if !named {
+		t.Errorf("first start with %s prepared: logged %v; want a WARN naming it", xid, logs.All())
+	}
+}

@@ -60,6 +60,7 @@ func newCheckpointShowCmd() *cobra.Command {
 func newCheckpointSetCmd() *cobra.Command {
 	var gtid, file string
 	var pos uint64
+	var allowPreparedXA bool
 	c := &cobra.Command{
 		Use:   "set {--gtid SET | --file F --pos N | --current}",
 		Short: "Move the checkpoint (the daemon stopped); the next start seeds its rules again and takes back the groups that are gone",
@@ -83,6 +84,11 @@ func newCheckpointSetCmd() *cobra.Command {
 				return err
 			}
 			return changeCheckpoint(cmd.Context(), cfg, cmd.OutOrStdout(), func(ctx context.Context, server *canal.Server) (canal.Position, error) {
+				if !allowPreparedXA {
+					if err := refusePreparedXA(ctx, server); err != nil {
+						return canal.Position{}, err
+					}
+				}
 				switch {
 				case flags.Changed("gtid"):
 					return server.GTIDPosition(ctx, gtid)
@@ -97,7 +103,28 @@ func newCheckpointSetCmd() *cobra.Command {
 	c.Flags().StringVar(&file, "file", "", "resume from this binlog file (with --pos)")
 	c.Flags().Uint64Var(&pos, "pos", 0, "resume from this position of --file (where an event ends)")
 	c.Flags().Bool("current", false, "resume from the server's current position") // read as given or not
+	c.Flags().BoolVar(&allowPreparedXA, "allow-prepared-xa", false,
+		"move it while XA RECOVER lists prepared transactions (whose rows are then never published)")
 	return c
+}
+
+// refusePreparedXA refuses a checkpoint move while the server holds prepared XA
+// transactions: their rows are in the binlog before the position, and their XA COMMIT,
+// after it, has none, so they would never be published. A server that cannot be asked
+// is refused too: the flag is the operator's word that none matters.
+func refusePreparedXA(ctx context.Context, server *canal.Server) error {
+	xids, err := server.PreparedXA(ctx)
+	if err != nil {
+		return fmt.Errorf("%w; to move it without knowing, give --allow-prepared-xa", err)
+	}
+	if len(xids) == 0 {
+		return nil
+	}
+	return fmt.Errorf("XA RECOVER lists %d prepared XA transactions (%s): their rows are in the binlog before the server's position, "+
+		"and their XA COMMIT will carry none, so a checkpoint moved past their XA PREPARE never publishes them. "+
+		"Have their coordinator end them (or XA COMMIT / XA ROLLBACK each by its xid) and run this again, "+
+		"or give --allow-prepared-xa to move it anyway and resync their tables' rules after they commit (docs/operations.md, The checkpoint)",
+		len(xids), strings.Join(xids, ", "))
 }
 
 func newCheckpointDeleteCmd() *cobra.Command {
@@ -371,6 +398,16 @@ func changeCheckpoint(ctx context.Context, cfg config.Config, w io.Writer, to fu
 	}
 	if to == nil {
 		if err := store.Reset(ctx); err != nil {
+			return err
+		}
+		// And the row remembering an exactly-once checkpoint of the name, which a start
+		// finding no at-least-once one would take over (pipeline's mode switch): delete
+		// means start over.
+		mirror, err := canal.OpenCheckpointStore(server.DB, cfg.Checkpoint.Table, pipeline.MirrorName(cfg.Checkpoint.Name))
+		if err != nil {
+			return err
+		}
+		if err := mirror.Reset(ctx); err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "checkpoint %q deleted (it was %s), with its %d rule state rows.\n", cfg.Checkpoint.Name, was, before.StateRows)

@@ -168,3 +168,41 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 		t.Errorf("serve while the checkpoint command holds the lock: %v\n%s; want it refused, naming the command", err, out)
 	}
 }
+
+// TestCheckpointSetRefusesWhileXATransactionsArePrepared: an XA transaction prepared before
+// the position and committed after it would never be published, so `set` refuses while
+// XA RECOVER lists one, naming its xid and the flag that moves it anyway.
+func TestCheckpointSetRefusesWhileXATransactionsArePrepared(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	schema, db := m.FreshDatabase(t, "ckptxa")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "stocksync.yaml")
+	writeFile(t, conf, fmt.Sprintf("source: {addr: %q, user: %q, password: %q, server_id: %d}\ncheckpoint: {table: %s.checkpoint, name: cli}\n",
+		m.Addr, m.User, m.Password, testutil.ServerID(), schema))
+	writeFile(t, filepath.Join(dir, "rules.yaml"), "rules:\n  - {name: rows, match: {table: "+schema+".orders}, topic: rows}\n")
+	testutil.Exec(t, db, "CREATE TABLE orders (id INT PRIMARY KEY)")
+	xid := testutil.Name("xa")
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{"XA START '" + xid + "'", "INSERT INTO orders VALUES (1)", "XA END '" + xid + "'", "XA PREPARE '" + xid + "'"} {
+		if _, err := conn.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	t.Cleanup(func() { db.Exec("XA ROLLBACK '" + xid + "'") })
+
+	_, err = runCheckpointCLI(t, conf, "set", "--current")
+	if err == nil || !strings.Contains(err.Error(), "'"+xid+"'") || !strings.Contains(err.Error(), "--allow-prepared-xa") {
+		t.Fatalf("set --current while %s is prepared: %v; want a refusal naming it and --allow-prepared-xa", xid, err)
+	}
+	var rows int
+	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'checkpoint'", schema).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("the refused set made the checkpoint table (%v); want nothing written", err)
+	}
+	if out, err := runCheckpointCLI(t, conf, "set", "--current", "--allow-prepared-xa"); err != nil || !strings.Contains(out, "moved from none to") {
+		t.Errorf("set --current --allow-prepared-xa: %v\n%s", err, out)
+	}
+	conn.Close() // MariaDB keeps the transaction prepared
+}

@@ -546,27 +546,35 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 			kc.MirrorTable = d.cfg.Checkpoint.Table
 		}
 	}
+	var readCheckpointTopic func(context.Context) (map[string][]byte, error)
+	if !d.cfg.Kafka.ExactlyOnce && len(d.cfg.Kafka.Brokers) > 0 {
+		// To take over an exactly-once checkpoint after kafka.exactly_once was switched off.
+		readCheckpointTopic = func(ctx context.Context) (map[string][]byte, error) {
+			return sinks.ReadCheckpoints(ctx, d.brokers, d.kafka, d.cfg.Kafka.CheckpointTopic)
+		}
+	}
 	defer func() {
 		if cerr := sink.Close(); cerr != nil {
 			d.log.Warn("closing the Kafka sink", zap.Error(cerr))
 		}
 	}()
 	p := pipeline.New(pipeline.Options{
-		Source:             d.source,
-		CheckpointTable:    d.cfg.Checkpoint.Table,
-		CheckpointName:     d.cfg.Checkpoint.Name,
-		CheckpointInterval: d.cfg.Checkpoint.Interval,
-		Checkpoints:        checkpoints,
-		ExactlyOnce:        d.cfg.Kafka.ExactlyOnce,
-		Snapshot:           d.cfg.Snapshot,
-		SnapshotChunkSize:  d.cfg.SnapshotChunkSize,
-		SnapshotPartAfter:  d.cfg.Kafka.TransactionTimeout / 2,
-		Rules:              d.rules.Load(),
-		Sink:               sink,
-		Logger:             d.log,
-		Metrics:            d.metrics,
-		Lease:              lease,
-		Heartbeat:          pipeline.Heartbeat{Topic: d.cfg.Kafka.HeartbeatTopic, Interval: d.cfg.Kafka.HeartbeatInterval},
+		Source:              d.source,
+		CheckpointTable:     d.cfg.Checkpoint.Table,
+		CheckpointName:      d.cfg.Checkpoint.Name,
+		CheckpointInterval:  d.cfg.Checkpoint.Interval,
+		Checkpoints:         checkpoints,
+		ReadCheckpointTopic: readCheckpointTopic,
+		ExactlyOnce:         d.cfg.Kafka.ExactlyOnce,
+		Snapshot:            d.cfg.Snapshot,
+		SnapshotChunkSize:   d.cfg.SnapshotChunkSize,
+		SnapshotPartAfter:   d.cfg.Kafka.TransactionTimeout / 2,
+		Rules:               d.rules.Load(),
+		Sink:                sink,
+		Logger:              d.log,
+		Metrics:             d.metrics,
+		Lease:               lease,
+		Heartbeat:           pipeline.Heartbeat{Topic: d.cfg.Kafka.HeartbeatTopic, Interval: d.cfg.Kafka.HeartbeatInterval},
 	})
 	d.startedPipeline(p)
 	defer d.current.Store(nil)
