@@ -21,6 +21,11 @@ import (
 
 // runCheckpointCLI runs `stocksync checkpoint ARGS… --config config` in this process and
 // returns its stdout and error.
+// otherTestsXA lets a test's `checkpoint set` through while XA transactions are prepared
+// on the shared server: another package's XA tests hold some prepared for a moment, and
+// the refusal has a test of its own (TestCheckpointSetRefusesWhileXATransactionsArePrepared).
+const otherTestsXA = "--allow-prepared-xa"
+
 func runCheckpointCLI(t *testing.T, config string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
@@ -57,14 +62,14 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 		t.Errorf("show --json before any checkpoint: %v\n%s; want found false and no held", err, out)
 	}
 	// A bad value is refused before anything is written: not even the tables are made.
-	if _, err := runCheckpointCLI(t, conf, "set", "--file", "binlog.999999", "--pos", "4"); err == nil || !strings.Contains(err.Error(), "--file binlog.999999") {
+	if _, err := runCheckpointCLI(t, conf, "set", "--file", "binlog.999999", "--pos", "4", otherTestsXA); err == nil || !strings.Contains(err.Error(), "--file binlog.999999") {
 		t.Errorf("set --file of a binlog the server does not have: %v; want a refusal naming it", err)
 	}
 	var tables int
 	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", schema).Scan(&tables); err != nil || tables != 0 {
 		t.Errorf("the refused set left %d tables (%v); want none", tables, err)
 	}
-	if out, err := runCheckpointCLI(t, conf, "set", "--current"); err != nil || !strings.Contains(out, "moved from none to") {
+	if out, err := runCheckpointCLI(t, conf, "set", "--current", otherTestsXA); err != nil || !strings.Contains(out, "moved from none to") {
 		t.Fatalf("set --current: %v\n%s", err, out)
 	}
 	testutil.Exec(t, db, "INSERT INTO checkpoint_state (name, scope, k, v) VALUES ('cli', 'total', '{\"sku_id\":\"A1\"}', '1'), "+
@@ -74,7 +79,7 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	if err := db.QueryRow("SELECT file, pos FROM checkpoint WHERE name = 'cli'").Scan(&file, &pos); err != nil {
 		t.Fatal(err)
 	}
-	out, err = runCheckpointCLI(t, conf, "set", "--file", file, "--pos", fmt.Sprint(pos))
+	out, err = runCheckpointCLI(t, conf, "set", "--file", file, "--pos", fmt.Sprint(pos), otherTestsXA)
 	if err != nil || !strings.Contains(out, "1 rule state rows deleted") || !strings.Contains(out, "1 group rows kept") ||
 		!strings.Contains(out, "seeded again at the next start") {
 		t.Fatalf("set --file %s --pos %d over a checkpoint with state: %v\n%s", file, pos, err, out)
@@ -135,7 +140,7 @@ func TestCheckpointCommandMovesTheCheckpointUnlessADaemonHoldsIt(t *testing.T) {
 	if !shown.Found || shown.Kept != "checkpoint_topic" || shown.File != file || uint64(shown.Pos) != pos || shown.StateRows != 1 {
 		t.Errorf("show --json, exactly-once = %+v; want %s from the topic with 1 state row", shown, at)
 	}
-	if _, err := runCheckpointCLI(t, eo, "set", "--current"); err == nil || !strings.Contains(err.Error(), "new checkpoint.name") {
+	if _, err := runCheckpointCLI(t, eo, "set", "--current", otherTestsXA); err == nil || !strings.Contains(err.Error(), "new checkpoint.name") {
 		t.Errorf("set, exactly-once: %v; want a refusal naming what to do instead", err)
 	}
 
