@@ -63,14 +63,7 @@ func TestStreamAndSnapshotReadTheCurrentRowsOfSystemVersionedTables(t *testing.T
 				t.Errorf("streamed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 
-			rec := &recorder{}
-			if _, err := s.snapshot(rec, canal.SnapshotOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			got = nil
-			for _, c := range rec.rows {
-				got = append(got, describeChange(c))
-			}
+			got = s.snapshotDescribed()
 			last := want[len(want)-1]
 			wantSnap := "r sv (id qty) key (id) [] " + last[strings.LastIndex(last, "["):]
 			if !slices.Equal(got, []string{wantSnap}) {
@@ -78,6 +71,20 @@ func TestStreamAndSnapshotReadTheCurrentRowsOfSystemVersionedTables(t *testing.T
 			}
 		})
 	}
+}
+
+// snapshotDescribed reads the source's database whole and describes each row (describeChange).
+func (s *source) snapshotDescribed() []string {
+	s.t.Helper()
+	rec := &recorder{}
+	if _, err := s.snapshot(rec, canal.SnapshotOptions{}); err != nil {
+		s.t.Fatal(err)
+	}
+	var got []string
+	for _, c := range rec.rows {
+		got = append(got, describeChange(c))
+	}
+	return got
 }
 
 // TestStreamAndSnapshotLeaveSequencesOut: a sequence the filter matches is not a table of
@@ -95,14 +102,7 @@ func TestStreamAndSnapshotLeaveSequencesOut(t *testing.T) {
 	if want := []string{"c stock (id) key (id) [] [1]"}; !slices.Equal(got, want) {
 		t.Errorf("streamed %q, want %q", got, want)
 	}
-	rec := &recorder{}
-	if _, err := s.snapshot(rec, canal.SnapshotOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	got = nil
-	for _, c := range rec.rows {
-		got = append(got, describeChange(c))
-	}
+	got = s.snapshotDescribed()
 	if want := []string{"r stock (id) key (id) [] [1]"}; !slices.Equal(got, want) {
 		t.Errorf("snapshot read %q, want %q", got, want)
 	}
