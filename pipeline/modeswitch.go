@@ -18,7 +18,9 @@ import (
 // its state), or the row remembering the exactly-once checkpoint. So each mode's
 // checkpoint exists beside the other's only while it is the newer one, and a later switch
 // back never resumes from an older checkpoint of that mode. Deleted after the save, so a
-// crash between the two takes the same position over again.
+// crash between the two takes the same position over again. An at-least-once row beside an
+// exactly-once checkpoint that is remembered (its row NAME/exactly-once there) is older: a
+// stocksync before this one left it at a switch; exactly-once keeps its own.
 
 // loadCheckpoint loads the checkpoint to resume from: this mode's own, or the other
 // mode's when kafka.exactly_once was switched since the other last saved (takeOver).
@@ -37,6 +39,15 @@ func (p *Pipeline) loadCheckpoint(ctx context.Context, server *canal.Server) (ca
 			return canal.Position{}, nil, false, fmt.Errorf("reading the at-least-once checkpoint, to take it over: %w", err)
 		}
 		if !found {
+			return p.store.Load(ctx)
+		}
+		if own, _, err := kc.lastSeen(ctx); err != nil {
+			return canal.Position{}, nil, false, err
+		} else if own != nil {
+			// This mode saved since, or a stocksync before this one left the row when the
+			// mode was switched: this mode's own checkpoint is the newer one.
+			p.log.Warn("an at-least-once checkpoint row is there beside this exactly-once checkpoint, which is newer: it is left alone",
+				zap.String("row", name), zap.String("table", table), zap.Stringer("at_least_once_pos", pos), zap.Stringer("exactly_once_at", own))
 			return p.store.Load(ctx)
 		}
 		stale, err := kc.loadedState()
