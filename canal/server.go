@@ -359,7 +359,8 @@ const DataTableTypes = "('BASE TABLE', 'SYSTEM VERSIONED')"
 // tableInfo is what information_schema says of a table's columns.
 type tableInfo struct {
 	// tableType is information_schema.TABLES.TABLE_TYPE ("" for a table the server does
-	// not list: gone, or hidden from the user).
+	// not list: gone, or hidden from the user). Only MariaDB has sequences and system
+	// versioning.
 	tableType string
 	// rowStart and rowEnd name a system-versioned table's period columns: the explicit
 	// ones (GENERATION_EXPRESSION 'ROW START' and 'ROW END'), or MariaDB's implicit
@@ -381,15 +382,11 @@ type tableInfo struct {
 // BINARY(n) to it; a binlog without full row metadata has no collations).
 func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableInfo, error) {
 	info := tableInfo{unsigned: map[string]bool{}, json: map[string]bool{}, dataType: map[string]string{}, charset: map[string]string{}}
-	if s.Flavor == "mariadb" { // only MariaDB has sequences and system versioning
-		err := s.DB.QueryRowContext(ctx, `SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
-			schema, table).Scan(&info.tableType)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return tableInfo{}, fmt.Errorf("reading the table type of %s.%s: %w", schema, table, err)
-		}
-	}
-	rows, err := s.DB.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, COLUMN_KEY, CHARACTER_SET_NAME, COALESCE(GENERATION_EXPRESSION, '')
-		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, schema, table)
+	// The table's type comes with each of its columns: one query per table.
+	rows, err := s.DB.QueryContext(ctx, `SELECT c.COLUMN_NAME, c.COLUMN_TYPE, c.DATA_TYPE, c.COLUMN_KEY, c.CHARACTER_SET_NAME,
+		  COALESCE(c.GENERATION_EXPRESSION, ''), t.TABLE_TYPE
+		FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+		WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION`, schema, table)
 	if err != nil {
 		return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 	}
@@ -397,7 +394,7 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableI
 	for rows.Next() {
 		var name, colType, dataType, key, generated string
 		var charset sql.NullString
-		if err := rows.Scan(&name, &colType, &dataType, &key, &charset, &generated); err != nil {
+		if err := rows.Scan(&name, &colType, &dataType, &key, &charset, &generated, &info.tableType); err != nil {
 			return tableInfo{}, fmt.Errorf("reading columns of %s.%s: %w", schema, table, err)
 		}
 		dataType = strings.ToLower(dataType)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -834,7 +833,7 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 	}
 	for _, u := range unstreamable {
 		for _, r := range set.Rules() {
-			if slices.ContainsFunc(r.Tables(), func(g string) bool { ok, _ := path.Match(g, u.table); return ok }) {
+			if r.MatchesTable(u.schema, u.table) {
 				problems = append(problems, fmt.Errorf("%s: rule %q: %s", set.File(), r.Name(), u.why))
 			}
 		}
@@ -853,9 +852,9 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 	return tables, problems, nil
 }
 
-// unstreamableTable is a table (schema.table) whose changes the stream cannot read, and
-// why, with what to do.
-type unstreamableTable struct{ table, why string }
+// unstreamableTable is a table whose changes the stream cannot read, and why, with what
+// to do.
+type unstreamableTable struct{ schema, table, why string }
 
 // readTables reads the source's tables of data (canal.DataTableTypes: not views, nor
 // MariaDB's sequences, which the stream leaves out) and their columns, and the tables
@@ -888,7 +887,7 @@ func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, []unstreama
 		full := schema + "." + table
 		if period := strings.ToUpper(generated); tableType == "SYSTEM VERSIONED" && (period == "ROW START" || period == "ROW END") {
 			if period == "ROW START" && !strings.Contains(strings.ToLower(dataType), "timestamp") {
-				unstreamable = append(unstreamable, unstreamableTable{table: full, why: fmt.Sprintf("%s is system-versioned with transaction-precise history "+
+				unstreamable = append(unstreamable, unstreamableTable{schema: schema, table: table, why: fmt.Sprintf("%s is system-versioned with transaction-precise history "+
 					"(its row start column %s is %s): MariaDB logs every change of such a table as a statement, whatever binlog_format says, and the stream would stop at its first change. "+
 					"Version it by timestamp (the default) or leave the table out of the rule (docs/topics.md, System-versioned tables)", full, column, columnType)})
 			}
@@ -897,7 +896,7 @@ func readTables(ctx context.Context, db *sql.DB) ([]rules.TableInfo, []unstreama
 		t := &out[len(out)-1]
 		t.Columns = append(t.Columns, canal.Column{Name: column, Kind: kindOfSQLType(dataType, columnType)})
 		if !canal.DecodesCharset(charset) {
-			unstreamable = append(unstreamable, unstreamableTable{table: full, why: fmt.Sprintf("column %s of %s is in character set %s, which stocksync cannot decode: the stream would stop at the table's first change. "+
+			unstreamable = append(unstreamable, unstreamableTable{schema: schema, table: table, why: fmt.Sprintf("column %s of %s is in character set %s, which stocksync cannot decode: the stream would stop at the table's first change. "+
 				"Convert the column (ALTER TABLE … CONVERT TO CHARACTER SET utf8mb4) or leave the table out of the rule (docs/topics.md, Values)", column, full, charset)})
 		}
 	}
