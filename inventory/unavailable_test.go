@@ -118,17 +118,29 @@ func TestClockReadingOfADownDatabaseIsUnavailable(t *testing.T) {
 }
 
 // awaitBlockedQuery waits until a connection of check's database, neither the one asking
-// nor holder (the connection holding the lock it waits for), runs a statement matching the regular expression like,
-// and returns its id.
-func awaitBlockedQuery(t *testing.T, check *sql.DB, holder int64, like string) int64 {
+// nor holder (the connection holding the lock it waits for) nor one of killed, runs a
+// statement matching the regular expression like, and returns its id. A connection killed
+// before stays listed, with its last statement, until its thread ends, which under load
+// can outlast the next call: killing it again instead of the blocked call left that call
+// waiting out innodb_lock_wait_timeout at each of its retries (a CI run: 550 s, then 500).
+func awaitBlockedQuery(t *testing.T, check *sql.DB, holder int64, like string, killed ...int64) int64 {
 	t.Helper()
+	exclude := append([]any{holder}, toAny(killed)...)
+	query := `SELECT id FROM information_schema.processlist
+		WHERE db = DATABASE() AND command <> 'Killed' AND id NOT IN (CONNECTION_ID()` + strings.Repeat(", ?", len(exclude)) + `) AND info REGEXP ?`
 	var id int64
 	testutil.Eventually(t, 10*time.Second, "a statement "+like+" waiting for a lock", func() bool {
-		err := check.QueryRow(`SELECT id FROM information_schema.processlist
-			WHERE db = DATABASE() AND id NOT IN (CONNECTION_ID(), ?) AND info REGEXP ?`, holder, like).Scan(&id)
-		return err == nil
+		return check.QueryRow(query, append(exclude, like)...).Scan(&id) == nil
 	})
 	return id
+}
+
+func toAny(ids []int64) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // A connection killed by the server (KILL) under a confirm and under a deduction answers
@@ -147,6 +159,7 @@ func TestHTTPConnectionKilledIs503AndRetryIsRight(t *testing.T) {
 	// like waits for, kills the Store's connection (or its statement, with kill "QUERY")
 	// and returns the answer.
 	kill := "CONNECTION"
+	var killedIDs []int64 // connections killed already, which may linger in the process list
 	killed := func(method, path, body, lock, like string) answered {
 		t.Helper()
 		tx, err := check.BeginTx(t.Context(), nil)
@@ -163,9 +176,12 @@ func TestHTTPConnectionKilledIs503AndRetryIsRight(t *testing.T) {
 		}
 		done := make(chan answered, 1)
 		go func() { done <- call(t, srv, method, path, body) }()
-		id := awaitBlockedQuery(t, check, holder, like)
+		id := awaitBlockedQuery(t, check, holder, like, killedIDs...)
 		if _, err := check.Exec(fmt.Sprintf("KILL %s %d", kill, id)); err != nil {
 			t.Fatal(err)
+		}
+		if kill == "CONNECTION" {
+			killedIDs = append(killedIDs, id)
 		}
 		return <-done
 	}
