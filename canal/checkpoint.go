@@ -27,8 +27,9 @@ const MaxStateScope = 255
 
 // The state table's other limits: a row's key is VARBINARY(2048), its value a BLOB. A key
 // longer than maxStoredKey (a group_by over long text) is stored as longKeyMark and its
-// SHA-256, the key itself at the head of the value (storedRow, loadedRow); no group key,
-// a JSON object, begins with a NUL.
+// SHA-256, the key itself at the head of the value (storedRow, loadedRow). No group key,
+// a JSON object, begins with a NUL; the rules' own keys that do (their seed marker,
+// "\x00seeded") are short, and stay as they are, as state saved before long keys has them.
 const (
 	maxStoredKey   = 2048
 	maxStoredValue = 65535
@@ -42,7 +43,7 @@ func storedRow(r StateRow) (k string, v []byte, err error) {
 		return "", nil, fmt.Errorf("the rule name %.40q… is %d bytes; its state can be saved under at most %d", r.Scope, len(r.Scope), MaxStateScope)
 	}
 	k, v = r.Key, r.Value
-	if len(k) > maxStoredKey || strings.HasPrefix(k, "\x00") {
+	if len(k) > maxStoredKey || strings.HasPrefix(k, longKeyMark) {
 		sum := sha256.Sum256([]byte(k))
 		k = longKeyMark + string(sum[:])
 		if v != nil {

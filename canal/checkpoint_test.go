@@ -108,6 +108,24 @@ func TestLongGroupKeysAreSavedWhole(t *testing.T) {
 		t.Fatalf("after the move: %d rows, want %d", len(got), len(want))
 	}
 
+	// A short key beginning with a NUL (the rules' seed marker), saved by a stocksync before
+	// long keys, is updated and deleted in place, never kept beside a copy under its hash.
+	testutil.Exec(t, s.db, "INSERT INTO ckpt_state (name, scope, k, v) VALUES ('test', 'total', CONCAT(CHAR(0), 'seeded'), 'old')")
+	if err := store.Save(t.Context(), at, []canal.StateRow{{Scope: "total", Key: "\x00seeded", Value: []byte("new")}}); err != nil {
+		t.Fatal(err)
+	}
+	want["total|\x00seeded"] = "new"
+	if got := loaded(); !maps.Equal(got, want) {
+		t.Fatalf("the marker saved over the old format's row: %d rows, want %d (one marker, \"new\")", len(got), len(want))
+	}
+	if err := store.Save(t.Context(), at, []canal.StateRow{{Scope: "total", Key: "\x00seeded"}}); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "total|\x00seeded")
+	if got := loaded(); !maps.Equal(got, want) {
+		t.Fatalf("the marker deleted: %d rows, want %d", len(got), len(want))
+	}
+
 	for _, bad := range []struct {
 		row  canal.StateRow
 		want string
