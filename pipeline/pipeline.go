@@ -93,10 +93,15 @@ type Pipeline struct {
 
 	nextRules    atomic.Pointer[rules.Set]    // a reload waiting for the next transaction boundary (installReload)
 	started      atomic.Bool                  // the start position is fixed
-	resyncs      chan resyncRequest           // served at transaction boundaries (resync.go)
+	resyncs      chan resyncRequest           // one asked waits here to be served at a transaction boundary (resync.go)
 	reread       *rereadJob                   // a resync's running re-read; the reading goroutine's
 	rereadStatus atomic.Pointer[RereadStatus] // its progress, for other goroutines
 	stopped      chan struct{}                // closed when Run returns
+	// replayUntil, after a start from a checkpoint, is where the server's binlog ended
+	// then: an earlier run may have published anything up to it (at least once, or
+	// aborted exactly once), so no resync is served before the stream has read past it
+	// (resync.go). Zero once it has. The reading goroutine's.
+	replayUntil canal.Position
 
 	mu      sync.Mutex
 	pending pendingCheckpoint
@@ -152,7 +157,7 @@ func New(opts Options) *Pipeline {
 		opts.CheckpointInterval = time.Second
 	}
 	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, pending: pendingCheckpoint{state: map[stateKey][]byte{}},
-		resyncs: make(chan resyncRequest), stopped: make(chan struct{})}
+		resyncs: make(chan resyncRequest, 1), stopped: make(chan struct{})}
 }
 
 // Reload swaps in a new rule set at the next transaction boundary.
@@ -242,6 +247,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	if start, err = p.startPosition(ctx, server, start, state, found); err != nil {
 		return err
+	}
+	if found {
+		if p.replayUntil, err = server.CurrentPosition(ctx); err != nil {
+			return fmt.Errorf("reading where the server's binlog ends, which an earlier run may have published up to: %w", err)
+		}
 	}
 	p.stream = canal.NewStream(p.opts.Source, server, p.filterFor(p.engine.Set()), p.log)
 	if err := p.resumeReread(ctx, state); err != nil {

@@ -102,6 +102,9 @@ func (p *Pipeline) serveResync(ctx context.Context, idle bool) error {
 	if p.reread != nil {
 		return p.continueReread(ctx, idle)
 	}
+	if !p.pastEarlierRuns(idle) {
+		return nil
+	}
 	var asked resyncRequest
 	select {
 	case asked = <-p.resyncs:
@@ -127,6 +130,21 @@ func (p *Pipeline) serveResync(ctx context.Context, idle bool) error {
 		return nil
 	}
 	return err
+}
+
+// pastEarlierRuns reports whether the stream has read past everything an earlier run may
+// have published (replayUntil), or is idle, so read past it too. Before that, a resync
+// waits: its point would be older than messages already on the topics, and a consumer
+// that drops repeats by source would keep its older values over the replayed changes.
+func (p *Pipeline) pastEarlierRuns(idle bool) bool {
+	if p.replayUntil.IsZero() {
+		return true
+	}
+	if idle || p.streamPosition().Compare(p.replayUntil) >= 0 {
+		p.replayUntil = canal.Position{}
+		return true
+	}
+	return false
 }
 
 // resyncState checks req and publishes the state of the aggregate and transition rules

@@ -415,3 +415,66 @@ rules:
 		}
 	})
 }
+
+// TestResyncAfterARestartWaitsForTheReplay: a run stops without its last checkpoint (its
+// lease lost, as at a kill) after publishing 30 changes of one SKU, and the next run
+// replays them from the checkpoint. A resync asked while the replay begins is served
+// after it: on the key's partition the r comes after every repeat, with the latest sum,
+// so a consumer that drops repeats by source (topics.md) ends on the latest value, and
+// the SKU inserted just before the restart is in it.
+func TestResyncAfterARestartWaitsForTheReplay(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))")
+	set := e.rules(stockRulesYAML)
+	id := testutil.ServerID()
+	lease := &testLease{}
+	lease.held.Store(true)
+	savesOnlyTheSeed := func(o *pipeline.Options) { o.CheckpointInterval, o.Lease = time.Hour, lease }
+	r := e.start(set, id, savesOnlyTheSeed)
+	testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('A', 0, 1)")
+	for qty := 2; qty <= 30; qty++ {
+		testutil.Exec(t, db, fmt.Sprintf("UPDATE sellable_shard SET qty = %d WHERE sku_id = 'A'", qty))
+	}
+	product := e.topic + ".product"
+	testutil.Consume(t, e.broker, []string{product}, 30, 20*time.Second)
+	lease.held.Store(false)
+	testutil.Exec(t, db, "INSERT INTO sellable_shard VALUES ('B', 0, 1)") // ends the run unpublished
+	if err := r.stopped(t, 10*time.Second); !errors.Is(err, pipeline.ErrLeaseLost) {
+		t.Fatalf("the run without its lease ended with %v, want ErrLeaseLost", err)
+	}
+
+	lease.held.Store(true)
+	hold := newStopAfter(func(m sinks.Message) bool { return m.Topic == product })
+	r = e.start(set, id, savesOnlyTheSeed, hold.wrap)
+	hold.waitReached(t, 20*time.Second, "the first change the restart replays")
+	answer := make(chan pipeline.ResyncResult, 1)
+	go func() {
+		res, err := r.p.Resync(t.Context(), rules.ResyncRequest{Rules: []string{"product-stock"}})
+		if err != nil {
+			t.Errorf("resync: %v", err)
+		}
+		answer <- res
+	}()
+	testutil.Eventually(t, 10*time.Second, "the resync to be asked", r.p.ResyncWaiting)
+	hold.letGo()
+	var res pipeline.ResyncResult
+	select {
+	case res = <-answer:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the resync was not answered within 20s")
+	}
+	if len(res.Rules) != 1 || res.Rules[0].Messages != 2 {
+		t.Errorf("the resync sent %+v; want product-stock's 2 groups, B's too: it was inserted before the restart", res.Rules)
+	}
+	var ops []string
+	for _, rec := range testutil.Consume(t, e.broker, []string{product}, 0, 3*time.Second) {
+		if rec.Key == `{"sku_id":"A"}` {
+			m := decode(t, rec)
+			ops = append(ops, fmt.Sprintf("%s%v", m.Op, m.After["sellable"]))
+		}
+	}
+	if want := 61; len(ops) != want || ops[60] != "r30" || ops[59] != "u30" {
+		t.Errorf("A's messages: %v; want its 30 changes, their 30 repeats, then the resync's r30", ops)
+	}
+}
