@@ -2,7 +2,6 @@ package canal
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
@@ -47,14 +46,14 @@ func (s *Server) FilePosition(ctx context.Context, file string, pos uint64) (Pos
 	}
 	at := Position{File: file, Pos: uint32(pos)}
 	if s.Flavor == "mariadb" {
-		var set sql.NullString
-		if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", file, pos).Scan(&set); err != nil {
-			return Position{}, fmt.Errorf("reading the GTID position of binlog %s at %d: %w", file, pos, err)
+		set, ok, err := s.gtidPositionAt(ctx, file, at.Pos)
+		if err != nil {
+			return Position{}, err
 		}
-		if !set.Valid {
+		if !ok {
 			return Position{}, fmt.Errorf("%w: --pos %d is not where an event of binlog %s ends (SHOW BINLOG EVENTS IN '%s' lists them)", ErrNotStreamable, pos, file, file)
 		}
-		at.GTIDSet = set.String
+		at.GTIDSet = set
 	}
 	if err := s.transactionBeginsAt(ctx, file, pos); err != nil {
 		return Position{}, err

@@ -2,7 +2,6 @@ package canal
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -157,18 +156,18 @@ var errBinlogGone = errors.New("the server has no GTID position for it " +
 // mariadbBegins is the GTID position binlog file begins at (its Gtid_list event): the
 // last transaction of each replication domain before it.
 func (s *Server) mariadbBegins(ctx context.Context, file string) (string, mysql.GTIDSet, error) {
-	var begins sql.NullString
-	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, 4)", file).Scan(&begins); err != nil {
-		return "", nil, fmt.Errorf("reading the GTID position at the start of binlog %s: %w", file, err)
+	begins, ok, err := s.gtidPositionAt(ctx, file, 4)
+	if err != nil {
+		return "", nil, err
 	}
-	if !begins.Valid {
+	if !ok {
 		return "", nil, fmt.Errorf("reading the GTID position at the start of binlog %s: %w", file, errBinlogGone)
 	}
-	set, err := mysql.ParseMariadbGTIDSet(begins.String)
+	set, err := mysql.ParseMariadbGTIDSet(begins)
 	if err != nil {
-		return "", nil, fmt.Errorf("parsing the GTID position %q at the start of binlog %s: %w", begins.String, file, err)
+		return "", nil, fmt.Errorf("parsing the GTID position %q at the start of binlog %s: %w", begins, file, err)
 	}
-	return begins.String, set, nil
+	return begins, set, nil
 }
 
 // mariadbRetention is Retention by GTID on MariaDB.
@@ -266,11 +265,11 @@ func (s *Server) checkGTIDsAt(ctx context.Context, pos Position, want *mysql.Mar
 			return nil
 		}
 	}
-	var at sql.NullString
-	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", pos.File, pos.Pos).Scan(&at); err != nil {
-		return fmt.Errorf("reading the GTID position of binlog %s at %d: %w", pos.File, pos.Pos, err)
+	at, ok, err := s.gtidPositionAt(ctx, pos.File, pos.Pos)
+	if err != nil {
+		return err
 	}
-	if !at.Valid {
+	if !ok {
 		// Not a point between two of the file's events, or the file went since it was
 		// listed (errBinlogGone: listed again).
 		if _, _, err := s.mariadbBegins(ctx, pos.File); err != nil {
@@ -278,14 +277,14 @@ func (s *Server) checkGTIDsAt(ctx context.Context, pos Position, want *mysql.Mar
 		}
 		return notInHistory(pos, fmt.Sprintf("the server's binlog %s has no event that ends at %d", pos.File, pos.Pos))
 	}
-	got, err := mysql.ParseMariadbGTIDSet(at.String)
+	got, err := mysql.ParseMariadbGTIDSet(at)
 	if err != nil {
-		return fmt.Errorf("parsing the GTID position %q of binlog %s at %d: %w", at.String, pos.File, pos.Pos, err)
+		return fmt.Errorf("parsing the GTID position %q of binlog %s at %d: %w", at, pos.File, pos.Pos, err)
 	}
 	gotSets := got.(*mysql.MariadbGTIDSet).Sets
 	for domain, gtid := range want.Sets {
 		if have, ok := gotSets[domain]; !ok || *have != *gtid {
-			return notInHistory(pos, fmt.Sprintf("the server's binlog %s at %d follows GTID %s, not %s", pos.File, pos.Pos, at.String, pos.GTIDSet))
+			return notInHistory(pos, fmt.Sprintf("the server's binlog %s at %d follows GTID %s, not %s", pos.File, pos.Pos, at, pos.GTIDSet))
 		}
 	}
 	s.historyMu.Lock()

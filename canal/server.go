@@ -231,15 +231,26 @@ func (s *Server) CurrentPosition(ctx context.Context) (Position, error) {
 	if err != nil {
 		return p, err
 	}
-	var at sql.NullString
-	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&at); err != nil {
-		return p, fmt.Errorf("reading the GTID position of the binlog's end, %s:%d: %w", p.File, p.Pos, err)
+	set, ok, err := s.gtidPositionAt(ctx, p.File, p.Pos)
+	if err != nil {
+		return p, err
 	}
-	if !at.Valid {
+	if !ok {
 		return p, fmt.Errorf("reading the GTID position of the binlog's end, %s:%d: the server has none for it", p.File, p.Pos)
 	}
-	p.GTIDSet = at.String
+	p.GTIDSet = set
 	return p, nil
+}
+
+// gtidPositionAt is MariaDB's GTID position at pos of binlog file (BINLOG_GTID_POS): the
+// last transaction of each replication domain before it, "" at the head of the binlog
+// history. ok is false when no event of the file ends at pos, or the file is gone.
+func (s *Server) gtidPositionAt(ctx context.Context, file string, pos uint32) (set string, ok bool, err error) {
+	var at sql.NullString
+	if err := s.DB.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", file, pos).Scan(&at); err != nil {
+		return "", false, fmt.Errorf("reading the GTID position of binlog %s at %d: %w", file, pos, err)
+	}
+	return at.String, at.Valid, nil
 }
 
 // gtidBinlogPos is MariaDB's @@gtid_binlog_pos: the last GTID written to the binlog in

@@ -197,7 +197,19 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 	}
 	defer syncer.Close()
 	defer s.open.Store(false)
-	streamer, err := s.startSync(syncer, start)
+	byGTID := start.GTIDSet != ""
+	if !byGTID && s.server.Flavor == "mariadb" {
+		// A position without its GTID set (`checkpoint set --file … --pos 4` at the head
+		// of the binlog history, where the set is empty) streams by GTID from the set
+		// there too: read by file, the commits would carry none, and the checkpoint could
+		// never resume on another server again.
+		set, ok, err := s.server.gtidPositionAt(ctx, start.File, start.Pos)
+		if err != nil {
+			s.log.Warn("streaming by file and position, without GTIDs", zap.Stringer("from", start), zap.Error(err))
+		}
+		start.GTIDSet, byGTID = set, ok
+	}
+	streamer, err := s.startSync(syncer, start, byGTID)
 	if err != nil {
 		return err
 	}
@@ -249,7 +261,7 @@ func (s *Stream) CheckStreamable(ctx context.Context) error {
 		return err
 	}
 	defer syncer.Close()
-	streamer, err := s.startSync(syncer, Position{File: pos.File, Pos: pos.Pos})
+	streamer, err := s.startSync(syncer, Position{File: pos.File, Pos: pos.Pos}, false)
 	if err != nil {
 		return err
 	}
@@ -301,9 +313,10 @@ func (s *Stream) newSyncer(decode func(*replication.RowsEvent, []byte) error) (*
 	}), nil
 }
 
-// startSync asks the server for its binlog from start: by GTID when start has a set.
-func (s *Stream) startSync(syncer *replication.BinlogSyncer, start Position) (*replication.BinlogStreamer, error) {
-	if start.GTIDSet != "" {
+// startSync asks the server for its binlog from start: by its GTID set (empty at the
+// head of MariaDB's binlog history), or else by file and position.
+func (s *Stream) startSync(syncer *replication.BinlogSyncer, start Position, byGTID bool) (*replication.BinlogStreamer, error) {
+	if byGTID {
 		set, err := mysql.ParseGTIDSet(s.server.Flavor, start.GTIDSet)
 		if err != nil {
 			return nil, fmt.Errorf("parsing checkpoint GTID set %q: %w", start.GTIDSet, err)

@@ -933,3 +933,43 @@ func TestStreamOverAUnixSocket(t *testing.T) {
 		t.Fatalf("streamed %d changes through the socket; want the one insert", len(got))
 	}
 }
+
+// TestStreamFromAPositionWithoutItsGTIDsReportsThem: on MariaDB a position without its
+// GTID set (`checkpoint set --file <first binlog> --pos 4`, at the head of the history,
+// where the set is empty; or a checkpoint kept without one) is streamed by GTID from the
+// set there, so that the commits it reports carry their sets, by which a checkpoint
+// resumes, on this server or another.
+func TestStreamFromAPositionWithoutItsGTIDsReportsThem(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE without_gtids (id INT PRIMARY KEY)")
+	from := s.position()
+	testutil.Exec(t, s.db, "INSERT INTO without_gtids VALUES (1)")
+	to := s.position()
+	f := s.follow(canal.Position{File: from.File, Pos: from.Pos})
+	f.reach(to)
+	f.rec.mu.Lock()
+	last := f.rec.commits[len(f.rec.commits)-1]
+	f.rec.mu.Unlock()
+	if last.GTIDSet != to.GTIDSet {
+		t.Errorf("streamed from %s:%d without its GTID set, the commit at %s:%d carries %q; want the server's %q", from.File, from.Pos, last.File, last.Pos, last.GTIDSet, to.GTIDSet)
+	}
+
+	files, err := s.server.BinlogFiles(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := s.follow(canal.Position{File: files[0], Pos: 4})
+	select {
+	case <-head.commit:
+	case <-head.stopped:
+		t.Fatalf("the stream from %s:4 stopped: %v", files[0], head.err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no commit streamed from %s:4 within 20s", files[0])
+	}
+	head.rec.mu.Lock()
+	first := head.rec.commits[0]
+	head.rec.mu.Unlock()
+	if first.GTIDSet == "" {
+		t.Errorf("streamed from the head of the binlog history, %s:4, the first commit (%s:%d) carries no GTID set", files[0], first.File, first.Pos)
+	}
+}
