@@ -33,9 +33,10 @@ type ForeignKey struct {
 // (CascadingAction), ordered by child table and name, the system schemas left out.
 //
 // information_schema lists a key only to a user with some privilege on its table, and
-// MariaDB's REFERENTIAL_CONSTRAINTS, the one that says its actions, only to a user with
-// more than SELECT on its schema (REFERENCES, INSERT…), which source.user may well lack
-// on a schema the rules only read. So the keys come from KEY_COLUMN_USAGE, which SELECT on
+// MariaDB's REFERENTIAL_CONSTRAINTS, the one that says its actions, only to a user with a
+// privilege besides SELECT (REFERENCES, INSERT…) on the whole schema or globally (10.11:
+// not even ALL on the table will do), which source.user may well lack on a schema the
+// rules only read. So the keys come from KEY_COLUMN_USAGE, which SELECT on
 // the table shows, and the actions of a key REFERENTIAL_CONSTRAINTS hides are read from
 // SHOW CREATE TABLE of its table. A table the user may not see has no keys listed.
 func CascadingForeignKeys(ctx context.Context, db *sql.DB, reads func(schema, table string) bool) ([]ForeignKey, error) {
