@@ -4,6 +4,7 @@
 // checkpoint (the position after the last transaction the broker acknowledged), the
 // leader lock and its lease for a standby, and checks that the server's binlog settings
 // can be read at all and that source.user may read the tables rules match (at start, and
-// in the stream for a glob that is a pattern). It is the only package that
+// in the stream for a glob that is a pattern), and lists the foreign keys whose cascades
+// change a table without a row in the binlog. It is the only package that
 // imports go-mysql.
 package canal

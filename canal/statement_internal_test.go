@@ -193,3 +193,33 @@ func TestRedactPasswordsKeepsTheStatementsShape(t *testing.T) {
 		}
 	}
 }
+
+// TestForeignKeyActionsReadsShowCreateTable: the actions of a key come from its own line
+// of SHOW CREATE TABLE, after the parent's columns, whatever the names hold (a ")" or
+// "ON DELETE CASCADE" in a name), quoted with backticks or, under ANSI_QUOTES, double
+// quotes; an action left out is RESTRICT, and so are both of a key not there.
+func TestForeignKeyActionsReadsShowCreateTable(t *testing.T) {
+	definition := "CREATE TABLE `c2` (\n" +
+		"  `id` int(11) NOT NULL,\n" +
+		"  KEY `f a` (`p`),\n" +
+		"  CONSTRAINT `c2_ibfk_1` FOREIGN KEY (`s`) REFERENCES `pa)r` (`id`),\n" +
+		"  CONSTRAINT `f a` FOREIGN KEY (`p`) REFERENCES `pa)r` (`id`) ON DELETE SET NULL ON UPDATE CASCADE,\n" +
+		"  CONSTRAINT `f2` FOREIGN KEY (`ON DELETE CASCADE`) REFERENCES `other`.`parent` (`id`) ON UPDATE NO ACTION,\n" +
+		"  CONSTRAINT `we``ird` FOREIGN KEY (`r`) REFERENCES `p` (`id`) ON DELETE CASCADE\n" +
+		") ENGINE=InnoDB"
+	ansi := `CREATE TABLE "c3" (
+  CONSTRAINT "k""q" FOREIGN KEY ("r") REFERENCES "p" ("id") ON DELETE SET DEFAULT ON UPDATE SET NULL
+)`
+	for _, tc := range []struct{ definition, name, onDelete, onUpdate string }{
+		{definition, "c2_ibfk_1", "RESTRICT", "RESTRICT"},
+		{definition, "f a", "SET NULL", "CASCADE"},
+		{definition, "f2", "RESTRICT", "NO ACTION"},
+		{definition, "we`ird", "CASCADE", "RESTRICT"},
+		{definition, "absent", "RESTRICT", "RESTRICT"},
+		{ansi, `k"q`, "SET DEFAULT", "SET NULL"},
+	} {
+		if d, u := foreignKeyActions(tc.definition, tc.name); d != tc.onDelete || u != tc.onUpdate {
+			t.Errorf("foreign key %q: ON DELETE %s ON UPDATE %s, want %s, %s", tc.name, d, u, tc.onDelete, tc.onUpdate)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -971,5 +972,81 @@ func TestStreamFromAPositionWithoutItsGTIDsReportsThem(t *testing.T) {
 	head.rec.mu.Unlock()
 	if first.GTIDSet == "" {
 		t.Errorf("streamed from the head of the binlog history, %s:4, the first commit (%s:%d) carries no GTID set", files[0], first.File, first.Pos)
+	}
+}
+
+// TestCascadingForeignKeysAreListedAndTheirChangesAreNotStreamed: CascadingForeignKeys
+// lists the keys whose ON DELETE or ON UPDATE action changes the child table (CASCADE,
+// SET NULL), with their columns in order, and leaves out a RESTRICT or NO ACTION one. What
+// those actions do to the child is not in the binlog: deleting parent rows streams their
+// deletes alone, neither the child rows deleted nor the ones set to NULL, which is why the
+// live check of the rules warns about such keys.
+func TestCascadingForeignKeysAreListedAndTheirChangesAreNotStreamed(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db,
+		"CREATE TABLE parent (id INT NOT NULL, region INT NOT NULL, PRIMARY KEY (id, region))",
+		`CREATE TABLE lines_cascade (id INT PRIMARY KEY, parent_id INT, parent_region INT,
+		  CONSTRAINT fk_cascade FOREIGN KEY (parent_id, parent_region) REFERENCES parent (id, region) ON DELETE CASCADE)`,
+		`CREATE TABLE lines_null (id INT PRIMARY KEY, parent_id INT, parent_region INT,
+		  CONSTRAINT fk_null FOREIGN KEY (parent_id, parent_region) REFERENCES parent (id, region) ON DELETE SET NULL ON UPDATE CASCADE)`,
+		`CREATE TABLE lines_restrict (id INT PRIMARY KEY, parent_id INT, parent_region INT,
+		  CONSTRAINT fk_restrict FOREIGN KEY (parent_id, parent_region) REFERENCES parent (id, region) ON DELETE RESTRICT ON UPDATE NO ACTION)`,
+		"INSERT INTO parent VALUES (1, 10), (2, 20)",
+		"INSERT INTO lines_cascade VALUES (1, 1, 10), (2, 1, 10)",
+		"INSERT INTO lines_null VALUES (1, 1, 10)")
+
+	ours := func(schema, _ string) bool { return schema == s.name }
+	keys, err := canal.CascadingForeignKeys(t.Context(), s.db, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []canal.ForeignKey{
+		{Name: "fk_cascade", Schema: s.name, Table: "lines_cascade", Columns: []string{"parent_id", "parent_region"},
+			ParentSchema: s.name, ParentTable: "parent", ParentColumns: []string{"id", "region"}, OnDelete: "CASCADE", OnUpdate: "RESTRICT"},
+		{Name: "fk_null", Schema: s.name, Table: "lines_null", Columns: []string{"parent_id", "parent_region"},
+			ParentSchema: s.name, ParentTable: "parent", ParentColumns: []string{"id", "region"}, OnDelete: "SET NULL", OnUpdate: "CASCADE"},
+	}
+	if fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Errorf("cascading foreign keys:\n got %+v\nwant %+v", keys, want)
+	}
+	if got, want := keys[1].Actions(), "ON DELETE SET NULL ON UPDATE CASCADE"; len(keys) == 2 && got != want {
+		t.Errorf("Actions() = %q, want %q", got, want)
+	}
+	if keys, err := canal.CascadingForeignKeys(t.Context(), s.db, func(string, string) bool { return false }); err != nil || len(keys) != 0 {
+		t.Errorf("keys of no table read: %v, %v; want none", keys, err)
+	}
+
+	// A user with SELECT on the tables alone: MariaDB's REFERENTIAL_CONSTRAINTS shows it no
+	// key, and the actions come from SHOW CREATE TABLE.
+	user := "fk_" + strconv.FormatUint(uint64(testutil.ServerID()), 10)
+	testutil.Exec(t, s.db, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT ON `"+s.name+"`.* TO '"+user+"'@'%'")
+	t.Cleanup(func() { s.db.Exec("DROP USER '" + user + "'@'%'") })
+	reader := s.cfg
+	reader.User, reader.Password = user, "pw"
+	rdb, err := reader.OpenDB("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	keys, err = canal.CascadingForeignKeys(t.Context(), rdb, ours)
+	if err != nil || fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Errorf("cascading foreign keys as a user with SELECT alone: %v\n got %+v\nwant %+v", err, keys, want)
+	}
+
+	from := s.position()
+	testutil.Exec(t, s.db, "DELETE FROM parent WHERE id = 1")
+	var left, nulled int
+	if err := s.db.QueryRow("SELECT (SELECT COUNT(*) FROM lines_cascade), (SELECT COUNT(*) FROM lines_null WHERE parent_id IS NULL)").Scan(&left, &nulled); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 || nulled != 1 {
+		t.Fatalf("the keys did not act: %d rows left in lines_cascade, %d set to NULL in lines_null", left, nulled)
+	}
+	var streamed []string
+	for _, c := range s.stream(from, s.position()) {
+		streamed = append(streamed, c.Op.Name()+" "+c.Table.Name)
+	}
+	if want := []string{"delete parent"}; !slices.Equal(streamed, want) {
+		t.Errorf("streamed %q after deleting a parent row; want %q: the binlog was believed to leave out what the keys did", streamed, want)
 	}
 }

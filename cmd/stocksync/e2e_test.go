@@ -907,6 +907,55 @@ func TestOneRejectedRulesFileCountsOnce(t *testing.T) {
 	}
 }
 
+// TestServeWarnsAboutForeignKeysThatCascadeAtStartAndReload: a rule reading the child
+// table of an ON DELETE CASCADE key misses the rows InnoDB deletes, which the binlog does
+// not carry. serve starts all the same (a warning, not a refusal) and logs it at WARN
+// once at the start and once at each accepted reload, with the key, the tables, the
+// action and the rules as fields.
+func TestServeWarnsAboutForeignKeysThatCascadeAtStartAndReload(t *testing.T) {
+	s := newSetup(t, startDevBroker(t))
+	db := s.mysql.Open(t, s.db)
+	testutil.Exec(t, db, "CREATE TABLE parent (id INT PRIMARY KEY)",
+		"CREATE TABLE stock_lines (sku_id INT PRIMARY KEY, parent_id INT, qty INT, CONSTRAINT fk_lines FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE)")
+	d := s.start(t)
+	warnings := func() []map[string]any {
+		var found []map[string]any
+		for _, line := range strings.Split(d.output.String(), "\n") {
+			var entry map[string]any
+			if json.Unmarshal([]byte(line), &entry) == nil && entry["foreign_key"] != nil {
+				found = append(found, entry)
+			}
+		}
+		return found
+	}
+	if got := warnings(); len(got) != 1 {
+		t.Fatalf("%d warnings about foreign keys at the start, want 1:\n%s", len(got), d.output.String())
+	}
+	w := warnings()[0]
+	for field, want := range map[string]string{"level": "warn", "foreign_key": "fk_lines", "table": s.db + ".stock_lines", "references": s.db + ".parent",
+		"action": "ON DELETE CASCADE", "rules": "[stock-rows]"} {
+		if got := fmt.Sprint(w[field]); got != want {
+			t.Errorf("warning's %s = %q, want %q", field, got, want)
+		}
+	}
+	if !strings.Contains(fmt.Sprint(w["missed"]), "deletes its rows of "+s.db+".stock_lines") || !strings.Contains(fmt.Sprint(w["fix"]), "ON DELETE RESTRICT") {
+		t.Errorf("the warning does not say what is missed and what to do: %v", w)
+	}
+
+	rulesPath := filepath.Join(filepath.Dir(s.config), "rules.yaml")
+	rules, err := os.ReadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, rulesPath, string(rules)+"# reloaded\n")
+	testutil.Eventually(t, 10*time.Second, "the changed file to be accepted", func() bool {
+		return strings.Contains(d.output.String(), "rules reload accepted")
+	})
+	if got := warnings(); len(got) != 2 {
+		t.Errorf("%d warnings about foreign keys after the start and one reload, want 2:\n%s", len(got), d.output.String())
+	}
+}
+
 // TestServeRefusesTablesItMayNotRead: information_schema hides a table source.user may not
 // SELECT, so its seed would be empty and its totals wrong without a word. serve refuses to
 // start, naming the grant.

@@ -43,7 +43,10 @@ With --config it also refuses a rule whose topic is (or could be filled in as) o
 daemon writes its own records to: kafka.heartbeat_topic, and kafka.checkpoint_topic
 with kafka.exactly_once. With --live it also connects to the source named by --config and reports globs that match
 no table, columns no matched table has and sums over columns that are not numbers; in a
-file with other problems it checks the rules that have none, in the same run.`,
+file with other problems it checks the rules that have none, in the same run. It also warns
+on stderr, leaving the file valid, about each foreign key whose ON DELETE or ON UPDATE
+CASCADE, SET NULL or SET DEFAULT changes a matched table: the binlog does not carry those
+changes, so the rules miss them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !live {
@@ -66,6 +69,7 @@ file with other problems it checks the rules that have none, in the same run.`,
 			if err != nil {
 				return err
 			}
+			lc.warn(cmd.ErrOrStderr())
 			if lc.valid() {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rules, valid\n", args[0], len(lc.set.Rules()))
 				return nil
@@ -84,6 +88,8 @@ type liveCheck struct {
 	tables   []rules.TableInfo
 	fileErrs rules.Errors
 	liveErrs []error
+	// cascades are the warnings: what the rules run with, but miss.
+	cascades []cascadeWarning
 }
 
 // loadAndCheckLive loads file partially and checks the rules valid on their own against
@@ -99,14 +105,23 @@ func loadAndCheckLive(cmd *cobra.Command, file string) (*liveCheck, error) {
 	if set == nil {
 		return lc, nil
 	}
-	lc.tables, lc.liveErrs, err = checkLive(cmd, set)
+	found, err := checkLive(cmd, set)
 	if err != nil {
 		if len(lc.fileErrs) > 0 {
 			fmt.Fprintln(cmd.ErrOrStderr(), lc.fileErrs)
 		}
 		return nil, err
 	}
+	lc.tables, lc.liveErrs, lc.cascades = found.tables, found.problems, found.cascades
 	return lc, nil
+}
+
+// warn prints the warnings to w, one a line, as the commands print a warning: they do not
+// make the file invalid.
+func (lc *liveCheck) warn(w io.Writer) {
+	for _, c := range lc.cascades {
+		fmt.Fprintln(w, "stocksync: warning:", c)
+	}
 }
 
 // valid reports whether neither the file nor the source showed a problem.
@@ -714,13 +729,14 @@ func newRulesExplainCmd() *cobra.Command {
 the tables it matches there, then the tables no rule matches. In a file with problems it
 explains the rules valid on their own and prints every problem on stderr (those of the
 file and those --live would find), exiting non-zero; a rule with a problem of its own is
-explained once that problem is mended.`,
+explained once that problem is mended. The warnings of --live are printed on stderr too.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lc, err := loadAndCheckLive(cmd, args[0])
 			if err != nil {
 				return err
 			}
+			lc.warn(cmd.ErrOrStderr())
 			if lc.set != nil {
 				explainRules(cmd.OutOrStdout(), lc.set, lc.tables, len(lc.fileErrs) > 0)
 			}
@@ -778,43 +794,54 @@ func ddlNote(set *rules.Set, r *rules.Rule, t rules.TableInfo) string {
 }
 
 // checkLive checks set against the source named by --config, strictly (every glob must
-// match a table): it returns the source's tables and the problems.
-func checkLive(cmd *cobra.Command, set *rules.Set) ([]rules.TableInfo, []error, error) {
+// match a table): what rulesOnSource finds, with the rules' topics that are the daemon's
+// own among the problems.
+func checkLive(cmd *cobra.Command, set *rules.Set) (sourceCheck, error) {
 	cfg, err := loadConfigWithoutRules(cmd)
 	if err != nil {
-		return nil, nil, err
+		return sourceCheck{}, err
 	}
 	src, err := sourceConfig(cfg)
 	if err != nil {
-		return nil, nil, err
+		return sourceCheck{}, err
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 	defer cancel()
-	tables, problems, err := rulesOnSource(ctx, src, cfg.Checkpoint.Table, set, true)
+	found, err := rulesOnSource(ctx, src, cfg.Checkpoint.Table, set, true)
 	var reserved rules.Errors
 	if errors.As(set.CheckReservedTopics(reservedTopics(cfg)), &reserved) {
 		for _, e := range reserved {
-			problems = append(problems, e)
+			found.problems = append(found.problems, e)
 		}
 	}
-	return tables, problems, err
+	return found, err
+}
+
+// sourceCheck is what rulesOnSource found on the live source: its tables, the problems
+// that make the rules unfit to run, and what the rules may run with but miss.
+type sourceCheck struct {
+	tables   []rules.TableInfo
+	problems []error
+	cascades []cascadeWarning
 }
 
 // rulesOnSource checks set against the live source src: the columns its rules name
 // (rules.Set.CheckColumns), that source.user may read the tables they match, and when
 // strict that every glob matches a table (rules.Set.CheckTables: not at serve, where a
-// table may come later). It returns the source's tables and the problems. System schemas
-// and the tables of checkpointTable (canal.CheckpointTables) are left out: the daemon
-// never reads their changes, whatever a rule's globs match.
-func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string, set *rules.Set, strict bool) ([]rules.TableInfo, []error, error) {
+// table may come later). It also finds the foreign keys whose cascades change a table the
+// rules read without a row event (cascadeWarnings): a warning, not a problem, since the
+// rules run, and are right while no cascade fires. System schemas and the tables of
+// checkpointTable (canal.CheckpointTables) are left out: the daemon never reads their
+// changes, whatever a rule's globs match.
+func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string, set *rules.Set, strict bool) (sourceCheck, error) {
 	db, err := src.OpenDB("")
 	if err != nil {
-		return nil, nil, err
+		return sourceCheck{}, err
 	}
 	defer db.Close()
 	tables, unstreamable, err := readTables(ctx, db)
 	if err != nil {
-		return nil, nil, err
+		return sourceCheck{}, err
 	}
 	own := canal.CheckpointTables(checkpointTable)
 	tables = slices.DeleteFunc(tables, func(t rules.TableInfo) bool { return slices.Contains(own, t.Schema+"."+t.Name) })
@@ -840,7 +867,7 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 	}
 	unreadable, err := canal.UnreadableTables(ctx, db, src.User, globs)
 	if err != nil {
-		return nil, nil, err
+		return sourceCheck{}, err
 	}
 	for _, r := range set.Rules() {
 		for _, g := range r.Tables() {
@@ -849,7 +876,81 @@ func rulesOnSource(ctx context.Context, src canal.Config, checkpointTable string
 			}
 		}
 	}
-	return tables, problems, nil
+	keys, err := canal.CascadingForeignKeys(ctx, db, func(schema, table string) bool {
+		return set.Matches(schema, table) && !slices.Contains(own, schema+"."+table)
+	})
+	if err != nil {
+		return sourceCheck{}, err
+	}
+	return sourceCheck{tables: tables, problems: problems, cascades: cascadeWarnings(set, keys)}, nil
+}
+
+// cascadeWarning is a foreign key whose referential action changes rows of a table rules
+// read (its child table) inside InnoDB, where the binlog never sees it: no rule hears of
+// those changes (docs/operations.md, Foreign keys that cascade).
+type cascadeWarning struct {
+	file  string // the rules file
+	key   canal.ForeignKey
+	rules []string // the rules matching the child table, in file order
+}
+
+// cascadeWarnings is a warning for each of keys whose child table a rule of set matches.
+func cascadeWarnings(set *rules.Set, keys []canal.ForeignKey) []cascadeWarning {
+	var out []cascadeWarning
+	for _, k := range keys {
+		w := cascadeWarning{file: set.File(), key: k}
+		for _, r := range set.Rules() {
+			if r.MatchesTable(k.Schema, k.Table) {
+				w.rules = append(w.rules, r.Name())
+			}
+		}
+		if len(w.rules) > 0 {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// String is the warning as `rules validate --live` prints it: the file and the rules,
+// the key, what the stream misses and what to do.
+func (w cascadeWarning) String() string {
+	k := w.key
+	return fmt.Sprintf("%s: %s: foreign key %s of %s.%s references %s.%s %s: %s, inside InnoDB, which writes none of it to the binlog, so no message tells of it "+
+		"and an aggregate or transition over %s.%s goes on counting the rows as they were. %s",
+		w.file, w.ruleNames(), k.Name, k.Schema, k.Table, k.ParentSchema, k.ParentTable, k.Actions(), k.Unlogged(), k.Schema, k.Table, w.advice())
+}
+
+// ruleNames is `rule "a"` or `rules "a", "b"`, as the rules' problems name them.
+func (w cascadeWarning) ruleNames() string {
+	quoted := make([]string, len(w.rules))
+	for i, r := range w.rules {
+		quoted[i] = strconv.Quote(r)
+	}
+	if len(quoted) == 1 {
+		return "rule " + quoted[0]
+	}
+	return "rules " + strings.Join(quoted, ", ")
+}
+
+// advice is what to do about the key (docs/operations.md, Foreign keys that cascade).
+func (w cascadeWarning) advice() string {
+	var restrict []string
+	if canal.CascadingAction(w.key.OnDelete) {
+		restrict = append(restrict, "ON DELETE RESTRICT")
+	}
+	if canal.CascadingAction(w.key.OnUpdate) {
+		restrict = append(restrict, "ON UPDATE RESTRICT")
+	}
+	return fmt.Sprintf("Have the application change the rows of %s.%s itself, in the same transaction before those of %s.%s, or make the key %s "+
+		"(docs/operations.md, Foreign keys that cascade)", w.key.Schema, w.key.Table, w.key.ParentSchema, w.key.ParentTable, strings.Join(restrict, " "))
+}
+
+// log writes the warning to log at WARN, with the key's parts as fields.
+func (w cascadeWarning) log(log *zap.Logger) {
+	k := w.key
+	log.Warn("a foreign key changes rows the rules read without writing them to the binlog: those changes are not published",
+		zap.String("foreign_key", k.Name), zap.String("table", k.Schema+"."+k.Table), zap.String("references", k.ParentSchema+"."+k.ParentTable),
+		zap.String("action", k.Actions()), zap.Strings("rules", w.rules), zap.String("missed", k.Unlogged()), zap.String("fix", w.advice()))
 }
 
 // unstreamableTable is a table whose changes the stream cannot read, and why, with what

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -263,6 +264,74 @@ func TestRulesValidateLiveRefusesATableTheStreamCannotDecode(t *testing.T) {
 	writeFile(t, rulesFile, fmt.Sprintf("rules:\n  - name: stock\n    match: {table: \"%s.stock\"}\n    topic: a\n", db))
 	if _, stderr, err := runRulesCLI(t, "validate", "--live", "--config", configFile, rulesFile); err != nil {
 		t.Errorf("validate --live of a rule that leaves the dec8 table out: %v\n%s", err, stderr)
+	}
+}
+
+// TestRulesValidateLiveWarnsAboutForeignKeysThatCascade: InnoDB applies a foreign key's
+// CASCADE or SET NULL to the child table without writing it to the binlog, so a rule
+// reading the child misses those changes. `rules validate --live` (as serve at start and
+// at each reload) warns, one line a key, naming the key, its child and parent, the
+// actions, the rules reading the child, what is missed and what to do; it still exits 0,
+// the file valid. A RESTRICT key, and a cascading key of a table no rule reads, are not
+// named.
+func TestRulesValidateLiveWarnsAboutForeignKeysThatCascade(t *testing.T) {
+	db, rulesFile, configFile := liveRulesSetup(t,
+		"CREATE TABLE parent (id INT PRIMARY KEY)",
+		"CREATE TABLE stock_lines (id INT PRIMARY KEY, parent_id INT, qty INT, wh INT, CONSTRAINT fk_lines FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE)",
+		"CREATE TABLE stock_holds (id INT PRIMARY KEY, parent_id INT, qty INT, wh INT, CONSTRAINT fk_holds FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE SET NULL ON UPDATE CASCADE)",
+		"CREATE TABLE stock_kept (id INT PRIMARY KEY, parent_id INT, qty INT, wh INT, CONSTRAINT fk_kept FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE RESTRICT)",
+		"CREATE TABLE audit (id INT PRIMARY KEY, parent_id INT, CONSTRAINT fk_audit FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE)")
+	writeFile(t, rulesFile, fmt.Sprintf(`rules:
+  - name: stock-rows
+    match: {table: "%[1]s.stock_*"}
+    topic: a
+  - name: line-totals
+    match: {table: "%[1]s.stock_lines"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: b
+`, db))
+
+	cmd := exec.Command(binary, "rules", "validate", "--live", "--config", configFile, rulesFile)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("validate --live of rules over tables with cascading foreign keys: %v (want exit 0)\n%s", err, stderr.String())
+	}
+	if want := rulesFile + ": 2 rules, valid\n"; stdout.String() != want {
+		t.Errorf("stdout %q, want %q", stdout.String(), want)
+	}
+	warnings := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if len(warnings) != 2 {
+		t.Fatalf("stderr has %d lines, want a warning for each of the two cascading keys of tables the rules read:\n%s", len(warnings), stderr.String())
+	}
+	for i, wants := range [][]string{{
+		"stocksync: warning: " + rulesFile + `: rule "stock-rows": foreign key fk_holds of ` + db + ".stock_holds references " + db + ".parent ON DELETE SET NULL ON UPDATE CASCADE: ",
+		"a DELETE of a row of " + db + ".parent sets (parent_id) of its rows of " + db + ".stock_holds to NULL",
+		"a change of (id) in a row of " + db + ".parent changes (parent_id) of its rows of " + db + ".stock_holds to match",
+		"writes none of it to the binlog",
+		"make the key ON DELETE RESTRICT ON UPDATE RESTRICT (docs/operations.md, Foreign keys that cascade)",
+	}, {
+		"stocksync: warning: " + rulesFile + `: rules "stock-rows", "line-totals": foreign key fk_lines of ` + db + ".stock_lines references " + db + ".parent ON DELETE CASCADE: ",
+		"a DELETE of a row of " + db + ".parent deletes its rows of " + db + ".stock_lines, inside InnoDB",
+		"Have the application change the rows of " + db + ".stock_lines itself, in the same transaction before those of " + db + ".parent, or make the key ON DELETE RESTRICT (",
+	}} {
+		for _, want := range wants {
+			if !strings.Contains(warnings[i], want) {
+				t.Errorf("warning %d lacks %q:\n%s", i+1, want, warnings[i])
+			}
+		}
+	}
+	for _, unwanted := range []string{"fk_kept", "fk_audit"} {
+		if strings.Contains(stderr.String(), unwanted) {
+			t.Errorf("stderr names %s, which changes no table a rule reads:\n%s", unwanted, stderr.String())
+		}
+	}
+
+	// explain, which makes the same live check, prints them too.
+	if _, stderr, err := runRulesCLI(t, "explain", "--config", configFile, rulesFile); err != nil || strings.Count(stderr, "stocksync: warning:") != 2 {
+		t.Errorf("explain: %v, want the two warnings on stderr:\n%s", err, stderr)
 	}
 }
 

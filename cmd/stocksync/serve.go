@@ -790,16 +790,20 @@ func (d *daemon) watchRules(ctx context.Context, rw *rulesWatch) {
 var errRulesMisfit = errors.New("the rules do not fit the source's tables")
 
 // rulesFitSource checks set against the source's live tables (rulesOnSource, not strict):
-// errRulesMisfit with the problems, or the error of the check itself.
+// errRulesMisfit with the problems, or the error of the check itself. When set fits it
+// logs the warnings at WARN, once for each start and each reload that runs this check.
 func (d *daemon) rulesFitSource(ctx context.Context, set *rules.Set) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, problems, err := rulesOnSource(ctx, d.source, d.cfg.Checkpoint.Table, set, false)
+	found, err := rulesOnSource(ctx, d.source, d.cfg.Checkpoint.Table, set, false)
 	if err != nil {
 		return fmt.Errorf("checking the rules against the source's tables: %w", err)
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%w:\n%w", errRulesMisfit, errors.Join(problems...))
+	if len(found.problems) > 0 {
+		return fmt.Errorf("%w:\n%w", errRulesMisfit, errors.Join(found.problems...))
+	}
+	for _, c := range found.cascades {
+		c.log(d.log)
 	}
 	return nil
 }
