@@ -1050,3 +1050,52 @@ func TestCascadingForeignKeysAreListedAndTheirChangesAreNotStreamed(t *testing.T
 		t.Errorf("streamed %q after deleting a parent row; want %q: the binlog was believed to leave out what the keys did", streamed, want)
 	}
 }
+
+// TestLostBinlogConnectionEndsTheStream: when the server drops the binlog connection (a
+// DBA's KILL of the Binlog Dump thread, a proxy's reset), Run ends with an error, for the
+// pipeline to restart from its checkpoint, and hands on no transaction twice. (go-mysql's
+// own reconnect resumed from the GTID set before the last transaction read, so the server
+// sent it again and an aggregate counted it twice.)
+func TestLostBinlogConnectionEndsTheStream(t *testing.T) {
+	s := newPurgeableSource(t, "dropped")
+	testutil.Exec(t, s.db, "CREATE TABLE dropped (id INT PRIMARY KEY, qty INT)")
+	from := s.position()
+	testutil.Exec(t, s.db, "INSERT INTO dropped VALUES (1, 10)", "UPDATE dropped SET qty = 9 WHERE id = 1")
+	f := s.follow(from)
+	f.reach(s.position())
+	rows, err := s.db.Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dumps []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		dumps = append(dumps, id)
+	}
+	rows.Close()
+	if len(dumps) != 1 {
+		t.Fatalf("%d binlog dump threads on the test's own server, want the stream's one", len(dumps))
+	}
+	testutil.Exec(t, s.db, fmt.Sprintf("KILL CONNECTION %d", dumps[0]))
+	testutil.Exec(t, s.db, "UPDATE dropped SET qty = 8 WHERE id = 1")
+	select {
+	case <-f.stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream went on after its binlog connection was killed")
+	}
+	if f.err == nil {
+		t.Error("the stream whose binlog connection was killed ended without an error")
+	}
+	f.rec.mu.Lock()
+	defer f.rec.mu.Unlock()
+	seen := map[string]bool{}
+	for _, c := range f.rec.commits {
+		if seen[c.GTIDSet] {
+			t.Errorf("the transaction ending at %s (%s) was handed on twice", c.GTIDSet, c)
+		}
+		seen[c.GTIDSet] = true
+	}
+}
