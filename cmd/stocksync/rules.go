@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -208,8 +209,9 @@ table's changes columns. Kinds are the
 canal.ColumnKind names: int uint float decimal string bytes date datetime time json
 enum set bit year. Changes are numbered from 1 in the output. Aggregate and transition rules start from empty state: give a
 group's rows (op read, as the first start's snapshot reads them) in a first transaction
-before changing them. The rules' failures at run time (an expression, a topic) are
-printed on stderr.`,
+before changing them. A mistake in EVENT.json names the change it is in
+("transaction 2: change 1"), a JSON syntax error its line and column. The rules'
+failures at run time (an expression, a topic) are printed on stderr.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := rules.Load(args[0])
@@ -368,13 +370,23 @@ type testEvent struct {
 // parseTestEvents reads the transactions of `rules test`: one change (one transaction of
 // it), a list of changes (one transaction), or a list of transactions, each a list of
 // changes. guessed holds, for each table whose kinds it guessed (guessKinds), a note
-// saying how.
+// saying how. A syntax error names its line and column; any other mistake, the change it
+// is in (changePlace).
 func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal.Table]string, err error) {
-	var events [][]testEvent
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
+	var all json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			line, col := lineColumn(data, syntax.Offset)
+			return nil, nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
+		}
+		return nil, nil, err
+	}
+	// raw are the changes of each transaction, as written.
+	var raw [][]json.RawMessage
+	if all[0] == '[' {
 		var items []json.RawMessage
-		if err := json.Unmarshal(trimmed, &items); err != nil {
+		if err := json.Unmarshal(all, &items); err != nil {
 			return nil, nil, err
 		}
 		lists := 0
@@ -385,24 +397,28 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 		}
 		switch lists {
 		case 0:
-			var list []testEvent
-			if err := decodeEvents(trimmed, &list); err != nil {
-				return nil, nil, err
-			}
-			events = [][]testEvent{list}
+			raw = [][]json.RawMessage{items}
 		case len(items):
-			if err := decodeEvents(trimmed, &events); err != nil {
-				return nil, nil, err
+			raw = make([][]json.RawMessage, len(items))
+			for ti, item := range items {
+				if err := json.Unmarshal(item, &raw[ti]); err != nil {
+					return nil, nil, fmt.Errorf("transaction %d: %w", ti+1, err)
+				}
 			}
 		default:
 			return nil, nil, errors.New("a list holding both changes and lists: give a list of changes (one transaction) or a list of lists of changes (one transaction each)")
 		}
 	} else {
-		var one testEvent
-		if err := decodeEvents(trimmed, &one); err != nil {
-			return nil, nil, err
+		raw = [][]json.RawMessage{{all}}
+	}
+	events := make([][]testEvent, len(raw))
+	for ti, changes := range raw {
+		events[ti] = make([]testEvent, len(changes))
+		for i, change := range changes {
+			if err := decodeEvent(change, &events[ti][i]); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", changePlace(len(raw), ti, i), err)
+			}
 		}
-		events = [][]testEvent{{one}}
 	}
 	guesses, err := guessKinds(events)
 	if err != nil {
@@ -431,6 +447,18 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 		}
 	}
 	return txns, guessed, nil
+}
+
+// lineColumn is the line and column (from 1, in characters) of the byte a JSON decoder's
+// error offset names: the one it had just read when it found the error, or the end of
+// data when it read all of it (unexpected end of JSON input).
+func lineColumn(data []byte, offset int64) (line, col int) {
+	at := max(int(offset)-1, 0)
+	if int(offset) >= len(data) {
+		at = len(data)
+	}
+	lineStart := bytes.LastIndexByte(data[:at], '\n') + 1
+	return bytes.Count(data[:at], []byte("\n")) + 1, utf8.RuneCount(data[lineStart:at]) + 1
 }
 
 // changePlace names change i of transaction ti, of n transactions, as the output numbers
@@ -544,12 +572,12 @@ func (g *guessedKinds) note(table string) string {
 		table, strings.Join(kinds, ", "))
 }
 
-// decodeEvents decodes the events JSON data into v, refusing keys a change does not have
-// (a misspelt "columns" would otherwise have the kinds guessed).
-func decodeEvents(data []byte, v any) error {
+// decodeEvent decodes one change, refusing keys a change does not have (a misspelt
+// "columns" would otherwise have the kinds guessed).
+func decodeEvent(data []byte, ev *testEvent) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	return dec.Decode(ev)
 }
 
 var kindByName = func() map[string]canal.ColumnKind {

@@ -141,6 +141,29 @@ func TestRulesTestSaysWhichKindsItGuessed(t *testing.T) {
 	}
 }
 
+// TestRulesTestEventErrorsSayWhere: a mistake in an events file names the change it is
+// in (a misspelt key, a value of the wrong type, a missing table), and a JSON syntax
+// error its line and column, so that the 40th change of a long file is found.
+func TestRulesTestEventErrorsSayWhere(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.json")
+	read := `{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":1}}`
+	for _, tc := range []struct{ events, want string }{
+		{"[[" + read + "],\n [" + read + `, {"schema":"inventory","table":"sellable_shard","op":"read","colums":[],"after":{"sku_id":"A1","shard":1,"qty":1}}]]`,
+			`transaction 2: change 2: json: unknown field "colums"`},
+		{"[" + read + `, {"schema":"inventory","table":"sellable_shard","op":"read","source":{"pos":"x"},"after":{"sku_id":"A1","shard":1,"qty":1}}]`,
+			`change 2: json: cannot unmarshal string into Go struct field`},
+		{`{"schema":"inventory","op":"read","after":{"sku_id":"A1"}}`, `change 1: schema and table are required`},
+		{"[" + read + ",\n  {\"schema\":\"inventory\" \"table\":\"sellable_shard\"}]", `line 2, column 25: invalid character '"' after object key:value pair`},
+		{"[" + read + ",\n", `line 2, column 1: unexpected end of JSON input`},
+	} {
+		writeFile(t, events, tc.events)
+		if _, _, err := runRulesCLI(t, "test", "../../examples/rules.yaml", "--event", events); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n got %v\nwant …%s…", tc.events, err, tc.want)
+		}
+	}
+}
+
 // TestRulesTestTransactions: an events file that is a list of lists runs each list as
 // one transaction, the state carried over; an update of a row no earlier change gave is
 // flagged; a list mixing changes and lists is refused.
