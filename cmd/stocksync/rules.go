@@ -205,7 +205,9 @@ values the file's changes of its table give it: integers int, other numbers floa
 column holding both is float, as 5 then 4.5), strings string, objects, lists and
 booleans json; null says nothing, and a column null in every change is a string. A
 column holding a number in one change and a string in another is refused: give its
-table's changes columns. Kinds are the
+table's changes columns. So is a column given two kinds in changes of one table (in
+their columns, or given in one and guessed in another): only an ALTER TABLE changes a
+column's kind, and rules test runs no seed after one. Kinds are the
 canal.ColumnKind names: int uint float decimal string bytes date datetime time json
 enum set bit year. Changes are numbered from 1 in the output. Aggregate and transition rules start from empty state: give a
 group's rows (op read, as the first start's snapshot reads them) in a first transaction
@@ -427,6 +429,7 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 	txns = make([][]*canal.RowChange, len(events))
 	guessed = map[*canal.Table]string{}
 	tables := map[string]*canal.Table{}
+	kinds := tableKinds{}
 	for ti, txnEvents := range events {
 		rowsOf := map[*canal.Table]int{} // Source.Row counts a transaction's changes per table, as the stream does
 		for i, ev := range txnEvents {
@@ -434,6 +437,9 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 			c, err := ev.change(tables, g)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", changePlace(len(events), ti, i), err)
+			}
+			if err := kinds.check(c.Table, len(ev.Columns) == 0, changePlace(len(events), ti, i)); err != nil {
+				return nil, nil, err
 			}
 			if _, noted := guessed[c.Table]; !noted && len(ev.Columns) == 0 {
 				guessed[c.Table] = g.note(c.Table.FullName())
@@ -459,6 +465,51 @@ func lineColumn(data []byte, offset int64) (line, col int) {
 	}
 	lineStart := bytes.LastIndexByte(data[:at], '\n') + 1
 	return bytes.Count(data[:at], []byte("\n")) + 1, utf8.RuneCount(data[lineStart:at]) + 1
+}
+
+// tableKinds are the kinds of each table's columns (by table, then column) as the first
+// change that has the column gives them, given or guessed, and where.
+type tableKinds map[string]map[string]givenKind
+
+type givenKind struct {
+	kind    canal.ColumnKind
+	guessed bool
+	where   string
+}
+
+func (g givenKind) String() string {
+	if g.guessed {
+		return g.kind.String() + " (guessed from its values)"
+	}
+	return g.kind.String()
+}
+
+// check refuses a column of t whose kind differs from the one an earlier change of its
+// table gave it: the stream changes a column's kind only at an ALTER TABLE, after which
+// an aggregate or transition rule summing it is seeded again from the table, which rules
+// test cannot do; it would run the rule as if the ALTER had happened, over sums of no
+// rows. guessed says t's kinds were guessed (the change has no "columns"); where is the
+// change's place.
+func (tk tableKinds) check(t *canal.Table, guessed bool, where string) error {
+	table := t.FullName()
+	cols := tk[table]
+	if cols == nil {
+		cols = map[string]givenKind{}
+		tk[table] = cols
+	}
+	for _, col := range t.Columns {
+		now := givenKind{kind: col.Kind, guessed: guessed, where: where}
+		was, ok := cols[col.Name]
+		switch {
+		case !ok:
+			cols[col.Name] = now
+		case was.kind != now.kind:
+			return fmt.Errorf("%s: column %s of %s is %s here and %s in %s: a column keeps its kind from change to change (only an ALTER TABLE "+
+				"changes it, and rules test runs no seed after one): give every change of %s the same kind for %s in \"columns\"",
+				where, col.Name, table, now, was, was.where, table, col.Name)
+		}
+	}
+	return nil
 }
 
 // changePlace names change i of transaction ti, of n transactions, as the output numbers

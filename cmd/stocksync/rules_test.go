@@ -141,6 +141,36 @@ func TestRulesTestSaysWhichKindsItGuessed(t *testing.T) {
 	}
 }
 
+// TestRulesTestRefusesAKindThatChangesBetweenChanges: a column given one kind in some
+// changes of its table and another in others (DECIMAL in the reads, float in the
+// updates, or a kind guessed from the values beside one given in "columns") is refused
+// before anything runs, naming the table, the column, both kinds and both changes. It
+// was taken for an ALTER TABLE: an aggregate rule prepared a seed that rules test never
+// runs, published a stock of 4.5 as gone (the flag false), and exited 0.
+func TestRulesTestRefusesAKindThatChangesBetweenChanges(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.json")
+	cols := func(qty string) string {
+		return `"columns":[{"name":"sku_id","kind":"string"},{"name":"shard","kind":"int"},{"name":"qty","kind":"` + qty + `"}],"primary_key":["sku_id","shard"],`
+	}
+	for _, tc := range []struct{ update, want string }{
+		{cols("float"), `transaction 2: change 1: column qty of inventory.sellable_shard is float here and decimal in transaction 1: change 1: ` +
+			`a column keeps its kind from change to change (only an ALTER TABLE changes it, and rules test runs no seed after one): ` +
+			`give every change of inventory.sellable_shard the same kind for qty in "columns"`},
+		{"", `transaction 2: change 1: column qty of inventory.sellable_shard is float (guessed from its values) here and decimal in transaction 1: change 1: `},
+	} {
+		writeFile(t, events, `[[{"schema":"inventory","table":"sellable_shard","op":"read",`+cols("decimal")+`"after":{"sku_id":"A1","shard":0,"qty":"5.50"}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"update",`+tc.update+`"before":{"sku_id":"A1","shard":0,"qty":5.5},"after":{"sku_id":"A1","shard":0,"qty":4.5}}]]`)
+		stdout, _, err := runRulesCLI(t, "test", "../../examples/rules.yaml", "--event", events)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v\nwant …%s…", err, tc.want)
+		}
+		if stdout != "" {
+			t.Errorf("something ran before the kinds were refused:\n%s", stdout)
+		}
+	}
+}
+
 // TestRulesTestEventErrorsSayWhere: a mistake in an events file names the change it is
 // in (a misspelt key, a value of the wrong type, a missing table), and a JSON syntax
 // error its line and column, so that the 40th change of a long file is found.
