@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -65,6 +66,11 @@ type group struct {
 	sums              []accumulator
 	value             []byte // transition: the value last emitted (JSON)
 	topic             string // the topic it was last published on ("": not since saved with it)
+
+	// binary is, per group column, whether it is a binary column, whose value the key
+	// holds in base64 (and a topic as its bytes); nil when none is. Set from the first row
+	// folded into the group, or from its saved state (appendState's "binary").
+	binary []bool
 
 	// per transaction
 	inTxn bool
@@ -181,6 +187,9 @@ func (e *Engine) group(st *ruleState, rp *rulePlan, img []any) *group {
 			g.value = e.emptyValue(st, g)
 		}
 		st.groups[g.key] = g
+	}
+	if g.binary == nil { // a new group, or one restored from state saved without it
+		g.binary = rp.groupBinary
 	}
 	st.touch(g)
 	return g
@@ -405,11 +414,12 @@ func (g *group) sameAsBefore() bool {
 	return true
 }
 
-// appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V],"db":S,"table":T,"topic":P}:
+// appendState encodes g as {"count":N,"sums":{"name":sum,…}[,"value":V],"db":S,"table":T,"topic":P[,"binary":[C,…]]}:
 // integer sums as numbers, decimal sums as strings, float sums as numbers with a point or
 // exponent, exact (accumulator.appendState); db and table name the table of the group's last change (a resync names it);
 // topic the topic the group was last published on, where a changed rule takes it back
-// (retire.go).
+// (retire.go); binary the group_by columns that are binary (group.binary), so that a
+// group restored from it fills a topic with their bytes before a row of it is seen.
 func (g *group) appendState(b []byte, r *Rule) []byte {
 	b = append(b, `{"count":`...)
 	b = strconv.AppendInt(b, g.count, 10)
@@ -436,7 +446,36 @@ func (g *group) appendState(b []byte, r *Rule) []byte {
 		b = append(b, `,"topic":`...)
 		b = appendString(b, g.topic)
 	}
+	if slices.Contains(g.binary, true) {
+		b = append(b, `,"binary":[`...)
+		n := 0
+		for i, bin := range g.binary {
+			if bin && i < len(r.groupBy) {
+				if n > 0 {
+					b = append(b, ',')
+				}
+				n++
+				b = appendString(b, r.groupBy[i])
+			}
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
+}
+
+// binaryColumns is, per column of groupBy, whether names (a saved group's "binary")
+// holds it; nil when it holds none of them.
+func binaryColumns(groupBy, names []string) []bool {
+	var binary []bool
+	for i, c := range groupBy {
+		if slices.Contains(names, c) {
+			if binary == nil {
+				binary = make([]bool, len(groupBy))
+			}
+			binary[i] = true
+		}
+	}
+	return binary
 }
 
 // appendGroupImage appends {group columns, sums[, value]} in a style.
@@ -659,22 +698,31 @@ func (e *Engine) groupTopic(st *ruleState, g *group) (string, bool) {
 	r := st.rule
 	return e.fillTopic(r, g.srcTable.table(), g.key, func(b []byte, _ int, p rulefmt.TemplatePart) []byte {
 		if i := slices.Index(r.groupBy, p.Text); i >= 0 {
-			return appendTopicValue(b, g.vals[i])
+			return g.appendTopicValue(b, i)
 		}
 		return b
 	})
 }
 
-// appendTopicValue appends a group column's value as a topic placeholder shows it:
-// strings as they are, numbers as written in the key, NULL as nothing.
-func appendTopicValue(b []byte, v any) []byte {
-	switch x := v.(type) {
+// appendTopicValue appends group column i's value as a row rule's topic placeholder
+// shows the column's value (appendRaw), so that {code} is the same text in both: a
+// string as it is, a binary column's bytes as they are (the key holds them in base64),
+// a number as the key writes it (appendValue: 1e20 in full, as fmt.Sprint would not),
+// NULL as nothing.
+func (g *group) appendTopicValue(b []byte, i int) []byte {
+	switch x := g.vals[i].(type) {
 	case nil:
 		return b
 	case string:
+		if i < len(g.binary) && g.binary[i] {
+			if raw, err := base64.StdEncoding.DecodeString(x); err == nil {
+				return append(b, raw...)
+			}
+		}
 		return append(b, x...)
 	}
-	return append(b, fmtAny(v)...)
+	span := g.valueSpans[i]
+	return append(b, g.body[span[0]:span[1]]...)
 }
 
 func appendNames(b []byte, names []string) []byte {
@@ -747,6 +795,7 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			return fmt.Errorf("restoring rule %q state of %s: %w", ent.Rule, ent.Key, err)
 		}
 		g.count, g.topic = saved.Count, saved.Topic
+		g.binary = binaryColumns(st.rule.groupBy, saved.Binary)
 		if saved.Table != "" {
 			g.srcTable = e.tableNamed(saved.DB, saved.Table)
 		}

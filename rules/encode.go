@@ -1,10 +1,15 @@
 package rules
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math"
+	"reflect"
+	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stocksync/stocksync/canal"
@@ -159,7 +164,11 @@ func appendValue(b []byte, kind canal.ColumnKind, v any, style valueStyle) []byt
 	return appendAny(b, v)
 }
 
-// appendAny appends a value computed by an expression (not a column value).
+// appendAny appends a value computed by an expression (not a column value) as JSON:
+// what expr's functions give as such (split's []string, keys' and map's []any, a map
+// literal) as JSON arrays and objects, a time (date, now) as RFC 3339 in UTC and a
+// duration (now() - date(…)) as a TIME column's text, the forms topics.md gives columns
+// of those types, so that a consumer reads a computed field as it reads a copied one.
 func appendAny(b []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
@@ -193,6 +202,15 @@ func appendAny(b []byte, v any) []byte {
 			b = appendAny(b, e)
 		}
 		return append(b, ']')
+	case []string:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, e)
+		}
+		return append(b, ']')
 	case map[string]any:
 		keys := sortedKeys(x)
 		b = append(b, '{')
@@ -205,18 +223,129 @@ func appendAny(b []byte, v any) []byte {
 			b = appendAny(b, x[k])
 		}
 		return append(b, '}')
+	case time.Time:
+		return appendString(b, x.UTC().Format(time.RFC3339Nano))
+	case time.Duration:
+		return appendString(b, durationText(x))
 	}
-	return appendString(b, fmtAny(v))
+	return appendReflected(b, reflect.ValueOf(v))
+}
+
+// appendReflected appends a value of a type appendAny does not name (expr's functions
+// give a few: groupBy's map[any][]any, fromPairs' map[any]any, a range's []int, toPairs'
+// [][]any) as JSON, by its kind: numbers, booleans and strings as such, lists as arrays,
+// maps as objects with their keys as text, in key order. What has none of these kinds is
+// its json.Marshal form, or, failing that, its default text as a string.
+func appendReflected(b []byte, rv reflect.Value) []byte {
+	switch rv.Kind() {
+	case reflect.Invalid:
+		return append(b, "null"...)
+	case reflect.Pointer, reflect.Interface:
+		if rv.IsNil() {
+			return append(b, "null"...)
+		}
+		if rv.Kind() == reflect.Interface {
+			return appendAny(b, rv.Elem().Interface())
+		}
+	case reflect.Bool:
+		return strconv.AppendBool(b, rv.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.AppendInt(b, rv.Int(), 10)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return strconv.AppendUint(b, rv.Uint(), 10)
+	case reflect.Float32, reflect.Float64:
+		return appendFloat(b, rv.Float())
+	case reflect.String:
+		return appendString(b, rv.String())
+	case reflect.Slice, reflect.Array:
+		if rv.Kind() == reflect.Slice && rv.IsNil() {
+			return append(b, "null"...)
+		}
+		b = append(b, '[')
+		for i := range rv.Len() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendAny(b, rv.Index(i).Interface())
+		}
+		return append(b, ']')
+	case reflect.Map:
+		if rv.IsNil() {
+			return append(b, "null"...)
+		}
+		keys := make([]string, 0, rv.Len())
+		vals := make(map[string]any, rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			k := keyText(it.Key())
+			keys = append(keys, k)
+			vals[k] = it.Value().Interface()
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(appendString(b, k), ':')
+			b = appendAny(b, vals[k])
+		}
+		return append(b, '}')
+	}
+	v := rv.Interface()
+	if s, ok := v.(fmt.Stringer); ok { // timezone()'s *time.Location: its name
+		return appendString(b, s.String())
+	}
+	if j, err := json.Marshal(v); err == nil {
+		return append(b, j...)
+	}
+	return appendString(b, fmt.Sprint(v))
+}
+
+// keyText is a map key as a JSON object key: a string as it is, anything else as
+// appendAny writes it, unquoted (groupBy's keys 1 and "1" both give "1").
+func keyText(k reflect.Value) string {
+	if k.Kind() == reflect.String {
+		return k.String()
+	}
+	text := appendAny(nil, k.Interface())
+	var s string
+	if json.Unmarshal(text, &s) == nil {
+		return s
+	}
+	return string(text)
+}
+
+// durationText writes d as the server writes a TIME value: hours (two digits at least,
+// past 24 too), minutes and seconds, and the fraction of a second only when it is not
+// zero, without trailing zeros: "-01:30:00", "100:00:00.5".
+func durationText(d time.Duration) string {
+	var b []byte
+	u := uint64(d)
+	if d < 0 {
+		b = append(b, '-')
+		u = -u
+	}
+	secs, frac := u/uint64(time.Second), u%uint64(time.Second)
+	h, m, s := secs/3600, secs/60%60, secs%60
+	if h < 10 {
+		b = append(b, '0')
+	}
+	b = strconv.AppendUint(b, h, 10)
+	b = append(b, ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10))
+	if frac != 0 {
+		f := strconv.AppendUint(nil, frac+uint64(time.Second), 10)[1:] // nine digits, leading zeros kept
+		b = append(append(b, '.'), bytes.TrimRight(f, "0")...)
+	}
+	return string(b)
 }
 
 // appendAnyString appends an expression's value as Canal writes values: a JSON string,
-// or null.
+// or null. A value appendAny writes as a string (a time, a duration) is that string;
+// anything else is the JSON text appendAny writes, as a string, as a JSON column's value
+// is: ["A","1"] gives "[\"A\",\"1\"]".
 func appendAnyString(b []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...)
-	case string:
-		return appendString(b, x)
+	if s, ok := v.(string); ok {
+		return appendString(b, s)
 	}
-	return appendString(b, string(appendAny(nil, v)))
+	return appendJSONIn(b, appendAny(nil, v), styleStrings)
 }

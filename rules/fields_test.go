@@ -1,9 +1,12 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stocksync/stocksync/canal"
 )
@@ -134,6 +137,65 @@ func TestMisspeltNamesAreNamed(t *testing.T) {
 	}{{"qty", "qty", 0}, {"qyt", "qty", 1}, {"befor", "before", 1}, {"chnaged", "changed", 1}, {"", "ab", 2}, {"sku", "qty", 3}, {"ab", "ba", 1}} {
 		if got := editDistance(tc.a, tc.b); got != tc.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestComputedFieldsOfEveryTypeAreJSON: a computed field is written as JSON of its
+// value's type, whatever expr function gave it: a list (split, a range) as an array, a
+// map (groupBy) as an object, a time (date) as RFC 3339 in UTC and a duration as a TIME
+// column's text, as topics.md writes columns of those types; canal writes each as one
+// JSON string, a list as its JSON text (as a JSON column), a time as its text, never
+// quoted twice.
+func TestComputedFieldsOfEveryTypeAreJSON(t *testing.T) {
+	fields := `{parts: 'split(row.sku, "-")', day: 'date("2024-01-02")', took: 'date("2024-01-02T10:30:00.25Z") - date("2024-01-02")', ` +
+		`late: 'date("2024-01-01") - date("2024-01-05T01:00:00Z")', odd: 'groupBy([1, 2, 3], # % 2)', span: '1..3'}`
+	want := map[string]string{
+		"debezium": `{"parts":["A","1"],"day":"2024-01-02T00:00:00Z","took":"10:30:00.25","late":"-97:00:00","odd":{"0":[2],"1":[1,3]},"span":[1,2,3]}`,
+		"maxwell":  `{"parts":["A","1"],"day":"2024-01-02T00:00:00Z","took":"10:30:00.25","late":"-97:00:00","odd":{"0":[2],"1":[1,3]},"span":[1,2,3]}`,
+		"canal":    `{"parts":"[\"A\",\"1\"]","day":"2024-01-02T00:00:00Z","took":"10:30:00.25","late":"-97:00:00","odd":"{\"0\":[2],\"1\":[1,3]}","span":"[1,2,3]"}`,
+	}
+	tbl := &canal.Table{Schema: "shop", Name: "s", PrimaryKey: []int{0}, Columns: []canal.Column{
+		{Name: "id", Kind: canal.KindInt}, {Name: "sku", Kind: canal.KindString}}}
+	for _, format := range []string{"debezium", "maxwell", "canal"} {
+		set := mustParse(t, "rules:\n  - name: f\n    match: {table: shop.s}\n    topic: t\n    format: "+format+"\n    fields: "+fields+"\n")
+		e := newTestEngine(set)
+		var out recorder
+		if err := e.Row(t.Context(), &canal.RowChange{Op: canal.OpCreate, Table: tbl, After: []any{int64(1), "A-1"}, Source: src(0)}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if e.EvalErrors() != 0 || len(out.msgs) != 1 {
+			t.Fatalf("%s: %d eval errors, %d messages", format, e.EvalErrors(), len(out.msgs))
+		}
+		var msg map[string]json.RawMessage
+		if err := json.Unmarshal(out.msgs[0].Value, &msg); err != nil {
+			t.Fatalf("%s: %v: %s", format, err, out.msgs[0].Value)
+		}
+		image := msg["after"]
+		switch format {
+		case "maxwell":
+			image = msg["data"]
+		case "canal":
+			image = msg["data"][1 : len(msg["data"])-1]
+		}
+		if string(image) != want[format] {
+			t.Errorf("%s:\n got %s\nwant %s", format, image, want[format])
+		}
+	}
+}
+
+// TestDurationText: a duration is written as the server writes a TIME value.
+func TestDurationText(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                                    "00:00:00",
+		90 * time.Minute:                     "01:30:00",
+		-90 * time.Second:                    "-00:01:30",
+		100*time.Hour + 500*time.Millisecond: "100:00:00.5",
+		time.Second + time.Nanosecond:        "00:00:01.000000001",
+		time.Duration(math.MinInt64):         "-2562047:47:16.854775808",
+	} {
+		if got := durationText(d); got != want {
+			t.Errorf("durationText(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -45,6 +45,9 @@ type rulePlan struct {
 	groupKeys [][]byte
 	sumIdx    []int
 	sumKinds  []canal.ColumnKind
+	// groupBinary is, per group column, whether it is binary (group.binary); nil when
+	// none is.
+	groupBinary []bool
 	// sumTypes is the classes of the summed columns (planSumTypes); typesChecked the
 	// rule state last found to hold them for this table.
 	sumTypes     string
@@ -152,6 +155,14 @@ func planRule(r *Rule, ti *tableInfo) *rulePlan {
 	}
 	if r.Stateful() {
 		rp.groupIdx, rp.groupKeys = rp.keyIdx, rp.keyKeys
+		for i, idx := range rp.groupIdx {
+			if idx >= 0 && t.Columns[idx].Kind == canal.KindBytes {
+				if rp.groupBinary == nil {
+					rp.groupBinary = make([]bool, len(rp.groupIdx))
+				}
+				rp.groupBinary[i] = true
+			}
+		}
 	}
 	for _, s := range r.sums {
 		i := index(s.column)

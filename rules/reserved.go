@@ -20,7 +20,8 @@ type ReservedTopic struct {
 // none): the consumers of that topic would read the rule's messages with the daemon's
 // own. A template counts as able to: its literal text fits around the reserved name, and
 // each placeholder could hold the part in between ({op} one of the four ops, {schema} and
-// {table} a name one of the rule's globs matches, a column any value), so that no message
+// {table} a name one of the rule's globs matches, a column any value, a group_by column
+// named op, schema or table included), so that no message
 // of the rule can ever land there; the check is made before the rule runs, not on each
 // message.
 func (s *Set) CheckReservedTopics(reserved []ReservedTopic) error {
@@ -66,15 +67,17 @@ func (r *Rule) couldFill(parts []rulefmt.TemplatePart, name string) bool {
 	return false
 }
 
-// couldHold reports whether placeholder {name} could be filled with value.
+// couldHold reports whether placeholder {name} could be filled with value. In an
+// aggregate or transition rule every placeholder is a group_by column (the engine's
+// groupTopic), {op}, {schema} and {table} too, and a column could hold any value.
 func (r *Rule) couldHold(name, value string) bool {
+	if slices.Contains(r.groupBy, name) {
+		return true
+	}
 	switch name {
 	case "op":
 		return slices.Contains([]string{"insert", "update", "delete", "read"}, value)
 	case "schema", "table":
-		if slices.Contains(r.groupBy, name) {
-			return true // a group_by column of that name
-		}
 		for _, g := range r.globs {
 			schema, table, _ := strings.Cut(g, ".")
 			glob := schema

@@ -8,7 +8,9 @@ import (
 
 // TestCheckReservedTopics: a rule whose topic is the heartbeat or checkpoint topic, or a
 // template that could be filled in as one, is refused at its topic's line, naming the
-// rule and the config key; a template whose literal text, ops or globs rule it out is not.
+// rule and the config key (in an aggregate rule grouping by a column named op, {op} is
+// that column's value, any value); a template whose literal text, ops or globs rule it
+// out is not.
 func TestCheckReservedTopics(t *testing.T) {
 	set := mustParse(t, `
 rules:
@@ -30,6 +32,12 @@ rules:
     group_by: [sku_id]
     sum: {sellable: qty}
     topic: "stocksync.check{sku_id}"
+  - name: by-op-column
+    match: {table: "shop.ops"}
+    emit: aggregate
+    group_by: [op]
+    sum: {n: qty}
+    topic: "stocksync.{op}"
   - name: fine
     match: {table: "inventory.sellable_shard"}
     topic: product.stock
@@ -45,6 +53,8 @@ rules:
 		`rules.yaml:8:12: rule "per-table": topic "{schema}.{table}" could be filled in as "stocksync.heartbeats", kafka.heartbeat_topic,`,
 		`rules.yaml:8:12: rule "per-table": topic "{schema}.{table}" could be filled in as "stocksync.checkpoints", kafka.checkpoint_topic,`,
 		`rules.yaml:20:12: rule "per-sku": topic "stocksync.check{sku_id}" could be filled in as "stocksync.checkpoints", kafka.checkpoint_topic,`,
+		`rules.yaml:26:12: rule "by-op-column": topic "stocksync.{op}" could be filled in as "stocksync.heartbeats", kafka.heartbeat_topic,`,
+		`rules.yaml:26:12: rule "by-op-column": topic "stocksync.{op}" could be filled in as "stocksync.checkpoints", kafka.checkpoint_topic,`,
 	}
 	if len(errs) != len(want) {
 		t.Fatalf("got %d problems, want %d:\n%v", len(errs), len(want), err)

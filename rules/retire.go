@@ -34,6 +34,8 @@ type savedGroup struct {
 	DB    string          `json:"db"`
 	Table string          `json:"table"`
 	Topic string          `json:"topic"`
+	// Binary are the group_by columns that are binary (group.binary).
+	Binary []string `json:"binary"`
 	// sums, in the order they were written.
 	sums []namedRaw
 }
@@ -278,6 +280,7 @@ func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key str
 		return sinks.Message{}, false
 	}
 	g.srcTable, g.src = ti, src
+	g.binary = binaryColumns(cols, old.Binary)
 	topic := old.Topic
 	if topic == "" {
 		var ok bool

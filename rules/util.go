@@ -20,8 +20,6 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-func fmtAny(v any) string { return fmt.Sprint(v) }
-
 // maxColumnsShown is how many of a table's columns columnsHint names.
 const maxColumnsShown = 30
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -219,12 +220,15 @@ values the file's changes of its table give it: integers int, other numbers floa
 column holding both is float, as 5 then 4.5), strings string, objects, lists and
 booleans json; null says nothing, and a column null in every change is a string. A
 column holding a number in one change and a string in another is refused: give its
-table's changes columns. Kinds are the
+table's changes columns. So is a column given two kinds in changes of one table (in
+their columns, or given in one and guessed in another): only an ALTER TABLE changes a
+column's kind, and rules test runs no seed after one. Kinds are the
 canal.ColumnKind names: int uint float decimal string bytes date datetime time json
 enum set bit year. Changes are numbered from 1 in the output. Aggregate and transition rules start from empty state: give a
 group's rows (op read, as the first start's snapshot reads them) in a first transaction
-before changing them. The rules' failures at run time (an expression, a topic) are
-printed on stderr.`,
+before changing them. A mistake in EVENT.json names the change it is in
+("transaction 2: change 1"), a JSON syntax error its line and column. The rules'
+failures at run time (an expression, a topic) are printed on stderr.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := rules.Load(args[0])
@@ -383,13 +387,23 @@ type testEvent struct {
 // parseTestEvents reads the transactions of `rules test`: one change (one transaction of
 // it), a list of changes (one transaction), or a list of transactions, each a list of
 // changes. guessed holds, for each table whose kinds it guessed (guessKinds), a note
-// saying how.
+// saying how. A syntax error names its line and column; any other mistake, the change it
+// is in (changePlace).
 func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal.Table]string, err error) {
-	var events [][]testEvent
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
+	var all json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			line, col := lineColumn(data, syntax.Offset)
+			return nil, nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
+		}
+		return nil, nil, err
+	}
+	// raw are the changes of each transaction, as written.
+	var raw [][]json.RawMessage
+	if all[0] == '[' {
 		var items []json.RawMessage
-		if err := json.Unmarshal(trimmed, &items); err != nil {
+		if err := json.Unmarshal(all, &items); err != nil {
 			return nil, nil, err
 		}
 		lists := 0
@@ -400,24 +414,28 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 		}
 		switch lists {
 		case 0:
-			var list []testEvent
-			if err := decodeEvents(trimmed, &list); err != nil {
-				return nil, nil, err
-			}
-			events = [][]testEvent{list}
+			raw = [][]json.RawMessage{items}
 		case len(items):
-			if err := decodeEvents(trimmed, &events); err != nil {
-				return nil, nil, err
+			raw = make([][]json.RawMessage, len(items))
+			for ti, item := range items {
+				if err := json.Unmarshal(item, &raw[ti]); err != nil {
+					return nil, nil, fmt.Errorf("transaction %d: %w", ti+1, err)
+				}
 			}
 		default:
 			return nil, nil, errors.New("a list holding both changes and lists: give a list of changes (one transaction) or a list of lists of changes (one transaction each)")
 		}
 	} else {
-		var one testEvent
-		if err := decodeEvents(trimmed, &one); err != nil {
-			return nil, nil, err
+		raw = [][]json.RawMessage{{all}}
+	}
+	events := make([][]testEvent, len(raw))
+	for ti, changes := range raw {
+		events[ti] = make([]testEvent, len(changes))
+		for i, change := range changes {
+			if err := decodeEvent(change, &events[ti][i]); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", changePlace(len(raw), ti, i), err)
+			}
 		}
-		events = [][]testEvent{{one}}
 	}
 	guesses, err := guessKinds(events)
 	if err != nil {
@@ -426,6 +444,7 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 	txns = make([][]*canal.RowChange, len(events))
 	guessed = map[*canal.Table]string{}
 	tables := map[string]*canal.Table{}
+	kinds := tableKinds{}
 	for ti, txnEvents := range events {
 		rowsOf := map[*canal.Table]int{} // Source.Row counts a transaction's changes per table, as the stream does
 		for i, ev := range txnEvents {
@@ -433,6 +452,9 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 			c, err := ev.change(tables, g)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", changePlace(len(events), ti, i), err)
+			}
+			if err := kinds.check(c.Table, len(ev.Columns) == 0, changePlace(len(events), ti, i)); err != nil {
+				return nil, nil, err
 			}
 			if _, noted := guessed[c.Table]; !noted && len(ev.Columns) == 0 {
 				guessed[c.Table] = g.note(c.Table.FullName())
@@ -446,6 +468,63 @@ func parseTestEvents(data []byte) (txns [][]*canal.RowChange, guessed map[*canal
 		}
 	}
 	return txns, guessed, nil
+}
+
+// lineColumn is the line and column (from 1, in characters) of the byte a JSON decoder's
+// error offset names: the one it had just read when it found the error, or the end of
+// data when it read all of it (unexpected end of JSON input).
+func lineColumn(data []byte, offset int64) (line, col int) {
+	at := max(int(offset)-1, 0)
+	if int(offset) >= len(data) {
+		at = len(data)
+	}
+	lineStart := bytes.LastIndexByte(data[:at], '\n') + 1
+	return bytes.Count(data[:at], []byte("\n")) + 1, utf8.RuneCount(data[lineStart:at]) + 1
+}
+
+// tableKinds are the kinds of each table's columns (by table, then column) as the first
+// change that has the column gives them, given or guessed, and where.
+type tableKinds map[string]map[string]givenKind
+
+type givenKind struct {
+	kind    canal.ColumnKind
+	guessed bool
+	where   string
+}
+
+func (g givenKind) String() string {
+	if g.guessed {
+		return g.kind.String() + " (guessed from its values)"
+	}
+	return g.kind.String()
+}
+
+// check refuses a column of t whose kind differs from the one an earlier change of its
+// table gave it: the stream changes a column's kind only at an ALTER TABLE, after which
+// an aggregate or transition rule summing it is seeded again from the table, which rules
+// test cannot do; it would run the rule as if the ALTER had happened, over sums of no
+// rows. guessed says t's kinds were guessed (the change has no "columns"); where is the
+// change's place.
+func (tk tableKinds) check(t *canal.Table, guessed bool, where string) error {
+	table := t.FullName()
+	cols := tk[table]
+	if cols == nil {
+		cols = map[string]givenKind{}
+		tk[table] = cols
+	}
+	for _, col := range t.Columns {
+		now := givenKind{kind: col.Kind, guessed: guessed, where: where}
+		was, ok := cols[col.Name]
+		switch {
+		case !ok:
+			cols[col.Name] = now
+		case was.kind != now.kind:
+			return fmt.Errorf("%s: column %s of %s is %s here and %s in %s: a column keeps its kind from change to change (only an ALTER TABLE "+
+				"changes it, and rules test runs no seed after one): give every change of %s the same kind for %s in \"columns\"",
+				where, col.Name, table, now, was, was.where, table, col.Name)
+		}
+	}
+	return nil
 }
 
 // changePlace names change i of transaction ti, of n transactions, as the output numbers
@@ -559,12 +638,12 @@ func (g *guessedKinds) note(table string) string {
 		table, strings.Join(kinds, ", "))
 }
 
-// decodeEvents decodes the events JSON data into v, refusing keys a change does not have
-// (a misspelt "columns" would otherwise have the kinds guessed).
-func decodeEvents(data []byte, v any) error {
+// decodeEvent decodes one change, refusing keys a change does not have (a misspelt
+// "columns" would otherwise have the kinds guessed).
+func decodeEvent(data []byte, ev *testEvent) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	return dec.Decode(ev)
 }
 
 var kindByName = func() map[string]canal.ColumnKind {

@@ -142,6 +142,59 @@ func TestRulesTestSaysWhichKindsItGuessed(t *testing.T) {
 	}
 }
 
+// TestRulesTestRefusesAKindThatChangesBetweenChanges: a column given one kind in some
+// changes of its table and another in others (DECIMAL in the reads, float in the
+// updates, or a kind guessed from the values beside one given in "columns") is refused
+// before anything runs, naming the table, the column, both kinds and both changes. It
+// was taken for an ALTER TABLE: an aggregate rule prepared a seed that rules test never
+// runs, published a stock of 4.5 as gone (the flag false), and exited 0.
+func TestRulesTestRefusesAKindThatChangesBetweenChanges(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.json")
+	cols := func(qty string) string {
+		return `"columns":[{"name":"sku_id","kind":"string"},{"name":"shard","kind":"int"},{"name":"qty","kind":"` + qty + `"}],"primary_key":["sku_id","shard"],`
+	}
+	for _, tc := range []struct{ update, want string }{
+		{cols("float"), `transaction 2: change 1: column qty of inventory.sellable_shard is float here and decimal in transaction 1: change 1: ` +
+			`a column keeps its kind from change to change (only an ALTER TABLE changes it, and rules test runs no seed after one): ` +
+			`give every change of inventory.sellable_shard the same kind for qty in "columns"`},
+		{"", `transaction 2: change 1: column qty of inventory.sellable_shard is float (guessed from its values) here and decimal in transaction 1: change 1: `},
+	} {
+		writeFile(t, events, `[[{"schema":"inventory","table":"sellable_shard","op":"read",`+cols("decimal")+`"after":{"sku_id":"A1","shard":0,"qty":"5.50"}}],
+ [{"schema":"inventory","table":"sellable_shard","op":"update",`+tc.update+`"before":{"sku_id":"A1","shard":0,"qty":5.5},"after":{"sku_id":"A1","shard":0,"qty":4.5}}]]`)
+		stdout, _, err := runRulesCLI(t, "test", "../../examples/rules.yaml", "--event", events)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v\nwant …%s…", err, tc.want)
+		}
+		if stdout != "" {
+			t.Errorf("something ran before the kinds were refused:\n%s", stdout)
+		}
+	}
+}
+
+// TestRulesTestEventErrorsSayWhere: a mistake in an events file names the change it is
+// in (a misspelt key, a value of the wrong type, a missing table), and a JSON syntax
+// error its line and column, so that the 40th change of a long file is found.
+func TestRulesTestEventErrorsSayWhere(t *testing.T) {
+	dir := t.TempDir()
+	events := filepath.Join(dir, "events.json")
+	read := `{"schema":"inventory","table":"sellable_shard","op":"read","after":{"sku_id":"A1","shard":0,"qty":1}}`
+	for _, tc := range []struct{ events, want string }{
+		{"[[" + read + "],\n [" + read + `, {"schema":"inventory","table":"sellable_shard","op":"read","colums":[],"after":{"sku_id":"A1","shard":1,"qty":1}}]]`,
+			`transaction 2: change 2: json: unknown field "colums"`},
+		{"[" + read + `, {"schema":"inventory","table":"sellable_shard","op":"read","source":{"pos":"x"},"after":{"sku_id":"A1","shard":1,"qty":1}}]`,
+			`change 2: json: cannot unmarshal string into Go struct field`},
+		{`{"schema":"inventory","op":"read","after":{"sku_id":"A1"}}`, `change 1: schema and table are required`},
+		{"[" + read + ",\n  {\"schema\":\"inventory\" \"table\":\"sellable_shard\"}]", `line 2, column 25: invalid character '"' after object key:value pair`},
+		{"[" + read + ",\n", `line 2, column 1: unexpected end of JSON input`},
+	} {
+		writeFile(t, events, tc.events)
+		if _, _, err := runRulesCLI(t, "test", "../../examples/rules.yaml", "--event", events); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n got %v\nwant …%s…", tc.events, err, tc.want)
+		}
+	}
+}
+
 // TestRulesTestTransactions: an events file that is a list of lists runs each list as
 // one transaction, the state carried over; an update of a row no earlier change gave is
 // flagged; a list mixing changes and lists is refused.

@@ -35,17 +35,21 @@ type aliasExpander struct {
 	brought int
 	tooMany bool
 	errs    []aliasError
+	// merged are, per mapping expanded, the keys it takes through a merge key.
+	merged map[*yaml.Node][]string
 }
 
 // expandAliases returns n with every alias replaced by (a copy of) the node it names and
 // every merge key by the keys it merges, and the problems met: an alias inside its own
 // anchor's value, a merge key whose value is not a mapping or a list of them, aliases
-// bringing in more than maxAliasNodes nodes. Mappings and lists are copied, scalars
-// shared; n itself is not changed.
-func expandAliases(n *yaml.Node) (*yaml.Node, []aliasError) {
-	x := &aliasExpander{inside: map[*yaml.Node]bool{}}
+// bringing in more than maxAliasNodes nodes; and, per mapping of the result, the keys it
+// takes through a merge key (a value there is written elsewhere, which a problem with it
+// being in this mapping must say). Mappings and lists are copied, scalars shared; n
+// itself is not changed.
+func expandAliases(n *yaml.Node) (*yaml.Node, []aliasError, map[*yaml.Node][]string) {
+	x := &aliasExpander{inside: map[*yaml.Node]bool{}, merged: map[*yaml.Node][]string{}}
 	out := x.node(n, false)
-	return out, x.errs
+	return out, x.errs, x.merged
 }
 
 func (x *aliasExpander) errorf(at *yaml.Node, format string, args ...any) {
@@ -133,6 +137,7 @@ func (x *aliasExpander) mapping(n *yaml.Node, viaAlias bool) *yaml.Node {
 				}
 				if mk.Kind == yaml.ScalarNode {
 					merged[mk.Value] = true
+					x.merged[&c] = append(x.merged[&c], mk.Value)
 				}
 				c.Content = append(c.Content, mk, m.Content[j+1])
 			}

@@ -164,7 +164,7 @@ func Parse(file string, data []byte) (*File, error) {
 		return f, Errors{{File: file, Msg: "empty file: expected a mapping with a rules list"}}
 	}
 	p.oneDocument(dec, data, doc.Line)
-	root, aliasErrs := expandAliases(doc.Content[0])
+	root, aliasErrs, merged := expandAliases(doc.Content[0])
 	for _, e := range aliasErrs {
 		p.errorf(e.at, "%s", e.msg)
 	}
@@ -193,9 +193,20 @@ func Parse(file string, data []byte) (*File, error) {
 				continue
 			}
 			if r.Name.Value != "" {
-				if first, dup := seen[r.Name.Value]; dup {
+				first, dup := seen[r.Name.Value]
+				switch {
+				case dup && (slices.Contains(merged[item], "name") || r.Name.Pos == first):
+					// Not written in this rule, but brought in from another: reported at this
+					// rule, which both labels name alike, as the one that needs a name.
+					how := "an alias"
+					if slices.Contains(merged[item], "name") {
+						how = "its merge key (<<)"
+					}
+					p.errorf(r.Pos, "%s (rules[%d]): name: taken through %s from line %d, and already the name of the rule at line %d: give this rule a name: of its own",
+						r.Label(), r.Index, how, r.Name.Pos.Line, first.Line)
+				case dup:
 					p.errorf(r.Name.Pos, "%s: name: already the name of the rule at line %d (each rule needs its own name)", r.Label(), first.Line)
-				} else {
+				default:
 					seen[r.Name.Value] = r.Name.Pos
 				}
 			}

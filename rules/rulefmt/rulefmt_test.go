@@ -260,3 +260,46 @@ func TestParseTakesEveryColumnNameMySQLTakes(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateNameTakenFromAnotherRuleIsReportedAtTheRuleThatTakesIt: a rule that takes
+// its name through a merge key (<<: *stock) or an alias (name: *n) and writes none of its
+// own duplicates the rule it takes it from; the problem is reported at the rule that takes
+// it, saying how, not at the first rule's name as a duplicate of itself.
+func TestDuplicateNameTakenFromAnotherRuleIsReportedAtTheRuleThatTakesIt(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"merge key", `rules:
+  - &stock
+    name: product-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+  - <<: *stock
+    emit: transition
+    value: "sellable > 0"
+    topic: search.availability
+`, `r.yaml:9:5: rule "product-stock" (rules[1]): name: taken through its merge key (<<) from line 3, and already the name of the rule at line 3: give this rule a name: of its own`},
+		{"alias", `rules:
+  - name: &n stock
+    match: {table: shop.s}
+    topic: t
+  - name: *n
+    match: {table: shop.s}
+    topic: u
+`, `r.yaml:5:5: rule "stock" (rules[1]): name: taken through an alias from line 2, and already the name of the rule at line 2: give this rule a name: of its own`},
+		{"written twice", `rules:
+  - {name: stock, match: {table: shop.s}, topic: t}
+  - {name: stock, match: {table: shop.s}, topic: u}
+`, `r.yaml:3:12: rule "stock": name: already the name of the rule at line 2 (each rule needs its own name)`},
+	} {
+		_, err := Parse("r.yaml", []byte(tc.src))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: got\n%v\nwant\n%s", tc.name, err, tc.want)
+		}
+	}
+	// A rule that merges another's keys and writes its own name is fine.
+	if _, err := Parse("r.yaml", []byte("rules:\n  - &s {name: a, match: {table: shop.s}, topic: t}\n  - {<<: *s, name: b}\n")); err != nil {
+		t.Errorf("a merge with a name of its own: %v", err)
+	}
+}
