@@ -203,14 +203,7 @@ func appendAny(b []byte, v any) []byte {
 		}
 		return append(b, ']')
 	case []string:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, e)
-		}
-		return append(b, ']')
+		return appendNames(b, x)
 	case map[string]any:
 		keys := sortedKeys(x)
 		b = append(b, '{')
