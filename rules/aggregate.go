@@ -725,6 +725,7 @@ func (g *group) appendTopicValue(b []byte, i int) []byte {
 	return append(b, g.body[span[0]:span[1]]...)
 }
 
+// appendNames writes names as a JSON array of strings.
 func appendNames(b []byte, names []string) []byte {
 	b = append(b, '[')
 	for i, n := range names {
