@@ -13,7 +13,6 @@ import (
 
 	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/httpapi"
-	"github.com/stocksync/stocksync/internal/sqlconn"
 	"github.com/stocksync/stocksync/inventory"
 )
 
@@ -23,7 +22,7 @@ import (
 // binlog pipeline runs on.
 func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, reg prometheus.Registerer, log *zap.Logger) (func(), error) {
 	db, err := inventory.Open(ctx, cfg)
-	if sqlconn.ErrorNumber(err) == 1049 { // unknown database
+	if errors.Is(err, inventory.ErrNoDatabase) {
 		log.Warn("inventory API disabled: the inventory database does not exist", zap.String("inventory.database", cfg.Inventory.Database), zap.Error(err))
 		mux.Handle("/v1/", schemaMissing(err, cfg.HTTP.Token))
 		return func() {}, nil
