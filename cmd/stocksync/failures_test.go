@@ -157,6 +157,11 @@ func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
 		t.Fatalf("the daemon exited:\n%s", d.output.String())
 	default:
 	}
+	// The restart dropped the lock with its connection: the daemon says that nobody
+	// holds it as it takes it again, not that it waits for a holder named "".
+	if log := d.output.String(); !strings.Contains(log, "taking the checkpoint's lock again: no connection holds it") || strings.Contains(log, `"held_by":""`) {
+		t.Errorf("the daemon's log of taking its lock again after the restart:\n%s\nwant it to say no connection held it, and no empty held_by", log)
+	}
 	db = s.mysql.Open(t, s.db) // the old pool's connections died with the server
 	for i := 100; i < 200; i++ {
 		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock_r VALUES (%d, 2)", i))
