@@ -162,7 +162,8 @@ func (s *Server) Resumable(ctx context.Context, pos Position) error {
 // Distance is how far a position is behind another, later one of the same server.
 type Distance struct {
 	// Bytes of binlog between them, by the sizes SHOW BINARY LOGS lists; -1 when the
-	// earlier position's file is not listed (purged, another server's, or none).
+	// earlier position's file is not listed (purged, another server's, or none), or
+	// when the later one comes before it there (a file begun again by RESET MASTER).
 	Bytes int64 `json:"bytes"`
 	// Files is how many binlog files begin after the earlier position's; -1 as Bytes.
 	Files int `json:"files"`
@@ -191,17 +192,23 @@ func (s *Server) Behind(ctx context.Context, pos, later Position, ownTables []st
 	}
 	if i := slices.IndexFunc(files, func(f BinlogFile) bool { return f.Name == pos.File }); i >= 0 {
 		d.Bytes, d.Files = -int64(pos.Pos), 0
+		reached := false
 		for j, f := range files[i:] {
 			if j > 0 {
 				d.Files++
 			}
 			if f.Name == later.File {
 				d.Bytes += int64(later.Pos)
+				reached = true
 				break
 			}
 			d.Bytes += int64(f.Size)
 		}
-		d.Bytes = max(d.Bytes, 0)
+		if !reached || d.Bytes < 0 {
+			// later is before pos: not one history (pos's file was begun again, by
+			// RESET MASTER), and no distance at all rather than "0 bytes".
+			d.Bytes, d.Files = -1, -1
+		}
 	}
 	if s.Flavor == "mariadb" && pos.GTIDSet != "" && later.GTIDSet != "" {
 		from, err1 := mysql.ParseMariadbGTIDSet(pos.GTIDSet)

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/stocksync/stocksync/internal/sqlconn"
 )
 
 // BinlogRetention is what the server's binlogs still hold of the changes after a position.
@@ -82,6 +84,32 @@ func beyondNewest(pos Position, files []string) error {
 	return notInHistory(pos, fmt.Sprintf("its file %s is newer than the server's newest binlog, %s", pos.File, newestFile))
 }
 
+// beyondEnd returns ErrNotInHistory when pos's file is listed (the server's binlogs with
+// their sizes) but ends before pos: a file of that name was begun again (RESET MASTER) and
+// has not grown as far. Only positions without GTIDs need it: with GTIDs on MariaDB,
+// checkGTIDsAt finds no event ending there.
+func beyondEnd(pos Position, listed []BinlogFile) error {
+	i := slices.IndexFunc(listed, func(f BinlogFile) bool { return f.Name == pos.File })
+	if i < 0 || uint64(pos.Pos) <= listed[i].Size {
+		return nil
+	}
+	return notInHistory(pos, fmt.Sprintf("the server's binlog %s ends at %d, before its position", pos.File, listed[i].Size))
+}
+
+// eventBeginsAt returns ErrNotInHistory when the server's binlog pos.File, listed and
+// at least pos.Pos long, has no event beginning at pos.Pos (SHOW BINLOG EVENTS refuses to
+// read from there, 1220): a file of that name was begun again and has grown past the
+// position since. Only positions without GTIDs need it (see beyondEnd). Any other error
+// is left to the stream to meet: this check must not refuse a server that a user without
+// the right to read its binlog events could stream from before.
+func (s *Server) eventBeginsAt(ctx context.Context, pos Position) error {
+	_, err := s.binlogEvents(ctx, pos.File, uint64(pos.Pos), 1)
+	if sqlconn.ErrorNumber(err) == 1220 { // ER_ERROR_WHEN_EXECUTING_COMMAND: "Wrong offset or I/O error"
+		return notInHistory(pos, fmt.Sprintf("no event of the server's binlog %s begins at %d", pos.File, pos.Pos))
+	}
+	return nil
+}
+
 // binlogNumber splits a binlog file name, binlog.000009, into its base name and number.
 func binlogNumber(name string) (base string, number uint64, ok bool) {
 	dot := strings.LastIndexByte(name, '.')
@@ -109,7 +137,9 @@ func binlogNumber(name string) (base string, number uint64, ok bool) {
 //
 // A position that is not in the server's history is refused with ErrNotInHistory (a
 // purge of the files before it is not that: those are judged as above): one whose file is
-// not listed and is newer than the newest listed, of the same base name, and, on MariaDB,
+// not listed and is newer than the newest listed, of the same base name; without a GTID
+// set, one whose file is listed but ends before the position or has no event beginning
+// there; and, on MariaDB,
 // one held by its GTID set whose file is listed but where BINLOG_GTID_POS(file, pos) is not
 // the position's GTID in each of its replication domains (or not a point between events).
 // Those file checks are made without a GTID set, and on MariaDB for a set the server wrote
@@ -117,9 +147,16 @@ func binlogNumber(name string) (base string, number uint64, ok bool) {
 // this one), on MySQL with GTIDs, or without a file name is judged by its GTID set alone.
 func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, error) {
 	if pos.GTIDSet == "" {
-		files, err := s.BinlogFiles(ctx)
+		listed, err := s.BinlogFileSizes(ctx)
+		files := binlogNames(listed)
 		if err == nil {
 			err = beyondNewest(pos, files)
+		}
+		if err == nil {
+			err = beyondEnd(pos, listed)
+		}
+		if err == nil && slices.Contains(files, pos.File) {
+			err = s.eventBeginsAt(ctx, pos)
 		}
 		if err != nil {
 			return BinlogRetention{Files: files, Older: -1}, err

@@ -230,6 +230,15 @@ func TestRetentionRefusesAPositionOfARewoundHistory(t *testing.T) {
 	inAnEvent := canal.Position{File: checkpoint.File, Pos: checkpoint.Pos + 1, GTIDSet: checkpoint.GTIDSet}
 	refused("the file of its name back, no event ending at the position", inAnEvent,
 		fmt.Sprintf("the server's binlog %s has no event that ends at %d", checkpoint.File, inAnEvent.Pos))
+	// Without GTIDs (as a server without them keeps a checkpoint), by the file alone.
+	pastItsEnd := canal.Position{File: checkpoint.File, Pos: now.Pos + 100000}
+	refused("no GTIDs, the file of its name back, shorter than the position", pastItsEnd,
+		fmt.Sprintf("the server's binlog %s ends at ", checkpoint.File), "before its position")
+	refused("no GTIDs, the file of its name back, no event beginning at the position", canal.Position{File: checkpoint.File, Pos: 5}, // inside its Format_desc
+		fmt.Sprintf("no event of the server's binlog %s begins at 5", checkpoint.File))
+	if d, err := server.Behind(t.Context(), pastItsEnd, now, nil); err != nil || d.Bytes != -1 || d.Files != -1 {
+		t.Errorf("Behind(%s, %s) = %+v, %v; want no distance in bytes or files (-1), not 0", pastItsEnd, now, d, err)
+	}
 
 	cleared := canal.Position{GTIDSet: checkpoint.GTIDSet} // as operations.md has a DBA clear it after a failover
 	for _, pos := range []canal.Position{now, {File: "promoted-bin.000042", Pos: 4, GTIDSet: checkpoint.GTIDSet}, cleared} {

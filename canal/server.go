@@ -321,11 +321,16 @@ func (s *Server) SourceAt(pos Position) Source {
 // BinlogFiles lists the binlog files the server still has, oldest first.
 func (s *Server) BinlogFiles(ctx context.Context) ([]string, error) {
 	listed, err := s.BinlogFileSizes(ctx)
+	return binlogNames(listed), err
+}
+
+// binlogNames are the names of listed, in its order.
+func binlogNames(listed []BinlogFile) []string {
 	files := make([]string, len(listed))
 	for i, f := range listed {
 		files[i] = f.Name
 	}
-	return files, err
+	return files
 }
 
 // BinlogFile is one binlog file the server has, as SHOW BINARY LOGS lists it.

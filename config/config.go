@@ -49,6 +49,33 @@ type Config struct {
 	// UnknownVariables says of each STOCKSYNC_* environment variable that sets no key (a
 	// misspelt one, say) that it is ignored, with the variable meant when it is plain.
 	UnknownVariables []string `mapstructure:"-"`
+
+	// given is every key (and section) the file or a STOCKSYNC_* variable sets, and
+	// positions the file's node of each key it has: read by Sets and ProblemAt, for
+	// checks made after Load (against the server, say) to place what they find as Load
+	// places its own problems.
+	given     map[string]bool
+	positions map[string]yaml.Node
+}
+
+// Sets reports whether the file or a STOCKSYNC_* variable sets key or, for a section such
+// as "inventory", the section or any key in it, rather than leaving it to Default: a
+// check that holds a value against the operator (serve's of inventory.database) asks
+// whether the operator gave it.
+func (c Config) Sets(key string) bool {
+	for k := range c.given {
+		if k == key || strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// ProblemAt is msg about key's value, placed where that value came from, as Load places
+// its problems: the variable that set it, else the file, at the key's line when the file
+// has it.
+func (c Config) ProblemAt(key, msg string) Problem {
+	return at(Problem{Key: key, Msg: msg}, c.File, c.positions)
 }
 
 // Source is the MySQL or MariaDB server whose binlog is read.
@@ -303,6 +330,15 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 	}
 	cfg.File = path
 	cfg.UnknownVariables = unknown
+	cfg.positions, cfg.given = positions, map[string]bool{}
+	for key := range positions {
+		cfg.given[key] = true
+	}
+	for _, key := range v.AllKeys() {
+		if _, set := envVar(key); set {
+			cfg.given[key] = true
+		}
+	}
 	if path != "" {
 		// The rules file and certificate files are relative to the config file.
 		dir := filepath.Dir(path)

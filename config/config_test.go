@@ -448,3 +448,32 @@ func TestReadmeConfigLoads(t *testing.T) {
 		t.Fatalf("README.md's configuration does not load:\n%v", err)
 	}
 }
+
+// TestSetsAndProblemAtTellWhatTheOperatorGave: Sets tells a key or section the file or a
+// variable gives from one left to Default, and ProblemAt places a problem found after
+// Load (by serve, against the server) where the value came from, as Load places its own.
+func TestSetsAndProblemAtTellWhatTheOperatorGave(t *testing.T) {
+	t.Setenv("STOCKSYNC_KAFKA_CLIENT_ID", "from-env")
+	cfg, err := load(t, "source: {addr: \"db:3306\"}\ninventory:\n  hold_ttl: 1m\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"inventory": true, "inventory.hold_ttl": true, "inventory.database": false,
+		"source": true, "kafka": true, "kafka.client_id": true, "kafka.brokers": false, "checkpoint": false, "http": false} {
+		if got := cfg.Sets(key); got != want {
+			t.Errorf("Sets(%q) = %v, want %v", key, got, want)
+		}
+	}
+	if got := cfg.ProblemAt("inventory.hold_ttl", "too short").String(); !strings.HasSuffix(got, "stocksync.yaml:3:13: inventory.hold_ttl: too short") {
+		t.Errorf("ProblemAt a key of the file = %q, want it at its line and column", got)
+	}
+	if got := cfg.ProblemAt("inventory.database", "missing").String(); !strings.HasSuffix(got, "stocksync.yaml: inventory.database: missing") {
+		t.Errorf("ProblemAt a key the file leaves to its default = %q, want the file without a line", got)
+	}
+	if got := cfg.ProblemAt("kafka.client_id", "bad").String(); got != "STOCKSYNC_KAFKA_CLIENT_ID: kafka.client_id: bad" {
+		t.Errorf("ProblemAt a key a variable sets = %q, want the variable named", got)
+	}
+	if Default().Sets("inventory") {
+		t.Error("Default().Sets(inventory) = true; want nothing set")
+	}
+}

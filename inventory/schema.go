@@ -32,6 +32,9 @@ var (
 	ErrSchemaTooNew = errors.New("inventory schema is newer than this binary knows")
 	// ErrSchemaTooOld means migrations are pending: run `stocksync migrate up`.
 	ErrSchemaTooOld = errors.New("inventory schema is older than this binary: run `stocksync migrate up`")
+	// ErrNoDatabase means inventory.database does not exist on the server (Open):
+	// `stocksync migrate up` creates it and applies every migration.
+	ErrNoDatabase = errors.New("does not exist")
 )
 
 // SchemaVersionError is CheckSchema's answer when the database is not at this binary's
@@ -111,8 +114,9 @@ func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 	db.SetConnMaxLifetime(time.Hour)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		if sqlconn.ErrorNumber(err) == 1049 {
-			return nil, fmt.Errorf("inventory database %s does not exist on %s: run `stocksync migrate up`: %w", name, cfg.Source.Addr, err)
+		if sqlconn.ErrorNumber(err) == 1049 { // unknown database
+			return nil, fmt.Errorf("inventory database %s %w on %s: `stocksync migrate up` creates it and applies every migration (%w)",
+				name, ErrNoDatabase, cfg.Source.Addr, err)
 		}
 		return nil, fmt.Errorf("opening inventory database %s: %w", name, connectError(cfg, err))
 	}
@@ -121,11 +125,26 @@ func Open(ctx context.Context, cfg config.Config) (*sql.DB, error) {
 
 // newestMigration is the highest version among the embedded migrations.
 func newestMigration() (int64, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	list, err := Migrations()
 	if err != nil {
-		return 0, fmt.Errorf("listing embedded migrations: %w", err)
+		return 0, err
 	}
 	var newest int64
+	for _, m := range list {
+		newest = max(newest, m.Version)
+	}
+	return newest, nil
+}
+
+// Migrations lists the migrations embedded in this binary, oldest first, none of them
+// applied: what Status lists for a database that does not exist yet, without asking a
+// server.
+func Migrations() ([]MigrationStatus, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations") // sorted by name: by version
+	if err != nil {
+		return nil, fmt.Errorf("listing embedded migrations: %w", err)
+	}
+	var list []MigrationStatus
 	for _, e := range entries {
 		digits, _, ok := strings.Cut(e.Name(), "_")
 		if !ok {
@@ -133,11 +152,11 @@ func newestMigration() (int64, error) {
 		}
 		v, err := strconv.ParseInt(digits, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("embedded migration %s has no numeric version: %w", e.Name(), err)
+			return nil, fmt.Errorf("embedded migration %s has no numeric version: %w", e.Name(), err)
 		}
-		newest = max(newest, v)
+		list = append(list, MigrationStatus{Version: v, Name: e.Name()})
 	}
-	return newest, nil
+	return list, nil
 }
 
 func newProvider(db *sql.DB) (*goose.Provider, error) {

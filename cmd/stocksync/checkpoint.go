@@ -159,9 +159,12 @@ type checkpointReport struct {
 	Held    *bool  `json:"held,omitempty"`
 	Problem string `json:"problem,omitempty"`
 	// OlderFiles is how many binlogs are older than the one holding it (-1: unknown).
-	OlderFiles int             `json:"older_files"`
-	Server     string          `json:"server_position"` // the server's current position
-	Behind     *canal.Distance `json:"behind,omitempty"`
+	OlderFiles int    `json:"older_files"`
+	Server     string `json:"server_position"` // the server's current position
+	// Behind is absent with no checkpoint, and with one that is not a point of the
+	// server's binlog history (Problem: canal.ErrNotInHistory), whose distance to the
+	// server's position no binlog measures.
+	Behind *canal.Distance `json:"behind,omitempty"`
 	// Remembered (exactly-once) is the row of checkpoint.table that remembers a commit,
 	// at or before the checkpoint.
 	Remembered string `json:"remembered,omitempty"`
@@ -229,7 +232,10 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	gone := retention.Gone("checkpoint", pos)
 	switch {
 	case errors.Is(err, canal.ErrNotInHistory):
+		// No distance to the server's position: the binlog it would be counted in is
+		// another history's (print says so, after the problem).
 		r.Held, r.Problem = new(false), err.Error()
+		return r, nil
 	case err != nil:
 		return r, fmt.Errorf("checking that the server's binlogs hold checkpoint %s: %w", pos, err)
 	case gone != "":
@@ -302,6 +308,10 @@ func (r checkpointReport) print(w io.Writer) {
 		fmt.Fprintf(w, "  binlogs:    DO NOT hold it: %s\n", r.Problem)
 	}
 	fmt.Fprintf(w, "  server now: %s\n", r.Server)
+	if r.Behind == nil {
+		fmt.Fprintf(w, "  behind:     unknown: the checkpoint is %s (binlogs, above)\n", canal.ErrNotInHistory)
+		return
+	}
 	var behind []string
 	switch saves := r.Behind.CheckpointSaves; {
 	case r.Behind.Transactions < 0:

@@ -211,3 +211,65 @@ func TestCheckpointSetRefusesWhileXATransactionsArePrepared(t *testing.T) {
 	}
 	conn.Close() // MariaDB keeps the transaction prepared
 }
+
+// TestCheckpointShowAfterResetMasterMeasuresNoDistance: after RESET MASTER the checkpoint
+// is not a point of the server's binlog history, whether its file is gone (newer than the
+// newest) or back under its name but shorter than its position, or (without GTIDs) with
+// no event beginning there. `show` says so, in the words of the start's check, and gives
+// no distance to the server's position: no "0 bytes" or "0 transactions" behind, and no
+// "behind" in --json.
+func TestCheckpointShowAfterResetMasterMeasuresNoDistance(t *testing.T) {
+	m := testutil.StartPrivateMariaDB(t, "")
+	admin := m.Open(t, "")
+	schema := "ckptreset"
+	testutil.Exec(t, admin, "CREATE DATABASE "+schema, "CREATE TABLE "+schema+".t (id INT PRIMARY KEY, n INT)", "INSERT INTO "+schema+".t VALUES (1, 0)")
+	conf := filepath.Join(t.TempDir(), "stocksync.yaml")
+	writeFile(t, conf, fmt.Sprintf("source: {addr: %q, user: %q, password: %q, server_id: %d}\ncheckpoint: {table: %s.checkpoint, name: cli}\n",
+		m.Addr, m.User, m.Password, testutil.ServerID(), schema))
+	for range 2 {
+		testutil.Exec(t, admin, "FLUSH BINARY LOGS", "UPDATE "+schema+".t SET n = n + 1")
+	}
+	if out, err := runCheckpointCLI(t, conf, "set", "--current"); err != nil {
+		t.Fatalf("set --current: %v\n%s", err, out)
+	}
+	for range 20 { // the checkpoint well inside its file, past where the new history's file of its name ends
+		testutil.Exec(t, admin, "UPDATE "+schema+".t SET n = n + 1")
+	}
+	if out, err := runCheckpointCLI(t, conf, "set", "--current"); err != nil {
+		t.Fatalf("set --current: %v\n%s", err, out)
+	}
+	var file string
+	if err := admin.QueryRow("SELECT file FROM " + schema + ".checkpoint WHERE name = 'cli'").Scan(&file); err != nil || !strings.HasSuffix(file, ".000003") {
+		t.Fatalf("the checkpoint is in %q (%v); want the third binlog", file, err)
+	}
+	if out, err := runCheckpointCLI(t, conf, "show"); err != nil || !strings.Contains(out, "hold every change after it") || !strings.Contains(out, "behind:     ") {
+		t.Fatalf("show before the reset: %v\n%s", err, out)
+	}
+	shows := func(what string, why string) {
+		t.Helper()
+		out, err := runCheckpointCLI(t, conf, "show")
+		if err != nil {
+			t.Fatalf("%s: show: %v\n%s", what, err, out)
+		}
+		for _, want := range []string{"binlogs:    DO NOT hold it: not a position in the server's binlog history: " + why, "RESET MASTER",
+			"behind:     unknown: the checkpoint is not a position in the server's binlog history (binlogs, above)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: show lacks %q:\n%s", what, want, out)
+			}
+		}
+		if strings.Contains(out, "0 bytes") || strings.Contains(out, "0 transactions") {
+			t.Errorf("%s: show measures a distance to a position of another history:\n%s", what, out)
+		}
+		var shown checkpointReport
+		out, err = runCheckpointCLI(t, conf, "show", "--json")
+		if err != nil || json.Unmarshal([]byte(out), &shown) != nil || shown.Held == nil || *shown.Held || shown.Behind != nil {
+			t.Errorf("%s: show --json: %v\n%s\nwant held false and no behind", what, err, out)
+		}
+	}
+	testutil.Exec(t, admin, "RESET MASTER", "UPDATE "+schema+".t SET n = n + 1")
+	shows("its file gone", "its file "+file+" is newer than the server's newest binlog")
+	testutil.Exec(t, admin, "FLUSH BINARY LOGS", "FLUSH BINARY LOGS")
+	shows("its file back, shorter", "the server's binlog "+file+" has no event that ends at")
+	testutil.Exec(t, admin, "UPDATE "+schema+".checkpoint SET gtid_set = '' WHERE name = 'cli'") // as a server without GTIDs keeps it
+	shows("its file back, shorter, without GTIDs", "the server's binlog "+file+" ends at")
+}

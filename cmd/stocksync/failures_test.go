@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/inventory"
 )
 
 // The failure tests of issue 5: the broker gone and back, the source restarted, ALTER
@@ -155,6 +156,11 @@ func TestMySQLRestartReconnectsAndResumes(t *testing.T) {
 	case <-d.done:
 		t.Fatalf("the daemon exited:\n%s", d.output.String())
 	default:
+	}
+	// The restart dropped the lock with its connection: the daemon says that nobody
+	// holds it as it takes it again, not that it waits for a holder named "".
+	if log := d.output.String(); !strings.Contains(log, "taking the checkpoint's lock again: no connection holds it") || strings.Contains(log, `"held_by":""`) {
+		t.Errorf("the daemon's log of taking its lock again after the restart:\n%s\nwant it to say no connection held it, and no empty held_by", log)
 	}
 	db = s.mysql.Open(t, s.db) // the old pool's connections died with the server
 	for i := 100; i < 200; i++ {
@@ -795,6 +801,53 @@ func TestAFailureWithoutConfigSaysNoneWasGiven(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no --config was given: the defaults and STOCKSYNC_* variables were used") {
 		t.Fatalf("migrate up without --config against a closed port: %v\n%s\nwant the failure to say no --config was given", err, out)
+	}
+}
+
+// TestMigrateStatusOfAMissingDatabaseListsEveryMigrationPending: `migrate status` of an
+// inventory.database that does not exist lists every embedded migration as pending and
+// exits 1 saying the database does not exist and that `migrate up` creates it, which it
+// then does.
+func TestMigrateStatusOfAMissingDatabaseListsEveryMigrationPending(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	name, _ := m.FreshDatabase(t, "migstatus") // dropped below; dropped again at the end, once migrate up made it
+	testutil.Exec(t, m.Open(t, ""), "DROP DATABASE "+name)
+	env := append(os.Environ(), "STOCKSYNC_SOURCE_ADDR="+m.Addr, "STOCKSYNC_SOURCE_USER="+m.User,
+		"STOCKSYNC_SOURCE_PASSWORD="+m.Password, "STOCKSYNC_INVENTORY_DATABASE="+name)
+	status := func() (stdout, stderr string, err error) {
+		t.Helper()
+		cmd := exec.Command(binary, "migrate", "status")
+		cmd.Env = env
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err = cmd.Run()
+		return out.String(), errOut.String(), err
+	}
+	migrations, err := inventory.Migrations()
+	if err != nil || len(migrations) == 0 {
+		t.Fatalf("the embedded migrations: %v, %v", migrations, err)
+	}
+	out, errOut, err := status()
+	if err == nil || !strings.HasPrefix(out, "VERSION") || strings.Count(out, "pending") != len(migrations) {
+		t.Fatalf("migrate status of a missing database: %v\n%s%s\nwant exit 1 and the %d migrations listed, each pending", err, out, errOut, len(migrations))
+	}
+	for _, mig := range migrations {
+		if !strings.Contains(out, fmt.Sprintf("%d", mig.Version)) || !strings.Contains(out, mig.Name) {
+			t.Errorf("migrate status lacks migration %d %s:\n%s", mig.Version, mig.Name, out)
+		}
+	}
+	for _, w := range []string{"inventory database " + name + " does not exist on " + m.Addr, "`stocksync migrate up` creates it"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("migrate status of a missing database said\n%s\nwant %q", errOut, w)
+		}
+	}
+	up := exec.Command(binary, "migrate", "up")
+	up.Env = env
+	if out, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("migrate up: %v\n%s", err, out)
+	}
+	if out, errOut, err := status(); err != nil || strings.Contains(out, "pending") {
+		t.Fatalf("migrate status after migrate up: %v\n%s%s\nwant exit 0, nothing pending", err, out, errOut)
 	}
 }
 

@@ -13,17 +13,24 @@ import (
 
 	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/httpapi"
-	"github.com/stocksync/stocksync/internal/sqlconn"
 	"github.com/stocksync/stocksync/inventory"
 )
 
 // mountInventory serves the inventory API under /v1, with its metrics on reg, and runs the
-// hold sweeper. A schema newer than this binary knows stops serve; a database not
-// migrated yet leaves /v1 answering 503 with what to run until serve restarts, while the
-// binlog pipeline runs on.
+// hold sweeper. A schema newer than this binary knows stops serve, and so does a
+// database that does not exist or was never migrated when the config sets inventory
+// (the section, in the file or by a STOCKSYNC_INVENTORY_* variable): the operator
+// asked for the inventory, and a daemon that starts without it would be found out only
+// by the first /v1 call. Otherwise (no inventory configured, or a schema an older
+// stocksync migrated, as during an upgrade) /v1 answers 503 with what to run until
+// serve restarts, while the binlog pipeline runs on.
 func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, reg prometheus.Registerer, log *zap.Logger) (func(), error) {
+	configured := cfg.Sets("inventory")
 	db, err := inventory.Open(ctx, cfg)
-	if sqlconn.ErrorNumber(err) == 1049 { // unknown database
+	if errors.Is(err, inventory.ErrNoDatabase) {
+		if configured {
+			return nil, inventoryNotServable(cfg, err)
+		}
 		log.Warn("inventory API disabled: the inventory database does not exist", zap.String("inventory.database", cfg.Inventory.Database), zap.Error(err))
 		mux.Handle("/v1/", schemaMissing(err, cfg.HTTP.Token))
 		return func() {}, nil
@@ -35,6 +42,10 @@ func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, 
 		if errors.Is(err, inventory.ErrSchemaTooNew) {
 			db.Close()
 			return nil, fmt.Errorf("refusing to serve the inventory: %w", err)
+		}
+		if version := (*inventory.SchemaVersionError)(nil); configured && errors.As(err, &version) && version.Have == 0 {
+			db.Close()
+			return nil, inventoryNotServable(cfg, err)
 		}
 		log.Warn("inventory API disabled until the schema is migrated", zap.Error(err))
 		mux.Handle("/v1/", schemaMissing(err, cfg.HTTP.Token))
@@ -56,6 +67,13 @@ func mountInventory(ctx context.Context, cfg config.Config, mux *http.ServeMux, 
 		}
 	}()
 	return func() { stop(); <-done; db.Close() }, nil
+}
+
+// inventoryNotServable is serve's refusal of an inventory.database that does not exist or
+// was never migrated (why), placed where the config set it.
+func inventoryNotServable(cfg config.Config, why error) error {
+	return fmt.Errorf("refusing to serve the inventory: %w",
+		config.Problems{cfg.ProblemAt("inventory.database", why.Error()+"; then start serve again")})
 }
 
 // schemaMissing answers every /v1 request with 503 schema_not_migrated and what to run,

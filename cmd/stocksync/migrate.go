@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -50,6 +52,18 @@ func newMigrateCmd() *cobra.Command {
 				return err
 			}
 			db, err := inventory.Open(cmd.Context(), cfg)
+			if errors.Is(err, inventory.ErrNoDatabase) {
+				// Every migration is pending: list them, and say that the database is
+				// missing and what makes it (Open's error), exiting 1.
+				list, lerr := inventory.Migrations()
+				if lerr != nil {
+					return lerr
+				}
+				if perr := printMigrations(cmd.OutOrStdout(), list); perr != nil {
+					return perr
+				}
+				return err
+			}
 			if err != nil {
 				return err
 			}
@@ -58,16 +72,7 @@ func newMigrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "VERSION\tNAME\tAPPLIED AT")
-			for _, m := range list {
-				applied := "pending"
-				if m.Applied {
-					applied = m.AppliedAt.UTC().Format("2006-01-02 15:04:05")
-				}
-				fmt.Fprintf(w, "%d\t%s\t%s\n", m.Version, m.Name, applied)
-			}
-			if err := w.Flush(); err != nil {
+			if err := printMigrations(cmd.OutOrStdout(), list); err != nil {
 				return err
 			}
 			// Not at this binary's version is an exit status, so that a deploy can check
@@ -76,4 +81,19 @@ func newMigrateCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// printMigrations prints list as migrate status does: version, name, and when each was
+// applied or "pending".
+func printMigrations(out io.Writer, list []inventory.MigrationStatus) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tNAME\tAPPLIED AT")
+	for _, m := range list {
+		applied := "pending"
+		if m.Applied {
+			applied = m.AppliedAt.UTC().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\n", m.Version, m.Name, applied)
+	}
+	return w.Flush()
 }

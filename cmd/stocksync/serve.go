@@ -345,11 +345,19 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 			continue
 		}
 		// Without ha, until the server notices that the lost connection is gone, that
-		// connection may hold the lock itself (up to canal.LockIdleTimeout).
-		holder, _, _ := lockHolder(ctx, server.DB, name)
-		if d.cfg.HA {
+		// connection may hold the lock itself (up to canal.LockIdleTimeout). After a
+		// restart of the server nobody holds it: that is said, not a holder named "".
+		holder, _, herr := lockHolder(ctx, server.DB, name)
+		switch {
+		case herr != nil:
+			d.log.Warn("taking the checkpoint's lock: could not ask the source who holds it", zap.String("lock", name), zap.Error(herr))
+		case holder == "" && d.cfg.HA:
+			d.log.Info("standby: taking the leader lock: no connection holds it", zap.String("lock", name))
+		case holder == "":
+			d.log.Info("taking the checkpoint's lock again: no connection holds it", zap.String("lock", name))
+		case d.cfg.HA:
 			d.log.Info("standby: waiting for the leader lock", zap.String("lock", name), zap.String("held_by", holder))
-		} else {
+		default:
 			d.log.Warn("waiting to take the checkpoint's lock again; nothing is published meanwhile (ha: false)",
 				zap.String("lock", name), zap.String("held_by", holder))
 		}

@@ -80,6 +80,46 @@ func newStockCmd() *cobra.Command {
 		}),
 	}
 
+	var activity inventory.Activity
+	var startsAt, endsAt string
+	putActivity := &cobra.Command{
+		Use:   "activity SKU ACTIVITY --qty N --starts-at TIME --ends-at TIME",
+		Short: "Set the stock a campaign sets aside for a SKU, and the window in which deductions may take it",
+		Long: "Set the stock a campaign sets aside for a SKU, and its window (PUT /v1/skus/{sku}/activities/{activity}):\n" +
+			"stock of its own beside sellable, taken by deductions naming the activity (SKU:QTY@ACTIVITY) while\n" +
+			"--starts-at <= now < --ends-at. All three flags are needed: moving a window restates its stock.\n" +
+			"Times are RFC 3339, such as 2030-11-11T00:00:00Z or 2030-11-11T08:00:00+08:00.",
+		Args: cobra.ExactArgs(2),
+		// Read before the database is opened: a time that does not parse needs no
+		// connection. A flag left out is cobra's to name (its required-flag check comes
+		// after PreRunE).
+		PreRunE: func(cmd *cobra.Command, _ []string) (err error) {
+			for _, f := range []struct {
+				name  string
+				value string
+				to    *time.Time
+			}{{"starts-at", startsAt, &activity.StartsAt}, {"ends-at", endsAt, &activity.EndsAt}} {
+				if !cmd.Flags().Changed(f.name) {
+					continue
+				}
+				if *f.to, err = parseFlagTime(f.name, f.value); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		RunE: withStore(func(ctx context.Context, s *inventory.Store, args []string) (any, error) {
+			activity.SKU, activity.Activity = args[0], args[1]
+			return s.PutActivity(ctx, activity)
+		}),
+	}
+	putActivity.Flags().Int64Var(&activity.Qty, "qty", 0, "units set aside for the campaign now (orders holding some keep theirs)")
+	putActivity.Flags().StringVar(&startsAt, "starts-at", "", "when deductions may begin to take it (RFC 3339)")
+	putActivity.Flags().StringVar(&endsAt, "ends-at", "", "when they may no longer (RFC 3339, after --starts-at)")
+	for _, name := range []string{"qty", "starts-at", "ends-at"} {
+		putActivity.MarkFlagRequired(name)
+	}
+
 	var holdTTL time.Duration
 	deduct := &cobra.Command{
 		Use:   "deduct ORDER SKU:QTY[@ACTIVITY]...",
@@ -214,7 +254,7 @@ func newStockCmd() *cobra.Command {
 		}),
 	}
 
-	cmd.AddCommand(set, get, adjust, reshard, deduct,
+	cmd.AddCommand(set, get, adjust, reshard, putActivity, deduct,
 		orderCmd("order", "Show an order's state and items", (*inventory.Store).GetOrder),
 		orderCmd("confirm", "Record payment: the hold becomes final, reserved grows", (*inventory.Store).Confirm),
 		orderCmd("cancel", "Refund before shipment: restore the stock, soft-delete the log, write rollback rows", (*inventory.Store).Cancel),
@@ -233,6 +273,20 @@ func refuseEmptyFlags(cmd *cobra.Command, leftOut map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// parseFlagTime reads the RFC 3339 time given as the flag name, as the API reads the
+// times of its JSON bodies; an empty one is refused, naming the flag, rather than read
+// as some default time.
+func parseFlagTime(name, value string) (time.Time, error) {
+	if value == "" {
+		return time.Time{}, fmt.Errorf("--%s must not be empty: give an RFC 3339 time such as 2030-11-11T00:00:00Z", name)
+	}
+	t, err := time.Parse(time.RFC3339Nano, value)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--%s %q is not an RFC 3339 time such as 2030-11-11T00:00:00Z or 2030-11-11T08:00:00+08:00", name, value)
+	}
+	return t, nil
 }
 
 // parseItem reads SKU:QTY or SKU:QTY@ACTIVITY. SKUs and activity ids may hold ':' and

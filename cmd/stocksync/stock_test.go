@@ -254,6 +254,69 @@ func TestStockRefusesAnEmptyOptionalFlag(t *testing.T) {
 	}
 }
 
+// TestStockActivitySetsACampaignsStockAndWindow runs `stocksync stock activity` as the
+// API's PUT of an activity: it prints the activity as stored, in UTC, a deduction naming
+// it takes from it within its window, and a restatement sets the stock left. Each of its
+// three flags is needed, and an empty or unreadable time is refused naming its flag,
+// before anything is written; so is a window that ends before it starts.
+func TestStockActivitySetsACampaignsStockAndWindow(t *testing.T) {
+	run, db := stockCLI(t)
+	if out, err := run("stock", "set", "cli-act", "--sellable", "5"); err != nil {
+		t.Fatalf("stock set: %v\n%s", err, out)
+	}
+	starts := time.Now().Add(-time.Hour).Truncate(time.Second)
+	ends := starts.Add(24 * time.Hour)
+	window := []string{"--starts-at", starts.In(time.FixedZone("", 8*3600)).Format(time.RFC3339), "--ends-at", ends.UTC().Format(time.RFC3339)}
+	out, err := run(append([]string{"stock", "activity", "cli-act", "sale-11", "--qty", "50"}, window...)...)
+	var stored inventory.Activity
+	if err != nil || json.Unmarshal([]byte(out), &stored) != nil {
+		t.Fatalf("stock activity: %v\n%s", err, out)
+	}
+	if stored.SKU != "cli-act" || stored.Activity != "sale-11" || stored.Qty != 50 || !stored.StartsAt.Equal(starts) || !stored.EndsAt.Equal(ends) ||
+		!strings.Contains(out, starts.UTC().Format(time.RFC3339)) {
+		t.Fatalf("stock activity printed\n%s\nwant sale-11 of cli-act, 50 units, from %s to %s in UTC", out, starts.UTC(), ends.UTC())
+	}
+	if out, err := run("stock", "deduct", "o-act", "cli-act:3@sale-11"); err != nil {
+		t.Fatalf("stock deduct of the activity: %v\n%s", err, out)
+	}
+	activityQty := func() int64 {
+		t.Helper()
+		var n int64
+		if err := db.QueryRow("SELECT qty FROM activity_stock WHERE sku_id = 'cli-act' AND activity_id = 'sale-11'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := activityQty(); n != 47 {
+		t.Fatalf("the activity has %d units after a deduction of 3 from 50, want 47", n)
+	}
+	if out, err := run(append([]string{"stock", "activity", "cli-act", "sale-11", "--qty", "10"}, window...)...); err != nil || activityQty() != 10 {
+		t.Fatalf("stock activity restating 10: %v\n%s\nleft %d units", err, out, activityQty())
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--qty", "5", window[0], window[1]}, `required flag(s) "ends-at" not set`},
+		{[]string{"--starts-at", window[1], "--ends-at", window[3]}, `required flag(s) "qty" not set`},
+		{[]string{"--qty", "5", "--starts-at", "", "--ends-at", window[3]}, "--starts-at must not be empty"},
+		{[]string{"--qty", "5", "--starts-at", window[1], "--ends-at", "tomorrow"}, `--ends-at "tomorrow" is not an RFC 3339 time`},
+		{[]string{"--qty", "5", "--starts-at", window[3], "--ends-at", window[1]}, "ends_at: must be after starts_at"},
+		{[]string{"--qty", "-1", window[0], window[1], window[2], window[3]}, "qty: must be between 0 and"},
+	} {
+		args := append([]string{"stock", "activity", "cli-act", "sale-11"}, c.args...)
+		if out, err := run(args...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("stocksync %q: %v\n%s\nwant it refused saying %q", args, err, out, c.want)
+		}
+	}
+	if n := activityQty(); n != 10 {
+		t.Errorf("the refused calls left the activity at %d units, want 10", n)
+	}
+	if out, err := run(append([]string{"stock", "activity", "nobody-knows", "sale-11", "--qty", "5"}, window...)...); err == nil || !strings.Contains(out, "not found") {
+		t.Errorf("stock activity of a SKU nobody knows: %v\n%s\nwant not found", err, out)
+	}
+}
+
 // An item argument is split where its QTY is, so SKUs and activity ids may hold ':' and
 // '@'; one that reads as an item in more than one way is refused with its readings.
 func TestParseItemFindsTheQuantityWhereverTheSKUHasColons(t *testing.T) {
