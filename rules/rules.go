@@ -106,9 +106,10 @@ type Rule struct {
 	// CheckTables refuses where a matched table has a column of that name too.
 	exprNameFields []exprNameField
 	signature      string
-	// legacySignature is signature as markers saved before the fourteenth session hold it.
-	legacySignature string
-	src             *rulefmt.Rule
+	// legacySignatures are signature as markers saved by older versions hold it
+	// (stateSignature).
+	legacySignatures []string
+	src              *rulefmt.Rule
 	// nameHeader is the stocksync-rule header value, shared by every message (read-only).
 	nameHeader []byte
 }
@@ -158,6 +159,12 @@ func (r *Rule) GroupBy() []string { return r.groupBy }
 // sums and value. Saved state, and a resync's re-read of a row rule's tables, go on
 // across a reload or a restart only under the same signature.
 func (r *Rule) Signature() string { return r.signature }
+
+// SignatureWas reports whether sig, saved earlier, is the rule's signature, in today's
+// form or in one an older version saved for the same definition.
+func (r *Rule) SignatureWas(sig string) bool {
+	return sig == r.signature || slices.Contains(r.legacySignatures, sig)
+}
 
 // Stateful reports whether the rule keeps state per group (aggregate or transition).
 func (r *Rule) Stateful() bool { return r.emit != EmitRow }
@@ -492,21 +499,44 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		}
 		r.value = c.compile(at+": value", fr.Value, expr.Env(env), hint)
 	}
-	r.signature, r.legacySignature = stateSignature(r, fr.Value.Value, false), stateSignature(r, fr.Value.Value, true)
+	r.signature = stateSignature(r, fr.Value.Value, signatureNow)
+	for _, form := range []signatureForm{signatureWrittenGlobs, signatureSumPlaces} {
+		if sig := stateSignature(r, fr.Value.Value, form); sig != r.signature && !slices.Contains(r.legacySignatures, sig) {
+			r.legacySignatures = append(r.legacySignatures, sig)
+		}
+	}
 	return r
 }
 
+// signatureForm is a form of stateSignature, today's or one that older versions saved.
+type signatureForm uint8
+
+const (
+	// signatureNow holds the globs sorted, each once: the same tables listed in another
+	// order, or one listed twice, are not a new definition.
+	signatureNow signatureForm = iota
+	// signatureWrittenGlobs, saved before globs were sorted, holds them as written.
+	signatureWrittenGlobs
+	// signatureSumPlaces, saved before the fourteenth session, holds the globs as written
+	// and each sum's place in the file too.
+	signatureSumPlaces
+)
+
 // stateSignature is what a stateful rule's saved state depends on: its emit, tables,
-// group_by, sums and value, and nothing of where they are written in the file, so that a
-// comment or a rule moved does not seed the rule again. legacy is the form saved before
-// the fourteenth session, which held each sum's place in the file too: a marker of that
-// form is still taken while the file has not changed.
-func stateSignature(r *Rule, value string, legacy bool) string {
+// group_by, sums and value, and nothing of where or in which order its tables are written
+// in the file, so that a comment, a rule moved or its globs reordered does not seed the
+// rule again. The forms older versions saved (signatureForm) are still taken, while the
+// file has not changed, and saved again in today's form (Engine.Restore).
+func stateSignature(r *Rule, value string, form signatureForm) string {
+	globs := r.globs
+	if form == signatureNow {
+		globs = slices.Compact(slices.Sorted(slices.Values(r.globs)))
+	}
 	var sig strings.Builder
-	if legacy {
-		fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, r.globs, r.groupBy, r.sums)
+	if form == signatureSumPlaces {
+		fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, globs, r.groupBy, r.sums)
 	} else {
-		fmt.Fprintf(&sig, "%s|%v|%v|[", r.emit, r.globs, r.groupBy)
+		fmt.Fprintf(&sig, "%s|%v|%v|[", r.emit, globs, r.groupBy)
 		for i, s := range r.sums {
 			if i > 0 {
 				sig.WriteByte(' ')
