@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"go.uber.org/zap"
@@ -31,7 +30,7 @@ type Chunk struct {
 // back without loss (as SnapshotProgress does), so that a read can go on from it later,
 // in another process, with Seek.
 type ChunkCursor struct {
-	// Done are the tables read to the end, as schema.table.
+	// Done are the tables read to the end, as TableName.String writes them.
 	Done []string `json:"done,omitempty"`
 	// Table is the table the read stopped in, After the primary key of its last row read
 	// (nil: its start). "": none; the zero ChunkCursor is the start of the read.
@@ -58,10 +57,10 @@ type ChunkReader struct {
 	conn   *sql.Conn
 	size   int
 	log    *zap.Logger
-	names  []string // every table matched, as schema.table
-	order  []string // the tables to read, in order
-	done   []string // tables a Seek found read already
-	shapes map[string]*snapshotTable
+	names  []TableName // every table matched
+	order  []TableName // the tables to read, in order
+	done   []TableName // tables a Seek found read already
+	shapes map[TableName]*snapshotTable
 	stmts  map[*snapshotTable]chunkStmts
 	cur    chunkStart // where the next chunk begins
 	closed bool
@@ -88,7 +87,7 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 		return nil, err
 	}
 	r := &ChunkReader{s: s, size: chunkSize, log: log, names: names, order: names,
-		shapes: map[string]*snapshotTable{}, stmts: map[*snapshotTable]chunkStmts{}}
+		shapes: map[TableName]*snapshotTable{}, stmts: map[*snapshotTable]chunkStmts{}}
 	if r.conn, err = s.DB.Conn(ctx); err != nil {
 		return nil, fmt.Errorf("opening the connection of a chunked read: %w", err)
 	}
@@ -99,8 +98,9 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 	return r, nil
 }
 
-// Tables are the tables being read, as schema.table (with those a Seek found read).
-func (r *ChunkReader) Tables() []string { return slices.Clone(r.names) }
+// Tables are the tables being read, as TableName.String writes them (with those a Seek
+// found read).
+func (r *ChunkReader) Tables() []string { return tableStrings(r.names) }
 
 // ErrCursorMismatch is a ChunkCursor that no longer fits its table (its primary key
 // changed): the read cannot go on from it.
@@ -115,14 +115,15 @@ func (r *ChunkReader) Seek(ctx context.Context, c ChunkCursor) error {
 	for _, n := range c.Done {
 		done[n] = true
 	}
-	var left []string
+	var left []TableName
+	var stoppedIn TableName
 	stopped := false
 	for _, name := range r.names {
-		switch {
-		case done[name]:
+		switch s := name.String(); {
+		case done[s]:
 			r.done = append(r.done, name)
-		case name == c.Table:
-			stopped = true
+		case s == c.Table:
+			stopped, stoppedIn = true, name
 		default:
 			left = append(left, name)
 		}
@@ -130,8 +131,8 @@ func (r *ChunkReader) Seek(ctx context.Context, c ChunkCursor) error {
 	r.cur = chunkStart{rows: c.Rows}
 	if stopped {
 		// The table the read stopped in goes first, from where it stopped.
-		left = append([]string{c.Table}, left...)
-		st, err := r.shape(ctx, c.Table)
+		left = append([]TableName{stoppedIn}, left...)
+		st, err := r.shape(ctx, stoppedIn)
 		if err != nil {
 			return err
 		}
@@ -145,19 +146,18 @@ func (r *ChunkReader) Seek(ctx context.Context, c ChunkCursor) error {
 	return nil
 }
 
-// shape is the shape of table name (schema.table), read when the read first needs it.
-func (r *ChunkReader) shape(ctx context.Context, name string) (*snapshotTable, error) {
+// shape is the shape of table name, read when the read first needs it.
+func (r *ChunkReader) shape(ctx context.Context, name TableName) (*snapshotTable, error) {
 	if st := r.shapes[name]; st != nil {
 		return st, nil
 	}
-	schema, table, _ := strings.Cut(name, ".")
-	st, err := r.s.snapshotShape(ctx, schema, table)
+	st, err := r.s.snapshotShape(ctx, name.Schema, name.Name)
 	if err != nil {
 		return nil, err
 	}
 	if !st.chunked {
 		r.log.Warn("table cannot be read in key chunks: it is read whole, as one chunk held in memory",
-			zap.String("table", name), zap.Int64("rows_estimated", st.estimate))
+			zap.Stringer("table", name), zap.Int64("rows_estimated", st.estimate))
 	}
 	r.shapes[name] = st
 	return st, nil
@@ -165,9 +165,9 @@ func (r *ChunkReader) shape(ctx context.Context, name string) (*snapshotTable, e
 
 // cursor is where the read stands now.
 func (r *ChunkReader) cursor() ChunkCursor {
-	c := ChunkCursor{Done: append(slices.Clone(r.done), r.order[:r.cur.at]...), Rows: r.cur.rows}
+	c := ChunkCursor{Done: append(tableStrings(r.done), tableStrings(r.order[:r.cur.at])...), Rows: r.cur.rows}
 	if r.cur.at < len(r.order) {
-		c.Table, c.After = r.order[r.cur.at], slices.Clone(r.cur.last)
+		c.Table, c.After = r.order[r.cur.at].String(), slices.Clone(r.cur.last)
 	}
 	return c
 }
@@ -274,4 +274,13 @@ func (s *Server) SamePoint(ctx context.Context, a, b Position) (bool, error) {
 		return false, fmt.Errorf("comparing the GTID positions of %s and %s: %w", a, b, err)
 	}
 	return ga.Valid && gb.Valid && ga.String == gb.String, nil
+}
+
+// tableStrings is names as TableName.String writes them.
+func tableStrings(names []TableName) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n.String()
+	}
+	return out
 }

@@ -125,8 +125,8 @@ type Table struct {
 	PrimaryKey []int
 }
 
-// FullName is schema.table.
-func (t *Table) FullName() string { return t.Schema + "." + t.Name }
+// FullName is schema.table, as TableName.String writes it (`st.eu`.stock).
+func (t *Table) FullName() string { return TableName{t.Schema, t.Name}.String() }
 
 // ColumnIndex returns the index of the named column, or -1.
 func (t *Table) ColumnIndex(name string) int {

@@ -461,7 +461,8 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableI
 	return info, nil
 }
 
-// UnreadableTables names the tables of globs (schema.table patterns, as rules write them)
+// UnreadableTables names the tables of globs (schema.table patterns, as rules write them:
+// SplitGlob)
 // that user of db may not SELECT: the problem to fix, by glob. information_schema hides such
 // tables, so without this check a snapshot, a seed or a re-read of them would silently be
 // empty. A literal table is read (LIMIT 0). For a pattern of tables in a literal schema
@@ -472,12 +473,11 @@ func (s *Server) tableColumns(ctx context.Context, schema, table string) (tableI
 func UnreadableTables(ctx context.Context, db *sql.DB, user string, globs []string) (map[string]string, error) {
 	problems := map[string]string{}
 	for _, g := range globs {
-		schema, table, ok := strings.Cut(g, ".")
-		if !ok || IsPattern(schema) {
+		schema, table, err := SplitGlob(g)
+		if err != nil || IsPattern(schema) {
 			continue
 		}
 		var problem string
-		var err error
 		if IsPattern(table) {
 			problem, err = readProblem(useSchema(ctx, db, schema), user, g, quoteName(schema)+".*")
 		} else {
@@ -502,7 +502,7 @@ func IsPattern(part string) bool { return strings.ContainsAny(part, `*?[\`) }
 // not exist.
 func unreadableTable(ctx context.Context, db *sql.DB, user, schema, table string) (string, error) {
 	_, err := db.ExecContext(ctx, "SELECT 1 FROM "+quoteName(schema)+"."+quoteName(table)+" LIMIT 0")
-	return readProblem(err, user, schema+"."+table, quoteName(schema)+"."+quoteName(table))
+	return readProblem(err, user, TableName{schema, table}.String(), quoteName(schema)+"."+quoteName(table))
 }
 
 // readProblem turns err, of reading what (a table or a glob), into the grant to run: ""

@@ -46,7 +46,8 @@ type SnapshotProgress struct {
 	// ReadAt is the instant the rows of the current run are read at: Position, or the
 	// newer position of the snapshot reopened by a resume.
 	ReadAt Position `json:"read_at"`
-	// Tables are the tables being read, as schema.table, in the order they are read.
+	// Tables are the tables being read, as TableName.String writes them (`st.eu`.stock),
+	// in the order they are read.
 	Tables []string `json:"tables"`
 	// Done holds the tables read to the end.
 	Done map[string]bool `json:"done"`
@@ -180,10 +181,11 @@ func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, op
 	if log == nil {
 		log = zap.NewNop()
 	}
-	names, err := s.snapshotTableNames(ctx, filter)
+	tableNames, err := s.snapshotTableNames(ctx, filter)
 	if err != nil {
 		return Position{}, err
 	}
+	names := tableStrings(tableNames)
 	prog := SnapshotProgress{Tables: names, Done: map[string]bool{}, LastKey: map[string]SnapshotKey{}}
 	if r := opts.Resume; r != nil {
 		if r.Position.IsZero() {
@@ -231,14 +233,13 @@ func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, op
 	}
 
 	tables := make([]*snapshotTable, 0, len(remaining))
-	for _, n := range names {
-		schema, name, _ := strings.Cut(n, ".")
-		st, err := s.snapshotShape(ctx, schema, name)
+	for i, t := range tableNames {
+		st, err := s.snapshotShape(ctx, t.Schema, t.Name)
 		if err != nil {
 			return Position{}, err
 		}
 		prog.RowsEstimated += st.estimate
-		if !prog.Done[n] {
+		if !prog.Done[names[i]] {
 			tables = append(tables, st)
 		}
 	}
@@ -375,16 +376,15 @@ func (s *Server) openMySQLSnapshot(ctx context.Context, conn *sql.Conn) (Positio
 	return p, nil
 }
 
-// snapshotTableNames lists the tables of data (DataTableTypes) the filter matches, as
-// schema.table, sorted.
-func (s *Server) snapshotTableNames(ctx context.Context, filter TableFilter) ([]string, error) {
+// snapshotTableNames lists the tables of data (DataTableTypes) the filter matches, sorted.
+func (s *Server) snapshotTableNames(ctx context.Context, filter TableFilter) ([]TableName, error) {
 	rows, err := s.DB.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
 		WHERE TABLE_TYPE IN `+DataTableTypes+` ORDER BY TABLE_SCHEMA, TABLE_NAME`)
 	if err != nil {
 		return nil, fmt.Errorf("listing tables to snapshot: %w", err)
 	}
 	defer rows.Close()
-	var names []string
+	var names []TableName
 	for rows.Next() {
 		var schema, name string
 		if err := rows.Scan(&schema, &name); err != nil {
@@ -393,7 +393,7 @@ func (s *Server) snapshotTableNames(ctx context.Context, filter TableFilter) ([]
 		if systemSchemas[strings.ToLower(schema)] || !filter.Matches(schema, name) {
 			continue
 		}
-		names = append(names, schema+"."+name)
+		names = append(names, TableName{schema, name})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("listing tables to snapshot: %w", err)
@@ -412,7 +412,7 @@ func (s *Server) snapshotShape(ctx context.Context, schema, name string) (*snaps
 	var engine sql.NullString
 	if err := s.DB.QueryRowContext(ctx, `SELECT TABLE_ROWS, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
 		schema, name).Scan(&estimate, &engine); err != nil {
-		return nil, fmt.Errorf("reading the row estimate of %s.%s: %w", schema, name, err)
+		return nil, fmt.Errorf("reading the row estimate of %s: %w", st.table.FullName(), err)
 	}
 	st.estimate, st.engine = estimate.Int64, engine.String
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -741,6 +742,61 @@ func TestSnapshotResumesAfterLastKey(t *testing.T) {
 	m.applyUpserts(second.rows)
 	m.applyUpserts(s.stream(pos, s.position()))
 	m.diff(t, s.current())
+}
+
+// TestSnapshotAndChunksReadADatabaseWithADot: MySQL allows a dot in a database's name
+// (`st.eu`). A snapshot and a chunked read carry a table's database and name apart, so
+// they read its tables (not table `eu.stock` of the database named by its first part,
+// whose schema.table is the same text), and a saved cursor names it in backquotes, so
+// that a Seek in another process goes on there.
+func TestSnapshotAndChunksReadADatabaseWithADot(t *testing.T) {
+	s := newSource(t)
+	dotted := s.name + ".eu"
+	q := "`" + dotted + "`"
+	testutil.Exec(t, s.db, "CREATE DATABASE "+q)
+	t.Cleanup(func() { s.db.Exec("DROP DATABASE IF EXISTS " + q) })
+	testutil.Exec(t, s.db,
+		"CREATE TABLE "+q+".stock (id INT PRIMARY KEY, qty INT)",
+		"INSERT INTO "+q+".stock VALUES (1, 5), (2, 7)",
+		"CREATE TABLE `eu.stock` (id INT PRIMARY KEY, qty INT)",
+		"INSERT INTO `eu.stock` VALUES (9, 9)")
+	filter := schemaFilter(dotted)
+	var rec recorder
+	if _, err := s.server.Snapshot(t.Context(), filter, &rec, canal.SnapshotOptions{Logger: zaptest.NewLogger(t)}); err != nil {
+		t.Fatalf("snapshot of database %s: %v", dotted, err)
+	}
+	var read []string
+	for _, r := range rec.rows {
+		read = append(read, fmt.Sprintf("%s|%s|%v", r.Table.Schema, r.Table.Name, r.After[0]))
+	}
+	if want := []string{dotted + "|stock|1", dotted + "|stock|2"}; !slices.Equal(read, want) {
+		t.Errorf("snapshot read %v, want %v", read, want)
+	}
+
+	first, err := s.server.ReadChunks(t.Context(), filter, 1, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk, err := first.Next(t.Context())
+	first.Close()
+	if err != nil || chunk == nil {
+		t.Fatalf("first chunk: %v, %v", chunk, err)
+	}
+	if want := q + ".stock"; chunk.Table != want || chunk.Then.Table != want || !slices.Equal(first.Tables(), []string{want}) {
+		t.Fatalf("chunk of %q, cursor in %q, tables %v; want %q", chunk.Table, chunk.Then.Table, first.Tables(), want)
+	}
+	second, err := s.server.ReadChunks(t.Context(), filter, 1, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := second.Seek(t.Context(), chunk.Then); err != nil {
+		t.Fatal(err)
+	}
+	next, err := second.Next(t.Context())
+	if err != nil || next == nil || len(next.Rows) != 1 || next.Rows[0].After[0] != int64(2) {
+		t.Fatalf("the chunk after the cursor: %+v, %v; want row 2 of %s", next, err, q+".stock")
+	}
 }
 
 // TestSnapshotProgressJSON: saved progress survives JSON with 64-bit keys exact and

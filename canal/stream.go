@@ -216,7 +216,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
 
 	r := reader{s: s, h: h, decoder: decoder, file: start.File, pos: start.Pos, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{},
-		unreadable: map[string]string{}}
+		unreadable: map[TableName]string{}}
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
@@ -412,9 +412,9 @@ type reader struct {
 	// index that depends only on the table's own rows events, not on which other tables
 	// are matched. Cleared at each transaction's start, not made anew.
 	rowsOf map[uint64]int
-	// unreadable holds, by schema.table, what to grant for each table of a schema-pattern
+	// unreadable holds, by table, what to grant for each table of a schema-pattern
 	// glob checked so far ("" when source.user may read it): checkReadable.
-	unreadable map[string]string
+	unreadable map[TableName]string
 	// checksummed says the binlog's events end in a CRC32 (its format description event).
 	checksummed bool
 }
@@ -569,7 +569,7 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 		// Written by a session whose binlog_format was not ROW: part of its transaction,
 		// like a rows event, and of no concern unless it changes a matched table.
 		if table == "" || r.s.filter.Load().Matches(schema, table) {
-			name := schema + "." + table
+			name := TableName{schema, table}.String()
 			if table == "" {
 				name = "a table it does not name plainly"
 			}
@@ -691,7 +691,7 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 			case canEmpty && filter.StatefulAlone(t[0], t[1]):
 				empty = append(empty, t)
 				r.s.log.Warn("a table that aggregate or transition rules read alone was emptied by DDL: their groups are published empty",
-					zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
+					zap.String("statement", verb), zap.Stringer("table", TableName{t[0], t[1]}), zap.String("file", r.file), zap.Uint32("pos", at))
 			case canReseed:
 				add(what, t)
 			default:
@@ -699,7 +699,7 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 			}
 		case filter.Matches(t[0], t[1]):
 			r.s.log.Warn("a matched table was emptied by DDL: its rows' removal has no row events, so nothing is published for them",
-				zap.String("statement", verb), zap.String("table", t[0]+"."+t[1]), zap.String("file", r.file), zap.Uint32("pos", at))
+				zap.String("statement", verb), zap.Stringer("table", TableName{t[0], t[1]}), zap.String("file", r.file), zap.Uint32("pos", at))
 		}
 	}
 	verb, renames := renamedTables(q, defaultSchema)
@@ -715,7 +715,7 @@ func (r *reader) rowlessDDL(ctx context.Context, h *replication.EventHeader, q, 
 		}
 	}
 	for _, rn := range renames {
-		from, to := rn.from[0]+"."+rn.from[1], rn.to[0]+"."+rn.to[1]
+		from, to := TableName{rn.from[0], rn.from[1]}.String(), TableName{rn.to[0], rn.to[1]}.String()
 		what := fmt.Sprintf("%s of %s to %s", verb, from, to)
 		var stateful, how string // the stateful table, and how its rows changed
 		switch {
@@ -866,7 +866,7 @@ func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, n
 	if rule == "" {
 		return nil
 	}
-	full := schema + "." + name
+	full := TableName{schema, name}
 	problem, checked := r.unreadable[full]
 	if !checked {
 		var err error
@@ -876,7 +876,7 @@ func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, n
 		r.unreadable[full] = problem
 		if problem != "" && !stateful {
 			r.s.log.Warn("a table a row rule matches may not be read: its changes are published, but a snapshot or a resync's re-read of it reads nothing",
-				zap.String("rule", rule), zap.String("table", full), zap.String("fix", problem))
+				zap.String("rule", rule), zap.Stringer("table", full), zap.String("fix", problem))
 		}
 	}
 	if problem == "" || !stateful {

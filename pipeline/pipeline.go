@@ -501,11 +501,42 @@ func (p *Pipeline) installReload(ctx context.Context) error {
 			return err
 		}
 	}
+	p.warnTopicsMoved(p.engine.Set(), next)
 	p.engine.Install(next)
 	p.stream.SetFilter(p.filterFor(next))
 	p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("after", p.streamPosition()), zap.Int("rules", len(next.Rules())))
 	_, err := p.seedRules(ctx, p.server)
 	return err
+}
+
+// warnTopicsMoved warns of each aggregate or transition rule that next keeps under the
+// same definition but publishes on another topic. Its state goes on and nothing is
+// seeded, so the new topic gets only the groups that change from now on, and the old
+// topic keeps the values it last had: a resync of the rule fills the new one. Only a
+// reload can tell; a start from a checkpoint does not know the topic the state was
+// published on (rules.md says so).
+func (p *Pipeline) warnTopicsMoved(old, next *rules.Set) {
+	for _, r := range next.Rules() {
+		was := old.Rule(r.Name())
+		if !r.Stateful() || was == nil || !was.Stateful() || was.Signature() != r.Signature() || was.Topic() == r.Topic() {
+			continue
+		}
+		p.log.Warn("rules reload: an aggregate or transition rule publishes on another topic, under the same definition: the new topic gets only the groups that change from now on, "+
+			"the old one keeps their last values; resync the rule to publish every group on the new topic",
+			zap.String("rule", r.Name()), zap.String("old_topic", was.Topic()), zap.String("new_topic", r.Topic()),
+			zap.String("resync", "stocksync resync "+shellWord(r.Name())))
+	}
+}
+
+// shellWord is s as one word of a POSIX shell command line.
+func shellWord(s string) string {
+	plain := s != "" && !strings.ContainsFunc(s, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.:/", c))
+	})
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Emptied implements canal.TableEmptier: DDL emptied a table whose aggregate and

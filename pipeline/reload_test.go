@@ -6,7 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/stocksync/stocksync/internal/testutil"
+	"github.com/stocksync/stocksync/pipeline"
 )
 
 // TestReloadAppliesFromTheNextTransaction: once Reload has returned, the next transaction
@@ -43,5 +48,52 @@ func TestReloadAppliesFromTheNextTransaction(t *testing.T) {
 	testutil.Consume(t, e.broker, []string{e.topic + ".other"}, 2, 20*time.Second)
 	if stock := e.consume(0, time.Second); len(stock) != 1 {
 		t.Fatalf("%d messages on the removed rule's topic, want only the one before the reload: %v", len(stock), stock)
+	}
+}
+
+// TestReloadOfATopicOnlyWarnsToResync: a reload that changes only an aggregate rule's
+// topic keeps its state (no seed), so the new topic gets only the groups that change; the
+// reload warns, naming the rule, both topics and the resync that fills the new topic.
+// A reload that keeps the topic does not.
+func TestReloadOfATopicOnlyWarnsToResync(t *testing.T) {
+	e := newEnv(t)
+	e.exec("CREATE TABLE stock_t (sku_id VARCHAR(8) PRIMARY KEY, qty INT)", "INSERT INTO stock_t VALUES ('A', 1), ('B', 2)")
+	const totals = `
+rules:
+  - name: totals
+    match: {table: "DB.stock_t"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {n: qty}
+    topic: TOPIC
+`
+	core, logs := observer.New(zapcore.WarnLevel)
+	r := e.start(e.rules(totals), testutil.ServerID(), func(o *pipeline.Options) { o.Logger = zap.New(core) })
+	e.consume(2, 20*time.Second) // the seed: A and B
+
+	moved := func() *observer.ObservedLogs { return logs.FilterMessageSnippet("publishes on another topic") }
+	r.p.Reload(e.rules(totals + "# a comment\n"))
+	e.exec("UPDATE stock_t SET qty = 3 WHERE sku_id = 'A'")
+	e.consume(3, 20*time.Second)
+	if n := moved().Len(); n != 0 {
+		t.Fatalf("%d topic warnings after a reload that kept the topic", n)
+	}
+
+	r.p.Reload(e.rules(strings.Replace(totals, "topic: TOPIC", "topic: TOPIC.new", 1)))
+	e.exec("UPDATE stock_t SET qty = 4 WHERE sku_id = 'A'")
+	got := testutil.Consume(t, e.broker, []string{e.topic + ".new"}, 1, 20*time.Second)
+	if len(got) != 1 || !strings.Contains(got[0].Key, "A") {
+		t.Fatalf("the new topic holds %v, want only group A, which changed", got)
+	}
+	warned := moved().AllUntimed()
+	if len(warned) != 1 {
+		t.Fatalf("%d topic warnings after the topic changed, want 1", len(warned))
+	}
+	fields := warned[0].ContextMap()
+	want := map[string]any{"rule": "totals", "old_topic": e.topic, "new_topic": e.topic + ".new", "resync": "stocksync resync totals"}
+	for k, v := range want {
+		if fields[k] != v {
+			t.Errorf("warning field %s = %v, want %v (all: %v)", k, fields[k], v, fields)
+		}
 	}
 }

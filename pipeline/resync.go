@@ -347,7 +347,7 @@ func (p *Pipeline) resumeReread(ctx context.Context, state []canal.StateRow) err
 	set := p.engine.Set()
 	for _, n := range prog.Rules {
 		r := set.Rule(n)
-		if r == nil || r.Stateful() || r.Signature() != prog.Signatures[n] {
+		if r == nil || r.Stateful() || !r.SignatureWas(prog.Signatures[n]) {
 			return drop("its rule is gone, or reads other tables now", zap.String("rule", n))
 		}
 	}

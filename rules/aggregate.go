@@ -749,12 +749,12 @@ func (e *Engine) Restore(entries []StateEntry) error {
 		if st == nil || ent.Key != seedKey {
 			continue
 		}
-		switch signature, after, types := readSeedMarker(ent.Value); signature {
-		case st.rule.signature:
+		switch signature, after, types := readSeedMarker(ent.Value); {
+		case signature == st.rule.signature:
 			// Seeded at after: a checkpoint saved before the stream got there resumes
 			// before it, and what is in between is already in the state.
 			st.seeded, st.activeAfter, st.fresh, st.sumTypes = true, after, false, types
-		case st.rule.legacySignature:
+		case st.rule.SignatureWas(signature): // an older version's form
 			st.seeded, st.seedPending, st.fresh = true, true, false // saved again in today's form
 		default: // another definition's: the seed takes its groups back
 			if st.rule.emit != EmitTransition {

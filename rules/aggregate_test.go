@@ -518,7 +518,7 @@ func TestSignatureIgnoresWhereTheRuleIsWritten(t *testing.T) {
 	}
 	e := newTestEngine(set)
 	r := set.Rule("product-stock")
-	if err := e.Restore([]StateEntry{{Rule: r.name, Key: seedKey, Value: []byte(r.legacySignature)}}); err != nil {
+	if err := e.Restore([]StateEntry{{Rule: r.name, Key: seedKey, Value: []byte(stateSignature(r, r.src.Value.Value, signatureSumPlaces))}}); err != nil {
 		t.Fatal(err)
 	}
 	if u := e.Unseeded(); len(u) != 1 || u[0] != "search-in-stock" {
@@ -530,6 +530,41 @@ func TestSignatureIgnoresWhereTheRuleIsWritten(t *testing.T) {
 	}
 	if len(entries) != 1 || string(entries[0].Value) != r.Signature() {
 		t.Errorf("entries after a legacy marker: %v, want its marker saved again in today's form", entries)
+	}
+}
+
+// TestGlobOrderIsNotANewDefinition: listing a stateful rule's tables in another order, or
+// one twice, keeps its signature (no new seed, no group republished); a marker saved
+// before globs were sorted, which holds them as written, is still taken for an unchanged
+// file, and saved again in today's form.
+func TestGlobOrderIsNotANewDefinition(t *testing.T) {
+	rule := func(tables string) *Rule {
+		return mustParse(t, "rules:\n  - name: totals\n    match: {table: "+tables+"}\n    emit: aggregate\n    group_by: [sku_id]\n    sum: {n: qty}\n    topic: t\n").Rules()[0]
+	}
+	ab, ba, aba := rule("[shop.a, shop.b]"), rule("[shop.b, shop.a]"), rule("[shop.a, shop.b, shop.a]")
+	if ab.Signature() != ba.Signature() || ab.Signature() != aba.Signature() {
+		t.Errorf("signatures differ: %q, %q, %q", ab.Signature(), ba.Signature(), aba.Signature())
+	}
+	if other := rule("[shop.a, shop.c]"); other.Signature() == ab.Signature() {
+		t.Errorf("other tables, same signature %q", other.Signature())
+	}
+	e := newTestEngine(&Set{rules: []*Rule{ba}})
+	written := stateSignature(ba, "", signatureWrittenGlobs)
+	if written == ba.Signature() {
+		t.Fatalf("the written-order form %q is today's: the test tests nothing", written)
+	}
+	if err := e.Restore([]StateEntry{{Rule: "totals", Key: seedKey, Value: []byte(written)}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := e.Unseeded(); len(u) != 0 {
+		t.Errorf("unseeded after restoring a marker of the globs as written: %v, want none", u)
+	}
+	entries, err := e.Commit(t.Context(), canal.Position{File: "binlog.000003", Pos: 100}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || string(entries[0].Value) != ba.Signature() {
+		t.Errorf("entries after a marker of the globs as written: %v, want it saved again in today's form", entries)
 	}
 }
 

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -126,6 +127,67 @@ func TestSetMatches(t *testing.T) {
 	}
 	if names := ruleNames(s); names != "stock-rows,totals" {
 		t.Errorf("rules %s", names)
+	}
+}
+
+// TestGlobMatchesDatabaseAndTableApart: a glob's database half and table half are matched
+// apart, since either name may hold a dot: "shop.*" does not reach into database shop.eu,
+// a database with a dot is named in backquotes (or by a pattern half), * matches a '/'
+// (MySQL allows one in a name), and a DROP DATABASE is taken as touching exactly the
+// rules that read its tables.
+func TestGlobMatchesDatabaseAndTableApart(t *testing.T) {
+	cases := []struct {
+		glob, schema, table string
+		want                bool
+	}{
+		{"shop.*", "shop.eu", "stock", false},
+		{"shop.*", "shop", "x/y", true},
+		{"shop.*", "shop", "eu.stock", true}, // a dot in the table's own name
+		{"shop.eu.stock", "shop", "eu.stock", true},
+		{"shop.eu.stock", "shop.eu", "stock", false},
+		{"`st.eu`.*", "st.eu", "stock", true},
+		{"`st.eu`.*", "st", "eu.stock", false},
+		{"`st.eu`.`stock`", "st.eu", "stock", true},
+		{"`st.eu`.`x*`", "st.eu", "x*", true},
+		{"`st.eu`.`x*`", "st.eu", "xy", false},
+		{"`a``b`.t", "a`b", "t", true},
+		{"`s*`.t", "sx", "t", false},
+		{"st?eu.*", "st.eu", "stock", true},
+		{"*.*", "a/b", "c.d", true},
+		{"shop.s?ock", "shop", "s/ock", true},
+		{"shop.[^a]x", "shop", "/x", true},
+		{`shop.\*`, "shop", "*", true},
+		{`shop.\*`, "shop", "x", false},
+	}
+	for _, c := range cases {
+		set := mustParse(t, fmt.Sprintf("rules:\n  - name: totals\n    match: {table: %q}\n    emit: aggregate\n    group_by: [sku_id]\n    sum: {n: qty}\n    topic: t\n", c.glob))
+		r := set.Rules()[0]
+		if got := r.MatchesTable(c.schema, c.table); got != c.want {
+			t.Errorf("%s: MatchesTable(%q, %q) = %v, want %v", c.glob, c.schema, c.table, got, c.want)
+		}
+		if got := set.Matches(c.schema, c.table); got != c.want {
+			t.Errorf("%s: Matches(%q, %q) = %v, want %v", c.glob, c.schema, c.table, got, c.want)
+		}
+		// What a rule reads, a DROP DATABASE of its database touches.
+		if dropped := set.StatefulRulesReading(nil, []string{c.schema}); c.want && len(dropped) == 0 {
+			t.Errorf("%s: reads table %q of database %q, but a DROP DATABASE of it names no rule", c.glob, c.table, c.schema)
+		}
+	}
+	set := mustParse(t, "rules:\n  - name: totals\n    match: {table: \"shop.*\"}\n    emit: aggregate\n    group_by: [sku_id]\n    sum: {n: qty}\n    topic: t\n")
+	if dropped := set.StatefulRulesReading(nil, []string{"shop.eu"}); len(dropped) != 0 {
+		t.Errorf("a DROP DATABASE of shop.eu names %v, which reads database shop only", dropped)
+	}
+	// A glob written for the tables of a dotted database as one string is told how to
+	// name that database.
+	errs := mustParse(t, "rules:\n  - name: r\n    match: {table: \"st.*\"}\n    topic: t\n").CheckTables([]TableInfo{{Schema: "st.eu", Name: "stock"}})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "write database st.eu in backquotes, as in \"`st.eu`.stock\"") {
+		t.Errorf("st.* against table stock of database st.eu: %v; want one error telling to write `st.eu` in backquotes", errs)
+	}
+	// Two tables whose schema.table are the same text are told apart (Set.match caches per table).
+	dotted := mustParse(t, "rules:\n  - name: r\n    match: {table: \"`st.eu`.stock\"}\n    topic: t\n")
+	if !dotted.Matches("st.eu", "stock") || dotted.Matches("st", "eu.stock") {
+		t.Errorf("`st.eu`.stock: Matches(st.eu, stock) = %v, Matches(st, eu.stock) = %v; want true, false",
+			dotted.Matches("st.eu", "stock"), dotted.Matches("st", "eu.stock"))
 	}
 }
 

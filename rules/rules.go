@@ -75,7 +75,7 @@ func (f Format) String() string {
 type Set struct {
 	file  string
 	rules []*Rule
-	// matches caches Matches by "schema.table".
+	// matches caches match by canal.TableName.
 	matches sync.Map
 }
 
@@ -84,8 +84,9 @@ type Rule struct {
 	name       string
 	emit       EmitKind
 	format     Format
-	globs      []string
-	ops        [4]bool // indexed by opIndex
+	globs      []string    // match.table as written
+	tables     []tableGlob // globs, compiled
+	ops        [4]bool     // indexed by opIndex
 	opsAll     bool
 	when       *vm.Program
 	whenFast   *vm.Program // when, over the flat environment (fastwhen.go); nil: use when
@@ -105,9 +106,10 @@ type Rule struct {
 	// CheckTables refuses where a matched table has a column of that name too.
 	exprNameFields []exprNameField
 	signature      string
-	// legacySignature is signature as markers saved before the fourteenth session hold it.
-	legacySignature string
-	src             *rulefmt.Rule
+	// legacySignatures are signature as markers saved by older versions hold it
+	// (stateSignature).
+	legacySignatures []string
+	src              *rulefmt.Rule
 	// nameHeader is the stocksync-rule header value, shared by every message (read-only).
 	nameHeader []byte
 }
@@ -144,7 +146,7 @@ func (r *Rule) Emit() EmitKind { return r.emit }
 // Format is the rule's message envelope.
 func (r *Rule) Format() Format { return r.format }
 
-// Tables are the rule's schema.table globs.
+// Tables are the rule's schema.table globs, as written.
 func (r *Rule) Tables() []string { return r.globs }
 
 // Topic is the rule's topic template.
@@ -158,14 +160,19 @@ func (r *Rule) GroupBy() []string { return r.groupBy }
 // across a reload or a restart only under the same signature.
 func (r *Rule) Signature() string { return r.signature }
 
+// SignatureWas reports whether sig, saved earlier, is the rule's signature, in today's
+// form or in one an older version saved for the same definition.
+func (r *Rule) SignatureWas(sig string) bool {
+	return sig == r.signature || slices.Contains(r.legacySignatures, sig)
+}
+
 // Stateful reports whether the rule keeps state per group (aggregate or transition).
 func (r *Rule) Stateful() bool { return r.emit != EmitRow }
 
-// MatchesTable reports whether one of the rule's globs matches schema.table.
+// MatchesTable reports whether one of the rule's globs matches table of database schema.
 func (r *Rule) MatchesTable(schema, table string) bool {
-	full := schema + "." + table
-	for _, g := range r.globs {
-		if ok, _ := path.Match(g, full); ok {
+	for _, g := range r.tables {
+		if g.matches(schema, table) {
 			return true
 		}
 	}
@@ -173,10 +180,10 @@ func (r *Rule) MatchesTable(schema, table string) bool {
 }
 
 // matchesByPattern reports whether a glob of the rule that is a pattern (its schema part,
-// its table part or both) matches full (schema.table).
-func (r *Rule) matchesByPattern(full string) bool {
-	for _, g := range r.globs {
-		if ok, _ := path.Match(g, full); ok && canal.IsPattern(g) {
+// its table part or both) matches table of database schema.
+func (r *Rule) matchesByPattern(schema, table string) bool {
+	for _, g := range r.tables {
+		if g.pattern && g.matches(schema, table) {
 			return true
 		}
 	}
@@ -209,7 +216,7 @@ type tableMatch struct {
 }
 
 func (s *Set) match(schema, table string) tableMatch {
-	full := schema + "." + table
+	full := canal.TableName{Schema: schema, Name: table}
 	if m, ok := s.matches.Load(full); ok {
 		return m.(tableMatch)
 	}
@@ -220,7 +227,7 @@ func (s *Set) match(schema, table string) tableMatch {
 			m.stateful = m.stateful || r.Stateful()
 			m.shared = m.shared || r.Stateful() && !r.readsOneTable()
 		}
-		if !m.patternStateful && r.matchesByPattern(full) {
+		if !m.patternStateful && r.matchesByPattern(schema, table) {
 			m.patternRule, m.patternStateful = r.name, r.Stateful()
 		}
 	}
@@ -249,11 +256,11 @@ func (s *Set) StatefulSchema(schema string) bool {
 }
 
 // mayReadSchema reports whether one of the rule's globs has a schema part that matches
-// schema: the rule may read tables of that database.
+// schema: the rule may read tables of that database. It agrees with MatchesTable, which
+// matches the same part against a table's database.
 func (r *Rule) mayReadSchema(schema string) bool {
-	for _, g := range r.globs {
-		part, _, _ := strings.Cut(g, ".")
-		if ok, _ := path.Match(part, schema); ok {
+	for _, g := range r.tables {
+		if g.matchesSchema(schema) {
 			return true
 		}
 	}
@@ -289,7 +296,7 @@ func (s *Set) StatefulAlone(schema, table string) bool {
 // readsOneTable reports whether the rule can read one table only: it has one glob, and
 // that names a table without a pattern.
 func (r *Rule) readsOneTable() bool {
-	return len(r.globs) == 1 && !canal.IsPattern(r.globs[0])
+	return len(r.tables) == 1 && !r.tables[0].pattern
 }
 
 // PatternRule names a rule that matches schema.table through a glob that is a pattern
@@ -410,6 +417,11 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 	}
 	for _, t := range fr.Tables {
 		r.globs = append(r.globs, t.Value)
+		g, err := parseTableGlob(t.Value)
+		if err != nil && !reportedByRulefmt(t.Value) {
+			c.errorf(t.Pos, "%s: match.table: %v", at, err)
+		}
+		r.tables = append(r.tables, g)
 	}
 	r.opsAll = len(fr.Ops) == 0
 	for _, o := range fr.Ops {
@@ -487,21 +499,44 @@ func (c *compiler) rule(fr *rulefmt.Rule) *Rule {
 		}
 		r.value = c.compile(at+": value", fr.Value, expr.Env(env), hint)
 	}
-	r.signature, r.legacySignature = stateSignature(r, fr.Value.Value, false), stateSignature(r, fr.Value.Value, true)
+	r.signature = stateSignature(r, fr.Value.Value, signatureNow)
+	for _, form := range []signatureForm{signatureWrittenGlobs, signatureSumPlaces} {
+		if sig := stateSignature(r, fr.Value.Value, form); sig != r.signature && !slices.Contains(r.legacySignatures, sig) {
+			r.legacySignatures = append(r.legacySignatures, sig)
+		}
+	}
 	return r
 }
 
+// signatureForm is a form of stateSignature, today's or one that older versions saved.
+type signatureForm uint8
+
+const (
+	// signatureNow holds the globs sorted, each once: the same tables listed in another
+	// order, or one listed twice, are not a new definition.
+	signatureNow signatureForm = iota
+	// signatureWrittenGlobs, saved before globs were sorted, holds them as written.
+	signatureWrittenGlobs
+	// signatureSumPlaces, saved before the fourteenth session, holds the globs as written
+	// and each sum's place in the file too.
+	signatureSumPlaces
+)
+
 // stateSignature is what a stateful rule's saved state depends on: its emit, tables,
-// group_by, sums and value, and nothing of where they are written in the file, so that a
-// comment or a rule moved does not seed the rule again. legacy is the form saved before
-// the fourteenth session, which held each sum's place in the file too: a marker of that
-// form is still taken while the file has not changed.
-func stateSignature(r *Rule, value string, legacy bool) string {
+// group_by, sums and value, and nothing of where or in which order its tables are written
+// in the file, so that a comment, a rule moved or its globs reordered does not seed the
+// rule again. The forms older versions saved (signatureForm) are still taken, while the
+// file has not changed, and saved again in today's form (Engine.Restore).
+func stateSignature(r *Rule, value string, form signatureForm) string {
+	globs := r.globs
+	if form == signatureNow {
+		globs = slices.Compact(slices.Sorted(slices.Values(r.globs)))
+	}
 	var sig strings.Builder
-	if legacy {
-		fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, r.globs, r.groupBy, r.sums)
+	if form == signatureSumPlaces {
+		fmt.Fprintf(&sig, "%s|%v|%v|%v|", r.emit, globs, r.groupBy, r.sums)
 	} else {
-		fmt.Fprintf(&sig, "%s|%v|%v|[", r.emit, r.globs, r.groupBy)
+		fmt.Fprintf(&sig, "%s|%v|%v|[", r.emit, globs, r.groupBy)
 		for i, s := range r.sums {
 			if i > 0 {
 				sig.WriteByte(' ')
@@ -654,17 +689,31 @@ func (s *Set) CheckTables(tables []TableInfo) []error {
 		for gi, g := range r.globs {
 			n := 0
 			for _, t := range tables {
-				if ok, _ := path.Match(g, t.Schema+"."+t.Name); ok {
+				if r.tables[gi].matches(t.Schema, t.Name) {
 					n++
 				}
 			}
 			if n == 0 {
 				errs = append(errs, Error{File: s.file, Pos: r.src.Tables[gi].Pos, Msg: fmt.Sprintf("rule %q: match.table: %q matches no table of the source "+
-					"(or none that source.user may SELECT: information_schema hides those)", r.name, g)})
+					"(or none that source.user may SELECT: information_schema hides those)%s", r.name, g, dottedDatabaseHint(g, tables))})
 			}
 		}
 	}
 	return s.checkColumns(tables, errs)
+}
+
+// dottedDatabaseHint is what to add when glob g, which matches no table, would match one
+// of a database whose name holds a dot if it were matched as one string over
+// schema.table (as it was before its halves were matched apart): its database part ends
+// at the first dot, and such a database is written in backquotes.
+func dottedDatabaseHint(g string, tables []TableInfo) string {
+	for _, t := range tables {
+		if ok, _ := path.Match(g, t.Schema+"."+t.Name); ok && strings.Contains(t.Schema, ".") {
+			return fmt.Sprintf("; a glob's database part ends at its first dot: write database %s in backquotes, as in %q",
+				t.Schema, canal.TableName{Schema: t.Schema, Name: t.Name}.String())
+		}
+	}
+	return ""
 }
 
 // CheckColumns checks the set against the source's live tables as the daemon does at start
@@ -721,7 +770,7 @@ func (s *Set) checkColumns(tables []TableInfo, errs Errors) []error {
 				case !k.Numeric():
 					errs = append(errs, Error{File: s.file, Pos: sm.pos, Msg: fmt.Sprintf("rule %q: sum.%s: column %s.%s.%s is %s, not a number", r.name, sm.name, t.Schema, t.Name, sm.column, k)})
 				case sumSeen[i].table == "":
-					sumSeen[i].table, sumSeen[i].kind = t.Schema+"."+t.Name, k
+					sumSeen[i].table, sumSeen[i].kind = canal.TableName{Schema: t.Schema, Name: t.Name}.String(), k
 				case sumClass(k) != sumClass(sumSeen[i].kind):
 					// One group may hold rows of both tables: its sum would change JSON type
 					// between a message's before and after (topics.md, Aggregate messages).
@@ -763,4 +812,12 @@ func templateColumns(parts []rulefmt.TemplatePart, pos rulefmt.Pos) []columnRef 
 		}
 	}
 	return cols
+}
+
+// reportedByRulefmt reports whether rulefmt has already reported glob g (one without a
+// dot, or bad as one whole glob): the compiler reports only what it alone finds (a
+// backquote not closed, a bad half), so that no problem is said twice.
+func reportedByRulefmt(g string) bool {
+	_, err := path.Match(g, "")
+	return err != nil || !strings.Contains(g, ".")
 }
