@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 
@@ -78,13 +77,12 @@ func (r *Rule) couldHold(name, value string) bool {
 	case "op":
 		return slices.Contains([]string{"insert", "update", "delete", "read"}, value)
 	case "schema", "table":
-		for _, g := range r.globs {
-			schema, table, _ := strings.Cut(g, ".")
-			glob := schema
+		for _, g := range r.tables {
+			half := g.schema
 			if name == "table" {
-				glob = table
+				half = g.table
 			}
-			if ok, _ := path.Match(glob, value); ok {
+			if half != nil && half.MatchString(value) {
 				return true
 			}
 		}

@@ -835,7 +835,7 @@ func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo, partial
 		n := 0
 		for _, t := range tables {
 			if r.MatchesTable(t.Schema, t.Name) {
-				fmt.Fprintf(w, "  %s.%s%s\n", t.Schema, t.Name, ddlNote(set, r, t))
+				fmt.Fprintf(w, "  %s%s\n", canal.TableName{Schema: t.Schema, Name: t.Name}, ddlNote(set, r, t))
 				n++
 			}
 		}
@@ -846,7 +846,7 @@ func explainRules(w io.Writer, set *rules.Set, tables []rules.TableInfo, partial
 	var unmatched []string
 	for _, t := range tables {
 		if !set.Matches(t.Schema, t.Name) {
-			unmatched = append(unmatched, t.Schema+"."+t.Name)
+			unmatched = append(unmatched, canal.TableName{Schema: t.Schema, Name: t.Name}.String())
 		}
 	}
 	if partial {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/sinks"
 )
 
@@ -68,7 +69,7 @@ func describe(value []byte) string {
 	src, _ := m["source"].(map[string]any)
 	where := ""
 	if src != nil {
-		where = fmt.Sprintf("  [%v.%v %v]", src["db"], src["table"], first(src["gtid"], fmt.Sprint(src["file"], ":", src["pos"])))
+		where = fmt.Sprintf("  [%s %v]", canal.TableName{Schema: fmt.Sprint(src["db"]), Name: fmt.Sprint(src["table"])}, first(src["gtid"], fmt.Sprint(src["file"], ":", src["pos"])))
 	}
 	switch op {
 	case "c", "r":
