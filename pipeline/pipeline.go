@@ -210,6 +210,7 @@ func Retryable(err error) bool {
 // clean stop it flushes the sink and saves a last checkpoint before returning nil.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer close(p.stopped)
+	p.m.leads() // until the daemon says it stands by (Metrics.Standby)
 	server, err := canal.Connect(ctx, p.opts.Source)
 	if err != nil {
 		return err
@@ -293,9 +294,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	cancel()
 	second := <-errc
 	<-lagDone
-	if errors.Is(first, ErrLeaseLost) || errors.Is(second, ErrLeaseLost) {
-		p.m.lag.standby() // another daemon may lead now: this one is behind nothing
-	}
 	if p.reread != nil {
 		p.endReread(ctx, ErrNotStreaming)
 	}

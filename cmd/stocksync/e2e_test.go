@@ -208,6 +208,17 @@ func postStatus(t *testing.T, addr, path string) int {
 // metric reads one unlabelled metric from the daemon's /metrics.
 func metric(t *testing.T, addr, name string) float64 {
 	t.Helper()
+	v, ok := findMetric(t, addr, name)
+	if !ok {
+		t.Fatalf("metric %s not found", name)
+	}
+	return v
+}
+
+// findMetric reads one unlabelled metric from the daemon's /metrics, and whether it is
+// there.
+func findMetric(t *testing.T, addr, name string) (float64, bool) {
+	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatalf("reading metrics: %v", err)
@@ -218,11 +229,10 @@ func metric(t *testing.T, addr, name string) float64 {
 		var v float64
 		if line := sc.Text(); strings.HasPrefix(line, name+" ") {
 			fmt.Sscan(strings.TrimPrefix(line, name+" "), &v)
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("metric %s not found", name)
-	return 0
+	return 0, false
 }
 
 // TestChaosKill9AtLeastOnce and TestChaosKill9ExactlyOnce run steady order-like load,
@@ -585,6 +595,46 @@ func insertRows(t *testing.T, db *sql.DB, table string, from, to int) {
 	t.Helper()
 	for i := from; i < to; i++ {
 		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO %s VALUES (%d, 1)", table, i))
+	}
+}
+
+// TestAStandbyReportsNoLagNorBinlogRetention: docs/operations.md (Metrics) says
+// stocksync_source_lag_seconds is 0 on a standby (ha), and that
+// stocksync_checkpoint_binlog_files_older, alerted on below 1, is exported only while the
+// daemon leads. A standby that never led has no retention series (it used to say -1, so
+// the alert fired on every standby). A leader whose lock connection is killed (or dropped
+// by the network) goes back to standby: its lag is 0 from then on (it used to grow a
+// second per second for ever) and its retention series goes, while the daemon that took
+// over reports both.
+func TestAStandbyReportsNoLagNorBinlogRetention(t *testing.T) {
+	h := startHA(t, startDevBroker(t), "stock_lag")
+	const retention = "stocksync_checkpoint_binlog_files_older"
+	if v, ok := findMetric(t, h.standbyAddr, retention); ok {
+		t.Errorf("the standby that never led exports %s %v; want no series", retention, v)
+	}
+	if _, ok := findMetric(t, h.httpAddr, retention); !ok {
+		t.Errorf("the leader does not export %s", retention)
+	}
+	var holder int64
+	if err := h.db.QueryRow("SELECT IS_USED_LOCK(?)", h.checkpointLock()).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Exec(t, h.db, fmt.Sprintf("KILL CONNECTION %d", holder))
+	testutil.Eventually(t, 20*time.Second, "the other daemon to lead", func() bool {
+		return httpStatus(h.standbyAddr, "/readyz") == 200 && metric(t, h.httpAddr, "stocksync_leader") == 0
+	})
+	// The takeover took seconds (its 3 s wait at least), and the new leader publishes: a
+	// lag growing since the old leader last read would show by now.
+	insertRows(t, h.db, "stock_lag", 50, 60)
+	testutil.Consume(t, h.broker, []string{h.topic}, 60, 30*time.Second)
+	if lag := metric(t, h.httpAddr, "stocksync_source_lag_seconds"); lag != 0 {
+		t.Errorf("the old leader, now a standby, reports stocksync_source_lag_seconds %.1f; want 0", lag)
+	}
+	if v, ok := findMetric(t, h.httpAddr, retention); ok {
+		t.Errorf("the old leader, now a standby, exports %s %v; want no series", retention, v)
+	}
+	if _, ok := findMetric(t, h.standbyAddr, retention); !ok {
+		t.Errorf("the new leader does not export %s", retention)
 	}
 }
 
