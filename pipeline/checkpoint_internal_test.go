@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stocksync/stocksync/canal"
 	"github.com/stocksync/stocksync/rules"
@@ -65,6 +67,105 @@ func TestFailedSaveKeepsItsState(t *testing.T) {
 	}
 	if got[`{"sku_id":"S4"}`] != `{"count":8,"sums":{"sellable":0}}` || got[`{"sku_id":"S1"}`] != `{"count":8,"sums":{"sellable":4}}` {
 		t.Fatalf("last save holds %v; want S4 from the failed save and S1's newer value", got)
+	}
+}
+
+// gateSink holds each Flush until the test releases the gate it sends.
+type gateSink struct{ gates chan chan struct{} }
+
+func (*gateSink) Emit(context.Context, sinks.Message) error { return nil }
+func (s *gateSink) Flush(ctx context.Context) error {
+	g := make(chan struct{})
+	s.gates <- g
+	<-g
+	return nil
+}
+
+// tableStore keeps what the checkpoint table would: the last position saved, and each
+// state row as last written.
+type tableStore struct {
+	mu    sync.Mutex
+	pos   canal.Position
+	state map[string]string
+}
+
+func (*tableStore) Load(context.Context) (canal.Position, []canal.StateRow, bool, error) {
+	return canal.Position{}, nil, false, nil
+}
+func (s *tableStore) Save(_ context.Context, pos canal.Position, rows []canal.StateRow) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pos = pos
+	for _, r := range rows {
+		s.state[r.Key] = string(r.Value)
+	}
+	return nil
+}
+
+// TestConcurrentSavesNeverMoveTheCheckpointBack: at-least-once, the checkpoint loop and
+// the reading goroutine (a resync starting a re-read saves at once) both save. A save
+// begun while the loop's older one waits for the broker must not commit before it: the
+// loop's, committed last, would take the checkpoint back to its position, and a group
+// changed in both would keep its older value, which the next save (of what changed
+// since) never corrects.
+func TestConcurrentSavesNeverMoveTheCheckpointBack(t *testing.T) {
+	sink := &gateSink{gates: make(chan chan struct{})}
+	store := &tableStore{state: map[string]string{}}
+	p := New(Options{Sink: sink})
+	p1 := canal.Position{File: "binlog.000001", Pos: 100}
+	p2 := canal.Position{File: "binlog.000001", Pos: 200}
+	p3 := canal.Position{File: "binlog.000001", Pos: 300}
+	sku := `{"sku_id":"A1"}`
+
+	p.pend(p1, []rules.StateEntry{{Rule: "product-stock", Key: sku, Value: []byte(`{"sums":{"sellable":10}}`)}})
+	p.emitted.Add(1)
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- p.saveCheckpoint(t.Context(), store, false) }() // the checkpoint loop
+	loopGate := <-sink.gates                                                // waiting for the broker
+
+	// The reader commits a later transaction that changes the same group, then starts a
+	// re-read, which saves at once.
+	p.pend(p2, []rules.StateEntry{{Rule: "product-stock", Key: sku, Value: []byte(`{"sums":{"sellable":7}}`)}})
+	p.emitted.Add(1)
+	readerDone := make(chan error, 1)
+	go func() { readerDone <- p.saveCheckpoint(t.Context(), store, true) }()
+	select {
+	case readerGate := <-sink.gates:
+		// The reader's save reached the broker while the loop's was open: let it commit
+		// first, the order that took the checkpoint back.
+		t.Error("a second save waited for the broker while the first was still open")
+		close(readerGate)
+		if err := <-readerDone; err != nil {
+			t.Fatal(err)
+		}
+		close(loopGate)
+		if err := <-loopDone; err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(200 * time.Millisecond): // waiting for its turn, as it should
+		close(loopGate)
+		if err := <-loopDone; err != nil {
+			t.Fatal(err)
+		}
+		close(<-sink.gates)
+		if err := <-readerDone; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if store.pos != p2 || store.state[sku] != `{"sums":{"sellable":7}}` || p.lastSavedPosition() != p2 {
+		t.Errorf("after both saves: checkpoint %s (in memory %s), %s = %s; want %s and the value as of it, {\"sums\":{\"sellable\":7}}",
+			store.pos, p.lastSavedPosition(), sku, store.state[sku], p2)
+	}
+
+	// The next periodic save, of another group changed after p2, keeps A1's value.
+	p.pend(p3, []rules.StateEntry{{Rule: "product-stock", Key: `{"sku_id":"B2"}`, Value: []byte(`{"sums":{"sellable":1}}`)}})
+	p.emitted.Add(1)
+	go func() { close(<-sink.gates) }()
+	if err := p.saveCheckpoint(t.Context(), store, false); err != nil {
+		t.Fatal(err)
+	}
+	if store.pos != p3 || store.state[sku] != `{"sums":{"sellable":7}}` {
+		t.Errorf("checkpoint %s saves %s = %s; want %s with the value as of %s, {\"sums\":{\"sellable\":7}}", store.pos, sku, store.state[sku], p3, p2)
 	}
 }
 

@@ -3,6 +3,9 @@ package pipeline
 import (
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestLagClock: the lag is what a reading stream last had; while no stream reads it grows
@@ -38,5 +41,38 @@ func TestLagClock(t *testing.T) {
 	c.standby()
 	if v := c.valueAt(at(time.Hour)); v != 0 {
 		t.Errorf("a standby: %v, want 0", v)
+	}
+}
+
+// TestStandbyExportsNoBinlogRetention: stocksync_checkpoint_binlog_files_older, alerted on
+// below 1, has no series in a process that never led nor in one that stands by again
+// (it would say -1, or its last lead's count, for ever); a pipeline's start exports it,
+// -1 until checked. The standby's lag is 0.
+func TestStandbyExportsNoBinlogRetention(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := NewMetrics(reg)
+	const name = "stocksync_checkpoint_binlog_files_older"
+	if n, err := promtest.GatherAndCount(reg, name); err != nil || n != 0 {
+		t.Errorf("never led: %d series (%v), want none", n, err)
+	}
+	m.leads()
+	if v := promtest.ToFloat64(m.CheckpointBinlogsBehind); v != -1 {
+		t.Errorf("leading, before the first check: %v, want -1", v)
+	}
+	m.CheckpointBinlogsBehind.Set(3)
+	m.lag.set(5*time.Second, true, time.Now())
+	if n, err := promtest.GatherAndCount(reg, name); err != nil || n != 1 {
+		t.Errorf("leading: %d series (%v), want 1", n, err)
+	}
+	m.Standby()
+	if n, err := promtest.GatherAndCount(reg, name); err != nil || n != 0 {
+		t.Errorf("standing by again: %d series (%v), want none", n, err)
+	}
+	if v := m.lag.seconds(); v != 0 {
+		t.Errorf("standing by again: lag %v, want 0", v)
+	}
+	m.leads()
+	if v := promtest.ToFloat64(m.CheckpointBinlogsBehind); v != -1 {
+		t.Errorf("leading again, before the first check: %v, want -1 (not the last lead's 3)", v)
 	}
 }

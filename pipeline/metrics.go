@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,36 @@ type Metrics struct {
 	RuleMessages *prometheus.CounterVec
 
 	lag lagClock
+	// leading is set when a pipeline of this process starts, cleared by Standby:
+	// CheckpointBinlogsBehind is exported only while it is set (leaderOnly).
+	leading atomic.Bool
+}
+
+// Standby records that this process no longer leads (ha: its lease ran out or its lock's
+// connection dropped; without ha: it lost its lock and waits to take it again), until a
+// pipeline starts again: it reads nothing and so is behind nothing (lag 0), and has no
+// checkpoint of its own whose binlogs could be purged, so stocksync_checkpoint_binlog_files_older
+// is not exported, and an alert on it (< 1) does not fire on a healthy standby. The daemon
+// calls it each time leadership ends, however it ended.
+func (m *Metrics) Standby() {
+	m.leading.Store(false)
+	m.lag.standby()
+	m.CheckpointBinlogsBehind.Set(-1) // not checked yet, when it leads again
+}
+
+// leads records that a pipeline of this process starts: it leads (Standby).
+func (m *Metrics) leads() { m.leading.Store(true) }
+
+// leaderOnly collects its metric only while leading is set.
+type leaderOnly struct {
+	prometheus.Collector
+	leading *atomic.Bool
+}
+
+func (c leaderOnly) Collect(ch chan<- prometheus.Metric) {
+	if c.leading.Load() {
+		c.Collector.Collect(ch)
+	}
 }
 
 // lagClock is stocksync_source_lag_seconds over the pipelines a process runs one after
@@ -117,7 +148,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SnapshotETA: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_snapshot_eta_seconds",
 			Help: "Expected time to the end of the running snapshot; 0 when none runs or unknown."}),
 		CheckpointBinlogsBehind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_checkpoint_binlog_files_older",
-			Help: "Binlog files the server keeps that are older than the one holding the checkpoint (placed by GTID on MariaDB); 0 means the next purge loses undelivered changes; -1 that it cannot be told (not checked yet, the checkpoint's changes already purged, or its file not listed on MySQL)."}),
+			Help: "Binlog files the server keeps that are older than the one holding the checkpoint (placed by GTID on MariaDB); 0 means the next purge loses undelivered changes; -1 that it cannot be told (not checked yet, the checkpoint's changes already purged, or its file not listed on MySQL). Exported only while this daemon leads: a standby has no series."}),
 		RereadRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_reread_running",
 			Help: "1 while a resync re-reads the tables of row rules (also one that went on after a restart), else 0."}),
 		RereadChunks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stocksync_reread_chunks_published",
@@ -133,7 +164,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.EventsRead, m.EventsSkipped, m.Transactions, m.MessagesEmitted, m.Heartbeats, m.CheckpointFile, m.CheckpointPos,
 			m.CheckpointSaved, m.Lag, m.Restarts, m.RuleEvalErrors,
-			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, m.CheckpointBinlogsBehind,
+			m.SnapshotRowsDone, m.SnapshotRowsEstimated, m.SnapshotETA, leaderOnly{m.CheckpointBinlogsBehind, &m.leading},
 			m.RereadRunning, m.RereadChunks, m.RuleMessages)
 	}
 	return m

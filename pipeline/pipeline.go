@@ -105,6 +105,11 @@ type Pipeline struct {
 
 	mu      sync.Mutex
 	pending pendingCheckpoint
+	// saving is held (a token in it) by one saveCheckpoint from taking the pending state
+	// to its commit: the checkpoint loop and the reading goroutine (a resync starting a
+	// re-read) both save at-least-once, and a save that took an older position must not
+	// commit after a newer one, or the checkpoint goes back with groups' older values.
+	saving chan struct{}
 
 	lastSaved     canal.Position
 	lastSavedAt   time.Time
@@ -157,7 +162,7 @@ func New(opts Options) *Pipeline {
 		opts.CheckpointInterval = time.Second
 	}
 	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, pending: pendingCheckpoint{state: map[stateKey][]byte{}},
-		resyncs: make(chan resyncRequest, 1), stopped: make(chan struct{})}
+		resyncs: make(chan resyncRequest, 1), stopped: make(chan struct{}), saving: make(chan struct{}, 1)}
 }
 
 // Reload swaps in a new rule set at the next transaction boundary.
@@ -205,6 +210,7 @@ func Retryable(err error) bool {
 // clean stop it flushes the sink and saves a last checkpoint before returning nil.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer close(p.stopped)
+	p.m.leads() // until the daemon says it stands by (Metrics.Standby)
 	server, err := canal.Connect(ctx, p.opts.Source)
 	if err != nil {
 		return err
@@ -288,9 +294,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	cancel()
 	second := <-errc
 	<-lagDone
-	if errors.Is(first, ErrLeaseLost) || errors.Is(second, ErrLeaseLost) {
-		p.m.lag.standby() // another daemon may lead now: this one is behind nothing
-	}
 	if p.reread != nil {
 		p.endReread(ctx, ErrNotStreaming)
 	}
@@ -691,12 +694,20 @@ const exactlyOnceSaveWithin = 8 * time.Second
 // the save is a Kafka transaction's commit, which a stop (ctx done) does not cut short:
 // cut short, its outcome would be unknown and the sink failed, so the last save on
 // shutdown could not be made. A broker that does not answer still ends it, after
-// exactlyOnceSaveWithin.
+// exactlyOnceSaveWithin. Saves run one at a time, each taking what is pending when its
+// turn comes, so the checkpoint only moves forward: the reading goroutine pends positions
+// in binlog order, and a save waiting for its turn takes the newer one.
 func (p *Pipeline) saveCheckpoint(ctx context.Context, store Checkpointer, force bool) error {
 	if p.opts.ExactlyOnce {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), exactlyOnceSaveWithin)
 		defer cancel()
+	}
+	select {
+	case p.saving <- struct{}{}:
+		defer func() { <-p.saving }()
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for another checkpoint save to end: %w", ctx.Err())
 	}
 	emitted := p.emitted.Load()
 	p.mu.Lock()

@@ -77,12 +77,6 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		if mode == SnapshotNever {
 			scope = statefulTables // it was the first start's seeding read (below)
 		}
-		if p.opts.Rules.HasStatefulRules() {
-			// Aggregate state from the chunks read before the interruption is not kept,
-			// so a resumed snapshot could not fold exact sums: read everything again.
-			p.log.Warn("an interrupted snapshot is restarted from the beginning: the rules fold rows (aggregate/transition)")
-			return p.snapshotAfresh(ctx, server, scope)
-		}
 		// The resumed snapshot streams on from its first run's position: the binlogs must
 		// still hold it, which is better said now than after the rest of the snapshot.
 		held, err := p.purgeCheck(ctx, server, resume.Position, mode, "the interrupted snapshot's position")
@@ -93,6 +87,9 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			return start, err
 		}
 		p.checkRetention(held, resume.Position)
+		if p.opts.Rules.HasStatefulRules() {
+			return p.resumeReseeding(ctx, server, scope, resume)
+		}
 		if scope == statefulTables {
 			// It was seeding rules that the file no longer has: nothing is left to read
 			// (row rules get no op r under snapshot: never). Stream from its position.
@@ -168,8 +165,9 @@ func (p *Pipeline) purgeCheck(ctx context.Context, server *canal.Server, pos can
 type tableScope int
 
 const (
-	allTables tableScope = iota
-	statefulTables
+	allTables      tableScope = iota
+	statefulTables            // their rows reach the aggregate and transition rules alone
+	rowRuleTables             // their rows reach the row rules alone (resumeReseeding)
 )
 
 // scopedFilter is a filter that matches, of the tables its TableFilter matches, those
@@ -181,6 +179,40 @@ type scopedFilter struct {
 
 func (f scopedFilter) Matches(schema, table string) bool {
 	return f.TableFilter.Matches(schema, table) && (f.stateful == nil || f.stateful(schema, table))
+}
+
+// resumeReseeding goes on with a snapshot (or the first start's seeding read) interrupted
+// while aggregate or transition rules read: it streams from the interrupted run's
+// position P, the checkpoint, as any resumed snapshot does, so that no change after P is
+// lost (a row rule's, or the deletion of a row already published as a read). The sums the
+// rules folded from the chunks read before are not kept, so those rules are seeded again,
+// as a changed rule is (seedRules): from a snapshot of their tables of their own, at P',
+// skipping the transactions before P', which it holds; a group saved before (a snapshot of
+// when_needed) that no row fills again is published as deleted. Row rules read on after the
+// last chunk saved (allTables); a seeding read gave them nothing to read (statefulTables).
+// The groups are published at P and saved with it, without the progress. A kill during
+// any of this leaves the progress saved, and the next start does it again.
+func (p *Pipeline) resumeReseeding(ctx context.Context, server *canal.Server, scope tableScope, resume *canal.SnapshotProgress) (canal.Position, error) {
+	names := p.engine.PrepareReseed(statefulRuleNames(p.engine.Set()), canal.Source{Snapshot: true})
+	p.log.Warn("an interrupted snapshot goes on from its position: its aggregate and transition rules are seeded again from a snapshot of their tables, as their sums from the chunks read before are not kept",
+		zap.Stringer("pos", resume.Position), zap.Int64("rows_done", resume.RowsDone), zap.Strings("rules", names))
+	if _, err := p.seedRules(ctx, server); err != nil {
+		return resume.Position, err
+	}
+	if rowRules := rowRuleNames(p.engine.Set()); scope == allTables && len(rowRules) > 0 {
+		p.log.Info("resuming an interrupted snapshot", zap.Int64("rows_done", resume.RowsDone), zap.Stringer("pos", resume.Position),
+			zap.Strings("row_rules", rowRules))
+		return p.snapshot(ctx, server, rowRuleTables, resume)
+	}
+	if err := p.commitAt(ctx, resume.Position); err != nil {
+		return resume.Position, fmt.Errorf("publishing the seed of rules %v: %w", names, err)
+	}
+	p.keepState(snapshotScope, snapshotKey, nil)
+	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
+		return resume.Position, fmt.Errorf("saving the seeded rules' state with the checkpoint %s: %w", resume.Position, err)
+	}
+	p.log.Info("the interrupted snapshot's rules are seeded again; streaming from its position", zap.Stringer("pos", resume.Position))
+	return resume.Position, nil
 }
 
 // snapshotAfresh takes a snapshot from its beginning, folding every row into the rules'
@@ -197,9 +229,14 @@ func (p *Pipeline) snapshotAfresh(ctx context.Context, server *canal.Server, sco
 func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tableScope, resume *canal.SnapshotProgress) (canal.Position, error) {
 	filter := scopedFilter{TableFilter: p.filterFor(p.opts.Rules)}
 	var rows canal.Handler = p
-	if scope == statefulTables {
+	switch scope {
+	case statefulTables:
 		filter.stateful = p.opts.Rules.StatefulTables
 		rows = statefulOnly{Pipeline: p, names: statefulRuleNames(p.engine.Set())}
+	case rowRuleTables:
+		names := rowRuleNames(p.engine.Set())
+		filter.stateful = p.engine.Set().TablesOf(names)
+		rows = rowRulesOnly{Pipeline: p, names: names}
 	}
 	// The stream that follows the snapshot must be allowed: say so now, not hours later.
 	if err := canal.NewStream(p.opts.Source, server, filter, p.log).CheckStreamable(ctx); err != nil {
@@ -313,11 +350,29 @@ func (s statefulOnly) Row(ctx context.Context, c *canal.RowChange) error {
 	return s.engine.Seed(c, s.names)
 }
 
+// rowRulesOnly is the pipeline, with a snapshot's rows handed to the named row rules
+// alone (as a resync's re-read hands them).
+type rowRulesOnly struct {
+	*Pipeline
+	names []string
+}
+
+func (r rowRulesOnly) Row(ctx context.Context, c *canal.RowChange) error {
+	r.m.EventsRead.Inc()
+	return r.engine.Reread(ctx, c, r.names, r.Pipeline)
+}
+
 // statefulRuleNames names the set's aggregate and transition rules.
-func statefulRuleNames(set *rules.Set) []string {
+func statefulRuleNames(set *rules.Set) []string { return ruleNames(set, true) }
+
+// rowRuleNames names the set's row rules.
+func rowRuleNames(set *rules.Set) []string { return ruleNames(set, false) }
+
+// ruleNames names the set's rules that are stateful (aggregate and transition), or not.
+func ruleNames(set *rules.Set, stateful bool) []string {
 	var names []string
 	for _, r := range set.Rules() {
-		if r.Stateful() {
+		if r.Stateful() == stateful {
 			names = append(names, r.Name())
 		}
 	}

@@ -522,16 +522,207 @@ func TestInterruptedSeedingReadWithoutStatefulRulesLeft(t *testing.T) {
 	}
 }
 
+// interruptAtTheSecondChunk runs a first start of set under mode (100-row chunks,
+// at-least-once) until its snapshot or seeding read has saved its first chunk's progress,
+// runs change while it is held inside the second, and stops it there, as a kill would.
+func (e *env) interruptAtTheSecondChunk(set *rules.Set, serverID uint32, mode string, change func()) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(e.t.Context())
+	defer cancel()
+	stop := &flushStop{reached: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		done <- e.runSnapshotting(ctx, set, serverID, mode, func(o *pipeline.Options) { stop.Sink, o.Sink = o.Sink, stop })
+	}()
+	select {
+	case <-stop.reached:
+	case err := <-done:
+		e.t.Fatalf("the first start's read ended before its second chunk: %v", err)
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("the first start's read did not reach its second chunk within 30s")
+	}
+	change()
+	cancel()
+	<-done
+	var progress int
+	db := e.mysql.Open(e.t, e.db)
+	if err := db.QueryRow("SELECT COUNT(*) FROM checkpoint_state WHERE scope = 'stocksync.snapshot'").Scan(&progress); err != nil || progress != 1 {
+		e.t.Fatalf("saved read progress rows: %d (%v); want 1", progress, err)
+	}
+}
+
+// lastByKey replays recs in order: each key's last message.
+func lastByKey(t *testing.T, recs []testutil.Record) map[string]envelope {
+	t.Helper()
+	last := map[string]envelope{}
+	for _, r := range recs {
+		last[r.Key] = decode(t, r)
+	}
+	return last
+}
+
+// checkGroupsEqualTheTable fails the test unless each group of wh in table, as the last
+// message of its key in last says it, has the table's sum of qty.
+func checkGroupsEqualTheTable(t *testing.T, db *sql.DB, table string, last map[string]envelope) {
+	t.Helper()
+	rows, err := db.Query("SELECT wh, SUM(qty) FROM " + table + " GROUP BY wh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var wh, sum int
+		if err := rows.Scan(&wh, &sum); err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf(`{"wh":%d}`, wh)
+		if g, ok := last[key]; !ok || g.Op == "d" || fmt.Sprint(g.After["qty"]) != fmt.Sprint(sum) {
+			t.Errorf("group %s: last message %s %v, want the table's sum %d", key, g.Op, g.After, sum)
+		}
+	}
+}
+
+// TestSeedInterruptedAtTheFirstStartLosesNoChange: under snapshot: never, the first start
+// reads the aggregate rule's table to seed it, at P, saving P as the checkpoint with the
+// read's progress after each chunk. Stopped half way (a kill -9), the restart seeds the
+// rule again from a snapshot of its own but streams from P, the checkpoint: the row rule's
+// change committed meanwhile is published, and the rule's groups end at the table's sums,
+// changes in between not folded twice. (It used to stream from the new snapshot's
+// position, and the row change was never published.)
+func TestSeedInterruptedAtTheFirstStartLosesNoChange(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE orders (id INT PRIMARY KEY, sku_id INT)",
+		"CREATE TABLE stock_k (id INT PRIMARY KEY, wh INT NOT NULL, qty INT NOT NULL)",
+		"INSERT INTO stock_k SELECT seq, seq % 3, seq FROM seq_0_to_299")
+	set := e.rules(`
+rules:
+  - name: order-rows
+    match: {table: "DB.orders"}
+    topic: TOPIC
+    key: [id]
+  - name: total
+    match: {table: "DB.stock_k"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: TOPIC
+`)
+	serverID := testutil.ServerID()
+	e.interruptAtTheSecondChunk(set, serverID, pipeline.SnapshotNever, func() {
+		testutil.Exec(t, db, "INSERT INTO orders VALUES (1, 42)", // after the read's position P
+			"DELETE FROM stock_k WHERE id = 3", "UPDATE stock_k SET qty = 1000 WHERE id = 250")
+	})
+
+	e.start(set, serverID, func(o *pipeline.Options) { o.SnapshotChunkSize = 100 })
+	testutil.Exec(t, db, "INSERT INTO orders VALUES (2, 43)", "UPDATE stock_k SET qty = qty + 1 WHERE id = 4")
+	var last map[string]envelope
+	testutil.Eventually(t, 30*time.Second, "order 2 after the restart", func() bool {
+		last = lastByKey(t, e.consume(0, time.Second))
+		_, ok := last[`{"id":2}`]
+		return ok
+	})
+	if o := last[`{"id":1}`]; o.Op != "c" {
+		t.Errorf("order 1, committed after the checkpoint the stopped first start saved: last message %q %v, want its insert", o.Op, o.After)
+	}
+	checkGroupsEqualTheTable(t, db, "stock_k", last)
+}
+
+// TestSnapshotInterruptedWithAggregateRulesEndsEqualToTheTable: under snapshot: initial,
+// a first start publishes the row rule's reads chunk by chunk and is stopped half way,
+// after rows it already published as reads were deleted. The restart reads on from the
+// last chunk for the row rule, seeds the aggregate rule again from a snapshot of its own,
+// and streams from the interrupted snapshot's position: a consumer replaying the topic ends
+// with the table's rows (the deleted ones with a d) and its sums. (It used to take a new
+// snapshot and stream from there: the deleted rows never got their d.)
+func TestSnapshotInterruptedWithAggregateRulesEndsEqualToTheTable(t *testing.T) {
+	e := newEnv(t)
+	db := e.mysql.Open(t, e.db)
+	testutil.Exec(t, db, "CREATE TABLE stock_r (sku_id INT PRIMARY KEY, wh INT NOT NULL, qty INT NOT NULL)",
+		"INSERT INTO stock_r SELECT seq, seq % 3, seq FROM seq_0_to_299")
+	set := e.rules(allOpsRules + `
+  - name: total
+    match: {table: "DB.stock_r"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: TOPIC
+`)
+	serverID := testutil.ServerID()
+	e.interruptAtTheSecondChunk(set, serverID, pipeline.SnapshotInitial, func() {
+		testutil.Exec(t, db, "DELETE FROM stock_r WHERE sku_id IN (5, 150, 250)", // read in the first, second and third chunk
+			"UPDATE stock_r SET qty = 600 WHERE sku_id = 6", "INSERT INTO stock_r VALUES (1000, 1, 7)")
+	})
+
+	e.start(set, serverID, func(o *pipeline.Options) {
+		o.Snapshot, o.SnapshotChunkSize = pipeline.SnapshotInitial, 100
+	})
+	testutil.Exec(t, db, "INSERT INTO stock_r VALUES (-1, 2, 0)")
+	var last map[string]envelope
+	testutil.Eventually(t, 30*time.Second, "the insert after the restart", func() bool {
+		last = lastByKey(t, e.consume(0, time.Second))
+		_, ok := last[`{"sku_id":-1}`]
+		return ok
+	})
+	want := map[string]string{}
+	rows, err := db.Query("SELECT sku_id, qty FROM stock_r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var sku, qty int
+		if err := rows.Scan(&sku, &qty); err != nil {
+			t.Fatal(err)
+		}
+		want[fmt.Sprintf(`{"sku_id":%d}`, sku)] = fmt.Sprint(qty)
+	}
+	rows.Close()
+	for key, m := range last {
+		if !strings.HasPrefix(key, `{"sku_id":`) {
+			continue
+		}
+		qty, ok := want[key]
+		switch {
+		case !ok && m.Op != "d":
+			t.Errorf("row %s is not in the table, but its last message is %q %v", key, m.Op, m.After)
+		case ok && (m.Op == "d" || fmt.Sprint(m.After["qty"]) != qty):
+			t.Errorf("row %s: last message %q %v, want qty %s", key, m.Op, m.After, qty)
+		}
+	}
+	for key := range want {
+		if _, ok := last[key]; !ok {
+			t.Errorf("row %s was never published", key)
+		}
+	}
+	checkGroupsEqualTheTable(t, db, "stock_r", last)
+}
+
 // TestExactlyOnceSnapshotCommitsInParts: exactly-once, a snapshot whose Kafka transaction
 // has been open for SnapshotPartAfter (half kafka.transaction_timeout, which the brokers
 // enforce) commits the rows read so far with its progress and goes on in a new
 // transaction; interrupted, it resumes after the last part, and a read_committed consumer
-// sees every row once. Without parts, nothing of an interrupted snapshot is committed.
+// sees every row once, also when an aggregate rule reads the table (seeded again at the
+// restart, its groups at the table's sums). Without parts, nothing of an interrupted
+// snapshot is committed.
 func TestExactlyOnceSnapshotCommitsInParts(t *testing.T) {
+	t.Run("row rule", func(t *testing.T) { exactlyOnceSnapshotInParts(t, "") })
+	t.Run("with an aggregate rule", func(t *testing.T) {
+		exactlyOnceSnapshotInParts(t, `
+  - name: total
+    match: {table: "DB.stock_p"}
+    emit: aggregate
+    group_by: [wh]
+    sum: {qty: qty}
+    topic: TOPIC.total
+`)
+	})
+}
+
+func exactlyOnceSnapshotInParts(t *testing.T, moreRules string) {
 	e := newEnv(t)
 	e.exactlyOnce = true
-	e.exec("CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT)", "INSERT INTO stock_p VALUES "+rowsUpTo(300))
-	set := e.rules(allOpsRules)
+	e.exec("CREATE TABLE stock_p (sku_id INT PRIMARY KEY, wh INT NOT NULL, qty INT NOT NULL)", "INSERT INTO stock_p SELECT seq, seq % 3, seq FROM seq_0_to_299")
+	set := e.rules(allOpsRules + moreRules)
 	serverID := testutil.ServerID()
 	core, logs := observer.New(zapcore.InfoLevel)
 	run := func(ctx context.Context, tweak func(*pipeline.Options)) error {
@@ -561,6 +752,10 @@ func TestExactlyOnceSnapshotCommitsInParts(t *testing.T) {
 	defer cancel()
 	go func() { done <- run(ctx, nil) }()
 	got := e.consume(300, 30*time.Second)
+	var groups []testutil.Record
+	if moreRules != "" {
+		groups = testutil.Consume(t, e.broker, []string{e.topic + ".total"}, 3, 30*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+	}
 	cancel()
 	<-done
 	seen := map[string]int{}
@@ -572,6 +767,12 @@ func TestExactlyOnceSnapshotCommitsInParts(t *testing.T) {
 	}
 	if logs.FilterMessage("resuming an interrupted snapshot").Len() != 1 {
 		t.Error("the second run did not resume the snapshot")
+	}
+	if moreRules != "" {
+		if len(groups) != 3 {
+			t.Errorf("read_committed saw %d group messages, want the 3 groups once", len(groups))
+		}
+		checkGroupsEqualTheTable(t, e.mysql.Open(t, e.db), "stock_p", lastByKey(t, groups))
 	}
 }
 

@@ -275,6 +275,7 @@ func (d *daemon) lead(ctx context.Context, held *heldLock) error {
 		cancel()
 		d.leader.Store(false)
 		d.leaderG.Set(0)
+		d.metrics.Standby() // behind nothing, no checkpoint of its own to watch
 		lostLead := !held.lead.Held()
 		held.release()
 		held = nil
