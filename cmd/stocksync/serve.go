@@ -94,7 +94,13 @@ type daemon struct {
 	rejectedRules *[sha256.Size]byte
 }
 
-func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logger) error {
+func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logger) (err error) {
+	defer func() {
+		if stoppedBySignal(ctx, err) {
+			log.Info("stopped", zap.String("interrupted", err.Error()))
+			err = nil
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(sinks.Collectors()...)
@@ -135,7 +141,6 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 
 	// Check the source first: its address and binlog settings are the likeliest mistakes,
 	// and the error names the setting to change.
-	var err error
 	if d.source, err = sourceConfig(cfg); err != nil {
 		return err
 	}
@@ -205,6 +210,16 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 		cancel()
 	}
 	return err
+}
+
+// stoppedBySignal reports whether err, which ends serve, only says that a SIGTERM or
+// SIGINT (ctx done) cut short what the daemon was doing: taking the checkpoint's lock,
+// its takeover wait, a seed or snapshot before the stream opened. That is a stop like
+// any other, exit 0, which a service manager must not record as a failure. A stop that
+// could not save the last checkpoint fails otherwise (its own deadline, not ctx), and
+// still exits 1.
+func stoppedBySignal(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled)
 }
 
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
