@@ -510,6 +510,39 @@ func TestReadyzAsksTheBrokerAKafkaRequest(t *testing.T) {
 	})
 }
 
+// TestReadyzSaysWhyAStandbyDoesNotLead: with ha, /readyz says why the daemon does not
+// lead: during the 3 s takeover wait after it took the lock, that wait; while the source
+// does not answer (no connection holds the lock), that the source is unreachable and why,
+// never that another stocksync holds the lock, which sends a DBA looking for a leader
+// that does not exist.
+func TestReadyzSaysWhyAStandbyDoesNotLead(t *testing.T) {
+	src, s, _ := setupOnPrivateMariaDB(t, "")
+	s.editConfig(t, "rules: rules.yaml\n", "rules: rules.yaml\nha: true\n")
+	d := s.launch(t, s.config)
+	testutil.Eventually(t, 10*time.Second, "the lock to be taken", func() bool {
+		return strings.Contains(d.output.String(), "waiting out any previous leader's lease")
+	})
+	if code, body := httpGet(s.httpAddr, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting out the previous leader's lease") {
+		t.Errorf("/readyz during the takeover wait: %d %q, want 503 saying it waits out the previous leader's lease", code, strings.TrimSpace(body))
+	}
+	waitHTTP(t, d, s.httpAddr, "/readyz")
+
+	src.Stop(t)
+	defer src.Start(t)
+	var body string
+	testutil.Eventually(t, 30*time.Second, "/readyz to say the source is unreachable", func() bool {
+		var code int
+		code, body = httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "not ready: standby: source unreachable: ")
+	})
+	for range 3 { // and it stays so, whatever awaitLock tries meanwhile
+		if _, body = httpGet(s.httpAddr, "/readyz"); strings.Contains(body, "another stocksync holds") || !strings.Contains(body, "source unreachable") {
+			t.Fatalf("with the source down (no one holds the lock) /readyz says %q", strings.TrimSpace(body))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // httpGet returns path's status and body on addr; 0 if it does not answer.
 func httpGet(addr, path string) (int, string) {
 	resp, err := http.Get("http://" + addr + path)

@@ -74,6 +74,10 @@ type daemon struct {
 	// brokerDown is why the last ping of the brokers failed; "" when one answered, nil
 	// before the first ping.
 	brokerDown atomic.Pointer[string]
+	// notLeading is why this daemon, not leading, does not lead yet, as awaitLock last
+	// learnt it (another daemon holds the lock, the source does not answer, the takeover
+	// wait), for /readyz; nil before awaitLock first ran.
+	notLeading atomic.Pointer[string]
 	// pingNow asks pingBroker for a ping at once: a pipeline started, and /readyz should
 	// not wait for the next 2 s tick to learn the broker answers.
 	pingNow   chan struct{}
@@ -238,9 +242,9 @@ func (d *daemon) notReady() string {
 	p := d.current.Load()
 	switch {
 	case d.cfg.HA && !d.leader.Load():
-		return "standby, another stocksync holds the leader lock"
+		return "standby: " + d.whyNotLeading()
 	case !d.leader.Load():
-		return "not holding the checkpoint's lock: taking it again after losing it (ha: false)"
+		return "not holding the checkpoint's lock: taking it again after losing it (ha: false): " + d.whyNotLeading()
 	case p == nil || !p.Ready():
 		if why := d.stopped.Load(); why != nil {
 			return "binlog stream not open: the last run stopped: " + *why
@@ -253,6 +257,28 @@ func (d *daemon) notReady() string {
 		return "Kafka broker does not answer: " + *why
 	}
 	return ""
+}
+
+// whyNotLeading is why the daemon does not lead yet, as awaitLock last learnt it.
+func (d *daemon) whyNotLeading() string {
+	if why := d.notLeading.Load(); why != nil {
+		return *why
+	}
+	return "connecting to the source"
+}
+
+// waitingFor records why the daemon does not lead yet, for /readyz.
+func (d *daemon) waitingFor(why string) { d.notLeading.Store(&why) }
+
+// lockWaitReason is what /readyz says of a wait for the checkpoint's lock (canal.LockWait).
+func lockWaitReason(w canal.LockWait) string {
+	switch {
+	case w.Unreachable != nil:
+		return "source unreachable: " + w.Unreachable.Error()
+	case w.Taken:
+		return fmt.Sprintf("holding the leader lock, waiting out the previous leader's lease (%s) before leading", canal.TakeoverWait)
+	}
+	return "another stocksync holds the leader lock"
 }
 
 // lead runs the pipeline while this daemon holds the checkpoint's lock, and waits to
@@ -339,15 +365,19 @@ func checkpointLockName(cfg config.Config) string {
 }
 
 // awaitLock waits until this daemon holds the checkpoint's lock, connecting to the
-// source as often as it must; nil when ctx is done first.
+// source as often as it must; nil when ctx is done first. What it waits for, it records
+// for /readyz (waitingFor): a standby whose source does not answer must not send whoever
+// reads /readyz looking for another daemon that leads.
 func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 	name := checkpointLockName(d.cfg)
+	d.waitingFor("connecting to the source")
 	for ctx.Err() == nil {
 		server, err := canal.Connect(ctx, d.source)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			d.waitingFor(lockWaitReason(canal.LockWait{Unreachable: err}))
 			if d.cfg.HA {
 				d.log.Warn("standby cannot reach the source", zap.Error(err))
 			} else {
@@ -362,18 +392,30 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 		// Without ha, until the server notices that the lost connection is gone, that
 		// connection may hold the lock itself (up to canal.LockIdleTimeout).
 		holder, _, _ := lockHolder(ctx, server.DB, name)
+		if holder != "" {
+			d.waitingFor(lockWaitReason(canal.LockWait{}) + " (" + holder + ")")
+		}
 		if d.cfg.HA {
 			d.log.Info("standby: waiting for the leader lock", zap.String("lock", name), zap.String("held_by", holder))
 		} else {
 			d.log.Warn("waiting to take the checkpoint's lock again; nothing is published meanwhile (ha: false)",
 				zap.String("lock", name), zap.String("held_by", holder))
 		}
-		lead, err := canal.AcquireLeadership(ctx, server.DB, name, d.log)
+		lead, err := canal.AcquireLeadership(ctx, server.DB, name, d.log, func(w canal.LockWait) {
+			why := lockWaitReason(w)
+			if w == (canal.LockWait{}) {
+				if holder, _, _ := lockHolder(ctx, server.DB, name); holder != "" { // it may have changed hands
+					why += " (" + holder + ")"
+				}
+			}
+			d.waitingFor(why)
+		})
 		if err != nil {
 			server.Close()
 			if ctx.Err() != nil {
 				return nil
 			}
+			d.waitingFor("taking the leader lock: " + err.Error())
 			d.log.Warn("waiting for the leader lock", zap.Error(err))
 			continue
 		}
@@ -407,7 +449,7 @@ func (d *daemon) takeLockAtStart(ctx context.Context) (*heldLock, error) {
 	}
 	actx, cancel := context.WithTimeout(ctx, lockAtStartWithin)
 	defer cancel()
-	lead, err := canal.AcquireLeadership(actx, server.DB, name, d.log)
+	lead, err := canal.AcquireLeadership(actx, server.DB, name, d.log, nil)
 	if err != nil {
 		defer server.Close()
 		if ctx.Err() == nil && actx.Err() != nil {
