@@ -734,6 +734,33 @@ func TestServerWithoutColumnNamesIsRefused(t *testing.T) {
 	}
 }
 
+// TestRestartAfterOnlyItsOwnSaveWasPurgedResumes: a daemon stopped cleanly is caught up,
+// but its last checkpoint is always followed by its own save. A rotation and purge of the
+// binlogs then takes that save alone: `checkpoint show` says the binlogs hold every change
+// after it but that save, and the restart moves the checkpoint past it and streams on,
+// losing nothing, instead of stopping with "the checkpoint's binlog was purged".
+func TestRestartAfterOnlyItsOwnSaveWasPurgedResumes(t *testing.T) {
+	_, s, db := setupOnPrivateMariaDB(t, "")
+	testutil.Exec(t, db, "CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT)")
+	d := s.start(t)
+	insertRows(t, db, "stock_p", 0, 10)
+	consumeEveryRow(t, s.broker, s.topic, 10)
+	d.terminate(t, 20*time.Second)
+	testutil.PurgeBinlogs(t, db)
+	if out, err := runCheckpointCLI(t, s.config, "show"); err != nil || !strings.Contains(out, "hold every change after it but its own save, purged") ||
+		!strings.Contains(out, "caught up: the 1 transactions after it are the daemon's own checkpoint saves") {
+		t.Errorf("checkpoint show after the purge of the daemon's last save (%v):\n%s", err, out)
+	}
+
+	again := s.launch(t, s.config)
+	waitHTTP(t, again, s.httpAddr, "/readyz")
+	if !strings.Contains(again.output.String(), "it held only the checkpoint's own save: the checkpoint moves past it") {
+		t.Errorf("the restart does not say it moved the checkpoint past its own purged save:\n%s", again.output.String())
+	}
+	insertRows(t, db, "stock_p", 10, 20)
+	consumeEveryRow(t, s.broker, s.topic, 20)
+}
+
 // TestPurgedBinlogStopsTheDaemonNamingTheFix: the daemon stops with its checkpoint saved;
 // while it is down, the server really purges the binlog that holds the checkpoint (on a
 // private MariaDB, so that no other test loses binlogs it reads). The restart refuses to
