@@ -403,7 +403,7 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 		}
 		lead, err := canal.AcquireLeadership(ctx, server.DB, name, d.log, func(w canal.LockWait) {
 			why := lockWaitReason(w)
-			if w == (canal.LockWait{}) {
+			if w.Unreachable == nil && !w.Taken {
 				if holder, _, _ := lockHolder(ctx, server.DB, name); holder != "" { // it may have changed hands
 					why += " (" + holder + ")"
 				}
