@@ -214,20 +214,11 @@ func (s *Server) Behind(ctx context.Context, pos, later Position, ownTables []st
 		from, err1 := mysql.ParseMariadbGTIDSet(pos.GTIDSet)
 		to, err2 := mysql.ParseMariadbGTIDSet(later.GTIDSet)
 		if err1 == nil && err2 == nil {
-			d.Transactions = 0
-			for domain, last := range to.(*mysql.MariadbGTIDSet).Sets {
-				done := uint64(0)
-				if g, ok := from.(*mysql.MariadbGTIDSet).Sets[domain]; ok {
-					done = g.SequenceNumber
-				}
-				if last.SequenceNumber > done {
-					d.Transactions += int64(last.SequenceNumber - done)
-				}
-			}
+			d.Transactions = transactionsBetween(from.(*mysql.MariadbGTIDSet), to.(*mysql.MariadbGTIDSet))
 		}
 	}
 	if len(ownTables) > 0 && pos.File != "" && pos.File == later.File && later.Pos > pos.Pos && later.Pos-pos.Pos <= ownSavesScanned {
-		n, err := s.writesOnlyTo(ctx, pos.File, uint64(pos.Pos), uint64(later.Pos), ownTables)
+		n, _, err := s.writesOnlyTo(ctx, pos.File, uint64(pos.Pos), uint64(later.Pos), ownTables)
 		if err != nil {
 			return d, err
 		}
@@ -236,17 +227,39 @@ func (s *Server) Behind(ctx context.Context, pos, later Position, ownTables []st
 	return d, nil
 }
 
-// writesOnlyTo counts the transactions of binlog file between from and to whose row
-// events are all of the tables (schema.table) named (by their Table_map events).
-func (s *Server) writesOnlyTo(ctx context.Context, file string, from, to uint64, tables []string) (int64, error) {
-	events, err := s.binlogEvents(ctx, file, from, 2000)
-	if err != nil {
-		return 0, err
-	}
+// transactionsBetween is how many transactions of MariaDB's binlog are after the GTID
+// position from and up to the later one, to: in each replication domain, the difference
+// of sequence numbers (a domain from lacks counts from 0).
+func transactionsBetween(from, to *mysql.MariadbGTIDSet) int64 {
 	var n int64
+	for domain, last := range to.Sets {
+		done := uint64(0)
+		if g, ok := from.Sets[domain]; ok {
+			done = g.SequenceNumber
+		}
+		if last.SequenceNumber > done {
+			n += int64(last.SequenceNumber - done)
+		}
+	}
+	return n
+}
+
+// writesOnlyToScanned is how many events writesOnlyTo reads at most.
+const writesOnlyToScanned = 2000
+
+// writesOnlyTo counts the transactions of binlog file between from and to whose row
+// events are all of the tables (schema.table) named (by their Table_map events);
+// complete is false when it stopped short of to (writesOnlyToScanned events read).
+func (s *Server) writesOnlyTo(ctx context.Context, file string, from, to uint64, tables []string) (n int64, complete bool, err error) {
+	events, err := s.binlogEvents(ctx, file, from, writesOnlyToScanned)
+	if err != nil {
+		return 0, false, err
+	}
+	complete = len(events) < writesOnlyToScanned
 	mapped, others := 0, 0
 	for _, e := range events {
 		if at, _ := strconv.ParseUint(e["pos"], 10, 64); at >= to {
+			complete = true
 			break
 		}
 		switch e["event_type"] {
@@ -269,7 +282,7 @@ func (s *Server) writesOnlyTo(ctx context.Context, file string, from, to uint64,
 			mapped, others = 0, 0
 		}
 	}
-	return n, nil
+	return n, complete, nil
 }
 
 // wroteGTIDs returns ErrNotStreamable unless each GTID of set (one per replication domain)

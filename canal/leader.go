@@ -61,20 +61,38 @@ func LockName(name string) string {
 	return "stocksync:" + hex.EncodeToString(sum[:])
 }
 
+// LockWait is what AcquireLeadership waits for, as it tells its caller each time it
+// learns it: a caller that is asked why it does not lead (a /readyz) then says the
+// server does not answer rather than that another process leads.
+type LockWait struct {
+	// Unreachable is why the last attempt to take the lock failed (the server did not
+	// answer, or the connection broke); nil when the server answered.
+	Unreachable error
+	// Taken: this process holds the lock and waits out TakeoverWait before it leads.
+	// Neither Taken nor Unreachable: another connection holds the lock.
+	Taken bool
+}
+
 // AcquireLeadership blocks until this process holds the named lock on db's server and
 // the takeover wait is over, or ctx is done. It then confirms the lock every
 // LeaseCheckEvery; Held reports whether the lease is current, and Lost is closed when a
-// confirmation fails (the connection broke or the lock was taken from it).
-func AcquireLeadership(ctx context.Context, db *sql.DB, name string, log *zap.Logger) (*Leadership, error) {
+// confirmation fails (the connection broke or the lock was taken from it). waiting, when
+// not nil, is called (on the calling goroutine, before each wait) with what it waits for.
+func AcquireLeadership(ctx context.Context, db *sql.DB, name string, log *zap.Logger, waiting func(LockWait)) (*Leadership, error) {
 	name = LockName(name)
+	if waiting == nil {
+		waiting = func(LockWait) {}
+	}
 	for {
 		l, err := tryLock(ctx, db, name)
 		if l != nil {
+			waiting(LockWait{Taken: true})
 			return l.takeOver(ctx, log)
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		waiting(LockWait{Unreachable: err})
 		if err != nil {
 			log.Warn("trying the leader lock", zap.String("lock", name), zap.Error(err))
 			select {

@@ -13,14 +13,15 @@ import (
 
 // TestLeaderLeaseEndsBeforeTheNextLeaderLeads: the lock's holder leads only after the
 // takeover wait, and when its lock connection is killed, it stops holding its lease
-// before the next holder's takeover wait is over.
+// before the next holder's takeover wait is over. The next holder says what it waits for
+// meanwhile: the lock held by another, then its own takeover wait.
 func TestLeaderLeaseEndsBeforeTheNextLeaderLeads(t *testing.T) {
 	m := testutil.MySQLServer(t)
 	name := testutil.Name("stocksync-test-lock-")
 	log := zaptest.NewLogger(t)
 
 	began := time.Now()
-	first, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), name, log)
+	first, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), name, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +39,19 @@ func TestLeaderLeaseEndsBeforeTheNextLeaderLeads(t *testing.T) {
 		at  time.Time
 	}
 	second := make(chan acquired, 1)
+	waits := make(chan canal.LockWait, 100)
 	go func() {
-		l, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), name, log)
+		l, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), name, log, func(w canal.LockWait) { waits <- w })
 		second <- acquired{l, err, time.Now()}
 	}()
+	select {
+	case w := <-waits:
+		if w != (canal.LockWait{}) {
+			t.Errorf("the second holder, the lock held by the first, waits for %+v, want another holder", w)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second holder did not say what it waits for")
+	}
 
 	admin := m.Open(t, "")
 	var holder int64
@@ -67,6 +77,13 @@ func TestLeaderLeaseEndsBeforeTheNextLeaderLeads(t *testing.T) {
 	}
 	if got.err != nil {
 		t.Fatal(got.err)
+	}
+	var last canal.LockWait
+	for len(waits) > 0 {
+		last = <-waits
+	}
+	if !last.Taken || last.Unreachable != nil {
+		t.Errorf("the second holder's last wait was for %+v, want its takeover wait", last)
 	}
 	defer got.l.Release()
 	if first.Held() {
@@ -94,7 +111,7 @@ func TestLeaderLeaseEndsBeforeTheNextLeaderLeads(t *testing.T) {
 // LeaseLength of the last one.
 func TestLeaseIsRenewedThenRunsOut(t *testing.T) {
 	m := testutil.MySQLServer(t)
-	l, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), testutil.Name("stocksync-test-lock-"), zaptest.NewLogger(t))
+	l, err := canal.AcquireLeadership(t.Context(), m.Open(t, ""), testutil.Name("stocksync-test-lock-"), zaptest.NewLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

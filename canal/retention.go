@@ -185,6 +185,63 @@ func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, 
 	return r, nil
 }
 
+// PastPurgedSave is where a stream resumes instead of pos, a checkpoint that a store of
+// ownTables (CheckpointStore.Tables) keeps, when the server's binlogs no longer hold pos
+// only because the one transaction purged after it is that store's save of it: the
+// position the oldest binlog begins at, from which the same changes follow. ok is false,
+// and pos should be judged as Retention judges it, otherwise.
+//
+// A checkpoint is always followed in the binlog by the save that wrote it (a save is made
+// after its position was read), so a daemon stopped cleanly, caught up, and then a
+// rotation and purge of its binlog lose that save alone. The save cannot record the
+// position after itself (that record would be one more write after it), and a stream
+// cannot resume from a GTID position the binlogs no longer begin at (MariaDB ERROR 1236),
+// hence this. It is judged so, on MariaDB by GTID: exactly one transaction lies between
+// pos and where the oldest binlog begins (by sequence numbers, as Behind counts them);
+// the save that wrote pos is one transaction after pos; and no transaction of ownTables
+// alone is in the binlogs the server still has, read whole (ownSavesScanned bytes at
+// most), so that save is not among them: it is the one purged. Anything else (a position
+// without GTIDs, MySQL, more than one transaction purged, more binlog left than it reads)
+// is not judged held here, and the daemon stops as for any purged binlog.
+func (s *Server) PastPurgedSave(ctx context.Context, pos Position, ownTables []string) (next Position, ok bool, err error) {
+	if s.Flavor != "mariadb" || pos.GTIDSet == "" || len(ownTables) == 0 {
+		return pos, false, nil
+	}
+	r, err := s.Retention(ctx, pos)
+	if err != nil || r.Held || !r.ByGTID || len(r.Files) == 0 {
+		return pos, false, err
+	}
+	want, err := mysql.ParseMariadbGTIDSet(pos.GTIDSet)
+	if err != nil {
+		return pos, false, fmt.Errorf("parsing the checkpoint's GTID set %q: %w", pos.GTIDSet, err)
+	}
+	begins, err := mysql.ParseMariadbGTIDSet(r.Purged)
+	if err != nil {
+		return pos, false, fmt.Errorf("parsing the GTID position %q the oldest binlog begins at: %w", r.Purged, err)
+	}
+	if transactionsBetween(want.(*mysql.MariadbGTIDSet), begins.(*mysql.MariadbGTIDSet)) != 1 {
+		return pos, false, nil
+	}
+	files, err := s.BinlogFileSizes(ctx)
+	if err != nil || len(files) == 0 || files[0].Name != r.Files[0] {
+		return pos, false, err // purged again meanwhile: judged at the next look
+	}
+	var left uint64
+	for _, f := range files {
+		left += f.Size
+	}
+	if left > ownSavesScanned {
+		return pos, false, nil
+	}
+	for _, f := range files {
+		saves, complete, err := s.writesOnlyTo(ctx, f.Name, 4, f.Size, ownTables)
+		if err != nil || !complete || saves > 0 {
+			return pos, false, err
+		}
+	}
+	return Position{File: files[0].Name, Pos: 4, GTIDSet: r.Purged}, true, nil
+}
+
 // errBinlogGone is a listed binlog that BINLOG_GTID_POS cannot read: purged since it was
 // listed, or missing from the data directory.
 var errBinlogGone = errors.New("the server has no GTID position for it " +

@@ -315,3 +315,78 @@ func TestRetentionTakesAnotherServersPositionByGTID(t *testing.T) {
 		t.Errorf("this server's own GTIDs at a position that follows others: %v; want ErrNotInHistory", err)
 	}
 }
+
+// TestPastPurgedSaveSkipsOnlyTheCheckpointsOwnSave: a checkpoint is followed in the
+// binlog by the save that wrote it. When a rotation and purge took that save alone, the
+// stream resumes where the oldest binlog begins (the server refuses the checkpoint's own
+// GTIDs, ERROR 1236), and reads on from there. Not when a change of another table was
+// purged too, nor when the one purged is another table's change and the save is still in
+// the binlogs (the binlog rotated between the two): that change would be lost.
+func TestPastPurgedSaveSkipsOnlyTheCheckpointsOwnSave(t *testing.T) {
+	ps := newPurgeableSource(t, "pastsave")
+	db, server, position := ps.db, ps.server, ps.position
+	ctx := t.Context()
+	store, err := canal.NewCheckpointStore(ctx, db, ps.name+".checkpoint", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	saveAt := func() canal.Position {
+		t.Helper()
+		p := position()
+		if err := store.Save(ctx, p, []canal.StateRow{{Scope: "r", Key: "k", Value: []byte("v")}}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	purgeUpTo := func(file string) { // the binlogs before file, as a DBA's PURGE BINARY LOGS TO
+		t.Helper()
+		testutil.Eventually(t, 30*time.Second, "PURGE BINARY LOGS TO "+file, func() bool {
+			testutil.Exec(t, db, "PURGE BINARY LOGS TO '"+file+"'")
+			files, err := server.BinlogFiles(ctx)
+			return err == nil && len(files) > 0 && files[0] == file
+		})
+	}
+	pastPurgedSave := func(p canal.Position) (canal.Position, bool) {
+		t.Helper()
+		next, ok, err := server.PastPurgedSave(ctx, p, store.Tables())
+		if err != nil {
+			t.Fatalf("PastPurgedSave(%s): %v", p, err)
+		}
+		return next, ok
+	}
+
+	testutil.Exec(t, db, "INSERT INTO t VALUES (1)")
+	alone := saveAt()
+	left := testutil.PurgeBinlogs(t, db)
+	next, ok := pastPurgedSave(alone)
+	if now := position(); !ok || next.File != left || next.GTIDSet != now.GTIDSet {
+		t.Fatalf("only the save after %s purged: PastPurgedSave = %s, %v; want the start of %s, at GTID %s", alone, next, ok, left, now.GTIDSet)
+	}
+	if r, err := server.Retention(ctx, next); err != nil || !r.Held {
+		t.Fatalf("Retention(%s) = %+v, %v: want held", next, r, err)
+	}
+	testutil.Exec(t, db, "INSERT INTO t VALUES (2)")
+	end := position()
+	got, err := runUntil(ctx, canal.NewStream(ps.cfg, server, schemaFilter(ps.name), zaptest.NewLogger(t)), next, end, &recorder{})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("a stream from %s: %d changes, %v; want the one insert after it", next, len(got), err)
+	}
+
+	withAChange := saveAt()
+	testutil.Exec(t, db, "INSERT INTO t VALUES (3)")
+	testutil.PurgeBinlogs(t, db)
+	if next, ok := pastPurgedSave(withAChange); ok {
+		t.Errorf("a change of t purged with the save: PastPurgedSave = %s, want not held", next)
+	}
+
+	beforeChange := position()
+	testutil.Exec(t, db, "INSERT INTO t VALUES (4)", "FLUSH BINARY LOGS")
+	if err := store.Save(ctx, beforeChange, nil); err != nil { // after the rotation, in the file kept
+		t.Fatal(err)
+	}
+	purgeUpTo(position().File)
+	if next, ok := pastPurgedSave(beforeChange); ok {
+		t.Errorf("a change of t purged, the save kept: PastPurgedSave = %s, want not held", next)
+	}
+}

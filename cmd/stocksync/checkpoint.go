@@ -168,6 +168,9 @@ type checkpointReport struct {
 	// Remembered (exactly-once) is the row of checkpoint.table that remembers a commit,
 	// at or before the checkpoint.
 	Remembered string `json:"remembered,omitempty"`
+	// PastPurgedSave is where the daemon moves the checkpoint at its start when all the
+	// binlogs purged after it is its own save (canal.Server.PastPurgedSave).
+	PastPurgedSave string `json:"past_purged_save,omitempty"`
 }
 
 // showCheckpoint reads cfg's checkpoint where the daemon keeps it and asks the server
@@ -238,6 +241,16 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 		return r, nil
 	case err != nil:
 		return r, fmt.Errorf("checking that the server's binlogs hold checkpoint %s: %w", pos, err)
+	case gone != "" && r.Kept == "table":
+		next, ok, err := server.PastPurgedSave(ctx, pos, ownTables)
+		if err != nil {
+			return r, fmt.Errorf("checking whether only the checkpoint's own save was purged after %s: %w", pos, err)
+		}
+		if ok {
+			r.Held, r.OlderFiles, r.PastPurgedSave = new(true), 0, next.String()
+			break
+		}
+		fallthrough
 	case gone != "":
 		r.Held = new(false)
 		r.Problem = gone + ": the changes after it were purged, and the daemon would stop at its start " +
@@ -248,6 +261,9 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	behind, err := server.Behind(ctx, pos, current, ownTables) // the daemon's own saves, counted apart
 	if err != nil {
 		return r, err
+	}
+	if r.PastPurgedSave != "" && behind.CheckpointSaves == 0 {
+		behind.CheckpointSaves = 1 // purged, so not read: PastPurgedSave found it so
 	}
 	r.Behind = &behind
 	return r, nil
@@ -302,9 +318,12 @@ func (r checkpointReport) print(w io.Writer) {
 		fmt.Fprintf(w, "  remembered: %s\n", r.Remembered)
 	}
 	fmt.Fprintf(w, "  rule state: %d rows\n", r.StateRows)
-	if *r.Held {
+	switch {
+	case r.PastPurgedSave != "":
+		fmt.Fprintf(w, "  binlogs:    hold every change after it but its own save, purged: the daemon moves the checkpoint past it, to %s, at its start\n", r.PastPurgedSave)
+	case *r.Held:
 		fmt.Fprintf(w, "  binlogs:    hold every change after it (%d older binlog files)\n", r.OlderFiles)
-	} else {
+	default:
 		fmt.Fprintf(w, "  binlogs:    DO NOT hold it: %s\n", r.Problem)
 	}
 	fmt.Fprintf(w, "  server now: %s\n", r.Server)

@@ -516,6 +516,39 @@ func TestReadyzAsksTheBrokerAKafkaRequest(t *testing.T) {
 	})
 }
 
+// TestReadyzSaysWhyAStandbyDoesNotLead: with ha, /readyz says why the daemon does not
+// lead: during the 3 s takeover wait after it took the lock, that wait; while the source
+// does not answer (no connection holds the lock), that the source is unreachable and why,
+// never that another stocksync holds the lock, which sends a DBA looking for a leader
+// that does not exist.
+func TestReadyzSaysWhyAStandbyDoesNotLead(t *testing.T) {
+	src, s, _ := setupOnPrivateMariaDB(t, "")
+	s.editConfig(t, "rules: rules.yaml\n", "rules: rules.yaml\nha: true\n")
+	d := s.launch(t, s.config)
+	testutil.Eventually(t, 10*time.Second, "the lock to be taken", func() bool {
+		return strings.Contains(d.output.String(), "waiting out any previous leader's lease")
+	})
+	if code, body := httpGet(s.httpAddr, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting out the previous leader's lease") {
+		t.Errorf("/readyz during the takeover wait: %d %q, want 503 saying it waits out the previous leader's lease", code, strings.TrimSpace(body))
+	}
+	waitHTTP(t, d, s.httpAddr, "/readyz")
+
+	src.Stop(t)
+	defer src.Start(t)
+	var body string
+	testutil.Eventually(t, 30*time.Second, "/readyz to say the source is unreachable", func() bool {
+		var code int
+		code, body = httpGet(s.httpAddr, "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "not ready: standby: source unreachable: ")
+	})
+	for range 3 { // and it stays so, whatever awaitLock tries meanwhile
+		if _, body = httpGet(s.httpAddr, "/readyz"); strings.Contains(body, "another stocksync holds") || !strings.Contains(body, "source unreachable") {
+			t.Fatalf("with the source down (no one holds the lock) /readyz says %q", strings.TrimSpace(body))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // httpGet returns path's status and body on addr; 0 if it does not answer.
 func httpGet(addr, path string) (int, string) {
 	resp, err := http.Get("http://" + addr + path)
@@ -705,6 +738,33 @@ func TestServerWithoutColumnNamesIsRefused(t *testing.T) {
 	if !strings.Contains(string(out), "binlog_row_metadata is MINIMAL: set binlog_row_metadata=FULL") {
 		t.Errorf("the error does not name the setting:\n%s", out)
 	}
+}
+
+// TestRestartAfterOnlyItsOwnSaveWasPurgedResumes: a daemon stopped cleanly is caught up,
+// but its last checkpoint is always followed by its own save. A rotation and purge of the
+// binlogs then takes that save alone: `checkpoint show` says the binlogs hold every change
+// after it but that save, and the restart moves the checkpoint past it and streams on,
+// losing nothing, instead of stopping with "the checkpoint's binlog was purged".
+func TestRestartAfterOnlyItsOwnSaveWasPurgedResumes(t *testing.T) {
+	_, s, db := setupOnPrivateMariaDB(t, "")
+	testutil.Exec(t, db, "CREATE TABLE stock_p (sku_id INT PRIMARY KEY, qty INT)")
+	d := s.start(t)
+	insertRows(t, db, "stock_p", 0, 10)
+	consumeEveryRow(t, s.broker, s.topic, 10)
+	d.terminate(t, 20*time.Second)
+	testutil.PurgeBinlogs(t, db)
+	if out, err := runCheckpointCLI(t, s.config, "show"); err != nil || !strings.Contains(out, "hold every change after it but its own save, purged") ||
+		!strings.Contains(out, "caught up: the 1 transactions after it are the daemon's own checkpoint saves") {
+		t.Errorf("checkpoint show after the purge of the daemon's last save (%v):\n%s", err, out)
+	}
+
+	again := s.launch(t, s.config)
+	waitHTTP(t, again, s.httpAddr, "/readyz")
+	if !strings.Contains(again.output.String(), "it held only the checkpoint's own save: the checkpoint moves past it") {
+		t.Errorf("the restart does not say it moved the checkpoint past its own purged save:\n%s", again.output.String())
+	}
+	insertRows(t, db, "stock_p", 10, 20)
+	consumeEveryRow(t, s.broker, s.topic, 20)
 }
 
 // TestPurgedBinlogStopsTheDaemonNamingTheFix: the daemon stops with its checkpoint saved;

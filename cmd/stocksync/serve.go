@@ -74,6 +74,10 @@ type daemon struct {
 	// brokerDown is why the last ping of the brokers failed; "" when one answered, nil
 	// before the first ping.
 	brokerDown atomic.Pointer[string]
+	// notLeading is why this daemon, not leading, does not lead yet, as awaitLock last
+	// learnt it (another daemon holds the lock, the source does not answer, the takeover
+	// wait), for /readyz; nil before awaitLock first ran.
+	notLeading atomic.Pointer[string]
 	// pingNow asks pingBroker for a ping at once: a pipeline started, and /readyz should
 	// not wait for the next 2 s tick to learn the broker answers.
 	pingNow   chan struct{}
@@ -94,7 +98,13 @@ type daemon struct {
 	rejectedRules *[sha256.Size]byte
 }
 
-func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logger) error {
+func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logger) (err error) {
+	defer func() {
+		if stoppedBySignal(ctx, err) {
+			log.Info("stopped", zap.String("interrupted", err.Error()))
+			err = nil
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(sinks.Collectors()...)
@@ -135,7 +145,6 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 
 	// Check the source first: its address and binlog settings are the likeliest mistakes,
 	// and the error names the setting to change.
-	var err error
 	if d.source, err = sourceConfig(cfg); err != nil {
 		return err
 	}
@@ -207,6 +216,16 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 	return err
 }
 
+// stoppedBySignal reports whether err, which ends serve, only says that a SIGTERM or
+// SIGINT (ctx done) cut short what the daemon was doing: taking the checkpoint's lock,
+// its takeover wait, a seed or snapshot before the stream opened. That is a stop like
+// any other, exit 0, which a service manager must not record as a failure. A stop that
+// could not save the last checkpoint fails otherwise (its own deadline, not ctx), and
+// still exits 1.
+func stoppedBySignal(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled)
+}
+
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	if why := d.notReady(); why != "" {
 		http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
@@ -223,9 +242,9 @@ func (d *daemon) notReady() string {
 	p := d.current.Load()
 	switch {
 	case d.cfg.HA && !d.leader.Load():
-		return "standby, another stocksync holds the leader lock"
+		return "standby: " + d.whyNotLeading()
 	case !d.leader.Load():
-		return "not holding the checkpoint's lock: taking it again after losing it (ha: false)"
+		return "not holding the checkpoint's lock: taking it again after losing it (ha: false): " + d.whyNotLeading()
 	case p == nil || !p.Ready():
 		if why := d.stopped.Load(); why != nil {
 			return "binlog stream not open: the last run stopped: " + *why
@@ -238,6 +257,28 @@ func (d *daemon) notReady() string {
 		return "Kafka broker does not answer: " + *why
 	}
 	return ""
+}
+
+// whyNotLeading is why the daemon does not lead yet, as awaitLock last learnt it.
+func (d *daemon) whyNotLeading() string {
+	if why := d.notLeading.Load(); why != nil {
+		return *why
+	}
+	return "connecting to the source"
+}
+
+// waitingFor records why the daemon does not lead yet, for /readyz.
+func (d *daemon) waitingFor(why string) { d.notLeading.Store(&why) }
+
+// lockWaitReason is what /readyz says of a wait for the checkpoint's lock (canal.LockWait).
+func lockWaitReason(w canal.LockWait) string {
+	switch {
+	case w.Unreachable != nil:
+		return "source unreachable: " + w.Unreachable.Error()
+	case w.Taken:
+		return fmt.Sprintf("holding the leader lock, waiting out the previous leader's lease (%s) before leading", canal.TakeoverWait)
+	}
+	return "another stocksync holds the leader lock"
 }
 
 // lead runs the pipeline while this daemon holds the checkpoint's lock, and waits to
@@ -325,15 +366,19 @@ func checkpointLockName(cfg config.Config) string {
 }
 
 // awaitLock waits until this daemon holds the checkpoint's lock, connecting to the
-// source as often as it must; nil when ctx is done first.
+// source as often as it must; nil when ctx is done first. What it waits for, it records
+// for /readyz (waitingFor): a standby whose source does not answer must not send whoever
+// reads /readyz looking for another daemon that leads.
 func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 	name := checkpointLockName(d.cfg)
+	d.waitingFor("connecting to the source")
 	for ctx.Err() == nil {
 		server, err := canal.Connect(ctx, d.source)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			d.waitingFor(lockWaitReason(canal.LockWait{Unreachable: err}))
 			if d.cfg.HA {
 				d.log.Warn("standby cannot reach the source", zap.Error(err))
 			} else {
@@ -349,6 +394,9 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 		// connection may hold the lock itself (up to canal.LockIdleTimeout). After a
 		// restart of the server nobody holds it: that is said, not a holder named "".
 		holder, _, herr := lockHolder(ctx, server.DB, name)
+		if holder != "" {
+			d.waitingFor(lockWaitReason(canal.LockWait{}) + " (" + holder + ")")
+		}
 		switch {
 		case herr != nil:
 			d.log.Warn("taking the checkpoint's lock: could not ask the source who holds it", zap.String("lock", name), zap.Error(herr))
@@ -362,12 +410,21 @@ func (d *daemon) awaitLock(ctx context.Context) *heldLock {
 			d.log.Warn("waiting to take the checkpoint's lock again; nothing is published meanwhile (ha: false)",
 				zap.String("lock", name), zap.String("held_by", holder))
 		}
-		lead, err := canal.AcquireLeadership(ctx, server.DB, name, d.log)
+		lead, err := canal.AcquireLeadership(ctx, server.DB, name, d.log, func(w canal.LockWait) {
+			why := lockWaitReason(w)
+			if w.Unreachable == nil && !w.Taken {
+				if holder, _, _ := lockHolder(ctx, server.DB, name); holder != "" { // it may have changed hands
+					why += " (" + holder + ")"
+				}
+			}
+			d.waitingFor(why)
+		})
 		if err != nil {
 			server.Close()
 			if ctx.Err() != nil {
 				return nil
 			}
+			d.waitingFor("taking the leader lock: " + err.Error())
 			d.log.Warn("waiting for the leader lock", zap.Error(err))
 			continue
 		}
@@ -401,7 +458,7 @@ func (d *daemon) takeLockAtStart(ctx context.Context) (*heldLock, error) {
 	}
 	actx, cancel := context.WithTimeout(ctx, lockAtStartWithin)
 	defer cancel()
-	lead, err := canal.AcquireLeadership(actx, server.DB, name, d.log)
+	lead, err := canal.AcquireLeadership(actx, server.DB, name, d.log, nil)
 	if err != nil {
 		defer server.Close()
 		if ctx.Err() == nil && actx.Err() != nil {
@@ -545,6 +602,7 @@ func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
 
 // runOnce builds a sink and a pipeline and runs them; ran says the stream got going.
 func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, err error) {
+	d.resumePastPurgedSave(ctx, lease)
 	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.kafka, lease, d.log)
 	if err != nil {
 		return false, err
@@ -594,6 +652,47 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 		d.stopFailure.Store(&why) // closing the sink, next, may wait for the broker past stopWithin
 	}
 	return p.Streamed() || errors.Is(err, sinks.ErrSinkFailed), err
+}
+
+// resumePastPurgedSave moves an at-least-once checkpoint to where the server's oldest
+// binlog begins when all that was purged after it is the checkpoint's own save
+// (canal.Server.PastPurgedSave): a daemon stopped cleanly is followed in the binlog by its
+// last save, and a rotation and purge of its binlog then would stop the next start with
+// "the checkpoint's binlog was purged" although it lost nothing. The rule state stays: no
+// change of a table a rule reads lies between the two positions. Any failure here is left
+// to the run, which meets it and says what it is. (Exactly-once the checkpoint is in its
+// topic and no save of it follows it in the binlog.)
+func (d *daemon) resumePastPurgedSave(ctx context.Context, lease pipeline.Lease) {
+	if d.cfg.Kafka.ExactlyOnce {
+		return
+	}
+	server, err := canal.Connect(ctx, d.source)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	store, err := canal.OpenCheckpointStore(server.DB, d.cfg.Checkpoint.Table, d.cfg.Checkpoint.Name)
+	if err != nil {
+		return
+	}
+	saved, found, err := store.Saved(ctx)
+	if err != nil || !found {
+		return
+	}
+	next, ok, err := server.PastPurgedSave(ctx, saved.Position, store.Tables())
+	if err != nil {
+		d.log.Warn("checking whether only the checkpoint's own save was purged after it", zap.Stringer("checkpoint", saved.Position), zap.Error(err))
+		return
+	}
+	if !ok || lease != nil && !lease.Held() {
+		return
+	}
+	if _, _, err := store.Move(ctx, next, func(canal.StateRow) bool { return true }); err != nil {
+		d.log.Warn("moving the checkpoint past its own purged save", zap.Stringer("checkpoint", saved.Position), zap.Stringer("to", next), zap.Error(err))
+		return
+	}
+	d.log.Info("the binlog after the checkpoint was purged, but it held only the checkpoint's own save: the checkpoint moves past it, to where the oldest binlog begins; no change is lost",
+		zap.Stringer("from", saved.Position), zap.Stringer("to", next))
 }
 
 // deliverySink is what a pipeline delivers through and the daemon closes.
