@@ -186,7 +186,8 @@ func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, 
 }
 
 // PastPurgedSave is where a stream resumes instead of pos, a checkpoint that a store of
-// ownTables (CheckpointStore.Tables) keeps, when the server's binlogs no longer hold pos
+// ownTables (CheckpointStore.Tables) keeps, r the server's Retention of it, when the
+// server's binlogs no longer hold pos
 // only because the one transaction purged after it is that store's save of it: the
 // position the oldest binlog begins at, from which the same changes follow. ok is false,
 // and pos should be judged as Retention judges it, otherwise.
@@ -203,13 +204,9 @@ func (s *Server) Retention(ctx context.Context, pos Position) (BinlogRetention, 
 // most), so that save is not among them: it is the one purged. Anything else (a position
 // without GTIDs, MySQL, more than one transaction purged, more binlog left than it reads)
 // is not judged held here, and the daemon stops as for any purged binlog.
-func (s *Server) PastPurgedSave(ctx context.Context, pos Position, ownTables []string) (next Position, ok bool, err error) {
-	if s.Flavor != "mariadb" || pos.GTIDSet == "" || len(ownTables) == 0 {
+func (s *Server) PastPurgedSave(ctx context.Context, pos Position, r BinlogRetention, ownTables []string) (next Position, ok bool, err error) {
+	if s.Flavor != "mariadb" || pos.GTIDSet == "" || len(ownTables) == 0 || r.Held || !r.ByGTID || len(r.Files) == 0 {
 		return pos, false, nil
-	}
-	r, err := s.Retention(ctx, pos)
-	if err != nil || r.Held || !r.ByGTID || len(r.Files) == 0 {
-		return pos, false, err
 	}
 	want, err := mysql.ParseMariadbGTIDSet(pos.GTIDSet)
 	if err != nil {

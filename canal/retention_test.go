@@ -349,7 +349,11 @@ func TestPastPurgedSaveSkipsOnlyTheCheckpointsOwnSave(t *testing.T) {
 	}
 	pastPurgedSave := func(p canal.Position) (canal.Position, bool) {
 		t.Helper()
-		next, ok, err := server.PastPurgedSave(ctx, p, store.Tables())
+		r, err := server.Retention(ctx, p)
+		if err != nil {
+			t.Fatalf("Retention(%s): %v", p, err)
+		}
+		next, ok, err := server.PastPurgedSave(ctx, p, r, store.Tables())
 		if err != nil {
 			t.Fatalf("PastPurgedSave(%s): %v", p, err)
 		}

@@ -47,7 +47,7 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 		}
 	}
 	if found && resume == nil {
-		held, err := p.purgeCheck(ctx, server, start, mode, "checkpoint")
+		start, held, err := p.checkpointHeld(ctx, server, start, mode)
 		switch {
 		case errors.Is(err, errResnapshot):
 			return p.snapshotAfresh(ctx, server, allTables)
@@ -131,6 +131,34 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 	return pos, nil
 }
 
+// checkpointHeld is purgeCheck of the checkpoint start, which at least once is first moved
+// past its own save when that is all a purge took after it (canal.Server.PastPurgedSave):
+// a daemon stopped cleanly is followed in the binlog by its last save, and a rotation and
+// purge then would stop this start with ErrBinlogPurged although nothing was lost. It
+// moves to where the oldest binlog begins, its rule state kept: no change of a table a
+// rule reads lies in between. (Exactly-once the checkpoint is in its topic, and no save
+// of it follows it in the binlog.) It returns the position to stream from.
+func (p *Pipeline) checkpointHeld(ctx context.Context, server *canal.Server, start canal.Position, mode string) (canal.Position, canal.BinlogRetention, error) {
+	held, err := server.Retention(ctx, start)
+	if err == nil && !held.Held && !p.opts.ExactlyOnce {
+		next, ok, perr := server.PastPurgedSave(ctx, start, held, canal.CheckpointTables(p.opts.CheckpointTable))
+		switch {
+		case perr != nil:
+			p.log.Warn("checking whether only the checkpoint's own save was purged after it", zap.Stringer("checkpoint", start), zap.Error(perr))
+		case ok:
+			if err := p.store.Save(ctx, next, nil); err != nil {
+				return start, held, fmt.Errorf("moving the checkpoint %s past its own purged save, to %s: %w", start, next, err)
+			}
+			p.log.Info("the binlog after the checkpoint was purged, but it held only the checkpoint's own save: the checkpoint moves past it, to where the oldest binlog begins; no change is lost",
+				zap.Stringer("from", start), zap.Stringer("to", next))
+			p.lastSaved, start = next, next
+			held, err = server.Retention(ctx, start)
+		}
+	}
+	held, err = p.judgeRetention(held, err, start, mode, "checkpoint")
+	return start, held, err
+}
+
 // errResnapshot is purgeCheck's answer under snapshot: when_needed: the position's
 // changes are gone, so take a new snapshot from scratch.
 var errResnapshot = errors.New("the position's binlog was purged: take a new snapshot")
@@ -142,6 +170,12 @@ var errResnapshot = errors.New("the position's binlog was purged: take a new sna
 // when_needed, errResnapshot after logging why.
 func (p *Pipeline) purgeCheck(ctx context.Context, server *canal.Server, pos canal.Position, mode, what string) (canal.BinlogRetention, error) {
 	held, err := server.Retention(ctx, pos)
+	return p.judgeRetention(held, err, pos, mode, what)
+}
+
+// judgeRetention is purgeCheck's verdict on held, the server's Retention of pos (err its
+// error).
+func (p *Pipeline) judgeRetention(held canal.BinlogRetention, err error, pos canal.Position, mode, what string) (canal.BinlogRetention, error) {
 	if err != nil {
 		return held, fmt.Errorf("checking that the server's binlogs still hold %s %s: %w", what, pos, err)
 	}

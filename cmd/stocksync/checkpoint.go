@@ -242,7 +242,7 @@ func showCheckpoint(ctx context.Context, cfg config.Config) (checkpointReport, e
 	case err != nil:
 		return r, fmt.Errorf("checking that the server's binlogs hold checkpoint %s: %w", pos, err)
 	case gone != "" && r.Kept == "table":
-		next, ok, err := server.PastPurgedSave(ctx, pos, ownTables)
+		next, ok, err := server.PastPurgedSave(ctx, pos, retention, ownTables)
 		if err != nil {
 			return r, fmt.Errorf("checking whether only the checkpoint's own save was purged after %s: %w", pos, err)
 		}

@@ -602,7 +602,6 @@ func (d *daemon) backOff(ctx context.Context, wait time.Duration) bool {
 
 // runOnce builds a sink and a pipeline and runs them; ran says the stream got going.
 func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, err error) {
-	d.resumePastPurgedSave(ctx, lease)
 	sink, checkpoints, err := newDelivery(ctx, d.cfg, d.brokers, d.kafka, lease, d.log)
 	if err != nil {
 		return false, err
@@ -652,47 +651,6 @@ func (d *daemon) runOnce(ctx context.Context, lease pipeline.Lease) (ran bool, e
 		d.stopFailure.Store(&why) // closing the sink, next, may wait for the broker past stopWithin
 	}
 	return p.Streamed() || errors.Is(err, sinks.ErrSinkFailed), err
-}
-
-// resumePastPurgedSave moves an at-least-once checkpoint to where the server's oldest
-// binlog begins when all that was purged after it is the checkpoint's own save
-// (canal.Server.PastPurgedSave): a daemon stopped cleanly is followed in the binlog by its
-// last save, and a rotation and purge of its binlog then would stop the next start with
-// "the checkpoint's binlog was purged" although it lost nothing. The rule state stays: no
-// change of a table a rule reads lies between the two positions. Any failure here is left
-// to the run, which meets it and says what it is. (Exactly-once the checkpoint is in its
-// topic and no save of it follows it in the binlog.)
-func (d *daemon) resumePastPurgedSave(ctx context.Context, lease pipeline.Lease) {
-	if d.cfg.Kafka.ExactlyOnce {
-		return
-	}
-	server, err := canal.Connect(ctx, d.source)
-	if err != nil {
-		return
-	}
-	defer server.Close()
-	store, err := canal.OpenCheckpointStore(server.DB, d.cfg.Checkpoint.Table, d.cfg.Checkpoint.Name)
-	if err != nil {
-		return
-	}
-	saved, found, err := store.Saved(ctx)
-	if err != nil || !found {
-		return
-	}
-	next, ok, err := server.PastPurgedSave(ctx, saved.Position, store.Tables())
-	if err != nil {
-		d.log.Warn("checking whether only the checkpoint's own save was purged after it", zap.Stringer("checkpoint", saved.Position), zap.Error(err))
-		return
-	}
-	if !ok || lease != nil && !lease.Held() {
-		return
-	}
-	if _, _, err := store.Move(ctx, next, func(canal.StateRow) bool { return true }); err != nil {
-		d.log.Warn("moving the checkpoint past its own purged save", zap.Stringer("checkpoint", saved.Position), zap.Stringer("to", next), zap.Error(err))
-		return
-	}
-	d.log.Info("the binlog after the checkpoint was purged, but it held only the checkpoint's own save: the checkpoint moves past it, to where the oldest binlog begins; no change is lost",
-		zap.Stringer("from", saved.Position), zap.Stringer("to", next))
 }
 
 // deliverySink is what a pipeline delivers through and the daemon closes.
