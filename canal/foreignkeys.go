@@ -16,13 +16,12 @@ import (
 // row-based binlog: only the rows of the statement's own table are there. A stream of the
 // child table misses them.
 type ForeignKey struct {
-	Name          string   // the constraint's name
-	Schema, Table string   // the child table: the one whose rows the action changes
-	Columns       []string // the child's columns, in the key's order
-	// ParentSchema and ParentTable are the table the key references, ParentColumns its
-	// columns.
-	ParentSchema, ParentTable string
-	ParentColumns             []string
+	Name    string    // the constraint's name
+	Table   TableName // the child table: the one whose rows the action changes
+	Columns []string  // the child's columns, in the key's order
+	// Parent is the table the key references, ParentColumns its columns.
+	Parent        TableName
+	ParentColumns []string
 	// OnDelete and OnUpdate are the referential actions as information_schema words them:
 	// CASCADE, SET NULL, SET DEFAULT, RESTRICT or NO ACTION.
 	OnDelete, OnUpdate string
@@ -56,13 +55,13 @@ func CascadingForeignKeys(ctx context.Context, db *sql.DB, reads func(schema, ta
 		var k ForeignKey
 		var column, parentColumn string
 		var onDelete, onUpdate sql.NullString
-		if err := rows.Scan(&k.Schema, &k.Table, &k.Name, &column, &k.ParentSchema, &k.ParentTable, &parentColumn, &onDelete, &onUpdate); err != nil {
+		if err := rows.Scan(&k.Table.Schema, &k.Table.Name, &k.Name, &column, &k.Parent.Schema, &k.Parent.Name, &parentColumn, &onDelete, &onUpdate); err != nil {
 			return nil, fmt.Errorf("reading the source's foreign keys: %w", err)
 		}
-		if !reads(k.Schema, k.Table) {
+		if !reads(k.Table.Schema, k.Table.Name) {
 			continue
 		}
-		if n := len(keys); n > 0 && keys[n-1].Schema == k.Schema && keys[n-1].Table == k.Table && keys[n-1].Name == k.Name {
+		if n := len(keys); n > 0 && keys[n-1].Table == k.Table && keys[n-1].Name == k.Name {
 			keys[n-1].Columns = append(keys[n-1].Columns, column)
 			keys[n-1].ParentColumns = append(keys[n-1].ParentColumns, parentColumn)
 			continue
@@ -75,21 +74,22 @@ func CascadingForeignKeys(ctx context.Context, db *sql.DB, reads func(schema, ta
 		return nil, fmt.Errorf("reading the source's foreign keys: %w", err)
 	}
 	rows.Close()
-	var definition, definedTable string // the last SHOW CREATE TABLE read, and of which table
+	var definition string // the last SHOW CREATE TABLE read, of definedTable
+	var definedTable TableName
 	for i := range keys {
 		k := &keys[i]
 		if k.OnDelete != "" {
 			continue
 		}
-		if full := k.Schema + "." + k.Table; full != definedTable {
+		if k.Table != definedTable {
 			var name string
-			err := db.QueryRowContext(ctx, "SHOW CREATE TABLE "+quoteName(k.Schema)+"."+quoteName(k.Table)).Scan(&name, &definition)
+			err := db.QueryRowContext(ctx, "SHOW CREATE TABLE "+quoteName(k.Table.Schema)+"."+quoteName(k.Table.Name)).Scan(&name, &definition)
 			if sqlconn.ErrorNumber(err) == 1146 { // dropped since: no key
 				definition = ""
 			} else if err != nil {
-				return nil, fmt.Errorf("reading the foreign keys of %s: %w", full, err)
+				return nil, fmt.Errorf("reading the foreign keys of %s: %w", k.Table, err)
 			}
-			definedTable = full
+			definedTable = k.Table
 		}
 		k.OnDelete, k.OnUpdate = foreignKeyActions(definition, k.Name)
 	}
@@ -156,7 +156,7 @@ func (k ForeignKey) Actions() string {
 // "a DELETE of a row of shop.parent deletes its rows of shop.child", joined by "; " for
 // both actions.
 func (k ForeignKey) Unlogged() string {
-	parent, child := k.ParentSchema+"."+k.ParentTable, k.Schema+"."+k.Table
+	parent, child := k.Parent, k.Table
 	columns := "(" + strings.Join(k.Columns, ", ") + ")"
 	var parts []string
 	switch strings.ToUpper(k.OnDelete) {

@@ -1001,10 +1001,10 @@ func TestCascadingForeignKeysAreListedAndTheirChangesAreNotStreamed(t *testing.T
 		t.Fatal(err)
 	}
 	want := []canal.ForeignKey{
-		{Name: "fk_cascade", Schema: s.name, Table: "lines_cascade", Columns: []string{"parent_id", "parent_region"},
-			ParentSchema: s.name, ParentTable: "parent", ParentColumns: []string{"id", "region"}, OnDelete: "CASCADE", OnUpdate: "RESTRICT"},
-		{Name: "fk_null", Schema: s.name, Table: "lines_null", Columns: []string{"parent_id", "parent_region"},
-			ParentSchema: s.name, ParentTable: "parent", ParentColumns: []string{"id", "region"}, OnDelete: "SET NULL", OnUpdate: "CASCADE"},
+		{Name: "fk_cascade", Table: canal.TableName{Schema: s.name, Name: "lines_cascade"}, Columns: []string{"parent_id", "parent_region"},
+			Parent: canal.TableName{Schema: s.name, Name: "parent"}, ParentColumns: []string{"id", "region"}, OnDelete: "CASCADE", OnUpdate: "RESTRICT"},
+		{Name: "fk_null", Table: canal.TableName{Schema: s.name, Name: "lines_null"}, Columns: []string{"parent_id", "parent_region"},
+			Parent: canal.TableName{Schema: s.name, Name: "parent"}, ParentColumns: []string{"id", "region"}, OnDelete: "SET NULL", OnUpdate: "CASCADE"},
 	}
 	if fmt.Sprint(keys) != fmt.Sprint(want) {
 		t.Errorf("cascading foreign keys:\n got %+v\nwant %+v", keys, want)

@@ -979,7 +979,7 @@ func cascadeWarnings(set *rules.Set, keys []canal.ForeignKey) []cascadeWarning {
 	for _, k := range keys {
 		w := cascadeWarning{file: set.File(), key: k}
 		for _, r := range set.Rules() {
-			if r.MatchesTable(k.Schema, k.Table) {
+			if r.MatchesTable(k.Table.Schema, k.Table.Name) {
 				w.rules = append(w.rules, r.Name())
 			}
 		}
@@ -994,9 +994,9 @@ func cascadeWarnings(set *rules.Set, keys []canal.ForeignKey) []cascadeWarning {
 // the key, what the stream misses and what to do.
 func (w cascadeWarning) String() string {
 	k := w.key
-	return fmt.Sprintf("%s: %s: foreign key %s of %s.%s references %s.%s %s: %s, inside InnoDB, which writes none of it to the binlog, so no message tells of it "+
-		"and an aggregate or transition over %s.%s goes on counting the rows as they were. %s",
-		w.file, w.ruleNames(), k.Name, k.Schema, k.Table, k.ParentSchema, k.ParentTable, k.Actions(), k.Unlogged(), k.Schema, k.Table, w.advice())
+	return fmt.Sprintf("%s: %s: foreign key %s of %s references %s %s: %s, inside InnoDB, which writes none of it to the binlog, so no message tells of it "+
+		"and an aggregate or transition over %s goes on counting the rows as they were. %s",
+		w.file, w.ruleNames(), k.Name, k.Table, k.Parent, k.Actions(), k.Unlogged(), k.Table, w.advice())
 }
 
 // ruleNames is `rule "a"` or `rules "a", "b"`, as the rules' problems name them.
@@ -1020,15 +1020,15 @@ func (w cascadeWarning) advice() string {
 	if canal.CascadingAction(w.key.OnUpdate) {
 		restrict = append(restrict, "ON UPDATE RESTRICT")
 	}
-	return fmt.Sprintf("Have the application change the rows of %s.%s itself, in the same transaction before those of %s.%s, or make the key %s "+
-		"(docs/operations.md, Foreign keys that cascade)", w.key.Schema, w.key.Table, w.key.ParentSchema, w.key.ParentTable, strings.Join(restrict, " "))
+	return fmt.Sprintf("Have the application change the rows of %s itself, in the same transaction before those of %s, or make the key %s "+
+		"(docs/operations.md, Foreign keys that cascade)", w.key.Table, w.key.Parent, strings.Join(restrict, " "))
 }
 
 // log writes the warning to log at WARN, with the key's parts as fields.
 func (w cascadeWarning) log(log *zap.Logger) {
 	k := w.key
 	log.Warn("a foreign key changes rows the rules read without writing them to the binlog: those changes are not published",
-		zap.String("foreign_key", k.Name), zap.String("table", k.Schema+"."+k.Table), zap.String("references", k.ParentSchema+"."+k.ParentTable),
+		zap.String("foreign_key", k.Name), zap.Stringer("table", k.Table), zap.Stringer("references", k.Parent),
 		zap.String("action", k.Actions()), zap.Strings("rules", w.rules), zap.String("missed", k.Unlogged()), zap.String("fix", w.advice()))
 }
 
