@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/shell"
 	"github.com/stocksync/stocksync/rules"
 	"github.com/stocksync/stocksync/sinks"
 )
@@ -527,19 +528,8 @@ func (p *Pipeline) warnTopicsMoved(old, next *rules.Set) {
 		p.log.Warn("rules reload: an aggregate or transition rule publishes on another topic, under the same definition: the new topic gets only the groups that change from now on, "+
 			"the old one keeps their last values; resync the rule to publish every group on the new topic",
 			zap.String("rule", r.Name()), zap.String("old_topic", was.Topic()), zap.String("new_topic", r.Topic()),
-			zap.String("resync", "stocksync resync "+shellWord(r.Name())))
+			zap.String("resync", "stocksync resync "+shell.Word(r.Name())))
 	}
-}
-
-// shellWord is s as one word of a POSIX shell command line.
-func shellWord(s string) string {
-	plain := s != "" && !strings.ContainsFunc(s, func(c rune) bool {
-		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.:/", c))
-	})
-	if plain {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Emptied implements canal.TableEmptier: DDL emptied a table whose aggregate and

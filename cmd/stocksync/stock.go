@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stocksync/stocksync/internal/shell"
 	"github.com/stocksync/stocksync/inventory"
 )
 
@@ -397,22 +398,11 @@ func (p orderPage) writeText(w io.Writer) error {
 		next = append(next, "--status", string(p.query.Status))
 	}
 	if p.query.SKU != "" {
-		next = append(next, "--sku", shellWord(p.query.SKU))
+		next = append(next, "--sku", shell.Word(p.query.SKU))
 	}
 	next = append(next, "--limit", strconv.Itoa(p.query.Limit), "--after", p.Next)
 	_, err := fmt.Fprintf(w, "more: %s\n", strings.Join(next, " "))
 	return err
-}
-
-// shellWord is s as one word of a shell command line: as it is when it needs no quoting,
-// else in single quotes.
-func shellWord(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:/@+=,", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // withStore opens the inventory database from the config, checks its schema, runs op and
