@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -227,7 +226,8 @@ func appendAny(b []byte, v any) []byte {
 // appendReflected appends a value of a type appendAny does not name (expr's functions
 // give a few: groupBy's map[any][]any, fromPairs' map[any]any, a range's []int, toPairs'
 // [][]any) as JSON, by its kind: numbers, booleans and strings as such, lists as arrays,
-// maps as objects with their keys as text, in key order. What has none of these kinds is
+// maps as objects with their keys as text, in key order (as appendAny writes []any and
+// map[string]any). What has none of these kinds is
 // its json.Marshal form, or, failing that, its default text as a string.
 func appendReflected(b []byte, rv reflect.Value) []byte {
 	switch rv.Kind() {
@@ -254,35 +254,20 @@ func appendReflected(b []byte, rv reflect.Value) []byte {
 		if rv.Kind() == reflect.Slice && rv.IsNil() {
 			return append(b, "null"...)
 		}
-		b = append(b, '[')
-		for i := range rv.Len() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendAny(b, rv.Index(i).Interface())
+		list := make([]any, rv.Len())
+		for i := range list {
+			list[i] = rv.Index(i).Interface()
 		}
-		return append(b, ']')
+		return appendAny(b, list)
 	case reflect.Map:
 		if rv.IsNil() {
 			return append(b, "null"...)
 		}
-		keys := make([]string, 0, rv.Len())
-		vals := make(map[string]any, rv.Len())
+		object := make(map[string]any, rv.Len())
 		for it := rv.MapRange(); it.Next(); {
-			k := keyText(it.Key())
-			keys = append(keys, k)
-			vals[k] = it.Value().Interface()
+			object[keyText(it.Key())] = it.Value().Interface()
 		}
-		slices.Sort(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(appendString(b, k), ':')
-			b = appendAny(b, vals[k])
-		}
-		return append(b, '}')
+		return appendAny(b, object)
 	}
 	v := rv.Interface()
 	if s, ok := v.(fmt.Stringer); ok { // timezone()'s *time.Location: its name
