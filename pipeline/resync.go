@@ -286,7 +286,7 @@ func (p *Pipeline) startReread(ctx context.Context, asked resyncRequest, result 
 // readChunksOf prepares the chunked read of the tables of the named rules.
 func (p *Pipeline) readChunksOf(ctx context.Context, names []string) (*canal.ChunkReader, error) {
 	set := p.engine.Set()
-	filter := scopedFilter{TableFilter: p.filterFor(set), stateful: set.TablesOf(names)}
+	filter := scopedFilter{TableFilter: p.filterFor(set), within: set.TablesOf(names)}
 	reader, err := p.server.ReadChunks(ctx, filter, p.opts.SnapshotChunkSize, p.log.Named("reread"))
 	if err != nil {
 		return nil, fmt.Errorf("preparing the re-read of the tables of %v: %w", names, err)

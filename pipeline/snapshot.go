@@ -205,14 +205,15 @@ const (
 )
 
 // scopedFilter is a filter that matches, of the tables its TableFilter matches, those
-// stateful accepts (nil: all); it answers everything else as its TableFilter does.
+// within accepts (nil: all): the tables of the stateful rules, or of some row rules; it
+// answers everything else as its TableFilter does.
 type scopedFilter struct {
 	canal.TableFilter
-	stateful func(schema, table string) bool
+	within func(schema, table string) bool
 }
 
 func (f scopedFilter) Matches(schema, table string) bool {
-	return f.TableFilter.Matches(schema, table) && (f.stateful == nil || f.stateful(schema, table))
+	return f.TableFilter.Matches(schema, table) && (f.within == nil || f.within(schema, table))
 }
 
 // resumeReseeding goes on with a snapshot (or the first start's seeding read) interrupted
@@ -265,11 +266,11 @@ func (p *Pipeline) snapshot(ctx context.Context, server *canal.Server, scope tab
 	var rows canal.Handler = p
 	switch scope {
 	case statefulTables:
-		filter.stateful = p.opts.Rules.StatefulTables
+		filter.within = p.opts.Rules.StatefulTables
 		rows = statefulOnly{Pipeline: p, names: statefulRuleNames(p.engine.Set())}
 	case rowRuleTables:
 		names := rowRuleNames(p.engine.Set())
-		filter.stateful = p.engine.Set().TablesOf(names)
+		filter.within = p.engine.Set().TablesOf(names)
 		rows = rowRulesOnly{Pipeline: p, names: names}
 	}
 	// The stream that follows the snapshot must be allowed: say so now, not hours later.
@@ -349,7 +350,7 @@ func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) ([]strin
 		return nil, nil
 	}
 	set := p.engine.Set()
-	filter := scopedFilter{TableFilter: p.filterFor(set), stateful: set.TablesOf(names)}
+	filter := scopedFilter{TableFilter: p.filterFor(set), within: set.TablesOf(names)}
 	p.log.Info("seeding aggregate/transition rules from a snapshot of their tables", zap.Strings("rules", names))
 	pos, err := server.Snapshot(ctx, filter, seeder{p: p, names: names}, canal.SnapshotOptions{
 		ChunkSize: p.opts.SnapshotChunkSize, Logger: p.log.Named("seed")})
