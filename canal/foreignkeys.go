@@ -139,6 +139,20 @@ func CascadingAction(action string) bool {
 	return true
 }
 
+// MissedOps is what the key does to rows of its child table that the binlog does not
+// carry: OpDelete for ON DELETE CASCADE, OpUpdate for ON DELETE SET NULL or SET DEFAULT
+// and for any cascading ON UPDATE. A reader that takes neither misses nothing.
+func (k ForeignKey) MissedOps() []Op {
+	var ops []Op
+	if strings.EqualFold(k.OnDelete, "CASCADE") {
+		ops = append(ops, OpDelete)
+	}
+	if (CascadingAction(k.OnDelete) && !strings.EqualFold(k.OnDelete, "CASCADE")) || CascadingAction(k.OnUpdate) {
+		ops = append(ops, OpUpdate)
+	}
+	return ops
+}
+
 // Actions is the key's cascading actions as SQL writes them: "ON DELETE CASCADE",
 // "ON DELETE SET NULL ON UPDATE CASCADE".
 func (k ForeignKey) Actions() string {

@@ -169,6 +169,10 @@ func (r *Rule) SignatureWas(sig string) bool {
 // Stateful reports whether the rule keeps state per group (aggregate or transition).
 func (r *Rule) Stateful() bool { return r.emit != EmitRow }
 
+// Hears reports whether the rule takes changes of kind op: a row rule those its
+// match.ops name (all when left out), an aggregate or transition every kind.
+func (r *Rule) Hears(op canal.Op) bool { return r.ops[opIndex(op)] }
+
 // MatchesTable reports whether one of the rule's globs matches table of database schema.
 func (r *Rule) MatchesTable(schema, table string) bool {
 	for _, g := range r.tables {

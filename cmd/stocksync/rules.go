@@ -973,13 +973,16 @@ type cascadeWarning struct {
 	rules []string // the rules matching the child table, in file order
 }
 
-// cascadeWarnings is a warning for each of keys whose child table a rule of set matches.
+// cascadeWarnings is a warning for each of keys whose child table a rule of set matches
+// and whose missed changes (ForeignKey.MissedOps) are of a kind the rule takes: a row rule
+// with ops: [insert] misses nothing of an ON DELETE CASCADE.
 func cascadeWarnings(set *rules.Set, keys []canal.ForeignKey) []cascadeWarning {
 	var out []cascadeWarning
 	for _, k := range keys {
 		w := cascadeWarning{file: set.File(), key: k}
+		missed := k.MissedOps()
 		for _, r := range set.Rules() {
-			if r.MatchesTable(k.Table.Schema, k.Table.Name) {
+			if r.MatchesTable(k.Table.Schema, k.Table.Name) && slices.ContainsFunc(missed, r.Hears) {
 				w.rules = append(w.rules, r.Name())
 			}
 		}

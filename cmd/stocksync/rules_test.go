@@ -325,8 +325,8 @@ func TestRulesValidateLiveRefusesATableTheStreamCannotDecode(t *testing.T) {
 // reading the child misses those changes. `rules validate --live` (as serve at start and
 // at each reload) warns, one line a key, naming the key, its child and parent, the
 // actions, the rules reading the child, what is missed and what to do; it still exits 0,
-// the file valid. A RESTRICT key, and a cascading key of a table no rule reads, are not
-// named.
+// the file valid. A RESTRICT key, a cascading key of a table no rule reads, and a row
+// rule whose match.ops take no kind of change the key makes, are not named.
 func TestRulesValidateLiveWarnsAboutForeignKeysThatCascade(t *testing.T) {
 	db, rulesFile, configFile := liveRulesSetup(t,
 		"CREATE TABLE parent (id INT PRIMARY KEY)",
@@ -344,6 +344,12 @@ func TestRulesValidateLiveWarnsAboutForeignKeysThatCascade(t *testing.T) {
     group_by: [wh]
     sum: {qty: qty}
     topic: b
+  - name: new-lines
+    match: {table: "%[1]s.stock_lines", ops: [insert]}
+    topic: c
+  - name: hold-deletes
+    match: {table: "%[1]s.stock_holds", ops: [delete, read]}
+    topic: d
 `, db))
 
 	cmd := exec.Command(binary, "rules", "validate", "--live", "--config", configFile, rulesFile)
@@ -352,7 +358,7 @@ func TestRulesValidateLiveWarnsAboutForeignKeysThatCascade(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("validate --live of rules over tables with cascading foreign keys: %v (want exit 0)\n%s", err, stderr.String())
 	}
-	if want := rulesFile + ": 2 rules, valid\n"; stdout.String() != want {
+	if want := rulesFile + ": 4 rules, valid\n"; stdout.String() != want {
 		t.Errorf("stdout %q, want %q", stdout.String(), want)
 	}
 	warnings := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
@@ -379,6 +385,14 @@ func TestRulesValidateLiveWarnsAboutForeignKeysThatCascade(t *testing.T) {
 	for _, unwanted := range []string{"fk_kept", "fk_audit"} {
 		if strings.Contains(stderr.String(), unwanted) {
 			t.Errorf("stderr names %s, which changes no table a rule reads:\n%s", unwanted, stderr.String())
+		}
+	}
+	// A row rule that takes none of the kinds of change a key makes misses nothing of it:
+	// new-lines hears inserts only (fk_lines deletes), hold-deletes deletes only (fk_holds
+	// updates).
+	for _, unwanted := range []string{"new-lines", "hold-deletes"} {
+		if strings.Contains(stderr.String(), unwanted) {
+			t.Errorf("stderr names rule %s, whose ops take no change the keys make:\n%s", unwanted, stderr.String())
 		}
 	}
 
