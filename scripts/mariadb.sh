@@ -77,7 +77,8 @@ start() {
     log "port $port is taken by another process (not the instance under $dir): set STOCKSYNC_MARIADB_PORT to a free port"
     exit 1
   fi
-  mkdir -p "$dir" "$dir/tmp" # its own temporary files: a shared /tmp may be swept under it
+  mkdir -p "$dir" "$dir/tmp" "$dir/files" # its own temporary files: a shared /tmp may be swept under it
+  chmod 700 "$dir/files"
   local preload; preload=$(fsync_delay_preload)
   if [ ! -d "$dir/data/mysql" ]; then
     log "initialising $dir/data"
@@ -86,13 +87,17 @@ start() {
   fi
   local flush=2 sync=0
   if [ "${STOCKSYNC_DURABLE:-0}" = 1 ]; then flush=1; sync=1; fi
+  # The server runs as whoever starts it (root under make test), and its user's password is
+  # no secret: --secure-file-priv keeps SELECT … INTO OUTFILE, LOAD DATA INFILE and
+  # LOAD_FILE() to "$dir/files", so another local account cannot write or read a file
+  # anywhere else as that user through it.
   log "starting on 127.0.0.1:$port (durable=${STOCKSYNC_DURABLE:-0}${preload:+, each fsync ${STOCKSYNC_MARIADB_FSYNC_DELAY_US} µs slower})"
   # Only this start's errors count: a failed earlier start's [ERROR] lines would otherwise
   # make the loop below give up before this server wrote its pid file, leaving it running.
   [ -f "$dir/error.log" ] && mv "$dir/error.log" "$dir/error.log.prev"
   env $preload STOCKSYNC_MARIADB_FSYNC_DELAY_US="${STOCKSYNC_MARIADB_FSYNC_DELAY_US:-0}" \
   mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --tmpdir="$dir/tmp" --socket="$sock" --pid-file="$pidfile" \
-    --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
+    --port="$port" --bind-address=127.0.0.1 --skip-name-resolve --secure-file-priv="$dir/files" \
     --server-id=1 --log-bin="$dir/data/binlog" --binlog-format=ROW --binlog-row-image=FULL \
     --binlog-row-metadata=FULL --gtid-strict-mode=ON --expire-logs-days=2 \
     --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
