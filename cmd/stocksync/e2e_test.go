@@ -584,6 +584,22 @@ func TestServerWithStatementBinlogIsRefused(t *testing.T) {
 	}
 }
 
+// TestPrivateMariaDBConfinesFileStatements: scripts/mariadb.sh runs its server as whoever
+// starts it (root under make test) with a password anyone can read, so the server keeps
+// SELECT … INTO OUTFILE inside its own files directory: written elsewhere, it would be a
+// root-owned file any local account could place.
+func TestPrivateMariaDBConfinesFileStatements(t *testing.T) {
+	db := testutil.MySQLServer(t).Open(t, "")
+	outside := filepath.Join(t.TempDir(), "written")
+	_, err := db.Exec("SELECT 'x' INTO OUTFILE '" + outside + "'")
+	if err == nil || !strings.Contains(err.Error(), "secure-file-priv") {
+		t.Errorf("INTO OUTFILE %s: %v, want refused under --secure-file-priv", outside, err)
+	}
+	if _, statErr := os.Stat(outside); statErr == nil {
+		t.Errorf("%s was written", outside)
+	}
+}
+
 // haRun is two daemons with ha on one source and one checkpoint, leader and standby
 // (which differs in its HTTP address and server id), and the table they stream.
 type haRun struct {
