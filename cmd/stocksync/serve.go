@@ -196,7 +196,7 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 		if err != nil {
 			return fmt.Errorf("listening on http.addr %s: %w", cfg.HTTP.Addr, err)
 		}
-		srv = &http.Server{Handler: withAPIPaths(mux), ReadHeaderTimeout: 5 * time.Second}
+		srv = newHTTPServer(withAPIPaths(mux), log)
 		go srv.Serve(ln)
 		log.Info("http listening", zap.String("addr", ln.Addr().String()))
 		if host, _, _ := net.SplitHostPort(ln.Addr().String()); cfg.HTTP.Token == "" && !net.ParseIP(host).IsLoopback() {
@@ -214,6 +214,28 @@ func serve(ctx context.Context, cfg config.Config, file rulesFile, log *zap.Logg
 		cancel()
 	}
 	return err
+}
+
+// The HTTP server's limits: a client that sends its request slowly, or never finishes
+// its body (a 401 is written only after it), or keeps an idle connection, holds a file
+// descriptor the daemon also needs for the database and the brokers, token or not.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpReadTimeout       = 30 * time.Second // the whole request, body included
+	httpIdleTimeout       = 2 * time.Minute  // a keep-alive connection between requests
+	httpMaxHeaderBytes    = 64 << 10
+)
+
+// newHTTPServer is serve's server for handler: bounded in how long a client may take and
+// how much header it may send, its own errors (a failed accept: too many open files)
+// logged through log as JSON like every other line.
+func newHTTPServer(handler http.Handler, log *zap.Logger) *http.Server {
+	errorLog, err := zap.NewStdLogAt(log.Named("http"), zap.WarnLevel)
+	if err != nil {
+		errorLog = nil // only for a level zap does not know; net/http then logs to stderr
+	}
+	return &http.Server{Handler: handler, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: httpReadTimeout,
+		IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes, ErrorLog: errorLog}
 }
 
 // stoppedBySignal reports whether err, which ends serve, only says that a SIGTERM or
