@@ -578,7 +578,7 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 				"Its rows cannot be read, so nothing after it is published. Set binlog_format=ROW for every session (SET GLOBAL binlog_format=ROW, then reconnect the writers), "+
 				"or take a transaction-precise table out of the rules, "+
 				"then go on from the server's current position, re-seeding the rules (docs/operations.md, Statement-logged changes)",
-				ErrStatementChange, r.file, h.LogPos-h.EventSize, name, truncate(q, 200))
+				ErrStatementChange, r.file, h.LogPos-h.EventSize, name, truncate(redactPasswords(q), 200))
 		}
 		if !r.txn.open {
 			r.begin(h, "")

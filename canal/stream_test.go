@@ -233,7 +233,9 @@ func TestStreamRowIndexIgnoresOtherTables(t *testing.T) {
 // TestStreamStopsAtAStatementLoggedChange: a session whose binlog_format is STATEMENT
 // (which the server-wide check at start cannot see) writes its changes as SQL. One of a
 // table no rule matches is passed over as part of its transaction; one of a matched table
-// stops the stream with ErrStatementChange, naming the table, instead of being lost.
+// stops the stream with ErrStatementChange, naming the table, instead of being lost. The
+// error quotes the statement with its password literals redacted, as the log's schema
+// change lines do: /readyz answers it to anyone.
 func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 	s := newSource(t)
 	testutil.Exec(t, s.db, "CREATE TABLE wanted (id INT PRIMARY KEY, qty INT)", "CREATE TABLE other (id INT PRIMARY KEY)")
@@ -256,7 +258,7 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 		t.Fatalf("around a statement-logged change of another table: %d rows, %v; want both rows of wanted", len(rows), err)
 	}
 
-	for _, q := range []string{"SET SESSION binlog_format = 'STATEMENT'", "UPDATE wanted SET qty = 777 WHERE id = 1", "SET SESSION binlog_format = 'ROW'"} {
+	for _, q := range []string{"SET SESSION binlog_format = 'STATEMENT'", "UPDATE wanted SET qty = 777 WHERE id = 1 AND PASSWORD('hunter2-secret') <> ''", "SET SESSION binlog_format = 'ROW'"} {
 		if _, err := conn.ExecContext(t.Context(), q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -266,6 +268,9 @@ func TestStreamStopsAtAStatementLoggedChange(t *testing.T) {
 	err = canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)).Run(ctx, to, &recorder{})
 	if !errors.Is(err, canal.ErrStatementChange) || !strings.Contains(err.Error(), s.name+".wanted") {
 		t.Fatalf("a statement-logged UPDATE of a matched table: the stream ended with %v; want ErrStatementChange naming %s.wanted", err, s.name)
+	}
+	if strings.Contains(err.Error(), "hunter2-secret") || !strings.Contains(err.Error(), "PASSWORD('<redacted>')") {
+		t.Errorf("the error quotes the statement with its password literal: %v", err)
 	}
 }
 
