@@ -74,3 +74,27 @@ func TestLogEveryFailureLogsPastTheFirst100(t *testing.T) {
 		t.Errorf("%d failures logged of %d, want all 150", logs.Len(), e.EvalErrors())
 	}
 }
+
+// TestRepeatRefusesAResultOverTheMemoryBudgetBeforeMakingIt: expr's own repeat(s, n)
+// allocates len(s)·n bytes before charging them to the expression's budget, so
+// repeat(row.note, 1000000) over a 5 KB note asked for 5 GB and killed the daemon at that
+// row after every restart. The rules' repeat works as expr's under the budget and fails,
+// as any expression may (the field null, counted and logged), before allocating over it.
+func TestRepeatRefusesAResultOverTheMemoryBudgetBeforeMakingIt(t *testing.T) {
+	e := newTestEngine(mustParse(t, `
+rules:
+  - name: banner
+    match: {table: inventory.sellable_shard, when: "repeat(row.sku_id, 2) == 'A1A1'"}
+    fields: {small: 'repeat(row.sku_id, 3)', big: 'repeat(row.sku_id, 1000000)'}
+    topic: rows
+`))
+	core, logs := observer.New(zapcore.WarnLevel)
+	e.SetLogger(zap.New(core))
+	msgs, _ := txn(t, e, &canal.RowChange{Op: canal.OpCreate, Table: shardTable, After: []any{"A1", int64(0), int64(5)}})
+	if len(msgs) != 1 || !strings.Contains(msgs[0], `"small":"A1A1A1"`) || !strings.Contains(msgs[0], `"big":null`) {
+		t.Fatalf("messages %v, want one with small A1A1A1 and big null", msgs)
+	}
+	if e.EvalErrors() != 1 || logs.Len() != 1 || !strings.Contains(fmt.Sprint(logs.All()[0].ContextMap()["error"]), "repeat: 1000000 times 2 bytes is over the 1000000 bytes an expression may make") {
+		t.Errorf("%d eval errors, logged %v; want the big field's, naming the size", e.EvalErrors(), logs.All())
+	}
+}

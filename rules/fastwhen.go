@@ -45,7 +45,7 @@ func (v flatImages) Visit(n *ast.Node) {
 func compileFastWhen(src string) (*vm.Program, []string) {
 	var names []string
 	env := map[string]any{"op": "", "schema": "", "table": "", "changed": func(string) bool { return false }}
-	p, err := expr.Compile(src, expr.Env(env), expr.AllowUndefinedVariables(), expr.AsBool(), expr.Patch(flatImages{names: &names}))
+	p, err := expr.Compile(src, expr.Env(env), boundedRepeat, expr.AllowUndefinedVariables(), expr.AsBool(), expr.Patch(flatImages{names: &names}))
 	if err != nil {
 		return nil, nil
 	}

@@ -400,7 +400,7 @@ func signatureValue(sig string) *vm.Program {
 	if len(parts) < 5 || parts[0] != EmitTransition.String() || parts[4] == "" {
 		return nil
 	}
-	p, err := expr.Compile(parts[4], expr.AllowUndefinedVariables())
+	p, err := expr.Compile(parts[4], boundedRepeat, expr.AllowUndefinedVariables())
 	if err != nil {
 		return nil
 	}

@@ -573,7 +573,7 @@ func rowUnknownHint(name string, call bool) string {
 // unknown gives the hint added to the error when it is a name env does not have (call: the
 // name is called, as a function).
 func (c *compiler) compile(what string, s rulefmt.String, env expr.Option, unknown func(name string, call bool) string, opts ...expr.Option) *vm.Program {
-	p, err := expr.Compile(s.Value, append([]expr.Option{env}, opts...)...)
+	p, err := expr.Compile(s.Value, append([]expr.Option{env, boundedRepeat}, opts...)...)
 	if err != nil {
 		at, msg := s.Pos, err.Error()
 		var fe *file.Error
