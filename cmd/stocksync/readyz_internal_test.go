@@ -52,14 +52,14 @@ func oneRuleOn(topic string) string {
 // watchingDaemon runs watchRules over the rules file at path, the source unreachable (a
 // reload then accepts the file unchecked, as serve does), and returns the daemon and its
 // log. The watch is set up when it returns.
-func watchingDaemon(t *testing.T, path string) (*daemon, *observer.ObservedLogs) {
+func watchingDaemon(t *testing.T, path string, alsoLogTo ...zapcore.Core) (*daemon, *observer.ObservedLogs) {
 	t.Helper()
 	file, err := readRulesFile(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
-	d := &daemon{cfg: config.Config{Rules: path}, log: zap.New(core), source: canal.Config{Addr: "127.0.0.1:1", User: "x"},
+	d := &daemon{cfg: config.Config{Rules: path}, log: zap.New(zapcore.NewTee(append(alsoLogTo, core)...)), source: canal.Config{Addr: "127.0.0.1:1", User: "x"},
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})}
 	d.rules.Store(file.set)
 	d.runningRules = file.digest
@@ -98,6 +98,31 @@ func TestRulesReloadOnAnEditorsSave(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the replaced file to be reloaded", func() bool { return runningTopic(d) == "t.two" })
 	if logs.FilterMessageSnippet("rules reload accepted").Len() != 1 || logs.FilterMessageSnippet("nothing to reload").Len() != 0 {
 		t.Errorf("want one accepted reload and nothing said of the other file: %v", logs.All())
+	}
+}
+
+// TestALogBesideTheRulesFileDoesNotKeepItBeingRead: serve's log written to a file in the
+// rules file's directory (serve > serve.log run beside rules.yaml) at log.level debug: a
+// write to another file cannot change the rules, so the daemon's own "read again" line,
+// written there, does not have the file read again, and again, every rulesSettle for ever.
+func TestALogBesideTheRulesFileDoesNotKeepItBeingRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rules.yaml")
+	writeFile(t, path, oneRuleOn("t.one"))
+	logFile, err := os.Create(filepath.Join(dir, "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	_, logs := watchingDaemon(t, path, zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(logFile), zapcore.DebugLevel))
+	writeFile(t, filepath.Join(dir, "stocksync.yaml"), "log: {level: debug}\n") // a new file: read once
+	readAgain := func() int { return logs.FilterMessageSnippet("rules file read again").Len() }
+	testutil.Eventually(t, 5*time.Second, "the file to be read again after the new file", func() bool { return readAgain() > 0 })
+	// The line just logged is written to serve.log; what follows it can only be absence,
+	// so wait some settle periods and count.
+	time.Sleep(5 * rulesSettle)
+	if n := readAgain(); n != 1 {
+		t.Errorf("the rules file was read again %d times; want once: its own log lines beside it had it read again", n)
 	}
 }
 

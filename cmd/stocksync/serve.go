@@ -822,6 +822,20 @@ func (rw *rulesWatch) followTarget(path string) {
 	}
 }
 
+// mayChangeRules reports whether ev, in a watched directory, may change what the rules
+// path reads: a file created, removed or renamed (an editor's save, a ConfigMap's new
+// ..data link), or a write to the file itself or to the one it resolves to. A write to
+// another file cannot: a log written beside the rules file, which at log.level debug
+// would otherwise have the file read again for each of its own "read again" lines, for
+// ever.
+func (rw *rulesWatch) mayChangeRules(ev fsnotify.Event, path string) bool {
+	if ev.Op&^(fsnotify.Write|fsnotify.Chmod) != 0 || sameFile(ev.Name, path) {
+		return true
+	}
+	resolved, err := filepath.EvalSymlinks(path)
+	return err != nil || sameFile(ev.Name, resolved)
+}
+
 func (rw *rulesWatch) close() {
 	signal.Stop(rw.hup)
 	if rw.files != nil {
@@ -831,7 +845,8 @@ func (rw *rulesWatch) close() {
 
 // watchRules reloads the rules on SIGHUP and when the file changes, until ctx is done,
 // then closes rw. A file that does not load is logged with its errors and counted; the
-// running rules stay. Any event in the watched directories has the file read again once
+// running rules stay. An event in the watched directories that may change the file
+// (mayChangeRules: not a write to another file) has it read again once
 // they settle (rulesSettle; events naming the file itself put the read off until it is
 // quiet, others do not, so a busy neighbour, a log written beside it, cannot put it off
 // for ever), and it is reloaded only when its contents differ from the running rules'
@@ -856,6 +871,9 @@ func (d *daemon) watchRules(ctx context.Context, rw *rulesWatch) {
 		case <-rw.hup:
 			d.reloadRules("SIGHUP", true)
 		case ev := <-changed:
+			if !rw.mayChangeRules(ev, d.cfg.Rules) {
+				continue
+			}
 			if !pending || sameFile(ev.Name, d.cfg.Rules) {
 				settle.Reset(rulesSettle)
 				pending = true
