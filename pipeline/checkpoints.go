@@ -107,8 +107,10 @@ func (k *KafkaCheckpoints) Load(ctx context.Context) (canal.Position, []canal.St
 		if last != nil {
 			restart := "start the daemon again"
 			if k.mirror != nil {
+				// The name as a string literal under the default sql_mode: a quote doubled, a backslash too.
+				literal := strings.NewReplacer(`'`, `''`, `\`, `\\`).Replace(MirrorName(k.Name))
 				restart = fmt.Sprintf("delete the row that remembers it, `DELETE FROM %s WHERE name = '%s'`, and start the daemon again",
-					k.MirrorTable, MirrorName(k.Name))
+					k.MirrorTable, literal)
 			}
 			return canal.Position{}, nil, false, fmt.Errorf("%w: checkpoint %q was %s %s, and the topic holds none now: the brokers lost it "+
 				"(a cluster rebuilt, the development broker restarted without --data-dir, the topic deleted), "+

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -196,6 +197,15 @@ func printRereadStatus(out io.Writer, st resyncStatus) {
 // adminCall is one call of the daemon's /admin API.
 type adminCall struct{ url, token string }
 
+// where is the daemon's URL as messages name it: a password in it (--url
+// http://user:secret@host) written as xxxxx.
+func (c adminCall) where() string {
+	if u, err := url.Parse(c.url); err == nil {
+		return u.Redacted()
+	}
+	return c.url
+}
+
 // do sends body (nil: none) to resyncPath with method and decodes a 200 answer into
 // answer; any other answer is an error that says the daemon's reason.
 func (c adminCall) do(ctx context.Context, method string, body, answer any) error {
@@ -219,7 +229,7 @@ func (c adminCall) do(ctx context.Context, method string, body, answer any) erro
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("calling the daemon at %s: %w", c.url, err)
+		return fmt.Errorf("calling the daemon at %s: %w", c.where(), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -229,11 +239,11 @@ func (c adminCall) do(ctx context.Context, method string, body, answer any) erro
 		}
 		switch {
 		case refusal.Code == "reread_interrupted":
-			return fmt.Errorf("the daemon at %s did not finish the resync: %s", c.url, refusal.Message)
+			return fmt.Errorf("the daemon at %s did not finish the resync: %s", c.where(), refusal.Message)
 		case method == http.MethodGet:
-			return fmt.Errorf("the daemon at %s did not say how its re-read goes: %s", c.url, refusal.Message)
+			return fmt.Errorf("the daemon at %s did not say how its re-read goes: %s", c.where(), refusal.Message)
 		}
-		return fmt.Errorf("the daemon at %s refused the resync: %s", c.url, refusal.Message)
+		return fmt.Errorf("the daemon at %s refused the resync: %s", c.where(), refusal.Message)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(answer); err != nil {
 		return fmt.Errorf("reading the daemon's answer: %w", err)

@@ -217,3 +217,16 @@ func TestRereadGoesOnAfterKill9(t *testing.T) {
 		t.Errorf("%d rows committed, want %d", len(seen), rows)
 	}
 }
+
+// TestResyncNamesTheURLWithoutItsPassword: a --url with a password in it is named with
+// the password written as xxxxx when the daemon cannot be reached.
+func TestResyncNamesTheURLWithoutItsPassword(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "stocksync.yaml"), "source: {addr: 127.0.0.1:1, user: x}\nkafka: {brokers: [127.0.0.1:1]}\nrules: rules.yaml\n")
+	writeFile(t, filepath.Join(dir, "rules.yaml"), "rules:\n  - name: r\n    match: {table: \"x.y\"}\n    topic: t\n")
+	closed := testutil.FreeAddr(t)
+	out, err := exec.Command(binary, "resync", "--config", filepath.Join(dir, "stocksync.yaml"), "--url", "http://ops:hunter2@"+closed, "r").CombinedOutput()
+	if err == nil || strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "calling the daemon at http://ops:xxxxx@"+closed) {
+		t.Errorf("resync to a daemon not listening: %v\n%s\nwant an error naming the URL with its password hidden", err, out)
+	}
+}
