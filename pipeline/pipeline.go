@@ -508,7 +508,7 @@ func (p *Pipeline) installReload(ctx context.Context) (bool, error) {
 	if p.reread != nil && !p.reread.sameRules(next) {
 		if err := p.endReread(ctx, fmt.Errorf("%w: a reload during the re-read of the tables of %v removed or changed what those rules read; ask again",
 			errResyncFailed, p.reread.names)); err != nil {
-			return true, err
+			return false, err
 		}
 	}
 	p.warnTopicsMoved(p.engine.Set(), next)
@@ -530,7 +530,7 @@ func (p *Pipeline) installReload(ctx context.Context) (bool, error) {
 func (p *Pipeline) publishReload(ctx context.Context) error {
 	pos := p.streamPosition()
 	if err := p.commitAt(ctx, pos); err != nil {
-		return fmt.Errorf("publishing what the reloaded rules publish at %s, the source being quiet: %w", pos, err)
+		return fmt.Errorf("publishing the reloaded rules' seed and take-backs at %s, the source being quiet: %w", pos, err)
 	}
 	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
 		return fmt.Errorf("saving the reloaded rules' state with the checkpoint %s: %w", pos, err)
