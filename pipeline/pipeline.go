@@ -483,26 +483,32 @@ func (p *Pipeline) commitAt(ctx context.Context, pos canal.Position) error {
 
 // Begin implements canal.TransactionBeginner: a reload waiting is installed before the
 // transaction's first event is matched, so every transaction the stream reads after
-// Reload returned is filtered and evaluated by the new set, and none by two sets.
-func (p *Pipeline) Begin(ctx context.Context) error { return p.installReload(ctx) }
+// Reload returned is filtered and evaluated by the new set, and none by two sets. What
+// the reload publishes goes out with that transaction's Commit.
+func (p *Pipeline) Begin(ctx context.Context) error {
+	_, err := p.installReload(ctx)
+	return err
+}
 
 // installReload installs a reload waiting, between two transactions of the stream: the
 // stream's filter follows it, a running re-read that it changes ends, and the
 // aggregate/transition rules it brought without state are seeded. A reload during a
 // snapshot waits for the stream, so that what it adds is seeded from there rather than
-// folded from the chunks left.
-func (p *Pipeline) installReload(ctx context.Context) error {
+// folded from the chunks left. It reports whether it installed one; what that publishes
+// (the seed, the take-backs of the rules it changed) goes out with the engine's next
+// Commit: of the transaction Begin is of, or publishReload's at idle.
+func (p *Pipeline) installReload(ctx context.Context) (bool, error) {
 	if p.nextRules.Load() == nil { // at every transaction: a load, not a swap
-		return nil
+		return false, nil
 	}
 	next := p.nextRules.Swap(nil)
 	if next == nil {
-		return nil
+		return false, nil
 	}
 	if p.reread != nil && !p.reread.sameRules(next) {
 		if err := p.endReread(ctx, fmt.Errorf("%w: a reload during the re-read of the tables of %v removed or changed what those rules read; ask again",
 			errResyncFailed, p.reread.names)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	p.warnTopicsMoved(p.engine.Set(), next)
@@ -510,7 +516,27 @@ func (p *Pipeline) installReload(ctx context.Context) error {
 	p.stream.SetFilter(p.filterFor(next))
 	p.log.Info("rules reloaded at a transaction boundary", zap.Stringer("after", p.streamPosition()), zap.Int("rules", len(next.Rules())))
 	_, err := p.seedRules(ctx, p.server)
-	return err
+	return true, err
+}
+
+// publishReload publishes what a reload installed while the source is quiet brings (the
+// take-backs and seed of the rules it added or changed, the deletion of a removed rule's
+// saved state) at the stream's position, and saves it with the checkpoint there at once,
+// as a start does with its seed (commitAt). Left for the next transaction's Commit, it
+// could wait for hours on a closed shop, while a search index kept the old definition's
+// flags. The stream is between transactions, so the position is the end of the last one
+// read: the checkpoint stays at a transaction boundary, and exactly-once the messages are
+// committed with it in one Kafka transaction.
+func (p *Pipeline) publishReload(ctx context.Context) error {
+	pos := p.streamPosition()
+	if err := p.commitAt(ctx, pos); err != nil {
+		return fmt.Errorf("publishing the reloaded rules' seed and take-backs at %s, the source being quiet: %w", pos, err)
+	}
+	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
+		return fmt.Errorf("saving the reloaded rules' state with the checkpoint %s: %w", pos, err)
+	}
+	p.log.Info("rules reload published at once, the source being quiet: its seed and take-backs are saved with the checkpoint", zap.Stringer("pos", pos))
+	return nil
 }
 
 // warnTopicsMoved warns of each aggregate or transition rule that next keeps under the
@@ -557,12 +583,19 @@ func (p *Pipeline) ReseedAfter(ctx context.Context, ddl canal.RowlessChange) err
 	return err
 }
 
-// Idle implements canal.Handler: a resync asked for runs; exactly-once, the open Kafka
+// Idle implements canal.Handler: a reload waiting is installed and what it publishes goes
+// out at once (publishReload); a resync asked for runs; exactly-once, the open Kafka
 // transaction is committed when the source goes quiet, so its last messages do not wait
 // for the next transaction.
 func (p *Pipeline) Idle(ctx context.Context) error {
-	if err := p.installReload(ctx); err != nil {
+	reloaded, err := p.installReload(ctx)
+	if err != nil {
 		return err
+	}
+	if reloaded {
+		if err := p.publishReload(ctx); err != nil {
+			return err
+		}
 	}
 	if err := p.serveResync(ctx, true); err != nil {
 		return err

@@ -97,3 +97,39 @@ rules:
 		}
 	}
 }
+
+// TestReloadOnAQuietSourcePublishesAtOnce: a reload that raises a transition rule's
+// threshold on a source where nothing is written afterwards (a night, a closed shop)
+// publishes its take-backs and seed at once, at the stream's position: the search index
+// loses B (3, no longer > 5) without waiting for a write that may not come for hours.
+// Exactly-once, a read_committed consumer sees them, so they were committed with the
+// checkpoint; a restart with the reloaded rules neither seeds nor takes back again.
+func TestReloadOnAQuietSourcePublishesAtOnce(t *testing.T) {
+	inBothDeliveryModes(t, func(t *testing.T, e *env) {
+		e.exec("CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))",
+			"INSERT INTO sellable_shard VALUES ('B', 0, 3), ('C', 0, 10)")
+		id := testutil.ServerID()
+		r := e.start(e.rules(stockRulesYAML), id)
+		want := map[string]string{"product B": "c:-:3", "product C": "c:-:10", "search B": "u:false:true", "search C": "u:false:true"}
+		published := func(what string) {
+			t.Helper()
+			testutil.Eventually(t, 20*time.Second, what, func() bool {
+				return fmt.Sprint(sequences(groupMessages(t, e))) == fmt.Sprint(want)
+			})
+		}
+		published("the first seed's messages")
+
+		raised := e.rules(strings.Replace(stockRulesYAML, `value: "sellable > 0"`, `value: "sellable > 5"`, 1))
+		r.p.Reload(raised) // nothing is written to the source after it
+
+		want["search B"] += " u:true:false" // taken back: 3 is not > 5
+		want["search C"] += " u:false:true" // the changed rule's seed
+		published("the reload's take-back of B and seed, with no write after it")
+		r.stop(t)
+
+		e.start(raised, id)
+		e.exec("INSERT INTO sellable_shard VALUES ('D', 0, 6)")
+		want["product D"], want["search D"] = "c:-:6", "u:false:true"
+		published("D's messages after a restart, and nothing seeded or taken back again")
+	})
+}

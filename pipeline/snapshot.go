@@ -342,8 +342,10 @@ func (p *Pipeline) checkRetention(r canal.BinlogRetention, pos canal.Position) {
 // seedRules seeds the stateful rules whose saved state does not vouch for their current
 // definition (added or changed in the file, or by a reload): a consistent snapshot of
 // their tables at P is folded into them alone, and they skip the changes of transactions
-// that began before P, which the snapshot already holds. Their groups emit at the next
-// transaction's commit. Other rules are untouched. It returns the rules it seeded.
+// that began before P, which the snapshot already holds. Their groups emit at the engine's
+// next Commit: the transaction's being read or next read, or, where none may come soon, at
+// once (commitAt at a start, publishReload at idle). Other rules are untouched. It returns
+// the rules it seeded.
 func (p *Pipeline) seedRules(ctx context.Context, server *canal.Server) ([]string, error) {
 	names := p.engine.Unseeded()
 	if len(names) == 0 {

@@ -347,7 +347,7 @@ func TestTruncateEmptiesTheGroupsOfRulesThatReadTheTableAlone(t *testing.T) {
 }
 
 // groupMessages reads the product and search topics whole, by "product SKU" and "search
-// SKU" in order, a repeat (the same source) once.
+// SKU" in order, a repeat (the same whole source, as a consumer tells repeats) once.
 func groupMessages(t *testing.T, e *env) map[string][]envelope {
 	t.Helper()
 	out := map[string][]envelope{}
@@ -421,7 +421,7 @@ func testChangedRuleRetracts(t *testing.T, e *env) {
 	})
 
 	r.p.Reload(narrow)
-	testutil.Exec(t, db, "INSERT INTO other VALUES (1)") // a transaction to commit the seed with
+	testutil.Exec(t, db, "INSERT INTO other VALUES (1)") // the seed goes out with it, or before it at idle
 	stop.waitReached(t, 20*time.Second, "the retraction of B")
 	r.stop(t) // inside the retractions: the checkpoint is the one before
 
