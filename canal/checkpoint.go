@@ -194,6 +194,7 @@ func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateR
 	}
 	defer tx.Rollback()
 	var upserts []StateRow // as stored
+	var gone [][2]string   // scope and key, as stored
 	for _, r := range state {
 		k, v, err := storedRow(r)
 		if err != nil {
@@ -203,13 +204,15 @@ func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateR
 			upserts = append(upserts, StateRow{Scope: r.Scope, Key: k, Value: v})
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r.Scope, k); err != nil {
-			return fmt.Errorf("deleting rule state with checkpoint %s: %w", pos, err)
-		}
+		gone = append(gone, [2]string{r.Scope, k})
+	}
+	// Deletes before upserts: a group deleted and written again in the same save is kept.
+	if err := c.deleteStateRows(ctx, tx, gone); err != nil {
+		return fmt.Errorf("deleting rule state with checkpoint %s: %w", pos, err)
 	}
 	state = upserts
-	for start := 0; start < len(state); start += 500 {
-		end := min(start+500, len(state))
+	for start := 0; start < len(state); start += stateRowsPerStatement {
+		end := min(start+stateRowsPerStatement, len(state))
 		var q strings.Builder
 		args := make([]any, 0, 4*(end-start))
 		q.WriteString("INSERT INTO " + c.stateTable + " (name, scope, k, v) VALUES ")
@@ -233,6 +236,38 @@ func (c *CheckpointStore) Save(ctx context.Context, pos Position, state []StateR
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing checkpoint %s: %w", pos, err)
+	}
+	return nil
+}
+
+// stateRowsPerStatement is how many state rows one statement of a save writes or deletes:
+// a save after a mass delete or a first seed touches tens of thousands of groups, and a
+// statement per row costs a round trip each inside the checkpoint's transaction.
+const stateRowsPerStatement = 500
+
+// deleteStateRows deletes the checkpoint's state rows named by gone (scope and key as
+// stored: a long key as its hash, storedRow) in tx, stateRowsPerStatement to a
+// statement. The row constructor reads the primary key (name, scope, k) as ranges, one
+// per pair, so a statement deletes exactly the rows the pairs name, as one statement
+// per pair would.
+func (c *CheckpointStore) deleteStateRows(ctx context.Context, tx *sql.Tx, gone [][2]string) error {
+	for start := 0; start < len(gone); start += stateRowsPerStatement {
+		batch := gone[start:min(start+stateRowsPerStatement, len(gone))]
+		var q strings.Builder
+		args := make([]any, 0, 1+2*len(batch))
+		args = append(args, c.name)
+		q.WriteString("DELETE FROM " + c.stateTable + " WHERE name = ? AND (scope, k) IN (")
+		for i, r := range batch {
+			if i > 0 {
+				q.WriteString(",")
+			}
+			q.WriteString("(?,?)")
+			args = append(args, r[0], r[1])
+		}
+		q.WriteString(")")
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -300,10 +335,8 @@ func (c *CheckpointStore) replace(ctx context.Context, pos *Position, keep func(
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return 0, 0, err
 		}
-		for _, r := range gone {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM "+c.stateTable+" WHERE name = ? AND scope = ? AND k = ?", c.name, r[0], r[1]); err != nil {
-				return 0, 0, err
-			}
+		if err := c.deleteStateRows(ctx, tx, gone); err != nil {
+			return 0, 0, err
 		}
 		deleted = int64(len(gone))
 	}

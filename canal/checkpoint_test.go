@@ -1,6 +1,7 @@
 package canal_test
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -140,5 +141,102 @@ func TestLongGroupKeysAreSavedWhole(t *testing.T) {
 		if p, _, _, _ := store.Load(t.Context()); p != at || !maps.Equal(loaded(), want) {
 			t.Errorf("a refused save wrote something: at %s", p)
 		}
+	}
+}
+
+// TestSaveDeletesManyGroupsInFewStatements: a save that deletes many groups' state (a
+// TRUNCATE or a mass DELETE of a table an aggregate rule folds) deletes them 500 to a
+// statement, as it writes them, not one statement per group; and it deletes exactly the
+// groups it names: long keys under their hash, nothing of another rule or checkpoint,
+// nor a group only sharing a long key's first 2,048 bytes. A Move that drops many groups
+// deletes them so too. Statements are counted on the store's one connection.
+func TestSaveDeletesManyGroupsInFewStatements(t *testing.T) {
+	s := newSource(t)
+	db := testutil.MySQLServer(t).Open(t, s.name)
+	db.SetMaxOpenConns(1) // the session whose Com_delete counts the store's statements
+	store, err := canal.NewCheckpointStore(t.Context(), db, s.name+".ckpt", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := canal.NewCheckpointStore(t.Context(), db, s.name+".ckpt", "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deletes := func() int {
+		t.Helper()
+		var name string
+		var n int
+		if err := db.QueryRowContext(t.Context(), "SHOW SESSION STATUS LIKE 'Com_delete'").Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	long := `{"title":"` + strings.Repeat("x", 2100)
+	var rows []canal.StateRow
+	for i := range 1200 {
+		key := fmt.Sprintf(`{"sku_id":"SKU-%05d"}`, i)
+		if i%100 == 0 {
+			key = long + fmt.Sprintf(`%05d"}`, i) // saved under its hash
+		}
+		rows = append(rows, canal.StateRow{Scope: "product-stock", Key: key, Value: []byte(`{"count":1}`)})
+	}
+	kept := []canal.StateRow{
+		{Scope: "product-stock", Key: `{"sku_id":"KEEP"}`, Value: []byte(`{"count":2}`)},
+		{Scope: "product-stock", Key: long + `"}`, Value: []byte(`{"count":3}`)},     // shares the long keys' first 2,048 bytes
+		{Scope: "search-in-stock", Key: rows[1].Key, Value: []byte(`{"count":4}`)},   // another rule, same group
+		{Scope: "search-in-stock", Key: rows[100].Key, Value: []byte(`{"count":5}`)}, // another rule, same long group
+	}
+	at := canal.Position{File: "binlog.000001", Pos: 4}
+	for _, st := range []*canal.CheckpointStore{store, other} {
+		if err := st.Save(t.Context(), at, append(slices.Clone(rows), kept...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := make([]canal.StateRow, len(rows))
+	for i, r := range rows {
+		gone[i] = canal.StateRow{Scope: r.Scope, Key: r.Key} // nil Value: delete
+	}
+	before := deletes()
+	at.Pos = 5
+	if err := store.Save(t.Context(), at, gone); err != nil {
+		t.Fatal(err)
+	}
+	if n := deletes() - before; n > 3 {
+		t.Errorf("deleting %d groups' state took %d DELETE statements; want at most 3 (500 groups a statement)", len(gone), n)
+	}
+	loaded := func(st *canal.CheckpointStore) map[string]string {
+		t.Helper()
+		_, state, _, err := st.Load(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, r := range state {
+			got[r.Scope+"|"+r.Key] = string(r.Value)
+		}
+		return got
+	}
+	want := map[string]string{}
+	for _, r := range kept {
+		want[r.Scope+"|"+r.Key] = string(r.Value)
+	}
+	if got := loaded(store); !maps.Equal(got, want) {
+		t.Errorf("after deleting %d groups: %d rows left, want the %d not named", len(gone), len(got), len(want))
+	}
+	if got := loaded(other); len(got) != len(rows)+len(kept) {
+		t.Errorf("the other checkpoint has %d rows left, want its %d untouched", len(got), len(rows)+len(kept))
+	}
+
+	// A Move dropping all but one of the other checkpoint's groups.
+	before = deletes()
+	deleted, keptN, err := other.Move(t.Context(), at, func(r canal.StateRow) bool { return r.Key == `{"sku_id":"KEEP"}` })
+	if err != nil || deleted != int64(len(rows)+len(kept)-1) || keptN != 1 {
+		t.Fatalf("move keeping one group: deleted %d, kept %d, %v; want %d, 1", deleted, keptN, err, len(rows)+len(kept)-1)
+	}
+	if n := deletes() - before; n > 4 { // 3 batches and the checkpoint's row
+		t.Errorf("a move deleting %d groups' state ran %d DELETE statements; want at most 4", deleted, n)
+	}
+	if got := loaded(other); len(got) != 1 || got[`product-stock|{"sku_id":"KEEP"}`] == "" {
+		t.Errorf("after the move: %v; want only the group kept", slices.Sorted(maps.Keys(got)))
 	}
 }

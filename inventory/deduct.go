@@ -612,13 +612,19 @@ func insertLogRows(ctx context.Context, tx *sql.Tx, orderNo string, items []Orde
 	return insertLogRowsFor(ctx, tx, []string{orderNo}, [][]OrderItem{items})
 }
 
+// logRow is one deduction_log row's values in insertLogRowsFor's statement: its created_at
+// is its order's hold.created_at (the hold row is written first, in the same transaction),
+// so that the log's SKU index (deduction_log_sku_created) is in the order listing's order
+// (ListOrders by SKU).
+const logRow = "(?,?,?,?,?,?,?,(SELECT created_at FROM hold WHERE order_no = ?))"
+
 // insertLogRowsFor writes the deduction log rows of several orders in one statement.
 func insertLogRowsFor(ctx context.Context, tx *sql.Tx, orderNos []string, items [][]OrderItem) error {
 	n := 0
 	for _, its := range items {
 		n += len(its)
 	}
-	args := make([]any, 0, 7*n)
+	args := make([]any, 0, 8*n)
 	for i, its := range items {
 		for _, it := range its {
 			kind, shard := kindSellable, 0
@@ -628,11 +634,11 @@ func insertLogRowsFor(ctx context.Context, tx *sql.Tx, orderNos []string, items 
 			if len(it.Shards) > 0 {
 				shard = it.Shards[0].Shard
 			}
-			args = append(args, orderNos[i], it.SKU, kind, it.Activity, it.Qty, shard, formatTakes(it.Shards))
+			args = append(args, orderNos[i], it.SKU, kind, it.Activity, it.Qty, shard, formatTakes(it.Shards), orderNos[i])
 		}
 	}
-	_, err := tx.ExecContext(ctx, "INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, shard, shard_takes) VALUES "+
-		placeholders(n, 7), args...)
+	_, err := tx.ExecContext(ctx, "INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, shard, shard_takes, created_at) VALUES "+
+		strings.TrimSuffix(strings.Repeat(logRow+",", n), ","), args...)
 	if err != nil {
 		return fmt.Errorf("writing deduction log: %w", err)
 	}

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -545,5 +546,55 @@ func TestIdentifierWithAControlCharacterIsRefusedNamingIt(t *testing.T) {
 		if err := validID("order_no", id); err != nil {
 			t.Errorf("validID(order_no, %q) = %v; want it accepted", id, err)
 		}
+	}
+}
+
+// Every deduction path writes its log rows with its order's creation time
+// (hold.created_at), which listing a SKU's orders pages on (deduction_log_sku_created):
+// deduct_one, deduct_batch, a merged batch run statement by statement, and an order of
+// several items, one from an activity, run statement by statement.
+func TestLogRowsCarryTheirOrdersCreationTime(t *testing.T) {
+	store, db := newTestStore(t, Options{})
+	ctx := t.Context()
+	seedStore(t, store, seed{
+		stock:      []SKUStock{{SKU: "t1", Sellable: 100, Shards: 1}, {SKU: "t2", Sellable: 100, Shards: 2}},
+		activities: []Activity{{SKU: "t2", Activity: "a1", Qty: 10, StartsAt: time.Now().Add(-time.Hour), EndsAt: time.Now().Add(time.Hour)}},
+	})
+	store.shardHints.set("t1", 1)
+	one, err := store.normalize(DeductRequest{OrderNo: "t-one", Items: []Item{{SKU: "t1", Qty: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, decided, err := store.deductOneCall(ctx, one); err != nil || !decided {
+		t.Fatalf("deduct_one: decided %v, %v", decided, err)
+	}
+	batch := func(orders ...string) ([]*mergeCall, []Order) {
+		calls := make([]*mergeCall, len(orders))
+		out := make([]Order, len(orders))
+		for i, o := range orders {
+			req, err := store.normalize(DeductRequest{OrderNo: o, Items: []Item{{SKU: "t1", Qty: 1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls[i] = &mergeCall{ctx: ctx, req: req}
+			out[i] = Order{OrderNo: o, Status: StatusHeld, ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Microsecond)}
+		}
+		return calls, out
+	}
+	calls, orders := batch("t-batch-1", "t-batch-2")
+	if done, err := store.merger.callBatch(ctx, "t1", 2, calls, orders); err != nil || !done {
+		t.Fatalf("deduct_batch: done %v, %v", done, err)
+	}
+	calls, orders = batch("t-merged-1", "t-merged-2")
+	if err := store.inTx(ctx, func(tx *sql.Tx) error { return store.merger.batchInTx(ctx, tx, "t1", 2, calls, orders) }); err != nil {
+		t.Fatalf("a merged batch statement by statement: %v", err)
+	}
+	if _, err := store.Deduct(ctx, DeductRequest{OrderNo: "t-several", Items: []Item{{SKU: "t1", Qty: 1}, {SKU: "t2", Qty: 1}, {SKU: "t2", Qty: 1, Activity: "a1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	rows := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log d JOIN hold h USING (order_no)")
+	differ := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log d JOIN hold h USING (order_no) WHERE d.created_at <> h.created_at")
+	if rows != 8 || differ != 0 {
+		t.Errorf("%d log rows, %d of them at another time than their order's; want 8, none", rows, differ)
 	}
 }

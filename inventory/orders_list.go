@@ -137,11 +137,19 @@ func checkOrderQuery(q OrderQuery) (listOrder, *listCursor, error) {
 }
 
 // listQuery is the statement reading q's page (checked: checkOrderQuery), limit + 1 rows (the one more tells whether
-// a next page is there), and its arguments. It reads hold along one of its indexes:
+// a next page is there), and its arguments. Its rows are order_no, status, expires_at,
+// warehouse and the listing's time for the cursor. It reads hold along one of its indexes:
 // hold_status_expiry for held orders, hold_status_created with another status,
-// hold_created without one; the SKU is a semi-join on deduction_log (its SKU index, or its
-// unique key by order).
+// hold_created without one. A SKU's orders come from the log's SKU index instead
+// (skuListQuery), but held and confirmed ones: there the SKU is a semi-join on
+// deduction_log, which the server reads by its unique key per hold (or materializes for a
+// SKU with fewer log rows than there are such holds), since holds in those statuses do not
+// accumulate as the log does.
 func (s *Store) listQuery(ctx context.Context, q OrderQuery, order listOrder, after *listCursor, limit int) (string, []any, error) {
+	if q.SKU != "" && order == newestFirst && q.Status != StatusConfirmed {
+		text, args := skuListQuery(q, after, limit)
+		return text, args, nil
+	}
 	var where []string
 	var args []any
 	if q.Status != "" {
@@ -176,6 +184,30 @@ func (s *Store) listQuery(ctx context.Context, q OrderQuery, order listOrder, af
 	}
 	text += fmt.Sprintf(" ORDER BY %s LIMIT %d", orderBy, limit+1)
 	return text, args, nil
+}
+
+// skuListQuery is listQuery for the newest-first listing of a SKU's orders, with any
+// status but held and confirmed. A page costs its own orders, however many the SKU has
+// had: it reads deduction_log_sku_created (sku_id, created_at, order_no) from the cursor
+// on, in the listing's order since a log row's created_at is its order's (insertLogRowsFor,
+// migration 00006), and reads hold by primary key for those rows only, stopping at
+// limit + 1 orders of the status. GROUP BY lists once an order with two rows of the SKU
+// (sellable and activity); they are adjacent in the index, so it sorts nothing. A status
+// the SKU's recent orders rarely have reads back through its history until the page fills.
+func skuListQuery(q OrderQuery, after *listCursor, limit int) (string, []any) {
+	where := []string{"d.sku_id = ?"}
+	args := []any{q.SKU}
+	if q.Status != "" {
+		where = append(where, "h.status = ?")
+		args = append(args, q.Status)
+	}
+	if after != nil {
+		where = append(where, "(d.created_at < ? OR (d.created_at = ? AND d.order_no < ?))")
+		args = append(args, after.At, after.At, after.OrderNo)
+	}
+	return "SELECT STRAIGHT_JOIN h.order_no, h.status, h.expires_at, COALESCE(h.warehouse, ''), d.created_at" +
+		" FROM deduction_log d JOIN hold h ON h.order_no = d.order_no WHERE " + strings.Join(where, " AND ") +
+		fmt.Sprintf(" GROUP BY d.created_at, d.order_no ORDER BY d.created_at DESC, d.order_no DESC LIMIT %d", limit+1), args
 }
 
 // readPage reads a page of at most limit orders with query, and their items; the next

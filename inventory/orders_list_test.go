@@ -365,10 +365,15 @@ func TestListOrdersUsesIndexes(t *testing.T) {
 		{OrderQuery{After: after}, "hold_created", true},
 		{OrderQuery{Status: StatusConfirmed, After: after}, "hold_status_created", true},
 		{OrderQuery{Status: StatusHeld, After: afterHeld}, "hold_status_expiry", true},
-		// A SKU's orders: its log rows by the SKU's index, their orders by primary key, and
-		// those (a SKU's, not the table's) sorted.
+		// A SKU's orders: its log rows along the SKU's index in the listing's order from the
+		// cursor on, their orders by primary key, nothing sorted.
+		{OrderQuery{SKU: "sku-7"}, "PRIMARY", true},
+		{OrderQuery{SKU: "sku-7", After: after}, "PRIMARY", true},
+		{OrderQuery{SKU: "sku-7", Status: StatusShipped, After: after}, "PRIMARY", true},
+		// Held or confirmed, a semi-join: here the SKU's few log rows by its index, their
+		// orders by primary key, and those (a SKU's, not the table's) sorted.
 		{OrderQuery{Status: StatusHeld, SKU: "sku-7"}, "PRIMARY", false},
-		{OrderQuery{SKU: "sku-7", After: after}, "PRIMARY", false},
+		{OrderQuery{Status: StatusConfirmed, SKU: "sku-7", After: after}, "PRIMARY", false},
 	} {
 		order, after, err := checkOrderQuery(c.q)
 		if err != nil {
@@ -407,9 +412,12 @@ func TestListOrdersUsesIndexes(t *testing.T) {
 			case "h":
 				holdKey, holdType, extra = row["key"], row["type"], row["Extra"]
 			case "d":
-				if row["key"] != "deduction_log_sku" {
-					t.Errorf("%+v: deduction_log read by key %q, want deduction_log_sku", c.q, row["key"])
+				if row["key"] != "deduction_log_sku_created" {
+					t.Errorf("%+v: deduction_log read by key %q, want deduction_log_sku_created", c.q, row["key"])
 				}
+			}
+			if c.sortFree && strings.Contains(row["Extra"], "temporary") {
+				t.Errorf("%+v: a temporary table; plan %v", c.q, plan)
 			}
 			if row["type"] == "ALL" && !strings.HasPrefix(row["table"], "<") { // not a materialized subquery
 				t.Errorf("%+v: a full scan of %s: %v", c.q, row["table"], plan)
@@ -419,8 +427,87 @@ func TestListOrdersUsesIndexes(t *testing.T) {
 		if holdKey != c.key {
 			t.Errorf("%+v: hold read by key %q (%s), want %s; plan %v", c.q, holdKey, holdType, c.key, plan)
 		}
-		if c.sortFree && strings.Contains(extra, "filesort") {
-			t.Errorf("%+v: hold sorted (%s); plan %v", c.q, extra, plan)
+		if c.sortFree && strings.Contains(extra+fmt.Sprint(plan), "filesort") {
+			t.Errorf("%+v: sorted (%s); plan %v", c.q, extra, plan)
+		}
+	}
+}
+
+// A page of a SKU's orders reads as many rows as the page has, however many orders the
+// SKU has had, so that listing a best-selling SKU's orders does not get slower as they
+// accumulate (hold and deduction_log keep every order): 4,000 orders of a SKU, older than
+// 4,000 of another, one in 500 with a sellable and an activity row of it. Its first page,
+// the next, and its shipped orders each read under 300 rows (the session's Handler_read
+// counters) and list the right orders, each once; reading every order of the SKU, or every
+// order since the page, would take over 4,000.
+func TestListingASKUsOrdersReadsOnlyThePage(t *testing.T) {
+	store, check := newTestStore(t, Options{DisableMerging: true})
+	store.db.SetMaxOpenConns(1) // one session, whose counters are the listing's reads
+	for _, stmt := range []string{
+		`INSERT INTO hold (order_no, status, expires_at, created_at)
+			SELECT CONCAT('hot-', LPAD(seq, 5, '0')), ELT(1 + seq % 2, 'shipped', 'cancelled'),
+				TIMESTAMP'2026-01-01 00:00:00' + INTERVAL seq SECOND, TIMESTAMP'2026-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_4000`,
+		`INSERT INTO deduction_log (order_no, sku_id, kind, qty, created_at)
+			SELECT CONCAT('hot-', LPAD(seq, 5, '0')), 'hot', 'sellable', 1, TIMESTAMP'2026-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_4000`,
+		`INSERT INTO deduction_log (order_no, sku_id, kind, activity_id, qty, created_at)
+			SELECT CONCAT('hot-', LPAD(seq, 5, '0')), 'hot', 'activity', 'a1', 1, TIMESTAMP'2026-01-01 00:00:00' + INTERVAL seq SECOND
+			FROM seq_1_to_4000 WHERE seq % 500 = 0`,
+		`INSERT INTO hold (order_no, status, expires_at, created_at)
+			SELECT CONCAT('cold-', LPAD(seq, 5, '0')), 'shipped', TIMESTAMP'2026-01-02 00:00:00' + INTERVAL seq SECOND,
+				TIMESTAMP'2026-01-02 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_4000`,
+		`INSERT INTO deduction_log (order_no, sku_id, kind, qty, created_at)
+			SELECT CONCAT('cold-', LPAD(seq, 5, '0')), 'cold', 'sellable', 1, TIMESTAMP'2026-01-02 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_4000`,
+		"ANALYZE TABLE hold, deduction_log",
+	} {
+		if _, err := check.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	reads := func() int {
+		t.Helper()
+		var n int
+		if err := store.db.QueryRowContext(t.Context(), `SELECT SUM(VARIABLE_VALUE) FROM information_schema.SESSION_STATUS
+			WHERE VARIABLE_NAME LIKE 'HANDLER\_READ\_%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	hot := func(seqs ...int) []string {
+		var nos []string
+		for _, n := range seqs {
+			nos = append(nos, fmt.Sprintf("hot-%05d", n))
+		}
+		return nos
+	}
+	first, err := store.ListOrders(t.Context(), OrderQuery{SKU: "hot", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q    OrderQuery
+		want []string
+	}{
+		{OrderQuery{SKU: "hot", Limit: 10}, hot(4000, 3999, 3998, 3997, 3996, 3995, 3994, 3993, 3992, 3991)},
+		{OrderQuery{SKU: "hot", Limit: 10, After: first.Next}, hot(3990, 3989, 3988, 3987, 3986, 3985, 3984, 3983, 3982, 3981)},
+		{OrderQuery{SKU: "hot", Status: StatusShipped, Limit: 10}, hot(4000, 3998, 3996, 3994, 3992, 3990, 3988, 3986, 3984, 3982)},
+	} {
+		calibrate := reads()
+		before := reads()
+		page, err := store.ListOrders(t.Context(), c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := reads() - before - (before - calibrate)
+		var got []string
+		for _, o := range page.Orders {
+			got = append(got, o.OrderNo)
+		}
+		if !slices.Equal(got, c.want) || page.Next == "" {
+			t.Errorf("%+v listed %v (next %q), want %v and a next page", c.q, got, page.Next, c.want)
+		}
+		t.Logf("%+v: %d rows read", c.q, n)
+		if n > 300 {
+			t.Errorf("%+v read %d rows for a page of %d", c.q, n, len(page.Orders))
 		}
 	}
 }

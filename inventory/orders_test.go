@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stocksync/stocksync/config"
+	"github.com/stocksync/stocksync/internal/testutil"
 )
 
 // lifecycleStore is a store with one SKU of 100 in 2 shards, a warehouse W1 holding 50 of
@@ -781,5 +783,117 @@ func TestAdjustKeepsStockUnderTheMaximum(t *testing.T) {
 	stock, err := store.Get(ctx, "top")
 	if err != nil || stock.Sellable != maxQty {
 		t.Fatalf("Get = %+v, %v; want sellable %d", stock, err, int64(maxQty))
+	}
+}
+
+// retentionSQL is the purge of old orders that docs/operations.md (Orders and logs:
+// retention) gives DBAs: its first sql block.
+func retentionSQL(t *testing.T) string {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## Orders and logs: retention\n")
+	_, block, ok2 := strings.Cut(section, "```sql\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/operations.md has no sql block under ## Orders and logs: retention")
+	}
+	return block
+}
+
+// TestPurgeOfOldOrdersKeepsTheLiveOnes runs the documented purge: it deletes the old
+// shipped, cancelled and expired orders with their log and rollback rows, reading hold
+// by hold_status_created, and leaves held, confirmed and recent orders whole. A deduction
+// repeated with a purged order number deducts again, as the document warns; a cancel of
+// one answers not found.
+func TestPurgeOfOldOrdersKeepsTheLiveOnes(t *testing.T) {
+	store, _ := lifecycleStore(t) // o1 holds 3 of s1
+	db := store.db
+	ctx := t.Context()
+	deduct := func(no string) {
+		t.Helper()
+		if _, err := store.Deduct(ctx, DeductRequest{OrderNo: no, Items: []Item{{SKU: "s1", Qty: 1}}, HoldTTL: time.Hour}); err != nil {
+			t.Fatalf("deducting %s: %v", no, err)
+		}
+	}
+	for _, no := range []string{"shipped", "cancelled", "confirmed", "recent"} {
+		deduct(no)
+	}
+	for _, no := range []string{"shipped", "confirmed", "recent"} {
+		if _, err := store.Confirm(ctx, no); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, no := range []string{"shipped", "recent"} {
+		if _, err := store.Ship(ctx, no, "W1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.Cancel(ctx, "cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Exec(t, db, "UPDATE hold SET created_at = created_at - INTERVAL 100 DAY, updated_at = updated_at - INTERVAL 100 DAY WHERE order_no <> 'recent'",
+		// Recent orders, so that the old ones are a range worth an index.
+		"INSERT INTO hold (order_no, status, expires_at) SELECT CONCAT('bulk-', seq), ELT(1 + seq % 3, 'shipped', 'cancelled', 'expired'), UTC_TIMESTAMP(6) FROM seq_1_to_3000",
+		"ANALYZE TABLE hold")
+
+	conn, err := db.Conn(ctx) // the statements share a session (@before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	statements := strings.Split(strings.TrimSpace(retentionSQL(t)), ";")
+	for _, stmt := range statements[:len(statements)-2] {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	purge := statements[len(statements)-2]
+	var plan []string
+	rows, err := conn.QueryContext(ctx, "EXPLAIN "+purge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, _ := rows.Columns()
+	holdKey := ""
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, fmt.Sprint(vals))
+		if i := slices.Index(cols, "table"); vals[i].String == "h" {
+			holdKey = vals[slices.Index(cols, "key")].String
+		}
+	}
+	rows.Close()
+	if holdKey != "hold_status_created" {
+		t.Errorf("the purge reads hold by %q, want hold_status_created: %v", holdKey, plan)
+	}
+	if _, err := conn.ExecContext(ctx, purge); err != nil {
+		t.Fatalf("%s: %v", purge, err)
+	}
+
+	for no, want := range map[string]int64{"shipped": 0, "cancelled": 0, "o1": 1, "confirmed": 1, "recent": 1} {
+		holds := queryInt(t, db, "SELECT COUNT(*) FROM hold WHERE order_no = ?", no)
+		logs := queryInt(t, db, "SELECT COUNT(*) FROM deduction_log WHERE order_no = ?", no)
+		rollbacks := queryInt(t, db, "SELECT COUNT(*) FROM rollback_log WHERE order_no = ?", no)
+		if holds != want || logs != want || rollbacks != 0 {
+			t.Errorf("order %s after the purge: %d hold, %d log, %d rollback rows; want %d, %d, 0", no, holds, logs, rollbacks, want, want)
+		}
+	}
+	before := sellable(t, db, "s1")
+	again, err := store.Deduct(ctx, DeductRequest{OrderNo: "shipped", Items: []Item{{SKU: "s1", Qty: 1}}})
+	if err != nil || again.Replayed || sellable(t, db, "s1") != before-1 {
+		t.Errorf("repeating the purged order's deduction: %+v, %v, sellable %d → %d; want it deducted again", again, err, before, sellable(t, db, "s1"))
+	}
+	if _, err := store.Cancel(ctx, "cancelled"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("cancelling the purged cancelled order: %v; want ErrNotFound", err)
 	}
 }
