@@ -38,11 +38,10 @@ type ruleState struct {
 	// fresh: none of the groups has been published yet (the state starts empty, and no
 	// Commit has passed since it was seeded); a restored state is not fresh.
 	fresh bool
-	// retired are the saved states of the groups an earlier definition of the rule
-	// published, by key (nil: the entry is only to be deleted), published as retracted
-	// where the seed does not publish them, and deleted, by the first Commit after the
-	// seed (retire.go).
-	retired map[string][]byte
+	// retired are the groups an earlier definition of the rule published, by key,
+	// published as retracted where the seed does not publish them, and their entries
+	// deleted, by the first Commit after the seed (retire.go).
+	retired map[string]retiredGroup
 	// retiredValue is the value of the transition definition that published retired
 	// groups, when the rule is no longer a transition rule (its empty value takes them
 	// back); nil otherwise, or when not known.
@@ -742,7 +741,8 @@ func appendNames(b []byte, names []string) []byte {
 // no longer has in the same form) are ignored; an entry that cannot be read is an error.
 //
 // Saved state counts only for a rule whose definition is the one it was saved under (its
-// seed marker); other rules start empty and Unseeded names them.
+// seed marker); other rules start empty and Unseeded names them. The groups of a rule
+// saved under another definition are taken back by its seed (retire.go).
 func (e *Engine) Restore(entries []StateEntry) error {
 	for _, ent := range entries {
 		st := e.states[ent.Rule]
@@ -780,7 +780,7 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			// Saved under another definition of the rule, which is seeded again: what its
 			// consumers hold of it is taken back where the seed does not publish the key,
 			// and a group only the old one had must not come back with a later restart.
-			st.retire(ent.Key, ent.Value)
+			st.retire(ent.Key, retiredGroup{saved: ent.Value, rule: ent.Rule, checkpointed: true})
 			continue
 		}
 		g, err := st.newGroup(ent.Key)

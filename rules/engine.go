@@ -122,7 +122,8 @@ func (e *Engine) Set() *Set { return e.set }
 // Install replaces the set between two transactions (after a Commit, before the next
 // transaction's first Row), so no transaction is evaluated by two sets. Aggregate and
 // transition rules whose name, tables, group_by, sum and value are unchanged keep their
-// state; other stateful rules start empty.
+// state; other stateful rules start empty, a changed one taking back what its old
+// definition published (retire.go).
 func (e *Engine) Install(set *Set) {
 	e.set = set
 	e.plans = map[*canal.Table]*tablePlan{}
@@ -146,10 +147,12 @@ func (e *Engine) Install(set *Set) {
 			next.retireFrom(st)
 			continue
 		}
-		// Removed (or no longer stateful): its saved groups and marker go, and nothing is
-		// retracted, as the rule's topic has no contract any more.
-		for _, k := range st.retiredKeys() {
-			e.stale = append(e.stale, StateEntry{Rule: name, Key: k})
+		// Removed (or no longer stateful): its saved groups (and those it retires) and
+		// marker go, and nothing is retracted, as the rule's topic has no contract any more.
+		gone := &ruleState{rule: st.rule}
+		gone.retireFrom(st)
+		for _, k := range slices.Sorted(maps.Keys(gone.retired)) {
+			e.stale = append(e.stale, StateEntry{Rule: gone.retired[k].rule, Key: k})
 		}
 		e.stale = append(e.stale, StateEntry{Rule: name, Key: seedKey})
 	}

@@ -25,6 +25,13 @@ import (
 // Commit after the seed, which publishes each one the seed does not, as a group with no
 // rows left is published (aggregate: d; transition: the empty value, where it differs),
 // and deletes its saved entry in the same checkpoint.
+//
+// A group read back from a checkpoint is what the old definition held there, not
+// necessarily what it published last: at least once, what it published after its last
+// save (lost to a kill -9) is published again by a restart only through the rule, and the
+// changed rule skips those changes (its seed holds them). So such a group is taken back
+// to the new value even where that equals the saved one: a repeat, which a consumer that
+// keeps values applies harmlessly, rather than a value it may hold for ever.
 
 // savedGroup is a group's saved state (appendState) read back.
 type savedGroup struct {
@@ -94,14 +101,29 @@ func (s *savedGroup) sum(name string) json.RawMessage {
 	return nil
 }
 
-// retire records what the consumers of st's rule may hold from an earlier definition:
-// the saved state of key (nil: its entry is only to be deleted, nothing was published).
-func (st *ruleState) retire(key string, saved []byte) {
+// retiredGroup is a group an earlier definition of a rule published, to take back
+// where the rule's seed does not publish it.
+type retiredGroup struct {
+	// saved is its saved state (appendState); nil: nothing was published, its entry only
+	// goes.
+	saved []byte
+	// rule names the rule whose saved entry it is, deleted by the Commit that takes it
+	// back.
+	rule string
+	// checkpointed: read back from a checkpoint, where the consumers may hold a later
+	// value than saved (the header above): taken back even to the value saved.
+	checkpointed bool
+}
+
+// retire records what the consumers of st's rule may hold from an earlier definition
+// under key. A group with saved state is kept over an entry only to
+// delete.
+func (st *ruleState) retire(key string, rg retiredGroup) {
 	if st.retired == nil {
-		st.retired = map[string][]byte{}
+		st.retired = map[string]retiredGroup{}
 	}
-	if prev, ok := st.retired[key]; !ok || prev == nil {
-		st.retired[key] = saved
+	if prev, ok := st.retired[key]; !ok || prev.saved == nil {
+		st.retired[key] = rg
 	}
 }
 
@@ -110,8 +132,8 @@ func (st *ruleState) retire(key string, saved []byte) {
 // it). While old is fresh, its groups were never published: their entries only go, and
 // what old itself retired is still to be taken back.
 func (st *ruleState) retireFrom(old *ruleState) {
-	for k, v := range old.retired {
-		st.retire(k, v)
+	for k, rg := range old.retired {
+		st.retire(k, rg)
 	}
 	if st.rule.emit != EmitTransition {
 		st.retiredValue = old.retiredValue
@@ -119,30 +141,18 @@ func (st *ruleState) retireFrom(old *ruleState) {
 			st.retiredValue = old.rule.value
 		}
 	}
+	name := old.rule.name
 	for k, g := range old.groups {
 		switch {
 		case old.fresh:
-			st.retire(k, nil)
+			st.retire(k, retiredGroup{rule: name})
 		case g.inTxn:
 			was := &group{count: g.prevCount, sums: g.prevSums, value: g.prevValue, srcTable: g.srcTable, topic: g.topic}
-			st.retire(k, was.appendState(nil, old.rule))
+			st.retire(k, retiredGroup{saved: was.appendState(nil, old.rule), rule: name})
 		default:
-			st.retire(k, g.appendState(nil, old.rule))
+			st.retire(k, retiredGroup{saved: g.appendState(nil, old.rule), rule: name})
 		}
 	}
-}
-
-// retiredKeys are the keys of the entries st retires, for a rule removed before it
-// published them: only their saved entries go.
-func (st *ruleState) retiredKeys() []string {
-	keys := slices.Collect(maps.Keys(st.retired))
-	for k := range st.groups {
-		if _, ok := st.retired[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // heldMessages keeps messages to emit later, in order.
@@ -176,12 +186,12 @@ func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Pos
 	row := 0
 	var firstErr error
 	for _, k := range keys {
-		entries = append(entries, StateEntry{Rule: st.rule.name, Key: k})
-		saved := st.retired[k]
-		if saved == nil || firstErr != nil {
+		rg := st.retired[k]
+		entries = append(entries, StateEntry{Rule: rg.rule, Key: k})
+		if rg.saved == nil || firstErr != nil {
 			continue
 		}
-		m, ok := e.retraction(st, shapes, k, saved, published, commitSource(at, canal.Source{Snapshot: true, Row: row}))
+		m, ok := e.retraction(st, shapes, k, rg, published, commitSource(at, canal.Source{Snapshot: true, Row: row}))
 		if !ok {
 			continue
 		}
@@ -209,11 +219,12 @@ func commitSource(pos canal.Position, src canal.Source) canal.Source {
 	return src
 }
 
-// retraction is the message that takes back retired group key (its saved state saved)
-// under st's rule, at src: what the definition that published the group publishes for a
-// group whose rows are all gone, against what the consumers hold. False when there is
-// nothing to take back (an aggregate group without rows; a transition group that holds
-// the empty value), when the seed publishes the key on the same topic in the same kind
+// retraction is the message that takes back retired group key (rg) under st's rule, at
+// src: what the definition that published the group publishes for a group whose rows are
+// all gone, against what the consumers hold. False when there is nothing to take back (an
+// aggregate group without rows; a transition group that holds the value it would be
+// taken back to, unless read back from a checkpoint, rg.checkpointed, and placed on a
+// topic as below), when the seed publishes the key on the same topic in the same kind
 // (published: by topic and key), or when the message cannot be made (logged; a topic that
 // cannot be filled in counts as the rule's failure).
 //
@@ -226,12 +237,12 @@ func commitSource(pos canal.Position, src canal.Source) canal.Source {
 // holds the key's columns and the saved sums (the rule's own shape when they are its
 // group_by and sums and the kind is the same). shapes keeps the rule of each other shape
 // for the next retraction. The format is the rule's.
-func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key string, saved []byte, published map[string]bool, src canal.Source) (sinks.Message, bool) {
+func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key string, rg retiredGroup, published map[string]bool, src canal.Source) (sinks.Message, bool) {
 	r := st.rule
 	warn := func(err error) {
 		e.log.Warn("cannot retract a group of the rule's earlier definition", zap.String("rule", r.name), zap.String("key", key), zap.Error(err))
 	}
-	old, err := readSavedGroup(saved)
+	old, err := readSavedGroup(rg.saved)
 	if err != nil {
 		warn(err)
 		return sinks.Message{}, false
@@ -326,7 +337,11 @@ func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key str
 		default:
 			g.value = e.emptyValue(shape, g)
 		}
-		if bytes.Equal(g.value, g.prevValue) {
+		// The same value again only for a group read back from a checkpoint, on a topic
+		// the old definition may have published it on after it: the one saved with it,
+		// or, for a group it had not published by then, the rule's (same kind only: a
+		// transition image does not go to an aggregate rule's topic).
+		if bytes.Equal(g.value, g.prevValue) && !(rg.checkpointed && (old.Topic != "" || kind == r.emit)) {
 			return sinks.Message{}, false
 		}
 	}
