@@ -1,6 +1,6 @@
 package pipeline_test
 
-// Take-backs of a changed aggregate/transition rule across a restart, seen as
+// Take-backs of a changed or renamed aggregate/transition rule across a restart, seen as
 // a search index sees them: one in-stock flag per SKU, kept from a transition topic's
 // messages as docs/topics.md says.
 
@@ -118,8 +118,14 @@ rules:
     topic: TOPIC.search
 `
 
-// searchRule is searchRuleYAML with its value.
-func searchRule(value string) string { return strings.ReplaceAll(searchRuleYAML, "VALUE", value) }
+// searchRule is searchRuleYAML with its value, and its name when one is given.
+func searchRule(value string, name ...string) string {
+	yaml := strings.ReplaceAll(searchRuleYAML, "VALUE", value)
+	if len(name) > 0 {
+		yaml = strings.ReplaceAll(yaml, "name: search-in-stock", "name: "+name[0])
+	}
+	return yaml
+}
 
 // TestChangedTransitionAfterAKillTakesBackWhatWasPublishedSinceTheCheckpoint: at least
 // once, the old definition published X in stock after its last checkpoint (which holds
@@ -147,4 +153,24 @@ func TestChangedTransitionAfterAKillTakesBackWhatWasPublishedSinceTheCheckpoint(
 	cp.frozen.Store(false)
 	e.start(e.rules(searchRule("sellable > 5")), id, e.withFreezableCheckpoints(&cp))
 	awaitFlag(t, e, e.topic+".search", `{"sku_id":"X"}`, false, "X holds 3, and the changed rule is sellable > 5")
+}
+
+// TestRuleRenamedAtARestartPublishesTheChangesMadeWhileDown: the search rule is renamed
+// in the file of a deploy (a clean stop, the file changed, a start), on the same topic,
+// with the same definition, and X sold out while the daemon was down. The renamed rule
+// takes over the old name's groups, so its seed's take-back tells the search index X is
+// out of stock, in both delivery modes.
+func TestRuleRenamedAtARestartPublishesTheChangesMadeWhileDown(t *testing.T) {
+	inBothDeliveryModes(t, func(t *testing.T, e *env) {
+		db := e.mysql.Open(t, e.db)
+		testutil.Exec(t, db, "CREATE TABLE sellable_shard (sku_id VARCHAR(8), shard INT, qty BIGINT, PRIMARY KEY (sku_id, shard))",
+			"INSERT INTO sellable_shard VALUES ('X', 0, 3), ('Y', 0, 10)")
+		id := testutil.ServerID()
+		r := e.start(e.rules(searchRule("sellable > 0")), id)
+		awaitFlag(t, e, e.topic+".search", `{"sku_id":"X"}`, true, "X holds 3, and the rule is sellable > 0")
+		r.stop(t) // SIGTERM: flushed and checkpointed
+		testutil.Exec(t, db, "UPDATE sellable_shard SET qty = 0 WHERE sku_id = 'X'")
+		e.start(e.rules(searchRule("sellable > 0", "search-availability")), id)
+		awaitFlag(t, e, e.topic+".search", `{"sku_id":"X"}`, false, "X sold out while the daemon was down")
+	})
 }

@@ -2,9 +2,14 @@ package rules
 
 import (
 	"bytes"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stocksync/stocksync/canal"
 )
@@ -346,5 +351,167 @@ func TestRuleChangedAtARestartTakesBackEvenTheValueSavedAtTheCheckpoint(t *testi
 	got, _ = seedTxn(t, old, shardRow("X1", 0, 3), shardRow("Y1", 0, 10))
 	if strings.Join(got, "\n") != want[1] {
 		t.Errorf("reload: published\n%s\nwant only\n%s", strings.Join(got, "\n"), want[1])
+	}
+}
+
+// TestRenamedRuleTakesBackWhatItsOldNamePublished: a stateful rule renamed (in the file
+// of a restart, or by a reload), on the same topic and of the same kind, takes over the
+// old name's groups: a change made meanwhile (B1 sold out, C1's row deleted, while the
+// daemon was down) is published against what the consumers hold of the old name, as a
+// changed rule's take-back is, and the old name's entries (groups and marker) are deleted
+// by the same Commit. The takeover is logged, naming both rules.
+func TestRenamedRuleTakesBackWhatItsOldNamePublished(t *testing.T) {
+	rename := strings.NewReplacer("name: product-stock", "name: product-totals", "name: search-in-stock", "name: search-availability")
+	renamed := mustParse(t, rename.Replace(issueRules))
+	want := []string{
+		`product.stock {"sku_id":"C1"} {"op":"d","before":{"sku_id":"C1","sellable":0},"after":null}`,
+		`product.stock {"sku_id":"A1"} {"op":"c","before":null,"after":{"sku_id":"A1","sellable":3}}`,
+		`product.stock {"sku_id":"B1"} {"op":"c","before":null,"after":{"sku_id":"B1","sellable":0}}`,
+		`search.availability {"sku_id":"B1"} {"op":"u","before":{"sku_id":"B1","sellable":2,"value":true},"after":{"sku_id":"B1","sellable":0,"value":false}}`,
+		// Restart only: C1's false as saved, which the old name may have changed since.
+		`search.availability {"sku_id":"C1"} {"op":"u","before":{"sku_id":"C1","sellable":0,"value":false},"after":{"sku_id":"C1","sellable":0,"value":false}}`,
+		`search.availability {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":0,"value":false},"after":{"sku_id":"A1","sellable":3,"value":true}}`,
+	}
+	check := func(how string, e *Engine, logs *observer.ObservedLogs, want []string) {
+		t.Helper()
+		got, entries := seedTxn(t, e, shardRow("A1", 0, 3), shardRow("B1", 0, 0))
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: published\n%s\nwant\n%s", how, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		for _, rule := range []string{"product-stock", "search-in-stock"} {
+			if d := deletedKeys(entries, rule); !slices.Equal(d, []string{`{"sku_id":"A1"}`, `{"sku_id":"B1"}`, `{"sku_id":"C1"}`}) {
+				t.Errorf("%s: deleted %v of %s, want its every group", how, d, rule)
+			}
+			if !slices.ContainsFunc(entries, func(ent StateEntry) bool { return ent.Rule == rule && ent.Key == seedKey && ent.Value == nil }) {
+				t.Errorf("%s: %s's seed marker not deleted", how, rule)
+			}
+		}
+		taken := map[string]string{}
+		for _, entry := range logs.FilterMessageSnippet("taken as renamed").All() {
+			fields := entry.ContextMap()
+			taken[fields["removed_rule"].(string)] = fields["rule"].(string)
+		}
+		if taken["product-stock"] != "product-totals" || taken["search-in-stock"] != "search-availability" {
+			t.Errorf("%s: logged the takeovers %v", how, taken)
+		}
+		if again, _ := txn(t, e, ins("E1", 0, 1)); len(again) != 2 {
+			t.Errorf("%s: the next transaction published %v, want only E1's two messages", how, again)
+		}
+	}
+	old := newTestEngine(mustParse(t, issueRules))
+	_, saved := seedTxn(t, old, shardRow("A1", 0, 3), shardRow("B1", 0, 2), shardRow("C1", 0, 0))
+
+	restarted := newTestEngine(renamed)
+	core, logs := observer.New(zapcore.InfoLevel)
+	restarted.SetLogger(zap.New(core))
+	if err := restarted.Restore(saved); err != nil {
+		t.Fatal(err)
+	}
+	check("restart", restarted, logs, want)
+
+	core, logs = observer.New(zapcore.InfoLevel)
+	old.SetLogger(zap.New(core))
+	old.Install(renamed)
+	check("reload", old, logs, slices.Delete(slices.Clone(want), 4, 5))
+}
+
+// TestRemovedRuleTakenOverOnlyByOneNewRuleOfItsKindAndTopic: a removed rule's groups go
+// to a new rule only when it is plain which: of the same kind, on the same topic, the
+// only new rule that could, for no other removed rule. Two new rules that could (or two
+// removed rules one could) are not guessed between: nothing is taken back, the removed
+// rules' entries go, and a warning names the rules and the resync that republishes what
+// they hold. A new rule on another topic, or of another kind, takes nothing, silently.
+func TestRemovedRuleTakenOverOnlyByOneNewRuleOfItsKindAndTopic(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		from, to *Set
+		warning  map[string]any // the warning's fields; nil: none
+	}{
+		{"two new rules could", searchRules(t, [3]string{"search-in-stock", "flags", "0"}),
+			searchRules(t, [3]string{"search-a", "flags", "0"}, [3]string{"search-b", "flags", "5"}),
+			map[string]any{"removed_rule": "search-in-stock", "rules": []any{"search-a", "search-b"}, "resync": "stocksync resync search-a search-b"}},
+		{"one new rule could, for two removed ones", searchRules(t, [3]string{"search-a", "flags", "0"}, [3]string{"search-b", "flags", "5"}),
+			searchRules(t, [3]string{"search-in-stock", "flags", "0"}),
+			map[string]any{"rule": "search-in-stock", "removed_rules": []any{"search-a", "search-b"}, "resync": "stocksync resync search-in-stock"}},
+		{"another topic", searchRules(t, [3]string{"search-in-stock", "flags", "0"}),
+			searchRules(t, [3]string{"search-availability", "other.flags", "0"}), nil},
+		{"another kind", searchRules(t, [3]string{"search-in-stock", "flags", "0"}),
+			mustParse(t, strings.ReplaceAll(issueRules, "topic: search.availability", "topic: flags")), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := newTestEngine(tc.from)
+			_, saved := seedTxn(t, old, shardRow("A1", 0, 3), shardRow("B1", 0, 7))
+			removed := map[string]bool{}
+			for _, r := range tc.from.rules {
+				if tc.to.Rule(r.name) == nil {
+					removed[r.name] = true
+				}
+			}
+			check := func(how string, e *Engine, logs *observer.ObservedLogs) {
+				t.Helper()
+				got, entries := seedTxn(t, e, shardRow("A1", 0, 0), shardRow("B1", 0, 0))
+				if slices.ContainsFunc(got, func(m string) bool { return strings.HasPrefix(m, "flags ") }) {
+					t.Errorf("%s: took back on the removed rules' topic:\n%s", how, strings.Join(got, "\n"))
+				}
+				for name := range removed {
+					if d := deletedKeys(entries, name); len(d) != 2 {
+						t.Errorf("%s: deleted %v of %s, want its 2 groups", how, d, name)
+					}
+				}
+				if n := logs.FilterMessageSnippet("taken as renamed").Len(); n != 0 {
+					t.Errorf("%s: logged %d takeovers", how, n)
+				}
+				warnings := logs.FilterLevelExact(zapcore.WarnLevel).All()
+				switch {
+				case tc.warning == nil && len(warnings) != 0:
+					t.Errorf("%s: warned %q", how, warnings[0].Message)
+				case tc.warning != nil && (len(warnings) != 1 || !reflect.DeepEqual(warnings[0].ContextMap(), tc.warning)):
+					t.Errorf("%s: warned %v, want one warning with %v", how, warnings, tc.warning)
+				}
+			}
+			restarted := newTestEngine(tc.to)
+			core, logs := observer.New(zapcore.InfoLevel)
+			restarted.SetLogger(zap.New(core))
+			if err := restarted.Restore(saved); err != nil {
+				t.Fatal(err)
+			}
+			check("restart", restarted, logs)
+
+			core, logs = observer.New(zapcore.InfoLevel)
+			old.SetLogger(zap.New(core))
+			old.Install(tc.to)
+			check("reload", old, logs)
+		})
+	}
+}
+
+// TestRenamedRuleOfATopicTemplateTakesOverWhereItFillsTheSameTopics: a rule whose topic
+// names a group_by column is the renamed one where its template, filled in from each old
+// group's key, gives the topic the group was published on; another template is not.
+func TestRenamedRuleOfATopicTemplateTakesOverWhereItFillsTheSameTopics(t *testing.T) {
+	for _, tc := range []struct {
+		topic string
+		want  []string
+	}{
+		{"flags.{sku_id}", []string{
+			`flags.B1 {"sku_id":"B1"} {"op":"u","before":{"sku_id":"B1","sellable":2,"value":true},"after":{"sku_id":"B1","sellable":0,"value":false}}`,
+			`flags.A1 {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":0,"value":false},"after":{"sku_id":"A1","sellable":3,"value":true}}`,
+		}},
+		{"other.{sku_id}", []string{
+			`other.A1 {"sku_id":"A1"} {"op":"u","before":{"sku_id":"A1","sellable":0,"value":false},"after":{"sku_id":"A1","sellable":3,"value":true}}`,
+		}},
+	} {
+		t.Run(tc.topic, func(t *testing.T) {
+			old := newTestEngine(searchRules(t, [3]string{"search-in-stock", "flags.{sku_id}", "0"}))
+			_, saved := seedTxn(t, old, shardRow("A1", 0, 3), shardRow("B1", 0, 2))
+			restarted := newTestEngine(searchRules(t, [3]string{"search-availability", tc.topic, "0"}))
+			if err := restarted.Restore(saved); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := seedTxn(t, restarted, shardRow("A1", 0, 3), shardRow("B1", 0, 0))
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("published\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
 	}
 }
