@@ -38,11 +38,10 @@ type ruleState struct {
 	// fresh: none of the groups has been published yet (the state starts empty, and no
 	// Commit has passed since it was seeded); a restored state is not fresh.
 	fresh bool
-	// retired are the saved states of the groups an earlier definition of the rule
-	// published, by key (nil: the entry is only to be deleted), published as retracted
-	// where the seed does not publish them, and deleted, by the first Commit after the
-	// seed (retire.go).
-	retired map[string][]byte
+	// retired are the groups an earlier definition of the rule (or a removed rule it took
+	// over) published, by key, published as retracted where the seed does not publish
+	// them, and their entries deleted, by the first Commit after the seed (retire.go).
+	retired map[string]retiredGroup
 	// retiredValue is the value of the transition definition that published retired
 	// groups, when the rule is no longer a transition rule (its empty value takes them
 	// back); nil otherwise, or when not known.
@@ -742,9 +741,13 @@ func appendNames(b []byte, names []string) []byte {
 // no longer has in the same form) are ignored; an entry that cannot be read is an error.
 //
 // Saved state counts only for a rule whose definition is the one it was saved under (its
-// seed marker); other rules start empty and Unseeded names them.
+// seed marker); other rules start empty and Unseeded names them. The groups of a rule
+// saved under another definition are taken back by its seed (retire.go), and so are
+// those of a rule the set no longer has, by a new rule that takes its place (takeOver).
 func (e *Engine) Restore(entries []StateEntry) error {
+	saved := map[string]bool{} // the rules with saved entries
 	for _, ent := range entries {
+		saved[ent.Rule] = true
 		st := e.states[ent.Rule]
 		if st == nil || ent.Key != seedKey {
 			continue
@@ -762,6 +765,7 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			}
 		}
 	}
+	removed := map[string]map[string]retiredGroup{}
 	for _, ent := range entries {
 		st := e.states[ent.Rule]
 		switch {
@@ -771,8 +775,16 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			}
 			continue
 		case st == nil:
-			// A rule the set no longer has (or not as stateful): its entries go.
-			e.stale = append(e.stale, StateEntry{Rule: ent.Rule, Key: ent.Key})
+			// A rule the set no longer has (or not as stateful): its entries go, taken
+			// back by a rule that takes its place, if one does.
+			if removed[ent.Rule] == nil {
+				removed[ent.Rule] = map[string]retiredGroup{}
+			}
+			rg := retiredGroup{rule: ent.Rule, checkpointed: true}
+			if ent.Key != seedKey {
+				rg.saved = ent.Value
+			}
+			removed[ent.Rule][ent.Key] = rg
 			continue
 		case ent.Key == seedKey:
 			continue
@@ -780,7 +792,7 @@ func (e *Engine) Restore(entries []StateEntry) error {
 			// Saved under another definition of the rule, which is seeded again: what its
 			// consumers hold of it is taken back where the seed does not publish the key,
 			// and a group only the old one had must not come back with a later restart.
-			st.retire(ent.Key, ent.Value)
+			st.retire(ent.Key, retiredGroup{saved: ent.Value, rule: ent.Rule, checkpointed: true})
 			continue
 		}
 		g, err := st.newGroup(ent.Key)
@@ -818,5 +830,6 @@ func (e *Engine) Restore(entries []StateEntry) error {
 		}
 		st.groups[g.key] = g
 	}
+	e.takeOver(removed, func(name string) bool { return !saved[name] })
 	return nil
 }

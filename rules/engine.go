@@ -122,12 +122,15 @@ func (e *Engine) Set() *Set { return e.set }
 // Install replaces the set between two transactions (after a Commit, before the next
 // transaction's first Row), so no transaction is evaluated by two sets. Aggregate and
 // transition rules whose name, tables, group_by, sum and value are unchanged keep their
-// state; other stateful rules start empty.
+// state; other stateful rules start empty, a changed one taking back what its old
+// definition published (retire.go), a new one what a removed rule whose place it takes
+// published (takeOver).
 func (e *Engine) Install(set *Set) {
 	e.set = set
 	e.plans = map[*canal.Table]*tablePlan{}
 	e.headerCache = map[*Rule]cachedHeaders{}
 	old := e.states
+	had := maps.Clone(old)
 	e.states = map[string]*ruleState{}
 	for _, r := range set.rules {
 		if !r.Stateful() {
@@ -141,18 +144,20 @@ func (e *Engine) Install(set *Set) {
 		}
 		e.states[r.name] = newRuleState(r)
 	}
+	removed := map[string]map[string]retiredGroup{}
 	for name, st := range old {
 		if next := e.states[name]; next != nil { // changed: seeded again, and what it published retired
 			next.retireFrom(st)
 			continue
 		}
-		// Removed (or no longer stateful): its saved groups and marker go, and nothing is
-		// retracted, as the rule's topic has no contract any more.
-		for _, k := range st.retiredKeys() {
-			e.stale = append(e.stale, StateEntry{Rule: name, Key: k})
-		}
-		e.stale = append(e.stale, StateEntry{Rule: name, Key: seedKey})
+		// Removed (or no longer stateful): its saved groups and marker go, taken back by
+		// a new rule that takes its place, if one does.
+		gone := &ruleState{rule: st.rule}
+		gone.retireFrom(st)
+		gone.retire(seedKey, retiredGroup{rule: name})
+		removed[name] = gone.retired
 	}
+	e.takeOver(removed, func(name string) bool { return had[name] == nil })
 }
 
 // Row evaluates one row change: row rules emit to out now; aggregate and transition

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stocksync/stocksync/canal"
+	"github.com/stocksync/stocksync/internal/shell"
 	"github.com/stocksync/stocksync/sinks"
 )
 
@@ -25,6 +26,17 @@ import (
 // Commit after the seed, which publishes each one the seed does not, as a group with no
 // rows left is published (aggregate: d; transition: the empty value, where it differs),
 // and deletes its saved entry in the same checkpoint.
+//
+// A group read back from a checkpoint is what the old definition held there, not
+// necessarily what it published last: at least once, what it published after its last
+// save (lost to a kill -9) is published again by a restart only through the rule, and the
+// changed rule skips those changes (its seed holds them). So such a group is taken back
+// to the new value even where that equals the saved one: a repeat, which a consumer that
+// keeps values applies harmlessly, rather than a value it may hold for ever.
+//
+// A rule removed while a new one publishes on its topic in its kind (a rename) hands its
+// groups to that rule (takeOver), which takes them back as a changed rule does: what the
+// consumers hold of the old name is theirs under the new one.
 
 // savedGroup is a group's saved state (appendState) read back.
 type savedGroup struct {
@@ -94,14 +106,29 @@ func (s *savedGroup) sum(name string) json.RawMessage {
 	return nil
 }
 
-// retire records what the consumers of st's rule may hold from an earlier definition:
-// the saved state of key (nil: its entry is only to be deleted, nothing was published).
-func (st *ruleState) retire(key string, saved []byte) {
+// retiredGroup is a group an earlier definition of a rule published, to take back
+// where the rule's seed does not publish it.
+type retiredGroup struct {
+	// saved is its saved state (appendState); nil: nothing was published, its entry only
+	// goes.
+	saved []byte
+	// rule names the rule whose saved entry it is, deleted by the Commit that takes it
+	// back: the rule's own name, or that of a removed rule whose groups it took over.
+	rule string
+	// checkpointed: read back from a checkpoint, where the consumers may hold a later
+	// value than saved (the header above): taken back even to the value saved.
+	checkpointed bool
+}
+
+// retire records what the consumers of st's rule may hold from an earlier definition (or
+// a removed rule's) under key. A group with saved state is kept over an entry only to
+// delete.
+func (st *ruleState) retire(key string, rg retiredGroup) {
 	if st.retired == nil {
-		st.retired = map[string][]byte{}
+		st.retired = map[string]retiredGroup{}
 	}
-	if prev, ok := st.retired[key]; !ok || prev == nil {
-		st.retired[key] = saved
+	if prev, ok := st.retired[key]; !ok || prev.saved == nil {
+		st.retired[key] = rg
 	}
 }
 
@@ -110,8 +137,8 @@ func (st *ruleState) retire(key string, saved []byte) {
 // it). While old is fresh, its groups were never published: their entries only go, and
 // what old itself retired is still to be taken back.
 func (st *ruleState) retireFrom(old *ruleState) {
-	for k, v := range old.retired {
-		st.retire(k, v)
+	for k, rg := range old.retired {
+		st.retire(k, rg)
 	}
 	if st.rule.emit != EmitTransition {
 		st.retiredValue = old.retiredValue
@@ -119,30 +146,18 @@ func (st *ruleState) retireFrom(old *ruleState) {
 			st.retiredValue = old.rule.value
 		}
 	}
+	name := old.rule.name
 	for k, g := range old.groups {
 		switch {
 		case old.fresh:
-			st.retire(k, nil)
+			st.retire(k, retiredGroup{rule: name})
 		case g.inTxn:
 			was := &group{count: g.prevCount, sums: g.prevSums, value: g.prevValue, srcTable: g.srcTable, topic: g.topic}
-			st.retire(k, was.appendState(nil, old.rule))
+			st.retire(k, retiredGroup{saved: was.appendState(nil, old.rule), rule: name})
 		default:
-			st.retire(k, g.appendState(nil, old.rule))
+			st.retire(k, retiredGroup{saved: g.appendState(nil, old.rule), rule: name})
 		}
 	}
-}
-
-// retiredKeys are the keys of the entries st retires, for a rule removed before it
-// published them: only their saved entries go.
-func (st *ruleState) retiredKeys() []string {
-	keys := slices.Collect(maps.Keys(st.retired))
-	for k := range st.groups {
-		if _, ok := st.retired[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // heldMessages keeps messages to emit later, in order.
@@ -176,12 +191,12 @@ func (e *Engine) flushRetiring(ctx context.Context, st *ruleState, pos canal.Pos
 	row := 0
 	var firstErr error
 	for _, k := range keys {
-		entries = append(entries, StateEntry{Rule: st.rule.name, Key: k})
-		saved := st.retired[k]
-		if saved == nil || firstErr != nil {
+		rg := st.retired[k]
+		entries = append(entries, StateEntry{Rule: rg.rule, Key: k})
+		if rg.saved == nil || firstErr != nil {
 			continue
 		}
-		m, ok := e.retraction(st, shapes, k, saved, published, commitSource(at, canal.Source{Snapshot: true, Row: row}))
+		m, ok := e.retraction(st, shapes, k, rg, published, commitSource(at, canal.Source{Snapshot: true, Row: row}))
 		if !ok {
 			continue
 		}
@@ -209,11 +224,12 @@ func commitSource(pos canal.Position, src canal.Source) canal.Source {
 	return src
 }
 
-// retraction is the message that takes back retired group key (its saved state saved)
-// under st's rule, at src: what the definition that published the group publishes for a
-// group whose rows are all gone, against what the consumers hold. False when there is
-// nothing to take back (an aggregate group without rows; a transition group that holds
-// the empty value), when the seed publishes the key on the same topic in the same kind
+// retraction is the message that takes back retired group key (rg) under st's rule, at
+// src: what the definition that published the group publishes for a group whose rows are
+// all gone, against what the consumers hold. False when there is nothing to take back (an
+// aggregate group without rows; a transition group that holds the value it would be
+// taken back to, unless read back from a checkpoint, rg.checkpointed, and placed on a
+// topic as below), when the seed publishes the key on the same topic in the same kind
 // (published: by topic and key), or when the message cannot be made (logged; a topic that
 // cannot be filled in counts as the rule's failure).
 //
@@ -226,12 +242,12 @@ func commitSource(pos canal.Position, src canal.Source) canal.Source {
 // holds the key's columns and the saved sums (the rule's own shape when they are its
 // group_by and sums and the kind is the same). shapes keeps the rule of each other shape
 // for the next retraction. The format is the rule's.
-func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key string, saved []byte, published map[string]bool, src canal.Source) (sinks.Message, bool) {
+func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key string, rg retiredGroup, published map[string]bool, src canal.Source) (sinks.Message, bool) {
 	r := st.rule
 	warn := func(err error) {
 		e.log.Warn("cannot retract a group of the rule's earlier definition", zap.String("rule", r.name), zap.String("key", key), zap.Error(err))
 	}
-	old, err := readSavedGroup(saved)
+	old, err := readSavedGroup(rg.saved)
 	if err != nil {
 		warn(err)
 		return sinks.Message{}, false
@@ -326,7 +342,11 @@ func (e *Engine) retraction(st *ruleState, shapes map[string]*ruleState, key str
 		default:
 			g.value = e.emptyValue(shape, g)
 		}
-		if bytes.Equal(g.value, g.prevValue) {
+		// The same value again only for a group read back from a checkpoint, on a topic
+		// the old definition may have published it on after it: the one saved with it,
+		// or, for a group it had not published by then, the rule's (same kind only: a
+		// transition image does not go to an aggregate rule's topic).
+		if bytes.Equal(g.value, g.prevValue) && !(rg.checkpointed && (old.Topic != "" || kind == r.emit)) {
 			return sinks.Message{}, false
 		}
 	}
@@ -405,4 +425,136 @@ func signatureValue(sig string) *vm.Program {
 		return nil
 	}
 	return p
+}
+
+// takeOver hands the groups of removed rules (by name: what each leaves to take back,
+// as a changed rule retires it) to the new rules that take their place, and the rest to
+// stale. A removed rule's place is taken by a new stateful rule (isNew: it has no state
+// of its own, and is seeded from its tables) of the same kind whose topic, filled in from
+// each of its groups' keys, is the one the group was last published on: the same rule
+// under another name, perhaps changed too (a group_by changed: the old keys are taken
+// back as a changed rule's are). The new rule then takes them back as it takes
+// back its own earlier definition's, against what the consumers hold, so that a change
+// made while it was being renamed (a SKU sold out while the daemon was down) is not lost.
+// A removed rule that more than one new rule could take the place of, or one of several
+// removed rules that one new rule could, hands its groups to none: which consumers
+// hold what cannot be told, and a warning says to resync. A removed rule no new one takes
+// the place of takes nothing back (its topic has no contract any more).
+func (e *Engine) takeOver(removed map[string]map[string]retiredGroup, isNew func(name string) bool) {
+	names := slices.Sorted(maps.Keys(removed))
+	candidates := map[string][]string{} // by removed rule: the new rules that could take its place
+	claims := map[string][]string{}     // by new rule: the removed rules it could take the place of
+	for _, name := range names {
+		for _, r := range e.set.rules {
+			if st := e.states[r.name]; st != nil && isNew(r.name) && st.takesPlaceOf(removed[name]) {
+				candidates[name] = append(candidates[name], r.name)
+				claims[r.name] = append(claims[r.name], name)
+			}
+		}
+	}
+	warned := map[string]bool{}
+	for _, name := range names {
+		groups := removed[name]
+		switch cands := candidates[name]; {
+		case len(cands) == 1 && len(claims[cands[0]]) == 1:
+			st := e.states[cands[0]]
+			for k, rg := range groups {
+				st.retire(k, rg)
+			}
+			e.log.Info("a removed aggregate or transition rule is taken as renamed: the new rule, publishing on its topic in its kind, takes back what the removed one published where its seed does not publish it",
+				zap.String("removed_rule", name), zap.String("rule", st.rule.name), zap.Int("groups", savedCount(groups)))
+			continue
+		case len(cands) > 1:
+			e.log.Warn("a removed aggregate or transition rule publishes on the topic and in the kind of several new rules: none takes back what it published, which its consumers keep; resync the new rules",
+				zap.String("removed_rule", name), zap.Strings("rules", cands), zap.String("resync", resyncCommand(cands)))
+		case len(cands) == 1 && !warned[cands[0]]:
+			warned[cands[0]] = true
+			e.log.Warn("a new aggregate or transition rule publishes on the topic and in the kind of several removed rules: it takes back none of what they published, which their consumers keep; resync it",
+				zap.String("rule", cands[0]), zap.Strings("removed_rules", claims[cands[0]]), zap.String("resync", resyncCommand(cands)))
+		}
+		for _, k := range slices.Sorted(maps.Keys(groups)) {
+			e.stale = append(e.stale, StateEntry{Rule: groups[k].rule, Key: k})
+		}
+	}
+}
+
+// takesPlaceOf reports whether st's rule is of the kind of every group a removed rule left
+// (groups), and would publish each on the topic it was last published on (keyTopic). A
+// group saved without a topic (not published yet, or saved by a stocksync before groups
+// kept it) is of the kind alone; a removed rule that left no group with its topic has no
+// place to take.
+func (st *ruleState) takesPlaceOf(groups map[string]retiredGroup) bool {
+	n := 0
+	for k, rg := range groups {
+		if rg.saved == nil || k == seedKey {
+			continue
+		}
+		old, err := readSavedGroup(rg.saved)
+		if err != nil || (len(old.Value) > 0) != (st.rule.emit == EmitTransition) {
+			return false
+		}
+		if old.Topic == "" { // not published by the checkpoint: no topic to compare
+			continue
+		}
+		if topic, ok := st.keyTopic(k, old.Binary); !ok || topic != old.Topic {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// keyTopic is the topic st's rule publishes group key on, a key of any group_by (binary:
+// its binary columns, as saved): the rule's topic, or its template filled in from the
+// key's columns. False when the template names a column the key lacks, or the key cannot
+// be read. Nothing is counted or logged: it only compares.
+func (st *ruleState) keyTopic(key string, binary []string) (string, bool) {
+	r := st.rule
+	if r.topic != "" {
+		return r.topic, true
+	}
+	cols, err := keyColumns(key)
+	if err != nil {
+		return "", false
+	}
+	image := *r
+	image.groupBy = cols
+	g, err := (&ruleState{rule: &image}).newGroup(key)
+	if err != nil {
+		return "", false
+	}
+	g.binary = binaryColumns(cols, binary)
+	var b []byte
+	for _, p := range r.topicParts {
+		if !p.Var {
+			b = append(b, p.Text...)
+			continue
+		}
+		i := slices.Index(cols, p.Text)
+		if i < 0 {
+			return "", false
+		}
+		b = g.appendTopicValue(b, i)
+	}
+	return string(b), true
+}
+
+// savedCount counts the groups with saved state, those to take back.
+func savedCount(groups map[string]retiredGroup) int {
+	n := 0
+	for _, rg := range groups {
+		if rg.saved != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// resyncCommand is the command that republishes the named rules' groups.
+func resyncCommand(names []string) string {
+	cmd := "stocksync resync"
+	for _, n := range names {
+		cmd += " " + shell.Word(n)
+	}
+	return cmd
 }
