@@ -134,6 +134,27 @@ func TestSetMatches(t *testing.T) {
 // apart, since either name may hold a dot: "shop.*" does not reach into database shop.eu,
 // a database with a dot is named in backquotes (or by a pattern half), * matches a '/'
 // (MySQL allows one in a name), and a DROP DATABASE is taken as touching exactly the
+// TestSetCachesABoundedNumberOfTables: a Set caches which rules match each table it is
+// asked about, at most maxCachedMatches of them: the stream asks about every table a DDL
+// statement drops or truncates, and a shop's staging tables, each created and dropped
+// under a new name, left an entry each for as long as the rules ran.
+func TestSetCachesABoundedNumberOfTables(t *testing.T) {
+	set := mustParse(t, spineRules)
+	for i := range 3 * maxCachedMatches {
+		if set.Matches("shop", fmt.Sprintf("staging_%d", i)) {
+			t.Fatalf("shop.staging_%d matched", i)
+		}
+	}
+	cached := 0
+	set.matches.Range(func(any, any) bool { cached++; return true })
+	if cached > maxCachedMatches {
+		t.Errorf("the set caches %d tables after being asked about %d; want at most %d", cached, 3*maxCachedMatches, maxCachedMatches)
+	}
+	if !set.Matches("shop", "stock_1") || set.Matches("shop", "staging_1") {
+		t.Error("after its cache was cleared, the set answers wrongly")
+	}
+}
+
 // rules that read its tables.
 func TestGlobMatchesDatabaseAndTableApart(t *testing.T) {
 	cases := []struct {
