@@ -20,7 +20,11 @@ import (
 // itself otherwise (a table it has not described yet, a reload, DDL in between).
 type rowsDecoder struct {
 	filter *atomic.Pointer[filterBox]
-	// matches caches the filter's answer per table id, for the parser goroutine only.
+	// matches caches the filter's answer per table id, for the parser goroutine only,
+	// for the rows events of one statement: go-mysql hands on a new TableMapEvent for each
+	// (it forgets its own at the statement's end), so it is cleared there too. Kept past
+	// it, an entry and its TableMapEvent stayed for every table id of the run (each
+	// staging table a shop's indexer creates).
 	matches      map[uint64]tableMatch
 	cachedFilter *filterBox
 
@@ -67,6 +71,9 @@ func (d *rowsDecoder) decode(e *replication.RowsEvent, data []byte) error {
 	if e.Table == nil {
 		return e.DecodeData(pos, data)
 	}
+	if e.Flags&replication.RowsEventStmtEndFlag != 0 {
+		defer clear(d.matches)
+	}
 	m := d.match(e.TableID, e.Table)
 	if m.matched && !m.planned {
 		e.Table = m.decodeAs
@@ -104,7 +111,8 @@ func (d *rowsDecoder) setPlan(id uint64, plan rowsPlan) {
 	d.plans[id] = plan
 }
 
-// forgetPlans withdraws every published plan (the reader forgot its tables: DDL).
+// forgetPlans withdraws every published plan (the reader forgot every table: DDL it
+// could not read).
 func (d *rowsDecoder) forgetPlans() {
 	d.mu.Lock()
 	defer d.mu.Unlock()

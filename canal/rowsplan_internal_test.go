@@ -12,6 +12,9 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
+	"go.uber.org/zap"
+
+	"github.com/stocksync/stocksync/internal/testutil"
 )
 
 // latin1Text converts latin1 (Windows-1252) to UTF-8.
@@ -78,6 +81,104 @@ func TestTakeUsesRowsDecodedAheadOnlyWithTheReadersPlan(t *testing.T) {
 }
 
 // TestWidenFloat32IsTheShortestDecimal: a FLOAT widens to exactly the float64 of its
+// oneTable is a TableFilter that matches one table and takes no rule to be stateful.
+type oneTable TableName
+
+func (f oneTable) Matches(schema, table string) bool       { return TableName(f) == TableName{schema, table} }
+func (oneTable) StatefulTables(string, string) bool        { return false }
+func (oneTable) StatefulSchema(string) bool                { return false }
+func (oneTable) StatefulAlone(string, string) bool         { return false }
+func (oneTable) PatternRule(string, string) (string, bool) { return "", false }
+
+// TestStreamHoldsOnlyTheTablesItReads: what the reader and its rows decoder keep by table
+// id stays bounded over a long run. A staging table created, written and dropped (a new
+// id each time) leaves nothing behind, where the decoder kept each one's TableMapEvent;
+// a matched table the server opens again under a new id (FLUSH LOCAL TABLES, which is not
+// binlogged; a full table_definition_cache) is held once, where the reader kept a
+// description under each id until the next DDL statement.
+func TestStreamHoldsOnlyTheTablesItReads(t *testing.T) {
+	m := testutil.MySQLServer(t)
+	name, db := m.FreshDatabase(t, "held")
+	cfg := Config{Addr: m.Addr, User: m.User, Password: m.Password, ServerID: testutil.ServerID()}
+	server, err := Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	testutil.Exec(t, db, "CREATE TABLE stock (id INT PRIMARY KEY, qty INT)")
+	from, err := server.CurrentPosition(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 20
+	for i := range rounds {
+		testutil.Exec(t, db, fmt.Sprintf("CREATE TABLE staging_%d (a INT, b VARCHAR(10))", i), fmt.Sprintf("INSERT INTO staging_%d VALUES (1, 'x')", i),
+			fmt.Sprintf("INSERT INTO stock VALUES (%d, 1)", i), fmt.Sprintf("DROP TABLE staging_%d", i))
+	}
+	for i := range rounds {
+		testutil.Exec(t, db, fmt.Sprintf("INSERT INTO stock VALUES (%d, 1)", rounds+i), "FLUSH LOCAL TABLES")
+	}
+	to, err := server.CurrentPosition(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s := NewStream(cfg, server, oneTable{name, "stock"}, zap.NewNop())
+	decoder := newRowsDecoder(&s.filter, &s.undecoded)
+	syncer, err := s.newSyncer(decoder.decode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syncer.Close()
+	streamer, err := s.startSync(syncer, from, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &commitRecorder{}
+	r := s.newReader(h, decoder, from)
+	ids := map[uint64]bool{}
+	for r.lastCommit().Compare(to) < 0 {
+		ev, err := streamer.GetEvent(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := ev.Event.(*replication.TableMapEvent); ok && string(e.Table) == "stock" {
+			ids[e.TableID] = true
+		}
+		if err := r.handle(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ids) < 2 {
+		t.Fatalf("stock was mapped under %d table ids; want a new one after each FLUSH LOCAL TABLES", len(ids))
+	}
+	syncer.Close() // the parser goroutine, which owns decoder.matches, is done
+	// Other tests write to the same server: only this database's tables count.
+	tables, names, matches := 0, 0, 0
+	for _, st := range r.tables {
+		if st.name.Schema == name {
+			tables++
+		}
+	}
+	for n := range r.ids {
+		if n.Schema == name {
+			names++
+		}
+	}
+	for _, m := range decoder.matches {
+		if string(m.table.Schema) == name {
+			matches++
+		}
+	}
+	if tables != 1 || names != 1 || len(decoder.plans) != 1 {
+		t.Errorf("after %d staging tables and stock under %d ids, the reader holds %d tables (%d names) and its decoder %d plans; want stock's alone",
+			rounds, len(ids), tables, names, len(decoder.plans))
+	}
+	if matches != 0 {
+		t.Errorf("the decoder holds %d tables' matches past their statements; want none", matches)
+	}
+}
+
 // shortest decimal spelling, for edge values and random bit patterns.
 func TestWidenFloat32IsTheShortestDecimal(t *testing.T) {
 	fs := []float32{0, float32(math.Copysign(0, -1)), 0.1, 0.3, -1.5, 16777217, math.MaxFloat32, -math.MaxFloat32,

@@ -124,6 +124,144 @@ func renamedTables(q, defaultSchema string) (verb string, renames []tableRename)
 	return "", nil
 }
 
+// reshapedTables reads q, a statement the binlog holds outside any row change (DDL, or
+// one that changes no rows), for the tables whose shape it may have changed, which the
+// stream must describe again at their next table map: the tables it names, when it is
+// CREATE [OR REPLACE] TABLE, DROP TABLE, TRUNCATE, RENAME TABLE (both names of each
+// pair), ALTER TABLE (its new names and the other table of an EXCHANGE or CONVERT
+// PARTITION too), CREATE or DROP INDEX … ON, or ANALYZE, OPTIMIZE or REPAIR TABLE; and
+// the databases every table of which it may have changed, for CREATE and DROP DATABASE.
+// sure is false for any other statement (ALTER DATABASE, FLUSH, GRANT, a view's or
+// trigger's, …) and for one it cannot read to the end of its list of tables: the caller
+// then takes every table as changed. Executable comments (/*! … */) are read, as the
+// server runs them.
+func reshapedTables(q, defaultSchema string) (tables [][2]string, schemas []string, sure bool) {
+	t := &sqlTokens{s: q, execComments: true}
+	// names reads a comma-separated list of tables into tables: false when a name is
+	// missing.
+	names := func() bool {
+		for {
+			schema, table := t.tableName(defaultSchema)
+			if table == "" {
+				return false
+			}
+			tables = append(tables, [2]string{schema, table})
+			if !t.comma() {
+				return true
+			}
+		}
+	}
+	// ended reports whether the statement ends here (after a semicolon, if any).
+	ended := func() bool {
+		t.skipSpace()
+		if t.i < len(t.s) && t.s[t.i] == ';' {
+			t.i++
+			t.skipSpace()
+		}
+		return t.i >= len(t.s)
+	}
+	// onTable reads an index's name and what follows it up to ON and the table.
+	onTable := func() bool {
+		if t.identifier() == "" {
+			return false
+		}
+		for {
+			switch t.keyword() {
+			case "USING", "TYPE":
+				t.keyword() // BTREE, HASH, RTREE
+			case "ON":
+				return names() && len(tables) == 1
+			default:
+				return false
+			}
+		}
+	}
+	// database reads a database's name into schemas.
+	database := func() bool {
+		_, name := t.tableName("")
+		schemas = append(schemas, name)
+		return name != ""
+	}
+	switch t.keyword() {
+	case "CREATE":
+		t.skipKeywords("OR", "REPLACE", "TEMPORARY", "ONLINE", "OFFLINE", "UNIQUE", "FULLTEXT", "SPATIAL")
+		switch t.keyword() {
+		case "TABLE":
+			t.skipKeywords("IF", "NOT", "EXISTS")
+			schema, table := t.tableName(defaultSchema)
+			return [][2]string{{schema, table}}, nil, table != ""
+		case "INDEX":
+			t.skipKeywords("IF", "NOT", "EXISTS")
+			return tables, nil, onTable()
+		case "DATABASE", "SCHEMA":
+			t.skipKeywords("IF", "NOT", "EXISTS")
+			return nil, schemas, database()
+		}
+	case "DROP":
+		t.skipKeywords("TEMPORARY")
+		switch t.keyword() {
+		case "TABLE", "TABLES":
+			t.skipKeywords("IF", "EXISTS")
+			if !names() {
+				return nil, nil, false
+			}
+			t.skipWait()
+			t.skipKeywords("RESTRICT", "CASCADE")
+			return tables, nil, ended()
+		case "INDEX":
+			t.skipKeywords("IF", "EXISTS")
+			return tables, nil, onTable()
+		case "DATABASE", "SCHEMA":
+			t.skipKeywords("IF", "EXISTS")
+			return nil, schemas, database() && ended()
+		}
+	case "TRUNCATE":
+		t.skipKeywords("TABLE")
+		schema, table := t.tableName(defaultSchema)
+		t.skipWait()
+		return [][2]string{{schema, table}}, nil, table != "" && ended()
+	case "RENAME":
+		if k := t.keyword(); k != "TABLE" && k != "TABLES" {
+			return nil, nil, false // RENAME USER, …
+		}
+		t.skipKeywords("IF", "EXISTS")
+		for {
+			var from, to [2]string
+			from[0], from[1] = t.tableName(defaultSchema)
+			t.skipWait()
+			if from[1] == "" || t.keyword() != "TO" {
+				return nil, nil, false
+			}
+			if to[0], to[1] = t.tableName(defaultSchema); to[1] == "" {
+				return nil, nil, false
+			}
+			tables = append(tables, from, to)
+			if !t.comma() {
+				return tables, nil, ended()
+			}
+		}
+	case "ALTER":
+		table, renames, alterations := alterTable(t, defaultSchema)
+		if table[1] == "" {
+			return nil, nil, false // ALTER DATABASE, VIEW, USER, …
+		}
+		tables = append([][2]string{table}, renames...)
+		for _, a := range alterations {
+			if a.with[1] != "" {
+				tables = append(tables, a.with)
+			}
+		}
+		return tables, nil, true
+	case "ANALYZE", "OPTIMIZE", "REPAIR":
+		t.skipKeywords("NO_WRITE_TO_BINLOG", "LOCAL")
+		if k := t.keyword(); k != "TABLE" && k != "TABLES" {
+			return nil, nil, false
+		}
+		return tables, nil, names() // the rest are options
+	}
+	return nil, nil, false
+}
+
 // statementChange reports whether q, a statement the binlog holds as a query event, is
 // one that changes rows (INSERT, REPLACE, UPDATE, DELETE, LOAD DATA/XML, or a WITH that
 // ends in one), and the table it writes, as far as a plain reading tells it: the first
@@ -532,18 +670,21 @@ func (t *sqlTokens) skipQuoted(q byte) {
 	}
 }
 
-// tableName reads [schema.]table; "" for the table when there is none to read.
+// tableName reads [schema.]table, with or without space around the dot (SQL allows
+// `shop` . stock); "" for the table when there is none to read.
 func (t *sqlTokens) tableName(defaultSchema string) (schema, table string) {
 	first := t.identifier()
 	if first == "" {
 		return "", ""
 	}
-	if t.i < len(t.s) && t.s[t.i] == '.' {
+	after := t.i
+	if t.skipSpace(); t.i < len(t.s) && t.s[t.i] == '.' {
 		t.i++
 		if second := t.identifier(); second != "" {
 			return first, second
 		}
 		return "", ""
 	}
+	t.i = after
 	return defaultSchema, first
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -143,6 +144,7 @@ func lagAt(ts, eventAt, caughtUpAt int64, now time.Time) time.Duration {
 
 // tableState is what a stream knows of one table id: its shape and how to convert values.
 type tableState struct {
+	name    TableName // as the table map event names it
 	table   *Table
 	matched bool
 	filter  *filterBox
@@ -215,8 +217,7 @@ func (s *Stream) Run(ctx context.Context, start Position, h Handler) error {
 	}
 	s.log.Info("binlog stream started", zap.Stringer("from", start), zap.String("flavor", s.server.Flavor))
 
-	r := reader{s: s, h: h, decoder: decoder, file: start.File, pos: start.Pos, gtidSet: start.GTIDSet, tables: map[uint64]*tableState{}, rowsOf: map[uint64]int{},
-		unreadable: map[TableName]string{}}
+	r := s.newReader(h, decoder, start)
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
@@ -408,6 +409,10 @@ type reader struct {
 	gtidSet string
 	txn     txnState
 	tables  map[uint64]*tableState
+	// ids is the table id each table in tables was last mapped under: a table opened
+	// again by the server (FLUSH TABLES, a full table_definition_cache) has a new id, and
+	// what was known under its old one goes (remember).
+	ids map[TableName]uint64
 	// rowsOf counts the open transaction's changes handed on per table id: Source.Row, an
 	// index that depends only on the table's own rows events, not on which other tables
 	// are matched. Cleared at each transaction's start, not made anew.
@@ -417,6 +422,12 @@ type reader struct {
 	unreadable map[TableName]string
 	// checksummed says the binlog's events end in a CRC32 (its format description event).
 	checksummed bool
+}
+
+// newReader is the reader of a Run from start that hands on to h.
+func (s *Stream) newReader(h Handler, decoder *rowsDecoder, start Position) *reader {
+	return &reader{s: s, h: h, decoder: decoder, file: start.File, pos: start.Pos, gtidSet: start.GTIDSet,
+		tables: map[uint64]*tableState{}, ids: map[TableName]uint64{}, rowsOf: map[uint64]int{}, unreadable: map[TableName]string{}}
 }
 
 func (r *reader) lastCommit() Position { return Position{File: r.file, Pos: r.pos, GTIDSet: r.gtidSet} }
@@ -591,8 +602,9 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 		// ALTER is done; the rows written meanwhile have the table's old shape.
 		return r.commit(ctx, h, e.GSet)
 	}
-	// Anything else is DDL (or a statement that changes no rows): table shapes may have
-	// changed, so forget them; the statement is its own transaction.
+	// Anything else is DDL (or a statement that changes no rows): the shapes of the tables
+	// it names may have changed, so they are forgotten (forgetReshaped); the statement is
+	// its own transaction.
 	if !r.txn.open {
 		if err := r.startTransaction(ctx, h, ""); err != nil {
 			return err
@@ -614,11 +626,11 @@ func (r *reader) query(ctx context.Context, h *replication.EventHeader, e *repli
 			return fmt.Errorf("seeding the rules again after %s at %s:%d: %w", reseed.What, r.file, h.LogPos-h.EventSize, err)
 		}
 	}
-	r.tables = map[uint64]*tableState{}
-	r.decoder.forgetPlans()
+	forgotAll := r.forgetReshaped(q, string(e.Schema))
 	if ce := r.s.log.Check(zap.DebugLevel, "schema change"); ce != nil {
 		// The binlog holds CREATE USER … IDENTIFIED BY 'secret' as it was written.
-		ce.Write(zap.ByteString("schema", e.Schema), zap.String("query", truncate(redactPasswords(q), 200)))
+		ce.Write(zap.ByteString("schema", e.Schema), zap.String("query", truncate(redactPasswords(q), 200)),
+			zap.Bool("every_table_described_again", forgotAll))
 	}
 	if r.txn.continues || strings.HasSuffix(upper, "START TRANSACTION") {
 		// A CREATE TABLE … SELECT: its rows follow, and its Xid ends the transaction.
@@ -818,15 +830,71 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// forgetReshaped forgets what the reader knows of the tables whose shape the DDL
+// statement q (run in defaultSchema) may have changed (reshapedTables), so that each is
+// described again at its next table map; every table when it cannot tell which, and it
+// then reports true. Names are compared without regard to case, as a server with
+// lower_case_table_names stores `ALTER TABLE Stock`'s table as stock.
+//
+// Only those: a DDL statement anywhere on the server (a shop's staging table created and
+// dropped) made every matched table be described again, on MariaDB with two
+// information_schema queries each on this goroutine, and the rules engine plan it anew.
+func (r *reader) forgetReshaped(q, defaultSchema string) (all bool) {
+	tables, schemas, sure := reshapedTables(q, defaultSchema)
+	if !sure {
+		r.tables, r.ids = map[uint64]*tableState{}, map[TableName]uint64{}
+		r.decoder.forgetPlans()
+		return true
+	}
+	named := func(n TableName) bool {
+		return slices.ContainsFunc(schemas, func(s string) bool { return strings.EqualFold(s, n.Schema) }) ||
+			slices.ContainsFunc(tables, func(t [2]string) bool { return strings.EqualFold(t[1], n.Name) && strings.EqualFold(t[0], n.Schema) })
+	}
+	for id, st := range r.tables {
+		if named(st.name) {
+			r.forget(id)
+		}
+	}
+	// A table of that name is checked again (checkReadable): a dropped staging table's
+	// entry would otherwise stay for the run.
+	maps.DeleteFunc(r.unreadable, func(n TableName, _ string) bool { return named(n) })
+	return false
+}
+
+// remember records st as what the reader knows of table id. What it knew of the id
+// before (another table's: ids start again when the server restarts) and of st's table
+// under another id (opened again by the server) goes, so that what the reader holds is
+// bounded by the tables it reads, not by the ids they had over a long run.
+func (r *reader) remember(id uint64, st *tableState) {
+	if prev, ok := r.tables[id]; ok && prev.name != st.name && r.ids[prev.name] == id {
+		delete(r.ids, prev.name)
+	}
+	if old, ok := r.ids[st.name]; ok && old != id {
+		r.forget(old)
+	}
+	r.tables[id] = st
+	r.ids[st.name] = id
+	r.decoder.setPlan(id, nil)
+}
+
+// forget forgets table id: its next table map describes it again.
+func (r *reader) forget(id uint64) {
+	if st, ok := r.tables[id]; ok && r.ids[st.name] == id {
+		delete(r.ids, st.name)
+	}
+	delete(r.tables, id)
+	r.decoder.setPlan(id, nil)
+}
+
 func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) error {
 	filter := r.s.filter.Load()
-	if st, ok := r.tables[e.TableID]; ok && st.filter == filter && st.colCount == int(e.ColumnCount) {
+	if st, ok := r.tables[e.TableID]; ok && st.filter == filter && st.colCount == int(e.ColumnCount) &&
+		st.name.Schema == string(e.Schema) && st.name.Name == string(e.Table) {
 		return nil
 	}
 	schema, name := string(e.Schema), string(e.Table)
-	st := &tableState{filter: filter, colCount: int(e.ColumnCount), matched: filter.Matches(schema, name)}
-	r.tables[e.TableID] = st
-	r.decoder.setPlan(e.TableID, nil)
+	st := &tableState{name: TableName{schema, name}, filter: filter, colCount: int(e.ColumnCount), matched: filter.Matches(schema, name)}
+	r.remember(e.TableID, st)
 	if !st.matched {
 		return nil
 	}
@@ -856,9 +924,9 @@ func (r *reader) tableMap(ctx context.Context, e *replication.TableMapEvent) err
 	return nil
 }
 
-// checkReadable checks, once per table and Run, that source.user may read a table that a
-// rule matches through a glob that is a pattern, whose tables the check at start could
-// not all see. For an aggregate or transition rule it stops the stream
+// checkReadable checks, once per table and Run (and again after DDL names the table),
+// that source.user may read a table that a rule matches through a glob that is a
+// pattern, whose tables the check at start could not all see. For an aggregate or transition rule it stops the stream
 // (ErrUnreadableTable); for row rules, whose stream messages are whole, it warns that a
 // snapshot or re-read of the table reads nothing.
 func (r *reader) checkReadable(ctx context.Context, filter *filterBox, schema, name string) error {

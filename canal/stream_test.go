@@ -603,6 +603,77 @@ func TestStreamStopsWhenAStatefulTableIsRenamedByDDL(t *testing.T) {
 }
 
 // TestWrongPasswordIsNotUnreachable: a server that refuses the user or password was reached;
+// TestStreamDescribesAgainOnlyTheTablesDDLNames: a DDL statement makes the stream
+// describe again (a new *canal.Table, on MariaDB after asking information_schema) only
+// the tables it names, where any statement anywhere on the server made it describe every
+// table again, and the rules engine plan each anew. An ALTER through a spaced, dotted and
+// backquoted name and each table of a multi-table RENAME are described again with their
+// new shapes; a statement it cannot read for its tables (here a CREATE VIEW) makes it
+// describe every table again.
+func TestStreamDescribesAgainOnlyTheTablesDDLNames(t *testing.T) {
+	s := newSource(t)
+	testutil.Exec(t, s.db, "CREATE TABLE kept (id INT PRIMARY KEY, qty INT)", "CREATE TABLE altered (id INT PRIMARY KEY, qty INT)",
+		"CREATE TABLE spare (id INT PRIMARY KEY, note VARCHAR(10), qty INT)", "CREATE TABLE other (a INT)")
+	from := s.position()
+	round := func(i int, keptNote bool, alteredNote bool) {
+		t.Helper()
+		kept, altered := fmt.Sprintf("INSERT INTO kept VALUES (%d, %d)", i, i), fmt.Sprintf("INSERT INTO altered VALUES (%d, %d)", i, i)
+		if keptNote {
+			kept = fmt.Sprintf("INSERT INTO kept VALUES (%d, 'n%d', %d)", i, i, i)
+		}
+		if alteredNote {
+			altered = fmt.Sprintf("INSERT INTO altered VALUES (%d, %d, %d)", i, i, i)
+		}
+		testutil.Exec(t, s.db, kept, altered)
+	}
+	round(0, false, false)
+	// Unrelated DDL: a staging table's life, an index and a TRUNCATE of another table.
+	testutil.Exec(t, s.db, "CREATE TABLE staging (a INT)", "INSERT INTO staging VALUES (1)", "DROP TABLE staging",
+		"CREATE INDEX a ON other (a)", "TRUNCATE TABLE other", "ALTER TABLE other ADD b INT")
+	round(1, false, false)
+	testutil.Exec(t, s.db, fmt.Sprintf("ALTER TABLE `%s` . `altered` ADD note INT", s.name))
+	round(2, false, true)
+	testutil.Exec(t, s.db, "CREATE VIEW v AS SELECT 1 AS one")
+	round(3, false, true)
+	testutil.Exec(t, s.db, "RENAME TABLE kept TO kept_old, spare TO kept")
+	round(4, true, true)
+	to := s.position()
+	filter := &countingFilter{schema: s.name, tables: map[string]bool{"kept": true, "altered": true}, asked: map[string]int{}}
+	rows, err := runUntil(t.Context(), canal.NewStream(s.cfg, s.server, filter, zaptest.NewLogger(t)), from, to, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 10 {
+		t.Fatalf("got %d rows; want 2 in each of 5 rounds", len(rows))
+	}
+	kept := func(round int) *canal.Table { return rows[2*round].Table }
+	altered := func(round int) *canal.Table { return rows[2*round+1].Table }
+	for _, c := range []struct {
+		what           string
+		a, b           *canal.Table
+		describedAgain bool
+	}{
+		{"kept, after DDL of other tables", kept(0), kept(1), false},
+		{"altered, after DDL of other tables", altered(0), altered(1), false},
+		{"kept, after ALTER TABLE of altered", kept(1), kept(2), false},
+		{"altered, after its ALTER TABLE", altered(1), altered(2), true},
+		{"kept, after CREATE VIEW", kept(2), kept(3), true},
+		{"altered, after CREATE VIEW", altered(2), altered(3), true},
+		{"kept, after RENAME TABLE spare TO kept", kept(3), kept(4), true},
+		{"altered, after RENAME TABLE of others", altered(3), altered(4), false},
+	} {
+		if again := c.a != c.b; again != c.describedAgain {
+			t.Errorf("%s: described again %v; want %v", c.what, again, c.describedAgain)
+		}
+	}
+	if got := altered(2).Columns; len(got) != 3 || got[2].Name != "note" || rows[5].After[2] != int64(2) {
+		t.Errorf("altered after its ALTER: columns %+v, row %v; want note third, 2", got, rows[5].After)
+	}
+	if got := kept(4).Columns; len(got) != 3 || got[1].Name != "note" || rows[8].After[1] != "n4" {
+		t.Errorf("kept after spare took its name: columns %+v, row %v; want spare's, note n4", got, rows[8].After)
+	}
+}
+
 // the error names the keys to mend and is not one the pipeline waits out as unreachable.
 func TestWrongPasswordIsNotUnreachable(t *testing.T) {
 	s := newSource(t)

@@ -46,7 +46,11 @@ type Engine struct {
 	log      *zap.Logger
 	now      func() time.Time
 
-	plans  map[*canal.Table]*tablePlan
+	// plans holds, by schema and table, the plan for the table's latest description. The
+	// stream describes a table anew (a new *canal.Table) after DDL that may have changed
+	// it, and then hands on only the new one: keyed by the description, a plan stayed for
+	// each old one for the whole run (planFor).
+	plans  map[[2]string]*tablePlan
 	states map[string]*ruleState // by rule name, stateful rules only
 	// stale are the saved state entries that no longer belong to a rule as it is defined
 	// (a rule removed or changed, by a reload or in the file read at a restart), to delete
@@ -127,7 +131,7 @@ func (e *Engine) Set() *Set { return e.set }
 // published (takeOver).
 func (e *Engine) Install(set *Set) {
 	e.set = set
-	e.plans = map[*canal.Table]*tablePlan{}
+	e.plans = map[[2]string]*tablePlan{}
 	e.headerCache = map[*Rule]cachedHeaders{}
 	old := e.states
 	had := maps.Clone(old)
@@ -172,11 +176,7 @@ func (e *Engine) Row(ctx context.Context, c *canal.RowChange, out Emitter) error
 
 // row is Row; with only set, it is a re-read for those row rules alone (Reread).
 func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only []string) error {
-	plan := e.plans[c.Table]
-	if plan == nil {
-		plan = e.plan(c.Table)
-		e.plans[c.Table] = plan
-	}
+	plan := e.planFor(c.Table)
 	if len(plan.rules) == 0 {
 		return nil
 	}
@@ -238,6 +238,21 @@ func (e *Engine) row(ctx context.Context, c *canal.RowChange, out Emitter, only 
 	}
 	e.cur = nil
 	return nil
+}
+
+// planFor returns the plan for t, made at its first change. A plan made for another
+// description of t's table (before DDL, or a snapshot's or re-read's) is replaced, so
+// that the engine holds one per table whatever the number of schema changes; a re-read
+// interleaved with the stream makes its plan again at each switch, which costs less than
+// a description per DDL kept for the whole run.
+func (e *Engine) planFor(t *canal.Table) *tablePlan {
+	key := [2]string{t.Schema, t.Name}
+	if plan := e.plans[key]; plan != nil && plan.table == t {
+		return plan
+	}
+	plan := e.plan(t)
+	e.plans[key] = plan
+	return plan
 }
 
 // Commit ends the transaction: every aggregate group the transaction touched emits its

@@ -134,6 +134,27 @@ func TestSetMatches(t *testing.T) {
 // apart, since either name may hold a dot: "shop.*" does not reach into database shop.eu,
 // a database with a dot is named in backquotes (or by a pattern half), * matches a '/'
 // (MySQL allows one in a name), and a DROP DATABASE is taken as touching exactly the
+// TestSetCachesABoundedNumberOfTables: a Set caches which rules match each table it is
+// asked about, at most maxCachedMatches of them: the stream asks about every table a DDL
+// statement drops or truncates, and a shop's staging tables, each created and dropped
+// under a new name, left an entry each for as long as the rules ran.
+func TestSetCachesABoundedNumberOfTables(t *testing.T) {
+	set := mustParse(t, spineRules)
+	for i := range 3 * maxCachedMatches {
+		if set.Matches("shop", fmt.Sprintf("staging_%d", i)) {
+			t.Fatalf("shop.staging_%d matched", i)
+		}
+	}
+	cached := 0
+	set.matches.Range(func(any, any) bool { cached++; return true })
+	if cached > maxCachedMatches {
+		t.Errorf("the set caches %d tables after being asked about %d; want at most %d", cached, 3*maxCachedMatches, maxCachedMatches)
+	}
+	if !set.Matches("shop", "stock_1") || set.Matches("shop", "staging_1") {
+		t.Error("after its cache was cleared, the set answers wrongly")
+	}
+}
+
 // rules that read its tables.
 func TestGlobMatchesDatabaseAndTableApart(t *testing.T) {
 	cases := []struct {
@@ -302,5 +323,80 @@ rules:
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("messages:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestEngineHoldsOnePlanPerTableAcrossDescriptions: the stream describes a table anew
+// (a new *canal.Table) after DDL that may have changed it. The engine keeps one plan per
+// table, for its latest description, however many there were, where it kept one per
+// description for the whole run (20,000 plans, 52 MB, after 20,000 DDL statements); and a
+// new description with another shape is planned anew, not served the old plan.
+func TestEngineHoldsOnePlanPerTableAcrossDescriptions(t *testing.T) {
+	set := mustParse(t, `
+rules:
+  - name: product-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: aggregate
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    topic: product.stock
+  - name: search-in-stock
+    match: {table: "inventory.sellable_shard"}
+    emit: transition
+    group_by: [sku_id]
+    sum: {sellable: qty}
+    value: "sellable > 0"
+    topic: search.availability
+  - name: rows
+    match: {table: "inventory.*", when: "after.qty > 0"}
+    topic: shard.rows
+    fields: [sku_id, qty]
+`)
+	e := newTestEngine(set)
+	var out recorder
+	ctx := t.Context()
+	cols := []canal.Column{{Name: "sku_id", Kind: canal.KindString}, {Name: "shard", Kind: canal.KindInt}, {Name: "qty", Kind: canal.KindInt}}
+	other := &canal.Table{Schema: "inventory", Name: "reserved", Columns: cols, PrimaryKey: []int{0, 1}}
+	change := func(tbl *canal.Table, before, after []any, i int) {
+		t.Helper()
+		c := &canal.RowChange{Op: canal.OpUpdate, Table: tbl, Before: before, After: after, Source: src(0)}
+		if err := e.Row(ctx, c, &out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Commit(ctx, canal.Position{File: "binlog.000003", Pos: uint32(2000 + i)}, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const descriptions = 1000
+	for i := range descriptions {
+		tbl := &canal.Table{Schema: "inventory", Name: "sellable_shard", Columns: slices.Clone(cols), PrimaryKey: []int{0, 1}}
+		change(tbl, []any{"A1", int64(0), int64(5000 - i)}, []any{"A1", int64(0), int64(4999 - i)}, i)
+		change(other, []any{"A1", int64(0), int64(1)}, []any{"A1", int64(0), int64(2)}, i)
+		if i == 0 {
+			if err := e.Seed(&canal.RowChange{Op: canal.OpRead, Table: tbl, After: []any{"B1", int64(0), int64(3)}, Source: src(0)}, []string{"product-stock"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(e.plans) != 2 {
+		t.Errorf("the engine holds %d plans for 2 tables after %d descriptions of one; want 2", len(e.plans), descriptions)
+	}
+
+	// The table altered: qty moved to the second column. Its rows are read by the new shape.
+	moved := &canal.Table{Schema: "inventory", Name: "sellable_shard",
+		Columns: []canal.Column{cols[0], cols[2], cols[1]}, PrimaryKey: []int{0, 2}}
+	out.msgs = nil
+	change(moved, []any{"A1", int64(7), int64(0)}, []any{"A1", int64(8), int64(0)}, descriptions)
+	var rows []string
+	for _, m := range out.msgs {
+		if m.Topic == "shard.rows" {
+			rows = append(rows, string(m.Value))
+		}
+	}
+	if len(rows) != 1 || !strings.Contains(rows[0], `"qty":8`) {
+		t.Errorf("after the table's shape changed, the row rule published %q; want qty 8, read from the new description's second column", rows)
+	}
+	if len(e.plans) != 2 {
+		t.Errorf("the engine holds %d plans for 2 tables; want 2", len(e.plans))
 	}
 }

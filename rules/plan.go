@@ -66,6 +66,7 @@ type rulePlan struct {
 }
 
 type tablePlan struct {
+	table    *canal.Table // the description it was made for (planFor)
 	rules    []*rulePlan
 	flatKeys []flatKey // the flat names the rules' fast `when`s read
 }
@@ -78,7 +79,7 @@ const (
 )
 
 func (e *Engine) plan(t *canal.Table) *tablePlan {
-	tp := &tablePlan{}
+	tp := &tablePlan{table: t}
 	if !e.set.match(t.Schema, t.Name).any {
 		return tp
 	}

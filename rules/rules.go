@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -75,9 +76,17 @@ func (f Format) String() string {
 type Set struct {
 	file  string
 	rules []*Rule
-	// matches caches match by canal.TableName.
-	matches sync.Map
+	// matches caches match by canal.TableName; matchesLen counts its entries, which are
+	// cleared past maxCachedMatches: a shop's staging tables, each created and dropped
+	// under a new name, left an entry per name for as long as the set was in use.
+	matches    sync.Map
+	matchesLen atomic.Int64
 }
+
+// maxCachedMatches bounds the tables whose match a Set caches, about 240 bytes each:
+// more than most servers hold. Past it the cache starts again, which costs each table
+// one more walk over the rules.
+const maxCachedMatches = 4096
 
 // Rule is one compiled rule.
 type Rule struct {
@@ -235,7 +244,10 @@ func (s *Set) match(schema, table string) tableMatch {
 			m.patternRule, m.patternStateful = r.name, r.Stateful()
 		}
 	}
-	s.matches.Store(full, m)
+	if _, loaded := s.matches.LoadOrStore(full, m); !loaded && s.matchesLen.Add(1) > maxCachedMatches {
+		s.matches.Clear()
+		s.matchesLen.Store(0)
+	}
 	return m
 }
 

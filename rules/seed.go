@@ -98,11 +98,7 @@ func (s *Set) TablesOf(names []string) func(schema, table string) bool {
 // Seed folds a snapshot row into the named rules only (others see nothing of it). The
 // groups it touches emit at the next Commit.
 func (e *Engine) Seed(c *canal.RowChange, names []string) error {
-	plan := e.plans[c.Table]
-	if plan == nil {
-		plan = e.plan(c.Table)
-		e.plans[c.Table] = plan
-	}
+	plan := e.planFor(c.Table)
 	for _, rp := range plan.rules {
 		if rp.rule.emit == EmitRow || !contains(names, rp.rule.name) {
 			continue
