@@ -308,8 +308,13 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 		if len(problems) > 0 && problems[0].Key == "(file)" {
 			return failed, problems
 		}
-		v.SetConfigType("yaml")
-		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
+		// The document checkKeys marked, not the file's bytes: a text key's 012345 is
+		// read as "012345".
+		var settings map[string]any
+		if err := doc.Decode(&settings); err != nil {
+			return failed, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
+		}
+		if err := v.MergeConfigMap(settings); err != nil {
 			return failed, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
 		}
 	}
@@ -604,8 +609,9 @@ func setDefaults(v *viper.Viper, prefix string, val reflect.Value) {
 	}
 }
 
-// checkKeys walks the YAML document against the Config type, reporting unknown keys
-// and recording each known key's node for line numbers.
+// checkKeys walks the YAML document against the Config type, reporting unknown keys,
+// recording each known key's node for line numbers, and marking the value of each key
+// that takes text (a list's items too) to be read as the text it is written with (asText).
 func checkKeys(file string, doc *yaml.Node, t reflect.Type, prefix string, positions map[string]yaml.Node) Problems {
 	node := doc
 	if node.Kind == yaml.DocumentNode {
@@ -640,16 +646,43 @@ func checkKeys(file string, doc *yaml.Node, t reflect.Type, prefix string, posit
 			continue
 		}
 		positions[key] = *val
-		if f.Type.Kind() == reflect.Struct {
+		switch {
+		case f.Type.Kind() == reflect.Struct:
 			ps = append(ps, checkKeys(file, val, f.Type, key+".", positions)...)
-		}
-		if f.Type.Kind() == reflect.Slice {
+		case f.Type.Kind() == reflect.String:
+			asText(val)
+		case f.Type.Kind() == reflect.Slice:
 			for j, item := range val.Content {
 				positions[fmt.Sprintf("%s[%d]", key, j)] = *item
+				if f.Type.Elem().Kind() == reflect.String {
+					asText(item)
+				}
 			}
 		}
 	}
 	return ps
+}
+
+// asText makes a plain scalar that YAML would read as a number, a switch or a date
+// (012345, 0x1F, 1_000_000, 1.50, true, 2001-12-14) read as the text written, for a key
+// that takes text: read as a number, it reached the key written back in another form
+// (012345 as "5349", 1.50 as "1.5"), a password or token nobody wrote. An alias of such a
+// scalar is replaced by a copy of it, marked so, at the alias's place: the anchor itself
+// may be another key's number. Null (nothing, ~) stays null, which leaves the key at its
+// default.
+func asText(n *yaml.Node) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil && n.Alias.Kind == yaml.ScalarNode {
+		line, col := n.Line, n.Column
+		*n = *n.Alias
+		n.Anchor, n.Line, n.Column = "", line, col
+	}
+	if n.Kind != yaml.ScalarNode {
+		return
+	}
+	switch n.ShortTag() {
+	case "!!int", "!!float", "!!bool", "!!timestamp":
+		n.Tag = "!!str"
+	}
 }
 
 func suggest(name string, fields map[string]reflect.StructField) string {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -475,5 +476,69 @@ func TestSetsAndProblemAtTellWhatTheOperatorGave(t *testing.T) {
 	}
 	if Default().Sets("inventory") {
 		t.Error("Default().Sets(inventory) = true; want nothing set")
+	}
+}
+
+// TestTextKeysTakeTheValueAsWritten: a password, token or any other text key written
+// without quotes, that YAML alone would read as a number or a switch (0x1F, 012345,
+// 1_000_000, 6e3, 1.50, true), is taken exactly as the file writes it: read as a number
+// and written back, 012345 was "5349" and 1.50 "1.5", a password nobody wrote (the server
+// answered "Access denied") or a token no client had (every call 401). A list's items and
+// a value given by an alias keep their text too, and so does a STOCKSYNC_* variable; keys
+// that are numbers, switches or durations read those as before.
+func TestTextKeysTakeTheValueAsWritten(t *testing.T) {
+	for _, written := range []string{"0x1F", "012345", "0o17", "1_000_000", "6e3", "1.50", ".5", "-0", ".inf", "true", "False", "2001-12-14"} {
+		cfg, err := load(t, fmt.Sprintf("source: {user: %s, password: %[1]s}\nhttp: {token: %[1]s}\ncheckpoint: {name: %[1]s}\n"+
+			"kafka: {brokers: [k:9092], client_id: %[1]s, sasl: {mechanism: SCRAM-SHA-256, user: %[1]s, password: %[1]s}}\n", written))
+		if err != nil {
+			t.Errorf("%s: %v", written, err)
+			continue
+		}
+		for key, got := range map[string]string{"source.user": cfg.Source.User, "source.password": cfg.Source.Password, "http.token": cfg.HTTP.Token,
+			"checkpoint.name": cfg.Checkpoint.Name, "kafka.client_id": cfg.Kafka.ClientID, "kafka.sasl.user": cfg.Kafka.SASL.User, "kafka.sasl.password": cfg.Kafka.SASL.Password} {
+			if got != written {
+				t.Errorf("%s written %s loaded as %q", key, written, got)
+			}
+		}
+	}
+
+	if _, err := load(t, "kafka: {brokers: [0x1F]}\n"); err == nil || !strings.Contains(err.Error(), `kafka.brokers[0]: "0x1F" has no port`) {
+		t.Errorf("a list's item written 0x1F: %v", err)
+	}
+	cfg, err := load(t, "source: {server_id: &id 012345}\ncheckpoint: {name: *id}\n")
+	if err != nil || cfg.Checkpoint.Name != "012345" || cfg.Source.ServerID != 5349 {
+		t.Errorf("an alias of 012345: checkpoint.name %q, source.server_id %d, %v; want \"012345\" and 5349 (YAML's octal, as before)", cfg.Checkpoint.Name, cfg.Source.ServerID, err)
+	}
+	cfg, err = load(t, "source: {password: , server_id: 0x10}\nhttp: {token: ~}\ncheckpoint: {name: null}\nha: true\nkafka: {max_in_flight: 1_000, max_message_bytes: 1e6}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source.Password != "" || cfg.HTTP.Token != "" || cfg.Checkpoint.Name != "default" {
+		t.Errorf("empty values: password %q, token %q, checkpoint.name %q; want them left to their defaults", cfg.Source.Password, cfg.HTTP.Token, cfg.Checkpoint.Name)
+	}
+	if cfg.Source.ServerID != 16 || !cfg.HA || cfg.Kafka.MaxInFlight != 1000 || cfg.Kafka.MaxMessageBytes != 1000000 {
+		t.Errorf("numbers and switches: server_id %d, ha %v, max_in_flight %d, max_message_bytes %d", cfg.Source.ServerID, cfg.HA, cfg.Kafka.MaxInFlight, cfg.Kafka.MaxMessageBytes)
+	}
+
+	t.Setenv("STOCKSYNC_SOURCE_PASSWORD", "012345")
+	t.Setenv("STOCKSYNC_HTTP_TOKEN", "1.50")
+	cfg, err = load(t, "source: {password: other}\n")
+	if err != nil || cfg.Source.Password != "012345" || cfg.HTTP.Token != "1.50" {
+		t.Errorf("from the environment: password %q, token %q, %v; want 012345 and 1.50", cfg.Source.Password, cfg.HTTP.Token, err)
+	}
+}
+
+// TestTextKeyRefusesANumberItCannotTakeAsWritten: should a number or a switch reach a text
+// key with its text lost, it is refused, saying to quote it, rather than written back in
+// another form.
+func TestTextKeyRefusesANumberItCannotTakeAsWritten(t *testing.T) {
+	for _, value := range []any{31, 1.5, true, uint32(7)} {
+		_, err := checkValue(reflect.ValueOf(value), reflect.ValueOf(""))
+		if want := fmt.Sprintf("%v is not text: write it in quotes", value); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%T %v for a text key: %v, want %q", value, value, err, want)
+		}
+	}
+	if got, err := checkValue(reflect.ValueOf("012345"), reflect.ValueOf("")); err != nil || got != "012345" {
+		t.Errorf("text for a text key: %q, %v", got, err)
 	}
 }
