@@ -49,6 +49,9 @@ type Config struct {
 	// UnknownVariables says of each STOCKSYNC_* environment variable that sets no key (a
 	// misspelt one, say) that it is ignored, with the variable meant when it is plain.
 	UnknownVariables []string `mapstructure:"-"`
+	// Warnings are what Load found that works but is unwise, each placed where its value
+	// came from: the commands print them, as they print UnknownVariables.
+	Warnings Problems `mapstructure:"-"`
 
 	// given is every key (and section) the file or a STOCKSYNC_* variable sets, and
 	// positions the file's node of each key it has: read by Sets and ProblemAt, for
@@ -366,6 +369,9 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
 		return failed, problems
 	}
+	for _, w := range cfg.warnings() {
+		cfg.Warnings = append(cfg.Warnings, at(w, path, positions))
+	}
 	return cfg, nil
 }
 
@@ -522,6 +528,9 @@ func (c Config) Validate() Problems {
 	if c.HTTP.Addr != "" && !strings.Contains(c.HTTP.Addr, ":") {
 		bad("http.addr", "%q has no port; write host:port", c.HTTP.Addr)
 	}
+	if problem := tokenProblem(c.HTTP.Token); problem != "" {
+		bad("http.token", "%s", problem)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -553,6 +562,57 @@ func (c Config) Validate() Problems {
 		bad("snapshot_chunk_size", "must be between 1 and 1000000, got %d", c.SnapshotChunkSize)
 	}
 	return ps
+}
+
+// tokenProblem says why no HTTP client can present token as "Authorization: Bearer
+// <token>", "" when one can. net/http trims the spaces and tabs around a header's value
+// and refuses a control character (a line break among them) anywhere in it, so such a
+// token would make every /v1 and /admin call 401, the CLI's included. The token itself is
+// never shown: it is a secret.
+func tokenProblem(token string) string {
+	const unsendable = "which no HTTP client can present in an Authorization header (HTTP drops the spaces around a header's value " +
+		"and refuses control characters in it), so every /v1 and /admin call would be refused 401"
+	isCtl := func(b byte) bool { return b < ' ' && b != '\t' || b == 0x7f }
+	name := func(b byte) string {
+		switch b {
+		case '\n', '\r':
+			return "a newline"
+		case ' ':
+			return "a space"
+		case '\t':
+			return "a tab"
+		}
+		return fmt.Sprintf("a control character (0x%02x)", b)
+	}
+	if token == "" {
+		return ""
+	}
+	first, last := token[0], token[len(token)-1]
+	switch {
+	case last == '\n' || last == '\r':
+		return "ends with a newline (a secret made from a file keeps the file's last line break), " + unsendable + ": remove it"
+	case last == ' ' || last == '\t' || isCtl(last):
+		return "ends with " + name(last) + ", " + unsendable + ": remove it"
+	case first == ' ' || first == '\t' || isCtl(first):
+		return "begins with " + name(first) + ", " + unsendable + ": remove it"
+	}
+	for i := range len(token) {
+		if isCtl(token[i]) {
+			return fmt.Sprintf("holds %s at byte %d, %s: use a token of printable characters", name(token[i]), i+1, unsendable)
+		}
+	}
+	return ""
+}
+
+// warnings checks values that work but are unwise, as Validate checks those that do not
+// work; each names its key.
+func (c Config) warnings() Problems {
+	var ws Problems
+	if c.Kafka.SASL.Mechanism == SASLPlain && !c.Kafka.TLS.Enabled() && len(c.Kafka.Brokers) > 0 {
+		ws = append(ws, Problem{Key: "kafka.sasl.mechanism", Msg: "PLAIN sends kafka.sasl.password to the brokers in clear text, and kafka.tls.mode is disabled: " +
+			"anyone on the network between them reads it; set kafka.tls.mode (SASL_SSL), or use SCRAM-SHA-256 or SCRAM-SHA-512, which never send it"})
+	}
+	return ws
 }
 
 // maxCheckpointName is the longest checkpoint.name: checkpoint.table's name column holds

@@ -542,3 +542,73 @@ func TestTextKeyRefusesANumberItCannotTakeAsWritten(t *testing.T) {
 		t.Errorf("text for a text key: %q, %v", got, err)
 	}
 }
+
+// TestHTTPTokenNoClientCanSendIsRefused: an http.token with a line break or a space around
+// it (a Kubernetes secret made --from-file ends with the file's newline), or a control
+// character, cannot be sent in an Authorization header (net/http drops the spaces and
+// refuses the rest), so every /v1 and /admin call would be 401. Load refuses it, naming
+// where it came from and what is wrong, never the token itself.
+func TestHTTPTokenNoClientCanSendIsRefused(t *testing.T) {
+	cases := []struct {
+		name, env, conf, want string
+	}{
+		{"trailing newline from a variable", "T0K3N\n", "", "STOCKSYNC_HTTP_TOKEN: http.token: ends with a newline"},
+		{"trailing CRLF from a variable", "T0K3N\r\n", "", "STOCKSYNC_HTTP_TOKEN: http.token: ends with a newline"},
+		{"leading space from a variable", " T0K3N", "", "STOCKSYNC_HTTP_TOKEN: http.token: begins with a space"},
+		{"trailing tab in the file", "", "http: {token: \"T0K3N\\t\"}\n", "stocksync.yaml:1:15: http.token: ends with a tab"},
+		{"block scalar's newline in the file", "", "http:\n  token: |\n    T0K3N\n", "stocksync.yaml:2:10: http.token: ends with a newline"},
+		{"newline inside", "", "http: {token: \"T0K\\n3N\"}\n", "http.token: holds a newline"},
+		{"control character", "", "http: {token: \"T0K\\x073N\"}\n", "http.token: holds a control character (0x07)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("STOCKSYNC_HTTP_TOKEN", c.env)
+			}
+			conf := c.conf
+			if conf == "" {
+				conf = "http: {addr: \"0.0.0.0:8080\"}\n"
+			}
+			cfg, err := load(t, conf)
+			if err == nil {
+				t.Fatalf("loaded, token %q", cfg.HTTP.Token)
+			}
+			if ps := err.(Problems); len(ps) != 1 || !strings.Contains(ps[0].String(), c.want) {
+				t.Errorf("want one problem with %q, got:\n%v", c.want, err)
+			}
+			if strings.Contains(err.Error(), "T0K") {
+				t.Errorf("the refusal shows the token: %v", err)
+			}
+			if cfg.HTTP.Token != "" {
+				t.Errorf("a refused config still holds the token %q", cfg.HTTP.Token)
+			}
+		})
+	}
+	for _, token := range []string{"T0K3N", "a b", "Zm9v+/=-._~", "pässwort"} {
+		if cfg, err := load(t, fmt.Sprintf("http: {token: %q}\n", token)); err != nil || cfg.HTTP.Token != token {
+			t.Errorf("token %q a client can send: %q, %v", token, cfg.HTTP.Token, err)
+		}
+	}
+}
+
+// TestPlainSASLWithoutTLSIsWarnedOf: SASL PLAIN sends kafka.sasl.password as it is, so
+// without kafka.tls anyone on the path to the brokers reads it. The config loads (a
+// broker on a private network may be meant), with a warning naming both keys.
+func TestPlainSASLWithoutTLSIsWarnedOf(t *testing.T) {
+	cfg, err := load(t, "kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: PLAIN, user: u, password: p}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "stocksync.yaml:3:21: kafka.sasl.mechanism: PLAIN sends kafka.sasl.password to the brokers in clear text, and kafka.tls.mode is disabled"
+	if len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0].String(), filepath.Dir(cfg.File)) || !strings.Contains(cfg.Warnings[0].String(), want) {
+		t.Errorf("warnings %v, want one with %q", cfg.Warnings, want)
+	}
+	for _, conf := range []string{
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: PLAIN, user: u, password: p}\n  tls: {mode: required}\n",
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: SCRAM-SHA-512, user: u, password: p}\n",
+	} {
+		if cfg, err := load(t, conf); err != nil || len(cfg.Warnings) != 0 {
+			t.Errorf("%s: warnings %v, %v; want none", conf, cfg.Warnings, err)
+		}
+	}
+}
