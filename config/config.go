@@ -49,6 +49,9 @@ type Config struct {
 	// UnknownVariables says of each STOCKSYNC_* environment variable that sets no key (a
 	// misspelt one, say) that it is ignored, with the variable meant when it is plain.
 	UnknownVariables []string `mapstructure:"-"`
+	// Warnings are what Load found that works but is unwise, each placed where its value
+	// came from: the commands print them, as they print UnknownVariables.
+	Warnings Problems `mapstructure:"-"`
 
 	// given is every key (and section) the file or a STOCKSYNC_* variable sets, and
 	// positions the file's node of each key it has: read by Sets and ProblemAt, for
@@ -308,8 +311,13 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 		if len(problems) > 0 && problems[0].Key == "(file)" {
 			return failed, problems
 		}
-		v.SetConfigType("yaml")
-		if err := v.ReadConfig(strings.NewReader(string(data))); err != nil {
+		// The document checkKeys marked, not the file's bytes: a text key's 012345 is
+		// read as "012345".
+		var settings map[string]any
+		if err := doc.Decode(&settings); err != nil {
+			return failed, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
+		}
+		if err := v.MergeConfigMap(settings); err != nil {
 			return failed, Problems{{File: path, Key: "(file)", Msg: err.Error()}}
 		}
 	}
@@ -360,6 +368,9 @@ func loadFile(path string, rulesNeeded bool) (Config, error) {
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
 		return failed, problems
+	}
+	for _, w := range cfg.warnings() {
+		cfg.Warnings = append(cfg.Warnings, at(w, path, positions))
 	}
 	return cfg, nil
 }
@@ -517,6 +528,9 @@ func (c Config) Validate() Problems {
 	if c.HTTP.Addr != "" && !strings.Contains(c.HTTP.Addr, ":") {
 		bad("http.addr", "%q has no port; write host:port", c.HTTP.Addr)
 	}
+	if problem := tokenProblem(c.HTTP.Token); problem != "" {
+		bad("http.token", "%s", problem)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -548,6 +562,57 @@ func (c Config) Validate() Problems {
 		bad("snapshot_chunk_size", "must be between 1 and 1000000, got %d", c.SnapshotChunkSize)
 	}
 	return ps
+}
+
+// tokenProblem says why no HTTP client can present token as "Authorization: Bearer
+// <token>", "" when one can. net/http trims the spaces and tabs around a header's value
+// and refuses a control character (a line break among them) anywhere in it, so such a
+// token would make every /v1 and /admin call 401, the CLI's included. The token itself is
+// never shown: it is a secret.
+func tokenProblem(token string) string {
+	const unsendable = "which no HTTP client can present in an Authorization header (HTTP drops the spaces around a header's value " +
+		"and refuses control characters in it), so every /v1 and /admin call would be refused 401"
+	isCtl := func(b byte) bool { return b < ' ' && b != '\t' || b == 0x7f }
+	name := func(b byte) string {
+		switch b {
+		case '\n', '\r':
+			return "a newline"
+		case ' ':
+			return "a space"
+		case '\t':
+			return "a tab"
+		}
+		return fmt.Sprintf("a control character (0x%02x)", b)
+	}
+	if token == "" {
+		return ""
+	}
+	first, last := token[0], token[len(token)-1]
+	switch {
+	case last == '\n' || last == '\r':
+		return "ends with a newline (a secret made from a file keeps the file's last line break), " + unsendable + ": remove it"
+	case last == ' ' || last == '\t' || isCtl(last):
+		return "ends with " + name(last) + ", " + unsendable + ": remove it"
+	case first == ' ' || first == '\t' || isCtl(first):
+		return "begins with " + name(first) + ", " + unsendable + ": remove it"
+	}
+	for i := range len(token) {
+		if isCtl(token[i]) {
+			return fmt.Sprintf("holds %s at byte %d, %s: use a token of printable characters", name(token[i]), i+1, unsendable)
+		}
+	}
+	return ""
+}
+
+// warnings checks values that work but are unwise, as Validate checks those that do not
+// work; each names its key.
+func (c Config) warnings() Problems {
+	var ws Problems
+	if c.Kafka.SASL.Mechanism == SASLPlain && !c.Kafka.TLS.Enabled() && len(c.Kafka.Brokers) > 0 {
+		ws = append(ws, Problem{Key: "kafka.sasl.mechanism", Msg: "PLAIN sends kafka.sasl.password to the brokers in clear text, and kafka.tls.mode is disabled: " +
+			"anyone on the network between them reads it; set kafka.tls.mode (SASL_SSL), or use SCRAM-SHA-256 or SCRAM-SHA-512, which never send it"})
+	}
+	return ws
 }
 
 // maxCheckpointName is the longest checkpoint.name: checkpoint.table's name column holds
@@ -604,8 +669,9 @@ func setDefaults(v *viper.Viper, prefix string, val reflect.Value) {
 	}
 }
 
-// checkKeys walks the YAML document against the Config type, reporting unknown keys
-// and recording each known key's node for line numbers.
+// checkKeys walks the YAML document against the Config type, reporting unknown keys,
+// recording each known key's node for line numbers, and marking the value of each key
+// that takes text (a list's items too) to be read as the text it is written with (asText).
 func checkKeys(file string, doc *yaml.Node, t reflect.Type, prefix string, positions map[string]yaml.Node) Problems {
 	node := doc
 	if node.Kind == yaml.DocumentNode {
@@ -640,16 +706,43 @@ func checkKeys(file string, doc *yaml.Node, t reflect.Type, prefix string, posit
 			continue
 		}
 		positions[key] = *val
-		if f.Type.Kind() == reflect.Struct {
+		switch {
+		case f.Type.Kind() == reflect.Struct:
 			ps = append(ps, checkKeys(file, val, f.Type, key+".", positions)...)
-		}
-		if f.Type.Kind() == reflect.Slice {
+		case f.Type.Kind() == reflect.String:
+			asText(val)
+		case f.Type.Kind() == reflect.Slice:
 			for j, item := range val.Content {
 				positions[fmt.Sprintf("%s[%d]", key, j)] = *item
+				if f.Type.Elem().Kind() == reflect.String {
+					asText(item)
+				}
 			}
 		}
 	}
 	return ps
+}
+
+// asText makes a plain scalar that YAML would read as a number, a switch or a date
+// (012345, 0x1F, 1_000_000, 1.50, true, 2001-12-14) read as the text written, for a key
+// that takes text: read as a number, it reached the key written back in another form
+// (012345 as "5349", 1.50 as "1.5"), a password or token nobody wrote. An alias of such a
+// scalar is replaced by a copy of it, marked so, at the alias's place: the anchor itself
+// may be another key's number. Null (nothing, ~) stays null, which leaves the key at its
+// default.
+func asText(n *yaml.Node) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil && n.Alias.Kind == yaml.ScalarNode {
+		line, col := n.Line, n.Column
+		*n = *n.Alias
+		n.Anchor, n.Line, n.Column = "", line, col
+	}
+	if n.Kind != yaml.ScalarNode {
+		return
+	}
+	switch n.ShortTag() {
+	case "!!int", "!!float", "!!bool", "!!timestamp":
+		n.Tag = "!!str"
+	}
 }
 
 func suggest(name string, fields map[string]reflect.StructField) string {

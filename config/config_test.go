@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -475,5 +476,139 @@ func TestSetsAndProblemAtTellWhatTheOperatorGave(t *testing.T) {
 	}
 	if Default().Sets("inventory") {
 		t.Error("Default().Sets(inventory) = true; want nothing set")
+	}
+}
+
+// TestTextKeysTakeTheValueAsWritten: a password, token or any other text key written
+// without quotes, that YAML alone would read as a number or a switch (0x1F, 012345,
+// 1_000_000, 6e3, 1.50, true), is taken exactly as the file writes it: read as a number
+// and written back, 012345 was "5349" and 1.50 "1.5", a password nobody wrote (the server
+// answered "Access denied") or a token no client had (every call 401). A list's items and
+// a value given by an alias keep their text too, and so does a STOCKSYNC_* variable; keys
+// that are numbers, switches or durations read those as before.
+func TestTextKeysTakeTheValueAsWritten(t *testing.T) {
+	for _, written := range []string{"0x1F", "012345", "0o17", "1_000_000", "6e3", "1.50", ".5", "-0", ".inf", "true", "False", "2001-12-14"} {
+		cfg, err := load(t, fmt.Sprintf("source: {user: %s, password: %[1]s}\nhttp: {token: %[1]s}\ncheckpoint: {name: %[1]s}\n"+
+			"kafka: {brokers: [k:9092], client_id: %[1]s, sasl: {mechanism: SCRAM-SHA-256, user: %[1]s, password: %[1]s}}\n", written))
+		if err != nil {
+			t.Errorf("%s: %v", written, err)
+			continue
+		}
+		for key, got := range map[string]string{"source.user": cfg.Source.User, "source.password": cfg.Source.Password, "http.token": cfg.HTTP.Token,
+			"checkpoint.name": cfg.Checkpoint.Name, "kafka.client_id": cfg.Kafka.ClientID, "kafka.sasl.user": cfg.Kafka.SASL.User, "kafka.sasl.password": cfg.Kafka.SASL.Password} {
+			if got != written {
+				t.Errorf("%s written %s loaded as %q", key, written, got)
+			}
+		}
+	}
+
+	if _, err := load(t, "kafka: {brokers: [0x1F]}\n"); err == nil || !strings.Contains(err.Error(), `kafka.brokers[0]: "0x1F" has no port`) {
+		t.Errorf("a list's item written 0x1F: %v", err)
+	}
+	cfg, err := load(t, "source: {server_id: &id 012345}\ncheckpoint: {name: *id}\n")
+	if err != nil || cfg.Checkpoint.Name != "012345" || cfg.Source.ServerID != 5349 {
+		t.Errorf("an alias of 012345: checkpoint.name %q, source.server_id %d, %v; want \"012345\" and 5349 (YAML's octal, as before)", cfg.Checkpoint.Name, cfg.Source.ServerID, err)
+	}
+	cfg, err = load(t, "source: {password: , server_id: 0x10}\nhttp: {token: ~}\ncheckpoint: {name: null}\nha: true\nkafka: {max_in_flight: 1_000, max_message_bytes: 1e6}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source.Password != "" || cfg.HTTP.Token != "" || cfg.Checkpoint.Name != "default" {
+		t.Errorf("empty values: password %q, token %q, checkpoint.name %q; want them left to their defaults", cfg.Source.Password, cfg.HTTP.Token, cfg.Checkpoint.Name)
+	}
+	if cfg.Source.ServerID != 16 || !cfg.HA || cfg.Kafka.MaxInFlight != 1000 || cfg.Kafka.MaxMessageBytes != 1000000 {
+		t.Errorf("numbers and switches: server_id %d, ha %v, max_in_flight %d, max_message_bytes %d", cfg.Source.ServerID, cfg.HA, cfg.Kafka.MaxInFlight, cfg.Kafka.MaxMessageBytes)
+	}
+
+	t.Setenv("STOCKSYNC_SOURCE_PASSWORD", "012345")
+	t.Setenv("STOCKSYNC_HTTP_TOKEN", "1.50")
+	cfg, err = load(t, "source: {password: other}\n")
+	if err != nil || cfg.Source.Password != "012345" || cfg.HTTP.Token != "1.50" {
+		t.Errorf("from the environment: password %q, token %q, %v; want 012345 and 1.50", cfg.Source.Password, cfg.HTTP.Token, err)
+	}
+}
+
+// TestTextKeyRefusesANumberItCannotTakeAsWritten: should a number or a switch reach a text
+// key with its text lost, it is refused, saying to quote it, rather than written back in
+// another form.
+func TestTextKeyRefusesANumberItCannotTakeAsWritten(t *testing.T) {
+	for _, value := range []any{31, 1.5, true, uint32(7)} {
+		_, err := checkValue(reflect.ValueOf(value), reflect.ValueOf(""))
+		if want := fmt.Sprintf("%v is not text: write it in quotes", value); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%T %v for a text key: %v, want %q", value, value, err, want)
+		}
+	}
+	if got, err := checkValue(reflect.ValueOf("012345"), reflect.ValueOf("")); err != nil || got != "012345" {
+		t.Errorf("text for a text key: %q, %v", got, err)
+	}
+}
+
+// TestHTTPTokenNoClientCanSendIsRefused: an http.token with a line break or a space around
+// it (a Kubernetes secret made --from-file ends with the file's newline), or a control
+// character, cannot be sent in an Authorization header (net/http drops the spaces and
+// refuses the rest), so every /v1 and /admin call would be 401. Load refuses it, naming
+// where it came from and what is wrong, never the token itself.
+func TestHTTPTokenNoClientCanSendIsRefused(t *testing.T) {
+	cases := []struct {
+		name, env, conf, want string
+	}{
+		{"trailing newline from a variable", "T0K3N\n", "", "STOCKSYNC_HTTP_TOKEN: http.token: ends with a newline"},
+		{"trailing CRLF from a variable", "T0K3N\r\n", "", "STOCKSYNC_HTTP_TOKEN: http.token: ends with a newline"},
+		{"leading space from a variable", " T0K3N", "", "STOCKSYNC_HTTP_TOKEN: http.token: begins with a space"},
+		{"trailing tab in the file", "", "http: {token: \"T0K3N\\t\"}\n", "stocksync.yaml:1:15: http.token: ends with a tab"},
+		{"block scalar's newline in the file", "", "http:\n  token: |\n    T0K3N\n", "stocksync.yaml:2:10: http.token: ends with a newline"},
+		{"newline inside", "", "http: {token: \"T0K\\n3N\"}\n", "http.token: holds a newline"},
+		{"control character", "", "http: {token: \"T0K\\x073N\"}\n", "http.token: holds a control character (0x07)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("STOCKSYNC_HTTP_TOKEN", c.env)
+			}
+			conf := c.conf
+			if conf == "" {
+				conf = "http: {addr: \"0.0.0.0:8080\"}\n"
+			}
+			cfg, err := load(t, conf)
+			if err == nil {
+				t.Fatalf("loaded, token %q", cfg.HTTP.Token)
+			}
+			if ps := err.(Problems); len(ps) != 1 || !strings.Contains(ps[0].String(), c.want) {
+				t.Errorf("want one problem with %q, got:\n%v", c.want, err)
+			}
+			if strings.Contains(err.Error(), "T0K") {
+				t.Errorf("the refusal shows the token: %v", err)
+			}
+			if cfg.HTTP.Token != "" {
+				t.Errorf("a refused config still holds the token %q", cfg.HTTP.Token)
+			}
+		})
+	}
+	for _, token := range []string{"T0K3N", "a b", "Zm9v+/=-._~", "pässwort"} {
+		if cfg, err := load(t, fmt.Sprintf("http: {token: %q}\n", token)); err != nil || cfg.HTTP.Token != token {
+			t.Errorf("token %q a client can send: %q, %v", token, cfg.HTTP.Token, err)
+		}
+	}
+}
+
+// TestPlainSASLWithoutTLSIsWarnedOf: SASL PLAIN sends kafka.sasl.password as it is, so
+// without kafka.tls anyone on the path to the brokers reads it. The config loads (a
+// broker on a private network may be meant), with a warning naming both keys.
+func TestPlainSASLWithoutTLSIsWarnedOf(t *testing.T) {
+	cfg, err := load(t, "kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: PLAIN, user: u, password: p}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "stocksync.yaml:3:21: kafka.sasl.mechanism: PLAIN sends kafka.sasl.password to the brokers in clear text, and kafka.tls.mode is disabled"
+	if len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0].String(), filepath.Dir(cfg.File)) || !strings.Contains(cfg.Warnings[0].String(), want) {
+		t.Errorf("warnings %v, want one with %q", cfg.Warnings, want)
+	}
+	for _, conf := range []string{
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: PLAIN, user: u, password: p}\n  tls: {mode: required}\n",
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: SCRAM-SHA-512, user: u, password: p}\n",
+	} {
+		if cfg, err := load(t, conf); err != nil || len(cfg.Warnings) != 0 {
+			t.Errorf("%s: warnings %v, %v; want none", conf, cfg.Warnings, err)
+		}
 	}
 }

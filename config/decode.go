@@ -16,7 +16,8 @@ var durationType = reflect.TypeOf(time.Duration(0))
 
 // checkValue is the decode hook that turns what the file or the environment wrote into
 // the key's type, or says what the key wants instead. It runs before mapstructure's own
-// weak conversions, which would turn 1.5 into 1, -1 into 4294967295 or 3 into true.
+// weak conversions, which would turn 1.5 into 1, -1 into 4294967295, 3 into true, or a
+// text key's 1.50 into "1.5".
 func checkValue(from, to reflect.Value) (any, error) {
 	value := from.Interface()
 	if from.Type() == to.Type() {
@@ -38,6 +39,11 @@ func checkValue(from, to reflect.Value) (any, error) {
 		return nil, errors.New(show(value) + " is not a single value")
 	case to.Kind() == reflect.Slice && from.Kind() == reflect.Map:
 		return nil, errors.New(show(value) + " is not a list such as [a, b]")
+	case to.Kind() == reflect.String && from.Kind() != reflect.String:
+		// The file's number-like text reaches a text key as text (asText), and a
+		// variable is text. A number here has lost how it was written: turned back into
+		// text (1.5 for 1.50, 5349 for 012345) it would be a password nobody wrote.
+		return nil, errors.New(show(value) + " is not text: write it in quotes so that it is taken as written")
 	}
 	return value, nil
 }

@@ -70,6 +70,9 @@ func loadConfigWith(cmd *cobra.Command, load func(string) (config.Config, error)
 	for _, w := range cfg.UnknownVariables {
 		fmt.Fprintln(cmd.ErrOrStderr(), "stocksync: warning:", w)
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "stocksync: warning:", w)
+	}
 	return cfg, err
 }
 

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -228,5 +230,36 @@ func TestResyncNamesTheURLWithoutItsPassword(t *testing.T) {
 	out, err := exec.Command(binary, "resync", "--config", filepath.Join(dir, "stocksync.yaml"), "--url", "http://ops:hunter2@"+closed, "r").CombinedOutput()
 	if err == nil || strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "calling the daemon at http://ops:xxxxx@"+closed) {
 		t.Errorf("resync to a daemon not listening: %v\n%s\nwant an error naming the URL with its password hidden", err, out)
+	}
+}
+
+// TestResyncNamesATokenItCannotSend: an http.token with a trailing newline (a secret made
+// from a file) is refused when resync loads the config, naming the variable and the key,
+// instead of net/http's `invalid header field value for "Authorization"`, which named
+// neither; and a warning of the config (SASL PLAIN without TLS) is printed, as a misspelt
+// variable is.
+func TestResyncNamesATokenItCannotSend(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "stocksync.yaml")
+	writeFile(t, config, "kafka: {brokers: [k:9092], sasl: {mechanism: PLAIN, user: u}}\nhttp: {addr: \"127.0.0.1:1\"}\n")
+	resync := func() (string, error) {
+		var errOut bytes.Buffer
+		root := newRootCmd()
+		root.SetArgs([]string{"resync", "--config", config, "--timeout", "5s"})
+		root.SetOut(io.Discard)
+		root.SetErr(&errOut)
+		err := root.Execute()
+		return errOut.String(), err
+	}
+	t.Setenv("STOCKSYNC_HTTP_TOKEN", "s3cret\n")
+	if _, err := resync(); err == nil || !strings.HasPrefix(err.Error(), "STOCKSYNC_HTTP_TOKEN: http.token: ends with a newline") {
+		t.Errorf("a token ending with a newline: %v", err)
+	}
+	t.Setenv("STOCKSYNC_HTTP_TOKEN", "s3cret")
+	stderr, err := resync()
+	if err == nil || !strings.Contains(err.Error(), "calling the daemon at") {
+		t.Errorf("with a token it can send, resync calls the daemon: %v", err)
+	}
+	if want := "stocksync: warning: " + config + ":1:46: kafka.sasl.mechanism: PLAIN sends kafka.sasl.password to the brokers in clear text"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q lacks %q", stderr, want)
 	}
 }
