@@ -71,18 +71,7 @@ func TestLongGroupKeysAreSavedWhole(t *testing.T) {
 	if err := store.Save(t.Context(), at, rows); err != nil {
 		t.Fatalf("saving keys of up to %d bytes: %v", len(rows[3].Key), err)
 	}
-	loaded := func() map[string]string {
-		t.Helper()
-		_, state, _, err := store.Load(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for _, r := range state {
-			got[r.Scope+"|"+r.Key] = string(r.Value)
-		}
-		return got
-	}
+	loaded := func() map[string]string { return loadedState(t, store) }
 	want := map[string]string{}
 	for _, r := range rows {
 		want[r.Scope+"|"+r.Key] = string(r.Value)
@@ -204,18 +193,7 @@ func TestSaveDeletesManyGroupsInFewStatements(t *testing.T) {
 	if n := deletes() - before; n > 3 {
 		t.Errorf("deleting %d groups' state took %d DELETE statements; want at most 3 (500 groups a statement)", len(gone), n)
 	}
-	loaded := func(st *canal.CheckpointStore) map[string]string {
-		t.Helper()
-		_, state, _, err := st.Load(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for _, r := range state {
-			got[r.Scope+"|"+r.Key] = string(r.Value)
-		}
-		return got
-	}
+	loaded := func(st *canal.CheckpointStore) map[string]string { return loadedState(t, st) }
 	want := map[string]string{}
 	for _, r := range kept {
 		want[r.Scope+"|"+r.Key] = string(r.Value)
@@ -239,4 +217,18 @@ func TestSaveDeletesManyGroupsInFewStatements(t *testing.T) {
 	if got := loaded(other); len(got) != 1 || got[`product-stock|{"sku_id":"KEEP"}`] == "" {
 		t.Errorf("after the move: %v; want only the group kept", slices.Sorted(maps.Keys(got)))
 	}
+}
+
+// loadedState is the state store holds, "scope|key" → value.
+func loadedState(t *testing.T, store *canal.CheckpointStore) map[string]string {
+	t.Helper()
+	_, state, _, err := store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range state {
+		got[r.Scope+"|"+r.Key] = string(r.Value)
+	}
+	return got
 }

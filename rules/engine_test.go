@@ -332,21 +332,7 @@ rules:
 // description for the whole run (20,000 plans, 52 MB, after 20,000 DDL statements); and a
 // new description with another shape is planned anew, not served the old plan.
 func TestEngineHoldsOnePlanPerTableAcrossDescriptions(t *testing.T) {
-	set := mustParse(t, `
-rules:
-  - name: product-stock
-    match: {table: "inventory.sellable_shard"}
-    emit: aggregate
-    group_by: [sku_id]
-    sum: {sellable: qty}
-    topic: product.stock
-  - name: search-in-stock
-    match: {table: "inventory.sellable_shard"}
-    emit: transition
-    group_by: [sku_id]
-    sum: {sellable: qty}
-    value: "sellable > 0"
-    topic: search.availability
+	set := mustParse(t, issueRules+`
   - name: rows
     match: {table: "inventory.*", when: "after.qty > 0"}
     topic: shard.rows
