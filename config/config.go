@@ -39,7 +39,8 @@ type Config struct {
 	// never, initial (first start only) or when_needed (also when the checkpoint's binlog was purged).
 	Snapshot string `mapstructure:"snapshot"`
 	// SnapshotChunkSize is the rows read per primary-key chunk by snapshots and by a
-	// resync's re-read, which holds the stream for one chunk's read at a time.
+	// resync's re-read, which holds the stream for one chunk's read at a time. A chunk
+	// ends early at canal.DefaultChunkBytes of row values, whatever this says.
 	SnapshotChunkSize int `mapstructure:"snapshot_chunk_size"`
 	// HA makes the daemon a standby until it holds the leader lock on the source.
 	HA bool `mapstructure:"ha"`
