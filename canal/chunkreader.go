@@ -55,13 +55,15 @@ type ChunkCursor struct {
 type ChunkReader struct {
 	s      *Server
 	conn   *sql.Conn
-	size   int
+	size   int   // rows per chunk
+	bytes  int64 // a chunk ends early at this size of row values (chunkSizer)
 	log    *zap.Logger
 	names  []TableName // every table matched
 	order  []TableName // the tables to read, in order
 	done   []TableName // tables a Seek found read already
 	shapes map[TableName]*snapshotTable
 	stmts  map[*snapshotTable]chunkStmts
+	sizers map[*snapshotTable]*chunkSizer
 	cur    chunkStart // where the next chunk begins
 	closed bool
 }
@@ -74,7 +76,8 @@ type chunkStart struct {
 }
 
 // ReadChunks prepares the reading of every table filter matches (never the system
-// schemas), in chunks of chunkSize rows (default 10000). Close it when done.
+// schemas), in chunks of chunkSize rows (default 10000) that end early at
+// DefaultChunkBytes of row values, after the row that reaches it. Close it when done.
 func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize int, log *zap.Logger) (*ChunkReader, error) {
 	if chunkSize <= 0 {
 		chunkSize = 10000
@@ -86,8 +89,8 @@ func (s *Server) ReadChunks(ctx context.Context, filter TableFilter, chunkSize i
 	if err != nil {
 		return nil, err
 	}
-	r := &ChunkReader{s: s, size: chunkSize, log: log, names: names, order: names,
-		shapes: map[TableName]*snapshotTable{}, stmts: map[*snapshotTable]chunkStmts{}}
+	r := &ChunkReader{s: s, size: chunkSize, bytes: DefaultChunkBytes, log: log, names: names, order: names,
+		shapes: map[TableName]*snapshotTable{}, stmts: map[*snapshotTable]chunkStmts{}, sizers: map[*snapshotTable]*chunkSizer{}}
 	if r.conn, err = s.DB.Conn(ctx); err != nil {
 		return nil, fmt.Errorf("opening the connection of a chunked read: %w", err)
 	}
@@ -190,22 +193,22 @@ func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
 		if err != nil {
 			return nil, err
 		}
-		vals, last, err := r.read(ctx, st)
+		chunk, err := r.read(ctx, st)
 		if err != nil {
 			return nil, fmt.Errorf("reading a chunk of %s after %v: %w", st.table.FullName(), []any(r.cur.last), err)
 		}
-		if len(vals) == 0 {
+		if len(chunk.rows) == 0 {
 			continue
 		}
-		c := &Chunk{At: inst.pos, Table: st.table.FullName(), Rows: make([]*RowChange, len(vals)), start: start}
-		for i, v := range vals {
+		c := &Chunk{At: inst.pos, Table: st.table.FullName(), Rows: make([]*RowChange, len(chunk.rows)), start: start}
+		for i, v := range chunk.rows {
 			c.Rows[i] = inst.row(st, v, r.cur.rows)
 			r.cur.rows++
 		}
-		if !st.chunked || len(vals) < r.size { // the table's last chunk
+		if !chunk.more { // the table's last chunk
 			r.cur.at, r.cur.last = r.cur.at+1, nil
 		} else {
-			r.cur.last = last
+			r.cur.last = chunk.last
 		}
 		c.Then = r.cursor()
 		return c, nil
@@ -214,20 +217,17 @@ func (r *ChunkReader) Next(ctx context.Context) (*Chunk, error) {
 }
 
 // read reads the chunk of st after r.cur.last (a table that cannot be chunked: whole).
-func (r *ChunkReader) read(ctx context.Context, st *snapshotTable) ([][]any, SnapshotKey, error) {
+func (r *ChunkReader) read(ctx context.Context, st *snapshotTable) (chunkRead, error) {
 	stmts, ok := r.stmts[st]
 	if !ok {
 		var err error
-		if stmts, err = st.prepareChunks(ctx, r.conn, r.size); err != nil {
-			return nil, nil, err
+		if stmts, err = st.prepareChunks(ctx, r.conn); err != nil {
+			return chunkRead{}, err
 		}
 		r.stmts[st] = stmts
+		r.sizers[st] = &chunkSizer{rows: r.size, bytes: r.bytes}
 	}
-	rows, err := stmts.query(ctx, r.cur.last)
-	if err != nil {
-		return nil, nil, err
-	}
-	return st.readRows(rows, r.cur.last)
+	return stmts.read(ctx, st, r.cur.last, r.sizers[st])
 }
 
 // Rewind makes the next Next read c's key range again, in a new snapshot, and go on

@@ -324,3 +324,56 @@ func BenchmarkChunkReader(b *testing.B) {
 	b.ReportMetric(float64(reads[len(reads)/2].Microseconds())/1000, "ms/chunk(median)")
 	b.ReportMetric(float64(reads[len(reads)-1].Microseconds())/1000, "ms/chunk(max)")
 }
+
+// A re-read's chunk ends after the row that brings its values to the byte cap, as a
+// snapshot's does (TestSnapshotEndsAChunkAtItsByteCap), and its cursor goes on after that
+// row: read on, or from the cursor by another reader (a restart, a takeover), every row
+// comes once.
+func TestChunkReaderEndsAChunkAtItsByteCap(t *testing.T) {
+	s := newSource(t)
+	want := s.largeRows()
+	read := func(r *canal.ChunkReader, chunks int) (rows []string, last *canal.Chunk) {
+		for i := 0; chunks == 0 || i < chunks; i++ {
+			c, err := r.Next(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c == nil {
+				break
+			}
+			if len(c.Rows) > 4 {
+				t.Errorf("a chunk of %d rows of about 10 KB, over the 32 KiB cap by more than its last row", len(c.Rows))
+			}
+			for _, row := range c.Rows {
+				rows = append(rows, docsKey(row))
+			}
+			last = c
+		}
+		return rows, last
+	}
+	open := func() *canal.ChunkReader {
+		r, err := s.server.ReadChunks(t.Context(), schemaFilter(s.name), 1000, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+		r.SetChunkBytes(32 << 10)
+		return r
+	}
+	first := open()
+	head, chunk := read(first, 1)
+	if !slices.Equal(head, want[:4]) {
+		t.Fatalf("first chunk %v, want the first 4 rows %v: it ends at its 32 KiB cap, not at 1,000 rows", head, want[:4])
+	}
+	rest, _ := read(first, 0)
+	if got := append(slices.Clone(head), rest...); !slices.Equal(got, want) {
+		t.Errorf("read %v, want each row once in key order: %v", got, want)
+	}
+	second := open()
+	if err := second.Seek(t.Context(), chunk.Then); err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := read(second, 0); !slices.Equal(rest, want[4:]) {
+		t.Errorf("read from the first chunk's cursor %v, want the rows after it %v", rest, want[4:])
+	}
+}

@@ -14,3 +14,7 @@ func StopConfirming(l *Leadership) {
 	l.stop()
 	<-l.done
 }
+
+// SetChunkBytes sets the size of row values at which r's chunks end early (ReadChunks
+// takes DefaultChunkBytes); call it before the first Next.
+func (r *ChunkReader) SetChunkBytes(n int64) { r.bytes = n }

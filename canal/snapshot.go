@@ -24,6 +24,9 @@ import (
 type SnapshotOptions struct {
 	// ChunkSize is the number of rows read per primary-key chunk; default 10000.
 	ChunkSize int
+	// ChunkBytes ends a chunk early, after the row that brings its values to this size;
+	// the next chunk starts after that row. Default DefaultChunkBytes.
+	ChunkBytes int64
 	// Resume is the saved progress of an interrupted snapshot; nil starts afresh.
 	Resume *SnapshotProgress
 	// OnChunk is called after each chunk's rows were handed to the handler, with a copy
@@ -36,6 +39,12 @@ type SnapshotOptions struct {
 	// LogInterval is the least time between two progress logs; default 5s.
 	LogInterval time.Duration
 }
+
+// DefaultChunkBytes is the size of row values at which a primary-key chunk ends early: a
+// chunk is read whole before its first row is handed on, so ChunkSize rows with large
+// columns (a description, a JSON blob) would be held at once, 10,000 rows of 256 KiB
+// being 2.5 GiB.
+const DefaultChunkBytes = 64 << 20
 
 // SnapshotProgress is how far a snapshot has come. It encodes to JSON and back without
 // loss, so that an interrupted snapshot can be resumed from what was saved.
@@ -121,7 +130,7 @@ type snapshotTable struct {
 
 // Snapshot reads every table for which filter.Matches(schema, table) (never mysql, sys,
 // information_schema or performance_schema) as of one instant, in primary-key chunks of
-// opts.ChunkSize rows, and hands each row to h.Row as a RowChange with Op OpRead, Before
+// opts.ChunkSize rows and at most about opts.ChunkBytes (see chunkSizer), and hands each row to h.Row as a RowChange with Op OpRead, Before
 // nil and After of the same kinds and values the binlog stream produces for that row.
 // Its Source has the server's @@server_id, the instant's File and Pos, its GTID set in
 // GTID, the instant's server time in TsMs, and a running index over the whole snapshot
@@ -173,6 +182,9 @@ type snapshotTable struct {
 func (s *Server) Snapshot(ctx context.Context, filter TableFilter, h Handler, opts SnapshotOptions) (Position, error) {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 10000
+	}
+	if opts.ChunkBytes <= 0 {
+		opts.ChunkBytes = DefaultChunkBytes
 	}
 	if opts.LogInterval <= 0 {
 		opts.LogInterval = 5 * time.Second
@@ -566,8 +578,9 @@ func (st *snapshotTable) selectList() string {
 }
 
 // chunkQuery is the query for the chunk after a key: the row comparison (k1, k2) > (?, ?)
-// spelled out, which every server's range optimizer reads as a range on the key.
-func (st *snapshotTable) chunkQuery(after bool, limit int) string {
+// spelled out, which every server's range optimizer reads as a range on the key. Its
+// last placeholder is the LIMIT, which chunkSizer sets chunk by chunk.
+func (st *snapshotTable) chunkQuery(after bool) string {
 	var b strings.Builder
 	b.WriteString("SELECT " + st.selectList() + " FROM " + st.quoted)
 	key := st.table.PrimaryKey
@@ -595,7 +608,7 @@ func (st *snapshotTable) chunkQuery(after bool, limit int) string {
 		}
 		b.WriteString(quoteName(st.cols[k].name))
 	}
-	b.WriteString(" LIMIT " + strconv.Itoa(limit))
+	b.WriteString(" LIMIT ?")
 	return b.String()
 }
 
@@ -633,37 +646,34 @@ func (r *snapshotRun) readTable(ctx context.Context, st *snapshotTable) error {
 	}
 	r.log.Debug("snapshot of table started", zap.String("table", name), zap.Int64("rows_estimated", st.estimate),
 		zap.Bool("resumed", last != nil))
-	stmts, err := st.prepareChunks(ctx, r.conn, r.opts.ChunkSize)
+	stmts, err := st.prepareChunks(ctx, r.conn)
 	if err != nil {
 		return err
 	}
 	defer stmts.close()
+	sizer := &chunkSizer{rows: r.opts.ChunkSize, bytes: r.opts.ChunkBytes}
 	for {
 		// The chunk is read whole before it is handed on, so that a slow handler never
 		// holds the server's result set open (net_write_timeout).
-		rows, err := stmts.query(ctx, last)
+		chunk, err := stmts.read(ctx, st, last, sizer)
 		if err != nil {
 			return fmt.Errorf("reading chunk of %s after %v: %w", name, []any(last), err)
 		}
-		chunk, key, err := st.readRows(rows, last)
-		if err != nil {
-			return fmt.Errorf("reading chunk of %s after %v: %w", name, []any(last), err)
-		}
-		for _, vals := range chunk {
+		for _, vals := range chunk.rows {
 			if err := r.emit(ctx, st, vals); err != nil {
 				return err
 			}
 		}
-		done := len(chunk) < r.opts.ChunkSize
-		if len(chunk) > 0 {
-			last = key
+		done := !chunk.more
+		if len(chunk.rows) > 0 {
+			last = chunk.last
 			r.prog.LastKey[name] = last
 		}
 		if done {
 			r.prog.Done[name] = true
 			delete(r.prog.LastKey, name)
 		}
-		if len(chunk) > 0 || done {
+		if len(chunk.rows) > 0 || done {
 			if err := r.chunkDone(ctx, name); err != nil {
 				return err
 			}
@@ -685,12 +695,12 @@ func (r *snapshotRun) readWhole(ctx context.Context, st *snapshotTable) error {
 	}
 	r.log.Warn("table cannot be read in key chunks: reading it in one pass; an interrupted snapshot reads it again whole",
 		zap.String("table", name), zap.String("reason", why), zap.Int64("rows_estimated", st.estimate))
-	stmts, err := st.prepareChunks(ctx, r.conn, 0)
+	stmts, err := st.prepareChunks(ctx, r.conn)
 	if err != nil {
 		return err
 	}
 	defer stmts.close()
-	rows, err := stmts.query(ctx, nil)
+	rows, err := stmts.first.QueryContext(ctx)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", name, err)
 	}
@@ -723,7 +733,7 @@ func (r *snapshotRun) readWhole(ctx context.Context, st *snapshotTable) error {
 // exactly (the text protocol rounds FLOAT to 6 digits).
 type chunkStmts struct{ first, next *sql.Stmt }
 
-func (st *snapshotTable) prepareChunks(ctx context.Context, conn *sql.Conn, size int) (chunkStmts, error) {
+func (st *snapshotTable) prepareChunks(ctx context.Context, conn *sql.Conn) (chunkStmts, error) {
 	var c chunkStmts
 	var err error
 	if !st.chunked {
@@ -732,22 +742,76 @@ func (st *snapshotTable) prepareChunks(ctx context.Context, conn *sql.Conn, size
 		}
 		return c, nil
 	}
-	if c.first, err = conn.PrepareContext(ctx, st.chunkQuery(false, size)); err != nil {
+	if c.first, err = conn.PrepareContext(ctx, st.chunkQuery(false)); err != nil {
 		return c, fmt.Errorf("preparing the first chunk query of %s: %w", st.table.FullName(), err)
 	}
-	if c.next, err = conn.PrepareContext(ctx, st.chunkQuery(true, size)); err != nil {
+	if c.next, err = conn.PrepareContext(ctx, st.chunkQuery(true)); err != nil {
 		c.first.Close()
 		return c, fmt.Errorf("preparing the chunk query of %s: %w", st.table.FullName(), err)
 	}
 	return c, nil
 }
 
-// query reads the chunk after last, or the first chunk when last is nil.
-func (c chunkStmts) query(ctx context.Context, last SnapshotKey) (*sql.Rows, error) {
-	if last == nil {
-		return c.first.QueryContext(ctx)
+// chunkSizer sizes the chunks of one table: at most rows rows, ending early after the row
+// that brings the chunk's values to bytes (readRows). A chunk that ends early leaves the
+// rest of its result to the driver, which reads and discards it; so once a chunk has
+// shown how large the table's rows are, the next asks the server for no more rows than
+// fit in bytes at that size. A table's first chunk cannot know: for a table of large rows
+// the server sends up to rows rows of which the chunk keeps those that fit.
+type chunkSizer struct {
+	rows     int
+	bytes    int64
+	rowBytes int64 // the mean size of the rows of the last chunk read; 0: none read yet
+}
+
+// limit is the LIMIT of the next chunk's query.
+func (z *chunkSizer) limit() int {
+	if z.rowBytes > 0 && z.bytes/z.rowBytes < int64(z.rows) {
+		return max(int(z.bytes/z.rowBytes), 1)
 	}
-	return c.next.QueryContext(ctx, chunkArgs(last)...)
+	return z.rows
+}
+
+// chunkRead is one chunk as read: its rows' values, the key of its last row (nil when it
+// has none, or for a table read whole), their size (rowSize), and whether rows may follow
+// it in the table (the chunk ended at its row limit or at its byte cap).
+type chunkRead struct {
+	rows  [][]any
+	last  SnapshotKey
+	bytes int64
+	more  bool
+}
+
+// read reads the chunk of st after after (nil: its first), sized by z; a table that
+// cannot be chunked is read whole, whatever its size.
+func (c chunkStmts) read(ctx context.Context, st *snapshotTable, after SnapshotKey, z *chunkSizer) (chunkRead, error) {
+	if c.next == nil {
+		rows, err := c.first.QueryContext(ctx)
+		if err != nil {
+			return chunkRead{}, err
+		}
+		return st.readRows(rows, nil, 0)
+	}
+	limit := z.limit()
+	var rows *sql.Rows
+	var err error
+	if after == nil {
+		rows, err = c.first.QueryContext(ctx, limit)
+	} else {
+		rows, err = c.next.QueryContext(ctx, append(chunkArgs(after), limit)...)
+	}
+	if err != nil {
+		return chunkRead{}, err
+	}
+	chunk, err := st.readRows(rows, after, z.bytes)
+	if err != nil {
+		return chunkRead{}, err
+	}
+	chunk.more = chunk.more || len(chunk.rows) == limit
+	if n := int64(len(chunk.rows)); n > 0 {
+		z.rowBytes = max(chunk.bytes/n, 1)
+	}
+	return chunk, nil
 }
 
 func (c chunkStmts) close() {
@@ -757,31 +821,55 @@ func (c chunkStmts) close() {
 	}
 }
 
-// readRows reads a chunk's result whole and closes it: each row's values as the stream
-// gives them, and the key of the last row (nil when there is none). A last key equal to
-// after, the key the chunk was read after, is an error, so that no read loops on one chunk.
-func (st *snapshotTable) readRows(rows *sql.Rows, after SnapshotKey) (chunk [][]any, last SnapshotKey, err error) {
+// readRows reads a chunk's result and closes it: each row's values as the stream gives
+// them, and the key of the last row (nil when there is none). It stops after the row that
+// brings the values read to maxBytes (0: no cap), with more set: the rest of the result is
+// discarded, for the next chunk to read after last. A last key equal to after, the key
+// the chunk was read after, is an error, so that no read loops on one chunk.
+func (st *snapshotTable) readRows(rows *sql.Rows, after SnapshotKey, maxBytes int64) (chunkRead, error) {
 	defer rows.Close()
+	var chunk chunkRead
 	var raw []any
 	for rows.Next() {
 		var vals []any
+		var err error
 		if vals, raw, err = st.scan(rows); err != nil {
-			return nil, nil, err
+			return chunkRead{}, err
 		}
-		chunk = append(chunk, vals)
+		chunk.rows = append(chunk.rows, vals)
+		chunk.bytes += rowSize(vals)
+		if maxBytes > 0 && chunk.bytes >= maxBytes {
+			chunk.more = true
+			break
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, err
+		return chunkRead{}, err
 	}
-	if len(chunk) == 0 || len(st.table.PrimaryKey) == 0 {
-		return chunk, nil, nil
+	if len(chunk.rows) == 0 || len(st.table.PrimaryKey) == 0 {
+		return chunk, nil
 	}
-	last = st.keyOf(raw)
-	if reflect.DeepEqual(last, after) {
+	chunk.last = st.keyOf(raw)
+	if reflect.DeepEqual(chunk.last, after) {
 		// The server compared the key otherwise than it orders it.
-		return nil, nil, errors.New("the chunk ends at the same key; the key's comparison and order disagree")
+		return chunkRead{}, errors.New("the chunk ends at the same key; the key's comparison and order disagree")
 	}
-	return chunk, last, nil
+	return chunk, nil
+}
+
+// rowSize is about what a row's values hold in memory: strings and bytes by their
+// length, and each value an interface of 16 bytes.
+func rowSize(vals []any) int64 {
+	n := int64(16 * len(vals))
+	for _, v := range vals {
+		switch x := v.(type) {
+		case string:
+			n += int64(len(x))
+		case []byte:
+			n += int64(len(x))
+		}
+	}
+	return n
 }
 
 // row is the RowChange of one row read at inst: op r, its Source naming the instant, and

@@ -1128,3 +1128,52 @@ func TestSnapshotOfATableAlteredUnderItIsRetryable(t *testing.T) {
 		t.Fatalf("a new snapshot: %d rows, %v; want both tables' rows", len(rec.rows), err)
 	}
 }
+
+// largeRows makes table docs: 30 rows of about 10 KB, under a two-column key whose order
+// is not the insert order, and returns its keys in key order ("shelf|id").
+func (s *source) largeRows() []string {
+	s.t.Helper()
+	testutil.Exec(s.t, s.db, "CREATE TABLE docs (shelf INT NOT NULL, id INT NOT NULL, body LONGTEXT, PRIMARY KEY (shelf, id))",
+		"INSERT INTO docs SELECT seq % 3, seq, REPEAT(CHAR(97 + seq % 26), 10000) FROM seq_1_to_30")
+	return s.strings("SELECT CONCAT_WS('|', shelf, id) FROM docs ORDER BY shelf, id")
+}
+
+// docsKey is a docs row's key as largeRows writes it.
+func docsKey(r *canal.RowChange) string { return fmt.Sprintf("%v|%v", r.After[0], r.After[1]) }
+
+// A chunk is read whole before its first row is handed on, so a chunk of
+// snapshot_chunk_size rows with large columns was held at once (10,000 rows of 256 KiB:
+// 2.5 GiB). A chunk now ends after the row that brings its values to ChunkBytes, and the
+// next starts after that row: rows of about 10 KB under a cap of 32 KiB come 4 to the first
+// chunk (not the 1,000 of ChunkSize), at most 4 to any, each row once, in key order.
+func TestSnapshotEndsAChunkAtItsByteCap(t *testing.T) {
+	s := newSource(t)
+	want := s.largeRows()
+	rec := &recorder{}
+	var progress []canal.SnapshotProgress
+	if _, err := s.snapshot(rec, canal.SnapshotOptions{ChunkSize: 1000, ChunkBytes: 32 << 10,
+		OnChunk: func(_ context.Context, p canal.SnapshotProgress) error {
+			progress = append(progress, p)
+			return nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rec.rows {
+		got = append(got, docsKey(r))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rows handed on %v, want each row once in key order: %v", got, want)
+	}
+	if len(progress) == 0 || progress[0].RowsDone != 4 {
+		t.Fatalf("progress after the first chunk %+v; want 4 rows, the first chunk ending at its 32 KiB cap", progress)
+	}
+	if k := progress[0].LastKey[s.name+".docs"]; fmt.Sprintf("%v|%v", k...) != want[3] {
+		t.Errorf("the first chunk's last key %v, want %s: the next chunk starts after its last row", k, want[3])
+	}
+	for i := 1; i < len(progress); i++ {
+		if n := progress[i].RowsDone - progress[i-1].RowsDone; n > 4 {
+			t.Errorf("chunk %d holds %d rows of about 10 KB, over the 32 KiB cap by more than its last row", i, n)
+		}
+	}
+}

@@ -39,7 +39,8 @@ type Config struct {
 	// never, initial (first start only) or when_needed (also when the checkpoint's binlog was purged).
 	Snapshot string `mapstructure:"snapshot"`
 	// SnapshotChunkSize is the rows read per primary-key chunk by snapshots and by a
-	// resync's re-read, which holds the stream for one chunk's read at a time.
+	// resync's re-read, which holds the stream for one chunk's read at a time. A chunk
+	// ends early at canal.DefaultChunkBytes of row values, whatever this says.
 	SnapshotChunkSize int `mapstructure:"snapshot_chunk_size"`
 	// HA makes the daemon a standby until it holds the leader lock on the source.
 	HA bool `mapstructure:"ha"`
@@ -116,8 +117,11 @@ type Kafka struct {
 	TransactionalID string `mapstructure:"transactional_id"`
 	// CheckpointTopic holds checkpoints in exactly-once mode.
 	CheckpointTopic string `mapstructure:"checkpoint_topic"`
-	// MaxInFlight bounds the messages emitted but not yet acknowledged (memory bound).
-	MaxInFlight int `mapstructure:"max_in_flight"`
+	// MaxInFlight bounds the messages emitted but not yet acknowledged, and
+	// MaxInFlightBytes their size: what waits for the brokers is held in memory, and a
+	// count alone lets rows with large columns hold count × their size.
+	MaxInFlight      int `mapstructure:"max_in_flight"`
+	MaxInFlightBytes int `mapstructure:"max_in_flight_bytes"`
 	// TransactionTimeout is how long the brokers let a Kafka transaction stay open
 	// (exactly_once only): a snapshot commits in parts once its transaction has been open
 	// for half of it, so it bounds a part, not the snapshot. At most the brokers'
@@ -185,6 +189,9 @@ const (
 	minHoldTTL            = time.Second
 )
 
+// minInFlightBytes is the least kafka.max_in_flight_bytes.
+const minInFlightBytes = 1 << 20
+
 // MaxHoldTTL is the longest a hold may be kept, whether inventory.hold_ttl or a
 // deduction's own hold_ttl asks for it.
 const MaxHoldTTL = 7 * 24 * time.Hour
@@ -199,6 +206,7 @@ func Default() Config {
 			TransactionalID:    "stocksync",
 			CheckpointTopic:    "stocksync.checkpoints",
 			MaxInFlight:        100000,
+			MaxInFlightBytes:   256 << 20,
 			TransactionTimeout: 15 * time.Minute,
 			Partitioner:        "murmur2",
 			MaxMessageBytes:    1000000,
@@ -463,6 +471,11 @@ func (c Config) Validate() Problems {
 	}
 	if c.Kafka.MaxInFlight <= 0 {
 		bad("kafka.max_in_flight", "must be positive")
+	}
+	if c.Kafka.MaxInFlightBytes < minInFlightBytes {
+		// A message larger than the budget still goes, alone; a budget this small would
+		// send every message alone, one round trip to the brokers each.
+		bad("kafka.max_in_flight_bytes", "must be at least %d (1 MiB), got %d", minInFlightBytes, c.Kafka.MaxInFlightBytes)
 	}
 	if c.Kafka.TransactionTimeout < 10*time.Second {
 		bad("kafka.transaction_timeout", "must be at least 10s, got %s", c.Kafka.TransactionTimeout)

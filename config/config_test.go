@@ -53,6 +53,7 @@ func TestLoadReportsEveryProblemWithFileLineAndKey(t *testing.T) {
 		{"no inventory connections", "inventory: {max_connections: 0}\n", []string{"inventory.max_connections: must be between 1 and 4096"}},
 		{"bad snapshot", "snapshot: sometimes\n", []string{`snapshot: "sometimes" is not one of never, initial, when_needed`}},
 		{"empty chunks", "snapshot_chunk_size: 0\n", []string{"snapshot_chunk_size: must be between 1 and 1000000, got 0"}},
+		{"tiny in-flight budget", "kafka: {max_in_flight_bytes: 65536}\n", []string{"stocksync.yaml:1:30: kafka.max_in_flight_bytes: must be at least 1048576 (1 MiB), got 65536"}},
 		{"tiny messages", "kafka: {max_message_bytes: 10}\n", []string{"kafka.max_message_bytes: must be between 1024 and 100000000, got 10"}},
 		{"bad partitioner", "kafka: {partitioner: random}\n", []string{`kafka.partitioner: "random" is not one of murmur2, crc32, fnv1a`}},
 		{"heartbeat topic Kafka refuses", "kafka: {heartbeat_topic: \"stock heartbeat\"}\n", []string{`kafka.heartbeat_topic: "stock heartbeat": ' ' is not allowed in a Kafka topic name`}},

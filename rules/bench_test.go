@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -202,4 +203,44 @@ func BenchmarkCheckColumns(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/check")
 		})
 	}
+}
+
+// BenchmarkGroupMemory measures the heap the issue's two rules (the README's) keep per
+// SKU, one group of each, over 200,000 SKUs ("SKU-00000042"): the state that grows with
+// the catalogue, apart from what waits for the brokers (docs/operations.md, Memory). A
+// group holds its key and sums, not its rows, so the SKU's number of shard rows does not
+// change it.
+func BenchmarkGroupMemory(b *testing.B) {
+	const skus = 200000
+	liveHeap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	var perSKU float64
+	for b.Loop() {
+		b.StopTimer()
+		before := liveHeap()
+		b.StartTimer()
+		e := NewEngine(mustParse(b, issueRules), 1)
+		var out discard
+		for i := range skus {
+			c := ins(fmt.Sprintf("SKU-%08d", i), 0, 5)
+			c.Source = src(0)
+			if err := e.Row(context.Background(), c, &out); err != nil {
+				b.Fatal(err)
+			}
+			if i%1000 == 999 {
+				if _, err := e.Commit(context.Background(), canal.Position{File: "binlog.000003", Pos: uint32(i)}, &out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.StopTimer()
+		perSKU = (float64(liveHeap()) - float64(before)) / skus
+		runtime.KeepAlive(e)
+		b.StartTimer()
+	}
+	b.ReportMetric(perSKU, "heap-bytes/SKU")
 }

@@ -23,6 +23,11 @@ type KafkaConfig struct {
 	ClientID string
 	// MaxInFlight bounds messages emitted but not yet acknowledged; Emit blocks beyond it.
 	MaxInFlight int
+	// MaxInFlightBytes bounds their size (key, value and headers, as the producer counts
+	// it); Emit blocks beyond it, except for a message larger than it, which is handed
+	// over alone once nothing else is outstanding. 0: DefaultMaxInFlightBytes. The count
+	// alone let a stalled broker hold count × message size in memory.
+	MaxInFlightBytes int
 	// Partitioner names how a key picks its partition (see partitioners); "" is murmur2.
 	Partitioner string
 	// Security is TLS and SASL for the brokers; the zero value is plaintext.
@@ -79,8 +84,8 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kafka{log: cfg.Logger, maxMessageBytes: sc.Producer.MaxMessageBytes, acks: newAckWindow(cfg.MaxInFlight),
-		done: make(chan struct{})}
+	k := &Kafka{log: cfg.Logger, maxMessageBytes: sc.Producer.MaxMessageBytes,
+		acks: newAckWindow(cfg.MaxInFlight, maxInFlightBytes(cfg.MaxInFlightBytes)), done: make(chan struct{})}
 	// Once a message failed, what the producer still holds is read again from the
 	// checkpoint: no retry of it should wait (sarama waits the back-off per message
 	// when it finds no leader, so a closed client would drain 100,000 messages for
@@ -220,21 +225,36 @@ func connect(ctx context.Context, brokers []string, sec Security, sc *sarama.Con
 	return client, err
 }
 
+// DefaultMaxInFlightBytes bounds the size of the messages awaiting acknowledgement when
+// the config sets no bound (kafka.max_in_flight_bytes): 256 MiB, which 100,000 messages of
+// the product and search topics (a few hundred bytes each) stay well under, so it binds
+// only rows with large columns.
+const DefaultMaxInFlightBytes = 256 << 20
+
+func maxInFlightBytes(n int) int64 {
+	if n <= 0 {
+		return DefaultMaxInFlightBytes
+	}
+	return int64(n)
+}
+
 // ErrSinkFailed marks a message the producer gave up on; the sink must be recreated and
 // the stream resumed from the last checkpoint.
 var ErrSinkFailed = errors.New("kafka delivery failed")
 
-// Emit queues m and returns; it blocks only while MaxInFlight messages await
-// acknowledgement (or until ctx is done). It fails once any earlier message failed.
+// Emit queues m and returns; it blocks only while MaxInFlight messages, or
+// MaxInFlightBytes of them, await acknowledgement (or until ctx is done). It fails once
+// any earlier message failed.
 func (k *Kafka) Emit(ctx context.Context, m Message) error {
 	if err := k.failure(); err != nil {
 		return err
 	}
 	pm := toProducerMessage(m)
-	if err := checkSize(pm, k.maxMessageBytes); err != nil {
+	size, err := checkSize(pm, k.maxMessageBytes)
+	if err != nil {
 		return err
 	}
-	return k.acks.enqueue(ctx, k.producer.Input(), pm, &k.emitted, k.failed.Load)
+	return k.acks.enqueue(ctx, k.producer.Input(), pm, size, &k.emitted, k.failed.Load)
 }
 
 // TooLargeError is a message over kafka.max_message_bytes. No retry can deliver it, so it
@@ -251,17 +271,18 @@ func (e *TooLargeError) Error() string {
 		e.Topic, e.Key, e.Size, e.Limit)
 }
 
-// checkSize refuses pm when the producer would: sarama counts a record's size so, with
-// the record batch format (Kafka 0.11 and later).
-func checkSize(pm *sarama.ProducerMessage, limit int) error {
-	if size := pm.ByteSize(2); size > limit {
+// checkSize is pm's size as the producer counts it, with the record batch format (Kafka
+// 0.11 and later); it refuses pm when the producer would.
+func checkSize(pm *sarama.ProducerMessage, limit int) (int, error) {
+	size := pm.ByteSize(2)
+	if size > limit {
 		var key []byte
 		if pm.Key != nil {
 			key, _ = pm.Key.Encode()
 		}
-		return &TooLargeError{Topic: pm.Topic, Key: key, Size: size, Limit: limit}
+		return 0, &TooLargeError{Topic: pm.Topic, Key: key, Size: size, Limit: limit}
 	}
-	return nil
+	return size, nil
 }
 
 // Flush blocks until every message emitted before the call is acknowledged, a message

@@ -8,11 +8,13 @@ import (
 	"hash/crc32"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stocksync/stocksync/config"
 	"github.com/stocksync/stocksync/internal/testutil"
@@ -277,5 +279,141 @@ func TestMissingTopicIsNamedWithWhatToDo(t *testing.T) {
 	if !errors.Is(err, sinks.ErrSinkFailed) || !strings.Contains(err.Error(), "producing to never.created") ||
 		!strings.Contains(err.Error(), "auto.create.topics.enable") {
 		t.Fatalf("flushing a message to a topic the brokers lack: %v, want the topic named and what to do", err)
+	}
+}
+
+// stalledBroker is a broker that holds every produce request until release is called
+// (safe to call twice; the test calls it at the end, before the sinks' Close, which would
+// wait for the held requests).
+func stalledBroker(t *testing.T) (addr string, release func()) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	held := make(chan struct{})
+	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-held })
+		return nil, nil, false // then as the broker would
+	})
+	release = sync.OnceFunc(func() { close(held) })
+	t.Cleanup(release)
+	return c.ListenAddrs()[0], release
+}
+
+// boundedSink is what both delivery modes give the pipeline, and how each makes what was
+// emitted durable.
+type boundedSink struct {
+	Emit    func(context.Context, sinks.Message) error
+	Durable func(context.Context) error
+	Close   func() error
+}
+
+// deliveryModes open a sink of each delivery mode on broker with the byte budget
+// maxBytes: both go through the same window, and both must honour it.
+var deliveryModes = []struct {
+	name string
+	open func(t *testing.T, broker string, maxBytes int) boundedSink
+}{
+	{"at-least-once", func(t *testing.T, broker string, maxBytes int) boundedSink {
+		k, err := sinks.NewKafka(t.Context(), sinks.KafkaConfig{Brokers: []string{broker}, ClientID: "test", MaxInFlightBytes: maxBytes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return boundedSink{Emit: k.Emit, Durable: k.Flush, Close: k.Close}
+	}},
+	{"exactly-once", func(t *testing.T, broker string, maxBytes int) boundedSink {
+		tx, err := sinks.NewTransactional(t.Context(), sinks.TransactionalConfig{Brokers: []string{broker}, ClientID: "test",
+			TransactionalID: "bytes", CheckpointTopic: "bytes.checkpoints", MaxInFlightBytes: maxBytes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return boundedSink{Emit: tx.Emit, Close: tx.Close, Durable: func(ctx context.Context) error {
+			return tx.Commit(ctx, []sinks.CheckpointRecord{{Key: "position", Value: []byte("bin.1:4")}})
+		}}
+	}},
+}
+
+// waits reports whether Emit of m waits (for half a second) rather than return.
+func waits(t *testing.T, s boundedSink, m sinks.Message) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	err := s.Emit(ctx, m)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Emit: %v", err)
+	}
+	return err != nil
+}
+
+// While the brokers hold every produce request (an ISR shrink, a slow disk, a leader
+// election), Emit hands over messages until kafka.max_in_flight_bytes of them wait, and
+// then waits itself, whatever kafka.max_in_flight (here its default, 100,000) allows: rows
+// with large columns no longer pile up to 100,000 × their size in memory. Once the
+// brokers answer, it goes on and everything is delivered.
+func TestEmitWaitsOnceTheByteBudgetIsUsed(t *testing.T) {
+	const budget, valueSize = 1 << 20, 100 << 10
+	for _, mode := range deliveryModes {
+		t.Run(mode.name, func(t *testing.T) {
+			broker, release := stalledBroker(t)
+			s := mode.open(t, broker, budget)
+			defer s.Close()
+			defer release() // first: Close would wait for the held requests
+			topic := "bytes"
+			msg := func(i int) sinks.Message {
+				return sinks.Message{Topic: topic, Key: fmt.Appendf(nil, "k%02d", i), Value: bytes.Repeat([]byte{'a' + byte(i)}, valueSize)}
+			}
+			const fit = 10 // 10 messages of 100 KiB and a few bytes of key and framing fit in 1 MiB, 11 do not
+			for i := range fit {
+				if waits(t, s, msg(i)) {
+					t.Fatalf("Emit %d waited with %d KiB of %d KiB outstanding", i, i*valueSize>>10, budget>>10)
+				}
+			}
+			if !waits(t, s, msg(fit)) {
+				t.Fatalf("Emit %d returned with %d KiB outstanding and a budget of %d KiB: want it to wait", fit, fit*valueSize>>10, budget>>10)
+			}
+			release()
+			if err := s.Emit(t.Context(), msg(fit+1)); err != nil {
+				t.Fatalf("Emit once the broker answers: %v", err)
+			}
+			if err := s.Durable(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			got := testutil.Consume(t, broker, []string{topic}, fit+1, 10*time.Second, testutil.ConsumeOptions{ReadCommitted: true})
+			if len(got) != fit+1 {
+				t.Fatalf("read %d messages, want %d", len(got), fit+1)
+			}
+		})
+	}
+}
+
+// A message larger than the whole byte budget (kafka.max_in_flight_bytes under
+// kafka.max_message_bytes) is handed over alone, never waiting for good; the next one
+// waits for its acknowledgement.
+func TestEmitHandsOverAMessageLargerThanTheByteBudgetAlone(t *testing.T) {
+	for _, mode := range deliveryModes {
+		t.Run(mode.name, func(t *testing.T) {
+			broker, release := stalledBroker(t)
+			s := mode.open(t, broker, 64<<10)
+			defer s.Close()
+			defer release() // first: Close would wait for the held requests
+			topic := "large"
+			large := sinks.Message{Topic: topic, Key: []byte("large"), Value: bytes.Repeat([]byte("x"), 200<<10)}
+			if waits(t, s, large) {
+				t.Fatal("Emit of a 200 KiB message with nothing outstanding and a budget of 64 KiB waited")
+			}
+			if !waits(t, s, sinks.Message{Topic: topic, Key: []byte("small"), Value: []byte("v")}) {
+				t.Fatal("Emit after the large message returned before it was acknowledged")
+			}
+			release()
+			if err := s.Emit(t.Context(), sinks.Message{Topic: topic, Key: []byte("small"), Value: []byte("v")}); err != nil {
+				t.Fatalf("Emit once the broker answers: %v", err)
+			}
+			if err := s.Durable(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -27,9 +27,12 @@ type TransactionalConfig struct {
 	Partitioner     string
 	Security        Security
 	MaxMessageBytes int
-	// MaxInFlight bounds the messages handed to the producer and not yet acknowledged
-	// (kafka.max_in_flight); Emit waits beyond it. 0: transactionalMaxInFlight.
-	MaxInFlight int
+	// MaxInFlight and MaxInFlightBytes are as in KafkaConfig: they bound the messages
+	// handed to the producer and not yet acknowledged (acknowledged inside the open
+	// transaction, not committed), in number and in bytes; Emit waits beyond either.
+	// 0: transactionalMaxInFlight and DefaultMaxInFlightBytes.
+	MaxInFlight      int
+	MaxInFlightBytes int
 	// TransactionTimeout is how long the brokers let a transaction stay open before they
 	// abort it (kafka.transaction_timeout; at most their transaction.max.timeout.ms).
 	// 0: DefaultTransactionTimeout.
@@ -159,7 +162,7 @@ func NewTransactional(ctx context.Context, cfg TransactionalConfig) (*Transactio
 	t := &Transactional{
 		client: client, producer: producer, log: cfg.Logger, topic: cfg.CheckpointTopic, maxMessageBytes: sc.Producer.MaxMessageBytes,
 		timeout: sc.Producer.Transaction.Timeout,
-		known:   map[string]bool{}, acks: newAckWindow(maxInFlight),
+		known:   map[string]bool{}, acks: newAckWindow(maxInFlight, maxInFlightBytes(cfg.MaxInFlightBytes)),
 		done: make(chan struct{}),
 	}
 	var wg sync.WaitGroup
@@ -221,8 +224,8 @@ func runBlocking[T any](ctx context.Context, f func() (T, error), discard func(T
 }
 
 // Emit adds m to the open Kafka transaction, beginning one if none is open, and returns
-// without waiting for the broker. It blocks only while many messages await
-// acknowledgement (or until ctx is done). It fails (ErrSinkFailed) once any message of the
+// without waiting for the broker. It blocks only while MaxInFlight messages, or
+// MaxInFlightBytes of them, await acknowledgement (or until ctx is done). It fails (ErrSinkFailed) once any message of the
 // transaction failed; the transaction can then only be aborted.
 func (t *Transactional) Emit(ctx context.Context, m Message) error {
 	t.mu.Lock()
@@ -231,7 +234,8 @@ func (t *Transactional) Emit(ctx context.Context, m Message) error {
 		return err
 	}
 	pm := toProducerMessage(m)
-	if err := checkSize(pm, t.maxMessageBytes); err != nil {
+	size, err := checkSize(pm, t.maxMessageBytes)
+	if err != nil {
 		return err
 	}
 	if err := t.createTopic(ctx, m.Topic); err != nil {
@@ -240,7 +244,7 @@ func (t *Transactional) Emit(ctx context.Context, m Message) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	return t.send(ctx, pm)
+	return t.send(ctx, pm, size)
 }
 
 // createTopic has the brokers create topic if it is missing (if their
@@ -310,7 +314,7 @@ func (t *Transactional) Commit(ctx context.Context, checkpoint []CheckpointRecor
 		if r.Value != nil {
 			pm.Value = sarama.ByteEncoder(r.Value)
 		}
-		if err := t.send(ctx, pm); err != nil {
+		if err := t.send(ctx, pm, pm.ByteSize(2)); err != nil {
 			return t.fail(ctx, "writing checkpoint records", err)
 		}
 	}
@@ -391,13 +395,13 @@ func (t *Transactional) begin() error {
 	return nil
 }
 
-// send hands pm to the producer, waiting for room in the in-flight window. Called with mu
-// held.
-func (t *Transactional) send(ctx context.Context, pm *sarama.ProducerMessage) error {
+// send hands pm, of size bytes, to the producer, waiting for room in the in-flight window.
+// Called with mu held.
+func (t *Transactional) send(ctx context.Context, pm *sarama.ProducerMessage, size int) error {
 	if err := t.delivery(); err != nil {
 		return err
 	}
-	return t.acks.enqueue(ctx, t.producer.Input(), pm, &t.emitted, t.failed.Load)
+	return t.acks.enqueue(ctx, t.producer.Input(), pm, size, &t.emitted, t.failed.Load)
 }
 
 // waitAcked waits until every message handed to the producer is acknowledged. Called
@@ -525,18 +529,18 @@ func toProducerMessage(m Message) *sarama.ProducerMessage {
 		}
 		o.pm.Headers = hs
 	}
-	o.pm.Metadata = &o.seq
+	o.pm.Metadata = &o.track
 	return &o.pm
 }
 
 // outgoing is a producer message with its key and value encoders, its first headers and
-// its sequence number (Metadata points at seq) in one allocation: one message per row
-// change goes through here.
+// what the ack window tracks of it (Metadata points at track) in one allocation: one
+// message per row change goes through here.
 type outgoing struct {
 	pm         sarama.ProducerMessage
 	key, value bytesEncoder
 	headers    [2]sarama.RecordHeader
-	seq        uint64
+	track      tracking
 }
 
 // bytesEncoder is sarama.ByteEncoder behind a pointer, so that it does not allocate when
@@ -545,15 +549,6 @@ type bytesEncoder []byte
 
 func (b *bytesEncoder) Encode() ([]byte, error) { return *b, nil }
 func (b *bytesEncoder) Length() int             { return len(*b) }
-
-// sequence is the number enqueue gave pm (toProducerMessage made it).
-func sequence(pm *sarama.ProducerMessage) (uint64, bool) {
-	p, ok := pm.Metadata.(*uint64)
-	if !ok {
-		return 0, false
-	}
-	return *p, true
-}
 
 // headerKeys holds the bytes of the few header names in use, so that a message does not
 // allocate them again (sarama never writes to a header's key).
@@ -579,8 +574,6 @@ func (t *Transactional) collectErrors() {
 		}
 		// The message is settled; count it so that the window does not stall. The
 		// transaction cannot commit anyway.
-		if seq, ok := sequence(pe.Msg); ok {
-			t.acks.ack(seq)
-		}
+		t.acks.settle(pe.Msg)
 	}
 }

@@ -41,7 +41,8 @@ func newRootCmd() *cobra.Command {
 
 // tuneGC trades memory for CPU unless the environment chose (GOGC): the collector runs
 // at 200% heap growth instead of 100%. Streaming allocates a little per row, and the live
-// heap is small and bounded (kafka.max_in_flight), so halving the collector's share is
+// heap is bounded (kafka.max_in_flight_bytes, snapshot chunks; docs/operations.md,
+// Memory), so halving the collector's share is
 // worth the larger heap.
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {

@@ -691,8 +691,8 @@ type deliverySink interface {
 func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec sinks.Security, lease pipeline.Lease, log *zap.Logger) (deliverySink, pipeline.Checkpointer, error) {
 	if !cfg.Kafka.ExactlyOnce {
 		kc := sinks.KafkaConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
-			MaxInFlight: cfg.Kafka.MaxInFlight, Partitioner: cfg.Kafka.Partitioner, MaxMessageBytes: cfg.Kafka.MaxMessageBytes,
-			Security: sec, Logger: log}
+			MaxInFlight: cfg.Kafka.MaxInFlight, MaxInFlightBytes: cfg.Kafka.MaxInFlightBytes, Partitioner: cfg.Kafka.Partitioner,
+			MaxMessageBytes: cfg.Kafka.MaxMessageBytes, Security: sec, Logger: log}
 		if lease != nil {
 			kc.MayWrite = lease.Held
 		}
@@ -705,7 +705,7 @@ func newDelivery(ctx context.Context, cfg config.Config, brokers []string, sec s
 	tx, err := sinks.NewTransactional(ctx, sinks.TransactionalConfig{Brokers: brokers, ClientID: cfg.Kafka.ClientID,
 		TransactionalID: cfg.Kafka.TransactionalID, CheckpointTopic: cfg.Kafka.CheckpointTopic,
 		Partitioner: cfg.Kafka.Partitioner, MaxMessageBytes: cfg.Kafka.MaxMessageBytes, MaxInFlight: cfg.Kafka.MaxInFlight,
-		TransactionTimeout: cfg.Kafka.TransactionTimeout, Security: sec, Logger: log})
+		MaxInFlightBytes: cfg.Kafka.MaxInFlightBytes, TransactionTimeout: cfg.Kafka.TransactionTimeout, Security: sec, Logger: log})
 	if err != nil {
 		return nil, nil, pipeline.MarkRetryable(err)
 	}
