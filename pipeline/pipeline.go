@@ -470,14 +470,18 @@ func (p *Pipeline) pend(pos canal.Position, state []rules.StateEntry) {
 }
 
 // commitAt publishes what the rules hold for pos with no transaction read (a seed at the
-// start, before the stream replays from pos), and makes it the next checkpoint.
+// start, before the stream replays from pos; a reload's at idle) and saves it with the
+// checkpoint at pos at once, as the next transaction may be long in coming.
 func (p *Pipeline) commitAt(ctx context.Context, pos canal.Position) error {
 	state, err := p.engine.Commit(ctx, pos, p)
 	if err != nil {
-		return err
+		return fmt.Errorf("publishing at %s: %w", pos, err)
 	}
 	p.pend(pos, state)
 	p.emittedWhole = p.emitted.Load()
+	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
+		return fmt.Errorf("saving the rules' state with the checkpoint %s: %w", pos, err)
+	}
 	return nil
 }
 
@@ -530,10 +534,7 @@ func (p *Pipeline) installReload(ctx context.Context) (bool, error) {
 func (p *Pipeline) publishReload(ctx context.Context) error {
 	pos := p.streamPosition()
 	if err := p.commitAt(ctx, pos); err != nil {
-		return fmt.Errorf("publishing the reloaded rules' seed and take-backs at %s, the source being quiet: %w", pos, err)
-	}
-	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
-		return fmt.Errorf("saving the reloaded rules' state with the checkpoint %s: %w", pos, err)
+		return fmt.Errorf("the reloaded rules' seed and take-backs, the source being quiet: %w", err)
 	}
 	p.log.Info("rules reload published at once, the source being quiet: its seed and take-backs are saved with the checkpoint", zap.Stringer("pos", pos))
 	return nil

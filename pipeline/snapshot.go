@@ -64,10 +64,7 @@ func (p *Pipeline) startPosition(ctx context.Context, server *canal.Server, star
 			// stops soon after (at a change it refuses, at every retry) would otherwise
 			// seed again each time, reading the tables and publishing the seed once more.
 			if err := p.commitAt(ctx, start); err != nil {
-				return start, fmt.Errorf("publishing the seed of rules %v: %w", seeding, err)
-			}
-			if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
-				return start, fmt.Errorf("saving the seeded rules' state with the checkpoint %s: %w", start, err)
+				return start, fmt.Errorf("the seed of rules %v: %w", seeding, err)
 			}
 		}
 		return start, nil
@@ -239,12 +236,9 @@ func (p *Pipeline) resumeReseeding(ctx context.Context, server *canal.Server, sc
 			zap.Strings("row_rules", rowRules))
 		return p.snapshot(ctx, server, rowRuleTables, resume)
 	}
+	p.keepState(snapshotScope, snapshotKey, nil) // the progress goes with the seed's save
 	if err := p.commitAt(ctx, resume.Position); err != nil {
-		return resume.Position, fmt.Errorf("publishing the seed of rules %v: %w", names, err)
-	}
-	p.keepState(snapshotScope, snapshotKey, nil)
-	if err := p.saveCheckpoint(ctx, p.store, true); err != nil {
-		return resume.Position, fmt.Errorf("saving the seeded rules' state with the checkpoint %s: %w", resume.Position, err)
+		return resume.Position, fmt.Errorf("the seed of rules %v: %w", names, err)
 	}
 	p.log.Info("the interrupted snapshot's rules are seeded again; streaming from its position", zap.Stringer("pos", resume.Position))
 	return resume.Position, nil
