@@ -555,7 +555,7 @@ func (p *Pipeline) warnTopicsMoved(old, next *rules.Set) {
 		p.log.Warn("rules reload: an aggregate or transition rule publishes on another topic, under the same definition: the new topic gets only the groups that change from now on, "+
 			"the old one keeps their last values; resync the rule to publish every group on the new topic",
 			zap.String("rule", r.Name()), zap.String("old_topic", was.Topic()), zap.String("new_topic", r.Topic()),
-			zap.String("resync", "stocksync resync "+shell.Word(r.Name())))
+			zap.String("resync", shell.Line("stocksync", "resync", r.Name())))
 	}
 }
 

@@ -552,9 +552,5 @@ func savedCount(groups map[string]retiredGroup) int {
 
 // resyncCommand is the command that republishes the named rules' groups.
 func resyncCommand(names []string) string {
-	cmd := "stocksync resync"
-	for _, n := range names {
-		cmd += " " + shell.Word(n)
-	}
-	return cmd
+	return shell.Line(append([]string{"stocksync", "resync"}, names...)...)
 }

@@ -16,3 +16,9 @@ func TestWordQuotesOnlyWhatTheShellWouldSplitOrExpand(t *testing.T) {
 		}
 	}
 }
+
+func TestLineQuotesEachWord(t *testing.T) {
+	if got, want := Line("stocksync", "resync", "product-stock", "it's"), `stocksync resync product-stock 'it'\''s'`; got != want {
+		t.Errorf("Line = %s, want %s", got, want)
+	}
+}
