@@ -144,10 +144,13 @@ func CascadingAction(action string) bool {
 // and for any cascading ON UPDATE. A reader that takes neither misses nothing.
 func (k ForeignKey) MissedOps() []Op {
 	var ops []Op
-	if strings.EqualFold(k.OnDelete, "CASCADE") {
+	switch strings.ToUpper(k.OnDelete) {
+	case "CASCADE":
 		ops = append(ops, OpDelete)
+	case "SET NULL", "SET DEFAULT":
+		ops = append(ops, OpUpdate)
 	}
-	if (CascadingAction(k.OnDelete) && !strings.EqualFold(k.OnDelete, "CASCADE")) || CascadingAction(k.OnUpdate) {
+	if CascadingAction(k.OnUpdate) && !slices.Contains(ops, OpUpdate) {
 		ops = append(ops, OpUpdate)
 	}
 	return ops

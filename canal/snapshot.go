@@ -130,9 +130,9 @@ type snapshotTable struct {
 
 // Snapshot reads every table for which filter.Matches(schema, table) (never mysql, sys,
 // information_schema or performance_schema) as of one instant, in primary-key chunks of
-// opts.ChunkSize rows and at most about opts.ChunkBytes (see chunkSizer), and hands each row to h.Row as a RowChange with Op OpRead, Before
-// nil and After of the same kinds and values the binlog stream produces for that row.
-// Its Source has the server's @@server_id, the instant's File and Pos, its GTID set in
+// opts.ChunkSize rows and about opts.ChunkBytes at most (chunkSizer), and hands each row
+// to h.Row as a RowChange with Op OpRead, Before nil and After of the same kinds and
+// values the binlog stream produces for that row. Its Source has the server's @@server_id, the instant's File and Pos, its GTID set in
 // GTID, the instant's server time in TsMs, and a running index over the whole snapshot
 // in Row. After the last row it calls h.Commit once with the returned position (a
 // snapshot is one logical transaction for the checkpoint) and returns that position,

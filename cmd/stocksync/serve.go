@@ -828,7 +828,7 @@ func (rw *rulesWatch) followTarget(path string) {
 // another file cannot: a log written beside the rules file, which at log.level debug
 // would otherwise have the file read again for each of its own "read again" lines, for
 // ever.
-func (rw *rulesWatch) mayChangeRules(ev fsnotify.Event, path string) bool {
+func mayChangeRules(ev fsnotify.Event, path string) bool {
 	if ev.Op&^(fsnotify.Write|fsnotify.Chmod) != 0 || sameFile(ev.Name, path) {
 		return true
 	}
@@ -871,7 +871,7 @@ func (d *daemon) watchRules(ctx context.Context, rw *rulesWatch) {
 		case <-rw.hup:
 			d.reloadRules("SIGHUP", true)
 		case ev := <-changed:
-			if !rw.mayChangeRules(ev, d.cfg.Rules) {
+			if !mayChangeRules(ev, d.cfg.Rules) {
 				continue
 			}
 			if !pending || sameFile(ev.Name, d.cfg.Rules) {
